@@ -1,0 +1,93 @@
+# kairan - one readable Makefile.
+#   make            build kairand and kairanctl into build/
+#   make test       every test; ends with "N passed, N failed"
+#   make test SANITIZE=1   the same under ASan+UBSan (build-san/)
+#   make demo       local demo: private redis-server, outbox adapter
+#   make bench      benchmarks (figures printed, never asserted)
+
+PKGS    := libuv hiredis jansson libcurl openssl inih
+CC      ?= cc
+ifeq ($(SANITIZE),1)
+BUILD   ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   ?= build
+SANFLAGS :=
+endif
+OPT     ?= -O2 -g
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
+           -Wno-unused-parameter -MMD -MP $(SANFLAGS) \
+           -I. $(shell pkg-config --cflags $(PKGS))
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm
+LDFLAGS := $(SANFLAGS)
+
+# The library: everything but the two programs' main files.
+LIB_SRCS := \
+	common/kn.c common/log.c common/seal.c common/json.c \
+	config/config.c \
+	adapters/mime.c adapters/net.c adapters/adapter.c \
+	adapters/outbox.c adapters/smtp.c \
+	queue/redis_uv.c queue/queue.c queue/scripts.c \
+	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
+	dispatcher/daemon.c
+LIB_SRCS := $(wildcard $(LIB_SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+PROGS := $(BUILD)/kairand $(BUILD)/kairanctl
+
+.PHONY: all test check unit demo bench clean fmt-check deps
+all: $(PROGS) $(UNIT_BINS) $(BUILD)/bench/curl_loop
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libkairan.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kairand: $(BUILD)/dispatcher/main.o $(BUILD)/libkairan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/kairanctl: $(BUILD)/cli/kairanctl.o $(BUILD)/libkairan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/curl_loop: $(BUILD)/bench/curl_loop.o $(BUILD)/libkairan.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libkairan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -Wno-shadow -c $< -o $@
+
+test: all
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
+
+unit: $(UNIT_BINS)
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) KAIRAN_ONLY=unit tests/run.sh
+
+check: test
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/demo.sh
+
+deps:
+	@scripts/deps.sh
+
+bench: all
+	@BUILD=$(BUILD) bench/run.sh
+
+fmt-check:
+	@clang-format --dry-run --Werror $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

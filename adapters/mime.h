@@ -1,0 +1,101 @@
+/*
+ * mime.h - building Internet messages (RFC 5322, MIME, RFC 2047) for
+ * Japanese text, and checking and quoting addresses.
+ *
+ * Everything produced uses CRLF line ends, keeps every line at most 76
+ * octets (header lines are folded before 78 columns; the body is UTF-8 in
+ * base64), and never lets CR, LF or NUL from input reach a header.
+ */
+#ifndef KN_ADAPTERS_MIME_H
+#define KN_ADAPTERS_MIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int kn_utf8_valid(const char *s, size_t n);
+
+/* 1 if s holds no CR, LF or NUL (mail header injection guard). */
+int kn_header_safe(const char *s, size_t n);
+
+/*
+ * Check an address: exactly one '@' outside a quoted local part, a non-
+ * empty local part (<= 64 octets) and domain (<= 255), no control
+ * characters, no spaces outside quotes, valid UTF-8.  Carrier addresses
+ * such as "taro..yamada.@docomo.ne.jp" are accepted.  Returns 0, or
+ * KN_EINVAL with a short reason in *why (a static string).
+ */
+int kn_addr_check(const char *addr, const char **why);
+
+/*
+ * The address as it must be written in an SMTP envelope or a To: header:
+ * unchanged if the local part is a dot-atom, else with the local part
+ * quoted (RFC 5321 Quoted-string, as Postfix does):
+ *   taro..yamada.@docomo.ne.jp -> "taro..yamada."@docomo.ne.jp
+ * Returns a heap string.
+ */
+char *kn_addr_quote(const char *addr);
+
+/* 1 if addr matches the common `email` format (dot-atom local part) that
+ * SendGrid and similar APIs accept. */
+int kn_addr_is_dot_atom(const char *addr);
+
+/*
+ * Encode one header as "Name: value" with RFC 2047 B encoded-words
+ * (charset UTF-8) if the value is not plain printable ASCII, folded so that
+ * no line exceeds 76 octets, never splitting a UTF-8 character between
+ * encoded-words.  Ends with CRLF.  Returns a heap string.
+ */
+char *kn_mime_header(const char *name, const char *value);
+
+/*
+ * Decode an unfolded or folded header value containing RFC 2047 encoded
+ * words (B and Q, UTF-8 charset) back into UTF-8; whitespace between
+ * adjacent encoded-words is dropped as RFC 2047 says.  Returns 0 and a heap
+ * string, or KN_EINVAL.
+ */
+int kn_mime_header_decode(const char *value, char **out);
+
+/* Base64 with CRLF after every 76 output characters (and at the end). */
+char *kn_mime_base64_lines(const void *data, size_t len);
+
+/* Plain base64 (no line breaks) decode; used by tests and the fuzzer. */
+long kn_base64_decode(const char *s, size_t n, unsigned char **out);
+
+/*
+ * The deterministic Message-ID for one broadcast to one recipient:
+ * "<kn.<hex16 of SHA-256(bcast)>.<blind index>@<domain>>".  Heap string.
+ */
+char *kn_mime_message_id(const char *bcast, const char *bindex,
+                         const char *domain);
+
+/* RFC 5322 date in JST: "Sun, 22 Nov 2026 07:00:00 +0900". */
+void kn_mime_date(int64_t ms, char *buf, size_t len);
+
+struct kn_mime_msg {
+    const char *from;       /* "Name <addr>" or "addr" (name may be Japanese) */
+    const char *reply_to;   /* NULL for none */
+    const char *to;         /* plain address (quoted here if needed) */
+    const char *subject;    /* UTF-8 */
+    const char *body;       /* UTF-8, LF or CRLF line ends */
+    const char *message_id; /* with angle brackets */
+    int64_t date_ms;
+    int urgent; /* adds Priority/Importance headers */
+};
+
+/*
+ * Build a whole message (headers + blank line + body) with CRLF everywhere:
+ * Date, From, To, Subject, Message-ID, MIME-Version, Content-Type
+ * text/plain; charset=UTF-8, Content-Transfer-Encoding: base64.
+ * Returns 0 and a heap buffer (NUL-terminated, length in *len), or
+ * KN_EINVAL if a field holds CR/LF/NUL or invalid UTF-8.
+ */
+int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len);
+
+/*
+ * Split "Name <addr>" into heap strings (name may be NULL).  Returns 0 or
+ * KN_EINVAL.
+ */
+int kn_mime_split_mailbox(const char *mailbox, char **name, char **addr);
+
+#endif

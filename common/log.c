@@ -1,0 +1,204 @@
+/*
+ * log.c - JSON lines to stderr or a file.  Each call formats one whole line
+ * and writes it with one write(2), so lines from several processes appending
+ * to one file do not interleave.
+ */
+#define _GNU_SOURCE
+#include "log.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kn.h"
+
+enum kn_log_level kn_log_min = KN_LOG_INFO;
+static int log_fd = 2;
+
+static const char *level_name[] = {"debug", "info", "warn", "error"};
+
+int kn_log_level_parse(const char *s, enum kn_log_level *out)
+{
+    for (size_t i = 0; i < KN_ARRAY_SIZE(level_name); i++) {
+        if (strcmp(s, level_name[i]) == 0) {
+            *out = (enum kn_log_level)i;
+            return 0;
+        }
+    }
+    return KN_EINVAL;
+}
+
+int kn_log_open(const char *path)
+{
+    int fd;
+    if (path == NULL) {
+        if (log_fd != 2)
+            close(log_fd);
+        log_fd = 2;
+        return 0;
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return KN_EIO;
+    if (log_fd != 2)
+        close(log_fd);
+    log_fd = fd;
+    return 0;
+}
+
+/* Append s as a JSON string (with quotes) to the stream. */
+static void put_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,
+                 va_list ap)
+{
+    char tbuf[48], *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    const char *k, *v;
+
+    if (f == NULL)
+        return;
+    fprintf(f, "{\"time\":\"%s\",\"level\":\"%s\",\"subsys\":",
+            kn_time_jst(kn_now_ms(), tbuf, sizeof(tbuf)), level_name[lvl]);
+    put_json_string(f, subsys);
+    fputs(",\"msg\":", f);
+    put_json_string(f, msg);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        fputc(',', f);
+        put_json_string(f, k);
+        fputc(':', f);
+        if (v == NULL)
+            fputs("null", f);
+        else
+            put_json_string(f, v);
+    }
+    fputs("}\n", f);
+    fclose(f);
+    if (write(log_fd, line, len) < 0) {
+        /* Nowhere left to report a failing log; drop the line. */
+    }
+    free(line);
+}
+
+void kn_log(enum kn_log_level lvl, const char *subsys, const char *msg, ...)
+{
+    va_list ap;
+    if (!kn_log_enabled(lvl))
+        return;
+    va_start(ap, msg);
+    emit(lvl, subsys, msg, ap);
+    va_end(ap);
+}
+
+static void emit_plain(enum kn_log_level lvl, const char *subsys,
+                       const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    emit(lvl, subsys, msg, ap);
+    va_end(ap);
+}
+
+void kn_logf(enum kn_log_level lvl, const char *subsys, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+    if (!kn_log_enabled(lvl))
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    if (msg == NULL)
+        return;
+    emit_plain(lvl, subsys, msg, NULL);
+    free(msg);
+}
+
+char *kn_mask_address(const char *addr, char *buf, size_t len)
+{
+    const char *at = strrchr(addr, '@');
+    if (len == 0)
+        return buf;
+    if (at != NULL && at != addr) {
+        /* Keep the first octet of the local part only if it is ASCII, so a
+         * multi-byte character is never cut in half. */
+        unsigned char c = (unsigned char)addr[0];
+        if (c < 0x80 && c != '"')
+            snprintf(buf, len, "%c***%s", c, at);
+        else
+            snprintf(buf, len, "***%s", at);
+    } else {
+        size_t keep = strlen(addr) > 12 ? 4 : 0;
+        snprintf(buf, len, "%.*s***", (int)keep, addr);
+    }
+    return buf;
+}
+
+static int is_local_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || strchr("!#$%&'*+/=?^_`{|}~.-", c) != NULL;
+}
+
+char *kn_mask_text(const char *text, char *buf, size_t len)
+{
+    size_t o = 0, n = strlen(text);
+    if (len == 0)
+        return buf;
+    for (size_t i = 0; i < n && o + 1 < len;) {
+        if (text[i] == '@' && i > 0 && is_local_char((unsigned char)text[i - 1])) {
+            /* Rewind over the local part already copied, keep its first
+             * character, and write "***@". */
+            size_t start = i;
+            while (start > 0 && is_local_char((unsigned char)text[start - 1]))
+                start--;
+            size_t back = i - start;
+            if (back > o)
+                back = o;
+            o -= back;
+            if (o + 5 < len) {
+                buf[o++] = text[start];
+                memcpy(buf + o, "***@", 4);
+                o += 4;
+            }
+            i++;
+            continue;
+        }
+        buf[o++] = text[i++];
+    }
+    buf[o] = '\0';
+    return buf;
+}
