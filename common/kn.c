@@ -2,7 +2,9 @@
  * kn.c - error strings, aborting allocators, clocks and time formatting.
  * Nothing here knows about Redis, providers or the event loop.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "kn.h"
 
 #include <ctype.h>

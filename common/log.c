@@ -3,7 +3,9 @@
  * and writes it with one write(2), so lines from several processes appending
  * to one file do not interleave.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "log.h"
 
 #include <fcntl.h>

@@ -1,0 +1,634 @@
+"""harness.py - tiny stdlib-only library for kairan's integration tests.
+
+    import os, sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from harness import *
+
+    tap = TAP()
+    out = tmpdir("queue")
+    with Redis(out) as r, FakeSMTP(out, tls="starttls", auth="u:p") as smtp:
+        with tap.check("message delivered"):
+            ...
+            wait_for(lambda: len(smtp.messages()) == 1, 10, what="1 message")
+    tap.done()          # prints the plan, exits 0/1
+
+Every process started here is killed at interpreter exit if still running.
+"""
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+__all__ = [
+    "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
+    "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP",
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+FAKES = os.path.join(ROOT, "tests", "fakes")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+_procs = []       # every Proc started, for cleanup at exit
+_tmpdirs = []     # removed by TAP.done() when everything passed
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scale(n, minimum=1):
+    """n scaled by KAIRAN_TEST_SCALE (default 1): shrinks big counts."""
+    f = float(os.environ.get("KAIRAN_TEST_SCALE", "1") or 1)
+    return max(minimum, int(n * f))
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Poll predicate() until it returns something truthy; return that value.
+
+    Raises AssertionError("timed out after Ns waiting for <what>") otherwise.
+    Exceptions raised by predicate propagate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def _test_base():
+    base = os.environ.get("KAIRAN_TEST_OUT") or "/tmp"
+    os.makedirs(base, exist_ok=True)
+    return os.path.abspath(base)
+
+
+def tmpdir(prefix="kairan"):
+    """New directory under $KAIRAN_TEST_OUT (or /tmp).  TAP.done() removes it
+    when every test passed and KAIRAN_KEEP_TMP is unset; kept on failure."""
+    d = tempfile.mkdtemp(prefix=prefix + "-", dir=_test_base())
+    _tmpdirs.append(d)
+    return d
+
+
+def mkca(outdir=None):
+    """Run tests/tls/mkca.sh (idempotent, safe concurrently); returns the dir.
+
+    Default dir: a shared one under the test base, reused across tests.
+    Files: ca.pem ca.key server.pem/.key expired.pem/.key wronghost.pem/.key
+    selfsigned.pem/.key."""
+    if outdir is None:
+        outdir = os.path.join(_test_base(), "kairan-test-ca")
+    subprocess.run(["bash", os.path.join(ROOT, "tests", "tls", "mkca.sh"), outdir],
+                   check=True)
+    return outdir
+
+
+# ------------------------------------------------------------------ processes
+
+class Proc:
+    """A subprocess with stdout/stderr in files  out_dir/<name>.stdout/.stderr."""
+
+    def __init__(self, args, out_dir, name=None, env=None, cwd=None, extra_env=None,
+                 stdin=subprocess.DEVNULL):
+        self.args = [str(a) for a in args]
+        self.name = name or os.path.basename(self.args[0])
+        os.makedirs(out_dir, exist_ok=True)
+        self.stdout_path = os.path.join(out_dir, self.name + ".stdout")
+        self.stderr_path = os.path.join(out_dir, self.name + ".stderr")
+        e = dict(os.environ if env is None else env)
+        if extra_env:
+            e.update({k: str(v) for k, v in extra_env.items()})
+        self._out = open(self.stdout_path, "ab")
+        self._err = open(self.stderr_path, "ab")
+        self.p = subprocess.Popen(self.args, stdout=self._out, stderr=self._err,
+                                  stdin=stdin, env=e, cwd=cwd)
+        _procs.append(self)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    @property
+    def returncode(self):
+        """None while running; negative = killed by that signal."""
+        return self.p.poll()
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self, sig=signal.SIGTERM):
+        if self.alive():
+            try:
+                self.p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout=10.0):
+        """Wait for exit; returns the exit status; raises AssertionError on timeout."""
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s (pid %d) still running after %gs"
+                                 % (self.name, self.p.pid, timeout)) from None
+
+    def stop(self, timeout=10.0, sig=signal.SIGTERM):
+        """sig, wait up to timeout, then SIGKILL.  Returns the exit status."""
+        if self.alive():
+            self.kill(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self._close_files()
+        return self.p.returncode
+
+    def _close_files(self):
+        for f in (self._out, self._err):
+            try:
+                f.close()
+            except Exception:
+                pass
+
+    def stdout_text(self):
+        with open(self.stdout_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr_text(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_output(self, needle, timeout=10.0, stream="stderr"):
+        """Wait until needle (str) appears in the stream's file; fails early
+        when the process exits without printing it."""
+        get = self.stderr_text if stream == "stderr" else self.stdout_text
+
+        def seen():
+            if needle in get():
+                return True
+            if not self.alive():
+                if needle in get():
+                    return True
+                raise AssertionError("%s exited (%s) without printing %r; %s:\n%s"
+                                     % (self.name, self.returncode, needle, stream,
+                                        get()[-2000:]))
+            return False
+        return wait_for(seen, timeout, what="%r in %s of %s" % (needle, stream, self.name))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in _procs:
+        try:
+            if p.alive():
+                p.p.kill()
+                p.p.wait(5)
+        except Exception:
+            pass
+
+
+# ------------------------------------------------------------------ redis
+
+class RedisError(Exception):
+    """A '-ERR ...' reply."""
+
+
+class RespClient:
+    """Minimal blocking RESP2 client.
+
+    call("SET", "k", 1) -> "OK"; bulk strings -> bytes; integers -> int;
+    arrays -> list; nil -> None; error replies raise RedisError.
+    Arguments: str (UTF-8), bytes, int, float."""
+
+    def __init__(self, host="127.0.0.1", port=6379, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.sock.makefile("rb")
+
+    @staticmethod
+    def _arg(a):
+        if isinstance(a, bytes):
+            return a
+        if isinstance(a, str):
+            return a.encode("utf-8")
+        if isinstance(a, bool):
+            return b"1" if a else b"0"
+        if isinstance(a, (int, float)):
+            return repr(a).encode()
+        raise TypeError("unsupported Redis argument %r" % (a,))
+
+    @classmethod
+    def encode(cls, args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = cls._arg(a)
+            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(parts)
+
+    def _read(self):
+        line = self.f.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("redis connection closed")
+        t, rest = line[:1], line[1:-2]
+        if t == b"+":
+            return rest.decode("utf-8", "replace")
+        if t == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            if len(data) != n + 2:
+                raise ConnectionError("redis connection closed")
+            return data[:-2]
+        if t == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self._read() for _ in range(n)]
+        raise ConnectionError("bad RESP reply %r" % line)
+
+    @staticmethod
+    def _raise_nested(v):
+        if isinstance(v, RedisError):
+            raise v
+        return v
+
+    def call(self, *args):
+        self.sock.sendall(self.encode(args))
+        return self._raise_nested(self._read())
+
+    def pipeline(self, commands, raise_on_error=True):
+        """Send every command (each a list/tuple) in one write, return the
+        replies in order.  An error reply raises RedisError (after reading all
+        replies) or, with raise_on_error=False, appears as a RedisError object."""
+        if not commands:
+            return []
+        self.sock.sendall(b"".join(self.encode(list(c)) for c in commands))
+        res = [self._read() for _ in commands]
+        if raise_on_error:
+            for v in res:
+                self._raise_nested(v)
+        return res
+
+    def close(self):
+        try:
+            self.f.close()
+            self.sock.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Redis:
+    """A private redis-server on a free port (data dir under out_dir).
+
+        with Redis(out) as r:
+            r.client().call("PING")      # or r.call("PING")
+            r.url                        # "redis://127.0.0.1:PORT"
+    """
+
+    def __init__(self, out_dir, port=None, appendonly=False, extra_args=(),
+                 binary=None, start=True):
+        self.out_dir = out_dir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.dir = os.path.join(out_dir, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+        self._client = None
+        if start:
+            self.start()
+
+    @property
+    def host(self):
+        return "127.0.0.1"
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=10.0):
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", self.dir, "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--daemonize", "no", "--protected-mode", "no"] + self.extra_args
+        self.proc = Proc(args, self.out_dir, name="redis-%d" % self.port)
+
+        def up():
+            if not self.proc.alive():
+                raise AssertionError("redis-server exited (%s):\n%s" % (
+                    self.proc.returncode, self.proc.stdout_text()[-2000:]))
+            try:
+                with RespClient("127.0.0.1", self.port, timeout=1) as c:
+                    return c.call("PING") == "PONG"
+            except (OSError, RedisError):
+                return False
+        wait_for(up, timeout, what="redis-server on port %d" % self.port)
+        return self
+
+    def client(self, timeout=10.0):
+        """A new RespClient (caller closes it)."""
+        return RespClient("127.0.0.1", self.port, timeout=timeout)
+
+    def call(self, *args):
+        """One command on a shared connection (reconnects after restarts)."""
+        for attempt in (0, 1):
+            try:
+                if self._client is None:
+                    self._client = self.client()
+                return self._client.call(*args)
+            except (OSError, ConnectionError):
+                if self._client:
+                    self._client.close()
+                self._client = None
+                if attempt:
+                    raise
+
+    def _drop_client(self):
+        if self._client:
+            self._client.close()
+            self._client = None
+
+    def stop(self, timeout=10.0):
+        """SIGTERM (redis saves nothing with --save '', but flushes the AOF)."""
+        self._drop_client()
+        if self.proc:
+            self.proc.stop(timeout)
+
+    def kill(self):
+        """SIGKILL: a crash."""
+        self._drop_client()
+        if self.proc:
+            self.proc.kill(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, timeout=10.0, kill=False):
+        """Stop (or SIGKILL with kill=True) and start again on the same port
+        and dir (with appendonly the data survives)."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout)
+
+    def alive(self):
+        return bool(self.proc and self.proc.alive())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ------------------------------------------------------------------ fake SMTP
+
+class FakeSMTP:
+    """tests/fakes/fake_smtp.py on a free port.
+
+    FakeSMTP(out_dir, tls="none"|"starttls"|"implicit", cert=None, key=None,
+             require_tls=False, auth="user:pass" or list, max_rcpt=0,
+             extra_args=(), control=None, name="smtp")
+    With tls != "none" and no cert/key, the server cert of mkca() is used
+    (self.ca = path of ca.pem).
+    """
+
+    def __init__(self, out_dir, tls="none", cert=None, key=None, require_tls=False,
+                 auth=None, max_rcpt=0, extra_args=(), control=None, name="smtp",
+                 port=0, start=True):
+        self.out_dir = out_dir
+        self.name = name
+        self.tls = tls
+        self.ca = None
+        if tls != "none" and (cert is None or key is None):
+            d = mkca()
+            cert = cert or os.path.join(d, "server.pem")
+            key = key or os.path.join(d, "server.key")
+            self.ca = os.path.join(d, "ca.pem")
+        self.cert, self.key = cert, key
+        self.store_dir = os.path.join(out_dir, name + "-store")
+        os.makedirs(self.store_dir, exist_ok=True)
+        self.control_file = os.path.join(out_dir, name + "-control.json")
+        self.port_file = os.path.join(out_dir, name + ".port")
+        self.messages_path = os.path.join(self.store_dir, "messages.jsonl")
+        self.events_path = os.path.join(self.store_dir, "events.jsonl")
+        self.require_tls = require_tls
+        if isinstance(auth, str):
+            auth = [auth]
+        self.auth = list(auth or [])
+        self.max_rcpt = max_rcpt
+        self.extra_args = list(extra_args)
+        self.port = port
+        self.proc = None
+        if control is not None:
+            self.set_control(control)
+        if start:
+            self.start()
+
+    @property
+    def user(self):
+        return self.auth[0].split(":", 1)[0] if self.auth else None
+
+    @property
+    def password(self):
+        return self.auth[0].split(":", 1)[1] if self.auth else None
+
+    @property
+    def url(self):
+        scheme = "smtps" if self.tls == "implicit" else "smtp"
+        return "%s://127.0.0.1:%d" % (scheme, self.port)
+
+    def start(self, timeout=10.0):
+        """Start (or restart after stop(): same port when it had one)."""
+        try:
+            os.unlink(self.port_file)
+        except FileNotFoundError:
+            pass
+        args = [PYTHON, os.path.join(FAKES, "fake_smtp.py"),
+                "--port", str(self.port), "--port-file", self.port_file,
+                "--tls", self.tls, "--store", self.store_dir,
+                "--control", self.control_file, "--stats"]
+        if self.cert:
+            args += ["--cert", self.cert, "--key", self.key]
+        if self.require_tls:
+            args.append("--require-tls")
+        for a in self.auth:
+            args += ["--auth", a]
+        if self.max_rcpt:
+            args += ["--max-rcpt", str(self.max_rcpt)]
+        args += self.extra_args
+        self.proc = Proc(args, self.out_dir, name=self.name)
+
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("fake_smtp exited (%s):\n%s" % (
+                    self.proc.returncode, self.proc.stderr_text()[-2000:]))
+            return os.path.exists(self.port_file)
+        wait_for(ready, timeout, what="fake_smtp %s to listen" % self.name)
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        return self
+
+    def stop(self, timeout=10.0):
+        if self.proc:
+            return self.proc.stop(timeout)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def alive(self):
+        return bool(self.proc and self.proc.alive())
+
+    @staticmethod
+    def _jsonl(path):
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in raw.split(b"\n"):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass   # a line being written right now
+        return out
+
+    def messages(self):
+        """Accepted messages so far (dicts; see fake_smtp.py's docstring)."""
+        return self._jsonl(self.messages_path)
+
+    def events(self, ev=None):
+        """Events so far, optionally only one kind ("rcpt", "connect", ...)."""
+        evs = self._jsonl(self.events_path)
+        return [e for e in evs if e.get("ev") == ev] if ev else evs
+
+    def delivered_rcpts(self):
+        """Every accepted (message, recipient) as a list of unquoted addresses."""
+        return [r for m in self.messages() for r in m["rcpt"]]
+
+    def wait_messages(self, n, timeout=10.0):
+        """Wait until at least n messages are stored; returns them."""
+        return wait_for(lambda: (lambda m: m if len(m) >= n else None)(self.messages()),
+                        timeout, what="%d messages at fake smtp %s" % (n, self.name))
+
+    def peak_connections(self):
+        return max((e.get("active", 0) for e in self.events("connect")), default=0)
+
+    def set_control(self, control):
+        """Atomically replace the control file (temp + rename).  The fake sees
+        it at its next connection/MAIL/RCPT/DATA or within 50 ms."""
+        tmp = self.control_file + ".tmp%d" % os.getpid()
+        with open(tmp, "w") as f:
+            json.dump(control, f)
+        os.replace(tmp, self.control_file)
+
+    def clear_control(self):
+        self.set_control({})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ------------------------------------------------------------------ TAP
+
+class TAP:
+    """TAP producer.  Lines are printed (and flushed) as results come in; the
+    plan "1..N" comes last from done(), which exits 1 when anything failed."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.n = 0
+        self.failed = 0
+
+    def _emit(self, s):
+        self.out.write(s + "\n")
+        self.out.flush()
+
+    def diag(self, msg):
+        for ln in str(msg).splitlines() or [""]:
+            self._emit("# " + ln)
+
+    def ok(self, cond, name, detail=""):
+        self.n += 1
+        name = str(name).replace("\n", " ").replace("#", "\\#")
+        if cond:
+            self._emit("ok %d - %s" % (self.n, name))
+        else:
+            self.failed += 1
+            self._emit("not ok %d - %s" % (self.n, name))
+            if detail:
+                self.diag(detail)
+        return bool(cond)
+
+    def eq(self, got, want, name):
+        """ok(got == want) with both shown on failure."""
+        return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
+
+    def skip(self, name, reason):
+        self.n += 1
+        self._emit("ok %d - %s # SKIP %s" % (self.n, name, reason))
+
+    @contextlib.contextmanager
+    def check(self, name):
+        """with tap.check("name"): ...   -> ok when the block completes, not ok
+        (with the traceback as # lines) when it raises.  Never propagates
+        Exception (KeyboardInterrupt/SystemExit do propagate)."""
+        try:
+            yield self
+        except Exception as e:
+            tb = traceback.format_exc()
+            msg = "%s: %s" % (type(e).__name__, e)
+            self.ok(False, name, msg + "\n" + tb)
+        else:
+            self.ok(True, name)
+
+    def done(self):
+        """Print the plan; remove tmpdir()s when all passed; exit."""
+        self._emit("1..%d" % self.n)
+        if self.failed:
+            self.diag("%d of %d failed" % (self.failed, self.n))
+        elif not os.environ.get("KAIRAN_KEEP_TMP"):
+            for p in _procs:        # stop everything before deleting its files
+                if p.alive():
+                    p.stop(5)
+            for d in _tmpdirs:
+                shutil.rmtree(d, ignore_errors=True)
+        sys.stdout.flush()
+        sys.exit(1 if self.failed or self.n == 0 else 0)
