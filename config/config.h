@@ -26,6 +26,9 @@ struct kn_config {
     /* [redis] */
     char *redis_url;           /* redis://[:password@]host:port[/db] */
     char *redis_password_file; /* overrides a password in the url */
+    char *redis_password;      /* not a key: the password to AUTH with,
+                                  from redis_password_file, else from the
+                                  url; NULL = none */
     char *redis_prefix;        /* key prefix, default "kairan:" */
     int64_t redis_timeout_ms;  /* per command (and connect) timeout */
 
@@ -78,7 +81,8 @@ struct kn_config {
  * Fill cfg with the defaults, then read path (if not NULL), then apply the
  * environment overrides (KAIRAN_REDIS_URL, KAIRAN_SMTP_PASSWORD, ...), then
  * read the *_file secrets.  On error returns KN_ECONFIG and writes one line
- * per problem to err as "file:line: what is wrong, what is allowed".
+ * per problem to err as "file:line: what is wrong, what is allowed"; cfg
+ * is then left zeroed with nothing to free.  err may be NULL.
  */
 int kn_config_load(struct kn_config *cfg, const char *path, FILE *err);
 

@@ -1,0 +1,118 @@
+/*
+ * adapter.c - the table of providers and what all adapters share.
+ */
+#include "adapter.h"
+
+#include <string.h>
+
+#include "common/kn.h"
+
+const char kn_detail_aborted[] = "aborted: shutting down";
+
+static const struct kn_adapter_ops *const adapters[] = {
+    &kn_adapter_outbox,
+    &kn_adapter_smtp,
+};
+
+const char *kn_status_name(enum kn_status s)
+{
+    switch (s) {
+    case KN_DELIVERED:
+        return "delivered";
+    case KN_TEMPFAIL:
+        return "tempfail";
+    case KN_PERMFAIL:
+        return "permfail";
+    }
+    return "unknown";
+}
+
+const struct kn_adapter_ops *kn_adapter_find(const char *name)
+{
+    for (size_t i = 0; i < KN_ARRAY_SIZE(adapters); i++) {
+        if (strcmp(adapters[i]->name, name) == 0)
+            return adapters[i];
+    }
+    return NULL;
+}
+
+int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
+                    const struct kn_config *cfg)
+{
+    const struct kn_adapter_ops *ops = kn_adapter_find(name);
+    if (ops == NULL)
+        return KN_ENOENT;
+    memset(a, 0, sizeof(*a));
+    a->ops = ops;
+    a->loop = loop;
+    return ops->open(a, cfg);
+}
+
+/* ---- mail building shared by smtp, outbox (and later sendgrid) ---- */
+
+#include <stdlib.h>
+
+#include "adapters/mime.h"
+#include "common/log.h"
+#include "config/config.h"
+
+int kn__mail_conf_init(struct kn_mail_conf *mc, const struct kn_config *cfg)
+{
+    char *name = NULL, *addr = NULL;
+    const char *at;
+    memset(mc, 0, sizeof(*mc));
+    if (kn_mime_split_mailbox(cfg->smtp_from, &name, &addr) < 0 ||
+        (at = strrchr(addr, '@')) == NULL) {
+        kn_log(KN_LOG_ERROR, "mail", "smtp.from is not a mailbox",
+               "hint", "write it as 'Name <noreply@school.example.jp>'",
+               NULL);
+        free(name);
+        free(addr);
+        return KN_ECONFIG;
+    }
+    mc->from = kn_xstrdup(cfg->smtp_from);
+    mc->from_addr = addr;
+    mc->domain = kn_xstrdup(at + 1);
+    mc->reply_to = cfg->smtp_reply_to ? kn_xstrdup(cfg->smtp_reply_to) : NULL;
+    free(name);
+    return 0;
+}
+
+void kn__mail_conf_free(struct kn_mail_conf *mc)
+{
+    free(mc->from);
+    free(mc->from_addr);
+    free(mc->reply_to);
+    free(mc->domain);
+    memset(mc, 0, sizeof(*mc));
+}
+
+int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
+                   char **out, size_t *len)
+{
+    struct kn_mime_msg m;
+    char *subject = NULL, *body = NULL, *mid;
+    int rc;
+
+    mid = kn_mime_message_id(job->msg->bcast, job->bindex, mc->domain);
+    if (job->msg->drill) {
+        /* A drill must never be mistaken for the real thing. */
+        subject = kn_xasprintf("【訓練】%s", job->msg->subject);
+        body = kn_xasprintf("※これは訓練です。(This is a drill.)\n\n%s",
+                            job->msg->body);
+    }
+    memset(&m, 0, sizeof(m));
+    m.from = mc->from;
+    m.reply_to = mc->reply_to;
+    m.to = job->addr;
+    m.subject = subject ? subject : job->msg->subject;
+    m.body = body ? body : job->msg->body;
+    m.message_id = mid;
+    m.date_ms = kn_now_ms();
+    m.urgent = job->msg->urgent;
+    rc = kn_mime_build(&m, out, len);
+    free(subject);
+    free(body);
+    free(mid);
+    return rc;
+}

@@ -1,0 +1,121 @@
+/*
+ * adapter.h - the one interface every delivery provider implements
+ * (DESIGN.md "The adapter interface").
+ *
+ * An adapter sends; it never decides.  It classifies the provider's answer
+ * into delivered, tempfail (retry) or permfail (give up) with a detail
+ * string that carries the provider's code and text and never a plaintext
+ * address.  The dispatcher alone decides about retries, fallback and
+ * failover.  send() never blocks: everything runs on the one uv loop, and
+ * every job handed to send() gets exactly one done call, possibly before
+ * send() returns.
+ */
+#ifndef KN_ADAPTERS_ADAPTER_H
+#define KN_ADAPTERS_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct kn_config;
+struct kn_keyring;
+
+enum kn_status { KN_DELIVERED, KN_TEMPFAIL, KN_PERMFAIL };
+
+/* Text for a status: "delivered", "tempfail", "permfail". */
+const char *kn_status_name(enum kn_status s);
+
+struct kn_result {
+    enum kn_status status;
+    int64_t retry_after_ms; /* > 0: the provider asked us to wait so long */
+    const char *detail;     /* provider code + text; masked; may be NULL */
+};
+
+/* What is sent: shared by every job of one broadcast (read-only). */
+struct kn_message {
+    char *bcast;      /* broadcast id */
+    char *tenant;     /* tenant id */
+    char *category;   /* emergency, notice, ... */
+    char *subject;    /* UTF-8, checked */
+    char *body;       /* UTF-8, checked */
+    int urgent;       /* priority urgent */
+    int drill;        /* a drill */
+    int64_t created_ms;
+    int64_t expires_ms;
+};
+
+/* One delivery job as an adapter sees it. */
+struct kn_job {
+    const struct kn_message *msg;
+    const char *channel; /* "email", "line", "push" */
+    const char *rcpt;    /* recipient id (not an address) */
+    const char *bindex;  /* blind index of the address */
+    const char *addr;    /* plaintext address, decrypted just before send */
+    int attempt;         /* 1 for the first try */
+    void *_owner;        /* the worker's record of this job */
+};
+
+typedef void kn_done_cb(struct kn_job *job, const struct kn_result *r,
+                        void *arg);
+
+struct kn_adapter;
+
+struct kn_adapter_ops {
+    const char *name; /* "smtp", "outbox", ... */
+    size_t max_batch; /* jobs per send() call: LINE 500, others 1 */
+    /* Allocate private state into a->priv; log and return < 0 on error. */
+    int (*open)(struct kn_adapter *a, const struct kn_config *cfg);
+    /* Start sending n jobs; each gets one done call. */
+    int (*send)(struct kn_adapter *a, struct kn_job **jobs, size_t n,
+                kn_done_cb *done, void *arg);
+    /* Sends started and not finished (for drain). */
+    size_t (*in_flight)(struct kn_adapter *a);
+    /* Most sends this adapter wants at once (the worker's slots). */
+    size_t (*capacity)(struct kn_adapter *a);
+    /* Abort what is running (done calls with tempfail) and free. */
+    void (*close)(struct kn_adapter *a);
+};
+
+struct kn_adapter {
+    const struct kn_adapter_ops *ops;
+    uv_loop_t *loop;
+    void *priv;
+};
+
+/*
+ * Find the ops for a name ("smtp", "outbox"), or NULL.  Adding a provider
+ * is one file in adapters/ and one row in the table in adapter.c.
+ */
+const struct kn_adapter_ops *kn_adapter_find(const char *name);
+
+/* Open an adapter by name into a.  Returns 0 or a negative KN_E* code. */
+int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
+                    const struct kn_config *cfg);
+
+extern const struct kn_adapter_ops kn_adapter_outbox;
+extern const struct kn_adapter_ops kn_adapter_smtp;
+
+/* Fixed details, compared by pointer by callers. */
+extern const char kn_detail_aborted[];  /* "aborted: shutting down" */
+
+#endif
+
+/* ---- shared by the mail adapters (smtp, outbox, sendgrid) ---- */
+
+struct kn_mail_conf {
+    char *from;     /* "Name <addr>" */
+    char *from_addr; /* addr part */
+    char *reply_to;
+    char *domain; /* for Message-ID */
+};
+
+/* Fill mc from the [smtp] keys.  Returns 0 or KN_ECONFIG (logged). */
+int kn__mail_conf_init(struct kn_mail_conf *mc, const struct kn_config *cfg);
+void kn__mail_conf_free(struct kn_mail_conf *mc);
+
+/*
+ * The whole RFC 5322 message for one job (drill prefix and line added).
+ * Returns 0 and a heap buffer, or KN_EINVAL (bad field: permanent).
+ */
+int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
+                   char **out, size_t *len);

@@ -1,0 +1,244 @@
+/*
+ * net.c - curl multi_socket on the uv loop.
+ *
+ * Lifetime: the kn_net struct holds a CURLM, a uv_timer_t and a count of
+ * open uv handles (the timer and every socket's poll).  kn_net_close()
+ * removes the transfers, closes every handle, and the last close callback
+ * frees the struct: never earlier (libuv handle rules).
+ */
+#include "net.h"
+
+#include <stdlib.h>
+
+#include "common/kn.h"
+#include "common/log.h"
+
+struct kn_net {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    size_t open_handles; /* timer + polls not yet closed */
+    size_t active;       /* transfers added, not yet done */
+    int closing;
+    struct net_xfer *xfers; /* active transfers, for kn_net_close */
+};
+
+struct net_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct kn_net *net;
+};
+
+struct net_xfer {
+    kn_net_done_cb *done;
+    void *arg;
+    CURL *easy;
+    struct net_xfer *prev, *next; /* list of active transfers */
+};
+
+static void xfer_unlink(struct kn_net *net, struct net_xfer *x)
+{
+    if (x->prev != NULL)
+        x->prev->next = x->next;
+    else
+        net->xfers = x->next;
+    if (x->next != NULL)
+        x->next->prev = x->prev;
+}
+
+static void maybe_free(struct kn_net *net)
+{
+    if (net->closing && net->open_handles == 0)
+        free(net);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct kn_net *net;
+    if (h->type == UV_POLL) {
+        struct net_sock *s = kn_container_of(h, struct net_sock, poll);
+        net = s->net;
+        free(s);
+    } else {
+        net = kn_container_of(h, struct kn_net, timer);
+    }
+    net->open_handles--;
+    maybe_free(net);
+}
+
+/*
+ * Hand every finished transfer to its owner.  The owner may add new
+ * transfers from its callback; that is a plain call into curl from our own
+ * code, not from a curl callback, so it is allowed.
+ */
+static void check_done(struct kn_net *net)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(net->multi, &left)) != NULL) {
+        struct net_xfer *x = NULL;
+        CURL *easy;
+        CURLcode rc;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        easy = msg->easy_handle;
+        rc = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(net->multi, easy);
+        net->active--;
+        if (x != NULL) {
+            kn_net_done_cb *done = x->done;
+            xfer_unlink(net, x);
+            void *arg = x->arg;
+            free(x);
+            curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+            done(easy, rc, arg);
+        }
+    }
+}
+
+static void socket_action(struct kn_net *net, curl_socket_t fd, int flags)
+{
+    int running;
+    curl_multi_socket_action(net->multi, fd, flags, &running);
+    check_done(net);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct net_sock *s = kn_container_of(h, struct net_sock, poll);
+    int flags = 0;
+    /* Unlike hiredis' bundled adapter we do not drop errors: curl is told,
+     * so that the transfer fails instead of hanging. */
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    socket_action(s->net, s->fd, flags);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct kn_net *net = kn_container_of(t, struct kn_net, timer);
+    socket_action(net, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+                     void *socketp)
+{
+    struct kn_net *net = userp;
+    struct net_sock *s = socketp;
+    int events = 0;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+            if (!net->closing)
+                curl_multi_assign(net->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = kn_xcalloc(1, sizeof(*s));
+        s->fd = fd;
+        s->net = net;
+        if (uv_poll_init_socket(net->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        net->open_handles++;
+        curl_multi_assign(net->multi, fd, s);
+    }
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static int cb_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct kn_net *net = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&net->timer);
+    else
+        uv_timer_start(&net->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns,
+                          int multiplex)
+{
+    struct kn_net *net = kn_xcalloc(1, sizeof(*net));
+    net->loop = loop;
+    net->multi = curl_multi_init();
+    if (net->multi == NULL)
+        KN_PANIC("curl_multi_init failed");
+    uv_timer_init(loop, &net->timer);
+    net->open_handles = 1;
+    curl_multi_setopt(net->multi, CURLMOPT_SOCKETFUNCTION, cb_socket);
+    curl_multi_setopt(net->multi, CURLMOPT_SOCKETDATA, net);
+    curl_multi_setopt(net->multi, CURLMOPT_TIMERFUNCTION, cb_timer);
+    curl_multi_setopt(net->multi, CURLMOPT_TIMERDATA, net);
+    if (max_host_conns > 0) {
+        curl_multi_setopt(net->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          max_host_conns);
+        curl_multi_setopt(net->multi, CURLMOPT_MAXCONNECTS, max_host_conns);
+    }
+    curl_multi_setopt(net->multi, CURLMOPT_PIPELINING,
+                      multiplex ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+    return net;
+}
+
+void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done,
+                void *arg)
+{
+    struct net_xfer *x = kn_xmalloc(sizeof(*x));
+    CURLMcode mc;
+    x->done = done;
+    x->arg = arg;
+    x->easy = easy;
+    x->prev = NULL;
+    x->next = net->xfers;
+    if (net->xfers != NULL)
+        net->xfers->prev = x;
+    net->xfers = x;
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    mc = curl_multi_add_handle(net->multi, easy);
+    if (mc != CURLM_OK)
+        KN_PANIC("curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    net->active++;
+}
+
+size_t kn_net_active(const struct kn_net *net)
+{
+    return net->active;
+}
+
+void kn_net_close(struct kn_net *net)
+{
+    /* Abort what is still running: each owner hears of it once. */
+    while (net->xfers != NULL) {
+        struct net_xfer *x = net->xfers;
+        kn_net_done_cb *done = x->done;
+        void *arg = x->arg;
+        CURL *easy = x->easy;
+        xfer_unlink(net, x);
+        curl_multi_remove_handle(net->multi, easy);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        net->active--;
+        free(x);
+        done(easy, CURLE_ABORTED_BY_CALLBACK, arg);
+    }
+    /* Cleanup closes the cached connections; their REMOVE callbacks close
+     * the polls, and the last close callback frees the struct. */
+    net->closing = 1;
+    curl_multi_cleanup(net->multi);
+    net->multi = NULL;
+    uv_timer_stop(&net->timer);
+    uv_close((uv_handle_t *)&net->timer, on_handle_closed);
+}

@@ -1,0 +1,267 @@
+/*
+ * smtp.c - e-mail through the school's relay with libcurl's SMTP client on
+ * the shared multi_socket/uv transport (net.c).
+ *
+ * One transfer is one message to one recipient; up to smtp.connections run
+ * at once and libcurl keeps those connections open and reuses them.  TLS is
+ * required by default (STARTTLS, or implicit TLS for smtps://), at least
+ * TLS 1.2, with the peer verified; smtp.tls = none is an explicit opt-out
+ * for a local relay and is logged at start.
+ *
+ * Classification (PROVIDERS.md 6.1): the reply code, not the CURLcode,
+ * decides, since 4xx and 5xx give the same CURLcode: 2xx delivered, 4xx
+ * and network/TLS errors tempfail, 5xx permfail.  The detail holds the code
+ * and the server's text with any address in it masked.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/adapter.h"
+#include "adapters/mime.h"
+#include "adapters/net.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+
+struct smtp {
+    struct kn_net *net;
+    struct kn_mail_conf mail;
+    char *url; /* with the EHLO name as path */
+    enum kn_smtp_tls tls;
+    char *ca_file, *username, *password;
+    long timeout_ms;
+    size_t connections;
+    size_t in_flight;
+};
+
+struct smtp_send {
+    struct smtp *s;
+    struct kn_job *job;
+    kn_done_cb *done;
+    void *arg;
+    char *data;
+    size_t len, off;
+    struct curl_slist *rcpt;
+    char last_reply[200]; /* last server reply line, raw */
+    char detail[320];
+};
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct smtp_send *m = userp;
+    size_t n = size * nitems, left = m->len - m->off;
+    if (n > left)
+        n = left;
+    memcpy(buf, m->data + m->off, n);
+    m->off += n;
+    return n;
+}
+
+/* Keep the server's last reply line so that the reason can quote it. */
+static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
+                    void *userp)
+{
+    struct smtp_send *m = userp;
+    size_t n;
+    if (type != CURLINFO_HEADER_IN)
+        return 0;
+    n = size < sizeof(m->last_reply) - 1 ? size : sizeof(m->last_reply) - 1;
+    memcpy(m->last_reply, data, n);
+    while (n > 0 && (m->last_reply[n - 1] == '\r' ||
+                     m->last_reply[n - 1] == '\n'))
+        n--;
+    m->last_reply[n] = '\0';
+    return 0;
+}
+
+/*
+ * Map a finished transfer to a result:
+ *  1. CURLE_OK: delivered (the final "." got a 2xx).
+ *  2. A 5xx reply anywhere: permanent for this recipient.
+ *  3. A 4xx reply, a timeout, a refused or dropped connection, a TLS
+ *     failure: temporary; the dispatcher retries or fails over.
+ */
+static void classify(struct smtp_send *m, CURL *easy, CURLcode rc,
+                     struct kn_result *r)
+{
+    long code = 0;
+    char masked[256];
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+    kn_mask_text(m->last_reply, masked, sizeof(masked));
+    r->retry_after_ms = 0;
+    r->detail = m->detail;
+    if (rc == CURLE_OK) {
+        r->status = KN_DELIVERED;
+        snprintf(m->detail, sizeof(m->detail), "smtp %s", masked);
+        return;
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        r->status = KN_TEMPFAIL;
+        r->detail = kn_detail_aborted;
+        return;
+    }
+    if (code >= 500 && code <= 599) {
+        r->status = KN_PERMFAIL;
+        snprintf(m->detail, sizeof(m->detail), "smtp %ld: %s", code, masked);
+    } else if (code >= 400 && code <= 499) {
+        r->status = KN_TEMPFAIL;
+        snprintf(m->detail, sizeof(m->detail), "smtp %ld: %s", code, masked);
+    } else {
+        r->status = KN_TEMPFAIL;
+        snprintf(m->detail, sizeof(m->detail), "smtp transport: %s",
+                 curl_easy_strerror(rc));
+    }
+}
+
+static void on_done(CURL *easy, CURLcode rc, void *arg)
+{
+    struct smtp_send *m = arg;
+    struct kn_result r;
+    classify(m, easy, rc, &r);
+    curl_easy_cleanup(easy);
+    curl_slist_free_all(m->rcpt);
+    m->s->in_flight--;
+    m->done(m->job, &r, m->arg);
+    free(m->data);
+    free(m);
+}
+
+static CURL *make_easy(struct smtp *s, struct smtp_send *m)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        KN_PANIC("curl_easy_init failed");
+    curl_easy_setopt(e, CURLOPT_URL, s->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(e, CURLOPT_MAIL_FROM, s->mail.from_addr);
+    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, m->rcpt);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, m);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->len);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     s->timeout_ms < 10000 ? s->timeout_ms : 10000L);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, m);
+    if (s->tls != KN_TLS_NONE) {
+        curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+        curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                         (long)CURL_SSLVERSION_TLSv1_2);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (s->ca_file != NULL)
+            curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+    }
+    if (s->username != NULL) {
+        curl_easy_setopt(e, CURLOPT_USERNAME, s->username);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, s->password);
+    }
+    return e;
+}
+
+static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
+{
+    struct smtp *s = kn_xcalloc(1, sizeof(*s));
+    const char *helo;
+    int rc = kn__mail_conf_init(&s->mail, cfg);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    helo = cfg->smtp_helo ? cfg->smtp_helo : s->mail.domain;
+    /* libcurl takes the EHLO name from the URL path. */
+    s->url = kn_xasprintf("%s/%s", cfg->smtp_url, helo);
+    s->tls = cfg->smtp_tls;
+    s->ca_file = cfg->smtp_ca_file ? kn_xstrdup(cfg->smtp_ca_file) : NULL;
+    s->username = cfg->smtp_username ? kn_xstrdup(cfg->smtp_username) : NULL;
+    s->password = cfg->smtp_password ? kn_xstrdup(cfg->smtp_password) : NULL;
+    s->timeout_ms = (long)cfg->smtp_timeout_ms;
+    s->connections = (size_t)cfg->smtp_connections;
+    s->net = kn_net_new(a->loop, (long)s->connections, 0);
+    a->priv = s;
+    if (s->tls == KN_TLS_NONE)
+        kn_log(KN_LOG_WARN, "smtp",
+               "plaintext SMTP: smtp.tls = none was set explicitly; mail "
+               "and credentials cross the network unencrypted",
+               "url", cfg->smtp_url, NULL);
+    kn_log(KN_LOG_INFO, "smtp", "relay configured", "url", cfg->smtp_url,
+           "tls", s->tls == KN_TLS_STARTTLS   ? "starttls"
+                  : s->tls == KN_TLS_IMPLICIT ? "implicit"
+                                              : "none",
+           NULL);
+    return 0;
+}
+
+static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
+                     kn_done_cb *done, void *arg)
+{
+    struct smtp *s = a->priv;
+    for (size_t i = 0; i < n; i++) {
+        struct kn_job *job = jobs[i];
+        struct smtp_send *m = kn_xcalloc(1, sizeof(*m));
+        const char *why = NULL;
+        char *quoted, *path;
+        m->s = s;
+        m->job = job;
+        m->done = done;
+        m->arg = arg;
+        if (kn_addr_check(job->addr, &why) < 0 ||
+            kn__mail_build(&s->mail, job, &m->data, &m->len) < 0) {
+            struct kn_result r = {KN_PERMFAIL, 0, NULL};
+            snprintf(m->detail, sizeof(m->detail), "invalid message: %s",
+                     why ? why : "control character or bad UTF-8");
+            r.detail = m->detail;
+            done(job, &r, arg);
+            free(m);
+            continue;
+        }
+        quoted = kn_addr_quote(job->addr);
+        path = kn_xasprintf("<%s>", quoted);
+        m->rcpt = curl_slist_append(NULL, path);
+        free(quoted);
+        free(path);
+        s->in_flight++;
+        kn_net_add(s->net, make_easy(s, m), on_done, m);
+    }
+    return 0;
+}
+
+static size_t smtp_in_flight(struct kn_adapter *a)
+{
+    return ((struct smtp *)a->priv)->in_flight;
+}
+
+static size_t smtp_capacity(struct kn_adapter *a)
+{
+    return ((struct smtp *)a->priv)->connections;
+}
+
+static void smtp_close(struct kn_adapter *a)
+{
+    struct smtp *s = a->priv;
+    kn_net_close(s->net); /* aborts what is left: tempfail for each */
+    kn__mail_conf_free(&s->mail);
+    free(s->url);
+    free(s->ca_file);
+    free(s->username);
+    if (s->password != NULL) {
+        memset(s->password, 0, strlen(s->password));
+        free(s->password);
+    }
+    free(s);
+    a->priv = NULL;
+}
+
+const struct kn_adapter_ops kn_adapter_smtp = {
+    .name = "smtp",
+    .max_batch = 1,
+    .open = smtp_open,
+    .send = smtp_send,
+    .in_flight = smtp_in_flight,
+    .capacity = smtp_capacity,
+    .close = smtp_close,
+};

@@ -1,0 +1,732 @@
+/*
+ * kairanctl - the operator's tool on the server.  It talks to Redis
+ * directly and holds the key, so it has every right (like redis-cli).
+ *
+ *   kairanctl -c FILE submit FILE|-      prints only the broadcast id
+ *   kairanctl -c FILE status [--json]
+ *   kairanctl -c FILE watch ID
+ *   kairanctl -c FILE cancel ID
+ *   kairanctl -c FILE dlq list [--json]
+ *   kairanctl -c FILE dlq retry ENTRY|--all
+ *   kairanctl keygen FILE
+ *
+ * Exit codes (every command): 0 success; 1 failure (invalid broadcast;
+ * for watch: the broadcast ended with something failed, expired,
+ * cancelled or rejected); 2 usage; 3 unknown id or Redis unreachable.
+ */
+#include <getopt.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "config/config.h"
+#include "dispatcher/broadcast.h"
+#include "queue/scripts.h"
+
+#ifndef KN_VERSION
+#define KN_VERSION "0.1.0"
+#endif
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNKNOWN = 3 };
+
+static struct kn_config cfg;
+static const char *cfg_path = "/etc/kairan/kairan.conf";
+static redisContext *rc_;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kairanctl [-c FILE] COMMAND ...\n"
+            "  submit FILE|-          submit a broadcast (JSON); prints its "
+            "id\n"
+            "  status [--json]        queues, retries, DLQ, broadcasts\n"
+            "  watch ID               progress until the broadcast ends\n"
+            "  cancel ID              stop a broadcast\n"
+            "  dlq list [--json]      dead-lettered jobs\n"
+            "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
+            "  keygen FILE            create a new key file (mode 0600)\n"
+            "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
+            "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
+            "unreachable\n");
+}
+
+static char *key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *key(const char *fmt, ...)
+{
+    va_list ap;
+    char *tail, *k;
+    va_start(ap, fmt);
+    if (vasprintf(&tail, fmt, ap) < 0)
+        KN_PANIC("out of memory");
+    va_end(ap);
+    k = kn_xasprintf("%s%s", cfg.redis_prefix, tail);
+    free(tail);
+    return k;
+}
+
+/* Connect (synchronously) or exit 3 with the reason. */
+static redisContext *redis(void)
+{
+    char *host = NULL, *pw = NULL;
+    int port = 6379, db = 0;
+    struct timeval tv = {3, 0};
+    redisReply *r;
+    if (rc_ != NULL)
+        return rc_;
+    if (kn_redis_url_parse(cfg.redis_url, &host, &port, &db, &pw) < 0) {
+        fprintf(stderr, "kairanctl: redis.url cannot be parsed\n");
+        exit(EXIT_USAGE);
+    }
+    rc_ = redisConnectWithTimeout(host, port, tv);
+    if (rc_ == NULL || rc_->err) {
+        fprintf(stderr, "kairanctl: cannot reach Redis at %s:%d: %s\n", host,
+                port, rc_ ? rc_->errstr : "out of memory");
+        exit(EXIT_UNKNOWN);
+    }
+    redisSetTimeout(rc_, tv);
+    if (cfg.redis_password != NULL) {
+        free(pw);
+        pw = kn_xstrdup(cfg.redis_password);
+    }
+    if (pw != NULL) {
+        r = redisCommand(rc_, "AUTH %s", pw);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "kairanctl: Redis refused the password\n");
+            exit(EXIT_UNKNOWN);
+        }
+        freeReplyObject(r);
+        memset(pw, 0, strlen(pw));
+    }
+    if (db != 0) {
+        r = redisCommand(rc_, "SELECT %d", db);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "kairanctl: cannot select Redis db %d\n", db);
+            exit(EXIT_UNKNOWN);
+        }
+        freeReplyObject(r);
+    }
+    free(host);
+    free(pw);
+    return rc_;
+}
+
+/* Run a command; exit 3 if Redis is gone.  Caller frees the reply. */
+static redisReply *cmd(const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(redis(), fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
+                rc_->errstr);
+        exit(EXIT_UNKNOWN);
+    }
+    return r;
+}
+
+/* EVAL a script with argv (keys first). */
+static redisReply *eval(const struct kn_redis_script *s, int nkeys,
+                        struct kn_argv *a)
+{
+    struct kn_argv full;
+    redisReply *r;
+    kn_argv_init(&full);
+    kn_argv_add(&full, "EVAL");
+    kn_argv_add(&full, s->src);
+    kn_argv_addi(&full, nkeys);
+    kn_argv_extend(&full, a);
+    r = redisCommandArgv(redis(), full.n, (const char **)full.v, full.len);
+    kn_argv_free(&full);
+    if (r == NULL) {
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
+                rc_->errstr);
+        exit(EXIT_UNKNOWN);
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "kairanctl: Redis error in %s: %s\n", s->name,
+                r->str);
+        exit(EXIT_FAIL);
+    }
+    return r;
+}
+
+static const char *hget(const redisReply *h, const char *k)
+{
+    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
+                       i + 1 < h->elements;
+         i += 2) {
+        if (strcmp(h->element[i]->str, k) == 0)
+            return h->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+static long long hgeti(const redisReply *h, const char *k)
+{
+    const char *v = hget(h, k);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* ---- submit ---- */
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0, r;
+    if (f == NULL)
+        return NULL;
+    do {
+        if (n + 65536 > cap) {
+            cap = cap ? cap * 2 : 131072;
+            buf = kn_xrealloc(buf, cap);
+        }
+        r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+    } while (r > 0);
+    if (f != stdin)
+        fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int do_submit(int argc, char **argv)
+{
+    struct kn_limits lim = {cfg.max_subject, cfg.max_body,
+                            cfg.max_recipients, cfg.default_ttl_ms};
+    struct kn_broadcast b;
+    struct kn_keyring *kr = NULL;
+    struct kn_argv a, fields, aud;
+    char err[600], field[128];
+    size_t len = 0;
+    char *json;
+    redisReply *r;
+    int rc;
+
+    if (argc != 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    json = read_all(argv[1], &len);
+    if (json == NULL) {
+        fprintf(stderr, "kairanctl: cannot read %s\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
+                            sizeof(field));
+    free(json);
+    if (rc < 0) {
+        fprintf(stderr, "kairanctl: invalid broadcast: %s\n", err);
+        return EXIT_FAIL;
+    }
+    if (kn_keyring_load(cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        kn_broadcast_free(&b);
+        return EXIT_FAIL;
+    }
+    if (b.id == NULL)
+        b.id = kn_broadcast_new_id();
+    if (b.sender == NULL)
+        b.sender = kn_xstrdup("kairanctl");
+    kn_argv_init(&a);
+    kn_argv_init(&fields);
+    kn_argv_init(&aud);
+    /* Addresses are sealed here: plaintext never reaches Redis. */
+    kn_broadcast_submit_args(&b, kr, &fields, &aud);
+    kn_argv_take(&a, key("bc:%s", b.id));
+    kn_argv_take(&a, key("bc:%s:aud", b.id));
+    kn_argv_take(&a, key("broadcasts"));
+    kn_argv_take(&a, key("bcs"));
+    kn_argv_take(&a, key("active"));
+    kn_argv_add(&a, b.id);
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_addi(&a, fields.n);
+    kn_argv_extend(&a, &fields);
+    kn_argv_extend(&a, &aud);
+    kn_argv_free(&fields);
+    kn_argv_free(&aud);
+    r = eval(&kn_script_submit, 5, &a);
+    kn_argv_free(&a);
+    printf("%s\n", b.id);
+    freeReplyObject(r);
+    kn_broadcast_free(&b);
+    kn_keyring_free(kr);
+    return EXIT_OK;
+}
+
+/* ---- status ---- */
+
+static int do_status(int argc, char **argv)
+{
+    int as_json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    json_t *root = json_object(), *queues = json_array(), *rej = json_array(),
+           *act = json_array();
+    redisReply *r, *ids;
+    int64_t now = kn_now_ms();
+    char *k;
+
+    if (argc > 2 || (argc == 2 && !as_json)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        const char *name = kn_queue_stream_name(i);
+        long long len, pending = 0, oldest = 0;
+        json_t *q = json_object();
+        char ch[16];
+        k = key("q:%s", name);
+        r = cmd("XLEN %s", k);
+        len = r->integer;
+        freeReplyObject(r);
+        r = cmd("XPENDING %s kairand", k);
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+            pending = r->element[0]->integer;
+        freeReplyObject(r);
+        r = cmd("XRANGE %s - + COUNT 1", k);
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+            oldest = now - strtoll(r->element[0]->element[0]->str, NULL, 10);
+        freeReplyObject(r);
+        free(k);
+        snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(name, ':') - name),
+                 name);
+        json_object_set_new(q, "channel", json_string(ch));
+        json_object_set_new(q, "priority", json_string(strchr(name, ':') + 1));
+        json_object_set_new(q, "depth", json_integer(len - pending));
+        json_object_set_new(q, "pending", json_integer(pending));
+        json_object_set_new(q, "oldest_age_ms",
+                            json_integer(oldest > 0 ? oldest : 0));
+        json_array_append_new(queues, q);
+    }
+    json_object_set_new(root, "queues", queues);
+    k = key("retry");
+    r = cmd("ZCARD %s", k);
+    json_object_set_new(root, "retry", json_integer(r->integer));
+    freeReplyObject(r);
+    free(k);
+    k = key("dlq");
+    r = cmd("XLEN %s", k);
+    json_object_set_new(root, "dlq", json_integer(r->integer));
+    freeReplyObject(r);
+    free(k);
+
+    k = key("active");
+    ids = cmd("ZRANGE %s 0 49", k);
+    free(k);
+    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
+         i++) {
+        json_t *o = json_object();
+        k = key("bc:%s", ids->element[i]->str);
+        r = cmd("HGETALL %s", k);
+        free(k);
+        json_object_set_new(o, "id", json_string(ids->element[i]->str));
+        json_object_set_new(o, "status",
+                            json_string(hget(r, "status") ? hget(r, "status")
+                                                          : "?"));
+        json_object_set_new(o, "jobs", json_integer(hgeti(r, "jobs")));
+        json_object_set_new(o, "final", json_integer(hgeti(r, "final")));
+        json_array_append_new(act, o);
+        freeReplyObject(r);
+    }
+    freeReplyObject(ids);
+    json_object_set_new(root, "active", act);
+
+    k = key("rejected");
+    ids = cmd("ZREVRANGE %s 0 19", k);
+    free(k);
+    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
+         i++) {
+        json_t *o = json_object();
+        k = key("bc:%s", ids->element[i]->str);
+        r = cmd("HMGET %s reason created_ms", k);
+        free(k);
+        json_object_set_new(o, "id", json_string(ids->element[i]->str));
+        json_object_set_new(o, "reason",
+                            json_string(r->element[0]->str
+                                            ? r->element[0]->str
+                                            : ""));
+        json_object_set_new(o, "rejected_ms",
+                            json_integer(r->element[1]->str
+                                             ? strtoll(r->element[1]->str,
+                                                       NULL, 10)
+                                             : 0));
+        json_array_append_new(rej, o);
+        freeReplyObject(r);
+    }
+    freeReplyObject(ids);
+    json_object_set_new(root, "rejected", rej);
+
+    if (as_json) {
+        char *s = json_dumps(root, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+    } else {
+        size_t i;
+        json_t *q;
+        printf("%-8s %-8s %10s %10s %12s\n", "CHANNEL", "PRIO", "DEPTH",
+               "PENDING", "OLDEST");
+        json_array_foreach(json_object_get(root, "queues"), i, q) {
+            printf("%-8s %-8s %10lld %10lld %10.1fs\n",
+                   json_string_value(json_object_get(q, "channel")),
+                   json_string_value(json_object_get(q, "priority")),
+                   json_integer_value(json_object_get(q, "depth")),
+                   json_integer_value(json_object_get(q, "pending")),
+                   json_integer_value(json_object_get(q, "oldest_age_ms")) /
+                       1000.0);
+        }
+        printf("retry: %lld   dlq: %lld\n",
+               json_integer_value(json_object_get(root, "retry")),
+               json_integer_value(json_object_get(root, "dlq")));
+        json_array_foreach(act, i, q) {
+            printf("active: %s %s %lld/%lld\n",
+                   json_string_value(json_object_get(q, "id")),
+                   json_string_value(json_object_get(q, "status")),
+                   json_integer_value(json_object_get(q, "final")),
+                   json_integer_value(json_object_get(q, "jobs")));
+        }
+        json_array_foreach(rej, i, q) {
+            printf("rejected: %s: %s\n",
+                   json_string_value(json_object_get(q, "id")),
+                   json_string_value(json_object_get(q, "reason")));
+        }
+    }
+    json_decref(root);
+    return EXIT_OK;
+}
+
+/* ---- watch ---- */
+
+static long long count_state(const redisReply *h, const char *state)
+{
+    long long n = 0;
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str;
+        size_t fl = strlen(f), sl = strlen(state);
+        if (strncmp(f, "n:", 2) == 0 && fl > sl &&
+            strcmp(f + fl - sl, state) == 0 && f[fl - sl - 1] == ':')
+            n += strtoll(h->element[i + 1]->str, NULL, 10);
+    }
+    return n;
+}
+
+static int do_watch(int argc, char **argv)
+{
+    int tty = isatty(STDOUT_FILENO);
+    char *k, last[256] = "";
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    int64_t last_print = 0;
+
+    if (argc != 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    k = key("bc:%s", argv[1]);
+    for (;;) {
+        redisReply *h = cmd("HGETALL %s", k);
+        const char *st = hget(h, "status");
+        long long jobs, del, fail, exp, can, fin;
+        int ended;
+        char line[256];
+        if (st == NULL) {
+            fprintf(stderr, "kairanctl: no broadcast %s\n", argv[1]);
+            freeReplyObject(h);
+            free(k);
+            return EXIT_UNKNOWN;
+        }
+        jobs = hgeti(h, "jobs");
+        fin = hgeti(h, "final");
+        del = count_state(h, "delivered");
+        fail = count_state(h, "failed");
+        exp = count_state(h, "expired");
+        can = count_state(h, "cancelled");
+        ended = hget(h, "done_ms") != NULL || strcmp(st, "rejected") == 0;
+        if (strcmp(st, "rejected") == 0) {
+            snprintf(line, sizeof(line), "%s rejected: %s", argv[1],
+                     hget(h, "reason") ? hget(h, "reason") : "");
+        } else {
+            int pct = jobs > 0 ? (int)(fin * 100 / jobs) : (ended ? 100 : 0);
+            char bar[41];
+            int fill = pct * 40 / 100;
+            memset(bar, '#', (size_t)fill);
+            memset(bar + fill, '.', (size_t)(40 - fill));
+            bar[40] = '\0';
+            snprintf(line, sizeof(line),
+                     "%s [%s] %3d%% %s delivered %lld failed %lld expired "
+                     "%lld cancelled %lld of %lld",
+                     argv[1], bar, pct, st, del, fail, exp, can, jobs);
+        }
+        if (tty) {
+            printf("\r%s", line);
+            fflush(stdout);
+        } else if (strcmp(line, last) != 0 &&
+                   (ended || kn_mono_ms() - last_print >= 1000)) {
+            printf("%s\n", line);
+            fflush(stdout);
+            last_print = kn_mono_ms();
+            snprintf(last, sizeof(last), "%s", line);
+        }
+        if (ended) {
+            int ok = strcmp(st, "rejected") != 0 &&
+                     strcmp(st, "cancelled") != 0 && fail == 0 && exp == 0 &&
+                     can == 0;
+            if (tty)
+                printf("\n");
+            freeReplyObject(h);
+            free(k);
+            return ok ? EXIT_OK : EXIT_FAIL;
+        }
+        freeReplyObject(h);
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- cancel ---- */
+
+static int do_cancel(int argc, char **argv)
+{
+    struct kn_argv a;
+    redisReply *r;
+    int rc;
+    if (argc != 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    kn_argv_init(&a);
+    kn_argv_take(&a, key("bc:%s", argv[1]));
+    kn_argv_take(&a, key("active"));
+    kn_argv_add(&a, argv[1]);
+    kn_argv_addi(&a, kn_now_ms());
+    r = eval(&kn_script_cancel, 2, &a);
+    kn_argv_free(&a);
+    if (r->type != REDIS_REPLY_STRING || r->str[0] == '\0') {
+        fprintf(stderr, "kairanctl: no broadcast %s\n", argv[1]);
+        rc = EXIT_UNKNOWN;
+    } else if (strcmp(r->str, "cancelled") == 0) {
+        printf("%s cancelled\n", argv[1]);
+        rc = EXIT_OK;
+    } else {
+        fprintf(stderr, "kairanctl: %s is already %s\n", argv[1], r->str);
+        rc = EXIT_FAIL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- dlq ---- */
+
+static const char *efield(const redisReply *e, const char *f)
+{
+    const redisReply *kv = e->element[1];
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        if (strcmp(kv->element[i]->str, f) == 0)
+            return kv->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+static int dlq_list(int as_json)
+{
+    char *k = key("dlq");
+    redisReply *r = cmd("XRANGE %s - + COUNT 1000", k);
+    json_t *arr = json_array();
+    free(k);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        const char *f = efield(e, "field"), *ms = efield(e, "failed_ms");
+        json_t *o = json_object();
+        char ch[16] = "";
+        if (f != NULL && strchr(f, ':'))
+            snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(f, ':') - f), f);
+        json_object_set_new(o, "entry", json_string(e->element[0]->str));
+        json_object_set_new(o, "broadcast",
+                            json_string(efield(e, "bc") ? efield(e, "bc")
+                                                        : ""));
+        json_object_set_new(o, "channel", json_string(ch));
+        json_object_set_new(o, "reason",
+                            json_string(efield(e, "reason")
+                                            ? efield(e, "reason")
+                                            : ""));
+        json_object_set_new(o, "attempts",
+                            json_integer(efield(e, "attempts")
+                                             ? atoll(efield(e, "attempts"))
+                                             : 0));
+        json_object_set_new(o, "failed_ms",
+                            json_integer(ms ? atoll(ms) : 0));
+        json_array_append_new(arr, o);
+        if (!as_json) {
+            char t[48];
+            printf("%s  %s  %s  attempts=%s  %s  %s\n", e->element[0]->str,
+                   kn_time_jst(ms ? atoll(ms) : 0, t, sizeof(t)),
+                   efield(e, "bc") ? efield(e, "bc") : "-", 
+                   efield(e, "attempts") ? efield(e, "attempts") : "-", ch,
+                   efield(e, "reason") ? efield(e, "reason") : "");
+        }
+    }
+    if (as_json) {
+        char *s = json_dumps(arr, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+    }
+    json_decref(arr);
+    freeReplyObject(r);
+    return EXIT_OK;
+}
+
+/* Send one DLQ entry again; returns 1 if re-queued. */
+static int dlq_retry_one(const redisReply *e)
+{
+    const char *bc = efield(e, "bc"), *f = efield(e, "field"),
+               *job = efield(e, "job");
+    json_t *j;
+    struct kn_argv a;
+    redisReply *r;
+    const char *q, *rcpt;
+    char *s;
+    int ok;
+    if (bc == NULL || f == NULL || job == NULL ||
+        (j = json_loads(job, 0, NULL)) == NULL) {
+        fprintf(stderr, "kairanctl: %s is not a delivery job; left in the "
+                        "DLQ\n",
+                e->element[0]->str);
+        return 0;
+    }
+    q = json_string_value(json_object_get(j, "q"));
+    rcpt = json_string_value(json_object_get(j, "r"));
+    if (q == NULL || rcpt == NULL) {
+        json_decref(j);
+        return 0;
+    }
+    json_object_set_new(j, "n", json_integer(0));
+    s = json_dumps(j, JSON_COMPACT);
+    kn_argv_init(&a);
+    kn_argv_take(&a, key("dlq"));
+    kn_argv_take(&a, key("bc:%s", bc));
+    kn_argv_take(&a, key("bc:%s:r", bc));
+    kn_argv_take(&a, key("q:%s", q));
+    kn_argv_take(&a, key("active"));
+    kn_argv_add(&a, e->element[0]->str);
+    kn_argv_add(&a, f);
+    kn_argv_take(&a, s);
+    kn_argv_add(&a, rcpt);
+    kn_argv_add(&a, bc);
+    kn_argv_addi(&a, kn_now_ms());
+    r = eval(&kn_script_dlq_retry, 5, &a);
+    ok = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    kn_argv_free(&a);
+    json_decref(j);
+    return ok;
+}
+
+static int do_dlq(int argc, char **argv)
+{
+    char *k;
+    redisReply *r;
+    int n = 0, rc = EXIT_OK;
+    if (argc >= 2 && strcmp(argv[1], "list") == 0 && argc <= 3)
+        return dlq_list(argc == 3 && strcmp(argv[2], "--json") == 0);
+    if (argc != 3 || strcmp(argv[1], "retry") != 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    k = key("dlq");
+    if (strcmp(argv[2], "--all") == 0)
+        r = cmd("XRANGE %s - +", k);
+    else
+        r = cmd("XRANGE %s %s %s", k, argv[2], argv[2]);
+    free(k);
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "kairanctl: %s is not a DLQ entry id\n", argv[2]);
+        freeReplyObject(r);
+        return EXIT_USAGE;
+    }
+    if (r->elements == 0 && strcmp(argv[2], "--all") != 0) {
+        fprintf(stderr, "kairanctl: no DLQ entry %s\n", argv[2]);
+        rc = EXIT_UNKNOWN;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        n += dlq_retry_one(r->element[i]);
+    freeReplyObject(r);
+    if (rc == EXIT_OK)
+        printf("%d job(s) queued again\n", n);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    int c, rc;
+    const char *sub;
+
+    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        case 'V':
+            printf("kairanctl %s\n", KN_VERSION);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    sub = argv[optind];
+    argc -= optind;
+    argv += optind;
+    if (strcmp(sub, "keygen") == 0) {
+        if (argc != 2) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        rc = kn_keyfile_generate(argv[1]);
+        if (rc < 0) {
+            fprintf(stderr, "kairanctl: cannot create %s: %s\n", argv[1],
+                    kn_strerror(rc));
+            return EXIT_FAIL;
+        }
+        return EXIT_OK;
+    }
+    if (kn_config_load(&cfg, cfg_path, stderr) < 0)
+        return EXIT_USAGE;
+    if (strcmp(sub, "submit") == 0)
+        rc = do_submit(argc, argv);
+    else if (strcmp(sub, "status") == 0)
+        rc = do_status(argc, argv);
+    else if (strcmp(sub, "watch") == 0)
+        rc = do_watch(argc, argv);
+    else if (strcmp(sub, "cancel") == 0)
+        rc = do_cancel(argc, argv);
+    else if (strcmp(sub, "dlq") == 0)
+        rc = do_dlq(argc, argv);
+    else {
+        fprintf(stderr, "kairanctl: unknown command '%s'\n", sub);
+        usage(stderr);
+        rc = EXIT_USAGE;
+    }
+    if (rc_ != NULL)
+        redisFree(rc_);
+    kn_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,1178 @@
+/*
+ * config.c - read kairan.conf into a struct kn_config.
+ *
+ * Every directive is one row of keys[] below: section, name, type, bounds,
+ * default (written as it would be in the file), target field and an
+ * optional validator.  The rest of the file is generic: the defaults, the
+ * file and the environment all go through one setter, so a default can
+ * never be something the file could not say.  kn_config_free() walks the
+ * same table to find the strings it owns.
+ *
+ * inih (Debian's libinih r55) splits lines into sections, names and values,
+ * but we never hand it a raw file.  Debian builds it with 200-byte lines
+ * (longer ones are silently cut into two), ";" inline comments after a
+ * blank, multi-line values for indented lines, and no line numbers for the
+ * handler.  So read_line() below reads the file itself, counts lines,
+ * refuses long lines and lines inih would mis-read, strips the indentation
+ * that would make inih glue a key onto the previous one, and keeps the
+ * whole value: the handler takes the value from our copy of the line, so
+ * "a ;b" stays "a ;b".  kairan.conf has no end-of-line comments.
+ *
+ * Errors are collected, not fatal: every problem is written as one line
+ * "file:line: what is wrong: what is allowed" and the load fails with
+ * KN_ECONFIG at the end.  A message never shows a password: secret keys
+ * are named without their value and URLs are shown with the password
+ * masked.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memrchr, explicit_bzero, getline */
+#endif
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/kn.h"
+
+/* ---- the table ---------------------------------------------------------- */
+
+enum key_type {
+    T_STRING,   /* char *; "" means unset when F_OPTIONAL */
+    T_INT,      /* int64_t in [min, max] */
+    T_DURATION, /* int64_t milliseconds in [min, max]; "30s", "10m", ... */
+    T_ENUM,     /* an enum (int) field: the index of the value in values[] */
+    T_CHOICE,   /* char *: one of values[], stored as written there */
+    T_BOOL      /* int: yes/no, true/false, on/off, 1/0 */
+};
+
+#define F_OPTIONAL 0x1 /* may be unset; an empty value unsets it */
+#define F_SECRET 0x2   /* never show the value in a message */
+#define F_URL 0x4      /* show the value with the url's password masked */
+
+struct key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    unsigned flags;
+    int64_t min, max;          /* T_INT, T_DURATION */
+    const char *const *values; /* T_ENUM, T_CHOICE: NULL-terminated */
+    const char *def;           /* default as written in the file; NULL: none */
+    size_t offset;             /* offsetof(struct kn_config, field) */
+    /* Extra check of a non-empty string: NULL if fine, else why not. */
+    const char *(*check)(const char *value);
+    const char *env; /* environment variable that overrides it, or NULL */
+};
+
+/* T_ENUM stores through an int pointer. */
+_Static_assert(sizeof(enum kn_smtp_tls) == sizeof(int), "enum is an int");
+
+#define MS 1LL
+#define SEC (1000 * MS)
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+#define FIELD(f) offsetof(struct kn_config, f)
+#define STR(sec, name, def, field, flags, check, env)                         \
+    {sec, name, T_STRING, flags, 0, 0, NULL, def, FIELD(field), check, env}
+#define INT(sec, name, def, lo, hi, field)                                    \
+    {sec, name, T_INT, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL}
+#define DUR(sec, name, def, lo, hi, field)                                    \
+    {sec, name, T_DURATION, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL}
+#define ENUM(sec, name, def, vals, field)                                     \
+    {sec, name, T_ENUM, 0, 0, 0, vals, def, FIELD(field), NULL, NULL}
+#define CHOICE(sec, name, def, vals, field)                                   \
+    {sec, name, T_CHOICE, 0, 0, 0, vals, def, FIELD(field), NULL, NULL}
+
+static const char *check_redis_url(const char *value);
+static const char *check_smtp_url(const char *value);
+static const char *mailbox_problem(const char *value);
+static const char *check_hostname(const char *value);
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error",
+                                         NULL};
+static const char *const email_routes[] = {"smtp", "outbox", NULL};
+static const char *const line_routes[] = {"line", "outbox", NULL};
+static const char *const push_routes[] = {"push", "outbox", NULL};
+static const char *const tls_modes[] = {
+    [KN_TLS_STARTTLS] = "starttls",
+    [KN_TLS_IMPLICIT] = "implicit",
+    [KN_TLS_NONE] = "none",
+    [KN_TLS_NONE + 1] = NULL,
+};
+
+/* Keep in step with config/kairan.conf.example, which documents each row. */
+static const struct key keys[] = {
+    STR("redis", "url", "redis://127.0.0.1:6379/0", redis_url, F_URL,
+        check_redis_url, "KAIRAN_REDIS_URL"),
+    STR("redis", "password_file", NULL, redis_password_file, F_OPTIONAL,
+        NULL, NULL),
+    STR("redis", "prefix", "kairan:", redis_prefix, 0, NULL, NULL),
+    DUR("redis", "timeout_ms", "5s", 10 * MS, 10 * MIN, redis_timeout_ms),
+
+    INT("queue", "max_attempts", "8", 1, 100, max_attempts),
+    DUR("queue", "retry_base_ms", "1s", 10 * MS, 1 * HOUR, retry_base_ms),
+    DUR("queue", "retry_cap_ms", "5m", 10 * MS, 1 * DAY, retry_cap_ms),
+    DUR("queue", "claim_idle_ms", "2m", 1 * SEC, 1 * DAY, claim_idle_ms),
+    INT("queue", "max_depth", "200000", 1, 1000000000, max_depth),
+    DUR("queue", "block_ms", "500ms", 10 * MS, 5 * SEC, block_ms),
+
+    DUR("dispatcher", "drain_ms", "10s", 0, 1 * HOUR, drain_ms),
+    DUR("dispatcher", "default_ttl", "24h", 1 * MIN, 30 * DAY,
+        default_ttl_ms),
+    INT("dispatcher", "expand_page", "500", 1, 10000, expand_page),
+    INT("dispatcher", "max_subject", "1000", 1, 100000, max_subject),
+    INT("dispatcher", "max_body", "100000", 1, 10000000, max_body),
+    INT("dispatcher", "max_recipients", "100000", 1, 10000000,
+        max_recipients),
+    STR("dispatcher", "consumer", NULL, consumer, F_OPTIONAL, NULL, NULL),
+    CHOICE("dispatcher", "log_level", "info", log_levels, log_level),
+    STR("dispatcher", "log_file", NULL, log_file, F_OPTIONAL, NULL, NULL),
+
+    CHOICE("routes", "email", "smtp", email_routes, route_email),
+    CHOICE("routes", "line", "line", line_routes, route_line),
+    CHOICE("routes", "push", "push", push_routes, route_push),
+
+    STR("smtp", "url", "smtp://127.0.0.1:25", smtp_url, F_URL,
+        check_smtp_url, NULL),
+    ENUM("smtp", "tls", "starttls", tls_modes, smtp_tls),
+    STR("smtp", "ca_file", NULL, smtp_ca_file, F_OPTIONAL, NULL, NULL),
+    STR("smtp", "username", NULL, smtp_username, F_OPTIONAL, NULL, NULL),
+    STR("smtp", "password", NULL, smtp_password, F_OPTIONAL | F_SECRET,
+        NULL, "KAIRAN_SMTP_PASSWORD"),
+    STR("smtp", "password_file", NULL, smtp_password_file, F_OPTIONAL, NULL,
+        NULL),
+    INT("smtp", "connections", "10", 1, 1000, smtp_connections),
+    STR("smtp", "from", "kairan <noreply@localhost>", smtp_from, 0,
+        mailbox_problem, NULL),
+    STR("smtp", "reply_to", NULL, smtp_reply_to, F_OPTIONAL, mailbox_problem,
+        NULL),
+    STR("smtp", "helo", NULL, smtp_helo, F_OPTIONAL, check_hostname, NULL),
+    DUR("smtp", "timeout_ms", "60s", 1 * SEC, 1 * HOUR, smtp_timeout_ms),
+
+    STR("outbox", "dir", "outbox", outbox_dir, 0, NULL, "KAIRAN_OUTBOX_DIR"),
+    INT("outbox", "slots", "64", 1, 4096, outbox_slots),
+
+    STR("security", "key_file", "/etc/kairan/key", key_file, 0, NULL,
+        "KAIRAN_KEY_FILE"),
+};
+
+#define NKEYS KN_ARRAY_SIZE(keys)
+
+/*
+ * Secrets read from a file after the environment overrides: the first line
+ * of the file named by the key goes into the field.  It wins over a
+ * password written in the file or given in the environment.
+ */
+static const struct secret_file {
+    const char *section;
+    const char *name; /* the *_file key */
+    size_t into;      /* the field that gets the secret */
+} secret_files[] = {
+    {"redis", "password_file", FIELD(redis_password)},
+    {"smtp", "password_file", FIELD(smtp_password)},
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static char **str_field(struct kn_config *cfg, size_t offset)
+{
+    return (char **)((char *)cfg + offset);
+}
+
+static void free_secret(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static void replace_string(char **field, char *value)
+{
+    free_secret(*field);
+    *field = value;
+}
+
+static const struct key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0 &&
+            strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static bool section_known(const char *section, size_t len)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strlen(keys[i].section) == len &&
+            memcmp(keys[i].section, section, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Append word to the heap string *list as ", word". */
+static void list_add(char **list, const char *word)
+{
+    char *s = kn_xasprintf("%s%s%s", *list ? *list : "", *list ? ", " : "",
+                           word);
+    free(*list);
+    *list = s;
+}
+
+/* "redis, queue, dispatcher, ..." in table order, as a heap string. */
+static char *known_sections(void)
+{
+    char *list = NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (i == 0 || strcmp(keys[i].section, keys[i - 1].section) != 0)
+            list_add(&list, keys[i].section);
+    }
+    return list;
+}
+
+/* "url, tls, ..." for one section, as a heap string. */
+static char *known_keys(const char *section)
+{
+    char *list = NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0)
+            list_add(&list, keys[i].name);
+    }
+    return list ? list : kn_xstrdup("(none)");
+}
+
+/* "debug, info, warn, error" as a heap string. */
+static char *value_list(const char *const *values)
+{
+    char *list = NULL;
+    for (size_t i = 0; values[i] != NULL; i++)
+        list_add(&list, values[i]);
+    return list;
+}
+
+/* A duration the way a person would write it: "5s", "10ms", "1d", "0". */
+static void format_ms(int64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{DAY, "d"}, {HOUR, "h"}, {MIN, "m"}, {SEC, "s"}};
+
+    if (ms == 0) {
+        snprintf(buf, len, "0");
+        return;
+    }
+    for (size_t i = 0; i < KN_ARRAY_SIZE(units); i++) {
+        if (ms % units[i].ms == 0) {
+            snprintf(buf, len, "%lld%s", (long long)(ms / units[i].ms),
+                     units[i].unit);
+            return;
+        }
+    }
+    snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The url with the password of its user part replaced by "***", for
+ * messages.  Works on any "scheme://user:password@host..." string and
+ * leaves others as they are.  Returns a heap string.
+ */
+static char *mask_url(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    const char *end, *at, *colon;
+
+    if (auth == NULL)
+        return kn_xstrdup(url);
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    at = memrchr(auth, '@', (size_t)(end - auth));
+    if (at == NULL)
+        return kn_xstrdup(url);
+    colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon == NULL)
+        colon = auth - 1; /* "scheme://token@host": the token is secret */
+    return kn_xasprintf("%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+/*
+ * The value as a message may show it (a heap string), or NULL when it
+ * must not be shown at all.  Control characters become '?' so a message
+ * cannot move the cursor of the terminal that shows it.
+ */
+static char *shown_value(const struct key *k, const char *value)
+{
+    char *s;
+    if (k->flags & F_SECRET)
+        return NULL;
+    s = (k->flags & F_URL) ? mask_url(value) : kn_xstrdup(value);
+    for (unsigned char *p = (unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
+    return s;
+}
+
+/* "smtp.tls = 'ssl': <reason>" or, for a secret, "smtp.password: <reason>" */
+static char *value_problem(const struct key *k, const char *value,
+                           const char *reason)
+{
+    char *shown = shown_value(k, value);
+    char *msg;
+    if (shown == NULL)
+        msg = kn_xasprintf("%s.%s: %s", k->section, k->name, reason);
+    else
+        msg = kn_xasprintf("%s.%s = '%s': %s", k->section, k->name, shown,
+                           reason);
+    free(shown);
+    return msg;
+}
+
+/* ---- validators --------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..len) into a heap string; NULL if malformed. */
+static char *percent_decode(const char *s, size_t len)
+{
+    char *out = kn_xmalloc(len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                explicit_bzero(out, len + 1);
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Parse s[0..len) as a decimal number in [lo, hi]; -1 if it is not one. */
+static long parse_number(const char *s, size_t len, long lo, long hi)
+{
+    long v = 0;
+    if (len == 0 || len > 10)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v < lo || v > hi ? -1 : v;
+}
+
+static bool host_char(int c)
+{
+    return isalnum(c) || c == '.' || c == '-' || c == '_';
+}
+
+/*
+ * Split "host[:port]" or "[v6]:port" in s[0..len).  Sets *host (pointer
+ * into s) and *hostlen, and *port (or leaves it).  Returns NULL or why not.
+ */
+static const char *split_host_port(const char *s, size_t len,
+                                   const char **host, size_t *hostlen,
+                                   long *port)
+{
+    const char *end = s + len, *after;
+    if (len > 0 && *s == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL)
+            return "'[' without ']' around the IPv6 address";
+        for (const char *p = s + 1; p < close; p++) {
+            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+                return "bad IPv6 address";
+        }
+        *host = s + 1;
+        *hostlen = (size_t)(close - s - 1);
+        after = close + 1;
+    } else {
+        after = memchr(s, ':', len);
+        if (after == NULL)
+            after = end;
+        for (const char *p = s; p < after; p++) {
+            if (!host_char((unsigned char)*p))
+                return "bad character in the host name";
+        }
+        *host = s;
+        *hostlen = (size_t)(after - s);
+    }
+    if (after < end) {
+        if (*after != ':')
+            return "unexpected text after the host";
+        *port = parse_number(after + 1, (size_t)(end - after - 1), 1, 65535);
+        if (*port < 0)
+            return "the port must be a number from 1 to 65535";
+    }
+    return NULL;
+}
+
+/*
+ * The work of kn_redis_url_parse: NULL on success (outputs set, when not
+ * NULL), else why the url is refused (outputs untouched).
+ */
+static const char *redis_url_split(const char *url, char **host, int *port,
+                                   int *db, char **password)
+{
+    static const char syntax[] =
+        "expected redis://[[user]:password@]host[:port][/db]";
+    const char *auth, *end, *at, *hp, *h = NULL;
+    size_t hlen = 0;
+    long p = 6379, d = 0;
+    char *pw = NULL;
+    const char *why;
+
+    if (url == NULL)
+        return syntax;
+    if (strncmp(url, "rediss://", 9) == 0)
+        return "TLS to redis (rediss://) is not supported; use redis://";
+    if (strncmp(url, "unix:", 5) == 0)
+        return "unix sockets are not supported; use redis://host:port";
+    if (strncmp(url, "redis://", 8) != 0)
+        return syntax;
+    auth = url + 8;
+    end = auth + strcspn(auth, "/?#");
+    if (*end == '?' || *end == '#')
+        return "a redis url takes no '?' or '#' part";
+    at = memrchr(auth, '@', (size_t)(end - auth));
+    hp = auth;
+    if (at != NULL) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon == NULL)
+            return "write the password as ':password@' or "
+                   "'user:password@' before the host";
+        if (colon + 1 < at) {
+            pw = percent_decode(colon + 1, (size_t)(at - colon - 1));
+            if (pw == NULL)
+                return "bad percent-encoding in the password "
+                       "(write '%' as %25)";
+        }
+        hp = at + 1;
+    }
+    why = split_host_port(hp, (size_t)(end - hp), &h, &hlen, &p);
+    if (why == NULL && *end == '/' && end[1] != '\0') {
+        d = parse_number(end + 1, strlen(end + 1), 0, INT_MAX);
+        if (d < 0)
+            why = "the database must be a number (redis://host:port/0)";
+    }
+    if (why != NULL) {
+        free_secret(pw);
+        return why;
+    }
+    if (host != NULL)
+        *host = hlen > 0 ? kn_xstrndup(h, hlen) : kn_xstrdup("127.0.0.1");
+    if (port != NULL)
+        *port = (int)p;
+    if (db != NULL)
+        *db = (int)d;
+    if (password != NULL)
+        *password = pw;
+    else
+        free_secret(pw);
+    return NULL;
+}
+
+static const char *check_redis_url(const char *value)
+{
+    return redis_url_split(value, NULL, NULL, NULL, NULL);
+}
+
+/*
+ * Check an smtp url: "smtp://host[:port]" or "smtps://host[:port]" and
+ * nothing else.  No path, not even "/": the smtp adapter appends "/helo"
+ * because libcurl takes the EHLO name from the path.  No user or password
+ * either: the url is logged.  *implicit says smtps.  NULL if fine.
+ */
+static const char *smtp_url_problem(const char *url, bool *implicit)
+{
+    static const char syntax[] =
+        "expected smtp://host[:port] or smtps://host[:port]";
+    const char *auth, *end, *h;
+    size_t hlen, len;
+    long port;
+
+    if (url == NULL)
+        return "not set";
+    if (strncmp(url, "smtp://", 7) == 0) {
+        *implicit = false;
+        auth = url + 7;
+    } else if (strncmp(url, "smtps://", 8) == 0) {
+        *implicit = true;
+        auth = url + 8;
+    } else {
+        return syntax;
+    }
+    len = strlen(auth);
+    end = auth + len;
+    if (memchr(auth, '@', len) != NULL)
+        return "no user or password in the url: use smtp.username and "
+               "smtp.password_file";
+    if (memchr(auth, '/', len) != NULL || memchr(auth, '?', len) != NULL ||
+        memchr(auth, '#', len) != NULL)
+        return "no path in the url (the EHLO name is smtp.helo)";
+    if (split_host_port(auth, (size_t)(end - auth), &h, &hlen, &port) !=
+            NULL ||
+        hlen == 0)
+        return syntax;
+    return NULL;
+}
+
+static const char *check_smtp_url(const char *value)
+{
+    bool implicit;
+    return smtp_url_problem(value, &implicit);
+}
+
+/*
+ * A mailbox: "Name <local@domain>" or "local@domain".  Only the address is
+ * looked at: it needs one '@' with something on both sides and no blanks.
+ */
+static const char *mailbox_problem(const char *value)
+{
+    static const char syntax[] =
+        "expected an address such as 'kairan <noreply@school.example.jp>' "
+        "or 'noreply@school.example.jp'";
+    const char *addr = value, *lt, *gt, *at;
+    size_t len;
+
+    if (value == NULL)
+        return "not set";
+    lt = strrchr(value, '<');
+    if (lt != NULL) {
+        gt = strchr(lt, '>');
+        if (gt == NULL || gt[1 + strspn(gt + 1, " \t")] != '\0')
+            return syntax;
+        addr = lt + 1;
+        len = (size_t)(gt - addr);
+    } else {
+        len = strlen(value);
+    }
+    at = memrchr(addr, '@', len);
+    if (at == NULL || at == addr || at + 1 == addr + len)
+        return syntax;
+    for (size_t i = 0; i < len; i++) {
+        if (isspace((unsigned char)addr[i]) || addr[i] == '<' ||
+            addr[i] == '>')
+            return syntax;
+    }
+    return NULL;
+}
+
+static const char *check_hostname(const char *value)
+{
+    for (const char *p = value; *p; p++) {
+        if (!host_char((unsigned char)*p))
+            return "expected a host name such as mail.school.example.jp";
+    }
+    return NULL;
+}
+
+/* ---- setting one key ---------------------------------------------------- */
+
+static int parse_int64(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (!isdigit((unsigned char)*digits))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int lookup_value(const char *const *values, const char *value)
+{
+    for (int i = 0; values[i] != NULL; i++) {
+        if (strcasecmp(values[i], value) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1", NULL};
+    static const char *const no[] = {"no", "false", "off", "0", NULL};
+    if (lookup_value(yes, s) >= 0)
+        *out = 1;
+    else if (lookup_value(no, s) >= 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+/*
+ * Set one key from its text (already trimmed).  Returns 0, or -1 with
+ * *why set to a heap message "section.name = 'value': what is allowed"
+ * (without the value for a secret).
+ */
+static int set_key(struct kn_config *cfg, const struct key *k,
+                   const char *value, char **why)
+{
+    void *field = (char *)cfg + k->offset;
+    char lo[32], hi[32], *list, *reason;
+    const char *bad;
+    int64_t v;
+    int i;
+
+    if (has_control(value)) {
+        *why = value_problem(k, value, "control characters are not allowed");
+        return -1;
+    }
+    switch (k->type) {
+    case T_STRING:
+        if (*value == '\0') {
+            if (!(k->flags & F_OPTIONAL)) {
+                *why = value_problem(k, value, "expected a non-empty value");
+                return -1;
+            }
+            replace_string(field, NULL);
+            return 0;
+        }
+        if (k->check != NULL && (bad = k->check(value)) != NULL) {
+            *why = value_problem(k, value, bad);
+            return -1;
+        }
+        replace_string(field, kn_xstrdup(value));
+        return 0;
+    case T_INT:
+        if (parse_int64(value, &v) < 0 || v < k->min || v > k->max) {
+            reason = kn_xasprintf("expected an integer from %lld to %lld",
+                                  (long long)k->min, (long long)k->max);
+            *why = value_problem(k, value, reason);
+            free(reason);
+            return -1;
+        }
+        *(int64_t *)field = v;
+        return 0;
+    case T_DURATION:
+        if (kn_duration_parse(value, &v) < 0 || v < k->min || v > k->max) {
+            format_ms(k->min, lo, sizeof(lo));
+            format_ms(k->max, hi, sizeof(hi));
+            reason = kn_xasprintf("expected a duration from %s to %s (a "
+                                  "number of milliseconds, or with a unit: "
+                                  "500ms, 30s, 10m, 24h, 1d)",
+                                  lo, hi);
+            *why = value_problem(k, value, reason);
+            free(reason);
+            return -1;
+        }
+        *(int64_t *)field = v;
+        return 0;
+    case T_ENUM:
+    case T_CHOICE:
+        i = lookup_value(k->values, value);
+        if (i < 0) {
+            list = value_list(k->values);
+            reason = kn_xasprintf("expected one of %s", list);
+            *why = value_problem(k, value, reason);
+            free(reason);
+            free(list);
+            return -1;
+        }
+        if (k->type == T_ENUM)
+            *(int *)field = i;
+        else
+            replace_string(field, kn_xstrdup(k->values[i]));
+        return 0;
+    case T_BOOL:
+        if (parse_bool(value, &i) < 0) {
+            *why = value_problem(k, value, "expected yes or no");
+            return -1;
+        }
+        *(int *)field = i;
+        return 0;
+    }
+    KN_PANIC("config key %s.%s has no type", k->section, k->name);
+}
+
+/* ---- reading the file --------------------------------------------------- */
+
+/*
+ * inih's line buffer holds INI_MAX_LINE (200) bytes with the NUL, and a
+ * longer line would be cut in two without a word.  We refuse it instead.
+ */
+#define MAX_LINE 199
+
+struct load {
+    struct kn_config *cfg;
+    FILE *err;
+    const char *path;
+    FILE *fp;
+    char *buf; /* our copy of the current line (getline) */
+    size_t cap;
+    int lineno;
+    int read_errno;    /* errno of a failed read, else 0 */
+    const char *value; /* the whole value of the current key line, in buf */
+    bool skip;         /* inside a bad or unknown [section] */
+    int set_line[NKEYS];
+    int errors;
+};
+
+/* Write "file:line: message" and count it. */
+__attribute__((format(printf, 3, 4))) static void
+problem_at(struct load *ld, int line, const char *fmt, ...)
+{
+    va_list ap;
+    ld->errors++;
+    if (ld->err == NULL)
+        return;
+    if (line > 0)
+        fprintf(ld->err, "%s:%d: ", ld->path, line);
+    else if (ld->path != NULL)
+        fprintf(ld->err, "%s: ", ld->path);
+    va_start(ap, fmt);
+    vfprintf(ld->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', ld->err);
+}
+
+static char *lskip(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return s;
+}
+
+static void rstrip(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+}
+
+static bool key_name_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '-' || c == '.';
+}
+
+/*
+ * The ini_reader for ini_parse_stream: fgets-like, but the line comes from
+ * our own getline() so that we can count it and look at it whole first.
+ *
+ * 1. A line longer than MAX_LINE, with a NUL byte, a '[' without ']' or
+ *    neither '=' nor ':' is reported here and handed to inih as an empty
+ *    line.
+ * 2. Leading blanks are stripped, so inih never takes a line for the
+ *    continuation of the previous value (its multi-line mode).
+ * 3. A section header is checked against the table; an unknown one is
+ *    reported once and its keys are skipped.
+ * 4. For a key line, ld->value points at the whole trimmed value in our
+ *    buffer, which inih does not touch; inih would cut it at " ;".
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load *ld = stream;
+    size_t limit = num - 1 < MAX_LINE ? (size_t)num - 1 : MAX_LINE;
+    ssize_t n;
+    char *p, *sep, *name_end;
+
+    ld->value = NULL;
+    errno = 0;
+    n = getline(&ld->buf, &ld->cap, ld->fp);
+    if (n < 0) {
+        if (ferror(ld->fp))
+            ld->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    ld->lineno++;
+    str[0] = '\0';
+    while (n > 0 && (ld->buf[n - 1] == '\n' || ld->buf[n - 1] == '\r'))
+        ld->buf[--n] = '\0';
+    if (strlen(ld->buf) != (size_t)n) {
+        problem_at(ld, ld->lineno, "line contains a NUL byte");
+        return str;
+    }
+    if ((size_t)n > limit) {
+        problem_at(ld, ld->lineno, "line longer than %zu characters", limit);
+        return str;
+    }
+    p = ld->buf;
+    if (ld->lineno == 1 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3; /* a UTF-8 byte order mark */
+    p = lskip(p);
+    rstrip(p);
+    if (*p == '\0' || *p == ';' || *p == '#')
+        return str;
+    if (*p == '[') {
+        char *close = strchr(p, ']');
+        char *rest = close ? lskip(close + 1) : NULL;
+        ld->skip = true;
+        if (close == NULL) {
+            problem_at(ld, ld->lineno, "'[' without a closing ']'");
+        } else if (*rest != '\0' && *rest != ';' && *rest != '#') {
+            problem_at(ld, ld->lineno, "unexpected text after ']'");
+        } else if (!section_known(p + 1, (size_t)(close - p - 1))) {
+            char *list = known_sections();
+            problem_at(ld, ld->lineno, "unknown section [%.*s]; known "
+                       "sections: %s", (int)(close - p - 1), p + 1, list);
+            free(list);
+        } else {
+            ld->skip = false;
+            memcpy(str, p, (size_t)(close + 1 - p));
+            str[close + 1 - p] = '\0';
+        }
+        return str;
+    }
+    sep = strpbrk(p, "=:");
+    if (sep == NULL) {
+        /* Not echoed: a stray line may well be a pasted password. */
+        problem_at(ld, ld->lineno,
+                   "expected 'key = value', '[section]' or a comment");
+        return str;
+    }
+    name_end = sep;
+    while (name_end > p && isspace((unsigned char)name_end[-1]))
+        name_end--;
+    for (char *q = p; q < name_end; q++) {
+        if (!key_name_char((unsigned char)*q)) {
+            problem_at(ld, ld->lineno, "'%.*s' is not a key name (letters, "
+                       "digits and '_')", (int)(name_end - p), p);
+            return str;
+        }
+    }
+    if (name_end == p) {
+        problem_at(ld, ld->lineno, "a key name is missing before '%c'",
+                   *sep);
+        return str;
+    }
+    ld->value = lskip(sep + 1);
+    memcpy(str, p, strlen(p) + 1);
+    return str;
+}
+
+/* The ini_handler: one call per key line read_line() let through. */
+static int on_key(void *user, const char *section, const char *name,
+                  const char *value)
+{
+    struct load *ld = user;
+    const struct key *k;
+    char *why = NULL, *list;
+    size_t i;
+
+    if (ld->skip)
+        return 1; /* the [section] line was reported */
+    if (*section == '\0') {
+        problem_at(ld, ld->lineno, "key '%s' comes before any [section]",
+                   name);
+        return 1;
+    }
+    k = find_key(section, name);
+    if (k == NULL) {
+        list = known_keys(section);
+        problem_at(ld, ld->lineno, "unknown key '%s' in [%s]; known keys: %s",
+                   name, section, list);
+        free(list);
+        return 1;
+    }
+    i = (size_t)(k - keys);
+    if (ld->set_line[i] > 0) {
+        problem_at(ld, ld->lineno, "%s.%s is already set on line %d",
+                   k->section, k->name, ld->set_line[i]);
+        return 1;
+    }
+    ld->set_line[i] = ld->lineno;
+    if (set_key(ld->cfg, k, ld->value ? ld->value : value, &why) < 0) {
+        problem_at(ld, ld->lineno, "%s", why);
+        free(why);
+    }
+    return 1;
+}
+
+static void read_file(struct load *ld)
+{
+    int rc;
+
+    ld->fp = fopen(ld->path, "r");
+    if (ld->fp == NULL) {
+        problem_at(ld, 0, "cannot open the configuration: %s",
+                   strerror(errno));
+        return;
+    }
+    rc = ini_parse_stream(read_line, ld, on_key, ld);
+    if (ld->read_errno != 0)
+        problem_at(ld, ld->lineno + 1, "read error: %s",
+                   strerror(ld->read_errno));
+    else if (rc > 0)
+        /* read_line() should have caught every line inih refuses. */
+        problem_at(ld, rc, "inih cannot parse this line");
+    else if (rc < 0)
+        problem_at(ld, 0, "inih failed (%d)", rc);
+    if (ld->buf != NULL)
+        explicit_bzero(ld->buf, ld->cap); /* it held passwords */
+    free(ld->buf);
+    ld->buf = NULL;
+    fclose(ld->fp);
+    ld->fp = NULL;
+}
+
+/* ---- environment and secret files --------------------------------------- */
+
+static void apply_env(struct load *ld)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const char *value;
+        char *why = NULL;
+        if (keys[i].env == NULL)
+            continue;
+        value = getenv(keys[i].env);
+        if (value == NULL || *value == '\0')
+            continue; /* an empty variable counts as unset */
+        if (set_key(ld->cfg, &keys[i], value, &why) < 0) {
+            ld->errors++;
+            if (ld->err != NULL)
+                fprintf(ld->err, "%s (environment): %s\n", keys[i].env, why);
+            free(why);
+        }
+    }
+}
+
+/*
+ * Read the first line of path (without its line end) into *out.  Returns
+ * 0, or -1 with *why set to a static reason or strerror text.
+ */
+static int read_secret(const char *path, char **out, const char **why)
+{
+    FILE *fp;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = -1;
+
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        *why = strerror(errno);
+        return -1;
+    }
+    errno = 0;
+    n = getline(&line, &cap, fp);
+    if (n < 0 && ferror(fp)) {
+        *why = strerror(errno ? errno : EIO);
+    } else {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n <= 0)
+            *why = "the first line is empty";
+        else if (strlen(line) != (size_t)n || has_control(line))
+            *why = "the first line contains a NUL or control character";
+        else
+            rc = 0;
+    }
+    fclose(fp);
+    if (rc == 0)
+        *out = kn_xstrdup(line);
+    if (line != NULL)
+        explicit_bzero(line, cap);
+    free(line);
+    return rc;
+}
+
+static void read_secret_files(struct load *ld)
+{
+    struct kn_config *cfg = ld->cfg;
+    char *pw = NULL;
+
+    /* The url's own password, unless a file overrides it below. */
+    if (kn_redis_url_parse(cfg->redis_url, NULL, NULL, NULL, &pw) == 0)
+        replace_string(&cfg->redis_password, pw);
+
+    for (size_t i = 0; i < KN_ARRAY_SIZE(secret_files); i++) {
+        const struct secret_file *sf = &secret_files[i];
+        const struct key *k = find_key(sf->section, sf->name);
+        const char *path = *str_field(cfg, k->offset);
+        const char *why = "";
+        char *secret = NULL;
+
+        if (path == NULL)
+            continue;
+        if (read_secret(path, &secret, &why) < 0) {
+            problem_at(ld, ld->set_line[k - keys],
+                       "%s.%s: cannot read the password from '%s': %s",
+                       k->section, k->name, path, why);
+            continue;
+        }
+        replace_string(str_field(cfg, sf->into), secret);
+    }
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+/*
+ * Load the configuration in four steps, each overriding the one before:
+ *
+ * 1. the defaults from keys[] (a default that does not parse is our bug);
+ * 2. the file, when path is not NULL;
+ * 3. the environment variables named in keys[] (empty ones are ignored);
+ * 4. the secret files: redis.password_file and smtp.password_file.
+ *
+ * Every problem is written to err (may be NULL) and counted.  If there was
+ * any, everything is freed, cfg is zeroed and KN_ECONFIG returned, so a
+ * caller may but need not call kn_config_free() after a failure.
+ */
+int kn_config_load(struct kn_config *cfg, const char *path, FILE *err)
+{
+    struct load ld;
+
+    memset(cfg, 0, sizeof(*cfg));
+    memset(&ld, 0, sizeof(ld));
+    ld.cfg = cfg;
+    ld.err = err;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        char *why = NULL;
+        if (keys[i].def != NULL && set_key(cfg, &keys[i], keys[i].def,
+                                           &why) < 0)
+            KN_PANIC("bad default for %s", why);
+    }
+    if (path != NULL) {
+        cfg->path = kn_xstrdup(path);
+        ld.path = cfg->path;
+        read_file(&ld);
+    }
+    apply_env(&ld);
+    read_secret_files(&ld);
+
+    if (ld.errors > 0) {
+        kn_config_free(cfg);
+        return KN_ECONFIG;
+    }
+    return 0;
+}
+
+/*
+ * Checks that need more than one key.  Each problem is one line on err,
+ * prefixed with the file name when there is one.
+ */
+__attribute__((format(printf, 4, 5))) static void
+check_problem(const struct kn_config *cfg, FILE *err, int *count,
+              const char *fmt, ...)
+{
+    va_list ap;
+    (*count)++;
+    if (err == NULL)
+        return;
+    if (cfg->path != NULL)
+        fprintf(err, "%s: ", cfg->path);
+    va_start(ap, fmt);
+    vfprintf(err, fmt, ap);
+    va_end(ap);
+    fputc('\n', err);
+}
+
+int kn_config_check(const struct kn_config *cfg, FILE *err)
+{
+    int count = 0;
+    bool implicit = false;
+    const char *why;
+    int64_t busy = cfg->smtp_timeout_ms + cfg->drain_ms;
+
+    /*
+     * A job is claimed from a worker that has been silent for claim_idle_ms.
+     * A send that is merely slow (up to smtp.timeout_ms, plus the drain
+     * before a restart) must not look dead, or it is delivered twice.
+     */
+    if (cfg->claim_idle_ms <= busy)
+        check_problem(cfg, err, &count,
+                      "queue.claim_idle_ms (%lld ms) must be larger than "
+                      "smtp.timeout_ms + dispatcher.drain_ms (%lld ms): a "
+                      "slow send would be claimed and sent twice",
+                      (long long)cfg->claim_idle_ms, (long long)busy);
+    if (cfg->retry_cap_ms < cfg->retry_base_ms)
+        check_problem(cfg, err, &count,
+                      "queue.retry_cap_ms (%lld ms) must be at least "
+                      "queue.retry_base_ms (%lld ms)",
+                      (long long)cfg->retry_cap_ms,
+                      (long long)cfg->retry_base_ms);
+
+    why = smtp_url_problem(cfg->smtp_url, &implicit);
+    if (why != NULL)
+        check_problem(cfg, err, &count, "smtp.url: %s", why);
+    else if (implicit && cfg->smtp_tls != KN_TLS_IMPLICIT)
+        check_problem(cfg, err, &count,
+                      "smtp.url is smtps:// (TLS from the first byte, "
+                      "usually port 465) but smtp.tls = %s: set smtp.tls = "
+                      "implicit",
+                      (unsigned)cfg->smtp_tls <= KN_TLS_NONE
+                          ? tls_modes[cfg->smtp_tls]
+                          : "?");
+    else if (!implicit && cfg->smtp_tls == KN_TLS_IMPLICIT)
+        check_problem(cfg, err, &count,
+                      "smtp.tls = implicit needs an smtps:// url (usually "
+                      "port 465); with smtp:// use smtp.tls = starttls");
+
+    why = mailbox_problem(cfg->smtp_from);
+    if (why != NULL)
+        check_problem(cfg, err, &count, "smtp.from: %s", why);
+    if (cfg->smtp_username != NULL && cfg->smtp_password == NULL)
+        check_problem(cfg, err, &count,
+                      "smtp.username is set but there is no password: set "
+                      "smtp.password_file or KAIRAN_SMTP_PASSWORD");
+    return count > 0 ? KN_ECONFIG : 0;
+}
+
+void kn_config_free(struct kn_config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == T_STRING || keys[i].type == T_CHOICE)
+            replace_string(str_field(cfg, keys[i].offset), NULL);
+    }
+    replace_string(&cfg->redis_password, NULL);
+    free(cfg->path);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/*
+ * Parse "redis://[[user]:password@]host[:port][/db]".  The user name is
+ * accepted and ignored (AUTH is sent with the password alone).  The
+ * password is percent-decoded; a host may be "[::1]".  Left out parts take
+ * their defaults.  Any output pointer may be NULL.  Returns 0, or KN_EINVAL
+ * with nothing allocated.
+ */
+int kn_redis_url_parse(const char *url, char **host, int *port, int *db,
+                       char **password)
+{
+    return redis_url_split(url, host, port, db, password) ? KN_EINVAL : 0;
+}

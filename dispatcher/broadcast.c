@@ -1,0 +1,666 @@
+/*
+ * broadcast.c - parse and validate a broadcast (wire contract), seal its
+ * addresses for storage, and mask it for a rejection record.
+ *
+ * Validation is strict on purpose: an unknown field is an error (a typo
+ * such as "subjct" must not send a broadcast without a subject), CR, LF and
+ * NUL are refused wherever they could reach a mail header (IPA's "mail
+ * header injection"), and every limit comes from the config.
+ */
+#include "broadcast.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/mime.h"
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+
+static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
+
+const char *kn_channel_name(enum kn_channel c)
+{
+    return (unsigned)c < KN_CH__COUNT ? channel_names[c] : "?";
+}
+
+int kn_channel_parse(const char *s)
+{
+    for (int i = 0; i < KN_CH__COUNT; i++) {
+        if (strcmp(s, channel_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int kn_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 (c >= '0' && c <= '9') ||
+                 (i > 0 && (c == '-' || c == '_' || c == '.' || c == ':'));
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+char *kn_broadcast_new_id(void)
+{
+    unsigned char r[6];
+    char date[48];
+    kn_random(r, sizeof(r));
+    kn_time_jst(kn_now_ms(), date, sizeof(date));
+    return kn_xasprintf("b-%.4s%.2s%.2s-%02x%02x%02x%02x%02x%02x", date,
+                        date + 5, date + 8, r[0], r[1], r[2], r[3], r[4],
+                        r[5]);
+}
+
+/* ---- errors ---- */
+
+struct perr {
+    char *err;
+    size_t errlen;
+    char *field;
+    size_t fieldlen;
+};
+
+static int fail(struct perr *pe, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct perr *pe, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[400];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(pe->err, pe->errlen, "%s: %s", field, msg);
+    snprintf(pe->field, pe->fieldlen, "%s", field);
+    return KN_EINVAL;
+}
+
+static int has_ctl(const char *s, size_t n)
+{
+    return !kn_header_safe(s, n);
+}
+
+/*
+ * Get an optional string member.  Returns 0 (and *out, or NULL if
+ * absent or null), or an error for a wrong type, a NUL, invalid UTF-8,
+ * or (if line) a CR/LF.
+ */
+static int get_str(json_t *o, const char *key, const char *field, int line,
+                   size_t max, char **out, struct perr *pe)
+{
+    json_t *v = json_object_get(o, key);
+    const char *s;
+    size_t n;
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail(pe, field, "must be a string");
+    s = json_string_value(v);
+    n = json_string_length(v);
+    if (memchr(s, '\0', n) != NULL)
+        return fail(pe, field, "contains a NUL character; remove it");
+    if (!kn_utf8_valid(s, n))
+        return fail(pe, field, "is not valid UTF-8");
+    if (line && has_ctl(s, n))
+        return fail(pe, field,
+                    "contains a line break (CR or LF); it must be one line");
+    if (max > 0 && n > max)
+        return fail(pe, field, "is %zu bytes; at most %zu are allowed", n,
+                    max);
+    *out = kn_xstrndup(s, n);
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, int *out, struct perr *pe)
+{
+    json_t *v = json_object_get(o, key);
+    *out = 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return fail(pe, key, "must be true or false");
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int check_keys(json_t *o, const char *const *known, const char *where,
+                      struct perr *pe)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        int ok = 0;
+        for (size_t i = 0; known[i]; i++) {
+            if (strcmp(k, known[i]) == 0)
+                ok = 1;
+        }
+        if (!ok) {
+            char f[200];
+            snprintf(f, sizeof(f), "%s%s%s", where, *where ? "." : "", k);
+            return fail(pe, f, "unknown field (check the spelling against "
+                               "the wire contract in the README)");
+        }
+    }
+    return 0;
+}
+
+static int get_str_array(json_t *o, const char *key, const char *field,
+                         char ***out, size_t *n, struct perr *pe)
+{
+    json_t *a = json_object_get(o, key), *v;
+    size_t i;
+    *out = NULL;
+    *n = 0;
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a))
+        return fail(pe, field, "must be an array of strings");
+    *out = kn_xcalloc(json_array_size(a) + 1, sizeof(char *));
+    json_array_foreach(a, i, v) {
+        char f[200];
+        snprintf(f, sizeof(f), "%s[%zu]", field, i);
+        if (!json_is_string(v))
+            return fail(pe, f, "must be a string");
+        if (!kn_id_valid(json_string_value(v)))
+            return fail(pe, f,
+                        "'%.64s' is not a valid name: use 1-128 letters, "
+                        "digits, '-', '_', '.', ':' (not first)",
+                        json_string_value(v));
+        (*out)[(*n)++] = kn_xstrdup(json_string_value(v));
+    }
+    return 0;
+}
+
+static int line_id_valid(const char *s)
+{
+    if (strlen(s) != 33 || s[0] != 'U')
+        return 0;
+    for (int i = 1; i < 33; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
+                      struct perr *pe)
+{
+    static const char *const known[] = {"id", "name", "email", "line",
+                                        "push", NULL};
+    char f[160], where[48];
+    const char *why = NULL;
+    json_t *push, *t;
+    size_t i;
+    int rc;
+
+    snprintf(where, sizeof(where), "recipients[%zu]", idx);
+    if (!json_is_object(o))
+        return fail(pe, where, "must be an object with id and contacts");
+    if ((rc = check_keys(o, known, where, pe)) < 0)
+        return rc;
+    snprintf(f, sizeof(f), "%s.id", where);
+    if ((rc = get_str(o, "id", f, 1, 128, &r->id, pe)) < 0)
+        return rc;
+    if (r->id == NULL || !kn_id_valid(r->id))
+        return fail(pe, f, "missing or invalid: give each recipient an id "
+                           "of letters, digits, '-', '_', '.'");
+    snprintf(f, sizeof(f), "%s.name", where);
+    if ((rc = get_str(o, "name", f, 1, 200, &r->name, pe)) < 0)
+        return rc;
+    snprintf(f, sizeof(f), "%s.email", where);
+    if ((rc = get_str(o, "email", f, 1, 320, &r->email, pe)) < 0)
+        return rc;
+    if (r->email != NULL && kn_addr_check(r->email, &why) < 0) {
+        char m[128];
+        return fail(pe, f, "'%s' is not an address: %s",
+                    kn_mask_address(r->email, m, sizeof(m)), why);
+    }
+    snprintf(f, sizeof(f), "%s.line", where);
+    if ((rc = get_str(o, "line", f, 1, 64, &r->line, pe)) < 0)
+        return rc;
+    if (r->line != NULL && !line_id_valid(r->line))
+        return fail(pe, f, "a LINE user id is 'U' and 32 hex digits");
+    push = json_object_get(o, "push");
+    if (push != NULL && !json_is_null(push)) {
+        snprintf(f, sizeof(f), "%s.push", where);
+        if (!json_is_array(push))
+            return fail(pe, f, "must be an array of {platform, token}");
+        r->push = kn_xcalloc(json_array_size(push) + 1, sizeof(*r->push));
+        json_array_foreach(push, i, t) {
+            static const char *const pk[] = {"platform", "token", NULL};
+            struct kn_push_token *pt = &r->push[r->npush];
+            char pf[96];
+            snprintf(pf, sizeof(pf), "%s.push[%zu]", where, i);
+            if (!json_is_object(t))
+                return fail(pe, pf, "must be {platform, token}");
+            if ((rc = check_keys(t, pk, pf, pe)) < 0)
+                return rc;
+            r->npush++;
+            snprintf(f, sizeof(f), "%s.platform", pf);
+            if ((rc = get_str(t, "platform", f, 1, 16, &pt->platform, pe)) <
+                0)
+                return rc;
+            if (pt->platform == NULL || (strcmp(pt->platform, "fcm") != 0 &&
+                                         strcmp(pt->platform, "apns") != 0))
+                return fail(pe, f, "must be \"fcm\" or \"apns\"");
+            snprintf(f, sizeof(f), "%s.token", pf);
+            if ((rc = get_str(t, "token", f, 1, 4096, &pt->token, pe)) < 0)
+                return rc;
+            if (pt->token == NULL || pt->token[0] == '\0')
+                return fail(pe, f, "missing device token");
+        }
+    }
+    if (r->email == NULL && r->line == NULL && r->npush == 0)
+        return fail(pe, where, "has no contact: give email, line or push");
+    return 0;
+}
+
+static int get_time(json_t *o, const char *key, int64_t *ms, struct perr *pe)
+{
+    char *s = NULL;
+    int rc = get_str(o, key, key, 1, 64, &s, pe);
+    *ms = 0;
+    if (rc < 0 || s == NULL)
+        return rc;
+    if (kn_time_parse(s, ms) < 0) {
+        free(s);
+        return fail(pe, key,
+                    "not an RFC 3339 time; write e.g. "
+                    "2026-11-22T07:00:00+09:00");
+    }
+    free(s);
+    return 0;
+}
+
+int kn_broadcast_parse(const char *json, size_t len,
+                       const struct kn_limits *lim, struct kn_broadcast *b,
+                       char *err, size_t errlen, char *field,
+                       size_t fieldlen)
+{
+    static const char *const known[] = {
+        "id",       "tenant",   "category", "priority",   "drill",
+        "subject",  "body",     "channels", "policy",     "audience",
+        "recipients", "ack",    "send_at",  "expires_at", "escalate_after",
+        "sender",   NULL};
+    struct perr pe = {err, errlen, field, fieldlen};
+    json_error_t jerr;
+    json_t *root, *v, *aud;
+    char *s = NULL;
+    size_t i;
+    int rc;
+
+    memset(b, 0, sizeof(*b));
+    err[0] = '\0';
+    field[0] = '\0';
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        rc = fail(&pe, "json", "not valid JSON at line %d column %d: %s",
+                  jerr.line, jerr.column, jerr.text);
+        return rc;
+    }
+    if (!json_is_object(root)) {
+        rc = fail(&pe, "json", "the broadcast must be a JSON object");
+        goto out;
+    }
+    if ((rc = check_keys(root, known, "", &pe)) < 0)
+        goto out;
+
+    if ((rc = get_str(root, "id", "id", 1, 128, &b->id, &pe)) < 0)
+        goto out;
+    if (b->id != NULL && !kn_id_valid(b->id)) {
+        rc = fail(&pe, "id", "use 1-128 letters, digits, '-', '_', '.', "
+                             "':' (not first)");
+        goto out;
+    }
+    if ((rc = get_str(root, "tenant", "tenant", 1, 64, &b->tenant, &pe)) < 0)
+        goto out;
+    if (b->tenant == NULL || !kn_id_valid(b->tenant)) {
+        rc = fail(&pe, "tenant", "missing or invalid: name the school "
+                                 "(letters, digits, '-', '_', '.')");
+        goto out;
+    }
+    if ((rc = get_str(root, "category", "category", 1, 32, &b->category,
+                      &pe)) < 0)
+        goto out;
+    if (b->category == NULL)
+        b->category = kn_xstrdup("notice");
+    else if (!kn_id_valid(b->category)) {
+        rc = fail(&pe, "category", "use a short word such as emergency, "
+                                   "notice, event, drill");
+        goto out;
+    }
+    if ((rc = get_str(root, "priority", "priority", 1, 16, &s, &pe)) < 0)
+        goto out;
+    if (s != NULL && strcmp(s, "urgent") != 0 && strcmp(s, "normal") != 0) {
+        free(s);
+        rc = fail(&pe, "priority", "must be \"urgent\" or \"normal\"");
+        goto out;
+    }
+    b->urgent = s != NULL && strcmp(s, "urgent") == 0;
+    free(s);
+    s = NULL;
+    if ((rc = get_bool(root, "drill", &b->drill, &pe)) < 0 ||
+        (rc = get_bool(root, "ack", &b->ack, &pe)) < 0)
+        goto out;
+    if ((rc = get_str(root, "subject", "subject", 1,
+                      (size_t)lim->max_subject, &b->subject, &pe)) < 0)
+        goto out;
+    if (b->subject == NULL || b->subject[0] == '\0') {
+        rc = fail(&pe, "subject", "missing: every broadcast needs a subject");
+        goto out;
+    }
+    if ((rc = get_str(root, "body", "body", 0, (size_t)lim->max_body,
+                      &b->body, &pe)) < 0)
+        goto out;
+    if (b->body == NULL || b->body[0] == '\0') {
+        rc = fail(&pe, "body", "missing: every broadcast needs a body");
+        goto out;
+    }
+    if ((rc = get_str(root, "sender", "sender", 1, 200, &b->sender, &pe)) <
+        0)
+        goto out;
+
+    v = json_object_get(root, "channels");
+    if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
+        rc = fail(&pe, "channels", "missing: list at least one of \"email\", "
+                                   "\"line\", \"push\"");
+        goto out;
+    }
+    json_t *c;
+    json_array_foreach(v, i, c) {
+        int ch = json_is_string(c) ? kn_channel_parse(json_string_value(c))
+                                   : -1;
+        char f[32];
+        snprintf(f, sizeof(f), "channels[%zu]", i);
+        if (ch < 0) {
+            rc = fail(&pe, f, "unknown channel; use \"email\", \"line\" or "
+                              "\"push\"");
+            goto out;
+        }
+        for (size_t j = 0; j < b->nchannels; j++) {
+            if ((int)b->channels[j] == ch) {
+                rc = fail(&pe, f, "channel listed twice");
+                goto out;
+            }
+        }
+        b->channels[b->nchannels++] = (enum kn_channel)ch;
+    }
+    if ((rc = get_str(root, "policy", "policy", 1, 16, &s, &pe)) < 0)
+        goto out;
+    if (s != NULL && strcmp(s, "all") != 0 && strcmp(s, "preferred") != 0) {
+        free(s);
+        rc = fail(&pe, "policy", "must be \"all\" or \"preferred\"");
+        goto out;
+    }
+    b->preferred = s != NULL && strcmp(s, "preferred") == 0;
+    free(s);
+    s = NULL;
+
+    aud = json_object_get(root, "audience");
+    if (aud != NULL && !json_is_null(aud)) {
+        static const char *const ak[] = {"groups", "recipients", NULL};
+        if (!json_is_object(aud)) {
+            rc = fail(&pe, "audience", "must be {groups, recipients}");
+            goto out;
+        }
+        if ((rc = check_keys(aud, ak, "audience", &pe)) < 0 ||
+            (rc = get_str_array(aud, "groups", "audience.groups", &b->groups,
+                                &b->ngroups, &pe)) < 0 ||
+            (rc = get_str_array(aud, "recipients", "audience.recipients",
+                                &b->rcpt_ids, &b->nrcpt_ids, &pe)) < 0)
+            goto out;
+    }
+    v = json_object_get(root, "recipients");
+    if (v != NULL && !json_is_null(v)) {
+        json_t *r;
+        if (!json_is_array(v)) {
+            rc = fail(&pe, "recipients", "must be an array of objects");
+            goto out;
+        }
+        if ((int64_t)json_array_size(v) > lim->max_recipients) {
+            rc = fail(&pe, "recipients",
+                      "%zu inline recipients; at most %lld are allowed "
+                      "(dispatcher.max_recipients): import them into the "
+                      "directory and address a group",
+                      json_array_size(v), (long long)lim->max_recipients);
+            goto out;
+        }
+        b->rcpts = kn_xcalloc(json_array_size(v) + 1, sizeof(*b->rcpts));
+        json_array_foreach(v, i, r) {
+            b->nrcpts++;
+            if ((rc = parse_rcpt(r, i, &b->rcpts[i], &pe)) < 0)
+                goto out;
+        }
+    }
+    if (b->nrcpts == 0 && b->ngroups == 0 && b->nrcpt_ids == 0) {
+        rc = fail(&pe, "audience", "nobody to send to: give audience.groups, "
+                                   "audience.recipients or recipients");
+        goto out;
+    }
+    if ((rc = get_time(root, "send_at", &b->send_at_ms, &pe)) < 0 ||
+        (rc = get_time(root, "expires_at", &b->expires_ms, &pe)) < 0)
+        goto out;
+    if ((rc = get_str(root, "escalate_after", "escalate_after", 1, 16, &s,
+                      &pe)) < 0)
+        goto out;
+    if (s != NULL && kn_duration_parse(s, &b->escalate_ms) < 0) {
+        free(s);
+        rc = fail(&pe, "escalate_after", "a duration such as \"10m\"");
+        goto out;
+    }
+    free(s);
+    s = NULL;
+    if (b->expires_ms == 0) {
+        int64_t start = b->send_at_ms > 0 ? b->send_at_ms : kn_now_ms();
+        b->expires_ms = start + lim->default_ttl_ms;
+    } else if (b->expires_ms <= kn_now_ms()) {
+        rc = fail(&pe, "expires_at", "is in the past: nothing would be sent");
+        goto out;
+    } else if (b->send_at_ms > 0 && b->expires_ms <= b->send_at_ms) {
+        rc = fail(&pe, "expires_at", "must be later than send_at");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc < 0)
+        kn_broadcast_free(b);
+    return rc;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void kn_broadcast_free(struct kn_broadcast *b)
+{
+    free(b->id);
+    free(b->tenant);
+    free(b->category);
+    free(b->subject);
+    free(b->body);
+    free(b->sender);
+    free_strv(b->groups, b->ngroups);
+    free_strv(b->rcpt_ids, b->nrcpt_ids);
+    for (size_t i = 0; i < b->nrcpts; i++) {
+        struct kn_inline_rcpt *r = &b->rcpts[i];
+        free(r->id);
+        free(r->name);
+        free(r->email);
+        free(r->line);
+        for (size_t j = 0; j < r->npush; j++) {
+            free(r->push[j].platform);
+            free(r->push[j].token);
+        }
+        free(r->push);
+    }
+    free(b->rcpts);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- storage form ---- */
+
+/* Set key to the sealed form of addr and key_bi to its blind index. */
+static void seal_into(json_t *o, const struct kn_keyring *kr,
+                      const char *purpose, const char *key, const char *addr)
+{
+    char bi[33], kbi[16];
+    char *sealed = kn_seal(kr, purpose, addr, strlen(addr));
+    kn_blind_index(kr, purpose, addr, bi);
+    json_object_set_new(o, key, json_string(sealed));
+    snprintf(kbi, sizeof(kbi), "%si", key);
+    json_object_set_new(o, kbi, json_string(bi));
+    free(sealed);
+}
+
+/*
+ * The audience entry of an inline recipient: "i:" + compact JSON
+ *   {"id":..,"nm":..,"e":sealed,"ei":bi,"l":sealed,"li":bi,
+ *    "p":[{"k":"fcm","t":sealed,"ti":bi}]}
+ * The same shape the directory uses (rcpt hash field "c"), so that the
+ * expander reads both alike.
+ */
+char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
+                            const struct kn_keyring *kr);
+
+char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
+                            const struct kn_keyring *kr)
+{
+    json_t *o = json_object();
+    char *out;
+    json_object_set_new(o, "id", json_string(r->id));
+    if (r->name)
+        json_object_set_new(o, "nm", json_string(r->name));
+    if (r->email)
+        seal_into(o, kr, "email", "e", r->email);
+    if (r->line)
+        seal_into(o, kr, "line", "l", r->line);
+    if (r->npush > 0) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < r->npush; i++) {
+            json_t *t = json_object();
+            json_object_set_new(t, "k", json_string(r->push[i].platform));
+            seal_into(t, kr, "push", "t", r->push[i].token);
+            json_array_append_new(a, t);
+        }
+        json_object_set_new(o, "p", a);
+    }
+    out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+void kn_broadcast_submit_args(const struct kn_broadcast *b,
+                              const struct kn_keyring *kr,
+                              struct kn_argv *fields, struct kn_argv *aud)
+{
+    char chans[32] = "";
+    json_t *g = json_array(), *r = json_array();
+    char *s;
+
+    for (size_t i = 0; i < b->nchannels; i++) {
+        if (i > 0)
+            strcat(chans, ",");
+        strcat(chans, kn_channel_name(b->channels[i]));
+    }
+    for (size_t i = 0; i < b->ngroups; i++)
+        json_array_append_new(g, json_string(b->groups[i]));
+    for (size_t i = 0; i < b->nrcpt_ids; i++)
+        json_array_append_new(r, json_string(b->rcpt_ids[i]));
+
+#define F(k, v)                                                               \
+    do {                                                                      \
+        kn_argv_add(fields, k);                                               \
+        kn_argv_add(fields, v);                                               \
+    } while (0)
+#define FI(k, v)                                                              \
+    do {                                                                      \
+        kn_argv_add(fields, k);                                               \
+        kn_argv_addi(fields, v);                                              \
+    } while (0)
+    F("id", b->id);
+    F("tenant", b->tenant);
+    F("category", b->category);
+    F("priority", b->urgent ? "urgent" : "normal");
+    FI("drill", b->drill);
+    FI("ack", b->ack);
+    F("policy", b->preferred ? "preferred" : "all");
+    F("channels", chans);
+    F("subject", b->subject);
+    F("body", b->body);
+    s = json_dumps(g, JSON_COMPACT);
+    F("groups", s);
+    free(s);
+    s = json_dumps(r, JSON_COMPACT);
+    F("rcpt_ids", s);
+    free(s);
+    FI("created_ms", kn_now_ms());
+    FI("send_at_ms", b->send_at_ms);
+    FI("expires_ms", b->expires_ms);
+    FI("escalate_ms", b->escalate_ms);
+    F("sender", b->sender ? b->sender : "unknown");
+#undef F
+#undef FI
+    json_decref(g);
+    json_decref(r);
+
+    for (size_t i = 0; i < b->nrcpts; i++) {
+        char *j = kn__rcpt_storage_json(&b->rcpts[i], kr);
+        kn_argv_take(aud, kn_xasprintf("i:%s", j));
+        free(j);
+    }
+}
+
+/* Replace every address-bearing string under o by its masked form. */
+static void mask_walk(json_t *o)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_array(o)) {
+        json_array_foreach(o, i, v) mask_walk(v);
+        return;
+    }
+    if (!json_is_object(o))
+        return;
+    json_object_foreach(o, k, v) {
+        if (json_is_string(v) &&
+            (strcmp(k, "email") == 0 || strcmp(k, "line") == 0 ||
+             strcmp(k, "token") == 0)) {
+            char m[128];
+            kn_mask_address(json_string_value(v), m, sizeof(m));
+            json_object_set_new(o, k, json_string(m));
+        } else {
+            mask_walk(v);
+        }
+    }
+}
+
+char *kn_broadcast_mask_json(const char *json, size_t len)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    char *out;
+    if (root == NULL)
+        return NULL;
+    mask_walk(root);
+    out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}

@@ -1,0 +1,104 @@
+/*
+ * broadcast.h - the broadcast of the wire contract (DESIGN.md): parsing and
+ * validating its JSON, and turning it into what is stored in Redis.
+ *
+ * kairanctl, the HTTP API and the expander (for raw XADDs) all go through
+ * kn_broadcast_parse, so every producer gets the same checks and the same
+ * error texts.  An error names the field ("recipients[3].email") and says
+ * what to fix; an address in an error is masked.
+ */
+#ifndef KN_DISPATCHER_BROADCAST_H
+#define KN_DISPATCHER_BROADCAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kn_keyring;
+struct kn_argv;
+
+struct kn_limits {
+    int64_t max_subject;    /* bytes */
+    int64_t max_body;       /* bytes */
+    int64_t max_recipients; /* inline recipients */
+    int64_t default_ttl_ms;
+};
+
+struct kn_push_token {
+    char *platform; /* "fcm" | "apns" */
+    char *token;
+};
+
+struct kn_inline_rcpt {
+    char *id;
+    char *name;  /* may be NULL */
+    char *email; /* may be NULL */
+    char *line;  /* may be NULL */
+    struct kn_push_token *push;
+    size_t npush;
+};
+
+enum kn_channel { KN_CH_EMAIL, KN_CH_LINE, KN_CH_PUSH, KN_CH__COUNT };
+
+/* "email", "line", "push"; and back (returns -1 if unknown). */
+const char *kn_channel_name(enum kn_channel c);
+int kn_channel_parse(const char *s);
+
+struct kn_broadcast {
+    char *id; /* NULL if the producer gave none */
+    char *tenant;
+    char *category;
+    int urgent;
+    int drill;
+    int ack;
+    int preferred; /* policy: preferred (else all) */
+    char *subject;
+    char *body;
+    enum kn_channel channels[KN_CH__COUNT];
+    size_t nchannels;
+    char **groups;
+    size_t ngroups;
+    char **rcpt_ids; /* audience.recipients: directory ids */
+    size_t nrcpt_ids;
+    struct kn_inline_rcpt *rcpts;
+    size_t nrcpts;
+    int64_t send_at_ms;   /* 0: now */
+    int64_t expires_ms;   /* always set after parse */
+    int64_t escalate_ms;  /* 0: none */
+    char *sender;         /* who submitted (token name, "kairanctl") */
+};
+
+/*
+ * Parse and validate a broadcast.  Returns 0 and fills b (free with
+ * kn_broadcast_free), or KN_EINVAL with a message in err ("subject: ...")
+ * and the offending field's name in field (both always NUL-terminated).
+ */
+int kn_broadcast_parse(const char *json, size_t len,
+                       const struct kn_limits *lim, struct kn_broadcast *b,
+                       char *err, size_t errlen, char *field,
+                       size_t fieldlen);
+
+void kn_broadcast_free(struct kn_broadcast *b);
+
+/* 1 if s is acceptable as a broadcast or recipient id. */
+int kn_id_valid(const char *s);
+
+/* A fresh broadcast id: "b-<yyyymmdd>-<12 hex>" (JST date). Heap. */
+char *kn_broadcast_new_id(void);
+
+/*
+ * The arguments of the submit script (queue.h) for this broadcast:
+ * its hash fields and one audience entry per inline recipient with every
+ * address sealed and blind-indexed.  Plaintext never leaves this function.
+ */
+void kn_broadcast_submit_args(const struct kn_broadcast *b,
+                              const struct kn_keyring *kr,
+                              struct kn_argv *fields, struct kn_argv *aud);
+
+/*
+ * The broadcast's JSON with every address masked, for keeping a rejected
+ * broadcast visible without keeping its plaintext.  Heap string, or NULL
+ * when json does not parse at all.
+ */
+char *kn_broadcast_mask_json(const char *json, size_t len);
+
+#endif

@@ -1,0 +1,734 @@
+/*
+ * daemon.c - kairand's life: start-up checks, the Redis connections, the
+ * timers that move retries and reclaim jobs of stopped processes, signals
+ * and the graceful drain.
+ *
+ * Start: load the key file (refused if group/other can read it), connect,
+ * refuse a Redis whose maxmemory-policy is not noeviction (an evicting
+ * queue loses jobs), create the consumer groups, then start the expander
+ * and one worker per routed channel.
+ *
+ * Stop (SIGTERM/SIGINT): stop reading, let in-flight sends finish and their
+ * results be recorded for up to dispatcher.drain_ms, then close and exit 0.
+ * Whatever was not finished stays pending in Redis for the other
+ * processes (XAUTOCLAIM after queue.claim_idle_ms).
+ */
+#include "daemon.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "config/config.h"
+#include "queue/scripts.h"
+
+char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
+{
+    va_list ap;
+    char *tail, *k;
+    va_start(ap, fmt);
+    if (vasprintf(&tail, fmt, ap) < 0)
+        KN_PANIC("out of memory");
+    va_end(ap);
+    k = kn_xasprintf("%s%s", d->prefix, tail);
+    free(tail);
+    return k;
+}
+
+int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt)
+{
+    int64_t base = d->cfg->retry_base_ms, cap = d->cfg->retry_cap_ms, ceil;
+    int shift = attempt - 1 < 30 ? attempt - 1 : 30;
+    ceil = base << (shift > 0 ? shift : 0);
+    if (ceil > cap || ceil <= 0)
+        ceil = cap;
+    /* Full jitter: uniform in [0, ceil], so that retries of a relay outage
+     * do not arrive all at once when it comes back. */
+    return (int64_t)kn_random_below((uint64_t)ceil + 1);
+}
+
+const redisReply *kn__entry_field(const redisReply *entry, const char *f)
+{
+    const redisReply *kv;
+    if (entry == NULL || entry->type != REDIS_REPLY_ARRAY ||
+        entry->elements < 2)
+        return NULL;
+    kv = entry->element[1];
+    if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        if (kv->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(kv->element[i]->str, f) == 0)
+            return kv->element[i + 1];
+    }
+    return NULL;
+}
+
+/* ---- reliable script calls ---- */
+
+struct kn__pending {
+    const struct kn_redis_script *s;
+    kn_redis_cb *cb;
+    void *arg;
+    int nkeys;
+    struct kn_argv args;
+    struct kn_daemon *d;
+    struct kn__pending *next;
+};
+
+static void pending_send(struct kn__pending *p);
+
+static void pending_queue(struct kn__pending *p)
+{
+    struct kn_daemon *d = p->d;
+    p->next = d->unrecorded;
+    d->unrecorded = p;
+    d->n_unrecorded++;
+}
+
+static void on_reliable_reply(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn__pending *p = arg;
+    if (rep == NULL) {
+        /* Lost with the connection: keep it for when Redis is back.  The
+         * scripts are idempotent, so a call that did run is harmless to
+         * run again. */
+        pending_queue(p);
+        return;
+    }
+    p->cb(r, rep, p->arg);
+    kn_argv_free(&p->args);
+    free(p);
+}
+
+static void pending_send(struct kn__pending *p)
+{
+    if (kn_redis_eval(p->d->cmd, p->s, on_reliable_reply, p, p->nkeys,
+                      p->args.n, (const char **)p->args.v,
+                      p->args.len) < 0)
+        pending_queue(p);
+}
+
+void kn__eval_reliable(struct kn_daemon *d, const struct kn_redis_script *s,
+                       kn_redis_cb *cb, void *arg, int nkeys,
+                       struct kn_argv *args)
+{
+    struct kn__pending *p = kn_xcalloc(1, sizeof(*p));
+    p->s = s;
+    p->cb = cb;
+    p->arg = arg;
+    p->nkeys = nkeys;
+    p->d = d;
+    p->args = *args; /* take the strings */
+    kn_argv_init(args);
+    pending_send(p);
+}
+
+static void flush_unrecorded(struct kn_daemon *d)
+{
+    struct kn__pending *list = d->unrecorded;
+    if (list != NULL)
+        kn_log(KN_LOG_INFO, "daemon", "recording results kept while Redis "
+                                      "was unreachable",
+               NULL);
+    d->unrecorded = NULL;
+    d->n_unrecorded = 0;
+    while (list != NULL) {
+        struct kn__pending *p = list;
+        list = p->next;
+        pending_send(p);
+    }
+}
+
+/* ---- message cache ---- */
+
+struct kn__msg_wait {
+    kn__msg_cb *cb;
+    void *arg;
+    struct kn__msg_wait *next;
+};
+
+static void msg_free(struct kn__msg *m)
+{
+    free(m->m.bcast);
+    free(m->m.tenant);
+    free(m->m.category);
+    free(m->m.subject);
+    free(m->m.body);
+    free(m);
+}
+
+static char *rstr(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? kn_xstrndup(r->str, r->len)
+                                              : NULL;
+}
+
+static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn__msg *m = arg;
+    struct kn__msg_wait *w = m->waiters;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 8 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        m->failed = 1;
+    } else {
+        m->m.subject = rstr(rep->element[0]);
+        m->m.body = rstr(rep->element[1]);
+        m->m.urgent = rep->element[2]->type == REDIS_REPLY_STRING &&
+                      strcmp(rep->element[2]->str, "urgent") == 0;
+        m->m.drill = rep->element[3]->type == REDIS_REPLY_STRING &&
+                     strcmp(rep->element[3]->str, "1") == 0;
+        m->m.tenant = rstr(rep->element[4]);
+        m->m.category = rstr(rep->element[5]);
+        m->m.created_ms = rep->element[6]->type == REDIS_REPLY_STRING
+                              ? strtoll(rep->element[6]->str, NULL, 10)
+                              : 0;
+        m->m.expires_ms = rep->element[7]->type == REDIS_REPLY_STRING
+                              ? strtoll(rep->element[7]->str, NULL, 10)
+                              : 0;
+    }
+    m->loaded = 1;
+    m->waiters = NULL;
+    while (w != NULL) {
+        struct kn__msg_wait *next = w->next;
+        w->cb(m, w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
+                 void *arg)
+{
+    struct kn__msg *m;
+    struct kn__msg_wait *w;
+    char *key;
+    for (m = d->msgs; m != NULL; m = m->next) {
+        if (strcmp(m->m.bcast, bcast) == 0 && !(m->loaded && m->failed))
+            break;
+    }
+    if (m == NULL) {
+        m = kn_xcalloc(1, sizeof(*m));
+        m->m.bcast = kn_xstrdup(bcast);
+        m->next = d->msgs;
+        d->msgs = m;
+        key = kn__key(d, "bc:%s", bcast);
+        if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
+                         "HMGET %s subject body priority drill tenant "
+                         "category created_ms expires_ms",
+                         key) < 0) {
+            m->loaded = 1;
+            m->failed = 1;
+        }
+        free(key);
+    }
+    m->refs++;
+    m->used_ms = kn_mono_ms();
+    if (m->loaded) {
+        cb(m, arg);
+        return;
+    }
+    w = kn_xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    w->next = m->waiters;
+    m->waiters = w;
+}
+
+void kn__msg_put(struct kn__msg *m)
+{
+    m->refs--;
+}
+
+/* Forget messages nobody used for a minute (and failed loads at once). */
+static void msg_evict(struct kn_daemon *d, int all)
+{
+    struct kn__msg **pp = &d->msgs;
+    int64_t now = kn_mono_ms();
+    while (*pp != NULL) {
+        struct kn__msg *m = *pp;
+        if (m->refs == 0 && m->loaded &&
+            (all || m->failed || now - m->used_ms > 60000)) {
+            *pp = m->next;
+            msg_free(m);
+        } else {
+            pp = &m->next;
+        }
+    }
+}
+
+/* ---- redis ---- */
+
+struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
+                                kn_redis_state_cb *cb, void *arg)
+{
+    struct kn_redis_opts o;
+    char *host = NULL, *password = NULL;
+    int port = 6379, db = 0;
+    struct kn_redis *r;
+    if (kn_redis_url_parse(d->cfg->redis_url, &host, &port, &db, &password) <
+        0)
+        kn_fatal("redis.url: cannot parse (want redis://[:password@]host:"
+                 "port/db)");
+    memset(&o, 0, sizeof(o));
+    o.host = host;
+    o.port = port;
+    o.db = db;
+    o.password = d->cfg->redis_password ? d->cfg->redis_password : password;
+    o.timeout_ms = d->cfg->redis_timeout_ms;
+    o.name = name;
+    r = kn_redis_new(d->loop, &o, cb, arg);
+    free(host);
+    if (password) {
+        memset(password, 0, strlen(password));
+        free(password);
+    }
+    return r;
+}
+
+struct groups_ctx {
+    struct kn_daemon *d;
+    void (*cb)(void *);
+    void *arg;
+    int left;
+    int failed;
+};
+
+static void on_group(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct groups_ctx *g = arg;
+    if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
+                        !kn_reply_is_error(rep, "BUSYGROUP"))) {
+        g->failed = 1;
+        kn_log(KN_LOG_ERROR, "daemon", "cannot create consumer group",
+               "error", rep ? rep->str : "no reply", NULL);
+    }
+    if (--g->left == 0) {
+        if (!g->failed)
+            g->cb(g->arg);
+        free(g);
+    }
+}
+
+void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg)
+{
+    struct groups_ctx *g = kn_xcalloc(1, sizeof(*g));
+    g->d = d;
+    g->cb = cb;
+    g->arg = arg;
+    g->left = KN_QUEUE_STREAMS + 1;
+    for (int i = 0; i <= KN_QUEUE_STREAMS; i++) {
+        char *key = i < KN_QUEUE_STREAMS
+                        ? kn__key(d, "q:%s", kn_queue_stream_name(i))
+                        : kn__key(d, "broadcasts");
+        /* Start at 0, not $: entries added before the group existed
+         * (kairanctl submit before the first kairand) must be read. */
+        if (kn_redis_cmd(d->cmd, on_group, g,
+                         "XGROUP CREATE %s " KN_GROUP " 0 MKSTREAM",
+                         key) < 0)
+            on_group(d->cmd, NULL, g);
+        free(key);
+    }
+}
+
+static void on_poison(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
+                const char *raw, size_t rawlen, const char *reason)
+{
+    char *dlq = kn__key(d, "dlq"), now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ",
+           "stream", stream, "entry", id, "reason", reason, NULL);
+    kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
+    kn_redis_cmd(d->cmd, on_poison, NULL,
+                 "XADD %s * stream %s entry %s job %b reason %s failed_ms %s",
+                 dlq, stream, id, raw ? raw : "", raw ? rawlen : (size_t)0,
+                 reason, now);
+    kn_redis_cmd(d->cmd, on_poison, NULL, "XACK %s " KN_GROUP " %s", stream,
+                 id);
+    kn_redis_cmd(d->cmd, on_poison, NULL, "XDEL %s %s", stream, id);
+    kn_redis_cmd(d->cmd, on_poison, NULL, "EXEC");
+    free(dlq);
+}
+
+/* ---- start-up ---- */
+
+static void start_readers(void *arg)
+{
+    struct kn_daemon *d = arg;
+    if (d->started) {
+        /* After a reconnect: groups re-made (Redis may have lost them),
+         * results kept meanwhile re-sent, readers nudged. */
+        flush_unrecorded(d);
+        for (int c = 0; c < KN_CH__COUNT; c++) {
+            if (d->workers[c])
+                kn__worker_kick(d->workers[c]);
+        }
+        return;
+    }
+    d->started = 1;
+    kn_log(KN_LOG_INFO, "daemon", "ready", "consumer", d->consumer, NULL);
+    kn__expander_start(d->exp);
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        if (d->workers[c])
+            kn__worker_start(d->workers[c]);
+    }
+}
+
+static void on_policy(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_daemon *d = arg;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(rep->element[1]->str, "noeviction") != 0) {
+            kn_log(KN_LOG_ERROR, "daemon",
+                   "refusing to run: Redis may evict keys and so lose jobs",
+                   "maxmemory_policy", rep->element[1]->str, "fix",
+                   "set maxmemory-policy noeviction in redis.conf (or "
+                   "CONFIG SET maxmemory-policy noeviction)",
+                   NULL);
+            d->exit_code = 1;
+            d->stopping = 1;
+            d->drain_deadline = kn_mono_ms();
+            return;
+        }
+    } else {
+        kn_log(KN_LOG_WARN, "daemon",
+               "cannot read maxmemory-policy (CONFIG GET refused?); make "
+               "sure it is noeviction",
+               "error", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "",
+               NULL);
+    }
+    kn__ensure_groups(d, start_readers, d);
+}
+
+static void on_cmd_state(struct kn_redis *r, int up, void *arg)
+{
+    struct kn_daemon *d = arg;
+    if (!up || d->stopping)
+        return;
+    if (!d->started)
+        kn_redis_cmd(r, on_policy, d, "CONFIG GET maxmemory-policy");
+    else
+        kn__ensure_groups(d, start_readers, d);
+}
+
+/* ---- timers ---- */
+
+static void on_promoted(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_daemon *d = arg;
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
+        for (int c = 0; c < KN_CH__COUNT; c++) {
+            if (d->workers[c])
+                kn__worker_kick(d->workers[c]);
+        }
+        if (rep->integer >= 500)
+            d->next_promote = 0; /* more due: again at the next tick */
+    }
+}
+
+static void on_sched(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+struct claim_ctx {
+    struct kn_daemon *d;
+    int ch; /* -1 for the broadcasts stream */
+    char *stream;
+};
+
+static void on_claimed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct claim_ctx *c = arg;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
+        rep->element[1]->type == REDIS_REPLY_ARRAY &&
+        rep->element[1]->elements > 0 && !c->d->stopping) {
+        kn_log(KN_LOG_INFO, "daemon", "reclaimed jobs of a stopped process",
+               "stream", c->stream, NULL);
+        if (c->ch < 0)
+            kn__expander_claimed(c->d->exp, rep->element[1]);
+        else if (c->d->workers[c->ch])
+            kn__worker_claimed(c->d->workers[c->ch], c->stream,
+                               rep->element[1]);
+    } else if (kn_reply_is_error(rep, "NOGROUP")) {
+        kn__ensure_groups(c->d, start_readers, c->d);
+    }
+    free(c->stream);
+    free(c);
+}
+
+static void claim_stream(struct kn_daemon *d, int ch, char *stream)
+{
+    struct claim_ctx *c = kn_xcalloc(1, sizeof(*c));
+    char idle[24];
+    c->d = d;
+    c->ch = ch;
+    c->stream = stream;
+    snprintf(idle, sizeof(idle), "%lld", (long long)d->cfg->claim_idle_ms);
+    if (kn_redis_cmd(d->cmd, on_claimed, c,
+                     "XAUTOCLAIM %s " KN_GROUP " %s %s 0-0 COUNT 50", stream,
+                     d->consumer, idle) < 0) {
+        free(c->stream);
+        free(c);
+    }
+}
+
+static void claim_all(struct kn_daemon *d)
+{
+    claim_stream(d, -1, kn__key(d, "broadcasts"));
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        int ch = i / 2;
+        if (d->workers[ch])
+            claim_stream(d, ch, kn__key(d, "q:%s", kn_queue_stream_name(i)));
+    }
+}
+
+/*
+ * Remove consumers (of any process) idle for a day whose pending list is
+ * empty: every restart makes a new consumer name, and the list would grow
+ * without end.
+ */
+static void on_consumers(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    char *stream = arg;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *c = rep->element[i];
+            const char *name = NULL;
+            long long pending = -1, idle = 0;
+            if (c->type != REDIS_REPLY_ARRAY)
+                continue;
+            for (size_t j = 0; j + 1 < c->elements; j += 2) {
+                const char *k = c->element[j]->str;
+                const redisReply *v = c->element[j + 1];
+                if (strcmp(k, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                    name = v->str;
+                else if (strcmp(k, "pending") == 0)
+                    pending = v->integer;
+                else if (strcmp(k, "idle") == 0)
+                    idle = v->integer;
+            }
+            if (name != NULL && pending == 0 && idle > 86400000LL) {
+                kn_log(KN_LOG_INFO, "daemon", "removing idle consumer",
+                       "stream", stream, "consumer", name, NULL);
+                kn_redis_cmd(r, on_sched, NULL,
+                             "XGROUP DELCONSUMER %s " KN_GROUP " %s", stream,
+                             name);
+            }
+        }
+    }
+    free(stream);
+}
+
+static void cleanup_consumers(struct kn_daemon *d)
+{
+    for (int i = 0; i <= KN_QUEUE_STREAMS; i++) {
+        char *key = i < KN_QUEUE_STREAMS
+                        ? kn__key(d, "q:%s", kn_queue_stream_name(i))
+                        : kn__key(d, "broadcasts");
+        if (kn_redis_cmd(d->cmd, on_consumers, key,
+                         "XINFO CONSUMERS %s " KN_GROUP, key) < 0)
+            free(key);
+    }
+}
+
+static void shutdown_now(struct kn_daemon *d);
+
+static size_t busy_total(struct kn_daemon *d)
+{
+    size_t n = 0;
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        if (d->workers[c])
+            n += kn__worker_busy(d->workers[c]);
+    }
+    return n;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct kn_daemon *d = kn_container_of(t, struct kn_daemon, tick);
+    int64_t now = kn_mono_ms();
+
+    if (d->stopping) {
+        size_t busy = busy_total(d);
+        if ((busy == 0 && d->n_unrecorded == 0 &&
+             kn__expander_idle(d->exp)) ||
+            now >= d->drain_deadline) {
+            if (busy > 0 || d->n_unrecorded > 0)
+                kn_log(KN_LOG_WARN, "daemon",
+                       "drain time is over; unfinished jobs stay pending "
+                       "for the other processes",
+                       NULL);
+            shutdown_now(d);
+        }
+        return;
+    }
+    msg_evict(d, 0);
+    if (!d->started || !kn_redis_up(d->cmd))
+        return;
+    if (now >= d->next_promote) {
+        struct kn_argv a;
+        char *retry = kn__key(d, "retry");
+        kn_argv_init(&a);
+        kn_argv_take(&a, retry);
+        kn_argv_addi(&a, kn_now_ms());
+        kn_argv_add(&a, d->prefix);
+        kn_argv_add(&a, "500");
+        kn_redis_eval(d->cmd, &kn_script_promote, on_promoted, d, 1, a.n,
+                      (const char **)a.v, a.len);
+        kn_argv_free(&a);
+        d->next_promote = now + 200;
+    }
+    if (now >= d->next_sched) {
+        /* Scheduled broadcasts (send_at) that are due go back to the
+         * broadcasts stream. */
+        char *sched = kn__key(d, "sched"), *bs = kn__key(d, "broadcasts");
+        char nowms[24];
+        snprintf(nowms, sizeof(nowms), "%lld", (long long)kn_now_ms());
+        kn_redis_cmd(d->cmd, on_sched, NULL,
+                     "EVAL %s 2 %s %s %s",
+                     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], "
+                     "'-inf', ARGV[1], 'LIMIT', 0, 100)\n"
+                     "for _, id in ipairs(due) do\n"
+                     "  redis.call('XADD', KEYS[2], '*', 'id', id)\n"
+                     "  redis.call('ZREM', KEYS[1], id)\n"
+                     "end\nreturn #due",
+                     sched, bs, nowms);
+        free(sched);
+        free(bs);
+        d->next_sched = now + 1000;
+    }
+    if (now >= d->next_claim) {
+        int64_t every = d->cfg->claim_idle_ms / 4;
+        claim_all(d);
+        d->next_claim = now + (every < 1000 ? 1000 : every);
+    }
+    if (now >= d->next_cleanup) {
+        cleanup_consumers(d);
+        d->next_cleanup = now + 3600 * 1000;
+    }
+}
+
+/* ---- signals and shutdown ---- */
+
+static void begin_drain(struct kn_daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    d->drain_deadline = kn_mono_ms() + d->cfg->drain_ms;
+    kn_log(KN_LOG_INFO, "daemon", "draining: no new jobs, finishing sends",
+           "signal", why, NULL);
+    uv_timer_start(&d->tick, on_tick, 20, 20);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct kn_daemon *d = s->data;
+    if (signum == SIGHUP) {
+        kn_log_open(d->cfg->log_file);
+        kn_log(KN_LOG_INFO, "daemon", "SIGHUP: log file reopened", NULL);
+        return;
+    }
+    begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_closed(uv_handle_t *h)
+{
+}
+
+static void shutdown_now(struct kn_daemon *d)
+{
+    uv_timer_stop(&d->tick);
+    uv_close((uv_handle_t *)&d->tick, on_closed);
+    uv_close((uv_handle_t *)&d->sig_term, on_closed);
+    uv_close((uv_handle_t *)&d->sig_int, on_closed);
+    uv_close((uv_handle_t *)&d->sig_hup, on_closed);
+    kn__expander_close(d->exp);
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        if (d->workers[c])
+            kn__worker_close(d->workers[c]);
+    }
+    kn_redis_close(d->cmd);
+    /* Calls that could not be recorded stay as pending entries in Redis
+     * and are reclaimed by another process. */
+    while (d->unrecorded != NULL) {
+        struct kn__pending *p = d->unrecorded;
+        d->unrecorded = p->next;
+        kn_argv_free(&p->args);
+        free(p);
+    }
+}
+
+int kn_daemon_run(const struct kn_config *cfg)
+{
+    struct kn_daemon d;
+    char err[512], host[256];
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    d.loop = uv_default_loop();
+    d.prefix = kn_xstrdup(cfg->redis_prefix);
+    if (cfg->consumer != NULL) {
+        d.consumer = kn_xstrdup(cfg->consumer);
+    } else {
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        d.consumer = kn_xasprintf("%s:%d:%lld", host, (int)getpid(),
+                                  (long long)kn_now_ms());
+    }
+    rc = kn_keyring_load(cfg->key_file, &d.kr, err, sizeof(err));
+    if (rc < 0) {
+        kn_log(KN_LOG_ERROR, "daemon", "cannot load the key file", "error",
+               err, NULL);
+        free(d.prefix);
+        free(d.consumer);
+        return 1;
+    }
+    kn_scripts_init();
+    d.cmd = kn__redis_open(&d, "cmd", on_cmd_state, &d);
+    d.exp = kn__expander_new(&d);
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        const char *route = c == KN_CH_EMAIL  ? cfg->route_email
+                            : c == KN_CH_LINE ? cfg->route_line
+                                              : cfg->route_push;
+        d.workers[c] = kn__worker_new(&d, (enum kn_channel)c, route);
+    }
+    uv_timer_init(d.loop, &d.tick);
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    uv_timer_start(&d.tick, on_tick, 50, 50);
+    kn_log(KN_LOG_INFO, "daemon", "starting", "redis", "connecting",
+           "consumer", d.consumer, NULL);
+    kn_redis_start(d.cmd);
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    msg_evict(&d, 1);
+    rc = uv_loop_close(d.loop);
+    if (rc != 0)
+        kn_log(KN_LOG_WARN, "daemon", "loop closed with open handles", NULL);
+    kn_keyring_free(d.kr);
+    kn_log(KN_LOG_INFO, "daemon", "stopped", NULL);
+    free(d.prefix);
+    free(d.consumer);
+    return d.exit_code;
+}

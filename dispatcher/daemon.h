@@ -1,0 +1,125 @@
+/*
+ * daemon.h - kairand's insides, shared by daemon.c (start, stop, timers),
+ * expand.c (broadcast -> jobs) and worker.c (jobs -> adapters).  Not a
+ * public API: names are kn__ (internal, several files).
+ *
+ * One process = one uv loop.  Redis connections: "cmd" (every short
+ * command and script, shared), one blocking connection for the broadcasts
+ * stream (expander) and one per channel worker, so that a BLOCKing read
+ * never delays a result being recorded.
+ */
+#ifndef KN_DISPATCHER_DAEMON_H
+#define KN_DISPATCHER_DAEMON_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "adapters/adapter.h"
+#include "dispatcher/broadcast.h"
+#include "queue/redis_uv.h"
+
+struct kn_config;
+struct kn_keyring;
+struct kn_expander;
+struct kn_worker;
+
+#define KN_GROUP "kairand"
+
+/* A broadcast's message, shared by its jobs, loaded once (HMGET). */
+struct kn__msg {
+    struct kn_message m;
+    int loaded; /* 1 when m is filled; 0 while loading */
+    int failed; /* the broadcast hash is gone */
+    int refs;
+    int64_t used_ms;
+    struct kn__msg_wait *waiters;
+    struct kn__msg *next;
+};
+
+typedef void kn__msg_cb(struct kn__msg *msg, void *arg);
+
+struct kn_daemon {
+    uv_loop_t *loop;
+    const struct kn_config *cfg;
+    struct kn_keyring *kr;
+    char *prefix;
+    char *consumer;
+    struct kn_redis *cmd;
+    struct kn_expander *exp;
+    struct kn_worker *workers[KN_CH__COUNT];
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t tick;
+    int started;  /* startup checks passed, readers running */
+    int stopping; /* SIGTERM seen */
+    int exit_code;
+    int64_t drain_deadline; /* monotonic ms */
+    int64_t next_promote, next_claim, next_cleanup, next_sched;
+    struct kn__msg *msgs;
+    /* Results that could not be recorded (Redis down); re-sent on up. */
+    struct kn__pending *unrecorded;
+    size_t n_unrecorded;
+    int closing_handles;
+    /* counters for status and metrics */
+    uint64_t delivered, tempfailed, permfailed;
+};
+
+/* Key with the configured prefix: heap string. */
+char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Get (loading if needed) the message of a broadcast; cb runs once the
+ * message is known (maybe at once).  Release with kn__msg_put. */
+void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
+                 void *arg);
+void kn__msg_put(struct kn__msg *m);
+
+/*
+ * Run a script on the cmd connection.  If Redis is unreachable the call
+ * is kept and re-sent when it is back (results must not be lost), and cb
+ * runs then.  cb may get an error reply; it never gets NULL.
+ */
+void kn__eval_reliable(struct kn_daemon *d, const struct kn_redis_script *s,
+                       kn_redis_cb *cb, void *arg, int nkeys,
+                       struct kn_argv *args);
+
+/* Full-jitter exponential backoff for attempt n (1-based). */
+int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt);
+
+/* Redis connection options for the configured server. */
+struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
+                                kn_redis_state_cb *cb, void *arg);
+
+/* Create the consumer groups (idempotent); then cb(arg). */
+void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg);
+
+/* A stream entry ([id, [f, v, ...]]) field value, or NULL. */
+const redisReply *kn__entry_field(const redisReply *entry, const char *f);
+
+/* Park an unreadable entry in the DLQ and let it leave its stream. */
+void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
+                const char *raw, size_t rawlen, const char *reason);
+
+/* expand.c */
+struct kn_expander *kn__expander_new(struct kn_daemon *d);
+void kn__expander_start(struct kn_expander *e);
+int kn__expander_idle(const struct kn_expander *e);
+void kn__expander_close(struct kn_expander *e);
+/* Process broadcasts entries claimed from a stopped process. */
+void kn__expander_claimed(struct kn_expander *e, const redisReply *entries);
+
+/* worker.c */
+struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
+                                 const char *adapter);
+void kn__worker_start(struct kn_worker *w);
+size_t kn__worker_busy(const struct kn_worker *w);
+void kn__worker_kick(struct kn_worker *w);
+void kn__worker_close(struct kn_worker *w);
+/* Handle entries claimed from a stopped consumer (count an attempt). */
+void kn__worker_claimed(struct kn_worker *w, const char *stream,
+                        const redisReply *entries);
+
+/* daemon.c */
+int kn_daemon_run(const struct kn_config *cfg);
+
+#endif

@@ -1,0 +1,867 @@
+/*
+ * expand.c - the expander: turns each broadcast into delivery jobs.
+ *
+ * It reads kairan:broadcasts.  An entry is either {id} (written by the
+ * submit script of kairanctl or the API, the broadcast already stored and
+ * its addresses sealed) or {job: <raw JSON>} from a producer that XADDs
+ * directly: that JSON is validated here, stored sealed like a kairanctl
+ * submission (or kept as `rejected` with its reason, addresses masked),
+ * and its plaintext entry deleted at once.
+ *
+ * Expansion is paged (dispatcher.expand_page recipients a page) over the
+ * audience list bc:<id>:aud, built once by the resolve script.  Each page
+ * is committed by one script together with its checkpoint (bc.xc): a crash
+ * in the middle neither loses nor duplicates jobs, and a second process
+ * that takes the entry over resumes at the checkpoint.  While a target
+ * stream is deeper than queue.max_depth, expansion pauses.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "dispatcher/daemon.h"
+#include "queue/scripts.h"
+
+struct xentry {
+    char *id;  /* stream entry id */
+    char *bc;  /* {id}: broadcast id */
+    char *raw; /* {job}: raw JSON */
+    size_t rawlen;
+    struct xentry *next;
+};
+
+struct kn_expander {
+    struct kn_daemon *d;
+    struct kn_redis *blk;
+    char *stream;
+    int started, closed, reading;
+    struct xentry *queue, *cur;
+    uv_timer_t timer; /* pause (depth), retry after errors */
+    void (*timer_step)(struct kn_expander *);
+
+    /* the broadcast being expanded */
+    char *tenant;
+    int urgent, preferred;
+    enum kn_channel chans[KN_CH__COUNT];
+    size_t nchans;
+    int64_t expires_ms;
+    int64_t aud_n, page;
+    /* the page being built */
+    json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
+    char **rid;
+    size_t nrj, lookups;
+    int64_t heartbeat_ms;
+};
+
+static void next_entry(struct kn_expander *e);
+static void do_page(struct kn_expander *e);
+static void read_more(struct kn_expander *e);
+
+static void later(struct kn_expander *e, void (*step)(struct kn_expander *),
+                  int64_t ms);
+
+static void xentry_free(struct xentry *x)
+{
+    if (x == NULL)
+        return;
+    free(x->id);
+    free(x->bc);
+    free(x->raw);
+    free(x);
+}
+
+static void page_clear(struct kn_expander *e)
+{
+    for (size_t i = 0; i < e->nrj; i++) {
+        json_decref(e->rj[i]);
+        free(e->rid[i]);
+    }
+    free(e->rj);
+    free(e->rid);
+    e->rj = NULL;
+    e->rid = NULL;
+    e->nrj = 0;
+}
+
+static void bc_clear(struct kn_expander *e)
+{
+    page_clear(e);
+    free(e->tenant);
+    e->tenant = NULL;
+    e->nchans = 0;
+}
+
+/* ---- finishing an entry ---- */
+
+static void on_acked(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep == NULL) {
+        /* Redis gone mid-way: the entry stays pending; it is reclaimed
+         * (by us or another process) and resumes at its checkpoint. */
+    }
+    xentry_free(e->cur);
+    e->cur = NULL;
+    bc_clear(e);
+    next_entry(e);
+}
+
+/* The entry is handled: XACK + XDEL together, then the next one. */
+static void ack_del(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    kn_redis_cmd(d->cmd, NULL, NULL, "MULTI");
+    kn_redis_cmd(d->cmd, NULL, NULL, "XACK %s " KN_GROUP " %s", e->stream,
+                 e->cur->id);
+    kn_redis_cmd(d->cmd, NULL, NULL, "XDEL %s %s", e->stream, e->cur->id);
+    if (kn_redis_cmd(d->cmd, on_acked, e, "EXEC") < 0)
+        on_acked(d->cmd, NULL, e);
+}
+
+static void on_ignore(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+/* ---- raw XADD entries ---- */
+
+static void on_raw_stored(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep->type == REDIS_REPLY_ERROR)
+        kn_log(KN_LOG_ERROR, "expand", "storing a broadcast failed", "error",
+               rep->str, NULL);
+    ack_del(e);
+}
+
+/*
+ * A producer XADDed the JSON itself.  Validate it like kairanctl would;
+ * store it sealed (or rejected, masked) and delete the plaintext entry.
+ */
+static void handle_raw(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    const struct kn_config *cfg = d->cfg;
+    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
+                            cfg->max_recipients, cfg->default_ttl_ms};
+    struct kn_broadcast b;
+    char err[512], field[128];
+    struct kn_argv a, fields, aud;
+    int rc = kn_broadcast_parse(e->cur->raw, e->cur->rawlen, &lim, &b, err,
+                                sizeof(err), field, sizeof(field));
+    kn_argv_init(&a);
+    if (rc < 0) {
+        /* Keep it visible as rejected, under its own id if it has a
+         * usable one, else under the stream entry id. */
+        json_t *root = json_loadb(e->cur->raw, e->cur->rawlen, 0, NULL);
+        json_t *idv = json_object_get(root, "id"), *tv;
+        const char *id = json_is_string(idv) &&
+                                 kn_id_valid(json_string_value(idv))
+                             ? json_string_value(idv)
+                             : e->cur->id;
+        char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
+        char masked_text[300];
+        tv = json_object_get(root, "tenant");
+        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id,
+               "reason", err, NULL);
+        kn_argv_take(&a, kn__key(d, "bc:%s", id));
+        kn_argv_take(&a, kn__key(d, "rejected"));
+        kn_argv_take(&a, kn__key(d, "bcs"));
+        kn_argv_add(&a, id);
+        kn_argv_addi(&a, kn_now_ms());
+        kn_argv_add(&a, err);
+        kn_argv_add(&a, field);
+        if (masked == NULL) {
+            size_t n = e->cur->rawlen < 200 ? e->cur->rawlen : 200;
+            char *head = kn_xstrndup(e->cur->raw, n);
+            kn_mask_text(head, masked_text, sizeof(masked_text));
+            free(head);
+            kn_argv_add(&a, masked_text);
+        } else {
+            kn_argv_take(&a, masked);
+        }
+        kn_argv_add(&a, json_is_string(tv) ? json_string_value(tv) : "");
+        json_decref(root);
+        kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
+        return;
+    }
+    if (b.id == NULL)
+        b.id = kn_xstrdup(e->cur->id);
+    if (b.sender == NULL)
+        b.sender = kn_xstrdup("xadd");
+    kn_argv_init(&fields);
+    kn_argv_init(&aud);
+    kn_broadcast_submit_args(&b, d->kr, &fields, &aud);
+    kn_argv_take(&a, kn__key(d, "bc:%s", b.id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:aud", b.id));
+    kn_argv_take(&a, kn__key(d, "broadcasts"));
+    kn_argv_take(&a, kn__key(d, "bcs"));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, b.id);
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_addi(&a, fields.n);
+    kn_argv_extend(&a, &fields);
+    kn_argv_extend(&a, &aud);
+    kn_argv_free(&fields);
+    kn_argv_free(&aud);
+    kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
+           NULL);
+    kn_broadcast_free(&b);
+    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 5, &a);
+}
+
+/* ---- expansion ---- */
+
+static void on_expand_done(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    kn_log(KN_LOG_INFO, "expand", "broadcast expanded", "bc", e->cur->bc,
+           "status", rep->type == REDIS_REPLY_STRING ? rep->str : "", NULL);
+    ack_del(e);
+}
+
+static void expand_done(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, e->cur->bc);
+    kn_argv_addi(&a, kn_now_ms());
+    kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, 2, &a);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Append one job to the commit arguments. */
+static void add_job(struct kn_expander *e, struct kn_argv *a,
+                    enum kn_channel ch, const char *rcpt, const char *sealed,
+                    const char *bi, const char *platform, json_t *fallback)
+{
+    json_t *j = json_object();
+    char q[32];
+    char *s;
+    snprintf(q, sizeof(q), "%s:%s", kn_channel_name(ch),
+             e->urgent ? "urgent" : "normal");
+    json_object_set_new(j, "b", json_string(e->cur->bc));
+    json_object_set_new(j, "q", json_string(q));
+    json_object_set_new(j, "r", json_string(rcpt));
+    json_object_set_new(j, "a", json_string(sealed));
+    json_object_set_new(j, "i", json_string(bi));
+    json_object_set_new(j, "n", json_integer(0));
+    json_object_set_new(j, "t", json_integer(kn_now_ms()));
+    json_object_set_new(j, "x", json_integer(e->expires_ms));
+    if (platform)
+        json_object_set_new(j, "k", json_string(platform));
+    if (fallback && json_array_size(fallback) > 0)
+        json_object_set(j, "fb", fallback);
+    s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
+    kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
+    kn_argv_take(a, s);
+    kn_argv_add(a, rcpt);
+}
+
+/* 1 if the recipient has a usable contact on channel ch. */
+static int has_contact(json_t *r, enum kn_channel ch)
+{
+    switch (ch) {
+    case KN_CH_EMAIL:
+        return jstr(r, "e") && jstr(r, "ei");
+    case KN_CH_LINE:
+        return jstr(r, "l") && jstr(r, "li") &&
+               !json_is_true(json_object_get(r, "ldead"));
+    case KN_CH_PUSH: {
+        json_t *p = json_object_get(r, "p"), *t;
+        size_t i;
+        json_array_foreach(p, i, t) {
+            if (jstr(t, "t") && jstr(t, "ti") &&
+                !json_is_true(json_object_get(t, "dead")))
+                return 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The jobs of one recipient.  policy all: one job per channel of the
+ * broadcast the recipient can be reached on (push: per device token).
+ * policy preferred: only the first such channel, in the recipient's own
+ * order if the directory has one, with the rest kept as fallbacks.
+ * Returns the number of jobs added.
+ */
+static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
+                          json_t *r, const char *rcpt)
+{
+    enum kn_channel order[KN_CH__COUNT];
+    size_t n = 0;
+    int added = 0;
+    json_t *pref = json_object_get(r, "ch"), *v, *fb = json_array();
+    size_t i;
+
+    /* Order: the recipient's preference first, then the broadcast's. */
+    json_array_foreach(pref, i, v) {
+        int c = json_is_string(v) ? kn_channel_parse(json_string_value(v))
+                                  : -1;
+        for (size_t k = 0; c >= 0 && k < e->nchans; k++) {
+            int dup = 0;
+            for (size_t m = 0; m < n; m++)
+                dup |= (int)order[m] == c;
+            if ((int)e->chans[k] == c && !dup)
+                order[n++] = (enum kn_channel)c;
+        }
+    }
+    for (size_t k = 0; k < e->nchans; k++) {
+        int dup = 0;
+        for (size_t m = 0; m < n; m++)
+            dup |= order[m] == e->chans[k];
+        if (!dup)
+            order[n++] = e->chans[k];
+    }
+    for (size_t k = 0; k < n; k++) {
+        enum kn_channel ch = order[k];
+        if (!has_contact(r, ch))
+            continue;
+        if (e->preferred && added > 0) {
+            json_array_append_new(fb, json_string(kn_channel_name(ch)));
+            continue;
+        }
+        if (ch == KN_CH_PUSH) {
+            json_t *t;
+            size_t j;
+            json_array_foreach(json_object_get(r, "p"), j, t) {
+                if (!jstr(t, "t") || !jstr(t, "ti") ||
+                    json_is_true(json_object_get(t, "dead")))
+                    continue;
+                add_job(e, a, ch, rcpt, jstr(t, "t"), jstr(t, "ti"),
+                        jstr(t, "k"), NULL);
+                added++;
+            }
+        } else {
+            add_job(e, a, ch, rcpt, jstr(r, ch == KN_CH_EMAIL ? "e" : "l"),
+                    jstr(r, ch == KN_CH_EMAIL ? "ei" : "li"), NULL, NULL);
+            added++;
+        }
+    }
+    if (e->preferred && json_array_size(fb) > 0 && added > 0) {
+        /* Record the fallbacks in the first-channel jobs just added. */
+        for (int k = a->n - 4 * added; k < a->n; k += 4) {
+            json_t *j = json_loads(a->v[k + 2], 0, NULL);
+            json_object_set(j, "fb", fb);
+            free(a->v[k + 2]);
+            a->v[k + 2] = json_dumps(j, JSON_COMPACT);
+            a->len[k + 2] = strlen(a->v[k + 2]);
+            json_decref(j);
+        }
+    }
+    json_decref(fb);
+    return added;
+}
+
+static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    long long code;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        kn_log(KN_LOG_ERROR, "expand", "committing a page failed", "bc",
+               e->cur->bc, "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
+        page_clear(e);
+        later(e, do_page, 1000);
+        return;
+    }
+    code = rep->element[0]->integer;
+    page_clear(e);
+    if (code < 0) {
+        kn_log(KN_LOG_INFO, "expand", "broadcast cancelled during expansion",
+               "bc", e->cur->bc, NULL);
+        expand_done(e);
+        return;
+    }
+    e->page++;
+    /* Keep our claim on the entry fresh, so nobody takes over a long but
+     * healthy expansion (XCLAIM with min-idle 0 resets its idle time). */
+    if (kn_mono_ms() - e->heartbeat_ms > 1000) {
+        e->heartbeat_ms = kn_mono_ms();
+        kn_redis_cmd(e->d->cmd, on_ignore, NULL,
+                     "XCLAIM %s " KN_GROUP " %s 0 %s JUSTID", e->stream,
+                     e->d->consumer, e->cur->id);
+    }
+    do_page(e);
+}
+
+/* Every recipient of the page is known: build and commit its jobs. */
+static void commit_page(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    struct kn_argv a;
+    int unreachable = 0;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
+    kn_argv_take(&a, kn__key(d, "bc:%s:r", e->cur->bc));
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+        kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
+    kn_argv_addi(&a, e->page);
+    kn_argv_add(&a, "0"); /* unreachable count, set below */
+    for (size_t i = 0; i < e->nrj; i++) {
+        if (e->rj[i] == NULL ||
+            recipient_jobs(e, &a, e->rj[i], e->rid[i]) == 0)
+            unreachable++;
+    }
+    free(a.v[9]);
+    a.v[9] = kn_xasprintf("%d", unreachable);
+    a.len[9] = strlen(a.v[9]);
+    kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
+                      2 + KN_QUEUE_STREAMS, &a);
+}
+
+struct lookup {
+    struct kn_expander *e;
+    size_t idx;
+};
+
+static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct lookup *l = arg;
+    struct kn_expander *e = l->e;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        !(rep->element[1]->type == REDIS_REPLY_STRING &&
+          strcmp(rep->element[1]->str, "0") == 0)) {
+        e->rj[l->idx] = json_loadb(rep->element[0]->str,
+                                   rep->element[0]->len, 0, NULL);
+    }
+    /* Inactive (graduated) or deleted recipients get nothing. */
+    free(l);
+    if (--e->lookups == 0) {
+        if (rep == NULL) {
+            page_clear(e);
+            later(e, do_page, 500);
+        } else {
+            commit_page(e);
+        }
+    }
+}
+
+static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        later(e, do_page, 500);
+        return;
+    }
+    e->nrj = rep->elements;
+    e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
+    e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
+    e->lookups = 1; /* held until every lookup is sent */
+    for (size_t i = 0; i < rep->elements; i++) {
+        const char *s = rep->element[i]->str;
+        if (strncmp(s, "i:", 2) == 0) {
+            e->rj[i] = json_loads(s + 2, 0, NULL);
+            e->rid[i] = kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id")
+                                                        : "?");
+        } else if (strncmp(s, "d:", 2) == 0) {
+            struct lookup *l = kn_xcalloc(1, sizeof(*l));
+            char *key = kn__key(e->d, "rcpt:%s:%s", e->tenant, s + 2);
+            e->rid[i] = kn_xstrdup(s + 2);
+            l->e = e;
+            l->idx = i;
+            e->lookups++;
+            if (kn_redis_cmd(e->d->cmd, on_rcpt, l, "HMGET %s c active",
+                             key) < 0) {
+                e->lookups--;
+                free(l);
+            }
+            free(key);
+        } else {
+            e->rid[i] = kn_xstrdup("?");
+        }
+    }
+    if (--e->lookups == 0)
+        commit_page(e);
+}
+
+struct depth {
+    struct kn_expander *e;
+    int left, deep;
+};
+
+static void range_page(struct kn_expander *e)
+{
+    char *aud = kn__key(e->d, "bc:%s:aud", e->cur->bc);
+    long long p = e->d->cfg->expand_page;
+    if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud,
+                     e->page * p, e->page * p + p - 1) < 0)
+        later(e, do_page, 500);
+    free(aud);
+}
+
+static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct depth *dp = arg;
+    struct kn_expander *e = dp->e;
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER ||
+        rep->integer > e->d->cfg->max_depth)
+        dp->deep = 1;
+    if (--dp->left > 0)
+        return;
+    if (dp->deep)
+        later(e, do_page, 200); /* backpressure: let the workers catch up */
+    else
+        range_page(e);
+    free(dp);
+}
+
+/* Next page, or done.  Pauses while a target stream is too deep. */
+static void do_page(struct kn_expander *e)
+{
+    struct depth *dp;
+    if (e->closed)
+        return;
+    if (e->d->stopping) {
+        /* Leave the entry pending: whoever takes it resumes here. */
+        xentry_free(e->cur);
+        e->cur = NULL;
+        bc_clear(e);
+        return;
+    }
+    if (e->page * e->d->cfg->expand_page >= e->aud_n) {
+        expand_done(e);
+        return;
+    }
+    dp = kn_xcalloc(1, sizeof(*dp));
+    dp->e = e;
+    dp->left = (int)e->nchans;
+    for (size_t i = 0; i < e->nchans; i++) {
+        char *key = kn__key(e->d, "q:%s:%s", kn_channel_name(e->chans[i]),
+                            e->urgent ? "urgent" : "normal");
+        if (kn_redis_cmd(e->d->cmd, on_depth, dp, "XLEN %s", key) < 0)
+            on_depth(e->d->cmd, NULL, dp);
+        free(key);
+    }
+}
+
+static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    struct kn_daemon *d = e->d;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        kn_log(KN_LOG_ERROR, "expand", "resolving the audience failed", "bc",
+               e->cur->bc, "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
+        later(e, next_entry, 1000);
+        return;
+    }
+    if (rep->element[0]->integer == 0) {
+        /* Unknown group or recipient: the broadcast cannot be sent as
+         * written; keep it as rejected with the reason. */
+        char *bc = kn__key(d, "bc:%s", e->cur->bc);
+        char *rej = kn__key(d, "rejected"), *act = kn__key(d, "active");
+        char now[24];
+        snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", e->cur->bc,
+               "reason", rep->element[1]->str, NULL);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "MULTI");
+        kn_redis_cmd(d->cmd, on_ignore, NULL,
+                     "HSET %s status rejected reason %s expanded 1 done_ms %s",
+                     bc, rep->element[1]->str, now);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %s %s", rej, now,
+                     e->cur->bc);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZREM %s %s", act, e->cur->bc);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "EXEC");
+        free(bc);
+        free(rej);
+        free(act);
+        ack_del(e);
+        return;
+    }
+    if (rep->element[0]->integer == 2) {
+        expand_done(e);
+        return;
+    }
+    e->aud_n = rep->element[1]->integer;
+    kn_log(KN_LOG_INFO, "expand", "expanding", "bc", e->cur->bc, NULL);
+    do_page(e);
+}
+
+static const char *hget(const redisReply *h, const char *k)
+{
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2) {
+        if (strcmp(h->element[i]->str, k) == 0)
+            return h->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    struct kn_daemon *d = e->d;
+    const char *st, *chans, *groups, *ids, *v;
+    json_t *g, *ri, *x;
+    struct kn_argv a;
+    size_t i;
+    int64_t send_at;
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        later(e, next_entry, 500);
+        return;
+    }
+    st = hget(rep, "status");
+    if (st == NULL) {
+        kn_log(KN_LOG_WARN, "expand", "announced broadcast not found",
+               "bc", e->cur->bc, NULL);
+        ack_del(e);
+        return;
+    }
+    if (strcmp(st, "done") == 0 || strcmp(st, "rejected") == 0 ||
+        ((v = hget(rep, "expanded")) && strcmp(v, "1") == 0)) {
+        ack_del(e);
+        return;
+    }
+    if (strcmp(st, "cancelled") == 0) {
+        expand_done(e);
+        return;
+    }
+    send_at = (v = hget(rep, "send_at_ms")) ? strtoll(v, NULL, 10) : 0;
+    if (send_at > kn_now_ms()) {
+        /* Scheduled: park it; the daemon's timer announces it again when
+         * it is due. */
+        char *sched = kn__key(d, "sched"), *bc = kn__key(d, "bc:%s",
+                                                          e->cur->bc);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %lld %s", sched,
+                     (long long)send_at, e->cur->bc);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "HSET %s status scheduled",
+                     bc);
+        free(sched);
+        free(bc);
+        ack_del(e);
+        return;
+    }
+    e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
+    e->urgent = (v = hget(rep, "priority")) && strcmp(v, "urgent") == 0;
+    e->preferred = (v = hget(rep, "policy")) && strcmp(v, "preferred") == 0;
+    e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
+    e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
+    e->nchans = 0;
+    chans = hget(rep, "channels");
+    if (chans != NULL) {
+        char *c = kn_xstrdup(chans), *save = NULL;
+        for (char *t = strtok_r(c, ",", &save); t && e->nchans < KN_CH__COUNT;
+             t = strtok_r(NULL, ",", &save)) {
+            int ch = kn_channel_parse(t);
+            if (ch >= 0)
+                e->chans[e->nchans++] = (enum kn_channel)ch;
+        }
+        free(c);
+    }
+    groups = hget(rep, "groups");
+    ids = hget(rep, "rcpt_ids");
+    g = groups ? json_loads(groups, 0, NULL) : NULL;
+    ri = ids ? json_loads(ids, 0, NULL) : NULL;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
+    kn_argv_take(&a, kn__key(d, "bc:%s:aud", e->cur->bc));
+    kn_argv_add(&a, d->prefix);
+    kn_argv_add(&a, e->tenant);
+    kn_argv_addi(&a, (int64_t)json_array_size(g));
+    json_array_foreach(g, i, x) kn_argv_add(&a, json_string_value(x));
+    json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
+    json_decref(g);
+    json_decref(ri);
+    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, 2, &a);
+}
+
+static void start_entry(struct kn_expander *e)
+{
+    char *key;
+    if (e->cur->raw != NULL) {
+        handle_raw(e);
+        return;
+    }
+    if (e->cur->bc == NULL || !kn_id_valid(e->cur->bc)) {
+        kn__poison(e->d, e->stream, e->cur->id, NULL, 0,
+                   "broadcasts entry with neither a valid id nor a job");
+        xentry_free(e->cur);
+        e->cur = NULL;
+        next_entry(e);
+        return;
+    }
+    key = kn__key(e->d, "bc:%s", e->cur->bc);
+    /* Not the body: the expander needs only the routing fields. */
+    if (kn_redis_cmd(e->d->cmd, on_meta, e, "HGETALL %s", key) < 0)
+        later(e, next_entry, 500);
+    free(key);
+}
+
+/* Take the next queued entry, or read more. */
+static void next_entry(struct kn_expander *e)
+{
+    if (e->closed)
+        return;
+    if (e->cur != NULL) {
+        start_entry(e); /* retrying the current one */
+        return;
+    }
+    if (e->d->stopping)
+        return;
+    if (e->queue != NULL) {
+        e->cur = e->queue;
+        e->queue = e->cur->next;
+        e->cur->next = NULL;
+        e->heartbeat_ms = kn_mono_ms();
+        start_entry(e);
+        return;
+    }
+    read_more(e);
+}
+
+static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
+{
+    struct xentry **tail = &e->queue;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *en = entries->element[i], *v;
+        struct xentry *x;
+        if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+            en->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        x = kn_xcalloc(1, sizeof(*x));
+        x->id = kn_xstrdup(en->element[0]->str);
+        if ((v = kn__entry_field(en, "id")) && v->type == REDIS_REPLY_STRING)
+            x->bc = kn_xstrndup(v->str, v->len);
+        if ((v = kn__entry_field(en, "job")) &&
+            v->type == REDIS_REPLY_STRING) {
+            x->raw = kn_xstrndup(v->str, v->len);
+            x->rawlen = v->len;
+        }
+        *tail = x;
+        tail = &x->next;
+    }
+}
+
+static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    e->reading = 0;
+    if (e->closed || rep == NULL)
+        return; /* the state callback reads again when Redis is back */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (kn_reply_is_error(rep, "NOGROUP"))
+            kn__ensure_groups(e->d, (void (*)(void *))read_more, e);
+        else
+            later(e, next_entry, 1000);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
+        enqueue_entries(e, rep->element[0]->element[1]);
+    next_entry(e);
+}
+
+static void read_more(struct kn_expander *e)
+{
+    char block[24];
+    if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk) ||
+        e->cur != NULL)
+        return;
+    snprintf(block, sizeof(block), "%lld", (long long)e->d->cfg->block_ms);
+    {
+        const char *argv[] = {"XREADGROUP", "GROUP", KN_GROUP, e->d->consumer,
+                              "COUNT",      "10",    "BLOCK",  block,
+                              "STREAMS",    e->stream, ">"};
+        if (kn_redis_argv(e->blk, on_read, e, e->d->cfg->block_ms,
+                          (int)KN_ARRAY_SIZE(argv), argv, NULL) == 0)
+            e->reading = 1;
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct kn_expander *e = kn_container_of(t, struct kn_expander, timer);
+    void (*step)(struct kn_expander *) = e->timer_step;
+    e->timer_step = NULL;
+    if (step != NULL && !e->closed)
+        step(e);
+}
+
+static void later(struct kn_expander *e, void (*step)(struct kn_expander *),
+                  int64_t ms)
+{
+    e->timer_step = step;
+    uv_timer_start(&e->timer, on_timer, (uint64_t)ms, 0);
+}
+
+static void on_blk_state(struct kn_redis *r, int up, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (!up)
+        e->reading = 0;
+    else if (e->started && e->cur == NULL)
+        next_entry(e);
+}
+
+/* ---- internal API ---- */
+
+struct kn_expander *kn__expander_new(struct kn_daemon *d)
+{
+    struct kn_expander *e = kn_xcalloc(1, sizeof(*e));
+    e->d = d;
+    e->stream = kn__key(d, "broadcasts");
+    uv_timer_init(d->loop, &e->timer);
+    e->blk = kn__redis_open(d, "broadcasts", on_blk_state, e);
+    return e;
+}
+
+void kn__expander_start(struct kn_expander *e)
+{
+    e->started = 1;
+    kn_redis_start(e->blk);
+}
+
+int kn__expander_idle(const struct kn_expander *e)
+{
+    return e->cur == NULL;
+}
+
+void kn__expander_claimed(struct kn_expander *e, const redisReply *entries)
+{
+    enqueue_entries(e, entries);
+    if (e->cur == NULL && !e->reading)
+        next_entry(e);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct kn_expander *e = kn_container_of(h, struct kn_expander, timer);
+    free(e);
+}
+
+void kn__expander_close(struct kn_expander *e)
+{
+    e->closed = 1;
+    kn_redis_close(e->blk);
+    xentry_free(e->cur);
+    while (e->queue != NULL) {
+        struct xentry *x = e->queue;
+        e->queue = x->next;
+        xentry_free(x);
+    }
+    bc_clear(e);
+    free(e->stream);
+    uv_timer_stop(&e->timer);
+    uv_close((uv_handle_t *)&e->timer, on_timer_closed);
+}

@@ -1,0 +1,620 @@
+/*
+ * redis_uv.c - hiredis 0.14 async context on libuv, with deadlines and
+ * reconnects.  See redis_uv.h for why this exists.
+ *
+ * State machine: DOWN -> CONNECTING -> HANDSHAKE (AUTH/SELECT/PING) -> UP,
+ * and back to DOWN on any error, from where a backoff timer starts the next
+ * attempt.  Every change goes through set_state(), which logs it.
+ *
+ * Commands are kept in a FIFO in the order they were written; Redis answers
+ * in order, so only the head's deadline needs watching.  A watchdog timer
+ * ticks while commands are outstanding.
+ */
+#include "redis_uv.h"
+
+#include <hiredis/async.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kn.h"
+#include "common/log.h"
+
+enum rstate { R_DOWN, R_CONNECTING, R_HANDSHAKE, R_UP, R_CLOSED };
+
+static const char *rstate_name(enum rstate s)
+{
+    static const char *names[] = {"down", "connecting", "handshake", "up",
+                                  "closed"};
+    return names[s];
+}
+
+struct rcmd {
+    struct kn_redis *r;
+    kn_redis_cb *cb;
+    void *arg;
+    int64_t deadline; /* monotonic ms */
+    struct rcmd *next, *prev;
+    /* For EVALSHA: enough to resend as EVAL on NOSCRIPT. */
+    const struct kn_redis_script *script;
+    int argc;
+    char **argv;
+    size_t *lens;
+};
+
+struct uvev {
+    uv_poll_t poll;
+    int events;
+    struct kn_redis *r;
+    redisAsyncContext *ac;
+};
+
+struct kn_redis {
+    uv_loop_t *loop;
+    char *host, *password, *name;
+    int port, db;
+    int64_t timeout_ms;
+    kn_redis_state_cb *state_cb;
+    void *state_arg;
+    enum rstate state;
+    redisAsyncContext *ac;
+    int64_t connect_deadline;
+    uv_timer_t watchdog;  /* deadlines */
+    uv_timer_t reconnect; /* backoff */
+    int attempts;         /* failed attempts in a row */
+    uint64_t connects;
+    struct rcmd *head, *tail;
+    int handles_open;
+    char last_error[160];
+};
+
+static void teardown(struct kn_redis *r, const char *why);
+
+static void set_state(struct kn_redis *r, enum rstate s, const char *why)
+{
+    enum rstate old = r->state;
+    if (old == s)
+        return;
+    r->state = s;
+    if (s == R_UP || old == R_UP || s == R_CLOSED)
+        kn_log(s == R_UP || s == R_CLOSED ? KN_LOG_INFO : KN_LOG_WARN,
+               "redis", s == R_UP ? "connected" : "state change", "conn",
+               r->name, "from", rstate_name(old), "to", rstate_name(s),
+               "why", why, NULL);
+    else
+        kn_log(KN_LOG_DEBUG, "redis", "state change", "conn", r->name, "from",
+               rstate_name(old), "to", rstate_name(s), "why", why, NULL);
+    if (s == R_UP && r->state_cb)
+        r->state_cb(r, 1, r->state_arg);
+    else if (old == R_UP && r->state_cb)
+        r->state_cb(r, 0, r->state_arg);
+}
+
+/* ---- the libuv glue (replaces hiredis adapters/libuv.h) ---- */
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+    struct uvev *e = kn_container_of(h, struct uvev, poll);
+    struct kn_redis *r = e->r;
+    if (e->ac == NULL)
+        return;
+    if (status < 0) {
+        /* The socket is broken (refused, reset): hiredis' own adapter
+         * drops this and hangs; we tear the connection down. */
+        char why[96];
+        snprintf(why, sizeof(why), "socket error: %s", uv_strerror(status));
+        teardown(r, why);
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(e->ac);
+    /* The read may have freed the context (disconnect). */
+    if (e->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(e->ac);
+}
+
+static void ev_update(struct uvev *e)
+{
+    if (e->events)
+        uv_poll_start(&e->poll, e->events, ev_poll);
+    else
+        uv_poll_stop(&e->poll);
+}
+
+static void ev_add_read(void *p)
+{
+    struct uvev *e = p;
+    e->events |= UV_READABLE;
+    ev_update(e);
+}
+
+static void ev_del_read(void *p)
+{
+    struct uvev *e = p;
+    e->events &= ~UV_READABLE;
+    ev_update(e);
+}
+
+static void ev_add_write(void *p)
+{
+    struct uvev *e = p;
+    e->events |= UV_WRITABLE;
+    ev_update(e);
+}
+
+static void ev_del_write(void *p)
+{
+    struct uvev *e = p;
+    e->events &= ~UV_WRITABLE;
+    ev_update(e);
+}
+
+static void maybe_free(struct kn_redis *r);
+
+static void ev_closed(uv_handle_t *h)
+{
+    struct uvev *e = kn_container_of(h, struct uvev, poll);
+    struct kn_redis *r = e->r;
+    free(e);
+    r->handles_open--;
+    maybe_free(r);
+}
+
+static void ev_cleanup(void *p)
+{
+    struct uvev *e = p;
+    e->ac = NULL;
+    uv_poll_stop(&e->poll);
+    uv_close((uv_handle_t *)&e->poll, ev_closed);
+}
+
+static int ev_attach(struct kn_redis *r, redisAsyncContext *ac)
+{
+    struct uvev *e = kn_xcalloc(1, sizeof(*e));
+    if (uv_poll_init_socket(r->loop, &e->poll, ac->c.fd) != 0) {
+        free(e);
+        return KN_EIO;
+    }
+    r->handles_open++;
+    e->r = r;
+    e->ac = ac;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    ac->ev.data = e;
+    return 0;
+}
+
+/* ---- command bookkeeping ---- */
+
+static void cmd_unlink(struct kn_redis *r, struct rcmd *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        r->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        r->tail = c->prev;
+}
+
+static void cmd_free(struct rcmd *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    free(c);
+}
+
+static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
+                     const char **argv, const size_t *lens);
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rcmd *c = priv;
+    struct kn_redis *r = c->r;
+    redisReply *rep = reply;
+    cmd_unlink(r, c);
+    if (rep != NULL && c->script != NULL &&
+        kn_reply_is_error(rep, "NOSCRIPT") && r->ac != NULL) {
+        /* Redis lost its script cache (restart, SCRIPT FLUSH): send the
+         * same call as EVAL with the source; the reply goes to the same
+         * callback. */
+        const char **argv = kn_xcalloc((size_t)c->argc, sizeof(*argv));
+        size_t *lens = kn_xcalloc((size_t)c->argc, sizeof(*lens));
+        struct rcmd *again = kn_xcalloc(1, sizeof(*again));
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = c->script->src;
+        lens[1] = strlen(c->script->src);
+        for (int i = 2; i < c->argc; i++) {
+            argv[i] = c->argv[i];
+            lens[i] = c->lens[i];
+        }
+        kn_log(KN_LOG_INFO, "redis", "script cache empty, resending as EVAL",
+               "script", c->script->name, NULL);
+        again->r = r;
+        again->cb = c->cb;
+        again->arg = c->arg;
+        if (send_argv(r, again, c->argc, argv, lens) < 0 && c->cb != NULL)
+            c->cb(r, NULL, c->arg);
+        free(argv);
+        free(lens);
+        cmd_free(c);
+        return;
+    }
+    if (c->cb != NULL)
+        c->cb(r, rep, c->arg);
+    cmd_free(c);
+}
+
+static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
+                     const char **argv, const size_t *lens)
+{
+    if (r->ac == NULL || redisAsyncCommandArgv(r->ac, on_reply, c, argc,
+                                               argv, lens) != REDIS_OK) {
+        cmd_free(c);
+        return KN_ECLOSED;
+    }
+    c->deadline = kn_mono_ms() + r->timeout_ms;
+    c->prev = r->tail;
+    if (r->tail)
+        r->tail->next = c;
+    else
+        r->head = c;
+    r->tail = c;
+    return 0;
+}
+
+int kn_reply_is_error(const redisReply *rep, const char *prefix)
+{
+    return rep != NULL && rep->type == REDIS_REPLY_ERROR &&
+           strncmp(rep->str, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- connection life ---- */
+
+static void on_watchdog(uv_timer_t *t);
+static void do_connect(struct kn_redis *r);
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    struct kn_redis *r = kn_container_of(t, struct kn_redis, reconnect);
+    do_connect(r);
+}
+
+static void backoff(struct kn_redis *r)
+{
+    int64_t cap = 100LL << (r->attempts < 6 ? r->attempts : 6);
+    if (cap > 5000)
+        cap = 5000;
+    r->attempts++;
+    uv_timer_start(&r->reconnect, on_reconnect_timer,
+                   (uint64_t)(50 + kn_random_below((uint64_t)cap)), 0);
+}
+
+/*
+ * Drop the connection: free the context (pending commands get NULL
+ * replies), go DOWN and schedule the next attempt.
+ */
+static void teardown(struct kn_redis *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    snprintf(r->last_error, sizeof(r->last_error), "%s", why);
+    r->ac = NULL;
+    if (ac != NULL)
+        redisAsyncFree(ac);
+    if (r->state != R_CLOSED) {
+        set_state(r, R_DOWN, why);
+        backoff(r);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct kn_redis *r = ac->data;
+    if (r == NULL || ac != r->ac)
+        return; /* we freed it ourselves */
+    /* hiredis frees the context after this callback. */
+    r->ac = NULL;
+    snprintf(r->last_error, sizeof(r->last_error), "%s",
+             status == REDIS_OK ? "closed" : ac->errstr);
+    if (r->state != R_CLOSED) {
+        set_state(r, R_DOWN, r->last_error);
+        backoff(r);
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct kn_redis *r = ac->data;
+    if (r == NULL || ac != r->ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        r->ac = NULL;
+        snprintf(r->last_error, sizeof(r->last_error), "connect %s:%d: %s",
+                 r->host, r->port, ac->errstr);
+        if (r->attempts == 0 || r->attempts % 20 == 0)
+            kn_log(KN_LOG_WARN, "redis", "cannot connect, retrying", "conn",
+                   r->name, "error", r->last_error, NULL);
+        set_state(r, R_DOWN, r->last_error);
+        backoff(r);
+    }
+}
+
+static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    const char *step = arg;
+    if (r->state != R_HANDSHAKE)
+        return;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s failed: %s", step,
+                 rep ? rep->str : "no reply");
+        if (r->attempts == 0 || r->attempts % 20 == 0 ||
+            !kn_reply_is_error(rep, "LOADING"))
+            kn_log(KN_LOG_WARN, "redis", "handshake failed, retrying",
+                   "conn", r->name, "error", why, NULL);
+        if (rep != NULL)
+            teardown(r, why);
+        return;
+    }
+    if (strcmp(step, "PING") == 0) {
+        r->attempts = 0;
+        if (r->connects++ > 0)
+            kn_log(KN_LOG_INFO, "redis", "reconnected", "conn", r->name,
+                   NULL);
+        r->connect_deadline = 0;
+        set_state(r, R_UP, "ready");
+    }
+}
+
+static void do_connect(struct kn_redis *r)
+{
+    redisAsyncContext *ac;
+    if (r->state == R_CLOSED)
+        return;
+    ac = redisAsyncConnect(r->host, r->port);
+    if (ac == NULL)
+        KN_PANIC("redisAsyncConnect: out of memory");
+    if (ac->err) {
+        snprintf(r->last_error, sizeof(r->last_error), "connect: %s",
+                 ac->errstr);
+        redisAsyncFree(ac);
+        set_state(r, R_DOWN, r->last_error);
+        backoff(r);
+        return;
+    }
+    ac->data = r;
+    if (ev_attach(r, ac) < 0) {
+        redisAsyncFree(ac);
+        backoff(r);
+        return;
+    }
+    r->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->connect_deadline = kn_mono_ms() + r->timeout_ms;
+    uv_timer_start(&r->watchdog, on_watchdog, 100, 100);
+    /* hiredis buffers these until the socket is connected; they run
+     * first, in order. */
+    set_state(r, R_HANDSHAKE, "connecting");
+    if (r->password != NULL) {
+        struct rcmd *c = kn_xcalloc(1, sizeof(*c));
+        const char *argv[] = {"AUTH", r->password};
+        size_t lens[] = {4, strlen(r->password)};
+        c->r = r;
+        c->cb = on_handshake;
+        c->arg = "AUTH";
+        send_argv(r, c, 2, argv, lens);
+    }
+    if (r->db != 0) {
+        kn_redis_cmd(r, on_handshake, "SELECT", "SELECT %d", r->db);
+    }
+    kn_redis_cmd(r, on_handshake, "PING", "PING");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    struct kn_redis *r = kn_container_of(t, struct kn_redis, watchdog);
+    int64_t now = kn_mono_ms();
+    if (r->ac == NULL) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (r->connect_deadline != 0 && r->state != R_UP &&
+        now > r->connect_deadline) {
+        teardown(r, "connect timed out");
+        return;
+    }
+    if (r->head != NULL && now > r->head->deadline) {
+        char why[64];
+        snprintf(why, sizeof(why), "command timed out after %lld ms",
+                 (long long)r->timeout_ms);
+        teardown(r, why);
+    }
+}
+
+/* ---- public API ---- */
+
+struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
+                              kn_redis_state_cb *state, void *arg)
+{
+    struct kn_redis *r = kn_xcalloc(1, sizeof(*r));
+    r->loop = loop;
+    r->host = kn_xstrdup(o->host);
+    r->port = o->port;
+    r->db = o->db;
+    r->password = o->password ? kn_xstrdup(o->password) : NULL;
+    r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    r->name = kn_xstrdup(o->name ? o->name : "redis");
+    r->state_cb = state;
+    r->state_arg = arg;
+    uv_timer_init(loop, &r->watchdog);
+    uv_timer_init(loop, &r->reconnect);
+    r->handles_open = 2;
+    return r;
+}
+
+void kn_redis_start(struct kn_redis *r)
+{
+    do_connect(r);
+}
+
+int kn_redis_up(const struct kn_redis *r)
+{
+    return r->state == R_UP;
+}
+
+uint64_t kn_redis_reconnects(const struct kn_redis *r)
+{
+    return r->connects > 0 ? r->connects - 1 : 0;
+}
+
+const char *kn_redis_last_error(const struct kn_redis *r)
+{
+    return r->last_error;
+}
+
+int kn_redis_argv(struct kn_redis *r, kn_redis_cb *cb, void *arg,
+                  int64_t extra_ms, int argc, const char **argv,
+                  const size_t *lens)
+{
+    struct rcmd *c;
+    int rc;
+    if (r->state != R_UP)
+        return KN_ECLOSED;
+    c = kn_xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    rc = send_argv(r, c, argc, argv, lens);
+    if (rc == 0 && extra_ms > 0)
+        r->tail->deadline += extra_ms;
+    return rc;
+}
+
+int kn_redis_cmd(struct kn_redis *r, kn_redis_cb *cb, void *arg,
+                 const char *fmt, ...)
+{
+    struct rcmd *c;
+    va_list ap;
+    int ok;
+    if (r->ac == NULL || (r->state != R_UP && r->state != R_HANDSHAKE))
+        return KN_ECLOSED;
+    c = kn_xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    va_start(ap, fmt);
+    ok = redisvAsyncCommand(r->ac, on_reply, c, fmt, ap);
+    va_end(ap);
+    if (ok != REDIS_OK) {
+        free(c);
+        return KN_ECLOSED;
+    }
+    c->deadline = kn_mono_ms() + r->timeout_ms;
+    c->prev = r->tail;
+    if (r->tail)
+        r->tail->next = c;
+    else
+        r->head = c;
+    r->tail = c;
+    return 0;
+}
+
+void kn_redis_script_init(struct kn_redis_script *s)
+{
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    EVP_Digest(s->src, strlen(s->src), md, &mdlen, EVP_sha1(), NULL);
+    for (int i = 0; i < 20; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+}
+
+int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,
+                  kn_redis_cb *cb, void *arg, int nkeys, int argc,
+                  const char **argv, const size_t *lens)
+{
+    int n = argc + 3, rc;
+    const char **av = kn_xcalloc((size_t)n, sizeof(*av));
+    size_t *al = kn_xcalloc((size_t)n, sizeof(*al));
+    char nk[16];
+    struct rcmd *c;
+
+    if (r->state != R_UP) {
+        free(av);
+        free(al);
+        return KN_ECLOSED;
+    }
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    av[0] = "EVALSHA";
+    al[0] = 7;
+    av[1] = s->sha;
+    al[1] = 40;
+    av[2] = nk;
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    c = kn_xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    c->script = s;
+    /* Keep a copy of the arguments for a possible EVAL resend. */
+    c->argc = n;
+    c->argv = kn_xcalloc((size_t)n, sizeof(char *));
+    c->lens = kn_xcalloc((size_t)n, sizeof(size_t));
+    for (int i = 0; i < n; i++) {
+        c->argv[i] = kn_xstrndup(av[i], al[i]);
+        c->lens[i] = al[i];
+    }
+    rc = send_argv(r, c, n, av, al); /* frees c on failure */
+    free(av);
+    free(al);
+    return rc;
+}
+
+static void maybe_free(struct kn_redis *r)
+{
+    if (r->state == R_CLOSED && r->handles_open == 0) {
+        free(r->host);
+        if (r->password) {
+            memset(r->password, 0, strlen(r->password));
+            free(r->password);
+        }
+        free(r->name);
+        free(r);
+    }
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct kn_redis *r = h->data;
+    r->handles_open--;
+    maybe_free(r);
+}
+
+void kn_redis_close(struct kn_redis *r)
+{
+    redisAsyncContext *ac = r->ac;
+    set_state(r, R_CLOSED, "close");
+    r->ac = NULL;
+    if (ac != NULL)
+        redisAsyncFree(ac);
+    uv_timer_stop(&r->watchdog);
+    uv_timer_stop(&r->reconnect);
+    r->watchdog.data = r;
+    r->reconnect.data = r;
+    uv_close((uv_handle_t *)&r->watchdog, timer_closed);
+    uv_close((uv_handle_t *)&r->reconnect, timer_closed);
+}

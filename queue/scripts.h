@@ -1,0 +1,30 @@
+/*
+ * scripts.h - the Lua scripts for every queue step that must be atomic.
+ * Each one's KEYS and ARGV are documented above its source in scripts.c.
+ * kn_scripts_init() computes their SHA-1s once at start.
+ */
+#ifndef KN_QUEUE_SCRIPTS_H
+#define KN_QUEUE_SCRIPTS_H
+
+#include "queue/redis_uv.h"
+
+extern struct kn_redis_script kn_script_submit;
+extern struct kn_redis_script kn_script_reject;
+extern struct kn_redis_script kn_script_resolve;
+extern struct kn_redis_script kn_script_commit_page;
+extern struct kn_redis_script kn_script_expand_done;
+extern struct kn_redis_script kn_script_precheck;
+extern struct kn_redis_script kn_script_finish;
+extern struct kn_redis_script kn_script_retry;
+extern struct kn_redis_script kn_script_promote;
+extern struct kn_redis_script kn_script_cancel;
+extern struct kn_redis_script kn_script_dlq_retry;
+
+void kn_scripts_init(void);
+
+/* The six queue streams in the order commit_page takes them. */
+#define KN_QUEUE_STREAMS 6
+/* Stream suffix i: "email:urgent", "email:normal", "line:urgent", ... */
+const char *kn_queue_stream_name(int i);
+
+#endif
