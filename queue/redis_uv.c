@@ -237,7 +237,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             argv[i] = c->argv[i];
             lens[i] = c->lens[i];
         }
-        kn_log(KN_LOG_INFO, "redis", "script cache empty, resending as EVAL",
+        kn_log(KN_LOG_DEBUG, "redis", "script not cached, sending as EVAL",
                "script", c->script->name, NULL);
         again->r = r;
         again->cb = c->cb;

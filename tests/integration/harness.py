@@ -30,7 +30,7 @@ import traceback
 
 __all__ = [
     "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
-    "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP",
+    "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP", "Kairan",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -632,3 +632,108 @@ class TAP:
                 shutil.rmtree(d, ignore_errors=True)
         sys.stdout.flush()
         sys.exit(1 if self.failed or self.n == 0 else 0)
+
+
+class Kairan:
+    """A kairan installation for one test: key file, config, and helpers to
+    run kairanctl and kairand against the given Redis (and fake SMTP).
+
+        k = Kairan(out, redis, smtp=smtp)             # email via smtp
+        k = Kairan(out, redis, email="outbox")         # email as .eml files
+        k = Kairan(out, redis, smtp=smtp, conf={"queue": {"retry_base_ms": "50"}})
+        bid = k.submit({...broadcast...})             # kairanctl submit -
+        d = k.start()                                  # a kairand Proc
+        k.wait_done(bid, 60)                           # bc hash as a dict
+    """
+
+    def __init__(self, out_dir, redis, smtp=None, email=None, conf=None,
+                 name="kairan"):
+        self.dir = os.path.join(out_dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.redis = redis
+        self.smtp = smtp
+        self.key_file = os.path.join(self.dir, "key")
+        if not os.path.exists(self.key_file):
+            subprocess.run([os.path.join(BUILD, "kairanctl"), "keygen",
+                            self.key_file], check=True)
+        self.outbox = os.path.join(self.dir, "outbox")
+        self.prefix = "kairan:"
+        sections = {
+            "redis": {"url": redis.url},
+            "routes": {"email": email or ("smtp" if smtp else "outbox"),
+                       "line": "outbox", "push": "outbox"},
+            "outbox": {"dir": self.outbox},
+            "security": {"key_file": self.key_file},
+            "smtp": {"from": "桜高校 <noreply@sakura.example.jp>",
+                     "timeout_ms": "10000"},
+            "queue": {"retry_base_ms": "100", "retry_cap_ms": "1000",
+                      "claim_idle_ms": "30000"},
+            "dispatcher": {"drain_ms": "5000", "log_level": "info"},
+        }
+        if smtp is not None:
+            sections["smtp"]["url"] = smtp.url
+            if getattr(smtp, "tls", "none") == "none":
+                sections["smtp"]["tls"] = "none"
+            elif smtp.tls == "implicit":
+                sections["smtp"]["tls"] = "implicit"
+            if getattr(smtp, "ca", None):
+                sections["smtp"]["ca_file"] = smtp.ca
+            if getattr(smtp, "user", None):
+                sections["smtp"]["username"] = smtp.user
+                sections["smtp"]["password"] = smtp.password
+        for sec, kv in (conf or {}).items():
+            sections.setdefault(sec, {}).update(kv)
+        self.sections = sections
+        self.conf = os.path.join(self.dir, "kairan.conf")
+        self.write_conf()
+        self._n = 0
+
+    def write_conf(self):
+        with open(self.conf, "w") as f:
+            for sec, kv in self.sections.items():
+                f.write("[%s]\n" % sec)
+                for k, v in kv.items():
+                    f.write("%s = %s\n" % (k, v))
+
+    def ctl(self, *args, input=None, timeout=60):
+        """Run kairanctl -c CONF ARGS; returns CompletedProcess (text)."""
+        return subprocess.run([os.path.join(BUILD, "kairanctl"), "-c", self.conf]
+                              + [str(a) for a in args], input=input,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def submit(self, bc):
+        """Submit a broadcast (dict or JSON text); returns its id."""
+        text = bc if isinstance(bc, str) else json.dumps(bc, ensure_ascii=False)
+        cp = self.ctl("submit", "-", input=text)
+        if cp.returncode != 0:
+            raise AssertionError("kairanctl submit failed (%d): %s"
+                                 % (cp.returncode, cp.stderr))
+        return cp.stdout.strip()
+
+    def start(self, name=None, extra_env=None):
+        """Start a kairand; returns its Proc (stderr has the JSON log)."""
+        self._n += 1
+        return Proc([os.path.join(BUILD, "kairand"), "-c", self.conf], self.dir,
+                    name=name or "kairand-%d" % self._n, extra_env=extra_env)
+
+    def bc(self, bid):
+        """The broadcast hash as a dict of str (empty if unknown)."""
+        v = self.redis.call("HGETALL", self.prefix + "bc:" + bid) or []
+        return {v[i].decode(): v[i + 1].decode("utf-8", "replace")
+                for i in range(0, len(v), 2)}
+
+    def counts(self, bid):
+        """{"email": {"delivered": n, ...}, ...} from the broadcast hash."""
+        out = {}
+        for k, v in self.bc(bid).items():
+            if k.startswith("n:"):
+                _, ch, st = k.split(":", 2)
+                out.setdefault(ch, {})[st] = int(v)
+        return out
+
+    def wait_done(self, bid, timeout=60):
+        """Wait until the broadcast has ended; returns its hash."""
+        def done():
+            h = self.bc(bid)
+            return h if ("done_ms" in h or h.get("status") == "rejected") else None
+        return wait_for(done, timeout, 0.1, what="broadcast %s to end" % bid)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The local demo: a private redis-server (temp dir, free port; or the one in
+# KAIRAN_REDIS_URL), kairand with the outbox adapter, a sample Japanese
+# broadcast to a few hundred sample recipients, its progress, then it stops
+# what it started and says where the delivered .eml files are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+N=${KAIRAN_DEMO_RECIPIENTS:-300}
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/kairan-demo.XXXXXX")
+REDIS_PID=
+KAIRAND_PID=
+
+cleanup() {
+    [ -n "$KAIRAND_PID" ] && kill "$KAIRAND_PID" 2>/dev/null && wait "$KAIRAND_PID" 2>/dev/null || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+if [ -n "${KAIRAN_REDIS_URL:-}" ]; then
+    REDIS_URL=$KAIRAN_REDIS_URL
+    echo "demo: using Redis at $REDIS_URL"
+else
+    PORT=$(free_port)
+    redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" \
+        --save '' --appendonly no --maxmemory-policy noeviction \
+        >"$DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    REDIS_URL="redis://127.0.0.1:$PORT/0"
+    echo "demo: private redis-server on 127.0.0.1:$PORT (data in $DIR)"
+fi
+
+"$BUILD/kairanctl" keygen "$DIR/key"
+cat >"$DIR/kairan.conf" <<CONF
+[redis]
+url = $REDIS_URL
+[routes]
+email = outbox
+line = outbox
+push = outbox
+[outbox]
+dir = $DIR/outbox
+[security]
+key_file = $DIR/key
+[smtp]
+from = さくら高等学校 <renraku@sakura-hs.example.jp>
+[dispatcher]
+log_file = $DIR/kairand.log
+CONF
+
+"$BUILD/kairand" -c "$DIR/kairan.conf" --check >/dev/null
+"$BUILD/kairand" -c "$DIR/kairan.conf" &
+KAIRAND_PID=$!
+
+# A few hundred sample guardians, some with carrier addresses that break
+# RFC 5322 (they are real and must be delivered).
+python3 - "$N" >"$DIR/broadcast.json" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+family = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤"]
+rcpts = []
+for i in range(n):
+    if i % 10 == 0:
+        addr = "guardian.%03d.@docomo.ne.jp" % i          # dot before @
+    elif i % 10 == 1:
+        addr = "hogosha..%03d@ezweb.ne.jp" % i            # two dots
+    else:
+        addr = "guardian%03d@example.jp" % i
+    rcpts.append({"id": "r-%04d" % i, "name": family[i % 10] + " 保護者", "email": addr})
+print(json.dumps({
+    "tenant": "sakura-hs", "category": "emergency", "priority": "urgent",
+    "subject": "【緊急】台風接近に伴う臨時休校のお知らせ",
+    "body": "保護者各位\n\n台風の接近に伴い、明日は臨時休校とします。\n"
+            "児童生徒は自宅で安全に過ごしてください。\n\nさくら高等学校",
+    "channels": ["email"], "recipients": rcpts}, ensure_ascii=False))
+PY
+
+ID=$("$BUILD/kairanctl" -c "$DIR/kairan.conf" submit "$DIR/broadcast.json")
+echo "demo: submitted broadcast $ID to $N recipients"
+rc=0
+"$BUILD/kairanctl" -c "$DIR/kairan.conf" watch "$ID" || rc=$?
+"$BUILD/kairanctl" -c "$DIR/kairan.conf" status
+kill "$KAIRAND_PID"
+wait "$KAIRAND_PID" || true
+KAIRAND_PID=
+count=$(find "$DIR/outbox" -name '*.eml' | wc -l)
+echo
+echo "demo: $count messages delivered as .eml files in $DIR/outbox/$ID/"
+echo "demo: one of them: $(find "$DIR/outbox" -name '*.eml' | sort | head -1)"
+echo "demo: kairand's log (JSON lines): $DIR/kairand.log"
+exit $rc

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what kairan needs to build, test and run its demo, from Debian's
+# archive, and only what is missing (apt-get update runs only then).
+#   scripts/deps.sh          build + test + demo dependencies
+#   scripts/deps.sh bench    also postfix (smtp-sink, smtp-source) for bench
+set -euo pipefail
+
+pkgs=(build-essential pkg-config
+      libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
+      libssl-dev libinih-dev libcmocka-dev
+      redis-server python3 openssl valgrind curl)
+if [ "${1:-}" = bench ]; then
+    pkgs+=(postfix)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# postfix asks questions on install; answer them and never start it.
+if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts redis-server's own service on install: kairan's tests and
+# demo start private servers on free ports and do not need it.
