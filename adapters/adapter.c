@@ -50,6 +50,7 @@ int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
 
 /* ---- mail building shared by smtp, outbox (and later sendgrid) ---- */
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "adapters/mime.h"
@@ -94,7 +95,11 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     char *subject = NULL, *body = NULL, *mid;
     int rc;
 
-    mid = kn_mime_message_id(job->msg->bcast, job->bindex, mc->domain);
+    /* 16 hex digits (64 bits) of the blind index are unique enough within
+     * one broadcast and keep the Message-ID line under 78 columns. */
+    char bi16[17];
+    snprintf(bi16, sizeof(bi16), "%.16s", job->bindex);
+    mid = kn_mime_message_id(job->msg->bcast, bi16, mc->domain);
     if (job->msg->drill) {
         /* A drill must never be mistaken for the real thing. */
         subject = kn_xasprintf("【訓練】%s", job->msg->subject);
