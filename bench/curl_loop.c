@@ -1,0 +1,135 @@
+/*
+ * curl_loop.c - the ceiling of kairand's transport: a bare libcurl multi
+ * loop that sends N copies of one prebuilt message over C reused SMTP
+ * connections.  No Redis, no MIME, no event loop of ours: what libcurl and
+ * the SMTP server can do on this machine.
+ *
+ *   curl_loop URL N C MSGFILE    prints one JSON line with the figures
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+struct slot {
+    CURL *easy;
+    struct curl_slist *rcpt;
+    size_t off;
+};
+
+static const char *msg;
+static size_t msglen;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *userp)
+{
+    struct slot *s = userp;
+    size_t want = size * n, left = msglen - s->off;
+    if (want > left)
+        want = left;
+    memcpy(buf, msg + s->off, want);
+    s->off += want;
+    return want;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void start(CURLM *multi, struct slot *s, const char *url, long i)
+{
+    char rcpt[64];
+    snprintf(rcpt, sizeof(rcpt), "<bench%ld@example.jp>", i);
+    curl_slist_free_all(s->rcpt);
+    s->rcpt = curl_slist_append(NULL, rcpt);
+    s->off = 0;
+    curl_easy_setopt(s->easy, CURLOPT_URL, url);
+    curl_easy_setopt(s->easy, CURLOPT_MAIL_FROM, "<bench@example.jp>");
+    curl_easy_setopt(s->easy, CURLOPT_MAIL_RCPT, s->rcpt);
+    curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(s->easy, CURLOPT_READDATA, s);
+    curl_easy_setopt(s->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msglen);
+    curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_multi_add_handle(multi, s->easy);
+}
+
+int main(int argc, char **argv)
+{
+    const char *url;
+    long n, c, started = 0, done = 0, failed = 0;
+    struct slot *slots;
+    CURLM *multi;
+    FILE *f;
+    double t0, t1;
+    struct rusage ru;
+    char *buf;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: curl_loop URL N CONNECTIONS MSGFILE\n");
+        return 2;
+    }
+    url = argv[1];
+    n = atol(argv[2]);
+    c = atol(argv[3]);
+    f = fopen(argv[4], "rb");
+    if (f == NULL)
+        return 2;
+    buf = malloc(1 << 20);
+    msglen = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    msg = buf;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, c);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, c);
+    slots = calloc((size_t)c, sizeof(*slots));
+    t0 = now();
+    for (long i = 0; i < c && started < n; i++) {
+        slots[i].easy = curl_easy_init();
+        start(multi, &slots[i], url, started++);
+    }
+    while (done < n) {
+        int running, left;
+        CURLMsg *m;
+        curl_multi_perform(multi, &running);
+        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+            struct slot *s;
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+            if (m->data.result != CURLE_OK)
+                failed++;
+            done++;
+            curl_multi_remove_handle(multi, s->easy);
+            if (started < n)
+                start(multi, s, url, started++);
+        }
+        if (done < n)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    t1 = now();
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"messages\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
+           "\"cpu_s\":%.3f,\"maxrss_kb\":%ld}\n",
+           n, failed, t1 - t0,
+           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+               ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+           ru.ru_maxrss);
+    for (long i = 0; i < c; i++) {
+        if (slots[i].easy) {
+            curl_easy_cleanup(slots[i].easy);
+            curl_slist_free_all(slots[i].rcpt);
+        }
+    }
+    free(slots);
+    curl_multi_cleanup(multi);
+    curl_global_cleanup();
+    free(buf);
+    return failed > 0;
+}

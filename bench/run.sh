@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# make bench: figures printed, never asserted.  Needs postfix's smtp-sink and
+# smtp-source (installed here from Debian, the service never started).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh bench
+exec /usr/bin/python3 bench/run.py "$@"
