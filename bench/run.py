@@ -74,7 +74,7 @@ def broadcast(n, tag):
 def run_kairand(out, r, n, tag, sink_port=None, outbox=False):
     conf = {"smtp": {"connections": str(CONN), "timeout_ms": "30000",
                      "tls": "none"},
-            "dispatcher": {"log_level": "warn", "expand_page": "500"},
+            "dispatcher": {"log_level": "info", "expand_page": "500"},
             "queue": {"claim_idle_ms": "120000"},
             "redis": {"prefix": "bench-%s:" % tag}}
     if outbox:
