@@ -515,7 +515,8 @@ static int do_cancel(int argc, char **argv)
         printf("%s cancelled\n", argv[1]);
         rc = EXIT_OK;
     } else {
-        fprintf(stderr, "kairanctl: %s is already %s\n", argv[1], r->str);
+        fprintf(stderr, "kairanctl: %s is already %s\n", argv[1],
+                strncmp(r->str, "already:", 8) == 0 ? r->str + 8 : r->str);
         rc = EXIT_FAIL;
     }
     freeReplyObject(r);

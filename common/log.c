@@ -181,18 +181,33 @@ char *kn_mask_text(const char *text, char *buf, size_t len)
     if (len == 0)
         return buf;
     for (size_t i = 0; i < n && o + 1 < len;) {
-        if (text[i] == '@' && i > 0 && is_local_char((unsigned char)text[i - 1])) {
-            /* Rewind over the local part already copied, keep its first
+        if (text[i] == '@' && i > 0 &&
+            (is_local_char((unsigned char)text[i - 1]) ||
+             text[i - 1] == '"')) {
+            /* Rewind over the local part already copied (a dot-atom, or a
+             * quoted string such as "taro..yamada."), keep its first
              * character, and write "***@". */
             size_t start = i;
-            while (start > 0 && is_local_char((unsigned char)text[start - 1]))
-                start--;
+            if (text[i - 1] == '"') {
+                start = i - 1;
+                while (start > 0 && text[start - 1] != '"')
+                    start--;
+                if (start > 0)
+                    start--; /* the opening quote */
+            } else {
+                while (start > 0 &&
+                       is_local_char((unsigned char)text[start - 1]))
+                    start--;
+            }
             size_t back = i - start;
             if (back > o)
                 back = o;
             o -= back;
             if (o + 5 < len) {
-                buf[o++] = text[start];
+                char first = text[start] == '"' && start + 1 < i
+                                 ? text[start + 1]
+                                 : text[start];
+                buf[o++] = first;
                 memcpy(buf + o, "***@", 4);
                 o += 4;
             }

@@ -308,6 +308,11 @@ int kn_broadcast_parse(const char *json, size_t len,
     field[0] = '\0';
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
+        /* jansson quotes the token it stopped at ("near '...'"): that may
+         * be an address, so cut it off; line and column say where. */
+        char *near = strstr(jerr.text, " near '");
+        if (near != NULL)
+            *near = '\0';
         rc = fail(&pe, "json", "not valid JSON at line %d column %d: %s",
                   jerr.line, jerr.column, jerr.text);
         return rc;
@@ -375,9 +380,15 @@ int kn_broadcast_parse(const char *json, size_t len,
         goto out;
 
     v = json_object_get(root, "channels");
-    if (v == NULL || !json_is_array(v) || json_array_size(v) == 0) {
+    if (v == NULL || json_is_null(v) ||
+        (json_is_array(v) && json_array_size(v) == 0)) {
         rc = fail(&pe, "channels", "missing: list at least one of \"email\", "
                                    "\"line\", \"push\"");
+        goto out;
+    }
+    if (!json_is_array(v)) {
+        rc = fail(&pe, "channels", "must be an array such as [\"email\", "
+                                   "\"line\"]");
         goto out;
     }
     json_t *c;
@@ -628,27 +639,50 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
     }
 }
 
-/* Replace every address-bearing string under o by its masked form. */
-static void mask_walk(json_t *o)
+/*
+ * Mask every string that may hold an address: under "recipients" every
+ * value but "id" and "platform" (a misspelt key such as "emial" is exactly
+ * what gets a broadcast rejected, so key names cannot be trusted), and
+ * anywhere else every value with an '@' in it or under email/line/token.
+ */
+static void mask_walk(json_t *o, int in_rcpts)
 {
     const char *k;
     json_t *v;
     size_t i;
+    char m[256];
     if (json_is_array(o)) {
-        json_array_foreach(o, i, v) mask_walk(v);
+        json_array_foreach(o, i, v) {
+            if (json_is_string(v) && (in_rcpts ||
+                                      strchr(json_string_value(v), '@'))) {
+                kn_mask_address(json_string_value(v), m, sizeof(m));
+                json_array_set_new(o, i, json_string(m));
+            } else {
+                mask_walk(v, in_rcpts);
+            }
+        }
         return;
     }
     if (!json_is_object(o))
         return;
     json_object_foreach(o, k, v) {
-        if (json_is_string(v) &&
-            (strcmp(k, "email") == 0 || strcmp(k, "line") == 0 ||
-             strcmp(k, "token") == 0)) {
-            char m[128];
-            kn_mask_address(json_string_value(v), m, sizeof(m));
-            json_object_set_new(o, k, json_string(m));
+        if (json_is_string(v)) {
+            const char *s = json_string_value(v);
+            int keep = in_rcpts ? (strcmp(k, "id") == 0 ||
+                                   strcmp(k, "platform") == 0)
+                                : (strchr(s, '@') == NULL &&
+                                   strcmp(k, "email") != 0 &&
+                                   strcmp(k, "line") != 0 &&
+                                   strcmp(k, "token") != 0);
+            if (!keep) {
+                if (strchr(s, '@') != NULL)
+                    kn_mask_text(s, m, sizeof(m));
+                else
+                    kn_mask_address(s, m, sizeof(m));
+                json_object_set_new(o, k, json_string(m));
+            }
         } else {
-            mask_walk(v);
+            mask_walk(v, in_rcpts || strcmp(k, "recipients") == 0);
         }
     }
 }
@@ -659,7 +693,7 @@ char *kn_broadcast_mask_json(const char *json, size_t len)
     char *out;
     if (root == NULL)
         return NULL;
-    mask_walk(root);
+    mask_walk(root, 0);
     out = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return out;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/kn.h"
 #include "common/log.h"
@@ -102,9 +103,18 @@ static void ev_poll(uv_poll_t *h, int status, int events)
         return;
     if (status < 0) {
         /* The socket is broken (refused, reset): hiredis' own adapter
-         * drops this and hangs; we tear the connection down. */
-        char why[96];
-        snprintf(why, sizeof(why), "socket error: %s", uv_strerror(status));
+         * drops this and hangs; we tear the connection down, with the
+         * socket's own error as the reason. */
+        char why[160];
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(e->ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err != 0)
+            snprintf(why, sizeof(why), "%s:%d: %s", r->host, r->port,
+                     strerror(err));
+        else
+            snprintf(why, sizeof(why), "%s:%d: socket error: %s", r->host,
+                     r->port, uv_strerror(status));
         teardown(r, why);
         return;
     }
@@ -307,6 +317,10 @@ static void teardown(struct kn_redis *r, const char *why)
 {
     redisAsyncContext *ac = r->ac;
     snprintf(r->last_error, sizeof(r->last_error), "%s", why);
+    if (r->state != R_UP && r->state != R_CLOSED &&
+        (r->attempts == 0 || r->attempts % 20 == 0))
+        kn_log(KN_LOG_WARN, "redis", "cannot connect to Redis, retrying",
+               "conn", r->name, "error", why, NULL);
     r->ac = NULL;
     if (ac != NULL)
         redisAsyncFree(ac);
@@ -352,18 +366,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
 static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
 {
     const char *step = arg;
-    if (r->state != R_HANDSHAKE)
-        return;
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+    if (r->state != R_HANDSHAKE || rep == NULL)
+        return; /* NULL: the connection failed; teardown said why */
+    if (rep->type == REDIS_REPLY_ERROR) {
         char why[200];
         snprintf(why, sizeof(why), "%s failed: %s", step,
                  rep ? rep->str : "no reply");
-        if (r->attempts == 0 || r->attempts % 20 == 0 ||
-            !kn_reply_is_error(rep, "LOADING"))
-            kn_log(KN_LOG_WARN, "redis", "handshake failed, retrying",
-                   "conn", r->name, "error", why, NULL);
-        if (rep != NULL)
-            teardown(r, why);
+        teardown(r, why);
         return;
     }
     if (strcmp(step, "PING") == 0) {
@@ -431,7 +440,10 @@ static void on_watchdog(uv_timer_t *t)
     }
     if (r->connect_deadline != 0 && r->state != R_UP &&
         now > r->connect_deadline) {
-        teardown(r, "connect timed out");
+        char why[160];
+        snprintf(why, sizeof(why), "%s:%d: connect timed out after %lld ms",
+                 r->host, r->port, (long long)r->timeout_ms);
+        teardown(r, why);
         return;
     }
     if (r->head != NULL && now > r->head->deadline) {

@@ -278,7 +278,8 @@ struct kn_redis_script kn_script_promote = {
  * cancel: stop a broadcast; queued jobs are skipped as they come up.
  * KEYS: bc, active
  * ARGV: id, now
- * Returns the status after the call ('' if the broadcast is unknown).
+ * Returns 'cancelled' when this call cancelled it, 'already:<status>' when
+ * it had ended or was cancelled before, '' if the broadcast is unknown.
  */
 struct kn_redis_script kn_script_cancel = {
     "cancel",
@@ -286,7 +287,7 @@ struct kn_redis_script kn_script_cancel = {
     "local st = redis.call('HGET', KEYS[1], 'status')\n"
     "if not st then return '' end\n"
     "if st == 'done' or st == 'rejected' or st == 'cancelled' then\n"
-    "  return st\n"
+    "  return 'already:' .. st\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_ms',\n"
     "  ARGV[2])\n"
