@@ -9,6 +9,8 @@
 #include "net.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common/kn.h"
 #include "common/log.h"
@@ -17,15 +19,24 @@ struct kn_net {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    size_t open_handles; /* timer + polls not yet closed */
+    uv_prepare_t kicker; /* writes tried once per loop turn */
+    int kicks;           /* sockets with kick set */
+    size_t open_handles; /* timer, kicker, polls not yet closed */
     size_t active;       /* transfers added, not yet done */
     int closing;
     struct net_xfer *xfers; /* active transfers, for kn_net_close */
+    struct net_sock **socks; /* by descriptor: kept while curl keeps the
+                                connection open, even between transfers */
+    size_t nsocks;
 };
 
 struct net_sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what uv polls for now */
+    int wanted; /* curl has a transfer on this socket */
+    int kick;   /* curl wants to write: try it before the loop blocks */
+    int kicking;
     struct kn_net *net;
 };
 
@@ -48,8 +59,10 @@ static void xfer_unlink(struct kn_net *net, struct net_xfer *x)
 
 static void maybe_free(struct kn_net *net)
 {
-    if (net->closing && net->open_handles == 0)
+    if (net->closing && net->open_handles == 0) {
+        free(net->socks);
         free(net);
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -59,6 +72,8 @@ static void on_handle_closed(uv_handle_t *h)
         struct net_sock *s = kn_container_of(h, struct net_sock, poll);
         net = s->net;
         free(s);
+    } else if (h->type == UV_PREPARE) {
+        net = kn_container_of(h, struct kn_net, kicker);
     } else {
         net = kn_container_of(h, struct kn_net, timer);
     }
@@ -108,6 +123,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct net_sock *s = kn_container_of(h, struct net_sock, poll);
     int flags = 0;
+    if (!s->wanted) {
+        /* An idle cached connection became readable (the server closed
+         * it, say): curl is not watching it now; stop until it is. */
+        s->events = 0;
+        uv_poll_stop(&s->poll);
+        return;
+    }
     /* Unlike hiredis' bundled adapter we do not drop errors: curl is told,
      * so that the transfer fails instead of hanging. */
     if (status < 0)
@@ -125,6 +147,15 @@ static void on_timer(uv_timer_t *t)
     socket_action(net, CURL_SOCKET_TIMEOUT, 0);
 }
 
+/*
+ * curl's socket callback.  A connection that curl keeps in its cache
+ * between transfers gets CURL_POLL_REMOVE after each one and a new
+ * interest with the next: closing and re-creating the uv_poll each time
+ * costs an ioctl and epoll_ctl calls per message.  So REMOVE only marks
+ * the socket unwanted and the poll handle stays (it is stopped lazily if
+ * an event comes meanwhile); it is closed for good when curl closes the
+ * socket (close_socket below).
+ */
 static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
                      void *socketp)
 {
@@ -132,13 +163,13 @@ static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     struct net_sock *s = socketp;
     int events = 0;
 
+    if (s == NULL && fd >= 0 && (size_t)fd < net->nsocks)
+        s = net->socks[fd];
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_handle_closed);
-            if (!net->closing)
-                curl_multi_assign(net->multi, fd, NULL);
-        }
+        if (s != NULL)
+            s->wanted = 0;
+        if (!net->closing)
+            curl_multi_assign(net->multi, fd, NULL);
         return 0;
     }
     if (s == NULL) {
@@ -150,14 +181,79 @@ static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
             return -1;
         }
         net->open_handles++;
-        curl_multi_assign(net->multi, fd, s);
+        if ((size_t)fd >= net->nsocks) {
+            size_t n = (size_t)fd + 16;
+            net->socks = kn_xrealloc(net->socks, n * sizeof(*net->socks));
+            memset(net->socks + net->nsocks, 0,
+                   (n - net->nsocks) * sizeof(*net->socks));
+            net->nsocks = n;
+        }
+        net->socks[fd] = s;
     }
+    s->wanted = 1;
+    curl_multi_assign(net->multi, fd, s);
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
         events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
+        /* A connected socket is nearly always writable: rather than poll
+         * for it (and switch the epoll mask back and forth, two syscalls
+         * each way, for every message), let curl try the write once this
+         * loop turn is over.  If it could not write (asked again from
+         * within that try), poll for real. */
+        if (s->kicking) {
+            events |= UV_WRITABLE;
+        } else {
+            if (!s->kick)
+                net->kicks++;
+            s->kick = 1;
+            events = s->events ? s->events : UV_READABLE;
+        }
+    }
+    /* libuv's uv_poll_start always deletes and re-adds the descriptor in
+     * epoll (two syscalls): skip it when nothing changes. */
+    if (events != s->events) {
+        s->events = events;
+        uv_poll_start(&s->poll, events, on_poll);
+    }
     return 0;
+}
+
+/* curl closes a socket: its poll handle goes first (never a handle on a
+ * descriptor number that may be reused by the next socket). */
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    struct kn_net *net = clientp;
+    if (fd >= 0 && (size_t)fd < net->nsocks && net->socks[fd] != NULL) {
+        struct net_sock *s = net->socks[fd];
+        net->socks[fd] = NULL;
+        if (s->kick)
+            net->kicks--;
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    }
+    return close(fd);
+}
+
+/* Once per loop turn, before it blocks: let curl write where it wants to. */
+static void on_kick(uv_prepare_t *h)
+{
+    struct kn_net *net = kn_container_of(h, struct kn_net, kicker);
+    if (net->kicks == 0)
+        return;
+    for (size_t i = 0; i < net->nsocks && net->kicks > 0; i++) {
+        struct net_sock *s = net->socks[i];
+        if (s == NULL || !s->kick)
+            continue;
+        s->kick = 0;
+        net->kicks--;
+        if (!s->wanted)
+            continue;
+        s->kicking = 1;
+        socket_action(net, s->fd, CURL_CSELECT_OUT);
+        /* The socket may be closed by now (close_socket freed it). */
+        if (i < net->nsocks && net->socks[i] == s)
+            s->kicking = 0;
+    }
 }
 
 static int cb_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -179,7 +275,10 @@ struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns,
     if (net->multi == NULL)
         KN_PANIC("curl_multi_init failed");
     uv_timer_init(loop, &net->timer);
-    net->open_handles = 1;
+    uv_prepare_init(loop, &net->kicker);
+    uv_prepare_start(&net->kicker, on_kick);
+    uv_unref((uv_handle_t *)&net->kicker);
+    net->open_handles = 2;
     curl_multi_setopt(net->multi, CURLMOPT_SOCKETFUNCTION, cb_socket);
     curl_multi_setopt(net->multi, CURLMOPT_SOCKETDATA, net);
     curl_multi_setopt(net->multi, CURLMOPT_TIMERFUNCTION, cb_timer);
@@ -202,6 +301,8 @@ void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done,
     x->done = done;
     x->arg = arg;
     x->easy = easy;
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, net);
     x->prev = NULL;
     x->next = net->xfers;
     if (net->xfers != NULL)
@@ -237,8 +338,21 @@ void kn_net_close(struct kn_net *net)
     /* Cleanup closes the cached connections; their REMOVE callbacks close
      * the polls, and the last close callback frees the struct. */
     net->closing = 1;
-    curl_multi_cleanup(net->multi);
+    curl_multi_cleanup(net->multi); /* closes the cached connections */
     net->multi = NULL;
+    for (size_t i = 0; i < net->nsocks; i++) {
+        /* Sockets curl never closed through us (should be none). */
+        struct net_sock *s = net->socks[i];
+        if (s != NULL) {
+            net->socks[i] = NULL;
+            if (s->kick)
+                net->kicks--;
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+        }
+    }
     uv_timer_stop(&net->timer);
     uv_close((uv_handle_t *)&net->timer, on_handle_closed);
+    uv_prepare_stop(&net->kicker);
+    uv_close((uv_handle_t *)&net->kicker, on_handle_closed);
 }

@@ -33,6 +33,8 @@ struct smtp {
     long timeout_ms;
     size_t connections;
     size_t in_flight;
+    CURL **pool; /* finished easy handles kept for reuse */
+    size_t npool;
 };
 
 struct smtp_send {
@@ -129,7 +131,12 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     struct smtp_send *m = arg;
     struct kn_result r;
     classify(m, easy, rc, &r);
-    curl_easy_cleanup(easy);
+    /* Keep the handle: setting it up again costs less than a new one
+     * (curl keeps its parsed options and buffers). */
+    if (m->s->npool < m->s->connections && rc != CURLE_ABORTED_BY_CALLBACK)
+        m->s->pool[m->s->npool++] = easy;
+    else
+        curl_easy_cleanup(easy);
     curl_slist_free_all(m->rcpt);
     m->s->in_flight--;
     m->done(m->job, &r, m->arg);
@@ -139,10 +146,13 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
 
 static CURL *make_easy(struct smtp *s, struct smtp_send *m)
 {
-    CURL *e = curl_easy_init();
+    CURL *e = s->npool > 0 ? s->pool[--s->npool] : curl_easy_init();
     if (e == NULL)
         KN_PANIC("curl_easy_init failed");
     curl_easy_setopt(e, CURLOPT_URL, s->url);
+    /* Never through a proxy from the environment: the relay is named in
+     * the config (and curl need not read the environment per message). */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     curl_easy_setopt(e, CURLOPT_MAIL_FROM, s->mail.from_addr);
@@ -191,6 +201,7 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
     s->timeout_ms = (long)cfg->smtp_timeout_ms;
     s->connections = (size_t)cfg->smtp_connections;
     s->net = kn_net_new(a->loop, (long)s->connections, 0);
+    s->pool = kn_xcalloc(s->connections, sizeof(*s->pool));
     a->priv = s;
     if (s->tls == KN_TLS_NONE)
         kn_log(KN_LOG_WARN, "smtp",
@@ -253,6 +264,9 @@ static void smtp_close(struct kn_adapter *a)
 {
     struct smtp *s = a->priv;
     kn_net_close(s->net); /* aborts what is left: tempfail for each */
+    while (s->npool > 0)
+        curl_easy_cleanup(s->pool[--s->npool]);
+    free(s->pool);
     kn__mail_conf_free(&s->mail);
     free(s->url);
     free(s->ca_file);

@@ -247,6 +247,30 @@ void kn__msg_put(struct kn__msg *m)
     m->refs--;
 }
 
+static void on_status(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn__msg *m = arg;
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
+        strcmp(rep->str, "cancelled") == 0)
+        m->cancelled = 1;
+    m->refs--;
+}
+
+/* Refresh the status of the broadcasts in use (a cancel shows within). */
+static void msg_refresh(struct kn_daemon *d)
+{
+    for (struct kn__msg *m = d->msgs; m != NULL; m = m->next) {
+        char *key;
+        if (!m->loaded || m->failed || m->cancelled || m->refs == 0)
+            continue;
+        key = kn__key(d, "bc:%s", m->m.bcast);
+        m->refs++; /* held until the reply */
+        if (kn_redis_cmd(d->cmd, on_status, m, "HGET %s status", key) < 0)
+            m->refs--;
+        free(key);
+    }
+}
+
 /* Forget messages nobody used for a minute (and failed loads at once). */
 static void msg_evict(struct kn_daemon *d, int all)
 {
@@ -254,7 +278,7 @@ static void msg_evict(struct kn_daemon *d, int all)
     int64_t now = kn_mono_ms();
     while (*pp != NULL) {
         struct kn__msg *m = *pp;
-        if (m->refs == 0 && m->loaded &&
+        if (m->refs <= 0 && m->loaded &&
             (all || m->failed || now - m->used_ms > 60000)) {
             *pp = m->next;
             msg_free(m);
@@ -577,6 +601,10 @@ static void on_tick(uv_timer_t *t)
     msg_evict(d, 0);
     if (!d->started || !kn_redis_up(d->cmd))
         return;
+    if (now >= d->next_status) {
+        msg_refresh(d);
+        d->next_status = now + 500;
+    }
     if (now >= d->next_promote) {
         struct kn_argv a;
         char *retry = kn__key(d, "retry");

@@ -31,6 +31,7 @@ struct kn__msg {
     struct kn_message m;
     int loaded; /* 1 when m is filled; 0 while loading */
     int failed; /* the broadcast hash is gone */
+    int cancelled; /* refreshed by the daemon's tick */
     int refs;
     int64_t used_ms;
     struct kn__msg_wait *waiters;
@@ -54,7 +55,7 @@ struct kn_daemon {
     int stopping; /* SIGTERM seen */
     int exit_code;
     int64_t drain_deadline; /* monotonic ms */
-    int64_t next_promote, next_claim, next_cleanup, next_sched;
+    int64_t next_promote, next_claim, next_cleanup, next_sched, next_status;
     struct kn__msg *msgs;
     /* Results that could not be recorded (Redis down); re-sent on up. */
     struct kn__pending *unrecorded;

@@ -6,9 +6,20 @@
  * result atomically (finish / retry scripts) before the job leaves its
  * stream.
  *
- * A job's life: read -> message -> precheck -> send -> record -> gone.
- * busy counts jobs between read and recorded; reads ask for at most
- * slots - busy entries, so memory stays flat whatever the broadcast size.
+ * A job's life: read -> message -> (precheck) -> ready -> send -> record
+ * -> gone.  busy counts jobs between read and recorded and never exceeds
+ * twice the adapter's send slots, so memory stays flat whatever the
+ * broadcast size; the jobs beyond the slots wait, checked and ready, in a
+ * local queue (urgent first), so that a slot whose send ends starts the
+ * next one at once instead of after three Redis round trips.
+ *
+ * The precheck (cancelled? expired? already delivered?) asks Redis only
+ * for jobs that may have been tried before (attempt > 0: retried,
+ * reclaimed, re-queued from the DLQ).  A first attempt read from its
+ * stream cannot have been delivered (the expander enqueues each address
+ * once), so it is checked against the cached broadcast: its expiry, and
+ * its status, which the daemon refreshes every 500 ms (a cancel takes
+ * effect within that).
  *
  * Decisions are made here, not in adapters: a tempfail is retried with
  * full-jitter backoff (or the provider's Retry-After) until
@@ -41,6 +52,8 @@ struct wjob {
     struct kn__msg *msg;
     char *addr; /* plaintext, wiped after the send */
     int claimed;
+    int prio; /* 0 urgent, 1 normal */
+    struct wjob *next; /* ready queue */
 };
 
 struct kn_worker {
@@ -51,7 +64,11 @@ struct kn_worker {
     char *route;
     struct kn_redis *blk;
     char *streams[2]; /* urgent, normal */
-    size_t slots, busy;
+    size_t slots;   /* sends at once (the adapter's capacity) */
+    size_t limit;   /* jobs in hand at most: 2 x slots */
+    size_t busy;    /* jobs in hand: read, not yet recorded */
+    size_t sending; /* jobs in the adapter */
+    struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
     int reading, phase, got;
     int started, closed;
     uv_timer_t again; /* read again after an error */
@@ -187,10 +204,15 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
 
 /* ---- sending ---- */
 
+static void pump(struct kn_worker *w);
+
 static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
 {
     struct wjob *jb = job->_owner;
     struct kn_daemon *d = jb->w->d;
+    jb->w->sending--;
+    if (!jb->w->closed)
+        pump(jb->w);
     if (jb->addr != NULL) {
         memset(jb->addr, 0, strlen(jb->addr));
         free(jb->addr);
@@ -219,7 +241,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     }
 }
 
-static void send_job(struct wjob *jb)
+static void send_now(struct wjob *jb)
 {
     struct kn_worker *w = jb->w;
     struct kn_job *jobs[1];
@@ -242,7 +264,39 @@ static void send_job(struct wjob *jb)
     jb->job.attempt = jb->n + 1;
     jb->job._owner = jb;
     jobs[0] = &jb->job;
+    w->sending++;
     w->ad.ops->send(&w->ad, jobs, 1, on_sent, NULL);
+}
+
+/* Start ready jobs while the adapter has free slots, urgent first. */
+static void pump(struct kn_worker *w)
+{
+    while (w->sending < w->slots && !w->closed) {
+        struct wjob *jb;
+        int q = w->ready[0] != NULL ? 0 : 1;
+        if (w->ready[q] == NULL)
+            return;
+        jb = w->ready[q];
+        w->ready[q] = jb->next;
+        if (w->ready[q] == NULL)
+            w->ready_tail[q] = NULL;
+        jb->next = NULL;
+        send_now(jb);
+    }
+}
+
+/* The job passed its checks: queue it for a send slot. */
+static void send_job(struct wjob *jb)
+{
+    struct kn_worker *w = jb->w;
+    int q = jb->prio;
+    jb->next = NULL;
+    if (w->ready_tail[q] != NULL)
+        w->ready_tail[q]->next = jb;
+    else
+        w->ready[q] = jb;
+    w->ready_tail[q] = jb;
+    pump(w);
 }
 
 static void on_precheck(struct kn_redis *r, redisReply *rep, void *arg)
@@ -290,6 +344,17 @@ static void on_msg(struct kn__msg *m, void *arg)
         retry_or_give_up(jb, 0, "taken over from a stopped worker");
         return;
     }
+    if (jb->n == 0) {
+        /* A first attempt: checked against the cached broadcast. */
+        if (m->cancelled)
+            finish(jb, "cancelled", "broadcast cancelled");
+        else if (m->m.expires_ms > 0 && kn_now_ms() >= m->m.expires_ms)
+            finish(jb, "expired", "broadcast expired before it could be "
+                                  "sent");
+        else
+            send_job(jb);
+        return;
+    }
     kn_argv_init(&a);
     kn_argv_take(&a, kn__key(d, "bc:%s", jb->bcast));
     kn_argv_take(&a, kn__key(d, "bc:%s:r", jb->bcast));
@@ -318,6 +383,7 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->stream = kn_xstrdup(stream);
     jb->entry = kn_xstrndup(e->element[0]->str, e->element[0]->len);
     jb->claimed = claimed;
+    jb->prio = strstr(stream, ":urgent") != NULL ? 0 : 1;
     w->busy++;
     if (jv == NULL || jv->type != REDIS_REPLY_STRING) {
         kn__poison(w->d, stream, jb->entry, NULL, 0, "entry has no job");
@@ -406,7 +472,7 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
 static void read_phase(struct kn_worker *w)
 {
     struct kn_daemon *d = w->d;
-    long want = (long)w->slots - (long)w->busy;
+    long want = (long)w->limit - (long)w->busy;
     char count[24], block[24];
     int rc;
 
@@ -439,8 +505,12 @@ static void read_phase(struct kn_worker *w)
 
 static void fill(struct kn_worker *w)
 {
+    /* Read in batches of at least half the slots (or when idle), not one
+     * entry per finished send. */
+    size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
     if (!w->started || w->closed || w->reading || w->d->stopping ||
-        !kn_redis_up(w->blk) || w->busy >= w->slots)
+        !kn_redis_up(w->blk) || free_ == 0 ||
+        (w->busy > 0 && free_ < (w->slots + 1) / 2))
         return;
     w->reading = 1;
     w->phase = 0;
@@ -481,6 +551,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
         kn_fatal("cannot open the %s adapter for %s: %s", adapter,
                  w->chname, kn_strerror(rc));
     w->slots = w->ad.ops->capacity(&w->ad);
+    w->limit = 2 * w->slots;
     w->streams[0] = kn__key(d, "q:%s:urgent", w->chname);
     w->streams[1] = kn__key(d, "q:%s:normal", w->chname);
     uv_timer_init(d->loop, &w->again);

@@ -47,7 +47,8 @@ struct rcmd {
 
 struct uvev {
     uv_poll_t poll;
-    int events;
+    int events;   /* what uv polls for now */
+    int flushing; /* inside the deferred write */
     struct kn_redis *r;
     redisAsyncContext *ac;
 };
@@ -64,6 +65,8 @@ struct kn_redis {
     int64_t connect_deadline;
     uv_timer_t watchdog;  /* deadlines */
     uv_timer_t reconnect; /* backoff */
+    uv_prepare_t flush;   /* deferred writes, once per loop turn */
+    int flush_pending;
     int attempts;         /* failed attempts in a row */
     uint64_t connects;
     struct rcmd *head, *tail;
@@ -125,10 +128,15 @@ static void ev_poll(uv_poll_t *h, int status, int events)
         redisAsyncHandleWrite(e->ac);
 }
 
-static void ev_update(struct uvev *e)
+static void ev_update(struct uvev *e, int events)
 {
-    if (e->events)
-        uv_poll_start(&e->poll, e->events, ev_poll);
+    /* uv_poll_start deletes and re-adds the descriptor in epoll every
+     * time: only call it when the mask really changes. */
+    if (events == e->events)
+        return;
+    e->events = events;
+    if (events)
+        uv_poll_start(&e->poll, events, ev_poll);
     else
         uv_poll_stop(&e->poll);
 }
@@ -136,29 +144,53 @@ static void ev_update(struct uvev *e)
 static void ev_add_read(void *p)
 {
     struct uvev *e = p;
-    e->events |= UV_READABLE;
-    ev_update(e);
+    ev_update(e, e->events | UV_READABLE);
 }
 
 static void ev_del_read(void *p)
 {
     struct uvev *e = p;
-    e->events &= ~UV_READABLE;
-    ev_update(e);
+    ev_update(e, e->events & ~UV_READABLE);
 }
 
+/*
+ * hiredis asks to be told when the socket is writable each time commands
+ * are queued.  A connected socket almost always is, so instead of polling
+ * for it (and paying two epoll_ctl calls each way) the write is deferred
+ * to a prepare callback, which runs once per loop turn just before the
+ * loop would block: every command queued in that turn goes out in one
+ * write.  Only when that write cannot finish, or while connecting, does
+ * it poll for writability.
+ */
 static void ev_add_write(void *p)
 {
     struct uvev *e = p;
-    e->events |= UV_WRITABLE;
-    ev_update(e);
+    if (e->flushing || !(e->ac->c.flags & REDIS_CONNECTED)) {
+        ev_update(e, e->events | UV_WRITABLE);
+        return;
+    }
+    e->r->flush_pending = 1;
 }
 
 static void ev_del_write(void *p)
 {
     struct uvev *e = p;
-    e->events &= ~UV_WRITABLE;
-    ev_update(e);
+    ev_update(e, e->events & ~UV_WRITABLE);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    struct kn_redis *r = kn_container_of(h, struct kn_redis, flush);
+    struct uvev *e;
+    if (!r->flush_pending || r->ac == NULL)
+        return;
+    r->flush_pending = 0;
+    e = r->ac->ev.data;
+    e->flushing = 1;
+    redisAsyncHandleWrite(r->ac);
+    /* The write may have failed and freed the context. */
+    if (r->ac != NULL && r->ac->ev.data == e)
+        e->flushing = 0;
 }
 
 static void maybe_free(struct kn_redis *r);
@@ -471,7 +503,10 @@ struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
     r->state_arg = arg;
     uv_timer_init(loop, &r->watchdog);
     uv_timer_init(loop, &r->reconnect);
-    r->handles_open = 2;
+    uv_prepare_init(loop, &r->flush);
+    uv_prepare_start(&r->flush, on_flush);
+    uv_unref((uv_handle_t *)&r->flush); /* never keeps the loop alive */
+    r->handles_open = 3;
     return r;
 }
 
@@ -625,8 +660,11 @@ void kn_redis_close(struct kn_redis *r)
         redisAsyncFree(ac);
     uv_timer_stop(&r->watchdog);
     uv_timer_stop(&r->reconnect);
+    uv_prepare_stop(&r->flush);
     r->watchdog.data = r;
     r->reconnect.data = r;
+    r->flush.data = r;
     uv_close((uv_handle_t *)&r->watchdog, timer_closed);
     uv_close((uv_handle_t *)&r->reconnect, timer_closed);
+    uv_close((uv_handle_t *)&r->flush, timer_closed);
 }
