@@ -92,6 +92,12 @@ _Static_assert(sizeof(enum kn_smtp_tls) == sizeof(int), "enum is an int");
 #define CHOICE(sec, name, def, vals, field)                                   \
     {sec, name, T_CHOICE, 0, 0, 0, vals, def, FIELD(field), NULL, NULL}
 
+#define BOOL(sec, name, def, field)                                           \
+    {sec, name, T_BOOL, 0, 0, 0, NULL, def, FIELD(field), NULL, NULL}
+#define OPT(sec, name, field)                                                 \
+    {sec, name, T_STRING, F_OPTIONAL, 0, 0, NULL, NULL, FIELD(field), NULL,  \
+     NULL}
+
 static const char *check_redis_url(const char *value);
 static const char *check_smtp_url(const char *value);
 static const char *mailbox_problem(const char *value);
@@ -102,6 +108,13 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error",
 static const char *const email_routes[] = {"smtp", "outbox", NULL};
 static const char *const line_routes[] = {"line", "outbox", NULL};
 static const char *const push_routes[] = {"push", "outbox", NULL};
+static const char *const failover_modes[] = {
+    [KN_FAILOVER_EMERGENCY_ONLY] = "emergency-only",
+    [KN_FAILOVER_ALWAYS] = "always",
+    [KN_FAILOVER_NEVER] = "never",
+    [KN_FAILOVER_NEVER + 1] = NULL,
+};
+_Static_assert(sizeof(enum kn_failover_mode) == sizeof(int), "enum int");
 static const char *const tls_modes[] = {
     [KN_TLS_STARTTLS] = "starttls",
     [KN_TLS_IMPLICIT] = "implicit",
@@ -163,6 +176,80 @@ static const struct key keys[] = {
 
     STR("security", "key_file", "/etc/kairan/key", key_file, 0, NULL,
         "KAIRAN_KEY_FILE"),
+
+    STR("line", "api_base", "https://api.line.me", line_api_base, F_URL,
+        NULL, NULL),
+    STR("line", "token", NULL, line_token, F_OPTIONAL | F_SECRET, NULL,
+        "KAIRAN_LINE_TOKEN"),
+    OPT("line", "token_file", line_token_file),
+    OPT("line", "channel_id", line_channel_id),
+    OPT("line", "key_file", line_key_file),
+    OPT("line", "key_id", line_key_id),
+    STR("line", "token_url", "https://api.line.me/oauth2/v2.1/token",
+        line_token_url, F_URL, NULL, NULL),
+    STR("line", "channel_secret", NULL, line_channel_secret,
+        F_OPTIONAL | F_SECRET, NULL, "KAIRAN_LINE_SECRET"),
+    OPT("line", "channel_secret_file", line_channel_secret_file),
+    OPT("line", "ca_file", line_ca_file),
+    DUR("line", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, line_timeout_ms),
+    INT("line", "connections", "8", 1, 1000, line_connections),
+    INT("line", "rate", "200", 1, 100000, line_rate),
+
+    STR("fcm", "api_base", "https://fcm.googleapis.com", fcm_api_base, F_URL,
+        NULL, NULL),
+    STR("fcm", "token_url", "https://oauth2.googleapis.com/token",
+        fcm_token_url, F_URL, NULL, NULL),
+    OPT("fcm", "project_id", fcm_project_id),
+    OPT("fcm", "service_account_file", fcm_service_account_file),
+    OPT("fcm", "ca_file", fcm_ca_file),
+    DUR("fcm", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, fcm_timeout_ms),
+    INT("fcm", "connections", "4", 1, 1000, fcm_connections),
+    INT("fcm", "rate", "5000", 1, 1000000, fcm_rate),
+
+    STR("apns", "api_base", "https://api.push.apple.com", apns_api_base,
+        F_URL, NULL, NULL),
+    OPT("apns", "key_file", apns_key_file),
+    OPT("apns", "key_id", apns_key_id),
+    OPT("apns", "team_id", apns_team_id),
+    OPT("apns", "topic", apns_topic),
+    OPT("apns", "ca_file", apns_ca_file),
+    DUR("apns", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, apns_timeout_ms),
+    INT("apns", "connections", "2", 1, 1000, apns_connections),
+    INT("apns", "rate", "5000", 1, 1000000, apns_rate),
+
+    STR("sendgrid", "api_base", "https://api.sendgrid.com",
+        sendgrid_api_base, F_URL, NULL, NULL),
+    STR("sendgrid", "api_key", NULL, sendgrid_api_key, F_OPTIONAL | F_SECRET,
+        NULL, "KAIRAN_SENDGRID_API_KEY"),
+    OPT("sendgrid", "api_key_file", sendgrid_api_key_file),
+    OPT("sendgrid", "ca_file", sendgrid_ca_file),
+    DUR("sendgrid", "timeout_ms", "30s", 1 * SEC, 1 * HOUR,
+        sendgrid_timeout_ms),
+    INT("sendgrid", "batch", "1000", 1, 1000, sendgrid_batch),
+    INT("sendgrid", "rate", "10", 1, 100000, sendgrid_rate),
+
+    ENUM("failover", "mode", "emergency-only", failover_modes,
+         failover_mode),
+    INT("failover", "failures", "5", 1, 1000000, failover_failures),
+    DUR("failover", "window_ms", "30s", 1 * SEC, 1 * DAY,
+        failover_window_ms),
+    DUR("failover", "probe_ms", "15s", 100 * MS, 1 * DAY, failover_probe_ms),
+
+    STR("http", "listen", "127.0.0.1:8025", http_listen, F_OPTIONAL, NULL,
+        NULL),
+    STR("http", "public_url", "http://127.0.0.1:8025", http_public_url, 0,
+        NULL, NULL),
+    INT("http", "max_body", "10000000", 1024, 1000000000, http_max_body),
+    BOOL("http", "metrics_open", "no", http_metrics_open),
+    INT("http", "rate", "20", 1, 100000, http_rate),
+
+    INT("retention", "fiscal_years", "4", 1, 100, retention_fiscal_years),
+    INT("retention", "audit_years", "5", 1, 100, retention_audit_years),
+    INT("retention", "delivery_days", "365", 1, 100000,
+        retention_delivery_days),
+    INT("retention", "closed_tenant_days", "60", 0, 70,
+        retention_closed_tenant_days),
+    STR("retention", "audit_dir", "audit", audit_dir, 0, NULL, NULL),
 };
 
 #define NKEYS KN_ARRAY_SIZE(keys)
@@ -179,6 +266,9 @@ static const struct secret_file {
 } secret_files[] = {
     {"redis", "password_file", FIELD(redis_password)},
     {"smtp", "password_file", FIELD(smtp_password)},
+    {"line", "token_file", FIELD(line_token)},
+    {"line", "channel_secret_file", FIELD(line_channel_secret)},
+    {"sendgrid", "api_key_file", FIELD(sendgrid_api_key)},
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1175,4 +1265,12 @@ int kn_redis_url_parse(const char *url, char **host, int *port, int *db,
                        char **password)
 {
     return redis_url_split(url, host, port, db, password) ? KN_EINVAL : 0;
+}
+
+const char *kn_config_key(size_t i, const char **section)
+{
+    if (i >= NKEYS)
+        return NULL;
+    *section = keys[i].section;
+    return keys[i].name;
 }

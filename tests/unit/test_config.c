@@ -223,20 +223,14 @@ static void test_example_loads(void **state)
 /* Every key appears in the example, set or commented out, in its section. */
 static void test_example_documents_every_key(void **state)
 {
-    static const char *const all[] = {
-        "redis.url", "redis.password_file", "redis.prefix",
-        "redis.timeout_ms", "queue.max_attempts", "queue.retry_base_ms",
-        "queue.retry_cap_ms", "queue.claim_idle_ms", "queue.max_depth",
-        "queue.block_ms", "dispatcher.drain_ms", "dispatcher.default_ttl",
-        "dispatcher.expand_page", "dispatcher.max_subject",
-        "dispatcher.max_body", "dispatcher.max_recipients",
-        "dispatcher.consumer", "dispatcher.log_level", "dispatcher.log_file",
-        "routes.email", "routes.line", "routes.push", "smtp.url", "smtp.tls",
-        "smtp.ca_file", "smtp.username", "smtp.password",
-        "smtp.password_file", "smtp.connections", "smtp.from",
-        "smtp.reply_to", "smtp.helo", "smtp.timeout_ms", "outbox.dir",
-        "outbox.slots", "security.key_file",
-    };
+    /* Every key of the loader's own table must be in the example. */
+    char *all[256];
+    size_t nall = 0;
+    const char *sec, *nm;
+    while ((nm = kn_config_key(nall, &sec)) != NULL && nall < 256) {
+        all[nall] = kn_xasprintf("%s.%s", sec, nm);
+        nall++;
+    }
     FILE *f = fopen(EXAMPLE, "r");
     char *line = NULL, section[64] = "", *seen = kn_xstrdup(" ");
     size_t cap = 0;
@@ -258,11 +252,13 @@ static void test_example_documents_every_key(void **state)
     }
     free(line);
     fclose(f);
-    for (size_t i = 0; i < KN_ARRAY_SIZE(all); i++) {
+    assert_true(nall > 40);
+    for (size_t i = 0; i < nall; i++) {
         char *want = kn_xasprintf(" %s ", all[i]);
         if (strstr(seen, want) == NULL)
             fail_msg("%s is not in the example", all[i]);
         free(want);
+        free(all[i]);
     }
     free(seen);
 }
@@ -311,7 +307,8 @@ static void test_errors_are_collected(void **state)
         "1s to 1d (a number of milliseconds, or with a unit: 500ms, 30s, "
         "10m, 24h, 1d)\n"
         "%1$s:9: unknown section [mail]; known sections: redis, queue, "
-        "dispatcher, routes, smtp, outbox, security\n"
+        "dispatcher, routes, smtp, outbox, security, line, fcm, apns, "
+        "sendgrid, failover, http, retention\n"
         "%1$s:12: redis.url = 'redis://:***@db:99999': the port must be a "
         "number from 1 to 65535\n"
         "%1$s:14: redis.timeout_ms is already set on line 13\n"
