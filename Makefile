@@ -25,7 +25,7 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c \
 	config/config.c \
-	adapters/mime.c adapters/net.c adapters/adapter.c \
+	adapters/mime.c adapters/net.c adapters/http.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \

@@ -29,6 +29,13 @@ struct kn_result {
     enum kn_status status;
     int64_t retry_after_ms; /* > 0: the provider asked us to wait so long */
     const char *detail;     /* provider code + text; masked; may be NULL */
+    /* Hints for the dispatcher (it alone decides what to do): */
+    unsigned dead : 1;  /* the address is gone (token unregistered, user
+                           blocked): mark it dead, never retry it */
+    unsigned auth : 1;  /* our credentials were refused (401/403): not the
+                           recipient's fault; pause the route, keep job */
+    unsigned quota : 1; /* the provider's quota is used up (LINE monthly):
+                           stop the route, move recipients on */
 };
 
 /* What is sent: shared by every job of one broadcast (read-only). */
@@ -52,7 +59,16 @@ struct kn_job {
     const char *bindex;  /* blind index of the address */
     const char *addr;    /* plaintext address, decrypted just before send */
     int attempt;         /* 1 for the first try */
-    void *_owner;        /* the worker's record of this job */
+    const char *platform; /* push: "fcm" or "apns"; else NULL */
+    /* A batch job (LINE multicast: up to 500 user ids in one request) has
+     * naddr > 1 and every address in addrs (addr == addrs[0]).  One
+     * result covers the whole job. */
+    size_t naddr;
+    const char *const *addrs;
+    const char *key;  /* stable per (broadcast, job) across retries: LINE
+                         X-Line-Retry-Key is derived from it */
+    int64_t first_ms; /* when the job was first enqueued */
+    void *_owner;     /* the worker's record of this job */
 };
 
 typedef void kn_done_cb(struct kn_job *job, const struct kn_result *r,
