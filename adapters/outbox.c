@@ -57,7 +57,7 @@ static void step(uv_fs_t *req);
 
 static void finish(struct outbox_write *w)
 {
-    struct kn_result r = {KN_DELIVERED, 0, NULL};
+    struct kn_result r = {.status = KN_DELIVERED};
     if (w->err != 0) {
         snprintf(w->detail, sizeof(w->detail), "outbox: cannot write %s: %s",
                  w->ob->dir, uv_strerror(w->err));
@@ -209,9 +209,10 @@ static int outbox_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         if (strcmp(job->channel, "email") == 0) {
             err = kn__mail_build(&ob->mail, job, &w->data, &w->len);
             if (err < 0) {
-                struct kn_result r = {KN_PERMFAIL, 0,
-                                      "outbox: message cannot be built "
-                                      "(control character or bad UTF-8)"};
+                struct kn_result r = {
+                    .status = KN_PERMFAIL,
+                    .detail = "outbox: message cannot be built (control "
+                              "character or bad UTF-8)"};
                 free(bc);
                 free(rc);
                 free(w);

@@ -231,7 +231,7 @@ static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         m->arg = arg;
         if (kn_addr_check(job->addr, &why) < 0 ||
             kn__mail_build(&s->mail, job, &m->data, &m->len) < 0) {
-            struct kn_result r = {KN_PERMFAIL, 0, NULL};
+            struct kn_result r = {.status = KN_PERMFAIL};
             snprintf(m->detail, sizeof(m->detail), "invalid message: %s",
                      why ? why : "control character or bad UTF-8");
             r.detail = m->detail;
