@@ -25,16 +25,23 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c \
 	config/config.c \
-	adapters/mime.c adapters/net.c adapters/http.c adapters/adapter.c \
+	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
-	dispatcher/daemon.c
+	dispatcher/daemon.c dispatcher/module.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+# kairand and kairanctl link their own objects directly (not through the
+# archive), so that modules and commands that register themselves in a
+# constructor (dispatcher/module.h, cli/cli.h) are always in.
+DAEMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter dispatcher/%,$(LIB_SRCS)))
+CLI_SRCS := $(filter-out cli/kairanctl.c,$(wildcard cli/*.c))
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 
 PROGS := $(BUILD)/kairand $(BUILD)/kairanctl
 
@@ -49,10 +56,10 @@ $(BUILD)/libkairan.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kairand: $(BUILD)/dispatcher/main.o $(BUILD)/libkairan.a
+$(BUILD)/kairand: $(BUILD)/dispatcher/main.o $(DAEMON_OBJS) $(BUILD)/libkairan.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/kairanctl: $(BUILD)/cli/kairanctl.o $(BUILD)/libkairan.a
+$(BUILD)/kairanctl: $(BUILD)/cli/kairanctl.o $(CLI_OBJS) $(BUILD)/libkairan.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/curl_loop: $(BUILD)/bench/curl_loop.o $(BUILD)/libkairan.a

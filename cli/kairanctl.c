@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
@@ -37,9 +38,20 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNKNOWN = 3 };
 
-static struct kn_config cfg;
+struct kn_config kn_cli_cfg;
+#define cfg kn_cli_cfg
 static const char *cfg_path = "/etc/kairan/kairan.conf";
 static redisContext *rc_;
+static struct kn_cli_command *commands;
+
+void kn_cli_register(struct kn_cli_command *c)
+{
+    struct kn_cli_command **pp = &commands;
+    while (*pp != NULL)
+        pp = &(*pp)->_next;
+    c->_next = NULL;
+    *pp = c;
+}
 
 static void usage(FILE *f)
 {
@@ -52,14 +64,15 @@ static void usage(FILE *f)
             "  cancel ID              stop a broadcast\n"
             "  dlq list [--json]      dead-lettered jobs\n"
             "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
-            "  keygen FILE            create a new key file (mode 0600)\n"
-            "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
-            "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
-            "unreachable\n");
+            "  keygen FILE            create a new key file (mode 0600)\n");
+    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next)
+        fprintf(f, "%s", c->usage);
+    fprintf(f, "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
+               "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
+               "unreachable\n");
 }
 
-static char *key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *key(const char *fmt, ...)
+char *kn_cli_key(const char *fmt, ...)
 {
     va_list ap;
     char *tail, *k;
@@ -73,7 +86,7 @@ static char *key(const char *fmt, ...)
 }
 
 /* Connect (synchronously) or exit 3 with the reason. */
-static redisContext *redis(void)
+redisContext *kn_cli_redis(void)
 {
     char *host = NULL, *pw = NULL;
     int port = 6379, db = 0;
@@ -119,12 +132,12 @@ static redisContext *redis(void)
 }
 
 /* Run a command; exit 3 if Redis is gone.  Caller frees the reply. */
-static redisReply *cmd(const char *fmt, ...)
+redisReply *kn_cli_cmd(const char *fmt, ...)
 {
     va_list ap;
     redisReply *r;
     va_start(ap, fmt);
-    r = redisvCommand(redis(), fmt, ap);
+    r = redisvCommand(kn_cli_redis(), fmt, ap);
     va_end(ap);
     if (r == NULL) {
         fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
@@ -134,8 +147,20 @@ static redisReply *cmd(const char *fmt, ...)
     return r;
 }
 
+redisReply *kn_cli_cmdargv(const struct kn_argv *a)
+{
+    redisReply *r = redisCommandArgv(kn_cli_redis(), a->n,
+                                     (const char **)a->v, a->len);
+    if (r == NULL) {
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
+                rc_->errstr);
+        exit(EXIT_UNKNOWN);
+    }
+    return r;
+}
+
 /* EVAL a script with argv (keys first). */
-static redisReply *eval(const struct kn_redis_script *s, int nkeys,
+redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
                         struct kn_argv *a)
 {
     struct kn_argv full;
@@ -145,7 +170,8 @@ static redisReply *eval(const struct kn_redis_script *s, int nkeys,
     kn_argv_add(&full, s->src);
     kn_argv_addi(&full, nkeys);
     kn_argv_extend(&full, a);
-    r = redisCommandArgv(redis(), full.n, (const char **)full.v, full.len);
+    r = redisCommandArgv(kn_cli_redis(), full.n, (const char **)full.v,
+                         full.len);
     kn_argv_free(&full);
     if (r == NULL) {
         fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
@@ -244,11 +270,11 @@ static int do_submit(int argc, char **argv)
     kn_argv_init(&aud);
     /* Addresses are sealed here: plaintext never reaches Redis. */
     kn_broadcast_submit_args(&b, kr, &fields, &aud);
-    kn_argv_take(&a, key("bc:%s", b.id));
-    kn_argv_take(&a, key("bc:%s:aud", b.id));
-    kn_argv_take(&a, key("broadcasts"));
-    kn_argv_take(&a, key("bcs"));
-    kn_argv_take(&a, key("active"));
+    kn_argv_take(&a, kn_cli_key("bc:%s", b.id));
+    kn_argv_take(&a, kn_cli_key("bc:%s:aud", b.id));
+    kn_argv_take(&a, kn_cli_key("broadcasts"));
+    kn_argv_take(&a, kn_cli_key("bcs"));
+    kn_argv_take(&a, kn_cli_key("active"));
     kn_argv_add(&a, b.id);
     kn_argv_addi(&a, kn_now_ms());
     kn_argv_addi(&a, fields.n);
@@ -256,7 +282,7 @@ static int do_submit(int argc, char **argv)
     kn_argv_extend(&a, &aud);
     kn_argv_free(&fields);
     kn_argv_free(&aud);
-    r = eval(&kn_script_submit, 5, &a);
+    r = kn_cli_eval(&kn_script_submit, 5, &a);
     kn_argv_free(&a);
     printf("%s\n", b.id);
     freeReplyObject(r);
@@ -285,15 +311,15 @@ static int do_status(int argc, char **argv)
         long long len, pending = 0, oldest = 0;
         json_t *q = json_object();
         char ch[16];
-        k = key("q:%s", name);
-        r = cmd("XLEN %s", k);
+        k = kn_cli_key("q:%s", name);
+        r = kn_cli_cmd("XLEN %s", k);
         len = r->integer;
         freeReplyObject(r);
-        r = cmd("XPENDING %s kairand", k);
+        r = kn_cli_cmd("XPENDING %s kairand", k);
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
             pending = r->element[0]->integer;
         freeReplyObject(r);
-        r = cmd("XRANGE %s - + COUNT 1", k);
+        r = kn_cli_cmd("XRANGE %s - + COUNT 1", k);
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
             oldest = now - strtoll(r->element[0]->element[0]->str, NULL, 10);
         freeReplyObject(r);
@@ -309,25 +335,25 @@ static int do_status(int argc, char **argv)
         json_array_append_new(queues, q);
     }
     json_object_set_new(root, "queues", queues);
-    k = key("retry");
-    r = cmd("ZCARD %s", k);
+    k = kn_cli_key("retry");
+    r = kn_cli_cmd("ZCARD %s", k);
     json_object_set_new(root, "retry", json_integer(r->integer));
     freeReplyObject(r);
     free(k);
-    k = key("dlq");
-    r = cmd("XLEN %s", k);
+    k = kn_cli_key("dlq");
+    r = kn_cli_cmd("XLEN %s", k);
     json_object_set_new(root, "dlq", json_integer(r->integer));
     freeReplyObject(r);
     free(k);
 
-    k = key("active");
-    ids = cmd("ZRANGE %s 0 49", k);
+    k = kn_cli_key("active");
+    ids = kn_cli_cmd("ZRANGE %s 0 49", k);
     free(k);
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
          i++) {
         json_t *o = json_object();
-        k = key("bc:%s", ids->element[i]->str);
-        r = cmd("HGETALL %s", k);
+        k = kn_cli_key("bc:%s", ids->element[i]->str);
+        r = kn_cli_cmd("HGETALL %s", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
         json_object_set_new(o, "status",
@@ -341,14 +367,14 @@ static int do_status(int argc, char **argv)
     freeReplyObject(ids);
     json_object_set_new(root, "active", act);
 
-    k = key("rejected");
-    ids = cmd("ZREVRANGE %s 0 19", k);
+    k = kn_cli_key("rejected");
+    ids = kn_cli_cmd("ZREVRANGE %s 0 19", k);
     free(k);
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
          i++) {
         json_t *o = json_object();
-        k = key("bc:%s", ids->element[i]->str);
-        r = cmd("HMGET %s reason created_ms", k);
+        k = kn_cli_key("bc:%s", ids->element[i]->str);
+        r = kn_cli_cmd("HMGET %s reason created_ms", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
         json_object_set_new(o, "reason",
@@ -430,9 +456,9 @@ static int do_watch(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    k = key("bc:%s", argv[1]);
+    k = kn_cli_key("bc:%s", argv[1]);
     for (;;) {
-        redisReply *h = cmd("HGETALL %s", k);
+        redisReply *h = kn_cli_cmd("HGETALL %s", k);
         const char *st = hget(h, "status");
         long long jobs, del, fail, exp, can, fin;
         int ended;
@@ -502,11 +528,11 @@ static int do_cancel(int argc, char **argv)
         return EXIT_USAGE;
     }
     kn_argv_init(&a);
-    kn_argv_take(&a, key("bc:%s", argv[1]));
-    kn_argv_take(&a, key("active"));
+    kn_argv_take(&a, kn_cli_key("bc:%s", argv[1]));
+    kn_argv_take(&a, kn_cli_key("active"));
     kn_argv_add(&a, argv[1]);
     kn_argv_addi(&a, kn_now_ms());
-    r = eval(&kn_script_cancel, 2, &a);
+    r = kn_cli_eval(&kn_script_cancel, 2, &a);
     kn_argv_free(&a);
     if (r->type != REDIS_REPLY_STRING || r->str[0] == '\0') {
         fprintf(stderr, "kairanctl: no broadcast %s\n", argv[1]);
@@ -537,8 +563,8 @@ static const char *efield(const redisReply *e, const char *f)
 
 static int dlq_list(int as_json)
 {
-    char *k = key("dlq");
-    redisReply *r = cmd("XRANGE %s - + COUNT 1000", k);
+    char *k = kn_cli_key("dlq");
+    redisReply *r = kn_cli_cmd("XRANGE %s - + COUNT 1000", k);
     json_t *arr = json_array();
     free(k);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -610,18 +636,18 @@ static int dlq_retry_one(const redisReply *e)
     json_object_set_new(j, "n", json_integer(0));
     s = json_dumps(j, JSON_COMPACT);
     kn_argv_init(&a);
-    kn_argv_take(&a, key("dlq"));
-    kn_argv_take(&a, key("bc:%s", bc));
-    kn_argv_take(&a, key("bc:%s:r", bc));
-    kn_argv_take(&a, key("q:%s", q));
-    kn_argv_take(&a, key("active"));
+    kn_argv_take(&a, kn_cli_key("dlq"));
+    kn_argv_take(&a, kn_cli_key("bc:%s", bc));
+    kn_argv_take(&a, kn_cli_key("bc:%s:r", bc));
+    kn_argv_take(&a, kn_cli_key("q:%s", q));
+    kn_argv_take(&a, kn_cli_key("active"));
     kn_argv_add(&a, e->element[0]->str);
     kn_argv_add(&a, f);
     kn_argv_take(&a, s);
     kn_argv_add(&a, rcpt);
     kn_argv_add(&a, bc);
     kn_argv_addi(&a, kn_now_ms());
-    r = eval(&kn_script_dlq_retry, 5, &a);
+    r = kn_cli_eval(&kn_script_dlq_retry, 5, &a);
     ok = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     kn_argv_free(&a);
@@ -640,11 +666,11 @@ static int do_dlq(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    k = key("dlq");
+    k = kn_cli_key("dlq");
     if (strcmp(argv[2], "--all") == 0)
-        r = cmd("XRANGE %s - +", k);
+        r = kn_cli_cmd("XRANGE %s - +", k);
     else
-        r = cmd("XRANGE %s %s %s", k, argv[2], argv[2]);
+        r = kn_cli_cmd("XRANGE %s %s %s", k, argv[2], argv[2]);
     free(k);
     if (r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "kairanctl: %s is not a DLQ entry id\n", argv[2]);
@@ -663,6 +689,15 @@ static int do_dlq(int argc, char **argv)
     return rc;
 }
 
+static struct kn_cli_command *find_command(const char *name)
+{
+    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next) {
+        if (strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -672,6 +707,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     int c, rc;
     const char *sub;
+    struct kn_cli_command *c_;
 
     while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
         switch (c) {
@@ -709,6 +745,9 @@ int main(int argc, char **argv)
         }
         return EXIT_OK;
     }
+    c_ = find_command(sub);
+    if (c_ != NULL && !c_->needs_config)
+        return c_->run(argc, argv);
     if (kn_config_load(&cfg, cfg_path, stderr) < 0)
         return EXIT_USAGE;
     if (strcmp(sub, "submit") == 0)
@@ -721,6 +760,8 @@ int main(int argc, char **argv)
         rc = do_cancel(argc, argv);
     else if (strcmp(sub, "dlq") == 0)
         rc = do_dlq(argc, argv);
+    else if ((c_ = find_command(sub)) != NULL)
+        rc = c_->run(argc, argv);
     else {
         fprintf(stderr, "kairanctl: unknown command '%s'\n", sub);
         usage(stderr);

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
+#include "dispatcher/module.h"
 #include "queue/scripts.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
@@ -39,6 +40,58 @@ char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
     k = kn_xasprintf("%s%s", d->prefix, tail);
     free(tail);
     return k;
+}
+
+void kn__metrics_result(struct kn_daemon *d, enum kn_channel ch,
+                        const char *provider, enum kn_status st,
+                        int64_t latency_ms)
+{
+    static const double bounds[] = KN_LATENCY_BUCKETS;
+    struct kn_metrics *m = &d->metrics;
+    struct kn_provider_stats *p = NULL;
+    for (size_t i = 0; i < m->nproviders; i++) {
+        if (m->providers[i].channel == ch &&
+            strcmp(m->providers[i].provider, provider) == 0)
+            p = &m->providers[i];
+    }
+    if (p == NULL && m->nproviders < KN_MAX_PROVIDERS) {
+        p = &m->providers[m->nproviders++];
+        p->provider = provider;
+        p->channel = ch;
+    }
+    if (p != NULL)
+        p->results[st]++;
+    if (latency_ms >= 0 && st == KN_DELIVERED) {
+        double sec = latency_ms / 1000.0;
+        size_t b = 0;
+        while (b < KN_NLATENCY && sec > bounds[b])
+            b++;
+        m->latency[ch][b]++;
+        m->latency_sum[ch] += sec;
+        m->latency_count[ch]++;
+    }
+}
+
+size_t kn__in_flight(const struct kn_daemon *d)
+{
+    size_t n = 0;
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        if (d->workers[c])
+            n += kn__worker_sending(d->workers[c]);
+    }
+    return n;
+}
+
+uint64_t kn__redis_reconnects(const struct kn_daemon *d)
+{
+    uint64_t n = kn_redis_reconnects(d->cmd);
+    if (d->exp)
+        n += kn_redis_reconnects(kn__expander_redis(d->exp));
+    for (int c = 0; c < KN_CH__COUNT; c++) {
+        if (d->workers[c])
+            n += kn_redis_reconnects(kn__worker_redis(d->workers[c]));
+    }
+    return n;
 }
 
 int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt)
@@ -407,6 +460,17 @@ static void start_readers(void *arg)
         if (d->workers[c])
             kn__worker_start(d->workers[c]);
     }
+    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+        if (m->open(d, &m->_state) < 0) {
+            kn_log(KN_LOG_ERROR, "daemon", "a module failed to start",
+                   "module", m->name, NULL);
+            d->exit_code = 1;
+            d->stopping = 1;
+            d->drain_deadline = kn_mono_ms();
+            return;
+        }
+        m->_state = m->_state ? m->_state : (void *)m;
+    }
 }
 
 static void on_policy(struct kn_redis *r, redisReply *rep, void *arg)
@@ -683,6 +747,12 @@ static void shutdown_now(struct kn_daemon *d)
     uv_close((uv_handle_t *)&d->sig_term, on_closed);
     uv_close((uv_handle_t *)&d->sig_int, on_closed);
     uv_close((uv_handle_t *)&d->sig_hup, on_closed);
+    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+        if (m->_state != NULL) {
+            m->close(d, m->_state == (void *)m ? NULL : m->_state);
+            m->_state = NULL;
+        }
+    }
     kn__expander_close(d->exp);
     for (int c = 0; c < KN_CH__COUNT; c++) {
         if (d->workers[c])

@@ -22,6 +22,7 @@
 struct kn_config;
 struct kn_keyring;
 struct kn_expander;
+struct kn_daemon;
 struct kn_worker;
 
 #define KN_GROUP "kairand"
@@ -39,6 +40,37 @@ struct kn__msg {
 };
 
 typedef void kn__msg_cb(struct kn__msg *msg, void *arg);
+
+/*
+ * Counters for /metrics (rendered by the HTTP module; cheap to keep: a
+ * scrape never scans Redis key by key).  Latency is submit (created_ms)
+ * to the recorded result, in the buckets of KN_LATENCY_BUCKETS (seconds).
+ */
+#define KN_LATENCY_BUCKETS {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+#define KN_NLATENCY 11
+#define KN_MAX_PROVIDERS 16
+
+struct kn_provider_stats {
+    const char *provider; /* adapter name: "smtp", "sendgrid", "line" ... */
+    enum kn_channel channel;
+    uint64_t results[3]; /* by enum kn_status */
+};
+
+struct kn_metrics {
+    struct kn_provider_stats providers[KN_MAX_PROVIDERS];
+    size_t nproviders;
+    uint64_t latency[KN_CH__COUNT][KN_NLATENCY + 1]; /* last: +Inf */
+    double latency_sum[KN_CH__COUNT];
+    uint64_t latency_count[KN_CH__COUNT];
+    uint64_t token_refreshes; /* provider access tokens issued */
+    uint64_t token_refresh_failures;
+    uint64_t expired, cancelled, dead_lettered;
+};
+
+/* Count one result (and its latency if delivered; latency_ms < 0: none). */
+void kn__metrics_result(struct kn_daemon *d, enum kn_channel ch,
+                        const char *provider, enum kn_status st,
+                        int64_t latency_ms);
 
 struct kn_daemon {
     uv_loop_t *loop;
@@ -63,7 +95,18 @@ struct kn_daemon {
     int closing_handles;
     /* counters for status and metrics */
     uint64_t delivered, tempfailed, permfailed;
+    struct kn_metrics metrics;
 };
+
+/* In-flight sends of all workers (for /metrics and /healthz). */
+size_t kn__in_flight(const struct kn_daemon *d);
+/* Redis reconnects of all of this process's connections. */
+uint64_t kn__redis_reconnects(const struct kn_daemon *d);
+/* A channel's worker adapter name ("smtp", "outbox"), or NULL. */
+const char *kn__worker_route(const struct kn_worker *w);
+size_t kn__worker_sending(const struct kn_worker *w);
+struct kn_redis *kn__worker_redis(const struct kn_worker *w);
+struct kn_redis *kn__expander_redis(const struct kn_expander *e);
 
 /* Key with the configured prefix: heap string. */
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)

@@ -832,6 +832,11 @@ void kn__expander_start(struct kn_expander *e)
     kn_redis_start(e->blk);
 }
 
+struct kn_redis *kn__expander_redis(const struct kn_expander *e)
+{
+    return e->blk;
+}
+
 int kn__expander_idle(const struct kn_expander *e)
 {
     return e->cur == NULL;

@@ -225,6 +225,10 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         job_done(jb);
         return;
     }
+    kn__metrics_result(d, jb->w->ch, jb->w->ad.ops->name, r->status,
+                       jb->msg->m.created_ms > 0
+                           ? kn_now_ms() - jb->msg->m.created_ms
+                           : -1);
     switch (r->status) {
     case KN_DELIVERED:
         d->delivered++;
@@ -570,6 +574,21 @@ void kn__worker_start(struct kn_worker *w)
 size_t kn__worker_busy(const struct kn_worker *w)
 {
     return w->busy;
+}
+
+size_t kn__worker_sending(const struct kn_worker *w)
+{
+    return w->sending;
+}
+
+const char *kn__worker_route(const struct kn_worker *w)
+{
+    return w->route;
+}
+
+struct kn_redis *kn__worker_redis(const struct kn_worker *w)
+{
+    return w->blk;
 }
 
 void kn__worker_kick(struct kn_worker *w)

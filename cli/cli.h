@@ -1,0 +1,52 @@
+/*
+ * cli.h - what kairanctl's command files share: the loaded config, a
+ * synchronous Redis connection, keys with the prefix, and the table of
+ * commands.  A command file (cli/<name>.c) defines its commands and
+ * registers them with KN_CLI_COMMAND; kairanctl.c needs no edit.
+ *
+ * Exit codes, for every command: 0 success; 1 failure; 2 usage; 3 unknown
+ * id or Redis unreachable.
+ */
+#ifndef KN_CLI_CLI_H
+#define KN_CLI_CLI_H
+
+#include <hiredis/hiredis.h>
+
+#include "common/argv.h"
+#include "config/config.h"
+#include "queue/redis_uv.h"
+
+enum { KN_EXIT_OK = 0, KN_EXIT_FAIL = 1, KN_EXIT_USAGE = 2,
+       KN_EXIT_UNKNOWN = 3 };
+
+extern struct kn_config kn_cli_cfg;
+
+/* The connection (made on first use; exits 3 if Redis is unreachable). */
+redisContext *kn_cli_redis(void);
+/* A command; exits 3 if the connection is lost.  Caller frees. */
+redisReply *kn_cli_cmd(const char *fmt, ...);
+/* A command from an argv list; same rules. */
+redisReply *kn_cli_cmdargv(const struct kn_argv *a);
+/* EVAL a script (keys first in a); exits 1 on a script error. */
+redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
+                        struct kn_argv *a);
+/* prefix + formatted tail: heap string. */
+char *kn_cli_key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct kn_cli_command {
+    const char *name;  /* "recipients" */
+    const char *usage; /* one or more lines for --help */
+    int needs_config;  /* 1: the config is loaded before run */
+    int (*run)(int argc, char **argv); /* argv[0] is the name */
+    struct kn_cli_command *_next;
+};
+
+void kn_cli_register(struct kn_cli_command *c);
+
+#define KN_CLI_COMMAND(var)                                                   \
+    __attribute__((constructor)) static void var##_register(void)            \
+    {                                                                         \
+        kn_cli_register(&var);                                                \
+    }
+
+#endif
