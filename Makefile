@@ -5,7 +5,7 @@
 #   make demo       local demo: private redis-server, outbox adapter
 #   make bench      benchmarks (figures printed, never asserted)
 
-PKGS    := libuv hiredis jansson libcurl openssl inih
+PKGS    := libuv hiredis jansson libcurl openssl inih libsystemd
 CC      ?= cc
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
@@ -18,7 +18,7 @@ OPT     ?= -O2 -g
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
            -Wno-unused-parameter -MMD -MP $(SANFLAGS) \
            -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm
 LDFLAGS := $(SANFLAGS)
 
 # The library: everything but the two programs' main files.
@@ -26,10 +26,10 @@ LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c \
 	config/config.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
-	adapters/outbox.c adapters/smtp.c \
+	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
-	dispatcher/daemon.c dispatcher/module.c
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
@@ -98,3 +98,4 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include mk/install.mk

@@ -12,6 +12,9 @@ const char kn_detail_aborted[] = "aborted: shutting down";
 static const struct kn_adapter_ops *const adapters[] = {
     &kn_adapter_outbox,
     &kn_adapter_smtp,
+    &kn_adapter_push,
+    &kn_adapter_line,
+    &kn_adapter_sendgrid,
 };
 
 const char *kn_status_name(enum kn_status s)

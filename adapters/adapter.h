@@ -110,6 +110,9 @@ int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
 
 extern const struct kn_adapter_ops kn_adapter_outbox;
 extern const struct kn_adapter_ops kn_adapter_smtp;
+extern const struct kn_adapter_ops kn_adapter_push;
+extern const struct kn_adapter_ops kn_adapter_line;
+extern const struct kn_adapter_ops kn_adapter_sendgrid;
 
 /* Fixed details, compared by pointer by callers. */
 extern const char kn_detail_aborted[];  /* "aborted: shutting down" */

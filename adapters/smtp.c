@@ -129,7 +129,7 @@ static void classify(struct smtp_send *m, CURL *easy, CURLcode rc,
 static void on_done(CURL *easy, CURLcode rc, void *arg)
 {
     struct smtp_send *m = arg;
-    struct kn_result r;
+    struct kn_result r = {0};
     classify(m, easy, rc, &r);
     /* Keep the handle: setting it up again costs less than a new one
      * (curl keeps its parsed options and buffers). */

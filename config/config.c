@@ -249,7 +249,8 @@ static const struct key keys[] = {
         retention_delivery_days),
     INT("retention", "closed_tenant_days", "60", 0, 70,
         retention_closed_tenant_days),
-    STR("retention", "audit_dir", "audit", audit_dir, 0, NULL, NULL),
+    STR("retention", "audit_dir", "/var/log/kairan", audit_dir, 0, NULL,
+        NULL),
 };
 
 #define NKEYS KN_ARRAY_SIZE(keys)

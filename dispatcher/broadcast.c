@@ -557,8 +557,12 @@ char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
     json_t *o = json_object();
     char *out;
     json_object_set_new(o, "id", json_string(r->id));
-    if (r->name)
-        json_object_set_new(o, "nm", json_string(r->name));
+    if (r->name) {
+        /* Names are personal data too: sealed like the addresses. */
+        char *nm = kn_seal(kr, "name", r->name, strlen(r->name));
+        json_object_set_new(o, "nm", json_string(nm));
+        free(nm);
+    }
     if (r->email)
         seal_into(o, kr, "email", "e", r->email);
     if (r->line)

@@ -96,6 +96,10 @@ struct kn_daemon {
     /* counters for status and metrics */
     uint64_t delivered, tempfailed, permfailed;
     struct kn_metrics metrics;
+    /* e-mail relay breaker: 0 closed, 1 half-open, 2 open */
+    int breaker_state;
+    /* routes paused: by channel, 0 no, 1 credentials, 2 quota */
+    int route_paused[KN_CH__COUNT];
 };
 
 /* In-flight sends of all workers (for /metrics and /healthz). */

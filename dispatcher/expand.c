@@ -242,21 +242,18 @@ static const char *jstr(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* Append one job to the commit arguments. */
-static void add_job(struct kn_expander *e, struct kn_argv *a,
-                    enum kn_channel ch, const char *rcpt, const char *sealed,
-                    const char *bi, const char *platform, json_t *fallback)
+/* A job's JSON (without its recipients for a group job). */
+static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
+                        const char *key, const char *platform,
+                        json_t *fallback)
 {
     json_t *j = json_object();
     char q[32];
-    char *s;
     snprintf(q, sizeof(q), "%s:%s", kn_channel_name(ch),
              e->urgent ? "urgent" : "normal");
     json_object_set_new(j, "b", json_string(e->cur->bc));
     json_object_set_new(j, "q", json_string(q));
-    json_object_set_new(j, "r", json_string(rcpt));
-    json_object_set_new(j, "a", json_string(sealed));
-    json_object_set_new(j, "i", json_string(bi));
+    json_object_set_new(j, "key", json_string(key));
     json_object_set_new(j, "n", json_integer(0));
     json_object_set_new(j, "t", json_integer(kn_now_ms()));
     json_object_set_new(j, "x", json_integer(e->expires_ms));
@@ -264,13 +261,32 @@ static void add_job(struct kn_expander *e, struct kn_argv *a,
         json_object_set_new(j, "k", json_string(platform));
     if (fallback && json_array_size(fallback) > 0)
         json_object_set(j, "fb", fallback);
-    s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
+    return j;
+}
+
+/* Append one single-recipient job to the commit arguments. */
+static void add_job(struct kn_expander *e, struct kn_argv *a,
+                    enum kn_channel ch, const char *rcpt, const char *sealed,
+                    const char *bi, const char *platform, json_t *fallback)
+{
+    char key[96];
+    json_t *j;
+    snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
+    j = job_json(e, ch, key, platform, fallback);
+    json_object_set_new(j, "r", json_string(rcpt));
+    json_object_set_new(j, "a", json_string(sealed));
+    json_object_set_new(j, "i", json_string(bi));
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
-    kn_argv_take(a, s);
+    kn_argv_take(a, json_dumps(j, JSON_COMPACT));
     kn_argv_add(a, rcpt);
+    json_decref(j);
 }
+
+/* LINE recipients of a page waiting to be grouped into multicast jobs. */
+struct line_member {
+    const char *rcpt, *sealed, *bi;
+};
 
 /* 1 if the recipient has a usable contact on channel ch. */
 static int has_contact(json_t *r, enum kn_channel ch)
@@ -296,19 +312,56 @@ static int has_contact(json_t *r, enum kn_channel ch)
     }
 }
 
+/* The contacts (sealed) of a recipient on channel ch, as fallbacks. */
+static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
+{
+    json_t *o, *t;
+    size_t j;
+    switch (ch) {
+    case KN_CH_EMAIL:
+    case KN_CH_LINE:
+        o = json_object();
+        json_object_set_new(o, "c", json_string(kn_channel_name(ch)));
+        json_object_set_new(
+            o, "a", json_string(jstr(r, ch == KN_CH_EMAIL ? "e" : "l")));
+        json_object_set_new(
+            o, "i", json_string(jstr(r, ch == KN_CH_EMAIL ? "ei" : "li")));
+        json_array_append_new(fb, o);
+        break;
+    case KN_CH_PUSH:
+        json_array_foreach(json_object_get(r, "p"), j, t) {
+            if (!jstr(t, "t") || !jstr(t, "ti"))
+                continue;
+            o = json_object();
+            json_object_set_new(o, "c", json_string("push"));
+            json_object_set_new(
+                o, "k", json_string(jstr(t, "k") ? jstr(t, "k") : "fcm"));
+            json_object_set_new(o, "a", json_string(jstr(t, "t")));
+            json_object_set_new(o, "i", json_string(jstr(t, "ti")));
+            json_array_append_new(fb, o);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 /*
  * The jobs of one recipient.  policy all: one job per channel of the
- * broadcast the recipient can be reached on (push: per device token).
- * policy preferred: only the first such channel, in the recipient's own
- * order if the directory has one, with the rest kept as fallbacks.
- * Returns the number of jobs added.
+ * broadcast the recipient can be reached on (push: per device token; LINE
+ * recipients are collected into multicast groups by the caller).  policy
+ * preferred: only the first such channel, in the recipient's own order if
+ * the directory has one, with the other channels' contacts (sealed) kept
+ * in the job as fallbacks for a permanent failure.  Returns the number of
+ * jobs (and LINE members) added.
  */
 static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
-                          json_t *r, const char *rcpt)
+                          json_t *r, const char *rcpt,
+                          struct line_member *line, size_t *nline)
 {
     enum kn_channel order[KN_CH__COUNT];
     size_t n = 0;
-    int added = 0;
+    int added = 0, first = -1;
     json_t *pref = json_object_get(r, "ch"), *v, *fb = json_array();
     size_t i;
 
@@ -331,14 +384,20 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
         if (!dup)
             order[n++] = e->chans[k];
     }
+    if (e->preferred) {
+        for (size_t k = 0; k < n; k++) {
+            if (!has_contact(r, order[k]))
+                continue;
+            if (first < 0)
+                first = (int)order[k];
+            else
+                add_fallbacks(fb, r, order[k]);
+        }
+    }
     for (size_t k = 0; k < n; k++) {
         enum kn_channel ch = order[k];
-        if (!has_contact(r, ch))
+        if (!has_contact(r, ch) || (e->preferred && (int)ch != first))
             continue;
-        if (e->preferred && added > 0) {
-            json_array_append_new(fb, json_string(kn_channel_name(ch)));
-            continue;
-        }
         if (ch == KN_CH_PUSH) {
             json_t *t;
             size_t j;
@@ -347,28 +406,57 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
                     json_is_true(json_object_get(t, "dead")))
                     continue;
                 add_job(e, a, ch, rcpt, jstr(t, "t"), jstr(t, "ti"),
-                        jstr(t, "k"), NULL);
+                        jstr(t, "k"), fb);
                 added++;
             }
+        } else if (ch == KN_CH_LINE && !e->preferred) {
+            line[*nline].rcpt = rcpt;
+            line[*nline].sealed = jstr(r, "l");
+            line[*nline].bi = jstr(r, "li");
+            (*nline)++;
+            added++;
         } else {
             add_job(e, a, ch, rcpt, jstr(r, ch == KN_CH_EMAIL ? "e" : "l"),
-                    jstr(r, ch == KN_CH_EMAIL ? "ei" : "li"), NULL, NULL);
+                    jstr(r, ch == KN_CH_EMAIL ? "ei" : "li"), NULL, fb);
             added++;
-        }
-    }
-    if (e->preferred && json_array_size(fb) > 0 && added > 0) {
-        /* Record the fallbacks in the first-channel jobs just added. */
-        for (int k = a->n - 4 * added; k < a->n; k += 4) {
-            json_t *j = json_loads(a->v[k + 2], 0, NULL);
-            json_object_set(j, "fb", fb);
-            free(a->v[k + 2]);
-            a->v[k + 2] = json_dumps(j, JSON_COMPACT);
-            a->len[k + 2] = strlen(a->v[k + 2]);
-            json_decref(j);
         }
     }
     json_decref(fb);
     return added;
+}
+
+/*
+ * LINE recipients of the page as multicast jobs of at most 500 user ids
+ * (LINE's limit), one request each: group entries of commit_page.
+ */
+static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
+                            struct line_member *line, size_t nline)
+{
+    for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
+        size_t cnt = nline - off < 500 ? nline - off : 500;
+        char key[64];
+        json_t *j;
+        if (cnt == 1) {
+            add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
+                    line[off].bi, NULL, NULL);
+            continue;
+        }
+        /* The key names the page and the group: stable across retries,
+         * so the X-Line-Retry-Key derived from it is too. */
+        snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
+        j = job_json(e, KN_CH_LINE, key, NULL, NULL);
+        kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+        kn_argv_addi(a, (int64_t)cnt);
+        kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+        kn_argv_add(a, "");
+        json_decref(j);
+        for (size_t k = off; k < off + cnt; k++) {
+            kn_argv_addf(a, "line:%s", line[k].bi);
+            kn_argv_add(a, line[k].rcpt);
+            kn_argv_add(a, line[k].sealed);
+            kn_argv_add(a, line[k].bi);
+        }
+    }
 }
 
 static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
@@ -408,6 +496,8 @@ static void commit_page(struct kn_expander *e)
 {
     struct kn_daemon *d = e->d;
     struct kn_argv a;
+    struct line_member *line;
+    size_t nline = 0;
     int unreachable = 0;
     kn_argv_init(&a);
     kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
@@ -416,11 +506,15 @@ static void commit_page(struct kn_expander *e)
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
     kn_argv_addi(&a, e->page);
     kn_argv_add(&a, "0"); /* unreachable count, set below */
+    kn_argv_add(&a, d->prefix);
+    line = kn_xcalloc(e->nrj + 1, sizeof(*line));
     for (size_t i = 0; i < e->nrj; i++) {
         if (e->rj[i] == NULL ||
-            recipient_jobs(e, &a, e->rj[i], e->rid[i]) == 0)
+            recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline) == 0)
             unreachable++;
     }
+    add_line_groups(e, &a, line, nline);
+    free(line);
     free(a.v[9]);
     a.v[9] = kn_xasprintf("%d", unreachable);
     a.len[9] = strlen(a.v[9]);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/mime.h"
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
@@ -46,51 +47,105 @@ struct wjob {
     char *entry;  /* stream entry id */
     char *raw;    /* the job JSON as stored */
     json_t *j;    /* parsed */
-    const char *bcast, *rcpt, *sealed, *bindex;
+    const char *bcast;
+    size_t naddr;        /* recipients in this job (LINE multicast: many) */
+    const char **sealed; /* per recipient */
+    const char **bindex;
+    const char **rcpts;
+    char *fields;    /* "line:<bi>,line:<bi>..." */
+    char *rcpt_list; /* "r-1,r-2..." in the same order */
+    char *key;       /* "<bcast>/<job key>" */
     int n; /* attempts before this one */
-    char *field;
     struct kn__msg *msg;
-    char *addr; /* plaintext, wiped after the send */
+    char **addr; /* plaintext, wiped after the send */
     int claimed;
-    int prio; /* 0 urgent, 1 normal */
+    int prio;  /* 0 urgent, 1 normal */
+    int probe; /* the breaker's probe of the relay */
+    struct kn_adapter *via; /* the adapter it was sent through */
     struct wjob *next; /* ready queue */
 };
+
+/*
+ * A token bucket shared through Redis (script "take"): the worker asks for
+ * a handful of tokens at a time and spends them locally.
+ */
+struct bucket {
+    const char *name; /* "line:multicast", "push:fcm", ... */
+    int64_t rate;     /* per second, all processes together */
+    int64_t allow;    /* tokens in hand */
+    int asking;
+    int64_t wait_until; /* monotonic ms: nothing granted, ask again then */
+};
+
+enum { BR_CLOSED, BR_HALF_OPEN, BR_OPEN };
 
 struct kn_worker {
     struct kn_daemon *d;
     enum kn_channel ch;
     const char *chname;
     struct kn_adapter ad;
+    struct kn_adapter alt; /* e-mail failover (SendGrid); alt.ops NULL if none */
     char *route;
     struct kn_redis *blk;
     char *streams[2]; /* urgent, normal */
     size_t slots;   /* sends at once (the adapter's capacity) */
     size_t limit;   /* jobs in hand at most: 2 x slots */
     size_t busy;    /* jobs in hand: read, not yet recorded */
-    size_t sending; /* jobs in the adapter */
+    size_t sending; /* jobs in the main adapter */
     struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
     int reading, phase, got;
     int started, closed;
     uv_timer_t again; /* read again after an error */
+    uv_timer_t tick;  /* pause flags, rate-limit waits */
+    int handles;      /* open at close time */
+    /* breaker on the relay (e-mail with a failover adapter) */
+    int br_state, br_fails, br_probing;
+    int64_t br_first_fail, br_opened;
+    /* route pauses */
+    int64_t auth_paused_until; /* monotonic ms */
+    int quota_paused;
+    struct bucket buckets[4];
+    size_t nbuckets;
 };
 
 static void fill(struct kn_worker *w);
+static void pump(struct kn_worker *w);
+
+static const char *const breaker_names[] = {"closed", "half-open", "open"};
 
 /* ---- job bookkeeping ---- */
 
+static void wipe_addrs(struct wjob *jb)
+{
+    if (jb->addr == NULL)
+        return;
+    for (size_t i = 0; i < jb->naddr; i++) {
+        if (jb->addr[i] != NULL) {
+            memset(jb->addr[i], 0, strlen(jb->addr[i]));
+            free(jb->addr[i]);
+        }
+    }
+    free(jb->addr);
+    jb->addr = NULL;
+    jb->job.addr = NULL;
+    jb->job.addrs = NULL;
+}
+
 static void job_free(struct wjob *jb)
 {
-    if (jb->addr != NULL) {
-        memset(jb->addr, 0, strlen(jb->addr));
-        free(jb->addr);
-    }
+    wipe_addrs(jb);
     if (jb->msg != NULL)
         kn__msg_put(jb->msg);
     json_decref(jb->j);
+    free(jb->sealed);
+    free(jb->bindex);
+    free(jb->rcpts);
     free(jb->stream);
     free(jb->entry);
     free(jb->raw);
-    free(jb->field);
+    free(jb->fields);
+    free(jb->rcpt_list);
+    free(jb->key);
     free(jb);
 }
 
@@ -114,12 +169,15 @@ static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
 
 /*
  * Record a final state: delivered, failed (also into the DLQ), expired
- * or cancelled.  The job leaves its stream in the same atomic step.
+ * or cancelled, for every recipient of the job.  The job leaves its
+ * stream in the same atomic step.
  */
 static void finish(struct wjob *jb, const char *state, const char *detail)
 {
     struct kn_daemon *d = jb->w->d;
     struct kn_argv a;
+    int counted = strcmp(state, "delivered") == 0 ||
+                  strcmp(state, "failed") == 0;
     kn_argv_init(&a);
     kn_argv_add(&a, jb->stream);
     kn_argv_take(&a, kn__key(d, "bc:%s", jb->bcast));
@@ -128,35 +186,39 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_add(&a, KN_GROUP);
     kn_argv_add(&a, jb->entry);
-    kn_argv_add(&a, jb->field);
+    kn_argv_add(&a, jb->fields);
     kn_argv_add(&a, state);
     kn_argv_addi(&a, kn_now_ms());
-    kn_argv_add(&a, jb->rcpt);
+    kn_argv_add(&a, jb->rcpt_list);
     kn_argv_add(&a, detail ? detail : "");
     kn_argv_add(&a, jb->bcast);
     kn_argv_add(&a, jb->raw);
-    kn_argv_addi(&a, jb->n + (jb->claimed ? 1 : 0) +
-                         (strcmp(state, "delivered") == 0 ||
-                                  strcmp(state, "failed") == 0
-                              ? 1
-                              : 0));
+    kn_argv_addi(&a, jb->n + (jb->claimed ? 1 : 0) + (counted ? 1 : 0));
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
-               "worker", state, "bc", jb->bcast, "rcpt", jb->rcpt, "channel",
-               jb->w->chname, "reason", detail, NULL);
+               "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
+               "channel", jb->w->chname, "reason", detail, NULL);
+    if (strcmp(state, "expired") == 0)
+        d->metrics.expired += jb->naddr;
+    else if (strcmp(state, "cancelled") == 0)
+        d->metrics.cancelled += jb->naddr;
+    else if (strcmp(state, "failed") == 0)
+        d->metrics.dead_lettered += jb->naddr;
     kn__eval_reliable(d, &kn_script_finish, on_recorded, jb, 5, &a);
 }
 
-/* Park the job for another attempt after delay_ms. */
-static void retry(struct wjob *jb, int64_t delay_ms, const char *detail)
+/*
+ * Park the job for another attempt after delay_ms.  count: whether this
+ * was an attempt (a job parked because its route is paused, or the relay
+ * is down and it may not fail over, has not been tried).
+ */
+static void retry(struct wjob *jb, int64_t delay_ms, const char *detail,
+                  int count)
 {
     struct kn_daemon *d = jb->w->d;
     struct kn_argv a;
     json_t *nj = json_deep_copy(jb->j);
-    char *s;
-    json_object_set_new(nj, "n", json_integer(jb->n + 1));
-    s = json_dumps(nj, JSON_COMPACT);
-    json_decref(nj);
+    json_object_set_new(nj, "n", json_integer(jb->n + (count ? 1 : 0)));
     kn_argv_init(&a);
     kn_argv_add(&a, jb->stream);
     kn_argv_take(&a, kn__key(d, "retry"));
@@ -164,13 +226,103 @@ static void retry(struct wjob *jb, int64_t delay_ms, const char *detail)
     kn_argv_add(&a, KN_GROUP);
     kn_argv_add(&a, jb->entry);
     kn_argv_addi(&a, kn_now_ms() + delay_ms);
-    kn_argv_take(&a, s);
-    kn_argv_add(&a, jb->field);
-    kn_argv_add(&a, jb->rcpt);
+    kn_argv_take(&a, json_dumps(nj, JSON_COMPACT));
+    kn_argv_add(&a, jb->fields);
+    kn_argv_add(&a, jb->rcpt_list);
     kn_argv_add(&a, detail ? detail : "");
+    json_decref(nj);
     kn_log(KN_LOG_INFO, "worker", "retry later", "bc", jb->bcast, "rcpt",
-           jb->rcpt, "channel", jb->w->chname, "reason", detail, NULL);
+           jb->rcpts[0], "channel", jb->w->chname, "reason", detail, NULL);
     kn__eval_reliable(d, &kn_script_retry, on_recorded, jb, 3, &a);
+}
+
+static void on_fallback(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_daemon *d = arg;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        for (int c = 0; c < KN_CH__COUNT; c++) {
+            if (d->workers[c])
+                kn__worker_kick(d->workers[c]);
+        }
+    }
+}
+
+/*
+ * policy preferred: the recipient's channel failed for good, so enqueue
+ * the next channel it has (the job carries its sealed contacts in "fb").
+ */
+static void fall_back(struct wjob *jb)
+{
+    struct kn_daemon *d = jb->w->d;
+    json_t *fb = json_object_get(jb->j, "fb"), *next, *rest, *nj;
+    const char *c, *a, *i;
+    char q[32], field[96];
+    struct kn_argv av;
+    int ch;
+    if (!json_is_array(fb) || json_array_size(fb) == 0 || jb->naddr != 1)
+        return;
+    next = json_array_get(fb, 0);
+    c = json_string_value(json_object_get(next, "c"));
+    a = json_string_value(json_object_get(next, "a"));
+    i = json_string_value(json_object_get(next, "i"));
+    if (c == NULL || a == NULL || i == NULL || (ch = kn_channel_parse(c)) < 0)
+        return;
+    snprintf(q, sizeof(q), "%s:%s", c, jb->prio == 0 ? "urgent" : "normal");
+    snprintf(field, sizeof(field), "%s:%s", c, i);
+    rest = json_array();
+    for (size_t k = 1; k < json_array_size(fb); k++)
+        json_array_append(rest, json_array_get(fb, k));
+    nj = json_object();
+    json_object_set_new(nj, "b", json_string(jb->bcast));
+    json_object_set_new(nj, "q", json_string(q));
+    json_object_set_new(nj, "key", json_string(field));
+    json_object_set_new(nj, "r", json_string(jb->rcpts[0]));
+    json_object_set_new(nj, "a", json_string(a));
+    json_object_set_new(nj, "i", json_string(i));
+    json_object_set_new(nj, "n", json_integer(0));
+    json_object_set_new(nj, "t", json_integer(kn_now_ms()));
+    json_object_set(nj, "x", json_object_get(jb->j, "x"));
+    if (json_object_get(next, "k"))
+        json_object_set(nj, "k", json_object_get(next, "k"));
+    if (json_array_size(rest) > 0)
+        json_object_set(nj, "fb", rest);
+    json_decref(rest);
+    kn_argv_init(&av);
+    kn_argv_take(&av, kn__key(d, "bc:%s", jb->bcast));
+    kn_argv_take(&av, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_take(&av, kn__key(d, "q:%s", q));
+    kn_argv_add(&av, field);
+    kn_argv_add(&av, jb->rcpts[0]);
+    kn_argv_take(&av, json_dumps(nj, JSON_COMPACT));
+    json_decref(nj);
+    kn_log(KN_LOG_INFO, "worker", "falling back to the next channel", "bc",
+           jb->bcast, "rcpt", jb->rcpts[0], "from", jb->w->chname, "to", c,
+           NULL);
+    kn__eval_reliable(d, &kn_script_fallback, on_fallback, d, 3, &av);
+}
+
+static void on_marked(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+/* Remember dead addresses: no job is made for them again. */
+static void mark_dead(struct wjob *jb)
+{
+    struct kn_daemon *d = jb->w->d;
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "dead:%s", jb->w->chname));
+    kn_argv_add(&a, "dead");
+    for (size_t i = 0; i < jb->naddr; i++)
+        kn_argv_add(&a, jb->bindex[i]);
+    kn__eval_reliable(d, &kn_script_mark_dead, on_marked, NULL, 1, &a);
+}
+
+/* A permanent failure: the DLQ, and the next channel if there is one. */
+static void fail_for_good(struct wjob *jb, const char *detail)
+{
+    fall_back(jb);
+    finish(jb, "failed", detail);
 }
 
 /*
@@ -192,43 +344,135 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
     if (attempts >= d->cfg->max_attempts) {
         snprintf(why, sizeof(why), "gave up after %d attempts: %s", attempts,
                  detail ? detail : "");
-        finish(jb, "failed", why);
+        fail_for_good(jb, why);
     } else if (expires > 0 && kn_now_ms() + delay >= expires) {
         snprintf(why, sizeof(why), "expired while retrying: %s",
                  detail ? detail : "");
         finish(jb, "expired", why);
     } else {
-        retry(jb, delay, detail);
+        retry(jb, delay, detail, 1);
+    }
+}
+
+/* ---- the relay's breaker (e-mail with a failover adapter) ---- */
+
+static void breaker_set(struct kn_worker *w, int state, const char *why)
+{
+    if (w->br_state == state)
+        return;
+    kn_log(state == BR_OPEN ? KN_LOG_WARN : KN_LOG_INFO, "route",
+           "relay breaker", "from", breaker_names[w->br_state], "to",
+           breaker_names[state], "why", why, NULL);
+    w->br_state = state;
+    w->d->breaker_state = state;
+    if (state == BR_OPEN)
+        w->br_opened = kn_mono_ms();
+    if (state == BR_CLOSED)
+        w->br_fails = 0;
+}
+
+static void breaker_result(struct kn_worker *w, struct wjob *jb,
+                           const struct kn_result *r)
+{
+    const struct kn_config *cfg = w->d->cfg;
+    int64_t now = kn_mono_ms();
+    if (jb->probe)
+        w->br_probing = 0;
+    if (r->status != KN_TEMPFAIL) {
+        /* Delivered, or refused for the recipient (5xx): the relay
+         * answers. */
+        if (w->br_state != BR_CLOSED)
+            breaker_set(w, BR_CLOSED, "the relay answers again");
+        w->br_fails = 0;
+        return;
+    }
+    if (jb->probe) {
+        breaker_set(w, BR_OPEN, "the probe failed");
+        w->br_opened = now;
+        return;
+    }
+    if (w->br_fails == 0 || now - w->br_first_fail > cfg->failover_window_ms) {
+        w->br_first_fail = now;
+        w->br_fails = 0;
+    }
+    if (++w->br_fails >= cfg->failover_failures && w->br_state == BR_CLOSED)
+        breaker_set(w, BR_OPEN, r->detail ? r->detail : "relay failures");
+}
+
+/* May this job go to the failover adapter? */
+static int may_fail_over(struct kn_worker *w, struct wjob *jb)
+{
+    switch (w->d->cfg->failover_mode) {
+    case KN_FAILOVER_ALWAYS:
+        return 1;
+    case KN_FAILOVER_EMERGENCY_ONLY:
+        return jb->prio == 0;
+    default:
+        return 0;
     }
 }
 
 /* ---- sending ---- */
 
-static void pump(struct kn_worker *w);
+static void slow_down(struct kn_worker *w, struct bucket *b);
 
 static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
 {
     struct wjob *jb = job->_owner;
-    struct kn_daemon *d = jb->w->d;
-    jb->w->sending--;
-    if (!jb->w->closed)
-        pump(jb->w);
-    if (jb->addr != NULL) {
-        memset(jb->addr, 0, strlen(jb->addr));
-        free(jb->addr);
-        jb->addr = NULL;
-        jb->job.addr = NULL;
-    }
+    struct kn_worker *w = jb->w;
+    struct kn_daemon *d = w->d;
+    struct bucket *b = arg;
+    char why[400];
+    if (jb->via == &w->ad)
+        w->sending--;
+    if (b != NULL && r->status == KN_TEMPFAIL && r->retry_after_ms > 0)
+        slow_down(w, b);
+    wipe_addrs(jb);
     if (r->status == KN_TEMPFAIL && r->detail == kn_detail_aborted) {
         /* Shutting down mid-send: the entry stays pending in Redis and
          * another process takes it over; no attempt is counted. */
         job_done(jb);
         return;
     }
-    kn__metrics_result(d, jb->w->ch, jb->w->ad.ops->name, r->status,
+    if (!w->closed)
+        pump(w);
+    if (w->alt.ops != NULL && jb->via == &w->ad)
+        breaker_result(w, jb, r);
+    kn__metrics_result(d, w->ch, jb->via->ops->name, r->status,
                        jb->msg->m.created_ms > 0
                            ? kn_now_ms() - jb->msg->m.created_ms
                            : -1);
+    if (r->auth) {
+        /* Our credentials were refused: not the recipients' fault.  Pause
+         * the route, keep the job (no attempt counted). */
+        w->auth_paused_until = kn_mono_ms() + 30000;
+        w->d->route_paused[w->ch] = 1;
+        kn_log(KN_LOG_ERROR, "route",
+               "credentials refused: route paused for 30 s; fix the "
+               "token or key",
+               "channel", w->chname, "provider", jb->via->ops->name,
+               "reason", r->detail, NULL);
+        retry(jb, 30000, r->detail, 0);
+        return;
+    }
+    if (r->quota) {
+        /* The provider's quota is used up (LINE's monthly limit): stop
+         * the route for every process, move recipients on. */
+        char *k = kn__key(d, "paused:%s", w->chname);
+        kn_redis_cmd(d->cmd, on_marked, NULL, "SET %s quota EX 3600", k);
+        free(k);
+        if (!w->quota_paused)
+            kn_log(KN_LOG_ERROR, "route",
+                   "quota used up: route paused; recipients move to their "
+                   "next channel",
+                   "channel", w->chname, "reason", r->detail, NULL);
+        w->quota_paused = 1;
+        w->d->route_paused[w->ch] = 2;
+        fail_for_good(jb, r->detail);
+        return;
+    }
+    if (r->dead)
+        mark_dead(jb);
     switch (r->status) {
     case KN_DELIVERED:
         d->delivered++;
@@ -236,7 +480,13 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         break;
     case KN_PERMFAIL:
         d->permfailed++;
-        finish(jb, "failed", r->detail);
+        if (r->dead) {
+            snprintf(why, sizeof(why), "dead address: %s",
+                     r->detail ? r->detail : "");
+            fail_for_good(jb, why);
+        } else {
+            fail_for_good(jb, r->detail);
+        }
         break;
     case KN_TEMPFAIL:
         d->tempfailed++;
@@ -245,31 +495,176 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     }
 }
 
-static void send_now(struct wjob *jb)
+/* The bucket a job spends a token from, or NULL (no limit). */
+static struct bucket *bucket_for(struct kn_worker *w, struct wjob *jb,
+                                 struct kn_adapter *via)
+{
+    const char *name = via->ops->name;
+    char want[32];
+    if (strcmp(name, "line") == 0)
+        snprintf(want, sizeof(want), "line:%s",
+                 jb->naddr > 1 ? "multicast" : "push");
+    else if (strcmp(name, "push") == 0)
+        snprintf(want, sizeof(want), "push:%s",
+                 jb->job.platform ? jb->job.platform : "fcm");
+    else if (strcmp(name, "sendgrid") == 0)
+        snprintf(want, sizeof(want), "sendgrid");
+    else
+        return NULL;
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        if (strcmp(w->buckets[i].name, want) == 0)
+            return &w->buckets[i];
+    }
+    return NULL;
+}
+
+struct take_ctx {
+    struct kn_worker *w;
+    struct bucket *b;
+};
+
+static void on_take(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct take_ctx *t = arg;
+    struct bucket *b = t->b;
+    b->asking = 0;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+        b->allow += rep->element[0]->integer;
+        if (rep->element[0]->integer == 0)
+            b->wait_until = kn_mono_ms() + rep->element[1]->integer;
+    }
+    if (!t->w->closed)
+        pump(t->w);
+    free(t);
+}
+
+/* 1 if a token is at hand (spent), 0 if the job must wait. */
+static int spend(struct kn_worker *w, struct bucket *b)
+{
+    struct kn_daemon *d = w->d;
+    struct take_ctx *t;
+    struct kn_argv a;
+    if (b == NULL)
+        return 1;
+    if (b->allow > 0) {
+        b->allow--;
+        return 1;
+    }
+    if (b->asking || kn_mono_ms() < b->wait_until)
+        return 0;
+    b->asking = 1;
+    t = kn_xcalloc(1, sizeof(*t));
+    t->w = w;
+    t->b = b;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "rate:%s", b->name));
+    kn_argv_addi(&a, b->rate);
+    kn_argv_addi(&a, b->rate); /* burst: one second's worth */
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_addi(&a, (int64_t)(w->slots < 50 ? w->slots : 50));
+    kn__eval_reliable(d, &kn_script_take, on_take, t, 1, &a);
+    return 0;
+}
+
+/* A 429 came anyway: slow that bucket down for a minute, everywhere. */
+static void slow_down(struct kn_worker *w, struct bucket *b)
+{
+    char *k = kn__key(w->d, "rate:%s", b->name);
+    kn_redis_cmd(w->d->cmd, on_marked, NULL,
+                 "HSET %s slow_until %lld", k,
+                 (long long)(kn_now_ms() + 60000));
+    free(k);
+}
+
+/* Decrypt the job's addresses; 0, or the failure already recorded. */
+static int open_addrs(struct wjob *jb)
 {
     struct kn_worker *w = jb->w;
+    jb->addr = kn_xcalloc(jb->naddr + 1, sizeof(char *));
+    for (size_t i = 0; i < jb->naddr; i++) {
+        if (kn_unseal(w->d->kr, w->chname, jb->sealed[i], &jb->addr[i],
+                      NULL) < 0) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "cannot decrypt the address (sealed with key id %d: is "
+                     "it in security.key_file?)",
+                     kn_sealed_kid(jb->sealed[i]));
+            wipe_addrs(jb);
+            finish(jb, "failed", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Hand the job to an adapter: the main one, or the failover adapter while
+ * the relay's breaker is open.  Returns 0 when sent (or recorded), or
+ * KN_EAGAIN when it must wait for a rate-limit token (job untouched).
+ */
+static int send_now(struct wjob *jb)
+{
+    struct kn_worker *w = jb->w;
+    struct kn_adapter *via = &w->ad;
     struct kn_job *jobs[1];
-    size_t len = 0;
-    int rc = kn_unseal(w->d->kr, w->chname, jb->sealed, &jb->addr, &len);
-    if (rc < 0) {
-        char why[160];
-        snprintf(why, sizeof(why),
-                 "cannot decrypt the address (sealed with key id %d: is it "
-                 "in security.key_file?)",
-                 kn_sealed_kid(jb->sealed));
-        finish(jb, "failed", why);
-        return;
+    struct bucket *b;
+    int64_t now = kn_mono_ms();
+
+    if (w->quota_paused) {
+        fail_for_good(jb, "route paused: the provider's quota is used up");
+        return 0;
+    }
+    if (now < w->auth_paused_until) {
+        retry(jb, w->auth_paused_until - now,
+              "route paused: credentials were refused", 0);
+        return 0;
+    }
+    if (w->alt.ops != NULL && w->br_state != BR_CLOSED) {
+        if (w->br_state == BR_OPEN && !w->br_probing &&
+            now >= w->br_opened + w->d->cfg->failover_probe_ms) {
+            breaker_set(w, BR_HALF_OPEN, "probing the relay");
+            w->br_probing = 1;
+            jb->probe = 1;
+        } else if (may_fail_over(w, jb)) {
+            via = &w->alt;
+        } else {
+            int64_t left = w->br_opened + w->d->cfg->failover_probe_ms - now;
+            retry(jb, left > 1000 ? left : 1000,
+                  "the relay is down (breaker open); this broadcast may "
+                  "not fail over (failover.mode)",
+                  0);
+            return 0;
+        }
+    }
+    b = bucket_for(w, jb, via);
+    if (!spend(w, b))
+        return KN_EAGAIN;
+    if (open_addrs(jb) < 0)
+        return 0;
+    if (via == &w->alt && !kn_addr_is_dot_atom(jb->addr[0])) {
+        /* SendGrid refuses RFC-violating carrier addresses (and one fails
+         * its whole request): this one waits for the relay. */
+        wipe_addrs(jb);
+        retry(jb, w->d->cfg->failover_probe_ms,
+              "address not accepted by SendGrid: waits for the relay", 0);
+        return 0;
     }
     jb->job.msg = &jb->msg->m;
     jb->job.channel = w->chname;
-    jb->job.rcpt = jb->rcpt;
-    jb->job.bindex = jb->bindex;
-    jb->job.addr = jb->addr;
+    jb->job.rcpt = jb->rcpts[0];
+    jb->job.bindex = jb->bindex[0];
+    jb->job.addr = jb->addr[0];
+    jb->job.addrs = (const char *const *)jb->addr;
+    jb->job.naddr = jb->naddr;
     jb->job.attempt = jb->n + 1;
+    jb->job.key = jb->key;
     jb->job._owner = jb;
+    jb->via = via;
     jobs[0] = &jb->job;
-    w->sending++;
-    w->ad.ops->send(&w->ad, jobs, 1, on_sent, NULL);
+    if (via == &w->ad)
+        w->sending++;
+    via->ops->send(via, jobs, 1, on_sent, b);
+    return 0;
 }
 
 /* Start ready jobs while the adapter has free slots, urgent first. */
@@ -281,11 +676,14 @@ static void pump(struct kn_worker *w)
         if (w->ready[q] == NULL)
             return;
         jb = w->ready[q];
-        w->ready[q] = jb->next;
-        if (w->ready[q] == NULL)
-            w->ready_tail[q] = NULL;
+        if (send_now(jb) == KN_EAGAIN)
+            return; /* rate limit: on_take or the tick pumps again */
+        if (w->ready[q] == jb) {
+            w->ready[q] = jb->next;
+            if (w->ready[q] == NULL)
+                w->ready_tail[q] = NULL;
+        }
         jb->next = NULL;
-        send_now(jb);
     }
 }
 
@@ -317,8 +715,10 @@ static void on_precheck(struct kn_redis *r, redisReply *rep, void *arg)
     status = rep->element[0]->str;
     expires = strtoll(rep->element[1]->str, NULL, 10);
     rstate = rep->element[2]->str;
-    if (rstate[0] != '\0' && rstate[0] != 'q' && rstate[0] != 'r') {
-        /* Already final (a reclaimed duplicate): only let it leave. */
+    if (jb->naddr == 1 && rstate[0] != '\0' && rstate[0] != 'q' &&
+        rstate[0] != 'r') {
+        /* Already final (a reclaimed duplicate): only let it leave.  (A
+         * multicast job is made safe by its retry key instead.) */
         finish(jb, "delivered", "duplicate");
     } else if (strcmp(status, "cancelled") == 0) {
         finish(jb, "cancelled", "broadcast cancelled");
@@ -334,6 +734,7 @@ static void on_msg(struct kn__msg *m, void *arg)
     struct wjob *jb = arg;
     struct kn_daemon *d = jb->w->d;
     struct kn_argv a;
+    char *first;
     jb->msg = m;
     if (m->failed) {
         kn__poison(d, jb->stream, jb->entry, jb->raw, strlen(jb->raw),
@@ -359,10 +760,11 @@ static void on_msg(struct kn__msg *m, void *arg)
             send_job(jb);
         return;
     }
+    first = kn_xasprintf("%s:%s", jb->w->chname, jb->bindex[0]);
     kn_argv_init(&a);
     kn_argv_take(&a, kn__key(d, "bc:%s", jb->bcast));
     kn_argv_take(&a, kn__key(d, "bc:%s:r", jb->bcast));
-    kn_argv_add(&a, jb->field);
+    kn_argv_take(&a, first);
     kn__eval_reliable(d, &kn_script_precheck, on_precheck, jb, 2, &a);
 }
 
@@ -370,6 +772,53 @@ static const char *jstr(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * Read a job's recipients: "r", "a", "i" are strings (one recipient) or
+ * arrays of the same length (a LINE multicast job).  Returns 0 or -1.
+ */
+static int parse_recipients(struct wjob *jb)
+{
+    json_t *r = json_object_get(jb->j, "r"), *a = json_object_get(jb->j, "a"),
+           *i = json_object_get(jb->j, "i");
+    size_t n;
+    char *f = NULL, *rl = NULL;
+    if (json_is_string(r) && json_is_string(a) && json_is_string(i)) {
+        n = 1;
+    } else if (json_is_array(r) && json_is_array(a) && json_is_array(i) &&
+               json_array_size(r) > 0 &&
+               json_array_size(r) == json_array_size(a) &&
+               json_array_size(r) == json_array_size(i)) {
+        n = json_array_size(r);
+    } else {
+        return -1;
+    }
+    jb->naddr = n;
+    jb->rcpts = kn_xcalloc(n, sizeof(char *));
+    jb->sealed = kn_xcalloc(n, sizeof(char *));
+    jb->bindex = kn_xcalloc(n, sizeof(char *));
+    for (size_t k = 0; k < n; k++) {
+        json_t *rv = n == 1 && json_is_string(r) ? r : json_array_get(r, k);
+        json_t *av = n == 1 && json_is_string(a) ? a : json_array_get(a, k);
+        json_t *iv = n == 1 && json_is_string(i) ? i : json_array_get(i, k);
+        char *t;
+        if (!json_is_string(rv) || !json_is_string(av) || !json_is_string(iv))
+            return -1;
+        jb->rcpts[k] = json_string_value(rv);
+        jb->sealed[k] = json_string_value(av);
+        jb->bindex[k] = json_string_value(iv);
+        t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "",
+                         jb->w->chname, jb->bindex[k]);
+        free(f);
+        f = t;
+        t = kn_xasprintf("%s%s%s", rl ? rl : "", rl ? "," : "", jb->rcpts[k]);
+        free(rl);
+        rl = t;
+    }
+    jb->fields = f;
+    jb->rcpt_list = rl;
+    return 0;
 }
 
 /* Take one stream entry: parse it and start its life. */
@@ -397,19 +846,21 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->raw = kn_xstrndup(jv->str, jv->len);
     jb->j = json_loadb(jv->str, jv->len, 0, NULL);
     jb->bcast = jstr(jb->j, "b");
-    jb->rcpt = jstr(jb->j, "r");
-    jb->sealed = jstr(jb->j, "a");
-    jb->bindex = jstr(jb->j, "i");
     nv = json_object_get(jb->j, "n");
-    if (jb->bcast == NULL || jb->rcpt == NULL || jb->sealed == NULL ||
-        jb->bindex == NULL || !json_is_integer(nv)) {
+    if (jb->bcast == NULL || !json_is_integer(nv) ||
+        parse_recipients(jb) < 0) {
         kn__poison(w->d, stream, jb->entry, jb->raw, strlen(jb->raw),
                    "unreadable job (not the JSON kairand writes)");
         job_done(jb);
         return;
     }
     jb->n = (int)json_integer_value(nv);
-    jb->field = kn_xasprintf("%s:%s", w->chname, jb->bindex);
+    jb->key = kn_xasprintf("%s/%s", jb->bcast,
+                           jstr(jb->j, "key") ? jstr(jb->j, "key")
+                                              : jb->fields);
+    jb->job.platform = jstr(jb->j, "k");
+    nv = json_object_get(jb->j, "t");
+    jb->job.first_ms = json_is_integer(nv) ? json_integer_value(nv) : 0;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }
 
@@ -533,9 +984,50 @@ static void on_blk_state(struct kn_redis *r, int up, void *arg)
 
 /* ---- public (internal) API ---- */
 
+static void add_bucket(struct kn_worker *w, const char *name, int64_t rate)
+{
+    struct bucket *b = &w->buckets[w->nbuckets++];
+    b->name = name;
+    b->rate = rate > 0 ? rate : 1;
+}
+
+static void on_paused(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_worker *w = arg;
+    int paused = rep != NULL && rep->type == REDIS_REPLY_STRING;
+    if (w->quota_paused && !paused) {
+        kn_log(KN_LOG_INFO, "route", "quota pause over: route resumes",
+               "channel", w->chname, NULL);
+        w->d->route_paused[w->ch] = 0;
+    }
+    w->quota_paused = paused;
+    if (paused)
+        w->d->route_paused[w->ch] = 2;
+}
+
+/* Once a second: the shared pause flag, rate-limit waits, expired auth
+ * pauses. */
+static void on_tick(uv_timer_t *t)
+{
+    struct kn_worker *w = kn_container_of(t, struct kn_worker, tick);
+    char *k;
+    if (w->closed || !w->started)
+        return;
+    if (w->auth_paused_until != 0 && kn_mono_ms() >= w->auth_paused_until) {
+        w->auth_paused_until = 0;
+        if (w->d->route_paused[w->ch] == 1)
+            w->d->route_paused[w->ch] = 0;
+    }
+    k = kn__key(w->d, "paused:%s", w->chname);
+    kn_redis_cmd(w->d->cmd, on_paused, w, "GET %s", k);
+    free(k);
+    pump(w);
+}
+
 struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
                                  const char *adapter)
 {
+    const struct kn_config *cfg = d->cfg;
     struct kn_worker *w;
     int rc;
     if (kn_adapter_find(adapter) == NULL) {
@@ -550,15 +1042,40 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     w->ch = ch;
     w->chname = kn_channel_name(ch);
     w->route = kn_xstrdup(adapter);
-    rc = kn_adapter_open(&w->ad, adapter, d->loop, d->cfg);
+    rc = kn_adapter_open(&w->ad, adapter, d->loop, cfg);
     if (rc < 0)
         kn_fatal("cannot open the %s adapter for %s: %s", adapter,
                  w->chname, kn_strerror(rc));
+    /* E-mail through the relay fails over to SendGrid when it is set up
+     * and failover.mode allows it. */
+    if (ch == KN_CH_EMAIL && strcmp(adapter, "smtp") == 0 &&
+        cfg->failover_mode != KN_FAILOVER_NEVER &&
+        cfg->sendgrid_api_key != NULL && kn_adapter_find("sendgrid") != NULL) {
+        rc = kn_adapter_open(&w->alt, "sendgrid", d->loop, cfg);
+        if (rc < 0)
+            kn_fatal("cannot open the sendgrid adapter: %s",
+                     kn_strerror(rc));
+        kn_log(KN_LOG_INFO, "route", "failover to SendGrid ready", "mode",
+               cfg->failover_mode == KN_FAILOVER_ALWAYS ? "always"
+                                                        : "emergency-only",
+               NULL);
+    }
+    add_bucket(w, "line:multicast", cfg->line_rate);
+    add_bucket(w, "line:push", cfg->line_rate * 10);
+    add_bucket(w, "push:fcm", cfg->fcm_rate);
+    add_bucket(w, "push:apns", cfg->apns_rate);
+    /* (4 buckets: sendgrid shares the array's room only in the e-mail
+     * worker, where the LINE ones are never used.) */
+    if (ch == KN_CH_EMAIL) {
+        w->nbuckets = 0;
+        add_bucket(w, "sendgrid", cfg->sendgrid_rate);
+    }
     w->slots = w->ad.ops->capacity(&w->ad);
     w->limit = 2 * w->slots;
     w->streams[0] = kn__key(d, "q:%s:urgent", w->chname);
     w->streams[1] = kn__key(d, "q:%s:normal", w->chname);
     uv_timer_init(d->loop, &w->again);
+    uv_timer_init(d->loop, &w->tick);
     w->blk = kn__redis_open(d, w->chname, on_blk_state, w);
     return w;
 }
@@ -566,6 +1083,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
 void kn__worker_start(struct kn_worker *w)
 {
     w->started = 1;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
     kn_log(KN_LOG_INFO, "worker", "started", "channel", w->chname, "adapter",
            w->route, NULL);
     kn_redis_start(w->blk);
@@ -603,10 +1121,11 @@ void kn__worker_claimed(struct kn_worker *w, const char *stream,
         take_entry(w, stream, entries->element[i], 1);
 }
 
-static void on_again_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    struct kn_worker *w = kn_container_of(h, struct kn_worker, again);
-    free(w);
+    struct kn_worker *w = h->data;
+    if (--w->handles == 0)
+        free(w);
 }
 
 void kn__worker_close(struct kn_worker *w)
@@ -615,9 +1134,24 @@ void kn__worker_close(struct kn_worker *w)
     /* Sends still running are aborted: each gets a tempfail that we leave
      * pending in Redis (no attempt counted). */
     w->ad.ops->close(&w->ad);
+    if (w->alt.ops != NULL)
+        w->alt.ops->close(&w->alt);
     kn_redis_close(w->blk);
     free(w->streams[0]);
     free(w->streams[1]);
     free(w->route);
-    uv_close((uv_handle_t *)&w->again, on_again_closed);
+    /* Ready jobs never started stay pending in Redis. */
+    for (int q = 0; q < 2; q++) {
+        while (w->ready[q] != NULL) {
+            struct wjob *jb = w->ready[q];
+            w->ready[q] = jb->next;
+            job_free(jb);
+        }
+    }
+    w->handles = 2;
+    w->again.data = w;
+    w->tick.data = w;
+    uv_timer_stop(&w->tick);
+    uv_close((uv_handle_t *)&w->again, on_handle_closed);
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
 }

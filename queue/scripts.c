@@ -38,6 +38,13 @@
     "  redis.call('ZREM', active, id)\n"                                      \
     "end\n"
 
+#define SPLIT                                                                 \
+    "local function split(s)\n"                                               \
+    "  local t = {}\n"                                                         \
+    "  for x in string.gmatch(s, '[^,]+') do t[#t + 1] = x end\n"             \
+    "  return t\n"                                                             \
+    "end\n"
+
 #define IS_FINAL                                                              \
     "local function is_final(v)\n"                                            \
     "  if not v then return false end\n"                                      \
@@ -146,8 +153,14 @@ struct kn_redis_script kn_script_resolve = {
 /*
  * commit_page: enqueue one expansion page, if it is the next one.
  * KEYS: bc, bc:r, the six queue streams (scripts.h order)
- * ARGV: page, recipients without any usable contact on this page, then
- *       per job: stream index (0-5), field, job json, rcpt
+ * ARGV: page, recipients without any usable contact on this page, prefix,
+ *       then entries.  A single job: stream index (0-5), field, job json,
+ *       rcpt.  A group job (LINE multicast): 100 + stream index, member
+ *       count n, base job json, "", then n x (field, rcpt, sealed, bindex);
+ *       the members that are new (HSETNX) and not dead become the job's
+ *       "r", "a" and "i" arrays.
+ * An address in the set dead:<channel> (a blocked LINE user, an
+ * unregistered token) gets no job; it is counted in n:<channel>:dead.
  * Returns {1, jobs added}, {0, 0} if this page was already committed,
  * {-1, 0} if the broadcast was cancelled.
  */
@@ -158,14 +171,46 @@ struct kn_redis_script kn_script_commit_page = {
     "end\n"
     "local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')\n"
     "if xc ~= tonumber(ARGV[1]) then return {0, 0} end\n"
+    "local P = ARGV[3]\n"
     "local n = 0\n"
-    "for i = 3, #ARGV, 4 do\n"
-    "  local si, field = tonumber(ARGV[i]), ARGV[i + 1]\n"
-    "  if redis.call('HSETNX', KEYS[2], field, 'q|' .. ARGV[i + 3]) == 1 then\n"
-    "    redis.call('XADD', KEYS[3 + si], '*', 'j', ARGV[i + 2])\n"
-    "    local ch = string.match(field, '^(%a+):')\n"
+    "local function take(field, rcpt)\n"
+    "  local ch, bi = string.match(field, '^(%a+):(.*)$')\n"
+    "  if redis.call('SISMEMBER', P .. 'dead:' .. ch, bi) == 1 then\n"
+    "    if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1\n"
+    "    then redis.call('HINCRBY', KEYS[1], 'n:' .. ch .. ':dead', 1) end\n"
+    "    return false\n"
+    "  end\n"
+    "  if redis.call('HSETNX', KEYS[2], field, 'q|' .. rcpt) == 1 then\n"
     "    redis.call('HINCRBY', KEYS[1], 'n:' .. ch .. ':total', 1)\n"
     "    n = n + 1\n"
+    "    return true\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "local i = 4\n"
+    "while i <= #ARGV do\n"
+    "  local si = tonumber(ARGV[i])\n"
+    "  if si < 100 then\n"
+    "    if take(ARGV[i + 1], ARGV[i + 3]) then\n"
+    "      redis.call('XADD', KEYS[3 + si], '*', 'j', ARGV[i + 2])\n"
+    "    end\n"
+    "    i = i + 4\n"
+    "  else\n"
+    "    local cnt = tonumber(ARGV[i + 1])\n"
+    "    local job = cjson.decode(ARGV[i + 2])\n"
+    "    local r, a, b = {}, {}, {}\n"
+    "    for k = 0, cnt - 1 do\n"
+    "      local j = i + 4 + 4 * k\n"
+    "      if take(ARGV[j], ARGV[j + 1]) then\n"
+    "        r[#r + 1] = ARGV[j + 1]; a[#a + 1] = ARGV[j + 2]\n"
+    "        b[#b + 1] = ARGV[j + 3]\n"
+    "      end\n"
+    "    end\n"
+    "    if #r > 0 then\n"
+    "      job.r = r; job.a = a; job.i = b\n"
+    "      redis.call('XADD', KEYS[3 + si - 100], '*', 'j', cjson.encode(job))\n"
+    "    end\n"
+    "    i = i + 4 + 4 * cnt\n"
     "  end\n"
     "end\n"
     "redis.call('HINCRBY', KEYS[1], 'jobs', n)\n"
@@ -204,22 +249,32 @@ struct kn_redis_script kn_script_precheck = {
 /*
  * finish: record a final result and let the job leave its stream.
  * KEYS: stream, bc, bc:r, dlq, active
- * ARGV: group, entry id, field, state (delivered|failed|expired|cancelled),
- *       now, rcpt, detail, bcast id, job json, attempts
- * Returns 1, or 0 if the field already had a final state (a duplicate).
+ * ARGV: group, entry id, fields (comma-separated: one per recipient of the
+ *       job, "email:<bindex>"), state (delivered|failed|expired|cancelled),
+ *       now, rcpts (comma-separated, same order), detail, bcast id, job
+ *       json, attempts
+ * A field that already has a final state is not counted again (a
+ * duplicate).  Returns the number of fields recorded.
  */
 struct kn_redis_script kn_script_finish = {
     "finish",
-    MAYBE_DONE IS_FINAL
+    MAYBE_DONE IS_FINAL SPLIT
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "if is_final(redis.call('HGET', KEYS[3], ARGV[3])) then return 0 end\n"
+    "local fields, rcpts = split(ARGV[3]), split(ARGV[6])\n"
     "local code = ({delivered = 'd', failed = 'f', expired = 'x',\n"
     "               cancelled = 'c'})[ARGV[4]]\n"
-    "redis.call('HSET', KEYS[3], ARGV[3],\n"
-    "  code .. '|' .. ARGV[6] .. '|' .. ARGV[5] .. '|' .. ARGV[7])\n"
-    "local ch = string.match(ARGV[3], '^(%a+):')\n"
-    "redis.call('HINCRBY', KEYS[2], 'n:' .. ch .. ':' .. ARGV[4], 1)\n"
+    "local n = 0\n"
+    "for k, field in ipairs(fields) do\n"
+    "  if not is_final(redis.call('HGET', KEYS[3], field)) then\n"
+    "    redis.call('HSET', KEYS[3], field, code .. '|' .. (rcpts[k] or '') ..\n"
+    "      '|' .. ARGV[5] .. '|' .. ARGV[7])\n"
+    "    local ch = string.match(field, '^(%a+):')\n"
+    "    redis.call('HINCRBY', KEYS[2], 'n:' .. ch .. ':' .. ARGV[4], 1)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "if n == 0 then return 0 end\n"
     "if ARGV[4] == 'delivered' then\n"
     "  redis.call('HSETNX', KEYS[2], 'first_ms', ARGV[5])\n"
     "  redis.call('HSET', KEYS[2], 'last_ms', ARGV[5])\n"
@@ -228,25 +283,34 @@ struct kn_redis_script kn_script_finish = {
     "    'job', ARGV[9], 'reason', ARGV[7], 'attempts', ARGV[10],\n"
     "    'failed_ms', ARGV[5])\n"
     "end\n"
-    "redis.call('HINCRBY', KEYS[2], 'final', 1)\n"
+    "redis.call('HINCRBY', KEYS[2], 'final', n)\n"
     "maybe_done(KEYS[2], KEYS[5], ARGV[8], ARGV[5])\n"
-    "return 1\n",
+    "return n\n",
     ""};
 
 /*
  * retry: park a job in the retry zset until due.
  * KEYS: stream, retry (zset), bc:r
- * ARGV: group, entry id, due ms, new job json, field, rcpt, detail
- * Returns 1, or 0 if the field is already final (nothing parked).
+ * ARGV: group, entry id, due ms, new job json, fields (comma-separated),
+ *       rcpts (comma-separated), detail
+ * Returns 1, or 0 if every field is already final (nothing parked).
  */
 struct kn_redis_script kn_script_retry = {
     "retry",
-    IS_FINAL
+    IS_FINAL SPLIT
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "if is_final(redis.call('HGET', KEYS[3], ARGV[5])) then return 0 end\n"
+    "local fields, rcpts = split(ARGV[5]), split(ARGV[6])\n"
+    "local open = 0\n"
+    "for k, field in ipairs(fields) do\n"
+    "  if not is_final(redis.call('HGET', KEYS[3], field)) then\n"
+    "    redis.call('HSET', KEYS[3], field, 'r|' .. (rcpts[k] or '') .. '|' ..\n"
+    "      ARGV[7])\n"
+    "    open = open + 1\n"
+    "  end\n"
+    "end\n"
+    "if open == 0 then return 0 end\n"
     "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])\n"
-    "redis.call('HSET', KEYS[3], ARGV[5], 'r|' .. ARGV[6] .. '|' .. ARGV[7])\n"
     "return 1\n",
     ""};
 
@@ -298,19 +362,24 @@ struct kn_redis_script kn_script_cancel = {
 /*
  * dlq_retry: send a dead-lettered job again (operator's decision).
  * KEYS: dlq, bc, bc:r, stream, active
- * ARGV: dlq entry id, field, job json (attempts reset), rcpt, bcast id, now
+ * ARGV: dlq entry id, fields (comma-separated), job json (attempts reset),
+ *       rcpts (comma-separated), bcast id, now
  * Returns 1, or 0 if the entry is gone.
  */
 struct kn_redis_script kn_script_dlq_retry = {
     "dlq_retry",
+    SPLIT
     "if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
-    "local cur = redis.call('HGET', KEYS[3], ARGV[2])\n"
-    "if cur and string.sub(cur, 1, 2) == 'f|' then\n"
-    "  local ch = string.match(ARGV[2], '^(%a+):')\n"
-    "  redis.call('HINCRBY', KEYS[2], 'n:' .. ch .. ':failed', -1)\n"
-    "  redis.call('HINCRBY', KEYS[2], 'final', -1)\n"
+    "local fields, rcpts = split(ARGV[2]), split(ARGV[4])\n"
+    "for k, field in ipairs(fields) do\n"
+    "  local cur = redis.call('HGET', KEYS[3], field)\n"
+    "  if cur and string.sub(cur, 1, 2) == 'f|' then\n"
+    "    local ch = string.match(field, '^(%a+):')\n"
+    "    redis.call('HINCRBY', KEYS[2], 'n:' .. ch .. ':failed', -1)\n"
+    "    redis.call('HINCRBY', KEYS[2], 'final', -1)\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[3], field, 'q|' .. (rcpts[k] or ''))\n"
     "end\n"
-    "redis.call('HSET', KEYS[3], ARGV[2], 'q|' .. ARGV[4])\n"
     "local st = redis.call('HGET', KEYS[2], 'status')\n"
     "if st == 'done' then redis.call('HSET', KEYS[2], 'status', 'sending') end\n"
     "redis.call('HDEL', KEYS[2], 'done_ms')\n"
@@ -319,11 +388,73 @@ struct kn_redis_script kn_script_dlq_retry = {
     "return 1\n",
     ""};
 
+/*
+ * fallback: a recipient's channel failed for good (policy preferred):
+ * enqueue the next channel's job, once.
+ * KEYS: bc, bc:r, stream of the next channel
+ * ARGV: field of the next channel, rcpt, job json
+ * Returns 1 if enqueued, 0 if that address already had a job.
+ */
+struct kn_redis_script kn_script_fallback = {
+    "fallback",
+    "if redis.call('HSETNX', KEYS[2], ARGV[1], 'q|' .. ARGV[2]) == 0 then\n"
+    "  return 0\n"
+    "end\n"
+    "local ch = string.match(ARGV[1], '^(%a+):')\n"
+    "redis.call('HINCRBY', KEYS[1], 'n:' .. ch .. ':total', 1)\n"
+    "redis.call('HINCRBY', KEYS[1], 'n:' .. ch .. ':fallback', 1)\n"
+    "redis.call('HINCRBY', KEYS[1], 'jobs', 1)\n"
+    "redis.call('XADD', KEYS[3], '*', 'j', ARGV[3])\n"
+    "return 1\n",
+    ""};
+
+/*
+ * mark_dead: an address is gone (unregistered token, blocked LINE user):
+ * no job is made for it again until it is marked alive.
+ * KEYS: dead:<channel> (set)
+ * ARGV: "dead" or "alive", bindex...
+ */
+struct kn_redis_script kn_script_mark_dead = {
+    "mark_dead",
+    "for i = 2, #ARGV do\n"
+    "  if ARGV[1] == 'dead' then redis.call('SADD', KEYS[1], ARGV[i])\n"
+    "  else redis.call('SREM', KEYS[1], ARGV[i]) end\n"
+    "end\n"
+    "return #ARGV - 1\n",
+    ""};
+
+/*
+ * take: a token bucket shared by every kairand process, so that N
+ * processes together stay under a provider's published rate.  While a
+ * 429 came recently (slow_until), the rate is halved.
+ * KEYS: rate:<bucket> (hash: tokens, ts, slow_until)
+ * ARGV: rate per second, burst, now ms, tokens wanted
+ * Returns {granted, ms to wait when nothing was granted}.
+ */
+struct kn_redis_script kn_script_take = {
+    "take",
+    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local now, want = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'slow_until')\n"
+    "local tokens = tonumber(h[1]) or burst\n"
+    "local ts = tonumber(h[2]) or now\n"
+    "if tonumber(h[3] or '0') > now then rate = rate / 2 end\n"
+    "tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)\n"
+    "local got = math.min(want, math.floor(tokens))\n"
+    "tokens = tokens - got\n"
+    "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)\n"
+    "redis.call('PEXPIRE', KEYS[1], 60000)\n"
+    "local wait = 0\n"
+    "if got == 0 then wait = math.ceil((1 - tokens) * 1000 / rate) end\n"
+    "return {got, wait}\n",
+    ""};
+
 static struct kn_redis_script *const all[] = {
     &kn_script_submit,  &kn_script_reject,      &kn_script_resolve,
     &kn_script_commit_page, &kn_script_expand_done, &kn_script_precheck,
     &kn_script_finish,  &kn_script_retry,       &kn_script_promote,
-    &kn_script_cancel,  &kn_script_dlq_retry,
+    &kn_script_cancel,  &kn_script_dlq_retry,   &kn_script_fallback,
+    &kn_script_mark_dead, &kn_script_take,
 };
 
 void kn_scripts_init(void)

@@ -19,6 +19,9 @@ extern struct kn_redis_script kn_script_retry;
 extern struct kn_redis_script kn_script_promote;
 extern struct kn_redis_script kn_script_cancel;
 extern struct kn_redis_script kn_script_dlq_retry;
+extern struct kn_redis_script kn_script_fallback;
+extern struct kn_redis_script kn_script_mark_dead;
+extern struct kn_redis_script kn_script_take;
 
 void kn_scripts_init(void);
 

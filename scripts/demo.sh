@@ -54,6 +54,10 @@ key_file = $DIR/key
 from = さくら高等学校 <renraku@sakura-hs.example.jp>
 [dispatcher]
 log_file = $DIR/kairand.log
+[http]
+listen = 127.0.0.1:$(free_port)
+[retention]
+audit_dir = $DIR/audit
 CONF
 
 "$BUILD/kairand" -c "$DIR/kairan.conf" --check >/dev/null

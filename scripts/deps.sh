@@ -7,8 +7,9 @@ set -euo pipefail
 
 pkgs=(build-essential pkg-config
       libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
-      libssl-dev libinih-dev libcmocka-dev
-      redis-server python3 openssl valgrind curl)
+      libssl-dev libinih-dev libcmocka-dev libhttp-parser-dev libsystemd-dev
+      redis-server python3 openssl valgrind curl
+      chromium fonts-noto-cjk)
 if [ "${1:-}" = bench ]; then
     pkgs+=(postfix)
 fi

@@ -669,6 +669,9 @@ class Kairan:
             "queue": {"retry_base_ms": "100", "retry_cap_ms": "1000",
                       "claim_idle_ms": "30000"},
             "dispatcher": {"drain_ms": "5000", "log_level": "info"},
+            # Every test installation gets its own HTTP port and audit dir.
+            "http": {"listen": "127.0.0.1:%d" % free_port()},
+            "retention": {"audit_dir": os.path.join(self.dir, "audit")},
         }
         if smtp is not None:
             sections["smtp"]["url"] = smtp.url
@@ -737,3 +740,258 @@ class Kairan:
             h = self.bc(bid)
             return h if ("done_ms" in h or h.get("status") == "rejected") else None
         return wait_for(done, timeout, 0.1, what="broadcast %s to end" % bid)
+
+
+# ------------------------------------------------------------------ fake FCM / APNs
+
+NODE = "/usr/bin/node" if os.path.exists("/usr/bin/node") else (shutil.which("node") or "node")
+
+
+def _keypair(out_dir, name, algorithm):
+    """A private key (PEM, mode 0600) and its public part made with the
+    openssl CLI: algorithm "RSA" (2048 bits) or "EC" (P-256).  Returns
+    (private path, public path); reuses the files when they exist."""
+    priv = os.path.join(out_dir, name + ".pem")
+    pub = os.path.join(out_dir, name + ".pub.pem")
+    if not (os.path.exists(priv) and os.path.exists(pub)):
+        opts = (["-pkeyopt", "rsa_keygen_bits:2048"] if algorithm == "RSA"
+                else ["-pkeyopt", "ec_paramgen_curve:P-256"])
+        subprocess.run(["openssl", "genpkey", "-algorithm", algorithm] + opts
+                       + ["-out", priv], check=True, capture_output=True)
+        os.chmod(priv, 0o600)
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub],
+                       check=True, capture_output=True)
+    return priv, pub
+
+
+class _FakeNode:
+    """What FakeFCM and FakeAPNs share (the API of FakeSMTP): a node
+    process on a free port with the mkca() server certificate (self.ca =
+    the CA to trust), a store dir, a control file, and readers."""
+
+    script = None
+
+    def __init__(self, out_dir, name, extra_args=(), control=None, port=0,
+                 cert=None, key=None):
+        self.out_dir = out_dir
+        self.name = name
+        d = mkca()
+        self.ca = os.path.join(d, "ca.pem")
+        self.cert = cert or os.path.join(d, "server.pem")
+        self.key = key or os.path.join(d, "server.key")
+        self.store_dir = os.path.join(out_dir, name + "-store")
+        os.makedirs(self.store_dir, exist_ok=True)
+        self.control_file = os.path.join(out_dir, name + "-control.json")
+        self.port_file = os.path.join(out_dir, name + ".port")
+        self.requests_path = os.path.join(self.store_dir, "requests.jsonl")
+        self.events_path = os.path.join(self.store_dir, "events.jsonl")
+        self.extra_args = list(extra_args)
+        self.port = port
+        self.proc = None
+        if control is not None:
+            self.set_control(control)
+
+    @property
+    def url(self):
+        return "https://127.0.0.1:%d" % self.port
+
+    def _args(self):
+        raise NotImplementedError
+
+    def start(self, timeout=10.0):
+        """Start (or restart after stop(): same port when it had one)."""
+        try:
+            os.unlink(self.port_file)
+        except FileNotFoundError:
+            pass
+        args = [NODE, os.path.join(FAKES, self.script),
+                "--port", str(self.port), "--port-file", self.port_file,
+                "--cert", self.cert, "--key", self.key,
+                "--store", self.store_dir, "--control", self.control_file,
+                "--stats"] + self._args() + self.extra_args
+        self.proc = Proc(args, self.out_dir, name=self.name)
+
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("%s exited (%s):\n%s" % (
+                    self.script, self.proc.returncode, self.proc.stderr_text()[-2000:]))
+            return os.path.exists(self.port_file)
+        wait_for(ready, timeout, what="%s %s to listen" % (self.script, self.name))
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        return self
+
+    def stop(self, timeout=10.0):
+        if self.proc:
+            return self.proc.stop(timeout)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def alive(self):
+        return bool(self.proc and self.proc.alive())
+
+    def messages(self):
+        """Accepted notifications so far (dicts; see the fake's docstring)."""
+        return FakeSMTP._jsonl(self.requests_path)
+
+    def events(self, ev=None):
+        """Events so far, optionally only one kind ("send", "session", ...)."""
+        evs = FakeSMTP._jsonl(self.events_path)
+        return [e for e in evs if e.get("ev") == ev] if ev else evs
+
+    def tokens_delivered(self):
+        """The device token of every accepted notification, in order."""
+        return [m["token"] for m in self.messages()]
+
+    def wait_messages(self, n, timeout=10.0):
+        """Wait until at least n notifications are stored; returns them."""
+        return wait_for(lambda: (lambda m: m if len(m) >= n else None)(self.messages()),
+                        timeout, what="%d notifications at %s" % (n, self.name))
+
+    def sessions(self):
+        """Connections (TLS sessions) accepted so far."""
+        return self.events("session")
+
+    def set_control(self, control):
+        """Atomically replace the control file (temp + rename); the fake
+        sees it at its next request or within 50 ms."""
+        tmp = self.control_file + ".tmp%d" % os.getpid()
+        with open(tmp, "w") as f:
+            json.dump(control, f)
+        os.replace(tmp, self.control_file)
+
+    def clear_control(self):
+        self.set_control({})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class FakeFCM(_FakeNode):
+    """tests/fakes/fake_fcm.js (FCM HTTP v1 + its OAuth token endpoint).
+
+    FakeFCM(out_dir, project="kairan-test", token_ttl=3600,
+            token_lifetime=None, max_streams=100, extra_args=(),
+            control=None, name="fcm")
+    Makes a service account (RSA key via the openssl CLI) in out_dir:
+    self.service_account is its JSON file; conf() gives the [fcm] section
+    for Kairan(conf=...).  token_lifetime < token_ttl makes the fake refuse
+    its access tokens before the expiry it announced (a token "expiring
+    mid-broadcast" as the client sees it)."""
+
+    script = "fake_fcm.js"
+
+    def __init__(self, out_dir, project="kairan-test", token_ttl=3600,
+                 token_lifetime=None, max_streams=100, extra_args=(),
+                 control=None, name="fcm", port=0, start=True):
+        super().__init__(out_dir, name, extra_args, control, port)
+        self.project = project
+        self.token_ttl = token_ttl
+        self.token_lifetime = token_lifetime
+        self.max_streams = max_streams
+        self.client_email = "kairan-sender@%s.iam.gserviceaccount.com" % project
+        self.key_id = "3f2a9c0d1e4b5a6978877665544332211aabbccd"
+        self.private_key, self.public_key = _keypair(out_dir, name + "-sa", "RSA")
+        self.service_account = os.path.join(out_dir, name + "-service-account.json")
+        if start:
+            self.start()
+
+    def _write_account(self):
+        with open(self.private_key) as f:
+            pem = f.read()
+        sa = {"type": "service_account", "project_id": self.project,
+              "private_key_id": self.key_id, "private_key": pem,
+              "client_email": self.client_email, "client_id": "1234567890",
+              "token_uri": self.url + "/token"}
+        with open(self.service_account, "w") as f:
+            json.dump(sa, f)
+        os.chmod(self.service_account, 0o600)
+
+    def _args(self):
+        a = ["--public-key", self.public_key, "--kid", self.key_id,
+             "--client-email", self.client_email, "--project", self.project,
+             "--token-ttl", str(self.token_ttl),
+             "--max-streams", str(self.max_streams)]
+        if self.token_lifetime is not None:
+            a += ["--token-lifetime", str(self.token_lifetime)]
+        return a
+
+    def start(self, timeout=10.0):
+        super().start(timeout)
+        self._write_account()
+        return self
+
+    def conf(self, **kw):
+        """The [fcm] section pointing at this fake (kw adds or overrides)."""
+        c = {"api_base": self.url, "token_url": self.url + "/token",
+             "project_id": self.project,
+             "service_account_file": self.service_account, "ca_file": self.ca,
+             "timeout_ms": "10000"}
+        c.update({k: str(v) for k, v in kw.items()})
+        return c
+
+    def token_events(self):
+        """Access tokens issued (one event each)."""
+        return self.events("token")
+
+    def sends(self):
+        """Every send answered or not ({"ev":"send", "status", "code", ...})."""
+        return self.events("send")
+
+
+class FakeAPNs(_FakeNode):
+    """tests/fakes/fake_apns.js (APNs provider API, HTTP/2 only).
+
+    FakeAPNs(out_dir, topic="jp.example.sakura.app", key_id="ABC123DEFG",
+             team_id="DEF123GHIJ", token_window_s=1200,
+             token_max_age_s=3600, max_streams=1000, extra_args=(),
+             control=None, name="apns")
+    Makes the .p8 key (EC P-256 via the openssl CLI) in out_dir:
+    self.key_file; conf() gives the [apns] section."""
+
+    script = "fake_apns.js"
+
+    def __init__(self, out_dir, topic="jp.example.sakura.app", key_id="ABC123DEFG",
+                 team_id="DEF123GHIJ", token_window_s=1200, token_max_age_s=3600,
+                 max_streams=1000, extra_args=(), control=None, name="apns",
+                 port=0, start=True):
+        super().__init__(out_dir, name, extra_args, control, port)
+        self.topic = topic
+        self.key_id = key_id
+        self.team_id = team_id
+        self.token_window_s = token_window_s
+        self.token_max_age_s = token_max_age_s
+        self.max_streams = max_streams
+        self.key_file, self.public_key = _keypair(out_dir, name + "-AuthKey", "EC")
+        if start:
+            self.start()
+
+    def _args(self):
+        return ["--public-key", self.public_key, "--key-id", self.key_id,
+                "--team-id", self.team_id, "--topic", self.topic,
+                "--token-window-s", str(self.token_window_s),
+                "--token-max-age-s", str(self.token_max_age_s),
+                "--max-streams", str(self.max_streams)]
+
+    def conf(self, **kw):
+        """The [apns] section pointing at this fake (kw adds or overrides)."""
+        c = {"api_base": self.url, "key_file": self.key_file,
+             "key_id": self.key_id, "team_id": self.team_id,
+             "topic": self.topic, "ca_file": self.ca, "timeout_ms": "10000"}
+        c.update({k: str(v) for k, v in kw.items()})
+        return c
+
+    def jwts(self):
+        """New provider tokens seen (one event each)."""
+        return self.events("jwt")
+
+    def sends(self):
+        return self.events("send")
+
+
+__all__ += ["NODE", "FakeFCM", "FakeAPNs"]

@@ -1,0 +1,510 @@
+/*
+ * apns.c - Apple Push Notification service, provider API over HTTP/2 with
+ * token authentication (PROVIDERS.md 3, specs/PUSH-CHECKLIST.md): one
+ * request per device, POST {api_base}/3/device/<hex token>, many streams
+ * over a few long-lived connections (Apple treats rapid reconnects as an
+ * attack).
+ *
+ * The provider token is an ES256 JWT ({"alg":"ES256","kid"} and
+ * {"iss":team,"iat"}) signed with the team's .p8 key.  One token is shared
+ * by every request of this process and replaced only within Apple's
+ * window: from 45 minutes of age (Apple refuses it at 60), and never
+ * sooner than 20 minutes after the last one (Apple answers 429
+ * TooManyProviderTokenUpdates and may refuse the connection).  A 403
+ * ExpiredProviderToken renews it at once when it is old enough for that;
+ * a younger token is kept and the job retried later (the clock is likely
+ * wrong; the detail says so).
+ *
+ * Each request carries an apns-id derived from the job's key (the same on
+ * every retry), apns-collapse-id = the broadcast, apns-expiration = the
+ * broadcast's expiry, so a phone offline until after it never shows it.
+ * This file never logs a device token or a key.
+ */
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/http.h"
+#include "adapters/jwt.h"
+#include "adapters/net.h"
+#include "adapters/push.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+
+struct apns_req {
+    struct kn__apns *p;
+    struct kn_job *job;
+    kn_done_cb *done;
+    void *arg;
+    uint64_t gen; /* the provider token it was sent with */
+    char detail[400];
+};
+
+struct kn__apns {
+    struct kn_net *net;
+    char *base, *topic, *key_id, *team_id, *ca_file;
+    EVP_PKEY *key;
+    long timeout_ms;
+    size_t connections;
+    char *auth_header; /* "authorization: bearer <JWT>" */
+    int64_t iat_ms;    /* of the current token; 0: none */
+    uint64_t gen;
+    uint64_t refreshes;
+    size_t in_flight;
+    int closing;
+};
+
+/* ---- pure parts (unit-tested) ---- */
+
+int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported)
+{
+    int64_t age = now_ms - iat_ms;
+    if (iat_ms <= 0)
+        return 1;
+    if (age < -60 * 1000)
+        return 1; /* dated in the future: the clock went back */
+    if (age >= KN_APNS_JWT_RENEW_MS)
+        return 1;
+    return expired_reported && age >= KN_APNS_JWT_MIN_AGE_MS;
+}
+
+int kn__apns_token_ok(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    if (n < 16 || n > 400 || n % 2 != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isxdigit((unsigned char)t[i]))
+            return 0;
+    }
+    return 1;
+}
+
+void kn__apns_collapse_id(const char *bcast, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    size_t len = strlen(bcast);
+    if (len <= 64) {
+        memcpy(out, bcast, len + 1);
+        return;
+    }
+    if (EVP_Digest(bcast, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        KN_PANIC("SHA-256 failed");
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static json_t *apns_build(void *ctx, const char *title, const char *body)
+{
+    const struct kn_message *m = ctx;
+    json_t *t = json_string(title), *b = json_string(body), *aps, *root;
+    if (t == NULL || b == NULL) {
+        json_decref(t);
+        json_decref(b);
+        return NULL;
+    }
+    aps = json_pack("{s:{s:o, s:o}}", "alert", "title", t, "body", b);
+    if (aps == NULL)
+        return NULL;
+    if (m->urgent)
+        json_object_set_new(aps, "sound", json_string("default"));
+    root = json_pack("{s:o}", "aps", aps);
+    if (root != NULL && m->bcast != NULL)
+        json_object_set_new(root, "bc", json_string(m->bcast));
+    return root;
+}
+
+int kn__apns_payload(const struct kn_job *job, char **out, size_t *len)
+{
+    char *title, *body;
+    int rc;
+    kn__push_text(job, &title, &body);
+    rc = kn__push_fit(apns_build, (void *)job->msg, title, body,
+                      KN_PUSH_MAX_PAYLOAD, out, len);
+    free(title);
+    free(body);
+    return rc;
+}
+
+static int is(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+/*
+ * Classification (PROVIDERS.md 3, the action table):
+ *  1. 200: delivered; the detail keeps the apns-id.
+ *  2. 410 (Unregistered, ExpiredToken): permanent, the token is dead.
+ *  3. 400 BadDeviceToken: permanent, dead.
+ *  4. 400 DeviceTokenNotForTopic, BadTopic, TopicDisallowed: permanent and
+ *     our configuration (auth): the wrong app or environment.
+ *  5. Other 400, 404 BadPath, 405, 413 PayloadTooLarge, other 4xx:
+ *     permanent, with Apple's reason.
+ *  6. 403 ExpiredProviderToken: tempfail; returns 1 (renew if allowed).
+ *  7. Other 403 (InvalidProviderToken, MissingProviderToken, certificate
+ *     or environment errors): tempfail + auth.
+ *  8. 429 (TooManyRequests for the device, TooManyProviderTokenUpdates),
+ *     500, 503 and anything else: tempfail, Retry-After honoured.
+ */
+int kn__apns_classify(long status, const char *body, const char *retry_after,
+                      const char *apns_id, int64_t now_ms,
+                      struct kn_result *r, char *detail, size_t dlen)
+{
+    json_t *j = body && *body ? json_loads(body, 0, NULL) : NULL;
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    char text[80];
+    int expired = 0;
+
+    memset(r, 0, sizeof(*r));
+    r->detail = detail;
+    /* The reason is one of Apple's identifiers; scrub it anyway (it is
+     * provider text).  Without JSON, a little of the raw body says what
+     * answered (a proxy's HTML page, say). */
+    kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), NULL,
+                   text, reason ? sizeof(text) : 60);
+    if (status == 200) {
+        r->status = KN_DELIVERED;
+        snprintf(detail, dlen, "apns 200 apns-id=%s", apns_id ? apns_id : "");
+        json_decref(j);
+        return 0;
+    }
+    r->status = KN_TEMPFAIL;
+    if (status == 410) {
+        r->status = KN_PERMFAIL;
+        r->dead = 1;
+    } else if (status == 400) {
+        r->status = KN_PERMFAIL;
+        if (is(text, "BadDeviceToken"))
+            r->dead = 1;
+        else if (is(text, "DeviceTokenNotForTopic") || is(text, "BadTopic") ||
+                 is(text, "TopicDisallowed"))
+            r->auth = 1;
+    } else if (status == 403) {
+        if (is(text, "ExpiredProviderToken"))
+            expired = 1;
+        else
+            r->auth = 1;
+    } else if (status == 429 || status >= 500) {
+        r->retry_after_ms = kn__push_retry_after(retry_after, now_ms);
+    } else if (status >= 400 && status < 500) {
+        r->status = KN_PERMFAIL;
+    } else {
+        r->retry_after_ms = kn__push_retry_after(retry_after, now_ms);
+    }
+    snprintf(detail, dlen, "apns %ld%s%s%s", status, *text ? " " : "", text,
+             r->dead ? " (token dead)" : "");
+    json_decref(j);
+    return expired;
+}
+
+/* ---- the provider token ---- */
+
+/* Sign a new provider token.  Returns 0 or KN_ECRYPTO. */
+static int renew(struct kn__apns *p)
+{
+    int64_t iat = kn_now_ms() / 1000;
+    json_t *h = json_pack("{s:s, s:s}", "alg", "ES256", "kid", p->key_id);
+    json_t *c = json_pack("{s:s, s:I}", "iss", p->team_id, "iat",
+                          (json_int_t)iat);
+    char *hs = json_dumps(h, JSON_COMPACT), *cs = json_dumps(c, JSON_COMPACT);
+    char *jwt = hs && cs ? kn_jwt_sign(p->key, "ES256", hs, cs) : NULL;
+    char n[24];
+    json_decref(h);
+    json_decref(c);
+    free(hs);
+    free(cs);
+    if (jwt == NULL) {
+        kn_log(KN_LOG_ERROR, "apns", "cannot sign the provider token", NULL);
+        return KN_ECRYPTO;
+    }
+    if (p->auth_header != NULL) {
+        memset(p->auth_header, 0, strlen(p->auth_header));
+        free(p->auth_header);
+    }
+    p->auth_header = kn_xasprintf("authorization: bearer %s", jwt);
+    free(jwt);
+    p->iat_ms = iat * 1000;
+    p->gen++;
+    p->refreshes++;
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)p->refreshes);
+    kn_log(KN_LOG_INFO, "apns", "provider token renewed", "count", n, NULL);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static void req_finish(struct apns_req *q, const struct kn_result *r)
+{
+    struct kn__apns *p = q->p;
+    p->in_flight--;
+    q->done(q->job, r, q->arg);
+    free(q);
+}
+
+static void req_fail(struct apns_req *q, enum kn_status st, int dead,
+                     int auth, const char *detail)
+{
+    struct kn_result r = {.status = st, .dead = dead ? 1 : 0,
+                          .auth = auth ? 1 : 0};
+    if (detail == kn_detail_aborted) {
+        r.detail = kn_detail_aborted;
+    } else {
+        snprintf(q->detail, sizeof(q->detail), "%s", detail);
+        r.detail = q->detail;
+    }
+    req_finish(q, &r);
+}
+
+static void on_sent(const struct kn_http_resp *resp, void *arg)
+{
+    struct apns_req *q = arg;
+    struct kn__apns *p = q->p;
+    struct kn_result r;
+    char err[200];
+    int64_t now = kn_now_ms();
+    if (resp->rc == CURLE_ABORTED_BY_CALLBACK || p->closing) {
+        req_fail(q, KN_TEMPFAIL, 0, 0, kn_detail_aborted);
+        return;
+    }
+    if (resp->rc != CURLE_OK) {
+        snprintf(err, sizeof(err), "apns transport: %s",
+                 resp->error ? resp->error : curl_easy_strerror(resp->rc));
+        req_fail(q, KN_TEMPFAIL, 0, 0, err);
+        return;
+    }
+    if (kn__apns_classify(resp->status, resp->body,
+                          kn_http_header(resp, "retry-after"),
+                          kn_http_header(resp, "apns-id"), now, &r, q->detail,
+                          sizeof(q->detail))) {
+        /* ExpiredProviderToken: renew if this was the current token and
+         * it is old enough; otherwise keep it (Apple refuses tokens
+         * renewed more often than every 20 minutes). */
+        size_t l = strlen(q->detail);
+        if (q->gen != p->gen) {
+            snprintf(q->detail + l, sizeof(q->detail) - l,
+                     " (sent with an older token; renewed since)");
+        } else if (kn__apns_jwt_due(p->iat_ms, now, 1)) {
+            if (renew(p) < 0)
+                r.auth = 1;
+        } else {
+            snprintf(q->detail + l, sizeof(q->detail) - l,
+                     " (provider token younger than 20 minutes, not renewed: "
+                     "is the clock right?)");
+            kn_log(KN_LOG_WARN, "apns",
+                   "ExpiredProviderToken for a token younger than 20 "
+                   "minutes: not renewed",
+                   "hint", "check this host's clock (NTP)", NULL);
+        }
+    }
+    req_finish(q, &r);
+}
+
+void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
+                   void *arg)
+{
+    struct apns_req *q = kn_xcalloc(1, sizeof(*q));
+    const struct kn_message *m = job->msg;
+    char *body = NULL, *url, *key;
+    size_t len = 0;
+    char prio[32], exp[48], collapse[65], cid[100], uuid[37], id[64];
+    char topic[300];
+    const char *headers[10];
+    size_t h = 0;
+    struct kn_http_req hr = {
+        .method = "POST",
+        .timeout_ms = p->timeout_ms,
+        .ca_file = p->ca_file,
+        .http2 = 1,
+    };
+    int rc;
+    q->p = p;
+    q->job = job;
+    q->done = done;
+    q->arg = arg;
+    p->in_flight++;
+    if (p->closing) {
+        req_fail(q, KN_TEMPFAIL, 0, 0, kn_detail_aborted);
+        return;
+    }
+    if (!kn__apns_token_ok(job->addr)) {
+        req_fail(q, KN_PERMFAIL, 1, 0,
+                 "apns: not a device token (hex digits expected) (token "
+                 "dead)");
+        return;
+    }
+    rc = kn__apns_payload(job, &body, &len);
+    if (rc < 0) {
+        req_fail(q, KN_PERMFAIL, 0, 0,
+                 rc == KN_ETOOBIG
+                     ? "apns: the notification cannot be made to fit 4096 "
+                       "bytes"
+                     : "apns: invalid message (bad UTF-8 in subject or "
+                       "body)");
+        return;
+    }
+    if (kn__apns_jwt_due(p->iat_ms, kn_now_ms(), 0) && renew(p) < 0 &&
+        p->auth_header == NULL) {
+        free(body);
+        req_fail(q, KN_TEMPFAIL, 0, 1,
+                 "apns: cannot sign the provider token (apns.key_file)");
+        return;
+    }
+    /* The same key on every retry gives the same apns-id. */
+    key = job->key ? kn_xstrdup(job->key)
+                   : kn_xasprintf("%s:%s", m->bcast ? m->bcast : "",
+                                  job->bindex ? job->bindex : job->addr);
+    kn__push_uuid(key, uuid);
+    free(key);
+    kn__apns_collapse_id(m->bcast ? m->bcast : "", collapse);
+    snprintf(prio, sizeof(prio), "apns-priority: %s", m->urgent ? "10" : "5");
+    snprintf(exp, sizeof(exp), "apns-expiration: %lld",
+             (long long)(m->expires_ms > 0 ? m->expires_ms / 1000 : 0));
+    snprintf(cid, sizeof(cid), "apns-collapse-id: %s", collapse);
+    snprintf(id, sizeof(id), "apns-id: %s", uuid);
+    snprintf(topic, sizeof(topic), "apns-topic: %s", p->topic);
+    headers[h++] = p->auth_header;
+    headers[h++] = topic;
+    headers[h++] = "apns-push-type: alert";
+    headers[h++] = prio;
+    headers[h++] = exp;
+    if (*collapse)
+        headers[h++] = cid;
+    headers[h++] = id;
+    headers[h++] = "content-type: application/json";
+    headers[h] = NULL;
+    url = kn_xasprintf("%s/3/device/%s", p->base, job->addr);
+    hr.url = url;
+    hr.headers = headers;
+    hr.body = body;
+    hr.bodylen = len;
+    q->gen = p->gen;
+    kn__http_send(p->net, &hr, on_sent, q);
+    free(url);
+    free(body);
+}
+
+size_t kn__apns_in_flight(const struct kn__apns *p)
+{
+    return p->in_flight;
+}
+
+uint64_t kn__apns_refreshes(const struct kn__apns *p)
+{
+    return p->refreshes;
+}
+
+size_t kn__apns_connections(const struct kn__apns *p)
+{
+    return p->connections;
+}
+
+/* ---- open and close ---- */
+
+static void apns_free(struct kn__apns *p)
+{
+    if (p->auth_header != NULL) {
+        memset(p->auth_header, 0, strlen(p->auth_header));
+        free(p->auth_header);
+    }
+    EVP_PKEY_free(p->key);
+    free(p->base);
+    free(p->topic);
+    free(p->key_id);
+    free(p->team_id);
+    free(p->ca_file);
+    free(p);
+}
+
+static int bad(const char *what, const char *value, const char *hint)
+{
+    kn_log(KN_LOG_ERROR, "apns", what, "value", value, "hint", hint, NULL);
+    return KN_ECONFIG;
+}
+
+/* Key and team ids are 10 upper-case letters and digits; a bundle id is
+ * letters, digits, dots and hyphens.  Anything else could not be right and
+ * could break a header line. */
+static int word_ok(const char *s, const char *extra, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++) {
+        if (!isalnum((unsigned char)*s) && strchr(extra, *s) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
+                  struct kn__apns **out)
+{
+    struct kn__apns *p;
+    const char *why = NULL;
+    char err[200];
+    size_t n;
+    int set = (cfg->apns_key_file != NULL) + (cfg->apns_key_id != NULL) +
+              (cfg->apns_team_id != NULL) + (cfg->apns_topic != NULL);
+    *out = NULL;
+    if (set == 0)
+        return 0;
+    if (set != 4)
+        return bad("[apns] needs key_file, key_id, team_id and topic",
+                   cfg->apns_key_file  ? "key_file set"
+                   : cfg->apns_key_id  ? "key_id set"
+                   : cfg->apns_team_id ? "team_id set"
+                                       : "topic set",
+                   "set all four, or none to leave APNs off");
+    if (!word_ok(cfg->apns_key_id, "", 32))
+        return bad("apns.key_id is not a key id", cfg->apns_key_id,
+                   "the 10-character Key ID of the .p8 key");
+    if (!word_ok(cfg->apns_team_id, "", 32))
+        return bad("apns.team_id is not a team id", cfg->apns_team_id,
+                   "the 10-character Team ID");
+    if (!word_ok(cfg->apns_topic, ".-_", 200))
+        return bad("apns.topic is not a bundle id", cfg->apns_topic,
+                   "the app's bundle id, e.g. jp.example.sakura.app");
+    if (kn__http_url_ok(cfg->apns_api_base, &why) < 0)
+        return bad("apns.api_base is refused", cfg->apns_api_base, why);
+    p = kn_xcalloc(1, sizeof(*p));
+    p->key = kn_jwt_key_file(cfg->apns_key_file, err, sizeof(err));
+    if (p->key == NULL || EVP_PKEY_get_base_id(p->key) != EVP_PKEY_EC) {
+        bad("apns.key_file is not an EC (P-256) private key",
+            cfg->apns_key_file,
+            p->key ? "use the .p8 file from the Apple developer account"
+                   : err);
+        apns_free(p);
+        return KN_ECONFIG;
+    }
+    p->base = kn_xstrdup(cfg->apns_api_base);
+    n = strlen(p->base);
+    while (n > 0 && p->base[n - 1] == '/')
+        p->base[--n] = '\0';
+    p->topic = kn_xstrdup(cfg->apns_topic);
+    p->key_id = kn_xstrdup(cfg->apns_key_id);
+    p->team_id = kn_xstrdup(cfg->apns_team_id);
+    p->ca_file = cfg->apns_ca_file ? kn_xstrdup(cfg->apns_ca_file) : NULL;
+    p->timeout_ms = (long)cfg->apns_timeout_ms;
+    p->connections = (size_t)cfg->apns_connections;
+    p->net = kn_net_new(loop, (long)p->connections, 1);
+    kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic",
+           p->topic, "key_id", p->key_id, "team_id", p->team_id, NULL);
+    *out = p;
+    return 0;
+}
+
+void kn__apns_close(struct kn__apns *p)
+{
+    p->closing = 1;
+    kn_net_close(p->net); /* sends in flight: aborted */
+    apns_free(p);
+}

@@ -1,0 +1,187 @@
+/*
+ * push.h - the app push channel: one adapter, "push" (routes.push = push),
+ * over two provider clients chosen per job by the device token's platform:
+ * FCM HTTP v1 (fcm.c) and APNs (apns.c).  Both send one notification per
+ * request, many requests multiplexed over a few long-lived HTTP/2
+ * connections.
+ *
+ * Everything below kn_push_token_refreshes() is internal to adapters/ and
+ * the unit tests: the provider clients, and the pure pieces (payload
+ * building and cutting, answer classification, token renewal rules) that
+ * tests/unit/test_push.c checks without a network.
+ */
+#ifndef KN_ADAPTERS_PUSH_H
+#define KN_ADAPTERS_PUSH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "adapters/adapter.h"
+
+struct kn_config;
+
+/*
+ * Provider credentials obtained since the adapter was opened, the first
+ * one included: provider "fcm" counts OAuth2 access tokens fetched from the
+ * token endpoint, "apns" counts provider JWTs signed.  0 for an adapter
+ * that is not "push", a provider not configured, or another name.
+ */
+uint64_t kn_push_token_refreshes(const struct kn_adapter *a,
+                                 const char *provider);
+
+/* Largest request payload either provider takes (bytes). */
+#define KN_PUSH_MAX_PAYLOAD 4096
+/* Requests in flight per HTTP/2 connection (the adapter's capacity). */
+#define KN_PUSH_STREAMS_PER_CONN 100
+
+/* ---- shared helpers (push.c) ---- */
+
+/*
+ * The notification's title and body for a job: the subject and the body,
+ * marked as a drill when the broadcast is one.  Heap strings.
+ */
+void kn__push_text(const struct kn_job *job, char **title, char **body);
+
+/* Makes the payload for (title, body); a new reference, or NULL. */
+typedef json_t *kn__push_build_cb(void *ctx, const char *title,
+                                  const char *body);
+
+/*
+ * Serialise build(ctx, title, body) as compact JSON of at most max bytes.
+ * When it is longer, the body is cut at a UTF-8 character boundary with
+ * "…" appended, as little as possible; if even an empty body is too long,
+ * the title is cut the same way.  Returns 0 with a heap string in *out
+ * (length in *len), KN_ETOOBIG if nothing fits, KN_EINVAL if build fails
+ * (invalid UTF-8).
+ */
+int kn__push_fit(kn__push_build_cb *build, void *ctx, const char *title,
+                 const char *body, size_t max, char **out, size_t *len);
+
+/*
+ * A Retry-After value (delta seconds or an HTTP date) in milliseconds from
+ * now_ms; 0 if absent, unparsable or in the past.  Capped at one day.
+ */
+int64_t kn__push_retry_after(const char *value, int64_t now_ms);
+
+/*
+ * A name-based UUID (version 5, SHA-1, kairan's own namespace) of key as
+ * 36 lowercase characters: the same key always gives the same UUID, so a
+ * retried job carries the same apns-id.
+ */
+void kn__push_uuid(const char *key, char out[37]);
+
+/*
+ * Copy a provider's text into buf for a result detail or a log line:
+ * e-mail addresses masked, the device token (if it appears) replaced by
+ * its masked form, control characters dropped.  Returns buf.
+ */
+char *kn__push_scrub(const char *text, const char *token, char *buf,
+                     size_t len);
+
+/* ---- FCM HTTP v1 (fcm.c) ---- */
+
+struct kn__fcm;
+
+/*
+ * Open the FCM client from the [fcm] keys: reads the service account file
+ * and checks the URLs.  Returns 0 with *out NULL when [fcm] is not
+ * configured (neither project_id nor service_account_file set), 0 with a
+ * client, or KN_ECONFIG (logged, saying what to fix).
+ */
+int kn__fcm_open(uv_loop_t *loop, const struct kn_config *cfg,
+                 struct kn__fcm **out);
+/* Send one job (job->addr is the registration token); one done call. */
+void kn__fcm_send(struct kn__fcm *f, struct kn_job *job, kn_done_cb *done,
+                  void *arg);
+/* Jobs started and not yet done (waiting for a token included). */
+size_t kn__fcm_in_flight(const struct kn__fcm *f);
+/* Access tokens fetched so far. */
+uint64_t kn__fcm_refreshes(const struct kn__fcm *f);
+/* Connections this client may open. */
+size_t kn__fcm_connections(const struct kn__fcm *f);
+/* Abort what is running (done calls with kn_detail_aborted) and free. */
+void kn__fcm_close(struct kn__fcm *f);
+
+/*
+ * The request body for a job at now_ms:
+ *   {"message":{"token", "notification":{"title","body"},
+ *    "data":{"bc","kind"}, "android":{"priority","ttl","collapse_key"},
+ *    "apns":{"headers":{"apns-priority","apns-push-type"}}}}
+ * at most KN_PUSH_MAX_PAYLOAD bytes (the body cut to fit).  Returns 0 and
+ * a heap string, or KN_EINVAL / KN_ETOOBIG (permanent).
+ */
+int kn__fcm_payload(const struct kn_job *job, int64_t now_ms, char **out,
+                    size_t *len);
+
+/*
+ * Classify an FCM answer (status 0 = no HTTP answer) into r, with the
+ * reason written to detail (r->detail points there).  Reads
+ * error.details[].errorCode, not only the HTTP status.  Returns 1 when the
+ * answer says our access token was refused (401 other than
+ * THIRD_PARTY_AUTH_ERROR): the caller renews the token and retries once;
+ * r then holds what to report if it may not.  Otherwise 0.
+ */
+int kn__fcm_classify(long status, const char *body, const char *retry_after,
+                     const char *token, int64_t now_ms, struct kn_result *r,
+                     char *detail, size_t dlen);
+
+/*
+ * When to renew an access token that expires at expires_ms and was issued
+ * for lifetime_ms: 0 = use it; 1 = use it but fetch a new one now (within
+ * the margin before expiry: min(5 minutes, a quarter of the lifetime));
+ * 2 = expired (or none): wait for a new one.
+ */
+int kn__fcm_token_state(int64_t expires_ms, int64_t lifetime_ms,
+                        int64_t now_ms);
+
+/* ---- APNs (apns.c) ---- */
+
+struct kn__apns;
+
+/* As kn__fcm_open, for [apns] (key_file, key_id, team_id, topic). */
+int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
+                  struct kn__apns **out);
+void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
+                   void *arg);
+size_t kn__apns_in_flight(const struct kn__apns *p);
+/* Provider tokens (JWTs) signed so far. */
+uint64_t kn__apns_refreshes(const struct kn__apns *p);
+size_t kn__apns_connections(const struct kn__apns *p);
+void kn__apns_close(struct kn__apns *p);
+
+/* The APNs body for a job, at most KN_PUSH_MAX_PAYLOAD bytes. */
+int kn__apns_payload(const struct kn_job *job, char **out, size_t *len);
+
+/* 1 if t is a device token APNs can take: hex digits, even count. */
+int kn__apns_token_ok(const char *t);
+
+/*
+ * apns-collapse-id for a broadcast: the id itself when it has at most 64
+ * bytes, else the 64 hex digits of its SHA-256.
+ */
+void kn__apns_collapse_id(const char *bcast, char out[65]);
+
+/*
+ * Classify an APNs answer as kn__fcm_classify does (apns_id: the apns-id
+ * response header, may be NULL).  Returns 1 for 403 ExpiredProviderToken
+ * (the caller may renew the token), else 0.
+ */
+int kn__apns_classify(long status, const char *body, const char *retry_after,
+                      const char *apns_id, int64_t now_ms,
+                      struct kn_result *r, char *detail, size_t dlen);
+
+/* Apple's rules for provider tokens (milliseconds). */
+#define KN_APNS_JWT_MIN_AGE_MS (20 * 60 * 1000LL) /* never renew sooner */
+#define KN_APNS_JWT_RENEW_MS (45 * 60 * 1000LL)   /* renew from this age */
+
+/*
+ * 1 if a provider token issued at iat_ms (0: none yet) should be replaced
+ * at now_ms: none yet; older than KN_APNS_JWT_RENEW_MS; dated in the
+ * future (the clock went back); or APNs called it expired
+ * (expired_reported) and it is at least KN_APNS_JWT_MIN_AGE_MS old.
+ */
+int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported);
+
+#endif

@@ -1,0 +1,479 @@
+/*
+ * token.c - kairanctl token: the HTTP API's bearer tokens.
+ *
+ *   kairanctl token create --role R --tenant T --name NAME [--groups a,b]
+ *                          [--expires 90d]      prints the token, once
+ *   kairanctl token list [--json]               never a secret or a hash
+ *   kairanctl token revoke ID                   exit 3 if unknown
+ *
+ * A token is "kn_<id>_<secret>": the id names the record <prefix>token:<id>
+ * (also in the set <prefix>tokens); the secret, 32 random bytes, is printed
+ * once and only its salted, keyed hash is stored (dispatcher/http.h).  A
+ * revoked token keeps its record, so the login log and the broadcasts it
+ * sent (which store the sender's name themselves) stay readable.
+ *
+ * create and revoke append a line to <audit_dir>/operations.jsonl.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/kn.h"
+#include "common/seal.h"
+#include "dispatcher/broadcast.h"
+#include "dispatcher/http.h"
+
+/*
+ * create: store a new token record and index it.
+ * KEYS: token:<id>, tokens (set)
+ * ARGV: id, field/value...
+ * Returns 1, or 0 if the id exists (never overwritten).
+ */
+static struct kn_redis_script create_script = {
+    "token_create",
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "return 1\n",
+    ""};
+
+/*
+ * revoke: mark a token revoked (the record stays).
+ * KEYS: token:<id>
+ * ARGV: now
+ * Returns 1, 0 if it was already revoked, -1 if unknown.
+ */
+static struct kn_redis_script revoke_script = {
+    "token_revoke",
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "local r = redis.call('HGET', KEYS[1], 'revoked_ms')\n"
+    "if r and r ~= '0' and r ~= '' then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'revoked_ms', ARGV[1])\n"
+    "return 1\n",
+    ""};
+
+static const char *os_user(void)
+{
+    struct passwd *pw = getpwuid(getuid());
+    return pw != NULL ? pw->pw_name : "?";
+}
+
+/* One line to the operation log; a failure is said, not fatal. */
+static void op_log(const char *op, const char *id, const char *role,
+                   const char *tenant, const char *name)
+{
+    json_t *j = json_object();
+    char t[48], *line;
+    json_object_set_new(j, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(j, "op", json_string(op));
+    json_object_set_new(j, "token", json_string(id));
+    if (role != NULL)
+        json_object_set_new(j, "role", json_string(role));
+    if (tenant != NULL)
+        json_object_set_new(j, "tenant", json_string(tenant));
+    if (name != NULL)
+        json_object_set_new(j, "name", json_string(name));
+    json_object_set_new(j, "by", json_string(os_user()));
+    json_object_set_new(j, "via", json_string("kairanctl"));
+    line = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (kn_http_audit_append(kn_cli_cfg.audit_dir, "operations.jsonl",
+                             line) < 0)
+        fprintf(stderr,
+                "kairanctl: warning: cannot append to %s/operations.jsonl "
+                "(retention.audit_dir)\n",
+                kn_cli_cfg.audit_dir);
+    free(line);
+}
+
+/* A name: 1-100 bytes, valid UTF-8 text without control characters. */
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    json_t *j = json_string(s); /* jansson checks UTF-8 */
+    if (j == NULL)
+        return 0;
+    json_decref(j);
+    return 1;
+}
+
+/* Groups "a,b": no empty item, no control characters, each <= 64. */
+static int groups_ok(const char *s)
+{
+    const char *p = s;
+    if (*s == '\0')
+        return 0;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 64)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+                return 0;
+        }
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    json_t *j = json_string(s);
+    if (j == NULL)
+        return 0;
+    json_decref(j);
+    return 1;
+}
+
+static void tok_usage(void)
+{
+    fprintf(stderr,
+            "usage: kairanctl token create --role admin|limited_admin|"
+            "sender|operator --tenant T --name NAME [--groups a,b] "
+            "[--expires 90d]\n"
+            "       kairanctl token list [--json]\n"
+            "       kairanctl token revoke ID\n");
+}
+
+static int tok_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"role", required_argument, NULL, 'r'},
+        {"tenant", required_argument, NULL, 't'},
+        {"name", required_argument, NULL, 'n'},
+        {"groups", required_argument, NULL, 'g'},
+        {"expires", required_argument, NULL, 'e'},
+        {NULL, 0, NULL, 0}};
+    const char *role_s = NULL, *tenant = NULL, *name = NULL, *groups = NULL,
+               *expires_s = NULL;
+    unsigned char rid[8], secret[KN_TOKEN_SECRET_BYTES],
+        salt[KN_TOKEN_SALT_BYTES];
+    char id[KN_TOKEN_ID_MAX + 1], salt_hex[2 * KN_TOKEN_SALT_BYTES + 1],
+        hash[65], err[512];
+    struct kn_keyring *kr = NULL;
+    struct kn_argv a;
+    int64_t now = kn_now_ms(), ttl = 0;
+    char *sec64;
+    redisReply *r;
+    int role, c, ok;
+
+    optind = 0; /* re-initialise getopt after main's own parsing */
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            role_s = optarg;
+            break;
+        case 't':
+            tenant = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'g':
+            groups = optarg;
+            break;
+        case 'e':
+            expires_s = optarg;
+            break;
+        default:
+            tok_usage();
+            return KN_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        tok_usage();
+        return KN_EXIT_USAGE;
+    }
+    role = kn_http_role_parse(role_s);
+    if (role < 0) {
+        fprintf(stderr, "kairanctl: --role must be admin, limited_admin, "
+                        "sender or operator\n");
+        return KN_EXIT_USAGE;
+    }
+    if (tenant == NULL && (role == KN_ROLE_LIMITED_ADMIN ||
+                           role == KN_ROLE_SENDER)) {
+        fprintf(stderr, "kairanctl: --tenant is required for a %s token\n",
+                role_s);
+        return KN_EXIT_USAGE;
+    }
+    if (tenant != NULL && !kn_id_valid(tenant)) {
+        fprintf(stderr, "kairanctl: --tenant: use letters, digits, '-', "
+                        "'_', '.' (as in broadcasts)\n");
+        return KN_EXIT_USAGE;
+    }
+    if (name == NULL || !name_ok(name)) {
+        fprintf(stderr, "kairanctl: --name is required: who holds the "
+                        "token, 1-100 bytes of text (e.g. \"Sato "
+                        "(2-A)\")\n");
+        return KN_EXIT_USAGE;
+    }
+    if (role == KN_ROLE_SENDER && groups == NULL) {
+        fprintf(stderr, "kairanctl: a sender token needs --groups a,b (the "
+                        "groups it may address)\n");
+        return KN_EXIT_USAGE;
+    }
+    if (groups != NULL && role != KN_ROLE_SENDER) {
+        fprintf(stderr, "kairanctl: --groups is for sender tokens only\n");
+        return KN_EXIT_USAGE;
+    }
+    if (groups != NULL && !groups_ok(groups)) {
+        fprintf(stderr, "kairanctl: --groups: a comma list of group names "
+                        "(no empty item, each at most 64 bytes)\n");
+        return KN_EXIT_USAGE;
+    }
+    if (expires_s != NULL && strcmp(expires_s, "never") != 0 &&
+        (kn_duration_parse(expires_s, &ttl) < 0 || ttl <= 0)) {
+        fprintf(stderr, "kairanctl: --expires: a duration such as 90d, 12h, "
+                        "30m, 1s, or never\n");
+        return KN_EXIT_USAGE;
+    }
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        return KN_EXIT_FAIL;
+    }
+
+    kn_random(rid, sizeof(rid));
+    for (size_t i = 0; i < sizeof(rid); i++)
+        snprintf(id + 2 * i, 3, "%02x", rid[i]);
+    kn_random(salt, sizeof(salt));
+    for (size_t i = 0; i < sizeof(salt); i++)
+        snprintf(salt_hex + 2 * i, 3, "%02x", salt[i]);
+    kn_random(secret, sizeof(secret));
+    sec64 = kn_b64url_encode(secret, sizeof(secret));
+    memset(secret, 0, sizeof(secret));
+    kn_http_token_hash(kr, salt_hex, sec64, hash);
+    kn_keyring_free(kr);
+
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_cli_key("token:%s", id));
+    kn_argv_take(&a, kn_cli_key("tokens"));
+    kn_argv_add(&a, id);
+    kn_argv_add(&a, "role");
+    kn_argv_add(&a, kn_http_role_name(role));
+    kn_argv_add(&a, "tenant");
+    kn_argv_add(&a, tenant ? tenant : "");
+    kn_argv_add(&a, "name");
+    kn_argv_add(&a, name);
+    kn_argv_add(&a, "groups");
+    kn_argv_add(&a, groups ? groups : "");
+    kn_argv_add(&a, "created_ms");
+    kn_argv_addi(&a, now);
+    kn_argv_add(&a, "expires_ms");
+    kn_argv_addi(&a, ttl > 0 ? now + ttl : 0);
+    kn_argv_add(&a, "revoked_ms");
+    kn_argv_add(&a, "0");
+    kn_argv_add(&a, "salt");
+    kn_argv_add(&a, salt_hex);
+    kn_argv_add(&a, "hash");
+    kn_argv_add(&a, hash);
+    kn_argv_add(&a, "alg");
+    kn_argv_add(&a, KN_TOKEN_ALG);
+    r = kn_cli_eval(&create_script, 2, &a);
+    kn_argv_free(&a);
+    ok = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (!ok) {
+        fprintf(stderr, "kairanctl: token id collision; run again\n");
+        memset(sec64, 0, strlen(sec64));
+        free(sec64);
+        return KN_EXIT_FAIL;
+    }
+    op_log("token.create", id, kn_http_role_name(role), tenant, name);
+    printf("kn_%s_%s\n", id, sec64);
+    fflush(stdout);
+    memset(sec64, 0, strlen(sec64));
+    free(sec64);
+    fprintf(stderr,
+            "kairanctl: token %s created (%s%s%s); it is shown only "
+            "this once\n",
+            id, kn_http_role_name(role), tenant ? ", tenant " : "",
+            tenant ? tenant : "");
+    return KN_EXIT_OK;
+}
+
+static const char *hget(const redisReply *r, size_t i)
+{
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements &&
+                   r->element[i]->type == REDIS_REPLY_STRING
+               ? r->element[i]->str
+               : NULL;
+}
+
+struct row {
+    char *id;
+    redisReply *h;
+    long long created;
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+    const struct row *x = a, *y = b;
+    if (x->created != y->created)
+        return x->created < y->created ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static json_t *jt(long long ms)
+{
+    char buf[48];
+    return ms > 0 ? json_string(kn_time_jst(ms, buf, sizeof(buf)))
+                  : json_null();
+}
+
+static int tok_list(int argc, char **argv)
+{
+    int as_json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    char *k;
+    redisReply *ids;
+    struct row *rows;
+    size_t n;
+    int64_t now = kn_now_ms();
+    json_t *arr = json_array();
+
+    if (argc > 2 || (argc == 2 && !as_json)) {
+        tok_usage();
+        json_decref(arr);
+        return KN_EXIT_USAGE;
+    }
+    k = kn_cli_key("tokens");
+    ids = kn_cli_cmd("SMEMBERS %s", k);
+    free(k);
+    n = ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
+    rows = kn_xcalloc(n + 1, sizeof(*rows));
+    for (size_t i = 0; i < n; i++) {
+        rows[i].id = ids->element[i]->str;
+        k = kn_cli_key("token:%s", rows[i].id);
+        rows[i].h = kn_cli_cmd("HMGET %s role tenant name groups created_ms "
+                               "expires_ms revoked_ms",
+                               k);
+        free(k);
+        rows[i].created = hget(rows[i].h, 4) ? atoll(hget(rows[i].h, 4)) : 0;
+    }
+    qsort(rows, n, sizeof(*rows), row_cmp);
+    if (!as_json)
+        printf("%-16s  %-13s  %-12s  %-8s  %-25s  %s\n", "ID", "ROLE",
+               "TENANT", "STATE", "EXPIRES", "NAME [GROUPS]");
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *h = rows[i].h;
+        long long exp = hget(h, 5) ? atoll(hget(h, 5)) : 0,
+                  rev = hget(h, 6) ? atoll(hget(h, 6)) : 0;
+        const char *state = rev > 0                      ? "revoked"
+                            : exp > 0 && now >= exp      ? "expired"
+                            : hget(h, 0) == NULL         ? "missing"
+                                                         : "active";
+        const char *groups = hget(h, 3) ? hget(h, 3) : "";
+        if (as_json) {
+            json_t *o = json_object(), *g = json_array();
+            const char *p = groups;
+            while (*p) {
+                size_t len = strcspn(p, ",");
+                json_array_append_new(g, json_stringn(p, len));
+                p += len;
+                if (*p == ',')
+                    p++;
+            }
+            json_object_set_new(o, "id", json_string(rows[i].id));
+            json_object_set_new(o, "role", json_string(hget(h, 0) ? hget(h, 0)
+                                                                  : ""));
+            json_object_set_new(o, "tenant",
+                                json_string(hget(h, 1) ? hget(h, 1) : ""));
+            json_object_set_new(o, "name",
+                                json_string(hget(h, 2) ? hget(h, 2) : ""));
+            json_object_set_new(o, "groups", g);
+            json_object_set_new(o, "state", json_string(state));
+            json_object_set_new(o, "created", jt(rows[i].created));
+            json_object_set_new(o, "expires", jt(exp));
+            json_object_set_new(o, "revoked", jt(rev));
+            json_array_append_new(arr, o);
+        } else {
+            char eb[48] = "never";
+            if (exp > 0)
+                kn_time_jst(exp, eb, sizeof(eb));
+            printf("%-16s  %-13s  %-12s  %-8s  %-25.25s  %s%s%s%s\n",
+                   rows[i].id, hget(h, 0) ? hget(h, 0) : "?",
+                   hget(h, 1) && hget(h, 1)[0] ? hget(h, 1) : "-", state, eb,
+                   hget(h, 2) ? hget(h, 2) : "", groups[0] ? " [" : "",
+                   groups, groups[0] ? "]" : "");
+        }
+    }
+    if (as_json) {
+        char *s = json_dumps(arr, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+    }
+    json_decref(arr);
+    for (size_t i = 0; i < n; i++)
+        freeReplyObject(rows[i].h);
+    free(rows);
+    freeReplyObject(ids);
+    return KN_EXIT_OK;
+}
+
+static int tok_revoke(int argc, char **argv)
+{
+    struct kn_argv a;
+    redisReply *r, *h;
+    char *k;
+    long long res;
+    if (argc != 2) {
+        tok_usage();
+        return KN_EXIT_USAGE;
+    }
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_cli_key("token:%s", argv[1]));
+    kn_argv_addi(&a, kn_now_ms());
+    r = kn_cli_eval(&revoke_script, 1, &a);
+    kn_argv_free(&a);
+    res = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (res < 0) {
+        fprintf(stderr, "kairanctl: no token %s\n", argv[1]);
+        return KN_EXIT_UNKNOWN;
+    }
+    if (res == 0) {
+        fprintf(stderr, "kairanctl: token %s was already revoked\n",
+                argv[1]);
+        return KN_EXIT_FAIL;
+    }
+    k = kn_cli_key("token:%s", argv[1]);
+    h = kn_cli_cmd("HMGET %s role tenant name", k);
+    free(k);
+    op_log("token.revoke", argv[1], hget(h, 0), hget(h, 1), hget(h, 2));
+    freeReplyObject(h);
+    printf("token %s revoked\n", argv[1]);
+    return KN_EXIT_OK;
+}
+
+static int run_token(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "create") == 0)
+        return tok_create(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "list") == 0)
+        return tok_list(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+        return tok_revoke(argc - 1, argv + 1);
+    tok_usage();
+    return KN_EXIT_USAGE;
+}
+
+static struct kn_cli_command token_command = {
+    "token",
+    "  token create --role R --tenant T --name NAME [--groups a,b] "
+    "[--expires 90d]\n"
+    "                         an API token (printed once)\n"
+    "  token list [--json]    API tokens (never secrets)\n"
+    "  token revoke ID        revoke an API token\n",
+    1,
+    run_token,
+    NULL};
+KN_CLI_COMMAND(token_command)

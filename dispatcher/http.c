@@ -1,0 +1,3262 @@
+/*
+ * http.c - kairand's HTTP surface, on kairand's own uv loop: the JSON API
+ * (/v1/broadcasts, /v1/queues), /healthz, /metrics (Prometheus text
+ * format 0.0.4) and the status page, behind bearer tokens with roles.
+ *
+ * Library: http-parser 2.9 (Debian's libhttp-parser-dev) over uv_tcp_t.
+ * llhttp is not packaged in Debian 12, and h2o 2.2 would bring its own
+ * event-loop layer, TLS and HTTP/2 stacks for a dozen routes that sit
+ * behind a TLS reverse proxy anyway.  http-parser only parses; this file
+ * owns the connections: keep-alive, pipelining (the parser is paused after
+ * each request and the socket is not read again until the answer is
+ * written, so answers leave in order and a client cannot make us buffer
+ * without bound), limits (body size checked on Content-Length and on the
+ * running count, URL and header sizes, connection count, per-address
+ * request rate) and timeouts.
+ *
+ * It never blocks the loop: every Redis access goes through the shared
+ * "cmd" connection (d->cmd) asynchronously and pipelined; a scrape reads a
+ * fixed set of keys (three per queue stream, three more), never one per
+ * broadcast or job, and is cached for a second.
+ *
+ * It must never log or answer a secret: a token's secret is compared in
+ * constant time and wiped; only the token id reaches the login log;
+ * addresses are sealed (kn_broadcast_submit_args) before they reach
+ * Redis; the status page shows data through textContent only.
+ */
+#include "dispatcher/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "config/config.h"
+#include "dispatcher/broadcast.h"
+#include "dispatcher/daemon.h"
+#include "dispatcher/module.h"
+#include "queue/scripts.h"
+
+#define HTTP_MAX_CONNS 512
+#define HTTP_MAX_URL 4096
+#define HTTP_MAX_HEADER_VALUE 8192
+#define HTTP_MAX_HEADERS (32 * 1024) /* all headers of one request */
+#define HTTP_REQUEST_MS 60000        /* a request must arrive within */
+#define HTTP_IDLE_MS 30000           /* keep-alive connection idle */
+#define HTTP_LINGER_MS 2000          /* read and drop after a final answer */
+#define HTTP_LINGER_BYTES (4 << 20)
+#define GATHER_FRESH_MS 1000 /* queue gauges cached this long */
+#define HISTORY_N 120        /* depth samples kept: 10 minutes ... */
+#define HISTORY_EVERY_MS 5000 /* ... one every 5 s */
+#define RECENT_MS (15 * 60 * 1000) /* ended broadcasts still listed */
+#define RATE_SLOTS 1024
+#define RATE_MAX 65536 /* source addresses tracked */
+#define LIST_MAX 100   /* broadcasts in ?active=1 */
+
+/* ------------------------------------------------------------ tokens */
+
+static const char *const role_names[KN_ROLE__COUNT] = {
+    "admin", "limited_admin", "sender", "operator"};
+
+const char *kn_http_role_name(int role)
+{
+    return role >= 0 && role < KN_ROLE__COUNT ? role_names[role] : "?";
+}
+
+int kn_http_role_parse(const char *s)
+{
+    for (int i = 0; s != NULL && i < KN_ROLE__COUNT; i++) {
+        if (strcmp(s, role_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int kn_http_token_split(const char *token, char id[KN_TOKEN_ID_MAX + 1],
+                        const char **secret)
+{
+    const char *p, *us;
+    size_t idlen, n;
+
+    if (token == NULL || strncmp(token, "kn_", 3) != 0)
+        return KN_EINVAL;
+    p = token + 3;
+    us = strchr(p, '_');
+    if (us == NULL)
+        return KN_EINVAL;
+    idlen = (size_t)(us - p);
+    if (idlen == 0 || idlen > KN_TOKEN_ID_MAX)
+        return KN_EINVAL;
+    for (size_t i = 0; i < idlen; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return KN_EINVAL;
+    }
+    n = strlen(us + 1);
+    if (n == 0 || n > 256)
+        return KN_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = us[1 + i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return KN_EINVAL;
+    }
+    memcpy(id, p, idlen);
+    id[idlen] = '\0';
+    *secret = us + 1;
+    return n < KN_TOKEN_SECRET_CHARS ? KN_EPERM : 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Why a keyed hash (HMAC-SHA-256 with a pepper from the key file) rather
+ * than PBKDF2: the secrets are 32 random bytes, so there is nothing for
+ * key stretching to protect (stretching slows the guessing of
+ * low-entropy passwords; 2^256 guesses are out of reach either way).
+ * What matters is that a copy of Redis (a dump, an AOF, a backup) is not
+ * enough to check a guess at all: the pepper lives only in the key file.
+ * And verification costs a microsecond on the single-threaded loop, where
+ * 10,000 PBKDF2 rounds would cost milliseconds per request: a CPU lever
+ * for anyone sending bad tokens, and a reason for a cache of verified
+ * tokens that would delay a revocation.  Each record still has its own
+ * salt, so equal secrets never give equal hashes.
+ */
+void kn_http_token_hash(const struct kn_keyring *kr, const char *salt_hex,
+                        const char *secret, char out[65])
+{
+    char pepper_hex[33];
+    unsigned char pepper[16], mac[32];
+    unsigned char *buf;
+    size_t slen = strlen(salt_hex) / 2, n = strlen(secret);
+
+    kn_blind_index(kr, "api-token-pepper", "kairan api token pepper v1",
+                   pepper_hex);
+    for (int i = 0; i < 16; i++)
+        pepper[i] = (unsigned char)(hexval(pepper_hex[2 * i]) * 16 +
+                                    hexval(pepper_hex[2 * i + 1]));
+    buf = kn_xmalloc(slen + n + 1);
+    for (size_t i = 0; i < slen; i++) {
+        int hi = hexval(salt_hex[2 * i]), lo = hexval(salt_hex[2 * i + 1]);
+        buf[i] = (unsigned char)((hi < 0 ? 0 : hi) * 16 + (lo < 0 ? 0 : lo));
+    }
+    memcpy(buf + slen, secret, n);
+    kn_hmac_sha256(pepper, sizeof(pepper), buf, slen + n, mac);
+    OPENSSL_cleanse(buf, slen + n);
+    OPENSSL_cleanse(pepper, sizeof(pepper));
+    free(buf);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* mkdir -p with mode for every missing component. */
+static int mkdir_p(const char *dir, mode_t mode)
+{
+    char *p = kn_xstrdup(dir);
+    int rc = 0;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            rc = -1;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        rc = -1;
+    free(p);
+    return rc;
+}
+
+int kn_http_audit_append(const char *dir, const char *file,
+                         const char *line)
+{
+    char *path, *buf;
+    size_t n = strlen(line);
+    ssize_t w;
+    int fd;
+
+    if (dir == NULL || dir[0] == '\0')
+        dir = ".";
+    path = kn_xasprintf("%s/%s", dir, file);
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 && errno == ENOENT) {
+        mkdir_p(dir, 0750);
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    }
+    free(path);
+    if (fd < 0)
+        return KN_EIO;
+    buf = kn_xmalloc(n + 1);
+    memcpy(buf, line, n);
+    buf[n] = '\n';
+    w = write(fd, buf, n + 1);
+    free(buf);
+    close(fd);
+    return w == (ssize_t)(n + 1) ? 0 : KN_EIO;
+}
+
+/* ------------------------------------------------------------ types */
+
+struct sbuf {
+    char *s;
+    size_t n, cap;
+};
+
+struct token {
+    char id[KN_TOKEN_ID_MAX + 1];
+    int role;
+    char *tenant;
+    char *name;
+    char *groups; /* comma list (senders) */
+};
+
+struct conn;
+struct http_srv;
+
+enum route_id {
+    R_PAGE,
+    R_JS,
+    R_CSS,
+    R_FAVICON,
+    R_HEALTH,
+    R_METRICS,
+    R_QUEUES,
+    R_HISTORY,
+    R_BC_LIST,
+    R_BC_SUBMIT,
+    R_BC_GET,
+    R_BC_CANCEL
+};
+
+#define ROLE(r) (1u << (r))
+#define STAFF (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN))
+
+struct route {
+    enum route_id id;
+    unsigned method;     /* enum http_method */
+    const char *pattern; /* "{}" matches one path segment */
+    unsigned roles;      /* 0: no token needed */
+    int limited;         /* counted against the per-address rate */
+    void (*run)(struct conn *c);
+};
+
+/* One request; a connection answers one at a time (pipelined requests
+ * wait in the socket or in c->pending). */
+struct req {
+    struct sbuf url, hfield, hval, body;
+    char *authz, *ctype, *real_ip, *expect;
+    size_t header_bytes;
+    int in_value;
+    int dup_authz;
+    int started;
+    int complete;
+    int keep_alive;
+    int early_status; /* 413/414/431 found while parsing */
+    const char *early_msg;
+    unsigned method;
+    char *path;  /* percent-decoded */
+    char *query; /* raw, may be NULL */
+    char source[64];
+    const struct route *route;
+    char *param; /* the {} segment */
+    struct token tok;
+    const char *auth_result; /* NULL: no token looked at */
+    char *bc_id;             /* submit: the id being stored */
+    char *bc_tenant;         /* its tenant (operation log) */
+    int64_t t0;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    struct http_srv *srv;
+    http_parser parser;
+    struct req req;
+    char *pending; /* input read but not yet parsed (pipelining) */
+    size_t npending;
+    char peer[64];
+    int open_handles;
+    int refs; /* async operations that will call back with this conn */
+    int closed;
+    int reading;
+    int busy; /* a request is being answered */
+    int close_after;
+    int lingering;
+    size_t linger_bytes;
+    struct conn *next, *prev;
+    struct conn *wait_next; /* waiting for the queue gauges */
+    char rbuf[16384];
+};
+
+struct qstats {
+    int ok;
+    long long len[KN_QUEUE_STREAMS], pending[KN_QUEUE_STREAMS];
+    long long first_ms[KN_QUEUE_STREAMS]; /* oldest entry's time; 0 none */
+    long long retry, dlq, active;
+    int64_t at_ms;
+};
+
+struct sample {
+    int64_t t;
+    long long jobs[KN_CH__COUNT];
+};
+
+struct rbucket {
+    struct rbucket *next;
+    double tokens;
+    int64_t at;
+    char addr[64];
+};
+
+struct http_srv {
+    struct kn_daemon *d;
+    const struct kn_config *cfg;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    int live; /* open handles, connections and batches in flight */
+    int closing;
+    struct conn *conns;
+    size_t nconns;
+    int64_t warned_full;
+    struct qstats qs;
+    int64_t qs_mono; /* when qs was read; 0 never */
+    int gathering;
+    struct conn *waiters;
+    struct sample hist[HISTORY_N];
+    size_t hist_n, hist_head;
+    int64_t next_sample, next_sweep;
+    struct rbucket *rl[RATE_SLOTS];
+    size_t rl_n;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void sb_add(struct sbuf *b, const char *p, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        b->s = kn_xrealloc(b->s, cap);
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, p, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+}
+
+static void sb_addf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sb_addf(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        KN_PANIC("out of memory");
+    sb_add(b, s, (size_t)n);
+    free(s);
+}
+
+static void sb_free(struct sbuf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof(*b));
+}
+
+static void free_secret(char **s)
+{
+    if (*s != NULL) {
+        OPENSSL_cleanse(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static const char *rstr(const redisReply *r)
+{
+    return r != NULL && (r->type == REDIS_REPLY_STRING ||
+                         r->type == REDIS_REPLY_STATUS)
+               ? r->str
+               : NULL;
+}
+
+static long long rnum(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static json_t *jtime(long long ms)
+{
+    char buf[48];
+    if (ms <= 0)
+        return json_null();
+    return json_string(kn_time_jst(ms, buf, sizeof(buf)));
+}
+
+static char *dupstr(const char *s)
+{
+    return s != NULL ? kn_xstrdup(s) : NULL;
+}
+
+static json_t *jstr_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+/* A deep copy of a hiredis reply (replies die with their callback). */
+static redisReply *reply_clone(const redisReply *r)
+{
+    redisReply *c;
+    if (r == NULL)
+        return NULL;
+    c = kn_xcalloc(1, sizeof(*c));
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        c->str = kn_xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        c->element = kn_xcalloc(r->elements, sizeof(*c->element));
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            c->element[i] = reply_clone(r->element[i]);
+    }
+    return c;
+}
+
+static void reply_free(redisReply *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->elements; i++)
+        reply_free(r->element[i]);
+    free(r->element);
+    free(r->str);
+    free(r);
+}
+
+/* ------------------------------------------------------------ server life */
+
+static void srv_unref(struct http_srv *s)
+{
+    if (--s->live > 0 || !s->closing)
+        return;
+    for (size_t i = 0; i < RATE_SLOTS; i++) {
+        while (s->rl[i] != NULL) {
+            struct rbucket *b = s->rl[i];
+            s->rl[i] = b->next;
+            free(b);
+        }
+    }
+    free(s);
+}
+
+static void on_srv_handle_closed(uv_handle_t *h)
+{
+    srv_unref(h->data);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_feed(struct conn *c, const char *data, size_t len);
+static void conn_close(struct conn *c);
+static void dispatch(struct conn *c);
+static void respond_error(struct conn *c, int status, const char *field,
+                          const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void token_reset(struct token *t)
+{
+    free(t->tenant);
+    free(t->name);
+    free(t->groups);
+    memset(t, 0, sizeof(*t));
+    t->role = -1;
+}
+
+static void req_reset(struct req *r)
+{
+    sb_free(&r->url);
+    sb_free(&r->hfield);
+    if (r->hval.s != NULL)
+        OPENSSL_cleanse(r->hval.s, r->hval.n);
+    sb_free(&r->hval);
+    sb_free(&r->body);
+    free_secret(&r->authz);
+    free(r->ctype);
+    free(r->real_ip);
+    free(r->expect);
+    free(r->path);
+    free(r->query);
+    free(r->param);
+    free(r->bc_id);
+    free(r->bc_tenant);
+    token_reset(&r->tok);
+    memset(r, 0, sizeof(*r));
+    r->tok.role = -1;
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    if (!c->closed || c->open_handles > 0 || c->refs > 0)
+        return;
+    req_reset(&c->req);
+    free(c->pending);
+    free(c);
+    srv_unref(s);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->open_handles--;
+    conn_maybe_free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    if (c->closed)
+        return;
+    c->closed = 1;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    s->nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+/* Hold c across an async call; release returns 1 if it is still open. */
+static void conn_hold(struct conn *c)
+{
+    c->refs++;
+}
+
+static int conn_release(struct conn *c)
+{
+    c->refs--;
+    if (c->closed) {
+        conn_maybe_free(c);
+        return 0;
+    }
+    return 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void read_start(struct conn *c)
+{
+    if (!c->reading && !c->closed) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+        else
+            conn_close(c);
+    }
+}
+
+static void read_stop(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->closed)
+        return;
+    if (c->lingering || (!c->busy && !c->req.started)) {
+        conn_close(c);
+        return;
+    }
+    if (c->busy)
+        return; /* waiting for Redis, which has its own deadline */
+    read_stop(c);
+    c->close_after = 1;
+    c->busy = 1;
+    respond_error(c, 408, NULL, "the request did not arrive within %d s",
+                  HTTP_REQUEST_MS / 1000);
+}
+
+static void on_shutdown(uv_shutdown_t *sh, int status)
+{
+    struct conn *c = sh->data;
+    conn_release(c);
+}
+
+/*
+ * Close after a final answer (413, a parse error, Connection: close)
+ * without losing that answer: shut our side down, then read and drop
+ * what the client still sends for a moment, as nginx's lingering close
+ * does.  Closing at once with unread input would make the kernel send a
+ * reset, and the client could lose the answer before reading it.
+ */
+static void conn_linger(struct conn *c)
+{
+    c->lingering = 1;
+    c->busy = 0;
+    uv_timer_start(&c->timer, on_timer, HTTP_LINGER_MS, 0);
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_hold(c);
+    read_start(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->lingering) {
+        c->linger_bytes += (size_t)nread;
+        if (c->linger_bytes > HTTP_LINGER_BYTES)
+            conn_close(c);
+        return;
+    }
+    conn_feed(c, buf->base, (size_t)nread);
+}
+
+/* After an answer is written: the next pipelined request, or wait. */
+static void conn_next(struct conn *c)
+{
+    char *p;
+    size_t n;
+    req_reset(&c->req);
+    c->busy = 0;
+    uv_timer_start(&c->timer, on_timer, HTTP_IDLE_MS, 0);
+    http_parser_pause(&c->parser, 0);
+    if (c->npending > 0) {
+        p = c->pending;
+        n = c->npending;
+        c->pending = NULL;
+        c->npending = 0;
+        conn_feed(c, p, n);
+        free(p);
+        if (c->closed || c->busy)
+            return;
+    }
+    read_start(c);
+}
+
+struct wreq {
+    uv_write_t w;
+    struct conn *c;
+    char *data;
+};
+
+static void on_written(uv_write_t *w, int status)
+{
+    struct wreq *wr = kn_container_of(w, struct wreq, w);
+    struct conn *c = wr->c;
+    free(wr->data);
+    free(wr);
+    if (!conn_release(c))
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after) {
+        conn_linger(c);
+        return;
+    }
+    conn_next(c);
+}
+
+/* ------------------------------------------------------------ answers */
+
+static void login_log(struct conn *c, int status)
+{
+    struct req *r = &c->req;
+    json_t *j = json_object();
+    const char *result = r->auth_result;
+    char t[48], *line;
+    if (strcmp(result, "ok") == 0 && status == 403)
+        result = "forbidden";
+    json_object_set_new(j, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(j, "token",
+                        jstr_or_null(r->tok.id[0] ? r->tok.id : NULL));
+    json_object_set_new(j, "role",
+                        jstr_or_null(r->tok.role >= 0
+                                         ? kn_http_role_name(r->tok.role)
+                                         : NULL));
+    json_object_set_new(j, "tenant",
+                        jstr_or_null(r->tok.tenant && r->tok.tenant[0]
+                                         ? r->tok.tenant
+                                         : NULL));
+    json_object_set_new(j, "source", json_string(r->source));
+    json_object_set_new(j, "method",
+                        json_string(http_method_str(
+                            (enum http_method)r->method)));
+    json_object_set_new(j, "path", json_string(r->path ? r->path : ""));
+    json_object_set_new(j, "result", json_string(result));
+    json_object_set_new(j, "status", json_integer(status));
+    line = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (kn_http_audit_append(c->srv->cfg->audit_dir, "login.jsonl", line) <
+        0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the login log",
+               "dir", c->srv->cfg->audit_dir, "error", strerror(errno),
+               NULL);
+    free(line);
+}
+
+static const char *const csp_default =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+/* The page: its script and style come from this origin (no inline code,
+ * so no nonce is needed), it talks only to this origin, and it cannot be
+ * framed. */
+static const char *const csp_page =
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'";
+
+/*
+ * Write one answer.  Every answer carries no-store, nosniff and a CSP;
+ * extra is more header lines ("Name: value\r\n"...) or NULL.  The login
+ * log line of the request is written here, once, with the final status.
+ */
+static void respond(struct conn *c, int status, const char *ctype,
+                    const char *body, size_t len, const char *csp,
+                    const char *extra)
+{
+    struct sbuf h = {0};
+    struct wreq *wr;
+    uv_buf_t buf;
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    int keep;
+
+    if (c->closed)
+        return;
+    keep = !c->close_after && c->req.keep_alive && !c->srv->closing &&
+           !c->parser.upgrade;
+    if (!keep)
+        c->close_after = 1;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    sb_addf(&h,
+            "HTTP/1.1 %d %s\r\n"
+            "Date: %s\r\n"
+            "Content-Type: %s\r\n"
+            "Content-Length: %zu\r\n"
+            "Cache-Control: no-store\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
+            "X-Frame-Options: DENY\r\n"
+            "Referrer-Policy: no-referrer\r\n"
+            "Content-Security-Policy: %s\r\n"
+            "%s"
+            "Connection: %s\r\n\r\n",
+            status, http_status_str((enum http_status)status), date, ctype,
+            len, csp ? csp : csp_default, extra ? extra : "",
+            keep ? "keep-alive" : "close");
+    if (c->req.method != HTTP_HEAD) /* (HEAD itself is answered 405) */
+        sb_add(&h, body, len);
+    if (c->req.auth_result != NULL)
+        login_log(c, status);
+    if (kn_log_enabled(KN_LOG_DEBUG)) {
+        char st[8], ms[24];
+        snprintf(st, sizeof(st), "%d", status);
+        snprintf(ms, sizeof(ms), "%lld",
+                 (long long)(kn_mono_ms() - c->req.t0));
+        kn_log(KN_LOG_DEBUG, "http", "request",
+               "method", http_method_str((enum http_method)c->req.method),
+               "path", c->req.path ? c->req.path : "", "status", st,
+               "source", c->req.source, "ms", ms, NULL);
+    }
+    wr = kn_xcalloc(1, sizeof(*wr));
+    wr->c = c;
+    wr->data = h.s;
+    buf = uv_buf_init(h.s, (unsigned)h.n);
+    conn_hold(c);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+        free(wr->data);
+        free(wr);
+        c->refs--;
+        conn_close(c);
+    }
+}
+
+static void respond_json(struct conn *c, int status, json_t *j,
+                         const char *extra)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    respond(c, status, "application/json; charset=utf-8", s, strlen(s), NULL,
+            extra);
+    free(s);
+}
+
+/* {"error": "...", "field": "..."|null} with the status. */
+static void respond_error(struct conn *c, int status, const char *field,
+                          const char *fmt, ...)
+{
+    json_t *j = json_object();
+    va_list ap;
+    char msg[700];
+    const char *extra = NULL;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "field", jstr_or_null(field));
+    if (status == 401)
+        extra = "WWW-Authenticate: Bearer realm=\"kairan\"\r\n";
+    else if (status == 503)
+        extra = "Retry-After: 1\r\n";
+    respond_json(c, status, j, extra);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static void on_interim_written(uv_write_t *w, int status)
+{
+    struct wreq *wr = kn_container_of(w, struct wreq, w);
+    struct conn *c = wr->c;
+    free(wr);
+    conn_release(c);
+}
+
+/* "100 Continue": the client (curl, for large bodies) waits for it
+ * before sending the body.  Written before the final answer (uv_write
+ * keeps the order). */
+static void send_continue(struct conn *c)
+{
+    static char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct wreq *wr = kn_xcalloc(1, sizeof(*wr));
+    uv_buf_t buf = uv_buf_init(line, sizeof(line) - 1);
+    wr->c = c;
+    conn_hold(c);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1,
+                 on_interim_written) != 0) {
+        free(wr);
+        c->refs--;
+    }
+}
+
+static int header_is(const struct sbuf *f, const char *name)
+{
+    return f->n == strlen(name) && strcasecmp(f->s, name) == 0;
+}
+
+static void header_done(struct req *r)
+{
+    char **slot = NULL;
+    if (r->hfield.n == 0)
+        goto out;
+    if (header_is(&r->hfield, "authorization")) {
+        if (r->authz != NULL)
+            r->dup_authz = 1;
+        slot = &r->authz;
+    } else if (header_is(&r->hfield, "content-type")) {
+        slot = &r->ctype;
+    } else if (header_is(&r->hfield, "x-real-ip")) {
+        slot = &r->real_ip;
+    } else if (header_is(&r->hfield, "expect")) {
+        slot = &r->expect;
+    }
+    if (slot != NULL) {
+        free_secret(slot);
+        *slot = kn_xstrndup(r->hval.s ? r->hval.s : "", r->hval.n);
+    }
+out:
+    if (r->hval.s != NULL)
+        OPENSSL_cleanse(r->hval.s, r->hval.n);
+    r->hfield.n = 0;
+    r->hval.n = 0;
+    if (r->hfield.s)
+        r->hfield.s[0] = '\0';
+    if (r->hval.s)
+        r->hval.s[0] = '\0';
+}
+
+static int early(http_parser *p, int status, const char *msg)
+{
+    struct conn *c = p->data;
+    if (c->req.early_status == 0) {
+        c->req.early_status = status;
+        c->req.early_msg = msg;
+    }
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    req_reset(&c->req);
+    c->req.started = 1;
+    c->req.t0 = kn_mono_ms();
+    uv_timer_start(&c->timer, on_timer, HTTP_REQUEST_MS, 0);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->req.url.n + len > HTTP_MAX_URL)
+        return early(p, 414, "the URL is too long");
+    sb_add(&c->req.url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct req *r = &((struct conn *)p->data)->req;
+    if (r->in_value) {
+        header_done(r);
+        r->in_value = 0;
+    }
+    r->header_bytes += len;
+    if (r->hfield.n + len > 256 || r->header_bytes > HTTP_MAX_HEADERS)
+        return early(p, 431, "a request header is too large");
+    sb_add(&r->hfield, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct req *r = &((struct conn *)p->data)->req;
+    r->in_value = 1;
+    r->header_bytes += len;
+    if (r->hval.n + len > HTTP_MAX_HEADER_VALUE ||
+        r->header_bytes > HTTP_MAX_HEADERS)
+        return early(p, 431, "a request header is too large");
+    sb_add(&r->hval, at, len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    struct req *r = &c->req;
+    if (r->in_value)
+        header_done(r);
+    r->in_value = 0;
+    r->method = p->method;
+    r->keep_alive = http_should_keep_alive(p);
+    /* Refuse a body announced too large before reading any of it. */
+    if ((p->flags & F_CONTENTLENGTH) &&
+        p->content_length > (uint64_t)c->srv->cfg->http_max_body)
+        return early(p, 413, "the request body is larger than http.max_body");
+    if (r->expect != NULL && strcasecmp(r->expect, "100-continue") == 0 &&
+        p->http_major == 1 && p->http_minor >= 1 &&
+        ((p->flags & F_CHUNKED) || p->content_length > 0))
+        send_continue(c);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct req *r = &c->req;
+    /* Chunked bodies have no length up front: count as they come. */
+    if (r->body.n + len > (size_t)c->srv->cfg->http_max_body)
+        return early(p, 413, "the request body is larger than http.max_body");
+    sb_add(&r->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->req.complete = 1;
+    c->req.keep_alive = http_should_keep_alive(p);
+    /* One request at a time: the rest of the input waits. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/*
+ * Parse input.  Returns with either a request dispatched (c->busy), an
+ * error answered, or everything consumed and more input wanted.  Input
+ * after a complete request is kept in c->pending for conn_next.
+ */
+static void conn_feed(struct conn *c, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+
+    if (c->closed)
+        return;
+    if (e == HPE_PAUSED) {
+        if (n < len) {
+            char *rest = kn_xmalloc(len - n);
+            memcpy(rest, data + n, len - n);
+            free(c->pending);
+            c->pending = rest;
+            c->npending = len - n;
+        }
+        read_stop(c);
+        c->busy = 1;
+        if (c->req.early_status != 0) {
+            c->close_after = 1;
+            respond_error(c, c->req.early_status, NULL, "%s",
+                          c->req.early_msg);
+            return;
+        }
+        dispatch(c);
+        return;
+    }
+    if (e != HPE_OK) {
+        read_stop(c);
+        c->busy = 1;
+        c->close_after = 1;
+        respond_error(c, e == HPE_HEADER_OVERFLOW ? 431 : 400, NULL,
+                      "malformed HTTP request: %s",
+                      http_errno_description(e));
+    }
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    struct http_srv *s = l->data;
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    struct conn *c;
+
+    if (status < 0) {
+        kn_log(KN_LOG_WARN, "http", "accept failed", "error",
+               uv_strerror(status), NULL);
+        return;
+    }
+    c = kn_xcalloc(1, sizeof(*c));
+    c->srv = s;
+    s->live++;
+    uv_tcp_init(s->d->loop, &c->tcp);
+    uv_timer_init(s->d->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    req_reset(&c->req);
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (s->nconns > HTTP_MAX_CONNS) {
+        if (kn_mono_ms() - s->warned_full > 10000) {
+            kn_log(KN_LOG_WARN, "http", "too many connections; refusing new "
+                                        "ones",
+                   NULL);
+            s->warned_full = kn_mono_ms();
+        }
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    snprintf(c->peer, sizeof(c->peer), "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer,
+                        sizeof(c->peer));
+    }
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_timer_start(&c->timer, on_timer, HTTP_IDLE_MS, 0);
+    read_start(c);
+}
+
+/* ------------------------------------------------------------ rate limit */
+
+static unsigned addr_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Drop buckets that have refilled (they hold nothing worth keeping). */
+static void rate_sweep(struct http_srv *s, int all)
+{
+    int64_t now = kn_mono_ms();
+    double cap = (double)s->cfg->http_rate;
+    for (size_t i = 0; i < RATE_SLOTS; i++) {
+        struct rbucket **pp = &s->rl[i];
+        while (*pp != NULL) {
+            struct rbucket *b = *pp;
+            double t = b->tokens + (double)(now - b->at) * cap / 1000.0;
+            if (all || t >= cap) {
+                *pp = b->next;
+                free(b);
+                s->rl_n--;
+            } else {
+                pp = &b->next;
+            }
+        }
+    }
+}
+
+/*
+ * Token bucket per source address: http.rate requests per second, bursts
+ * of as many.  Returns 1 if the request may go on, else 0 with the
+ * seconds to wait in *retry_after.
+ */
+static int rate_take(struct http_srv *s, const char *addr, int *retry_after)
+{
+    unsigned slot = addr_hash(addr) % RATE_SLOTS;
+    double cap = (double)s->cfg->http_rate;
+    int64_t now = kn_mono_ms();
+    struct rbucket *b;
+
+    for (b = s->rl[slot]; b != NULL; b = b->next) {
+        if (strcmp(b->addr, addr) == 0)
+            break;
+    }
+    if (b == NULL) {
+        if (s->rl_n >= RATE_MAX)
+            rate_sweep(s, 0);
+        if (s->rl_n >= RATE_MAX)
+            rate_sweep(s, 1); /* under a flood of addresses: start over */
+        b = kn_xcalloc(1, sizeof(*b));
+        snprintf(b->addr, sizeof(b->addr), "%s", addr);
+        b->tokens = cap;
+        b->at = now;
+        b->next = s->rl[slot];
+        s->rl[slot] = b;
+        s->rl_n++;
+    }
+    b->tokens += (double)(now - b->at) * cap / 1000.0;
+    if (b->tokens > cap)
+        b->tokens = cap;
+    b->at = now;
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return 1;
+    }
+    *retry_after = (int)((1.0 - b->tokens) / cap + 0.999);
+    if (*retry_after < 1)
+        *retry_after = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ batches */
+
+/*
+ * A batch: several Redis commands sent at once on d->cmd (pipelined) and
+ * one callback when every reply is in.  Replies are copied (hiredis frees
+ * its own when each callback returns).  done always runs, with b->c NULL
+ * if the connection it answers closed meanwhile, so that it can free
+ * b->arg.
+ */
+struct batch;
+typedef void batch_done_cb(struct batch *b);
+
+struct batch {
+    struct http_srv *srv;
+    struct conn *c; /* held; NULL for the server's own reads */
+    batch_done_cb *done;
+    void *arg;
+    int n, cap, left, failed;
+    redisReply **rep;
+};
+
+struct batch_slot {
+    struct batch *b;
+    int i;
+};
+
+static void batch_finish(struct batch *b)
+{
+    struct conn *c = b->c;
+    if (c != NULL && !conn_release(c))
+        b->c = NULL;
+    b->done(b);
+    for (int i = 0; i < b->n; i++)
+        reply_free(b->rep[i]);
+    free(b->rep);
+    srv_unref(b->srv);
+    free(b);
+}
+
+static struct batch *batch_new(struct http_srv *s, struct conn *c,
+                               batch_done_cb *done, void *arg)
+{
+    struct batch *b = kn_xcalloc(1, sizeof(*b));
+    b->srv = s;
+    b->c = c;
+    b->done = done;
+    b->arg = arg;
+    b->left = 1; /* until batch_end */
+    s->live++;
+    if (c != NULL)
+        conn_hold(c);
+    return b;
+}
+
+static void on_batch_reply(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct batch_slot *sl = arg;
+    struct batch *b = sl->b;
+    if (rep == NULL)
+        b->failed = 1;
+    else
+        b->rep[sl->i] = reply_clone(rep);
+    free(sl);
+    if (--b->left == 0)
+        batch_finish(b);
+}
+
+/* Send one command (a's strings; a is emptied). */
+static void batch_add(struct batch *b, struct kn_argv *a)
+{
+    struct batch_slot *sl = kn_xmalloc(sizeof(*sl));
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 32;
+        b->rep = kn_xrealloc(b->rep, (size_t)b->cap * sizeof(*b->rep));
+    }
+    sl->b = b;
+    sl->i = b->n;
+    b->rep[b->n++] = NULL;
+    b->left++;
+    if (kn_redis_argv(b->srv->d->cmd, on_batch_reply, sl, 0, a->n,
+                      (const char **)a->v, a->len) < 0) {
+        b->failed = 1;
+        b->left--;
+        free(sl);
+    }
+    kn_argv_clear(a);
+}
+
+/* Add a command from a NULL-terminated list of strings. */
+static void batch_cmd(struct batch *b, const char *first, ...)
+    __attribute__((sentinel));
+
+static void batch_cmd(struct batch *b, const char *first, ...)
+{
+    struct kn_argv a;
+    va_list ap;
+    kn_argv_init(&a);
+    va_start(ap, first);
+    for (const char *s = first; s != NULL; s = va_arg(ap, const char *))
+        kn_argv_add(&a, s);
+    va_end(ap);
+    batch_add(b, &a);
+    kn_argv_free(&a);
+}
+
+static void batch_end(struct batch *b)
+{
+    if (--b->left == 0)
+        batch_finish(b);
+}
+
+static const redisReply *brep(const struct batch *b, int i)
+{
+    return i >= 0 && i < b->n ? b->rep[i] : NULL;
+}
+
+/* ------------------------------------------------------------ queue gauges */
+
+/* Commands 0..GATHER_N-1 of a batch: three per stream, then retry, dlq,
+ * active.  The same reads as kairanctl status, and never more. */
+#define GATHER_N (3 * KN_QUEUE_STREAMS + 3)
+
+static void gather_add(struct batch *b)
+{
+    struct kn_daemon *d = b->srv->d;
+    char *k;
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        k = kn__key(d, "q:%s", kn_queue_stream_name(i));
+        batch_cmd(b, "XLEN", k, NULL);
+        batch_cmd(b, "XPENDING", k, KN_GROUP, NULL);
+        batch_cmd(b, "XRANGE", k, "-", "+", "COUNT", "1", NULL);
+        free(k);
+    }
+    k = kn__key(d, "retry");
+    batch_cmd(b, "ZCARD", k, NULL);
+    free(k);
+    k = kn__key(d, "dlq");
+    batch_cmd(b, "XLEN", k, NULL);
+    free(k);
+    k = kn__key(d, "active");
+    batch_cmd(b, "ZCARD", k, NULL);
+    free(k);
+}
+
+static void gather_parse(const struct batch *b, struct qstats *q)
+{
+    memset(q, 0, sizeof(*q));
+    q->ok = !b->failed;
+    q->at_ms = kn_now_ms();
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        const redisReply *len = brep(b, 3 * i), *pend = brep(b, 3 * i + 1),
+                         *first = brep(b, 3 * i + 2);
+        q->len[i] = rnum(len);
+        if (pend != NULL && pend->type == REDIS_REPLY_ARRAY &&
+            pend->elements >= 1)
+            q->pending[i] = rnum(pend->element[0]);
+        if (first != NULL && first->type == REDIS_REPLY_ARRAY &&
+            first->elements == 1 &&
+            first->element[0]->type == REDIS_REPLY_ARRAY &&
+            first->element[0]->elements >= 1)
+            q->first_ms[i] = strtoll(first->element[0]->element[0]->str,
+                                     NULL, 10);
+    }
+    q->retry = rnum(brep(b, 3 * KN_QUEUE_STREAMS));
+    q->dlq = rnum(brep(b, 3 * KN_QUEUE_STREAMS + 1));
+    q->active = rnum(brep(b, 3 * KN_QUEUE_STREAMS + 2));
+}
+
+static void metrics_render(struct conn *c);
+
+static void on_gathered(struct batch *b)
+{
+    struct http_srv *s = b->srv;
+    struct conn *w = s->waiters;
+    int64_t now = kn_mono_ms();
+
+    s->gathering = 0;
+    s->waiters = NULL;
+    gather_parse(b, &s->qs);
+    s->qs_mono = now;
+    if (s->qs.ok && now >= s->next_sample) {
+        struct sample *sm = &s->hist[s->hist_head];
+        memset(sm, 0, sizeof(*sm));
+        sm->t = s->qs.at_ms;
+        for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+            sm->jobs[i / 2] += s->qs.len[i];
+        s->hist_head = (s->hist_head + 1) % HISTORY_N;
+        if (s->hist_n < HISTORY_N)
+            s->hist_n++;
+        s->next_sample = now + HISTORY_EVERY_MS - 100;
+    }
+    while (w != NULL) {
+        struct conn *next = w->wait_next;
+        w->wait_next = NULL;
+        if (conn_release(w))
+            metrics_render(w);
+        w = next;
+    }
+}
+
+static void gather_start(struct http_srv *s)
+{
+    struct batch *b;
+    if (s->gathering)
+        return;
+    s->gathering = 1;
+    b = batch_new(s, NULL, on_gathered, NULL);
+    gather_add(b);
+    batch_end(b);
+}
+
+/* ------------------------------------------------------------ breakers */
+
+struct breaker_view {
+    const char *route;
+    int state; /* 0 closed, 1 half-open, 2 open (as worker.c keeps it) */
+};
+
+static const char *breaker_state_name(int st)
+{
+    return st == 2 ? "open" : st == 1 ? "half-open" : "closed";
+}
+
+/*
+ * The circuit breakers' states, per route: today one, the e-mail relay
+ * ("smtp"), whose state the e-mail worker keeps in d->breaker_state.
+ * When more routes get a breaker, this is the only place to change.
+ */
+static size_t breakers(const struct kn_daemon *d, struct breaker_view *out,
+                       size_t max)
+{
+    if (max < 1)
+        return 0;
+    out[0].route = "smtp";
+    out[0].state = d->breaker_state;
+    return 1;
+}
+
+/* ------------------------------------------------------------ /metrics */
+
+static void metric_head(struct sbuf *b, const char *name, const char *type,
+                        const char *help)
+{
+    sb_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_render(struct conn *c)
+{
+    static const double bounds[] = KN_LATENCY_BUCKETS;
+    struct http_srv *s = c->srv;
+    struct kn_daemon *d = s->d;
+    const struct qstats *q = &s->qs;
+    const struct kn_metrics *m = &d->metrics;
+    struct breaker_view bv[8];
+    size_t nb = breakers(d, bv, KN_ARRAY_SIZE(bv));
+    int up = kn_redis_up(d->cmd) && q->ok;
+    struct sbuf b = {0};
+
+    metric_head(&b, "kairan_up", "gauge",
+                "1 when this kairand reaches Redis and read the queues.");
+    sb_addf(&b, "kairan_up %d\n", up);
+    if (q->ok) {
+        static const char *const fam[3][2] = {
+            {"kairan_queue_depth",
+             "Jobs in the stream not yet read by any worker."},
+            {"kairan_queue_pending",
+             "Jobs read by a worker and not yet finished."},
+            {"kairan_queue_oldest_age_seconds",
+             "Age of the oldest job still in the stream."}};
+        for (int f = 0; f < 3; f++) {
+            metric_head(&b, fam[f][0], "gauge", fam[f][1]);
+            for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+                const char *name = kn_queue_stream_name(i);
+                const char *colon = strchr(name, ':');
+                long long depth = q->len[i] - q->pending[i];
+                double age = q->first_ms[i] > 0 && q->at_ms > q->first_ms[i]
+                                 ? (double)(q->at_ms - q->first_ms[i]) /
+                                       1000.0
+                                 : 0.0;
+                sb_addf(&b, "%s{channel=\"%.*s\",priority=\"%s\"} ",
+                        fam[f][0], (int)(colon - name), name, colon + 1);
+                if (f == 0)
+                    sb_addf(&b, "%lld\n", depth > 0 ? depth : 0);
+                else if (f == 1)
+                    sb_addf(&b, "%lld\n", q->pending[i]);
+                else
+                    sb_addf(&b, "%.3f\n", age);
+            }
+        }
+        metric_head(&b, "kairan_retry_size", "gauge",
+                    "Jobs waiting for their next attempt.");
+        sb_addf(&b, "kairan_retry_size %lld\n", q->retry);
+        metric_head(&b, "kairan_dlq_size", "gauge",
+                    "Dead-lettered jobs.");
+        sb_addf(&b, "kairan_dlq_size %lld\n", q->dlq);
+        metric_head(&b, "kairan_broadcasts_active", "gauge",
+                    "Broadcasts not yet ended.");
+        sb_addf(&b, "kairan_broadcasts_active %lld\n", q->active);
+    }
+    metric_head(&b, "kairan_in_flight", "gauge",
+                "Sends in progress in this process.");
+    sb_addf(&b, "kairan_in_flight %zu\n", kn__in_flight(d));
+    metric_head(&b, "kairan_deliveries_total", "counter",
+                "Delivery results recorded by this process.");
+    for (size_t i = 0; i < m->nproviders; i++) {
+        for (int st = 0; st < 3; st++)
+            sb_addf(&b,
+                    "kairan_deliveries_total{channel=\"%s\",provider=\"%s\","
+                    "result=\"%s\"} %llu\n",
+                    kn_channel_name(m->providers[i].channel),
+                    m->providers[i].provider,
+                    kn_status_name((enum kn_status)st),
+                    (unsigned long long)m->providers[i].results[st]);
+    }
+    metric_head(&b, "kairan_delivery_latency_seconds", "histogram",
+                "Submit to delivered, per channel.");
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        unsigned long long cum = 0;
+        for (int k = 0; k <= KN_NLATENCY; k++) {
+            cum += m->latency[ch][k];
+            if (k < KN_NLATENCY)
+                sb_addf(&b,
+                        "kairan_delivery_latency_seconds_bucket{channel="
+                        "\"%s\",le=\"%g\"} %llu\n",
+                        kn_channel_name((enum kn_channel)ch), bounds[k], cum);
+            else
+                sb_addf(&b,
+                        "kairan_delivery_latency_seconds_bucket{channel="
+                        "\"%s\",le=\"+Inf\"} %llu\n",
+                        kn_channel_name((enum kn_channel)ch), cum);
+        }
+        sb_addf(&b, "kairan_delivery_latency_seconds_sum{channel=\"%s\"} "
+                    "%.6f\n",
+                kn_channel_name((enum kn_channel)ch), m->latency_sum[ch]);
+        sb_addf(&b, "kairan_delivery_latency_seconds_count{channel=\"%s\"} "
+                    "%llu\n",
+                kn_channel_name((enum kn_channel)ch),
+                (unsigned long long)m->latency_count[ch]);
+    }
+    metric_head(&b, "kairan_breaker_state", "gauge",
+                "Circuit breaker per route: 0 closed, 1 half-open, 2 open.");
+    for (size_t i = 0; i < nb; i++)
+        sb_addf(&b, "kairan_breaker_state{route=\"%s\"} %d\n", bv[i].route,
+                bv[i].state);
+    metric_head(&b, "kairan_redis_reconnects_total", "counter",
+                "Redis connections re-established by this process.");
+    sb_addf(&b, "kairan_redis_reconnects_total %llu\n",
+            (unsigned long long)kn__redis_reconnects(d));
+    metric_head(&b, "kairan_token_refreshes_total", "counter",
+                "Provider access tokens obtained.");
+    sb_addf(&b, "kairan_token_refreshes_total %llu\n",
+            (unsigned long long)m->token_refreshes);
+    metric_head(&b, "kairan_token_refresh_failures_total", "counter",
+                "Provider access tokens that could not be obtained.");
+    sb_addf(&b, "kairan_token_refresh_failures_total %llu\n",
+            (unsigned long long)m->token_refresh_failures);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+            b.s ? b.s : "", b.n, NULL, NULL);
+    sb_free(&b);
+}
+
+static void run_metrics(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    if (s->qs_mono != 0 && kn_mono_ms() - s->qs_mono < GATHER_FRESH_MS) {
+        metrics_render(c);
+        return;
+    }
+    conn_hold(c);
+    c->wait_next = s->waiters;
+    s->waiters = c;
+    gather_start(s);
+}
+
+/* ------------------------------------------------------------ /healthz */
+
+static void run_health(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct breaker_view bv[8];
+    size_t nb = breakers(d, bv, KN_ARRAY_SIZE(bv));
+    int up = kn_redis_up(d->cmd), degraded = !up;
+    json_t *j = json_object(), *br = json_object();
+
+    for (size_t i = 0; i < nb; i++) {
+        json_object_set_new(br, bv[i].route,
+                            json_string(breaker_state_name(bv[i].state)));
+        if (bv[i].state != 0)
+            degraded = 1;
+    }
+    json_object_set_new(j, "status",
+                        json_string(d->stopping ? "draining"
+                                    : degraded  ? "degraded"
+                                                : "ok"));
+    json_object_set_new(j, "redis", json_boolean(up));
+    json_object_set_new(j, "breakers", br);
+    respond_json(c, !up || d->stopping ? 503 : 200, j, NULL);
+}
+
+/* ------------------------------------------------------------ /v1/queues */
+
+static int tenant_visible(const struct conn *c, const char *tenant)
+{
+    if (c->req.tok.role != KN_ROLE_LIMITED_ADMIN)
+        return 1;
+    return tenant != NULL && c->req.tok.tenant != NULL &&
+           strcmp(tenant, c->req.tok.tenant) == 0;
+}
+
+struct queues_ctx {
+    json_t *root;
+    struct kn_argv active, rejected;
+};
+
+static void queues_ctx_free(struct queues_ctx *q)
+{
+    json_decref(q->root);
+    kn_argv_free(&q->active);
+    kn_argv_free(&q->rejected);
+    free(q);
+}
+
+static void on_queues_2(struct batch *b)
+{
+    struct queues_ctx *q = b->arg;
+    json_t *act = json_array(), *rej = json_array();
+    int k = 0;
+
+    if (b->c == NULL) {
+        queues_ctx_free(q);
+        json_decref(act);
+        json_decref(rej);
+        return;
+    }
+    if (b->failed) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
+        queues_ctx_free(q);
+        json_decref(act);
+        json_decref(rej);
+        return;
+    }
+    for (int i = 0; i < q->active.n; i++, k++) {
+        const redisReply *h = brep(b, k);
+        const char *st;
+        json_t *o;
+        if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
+            !tenant_visible(b->c, rstr(h->element[3])))
+            continue;
+        st = rstr(h->element[0]);
+        o = json_object();
+        json_object_set_new(o, "id", json_string(q->active.v[i]));
+        json_object_set_new(o, "status", json_string(st ? st : "?"));
+        json_object_set_new(o, "jobs", json_integer(rnum(h->element[1])));
+        json_object_set_new(o, "final", json_integer(rnum(h->element[2])));
+        json_array_append_new(act, o);
+    }
+    for (int i = 0; i < q->rejected.n; i++, k++) {
+        const redisReply *h = brep(b, k);
+        const char *reason;
+        json_t *o;
+        if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+            !tenant_visible(b->c, rstr(h->element[2])))
+            continue;
+        reason = rstr(h->element[0]);
+        o = json_object();
+        json_object_set_new(o, "id", json_string(q->rejected.v[i]));
+        json_object_set_new(o, "reason", json_string(reason ? reason : ""));
+        json_object_set_new(o, "rejected_ms",
+                            json_integer(rnum(h->element[1])));
+        json_array_append_new(rej, o);
+    }
+    json_object_set_new(q->root, "active", act);
+    json_object_set_new(q->root, "rejected", rej);
+    respond_json(b->c, 200, json_incref(q->root), NULL);
+    queues_ctx_free(q);
+}
+
+static void on_queues_1(struct batch *b)
+{
+    struct http_srv *s = b->srv;
+    struct queues_ctx *q;
+    struct batch *b2;
+    json_t *arr;
+    const redisReply *ids;
+    struct qstats qs;
+
+    if (b->c == NULL)
+        return;
+    if (b->failed) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    gather_parse(b, &qs);
+    s->qs = qs; /* as fresh as it gets: the scrape cache may use it */
+    s->qs_mono = kn_mono_ms();
+    q = kn_xcalloc(1, sizeof(*q));
+    kn_argv_init(&q->active);
+    kn_argv_init(&q->rejected);
+    q->root = json_object();
+    arr = json_array();
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        const char *name = kn_queue_stream_name(i);
+        const char *colon = strchr(name, ':');
+        long long oldest = qs.first_ms[i] > 0 ? qs.at_ms - qs.first_ms[i] : 0;
+        json_t *o = json_object();
+        json_object_set_new(o, "channel",
+                            json_stringn(name, (size_t)(colon - name)));
+        json_object_set_new(o, "priority", json_string(colon + 1));
+        json_object_set_new(o, "depth",
+                            json_integer(qs.len[i] - qs.pending[i]));
+        json_object_set_new(o, "pending", json_integer(qs.pending[i]));
+        json_object_set_new(o, "oldest_age_ms",
+                            json_integer(oldest > 0 ? oldest : 0));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(q->root, "queues", arr);
+    json_object_set_new(q->root, "retry", json_integer(qs.retry));
+    json_object_set_new(q->root, "dlq", json_integer(qs.dlq));
+
+    b2 = batch_new(s, b->c, on_queues_2, q);
+    ids = brep(b, GATHER_N);
+    for (size_t i = 0; ids && ids->type == REDIS_REPLY_ARRAY &&
+                       i < ids->elements;
+         i++) {
+        char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
+        kn_argv_add(&q->active, ids->element[i]->str);
+        batch_cmd(b2, "HMGET", k, "status", "jobs", "final", "tenant", NULL);
+        free(k);
+    }
+    ids = brep(b, GATHER_N + 1);
+    for (size_t i = 0; ids && ids->type == REDIS_REPLY_ARRAY &&
+                       i < ids->elements;
+         i++) {
+        char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
+        kn_argv_add(&q->rejected, ids->element[i]->str);
+        batch_cmd(b2, "HMGET", k, "reason", "created_ms", "tenant", NULL);
+        free(k);
+    }
+    batch_end(b2);
+}
+
+/* GET /v1/queues: exactly what kairanctl status --json prints (for a
+ * limited_admin, the broadcast lists hold its tenant's only). */
+static void run_queues(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct batch *b = batch_new(c->srv, c, on_queues_1, NULL);
+    char *k;
+    gather_add(b);
+    k = kn__key(d, "active");
+    batch_cmd(b, "ZRANGE", k, "0", "49", NULL);
+    free(k);
+    k = kn__key(d, "rejected");
+    batch_cmd(b, "ZREVRANGE", k, "0", "19", NULL);
+    free(k);
+    batch_end(b);
+}
+
+/* GET /v1/queues/history: jobs per channel, one sample per 5 s. */
+static void run_history(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    json_t *j = json_object(), *arr = json_array(), *ch = json_array();
+    size_t start = (s->hist_head + HISTORY_N - s->hist_n) % HISTORY_N;
+    for (int k = 0; k < KN_CH__COUNT; k++)
+        json_array_append_new(ch, json_string(kn_channel_name(
+                                      (enum kn_channel)k)));
+    for (size_t i = 0; i < s->hist_n; i++) {
+        const struct sample *sm = &s->hist[(start + i) % HISTORY_N];
+        json_t *o = json_object();
+        json_object_set_new(o, "t", json_integer(sm->t));
+        for (int k = 0; k < KN_CH__COUNT; k++)
+            json_object_set_new(o, kn_channel_name((enum kn_channel)k),
+                                json_integer(sm->jobs[k]));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(j, "interval_ms", json_integer(HISTORY_EVERY_MS));
+    json_object_set_new(j, "capacity", json_integer(HISTORY_N));
+    json_object_set_new(j, "channels", ch);
+    json_object_set_new(j, "samples", arr);
+    respond_json(c, 200, j, NULL);
+}
+
+/* ------------------------------------------------------------ broadcasts */
+
+/* The fields of bc:<id> read for an answer (never subject or body). */
+enum {
+    F_STATUS,
+    F_TENANT,
+    F_CATEGORY,
+    F_PRIORITY,
+    F_DRILL,
+    F_SENDER,
+    F_SENDER_TOKEN,
+    F_CREATED,
+    F_SEND_AT,
+    F_EXPIRES,
+    F_FIRST,
+    F_LAST,
+    F_DONE,
+    F_CANCELLED,
+    F_JOBS,
+    F_FINAL,
+    F_EXPANDED,
+    F_REASON,
+    F_FIELD,
+    F__FIXED
+};
+static const char *const bc_fixed[F__FIXED] = {
+    "status",     "tenant",     "category", "priority",  "drill",
+    "sender",     "sender_token", "created_ms", "send_at_ms", "expires_ms",
+    "first_ms",   "last_ms",    "done_ms",  "cancelled_ms", "jobs",
+    "final",      "expanded",   "reason",   "field"};
+#define NSTATES 5
+static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
+                                               "expired", "cancelled"};
+#define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
+
+static void bc_hmget(struct batch *b, const struct kn_daemon *d,
+                     const char *id)
+{
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_add(&a, "HMGET");
+    kn_argv_take(&a, kn__key(d, "bc:%s", id));
+    for (int i = 0; i < F__FIXED; i++)
+        kn_argv_add(&a, bc_fixed[i]);
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        for (int st = 0; st < NSTATES; st++)
+            kn_argv_addf(&a, "n:%s:%s", kn_channel_name((enum kn_channel)ch),
+                         bc_states[st]);
+    }
+    batch_add(b, &a);
+    kn_argv_free(&a);
+}
+
+static const char *hf(const redisReply *h, int f)
+{
+    return h != NULL && h->type == REDIS_REPLY_ARRAY &&
+                   (size_t)f < h->elements
+               ? rstr(h->element[f])
+               : NULL;
+}
+
+static long long hfi(const redisReply *h, int f)
+{
+    const char *s = hf(h, f);
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static long long hcount(const redisReply *h, int ch, int st)
+{
+    return hfi(h, F__FIXED + ch * NSTATES + st);
+}
+
+/* May this token see this broadcast (by its hash)? */
+static int bc_visible(const struct conn *c, const redisReply *h)
+{
+    const struct token *t = &c->req.tok;
+    const char *tenant = hf(h, F_TENANT), *owner = hf(h, F_SENDER_TOKEN);
+    switch (t->role) {
+    case KN_ROLE_ADMIN:
+    case KN_ROLE_OPERATOR: /* the active list only: routes decide */
+        return 1;
+    case KN_ROLE_LIMITED_ADMIN:
+        return tenant != NULL && t->tenant != NULL &&
+               strcmp(tenant, t->tenant) == 0;
+    case KN_ROLE_SENDER:
+        return owner != NULL && strcmp(owner, t->id) == 0;
+    default:
+        return 0;
+    }
+}
+
+static int bc_ended(const redisReply *h)
+{
+    const char *st = hf(h, F_STATUS);
+    return hf(h, F_DONE) != NULL || (st && strcmp(st, "rejected") == 0);
+}
+
+static int bc_percent(const redisReply *h)
+{
+    long long jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    int pct;
+    if (bc_ended(h))
+        return 100;
+    if (jobs <= 0)
+        return 0;
+    pct = (int)(fin * 100 / jobs);
+    return pct > 99 ? 99 : pct; /* 100 only once it has ended */
+}
+
+/*
+ * A broadcast as JSON.  full: every field (GET /v1/broadcasts/{id});
+ * else the summary for the active list (no sender name: operators see
+ * the list too).
+ */
+static json_t *bc_json(const char *id, const redisReply *h, int full)
+{
+    json_t *o = json_object(), *counts = json_object();
+    long long tot[NSTATES] = {0}, jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    const char *st = hf(h, F_STATUS);
+
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        json_t *c;
+        long long fin_ch = 0;
+        if (hf(h, F__FIXED + ch * NSTATES) == NULL)
+            continue; /* no job on this channel */
+        c = json_object();
+        for (int s = 0; s < NSTATES; s++) {
+            long long v = hcount(h, ch, s);
+            tot[s] += v;
+            if (s > 0)
+                fin_ch += v;
+            json_object_set_new(c, bc_states[s], json_integer(v));
+        }
+        json_object_set_new(c, "pending",
+                            json_integer(hcount(h, ch, 0) - fin_ch > 0
+                                             ? hcount(h, ch, 0) - fin_ch
+                                             : 0));
+        json_object_set_new(counts, kn_channel_name((enum kn_channel)ch), c);
+    }
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "status", json_string(st ? st : "?"));
+    json_object_set_new(o, "tenant", jstr_or_null(hf(h, F_TENANT)));
+    json_object_set_new(o, "category", jstr_or_null(hf(h, F_CATEGORY)));
+    json_object_set_new(o, "priority", jstr_or_null(hf(h, F_PRIORITY)));
+    json_object_set_new(o, "created", jtime(hfi(h, F_CREATED)));
+    json_object_set_new(o, "expires", jtime(hfi(h, F_EXPIRES)));
+    json_object_set_new(o, "jobs", json_integer(jobs));
+    json_object_set_new(o, "final", json_integer(fin));
+    json_object_set_new(o, "percent", json_integer(bc_percent(h)));
+    json_object_set_new(o, "ended", json_boolean(bc_ended(h)));
+    if (!full) {
+        json_object_set_new(o, "delivered", json_integer(tot[1]));
+        json_object_set_new(o, "failed", json_integer(tot[2]));
+        json_object_set_new(o, "expired", json_integer(tot[3]));
+        json_object_set_new(o, "cancelled", json_integer(tot[4]));
+        json_object_set_new(o, "pending",
+                            json_integer(jobs - fin > 0 ? jobs - fin : 0));
+        json_decref(counts);
+        return o;
+    }
+    json_object_set_new(o, "drill",
+                        json_boolean(hf(h, F_DRILL) &&
+                                     strcmp(hf(h, F_DRILL), "1") == 0));
+    json_object_set_new(o, "sender", jstr_or_null(hf(h, F_SENDER)));
+    json_object_set_new(o, "send_at", jtime(hfi(h, F_SEND_AT)));
+    json_object_set_new(o, "first_delivery", jtime(hfi(h, F_FIRST)));
+    json_object_set_new(o, "last_delivery", jtime(hfi(h, F_LAST)));
+    json_object_set_new(o, "done", jtime(hfi(h, F_DONE)));
+    json_object_set_new(o, "cancelled", jtime(hfi(h, F_CANCELLED)));
+    json_object_set_new(o, "expanded",
+                        json_boolean(hf(h, F_EXPANDED) &&
+                                     strcmp(hf(h, F_EXPANDED), "1") == 0));
+    json_object_set_new(o, "counts", counts);
+    if (st != NULL && strcmp(st, "rejected") == 0) {
+        json_object_set_new(o, "reason", jstr_or_null(hf(h, F_REASON)));
+        json_object_set_new(o, "field", jstr_or_null(hf(h, F_FIELD)));
+    }
+    return o;
+}
+
+/* ---- GET /v1/broadcasts/{id} ---- */
+
+static void on_bc_get(struct batch *b)
+{
+    const redisReply *h = brep(b, 0);
+    if (b->c == NULL)
+        return;
+    if (b->failed || h == NULL || h->type != REDIS_REPLY_ARRAY) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    if (hf(h, F_STATUS) == NULL) {
+        respond_error(b->c, 404, "id", "no broadcast %s", b->c->req.param);
+        return;
+    }
+    if (!bc_visible(b->c, h)) {
+        respond_error(b->c, 403, "id",
+                      "this token may not read broadcast %s (%s)",
+                      b->c->req.param,
+                      b->c->req.tok.role == KN_ROLE_SENDER
+                          ? "a sender reads only its own broadcasts"
+                          : "another tenant's");
+        return;
+    }
+    respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+}
+
+static void run_bc_get(struct conn *c)
+{
+    struct batch *b;
+    if (!kn_id_valid(c->req.param)) {
+        respond_error(c, 404, "id", "no broadcast with such an id");
+        return;
+    }
+    b = batch_new(c->srv, c, on_bc_get, NULL);
+    bc_hmget(b, c->srv->d, c->req.param);
+    batch_end(b);
+}
+
+/* ---- GET /v1/broadcasts?active=1 ---- */
+
+static void on_bc_list_2(struct batch *b)
+{
+    struct kn_argv *ids = b->arg;
+    json_t *j, *arr;
+    if (b->c == NULL)
+        goto out;
+    if (b->failed) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
+        goto out;
+    }
+    j = json_object();
+    arr = json_array();
+    for (int i = 0; i < ids->n; i++) {
+        const redisReply *h = brep(b, i);
+        if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h))
+            continue;
+        json_array_append_new(arr, bc_json(ids->v[i], h, 0));
+    }
+    json_object_set_new(j, "broadcasts", arr);
+    respond_json(b->c, 200, j, NULL);
+out:
+    kn_argv_free(ids);
+    free(ids);
+}
+
+static int argv_has(const struct kn_argv *a, const char *s)
+{
+    for (int i = 0; i < a->n; i++) {
+        if (strcmp(a->v[i], s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void on_bc_list_1(struct batch *b)
+{
+    struct kn_argv *ids;
+    struct batch *b2;
+    if (b->c == NULL)
+        return;
+    if (b->failed) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    ids = kn_xcalloc(1, sizeof(*ids));
+    kn_argv_init(ids);
+    for (int k = 0; k < 2; k++) {
+        const redisReply *r = brep(b, k);
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
+                           i < r->elements && ids->n < LIST_MAX;
+             i++) {
+            if (rstr(r->element[i]) && !argv_has(ids, r->element[i]->str))
+                kn_argv_add(ids, r->element[i]->str);
+        }
+    }
+    b2 = batch_new(b->srv, b->c, on_bc_list_2, ids);
+    for (int i = 0; i < ids->n; i++)
+        bc_hmget(b2, b->srv->d, ids->v[i]);
+    batch_end(b2);
+}
+
+static int query_has(const char *q, const char *kv)
+{
+    size_t n = strlen(kv);
+    while (q != NULL && *q) {
+        if (strncmp(q, kv, n) == 0 && (q[n] == '\0' || q[n] == '&'))
+            return 1;
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return 0;
+}
+
+/* Active broadcasts, and those created in the last minutes (so that one
+ * that just ended still shows its final bar). */
+static void run_bc_list(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct batch *b;
+    char *k, min[32];
+    if (!query_has(c->req.query, "active=1")) {
+        respond_error(c, 400, "active",
+                      "only the active list can be read: add ?active=1");
+        return;
+    }
+    b = batch_new(c->srv, c, on_bc_list_1, NULL);
+    k = kn__key(d, "active");
+    batch_cmd(b, "ZRANGE", k, "0", "99", NULL);
+    free(k);
+    k = kn__key(d, "bcs");
+    snprintf(min, sizeof(min), "%lld", (long long)(kn_now_ms() - RECENT_MS));
+    batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0", "50",
+              NULL);
+    free(k);
+    batch_end(b);
+}
+
+/* ---- POST /v1/broadcasts ---- */
+
+static int is_json_type(const char *ct)
+{
+    size_t n;
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    n = strcspn(ct, "; \t");
+    return n == strlen("application/json") &&
+           strncasecmp(ct, "application/json", n) == 0;
+}
+
+static void audit_op(struct conn *c, const char *op, const char *id,
+                     const char *tenant)
+{
+    json_t *j = json_object();
+    char t[48], *line;
+    json_object_set_new(j, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(j, "op", json_string(op));
+    json_object_set_new(j, "broadcast", json_string(id));
+    json_object_set_new(j, "tenant", jstr_or_null(tenant));
+    json_object_set_new(j, "token", json_string(c->req.tok.id));
+    json_object_set_new(j, "role",
+                        json_string(kn_http_role_name(c->req.tok.role)));
+    json_object_set_new(j, "name", jstr_or_null(c->req.tok.name));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    line = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (kn_http_audit_append(c->srv->cfg->audit_dir, "operations.jsonl",
+                             line) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log",
+               "dir", c->srv->cfg->audit_dir, "error", strerror(errno),
+               NULL);
+    free(line);
+}
+
+static void on_dup_check(struct batch *b)
+{
+    struct conn *c = b->c;
+    const redisReply *h = brep(b, 0);
+    json_t *j;
+    if (c == NULL)
+        return;
+    if (b->failed || hf(h, F_STATUS) == NULL) {
+        respond_error(c, 503, "id",
+                      "Redis is unreachable; submit again with the same id");
+        return;
+    }
+    if (!bc_visible(c, h)) {
+        respond_error(c, 409, "id",
+                      "this id is already used by another broadcast; "
+                      "choose another id");
+        return;
+    }
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "duplicate", json_true());
+    json_object_set_new(j, "status", json_string(hf(h, F_STATUS)));
+    respond_json(c, 200, j, NULL);
+}
+
+static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    struct batch *b;
+    json_t *j;
+    char loc[300];
+    if (!conn_release(c))
+        return;
+    if (rep == NULL) {
+        /* The script may or may not have run: the id makes a retry safe. */
+        j = json_object();
+        json_object_set_new(j, "error",
+                            json_string("Redis did not answer; submit again "
+                                        "with the same id (it is "
+                                        "idempotent)"));
+        json_object_set_new(j, "field", json_null());
+        json_object_set_new(j, "id", json_string(c->req.bc_id));
+        respond_json(c, 503, j, "Retry-After: 1\r\n");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn_log(KN_LOG_ERROR, "http", "submit script failed", "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
+        respond_error(c, 500, NULL, "the broadcast could not be stored");
+        return;
+    }
+    if (rep->element[0]->integer == 0) {
+        b = batch_new(c->srv, c, on_dup_check, NULL);
+        bc_hmget(b, c->srv->d, c->req.bc_id);
+        batch_end(b);
+        return;
+    }
+    kn_log(KN_LOG_INFO, "http", "broadcast submitted", "bc", c->req.bc_id,
+           "token", c->req.tok.id, NULL);
+    audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n",
+             c->req.bc_id);
+    respond_json(c, 202, j, loc);
+}
+
+/* 1 if group is in the comma list. */
+static int group_allowed(const char *list, const char *group)
+{
+    size_t n = strlen(group);
+    const char *p = list;
+    while (p != NULL && *p) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, group, n) == 0)
+            return 1;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/*
+ * Role rules for a submitted broadcast.  Returns 0 or answers 403 and
+ * returns -1.
+ *  1. limited_admin and sender: the tenant is their own (when the body
+ *     names none, it was set to theirs before parsing).
+ *  2. sender: no inline recipients and no directory ids, only groups its
+ *     token lists.
+ */
+static int submit_allowed(struct conn *c, const struct kn_broadcast *b)
+{
+    const struct token *t = &c->req.tok;
+    if (t->role == KN_ROLE_ADMIN)
+        return 0;
+    if (t->tenant == NULL || strcmp(b->tenant, t->tenant) != 0) {
+        respond_error(c, 403, "tenant",
+                      "this token may submit only for tenant \"%s\"",
+                      t->tenant ? t->tenant : "");
+        return -1;
+    }
+    if (t->role != KN_ROLE_SENDER)
+        return 0;
+    if (b->nrcpts > 0) {
+        respond_error(c, 403, "recipients",
+                      "a sender may not give inline recipients: a sender's "
+                      "token may reach only the directory groups it lists, "
+                      "and inline addresses would go around that; use "
+                      "audience.groups");
+        return -1;
+    }
+    if (b->nrcpt_ids > 0) {
+        respond_error(c, 403, "audience.recipients",
+                      "a sender may address only the groups its token "
+                      "lists; use audience.groups");
+        return -1;
+    }
+    for (size_t i = 0; i < b->ngroups; i++) {
+        if (!group_allowed(t->groups, b->groups[i])) {
+            char f[48];
+            snprintf(f, sizeof(f), "audience.groups[%zu]", i);
+            respond_error(c, 403, f,
+                          "this token may not address group \"%s\"; it may "
+                          "address: %s",
+                          b->groups[i], t->groups ? t->groups : "(none)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void run_bc_submit(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct kn_daemon *d = s->d;
+    const struct kn_config *cfg = s->cfg;
+    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
+                            cfg->max_recipients, cfg->default_ttl_ms};
+    struct kn_broadcast b;
+    struct kn_argv a, fields, aud;
+    char err[600], field[128];
+    const char *json = c->req.body.s ? c->req.body.s : "";
+    size_t len = c->req.body.n;
+    char *patched = NULL;
+    json_t *root;
+    int rc;
+
+    if (!is_json_type(c->req.ctype)) {
+        respond_error(c, 415, NULL,
+                      "send the broadcast as Content-Type: application/json");
+        return;
+    }
+    /* "tenant forced to its own": a body without one gets the token's. */
+    if (c->req.tok.role != KN_ROLE_ADMIN && c->req.tok.tenant != NULL &&
+        (root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) !=
+            NULL) {
+        if (json_is_object(root) && json_object_get(root, "tenant") == NULL) {
+            json_object_set_new(root, "tenant",
+                                json_string(c->req.tok.tenant));
+            patched = json_dumps(root, JSON_COMPACT);
+            json = patched;
+            len = strlen(patched);
+        }
+        json_decref(root);
+    }
+    rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
+                            sizeof(field));
+    free(patched);
+    if (rc < 0) {
+        respond_error(c, 400, field[0] ? field : NULL, "%s", err);
+        return;
+    }
+    if (submit_allowed(c, &b) < 0) {
+        kn_broadcast_free(&b);
+        return;
+    }
+    if (!kn_redis_up(d->cmd)) {
+        kn_broadcast_free(&b);
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    if (b.id == NULL)
+        b.id = kn_broadcast_new_id();
+    /* The name is stored in the broadcast, so that it stays after the
+     * token is revoked; "sender" from the body is not trusted. */
+    free(b.sender);
+    b.sender = kn_xstrdup(c->req.tok.name ? c->req.tok.name : c->req.tok.id);
+    c->req.bc_id = kn_xstrdup(b.id);
+    c->req.bc_tenant = kn_xstrdup(b.tenant);
+
+    kn_argv_init(&a);
+    kn_argv_init(&fields);
+    kn_argv_init(&aud);
+    kn_broadcast_submit_args(&b, d->kr, &fields, &aud);
+    kn_argv_add(&fields, "sender_token");
+    kn_argv_add(&fields, c->req.tok.id);
+    kn_argv_take(&a, kn__key(d, "bc:%s", b.id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:aud", b.id));
+    kn_argv_take(&a, kn__key(d, "broadcasts"));
+    kn_argv_take(&a, kn__key(d, "bcs"));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, b.id);
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_addi(&a, fields.n);
+    kn_argv_extend(&a, &fields);
+    kn_argv_extend(&a, &aud);
+    kn_argv_free(&fields);
+    kn_argv_free(&aud);
+    kn_broadcast_free(&b);
+    conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 5, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+    }
+    for (int i = 0; i < a.n; i++)
+        OPENSSL_cleanse(a.v[i], a.len[i]);
+    kn_argv_free(&a);
+}
+
+/* ---- POST /v1/broadcasts/{id}/cancel ---- */
+
+static void on_cancelled(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    json_t *j;
+    if (!conn_release(c))
+        return;
+    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+        respond_error(c, 503, NULL, "Redis did not answer; cancel again");
+        return;
+    }
+    if (rep->str[0] == '\0') {
+        respond_error(c, 404, "id", "no broadcast %s", c->req.param);
+        return;
+    }
+    if (strcmp(rep->str, "cancelled") != 0) {
+        respond_error(c, 409, "id", "broadcast %s is already %s",
+                      c->req.param,
+                      strncmp(rep->str, "already:", 8) == 0 ? rep->str + 8
+                                                            : rep->str);
+        return;
+    }
+    kn_log(KN_LOG_INFO, "http", "broadcast cancelled", "bc", c->req.param,
+           "token", c->req.tok.id, NULL);
+    audit_op(c, "broadcast.cancel", c->req.param, c->req.bc_tenant);
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.param));
+    json_object_set_new(j, "status", json_string("cancelled"));
+    respond_json(c, 200, j, NULL);
+}
+
+static void on_cancel_check(struct batch *b)
+{
+    struct conn *c = b->c;
+    const redisReply *h = brep(b, 0);
+    struct kn_daemon *d = b->srv->d;
+    struct kn_argv a;
+    if (c == NULL)
+        return;
+    if (b->failed || h == NULL) {
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    if (hf(h, F_STATUS) == NULL) {
+        respond_error(c, 404, "id", "no broadcast %s", c->req.param);
+        return;
+    }
+    if (!bc_visible(c, h)) {
+        respond_error(c, 403, "id",
+                      "this token may not cancel another tenant's "
+                      "broadcast");
+        return;
+    }
+    free(c->req.bc_tenant);
+    c->req.bc_tenant = dupstr(hf(h, F_TENANT));
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.param));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, c->req.param);
+    kn_argv_addi(&a, kn_now_ms());
+    conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_cancel, on_cancelled, c, 2, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+    }
+    kn_argv_free(&a);
+}
+
+static void run_bc_cancel(struct conn *c)
+{
+    struct batch *b;
+    if (c->req.body.n > 0 && !is_json_type(c->req.ctype)) {
+        respond_error(c, 415, NULL,
+                      "send no body, or Content-Type: application/json");
+        return;
+    }
+    if (!kn_id_valid(c->req.param)) {
+        respond_error(c, 404, "id", "no broadcast with such an id");
+        return;
+    }
+    b = batch_new(c->srv, c, on_cancel_check, NULL);
+    bc_hmget(b, c->srv->d, c->req.param);
+    batch_end(b);
+}
+
+/* ------------------------------------------------------------ the page */
+
+/* Generated from the page's three files: no build step, no external
+ * asset.  Edit them here; keep the script free of inline handlers (the
+ * CSP allows only script-src 'self'). */
+static const char page_html[] =
+    /* @@ASSET index.html */
+    "<!doctype html>\n"
+    "<html lang=\"ja\">\n"
+    "<head>\n"
+    "<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<title>kairan status</title>\n"
+    "<link rel=\"stylesheet\" href=\"/status.css\">\n"
+    "<script src=\"/status.js\" defer></script>\n"
+    "</head>\n"
+    "<body>\n"
+    "<header>\n"
+    "<h1>kairan <span>status</span></h1>\n"
+    "<span id=\"updated\" class=\"muted\"></span>\n"
+    "</header>\n"
+    "<form id=\"login\" autocomplete=\"off\">\n"
+    "<label for=\"token\">Operator token</label>\n"
+    "<input id=\"token\" name=\"token\" type=\"password\" spellcheck=\"false\" placeholder=\"kn_...\">\n"
+    "<button id=\"show\" type=\"submit\">Show</button>\n"
+    "<button id=\"forget\" type=\"button\" hidden>Forget token</button>\n"
+    "</form>\n"
+    "<p id=\"msg\" class=\"msg\" role=\"status\"></p>\n"
+    "<main id=\"main\" hidden>\n"
+    "<section>\n"
+    "<h2>Queue depth per channel (jobs in the streams, last minutes)</h2>\n"
+    "<canvas id=\"chart\" width=\"900\" height=\"220\"></canvas>\n"
+    "<div id=\"legend\" class=\"legend\"></div>\n"
+    "<table id=\"queues\">\n"
+    "<thead><tr><th>channel</th><th>priority</th><th>depth</th><th>pending</th><th>oldest job</th></tr></thead>\n"
+    "<tbody></tbody>\n"
+    "</table>\n"
+    "</section>\n"
+    "<section class=\"row\">\n"
+    "<div><h2>Retry</h2><p id=\"retry\" class=\"big\">-</p></div>\n"
+    "<div><h2>Dead letters</h2><p id=\"dlq\" class=\"big\">-</p></div>\n"
+    "<div><h2>Breakers</h2><ul id=\"breakers\" class=\"plain\"></ul></div>\n"
+    "<div><h2>Redis</h2><p id=\"redis\" class=\"big\">-</p></div>\n"
+    "</section>\n"
+    "<section>\n"
+    "<h2>Broadcasts (active and ended in the last minutes)</h2>\n"
+    "<div id=\"broadcasts\"></div>\n"
+    "<p id=\"nobc\" class=\"muted\">No active broadcast.</p>\n"
+    "</section>\n"
+    "<section id=\"rejected-box\" hidden>\n"
+    "<h2>Rejected broadcasts</h2>\n"
+    "<ul id=\"rejected\" class=\"plain\"></ul>\n"
+    "</section>\n"
+    "</main>\n"
+    "</body>\n"
+    "</html>\n"
+    /* @@END */;
+static const char page_css[] =
+    /* @@ASSET status.css */
+    "body { font-family: system-ui, \"Noto Sans CJK JP\", sans-serif; margin: 0 auto; max-width: 960px; padding: 0 16px 32px; color: #1d2430; background: #f6f7f9; }\n"
+    "header { display: flex; align-items: baseline; justify-content: space-between; }\n"
+    "h1 { font-size: 1.4em; margin: 16px 0 8px; }\n"
+    "h1 span { font-weight: normal; color: #5b6678; }\n"
+    "h2 { font-size: 1em; margin: 18px 0 6px; color: #334; }\n"
+    "form { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }\n"
+    "input { flex: 1; min-width: 240px; padding: 6px 8px; font-family: monospace; }\n"
+    "button { padding: 6px 12px; }\n"
+    ".msg { min-height: 1.2em; }\n"
+    ".err { color: #b00020; }\n"
+    ".muted { color: #6b7385; font-size: 0.9em; }\n"
+    "section { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: 4px 14px 12px; margin-top: 12px; }\n"
+    ".row { display: flex; gap: 24px; flex-wrap: wrap; }\n"
+    ".row > div { min-width: 150px; }\n"
+    ".big { font-size: 1.6em; margin: 4px 0; font-variant-numeric: tabular-nums; }\n"
+    "canvas { width: 100%; height: 220px; display: block; }\n"
+    "table { border-collapse: collapse; width: 100%; margin-top: 8px; font-variant-numeric: tabular-nums; }\n"
+    "th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #eef0f4; }\n"
+    ".legend span { margin-right: 14px; }\n"
+    ".legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }\n"
+    ".plain { list-style: none; padding: 0; margin: 4px 0; }\n"
+    ".state-closed { color: #1b7f3b; }\n"
+    ".state-open, .state-half-open { color: #b00020; font-weight: bold; }\n"
+    ".bc { padding: 8px 0; border-bottom: 1px solid #eef0f4; }\n"
+    ".bc-head { display: flex; justify-content: space-between; gap: 8px; flex-wrap: wrap; }\n"
+    ".bc-id { font-family: monospace; }\n"
+    ".bar { display: flex; height: 14px; background: #e4e7ee; border-radius: 3px; overflow: hidden; margin: 4px 0; }\n"
+    ".bar span { display: block; height: 100%; }\n"
+    ".seg-delivered { background: #2e9d57; }\n"
+    ".seg-failed { background: #d0433b; }\n"
+    ".seg-pending { background: #c3c8d3; }\n"
+    ".pct { font-weight: bold; font-variant-numeric: tabular-nums; }\n"
+    /* @@END */;
+static const char page_js[] =
+    /* @@ASSET status.js */
+    "/* kairan status page: polls the API every 2 s with the operator token\n"
+    " * kept in this tab's sessionStorage.  Every value shown goes through\n"
+    " * textContent or the canvas; nothing is ever parsed as HTML. */\n"
+    "'use strict';\n"
+    "(function () {\n"
+    "  var KEY = 'kairan.token';\n"
+    "  var COLORS = { email: '#2a6fdb', line: '#06a04a', push: '#c46b00' };\n"
+    "  var timer = null;\n"
+    "  var busy = false;\n"
+    "\n"
+    "  function $(id) { return document.getElementById(id); }\n"
+    "\n"
+    "  function el(tag, cls, text) {\n"
+    "    var e = document.createElement(tag);\n"
+    "    if (cls) { e.className = cls; }\n"
+    "    if (text !== undefined && text !== null) { e.textContent = String(text); }\n"
+    "    return e;\n"
+    "  }\n"
+    "\n"
+    "  function clear(node) {\n"
+    "    while (node.firstChild) { node.removeChild(node.firstChild); }\n"
+    "  }\n"
+    "\n"
+    "  function token() { return sessionStorage.getItem(KEY) || ''; }\n"
+    "\n"
+    "  function say(text, isError) {\n"
+    "    var m = $('msg');\n"
+    "    m.textContent = text;\n"
+    "    m.className = isError ? 'msg err' : 'msg';\n"
+    "  }\n"
+    "\n"
+    "  function get(path, auth) {\n"
+    "    var headers = { 'Accept': 'application/json' };\n"
+    "    if (auth) { headers.Authorization = 'Bearer ' + token(); }\n"
+    "    return fetch(path, { headers: headers, cache: 'no-store', credentials: 'omit' })\n"
+    "      .then(function (r) {\n"
+    "        return r.json().catch(function () { return {}; }).then(function (j) {\n"
+    "          if (!r.ok && !(path === '/healthz' && r.status === 503)) {\n"
+    "            var e = new Error((j && j.error) ? j.error : 'HTTP ' + r.status);\n"
+    "            e.status = r.status;\n"
+    "            throw e;\n"
+    "          }\n"
+    "          return j;\n"
+    "        });\n"
+    "      });\n"
+    "  }\n"
+    "\n"
+    "  function age(ms) {\n"
+    "    var s = Math.round(ms / 1000);\n"
+    "    if (s < 60) { return s + ' s'; }\n"
+    "    if (s < 3600) { return Math.floor(s / 60) + ' min ' + (s % 60) + ' s'; }\n"
+    "    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';\n"
+    "  }\n"
+    "\n"
+    "  function renderQueues(q) {\n"
+    "    var body = $('queues').tBodies[0];\n"
+    "    clear(body);\n"
+    "    (q.queues || []).forEach(function (row) {\n"
+    "      var tr = el('tr');\n"
+    "      tr.appendChild(el('td', null, row.channel));\n"
+    "      tr.appendChild(el('td', null, row.priority));\n"
+    "      tr.appendChild(el('td', null, row.depth));\n"
+    "      tr.appendChild(el('td', null, row.pending));\n"
+    "      tr.appendChild(el('td', null, row.oldest_age_ms > 0 ? age(row.oldest_age_ms) : '-'));\n"
+    "      body.appendChild(tr);\n"
+    "    });\n"
+    "    $('retry').textContent = String(q.retry);\n"
+    "    $('dlq').textContent = String(q.dlq);\n"
+    "    var rej = $('rejected');\n"
+    "    clear(rej);\n"
+    "    (q.rejected || []).forEach(function (r) {\n"
+    "      var li = el('li');\n"
+    "      li.appendChild(el('span', 'bc-id', r.id));\n"
+    "      li.appendChild(document.createTextNode(': ' + r.reason));\n"
+    "      rej.appendChild(li);\n"
+    "    });\n"
+    "    $('rejected-box').hidden = !(q.rejected && q.rejected.length);\n"
+    "  }\n"
+    "\n"
+    "  function renderHealth(h) {\n"
+    "    $('redis').textContent = h.redis ? 'up' : 'DOWN';\n"
+    "    $('redis').className = h.redis ? 'big state-closed' : 'big state-open';\n"
+    "    var ul = $('breakers');\n"
+    "    clear(ul);\n"
+    "    var b = h.breakers || {};\n"
+    "    Object.keys(b).sort().forEach(function (route) {\n"
+    "      var li = el('li');\n"
+    "      li.appendChild(el('span', null, route + ': '));\n"
+    "      li.appendChild(el('span', 'state-' + String(b[route]).replace(/[^a-z-]/g, ''), b[route]));\n"
+    "      ul.appendChild(li);\n"
+    "    });\n"
+    "  }\n"
+    "\n"
+    "  function renderBroadcasts(list) {\n"
+    "    var box = $('broadcasts');\n"
+    "    clear(box);\n"
+    "    var items = list.broadcasts || [];\n"
+    "    $('nobc').hidden = items.length > 0;\n"
+    "    items.forEach(function (b) {\n"
+    "      var jobs = b.jobs > 0 ? b.jobs : 0;\n"
+    "      var failed = b.failed + b.expired + b.cancelled;\n"
+    "      var div = el('div', 'bc');\n"
+    "      div.setAttribute('data-id', b.id);\n"
+    "      div.setAttribute('data-percent', String(b.percent));\n"
+    "      var head = el('div', 'bc-head');\n"
+    "      var left = el('span');\n"
+    "      left.appendChild(el('span', 'bc-id', b.id));\n"
+    "      left.appendChild(document.createTextNode(' ' + [b.tenant, b.category,\n"
+    "        b.priority === 'urgent' ? 'urgent' : null].filter(function (x) { return x; }).join(' / ')));\n"
+    "      head.appendChild(left);\n"
+    "      head.appendChild(el('span', 'status', b.status));\n"
+    "      div.appendChild(head);\n"
+    "      var bar = el('div', 'bar');\n"
+    "      bar.setAttribute('role', 'progressbar');\n"
+    "      bar.setAttribute('aria-valuemin', '0');\n"
+    "      bar.setAttribute('aria-valuemax', '100');\n"
+    "      bar.setAttribute('aria-valuenow', String(b.percent));\n"
+    "      var segs = [['delivered', b.delivered], ['failed', failed], ['pending', b.pending]];\n"
+    "      segs.forEach(function (s) {\n"
+    "        var span = el('span', 'seg-' + s[0]);\n"
+    "        span.style.width = (jobs > 0 ? (100 * s[1] / jobs) : 0) + '%';\n"
+    "        span.title = s[0] + ': ' + s[1];\n"
+    "        bar.appendChild(span);\n"
+    "      });\n"
+    "      div.appendChild(bar);\n"
+    "      var line = el('div', 'muted');\n"
+    "      line.appendChild(el('span', 'pct', b.percent + ' %'));\n"
+    "      line.appendChild(document.createTextNode('  delivered ' + b.delivered + ', failed ' + b.failed +\n"
+    "        ', expired ' + b.expired + ', cancelled ' + b.cancelled + ', pending ' + b.pending +\n"
+    "        ' of ' + jobs + (b.created ? '  (created ' + b.created + ')' : '')));\n"
+    "      div.appendChild(line);\n"
+    "      box.appendChild(div);\n"
+    "    });\n"
+    "  }\n"
+    "\n"
+    "  function renderChart(h) {\n"
+    "    var canvas = $('chart');\n"
+    "    var ratio = window.devicePixelRatio || 1;\n"
+    "    var w = canvas.clientWidth || 900;\n"
+    "    var ht = canvas.clientHeight || 220;\n"
+    "    canvas.width = Math.round(w * ratio);\n"
+    "    canvas.height = Math.round(ht * ratio);\n"
+    "    var g = canvas.getContext('2d');\n"
+    "    g.setTransform(ratio, 0, 0, ratio, 0, 0);\n"
+    "    g.clearRect(0, 0, w, ht);\n"
+    "    var samples = h.samples || [];\n"
+    "    var chans = h.channels || ['email', 'line', 'push'];\n"
+    "    var max = 4;\n"
+    "    samples.forEach(function (s) {\n"
+    "      chans.forEach(function (c) { if (s[c] > max) { max = s[c]; } });\n"
+    "    });\n"
+    "    max = Math.ceil(max / 4) * 4;\n"
+    "    var left = 48, right = 8, top = 8, bottom = 22;\n"
+    "    var pw = w - left - right, ph = ht - top - bottom;\n"
+    "    g.strokeStyle = '#dde1e8';\n"
+    "    g.fillStyle = '#6b7385';\n"
+    "    g.font = '11px sans-serif';\n"
+    "    g.lineWidth = 1;\n"
+    "    for (var i = 0; i <= 4; i++) {\n"
+    "      var y = top + ph - ph * i / 4;\n"
+    "      g.beginPath(); g.moveTo(left, y); g.lineTo(left + pw, y); g.stroke();\n"
+    "      g.fillText(String(Math.round(max * i / 4)), 4, y + 4);\n"
+    "    }\n"
+    "    var span = (h.interval_ms || 5000) * Math.max(1, (h.capacity || 120) - 1);\n"
+    "    var now = samples.length ? samples[samples.length - 1].t : Date.now();\n"
+    "    g.fillText('-' + Math.round(span / 60000) + ' min', left, ht - 6);\n"
+    "    g.fillText('now', left + pw - 22, ht - 6);\n"
+    "    chans.forEach(function (c) {\n"
+    "      g.strokeStyle = COLORS[c] || '#333';\n"
+    "      g.lineWidth = 2;\n"
+    "      g.beginPath();\n"
+    "      samples.forEach(function (s, k) {\n"
+    "        var x = left + pw - pw * (now - s.t) / span;\n"
+    "        var yy = top + ph - ph * (s[c] || 0) / max;\n"
+    "        if (k === 0) { g.moveTo(x, yy); } else { g.lineTo(x, yy); }\n"
+    "      });\n"
+    "      g.stroke();\n"
+    "    });\n"
+    "    var legend = $('legend');\n"
+    "    clear(legend);\n"
+    "    chans.forEach(function (c) {\n"
+    "      var s = el('span');\n"
+    "      var sw = el('i');\n"
+    "      sw.style.background = COLORS[c] || '#333';\n"
+    "      s.appendChild(sw);\n"
+    "      var last = samples.length ? samples[samples.length - 1][c] : 0;\n"
+    "      s.appendChild(document.createTextNode(c + ' ' + last));\n"
+    "      legend.appendChild(s);\n"
+    "    });\n"
+    "  }\n"
+    "\n"
+    "  function refresh() {\n"
+    "    if (busy || !token()) { return; }\n"
+    "    busy = true;\n"
+    "    Promise.all([get('/v1/queues', true), get('/v1/broadcasts?active=1', true),\n"
+    "                 get('/v1/queues/history', true), get('/healthz', false)])\n"
+    "      .then(function (r) {\n"
+    "        renderQueues(r[0]);\n"
+    "        renderBroadcasts(r[1]);\n"
+    "        renderChart(r[2]);\n"
+    "        renderHealth(r[3]);\n"
+    "        $('main').hidden = false;\n"
+    "        $('forget').hidden = false;\n"
+    "        $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();\n"
+    "        say('', false);\n"
+    "      })\n"
+    "      .catch(function (e) {\n"
+    "        if (e.status === 401 || e.status === 403) {\n"
+    "          stop();\n"
+    "          $('main').hidden = true;\n"
+    "          say('Token refused: ' + e.message, true);\n"
+    "        } else {\n"
+    "          say('Cannot refresh: ' + e.message, true);\n"
+    "        }\n"
+    "      })\n"
+    "      .then(function () { busy = false; });\n"
+    "  }\n"
+    "\n"
+    "  function start() {\n"
+    "    stop();\n"
+    "    refresh();\n"
+    "    timer = setInterval(refresh, 2000);\n"
+    "  }\n"
+    "\n"
+    "  function stop() {\n"
+    "    if (timer !== null) { clearInterval(timer); timer = null; }\n"
+    "  }\n"
+    "\n"
+    "  document.addEventListener('DOMContentLoaded', function () {\n"
+    "    $('login').addEventListener('submit', function (ev) {\n"
+    "      ev.preventDefault();\n"
+    "      var t = $('token').value.trim();\n"
+    "      $('token').value = '';\n"
+    "      if (!t) { say('Enter a token.', true); return; }\n"
+    "      sessionStorage.setItem(KEY, t);\n"
+    "      start();\n"
+    "    });\n"
+    "    $('forget').addEventListener('click', function () {\n"
+    "      sessionStorage.removeItem(KEY);\n"
+    "      stop();\n"
+    "      $('main').hidden = true;\n"
+    "      $('forget').hidden = true;\n"
+    "      say('Token forgotten.', false);\n"
+    "    });\n"
+    "    if (token()) { start(); }\n"
+    "  });\n"
+    "}());\n"
+    /* @@END */;
+
+static void run_page(struct conn *c)
+{
+    respond(c, 200, "text/html; charset=utf-8", page_html,
+            sizeof(page_html) - 1, csp_page, NULL);
+}
+
+static void run_css(struct conn *c)
+{
+    respond(c, 200, "text/css; charset=utf-8", page_css, sizeof(page_css) - 1,
+            csp_page, NULL);
+}
+
+/* Browsers ask for it; an empty answer keeps their consoles quiet. */
+static void run_favicon(struct conn *c)
+{
+    respond(c, 204, "image/x-icon", "", 0, csp_page, NULL);
+}
+
+static void run_js(struct conn *c)
+{
+    respond(c, 200, "text/javascript; charset=utf-8", page_js,
+            sizeof(page_js) - 1, csp_page, NULL);
+}
+
+/* ------------------------------------------------------------ routing */
+
+#define READERS                                                               \
+    (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN) | ROLE(KN_ROLE_OPERATOR))
+
+static const struct route routes[] = {
+    {R_PAGE, HTTP_GET, "/", 0, 1, run_page},
+    {R_JS, HTTP_GET, "/status.js", 0, 1, run_js},
+    {R_CSS, HTTP_GET, "/status.css", 0, 1, run_css},
+    {R_FAVICON, HTTP_GET, "/favicon.ico", 0, 1, run_favicon},
+    {R_HEALTH, HTTP_GET, "/healthz", 0, 0, run_health},
+    {R_METRICS, HTTP_GET, "/metrics",
+     ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_OPERATOR), 1, run_metrics},
+    {R_QUEUES, HTTP_GET, "/v1/queues", READERS, 1, run_queues},
+    {R_HISTORY, HTTP_GET, "/v1/queues/history", READERS, 1, run_history},
+    {R_BC_LIST, HTTP_GET, "/v1/broadcasts", READERS | ROLE(KN_ROLE_SENDER), 1,
+     run_bc_list},
+    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER),
+     1, run_bc_submit},
+    {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     run_bc_get},
+    {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
+     run_bc_cancel},
+};
+
+/* Does path match pattern?  The {} segment is copied into *param. */
+static int path_match(const char *pattern, const char *path, char **param)
+{
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (p[0] == '{' && p[1] == '}') {
+            size_t n = strcspn(s, "/");
+            if (n == 0)
+                return 0;
+            if (param != NULL) {
+                free(*param);
+                *param = kn_xstrndup(s, n);
+            }
+            s += n;
+            p += 2;
+            continue;
+        }
+        if (*p != *s)
+            return 0;
+        p++;
+        s++;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+/* Percent-decode a path; NULL if malformed or if it would hold NUL. */
+static char *path_decode(const char *s, size_t n)
+{
+    char *out = kn_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+        lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int is_loopback(const char *a)
+{
+    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+           strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+static int valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return uv_inet_pton(AF_INET, s, buf) == 0 ||
+           uv_inet_pton(AF_INET6, s, buf) == 0;
+}
+
+/* ---- authentication ---- */
+
+static void refuse(struct conn *c, int status, const char *result,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void refuse(struct conn *c, int status, const char *result,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    char msg[300];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->req.auth_result = result;
+    respond_error(c, status, NULL, "%s", msg);
+}
+
+static void authorized(struct conn *c)
+{
+    const struct route *rt = c->req.route;
+    if (!(rt->roles & ROLE(c->req.tok.role))) {
+        refuse(c, 403, "forbidden",
+               "a %s token may not %s %s", kn_http_role_name(c->req.tok.role),
+               rt->method == HTTP_POST ? "POST to" : "read", c->req.path);
+        return;
+    }
+    c->req.auth_result = "ok";
+    rt->run(c);
+}
+
+static void on_token(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    struct token *t = &c->req.tok;
+    const char *secret = NULL, *salt, *hash, *role;
+    char id[KN_TOKEN_ID_MAX + 1], want[65];
+    long long expires, revoked;
+
+    if (!conn_release(c))
+        return;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 8) {
+        respond_error(c, 503, NULL,
+                      "Redis is unreachable: the token cannot be checked");
+        return;
+    }
+    role = rstr(rep->element[0]);
+    salt = rstr(rep->element[6]);
+    hash = rstr(rep->element[7]);
+    if (role == NULL || salt == NULL || hash == NULL) {
+        refuse(c, 401, "unknown", "invalid token");
+        return;
+    }
+    /* The header was checked in auth_start; split it again for the
+     * secret (it is never copied anywhere else). */
+    if (kn_http_token_split(c->req.authz + 7, id, &secret) != 0) {
+        refuse(c, 401, "malformed", "invalid token");
+        return;
+    }
+    kn_http_token_hash(c->srv->d->kr, salt, secret, want);
+    free_secret(&c->req.authz);
+    if (strlen(hash) != 64 || CRYPTO_memcmp(want, hash, 64) != 0) {
+        OPENSSL_cleanse(want, sizeof(want));
+        refuse(c, 401, "wrong_secret", "invalid token");
+        return;
+    }
+    OPENSSL_cleanse(want, sizeof(want));
+    t->role = kn_http_role_parse(role);
+    t->tenant = dupstr(rstr(rep->element[1]));
+    t->name = dupstr(rstr(rep->element[2]));
+    t->groups = dupstr(rstr(rep->element[3]));
+    expires = rnum(rep->element[4]);
+    revoked = rnum(rep->element[5]);
+    if (revoked > 0) {
+        refuse(c, 401, "revoked", "this token was revoked");
+        return;
+    }
+    if (expires > 0 && kn_now_ms() >= expires) {
+        refuse(c, 401, "expired", "this token has expired");
+        return;
+    }
+    if (t->role < 0) {
+        refuse(c, 401, "unknown_role", "this token has no valid role");
+        return;
+    }
+    authorized(c);
+}
+
+/*
+ * Check the bearer token of a request that needs one: its form here, its
+ * record in Redis (on_token), then the route's roles.  Every outcome is
+ * one login-log line (written with the answer).
+ */
+static void auth_start(struct conn *c)
+{
+    struct req *r = &c->req;
+    struct kn_daemon *d = c->srv->d;
+    const char *secret;
+    char *key;
+    int rc;
+
+    if (r->authz == NULL) {
+        refuse(c, 401, "missing",
+               "this needs a token: send Authorization: Bearer kn_...");
+        return;
+    }
+    if (r->dup_authz || strncasecmp(r->authz, "Bearer ", 7) != 0) {
+        refuse(c, 401, "malformed",
+               "malformed Authorization: send one \"Bearer kn_...\" "
+               "header");
+        return;
+    }
+    rc = kn_http_token_split(r->authz + 7, r->tok.id, &secret);
+    if (rc == KN_EINVAL) {
+        r->tok.id[0] = '\0';
+        refuse(c, 401, "malformed",
+               "malformed token: kairan tokens look like kn_<id>_<secret>");
+        return;
+    }
+    if (rc == KN_EPERM) {
+        refuse(c, 401, "too_weak",
+               "token too weak: its secret must be %d characters (32 "
+               "random bytes); create one with kairanctl token create",
+               KN_TOKEN_SECRET_CHARS);
+        return;
+    }
+    if (!kn_redis_up(d->cmd)) {
+        respond_error(c, 503, NULL,
+                      "Redis is unreachable: the token cannot be checked");
+        return;
+    }
+    key = kn__key(d, "token:%s", r->tok.id);
+    conn_hold(c);
+    if (kn_redis_cmd(d->cmd, on_token, c,
+                     "HMGET %s role tenant name groups expires_ms "
+                     "revoked_ms salt hash",
+                     key) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL,
+                      "Redis is unreachable: the token cannot be checked");
+    }
+    free(key);
+}
+
+/*
+ * A complete request: find its route (404, 405), count it against its
+ * source address (429), check its token, run it.
+ */
+static void dispatch(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct req *r = &c->req;
+    const char *url = r->url.s ? r->url.s : "";
+    const char *q = strchr(url, '?');
+    size_t plen = q ? (size_t)(q - url) : strlen(url);
+    const struct route *found = NULL;
+    char allow[64] = "";
+    int retry;
+
+    snprintf(r->source, sizeof(r->source), "%s", c->peer);
+    /* Behind the documented nginx (on this host), the client's address
+     * comes in X-Real-IP; only a loopback peer is trusted to set it. */
+    if (r->real_ip != NULL && is_loopback(c->peer) && valid_ip(r->real_ip))
+        snprintf(r->source, sizeof(r->source), "%s", r->real_ip);
+    if (c->parser.upgrade)
+        c->close_after = 1;
+    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL) {
+        respond_error(c, 400, NULL, "malformed request target");
+        return;
+    }
+    if (q != NULL)
+        r->query = kn_xstrdup(q + 1);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(routes); i++) {
+        if (!path_match(routes[i].pattern, r->path, NULL))
+            continue;
+        if (routes[i].method == r->method) {
+            found = &routes[i];
+            path_match(found->pattern, r->path, &r->param);
+            break;
+        }
+        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow),
+                 "%s%s", allow[0] ? ", " : "",
+                 http_method_str((enum http_method)routes[i].method));
+    }
+    if ((found == NULL || found->limited) &&
+        !(found != NULL && found->id == R_METRICS && s->cfg->http_metrics_open) &&
+        !rate_take(s, r->source, &retry)) {
+        char extra[48];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry);
+        json_object_set_new(j, "error",
+                            json_string("too many requests from this "
+                                        "address; wait and try again"));
+        json_object_set_new(j, "field", json_null());
+        respond_json(c, 429, j, extra);
+        return;
+    }
+    if (found == NULL && allow[0] != '\0') {
+        char extra[96];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        json_object_set_new(j, "error",
+                            json_string("method not allowed here"));
+        json_object_set_new(j, "field", json_null());
+        respond_json(c, 405, j, extra);
+        return;
+    }
+    if (found == NULL) {
+        respond_error(c, 404, NULL, "no such resource: %s", r->path);
+        return;
+    }
+    r->route = found;
+    if (found->roles == 0 ||
+        (found->id == R_METRICS && s->cfg->http_metrics_open)) {
+        found->run(c);
+        return;
+    }
+    auth_start(c);
+}
+
+/* ------------------------------------------------------------ module */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct http_srv *s = t->data;
+    int64_t now = kn_mono_ms();
+    if (s->closing)
+        return;
+    if (now >= s->next_sweep) {
+        rate_sweep(s, 0);
+        s->next_sweep = now + 10000;
+    }
+    if (now >= s->next_sample && kn_redis_up(s->d->cmd))
+        gather_start(s);
+}
+
+/* "host:port" or "[v6]:port" into addr; 0 or KN_ECONFIG. */
+static int listen_addr(const char *spec, struct sockaddr_storage *addr)
+{
+    char host[128];
+    const char *colon, *h = spec;
+    size_t hl;
+    char *end;
+    long port;
+
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (rb == NULL || rb[1] != ':')
+            return KN_ECONFIG;
+        h = spec + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL)
+            return KN_ECONFIG;
+        hl = (size_t)(colon - spec);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return KN_ECONFIG;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port < 0 || port > 65535 ||
+        colon[1] == '\0')
+        return KN_ECONFIG;
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) == 0)
+        return 0;
+    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)addr) == 0)
+        return 0;
+    return KN_ECONFIG;
+}
+
+static int http_open(struct kn_daemon *d, void **state)
+{
+    const struct kn_config *cfg = d->cfg;
+    struct sockaddr_storage addr;
+    struct http_srv *s;
+    int rc;
+
+    *state = NULL;
+    if (cfg->http_listen == NULL || cfg->http_listen[0] == '\0') {
+        kn_log(KN_LOG_INFO, "http", "HTTP is off (http.listen is empty)",
+               NULL);
+        return 0;
+    }
+    memset(&addr, 0, sizeof(addr));
+    if (listen_addr(cfg->http_listen, &addr) < 0) {
+        kn_log(KN_LOG_ERROR, "http", "cannot use http.listen", "listen",
+               cfg->http_listen, "fix",
+               "write host:port with a numeric address, e.g. "
+               "127.0.0.1:8025 or [::1]:8025",
+               NULL);
+        return KN_ECONFIG;
+    }
+    http_parser_set_max_header_size(HTTP_MAX_HEADERS + 1024);
+    s = kn_xcalloc(1, sizeof(*s));
+    s->d = d;
+    s->cfg = cfg;
+    uv_tcp_init(d->loop, &s->listener);
+    uv_timer_init(d->loop, &s->tick);
+    s->listener.data = s->tick.data = s;
+    s->live = 2;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+    if (rc != 0) {
+        /* Several kairand processes on one host share one config: the
+         * first serves HTTP, the others work the queues without it.  Any
+         * other error is a configuration to fix. */
+        int in_use = rc == UV_EADDRINUSE;
+        kn_log(in_use ? KN_LOG_WARN : KN_LOG_ERROR, "http",
+               in_use ? "http.listen is in use (another kairand on this "
+                        "host?): this process serves no HTTP"
+                      : "cannot listen",
+               "listen", cfg->http_listen, "error", uv_strerror(rc), NULL);
+        s->closing = 1;
+        uv_close((uv_handle_t *)&s->listener, on_srv_handle_closed);
+        uv_close((uv_handle_t *)&s->tick, on_srv_handle_closed);
+        return in_use ? 0 : KN_ECONFIG;
+    }
+    uv_timer_start(&s->tick, on_tick, 200, 1000);
+    kn_log(KN_LOG_INFO, "http", "listening", "listen", cfg->http_listen,
+           "metrics", cfg->http_metrics_open ? "open" : "token", NULL);
+    *state = s;
+    return 0;
+}
+
+static void http_close(struct kn_daemon *d, void *state)
+{
+    struct http_srv *s = state;
+    if (s == NULL)
+        return;
+    s->closing = 1;
+    uv_timer_stop(&s->tick);
+    uv_close((uv_handle_t *)&s->tick, on_srv_handle_closed);
+    uv_close((uv_handle_t *)&s->listener, on_srv_handle_closed);
+    while (s->conns != NULL)
+        conn_close(s->conns);
+}
+
+static struct kn_module http_module = {
+    .name = "http",
+    .open = http_open,
+    .close = http_close,
+};
+KN_MODULE(http_module)

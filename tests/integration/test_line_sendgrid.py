@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""test_line_sendgrid.py - the LINE adapter for real, through kairand
+(issue 3), against tests/fakes/fake_line.py; and fake_sendgrid.py's own
+checks (the adapter itself runs against it in tests/unit/test_sendgrid_live.c
+until routes or failover can reach it from kairand).
+
+  [1] scale(1200) LINE recipients: every user id gets exactly one message
+      (asserted on the set of ids delivered, push or multicast alike), every
+      request carries a UUID retry key, at most 500 ids, the subject then the
+      body as text messages; no user id in kairand's log.
+  [2] 500 once -> retried with the same retry key, delivered once.
+  [3] 500 after LINE accepted it -> the retry gets 409 with
+      X-Line-Accepted-Request-Id -> delivered, stored once.
+  [4] stalled after acceptance (line.timeout_ms 1 s) -> the retry gets 409
+      -> delivered once.
+  [5] 429 rate limit -> retried, delivered.
+  [6] 400 -> DLQ with LINE's message; 429 monthly quota -> failed (DLQ)
+      with a reason naming the quota, not retried (it pauses the route, so
+      it runs last); neither reason holds the id.
+  [7] the v2.1 token flow: kairand signs an RS256 assertion, the fake
+      verifies it and issues short-lived tokens: one issue for a burst of
+      jobs, a new one after expiry, never a 401 for an expired token.
+      (401 -> token dropped, refused assertions, renewal: test_line_live.c,
+      without the dispatcher's 30 s credential pause.)
+  [8] fake_sendgrid checks (auth, spec shape, carrier address -> 400).
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_line_sendgrid.py
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("line")
+TOKEN = "line-static-token-" + secrets.token_hex(8)
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-"
+                     r"[0-9a-f]{12}$")
+PYTHON = "/usr/bin/python3"
+
+
+def jsonl(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return []
+    res = []
+    for line in raw.split(b"\n"):
+        if line.strip():
+            try:
+                res.append(json.loads(line))
+            except ValueError:
+                pass
+    return res
+
+
+class FakeHTTP:
+    """A fake HTTP provider (fake_line.py / fake_sendgrid.py) on a free port,
+    with its store and control file under out_dir."""
+
+    script = None
+
+    def __init__(self, out_dir, name, args=()):
+        self.out_dir = out_dir
+        self.name = name
+        self.store = os.path.join(out_dir, name + "-store")
+        self.control_file = os.path.join(out_dir, name + "-control.json")
+        self.port_file = os.path.join(out_dir, name + ".port")
+        self.set_control({})
+        self.proc = Proc([PYTHON, os.path.join(FAKES, self.script),
+                          "--port-file", self.port_file, "--store", self.store,
+                          "--control", self.control_file, "--stats"] + list(args),
+                         out_dir, name=name)
+
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("%s exited:\n%s" % (
+                    name, self.proc.stderr_text()[-2000:]))
+            return os.path.exists(self.port_file)
+        wait_for(ready, 10, what=name + " to listen")
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def set_control(self, control):
+        tmp = self.control_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(control, f)
+        os.replace(tmp, self.control_file)
+
+    def requests(self):
+        return jsonl(os.path.join(self.store, "requests.jsonl"))
+
+    def events(self, ev=None):
+        evs = jsonl(os.path.join(self.store, "events.jsonl"))
+        return [e for e in evs if ev is None or e.get("ev") == ev]
+
+    def stop(self):
+        self.proc.stop()
+
+
+class FakeLine(FakeHTTP):
+    script = "fake_line.py"
+
+    def delivered(self):
+        """user id -> number of accepted requests that carried it."""
+        n = {}
+        for r in self.requests():
+            for u in r["to"]:
+                n[u] = n.get(u, 0) + 1
+        return n
+
+    def events_for(self, uid):
+        return [e for e in self.events("request") if uid in (e.get("to") or [])]
+
+
+class FakeSendGrid(FakeHTTP):
+    script = "fake_sendgrid.py"
+
+
+def uid():
+    return "U" + secrets.token_hex(16)
+
+
+def line_bcast(ids, subject="お知らせ", body="本文です。", prefix="r", **kw):
+    b = {"tenant": "sakura-hs", "category": "notice", "subject": subject,
+         "body": body, "channels": ["line"],
+         "recipients": [{"id": "%s-%d" % (prefix, i), "line": u}
+                        for i, u in enumerate(ids)]}
+    b.update(kw)
+    return b
+
+
+def dlq(k):
+    cp = k.ctl("dlq", "list", "--json")
+    assert cp.returncode == 0, cp.stderr
+    return json.loads(cp.stdout)
+
+
+ALL_IDS = set()
+
+r = Redis(out)
+line = FakeLine(out, "line", ["--token", TOKEN])
+k = Kairan(out, r, email="outbox", conf={
+    "routes": {"line": "line"},
+    "line": {"api_base": line.url, "token": TOKEN, "timeout_ms": "1s"},
+    "queue": {"retry_base_ms": "100", "retry_cap_ms": "300", "max_attempts": "6"},
+    "http": {"listen": "127.0.0.1:%d" % free_port()},
+})
+d = k.start()
+
+# ---------------------------------------------------------------- [1]
+N = scale(1200, minimum=10)
+ids1 = [uid() for _ in range(N)]
+ALL_IDS.update(ids1)
+SUBJ = "【緊急】台風接近に伴う臨時休校"
+BODY = "保護者各位\n明日は臨時休校とします。😀\n以上"
+with tap.check("[1] %d LINE recipients: each user id got exactly one message" % N):
+    t = time.time()
+    bid = k.submit(line_bcast(ids1, SUBJ, BODY, "r1"))
+    h = k.wait_done(bid, 60)
+    tap.diag("[1] %d recipients in %.2fs" % (N, time.time() - t))
+    c = k.counts(bid).get("line", {})
+    assert c.get("delivered") == N, c
+    got = line.delivered()
+    assert set(got) >= set(ids1), "missing: %d" % len(set(ids1) - set(got))
+    twice = [u for u in ids1 if got[u] != 1]
+    assert not twice, "%d ids got more than one message" % len(twice)
+with tap.check("[1] every request: UUID retry key, <= 500 ids, subject then body"):
+    reqs = [q for q in line.requests() if set(q["to"]) & set(ids1)]
+    assert reqs
+    for q in reqs:
+        assert q["retry_key"] and UUID_RE.match(q["retry_key"]), q["retry_key"]
+        assert 1 <= len(q["to"]) <= 500
+        texts = [m["text"] for m in q["messages"]]
+        assert texts == [SUBJ, BODY], texts
+    keys = [q["retry_key"] for q in reqs]
+    assert len(keys) == len(set(keys)), "a retry key used by two requests"
+    tap.diag("[1] %d requests (%s)" % (len(reqs), ", ".join(sorted(
+        {q["endpoint"] for q in reqs}))))
+
+# ---------------------------------------------------------------- [2]
+with tap.check("[2] 500 once -> retried with the same retry key, delivered once"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "500", "match": u, "times": 1}]})
+    bid = k.submit(line_bcast([u], prefix="r2"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("delivered") == 1, k.counts(bid)
+    evs = line.events_for(u)
+    assert [e["status"] for e in evs] == ["500", 200], [e["status"] for e in evs]
+    assert evs[0]["retry_key"] == evs[1]["retry_key"]
+    assert UUID_RE.match(evs[0]["retry_key"])
+    assert line.delivered()[u] == 1
+
+# ---------------------------------------------------------------- [3]
+with tap.check("[3] 500 after acceptance -> retry answered 409 -> delivered, stored once"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "500-accepted", "match": u,
+                                 "times": 1}]})
+    bid = k.submit(line_bcast([u], prefix="r3"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("delivered") == 1, k.counts(bid)
+    evs = line.events_for(u)
+    assert [e["status"] for e in evs] == [500, 409], [e["status"] for e in evs]
+    assert evs[0]["retry_key"] == evs[1]["retry_key"]
+    assert line.delivered()[u] == 1
+
+# ---------------------------------------------------------------- [4]
+with tap.check("[4] stalled after acceptance (timeout) -> 409 on retry -> delivered once"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "stall-accepted", "match": u,
+                                 "times": 1}]})
+    bid = k.submit(line_bcast([u], prefix="r4"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("delivered") == 1, k.counts(bid)
+    evs = line.events_for(u)
+    assert [e["status"] for e in evs] == ["stall", 409], [e["status"] for e in evs]
+    assert line.delivered()[u] == 1
+
+# ---------------------------------------------------------------- [5]
+with tap.check("[5] 429 rate limit -> retried after a pause, delivered"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "429-rate", "match": u, "times": 2}]})
+    bid = k.submit(line_bcast([u], prefix="r5"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("delivered") == 1, k.counts(bid)
+    evs = line.events_for(u)
+    assert [e["status"] for e in evs] == ["429-rate", "429-rate", 200], evs
+    # LINE sends no Retry-After: the adapter asks for 1 s.
+    assert evs[1]["ts"] - evs[0]["ts"] >= 0.9, evs[1]["ts"] - evs[0]["ts"]
+
+# ---------------------------------------------------------------- [6]
+with tap.check("[6] 400 -> DLQ with LINE's message, without the user id"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "400", "match": u}]})
+    bid = k.submit(line_bcast([u], prefix="r6b"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("failed") == 1, k.counts(bid)
+    ent = [e for e in dlq(k) if e["broadcast"] == bid]
+    assert len(ent) == 1, ent
+    assert "Failed to send messages" in ent[0]["reason"], ent[0]["reason"]
+    assert "line 400" in ent[0]["reason"], ent[0]["reason"]
+    assert u not in ent[0]["reason"]
+    assert len(line.events_for(u)) == 1
+with tap.check("[6] 429 monthly quota -> DLQ naming the quota, not retried"):
+    u = uid()
+    ALL_IDS.add(u)
+    line.set_control({"rules": [{"action": "429-quota", "match": u}]})
+    bid = k.submit(line_bcast([u], prefix="r6"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("failed") == 1, k.counts(bid)
+    ent = [e for e in dlq(k) if e["broadcast"] == bid]
+    assert len(ent) == 1, ent
+    assert "quota" in ent[0]["reason"], ent[0]["reason"]
+    assert u not in ent[0]["reason"]
+    assert len(line.events_for(u)) == 1, line.events_for(u)
+line.set_control({})
+
+with tap.check("[1-6] no LINE user id in kairand's log"):
+    d.stop()
+    logtext = d.stderr_text()
+    found = [u for u in ALL_IDS if u in logtext or u[1:] in logtext]
+    assert not found, "%d ids in the log, e.g. %s***" % (len(found), found[0][:4])
+    assert TOKEN not in logtext, "the token is in the log"
+
+# ---------------------------------------------------------------- [7]
+keydir = os.path.join(out, "linekey")
+os.makedirs(keydir, exist_ok=True)
+priv = os.path.join(keydir, "assertion.pem")
+pub = os.path.join(keydir, "assertion.pub.pem")
+subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                "rsa_keygen_bits:2048", "-out", priv], check=True,
+               capture_output=True)
+os.chmod(priv, 0o600)
+subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub],
+               check=True, capture_output=True)
+TTL = 3
+line2 = FakeLine(out, "line2", ["--line-public-key", pub, "--kid", "kid-test-1",
+                                "--channel-id", "1657000000", "--token-ttl",
+                                str(TTL)])
+r2 = Redis(out)
+k2 = Kairan(out, r2, email="outbox", name="kairan-jwt", conf={
+    "routes": {"line": "line"},
+    "line": {"api_base": line2.url, "token_url": line2.url + "/oauth2/v2.1/token",
+             "channel_id": "1657000000", "key_file": priv, "key_id": "kid-test-1",
+             "timeout_ms": "5s"},
+    "queue": {"retry_base_ms": "100", "retry_cap_ms": "300"},
+    "http": {"listen": "127.0.0.1:%d" % free_port()},
+})
+d2 = k2.start()
+with tap.check("[7] v2.1: one token issued for a burst of jobs, all delivered"):
+    M = scale(60, minimum=5)
+    ids = [uid() for _ in range(M)]
+    ALL_IDS.update(ids)
+    bid = k2.submit(line_bcast(ids, prefix="j1"))
+    k2.wait_done(bid, 30)
+    assert k2.counts(bid)["line"].get("delivered") == M, k2.counts(bid)
+    toks = [e for e in line2.events("token") if e["status"] == 200]
+    assert len(toks) == 1, line2.events("token")
+    assert all(q["token"] == "issued" for q in line2.requests())
+with tap.check("[7] v2.1: after the token's expiry a new one, no 401"):
+    time.sleep(TTL + 0.5)  # let the token expire (the clock is the point)
+    ids = [uid() for _ in range(5)]
+    ALL_IDS.update(ids)
+    bid = k2.submit(line_bcast(ids, prefix="j2"))
+    k2.wait_done(bid, 30)
+    assert k2.counts(bid)["line"].get("delivered") == 5, k2.counts(bid)
+    toks = [e for e in line2.events("token") if e["status"] == 200]
+    assert len(toks) == 2, line2.events("token")
+    assert not [e for e in line2.events("request") if e["status"] == 401]
+with tap.check("[7] no user id, token or assertion in kairand's log"):
+    d2.stop()
+    logtext = d2.stderr_text()
+    assert "fake-issued-" not in logtext
+    assert not [u for u in ALL_IDS if u in logtext]
+    assert '"v2.1 (issued)"' in logtext or "v2.1" in logtext
+
+# ---------------------------------------------------------------- [8]
+SGKEY = "SG.test-" + secrets.token_hex(8)
+sg = FakeSendGrid(out, "sendgrid", ["--token", SGKEY])
+
+
+def sg_post(body, key=SGKEY, ctype="application/json"):
+    req = urllib.request.Request(sg.url + "/v3/mail/send",
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + key,
+                                          "Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def sg_body(*addrs):
+    return {"personalizations": [{"to": [{"email": a}]} for a in addrs],
+            "from": {"email": "noreply@sakura.example.jp", "name": "桜高校"},
+            "subject": "件名", "content": [{"type": "text/plain", "value": "本文"}]}
+
+
+with tap.check("[8] fake SendGrid: 202 + X-Message-Id, bad key 401, carrier address 400"):
+    st, hd, _ = sg_post(sg_body("a@example.jp", "b@example.jp"))
+    assert st == 202 and hd.get("X-Message-Id"), st
+    st, _, _ = sg_post(sg_body("a@example.jp"), key="SG.wrong")
+    assert st == 401, st
+    st, _, b = sg_post(sg_body("a@example.jp", "taro..yamada.@docomo.ne.jp"))
+    assert st == 400, st
+    err = json.loads(b)["errors"][0]
+    assert err["field"] == "personalizations.1.to.0.email", err
+    body = sg_body("a@example.jp")
+    body["personalizations"][0]["headers"] = {"Subject": "x"}
+    assert sg_post(body)[0] == 400
+    body = sg_body(*["u%d@example.jp" % i for i in range(1001)])
+    assert sg_post(body)[0] == 400
+    assert sg_post(sg_body("a@example.jp"), ctype="text/plain")[0] == 400
+    assert len(sg.requests()) == 1, sg.requests()
+
+tap.diag("total %.1fs" % (time.monotonic() - T0))
+tap.done()
