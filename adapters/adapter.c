@@ -109,6 +109,14 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
         body = kn_xasprintf("※これは訓練です。(This is a drill.)\n\n%s",
                             job->msg->body);
     }
+    if (job->link != NULL) {
+        char *b = kn_xasprintf("%s\n\n"
+                               "確認のため、次のリンクを開いて「確認しました」"
+                               "を押してください。\n%s\n",
+                               body ? body : job->msg->body, job->link);
+        free(body);
+        body = b;
+    }
     memset(&m, 0, sizeof(m));
     m.from = mc->from;
     m.reply_to = mc->reply_to;

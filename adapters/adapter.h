@@ -47,6 +47,7 @@ struct kn_message {
     char *body;       /* UTF-8, checked */
     int urgent;       /* priority urgent */
     int drill;        /* a drill */
+    int ack;          /* recipients confirm through a personal link */
     int64_t created_ms;
     int64_t expires_ms;
 };
@@ -68,6 +69,8 @@ struct kn_job {
     const char *key;  /* stable per (broadcast, job) across retries: LINE
                          X-Line-Retry-Key is derived from it */
     int64_t first_ms; /* when the job was first enqueued */
+    const char *link; /* personal confirmation link (ack broadcasts) or
+                         NULL: every channel's text must carry it */
     void *_owner;     /* the worker's record of this job */
 };
 

@@ -53,6 +53,7 @@ struct kn__apns {
     char *auth_header; /* "authorization: bearer <JWT>" */
     int64_t iat_ms;    /* of the current token; 0: none */
     uint64_t gen;
+    uint64_t warned_gen; /* the token the clock warning was logged for */
     uint64_t refreshes;
     size_t in_flight;
     int closing;
@@ -299,10 +300,12 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
             snprintf(q->detail + l, sizeof(q->detail) - l,
                      " (provider token younger than 20 minutes, not renewed: "
                      "is the clock right?)");
-            kn_log(KN_LOG_WARN, "apns",
-                   "ExpiredProviderToken for a token younger than 20 "
-                   "minutes: not renewed",
-                   "hint", "check this host's clock (NTP)", NULL);
+            if (p->warned_gen != p->gen) /* once per token, not per job */
+                kn_log(KN_LOG_WARN, "apns",
+                       "ExpiredProviderToken for a token younger than 20 "
+                       "minutes: not renewed",
+                       "hint", "check this host's clock (NTP)", NULL);
+            p->warned_gen = p->gen;
         }
     }
     req_finish(q, &r);

@@ -702,3 +702,56 @@ char *kn_broadcast_mask_json(const char *json, size_t len)
     json_decref(root);
     return out;
 }
+
+/* ---- personal confirmation links ---- */
+
+char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
+                   const char *rcpt)
+{
+    char *plain = kn_xasprintf("%s|%s", bcast, rcpt), mac[33], *b64, *t;
+    kn_blind_index(kr, "ack", plain, mac);
+    b64 = kn_b64url_encode(plain, strlen(plain));
+    t = kn_xasprintf("%s.%s", b64, mac);
+    free(plain);
+    free(b64);
+    return t;
+}
+
+int kn_ack_parse(const struct kn_keyring *kr, const char *token,
+                 char **bcast, char **rcpt)
+{
+    const char *dot = strchr(token, '.');
+    char *b64, *bar, mac[33];
+    unsigned char *plain = NULL;
+    long n;
+    int diff = 0;
+    *bcast = *rcpt = NULL;
+    if (dot == NULL || strlen(dot + 1) != 32 || dot - token > 400)
+        return KN_EINVAL;
+    b64 = kn_xstrndup(token, (size_t)(dot - token));
+    n = kn_b64url_decode(b64, &plain);
+    free(b64);
+    if (n <= 0 || memchr(plain, '\0', (size_t)n) != NULL) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    plain = kn_xrealloc(plain, (size_t)n + 1);
+    plain[n] = '\0';
+    kn_blind_index(kr, "ack", (char *)plain, mac);
+    for (int i = 0; i < 32; i++) /* constant time */
+        diff |= mac[i] ^ dot[1 + i];
+    bar = strchr((char *)plain, '|');
+    if (diff != 0 || bar == NULL) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    *bar = '\0';
+    if (!kn_id_valid((char *)plain) || !kn_id_valid(bar + 1)) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    *bcast = kn_xstrdup((char *)plain);
+    *rcpt = kn_xstrdup(bar + 1);
+    free(plain);
+    return 0;
+}

@@ -101,4 +101,21 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
  */
 char *kn_broadcast_mask_json(const char *json, size_t len);
 
+/*
+ * The personal confirmation token of one recipient of an "ack" broadcast
+ * (the link <http.public_url>/a/<token>): base64url("<bcast>|<rcpt>") "."
+ * HMAC (the blind-index key, purpose "ack") over the same.  Nothing is
+ * stored to make it; anyone without the key file can neither forge nor
+ * alter one.  Heap string.
+ */
+char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
+                   const char *rcpt);
+
+/*
+ * Check a token; returns 0 and heap copies of the broadcast and recipient
+ * ids, or KN_EINVAL (malformed, altered, forged).
+ */
+int kn_ack_parse(const struct kn_keyring *kr, const char *token,
+                 char **bcast, char **rcpt);
+
 #endif

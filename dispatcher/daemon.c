@@ -27,6 +27,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/module.h"
+#include "dispatcher/notify.h"
 #include "queue/scripts.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
@@ -227,7 +228,7 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn__msg *m = arg;
     struct kn__msg_wait *w = m->waiters;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 8 ||
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 9 ||
         rep->element[0]->type != REDIS_REPLY_STRING ||
         rep->element[1]->type != REDIS_REPLY_STRING) {
         m->failed = 1;
@@ -246,6 +247,8 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
         m->m.expires_ms = rep->element[7]->type == REDIS_REPLY_STRING
                               ? strtoll(rep->element[7]->str, NULL, 10)
                               : 0;
+        m->m.ack = rep->element[8]->type == REDIS_REPLY_STRING &&
+                   strcmp(rep->element[8]->str, "1") == 0;
     }
     m->loaded = 1;
     m->waiters = NULL;
@@ -275,7 +278,7 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
         key = kn__key(d, "bc:%s", bcast);
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
-                         "category created_ms expires_ms",
+                         "category created_ms expires_ms ack",
                          key) < 0) {
             m->loaded = 1;
             m->failed = 1;
@@ -471,6 +474,8 @@ static void start_readers(void *arg)
         }
         m->_state = m->_state ? m->_state : (void *)m;
     }
+    /* systemd (Type=notify): Redis is reachable, the adapters are open. */
+    kn__notify_ready();
 }
 
 static void on_policy(struct kn_redis *r, redisReply *rep, void *arg)
@@ -503,6 +508,7 @@ static void on_policy(struct kn_redis *r, redisReply *rep, void *arg)
 static void on_cmd_state(struct kn_redis *r, int up, void *arg)
 {
     struct kn_daemon *d = arg;
+    kn__notify_status(up ? "Redis reachable" : "Redis unreachable; reconnecting");
     if (!up || d->stopping)
         return;
     if (!d->started)
@@ -719,6 +725,7 @@ static void begin_drain(struct kn_daemon *d, const char *why)
     if (d->stopping)
         return;
     d->stopping = 1;
+    kn__notify_stopping();
     d->drain_deadline = kn_mono_ms() + d->cfg->drain_ms;
     kn_log(KN_LOG_INFO, "daemon", "draining: no new jobs, finishing sends",
            "signal", why, NULL);
@@ -744,6 +751,7 @@ static void shutdown_now(struct kn_daemon *d)
 {
     uv_timer_stop(&d->tick);
     uv_close((uv_handle_t *)&d->tick, on_closed);
+    kn__notify_watchdog_stop();
     uv_close((uv_handle_t *)&d->sig_term, on_closed);
     uv_close((uv_handle_t *)&d->sig_int, on_closed);
     uv_close((uv_handle_t *)&d->sig_hup, on_closed);
@@ -814,6 +822,7 @@ int kn_daemon_run(const struct kn_config *cfg)
     uv_signal_start(&d.sig_int, on_signal, SIGINT);
     uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
     uv_timer_start(&d.tick, on_tick, 50, 50);
+    kn__notify_watchdog_start(d.loop);
     kn_log(KN_LOG_INFO, "daemon", "starting", "redis", "connecting",
            "consumer", d.consumer, NULL);
     kn_redis_start(d.cmd);

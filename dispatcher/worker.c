@@ -58,6 +58,7 @@ struct wjob {
     int n; /* attempts before this one */
     struct kn__msg *msg;
     char **addr; /* plaintext, wiped after the send */
+    char *link;  /* personal confirmation link */
     int claimed;
     int prio;  /* 0 urgent, 1 normal */
     int probe; /* the breaker's probe of the relay */
@@ -146,6 +147,7 @@ static void job_free(struct wjob *jb)
     free(jb->fields);
     free(jb->rcpt_list);
     free(jb->key);
+    free(jb->link);
     free(jb);
 }
 
@@ -658,6 +660,12 @@ static int send_now(struct wjob *jb)
     jb->job.naddr = jb->naddr;
     jb->job.attempt = jb->n + 1;
     jb->job.key = jb->key;
+    if (jb->msg->m.ack && jb->naddr == 1 && jb->link == NULL) {
+        char *t = kn_ack_token(w->d->kr, jb->bcast, jb->rcpts[0]);
+        jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
+        free(t);
+    }
+    jb->job.link = jb->link;
     jb->job._owner = jb;
     jb->via = via;
     jobs[0] = &jb->job;

@@ -9,7 +9,8 @@ pkgs=(build-essential pkg-config
       libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
       libssl-dev libinih-dev libcmocka-dev libhttp-parser-dev libsystemd-dev
       redis-server python3 openssl valgrind curl
-      chromium fonts-noto-cjk)
+      chromium fonts-noto-cjk debhelper mandoc systemd prometheus
+      bash-completion)
 if [ "${1:-}" = bench ]; then
     pkgs+=(postfix)
 fi
@@ -32,7 +33,18 @@ export DEBIAN_FRONTEND=noninteractive
 if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 fi
+# Services installed here (redis-server, prometheus) must not be started:
+# the tests start private servers.  policy-rc.d says so to invoke-rc.d.
+made_policy=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ -n "$made_policy" ]; then
+    $SUDO rm -f /usr/sbin/policy-rc.d
+fi
 # Debian starts redis-server's own service on install: kairan's tests and
 # demo start private servers on free ports and do not need it.

@@ -22,7 +22,9 @@ until routes or failover can reach it from kairand).
       jobs, a new one after expiry, never a 401 for an expired token.
       (401 -> token dropped, refused assertions, renewal: test_line_live.c,
       without the dispatcher's 30 s credential pause.)
-  [8] fake_sendgrid checks (auth, spec shape, carrier address -> 400).
+  [8] https to the fake with line.ca_file (the test CA): delivered; without
+      it the peer is not trusted: nothing sent, the job fails.
+  [9] fake_sendgrid checks (auth, spec shape, carrier address -> 400).
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_line_sendgrid.py
 """
@@ -332,6 +334,43 @@ with tap.check("[7] no user id, token or assertion in kairand's log"):
     assert '"v2.1 (issued)"' in logtext or "v2.1" in logtext
 
 # ---------------------------------------------------------------- [8]
+ca = mkca()
+line3 = FakeLine(out, "line3", ["--token", TOKEN, "--cert",
+                                os.path.join(ca, "server.pem"), "--key",
+                                os.path.join(ca, "server.key")])
+tls_url = "https://localhost:%d" % line3.port
+with tap.check("[8] https with line.ca_file: delivered; without it: refused, nothing sent"):
+    k3 = Kairan(out, r2, email="outbox", name="kairan-tls", conf={
+        "routes": {"line": "line"},
+        "line": {"api_base": tls_url, "token": TOKEN, "timeout_ms": "5s",
+                 "ca_file": os.path.join(ca, "ca.pem")},
+        "queue": {"retry_base_ms": "100", "retry_cap_ms": "300",
+                  "max_attempts": "2"},
+        "http": {"listen": "127.0.0.1:%d" % free_port()},
+    })
+    d3 = k3.start()
+    u = uid()
+    ALL_IDS.add(u)
+    bid = k3.submit(line_bcast([u], prefix="t1"))
+    k3.wait_done(bid, 30)
+    assert k3.counts(bid)["line"].get("delivered") == 1, k3.counts(bid)
+    assert line3.delivered() == {u: 1}
+    d3.stop()
+    # The system CAs do not know the test CA: the peer is not trusted.
+    del k3.sections["line"]["ca_file"]
+    k3.write_conf()
+    d3 = k3.start()
+    u = uid()
+    ALL_IDS.add(u)
+    bid = k3.submit(line_bcast([u], prefix="t2"))
+    k3.wait_done(bid, 30)
+    assert k3.counts(bid)["line"].get("failed") == 1, k3.counts(bid)
+    ent = [e for e in dlq(k3) if e["broadcast"] == bid]
+    assert ent and "line transport" in ent[0]["reason"], ent
+    assert u not in line3.delivered()
+    d3.stop()
+
+# ---------------------------------------------------------------- [9]
 SGKEY = "SG.test-" + secrets.token_hex(8)
 sg = FakeSendGrid(out, "sendgrid", ["--token", SGKEY])
 
@@ -354,7 +393,7 @@ def sg_body(*addrs):
             "subject": "件名", "content": [{"type": "text/plain", "value": "本文"}]}
 
 
-with tap.check("[8] fake SendGrid: 202 + X-Message-Id, bad key 401, carrier address 400"):
+with tap.check("[9] fake SendGrid: 202 + X-Message-Id, bad key 401, carrier address 400"):
     st, hd, _ = sg_post(sg_body("a@example.jp", "b@example.jp"))
     assert st == 202 and hd.get("X-Message-Id"), st
     st, _, _ = sg_post(sg_body("a@example.jp"), key="SG.wrong")
