@@ -197,7 +197,9 @@ static int is(const char *code, const char *want)
 /*
  * Classification (PROVIDERS.md 2, the errorCode table):
  *  1. 2xx: delivered; the detail keeps the message name.
- *  2. UNREGISTERED or 404: permanent, the token is dead.
+ *  2. UNREGISTERED, or 404 with FCM's JSON error: permanent, the token is
+ *     dead.  A 404 without it (an HTML page: a wrong api_base) is our
+ *     configuration: tempfail + auth, never dead.
  *  3. SENDER_ID_MISMATCH: permanent, dead (another project's token).
  *  4. THIRD_PARTY_AUTH_ERROR: our APNs/Web Push credentials in Firebase
  *     are wrong: tempfail + auth.
@@ -242,7 +244,14 @@ int kn__fcm_classify(long status, const char *body, const char *retry_after,
     }
     if (code == NULL)
         code = "";
-    if (is(code, "UNREGISTERED") || status == 404) {
+    if (status == 404 && !json_is_object(err)) {
+        /* Not FCM's answer (its 404 is JSON with an error object): a
+         * wrong fcm.api_base must never mark every token dead. */
+        r->status = KN_TEMPFAIL;
+        r->auth = 1;
+        snprintf(text, sizeof(text),
+                 "not an FCM answer (HTML?): check fcm.api_base");
+    } else if (is(code, "UNREGISTERED") || status == 404) {
         r->status = KN_PERMFAIL;
         r->dead = 1;
     } else if (is(code, "SENDER_ID_MISMATCH")) {

@@ -57,6 +57,9 @@ static const char cut_note[] =
     "お知らせのリンク先でご確認ください。The full text is in the e-mail or "
     "behind the link.）";
 
+static const char link_words[] =
+    "確認のため、次のリンクを開いて「確認しました」を押してください。";
+
 static const char no_credentials[] =
     "no LINE channel access token: set line.token (or token_file, "
     "KAIRAN_LINE_TOKEN), or line.channel_id + key_file + key_id";
@@ -207,9 +210,10 @@ static char *body_piece(const char *s, size_t n, int last, size_t *used)
     return kn_xstrndup(s, fit);
 }
 
-size_t kn__line_texts(const struct kn_message *m, char *texts[5])
+size_t kn__line_texts(const struct kn_message *m, const char *link,
+                      char *texts[5])
 {
-    size_t nt = 0, off = 0, n, used;
+    size_t nt = 0, off = 0, n, used, last = link != NULL ? 3 : 4;
     char *subject, *body;
 
     subject = lf_only(m->drill ? drill_subject : "", m->subject);
@@ -220,21 +224,31 @@ size_t kn__line_texts(const struct kn_message *m, char *texts[5])
 
     body = lf_only(m->drill ? drill_line : "", m->body ? m->body : "");
     n = strlen(body);
-    while (off < n && nt < 5) {
-        texts[nt] = body_piece(body + off, n - off, nt == 4, &used);
+    while (off < n && nt <= last) {
+        texts[nt] = body_piece(body + off, n - off, nt == last, &used);
         nt++;
         off += used;
     }
     free(body);
+    if (link != NULL) {
+        /* A message of its own, so that cutting never drops it; the same
+         * words as the e-mail (kn__mail_build). */
+        texts[nt] = kn_xasprintf("%s\n%s", link_words, link);
+        n = strlen(texts[nt]);
+        if (kn__line_utf16_len(texts[nt], n) > KN_LINE_TEXT_MAX)
+            texts[nt][kn__line_utf16_prefix(texts[nt], n, KN_LINE_TEXT_MAX)] =
+                '\0';
+        nt++;
+    }
     return nt;
 }
 
-char *kn__line_body(const struct kn_message *m, const char *const *ids,
-                    size_t n, int multicast)
+char *kn__line_body(const struct kn_message *m, const char *link,
+                    const char *const *ids, size_t n, int multicast)
 {
     json_t *o = json_object(), *msgs = json_array(), *to;
     char *texts[5], *out = NULL;
-    size_t nt = kn__line_texts(m, texts);
+    size_t nt = kn__line_texts(m, link, texts);
     int ok = 1;
 
     if (multicast) {
@@ -628,6 +642,7 @@ static void token_issue(struct line *l)
         "params%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&"
         "client_assertion=%s",
         jwt);
+    OPENSSL_cleanse(jwt, strlen(jwt));
     free(jwt);
     memset(&req, 0, sizeof(req));
     req.method = "POST";
@@ -639,6 +654,8 @@ static void token_issue(struct line *l)
     req.ca_file = l->ca_file;
     l->issuing = 1;
     kn__http_send(l->net, &req, on_token, l);
+    /* The assertion is a credential for 30 minutes: wipe our copy. */
+    OPENSSL_cleanse(form, strlen(form));
     free(form);
 }
 
@@ -801,7 +818,7 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
                                      : (job->rcpt ? job->rcpt : ""));
     kn__line_retry_key(key, s->retry_key);
     free(key);
-    s->body = kn__line_body(job->msg, ids, nid, nid > 1);
+    s->body = kn__line_body(job->msg, job->link, ids, nid, nid > 1);
     if (s->body == NULL) {
         fail_send(s, KN_PERMFAIL, 0,
                   "line: invalid message: subject or body is not UTF-8");

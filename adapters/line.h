@@ -85,17 +85,21 @@ void kn__line_retry_key(const char *key, char out[37]);
  * The text messages for a job: the subject (【訓練】 prefix for a drill),
  * then the body (a drill line first) over up to four messages of at most
  * KN_LINE_TEXT_MAX units each, the last cut with a note that the full text
- * is in the e-mail or behind the link.  Returns the number of texts (1..5)
- * written into texts[] as heap strings the caller frees.
+ * is in the e-mail or behind the link; with a personal confirmation link
+ * (job->link), up to three body messages and the link in a last message
+ * of its own (never cut off).  Returns the number of texts (1..5) written
+ * into texts[] as heap strings the caller frees.
  */
-size_t kn__line_texts(const struct kn_message *m, char *texts[5]);
+size_t kn__line_texts(const struct kn_message *m, const char *link,
+                      char *texts[5]);
 
 /*
  * The request body: {"to": id, "messages": [..]} for one address (push) or
- * {"to": [ids], "messages": [..]} for several (multicast).  Heap string.
+ * {"to": [ids], "messages": [..]} for several (multicast); link may be
+ * NULL.  Heap string, or NULL if a text is not valid UTF-8.
  */
-char *kn__line_body(const struct kn_message *m, const char *const *ids,
-                    size_t n, int multicast);
+char *kn__line_body(const struct kn_message *m, const char *link,
+                    const char *const *ids, size_t n, int multicast);
 
 /*
  * Classify an answer of push/multicast into r (detail written into

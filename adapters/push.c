@@ -8,7 +8,10 @@
  * This file owns no connection: each client has its own curl multi handle
  * (its own HTTP/2 connections and limits).  Either provider may be left
  * unconfigured; a job for it then fails permanently with a reason saying
- * which keys to set.  Neither configured is a start-up error.
+ * which keys to set.  With neither configured the adapter still opens
+ * (routes.push = push is the default, and an e-mail-only school must be
+ * able to start) and says so in a warning; a half-configured provider is
+ * a start-up error.
  */
 #include "adapters/push.h"
 
@@ -302,15 +305,18 @@ static int push_open(struct kn_adapter *a, const struct kn_config *cfg)
     if (rc == 0)
         rc = kn__apns_open(a->loop, cfg, &p->apns);
     if (rc == 0 && p->fcm == NULL && p->apns == NULL) {
-        kn_log(KN_LOG_ERROR, "push",
+        /* routes.push = push is the default: a school that sends only
+         * e-mail must still be able to start.  Push jobs then fail at
+         * once with the reason (and move on to the recipient's next
+         * channel under policy preferred). */
+        kn_log(KN_LOG_WARN, "push",
                "routes.push = push, but neither [fcm] nor [apns] is "
-               "configured",
+               "configured: push jobs will fail",
                "hint",
                "set [fcm] project_id and service_account_file, and/or "
                "[apns] key_file, key_id, team_id and topic; or route push "
                "to the outbox",
                NULL);
-        rc = KN_ECONFIG;
     }
     if (rc < 0) {
         if (p->fcm != NULL)
@@ -369,7 +375,8 @@ static size_t push_capacity(struct kn_adapter *a)
     struct push *p = a->priv;
     size_t conns = (p->fcm ? kn__fcm_connections(p->fcm) : 0) +
                    (p->apns ? kn__apns_connections(p->apns) : 0);
-    return conns * KN_PUSH_STREAMS_PER_CONN;
+    /* Nothing configured: jobs fail at once, a few at a time. */
+    return conns > 0 ? conns * KN_PUSH_STREAMS_PER_CONN : 16;
 }
 
 static void push_close(struct kn_adapter *a)

@@ -43,6 +43,12 @@ const char kn_detail_sendgrid_address[] =
 
 static const char drill_subject[] = "【訓練】";
 static const char drill_line[] = "※これは訓練です。(This is a drill.)\n\n";
+/* The personal confirmation link: one body for the whole request, the
+ * link put in per personalization by a substitution (the same words as the
+ * e-mail, kn__mail_build). */
+static const char link_tag[] = "-kairan-confirm-link-";
+static const char link_words[] =
+    "確認のため、次のリンクを開いて「確認しました」を押してください。";
 
 struct sg_req;
 
@@ -134,11 +140,14 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
     const struct kn_message *m = jobs[0]->msg;
     json_t *o = json_object(), *ps = json_array(), *v;
     char *subject, *body, *out = NULL;
-    int ok = 1;
+    int ok = 1, links = 0;
 
+    for (size_t i = 0; i < n; i++)
+        links |= jobs[i]->link != NULL;
     subject = kn_xasprintf("%s%s", m->drill ? drill_subject : "", m->subject);
-    body = kn_xasprintf("%s%s", m->drill ? drill_line : "",
-                        m->body && m->body[0] ? m->body : " ");
+    body = kn_xasprintf("%s%s%s", m->drill ? drill_line : "",
+                        m->body && m->body[0] ? m->body : " ",
+                        links ? link_tag : "");
     for (size_t i = 0; i < n && ok; i++) {
         const struct kn_job *j = jobs[i];
         char bi16[17], *mid, *jobkey;
@@ -152,6 +161,20 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                       "kairan_bc", m->bcast, "kairan_job", jobkey);
         free(mid);
         free(jobkey);
+        if (p != NULL && links) {
+            char *text = j->link ? kn_xasprintf("\n\n%s\n%s\n", link_words,
+                                                j->link)
+                                 : kn_xstrdup("");
+            json_t *t = json_string(text);
+            free(text);
+            if (t == NULL) {
+                json_decref(p);
+                p = NULL;
+            } else {
+                json_object_set_new(p, "substitutions",
+                                    json_pack("{s:o}", link_tag, t));
+            }
+        }
         if (p == NULL)
             ok = 0;
         else

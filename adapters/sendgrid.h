@@ -43,8 +43,9 @@ void kn__sendgrid_from_free(struct kn__sendgrid_from *f);
  * the Message-ID SMTP would use (kn_mime_message_id of the broadcast, the
  * first 16 hex digits of the blind index and the From domain) and
  * custom_args kairan_bc / kairan_job.  Drill: subject prefix and first
- * body line as in the mail.  Returns a heap string, or NULL if a field is
- * not valid UTF-8.
+ * body line as in the mail.  Personal confirmation links (job->link) go in
+ * through a substitution per personalization, with the mail's words.
+ * Returns a heap string, or NULL if a field is not valid UTF-8.
  */
 char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                         struct kn_job *const *jobs, size_t n);

@@ -46,6 +46,8 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
+#include "adapters/line.h"
+#include "dispatcher/ack.h"
 #include "dispatcher/broadcast.h"
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
@@ -248,7 +250,10 @@ enum route_id {
     R_BC_LIST,
     R_BC_SUBMIT,
     R_BC_GET,
-    R_BC_CANCEL
+    R_BC_CANCEL,
+    R_ACK_GET,
+    R_ACK_POST,
+    R_LINE_HOOK
 };
 
 #define ROLE(r) (1u << (r))
@@ -268,6 +273,7 @@ struct route {
 struct req {
     struct sbuf url, hfield, hval, body;
     char *authz, *ctype, *real_ip, *expect;
+    char *line_sig; /* X-Line-Signature */
     size_t header_bytes;
     int in_value;
     int dup_authz;
@@ -286,6 +292,7 @@ struct req {
     const char *auth_result; /* NULL: no token looked at */
     char *bc_id;             /* submit: the id being stored */
     char *bc_tenant;         /* its tenant (operation log) */
+    char *ack_rcpt;          /* /a/{token}: the recipient */
     int64_t t0;
 };
 
@@ -524,6 +531,8 @@ static void req_reset(struct req *r)
     free(r->ctype);
     free(r->real_ip);
     free(r->expect);
+    free(r->line_sig);
+    free(r->ack_rcpt);
     free(r->path);
     free(r->query);
     free(r->param);
@@ -915,6 +924,8 @@ static void header_done(struct req *r)
         slot = &r->real_ip;
     } else if (header_is(&r->hfield, "expect")) {
         slot = &r->expect;
+    } else if (header_is(&r->hfield, "x-line-signature")) {
+        slot = &r->line_sig;
     }
     if (slot != NULL) {
         free_secret(slot);

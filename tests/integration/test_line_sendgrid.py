@@ -13,7 +13,8 @@ until routes or failover can reach it from kairand).
       X-Line-Accepted-Request-Id -> delivered, stored once.
   [4] stalled after acceptance (line.timeout_ms 1 s) -> the retry gets 409
       -> delivered once.
-  [5] 429 rate limit -> retried, delivered.
+  [5] 429 rate limit -> retried, delivered.  An ack broadcast: the
+      personal confirmation link in a last text message of its own.
   [6] 400 -> DLQ with LINE's message; 429 monthly quota -> failed (DLQ)
       with a reason naming the quota, not retried (it pauses the route, so
       it runs last); neither reason holds the id.
@@ -245,6 +246,18 @@ with tap.check("[5] 429 rate limit -> retried after a pause, delivered"):
     assert [e["status"] for e in evs] == ["429-rate", "429-rate", 200], evs
     # LINE sends no Retry-After: the adapter asks for 1 s.
     assert evs[1]["ts"] - evs[0]["ts"] >= 0.9, evs[1]["ts"] - evs[0]["ts"]
+
+with tap.check("[5] ack broadcast: the personal link in a last message of its own"):
+    u = uid()
+    ALL_IDS.add(u)
+    bid = k.submit(line_bcast([u], prefix="r5a", ack=True))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("delivered") == 1, k.counts(bid)
+    q = [q for q in line.requests() if u in q["to"]]
+    assert len(q) == 1, q
+    texts = [m["text"] for m in q[0]["messages"]]
+    assert len(texts) == 3, texts
+    assert "/a/" in texts[-1] and "確認" in texts[-1], texts[-1]
 
 # ---------------------------------------------------------------- [6]
 with tap.check("[6] 400 -> DLQ with LINE's message, without the user id"):

@@ -24,6 +24,8 @@ a service account (RSA) and a .p8 key (EC P-256) made with the openssl CLI.
       failed sends.
   [8] APNs says ExpiredProviderToken to a token younger than 20 minutes
       -> not renewed (one JWT), jobs retried, then failed with the reason.
+  [9] stall, reset stream, dropped connection, HTML page, 500, 503 ->
+      retried once and delivered, on both providers.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push.py
 """
@@ -329,6 +331,32 @@ with tap.check("[8] ExpiredProviderToken from a young token: no renewal storm, j
         "warned more than once per token"
 d8.stop()
 apns8.stop()
+
+# ---------------------------------------------------------------- [9]
+# Transport faults, once each per token: a stalled answer (past
+# timeout_ms), a reset stream, a dropped connection, a proxy's HTML page,
+# 500 and 503 -> tempfail, retried, delivered; nothing sent a third time.
+FAULTS = ["stall", "reset", "drop", "garbage", "500", "503"]
+fcm9 = FakeFCM(out, name="fcm9", control={"rules": [
+    {"match": "f9" + a, "action": a, "times": 1} for a in FAULTS]})
+apns9 = FakeAPNs(out, name="apns9", control={"rules": [
+    {"match": "9%d9" % i, "action": a, "times": 1} for i, a in enumerate(FAULTS)]})
+k9 = Kairan(out, r, name="kairan9", conf={
+    "routes": {"push": "push"}, "fcm": fcm9.conf(timeout_ms="1s"),
+    "apns": apns9.conf(timeout_ms="1s"), "queue": QUEUE, "http": NO_HTTP})
+d9 = k9.start()
+with tap.check("[9] stall, reset, drop, garbage, 500, 503 -> retried once, delivered"):
+    f9 = [fcm_token("f9" + a, 0) for a in FAULTS]
+    a9 = [("9%d9" % i).ljust(64, "c") for i in range(len(FAULTS))]
+    bid9 = k9.submit(bcast([rcpt("r9-%d" % i, f9[i], a9[i]) for i in range(len(FAULTS))]))
+    k9.wait_done(bid9, 60)
+    check_no_failures(k9, bid9)
+    for fake, toks in ((fcm9, f9), (apns9, a9)):
+        for t in toks:
+            n = len([e for e in fake.sends() if e.get("token") == t])
+            assert n == 2, "%s %s: %d requests" % (fake.name, t[:12], n)
+        assert sorted(fake.tokens_delivered()) == sorted(toks), fake.name
+d9.stop()
 
 tap.diag("test_push: %.1fs" % (time.monotonic() - T0))
 tap.done()

@@ -1,7 +1,8 @@
 /*
  * test_line.c - the LINE adapter's pure parts: UTF-16 counting and cutting
  * (emoji at the 5,000-unit boundary never split), the texts of a message
- * (drill prefix, body over several messages, the note when cut), request
+ * (drill prefix, body over several messages, the note when cut, a
+ * personal link in a message of its own), request
  * bodies for push and multicast, retry keys (stable, UUID v5 shaped, equal
  * to Python's uuid.uuid5), answer classification (every status the brief
  * names, ids masked, request id kept), and the webhook helpers (signature
@@ -80,14 +81,14 @@ static void test_texts_short(void **state)
 {
     char *t[5];
     struct kn_message m = msg("台風接近", "明日は休校です。\r\n以上", 0);
-    size_t n = kn__line_texts(&m, t);
+    size_t n = kn__line_texts(&m, NULL, t);
     assert_int_equal(n, 2);
     assert_string_equal(t[0], "台風接近");
     assert_string_equal(t[1], "明日は休校です。\n以上"); /* CRLF -> LF */
     free_texts(t, n);
 
     m = msg("避難訓練", "集合してください", 1);
-    n = kn__line_texts(&m, t);
+    n = kn__line_texts(&m, NULL, t);
     assert_int_equal(n, 2);
     assert_string_equal(t[0], "【訓練】避難訓練");
     assert_non_null(strstr(t[1], "訓練"));
@@ -102,7 +103,7 @@ static void test_texts_long_emoji(void **state)
     char *body = repeat(emoji, 20000); /* 40,000 units */
     char *t[5];
     struct kn_message m = msg("s", body, 0);
-    size_t n = kn__line_texts(&m, t), off = 0;
+    size_t n = kn__line_texts(&m, NULL, t), off = 0;
     assert_int_equal(n, 5);
     for (size_t i = 1; i < n; i++) {
         size_t len = strlen(t[i]);
@@ -132,7 +133,7 @@ static void test_texts_break(void **state)
     size_t n;
     sprintf(body, "%s\n%s", head, tail);
     m = msg("s", body, 0);
-    n = kn__line_texts(&m, t);
+    n = kn__line_texts(&m, NULL, t);
     assert_int_equal(n, 3);
     assert_int_equal(kn__line_utf16_len(t[1], strlen(t[1])), 4901);
     assert_int_equal(t[1][strlen(t[1]) - 1], '\n');
@@ -143,12 +144,38 @@ static void test_texts_break(void **state)
     free(body);
 }
 
+/* A personal link: a message of its own, kept when the body is cut. */
+static void test_texts_link(void **state)
+{
+    const char *link = "https://kairan.example.jp/a/tok123";
+    char *body = repeat(a_ja, 30000), *t[5];
+    struct kn_message m = msg("s", "短い本文", 0);
+    size_t n = kn__line_texts(&m, link, t);
+    assert_int_equal(n, 3);
+    assert_string_equal(t[1], "短い本文");
+    assert_non_null(strstr(t[2], link));
+    assert_non_null(strstr(t[2], "確認しました"));
+    free_texts(t, n);
+
+    m = msg("s", body, 0);
+    n = kn__line_texts(&m, link, t);
+    assert_int_equal(n, 5);
+    assert_non_null(strstr(t[3], "メール")); /* the cut note */
+    assert_null(strstr(t[3], link));
+    assert_non_null(strstr(t[4], link));
+    for (size_t i = 0; i < n; i++)
+        assert_true(kn__line_utf16_len(t[i], strlen(t[i])) <=
+                    KN_LINE_TEXT_MAX);
+    free_texts(t, n);
+    free(body);
+}
+
 static void test_body(void **state)
 {
     struct kn_message m = msg("件名", "本文", 0);
     const char *ids[] = {"U0123456789abcdef0123456789abcdef",
                          "Uffffffffffffffffffffffffffffffff"};
-    char *b = kn__line_body(&m, ids, 1, 0);
+    char *b = kn__line_body(&m, NULL, ids, 1, 0);
     json_t *j = json_loads(b, 0, NULL), *msgs;
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "to")), ids[0]);
@@ -163,7 +190,7 @@ static void test_body(void **state)
     json_decref(j);
     free(b);
 
-    b = kn__line_body(&m, ids, 2, 1);
+    b = kn__line_body(&m, NULL, ids, 2, 1);
     j = json_loads(b, 0, NULL);
     assert_true(json_is_array(json_object_get(j, "to")));
     assert_int_equal(json_array_size(json_object_get(j, "to")), 2);
@@ -175,7 +202,7 @@ static void test_body(void **state)
 
     /* Invalid UTF-8 cannot become JSON: NULL, never a broken request. */
     m = msg("\xff\xfe", "x", 0);
-    assert_null(kn__line_body(&m, ids, 1, 0));
+    assert_null(kn__line_body(&m, NULL, ids, 1, 0));
 }
 
 static int uuid_shaped(const char *u)
@@ -454,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_texts_short),
         cmocka_unit_test(test_texts_long_emoji),
         cmocka_unit_test(test_texts_break),
+        cmocka_unit_test(test_texts_link),
         cmocka_unit_test(test_body),
         cmocka_unit_test(test_retry_key),
         cmocka_unit_test(test_classify),

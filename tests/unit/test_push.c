@@ -403,6 +403,10 @@ static void test_fcm_classify(void **state)
          KN_TEMPFAIL, 0, 0, 0, 0, "INTERNAL"},
         {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0,
          "502"},
+        /* A wrong api_base answers 404 with a page, not FCM's JSON: that
+         * must not mark the token dead. */
+        {404, "<html><body>Error 404 (Not Found)</body></html>", NULL,
+         KN_TEMPFAIL, 0, 1, 0, 0, "fcm.api_base"},
         {413, "", NULL, KN_PERMFAIL, 0, 0, 0, 0, "413"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -547,7 +551,8 @@ static void test_token_checks(void **state)
     assert_true(kn__apns_token_ok("A1B2C3D4E5F60718293A4B5C6D7E8F90"));
     assert_false(kn__apns_token_ok(""));
     assert_false(kn__apns_token_ok(NULL));
-    assert_false(kn__apns_token_ok("a1b2c3d4e5f60718293a4b5c6d7e8f9")); /* odd */
+    /* an odd number of hex digits */
+    assert_false(kn__apns_token_ok("a1b2c3d4e5f60718293a4b5c6d7e8f9"));
     assert_false(kn__apns_token_ok(
         "g1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"));
     assert_false(kn__apns_token_ok("a1b2c3d4 e5f60718293a4b5c6d7e8f90"));
@@ -792,8 +797,17 @@ static void test_adapter(void **state)
     none.apns_topic = NULL;
     assert_non_null(kn_adapter_find("push"));
     assert_int_equal(kn_adapter_find("push")->max_batch, 1);
-    /* Neither provider: refused at start. */
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    /* Neither provider: opens (routes.push = push is the default), and
+     * every job fails at once saying what to configure. */
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), 0);
+    assert_true(a.ops->capacity(&a) > 0);
+    a.ops->send(&a, jobs, 1, on_done, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.status, KN_PERMFAIL);
+    assert_false(s.dead);
+    assert_non_null(strstr(s.detail, "[fcm]"));
+    a.ops->close(&a);
+    s.calls = 0;
     /* Half of [apns]: refused. */
     none.apns_key_id = "ABC123DEFG";
     assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);

@@ -3,7 +3,8 @@
  * [smtp] from / reply_to (a carrier-style From refused), the Mail Send
  * body for a batch (Japanese subject and name as UTF-8 JSON, one
  * personalization per job with the Message-ID SMTP would use and the
- * custom_args, drill prefix and line, urgent headers), and answer
+ * custom_args, drill prefix and line, urgent headers, personal links as
+ * substitutions), and answer
  * classification (202 with X-Message-Id, 429 waiting for X-RateLimit-Reset
  * or Retry-After, 401/403 as credentials, other 4xx permanent with
  * SendGrid's message masked, 5xx and transport errors temporary).
@@ -167,6 +168,37 @@ static void test_body(void **state)
     assert_null(json_object_get(b, "headers"));
     json_decref(b);
     free(s);
+
+    /* Personal links: one body with a tag, the link per personalization
+     * (and nothing for a job without one). */
+    m.drill = 0;
+    j1.link = "https://kairan.example.jp/a/tok1";
+    s = kn__sendgrid_body(&f, jobs, 2);
+    b = json_loads(s, 0, NULL);
+    {
+        const char *value = json_string_value(json_object_get(
+            json_array_get(json_object_get(b, "content"), 0), "value"));
+        json_t *s0 = json_object_get(
+            json_array_get(json_object_get(b, "personalizations"), 0),
+            "substitutions");
+        json_t *s1 = json_object_get(
+            json_array_get(json_object_get(b, "personalizations"), 1),
+            "substitutions");
+        const char *tag;
+        json_t *val;
+        assert_int_equal(json_object_size(s0), 1);
+        json_object_foreach(s0, tag, val) {
+            assert_non_null(strstr(value, tag));
+            assert_non_null(strstr(json_string_value(val), j1.link));
+            assert_non_null(strstr(json_string_value(val), "確認しました"));
+            assert_string_equal(json_string_value(json_object_get(s1, tag)),
+                                "");
+        }
+        assert_null(strstr(value, "https://"));
+    }
+    json_decref(b);
+    free(s);
+    j1.link = NULL;
 
     m.subject = "\xff";
     assert_null(kn__sendgrid_body(&f, jobs, 1));

@@ -265,11 +265,33 @@ static void test_batches(void **state)
         snprintf(addr[i], sizeof(addr[i]), "user%zu@example.jp", i);
         make_job(i, &msg_b, addr[i]);
     }
+    jobs[0].link = "https://kairan.example.jp/a/tok0";
     run_jobs(&cfg, 5, &run, 0);
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(run.status[i], KN_DELIVERED);
     acc = accepted();
     assert_int_equal(json_array_size(acc), 2 + 3);
+    /* The personal link rode in a substitution the fake accepted. */
+    {
+        size_t found = 0, i, k;
+        json_t *q, *pp;
+        json_array_foreach(acc, i, q) {
+            json_array_foreach(json_object_get(q, "personalizations"), k, pp) {
+                const char *to = json_string_value(json_object_get(
+                    json_array_get(json_object_get(pp, "to"), 0), "email"));
+                const char *tag;
+                json_t *v;
+                if (strcmp(to, "user0@example.jp") != 0)
+                    continue;
+                json_object_foreach(json_object_get(pp, "substitutions"), tag,
+                                    v) {
+                    if (strstr(json_string_value(v), jobs[0].link) != NULL)
+                        found++;
+                }
+            }
+        }
+        assert_int_equal(found, 1);
+    }
     json_decref(acc);
     kn_config_free(&cfg);
 }
