@@ -2469,6 +2469,232 @@ static void run_bc_cancel(struct conn *c)
     batch_end(b);
 }
 
+/* ------------------------------------------------------------ confirmations */
+
+/*
+ * GET and POST /a/{token}: the personal link of an "ack" broadcast.  No
+ * bearer token: the signed link is the authentication, so a forged,
+ * altered or unknown link (or one of a broadcast without "ack", or of a
+ * recipient who is not in it) gets the same 404 and nothing is recorded.
+ * GET only shows; POST records the confirmation once (idempotent).
+ */
+static void ack_invalid(struct conn *c)
+{
+    const char *p = kn__ack_page_invalid();
+    respond(c, 404, "text/html; charset=utf-8", p, strlen(p), kn__ack_csp(),
+            NULL);
+}
+
+static void ack_page(struct conn *c, const redisReply *rep, int thanks)
+{
+    char *page;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+        ack_invalid(c);
+        return;
+    }
+    page = kn__ack_page(rstr(rep->element[0]) ? rstr(rep->element[0]) : "",
+                        rstr(rep->element[1]) ? rstr(rep->element[1]) : "",
+                        rnum(rep->element[2]) != 0, rnum(rep->element[3]),
+                        thanks);
+    respond(c, 200, "text/html; charset=utf-8", page, strlen(page),
+            kn__ack_csp(), NULL);
+    free(page);
+}
+
+static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    if (!conn_release(c))
+        return;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    ack_page(c, rep, c->req.method == HTTP_POST);
+}
+
+/* Run the view script (after a confirmation too: the thank-you page
+ * shows the message and the recorded time). */
+static void ack_view(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_add(&a, c->req.ack_rcpt);
+    conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 3, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+    }
+    kn_argv_free(&a);
+}
+
+static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    if (!conn_release(c))
+        return;
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+        return;
+    }
+    if (rep->integer < 0) {
+        ack_invalid(c);
+        return;
+    }
+    if (rep->integer == 1)
+        kn_log(KN_LOG_INFO, "http", "confirmation recorded", "bc",
+               c->req.bc_id, NULL);
+    ack_view(c);
+}
+
+/* Check the link; 0 with bc_id and ack_rcpt set, or -1 (answered 404). */
+static int ack_token(struct conn *c)
+{
+    char *bc = NULL, *rcpt = NULL;
+    if (kn_ack_parse(c->srv->d->kr, c->req.param, &bc, &rcpt) < 0 ||
+        !kn_id_valid(bc)) {
+        free(bc);
+        free(rcpt);
+        ack_invalid(c);
+        return -1;
+    }
+    c->req.bc_id = bc;
+    c->req.ack_rcpt = rcpt;
+    return 0;
+}
+
+static void run_ack_get(struct conn *c)
+{
+    if (ack_token(c) == 0)
+        ack_view(c);
+}
+
+static void run_ack_post(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct kn_argv a;
+    char now[24];
+    if (ack_token(c) < 0)
+        return;
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_add(&a, c->req.ack_rcpt);
+    kn_argv_add(&a, now);
+    conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 3,
+                      a.n, (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL, "Redis is unreachable; try again");
+    }
+    kn_argv_free(&a);
+}
+
+/* ------------------------------------------------------------ LINE webhook */
+
+/*
+ * POST /line/webhook: LINE tells us a user blocked (unfollow) or
+ * unblocked / added (follow) the official account.  The X-Line-Signature
+ * (HMAC of the raw body with line.channel_secret) is the authentication:
+ * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
+ * blind index goes into dead:line (the expander makes no job for it); a
+ * follow takes it out.  Answered 200 once Redis has it.
+ */
+struct line_marks {
+    struct http_srv *srv;
+    struct kn_argv dead, alive; /* blind indexes */
+};
+
+static void on_line_event(const char *type, const char *user_id,
+                          int unblocked, void *arg)
+{
+    struct line_marks *m = arg;
+    char bi[33];
+    kn_blind_index(m->srv->d->kr, "line", user_id, bi);
+    kn_argv_add(strcmp(type, "unfollow") == 0 ? &m->dead : &m->alive, bi);
+}
+
+static void on_line_marked(struct batch *b)
+{
+    struct conn *c = b->c;
+    if (c == NULL)
+        return;
+    if (b->failed) {
+        respond_error(c, 500, NULL, "Redis is unreachable; send it again");
+        return;
+    }
+    respond_json(c, 200, json_object(), NULL);
+}
+
+static void line_mark(struct batch *b, const char *what, struct kn_argv *bis)
+{
+    struct kn_argv a;
+    if (bis->n == 0)
+        return;
+    kn_argv_init(&a);
+    kn_argv_add(&a, "EVAL");
+    kn_argv_add(&a, kn_script_mark_dead.src);
+    kn_argv_add(&a, "1");
+    kn_argv_take(&a, kn__key(b->srv->d, "dead:line"));
+    kn_argv_add(&a, what);
+    kn_argv_extend(&a, bis);
+    batch_add(b, &a);
+    kn_argv_free(&a);
+}
+
+static void run_line_hook(struct conn *c)
+{
+    const char *secret = c->srv->cfg->line_channel_secret;
+    struct line_marks m;
+    struct batch *b;
+    int n;
+
+    if (secret == NULL || secret[0] == '\0') {
+        respond_error(c, 403, NULL,
+                      "the LINE webhook is off: set line.channel_secret");
+        return;
+    }
+    if (c->req.line_sig == NULL || c->req.line_sig[0] == '\0') {
+        respond_error(c, 401, NULL, "missing X-Line-Signature");
+        return;
+    }
+    if (!kn_line_webhook_verify(secret, c->req.body.s ? c->req.body.s : "",
+                                c->req.body.n, c->req.line_sig)) {
+        kn_log(KN_LOG_WARN, "http", "LINE webhook with a bad signature",
+               "source", c->req.source, NULL);
+        respond_error(c, 403, NULL, "bad X-Line-Signature");
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    m.srv = c->srv;
+    kn_argv_init(&m.dead);
+    kn_argv_init(&m.alive);
+    n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
+                               c->req.body.n, on_line_event, &m);
+    if (n < 0) {
+        respond_error(c, 400, NULL,
+                      "the body is not a LINE webhook object");
+    } else if (n == 0) {
+        respond_json(c, 200, json_object(), NULL);
+    } else {
+        kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events",
+               "unfollow", m.dead.n ? "yes" : "no", NULL);
+        b = batch_new(c->srv, c, on_line_marked, NULL);
+        line_mark(b, "dead", &m.dead);
+        line_mark(b, "alive", &m.alive);
+        batch_end(b);
+    }
+    kn_argv_free(&m.dead);
+    kn_argv_free(&m.alive);
+}
+
 /* ------------------------------------------------------------ the page */
 
 /* Generated from the page's three files: no build step, no external
@@ -2859,6 +3085,11 @@ static const struct route routes[] = {
      run_bc_get},
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
      run_bc_cancel},
+    {R_ACK_GET, HTTP_GET, "/a/{}", 0, 1, run_ack_get},
+    {R_ACK_POST, HTTP_POST, "/a/{}", 0, 1, run_ack_post},
+    /* Not rate-limited: LINE's few servers carry every user's events;
+     * the signature is checked before anything else. */
+    {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, 0, run_line_hook},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
@@ -2952,6 +3183,46 @@ static void authorized(struct conn *c)
     rt->run(c);
 }
 
+static void on_tenant(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    if (!conn_release(c))
+        return;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        respond_error(c, 503, NULL,
+                      "Redis is unreachable: the token cannot be checked");
+        return;
+    }
+    if (rnum(rep) > 0) {
+        refuse(c, 403, "tenant_closed",
+               "tenant %s is closed (kairanctl tenant close): its tokens no "
+               "longer work",
+               c->req.tok.tenant);
+        return;
+    }
+    authorized(c);
+}
+
+/* A token of a closed tenant (kairanctl tenant close) stops working at
+ * once: its tenant's record is read on every request. */
+static void tenant_check(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    char *key;
+    if (c->req.tok.tenant == NULL || c->req.tok.tenant[0] == '\0') {
+        authorized(c);
+        return;
+    }
+    key = kn__key(d, "tenant:%s", c->req.tok.tenant);
+    conn_hold(c);
+    if (kn_redis_cmd(d->cmd, on_tenant, c, "HGET %s closed_ms", key) < 0) {
+        c->refs--;
+        respond_error(c, 503, NULL,
+                      "Redis is unreachable: the token cannot be checked");
+    }
+    free(key);
+}
+
 static void on_token(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct conn *c = arg;
@@ -3006,7 +3277,7 @@ static void on_token(struct kn_redis *r, redisReply *rep, void *arg)
         refuse(c, 401, "unknown_role", "this token has no valid role");
         return;
     }
-    authorized(c);
+    tenant_check(c);
 }
 
 /*
@@ -3220,6 +3491,7 @@ static int http_open(struct kn_daemon *d, void **state)
         return KN_ECONFIG;
     }
     http_parser_set_max_header_size(HTTP_MAX_HEADERS + 1024);
+    kn__ack_scripts_init();
     s = kn_xcalloc(1, sizeof(*s));
     s->d = d;
     s->cfg = cfg;

@@ -345,7 +345,7 @@ k9 = Kairan(out, r, name="kairan9", conf={
     "routes": {"push": "push"}, "fcm": fcm9.conf(timeout_ms="1s"),
     "apns": apns9.conf(timeout_ms="1s"), "queue": QUEUE, "http": NO_HTTP})
 d9 = k9.start()
-with tap.check("[9] stall, reset, drop, garbage, 500, 503 -> retried once, delivered"):
+with tap.check("[9] stall, reset, drop, garbage, 500, 503 -> retried, delivered"):
     f9 = [fcm_token("f9" + a, 0) for a in FAULTS]
     a9 = [("9%d9" % i).ljust(64, "c") for i in range(len(FAULTS))]
     bid9 = k9.submit(bcast([rcpt("r9-%d" % i, f9[i], a9[i]) for i in range(len(FAULTS))]))
@@ -353,9 +353,13 @@ with tap.check("[9] stall, reset, drop, garbage, 500, 503 -> retried once, deliv
     check_no_failures(k9, bid9)
     for fake, toks in ((fcm9, f9), (apns9, a9)):
         for t in toks:
-            n = len([e for e in fake.sends() if e.get("token") == t])
-            assert n == 2, "%s %s: %d requests" % (fake.name, t[:12], n)
-        assert sorted(fake.tokens_delivered()) == sorted(toks), fake.name
+            evs = [e for e in fake.sends() if e.get("token") == t]
+            faulted = [e for e in evs if e.get("rule")]
+            assert len(faulted) == 1 and len(evs) >= 2, \
+                "%s %s: %r" % (fake.name, t[:12], evs)
+        # A dropped connection can cost an answer already given: libcurl
+        # then sends that request again (at least once, never lost).
+        assert set(fake.tokens_delivered()) == set(toks), fake.name
 d9.stop()
 
 tap.diag("test_push: %.1fs" % (time.monotonic() - T0))
