@@ -33,6 +33,16 @@ redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
 /* prefix + formatted tail: heap string. */
 char *kn_cli_key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The whole of a file ("-": stdin), NUL-terminated; NULL if unreadable. */
+char *kn_cli_read_file(const char *path, size_t *len);
+/*
+ * Validate, seal and store a broadcast (JSON text), print its id and log
+ * the operation; what "kairanctl submit" does.  Returns an exit code.
+ */
+int kn_cli_submit_json(const char *json, size_t len);
+/* Append {time, actor, op, broadcast, tenant} to the operation log. */
+void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
+
 struct kn_cli_command {
     const char *name;  /* "recipients" */
     const char *usage; /* one or more lines for --help */

@@ -30,6 +30,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
+#include "dispatcher/http.h"
 #include "queue/scripts.h"
 
 #ifndef KN_VERSION
@@ -227,7 +228,39 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
-static int do_submit(int argc, char **argv)
+char *kn_cli_read_file(const char *path, size_t *len)
+{
+    return read_all(path, len);
+}
+
+void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
+{
+    const char *user = getenv("SUDO_USER");
+    json_t *j = json_object();
+    char t[48], *actor, *line;
+    if (user == NULL || user[0] == '\0')
+        user = getenv("USER");
+    actor = user && user[0] ? kn_xasprintf("kairanctl:%s", user)
+                            : kn_xstrdup("kairanctl");
+    json_object_set_new(j, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(j, "actor", json_string(actor));
+    json_object_set_new(j, "op", json_string(op));
+    json_object_set_new(j, "broadcast", json_string(bcast));
+    json_object_set_new(j, "tenant",
+                        tenant ? json_string(tenant) : json_null());
+    json_object_set_new(j, "via", json_string("kairanctl"));
+    line = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (kn_http_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
+        fprintf(stderr, "kairanctl: warning: cannot append to %s/"
+                        "operations.jsonl (retention.audit_dir)\n",
+                cfg.audit_dir);
+    free(line);
+    free(actor);
+}
+
+int kn_cli_submit_json(const char *json, size_t len)
 {
     struct kn_limits lim = {cfg.max_subject, cfg.max_body,
                             cfg.max_recipients, cfg.default_ttl_ms};
@@ -235,23 +268,11 @@ static int do_submit(int argc, char **argv)
     struct kn_keyring *kr = NULL;
     struct kn_argv a, fields, aud;
     char err[600], field[128];
-    size_t len = 0;
-    char *json;
     redisReply *r;
     int rc;
 
-    if (argc != 2) {
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    json = read_all(argv[1], &len);
-    if (json == NULL) {
-        fprintf(stderr, "kairanctl: cannot read %s\n", argv[1]);
-        return EXIT_USAGE;
-    }
     rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
                             sizeof(field));
-    free(json);
     if (rc < 0) {
         fprintf(stderr, "kairanctl: invalid broadcast: %s\n", err);
         return EXIT_FAIL;
@@ -284,11 +305,32 @@ static int do_submit(int argc, char **argv)
     kn_argv_free(&aud);
     r = kn_cli_eval(&kn_script_submit, 5, &a);
     kn_argv_free(&a);
+    kn_cli_audit_op("broadcast.submit", b.id, b.tenant);
     printf("%s\n", b.id);
     freeReplyObject(r);
     kn_broadcast_free(&b);
     kn_keyring_free(kr);
     return EXIT_OK;
+}
+
+static int do_submit(int argc, char **argv)
+{
+    size_t len = 0;
+    char *json;
+    int rc;
+
+    if (argc != 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    json = read_all(argv[1], &len);
+    if (json == NULL) {
+        fprintf(stderr, "kairanctl: cannot read %s\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    rc = kn_cli_submit_json(json, len);
+    free(json);
+    return rc;
 }
 
 /* ---- status ---- */
@@ -538,6 +580,13 @@ static int do_cancel(int argc, char **argv)
         fprintf(stderr, "kairanctl: no broadcast %s\n", argv[1]);
         rc = EXIT_UNKNOWN;
     } else if (strcmp(r->str, "cancelled") == 0) {
+        redisReply *t;
+        char *k = kn_cli_key("bc:%s", argv[1]);
+        t = kn_cli_cmd("HGET %s tenant", k);
+        free(k);
+        kn_cli_audit_op("broadcast.cancel", argv[1],
+                        t->type == REDIS_REPLY_STRING ? t->str : NULL);
+        freeReplyObject(t);
         printf("%s cancelled\n", argv[1]);
         rc = EXIT_OK;
     } else {

@@ -1,0 +1,3 @@
+build-fuzz/common/kn.o: common/kn.c common/kn.h
+
+common/kn.h:
