@@ -120,7 +120,6 @@ extern const struct kn_adapter_ops kn_adapter_sendgrid;
 /* Fixed details, compared by pointer by callers. */
 extern const char kn_detail_aborted[];  /* "aborted: shutting down" */
 
-#endif
 
 /* ---- shared by the mail adapters (smtp, outbox, sendgrid) ---- */
 
@@ -141,3 +140,5 @@ void kn__mail_conf_free(struct kn_mail_conf *mc);
  */
 int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
                    char **out, size_t *len);
+
+#endif

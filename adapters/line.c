@@ -47,7 +47,7 @@
 #define DAY_MS (24 * 3600 * 1000LL)
 #define TOKEN_LIFE_S 2592000 /* token_exp asked for: 30 days */
 #define ASSERTION_LIFE_S 1800 /* exp of the JWT assertion: 30 minutes */
-#define DROP_INTERVAL_MS 60000 /* drop a 401'd token at most this often */
+#define DROP_INTERVAL_MS 60000 /* a refused new token: dropped after this */
 #define RATE_RETRY_MS 1000     /* LINE's 429 carries no Retry-After */
 
 static const char drill_subject[] = "【訓練】";
@@ -389,6 +389,16 @@ static void error_text(const char *body, size_t n, char *out, size_t len)
     json_decref(j);
 }
 
+/* A Retry-After in seconds, capped at an hour before it is multiplied (a
+ * huge value must not overflow). */
+static int64_t retry_after_capped(const char *ra)
+{
+    long long v = strtoll(ra, NULL, 10);
+    if (v > 3600)
+        v = 3600;
+    return (int64_t)v * 1000;
+}
+
 /* Write the final detail: masked e-mail addresses and LINE ids. */
 static void finish_detail(const char *raw, char *detail, size_t len)
 {
@@ -452,14 +462,14 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
     } else if (st == 429 && strstr(text, "rate limit") != NULL) {
         r->status = KN_TEMPFAIL;
         r->retry_after_ms = RATE_RETRY_MS;
-        if (ra != NULL && atol(ra) > 0)
-            r->retry_after_ms = atol(ra) * 1000;
+        if (ra != NULL && strtoll(ra, NULL, 10) > 0)
+            r->retry_after_ms = retry_after_capped(ra);
         snprintf(raw, sizeof(raw), "line 429: rate limit: %s%s", text, ridtxt);
     } else if (st == 429) {
         /* Too many concurrent jobs (audience uploads), or unknown. */
         r->status = KN_TEMPFAIL;
-        if (ra != NULL && atol(ra) > 0)
-            r->retry_after_ms = atol(ra) * 1000;
+        if (ra != NULL && strtoll(ra, NULL, 10) > 0)
+            r->retry_after_ms = retry_after_capped(ra);
         snprintf(raw, sizeof(raw), "line 429: %s%s", text, ridtxt);
     } else if (st == 413) {
         r->status = KN_PERMFAIL;
@@ -467,8 +477,8 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
                  ridtxt);
     } else if (st >= 500 || st == 408) {
         r->status = KN_TEMPFAIL;
-        if (ra != NULL && atol(ra) > 0)
-            r->retry_after_ms = atol(ra) * 1000;
+        if (ra != NULL && strtoll(ra, NULL, 10) > 0)
+            r->retry_after_ms = retry_after_capped(ra);
         snprintf(raw, sizeof(raw), "line %ld: %s%s", st, text, ridtxt);
     } else if (st >= 400) {
         /* 400 (and a 409 without the accepted id): never retried. */
@@ -771,9 +781,13 @@ static void start_request(struct line_send *s)
     req.timeout_ms = l->timeout_ms;
     req.ca_file = l->ca_file;
     kn__http_send(l->net, &req, on_response, s);
+    /* http.c has its own copies: wipe ours (token, user ids) now. */
     OPENSSL_cleanse(auth, strlen(auth));
     free(auth);
     free(key);
+    OPENSSL_cleanse(s->body, strlen(s->body));
+    free(s->body);
+    s->body = NULL;
 }
 
 static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,

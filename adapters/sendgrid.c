@@ -249,10 +249,14 @@ static int64_t wait_ms(const struct kn_http_resp *resp, int64_t now_ms)
     const char *reset = kn_http_header(resp, "X-RateLimit-Reset");
     const char *ra = kn_http_header(resp, "Retry-After");
     int64_t ms = 0;
-    if (reset != NULL && atoll(reset) > 0)
-        ms = atoll(reset) * 1000 - now_ms;
-    else if (ra != NULL && atoll(ra) > 0)
-        ms = atoll(ra) * 1000;
+    /* Capped before any arithmetic: a provider's (or an attacker's) huge
+     * number must not overflow. */
+    long long rs = reset != NULL ? strtoll(reset, NULL, 10) : 0;
+    long long rv = ra != NULL ? strtoll(ra, NULL, 10) : 0;
+    if (rs > 0 && rs < 4102444800LL) /* before 2100 */
+        ms = (int64_t)rs * 1000 - now_ms;
+    else if (rv > 0)
+        ms = (int64_t)(rv < 3600 ? rv : 3600) * 1000;
     if (ms < 1000)
         ms = 1000;
     if (ms > 3600 * 1000)

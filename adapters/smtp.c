@@ -47,6 +47,7 @@ struct smtp_send {
     struct curl_slist *rcpt;
     char last_reply[200]; /* last server reply line, raw */
     int have_error;       /* last_reply holds the first 4xx/5xx */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's own precise reason (TLS...) */
     char detail[320];
 };
 
@@ -121,8 +122,11 @@ static void classify(struct smtp_send *m, CURL *easy, CURLcode rc,
         snprintf(m->detail, sizeof(m->detail), "smtp %ld: %s", code, masked);
     } else {
         r->status = KN_TEMPFAIL;
+        /* curl's error buffer says which TLS problem it was (expired,
+         * unknown CA, host name, protocol version); the generic text
+         * does not. */
         snprintf(m->detail, sizeof(m->detail), "smtp transport: %s",
-                 curl_easy_strerror(rc));
+                 m->errbuf[0] ? m->errbuf : curl_easy_strerror(rc));
     }
 }
 
@@ -164,6 +168,8 @@ static CURL *make_easy(struct smtp *s, struct smtp_send *m)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      s->timeout_ms < 10000 ? s->timeout_ms : 10000L);
+    m->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, m->errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, m);
     if (s->tls != KN_TLS_NONE) {

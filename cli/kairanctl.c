@@ -246,7 +246,8 @@ void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
                         json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
     json_object_set_new(j, "actor", json_string(actor));
     json_object_set_new(j, "op", json_string(op));
-    json_object_set_new(j, "broadcast", json_string(bcast));
+    json_object_set_new(j, "broadcast",
+                        bcast ? json_string(bcast) : json_null());
     json_object_set_new(j, "tenant",
                         tenant ? json_string(tenant) : json_null());
     json_object_set_new(j, "via", json_string("kairanctl"));

@@ -672,8 +672,15 @@ static void on_tick(uv_timer_t *t)
     if (!d->started || !kn_redis_up(d->cmd))
         return;
     if (now >= d->next_status) {
+        uint64_t issued = 0, failed = 0;
         msg_refresh(d);
         d->next_status = now + 500;
+        for (int c = 0; c < KN_CH__COUNT; c++) {
+            if (d->workers[c])
+                kn__worker_tokens(d->workers[c], &issued, &failed);
+        }
+        d->metrics.token_refreshes = issued;
+        d->metrics.token_refresh_failures = failed;
     }
     if (now >= d->next_promote) {
         struct kn_argv a;

@@ -46,7 +46,7 @@ struct kn_expander {
 
     /* the broadcast being expanded */
     char *tenant;
-    int urgent, preferred;
+    int urgent, preferred, ack;
     enum kn_channel chans[KN_CH__COUNT];
     size_t nchans;
     int64_t expires_ms;
@@ -409,7 +409,9 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
                         jstr(t, "k"), fb);
                 added++;
             }
-        } else if (ch == KN_CH_LINE && !e->preferred) {
+        } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
+            /* (An ack broadcast gives each recipient a personal link, so
+             * its LINE messages cannot be one multicast.) */
             line[*nline].rcpt = rcpt;
             line[*nline].sealed = jstr(r, "l");
             line[*nline].bi = jstr(r, "li");
@@ -748,6 +750,7 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
     e->urgent = (v = hget(rep, "priority")) && strcmp(v, "urgent") == 0;
     e->preferred = (v = hget(rep, "policy")) && strcmp(v, "preferred") == 0;
+    e->ack = (v = hget(rep, "ack")) && strcmp(v, "1") == 0;
     e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
     e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
     e->nchans = 0;

@@ -31,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/line.h"
 #include "adapters/mime.h"
+#include "adapters/push.h"
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
@@ -444,6 +446,19 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
                        jb->msg->m.created_ms > 0
                            ? kn_now_ms() - jb->msg->m.created_ms
                            : -1);
+    if (r->auth && r->status == KN_PERMFAIL) {
+        /* A configuration error the provider will refuse every time (an
+         * APNs token of another app's topic, say): pause the route so the
+         * operator sees it, but end this job instead of looping. */
+        w->auth_paused_until = kn_mono_ms() + 30000;
+        w->d->route_paused[w->ch] = 1;
+        kn_log(KN_LOG_ERROR, "route",
+               "refused as misconfigured: route paused for 30 s",
+               "channel", w->chname, "provider", jb->via->ops->name,
+               "reason", r->detail, NULL);
+        fail_for_good(jb, r->detail);
+        return;
+    }
     if (r->auth) {
         /* Our credentials were refused: not the recipients' fault.  Pause
          * the route, keep the job (no attempt counted). */
@@ -578,6 +593,8 @@ static void slow_down(struct kn_worker *w, struct bucket *b)
     free(k);
 }
 
+static void send_batch(struct wjob *jb, struct bucket *b);
+
 /* Decrypt the job's addresses; 0, or the failure already recorded. */
 static int open_addrs(struct wjob *jb)
 {
@@ -597,6 +614,83 @@ static int open_addrs(struct wjob *jb)
         }
     }
     return 0;
+}
+
+/* Fill in what the adapter reads of a job. */
+static void prepare(struct wjob *jb, struct kn_adapter *via)
+{
+    struct kn_worker *w = jb->w;
+    jb->job.msg = &jb->msg->m;
+    jb->job.channel = w->chname;
+    jb->job.rcpt = jb->rcpts[0];
+    jb->job.bindex = jb->bindex[0];
+    jb->job.addr = jb->addr[0];
+    jb->job.addrs = (const char *const *)jb->addr;
+    jb->job.naddr = jb->naddr;
+    jb->job.attempt = jb->n + 1;
+    jb->job.key = jb->key;
+    if (jb->msg->m.ack && jb->naddr == 1 && jb->link == NULL) {
+        char *t = kn_ack_token(w->d->kr, jb->bcast, jb->rcpts[0]);
+        jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
+        free(t);
+    }
+    jb->job.link = jb->link;
+    jb->job._owner = jb;
+    jb->via = via;
+}
+
+/*
+ * The failover adapter (SendGrid) takes up to sendgrid.batch recipients
+ * of one broadcast in one request: take the other ready jobs of the same
+ * broadcast and priority along with jb (one rate-limit token for all).
+ */
+static void send_batch(struct wjob *jb, struct bucket *b)
+{
+    struct kn_worker *w = jb->w;
+    size_t max = (size_t)w->d->cfg->sendgrid_batch, n = 0, nc = 0;
+    struct kn_job **jobs = kn_xcalloc(max, sizeof(*jobs));
+    struct wjob **cand = kn_xcalloc(max, sizeof(*cand));
+    struct wjob **pp = &jb->next, *last = jb;
+
+    /* Unlink the candidates first: any of them may end (and be freed)
+     * below, so none may stay in the ready list meanwhile. */
+    while (*pp != NULL && nc + 1 < max) {
+        struct wjob *c = *pp;
+        if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1) {
+            *pp = c->next;
+            c->next = NULL;
+            cand[nc++] = c;
+        } else {
+            last = c;
+            pp = &c->next;
+        }
+    }
+    if (w->ready_tail[jb->prio] != NULL && nc > 0) {
+        /* The tail may have been taken: find the new one. */
+        struct wjob *t = jb;
+        while (t->next != NULL)
+            t = t->next;
+        w->ready_tail[jb->prio] = t;
+    }
+    (void)last;
+    prepare(jb, &w->alt);
+    jobs[n++] = &jb->job;
+    for (size_t i = 0; i < nc; i++) {
+        struct wjob *c = cand[i];
+        if (open_addrs(c) < 0)
+            continue; /* recorded as failed */
+        if (!kn_addr_is_dot_atom(c->addr[0])) {
+            wipe_addrs(c);
+            retry(c, w->d->cfg->failover_probe_ms,
+                  "address not accepted by SendGrid: waits for the relay", 0);
+            continue;
+        }
+        prepare(c, &w->alt);
+        jobs[n++] = &c->job;
+    }
+    w->alt.ops->send(&w->alt, jobs, n, on_sent, b);
+    free(jobs);
+    free(cand);
 }
 
 /*
@@ -651,23 +745,11 @@ static int send_now(struct wjob *jb)
               "address not accepted by SendGrid: waits for the relay", 0);
         return 0;
     }
-    jb->job.msg = &jb->msg->m;
-    jb->job.channel = w->chname;
-    jb->job.rcpt = jb->rcpts[0];
-    jb->job.bindex = jb->bindex[0];
-    jb->job.addr = jb->addr[0];
-    jb->job.addrs = (const char *const *)jb->addr;
-    jb->job.naddr = jb->naddr;
-    jb->job.attempt = jb->n + 1;
-    jb->job.key = jb->key;
-    if (jb->msg->m.ack && jb->naddr == 1 && jb->link == NULL) {
-        char *t = kn_ack_token(w->d->kr, jb->bcast, jb->rcpts[0]);
-        jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
-        free(t);
+    if (via == &w->alt) {
+        send_batch(jb, b);
+        return 0;
     }
-    jb->job.link = jb->link;
-    jb->job._owner = jb;
-    jb->via = via;
+    prepare(jb, via);
     jobs[0] = &jb->job;
     if (via == &w->ad)
         w->sending++;
@@ -1030,6 +1112,21 @@ static void on_tick(uv_timer_t *t)
     kn_redis_cmd(w->d->cmd, on_paused, w, "GET %s", k);
     free(k);
     pump(w);
+}
+
+/* Provider access tokens this worker's adapter issued (for /metrics). */
+void kn__worker_tokens(const struct kn_worker *w, uint64_t *issued,
+                       uint64_t *failed)
+{
+    if (strcmp(w->ad.ops->name, "line") == 0) {
+        struct kn_line_stats st;
+        kn_line_stats(&w->ad, &st);
+        *issued += st.token_issued;
+        *failed += st.token_failures;
+    } else if (strcmp(w->ad.ops->name, "push") == 0) {
+        *issued += kn_push_token_refreshes(&w->ad, "fcm") +
+                   kn_push_token_refreshes(&w->ad, "apns");
+    }
 }
 
 struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,

@@ -28,6 +28,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra \
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-clean
+.SECONDARY: $(FUZZ_ALL:%=$(FUZZ_BUILD)/tests/fuzz/%.o)
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -45,19 +46,24 @@ fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 # Replay every saved crash (tests/fuzz/regress/<target>/) and the corpus
 # once: no fuzzing, fails on the first input that still crashes.
 fuzz-regress: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@failed=""; for t in $(FUZZ_TARGETS); do \
 	    files=$$(find tests/fuzz/regress/$$t tests/fuzz/corpus/$$t \
 	             -type f 2>/dev/null | sort); \
 	    [ -n "$$files" ] || continue; \
 	    n=$$(echo "$$files" | wc -l); \
-	    printf '%s: replaying %s inputs\n' $$t $$n; \
-	    ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BUILD)/$$t \
-	        -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 $$files \
-	        >$(FUZZ_BUILD)/$$t.regress.log 2>&1 || \
-	        { tail -n 40 $(FUZZ_BUILD)/$$t.regress.log; \
-	          echo "$$t: a saved input fails (log: $(FUZZ_BUILD)/$$t.regress.log)"; \
-	          exit 1; }; \
-	done; echo "fuzz-regress: ok"
+	    if $(FUZZ_BUILD)/$$t -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 $$files \
+	        >$(FUZZ_BUILD)/$$t.regress.log 2>&1; then \
+	        printf '%-16s ok      %s saved inputs\n' $$t $$n; \
+	    else \
+	        grep -a -m1 -B1 -A2 'runtime error\|ERROR: \|property failed' \
+	            $(FUZZ_BUILD)/$$t.regress.log; \
+	        printf '%-16s FAILED  (%s)\n' $$t $(FUZZ_BUILD)/$$t.regress.log; \
+	        failed="$$failed $$t"; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	    echo "fuzz-regress: saved inputs still crash:$$failed"; exit 1; fi; \
+	echo "fuzz-regress: ok"
 
 # Each target fuzzes a copy of its corpus (new inputs go to the copy, and
 # crashes to $(FUZZ_BUILD)/crashes/<target>/); every target runs even if

@@ -257,6 +257,16 @@ class Server:
                 raise SystemExit("fake_smtp: --tls needs --cert and --key")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if args.tls_max_version is not None:
+                # An outdated relay: offer only TLS <= this version.  Debian's
+                # OpenSSL refuses TLS 1.0/1.1 at its default security level,
+                # so the server side must go down to level 0 to even offer it.
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = {
+                    "1.0": ssl.TLSVersion.TLSv1,
+                    "1.1": ssl.TLSVersion.TLSv1_1,
+                    "1.2": ssl.TLSVersion.TLSv1_2}[args.tls_max_version]
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
             ctx.load_cert_chain(args.cert, args.key)
             self.tls_ctx = ctx
         self.users = {}
@@ -869,6 +879,9 @@ def parse_args(argv):
     ap.add_argument("--tls", choices=("none", "starttls", "implicit"), default="none")
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--tls-max-version", choices=("1.0", "1.1", "1.2"),
+                    help="offer only TLS versions up to this one (an outdated "
+                         "relay; 1.0/1.1 also lower OpenSSL's security level)")
     ap.add_argument("--require-tls", action="store_true",
                     help="530 to MAIL before STARTTLS")
     ap.add_argument("--auth", action="append", metavar="USER:PASS",

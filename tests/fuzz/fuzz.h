@@ -123,18 +123,21 @@ static inline void fz_resp_free(struct fz_resp *r)
     free(r->body);
 }
 
-/* 1 if text holds a LINE id ([UCR] + 32 lowercase hex) unmasked. */
+/* 1 if text holds a LINE id ([UCR] + exactly 32 lowercase hex digits)
+ * unmasked. */
 static inline int fz_has_line_id(const char *t)
 {
     for (; *t; t++) {
         size_t k = 0;
         if (*t != 'U' && *t != 'C' && *t != 'R')
             continue;
-        while (k < 32 && ((t[1 + k] >= '0' && t[1 + k] <= '9') ||
-                          (t[1 + k] >= 'a' && t[1 + k] <= 'f')))
+        while ((t[1 + k] >= '0' && t[1 + k] <= '9') ||
+               (t[1 + k] >= 'a' && t[1 + k] <= 'f'))
             k++;
+        /* exactly 32: a longer run is not a LINE id */
         if (k == 32)
             return 1;
+        t += k;
     }
     return 0;
 }

@@ -60,10 +60,15 @@ static void classify(const uint8_t *d, size_t n)
     FZ_CHECK(r.status == KN_DELIVERED || r.status == KN_TEMPFAIL ||
                  r.status == KN_PERMFAIL,
              "status %d", (int)r.status);
-    FZ_CHECK(r.status != KN_DELIVERED || (fr.rc == CURLE_OK &&
-                                          fr.status >= 200 &&
-                                          fr.status <= 299),
+    /* Delivered: a 2xx, or 409 with the id of the request LINE accepted
+     * earlier under the same retry key. */
+    FZ_CHECK(r.status != KN_DELIVERED ||
+                 (fr.rc == CURLE_OK &&
+                  ((fr.status >= 200 && fr.status <= 299) ||
+                   (fr.status == 409 &&
+                    kn_http_header(&resp, "X-Line-Accepted-Request-Id") != NULL))),
              "delivered on rc %d status %ld", (int)fr.rc, fr.status);
+    FZ_CHECK(r.retry_after_ms >= 0, "negative wait");
     if (r.detail != NULL) {
         FZ_CHECK(r.detail != detail || memchr(detail, '\0', sizeof(detail)),
                  "detail not terminated");

@@ -11,7 +11,6 @@
 #define KN_FUZZ_RESPONSES 1
 #include <uv.h>
 
-#include "adapters/adapter.h"
 #include "adapters/push.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -21,6 +20,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     fz_quiet();
     return 0;
+}
+
+/* 1 if t could be a token kairan sends to: printable ASCII, no space (the
+ * adapter refuses anything else before sending). */
+static int token_like(const char *t)
+{
+    for (; *t; t++)
+        if (*t <= ' ' || *t > '~')
+            return 0;
+    return 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              "detail not terminated");
     /* FCM: the token is scrubbed from the provider's text (APNs passes its
      * apns-id here, which is printed on success). */
-    if (!apns && r.status != KN_DELIVERED && strlen(token) >= 8)
+    if (!apns && r.status != KN_DELIVERED && strlen(token) >= 8 &&
+        token_like(token))
         FZ_CHECK(strstr(r.detail, token) == NULL, "token in detail: %s",
                  r.detail);
     fz_resp_free(&fr);

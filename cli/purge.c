@@ -1,0 +1,136 @@
+/*
+ * purge.c - retention commands:
+ *
+ *   kairanctl purge [--now ISO8601]       delete what is past retention
+ *   kairanctl tenant close T [--now ISO8601]
+ *
+ * purge runs the same code as kairand's daily timer (dispatcher/purge.c,
+ * rules in dispatcher/purge.h and docs/drills.md).  tenant close stops
+ * T's API tokens at once (kairand's HTTP reads tenant:<T> closed_ms on
+ * every request) and schedules T's data for erasure by the purge after
+ * retention.closed_tenant_days.  --now fixes the clock (tests, and to see
+ * in advance what a purge on that day would delete... by doing it: there
+ * is no dry run).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/kn.h"
+#include "dispatcher/broadcast.h"
+#include "dispatcher/purge.h"
+
+/* Take "--now ISO8601" out of argv (sets the fixed clock); returns the
+ * new argc, or -1 on a bad time. */
+static int take_now(int argc, char **argv)
+{
+    int j = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--now") == 0 && i + 1 < argc) {
+            int64_t ms;
+            if (kn_time_parse(argv[i + 1], &ms) < 0) {
+                fprintf(stderr, "kairanctl: --now %s: write an RFC 3339 "
+                                "time, e.g. 2027-06-01T03:00:00+09:00\n",
+                        argv[i + 1]);
+                return -1;
+            }
+            kn__fake_now_ms = ms;
+            i++;
+            continue;
+        }
+        argv[j++] = argv[i];
+    }
+    return j;
+}
+
+static int do_purge(int argc, char **argv)
+{
+    struct kn_purge_stats st;
+    char err[300], t1[48], t2[48], t3[48];
+    int rc;
+
+    argc = take_now(argc, argv);
+    if (argc != 1) {
+        fprintf(stderr, "usage: kairanctl purge [--now ISO8601]\n");
+        return KN_EXIT_USAGE;
+    }
+    rc = kn_purge_run(kn_cli_redis(), &kn_cli_cfg, kn_now_ms(), &st, err,
+                      sizeof(err));
+    if (rc == KN_EAGAIN) {
+        fprintf(stderr, "kairanctl: another purge is running (lock:purge); "
+                        "try again later\n");
+        return KN_EXIT_FAIL;
+    }
+    printf("broadcasts deleted: %lld (created before %s)\n", st.broadcasts,
+           kn_time_jst(st.fy_cutoff_ms, t1, sizeof(t1)));
+    printf("delivery records deleted: %lld (broadcasts before %s)\n",
+           st.delivery_records,
+           kn_time_jst(st.delivery_cutoff_ms, t2, sizeof(t2)));
+    printf("audit lines deleted: %lld (before %s)\n", st.audit_lines,
+           kn_time_jst(st.audit_cutoff_ms, t3, sizeof(t3)));
+    printf("closed tenants erased: %lld (%lld keys)\n", st.tenants,
+           st.tenant_keys);
+    if (rc < 0) {
+        fprintf(stderr, "kairanctl: purge incomplete: %s\n", err);
+        return KN_EXIT_FAIL;
+    }
+    return KN_EXIT_OK;
+}
+
+static struct kn_cli_command purge_cmd = {
+    .name = "purge",
+    .usage = "  purge [--now ISO8601]  delete what is past retention\n",
+    .needs_config = 1,
+    .run = do_purge,
+};
+KN_CLI_COMMAND(purge_cmd)
+
+static int do_tenant(int argc, char **argv)
+{
+    redisReply *r;
+    char *k, t[48];
+    int64_t closed, erase;
+    const char *tenant;
+
+    argc = take_now(argc, argv);
+    if (argc != 3 || strcmp(argv[1], "close") != 0) {
+        fprintf(stderr, "usage: kairanctl tenant close T [--now ISO8601]\n");
+        return KN_EXIT_USAGE;
+    }
+    tenant = argv[2];
+    if (!kn_id_valid(tenant)) {
+        fprintf(stderr, "kairanctl: '%s' is not a tenant name (letters, "
+                        "digits, '-', '_', '.', ':')\n",
+                tenant);
+        return KN_EXIT_USAGE;
+    }
+    k = kn_cli_key("tenant:%s", tenant);
+    r = kn_cli_cmd("HSETNX %s closed_ms %lld", k, (long long)kn_now_ms());
+    freeReplyObject(r);
+    r = kn_cli_cmd("HGET %s closed_ms", k);
+    closed = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                           : kn_now_ms();
+    freeReplyObject(r);
+    free(k);
+    k = kn_cli_key("tenants:closed");
+    r = kn_cli_cmd("ZADD %s NX %lld %s", k, (long long)closed, tenant);
+    freeReplyObject(r);
+    free(k);
+    kn_cli_audit_op("tenant.close", NULL, tenant);
+    erase = closed + kn_cli_cfg.retention_closed_tenant_days * 86400000LL;
+    printf("tenant %s closed at %s: its tokens no longer work; its data is "
+           "erased by the first purge on or after %s\n",
+           tenant, kn_time_jst(closed, t, sizeof(t)),
+           kn_time_jst(erase, (char[48]){0}, 48));
+    return KN_EXIT_OK;
+}
+
+static struct kn_cli_command tenant_cmd = {
+    .name = "tenant",
+    .usage = "  tenant close T         stop T's tokens now, erase its data "
+             "after retention.closed_tenant_days\n",
+    .needs_config = 1,
+    .run = do_tenant,
+};
+KN_CLI_COMMAND(tenant_cmd)

@@ -1,0 +1,699 @@
+/*
+ * report.c - the drill report and the drill command.
+ *
+ *   kairanctl report ID [--format text|json|html]
+ *   kairanctl drill FILE|-
+ *
+ * The report reads one broadcast's per-recipient states (bc:<id>:r), its
+ * confirmations (bc:<id>:ack) and its audience (for names and masked
+ * addresses, unsealed here and never printed whole).  "Reached" means
+ * accepted by the relay or the provider (SMTP 250, an HTTP 200): it is not
+ * proof that anyone read the message; only a confirmation is.
+ *
+ * A drill is an ordinary submit with "drill" and "ack" forced on, so that
+ * every message says it is a drill (【訓練】) and carries a personal link.
+ */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+
+static const int within_s[] = {60, 300, 900};
+#define NWITHIN 3
+#define NCH 3
+static const char *const ch_names[NCH] = {"email", "line", "push"};
+
+struct rcpt {
+    char *id;
+    int64_t reached_ms;      /* first delivery on any channel; 0 none */
+    int64_t ch_ms[NCH];      /* first delivery per channel; 0 none */
+    int on_ch[NCH];          /* has a state on that channel */
+    int64_t confirmed_ms;    /* 0: not confirmed */
+    char *name;
+    json_t *addrs;           /* masked */
+};
+
+struct report {
+    char *bid;
+    redisReply *h;
+    int64_t t0;
+    struct rcpt *r;
+    size_t n, cap;
+    json_t *fail; /* reason -> count */
+};
+
+static const char *hget(const redisReply *h, const char *k)
+{
+    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
+                       i + 1 < h->elements;
+         i += 2) {
+        if (strcmp(h->element[i]->str, k) == 0)
+            return h->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+static int ch_index(const char *field)
+{
+    for (int i = 0; i < NCH; i++) {
+        size_t l = strlen(ch_names[i]);
+        if (strncmp(field, ch_names[i], l) == 0 && field[l] == ':')
+            return i;
+    }
+    return -1;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const struct rcpt *)a)->id, ((const struct rcpt *)b)->id);
+}
+
+/* The recipient with that id (rp->r sorted by id after load). */
+static struct rcpt *find(struct report *rp, const char *id)
+{
+    struct rcpt key = {.id = (char *)id};
+    return bsearch(&key, rp->r, rp->n, sizeof(*rp->r), by_id);
+}
+
+static struct rcpt *find_or_add(struct report *rp, const char *id)
+{
+    /* Linear while loading: states arrive unsorted; sorted afterwards. */
+    for (size_t i = rp->n; i > 0; i--) {
+        if (strcmp(rp->r[i - 1].id, id) == 0)
+            return &rp->r[i - 1];
+    }
+    if (rp->n == rp->cap) {
+        rp->cap = rp->cap ? rp->cap * 2 : 256;
+        rp->r = kn_xrealloc(rp->r, rp->cap * sizeof(*rp->r));
+    }
+    memset(&rp->r[rp->n], 0, sizeof(*rp->r));
+    rp->r[rp->n].id = kn_xstrdup(id);
+    rp->r[rp->n].addrs = json_array();
+    return &rp->r[rp->n++];
+}
+
+/* Parse one state "<code>|<rcpt>|<ms>|<detail>". */
+static void load_state(struct report *rp, const char *field, const char *v)
+{
+    char code = v[0];
+    const char *p = v + 2, *q;
+    char *id;
+    int64_t ms = 0;
+    const char *detail = "";
+    struct rcpt *r;
+    int ch = ch_index(field);
+
+    if (strlen(v) < 3 || v[1] != '|')
+        return;
+    q = strchr(p, '|');
+    id = q ? kn_xstrndup(p, (size_t)(q - p)) : kn_xstrdup(p);
+    if (q != NULL) {
+        ms = strtoll(q + 1, NULL, 10);
+        q = strchr(q + 1, '|');
+        if (q != NULL)
+            detail = q + 1;
+    }
+    r = find_or_add(rp, id);
+    free(id);
+    if (ch >= 0)
+        r->on_ch[ch] = 1;
+    if (code == 'd' && ms > 0) {
+        if (r->reached_ms == 0 || ms < r->reached_ms)
+            r->reached_ms = ms;
+        if (ch >= 0 && (r->ch_ms[ch] == 0 || ms < r->ch_ms[ch]))
+            r->ch_ms[ch] = ms;
+    } else if (code == 'f' || code == 'x') {
+        const char *key = code == 'x' ? (detail[0] ? detail : "expired")
+                                      : (detail[0] ? detail : "failed");
+        char reason[160];
+        json_t *v0;
+        snprintf(reason, sizeof(reason), "%s%s", code == 'x' ? "expired: "
+                                                              : "",
+                 key);
+        v0 = json_object_get(rp->fail, reason);
+        json_object_set_new(rp->fail, reason,
+                            json_integer(json_integer_value(v0) + 1));
+    }
+}
+
+static void add_masked(json_t *addrs, const struct kn_keyring *kr,
+                       const char *purpose, const char *sealed)
+{
+    char *plain = NULL, m[128];
+    if (sealed == NULL || kn_unseal(kr, purpose, sealed, &plain, NULL) < 0)
+        return;
+    json_array_append_new(addrs,
+                          json_string(kn_mask_address(plain, m, sizeof(m))));
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+}
+
+/* Names and masked addresses of one audience entry's recipient. */
+static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
+                         json_t *c, const char *sealed_name)
+{
+    json_t *p, *t;
+    size_t i;
+    char *plain = NULL;
+    if (r->name == NULL && sealed_name != NULL &&
+        kn_unseal(kr, "name", sealed_name, &plain, NULL) == 0)
+        r->name = plain;
+    if (json_array_size(r->addrs) > 0 || c == NULL)
+        return;
+    add_masked(r->addrs, kr, "email",
+               json_string_value(json_object_get(c, "e")));
+    add_masked(r->addrs, kr, "line",
+               json_string_value(json_object_get(c, "l")));
+    p = json_object_get(c, "p");
+    json_array_foreach(p, i, t) {
+        add_masked(r->addrs, kr, "push",
+                   json_string_value(json_object_get(t, "t")));
+    }
+}
+
+/* Audience entries: inline ("i:<json>") and directory ("d:<id>"). */
+static void load_audience(struct report *rp, const struct kn_keyring *kr)
+{
+    const char *tenant = hget(rp->h, "tenant");
+    char *k = kn_cli_key("bc:%s:aud", rp->bid);
+    redisReply *a = kn_cli_cmd("LRANGE %s 0 -1", k);
+    free(k);
+    for (size_t i = 0; a->type == REDIS_REPLY_ARRAY && i < a->elements;
+         i++) {
+        const char *e = a->element[i]->str;
+        struct rcpt *r;
+        if (strncmp(e, "i:", 2) == 0) {
+            json_t *j = json_loads(e + 2, 0, NULL);
+            const char *id = json_string_value(json_object_get(j, "id"));
+            if (id != NULL && (r = find(rp, id)) != NULL)
+                load_contact(r, kr, j,
+                             json_string_value(json_object_get(j, "nm")));
+            json_decref(j);
+        } else if (strncmp(e, "d:", 2) == 0 && tenant != NULL &&
+                   (r = find(rp, e + 2)) != NULL) {
+            redisReply *h;
+            json_t *c;
+            k = kn_cli_key("rcpt:%s:%s", tenant, e + 2);
+            h = kn_cli_cmd("HMGET %s name c", k);
+            free(k);
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
+                c = h->element[1]->str ? json_loads(h->element[1]->str, 0,
+                                                    NULL)
+                                       : NULL;
+                load_contact(r, kr, c, h->element[0]->str);
+                json_decref(c);
+            }
+            freeReplyObject(h);
+        }
+    }
+    freeReplyObject(a);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[0..n) in seconds; null if n == 0. */
+static json_t *pct(const int64_t *v, size_t n, int p)
+{
+    size_t rank;
+    if (n == 0)
+        return json_null();
+    rank = (size_t)((p * n + 99) / 100);
+    if (rank < 1)
+        rank = 1;
+    return json_real((double)v[rank - 1] / 1000.0);
+}
+
+static json_t *within(const struct report *rp, int ch)
+{
+    json_t *o = json_object();
+    for (int w = 0; w < NWITHIN; w++) {
+        long long n = 0;
+        char key[16];
+        for (size_t i = 0; i < rp->n; i++) {
+            int64_t ms = ch < 0 ? rp->r[i].reached_ms : rp->r[i].ch_ms[ch];
+            if (ms > 0 && ms - rp->t0 <= (int64_t)within_s[w] * 1000)
+                n++;
+        }
+        snprintf(key, sizeof(key), "%d", within_s[w]);
+        json_object_set_new(o, key, json_integer(n));
+    }
+    return o;
+}
+
+/* Not reached first, then by id. */
+static int unconfirmed_order(const void *a, const void *b)
+{
+    const struct rcpt *x = *(struct rcpt *const *)a,
+                      *y = *(struct rcpt *const *)b;
+    if ((x->reached_ms > 0) != (y->reached_ms > 0))
+        return x->reached_ms > 0 ? 1 : -1;
+    return strcmp(x->id, y->id);
+}
+
+/* Cumulative counts over time, for the chart: [[s, reached, confirmed]]. */
+static json_t *timeline(const struct report *rp)
+{
+    int64_t *ev = kn_xcalloc(2 * rp->n + 1, sizeof(*ev));
+    size_t ne = 0, reached = 0, conf = 0;
+    json_t *arr = json_array();
+    /* Encode kind in the low bit of 2*ms so one sort orders both. */
+    for (size_t i = 0; i < rp->n; i++) {
+        if (rp->r[i].reached_ms > 0)
+            ev[ne++] = (rp->r[i].reached_ms - rp->t0) * 2;
+        if (rp->r[i].confirmed_ms > 0)
+            ev[ne++] = (rp->r[i].confirmed_ms - rp->t0) * 2 + 1;
+    }
+    qsort(ev, ne, sizeof(*ev), cmp_i64);
+    json_array_append_new(arr, json_pack("[f,i,i]", 0.0, 0, 0));
+    for (size_t i = 0; i < ne; i++) {
+        int64_t v = ev[i] >= 0 ? ev[i] : ev[i] - 1;
+        if (ev[i] & 1)
+            conf++;
+        else
+            reached++;
+        json_array_append_new(arr, json_pack("[f,I,I]",
+                                             (double)(v / 2) / 1000.0,
+                                             (json_int_t)reached,
+                                             (json_int_t)conf));
+    }
+    free(ev);
+    return arr;
+}
+
+static json_t *build(struct report *rp)
+{
+    json_t *o = json_object(), *per = json_object(), *un = json_array();
+    int64_t *ct = kn_xcalloc(rp->n + 1, sizeof(*ct));
+    struct rcpt **list = kn_xcalloc(rp->n + 1, sizeof(*list));
+    size_t nconf = 0, reached = 0, nl = 0;
+
+    for (size_t i = 0; i < rp->n; i++) {
+        if (rp->r[i].reached_ms > 0)
+            reached++;
+        if (rp->r[i].confirmed_ms > 0)
+            ct[nconf++] = rp->r[i].confirmed_ms - rp->t0;
+        else
+            list[nl++] = &rp->r[i];
+    }
+    qsort(ct, nconf, sizeof(*ct), cmp_i64);
+    qsort(list, nl, sizeof(*list), unconfirmed_order);
+    json_object_set_new(o, "id", json_string(rp->bid));
+    json_object_set_new(o, "tenant",
+                        json_string(hget(rp->h, "tenant") ? hget(rp->h,
+                                                                 "tenant")
+                                                          : ""));
+    json_object_set_new(o, "subject",
+                        json_string(hget(rp->h, "subject") ? hget(rp->h,
+                                                                  "subject")
+                                                           : ""));
+    json_object_set_new(o, "drill",
+                        json_boolean(hget(rp->h, "drill") &&
+                                     strcmp(hget(rp->h, "drill"), "1") == 0));
+    json_object_set_new(o, "status",
+                        json_string(hget(rp->h, "status") ? hget(rp->h,
+                                                                 "status")
+                                                          : ""));
+    json_object_set_new(o, "start_ms", json_integer(rp->t0));
+    json_object_set_new(o, "recipients", json_integer((json_int_t)rp->n));
+    json_object_set_new(o, "reached", json_integer((json_int_t)reached));
+    json_object_set_new(o, "reached_note",
+                        json_string("reached = accepted by the relay or "
+                                    "provider, not proof of reading"));
+    json_object_set_new(o, "reached_within_s", within(rp, -1));
+    for (int c = 0; c < NCH; c++) {
+        json_t *co;
+        size_t n = 0, rc = 0;
+        for (size_t i = 0; i < rp->n; i++) {
+            n += rp->r[i].on_ch[c] != 0;
+            rc += rp->r[i].ch_ms[c] > 0;
+        }
+        if (n == 0)
+            continue;
+        co = json_object();
+        json_object_set_new(co, "recipients", json_integer((json_int_t)n));
+        json_object_set_new(co, "reached", json_integer((json_int_t)rc));
+        json_object_set_new(co, "reached_within_s", within(rp, c));
+        json_object_set_new(per, ch_names[c], co);
+    }
+    json_object_set_new(o, "channels", per);
+    json_object_set_new(o, "confirmed", json_integer((json_int_t)nconf));
+    json_object_set_new(o, "confirm_p50_s", pct(ct, nconf, 50));
+    json_object_set_new(o, "confirm_p90_s", pct(ct, nconf, 90));
+    json_object_set_new(o, "failures", json_incref(rp->fail));
+    for (size_t i = 0; i < nl; i++) {
+        json_t *u = json_object();
+        json_object_set_new(u, "id", json_string(list[i]->id));
+        json_object_set_new(u, "name", list[i]->name
+                                           ? json_string(list[i]->name)
+                                           : json_null());
+        json_object_set_new(u, "reached",
+                            json_boolean(list[i]->reached_ms > 0));
+        json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
+        json_array_append_new(un, u);
+    }
+    json_object_set_new(o, "unconfirmed", un);
+    json_object_set_new(o, "timeline", timeline(rp));
+    free(ct);
+    free(list);
+    return o;
+}
+
+static void print_text(json_t *o)
+{
+    json_t *v, *u;
+    const char *k;
+    size_t i;
+    printf("broadcast %s  (%s)%s\n",
+           json_string_value(json_object_get(o, "id")),
+           json_string_value(json_object_get(o, "subject")),
+           json_is_true(json_object_get(o, "drill")) ? "  【訓練】" : "");
+    printf("recipients:  %lld\n",
+           json_integer_value(json_object_get(o, "recipients")));
+    printf("reached:     %lld  (reached = accepted by the relay or provider, "
+           "not proof of reading)\n",
+           json_integer_value(json_object_get(o, "reached")));
+    v = json_object_get(o, "reached_within_s");
+    printf("  within 1 min %lld, 5 min %lld, 15 min %lld\n",
+           json_integer_value(json_object_get(v, "60")),
+           json_integer_value(json_object_get(v, "300")),
+           json_integer_value(json_object_get(v, "900")));
+    json_object_foreach(json_object_get(o, "channels"), k, v) {
+        json_t *w = json_object_get(v, "reached_within_s");
+        printf("  %-6s %lld of %lld reached; within 1/5/15 min: %lld/%lld/"
+               "%lld\n",
+               k, json_integer_value(json_object_get(v, "reached")),
+               json_integer_value(json_object_get(v, "recipients")),
+               json_integer_value(json_object_get(w, "60")),
+               json_integer_value(json_object_get(w, "300")),
+               json_integer_value(json_object_get(w, "900")));
+    }
+    printf("confirmed:   %lld", json_integer_value(json_object_get(o,
+                                                                   "confirmed")));
+    if (json_is_number(json_object_get(o, "confirm_p50_s")))
+        printf("  (time to confirm: p50 %.0f s, p90 %.0f s)",
+               json_number_value(json_object_get(o, "confirm_p50_s")),
+               json_number_value(json_object_get(o, "confirm_p90_s")));
+    printf("\n");
+    if (json_object_size(json_object_get(o, "failures")) > 0) {
+        printf("failures:\n");
+        json_object_foreach(json_object_get(o, "failures"), k, v)
+            printf("  %5lld  %s\n", json_integer_value(v), k);
+    }
+    printf("not confirmed (%zu; not reached first):\n",
+           json_array_size(json_object_get(o, "unconfirmed")));
+    json_array_foreach(json_object_get(o, "unconfirmed"), i, u) {
+        json_t *a;
+        size_t j;
+        printf("  %-16s %-20s %-11s",
+               json_string_value(json_object_get(u, "id")),
+               json_string_value(json_object_get(u, "name"))
+                   ? json_string_value(json_object_get(u, "name"))
+                   : "-",
+               json_is_true(json_object_get(u, "reached")) ? "reached"
+                                                           : "NOT REACHED");
+        json_array_foreach(json_object_get(u, "addresses"), j, a)
+            printf(" %s", json_string_value(a));
+        printf("\n");
+    }
+}
+
+static void html_esc(const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", stdout); break;
+        case '<': fputs("&lt;", stdout); break;
+        case '>': fputs("&gt;", stdout); break;
+        case '"': fputs("&quot;", stdout); break;
+        case '\'': fputs("&#39;", stdout); break;
+        default: putchar(*s);
+        }
+    }
+}
+
+/* One self-contained page: numbers, an inline SVG chart of reached and
+ * confirmed over time, the list to phone. */
+static void print_html(json_t *o)
+{
+    json_t *tl = json_object_get(o, "timeline"), *p, *u, *v;
+    double tmax = 60, W = 640, H = 240, L = 50, B = 30;
+    long long n = json_integer_value(json_object_get(o, "recipients"));
+    size_t i;
+    const char *k;
+
+    json_array_foreach(tl, i, p) {
+        double t = json_number_value(json_array_get(p, 0));
+        if (t > tmax)
+            tmax = t;
+    }
+    if (n < 1)
+        n = 1;
+    printf("<!doctype html>\n<html lang=\"ja\">\n<head>\n<meta "
+           "charset=\"utf-8\"/>\n<title>訓練報告 ");
+    html_esc(json_string_value(json_object_get(o, "id")));
+    printf("</title>\n<style>body{font-family:sans-serif;margin:1em}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+           "padding:2px 6px}.nr{color:#b00}</style>\n</head>\n<body>\n"
+           "<h1>");
+    if (json_is_true(json_object_get(o, "drill")))
+        printf("【訓練】");
+    html_esc(json_string_value(json_object_get(o, "subject")));
+    printf("</h1>\n<p>broadcast <code>");
+    html_esc(json_string_value(json_object_get(o, "id")));
+    printf("</code></p>\n<table>\n");
+    printf("<tr><th>recipients</th><td>%lld</td></tr>\n",
+           json_integer_value(json_object_get(o, "recipients")));
+    v = json_object_get(o, "reached_within_s");
+    printf("<tr><th>reached</th><td>%lld (within 1 / 5 / 15 min: %lld / "
+           "%lld / %lld)</td></tr>\n",
+           json_integer_value(json_object_get(o, "reached")),
+           json_integer_value(json_object_get(v, "60")),
+           json_integer_value(json_object_get(v, "300")),
+           json_integer_value(json_object_get(v, "900")));
+    printf("<tr><th>confirmed</th><td>%lld", json_integer_value(
+                                                  json_object_get(o,
+                                                                  "confirmed")));
+    if (json_is_number(json_object_get(o, "confirm_p50_s")))
+        printf(" (p50 %.0f s, p90 %.0f s)",
+               json_number_value(json_object_get(o, "confirm_p50_s")),
+               json_number_value(json_object_get(o, "confirm_p90_s")));
+    printf("</td></tr>\n");
+    json_object_foreach(json_object_get(o, "failures"), k, v) {
+        printf("<tr><th>failed: ");
+        html_esc(k);
+        printf("</th><td>%lld</td></tr>\n", json_integer_value(v));
+    }
+    printf("</table>\n<p>reached = accepted by the relay or provider, not "
+           "proof of reading.</p>\n");
+    printf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
+           "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">\n",
+           W, H, W, H);
+    printf("<title>reached and confirmed over time</title>\n");
+    printf("<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+           "stroke=\"#000\"/>\n", L, H - B, W - 10, H - B);
+    printf("<line x1=\"%.0f\" y1=\"10\" x2=\"%.0f\" y2=\"%.0f\" "
+           "stroke=\"#000\"/>\n", L, L, H - B);
+    printf("<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">%.0f s</text>\n",
+           W - 60, H - 8, tmax);
+    printf("<text x=\"4\" y=\"16\" font-size=\"11\">%lld</text>\n", n);
+    for (int s = 0; s < 2; s++) {
+        printf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+               "points=\"",
+               s == 0 ? "#1565c0" : "#2e7d32");
+        json_array_foreach(tl, i, p) {
+            double t = json_number_value(json_array_get(p, 0));
+            double c = (double)json_integer_value(json_array_get(p, 1 + s));
+            printf("%.1f,%.1f ", L + t / tmax * (W - 10 - L),
+                   (H - B) - c / (double)n * (H - B - 10));
+        }
+        printf("\"/>\n");
+    }
+    printf("<text x=\"%.0f\" y=\"24\" font-size=\"12\" fill=\"#1565c0\">"
+           "reached</text>\n", L + 10);
+    printf("<text x=\"%.0f\" y=\"40\" font-size=\"12\" fill=\"#2e7d32\">"
+           "confirmed</text>\n", L + 10);
+    printf("</svg>\n<h2>not confirmed (%zu)</h2>\n<table>\n"
+           "<tr><th>id</th><th>name</th><th>reached</th><th>addresses</th>"
+           "</tr>\n",
+           json_array_size(json_object_get(o, "unconfirmed")));
+    json_array_foreach(json_object_get(o, "unconfirmed"), i, u) {
+        json_t *a;
+        size_t j;
+        int r = json_is_true(json_object_get(u, "reached"));
+        printf("<tr%s><td>", r ? "" : " class=\"nr\"");
+        html_esc(json_string_value(json_object_get(u, "id")));
+        printf("</td><td>");
+        html_esc(json_string_value(json_object_get(u, "name")));
+        printf("</td><td>%s</td><td>", r ? "yes" : "NO");
+        json_array_foreach(json_object_get(u, "addresses"), j, a) {
+            html_esc(json_string_value(a));
+            printf(" ");
+        }
+        printf("</td></tr>\n");
+    }
+    printf("</table>\n</body>\n</html>\n");
+}
+
+static int do_report(int argc, char **argv)
+{
+    struct report rp;
+    struct kn_keyring *kr = NULL;
+    const char *format = "text", *id = NULL;
+    redisReply *r;
+    char err[300], *k;
+    const char *s;
+    json_t *o;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            format = argv[++i];
+        else if (strncmp(argv[i], "--format=", 9) == 0)
+            format = argv[i] + 9;
+        else if (id == NULL && argv[i][0] != '-')
+            id = argv[i];
+        else
+            id = NULL, format = "";
+    }
+    if (id == NULL || (strcmp(format, "text") != 0 &&
+                       strcmp(format, "json") != 0 &&
+                       strcmp(format, "html") != 0)) {
+        fprintf(stderr, "usage: kairanctl report ID [--format "
+                        "text|json|html]\n");
+        return KN_EXIT_USAGE;
+    }
+    memset(&rp, 0, sizeof(rp));
+    rp.bid = kn_xstrdup(id);
+    k = kn_cli_key("bc:%s", id);
+    rp.h = kn_cli_cmd("HGETALL %s", k);
+    free(k);
+    if (hget(rp.h, "status") == NULL) {
+        fprintf(stderr, "kairanctl: no broadcast %s\n", id);
+        freeReplyObject(rp.h);
+        free(rp.bid);
+        return KN_EXIT_UNKNOWN;
+    }
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        freeReplyObject(rp.h);
+        free(rp.bid);
+        return KN_EXIT_FAIL;
+    }
+    s = hget(rp.h, "send_at_ms");
+    rp.t0 = s && strtoll(s, NULL, 10) > 0 ? strtoll(s, NULL, 10) : 0;
+    if (rp.t0 == 0 && (s = hget(rp.h, "created_ms")) != NULL)
+        rp.t0 = strtoll(s, NULL, 10);
+    rp.fail = json_object();
+
+    k = kn_cli_key("bc:%s:r", id);
+    r = kn_cli_cmd("HGETALL %s", k);
+    free(k);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2)
+        load_state(&rp, r->element[i]->str, r->element[i + 1]->str);
+    freeReplyObject(r);
+    qsort(rp.r, rp.n, sizeof(*rp.r), by_id);
+
+    k = kn_cli_key("bc:%s:ack", id);
+    r = kn_cli_cmd("HGETALL %s", k);
+    free(k);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        struct rcpt *x = find(&rp, r->element[i]->str);
+        if (x != NULL)
+            x->confirmed_ms = strtoll(r->element[i + 1]->str, NULL, 10);
+    }
+    freeReplyObject(r);
+    load_audience(&rp, kr);
+
+    o = build(&rp);
+    if (strcmp(format, "json") == 0) {
+        char *out = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", out);
+        free(out);
+    } else if (strcmp(format, "html") == 0) {
+        print_html(o);
+    } else {
+        print_text(o);
+    }
+    json_decref(o);
+    for (size_t i = 0; i < rp.n; i++) {
+        free(rp.r[i].id);
+        if (rp.r[i].name != NULL) {
+            OPENSSL_cleanse(rp.r[i].name, strlen(rp.r[i].name));
+            free(rp.r[i].name);
+        }
+        json_decref(rp.r[i].addrs);
+    }
+    free(rp.r);
+    json_decref(rp.fail);
+    freeReplyObject(rp.h);
+    free(rp.bid);
+    kn_keyring_free(kr);
+    return KN_EXIT_OK;
+}
+
+static struct kn_cli_command report_cmd = {
+    .name = "report",
+    .usage = "  report ID [--format text|json|html]\n"
+             "                         drill report: reached, confirmed, "
+             "who to phone\n",
+    .needs_config = 1,
+    .run = do_report,
+};
+KN_CLI_COMMAND(report_cmd)
+
+/* ---- drill ---- */
+
+static int do_drill(int argc, char **argv)
+{
+    size_t len = 0;
+    char *json, *out;
+    json_t *j;
+    json_error_t e;
+    int rc;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: kairanctl drill FILE|-\n");
+        return KN_EXIT_USAGE;
+    }
+    json = kn_cli_read_file(argv[1], &len);
+    if (json == NULL) {
+        fprintf(stderr, "kairanctl: cannot read %s\n", argv[1]);
+        return KN_EXIT_USAGE;
+    }
+    j = json_loadb(json, len, 0, &e);
+    free(json);
+    if (!json_is_object(j)) {
+        fprintf(stderr, "kairanctl: invalid broadcast: line %d: %s\n",
+                e.line, j ? "not a JSON object" : e.text);
+        json_decref(j);
+        return KN_EXIT_FAIL;
+    }
+    json_object_set_new(j, "drill", json_true());
+    json_object_set_new(j, "ack", json_true());
+    out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    rc = kn_cli_submit_json(out, strlen(out));
+    free(out);
+    return rc;
+}
+
+static struct kn_cli_command drill_cmd = {
+    .name = "drill",
+    .usage = "  drill FILE|-           submit a drill (\"drill\" and \"ack\" "
+             "forced on)\n",
+    .needs_config = 1,
+    .run = do_drill,
+};
+KN_CLI_COMMAND(drill_cmd)

@@ -1,0 +1,525 @@
+/*
+ * purge.c - deleting what is past retention (rules in purge.h), and the
+ * kairand module that does it once a day.
+ *
+ * The purge itself is synchronous hiredis code, so that kairanctl purge
+ * and the daemon share it.  In kairand it runs on a libuv worker thread
+ * (uv_queue_work) with its own short-lived connection: the loop never
+ * waits for it.  Several kairand processes each try once a day; the lock
+ * <prefix>lock:purge (SET NX PX, released only by its owner) makes them
+ * take turns, and a purge that finds nothing to do costs a few reads.
+ */
+#include "dispatcher/purge.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "dispatcher/daemon.h"
+#include "dispatcher/module.h"
+
+#define JST_MS (9 * 3600 * 1000LL)
+#define DAY_MS (86400 * 1000LL)
+#define LOCK_MS 600000
+
+/* ---------------------------------------------------------------- dates */
+
+static int64_t jst_midnight(int y, int mon, int mday)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = mday;
+    return (int64_t)timegm(&tm) * 1000 - JST_MS;
+}
+
+static void jst_date(int64_t ms, int *y, int *mon, int *mday)
+{
+    time_t t = (time_t)((ms + JST_MS) / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    *y = tm.tm_year + 1900;
+    *mon = tm.tm_mon + 1;
+    *mday = tm.tm_mday;
+}
+
+int64_t kn_purge_fy_cutoff(int64_t now, int fiscal_years)
+{
+    int y, m, dd, fy, keep_from;
+    jst_date(now, &y, &m, &dd);
+    fy = m >= 4 ? y : y - 1;
+    keep_from = fy - (fiscal_years - 1);
+    if (m == 4 || m == 5)
+        keep_from--; /* deleted from June on */
+    return jst_midnight(keep_from, 4, 1);
+}
+
+int64_t kn_purge_years_ago(int64_t now, int years)
+{
+    int y, m, dd;
+    int64_t into = 0;
+    jst_date(now, &y, &m, &dd);
+    into = (now + JST_MS) % DAY_MS;
+    if (m == 2 && dd == 29)
+        dd = 28;
+    return jst_midnight(y - years, m, dd) + into;
+}
+
+/* ---------------------------------------------------------------- redis */
+
+struct ctx {
+    redisContext *c;
+    const char *prefix;
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+static redisReply *cmd(struct ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(x->c, fmt, ap);
+    va_end(ap);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (!x->failed)
+            snprintf(x->err, x->errlen, "Redis: %s",
+                     r ? r->str : x->c->errstr);
+        x->failed = 1;
+        if (r != NULL)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Run a command for its effect only. */
+static long long run(struct ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    long long n = 0;
+    va_start(ap, fmt);
+    r = redisvCommand(x->c, fmt, ap);
+    va_end(ap);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (!x->failed)
+            snprintf(x->err, x->errlen, "Redis: %s",
+                     r ? r->str : x->c->errstr);
+        x->failed = 1;
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        n = r->integer;
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return n;
+}
+
+static void delete_broadcast(struct ctx *x, const char *id)
+{
+    const char *p = x->prefix;
+    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack", p, id, p, id, p,
+        id, p, id);
+    run(x, "ZREM %sbcs %s", p, id);
+    run(x, "ZREM %srejected %s", p, id);
+    run(x, "ZREM %sactive %s", p, id);
+}
+
+/* Broadcasts created before cutoff: whole (whole != 0) or only their
+ * delivery records. */
+static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
+{
+    static const char *const idx[] = {"bcs", "rejected"};
+    long long n = 0;
+    for (size_t k = 0; k < KN_ARRAY_SIZE(idx); k++) {
+        redisReply *r = cmd(x, "ZRANGEBYSCORE %s%s -inf (%lld", x->prefix,
+                            idx[k], (long long)cutoff);
+        for (size_t i = 0; r && i < r->elements; i++) {
+            const char *id = r->element[i]->str;
+            if (whole) {
+                delete_broadcast(x, id);
+                n++;
+            } else if (run(x, "DEL %sbc:%s:r", x->prefix, id) > 0) {
+                run(x, "HSET %sbc:%s r_purged_ms %lld", x->prefix, id,
+                    (long long)kn_now_ms());
+                n++;
+            }
+        }
+        if (r != NULL)
+            freeReplyObject(r);
+    }
+    return n;
+}
+
+/* Erase every key of tenant t; returns keys deleted. */
+static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
+{
+    const char *p = x->prefix;
+    long long n = 0;
+    redisReply *r, *h;
+
+    r = cmd(x, "SMEMBERS %srcpts:%s", p, t);
+    for (size_t i = 0; r && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        json_t *c = NULL, *pa, *e;
+        size_t j;
+        h = cmd(x, "HGET %srcpt:%s:%s c", p, t, id);
+        if (h && h->type == REDIS_REPLY_STRING)
+            c = json_loads(h->str, 0, NULL);
+        if (h)
+            freeReplyObject(h);
+        if (json_string_value(json_object_get(c, "ei")))
+            n += run(x, "DEL %sbidx:%s:email:%s", p, t,
+                     json_string_value(json_object_get(c, "ei")));
+        if (json_string_value(json_object_get(c, "li")))
+            n += run(x, "DEL %sbidx:%s:line:%s", p, t,
+                     json_string_value(json_object_get(c, "li")));
+        pa = json_object_get(c, "p");
+        json_array_foreach(pa, j, e) {
+            if (json_string_value(json_object_get(e, "ti")))
+                n += run(x, "DEL %sbidx:%s:push:%s", p, t,
+                         json_string_value(json_object_get(e, "ti")));
+        }
+        json_decref(c);
+        n += run(x, "DEL %srcpt:%s:%s", p, t, id);
+    }
+    if (r)
+        freeReplyObject(r);
+    n += run(x, "DEL %srcpts:%s", p, t);
+    r = cmd(x, "SMEMBERS %sgroups:%s", p, t);
+    for (size_t i = 0; r && i < r->elements; i++)
+        n += run(x, "DEL %sgrp:%s:%s", p, t, r->element[i]->str);
+    if (r)
+        freeReplyObject(r);
+    n += run(x, "DEL %sgroups:%s", p, t);
+    run(x, "SREM %stenants %s", p, t);
+
+    r = cmd(x, "SMEMBERS %stokens", p);
+    for (size_t i = 0; r && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        h = cmd(x, "HGET %stoken:%s tenant", p, id);
+        if (h && h->type == REDIS_REPLY_STRING && strcmp(h->str, t) == 0) {
+            n += run(x, "DEL %stoken:%s", p, id);
+            run(x, "SREM %stokens %s", p, id);
+        }
+        if (h)
+            freeReplyObject(h);
+    }
+    if (r)
+        freeReplyObject(r);
+
+    for (int k = 0; k < 2; k++) {
+        r = cmd(x, "ZRANGE %s%s 0 -1", p, k == 0 ? "bcs" : "rejected");
+        for (size_t i = 0; r && i < r->elements; i++) {
+            const char *id = r->element[i]->str;
+            h = cmd(x, "HGET %sbc:%s tenant", p, id);
+            if (h && h->type == REDIS_REPLY_STRING &&
+                strcmp(h->str, t) == 0) {
+                delete_broadcast(x, id);
+                n++;
+            }
+            if (h)
+                freeReplyObject(h);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    run(x, "HSET %stenant:%s erased_ms %lld", p, t, (long long)now);
+    run(x, "ZREM %stenants:closed %s", p, t);
+    return n;
+}
+
+/* ---------------------------------------------------------------- audit */
+
+/* Keep the lines of one JSON-lines file whose "time" is >= cutoff (and
+ * every line that does not parse: an audit log loses nothing by doubt).
+ * Rewritten through a temporary file and rename(2); lines appended by
+ * other processes while it ran are carried over before the rename. */
+static long long purge_file(const char *path, int64_t cutoff, char *err,
+                            size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *line = NULL, *tmp;
+    size_t cap = 0;
+    ssize_t n;
+    long long dropped = 0;
+    long end;
+    int fd;
+    FILE *o;
+
+    if (f == NULL)
+        return 0;
+    tmp = kn_xasprintf("%s.purge.%d", path, (int)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    o = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (o == NULL) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        fclose(f);
+        free(tmp);
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_t *j = json_loadb(line, (size_t)n, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "time"));
+        int64_t ms;
+        if (t != NULL && kn_time_parse(t, &ms) == 0 && ms < cutoff)
+            dropped++;
+        else
+            fwrite(line, 1, (size_t)n, o);
+        json_decref(j);
+    }
+    end = ftell(f);
+    if (dropped > 0) {
+        /* Lines that arrived meanwhile. */
+        char buf[8192];
+        size_t r;
+        fclose(f);
+        f = fopen(path, "rb");
+        if (f != NULL && fseek(f, end, SEEK_SET) == 0) {
+            while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+                fwrite(buf, 1, r, o);
+        }
+        fflush(o);
+        fsync(fileno(o));
+    }
+    if (f != NULL)
+        fclose(f);
+    if (fclose(o) != 0 || (dropped > 0 && rename(tmp, path) != 0)) {
+        snprintf(err, errlen, "cannot replace %s: %s", path, strerror(errno));
+        unlink(tmp);
+        dropped = -1;
+    } else if (dropped == 0) {
+        unlink(tmp);
+    }
+    free(line);
+    free(tmp);
+    return dropped;
+}
+
+static long long purge_audit(const char *dir, int64_t cutoff, char *err,
+                             size_t errlen)
+{
+    DIR *dp;
+    struct dirent *de;
+    long long total = 0;
+    if (dir == NULL || dir[0] == '\0' || (dp = opendir(dir)) == NULL)
+        return 0;
+    while ((de = readdir(dp)) != NULL) {
+        size_t l = strlen(de->d_name);
+        char *path;
+        long long n;
+        if (l < 7 || strcmp(de->d_name + l - 6, ".jsonl") != 0)
+            continue;
+        path = kn_xasprintf("%s/%s", dir, de->d_name);
+        n = purge_file(path, cutoff, err, errlen);
+        free(path);
+        if (n < 0) {
+            total = -1;
+            break;
+        }
+        total += n;
+    }
+    closedir(dp);
+    return total;
+}
+
+/* ---------------------------------------------------------------- run */
+
+int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
+                 struct kn_purge_stats *st, char *err, size_t errlen)
+{
+    struct ctx x = {c, cfg->redis_prefix, err, errlen, 0};
+    char owner[64], aerr[300] = "";
+    redisReply *r;
+    int rc = 0;
+
+    memset(st, 0, sizeof(*st));
+    err[0] = '\0';
+    snprintf(owner, sizeof(owner), "%d:%lld", (int)getpid(),
+             (long long)kn_mono_ms());
+    r = cmd(&x, "SET %slock:purge %s NX PX %d", x.prefix, owner, LOCK_MS);
+    if (r == NULL)
+        return KN_EIO;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return KN_EAGAIN;
+    }
+    freeReplyObject(r);
+
+    st->fy_cutoff_ms =
+        kn_purge_fy_cutoff(now, (int)cfg->retention_fiscal_years);
+    st->delivery_cutoff_ms = now - cfg->retention_delivery_days * DAY_MS;
+    st->audit_cutoff_ms =
+        kn_purge_years_ago(now, (int)cfg->retention_audit_years);
+
+    st->broadcasts = purge_broadcasts(&x, st->fy_cutoff_ms, 1);
+    st->delivery_records = purge_broadcasts(&x, st->delivery_cutoff_ms, 0);
+
+    r = cmd(&x, "ZRANGEBYSCORE %stenants:closed -inf %lld", x.prefix,
+            (long long)(now - cfg->retention_closed_tenant_days * DAY_MS));
+    for (size_t i = 0; r && i < r->elements; i++) {
+        st->tenant_keys += erase_tenant(&x, r->element[i]->str, now);
+        st->tenants++;
+    }
+    if (r)
+        freeReplyObject(r);
+
+    st->audit_lines = purge_audit(cfg->audit_dir, st->audit_cutoff_ms,
+                                  aerr, sizeof(aerr));
+    if (st->audit_lines < 0 && !x.failed)
+        snprintf(err, errlen, "%s", aerr);
+    if (x.failed || st->audit_lines < 0)
+        rc = KN_EIO;
+    if (st->audit_lines < 0)
+        st->audit_lines = 0;
+
+    run(&x, "EVAL %s 1 %slock:purge %s",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('DEL', KEYS[1]) end return 0",
+        x.prefix, owner);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- module */
+
+#define PURGE_FIRST_MS (5 * 60 * 1000) /* after start */
+#define PURGE_EVERY_MS DAY_MS
+
+struct purger {
+    struct kn_daemon *d;
+    uv_timer_t timer;
+    uv_work_t work;
+    int running;
+    int closing;
+    int rc;
+    struct kn_purge_stats st;
+    char err[300];
+};
+
+static void purge_work(uv_work_t *w)
+{
+    struct purger *p = kn_container_of(w, struct purger, work);
+    const struct kn_config *cfg = p->d->cfg;
+    char *host = NULL, *pw = NULL;
+    int port = 6379, db = 0;
+    struct timeval tv = {10, 0};
+    redisContext *c;
+    redisReply *r;
+
+    p->rc = KN_EIO;
+    p->err[0] = '\0';
+    if (kn_redis_url_parse(cfg->redis_url, &host, &port, &db, &pw) < 0) {
+        snprintf(p->err, sizeof(p->err), "redis.url cannot be parsed");
+        return;
+    }
+    c = redisConnectWithTimeout(host, port, tv);
+    if (c != NULL && !c->err) {
+        redisSetTimeout(c, tv);
+        if (cfg->redis_password != NULL || pw != NULL) {
+            r = redisCommand(c, "AUTH %s",
+                             cfg->redis_password ? cfg->redis_password : pw);
+            if (r)
+                freeReplyObject(r);
+        }
+        if (db != 0) {
+            r = redisCommand(c, "SELECT %d", db);
+            if (r)
+                freeReplyObject(r);
+        }
+        p->rc = kn_purge_run(c, cfg, kn_now_ms(), &p->st, p->err,
+                             sizeof(p->err));
+    } else {
+        snprintf(p->err, sizeof(p->err), "cannot reach Redis");
+    }
+    if (c != NULL)
+        redisFree(c);
+    free(host);
+    free(pw);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct purger *p = h->data;
+    if (!p->running)
+        free(p);
+    else
+        p->closing = 2; /* freed when the work returns */
+}
+
+static void purge_done(uv_work_t *w, int status)
+{
+    struct purger *p = kn_container_of(w, struct purger, work);
+    char a[24], b[24], c[24], t[24];
+    p->running = 0;
+    if (p->closing == 2) {
+        free(p);
+        return;
+    }
+    if (p->rc == KN_EAGAIN) {
+        kn_log(KN_LOG_INFO, "purge", "another process is purging", NULL);
+    } else if (p->rc < 0) {
+        kn_log(KN_LOG_ERROR, "purge", "purge failed", "error", p->err,
+               NULL);
+    } else {
+        snprintf(a, sizeof(a), "%lld", p->st.broadcasts);
+        snprintf(b, sizeof(b), "%lld", p->st.delivery_records);
+        snprintf(c, sizeof(c), "%lld", p->st.audit_lines);
+        snprintf(t, sizeof(t), "%lld", p->st.tenants);
+        kn_log(KN_LOG_INFO, "purge", "purge done", "broadcasts", a,
+               "delivery_records", b, "audit_lines", c, "tenants", t, NULL);
+    }
+}
+
+static void on_purge_timer(uv_timer_t *t)
+{
+    struct purger *p = t->data;
+    if (p->running || p->closing)
+        return;
+    p->running = 1;
+    if (uv_queue_work(p->d->loop, &p->work, purge_work, purge_done) != 0)
+        p->running = 0;
+}
+
+static int purge_open(struct kn_daemon *d, void **state)
+{
+    struct purger *p = kn_xcalloc(1, sizeof(*p));
+    p->d = d;
+    uv_timer_init(d->loop, &p->timer);
+    p->timer.data = p;
+    uv_timer_start(&p->timer, on_purge_timer, PURGE_FIRST_MS,
+                   PURGE_EVERY_MS);
+    uv_unref((uv_handle_t *)&p->timer);
+    *state = p;
+    return 0;
+}
+
+static void purge_close(struct kn_daemon *d, void *state)
+{
+    struct purger *p = state;
+    if (p == NULL)
+        return;
+    p->closing = 1;
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+}
+
+static struct kn_module purge_module = {
+    .name = "purge",
+    .open = purge_open,
+    .close = purge_close,
+};
+KN_MODULE(purge_module)

@@ -1,0 +1,57 @@
+/*
+ * purge.h - retention (SECURITY-PROMISES.md rows 7-9): what is deleted
+ * when, shared by "kairanctl purge" and kairand's daily timer (purge.c).
+ *
+ * The rules (docs/drills.md):
+ *  - broadcasts (bc:<id>, :r, :aud, :ack and their places in the bcs,
+ *    rejected and active indexes) created before the first day of the
+ *    oldest kept Japanese fiscal year (April-March, JST): the current one
+ *    and retention.fiscal_years - 1 before it.  In April and May the
+ *    previous window still holds: a fiscal year that has just fallen out
+ *    is deleted from June 1 on ("deleted every June");
+ *  - per-recipient delivery records (bc:<id>:r, which hold sealed data and
+ *    blind indexes) of broadcasts older than retention.delivery_days;
+ *  - audit-log lines (the .jsonl files in audit_dir) older than
+ *    retention.audit_years calendar years;
+ *  - every key of a tenant closed (kairanctl tenant close) at least
+ *    retention.closed_tenant_days ago: directory, groups, indexes, tokens
+ *    and broadcasts.  tenant:<T> itself stays (closed_ms, erased_ms) so
+ *    that its name cannot silently come back to life.
+ * One purge at a time across processes: <prefix>lock:purge (SET NX PX).
+ */
+#ifndef KN_DISPATCHER_PURGE_H
+#define KN_DISPATCHER_PURGE_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kn_config;
+
+struct kn_purge_stats {
+    long long broadcasts;       /* deleted whole */
+    long long delivery_records; /* bc:<id>:r deleted */
+    long long audit_lines;      /* lines dropped */
+    long long tenants;          /* closed tenants erased */
+    long long tenant_keys;      /* keys deleted for them */
+    int64_t fy_cutoff_ms;       /* broadcasts before this went */
+    int64_t delivery_cutoff_ms;
+    int64_t audit_cutoff_ms;
+};
+
+/*
+ * Run one purge as if the time were now (ms) on the synchronous
+ * connection c.  Returns 0 and fills st; KN_EAGAIN if another purge holds
+ * the lock; KN_EIO with a message in err on a Redis or file error.
+ */
+int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
+                 struct kn_purge_stats *st, char *err, size_t errlen);
+
+/* The first millisecond of the oldest kept fiscal year at now (see the
+ * June rule above). */
+int64_t kn_purge_fy_cutoff(int64_t now, int fiscal_years);
+
+/* now minus years calendar years (JST dates; Feb 29 -> Feb 28). */
+int64_t kn_purge_years_ago(int64_t now, int years);
+
+#endif

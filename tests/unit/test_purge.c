@@ -1,0 +1,106 @@
+/*
+ * test_purge.c - the date rules of retention (dispatcher/purge.c) and the
+ * confirmation page (dispatcher/ack.c): the fiscal-year cutoff with its
+ * June rule around every boundary, "N years ago" in JST (Feb 29), and a
+ * page that escapes everything it shows and marks a drill.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kn.h"
+#include "dispatcher/ack.h"
+#include "dispatcher/purge.h"
+
+static int64_t at(const char *iso)
+{
+    int64_t ms = 0;
+    assert_int_equal(kn_time_parse(iso, &ms), 0);
+    return ms;
+}
+
+static void cutoff_is(const char *now, int years, const char *want)
+{
+    char buf[48];
+    kn_time_jst(kn_purge_fy_cutoff(at(now), years), buf, sizeof(buf));
+    if (strcmp(buf, want) != 0)
+        fail_msg("now %s (%d years): cutoff %s, want %s", now, years, buf,
+                 want);
+}
+
+static void test_fiscal_cutoff(void **st)
+{
+    const char *w = "T00:00:00.000+09:00";
+    char want[64];
+    (void)st;
+    /* FY2027 = April 2027 - March 2028. */
+    snprintf(want, sizeof(want), "2024-04-01%s", w);
+    cutoff_is("2027-06-01T00:00:00+09:00", 4, want);
+    cutoff_is("2028-03-31T23:59:59+09:00", 4, want);
+    /* April and May: the previous window still holds. */
+    snprintf(want, sizeof(want), "2023-04-01%s", w);
+    cutoff_is("2027-04-01T00:00:00+09:00", 4, want);
+    cutoff_is("2027-05-31T23:59:59+09:00", 4, want);
+    /* June 1 00:00 JST is May 31 15:00 UTC: JST decides. */
+    cutoff_is("2027-05-31T14:59:59Z", 4, want);
+    snprintf(want, sizeof(want), "2024-04-01%s", w);
+    cutoff_is("2027-05-31T15:00:00Z", 4, want);
+    /* January - March belong to the previous fiscal year. */
+    snprintf(want, sizeof(want), "2023-04-01%s", w);
+    cutoff_is("2027-03-31T23:59:59+09:00", 4, want);
+    /* One year kept: only the current one (after June). */
+    snprintf(want, sizeof(want), "2027-04-01%s", w);
+    cutoff_is("2027-07-01T00:00:00+09:00", 1, want);
+    snprintf(want, sizeof(want), "2026-04-01%s", w);
+    cutoff_is("2027-05-01T00:00:00+09:00", 1, want);
+}
+
+static void test_years_ago(void **st)
+{
+    char buf[48];
+    (void)st;
+    kn_time_jst(kn_purge_years_ago(at("2027-05-15T12:00:00+09:00"), 5), buf,
+                sizeof(buf));
+    assert_string_equal(buf, "2022-05-15T12:00:00.000+09:00");
+    kn_time_jst(kn_purge_years_ago(at("2028-02-29T08:00:00+09:00"), 5), buf,
+                sizeof(buf));
+    assert_string_equal(buf, "2023-02-28T08:00:00.000+09:00");
+}
+
+static void test_ack_page(void **st)
+{
+    char *p;
+    (void)st;
+    p = kn__ack_page("<script>alert(1)</script>", "a & b\n\"c\" 'd'", 1, 0,
+                     0);
+    assert_null(strstr(p, "<script>"));
+    assert_non_null(strstr(p, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_non_null(strstr(p, "a &amp; b\n&quot;c&quot; &#39;d&#39;"));
+    assert_non_null(strstr(p, "【訓練】"));
+    assert_non_null(strstr(p, "<form method=\"post\">"));
+    free(p);
+    p = kn__ack_page("s", "b", 0, at("2027-05-15T12:00:00+09:00"), 1);
+    assert_null(strstr(p, "【訓練】"));
+    assert_null(strstr(p, "<form"));
+    assert_non_null(strstr(p, "2027-05-15T12:00:00.000+09:00"));
+    assert_non_null(strstr(p, "ありがとうございました"));
+    free(p);
+    assert_non_null(strstr(kn__ack_csp(), "style-src 'sha256-"));
+    assert_null(strstr(kn__ack_csp(), "script-src"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fiscal_cutoff),
+        cmocka_unit_test(test_years_ago),
+        cmocka_unit_test(test_ack_page),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
