@@ -373,6 +373,41 @@ struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
     return r;
 }
 
+redisContext *kn__redis_sync(const struct kn_config *cfg)
+{
+    char *host = NULL, *pw = NULL;
+    int port = 6379, db = 0;
+    struct timeval tv = {10, 0};
+    redisContext *c;
+    redisReply *r;
+    if (kn_redis_url_parse(cfg->redis_url, &host, &port, &db, &pw) < 0)
+        return NULL;
+    c = redisConnectWithTimeout(host, port, tv);
+    if (c != NULL && !c->err) {
+        redisSetTimeout(c, tv);
+        if (cfg->redis_password != NULL || pw != NULL) {
+            r = redisCommand(c, "AUTH %s",
+                             cfg->redis_password ? cfg->redis_password : pw);
+            if (r)
+                freeReplyObject(r);
+        }
+        if (db != 0) {
+            r = redisCommand(c, "SELECT %d", db);
+            if (r)
+                freeReplyObject(r);
+        }
+    } else if (c != NULL) {
+        redisFree(c);
+        c = NULL;
+    }
+    free(host);
+    if (pw != NULL) {
+        memset(pw, 0, strlen(pw));
+        free(pw);
+    }
+    return c;
+}
+
 struct groups_ctx {
     struct kn_daemon *d;
     void (*cb)(void *);

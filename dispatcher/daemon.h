@@ -140,6 +140,13 @@ int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt);
 struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
                                 kn_redis_state_cb *cb, void *arg);
 
+/*
+ * A synchronous connection to the configured Redis (AUTH, SELECT done),
+ * for work run off the loop in the thread pool (purge, escalation); NULL
+ * if unreachable.  Free with redisFree.
+ */
+redisContext *kn__redis_sync(const struct kn_config *cfg);
+
 /* Create the consumer groups (idempotent); then cb(arg). */
 void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg);
 

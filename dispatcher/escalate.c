@@ -296,36 +296,10 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
 static void esc_work(uv_work_t *w)
 {
     struct escalator *e = kn_container_of(w, struct escalator, work);
-    const struct kn_config *cfg = e->d->cfg;
-    char *host = NULL, *pw = NULL;
-    int port = 6379, db = 0;
-    struct timeval tv = {10, 0};
-    redisContext *c;
-    redisReply *r;
-
-    e->jobs = -1;
-    if (kn_redis_url_parse(cfg->redis_url, &host, &port, &db, &pw) < 0)
-        return;
-    c = redisConnectWithTimeout(host, port, tv);
-    if (c != NULL && !c->err) {
-        redisSetTimeout(c, tv);
-        if (cfg->redis_password != NULL || pw != NULL) {
-            r = redisCommand(c, "AUTH %s",
-                             cfg->redis_password ? cfg->redis_password : pw);
-            if (r)
-                freeReplyObject(r);
-        }
-        if (db != 0) {
-            r = redisCommand(c, "SELECT %d", db);
-            if (r)
-                freeReplyObject(r);
-        }
-        e->jobs = escalate_run(c, cfg, kn_now_ms());
-    }
+    redisContext *c = kn__redis_sync(e->d->cfg);
+    e->jobs = c != NULL ? escalate_run(c, e->d->cfg, kn_now_ms()) : -1;
     if (c != NULL)
         redisFree(c);
-    free(host);
-    free(pw);
 }
 
 static void esc_done(uv_work_t *w, int status)

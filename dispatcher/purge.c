@@ -413,42 +413,16 @@ struct purger {
 static void purge_work(uv_work_t *w)
 {
     struct purger *p = kn_container_of(w, struct purger, work);
-    const struct kn_config *cfg = p->d->cfg;
-    char *host = NULL, *pw = NULL;
-    int port = 6379, db = 0;
-    struct timeval tv = {10, 0};
-    redisContext *c;
-    redisReply *r;
-
+    redisContext *c = kn__redis_sync(p->d->cfg);
     p->rc = KN_EIO;
     p->err[0] = '\0';
-    if (kn_redis_url_parse(cfg->redis_url, &host, &port, &db, &pw) < 0) {
-        snprintf(p->err, sizeof(p->err), "redis.url cannot be parsed");
+    if (c == NULL) {
+        snprintf(p->err, sizeof(p->err), "cannot reach Redis");
         return;
     }
-    c = redisConnectWithTimeout(host, port, tv);
-    if (c != NULL && !c->err) {
-        redisSetTimeout(c, tv);
-        if (cfg->redis_password != NULL || pw != NULL) {
-            r = redisCommand(c, "AUTH %s",
-                             cfg->redis_password ? cfg->redis_password : pw);
-            if (r)
-                freeReplyObject(r);
-        }
-        if (db != 0) {
-            r = redisCommand(c, "SELECT %d", db);
-            if (r)
-                freeReplyObject(r);
-        }
-        p->rc = kn_purge_run(c, cfg, kn_now_ms(), &p->st, p->err,
-                             sizeof(p->err));
-    } else {
-        snprintf(p->err, sizeof(p->err), "cannot reach Redis");
-    }
-    if (c != NULL)
-        redisFree(c);
-    free(host);
-    free(pw);
+    p->rc = kn_purge_run(c, p->d->cfg, kn_now_ms(), &p->st, p->err,
+                         sizeof(p->err));
+    redisFree(c);
 }
 
 static void on_timer_closed(uv_handle_t *h)
