@@ -435,6 +435,20 @@ static int do_status(int argc, char **argv)
     freeReplyObject(ids);
     json_object_set_new(root, "rejected", rej);
 
+    {
+        /* Broadcasts per category (emergency, notice, drill...). */
+        json_t *cats = json_object();
+        k = kn_cli_key("categories");
+        r = kn_cli_cmd("HGETALL %s", k);
+        free(k);
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+             i += 2)
+            json_object_set_new(cats, r->element[i]->str,
+                                json_integer(atoll(r->element[i + 1]->str)));
+        freeReplyObject(r);
+        json_object_set_new(root, "categories", cats);
+    }
+
     if (as_json) {
         char *s = json_dumps(root, JSON_INDENT(2));
         printf("%s\n", s);
@@ -462,6 +476,13 @@ static int do_status(int argc, char **argv)
                    json_string_value(json_object_get(q, "status")),
                    json_integer_value(json_object_get(q, "final")),
                    json_integer_value(json_object_get(q, "jobs")));
+        }
+        {
+            const char *cat;
+            json_t *v;
+            json_object_foreach(json_object_get(root, "categories"), cat, v)
+                printf("category %s: %lld broadcasts\n", cat,
+                       json_integer_value(v));
         }
         json_array_foreach(rej, i, q) {
             printf("rejected: %s: %s\n",

@@ -1691,6 +1691,12 @@ static void on_queues_2(struct batch *b)
     }
     json_object_set_new(q->root, "active", act);
     json_object_set_new(q->root, "rejected", rej);
+    {
+        /* Last, in kairanctl's order. */
+        json_t *cats = json_incref(json_object_get(q->root, "categories"));
+        json_object_del(q->root, "categories");
+        json_object_set_new(q->root, "categories", cats);
+    }
     respond_json(b->c, 200, json_incref(q->root), NULL);
     queues_ctx_free(q);
 }
@@ -1736,6 +1742,17 @@ static void on_queues_1(struct batch *b)
     json_object_set_new(q->root, "queues", arr);
     json_object_set_new(q->root, "retry", json_integer(qs.retry));
     json_object_set_new(q->root, "dlq", json_integer(qs.dlq));
+    {
+        /* Broadcasts per category, as kairanctl status --json shows. */
+        json_t *cats = json_object();
+        const redisReply *h = brep(b, GATHER_N + 2);
+        for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
+                           i + 1 < h->elements;
+             i += 2)
+            json_object_set_new(cats, h->element[i]->str,
+                                json_integer(atoll(h->element[i + 1]->str)));
+        json_object_set_new(q->root, "categories", cats);
+    }
 
     b2 = batch_new(s, b->c, on_queues_2, q);
     ids = brep(b, GATHER_N);
@@ -1772,6 +1789,9 @@ static void run_queues(struct conn *c)
     free(k);
     k = kn__key(d, "rejected");
     batch_cmd(b, "ZREVRANGE", k, "0", "19", NULL);
+    free(k);
+    k = kn__key(d, "categories");
+    batch_cmd(b, "HGETALL", k, NULL);
     free(k);
     batch_end(b);
 }

@@ -56,6 +56,8 @@
  * submit: store a new broadcast, its inline audience, and announce it.
  * KEYS: bc, bc:aud, broadcasts, bcs (zset), active (zset)
  * ARGV: id, now, nfields, field/value..., audience entries...
+ * Also counts broadcasts per category in the hash "categories" (beside
+ * "bcs").
  * Returns {1,'queued'} or {0, status} when the id exists (idempotent).
  */
 struct kn_redis_script kn_script_submit = {
@@ -77,6 +79,11 @@ struct kn_redis_script kn_script_submit = {
     "  i = hi + 1\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'queued', 'inline_n', #ARGV - last)\n"
+    "local cat = redis.call('HGET', KEYS[1], 'category')\n"
+    "if cat then\n"
+    "  local ck = string.gsub(KEYS[4], 'bcs$', 'categories')\n"
+    "  redis.call('HINCRBY', ck, cat, 1)\n"
+    "end\n"
     "redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])\n"
     "redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])\n"
     "redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])\n"

@@ -624,7 +624,8 @@ with Redis(out) as redis:
         assert [(q["channel"], q["priority"]) for q in j["queues"]] == [
             ("email", "urgent"), ("email", "normal"), ("line", "urgent"),
             ("line", "normal"), ("push", "urgent"), ("push", "normal")]
-        assert list(j) == ["queues", "retry", "dlq", "active", "rejected"]
+        assert list(j) == ["queues", "retry", "dlq", "active", "rejected",
+                           "categories"]
 
     with tap.check("limited_admin sees only its tenant in /v1/queues' lists"):
         r = request(U, "POST", "/v1/broadcasts", T["admin"],
