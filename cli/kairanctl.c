@@ -448,6 +448,30 @@ static int do_status(int argc, char **argv)
         freeReplyObject(r);
         json_object_set_new(root, "categories", cats);
     }
+    {
+        /* The shared rate-limit buckets (dispatcher/worker.c): tokens at
+         * hand and whether a 429 slowed the bucket down. */
+        static const char *const buckets[] = {
+            "line:multicast", "line:push", "push:fcm", "push:apns",
+            "sendgrid"};
+        json_t *rate = json_object();
+        for (size_t i = 0; i < KN_ARRAY_SIZE(buckets); i++) {
+            json_t *o = json_object();
+            long long slow;
+            k = kn_cli_key("rate:%s", buckets[i]);
+            r = kn_cli_cmd("HMGET %s tokens slow_until", k);
+            free(k);
+            slow = r->element[1]->str ? atoll(r->element[1]->str) : 0;
+            json_object_set_new(o, "tokens",
+                                json_real(r->element[0]->str
+                                              ? atof(r->element[0]->str)
+                                              : -1));
+            json_object_set_new(o, "slowed", json_boolean(slow > now));
+            json_object_set_new(rate, buckets[i], o);
+            freeReplyObject(r);
+        }
+        json_object_set_new(root, "rate", rate);
+    }
 
     if (as_json) {
         char *s = json_dumps(root, JSON_INDENT(2));
@@ -483,6 +507,19 @@ static int do_status(int argc, char **argv)
             json_object_foreach(json_object_get(root, "categories"), cat, v)
                 printf("category %s: %lld broadcasts\n", cat,
                        json_integer_value(v));
+        }
+        {
+            const char *bn;
+            json_t *v;
+            json_object_foreach(json_object_get(root, "rate"), bn, v) {
+                double t = json_real_value(json_object_get(v, "tokens"));
+                if (t < 0)
+                    continue; /* never used */
+                printf("rate %s: %.0f tokens%s\n", bn, t,
+                       json_is_true(json_object_get(v, "slowed"))
+                           ? " (slowed down after a 429)"
+                           : "");
+            }
         }
         json_array_foreach(rej, i, q) {
             printf("rejected: %s: %s\n",

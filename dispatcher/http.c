@@ -1632,6 +1632,11 @@ struct queues_ctx {
     struct kn_argv active, rejected;
 };
 
+/* The shared rate-limit buckets of dispatcher/worker.c. */
+static const char *const rate_buckets[] = {"line:multicast", "line:push",
+                                           "push:fcm", "push:apns",
+                                           "sendgrid"};
+
 static void queues_ctx_free(struct queues_ctx *q)
 {
     json_decref(q->root);
@@ -1694,8 +1699,32 @@ static void on_queues_2(struct batch *b)
     {
         /* Last, in kairanctl's order. */
         json_t *cats = json_incref(json_object_get(q->root, "categories"));
+        json_t *rate = json_incref(json_object_get(q->root, "rate"));
         json_object_del(q->root, "categories");
+        json_object_del(q->root, "rate");
         json_object_set_new(q->root, "categories", cats);
+        json_object_set_new(q->root, "rate", rate);
+    }
+    {
+        json_t *rate = json_object();
+        long long now = kn_now_ms();
+        for (size_t i = 0; i < KN_ARRAY_SIZE(rate_buckets); i++) {
+            const redisReply *h = brep(b, GATHER_N + 3 + (int)i);
+            json_t *o = json_object();
+            const char *tk = h && h->type == REDIS_REPLY_ARRAY &&
+                                     h->elements == 2
+                                 ? rstr(h->element[0])
+                                 : NULL;
+            const char *su = h && h->type == REDIS_REPLY_ARRAY &&
+                                     h->elements == 2
+                                 ? rstr(h->element[1])
+                                 : NULL;
+            json_object_set_new(o, "tokens", json_real(tk ? atof(tk) : -1));
+            json_object_set_new(o, "slowed",
+                                json_boolean(su && atoll(su) > now));
+            json_object_set_new(rate, rate_buckets[i], o);
+        }
+        json_object_set_new(q->root, "rate", rate);
     }
     respond_json(b->c, 200, json_incref(q->root), NULL);
     queues_ctx_free(q);
@@ -1753,6 +1782,27 @@ static void on_queues_1(struct batch *b)
                                 json_integer(atoll(h->element[i + 1]->str)));
         json_object_set_new(q->root, "categories", cats);
     }
+    {
+        json_t *rate = json_object();
+        long long now = kn_now_ms();
+        for (size_t i = 0; i < KN_ARRAY_SIZE(rate_buckets); i++) {
+            const redisReply *h = brep(b, GATHER_N + 3 + (int)i);
+            json_t *o = json_object();
+            const char *tk = h && h->type == REDIS_REPLY_ARRAY &&
+                                     h->elements == 2
+                                 ? rstr(h->element[0])
+                                 : NULL;
+            const char *su = h && h->type == REDIS_REPLY_ARRAY &&
+                                     h->elements == 2
+                                 ? rstr(h->element[1])
+                                 : NULL;
+            json_object_set_new(o, "tokens", json_real(tk ? atof(tk) : -1));
+            json_object_set_new(o, "slowed",
+                                json_boolean(su && atoll(su) > now));
+            json_object_set_new(rate, rate_buckets[i], o);
+        }
+        json_object_set_new(q->root, "rate", rate);
+    }
 
     b2 = batch_new(s, b->c, on_queues_2, q);
     ids = brep(b, GATHER_N);
@@ -1793,6 +1843,11 @@ static void run_queues(struct conn *c)
     k = kn__key(d, "categories");
     batch_cmd(b, "HGETALL", k, NULL);
     free(k);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(rate_buckets); i++) {
+        k = kn__key(d, "rate:%s", rate_buckets[i]);
+        batch_cmd(b, "HMGET", k, "tokens", "slow_until", NULL);
+        free(k);
+    }
     batch_end(b);
 }
 

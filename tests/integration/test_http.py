@@ -625,7 +625,7 @@ with Redis(out) as redis:
             ("email", "urgent"), ("email", "normal"), ("line", "urgent"),
             ("line", "normal"), ("push", "urgent"), ("push", "normal")]
         assert list(j) == ["queues", "retry", "dlq", "active", "rejected",
-                           "categories"]
+                           "categories", "rate"]
 
     with tap.check("limited_admin sees only its tenant in /v1/queues' lists"):
         r = request(U, "POST", "/v1/broadcasts", T["admin"],
