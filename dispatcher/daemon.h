@@ -109,6 +109,8 @@ uint64_t kn__redis_reconnects(const struct kn_daemon *d);
 /* A channel's worker adapter name ("smtp", "outbox"), or NULL. */
 const char *kn__worker_route(const struct kn_worker *w);
 size_t kn__worker_sending(const struct kn_worker *w);
+int kn__worker_rate(const struct kn_worker *w, size_t i, const char **name,
+                    uint64_t *waits, uint64_t *slowed);
 void kn__worker_tokens(const struct kn_worker *w, uint64_t *issued,
                        uint64_t *failed);
 struct kn_redis *kn__worker_redis(const struct kn_worker *w);

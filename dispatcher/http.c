@@ -1562,6 +1562,31 @@ static void metrics_render(struct conn *c)
     for (size_t i = 0; i < nb; i++)
         sb_addf(&b, "kairan_breaker_state{route=\"%s\"} %d\n", bv[i].route,
                 bv[i].state);
+    metric_head(&b, "kairan_rate_limit_waits_total", "counter",
+                "Sends that waited for a token of a shared rate bucket.");
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        const char *bn;
+        uint64_t waits, slowed;
+        for (size_t i = 0; d->workers[ch] &&
+                           kn__worker_rate(d->workers[ch], i, &bn, &waits,
+                                           &slowed);
+             i++)
+            sb_addf(&b, "kairan_rate_limit_waits_total{bucket=\"%s\"} %llu\n",
+                    bn, (unsigned long long)waits);
+    }
+    metric_head(&b, "kairan_rate_limit_slowdowns_total", "counter",
+                "429s from a provider that halved a bucket for a minute.");
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        const char *bn;
+        uint64_t waits, slowed;
+        for (size_t i = 0; d->workers[ch] &&
+                           kn__worker_rate(d->workers[ch], i, &bn, &waits,
+                                           &slowed);
+             i++)
+            sb_addf(&b,
+                    "kairan_rate_limit_slowdowns_total{bucket=\"%s\"} %llu\n",
+                    bn, (unsigned long long)slowed);
+    }
     metric_head(&b, "kairan_redis_reconnects_total", "counter",
                 "Redis connections re-established by this process.");
     sb_addf(&b, "kairan_redis_reconnects_total %llu\n",

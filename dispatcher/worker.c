@@ -78,6 +78,8 @@ struct bucket {
     int64_t allow;    /* tokens in hand */
     int asking;
     int64_t wait_until; /* monotonic ms: nothing granted, ask again then */
+    uint64_t waits;     /* times a job waited for a token (metrics) */
+    uint64_t slowed;    /* 429s that slowed the bucket down (metrics) */
 };
 
 enum { BR_CLOSED, BR_HALF_OPEN, BR_OPEN };
@@ -567,6 +569,7 @@ static int spend(struct kn_worker *w, struct bucket *b)
         b->allow--;
         return 1;
     }
+    b->waits++;
     if (b->asking || kn_mono_ms() < b->wait_until)
         return 0;
     b->asking = 1;
@@ -586,6 +589,7 @@ static int spend(struct kn_worker *w, struct bucket *b)
 /* A 429 came anyway: slow that bucket down for a minute, everywhere. */
 static void slow_down(struct kn_worker *w, struct bucket *b)
 {
+    b->slowed++;
     char *k = kn__key(w->d, "rate:%s", b->name);
     kn_redis_cmd(w->d->cmd, on_marked, NULL,
                  "HSET %s slow_until %lld", k,
@@ -1112,6 +1116,18 @@ static void on_tick(uv_timer_t *t)
     kn_redis_cmd(w->d->cmd, on_paused, w, "GET %s", k);
     free(k);
     pump(w);
+}
+
+/* The i-th rate bucket of the worker (for /metrics); 0 past the end. */
+int kn__worker_rate(const struct kn_worker *w, size_t i, const char **name,
+                    uint64_t *waits, uint64_t *slowed)
+{
+    if (i >= w->nbuckets)
+        return 0;
+    *name = w->buckets[i].name;
+    *waits = w->buckets[i].waits;
+    *slowed = w->buckets[i].slowed;
+    return 1;
 }
 
 /* Provider access tokens this worker's adapter issued (for /metrics). */
