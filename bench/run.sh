@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh bench
 /usr/bin/python3 bench/run.py "$@"
 /usr/bin/python3 bench/push_bench.py
+/usr/bin/python3 bench/line_bench.py

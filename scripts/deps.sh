@@ -12,7 +12,7 @@ pkgs=(build-essential pkg-config
       chromium fonts-noto-cjk debhelper mandoc systemd prometheus
       bash-completion clang libclang-rt-14-dev)
 if [ "${1:-}" = bench ]; then
-    pkgs+=(postfix)
+    pkgs+=(postfix wrk)
 fi
 
 missing=()
