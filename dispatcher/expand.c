@@ -590,6 +590,18 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
         commit_page(e);
 }
 
+/*
+ * Where page p starts in the audience list.  The first page is short (at
+ * most 50 recipients), so that the first messages leave within
+ * milliseconds of the submission; the others have dispatcher.expand_page.
+ */
+static long long page_start(const struct kn_expander *e, int64_t p)
+{
+    long long size = e->d->cfg->expand_page;
+    long long first = size < 50 ? size : 50;
+    return p == 0 ? 0 : first + (p - 1) * size;
+}
+
 struct depth {
     struct kn_expander *e;
     int left, deep;
@@ -598,9 +610,10 @@ struct depth {
 static void range_page(struct kn_expander *e)
 {
     char *aud = kn__key(e->d, "bc:%s:aud", e->cur->bc);
-    long long p = e->d->cfg->expand_page;
+    long long from = page_start(e, e->page);
+    long long to = page_start(e, e->page + 1) - 1;
     if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud,
-                     e->page * p, e->page * p + p - 1) < 0)
+                     from, to) < 0)
         later(e, do_page, 500);
     free(aud);
 }
@@ -634,7 +647,7 @@ static void do_page(struct kn_expander *e)
         bc_clear(e);
         return;
     }
-    if (e->page * e->d->cfg->expand_page >= e->aud_n) {
+    if (page_start(e, e->page) >= e->aud_n) {
         expand_done(e);
         return;
     }
