@@ -684,9 +684,15 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
         kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", e->cur->bc,
                "reason", rep->element[1]->str, NULL);
         kn_redis_cmd(d->cmd, on_ignore, NULL, "MULTI");
+        char field[32];
+        /* The reason starts with the field: "audience.groups: ...". */
+        snprintf(field, sizeof(field), "%.*s",
+                 (int)strcspn(rep->element[1]->str, ":"),
+                 rep->element[1]->str);
         kn_redis_cmd(d->cmd, on_ignore, NULL,
-                     "HSET %s status rejected reason %s expanded 1 done_ms %s",
-                     bc, rep->element[1]->str, now);
+                     "HSET %s status rejected reason %s field %s expanded 1 "
+                     "done_ms %s",
+                     bc, rep->element[1]->str, field, now);
         kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %s %s", rej, now,
                      e->cur->bc);
         kn_redis_cmd(d->cmd, on_ignore, NULL, "ZREM %s %s", act, e->cur->bc);

@@ -199,7 +199,9 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
     kn_argv_add(&a, detail ? detail : "");
     kn_argv_add(&a, jb->bcast);
     kn_argv_add(&a, jb->raw);
-    kn_argv_addi(&a, jb->n + (jb->claimed ? 1 : 0) + (counted ? 1 : 0));
+    /* This attempt counts once: a send that ended (delivered, failed) or
+     * a takeover (a stopped worker's attempt). */
+    kn_argv_addi(&a, jb->n + (counted || jb->claimed ? 1 : 0));
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
                "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
