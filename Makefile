@@ -100,3 +100,4 @@ clean:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 -include mk/install.mk
 -include mk/fuzz.mk
+-include mk/faults.mk

@@ -60,9 +60,11 @@ static void finish(struct outbox_write *w)
     struct kn_result r = {.status = KN_DELIVERED};
     if (w->err != 0) {
         snprintf(w->detail, sizeof(w->detail), "outbox: cannot write %s: %s",
-                 w->ob->dir, uv_strerror(w->err));
+                 w->final, uv_strerror(w->err));
         r.status = KN_TEMPFAIL;
         r.detail = w->detail;
+        kn_log(KN_LOG_WARN, "outbox", "cannot write a message; it is retried",
+               "error", w->detail, NULL);
     }
     w->ob->in_flight--;
     if (!w->ob->closing)
@@ -169,6 +171,13 @@ static int mkdir_p(const char *dir)
     }
     if (mkdir(p, 0750) < 0 && errno != EEXIST)
         rc = -1;
+    if (rc == 0) {
+        struct stat st;
+        if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            rc = -1;
+        }
+    }
     free(p);
     return rc;
 }

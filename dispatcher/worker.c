@@ -656,10 +656,11 @@ static void send_batch(struct wjob *jb, struct bucket *b)
     size_t max = (size_t)w->d->cfg->sendgrid_batch, n = 0, nc = 0;
     struct kn_job **jobs = kn_xcalloc(max, sizeof(*jobs));
     struct wjob **cand = kn_xcalloc(max, sizeof(*cand));
-    struct wjob **pp = &jb->next, *last = jb;
+    struct wjob **pp = &w->ready[jb->prio], *t;
 
-    /* Unlink the candidates first: any of them may end (and be freed)
-     * below, so none may stay in the ready list meanwhile. */
+    /* jb is already off the ready list.  Unlink the candidates too before
+     * anything else: any of them may end (and be freed) below, so none
+     * may stay in the list meanwhile. */
     while (*pp != NULL && nc + 1 < max) {
         struct wjob *c = *pp;
         if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1) {
@@ -667,18 +668,12 @@ static void send_batch(struct wjob *jb, struct bucket *b)
             c->next = NULL;
             cand[nc++] = c;
         } else {
-            last = c;
             pp = &c->next;
         }
     }
-    if (w->ready_tail[jb->prio] != NULL && nc > 0) {
-        /* The tail may have been taken: find the new one. */
-        struct wjob *t = jb;
-        while (t->next != NULL)
-            t = t->next;
-        w->ready_tail[jb->prio] = t;
-    }
-    (void)last;
+    for (t = w->ready[jb->prio]; t != NULL && t->next != NULL; t = t->next)
+        ;
+    w->ready_tail[jb->prio] = t;
     prepare(jb, &w->alt);
     jobs[n++] = &jb->job;
     for (size_t i = 0; i < nc; i++) {
@@ -763,7 +758,12 @@ static int send_now(struct wjob *jb)
     return 0;
 }
 
-/* Start ready jobs while the adapter has free slots, urgent first. */
+/*
+ * Start ready jobs while the adapter has free slots, urgent first.  A job
+ * leaves the ready list before it is handed on: an adapter may finish it
+ * inside send() and that completion pumps again (re-entry), which must not
+ * find the same job still at the head.
+ */
 static void pump(struct kn_worker *w)
 {
     while (w->sending < w->slots && !w->closed) {
@@ -772,14 +772,19 @@ static void pump(struct kn_worker *w)
         if (w->ready[q] == NULL)
             return;
         jb = w->ready[q];
-        if (send_now(jb) == KN_EAGAIN)
-            return; /* rate limit: on_take or the tick pumps again */
-        if (w->ready[q] == jb) {
-            w->ready[q] = jb->next;
-            if (w->ready[q] == NULL)
-                w->ready_tail[q] = NULL;
-        }
+        w->ready[q] = jb->next;
+        if (w->ready[q] == NULL)
+            w->ready_tail[q] = NULL;
         jb->next = NULL;
+        if (send_now(jb) == KN_EAGAIN) {
+            /* Rate limit: back at the head; on_take or the tick pumps
+             * again. */
+            jb->next = w->ready[q];
+            w->ready[q] = jb;
+            if (w->ready_tail[q] == NULL)
+                w->ready_tail[q] = jb;
+            return;
+        }
     }
 }
 

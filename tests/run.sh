@@ -5,7 +5,9 @@
 #  - integration tests: tests/integration/test_*.py, each starting its own
 #    redis-server on a free port and the fakes it needs; TAP output.
 # Environment: BUILD (build dir), SANITIZE=1, KAIRAN_ONLY=unit|integration,
-# KAIRAN_TEST_SCALE (shrinks big counts), KAIRAN_TEST_FILTER (substring).
+# KAIRAN_TEST_SCALE (shrinks big counts), KAIRAN_TEST_FILTER (substring),
+# KAIRAN_TEST_DIR (where the integration test_*.py are; default
+# tests/integration; make test-faults uses tests/faults).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -59,7 +61,7 @@ if [ "${KAIRAN_ONLY:-unit}" = unit ] || [ -z "${KAIRAN_ONLY:-}" ]; then
 fi
 
 if [ "${KAIRAN_ONLY:-integration}" = integration ] || [ -z "${KAIRAN_ONLY:-}" ]; then
-    for t in tests/integration/test_*.py; do
+    for t in "${KAIRAN_TEST_DIR:-tests/integration}"/test_*.py; do
         [ -f "$t" ] || continue
         name=$(basename "$t" .py)
         case "$name" in *"${KAIRAN_TEST_FILTER:-}"*) ;; *) continue ;; esac
