@@ -1557,6 +1557,11 @@ static void metrics_render(struct conn *c)
                 kn_channel_name((enum kn_channel)ch),
                 (unsigned long long)m->latency_count[ch]);
     }
+    metric_head(&b, "kairan_route_paused", "gauge",
+                "Route paused: 0 no, 1 credentials refused, 2 quota used up.");
+    for (int ch = 0; ch < KN_CH__COUNT; ch++)
+        sb_addf(&b, "kairan_route_paused{channel=\"%s\"} %d\n",
+                kn_channel_name((enum kn_channel)ch), d->route_paused[ch]);
     metric_head(&b, "kairan_breaker_state", "gauge",
                 "Circuit breaker per route: 0 closed, 1 half-open, 2 open.");
     for (size_t i = 0; i < nb; i++)

@@ -107,6 +107,7 @@ with Redis(out) as r:
         "redis": {"prefix": "q2:"},
         "routes": {"line": "line"},
         "line": {"api_base": line.url, "token": TOKEN},
+        "http": {"metrics_open": "yes"},
         "queue": {"retry_base_ms": "100", "retry_cap_ms": "500",
                   "max_attempts": "10"}})
     k.prefix = "q2:"
@@ -134,6 +135,12 @@ with Redis(out) as r:
         tap.ok("quota used up" in d.stderr_text(), "the pause is logged")
         tap.eq(r.call("GET", "q2:paused:line"), b"quota",
                "paused for every process (shared flag)")
+        import urllib.request
+        listen = k.sections["http"]["listen"]
+        m = urllib.request.urlopen("http://%s/metrics" % listen,
+                                   timeout=10).read().decode()
+        tap.ok('kairan_route_paused{channel="line"} 2' in m,
+               "the pause is a metric (kairan_route_paused)")
     d.stop()
     line.stop()
 
