@@ -267,7 +267,7 @@ int kn_cli_submit_json(const char *json, size_t len)
                             cfg.max_recipients, cfg.default_ttl_ms};
     struct kn_broadcast b;
     struct kn_keyring *kr = NULL;
-    struct kn_argv a, fields, aud;
+    struct kn_argv a;
     char err[600], field[128];
     redisReply *r;
     int rc;
@@ -288,22 +288,8 @@ int kn_cli_submit_json(const char *json, size_t len)
     if (b.sender == NULL)
         b.sender = kn_xstrdup("kairanctl");
     kn_argv_init(&a);
-    kn_argv_init(&fields);
-    kn_argv_init(&aud);
     /* Addresses are sealed here: plaintext never reaches Redis. */
-    kn_broadcast_submit_args(&b, kr, &fields, &aud);
-    kn_argv_take(&a, kn_cli_key("bc:%s", b.id));
-    kn_argv_take(&a, kn_cli_key("bc:%s:aud", b.id));
-    kn_argv_take(&a, kn_cli_key("broadcasts"));
-    kn_argv_take(&a, kn_cli_key("bcs"));
-    kn_argv_take(&a, kn_cli_key("active"));
-    kn_argv_add(&a, b.id);
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_addi(&a, fields.n);
-    kn_argv_extend(&a, &fields);
-    kn_argv_extend(&a, &aud);
-    kn_argv_free(&fields);
-    kn_argv_free(&aud);
+    kn_broadcast_submit_call(&b, kr, cfg.redis_prefix, NULL, &a);
     r = kn_cli_eval(&kn_script_submit, 5, &a);
     kn_argv_free(&a);
     kn_cli_audit_op("broadcast.submit", b.id, b.tenant);

@@ -95,6 +95,17 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
                               struct kn_argv *fields, struct kn_argv *aud);
 
 /*
+ * The whole argument list of the submit script (queue/scripts.c: its five
+ * keys under prefix, then id, now, the hash fields, the sealed audience)
+ * appended to a.  extra: more field/value pairs for the hash (NULL-
+ * terminated), e.g. the submitting API token.  Every producer (kairanctl,
+ * the HTTP API, the expander for raw XADDs) stores through this.
+ */
+void kn_broadcast_submit_call(const struct kn_broadcast *b,
+                              const struct kn_keyring *kr, const char *prefix,
+                              const char *const *extra, struct kn_argv *a);
+
+/*
  * The broadcast's JSON with every address masked, for keeping a rejected
  * broadcast visible without keeping its plaintext.  Heap string, or NULL
  * when json does not parse at all.

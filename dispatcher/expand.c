@@ -150,7 +150,7 @@ static void handle_raw(struct kn_expander *e)
                             cfg->max_recipients, cfg->default_ttl_ms};
     struct kn_broadcast b;
     char err[512], field[128];
-    struct kn_argv a, fields, aud;
+    struct kn_argv a;
     int rc = kn_broadcast_parse(e->cur->raw, e->cur->rawlen, &lim, &b, err,
                                 sizeof(err), field, sizeof(field));
     kn_argv_init(&a);
@@ -193,21 +193,7 @@ static void handle_raw(struct kn_expander *e)
         b.id = kn_xstrdup(e->cur->id);
     if (b.sender == NULL)
         b.sender = kn_xstrdup("xadd");
-    kn_argv_init(&fields);
-    kn_argv_init(&aud);
-    kn_broadcast_submit_args(&b, d->kr, &fields, &aud);
-    kn_argv_take(&a, kn__key(d, "bc:%s", b.id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:aud", b.id));
-    kn_argv_take(&a, kn__key(d, "broadcasts"));
-    kn_argv_take(&a, kn__key(d, "bcs"));
-    kn_argv_take(&a, kn__key(d, "active"));
-    kn_argv_add(&a, b.id);
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_addi(&a, fields.n);
-    kn_argv_extend(&a, &fields);
-    kn_argv_extend(&a, &aud);
-    kn_argv_free(&fields);
-    kn_argv_free(&aud);
+    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);

@@ -2406,7 +2406,7 @@ static void run_bc_submit(struct conn *c)
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
                             cfg->max_recipients, cfg->default_ttl_ms};
     struct kn_broadcast b;
-    struct kn_argv a, fields, aud;
+    struct kn_argv a;
     char err[600], field[128];
     const char *json = c->req.body.s ? c->req.body.s : "";
     size_t len = c->req.body.n;
@@ -2458,23 +2458,10 @@ static void run_bc_submit(struct conn *c)
     c->req.bc_tenant = kn_xstrdup(b.tenant);
 
     kn_argv_init(&a);
-    kn_argv_init(&fields);
-    kn_argv_init(&aud);
-    kn_broadcast_submit_args(&b, d->kr, &fields, &aud);
-    kn_argv_add(&fields, "sender_token");
-    kn_argv_add(&fields, c->req.tok.id);
-    kn_argv_take(&a, kn__key(d, "bc:%s", b.id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:aud", b.id));
-    kn_argv_take(&a, kn__key(d, "broadcasts"));
-    kn_argv_take(&a, kn__key(d, "bcs"));
-    kn_argv_take(&a, kn__key(d, "active"));
-    kn_argv_add(&a, b.id);
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_addi(&a, fields.n);
-    kn_argv_extend(&a, &fields);
-    kn_argv_extend(&a, &aud);
-    kn_argv_free(&fields);
-    kn_argv_free(&aud);
+    {
+        const char *extra[] = {"sender_token", c->req.tok.id, NULL};
+        kn_broadcast_submit_call(&b, d->kr, d->prefix, extra, &a);
+    }
     kn_broadcast_free(&b);
     conn_hold(c);
     if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 5, a.n,
