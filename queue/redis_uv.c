@@ -404,6 +404,13 @@ static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
         char why[200];
         snprintf(why, sizeof(why), "%s failed: %s", step,
                  rep ? rep->str : "no reply");
+        /* Redis answers -LOADING while it reads its AOF/RDB after a
+         * restart: say so once, then keep retrying quietly. */
+        if (kn_reply_is_error(rep, "LOADING") &&
+            strstr(r->last_error, "LOADING") == NULL)
+            kn_log(KN_LOG_WARN, "redis",
+                   "Redis is loading its data set; waiting", "conn",
+                   r->name, NULL);
         teardown(r, why);
         return;
     }
