@@ -1090,8 +1090,8 @@ static int do_import(const struct import_opts *o)
     struct kn_csv csv;
     struct kn_csv_row row = {0};
     struct kn_keyring *kr = NULL;
-    struct rrow *rows = NULL, **good = NULL, **todo = NULL;
-    size_t nrows = 0, cap = 0, ngood = 0, nbad = 0, ntodo;
+    struct rrow *rows = NULL, **good = NULL, **changed = NULL;
+    size_t nrows = 0, cap = 0, ngood = 0, nbad = 0, nchanged;
     long long added = 0, updated = 0, unchanged = 0, deleted = 0;
     char *raw, *text = NULL, *fname = NULL, err[400];
     size_t rawlen = 0, textlen = 0, nhdr = 0;
@@ -1190,17 +1190,17 @@ static int do_import(const struct import_opts *o)
     }
     for (size_t i = 0; i < ngood; i++)
         row_hash(kr, good[i]);
-    todo = kn_xcalloc(ngood + 1, sizeof(*todo));
-    ntodo = select_changed(o->tenant, good, ngood, todo);
-    unchanged = (long long)(ngood - ntodo);
-    for (size_t off = 0; off < ntodo; off += BATCH) {
+    changed = kn_xcalloc(ngood + 1, sizeof(*changed));
+    nchanged = select_changed(o->tenant, good, ngood, changed);
+    unchanged = (long long)(ngood - nchanged);
+    for (size_t off = 0; off < nchanged; off += BATCH) {
         struct kn_argv a;
         redisReply *r;
         kn_argv_init(&a);
         add_prefix_tenant(&a, o->tenant);
         kn_argv_addi(&a, kn_now_ms());
-        for (size_t i = off; i < ntodo && i < off + BATCH; i++)
-            row_args(kr, todo[i], &a);
+        for (size_t i = off; i < nchanged && i < off + BATCH; i++)
+            row_args(kr, changed[i], &a);
         r = kn_cli_eval(&upsert_script, 0, &a);
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
             added += r->element[0]->integer;
@@ -1237,7 +1237,7 @@ out:
         rrow_free(&rows[i]);
     free(rows);
     free(good);
-    free(todo);
+    free(changed);
     free(map);
     free(text);
     free(fname);
