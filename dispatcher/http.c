@@ -1735,27 +1735,6 @@ static void on_queues_2(struct batch *b)
         json_object_set_new(q->root, "categories", cats);
         json_object_set_new(q->root, "rate", rate);
     }
-    {
-        json_t *rate = json_object();
-        long long now = kn_now_ms();
-        for (size_t i = 0; i < KN_ARRAY_SIZE(rate_buckets); i++) {
-            const redisReply *h = brep(b, GATHER_N + 3 + (int)i);
-            json_t *o = json_object();
-            const char *tk = h && h->type == REDIS_REPLY_ARRAY &&
-                                     h->elements == 2
-                                 ? rstr(h->element[0])
-                                 : NULL;
-            const char *su = h && h->type == REDIS_REPLY_ARRAY &&
-                                     h->elements == 2
-                                 ? rstr(h->element[1])
-                                 : NULL;
-            json_object_set_new(o, "tokens", json_real(tk ? atof(tk) : -1));
-            json_object_set_new(o, "slowed",
-                                json_boolean(su && atoll(su) > now));
-            json_object_set_new(rate, rate_buckets[i], o);
-        }
-        json_object_set_new(q->root, "rate", rate);
-    }
     respond_json(b->c, 200, json_incref(q->root), NULL);
     queues_ctx_free(q);
 }
