@@ -46,61 +46,7 @@ def jsonl(path):
     return res
 
 
-class FakeHTTP:
-    """A fake HTTP provider (fake_line.py / fake_sendgrid.py) on a free port,
-    with its store and control file under out_dir (as in
-    tests/integration/test_line_sendgrid.py)."""
-
-    script = None
-
-    def __init__(self, out_dir, name, args=()):
-        self.out_dir = out_dir
-        self.name = name
-        self.store = os.path.join(out_dir, name + "-store")
-        self.control_file = os.path.join(out_dir, name + "-control.json")
-        self.port_file = os.path.join(out_dir, name + ".port")
-        self.requests_path = os.path.join(self.store, "requests.jsonl")
-        self.events_path = os.path.join(self.store, "events.jsonl")
-        self.set_control({})
-        self.proc = Proc([PYTHON, os.path.join(FAKES, self.script),
-                          "--port-file", self.port_file, "--store", self.store,
-                          "--control", self.control_file, "--stats"] + list(args),
-                         out_dir, name=name)
-
-        def ready():
-            if not self.proc.alive():
-                raise AssertionError("%s exited:\n%s" % (
-                    name, self.proc.stderr_text()[-2000:]))
-            return os.path.exists(self.port_file)
-        wait_for(ready, 10, what=name + " to listen")
-        with open(self.port_file) as f:
-            self.port = int(f.read())
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def set_control(self, control):
-        tmp = self.control_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(control, f)
-        os.replace(tmp, self.control_file)
-
-    def clear_control(self):
-        self.set_control({})
-
-    def requests(self):
-        return jsonl(self.requests_path)
-
-    def events(self, ev=None):
-        evs = jsonl(self.events_path)
-        return [e for e in evs if ev is None or e.get("ev") == ev]
-
-    def stop(self):
-        self.proc.stop()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+# FakeHTTP, FakeSendGrid: from harness.
 
 
 class FakeLine(FakeHTTP):
@@ -115,10 +61,6 @@ class FakeLine(FakeHTTP):
         c = {"api_base": self.url, "token": LINE_TOKEN, "timeout_ms": "1000"}
         c.update({k: str(v) for k, v in kw.items()})
         return c
-
-
-class FakeSendGrid(FakeHTTP):
-    script = "fake_sendgrid.py"
 
 
 class Tally:

@@ -995,3 +995,85 @@ class FakeAPNs(_FakeNode):
 
 
 __all__ += ["NODE", "FakeFCM", "FakeAPNs"]
+
+
+def _jsonl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+class FakeHTTP:
+    """A fake HTTP provider (tests/fakes/fake_line.py, fake_sendgrid.py) on
+    a free port, with its store and control file under out_dir."""
+
+    script = None
+
+    def __init__(self, out_dir, name, args=()):
+        self.out_dir = out_dir
+        self.name = name
+        self.store = os.path.join(out_dir, name + "-store")
+        self.control_file = os.path.join(out_dir, name + "-control.json")
+        self.port_file = os.path.join(out_dir, name + ".port")
+        self.requests_path = os.path.join(self.store, "requests.jsonl")
+        self.events_path = os.path.join(self.store, "events.jsonl")
+        self.set_control({})
+        self.proc = Proc([PYTHON, os.path.join(FAKES, self.script),
+                          "--port-file", self.port_file, "--store", self.store,
+                          "--control", self.control_file, "--stats"] + list(args),
+                         out_dir, name=name)
+
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("%s exited:\n%s" % (
+                    name, self.proc.stderr_text()[-2000:]))
+            return os.path.exists(self.port_file)
+        wait_for(ready, 10, what=name + " to listen")
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def set_control(self, control):
+        tmp = self.control_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(control, f)
+        os.replace(tmp, self.control_file)
+
+    def clear_control(self):
+        self.set_control({})
+
+    def requests(self):
+        return _jsonl(self.requests_path)
+
+    def events(self, ev=None):
+        return [e for e in _jsonl(self.events_path)
+                if ev is None or e.get("ev") == ev]
+
+    def stop(self):
+        self.proc.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class FakeLine(FakeHTTP):
+    """tests/fakes/fake_line.py (give "--token", T in args)."""
+    script = "fake_line.py"
+
+
+class FakeSendGrid(FakeHTTP):
+    """tests/fakes/fake_sendgrid.py (give "--token", KEY in args)."""
+    script = "fake_sendgrid.py"
+
+    def recipients(self):
+        """Every "to" address of every accepted request, in order."""
+        return [to["email"] for q in self.requests()
+                for p in q.get("personalizations", []) for to in p.get("to", [])]
+
+
+__all__ += ["FakeHTTP", "FakeLine", "FakeSendGrid"]

@@ -17,38 +17,7 @@ tap = TAP()
 out = tmpdir("failover")
 
 
-class FakeSendGrid:
-    def __init__(self, out_dir, token="SG.test-key"):
-        self.dir = os.path.join(out_dir, "sendgrid")
-        os.makedirs(self.dir, exist_ok=True)
-        self.port_file = os.path.join(self.dir, "port")
-        self.token = token
-        self.proc = Proc([PYTHON_BIN, os.path.join(FAKES, "fake_sendgrid.py"),
-                          "--port", "0", "--port-file", self.port_file,
-                          "--store", self.dir, "--token", token], out_dir,
-                         name="fake-sendgrid")
-        wait_for(lambda: os.path.exists(self.port_file) and
-                 open(self.port_file).read().strip(), 10, what="sendgrid port")
-        self.port = int(open(self.port_file).read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def recipients(self):
-        p = os.path.join(self.dir, "requests.jsonl")
-        got = []
-        if not os.path.exists(p):
-            return got
-        for line in open(p):
-            req = json.loads(line)
-            for pers in req.get("personalizations", []):
-                for to in pers.get("to", []):
-                    got.append(to["email"])
-        return got
-
-    def stop(self):
-        self.proc.stop()
-
-
-PYTHON_BIN = "/usr/bin/python3"
+SG_KEY = "SG.test-key"
 
 
 def bc(n, prio, tag, extra=()):
@@ -60,9 +29,9 @@ def bc(n, prio, tag, extra=()):
 
 
 with Redis(out) as r, FakeSMTP(out) as smtp:
-    sg = FakeSendGrid(out)
+    sg = FakeSendGrid(out, "sendgrid", ["--token", SG_KEY])
     k = Kairan(out, r, smtp=smtp, conf={
-        "sendgrid": {"api_base": sg.url, "api_key": sg.token},
+        "sendgrid": {"api_base": sg.url, "api_key": SG_KEY},
         "failover": {"mode": "emergency-only", "failures": "3",
                      "window_ms": "30s", "probe_ms": "1500ms"},
         "queue": {"retry_base_ms": "100", "retry_cap_ms": "400",

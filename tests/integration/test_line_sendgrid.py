@@ -68,49 +68,7 @@ def jsonl(path):
     return res
 
 
-class FakeHTTP:
-    """A fake HTTP provider (fake_line.py / fake_sendgrid.py) on a free port,
-    with its store and control file under out_dir."""
-
-    script = None
-
-    def __init__(self, out_dir, name, args=()):
-        self.out_dir = out_dir
-        self.name = name
-        self.store = os.path.join(out_dir, name + "-store")
-        self.control_file = os.path.join(out_dir, name + "-control.json")
-        self.port_file = os.path.join(out_dir, name + ".port")
-        self.set_control({})
-        self.proc = Proc([PYTHON, os.path.join(FAKES, self.script),
-                          "--port-file", self.port_file, "--store", self.store,
-                          "--control", self.control_file, "--stats"] + list(args),
-                         out_dir, name=name)
-
-        def ready():
-            if not self.proc.alive():
-                raise AssertionError("%s exited:\n%s" % (
-                    name, self.proc.stderr_text()[-2000:]))
-            return os.path.exists(self.port_file)
-        wait_for(ready, 10, what=name + " to listen")
-        with open(self.port_file) as f:
-            self.port = int(f.read())
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def set_control(self, control):
-        tmp = self.control_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(control, f)
-        os.replace(tmp, self.control_file)
-
-    def requests(self):
-        return jsonl(os.path.join(self.store, "requests.jsonl"))
-
-    def events(self, ev=None):
-        evs = jsonl(os.path.join(self.store, "events.jsonl"))
-        return [e for e in evs if ev is None or e.get("ev") == ev]
-
-    def stop(self):
-        self.proc.stop()
+# FakeHTTP: from harness.
 
 
 class FakeLine(FakeHTTP):

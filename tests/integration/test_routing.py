@@ -22,41 +22,6 @@ tap = TAP()
 out = tmpdir("routing")
 
 
-def jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(l) for l in f if l.strip()]
-
-
-class FakeLine:
-    def __init__(self, out_dir, name, args=()):
-        self.store = os.path.join(out_dir, name + "-store")
-        self.control_file = os.path.join(out_dir, name + "-control.json")
-        port_file = os.path.join(out_dir, name + ".port")
-        self.set_control({})
-        self.proc = Proc([PYTHON, os.path.join(FAKES, "fake_line.py"),
-                          "--port-file", port_file, "--store", self.store,
-                          "--control", self.control_file, "--token", TOKEN]
-                         + list(args), out_dir, name=name)
-        wait_for(lambda: os.path.exists(port_file), 10, what=name)
-        self.url = "http://127.0.0.1:%d" % int(open(port_file).read())
-
-    def set_control(self, c):
-        with open(self.control_file + ".tmp", "w") as f:
-            json.dump(c, f)
-        os.replace(self.control_file + ".tmp", self.control_file)
-
-    def requests(self):
-        return jsonl(os.path.join(self.store, "requests.jsonl"))
-
-    def events(self):
-        return jsonl(os.path.join(self.store, "events.jsonl"))
-
-    def stop(self):
-        self.proc.stop()
-
-
 def uid(i):
     return "U%032x" % (0xabc000 + i)
 
@@ -70,7 +35,7 @@ def eml_rcpts(outbox):
 
 with Redis(out) as r:
     # ------------------------------------------------------------ [1]
-    line = FakeLine(out, "line1")
+    line = FakeLine(out, "line1", ["--token", TOKEN])
     k = Kairan(out, r, name="k1", email="outbox", conf={
         "routes": {"line": "line"},
         "line": {"api_base": line.url, "token": TOKEN},
@@ -102,7 +67,7 @@ with Redis(out) as r:
     line.stop()
 
     # ------------------------------------------------------------ [2]
-    line = FakeLine(out, "line2", ["--quota", "50"])
+    line = FakeLine(out, "line2", ["--token", TOKEN, "--quota", "50"])
     k = Kairan(out, r, name="k2", email="outbox", conf={
         "redis": {"prefix": "q2:"},
         "routes": {"line": "line"},
