@@ -83,3 +83,10 @@ void kn_argv_extend(struct kn_argv *a, const struct kn_argv *b)
     for (int i = 0; i < b->n; i++)
         kn_argv_addn(a, b->v[i], b->len[i]);
 }
+
+void kn_argv_move(struct kn_argv *a, struct kn_argv *b)
+{
+    for (int i = 0; i < b->n; i++)
+        push(a, b->v[i], b->len[i]);
+    b->n = 0;
+}

@@ -27,5 +27,7 @@ void kn_argv_addi(struct kn_argv *a, int64_t v);
 void kn_argv_take(struct kn_argv *a, char *s);
 /* Append all of b's strings (copies). */
 void kn_argv_extend(struct kn_argv *a, const struct kn_argv *b);
+/* Append all of b's strings without copying; b is left empty. */
+void kn_argv_move(struct kn_argv *a, struct kn_argv *b);
 
 #endif

@@ -98,7 +98,8 @@ struct kn_worker {
     size_t busy;    /* jobs in hand: read, not yet recorded */
     size_t sending; /* jobs in the main adapter */
     struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
-    int reading, phase, got;
+    int reading, phase;
+    long got, asked; /* entries this read cycle; asked of the last read */
     int started, closed;
     uv_timer_t again; /* read again after an error */
     uv_timer_t tick;  /* pause flags, rate-limit waits */
@@ -111,6 +112,24 @@ struct kn_worker {
     int quota_paused;
     struct bucket buckets[4];
     size_t nbuckets;
+    /* Results of this loop turn, recorded together in one call of the
+     * "finish" script just before the turn's commands are written. */
+    struct kn_argv fin_keys, fin_args;
+    struct wjob **fin_jobs;
+    size_t nfin;
+    uv_timer_t fin_timer;
+};
+
+/* Results recorded in one script call at most. */
+#define FINISH_BATCH 128
+/* How long a result may wait for others to share its script call. */
+#define FINISH_WAIT_MS 2
+
+/* A batch of results sent to Redis, waiting for its reply. */
+struct fin_batch {
+    struct kn_worker *w;
+    size_t n;
+    struct wjob *jobs[];
 };
 
 static void fill(struct kn_worker *w);
@@ -173,46 +192,90 @@ static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
     job_done(jb);
 }
 
+static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct fin_batch *b = arg;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
+        kn_log(KN_LOG_ERROR, "worker", "recording results failed", "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
+               "bc", b->jobs[0]->bcast, "job", b->jobs[0]->entry, NULL);
+    for (size_t i = 0; i < b->n; i++)
+        job_done(b->jobs[i]);
+    free(b);
+}
+
+/* Send the results collected so far. */
+static void flush_finished(void *arg)
+{
+    struct kn_worker *w = arg;
+    struct kn_daemon *d = w->d;
+    struct fin_batch *b;
+    struct kn_argv a;
+    int nkeys;
+    uv_timer_stop(&w->fin_timer);
+    if (w->nfin == 0)
+        return;
+    b = kn_xmalloc(sizeof(*b) + w->nfin * sizeof(b->jobs[0]));
+    b->w = w;
+    b->n = w->nfin;
+    memcpy(b->jobs, w->fin_jobs, w->nfin * sizeof(b->jobs[0]));
+    w->nfin = 0;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "dlq"));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_move(&a, &w->fin_keys);
+    nkeys = a.n;
+    kn_argv_add(&a, KN_GROUP);
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_move(&a, &w->fin_args);
+    kn__eval_reliable(d, &kn_script_finish, on_finished, b, nkeys, &a);
+}
+
+static void on_fin_timer(uv_timer_t *t)
+{
+    flush_finished(kn_container_of(t, struct kn_worker, fin_timer));
+}
+
 /*
  * Record a final state: delivered, failed (also into the DLQ), expired
  * or cancelled, for every recipient of the job.  The job leaves its
- * stream in the same atomic step.
+ * stream in the same atomic step.  Results are collected during a loop
+ * turn and recorded together (one script call, not one per message).
  */
 static void finish(struct wjob *jb, const char *state, const char *detail)
 {
-    struct kn_daemon *d = jb->w->d;
-    struct kn_argv a;
+    struct kn_worker *w = jb->w;
+    struct kn_daemon *d = w->d;
     int counted = strcmp(state, "delivered") == 0 ||
                   strcmp(state, "failed") == 0;
-    kn_argv_init(&a);
-    kn_argv_add(&a, jb->stream);
-    kn_argv_take(&a, kn__key(d, "bc:%s", jb->bcast));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", jb->bcast));
-    kn_argv_take(&a, kn__key(d, "dlq"));
-    kn_argv_take(&a, kn__key(d, "active"));
-    kn_argv_add(&a, KN_GROUP);
-    kn_argv_add(&a, jb->entry);
-    kn_argv_add(&a, jb->fields);
-    kn_argv_add(&a, state);
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_add(&a, jb->rcpt_list);
-    kn_argv_add(&a, detail ? detail : "");
-    kn_argv_add(&a, jb->bcast);
-    kn_argv_add(&a, jb->raw);
-    /* This attempt counts once: a send that ended (delivered, failed) or
-     * a takeover (a stopped worker's attempt). */
-    kn_argv_addi(&a, jb->n + (counted || jb->claimed ? 1 : 0));
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
                "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
-               "channel", jb->w->chname, "reason", detail, NULL);
+               "channel", w->chname, "reason", detail, NULL);
     if (strcmp(state, "expired") == 0)
         d->metrics.expired += jb->naddr;
     else if (strcmp(state, "cancelled") == 0)
         d->metrics.cancelled += jb->naddr;
     else if (strcmp(state, "failed") == 0)
         d->metrics.dead_lettered += jb->naddr;
-    kn__eval_reliable(d, &kn_script_finish, on_recorded, jb, 5, &a);
+    kn_argv_add(&w->fin_keys, jb->stream);
+    kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s", jb->bcast));
+    kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_add(&w->fin_args, jb->entry);
+    kn_argv_add(&w->fin_args, jb->fields);
+    kn_argv_add(&w->fin_args, state);
+    kn_argv_add(&w->fin_args, jb->rcpt_list);
+    kn_argv_add(&w->fin_args, detail ? detail : "");
+    kn_argv_add(&w->fin_args, jb->bcast);
+    kn_argv_add(&w->fin_args, jb->raw);
+    /* This attempt counts once: a send that ended (delivered, failed) or
+     * a takeover (a stopped worker's attempt). */
+    kn_argv_addi(&w->fin_args, jb->n + (counted || jb->claimed ? 1 : 0));
+    w->fin_jobs[w->nfin++] = jb;
+    if (w->nfin == FINISH_BATCH)
+        flush_finished(w);
+    else if (w->nfin == 1)
+        uv_timer_start(&w->fin_timer, on_fin_timer, FINISH_WAIT_MS, 0);
 }
 
 /*
@@ -983,6 +1046,7 @@ static void groups_ready(void *arg)
 static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_worker *w = arg;
+    long n = 0;
     if (rep == NULL) {
         w->reading = 0; /* connection lost; its state callback kicks us */
         return;
@@ -1008,6 +1072,7 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
             if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
                 continue;
             entries = sr->element[1];
+            n += (long)entries->elements;
             for (size_t i = 0; i < entries->elements; i++) {
                 w->got++;
                 take_entry(w, sr->element[0]->str, entries->element[i], 0);
@@ -1016,7 +1081,9 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
     }
     if (w->closed)
         return;
-    w->phase++;
+    /* Urgent jobs filled the whole read: the normal stream waits for the
+     * next cycle (slots freed meanwhile go to urgent work first). */
+    w->phase = w->phase == 0 && n >= w->asked ? 3 : w->phase + 1;
     read_phase(w);
 }
 
@@ -1039,6 +1106,7 @@ static void read_phase(struct kn_worker *w)
             fill(w);
         return;
     }
+    w->asked = want;
     snprintf(count, sizeof(count), "%ld", want);
     snprintf(block, sizeof(block), "%lld", (long long)d->cfg->block_ms);
     if (w->phase < 2) {
@@ -1066,7 +1134,7 @@ static void fill(struct kn_worker *w)
     size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
     if (!w->started || w->closed || w->reading || w->d->stopping ||
         !kn_redis_up(w->blk) || free_ == 0 ||
-        (w->busy > 0 && free_ < (w->slots + 1) / 2))
+        (w->busy > 0 && free_ < w->slots))
         return;
     w->reading = 1;
     w->phase = 0;
@@ -1199,12 +1267,16 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
         add_bucket(w, "sendgrid", cfg->sendgrid_rate);
     }
     w->slots = w->ad.ops->capacity(&w->ad);
-    w->limit = 2 * w->slots;
+    w->limit = 4 * w->slots;
     w->streams[0] = kn__key(d, "q:%s:urgent", w->chname);
     w->streams[1] = kn__key(d, "q:%s:normal", w->chname);
     uv_timer_init(d->loop, &w->again);
     uv_timer_init(d->loop, &w->tick);
     w->blk = kn__redis_open(d, w->chname, on_blk_state, w);
+    kn_argv_init(&w->fin_keys);
+    kn_argv_init(&w->fin_args);
+    w->fin_jobs = kn_xcalloc(FINISH_BATCH, sizeof(*w->fin_jobs));
+    uv_timer_init(d->loop, &w->fin_timer);
     return w;
 }
 
@@ -1252,13 +1324,18 @@ void kn__worker_claimed(struct kn_worker *w, const char *stream,
 static void on_handle_closed(uv_handle_t *h)
 {
     struct kn_worker *w = h->data;
-    if (--w->handles == 0)
+    if (--w->handles == 0) {
+        kn_argv_free(&w->fin_keys);
+        kn_argv_free(&w->fin_args);
+        free(w->fin_jobs);
         free(w);
+    }
 }
 
 void kn__worker_close(struct kn_worker *w)
 {
     w->closed = 1;
+    flush_finished(w);
     /* Sends still running are aborted: each gets a tempfail that we leave
      * pending in Redis (no attempt counted). */
     w->ad.ops->close(&w->ad);
@@ -1276,10 +1353,12 @@ void kn__worker_close(struct kn_worker *w)
             job_free(jb);
         }
     }
-    w->handles = 2;
+    w->handles = 3;
     w->again.data = w;
     w->tick.data = w;
+    w->fin_timer.data = w;
     uv_timer_stop(&w->tick);
+    uv_close((uv_handle_t *)&w->fin_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->again, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
 }

@@ -254,45 +254,79 @@ struct kn_redis_script kn_script_precheck = {
     ""};
 
 /*
- * finish: record a final result and let the job leave its stream.
- * KEYS: stream, bc, bc:r, dlq, active
- * ARGV: group, entry id, fields (comma-separated: one per recipient of the
- *       job, "email:<bindex>"), state (delivered|failed|expired|cancelled),
- *       now, rcpts (comma-separated, same order), detail, bcast id, job
- *       json, attempts
+ * finish: record the final results of a batch of jobs (those that ended
+ * in one loop turn) and let them leave their streams, in one atomic step.
+ * KEYS: dlq, active, then per job: stream, bc, bc:r
+ * ARGV: group, now, then per job (8): entry id, fields
+ *       (comma-separated: one per recipient of the job, "email:<bindex>"),
+ *       state (delivered|failed|expired|cancelled), rcpts (comma-separated,
+ *       same order), detail, bcast id, job json, attempts
  * A field that already has a final state is not counted again (a
- * duplicate).  Returns the number of fields recorded.
+ * duplicate).  The counters of a broadcast are added once per batch.
+ * Returns, per job, the number of fields recorded.
  */
 struct kn_redis_script kn_script_finish = {
     "finish",
     MAYBE_DONE IS_FINAL SPLIT
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "local fields, rcpts = split(ARGV[3]), split(ARGV[6])\n"
-    "local code = ({delivered = 'd', failed = 'f', expired = 'x',\n"
-    "               cancelled = 'c'})[ARGV[4]]\n"
-    "local n = 0\n"
-    "for k, field in ipairs(fields) do\n"
-    "  if not is_final(redis.call('HGET', KEYS[3], field)) then\n"
-    "    redis.call('HSET', KEYS[3], field, code .. '|' .. (rcpts[k] or '') ..\n"
-    "      '|' .. ARGV[5] .. '|' .. ARGV[7])\n"
-    "    local ch = string.match(field, '^(%a+):')\n"
-    "    redis.call('HINCRBY', KEYS[2], 'n:' .. ch .. ':' .. ARGV[4], 1)\n"
-    "    n = n + 1\n"
+    "local codes = {delivered = 'd', failed = 'f', expired = 'x',\n"
+    "               cancelled = 'c'}\n"
+    "local group, now = ARGV[1], ARGV[2]\n"
+    "local acks, per, order, out = {}, {}, {}, {}\n"
+    "for j = 0, (#KEYS - 2) / 3 - 1 do\n"
+    "  local stream, bc, bcr = KEYS[3 + 3 * j], KEYS[4 + 3 * j], KEYS[5 + 3 * j]\n"
+    "  local a = 3 + 8 * j\n"
+    "  local state, detail = ARGV[a + 2], ARGV[a + 4]\n"
+    "  local code = codes[state]\n"
+    "  if not code then return redis.error_reply('ERR unknown state ' .. state) end\n"
+    "  local ids = acks[stream]\n"
+    "  if not ids then ids = {}; acks[stream] = ids end\n"
+    "  ids[#ids + 1] = ARGV[a]\n"
+    "  local b = per[bc]\n"
+    "  if not b then\n"
+    "    b = {id = ARGV[a + 5], incr = {}, final = 0}\n"
+    "    per[bc] = b\n"
+    "    order[#order + 1] = bc\n"
+    "  end\n"
+    "  local fields, rcpts = split(ARGV[a + 1]), split(ARGV[a + 3])\n"
+    "  local n = 0\n"
+    "  for k, field in ipairs(fields) do\n"
+    "    if not is_final(redis.call('HGET', bcr, field)) then\n"
+    "      redis.call('HSET', bcr, field, code .. '|' .. (rcpts[k] or '') ..\n"
+    "        '|' .. now .. '|' .. detail)\n"
+    "      local f = 'n:' .. string.match(field, '^(%a+):') .. ':' .. state\n"
+    "      b.incr[f] = (b.incr[f] or 0) + 1\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "  if n > 0 then\n"
+    "    b.final = b.final + n\n"
+    "    if state == 'delivered' then\n"
+    "      b.delivered = true\n"
+    "    elseif state == 'failed' then\n"
+    "      redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 5], 'field',\n"
+    "        ARGV[a + 1], 'job', ARGV[a + 6], 'reason', detail, 'attempts',\n"
+    "        ARGV[a + 7], 'failed_ms', now)\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = n\n"
+    "end\n"
+    "for stream, ids in pairs(acks) do\n"
+    "  redis.call('XACK', stream, group, unpack(ids))\n"
+    "  redis.call('XDEL', stream, unpack(ids))\n"
+    "end\n"
+    "for _, bc in ipairs(order) do\n"
+    "  local b = per[bc]\n"
+    "  if b.final > 0 then\n"
+    "    for f, v in pairs(b.incr) do redis.call('HINCRBY', bc, f, v) end\n"
+    "    if b.delivered then\n"
+    "      redis.call('HSETNX', bc, 'first_ms', now)\n"
+    "      redis.call('HSET', bc, 'last_ms', now)\n"
+    "    end\n"
+    "    redis.call('HINCRBY', bc, 'final', b.final)\n"
+    "    maybe_done(bc, KEYS[2], b.id, now)\n"
     "  end\n"
     "end\n"
-    "if n == 0 then return 0 end\n"
-    "if ARGV[4] == 'delivered' then\n"
-    "  redis.call('HSETNX', KEYS[2], 'first_ms', ARGV[5])\n"
-    "  redis.call('HSET', KEYS[2], 'last_ms', ARGV[5])\n"
-    "elseif ARGV[4] == 'failed' then\n"
-    "  redis.call('XADD', KEYS[4], '*', 'bc', ARGV[8], 'field', ARGV[3],\n"
-    "    'job', ARGV[9], 'reason', ARGV[7], 'attempts', ARGV[10],\n"
-    "    'failed_ms', ARGV[5])\n"
-    "end\n"
-    "redis.call('HINCRBY', KEYS[2], 'final', n)\n"
-    "maybe_done(KEYS[2], KEYS[5], ARGV[8], ARGV[5])\n"
-    "return n\n",
+    "return out\n",
     ""};
 
 /*

@@ -26,7 +26,9 @@
 #include "common/log.h"
 #include "queue/redis_uv.h"
 
-static int free_port(void)
+/* A free port, kept bound (not listening) in *held when held is given:
+ * connections to it are refused and no other process can take it. */
+static int reserve_port(int *held)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
@@ -37,8 +39,16 @@ static int free_port(void)
     bind(fd, (struct sockaddr *)&a, sizeof(a));
     getsockname(fd, (struct sockaddr *)&a, &len);
     port = ntohs(a.sin_port);
-    close(fd);
+    if (held != NULL)
+        *held = fd;
+    else
+        close(fd);
     return port;
+}
+
+static int free_port(void)
+{
+    return reserve_port(NULL);
 }
 
 static pid_t start_redis(int port)
@@ -148,16 +158,18 @@ static int got_reply(struct ctx *c)
 
 static void test_refused_then_up(void **state)
 {
-    int port = free_port();
+    int held, port = reserve_port(&held);
     struct ctx *c = ctx_new(port, 1000);
     pid_t pid;
     int64_t end = kn_mono_ms() + 400;
-    /* Nothing listens: it must notice, say why, and keep trying. */
+    /* Nothing listens (the port is bound here, so no other test's server
+     * can take it meanwhile): it must notice, say why, and keep trying. */
     while (kn_mono_ms() < end)
         uv_run(&c->loop, UV_RUN_ONCE);
     assert_false(kn_redis_up(c->r));
     assert_non_null(strstr(kn_redis_last_error(c->r), "refused"));
     assert_int_equal(kn_redis_cmd(c->r, on_reply, c, "PING"), KN_ECLOSED);
+    close(held);
     pid = start_redis(port);
     run_until(c, is_up, 10000);
     assert_int_equal(c->ups, 1);
