@@ -67,11 +67,6 @@ struct kn_redis {
     uv_timer_t reconnect; /* backoff */
     uv_prepare_t flush;   /* deferred writes, once per loop turn */
     int flush_pending;
-    struct {
-        kn_redis_flush_cb *cb;
-        void *arg;
-    } hooks[KN_REDIS_HOOKS];
-    int nhooks;
     int attempts;         /* failed attempts in a row */
     uint64_t connects;
     struct rcmd *head, *tail;
@@ -187,8 +182,6 @@ static void on_flush(uv_prepare_t *h)
 {
     struct kn_redis *r = kn_container_of(h, struct kn_redis, flush);
     struct uvev *e;
-    for (int i = 0; i < r->nhooks; i++)
-        r->hooks[i].cb(r->hooks[i].arg);
     if (!r->flush_pending || r->ac == NULL)
         return;
     r->flush_pending = 0;
@@ -522,27 +515,6 @@ struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
     uv_unref((uv_handle_t *)&r->flush); /* never keeps the loop alive */
     r->handles_open = 3;
     return r;
-}
-
-void kn_redis_on_flush(struct kn_redis *r, kn_redis_flush_cb *cb, void *arg)
-{
-    if (r->nhooks == KN_REDIS_HOOKS)
-        KN_PANIC("too many flush hooks on %s", r->name);
-    r->hooks[r->nhooks].cb = cb;
-    r->hooks[r->nhooks].arg = arg;
-    r->nhooks++;
-}
-
-void kn_redis_off_flush(struct kn_redis *r, kn_redis_flush_cb *cb, void *arg)
-{
-    for (int i = 0; i < r->nhooks; i++) {
-        if (r->hooks[i].cb == cb && r->hooks[i].arg == arg) {
-            memmove(&r->hooks[i], &r->hooks[i + 1],
-                    (size_t)(r->nhooks - i - 1) * sizeof(r->hooks[0]));
-            r->nhooks--;
-            return;
-        }
-    }
 }
 
 void kn_redis_start(struct kn_redis *r)

@@ -95,17 +95,6 @@ int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,
  */
 void kn_redis_close(struct kn_redis *r);
 
-/*
- * Call cb(arg) once per loop turn, just before the commands queued in that
- * turn are written: the place to queue a batch collected during the turn
- * (one script call for many results).  Up to KN_REDIS_HOOKS per
- * connection.
- */
-#define KN_REDIS_HOOKS 4
-typedef void kn_redis_flush_cb(void *arg);
-void kn_redis_on_flush(struct kn_redis *r, kn_redis_flush_cb *cb, void *arg);
-void kn_redis_off_flush(struct kn_redis *r, kn_redis_flush_cb *cb, void *arg);
-
 /* Helpers for replies. */
 int kn_reply_is_error(const redisReply *rep, const char *prefix);
 
