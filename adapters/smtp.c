@@ -1,9 +1,19 @@
 /*
- * smtp.c - e-mail through the school's relay with libcurl's SMTP client on
- * the shared multi_socket/uv transport (net.c).
+ * smtp.c - e-mail through the school's relay with libcurl's SMTP client.
  *
- * One transfer is one message to one recipient; up to smtp.connections run
- * at once and libcurl keeps those connections open and reuses them.  TLS is
+ * One transfer is one message to one recipient.  Each of the
+ * smtp.connections connections has its own thread with one easy handle
+ * (libcurl keeps the connection open and reuses it); the loop thread hands
+ * messages over through a queue and gets results back through a uv_async.
+ * Not the multi_socket transport of the HTTP adapters (net.c): libcurl
+ * waits for the reply to the final "." inside its "done" step, blocking
+ * (curl issue 8555, a known limitation of every pingpong protocol), and a
+ * relay may take minutes to answer it (RFC 5321 4.5.3.2.6: 10 minutes);
+ * on the loop thread that froze the whole daemon, every channel and the
+ * HTTP API with it, for as long as one relay took.  On its own thread
+ * only that connection waits.
+ *
+ * TLS is
  * required by default (STARTTLS, or implicit TLS for smtps://), at least
  * TLS 1.2, with the peer verified; smtp.tls = none is an explicit opt-out
  * for a local relay and is logged at start.
@@ -13,31 +23,49 @@
  * and network/TLS errors tempfail, 5xx permfail.  The detail holds the code
  * and the server's text with any address in it masked.
  */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
+
+#include <curl/curl.h>
 
 #include "adapters/adapter.h"
 #include "adapters/mime.h"
-#include "adapters/net.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
 
+/* Stack of a connection thread: libcurl and OpenSSL need far less. */
+#define CONN_STACK (512 * 1024)
+
+struct smtp_send;
+
 struct smtp {
-    struct kn_net *net;
     struct kn_mail_conf mail;
     char *url; /* with the EHLO name as path */
     enum kn_smtp_tls tls;
     char *ca_file, *username, *password;
     long timeout_ms;
     size_t connections;
-    size_t in_flight;
-    CURL **pool; /* finished easy handles kept for reuse */
-    size_t npool;
+    size_t in_flight; /* loop thread only */
+    /* Between the loop thread and the connection threads, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct smtp_send *todo, *todo_tail; /* waiting for a connection */
+    struct smtp_send *done, *done_tail; /* results for the loop thread */
+    int stopping;
+    atomic_int abort; /* cut running transfers short (progress callback) */
+    uv_async_t *wake; /* a result is waiting in done */
+    pthread_t *threads;
+    size_t nthreads;
 };
 
 struct smtp_send {
+    struct smtp_send *next;
     struct smtp *s;
     struct kn_job *job;
     kn_done_cb *done;
@@ -49,6 +77,7 @@ struct smtp_send {
     int have_error;       /* last_reply holds the first 4xx/5xx */
     char errbuf[CURL_ERROR_SIZE]; /* curl's own precise reason (TLS...) */
     char detail[320];
+    struct kn_result result; /* set by the connection thread */
 };
 
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
@@ -130,29 +159,19 @@ static void classify(struct smtp_send *m, CURL *easy, CURLcode rc,
     }
 }
 
-static void on_done(CURL *easy, CURLcode rc, void *arg)
+/* libcurl calls this at least once a second during a transfer (also
+ * while it waits for a reply): a non-zero return aborts the transfer. */
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
 {
-    struct smtp_send *m = arg;
-    struct kn_result r = {0};
-    classify(m, easy, rc, &r);
-    /* Keep the handle: setting it up again costs less than a new one
-     * (curl keeps its parsed options and buffers). */
-    if (m->s->npool < m->s->connections && rc != CURLE_ABORTED_BY_CALLBACK)
-        m->s->pool[m->s->npool++] = easy;
-    else
-        curl_easy_cleanup(easy);
-    curl_slist_free_all(m->rcpt);
-    m->s->in_flight--;
-    m->done(m->job, &r, m->arg);
-    free(m->data);
-    free(m);
+    struct smtp *s = p;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load_explicit(&s->abort, memory_order_relaxed) ? 1 : 0;
 }
 
-static CURL *make_easy(struct smtp *s, struct smtp_send *m)
+/* Set the easy handle of a connection thread up for message m. */
+static void setup_easy(struct smtp *s, CURL *e, struct smtp_send *m)
 {
-    CURL *e = s->npool > 0 ? s->pool[--s->npool] : curl_easy_init();
-    if (e == NULL)
-        KN_PANIC("curl_easy_init failed");
     curl_easy_setopt(e, CURLOPT_URL, s->url);
     /* Never through a proxy from the environment: the relay is named in
      * the config (and curl need not read the environment per message). */
@@ -168,6 +187,9 @@ static CURL *make_easy(struct smtp *s, struct smtp_send *m)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      s->timeout_ms < 10000 ? s->timeout_ms : 10000L);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, s);
     m->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, m->errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -185,7 +207,107 @@ static CURL *make_easy(struct smtp *s, struct smtp_send *m)
         curl_easy_setopt(e, CURLOPT_USERNAME, s->username);
         curl_easy_setopt(e, CURLOPT_PASSWORD, s->password);
     }
-    return e;
+}
+
+/*
+ * A connection thread: take a message, send it with the thread's easy
+ * handle (which keeps its connection to the relay), hand the result back.
+ * Nothing here touches the loop or logs: only m, the handle and the queues.
+ */
+static void *conn_main(void *arg)
+{
+    struct smtp *s = arg;
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        KN_PANIC("curl_easy_init failed");
+    for (;;) {
+        struct smtp_send *m;
+        CURLcode rc;
+        pthread_mutex_lock(&s->mu);
+        while (s->todo == NULL && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        m = s->todo;
+        s->todo = m->next;
+        if (s->todo == NULL)
+            s->todo_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        setup_easy(s, e, m);
+        rc = curl_easy_perform(e);
+        classify(m, e, rc, &m->result);
+
+        m->next = NULL;
+        pthread_mutex_lock(&s->mu);
+        if (s->done_tail != NULL)
+            s->done_tail->next = m;
+        else
+            s->done = m;
+        s->done_tail = m;
+        pthread_mutex_unlock(&s->mu);
+        uv_async_send(s->wake);
+    }
+    /* Closing the connection sends QUIT and waits for the reply: at most
+     * a second when shutting down. */
+    curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT, 1L);
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+/* On the loop thread: hand a result to the dispatcher. */
+static void deliver(struct smtp *s, struct smtp_send *m)
+{
+    curl_slist_free_all(m->rcpt);
+    s->in_flight--;
+    m->done(m->job, &m->result, m->arg);
+    free(m->data);
+    free(m);
+}
+
+static void deliver_all(struct smtp *s, struct smtp_send *list)
+{
+    while (list != NULL) {
+        struct smtp_send *m = list;
+        list = m->next;
+        deliver(s, m);
+    }
+}
+
+static void on_wake(uv_async_t *h)
+{
+    struct smtp *s = h->data;
+    struct smtp_send *list;
+    pthread_mutex_lock(&s->mu);
+    list = s->done;
+    s->done = s->done_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    deliver_all(s, list);
+}
+
+static void start_threads(struct smtp *s)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+    s->threads = kn_xcalloc(s->connections, sizeof(*s->threads));
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, CONN_STACK);
+    /* Signals are the loop thread's (uv_signal): the connection threads
+     * start with all of them blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (size_t i = 0; i < s->connections; i++) {
+        rc = pthread_create(&s->threads[i], &attr, conn_main, s);
+        if (rc != 0)
+            KN_PANIC("cannot start an SMTP connection thread: %s",
+                     strerror(rc));
+        s->nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
 }
 
 static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
@@ -206,8 +328,13 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
     s->password = cfg->smtp_password ? kn_xstrdup(cfg->smtp_password) : NULL;
     s->timeout_ms = (long)cfg->smtp_timeout_ms;
     s->connections = (size_t)cfg->smtp_connections;
-    s->net = kn_net_new(a->loop, (long)s->connections, 0);
-    s->pool = kn_xcalloc(s->connections, sizeof(*s->pool));
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    atomic_init(&s->abort, 0);
+    s->wake = kn_xcalloc(1, sizeof(*s->wake));
+    uv_async_init(a->loop, s->wake, on_wake);
+    s->wake->data = s;
+    start_threads(s);
     a->priv = s;
     if (s->tls == KN_TLS_NONE)
         kn_log(KN_LOG_WARN, "smtp",
@@ -251,7 +378,14 @@ static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         free(quoted);
         free(path);
         s->in_flight++;
-        kn_net_add(s->net, make_easy(s, m), on_done, m);
+        pthread_mutex_lock(&s->mu);
+        if (s->todo_tail != NULL)
+            s->todo_tail->next = m;
+        else
+            s->todo = m;
+        s->todo_tail = m;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
     }
     return 0;
 }
@@ -266,13 +400,41 @@ static size_t smtp_capacity(struct kn_adapter *a)
     return ((struct smtp *)a->priv)->connections;
 }
 
+static void on_wake_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/*
+ * Stop: transfers still running are cut short (within about a second, at
+ * libcurl's next progress call) and end as tempfail "aborted", like those
+ * not started; results that came in meanwhile are delivered as they are
+ * (a message the relay accepted is recorded as delivered).
+ */
 static void smtp_close(struct kn_adapter *a)
 {
     struct smtp *s = a->priv;
-    kn_net_close(s->net); /* aborts what is left: tempfail for each */
-    while (s->npool > 0)
-        curl_easy_cleanup(s->pool[--s->npool]);
-    free(s->pool);
+    struct smtp_send *todo, *done;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    atomic_store(&s->abort, 1);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < s->nthreads; i++)
+        pthread_join(s->threads[i], NULL);
+    free(s->threads);
+    todo = s->todo;
+    done = s->done;
+    s->todo = s->todo_tail = s->done = s->done_tail = NULL;
+    deliver_all(s, done);
+    for (struct smtp_send *m = todo; m != NULL; m = m->next) {
+        m->result.status = KN_TEMPFAIL;
+        m->result.detail = kn_detail_aborted;
+    }
+    deliver_all(s, todo);
+    uv_close((uv_handle_t *)s->wake, on_wake_closed);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
     kn__mail_conf_free(&s->mail);
     free(s->url);
     free(s->ca_file);

@@ -868,6 +868,22 @@ static int gcm_update(EVP_CIPHER_CTX *ctx, int enc, unsigned char *out,
     return 0;
 }
 
+/*
+ * OpenSSL 3 looks the algorithm up in its providers on every init with
+ * EVP_aes_256_gcm() (an implicit fetch, a lock and a hash lookup): fetch
+ * it once.  Kept for the life of the process.
+ */
+static const EVP_CIPHER *aes_gcm(void)
+{
+    static EVP_CIPHER *c;
+    if (c == NULL) {
+        c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        if (c == NULL)
+            KN_PANIC("OpenSSL has no AES-256-GCM");
+    }
+    return c;
+}
+
 char *kn_seal(const struct kn_keyring *kr, const char *purpose,
               const void *plain, size_t len)
 {
@@ -888,7 +904,7 @@ char *kn_seal(const struct kn_keyring *kr, const char *purpose,
         KN_PANIC("EVP_CIPHER_CTX_new failed");
 
     /* AES-256-GCM's default IV length is the 12 bytes we use. */
-    rc = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->key, buf) == 1
+    rc = EVP_EncryptInit_ex(ctx, aes_gcm(), NULL, k->key, buf) == 1
              ? 0
              : KN_ECRYPTO;
     if (rc < 0)
@@ -997,7 +1013,7 @@ int kn_unseal(const struct kn_keyring *kr, const char *purpose,
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL)
         goto fail;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->key, raw) != 1)
+    if (EVP_DecryptInit_ex(ctx, aes_gcm(), NULL, k->key, raw) != 1)
         goto fail;
     rc = gcm_update(ctx, 0, NULL, (const unsigned char *)purpose,
                     strlen(purpose));

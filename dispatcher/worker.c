@@ -1335,12 +1335,13 @@ static void on_handle_closed(uv_handle_t *h)
 void kn__worker_close(struct kn_worker *w)
 {
     w->closed = 1;
-    flush_finished(w);
     /* Sends still running are aborted: each gets a tempfail that we leave
-     * pending in Redis (no attempt counted). */
+     * pending in Redis (no attempt counted).  Results that came in just
+     * before are recorded with the rest of the batch. */
     w->ad.ops->close(&w->ad);
     if (w->alt.ops != NULL)
         w->alt.ops->close(&w->alt);
+    flush_finished(w);
     kn_redis_close(w->blk);
     free(w->streams[0]);
     free(w->streams[1]);
