@@ -66,6 +66,9 @@ struct wjob {
     int probe; /* the breaker's probe of the relay */
     struct kn_adapter *via; /* the adapter it was sent through */
     struct wjob *next; /* ready queue */
+    struct wjob *hprev, *hnext; /* every job in hand, oldest hold first */
+    int64_t held_ms; /* monotonic: read, or its idle time last reset */
+    int lost;        /* another process claimed it: not ours to send */
 };
 
 /*
@@ -118,6 +121,12 @@ struct kn_worker {
     struct wjob **fin_jobs;
     size_t nfin;
     uv_timer_t fin_timer;
+    /* Jobs in hand, oldest first: their idle time in Redis is reset
+     * (script "keep") so that no other process takes them over while
+     * they wait here for a slot. */
+    struct wjob *held, *held_tail;
+    uv_timer_t keep_timer;
+    int keeping;
 };
 
 /* Results recorded in one script call at most. */
@@ -155,8 +164,34 @@ static void wipe_addrs(struct wjob *jb)
     jb->job.addrs = NULL;
 }
 
+static void held_add(struct kn_worker *w, struct wjob *jb)
+{
+    jb->held_ms = kn_mono_ms();
+    jb->hnext = NULL;
+    jb->hprev = w->held_tail;
+    if (w->held_tail != NULL)
+        w->held_tail->hnext = jb;
+    else
+        w->held = jb;
+    w->held_tail = jb;
+}
+
+static void held_del(struct kn_worker *w, struct wjob *jb)
+{
+    if (jb->hprev != NULL)
+        jb->hprev->hnext = jb->hnext;
+    else
+        w->held = jb->hnext;
+    if (jb->hnext != NULL)
+        jb->hnext->hprev = jb->hprev;
+    else
+        w->held_tail = jb->hprev;
+    jb->hprev = jb->hnext = NULL;
+}
+
 static void job_free(struct wjob *jb)
 {
+    held_del(jb->w, jb);
     wipe_addrs(jb);
     if (jb->msg != NULL)
         kn__msg_put(jb->msg);
@@ -770,6 +805,15 @@ static int send_now(struct wjob *jb)
     struct bucket *b;
     int64_t now = kn_mono_ms();
 
+    if (jb->lost) {
+        /* Claimed by another process while it waited here (this one was
+         * stalled): that process sends it. */
+        kn_log(KN_LOG_WARN, "worker", "job taken over by another process "
+                                      "before it was sent; left to it",
+               "bc", jb->bcast, "job", jb->entry, NULL);
+        job_done(jb);
+        return 0;
+    }
     if (w->quota_paused) {
         fail_for_good(jb, "route paused: the provider's quota is used up");
         return 0;
@@ -1002,6 +1046,7 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->claimed = claimed;
     jb->prio = strstr(stream, ":urgent") != NULL ? 0 : 1;
     w->busy++;
+    held_add(w, jb);
     if (jv == NULL || jv->type != REDIS_REPLY_STRING) {
         kn__poison(w->d, stream, jb->entry, NULL, 0, "entry has no job");
         job_done(jb);
@@ -1176,6 +1221,76 @@ static void on_paused(struct kn_redis *r, redisReply *rep, void *arg)
 
 /* Once a second: the shared pause flag, rate-limit waits, expired auth
  * pauses. */
+/* Jobs whose idle time is reset in one script call at most. */
+#define KEEP_BATCH 200
+
+static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_worker *w = arg;
+    w->keeping = 0;
+    if (rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        kn_log(KN_LOG_ERROR, "worker", "resetting the idle time of held "
+                                       "jobs failed",
+               "channel", w->chname,
+               "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
+               NULL);
+        return;
+    }
+    /* Pairs (1 urgent | 2 normal, entry id) no longer pending for us. */
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const redisReply *q = rep->element[i], *id = rep->element[i + 1];
+        if (q->type != REDIS_REPLY_STRING || id->type != REDIS_REPLY_STRING)
+            continue;
+        for (struct wjob *jb = w->held; jb != NULL; jb = jb->hnext) {
+            if (jb->prio == atoi(q->str) - 1 && strcmp(jb->entry, id->str) == 0)
+                jb->lost = 1;
+        }
+    }
+}
+
+/*
+ * Reset the idle time (XCLAIM to ourselves, JUSTID) of the jobs held
+ * longer than a quarter of queue.claim_idle_ms: a job waiting here for a
+ * slot behind slow sends must not look abandoned to the other processes'
+ * XAUTOCLAIM, or it is sent twice.  Runs every claim_idle_ms / 8.
+ */
+static void on_keep(uv_timer_t *t)
+{
+    struct kn_worker *w = kn_container_of(t, struct kn_worker, keep_timer);
+    struct kn_daemon *d = w->d;
+    int64_t now = kn_mono_ms(), after = d->cfg->claim_idle_ms / 4;
+    struct kn_argv a;
+    size_t n = 0;
+    if (w->closed || w->keeping || !kn_redis_up(d->cmd))
+        return;
+    kn_argv_init(&a);
+    kn_argv_add(&a, w->streams[0]);
+    kn_argv_add(&a, w->streams[1]);
+    kn_argv_add(&a, KN_GROUP);
+    kn_argv_add(&a, d->consumer);
+    while (w->held != NULL && now - w->held->held_ms >= after &&
+           n < KEEP_BATCH) {
+        struct wjob *jb = w->held;
+        kn_argv_addi(&a, jb->prio + 1);
+        kn_argv_add(&a, jb->entry);
+        n++;
+        /* To the back: the list stays in order of held_ms. */
+        held_del(w, jb);
+        held_add(w, jb);
+    }
+    if (n == 0) {
+        kn_argv_free(&a);
+        return;
+    }
+    w->keeping = 1;
+    if (kn_redis_eval(d->cmd, &kn_script_keep, on_kept, w, 2, a.n,
+                      (const char **)a.v, a.len) < 0)
+        w->keeping = 0;
+    kn_argv_free(&a);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct kn_worker *w = kn_container_of(t, struct kn_worker, tick);
@@ -1277,13 +1392,16 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     kn_argv_init(&w->fin_args);
     w->fin_jobs = kn_xcalloc(FINISH_BATCH, sizeof(*w->fin_jobs));
     uv_timer_init(d->loop, &w->fin_timer);
+    uv_timer_init(d->loop, &w->keep_timer);
     return w;
 }
 
 void kn__worker_start(struct kn_worker *w)
 {
+    uint64_t every = (uint64_t)w->d->cfg->claim_idle_ms / 8;
     w->started = 1;
     uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    uv_timer_start(&w->keep_timer, on_keep, every, every);
     kn_log(KN_LOG_INFO, "worker", "started", "channel", w->chname, "adapter",
            w->route, NULL);
     kn_redis_start(w->blk);
@@ -1354,12 +1472,14 @@ void kn__worker_close(struct kn_worker *w)
             job_free(jb);
         }
     }
-    w->handles = 3;
+    w->handles = 4;
     w->again.data = w;
     w->tick.data = w;
     w->fin_timer.data = w;
+    w->keep_timer.data = w;
     uv_timer_stop(&w->tick);
     uv_close((uv_handle_t *)&w->fin_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->keep_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->again, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
 }

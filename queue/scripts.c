@@ -335,6 +335,31 @@ struct kn_redis_script kn_script_finish = {
     ""};
 
 /*
+ * keep: reset the idle time of jobs a worker holds (waiting for a send
+ * slot), so that no other process's XAUTOCLAIM takes them over; only
+ * those still pending for this consumer.
+ * KEYS: urgent stream, normal stream
+ * ARGV: group, consumer, then pairs: 1 (urgent) | 2 (normal), entry id
+ * Returns the pairs no longer pending for this consumer (taken over by
+ * another process, or already recorded).
+ */
+struct kn_redis_script kn_script_keep = {
+    "keep",
+    "local lost = {}\n"
+    "for i = 3, #ARGV - 1, 2 do\n"
+    "  local key, id = KEYS[tonumber(ARGV[i])], ARGV[i + 1]\n"
+    "  local p = redis.call('XPENDING', key, ARGV[1], id, id, 1, ARGV[2])\n"
+    "  if #p == 1 then\n"
+    "    redis.call('XCLAIM', key, ARGV[1], ARGV[2], 0, id, 'JUSTID')\n"
+    "  else\n"
+    "    lost[#lost + 1] = ARGV[i]\n"
+    "    lost[#lost + 1] = id\n"
+    "  end\n"
+    "end\n"
+    "return lost\n",
+    ""};
+
+/*
  * retry: park a job in the retry zset until due.
  * KEYS: stream, retry (zset), bc:r
  * ARGV: group, entry id, due ms, new job json, fields (comma-separated),
@@ -500,7 +525,7 @@ static struct kn_redis_script *const all[] = {
     &kn_script_commit_page, &kn_script_expand_done, &kn_script_precheck,
     &kn_script_finish,  &kn_script_retry,       &kn_script_promote,
     &kn_script_cancel,  &kn_script_dlq_retry,   &kn_script_fallback,
-    &kn_script_mark_dead, &kn_script_take,
+    &kn_script_mark_dead, &kn_script_take, &kn_script_keep,
 };
 
 void kn_scripts_init(void)

@@ -22,6 +22,7 @@ extern struct kn_redis_script kn_script_dlq_retry;
 extern struct kn_redis_script kn_script_fallback;
 extern struct kn_redis_script kn_script_mark_dead;
 extern struct kn_redis_script kn_script_take;
+extern struct kn_redis_script kn_script_keep;
 
 void kn_scripts_init(void);
 
