@@ -1,12 +1,16 @@
 /*
- * curl_loop.c - the ceiling of kairand's transport: a bare libcurl multi
- * loop that sends N copies of one prebuilt message over C reused SMTP
- * connections.  No Redis, no MIME, no event loop of ours: what libcurl and
- * the SMTP server can do on this machine.
+ * curl_loop.c - bare libcurl sending N copies of one prebuilt message over
+ * C reused SMTP connections.  No Redis, no MIME, no event loop of ours:
+ * what libcurl and the SMTP server can do on this machine.
  *
- *   curl_loop URL N C MSGFILE    prints one JSON line with the figures
+ *   curl_loop URL N C MSGFILE            one multi loop (the issue's (2))
+ *   curl_loop URL N C MSGFILE threads    one thread and easy handle per
+ *                                        connection, as kairand's smtp.c
+ *
+ * prints one JSON line with the figures.
  */
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,38 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userp)
     memcpy(buf, msg + s->off, want);
     s->off += want;
     return want;
+}
+
+struct worker {
+    const char *url;
+    long from, n, failed;
+};
+
+static void *thread_main(void *arg)
+{
+    struct worker *w = arg;
+    CURL *e = curl_easy_init();
+    struct slot s = {e, NULL, 0};
+    for (long i = w->from; i < w->from + w->n; i++) {
+        char rcpt[64];
+        snprintf(rcpt, sizeof(rcpt), "<bench%ld@example.jp>", i);
+        curl_slist_free_all(s.rcpt);
+        s.rcpt = curl_slist_append(NULL, rcpt);
+        s.off = 0;
+        curl_easy_setopt(e, CURLOPT_URL, w->url);
+        curl_easy_setopt(e, CURLOPT_MAIL_FROM, "<bench@example.jp>");
+        curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s.rcpt);
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, &s);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msglen);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        if (curl_easy_perform(e) != CURLE_OK)
+            w->failed++;
+    }
+    curl_slist_free_all(s.rcpt);
+    curl_easy_cleanup(e);
+    return NULL;
 }
 
 static double now(void)
@@ -70,8 +106,8 @@ int main(int argc, char **argv)
     struct rusage ru;
     char *buf;
 
-    if (argc != 5) {
-        fprintf(stderr, "usage: curl_loop URL N CONNECTIONS MSGFILE\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "threads") == 0)) {
+        fprintf(stderr, "usage: curl_loop URL N CONNECTIONS MSGFILE [threads]\n");
         return 2;
     }
     url = argv[1];
@@ -85,6 +121,25 @@ int main(int argc, char **argv)
     fclose(f);
     msg = buf;
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (argc == 6) {
+        pthread_t *tids = calloc((size_t)c, sizeof(*tids));
+        struct worker *ws = calloc((size_t)c, sizeof(*ws));
+        t0 = now();
+        for (long i = 0; i < c; i++) {
+            ws[i].url = url;
+            ws[i].from = n * i / c;
+            ws[i].n = n * (i + 1) / c - ws[i].from;
+            pthread_create(&tids[i], NULL, thread_main, &ws[i]);
+        }
+        for (long i = 0; i < c; i++) {
+            pthread_join(tids[i], NULL);
+            failed += ws[i].failed;
+        }
+        t1 = now();
+        free(tids);
+        free(ws);
+        goto report;
+    }
     multi = curl_multi_init();
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, c);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, c);
@@ -114,13 +169,6 @@ int main(int argc, char **argv)
             curl_multi_poll(multi, NULL, 0, 100, NULL);
     }
     t1 = now();
-    getrusage(RUSAGE_SELF, &ru);
-    printf("{\"messages\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
-           "\"cpu_s\":%.3f,\"maxrss_kb\":%ld}\n",
-           n, failed, t1 - t0,
-           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-               ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
-           ru.ru_maxrss);
     for (long i = 0; i < c; i++) {
         if (slots[i].easy) {
             curl_easy_cleanup(slots[i].easy);
@@ -129,6 +177,14 @@ int main(int argc, char **argv)
     }
     free(slots);
     curl_multi_cleanup(multi);
+report:
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"messages\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
+           "\"cpu_s\":%.3f,\"maxrss_kb\":%ld}\n",
+           n, failed, t1 - t0,
+           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+               ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+           ru.ru_maxrss);
     curl_global_cleanup();
     free(buf);
     return failed > 0;

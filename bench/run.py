@@ -5,7 +5,11 @@ loopback):
   1. kairand delivering an N-recipient broadcast over 10 SMTP connections
      (submit with kairanctl, Redis on a private port);
   2. bench/curl_loop: a bare libcurl multi loop with the same message bytes
-     and connections (no Redis, no MIME): the ceiling of kairand's transport;
+     and connections (no Redis, no MIME), the issue's reference; and the
+     same with one thread and easy handle per connection, as kairand's
+     smtp.c does (libcurl blocks for the reply to the final "." in both;
+     with threads only that connection waits): the ceiling of kairand's
+     transport;
   3. smtp-source -d -s 10: Postfix's own load generator.
 Then kairand's peak RSS for 10k and 100k recipients (it should stay flat).
 Environment: KAIRAN_BENCH_N (default 50000), KAIRAN_BENCH_CONN (10).
@@ -147,6 +151,18 @@ def main():
         loop["cpu_us_per_msg"] = loop["cpu_s"] * 1e6 / loop["messages"]
         sink2.stop()
 
+        # The same with one thread and easy handle per connection, as
+        # kairand's smtp.c: the ceiling of kairand's transport as it is.
+        sink2t, p2t = start_sink(out, "sink-threads")
+        cp = subprocess.run([os.path.join(BUILD, "bench", "curl_loop"),
+                             "smtp://127.0.0.1:%d/bench.example.jp" % p2t,
+                             str(N), str(CONN), eml, "threads"],
+                            capture_output=True, text=True)
+        thr = json.loads(cp.stdout)
+        thr["msg_per_s"] = thr["messages"] / thr["seconds"]
+        thr["cpu_us_per_msg"] = thr["cpu_s"] * 1e6 / thr["messages"]
+        sink2t.stop()
+
         sink3, p3 = start_sink(out, "sink-source")
         t0 = time.monotonic()
         p = subprocess.Popen([SOURCE, "-d", "-s", str(CONN), "-m", str(N),
@@ -171,11 +187,13 @@ def main():
     fmt = "%-26s %10s %10s %14s"
     print(fmt % ("", "msg/s", "seconds", "CPU us/msg"))
     for name, v in (("kairand (Redis, MIME)", k), ("bare libcurl loop", loop),
+                    ("bare libcurl, threads", thr),
                     ("smtp-source -d -s %d" % CONN, src)):
         print(fmt % (name, "%.0f" % v["msg_per_s"], "%.2f" % v["seconds"],
                      "%.1f" % v["cpu_us_per_msg"]))
     print()
     print("kairand / bare loop:   %.2f x" % (k["msg_per_s"] / loop["msg_per_s"]))
+    print("kairand / threads:     %.2f x" % (k["msg_per_s"] / thr["msg_per_s"]))
     print("kairand / smtp-source: %.2f x" % (k["msg_per_s"] / src["msg_per_s"]))
     print("kairand submit -> first delivery: %d ms; -> last: %d ms"
           % (k["first_ms"], k["last_ms"]))
