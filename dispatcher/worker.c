@@ -97,7 +97,7 @@ struct kn_worker {
     struct kn_redis *blk;
     char *streams[2]; /* urgent, normal */
     size_t slots;   /* sends at once (the adapter's capacity) */
-    size_t limit;   /* jobs in hand at most: 2 x slots */
+    size_t limit;   /* jobs in hand at most: 4 x slots */
     size_t busy;    /* jobs in hand: read, not yet recorded */
     size_t sending; /* jobs in the main adapter */
     struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
@@ -1174,8 +1174,9 @@ static void read_phase(struct kn_worker *w)
 
 static void fill(struct kn_worker *w)
 {
-    /* Read in batches of at least half the slots (or when idle), not one
-     * entry per finished send. */
+    /* Read in batches of at least a slot's worth (or when idle), not one
+     * entry per finished send: each read is a Redis round trip, and the
+     * jobs in hand (up to 4 x slots) cover it. */
     size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
     if (!w->started || w->closed || w->reading || w->d->stopping ||
         !kn_redis_up(w->blk) || free_ == 0 ||
