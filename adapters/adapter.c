@@ -10,11 +10,8 @@
 const char kn_detail_aborted[] = "aborted: shutting down";
 
 static const struct kn_adapter_ops *const adapters[] = {
-    &kn_adapter_outbox,
-    &kn_adapter_smtp,
-    &kn_adapter_push,
-    &kn_adapter_line,
-    &kn_adapter_sendgrid,
+    &kn_adapter_outbox, &kn_adapter_smtp,     &kn_adapter_push,
+    &kn_adapter_line,   &kn_adapter_sendgrid,
 };
 
 const char *kn_status_name(enum kn_status s)
@@ -67,9 +64,8 @@ int kn__mail_conf_init(struct kn_mail_conf *mc, const struct kn_config *cfg)
     memset(mc, 0, sizeof(*mc));
     if (kn_mime_split_mailbox(cfg->smtp_from, &name, &addr) < 0 ||
         (at = strrchr(addr, '@')) == NULL) {
-        kn_log(KN_LOG_ERROR, "mail", "smtp.from is not a mailbox",
-               "hint", "write it as 'Name <noreply@school.example.jp>'",
-               NULL);
+        kn_log(KN_LOG_ERROR, "mail", "smtp.from is not a mailbox", "hint",
+               "write it as 'Name <noreply@school.example.jp>'", NULL);
         free(name);
         free(addr);
         return KN_ECONFIG;

@@ -40,14 +40,14 @@ struct kn_result {
 
 /* What is sent: shared by every job of one broadcast (read-only). */
 struct kn_message {
-    char *bcast;      /* broadcast id */
-    char *tenant;     /* tenant id */
-    char *category;   /* emergency, notice, ... */
-    char *subject;    /* UTF-8, checked */
-    char *body;       /* UTF-8, checked */
-    int urgent;       /* priority urgent */
-    int drill;        /* a drill */
-    int ack;          /* recipients confirm through a personal link */
+    char *bcast;    /* broadcast id */
+    char *tenant;   /* tenant id */
+    char *category; /* emergency, notice, ... */
+    char *subject;  /* UTF-8, checked */
+    char *body;     /* UTF-8, checked */
+    int urgent;     /* priority urgent */
+    int drill;      /* a drill */
+    int ack;        /* recipients confirm through a personal link */
     int64_t created_ms;
     int64_t expires_ms;
 };
@@ -55,11 +55,11 @@ struct kn_message {
 /* One delivery job as an adapter sees it. */
 struct kn_job {
     const struct kn_message *msg;
-    const char *channel; /* "email", "line", "push" */
-    const char *rcpt;    /* recipient id (not an address) */
-    const char *bindex;  /* blind index of the address */
-    const char *addr;    /* plaintext address, decrypted just before send */
-    int attempt;         /* 1 for the first try */
+    const char *channel;  /* "email", "line", "push" */
+    const char *rcpt;     /* recipient id (not an address) */
+    const char *bindex;   /* blind index of the address */
+    const char *addr;     /* plaintext address, decrypted just before send */
+    int attempt;          /* 1 for the first try */
     const char *platform; /* push: "fcm" or "apns"; else NULL */
     /* A batch job (LINE multicast: up to 500 user ids in one request) has
      * naddr > 1 and every address in addrs (addr == addrs[0]).  One
@@ -118,13 +118,12 @@ extern const struct kn_adapter_ops kn_adapter_line;
 extern const struct kn_adapter_ops kn_adapter_sendgrid;
 
 /* Fixed details, compared by pointer by callers. */
-extern const char kn_detail_aborted[];  /* "aborted: shutting down" */
-
+extern const char kn_detail_aborted[]; /* "aborted: shutting down" */
 
 /* ---- shared by the mail adapters (smtp, outbox, sendgrid) ---- */
 
 struct kn_mail_conf {
-    char *from;     /* "Name <addr>" */
+    char *from;      /* "Name <addr>" */
     char *from_addr; /* addr part */
     char *reply_to;
     char *domain; /* for Message-ID */

@@ -157,8 +157,8 @@ static int is(const char *a, const char *b)
  *     500, 503 and anything else: tempfail, Retry-After honoured.
  */
 int kn__apns_classify(long status, const char *body, const char *retry_after,
-                      const char *apns_id, int64_t now_ms,
-                      struct kn_result *r, char *detail, size_t dlen)
+                      const char *apns_id, int64_t now_ms, struct kn_result *r,
+                      char *detail, size_t dlen)
 {
     json_t *j = body && *body ? json_loads(body, 0, NULL) : NULL;
     const char *reason = json_string_value(json_object_get(j, "reason"));
@@ -214,8 +214,8 @@ static int renew(struct kn__apns *p)
 {
     int64_t iat = kn_now_ms() / 1000;
     json_t *h = json_pack("{s:s, s:s}", "alg", "ES256", "kid", p->key_id);
-    json_t *c = json_pack("{s:s, s:I}", "iss", p->team_id, "iat",
-                          (json_int_t)iat);
+    json_t *c =
+        json_pack("{s:s, s:I}", "iss", p->team_id, "iat", (json_int_t)iat);
     char *hs = json_dumps(h, JSON_COMPACT), *cs = json_dumps(c, JSON_COMPACT);
     char *jwt = hs && cs ? kn_jwt_sign(p->key, "ES256", hs, cs) : NULL;
     char n[24];
@@ -251,11 +251,11 @@ static void req_finish(struct apns_req *q, const struct kn_result *r)
     free(q);
 }
 
-static void req_fail(struct apns_req *q, enum kn_status st, int dead,
-                     int auth, const char *detail)
+static void req_fail(struct apns_req *q, enum kn_status st, int dead, int auth,
+                     const char *detail)
 {
-    struct kn_result r = {.status = st, .dead = dead ? 1 : 0,
-                          .auth = auth ? 1 : 0};
+    struct kn_result r = {
+        .status = st, .dead = dead ? 1 : 0, .auth = auth ? 1 : 0};
     if (detail == kn_detail_aborted) {
         r.detail = kn_detail_aborted;
     } else {
@@ -483,8 +483,7 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     if (p->key == NULL || EVP_PKEY_get_base_id(p->key) != EVP_PKEY_EC) {
         bad("apns.key_file is not an EC (P-256) private key",
             cfg->apns_key_file,
-            p->key ? "use the .p8 file from the Apple developer account"
-                   : err);
+            p->key ? "use the .p8 file from the Apple developer account" : err);
         apns_free(p);
         return KN_ECONFIG;
     }
@@ -499,8 +498,8 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     p->timeout_ms = (long)cfg->apns_timeout_ms;
     p->connections = (size_t)cfg->apns_connections;
     p->net = kn_net_new(loop, (long)p->connections, 1);
-    kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic",
-           p->topic, "key_id", p->key_id, "team_id", p->team_id, NULL);
+    kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic", p->topic,
+           "key_id", p->key_id, "team_id", p->team_id, NULL);
     *out = p;
     return 0;
 }

@@ -35,12 +35,12 @@
 #include "common/log.h"
 #include "config/config.h"
 
-#define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
+#define FCM_SCOPE             "https://www.googleapis.com/auth/firebase.messaging"
 #define FCM_DEFAULT_TOKEN_URL "https://oauth2.googleapis.com/token"
-#define FCM_MAX_TTL_S 2419200 /* 4 weeks */
-#define FCM_BACKOFF_MIN_MS 1000
-#define FCM_BACKOFF_MAX_MS 60000
-#define FCM_QUOTA_WAIT_MS 60000 /* 429 without Retry-After */
+#define FCM_MAX_TTL_S         2419200 /* 4 weeks */
+#define FCM_BACKOFF_MIN_MS    1000
+#define FCM_BACKOFF_MAX_MS    60000
+#define FCM_QUOTA_WAIT_MS     60000 /* 429 without Retry-After */
 
 struct fcm_req {
     struct kn__fcm *f;
@@ -49,8 +49,8 @@ struct fcm_req {
     void *arg;
     char *body;
     size_t len;
-    uint64_t gen; /* the access token it was sent with */
-    int retried;  /* already sent again after a 401 */
+    uint64_t gen;         /* the access token it was sent with */
+    int retried;          /* already sent again after a 401 */
     struct fcm_req *next; /* waiting for a token */
     char detail[400];
 };
@@ -82,8 +82,7 @@ static void dispatch(struct kn__fcm *f, struct fcm_req *q);
 
 /* ---- pure parts (unit-tested) ---- */
 
-int kn__fcm_token_state(int64_t expires_ms, int64_t lifetime_ms,
-                        int64_t now_ms)
+int kn__fcm_token_state(int64_t expires_ms, int64_t lifetime_ms, int64_t now_ms)
 {
     int64_t margin = lifetime_ms / 4;
     if (margin > 5 * 60 * 1000)
@@ -140,10 +139,10 @@ static json_t *fcm_build(void *ctx, const char *title, const char *body)
     }
     if (m->bcast != NULL)
         json_object_set_new(android, "collapse_key", json_string(m->bcast));
-    msg = json_pack("{s:s, s:{s:o, s:o}, s:o, s:o, s:{s:o}}", "token",
-                    b->job->addr, "notification", "title", t, "body", bd,
-                    "data", data, "android", android, "apns", "headers",
-                    headers);
+    msg =
+        json_pack("{s:s, s:{s:o, s:o}, s:o, s:o, s:{s:o}}", "token",
+                  b->job->addr, "notification", "title", t, "body", bd, "data",
+                  data, "android", android, "apns", "headers", headers);
     if (msg == NULL)
         return NULL; /* json_pack released the "o" references */
     return json_pack("{s:o}", "message", msg);
@@ -169,8 +168,8 @@ int kn__fcm_payload(const struct kn_job *job, int64_t now_ms, char **out,
     char *title, *body;
     int rc;
     kn__push_text(job, &title, &body);
-    rc = kn__push_fit(fcm_build, &b, title, body, KN_PUSH_MAX_PAYLOAD, out,
-                      len);
+    rc =
+        kn__push_fit(fcm_build, &b, title, body, KN_PUSH_MAX_PAYLOAD, out, len);
     free(title);
     free(body);
     return rc;
@@ -181,7 +180,8 @@ static const char *error_code(json_t *err)
 {
     json_t *details = json_object_get(err, "details"), *d;
     size_t i;
-    json_array_foreach(details, i, d) {
+    json_array_foreach(details, i, d)
+    {
         json_t *c = json_object_get(d, "errorCode");
         if (json_is_string(c))
             return json_string_value(c);
@@ -286,8 +286,8 @@ int kn__fcm_classify(long status, const char *body, const char *retry_after,
         r->status = KN_TEMPFAIL;
         r->retry_after_ms = ra;
     }
-    snprintf(detail, dlen, "fcm %ld%s%s%s%s", status, *code ? " " : "",
-             code, *text ? ": " : "", text);
+    snprintf(detail, dlen, "fcm %ld%s%s%s%s", status, *code ? " " : "", code,
+             *text ? ": " : "", text);
     if (r->dead) {
         size_t l = strlen(detail);
         snprintf(detail + l, dlen - l, " (token dead)");
@@ -310,8 +310,8 @@ static void req_finish(struct fcm_req *q, const struct kn_result *r)
 static void req_fail(struct fcm_req *q, enum kn_status st, const char *detail,
                      int64_t retry_after_ms, int auth)
 {
-    struct kn_result r = {.status = st, .retry_after_ms = retry_after_ms,
-                          .auth = auth ? 1 : 0};
+    struct kn_result r = {
+        .status = st, .retry_after_ms = retry_after_ms, .auth = auth ? 1 : 0};
     if (detail == kn_detail_aborted) {
         r.detail = kn_detail_aborted;
     } else {
@@ -338,10 +338,9 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         req_fail(q, KN_TEMPFAIL, err, 0, 0);
         return;
     }
-    refresh = kn__fcm_classify(resp->status, resp->body,
-                               kn_http_header(resp, "retry-after"),
-                               q->job->addr, kn_now_ms(), &r, q->detail,
-                               sizeof(q->detail));
+    refresh = kn__fcm_classify(
+        resp->status, resp->body, kn_http_header(resp, "retry-after"),
+        q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
     if (refresh && !q->retried) {
         /* Our access token was refused.  If it is still the current one,
          * drop it (whoever asks next waits for a new one); if a newer one
@@ -386,8 +385,7 @@ static void token_failed(struct kn__fcm *f, const char *detail, int auth)
     struct fcm_req *q = f->waiting;
     f->waiting = f->waiting_tail = NULL;
     f->failed_ms = kn_now_ms();
-    f->backoff_ms = f->backoff_ms == 0 ? FCM_BACKOFF_MIN_MS
-                                       : f->backoff_ms * 2;
+    f->backoff_ms = f->backoff_ms == 0 ? FCM_BACKOFF_MIN_MS : f->backoff_ms * 2;
     if (f->backoff_ms > FCM_BACKOFF_MAX_MS)
         f->backoff_ms = FCM_BACKOFF_MAX_MS;
     f->failed_auth = auth;
@@ -498,8 +496,8 @@ static void start_refresh(struct kn__fcm *f)
     int64_t iat = kn_now_ms() / 1000;
     json_t *h, *c;
     char *hs, *cs, *jwt, *body;
-    const char *headers[] = {
-        "Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *headers[] = {"Content-Type: application/x-www-form-urlencoded",
+                             NULL};
     struct kn_http_req hr = {
         .method = "POST",
         .url = f->token_url,
@@ -512,9 +510,9 @@ static void start_refresh(struct kn__fcm *f)
         return;
     h = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid",
                   f->key_id);
-    c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", f->client_email,
-                  "scope", FCM_SCOPE, "aud", f->token_url, "iat",
-                  (json_int_t)iat, "exp", (json_int_t)(iat + 3600));
+    c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", f->client_email, "scope",
+                  FCM_SCOPE, "aud", f->token_url, "iat", (json_int_t)iat, "exp",
+                  (json_int_t)(iat + 3600));
     hs = json_dumps(h, JSON_COMPACT);
     cs = json_dumps(c, JSON_COMPACT);
     json_decref(h);

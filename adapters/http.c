@@ -87,9 +87,9 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
     r.body = x->body ? x->body : "";
     r.bodylen = x->len;
-    r.error = rc == CURLE_OK ? NULL
-                             : (x->errbuf[0] ? x->errbuf
-                                             : curl_easy_strerror(rc));
+    r.error = rc == CURLE_OK
+                  ? NULL
+                  : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     r._headers = x->resp_headers;
     curl_easy_cleanup(easy);
     x->cb(&r, x->arg);

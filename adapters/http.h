@@ -14,22 +14,23 @@
 #include "adapters/net.h"
 
 struct kn_http_req {
-    const char *method;     /* "POST", "GET" */
+    const char *method; /* "POST", "GET" */
     const char *url;
-    const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
-    const char *body;       /* may be NULL */
+    const char *const
+        *headers;     /* "Name: value", NULL-terminated; may be NULL */
+    const char *body; /* may be NULL */
     size_t bodylen;
     long timeout_ms;
-    const char *ca_file;    /* NULL: the system's CAs */
-    int http2;              /* require HTTP/2 (APNs) */
+    const char *ca_file; /* NULL: the system's CAs */
+    int http2;           /* require HTTP/2 (APNs) */
 };
 
 struct kn_http_resp {
-    CURLcode rc;       /* CURLE_OK if an HTTP answer came */
-    long status;       /* HTTP status, 0 if none */
-    const char *body;  /* NUL-terminated (bodylen bytes) */
+    CURLcode rc;      /* CURLE_OK if an HTTP answer came */
+    long status;      /* HTTP status, 0 if none */
+    const char *body; /* NUL-terminated (bodylen bytes) */
     size_t bodylen;
-    const char *error; /* transport error text when rc != CURLE_OK */
+    const char *error;           /* transport error text when rc != CURLE_OK */
     struct curl_slist *_headers; /* "name: value" lines received */
 };
 

@@ -142,10 +142,9 @@ int kn_jwt_verify(EVP_PKEY *key, const char *jwt)
             goto out;
     }
     ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-         EVP_DigestVerify(md, es ? der : sig, es ? (size_t)derlen
-                                                 : (size_t)siglen,
-                          (const unsigned char *)jwt,
-                          (size_t)(dot2 - jwt)) == 1;
+         EVP_DigestVerify(
+             md, es ? der : sig, es ? (size_t)derlen : (size_t)siglen,
+             (const unsigned char *)jwt, (size_t)(dot2 - jwt)) == 1;
 out:
     ERR_clear_error();
     EVP_MD_CTX_free(md);

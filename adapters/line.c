@@ -44,11 +44,11 @@
 #include "common/seal.h"
 #include "config/config.h"
 
-#define DAY_MS (24 * 3600 * 1000LL)
-#define TOKEN_LIFE_S 2592000 /* token_exp asked for: 30 days */
-#define ASSERTION_LIFE_S 1800 /* exp of the JWT assertion: 30 minutes */
-#define DROP_INTERVAL_MS 60000 /* a refused new token: dropped after this */
-#define RATE_RETRY_MS 1000     /* LINE's 429 carries no Retry-After */
+#define DAY_MS           (24 * 3600 * 1000LL)
+#define TOKEN_LIFE_S     2592000 /* token_exp asked for: 30 days */
+#define ASSERTION_LIFE_S 1800    /* exp of the JWT assertion: 30 minutes */
+#define DROP_INTERVAL_MS 60000   /* a refused new token: dropped after this */
+#define RATE_RETRY_MS    1000    /* LINE's 429 carries no Retry-After */
 
 static const char drill_subject[] = "【訓練】";
 static const char drill_line[] = "※これは訓練です。(This is a drill.)\n\n";
@@ -263,8 +263,8 @@ char *kn__line_body(const struct kn_message *m, const char *link,
         if (t == NULL)
             ok = 0;
         else
-            json_array_append_new(msgs, json_pack("{s:s, s:o}", "type",
-                                                  "text", "text", t));
+            json_array_append_new(
+                msgs, json_pack("{s:s, s:o}", "type", "text", "text", t));
         free(texts[i]);
     }
     json_object_set_new(o, "to", to);
@@ -426,14 +426,14 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
         /* Unknown outcome: retried with the same key, which LINE executes
          * at most once. */
         r->status = KN_TEMPFAIL;
-        snprintf(raw, sizeof(raw), "line transport: %s (retried with the "
+        snprintf(raw, sizeof(raw),
+                 "line transport: %s (retried with the "
                  "same retry key)",
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
         finish_detail(raw, detail, len);
         return;
     }
-    snprintf(ridtxt, sizeof(ridtxt), " (request id %.64s)",
-             rid ? rid : "none");
+    snprintf(ridtxt, sizeof(ridtxt), " (request id %.64s)", rid ? rid : "none");
     error_text(resp->body, resp->bodylen, text, sizeof(text));
     if (st >= 200 && st <= 299) {
         r->status = KN_DELIVERED;
@@ -452,13 +452,17 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
     } else if (st == 403) {
         r->status = KN_PERMFAIL;
         r->auth = 1;
-        snprintf(raw, sizeof(raw), "line 403: not allowed for this channel: "
-                 "%s%s", text, ridtxt);
+        snprintf(raw, sizeof(raw),
+                 "line 403: not allowed for this channel: "
+                 "%s%s",
+                 text, ridtxt);
     } else if (st == 429 && strstr(text, "monthly limit") != NULL) {
         r->status = KN_PERMFAIL;
         r->quota = 1;
-        snprintf(raw, sizeof(raw), "line 429: monthly message quota used "
-                 "up: %s%s", text, ridtxt);
+        snprintf(raw, sizeof(raw),
+                 "line 429: monthly message quota used "
+                 "up: %s%s",
+                 text, ridtxt);
     } else if (st == 429 && strstr(text, "rate limit") != NULL) {
         r->status = KN_TEMPFAIL;
         r->retry_after_ms = RATE_RETRY_MS;
@@ -545,8 +549,8 @@ static void token_failed(struct line *l, int auth, const char *fmt, ...)
     l->issue_failures++;
     wait = 1000LL << (l->issue_failures < 7 ? l->issue_failures - 1 : 6);
     l->retry_mono = kn_mono_ms() + (wait < 60000 ? wait : 60000);
-    kn_log(KN_LOG_ERROR, "line", "cannot issue a channel access token",
-           "error", l->token_error, NULL);
+    kn_log(KN_LOG_ERROR, "line", "cannot issue a channel access token", "error",
+           l->token_error, NULL);
     flush_waiting(l, l->token_error, auth);
 }
 
@@ -565,27 +569,26 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
     }
     if (resp->rc != CURLE_OK) {
         token_failed(l, 0, "line token request: %s",
-                     resp->error ? resp->error
-                                 : curl_easy_strerror(resp->rc));
+                     resp->error ? resp->error : curl_easy_strerror(resp->rc));
         return;
     }
     if (resp->status != 200) {
         j = json_loadb(resp->body, resp->bodylen, 0, NULL);
-        snprintf(text, sizeof(text), "%s%s%s",
-                 json_string_value(json_object_get(j, "error"))
-                     ? json_string_value(json_object_get(j, "error"))
-                     : "",
-                 json_object_get(j, "error_description") ? ": " : "",
-                 json_string_value(json_object_get(j, "error_description"))
-                     ? json_string_value(
-                           json_object_get(j, "error_description"))
-                     : "");
+        snprintf(
+            text, sizeof(text), "%s%s%s",
+            json_string_value(json_object_get(j, "error"))
+                ? json_string_value(json_object_get(j, "error"))
+                : "",
+            json_object_get(j, "error_description") ? ": " : "",
+            json_string_value(json_object_get(j, "error_description"))
+                ? json_string_value(json_object_get(j, "error_description"))
+                : "");
         json_decref(j);
         printable(text);
         /* 4xx: our assertion (key, kid, channel id) was refused. */
         token_failed(l, resp->status >= 400 && resp->status < 500,
-                     "line token request refused: HTTP %ld %s",
-                     resp->status, text);
+                     "line token request refused: HTTP %ld %s", resp->status,
+                     text);
         return;
     }
     j = json_loadb(resp->body, resp->bodylen, 0, NULL);
@@ -594,8 +597,9 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
     if (tok == NULL || tok[0] == '\0' || life <= 0 ||
         strpbrk(tok, "\r\n ") != NULL) {
         json_decref(j);
-        token_failed(l, 0, "line token answer without access_token and "
-                           "expires_in");
+        token_failed(l, 0,
+                     "line token answer without access_token and "
+                     "expires_in");
         return;
     }
     if (l->token != NULL) {
@@ -605,8 +609,8 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
     l->token = kn_xstrdup(tok);
     json_decref(j);
     l->token_gen++;
-    l->renew_mono = kn_mono_ms() + life * 900;  /* 90 % */
-    l->stale_mono = kn_mono_ms() + life * 970;  /* keep a margin */
+    l->renew_mono = kn_mono_ms() + life * 900; /* 90 % */
+    l->stale_mono = kn_mono_ms() + life * 970; /* keep a margin */
     l->issue_failures = 0;
     l->retry_mono = 0;
     l->stats.token_issued++;
@@ -625,8 +629,8 @@ static void token_issue(struct line *l)
     json_t *h, *p;
     char *hj, *pj, *jwt, *form;
     int64_t now = kn_now_ms() / 1000;
-    const char *headers[] = {
-        "Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *headers[] = {"Content-Type: application/x-www-form-urlencoded",
+                             NULL};
     struct kn_http_req req;
 
     h = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid",
@@ -643,8 +647,9 @@ static void token_issue(struct line *l)
     free(hj);
     free(pj);
     if (jwt == NULL) {
-        token_failed(l, 1, "line: cannot sign the token assertion with "
-                           "line.key_file (an RSA key is needed)");
+        token_failed(l, 1,
+                     "line: cannot sign the token assertion with "
+                     "line.key_file (an RSA key is needed)");
         return;
     }
     form = kn_xasprintf(
@@ -680,8 +685,7 @@ static int token_ready(struct line *l)
     if (l->static_token != NULL)
         return 1;
     if (l->key == NULL) {
-        snprintf(l->token_error, sizeof(l->token_error), "%s",
-                 no_credentials);
+        snprintf(l->token_error, sizeof(l->token_error), "%s", no_credentials);
         l->token_error_auth = 1;
         return -1;
     }
@@ -766,8 +770,7 @@ static void start_request(struct line_send *s)
     const char *tok = l->static_token ? l->static_token : l->token;
     char *auth = kn_xasprintf("Authorization: Bearer %s", tok);
     char *key = kn_xasprintf("X-Line-Retry-Key: %s", s->retry_key);
-    const char *headers[] = {auth, "Content-Type: application/json", key,
-                             NULL};
+    const char *headers[] = {auth, "Content-Type: application/json", key, NULL};
     struct kn_http_req req;
 
     s->issued = l->static_token == NULL;
@@ -794,9 +797,8 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
                      void *arg)
 {
     struct line_send *s = kn_xcalloc(1, sizeof(*s));
-    const char *const *ids = job->naddr > 1 && job->addrs != NULL
-                                 ? job->addrs
-                                 : &job->addr;
+    const char *const *ids =
+        job->naddr > 1 && job->addrs != NULL ? job->addrs : &job->addr;
     size_t nid = job->naddr > 1 && job->addrs != NULL ? job->naddr : 1;
     char *key;
 
@@ -807,8 +809,10 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
     l->in_flight++;
     if (nid > KN_LINE_MULTICAST_MAX) {
         char why[96];
-        snprintf(why, sizeof(why), "line: a job of %zu user ids; multicast "
-                 "takes at most %d", nid, KN_LINE_MULTICAST_MAX);
+        snprintf(why, sizeof(why),
+                 "line: a job of %zu user ids; multicast "
+                 "takes at most %d",
+                 nid, KN_LINE_MULTICAST_MAX);
         fail_send(s, KN_PERMFAIL, 0, why);
         return;
     }
@@ -827,7 +831,7 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
     /* The broadcast id is part of the key, so that job keys that repeat
      * across broadcasts never share a retry key. */
     key = kn_xasprintf("%s\n%s", job->msg->bcast,
-                       job->key ? job->key
+                       job->key      ? job->key
                        : job->bindex ? job->bindex
                                      : (job->rcpt ? job->rcpt : ""));
     kn__line_retry_key(key, s->retry_key);
@@ -902,8 +906,8 @@ static int url_problem(const char *key, const char *url)
 static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
 {
     struct line *l;
-    const char *base = cfg->line_api_base ? cfg->line_api_base
-                                          : "https://api.line.me";
+    const char *base =
+        cfg->line_api_base ? cfg->line_api_base : "https://api.line.me";
     size_t bl = strlen(base);
     int jwt = cfg->line_key_file != NULL || cfg->line_channel_id != NULL ||
               cfg->line_key_id != NULL;
@@ -920,9 +924,8 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
         kn_xasprintf("%.*s/v2/bot/message/multicast", (int)bl, base);
     l->ca_file = cfg->line_ca_file ? kn_xstrdup(cfg->line_ca_file) : NULL;
     l->timeout_ms = (long)cfg->line_timeout_ms;
-    l->connections = cfg->line_connections > 0
-                         ? (size_t)cfg->line_connections
-                         : 8;
+    l->connections =
+        cfg->line_connections > 0 ? (size_t)cfg->line_connections : 8;
     if (cfg->line_token != NULL && cfg->line_token[0] != '\0') {
         l->static_token = kn_xstrdup(cfg->line_token);
         if (jwt)
@@ -944,8 +947,8 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
         l->key = kn_jwt_key_file(cfg->line_key_file, err, sizeof(err));
         if (l->key == NULL || EVP_PKEY_get_base_id(l->key) != EVP_PKEY_RSA) {
             kn_log(KN_LOG_ERROR, "line",
-                   "line.key_file: an RSA private key (PEM) is needed",
-                   "error", l->key ? "not an RSA key" : err, NULL);
+                   "line.key_file: an RSA private key (PEM) is needed", "error",
+                   l->key ? "not an RSA key" : err, NULL);
             line_free(l);
             return KN_ECONFIG;
         }
@@ -960,9 +963,11 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
     }
     l->net = kn_net_new(a->loop, (long)l->connections, 0);
     a->priv = l;
-    kn_log(KN_LOG_INFO, "line", "LINE Messaging API configured", "url",
-           base, "token",
-           l->static_token ? "long-lived" : l->key ? "v2.1 (issued)" : "none",
+    kn_log(KN_LOG_INFO, "line", "LINE Messaging API configured", "url", base,
+           "token",
+           l->static_token ? "long-lived"
+           : l->key        ? "v2.1 (issued)"
+                           : "none",
            NULL);
     return 0;
 }
@@ -1027,8 +1032,8 @@ int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
         body == NULL)
         return 0;
     sl = strlen(signature_b64);
-    while (sl > 0 && (signature_b64[sl - 1] == ' ' ||
-                      signature_b64[sl - 1] == '\t'))
+    while (sl > 0 &&
+           (signature_b64[sl - 1] == ' ' || signature_b64[sl - 1] == '\t'))
         sl--;
     if (sl != 44) /* base64 of 32 bytes */
         return 0;
@@ -1064,8 +1069,8 @@ int kn_line_webhook_events(const char *body, size_t len,
             stype == NULL || strcmp(stype, "user") != 0 || !user_id_ok(uid))
             continue;
         unblocked = strcmp(type, "follow") == 0 &&
-                    json_is_true(json_object_get(
-                        json_object_get(ev, "follow"), "isUnblocked"));
+                    json_is_true(json_object_get(json_object_get(ev, "follow"),
+                                                 "isUnblocked"));
         cb(type, uid, unblocked, arg);
         n++;
     }

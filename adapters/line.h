@@ -20,13 +20,13 @@ struct kn_http_resp;
 
 /* Counters of one open LINE adapter (all zero for another adapter). */
 struct kn_line_stats {
-    uint64_t requests;         /* push/multicast requests answered */
-    uint64_t token_issued;     /* v2.1 channel access tokens issued */
-    uint64_t token_failures;   /* token requests that failed */
-    uint64_t token_dropped;    /* issued tokens dropped after a 401 */
-    uint64_t auth_refused;     /* 401/403 answers */
-    uint64_t quota_exhausted;  /* 429 "monthly limit" answers */
-    uint64_t rate_limited;     /* 429 rate limit answers */
+    uint64_t requests;        /* push/multicast requests answered */
+    uint64_t token_issued;    /* v2.1 channel access tokens issued */
+    uint64_t token_failures;  /* token requests that failed */
+    uint64_t token_dropped;   /* issued tokens dropped after a 401 */
+    uint64_t auth_refused;    /* 401/403 answers */
+    uint64_t quota_exhausted; /* 429 "monthly limit" answers */
+    uint64_t rate_limited;    /* 429 rate limit answers */
 };
 
 /* Copy the counters of a (opened with kn_adapter_line) into out. */

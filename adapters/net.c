@@ -24,7 +24,7 @@ struct kn_net {
     size_t open_handles; /* timer, kicker, polls not yet closed */
     size_t active;       /* transfers added, not yet done */
     int closing;
-    struct net_xfer *xfers; /* active transfers, for kn_net_close */
+    struct net_xfer *xfers;  /* active transfers, for kn_net_close */
     struct net_sock **socks; /* by descriptor: kept while curl keeps the
                                 connection open, even between transfers */
     size_t nsocks;
@@ -266,8 +266,7 @@ static int cb_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns,
-                          int multiplex)
+struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns, int multiplex)
 {
     struct kn_net *net = kn_xcalloc(1, sizeof(*net));
     net->loop = loop;
@@ -293,8 +292,7 @@ struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns,
     return net;
 }
 
-void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done,
-                void *arg)
+void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done, void *arg)
 {
     struct net_xfer *x = kn_xmalloc(sizeof(*x));
     CURLMcode mc;

@@ -29,8 +29,7 @@ typedef void kn_net_done_cb(CURL *easy, CURLcode rc, void *arg);
  * A new multi handle on loop.  max_host_conns limits connections per host
  * (0 = no limit); multiplex = 1 asks for HTTP/2 multiplexing.
  */
-struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns,
-                          int multiplex);
+struct kn_net *kn_net_new(uv_loop_t *loop, long max_host_conns, int multiplex);
 
 /* Start a transfer; done is called exactly once. */
 void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done,

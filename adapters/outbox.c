@@ -147,8 +147,7 @@ static char *safe_name(const char *s)
     char *o = kn_xstrdup(s);
     for (char *p = o; *p; p++) {
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
-              *p == '.'))
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
             *p = '_';
     }
     if (o[0] == '.')
@@ -193,8 +192,9 @@ static int outbox_open(struct kn_adapter *a, const struct kn_config *cfg)
     ob->dir = kn_xstrdup(cfg->outbox_dir);
     ob->slots = (size_t)cfg->outbox_slots;
     if (mkdir_p(ob->dir) < 0)
-        kn_log(KN_LOG_WARN, "outbox", "cannot create the outbox directory; "
-                                      "writes will be retried",
+        kn_log(KN_LOG_WARN, "outbox",
+               "cannot create the outbox directory; "
+               "writes will be retried",
                "dir", ob->dir, "error", strerror(errno), NULL);
     a->priv = ob;
     kn_log(KN_LOG_INFO, "outbox", "writing messages as files", "dir", ob->dir,
@@ -235,11 +235,11 @@ static int outbox_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
             w->len = strlen(w->data);
         }
         w->subdir = kn_xasprintf("%s/%s", ob->dir, bc);
-        w->final = kn_xasprintf("%s/%s-%.8s.%s", w->subdir, rc, job->bindex,
-                                strcmp(job->channel, "email") == 0 ? "eml"
-                                                                   : "json");
-        w->tmp = kn_xasprintf("%s/.tmp-%s-%s-%.8s", w->subdir, job->channel,
-                              rc, job->bindex);
+        w->final =
+            kn_xasprintf("%s/%s-%.8s.%s", w->subdir, rc, job->bindex,
+                         strcmp(job->channel, "email") == 0 ? "eml" : "json");
+        w->tmp = kn_xasprintf("%s/.tmp-%s-%s-%.8s", w->subdir, job->channel, rc,
+                              job->bindex);
         free(bc);
         free(rc);
         ob->in_flight++;

@@ -239,8 +239,7 @@ void kn__push_uuid(const char *key, char out[37])
     out[o] = '\0';
 }
 
-char *kn__push_scrub(const char *text, const char *token, char *buf,
-                     size_t len)
+char *kn__push_scrub(const char *text, const char *token, char *buf, size_t len)
 {
     char *tmp = kn_xmalloc(len), *hit;
     size_t o = 0;

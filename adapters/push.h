@@ -169,12 +169,12 @@ void kn__apns_collapse_id(const char *bcast, char out[65]);
  * (the caller may renew the token), else 0.
  */
 int kn__apns_classify(long status, const char *body, const char *retry_after,
-                      const char *apns_id, int64_t now_ms,
-                      struct kn_result *r, char *detail, size_t dlen);
+                      const char *apns_id, int64_t now_ms, struct kn_result *r,
+                      char *detail, size_t dlen);
 
 /* Apple's rules for provider tokens (milliseconds). */
 #define KN_APNS_JWT_MIN_AGE_MS (20 * 60 * 1000LL) /* never renew sooner */
-#define KN_APNS_JWT_RENEW_MS (45 * 60 * 1000LL)   /* renew from this age */
+#define KN_APNS_JWT_RENEW_MS   (45 * 60 * 1000LL) /* renew from this age */
 
 /*
  * 1 if a provider token issued at iat_ms (0: none yet) should be replaced

@@ -101,9 +101,8 @@ int kn__sendgrid_from_init(struct kn__sendgrid_from *f,
         !kn_addr_is_dot_atom(f->email) ||
         (at = strrchr(f->email, '@')) == NULL) {
         kn_log(KN_LOG_ERROR, "sendgrid",
-               "smtp.from is not an address SendGrid accepts",
-               "hint", "write it as 'Name <noreply@school.example.jp>'",
-               NULL);
+               "smtp.from is not an address SendGrid accepts", "hint",
+               "write it as 'Name <noreply@school.example.jp>'", NULL);
         kn__sendgrid_from_free(f);
         return KN_ECONFIG;
     }
@@ -162,9 +161,9 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         free(mid);
         free(jobkey);
         if (p != NULL && links) {
-            char *text = j->link ? kn_xasprintf("\n\n%s\n%s\n", link_words,
-                                                j->link)
-                                 : kn_xstrdup("");
+            char *text = j->link
+                             ? kn_xasprintf("\n\n%s\n%s\n", link_words, j->link)
+                             : kn_xstrdup("");
             json_t *t = json_string(text);
             free(text);
             if (t == NULL) {
@@ -201,9 +200,9 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
     else
         json_object_set_new(o, "content", v);
     if (m->urgent) /* as the SMTP message has them */
-        json_object_set_new(o, "headers",
-                            json_pack("{s:s, s:s}", "Importance", "high",
-                                      "X-Priority", "1"));
+        json_object_set_new(
+            o, "headers",
+            json_pack("{s:s, s:s}", "Importance", "high", "X-Priority", "1"));
     if (ok)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -284,20 +283,24 @@ void kn__sendgrid_classify(const struct kn_http_resp *resp, int64_t now_ms,
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
     } else if (st == 202 || st == 200) {
         r->status = KN_DELIVERED;
-        snprintf(raw, sizeof(raw), "sendgrid %ld accepted (X-Message-Id "
-                 "%.64s)", st, mid ? mid : "none");
+        snprintf(raw, sizeof(raw),
+                 "sendgrid %ld accepted (X-Message-Id "
+                 "%.64s)",
+                 st, mid ? mid : "none");
     } else {
         error_text(resp->body, resp->bodylen, text, sizeof(text));
         if (st == 429) {
             r->status = KN_TEMPFAIL;
             r->retry_after_ms = wait_ms(resp, now_ms);
-            snprintf(raw, sizeof(raw), "sendgrid 429: rate limited, retry "
-                     "in %lld ms: %s", (long long)r->retry_after_ms, text);
+            snprintf(raw, sizeof(raw),
+                     "sendgrid 429: rate limited, retry "
+                     "in %lld ms: %s",
+                     (long long)r->retry_after_ms, text);
         } else if (st == 401 || st == 403) {
             r->status = KN_TEMPFAIL;
             r->auth = 1;
-            snprintf(raw, sizeof(raw), "sendgrid %ld: API key refused: %s",
-                     st, text);
+            snprintf(raw, sizeof(raw), "sendgrid %ld: API key refused: %s", st,
+                     text);
         } else if (st >= 500 || st == 408) {
             r->status = KN_TEMPFAIL;
             if (kn_http_header(resp, "Retry-After") != NULL ||
@@ -360,8 +363,7 @@ static void on_response(const struct kn_http_resp *resp, void *arg)
     struct kn_result r;
 
     s->running--;
-    kn__sendgrid_classify(resp, kn_now_ms(), &r, q->detail,
-                          sizeof(q->detail));
+    kn__sendgrid_classify(resp, kn_now_ms(), &r, q->detail, sizeof(q->detail));
     if (r.auth)
         kn_log(KN_LOG_ERROR, "sendgrid", "SendGrid refused the API key",
                "error", r.detail, NULL);
@@ -372,8 +374,7 @@ static void on_response(const struct kn_http_resp *resp, void *arg)
 static void start(struct sg_req *q)
 {
     struct sendgrid *s = q->s;
-    const char *headers[] = {s->auth, "Content-Type: application/json",
-                             NULL};
+    const char *headers[] = {s->auth, "Content-Type: application/json", NULL};
     struct kn_http_req req;
 
     memset(&req, 0, sizeof(req));
@@ -506,14 +507,13 @@ static int sg_open(struct kn_adapter *a, const struct kn_config *cfg)
     s->ca_file =
         cfg->sendgrid_ca_file ? kn_xstrdup(cfg->sendgrid_ca_file) : NULL;
     s->timeout_ms = (long)cfg->sendgrid_timeout_ms;
-    s->batch = cfg->sendgrid_batch > 0 &&
-                       cfg->sendgrid_batch <= KN_SENDGRID_MAX_BATCH
-                   ? (size_t)cfg->sendgrid_batch
-                   : KN_SENDGRID_MAX_BATCH;
+    s->batch =
+        cfg->sendgrid_batch > 0 && cfg->sendgrid_batch <= KN_SENDGRID_MAX_BATCH
+            ? (size_t)cfg->sendgrid_batch
+            : KN_SENDGRID_MAX_BATCH;
     s->net = kn_net_new(a->loop, KN_SENDGRID_REQUESTS, 0);
     a->priv = s;
-    kn_log(KN_LOG_INFO, "sendgrid", "SendGrid configured", "url", base,
-           NULL);
+    kn_log(KN_LOG_INFO, "sendgrid", "SendGrid configured", "url", base, NULL);
     return 0;
 }
 
@@ -531,8 +531,7 @@ static size_t sg_capacity(struct kn_adapter *a)
 static void sg_close(struct kn_adapter *a)
 {
     struct sendgrid *s = a->priv;
-    struct kn_result r = {.status = KN_TEMPFAIL,
-                          .detail = kn_detail_aborted};
+    struct kn_result r = {.status = KN_TEMPFAIL, .detail = kn_detail_aborted};
     s->closing = 1;
     kn_net_close(s->net); /* running requests: aborted, each job told */
     while (s->queue != NULL) {

@@ -73,8 +73,8 @@ struct smtp_send {
     char *data;
     size_t len, off;
     struct curl_slist *rcpt;
-    char last_reply[200]; /* last server reply line, raw */
-    int have_error;       /* last_reply holds the first 4xx/5xx */
+    char last_reply[200];         /* last server reply line, raw */
+    int have_error;               /* last_reply holds the first 4xx/5xx */
     char errbuf[CURL_ERROR_SIZE]; /* curl's own precise reason (TLS...) */
     char detail[320];
     struct kn_result result; /* set by the connection thread */
@@ -110,8 +110,8 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
         m->have_error = 1;
     n = size < sizeof(m->last_reply) - 1 ? size : sizeof(m->last_reply) - 1;
     memcpy(m->last_reply, data, n);
-    while (n > 0 && (m->last_reply[n - 1] == '\r' ||
-                     m->last_reply[n - 1] == '\n'))
+    while (n > 0 &&
+           (m->last_reply[n - 1] == '\r' || m->last_reply[n - 1] == '\n'))
         n--;
     m->last_reply[n] = '\0';
     return size;
@@ -196,8 +196,7 @@ static void setup_easy(struct smtp *s, CURL *e, struct smtp_send *m)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, m);
     if (s->tls != KN_TLS_NONE) {
         curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-        curl_easy_setopt(e, CURLOPT_SSLVERSION,
-                         (long)CURL_SSLVERSION_TLSv1_2);
+        curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         if (s->ca_file != NULL)
@@ -341,10 +340,10 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
                "plaintext SMTP: smtp.tls = none was set explicitly; mail "
                "and credentials cross the network unencrypted",
                "url", cfg->smtp_url, NULL);
-    kn_log(KN_LOG_INFO, "smtp", "relay configured", "url", cfg->smtp_url,
-           "tls", s->tls == KN_TLS_STARTTLS   ? "starttls"
-                  : s->tls == KN_TLS_IMPLICIT ? "implicit"
-                                              : "none",
+    kn_log(KN_LOG_INFO, "smtp", "relay configured", "url", cfg->smtp_url, "tls",
+           s->tls == KN_TLS_STARTTLS   ? "starttls"
+           : s->tls == KN_TLS_IMPLICIT ? "implicit"
+                                       : "none",
            NULL);
     return 0;
 }

@@ -16,8 +16,12 @@
 #include "config/config.h"
 #include "queue/redis_uv.h"
 
-enum { KN_EXIT_OK = 0, KN_EXIT_FAIL = 1, KN_EXIT_USAGE = 2,
-       KN_EXIT_UNKNOWN = 3 };
+enum {
+    KN_EXIT_OK = 0,
+    KN_EXIT_FAIL = 1,
+    KN_EXIT_USAGE = 2,
+    KN_EXIT_UNKNOWN = 3
+};
 
 extern struct kn_config kn_cli_cfg;
 
@@ -44,19 +48,19 @@ int kn_cli_submit_json(const char *json, size_t len);
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
 
 struct kn_cli_command {
-    const char *name;  /* "recipients" */
-    const char *usage; /* one or more lines for --help */
-    int needs_config;  /* 1: the config is loaded before run */
+    const char *name;                  /* "recipients" */
+    const char *usage;                 /* one or more lines for --help */
+    int needs_config;                  /* 1: the config is loaded before run */
     int (*run)(int argc, char **argv); /* argv[0] is the name */
     struct kn_cli_command *_next;
 };
 
 void kn_cli_register(struct kn_cli_command *c);
 
-#define KN_CLI_COMMAND(var)                                                   \
-    __attribute__((constructor)) static void var##_register(void)            \
-    {                                                                         \
-        kn_cli_register(&var);                                                \
+#define KN_CLI_COMMAND(var)                                                    \
+    __attribute__((constructor)) static void var##_register(void)              \
+    {                                                                          \
+        kn_cli_register(&var);                                                 \
     }
 
 #endif

@@ -56,16 +56,15 @@ void kn_cli_register(struct kn_cli_command *c)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kairanctl [-c FILE] COMMAND ...\n"
-            "  submit FILE|-          submit a broadcast (JSON); prints its "
-            "id\n"
-            "  status [--json]        queues, retries, DLQ, broadcasts\n"
-            "  watch ID               progress until the broadcast ends\n"
-            "  cancel ID              stop a broadcast\n"
-            "  dlq list [--json]      dead-lettered jobs\n"
-            "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
-            "  keygen FILE            create a new key file (mode 0600)\n");
+    fprintf(f, "usage: kairanctl [-c FILE] COMMAND ...\n"
+               "  submit FILE|-          submit a broadcast (JSON); prints its "
+               "id\n"
+               "  status [--json]        queues, retries, DLQ, broadcasts\n"
+               "  watch ID               progress until the broadcast ends\n"
+               "  cancel ID              stop a broadcast\n"
+               "  dlq list [--json]      dead-lettered jobs\n"
+               "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
+               "  keygen FILE            create a new key file (mode 0600)\n");
     for (struct kn_cli_command *c = commands; c != NULL; c = c->_next)
         fprintf(f, "%s", c->usage);
     fprintf(f, "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
@@ -141,8 +140,7 @@ redisReply *kn_cli_cmd(const char *fmt, ...)
     r = redisvCommand(kn_cli_redis(), fmt, ap);
     va_end(ap);
     if (r == NULL) {
-        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
-                rc_->errstr);
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
         exit(EXIT_UNKNOWN);
     }
     return r;
@@ -150,11 +148,10 @@ redisReply *kn_cli_cmd(const char *fmt, ...)
 
 redisReply *kn_cli_cmdargv(const struct kn_argv *a)
 {
-    redisReply *r = redisCommandArgv(kn_cli_redis(), a->n,
-                                     (const char **)a->v, a->len);
+    redisReply *r =
+        redisCommandArgv(kn_cli_redis(), a->n, (const char **)a->v, a->len);
     if (r == NULL) {
-        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
-                rc_->errstr);
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
         exit(EXIT_UNKNOWN);
     }
     return r;
@@ -175,13 +172,11 @@ redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
                          full.len);
     kn_argv_free(&full);
     if (r == NULL) {
-        fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
-                rc_->errstr);
+        fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
         exit(EXIT_UNKNOWN);
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "kairanctl: Redis error in %s: %s\n", s->name,
-                r->str);
+        fprintf(stderr, "kairanctl: Redis error in %s: %s\n", s->name, r->str);
         exit(EXIT_FAIL);
     }
     return r;
@@ -189,8 +184,7 @@ redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
 
 static const char *hget(const redisReply *h, const char *k)
 {
-    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
-                       i + 1 < h->elements;
+    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements;
          i += 2) {
         if (strcmp(h->element[i]->str, k) == 0)
             return h->element[i + 1]->str;
@@ -254,8 +248,9 @@ void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (kn_http_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
-        fprintf(stderr, "kairanctl: warning: cannot append to %s/"
-                        "operations.jsonl (retention.audit_dir)\n",
+        fprintf(stderr,
+                "kairanctl: warning: cannot append to %s/"
+                "operations.jsonl (retention.audit_dir)\n",
                 cfg.audit_dir);
     free(line);
     free(actor);
@@ -263,8 +258,8 @@ void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
 
 int kn_cli_submit_json(const char *json, size_t len)
 {
-    struct kn_limits lim = {cfg.max_subject, cfg.max_body,
-                            cfg.max_recipients, cfg.default_ttl_ms};
+    struct kn_limits lim = {cfg.max_subject, cfg.max_body, cfg.max_recipients,
+                            cfg.default_ttl_ms};
     struct kn_broadcast b;
     struct kn_keyring *kr = NULL;
     struct kn_argv a;
@@ -353,8 +348,7 @@ static int do_status(int argc, char **argv)
             oldest = now - strtoll(r->element[0]->element[0]->str, NULL, 10);
         freeReplyObject(r);
         free(k);
-        snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(name, ':') - name),
-                 name);
+        snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(name, ':') - name), name);
         json_object_set_new(q, "channel", json_string(ch));
         json_object_set_new(q, "priority", json_string(strchr(name, ':') + 1));
         json_object_set_new(q, "depth", json_integer(len - pending));
@@ -385,9 +379,9 @@ static int do_status(int argc, char **argv)
         r = kn_cli_cmd("HGETALL %s", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
-        json_object_set_new(o, "status",
-                            json_string(hget(r, "status") ? hget(r, "status")
-                                                          : "?"));
+        json_object_set_new(
+            o, "status",
+            json_string(hget(r, "status") ? hget(r, "status") : "?"));
         json_object_set_new(o, "jobs", json_integer(hgeti(r, "jobs")));
         json_object_set_new(o, "final", json_integer(hgeti(r, "final")));
         json_array_append_new(act, o);
@@ -406,15 +400,14 @@ static int do_status(int argc, char **argv)
         r = kn_cli_cmd("HMGET %s reason created_ms", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
-        json_object_set_new(o, "reason",
-                            json_string(r->element[0]->str
-                                            ? r->element[0]->str
-                                            : ""));
-        json_object_set_new(o, "rejected_ms",
-                            json_integer(r->element[1]->str
-                                             ? strtoll(r->element[1]->str,
-                                                       NULL, 10)
-                                             : 0));
+        json_object_set_new(
+            o, "reason",
+            json_string(r->element[0]->str ? r->element[0]->str : ""));
+        json_object_set_new(
+            o, "rejected_ms",
+            json_integer(r->element[1]->str
+                             ? strtoll(r->element[1]->str, NULL, 10)
+                             : 0));
         json_array_append_new(rej, o);
         freeReplyObject(r);
     }
@@ -438,8 +431,7 @@ static int do_status(int argc, char **argv)
         /* The shared rate-limit buckets (dispatcher/worker.c): tokens at
          * hand and whether a 429 slowed the bucket down. */
         static const char *const buckets[] = {
-            "line:multicast", "line:push", "push:fcm", "push:apns",
-            "sendgrid"};
+            "line:multicast", "line:push", "push:fcm", "push:apns", "sendgrid"};
         json_t *rate = json_object();
         for (size_t i = 0; i < KN_ARRAY_SIZE(buckets); i++) {
             json_t *o = json_object();
@@ -448,10 +440,9 @@ static int do_status(int argc, char **argv)
             r = kn_cli_cmd("HMGET %s tokens slow_until", k);
             free(k);
             slow = r->element[1]->str ? atoll(r->element[1]->str) : 0;
-            json_object_set_new(o, "tokens",
-                                json_real(r->element[0]->str
-                                              ? atof(r->element[0]->str)
-                                              : -1));
+            json_object_set_new(
+                o, "tokens",
+                json_real(r->element[0]->str ? atof(r->element[0]->str) : -1));
             json_object_set_new(o, "slowed", json_boolean(slow > now));
             json_object_set_new(rate, buckets[i], o);
             freeReplyObject(r);
@@ -468,7 +459,8 @@ static int do_status(int argc, char **argv)
         json_t *q;
         printf("%-8s %-8s %10s %10s %12s\n", "CHANNEL", "PRIO", "DEPTH",
                "PENDING", "OLDEST");
-        json_array_foreach(json_object_get(root, "queues"), i, q) {
+        json_array_foreach(json_object_get(root, "queues"), i, q)
+        {
             printf("%-8s %-8s %10lld %10lld %10.1fs\n",
                    json_string_value(json_object_get(q, "channel")),
                    json_string_value(json_object_get(q, "priority")),
@@ -480,7 +472,8 @@ static int do_status(int argc, char **argv)
         printf("retry: %lld   dlq: %lld\n",
                json_integer_value(json_object_get(root, "retry")),
                json_integer_value(json_object_get(root, "dlq")));
-        json_array_foreach(act, i, q) {
+        json_array_foreach(act, i, q)
+        {
             printf("active: %s %s %lld/%lld\n",
                    json_string_value(json_object_get(q, "id")),
                    json_string_value(json_object_get(q, "status")),
@@ -497,7 +490,8 @@ static int do_status(int argc, char **argv)
         {
             const char *bn;
             json_t *v;
-            json_object_foreach(json_object_get(root, "rate"), bn, v) {
+            json_object_foreach(json_object_get(root, "rate"), bn, v)
+            {
                 double t = json_real_value(json_object_get(v, "tokens"));
                 if (t < 0)
                     continue; /* never used */
@@ -507,7 +501,8 @@ static int do_status(int argc, char **argv)
                            : "");
             }
         }
-        json_array_foreach(rej, i, q) {
+        json_array_foreach(rej, i, q)
+        {
             printf("rejected: %s: %s\n",
                    json_string_value(json_object_get(q, "id")),
                    json_string_value(json_object_get(q, "reason")));
@@ -669,26 +664,24 @@ static int dlq_list(int as_json)
         if (f != NULL && strchr(f, ':'))
             snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(f, ':') - f), f);
         json_object_set_new(o, "entry", json_string(e->element[0]->str));
-        json_object_set_new(o, "broadcast",
-                            json_string(efield(e, "bc") ? efield(e, "bc")
-                                                        : ""));
+        json_object_set_new(
+            o, "broadcast",
+            json_string(efield(e, "bc") ? efield(e, "bc") : ""));
         json_object_set_new(o, "channel", json_string(ch));
-        json_object_set_new(o, "reason",
-                            json_string(efield(e, "reason")
-                                            ? efield(e, "reason")
-                                            : ""));
+        json_object_set_new(
+            o, "reason",
+            json_string(efield(e, "reason") ? efield(e, "reason") : ""));
         json_object_set_new(o, "attempts",
                             json_integer(efield(e, "attempts")
                                              ? atoll(efield(e, "attempts"))
                                              : 0));
-        json_object_set_new(o, "failed_ms",
-                            json_integer(ms ? atoll(ms) : 0));
+        json_object_set_new(o, "failed_ms", json_integer(ms ? atoll(ms) : 0));
         json_array_append_new(arr, o);
         if (!as_json) {
             char t[48];
             printf("%s  %s  %s  attempts=%s  %s  %s\n", e->element[0]->str,
                    kn_time_jst(ms ? atoll(ms) : 0, t, sizeof(t)),
-                   efield(e, "bc") ? efield(e, "bc") : "-", 
+                   efield(e, "bc") ? efield(e, "bc") : "-",
                    efield(e, "attempts") ? efield(e, "attempts") : "-", ch,
                    efield(e, "reason") ? efield(e, "reason") : "");
         }
@@ -716,8 +709,9 @@ static int dlq_retry_one(const redisReply *e)
     int ok;
     if (bc == NULL || f == NULL || job == NULL ||
         (j = json_loads(job, 0, NULL)) == NULL) {
-        fprintf(stderr, "kairanctl: %s is not a delivery job; left in the "
-                        "DLQ\n",
+        fprintf(stderr,
+                "kairanctl: %s is not a delivery job; left in the "
+                "DLQ\n",
                 e->element[0]->str);
         return 0;
     }

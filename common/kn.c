@@ -23,8 +23,8 @@ const char *kn_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define XX(code, text)                                                        \
-    case KN_##code:                                                           \
+#define XX(code, text)                                                         \
+    case KN_##code:                                                            \
         return text;
         KN_ERRNO_MAP(XX)
 #undef XX
@@ -155,13 +155,12 @@ int kn_time_parse(const char *s, int64_t *ms)
     const char *p = s;
     struct tm tm;
 
-    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) ||
-        *p++ != '-' || digits(&p, 2, &D) || (*p != 'T' && *p != 't' &&
-                                             *p != ' '))
+    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' ||
+        digits(&p, 2, &D) || (*p != 'T' && *p != 't' && *p != ' '))
         return KN_EINVAL;
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) ||
-        *p++ != ':' || digits(&p, 2, &sec))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' ||
+        digits(&p, 2, &sec))
         return KN_EINVAL;
     if (*p == '.') {
         int scale = 100;
@@ -184,8 +183,8 @@ int kn_time_parse(const char *s, int64_t *ms)
     } else {
         return KN_EINVAL;
     }
-    if (*p != '\0' || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 ||
-        m > 59 || sec > 60 || oh > 23 || om > 59)
+    if (*p != '\0' || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 ||
+        sec > 60 || oh > 23 || om > 59)
         return KN_EINVAL;
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = Y - 1900;

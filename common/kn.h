@@ -12,20 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KN_ERRNO_MAP(XX)                                                      \
-    XX(EAGAIN, "try again later")                                             \
-    XX(EINVAL, "invalid argument")                                            \
-    XX(ENOMEM, "out of memory")                                               \
-    XX(EIO, "input/output error")                                             \
-    XX(ECONFIG, "configuration error")                                        \
-    XX(ECRYPTO, "cryptographic failure")                                      \
-    XX(EPERM, "permission denied")                                            \
-    XX(ENOENT, "not found")                                                   \
-    XX(EEXIST, "already exists")                                              \
-    XX(EREDIS, "redis error")                                                 \
-    XX(ETIMEDOUT, "timed out")                                                \
-    XX(ECLOSED, "connection closed")                                          \
-    XX(ETOOBIG, "too big")                                                    \
+#define KN_ERRNO_MAP(XX)                                                       \
+    XX(EAGAIN, "try again later")                                              \
+    XX(EINVAL, "invalid argument")                                             \
+    XX(ENOMEM, "out of memory")                                                \
+    XX(EIO, "input/output error")                                              \
+    XX(ECONFIG, "configuration error")                                         \
+    XX(ECRYPTO, "cryptographic failure")                                       \
+    XX(EPERM, "permission denied")                                             \
+    XX(ENOENT, "not found")                                                    \
+    XX(EEXIST, "already exists")                                               \
+    XX(EREDIS, "redis error")                                                  \
+    XX(ETIMEDOUT, "timed out")                                                 \
+    XX(ECLOSED, "connection closed")                                           \
+    XX(ETOOBIG, "too big")                                                     \
     XX(EUTF8, "invalid UTF-8")
 
 enum kn_errno {
@@ -34,7 +34,7 @@ enum kn_errno {
     KN__ERRNO_FIRST = -1000,
     KN_ERRNO_MAP(XX)
 #undef XX
-    KN__ERRNO_LAST
+        KN__ERRNO_LAST
 };
 
 /* Text for a KN_E* code (or "success" for 0); never NULL. */
@@ -59,7 +59,7 @@ void kn_fatal(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
 
 #define KN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define kn_container_of(ptr, type, member)                                    \
+#define kn_container_of(ptr, type, member)                                     \
     ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Wall clock in milliseconds since the epoch; monotonic milliseconds. */

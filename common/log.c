@@ -182,8 +182,7 @@ char *kn_mask_text(const char *text, char *buf, size_t len)
         return buf;
     for (size_t i = 0; i < n && o + 1 < len;) {
         if (text[i] == '@' && i > 0 &&
-            (is_local_char((unsigned char)text[i - 1]) ||
-             text[i - 1] == '"')) {
+            (is_local_char((unsigned char)text[i - 1]) || text[i - 1] == '"')) {
             /* Rewind over the local part already copied (a dot-atom, or a
              * quoted string such as "taro..yamada."), keep its first
              * character, and write "***@". */

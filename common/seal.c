@@ -38,10 +38,10 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-#define KEY_LEN 32
+#define KEY_LEN   32
 #define NONCE_LEN 12
-#define TAG_LEN 16
-#define KID_MAX 9999
+#define TAG_LEN   16
+#define KID_MAX   9999
 /* A key file is a handful of lines; anything bigger is not one. */
 #define KEYFILE_MAX (64 * 1024)
 /* EVP_*Update take an int length: feed big buffers in slices. */
@@ -49,9 +49,9 @@
 
 #define INDEX_INFO "kairan blind index v1"
 
-#define KEYFILE_HEADER                                                        \
-    "# kairan key file (security.key_file).  Keep it mode 0600.\n"            \
-    "# Lines are <kid>:<64 hex digits>; the highest kid seals new data and\n" \
+#define KEYFILE_HEADER                                                         \
+    "# kairan key file (security.key_file).  Keep it mode 0600.\n"             \
+    "# Lines are <kid>:<64 hex digits>; the highest kid seals new data and\n"  \
     "# older kids still open old data, so never delete a kid in use.\n"
 
 struct kn_key {
@@ -128,8 +128,8 @@ char *kn_b64url_encode(const void *data, size_t len)
     outlen = (len / 3) * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
     out = kn_xmalloc(outlen + 1);
     for (i = 0; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-                     in[i + 2];
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         out[o++] = b64url_alphabet[v >> 18 & 63];
         out[o++] = b64url_alphabet[v >> 12 & 63];
         out[o++] = b64url_alphabet[v >> 6 & 63];
@@ -291,8 +291,8 @@ static int hkdf_sha256(const unsigned char *key, size_t keylen,
                                                  (char *)"SHA256", 0);
     params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
                                                   (void *)key, keylen);
-    params[2] = OSSL_PARAM_construct_octet_string(
-        OSSL_KDF_PARAM_INFO, (void *)info, strlen(info));
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                  (void *)info, strlen(info));
     params[3] = OSSL_PARAM_construct_end();
     if (EVP_KDF_derive(kctx, out, outlen, params) <= 0)
         goto out;
@@ -467,8 +467,8 @@ static int parse_key_line(const char *path, int lineno, const char *s,
         if (hex_key(s + sizeof(index_tag) - 1, len - (sizeof(index_tag) - 1),
                     kr->index_key) < 0) {
             seterr(err, errlen,
-                   "%s:%d: the index key must be exactly 64 hex digits",
-                   path, lineno);
+                   "%s:%d: the index key must be exactly 64 hex digits", path,
+                   lineno);
             return KN_ECONFIG;
         }
         *have_index = 1;
@@ -498,10 +498,10 @@ static int parse_key_line(const char *path, int lineno, const char *s,
         seterr(err, errlen, "%s:%d: duplicate key id %d", path, lineno, kid);
         return KN_ECONFIG;
     }
-    if (hex_key(s + ndigits + 1, len - ndigits - 1,
-                kr->keys[kr->nkeys].key) < 0) {
-        seterr(err, errlen, "%s:%d: key %d must be exactly 64 hex digits",
-               path, lineno, kid);
+    if (hex_key(s + ndigits + 1, len - ndigits - 1, kr->keys[kr->nkeys].key) <
+        0) {
+        seterr(err, errlen, "%s:%d: key %d must be exactly 64 hex digits", path,
+               lineno, kid);
         return KN_ECONFIG;
     }
     kr->keys[kr->nkeys].kid = kid;
@@ -518,9 +518,9 @@ static int parse_key_line(const char *path, int lineno, const char *s,
  *   3. without an index line the index key is derived from the lowest kid.
  * *raw tells the caller which form it was.
  */
-static int parse_keyfile(const char *path, const unsigned char *buf,
-                         size_t len, struct kn_keyring **out, int *raw,
-                         char *err, size_t errlen)
+static int parse_keyfile(const char *path, const unsigned char *buf, size_t len,
+                         struct kn_keyring **out, int *raw, char *err,
+                         size_t errlen)
 {
     struct kn_keyring *kr = kn_xcalloc(1, sizeof(*kr));
     const struct kn_key *lowest;
@@ -583,8 +583,7 @@ static int parse_keyfile(const char *path, const unsigned char *buf,
         rc = hkdf_sha256(lowest->key, KEY_LEN, INDEX_INFO, kr->index_key,
                          KEY_LEN);
         if (rc < 0) {
-            seterr(err, errlen, "%s: cannot derive the index key (HKDF)",
-                   path);
+            seterr(err, errlen, "%s: cannot derive the index key (HKDF)", path);
             goto fail;
         }
     }
@@ -654,8 +653,7 @@ int kn_keyfile_generate(const char *path)
     char *line, *text;
     int fd, rc;
 
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-              0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return errno_code(errno);
     kn_random(key, sizeof(key));
@@ -816,8 +814,8 @@ int kn_keyfile_add_key(const char *path)
     }
     textlen = strlen(text);
 
-    rc = parse_keyfile(real, (const unsigned char *)text, textlen, &check,
-                       &raw, NULL, 0);
+    rc = parse_keyfile(real, (const unsigned char *)text, textlen, &check, &raw,
+                       NULL, 0);
     if (rc < 0 || check->current != newkid ||
         CRYPTO_memcmp(check->index_key, kr->index_key, KEY_LEN) != 0)
         KN_PANIC("rotated key file %s would not keep its keys", real);
@@ -916,10 +914,10 @@ char *kn_seal(const struct kn_keyring *kr, const char *purpose,
     rc = gcm_update(ctx, 1, buf + NONCE_LEN, plain, len);
     if (rc < 0)
         goto fail;
-    rc = EVP_EncryptFinal_ex(ctx, buf + NONCE_LEN + len, &outl) == 1 &&
-                 outl == 0
-             ? 0
-             : KN_ECRYPTO;
+    rc =
+        EVP_EncryptFinal_ex(ctx, buf + NONCE_LEN + len, &outl) == 1 && outl == 0
+            ? 0
+            : KN_ECRYPTO;
     if (rc < 0)
         goto fail;
     rc = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN,

@@ -54,8 +54,8 @@ enum key_type {
 };
 
 #define F_OPTIONAL 0x1 /* may be unset; an empty value unsets it */
-#define F_SECRET 0x2   /* never show the value in a message */
-#define F_URL 0x4      /* show the value with the url's password masked */
+#define F_SECRET   0x2 /* never show the value in a message */
+#define F_URL      0x4 /* show the value with the url's password masked */
 
 struct key {
     const char *section;
@@ -74,29 +74,43 @@ struct key {
 /* T_ENUM stores through an int pointer. */
 _Static_assert(sizeof(enum kn_smtp_tls) == sizeof(int), "enum is an int");
 
-#define MS 1LL
-#define SEC (1000 * MS)
-#define MIN (60 * SEC)
+#define MS   1LL
+#define SEC  (1000 * MS)
+#define MIN  (60 * SEC)
 #define HOUR (60 * MIN)
-#define DAY (24 * HOUR)
+#define DAY  (24 * HOUR)
 
 #define FIELD(f) offsetof(struct kn_config, f)
-#define STR(sec, name, def, field, flags, check, env)                         \
-    {sec, name, T_STRING, flags, 0, 0, NULL, def, FIELD(field), check, env}
-#define INT(sec, name, def, lo, hi, field)                                    \
-    {sec, name, T_INT, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL}
-#define DUR(sec, name, def, lo, hi, field)                                    \
-    {sec, name, T_DURATION, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL}
-#define ENUM(sec, name, def, vals, field)                                     \
-    {sec, name, T_ENUM, 0, 0, 0, vals, def, FIELD(field), NULL, NULL}
-#define CHOICE(sec, name, def, vals, field)                                   \
-    {sec, name, T_CHOICE, 0, 0, 0, vals, def, FIELD(field), NULL, NULL}
+#define STR(sec, name, def, field, flags, check, env)                          \
+    {                                                                          \
+        sec, name, T_STRING, flags, 0, 0, NULL, def, FIELD(field), check, env  \
+    }
+#define INT(sec, name, def, lo, hi, field)                                     \
+    {                                                                          \
+        sec, name, T_INT, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL       \
+    }
+#define DUR(sec, name, def, lo, hi, field)                                     \
+    {                                                                          \
+        sec, name, T_DURATION, 0, lo, hi, NULL, def, FIELD(field), NULL, NULL  \
+    }
+#define ENUM(sec, name, def, vals, field)                                      \
+    {                                                                          \
+        sec, name, T_ENUM, 0, 0, 0, vals, def, FIELD(field), NULL, NULL        \
+    }
+#define CHOICE(sec, name, def, vals, field)                                    \
+    {                                                                          \
+        sec, name, T_CHOICE, 0, 0, 0, vals, def, FIELD(field), NULL, NULL      \
+    }
 
-#define BOOL(sec, name, def, field)                                           \
-    {sec, name, T_BOOL, 0, 0, 0, NULL, def, FIELD(field), NULL, NULL}
-#define OPT(sec, name, field)                                                 \
-    {sec, name, T_STRING, F_OPTIONAL, 0, 0, NULL, NULL, FIELD(field), NULL,  \
-     NULL}
+#define BOOL(sec, name, def, field)                                            \
+    {                                                                          \
+        sec, name, T_BOOL, 0, 0, 0, NULL, def, FIELD(field), NULL, NULL        \
+    }
+#define OPT(sec, name, field)                                                  \
+    {                                                                          \
+        sec, name, T_STRING, F_OPTIONAL, 0, 0, NULL, NULL, FIELD(field), NULL, \
+            NULL                                                               \
+    }
 
 static const char *check_redis_url(const char *value);
 static const char *check_smtp_url(const char *value);
@@ -126,8 +140,8 @@ static const char *const tls_modes[] = {
 static const struct key keys[] = {
     STR("redis", "url", "redis://127.0.0.1:6379/0", redis_url, F_URL,
         check_redis_url, "KAIRAN_REDIS_URL"),
-    STR("redis", "password_file", NULL, redis_password_file, F_OPTIONAL,
-        NULL, NULL),
+    STR("redis", "password_file", NULL, redis_password_file, F_OPTIONAL, NULL,
+        NULL),
     STR("redis", "prefix", "kairan:", redis_prefix, 0, NULL, NULL),
     DUR("redis", "timeout_ms", "5s", 10 * MS, 10 * MIN, redis_timeout_ms),
 
@@ -139,13 +153,11 @@ static const struct key keys[] = {
     DUR("queue", "block_ms", "500ms", 10 * MS, 5 * SEC, block_ms),
 
     DUR("dispatcher", "drain_ms", "10s", 0, 1 * HOUR, drain_ms),
-    DUR("dispatcher", "default_ttl", "24h", 1 * MIN, 30 * DAY,
-        default_ttl_ms),
+    DUR("dispatcher", "default_ttl", "24h", 1 * MIN, 30 * DAY, default_ttl_ms),
     INT("dispatcher", "expand_page", "500", 1, 10000, expand_page),
     INT("dispatcher", "max_subject", "1000", 1, 100000, max_subject),
     INT("dispatcher", "max_body", "100000", 1, 10000000, max_body),
-    INT("dispatcher", "max_recipients", "100000", 1, 10000000,
-        max_recipients),
+    INT("dispatcher", "max_recipients", "100000", 1, 10000000, max_recipients),
     STR("dispatcher", "consumer", NULL, consumer, F_OPTIONAL, NULL, NULL),
     CHOICE("dispatcher", "log_level", "info", log_levels, log_level),
     STR("dispatcher", "log_file", NULL, log_file, F_OPTIONAL, NULL, NULL),
@@ -154,13 +166,13 @@ static const struct key keys[] = {
     CHOICE("routes", "line", "line", line_routes, route_line),
     CHOICE("routes", "push", "push", push_routes, route_push),
 
-    STR("smtp", "url", "smtp://127.0.0.1:25", smtp_url, F_URL,
-        check_smtp_url, NULL),
+    STR("smtp", "url", "smtp://127.0.0.1:25", smtp_url, F_URL, check_smtp_url,
+        NULL),
     ENUM("smtp", "tls", "starttls", tls_modes, smtp_tls),
     STR("smtp", "ca_file", NULL, smtp_ca_file, F_OPTIONAL, NULL, NULL),
     STR("smtp", "username", NULL, smtp_username, F_OPTIONAL, NULL, NULL),
-    STR("smtp", "password", NULL, smtp_password, F_OPTIONAL | F_SECRET,
-        NULL, "KAIRAN_SMTP_PASSWORD"),
+    STR("smtp", "password", NULL, smtp_password, F_OPTIONAL | F_SECRET, NULL,
+        "KAIRAN_SMTP_PASSWORD"),
     STR("smtp", "password_file", NULL, smtp_password_file, F_OPTIONAL, NULL,
         NULL),
     INT("smtp", "connections", "10", 1, 1000, smtp_connections),
@@ -177,8 +189,8 @@ static const struct key keys[] = {
     STR("security", "key_file", "/etc/kairan/key", key_file, 0, NULL,
         "KAIRAN_KEY_FILE"),
 
-    STR("line", "api_base", "https://api.line.me", line_api_base, F_URL,
-        NULL, NULL),
+    STR("line", "api_base", "https://api.line.me", line_api_base, F_URL, NULL,
+        NULL),
     STR("line", "token", NULL, line_token, F_OPTIONAL | F_SECRET, NULL,
         "KAIRAN_LINE_TOKEN"),
     OPT("line", "token_file", line_token_file),
@@ -206,8 +218,8 @@ static const struct key keys[] = {
     INT("fcm", "connections", "4", 1, 1000, fcm_connections),
     INT("fcm", "rate", "5000", 1, 1000000, fcm_rate),
 
-    STR("apns", "api_base", "https://api.push.apple.com", apns_api_base,
-        F_URL, NULL, NULL),
+    STR("apns", "api_base", "https://api.push.apple.com", apns_api_base, F_URL,
+        NULL, NULL),
     OPT("apns", "key_file", apns_key_file),
     OPT("apns", "key_id", apns_key_id),
     OPT("apns", "team_id", apns_team_id),
@@ -217,8 +229,8 @@ static const struct key keys[] = {
     INT("apns", "connections", "2", 1, 1000, apns_connections),
     INT("apns", "rate", "5000", 1, 1000000, apns_rate),
 
-    STR("sendgrid", "api_base", "https://api.sendgrid.com",
-        sendgrid_api_base, F_URL, NULL, NULL),
+    STR("sendgrid", "api_base", "https://api.sendgrid.com", sendgrid_api_base,
+        F_URL, NULL, NULL),
     STR("sendgrid", "api_key", NULL, sendgrid_api_key, F_OPTIONAL | F_SECRET,
         NULL, "KAIRAN_SENDGRID_API_KEY"),
     OPT("sendgrid", "api_key_file", sendgrid_api_key_file),
@@ -228,17 +240,15 @@ static const struct key keys[] = {
     INT("sendgrid", "batch", "1000", 1, 1000, sendgrid_batch),
     INT("sendgrid", "rate", "10", 1, 100000, sendgrid_rate),
 
-    ENUM("failover", "mode", "emergency-only", failover_modes,
-         failover_mode),
+    ENUM("failover", "mode", "emergency-only", failover_modes, failover_mode),
     INT("failover", "failures", "5", 1, 1000000, failover_failures),
-    DUR("failover", "window_ms", "30s", 1 * SEC, 1 * DAY,
-        failover_window_ms),
+    DUR("failover", "window_ms", "30s", 1 * SEC, 1 * DAY, failover_window_ms),
     DUR("failover", "probe_ms", "15s", 100 * MS, 1 * DAY, failover_probe_ms),
 
     STR("http", "listen", "127.0.0.1:8025", http_listen, F_OPTIONAL, NULL,
         NULL),
-    STR("http", "public_url", "http://127.0.0.1:8025", http_public_url, 0,
-        NULL, NULL),
+    STR("http", "public_url", "http://127.0.0.1:8025", http_public_url, 0, NULL,
+        NULL),
     INT("http", "max_body", "10000000", 1024, 1000000000, http_max_body),
     BOOL("http", "metrics_open", "no", http_metrics_open),
     INT("http", "rate", "20", 1, 100000, http_rate),
@@ -249,8 +259,7 @@ static const struct key keys[] = {
         retention_delivery_days),
     INT("retention", "closed_tenant_days", "60", 0, 70,
         retention_closed_tenant_days),
-    STR("retention", "audit_dir", "/var/log/kairan", audit_dir, 0, NULL,
-        NULL),
+    STR("retention", "audit_dir", "/var/log/kairan", audit_dir, 0, NULL, NULL),
 };
 
 #define NKEYS KN_ARRAY_SIZE(keys)
@@ -316,8 +325,8 @@ static bool section_known(const char *section, size_t len)
 /* Append word to the heap string *list as ", word". */
 static void list_add(char **list, const char *word)
 {
-    char *s = kn_xasprintf("%s%s%s", *list ? *list : "", *list ? ", " : "",
-                           word);
+    char *s =
+        kn_xasprintf("%s%s%s", *list ? *list : "", *list ? ", " : "", word);
     free(*list);
     *list = s;
 }
@@ -499,9 +508,8 @@ static bool host_char(int c)
  * Split "host[:port]" or "[v6]:port" in s[0..len).  Sets *host (pointer
  * into s) and *hostlen, and *port (or leaves it).  Returns NULL or why not.
  */
-static const char *split_host_port(const char *s, size_t len,
-                                   const char **host, size_t *hostlen,
-                                   long *port)
+static const char *split_host_port(const char *s, size_t len, const char **host,
+                                   size_t *hostlen, long *port)
 {
     const char *end = s + len, *after;
     if (len > 0 && *s == '[') {
@@ -639,8 +647,7 @@ static const char *smtp_url_problem(const char *url, bool *implicit)
     if (memchr(auth, '/', len) != NULL || memchr(auth, '?', len) != NULL ||
         memchr(auth, '#', len) != NULL)
         return "no path in the url (the EHLO name is smtp.helo)";
-    if (split_host_port(auth, (size_t)(end - auth), &h, &hlen, &port) !=
-            NULL ||
+    if (split_host_port(auth, (size_t)(end - auth), &h, &hlen, &port) != NULL ||
         hlen == 0)
         return syntax;
     return NULL;
@@ -680,8 +687,7 @@ static const char *mailbox_problem(const char *value)
     if (at == NULL || at == addr || at + 1 == addr + len)
         return syntax;
     for (size_t i = 0; i < len; i++) {
-        if (isspace((unsigned char)addr[i]) || addr[i] == '<' ||
-            addr[i] == '>')
+        if (isspace((unsigned char)addr[i]) || addr[i] == '<' || addr[i] == '>')
             return syntax;
     }
     return NULL;
@@ -938,8 +944,10 @@ static char *read_line(char *str, int num, void *stream)
             problem_at(ld, ld->lineno, "unexpected text after ']'");
         } else if (!section_known(p + 1, (size_t)(close - p - 1))) {
             char *list = known_sections();
-            problem_at(ld, ld->lineno, "unknown section [%.*s]; known "
-                       "sections: %s", (int)(close - p - 1), p + 1, list);
+            problem_at(ld, ld->lineno,
+                       "unknown section [%.*s]; known "
+                       "sections: %s",
+                       (int)(close - p - 1), p + 1, list);
             free(list);
         } else {
             ld->skip = false;
@@ -960,14 +968,15 @@ static char *read_line(char *str, int num, void *stream)
         name_end--;
     for (char *q = p; q < name_end; q++) {
         if (!key_name_char((unsigned char)*q)) {
-            problem_at(ld, ld->lineno, "'%.*s' is not a key name (letters, "
-                       "digits and '_')", (int)(name_end - p), p);
+            problem_at(ld, ld->lineno,
+                       "'%.*s' is not a key name (letters, "
+                       "digits and '_')",
+                       (int)(name_end - p), p);
             return str;
         }
     }
     if (name_end == p) {
-        problem_at(ld, ld->lineno, "a key name is missing before '%c'",
-                   *sep);
+        problem_at(ld, ld->lineno, "a key name is missing before '%c'", *sep);
         return str;
     }
     ld->value = lskip(sep + 1);
@@ -987,8 +996,7 @@ static int on_key(void *user, const char *section, const char *name,
     if (ld->skip)
         return 1; /* the [section] line was reported */
     if (*section == '\0') {
-        problem_at(ld, ld->lineno, "key '%s' comes before any [section]",
-                   name);
+        problem_at(ld, ld->lineno, "key '%s' comes before any [section]", name);
         return 1;
     }
     k = find_key(section, name);
@@ -1019,8 +1027,7 @@ static void read_file(struct load *ld)
 
     ld->fp = fopen(ld->path, "r");
     if (ld->fp == NULL) {
-        problem_at(ld, 0, "cannot open the configuration: %s",
-                   strerror(errno));
+        problem_at(ld, 0, "cannot open the configuration: %s", strerror(errno));
         return;
     }
     rc = ini_parse_stream(read_line, ld, on_key, ld);
@@ -1154,8 +1161,8 @@ int kn_config_load(struct kn_config *cfg, const char *path, FILE *err)
 
     for (size_t i = 0; i < NKEYS; i++) {
         char *why = NULL;
-        if (keys[i].def != NULL && set_key(cfg, &keys[i], keys[i].def,
-                                           &why) < 0)
+        if (keys[i].def != NULL &&
+            set_key(cfg, &keys[i], keys[i].def, &why) < 0)
             KN_PANIC("bad default for %s", why);
     }
     if (path != NULL) {

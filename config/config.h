@@ -77,49 +77,49 @@ struct kn_config {
     char *key_file; /* 32 bytes (or several "kid:hex" lines), mode 0600 */
 
     /* [line] LINE Messaging API */
-    char *line_api_base;      /* https://api.line.me */
-    char *line_token;         /* long-lived channel access token */
-    char *line_token_file;    /* or KAIRAN_LINE_TOKEN */
-    char *line_channel_id;    /* for the v2.1 JWT flow */
-    char *line_key_file;      /* assertion signing key (RSA, PEM) */
-    char *line_key_id;        /* kid given by the console */
-    char *line_token_url;     /* https://api.line.me/oauth2/v2.1/token */
+    char *line_api_base;       /* https://api.line.me */
+    char *line_token;          /* long-lived channel access token */
+    char *line_token_file;     /* or KAIRAN_LINE_TOKEN */
+    char *line_channel_id;     /* for the v2.1 JWT flow */
+    char *line_key_file;       /* assertion signing key (RSA, PEM) */
+    char *line_key_id;         /* kid given by the console */
+    char *line_token_url;      /* https://api.line.me/oauth2/v2.1/token */
     char *line_channel_secret; /* webhook signatures; or KAIRAN_LINE_SECRET */
     char *line_channel_secret_file;
     char *line_ca_file;
     int64_t line_timeout_ms;
     int64_t line_connections;
-    int64_t line_rate;        /* multicast requests per second */
+    int64_t line_rate; /* multicast requests per second */
 
     /* [fcm] Firebase Cloud Messaging HTTP v1 */
-    char *fcm_api_base;       /* https://fcm.googleapis.com */
-    char *fcm_token_url;      /* https://oauth2.googleapis.com/token */
+    char *fcm_api_base;  /* https://fcm.googleapis.com */
+    char *fcm_token_url; /* https://oauth2.googleapis.com/token */
     char *fcm_project_id;
     char *fcm_service_account_file;
     char *fcm_ca_file;
     int64_t fcm_timeout_ms;
     int64_t fcm_connections;
-    int64_t fcm_rate;         /* requests per second */
+    int64_t fcm_rate; /* requests per second */
 
     /* [apns] Apple Push Notification service */
-    char *apns_api_base;      /* https://api.push.apple.com */
-    char *apns_key_file;      /* .p8 (P-256 private key, PEM) */
+    char *apns_api_base; /* https://api.push.apple.com */
+    char *apns_key_file; /* .p8 (P-256 private key, PEM) */
     char *apns_key_id;
     char *apns_team_id;
-    char *apns_topic;         /* bundle id */
+    char *apns_topic; /* bundle id */
     char *apns_ca_file;
     int64_t apns_timeout_ms;
     int64_t apns_connections;
     int64_t apns_rate;
 
     /* [sendgrid] */
-    char *sendgrid_api_base;  /* https://api.sendgrid.com */
-    char *sendgrid_api_key;   /* or KAIRAN_SENDGRID_API_KEY */
+    char *sendgrid_api_base; /* https://api.sendgrid.com */
+    char *sendgrid_api_key;  /* or KAIRAN_SENDGRID_API_KEY */
     char *sendgrid_api_key_file;
     char *sendgrid_ca_file;
     int64_t sendgrid_timeout_ms;
-    int64_t sendgrid_batch;   /* personalizations per request, <= 1000 */
-    int64_t sendgrid_rate;    /* requests per second */
+    int64_t sendgrid_batch; /* personalizations per request, <= 1000 */
+    int64_t sendgrid_rate;  /* requests per second */
 
     /* [failover] circuit breaker on the SMTP relay */
     enum kn_failover_mode failover_mode;
@@ -128,18 +128,18 @@ struct kn_config {
     int64_t failover_probe_ms; /* open -> one probe after this */
 
     /* [http] kairand's HTTP port */
-    char *http_listen;        /* 127.0.0.1:8025; empty: no HTTP */
-    char *http_public_url;    /* base of personal links */
-    int64_t http_max_body;    /* bytes */
-    int http_metrics_open;    /* /metrics without a token */
-    int64_t http_rate;        /* requests per second per source address */
+    char *http_listen;     /* 127.0.0.1:8025; empty: no HTTP */
+    char *http_public_url; /* base of personal links */
+    int64_t http_max_body; /* bytes */
+    int http_metrics_open; /* /metrics without a token */
+    int64_t http_rate;     /* requests per second per source address */
 
     /* [retention] */
     int64_t retention_fiscal_years;
     int64_t retention_audit_years;
     int64_t retention_delivery_days;
     int64_t retention_closed_tenant_days;
-    char *audit_dir;          /* operation and login logs */
+    char *audit_dir; /* operation and login logs */
 };
 
 /*

@@ -18,13 +18,13 @@
 /* A recipient belongs to the broadcast when one of its per-recipient
  * states (bc:<id>:r, "<code>|<rcpt>|...") names it; a confirmation
  * already recorded proves it too. */
-#define IS_MEMBER                                                             \
-    "local function is_member(r)\n"                                           \
-    "  if redis.call('HEXISTS', KEYS[3], r) == 1 then return true end\n"      \
-    "  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"                 \
-    "    if string.match(v, '^%a|([^|]*)') == r then return true end\n"      \
-    "  end\n"                                                                 \
-    "  return false\n"                                                        \
+#define IS_MEMBER                                                              \
+    "local function is_member(r)\n"                                            \
+    "  if redis.call('HEXISTS', KEYS[3], r) == 1 then return true end\n"       \
+    "  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"                  \
+    "    if string.match(v, '^%a|([^|]*)') == r then return true end\n"        \
+    "  end\n"                                                                  \
+    "  return false\n"                                                         \
     "end\n"
 
 struct kn_redis_script kn_script_ack_view = {
@@ -68,8 +68,7 @@ void kn__ack_scripts_init(void)
 
     kn_redis_script_init(&kn_script_ack_view);
     kn_redis_script_init(&kn_script_ack_confirm);
-    EVP_Digest(page_style, strlen(page_style), md, &mdlen, EVP_sha256(),
-               NULL);
+    EVP_Digest(page_style, strlen(page_style), md, &mdlen, EVP_sha256(), NULL);
     EVP_EncodeBlock(b64, md, (int)mdlen);
     snprintf(csp, sizeof(csp),
              "default-src 'none'; style-src 'sha256-%s'; form-action 'self'; "
@@ -111,13 +110,25 @@ static void add_esc(struct buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': adds(b, "&amp;"); break;
-        case '<': adds(b, "&lt;"); break;
-        case '>': adds(b, "&gt;"); break;
-        case '"': adds(b, "&quot;"); break;
-        case '\'': adds(b, "&#39;"); break;
-        case '\r': break;
-        default: add(b, s, 1);
+        case '&':
+            adds(b, "&amp;");
+            break;
+        case '<':
+            adds(b, "&lt;");
+            break;
+        case '>':
+            adds(b, "&gt;");
+            break;
+        case '"':
+            adds(b, "&quot;");
+            break;
+        case '\'':
+            adds(b, "&#39;");
+            break;
+        case '\r':
+            break;
+        default:
+            add(b, s, 1);
         }
     }
 }

@@ -60,8 +60,7 @@ char *kn_broadcast_new_id(void)
     kn_random(r, sizeof(r));
     kn_time_jst(kn_now_ms(), date, sizeof(date));
     return kn_xasprintf("b-%.4s%.2s%.2s-%02x%02x%02x%02x%02x%02x", date,
-                        date + 5, date + 8, r[0], r[1], r[2], r[3], r[4],
-                        r[5]);
+                        date + 5, date + 8, r[0], r[1], r[2], r[3], r[4], r[5]);
 }
 
 /* ---- errors ---- */
@@ -119,8 +118,7 @@ static int get_str(json_t *o, const char *key, const char *field, int line,
         return fail(pe, field,
                     "contains a line break (CR or LF); it must be one line");
     if (max > 0 && n > max)
-        return fail(pe, field, "is %zu bytes; at most %zu are allowed", n,
-                    max);
+        return fail(pe, field, "is %zu bytes; at most %zu are allowed", n, max);
     *out = kn_xstrndup(s, n);
     return 0;
 }
@@ -142,7 +140,8 @@ static int check_keys(json_t *o, const char *const *known, const char *where,
 {
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) {
+    json_object_foreach(o, k, v)
+    {
         int ok = 0;
         for (size_t i = 0; known[i]; i++) {
             if (strcmp(k, known[i]) == 0)
@@ -151,8 +150,9 @@ static int check_keys(json_t *o, const char *const *known, const char *where,
         if (!ok) {
             char f[200];
             snprintf(f, sizeof(f), "%s%s%s", where, *where ? "." : "", k);
-            return fail(pe, f, "unknown field (check the spelling against "
-                               "the wire contract in the README)");
+            return fail(pe, f,
+                        "unknown field (check the spelling against "
+                        "the wire contract in the README)");
         }
     }
     return 0;
@@ -170,7 +170,8 @@ static int get_str_array(json_t *o, const char *key, const char *field,
     if (!json_is_array(a))
         return fail(pe, field, "must be an array of strings");
     *out = kn_xcalloc(json_array_size(a) + 1, sizeof(char *));
-    json_array_foreach(a, i, v) {
+    json_array_foreach(a, i, v)
+    {
         char f[200];
         snprintf(f, sizeof(f), "%s[%zu]", field, i);
         if (!json_is_string(v))
@@ -199,8 +200,8 @@ static int line_id_valid(const char *s)
 static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
                       struct perr *pe)
 {
-    static const char *const known[] = {"id", "name", "email", "line",
-                                        "push", NULL};
+    static const char *const known[] = {"id",   "name", "email",
+                                        "line", "push", NULL};
     char f[160], where[48];
     const char *why = NULL;
     json_t *push, *t;
@@ -216,8 +217,9 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
     if ((rc = get_str(o, "id", f, 1, 128, &r->id, pe)) < 0)
         return rc;
     if (r->id == NULL || !kn_id_valid(r->id))
-        return fail(pe, f, "missing or invalid: give each recipient an id "
-                           "of letters, digits, '-', '_', '.'");
+        return fail(pe, f,
+                    "missing or invalid: give each recipient an id "
+                    "of letters, digits, '-', '_', '.'");
     snprintf(f, sizeof(f), "%s.name", where);
     if ((rc = get_str(o, "name", f, 1, 200, &r->name, pe)) < 0)
         return rc;
@@ -240,7 +242,8 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
         if (!json_is_array(push))
             return fail(pe, f, "must be an array of {platform, token}");
         r->push = kn_xcalloc(json_array_size(push) + 1, sizeof(*r->push));
-        json_array_foreach(push, i, t) {
+        json_array_foreach(push, i, t)
+        {
             static const char *const pk[] = {"platform", "token", NULL};
             struct kn_push_token *pt = &r->push[r->npush];
             char pf[96];
@@ -251,8 +254,7 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
                 return rc;
             r->npush++;
             snprintf(f, sizeof(f), "%s.platform", pf);
-            if ((rc = get_str(t, "platform", f, 1, 16, &pt->platform, pe)) <
-                0)
+            if ((rc = get_str(t, "platform", f, 1, 16, &pt->platform, pe)) < 0)
                 return rc;
             if (pt->platform == NULL || (strcmp(pt->platform, "fcm") != 0 &&
                                          strcmp(pt->platform, "apns") != 0))
@@ -288,14 +290,13 @@ static int get_time(json_t *o, const char *key, int64_t *ms, struct perr *pe)
 
 int kn_broadcast_parse(const char *json, size_t len,
                        const struct kn_limits *lim, struct kn_broadcast *b,
-                       char *err, size_t errlen, char *field,
-                       size_t fieldlen)
+                       char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",       "tenant",   "category", "priority",   "drill",
-        "subject",  "body",     "channels", "policy",     "audience",
+        "id",         "tenant", "category", "priority",   "drill",
+        "subject",    "body",   "channels", "policy",     "audience",
         "recipients", "ack",    "send_at",  "expires_at", "escalate_after",
-        "sender",   NULL};
+        "sender",     NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
     json_t *root, *v, *aud;
@@ -327,25 +328,28 @@ int kn_broadcast_parse(const char *json, size_t len,
     if ((rc = get_str(root, "id", "id", 1, 128, &b->id, &pe)) < 0)
         goto out;
     if (b->id != NULL && !kn_id_valid(b->id)) {
-        rc = fail(&pe, "id", "use 1-128 letters, digits, '-', '_', '.', "
-                             "':' (not first)");
+        rc = fail(&pe, "id",
+                  "use 1-128 letters, digits, '-', '_', '.', "
+                  "':' (not first)");
         goto out;
     }
     if ((rc = get_str(root, "tenant", "tenant", 1, 64, &b->tenant, &pe)) < 0)
         goto out;
     if (b->tenant == NULL || !kn_id_valid(b->tenant)) {
-        rc = fail(&pe, "tenant", "missing or invalid: name the school "
-                                 "(letters, digits, '-', '_', '.')");
+        rc = fail(&pe, "tenant",
+                  "missing or invalid: name the school "
+                  "(letters, digits, '-', '_', '.')");
         goto out;
     }
-    if ((rc = get_str(root, "category", "category", 1, 32, &b->category,
-                      &pe)) < 0)
+    if ((rc = get_str(root, "category", "category", 1, 32, &b->category, &pe)) <
+        0)
         goto out;
     if (b->category == NULL)
         b->category = kn_xstrdup("notice");
     else if (!kn_id_valid(b->category)) {
-        rc = fail(&pe, "category", "use a short word such as emergency, "
-                                   "notice, event, drill");
+        rc = fail(&pe, "category",
+                  "use a short word such as emergency, "
+                  "notice, event, drill");
         goto out;
     }
     if ((rc = get_str(root, "priority", "priority", 1, 16, &s, &pe)) < 0)
@@ -361,45 +365,48 @@ int kn_broadcast_parse(const char *json, size_t len,
     if ((rc = get_bool(root, "drill", &b->drill, &pe)) < 0 ||
         (rc = get_bool(root, "ack", &b->ack, &pe)) < 0)
         goto out;
-    if ((rc = get_str(root, "subject", "subject", 1,
-                      (size_t)lim->max_subject, &b->subject, &pe)) < 0)
+    if ((rc = get_str(root, "subject", "subject", 1, (size_t)lim->max_subject,
+                      &b->subject, &pe)) < 0)
         goto out;
     if (b->subject == NULL || b->subject[0] == '\0') {
         rc = fail(&pe, "subject", "missing: every broadcast needs a subject");
         goto out;
     }
-    if ((rc = get_str(root, "body", "body", 0, (size_t)lim->max_body,
-                      &b->body, &pe)) < 0)
+    if ((rc = get_str(root, "body", "body", 0, (size_t)lim->max_body, &b->body,
+                      &pe)) < 0)
         goto out;
     if (b->body == NULL || b->body[0] == '\0') {
         rc = fail(&pe, "body", "missing: every broadcast needs a body");
         goto out;
     }
-    if ((rc = get_str(root, "sender", "sender", 1, 200, &b->sender, &pe)) <
-        0)
+    if ((rc = get_str(root, "sender", "sender", 1, 200, &b->sender, &pe)) < 0)
         goto out;
 
     v = json_object_get(root, "channels");
     if (v == NULL || json_is_null(v) ||
         (json_is_array(v) && json_array_size(v) == 0)) {
-        rc = fail(&pe, "channels", "missing: list at least one of \"email\", "
-                                   "\"line\", \"push\"");
+        rc = fail(&pe, "channels",
+                  "missing: list at least one of \"email\", "
+                  "\"line\", \"push\"");
         goto out;
     }
     if (!json_is_array(v)) {
-        rc = fail(&pe, "channels", "must be an array such as [\"email\", "
-                                   "\"line\"]");
+        rc = fail(&pe, "channels",
+                  "must be an array such as [\"email\", "
+                  "\"line\"]");
         goto out;
     }
     json_t *c;
-    json_array_foreach(v, i, c) {
-        int ch = json_is_string(c) ? kn_channel_parse(json_string_value(c))
-                                   : -1;
+    json_array_foreach(v, i, c)
+    {
+        int ch =
+            json_is_string(c) ? kn_channel_parse(json_string_value(c)) : -1;
         char f[32];
         snprintf(f, sizeof(f), "channels[%zu]", i);
         if (ch < 0) {
-            rc = fail(&pe, f, "unknown channel; use \"email\", \"line\" or "
-                              "\"push\"");
+            rc = fail(&pe, f,
+                      "unknown channel; use \"email\", \"line\" or "
+                      "\"push\"");
             goto out;
         }
         for (size_t j = 0; j < b->nchannels; j++) {
@@ -451,15 +458,17 @@ int kn_broadcast_parse(const char *json, size_t len,
             goto out;
         }
         b->rcpts = kn_xcalloc(json_array_size(v) + 1, sizeof(*b->rcpts));
-        json_array_foreach(v, i, r) {
+        json_array_foreach(v, i, r)
+        {
             b->nrcpts++;
             if ((rc = parse_rcpt(r, i, &b->rcpts[i], &pe)) < 0)
                 goto out;
         }
     }
     if (b->nrcpts == 0 && b->ngroups == 0 && b->nrcpt_ids == 0) {
-        rc = fail(&pe, "audience", "nobody to send to: give audience.groups, "
-                                   "audience.recipients or recipients");
+        rc = fail(&pe, "audience",
+                  "nobody to send to: give audience.groups, "
+                  "audience.recipients or recipients");
         goto out;
     }
     if ((rc = get_time(root, "send_at", &b->send_at_ms, &pe)) < 0 ||
@@ -600,15 +609,15 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
     for (size_t i = 0; i < b->nrcpt_ids; i++)
         json_array_append_new(r, json_string(b->rcpt_ids[i]));
 
-#define F(k, v)                                                               \
-    do {                                                                      \
-        kn_argv_add(fields, k);                                               \
-        kn_argv_add(fields, v);                                               \
+#define F(k, v)                                                                \
+    do {                                                                       \
+        kn_argv_add(fields, k);                                                \
+        kn_argv_add(fields, v);                                                \
     } while (0)
-#define FI(k, v)                                                              \
-    do {                                                                      \
-        kn_argv_add(fields, k);                                               \
-        kn_argv_addi(fields, v);                                              \
+#define FI(k, v)                                                               \
+    do {                                                                       \
+        kn_argv_add(fields, k);                                                \
+        kn_argv_addi(fields, v);                                               \
     } while (0)
     F("id", b->id);
     F("tenant", b->tenant);
@@ -685,9 +694,10 @@ static void mask_walk(json_t *o, int in_rcpts)
     size_t i;
     char m[256];
     if (json_is_array(o)) {
-        json_array_foreach(o, i, v) {
-            if (json_is_string(v) && (in_rcpts ||
-                                      strchr(json_string_value(v), '@'))) {
+        json_array_foreach(o, i, v)
+        {
+            if (json_is_string(v) &&
+                (in_rcpts || strchr(json_string_value(v), '@'))) {
                 kn_mask_address(json_string_value(v), m, sizeof(m));
                 json_array_set_new(o, i, json_string(m));
             } else {
@@ -698,15 +708,14 @@ static void mask_walk(json_t *o, int in_rcpts)
     }
     if (!json_is_object(o))
         return;
-    json_object_foreach(o, k, v) {
+    json_object_foreach(o, k, v)
+    {
         if (json_is_string(v)) {
             const char *s = json_string_value(v);
-            int keep = in_rcpts ? (strcmp(k, "id") == 0 ||
-                                   strcmp(k, "platform") == 0)
-                                : (strchr(s, '@') == NULL &&
-                                   strcmp(k, "email") != 0 &&
-                                   strcmp(k, "line") != 0 &&
-                                   strcmp(k, "token") != 0);
+            int keep =
+                in_rcpts ? (strcmp(k, "id") == 0 || strcmp(k, "platform") == 0)
+                         : (strchr(s, '@') == NULL && strcmp(k, "email") != 0 &&
+                            strcmp(k, "line") != 0 && strcmp(k, "token") != 0);
             if (!keep) {
                 if (strchr(s, '@') != NULL)
                     kn_mask_text(s, m, sizeof(m));
@@ -746,8 +755,8 @@ char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
     return t;
 }
 
-int kn_ack_parse(const struct kn_keyring *kr, const char *token,
-                 char **bcast, char **rcpt)
+int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
+                 char **rcpt)
 {
     const char *dot = strchr(token, '.');
     char *b64, *bar, mac[33];

@@ -61,10 +61,10 @@ struct kn_broadcast {
     size_t nrcpt_ids;
     struct kn_inline_rcpt *rcpts;
     size_t nrcpts;
-    int64_t send_at_ms;   /* 0: now */
-    int64_t expires_ms;   /* always set after parse */
-    int64_t escalate_ms;  /* 0: none */
-    char *sender;         /* who submitted (token name, "kairanctl") */
+    int64_t send_at_ms;  /* 0: now */
+    int64_t expires_ms;  /* always set after parse */
+    int64_t escalate_ms; /* 0: none */
+    char *sender;        /* who submitted (token name, "kairanctl") */
 };
 
 /*
@@ -74,8 +74,7 @@ struct kn_broadcast {
  */
 int kn_broadcast_parse(const char *json, size_t len,
                        const struct kn_limits *lim, struct kn_broadcast *b,
-                       char *err, size_t errlen, char *field,
-                       size_t fieldlen);
+                       char *err, size_t errlen, char *field, size_t fieldlen);
 
 void kn_broadcast_free(struct kn_broadcast *b);
 
@@ -126,7 +125,7 @@ char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
  * Check a token; returns 0 and heap copies of the broadcast and recipient
  * ids, or KN_EINVAL (malformed, altered, forged).
  */
-int kn_ack_parse(const struct kn_keyring *kr, const char *token,
-                 char **bcast, char **rcpt);
+int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
+                 char **rcpt);
 
 #endif

@@ -164,8 +164,7 @@ static void on_reliable_reply(struct kn_redis *r, redisReply *rep, void *arg)
 static void pending_send(struct kn__pending *p)
 {
     if (kn_redis_eval(p->d->cmd, p->s, on_reliable_reply, p, p->nkeys,
-                      p->args.n, (const char **)p->args.v,
-                      p->args.len) < 0)
+                      p->args.n, (const char **)p->args.v, p->args.len) < 0)
         pending_queue(p);
 }
 
@@ -188,8 +187,9 @@ static void flush_unrecorded(struct kn_daemon *d)
 {
     struct kn__pending *list = d->unrecorded;
     if (list != NULL)
-        kn_log(KN_LOG_INFO, "daemon", "recording results kept while Redis "
-                                      "was unreachable",
+        kn_log(KN_LOG_INFO, "daemon",
+               "recording results kept while Redis "
+               "was unreachable",
                NULL);
     d->unrecorded = NULL;
     d->n_unrecorded = 0;
@@ -353,8 +353,7 @@ struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
     char *host = NULL, *password = NULL;
     int port = 6379, db = 0;
     struct kn_redis *r;
-    if (kn_redis_url_parse(d->cfg->redis_url, &host, &port, &db, &password) <
-        0)
+    if (kn_redis_url_parse(d->cfg->redis_url, &host, &port, &db, &password) < 0)
         kn_fatal("redis.url: cannot parse (want redis://[:password@]host:"
                  "port/db)");
     memset(&o, 0, sizeof(o));
@@ -422,8 +421,8 @@ static void on_group(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
                         !kn_reply_is_error(rep, "BUSYGROUP"))) {
         g->failed = 1;
-        kn_log(KN_LOG_ERROR, "daemon", "cannot create consumer group",
-               "error", rep ? rep->str : "no reply", NULL);
+        kn_log(KN_LOG_ERROR, "daemon", "cannot create consumer group", "error",
+               rep ? rep->str : "no reply", NULL);
     }
     if (--g->left == 0) {
         if (!g->failed)
@@ -446,8 +445,7 @@ void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg)
         /* Start at 0, not $: entries added before the group existed
          * (kairanctl submit before the first kairand) must be read. */
         if (kn_redis_cmd(d->cmd, on_group, g,
-                         "XGROUP CREATE %s " KN_GROUP " 0 MKSTREAM",
-                         key) < 0)
+                         "XGROUP CREATE %s " KN_GROUP " 0 MKSTREAM", key) < 0)
             on_group(d->cmd, NULL, g);
         free(key);
     }
@@ -462,8 +460,8 @@ void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
 {
     char *dlq = kn__key(d, "dlq"), now[24];
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ",
-           "stream", stream, "entry", id, "reason", reason, NULL);
+    kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ", "stream",
+           stream, "entry", id, "reason", reason, NULL);
     kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
     kn_redis_cmd(d->cmd, on_poison, NULL,
                  "XADD %s * stream %s entry %s job %b reason %s failed_ms %s",
@@ -500,8 +498,8 @@ static void start_readers(void *arg)
     }
     for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
         if (m->open(d, &m->_state) < 0) {
-            kn_log(KN_LOG_ERROR, "daemon", "a module failed to start",
-                   "module", m->name, NULL);
+            kn_log(KN_LOG_ERROR, "daemon", "a module failed to start", "module",
+                   m->name, NULL);
             d->exit_code = 1;
             d->stopping = 1;
             d->drain_deadline = kn_mono_ms();
@@ -543,7 +541,8 @@ static void on_policy(struct kn_redis *r, redisReply *rep, void *arg)
 static void on_cmd_state(struct kn_redis *r, int up, void *arg)
 {
     struct kn_daemon *d = arg;
-    kn__notify_status(up ? "Redis reachable" : "Redis unreachable; reconnecting");
+    kn__notify_status(up ? "Redis reachable"
+                         : "Redis unreachable; reconnecting");
     if (!up || d->stopping)
         return;
     if (!d->started)
@@ -691,8 +690,7 @@ static void on_tick(uv_timer_t *t)
 
     if (d->stopping) {
         size_t busy = busy_total(d);
-        if ((busy == 0 && d->n_unrecorded == 0 &&
-             kn__expander_idle(d->exp)) ||
+        if ((busy == 0 && d->n_unrecorded == 0 && kn__expander_idle(d->exp)) ||
             now >= d->drain_deadline) {
             if (busy > 0 || d->n_unrecorded > 0)
                 kn_log(KN_LOG_WARN, "daemon",
@@ -736,8 +734,7 @@ static void on_tick(uv_timer_t *t)
         char *sched = kn__key(d, "sched"), *bs = kn__key(d, "broadcasts");
         char nowms[24];
         snprintf(nowms, sizeof(nowms), "%lld", (long long)kn_now_ms());
-        kn_redis_cmd(d->cmd, on_sched, NULL,
-                     "EVAL %s 2 %s %s %s",
+        kn_redis_cmd(d->cmd, on_sched, NULL, "EVAL %s 2 %s %s %s",
                      "local due = redis.call('ZRANGEBYSCORE', KEYS[1], "
                      "'-inf', ARGV[1], 'LIMIT', 0, 100)\n"
                      "for _, id in ipairs(due) do\n"
@@ -840,8 +837,8 @@ int kn_daemon_run(const struct kn_config *cfg)
     }
     rc = kn_keyring_load(cfg->key_file, &d.kr, err, sizeof(err));
     if (rc < 0) {
-        kn_log(KN_LOG_ERROR, "daemon", "cannot load the key file", "error",
-               err, NULL);
+        kn_log(KN_LOG_ERROR, "daemon", "cannot load the key file", "error", err,
+               NULL);
         free(d.prefix);
         free(d.consumer);
         return 1;
@@ -865,8 +862,8 @@ int kn_daemon_run(const struct kn_config *cfg)
     uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
     uv_timer_start(&d.tick, on_tick, 50, 50);
     kn__notify_watchdog_start(d.loop);
-    kn_log(KN_LOG_INFO, "daemon", "starting", "redis", "connecting",
-           "consumer", d.consumer, NULL);
+    kn_log(KN_LOG_INFO, "daemon", "starting", "redis", "connecting", "consumer",
+           d.consumer, NULL);
     kn_redis_start(d.cmd);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -30,8 +30,8 @@ struct kn_worker;
 /* A broadcast's message, shared by its jobs, loaded once (HMGET). */
 struct kn__msg {
     struct kn_message m;
-    int loaded; /* 1 when m is filled; 0 while loading */
-    int failed; /* the broadcast hash is gone */
+    int loaded;    /* 1 when m is filled; 0 while loading */
+    int failed;    /* the broadcast hash is gone */
     int cancelled; /* refreshed by the daemon's tick */
     int refs;
     int64_t used_ms;
@@ -46,8 +46,11 @@ typedef void kn__msg_cb(struct kn__msg *msg, void *arg);
  * scrape never scans Redis key by key).  Latency is submit (created_ms)
  * to the recorded result, in the buckets of KN_LATENCY_BUCKETS (seconds).
  */
-#define KN_LATENCY_BUCKETS {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900}
-#define KN_NLATENCY 11
+#define KN_LATENCY_BUCKETS                                                     \
+    {                                                                          \
+        0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900                        \
+    }
+#define KN_NLATENCY      11
 #define KN_MAX_PROVIDERS 16
 
 struct kn_provider_stats {

@@ -30,7 +30,7 @@
 #include "queue/scripts.h"
 
 #define ESCALATE_EVERY_MS 2000
-#define LOOKBACK_MS (2 * 86400 * 1000LL)
+#define LOOKBACK_MS       (2 * 86400 * 1000LL)
 
 struct escalator {
     struct kn_daemon *d;
@@ -94,9 +94,10 @@ static int escalate_one(redisContext *c, const struct kn_config *cfg,
     int order[8], n = 0;
     json_t *pref = json_object_get(r, "ch"), *v;
     size_t idx;
-    json_array_foreach(pref, idx, v) {
-        int ch = json_is_string(v) ? kn_channel_parse(json_string_value(v))
-                                   : -1;
+    json_array_foreach(pref, idx, v)
+    {
+        int ch =
+            json_is_string(v) ? kn_channel_parse(json_string_value(v)) : -1;
         if (ch >= 0 && n < 8)
             order[n++] = ch;
     }
@@ -163,8 +164,8 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                               long long now)
 {
     char *bcs = pkey(cfg, "bcs%s%s", "", "");
-    redisReply *ids = redisCommand(c, "ZRANGEBYSCORE %s %lld +inf", bcs,
-                                   now - LOOKBACK_MS);
+    redisReply *ids =
+        redisCommand(c, "ZRANGEBYSCORE %s %lld +inf", bcs, now - LOOKBACK_MS);
     long long total = 0;
     free(bcs);
     if (ids == NULL || ids->type != REDIS_REPLY_ARRAY) {
@@ -176,8 +177,9 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
         const char *bc = ids->element[b]->str;
         char *bk = pkey(cfg, "bc:%s%s", bc, ""), *ak, *rk, *uk;
         redisReply *m = redisCommand(
-            c, "HMGET %s ack escalate_ms created_ms send_at_ms escalated_ms "
-               "status expires_ms priority channels tenant",
+            c,
+            "HMGET %s ack escalate_ms created_ms send_at_ms escalated_ms "
+            "status expires_ms priority channels tenant",
             bk);
         long long esc = hv(m, 1) ? atoll(hv(m, 1)) : 0,
                   start = hv(m, 3) && atoll(hv(m, 3)) > 0 ? atoll(hv(m, 3))
@@ -216,9 +218,8 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
         for (char *t = strtok_r(chans, ",", &save); t && no < 3;
              t = strtok_r(NULL, ",", &save))
             order[no++] = t;
-        for (size_t i = 0; aud && aud->type == REDIS_REPLY_ARRAY &&
-                           i < aud->elements;
-             i++) {
+        for (size_t i = 0;
+             aud && aud->type == REDIS_REPLY_ARRAY && i < aud->elements; i++) {
             const char *e = aud->element[i]->str;
             json_t *r = NULL;
             char *rid = NULL;
@@ -227,8 +228,8 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                 r = json_loads(e + 2, 0, NULL);
                 rid = kn_xstrdup(jstr(r, "id") ? jstr(r, "id") : "?");
             } else if (strncmp(e, "d:", 2) == 0) {
-                char *k = pkey(cfg, "rcpt:%s:%s", hv(m, 9) ? hv(m, 9) : "",
-                               e + 2);
+                char *k =
+                    pkey(cfg, "rcpt:%s:%s", hv(m, 9) ? hv(m, 9) : "", e + 2);
                 redisReply *h = redisCommand(c, "HMGET %s c active", k);
                 free(k);
                 if (hv(h, 0) && !(hv(h, 1) && strcmp(hv(h, 1), "0") == 0))
@@ -244,13 +245,11 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                     confirmed = 1;
             }
             if (r != NULL && !confirmed)
-                n += escalate_one(c, cfg, bc, r, rid,
-                                  states && states->type == REDIS_REPLY_ARRAY
-                                      ? states
-                                      : NULL,
-                                  order,
-                                  hv(m, 7) && strcmp(hv(m, 7), "urgent") == 0,
-                                  expires, now);
+                n += escalate_one(
+                    c, cfg, bc, r, rid,
+                    states && states->type == REDIS_REPLY_ARRAY ? states : NULL,
+                    order, hv(m, 7) && strcmp(hv(m, 7), "urgent") == 0, expires,
+                    now);
             json_decref(r);
             free(rid);
         }

@@ -159,15 +159,15 @@ static void handle_raw(struct kn_expander *e)
          * usable one, else under the stream entry id. */
         json_t *root = json_loadb(e->cur->raw, e->cur->rawlen, 0, NULL);
         json_t *idv = json_object_get(root, "id"), *tv;
-        const char *id = json_is_string(idv) &&
-                                 kn_id_valid(json_string_value(idv))
-                             ? json_string_value(idv)
-                             : e->cur->id;
+        const char *id =
+            json_is_string(idv) && kn_id_valid(json_string_value(idv))
+                ? json_string_value(idv)
+                : e->cur->id;
         char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
         char masked_text[300];
         tv = json_object_get(root, "tenant");
-        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id,
-               "reason", err, NULL);
+        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id, "reason",
+               err, NULL);
         kn_argv_take(&a, kn__key(d, "bc:%s", id));
         kn_argv_take(&a, kn__key(d, "rejected"));
         kn_argv_take(&a, kn__key(d, "bcs"));
@@ -230,8 +230,7 @@ static const char *jstr(json_t *o, const char *k)
 
 /* A job's JSON (without its recipients for a group job). */
 static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
-                        const char *key, const char *platform,
-                        json_t *fallback)
+                        const char *key, const char *platform, json_t *fallback)
 {
     json_t *j = json_object();
     char q[32];
@@ -286,7 +285,8 @@ static int has_contact(json_t *r, enum kn_channel ch)
     case KN_CH_PUSH: {
         json_t *p = json_object_get(r, "p"), *t;
         size_t i;
-        json_array_foreach(p, i, t) {
+        json_array_foreach(p, i, t)
+        {
             if (jstr(t, "t") && jstr(t, "ti") &&
                 !json_is_true(json_object_get(t, "dead")))
                 return 1;
@@ -315,7 +315,8 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
         json_array_append_new(fb, o);
         break;
     case KN_CH_PUSH:
-        json_array_foreach(json_object_get(r, "p"), j, t) {
+        json_array_foreach(json_object_get(r, "p"), j, t)
+        {
             if (!jstr(t, "t") || !jstr(t, "ti"))
                 continue;
             o = json_object();
@@ -341,9 +342,9 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
  * in the job as fallbacks for a permanent failure.  Returns the number of
  * jobs (and LINE members) added.
  */
-static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
-                          json_t *r, const char *rcpt,
-                          struct line_member *line, size_t *nline)
+static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
+                          const char *rcpt, struct line_member *line,
+                          size_t *nline)
 {
     enum kn_channel order[KN_CH__COUNT];
     size_t n = 0;
@@ -352,9 +353,9 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
     size_t i;
 
     /* Order: the recipient's preference first, then the broadcast's. */
-    json_array_foreach(pref, i, v) {
-        int c = json_is_string(v) ? kn_channel_parse(json_string_value(v))
-                                  : -1;
+    json_array_foreach(pref, i, v)
+    {
+        int c = json_is_string(v) ? kn_channel_parse(json_string_value(v)) : -1;
         for (size_t k = 0; c >= 0 && k < e->nchans; k++) {
             int dup = 0;
             for (size_t m = 0; m < n; m++)
@@ -387,7 +388,8 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a,
         if (ch == KN_CH_PUSH) {
             json_t *t;
             size_t j;
-            json_array_foreach(json_object_get(r, "p"), j, t) {
+            json_array_foreach(json_object_get(r, "p"), j, t)
+            {
                 if (!jstr(t, "t") || !jstr(t, "ti") ||
                     json_is_true(json_object_get(t, "dead")))
                     continue;
@@ -523,8 +525,8 @@ static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
         rep->element[0]->type == REDIS_REPLY_STRING &&
         !(rep->element[1]->type == REDIS_REPLY_STRING &&
           strcmp(rep->element[1]->str, "0") == 0)) {
-        e->rj[l->idx] = json_loadb(rep->element[0]->str,
-                                   rep->element[0]->len, 0, NULL);
+        e->rj[l->idx] =
+            json_loadb(rep->element[0]->str, rep->element[0]->len, 0, NULL);
     }
     /* Inactive (graduated) or deleted recipients get nothing. */
     free(l);
@@ -553,8 +555,8 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
         const char *s = rep->element[i]->str;
         if (strncmp(s, "i:", 2) == 0) {
             e->rj[i] = json_loads(s + 2, 0, NULL);
-            e->rid[i] = kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id")
-                                                        : "?");
+            e->rid[i] =
+                kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id") : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
             struct lookup *l = kn_xcalloc(1, sizeof(*l));
             char *key = kn__key(e->d, "rcpt:%s:%s", e->tenant, s + 2);
@@ -562,8 +564,8 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             l->e = e;
             l->idx = i;
             e->lookups++;
-            if (kn_redis_cmd(e->d->cmd, on_rcpt, l, "HMGET %s c active",
-                             key) < 0) {
+            if (kn_redis_cmd(e->d->cmd, on_rcpt, l, "HMGET %s c active", key) <
+                0) {
                 e->lookups--;
                 free(l);
             }
@@ -598,8 +600,8 @@ static void range_page(struct kn_expander *e)
     char *aud = kn__key(e->d, "bc:%s:aud", e->cur->bc);
     long long from = page_start(e, e->page);
     long long to = page_start(e, e->page + 1) - 1;
-    if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud,
-                     from, to) < 0)
+    if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud, from,
+                     to) < 0)
         later(e, do_page, 500);
     free(aud);
 }
@@ -673,8 +675,7 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
         char field[32];
         /* The reason starts with the field: "audience.groups: ...". */
         snprintf(field, sizeof(field), "%.*s",
-                 (int)strcspn(rep->element[1]->str, ":"),
-                 rep->element[1]->str);
+                 (int)strcspn(rep->element[1]->str, ":"), rep->element[1]->str);
         kn_redis_cmd(d->cmd, on_ignore, NULL,
                      "HSET %s status rejected reason %s field %s expanded 1 "
                      "done_ms %s",
@@ -723,8 +724,8 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     }
     st = hget(rep, "status");
     if (st == NULL) {
-        kn_log(KN_LOG_WARN, "expand", "announced broadcast not found",
-               "bc", e->cur->bc, NULL);
+        kn_log(KN_LOG_WARN, "expand", "announced broadcast not found", "bc",
+               e->cur->bc, NULL);
         ack_del(e);
         return;
     }
@@ -741,12 +742,11 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     if (send_at > kn_now_ms()) {
         /* Scheduled: park it; the daemon's timer announces it again when
          * it is due. */
-        char *sched = kn__key(d, "sched"), *bc = kn__key(d, "bc:%s",
-                                                          e->cur->bc);
+        char *sched = kn__key(d, "sched"),
+             *bc = kn__key(d, "bc:%s", e->cur->bc);
         kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %lld %s", sched,
                      (long long)send_at, e->cur->bc);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "HSET %s status scheduled",
-                     bc);
+        kn_redis_cmd(d->cmd, on_ignore, NULL, "HSET %s status scheduled", bc);
         free(sched);
         free(bc);
         ack_del(e);
@@ -846,8 +846,7 @@ static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
         x->id = kn_xstrdup(en->element[0]->str);
         if ((v = kn__entry_field(en, "id")) && v->type == REDIS_REPLY_STRING)
             x->bc = kn_xstrndup(v->str, v->len);
-        if ((v = kn__entry_field(en, "job")) &&
-            v->type == REDIS_REPLY_STRING) {
+        if ((v = kn__entry_field(en, "job")) && v->type == REDIS_REPLY_STRING) {
             x->raw = kn_xstrndup(v->str, v->len);
             x->rawlen = v->len;
         }
@@ -882,8 +881,8 @@ static void read_more(struct kn_expander *e)
         return;
     snprintf(block, sizeof(block), "%lld", (long long)e->d->cfg->block_ms);
     {
-        const char *argv[] = {"XREADGROUP", "GROUP", KN_GROUP, e->d->consumer,
-                              "COUNT",      "10",    "BLOCK",  block,
+        const char *argv[] = {"XREADGROUP", "GROUP",   KN_GROUP, e->d->consumer,
+                              "COUNT",      "10",      "BLOCK",  block,
                               "STREAMS",    e->stream, ">"};
         if (kn_redis_argv(e->blk, on_read, e, e->d->cfg->block_ms,
                           (int)KN_ARRAY_SIZE(argv), argv, NULL) == 0)

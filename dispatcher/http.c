@@ -53,26 +53,26 @@
 #include "dispatcher/module.h"
 #include "queue/scripts.h"
 
-#define HTTP_MAX_CONNS 512
-#define HTTP_MAX_URL 4096
+#define HTTP_MAX_CONNS        512
+#define HTTP_MAX_URL          4096
 #define HTTP_MAX_HEADER_VALUE 8192
-#define HTTP_MAX_HEADERS (32 * 1024) /* all headers of one request */
-#define HTTP_REQUEST_MS 60000        /* a request must arrive within */
-#define HTTP_IDLE_MS 30000           /* keep-alive connection idle */
-#define HTTP_LINGER_MS 2000          /* read and drop after a final answer */
-#define HTTP_LINGER_BYTES (4 << 20)
-#define GATHER_FRESH_MS 1000 /* queue gauges cached this long */
-#define HISTORY_N 120        /* depth samples kept: 10 minutes ... */
-#define HISTORY_EVERY_MS 5000 /* ... one every 5 s */
-#define RECENT_MS (15 * 60 * 1000) /* ended broadcasts still listed */
-#define RATE_SLOTS 1024
-#define RATE_MAX 65536 /* source addresses tracked */
-#define LIST_MAX 100   /* broadcasts in ?active=1 */
+#define HTTP_MAX_HEADERS      (32 * 1024) /* all headers of one request */
+#define HTTP_REQUEST_MS       60000       /* a request must arrive within */
+#define HTTP_IDLE_MS          30000       /* keep-alive connection idle */
+#define HTTP_LINGER_MS        2000 /* read and drop after a final answer */
+#define HTTP_LINGER_BYTES     (4 << 20)
+#define GATHER_FRESH_MS       1000 /* queue gauges cached this long */
+#define HISTORY_N             120  /* depth samples kept: 10 minutes ... */
+#define HISTORY_EVERY_MS      5000 /* ... one every 5 s */
+#define RECENT_MS             (15 * 60 * 1000) /* ended broadcasts still listed */
+#define RATE_SLOTS            1024
+#define RATE_MAX              65536 /* source addresses tracked */
+#define LIST_MAX              100   /* broadcasts in ?active=1 */
 
 /* ------------------------------------------------------------ tokens */
 
-static const char *const role_names[KN_ROLE__COUNT] = {
-    "admin", "limited_admin", "sender", "operator"};
+static const char *const role_names[KN_ROLE__COUNT] = {"admin", "limited_admin",
+                                                       "sender", "operator"};
 
 const char *kn_http_role_name(int role)
 {
@@ -192,8 +192,7 @@ static int mkdir_p(const char *dir, mode_t mode)
     return rc;
 }
 
-int kn_http_audit_append(const char *dir, const char *file,
-                         const char *line)
+int kn_http_audit_append(const char *dir, const char *file, const char *line)
 {
     char *path, *buf;
     size_t n = strlen(line);
@@ -257,7 +256,7 @@ enum route_id {
 };
 
 #define ROLE(r) (1u << (r))
-#define STAFF (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN))
+#define STAFF   (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN))
 
 struct route {
     enum route_id id;
@@ -745,28 +744,23 @@ static void login_log(struct conn *c, int status)
                         json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
     json_object_set_new(j, "token",
                         jstr_or_null(r->tok.id[0] ? r->tok.id : NULL));
-    json_object_set_new(j, "role",
-                        jstr_or_null(r->tok.role >= 0
-                                         ? kn_http_role_name(r->tok.role)
-                                         : NULL));
-    json_object_set_new(j, "tenant",
-                        jstr_or_null(r->tok.tenant && r->tok.tenant[0]
-                                         ? r->tok.tenant
-                                         : NULL));
+    json_object_set_new(
+        j, "role",
+        jstr_or_null(r->tok.role >= 0 ? kn_http_role_name(r->tok.role) : NULL));
+    json_object_set_new(
+        j, "tenant",
+        jstr_or_null(r->tok.tenant && r->tok.tenant[0] ? r->tok.tenant : NULL));
     json_object_set_new(j, "source", json_string(r->source));
-    json_object_set_new(j, "method",
-                        json_string(http_method_str(
-                            (enum http_method)r->method)));
+    json_object_set_new(
+        j, "method", json_string(http_method_str((enum http_method)r->method)));
     json_object_set_new(j, "path", json_string(r->path ? r->path : ""));
     json_object_set_new(j, "result", json_string(result));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(c->srv->cfg->audit_dir, "login.jsonl", line) <
-        0)
-        kn_log(KN_LOG_WARN, "http", "cannot append to the login log",
-               "dir", c->srv->cfg->audit_dir, "error", strerror(errno),
-               NULL);
+    if (kn_http_audit_append(c->srv->cfg->audit_dir, "login.jsonl", line) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the login log", "dir",
+               c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
     free(line);
 }
 
@@ -817,8 +811,8 @@ static void respond(struct conn *c, int status, const char *ctype,
             "Content-Security-Policy: %s\r\n"
             "%s"
             "Connection: %s\r\n\r\n",
-            status, http_status_str((enum http_status)status), date, ctype,
-            len, csp ? csp : csp_default, extra ? extra : "",
+            status, http_status_str((enum http_status)status), date, ctype, len,
+            csp ? csp : csp_default, extra ? extra : "",
             keep ? "keep-alive" : "close");
     if (c->req.method != HTTP_HEAD) /* (HEAD itself is answered 405) */
         sb_add(&h, body, len);
@@ -827,12 +821,11 @@ static void respond(struct conn *c, int status, const char *ctype,
     if (kn_log_enabled(KN_LOG_DEBUG)) {
         char st[8], ms[24];
         snprintf(st, sizeof(st), "%d", status);
-        snprintf(ms, sizeof(ms), "%lld",
-                 (long long)(kn_mono_ms() - c->req.t0));
-        kn_log(KN_LOG_DEBUG, "http", "request",
-               "method", http_method_str((enum http_method)c->req.method),
-               "path", c->req.path ? c->req.path : "", "status", st,
-               "source", c->req.source, "ms", ms, NULL);
+        snprintf(ms, sizeof(ms), "%lld", (long long)(kn_mono_ms() - c->req.t0));
+        kn_log(KN_LOG_DEBUG, "http", "request", "method",
+               http_method_str((enum http_method)c->req.method), "path",
+               c->req.path ? c->req.path : "", "status", st, "source",
+               c->req.source, "ms", ms, NULL);
     }
     wr = kn_xcalloc(1, sizeof(*wr));
     wr->c = c;
@@ -897,8 +890,8 @@ static void send_continue(struct conn *c)
     uv_buf_t buf = uv_buf_init(line, sizeof(line) - 1);
     wr->c = c;
     conn_hold(c);
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1,
-                 on_interim_written) != 0) {
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_interim_written) !=
+        0) {
         free(wr);
         c->refs--;
     }
@@ -1073,8 +1066,7 @@ static void conn_feed(struct conn *c, const char *data, size_t len)
         c->busy = 1;
         if (c->req.early_status != 0) {
             c->close_after = 1;
-            respond_error(c, c->req.early_status, NULL, "%s",
-                          c->req.early_msg);
+            respond_error(c, c->req.early_status, NULL, "%s", c->req.early_msg);
             return;
         }
         dispatch(c);
@@ -1085,8 +1077,7 @@ static void conn_feed(struct conn *c, const char *data, size_t len)
         c->busy = 1;
         c->close_after = 1;
         respond_error(c, e == HPE_HEADER_OVERFLOW ? 431 : 400, NULL,
-                      "malformed HTTP request: %s",
-                      http_errno_description(e));
+                      "malformed HTTP request: %s", http_errno_description(e));
     }
 }
 
@@ -1121,8 +1112,9 @@ static void on_connection(uv_stream_t *l, int status)
     }
     if (s->nconns > HTTP_MAX_CONNS) {
         if (kn_mono_ms() - s->warned_full > 10000) {
-            kn_log(KN_LOG_WARN, "http", "too many connections; refusing new "
-                                        "ones",
+            kn_log(KN_LOG_WARN, "http",
+                   "too many connections; refusing new "
+                   "ones",
                    NULL);
             s->warned_full = kn_mono_ms();
         }
@@ -1135,8 +1127,7 @@ static void on_connection(uv_stream_t *l, int status)
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
         else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer,
-                        sizeof(c->peer));
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
     }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -1378,8 +1369,8 @@ static void gather_parse(const struct batch *b, struct qstats *q)
             first->elements == 1 &&
             first->element[0]->type == REDIS_REPLY_ARRAY &&
             first->element[0]->elements >= 1)
-            q->first_ms[i] = strtoll(first->element[0]->element[0]->str,
-                                     NULL, 10);
+            q->first_ms[i] =
+                strtoll(first->element[0]->element[0]->str, NULL, 10);
     }
     q->retry = rnum(brep(b, 3 * KN_QUEUE_STREAMS));
     q->dlq = rnum(brep(b, 3 * KN_QUEUE_STREAMS + 1));
@@ -1494,11 +1485,10 @@ static void metrics_render(struct conn *c)
                 const char *colon = strchr(name, ':');
                 long long depth = q->len[i] - q->pending[i];
                 double age = q->first_ms[i] > 0 && q->at_ms > q->first_ms[i]
-                                 ? (double)(q->at_ms - q->first_ms[i]) /
-                                       1000.0
+                                 ? (double)(q->at_ms - q->first_ms[i]) / 1000.0
                                  : 0.0;
-                sb_addf(&b, "%s{channel=\"%.*s\",priority=\"%s\"} ",
-                        fam[f][0], (int)(colon - name), name, colon + 1);
+                sb_addf(&b, "%s{channel=\"%.*s\",priority=\"%s\"} ", fam[f][0],
+                        (int)(colon - name), name, colon + 1);
                 if (f == 0)
                     sb_addf(&b, "%lld\n", depth > 0 ? depth : 0);
                 else if (f == 1)
@@ -1510,8 +1500,7 @@ static void metrics_render(struct conn *c)
         metric_head(&b, "kairan_retry_size", "gauge",
                     "Jobs waiting for their next attempt.");
         sb_addf(&b, "kairan_retry_size %lld\n", q->retry);
-        metric_head(&b, "kairan_dlq_size", "gauge",
-                    "Dead-lettered jobs.");
+        metric_head(&b, "kairan_dlq_size", "gauge", "Dead-lettered jobs.");
         sb_addf(&b, "kairan_dlq_size %lld\n", q->dlq);
         metric_head(&b, "kairan_broadcasts_active", "gauge",
                     "Broadcasts not yet ended.");
@@ -1549,11 +1538,13 @@ static void metrics_render(struct conn *c)
                         "\"%s\",le=\"+Inf\"} %llu\n",
                         kn_channel_name((enum kn_channel)ch), cum);
         }
-        sb_addf(&b, "kairan_delivery_latency_seconds_sum{channel=\"%s\"} "
-                    "%.6f\n",
+        sb_addf(&b,
+                "kairan_delivery_latency_seconds_sum{channel=\"%s\"} "
+                "%.6f\n",
                 kn_channel_name((enum kn_channel)ch), m->latency_sum[ch]);
-        sb_addf(&b, "kairan_delivery_latency_seconds_count{channel=\"%s\"} "
-                    "%llu\n",
+        sb_addf(&b,
+                "kairan_delivery_latency_seconds_count{channel=\"%s\"} "
+                "%llu\n",
                 kn_channel_name((enum kn_channel)ch),
                 (unsigned long long)m->latency_count[ch]);
     }
@@ -1572,9 +1563,9 @@ static void metrics_render(struct conn *c)
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
         const char *bn;
         uint64_t waits, slowed;
-        for (size_t i = 0; d->workers[ch] &&
-                           kn__worker_rate(d->workers[ch], i, &bn, &waits,
-                                           &slowed);
+        for (size_t i = 0;
+             d->workers[ch] &&
+             kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
              i++)
             sb_addf(&b, "kairan_rate_limit_waits_total{bucket=\"%s\"} %llu\n",
                     bn, (unsigned long long)waits);
@@ -1584,9 +1575,9 @@ static void metrics_render(struct conn *c)
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
         const char *bn;
         uint64_t waits, slowed;
-        for (size_t i = 0; d->workers[ch] &&
-                           kn__worker_rate(d->workers[ch], i, &bn, &waits,
-                                           &slowed);
+        for (size_t i = 0;
+             d->workers[ch] &&
+             kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
              i++)
             sb_addf(&b,
                     "kairan_rate_limit_slowdowns_total{bucket=\"%s\"} %llu\n",
@@ -1604,8 +1595,8 @@ static void metrics_render(struct conn *c)
                 "Provider access tokens that could not be obtained.");
     sb_addf(&b, "kairan_token_refresh_failures_total %llu\n",
             (unsigned long long)m->token_refresh_failures);
-    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-            b.s ? b.s : "", b.n, NULL, NULL);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.s ? b.s : "",
+            b.n, NULL, NULL);
     sb_free(&b);
 }
 
@@ -1664,8 +1655,7 @@ struct queues_ctx {
 
 /* The shared rate-limit buckets of dispatcher/worker.c. */
 static const char *const rate_buckets[] = {"line:multicast", "line:push",
-                                           "push:fcm", "push:apns",
-                                           "sendgrid"};
+                                           "push:fcm", "push:apns", "sendgrid"};
 
 static void queues_ctx_free(struct queues_ctx *q)
 {
@@ -1784,9 +1774,8 @@ static void on_queues_1(struct batch *b)
         /* Broadcasts per category, as kairanctl status --json shows. */
         json_t *cats = json_object();
         const redisReply *h = brep(b, GATHER_N + 2);
-        for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
-                           i + 1 < h->elements;
-             i += 2)
+        for (size_t i = 0;
+             h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
             json_object_set_new(cats, h->element[i]->str,
                                 json_integer(atoll(h->element[i + 1]->str)));
         json_object_set_new(q->root, "categories", cats);
@@ -1797,14 +1786,14 @@ static void on_queues_1(struct batch *b)
         for (size_t i = 0; i < KN_ARRAY_SIZE(rate_buckets); i++) {
             const redisReply *h = brep(b, GATHER_N + 3 + (int)i);
             json_t *o = json_object();
-            const char *tk = h && h->type == REDIS_REPLY_ARRAY &&
-                                     h->elements == 2
-                                 ? rstr(h->element[0])
-                                 : NULL;
-            const char *su = h && h->type == REDIS_REPLY_ARRAY &&
-                                     h->elements == 2
-                                 ? rstr(h->element[1])
-                                 : NULL;
+            const char *tk =
+                h && h->type == REDIS_REPLY_ARRAY && h->elements == 2
+                    ? rstr(h->element[0])
+                    : NULL;
+            const char *su =
+                h && h->type == REDIS_REPLY_ARRAY && h->elements == 2
+                    ? rstr(h->element[1])
+                    : NULL;
             json_object_set_new(o, "tokens", json_real(tk ? atof(tk) : -1));
             json_object_set_new(o, "slowed",
                                 json_boolean(su && atoll(su) > now));
@@ -1815,18 +1804,16 @@ static void on_queues_1(struct batch *b)
 
     b2 = batch_new(s, b->c, on_queues_2, q);
     ids = brep(b, GATHER_N);
-    for (size_t i = 0; ids && ids->type == REDIS_REPLY_ARRAY &&
-                       i < ids->elements;
-         i++) {
+    for (size_t i = 0;
+         ids && ids->type == REDIS_REPLY_ARRAY && i < ids->elements; i++) {
         char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
         kn_argv_add(&q->active, ids->element[i]->str);
         batch_cmd(b2, "HMGET", k, "status", "jobs", "final", "tenant", NULL);
         free(k);
     }
     ids = brep(b, GATHER_N + 1);
-    for (size_t i = 0; ids && ids->type == REDIS_REPLY_ARRAY &&
-                       i < ids->elements;
-         i++) {
+    for (size_t i = 0;
+         ids && ids->type == REDIS_REPLY_ARRAY && i < ids->elements; i++) {
         char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
         kn_argv_add(&q->rejected, ids->element[i]->str);
         batch_cmd(b2, "HMGET", k, "reason", "created_ms", "tenant", NULL);
@@ -1867,8 +1854,8 @@ static void run_history(struct conn *c)
     json_t *j = json_object(), *arr = json_array(), *ch = json_array();
     size_t start = (s->hist_head + HISTORY_N - s->hist_n) % HISTORY_N;
     for (int k = 0; k < KN_CH__COUNT; k++)
-        json_array_append_new(ch, json_string(kn_channel_name(
-                                      (enum kn_channel)k)));
+        json_array_append_new(ch,
+                              json_string(kn_channel_name((enum kn_channel)k)));
     for (size_t i = 0; i < s->hist_n; i++) {
         const struct sample *sm = &s->hist[(start + i) % HISTORY_N];
         json_t *o = json_object();
@@ -1911,17 +1898,16 @@ enum {
     F__FIXED
 };
 static const char *const bc_fixed[F__FIXED] = {
-    "status",     "tenant",     "category", "priority",  "drill",
-    "sender",     "sender_token", "created_ms", "send_at_ms", "expires_ms",
-    "first_ms",   "last_ms",    "done_ms",  "cancelled_ms", "jobs",
-    "final",      "expanded",   "reason",   "field"};
+    "status",   "tenant",       "category",   "priority",     "drill",
+    "sender",   "sender_token", "created_ms", "send_at_ms",   "expires_ms",
+    "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
+    "final",    "expanded",     "reason",     "field"};
 #define NSTATES 5
 static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
 
-static void bc_hmget(struct batch *b, const struct kn_daemon *d,
-                     const char *id)
+static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
 {
     struct kn_argv a;
     kn_argv_init(&a);
@@ -1940,8 +1926,7 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d,
 
 static const char *hf(const redisReply *h, int f)
 {
-    return h != NULL && h->type == REDIS_REPLY_ARRAY &&
-                   (size_t)f < h->elements
+    return h != NULL && h->type == REDIS_REPLY_ARRAY && (size_t)f < h->elements
                ? rstr(h->element[f])
                : NULL;
 }
@@ -2045,18 +2030,18 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
         json_decref(counts);
         return o;
     }
-    json_object_set_new(o, "drill",
-                        json_boolean(hf(h, F_DRILL) &&
-                                     strcmp(hf(h, F_DRILL), "1") == 0));
+    json_object_set_new(
+        o, "drill",
+        json_boolean(hf(h, F_DRILL) && strcmp(hf(h, F_DRILL), "1") == 0));
     json_object_set_new(o, "sender", jstr_or_null(hf(h, F_SENDER)));
     json_object_set_new(o, "send_at", jtime(hfi(h, F_SEND_AT)));
     json_object_set_new(o, "first_delivery", jtime(hfi(h, F_FIRST)));
     json_object_set_new(o, "last_delivery", jtime(hfi(h, F_LAST)));
     json_object_set_new(o, "done", jtime(hfi(h, F_DONE)));
     json_object_set_new(o, "cancelled", jtime(hfi(h, F_CANCELLED)));
-    json_object_set_new(o, "expanded",
-                        json_boolean(hf(h, F_EXPANDED) &&
-                                     strcmp(hf(h, F_EXPANDED), "1") == 0));
+    json_object_set_new(
+        o, "expanded",
+        json_boolean(hf(h, F_EXPANDED) && strcmp(hf(h, F_EXPANDED), "1") == 0));
     json_object_set_new(o, "counts", counts);
     if (st != NULL && strcmp(st, "rejected") == 0) {
         json_object_set_new(o, "reason", jstr_or_null(hf(h, F_REASON)));
@@ -2198,8 +2183,7 @@ static void run_bc_list(struct conn *c)
     free(k);
     k = kn__key(d, "bcs");
     snprintf(min, sizeof(min), "%lld", (long long)(kn_now_ms() - RECENT_MS));
-    batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0", "50",
-              NULL);
+    batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0", "50", NULL);
     free(k);
     batch_end(b);
 }
@@ -2236,11 +2220,10 @@ static void audit_op(struct conn *c, const char *op, const char *id,
     json_object_set_new(j, "via", json_string("http"));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(c->srv->cfg->audit_dir, "operations.jsonl",
-                             line) < 0)
-        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log",
-               "dir", c->srv->cfg->audit_dir, "error", strerror(errno),
-               NULL);
+    if (kn_http_audit_append(c->srv->cfg->audit_dir, "operations.jsonl", line) <
+        0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
     free(line);
 }
 
@@ -2307,8 +2290,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
-    snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n",
-             c->req.bc_id);
+    snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
     respond_json(c, 202, j, loc);
 }
 
@@ -2400,11 +2382,9 @@ static void run_bc_submit(struct conn *c)
     }
     /* "tenant forced to its own": a body without one gets the token's. */
     if (c->req.tok.role != KN_ROLE_ADMIN && c->req.tok.tenant != NULL &&
-        (root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) !=
-            NULL) {
+        (root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) != NULL) {
         if (json_is_object(root) && json_object_get(root, "tenant") == NULL) {
-            json_object_set_new(root, "tenant",
-                                json_string(c->req.tok.tenant));
+            json_object_set_new(root, "tenant", json_string(c->req.tok.tenant));
             patched = json_dumps(root, JSON_COMPACT);
             json = patched;
             len = strlen(patched);
@@ -2470,8 +2450,7 @@ static void on_cancelled(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (strcmp(rep->str, "cancelled") != 0) {
-        respond_error(c, 409, "id", "broadcast %s is already %s",
-                      c->req.param,
+        respond_error(c, 409, "id", "broadcast %s is already %s", c->req.param,
                       strncmp(rep->str, "already:", 8) == 0 ? rep->str + 8
                                                             : rep->str);
         return;
@@ -2563,10 +2542,10 @@ static void ack_page(struct conn *c, const redisReply *rep, int thanks)
         ack_invalid(c);
         return;
     }
-    page = kn__ack_page(rstr(rep->element[0]) ? rstr(rep->element[0]) : "",
-                        rstr(rep->element[1]) ? rstr(rep->element[1]) : "",
-                        rnum(rep->element[2]) != 0, rnum(rep->element[3]),
-                        thanks);
+    page =
+        kn__ack_page(rstr(rep->element[0]) ? rstr(rep->element[0]) : "",
+                     rstr(rep->element[1]) ? rstr(rep->element[1]) : "",
+                     rnum(rep->element[2]) != 0, rnum(rep->element[3]), thanks);
     respond(c, 200, "text/html; charset=utf-8", page, strlen(page),
             kn__ack_csp(), NULL);
     free(page);
@@ -2618,8 +2597,8 @@ static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (rep->integer == 1)
-        kn_log(KN_LOG_INFO, "http", "confirmation recorded", "bc",
-               c->req.bc_id, NULL);
+        kn_log(KN_LOG_INFO, "http", "confirmation recorded", "bc", c->req.bc_id,
+               NULL);
     ack_view(c);
 }
 
@@ -2683,8 +2662,8 @@ struct line_marks {
     struct kn_argv dead, alive; /* blind indexes */
 };
 
-static void on_line_event(const char *type, const char *user_id,
-                          int unblocked, void *arg)
+static void on_line_event(const char *type, const char *user_id, int unblocked,
+                          void *arg)
 {
     struct line_marks *m = arg;
     char bi[33];
@@ -2750,13 +2729,12 @@ static void run_line_hook(struct conn *c)
     n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
                                c->req.body.n, on_line_event, &m);
     if (n < 0) {
-        respond_error(c, 400, NULL,
-                      "the body is not a LINE webhook object");
+        respond_error(c, 400, NULL, "the body is not a LINE webhook object");
     } else if (n == 0) {
         respond_json(c, 200, json_object(), NULL);
     } else {
-        kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events",
-               "unfollow", m.dead.n ? "yes" : "no", NULL);
+        kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events", "unfollow",
+               m.dead.n ? "yes" : "no", NULL);
         b = batch_new(c->srv, c, on_line_marked, NULL);
         line_mark(b, "dead", &m.dead);
         line_mark(b, "alive", &m.alive);
@@ -3135,7 +3113,7 @@ static void run_js(struct conn *c)
 
 /* ------------------------------------------------------------ routing */
 
-#define READERS                                                               \
+#define READERS                                                                \
     (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN) | ROLE(KN_ROLE_OPERATOR))
 
 static const struct route routes[] = {
@@ -3150,8 +3128,8 @@ static const struct route routes[] = {
     {R_HISTORY, HTTP_GET, "/v1/queues/history", READERS, 1, run_history},
     {R_BC_LIST, HTTP_GET, "/v1/broadcasts", READERS | ROLE(KN_ROLE_SENDER), 1,
      run_bc_list},
-    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER),
-     1, run_bc_submit},
+    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     run_bc_submit},
     {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
      run_bc_get},
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
@@ -3245,8 +3223,8 @@ static void authorized(struct conn *c)
 {
     const struct route *rt = c->req.route;
     if (!(rt->roles & ROLE(c->req.tok.role))) {
-        refuse(c, 403, "forbidden",
-               "a %s token may not %s %s", kn_http_role_name(c->req.tok.role),
+        refuse(c, 403, "forbidden", "a %s token may not %s %s",
+               kn_http_role_name(c->req.tok.role),
                rt->method == HTTP_POST ? "POST to" : "read", c->req.path);
         return;
     }
@@ -3443,12 +3421,13 @@ static void dispatch(struct conn *c)
             path_match(found->pattern, r->path, &r->param);
             break;
         }
-        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow),
-                 "%s%s", allow[0] ? ", " : "",
+        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
+                 allow[0] ? ", " : "",
                  http_method_str((enum http_method)routes[i].method));
     }
     if ((found == NULL || found->limited) &&
-        !(found != NULL && found->id == R_METRICS && s->cfg->http_metrics_open) &&
+        !(found != NULL && found->id == R_METRICS &&
+          s->cfg->http_metrics_open) &&
         !rate_take(s, r->source, &retry)) {
         char extra[48];
         json_t *j = json_object();
@@ -3464,8 +3443,7 @@ static void dispatch(struct conn *c)
         char extra[96];
         json_t *j = json_object();
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-        json_object_set_new(j, "error",
-                            json_string("method not allowed here"));
+        json_object_set_new(j, "error", json_string("method not allowed here"));
         json_object_set_new(j, "field", json_null());
         respond_json(c, 405, j, extra);
         return;
@@ -3548,8 +3526,7 @@ static int http_open(struct kn_daemon *d, void **state)
 
     *state = NULL;
     if (cfg->http_listen == NULL || cfg->http_listen[0] == '\0') {
-        kn_log(KN_LOG_INFO, "http", "HTTP is off (http.listen is empty)",
-               NULL);
+        kn_log(KN_LOG_INFO, "http", "HTTP is off (http.listen is empty)", NULL);
         return 0;
     }
     memset(&addr, 0, sizeof(addr));

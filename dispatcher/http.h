@@ -36,9 +36,9 @@ int kn_http_role_parse(const char *s);
 
 #define KN_TOKEN_SECRET_BYTES 32
 #define KN_TOKEN_SECRET_CHARS 43 /* base64url of 32 bytes, no padding */
-#define KN_TOKEN_ID_MAX 32
-#define KN_TOKEN_SALT_BYTES 16
-#define KN_TOKEN_ALG "hmac-sha256-pepper1"
+#define KN_TOKEN_ID_MAX       32
+#define KN_TOKEN_SALT_BYTES   16
+#define KN_TOKEN_ALG          "hmac-sha256-pepper1"
 
 /*
  * Split a presented token "kn_<id>_<secret>".  Returns 0 with the id
@@ -66,7 +66,6 @@ void kn_http_token_hash(const struct kn_keyring *kr, const char *salt_hex,
  * never interleave; the directory is created (mode 0750) if missing and
  * the file with mode 0640.  Returns 0 or KN_EIO.
  */
-int kn_http_audit_append(const char *dir, const char *file,
-                         const char *line);
+int kn_http_audit_append(const char *dir, const char *file, const char *line);
 
 #endif

@@ -26,10 +26,10 @@ void kn__module_register(struct kn_module *m);
 /* First registered module (walk with ->_next). */
 struct kn_module *kn__modules(void);
 
-#define KN_MODULE(var)                                                        \
-    __attribute__((constructor)) static void var##_register(void)            \
-    {                                                                         \
-        kn__module_register(&var);                                            \
+#define KN_MODULE(var)                                                         \
+    __attribute__((constructor)) static void var##_register(void)              \
+    {                                                                          \
+        kn__module_register(&var);                                             \
     }
 
 #endif

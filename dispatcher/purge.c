@@ -30,8 +30,8 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
 
-#define JST_MS (9 * 3600 * 1000LL)
-#define DAY_MS (86400 * 1000LL)
+#define JST_MS  (9 * 3600 * 1000LL)
+#define DAY_MS  (86400 * 1000LL)
 #define LOCK_MS 600000
 
 /* ---------------------------------------------------------------- dates */
@@ -97,8 +97,7 @@ static redisReply *cmd(struct ctx *x, const char *fmt, ...)
     va_end(ap);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         if (!x->failed)
-            snprintf(x->err, x->errlen, "Redis: %s",
-                     r ? r->str : x->c->errstr);
+            snprintf(x->err, x->errlen, "Redis: %s", r ? r->str : x->c->errstr);
         x->failed = 1;
         if (r != NULL)
             freeReplyObject(r);
@@ -118,8 +117,7 @@ static long long run(struct ctx *x, const char *fmt, ...)
     va_end(ap);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         if (!x->failed)
-            snprintf(x->err, x->errlen, "Redis: %s",
-                     r ? r->str : x->c->errstr);
+            snprintf(x->err, x->errlen, "Redis: %s", r ? r->str : x->c->errstr);
         x->failed = 1;
     } else if (r->type == REDIS_REPLY_INTEGER) {
         n = r->integer;
@@ -132,8 +130,8 @@ static long long run(struct ctx *x, const char *fmt, ...)
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack", p, id, p, id, p,
-        id, p, id);
+    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack", p, id, p, id, p, id,
+        p, id);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
     run(x, "ZREM %sactive %s", p, id);
@@ -189,7 +187,8 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
             n += run(x, "DEL %sbidx:%s:line:%s", p, t,
                      json_string_value(json_object_get(c, "li")));
         pa = json_object_get(c, "p");
-        json_array_foreach(pa, j, e) {
+        json_array_foreach(pa, j, e)
+        {
             if (json_string_value(json_object_get(e, "ti")))
                 n += run(x, "DEL %sbidx:%s:push:%s", p, t,
                          json_string_value(json_object_get(e, "ti")));
@@ -227,8 +226,7 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         for (size_t i = 0; r && i < r->elements; i++) {
             const char *id = r->element[i]->str;
             h = cmd(x, "HGET %sbc:%s tenant", p, id);
-            if (h && h->type == REDIS_REPLY_STRING &&
-                strcmp(h->str, t) == 0) {
+            if (h && h->type == REDIS_REPLY_STRING && strcmp(h->str, t) == 0) {
                 delete_broadcast(x, id);
                 n++;
             }
@@ -378,8 +376,8 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
     if (r)
         freeReplyObject(r);
 
-    st->audit_lines = purge_audit(cfg->audit_dir, st->audit_cutoff_ms,
-                                  aerr, sizeof(aerr));
+    st->audit_lines =
+        purge_audit(cfg->audit_dir, st->audit_cutoff_ms, aerr, sizeof(aerr));
     if (st->audit_lines < 0 && !x.failed)
         snprintf(err, errlen, "%s", aerr);
     if (x.failed || st->audit_lines < 0)
@@ -420,8 +418,8 @@ static void purge_work(uv_work_t *w)
         snprintf(p->err, sizeof(p->err), "cannot reach Redis");
         return;
     }
-    p->rc = kn_purge_run(c, p->d->cfg, kn_now_ms(), &p->st, p->err,
-                         sizeof(p->err));
+    p->rc =
+        kn_purge_run(c, p->d->cfg, kn_now_ms(), &p->st, p->err, sizeof(p->err));
     redisFree(c);
 }
 
@@ -446,8 +444,7 @@ static void purge_done(uv_work_t *w, int status)
     if (p->rc == KN_EAGAIN) {
         kn_log(KN_LOG_INFO, "purge", "another process is purging", NULL);
     } else if (p->rc < 0) {
-        kn_log(KN_LOG_ERROR, "purge", "purge failed", "error", p->err,
-               NULL);
+        kn_log(KN_LOG_ERROR, "purge", "purge failed", "error", p->err, NULL);
     } else {
         snprintf(a, sizeof(a), "%lld", p->st.broadcasts);
         snprintf(b, sizeof(b), "%lld", p->st.delivery_records);
@@ -474,8 +471,7 @@ static int purge_open(struct kn_daemon *d, void **state)
     p->d = d;
     uv_timer_init(d->loop, &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, on_purge_timer, PURGE_FIRST_MS,
-                   PURGE_EVERY_MS);
+    uv_timer_start(&p->timer, on_purge_timer, PURGE_FIRST_MS, PURGE_EVERY_MS);
     uv_unref((uv_handle_t *)&p->timer);
     *state = p;
     return 0;

@@ -57,15 +57,15 @@ struct wjob {
     char *fields;    /* "line:<bi>,line:<bi>..." */
     char *rcpt_list; /* "r-1,r-2..." in the same order */
     char *key;       /* "<bcast>/<job key>" */
-    int n; /* attempts before this one */
+    int n;           /* attempts before this one */
     struct kn__msg *msg;
     char **addr; /* plaintext, wiped after the send */
     char *link;  /* personal confirmation link */
     int claimed;
-    int prio;  /* 0 urgent, 1 normal */
-    int probe; /* the breaker's probe of the relay */
-    struct kn_adapter *via; /* the adapter it was sent through */
-    struct wjob *next; /* ready queue */
+    int prio;                   /* 0 urgent, 1 normal */
+    int probe;                  /* the breaker's probe of the relay */
+    struct kn_adapter *via;     /* the adapter it was sent through */
+    struct wjob *next;          /* ready queue */
     struct wjob *hprev, *hnext; /* every job in hand, oldest hold first */
     int64_t held_ms; /* monotonic: read, or its idle time last reset */
     int lost;        /* another process claimed it: not ours to send */
@@ -92,14 +92,15 @@ struct kn_worker {
     enum kn_channel ch;
     const char *chname;
     struct kn_adapter ad;
-    struct kn_adapter alt; /* e-mail failover (SendGrid); alt.ops NULL if none */
+    struct kn_adapter
+        alt; /* e-mail failover (SendGrid); alt.ops NULL if none */
     char *route;
     struct kn_redis *blk;
     char *streams[2]; /* urgent, normal */
-    size_t slots;   /* sends at once (the adapter's capacity) */
-    size_t limit;   /* jobs in hand at most: 4 x slots */
-    size_t busy;    /* jobs in hand: read, not yet recorded */
-    size_t sending; /* jobs in the main adapter */
+    size_t slots;     /* sends at once (the adapter's capacity) */
+    size_t limit;     /* jobs in hand at most: 4 x slots */
+    size_t busy;      /* jobs in hand: read, not yet recorded */
+    size_t sending;   /* jobs in the main adapter */
     struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
     int reading, phase;
     long got, asked; /* entries this read cycle; asked of the last read */
@@ -232,8 +233,8 @@ static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
     struct fin_batch *b = arg;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
         kn_log(KN_LOG_ERROR, "worker", "recording results failed", "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               "bc", b->jobs[0]->bcast, "job", b->jobs[0]->entry, NULL);
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", "bc",
+               b->jobs[0]->bcast, "job", b->jobs[0]->entry, NULL);
     for (size_t i = 0; i < b->n; i++)
         job_done(b->jobs[i]);
     free(b);
@@ -281,8 +282,8 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
 {
     struct kn_worker *w = jb->w;
     struct kn_daemon *d = w->d;
-    int counted = strcmp(state, "delivered") == 0 ||
-                  strcmp(state, "failed") == 0;
+    int counted =
+        strcmp(state, "delivered") == 0 || strcmp(state, "failed") == 0;
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
                "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
@@ -544,10 +545,9 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         pump(w);
     if (w->alt.ops != NULL && jb->via == &w->ad)
         breaker_result(w, jb, r);
-    kn__metrics_result(d, w->ch, jb->via->ops->name, r->status,
-                       jb->msg->m.created_ms > 0
-                           ? kn_now_ms() - jb->msg->m.created_ms
-                           : -1);
+    kn__metrics_result(
+        d, w->ch, jb->via->ops->name, r->status,
+        jb->msg->m.created_ms > 0 ? kn_now_ms() - jb->msg->m.created_ms : -1);
     if (r->auth && r->status == KN_PERMFAIL) {
         /* A configuration error the provider will refuse every time (an
          * APNs token of another app's topic, say): pause the route so the
@@ -555,9 +555,9 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         w->auth_paused_until = kn_mono_ms() + 30000;
         w->d->route_paused[w->ch] = 1;
         kn_log(KN_LOG_ERROR, "route",
-               "refused as misconfigured: route paused for 30 s",
-               "channel", w->chname, "provider", jb->via->ops->name,
-               "reason", r->detail, NULL);
+               "refused as misconfigured: route paused for 30 s", "channel",
+               w->chname, "provider", jb->via->ops->name, "reason", r->detail,
+               NULL);
         fail_for_good(jb, r->detail);
         return;
     }
@@ -569,8 +569,8 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         kn_log(KN_LOG_ERROR, "route",
                "credentials refused: route paused for 30 s; fix the "
                "token or key",
-               "channel", w->chname, "provider", jb->via->ops->name,
-               "reason", r->detail, NULL);
+               "channel", w->chname, "provider", jb->via->ops->name, "reason",
+               r->detail, NULL);
         retry(jb, 30000, r->detail, 0);
         return;
     }
@@ -691,8 +691,7 @@ static void slow_down(struct kn_worker *w, struct bucket *b)
 {
     b->slowed++;
     char *k = kn__key(w->d, "rate:%s", b->name);
-    kn_redis_cmd(w->d->cmd, on_marked, NULL,
-                 "HSET %s slow_until %lld", k,
+    kn_redis_cmd(w->d->cmd, on_marked, NULL, "HSET %s slow_until %lld", k,
                  (long long)(kn_now_ms() + 60000));
     free(k);
 }
@@ -705,8 +704,8 @@ static int open_addrs(struct wjob *jb)
     struct kn_worker *w = jb->w;
     jb->addr = kn_xcalloc(jb->naddr + 1, sizeof(char *));
     for (size_t i = 0; i < jb->naddr; i++) {
-        if (kn_unseal(w->d->kr, w->chname, jb->sealed[i], &jb->addr[i],
-                      NULL) < 0) {
+        if (kn_unseal(w->d->kr, w->chname, jb->sealed[i], &jb->addr[i], NULL) <
+            0) {
             char why[160];
             snprintf(why, sizeof(why),
                      "cannot decrypt the address (sealed with key id %d: is "
@@ -808,8 +807,9 @@ static int send_now(struct wjob *jb)
     if (jb->lost) {
         /* Claimed by another process while it waited here (this one was
          * stalled): that process sends it. */
-        kn_log(KN_LOG_WARN, "worker", "job taken over by another process "
-                                      "before it was sent; left to it",
+        kn_log(KN_LOG_WARN, "worker",
+               "job taken over by another process "
+               "before it was sent; left to it",
                "bc", jb->bcast, "job", jb->entry, NULL);
         job_done(jb);
         return 0;
@@ -962,8 +962,9 @@ static void on_msg(struct kn__msg *m, void *arg)
         if (m->cancelled)
             finish(jb, "cancelled", "broadcast cancelled");
         else if (m->m.expires_ms > 0 && kn_now_ms() >= m->m.expires_ms)
-            finish(jb, "expired", "broadcast expired before it could be "
-                                  "sent");
+            finish(jb, "expired",
+                   "broadcast expired before it could be "
+                   "sent");
         else
             send_job(jb);
         return;
@@ -1016,8 +1017,8 @@ static int parse_recipients(struct wjob *jb)
         jb->rcpts[k] = json_string_value(rv);
         jb->sealed[k] = json_string_value(av);
         jb->bindex[k] = json_string_value(iv);
-        t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "",
-                         jb->w->chname, jb->bindex[k]);
+        t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "", jb->w->chname,
+                         jb->bindex[k]);
         free(f);
         f = t;
         t = kn_xasprintf("%s%s%s", rl ? rl : "", rl ? "," : "", jb->rcpts[k]);
@@ -1056,17 +1057,16 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->j = json_loadb(jv->str, jv->len, 0, NULL);
     jb->bcast = jstr(jb->j, "b");
     nv = json_object_get(jb->j, "n");
-    if (jb->bcast == NULL || !json_is_integer(nv) ||
-        parse_recipients(jb) < 0) {
+    if (jb->bcast == NULL || !json_is_integer(nv) || parse_recipients(jb) < 0) {
         kn__poison(w->d, stream, jb->entry, jb->raw, strlen(jb->raw),
                    "unreadable job (not the JSON kairand writes)");
         job_done(jb);
         return;
     }
     jb->n = (int)json_integer_value(nv);
-    jb->key = kn_xasprintf("%s/%s", jb->bcast,
-                           jstr(jb->j, "key") ? jstr(jb->j, "key")
-                                              : jb->fields);
+    jb->key =
+        kn_xasprintf("%s/%s", jb->bcast,
+                     jstr(jb->j, "key") ? jstr(jb->j, "key") : jb->fields);
     jb->job.platform = jstr(jb->j, "k");
     nv = json_object_get(jb->j, "t");
     jb->job.first_ms = json_is_integer(nv) ? json_integer_value(nv) : 0;
@@ -1099,13 +1099,14 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep->type == REDIS_REPLY_ERROR) {
         w->reading = 0;
         if (kn_reply_is_error(rep, "NOGROUP")) {
-            kn_log(KN_LOG_WARN, "worker", "consumer group missing (Redis "
-                                          "restarted empty?); recreating",
+            kn_log(KN_LOG_WARN, "worker",
+                   "consumer group missing (Redis "
+                   "restarted empty?); recreating",
                    "channel", w->chname, NULL);
             kn__ensure_groups(w->d, groups_ready, w);
         } else {
-            kn_log(KN_LOG_ERROR, "worker", "read failed", "channel",
-                   w->chname, "error", rep->str, NULL);
+            kn_log(KN_LOG_ERROR, "worker", "read failed", "channel", w->chname,
+                   "error", rep->str, NULL);
             uv_timer_start(&w->again, on_again, 1000, 0);
         }
         return;
@@ -1160,11 +1161,10 @@ static void read_phase(struct kn_worker *w)
                           "STREAMS %s >",
                           d->consumer, count, w->streams[w->phase]);
     } else {
-        const char *argv[] = {"XREADGROUP", "GROUP",    KN_GROUP,
-                              d->consumer,  "COUNT",    count,
-                              "BLOCK",      block,      "STREAMS",
-                              w->streams[0], w->streams[1], ">",
-                              ">"};
+        const char *argv[] = {
+            "XREADGROUP",  "GROUP", KN_GROUP, d->consumer, "COUNT",
+            count,         "BLOCK", block,    "STREAMS",   w->streams[0],
+            w->streams[1], ">",     ">"};
         rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
                            (int)KN_ARRAY_SIZE(argv), argv, NULL);
     }
@@ -1179,8 +1179,7 @@ static void fill(struct kn_worker *w)
      * jobs in hand (up to 4 x slots) cover it. */
     size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
     if (!w->started || w->closed || w->reading || w->d->stopping ||
-        !kn_redis_up(w->blk) || free_ == 0 ||
-        (w->busy > 0 && free_ < w->slots))
+        !kn_redis_up(w->blk) || free_ == 0 || (w->busy > 0 && free_ < w->slots))
         return;
     w->reading = 1;
     w->phase = 0;
@@ -1232,11 +1231,11 @@ static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep == NULL)
         return;
     if (rep->type != REDIS_REPLY_ARRAY) {
-        kn_log(KN_LOG_ERROR, "worker", "resetting the idle time of held "
-                                       "jobs failed",
-               "channel", w->chname,
-               "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               NULL);
+        kn_log(KN_LOG_ERROR, "worker",
+               "resetting the idle time of held "
+               "jobs failed",
+               "channel", w->chname, "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
         return;
     }
     /* Pairs (1 urgent | 2 normal, entry id) no longer pending for us. */
@@ -1356,8 +1355,8 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     w->route = kn_xstrdup(adapter);
     rc = kn_adapter_open(&w->ad, adapter, d->loop, cfg);
     if (rc < 0)
-        kn_fatal("cannot open the %s adapter for %s: %s", adapter,
-                 w->chname, kn_strerror(rc));
+        kn_fatal("cannot open the %s adapter for %s: %s", adapter, w->chname,
+                 kn_strerror(rc));
     /* E-mail through the relay fails over to SendGrid when it is set up
      * and failover.mode allows it. */
     if (ch == KN_CH_EMAIL && strcmp(adapter, "smtp") == 0 &&
@@ -1365,8 +1364,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
         cfg->sendgrid_api_key != NULL && kn_adapter_find("sendgrid") != NULL) {
         rc = kn_adapter_open(&w->alt, "sendgrid", d->loop, cfg);
         if (rc < 0)
-            kn_fatal("cannot open the sendgrid adapter: %s",
-                     kn_strerror(rc));
+            kn_fatal("cannot open the sendgrid adapter: %s", kn_strerror(rc));
         kn_log(KN_LOG_INFO, "route", "failover to SendGrid ready", "mode",
                cfg->failover_mode == KN_FAILOVER_ALWAYS ? "always"
                                                         : "emergency-only",

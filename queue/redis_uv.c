@@ -67,7 +67,7 @@ struct kn_redis {
     uv_timer_t reconnect; /* backoff */
     uv_prepare_t flush;   /* deferred writes, once per loop turn */
     int flush_pending;
-    int attempts;         /* failed attempts in a row */
+    int attempts; /* failed attempts in a row */
     uint64_t connects;
     struct rcmd *head, *tail;
     int handles_open;
@@ -83,10 +83,10 @@ static void set_state(struct kn_redis *r, enum rstate s, const char *why)
         return;
     r->state = s;
     if (s == R_UP || old == R_UP || s == R_CLOSED)
-        kn_log(s == R_UP || s == R_CLOSED ? KN_LOG_INFO : KN_LOG_WARN,
-               "redis", s == R_UP ? "connected" : "state change", "conn",
-               r->name, "from", rstate_name(old), "to", rstate_name(s),
-               "why", why, NULL);
+        kn_log(s == R_UP || s == R_CLOSED ? KN_LOG_INFO : KN_LOG_WARN, "redis",
+               s == R_UP ? "connected" : "state change", "conn", r->name,
+               "from", rstate_name(old), "to", rstate_name(s), "why", why,
+               NULL);
     else
         kn_log(KN_LOG_DEBUG, "redis", "state change", "conn", r->name, "from",
                rstate_name(old), "to", rstate_name(s), "why", why, NULL);
@@ -299,8 +299,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
                      const char **argv, const size_t *lens)
 {
-    if (r->ac == NULL || redisAsyncCommandArgv(r->ac, on_reply, c, argc,
-                                               argv, lens) != REDIS_OK) {
+    if (r->ac == NULL || redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv,
+                                               lens) != REDIS_OK) {
         cmd_free(c);
         return KN_ECLOSED;
     }
@@ -409,16 +409,15 @@ static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
         if (kn_reply_is_error(rep, "LOADING") &&
             strstr(r->last_error, "LOADING") == NULL)
             kn_log(KN_LOG_WARN, "redis",
-                   "Redis is loading its data set; waiting", "conn",
-                   r->name, NULL);
+                   "Redis is loading its data set; waiting", "conn", r->name,
+                   NULL);
         teardown(r, why);
         return;
     }
     if (strcmp(step, "PING") == 0) {
         r->attempts = 0;
         if (r->connects++ > 0)
-            kn_log(KN_LOG_INFO, "redis", "reconnected", "conn", r->name,
-                   NULL);
+            kn_log(KN_LOG_INFO, "redis", "reconnected", "conn", r->name, NULL);
         r->connect_deadline = 0;
         set_state(r, R_UP, "ready");
     }

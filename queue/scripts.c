@@ -24,32 +24,32 @@
 
 /* Shared prelude: a broadcast is done when it is fully expanded and every
  * job has a final state. */
-#define MAYBE_DONE                                                            \
-    "local function maybe_done(bc, active, id, now)\n"                        \
-    "  if redis.call('HGET', bc, 'expanded') ~= '1' then return end\n"        \
-    "  local jobs = tonumber(redis.call('HGET', bc, 'jobs') or '0')\n"        \
-    "  local fin = tonumber(redis.call('HGET', bc, 'final') or '0')\n"        \
-    "  if fin < jobs then return end\n"                                       \
-    "  local st = redis.call('HGET', bc, 'status')\n"                         \
-    "  if st == 'sending' or st == 'queued' then\n"                           \
-    "    redis.call('HSET', bc, 'status', 'done')\n"                          \
-    "  end\n"                                                                 \
-    "  redis.call('HSETNX', bc, 'done_ms', now)\n"                            \
-    "  redis.call('ZREM', active, id)\n"                                      \
+#define MAYBE_DONE                                                             \
+    "local function maybe_done(bc, active, id, now)\n"                         \
+    "  if redis.call('HGET', bc, 'expanded') ~= '1' then return end\n"         \
+    "  local jobs = tonumber(redis.call('HGET', bc, 'jobs') or '0')\n"         \
+    "  local fin = tonumber(redis.call('HGET', bc, 'final') or '0')\n"         \
+    "  if fin < jobs then return end\n"                                        \
+    "  local st = redis.call('HGET', bc, 'status')\n"                          \
+    "  if st == 'sending' or st == 'queued' then\n"                            \
+    "    redis.call('HSET', bc, 'status', 'done')\n"                           \
+    "  end\n"                                                                  \
+    "  redis.call('HSETNX', bc, 'done_ms', now)\n"                             \
+    "  redis.call('ZREM', active, id)\n"                                       \
     "end\n"
 
-#define SPLIT                                                                 \
-    "local function split(s)\n"                                               \
+#define SPLIT                                                                  \
+    "local function split(s)\n"                                                \
     "  local t = {}\n"                                                         \
-    "  for x in string.gmatch(s, '[^,]+') do t[#t + 1] = x end\n"             \
+    "  for x in string.gmatch(s, '[^,]+') do t[#t + 1] = x end\n"              \
     "  return t\n"                                                             \
     "end\n"
 
-#define IS_FINAL                                                              \
-    "local function is_final(v)\n"                                            \
-    "  if not v then return false end\n"                                      \
-    "  local c = string.sub(v, 1, 2)\n"                                       \
-    "  return c ~= 'q|' and c ~= 'r|'\n"                                      \
+#define IS_FINAL                                                               \
+    "local function is_final(v)\n"                                             \
+    "  if not v then return false end\n"                                       \
+    "  local c = string.sub(v, 1, 2)\n"                                        \
+    "  return c ~= 'q|' and c ~= 'r|'\n"                                       \
     "end\n"
 
 /*
@@ -239,10 +239,9 @@ struct kn_redis_script kn_script_commit_page = {
  */
 struct kn_redis_script kn_script_expand_done = {
     "expand_done",
-    MAYBE_DONE
-    "redis.call('HSET', KEYS[1], 'expanded', '1')\n"
-    "maybe_done(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
-    "return redis.call('HGET', KEYS[1], 'status')\n",
+    MAYBE_DONE "redis.call('HSET', KEYS[1], 'expanded', '1')\n"
+               "maybe_done(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
+               "return redis.call('HGET', KEYS[1], 'status')\n",
     ""};
 
 /*
@@ -521,11 +520,11 @@ struct kn_redis_script kn_script_take = {
     ""};
 
 static struct kn_redis_script *const all[] = {
-    &kn_script_submit,  &kn_script_reject,      &kn_script_resolve,
+    &kn_script_submit,      &kn_script_reject,      &kn_script_resolve,
     &kn_script_commit_page, &kn_script_expand_done, &kn_script_precheck,
-    &kn_script_finish,  &kn_script_retry,       &kn_script_promote,
-    &kn_script_cancel,  &kn_script_dlq_retry,   &kn_script_fallback,
-    &kn_script_mark_dead, &kn_script_take, &kn_script_keep,
+    &kn_script_finish,      &kn_script_retry,       &kn_script_promote,
+    &kn_script_cancel,      &kn_script_dlq_retry,   &kn_script_fallback,
+    &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
 };
 
 void kn_scripts_init(void)
