@@ -10,9 +10,14 @@
  * than that is not sent again but fails permanently.
  *
  * The channel access token is either long-lived (line.token, token_file,
- * KAIRAN_LINE_TOKEN) or issued here by the v2.1 flow: a JWT assertion
- * (RS256, the channel's assertion key) posted to line.token_url.  An
- * issued token is cached, renewed in the background at 90 % of its life,
+ * KAIRAN_LINE_TOKEN) or issued here: a JWT assertion (RS256, the channel's
+ * assertion key) posted to line.token_url.  By default that is the
+ * stateless endpoint (/oauth2/v3/token): 15-minute tokens, no cap on how
+ * many are valid.  The v2.1 endpoint (/oauth2/v2.1/token, 30-day tokens)
+ * stays possible, but a channel may hold only 30 valid v2.1 tokens and
+ * LINE refuses to issue more: with a token per process start, restarts
+ * and more processes would use them up within a month.  An issued token
+ * is cached, renewed in the background at 90 % of its life,
  * and shared by all requests; at most one issue is in flight, and jobs
  * that arrive while there is no usable token wait for it.  A 401 drops an
  * issued token so the next job issues a new one, once: a new token that
@@ -64,6 +69,16 @@ static const char no_credentials[] =
     "no LINE channel access token: set line.token (or token_file, "
     "KAIRAN_LINE_TOKEN), or line.channel_id + key_file + key_id";
 
+/* The stateless endpoint (/oauth2/v3/token) rather than v2.1's. */
+static int is_stateless_url(const char *url)
+{
+    const char *q = strchr(url, '?');
+    size_t n = q ? (size_t)(q - url) : strlen(url);
+    static const char tail[] = "/oauth2/v3/token";
+    return n >= sizeof(tail) - 1 &&
+           memcmp(url + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1) == 0;
+}
+
 struct line_send;
 
 struct line {
@@ -75,9 +90,10 @@ struct line {
     size_t in_flight; /* jobs taken by send() and not yet done */
     int closing;
 
-    /* The channel access token: long-lived, or issued (v2.1). */
+    /* The channel access token: long-lived, or issued (stateless/v2.1). */
     char *static_token;
     EVP_PKEY *key;
+    int stateless; /* token_url is LINE's /oauth2/v3/token */
     char *channel_id, *key_id;
     char *token;          /* issued token, NULL if none */
     uint64_t token_gen;   /* changes with every new or dropped token */
@@ -635,10 +651,13 @@ static void token_issue(struct line *l)
 
     h = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid",
                   l->key_id);
-    p = json_pack("{s:s, s:s, s:s, s:I, s:i}", "iss", l->channel_id, "sub",
+    p = json_pack("{s:s, s:s, s:s, s:I}", "iss", l->channel_id, "sub",
                   l->channel_id, "aud", "https://api.line.me/", "exp",
-                  (json_int_t)(now + ASSERTION_LIFE_S), "token_exp",
-                  TOKEN_LIFE_S);
+                  (json_int_t)(now + ASSERTION_LIFE_S));
+    /* token_exp: the life asked for, v2.1 only (a stateless token lives
+     * 15 minutes). */
+    if (!l->stateless)
+        json_object_set_new(p, "token_exp", json_integer(TOKEN_LIFE_S));
     hj = json_dumps(h, JSON_COMPACT);
     pj = json_dumps(p, JSON_COMPACT);
     json_decref(h);
@@ -955,6 +974,7 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
         l->channel_id = kn_xstrdup(cfg->line_channel_id);
         l->key_id = kn_xstrdup(cfg->line_key_id);
         l->token_url = kn_xstrdup(cfg->line_token_url);
+        l->stateless = is_stateless_url(l->token_url);
     } else {
         /* Not fatal: kairand still delivers the other channels.  LINE
          * jobs tempfail with the auth hint until this is fixed. */
@@ -965,9 +985,10 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
     a->priv = l;
     kn_log(KN_LOG_INFO, "line", "LINE Messaging API configured", "url", base,
            "token",
-           l->static_token ? "long-lived"
-           : l->key        ? "v2.1 (issued)"
-                           : "none",
+           l->static_token          ? "long-lived"
+           : l->key && l->stateless ? "stateless (issued, 15 min)"
+           : l->key                 ? "v2.1 (issued)"
+                                    : "none",
            NULL);
     return 0;
 }

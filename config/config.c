@@ -197,7 +197,7 @@ static const struct key keys[] = {
     OPT("line", "channel_id", line_channel_id),
     OPT("line", "key_file", line_key_file),
     OPT("line", "key_id", line_key_id),
-    STR("line", "token_url", "https://api.line.me/oauth2/v2.1/token",
+    STR("line", "token_url", "https://api.line.me/oauth2/v3/token",
         line_token_url, F_URL, NULL, NULL),
     STR("line", "channel_secret", NULL, line_channel_secret,
         F_OPTIONAL | F_SECRET, NULL, "KAIRAN_LINE_SECRET"),

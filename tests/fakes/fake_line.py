@@ -38,7 +38,15 @@ POST /oauth2/v2.1/token (channel access token v2.1)
   --line-public-key (PEM, SubjectPublicKeyInfo or PKCS#1).  Answer
   {"access_token", "token_type": "Bearer", "expires_in": min(token_exp,
   --token-ttl), "key_id"}; errors 400 {"error", "error_description"}.
-  The token is accepted until it expires.
+  The token is accepted until it expires.  A channel has at most
+  --max-tokens (LINE: 30) valid v2.1 tokens: past it the issue is refused
+  (400), as LINE does ("the API returns an error and no more can be
+  issued").
+
+POST /oauth2/v3/token (stateless channel access token)
+  The same form and assertion (token_exp not needed); answer
+  {"token_type": "Bearer", "access_token", "expires_in":
+  min(900, --token-ttl)}; no cap on tokens.
 
 Store (--store DIR):
   DIR/requests.jsonl  one line per accepted push/multicast request (a retry
@@ -327,6 +335,7 @@ class State:
         self.ctl = Control(args.control)
         self.keys = {}            # retry key -> (request id, sentMessages)
         self.tokens = {}          # issued token -> expiry (monotonic)
+        self.stateless = set()    # those of them issued by /oauth2/v3/token
         self.static = set(args.token or [])
         self.used = 0             # messages this "month"
         self.windows = {}         # endpoint -> (second, count)
@@ -442,6 +451,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path == "/oauth2/v2.1/token":
             self.token(body)
+        elif path == "/oauth2/v3/token":
+            self.token(body, stateless=True)
         elif path in ("/v2/bot/message/push", "/v2/bot/message/multicast"):
             self.message(path.rsplit("/", 1)[1], body)
         else:
@@ -467,7 +478,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- token endpoint
 
-    def token(self, body):
+    def token(self, body, stateless=False):
         st = self.server.state
         rule = st.ctl.find("token", [])
 
@@ -517,17 +528,37 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(exp, int) or exp <= now or exp > now + 30 * 60 + 60:
             return refuse(400, "invalid_client",
                           "exp must be in the future and at most 30 minutes ahead")
-        texp = pl.get("token_exp")
-        if not isinstance(texp, int) or not 1 <= texp <= 2592000:
-            return refuse(400, "invalid_client", "token_exp must be 1..2592000")
-        ttl = min(texp, st.args.token_ttl)
+        if stateless:
+            ttl = min(900, st.args.token_ttl)
+        else:
+            texp = pl.get("token_exp")
+            if not isinstance(texp, int) or not 1 <= texp <= 2592000:
+                return refuse(400, "invalid_client", "token_exp must be 1..2592000")
+            ttl = min(texp, st.args.token_ttl)
+            with st.lock:
+                mono = time.monotonic()
+                valid = sum(1 for t, e in st.tokens.items()
+                            if e > mono and t not in st.stateless)
+            if valid >= st.args.max_tokens:
+                return refuse(400, "invalid_request",
+                              "the number of valid channel access tokens "
+                              "v2.1 has reached the limit (%d)"
+                              % st.args.max_tokens)
         tok = "fake-issued-" + secrets.token_urlsafe(24)
         with st.lock:
             st.tokens[tok] = time.monotonic() + ttl
+            if stateless:
+                st.stateless.add(tok)
             st.stats["tokens"] += 1
-        st.event(ev="token", status=200, reason=None, expires_in=ttl)
-        self.answer(200, {"access_token": tok, "token_type": "Bearer",
-                          "expires_in": ttl, "key_id": secrets.token_hex(8)})
+        st.event(ev="token", status=200, reason=None, expires_in=ttl,
+                 kind="stateless" if stateless else "v2.1")
+        if stateless:
+            self.answer(200, {"token_type": "Bearer", "access_token": tok,
+                              "expires_in": ttl})
+        else:
+            self.answer(200, {"access_token": tok, "token_type": "Bearer",
+                              "expires_in": ttl,
+                              "key_id": secrets.token_hex(8)})
 
     # -- push / multicast
 
@@ -734,6 +765,8 @@ def parse_args(argv):
                     help="public key that verifies client assertions")
     ap.add_argument("--token-ttl", type=int, default=2592000,
                     help="expires_in of issued tokens (seconds)")
+    ap.add_argument("--max-tokens", type=int, default=30,
+                    help="valid v2.1 tokens a channel may have (LINE: 30)")
     ap.add_argument("--quota", type=int, default=None,
                     help="monthly messages before 429 'monthly limit'")
     ap.add_argument("--push-rate", type=int, default=0)

@@ -23,6 +23,10 @@ until routes or failover can reach it from kairand).
       jobs, a new one after expiry, never a 401 for an expired token.
       (401 -> token dropped, refused assertions, renewal: test_line_live.c,
       without the dispatcher's 30 s credential pause.)
+  [7b] stateless tokens (/oauth2/v3/token, the default): three kairand
+      starts against a channel that allows 2 valid v2.1 tokens each issue
+      their own 15-minute token and deliver; the same with the v2.1
+      endpoint, the third start's token is refused (why v3 is the default).
   [8] https to the fake with line.ca_file (the test CA): delivered; without
       it the peer is not trusted: nothing sent, the job fails.
   [9] fake_sendgrid checks (auth, spec shape, carrier address -> 400).
@@ -303,6 +307,62 @@ with tap.check("[7] no user id, token or assertion in kairand's log"):
     assert "fake-issued-" not in logtext
     assert not [u for u in ALL_IDS if u in logtext]
     assert '"v2.1 (issued)"' in logtext or "v2.1" in logtext
+
+# ---------------------------------------------------------------- [7b]
+line4 = FakeLine(out, "line4", ["--line-public-key", pub, "--kid", "kid-test-1",
+                                "--channel-id", "1657000000",
+                                "--max-tokens", "2"])
+r4 = Redis(out)
+
+
+def jwt_kairan(name, path):
+    return Kairan(out, r4, email="outbox", name=name, conf={
+        "routes": {"line": "line"},
+        "line": {"api_base": line4.url, "token_url": line4.url + path,
+                 "channel_id": "1657000000", "key_file": priv,
+                 "key_id": "kid-test-1", "timeout_ms": "5s"},
+        "queue": {"retry_base_ms": "100", "retry_cap_ms": "300",
+                  "max_attempts": "2"},
+    })
+
+
+with tap.check("[7b] stateless: three starts, three tokens, all delivered (no cap)"):
+    for n in range(3):
+        kn = jwt_kairan("kairan-v3-%d" % n, "/oauth2/v3/token")
+        dn = kn.start()
+        ids = [uid() for _ in range(3)]
+        ALL_IDS.update(ids)
+        bid = kn.submit(line_bcast(ids, prefix="v3-%d" % n))
+        kn.wait_done(bid, 30)
+        assert kn.counts(bid)["line"].get("delivered") == 3, kn.counts(bid)
+        dn.stop()
+        assert "stateless" in dn.stderr_text()
+    toks = [e for e in line4.events("token") if e["status"] == 200]
+    assert len(toks) == 3 and all(e.get("kind") == "stateless"
+                                  for e in toks), toks
+    assert all(e.get("expires_in") == 900 for e in toks), toks
+with tap.check("[7b] v2.1: the channel's cap of valid tokens refuses the third start"):
+    results = []
+    for n in range(3):
+        kn = jwt_kairan("kairan-v21-%d" % n, "/oauth2/v2.1/token")
+        dn = kn.start()
+        ids = [uid() for _ in range(2)]
+        ALL_IDS.update(ids)
+        bid = kn.submit(line_bcast(ids, prefix="v21-%d" % n))
+        if n < 2:
+            kn.wait_done(bid, 30)
+        else:
+            # Refused credentials pause the route and keep the jobs: the
+            # broadcast does not end; the refusal is what counts here.
+            dn.wait_output("cannot issue a channel access token", 20)
+        results.append(kn.counts(bid)["line"].get("delivered", 0))
+        dn.stop()
+        if n == 2:
+            kn.ctl("cancel", bid)
+    assert results == [2, 2, 0], results
+    refused = [e for e in line4.events("token") if e["status"] == 400]
+    assert refused and "limit" in refused[0]["reason"], refused
+r4.stop()
 
 # ---------------------------------------------------------------- [8]
 ca = mkca()
