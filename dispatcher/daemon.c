@@ -15,6 +15,8 @@
  */
 #include "daemon.h"
 
+#include <jansson.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,14 +460,23 @@ static void on_poison(struct kn_redis *r, redisReply *rep, void *arg)
 void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
                 const char *raw, size_t rawlen, const char *reason)
 {
-    char *dlq = kn__key(d, "dlq"), now[24];
+    char *dlq = kn__key(d, "dlq"), now[24], bc[80] = "";
+    json_t *j = raw ? json_loadb(raw, rawlen, 0, NULL) : NULL;
+    /* The broadcast, when the job names one (a job of a purged broadcast
+     * is readable): the DLQ listing can then say whose it was. */
+    if (json_is_string(json_object_get(j, "b")) &&
+        strlen(json_string_value(json_object_get(j, "b"))) < sizeof(bc))
+        snprintf(bc, sizeof(bc), "%s",
+                 json_string_value(json_object_get(j, "b")));
+    json_decref(j);
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ", "stream",
            stream, "entry", id, "reason", reason, NULL);
     kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
     kn_redis_cmd(d->cmd, on_poison, NULL,
-                 "XADD %s * stream %s entry %s job %b reason %s failed_ms %s",
-                 dlq, stream, id, raw ? raw : "", raw ? rawlen : (size_t)0,
+                 "XADD %s * stream %s entry %s bc %s job %b reason %s "
+                 "failed_ms %s",
+                 dlq, stream, id, bc, raw ? raw : "", raw ? rawlen : (size_t)0,
                  reason, now);
     kn_redis_cmd(d->cmd, on_poison, NULL, "XACK %s " KN_GROUP " %s", stream,
                  id);

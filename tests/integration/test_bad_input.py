@@ -519,6 +519,9 @@ with tap.check("[5] poison jobs end in the DLQ with their reason, once"):
         tap.diag("%s: %r" % (name, [(e.get("reason"), e.get("attempts")) for e in mine]))
         assert len(mine) == 1, "%s: %d DLQ entries" % (name, len(mine))
         assert p["reason"] in mine[0].get("reason", ""), mine[0]
+        if name == "broadcast does not exist":
+            # A readable job names its broadcast in the dead letter.
+            assert mine[0].get("bc") == "no-such-broadcast", mine[0]
         lm = [x for x in listed if x["entry"] == mine[0]["_id"]]
         assert lm and p["reason"] in lm[0]["reason"], lm
     tap.diag("counts of %s before %r, after %r" % (done_bid, before, k.counts(done_bid)))
