@@ -69,6 +69,11 @@ struct wjob {
     struct wjob *hprev, *hnext; /* every job in hand, oldest hold first */
     int64_t held_ms; /* monotonic: read, or its idle time last reset */
     int lost;        /* another process claimed it: not ours to send */
+    /* Its final result, kept until recorded (a failed batch is recorded
+     * again job by job). */
+    const char *fin_state; /* a literal: "delivered", "failed", ... */
+    char *fin_detail;
+    int fin_attempts;
 };
 
 /*
@@ -116,8 +121,8 @@ struct kn_worker {
     int quota_paused;
     struct bucket buckets[4];
     size_t nbuckets;
-    /* Results of this loop turn, recorded together in one call of the
-     * "finish" script just before the turn's commands are written. */
+    /* Results that came in within FINISH_WAIT_MS of each other, recorded
+     * together in one call of the "finish" script. */
     struct kn_argv fin_keys, fin_args;
     struct wjob **fin_jobs;
     size_t nfin;
@@ -207,6 +212,7 @@ static void job_free(struct wjob *jb)
     free(jb->rcpt_list);
     free(jb->key);
     free(jb->link);
+    free(jb->fin_detail);
     free(jb);
 }
 
@@ -228,15 +234,45 @@ static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
     job_done(jb);
 }
 
+static void fin_append(struct kn_worker *w, struct wjob *jb);
+static void flush_finished(void *arg);
+
 static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct fin_batch *b = arg;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n)
-        kn_log(KN_LOG_ERROR, "worker", "recording results failed", "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", "bc",
-               b->jobs[0]->bcast, "job", b->jobs[0]->entry, NULL);
-    for (size_t i = 0; i < b->n; i++)
-        job_done(b->jobs[i]);
+    struct kn_worker *w = b->w;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == b->n) {
+        for (size_t i = 0; i < b->n; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_INTEGER && e->integer < 0)
+                kn_log(KN_LOG_ERROR, "worker",
+                       "result not recorded: a key of its broadcast holds "
+                       "the wrong type; the job is in the DLQ",
+                       "bc", b->jobs[i]->bcast, "job", b->jobs[i]->entry, NULL);
+            job_done(b->jobs[i]);
+        }
+    } else if (b->n > 1 && !w->closed) {
+        /* One bad job (a key of the wrong type, say) must not keep the
+         * others' results from being recorded: again, one by one. */
+        kn_log(KN_LOG_WARN, "worker",
+               "recording a batch of results failed; recording them one "
+               "by one",
+               "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
+               NULL);
+        flush_finished(w);
+        for (size_t i = 0; i < b->n; i++) {
+            fin_append(w, b->jobs[i]);
+            flush_finished(w);
+        }
+    } else {
+        /* The job stays pending in Redis: taken over and tried again. */
+        for (size_t i = 0; i < b->n; i++) {
+            kn_log(KN_LOG_ERROR, "worker", "recording a result failed", "error",
+                   rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
+                   "bc", b->jobs[i]->bcast, "job", b->jobs[i]->entry, NULL);
+            job_done(b->jobs[i]);
+        }
+    }
     free(b);
 }
 
@@ -294,24 +330,35 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
         d->metrics.cancelled += jb->naddr;
     else if (strcmp(state, "failed") == 0)
         d->metrics.dead_lettered += jb->naddr;
+    jb->fin_state = state;
+    free(jb->fin_detail);
+    jb->fin_detail = kn_xstrdup(detail ? detail : "");
+    /* This attempt counts once: a send that ended (delivered, failed) or
+     * a takeover (a stopped worker's attempt). */
+    jb->fin_attempts = jb->n + (counted || jb->claimed ? 1 : 0);
+    fin_append(w, jb);
+    if (w->nfin == FINISH_BATCH)
+        flush_finished(w);
+    else if (w->nfin == 1)
+        uv_timer_start(&w->fin_timer, on_fin_timer, FINISH_WAIT_MS, 0);
+}
+
+/* Add jb's result (set by finish) to the batch being collected. */
+static void fin_append(struct kn_worker *w, struct wjob *jb)
+{
+    struct kn_daemon *d = w->d;
     kn_argv_add(&w->fin_keys, jb->stream);
     kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s", jb->bcast));
     kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s:r", jb->bcast));
     kn_argv_add(&w->fin_args, jb->entry);
     kn_argv_add(&w->fin_args, jb->fields);
-    kn_argv_add(&w->fin_args, state);
+    kn_argv_add(&w->fin_args, jb->fin_state);
     kn_argv_add(&w->fin_args, jb->rcpt_list);
-    kn_argv_add(&w->fin_args, detail ? detail : "");
+    kn_argv_add(&w->fin_args, jb->fin_detail);
     kn_argv_add(&w->fin_args, jb->bcast);
     kn_argv_add(&w->fin_args, jb->raw);
-    /* This attempt counts once: a send that ended (delivered, failed) or
-     * a takeover (a stopped worker's attempt). */
-    kn_argv_addi(&w->fin_args, jb->n + (counted || jb->claimed ? 1 : 0));
+    kn_argv_addi(&w->fin_args, jb->fin_attempts);
     w->fin_jobs[w->nfin++] = jb;
-    if (w->nfin == FINISH_BATCH)
-        flush_finished(w);
-    else if (w->nfin == 1)
-        uv_timer_start(&w->fin_timer, on_fin_timer, FINISH_WAIT_MS, 0);
 }
 
 /*
