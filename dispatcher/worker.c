@@ -121,7 +121,7 @@ struct kn_worker {
     int quota_paused;
     struct bucket buckets[4];
     size_t nbuckets;
-    /* Results that came in within FINISH_WAIT_MS of each other, recorded
+    /* Results that came in the same loop turn (FINISH_WAIT_MS), recorded
      * together in one call of the "finish" script. */
     struct kn_argv fin_keys, fin_args;
     struct wjob **fin_jobs;
@@ -137,8 +137,14 @@ struct kn_worker {
 
 /* Results recorded in one script call at most. */
 #define FINISH_BATCH 128
-/* How long a result may wait for others to share its script call. */
-#define FINISH_WAIT_MS 2
+/*
+ * How long a result may wait for others to share its script call: 0 = the
+ * next loop turn (the results of one turn go together).  2 ms saved ~20 %
+ * of Redis' CPU and ~5 % of throughput in the bench, but a result sent and
+ * not yet recorded is sent again after a kill -9: the kill matrix counted
+ * 193 e-mail duplicates with 2 ms, 119 with 0 (20 kills, 50,000 each).
+ */
+#define FINISH_WAIT_MS 0
 
 /* A batch of results sent to Redis, waiting for its reply. */
 struct fin_batch {
