@@ -238,6 +238,13 @@ static void *conn_main(void *arg)
         setup_easy(s, e, m);
         rc = curl_easy_perform(e);
         classify(m, e, rc, &m->result);
+        /* m is freed on the loop thread: the handle, which lives on with
+         * its connection, must not keep pointers into it. */
+        curl_easy_setopt(e, CURLOPT_MAIL_RCPT, NULL);
+        curl_easy_setopt(e, CURLOPT_READDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, NULL);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
 
         m->next = NULL;
         pthread_mutex_lock(&s->mu);
