@@ -55,8 +55,8 @@ struct smtp {
     /* Between the loop thread and the connection threads, under mu. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct smtp_send *todo, *todo_tail; /* waiting for a connection */
-    struct smtp_send *done, *done_tail; /* results for the loop thread */
+    struct smtp_send *queued, *queued_tail; /* waiting for a connection */
+    struct smtp_send *done, *done_tail;     /* results for the loop thread */
     int stopping;
     atomic_int abort; /* cut running transfers short (progress callback) */
     uv_async_t *wake; /* a result is waiting in done */
@@ -208,6 +208,18 @@ static void setup_easy(struct smtp *s, CURL *e, struct smtp_send *m)
     }
 }
 
+/* Add m at the end of a list (under s->mu). */
+static void append(struct smtp_send **head, struct smtp_send **tail,
+                   struct smtp_send *m)
+{
+    m->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
 /*
  * A connection thread: take a message, send it with the thread's easy
  * handle (which keeps its connection to the relay), hand the result back.
@@ -223,16 +235,16 @@ static void *conn_main(void *arg)
         struct smtp_send *m;
         CURLcode rc;
         pthread_mutex_lock(&s->mu);
-        while (s->todo == NULL && !s->stopping)
+        while (s->queued == NULL && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        m = s->todo;
-        s->todo = m->next;
-        if (s->todo == NULL)
-            s->todo_tail = NULL;
+        m = s->queued;
+        s->queued = m->next;
+        if (s->queued == NULL)
+            s->queued_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
         setup_easy(s, e, m);
@@ -246,13 +258,8 @@ static void *conn_main(void *arg)
         curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
 
-        m->next = NULL;
         pthread_mutex_lock(&s->mu);
-        if (s->done_tail != NULL)
-            s->done_tail->next = m;
-        else
-            s->done = m;
-        s->done_tail = m;
+        append(&s->done, &s->done_tail, m);
         pthread_mutex_unlock(&s->mu);
         uv_async_send(s->wake);
     }
@@ -385,11 +392,7 @@ static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         free(path);
         s->in_flight++;
         pthread_mutex_lock(&s->mu);
-        if (s->todo_tail != NULL)
-            s->todo_tail->next = m;
-        else
-            s->todo = m;
-        s->todo_tail = m;
+        append(&s->queued, &s->queued_tail, m);
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
@@ -427,7 +430,7 @@ static void on_wake_closed(uv_handle_t *h)
 static void smtp_close(struct kn_adapter *a)
 {
     struct smtp *s = a->priv;
-    struct smtp_send *todo, *done;
+    struct smtp_send *unsent, *done;
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     atomic_store(&s->abort, 1);
@@ -436,15 +439,15 @@ static void smtp_close(struct kn_adapter *a)
     for (size_t i = 0; i < s->nthreads; i++)
         pthread_join(s->threads[i], NULL);
     free(s->threads);
-    todo = s->todo;
+    unsent = s->queued;
     done = s->done;
-    s->todo = s->todo_tail = s->done = s->done_tail = NULL;
+    s->queued = s->queued_tail = s->done = s->done_tail = NULL;
     deliver_all(s, done);
-    for (struct smtp_send *m = todo; m != NULL; m = m->next) {
+    for (struct smtp_send *m = unsent; m != NULL; m = m->next) {
         m->result.status = KN_TEMPFAIL;
         m->result.detail = kn_detail_aborted;
     }
-    deliver_all(s, todo);
+    deliver_all(s, unsent);
     uv_close((uv_handle_t *)s->wake, on_wake_closed);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

@@ -37,6 +37,8 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userp)
     return want;
 }
 
+static void setup(struct slot *s, const char *url, long i);
+
 struct worker {
     const char *url;
     long from, n, failed;
@@ -45,27 +47,14 @@ struct worker {
 static void *thread_main(void *arg)
 {
     struct worker *w = arg;
-    CURL *e = curl_easy_init();
-    struct slot s = {e, NULL, 0};
+    struct slot s = {curl_easy_init(), NULL, 0};
     for (long i = w->from; i < w->from + w->n; i++) {
-        char rcpt[64];
-        snprintf(rcpt, sizeof(rcpt), "<bench%ld@example.jp>", i);
-        curl_slist_free_all(s.rcpt);
-        s.rcpt = curl_slist_append(NULL, rcpt);
-        s.off = 0;
-        curl_easy_setopt(e, CURLOPT_URL, w->url);
-        curl_easy_setopt(e, CURLOPT_MAIL_FROM, "<bench@example.jp>");
-        curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s.rcpt);
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(e, CURLOPT_READDATA, &s);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msglen);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        if (curl_easy_perform(e) != CURLE_OK)
+        setup(&s, w->url, i);
+        if (curl_easy_perform(s.easy) != CURLE_OK)
             w->failed++;
     }
     curl_slist_free_all(s.rcpt);
-    curl_easy_cleanup(e);
+    curl_easy_cleanup(s.easy);
     return NULL;
 }
 
@@ -76,7 +65,8 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void start(CURLM *multi, struct slot *s, const char *url, long i)
+/* Set the slot's handle up for message i. */
+static void setup(struct slot *s, const char *url, long i)
 {
     char rcpt[64];
     snprintf(rcpt, sizeof(rcpt), "<bench%ld@example.jp>", i);
@@ -92,6 +82,11 @@ static void start(CURLM *multi, struct slot *s, const char *url, long i)
     curl_easy_setopt(s->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msglen);
     curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
     curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+}
+
+static void start(CURLM *multi, struct slot *s, const char *url, long i)
+{
+    setup(s, url, i);
     curl_multi_add_handle(multi, s->easy);
 }
 

@@ -241,7 +241,7 @@ static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
 }
 
 static void fin_append(struct kn_worker *w, struct wjob *jb);
-static void flush_finished(void *arg);
+static void flush_finished(struct kn_worker *w);
 
 static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
 {
@@ -283,9 +283,8 @@ static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
 }
 
 /* Send the results collected so far. */
-static void flush_finished(void *arg)
+static void flush_finished(struct kn_worker *w)
 {
-    struct kn_worker *w = arg;
     struct kn_daemon *d = w->d;
     struct fin_batch *b;
     struct kn_argv a;
