@@ -48,6 +48,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
 #include "queue/redis_uv.h"
@@ -1026,6 +1027,7 @@ static char *read_file(const char *path, size_t *len, int *too_big)
 struct import_opts {
     const char *tenant, *file;
     int skip_bad, replace;
+    const char *shown; /* file for messages (kn_text_safe) */
 };
 
 /*
@@ -1051,7 +1053,7 @@ static long long replace_rest(const struct import_opts *o, struct rrow *rows,
                     "kairanctl: --replace deletes nothing this time: "
                     "%s:%ld has no usable id, so it is not known who that "
                     "row is\n",
-                    o->file, rows[i].line);
+                    o->shown, rows[i].line);
             free(named);
             free(k);
             return 0;
@@ -1102,20 +1104,20 @@ static int do_import(const struct import_opts *o)
 
     raw = read_file(o->file, &rawlen, &too_big);
     if (raw == NULL) {
-        fprintf(stderr, "kairanctl: cannot read %s: %s\n", o->file,
+        fprintf(stderr, "kairanctl: cannot read %s: %s\n", o->shown,
                 strerror(errno));
         return KN_EXIT_USAGE;
     }
     if (too_big) {
         fprintf(stderr, "%s: larger than %ld MB: is this the roster?\n",
-                o->file, MAX_FILE / (1024 * 1024));
+                o->shown, MAX_FILE / (1024 * 1024));
         free(raw);
         return KN_EXIT_FAIL;
     }
     if (kn_csv_decode(raw, rawlen, &text, &textlen, &enc, err,
                       sizeof(err)) < 0) {
         /* err is "line N: why": written as FILE:N: why */
-        fprintf(stderr, "%s:%s\n", o->file,
+        fprintf(stderr, "%s:%s\n", o->shown,
                 strncmp(err, "line ", 5) == 0 ? err + 5 : err);
         free(raw);
         return KN_EXIT_FAIL;
@@ -1125,10 +1127,10 @@ static int do_import(const struct import_opts *o)
     if (kn_csv_next(&csv, &row) == 0) {
         fprintf(stderr, "%s: empty file: the first line must name the "
                         "columns (id, name, email, ...)\n",
-                o->file);
+                o->shown);
         goto out;
     }
-    if (read_header(o->file, &row, &map) < 0)
+    if (read_header(o->shown, &row, &map) < 0)
         goto out;
     nhdr = row.n;
 
@@ -1154,7 +1156,7 @@ static int do_import(const struct import_opts *o)
     good = kn_xcalloc(nrows + 1, sizeof(*good));
     for (size_t i = 0; i < nrows; i++) {
         if (rows[i].why != NULL) {
-            fprintf(stderr, "%s:%ld: %s\n", o->file, rows[i].line,
+            fprintf(stderr, "%s:%ld: %s\n", o->shown, rows[i].line,
                     rows[i].why);
             nbad++;
         } else {
@@ -1165,25 +1167,22 @@ static int do_import(const struct import_opts *o)
         fprintf(stderr,
                 "%s: nothing written: %zu bad row(s) of %zu; fix them, or "
                 "give --skip-bad to import only the good ones\n",
-                o->file, nbad, nrows);
+                o->shown, nbad, nrows);
         goto out;
     }
     if (ngood == 0) {
-        fprintf(stderr, "%s: %s: nothing written\n", o->file,
+        fprintf(stderr, "%s: %s: nothing written\n", o->shown,
                 nrows == 0 ? "no rows under the header" : "no good row");
         goto out;
     }
 
     if ((fd = oplog_open()) < 0)
         goto out;
-    /* The file's name for the log: JSON needs UTF-8, a path may not be. */
-    fname = kn_xstrdup(o->file);
-    if (!kn_utf8_valid(fname, strlen(fname))) {
-        for (char *p = fname; *p; p++) {
-            if ((unsigned char)*p >= 0x80)
-                *p = '?';
-        }
-    }
+    /*
+     * The file's name for the log: JSON needs UTF-8 and a path may not be
+     * UTF-8; its other bytes are written as \\xNN, never dropped.
+     */
+    fname = kn_text_utf8(o->file, strlen(o->file));
     if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
         fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
         goto out;
@@ -1213,13 +1212,13 @@ static int do_import(const struct import_opts *o)
     if (o->replace)
         deleted = replace_rest(o, rows, nrows, &held_back);
 
-    printf("%s: %s, %zu row(s)\n", o->file, kn_csv_enc_name(enc), nrows);
+    printf("%s: %s, %zu row(s)\n", o->shown, kn_csv_enc_name(enc), nrows);
     printf("added %lld, updated %lld, unchanged %lld, deleted %lld, "
            "skipped %zu\n",
            added, updated, unchanged, deleted, nbad);
     if (nbad > 0)
         fprintf(stderr, "%s: %zu bad row(s) skipped (listed above)\n",
-                o->file, nbad);
+                o->shown, nbad);
     counts = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:b}", "added",
                        (json_int_t)added, "updated", (json_int_t)updated,
                        "unchanged", (json_int_t)unchanged, "deleted",
@@ -1579,13 +1578,20 @@ static int run_recipients(int argc, char **argv)
     if (parse_args(argc - 2 > 0 ? argc - 2 : 0, argv + 2, &a) < 0)
         return KN_EXIT_USAGE;
     if (strcmp(verb, "import") == 0) {
-        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace};
+        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace,
+                                NULL};
+        char *shown;
+        int rc;
         if (a.npos != 1 || a.format || a.bom) {
             usage_err("recipients import --tenant T [--skip-bad] "
                       "[--replace] FILE.csv");
             return KN_EXIT_USAGE;
         }
-        return do_import(&o);
+        shown = kn_text_safe(o.file);
+        o.shown = shown;
+        rc = do_import(&o);
+        free(shown);
+        return rc;
     }
     if (a.skip_bad || a.replace) {
         usage_err("--skip-bad and --replace are import options");

@@ -45,6 +45,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "adapters/line.h"
 #include "dispatcher/ack.h"
@@ -444,6 +445,19 @@ static json_t *jstr_or_null(const char *s)
     return s != NULL ? json_string(s) : json_null();
 }
 
+/*
+ * A JSON string of outside text (a request path, a message that quotes
+ * one): bytes that are not UTF-8 become \\xNN instead of the value being
+ * dropped (json_string() refuses invalid UTF-8 and returns NULL).
+ */
+static json_t *jstr_text(const char *s)
+{
+    char *t = kn_text_utf8(s, strlen(s));
+    json_t *j = json_string(t);
+    free(t);
+    return j;
+}
+
 /* A deep copy of a hiredis reply (replies die with their callback). */
 static redisReply *reply_clone(const redisReply *r)
 {
@@ -753,7 +767,7 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "source", json_string(r->source));
     json_object_set_new(
         j, "method", json_string(http_method_str((enum http_method)r->method)));
-    json_object_set_new(j, "path", json_string(r->path ? r->path : ""));
+    json_object_set_new(j, "path", jstr_text(r->path ? r->path : ""));
     json_object_set_new(j, "result", json_string(result));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
@@ -861,7 +875,7 @@ static void respond_error(struct conn *c, int status, const char *field,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "error", jstr_text(msg));
     json_object_set_new(j, "field", jstr_or_null(field));
     if (status == 401)
         extra = "WWW-Authenticate: Bearer realm=\"kairan\"\r\n";
