@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "dispatcher/broadcast.h"
 #include "dispatcher/http.h"
 
@@ -397,18 +398,22 @@ static int tok_list(int argc, char **argv)
             json_array_append_new(arr, o);
         } else {
             char eb[48] = "never";
+            /* names and groups are people's text: shown, not obeyed */
+            char *nm = kn_text_safe(hget(h, 2)), *gs = kn_text_safe(groups);
             if (exp > 0)
                 kn_time_jst(exp, eb, sizeof(eb));
             printf("%-16s  %-13s  %-12s  %-8s  %-25.25s  %s%s%s%s\n",
                    rows[i].id, hget(h, 0) ? hget(h, 0) : "?",
                    hget(h, 1) && hget(h, 1)[0] ? hget(h, 1) : "-", state, eb,
-                   hget(h, 2) ? hget(h, 2) : "", groups[0] ? " [" : "",
-                   groups, groups[0] ? "]" : "");
+                   nm, gs[0] ? " [" : "", gs, gs[0] ? "]" : "");
+            free(nm);
+            free(gs);
         }
     }
     if (as_json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        printf("%s\n", s);
+        char *s = json_dumps(arr, JSON_INDENT(2)), *safe = kn_text_json(s);
+        printf("%s\n", safe);
+        free(safe);
         free(s);
     }
     json_decref(arr);
