@@ -232,10 +232,13 @@ static int tok_create(int argc, char **argv)
                         "(no empty item, each at most 64 bytes)\n");
         return KN_EXIT_USAGE;
     }
+    /* The unit is required: "--expires 90" used to mean 90 ms. */
     if (expires_s != NULL && strcmp(expires_s, "never") != 0 &&
-        (kn_duration_parse(expires_s, &ttl) < 0 || ttl <= 0)) {
-        fprintf(stderr, "kairanctl: --expires: a duration such as 90d, 12h, "
-                        "30m, 1s, or never\n");
+        (kn_duration_parse_unit(expires_s, &ttl) < 0 || ttl <= 0)) {
+        fprintf(stderr, "kairanctl: --expires %s: write a duration with its "
+                        "unit, such as 90d (days), 12h, 30m, 60s, or "
+                        "never\n",
+                expires_s);
         return KN_EXIT_USAGE;
     }
     if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 enum kn_smtp_tls { KN_TLS_STARTTLS, KN_TLS_IMPLICIT, KN_TLS_NONE };
 enum kn_failover_mode {
@@ -157,6 +158,14 @@ int kn_config_load(struct kn_config *cfg, const char *path, FILE *err);
  * KN_ECONFIG after writing each problem to err.
  */
 int kn_config_check(const struct kn_config *cfg, FILE *err);
+
+/*
+ * Parse http.listen as kairand binds it: "host:port" with a numeric IPv4
+ * address or "localhost" (127.0.0.1), or "[IPv6]:port"; port 1-65535.
+ * --check and the start both use this.  Returns 0 with *addr, or
+ * KN_ECONFIG.
+ */
+int kn_config_listen_parse(const char *spec, struct sockaddr_storage *addr);
 
 /* Free every string the config owns; the struct itself is the caller's. */
 void kn_config_free(struct kn_config *cfg);

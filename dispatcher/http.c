@@ -3491,44 +3491,11 @@ static void on_tick(uv_timer_t *t)
         gather_start(s);
 }
 
-/* "host:port" or "[v6]:port" into addr; 0 or KN_ECONFIG. */
+/* "host:port" or "[v6]:port" into addr; 0 or KN_ECONFIG.  The parser is
+ * config's, so that kairand --check accepts exactly what the start does. */
 static int listen_addr(const char *spec, struct sockaddr_storage *addr)
 {
-    char host[128];
-    const char *colon, *h = spec;
-    size_t hl;
-    char *end;
-    long port;
-
-    if (spec[0] == '[') {
-        const char *rb = strchr(spec, ']');
-        if (rb == NULL || rb[1] != ':')
-            return KN_ECONFIG;
-        h = spec + 1;
-        hl = (size_t)(rb - h);
-        colon = rb + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (colon == NULL)
-            return KN_ECONFIG;
-        hl = (size_t)(colon - spec);
-    }
-    if (hl == 0 || hl >= sizeof(host))
-        return KN_ECONFIG;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof(host), "127.0.0.1");
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || port < 0 || port > 65535 ||
-        colon[1] == '\0')
-        return KN_ECONFIG;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) == 0)
-        return 0;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)addr) == 0)
-        return 0;
-    return KN_ECONFIG;
+    return kn_config_listen_parse(spec, addr);
 }
 
 static int http_open(struct kn_daemon *d, void **state)
