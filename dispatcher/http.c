@@ -292,6 +292,7 @@ struct req {
     const char *auth_result; /* NULL: no token looked at */
     char *bc_id;             /* submit: the id being stored */
     char *bc_tenant;         /* its tenant (operation log) */
+    char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
     int64_t t0;
 };
@@ -538,6 +539,7 @@ static void req_reset(struct req *r)
     free(r->param);
     free(r->bc_id);
     free(r->bc_tenant);
+    free(r->bc_key);
     token_reset(&r->tok);
     memset(r, 0, sizeof(*r));
     r->tok.role = -1;
@@ -1896,13 +1898,14 @@ enum {
     F_EXPANDED,
     F_REASON,
     F_FIELD,
+    F_KEY,
     F__FIXED
 };
 static const char *const bc_fixed[F__FIXED] = {
     "status",   "tenant",       "category",   "priority",     "drill",
     "sender",   "sender_token", "created_ms", "send_at_ms",   "expires_ms",
     "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
-    "final",    "expanded",     "reason",     "field"};
+    "final",    "expanded",     "reason",     "field",        "key"};
 #define NSTATES 5
 static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
@@ -2035,6 +2038,7 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
         o, "drill",
         json_boolean(hf(h, F_DRILL) && strcmp(hf(h, F_DRILL), "1") == 0));
     json_object_set_new(o, "sender", jstr_or_null(hf(h, F_SENDER)));
+    json_object_set_new(o, "key", jstr_or_null(hf(h, F_KEY)));
     json_object_set_new(o, "send_at", jtime(hfi(h, F_SEND_AT)));
     json_object_set_new(o, "first_delivery", jtime(hfi(h, F_FIRST)));
     json_object_set_new(o, "last_delivery", jtime(hfi(h, F_LAST)));
@@ -2145,7 +2149,7 @@ static void run_bc_by_key(struct conn *c)
                       "':')");
         return;
     }
-    if (c->req.tok.tenant != NULL)
+    if (c->req.tok.tenant != NULL && c->req.tok.tenant[0] != '\0')
         tenant = kn_xstrdup(c->req.tok.tenant);
     else
         tenant = query_get(c->req.query, "tenant");
@@ -2341,6 +2345,7 @@ static void on_dup_check(struct batch *b)
     }
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", jstr_or_null(c->req.bc_key));
     json_object_set_new(j, "duplicate", json_true());
     json_object_set_new(j, "status", json_string(hf(h, F_STATUS)));
     respond_json(c, 200, j, NULL);
@@ -2388,6 +2393,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", jstr_or_null(c->req.bc_key));
     snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
     respond_json(c, 202, j, loc);
 }
@@ -2512,6 +2518,7 @@ static void run_bc_submit(struct conn *c)
     b.sender = kn_xstrdup(c->req.tok.name ? c->req.tok.name : c->req.tok.id);
     c->req.bc_id = kn_xstrdup(b.id);
     c->req.bc_tenant = kn_xstrdup(b.tenant);
+    c->req.bc_key = b.key != NULL ? kn_xstrdup(b.key) : NULL;
 
     kn_argv_init(&a);
     {
