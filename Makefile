@@ -107,3 +107,8 @@ clean:
 -include mk/install.mk
 -include mk/fuzz.mk
 -include mk/faults.mk
+
+# Includes point down only (DESIGN.md); see scripts/layers.sh.
+.PHONY: layers
+layers:
+	@scripts/layers.sh
