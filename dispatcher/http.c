@@ -2069,6 +2069,8 @@ static void on_bc_get(struct batch *b)
     /* One answer whether it does not exist or this token may not see
      * it: a tenant learns nothing of another's broadcasts. */
     if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            b->c->req.auth_result = "forbidden";
         respond_error(b->c, 404, "id", "no broadcast %s", b->c->req.param);
         return;
     }
@@ -2581,6 +2583,8 @@ static void on_cancel_check(struct batch *b)
         return;
     }
     if (hf(h, F_STATUS) == NULL || !bc_visible(c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            c->req.auth_result = "forbidden";
         respond_error(c, 404, "id", "no broadcast %s", c->req.param);
         return;
     }
