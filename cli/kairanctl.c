@@ -45,16 +45,15 @@ struct kn_config kn_cli_cfg;
 #define cfg kn_cli_cfg
 static const char *cfg_path = "/etc/kairan/kairan.conf";
 static redisContext *rc_;
-static struct kn_cli_command *commands;
 
-void kn_cli_register(struct kn_cli_command *c)
-{
-    struct kn_cli_command **pp = &commands;
-    while (*pp != NULL)
-        pp = &(*pp)->_next;
-    c->_next = NULL;
-    *pp = c;
-}
+/* The commands of their own files (cli.h), in the order --help lists
+ * them; submit, status, watch, cancel, dlq and keygen are this file's. */
+static const struct kn_cli_command *const commands[] = {
+    &kn_cli_cmd_purge,   &kn_cli_cmd_tenant, &kn_cli_cmd_recipients,
+    &kn_cli_cmd_groups,  &kn_cli_cmd_rekey,  &kn_cli_cmd_keys,
+    &kn_cli_cmd_report,  &kn_cli_cmd_drill,  &kn_cli_cmd_token,
+    &kn_cli_cmd_migrate,
+};
 
 static void usage(FILE *f)
 {
@@ -67,8 +66,8 @@ static void usage(FILE *f)
                "  dlq list [--json]      dead-lettered jobs\n"
                "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
                "  keygen FILE            create a new key file (mode 0600)\n");
-    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next)
-        fprintf(f, "%s", c->usage);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(commands); i++)
+        fprintf(f, "%s", commands[i]->usage);
     fprintf(f, "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
                "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
                "unreachable\n");
@@ -843,11 +842,11 @@ static int do_dlq(int argc, char **argv)
     return rc;
 }
 
-static struct kn_cli_command *find_command(const char *name)
+static const struct kn_cli_command *find_command(const char *name)
 {
-    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next) {
-        if (strcmp(c->name, name) == 0)
-            return c;
+    for (size_t i = 0; i < KN_ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
     }
     return NULL;
 }
@@ -861,7 +860,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     int c, rc;
     const char *sub;
-    struct kn_cli_command *c_;
+    const struct kn_cli_command *c_;
 
     while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
         switch (c) {

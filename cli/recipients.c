@@ -1676,7 +1676,7 @@ static int run_groups(int argc, char **argv)
     return do_groups_list(a.tenant);
 }
 
-static struct kn_cli_command recipients_cmd = {
+const struct kn_cli_command kn_cli_cmd_recipients = {
     "recipients",
     "  recipients import --tenant T [--skip-bad] [--replace] FILE.csv\n"
     "                         load the directory from a CSV file (UTF-8, "
@@ -1696,11 +1696,9 @@ static struct kn_cli_command recipients_cmd = {
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"
     "                         remove a recipient and its memberships\n",
-    1, run_recipients, NULL};
-KN_CLI_COMMAND(recipients_cmd)
+    1, run_recipients};
 
-static struct kn_cli_command groups_cmd = {
+const struct kn_cli_command kn_cli_cmd_groups = {
     "groups",
     "  groups list --tenant T  group names and member counts\n", 1,
-    run_groups, NULL};
-KN_CLI_COMMAND(groups_cmd)
+    run_groups};

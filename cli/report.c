@@ -692,7 +692,7 @@ static int do_report(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command report_cmd = {
+const struct kn_cli_command kn_cli_cmd_report = {
     .name = "report",
     .usage = "  report ID [--format text|json|html]\n"
              "                         drill report: reached, confirmed, "
@@ -700,7 +700,6 @@ static struct kn_cli_command report_cmd = {
     .needs_config = 1,
     .run = do_report,
 };
-KN_CLI_COMMAND(report_cmd)
 
 /* ---- drill ---- */
 
@@ -738,11 +737,10 @@ static int do_drill(int argc, char **argv)
     return rc;
 }
 
-static struct kn_cli_command drill_cmd = {
+const struct kn_cli_command kn_cli_cmd_drill = {
     .name = "drill",
     .usage = "  drill FILE|-           submit a drill (\"drill\" and \"ack\" "
              "forced on)\n",
     .needs_config = 1,
     .run = do_drill,
 };
-KN_CLI_COMMAND(drill_cmd)

@@ -474,7 +474,7 @@ static int run_token(int argc, char **argv)
     return KN_EXIT_USAGE;
 }
 
-static struct kn_cli_command token_command = {
+const struct kn_cli_command kn_cli_cmd_token = {
     "token",
     "  token create --role R --tenant T --name NAME [--groups a,b] "
     "[--expires 90d]\n"
@@ -482,6 +482,4 @@ static struct kn_cli_command token_command = {
     "  token list [--json]    API tokens (never secrets)\n"
     "  token revoke ID        revoke an API token\n",
     1,
-    run_token,
-    NULL};
-KN_CLI_COMMAND(token_command)
+    run_token};

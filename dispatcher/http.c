@@ -3668,9 +3668,8 @@ static void http_close(struct kn_daemon *d, void *state)
         conn_close(s->conns);
 }
 
-static struct kn_module http_module = {
+struct kn_module kn_http_module = {
     .name = "http",
     .open = http_open,
     .close = http_close,
 };
-KN_MODULE(http_module)
