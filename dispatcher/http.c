@@ -64,6 +64,7 @@
 #define HTTP_IDLE_MS          30000 /* keep-alive connection idle */
 #define HTTP_LINGER_MS        2000  /* read and drop after a final answer */
 #define HTTP_LINGER_BYTES     (4 << 20)
+#define HTTP_LINGER_UNREAD    (64 << 10) /* after refusing a body unread */
 #define GATHER_FRESH_MS       1000 /* queue gauges cached this long */
 #define HISTORY_N             120  /* depth samples kept: 10 minutes ... */
 #define HISTORY_EVERY_MS      5000 /* ... one every 5 s */
@@ -778,8 +779,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->lingering) {
+        /* A refused body (401, 413 before it was read) is not drained
+         * whole: a client that sends it without waiting for 100 Continue
+         * may lose the answer to the reset. */
         c->linger_bytes += (size_t)nread;
-        if (c->linger_bytes > HTTP_LINGER_BYTES)
+        if (c->linger_bytes > (c->req.complete ? HTTP_LINGER_BYTES
+                                               : HTTP_LINGER_UNREAD))
             conn_close(c);
         return;
     }
