@@ -66,7 +66,7 @@
 #define HTTP_LINGER_MS        2000  /* read and drop after a final answer */
 #define HTTP_LINGER_BYTES     (4 << 20)
 #define HTTP_LINGER_UNREAD    (64 << 10) /* after refusing a body unread */
-#define GATHER_FRESH_MS       1000 /* queue gauges cached this long */
+#define GATHER_FRESH_MS       1000       /* queue gauges cached this long */
 #define HISTORY_N             120  /* depth samples kept: 10 minutes ... */
 #define HISTORY_EVERY_MS      5000 /* ... one every 5 s */
 #define RECENT_MS             (15 * 60 * 1000) /* ended broadcasts still listed */
@@ -786,8 +786,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
          * whole: a client that sends it without waiting for 100 Continue
          * may lose the answer to the reset. */
         c->linger_bytes += (size_t)nread;
-        if (c->linger_bytes > (c->req.complete ? HTTP_LINGER_BYTES
-                                               : HTTP_LINGER_UNREAD))
+        if (c->linger_bytes >
+            (c->req.complete ? HTTP_LINGER_BYTES : HTTP_LINGER_UNREAD))
             conn_close(c);
         return;
     }
