@@ -119,6 +119,7 @@ static const char *mailbox_problem(const char *value);
 static const char *check_hostname(const char *value);
 static const char *check_listen(const char *value);
 static const char *check_public_url(const char *value);
+static const char *check_proxies(const char *value);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
                                          NULL};
@@ -209,6 +210,10 @@ static const struct key keys[] = {
     DUR("line", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, line_timeout_ms),
     INT("line", "connections", "8", 1, 1000, line_connections),
     INT("line", "rate", "200", 1, 100000, line_rate),
+    INT("line", "webhook_max_body", "262144", 1024, 10000000,
+        line_webhook_max_body),
+    INT("line", "webhook_concurrency", "8", 1, 10000, line_webhook_concurrency),
+    INT("line", "webhook_rate", "100", 1, 100000, line_webhook_rate),
 
     STR("fcm", "api_base", "https://fcm.googleapis.com", fcm_api_base, F_URL,
         NULL, NULL),
@@ -255,6 +260,18 @@ static const struct key keys[] = {
     INT("http", "max_body", "10000000", 1024, 1000000000, http_max_body),
     BOOL("http", "metrics_open", "no", http_metrics_open),
     INT("http", "rate", "20", 1, 100000, http_rate),
+    INT("http", "max_conns", "512", 1, 100000, http_max_conns),
+    INT("http", "max_conns_per_peer", "32", 1, 100000, http_max_conns_per_peer),
+    STR("http", "trusted_proxies", "127.0.0.1 ::1", http_trusted_proxies,
+        F_OPTIONAL, check_proxies, NULL),
+    DUR("http", "header_timeout_ms", "5s", 100 * MS, 5 * MIN,
+        http_header_timeout_ms),
+    DUR("http", "body_timeout_ms", "10s", 100 * MS, 5 * MIN,
+        http_body_timeout_ms),
+    DUR("http", "send_timeout_ms", "10s", 100 * MS, 5 * MIN,
+        http_send_timeout_ms),
+    INT("http", "max_buffered", "32000000", 1024, 100000000000LL,
+        http_max_buffered),
 
     INT("retention", "fiscal_years", "4", 1, 100, retention_fiscal_years),
     INT("retention", "audit_years", "5", 1, 100, retention_audit_years),
@@ -804,6 +821,31 @@ static const char *check_public_url(const char *value)
     return NULL;
 }
 
+/* http.trusted_proxies: numeric addresses separated by spaces or commas. */
+static const char *check_proxies(const char *value)
+{
+    const char *p = value;
+    while (*p) {
+        char one[INET6_ADDRSTRLEN + 1];
+        unsigned char buf[sizeof(struct in6_addr)];
+        size_t n;
+        p += strspn(p, " \t,");
+        n = strcspn(p, " \t,");
+        if (n == 0)
+            break;
+        if (n >= sizeof(one))
+            return "expected numeric IP addresses such as 127.0.0.1 ::1";
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (inet_pton(AF_INET, one, buf) != 1 &&
+            inet_pton(AF_INET6, one, buf) != 1)
+            return "expected numeric IP addresses such as 127.0.0.1 ::1 "
+                   "(no names, no ranges)";
+        p += n;
+    }
+    return NULL;
+}
+
 /* ---- setting one key ---------------------------------------------------- */
 
 /* 1 if the key's name ends in "_ms" (a bare number is milliseconds). */
@@ -1338,6 +1380,19 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
                       "smtp.timeout_ms + dispatcher.drain_ms (%lld ms): a "
                       "slow send would be claimed and sent twice",
                       (long long)cfg->claim_idle_ms, (long long)busy);
+    if (cfg->http_max_conns_per_peer > cfg->http_max_conns)
+        check_problem(cfg, err, &count,
+                      "http.max_conns_per_peer (%lld) must be at most "
+                      "http.max_conns (%lld)",
+                      (long long)cfg->http_max_conns_per_peer,
+                      (long long)cfg->http_max_conns);
+    if (cfg->http_max_buffered < cfg->http_max_body)
+        check_problem(cfg, err, &count,
+                      "http.max_buffered (%lld) must be at least "
+                      "http.max_body (%lld): one broadcast of the largest "
+                      "size must fit",
+                      (long long)cfg->http_max_buffered,
+                      (long long)cfg->http_max_body);
     if (cfg->retry_cap_ms < cfg->retry_base_ms)
         check_problem(cfg, err, &count,
                       "queue.retry_cap_ms (%lld ms) must be at least "
