@@ -488,13 +488,15 @@ static void commit_page(struct kn_expander *e)
     struct kn_argv a;
     struct line_member *line;
     size_t nline = 0;
-    int unreachable = 0;
+    int unreachable = 0, unreachable_at;
     kn_argv_init(&a);
     kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
     kn_argv_take(&a, kn__key(d, "bc:%s:r", e->cur->bc));
     for (int i = 0; i < KN_QUEUE_STREAMS; i++)
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
+    kn_argv_take(&a, kn__key(d, "bc:%s:m", e->cur->bc));
     kn_argv_addi(&a, e->page);
+    unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */
     kn_argv_add(&a, d->prefix);
     line = kn_xcalloc(e->nrj + 1, sizeof(*line));
@@ -505,11 +507,11 @@ static void commit_page(struct kn_expander *e)
     }
     add_line_groups(e, &a, line, nline);
     free(line);
-    free(a.v[9]);
-    a.v[9] = kn_xasprintf("%d", unreachable);
-    a.len[9] = strlen(a.v[9]);
+    free(a.v[unreachable_at]);
+    a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
+    a.len[unreachable_at] = strlen(a.v[unreachable_at]);
     kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
-                      2 + KN_QUEUE_STREAMS, &a);
+                      3 + KN_QUEUE_STREAMS, &a);
 }
 
 struct lookup {

@@ -2573,9 +2573,10 @@ static void ack_view(struct conn *c)
     kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
     kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
     kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:m", c->req.bc_id));
     kn_argv_add(&a, c->req.ack_rcpt);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 3, a.n,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 4, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2636,10 +2637,11 @@ static void run_ack_post(struct conn *c)
     kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
     kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
     kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_take(&a, kn__key(d, "bc:%s:m", c->req.bc_id));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 3,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 4,
                       a.n, (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");

@@ -130,8 +130,8 @@ static long long run(struct ctx *x, const char *fmt, ...)
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack", p, id, p, id, p, id,
-        p, id);
+    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack %sbc:%s:m", p, id, p,
+        id, p, id, p, id, p, id);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
     run(x, "ZREM %sactive %s", p, id);
@@ -151,7 +151,8 @@ static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
             if (whole) {
                 delete_broadcast(x, id);
                 n++;
-            } else if (run(x, "DEL %sbc:%s:r", x->prefix, id) > 0) {
+            } else if (run(x, "DEL %sbc:%s:r %sbc:%s:m", x->prefix, id,
+                           x->prefix, id) > 0) {
                 run(x, "HSET %sbc:%s r_purged_ms %lld", x->prefix, id,
                     (long long)kn_now_ms());
                 n++;

@@ -159,7 +159,7 @@ struct kn_redis_script kn_script_resolve = {
 
 /*
  * commit_page: enqueue one expansion page, if it is the next one.
- * KEYS: bc, bc:r, the six queue streams (scripts.h order)
+ * KEYS: bc, bc:r, the six queue streams (scripts.h order), bc:m
  * ARGV: page, recipients without any usable contact on this page, prefix,
  *       then entries.  A single job: stream index (0-5), field, job json,
  *       rcpt.  A group job (LINE multicast): 100 + stream index, member
@@ -168,6 +168,9 @@ struct kn_redis_script kn_script_resolve = {
  *       "r", "a" and "i" arrays.
  * An address in the set dead:<channel> (a blocked LINE user, an
  * unregistered token) gets no job; it is counted in n:<channel>:dead.
+ * Of an "ack" broadcast every recipient of the page also goes into the set
+ * bc:m, so that a personal link is checked in O(1) (ack.c); "ack_m" in bc
+ * says the set is complete (written from the first page on).
  * Returns {1, jobs added}, {0, 0} if this page was already committed,
  * {-1, 0} if the broadcast was cancelled.
  */
@@ -179,12 +182,15 @@ struct kn_redis_script kn_script_commit_page = {
     "local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')\n"
     "if xc ~= tonumber(ARGV[1]) then return {0, 0} end\n"
     "local P = ARGV[3]\n"
+    "local members = redis.call('HGET', KEYS[1], 'ack') == '1' and KEYS[9]\n"
+    "if members and xc == 0 then redis.call('HSET', KEYS[1], 'ack_m', '1') end\n"
     "local n = 0\n"
     "local counts = {}\n"
     "local function count(f)\n"
     "  counts[f] = (counts[f] or 0) + 1\n"
     "end\n"
     "local function take(field, rcpt)\n"
+    "  if members then redis.call('SADD', members, rcpt) end\n"
     "  local ch, bi = string.match(field, '^(%a+):(.*)$')\n"
     "  if redis.call('SISMEMBER', P .. 'dead:' .. ch, bi) == 1 then\n"
     "    if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1\n"
