@@ -164,7 +164,6 @@ static void handle_raw(struct kn_expander *e)
                 ? json_string_value(idv)
                 : e->cur->id;
         char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
-        char masked_text[300];
         tv = json_object_get(root, "tenant");
         kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id, "reason",
                err, NULL);
@@ -175,16 +174,15 @@ static void handle_raw(struct kn_expander *e)
         kn_argv_addi(&a, kn_now_ms());
         kn_argv_add(&a, err);
         kn_argv_add(&a, field);
-        if (masked == NULL) {
-            size_t n = e->cur->rawlen < 200 ? e->cur->rawlen : 200;
-            char *head = kn_xstrndup(e->cur->raw, n);
-            kn_mask_text(head, masked_text, sizeof(masked_text));
-            free(head);
-            kn_argv_add(&a, masked_text);
-        } else {
-            kn_argv_take(&a, masked);
-        }
-        kn_argv_add(&a, json_is_string(tv) ? json_string_value(tv) : "");
+        /* Not JSON: nothing of it is kept (it may hold anything). */
+        if (masked == NULL)
+            masked = kn_xasprintf("(not JSON: %zu bytes)", e->cur->rawlen);
+        kn_argv_take(&a, masked);
+        /* The tenant only when it is a valid one (it may be an address in
+         * the wrong place). */
+        kn_argv_add(&a, json_is_string(tv) && kn_id_valid(json_string_value(tv))
+                            ? json_string_value(tv)
+                            : "");
         json_decref(root);
         kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
         return;

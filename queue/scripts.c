@@ -113,7 +113,9 @@ struct kn_redis_script kn_script_reject = {
  * KEYS: bc, bc:aud
  * ARGV: prefix, tenant, ngroups, groups..., recipient ids...
  * Returns {1, audience size}, {0, reason} for an unknown group or
- * recipient (nothing written), or {2, 0} if cancelled.
+ * recipient (nothing written; the reason names its place, e.g.
+ * "audience.groups[2]", never the value: reasons are shown to the
+ * operators of every tenant), or {2, 0} if cancelled.
  */
 struct kn_redis_script kn_script_resolve = {
     "resolve",
@@ -128,8 +130,8 @@ struct kn_redis_script kn_script_resolve = {
     "for i = 4, 3 + ng do\n"
     "  local gk = P .. 'grp:' .. T .. ':' .. ARGV[i]\n"
     "  if redis.call('EXISTS', gk) == 0 then\n"
-    "    return {0, 'audience.groups: unknown group \"' .. ARGV[i] ..\n"
-    "      '\" in tenant \"' .. T .. '\" (see kairanctl groups list)'}\n"
+    "    return {0, 'audience.groups[' .. (i - 4) .. ']: unknown group ' ..\n"
+    "      'in tenant \"' .. T .. '\" (see kairanctl groups list)'}\n"
     "  end\n"
     "  for _, m in ipairs(redis.call('SMEMBERS', gk)) do\n"
     "    if not seen[m] then seen[m] = true; ids[#ids + 1] = m end\n"
@@ -138,8 +140,9 @@ struct kn_redis_script kn_script_resolve = {
     "for i = 4 + ng, #ARGV do\n"
     "  local m = ARGV[i]\n"
     "  if redis.call('EXISTS', P .. 'rcpt:' .. T .. ':' .. m) == 0 then\n"
-    "    return {0, 'audience.recipients: unknown recipient \"' .. m ..\n"
-    "      '\" in tenant \"' .. T .. '\"'}\n"
+    "    return {0, 'audience.recipients[' .. (i - 4 - ng) .. ']: ' ..\n"
+    "      'unknown recipient in tenant \"' .. T .. '\" (see kairanctl ' ..\n"
+    "      'recipients export)'}\n"
     "  end\n"
     "  if not seen[m] then seen[m] = true; ids[#ids + 1] = m end\n"
     "end\n"
