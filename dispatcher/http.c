@@ -2657,20 +2657,27 @@ static void run_ack_post(struct conn *c)
  * (HMAC of the raw body with line.channel_secret) is the authentication:
  * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
  * blind index goes into dead:line (the expander makes no job for it); a
- * follow takes it out.  Answered 200 once Redis has it.
+ * follow takes it out, each in the order of the events' own timestamps
+ * (kn_script_line_events: a redelivered old event changes nothing).
+ * Answered 200 once Redis has it.
  */
 struct line_marks {
     struct http_srv *srv;
-    struct kn_argv dead, alive; /* blind indexes */
+    struct kn_argv events; /* "dead" | "alive", blind index, event ms */
+    int dead;
 };
 
 static void on_line_event(const char *type, const char *user_id, int unblocked,
-                          void *arg)
+                          int64_t timestamp_ms, void *arg)
 {
     struct line_marks *m = arg;
     char bi[33];
+    int dead = strcmp(type, "unfollow") == 0;
     kn_blind_index(m->srv->d->kr, "line", user_id, bi);
-    kn_argv_add(strcmp(type, "unfollow") == 0 ? &m->dead : &m->alive, bi);
+    kn_argv_add(&m->events, dead ? "dead" : "alive");
+    kn_argv_add(&m->events, bi);
+    kn_argv_addi(&m->events, timestamp_ms);
+    m->dead |= dead;
 }
 
 static void on_line_marked(struct batch *b)
@@ -2685,18 +2692,16 @@ static void on_line_marked(struct batch *b)
     respond_json(c, 200, json_object(), NULL);
 }
 
-static void line_mark(struct batch *b, const char *what, struct kn_argv *bis)
+static void line_mark(struct batch *b, struct kn_argv *events)
 {
     struct kn_argv a;
-    if (bis->n == 0)
-        return;
     kn_argv_init(&a);
     kn_argv_add(&a, "EVAL");
-    kn_argv_add(&a, kn_script_mark_dead.src);
-    kn_argv_add(&a, "1");
+    kn_argv_add(&a, kn_script_line_events.src);
+    kn_argv_add(&a, "2");
     kn_argv_take(&a, kn__key(b->srv->d, "dead:line"));
-    kn_argv_add(&a, what);
-    kn_argv_extend(&a, bis);
+    kn_argv_take(&a, kn__key(b->srv->d, "line:event_ms"));
+    kn_argv_extend(&a, events);
     batch_add(b, &a);
     kn_argv_free(&a);
 }
@@ -2726,8 +2731,7 @@ static void run_line_hook(struct conn *c)
     }
     memset(&m, 0, sizeof(m));
     m.srv = c->srv;
-    kn_argv_init(&m.dead);
-    kn_argv_init(&m.alive);
+    kn_argv_init(&m.events);
     n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
                                c->req.body.n, on_line_event, &m);
     if (n < 0) {
@@ -2736,14 +2740,12 @@ static void run_line_hook(struct conn *c)
         respond_json(c, 200, json_object(), NULL);
     } else {
         kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events", "unfollow",
-               m.dead.n ? "yes" : "no", NULL);
+               m.dead ? "yes" : "no", NULL);
         b = batch_new(c->srv, c, on_line_marked, NULL);
-        line_mark(b, "dead", &m.dead);
-        line_mark(b, "alive", &m.alive);
+        line_mark(b, &m.events);
         batch_end(b);
     }
-    kn_argv_free(&m.dead);
-    kn_argv_free(&m.alive);
+    kn_argv_free(&m.events);
 }
 
 /* ------------------------------------------------------------ the page */

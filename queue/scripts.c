@@ -542,6 +542,34 @@ struct kn_redis_script kn_script_mark_dead = {
     ""};
 
 /*
+ * line_events: follow / unfollow events of the LINE webhook, applied in
+ * the order of their own time, not of their arrival (LINE redelivers
+ * events: an old "unfollow" must not mark a user dead again after a newer
+ * "follow").  The hash line:event_ms keeps, per user's blind index (never
+ * the user id), the time of the latest event applied; an older event is
+ * ignored.  An event without a time (0) applies only to a user without a
+ * recorded one with a time.
+ * KEYS: dead:line (set), line:event_ms (hash)
+ * ARGV: triples: "dead" | "alive", bindex, event ms
+ * Returns the number of events applied.
+ */
+struct kn_redis_script kn_script_line_events = {
+    "line_events",
+    "local n = 0\n"
+    "for i = 1, #ARGV - 2, 3 do\n"
+    "  local bi, ts = ARGV[i + 1], tonumber(ARGV[i + 2]) or 0\n"
+    "  local last = tonumber(redis.call('HGET', KEYS[2], bi) or '-1')\n"
+    "  if ts >= last then\n"
+    "    if ARGV[i] == 'dead' then redis.call('SADD', KEYS[1], bi)\n"
+    "    else redis.call('SREM', KEYS[1], bi) end\n"
+    "    if ts > last then redis.call('HSET', KEYS[2], bi, ts) end\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n",
+    ""};
+
+/*
  * take: a token bucket shared by every kairand process, so that N
  * processes together stay under a provider's published rate.  While a
  * 429 came recently (slow_until), the rate is halved.
@@ -573,6 +601,7 @@ static struct kn_redis_script *const all[] = {
     &kn_script_finish,      &kn_script_retry,       &kn_script_promote,
     &kn_script_cancel,      &kn_script_dlq_retry,   &kn_script_fallback,
     &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
+    &kn_script_line_events,
 };
 
 void kn_scripts_init(void)
