@@ -730,6 +730,32 @@ static void on_written(uv_write_t *w, int status)
     conn_next(c);
 }
 
+/*
+ * Paths whose rest is a secret, one row each: a personal link /a/<token>
+ * is the guardian's only credential, so no log line may hold it (at
+ * log_level = debug every request's path is logged).  Queries are never
+ * logged at all.
+ */
+static const char *const secret_paths[] = {"/a/"};
+
+/* The path as it may be logged: what follows a secret prefix, wherever
+ * it appears (a mistyped "/x/a/<token>" too), becomes "<redacted>".
+ * Returns path itself or buf. */
+static const char *log_path(const char *path, char *buf, size_t len)
+{
+    if (path == NULL)
+        return "";
+    for (size_t i = 0; i < KN_ARRAY_SIZE(secret_paths); i++) {
+        const char *p = strstr(path, secret_paths[i]);
+        if (p != NULL) {
+            snprintf(buf, len, "%.*s%s<redacted>", (int)(p - path), path,
+                     secret_paths[i]);
+            return buf;
+        }
+    }
+    return path;
+}
+
 /* ------------------------------------------------------------ answers */
 
 static void login_log(struct conn *c, int status)
@@ -737,7 +763,7 @@ static void login_log(struct conn *c, int status)
     struct req *r = &c->req;
     json_t *j = json_object();
     const char *result = r->auth_result;
-    char t[48], *line;
+    char t[48], lp[256], *line;
     if (strcmp(result, "ok") == 0 && status == 403)
         result = "forbidden";
     json_object_set_new(j, "time",
@@ -753,7 +779,8 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "source", json_string(r->source));
     json_object_set_new(
         j, "method", json_string(http_method_str((enum http_method)r->method)));
-    json_object_set_new(j, "path", json_string(r->path ? r->path : ""));
+    json_object_set_new(j, "path",
+                        json_string(log_path(r->path, lp, sizeof(lp))));
     json_object_set_new(j, "result", json_string(result));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
@@ -822,9 +849,10 @@ static void respond(struct conn *c, int status, const char *ctype,
         char st[8], ms[24];
         snprintf(st, sizeof(st), "%d", status);
         snprintf(ms, sizeof(ms), "%lld", (long long)(kn_mono_ms() - c->req.t0));
+        char lp[256];
         kn_log(KN_LOG_DEBUG, "http", "request", "method",
                http_method_str((enum http_method)c->req.method), "path",
-               c->req.path ? c->req.path : "", "status", st, "source",
+               log_path(c->req.path, lp, sizeof(lp)), "status", st, "source",
                c->req.source, "ms", ms, NULL);
     }
     wr = kn_xcalloc(1, sizeof(*wr));

@@ -15,6 +15,11 @@
   [4] a broadcast without "ack" gets no member set.
   [5] a broadcast expanded before the set existed (no bc:<id>:m, no
       "ack_m") gets its set built once from bc:<id>:r; then O(1) again.
+  [6] kairand runs at log_level = debug (every request's path is logged):
+      after links opened as given, with a trailing slash, a query, a
+      percent-encoded path and a mistyped prefix, no token (nor either of
+      its halves) is in the log or the audit logs; "/a/<redacted>" is
+      (issue 11, item 8).
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_ack_links.py
 """
@@ -69,7 +74,8 @@ with Redis(out) as redis:
     port = free_port()
     k = Kairan(out, redis, email="outbox",
                conf={"http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
-                              "public_url": "http://127.0.0.1:%d" % port}})
+                              "public_url": "http://127.0.0.1:%d" % port},
+                     "dispatcher": {"log_level": "debug"}})
     P = k.prefix
     d = k.start()
     d.wait_output('"listening"', 15)
@@ -167,6 +173,24 @@ with Redis(out) as redis:
         assert http(port, "GET", "/a/" + lb["b-2@example.jp"])[0] == 200
         assert http(port, "GET", "/a/" + ack_token(kf, bid_b, "a-1"))[0] == 404
         assert "hvals" not in commandstats(redis)
+
+    with tap.check("[6] at log_level = debug no link token reaches a log"):
+        tok = la["a-2@example.jp"]
+        for path in ("/a/" + tok, "/a/" + tok + "/", "/a/" + tok + "?x=1",
+                     "/%61/" + tok, "/x/a/" + tok, "/a/" + tok[:-1] + "0"):
+            http(port, "GET", path)
+        http(port, "POST", "/a/" + tok)
+        d.stop()
+        log = open(d.stderr_path, "rb").read()
+        assert b'"/a/<redacted>"' in log, log[-500:]
+        audit = b"".join(open(p, "rb").read() for p in glob.glob(
+            os.path.join(k.sections["retention"]["audit_dir"], "*")))
+        secrets = set()
+        for t in list(la.values()) + list(lb.values()) + list(refused.values()):
+            secrets |= {t, t.split(".")[0], t.split(".")[1]}
+        for s in sorted(secrets):
+            assert s.encode() not in log, ("log", s)
+            assert s.encode() not in audit, ("audit", s)
 
     d.stop()
     tap.ok(d.returncode == 0, "kairand stops cleanly", d.stderr_text()[-2000:])
