@@ -859,6 +859,32 @@ static void on_written(uv_write_t *w, int status)
     conn_next(c);
 }
 
+/*
+ * Paths whose rest is a secret, one row each: a personal link /a/<token>
+ * is the guardian's only credential, so no log line may hold it (at
+ * log_level = debug every request's path is logged).  Queries are never
+ * logged at all.
+ */
+static const char *const secret_paths[] = {"/a/"};
+
+/* The path as it may be logged: what follows a secret prefix, wherever
+ * it appears (a mistyped "/x/a/<token>" too), becomes "<redacted>".
+ * Returns path itself or buf. */
+static const char *log_path(const char *path, char *buf, size_t len)
+{
+    if (path == NULL)
+        return "";
+    for (size_t i = 0; i < KN_ARRAY_SIZE(secret_paths); i++) {
+        const char *p = strstr(path, secret_paths[i]);
+        if (p != NULL) {
+            snprintf(buf, len, "%.*s%s<redacted>", (int)(p - path), path,
+                     secret_paths[i]);
+            return buf;
+        }
+    }
+    return path;
+}
+
 /* ------------------------------------------------------------ answers */
 
 static void login_log(struct conn *c, int status)
@@ -866,7 +892,7 @@ static void login_log(struct conn *c, int status)
     struct req *r = &c->req;
     json_t *j = json_object();
     const char *result = r->auth_result;
-    char t[48], *line;
+    char t[48], lp[256], *line;
     if (strcmp(result, "ok") == 0 && status == 403)
         result = "forbidden";
     json_object_set_new(j, "time",
@@ -882,7 +908,8 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "source", json_string(r->source));
     json_object_set_new(
         j, "method", json_string(http_method_str((enum http_method)r->method)));
-    json_object_set_new(j, "path", jstr_text(r->path ? r->path : ""));
+    json_object_set_new(j, "path",
+                        jstr_text(log_path(r->path, lp, sizeof(lp))));
     json_object_set_new(j, "result", json_string(result));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
@@ -950,12 +977,12 @@ static void respond(struct conn *c, int status, const char *ctype,
     if (c->req.auth_result != NULL)
         login_log(c, status);
     if (kn_log_enabled(KN_LOG_DEBUG)) {
-        char st[8], ms[24];
+        char st[8], ms[24], lp[256];
         snprintf(st, sizeof(st), "%d", status);
         snprintf(ms, sizeof(ms), "%lld", (long long)(kn_mono_ms() - c->req.t0));
         kn_log(KN_LOG_DEBUG, "http", "request", "method",
                http_method_str((enum http_method)c->req.method), "path",
-               c->req.path ? c->req.path : "", "status", st, "source",
+               log_path(c->req.path, lp, sizeof(lp)), "status", st, "source",
                c->req.source, "ms", ms, NULL);
     }
     wr = kn_xcalloc(1, sizeof(*wr));
@@ -2874,9 +2901,10 @@ static void ack_view(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_add(&a, c->req.ack_rcpt);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 3, a.n,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 4, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2937,10 +2965,11 @@ static void run_ack_post(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 3,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 4,
                       a.n, (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2956,20 +2985,27 @@ static void run_ack_post(struct conn *c)
  * (HMAC of the raw body with line.channel_secret) is the authentication:
  * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
  * blind index goes into dead:line (the expander makes no job for it); a
- * follow takes it out.  Answered 200 once Redis has it.
+ * follow takes it out, each in the order of the events' own timestamps
+ * (kn_script_line_events: a redelivered old event changes nothing).
+ * Answered 200 once Redis has it.
  */
 struct line_marks {
     struct http_srv *srv;
-    struct kn_argv dead, alive; /* blind indexes */
+    struct kn_argv events; /* "dead" | "alive", blind index, event ms */
+    int dead;
 };
 
 static void on_line_event(const char *type, const char *user_id, int unblocked,
-                          void *arg)
+                          int64_t timestamp_ms, void *arg)
 {
     struct line_marks *m = arg;
     char bi[33];
+    int dead = strcmp(type, "unfollow") == 0;
     kn_blind_index(m->srv->d->kr, "line", user_id, bi);
-    kn_argv_add(strcmp(type, "unfollow") == 0 ? &m->dead : &m->alive, bi);
+    kn_argv_add(&m->events, dead ? "dead" : "alive");
+    kn_argv_add(&m->events, bi);
+    kn_argv_addi(&m->events, timestamp_ms);
+    m->dead |= dead;
 }
 
 static void on_line_marked(struct batch *b)
@@ -2984,18 +3020,16 @@ static void on_line_marked(struct batch *b)
     respond_json(c, 200, json_object(), NULL);
 }
 
-static void line_mark(struct batch *b, const char *what, struct kn_argv *bis)
+static void line_mark(struct batch *b, struct kn_argv *events)
 {
     struct kn_argv a;
-    if (bis->n == 0)
-        return;
     kn_argv_init(&a);
     kn_argv_add(&a, "EVAL");
-    kn_argv_add(&a, kn_script_mark_dead.src);
-    kn_argv_add(&a, "1");
+    kn_argv_add(&a, kn_script_line_events.src);
+    kn_argv_add(&a, "2");
     kn_argv_take(&a, kn__key(b->srv->d, "dead:line"));
-    kn_argv_add(&a, what);
-    kn_argv_extend(&a, bis);
+    kn_argv_take(&a, kn__key(b->srv->d, "line:event_ms"));
+    kn_argv_extend(&a, events);
     batch_add(b, &a);
     kn_argv_free(&a);
 }
@@ -3019,8 +3053,7 @@ static void run_line_hook(struct conn *c)
     }
     memset(&m, 0, sizeof(m));
     m.srv = c->srv;
-    kn_argv_init(&m.dead);
-    kn_argv_init(&m.alive);
+    kn_argv_init(&m.events);
     n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
                                c->req.body.n, on_line_event, &m);
     if (n < 0) {
@@ -3029,14 +3062,12 @@ static void run_line_hook(struct conn *c)
         respond_json(c, 200, json_object(), NULL);
     } else {
         kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events", "unfollow",
-               m.dead.n ? "yes" : "no", NULL);
+               m.dead ? "yes" : "no", NULL);
         b = batch_new(c->srv, c, on_line_marked, NULL);
-        line_mark(b, "dead", &m.dead);
-        line_mark(b, "alive", &m.alive);
+        line_mark(b, &m.events);
         batch_end(b);
     }
-    kn_argv_free(&m.dead);
-    kn_argv_free(&m.alive);
+    kn_argv_free(&m.events);
 }
 
 /* ------------------------------------------------------------ the page */
