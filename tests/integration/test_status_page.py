@@ -131,7 +131,14 @@ with Redis(out) as redis:
                          json.dumps({"id": "bc-evil-1", "tenant": "sakura", evil: 1,
                                      "subject": "s", "body": "b",
                                      "channels": ["email"]})).decode()
-        # A rejected entry is kept under a name made from its entry id.
+        # A rejected entry is kept under a name made from its entry id; its
+        # reason never quotes the entry (the markup key is "?").  The page
+        # must show as text whatever a record holds, so the reason is then
+        # set to the markup itself, as a record of an older kairan could.
+        rej = "rejected-" + eid
+        h = k.wait_done(rej, 30)
+        assert evil not in h.get("reason", ""), h
+        redis.call("HSET", "kairan:bc:" + rej, "reason", "json: " + evil)
         drv.stdin.write(json.dumps({"broadcast": page_bc,
                                     "rejected": "rejected-" + eid}) + "\n")
         drv.stdin.flush()
