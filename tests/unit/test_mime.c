@@ -20,6 +20,8 @@
 
 #include "adapters/mime.h"
 #include "common/kn.h"
+#include "common/utf8.h"
+#include "model/address.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
