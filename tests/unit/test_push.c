@@ -30,7 +30,7 @@
 #include "config/config.h"
 
 #define NOW_MS 1795308258000LL /* 2026-11-22 */
-#define APNS_TOKEN                                                            \
+#define APNS_TOKEN                                                             \
     "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define FCM_TOKEN "dXNlcjE6APA91bH-example_token:with-colons_0123456789"
 
@@ -106,8 +106,7 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "notification");
     assert_string_equal(json_string_value(json_object_get(v, "title")),
                         m.subject);
-    assert_string_equal(json_string_value(json_object_get(v, "body")),
-                        m.body);
+    assert_string_equal(json_string_value(json_object_get(v, "body")), m.body);
     v = json_object_get(mm, "data");
     assert_string_equal(json_string_value(json_object_get(v, "bc")), m.bcast);
     assert_string_equal(json_string_value(json_object_get(v, "kind")),
@@ -121,22 +120,20 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "android");
     assert_string_equal(json_string_value(json_object_get(v, "priority")),
                         "HIGH");
-    assert_string_equal(json_string_value(json_object_get(v, "ttl")),
-                        "3600s");
+    assert_string_equal(json_string_value(json_object_get(v, "ttl")), "3600s");
     assert_string_equal(json_string_value(json_object_get(v, "collapse_key")),
                         m.bcast);
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "10");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-push-type")), "alert");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "10");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-push-type")),
+                        "alert");
     json_decref(j);
     free(out);
 
     /* Normal priority, and a TTL that never goes negative. */
     m.urgent = 0;
-    assert_int_equal(
-        kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
+    assert_int_equal(kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     mm = json_object_get(j, "message");
     v = json_object_get(mm, "android");
@@ -144,8 +141,8 @@ static void test_fcm_payload(void **state)
                         "NORMAL");
     assert_string_equal(json_string_value(json_object_get(v, "ttl")), "0s");
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "5");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "5");
     json_decref(j);
     free(out);
 }
@@ -161,10 +158,10 @@ static void test_drill_marked(void **state)
     assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     alert = json_object_get(json_object_get(j, "aps"), "alert");
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "title")),
-                           "【訓練】"));
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "body")),
-                           "訓練"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "title")), "【訓練】"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "body")), "訓練"));
     json_decref(j);
     free(out);
 }
@@ -246,6 +243,149 @@ static void test_apns_payload_and_cut(void **state)
     free(body);
 }
 
+/* ---- the personal confirmation link (ack broadcasts) ---- */
+
+#define ACK_LINK                                                               \
+    "https://kairan.example.jp/a/"                                             \
+    "Yi0yMDI2MTEyMi0xYTJiM2M0ZDVlNmZ8ci0x.0123456789abcdef0123456789abcdef"
+#define ACK_WORDS                                                              \
+    "確認のため、次のリンクを開いて「確認しました」を押してください。"
+
+/* The text ends with the words and the whole link; what comes before is
+ * a prefix of want_body, cut with "…" only when cut. */
+static void check_link_text(const char *text, const char *want_body)
+{
+    const char *tail = "\n\n" ACK_WORDS "\n" ACK_LINK;
+    size_t n = strlen(text), t = strlen(tail), e = strlen("…"), kept;
+    assert_true(n >= t);
+    assert_string_equal(text + n - t, tail);
+    kept = n - t;
+    if (kept == strlen(want_body)) {
+        assert_memory_equal(text, want_body, kept);
+    } else {
+        assert_true(kept >= e && kept < strlen(want_body) + e);
+        assert_memory_equal(text + kept - e, "…", e);
+        assert_memory_equal(text, want_body, kept - e);
+    }
+}
+
+static void test_fcm_link(void **state)
+{
+    char *big = long_japanese(100); /* ~10 KB: must be cut */
+    const char *bodies[] = {"保護者各位\n明日は休校です。", big};
+    for (size_t i = 0; i < 2; i++) {
+        struct kn_message m = msg(1, bodies[i]);
+        struct kn_job job = job_for(&m, "fcm", FCM_TOKEN);
+        char *out = NULL;
+        size_t len;
+        json_t *j, *mm, *data, *n;
+        m.ack = 1;
+        job.link = ACK_LINK;
+        assert_int_equal(kn__fcm_payload(&job, NOW_MS, &out, &len), 0);
+        assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+        j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        mm = json_object_get(j, "message");
+        data = json_object_get(mm, "data");
+        assert_string_equal(
+            json_string_value(json_object_get(data, "kairan_ack_url")),
+            ACK_LINK);
+        assert_string_equal(json_string_value(json_object_get(data, "bc")),
+                            m.bcast);
+        n = json_object_get(mm, "notification");
+        assert_string_equal(json_string_value(json_object_get(n, "title")),
+                            m.subject);
+        check_link_text(json_string_value(json_object_get(n, "body")),
+                        bodies[i]);
+        if (i == 1) /* cut as little as possible: the payload is full */
+            assert_true(len > KN_PUSH_MAX_PAYLOAD - 8);
+        json_decref(j);
+        free(out);
+    }
+    free(big);
+}
+
+static void test_apns_link(void **state)
+{
+    char *big = long_japanese(100);
+    const char *bodies[] = {"短い本文", big};
+    for (size_t i = 0; i < 2; i++) {
+        struct kn_message m = msg(1, bodies[i]);
+        struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+        char *out = NULL;
+        size_t len;
+        json_t *j, *alert;
+        m.ack = 1;
+        m.drill = 1;
+        job.link = ACK_LINK;
+        assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+        assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+        j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        /* a custom key beside "aps" */
+        assert_string_equal(
+            json_string_value(json_object_get(j, "kairan_ack_url")), ACK_LINK);
+        assert_null(
+            json_object_get(json_object_get(j, "aps"), "kairan_ack_url"));
+        alert = json_object_get(json_object_get(j, "aps"), "alert");
+        assert_non_null(strstr(
+            json_string_value(json_object_get(alert, "title")), "【訓練】"));
+        {
+            char *want = kn_xasprintf("※これは訓練です。(This is a drill.)\n%s",
+                                      bodies[i]);
+            check_link_text(json_string_value(json_object_get(alert, "body")),
+                            want);
+            free(want);
+        }
+        json_decref(j);
+        free(out);
+    }
+    free(big);
+}
+
+/* Without an ack link: no key, no confirmation words. */
+static void test_push_no_link(void **state)
+{
+    struct kn_message m = msg(1, "本文");
+    struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+    char *out = NULL;
+    size_t len;
+    assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+    assert_null(strstr(out, "kairan_ack_url"));
+    assert_null(strstr(out, "確認しました"));
+    free(out);
+    job = job_for(&m, "fcm", FCM_TOKEN);
+    assert_int_equal(kn__fcm_payload(&job, NOW_MS, &out, &len), 0);
+    assert_null(strstr(out, "kairan_ack_url"));
+    assert_null(strstr(out, "確認しました"));
+    free(out);
+}
+
+/* A title so long that the body must go: the link stays (the body is then
+ * only the link text), the title is cut. */
+static void test_link_survives_title_cut(void **state)
+{
+    char *huge = long_japanese(80);
+    struct kn_message m = msg(1, "本文");
+    struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+    char *out = NULL;
+    size_t len;
+    json_t *j, *alert;
+    m.subject = huge;
+    job.link = ACK_LINK;
+    assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+    assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+    j = json_loads(out, 0, NULL);
+    alert = json_object_get(json_object_get(j, "aps"), "alert");
+    assert_string_equal(json_string_value(json_object_get(alert, "body")),
+                        "\n\n" ACK_WORDS "\n" ACK_LINK);
+    assert_string_equal(json_string_value(json_object_get(j, "kairan_ack_url")),
+                        ACK_LINK);
+    json_decref(j);
+    free(out);
+    free(huge);
+}
+
 /* A builder for kn__push_fit tests: {"t": title, "b": body}. */
 static json_t *tb_build(void *ctx, const char *title, const char *body)
 {
@@ -286,8 +426,8 @@ static void test_fit_is_maximal(void **state)
             /* Not even "…" fits: the body goes, then the title is cut. */
             if (rc == 0) {
                 json_t *j = json_loads(out, 0, NULL);
-                assert_string_equal(
-                    json_string_value(json_object_get(j, "b")), "");
+                assert_string_equal(json_string_value(json_object_get(j, "b")),
+                                    "");
                 json_decref(j);
                 assert_true(len <= max);
                 free(out);
@@ -316,9 +456,9 @@ static void test_fit_is_maximal(void **state)
     {
         char *out = NULL;
         size_t len;
-        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out,
-                                      &len),
-                         KN_ETOOBIG);
+        assert_int_equal(
+            kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out, &len),
+            KN_ETOOBIG);
     }
 }
 
@@ -357,36 +497,41 @@ struct fcm_case {
     const char *in_detail;
 };
 
-#define FCM_ERR(code, st, ec, msg)                                            \
-    "{\"error\":{\"code\":" #code ",\"message\":\"" msg                       \
-    "\",\"status\":\"" st "\",\"details\":[{\"@type\":\"type.googleapis.com" \
+#define FCM_ERR(code, st, ec, msg)                                             \
+    "{\"error\":{\"code\":" #code ",\"message\":\"" msg "\",\"status\":\"" st  \
+    "\",\"details\":[{\"@type\":\"type.googleapis.com"                         \
     "/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"" ec "\"}]}}"
 
 static void test_fcm_classify(void **state)
 {
     static const struct fcm_case cases[] = {
-        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED,
-         0, 0, 0, 0, "projects/p/messages/0:123"},
-        {404, FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
-                      "Requested entity was not found."),
+        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED, 0,
+         0, 0, 0, "projects/p/messages/0:123"},
+        {404,
+         FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
+                 "Requested entity was not found."),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "UNREGISTERED"},
         /* 404 without details is still a dead token */
         {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", NULL,
          KN_PERMFAIL, 1, 0, 0, 0, "dead"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "The registration token is not a valid FCM "
-                      "registration token"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "The registration token is not a valid FCM "
+                 "registration token"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "not a valid"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "Invalid value at 'message.android.ttl'"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "Invalid value at 'message.android.ttl'"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "INVALID_ARGUMENT"},
-        {403, FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
-                      "SenderId mismatch"),
+        {403,
+         FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
+                 "SenderId mismatch"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
-        {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
-                      "Auth error from APNS or Web Push Service"),
+        {401,
+         FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
+                 "Auth error from APNS or Web Push Service"),
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
@@ -402,8 +547,7 @@ static void test_fcm_classify(void **state)
          KN_TEMPFAIL, 0, 0, 0, 0, "UNAVAILABLE"},
         {500, FCM_ERR(500, "INTERNAL", "INTERNAL", "internal"), NULL,
          KN_TEMPFAIL, 0, 0, 0, 0, "INTERNAL"},
-        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0,
-         "502"},
+        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0, "502"},
         /* A wrong api_base answers 404 with a page, not FCM's JSON: that
          * must not mark the token dead. */
         {404, "<html><body>Error 404 (Not Found)</body></html>", NULL,
@@ -414,9 +558,9 @@ static void test_fcm_classify(void **state)
         const struct fcm_case *c = &cases[i];
         struct kn_result r;
         char detail[400];
-        int refresh = kn__fcm_classify(c->status, c->body, c->retry_after,
-                                       FCM_TOKEN, NOW_MS, &r, detail,
-                                       sizeof(detail));
+        int refresh =
+            kn__fcm_classify(c->status, c->body, c->retry_after, FCM_TOKEN,
+                             NOW_MS, &r, detail, sizeof(detail));
         print_message("fcm case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -542,8 +686,8 @@ static void test_uuid_stable(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", a[i]));
     }
-    assert_int_equal(a[14], '5');                /* version 5 */
-    assert_non_null(strchr("89ab", a[19]));      /* RFC 4122 variant */
+    assert_int_equal(a[14], '5');           /* version 5 */
+    assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
 }
 
 /* The token rules themselves are tested in test_address.c; here: the
@@ -872,6 +1016,10 @@ int main(void)
         cmocka_unit_test(test_apns_payload_and_cut),
         cmocka_unit_test(test_fit_is_maximal),
         cmocka_unit_test(test_title_cut),
+        cmocka_unit_test(test_fcm_link),
+        cmocka_unit_test(test_apns_link),
+        cmocka_unit_test(test_push_no_link),
+        cmocka_unit_test(test_link_survives_title_cut),
         cmocka_unit_test(test_fcm_classify),
         cmocka_unit_test(test_apns_classify),
         cmocka_unit_test(test_collapse_id),
