@@ -30,7 +30,7 @@
 #include "config/config.h"
 
 #define NOW_MS 1795308258000LL /* 2026-11-22 */
-#define APNS_TOKEN                                                             \
+#define APNS_TOKEN                                                            \
     "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define FCM_TOKEN "dXNlcjE6APA91bH-example_token:with-colons_0123456789"
 
@@ -106,7 +106,8 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "notification");
     assert_string_equal(json_string_value(json_object_get(v, "title")),
                         m.subject);
-    assert_string_equal(json_string_value(json_object_get(v, "body")), m.body);
+    assert_string_equal(json_string_value(json_object_get(v, "body")),
+                        m.body);
     v = json_object_get(mm, "data");
     assert_string_equal(json_string_value(json_object_get(v, "bc")), m.bcast);
     assert_string_equal(json_string_value(json_object_get(v, "kind")),
@@ -120,20 +121,22 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "android");
     assert_string_equal(json_string_value(json_object_get(v, "priority")),
                         "HIGH");
-    assert_string_equal(json_string_value(json_object_get(v, "ttl")), "3600s");
+    assert_string_equal(json_string_value(json_object_get(v, "ttl")),
+                        "3600s");
     assert_string_equal(json_string_value(json_object_get(v, "collapse_key")),
                         m.bcast);
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
-                        "10");
-    assert_string_equal(json_string_value(json_object_get(v, "apns-push-type")),
-                        "alert");
+    assert_string_equal(
+        json_string_value(json_object_get(v, "apns-priority")), "10");
+    assert_string_equal(
+        json_string_value(json_object_get(v, "apns-push-type")), "alert");
     json_decref(j);
     free(out);
 
     /* Normal priority, and a TTL that never goes negative. */
     m.urgent = 0;
-    assert_int_equal(kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
+    assert_int_equal(
+        kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     mm = json_object_get(j, "message");
     v = json_object_get(mm, "android");
@@ -141,8 +144,8 @@ static void test_fcm_payload(void **state)
                         "NORMAL");
     assert_string_equal(json_string_value(json_object_get(v, "ttl")), "0s");
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
-                        "5");
+    assert_string_equal(
+        json_string_value(json_object_get(v, "apns-priority")), "5");
     json_decref(j);
     free(out);
 }
@@ -158,10 +161,10 @@ static void test_drill_marked(void **state)
     assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     alert = json_object_get(json_object_get(j, "aps"), "alert");
-    assert_non_null(
-        strstr(json_string_value(json_object_get(alert, "title")), "【訓練】"));
-    assert_non_null(
-        strstr(json_string_value(json_object_get(alert, "body")), "訓練"));
+    assert_non_null(strstr(json_string_value(json_object_get(alert, "title")),
+                           "【訓練】"));
+    assert_non_null(strstr(json_string_value(json_object_get(alert, "body")),
+                           "訓練"));
     json_decref(j);
     free(out);
 }
@@ -426,8 +429,8 @@ static void test_fit_is_maximal(void **state)
             /* Not even "…" fits: the body goes, then the title is cut. */
             if (rc == 0) {
                 json_t *j = json_loads(out, 0, NULL);
-                assert_string_equal(json_string_value(json_object_get(j, "b")),
-                                    "");
+                assert_string_equal(
+                    json_string_value(json_object_get(j, "b")), "");
                 json_decref(j);
                 assert_true(len <= max);
                 free(out);
@@ -456,9 +459,9 @@ static void test_fit_is_maximal(void **state)
     {
         char *out = NULL;
         size_t len;
-        assert_int_equal(
-            kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out, &len),
-            KN_ETOOBIG);
+        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out,
+                                      &len),
+                         KN_ETOOBIG);
     }
 }
 
@@ -497,41 +500,36 @@ struct fcm_case {
     const char *in_detail;
 };
 
-#define FCM_ERR(code, st, ec, msg)                                             \
-    "{\"error\":{\"code\":" #code ",\"message\":\"" msg "\",\"status\":\"" st  \
-    "\",\"details\":[{\"@type\":\"type.googleapis.com"                         \
+#define FCM_ERR(code, st, ec, msg)                                            \
+    "{\"error\":{\"code\":" #code ",\"message\":\"" msg                       \
+    "\",\"status\":\"" st "\",\"details\":[{\"@type\":\"type.googleapis.com" \
     "/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"" ec "\"}]}}"
 
 static void test_fcm_classify(void **state)
 {
     static const struct fcm_case cases[] = {
-        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED, 0,
-         0, 0, 0, "projects/p/messages/0:123"},
-        {404,
-         FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
-                 "Requested entity was not found."),
+        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED,
+         0, 0, 0, 0, "projects/p/messages/0:123"},
+        {404, FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
+                      "Requested entity was not found."),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "UNREGISTERED"},
         /* 404 without details is still a dead token */
         {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", NULL,
          KN_PERMFAIL, 1, 0, 0, 0, "dead"},
-        {400,
-         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                 "The registration token is not a valid FCM "
-                 "registration token"),
+        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                      "The registration token is not a valid FCM "
+                      "registration token"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "not a valid"},
-        {400,
-         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                 "Invalid value at 'message.android.ttl'"),
+        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                      "Invalid value at 'message.android.ttl'"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "INVALID_ARGUMENT"},
-        {403,
-         FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
-                 "SenderId mismatch"),
+        {403, FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
+                      "SenderId mismatch"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
-        {401,
-         FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
-                 "Auth error from APNS or Web Push Service"),
+        {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
+                      "Auth error from APNS or Web Push Service"),
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
@@ -547,7 +545,8 @@ static void test_fcm_classify(void **state)
          KN_TEMPFAIL, 0, 0, 0, 0, "UNAVAILABLE"},
         {500, FCM_ERR(500, "INTERNAL", "INTERNAL", "internal"), NULL,
          KN_TEMPFAIL, 0, 0, 0, 0, "INTERNAL"},
-        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0, "502"},
+        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0,
+         "502"},
         /* A wrong api_base answers 404 with a page, not FCM's JSON: that
          * must not mark the token dead. */
         {404, "<html><body>Error 404 (Not Found)</body></html>", NULL,
@@ -558,9 +557,9 @@ static void test_fcm_classify(void **state)
         const struct fcm_case *c = &cases[i];
         struct kn_result r;
         char detail[400];
-        int refresh =
-            kn__fcm_classify(c->status, c->body, c->retry_after, FCM_TOKEN,
-                             NOW_MS, &r, detail, sizeof(detail));
+        int refresh = kn__fcm_classify(c->status, c->body, c->retry_after,
+                                       FCM_TOKEN, NOW_MS, &r, detail,
+                                       sizeof(detail));
         print_message("fcm case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -686,8 +685,8 @@ static void test_uuid_stable(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", a[i]));
     }
-    assert_int_equal(a[14], '5');           /* version 5 */
-    assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
+    assert_int_equal(a[14], '5');                /* version 5 */
+    assert_non_null(strchr("89ab", a[19]));      /* RFC 4122 variant */
 }
 
 /* The token rules themselves are tested in test_address.c; here: the
