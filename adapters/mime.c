@@ -34,6 +34,7 @@
 #include "common/kn.h"
 #include "common/utf8.h"
 #include "model/address.h"
+#include "model/message.h"
 
 #include <openssl/evp.h>
 
@@ -100,16 +101,8 @@ static char *sb_take(struct sbuf *b)
 }
 
 /* ------------------------------------------------------------------------
- * Header safety
+ * Header safety (kn_header_safe: model/message.c)
  * ------------------------------------------------------------------------ */
-
-int kn_header_safe(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 0;
-    return 1;
-}
 
 /* A NUL-terminated field that may go into a header: no CR/LF, UTF-8. */
 static int field_ok(const char *s)

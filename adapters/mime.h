@@ -12,9 +12,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 1 if s holds no CR, LF or NUL (mail header injection guard). */
-int kn_header_safe(const char *s, size_t n);
-
 /*
  * Encode one header as "Name: value" with RFC 2047 B encoded-words
  * (charset UTF-8) if the value is not plain printable ASCII, folded so that

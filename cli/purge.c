@@ -99,9 +99,9 @@ static int do_tenant(int argc, char **argv)
         return KN_EXIT_USAGE;
     }
     tenant = argv[2];
-    if (!kn_id_valid(tenant)) {
-        fprintf(stderr, "kairanctl: '%s' is not a tenant name (letters, "
-                        "digits, '-', '_', '.', ':')\n",
+    if (!kn_tenant_valid(tenant)) {
+        fprintf(stderr, "kairanctl: '%s' is not a tenant name (1-64 letters, "
+                        "digits, '-', '_', '.')\n",
                 tenant);
         return KN_EXIT_USAGE;
     }

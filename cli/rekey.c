@@ -38,6 +38,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "queue/keys.h"
 
 #define REKEY_TRIES 5
 #define AUD_PAGE 500
@@ -169,7 +170,7 @@ done:
 static void rekey_record(const struct kn_keyring *kr, const char *tenant,
                          const char *id, struct rekey_stats *st, int dry)
 {
-    char *key = kn_cli_key("rcpt:%s:%s", tenant, id);
+    char *key = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, id);
 
     st->records++;
     for (int t = 0; t < REKEY_TRIES; t++) {

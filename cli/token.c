@@ -206,9 +206,9 @@ static int tok_create(int argc, char **argv)
                 role_s);
         return KN_EXIT_USAGE;
     }
-    if (tenant != NULL && !kn_id_valid(tenant)) {
-        fprintf(stderr, "kairanctl: --tenant: use letters, digits, '-', "
-                        "'_', '.' (as in broadcasts)\n");
+    if (tenant != NULL && !kn_tenant_valid(tenant)) {
+        fprintf(stderr, "kairanctl: --tenant: use 1-64 letters, digits, "
+                        "'-', '_', '.' (as in broadcasts)\n");
         return KN_EXIT_USAGE;
     }
     if (name == NULL || !name_ok(name)) {

@@ -31,6 +31,7 @@
 #include "dispatcher/module.h"
 #include "dispatcher/notify.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
 {
@@ -277,7 +278,7 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
         m->m.bcast = kn_xstrdup(bcast);
         m->next = d->msgs;
         d->msgs = m;
-        key = kn__key(d, "bc:%s", bcast);
+        key = kn_key_bc(d->prefix, bcast, "");
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
                          "category created_ms expires_ms ack",
@@ -321,7 +322,7 @@ static void msg_refresh(struct kn_daemon *d)
         char *key;
         if (!m->loaded || m->failed || m->cancelled || m->refs == 0)
             continue;
-        key = kn__key(d, "bc:%s", m->m.bcast);
+        key = kn_key_bc(d->prefix, m->m.bcast, "");
         m->refs++; /* held until the reply */
         if (kn_redis_cmd(d->cmd, on_status, m, "HGET %s status", key) < 0)
             m->refs--;

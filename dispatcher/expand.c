@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "dispatcher/daemon.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 struct xentry {
     char *id;  /* stream entry id */
@@ -155,20 +156,20 @@ static void handle_raw(struct kn_expander *e)
                                 sizeof(err), field, sizeof(field));
     kn_argv_init(&a);
     if (rc < 0) {
-        /* Keep it visible as rejected, under its own id if it has a
-         * usable one, else under the stream entry id. */
+        /* Keep it visible as rejected, under a name of kairan's made from
+         * the stream entry id (so that reading the entry again after a
+         * crash keeps it once): the producer's id is only a key within its
+         * tenant, and this entry may not even have a valid tenant. */
         json_t *root = json_loadb(e->cur->raw, e->cur->rawlen, 0, NULL);
-        json_t *idv = json_object_get(root, "id"), *tv;
-        const char *id =
-            json_is_string(idv) && kn_id_valid(json_string_value(idv))
-                ? json_string_value(idv)
-                : e->cur->id;
+        json_t *tv;
+        char id[64];
+        snprintf(id, sizeof(id), "rejected-%s", e->cur->id);
         char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
         char masked_text[300];
         tv = json_object_get(root, "tenant");
         kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id, "reason",
                err, NULL);
-        kn_argv_take(&a, kn__key(d, "bc:%s", id));
+        kn_argv_take(&a, kn_key_bc(d->prefix, id, ""));
         kn_argv_take(&a, kn__key(d, "rejected"));
         kn_argv_take(&a, kn__key(d, "bcs"));
         kn_argv_add(&a, id);
@@ -184,20 +185,26 @@ static void handle_raw(struct kn_expander *e)
         } else {
             kn_argv_take(&a, masked);
         }
-        kn_argv_add(&a, json_is_string(tv) ? json_string_value(tv) : "");
+        kn_argv_add(&a,
+                    json_is_string(tv) && kn_tenant_valid(json_string_value(tv))
+                        ? json_string_value(tv)
+                        : "");
         json_decref(root);
         kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
         return;
     }
-    if (b.id == NULL)
-        b.id = kn_xstrdup(e->cur->id);
+    /* The stream entry id is the key of an entry without one, so that
+     * reading it again after a crash stores it once. */
+    b.id = kn_broadcast_new_id();
+    if (b.key == NULL)
+        b.key = kn_xstrdup(e->cur->id);
     if (b.sender == NULL)
         b.sender = kn_xstrdup("xadd");
     kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);
-    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 5, &a);
+    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 6, &a);
 }
 
 /* ---- expansion ---- */
@@ -215,7 +222,7 @@ static void expand_done(struct kn_expander *e)
     struct kn_daemon *d = e->d;
     struct kn_argv a;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_add(&a, e->cur->bc);
     kn_argv_addi(&a, kn_now_ms());
@@ -490,8 +497,8 @@ static void commit_page(struct kn_expander *e)
     size_t nline = 0;
     int unreachable = 0;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
     for (int i = 0; i < KN_QUEUE_STREAMS; i++)
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
     kn_argv_addi(&a, e->page);
@@ -559,7 +566,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
                 kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id") : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
             struct lookup *l = kn_xcalloc(1, sizeof(*l));
-            char *key = kn__key(e->d, "rcpt:%s:%s", e->tenant, s + 2);
+            char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
             e->rid[i] = kn_xstrdup(s + 2);
             l->e = e;
             l->idx = i;
@@ -597,7 +604,7 @@ struct depth {
 
 static void range_page(struct kn_expander *e)
 {
-    char *aud = kn__key(e->d, "bc:%s:aud", e->cur->bc);
+    char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
     long long from = page_start(e, e->page);
     long long to = page_start(e, e->page + 1) - 1;
     if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud, from,
@@ -665,7 +672,7 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep->element[0]->integer == 0) {
         /* Unknown group or recipient: the broadcast cannot be sent as
          * written; keep it as rejected with the reason. */
-        char *bc = kn__key(d, "bc:%s", e->cur->bc);
+        char *bc = kn_key_bc(d->prefix, e->cur->bc, "");
         char *rej = kn__key(d, "rejected"), *act = kn__key(d, "active");
         char now[24];
         snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
@@ -743,7 +750,7 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
         /* Scheduled: park it; the daemon's timer announces it again when
          * it is due. */
         char *sched = kn__key(d, "sched"),
-             *bc = kn__key(d, "bc:%s", e->cur->bc);
+             *bc = kn_key_bc(d->prefix, e->cur->bc, "");
         kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %lld %s", sched,
                      (long long)send_at, e->cur->bc);
         kn_redis_cmd(d->cmd, on_ignore, NULL, "HSET %s status scheduled", bc);
@@ -775,8 +782,8 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     g = groups ? json_loads(groups, 0, NULL) : NULL;
     ri = ids ? json_loads(ids, 0, NULL) : NULL;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
-    kn_argv_take(&a, kn__key(d, "bc:%s:aud", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
     kn_argv_add(&a, d->prefix);
     kn_argv_add(&a, e->tenant);
     kn_argv_addi(&a, (int64_t)json_array_size(g));
@@ -802,7 +809,7 @@ static void start_entry(struct kn_expander *e)
         next_entry(e);
         return;
     }
-    key = kn__key(e->d, "bc:%s", e->cur->bc);
+    key = kn_key_bc(e->d->prefix, e->cur->bc, "");
     /* Not the body: the expander needs only the routing fields. */
     if (kn_redis_cmd(e->d->cmd, on_meta, e, "HGETALL %s", key) < 0)
         later(e, next_entry, 500);

@@ -31,6 +31,15 @@ static const char cut_note[] =
  * Every channel
  * ------------------------------------------------------------------------ */
 
+int kn_header_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    }
+    return 1;
+}
+
 char *kn_message_subject(int drill, const char *subject)
 {
     return kn_xasprintf("%s%s", drill ? kn_message_drill_prefix : "",

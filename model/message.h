@@ -23,6 +23,13 @@ enum kn_text_channel {
     KN_TEXT_PUSH  /* FCM and APNs notifications */
 };
 
+/*
+ * 1 if s[0..n) holds no CR, LF or NUL: text that may go into a header line
+ * (mail header injection guard; the broadcast parser refuses a subject or
+ * name without it).
+ */
+int kn_header_safe(const char *s, size_t n);
+
 /* The subject prefix of a drill: "【訓練】". */
 extern const char kn_message_drill_prefix[];
 /* The first line of a drill's body: "※これは訓練です。(This is a drill.)". */

@@ -22,6 +22,7 @@
 #include "common/kn.h"
 #include "common/utf8.h"
 #include "model/address.h"
+#include "model/message.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
