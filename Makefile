@@ -23,7 +23,7 @@ LDFLAGS := $(SANFLAGS)
 
 # The library: everything but the two programs' main files.
 LIB_SRCS := \
-	common/kn.c common/log.c common/seal.c common/argv.c \
+	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
 	common/utf8.c \
 	config/config.c \
 	model/address.c model/message.c \
@@ -38,9 +38,8 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-# kairand and kairanctl link their own objects directly (not through the
-# archive), so that modules and commands that register themselves in a
-# constructor (dispatcher/module.h, cli/cli.h) are always in.
+# kairand and kairanctl link their own objects directly; their modules
+# (dispatcher/module.c) and commands (cli/kairanctl.c) are rows of tables.
 DAEMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter dispatcher/%,$(LIB_SRCS)))
 CLI_SRCS := $(filter-out cli/kairanctl.c,$(wildcard cli/*.c))
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)

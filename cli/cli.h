@@ -1,8 +1,8 @@
 /*
  * cli.h - what kairanctl's command files share: the loaded config, a
  * synchronous Redis connection, keys with the prefix, and the table of
- * commands.  A command file (cli/<name>.c) defines its commands and
- * registers them with KN_CLI_COMMAND; kairanctl.c needs no edit.
+ * commands.  A command file (cli/<name>.c) defines its commands; each is
+ * one row of the table in kairanctl.c.
  *
  * Exit codes, for every command: 0 success; 1 failure; 2 usage; 3 unknown
  * id or Redis unreachable.
@@ -11,6 +11,7 @@
 #define KN_CLI_CLI_H
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "common/argv.h"
 #include "config/config.h"
@@ -44,6 +45,13 @@ char *kn_cli_read_file(const char *path, size_t *len);
  * the operation; what "kairanctl submit" does.  Returns an exit code.
  */
 int kn_cli_submit_json(const char *json, size_t len);
+/*
+ * A copy of v for a terminal or a text or HTML report: every string and
+ * every object key through kn_text_safe() (common/text.h), so that escape
+ * sequences from outside (a subject, a name, a reason) are shown, not
+ * obeyed.  Returns a new reference.
+ */
+json_t *kn_cli_safe_json(json_t *v);
 /* Append {time, actor, op, broadcast, tenant} to the operation log. */
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
 
@@ -52,15 +60,14 @@ struct kn_cli_command {
     const char *usage;                 /* one or more lines for --help */
     int needs_config;                  /* 1: the config is loaded before run */
     int (*run)(int argc, char **argv); /* argv[0] is the name */
-    struct kn_cli_command *_next;
 };
 
-void kn_cli_register(struct kn_cli_command *c);
-
-#define KN_CLI_COMMAND(var)                                                    \
-    __attribute__((constructor)) static void var##_register(void)              \
-    {                                                                          \
-        kn_cli_register(&var);                                                 \
-    }
+/*
+ * The commands defined in their own files, one row each in kairanctl.c's
+ * table (a new command: a file, a declaration here, a row there).
+ */
+extern const struct kn_cli_command kn_cli_cmd_purge, kn_cli_cmd_tenant,
+    kn_cli_cmd_recipients, kn_cli_cmd_groups, kn_cli_cmd_rekey, kn_cli_cmd_keys,
+    kn_cli_cmd_report, kn_cli_cmd_drill, kn_cli_cmd_token, kn_cli_cmd_migrate;
 
 #endif

@@ -166,11 +166,10 @@ static int do_migrate(int argc, char **argv)
     return m.left > 0 ? KN_EXIT_FAIL : KN_EXIT_OK;
 }
 
-static struct kn_cli_command migrate_cmd = {
+const struct kn_cli_command kn_cli_cmd_migrate = {
     .name = "migrate",
     .usage = "  migrate                bring records of an older kairan to "
              "today's key names\n",
     .needs_config = 1,
     .run = do_migrate,
 };
-KN_CLI_COMMAND(migrate_cmd)

@@ -78,13 +78,12 @@ static int do_purge(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command purge_cmd = {
+const struct kn_cli_command kn_cli_cmd_purge = {
     .name = "purge",
     .usage = "  purge [--now ISO8601]  delete what is past retention\n",
     .needs_config = 1,
     .run = do_purge,
 };
-KN_CLI_COMMAND(purge_cmd)
 
 static int do_tenant(int argc, char **argv)
 {
@@ -126,11 +125,10 @@ static int do_tenant(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command tenant_cmd = {
+const struct kn_cli_command kn_cli_cmd_tenant = {
     .name = "tenant",
     .usage = "  tenant close T         stop T's tokens now, erase its data "
              "after retention.closed_tenant_days\n",
     .needs_config = 1,
     .run = do_tenant,
 };
-KN_CLI_COMMAND(tenant_cmd)

@@ -475,9 +475,11 @@ int kn_broadcast_parse(const char *json, size_t len,
     if ((rc = get_str(root, "escalate_after", "escalate_after", 1, 16, &s,
                       &pe)) < 0)
         goto out;
-    if (s != NULL && kn_duration_parse(s, &b->escalate_ms) < 0) {
+    if (s != NULL && kn_duration_parse_unit(s, &b->escalate_ms) < 0) {
         free(s);
-        rc = fail(&pe, "escalate_after", "a duration such as \"10m\"");
+        rc = fail(&pe, "escalate_after",
+                  "a duration with its unit, such as \"10m\", \"90s\" or "
+                  "\"1h\" (a bare number is refused)");
         goto out;
     }
     free(s);

@@ -508,7 +508,8 @@ static void start_readers(void *arg)
         if (d->workers[c])
             kn__worker_start(d->workers[c]);
     }
-    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+    for (struct kn_module *const *mp = kn__modules(); *mp != NULL; mp++) {
+        struct kn_module *m = *mp;
         if (m->open(d, &m->_state) < 0) {
             kn_log(KN_LOG_ERROR, "daemon", "a module failed to start", "module",
                    m->name, NULL);
@@ -806,7 +807,8 @@ static void shutdown_now(struct kn_daemon *d)
     uv_close((uv_handle_t *)&d->sig_term, on_closed);
     uv_close((uv_handle_t *)&d->sig_int, on_closed);
     uv_close((uv_handle_t *)&d->sig_hup, on_closed);
-    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+    for (struct kn_module *const *mp = kn__modules(); *mp != NULL; mp++) {
+        struct kn_module *m = *mp;
         if (m->_state != NULL) {
             m->close(d, m->_state == (void *)m ? NULL : m->_state);
             m->_state = NULL;

@@ -359,9 +359,8 @@ static void esc_close(struct kn_daemon *d, void *state)
     uv_close((uv_handle_t *)&e->timer, on_closed);
 }
 
-static struct kn_module escalate_module = {
+struct kn_module kn_escalate_module = {
     .name = "escalate",
     .open = esc_open,
     .close = esc_close,
 };
-KN_MODULE(escalate_module)

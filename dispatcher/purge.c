@@ -520,9 +520,8 @@ static void purge_close(struct kn_daemon *d, void *state)
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
-static struct kn_module purge_module = {
+struct kn_module kn_purge_module = {
     .name = "purge",
     .open = purge_open,
     .close = purge_close,
 };
-KN_MODULE(purge_module)
