@@ -170,7 +170,8 @@ static void on_fail_counted(struct kn_redis *r, redisReply *rep, void *arg)
         for (size_t i = 1; i < rep->elements && i <= (size_t)e->step_keys.n;
              i++) {
             const redisReply *t = rep->element[i];
-            if (t->type == REDIS_REPLY_STATUS &&
+            if ((t->type == REDIS_REPLY_STATUS ||
+                 t->type == REDIS_REPLY_STRING) &&
                 kn_poison_mismatch(t->str, e->step_want[i - 1])) {
                 bad = e->step_keys.v[i - 1];
                 have = t->str;
