@@ -27,7 +27,7 @@ LIB_SRCS := \
 	config/config.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
-	queue/redis_uv.c queue/queue.c queue/scripts.c queue/poison.c \
+	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
@@ -36,9 +36,8 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-# kairand and kairanctl link their own objects directly (not through the
-# archive), so that modules and commands that register themselves in a
-# constructor (dispatcher/module.h, cli/cli.h) are always in.
+# kairand and kairanctl link their own objects directly; their modules
+# (dispatcher/module.c) and commands (cli/kairanctl.c) are rows of tables.
 DAEMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter dispatcher/%,$(LIB_SRCS)))
 CLI_SRCS := $(filter-out cli/kairanctl.c,$(wildcard cli/*.c))
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
@@ -107,3 +106,8 @@ clean:
 -include mk/install.mk
 -include mk/fuzz.mk
 -include mk/faults.mk
+
+# Includes point down only (DESIGN.md); see scripts/layers.sh.
+.PHONY: layers
+layers:
+	@scripts/layers.sh

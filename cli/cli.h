@@ -1,8 +1,8 @@
 /*
  * cli.h - what kairanctl's command files share: the loaded config, a
  * synchronous Redis connection, keys with the prefix, and the table of
- * commands.  A command file (cli/<name>.c) defines its commands and
- * registers them with KN_CLI_COMMAND; kairanctl.c needs no edit.
+ * commands.  A command file (cli/<name>.c) defines its commands; each is
+ * one row of the table in kairanctl.c.
  *
  * Exit codes, for every command: 0 success; 1 failure; 2 usage; 3 unknown
  * id or Redis unreachable.
@@ -52,15 +52,14 @@ struct kn_cli_command {
     const char *usage;                 /* one or more lines for --help */
     int needs_config;                  /* 1: the config is loaded before run */
     int (*run)(int argc, char **argv); /* argv[0] is the name */
-    struct kn_cli_command *_next;
 };
 
-void kn_cli_register(struct kn_cli_command *c);
-
-#define KN_CLI_COMMAND(var)                                                    \
-    __attribute__((constructor)) static void var##_register(void)              \
-    {                                                                          \
-        kn_cli_register(&var);                                                 \
-    }
+/*
+ * The commands defined in their own files, one row each in kairanctl.c's
+ * table (a new command: a file, a declaration here, a row there).
+ */
+extern const struct kn_cli_command kn_cli_cmd_purge, kn_cli_cmd_tenant,
+    kn_cli_cmd_recipients, kn_cli_cmd_groups, kn_cli_cmd_rekey, kn_cli_cmd_keys,
+    kn_cli_cmd_report, kn_cli_cmd_drill, kn_cli_cmd_token, kn_cli_cmd_migrate;
 
 #endif

@@ -28,6 +28,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "queue/keys.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
 #include "dispatcher/http.h"
@@ -43,16 +44,15 @@ struct kn_config kn_cli_cfg;
 #define cfg kn_cli_cfg
 static const char *cfg_path = "/etc/kairan/kairan.conf";
 static redisContext *rc_;
-static struct kn_cli_command *commands;
 
-void kn_cli_register(struct kn_cli_command *c)
-{
-    struct kn_cli_command **pp = &commands;
-    while (*pp != NULL)
-        pp = &(*pp)->_next;
-    c->_next = NULL;
-    *pp = c;
-}
+/* The commands of their own files (cli.h), in the order --help lists
+ * them; submit, status, watch, cancel, dlq and keygen are this file's. */
+static const struct kn_cli_command *const commands[] = {
+    &kn_cli_cmd_purge,   &kn_cli_cmd_tenant, &kn_cli_cmd_recipients,
+    &kn_cli_cmd_groups,  &kn_cli_cmd_rekey,  &kn_cli_cmd_keys,
+    &kn_cli_cmd_report,  &kn_cli_cmd_drill,  &kn_cli_cmd_token,
+    &kn_cli_cmd_migrate,
+};
 
 static void usage(FILE *f)
 {
@@ -65,8 +65,8 @@ static void usage(FILE *f)
                "  dlq list [--json]      dead-lettered jobs\n"
                "  dlq retry ENTRY|--all  send dead-lettered jobs again\n"
                "  keygen FILE            create a new key file (mode 0600)\n");
-    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next)
-        fprintf(f, "%s", c->usage);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(commands); i++)
+        fprintf(f, "%s", commands[i]->usage);
     fprintf(f, "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
                "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
                "unreachable\n");
@@ -278,17 +278,28 @@ int kn_cli_submit_json(const char *json, size_t len)
         kn_broadcast_free(&b);
         return EXIT_FAIL;
     }
-    if (b.id == NULL)
-        b.id = kn_broadcast_new_id();
+    b.id = kn_broadcast_new_id();
     if (b.sender == NULL)
         b.sender = kn_xstrdup("kairanctl");
     kn_argv_init(&a);
     /* Addresses are sealed here: plaintext never reaches Redis. */
     kn_broadcast_submit_call(&b, kr, cfg.redis_prefix, NULL, &a);
-    r = kn_cli_eval(&kn_script_submit, 5, &a);
+    r = kn_cli_eval(&kn_script_submit, 6, &a);
     kn_argv_free(&a);
-    kn_cli_audit_op("broadcast.submit", b.id, b.tenant);
-    printf("%s\n", b.id);
+    /* {1, name} stored; {0, name} of the tenant's broadcast that already
+     * has this key: print that one (submitting again is safe). */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, "kairanctl: unexpected answer from the submit "
+                        "script\n");
+        freeReplyObject(r);
+        kn_broadcast_free(&b);
+        kn_keyring_free(kr);
+        return EXIT_FAIL;
+    }
+    if (r->element[0]->integer == 1)
+        kn_cli_audit_op("broadcast.submit", b.id, b.tenant);
+    printf("%s\n", r->element[1]->str);
     freeReplyObject(r);
     kn_broadcast_free(&b);
     kn_keyring_free(kr);
@@ -375,7 +386,7 @@ static int do_status(int argc, char **argv)
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
          i++) {
         json_t *o = json_object();
-        k = kn_cli_key("bc:%s", ids->element[i]->str);
+        k = kn_key_bc(kn_cli_cfg.redis_prefix, ids->element[i]->str, "");
         r = kn_cli_cmd("HGETALL %s", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
@@ -396,7 +407,7 @@ static int do_status(int argc, char **argv)
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements;
          i++) {
         json_t *o = json_object();
-        k = kn_cli_key("bc:%s", ids->element[i]->str);
+        k = kn_key_bc(kn_cli_cfg.redis_prefix, ids->element[i]->str, "");
         r = kn_cli_cmd("HMGET %s reason created_ms", k);
         free(k);
         json_object_set_new(o, "id", json_string(ids->element[i]->str));
@@ -538,7 +549,7 @@ static int do_watch(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    k = kn_cli_key("bc:%s", argv[1]);
+    k = kn_key_bc(kn_cli_cfg.redis_prefix, argv[1], "");
     for (;;) {
         redisReply *h = kn_cli_cmd("HGETALL %s", k);
         const char *st = hget(h, "status");
@@ -610,7 +621,7 @@ static int do_cancel(int argc, char **argv)
         return EXIT_USAGE;
     }
     kn_argv_init(&a);
-    kn_argv_take(&a, kn_cli_key("bc:%s", argv[1]));
+    kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, argv[1], ""));
     kn_argv_take(&a, kn_cli_key("active"));
     kn_argv_add(&a, argv[1]);
     kn_argv_addi(&a, kn_now_ms());
@@ -621,7 +632,7 @@ static int do_cancel(int argc, char **argv)
         rc = EXIT_UNKNOWN;
     } else if (strcmp(r->str, "cancelled") == 0) {
         redisReply *t;
-        char *k = kn_cli_key("bc:%s", argv[1]);
+        char *k = kn_key_bc(kn_cli_cfg.redis_prefix, argv[1], "");
         t = kn_cli_cmd("HGET %s tenant", k);
         free(k);
         kn_cli_audit_op("broadcast.cancel", argv[1],
@@ -725,8 +736,8 @@ static int dlq_retry_one(const redisReply *e)
     s = json_dumps(j, JSON_COMPACT);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_cli_key("dlq"));
-    kn_argv_take(&a, kn_cli_key("bc:%s", bc));
-    kn_argv_take(&a, kn_cli_key("bc:%s:r", bc));
+    kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, bc, ""));
+    kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, bc, ":r"));
     kn_argv_take(&a, kn_cli_key("q:%s", q));
     kn_argv_take(&a, kn_cli_key("active"));
     kn_argv_add(&a, e->element[0]->str);
@@ -777,11 +788,11 @@ static int do_dlq(int argc, char **argv)
     return rc;
 }
 
-static struct kn_cli_command *find_command(const char *name)
+static const struct kn_cli_command *find_command(const char *name)
 {
-    for (struct kn_cli_command *c = commands; c != NULL; c = c->_next) {
-        if (strcmp(c->name, name) == 0)
-            return c;
+    for (size_t i = 0; i < KN_ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
     }
     return NULL;
 }
@@ -795,7 +806,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     int c, rc;
     const char *sub;
-    struct kn_cli_command *c_;
+    const struct kn_cli_command *c_;
 
     while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
         switch (c) {

@@ -78,13 +78,12 @@ static int do_purge(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command purge_cmd = {
+const struct kn_cli_command kn_cli_cmd_purge = {
     .name = "purge",
     .usage = "  purge [--now ISO8601]  delete what is past retention\n",
     .needs_config = 1,
     .run = do_purge,
 };
-KN_CLI_COMMAND(purge_cmd)
 
 static int do_tenant(int argc, char **argv)
 {
@@ -99,9 +98,9 @@ static int do_tenant(int argc, char **argv)
         return KN_EXIT_USAGE;
     }
     tenant = argv[2];
-    if (!kn_id_valid(tenant)) {
-        fprintf(stderr, "kairanctl: '%s' is not a tenant name (letters, "
-                        "digits, '-', '_', '.', ':')\n",
+    if (!kn_tenant_valid(tenant)) {
+        fprintf(stderr, "kairanctl: '%s' is not a tenant name (1-64 letters, "
+                        "digits, '-', '_', '.')\n",
                 tenant);
         return KN_EXIT_USAGE;
     }
@@ -126,11 +125,10 @@ static int do_tenant(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command tenant_cmd = {
+const struct kn_cli_command kn_cli_cmd_tenant = {
     .name = "tenant",
     .usage = "  tenant close T         stop T's tokens now, erase its data "
              "after retention.closed_tenant_days\n",
     .needs_config = 1,
     .run = do_tenant,
 };
-KN_CLI_COMMAND(tenant_cmd)

@@ -50,6 +50,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
+#include "queue/keys.h"
 #include "queue/redis_uv.h"
 
 #define MAX_FILE (64L * 1024 * 1024) /* a roster is a few hundred kB */
@@ -296,6 +297,7 @@ static void replies_free(redisReply **r, size_t n)
  * its name too, so that a broadcast to it is rejected as unknown).
  */
 #define LUA_HELPERS                                                           \
+    KN_LUA_KEYPART                                                            \
     "local P, T = ARGV[1], ARGV[2]\n"                                         \
     "local function split(s, sep)\n"                                          \
     "  local t = {}\n"                                                        \
@@ -326,7 +328,7 @@ static void replies_free(redisReply **r, size_t n)
     "local function ungroup(id, old, keep)\n"                                 \
     "  for _, g in ipairs(split(old, ';')) do\n"                              \
     "    if not keep[g] then\n"                                               \
-    "      local gk = P .. 'grp:' .. T .. ':' .. g\n"                         \
+    "      local gk = P .. 'grp:' .. kp(T) .. ':' .. kp(g)\n"                 \
     "      redis.call('SREM', gk, id)\n"                                      \
     "      if redis.call('SCARD', gk) == 0 then\n"                            \
     "        redis.call('SREM', P .. 'groups:' .. T, g)\n"                    \
@@ -351,7 +353,7 @@ static struct kn_redis_script upsert_script = {
     "for i = 4, #ARGV, 9 do\n"
     "  local id, h, c = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
     "  local act = ARGV[i + 8]\n"
-    "  local k = P .. 'rcpt:' .. T .. ':' .. id\n"
+    "  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)\n"
     "  local old = redis.call('HMGET', k, 'hash', 'active', 'c', 'groups')\n"
     "  if old[1] == h and (act == '' or act == old[2]) then\n"
     "    same = same + 1\n"
@@ -376,7 +378,7 @@ static struct kn_redis_script upsert_script = {
     "      else redis.call('HSET', k, f, v) end\n"
     "    end\n"
     "    for _, g in ipairs(gs) do\n"
-    "      redis.call('SADD', P .. 'grp:' .. T .. ':' .. g, id)\n"
+    "      redis.call('SADD', P .. 'grp:' .. kp(T) .. ':' .. kp(g), id)\n"
     "      redis.call('SADD', P .. 'groups:' .. T, g)\n"
     "    end\n"
     "    for _, b in ipairs(split(ARGV[i + 7], ' ')) do\n"
@@ -400,7 +402,7 @@ static struct kn_redis_script delete_script = {
     "local n = 0\n"
     "for i = 3, #ARGV do\n"
     "  local id = ARGV[i]\n"
-    "  local k = P .. 'rcpt:' .. T .. ':' .. id\n"
+    "  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)\n"
     "  if redis.call('EXISTS', k) == 1 then\n"
     "    local old = redis.call('HMGET', k, 'c', 'groups')\n"
     "    unindex(id, old[1])\n"
@@ -419,7 +421,8 @@ static struct kn_redis_script delete_script = {
  */
 static struct kn_redis_script active_script = {
     "rcpt_active",
-    "local k = ARGV[1] .. 'rcpt:' .. ARGV[2] .. ':' .. ARGV[3]\n"
+    KN_LUA_KEYPART
+    "local k = ARGV[1] .. 'rcpt:' .. kp(ARGV[2]) .. ':' .. kp(ARGV[3])\n"
     "if redis.call('EXISTS', k) == 0 then return 0 end\n"
     "if redis.call('HGET', k, 'active') ~= ARGV[4] then\n"
     "  redis.call('HSET', k, 'active', ARGV[4], 'updated_ms', ARGV[5])\n"
@@ -941,8 +944,7 @@ static size_t select_changed(const char *tenant, struct rrow **good,
         for (size_t i = 0; i < k; i++) {
             kn_argv_init(&cmds[i]);
             kn_argv_add(&cmds[i], "HMGET");
-            kn_argv_take(&cmds[i], kn_cli_key("rcpt:%s:%s", tenant,
-                                              good[off + i]->v[COL_ID]));
+            kn_argv_take(&cmds[i], kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, good[off + i]->v[COL_ID]));
             kn_argv_add(&cmds[i], "hash");
             kn_argv_add(&cmds[i], "active");
         }
@@ -1399,7 +1401,7 @@ static int do_export(const char *tenant, int bom)
             kn_argv_init(&cmds[i]);
             kn_argv_add(&cmds[i], "HMGET");
             kn_argv_take(&cmds[i],
-                         kn_cli_key("rcpt:%s:%s", tenant, v[off + i]));
+                         kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, v[off + i]));
             kn_argv_add(&cmds[i], "c");
             kn_argv_add(&cmds[i], "name");
             kn_argv_add(&cmds[i], "grade");
@@ -1504,7 +1506,7 @@ static int do_groups_list(const char *tenant)
     for (size_t i = 0; i < n; i++) {
         kn_argv_init(&cmds[i]);
         kn_argv_add(&cmds[i], "SCARD");
-        kn_argv_take(&cmds[i], kn_cli_key("grp:%s:%s", tenant, v[i]));
+        kn_argv_take(&cmds[i], kn_key_grp(kn_cli_cfg.redis_prefix, tenant, v[i]));
     }
     rep = n ? pipeline(cmds, n) : NULL;
     for (size_t i = 0; i < n; i++) {
@@ -1565,8 +1567,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         usage_err("--tenant T is required");
         return -1;
     }
-    if (!kn_id_valid(a->tenant)) {
-        usage_err("--tenant: 1-128 letters, digits, '-', '_', '.', ':'");
+    if (!kn_tenant_valid(a->tenant)) {
+        usage_err("--tenant: 1-64 letters, digits, '-', '_', '.' (starting "
+                  "with a letter or digit)");
         return -1;
     }
     return 0;
@@ -1622,7 +1625,7 @@ static int run_groups(int argc, char **argv)
     return do_groups_list(a.tenant);
 }
 
-static struct kn_cli_command recipients_cmd = {
+const struct kn_cli_command kn_cli_cmd_recipients = {
     "recipients",
     "  recipients import --tenant T [--skip-bad] [--replace] FILE.csv\n"
     "                         load the directory from a CSV file (UTF-8, "
@@ -1642,11 +1645,9 @@ static struct kn_cli_command recipients_cmd = {
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"
     "                         remove a recipient and its memberships\n",
-    1, run_recipients, NULL};
-KN_CLI_COMMAND(recipients_cmd)
+    1, run_recipients};
 
-static struct kn_cli_command groups_cmd = {
+const struct kn_cli_command kn_cli_cmd_groups = {
     "groups",
     "  groups list --tenant T  group names and member counts\n", 1,
-    run_groups, NULL};
-KN_CLI_COMMAND(groups_cmd)
+    run_groups};

@@ -38,6 +38,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "queue/keys.h"
 
 #define REKEY_TRIES 5
 #define AUD_PAGE 500
@@ -169,7 +170,7 @@ done:
 static void rekey_record(const struct kn_keyring *kr, const char *tenant,
                          const char *id, struct rekey_stats *st, int dry)
 {
-    char *key = kn_cli_key("rcpt:%s:%s", tenant, id);
+    char *key = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, id);
 
     st->records++;
     for (int t = 0; t < REKEY_TRIES; t++) {
@@ -399,16 +400,14 @@ static int run_rekey(int argc, char **argv)
     return st.failed > 0 ? KN_EXIT_FAIL : KN_EXIT_OK;
 }
 
-static struct kn_cli_command rekey_cmd = {
+const struct kn_cli_command kn_cli_cmd_rekey = {
     "rekey",
     "  rekey [--dry-run] [--json]\n"
     "                         re-encrypt the directory and audience lists "
     "with the\n"
     "                         current key (after key add)\n",
     1,
-    run_rekey,
-    NULL};
-KN_CLI_COMMAND(rekey_cmd)
+    run_rekey};
 
 static void key_usage(FILE *f)
 {
@@ -463,11 +462,9 @@ static int run_key(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command key_cmd = {
+const struct kn_cli_command kn_cli_cmd_keys = {
     "key",
     "  key add FILE           add a new key to a key file (rotation)\n"
     "  key list FILE          the current key id of a key file\n",
     0,
-    run_key,
-    NULL};
-KN_CLI_COMMAND(key_cmd)
+    run_key};

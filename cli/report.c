@@ -24,6 +24,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "queue/keys.h"
 
 static const int within_s[] = {60, 300, 900};
 #define NWITHIN 3
@@ -182,7 +183,7 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
 static void load_audience(struct report *rp, const struct kn_keyring *kr)
 {
     const char *tenant = hget(rp->h, "tenant");
-    char *k = kn_cli_key("bc:%s:aud", rp->bid);
+    char *k = kn_key_bc(kn_cli_cfg.redis_prefix, rp->bid, ":aud");
     redisReply *a = kn_cli_cmd("LRANGE %s 0 -1", k);
     free(k);
     for (size_t i = 0; a->type == REDIS_REPLY_ARRAY && i < a->elements;
@@ -200,7 +201,7 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
                    (r = find(rp, e + 2)) != NULL) {
             redisReply *h;
             json_t *c;
-            k = kn_cli_key("rcpt:%s:%s", tenant, e + 2);
+            k = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, e + 2);
             h = kn_cli_cmd("HMGET %s name c", k);
             free(k);
             if (h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
@@ -574,7 +575,7 @@ static int do_report(int argc, char **argv)
     }
     memset(&rp, 0, sizeof(rp));
     rp.bid = kn_xstrdup(id);
-    k = kn_cli_key("bc:%s", id);
+    k = kn_key_bc(kn_cli_cfg.redis_prefix, id, "");
     rp.h = kn_cli_cmd("HGETALL %s", k);
     free(k);
     if (hget(rp.h, "status") == NULL) {
@@ -595,7 +596,7 @@ static int do_report(int argc, char **argv)
         rp.t0 = strtoll(s, NULL, 10);
     rp.fail = json_object();
 
-    k = kn_cli_key("bc:%s:r", id);
+    k = kn_key_bc(kn_cli_cfg.redis_prefix, id, ":r");
     r = kn_cli_cmd("HGETALL %s", k);
     free(k);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
@@ -604,7 +605,7 @@ static int do_report(int argc, char **argv)
     freeReplyObject(r);
     qsort(rp.r, rp.n, sizeof(*rp.r), by_id);
 
-    k = kn_cli_key("bc:%s:ack", id);
+    k = kn_key_bc(kn_cli_cfg.redis_prefix, id, ":ack");
     r = kn_cli_cmd("HGETALL %s", k);
     free(k);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
@@ -643,7 +644,7 @@ static int do_report(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
-static struct kn_cli_command report_cmd = {
+const struct kn_cli_command kn_cli_cmd_report = {
     .name = "report",
     .usage = "  report ID [--format text|json|html]\n"
              "                         drill report: reached, confirmed, "
@@ -651,7 +652,6 @@ static struct kn_cli_command report_cmd = {
     .needs_config = 1,
     .run = do_report,
 };
-KN_CLI_COMMAND(report_cmd)
 
 /* ---- drill ---- */
 
@@ -689,11 +689,10 @@ static int do_drill(int argc, char **argv)
     return rc;
 }
 
-static struct kn_cli_command drill_cmd = {
+const struct kn_cli_command kn_cli_cmd_drill = {
     .name = "drill",
     .usage = "  drill FILE|-           submit a drill (\"drill\" and \"ack\" "
              "forced on)\n",
     .needs_config = 1,
     .run = do_drill,
 };
-KN_CLI_COMMAND(drill_cmd)

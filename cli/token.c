@@ -206,9 +206,9 @@ static int tok_create(int argc, char **argv)
                 role_s);
         return KN_EXIT_USAGE;
     }
-    if (tenant != NULL && !kn_id_valid(tenant)) {
-        fprintf(stderr, "kairanctl: --tenant: use letters, digits, '-', "
-                        "'_', '.' (as in broadcasts)\n");
+    if (tenant != NULL && !kn_tenant_valid(tenant)) {
+        fprintf(stderr, "kairanctl: --tenant: use 1-64 letters, digits, "
+                        "'-', '_', '.' (as in broadcasts)\n");
         return KN_EXIT_USAGE;
     }
     if (name == NULL || !name_ok(name)) {
@@ -466,7 +466,7 @@ static int run_token(int argc, char **argv)
     return KN_EXIT_USAGE;
 }
 
-static struct kn_cli_command token_command = {
+const struct kn_cli_command kn_cli_cmd_token = {
     "token",
     "  token create --role R --tenant T --name NAME [--groups a,b] "
     "[--expires 90d]\n"
@@ -474,6 +474,4 @@ static struct kn_cli_command token_command = {
     "  token list [--json]    API tokens (never secrets)\n"
     "  token revoke ID        revoke an API token\n",
     1,
-    run_token,
-    NULL};
-KN_CLI_COMMAND(token_command)
+    run_token};

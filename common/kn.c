@@ -250,3 +250,50 @@ uint64_t kn_random_below(uint64_t n)
     } while (x >= limit);
     return x % n;
 }
+
+static int key_safe(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
+static int safe_name(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || !key_safe((unsigned char)s[0]) || s[0] == '-' ||
+        s[0] == '_' || s[0] == '.')
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!key_safe((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int kn_tenant_valid(const char *s)
+{
+    return safe_name(s, 64);
+}
+
+int kn_name_valid(const char *s)
+{
+    return safe_name(s, 128);
+}
+
+char *kn_key_part(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s), o = 0;
+    char *out = kn_xmalloc(3 * n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (key_safe(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

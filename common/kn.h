@@ -92,4 +92,26 @@ void kn_random(void *buf, size_t n);
 /* Uniform random integer in [0, n) (n > 0). */
 uint64_t kn_random_below(uint64_t n);
 
+/*
+ * Key names (queue/keys.h builds them).  A part of a Redis key name that
+ * comes from outside is either checked to hold only "safe" bytes
+ * ([A-Za-z0-9._-], which never include the ':' that separates parts) or
+ * encoded so that it does: then no value of one part can reach another
+ * key.
+ *
+ * kn_tenant_valid: a tenant name, 1-64 safe bytes starting with a letter
+ * or digit (tenants are operator-made slugs and also URL path parts).
+ * kn_name_valid: a broadcast's name (kairan's own "b-..."; also the names
+ * of broadcasts made before names were kairan's), 1-128 safe bytes
+ * starting with a letter or digit.
+ * kn_key_part: any string (a recipient id, a group name such as
+ * "サッカー部") as a key part: every byte outside the safe set, '%'
+ * included, becomes "%XX" (upper-case hex).  Injective; the safe strings
+ * are unchanged, so keys made before the encoding stay where they are.
+ * Heap string.
+ */
+int kn_tenant_valid(const char *s);
+int kn_name_valid(const char *s);
+char *kn_key_part(const char *s);
+
 #endif

@@ -20,6 +20,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "queue/keys.h"
 
 static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
 
@@ -325,9 +326,11 @@ int kn_broadcast_parse(const char *json, size_t len,
     if ((rc = check_keys(root, known, "", &pe)) < 0)
         goto out;
 
-    if ((rc = get_str(root, "id", "id", 1, 128, &b->id, &pe)) < 0)
+    /* The producer's "id" is its idempotency key within its tenant; the
+     * broadcast's name is always kairan's own. */
+    if ((rc = get_str(root, "id", "id", 1, 128, &b->key, &pe)) < 0)
         goto out;
-    if (b->id != NULL && !kn_id_valid(b->id)) {
+    if (b->key != NULL && !kn_id_valid(b->key)) {
         rc = fail(&pe, "id",
                   "use 1-128 letters, digits, '-', '_', '.', "
                   "':' (not first)");
@@ -335,10 +338,10 @@ int kn_broadcast_parse(const char *json, size_t len,
     }
     if ((rc = get_str(root, "tenant", "tenant", 1, 64, &b->tenant, &pe)) < 0)
         goto out;
-    if (b->tenant == NULL || !kn_id_valid(b->tenant)) {
+    if (b->tenant == NULL || !kn_tenant_valid(b->tenant)) {
         rc = fail(&pe, "tenant",
-                  "missing or invalid: name the school "
-                  "(letters, digits, '-', '_', '.')");
+                  "missing or invalid: name the school with 1-64 letters, "
+                  "digits, '-', '_', '.' (starting with a letter or digit)");
         goto out;
     }
     if ((rc = get_str(root, "category", "category", 1, 32, &b->category, &pe)) <
@@ -512,6 +515,7 @@ static void free_strv(char **v, size_t n)
 void kn_broadcast_free(struct kn_broadcast *b)
 {
     free(b->id);
+    free(b->key);
     free(b->tenant);
     free(b->category);
     free(b->subject);
@@ -620,6 +624,8 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
         kn_argv_addi(fields, v);                                               \
     } while (0)
     F("id", b->id);
+    if (b->key != NULL)
+        F("key", b->key);
     F("tenant", b->tenant);
     F("category", b->category);
     F("priority", b->urgent ? "urgent" : "normal");
@@ -667,13 +673,15 @@ void kn_broadcast_submit_call(const struct kn_broadcast *b,
         kn_argv_add(&fields, extra[i]);
         kn_argv_add(&fields, extra[i + 1]);
     }
-    kn_argv_addf(a, "%sbc:%s", prefix, b->id);
-    kn_argv_addf(a, "%sbc:%s:aud", prefix, b->id);
+    kn_argv_take(a, kn_key_bc(prefix, b->id, ""));
+    kn_argv_take(a, kn_key_bc(prefix, b->id, ":aud"));
     kn_argv_addf(a, "%sbroadcasts", prefix);
     kn_argv_addf(a, "%sbcs", prefix);
     kn_argv_addf(a, "%sactive", prefix);
+    kn_argv_take(a, kn_key_idem(prefix, b->tenant));
     kn_argv_add(a, b->id);
     kn_argv_addi(a, kn_now_ms());
+    kn_argv_add(a, b->key != NULL ? b->key : "");
     kn_argv_addi(a, fields.n);
     kn_argv_extend(a, &fields);
     kn_argv_extend(a, &aud);

@@ -44,7 +44,10 @@ const char *kn_channel_name(enum kn_channel c);
 int kn_channel_parse(const char *s);
 
 struct kn_broadcast {
-    char *id; /* NULL if the producer gave none */
+    char *id;  /* the name, kairan's own ("b-..."): set by the front end
+                * (kn_broadcast_new_id), never by the producer */
+    char *key; /* the producer's "id": its idempotency key within its
+                * tenant; NULL if it gave none */
     char *tenant;
     char *category;
     int urgent;
@@ -94,11 +97,12 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
                               struct kn_argv *fields, struct kn_argv *aud);
 
 /*
- * The whole argument list of the submit script (queue/scripts.c: its five
- * keys under prefix, then id, now, the hash fields, the sealed audience)
- * appended to a.  extra: more field/value pairs for the hash (NULL-
- * terminated), e.g. the submitting API token.  Every producer (kairanctl,
- * the HTTP API, the expander for raw XADDs) stores through this.
+ * The whole argument list of the submit script (queue/scripts.c: its six
+ * keys under prefix, then name, now, idempotency key, the hash fields, the
+ * sealed audience) appended to a.  b->id (the name) must be set; b->key
+ * may be NULL (no idempotency).  extra: more field/value pairs for the hash
+ * (NULL- terminated), e.g. the submitting API token.  Every producer
+ * (kairanctl, the HTTP API, the expander for raw XADDs) stores through this.
  */
 void kn_broadcast_submit_call(const struct kn_broadcast *b,
                               const struct kn_keyring *kr, const char *prefix,

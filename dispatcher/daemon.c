@@ -32,6 +32,7 @@
 #include "dispatcher/notify.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
 {
@@ -283,7 +284,7 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
         m->m.bcast = kn_xstrdup(bcast);
         m->next = d->msgs;
         d->msgs = m;
-        key = kn__key(d, "bc:%s", bcast);
+        key = kn_key_bc(d->prefix, bcast, "");
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
                          "category created_ms expires_ms ack",
@@ -327,7 +328,7 @@ static void msg_refresh(struct kn_daemon *d)
         char *key;
         if (!m->loaded || m->failed || m->cancelled || m->refs == 0)
             continue;
-        key = kn__key(d, "bc:%s", m->m.bcast);
+        key = kn_key_bc(d->prefix, m->m.bcast, "");
         m->refs++; /* held until the reply */
         if (kn_redis_cmd(d->cmd, on_status, m, "HGET %s status", key) < 0)
             m->refs--;
@@ -527,7 +528,8 @@ static void start_readers(void *arg)
         if (d->workers[c])
             kn__worker_start(d->workers[c]);
     }
-    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+    for (struct kn_module *const *mp = kn__modules(); *mp != NULL; mp++) {
+        struct kn_module *m = *mp;
         if (m->open(d, &m->_state) < 0) {
             kn_log(KN_LOG_ERROR, "daemon", "a module failed to start", "module",
                    m->name, NULL);
@@ -825,7 +827,8 @@ static void shutdown_now(struct kn_daemon *d)
     uv_close((uv_handle_t *)&d->sig_term, on_closed);
     uv_close((uv_handle_t *)&d->sig_int, on_closed);
     uv_close((uv_handle_t *)&d->sig_hup, on_closed);
-    for (struct kn_module *m = kn__modules(); m != NULL; m = m->_next) {
+    for (struct kn_module *const *mp = kn__modules(); *mp != NULL; mp++) {
+        struct kn_module *m = *mp;
         if (m->_state != NULL) {
             m->close(d, m->_state == (void *)m ? NULL : m->_state);
             m->_state = NULL;

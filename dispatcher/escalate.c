@@ -28,6 +28,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 #define ESCALATE_EVERY_MS 2000
 #define LOOKBACK_MS       (2 * 86400 * 1000LL)
@@ -142,8 +143,8 @@ static int escalate_one(redisContext *c, const struct kn_config *cfg,
         kn_argv_add(&av, "EVAL");
         kn_argv_add(&av, kn_script_fallback.src);
         kn_argv_add(&av, "3");
-        kn_argv_take(&av, pkey(cfg, "bc:%s%s", bc, ""));
-        kn_argv_take(&av, pkey(cfg, "bc:%s%s", bc, ":r"));
+        kn_argv_take(&av, kn_key_bc(cfg->redis_prefix, bc, ""));
+        kn_argv_take(&av, kn_key_bc(cfg->redis_prefix, bc, ":r"));
         kn_argv_take(&av, pkey(cfg, "q:%s%s", q, ""));
         kn_argv_add(&av, field);
         kn_argv_add(&av, rid);
@@ -175,7 +176,7 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
     }
     for (size_t b = 0; b < ids->elements; b++) {
         const char *bc = ids->element[b]->str;
-        char *bk = pkey(cfg, "bc:%s%s", bc, ""), *ak, *rk, *uk;
+        char *bk = kn_key_bc(cfg->redis_prefix, bc, ""), *ak, *rk, *uk;
         redisReply *m = redisCommand(
             c,
             "HMGET %s ack escalate_ms created_ms send_at_ms escalated_ms "
@@ -208,9 +209,9 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
             continue; /* another process escalates it */
         }
         freeReplyObject(ok);
-        ak = pkey(cfg, "bc:%s%s", bc, ":ack");
-        rk = pkey(cfg, "bc:%s%s", bc, ":r");
-        uk = pkey(cfg, "bc:%s%s", bc, ":aud");
+        ak = kn_key_bc(cfg->redis_prefix, bc, ":ack");
+        rk = kn_key_bc(cfg->redis_prefix, bc, ":r");
+        uk = kn_key_bc(cfg->redis_prefix, bc, ":aud");
         acked = redisCommand(c, "HKEYS %s", ak);
         states = redisCommand(c, "HGETALL %s", rk);
         aud = redisCommand(c, "LRANGE %s 0 -1", uk);
@@ -228,8 +229,8 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                 r = json_loads(e + 2, 0, NULL);
                 rid = kn_xstrdup(jstr(r, "id") ? jstr(r, "id") : "?");
             } else if (strncmp(e, "d:", 2) == 0) {
-                char *k =
-                    pkey(cfg, "rcpt:%s:%s", hv(m, 9) ? hv(m, 9) : "", e + 2);
+                char *k = kn_key_rcpt(cfg->redis_prefix,
+                                      hv(m, 9) ? hv(m, 9) : "", e + 2);
                 redisReply *h = redisCommand(c, "HMGET %s c active", k);
                 free(k);
                 if (hv(h, 0) && !(hv(h, 1) && strcmp(hv(h, 1), "0") == 0))
@@ -358,9 +359,8 @@ static void esc_close(struct kn_daemon *d, void *state)
     uv_close((uv_handle_t *)&e->timer, on_closed);
 }
 
-static struct kn_module escalate_module = {
+struct kn_module kn_escalate_module = {
     .name = "escalate",
     .open = esc_open,
     .close = esc_close,
 };
-KN_MODULE(escalate_module)

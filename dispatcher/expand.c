@@ -37,6 +37,7 @@
 #include "dispatcher/daemon.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 struct xentry {
     char *id;  /* stream entry id */
@@ -301,7 +302,7 @@ static void park_entry(struct kn_expander *e, const char *reason,
         return;
     }
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", x->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, x->bc, ""));
     kn_argv_take(&a, kn__key(d, "rejected"));
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_take(&a, kn__key(d, "dlq"));
@@ -352,17 +353,20 @@ static void on_ignore(struct kn_redis *r, redisReply *rep, void *arg)
 }
 
 /* The keys the submit script touches (a raw entry stored). */
-static void submit_keys(struct kn_expander *e, const char *id)
+static void submit_keys(struct kn_expander *e, const char *id,
+                        const char *tenant)
 {
     struct kn_daemon *d = e->d;
     step_begin(e, "storing a producer's broadcast");
-    step_key(e, kn__key(d, "bc:%s", id), "hash");
-    step_key(e, kn__key(d, "bc:%s:aud", id), "list");
+    step_key(e, kn_key_bc(d->prefix, id, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, id, ":aud"), "list");
     step_key(e, kn__key(d, "broadcasts"), "stream");
     step_key(e, kn__key(d, "bcs"), "zset");
     step_key(e, kn__key(d, "active"), "zset");
     step_key(e, kn__key(d, "categories"), "hash");
     step_key(e, kn__key(d, "rejected"), "zset");
+    if (tenant != NULL && kn_tenant_valid(tenant))
+        step_key(e, kn_key_idem(d->prefix, tenant), "hash");
 }
 
 /* ---- raw XADD entries ---- */
@@ -396,20 +400,20 @@ static void handle_raw(struct kn_expander *e)
                                 sizeof(err), field, sizeof(field));
     kn_argv_init(&a);
     if (rc < 0) {
-        /* Keep it visible as rejected, under its own id if it has a
-         * usable one, else under the stream entry id. */
+        /* Keep it visible as rejected, under a name of kairan's made from
+         * the stream entry id (so that reading the entry again after a
+         * crash keeps it once): the producer's id is only a key within its
+         * tenant, and this entry may not even have a valid tenant. */
         json_t *root = json_loadb(e->cur->raw, e->cur->rawlen, 0, NULL);
-        json_t *idv = json_object_get(root, "id"), *tv;
-        const char *id =
-            json_is_string(idv) && kn_id_valid(json_string_value(idv))
-                ? json_string_value(idv)
-                : e->cur->id;
+        json_t *tv;
+        char id[64];
+        snprintf(id, sizeof(id), "rejected-%s", e->cur->id);
         char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
         char masked_text[300];
         tv = json_object_get(root, "tenant");
         kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id, "reason",
                err, NULL);
-        kn_argv_take(&a, kn__key(d, "bc:%s", id));
+        kn_argv_take(&a, kn_key_bc(d->prefix, id, ""));
         kn_argv_take(&a, kn__key(d, "rejected"));
         kn_argv_take(&a, kn__key(d, "bcs"));
         kn_argv_add(&a, id);
@@ -425,22 +429,28 @@ static void handle_raw(struct kn_expander *e)
         } else {
             kn_argv_take(&a, masked);
         }
-        kn_argv_add(&a, json_is_string(tv) ? json_string_value(tv) : "");
-        submit_keys(e, id);
+        kn_argv_add(&a,
+                    json_is_string(tv) && kn_tenant_valid(json_string_value(tv))
+                        ? json_string_value(tv)
+                        : "");
+        submit_keys(e, id, NULL);
         json_decref(root);
         kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
         return;
     }
-    if (b.id == NULL)
-        b.id = kn_xstrdup(e->cur->id);
+    /* The stream entry id is the key of an entry without one, so that
+     * reading it again after a crash stores it once. */
+    b.id = kn_broadcast_new_id();
+    if (b.key == NULL)
+        b.key = kn_xstrdup(e->cur->id);
     if (b.sender == NULL)
         b.sender = kn_xstrdup("xadd");
     kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
-    submit_keys(e, b.id);
+    submit_keys(e, b.id, b.tenant);
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);
-    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 5, &a);
+    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 6, &a);
 }
 
 /* ---- expansion ---- */
@@ -462,12 +472,12 @@ static void expand_done(struct kn_expander *e)
     struct kn_daemon *d = e->d;
     struct kn_argv a;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_add(&a, e->cur->bc);
     kn_argv_addi(&a, kn_now_ms());
     step_begin(e, "ending the expansion");
-    step_key(e, kn__key(d, "bc:%s", e->cur->bc), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
     step_key(e, kn__key(d, "active"), "zset");
     kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, 2, &a);
 }
@@ -737,11 +747,11 @@ static void commit_page(struct kn_expander *e)
     size_t nline = 0;
     int unreachable = 0;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
     step_begin(e, "enqueueing the broadcast's jobs");
-    step_key(e, kn__key(d, "bc:%s", e->cur->bc), "hash");
-    step_key(e, kn__key(d, "bc:%s:r", e->cur->bc), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":r"), "hash");
     for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
         step_key(e, kn__key(d, "q:%s", kn_queue_stream_name(i)), "stream");
@@ -780,7 +790,7 @@ struct lookup {
 static void rcpt_unreadable(struct kn_expander *e, size_t idx, const char *err)
 {
     struct kn_daemon *d = e->d;
-    char *key = kn__key(d, "rcpt:%s:%s", e->tenant, e->rid[idx]);
+    char *key = kn_key_rcpt(d->prefix, e->tenant, e->rid[idx]);
     char *dlq = kn__key(d, "dlq"), reason[600], now[24];
     kn_poison_reason(reason, sizeof(reason),
                      "reading a recipient's directory record", err, key,
@@ -847,7 +857,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
                 kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id") : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
             struct lookup *l = kn_xcalloc(1, sizeof(*l));
-            char *key = kn__key(e->d, "rcpt:%s:%s", e->tenant, s + 2);
+            char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
             e->rid[i] = kn_xstrdup(s + 2);
             l->e = e;
             l->idx = i;
@@ -888,7 +898,7 @@ struct depth {
 
 static void range_page(struct kn_expander *e)
 {
-    char *aud = kn__key(e->d, "bc:%s:aud", e->cur->bc);
+    char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
     long long from = page_start(e, e->page);
     long long to = page_start(e, e->page + 1) - 1;
     step_begin(e, "reading the audience");
@@ -1052,7 +1062,7 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
         /* Scheduled: park it; the daemon's timer announces it again when
          * it is due. */
         char *sched = kn__key(d, "sched"),
-             *bc = kn__key(d, "bc:%s", e->cur->bc);
+             *bc = kn_key_bc(d->prefix, e->cur->bc, "");
         step_begin(e, "scheduling the broadcast");
         step_key(e, kn_xstrdup(sched), "zset");
         step_key(e, kn_xstrdup(bc), "hash");
@@ -1089,20 +1099,20 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     g = groups ? json_loads(groups, 0, NULL) : NULL;
     ri = ids ? json_loads(ids, 0, NULL) : NULL;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", e->cur->bc));
-    kn_argv_take(&a, kn__key(d, "bc:%s:aud", e->cur->bc));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
     kn_argv_add(&a, d->prefix);
     kn_argv_add(&a, e->tenant);
     kn_argv_addi(&a, (int64_t)json_array_size(g));
     step_begin(e, "resolving the audience");
-    step_key(e, kn__key(d, "bc:%s", e->cur->bc), "hash");
-    step_key(e, kn__key(d, "bc:%s:aud", e->cur->bc), "list");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
     json_array_foreach(g, i, x)
     {
         kn_argv_add(&a, json_string_value(x));
         step_key(e,
-                 kn__key(d, "grp:%s:%s", e->tenant,
-                         json_string_value(x) ? json_string_value(x) : ""),
+                 kn_key_grp(d->prefix, e->tenant,
+                            json_string_value(x) ? json_string_value(x) : ""),
                  "set");
     }
     json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
@@ -1126,7 +1136,7 @@ static void start_entry(struct kn_expander *e)
         next_entry(e);
         return;
     }
-    key = kn__key(e->d, "bc:%s", e->cur->bc);
+    key = kn_key_bc(e->d->prefix, e->cur->bc, "");
     step_begin(e, "reading the broadcast");
     step_key(e, kn_xstrdup(key), "hash");
     /* Not the body: the expander needs only the routing fields. */

@@ -52,6 +52,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 #define HTTP_MAX_CONNS        512
 #define HTTP_MAX_URL          4096
@@ -291,6 +292,7 @@ struct req {
     const char *auth_result; /* NULL: no token looked at */
     char *bc_id;             /* submit: the id being stored */
     char *bc_tenant;         /* its tenant (operation log) */
+    char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
     int64_t t0;
 };
@@ -537,6 +539,7 @@ static void req_reset(struct req *r)
     free(r->param);
     free(r->bc_id);
     free(r->bc_tenant);
+    free(r->bc_key);
     token_reset(&r->tok);
     memset(r, 0, sizeof(*r));
     r->tok.role = -1;
@@ -1806,7 +1809,7 @@ static void on_queues_1(struct batch *b)
     ids = brep(b, GATHER_N);
     for (size_t i = 0;
          ids && ids->type == REDIS_REPLY_ARRAY && i < ids->elements; i++) {
-        char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
+        char *k = kn_key_bc(s->d->prefix, ids->element[i]->str, "");
         kn_argv_add(&q->active, ids->element[i]->str);
         batch_cmd(b2, "HMGET", k, "status", "jobs", "final", "tenant", NULL);
         free(k);
@@ -1814,7 +1817,7 @@ static void on_queues_1(struct batch *b)
     ids = brep(b, GATHER_N + 1);
     for (size_t i = 0;
          ids && ids->type == REDIS_REPLY_ARRAY && i < ids->elements; i++) {
-        char *k = kn__key(s->d, "bc:%s", ids->element[i]->str);
+        char *k = kn_key_bc(s->d->prefix, ids->element[i]->str, "");
         kn_argv_add(&q->rejected, ids->element[i]->str);
         batch_cmd(b2, "HMGET", k, "reason", "created_ms", "tenant", NULL);
         free(k);
@@ -1895,13 +1898,14 @@ enum {
     F_EXPANDED,
     F_REASON,
     F_FIELD,
+    F_KEY,
     F__FIXED
 };
 static const char *const bc_fixed[F__FIXED] = {
     "status",   "tenant",       "category",   "priority",     "drill",
     "sender",   "sender_token", "created_ms", "send_at_ms",   "expires_ms",
     "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
-    "final",    "expanded",     "reason",     "field"};
+    "final",    "expanded",     "reason",     "field",        "key"};
 #define NSTATES 5
 static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
@@ -1912,7 +1916,7 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
     struct kn_argv a;
     kn_argv_init(&a);
     kn_argv_add(&a, "HMGET");
-    kn_argv_take(&a, kn__key(d, "bc:%s", id));
+    kn_argv_take(&a, kn_key_bc(d->prefix, id, ""));
     for (int i = 0; i < F__FIXED; i++)
         kn_argv_add(&a, bc_fixed[i]);
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
@@ -2034,6 +2038,7 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
         o, "drill",
         json_boolean(hf(h, F_DRILL) && strcmp(hf(h, F_DRILL), "1") == 0));
     json_object_set_new(o, "sender", jstr_or_null(hf(h, F_SENDER)));
+    json_object_set_new(o, "key", jstr_or_null(hf(h, F_KEY)));
     json_object_set_new(o, "send_at", jtime(hfi(h, F_SEND_AT)));
     json_object_set_new(o, "first_delivery", jtime(hfi(h, F_FIRST)));
     json_object_set_new(o, "last_delivery", jtime(hfi(h, F_LAST)));
@@ -2061,20 +2066,109 @@ static void on_bc_get(struct batch *b)
         respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
         return;
     }
-    if (hf(h, F_STATUS) == NULL) {
+    /* One answer whether it does not exist or this token may not see
+     * it: a tenant learns nothing of another's broadcasts. */
+    if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            b->c->req.auth_result = "forbidden";
         respond_error(b->c, 404, "id", "no broadcast %s", b->c->req.param);
         return;
     }
-    if (!bc_visible(b->c, h)) {
-        respond_error(b->c, 403, "id",
-                      "this token may not read broadcast %s (%s)",
-                      b->c->req.param,
-                      b->c->req.tok.role == KN_ROLE_SENDER
-                          ? "a sender reads only its own broadcasts"
-                          : "another tenant's");
+    respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+}
+
+/* ---- GET /v1/broadcasts?key=K[&tenant=T] ---- */
+
+static void on_bc_by_key(struct batch *b)
+{
+    const redisReply *r = brep(b, 0);
+    struct batch *b2;
+    if (b->c == NULL)
+        return;
+    if (b->failed) {
+        respond_error(b->c, 503, NULL, "Redis is unreachable; try again");
         return;
     }
-    respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        respond_error(b->c, 404, "key", "no broadcast has this key");
+        return;
+    }
+    /* From here it is GET /v1/broadcasts/{name}. */
+    free(b->c->req.param);
+    b->c->req.param = kn_xstrdup(r->str);
+    b2 = batch_new(b->srv, b->c, on_bc_get, NULL);
+    bc_hmget(b2, b->srv->d, b->c->req.param);
+    batch_end(b2);
+}
+
+/* The percent-decoded value of name in the query, or NULL.  Heap. */
+static char *query_get(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q) {
+        if (strncmp(q, name, n) == 0 && q[n] == '=') {
+            const char *v = q + n + 1;
+            size_t len = strcspn(v, "&"), o = 0;
+            char *out = kn_xmalloc(len + 1);
+            for (size_t i = 0; i < len; i++) {
+                int hi = i + 2 < len ? hexval(v[i + 1]) : -1;
+                int lo = i + 2 < len ? hexval(v[i + 2]) : -1;
+                if (v[i] == '%' && hi >= 0 && lo >= 0) {
+                    out[o++] = (char)(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out[o++] = v[i] == '+' ? ' ' : v[i];
+                }
+            }
+            out[o] = '\0';
+            if (o != strlen(out)) { /* a NUL inside */
+                free(out);
+                return NULL;
+            }
+            return out;
+        }
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return NULL;
+}
+
+/*
+ * A tenant's broadcast by the idempotency key its producer gave ("id" in
+ * the submitted JSON).  The tenant is the token's; a token of no tenant
+ * (admin, operator) names it with tenant=T.
+ */
+static void run_bc_by_key(struct conn *c)
+{
+    char *key = query_get(c->req.query, "key"), *tenant = NULL, *k;
+    struct batch *b;
+    if (key == NULL || !kn_id_valid(key)) {
+        free(key);
+        respond_error(c, 400, "key",
+                      "give the key as ?key=K: the \"id\" the broadcast was "
+                      "submitted with (1-128 letters, digits, '-', '_', '.', "
+                      "':')");
+        return;
+    }
+    if (c->req.tok.tenant != NULL && c->req.tok.tenant[0] != '\0')
+        tenant = kn_xstrdup(c->req.tok.tenant);
+    else
+        tenant = query_get(c->req.query, "tenant");
+    if (tenant == NULL || !kn_tenant_valid(tenant)) {
+        free(key);
+        free(tenant);
+        respond_error(c, 400, "tenant",
+                      "this token has no tenant: add &tenant=T");
+        return;
+    }
+    b = batch_new(c->srv, c, on_bc_by_key, NULL);
+    k = kn_key_idem(c->srv->d->prefix, tenant);
+    batch_cmd(b, "HGET", k, key, NULL);
+    free(k);
+    free(key);
+    free(tenant);
+    batch_end(b);
 }
 
 static void run_bc_get(struct conn *c)
@@ -2172,9 +2266,15 @@ static void run_bc_list(struct conn *c)
     struct kn_daemon *d = c->srv->d;
     struct batch *b;
     char *k, min[32];
+    if (c->req.query != NULL && (strncmp(c->req.query, "key=", 4) == 0 ||
+                                 strstr(c->req.query, "&key=") != NULL)) {
+        run_bc_by_key(c);
+        return;
+    }
     if (!query_has(c->req.query, "active=1")) {
         respond_error(c, 400, "active",
-                      "only the active list can be read: add ?active=1");
+                      "only the active list can be read: add ?active=1, or "
+                      "find one broadcast by its key with ?key=K");
         return;
     }
     b = batch_new(c->srv, c, on_bc_list_1, NULL);
@@ -2239,14 +2339,15 @@ static void on_dup_check(struct batch *b)
                       "Redis is unreachable; submit again with the same id");
         return;
     }
+    /* The key is the tenant's own (idem:<tenant>), so the broadcast found
+     * is of the same tenant; checked all the same. */
     if (!bc_visible(c, h)) {
-        respond_error(c, 409, "id",
-                      "this id is already used by another broadcast; "
-                      "choose another id");
+        respond_error(c, 500, NULL, "the broadcast could not be stored");
         return;
     }
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", jstr_or_null(c->req.bc_key));
     json_object_set_new(j, "duplicate", json_true());
     json_object_set_new(j, "status", json_string(hf(h, F_STATUS)));
     respond_json(c, 200, j, NULL);
@@ -2273,13 +2374,17 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
         kn_log(KN_LOG_ERROR, "http", "submit script failed", "error",
                rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
         respond_error(c, 500, NULL, "the broadcast could not be stored");
         return;
     }
     if (rep->element[0]->integer == 0) {
+        /* The tenant's broadcast that already has this key. */
+        free(c->req.bc_id);
+        c->req.bc_id = kn_xstrdup(rep->element[1]->str);
         b = batch_new(c->srv, c, on_dup_check, NULL);
         bc_hmget(b, c->srv->d, c->req.bc_id);
         batch_end(b);
@@ -2290,6 +2395,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", jstr_or_null(c->req.bc_key));
     snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
     respond_json(c, 202, j, loc);
 }
@@ -2407,14 +2513,14 @@ static void run_bc_submit(struct conn *c)
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
         return;
     }
-    if (b.id == NULL)
-        b.id = kn_broadcast_new_id();
+    b.id = kn_broadcast_new_id();
     /* The name is stored in the broadcast, so that it stays after the
      * token is revoked; "sender" from the body is not trusted. */
     free(b.sender);
     b.sender = kn_xstrdup(c->req.tok.name ? c->req.tok.name : c->req.tok.id);
     c->req.bc_id = kn_xstrdup(b.id);
     c->req.bc_tenant = kn_xstrdup(b.tenant);
+    c->req.bc_key = b.key != NULL ? kn_xstrdup(b.key) : NULL;
 
     kn_argv_init(&a);
     {
@@ -2423,7 +2529,7 @@ static void run_bc_submit(struct conn *c)
     }
     kn_broadcast_free(&b);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 5, a.n,
+    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 6, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2476,20 +2582,16 @@ static void on_cancel_check(struct batch *b)
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
         return;
     }
-    if (hf(h, F_STATUS) == NULL) {
+    if (hf(h, F_STATUS) == NULL || !bc_visible(c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            c->req.auth_result = "forbidden";
         respond_error(c, 404, "id", "no broadcast %s", c->req.param);
-        return;
-    }
-    if (!bc_visible(c, h)) {
-        respond_error(c, 403, "id",
-                      "this token may not cancel another tenant's "
-                      "broadcast");
         return;
     }
     free(c->req.bc_tenant);
     c->req.bc_tenant = dupstr(hf(h, F_TENANT));
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.param));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.param, ""));
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_add(&a, c->req.param);
     kn_argv_addi(&a, kn_now_ms());
@@ -2570,9 +2672,9 @@ static void ack_view(struct conn *c)
     struct kn_daemon *d = c->srv->d;
     struct kn_argv a;
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
     kn_argv_add(&a, c->req.ack_rcpt);
     conn_hold(c);
     if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 3, a.n,
@@ -2633,9 +2735,9 @@ static void run_ack_post(struct conn *c)
         return;
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", c->req.bc_id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", c->req.bc_id));
-    kn_argv_take(&a, kn__key(d, "bc:%s:ack", c->req.bc_id));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
     conn_hold(c);
@@ -3585,9 +3687,8 @@ static void http_close(struct kn_daemon *d, void *state)
         conn_close(s->conns);
 }
 
-static struct kn_module http_module = {
+struct kn_module kn_http_module = {
     .name = "http",
     .open = http_open,
     .close = http_close,
 };
-KN_MODULE(http_module)

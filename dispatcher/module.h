@@ -1,9 +1,8 @@
 /*
  * module.h - optional parts of kairand (the HTTP API, the audit log, the
- * purge timer...) register themselves here, so that the daemon's core
- * needs no edit to gain one.  A module file defines a struct kn_module and
- * writes KN_MODULE(name); the Makefile links every dispatcher object into
- * kairand directly, so the registration always runs.
+ * purge timer...) are rows of one table (module.c), so that the daemon's
+ * core needs no edit to gain one.  A module file defines its struct
+ * kn_module; no constructor, so the link order does not matter.
  *
  * open() runs once Redis is reachable and the workers have started;
  * close() runs at shutdown, before the Redis connections close.
@@ -19,17 +18,12 @@ struct kn_module {
     int (*open)(struct kn_daemon *d, void **state);
     void (*close)(struct kn_daemon *d, void *state);
     void *_state;
-    struct kn_module *_next;
 };
 
-void kn__module_register(struct kn_module *m);
-/* First registered module (walk with ->_next). */
-struct kn_module *kn__modules(void);
+/* The modules, one row each in module.c's table. */
+extern struct kn_module kn_http_module, kn_purge_module, kn_escalate_module;
 
-#define KN_MODULE(var)                                                         \
-    __attribute__((constructor)) static void var##_register(void)              \
-    {                                                                          \
-        kn__module_register(&var);                                             \
-    }
+/* The table, NULL-terminated, in the order the modules open. */
+struct kn_module *const *kn__modules(void);
 
 #endif

@@ -29,6 +29,7 @@
 #include "config/config.h"
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
+#include "queue/keys.h"
 
 #define JST_MS  (9 * 3600 * 1000LL)
 #define DAY_MS  (86400 * 1000LL)
@@ -127,11 +128,30 @@ static long long run(struct ctx *x, const char *fmt, ...)
     return n;
 }
 
+/* A broadcast with its records and its producer's idempotency key. */
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    run(x, "DEL %sbc:%s %sbc:%s:r %sbc:%s:aud %sbc:%s:ack", p, id, p, id, p, id,
-        p, id);
+    char *k[4] = {kn_key_bc(p, id, ""), kn_key_bc(p, id, ":r"),
+                  kn_key_bc(p, id, ":aud"), kn_key_bc(p, id, ":ack")};
+    redisReply *h = cmd(x, "HMGET %s tenant key", k[0]);
+    if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+        h->element[0]->type == REDIS_REPLY_STRING &&
+        h->element[1]->type == REDIS_REPLY_STRING) {
+        char *ik = kn_key_idem(p, h->element[0]->str);
+        /* Only if the key still names this broadcast. */
+        redisReply *v = cmd(x, "HGET %s %s", ik, h->element[1]->str);
+        if (v && v->type == REDIS_REPLY_STRING && strcmp(v->str, id) == 0)
+            run(x, "HDEL %s %s", ik, h->element[1]->str);
+        if (v)
+            freeReplyObject(v);
+        free(ik);
+    }
+    if (h)
+        freeReplyObject(h);
+    run(x, "DEL %s %s %s %s", k[0], k[1], k[2], k[3]);
+    for (int i = 0; i < 4; i++)
+        free(k[i]);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
     run(x, "ZREM %sactive %s", p, id);
@@ -151,10 +171,16 @@ static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
             if (whole) {
                 delete_broadcast(x, id);
                 n++;
-            } else if (run(x, "DEL %sbc:%s:r", x->prefix, id) > 0) {
-                run(x, "HSET %sbc:%s r_purged_ms %lld", x->prefix, id,
-                    (long long)kn_now_ms());
-                n++;
+            } else {
+                char *bk = kn_key_bc(x->prefix, id, ""),
+                     *rk = kn_key_bc(x->prefix, id, ":r");
+                if (run(x, "DEL %s", rk) > 0) {
+                    run(x, "HSET %s r_purged_ms %lld", bk,
+                        (long long)kn_now_ms());
+                    n++;
+                }
+                free(bk);
+                free(rk);
             }
         }
         if (r != NULL)
@@ -175,7 +201,8 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         const char *id = r->element[i]->str;
         json_t *c = NULL, *pa, *e;
         size_t j;
-        h = cmd(x, "HGET %srcpt:%s:%s c", p, t, id);
+        char *rk = kn_key_rcpt(p, t, id);
+        h = cmd(x, "HGET %s c", rk);
         if (h && h->type == REDIS_REPLY_STRING)
             c = json_loads(h->str, 0, NULL);
         if (h)
@@ -194,14 +221,18 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
                          json_string_value(json_object_get(e, "ti")));
         }
         json_decref(c);
-        n += run(x, "DEL %srcpt:%s:%s", p, t, id);
+        n += run(x, "DEL %s", rk);
+        free(rk);
     }
     if (r)
         freeReplyObject(r);
     n += run(x, "DEL %srcpts:%s", p, t);
     r = cmd(x, "SMEMBERS %sgroups:%s", p, t);
-    for (size_t i = 0; r && i < r->elements; i++)
-        n += run(x, "DEL %sgrp:%s:%s", p, t, r->element[i]->str);
+    for (size_t i = 0; r && i < r->elements; i++) {
+        char *gk = kn_key_grp(p, t, r->element[i]->str);
+        n += run(x, "DEL %s", gk);
+        free(gk);
+    }
     if (r)
         freeReplyObject(r);
     n += run(x, "DEL %sgroups:%s", p, t);
@@ -225,7 +256,9 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         r = cmd(x, "ZRANGE %s%s 0 -1", p, k == 0 ? "bcs" : "rejected");
         for (size_t i = 0; r && i < r->elements; i++) {
             const char *id = r->element[i]->str;
-            h = cmd(x, "HGET %sbc:%s tenant", p, id);
+            char *bk = kn_key_bc(p, id, "");
+            h = cmd(x, "HGET %s tenant", bk);
+            free(bk);
             if (h && h->type == REDIS_REPLY_STRING && strcmp(h->str, t) == 0) {
                 delete_broadcast(x, id);
                 n++;
@@ -487,9 +520,8 @@ static void purge_close(struct kn_daemon *d, void *state)
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
-static struct kn_module purge_module = {
+struct kn_module kn_purge_module = {
     .name = "purge",
     .open = purge_open,
     .close = purge_close,
 };
-KN_MODULE(purge_module)

@@ -49,6 +49,7 @@
 #include "dispatcher/daemon.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
+#include "queue/keys.h"
 
 struct wjob {
     struct kn_worker *w;
@@ -397,8 +398,8 @@ static void fin_append(struct kn_worker *w, struct wjob *jb)
 {
     struct kn_daemon *d = w->d;
     kn_argv_add(&w->fin_keys, jb->stream);
-    kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s", jb->bcast));
-    kn_argv_take(&w->fin_keys, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_take(&w->fin_keys, kn_key_bc(d->prefix, jb->bcast, ""));
+    kn_argv_take(&w->fin_keys, kn_key_bc(d->prefix, jb->bcast, ":r"));
     kn_argv_add(&w->fin_args, jb->entry);
     kn_argv_add(&w->fin_args, jb->fields);
     kn_argv_add(&w->fin_args, jb->fin_state);
@@ -425,7 +426,7 @@ static void retry(struct wjob *jb, int64_t delay_ms, const char *detail,
     kn_argv_init(&a);
     kn_argv_add(&a, jb->stream);
     kn_argv_take(&a, kn__key(d, "retry"));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_take(&a, kn_key_bc(d->prefix, jb->bcast, ":r"));
     kn_argv_add(&a, KN_GROUP);
     kn_argv_add(&a, jb->entry);
     kn_argv_addi(&a, kn_now_ms() + delay_ms);
@@ -491,8 +492,8 @@ static void fall_back(struct wjob *jb)
         json_object_set(nj, "fb", rest);
     json_decref(rest);
     kn_argv_init(&av);
-    kn_argv_take(&av, kn__key(d, "bc:%s", jb->bcast));
-    kn_argv_take(&av, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));
+    kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ":r"));
     kn_argv_take(&av, kn__key(d, "q:%s", q));
     kn_argv_add(&av, field);
     kn_argv_add(&av, jb->rcpts[0]);
@@ -1094,8 +1095,8 @@ static void on_msg(struct kn__msg *m, void *arg)
     }
     first = kn_xasprintf("%s:%s", jb->w->chname, jb->bindex[0]);
     kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "bc:%s", jb->bcast));
-    kn_argv_take(&a, kn__key(d, "bc:%s:r", jb->bcast));
+    kn_argv_take(&a, kn_key_bc(d->prefix, jb->bcast, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, jb->bcast, ":r"));
     kn_argv_take(&a, first);
     kn__eval_reliable(d, &kn_script_precheck, on_precheck, jb, 2, &a);
 }

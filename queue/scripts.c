@@ -21,6 +21,7 @@
 #include "scripts.h"
 
 #include "common/kn.h"
+#include "queue/keys.h"
 
 /* Shared prelude: a broadcast is done when it is fully expanded and every
  * job has a final state. */
@@ -56,33 +57,39 @@
 
 /*
  * submit: store a new broadcast, its inline audience, and announce it.
- * KEYS: bc, bc:aud, broadcasts, bcs (zset), active (zset)
- * ARGV: id, now, nfields, field/value..., audience entries...
+ * KEYS: bc, bc:aud, broadcasts, bcs (zset), active (zset), idem (hash of
+ *       the tenant: idempotency key -> name)
+ * ARGV: name, now, key ("" for none), nfields, field/value...,
+ *       audience entries...
  * Also counts broadcasts per category in the hash "categories" (beside
  * "bcs").
- * Returns {1,'queued'} or {0, status} when the id exists (idempotent), or
+ * Returns {1, name}, or {0, name} of the broadcast this tenant already
+ * submitted with the same key (or of the same name), creating nothing; or
  * an error "WRONGTYPE <key> holds a ..." before any write when one of
  * these keys holds the wrong type.
  */
 struct kn_redis_script kn_script_submit = {
     "submit",
-    "local want = {'hash', 'list', 'stream', 'zset', 'zset'}\n"
+    "local want = {'hash', 'list', 'stream', 'zset', 'zset', 'hash'}\n"
     "local ck = string.gsub(KEYS[4], 'bcs$', 'categories')\n"
     "-- Every key's type first: Redis does not undo the writes of a script\n"
     "-- that fails half way (a broadcast stored but never announced).\n"
-    "for i, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ck}) do\n"
+    "local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ck}\n"
+    "for i, k in ipairs(keys) do\n"
     "  local t = redis.call('TYPE', k)['ok']\n"
     "  if t ~= 'none' and t ~= (want[i] or 'hash') then\n"
     "    return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t ..\n"
     "      ' where kairan keeps a ' .. (want[i] or 'hash') ..\n"
-    "      '; delete the stray key (or use another id)')\n"
+    "      '; delete the stray key')\n"
     "  end\n"
     "end\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "  return {0, redis.call('HGET', KEYS[1], 'status') or ''}\n"
+    "if ARGV[3] ~= '' then\n"
+    "  local prev = redis.call('HGET', KEYS[6], ARGV[3])\n"
+    "  if prev then return {0, prev} end\n"
     "end\n"
-    "local last = 3 + tonumber(ARGV[3])\n"
-    "local i = 4\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end\n"
+    "local last = 4 + tonumber(ARGV[4])\n"
+    "local i = 5\n"
     "while i <= last do\n"
     "  local hi = math.min(i + 999, last)\n"
     "  redis.call('HSET', KEYS[1], unpack(ARGV, i, hi))\n"
@@ -95,6 +102,7 @@ struct kn_redis_script kn_script_submit = {
     "  i = hi + 1\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'queued', 'inline_n', #ARGV - last)\n"
+    "if ARGV[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[3], ARGV[1]) end\n"
     "local cat = redis.call('HGET', KEYS[1], 'category')\n"
     "if cat then\n"
     "  redis.call('HINCRBY', ck, cat, 1)\n"
@@ -102,7 +110,7 @@ struct kn_redis_script kn_script_submit = {
     "redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])\n"
     "redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])\n"
     "redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])\n"
-    "return {1, 'queued'}\n",
+    "return {1, ARGV[1]}\n",
     ""};
 
 /*
@@ -136,12 +144,11 @@ struct kn_redis_script kn_script_resolve = {
     "if st == 'cancelled' then return {2, 0} end\n"
     "if redis.call('HGET', KEYS[1], 'resolved') == '1' then\n"
     "  return {1, tonumber(redis.call('HGET', KEYS[1], 'aud_n'))}\n"
-    "end\n"
-    "local P, T = ARGV[1], ARGV[2]\n"
+    "end\n" KN_LUA_KEYPART "local P, T = ARGV[1], ARGV[2]\n"
     "local ng = tonumber(ARGV[3])\n"
     "local seen, ids = {}, {}\n"
     "for i = 4, 3 + ng do\n"
-    "  local gk = P .. 'grp:' .. T .. ':' .. ARGV[i]\n"
+    "  local gk = P .. 'grp:' .. kp(T) .. ':' .. kp(ARGV[i])\n"
     "  if redis.call('EXISTS', gk) == 0 then\n"
     "    return {0, 'audience.groups: unknown group \"' .. ARGV[i] ..\n"
     "      '\" in tenant \"' .. T .. '\" (see kairanctl groups list)'}\n"
@@ -152,7 +159,7 @@ struct kn_redis_script kn_script_resolve = {
     "end\n"
     "for i = 4 + ng, #ARGV do\n"
     "  local m = ARGV[i]\n"
-    "  if redis.call('EXISTS', P .. 'rcpt:' .. T .. ':' .. m) == 0 then\n"
+    "  if redis.call('EXISTS', P .. 'rcpt:' .. kp(T) .. ':' .. kp(m)) == 0 then\n"
     "    return {0, 'audience.recipients: unknown recipient \"' .. m ..\n"
     "      '\" in tenant \"' .. T .. '\"'}\n"
     "  end\n"

@@ -725,6 +725,16 @@ class Kairan:
         return {v[i].decode(): v[i + 1].decode("utf-8", "replace")
                 for i in range(0, len(v), 2)}
 
+    def name_of(self, tenant, key, timeout=30):
+        """The name kairan gave to tenant's broadcast submitted with
+        "id": key (its idempotency key), waiting until it is stored (a raw
+        XADD is stored by the expander)."""
+        def look():
+            v = self.redis.call("HGET", self.prefix + "idem:" + tenant, key)
+            return v.decode() if v else None
+        return wait_for(look, timeout, 0.05,
+                        what="broadcast %s of %s stored" % (key, tenant))
+
     def counts(self, bid):
         """{"email": {"delivered": n, ...}, ...} from the broadcast hash."""
         out = {}

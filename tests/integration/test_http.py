@@ -10,9 +10,9 @@ max_body 64 KiB), tokens made with kairanctl token create.
       (--expires 1s), revoked -> 401; each refusal and each success is a
       login-log line (token id, role, source, method, path, result) and no
       secret appears in any audit log or in kairand's log.
-  [2] submit: 202 {"id"}; the same id again -> 200 duplicate (one
-      broadcast, one set of messages); another tenant reusing the id ->
-      409; the broadcast's sender is the token's name, and stays after
+  [2] submit: 202 {"id": kairan's name, "key"}; the same id (key) again
+      -> 200 duplicate (one broadcast, one set of messages); another
+      tenant reusing the id -> its own broadcast; the broadcast's sender is the token's name, and stays after
       the token is revoked; GET shows counts, first/last delivery in JST.
   [3] errors: malformed JSON (400, field "json"), a bad field (400 with
       that field), sender rules (403 with the field), wrong content type
@@ -208,9 +208,11 @@ with Redis(out) as redis:
     # A broadcast of sakura by the admin, one by the sender, for reads.
     with tap.check("admin submits (202 {id}, Location) and it is delivered"):
         r = request(U, "POST", "/v1/broadcasts", T["admin"], bcast(id="bc-admin-1"))
-        assert r.status == 202 and r.json == {"id": "bc-admin-1"}, r
-        assert r.header("location") == "/v1/broadcasts/bc-admin-1"
-        k.wait_done("bc-admin-1", 20)
+        assert r.status == 202 and r.json["key"] == "bc-admin-1", r
+        BC_ADMIN = r.json["id"]  # kairan's name; the id is the key
+        assert re.fullmatch(r"b-\d{8}-[0-9a-f]{12}", BC_ADMIN), r
+        assert r.header("location") == "/v1/broadcasts/" + BC_ADMIN
+        k.wait_done(BC_ADMIN, 20)
 
     with tap.check("sender submits to its group (tenant forced to its own)"):
         b = bcast(n=0, audience={"groups": ["2-A"]})
@@ -237,14 +239,16 @@ with Redis(out) as redis:
         "submit": ("POST", "/v1/broadcasts", "SUBMIT",
                    {"admin": 202, "limited": 202, "sender": 202, "operator": 403,
                     "limited_other": 403}),
-        "get": ("GET", "/v1/broadcasts/bc-admin-1", None,
-                {"admin": 200, "limited": 200, "sender": 403, "operator": 403,
-                 "limited_other": 403}),
+        # A broadcast the token may not see is 404, as one that does not
+        # exist; a role the route refuses is 403.
+        "get": ("GET", "/v1/broadcasts/" + BC_ADMIN, None,
+                {"admin": 200, "limited": 200, "sender": 404, "operator": 403,
+                 "limited_other": 404}),
         "get_own": ("GET", "/v1/broadcasts/" + SENDER_BC, None,
-                    {"sender": 200, "sender2": 403, "limited": 200, "admin": 200}),
-        "cancel": ("POST", "/v1/broadcasts/bc-admin-1/cancel", None,
+                    {"sender": 200, "sender2": 404, "limited": 200, "admin": 200}),
+        "cancel": ("POST", "/v1/broadcasts/%s/cancel" % BC_ADMIN, None,
                    {"admin": 409, "limited": 409, "sender": 403, "operator": 403,
-                    "limited_other": 403}),
+                    "limited_other": 404}),
     }
 
     def body_for(role):
@@ -287,13 +291,14 @@ with Redis(out) as redis:
     with tap.check("a revoked token is refused at once; its broadcasts keep its name"):
         r = request(U, "POST", "/v1/broadcasts", T["to_revoke"], bcast(id="bc-by-revoked", n=1))
         assert r.status == 202, r
+        BY_REVOKED = r.json["id"]
         r = request(U, "GET", "/v1/queues", T["to_revoke"])
         assert r.status == 200, r
         cp = k.ctl("token", "revoke", tid(T["to_revoke"]))
         assert cp.returncode == 0, cp.stderr
         r = request(U, "GET", "/v1/queues", T["to_revoke"])
         assert r.status == 401 and "revoked" in r.json["error"], r
-        r = request(U, "GET", "/v1/broadcasts/bc-by-revoked", T["admin"])
+        r = request(U, "GET", "/v1/broadcasts/" + BY_REVOKED, T["admin"])
         assert r.status == 200 and r.json["sender"] == "Suzuki (leaving)", r
 
     bad_tokens = {
@@ -348,8 +353,9 @@ with Redis(out) as redis:
                    and l["path"] == "/metrics" for l in oks)
         forb = [l for l in lines if l["result"] == "forbidden"]
         assert any(l["token"] == tid(T["sender"]) and l["status"] == 403 for l in forb)
-        assert any(l["token"] == tid(T["limited_other"]) and
-                   l["path"] == "/v1/broadcasts/bc-admin-1" for l in forb)
+        # Answered 404 (as if it did not exist), logged as forbidden.
+        assert any(l["token"] == tid(T["limited_other"]) and l["status"] == 404 and
+                   l["path"] == "/v1/broadcasts/" + BC_ADMIN for l in forb)
         wrong = [l for l in lines if l["result"] == "wrong_secret"]
         assert wrong and wrong[0]["token"] == tid(T["admin"]) and wrong[0]["role"] is None
 
@@ -366,28 +372,32 @@ with Redis(out) as redis:
         b = bcast(id="bc-idem-1", n=3)
         r1 = request(U, "POST", "/v1/broadcasts", T["limited"], b)
         r2 = request(U, "POST", "/v1/broadcasts", T["limited"], b)
-        assert r1.status == 202 and r1.json == {"id": "bc-idem-1"}, r1
-        assert r2.status == 200 and r2.json["id"] == "bc-idem-1" and \
+        assert r1.status == 202 and r1.json["key"] == "bc-idem-1", r1
+        IDEM = r1.json["id"]
+        assert r2.status == 200 and r2.json["id"] == IDEM and \
             r2.json["duplicate"] is True, r2
-        k.wait_done("bc-idem-1", 20)
+        k.wait_done(IDEM, 20)
         r3 = request(U, "POST", "/v1/broadcasts", T["admin"], b)
         assert r3.status == 200 and r3.json["duplicate"] is True, r3
+        assert r3.json["id"] == IDEM, r3
         entries = redis.call("XRANGE", "kairan:broadcasts", "-", "+")
-        n_ann = sum(1 for e in entries if b"bc-idem-1" in b"".join(e[1]))
-        bdir = os.path.join(k.outbox, "bc-idem-1")
+        n_ann = sum(1 for e in entries if IDEM.encode() in b"".join(e[1]))
+        bdir = os.path.join(k.outbox, IDEM)
         mine = [f for f in os.listdir(bdir) if f.endswith(".eml")]
         assert n_ann <= 1, n_ann
         assert len(mine) == 3, len(mine)
 
-    with tap.check("another tenant reusing an id -> 409 (field id), nothing changed"):
+    with tap.check("another tenant reusing an id -> its own broadcast, nothing of the first changed"):
         r = request(U, "POST", "/v1/broadcasts", T["limited_other"],
                     bcast(tenant="momo", id="bc-idem-1"))
-        assert r.status == 409 and r.json["field"] == "id", r
-        assert k.bc("bc-idem-1")["tenant"] == "sakura"
+        assert r.status == 202 and r.json["id"] != IDEM, r
+        assert r.json["key"] == "bc-idem-1", r
+        assert k.bc(IDEM)["tenant"] == "sakura"
+        assert k.bc(r.json["id"])["tenant"] == "momo"
 
     with tap.check("GET /v1/broadcasts/{id}: counts per channel and state, "
                    "first/last delivery, created, expires (JST), category, sender"):
-        r = request(U, "GET", "/v1/broadcasts/bc-idem-1", T["limited"])
+        r = request(U, "GET", "/v1/broadcasts/" + IDEM, T["limited"])
         j = r.json
         assert r.status == 200, r
         assert j["status"] == "done" and j["tenant"] == "sakura", j
@@ -404,13 +414,13 @@ with Redis(out) as redis:
     with tap.check("GET /v1/broadcasts?active=1 lists recent broadcasts, filtered by role"):
         r = request(U, "GET", "/v1/broadcasts?active=1", T["operator"])
         ids = [b["id"] for b in r.json["broadcasts"]]
-        assert "bc-idem-1" in ids and SENDER_BC in ids, ids
-        one = [b for b in r.json["broadcasts"] if b["id"] == "bc-idem-1"][0]
+        assert IDEM in ids and SENDER_BC in ids, ids
+        one = [b for b in r.json["broadcasts"] if b["id"] == IDEM][0]
         assert one["delivered"] == 3 and one["pending"] == 0 and one["percent"] == 100, one
         assert "sender" not in one
         r = request(U, "GET", "/v1/broadcasts?active=1", T["sender"])
         ids = [b["id"] for b in r.json["broadcasts"]]
-        assert SENDER_BC in ids and "bc-idem-1" not in ids, ids
+        assert SENDER_BC in ids and IDEM not in ids, ids
         assert all(k.bc(i)["sender_token"] == tid(T["sender"]) for i in ids), ids
         r = request(U, "GET", "/v1/broadcasts?active=1", T["limited_other"])
         assert all(b["tenant"] == "momo" for b in r.json["broadcasts"]), r.json
@@ -465,7 +475,7 @@ with Redis(out) as redis:
         assert r.status == 404 and r.json["field"] == "id", r
         r = request(U, "DELETE", "/v1/broadcasts", T["admin"])
         assert r.status == 405 and r.header("allow") == "GET, POST", r
-        r = request(U, "GET", "/v1/broadcasts/bc-admin-1/cancel", T["admin"])
+        r = request(U, "GET", "/v1/broadcasts/%s/cancel" % BC_ADMIN, T["admin"])
         assert r.status == 405 and r.header("allow") == "POST", r
         c = http.client.HTTPConnection("127.0.0.1", U, timeout=10)
         r = request(U, "HEAD", "/healthz", conn=c)
@@ -479,9 +489,10 @@ with Redis(out) as redis:
                     bcast(id="bc-later", n=1, send_at="2099-01-01T09:00:00+09:00",
                           expires_at="2099-01-02T09:00:00+09:00"))
         assert r.status == 202, r
-        r = request(U, "POST", "/v1/broadcasts/bc-later/cancel", T["limited"])
-        assert r.status == 200 and r.json == {"id": "bc-later", "status": "cancelled"}, r
-        r = request(U, "POST", "/v1/broadcasts/bc-later/cancel", T["admin"])
+        LATER = r.json["id"]
+        r = request(U, "POST", "/v1/broadcasts/%s/cancel" % LATER, T["limited"])
+        assert r.status == 200 and r.json == {"id": LATER, "status": "cancelled"}, r
+        r = request(U, "POST", "/v1/broadcasts/%s/cancel" % LATER, T["admin"])
         assert r.status == 409 and "cancelled" in r.json["error"], r
         r = request(U, "POST", "/v1/broadcasts/nope/cancel", T["admin"])
         assert r.status == 404, r
@@ -589,7 +600,7 @@ with Redis(out) as redis:
         N = 7
         r = request(U, "POST", "/v1/broadcasts", T["admin"], bcast(id="bc-metrics", n=N))
         assert r.status == 202, r
-        k.wait_done("bc-metrics", 20)
+        k.wait_done(r.json["id"], 20)
         time.sleep(1.1)
         m1 = scrape()
         after = metric(m1, "kairan_deliveries_total", **key)
@@ -633,10 +644,11 @@ with Redis(out) as redis:
                           send_at="2099-01-01T09:00:00+09:00",
                           expires_at="2099-01-02T09:00:00+09:00"))
         assert r.status == 202
+        momo = r.json["id"]
         ra = request(U, "GET", "/v1/queues", T["admin"]).json
         rl = request(U, "GET", "/v1/queues", T["limited"]).json
-        assert "bc-momo-later" in [a["id"] for a in ra["active"]], ra["active"]
-        assert "bc-momo-later" not in [a["id"] for a in rl["active"]], rl["active"]
+        assert momo in [a["id"] for a in ra["active"]], ra["active"]
+        assert momo not in [a["id"] for a in rl["active"]], rl["active"]
 
     # ---------------------------------------------------------------- [5]
     with tap.check("token list (text and --json) never shows a hash, a salt or a secret"):
@@ -672,9 +684,9 @@ with Redis(out) as redis:
         assert len(creates) == len(T) and len(revokes) == 1, (len(creates), len(revokes))
         assert revokes[0]["token"] == tid(T["to_revoke"]) and revokes[0]["name"] == "Suzuki (leaving)"
         subs = [o for o in ops if o["op"] == "broadcast.submit"]
-        assert any(o["broadcast"] == "bc-idem-1" and o["token"] == tid(T["limited"])
+        assert any(o["broadcast"] == IDEM and o["token"] == tid(T["limited"])
                    and o["tenant"] == "sakura" for o in subs), subs
-        assert any(o["op"] == "broadcast.cancel" and o["broadcast"] == "bc-later" for o in ops)
+        assert any(o["op"] == "broadcast.cancel" and o["broadcast"] == LATER for o in ops)
         st = os.stat(AUDIT)
         assert st.st_mode & 0o777 == 0o750, oct(st.st_mode)
 

@@ -179,7 +179,9 @@ with Redis(out) as r, FakeSMTP(out, tls="none", name="smtp-a") as smtp:
             b = dict(b, id=with_id)
         text = b if isinstance(b, str) else json.dumps(b, ensure_ascii=False)
         eid = r.call("XADD", STREAM, "*", "job", text).decode()
-        return with_id or eid
+        # A rejected entry is kept under a name of kairan's made from its
+        # entry id (the producer's id is only a key within its tenant).
+        return "rejected-" + eid
 
     broken = []   # (name, id, field fragment in the reason)
     with tap.check("[2] broken raw XADD broadcasts are added"):
@@ -260,8 +262,8 @@ with Redis(out) as r, FakeSMTP(out, tls="none", name="smtp-a") as smtp:
                 '"channels":["email"],"recipients":[{"id":"r-1","email":"'
                 + BADJSON_ADDR + '\r\nBcc: spy.bcc@evil.example"}]}')
         eid = r.call("XADD", STREAM, "*", "job", text).decode()
-        # Not parseable, so its "id" cannot be read: stored under the entry id.
-        h = wait_for(lambda: (k.bc("raw-badjson") or k.bc(eid)) or None, 20,
+        # Kept under a name made from the entry id.
+        h = wait_for(lambda: k.bc("rejected-" + eid) or None, 20,
                      what="rejection of the invalid JSON")
         h = k.wait_done(h["id"], 10)
         tap.diag("%s: %s" % (h["id"], h.get("reason")))
@@ -291,10 +293,11 @@ with Redis(out) as r, FakeSMTP(out, tls="none", name="smtp-a") as smtp:
     with tap.check("[3] valid raw XADD broadcast with an id: delivered, raw entry gone"):
         b = bcast(rcpts(OK_ADDRS, "ok"), subject="【連絡】XADD 経由", id="raw-ok-1")
         eid = r.call("XADD", STREAM, "*", "job", json.dumps(b, ensure_ascii=False)).decode()
-        h = k.wait_done("raw-ok-1", 30)
+        name = k.name_of("sakura-hs", "raw-ok-1")
+        h = k.wait_done(name, 30)
         assert h.get("status") == "done", h
         assert h.get("sender") == "xadd", h.get("sender")
-        c = k.counts("raw-ok-1").get("email", {})
+        c = k.counts(name).get("email", {})
         assert c.get("delivered") == len(OK_ADDRS), c
         got = sorted(a for m in smtp.messages() for a in m["rcpt"] if a in OK_ADDRS)
         assert got == sorted(OK_ADDRS), got

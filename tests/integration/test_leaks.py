@@ -652,7 +652,7 @@ with tap.check("[6] raw producer XADD with plaintext: processed, entry gone "
                "(XLEN 0), nothing in Redis"):
     b = bcast(recipients=[p.inline() for p in RAW], id="raw-leak-1")
     r.call("XADD", "kairan:broadcasts", "*", "job", json.dumps(b, ensure_ascii=False))
-    wait_ended("raw-leak-1")
+    wait_ended(k.name_of(TENANT, "raw-leak-1"))
     wait_for(lambda: r.call("XLEN", "kairan:broadcasts") == 0, 10,
              what="the raw entry to be deleted")
     got = {a for m in smtp.messages() for a in m["rcpt"]}

@@ -108,7 +108,8 @@ static void test_full_valid(void **state)
     struct kn_broadcast b;
 
     parse_ok(FULL, &b);
-    assert_string_equal(b.id, "b-typhoon-2026");
+    assert_string_equal(b.key, "b-typhoon-2026");
+    assert_null(b.id); /* the name is kairan's, set by the front end */
     assert_string_equal(b.tenant, "sakura-hs");
     assert_string_equal(b.category, "emergency");
     assert_int_equal(b.urgent, 1);
@@ -973,13 +974,15 @@ static void test_submit_args(void **state)
     char want_exp[32];
 
     parse_ok(FULL, &b);
+    b.id = kn_xstrdup("b-20261205-0123456789ab"); /* what a front end sets */
     kn_argv_init(&fields);
     kn_argv_init(&aud);
     kn_broadcast_submit_args(&b, kr, &fields, &aud);
 
     /* The hash fields. */
     assert_int_equal(fields.n % 2, 0);
-    assert_string_equal(argv_get(&fields, "id"), "b-typhoon-2026");
+    assert_string_equal(argv_get(&fields, "id"), "b-20261205-0123456789ab");
+    assert_string_equal(argv_get(&fields, "key"), "b-typhoon-2026");
     assert_string_equal(argv_get(&fields, "tenant"), "sakura-hs");
     assert_string_equal(argv_get(&fields, "category"), "emergency");
     assert_string_equal(argv_get(&fields, "priority"), "urgent");
@@ -1074,6 +1077,7 @@ static void test_submit_args_fresh_nonces(void **state)
     json_t *r1, *r2;
 
     parse_ok("{\"id\":\"b-1\"," OK_BODY "}", &b);
+    b.id = kn_broadcast_new_id();
     kn_argv_init(&f1);
     kn_argv_init(&a1);
     kn_argv_init(&f2);

@@ -1,0 +1,41 @@
+/*
+ * keys.h - the Redis key names that hold an outside value (DESIGN.md,
+ * "Redis keys"), built in one place.
+ *
+ * Every key is <prefix><kind>:<part>[:<part>]...  A part that comes from
+ * outside cannot reach another key:
+ *   - a tenant is checked (kn_tenant_valid: letters, digits, '.', '_', '-');
+ *   - a broadcast's name, a recipient id and a group name are encoded with
+ *     kn_key_part (every byte but letters, digits, '.', '_', '-' becomes
+ *     "%XX"), so none of them holds the ':' that separates parts: "bc:X"
+ *     and "bc:X:aud" can never be two broadcasts, nor "rcpt:ume:x:r1"
+ *     tenant "ume:x"'s recipient "r1".
+ * Lua scripts that build a key from data they read (a group's members)
+ * use KN_LUA_KEYPART's kp(), the same encoding.
+ *
+ * Each builder returns a heap string.
+ */
+#ifndef KN_QUEUE_KEYS_H
+#define KN_QUEUE_KEYS_H
+
+/* bc:<name><suffix>; suffix is "", ":r", ":aud" or ":ack". */
+char *kn_key_bc(const char *prefix, const char *name, const char *suffix);
+
+/* rcpt:<tenant>:<id>: a directory record. */
+char *kn_key_rcpt(const char *prefix, const char *tenant, const char *id);
+
+/* grp:<tenant>:<group>: a group's member ids. */
+char *kn_key_grp(const char *prefix, const char *tenant, const char *group);
+
+/* idem:<tenant>: hash, a producer's idempotency key -> broadcast name. */
+char *kn_key_idem(const char *prefix, const char *tenant);
+
+/* The Lua twin of kn_key_part: local function kp(s). */
+#define KN_LUA_KEYPART                                                         \
+    "local function kp(s)\n"                                                   \
+    "  return (string.gsub(s, '[^0-9A-Za-z_%.%-]', function(c)\n"              \
+    "    return string.format('%%%02X', string.byte(c))\n"                     \
+    "  end))\n"                                                                \
+    "end\n"
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * test_keys.c - key names cannot collide (queue/keys.h, common/kn.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/kn.h"
+#include "queue/keys.h"
+
+static void check_part(const char *in, const char *want)
+{
+    char *p = kn_key_part(in);
+    assert_string_equal(p, want);
+    free(p);
+}
+
+static void test_key_part(void **state)
+{
+    check_part("r-1001", "r-1001");
+    check_part("A.b_c-9", "A.b_c-9");
+    check_part("x:r1", "x%3Ar1");
+    check_part("X:aud", "X%3Aaud");
+    check_part("100%", "100%25");
+    check_part("a b", "a%20b");
+    check_part("{t}", "%7Bt%7D");
+    check_part("*?[", "%2A%3F%5B");
+    /* サッカー部: every byte of the UTF-8 encoded. */
+    check_part("\xe3\x82\xb5", "%E3%82%B5");
+    check_part("", "");
+}
+
+/* Every key suffix kairan uses, given as a part, stays inside its part. */
+static void test_no_collision(void **state)
+{
+    static const char *const hostile[] = {
+        "X:aud", "X:r", "X:ack", ":aud", "x:r1", "a:b:c", "%3A", "X%3Aaud",
+        "grp:t:g", "rcpt:t:i", "*", "", "x\r\ny"};
+    for (size_t i = 0; i < KN_ARRAY_SIZE(hostile); i++) {
+        char *p = kn_key_part(hostile[i]);
+        assert_null(strchr(p, ':'));
+        for (size_t j = 0; j < KN_ARRAY_SIZE(hostile); j++) {
+            char *q = kn_key_part(hostile[j]);
+            /* injective */
+            assert_int_equal(strcmp(p, q) == 0, i == j);
+            free(q);
+        }
+        free(p);
+    }
+    {
+        char *a = kn_key_bc("k:", "X", ":aud"), *b = kn_key_bc("k:", "X:aud", "");
+        assert_string_equal(a, "k:bc:X:aud");
+        assert_string_equal(b, "k:bc:X%3Aaud");
+        free(a);
+        free(b);
+    }
+    {
+        /* tenant "ume"'s "x:r1" is not tenant "ume:x"'s "r1" */
+        char *a = kn_key_rcpt("k:", "ume", "x:r1");
+        char *b = kn_key_rcpt("k:", "ume:x", "r1");
+        char *g = kn_key_grp("k:", "ume", "x:r1");
+        assert_string_equal(a, "k:rcpt:ume:x%3Ar1");
+        assert_string_equal(b, "k:rcpt:ume%3Ax:r1");
+        assert_string_not_equal(a, b);
+        assert_string_equal(g, "k:grp:ume:x%3Ar1");
+        free(a);
+        free(b);
+        free(g);
+    }
+    {
+        char *i = kn_key_idem("k:", "sakura-hs");
+        assert_string_equal(i, "k:idem:sakura-hs");
+        free(i);
+    }
+}
+
+static void test_tenant_and_name(void **state)
+{
+    assert_true(kn_tenant_valid("sakura-hs"));
+    assert_true(kn_tenant_valid("A.b_c"));
+    assert_false(kn_tenant_valid("ume:x"));
+    assert_false(kn_tenant_valid(""));
+    assert_false(kn_tenant_valid("-x"));
+    assert_false(kn_tenant_valid("a b"));
+    assert_false(kn_tenant_valid("\xe3\x82\xb5"));
+    assert_true(kn_tenant_valid(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_false(kn_tenant_valid(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_true(kn_name_valid("b-20261205-0123456789ab"));
+    assert_false(kn_name_valid("X:aud"));
+    assert_false(kn_name_valid(".."));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_part),
+        cmocka_unit_test(test_no_collision),
+        cmocka_unit_test(test_tenant_and_name),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
