@@ -490,8 +490,9 @@ void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
                  json_string_value(json_object_get(j, "tenant")));
     json_decref(j);
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    kn_log(KN_LOG_WARN, "daemon", "entry moved to the DLQ", "stream", stream,
-           "entry", id, "bc", bc, "tenant", tenant, "reason", reason, NULL);
+    kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ", "stream",
+           stream, "entry", id, "bc", bc, "tenant", tenant, "reason", reason,
+           NULL);
     kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
     kn_redis_cmd(
         d->cmd, on_poison, NULL,

@@ -9,19 +9,19 @@
 
 int kn_poison_transient(const char *err)
 {
-    static const char *const codes[] = {
-        "OOM",         "LOADING",    "BUSY",       "READONLY",
-        "MASTERDOWN",  "MISCONF",    "TRYAGAIN",   "NOSCRIPT",
-        "CLUSTERDOWN", "NOREPLICAS", "MASTER_DOWN"};
+    /* Error codes of Redis as a whole, each between spaces. */
+    static const char codes[] = " OOM LOADING BUSY READONLY MASTERDOWN "
+                                "MISCONF TRYAGAIN NOSCRIPT CLUSTERDOWN "
+                                "NOREPLICAS MASTER_DOWN ";
+    char word[24];
     size_t len;
     if (err == NULL)
         return 1;
     len = strcspn(err, " ");
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        if (len == strlen(codes[i]) && strncmp(err, codes[i], len) == 0)
-            return 1;
-    }
-    return 0;
+    if (len == 0 || len + 3 > sizeof(word))
+        return 0;
+    snprintf(word, sizeof(word), " %.*s ", (int)len, err);
+    return strstr(codes, word) != NULL;
 }
 
 struct kn_poison_verdict kn_poison_decide(int failures, const char *err)
