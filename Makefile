@@ -23,7 +23,7 @@ LDFLAGS := $(SANFLAGS)
 
 # The library: everything but the two programs' main files.
 LIB_SRCS := \
-	common/kn.c common/log.c common/seal.c common/argv.c \
+	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
 	config/config.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \

@@ -1067,7 +1067,8 @@ int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
 
 int kn_line_webhook_events(const char *body, size_t len,
                            void (*cb)(const char *type, const char *user_id,
-                                      int unblocked, void *arg),
+                                      int unblocked, int64_t timestamp_ms,
+                                      void *arg),
                            void *arg)
 {
     json_t *j = json_loadb(body, len, 0, NULL), *events;
@@ -1084,6 +1085,7 @@ int kn_line_webhook_events(const char *body, size_t len,
         const char *type = json_string_value(json_object_get(ev, "type"));
         const char *stype = json_string_value(json_object_get(src, "type"));
         const char *uid = json_string_value(json_object_get(src, "userId"));
+        json_t *ts = json_object_get(ev, "timestamp");
         int unblocked;
         if (type == NULL ||
             (strcmp(type, "follow") != 0 && strcmp(type, "unfollow") != 0) ||
@@ -1092,7 +1094,11 @@ int kn_line_webhook_events(const char *body, size_t len,
         unblocked = strcmp(type, "follow") == 0 &&
                     json_is_true(json_object_get(json_object_get(ev, "follow"),
                                                  "isUnblocked"));
-        cb(type, uid, unblocked, arg);
+        cb(type, uid, unblocked,
+           json_is_integer(ts) && json_integer_value(ts) > 0
+               ? (int64_t)json_integer_value(ts)
+               : 0,
+           arg);
         n++;
     }
     json_decref(j);

@@ -48,13 +48,17 @@ int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
  * Parse a webhook body ({"destination": .., "events": [..]}) and call cb
  * once per follow or unfollow event from a user: type "follow" or
  * "unfollow", the user id (borrowed for the call; never log it unmasked),
- * unblocked 1 for a follow with follow.isUnblocked true.  Other events and
+ * unblocked 1 for a follow with follow.isUnblocked true, and the event's
+ * "timestamp" (ms since the epoch; 0 when absent or not a positive
+ * integer: LINE redelivers events, so the receiver orders them by this,
+ * not by arrival).  Other events and
  * sources (groups, rooms) are skipped.  Returns the number of callbacks
  * made, or KN_EINVAL if the body is not such a JSON object.
  */
 int kn_line_webhook_events(const char *body, size_t len,
                            void (*cb)(const char *type, const char *user_id,
-                                      int unblocked, void *arg),
+                                      int unblocked, int64_t timestamp_ms,
+                                      void *arg),
                            void *arg);
 
 /* ---- internal: exposed for tests ---- */

@@ -11,6 +11,7 @@
 #define KN_CLI_CLI_H
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "common/argv.h"
 #include "config/config.h"
@@ -44,6 +45,13 @@ char *kn_cli_read_file(const char *path, size_t *len);
  * the operation; what "kairanctl submit" does.  Returns an exit code.
  */
 int kn_cli_submit_json(const char *json, size_t len);
+/*
+ * A copy of v for a terminal or a text or HTML report: every string and
+ * every object key through kn_text_safe() (common/text.h), so that escape
+ * sequences from outside (a subject, a name, a reason) are shown, not
+ * obeyed.  Returns a new reference.
+ */
+json_t *kn_cli_safe_json(json_t *v);
 /* Append {time, actor, op, broadcast, tenant} to the operation log. */
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
 

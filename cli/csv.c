@@ -74,6 +74,18 @@ static size_t utf8_prefix(const unsigned char *s, size_t n)
     return n;
 }
 
+/* Length of the line break at buf[off] (CRLF 2, LF or CR 1), 0 if none. */
+static size_t eol_len_raw(const char *buf, size_t len, size_t off)
+{
+    if (off >= len)
+        return 0;
+    if (buf[off] == '\n')
+        return 1;
+    if (buf[off] == '\r')
+        return off + 1 < len && buf[off + 1] == '\n' ? 2 : 1;
+    return 0;
+}
+
 /* The physical line (1-based) of byte offset off: CRLF, LF, CR end one. */
 static long line_of(const char *s, size_t len, size_t off)
 {
@@ -144,6 +156,54 @@ static int from_cp932(const char *buf, size_t len, char **out, size_t *outlen,
 }
 
 /*
+ * A file whose lines are in two encodings: some lines valid UTF-8 with
+ * Japanese in them (3- or 4-byte characters: a line of only 2-byte forms
+ * can be CP932 half-width kana by chance, "ﾃｽ" is C3 BD), others not UTF-8
+ * at all.  Read whole as CP932, the UTF-8 lines would become mojibake
+ * without a word (山田 stored as 螻ｱ逕ｰ).  Returns 1 and names in *bad the
+ * first line of the smaller kind (the lines someone pasted in) and in
+ * *other the first line of the other kind; 0 if the file is not mixed.
+ */
+static int mixed_lines(const char *buf, size_t len, long *bad, int *bad_utf8,
+                       long *other)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    size_t i = 0;
+    long line = 1, first_u = 0, first_x = 0, nu = 0, nx = 0;
+
+    while (i < len) {
+        size_t b = i, e = i, l;
+        int wide = 0, ascii = 1;
+        while (e < len && buf[e] != '\n' && buf[e] != '\r')
+            e++;
+        for (size_t k = b; k < e; k++) {
+            if (u[k] >= 0x80)
+                ascii = 0;
+            if (u[k] >= 0xe0)
+                wide = 1;
+        }
+        if (!ascii) {
+            if (utf8_prefix(u + b, e - b) == e - b) {
+                if (wide && nu++ == 0)
+                    first_u = line;
+            } else if (nx++ == 0) {
+                first_x = line;
+            }
+        }
+        l = eol_len_raw(buf, len, e);
+        i = e + l;
+        if (l > 0)
+            line++;
+    }
+    if (nu == 0 || nx == 0)
+        return 0;
+    *bad_utf8 = nu < nx;
+    *bad = nu < nx ? first_u : first_x;
+    *other = nu < nx ? first_x : first_u;
+    return 1;
+}
+
+/*
  * Decide the encoding (csv.h lists the rules in order).  A file that is
  * neither valid UTF-8 nor valid CP932 is reported at the first byte that
  * breaks UTF-8, since that is the more likely intent once the BOM or
@@ -189,6 +249,20 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
         *outlen = len;
         *enc = KN_CSV_UTF8;
         return 0;
+    }
+    {
+        long bl, ol;
+        int bad_is_utf8;
+        if (mixed_lines(buf, len, &bl, &bad_is_utf8, &ol)) {
+            snprintf(err, errlen,
+                     "line %ld: the file mixes two encodings: this line is "
+                     "%s but line %ld is %s (lines pasted from another "
+                     "file?); save the whole file as one encoding, from "
+                     "Excel as \"CSV UTF-8\" or \"CSV\"",
+                     bl, bad_is_utf8 ? "UTF-8" : "not UTF-8 (CP932?)", ol,
+                     bad_is_utf8 ? "not UTF-8 (CP932?)" : "UTF-8");
+            return KN_EUTF8;
+        }
     }
     if (from_cp932(buf, len, out, outlen, &bad) == 0) {
         *enc = KN_CSV_CP932;
@@ -368,4 +442,40 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
     }
     c->_p = p;
     return 1;
+}
+
+/* ---- writing ---- */
+
+int kn_csv_needs_guard(const char *s)
+{
+    while (*s == '\'')
+        s++;
+    return *s != '\0' && strchr("=+-@\t\r", *s) != NULL;
+}
+
+void kn_csv_put_cell(FILE *f, const char *s, int last)
+{
+    size_t n = strlen(s);
+    int guard = kn_csv_needs_guard(s);
+    int q = guard || strpbrk(s, ",\"\r\n") != NULL ||
+            (n > 0 && (s[0] == ' ' || s[n - 1] == ' '));
+    if (q) {
+        fputc('"', f);
+        if (guard)
+            fputc('\'', f);
+        for (const char *p = s; *p; p++) {
+            if (*p == '"')
+                fputc('"', f);
+            fputc(*p, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(s, f);
+    }
+    fputs(last ? "\r\n" : ",", f);
+}
+
+const char *kn_csv_unguard(const char *s)
+{
+    return s[0] == '\'' && kn_csv_needs_guard(s + 1) ? s + 1 : s;
 }

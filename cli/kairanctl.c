@@ -28,6 +28,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "queue/keys.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
@@ -227,6 +228,56 @@ char *kn_cli_read_file(const char *path, size_t *len)
     return read_all(path, len);
 }
 
+/* A JSON string of text from Redis: bytes that are not UTF-8 as \\xNN
+ * (json_string() would return NULL and the value would be lost). */
+static json_t *jtext(const char *s)
+{
+    char *t = kn_text_utf8(s ? s : "", s ? strlen(s) : 0);
+    json_t *j = json_string(t);
+    free(t);
+    return j;
+}
+
+/* Print a JSON document: JSON escapes, plus C1 and bidi controls. */
+static void print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2)), *safe = kn_text_json(s);
+    printf("%s\n", safe);
+    free(safe);
+    free(s);
+}
+
+json_t *kn_cli_safe_json(json_t *v)
+{
+    json_t *c, *x;
+    const char *k;
+    char *s;
+    size_t i;
+    if (json_is_string(v)) {
+        s = kn_text_safe(json_string_value(v));
+        c = json_string(s);
+        free(s);
+        return c;
+    }
+    if (json_is_array(v)) {
+        c = json_array();
+        json_array_foreach(v, i, x)
+            json_array_append_new(c, kn_cli_safe_json(x));
+        return c;
+    }
+    if (json_is_object(v)) {
+        c = json_object();
+        json_object_foreach(v, k, x)
+        {
+            s = kn_text_safe(k);
+            json_object_set_new(c, s, kn_cli_safe_json(x));
+            free(s);
+        }
+        return c;
+    }
+    return json_incref(v);
+}
+
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
 {
     const char *user = getenv("SUDO_USER");
@@ -389,10 +440,9 @@ static int do_status(int argc, char **argv)
         k = kn_key_bc(kn_cli_cfg.redis_prefix, ids->element[i]->str, "");
         r = kn_cli_cmd("HGETALL %s", k);
         free(k);
-        json_object_set_new(o, "id", json_string(ids->element[i]->str));
-        json_object_set_new(
-            o, "status",
-            json_string(hget(r, "status") ? hget(r, "status") : "?"));
+        json_object_set_new(o, "id", jtext(ids->element[i]->str));
+        json_object_set_new(o, "status",
+                            jtext(hget(r, "status") ? hget(r, "status") : "?"));
         json_object_set_new(o, "jobs", json_integer(hgeti(r, "jobs")));
         json_object_set_new(o, "final", json_integer(hgeti(r, "final")));
         json_array_append_new(act, o);
@@ -410,10 +460,8 @@ static int do_status(int argc, char **argv)
         k = kn_key_bc(kn_cli_cfg.redis_prefix, ids->element[i]->str, "");
         r = kn_cli_cmd("HMGET %s reason created_ms", k);
         free(k);
-        json_object_set_new(o, "id", json_string(ids->element[i]->str));
-        json_object_set_new(
-            o, "reason",
-            json_string(r->element[0]->str ? r->element[0]->str : ""));
+        json_object_set_new(o, "id", jtext(ids->element[i]->str));
+        json_object_set_new(o, "reason", jtext(r->element[0]->str));
         json_object_set_new(
             o, "rejected_ms",
             json_integer(r->element[1]->str
@@ -432,9 +480,13 @@ static int do_status(int argc, char **argv)
         r = kn_cli_cmd("HGETALL %s", k);
         free(k);
         for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
-             i += 2)
-            json_object_set_new(cats, r->element[i]->str,
+             i += 2) {
+            /* a category is the producer's word: kept whatever its bytes */
+            char *cat = kn_text_utf8(r->element[i]->str, r->element[i]->len);
+            json_object_set_new(cats, cat,
                                 json_integer(atoll(r->element[i + 1]->str)));
+            free(cat);
+        }
         freeReplyObject(r);
         json_object_set_new(root, "categories", cats);
     }
@@ -462,12 +514,15 @@ static int do_status(int argc, char **argv)
     }
 
     if (as_json) {
-        char *s = json_dumps(root, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
+        print_json(root);
     } else {
         size_t i;
-        json_t *q;
+        json_t *q, *shown = kn_cli_safe_json(root);
+        /* outside strings (ids, reasons, categories) shown, not obeyed */
+        json_decref(root);
+        root = shown;
+        act = json_object_get(root, "active");
+        rej = json_object_get(root, "rejected");
         printf("%-8s %-8s %10s %10s %12s\n", "CHANNEL", "PRIO", "DEPTH",
                "PENDING", "OLDEST");
         json_array_foreach(json_object_get(root, "queues"), i, q)
@@ -570,8 +625,9 @@ static int do_watch(int argc, char **argv)
         can = count_state(h, "cancelled");
         ended = hget(h, "done_ms") != NULL || strcmp(st, "rejected") == 0;
         if (strcmp(st, "rejected") == 0) {
-            snprintf(line, sizeof(line), "%s rejected: %s", argv[1],
-                     hget(h, "reason") ? hget(h, "reason") : "");
+            char *why = kn_text_safe(hget(h, "reason"));
+            snprintf(line, sizeof(line), "%s rejected: %s", argv[1], why);
+            free(why);
         } else {
             int pct = jobs > 0 ? (int)(fin * 100 / jobs) : (ended ? 100 : 0);
             char bar[41];
@@ -674,14 +730,10 @@ static int dlq_list(int as_json)
         char ch[16] = "";
         if (f != NULL && strchr(f, ':'))
             snprintf(ch, sizeof(ch), "%.*s", (int)(strchr(f, ':') - f), f);
-        json_object_set_new(o, "entry", json_string(e->element[0]->str));
-        json_object_set_new(
-            o, "broadcast",
-            json_string(efield(e, "bc") ? efield(e, "bc") : ""));
-        json_object_set_new(o, "channel", json_string(ch));
-        json_object_set_new(
-            o, "reason",
-            json_string(efield(e, "reason") ? efield(e, "reason") : ""));
+        json_object_set_new(o, "entry", jtext(e->element[0]->str));
+        json_object_set_new(o, "broadcast", jtext(efield(e, "bc")));
+        json_object_set_new(o, "channel", jtext(ch));
+        json_object_set_new(o, "reason", jtext(efield(e, "reason")));
         json_object_set_new(o, "attempts",
                             json_integer(efield(e, "attempts")
                                              ? atoll(efield(e, "attempts"))
@@ -689,19 +741,21 @@ static int dlq_list(int as_json)
         json_object_set_new(o, "failed_ms", json_integer(ms ? atoll(ms) : 0));
         json_array_append_new(arr, o);
         if (!as_json) {
-            char t[48];
+            char t[48],
+                *bc = kn_text_safe(efield(e, "bc") ? efield(e, "bc") : "-"),
+                *why = kn_text_safe(efield(e, "reason")),
+                *n = kn_text_safe(efield(e, "attempts") ? efield(e, "attempts")
+                                                        : "-");
             printf("%s  %s  %s  attempts=%s  %s  %s\n", e->element[0]->str,
-                   kn_time_jst(ms ? atoll(ms) : 0, t, sizeof(t)),
-                   efield(e, "bc") ? efield(e, "bc") : "-",
-                   efield(e, "attempts") ? efield(e, "attempts") : "-", ch,
-                   efield(e, "reason") ? efield(e, "reason") : "");
+                   kn_time_jst(ms ? atoll(ms) : 0, t, sizeof(t)), bc, n, ch,
+                   why);
+            free(bc);
+            free(why);
+            free(n);
         }
     }
-    if (as_json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
-    }
+    if (as_json)
+        print_json(arr);
     json_decref(arr);
     freeReplyObject(r);
     return EXIT_OK;

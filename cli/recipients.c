@@ -48,6 +48,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
 #include "queue/keys.h"
@@ -56,6 +57,15 @@
 #define MAX_FILE (64L * 1024 * 1024) /* a roster is a few hundred kB */
 #define BATCH 100                    /* rows per Lua call */
 #define NARGS 9                      /* script arguments per row */
+
+/*
+ * At most MAX_SHOWN problems are printed of a kind (header columns, bad
+ * rows), then one line "... and N more": a file of two million unknown
+ * columns must not print two million lines.  A row keeps at most
+ * MAX_WHY reasons.
+ */
+#define MAX_SHOWN 20
+#define MAX_WHY 10
 
 /* ---- the CSV columns (README / docs/directory.md; keep them stable) ---- */
 
@@ -96,7 +106,8 @@ struct rrow {
     char *v[COL__COUNT];
     int active; /* -1: not given (new records become active) */
     char hash[33];
-    char *why; /* NULL: good; else every reason, joined by "; " */
+    char *why; /* NULL: good; else the reasons, joined by "; " */
+    size_t nwhy, more_why; /* reasons kept, and those past MAX_WHY */
 };
 
 static void rrow_free(struct rrow *r)
@@ -113,6 +124,11 @@ static void why_add(struct rrow *r, const char *fmt, ...)
 {
     va_list ap;
     char *s, *t;
+    if (r->nwhy >= MAX_WHY) {
+        r->more_why++;
+        return;
+    }
+    r->nwhy++;
     va_start(ap, fmt);
     if (vasprintf(&s, fmt, ap) < 0)
         KN_PANIC("out of memory");
@@ -132,6 +148,26 @@ static void why_add(struct rrow *r, const char *fmt, ...)
 static void usage_err(const char *msg)
 {
     fprintf(stderr, "kairanctl: %s (see kairanctl -h)\n", msg);
+}
+
+/*
+ * A value from the file as a message may quote it: at most max bytes (cut
+ * at a character boundary) and through kn_text_safe(), so that escape
+ * sequences and bidi controls in a cell are shown, not obeyed.  Heap.
+ */
+static char *quoted(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    char *cut, *out;
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    cut = kn_xstrndup(s, n);
+    out = kn_text_safe(cut);
+    free(cut);
+    return out;
 }
 
 /* Trim ASCII spaces, tabs and U+3000 (the ideographic space) at both ends. */
@@ -544,6 +580,7 @@ static int read_header(const char *file, const struct kn_csv_row *h,
                        int **map)
 {
     int seen[COL__COUNT] = {0}, bad = 0;
+    size_t nbad = 0;
     *map = kn_xcalloc(h->n + 1, sizeof(**map));
     if (h->err != NULL) {
         fprintf(stderr, "%s:%ld: %s\n", file, h->err_line, h->err);
@@ -560,17 +597,23 @@ static int read_header(const char *file, const struct kn_csv_row *h,
         if (name[0] == '\0') {
             (*map)[i] = -1;
         } else if (c < 0) {
-            fprintf(stderr,
-                    "%s:%ld: unknown column \"%.80s\": the columns are id "
-                    "(ID), name (氏名), grade (学年), class (組), groups "
-                    "(グループ), email (メールアドレス), line (LINE), fcm "
-                    "(FCMトークン), apns (APNsトークン), channels (配信順), "
-                    "active (有効)\n",
-                    file, h->line, name);
+            if (nbad++ < MAX_SHOWN) {
+                char *q = quoted(name, 80);
+                fprintf(stderr,
+                        "%s:%ld: unknown column \"%s\" (column %zu): the "
+                        "columns are id (ID), name (氏名), grade (学年), "
+                        "class (組), groups (グループ), email "
+                        "(メールアドレス), line (LINE), fcm (FCMトークン), "
+                        "apns (APNsトークン), channels (配信順), active "
+                        "(有効)\n",
+                        file, h->line, q, i + 1);
+                free(q);
+            }
             bad = 1;
         } else if (seen[c]) {
-            fprintf(stderr, "%s:%ld: column %s appears twice\n", file,
-                    h->line, columns[c].en);
+            if (nbad++ < MAX_SHOWN)
+                fprintf(stderr, "%s:%ld: column %s appears twice\n", file,
+                        h->line, columns[c].en);
             bad = 1;
         } else {
             seen[c] = 1;
@@ -578,6 +621,9 @@ static int read_header(const char *file, const struct kn_csv_row *h,
         }
         free(name);
     }
+    if (nbad > MAX_SHOWN)
+        fprintf(stderr, "%s:%ld: ... and %zu more problems in the header\n",
+                file, h->line, nbad - MAX_SHOWN);
     if (!bad && !seen[COL_ID]) {
         fprintf(stderr, "%s:%ld: no id (ID) column: every recipient needs "
                         "an id unique within the tenant\n",
@@ -614,13 +660,16 @@ static void check_groups(struct rrow *r)
     char **g;
     size_t n = split(r->v[COL_GROUPS], ';', &g), m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!kn_id_valid(g[i]))
+        if (!kn_id_valid(g[i])) {
+            char *q = quoted(g[i], 64);
             why_add(r,
-                    "groups: \"%.64s\" is not a valid group name: use "
+                    "groups: \"%s\" is not a valid group name: use "
                     "1-128 letters, digits, '-', '_', '.', ':' (not first), "
                     "as broadcasts name it in audience.groups; separate "
                     "groups with ';'",
-                    g[i]);
+                    q);
+            free(q);
+        }
     }
     qsort(g, n, sizeof(*g), cmp_str);
     for (size_t i = 0; i < n; i++) {
@@ -669,15 +718,17 @@ static void check_channels(struct rrow *r)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
         }
+        char *q = quoted(ch[i], 32);
         if (kn_channel_parse(ch[i]) < 0)
             why_add(r,
-                    "channels: \"%.32s\" is not a channel: use line, email "
+                    "channels: \"%s\" is not a channel: use line, email "
                     "and push, in the order to try, joined by ';'",
-                    ch[i]);
+                    q);
         for (size_t k = 0; k < i; k++) {
             if (strcmp(ch[k], ch[i]) == 0)
-                why_add(r, "channels: %.32s is named twice", ch[i]);
+                why_add(r, "channels: %s is named twice", q);
         }
+        free(q);
     }
     free(r->v[COL_CHANNELS]);
     r->v[COL_CHANNELS] = join(ch, n);
@@ -719,6 +770,8 @@ static void check_row(const struct kn_csv_row *row, const int *map,
         int c = i < nhdr ? map[i] : -1;
         int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
         char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
+        if (!nul && kn_csv_unguard(v) != v)
+            memmove(v, v + 1, strlen(v)); /* export's guard quote (csv.h) */
         const char *bad = nul ? "a NUL byte" : bad_chars(v, strlen(v));
         if (c < 0) {
             if (v[0] != '\0')
@@ -738,11 +791,14 @@ static void check_row(const struct kn_csv_row *row, const int *map,
 
     if (r->v[COL_ID][0] == '\0' && !(broken & (1u << COL_ID)))
         why_add(r, "id: missing");
-    else if (r->v[COL_ID][0] != '\0' && !kn_id_valid(r->v[COL_ID]))
+    else if (r->v[COL_ID][0] != '\0' && !kn_id_valid(r->v[COL_ID])) {
+        char *q = quoted(r->v[COL_ID], 64);
         why_add(r,
-                "id: \"%.64s\" is not a valid id: use 1-128 letters, "
+                "id: \"%s\" is not a valid id: use 1-128 letters, "
                 "digits, '-', '_', '.', ':' (not first)",
-                r->v[COL_ID]);
+                q);
+        free(q);
+    }
     if (strlen(r->v[COL_NAME]) > 200)
         why_add(r, "name: longer than 200 bytes");
     if (strlen(r->v[COL_GRADE]) > 64)
@@ -809,13 +865,16 @@ static void check_duplicates(struct rrow *rows, size_t n)
         }
     }
     qsort(v, m, sizeof(*v), cmp_idref);
-    for (size_t i = 1; i < m; i++) {
-        size_t first = i;
-        while (first > 0 && strcmp(v[first - 1].id, v[i].id) == 0)
-            first--;
-        if (first != i)
-            why_add(&rows[v[i].idx], "id: %s is already used at line %ld",
-                    v[i].id, rows[v[first].idx].line);
+    /* first: where the run of equal ids that i is in starts (the run is
+     * walked once, not once per member: a file of one id a million times
+     * stays linear after the sort) */
+    for (size_t i = 1, first = 0; i < m; i++) {
+        if (strcmp(v[i - 1].id, v[i].id) != 0) {
+            first = i;
+            continue;
+        }
+        why_add(&rows[v[i].idx], "id: %s is already used at line %ld",
+                v[i].id, rows[v[first].idx].line);
     }
     free(v);
 }
@@ -1028,6 +1087,7 @@ static char *read_file(const char *path, size_t *len, int *too_big)
 struct import_opts {
     const char *tenant, *file;
     int skip_bad, replace;
+    const char *shown; /* file for messages (kn_text_safe) */
 };
 
 /*
@@ -1053,7 +1113,7 @@ static long long replace_rest(const struct import_opts *o, struct rrow *rows,
                     "kairanctl: --replace deletes nothing this time: "
                     "%s:%ld has no usable id, so it is not known who that "
                     "row is\n",
-                    o->file, rows[i].line);
+                    o->shown, rows[i].line);
             free(named);
             free(k);
             return 0;
@@ -1104,20 +1164,20 @@ static int do_import(const struct import_opts *o)
 
     raw = read_file(o->file, &rawlen, &too_big);
     if (raw == NULL) {
-        fprintf(stderr, "kairanctl: cannot read %s: %s\n", o->file,
+        fprintf(stderr, "kairanctl: cannot read %s: %s\n", o->shown,
                 strerror(errno));
         return KN_EXIT_USAGE;
     }
     if (too_big) {
         fprintf(stderr, "%s: larger than %ld MB: is this the roster?\n",
-                o->file, MAX_FILE / (1024 * 1024));
+                o->shown, MAX_FILE / (1024 * 1024));
         free(raw);
         return KN_EXIT_FAIL;
     }
     if (kn_csv_decode(raw, rawlen, &text, &textlen, &enc, err,
                       sizeof(err)) < 0) {
         /* err is "line N: why": written as FILE:N: why */
-        fprintf(stderr, "%s:%s\n", o->file,
+        fprintf(stderr, "%s:%s\n", o->shown,
                 strncmp(err, "line ", 5) == 0 ? err + 5 : err);
         free(raw);
         return KN_EXIT_FAIL;
@@ -1127,10 +1187,10 @@ static int do_import(const struct import_opts *o)
     if (kn_csv_next(&csv, &row) == 0) {
         fprintf(stderr, "%s: empty file: the first line must name the "
                         "columns (id, name, email, ...)\n",
-                o->file);
+                o->shown);
         goto out;
     }
-    if (read_header(o->file, &row, &map) < 0)
+    if (read_header(o->shown, &row, &map) < 0)
         goto out;
     nhdr = row.n;
 
@@ -1155,37 +1215,41 @@ static int do_import(const struct import_opts *o)
     check_duplicates(rows, nrows);
     good = kn_xcalloc(nrows + 1, sizeof(*good));
     for (size_t i = 0; i < nrows; i++) {
-        if (rows[i].why != NULL) {
-            fprintf(stderr, "%s:%ld: %s\n", o->file, rows[i].line,
-                    rows[i].why);
-            nbad++;
-        } else {
+        if (rows[i].why == NULL) {
             good[ngood++] = &rows[i];
+        } else if (nbad++ < MAX_SHOWN) {
+            if (rows[i].more_why > 0)
+                fprintf(stderr, "%s:%ld: %s; ... and %zu more\n", o->shown,
+                        rows[i].line, rows[i].why, rows[i].more_why);
+            else
+                fprintf(stderr, "%s:%ld: %s\n", o->shown, rows[i].line,
+                        rows[i].why);
         }
     }
+    if (nbad > MAX_SHOWN)
+        fprintf(stderr, "%s: ... and %zu more bad rows (the first %d are "
+                        "listed above)\n",
+                o->shown, nbad - MAX_SHOWN, MAX_SHOWN);
     if (nbad > 0 && !o->skip_bad) {
         fprintf(stderr,
                 "%s: nothing written: %zu bad row(s) of %zu; fix them, or "
                 "give --skip-bad to import only the good ones\n",
-                o->file, nbad, nrows);
+                o->shown, nbad, nrows);
         goto out;
     }
     if (ngood == 0) {
-        fprintf(stderr, "%s: %s: nothing written\n", o->file,
+        fprintf(stderr, "%s: %s: nothing written\n", o->shown,
                 nrows == 0 ? "no rows under the header" : "no good row");
         goto out;
     }
 
     if ((fd = oplog_open()) < 0)
         goto out;
-    /* The file's name for the log: JSON needs UTF-8, a path may not be. */
-    fname = kn_xstrdup(o->file);
-    if (!kn_utf8_valid(fname, strlen(fname))) {
-        for (char *p = fname; *p; p++) {
-            if ((unsigned char)*p >= 0x80)
-                *p = '?';
-        }
-    }
+    /*
+     * The file's name for the log: JSON needs UTF-8 and a path may not be
+     * UTF-8; its other bytes are written as \\xNN, never dropped.
+     */
+    fname = kn_text_utf8(o->file, strlen(o->file));
     if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
         fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
         goto out;
@@ -1215,13 +1279,13 @@ static int do_import(const struct import_opts *o)
     if (o->replace)
         deleted = replace_rest(o, rows, nrows, &held_back);
 
-    printf("%s: %s, %zu row(s)\n", o->file, kn_csv_enc_name(enc), nrows);
+    printf("%s: %s, %zu row(s)\n", o->shown, kn_csv_enc_name(enc), nrows);
     printf("added %lld, updated %lld, unchanged %lld, deleted %lld, "
            "skipped %zu\n",
            added, updated, unchanged, deleted, nbad);
     if (nbad > 0)
         fprintf(stderr, "%s: %zu bad row(s) skipped (listed above)\n",
-                o->file, nbad);
+                o->shown, nbad);
     counts = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:b}", "added",
                        (json_int_t)added, "updated", (json_int_t)updated,
                        "unchanged", (json_int_t)unchanged, "deleted",
@@ -1248,26 +1312,6 @@ out:
 }
 
 /* ---- export ---- */
-
-/* One CSV cell: quoted when it holds ',', '"', a line break or edge space. */
-static void csv_cell(FILE *f, const char *s, int last)
-{
-    size_t n = strlen(s);
-    int q = strpbrk(s, ",\"\r\n") != NULL ||
-            (n > 0 && (s[0] == ' ' || s[n - 1] == ' '));
-    if (q) {
-        fputc('"', f);
-        for (const char *p = s; *p; p++) {
-            if (*p == '"')
-                fputc('"', f);
-            fputc(*p, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
-    fputs(last ? "\r\n" : ",", f);
-}
 
 static void wipe_free(char *s)
 {
@@ -1338,17 +1382,17 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
     if (c == NULL)
         rc = KN_ECRYPTO;
     if (rc == 0) {
-        csv_cell(f, id, 0);
-        csv_cell(f, name, 0);
-        csv_cell(f, gr ? gr : "", 0);
-        csv_cell(f, cl ? cl : "", 0);
-        csv_cell(f, gs ? gs : "", 0);
-        csv_cell(f, email, 0);
-        csv_cell(f, line, 0);
-        csv_cell(f, fcm, 0);
-        csv_cell(f, apns, 0);
-        csv_cell(f, chs, 0);
-        csv_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 1);
+        kn_csv_put_cell(f, id, 0);
+        kn_csv_put_cell(f, name, 0);
+        kn_csv_put_cell(f, gr ? gr : "", 0);
+        kn_csv_put_cell(f, cl ? cl : "", 0);
+        kn_csv_put_cell(f, gs ? gs : "", 0);
+        kn_csv_put_cell(f, email, 0);
+        kn_csv_put_cell(f, line, 0);
+        kn_csv_put_cell(f, fcm, 0);
+        kn_csv_put_cell(f, apns, 0);
+        kn_csv_put_cell(f, chs, 0);
+        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 1);
     }
     wipe_free(name);
     wipe_free(email);
@@ -1392,7 +1436,7 @@ static int do_export(const char *tenant, int bom)
     if (bom)
         fputs("\xef\xbb\xbf", stdout);
     for (int c = 0; c < COL__COUNT; c++)
-        csv_cell(stdout, columns[c].en, c == COL__COUNT - 1);
+        kn_csv_put_cell(stdout, columns[c].en, c == COL__COUNT - 1);
     for (size_t off = 0; off < n && rc == KN_EXIT_OK; off += 500) {
         size_t m = n - off < 500 ? n - off : 500;
         struct kn_argv *cmds = kn_xcalloc(m, sizeof(*cmds));
@@ -1582,13 +1626,20 @@ static int run_recipients(int argc, char **argv)
     if (parse_args(argc - 2 > 0 ? argc - 2 : 0, argv + 2, &a) < 0)
         return KN_EXIT_USAGE;
     if (strcmp(verb, "import") == 0) {
-        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace};
+        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace,
+                                NULL};
+        char *shown;
+        int rc;
         if (a.npos != 1 || a.format || a.bom) {
             usage_err("recipients import --tenant T [--skip-bad] "
                       "[--replace] FILE.csv");
             return KN_EXIT_USAGE;
         }
-        return do_import(&o);
+        shown = kn_text_safe(o.file);
+        o.shown = shown;
+        rc = do_import(&o);
+        free(shown);
+        return rc;
     }
     if (a.skip_bad || a.replace) {
         usage_err("--skip-bad and --replace are import options");

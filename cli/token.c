@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "dispatcher/broadcast.h"
 #include "dispatcher/http.h"
 
@@ -231,10 +232,13 @@ static int tok_create(int argc, char **argv)
                         "(no empty item, each at most 64 bytes)\n");
         return KN_EXIT_USAGE;
     }
+    /* The unit is required: "--expires 90" used to mean 90 ms. */
     if (expires_s != NULL && strcmp(expires_s, "never") != 0 &&
-        (kn_duration_parse(expires_s, &ttl) < 0 || ttl <= 0)) {
-        fprintf(stderr, "kairanctl: --expires: a duration such as 90d, 12h, "
-                        "30m, 1s, or never\n");
+        (kn_duration_parse_unit(expires_s, &ttl) < 0 || ttl <= 0)) {
+        fprintf(stderr, "kairanctl: --expires %s: write a duration with its "
+                        "unit, such as 90d (days), 12h, 30m, 60s, or "
+                        "never\n",
+                expires_s);
         return KN_EXIT_USAGE;
     }
     if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
@@ -397,18 +401,22 @@ static int tok_list(int argc, char **argv)
             json_array_append_new(arr, o);
         } else {
             char eb[48] = "never";
+            /* names and groups are people's text: shown, not obeyed */
+            char *nm = kn_text_safe(hget(h, 2)), *gs = kn_text_safe(groups);
             if (exp > 0)
                 kn_time_jst(exp, eb, sizeof(eb));
             printf("%-16s  %-13s  %-12s  %-8s  %-25.25s  %s%s%s%s\n",
                    rows[i].id, hget(h, 0) ? hget(h, 0) : "?",
                    hget(h, 1) && hget(h, 1)[0] ? hget(h, 1) : "-", state, eb,
-                   hget(h, 2) ? hget(h, 2) : "", groups[0] ? " [" : "",
-                   groups, groups[0] ? "]" : "");
+                   nm, gs[0] ? " [" : "", gs, gs[0] ? "]" : "");
+            free(nm);
+            free(gs);
         }
     }
     if (as_json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        printf("%s\n", s);
+        char *s = json_dumps(arr, JSON_INDENT(2)), *safe = kn_text_json(s);
+        printf("%s\n", safe);
+        free(safe);
         free(s);
     }
     json_decref(arr);

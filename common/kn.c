@@ -227,6 +227,14 @@ int kn_duration_parse(const char *s, int64_t *ms)
     return 0;
 }
 
+int kn_duration_parse_unit(const char *s, int64_t *ms)
+{
+    size_t n = s != NULL ? strspn(s, "0123456789") : 0;
+    if (n == 0 || (s[n] == '\0' && strspn(s, "0") != n))
+        return KN_EINVAL;
+    return kn_duration_parse(s, ms);
+}
+
 void kn_random(void *buf, size_t n)
 {
     unsigned char *p = buf;

@@ -87,6 +87,13 @@ int kn_time_parse(const char *s, int64_t *ms);
  */
 int kn_duration_parse(const char *s, int64_t *ms);
 
+/*
+ * The same with the unit required ("90s", "10m", "24h", "90d", "500ms"):
+ * a bare number other than "0" is KN_EINVAL, since "90" could mean
+ * anything (for options and keys whose name does not say "_ms").
+ */
+int kn_duration_parse_unit(const char *s, int64_t *ms);
+
 /* Random bytes from the OS (getrandom); aborts if the OS cannot give them. */
 void kn_random(void *buf, size_t n);
 /* Uniform random integer in [0, n) (n > 0). */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kn.h"
+#include "text.h"
 
 enum kn_log_level kn_log_min = KN_LOG_INFO;
 static int log_fd = 2;
@@ -50,9 +51,14 @@ int kn_log_open(const char *path)
     return 0;
 }
 
-/* Append s as a JSON string (with quotes) to the stream. */
-static void put_json_string(FILE *f, const char *s)
+/*
+ * Append s as a JSON string (with quotes) to the stream.  Bytes that are
+ * not UTF-8 (a path, a provider's reply) are written as \\xNN: JSON must
+ * be UTF-8, and the value must still be there for the reader.
+ */
+static void put_json_string(FILE *f, const char *raw)
 {
+    char *s = kn_text_utf8(raw, strlen(raw));
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
@@ -79,6 +85,7 @@ static void put_json_string(FILE *f, const char *s)
         }
     }
     fputc('"', f);
+    free(s);
 }
 
 static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,

@@ -29,6 +29,7 @@
 #endif
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -116,6 +117,9 @@ static const char *check_redis_url(const char *value);
 static const char *check_smtp_url(const char *value);
 static const char *mailbox_problem(const char *value);
 static const char *check_hostname(const char *value);
+static const char *check_listen(const char *value);
+static const char *check_public_url(const char *value);
+static const char *check_proxies(const char *value);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
                                          NULL};
@@ -206,6 +210,10 @@ static const struct key keys[] = {
     DUR("line", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, line_timeout_ms),
     INT("line", "connections", "8", 1, 1000, line_connections),
     INT("line", "rate", "200", 1, 100000, line_rate),
+    INT("line", "webhook_max_body", "262144", 1024, 10000000,
+        line_webhook_max_body),
+    INT("line", "webhook_concurrency", "8", 1, 10000, line_webhook_concurrency),
+    INT("line", "webhook_rate", "100", 1, 100000, line_webhook_rate),
 
     STR("fcm", "api_base", "https://fcm.googleapis.com", fcm_api_base, F_URL,
         NULL, NULL),
@@ -245,13 +253,25 @@ static const struct key keys[] = {
     DUR("failover", "window_ms", "30s", 1 * SEC, 1 * DAY, failover_window_ms),
     DUR("failover", "probe_ms", "15s", 100 * MS, 1 * DAY, failover_probe_ms),
 
-    STR("http", "listen", "127.0.0.1:8025", http_listen, F_OPTIONAL, NULL,
-        NULL),
-    STR("http", "public_url", "http://127.0.0.1:8025", http_public_url, 0, NULL,
-        NULL),
+    STR("http", "listen", "127.0.0.1:8025", http_listen, F_OPTIONAL,
+        check_listen, NULL),
+    STR("http", "public_url", "http://127.0.0.1:8025", http_public_url, 0,
+        check_public_url, NULL),
     INT("http", "max_body", "10000000", 1024, 1000000000, http_max_body),
     BOOL("http", "metrics_open", "no", http_metrics_open),
     INT("http", "rate", "20", 1, 100000, http_rate),
+    INT("http", "max_conns", "512", 1, 100000, http_max_conns),
+    INT("http", "max_conns_per_peer", "32", 1, 100000, http_max_conns_per_peer),
+    STR("http", "trusted_proxies", "127.0.0.1 ::1", http_trusted_proxies,
+        F_OPTIONAL, check_proxies, NULL),
+    DUR("http", "header_timeout_ms", "5s", 100 * MS, 5 * MIN,
+        http_header_timeout_ms),
+    DUR("http", "body_timeout_ms", "10s", 100 * MS, 5 * MIN,
+        http_body_timeout_ms),
+    DUR("http", "send_timeout_ms", "10s", 100 * MS, 5 * MIN,
+        http_send_timeout_ms),
+    INT("http", "max_buffered", "32000000", 1024, 100000000000LL,
+        http_max_buffered),
 
     INT("retention", "fiscal_years", "4", 1, 100, retention_fiscal_years),
     INT("retention", "audit_years", "5", 1, 100, retention_audit_years),
@@ -702,7 +722,138 @@ static const char *check_hostname(const char *value)
     return NULL;
 }
 
+int kn_config_listen_parse(const char *spec, struct sockaddr_storage *addr)
+{
+    char host[128];
+    const char *colon, *h = spec;
+    size_t hl;
+    char *end;
+    long port;
+
+    memset(addr, 0, sizeof(*addr));
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (rb == NULL || rb[1] != ':')
+            return KN_ECONFIG;
+        h = spec + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL)
+            return KN_ECONFIG;
+        hl = (size_t)(colon - spec);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return KN_ECONFIG;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (!isdigit((unsigned char)colon[1]))
+        return KN_ECONFIG;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port < 1 || port > 65535)
+        return KN_ECONFIG;
+    if (spec[0] != '[') {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+        if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            return KN_ECONFIG;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+    } else {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            return KN_ECONFIG;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+    }
+    return 0;
+}
+
+/* http.listen: exactly what kairand's start accepts (the same function). */
+static const char *check_listen(const char *value)
+{
+    struct sockaddr_storage addr;
+    if (kn_config_listen_parse(value, &addr) < 0)
+        return "expected host:port with a numeric IPv4 address, [IPv6]:port "
+               "or localhost:port, and a port from 1 to 65535, e.g. "
+               "127.0.0.1:8025 or [::1]:8025 (empty: no HTTP)";
+    return NULL;
+}
+
+/*
+ * http.public_url: the base of the personal links sent to guardians, so
+ * it must be a link a phone opens as a web page and nothing else:
+ * http:// or https://, a host, no user:password@, no query or fragment
+ * (the link is <public_url>/a/<token>), no spaces or control characters.
+ */
+static const char *check_public_url(const char *value)
+{
+    const char *rest, *end;
+    if (strncasecmp(value, "https://", 8) == 0)
+        rest = value + 8;
+    else if (strncasecmp(value, "http://", 7) == 0)
+        rest = value + 7;
+    else
+        return "expected an absolute http:// or https:// URL, e.g. "
+               "https://kairan.school.example.jp";
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p <= 0x20 || *p == 0x7f)
+            return "spaces and control characters are not allowed";
+        if (*p >= 0x80)
+            return "non-ASCII characters are not allowed (write the host "
+                   "as punycode and the path percent-encoded)";
+    }
+    end = rest + strcspn(rest, "/?#");
+    if (end == rest || *rest == ':')
+        return "the URL has no host";
+    if (memchr(rest, '@', (size_t)(end - rest)) != NULL)
+        return "user:password@ is not allowed in a link sent to guardians";
+    for (const char *p = rest; p < end; p++) {
+        if (!host_char((unsigned char)*p) && *p != ':' && *p != '[' &&
+            *p != ']')
+            return "the host has characters a host name cannot have";
+    }
+    if (strpbrk(end, "?#") != NULL)
+        return "no query (?) or fragment (#): links are <public_url>/a/...";
+    return NULL;
+}
+
+/* http.trusted_proxies: numeric addresses separated by spaces or commas. */
+static const char *check_proxies(const char *value)
+{
+    const char *p = value;
+    while (*p) {
+        char one[INET6_ADDRSTRLEN + 1];
+        unsigned char buf[sizeof(struct in6_addr)];
+        size_t n;
+        p += strspn(p, " \t,");
+        n = strcspn(p, " \t,");
+        if (n == 0)
+            break;
+        if (n >= sizeof(one))
+            return "expected numeric IP addresses such as 127.0.0.1 ::1";
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (inet_pton(AF_INET, one, buf) != 1 &&
+            inet_pton(AF_INET6, one, buf) != 1)
+            return "expected numeric IP addresses such as 127.0.0.1 ::1 "
+                   "(no names, no ranges)";
+        p += n;
+    }
+    return NULL;
+}
+
 /* ---- setting one key ---------------------------------------------------- */
+
+/* 1 if the key's name ends in "_ms" (a bare number is milliseconds). */
+static int ms_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 3 && strcmp(name + n - 3, "_ms") == 0;
+}
 
 static int parse_int64(const char *s, int64_t *out)
 {
@@ -786,13 +937,24 @@ static int set_key(struct kn_config *cfg, const struct key *k,
         *(int64_t *)field = v;
         return 0;
     case T_DURATION:
-        if (kn_duration_parse(value, &v) < 0 || v < k->min || v > k->max) {
+        /*
+         * A bare number is milliseconds only where the name says so
+         * (*_ms): "default_ttl = 90" must not mean 90 ms.
+         */
+        if ((ms_name(k->name) ? kn_duration_parse(value, &v)
+                              : kn_duration_parse_unit(value, &v)) < 0 ||
+            v < k->min || v > k->max) {
             format_ms(k->min, lo, sizeof(lo));
             format_ms(k->max, hi, sizeof(hi));
-            reason = kn_xasprintf("expected a duration from %s to %s (a "
-                                  "number of milliseconds, or with a unit: "
-                                  "500ms, 30s, 10m, 24h, 1d)",
-                                  lo, hi);
+            reason = kn_xasprintf(
+                ms_name(k->name) ? "expected a duration from %s to %s (a "
+                                   "number of milliseconds, or with a unit: "
+                                   "500ms, 30s, 10m, 24h, 1d)"
+                                 : "expected a duration from %s to %s with "
+                                   "its unit: 500ms, 30s, 10m, 24h, 1d (a "
+                                   "bare number is refused: write 24h, not "
+                                   "24)",
+                lo, hi);
             *why = value_problem(k, value, reason);
             free(reason);
             return -1;
@@ -1218,6 +1380,19 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
                       "smtp.timeout_ms + dispatcher.drain_ms (%lld ms): a "
                       "slow send would be claimed and sent twice",
                       (long long)cfg->claim_idle_ms, (long long)busy);
+    if (cfg->http_max_conns_per_peer > cfg->http_max_conns)
+        check_problem(cfg, err, &count,
+                      "http.max_conns_per_peer (%lld) must be at most "
+                      "http.max_conns (%lld)",
+                      (long long)cfg->http_max_conns_per_peer,
+                      (long long)cfg->http_max_conns);
+    if (cfg->http_max_buffered < cfg->http_max_body)
+        check_problem(cfg, err, &count,
+                      "http.max_buffered (%lld) must be at least "
+                      "http.max_body (%lld): one broadcast of the largest "
+                      "size must fit",
+                      (long long)cfg->http_max_buffered,
+                      (long long)cfg->http_max_body);
     if (cfg->retry_cap_ms < cfg->retry_base_ms)
         check_problem(cfg, err, &count,
                       "queue.retry_cap_ms (%lld ms) must be at least "

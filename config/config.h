@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 enum kn_smtp_tls { KN_TLS_STARTTLS, KN_TLS_IMPLICIT, KN_TLS_NONE };
 enum kn_failover_mode {
@@ -89,7 +90,10 @@ struct kn_config {
     char *line_ca_file;
     int64_t line_timeout_ms;
     int64_t line_connections;
-    int64_t line_rate; /* multicast requests per second */
+    int64_t line_rate;                /* multicast requests per second */
+    int64_t line_webhook_max_body;    /* bytes of one webhook request */
+    int64_t line_webhook_concurrency; /* webhook requests at once, in all */
+    int64_t line_webhook_rate;        /* webhook requests per second, in all */
 
     /* [fcm] Firebase Cloud Messaging HTTP v1 */
     char *fcm_api_base;  /* https://fcm.googleapis.com */
@@ -128,11 +132,18 @@ struct kn_config {
     int64_t failover_probe_ms; /* open -> one probe after this */
 
     /* [http] kairand's HTTP port */
-    char *http_listen;     /* 127.0.0.1:8025; empty: no HTTP */
-    char *http_public_url; /* base of personal links */
-    int64_t http_max_body; /* bytes */
-    int http_metrics_open; /* /metrics without a token */
-    int64_t http_rate;     /* requests per second per source address */
+    char *http_listen;      /* 127.0.0.1:8025; empty: no HTTP */
+    char *http_public_url;  /* base of personal links */
+    int64_t http_max_body;  /* bytes */
+    int http_metrics_open;  /* /metrics without a token */
+    int64_t http_rate;      /* requests per second per source address */
+    int64_t http_max_conns; /* open connections in all */
+    int64_t http_max_conns_per_peer; /* per peer address, but proxies */
+    char *http_trusted_proxies;      /* addresses: no per-peer cap, X-Real-IP */
+    int64_t http_header_timeout_ms;  /* a request head must arrive within */
+    int64_t http_body_timeout_ms;    /* longest pause while a body arrives */
+    int64_t http_send_timeout_ms;    /* an answer must be taken within */
+    int64_t http_max_buffered;       /* request bytes held, all connections */
 
     /* [retention] */
     int64_t retention_fiscal_years;
@@ -157,6 +168,14 @@ int kn_config_load(struct kn_config *cfg, const char *path, FILE *err);
  * KN_ECONFIG after writing each problem to err.
  */
 int kn_config_check(const struct kn_config *cfg, FILE *err);
+
+/*
+ * Parse http.listen as kairand binds it: "host:port" with a numeric IPv4
+ * address or "localhost" (127.0.0.1), or "[IPv6]:port"; port 1-65535.
+ * --check and the start both use this.  Returns 0 with *addr, or
+ * KN_ECONFIG.
+ */
+int kn_config_listen_parse(const char *spec, struct sockaddr_storage *addr);
 
 /* Free every string the config owns; the struct itself is the caller's. */
 void kn_config_free(struct kn_config *cfg);

@@ -15,16 +15,26 @@
 
 #include "common/kn.h"
 
-/* A recipient belongs to the broadcast when one of its per-recipient
- * states (bc:<id>:r, "<code>|<rcpt>|...") names it; a confirmation
- * already recorded proves it too. */
+/* A recipient belongs to the broadcast when the commit_page script put it
+ * in the set bc:<id>:m (KEYS[4]) while expanding; a confirmation already
+ * recorded proves it too.  Both are O(1): the cost of opening a link must
+ * not grow with the broadcast (issue 11, item 5).
+ * A broadcast expanded before the set existed (no "ack_m" in bc:<id>) gets
+ * its set built once from bc:<id>:r, then marked; while it is still being
+ * expanded by an older kairand the scan is repeated (never marked). */
 #define IS_MEMBER                                                              \
     "local function is_member(r)\n"                                            \
+    "  if redis.call('SISMEMBER', KEYS[4], r) == 1 then return true end\n"     \
     "  if redis.call('HEXISTS', KEYS[3], r) == 1 then return true end\n"       \
+    "  if redis.call('HGET', KEYS[1], 'ack_m') == '1' then return false end\n" \
     "  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"                  \
-    "    if string.match(v, '^%a|([^|]*)') == r then return true end\n"        \
+    "    local m = string.match(v, '^%a|([^|]*)')\n"                           \
+    "    if m then redis.call('SADD', KEYS[4], m) end\n"                       \
     "  end\n"                                                                  \
-    "  return false\n"                                                         \
+    "  if redis.call('HGET', KEYS[1], 'expanded') == '1' then\n"               \
+    "    redis.call('HSET', KEYS[1], 'ack_m', '1')\n"                          \
+    "  end\n"                                                                  \
+    "  return redis.call('SISMEMBER', KEYS[4], r) == 1\n"                      \
     "end\n"
 
 struct kn_redis_script kn_script_ack_view = {

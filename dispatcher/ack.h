@@ -14,9 +14,10 @@
 
 /*
  * ack_view: what the page shows.
- * KEYS: bc:<id>, bc:<id>:r, bc:<id>:ack   ARGV: rcpt
+ * KEYS: bc:<id>, bc:<id>:r, bc:<id>:ack, bc:<id>:m   ARGV: rcpt
  * Returns {} when the broadcast is unknown, has no "ack", or rcpt is not
- * one of its recipients; else {subject, body, drill, confirmed ms or ""}.
+ * one of its recipients (bc:<id>:m, written by commit_page: O(1)); else
+ * {subject, body, drill, confirmed ms or ""}.
  *
  * ack_confirm: record a confirmation once (HSETNX; "acked" counts new ones).
  * KEYS: the same   ARGV: rcpt, now ms

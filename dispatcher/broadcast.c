@@ -136,6 +136,21 @@ static int get_bool(json_t *o, const char *key, int *out, struct perr *pe)
     return 0;
 }
 
+/* A key name that is a plain word (safe to name in an error or keep). */
+static int plain_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > 40)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 static int check_keys(json_t *o, const char *const *known, const char *where,
                       struct perr *pe)
 {
@@ -149,11 +164,15 @@ static int check_keys(json_t *o, const char *const *known, const char *where,
                 ok = 1;
         }
         if (!ok) {
+            /* The key is named only when it is a plain word: a key may
+             * hold anything, an address too (never echo a value). */
             char f[200];
-            snprintf(f, sizeof(f), "%s%s%s", where, *where ? "." : "", k);
+            snprintf(f, sizeof(f), "%s%s%s", where, *where ? "." : "",
+                     plain_key(k) ? k : "?");
             return fail(pe, f,
-                        "unknown field (check the spelling against "
-                        "the wire contract in the README)");
+                        "unknown field%s (check the spelling against "
+                        "the wire contract in the README)",
+                        plain_key(k) ? "" : " whose name is not a word");
         }
     }
     return 0;
@@ -179,9 +198,13 @@ static int get_str_array(json_t *o, const char *key, const char *field,
             return fail(pe, f, "must be a string");
         if (!kn_id_valid(json_string_value(v)))
             return fail(pe, f,
-                        "'%.64s' is not a valid name: use 1-128 letters, "
-                        "digits, '-', '_', '.', ':' (not first)",
-                        json_string_value(v));
+                        "%s: use 1-128 letters, digits, '-', '_', '.', "
+                        "':' (not first)",
+                        strchr(json_string_value(v), '@') != NULL
+                            ? "holds an address, not a name (inline "
+                              "recipients with addresses go under the "
+                              "top-level \"recipients\")"
+                            : "is not a valid name");
         (*out)[(*n)++] = kn_xstrdup(json_string_value(v));
     }
     return 0;
@@ -227,11 +250,8 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
     snprintf(f, sizeof(f), "%s.email", where);
     if ((rc = get_str(o, "email", f, 1, 320, &r->email, pe)) < 0)
         return rc;
-    if (r->email != NULL && kn_addr_check(r->email, &why) < 0) {
-        char m[128];
-        return fail(pe, f, "'%s' is not an address: %s",
-                    kn_mask_address(r->email, m, sizeof(m)), why);
-    }
+    if (r->email != NULL && kn_addr_check(r->email, &why) < 0)
+        return fail(pe, f, "is not an address: %s", why);
     snprintf(f, sizeof(f), "%s.line", where);
     if ((rc = get_str(o, "line", f, 1, 64, &r->line, pe)) < 0)
         return rc;
@@ -480,9 +500,11 @@ int kn_broadcast_parse(const char *json, size_t len,
     if ((rc = get_str(root, "escalate_after", "escalate_after", 1, 16, &s,
                       &pe)) < 0)
         goto out;
-    if (s != NULL && kn_duration_parse(s, &b->escalate_ms) < 0) {
+    if (s != NULL && kn_duration_parse_unit(s, &b->escalate_ms) < 0) {
         free(s);
-        rc = fail(&pe, "escalate_after", "a duration such as \"10m\"");
+        rc = fail(&pe, "escalate_after",
+                  "a duration with its unit, such as \"10m\", \"90s\" or "
+                  "\"1h\" (a bare number is refused)");
         goto out;
     }
     free(s);
@@ -690,61 +712,102 @@ void kn_broadcast_submit_call(const struct kn_broadcast *b,
 }
 
 /*
- * Mask every string that may hold an address: under "recipients" every
- * value but "id" and "platform" (a misspelt key such as "emial" is exactly
- * what gets a broadcast rejected, so key names cannot be trusted), and
- * anywhere else every value with an '@' in it or under email/line/token.
+ * Masking a rejected raw entry (issue 11, item 6).  Nothing of it was
+ * validated, so no key name can be trusted (a misspelt "recipeints" or
+ * "emial" is exactly what gets it rejected): every string is masked unless
+ * it is one of a few harmless fields of the top level AND its value is
+ * valid for that field (an address written as the tenant is masked too):
+ *   tenant, category (ids), priority, policy, channels (known channel
+ *   names), send_at, expires_at (RFC 3339 times), escalate_after (a
+ *   duration), and "platform" (fcm or apns) anywhere.
+ * Booleans, numbers and null stay as they are (nothing to leak).  Subject,
+ * body, names, ids, groups and every address are masked: a string with
+ * an '@' as "t***@domain", any other as "***".  Key names other than plain
+ * words ([A-Za-z0-9_-], up to 40 characters) become "?1", "?2", ...
  */
-static void mask_walk(json_t *o, int in_rcpts)
+static int harmless(const char *key, const char *s, int top)
 {
-    const char *k;
-    json_t *v;
-    size_t i;
+    int64_t ms;
+    if (strcmp(key, "platform") == 0)
+        return strcmp(s, "fcm") == 0 || strcmp(s, "apns") == 0;
+    if (!top)
+        return 0;
+    if (strcmp(key, "tenant") == 0 || strcmp(key, "category") == 0)
+        return strlen(s) <= 64 && kn_id_valid(s);
+    if (strcmp(key, "priority") == 0)
+        return strcmp(s, "urgent") == 0 || strcmp(s, "normal") == 0;
+    if (strcmp(key, "policy") == 0)
+        return strcmp(s, "all") == 0 || strcmp(s, "preferred") == 0;
+    if (strcmp(key, "channels") == 0)
+        return kn_channel_parse(s) >= 0;
+    if (strcmp(key, "send_at") == 0 || strcmp(key, "expires_at") == 0)
+        return strlen(s) <= 64 && kn_time_parse(s, &ms) == 0;
+    if (strcmp(key, "escalate_after") == 0)
+        return strlen(s) <= 16 && kn_duration_parse(s, &ms) == 0;
+    return 0;
+}
+
+static json_t *mask_string(const char *s)
+{
     char m[256];
-    if (json_is_array(o)) {
-        json_array_foreach(o, i, v)
-        {
-            if (json_is_string(v) &&
-                (in_rcpts || strchr(json_string_value(v), '@'))) {
-                kn_mask_address(json_string_value(v), m, sizeof(m));
-                json_array_set_new(o, i, json_string(m));
-            } else {
-                mask_walk(v, in_rcpts);
-            }
-        }
-        return;
+    json_t *out = NULL;
+    if (strchr(s, '@') != NULL)
+        out = json_string(kn_mask_address(s, m, sizeof(m)));
+    return out != NULL ? out : json_string("***");
+}
+
+static json_t *mask_object(json_t *o, int top);
+
+/* A masked deep copy of v, the value of key (top: a member of the root
+ * object, or an element of an array that is one). */
+static json_t *mask_value(json_t *v, const char *key, int top)
+{
+    json_t *out, *e;
+    size_t i;
+    if (json_is_string(v)) {
+        if (harmless(key, json_string_value(v), top))
+            return json_copy(v);
+        return mask_string(json_string_value(v));
     }
-    if (!json_is_object(o))
-        return;
+    if (json_is_array(v)) {
+        out = json_array();
+        json_array_foreach(v, i, e)
+        {
+            json_array_append_new(out, mask_value(e, key, top));
+        }
+        return out;
+    }
+    if (json_is_object(v))
+        return mask_object(v, 0);
+    return json_copy(v); /* true, false, null, numbers */
+}
+
+static json_t *mask_object(json_t *o, int top)
+{
+    json_t *out = json_object(), *v;
+    const char *k;
+    size_t n = 0;
     json_object_foreach(o, k, v)
     {
-        if (json_is_string(v)) {
-            const char *s = json_string_value(v);
-            int keep =
-                in_rcpts ? (strcmp(k, "id") == 0 || strcmp(k, "platform") == 0)
-                         : (strchr(s, '@') == NULL && strcmp(k, "email") != 0 &&
-                            strcmp(k, "line") != 0 && strcmp(k, "token") != 0);
-            if (!keep) {
-                if (strchr(s, '@') != NULL)
-                    kn_mask_text(s, m, sizeof(m));
-                else
-                    kn_mask_address(s, m, sizeof(m));
-                json_object_set_new(o, k, json_string(m));
-            }
-        } else {
-            mask_walk(v, in_rcpts || strcmp(k, "recipients") == 0);
-        }
+        char alias[24];
+        n++;
+        if (!plain_key(k))
+            snprintf(alias, sizeof(alias), "?%zu", n);
+        json_object_set_new(out, plain_key(k) ? k : alias,
+                            mask_value(v, k, top));
     }
+    return out;
 }
 
 char *kn_broadcast_mask_json(const char *json, size_t len)
 {
-    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *root = json_loadb(json, len, 0, NULL), *m;
     char *out;
     if (root == NULL)
         return NULL;
-    mask_walk(root, 0);
-    out = json_dumps(root, JSON_COMPACT);
+    m = json_is_object(root) ? mask_object(root, 1) : mask_value(root, "", 0);
+    out = json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(m);
     json_decref(root);
     return out;
 }

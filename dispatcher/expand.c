@@ -409,7 +409,6 @@ static void handle_raw(struct kn_expander *e)
         char id[64];
         snprintf(id, sizeof(id), "rejected-%s", e->cur->id);
         char *masked = kn_broadcast_mask_json(e->cur->raw, e->cur->rawlen);
-        char masked_text[300];
         tv = json_object_get(root, "tenant");
         kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", id, "reason",
                err, NULL);
@@ -420,15 +419,12 @@ static void handle_raw(struct kn_expander *e)
         kn_argv_addi(&a, kn_now_ms());
         kn_argv_add(&a, err);
         kn_argv_add(&a, field);
-        if (masked == NULL) {
-            size_t n = e->cur->rawlen < 200 ? e->cur->rawlen : 200;
-            char *head = kn_xstrndup(e->cur->raw, n);
-            kn_mask_text(head, masked_text, sizeof(masked_text));
-            free(head);
-            kn_argv_add(&a, masked_text);
-        } else {
-            kn_argv_take(&a, masked);
-        }
+        /* Not JSON: nothing of it is kept (it may hold anything). */
+        if (masked == NULL)
+            masked = kn_xasprintf("(not JSON: %zu bytes)", e->cur->rawlen);
+        kn_argv_take(&a, masked);
+        /* The tenant only when it is a valid one (it may be an address in
+         * the wrong place). */
         kn_argv_add(&a,
                     json_is_string(tv) && kn_tenant_valid(json_string_value(tv))
                         ? json_string_value(tv)
@@ -745,7 +741,7 @@ static void commit_page(struct kn_expander *e)
     struct kn_argv a;
     struct line_member *line;
     size_t nline = 0;
-    int unreachable = 0;
+    int unreachable = 0, unreachable_at;
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
@@ -758,7 +754,10 @@ static void commit_page(struct kn_expander *e)
     }
     for (size_t i = 0; i < e->nchans; i++)
         step_key(e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
     kn_argv_addi(&a, e->page);
+    unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */
     kn_argv_add(&a, d->prefix);
     line = kn_xcalloc(e->nrj + 1, sizeof(*line));
@@ -769,11 +768,11 @@ static void commit_page(struct kn_expander *e)
     }
     add_line_groups(e, &a, line, nline);
     free(line);
-    free(a.v[9]);
-    a.v[9] = kn_xasprintf("%d", unreachable);
-    a.len[9] = strlen(a.v[9]);
+    free(a.v[unreachable_at]);
+    a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
+    a.len[unreachable_at] = strlen(a.v[unreachable_at]);
     kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
-                      2 + KN_QUEUE_STREAMS, &a);
+                      3 + KN_QUEUE_STREAMS, &a);
 }
 
 struct lookup {

@@ -45,6 +45,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "adapters/line.h"
 #include "dispatcher/ack.h"
@@ -54,15 +55,19 @@
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
-#define HTTP_MAX_CONNS        512
 #define HTTP_MAX_URL          4096
 #define HTTP_MAX_HEADER_VALUE 8192
 #define HTTP_MAX_HEADERS      (32 * 1024) /* all headers of one request */
 #define HTTP_REQUEST_MS       60000       /* a request must arrive within */
-#define HTTP_IDLE_MS          30000       /* keep-alive connection idle */
-#define HTTP_LINGER_MS        2000 /* read and drop after a final answer */
+#define HTTP_SMALL_BODY       16384 /* routes other than submit, webhook */
+#define HTTP_BACKLOG          1024
+#define PEER_SLOTS            1024
+#define PROXIES_MAX           32
+#define HTTP_IDLE_MS          30000 /* keep-alive connection idle */
+#define HTTP_LINGER_MS        2000  /* read and drop after a final answer */
 #define HTTP_LINGER_BYTES     (4 << 20)
-#define GATHER_FRESH_MS       1000 /* queue gauges cached this long */
+#define HTTP_LINGER_UNREAD    (64 << 10) /* after refusing a body unread */
+#define GATHER_FRESH_MS       1000       /* queue gauges cached this long */
 #define HISTORY_N             120  /* depth samples kept: 10 minutes ... */
 #define HISTORY_EVERY_MS      5000 /* ... one every 5 s */
 #define RECENT_MS             (15 * 60 * 1000) /* ended broadcasts still listed */
@@ -278,6 +283,12 @@ struct req {
     int in_value;
     int dup_authz;
     int started;
+    int head_paused; /* a body follows: the head is checked first */
+    int ready;       /* checked (route, rate, token): read the body */
+    int want_continue;
+    int line_slot; /* holds one of line.webhook_concurrency */
+    size_t body_cap;
+    char allow[64]; /* methods of the path when none matched */
     int complete;
     int keep_alive;
     int early_status; /* 413/414/431 found while parsing */
@@ -314,7 +325,10 @@ struct conn {
     int busy; /* a request is being answered */
     int close_after;
     int lingering;
+    int writing; /* an answer is being written: send_timeout_ms runs */
     size_t linger_bytes;
+    size_t held;       /* body bytes counted in srv->buffered */
+    struct peer *slot; /* its peer's count; NULL for a proxy */
     struct conn *next, *prev;
     struct conn *wait_next; /* waiting for the queue gauges */
     char rbuf[16384];
@@ -340,6 +354,13 @@ struct rbucket {
     char addr[64];
 };
 
+/* Open connections of one peer address. */
+struct peer {
+    struct peer *next;
+    unsigned n;
+    char addr[64];
+};
+
 struct http_srv {
     struct kn_daemon *d;
     const struct kn_config *cfg;
@@ -359,6 +380,14 @@ struct http_srv {
     int64_t next_sample, next_sweep;
     struct rbucket *rl[RATE_SLOTS];
     size_t rl_n;
+    struct peer *peers[PEER_SLOTS];
+    char proxies[PROXIES_MAX][64]; /* http.trusted_proxies, as peers read */
+    size_t nproxies;
+    size_t buffered; /* body bytes held, all connections */
+    int line_active; /* webhook requests being worked on */
+    double line_tokens;
+    int64_t line_at;
+    int64_t warned_peer;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -444,6 +473,19 @@ static char *dupstr(const char *s)
 static json_t *jstr_or_null(const char *s)
 {
     return s != NULL ? json_string(s) : json_null();
+}
+
+/*
+ * A JSON string of outside text (a request path, a message that quotes
+ * one): bytes that are not UTF-8 become \\xNN instead of the value being
+ * dropped (json_string() refuses invalid UTF-8 and returns NULL).
+ */
+static json_t *jstr_text(const char *s)
+{
+    char *t = kn_text_utf8(s, strlen(s));
+    json_t *j = json_string(t);
+    free(t);
+    return j;
 }
 
 /* A deep copy of a hiredis reply (replies die with their callback). */
@@ -545,6 +587,62 @@ static void req_reset(struct req *r)
     r->tok.role = -1;
 }
 
+static unsigned addr_hash(const char *s);
+
+/* Give back what the request holds of the server's shared limits: its
+ * body bytes and its LINE webhook slot. */
+static void req_release(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    s->buffered -= c->held;
+    c->held = 0;
+    if (c->req.line_slot) {
+        s->line_active--;
+        c->req.line_slot = 0;
+    }
+}
+
+static int peer_is_proxy(const struct http_srv *s, const char *addr)
+{
+    for (size_t i = 0; i < s->nproxies; i++) {
+        if (strcmp(s->proxies[i], addr) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Count one more connection of addr; NULL if it has max_conns_per_peer. */
+static struct peer *peer_take(struct http_srv *s, const char *addr)
+{
+    struct peer **pp = &s->peers[addr_hash(addr) % PEER_SLOTS], *p;
+    for (p = *pp; p != NULL; p = p->next) {
+        if (strcmp(p->addr, addr) == 0)
+            break;
+    }
+    if (p == NULL) {
+        p = kn_xcalloc(1, sizeof(*p));
+        snprintf(p->addr, sizeof(p->addr), "%s", addr);
+        p->next = *pp;
+        *pp = p;
+    }
+    if (p->n >= (unsigned)s->cfg->http_max_conns_per_peer)
+        return NULL;
+    p->n++;
+    return p;
+}
+
+static void peer_give(struct http_srv *s, struct peer *p)
+{
+    struct peer **pp;
+    if (p == NULL || --p->n > 0)
+        return;
+    for (pp = &s->peers[addr_hash(p->addr) % PEER_SLOTS]; *pp != p;
+         pp = &(*pp)->next)
+        ;
+    *pp = p->next;
+    free(p);
+}
+
 static void conn_maybe_free(struct conn *c)
 {
     struct http_srv *s = c->srv;
@@ -569,6 +667,9 @@ static void conn_close(struct conn *c)
     if (c->closed)
         return;
     c->closed = 1;
+    req_release(c);
+    peer_give(s, c->slot);
+    c->slot = NULL;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -628,7 +729,9 @@ static void on_timer(uv_timer_t *t)
     struct conn *c = t->data;
     if (c->closed)
         return;
-    if (c->lingering || (!c->busy && !c->req.started)) {
+    /* An answer not taken within send_timeout_ms: the client does not
+     * read (its window and our socket buffer are full).  Drop it. */
+    if (c->writing || c->lingering || (!c->busy && !c->req.started)) {
         conn_close(c);
         return;
     }
@@ -637,8 +740,23 @@ static void on_timer(uv_timer_t *t)
     read_stop(c);
     c->close_after = 1;
     c->busy = 1;
-    respond_error(c, 408, NULL, "the request did not arrive within %d s",
-                  HTTP_REQUEST_MS / 1000);
+    if (c->req.ready)
+        respond_error(c, 408, NULL, "the request body did not arrive in time");
+    else
+        respond_error(c, 408, NULL,
+                      "the request head did not arrive within %lld ms",
+                      (long long)c->srv->cfg->http_header_timeout_ms);
+}
+
+/* While a body arrives: the next read within body_timeout_ms, the whole
+ * request within HTTP_REQUEST_MS. */
+static void body_timer(struct conn *c)
+{
+    int64_t left = c->req.t0 + HTTP_REQUEST_MS - kn_mono_ms();
+    int64_t ms = c->srv->cfg->http_body_timeout_ms;
+    if (left < ms)
+        ms = left > 0 ? left : 1;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
 static void on_shutdown(uv_shutdown_t *sh, int status)
@@ -678,11 +796,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->lingering) {
+        /* A refused body (401, 413 before it was read) is not drained
+         * whole: a client that sends it without waiting for 100 Continue
+         * may lose the answer to the reset. */
         c->linger_bytes += (size_t)nread;
-        if (c->linger_bytes > HTTP_LINGER_BYTES)
+        if (c->linger_bytes >
+            (c->req.complete ? HTTP_LINGER_BYTES : HTTP_LINGER_UNREAD))
             conn_close(c);
         return;
     }
+    if (c->req.ready && !c->req.complete)
+        body_timer(c);
     conn_feed(c, buf->base, (size_t)nread);
 }
 
@@ -691,6 +815,7 @@ static void conn_next(struct conn *c)
 {
     char *p;
     size_t n;
+    req_release(c);
     req_reset(&c->req);
     c->busy = 0;
     uv_timer_start(&c->timer, on_timer, HTTP_IDLE_MS, 0);
@@ -720,6 +845,7 @@ static void on_written(uv_write_t *w, int status)
     struct conn *c = wr->c;
     free(wr->data);
     free(wr);
+    c->writing = 0;
     if (!conn_release(c))
         return;
     if (status < 0) {
@@ -733,6 +859,32 @@ static void on_written(uv_write_t *w, int status)
     conn_next(c);
 }
 
+/*
+ * Paths whose rest is a secret, one row each: a personal link /a/<token>
+ * is the guardian's only credential, so no log line may hold it (at
+ * log_level = debug every request's path is logged).  Queries are never
+ * logged at all.
+ */
+static const char *const secret_paths[] = {"/a/"};
+
+/* The path as it may be logged: what follows a secret prefix, wherever
+ * it appears (a mistyped "/x/a/<token>" too), becomes "<redacted>".
+ * Returns path itself or buf. */
+static const char *log_path(const char *path, char *buf, size_t len)
+{
+    if (path == NULL)
+        return "";
+    for (size_t i = 0; i < KN_ARRAY_SIZE(secret_paths); i++) {
+        const char *p = strstr(path, secret_paths[i]);
+        if (p != NULL) {
+            snprintf(buf, len, "%.*s%s<redacted>", (int)(p - path), path,
+                     secret_paths[i]);
+            return buf;
+        }
+    }
+    return path;
+}
+
 /* ------------------------------------------------------------ answers */
 
 static void login_log(struct conn *c, int status)
@@ -740,7 +892,7 @@ static void login_log(struct conn *c, int status)
     struct req *r = &c->req;
     json_t *j = json_object();
     const char *result = r->auth_result;
-    char t[48], *line;
+    char t[48], lp[256], *line;
     if (strcmp(result, "ok") == 0 && status == 403)
         result = "forbidden";
     json_object_set_new(j, "time",
@@ -756,7 +908,8 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "source", json_string(r->source));
     json_object_set_new(
         j, "method", json_string(http_method_str((enum http_method)r->method)));
-    json_object_set_new(j, "path", json_string(r->path ? r->path : ""));
+    json_object_set_new(j, "path",
+                        jstr_text(log_path(r->path, lp, sizeof(lp))));
     json_object_set_new(j, "result", json_string(result));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
@@ -796,8 +949,10 @@ static void respond(struct conn *c, int status, const char *ctype,
 
     if (c->closed)
         return;
-    keep = !c->close_after && c->req.keep_alive && !c->srv->closing &&
-           !c->parser.upgrade;
+    /* Answered before its body was read (401, 413, 429...): the body
+     * is never read, so the connection cannot carry another request. */
+    keep = !c->close_after && c->req.keep_alive && c->req.complete &&
+           !c->srv->closing && !c->parser.upgrade;
     if (!keep)
         c->close_after = 1;
     gmtime_r(&now, &tm);
@@ -822,12 +977,12 @@ static void respond(struct conn *c, int status, const char *ctype,
     if (c->req.auth_result != NULL)
         login_log(c, status);
     if (kn_log_enabled(KN_LOG_DEBUG)) {
-        char st[8], ms[24];
+        char st[8], ms[24], lp[256];
         snprintf(st, sizeof(st), "%d", status);
         snprintf(ms, sizeof(ms), "%lld", (long long)(kn_mono_ms() - c->req.t0));
         kn_log(KN_LOG_DEBUG, "http", "request", "method",
                http_method_str((enum http_method)c->req.method), "path",
-               c->req.path ? c->req.path : "", "status", st, "source",
+               log_path(c->req.path, lp, sizeof(lp)), "status", st, "source",
                c->req.source, "ms", ms, NULL);
     }
     wr = kn_xcalloc(1, sizeof(*wr));
@@ -840,7 +995,11 @@ static void respond(struct conn *c, int status, const char *ctype,
         free(wr);
         c->refs--;
         conn_close(c);
+        return;
     }
+    c->writing = 1;
+    uv_timer_start(&c->timer, on_timer,
+                   (uint64_t)c->srv->cfg->http_send_timeout_ms, 0);
 }
 
 static void respond_json(struct conn *c, int status, json_t *j,
@@ -864,7 +1023,7 @@ static void respond_error(struct conn *c, int status, const char *field,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "error", jstr_text(msg));
     json_object_set_new(j, "field", jstr_or_null(field));
     if (status == 401)
         extra = "WWW-Authenticate: Bearer realm=\"kairan\"\r\n";
@@ -952,10 +1111,14 @@ static int early(http_parser *p, int status, const char *msg)
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
+    req_release(c);
     req_reset(&c->req);
     c->req.started = 1;
     c->req.t0 = kn_mono_ms();
-    uv_timer_start(&c->timer, on_timer, HTTP_REQUEST_MS, 0);
+    /* The whole head (request line and headers) within this time, from
+     * its first byte: against slowloris. */
+    uv_timer_start(&c->timer, on_timer,
+                   (uint64_t)c->srv->cfg->http_header_timeout_ms, 0);
     return 0;
 }
 
@@ -994,34 +1157,73 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+static void route_find(struct conn *c);
+
+/* The largest body of the request's route: http.max_body only for a
+ * broadcast submit, the LINE webhook's own, small for everything else. */
+static const char *body_cap(struct conn *c)
+{
+    const struct route *rt = c->req.route;
+    if (rt != NULL && rt->id == R_BC_SUBMIT) {
+        c->req.body_cap = (size_t)c->srv->cfg->http_max_body;
+        return "the request body is larger than http.max_body";
+    }
+    if (rt != NULL && rt->id == R_LINE_HOOK) {
+        c->req.body_cap = (size_t)c->srv->cfg->line_webhook_max_body;
+        return "the request body is larger than line.webhook_max_body";
+    }
+    c->req.body_cap = HTTP_SMALL_BODY;
+    return "the request body is too large for this resource";
+}
+
+/*
+ * The head is complete.  Its route decides the body's cap (refused with
+ * 413 before a byte of it is read).  A request with a body stops here
+ * (paused) until dispatch has checked its route, rate and token: a body
+ * is only read for a request that may go on.
+ */
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
     struct req *r = &c->req;
+    const char *why;
     if (r->in_value)
         header_done(r);
     r->in_value = 0;
     r->method = p->method;
     r->keep_alive = http_should_keep_alive(p);
-    /* Refuse a body announced too large before reading any of it. */
-    if ((p->flags & F_CONTENTLENGTH) &&
-        p->content_length > (uint64_t)c->srv->cfg->http_max_body)
-        return early(p, 413, "the request body is larger than http.max_body");
-    if (r->expect != NULL && strcasecmp(r->expect, "100-continue") == 0 &&
-        p->http_major == 1 && p->http_minor >= 1 &&
-        ((p->flags & F_CHUNKED) || p->content_length > 0))
-        send_continue(c);
+    route_find(c);
+    why = body_cap(c);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_cap)
+        return early(p, 413, why);
+    r->want_continue = r->expect != NULL &&
+                       strcasecmp(r->expect, "100-continue") == 0 &&
+                       p->http_major == 1 && p->http_minor >= 1;
+    if ((p->flags & F_CHUNKED) ||
+        ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)) {
+        r->head_paused = 1;
+        http_parser_pause(p, 1);
+    }
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
+    struct http_srv *s = c->srv;
     struct req *r = &c->req;
     /* Chunked bodies have no length up front: count as they come. */
-    if (r->body.n + len > (size_t)c->srv->cfg->http_max_body)
-        return early(p, 413, "the request body is larger than http.max_body");
+    if (r->body.n + len > r->body_cap) {
+        body_cap(c);
+        return early(p, 413, "the request body is too large for this resource");
+    }
+    if (s->buffered + len > (size_t)s->cfg->http_max_buffered)
+        return early(p, 503,
+                     "the server holds too many request bodies now "
+                     "(http.max_buffered); try again");
     sb_add(&r->body, at, len);
+    c->held += len;
+    s->buffered += len;
     return 0;
 }
 
@@ -1050,6 +1252,8 @@ static const http_parser_settings parser_settings = {
  * error answered, or everything consumed and more input wanted.  Input
  * after a complete request is kept in c->pending for conn_next.
  */
+static void run_ready(struct conn *c);
+
 static void conn_feed(struct conn *c, const char *data, size_t len)
 {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
@@ -1072,7 +1276,10 @@ static void conn_feed(struct conn *c, const char *data, size_t len)
             respond_error(c, c->req.early_status, NULL, "%s", c->req.early_msg);
             return;
         }
-        dispatch(c);
+        if (c->req.ready)
+            run_ready(c); /* checked at the head; the body is in */
+        else
+            dispatch(c);
         return;
     }
     if (e != HPE_OK) {
@@ -1113,10 +1320,10 @@ static void on_connection(uv_stream_t *l, int status)
         conn_close(c);
         return;
     }
-    if (s->nconns > HTTP_MAX_CONNS) {
+    if (s->nconns > (size_t)s->cfg->http_max_conns) {
         if (kn_mono_ms() - s->warned_full > 10000) {
             kn_log(KN_LOG_WARN, "http",
-                   "too many connections; refusing new "
+                   "too many connections (http.max_conns); refusing new "
                    "ones",
                    NULL);
             s->warned_full = kn_mono_ms();
@@ -1124,7 +1331,6 @@ static void on_connection(uv_stream_t *l, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     snprintf(c->peer, sizeof(c->peer), "?");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
@@ -1132,9 +1338,29 @@ static void on_connection(uv_stream_t *l, int status)
         else if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
     }
+    /* An IPv4 client of a [::] listener is its IPv4 address. */
+    if (strncmp(c->peer, "::ffff:", 7) == 0 && strchr(c->peer, '.') != NULL)
+        memmove(c->peer, c->peer + 7, strlen(c->peer + 7) + 1);
+    /* One address may not take every slot: closed at once, before a
+     * byte is read, so that a flood costs an accept and a close. */
+    if (!peer_is_proxy(s, c->peer) &&
+        (c->slot = peer_take(s, c->peer)) == NULL) {
+        if (kn_mono_ms() - s->warned_peer > 10000) {
+            kn_log(KN_LOG_WARN, "http",
+                   "too many connections from one address "
+                   "(http.max_conns_per_peer); refusing new ones",
+                   "source", c->peer, NULL);
+            s->warned_peer = kn_mono_ms();
+        }
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    uv_timer_start(&c->timer, on_timer, HTTP_IDLE_MS, 0);
+    /* A connection that sends nothing is closed after the head's time. */
+    uv_timer_start(&c->timer, on_timer,
+                   (uint64_t)s->cfg->http_header_timeout_ms, 0);
     read_start(c);
 }
 
@@ -2675,9 +2901,10 @@ static void ack_view(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_add(&a, c->req.ack_rcpt);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 3, a.n,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 4, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2738,10 +2965,11 @@ static void run_ack_post(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":ack"));
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
     conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 3,
+    if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 4,
                       a.n, (const char **)a.v, a.len) < 0) {
         c->refs--;
         respond_error(c, 503, NULL, "Redis is unreachable; try again");
@@ -2757,20 +2985,27 @@ static void run_ack_post(struct conn *c)
  * (HMAC of the raw body with line.channel_secret) is the authentication:
  * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
  * blind index goes into dead:line (the expander makes no job for it); a
- * follow takes it out.  Answered 200 once Redis has it.
+ * follow takes it out, each in the order of the events' own timestamps
+ * (kn_script_line_events: a redelivered old event changes nothing).
+ * Answered 200 once Redis has it.
  */
 struct line_marks {
     struct http_srv *srv;
-    struct kn_argv dead, alive; /* blind indexes */
+    struct kn_argv events; /* "dead" | "alive", blind index, event ms */
+    int dead;
 };
 
 static void on_line_event(const char *type, const char *user_id, int unblocked,
-                          void *arg)
+                          int64_t timestamp_ms, void *arg)
 {
     struct line_marks *m = arg;
     char bi[33];
+    int dead = strcmp(type, "unfollow") == 0;
     kn_blind_index(m->srv->d->kr, "line", user_id, bi);
-    kn_argv_add(strcmp(type, "unfollow") == 0 ? &m->dead : &m->alive, bi);
+    kn_argv_add(&m->events, dead ? "dead" : "alive");
+    kn_argv_add(&m->events, bi);
+    kn_argv_addi(&m->events, timestamp_ms);
+    m->dead |= dead;
 }
 
 static void on_line_marked(struct batch *b)
@@ -2785,18 +3020,16 @@ static void on_line_marked(struct batch *b)
     respond_json(c, 200, json_object(), NULL);
 }
 
-static void line_mark(struct batch *b, const char *what, struct kn_argv *bis)
+static void line_mark(struct batch *b, struct kn_argv *events)
 {
     struct kn_argv a;
-    if (bis->n == 0)
-        return;
     kn_argv_init(&a);
     kn_argv_add(&a, "EVAL");
-    kn_argv_add(&a, kn_script_mark_dead.src);
-    kn_argv_add(&a, "1");
+    kn_argv_add(&a, kn_script_line_events.src);
+    kn_argv_add(&a, "2");
     kn_argv_take(&a, kn__key(b->srv->d, "dead:line"));
-    kn_argv_add(&a, what);
-    kn_argv_extend(&a, bis);
+    kn_argv_take(&a, kn__key(b->srv->d, "line:event_ms"));
+    kn_argv_extend(&a, events);
     batch_add(b, &a);
     kn_argv_free(&a);
 }
@@ -2808,15 +3041,9 @@ static void run_line_hook(struct conn *c)
     struct batch *b;
     int n;
 
-    if (secret == NULL || secret[0] == '\0') {
-        respond_error(c, 403, NULL,
-                      "the LINE webhook is off: set line.channel_secret");
-        return;
-    }
-    if (c->req.line_sig == NULL || c->req.line_sig[0] == '\0') {
-        respond_error(c, 401, NULL, "missing X-Line-Signature");
-        return;
-    }
+    /* line_admit checked the secret, the header and the limits; the
+     * body is at most line.webhook_max_body.  The signature first, then
+     * the JSON. */
     if (!kn_line_webhook_verify(secret, c->req.body.s ? c->req.body.s : "",
                                 c->req.body.n, c->req.line_sig)) {
         kn_log(KN_LOG_WARN, "http", "LINE webhook with a bad signature",
@@ -2826,8 +3053,7 @@ static void run_line_hook(struct conn *c)
     }
     memset(&m, 0, sizeof(m));
     m.srv = c->srv;
-    kn_argv_init(&m.dead);
-    kn_argv_init(&m.alive);
+    kn_argv_init(&m.events);
     n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
                                c->req.body.n, on_line_event, &m);
     if (n < 0) {
@@ -2836,14 +3062,12 @@ static void run_line_hook(struct conn *c)
         respond_json(c, 200, json_object(), NULL);
     } else {
         kn_log(KN_LOG_INFO, "http", "LINE follow/unfollow events", "unfollow",
-               m.dead.n ? "yes" : "no", NULL);
+               m.dead ? "yes" : "no", NULL);
         b = batch_new(c->srv, c, on_line_marked, NULL);
-        line_mark(b, "dead", &m.dead);
-        line_mark(b, "alive", &m.alive);
+        line_mark(b, &m.events);
         batch_end(b);
     }
-    kn_argv_free(&m.dead);
-    kn_argv_free(&m.alive);
+    kn_argv_free(&m.events);
 }
 
 /* ------------------------------------------------------------ the page */
@@ -3291,12 +3515,6 @@ static char *path_decode(const char *s, size_t n)
     return out;
 }
 
-static int is_loopback(const char *a)
-{
-    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
-           strncmp(a, "::ffff:127.", 11) == 0;
-}
-
 static int valid_ip(const char *s)
 {
     unsigned char buf[16];
@@ -3321,6 +3539,8 @@ static void refuse(struct conn *c, int status, const char *result,
     respond_error(c, status, NULL, "%s", msg);
 }
 
+static void go(struct conn *c);
+
 static void authorized(struct conn *c)
 {
     const struct route *rt = c->req.route;
@@ -3331,7 +3551,7 @@ static void authorized(struct conn *c)
         return;
     }
     c->req.auth_result = "ok";
-    rt->run(c);
+    go(c);
 }
 
 static void on_tenant(struct kn_redis *r, redisReply *rep, void *arg)
@@ -3487,45 +3707,149 @@ static void auth_start(struct conn *c)
     free(key);
 }
 
-/*
- * A complete request: find its route (404, 405), count it against its
- * source address (429), check its token, run it.
- */
-static void dispatch(struct conn *c)
+/* The route of the request's target (r->route NULL: none; r->path NULL:
+ * a malformed target).  Called when the head is complete. */
+static void route_find(struct conn *c)
 {
-    struct http_srv *s = c->srv;
     struct req *r = &c->req;
     const char *url = r->url.s ? r->url.s : "";
     const char *q = strchr(url, '?');
     size_t plen = q ? (size_t)(q - url) : strlen(url);
-    const struct route *found = NULL;
-    char allow[64] = "";
-    int retry;
 
-    snprintf(r->source, sizeof(r->source), "%s", c->peer);
-    /* Behind the documented nginx (on this host), the client's address
-     * comes in X-Real-IP; only a loopback peer is trusted to set it. */
-    if (r->real_ip != NULL && is_loopback(c->peer) && valid_ip(r->real_ip))
-        snprintf(r->source, sizeof(r->source), "%s", r->real_ip);
-    if (c->parser.upgrade)
-        c->close_after = 1;
-    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL) {
-        respond_error(c, 400, NULL, "malformed request target");
+    r->allow[0] = '\0';
+    r->route = NULL;
+    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL)
         return;
-    }
     if (q != NULL)
         r->query = kn_xstrdup(q + 1);
     for (size_t i = 0; i < KN_ARRAY_SIZE(routes); i++) {
         if (!path_match(routes[i].pattern, r->path, NULL))
             continue;
         if (routes[i].method == r->method) {
-            found = &routes[i];
-            path_match(found->pattern, r->path, &r->param);
+            r->route = &routes[i];
+            path_match(r->route->pattern, r->path, &r->param);
             break;
         }
-        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
-                 allow[0] ? ", " : "",
+        snprintf(r->allow + strlen(r->allow),
+                 sizeof(r->allow) - strlen(r->allow), "%s%s",
+                 r->allow[0] ? ", " : "",
                  http_method_str((enum http_method)routes[i].method));
+    }
+}
+
+/* The body is in: run the route. */
+static void run_ready(struct conn *c)
+{
+    c->req.route->run(c);
+}
+
+/*
+ * Every check passed.  A request without a body runs now; one with a
+ * body (paused after its head) reads it now, and runs when it is in.
+ */
+static void go(struct conn *c)
+{
+    struct req *r = &c->req;
+    char *p;
+    size_t n;
+    if (r->complete || !r->head_paused) {
+        run_ready(c);
+        return;
+    }
+    r->ready = 1;
+    c->busy = 0;
+    if (r->want_continue)
+        send_continue(c);
+    body_timer(c);
+    http_parser_pause(&c->parser, 0);
+    if (c->npending > 0) {
+        p = c->pending;
+        n = c->npending;
+        c->pending = NULL;
+        c->npending = 0;
+        conn_feed(c, p, n);
+        free(p);
+        if (c->closed || c->busy)
+            return;
+    }
+    read_start(c);
+}
+
+/*
+ * The LINE webhook's own limits, for all of LINE's servers together (they
+ * carry every user's events, so a limit per address would be no limit or
+ * stop everyone): the signature header must be there (checked against
+ * the body once it is in, before any parsing), line.webhook_rate requests
+ * a second and line.webhook_concurrency at once.
+ */
+static int line_admit(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    const struct kn_config *cfg = s->cfg;
+    double cap = (double)cfg->line_webhook_rate;
+    int64_t now = kn_mono_ms();
+
+    if (cfg->line_channel_secret == NULL ||
+        cfg->line_channel_secret[0] == '\0') {
+        respond_error(c, 403, NULL,
+                      "the LINE webhook is off: set line.channel_secret");
+        return 0;
+    }
+    if (c->req.line_sig == NULL || c->req.line_sig[0] == '\0') {
+        respond_error(c, 401, NULL, "missing X-Line-Signature");
+        return 0;
+    }
+    if (s->line_at == 0)
+        s->line_tokens = cap;
+    else
+        s->line_tokens += (double)(now - s->line_at) * cap / 1000.0;
+    if (s->line_tokens > cap)
+        s->line_tokens = cap;
+    s->line_at = now;
+    if (s->line_tokens < 1.0) {
+        json_t *j = json_object();
+        json_object_set_new(j, "error",
+                            json_string("too many LINE webhook requests "
+                                        "(line.webhook_rate); try again"));
+        json_object_set_new(j, "field", json_null());
+        respond_json(c, 429, j, "Retry-After: 1\r\n");
+        return 0;
+    }
+    if (s->line_active >= cfg->line_webhook_concurrency) {
+        respond_error(c, 503, NULL,
+                      "too many LINE webhook requests at once "
+                      "(line.webhook_concurrency); try again");
+        return 0;
+    }
+    s->line_tokens -= 1.0;
+    s->line_active++;
+    c->req.line_slot = 1;
+    return 1;
+}
+
+/*
+ * A request whose head is complete (and, without a body, the whole of
+ * it): its route (400, 404, 405), its source address's rate (429), its
+ * token (401, 403), then go.  An answer given here before a body is read
+ * closes the connection: the body is never read or held.
+ */
+static void dispatch(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct req *r = &c->req;
+    const struct route *found = r->route;
+    int retry;
+
+    snprintf(r->source, sizeof(r->source), "%s", c->peer);
+    /* Behind the documented nginx, the client's address comes in
+     * X-Real-IP; only a peer of http.trusted_proxies may set it. */
+    if (r->real_ip != NULL && peer_is_proxy(s, c->peer) && valid_ip(r->real_ip))
+        snprintf(r->source, sizeof(r->source), "%s", r->real_ip);
+    if (c->parser.upgrade)
+        c->close_after = 1;
+    if (r->path == NULL) {
+        respond_error(c, 400, NULL, "malformed request target");
+        return;
     }
     if ((found == NULL || found->limited) &&
         !(found != NULL && found->id == R_METRICS &&
@@ -3541,10 +3865,10 @@ static void dispatch(struct conn *c)
         respond_json(c, 429, j, extra);
         return;
     }
-    if (found == NULL && allow[0] != '\0') {
+    if (found == NULL && r->allow[0] != '\0') {
         char extra[96];
         json_t *j = json_object();
-        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", r->allow);
         json_object_set_new(j, "error", json_string("method not allowed here"));
         json_object_set_new(j, "field", json_null());
         respond_json(c, 405, j, extra);
@@ -3554,10 +3878,11 @@ static void dispatch(struct conn *c)
         respond_error(c, 404, NULL, "no such resource: %s", r->path);
         return;
     }
-    r->route = found;
+    if (found->id == R_LINE_HOOK && !line_admit(c))
+        return;
     if (found->roles == 0 ||
         (found->id == R_METRICS && s->cfg->http_metrics_open)) {
-        found->run(c);
+        go(c);
         return;
     }
     auth_start(c);
@@ -3579,44 +3904,32 @@ static void on_tick(uv_timer_t *t)
         gather_start(s);
 }
 
-/* "host:port" or "[v6]:port" into addr; 0 or KN_ECONFIG. */
+/* "host:port" or "[v6]:port" into addr; 0 or KN_ECONFIG.  The parser is
+ * config's, so that kairand --check accepts exactly what the start does. */
 static int listen_addr(const char *spec, struct sockaddr_storage *addr)
 {
-    char host[128];
-    const char *colon, *h = spec;
-    size_t hl;
-    char *end;
-    long port;
+    return kn_config_listen_parse(spec, addr);
+}
 
-    if (spec[0] == '[') {
-        const char *rb = strchr(spec, ']');
-        if (rb == NULL || rb[1] != ':')
-            return KN_ECONFIG;
-        h = spec + 1;
-        hl = (size_t)(rb - h);
-        colon = rb + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (colon == NULL)
-            return KN_ECONFIG;
-        hl = (size_t)(colon - spec);
+/* http.trusted_proxies (checked by the config) as peer names read. */
+static void proxies_parse(struct http_srv *s, const char *list)
+{
+    const char *p = list ? list : "";
+    while (*p && s->nproxies < PROXIES_MAX) {
+        char one[64];
+        unsigned char buf[16];
+        size_t n;
+        p += strspn(p, " \t,");
+        n = strcspn(p, " \t,");
+        if (n == 0)
+            break;
+        snprintf(one, sizeof(one), "%.*s", (int)n, p);
+        p += n;
+        if (uv_inet_pton(AF_INET, one, buf) == 0)
+            uv_inet_ntop(AF_INET, buf, s->proxies[s->nproxies++], 64);
+        else if (uv_inet_pton(AF_INET6, one, buf) == 0)
+            uv_inet_ntop(AF_INET6, buf, s->proxies[s->nproxies++], 64);
     }
-    if (hl == 0 || hl >= sizeof(host))
-        return KN_ECONFIG;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof(host), "127.0.0.1");
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || port < 0 || port > 65535 ||
-        colon[1] == '\0')
-        return KN_ECONFIG;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) == 0)
-        return 0;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)addr) == 0)
-        return 0;
-    return KN_ECONFIG;
 }
 
 static int http_open(struct kn_daemon *d, void **state)
@@ -3645,13 +3958,15 @@ static int http_open(struct kn_daemon *d, void **state)
     s = kn_xcalloc(1, sizeof(*s));
     s->d = d;
     s->cfg = cfg;
+    proxies_parse(s, cfg->http_trusted_proxies);
     uv_tcp_init(d->loop, &s->listener);
     uv_timer_init(d->loop, &s->tick);
     s->listener.data = s->tick.data = s;
     s->live = 2;
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+        rc =
+            uv_listen((uv_stream_t *)&s->listener, HTTP_BACKLOG, on_connection);
     if (rc != 0) {
         /* Several kairand processes on one host share one config: the
          * first serves HTTP, the others work the queues without it.  Any

@@ -3,14 +3,15 @@
  * when, shared by "kairanctl purge" and kairand's daily timer (purge.c).
  *
  * The rules (docs/drills.md):
- *  - broadcasts (bc:<id>, :r, :aud, :ack and their places in the bcs,
+ *  - broadcasts (bc:<id>, :r, :aud, :ack, :m and their places in the bcs,
  *    rejected and active indexes) created before the first day of the
  *    oldest kept Japanese fiscal year (April-March, JST): the current one
  *    and retention.fiscal_years - 1 before it.  In April and May the
  *    previous window still holds: a fiscal year that has just fallen out
  *    is deleted from June 1 on ("deleted every June");
  *  - per-recipient delivery records (bc:<id>:r, which hold sealed data and
- *    blind indexes) of broadcasts older than retention.delivery_days;
+ *    blind indexes, and the member set bc:<id>:m of the personal links) of
+ *    broadcasts older than retention.delivery_days;
  *  - audit-log lines (the .jsonl files in audit_dir) older than
  *    retention.audit_years calendar years;
  *  - every key of a tenant closed (kairanctl tenant close) at least

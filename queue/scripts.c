@@ -136,7 +136,9 @@ struct kn_redis_script kn_script_reject = {
  * KEYS: bc, bc:aud
  * ARGV: prefix, tenant, ngroups, groups..., recipient ids...
  * Returns {1, audience size}, {0, reason} for an unknown group or
- * recipient (nothing written), or {2, 0} if cancelled.
+ * recipient (nothing written; the reason names its place, e.g.
+ * "audience.groups[2]", never the value: reasons are shown to the
+ * operators of every tenant), or {2, 0} if cancelled.
  */
 struct kn_redis_script kn_script_resolve = {
     "resolve",
@@ -150,8 +152,8 @@ struct kn_redis_script kn_script_resolve = {
     "for i = 4, 3 + ng do\n"
     "  local gk = P .. 'grp:' .. kp(T) .. ':' .. kp(ARGV[i])\n"
     "  if redis.call('EXISTS', gk) == 0 then\n"
-    "    return {0, 'audience.groups: unknown group \"' .. ARGV[i] ..\n"
-    "      '\" in tenant \"' .. T .. '\" (see kairanctl groups list)'}\n"
+    "    return {0, 'audience.groups[' .. (i - 4) .. ']: unknown group ' ..\n"
+    "      'in tenant \"' .. T .. '\" (see kairanctl groups list)'}\n"
     "  end\n"
     "  for _, m in ipairs(redis.call('SMEMBERS', gk)) do\n"
     "    if not seen[m] then seen[m] = true; ids[#ids + 1] = m end\n"
@@ -160,8 +162,9 @@ struct kn_redis_script kn_script_resolve = {
     "for i = 4 + ng, #ARGV do\n"
     "  local m = ARGV[i]\n"
     "  if redis.call('EXISTS', P .. 'rcpt:' .. kp(T) .. ':' .. kp(m)) == 0 then\n"
-    "    return {0, 'audience.recipients: unknown recipient \"' .. m ..\n"
-    "      '\" in tenant \"' .. T .. '\"'}\n"
+    "    return {0, 'audience.recipients[' .. (i - 4 - ng) .. ']: ' ..\n"
+    "      'unknown recipient in tenant \"' .. T .. '\" (see kairanctl ' ..\n"
+    "      'recipients export)'}\n"
     "  end\n"
     "  if not seen[m] then seen[m] = true; ids[#ids + 1] = m end\n"
     "end\n"
@@ -181,7 +184,7 @@ struct kn_redis_script kn_script_resolve = {
 
 /*
  * commit_page: enqueue one expansion page, if it is the next one.
- * KEYS: bc, bc:r, the six queue streams (scripts.h order)
+ * KEYS: bc, bc:r, the six queue streams (scripts.h order), bc:m
  * ARGV: page, recipients without any usable contact on this page, prefix,
  *       then entries.  A single job: stream index (0-5), field, job json,
  *       rcpt.  A group job (LINE multicast): 100 + stream index, member
@@ -190,6 +193,9 @@ struct kn_redis_script kn_script_resolve = {
  *       "r", "a" and "i" arrays.
  * An address in the set dead:<channel> (a blocked LINE user, an
  * unregistered token) gets no job; it is counted in n:<channel>:dead.
+ * Of an "ack" broadcast every recipient of the page also goes into the set
+ * bc:m, so that a personal link is checked in O(1) (ack.c); "ack_m" in bc
+ * says the set is complete (written from the first page on).
  * Returns {1, jobs added}, {0, 0} if this page was already committed,
  * {-1, 0} if the broadcast was cancelled.
  */
@@ -201,12 +207,15 @@ struct kn_redis_script kn_script_commit_page = {
     "local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')\n"
     "if xc ~= tonumber(ARGV[1]) then return {0, 0} end\n"
     "local P = ARGV[3]\n"
+    "local members = redis.call('HGET', KEYS[1], 'ack') == '1' and KEYS[9]\n"
+    "if members and xc == 0 then redis.call('HSET', KEYS[1], 'ack_m', '1') end\n"
     "local n = 0\n"
     "local counts = {}\n"
     "local function count(f)\n"
     "  counts[f] = (counts[f] or 0) + 1\n"
     "end\n"
     "local function take(field, rcpt)\n"
+    "  if members then redis.call('SADD', members, rcpt) end\n"
     "  local ch, bi = string.match(field, '^(%a+):(.*)$')\n"
     "  if redis.call('SISMEMBER', P .. 'dead:' .. ch, bi) == 1 then\n"
     "    if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1\n"
@@ -568,6 +577,34 @@ struct kn_redis_script kn_script_mark_dead = {
     ""};
 
 /*
+ * line_events: follow / unfollow events of the LINE webhook, applied in
+ * the order of their own time, not of their arrival (LINE redelivers
+ * events: an old "unfollow" must not mark a user dead again after a newer
+ * "follow").  The hash line:event_ms keeps, per user's blind index (never
+ * the user id), the time of the latest event applied; an older event is
+ * ignored.  An event without a time (0) applies only to a user without a
+ * recorded one with a time.
+ * KEYS: dead:line (set), line:event_ms (hash)
+ * ARGV: triples: "dead" | "alive", bindex, event ms
+ * Returns the number of events applied.
+ */
+struct kn_redis_script kn_script_line_events = {
+    "line_events",
+    "local n = 0\n"
+    "for i = 1, #ARGV - 2, 3 do\n"
+    "  local bi, ts = ARGV[i + 1], tonumber(ARGV[i + 2]) or 0\n"
+    "  local last = tonumber(redis.call('HGET', KEYS[2], bi) or '-1')\n"
+    "  if ts >= last then\n"
+    "    if ARGV[i] == 'dead' then redis.call('SADD', KEYS[1], bi)\n"
+    "    else redis.call('SREM', KEYS[1], bi) end\n"
+    "    if ts > last then redis.call('HSET', KEYS[2], bi, ts) end\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n",
+    ""};
+
+/*
  * take: a token bucket shared by every kairand process, so that N
  * processes together stay under a provider's published rate.  While a
  * 429 came recently (slow_until), the rate is halved.
@@ -682,7 +719,7 @@ static struct kn_redis_script *const all[] = {
     &kn_script_finish,      &kn_script_retry,       &kn_script_promote,
     &kn_script_cancel,      &kn_script_dlq_retry,   &kn_script_fallback,
     &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
-    &kn_script_failed,      &kn_script_park,
+    &kn_script_failed,      &kn_script_park,        &kn_script_line_events,
 };
 
 void kn_scripts_init(void)

@@ -21,6 +21,7 @@ extern struct kn_redis_script kn_script_cancel;
 extern struct kn_redis_script kn_script_dlq_retry;
 extern struct kn_redis_script kn_script_fallback;
 extern struct kn_redis_script kn_script_mark_dead;
+extern struct kn_redis_script kn_script_line_events;
 extern struct kn_redis_script kn_script_take;
 extern struct kn_redis_script kn_script_keep;
 extern struct kn_redis_script kn_script_failed;

@@ -10,7 +10,7 @@ pkgs=(build-essential pkg-config
       libssl-dev libinih-dev libcmocka-dev libhttp-parser-dev libsystemd-dev
       redis-server python3 openssl valgrind curl
       chromium fonts-noto-cjk debhelper mandoc systemd prometheus
-      bash-completion clang libclang-rt-14-dev clang-format)
+      bash-completion clang libclang-rt-14-dev clang-format nginx)
 if [ "${1:-}" = bench ]; then
     pkgs+=(postfix wrk)
 fi

@@ -62,28 +62,29 @@ static void classify(const uint8_t *d, size_t n)
              "status %d", (int)r.status);
     /* Delivered: a 2xx, or 409 with the id of the request LINE accepted
      * earlier under the same retry key. */
-    FZ_CHECK(r.status != KN_DELIVERED ||
-                 (fr.rc == CURLE_OK &&
-                  ((fr.status >= 200 && fr.status <= 299) ||
-                   (fr.status == 409 &&
-                    kn_http_header(&resp, "X-Line-Accepted-Request-Id") != NULL))),
-             "delivered on rc %d status %ld", (int)fr.rc, fr.status);
+    FZ_CHECK(
+        r.status != KN_DELIVERED ||
+            (fr.rc == CURLE_OK &&
+             ((fr.status >= 200 && fr.status <= 299) ||
+              (fr.status == 409 &&
+               kn_http_header(&resp, "X-Line-Accepted-Request-Id") != NULL))),
+        "delivered on rc %d status %ld", (int)fr.rc, fr.status);
     FZ_CHECK(r.retry_after_ms >= 0, "negative wait");
     if (r.detail != NULL) {
         FZ_CHECK(r.detail != detail || memchr(detail, '\0', sizeof(detail)),
                  "detail not terminated");
-        FZ_CHECK(!fz_has_line_id(r.detail), "LINE id in detail: %s",
-                 r.detail);
+        FZ_CHECK(!fz_has_line_id(r.detail), "LINE id in detail: %s", r.detail);
     }
     curl_slist_free_all(x.resp_headers);
     fz_resp_free(&fr);
 }
 
 static void on_event(const char *type, const char *user_id, int unblocked,
-                     void *arg)
+                     int64_t ts, void *arg)
 {
-    FZ_CHECK(type != NULL && (strcmp(type, "follow") == 0 ||
-                              strcmp(type, "unfollow") == 0),
+    FZ_CHECK(ts >= 0, "negative event time %lld", (long long)ts);
+    FZ_CHECK(type != NULL &&
+                 (strcmp(type, "follow") == 0 || strcmp(type, "unfollow") == 0),
              "event type %s", type ? type : "(null)");
     FZ_CHECK(user_id != NULL && user_id[0] != '\0', "empty user id");
     (*(int *)arg)++;

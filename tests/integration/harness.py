@@ -1087,3 +1087,44 @@ class FakeSendGrid(FakeHTTP):
 
 
 __all__ += ["FakeHTTP", "FakeLine", "FakeSendGrid"]
+
+
+# ------------------------------------------------------------------ personal links
+
+def index_key(key_file):
+    """The blind-index key of a kairan key file (common/seal.c): its
+    "index:" line, or HKDF-SHA256 (no salt, info "kairan blind index v1")
+    of the lowest kid's key."""
+    import hashlib
+    import hmac
+    keys, index = {}, None
+    with open(key_file) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            kid, hexkey = line.split(":", 1)
+            if kid == "index":
+                index = bytes.fromhex(hexkey)
+            else:
+                keys[int(kid)] = bytes.fromhex(hexkey)
+    if index is not None:
+        return index
+    prk = hmac.new(b"\0" * 32, keys[min(keys)], hashlib.sha256).digest()
+    return hmac.new(prk, b"kairan blind index v1\x01", hashlib.sha256).digest()
+
+
+def ack_token(key_file, bcast, rcpt):
+    """A personal link's token for (broadcast, recipient), made as kairand
+    makes it (kn_ack_token): base64url("bcast|rcpt") "." 32 hex digits of
+    HMAC-SHA256(index key, "ack\\0bcast|rcpt")."""
+    import base64
+    import hashlib
+    import hmac
+    plain = ("%s|%s" % (bcast, rcpt)).encode()
+    mac = hmac.new(index_key(key_file), b"ack\0" + plain,
+                   hashlib.sha256).hexdigest()[:32]
+    return base64.urlsafe_b64encode(plain).decode().rstrip("=") + "." + mac
+
+
+__all__ += ["index_key", "ack_token"]

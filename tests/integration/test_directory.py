@@ -23,7 +23,8 @@ delete, groups list, and broadcasts to directory groups through kairand.
       with an address exactly once (the shared guardian address once),
       the deactivated one not at all; activate restores it.  (E-mail via
       the outbox adapter: the .eml files' To headers are counted.)
-  [9] a broadcast to an unknown group is rejected with the reason.
+  [9] a broadcast to an unknown group is rejected with the reason (its
+      place, not its name).
   [10] a UTF-8 file with BOM imports; its export is the same data.
   [11] delete, groups list, exit codes (unknown id 3, usage 2).
   [12] the operation log: JSON lines, JST times, no address.
@@ -476,7 +477,8 @@ with Redis(out) as r:
                         "audience": {"groups": ["9-Z"]}})
         h = k.wait_done(bid, 30)
         assert h["status"] == "rejected", h
-        assert "unknown group" in h.get("reason", "") and "9-Z" in h["reason"], h
+        assert "unknown group" in h.get("reason", "") and \
+            "audience.groups[0]" in h["reason"] and "9-Z" not in h["reason"], h
     d.stop()
 
     # ---------------------------------------------------------------- [10]

@@ -279,6 +279,7 @@ with Redis(out) as redis:
         redis.call("HSET", P + "bc:%s:r" % bid_, "email:00ff", "d|x1|%d|250 ok" % c)
         redis.call("RPUSH", P + "bc:%s:aud" % bid_, "d:x1")
         redis.call("HSET", P + "bc:%s:ack" % bid_, "x1", c + 1000)
+        redis.call("SADD", P + "bc:%s:m" % bid_, "x1")
         redis.call("ZADD", P + "bcs", c, bid_)
 
     def keys_of(bid_):
@@ -335,6 +336,9 @@ with Redis(out) as redis:
         assert keys_of("bc-b") == ["", ":aud", ":ack"], keys_of("bc-b")
         assert keys_of("bc-c") == ["", ":aud", ":ack"], keys_of("bc-c")
         assert keys_of("bc-d") == ["", ":r", ":aud", ":ack"], keys_of("bc-d")
+        assert [redis.call("EXISTS", P + "bc:%s:m" % b) for b in
+                ("bc-a", "bc-b", "bc-c", "bc-d")] == [0, 0, 0, 1], \
+            "the link member set goes with the delivery records"
         assert redis.call("EXISTS", P + "bc:%s:r" % bid) == 1, "the drill's records"
         ops = open(os.path.join(AUDIT, "operations.jsonl"), encoding="utf-8").read()
         assert "old-drop" not in ops and "old-keep" in ops and "not json" in ops

@@ -14,7 +14,8 @@
       [2c] an address under a misspelt key: both must leave no plaintext.
   [3] a valid raw-XADD broadcast (with "id"): stored sealed, delivered, the
       raw entry gone, no plaintext address anywhere in Redis.
-  [4] an unknown group -> rejected with a reason naming the group.
+  [4] an unknown group -> rejected with a reason naming the group's place
+      (audience.groups[0]), not its name.
   [5] expiry: relay down, expires_at ~3 s ahead -> every job ends expired,
       nothing is sent when the relay is back; watch exits 1.
   [6] cancel: 3,000 recipients to a slow relay, cancelled mid-way -> the
@@ -320,15 +321,17 @@ with Redis(out) as r, FakeSMTP(out, tls="none", name="smtp-a") as smtp:
         assert not found, "\n".join(found[:10])
 
     # ------------------------------------------------------------ [4]
-    with tap.check("[4] unknown group -> rejected with a reason naming the group"):
+    with tap.check("[4] unknown group -> rejected with a reason naming its place"):
         bid = k.submit({"tenant": "sakura-hs", "subject": "s", "body": "b",
                         "channels": ["email"], "audience": {"groups": ["nope"]}})
         h = k.wait_done(bid, 20)
         tap.diag("%s: %s" % (bid, h.get("reason")))
         assert h.get("status") == "rejected", h
-        assert "nope" in h.get("reason", "") and "group" in h["reason"], h
+        assert "audience.groups[0]" in h.get("reason", "") and \
+            "group" in h["reason"] and "nope" not in h["reason"], h
         rej = {x["id"]: x for x in status_json(k)["rejected"]}
-        assert bid in rej and "nope" in rej[bid]["reason"], rej.get(bid)
+        assert bid in rej and "audience.groups[0]" in rej[bid]["reason"], \
+            rej.get(bid)
         cp = k.ctl("watch", bid, timeout=20)
         assert cp.returncode == 1, "watch exit %d" % cp.returncode
 

@@ -4,7 +4,7 @@ own (issue 11, items 1, 2 and 7).
 
 One redis-server, one kairand (outbox adapter, HTTP on a free port).
 
-  [1] Every key suffix kairan uses (":aud", ":r", ":ack", and whole key
+  [1] Every key suffix kairan uses (":aud", ":r", ":ack", ":m", and whole key
       shapes such as "bc:X", "rcpt:t:i") given as a broadcast's id through
       every entry path (kairanctl submit, POST /v1/broadcasts, raw XADD):
       each is stored under a name of kairan's own ("b-..."), the producer's
@@ -38,7 +38,7 @@ from harness import *  # noqa: E402,F401,F403
 
 tap = TAP()
 out = tmpdir("keys")
-SUFFIXES = ["X:aud", "X", "X:r", "X:ack", "bc:X", "rcpt:ume:r1", "grp:ume:g",
+SUFFIXES = ["X:aud", "X", "X:r", "X:ack", "X:m", "bc:X", "rcpt:ume:r1", "grp:ume:g",
             "idem:ume", "X:aud:r", "aud"]
 
 

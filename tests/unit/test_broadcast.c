@@ -41,8 +41,8 @@ static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS};
 #define SEND_AT_MS 4098981600000LL
 #define EXPIRES_MS 4099021200000LL
 
-#define LINE_ID "U4af4980629a1b2c3d4e5f60718293a4b"
-#define FCM_TOKEN "fcm-token-0123456789abcdefghijklmnopqrstuvwxyz"
+#define LINE_ID    "U4af4980629a1b2c3d4e5f60718293a4b"
+#define FCM_TOKEN  "fcm-token-0123456789abcdefghijklmnopqrstuvwxyz"
 #define APNS_TOKEN "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978"
 
 /* Every field of the wire contract. */
@@ -117,8 +117,8 @@ static void test_full_valid(void **state)
     assert_int_equal(b.ack, 1);
     assert_int_equal(b.preferred, 0);
     assert_string_equal(b.subject, "【緊急】台風接近に伴う臨時休校");
-    assert_string_equal(b.body,
-                        "保護者各位\n\n台風接近のため、明日は臨時休校とします。");
+    assert_string_equal(
+        b.body, "保護者各位\n\n台風接近のため、明日は臨時休校とします。");
     assert_int_equal(b.nchannels, 3);
     assert_int_equal(b.channels[0], KN_CH_EMAIL);
     assert_int_equal(b.channels[1], KN_CH_LINE);
@@ -216,14 +216,15 @@ static void test_limits_inclusive(void **state)
     memset(body, 'B', 100000);
     body[100000] = '\0';
     json = kn_xmalloc(200000);
-    off = (size_t)sprintf(json,
-                          "{\"tenant\":\"t\",\"subject\":\"%s\",\"body\":\"%s\","
-                          "\"channels\":[\"email\"],\"recipients\":[",
-                          subj, body);
+    off =
+        (size_t)sprintf(json,
+                        "{\"tenant\":\"t\",\"subject\":\"%s\",\"body\":\"%s\","
+                        "\"channels\":[\"email\"],\"recipients\":[",
+                        subj, body);
     for (int i = 0; i < 100; i++)
-        off += (size_t)sprintf(json + off,
-                               "%s{\"id\":\"r-%d\",\"email\":\"u%d@example.jp\"}",
-                               i ? "," : "", i, i);
+        off += (size_t)sprintf(
+            json + off, "%s{\"id\":\"r-%d\",\"email\":\"u%d@example.jp\"}",
+            i ? "," : "", i, i);
     strcpy(json + off, "]}");
     parse_ok(json, &b);
     assert_int_equal(strlen(b.subject), 1000);
@@ -242,17 +243,17 @@ static void test_limits_inclusive(void **state)
 
 struct reject_case {
     const char *name;
-    const char *json;                 /* NUL-terminated, or NULL: build */
-    char *(*build)(size_t *len);      /* heap JSON and its length */
-    const char *field;                /* expected field; "a|b": either */
-    const char *want[3];              /* substrings of the message */
+    const char *json;            /* NUL-terminated, or NULL: build */
+    char *(*build)(size_t *len); /* heap JSON and its length */
+    const char *field;           /* expected field; "a|b": either */
+    const char *want[3];         /* substrings of the message */
 };
 
 /* Common parts. */
-#define HEAD                                                                  \
-    "\"tenant\":\"sakura-hs\",\"subject\":\"件名\",\"body\":\"本文\","       \
+#define HEAD                                                                   \
+    "\"tenant\":\"sakura-hs\",\"subject\":\"件名\",\"body\":\"本文\","     \
     "\"channels\":[\"email\"]"
-#define RCPT "\"recipients\":[{\"id\":\"r-1\",\"email\":\"taro@docomo.ne.jp\"}]"
+#define RCPT    "\"recipients\":[{\"id\":\"r-1\",\"email\":\"taro@docomo.ne.jp\"}]"
 #define OK_BODY HEAD "," RCPT
 
 static char *build_long_subject(size_t *len)
@@ -301,9 +302,9 @@ static char *build_many_rcpts(size_t *len)
     char *j = kn_xmalloc(20000);
     size_t off = (size_t)sprintf(j, "{" HEAD ",\"recipients\":[");
     for (int i = 0; i < 101; i++)
-        off += (size_t)sprintf(j + off,
-                               "%s{\"id\":\"r-%d\",\"email\":\"u%d@example.jp\"}",
-                               i ? "," : "", i, i);
+        off += (size_t)sprintf(
+            j + off, "%s{\"id\":\"r-%d\",\"email\":\"u%d@example.jp\"}",
+            i ? "," : "", i, i);
     strcpy(j + off, "]}");
     *len = strlen(j);
     return j;
@@ -311,9 +312,9 @@ static char *build_many_rcpts(size_t *len)
 
 static char *build_subject_ff(size_t *len)
 {
-    char *j = kn_xasprintf("{\"tenant\":\"t\",\"subject\":\"ab\xff\xfe"
-                           "cd\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT
-                           "}");
+    char *j =
+        kn_xasprintf("{\"tenant\":\"t\",\"subject\":\"ab\xff\xfe"
+                     "cd\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}");
     *len = strlen(j);
     return j;
 }
@@ -321,9 +322,9 @@ static char *build_subject_ff(size_t *len)
 static char *build_subject_overlong(size_t *len)
 {
     /* An overlong encoding of '/' (C0 AF): not valid UTF-8. */
-    char *j = kn_xasprintf("{\"tenant\":\"t\",\"subject\":\"a\xc0\xaf"
-                           "b\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT
-                           "}");
+    char *j =
+        kn_xasprintf("{\"tenant\":\"t\",\"subject\":\"a\xc0\xaf"
+                     "b\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}");
     *len = strlen(j);
     return j;
 }
@@ -332,8 +333,8 @@ static char *build_subject_raw_nul(size_t *len)
 {
     /* A literal NUL byte inside the subject (length-delimited input). */
     static const char pre[] = "{\"tenant\":\"t\",\"subject\":\"ab";
-    static const char post[] = "cd\",\"body\":\"b\",\"channels\":[\"email\"],"
-                               RCPT "}";
+    static const char post[] =
+        "cd\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}";
     size_t n1 = sizeof(pre) - 1, n2 = sizeof(post) - 1;
     char *j = kn_xmalloc(n1 + 1 + n2 + 1);
     memcpy(j, pre, n1);
@@ -356,268 +357,497 @@ static char *build_id_too_long(size_t *len)
 
 static const struct reject_case cases[] = {
     /* JSON itself */
-    {"malformed JSON (truncated)", "{\"tenant\":\"sakura-hs\",", NULL, "json",
+    {"malformed JSON (truncated)",
+     "{\"tenant\":\"sakura-hs\",",
+     NULL,
+     "json",
      {"line 1", "column"}},
-    {"malformed JSON on line 3", "{\n \"tenant\": \"x\",\n \"subject\": }",
-     NULL, "json", {"line 3", "column"}},
-    {"malformed JSON (trailing comma)", "{" OK_BODY ",}", NULL, "json",
+    {"malformed JSON on line 3",
+     "{\n \"tenant\": \"x\",\n \"subject\": }",
+     NULL,
+     "json",
+     {"line 3", "column"}},
+    {"malformed JSON (trailing comma)",
+     "{" OK_BODY ",}",
+     NULL,
+     "json",
      {"line", "column"}},
     {"empty input", "", NULL, "json", {"line", "column"}},
-    {"not an object (array)", "[" "\"sakura-hs\"" "]", NULL, "json",
+    {"not an object (array)",
+     "["
+     "\"sakura-hs\""
+     "]",
+     NULL,
+     "json",
      {"object"}},
-    {"duplicate JSON keys", "{" OK_BODY ",\"subject\":\"二度目\"}", NULL,
-     "json", {"duplicate"}},
-    {"unknown top-level field", "{" OK_BODY ",\"subjct\":\"typo\"}", NULL,
-     "subjct", {"unknown field"}},
+    {"duplicate JSON keys",
+     "{" OK_BODY ",\"subject\":\"二度目\"}",
+     NULL,
+     "json",
+     {"duplicate"}},
+    {"unknown top-level field",
+     "{" OK_BODY ",\"subjct\":\"typo\"}",
+     NULL,
+     "subjct",
+     {"unknown field"}},
     {"unknown field in a recipient",
-     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"mail\":\"t@x.jp\"}]}", NULL,
-     "recipients[0].mail", {"unknown field"}},
+     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"mail\":\"t@x.jp\"}]}",
+     NULL,
+     "recipients[0].mail",
+     {"unknown field"}},
     {"unknown field in audience",
-     "{" HEAD ",\"audience\":{\"group\":[\"2-A\"]}}", NULL, "audience.group",
+     "{" HEAD ",\"audience\":{\"group\":[\"2-A\"]}}",
+     NULL,
+     "audience.group",
      {"unknown field"}},
     /* required fields */
     {"missing tenant",
      "{\"subject\":\"s\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "tenant", {"missing"}},
-    {"invalid tenant", "{\"tenant\":\"sakura hs\",\"subject\":\"s\","
-                       "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "tenant", {"letters, digits"}},
+     NULL,
+     "tenant",
+     {"missing"}},
+    {"invalid tenant",
+     "{\"tenant\":\"sakura hs\",\"subject\":\"s\","
+     "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "tenant",
+     {"letters, digits"}},
     {"missing subject",
      "{\"tenant\":\"t\",\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "subject", {"missing", "subject"}},
-    {"empty subject", "{\"tenant\":\"t\",\"subject\":\"\",\"body\":\"b\","
-                      "\"channels\":[\"email\"]," RCPT "}",
-     NULL, "subject", {"needs a subject"}},
+     NULL,
+     "subject",
+     {"missing", "subject"}},
+    {"empty subject",
+     "{\"tenant\":\"t\",\"subject\":\"\",\"body\":\"b\","
+     "\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "subject",
+     {"needs a subject"}},
     {"missing body",
      "{\"tenant\":\"t\",\"subject\":\"s\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "body", {"needs a body"}},
-    {"empty body", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"\","
-                   "\"channels\":[\"email\"]," RCPT "}",
-     NULL, "body", {"needs a body"}},
+     NULL,
+     "body",
+     {"needs a body"}},
+    {"empty body",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"\","
+     "\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "body",
+     {"needs a body"}},
     {"missing channels",
-     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\"," RCPT "}", NULL,
-     "channels", {"\"email\"", "\"line\"", "\"push\""}},
-    {"empty channels", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
-                       "\"channels\":[]," RCPT "}",
-     NULL, "channels", {"at least one"}},
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\"," RCPT "}",
+     NULL,
+     "channels",
+     {"\"email\"", "\"line\"", "\"push\""}},
+    {"empty channels",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
+     "\"channels\":[]," RCPT "}",
+     NULL,
+     "channels",
+     {"at least one"}},
     /* wrong types */
-    {"subject is a number", "{\"tenant\":\"t\",\"subject\":42,\"body\":\"b\","
-                            "\"channels\":[\"email\"]," RCPT "}",
-     NULL, "subject", {"must be a string"}},
-    {"body is an object", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":{},"
-                          "\"channels\":[\"email\"]," RCPT "}",
-     NULL, "body", {"must be a string"}},
-    {"tenant is an array", "{\"tenant\":[\"t\"],\"subject\":\"s\",\"body\":"
-                           "\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "tenant", {"must be a string"}},
-    {"drill is a string", "{" OK_BODY ",\"drill\":\"true\"}", NULL, "drill",
+    {"subject is a number",
+     "{\"tenant\":\"t\",\"subject\":42,\"body\":\"b\","
+     "\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "subject",
+     {"must be a string"}},
+    {"body is an object",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":{},"
+     "\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "body",
+     {"must be a string"}},
+    {"tenant is an array",
+     "{\"tenant\":[\"t\"],\"subject\":\"s\",\"body\":"
+     "\"b\",\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "tenant",
+     {"must be a string"}},
+    {"drill is a string",
+     "{" OK_BODY ",\"drill\":\"true\"}",
+     NULL,
+     "drill",
      {"true or false"}},
-    {"ack is a number", "{" OK_BODY ",\"ack\":1}", NULL, "ack",
+    {"ack is a number",
+     "{" OK_BODY ",\"ack\":1}",
+     NULL,
+     "ack",
      {"true or false"}},
     {"channels is a string, not an array",
      "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\",\"channels\":"
      "\"email\"," RCPT "}",
-     NULL, "channels", {"\"email\"", "array"}},
-    {"channel is a number", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":"
-                            "\"b\",\"channels\":[1]," RCPT "}",
-     NULL, "channels[0]", {"\"email\""}},
-    {"recipients is an object", "{" HEAD ",\"recipients\":{\"id\":\"r-1\"}}",
-     NULL, "recipients", {"array"}},
-    {"recipient is a string", "{" HEAD ",\"recipients\":[\"r-1\"]}", NULL,
-     "recipients[0]", {"object"}},
-    {"audience is an array", "{" HEAD ",\"audience\":[\"2-A\"]}", NULL,
-     "audience", {"groups"}},
+     NULL,
+     "channels",
+     {"\"email\"", "array"}},
+    {"channel is a number",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":"
+     "\"b\",\"channels\":[1]," RCPT "}",
+     NULL,
+     "channels[0]",
+     {"\"email\""}},
+    {"recipients is an object",
+     "{" HEAD ",\"recipients\":{\"id\":\"r-1\"}}",
+     NULL,
+     "recipients",
+     {"array"}},
+    {"recipient is a string",
+     "{" HEAD ",\"recipients\":[\"r-1\"]}",
+     NULL,
+     "recipients[0]",
+     {"object"}},
+    {"audience is an array",
+     "{" HEAD ",\"audience\":[\"2-A\"]}",
+     NULL,
+     "audience",
+     {"groups"}},
     {"audience.groups is a string",
-     "{" HEAD ",\"audience\":{\"groups\":\"2-A\"}}", NULL, "audience.groups",
+     "{" HEAD ",\"audience\":{\"groups\":\"2-A\"}}",
+     NULL,
+     "audience.groups",
      {"array"}},
     {"push is an object",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"push\":{\"platform\":"
      "\"fcm\",\"token\":\"abc\"}}]}",
-     NULL, "recipients[0].push", {"platform", "token"}},
+     NULL,
+     "recipients[0].push",
+     {"platform", "token"}},
     /* header injection and encoding in the subject */
-    {"subject with CR", "{\"tenant\":\"t\",\"subject\":\"休校\\rBcc: x\","
-                        "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "subject", {"line break", "one line"}},
-    {"subject with LF", "{\"tenant\":\"t\",\"subject\":\"休校\\nBcc: x\","
-                        "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
-     NULL, "subject", {"line break"}},
-    {"subject with CRLF", "{\"tenant\":\"t\",\"subject\":\"a\\r\\nBcc: "
-                          "x@evil.example\",\"body\":\"b\",\"channels\":"
-                          "[\"email\"]," RCPT "}",
-     NULL, "subject", {"line break"}},
+    {"subject with CR",
+     "{\"tenant\":\"t\",\"subject\":\"休校\\rBcc: x\","
+     "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "subject",
+     {"line break", "one line"}},
+    {"subject with LF",
+     "{\"tenant\":\"t\",\"subject\":\"休校\\nBcc: x\","
+     "\"body\":\"b\",\"channels\":[\"email\"]," RCPT "}",
+     NULL,
+     "subject",
+     {"line break"}},
+    {"subject with CRLF",
+     "{\"tenant\":\"t\",\"subject\":\"a\\r\\nBcc: "
+     "x@evil.example\",\"body\":\"b\",\"channels\":"
+     "[\"email\"]," RCPT "}",
+     NULL,
+     "subject",
+     {"line break"}},
     {"subject with NUL (\\u0000)",
      "{\"tenant\":\"t\",\"subject\":\"a\\u0000b\",\"body\":\"b\","
      "\"channels\":[\"email\"]," RCPT "}",
-     NULL, "json|subject", {"NUL|\\u0000"}},
-    {"subject with a raw NUL byte", NULL, build_subject_raw_nul,
-     "json|subject", {""}},
-    {"subject with invalid UTF-8 (0xff)", NULL, build_subject_ff,
-     "json|subject", {"0xff|UTF-8"}},
-    {"subject with overlong UTF-8", NULL, build_subject_overlong,
-     "json|subject", {""}},
-    {"subject over max_subject", NULL, build_long_subject, "subject",
+     NULL,
+     "json|subject",
+     {"NUL|\\u0000"}},
+    {"subject with a raw NUL byte",
+     NULL,
+     build_subject_raw_nul,
+     "json|subject",
+     {""}},
+    {"subject with invalid UTF-8 (0xff)",
+     NULL,
+     build_subject_ff,
+     "json|subject",
+     {"0xff|UTF-8"}},
+    {"subject with overlong UTF-8",
+     NULL,
+     build_subject_overlong,
+     "json|subject",
+     {""}},
+    {"subject over max_subject",
+     NULL,
+     build_long_subject,
+     "subject",
      {"1001 bytes", "at most 1000"}},
-    {"subject over max_subject (UTF-8 bytes)", NULL, build_long_subject_utf8,
-     "subject", {"1002 bytes", "at most 1000"}},
-    {"body over max_body", NULL, build_long_body, "body",
+    {"subject over max_subject (UTF-8 bytes)",
+     NULL,
+     build_long_subject_utf8,
+     "subject",
+     {"1002 bytes", "at most 1000"}},
+    {"body over max_body",
+     NULL,
+     build_long_body,
+     "body",
      {"100001 bytes", "at most 100000"}},
-    {"sender with LF", "{" OK_BODY ",\"sender\":\"a\\nb\"}", NULL, "sender",
+    {"sender with LF",
+     "{" OK_BODY ",\"sender\":\"a\\nb\"}",
+     NULL,
+     "sender",
      {"line break"}},
     /* channels, priority, policy */
-    {"unknown channel", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
-                        "\"channels\":[\"email\",\"fax\"]," RCPT "}",
-     NULL, "channels[1]", {"unknown channel", "\"email\""}},
-    {"duplicate channel", "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
-                          "\"channels\":[\"email\",\"email\"]," RCPT "}",
-     NULL, "channels[1]", {"twice"}},
-    {"bad priority", "{" OK_BODY ",\"priority\":\"high\"}", NULL, "priority",
+    {"unknown channel",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
+     "\"channels\":[\"email\",\"fax\"]," RCPT "}",
+     NULL,
+     "channels[1]",
+     {"unknown channel", "\"email\""}},
+    {"duplicate channel",
+     "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"b\","
+     "\"channels\":[\"email\",\"email\"]," RCPT "}",
+     NULL,
+     "channels[1]",
+     {"twice"}},
+    {"bad priority",
+     "{" OK_BODY ",\"priority\":\"high\"}",
+     NULL,
+     "priority",
      {"\"urgent\"", "\"normal\""}},
-    {"bad policy", "{" OK_BODY ",\"policy\":\"first\"}", NULL, "policy",
+    {"bad policy",
+     "{" OK_BODY ",\"policy\":\"first\"}",
+     NULL,
+     "policy",
      {"\"all\"", "\"preferred\""}},
-    {"bad category", "{" OK_BODY ",\"category\":\"緊急\"}", NULL, "category",
+    {"bad category",
+     "{" OK_BODY ",\"category\":\"緊急\"}",
+     NULL,
+     "category",
      {"emergency"}},
     /* recipients */
-    {"recipients over max_recipients", NULL, build_many_rcpts, "recipients",
+    {"recipients over max_recipients",
+     NULL,
+     build_many_rcpts,
+     "recipients",
      {"101", "at most 100", "group"}},
     {"recipient without contact",
-     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"name\":\"山田\"}]}", NULL,
-     "recipients[0]", {"no contact", "email, line or push"}},
+     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"name\":\"山田\"}]}",
+     NULL,
+     "recipients[0]",
+     {"no contact", "email, line or push"}},
     {"recipient without id",
-     "{" HEAD ",\"recipients\":[{\"email\":\"taro@docomo.ne.jp\"}]}", NULL,
-     "recipients[0].id", {"id"}},
+     "{" HEAD ",\"recipients\":[{\"email\":\"taro@docomo.ne.jp\"}]}",
+     NULL,
+     "recipients[0].id",
+     {"id"}},
     {"recipient with an invalid id",
      "{" HEAD ",\"recipients\":[{\"id\":\"r 1\",\"email\":\"t@x.jp\"}]}",
-     NULL, "recipients[0].id", {"letters"}},
+     NULL,
+     "recipients[0].id",
+     {"letters"}},
     {"second recipient is named by index",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":\"t@x.jp\"},"
      "{\"id\":\"r-2\",\"email\":\"hanako.docomo.ne.jp\"}]}",
-     NULL, "recipients[1].email", {"missing @"}},
+     NULL,
+     "recipients[1].email",
+     {"missing @"}},
     {"recipient email with CRLF (header injection)",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro@docomo.ne.jp\\r\\nBcc: x@evil.example\"}]}",
-     NULL, "recipients[0].email", {"line break"}},
+     NULL,
+     "recipients[0].email",
+     {"line break"}},
     {"recipient email with LF only",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro@docomo.ne.jp\\nBcc: x@evil.example\"}]}",
-     NULL, "recipients[0].email", {"line break"}},
+     NULL,
+     "recipients[0].email",
+     {"line break"}},
     {"recipient email with a tab",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro\\t@docomo.ne.jp\"}]}",
-     NULL, "recipients[0].email", {"control character", "not an address"}},
+     NULL,
+     "recipients[0].email",
+     {"control character", "not an address"}},
     {"recipient email with two '@'",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro@hanako@docomo.ne.jp\"}]}",
-     NULL, "recipients[0].email", {"more than one @", "***@docomo.ne.jp"}},
+     NULL,
+     "recipients[0].email",
+     {"more than one @"}},
     {"recipient email without '@'",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro.docomo.ne.jp\"}]}",
-     NULL, "recipients[0].email", {"missing @"}},
+     NULL,
+     "recipients[0].email",
+     {"missing @"}},
     {"recipient email is a number",
-     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":5}]}", NULL,
-     "recipients[0].email", {"must be a string"}},
+     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":5}]}",
+     NULL,
+     "recipients[0].email",
+     {"must be a string"}},
     {"recipient name with CRLF",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"name\":\"山田\\r\\nBcc: "
      "y\",\"email\":\"t@x.jp\"}]}",
-     NULL, "recipients[0].name", {"line break"}},
+     NULL,
+     "recipients[0].name",
+     {"line break"}},
     {"LINE id too short",
-     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"line\":\"U4af4\"}]}", NULL,
-     "recipients[0].line", {"'U' and 32 hex"}},
+     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"line\":\"U4af4\"}]}",
+     NULL,
+     "recipients[0].line",
+     {"'U' and 32 hex"}},
     {"LINE id with a non-hex digit",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"line\":"
      "\"U4af4980629a1b2c3d4e5f60718293a4g\"}]}",
-     NULL, "recipients[0].line", {"'U' and 32 hex"}},
+     NULL,
+     "recipients[0].line",
+     {"'U' and 32 hex"}},
     {"LINE id without the U",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"line\":"
      "\"X4af4980629a1b2c3d4e5f60718293a4b\"}]}",
-     NULL, "recipients[0].line", {"'U' and 32 hex"}},
+     NULL,
+     "recipients[0].line",
+     {"'U' and 32 hex"}},
     {"push platform gcm",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"push\":[{\"platform\":"
      "\"gcm\",\"token\":\"abc\"}]}]}",
-     NULL, "recipients[0].push[0].platform", {"\"fcm\" or \"apns\""}},
+     NULL,
+     "recipients[0].push[0].platform",
+     {"\"fcm\" or \"apns\""}},
     {"push without platform",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"push\":[{\"token\":"
      "\"abc\"}]}]}",
-     NULL, "recipients[0].push[0].platform", {"\"fcm\" or \"apns\""}},
+     NULL,
+     "recipients[0].push[0].platform",
+     {"\"fcm\" or \"apns\""}},
     {"push with an empty token",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"push\":[{\"platform\":"
      "\"fcm\",\"token\":\"\"}]}]}",
-     NULL, "recipients[0].push[0].token", {"token"}},
+     NULL,
+     "recipients[0].push[0].token",
+     {"token"}},
     {"push with an unknown field",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"push\":[{\"platform\":"
      "\"fcm\",\"token\":\"abc\",\"os\":\"android\"}]}]}",
-     NULL, "recipients[0].push[0].os", {"unknown field"}},
+     NULL,
+     "recipients[0].push[0].os",
+     {"unknown field"}},
     /* audience */
-    {"no audience at all", "{" HEAD "}", NULL, "audience",
+    {"no audience at all",
+     "{" HEAD "}",
+     NULL,
+     "audience",
      {"nobody to send to"}},
-    {"empty audience object", "{" HEAD ",\"audience\":{}}", NULL, "audience",
+    {"empty audience object",
+     "{" HEAD ",\"audience\":{}}",
+     NULL,
+     "audience",
      {"nobody to send to"}},
     {"empty groups and recipients",
      "{" HEAD ",\"audience\":{\"groups\":[],\"recipients\":[]},"
      "\"recipients\":[]}",
-     NULL, "audience", {"groups"}},
-    {"invalid group name", "{" HEAD ",\"audience\":{\"groups\":[\"2 A\"]}}",
-     NULL, "audience.groups[0]", {"not a valid name"}},
-    {"group name is a number", "{" HEAD ",\"audience\":{\"groups\":[2]}}",
-     NULL, "audience.groups[0]", {"must be a string"}},
+     NULL,
+     "audience",
+     {"groups"}},
+    {"invalid group name",
+     "{" HEAD ",\"audience\":{\"groups\":[\"2 A\"]}}",
+     NULL,
+     "audience.groups[0]",
+     {"not a valid name"}},
+    {"group name is a number",
+     "{" HEAD ",\"audience\":{\"groups\":[2]}}",
+     NULL,
+     "audience.groups[0]",
+     {"must be a string"}},
     {"invalid directory recipient id",
-     "{" HEAD ",\"audience\":{\"recipients\":[\"r-1\",\"r/2\"]}}", NULL,
-     "audience.recipients[1]", {"not a valid name"}},
+     "{" HEAD ",\"audience\":{\"recipients\":[\"r-1\",\"r/2\"]}}",
+     NULL,
+     "audience.recipients[1]",
+     {"not a valid name"}},
+    {"an address among directory recipient ids",
+     "{" HEAD ",\"audience\":{\"recipients\":[\"taro@docomo.ne.jp\"]}}",
+     NULL,
+     "audience.recipients[0]",
+     {"holds an address", "top-level"}},
+    {"a key that is not a word",
+     "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"taro@docomo.ne.jp\":1}]}",
+     NULL,
+     "recipients[0].?",
+     {"not a word"}},
     /* times */
     {"expires_at in the past",
-     "{" OK_BODY ",\"expires_at\":\"2001-01-01T00:00:00+09:00\"}", NULL,
-     "expires_at", {"past"}},
+     "{" OK_BODY ",\"expires_at\":\"2001-01-01T00:00:00+09:00\"}",
+     NULL,
+     "expires_at",
+     {"past"}},
     {"expires_at not RFC 3339 (word)",
-     "{" OK_BODY ",\"expires_at\":\"tomorrow\"}", NULL, "expires_at",
+     "{" OK_BODY ",\"expires_at\":\"tomorrow\"}",
+     NULL,
+     "expires_at",
      {"RFC 3339", "2026-11-22T07:00:00+09:00"}},
     {"expires_at not RFC 3339 (no zone)",
-     "{" OK_BODY ",\"expires_at\":\"2099-11-22T18:00:00\"}", NULL,
-     "expires_at", {"RFC 3339"}},
+     "{" OK_BODY ",\"expires_at\":\"2099-11-22T18:00:00\"}",
+     NULL,
+     "expires_at",
+     {"RFC 3339"}},
     {"expires_at not RFC 3339 (no seconds)",
-     "{" OK_BODY ",\"expires_at\":\"2099-11-22T18:00+09:00\"}", NULL,
-     "expires_at", {"RFC 3339"}},
-    {"expires_at is a number", "{" OK_BODY ",\"expires_at\":4099021200}",
-     NULL, "expires_at", {"string"}},
-    {"send_at not RFC 3339", "{" OK_BODY ",\"send_at\":\"2099/11/22 07:00\"}",
-     NULL, "send_at", {"RFC 3339"}},
+     "{" OK_BODY ",\"expires_at\":\"2099-11-22T18:00+09:00\"}",
+     NULL,
+     "expires_at",
+     {"RFC 3339"}},
+    {"expires_at is a number",
+     "{" OK_BODY ",\"expires_at\":4099021200}",
+     NULL,
+     "expires_at",
+     {"string"}},
+    {"send_at not RFC 3339",
+     "{" OK_BODY ",\"send_at\":\"2099/11/22 07:00\"}",
+     NULL,
+     "send_at",
+     {"RFC 3339"}},
     {"send_at after expires_at",
      "{" OK_BODY ",\"send_at\":\"2099-11-22T19:00:00+09:00\","
      "\"expires_at\":\"2099-11-22T18:00:00+09:00\"}",
-     NULL, "expires_at", {"later than send_at"}},
+     NULL,
+     "expires_at",
+     {"later than send_at"}},
     {"send_at equal to expires_at",
      "{" OK_BODY ",\"send_at\":\"2099-11-22T18:00:00+09:00\","
      "\"expires_at\":\"2099-11-22T18:00:00+09:00\"}",
-     NULL, "expires_at", {"later than send_at"}},
-    {"bad escalate_after", "{" OK_BODY ",\"escalate_after\":\"soon\"}", NULL,
-     "escalate_after", {"10m"}},
+     NULL,
+     "expires_at",
+     {"later than send_at"}},
+    {"bad escalate_after",
+     "{" OK_BODY ",\"escalate_after\":\"soon\"}",
+     NULL,
+     "escalate_after",
+     {"10m"}},
     /* ids */
-    {"id with a space", "{\"id\":\"bad id\"," OK_BODY "}", NULL, "id",
+    {"id with a space",
+     "{\"id\":\"bad id\"," OK_BODY "}",
+     NULL,
+     "id",
      {"letters, digits"}},
-    {"id with a slash", "{\"id\":\"a/../b\"," OK_BODY "}", NULL, "id",
+    {"id with a slash",
+     "{\"id\":\"a/../b\"," OK_BODY "}",
+     NULL,
+     "id",
      {"letters, digits"}},
-    {"id starting with '-'", "{\"id\":\"-b1\"," OK_BODY "}", NULL, "id",
+    {"id starting with '-'",
+     "{\"id\":\"-b1\"," OK_BODY "}",
+     NULL,
+     "id",
      {"not first"}},
-    {"id with a Redis glob", "{\"id\":\"b*\"," OK_BODY "}", NULL, "id",
+    {"id with a Redis glob",
+     "{\"id\":\"b*\"," OK_BODY "}",
+     NULL,
+     "id",
      {"letters, digits"}},
-    {"empty id", "{\"id\":\"\"," OK_BODY "}", NULL, "id",
-     {"letters, digits"}},
-    {"id over 128 characters", NULL, build_id_too_long, "id",
-     {"at most 128"}},
-    {"id is a number", "{\"id\":7," OK_BODY "}", NULL, "id",
+    {"empty id", "{\"id\":\"\"," OK_BODY "}", NULL, "id", {"letters, digits"}},
+    {"id over 128 characters", NULL, build_id_too_long, "id", {"at most 128"}},
+    {"id is a number",
+     "{\"id\":7," OK_BODY "}",
+     NULL,
+     "id",
      {"must be a string"}},
     /* A literal line break inside a JSON string is invalid JSON; the
      * parser's message must not quote the address it stopped in. */
     {"malformed JSON: raw CRLF inside an address",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "\"taro@docomo.ne.jp\r\nBcc: x@evil.example\"}]}",
-     NULL, "json", {"line", "column"}},
+     NULL,
+     "json",
+     {"line", "column"}},
     {"malformed JSON: missing ':' before an address",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\" "
      "\"taro@docomo.ne.jp\"}]}",
-     NULL, "json", {"line", "column"}},
+     NULL,
+     "json",
+     {"line", "column"}},
     {"malformed JSON: unquoted address",
      "{" HEAD ",\"recipients\":[{\"id\":\"r-1\",\"email\":"
      "taro@docomo.ne.jp}]}",
-     NULL, "json", {"line", "column"}},
+     NULL,
+     "json",
+     {"line", "column"}},
 };
 
 /* 1 if got is one of the '|'-separated alternatives. */
@@ -681,8 +911,8 @@ static void test_reject(void **state)
     assert_non_null(memchr(field, '\0', sizeof(field)));
     print_message("# %s -> [%s] %s\n", c->name, field, err);
     if (!one_of(c->field, field))
-        fail_msg("field is \"%s\", want \"%s\" (message: %s)", field,
-                 c->field, err);
+        fail_msg("field is \"%s\", want \"%s\" (message: %s)", field, c->field,
+                 err);
     /* The message starts with the field's name and says more. */
     assert_true(strncmp(err, field, strlen(field)) == 0);
     assert_true(strlen(err) > strlen(field) + 10);
@@ -709,8 +939,8 @@ static void test_reject_small_buffers(void **state)
     struct kn_broadcast b;
     char err[8], field[4];
     const char *json = "{" OK_BODY ",\"priority\":\"high\"}";
-    int rc = kn_broadcast_parse(json, strlen(json), &LIM, &b, err,
-                                sizeof(err), field, sizeof(field));
+    int rc = kn_broadcast_parse(json, strlen(json), &LIM, &b, err, sizeof(err),
+                                field, sizeof(field));
     assert_int_equal(rc, KN_EINVAL);
     assert_int_equal(strlen(err), sizeof(err) - 1);
     assert_int_equal(strlen(field), sizeof(field) - 1);
@@ -721,11 +951,16 @@ static void test_reject_small_buffers(void **state)
 static void test_reject_masks_addresses(void **state)
 {
     static const char *const bad[] = {
-        "taro.yamada@hanako@docomo.ne.jp",  "taro yamada@docomo.ne.jp",
-        "taro@docomo..ne.jp",               "taro@docomo.ne.jp.",
-        "\\\"taro\\\"x@docomo.ne.jp",       "taro@docomo ne.jp",
-        "taro@[127.0.0.1]",                 "@docomo.ne.jp",
-        "taro@",                            "\\\"unterminated@docomo.ne.jp",
+        "taro.yamada@hanako@docomo.ne.jp",
+        "taro yamada@docomo.ne.jp",
+        "taro@docomo..ne.jp",
+        "taro@docomo.ne.jp.",
+        "\\\"taro\\\"x@docomo.ne.jp",
+        "taro@docomo ne.jp",
+        "taro@[127.0.0.1]",
+        "@docomo.ne.jp",
+        "taro@",
+        "\\\"unterminated@docomo.ne.jp",
     };
     for (size_t i = 0; i < KN_ARRAY_SIZE(bad); i++) {
         struct kn_broadcast b;
@@ -755,61 +990,102 @@ static void test_reject_masks_addresses(void **state)
 static void test_mask_json(void **state)
 {
     const char *in =
-        "{\"id\":\"b-1\",\"tenant\":\"sakura-hs\",\"subject\":\"件名\","
+        "{\"id\":\"b-1\",\"tenant\":\"sakura-hs\",\"subject\":\"件名 山田\","
+        "\"category\":\"emergency\",\"priority\":\"urgent\",\"policy\":\"all\","
+        "\"drill\":true,\"send_at\":\"2026-11-22T07:00:00+09:00\","
+        "\"escalate_after\":\"10m\",\"expires_at\":\"hanako@docomo.ne.jp\","
+        "\"audience\":{\"groups\":[\"2-A\"],\"recipients\":[\"mail@x.jp\"]},"
+        "\"recipeints\":[{\"emial\":\"jiro@au.com\"}],"
+        "\"hanako.k@ezweb.ne.jp\":\"x\","
         "\"recipients\":[{\"id\":\"r-9\",\"name\":\"山田\","
         "\"email\":\"taro.yamada@docomo.ne.jp\",\"line\":\"" LINE_ID "\","
         "\"push\":[{\"platform\":\"fcm\",\"token\":\"" FCM_TOKEN "\"}]},"
         "{\"id\":\"r-10\",\"email\":\"a..b.@docomo.ne.jp\\r\\nBcc: "
-        "x@evil.example\"}],\"channels\":[\"email\",\"fax\"]}";
+        "x@evil.example\"}],\"channels\":[\"email\",\"fax\",\"ume@x.jp\"],"
+        "\"n\":5}";
     char *out = kn_broadcast_mask_json(in, strlen(in));
-    json_t *root, *r0, *r1, *p0;
+    json_t *root, *r0, *r1, *p0, *ch;
 
     assert_non_null(out);
     print_message("# masked: %s\n", out);
-    assert_lacks(out, strlen(out), "taro.yamada@docomo.ne.jp");
     assert_lacks(out, strlen(out), "taro.yamada");
     assert_lacks(out, strlen(out), LINE_ID);
     assert_lacks(out, strlen(out), FCM_TOKEN);
     assert_lacks(out, strlen(out), "a..b.@");
     assert_lacks(out, strlen(out), "x@evil");
+    assert_lacks(out, strlen(out), "山田");
+    assert_lacks(out, strlen(out), "hanako");
+    assert_lacks(out, strlen(out), "jiro");
+    assert_lacks(out, strlen(out), "mail@");
+    assert_lacks(out, strlen(out), "ume@");
+    assert_lacks(out, strlen(out), "2-A");
+    assert_lacks(out, strlen(out), "r-9");
+    assert_lacks(out, strlen(out), "fax");
     assert_no_plain_address(out);
     root = json_loads(out, 0, NULL);
     assert_non_null(root);
+    /* The harmless fields stay, when valid. */
+    assert_string_equal(json_string_value(json_object_get(root, "tenant")),
+                        "sakura-hs");
+    assert_string_equal(json_string_value(json_object_get(root, "category")),
+                        "emergency");
+    assert_string_equal(json_string_value(json_object_get(root, "priority")),
+                        "urgent");
+    assert_string_equal(json_string_value(json_object_get(root, "policy")),
+                        "all");
+    assert_string_equal(json_string_value(json_object_get(root, "send_at")),
+                        "2026-11-22T07:00:00+09:00");
+    assert_string_equal(
+        json_string_value(json_object_get(root, "escalate_after")), "10m");
+    assert_true(json_is_true(json_object_get(root, "drill")));
+    assert_int_equal(json_integer_value(json_object_get(root, "n")), 5);
+    ch = json_object_get(root, "channels");
+    assert_string_equal(json_string_value(json_array_get(ch, 0)), "email");
+    assert_string_equal(json_string_value(json_array_get(ch, 1)), "***");
+    assert_string_equal(json_string_value(json_array_get(ch, 2)), "u***@x.jp");
+    /* Everything else is masked: subject, ids, names, groups, addresses,
+     * a harmless field holding an address. */
+    assert_string_equal(json_string_value(json_object_get(root, "subject")),
+                        "***");
+    assert_string_equal(json_string_value(json_object_get(root, "id")), "***");
+    assert_string_equal(json_string_value(json_object_get(root, "expires_at")),
+                        "h***@docomo.ne.jp");
     r0 = json_array_get(json_object_get(root, "recipients"), 0);
     r1 = json_array_get(json_object_get(root, "recipients"), 1);
     p0 = json_array_get(json_object_get(r0, "push"), 0);
     assert_string_equal(json_string_value(json_object_get(r0, "email")),
                         "t***@docomo.ne.jp");
-    assert_string_equal(json_string_value(json_object_get(r0, "line")),
-                        "U4af***");
-    assert_string_equal(json_string_value(json_object_get(p0, "token")),
-                        "fcm-***");
+    assert_string_equal(json_string_value(json_object_get(r0, "line")), "***");
+    assert_string_equal(json_string_value(json_object_get(p0, "token")), "***");
     assert_string_equal(json_string_value(json_object_get(p0, "platform")),
                         "fcm");
-    /* Under "recipients" only ids (and platforms) are kept: names are
-     * personal data too, and a misspelt key may hold an address. */
-    assert_string_equal(json_string_value(json_object_get(r0, "id")), "r-9");
-    assert_string_equal(json_string_value(json_object_get(r0, "name")),
-                        "***");
-    assert_string_equal(json_string_value(json_object_get(root, "subject")),
-                        "件名");
-    assert_string_equal(json_string_value(json_object_get(root, "tenant")),
-                        "sakura-hs");
-    assert_string_equal(json_string_value(json_array_get(
-                            json_object_get(root, "channels"), 1)),
-                        "fax");
+    assert_string_equal(json_string_value(json_object_get(r0, "id")), "***");
+    assert_string_equal(json_string_value(json_object_get(r0, "name")), "***");
     assert_non_null(json_string_value(json_object_get(r1, "email")));
-    assert_string_equal(json_string_value(json_object_get(r1, "id")), "r-10");
+    /* A misspelt key is kept (it is the reason); a key that is not a word
+     * is replaced by its position. */
+    assert_non_null(json_object_get(root, "recipeints"));
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(root, "recipeints"), 0), "emial")),
+        "j***@au.com");
+    assert_non_null(json_object_get(root, "?13"));
     json_decref(root);
     free(out);
 
     /* Not JSON at all: NULL. */
     assert_null(kn_broadcast_mask_json("{\"email\": taro@x.jp", 19));
     assert_null(kn_broadcast_mask_json("", 0));
-    /* A non-string address value is left alone (nothing to leak). */
+    /* A non-string value is left alone (nothing to leak). */
     out = kn_broadcast_mask_json("{\"email\":5}", 11);
     assert_non_null(out);
     assert_string_equal(out, "{\"email\":5}");
+    free(out);
+    /* Not an object: masked as a whole. */
+    const char *arr = "[\"taro@x.jp\",\"名前\"]";
+    out = kn_broadcast_mask_json(arr, strlen(arr));
+    assert_non_null(out);
+    assert_string_equal(out, "[\"t***@x.jp\",\"***\"]");
     free(out);
 }
 
@@ -871,8 +1147,7 @@ static void test_new_id(void **state)
     kn_time_jst(kn_now_ms(), after, sizeof(after));
     /* "YYYY-MM-DDT..." -> "YYYYMMDD" (JST date) */
     snprintf(want, sizeof(want), "%.4s%.2s%.2s", today, today + 5, today + 8);
-    snprintf(want2, sizeof(want2), "%.4s%.2s%.2s", after, after + 5,
-             after + 8);
+    snprintf(want2, sizeof(want2), "%.4s%.2s%.2s", after, after + 5, after + 8);
     for (int k = 0; k < 2; k++) {
         const char *id = k ? b : a;
         assert_int_equal(strlen(id), 2 + 8 + 1 + 12);
@@ -954,20 +1229,23 @@ static void assert_unseals(const struct kn_keyring *kr, const char *purpose,
     free(plain);
     /* The purpose is bound: the same ciphertext does not open as another. */
     plain = NULL;
-    assert_int_not_equal(kn_unseal(kr, strcmp(purpose, "email") == 0
-                                           ? "line"
-                                           : "email",
-                                   sealed, &plain, NULL),
-                         0);
+    assert_int_not_equal(
+        kn_unseal(kr, strcmp(purpose, "email") == 0 ? "line" : "email", sealed,
+                  &plain, NULL),
+        0);
     free(plain);
 }
 
 static void test_submit_args(void **state)
 {
     const struct kn_keyring *kr = *state;
-    static const char *const plain[] = {
-        "a..b.@docomo.ne.jp", "Taro.Yamada@ezweb.ne.jp", LINE_ID, FCM_TOKEN,
-        APNS_TOKEN, "a..b.", "Taro.Yamada"};
+    static const char *const plain[] = {"a..b.@docomo.ne.jp",
+                                        "Taro.Yamada@ezweb.ne.jp",
+                                        LINE_ID,
+                                        FCM_TOKEN,
+                                        APNS_TOKEN,
+                                        "a..b.",
+                                        "Taro.Yamada"};
     struct kn_broadcast b;
     struct kn_argv fields, aud;
     char bi[33];
@@ -1017,14 +1295,11 @@ static void test_submit_args(void **state)
     {
         json_t *r = json_loads(aud.v[0] + 2, 0, NULL), *p, *t;
         assert_non_null(r);
-        assert_string_equal(json_string_value(json_object_get(r, "id")),
-                            "r-9");
+        assert_string_equal(json_string_value(json_object_get(r, "id")), "r-9");
         /* Names are sealed like addresses. */
-        assert_unseals(kr, "name",
-                       json_string_value(json_object_get(r, "nm")),
+        assert_unseals(kr, "name", json_string_value(json_object_get(r, "nm")),
                        "山田 花子");
-        assert_unseals(kr, "email",
-                       json_string_value(json_object_get(r, "e")),
+        assert_unseals(kr, "email", json_string_value(json_object_get(r, "e")),
                        "a..b.@docomo.ne.jp");
         kn_blind_index(kr, "email", "a..b.@docomo.ne.jp", bi);
         assert_string_equal(json_string_value(json_object_get(r, "ei")), bi);
@@ -1041,8 +1316,7 @@ static void test_submit_args(void **state)
         kn_blind_index(kr, "push", FCM_TOKEN, bi);
         assert_string_equal(json_string_value(json_object_get(t, "ti")), bi);
         t = json_array_get(p, 1);
-        assert_string_equal(json_string_value(json_object_get(t, "k")),
-                            "apns");
+        assert_string_equal(json_string_value(json_object_get(t, "k")), "apns");
         assert_unseals(kr, "push", json_string_value(json_object_get(t, "t")),
                        APNS_TOKEN);
         json_decref(r);
@@ -1051,8 +1325,7 @@ static void test_submit_args(void **state)
         assert_non_null(r);
         assert_string_equal(json_string_value(json_object_get(r, "id")),
                             "r-10");
-        assert_unseals(kr, "email",
-                       json_string_value(json_object_get(r, "e")),
+        assert_unseals(kr, "email", json_string_value(json_object_get(r, "e")),
                        "Taro.Yamada@ezweb.ne.jp");
         /* The blind index normalises case: the same for any spelling. */
         kn_blind_index(kr, "email", "taro.yamada@EZWEB.ne.jp", bi);

@@ -451,13 +451,121 @@ static void test_indent_crlf_bom(void **state)
     kn_config_free(&cfg);
 }
 
+/* A bare number is milliseconds only for *_ms keys: default_ttl = 90
+ * (90 ms?) is refused with what to write; kn_duration_parse_unit. */
+static void test_duration_needs_unit(void **state)
+{
+    struct kn_config cfg;
+    char *errs, *path;
+    int64_t ms;
+    (void)state;
+    assert_int_equal(
+        load_text(&cfg, "[dispatcher]\ndefault_ttl = 90\n", &errs, &path),
+        KN_ECONFIG);
+    assert_non_null(strstr(errs, "with its unit"));
+    assert_non_null(strstr(errs, "write 24h, not 24"));
+    kn_config_free(&cfg);
+    free(errs);
+    free(path);
+    assert_int_equal(kn_duration_parse_unit("90", &ms), KN_EINVAL);
+    assert_int_equal(kn_duration_parse_unit("", &ms), KN_EINVAL);
+    assert_int_equal(kn_duration_parse_unit("d", &ms), KN_EINVAL);
+    assert_int_equal(kn_duration_parse_unit("90x", &ms), KN_EINVAL);
+    assert_int_equal(kn_duration_parse_unit("90d", &ms), 0);
+    assert_int_equal(ms, 90 * 86400000LL);
+    assert_int_equal(kn_duration_parse_unit("500ms", &ms), 0);
+    assert_int_equal(ms, 500);
+    assert_int_equal(kn_duration_parse_unit("0", &ms), 0);
+    assert_int_equal(ms, 0);
+}
+
+/* http.listen: --check accepts exactly what the start binds. */
+static void test_listen(void **state)
+{
+    static const struct {
+        const char *v;
+        int ok;
+    } cases[] = {
+        {"127.0.0.1:8025", 1}, {"0.0.0.0:1", 1},      {"[::1]:8025", 1},
+        {"[::]:65535", 1},     {"localhost:8025", 1}, {"127.0.0.1:99999", 0},
+        {"127.0.0.1:0", 0},    {"127.0.0.1:", 0},     {"127.0.0.1", 0},
+        {"127.0.0.1:+80", 0},  {"127.0.0.1:80x", 0},  {"::1:8025", 0},
+        {"[::1]8025", 0},      {"example.jp:80", 0},  {"256.0.0.1:80", 0},
+        {"[127.0.0.1]:80", 0}, {":8025", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
+        struct kn_config cfg;
+        struct sockaddr_storage a;
+        char *text, *errs, *path;
+        int rc;
+        text = kn_xasprintf("[http]\nlisten = %s\n", cases[i].v);
+        rc = load_text(&cfg, text, &errs, &path);
+        if (cases[i].ok != (rc == 0))
+            fail_msg("listen = %s: %s", cases[i].v, errs);
+        assert_int_equal(kn_config_listen_parse(cases[i].v, &a) == 0,
+                         cases[i].ok);
+        if (!cases[i].ok)
+            assert_non_null(strstr(errs, "port from 1 to 65535"));
+        kn_config_free(&cfg);
+        free(text);
+        free(errs);
+        free(path);
+    }
+}
+
+/* http.public_url: the base of links sent to guardians. */
+static void test_public_url(void **state)
+{
+    static const struct {
+        const char *v;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {"https://kairan.school.example.jp", NULL},
+        {"http://127.0.0.1:8025", NULL},
+        {"https://[::1]:8443/kairan", NULL},
+        {"HTTPS://Kairan.Example.JP/base", NULL},
+        {"javascript:alert(1)//", "absolute http"},
+        {"data:text/html,x", "absolute http"},
+        {"//evil.example", "absolute http"},
+        {"ftp://x.example", "absolute http"},
+        {"https://", "no host"},
+        {"https:///path", "no host"},
+        {"https://user:pw@x.example", "user:password@"},
+        {"https://x.example@evil.example", "user:password@"},
+        {"https://x.example/#frag", "fragment"},
+        {"https://x.example/?a=1", "query"},
+        {"https://x.example/a b", "spaces"},
+        {"https://x.example/\x1b[2J", "control"},
+        {"https://x.exa\"mple", "host"},
+        {"https://例え.jp", "non-ASCII"},
+    };
+    (void)state;
+    for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
+        struct kn_config cfg;
+        char *text, *errs, *path;
+        int rc;
+        text = kn_xasprintf("[http]\npublic_url = %s\n", cases[i].v);
+        rc = load_text(&cfg, text, &errs, &path);
+        if (cases[i].why == NULL && rc != 0)
+            fail_msg("public_url = %s refused: %s", cases[i].v, errs);
+        if (cases[i].why != NULL && (rc == 0 || !strstr(errs, cases[i].why)))
+            fail_msg("public_url = %s: want \"%s\", got: %s", cases[i].v,
+                     cases[i].why, errs);
+        kn_config_free(&cfg);
+        free(text);
+        free(errs);
+        free(path);
+    }
+}
+
 static void test_durations(void **state)
 {
     static const struct {
         const char *text;
         int64_t drain, ttl;
     } cases[] = {
-        {"500", 500, -1},       {"500ms", 500, -1},
+        {"500", 500, -1},       {"500ms", 500, -1}, {"90", 90, -1},
         {"30s", 30000, -1}, {"10m", 600000, 600000},
         {"24h", -1, 86400000},  {"1d", -1, 86400000},
         {"0", 0, -1},           {"1h", 3600000, 3600000},
@@ -849,6 +957,9 @@ int main(void)
         cmocka_unit_test(test_check_from_and_url),
         cmocka_unit_test(test_validators),
         cmocka_unit_test(test_redis_url_parse),
+        cmocka_unit_test(test_duration_needs_unit),
+        cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_public_url),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

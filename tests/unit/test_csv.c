@@ -427,6 +427,106 @@ static void test_cp932_file_end_to_end(void **state)
     free(out);
 }
 
+/*
+ * A UTF-8 file with lines pasted from a CP932 file (and the other way
+ * round): refused, naming the first line of the smaller kind, instead of
+ * reading it all as CP932 (山田 as mojibake).
+ */
+static void test_decode_mixed_encodings(void **state)
+{
+    /* header, 山田 and 佐藤 in UTF-8, then 髙橋 (E9 AB 99 in UTF-8) in
+     * CP932: FB FC 8B B4 */
+    const char utf8_first[] = "id,name\r\n1,\xe5\xb1\xb1\xe7\x94\xb0\r\n"
+                              "2,\xe4\xbd\x90\xe8\x97\xa4\r\n"
+                              "3,\xfb\xfc\x8b\xb4\r\n";
+    /* 山田 (8E 52 93 63) and 佐藤 (8D B2 93 A1) in CP932, one UTF-8 line */
+    const char cp932_first[] = "id,name\n1,\x8e\x52\x93\x63\n"
+                               "2,\x8d\xb2\x93\xa1\n"
+                               "3,\xe5\xb1\xb1\xe7\x94\xb0\n"
+                               "4,\x8e\x52\x93\x63\n";
+    char *out = (char *)1, err[300];
+    size_t len;
+    enum kn_csv_enc enc;
+    assert_int_equal(decode(utf8_first, sizeof(utf8_first) - 1, &out, &len,
+                            &enc, err),
+                     KN_EUTF8);
+    assert_null(out);
+    assert_non_null(strstr(err, "line 4:"));
+    assert_non_null(strstr(err, "mixes two encodings"));
+    assert_non_null(strstr(err, "one encoding"));
+    assert_int_equal(decode(cp932_first, sizeof(cp932_first) - 1, &out,
+                            &len, &enc, err),
+                     KN_EUTF8);
+    assert_non_null(strstr(err, "line 4: the file mixes"));
+    assert_non_null(strstr(err, "this line is UTF-8"));
+}
+
+/* Pure CP932 with half-width kana that happen to be valid 2-byte UTF-8
+ * ("ﾃｽ" is C3 BD, "½" in UTF-8) is still CP932, not "mixed". */
+static void test_decode_cp932_kana_not_mixed(void **state)
+{
+    const char in[] = "id,name\n1,\xc3\xbd\n2,\x8e\x52\x93\x63\n";
+    char *out, err[300];
+    size_t len;
+    enum kn_csv_enc enc;
+    assert_int_equal(decode(in, sizeof(in) - 1, &out, &len, &enc, err), 0);
+    assert_int_equal(enc, KN_CSV_CP932);
+    assert_string_equal(out, "id,name\n1,ﾃｽ\n2,山田\n");
+    free(out);
+}
+
+/* ---- writing ---- */
+
+static char *put_cells(const char *const *cells, size_t n)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    for (size_t i = 0; i < n; i++)
+        kn_csv_put_cell(f, cells[i], i + 1 == n);
+    fclose(f);
+    return buf;
+}
+
+/* Formula cells are written as text for Excel (OWASP): 'x in quotes. */
+static void test_put_cell_guards_formulas(void **state)
+{
+    const char *const cells[] = {"=1+1", "+81", "-2", "@SUM(A1)", "\tx",
+                                 "'=x", "ok", "a,b", "'abc", ""};
+    char *s = put_cells(cells, KN_ARRAY_SIZE(cells));
+    assert_string_equal(s, "\"'=1+1\",\"'+81\",\"'-2\",\"'@SUM(A1)\","
+                           "\"'\tx\",\"''=x\",ok,\"a,b\",'abc,\r\n");
+    free(s);
+}
+
+/* What export writes, import reads back as it was. */
+static void test_guard_round_trip(void **state)
+{
+    const char *const values[] = {"=HYPERLINK(\"http://x\")", "+81-3",
+                                  "-", "@", "'=x", "''+y", "'abc", "'",
+                                  "a'=b", "山田", ""};
+    for (size_t i = 0; i < KN_ARRAY_SIZE(values); i++) {
+        const char *cells[1] = {values[i]};
+        char *text = put_cells(cells, 1);
+        struct kn_csv c;
+        struct kn_csv_row row = {0};
+        kn_csv_init(&c, text, strlen(text));
+        if (values[i][0] == '\0') {
+            free(text);
+            continue; /* an empty line is no record */
+        }
+        assert_int_equal(kn_csv_next(&c, &row), 1);
+        assert_int_equal(row.n, 1);
+        assert_string_equal(kn_csv_unguard(row.f[0]), values[i]);
+        kn_csv_row_free(&row);
+        free(text);
+    }
+    /* a quote that export would not have added stays */
+    assert_string_equal(kn_csv_unguard("'abc"), "'abc");
+    assert_string_equal(kn_csv_unguard("'"), "'");
+    assert_string_equal(kn_csv_unguard("'=1"), "=1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +555,10 @@ int main(void)
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_trailing_comma),
         cmocka_unit_test(test_cp932_file_end_to_end),
+        cmocka_unit_test(test_decode_mixed_encodings),
+        cmocka_unit_test(test_decode_cp932_kana_not_mixed),
+        cmocka_unit_test(test_put_cell_guards_formulas),
+        cmocka_unit_test(test_guard_round_trip),
     };
     return cmocka_run_group_tests_name("csv", tests, NULL, NULL);
 }

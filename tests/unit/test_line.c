@@ -26,7 +26,7 @@
 #include "common/kn.h"
 
 static const char *const emoji = "\xF0\x9F\x98\x80"; /* U+1F600, 2 units */
-static const char *const a_ja = "\xE3\x81\x82";       /* あ, 1 unit */
+static const char *const a_ja = "\xE3\x81\x82";      /* あ, 1 unit */
 
 static char *repeat(const char *s, size_t n)
 {
@@ -164,8 +164,7 @@ static void test_texts_link(void **state)
     assert_null(strstr(t[3], link));
     assert_non_null(strstr(t[4], link));
     for (size_t i = 0; i < n; i++)
-        assert_true(kn__line_utf16_len(t[i], strlen(t[i])) <=
-                    KN_LINE_TEXT_MAX);
+        assert_true(kn__line_utf16_len(t[i], strlen(t[i])) <= KN_LINE_TEXT_MAX);
     free_texts(t, n);
     free(body);
 }
@@ -195,8 +194,7 @@ static void test_body(void **state)
     assert_true(json_is_array(json_object_get(j, "to")));
     assert_int_equal(json_array_size(json_object_get(j, "to")), 2);
     assert_string_equal(
-        json_string_value(json_array_get(json_object_get(j, "to"), 1)),
-        ids[1]);
+        json_string_value(json_array_get(json_object_get(j, "to"), 1)), ids[1]);
     json_decref(j);
     free(b);
 
@@ -239,9 +237,8 @@ static void test_retry_key(void **state)
 
 /* ---- classification ---- */
 
-static struct kn_result classify(long status, const char *body,
-                                 const char *h1, const char *h2,
-                                 char *detail, size_t len)
+static struct kn_result classify(long status, const char *body, const char *h1,
+                                 const char *h2, char *detail, size_t len)
 {
     struct kn_http_resp resp;
     struct kn_result r;
@@ -298,8 +295,8 @@ static void test_classify(void **state)
     assert_null(strstr(r.detail, "0123456789abcdef0123456789abcdef"));
     assert_non_null(strstr(r.detail, "U012***"));
 
-    r = classify(401, "{\"message\":\"Authentication failed.\"}", NULL, NULL,
-                 d, sizeof(d));
+    r = classify(401, "{\"message\":\"Authentication failed.\"}", NULL, NULL, d,
+                 sizeof(d));
     assert_int_equal(r.status, KN_TEMPFAIL);
     assert_true(r.auth);
 
@@ -389,9 +386,9 @@ static void test_webhook_verify(void **state)
     /* Wrong secret, changed body, missing pieces. */
     assert_false(kn_line_webhook_verify(
         "abd", hook_body, n, "p9ElufJ4LIwIHA1kEOxFEaSmmUOT0/uOHFFe5esgbfQ="));
-    assert_false(kn_line_webhook_verify(
-        "abc", hook_body, n - 1,
-        "p9ElufJ4LIwIHA1kEOxFEaSmmUOT0/uOHFFe5esgbfQ="));
+    assert_false(
+        kn_line_webhook_verify("abc", hook_body, n - 1,
+                               "p9ElufJ4LIwIHA1kEOxFEaSmmUOT0/uOHFFe5esgbfQ="));
     assert_false(kn_line_webhook_verify(
         "", hook_body, n, "p9ElufJ4LIwIHA1kEOxFEaSmmUOT0/uOHFFe5esgbfQ="));
     assert_false(kn_line_webhook_verify("abc", hook_body, n, ""));
@@ -404,13 +401,15 @@ struct seen {
     char type[4][16];
     char uid[4][40];
     int unblocked[4];
+    int64_t ts[4];
 };
 
 static void on_event(const char *type, const char *uid, int unblocked,
-                     void *arg)
+                     int64_t ts, void *arg)
 {
     struct seen *s = arg;
     if (s->n < 4) {
+        s->ts[s->n] = ts;
         snprintf(s->type[s->n], 16, "%s", type);
         snprintf(s->uid[s->n], 40, "%s", uid);
         s->unblocked[s->n] = unblocked;
@@ -428,7 +427,8 @@ static void test_webhook_events(void **state)
         "{\"type\":\"follow\",\"source\":{\"type\":\"user\",\"userId\":"
         "\"U1111111111111111111111111111111a\"},\"follow\":{\"isUnblocked\":"
         "true},\"replyToken\":\"x\"},"
-        "{\"type\":\"follow\",\"source\":{\"type\":\"user\",\"userId\":"
+        "{\"type\":\"follow\",\"timestamp\":1700000000123,\"source\":{"
+        "\"type\":\"user\",\"userId\":"
         "\"U2222222222222222222222222222222b\"},\"follow\":{\"isUnblocked\":"
         "false}},"
         "{\"type\":\"message\",\"source\":{\"type\":\"user\",\"userId\":"
@@ -449,15 +449,17 @@ static void test_webhook_events(void **state)
     assert_int_equal(s.unblocked[1], 1);
     assert_string_equal(s.type[2], "follow");
     assert_int_equal(s.unblocked[2], 0);
+    /* The event time: as given, 0 when absent. */
+    assert_int_equal(s.ts[0], 1);
+    assert_int_equal(s.ts[1], 0);
+    assert_int_equal(s.ts[2], 1700000000123LL);
 
     memset(&s, 0, sizeof(s));
-    assert_int_equal(kn_line_webhook_events(hook_body, strlen(hook_body),
-                                            on_event, &s),
-                     0);
+    assert_int_equal(
+        kn_line_webhook_events(hook_body, strlen(hook_body), on_event, &s), 0);
     assert_int_equal(kn_line_webhook_events("not json", 8, on_event, &s),
                      KN_EINVAL);
-    assert_int_equal(kn_line_webhook_events("[1]", 3, on_event, &s),
-                     KN_EINVAL);
+    assert_int_equal(kn_line_webhook_events("[1]", 3, on_event, &s), KN_EINVAL);
     assert_int_equal(s.n, 0);
 }
 

@@ -1,0 +1,149 @@
+/*
+ * text.c - outside text made safe to show (text.h).
+ *
+ * One walk over the bytes, one character at a time: a valid UTF-8
+ * character is copied unless the mode escapes it, a byte that does not
+ * start one is written as \xNN and the walk goes on with the next byte.
+ * Nothing is ever dropped.
+ */
+#include "common/text.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/kn.h"
+
+size_t kn_text_utf8_char(const char *s, size_t n, unsigned long *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned lo = 0x80, hi = 0xbf;
+    size_t l;
+    unsigned long v;
+
+    if (n == 0)
+        return 0;
+    if (u[0] < 0x80) {
+        *cp = u[0];
+        return 1;
+    }
+    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+        l = 2;
+        v = u[0] & 0x1f;
+    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+        l = 3;
+        v = u[0] & 0x0f;
+    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+        l = 4;
+        v = u[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (u[0] == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (u[0] == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (u[0] == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (u[0] == 0xf4)
+        hi = 0x8f; /* above U+10FFFF */
+    if (n < l || u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t k = 1; k < l; k++) {
+        if (u[k] < 0x80 || u[k] > 0xbf)
+            return 0;
+        v = v << 6 | (u[k] & 0x3f);
+    }
+    *cp = v;
+    return l;
+}
+
+/* Code points a terminal or a reader can be fooled by (besides C0). */
+static int is_tricky(unsigned long cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) ||     /* C1: CSI, OSC, NEL ... */
+           cp == 0x061c ||                   /* Arabic letter mark */
+           cp == 0x200e || cp == 0x200f ||   /* LRM, RLM */
+           (cp >= 0x2028 && cp <= 0x202e) || /* LS, PS, bidi embeddings */
+           (cp >= 0x2066 && cp <= 0x2069);   /* bidi isolates */
+}
+
+struct tbuf {
+    char *s;
+    size_t n, cap;
+};
+
+static void tb_add(struct tbuf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->s = kn_xrealloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+}
+
+static char *escape(const char *s, size_t n, int terminal)
+{
+    struct tbuf b = {0};
+    size_t i = 0;
+    char esc[24];
+
+    tb_add(&b, "", 0);
+    while (i < n) {
+        unsigned long cp;
+        size_t l = kn_text_utf8_char(s + i, n - i, &cp);
+        if (l == 0 || cp == 0 || (terminal && (cp < 0x20 || cp == 0x7f))) {
+            snprintf(esc, sizeof(esc), "\\x%02x", (unsigned char)s[i]);
+            tb_add(&b, esc, 4);
+            i++;
+            continue;
+        }
+        if (terminal && is_tricky(cp)) {
+            snprintf(esc, sizeof(esc), "\\u%04lx", cp);
+            tb_add(&b, esc, 6);
+        } else {
+            tb_add(&b, s + i, l);
+        }
+        i += l;
+    }
+    return b.s;
+}
+
+char *kn_text_safe(const char *s)
+{
+    if (s == NULL)
+        s = "";
+    return escape(s, strlen(s), 1);
+}
+
+char *kn_text_utf8(const char *s, size_t n)
+{
+    return escape(s, n, 0);
+}
+
+char *kn_text_json(const char *json)
+{
+    struct tbuf b = {0};
+    size_t n = strlen(json), i = 0;
+    char esc[24];
+
+    tb_add(&b, "", 0);
+    while (i < n) {
+        unsigned long cp;
+        size_t l = kn_text_utf8_char(json + i, n - i, &cp);
+        if (l == 0) { /* never from jansson; still keep the JSON valid */
+            tb_add(&b, "\\ufffd", 6);
+            i++;
+            continue;
+        }
+        if (is_tricky(cp)) {
+            snprintf(esc, sizeof(esc), "\\u%04lx", cp);
+            tb_add(&b, esc, 6);
+        } else {
+            tb_add(&b, json + i, l);
+        }
+        i += l;
+    }
+    return b.s;
+}
