@@ -29,7 +29,7 @@ LIB_SRCS := \
 	model/address.c model/message.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
-	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c \
+	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))

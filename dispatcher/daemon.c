@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "dispatcher/module.h"
 #include "dispatcher/notify.h"
+#include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -231,9 +232,14 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn__msg *m = arg;
     struct kn__msg_wait *w = m->waiters;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 9 ||
-        rep->element[0]->type != REDIS_REPLY_STRING ||
-        rep->element[1]->type != REDIS_REPLY_STRING) {
+    if (rep == NULL ||
+        kn_poison_transient(rep->type == REDIS_REPLY_ERROR ? rep->str : "")) {
+        m->failed = 2;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        m->failed = 3;
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 9 ||
+               rep->element[0]->type != REDIS_REPLY_STRING ||
+               rep->element[1]->type != REDIS_REPLY_STRING) {
         m->failed = 1;
     } else {
         m->m.subject = rstr(rep->element[0]);
@@ -284,7 +290,7 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
                          "category created_ms expires_ms ack",
                          key) < 0) {
             m->loaded = 1;
-            m->failed = 1;
+            m->failed = 2;
         }
         free(key);
     }
@@ -421,8 +427,15 @@ struct groups_ctx {
 static void on_group(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct groups_ctx *g = arg;
-    if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
-                        !kn_reply_is_error(rep, "BUSYGROUP"))) {
+    if (kn_reply_is_error(rep, "WRONGTYPE")) {
+        /* One stream key holds another type: its readers say so and
+         * skip it; the other streams must not wait for it. */
+        kn_log(KN_LOG_ERROR, "daemon",
+               "a stream key holds the wrong type: its jobs wait; delete "
+               "the stray key",
+               "error", rep->str, NULL);
+    } else if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
+                               !kn_reply_is_error(rep, "BUSYGROUP"))) {
         g->failed = 1;
         kn_log(KN_LOG_ERROR, "daemon", "cannot create consumer group", "error",
                rep ? rep->str : "no reply", NULL);
@@ -461,7 +474,7 @@ static void on_poison(struct kn_redis *r, redisReply *rep, void *arg)
 void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
                 const char *raw, size_t rawlen, const char *reason)
 {
-    char *dlq = kn__key(d, "dlq"), now[24], bc[80] = "";
+    char *dlq = kn__key(d, "dlq"), now[24], bc[80] = "", tenant[80] = "";
     json_t *j = raw ? json_loadb(raw, rawlen, 0, NULL) : NULL;
     /* The broadcast, when the job names one (a job of a purged broadcast
      * is readable): the DLQ listing can then say whose it was. */
@@ -469,16 +482,24 @@ void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
         strlen(json_string_value(json_object_get(j, "b"))) < sizeof(bc))
         snprintf(bc, sizeof(bc), "%s",
                  json_string_value(json_object_get(j, "b")));
+    /* A broadcast (a producer's raw entry, masked) names its tenant. */
+    if (json_is_string(json_object_get(j, "tenant")) &&
+        strlen(json_string_value(json_object_get(j, "tenant"))) <
+            sizeof(tenant))
+        snprintf(tenant, sizeof(tenant), "%s",
+                 json_string_value(json_object_get(j, "tenant")));
     json_decref(j);
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ", "stream",
-           stream, "entry", id, "reason", reason, NULL);
+           stream, "entry", id, "bc", bc, "tenant", tenant, "reason", reason,
+           NULL);
     kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
-    kn_redis_cmd(d->cmd, on_poison, NULL,
-                 "XADD %s * stream %s entry %s bc %s job %b reason %s "
-                 "failed_ms %s",
-                 dlq, stream, id, bc, raw ? raw : "", raw ? rawlen : (size_t)0,
-                 reason, now);
+    kn_redis_cmd(
+        d->cmd, on_poison, NULL,
+        "XADD %s * stream %s entry %s bc %s tenant %s job %b reason %s "
+        "failed_ms %s",
+        dlq, stream, id, bc, tenant, raw ? raw : "", raw ? rawlen : (size_t)0,
+        reason, now);
     kn_redis_cmd(d->cmd, on_poison, NULL, "XACK %s " KN_GROUP " %s", stream,
                  id);
     kn_redis_cmd(d->cmd, on_poison, NULL, "XDEL %s %s", stream, id);

@@ -31,7 +31,8 @@ struct kn_worker;
 struct kn__msg {
     struct kn_message m;
     int loaded;    /* 1 when m is filled; 0 while loading */
-    int failed;    /* the broadcast hash is gone */
+    int failed;    /* 1: the broadcast hash is gone, 2: Redis did not
+                      answer (try later), 3: its hash holds another type */
     int cancelled; /* refreshed by the daemon's tick */
     int refs;
     int64_t used_ms;

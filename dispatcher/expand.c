@@ -14,6 +14,16 @@
  * in the middle neither loses nor duplicates jobs, and a second process
  * that takes the entry over resumes at the checkpoint.  While a target
  * stream is deeper than queue.max_depth, expansion pauses.
+ *
+ * No entry holds the stream (queue/poison.h): an entry whose step fails
+ * is set aside (still pending in Redis) and tried again after a backoff
+ * while the entries behind it go on, urgent or not.  Its failures are
+ * counted in Redis (fail:broadcasts:<entry>), so the count is the same
+ * for every process and survives a restart; after KN_POISON_MAX the
+ * broadcast is parked as `rejected` with a reason that names the key of
+ * the wrong type (or in the DLQ, masked, when even its hash is unusable).
+ * Failures of Redis itself (out of memory, loading, connection lost) are
+ * waited out, never counted.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -25,6 +35,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -33,8 +44,14 @@ struct xentry {
     char *bc;  /* {id}: broadcast id */
     char *raw; /* {job}: raw JSON */
     size_t rawlen;
+    int fails;      /* failures counted (Redis keeps the shared count) */
+    int64_t due_ms; /* set aside after a failure: not before (monotonic) */
     struct xentry *next;
 };
+
+/* The keys a step touches with the type kairan keeps in each, so that a
+ * failure can name the one that holds the wrong type. */
+#define STEP_KEYS 24
 
 struct kn_expander {
     struct kn_daemon *d;
@@ -42,7 +59,8 @@ struct kn_expander {
     char *stream;
     int started, closed, reading;
     struct xentry *queue, *cur;
-    uv_timer_t timer; /* pause (depth), retry after errors */
+    struct xentry *deferred; /* failed entries, by due time */
+    uv_timer_t timer;        /* pause (depth), retry after errors */
     void (*timer_step)(struct kn_expander *);
 
     /* the broadcast being expanded */
@@ -56,7 +74,14 @@ struct kn_expander {
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
     size_t nrj, lookups;
+    int page_lost; /* a lookup got no reply: the page is read again */
     int64_t heartbeat_ms;
+
+    /* the step running on the current entry, for a failure's reason */
+    const char *step;
+    struct kn_argv step_keys;
+    const char *step_want[STEP_KEYS];
+    char *fail_err; /* the failure being counted: Redis' error text */
 };
 
 static void next_entry(struct kn_expander *e);
@@ -97,6 +122,202 @@ static void bc_clear(struct kn_expander *e)
     e->nchans = 0;
 }
 
+/* ---- failures: count, set aside, park (queue/poison.h) ---- */
+
+/* A new step on the current entry: what it does, for the log and the
+ * reason. */
+static void step_begin(struct kn_expander *e, const char *what)
+{
+    e->step = what;
+    kn_argv_clear(&e->step_keys);
+}
+
+/* A key the step touches, and the types kairan keeps there. */
+static void step_key(struct kn_expander *e, char *key, const char *want)
+{
+    if (e->step_keys.n >= STEP_KEYS) {
+        free(key);
+        return;
+    }
+    e->step_want[e->step_keys.n] = want;
+    kn_argv_take(&e->step_keys, key);
+}
+
+static void ack_del(struct kn_expander *e);
+static void defer_entry(struct kn_expander *e, int64_t delay_ms);
+static void park_entry(struct kn_expander *e, const char *reason,
+                       const char *field);
+
+/* Redis' error text of a reply (NULL for none or a reply of no error). */
+static const char *rep_error(const redisReply *rep)
+{
+    return rep != NULL && rep->type == REDIS_REPLY_ERROR ? rep->str : NULL;
+}
+
+static void on_fail_counted(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    struct xentry *x = e->cur;
+    struct kn_poison_verdict v;
+    const char *bad = NULL, *have = NULL, *want = NULL;
+    char reason[700], attempts[16], delay[24];
+    int n = x->fails + 1;
+
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        if (rep->element[0]->integer > n)
+            n = (int)(rep->element[0]->integer < 1000 ? rep->element[0]->integer
+                                                      : 1000);
+        for (size_t i = 1; i < rep->elements && i <= (size_t)e->step_keys.n;
+             i++) {
+            const redisReply *t = rep->element[i];
+            if ((t->type == REDIS_REPLY_STATUS ||
+                 t->type == REDIS_REPLY_STRING) &&
+                kn_poison_mismatch(t->str, e->step_want[i - 1])) {
+                bad = e->step_keys.v[i - 1];
+                have = t->str;
+                want = e->step_want[i - 1];
+                break;
+            }
+        }
+    }
+    x->fails = n;
+    v = kn_poison_decide(n - 1, e->fail_err);
+    snprintf(attempts, sizeof(attempts), "%d", n);
+    snprintf(delay, sizeof(delay), "%lld", (long long)v.delay_ms);
+    kn_poison_reason(reason, sizeof(reason), e->step, e->fail_err, bad, have,
+                     want, n);
+    if (v.park) {
+        kn_log(KN_LOG_ERROR, "expand",
+               "gave up on a broadcast: parked so that the others go on", "bc",
+               x->bc ? x->bc : x->id, "tenant", e->tenant ? e->tenant : "",
+               "attempts", attempts, "reason", reason, NULL);
+        park_entry(e, reason, bad ? bad : "");
+    } else {
+        kn_log(KN_LOG_WARN, "expand",
+               "broadcast failed; set aside and tried again later", "bc",
+               x->bc ? x->bc : x->id, "tenant", e->tenant ? e->tenant : "",
+               "attempts", attempts, "retry_in_ms", delay, "error",
+               e->fail_err ? e->fail_err : "no reply", "key", bad ? bad : "",
+               NULL);
+        defer_entry(e, v.delay_ms);
+    }
+    free(e->fail_err);
+    e->fail_err = NULL;
+}
+
+/*
+ * The current step failed with reply rep (NULL: none, Redis unreachable).
+ * A failure of Redis itself sets the entry aside uncounted; any other is
+ * counted in Redis (with the types of the step's keys), and the entry is
+ * then set aside for a backoff or parked.  Either way the expander goes
+ * on with the next entry at once.
+ */
+static void entry_failed(struct kn_expander *e, const redisReply *rep)
+{
+    struct kn_daemon *d = e->d;
+    const char *err =
+        rep == NULL
+            ? NULL
+            : (rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    struct kn_argv a;
+    if (kn_poison_transient(err)) {
+        kn_log(KN_LOG_WARN, "expand",
+               "Redis failed (not the broadcast's fault); tried again later",
+               "bc", e->cur->bc ? e->cur->bc : e->cur->id, "step", e->step,
+               "error", err ? err : "no reply", NULL);
+        defer_entry(e, KN_POISON_TRANSIENT_MS);
+        return;
+    }
+    free(e->fail_err);
+    e->fail_err = kn_xstrdup(err);
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn__key(d, "fail:broadcasts:%s", e->cur->id));
+    kn_argv_extend(&a, &e->step_keys);
+    kn_argv_addi(&a, KN_POISON_TTL_MS);
+    kn_argv_add(&a, "1");
+    kn__eval_reliable(d, &kn_script_failed, on_fail_counted, e,
+                      1 + (int)e->step_keys.n, &a);
+}
+
+/* Keep x aside until due (the list stays in order of due time). */
+static void deferred_add(struct kn_expander *e, struct xentry *x)
+{
+    struct xentry **pp = &e->deferred;
+    while (*pp != NULL && (*pp)->due_ms <= x->due_ms)
+        pp = &(*pp)->next;
+    x->next = *pp;
+    *pp = x;
+}
+
+static void next_entry(struct kn_expander *e);
+
+/* Set the current entry aside (pending in Redis) and go on. */
+static void defer_entry(struct kn_expander *e, int64_t delay_ms)
+{
+    struct xentry *x = e->cur;
+    e->cur = NULL;
+    bc_clear(e);
+    x->due_ms = kn_mono_ms() + delay_ms;
+    deferred_add(e, x);
+    next_entry(e);
+}
+
+static void on_parked(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep->type == REDIS_REPLY_ERROR)
+        kn_log(KN_LOG_ERROR, "expand", "parking a broadcast failed", "bc",
+               e->cur->bc ? e->cur->bc : e->cur->id, "error", rep->str, NULL);
+    xentry_free(e->cur);
+    e->cur = NULL;
+    bc_clear(e);
+    next_entry(e);
+}
+
+/*
+ * Give up on the current entry: its broadcast becomes `rejected` with the
+ * reason (kn_script_park), or, for a raw producer entry that could not be
+ * stored, the DLQ gets it masked.  Then the next entry.
+ */
+static void park_entry(struct kn_expander *e, const char *reason,
+                       const char *field)
+{
+    struct kn_daemon *d = e->d;
+    struct xentry *x = e->cur;
+    struct kn_argv a;
+    if (x->raw != NULL || x->bc == NULL) {
+        char *masked =
+            x->raw ? kn_broadcast_mask_json(x->raw, x->rawlen) : NULL;
+        char *counter = kn__key(d, "fail:broadcasts:%s", x->id);
+        kn__poison(d, e->stream, x->id, masked ? masked : "",
+                   masked ? strlen(masked) : 0, reason);
+        kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", counter);
+        free(counter);
+        free(masked);
+        xentry_free(e->cur);
+        e->cur = NULL;
+        bc_clear(e);
+        next_entry(e);
+        return;
+    }
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_key_bc(d->prefix, x->bc, ""));
+    kn_argv_take(&a, kn__key(d, "rejected"));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_take(&a, kn__key(d, "dlq"));
+    kn_argv_add(&a, e->stream);
+    kn_argv_take(&a, kn__key(d, "fail:broadcasts:%s", x->id));
+    kn_argv_add(&a, x->bc);
+    kn_argv_addi(&a, kn_now_ms());
+    kn_argv_add(&a, reason);
+    kn_argv_add(&a, field);
+    kn_argv_add(&a, KN_GROUP);
+    kn_argv_add(&a, x->id);
+    kn_argv_add(&a, e->tenant ? e->tenant : "");
+    kn__eval_reliable(d, &kn_script_park, on_parked, e, 6, &a);
+}
+
 /* ---- finishing an entry ---- */
 
 static void on_acked(struct kn_redis *r, redisReply *rep, void *arg)
@@ -120,6 +341,9 @@ static void ack_del(struct kn_expander *e)
     kn_redis_cmd(d->cmd, NULL, NULL, "XACK %s " KN_GROUP " %s", e->stream,
                  e->cur->id);
     kn_redis_cmd(d->cmd, NULL, NULL, "XDEL %s %s", e->stream, e->cur->id);
+    if (e->cur->fails > 0)
+        kn_redis_cmd(d->cmd, NULL, NULL, "DEL %sfail:broadcasts:%s", d->prefix,
+                     e->cur->id);
     if (kn_redis_cmd(d->cmd, on_acked, e, "EXEC") < 0)
         on_acked(d->cmd, NULL, e);
 }
@@ -128,14 +352,34 @@ static void on_ignore(struct kn_redis *r, redisReply *rep, void *arg)
 {
 }
 
+/* The keys the submit script touches (a raw entry stored). */
+static void submit_keys(struct kn_expander *e, const char *id,
+                        const char *tenant)
+{
+    struct kn_daemon *d = e->d;
+    step_begin(e, "storing a producer's broadcast");
+    step_key(e, kn_key_bc(d->prefix, id, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, id, ":aud"), "list");
+    step_key(e, kn__key(d, "broadcasts"), "stream");
+    step_key(e, kn__key(d, "bcs"), "zset");
+    step_key(e, kn__key(d, "active"), "zset");
+    step_key(e, kn__key(d, "categories"), "hash");
+    step_key(e, kn__key(d, "rejected"), "zset");
+    if (tenant != NULL && kn_tenant_valid(tenant))
+        step_key(e, kn_key_idem(d->prefix, tenant), "hash");
+}
+
 /* ---- raw XADD entries ---- */
 
 static void on_raw_stored(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
-    if (rep->type == REDIS_REPLY_ERROR)
-        kn_log(KN_LOG_ERROR, "expand", "storing a broadcast failed", "error",
-               rep->str, NULL);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* Kept (pending) and counted: parked masked in the DLQ in the
+         * end, never dropped without a trace. */
+        entry_failed(e, rep);
+        return;
+    }
     ack_del(e);
 }
 
@@ -185,6 +429,7 @@ static void handle_raw(struct kn_expander *e)
                     json_is_string(tv) && kn_tenant_valid(json_string_value(tv))
                         ? json_string_value(tv)
                         : "");
+        submit_keys(e, id, NULL);
         json_decref(root);
         kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
         return;
@@ -197,6 +442,7 @@ static void handle_raw(struct kn_expander *e)
     if (b.sender == NULL)
         b.sender = kn_xstrdup("xadd");
     kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
+    submit_keys(e, b.id, b.tenant);
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);
@@ -208,6 +454,10 @@ static void handle_raw(struct kn_expander *e)
 static void on_expand_done(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        entry_failed(e, rep);
+        return;
+    }
     kn_log(KN_LOG_INFO, "expand", "broadcast expanded", "bc", e->cur->bc,
            "status", rep->type == REDIS_REPLY_STRING ? rep->str : "", NULL);
     ack_del(e);
@@ -222,6 +472,9 @@ static void expand_done(struct kn_expander *e)
     kn_argv_take(&a, kn__key(d, "active"));
     kn_argv_add(&a, e->cur->bc);
     kn_argv_addi(&a, kn_now_ms());
+    step_begin(e, "ending the expansion");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    step_key(e, kn__key(d, "active"), "zset");
     kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, 2, &a);
 }
 
@@ -457,11 +710,8 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
     struct kn_expander *e = arg;
     long long code;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-        kn_log(KN_LOG_ERROR, "expand", "committing a page failed", "bc",
-               e->cur->bc, "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
         page_clear(e);
-        later(e, do_page, 1000);
+        entry_failed(e, rep);
         return;
     }
     code = rep->element[0]->integer;
@@ -495,9 +745,17 @@ static void commit_page(struct kn_expander *e)
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
-    for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+    step_begin(e, "enqueueing the broadcast's jobs");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":r"), "hash");
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
+        step_key(e, kn__key(d, "q:%s", kn_queue_stream_name(i)), "stream");
+    }
+    for (size_t i = 0; i < e->nchans; i++)
+        step_key(e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
     kn_argv_addi(&a, e->page);
     unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */
@@ -522,10 +780,41 @@ struct lookup {
     size_t idx;
 };
 
+/*
+ * A recipient whose directory record cannot be read (a key of the wrong
+ * type) is skipped and counted unreachable, like a deleted one, but not
+ * silently: the DLQ says which key, with the broadcast and its tenant,
+ * so that the rest of the broadcast still goes out.
+ */
+static void rcpt_unreadable(struct kn_expander *e, size_t idx, const char *err)
+{
+    struct kn_daemon *d = e->d;
+    char *key = kn_key_rcpt(d->prefix, e->tenant, e->rid[idx]);
+    char *dlq = kn__key(d, "dlq"), reason[600], now[24];
+    kn_poison_reason(reason, sizeof(reason),
+                     "reading a recipient's directory record", err, key,
+                     "key of another type", "hash", 1);
+    snprintf(reason + strlen(reason), sizeof(reason) - strlen(reason),
+             " (the recipient was skipped, counted unreachable)");
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn_log(KN_LOG_ERROR, "expand", "recipient skipped", "bc", e->cur->bc,
+           "tenant", e->tenant, "rcpt", e->rid[idx], "reason", reason, NULL);
+    kn_redis_cmd(d->cmd, on_ignore, NULL,
+                 "XADD %s * bc %s tenant %s rcpt %s reason %s failed_ms %s",
+                 dlq, e->cur->bc, e->tenant, e->rid[idx], reason, now);
+    free(key);
+    free(dlq);
+}
+
 static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct lookup *l = arg;
     struct kn_expander *e = l->e;
+    if (kn_poison_transient(rep_error(rep)) &&
+        (rep == NULL || rep->type == REDIS_REPLY_ERROR))
+        e->page_lost = 1;
+    else if (rep->type == REDIS_REPLY_ERROR)
+        rcpt_unreadable(e, l->idx, rep->str);
     if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_STRING &&
         !(rep->element[1]->type == REDIS_REPLY_STRING &&
@@ -536,9 +825,9 @@ static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
     /* Inactive (graduated) or deleted recipients get nothing. */
     free(l);
     if (--e->lookups == 0) {
-        if (rep == NULL) {
+        if (e->page_lost) {
             page_clear(e);
-            later(e, do_page, 500);
+            entry_failed(e, NULL);
         } else {
             commit_page(e);
         }
@@ -549,16 +838,19 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-        later(e, do_page, 500);
+        entry_failed(e, rep);
         return;
     }
+    e->page_lost = 0;
     e->nrj = rep->elements;
     e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
     e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
     e->lookups = 1; /* held until every lookup is sent */
     for (size_t i = 0; i < rep->elements; i++) {
         const char *s = rep->element[i]->str;
-        if (strncmp(s, "i:", 2) == 0) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING) {
+            e->rid[i] = kn_xstrdup("?");
+        } else if (strncmp(s, "i:", 2) == 0) {
             e->rj[i] = json_loads(s + 2, 0, NULL);
             e->rid[i] =
                 kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id") : "?");
@@ -572,6 +864,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             if (kn_redis_cmd(e->d->cmd, on_rcpt, l, "HMGET %s c active", key) <
                 0) {
                 e->lookups--;
+                e->page_lost = 1;
                 free(l);
             }
             free(key);
@@ -598,6 +891,8 @@ static long long page_start(const struct kn_expander *e, int64_t p)
 struct depth {
     struct kn_expander *e;
     int left, deep;
+    char *err; /* a stream that cannot be read: its error */
+    int lost;
 };
 
 static void range_page(struct kn_expander *e)
@@ -605,9 +900,11 @@ static void range_page(struct kn_expander *e)
     char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
     long long from = page_start(e, e->page);
     long long to = page_start(e, e->page + 1) - 1;
+    step_begin(e, "reading the audience");
+    step_key(e, kn_xstrdup(aud), "list");
     if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud, from,
                      to) < 0)
-        later(e, do_page, 500);
+        entry_failed(e, NULL);
     free(aud);
 }
 
@@ -615,15 +912,30 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct depth *dp = arg;
     struct kn_expander *e = dp->e;
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER ||
-        rep->integer > e->d->cfg->max_depth)
+    /* A stream that answers with an error is not "deep": waiting would
+     * never end.  It is a failure of this entry (counted, parked). */
+    if (rep == NULL)
+        dp->lost = 1;
+    else if (rep->type == REDIS_REPLY_ERROR && dp->err == NULL)
+        dp->err = kn_xstrdup(rep->str);
+    else if (rep->type == REDIS_REPLY_INTEGER &&
+             rep->integer > e->d->cfg->max_depth)
         dp->deep = 1;
     if (--dp->left > 0)
         return;
-    if (dp->deep)
+    if (dp->err != NULL || dp->lost) {
+        redisReply fake;
+        memset(&fake, 0, sizeof(fake));
+        fake.type = REDIS_REPLY_ERROR;
+        fake.str = dp->err;
+        fake.len = dp->err ? strlen(dp->err) : 0;
+        entry_failed(e, dp->err ? &fake : NULL);
+    } else if (dp->deep) {
         later(e, do_page, 200); /* backpressure: let the workers catch up */
-    else
+    } else {
         range_page(e);
+    }
+    free(dp->err);
     free(dp);
 }
 
@@ -647,9 +959,11 @@ static void do_page(struct kn_expander *e)
     dp = kn_xcalloc(1, sizeof(*dp));
     dp->e = e;
     dp->left = (int)e->nchans;
+    step_begin(e, "measuring the queues it goes to");
     for (size_t i = 0; i < e->nchans; i++) {
         char *key = kn__key(e->d, "q:%s:%s", kn_channel_name(e->chans[i]),
                             e->urgent ? "urgent" : "normal");
+        step_key(e, kn_xstrdup(key), "stream");
         if (kn_redis_cmd(e->d->cmd, on_depth, dp, "XLEN %s", key) < 0)
             on_depth(e->d->cmd, NULL, dp);
         free(key);
@@ -659,40 +973,22 @@ static void do_page(struct kn_expander *e)
 static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
-    struct kn_daemon *d = e->d;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-        kn_log(KN_LOG_ERROR, "expand", "resolving the audience failed", "bc",
-               e->cur->bc, "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
-        later(e, next_entry, 1000);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        entry_failed(e, rep);
         return;
     }
-    if (rep->element[0]->integer == 0) {
+    if (rep->element[0]->integer == 0 &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
         /* Unknown group or recipient: the broadcast cannot be sent as
          * written; keep it as rejected with the reason. */
-        char *bc = kn_key_bc(d->prefix, e->cur->bc, "");
-        char *rej = kn__key(d, "rejected"), *act = kn__key(d, "active");
-        char now[24];
-        snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", e->cur->bc,
-               "reason", rep->element[1]->str, NULL);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "MULTI");
         char field[32];
+        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", e->cur->bc,
+               "tenant", e->tenant, "reason", rep->element[1]->str, NULL);
         /* The reason starts with the field: "audience.groups: ...". */
         snprintf(field, sizeof(field), "%.*s",
                  (int)strcspn(rep->element[1]->str, ":"), rep->element[1]->str);
-        kn_redis_cmd(d->cmd, on_ignore, NULL,
-                     "HSET %s status rejected reason %s field %s expanded 1 "
-                     "done_ms %s",
-                     bc, rep->element[1]->str, field, now);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %s %s", rej, now,
-                     e->cur->bc);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZREM %s %s", act, e->cur->bc);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "EXEC");
-        free(bc);
-        free(rej);
-        free(act);
-        ack_del(e);
+        park_entry(e, rep->element[1]->str, field);
         return;
     }
     if (rep->element[0]->integer == 2) {
@@ -713,6 +1009,23 @@ static const char *hget(const redisReply *h, const char *k)
     return NULL;
 }
 
+/* A scheduled broadcast parked in sched (MULTI ZADD + HSET). */
+static void on_scheduled(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        entry_failed(e, rep);
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type == REDIS_REPLY_ERROR) {
+            entry_failed(e, rep->element[i]);
+            return;
+        }
+    }
+    ack_del(e);
+}
+
 static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
@@ -724,7 +1037,7 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     int64_t send_at;
 
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-        later(e, next_entry, 500);
+        entry_failed(e, rep);
         return;
     }
     st = hget(rep, "status");
@@ -749,12 +1062,17 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
          * it is due. */
         char *sched = kn__key(d, "sched"),
              *bc = kn_key_bc(d->prefix, e->cur->bc, "");
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "ZADD %s %lld %s", sched,
+        step_begin(e, "scheduling the broadcast");
+        step_key(e, kn_xstrdup(sched), "zset");
+        step_key(e, kn_xstrdup(bc), "hash");
+        kn_redis_cmd(d->cmd, NULL, NULL, "MULTI");
+        kn_redis_cmd(d->cmd, NULL, NULL, "ZADD %s %lld %s", sched,
                      (long long)send_at, e->cur->bc);
-        kn_redis_cmd(d->cmd, on_ignore, NULL, "HSET %s status scheduled", bc);
+        kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s status scheduled", bc);
+        if (kn_redis_cmd(d->cmd, on_scheduled, e, "EXEC") < 0)
+            entry_failed(e, NULL);
         free(sched);
         free(bc);
-        ack_del(e);
         return;
     }
     e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
@@ -785,7 +1103,17 @@ static void on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     kn_argv_add(&a, d->prefix);
     kn_argv_add(&a, e->tenant);
     kn_argv_addi(&a, (int64_t)json_array_size(g));
-    json_array_foreach(g, i, x) kn_argv_add(&a, json_string_value(x));
+    step_begin(e, "resolving the audience");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
+    json_array_foreach(g, i, x)
+    {
+        kn_argv_add(&a, json_string_value(x));
+        step_key(e,
+                 kn_key_grp(d->prefix, e->tenant,
+                            json_string_value(x) ? json_string_value(x) : ""),
+                 "set");
+    }
     json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
     json_decref(g);
     json_decref(ri);
@@ -808,9 +1136,11 @@ static void start_entry(struct kn_expander *e)
         return;
     }
     key = kn_key_bc(e->d->prefix, e->cur->bc, "");
+    step_begin(e, "reading the broadcast");
+    step_key(e, kn_xstrdup(key), "hash");
     /* Not the body: the expander needs only the routing fields. */
     if (kn_redis_cmd(e->d->cmd, on_meta, e, "HGETALL %s", key) < 0)
-        later(e, next_entry, 500);
+        entry_failed(e, NULL);
     free(key);
 }
 
@@ -825,6 +1155,17 @@ static void next_entry(struct kn_expander *e)
     }
     if (e->d->stopping)
         return;
+    /* An entry set aside after a failure goes first once due (so that it
+     * reaches its bound even under load), but never before: meanwhile
+     * the others go on. */
+    if (e->deferred != NULL && e->deferred->due_ms <= kn_mono_ms()) {
+        e->cur = e->deferred;
+        e->deferred = e->cur->next;
+        e->cur->next = NULL;
+        e->heartbeat_ms = kn_mono_ms();
+        start_entry(e);
+        return;
+    }
     if (e->queue != NULL) {
         e->cur = e->queue;
         e->queue = e->cur->next;
@@ -836,6 +1177,22 @@ static void next_entry(struct kn_expander *e)
     read_more(e);
 }
 
+/* 1 if the entry id is in hand already (current, queued or set aside). */
+static int known_entry(const struct kn_expander *e, const char *id)
+{
+    if (e->cur != NULL && strcmp(e->cur->id, id) == 0)
+        return 1;
+    for (const struct xentry *x = e->queue; x != NULL; x = x->next) {
+        if (strcmp(x->id, id) == 0)
+            return 1;
+    }
+    for (const struct xentry *x = e->deferred; x != NULL; x = x->next) {
+        if (strcmp(x->id, id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
 {
     struct xentry **tail = &e->queue;
@@ -845,7 +1202,8 @@ static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
         const redisReply *en = entries->element[i], *v;
         struct xentry *x;
         if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
-            en->element[0]->type != REDIS_REPLY_STRING)
+            en->element[0]->type != REDIS_REPLY_STRING ||
+            known_entry(e, en->element[0]->str))
             continue;
         x = kn_xcalloc(1, sizeof(*x));
         x->id = kn_xstrdup(en->element[0]->str);
@@ -867,10 +1225,13 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
     if (e->closed || rep == NULL)
         return; /* the state callback reads again when Redis is back */
     if (rep->type == REDIS_REPLY_ERROR) {
-        if (kn_reply_is_error(rep, "NOGROUP"))
+        if (kn_reply_is_error(rep, "NOGROUP")) {
             kn__ensure_groups(e->d, (void (*)(void *))read_more, e);
-        else
+        } else {
+            kn_log(KN_LOG_ERROR, "expand", "reading the broadcasts failed",
+                   "stream", e->stream, "error", rep->str, NULL);
             later(e, next_entry, 1000);
+        }
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
@@ -881,16 +1242,23 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
 static void read_more(struct kn_expander *e)
 {
     char block[24];
+    int64_t wait = e->d->cfg->block_ms;
     if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk) ||
         e->cur != NULL)
         return;
-    snprintf(block, sizeof(block), "%lld", (long long)e->d->cfg->block_ms);
+    if (e->deferred != NULL) {
+        /* Wake up in time for the first entry set aside. */
+        int64_t left = e->deferred->due_ms - kn_mono_ms();
+        if (left < wait)
+            wait = left > 1 ? left : 1;
+    }
+    snprintf(block, sizeof(block), "%lld", (long long)wait);
     {
         const char *argv[] = {"XREADGROUP", "GROUP",   KN_GROUP, e->d->consumer,
                               "COUNT",      "10",      "BLOCK",  block,
                               "STREAMS",    e->stream, ">"};
-        if (kn_redis_argv(e->blk, on_read, e, e->d->cfg->block_ms,
-                          (int)KN_ARRAY_SIZE(argv), argv, NULL) == 0)
+        if (kn_redis_argv(e->blk, on_read, e, wait, (int)KN_ARRAY_SIZE(argv),
+                          argv, NULL) == 0)
             e->reading = 1;
     }
 }
@@ -927,6 +1295,7 @@ struct kn_expander *kn__expander_new(struct kn_daemon *d)
     struct kn_expander *e = kn_xcalloc(1, sizeof(*e));
     e->d = d;
     e->stream = kn__key(d, "broadcasts");
+    kn_argv_init(&e->step_keys);
     uv_timer_init(d->loop, &e->timer);
     e->blk = kn__redis_open(d, "broadcasts", on_blk_state, e);
     return e;
@@ -971,7 +1340,14 @@ void kn__expander_close(struct kn_expander *e)
         e->queue = x->next;
         xentry_free(x);
     }
+    while (e->deferred != NULL) {
+        struct xentry *x = e->deferred;
+        e->deferred = x->next;
+        xentry_free(x);
+    }
     bc_clear(e);
+    kn_argv_free(&e->step_keys);
+    free(e->fail_err);
     free(e->stream);
     uv_timer_stop(&e->timer);
     uv_close((uv_handle_t *)&e->timer, on_timer_closed);

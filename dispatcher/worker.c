@@ -25,6 +25,13 @@
  * full-jitter backoff (or the provider's Retry-After) until
  * queue.max_attempts, then dead-lettered; a permfail is dead-lettered at
  * once with the adapter's reason.
+ *
+ * No job holds its stream (queue/poison.h): streams are read with ">",
+ * so a job is only seen again when it is parked for a retry or taken
+ * over, and either counts an attempt.  A step whose Redis keys hold the
+ * wrong type dead-letters the job with a reason naming the key instead
+ * of leaving it pending for ever; a stream key of the wrong type is
+ * skipped (and logged) for a while, so that the other stream is read.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -40,6 +47,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -134,7 +142,12 @@ struct kn_worker {
     struct wjob *held, *held_tail;
     uv_timer_t keep_timer;
     int keeping;
+    /* A stream whose key cannot be read (wrong type): skipped until. */
+    int64_t bad_until[2];
 };
+
+/* How long a stream that cannot be read is skipped. */
+#define BAD_STREAM_MS 5000
 
 /* Results recorded in one script call at most. */
 #define FINISH_BATCH 128
@@ -232,12 +245,43 @@ static void job_done(struct wjob *jb)
     fill(w);
 }
 
+static void finish(struct wjob *jb, const char *state, const char *detail);
+
+/*
+ * A step of this job failed with a Redis error: Redis' own trouble
+ * leaves the job pending (taken over later, an attempt counted); an
+ * error of the job's own (a key of its broadcast of the wrong type, which
+ * the scripts name) dead-letters it with the reason, so it never comes
+ * back.
+ */
+static void job_step_failed(struct wjob *jb, const char *what, const char *err)
+{
+    char why[600];
+    if (kn_poison_transient(err)) {
+        kn_log(KN_LOG_WARN, "worker",
+               "Redis failed; the job stays pending and is taken over later",
+               "bc", jb->bcast, "job", jb->entry, "step", what, "error",
+               err ? err : "no reply", NULL);
+        job_done(jb);
+        return;
+    }
+    snprintf(why, sizeof(why),
+             "%s failed: Redis answered \"%.300s\"; a key of this broadcast "
+             "holds the wrong type: cancel the broadcast or delete the stray "
+             "key",
+             what, err);
+    finish(jb, "failed", why);
+}
+
 static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct wjob *jb = arg;
-    if (rep->type == REDIS_REPLY_ERROR)
-        kn_log(KN_LOG_ERROR, "worker", "recording a result failed", "error",
-               rep->str, "bc", jb->bcast, "job", jb->entry, NULL);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kn_log(KN_LOG_ERROR, "worker", "parking a job for a retry failed",
+               "error", rep->str, "bc", jb->bcast, "job", jb->entry, NULL);
+        job_step_failed(jb, "parking the job for a retry", rep->str);
+        return;
+    }
     job_done(jb);
 }
 
@@ -704,6 +748,17 @@ static void on_take(struct kn_redis *r, redisReply *rep, void *arg)
         b->allow += rep->element[0]->integer;
         if (rep->element[0]->integer == 0)
             b->wait_until = kn_mono_ms() + rep->element[1]->integer;
+    } else {
+        /* The shared bucket cannot be used: this process keeps to the
+         * rate alone for a second rather than asking again at once (a
+         * tight loop) or stopping the channel. */
+        int64_t got = b->rate < 50 ? b->rate : 50;
+        kn_log(KN_LOG_ERROR, "worker",
+               "the shared rate limit failed; limiting this process alone",
+               "bucket", b->name, "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
+        b->allow += got > 0 ? got : 1;
+        b->wait_until = kn_mono_ms() + 1000;
     }
     if (!t->w->closed)
         pump(t->w);
@@ -969,8 +1024,11 @@ static void on_precheck(struct kn_redis *r, redisReply *rep, void *arg)
     int64_t expires;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
         kn_log(KN_LOG_ERROR, "worker", "precheck failed", "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
-        job_done(jb); /* stays pending; reclaimed later */
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", "bc",
+               jb->bcast, NULL);
+        job_step_failed(jb, "checking the broadcast before sending",
+                        rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                       : "unexpected reply");
         return;
     }
     status = rep->element[0]->str;
@@ -997,9 +1055,22 @@ static void on_msg(struct kn__msg *m, void *arg)
     struct kn_argv a;
     char *first;
     jb->msg = m;
+    if (m->failed == 2) {
+        /* Redis did not answer: not the job's fault; it stays pending. */
+        job_done(jb);
+        return;
+    }
     if (m->failed) {
+        char why[300];
+        if (m->failed == 3)
+            snprintf(why, sizeof(why),
+                     "the broadcast's record %sbc:%.100s holds the wrong "
+                     "type (not a hash): delete the stray key",
+                     d->prefix, jb->bcast);
         kn__poison(d, jb->stream, jb->entry, jb->raw, strlen(jb->raw),
-                   "broadcast not found (purged or never stored)");
+                   m->failed == 3
+                       ? why
+                       : "broadcast not found (purged or never stored)");
         job_done(jb);
         return;
     }
@@ -1129,6 +1200,7 @@ static void take_entry(struct kn_worker *w, const char *stream,
 /* ---- reading ---- */
 
 static void read_phase(struct kn_worker *w);
+static int stream_ok(struct kn_worker *w, int i);
 
 static void on_again(uv_timer_t *t)
 {
@@ -1157,6 +1229,18 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
                    "restarted empty?); recreating",
                    "channel", w->chname, NULL);
             kn__ensure_groups(w->d, groups_ready, w);
+        } else if (w->phase < 2 && !kn_poison_transient(rep->str)) {
+            /* This stream's key cannot be read (of the wrong type): skip
+             * it for a while and read the other one meanwhile. */
+            kn_log(KN_LOG_ERROR, "worker",
+                   "a queue stream cannot be read; skipped for 5 s (delete "
+                   "the stray key)",
+                   "channel", w->chname, "stream", w->streams[w->phase],
+                   "error", rep->str, NULL);
+            w->bad_until[w->phase] = kn_mono_ms() + BAD_STREAM_MS;
+            w->reading = 1;
+            w->phase++;
+            read_phase(w);
         } else {
             kn_log(KN_LOG_ERROR, "worker", "read failed", "channel", w->chname,
                    "error", rep->str, NULL);
@@ -1208,11 +1292,32 @@ static void read_phase(struct kn_worker *w)
     w->asked = want;
     snprintf(count, sizeof(count), "%ld", want);
     snprintf(block, sizeof(block), "%lld", (long long)d->cfg->block_ms);
+    if (w->phase < 2 && !stream_ok(w, w->phase)) {
+        w->phase++;
+        read_phase(w);
+        return;
+    }
     if (w->phase < 2) {
         rc = kn_redis_cmd(w->blk, on_read, w,
                           "XREADGROUP GROUP " KN_GROUP " %s COUNT %s "
                           "STREAMS %s >",
                           d->consumer, count, w->streams[w->phase]);
+    } else if (!stream_ok(w, 0) || !stream_ok(w, 1)) {
+        /* One stream is skipped: block on the other alone (or, if both
+         * are, wait a little). */
+        int i = stream_ok(w, 0) ? 0 : 1;
+        if (!stream_ok(w, i)) {
+            w->reading = 0;
+            uv_timer_start(&w->again, on_again, 1000, 0);
+            return;
+        }
+        {
+            const char *argv[] = {
+                "XREADGROUP", "GROUP", KN_GROUP,  d->consumer,   "COUNT", count,
+                "BLOCK",      block,   "STREAMS", w->streams[i], ">"};
+            rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
+                               (int)KN_ARRAY_SIZE(argv), argv, NULL);
+        }
     } else {
         const char *argv[] = {
             "XREADGROUP",  "GROUP", KN_GROUP, d->consumer, "COUNT",
@@ -1223,6 +1328,12 @@ static void read_phase(struct kn_worker *w)
     }
     if (rc < 0)
         w->reading = 0;
+}
+
+/* 1 unless stream i was found unreadable a moment ago. */
+static int stream_ok(struct kn_worker *w, int i)
+{
+    return w->bad_until[i] == 0 || kn_mono_ms() >= w->bad_until[i];
 }
 
 static void fill(struct kn_worker *w)

@@ -36,7 +36,9 @@
     "    redis.call('HSET', bc, 'status', 'done')\n"                           \
     "  end\n"                                                                  \
     "  redis.call('HSETNX', bc, 'done_ms', now)\n"                             \
-    "  redis.call('ZREM', active, id)\n"                                       \
+    "  if redis.call('TYPE', active)['ok'] == 'zset' then\n"                   \
+    "    redis.call('ZREM', active, id)\n"                                     \
+    "  end\n"                                                                  \
     "end\n"
 
 #define SPLIT                                                                  \
@@ -62,10 +64,25 @@
  * Also counts broadcasts per category in the hash "categories" (beside
  * "bcs").
  * Returns {1, name}, or {0, name} of the broadcast this tenant already
- * submitted with the same key (or of the same name), creating nothing.
+ * submitted with the same key (or of the same name), creating nothing; or
+ * an error "WRONGTYPE <key> holds a ..." before any write when one of
+ * these keys holds the wrong type.
  */
 struct kn_redis_script kn_script_submit = {
     "submit",
+    "local want = {'hash', 'list', 'stream', 'zset', 'zset', 'hash'}\n"
+    "local ck = string.gsub(KEYS[4], 'bcs$', 'categories')\n"
+    "-- Every key's type first: Redis does not undo the writes of a script\n"
+    "-- that fails half way (a broadcast stored but never announced).\n"
+    "local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ck}\n"
+    "for i, k in ipairs(keys) do\n"
+    "  local t = redis.call('TYPE', k)['ok']\n"
+    "  if t ~= 'none' and t ~= (want[i] or 'hash') then\n"
+    "    return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t ..\n"
+    "      ' where kairan keeps a ' .. (want[i] or 'hash') ..\n"
+    "      '; delete the stray key')\n"
+    "  end\n"
+    "end\n"
     "if ARGV[3] ~= '' then\n"
     "  local prev = redis.call('HGET', KEYS[6], ARGV[3])\n"
     "  if prev then return {0, prev} end\n"
@@ -88,7 +105,6 @@ struct kn_redis_script kn_script_submit = {
     "if ARGV[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[3], ARGV[1]) end\n"
     "local cat = redis.call('HGET', KEYS[1], 'category')\n"
     "if cat then\n"
-    "  local ck = string.gsub(KEYS[4], 'bcs$', 'categories')\n"
     "  redis.call('HINCRBY', ck, cat, 1)\n"
     "end\n"
     "redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])\n"
@@ -301,8 +317,11 @@ struct kn_redis_script kn_script_finish = {
     "end\n"
     "-- Check every key first: an error after the first write would leave\n"
     "-- the batch half recorded (Redis does not undo a script's writes).\n"
-    "if not is(KEYS[1], 'stream', 'none') or not is(KEYS[2], 'zset', 'none')\n"
-    "then return redis.error_reply('ERR dlq or active holds the wrong type') end\n"
+    "-- (active is only an index: maybe_done skips it if it is not a zset.)\n"
+    "if not is(KEYS[1], 'stream', 'none') then\n"
+    "  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' ..\n"
+    "    kind(KEYS[1]) .. ' where kairan keeps a stream')\n"
+    "end\n"
     "local nj = (#KEYS - 2) / 3\n"
     "local bad = {}\n"
     "for j = 0, nj - 1 do\n"
@@ -417,11 +436,21 @@ struct kn_redis_script kn_script_keep = {
  * KEYS: stream, retry (zset), bc:r
  * ARGV: group, entry id, due ms, new job json, fields (comma-separated),
  *       rcpts (comma-separated), detail
- * Returns 1, or 0 if every field is already final (nothing parked).
+ * Returns 1, or 0 if every field is already final (nothing parked), or
+ * an error "WRONGTYPE <key> holds a ..." before any write when a key
+ * holds the wrong type (the job is then dead-lettered by the worker).
  */
 struct kn_redis_script kn_script_retry = {
     "retry",
     IS_FINAL SPLIT
+    "local want = {'stream', 'zset', 'hash'}\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  local t = redis.call('TYPE', k)['ok']\n"
+    "  if t ~= 'none' and t ~= want[i] then\n"
+    "    return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t ..\n"
+    "      ' where kairan keeps a ' .. want[i])\n"
+    "  end\n"
+    "end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "local fields, rcpts = split(ARGV[5]), split(ARGV[6])\n"
@@ -587,6 +616,10 @@ struct kn_redis_script kn_script_take = {
     "take",
     "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local now, want = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "-- The bucket is kairan's own cache of a minute: a key of another\n"
+    "-- type there (written by someone else) is dropped, not obeyed.\n"
+    "local kt = redis.call('TYPE', KEYS[1])['ok']\n"
+    "if kt ~= 'hash' and kt ~= 'none' then redis.call('DEL', KEYS[1]) end\n"
     "local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'slow_until')\n"
     "local tokens = tonumber(h[1]) or burst\n"
     "local ts = tonumber(h[2]) or now\n"
@@ -601,13 +634,92 @@ struct kn_redis_script kn_script_take = {
     "return {got, wait}\n",
     ""};
 
+/*
+ * failed: count one failure of a stream entry (shared by every process,
+ * kept KN_POISON_TTL_MS), and tell the types of the keys its step
+ * touches, so that the reason of a parked entry can name the wrong one.
+ * KEYS: the counter (fail:<stream>:<entry>), then the keys to look at
+ * ARGV: ttl ms, counted (1: count this failure, 0: only read)
+ * Returns {failures, type of KEYS[2], type of KEYS[3], ...}.
+ */
+struct kn_redis_script kn_script_failed = {
+    "failed",
+    "local kt = redis.call('TYPE', KEYS[1])['ok']\n"
+    "if kt ~= 'string' and kt ~= 'none' then redis.call('DEL', KEYS[1]) end\n"
+    "local n\n"
+    "if ARGV[2] == '1' then\n"
+    "  n = redis.call('INCR', KEYS[1])\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "else\n"
+    "  n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "end\n"
+    "local out = {n}\n"
+    "for i = 2, #KEYS do out[i] = redis.call('TYPE', KEYS[i])['ok'] end\n"
+    "return out\n",
+    ""};
+
+/*
+ * park: give up on a broadcasts entry that failed too often.  The
+ * broadcast becomes `rejected` with the reason (jobs already enqueued
+ * still end normally; maybe_done finishes it); if its own hash holds the
+ * wrong type the reason goes to the DLQ instead, with the tenant.  The
+ * entry leaves its stream, its failure count is dropped.  Each write is
+ * done only on a key of the right type, so this never fails half way.
+ * KEYS: bc, rejected (zset), active (zset), dlq, stream, counter
+ * ARGV: id, now, reason, field, group, entry id, tenant
+ * Returns 1 (rejected) or 2 (its hash unusable: in the DLQ).
+ */
+struct kn_redis_script kn_script_park = {
+    "park",
+    "local function kind(k) return redis.call('TYPE', k)['ok'] end\n"
+    "local bc, now = KEYS[1], ARGV[2]\n"
+    "local out = 2\n"
+    "local bt = kind(bc)\n"
+    "if bt == 'hash' or bt == 'none' then\n"
+    "  local st = redis.call('HGET', bc, 'status')\n"
+    "  if st ~= 'done' and st ~= 'cancelled' then\n"
+    "    redis.call('HSET', bc, 'status', 'rejected', 'reason', ARGV[3],\n"
+    "      'field', ARGV[4], 'expanded', '1', 'rejected_ms', now)\n"
+    "    redis.call('HSETNX', bc, 'id', ARGV[1])\n"
+    "    redis.call('HSETNX', bc, 'created_ms', now)\n"
+    "    if ARGV[7] ~= '' then redis.call('HSETNX', bc, 'tenant', ARGV[7]) end\n"
+    "    redis.call('HSETNX', bc, 'jobs', 0)\n"
+    "    redis.call('HSETNX', bc, 'final', 0)\n"
+    "    local jobs = tonumber(redis.call('HGET', bc, 'jobs')) or 0\n"
+    "    local fin = tonumber(redis.call('HGET', bc, 'final')) or 0\n"
+    "    if fin >= jobs then\n"
+    "      redis.call('HSETNX', bc, 'done_ms', now)\n"
+    "      if kind(KEYS[3]) == 'zset' then redis.call('ZREM', KEYS[3], ARGV[1]) end\n"
+    "    end\n"
+    "    local rt = kind(KEYS[2])\n"
+    "    if rt == 'zset' or rt == 'none' then\n"
+    "      redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
+    "    end\n"
+    "  end\n"
+    "  out = 1\n"
+    "else\n"
+    "  local dt = kind(KEYS[4])\n"
+    "  if dt == 'stream' or dt == 'none' then\n"
+    "    redis.call('XADD', KEYS[4], '*', 'stream', KEYS[5], 'entry', ARGV[6],\n"
+    "      'bc', ARGV[1], 'tenant', ARGV[7], 'reason', ARGV[3],\n"
+    "      'failed_ms', now)\n"
+    "  end\n"
+    "end\n"
+    "if kind(KEYS[5]) == 'stream' then\n"
+    "  redis.call('XACK', KEYS[5], ARGV[5], ARGV[6])\n"
+    "  redis.call('XDEL', KEYS[5], ARGV[6])\n"
+    "end\n"
+    "redis.call('DEL', KEYS[6])\n"
+    "return out\n",
+    ""};
+
 static struct kn_redis_script *const all[] = {
     &kn_script_submit,      &kn_script_reject,      &kn_script_resolve,
     &kn_script_commit_page, &kn_script_expand_done, &kn_script_precheck,
     &kn_script_finish,      &kn_script_retry,       &kn_script_promote,
     &kn_script_cancel,      &kn_script_dlq_retry,   &kn_script_fallback,
     &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
-    &kn_script_line_events,
+    &kn_script_failed,      &kn_script_park,        &kn_script_line_events,
 };
 
 void kn_scripts_init(void)

@@ -24,6 +24,8 @@ extern struct kn_redis_script kn_script_mark_dead;
 extern struct kn_redis_script kn_script_line_events;
 extern struct kn_redis_script kn_script_take;
 extern struct kn_redis_script kn_script_keep;
+extern struct kn_redis_script kn_script_failed;
+extern struct kn_redis_script kn_script_park;
 
 void kn_scripts_init(void);
 
