@@ -31,9 +31,10 @@
 #include "common/text.h"
 #include "queue/keys.h"
 #include "config/config.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "dispatcher/http.h"
 #include "queue/scripts.h"
+#include "queue/submit.h"
 
 #ifndef KN_VERSION
 #define KN_VERSION "0.1.0"

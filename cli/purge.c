@@ -18,7 +18,7 @@
 
 #include "cli/cli.h"
 #include "common/kn.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "dispatcher/purge.h"
 
 /* Take "--now ISO8601" out of argv (sets the fixed clock); returns the

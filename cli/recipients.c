@@ -50,7 +50,7 @@
 #include "common/text.h"
 #include "common/utf8.h"
 #include "config/config.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "model/address.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"

@@ -26,7 +26,7 @@
 #include "common/kn.h"
 #include "common/seal.h"
 #include "common/text.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "dispatcher/http.h"
 
 /*

@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "adapters/adapter.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "queue/redis_uv.h"
 
 struct kn_config;

@@ -37,6 +37,7 @@
 #include "dispatcher/daemon.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
+#include "queue/submit.h"
 #include "queue/keys.h"
 
 struct xentry {

@@ -49,10 +49,11 @@
 #include "config/config.h"
 #include "adapters/line.h"
 #include "dispatcher/ack.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
 #include "queue/scripts.h"
+#include "queue/submit.h"
 #include "queue/keys.h"
 
 #define HTTP_MAX_URL          4096

@@ -4,7 +4,7 @@
  * FCM registration tokens and APNs device tokens.
  *
  * The CSV import (cli/recipients.c), the broadcast parser
- * (dispatcher/broadcast.c) and the adapters all call these, so that an
+ * (model/broadcast.c) and the adapters all call these, so that an
  * address accepted at the door is one the adapter will send to, and one
  * refused by the adapter never gets in.  Pure functions: no I/O, no state,
  * no allocation except kn_addr_quote()'s result.

@@ -6,7 +6,7 @@
  * accepted one respects the limits.
  */
 #include "config/config.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "tests/fuzz/fuzz.h"
 
 static struct kn_limits lim;

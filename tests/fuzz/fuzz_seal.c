@@ -1,6 +1,6 @@
 /*
  * fuzz_seal.c - libFuzzer target for encryption at rest and the tokens
- * built on it (common/seal.c, the ack token in dispatcher/broadcast.c).
+ * built on it (common/seal.c, the ack token in model/broadcast.c).
  * The first input byte picks the mode; the rest is garbage thrown at:
  *   0: kn_unseal (must refuse anything it did not make), kn_sealed_kid;
  *   1: kn_b64url_decode (and re-encoding gives the canonical form back);
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/seal.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 #include "tests/fuzz/fuzz.h"
 
 static struct kn_keyring *kr;

@@ -1,5 +1,5 @@
 /*
- * test_broadcast.c - unit tests for dispatcher/broadcast.c: parsing and
+ * test_broadcast.c - unit tests for model/broadcast.c: parsing and
  * validating the broadcast of the wire contract (DESIGN.md), masking a
  * rejected broadcast, ids, and the sealed storage form.
  *
@@ -32,7 +32,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
-#include "dispatcher/broadcast.h"
+#include "model/broadcast.h"
 
 #define TTL_MS (24LL * 3600 * 1000)
 static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS};

@@ -7,8 +7,8 @@
  * error texts.  An error names the field ("recipients[3].email") and says
  * what to fix; an address in an error is masked.
  */
-#ifndef KN_DISPATCHER_BROADCAST_H
-#define KN_DISPATCHER_BROADCAST_H
+#ifndef KN_MODEL_BROADCAST_H
+#define KN_MODEL_BROADCAST_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -95,18 +95,6 @@ char *kn_broadcast_new_id(void);
 void kn_broadcast_submit_args(const struct kn_broadcast *b,
                               const struct kn_keyring *kr,
                               struct kn_argv *fields, struct kn_argv *aud);
-
-/*
- * The whole argument list of the submit script (queue/scripts.c: its six
- * keys under prefix, then name, now, idempotency key, the hash fields, the
- * sealed audience) appended to a.  b->id (the name) must be set; b->key
- * may be NULL (no idempotency).  extra: more field/value pairs for the hash
- * (NULL- terminated), e.g. the submitting API token.  Every producer
- * (kairanctl, the HTTP API, the expander for raw XADDs) stores through this.
- */
-void kn_broadcast_submit_call(const struct kn_broadcast *b,
-                              const struct kn_keyring *kr, const char *prefix,
-                              const char *const *extra, struct kn_argv *a);
 
 /*
  * The broadcast's JSON with every address masked, for keeping a rejected

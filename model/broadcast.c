@@ -22,7 +22,6 @@
 #include "common/utf8.h"
 #include "model/address.h"
 #include "model/message.h"
-#include "queue/keys.h"
 
 static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
 
@@ -676,34 +675,6 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
      * sealing above (50,000 addresses take about 150 ms). */
     kn_argv_add(fields, "created_ms");
     kn_argv_addi(fields, kn_now_ms());
-}
-
-void kn_broadcast_submit_call(const struct kn_broadcast *b,
-                              const struct kn_keyring *kr, const char *prefix,
-                              const char *const *extra, struct kn_argv *a)
-{
-    struct kn_argv fields, aud;
-    kn_argv_init(&fields);
-    kn_argv_init(&aud);
-    kn_broadcast_submit_args(b, kr, &fields, &aud);
-    for (size_t i = 0; extra != NULL && extra[i] && extra[i + 1]; i += 2) {
-        kn_argv_add(&fields, extra[i]);
-        kn_argv_add(&fields, extra[i + 1]);
-    }
-    kn_argv_take(a, kn_key_bc(prefix, b->id, ""));
-    kn_argv_take(a, kn_key_bc(prefix, b->id, ":aud"));
-    kn_argv_addf(a, "%sbroadcasts", prefix);
-    kn_argv_addf(a, "%sbcs", prefix);
-    kn_argv_addf(a, "%sactive", prefix);
-    kn_argv_take(a, kn_key_idem(prefix, b->tenant));
-    kn_argv_add(a, b->id);
-    kn_argv_addi(a, kn_now_ms());
-    kn_argv_add(a, b->key != NULL ? b->key : "");
-    kn_argv_addi(a, fields.n);
-    kn_argv_extend(a, &fields);
-    kn_argv_extend(a, &aud);
-    kn_argv_free(&fields);
-    kn_argv_free(&aud);
 }
 
 /*

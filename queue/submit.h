@@ -1,0 +1,25 @@
+/*
+ * submit.h - handing a parsed broadcast to Redis: the argument list of the
+ * submit script (queue/scripts.c) with its key names built here, in the
+ * queue layer, from the record model/broadcast.c makes.
+ */
+#ifndef KN_QUEUE_SUBMIT_H
+#define KN_QUEUE_SUBMIT_H
+
+struct kn_argv;
+struct kn_broadcast;
+struct kn_keyring;
+
+/*
+ * The whole argument list of the submit script (queue/scripts.c: its six
+ * keys under prefix, then name, now, idempotency key, the hash fields, the
+ * sealed audience) appended to a.  b->id (the name) must be set; b->key
+ * may be NULL (no idempotency).  extra: more field/value pairs for the hash
+ * (NULL- terminated), e.g. the submitting API token.  Every producer
+ * (kairanctl, the HTTP API, the expander for raw XADDs) stores through this.
+ */
+void kn_broadcast_submit_call(const struct kn_broadcast *b,
+                              const struct kn_keyring *kr, const char *prefix,
+                              const char *const *extra, struct kn_argv *a);
+
+#endif
