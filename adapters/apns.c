@@ -32,6 +32,7 @@
 #include "adapters/net.h"
 #include "adapters/push.h"
 #include "common/kn.h"
+#include "common/codec.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "model/address.h"
@@ -76,7 +77,6 @@ int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported)
 
 void kn__apns_collapse_id(const char *bcast, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     size_t len = strlen(bcast);
@@ -86,11 +86,7 @@ void kn__apns_collapse_id(const char *bcast, char out[65])
     }
     if (EVP_Digest(bcast, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
         KN_PANIC("SHA-256 failed");
-    for (unsigned i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    kn_hex_encode(md, 32, out);
 }
 
 static json_t *apns_build(void *ctx, const char *title, const char *body)

@@ -45,6 +45,7 @@
 #include "adapters/jwt.h"
 #include "adapters/net.h"
 #include "common/kn.h"
+#include "common/codec.h"
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
@@ -909,7 +910,7 @@ int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
                            const char *signature_b64)
 {
     unsigned char mac[32];
-    char want[48];
+    char *want;
     size_t sl;
     int ok;
 
@@ -923,8 +924,9 @@ int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
     if (sl != 44) /* base64 of 32 bytes */
         return 0;
     kn_hmac_sha256(secret, strlen(secret), body, len, mac);
-    EVP_EncodeBlock((unsigned char *)want, mac, (int)sizeof(mac));
+    want = kn_b64_encode(mac, sizeof(mac));
     ok = CRYPTO_memcmp(want, signature_b64, 44) == 0;
+    free(want);
     OPENSSL_cleanse(mac, sizeof(mac));
     return ok;
 }

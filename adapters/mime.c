@@ -31,6 +31,8 @@
 #endif
 #include "adapters/mime.h"
 
+#include "common/buf.h"
+#include "common/codec.h"
 #include "common/kn.h"
 #include "common/utf8.h"
 #include "model/address.h"
@@ -52,53 +54,6 @@
 #define MIME_EW_OVERHEAD 12
 /* Raw bytes per base64 body line: 57 bytes -> 76 characters. */
 #define MIME_B64_LINE_RAW 57
-
-/* ------------------------------------------------------------------------
- * A growing string buffer
- * ------------------------------------------------------------------------ */
-
-struct sbuf {
-    char *p;
-    size_t len;
-    size_t cap;
-};
-
-static void sb_add(struct sbuf *b, const void *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = kn_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_adds(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_addc(struct sbuf *b, char c)
-{
-    sb_add(b, &c, 1);
-}
-
-/* Hand the buffer to the caller: always a NUL-terminated heap string. */
-static char *sb_take(struct sbuf *b)
-{
-    char *p;
-    if (b->p == NULL)
-        sb_add(b, "", 0);
-    p = b->p;
-    b->p = NULL;
-    b->len = b->cap = 0;
-    return p;
-}
 
 /* ------------------------------------------------------------------------
  * Header safety (kn_header_safe: model/message.c)
@@ -144,93 +99,23 @@ char *kn_mime_base64_lines(const void *data, size_t len)
     return out;
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * Decode base64, skipping white space (SP, HT, CR, LF) anywhere.  Returns
- * the number of bytes and a NUL-terminated heap buffer in *out, or -1 (and
- * *out = NULL) when:
- *  1. a character is outside the alphabet;
- *  2. anything but '=' or white space follows the first '=';
- *  3. the last group is one character long, or padding does not complete
- *     the group.  Unpadded final groups of 2 or 3 characters are accepted.
- */
-long kn_base64_decode(const char *s, size_t n, unsigned char **out)
-{
-    unsigned char *buf = kn_xmalloc(n / 4 * 3 + 4);
-    size_t olen = 0, q = 0, pads = 0;
-    unsigned long acc = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int v;
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            continue;
-        if (c == '=') {
-            pads++;
-            continue;
-        }
-        v = b64_value(c);
-        if (v < 0 || pads > 0)
-            goto fail;
-        acc = (acc << 6) | (unsigned long)v;
-        q++;
-        if (q == 4) {
-            buf[olen++] = (unsigned char)(acc >> 16);
-            buf[olen++] = (unsigned char)(acc >> 8);
-            buf[olen++] = (unsigned char)acc;
-            acc = 0;
-            q = 0;
-        }
-    }
-    if (q == 1 || (pads > 0 && (q < 2 || q + pads != 4)))
-        goto fail;
-    if (q == 2) {
-        buf[olen++] = (unsigned char)(acc >> 4);
-    } else if (q == 3) {
-        buf[olen++] = (unsigned char)(acc >> 10);
-        buf[olen++] = (unsigned char)(acc >> 2);
-    }
-    buf[olen] = '\0';
-    *out = buf;
-    return (long)olen;
-
-fail:
-    free(buf);
-    *out = NULL;
-    return -1;
-}
-
 /* ------------------------------------------------------------------------
  * Header folding and RFC 2047 encoding
  * ------------------------------------------------------------------------ */
 
 /* Where we are in the header being written. */
 struct folder {
-    struct sbuf *sb;
+    struct kn_buf *sb;
     size_t col;    /* octets on the current line so far */
     int first;     /* still on the "Name:" line */
     int has_token; /* the current line holds a token after the name */
 };
 
-static void fold_start(struct folder *f, struct sbuf *sb, const char *name)
+static void fold_start(struct folder *f, struct kn_buf *sb, const char *name)
 {
     f->sb = sb;
-    sb_adds(sb, name);
-    sb_addc(sb, ':');
+    kn_buf_add(sb, name);
+    kn_buf_addc(sb, ':');
     f->col = strlen(name) + 1;
     f->first = 1;
     f->has_token = 0;
@@ -238,7 +123,7 @@ static void fold_start(struct folder *f, struct sbuf *sb, const char *name)
 
 static void fold_newline(struct folder *f)
 {
-    sb_adds(f->sb, "\r\n");
+    kn_buf_add(f->sb, "\r\n");
     f->col = 0;
     f->first = 0;
     f->has_token = 0;
@@ -246,7 +131,7 @@ static void fold_newline(struct folder *f)
 
 static void fold_end(struct folder *f)
 {
-    sb_adds(f->sb, "\r\n");
+    kn_buf_add(f->sb, "\r\n");
 }
 
 /*
@@ -259,8 +144,8 @@ static void fold_literal(struct folder *f, const char *tok, size_t n)
     if (f->col + 1 + n > MIME_LINE_MAX &&
         (f->has_token || 1 + n <= MIME_LINE_MAX))
         fold_newline(f);
-    sb_addc(f->sb, ' ');
-    sb_add(f->sb, tok, n);
+    kn_buf_addc(f->sb, ' ');
+    kn_buf_addn(f->sb, tok, n);
     f->col += 1 + n;
     f->has_token = 1;
 }
@@ -314,9 +199,9 @@ static void fold_encoded(struct folder *f, const char *text, size_t n)
             continue;
         }
         elen = b64_small((const unsigned char *)text + pos, chunk, enc);
-        sb_adds(f->sb, " =?UTF-8?B?");
-        sb_add(f->sb, enc, elen);
-        sb_adds(f->sb, "?=");
+        kn_buf_add(f->sb, " =?UTF-8?B?");
+        kn_buf_addn(f->sb, enc, elen);
+        kn_buf_add(f->sb, "?=");
         f->col += 1 + MIME_EW_OVERHEAD + elen;
         f->has_token = 1;
         pos += chunk;
@@ -407,13 +292,13 @@ static void fold_unstructured(struct folder *f, const char *value)
 
 char *kn_mime_header(const char *name, const char *value)
 {
-    struct sbuf sb = {0};
+    struct kn_buf sb = KN_BUF_INIT;
     struct folder f;
 
     fold_start(&f, &sb, name);
     fold_unstructured(&f, value != NULL ? value : "");
     fold_end(&f);
-    return sb_take(&sb);
+    return kn_buf_take(&sb, NULL);
 }
 
 /* 1 if s is a phrase of atoms: atext words joined by single spaces. */
@@ -447,7 +332,7 @@ static int atom_phrase(const char *s)
 static void fold_phrase(struct folder *f, const char *name)
 {
     size_t n = strlen(name);
-    struct sbuf q = {0};
+    struct kn_buf q = KN_BUF_INIT;
 
     if (atom_phrase(name)) {
         for (const char *p = name; *p;) {
@@ -460,19 +345,19 @@ static void fold_phrase(struct folder *f, const char *name)
         return;
     }
     if (printable_ascii(name, n) && strstr(name, "=?") == NULL) {
-        sb_addc(&q, '"');
+        kn_buf_addc(&q, '"');
         for (const char *p = name; *p; p++) {
             if (*p == '"' || *p == '\\')
-                sb_addc(&q, '\\');
-            sb_addc(&q, *p);
+                kn_buf_addc(&q, '\\');
+            kn_buf_addc(&q, *p);
         }
-        sb_addc(&q, '"');
-        if (1 + q.len <= MIME_LINE_MAX) {
-            fold_literal(f, q.p, q.len);
-            free(q.p);
+        kn_buf_addc(&q, '"');
+        if (1 + kn_buf_len(&q) <= MIME_LINE_MAX) {
+            fold_literal(f, kn_buf_str(&q), kn_buf_len(&q));
+            kn_buf_free(&q);
             return;
         }
-        free(q.p);
+        kn_buf_free(&q);
     }
     fold_encoded(f, name, n);
 }
@@ -502,7 +387,8 @@ static int hex_value(unsigned char c)
  *  2. bad base64 in a B word, or '=' not followed by two hex digits in a
  *     Q word.
  */
-static int decode_word(const char *s, size_t n, size_t *used, struct sbuf *out)
+static int decode_word(const char *s, size_t n, size_t *used,
+                       struct kn_buf *out)
 {
     size_t i = 2, cs_end, text, end, cs_len;
     char enc;
@@ -534,15 +420,15 @@ static int decode_word(const char *s, size_t n, size_t *used, struct sbuf *out)
 
     if (enc == 'B' || enc == 'b') {
         unsigned char *bytes;
-        long l = kn_base64_decode(s + text, end - text, &bytes);
+        long l = kn_b64_decode(s + text, end - text, &bytes);
         if (l < 0)
             return KN_EINVAL;
-        sb_add(out, bytes, (size_t)l);
+        kn_buf_addn(out, bytes, (size_t)l);
         free(bytes);
     } else {
         for (size_t k = text; k < end; k++) {
             if (s[k] == '_') {
-                sb_addc(out, ' ');
+                kn_buf_addc(out, ' ');
             } else if (s[k] == '=') {
                 int hi, lo;
                 if (k + 2 >= end)
@@ -551,10 +437,10 @@ static int decode_word(const char *s, size_t n, size_t *used, struct sbuf *out)
                 lo = hex_value((unsigned char)s[k + 2]);
                 if (hi < 0 || lo < 0)
                     return KN_EINVAL;
-                sb_addc(out, (char)(hi * 16 + lo));
+                kn_buf_addc(out, (char)(hi * 16 + lo));
                 k += 2;
             } else {
-                sb_addc(out, s[k]);
+                kn_buf_addc(out, s[k]);
             }
         }
     }
@@ -570,9 +456,9 @@ static int decode_word(const char *s, size_t n, size_t *used, struct sbuf *out)
 static char *unfold(const char *v)
 {
     size_t n = strlen(v);
-    struct sbuf b = {0};
+    struct kn_buf b = KN_BUF_INIT;
 
-    sb_add(&b, "", 0);
+    kn_buf_addn(&b, "", 0);
     for (size_t i = 0; i < n; i++) {
         if (v[i] == '\r' && v[i + 1] == '\n' &&
             (v[i + 2] == ' ' || v[i + 2] == '\t' || v[i + 2] == '\0')) {
@@ -582,12 +468,12 @@ static char *unfold(const char *v)
         if (v[i] == '\n' && (v[i + 1] == ' ' || v[i + 1] == '\t'))
             continue;
         if (v[i] == '\r' || v[i] == '\n') {
-            free(b.p);
+            kn_buf_free(&b);
             return NULL;
         }
-        sb_addc(&b, v[i]);
+        kn_buf_addc(&b, v[i]);
     }
-    return b.p;
+    return kn_buf_take(&b, NULL);
 }
 
 /*
@@ -599,7 +485,7 @@ static char *unfold(const char *v)
  */
 int kn_mime_header_decode(const char *value, char **out)
 {
-    struct sbuf b = {0};
+    struct kn_buf b = KN_BUF_INIT;
     char *v = NULL;
     size_t n, i = 0, used;
     int last_ew = 0, rc;
@@ -611,7 +497,7 @@ int kn_mime_header_decode(const char *value, char **out)
     if (v == NULL)
         return KN_EINVAL;
     n = strlen(v);
-    sb_add(&b, "", 0);
+    kn_buf_addn(&b, "", 0);
     while (i < n) {
         if (v[i] == ' ' || v[i] == '\t') {
             size_t ws = i;
@@ -627,7 +513,7 @@ int kn_mime_header_decode(const char *value, char **out)
                     continue;
                 }
             }
-            sb_add(&b, v + ws, i - ws);
+            kn_buf_addn(&b, v + ws, i - ws);
             last_ew = 0;
             continue;
         }
@@ -639,19 +525,20 @@ int kn_mime_header_decode(const char *value, char **out)
             last_ew = 1;
             continue;
         }
-        sb_addc(&b, v[i]);
+        kn_buf_addc(&b, v[i]);
         i++;
         last_ew = 0;
     }
-    if (!kn_utf8_valid(b.p, b.len) || memchr(b.p, '\0', b.len) != NULL)
+    if (!kn_utf8_valid(kn_buf_str(&b), kn_buf_len(&b)) ||
+        memchr(kn_buf_str(&b), '\0', kn_buf_len(&b)) != NULL)
         goto fail;
     free(v);
-    *out = sb_take(&b);
+    *out = kn_buf_take(&b, NULL);
     return 0;
 
 fail:
     free(v);
-    free(b.p);
+    kn_buf_free(&b);
     return KN_EINVAL;
 }
 
@@ -669,8 +556,7 @@ char *kn_mime_message_id(const char *bcast, const char *bindex,
     if (EVP_Digest(bcast, strlen(bcast), md, &mdlen, EVP_sha256(), NULL) != 1 ||
         mdlen < 8)
         KN_PANIC("EVP_Digest(SHA-256) failed");
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    kn_hex_encode(md, 8, hex);
     return kn_xasprintf("<kn.%s.%s@%s>", hex, bindex, domain);
 }
 
@@ -768,14 +654,14 @@ int kn_mime_split_mailbox(const char *mailbox, char **name, char **addr)
     ne = lt;
     trim(&ns, &ne);
     if (ne - ns >= 2 && ns[0] == '"' && ne[-1] == '"') {
-        struct sbuf b = {0};
-        sb_add(&b, "", 0);
+        struct kn_buf b = KN_BUF_INIT;
+        kn_buf_addn(&b, "", 0);
         for (const char *p = ns + 1; p < ne - 1; p++) {
             if (*p == '\\' && p + 1 < ne - 1)
                 p++;
-            sb_addc(&b, *p);
+            kn_buf_addc(&b, *p);
         }
-        *name = sb_take(&b);
+        *name = kn_buf_take(&b, NULL);
     } else if (ne > ns) {
         *name = kn_xstrndup(ns, (size_t)(ne - ns));
     }
@@ -792,7 +678,8 @@ int kn_mime_split_mailbox(const char *mailbox, char **name, char **addr)
  * or KN_EINVAL if the mailbox does not split or its address fails
  * kn_addr_check().  The address is quoted with kn_addr_quote().
  */
-static int add_mailbox(struct sbuf *sb, const char *hname, const char *mailbox)
+static int add_mailbox(struct kn_buf *sb, const char *hname,
+                       const char *mailbox)
 {
     char *name = NULL, *addr = NULL, *q = NULL, *br = NULL;
     struct folder f;
@@ -876,7 +763,7 @@ static char *crlf_normalise(const char *s, size_t *n)
  */
 int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
 {
-    struct sbuf sb = {0};
+    struct kn_buf sb = KN_BUF_INIT;
     struct folder f;
     const char *subject, *body;
     char date[64], *h = NULL, *to = NULL, *crlf = NULL, *b64 = NULL;
@@ -897,9 +784,9 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
         goto fail;
 
     kn_mime_date(m->date_ms, date, sizeof(date));
-    sb_adds(&sb, "Date: ");
-    sb_adds(&sb, date);
-    sb_adds(&sb, "\r\n");
+    kn_buf_add(&sb, "Date: ");
+    kn_buf_add(&sb, date);
+    kn_buf_add(&sb, "\r\n");
     rc = add_mailbox(&sb, "From", m->from);
     if (rc < 0)
         goto fail;
@@ -913,29 +800,28 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
     fold_literal(&f, to, strlen(to));
     fold_end(&f);
     h = kn_mime_header("Subject", subject);
-    sb_adds(&sb, h);
+    kn_buf_add(&sb, h);
     fold_start(&f, &sb, "Message-ID");
     fold_literal(&f, m->message_id, strlen(m->message_id));
     fold_end(&f);
-    sb_adds(&sb, "MIME-Version: 1.0\r\n"
-                 "Content-Type: text/plain; charset=UTF-8\r\n"
-                 "Content-Transfer-Encoding: base64\r\n");
+    kn_buf_add(&sb, "MIME-Version: 1.0\r\n"
+                    "Content-Type: text/plain; charset=UTF-8\r\n"
+                    "Content-Transfer-Encoding: base64\r\n");
     if (m->urgent)
-        sb_adds(&sb, "Importance: high\r\n"
-                     "X-Priority: 1\r\n");
-    sb_adds(&sb, "\r\n");
+        kn_buf_add(&sb, "Importance: high\r\n"
+                        "X-Priority: 1\r\n");
+    kn_buf_add(&sb, "\r\n");
     crlf = crlf_normalise(body, &blen);
     b64 = kn_mime_base64_lines(crlf, blen);
-    sb_adds(&sb, b64);
+    kn_buf_add(&sb, b64);
 
-    *len = sb.len;
-    *out = sb_take(&sb);
+    *out = kn_buf_take(&sb, len);
     rc = 0;
 fail:
     free(b64);
     free(crlf);
     free(h);
     free(to);
-    free(sb.p);
+    kn_buf_free(&sb);
     return rc;
 }

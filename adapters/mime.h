@@ -31,9 +31,6 @@ int kn_mime_header_decode(const char *value, char **out);
 /* Base64 with CRLF after every 76 output characters (and at the end). */
 char *kn_mime_base64_lines(const void *data, size_t len);
 
-/* Plain base64 (no line breaks) decode; used by tests and the fuzzer. */
-long kn_base64_decode(const char *s, size_t n, unsigned char **out);
-
 /*
  * The deterministic Message-ID for one broadcast to one recipient:
  * "<kn.<hex16 of SHA-256(bcast)>.<blind index>@<domain>>".  Heap string.

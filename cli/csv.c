@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/csv.h"
+#include "common/buf.h"
 #include "common/kn.h"
 
 const char *kn_csv_enc_name(enum kn_csv_enc e)
@@ -297,36 +298,15 @@ void kn_csv_row_free(struct kn_csv_row *row)
     memset(row, 0, sizeof(*row));
 }
 
-struct fbuf {
-    char *s;
-    size_t n, cap;
-};
-
-static void fb_add(struct fbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = kn_xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void row_push(struct kn_csv_row *row, struct fbuf *b)
+static void row_push(struct kn_csv_row *row, struct kn_buf *b)
 {
     if (row->n == row->_cap) {
         row->_cap = row->_cap ? row->_cap * 2 : 16;
         row->f = kn_xrealloc(row->f, row->_cap * sizeof(*row->f));
         row->len = kn_xrealloc(row->len, row->_cap * sizeof(*row->len));
     }
-    if (b->s == NULL)
-        fb_add(b, "", 0);
-    row->f[row->n] = b->s;
-    row->len[row->n] = b->n;
+    row->f[row->n] = kn_buf_take(b, &row->len[row->n]);
     row->n++;
-    b->s = NULL;
-    b->n = b->cap = 0;
 }
 
 /* Length of the line break at p (CRLF 2, LF or CR 1), 0 if none. */
@@ -364,7 +344,7 @@ static void set_err(struct kn_csv_row *row, const char *why, long line)
  */
 int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
 {
-    struct fbuf b = {0};
+    struct kn_buf b = KN_BUF_INIT;
     const char *p = c->_p, *end = c->_end;
     size_t el;
 
@@ -387,24 +367,25 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
                 const char *q = p;
                 while (q < end && *q != '"' && *q != '\r' && *q != '\n')
                     q++;
-                fb_add(&b, p, (size_t)(q - p));
+                kn_buf_addn(&b, p, (size_t)(q - p));
                 p = q;
                 if (p >= end) {
-                    set_err(row, "a quoted field is never closed (a '\"' "
-                                 "is missing)",
+                    set_err(row,
+                            "a quoted field is never closed (a '\"' "
+                            "is missing)",
                             open_line);
                     row->unclosed = 1;
                     break;
                 }
                 if ((el = eol_len(p, end)) > 0) {
-                    fb_add(&b, p, el);
+                    kn_buf_addn(&b, p, el);
                     p += el;
                     c->_line++;
                     continue;
                 }
                 /* a quote: doubled, or the end of the field */
                 if (p + 1 < end && p[1] == '"') {
-                    fb_add(&b, "\"", 1);
+                    kn_buf_addn(&b, "\"", 1);
                     p += 2;
                     continue;
                 }
@@ -413,19 +394,20 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
             }
             if (p < end && *p != ',' && eol_len(p, end) == 0) {
                 const char *q = p;
-                set_err(row, "text after a closing quote (write \"\" for "
-                             "a quote inside a quoted field)",
+                set_err(row,
+                        "text after a closing quote (write \"\" for "
+                        "a quote inside a quoted field)",
                         c->_line);
                 while (q < end && *q != ',' && *q != '\r' && *q != '\n')
                     q++;
-                fb_add(&b, p, (size_t)(q - p));
+                kn_buf_addn(&b, p, (size_t)(q - p));
                 p = q;
             }
         } else {
             const char *q = p;
             while (q < end && *q != ',' && *q != '\r' && *q != '\n')
                 q++;
-            fb_add(&b, p, (size_t)(q - p));
+            kn_buf_addn(&b, p, (size_t)(q - p));
             p = q;
         }
         row_push(row, &b);

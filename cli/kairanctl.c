@@ -25,6 +25,7 @@
 
 #include "cli/cli.h"
 #include "common/argv.h"
+#include "common/file.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
@@ -202,31 +203,12 @@ static long long hgeti(const redisReply *h, const char *k)
 
 /* ---- submit ---- */
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0, r;
-    if (f == NULL)
-        return NULL;
-    do {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 131072;
-            buf = kn_xrealloc(buf, cap);
-        }
-        r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-    } while (r > 0);
-    if (f != stdin)
-        fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 char *kn_cli_read_file(const char *path, size_t *len)
 {
-    return read_all(path, len);
+    char *buf;
+    if (kn_file_read(path, 0, &buf, len) < 0)
+        return NULL;
+    return buf;
 }
 
 /* A JSON string of text from Redis: bytes that are not UTF-8 as \\xNN
@@ -368,7 +350,7 @@ static int do_submit(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    json = read_all(argv[1], &len);
+    json = kn_cli_read_file(argv[1], &len);
     if (json == NULL) {
         fprintf(stderr, "kairanctl: cannot read %s\n", argv[1]);
         return EXIT_USAGE;

@@ -44,6 +44,7 @@
 #include "cli/cli.h"
 #include "cli/csv.h"
 #include "common/argv.h"
+#include "common/file.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
@@ -1014,37 +1015,6 @@ static long long delete_ids(const char *tenant, char **ids, size_t n)
     return deleted;
 }
 
-static char *read_file(const char *path, size_t *len, int *too_big)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0, r;
-    *too_big = 0;
-    if (f == NULL)
-        return NULL;
-    do {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 131072;
-            buf = kn_xrealloc(buf, cap);
-        }
-        r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (n > (size_t)MAX_FILE) {
-            *too_big = 1;
-            break;
-        }
-    } while (r > 0);
-    if (ferror(f)) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 struct import_opts {
     const char *tenant, *file;
     int skip_bad, replace;
@@ -1118,22 +1088,21 @@ static int do_import(const struct import_opts *o)
     long long added = 0, updated = 0, unchanged = 0, deleted = 0;
     char *raw, *text = NULL, *fname = NULL, err[400];
     size_t rawlen = 0, textlen = 0, nhdr = 0;
-    int *map = NULL, too_big, fd = -1, held_back = 0,
+    int *map = NULL, rd, fd = -1, held_back = 0,
         rc = KN_EXIT_FAIL;
     enum kn_csv_enc enc;
     json_t *counts;
 
-    raw = read_file(o->file, &rawlen, &too_big);
-    if (raw == NULL) {
+    rd = kn_file_read(o->file, (size_t)MAX_FILE, &raw, &rawlen);
+    if (rd == KN_ETOOBIG) {
+        fprintf(stderr, "%s: larger than %ld MB: is this the roster?\n",
+                o->shown, MAX_FILE / (1024 * 1024));
+        return KN_EXIT_FAIL;
+    }
+    if (rd < 0) {
         fprintf(stderr, "kairanctl: cannot read %s: %s\n", o->shown,
                 strerror(errno));
         return KN_EXIT_USAGE;
-    }
-    if (too_big) {
-        fprintf(stderr, "%s: larger than %ld MB: is this the roster?\n",
-                o->shown, MAX_FILE / (1024 * 1024));
-        free(raw);
-        return KN_EXIT_FAIL;
     }
     if (kn_csv_decode(raw, rawlen, &text, &textlen, &enc, err,
                       sizeof(err)) < 0) {

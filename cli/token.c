@@ -24,6 +24,7 @@
 
 #include "cli/cli.h"
 #include "common/kn.h"
+#include "common/codec.h"
 #include "common/seal.h"
 #include "common/text.h"
 #include "model/broadcast.h"
@@ -247,11 +248,9 @@ static int tok_create(int argc, char **argv)
     }
 
     kn_random(rid, sizeof(rid));
-    for (size_t i = 0; i < sizeof(rid); i++)
-        snprintf(id + 2 * i, 3, "%02x", rid[i]);
+    kn_hex_encode(rid, sizeof(rid), id);
     kn_random(salt, sizeof(salt));
-    for (size_t i = 0; i < sizeof(salt); i++)
-        snprintf(salt_hex + 2 * i, 3, "%02x", salt[i]);
+    kn_hex_encode(salt, sizeof(salt), salt_hex);
     kn_random(secret, sizeof(secret));
     sec64 = kn_b64url_encode(secret, sizeof(secret));
     memset(secret, 0, sizeof(secret));

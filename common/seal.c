@@ -20,6 +20,7 @@
 #endif
 #include "seal.h"
 
+#include "codec.h"
 #include "kn.h"
 
 #include <errno.h>
@@ -93,158 +94,6 @@ static int errno_code(int e)
     default:
         return KN_EIO;
     }
-}
-
-/* ------------------------------------------------------------------------
- * base64url and hex
- * ------------------------------------------------------------------------ */
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-char *kn_b64url_encode(const void *data, size_t len)
-{
-    const unsigned char *in = data;
-    size_t outlen, i, o = 0;
-    char *out;
-
-    if (len > (SIZE_MAX - 3) / 4)
-        KN_PANIC("kn_b64url_encode: %zu bytes is too much", len);
-    outlen = (len / 3) * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
-    out = kn_xmalloc(outlen + 1);
-    for (i = 0; i + 3 <= len; i += 3) {
-        uint32_t v =
-            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/*
- * Decode strictly, so that every byte string has exactly one encoding and
- * a changed character can never decode to the same bytes:
- *   1. only the 64 base64url characters, no padding, no white space;
- *   2. a length of 4n+1 characters is refused (it cannot end a quantum);
- *   3. the unused low bits of the last character must be zero.
- * On failure *out is NULL.
- */
-long kn_b64url_decode(const char *s, unsigned char **out)
-{
-    size_t n, rem, outlen, i, o = 0;
-    unsigned char *buf;
-
-    *out = NULL;
-    if (s == NULL)
-        return -1;
-    n = strlen(s);
-    rem = n % 4;
-    if (rem == 1)
-        return -1;
-    outlen = n / 4 * 3 + (rem == 0 ? 0 : rem - 1);
-    if (outlen > LONG_MAX)
-        return -1;
-    buf = kn_xmalloc(outlen);
-    for (i = 0; i + 4 <= n; i += 4) {
-        int a = b64url_value((unsigned char)s[i]);
-        int b = b64url_value((unsigned char)s[i + 1]);
-        int c = b64url_value((unsigned char)s[i + 2]);
-        int d = b64url_value((unsigned char)s[i + 3]);
-        uint32_t v;
-        if (a < 0 || b < 0 || c < 0 || d < 0)
-            goto fail;
-        v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 |
-            (uint32_t)d;
-        buf[o++] = (unsigned char)(v >> 16);
-        buf[o++] = (unsigned char)(v >> 8);
-        buf[o++] = (unsigned char)v;
-    }
-    if (rem >= 2) {
-        int a = b64url_value((unsigned char)s[i]);
-        int b = b64url_value((unsigned char)s[i + 1]);
-        int c = rem == 3 ? b64url_value((unsigned char)s[i + 2]) : 0;
-        uint32_t v;
-        if (a < 0 || b < 0 || c < 0)
-            goto fail;
-        v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
-        if (rem == 2 && (v & 0xffff) != 0)
-            goto fail;
-        if (rem == 3 && (v & 0xff) != 0)
-            goto fail;
-        buf[o++] = (unsigned char)(v >> 16);
-        if (rem == 3)
-            buf[o++] = (unsigned char)(v >> 8);
-    }
-    *out = buf;
-    return (long)outlen;
-
-fail:
-    free(buf);
-    return -1;
-}
-
-static void hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Exactly 2 * KEY_LEN hex digits (either case) into out; 0 or -1. */
-static int hex_key(const char *s, size_t len, unsigned char out[KEY_LEN])
-{
-    if (len != 2 * KEY_LEN)
-        return -1;
-    for (size_t i = 0; i < KEY_LEN; i++) {
-        int hi = hex_value((unsigned char)s[2 * i]);
-        int lo = hex_value((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -464,8 +313,9 @@ static int parse_key_line(const char *path, int lineno, const char *s,
                    lineno);
             return KN_ECONFIG;
         }
-        if (hex_key(s + sizeof(index_tag) - 1, len - (sizeof(index_tag) - 1),
-                    kr->index_key) < 0) {
+        if (kn_hex_decode(s + sizeof(index_tag) - 1,
+                          len - (sizeof(index_tag) - 1), kr->index_key,
+                          KEY_LEN) < 0) {
             seterr(err, errlen,
                    "%s:%d: the index key must be exactly 64 hex digits", path,
                    lineno);
@@ -498,8 +348,8 @@ static int parse_key_line(const char *path, int lineno, const char *s,
         seterr(err, errlen, "%s:%d: duplicate key id %d", path, lineno, kid);
         return KN_ECONFIG;
     }
-    if (hex_key(s + ndigits + 1, len - ndigits - 1, kr->keys[kr->nkeys].key) <
-        0) {
+    if (kn_hex_decode(s + ndigits + 1, len - ndigits - 1,
+                      kr->keys[kr->nkeys].key, KEY_LEN) < 0) {
         seterr(err, errlen, "%s:%d: key %d must be exactly 64 hex digits", path,
                lineno, kid);
         return KN_ECONFIG;
@@ -638,7 +488,7 @@ static char *key_line(int kid, const unsigned char key[KEY_LEN])
     char hex[2 * KEY_LEN + 1];
     char *line;
 
-    hex_encode(key, KEY_LEN, hex);
+    kn_hex_encode(key, KEY_LEN, hex);
     if (kid > 0)
         line = kn_xasprintf("%d:%s\n", kid, hex);
     else
@@ -1084,7 +934,7 @@ void kn_blind_index(const struct kn_keyring *kr, const char *purpose,
         }
     }
     kn_hmac_sha256(kr->index_key, KEY_LEN, msg, plen + 1 + alen, mac);
-    hex_encode(mac, 16, out);
+    kn_hex_encode(mac, 16, out);
     OPENSSL_cleanse(mac, sizeof(mac));
     wipe_free(msg, plen + 1 + alen);
 }

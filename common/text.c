@@ -12,50 +12,7 @@
 #include <string.h>
 
 #include "common/kn.h"
-
-size_t kn_text_utf8_char(const char *s, size_t n, unsigned long *cp)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned lo = 0x80, hi = 0xbf;
-    size_t l;
-    unsigned long v;
-
-    if (n == 0)
-        return 0;
-    if (u[0] < 0x80) {
-        *cp = u[0];
-        return 1;
-    }
-    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
-        l = 2;
-        v = u[0] & 0x1f;
-    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
-        l = 3;
-        v = u[0] & 0x0f;
-    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
-        l = 4;
-        v = u[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (u[0] == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (u[0] == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (u[0] == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (u[0] == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (n < l || u[1] < lo || u[1] > hi)
-        return 0;
-    for (size_t k = 1; k < l; k++) {
-        if (u[k] < 0x80 || u[k] > 0xbf)
-            return 0;
-        v = v << 6 | (u[k] & 0x3f);
-    }
-    *cp = v;
-    return l;
-}
+#include "common/utf8.h"
 
 /* Code points a terminal or a reader can be fooled by (besides C0). */
 static int is_tricky(unsigned long cp)
@@ -92,7 +49,7 @@ static char *escape(const char *s, size_t n, int terminal)
     tb_add(&b, "", 0);
     while (i < n) {
         unsigned long cp;
-        size_t l = kn_text_utf8_char(s + i, n - i, &cp);
+        size_t l = kn_utf8_decode(s + i, n - i, &cp);
         if (l == 0 || cp == 0 || (terminal && (cp < 0x20 || cp == 0x7f))) {
             snprintf(esc, sizeof(esc), "\\x%02x", (unsigned char)s[i]);
             tb_add(&b, esc, 4);
@@ -131,7 +88,7 @@ char *kn_text_json(const char *json)
     tb_add(&b, "", 0);
     while (i < n) {
         unsigned long cp;
-        size_t l = kn_text_utf8_char(json + i, n - i, &cp);
+        size_t l = kn_utf8_decode(json + i, n - i, &cp);
         if (l == 0) { /* never from jansson; still keep the JSON valid */
             tb_add(&b, "\\ufffd", 6);
             i++;

@@ -45,11 +45,4 @@ char *kn_text_utf8(const char *s, size_t n);
  */
 char *kn_text_json(const char *json);
 
-/*
- * Length of the valid UTF-8 character at s[0..n) and its code point in
- * *cp; 0 if s does not start with a valid character (or n == 0).
- * Overlong forms, surrogates and code points above U+10FFFF are invalid.
- */
-size_t kn_text_utf8_char(const char *s, size_t n, unsigned long *cp);
-
 #endif

@@ -1,43 +1,59 @@
 /*
  * utf8.c - UTF-8 validity (Unicode 15, table 3-7), character boundaries
  * and UTF-16 lengths.  Moved here from adapters/mime.c and adapters/line.c
- * so that model/ (address checks, message text) can use them.
+ * so that model/ (address checks, message text) can use them; the one
+ * decoder of the program (common/text.c used to have its own).
  */
 #include "common/utf8.h"
 
-size_t kn_utf8_char_len(const unsigned char *s, size_t n)
+size_t kn_utf8_decode(const char *s, size_t n, unsigned long *cp)
 {
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t len, i;
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned lo = 0x80, hi = 0xbf;
+    size_t l;
+    unsigned long v;
 
-    if (c < 0x80)
+    if (n == 0)
+        return 0;
+    if (u[0] < 0x80) {
+        *cp = u[0];
         return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
+    }
+    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+        l = 2;
+        v = u[0] & 0x1f;
+    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+        l = 3;
+        v = u[0] & 0x0f;
+    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+        l = 4;
+        v = u[0] & 0x07;
     } else {
         return 0;
     }
-    if (n < len)
+    if (u[0] == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (u[0] == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (u[0] == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (u[0] == 0xf4)
+        hi = 0x8f; /* above U+10FFFF */
+    if (n < l || u[1] < lo || u[1] > hi)
         return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
+    for (size_t k = 1; k < l; k++) {
+        if (u[k] < 0x80 || u[k] > 0xbf)
             return 0;
-    return len;
+        v = v << 6 | (u[k] & 0x3f);
+    }
+    *cp = v;
+    return l;
+}
+
+size_t kn_utf8_char_len(const unsigned char *s, size_t n)
+{
+    unsigned long cp;
+    return kn_utf8_decode((const char *)s, n, &cp);
 }
 
 int kn_utf8_valid(const char *s, size_t n)

@@ -16,6 +16,13 @@
  */
 size_t kn_utf8_char_len(const unsigned char *s, size_t n);
 
+/*
+ * The same, and the character's code point in *cp: the one UTF-8 decoder.
+ * Returns 0 (and leaves *cp alone) if s[0..n) does not start with a
+ * well-formed character, or n == 0.
+ */
+size_t kn_utf8_decode(const char *s, size_t n, unsigned long *cp);
+
 /* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int kn_utf8_valid(const char *s, size_t n);
 

@@ -42,6 +42,7 @@
 #include <strings.h>
 
 #include "common/kn.h"
+#include "common/codec.h"
 
 /* ---- the table ---------------------------------------------------------- */
 
@@ -471,16 +472,6 @@ static char *value_problem(const struct key *k, const char *value,
 
 /* ---- validators --------------------------------------------------------- */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Percent-decode s[0..len) into a heap string; NULL if malformed. */
 static char *percent_decode(const char *s, size_t len)
 {
@@ -488,8 +479,8 @@ static char *percent_decode(const char *s, size_t len)
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
+            int hi = i + 2 < len ? kn_hex_value((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? kn_hex_value((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 explicit_bzero(out, len + 1);
                 free(out);

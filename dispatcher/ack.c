@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "common/kn.h"
+#include "common/buf.h"
+#include "common/codec.h"
 
 /* A recipient belongs to the broadcast when the commit_page script put it
  * in the set bc:<id>:m (KEYS[4]) while expanding; a confirmation already
@@ -73,17 +75,18 @@ static char csp[256];
 void kn__ack_scripts_init(void)
 {
     unsigned char md[32];
-    unsigned char b64[48];
     unsigned int mdlen = 0;
+    char *b64;
 
     kn_redis_script_init(&kn_script_ack_view);
     kn_redis_script_init(&kn_script_ack_confirm);
     EVP_Digest(page_style, strlen(page_style), md, &mdlen, EVP_sha256(), NULL);
-    EVP_EncodeBlock(b64, md, (int)mdlen);
+    b64 = kn_b64_encode(md, mdlen);
     snprintf(csp, sizeof(csp),
              "default-src 'none'; style-src 'sha256-%s'; form-action 'self'; "
              "base-uri 'none'; frame-ancestors 'none'",
-             (const char *)b64);
+             b64);
+    free(b64);
 }
 
 const char *kn__ack_csp(void)
@@ -93,113 +96,91 @@ const char *kn__ack_csp(void)
     return csp;
 }
 
-struct buf {
-    char *s;
-    size_t n, cap;
-};
-
-static void add(struct buf *b, const char *p, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap)
-            b->cap = b->cap ? b->cap * 2 : 4096;
-        b->s = kn_xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, p, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void adds(struct buf *b, const char *s)
-{
-    add(b, s, strlen(s));
-}
-
 /* Text into HTML: & < > " ' escaped; other bytes as they are (UTF-8). */
-static void add_esc(struct buf *b, const char *s)
+static void add_esc(struct kn_buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
         case '&':
-            adds(b, "&amp;");
+            kn_buf_add(b, "&amp;");
             break;
         case '<':
-            adds(b, "&lt;");
+            kn_buf_add(b, "&lt;");
             break;
         case '>':
-            adds(b, "&gt;");
+            kn_buf_add(b, "&gt;");
             break;
         case '"':
-            adds(b, "&quot;");
+            kn_buf_add(b, "&quot;");
             break;
         case '\'':
-            adds(b, "&#39;");
+            kn_buf_add(b, "&#39;");
             break;
         case '\r':
             break;
         default:
-            add(b, s, 1);
+            kn_buf_addc(b, *s);
         }
     }
 }
 
-static void head(struct buf *b, const char *title)
+static void head(struct kn_buf *b, const char *title)
 {
-    adds(b, "<!doctype html>\n<html lang=\"ja\">\n<head>\n"
-            "<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, "
-            "initial-scale=1\">\n"
-            "<meta name=\"robots\" content=\"noindex\">\n<title>");
+    kn_buf_add(b, "<!doctype html>\n<html lang=\"ja\">\n<head>\n"
+                  "<meta charset=\"utf-8\">\n"
+                  "<meta name=\"viewport\" content=\"width=device-width, "
+                  "initial-scale=1\">\n"
+                  "<meta name=\"robots\" content=\"noindex\">\n<title>");
     add_esc(b, title);
-    adds(b, "</title>\n<style>");
-    adds(b, page_style);
-    adds(b, "</style>\n</head>\n<body>\n");
+    kn_buf_add(b, "</title>\n<style>");
+    kn_buf_add(b, page_style);
+    kn_buf_add(b, "</style>\n</head>\n<body>\n");
 }
 
 char *kn__ack_page(const char *subject, const char *body, int drill,
                    int64_t confirmed_ms, int thanks)
 {
-    struct buf b = {0};
+    struct kn_buf b = KN_BUF_INIT;
     char t[48];
 
     head(&b, "確認のお願い");
     if (thanks)
-        adds(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
-                 "</p>\n");
-    adds(&b, "<h1>");
+        kn_buf_add(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
+                       "</p>\n");
+    kn_buf_add(&b, "<h1>");
     if (drill)
-        adds(&b, "<span class=\"drill\">【訓練】</span>");
+        kn_buf_add(&b, "<span class=\"drill\">【訓練】</span>");
     add_esc(&b, subject);
-    adds(&b, "</h1>\n");
+    kn_buf_add(&b, "</h1>\n");
     if (drill)
-        adds(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
-                 "</p>\n");
-    adds(&b, "<div class=\"body\">");
+        kn_buf_add(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
+                       "</p>\n");
+    kn_buf_add(&b, "<div class=\"body\">");
     add_esc(&b, body);
-    adds(&b, "</div>\n");
+    kn_buf_add(&b, "</div>\n");
     if (confirmed_ms > 0) {
-        adds(&b, "<p>確認済み: <time>");
+        kn_buf_add(&b, "<p>確認済み: <time>");
         add_esc(&b, kn_time_jst(confirmed_ms, t, sizeof(t)));
-        adds(&b, "</time></p>\n");
+        kn_buf_add(&b, "</time></p>\n");
     } else {
-        adds(&b, "<form method=\"post\">\n"
-                 "<button type=\"submit\">確認しました</button>\n"
-                 "</form>\n");
+        kn_buf_add(&b, "<form method=\"post\">\n"
+                       "<button type=\"submit\">確認しました</button>\n"
+                       "</form>\n");
     }
-    adds(&b, "</body>\n</html>\n");
-    return b.s;
+    kn_buf_add(&b, "</body>\n</html>\n");
+    return kn_buf_take(&b, NULL);
 }
 
 const char *kn__ack_page_invalid(void)
 {
     static char *page;
     if (page == NULL) {
-        struct buf b = {0};
+        struct kn_buf b = KN_BUF_INIT;
         head(&b, "無効なリンク");
-        adds(&b, "<h1>このリンクは無効です</h1>\n"
-                 "<p>リンクが途中で切れていないか確かめてください。"
-                 "(This link is not valid.)</p>\n</body>\n</html>\n");
-        page = b.s;
+        kn_buf_add(&b, "<h1>このリンクは無効です</h1>\n"
+                       "<p>リンクが途中で切れていないか確かめてください。"
+                       "(This link is not valid.)</p>\n</body>\n</html>\n");
+        page = kn_buf_take(&b, NULL);
     }
     return page;
 }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "common/kn.h"
+#include "common/codec.h"
 #include "common/log.h"
 
 enum rstate { R_DOWN, R_CONNECTING, R_HANDSHAKE, R_UP, R_CLOSED };
@@ -588,8 +589,7 @@ void kn_redis_script_init(struct kn_redis_script *s)
     unsigned char md[20];
     unsigned int mdlen = 0;
     EVP_Digest(s->src, strlen(s->src), md, &mdlen, EVP_sha1(), NULL);
-    for (int i = 0; i < 20; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    kn_hex_encode(md, sizeof(md), s->sha);
 }
 
 int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,

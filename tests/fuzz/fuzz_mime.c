@@ -9,10 +9,11 @@
  *      most 76 octets, and no CR/LF from the input starting a line of the
  *      header (a folded line starts with a space or a tab);
  *   2: kn_addr_check / kn_addr_quote / kn_addr_is_dot_atom /
- *      kn_mime_split_mailbox / kn_mime_header_decode / kn_base64_decode on
+ *      kn_mime_split_mailbox / kn_mime_header_decode / kn_b64_decode on
  *      the raw input: never crash.
  */
 #include "adapters/mime.h"
+#include "common/codec.h"
 #include "common/utf8.h"
 #include "model/address.h"
 #include "model/message.h"
@@ -160,7 +161,7 @@ static void addresses(const char *s, size_t n)
     }
     if (kn_mime_header_decode(s, &dec) == 0)
         free(dec);
-    if (kn_base64_decode(s, n, &raw) >= 0)
+    if (kn_b64_decode(s, n, &raw) >= 0)
         free(raw);
 }
 

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "adapters/mime.h"
+#include "common/codec.h"
 #include "common/kn.h"
 #include "common/utf8.h"
 #include "model/address.h"
@@ -424,28 +425,28 @@ static void test_base64(void **state)
             if (p[l + 2] != '\0')
                 assert_int_equal(l, 76);
         }
-        n = kn_base64_decode(s, strlen(s), &dec);
+        n = kn_b64_decode(s, strlen(s), &dec);
         assert_int_equal(n, (long)len);
         assert_memory_equal(dec, data, len);
         free(dec);
         free(s);
     }
 
-    n = kn_base64_decode(" YW\r\nJj\tZA", 10, &dec);
+    n = kn_b64_decode(" YW\r\nJj\tZA", 10, &dec);
     assert_int_equal(n, 4);
     assert_string_equal((char *)dec, "abcd");
     free(dec);
-    n = kn_base64_decode("YQ==", 4, &dec);
+    n = kn_b64_decode("YQ==", 4, &dec);
     assert_int_equal(n, 1);
     free(dec);
 
-    assert_int_equal(kn_base64_decode("Y", 1, &dec), -1);
+    assert_int_equal(kn_b64_decode("Y", 1, &dec), -1);
     assert_null(dec);
-    assert_int_equal(kn_base64_decode("@@@@", 4, &dec), -1);
-    assert_int_equal(kn_base64_decode("YQ=A", 4, &dec), -1);
-    assert_int_equal(kn_base64_decode("YQ===", 5, &dec), -1);
-    assert_int_equal(kn_base64_decode("====", 4, &dec), -1);
-    assert_int_equal(kn_base64_decode("YWJj-_", 6, &dec), -1);
+    assert_int_equal(kn_b64_decode("@@@@", 4, &dec), -1);
+    assert_int_equal(kn_b64_decode("YQ=A", 4, &dec), -1);
+    assert_int_equal(kn_b64_decode("YQ===", 5, &dec), -1);
+    assert_int_equal(kn_b64_decode("====", 4, &dec), -1);
+    assert_int_equal(kn_b64_decode("YWJj-_", 6, &dec), -1);
 }
 
 /* ------------------------------------------------------------------------
@@ -721,7 +722,7 @@ static void parse_message(const char *msg, size_t len, struct parsed *p)
     /* the body: base64 lines of at most 76 characters, CRLF ended */
     if (sep[4] != '\0')
         check_header(sep + 4, 0);
-    p->body_len = kn_base64_decode(sep + 4, strlen(sep + 4), &body);
+    p->body_len = kn_b64_decode(sep + 4, strlen(sep + 4), &body);
     assert_true(p->body_len >= 0);
     p->body = (char *)body;
 }
