@@ -19,7 +19,7 @@
 #include "cli/cli.h"
 #include "common/kn.h"
 #include "model/broadcast.h"
-#include "dispatcher/purge.h"
+#include "queue/retention.h"
 
 /* Take "--now ISO8601" out of argv (sets the fixed clock); returns the
  * new argc, or -1 on a bad time. */

@@ -16,7 +16,7 @@
 
 #include "common/kn.h"
 #include "dispatcher/ack.h"
-#include "dispatcher/purge.h"
+#include "queue/retention.h"
 
 static int64_t at(const char *iso)
 {

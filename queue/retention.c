@@ -9,7 +9,7 @@
  * <prefix>lock:purge (SET NX PX, released only by its owner) makes them
  * take turns, and a purge that finds nothing to do costs a few reads.
  */
-#include "dispatcher/purge.h"
+#include "queue/retention.h"
 
 #include <dirent.h>
 #include <errno.h>
