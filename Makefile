@@ -32,7 +32,7 @@ LIB_SRCS := \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c \
 	dispatcher/expand.c dispatcher/worker.c \
-	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/escalate.c
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 

@@ -4,8 +4,8 @@
  *   kairanctl purge [--now ISO8601]       delete what is past retention
  *   kairanctl tenant close T [--now ISO8601]
  *
- * purge runs the same code as kairand's daily timer (dispatcher/purge.c,
- * rules in dispatcher/purge.h and docs/drills.md).  tenant close stops
+ * purge runs the same code as kairand's daily timer (queue/retention.c,
+ * rules in queue/retention.h and docs/drills.md).  tenant close stops
  * T's API tokens at once (kairand's HTTP reads tenant:<T> closed_ms on
  * every request) and schedules T's data for erasure by the purge after
  * retention.closed_tenant_days.  --now fixes the clock (tests, and to see

@@ -1,6 +1,7 @@
 /*
- * purge.h - retention (SECURITY-PROMISES.md rows 7-9): what is deleted
- * when, shared by "kairanctl purge" and kairand's daily timer (purge.c).
+ * retention.h - retention (SECURITY-PROMISES.md rows 7-9): what is deleted
+ * when, shared by "kairanctl purge" and kairand's daily timer
+ * (dispatcher/purge.c).
  *
  * The rules (docs/drills.md):
  *  - broadcasts (bc:<id>, :r, :aud, :ack, :m and their places in the bcs,
@@ -20,8 +21,8 @@
  *    that its name cannot silently come back to life.
  * One purge at a time across processes: <prefix>lock:purge (SET NX PX).
  */
-#ifndef KN_DISPATCHER_PURGE_H
-#define KN_DISPATCHER_PURGE_H
+#ifndef KN_QUEUE_RETENTION_H
+#define KN_QUEUE_RETENTION_H
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>

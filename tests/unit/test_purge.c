@@ -1,5 +1,5 @@
 /*
- * test_purge.c - the date rules of retention (dispatcher/purge.c) and the
+ * test_purge.c - the date rules of retention (queue/retention.c) and the
  * confirmation page (dispatcher/ack.c): the fiscal-year cutoff with its
  * June rule around every boundary, "N years ago" in JST (Feb 29), and a
  * page that escapes everything it shows and marks a drill.
