@@ -29,7 +29,7 @@ LIB_SRCS := \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
-	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
