@@ -24,7 +24,8 @@
  * addresses are sealed (kn_broadcast_submit_args) before they reach
  * Redis; the status page shows data through textContent only.
  */
-#include "dispatcher/http.h"
+#include "model/audit.h"
+#include "model/token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,156 +75,6 @@
 #define RATE_SLOTS            1024
 #define RATE_MAX              65536 /* source addresses tracked */
 #define LIST_MAX              100   /* broadcasts in ?active=1 */
-
-/* ------------------------------------------------------------ tokens */
-
-static const char *const role_names[KN_ROLE__COUNT] = {"admin", "limited_admin",
-                                                       "sender", "operator"};
-
-const char *kn_http_role_name(int role)
-{
-    return role >= 0 && role < KN_ROLE__COUNT ? role_names[role] : "?";
-}
-
-int kn_http_role_parse(const char *s)
-{
-    for (int i = 0; s != NULL && i < KN_ROLE__COUNT; i++) {
-        if (strcmp(s, role_names[i]) == 0)
-            return i;
-    }
-    return -1;
-}
-
-int kn_http_token_split(const char *token, char id[KN_TOKEN_ID_MAX + 1],
-                        const char **secret)
-{
-    const char *p, *us;
-    size_t idlen, n;
-
-    if (token == NULL || strncmp(token, "kn_", 3) != 0)
-        return KN_EINVAL;
-    p = token + 3;
-    us = strchr(p, '_');
-    if (us == NULL)
-        return KN_EINVAL;
-    idlen = (size_t)(us - p);
-    if (idlen == 0 || idlen > KN_TOKEN_ID_MAX)
-        return KN_EINVAL;
-    for (size_t i = 0; i < idlen; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-            return KN_EINVAL;
-    }
-    n = strlen(us + 1);
-    if (n == 0 || n > 256)
-        return KN_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        char c = us[1 + i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-              (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return KN_EINVAL;
-    }
-    memcpy(id, p, idlen);
-    id[idlen] = '\0';
-    *secret = us + 1;
-    return n < KN_TOKEN_SECRET_CHARS ? KN_EPERM : 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Why a keyed hash (HMAC-SHA-256 with a pepper from the key file) rather
- * than PBKDF2: the secrets are 32 random bytes, so there is nothing for
- * key stretching to protect (stretching slows the guessing of
- * low-entropy passwords; 2^256 guesses are out of reach either way).
- * What matters is that a copy of Redis (a dump, an AOF, a backup) is not
- * enough to check a guess at all: the pepper lives only in the key file.
- * And verification costs a microsecond on the single-threaded loop, where
- * 10,000 PBKDF2 rounds would cost milliseconds per request: a CPU lever
- * for anyone sending bad tokens, and a reason for a cache of verified
- * tokens that would delay a revocation.  Each record still has its own
- * salt, so equal secrets never give equal hashes.
- */
-void kn_http_token_hash(const struct kn_keyring *kr, const char *salt_hex,
-                        const char *secret, char out[65])
-{
-    char pepper_hex[33];
-    unsigned char pepper[16], mac[32];
-    unsigned char *buf;
-    size_t slen = strlen(salt_hex) / 2, n = strlen(secret);
-
-    kn_blind_index(kr, "api-token-pepper", "kairan api token pepper v1",
-                   pepper_hex);
-    for (int i = 0; i < 16; i++)
-        pepper[i] = (unsigned char)(hexval(pepper_hex[2 * i]) * 16 +
-                                    hexval(pepper_hex[2 * i + 1]));
-    buf = kn_xmalloc(slen + n + 1);
-    for (size_t i = 0; i < slen; i++) {
-        int hi = hexval(salt_hex[2 * i]), lo = hexval(salt_hex[2 * i + 1]);
-        buf[i] = (unsigned char)((hi < 0 ? 0 : hi) * 16 + (lo < 0 ? 0 : lo));
-    }
-    memcpy(buf + slen, secret, n);
-    kn_hmac_sha256(pepper, sizeof(pepper), buf, slen + n, mac);
-    OPENSSL_cleanse(buf, slen + n);
-    OPENSSL_cleanse(pepper, sizeof(pepper));
-    free(buf);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
-}
-
-/* mkdir -p with mode for every missing component. */
-static int mkdir_p(const char *dir, mode_t mode)
-{
-    char *p = kn_xstrdup(dir);
-    int rc = 0;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
-int kn_http_audit_append(const char *dir, const char *file, const char *line)
-{
-    char *path, *buf;
-    size_t n = strlen(line);
-    ssize_t w;
-    int fd;
-
-    if (dir == NULL || dir[0] == '\0')
-        dir = ".";
-    path = kn_xasprintf("%s/%s", dir, file);
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 && errno == ENOENT) {
-        mkdir_p(dir, 0750);
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    }
-    free(path);
-    if (fd < 0)
-        return KN_EIO;
-    buf = kn_xmalloc(n + 1);
-    memcpy(buf, line, n);
-    buf[n] = '\n';
-    w = write(fd, buf, n + 1);
-    free(buf);
-    close(fd);
-    return w == (ssize_t)(n + 1) ? 0 : KN_EIO;
-}
 
 /* ------------------------------------------------------------ types */
 
@@ -391,6 +242,17 @@ struct http_srv {
 };
 
 /* ------------------------------------------------------------ helpers */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 static void sb_add(struct sbuf *b, const char *p, size_t n)
 {
@@ -901,7 +763,7 @@ static void login_log(struct conn *c, int status)
                         jstr_or_null(r->tok.id[0] ? r->tok.id : NULL));
     json_object_set_new(
         j, "role",
-        jstr_or_null(r->tok.role >= 0 ? kn_http_role_name(r->tok.role) : NULL));
+        jstr_or_null(r->tok.role >= 0 ? kn_role_name(r->tok.role) : NULL));
     json_object_set_new(
         j, "tenant",
         jstr_or_null(r->tok.tenant && r->tok.tenant[0] ? r->tok.tenant : NULL));
@@ -914,7 +776,7 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(c->srv->cfg->audit_dir, "login.jsonl", line) < 0)
+    if (kn_audit_append(c->srv->cfg->audit_dir, "login.jsonl", line) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the login log", "dir",
                c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
     free(line);
@@ -2539,15 +2401,13 @@ static void audit_op(struct conn *c, const char *op, const char *id,
     json_object_set_new(j, "broadcast", json_string(id));
     json_object_set_new(j, "tenant", jstr_or_null(tenant));
     json_object_set_new(j, "token", json_string(c->req.tok.id));
-    json_object_set_new(j, "role",
-                        json_string(kn_http_role_name(c->req.tok.role)));
+    json_object_set_new(j, "role", json_string(kn_role_name(c->req.tok.role)));
     json_object_set_new(j, "name", jstr_or_null(c->req.tok.name));
     json_object_set_new(j, "source", json_string(c->req.source));
     json_object_set_new(j, "via", json_string("http"));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(c->srv->cfg->audit_dir, "operations.jsonl", line) <
-        0)
+    if (kn_audit_append(c->srv->cfg->audit_dir, "operations.jsonl", line) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
                c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
     free(line);
@@ -3546,7 +3406,7 @@ static void authorized(struct conn *c)
     const struct route *rt = c->req.route;
     if (!(rt->roles & ROLE(c->req.tok.role))) {
         refuse(c, 403, "forbidden", "a %s token may not %s %s",
-               kn_http_role_name(c->req.tok.role),
+               kn_role_name(c->req.tok.role),
                rt->method == HTTP_POST ? "POST to" : "read", c->req.path);
         return;
     }
@@ -3618,11 +3478,11 @@ static void on_token(struct kn_redis *r, redisReply *rep, void *arg)
     }
     /* The header was checked in auth_start; split it again for the
      * secret (it is never copied anywhere else). */
-    if (kn_http_token_split(c->req.authz + 7, id, &secret) != 0) {
+    if (kn_token_split(c->req.authz + 7, id, &secret) != 0) {
         refuse(c, 401, "malformed", "invalid token");
         return;
     }
-    kn_http_token_hash(c->srv->d->kr, salt, secret, want);
+    kn_token_hash(c->srv->d->kr, salt, secret, want);
     free_secret(&c->req.authz);
     if (strlen(hash) != 64 || CRYPTO_memcmp(want, hash, 64) != 0) {
         OPENSSL_cleanse(want, sizeof(want));
@@ -3630,7 +3490,7 @@ static void on_token(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     OPENSSL_cleanse(want, sizeof(want));
-    t->role = kn_http_role_parse(role);
+    t->role = kn_role_parse(role);
     t->tenant = dupstr(rstr(rep->element[1]));
     t->name = dupstr(rstr(rep->element[2]));
     t->groups = dupstr(rstr(rep->element[3]));
@@ -3675,7 +3535,7 @@ static void auth_start(struct conn *c)
                "header");
         return;
     }
-    rc = kn_http_token_split(r->authz + 7, r->tok.id, &secret);
+    rc = kn_token_split(r->authz + 7, r->tok.id, &secret);
     if (rc == KN_EINVAL) {
         r->tok.id[0] = '\0';
         refuse(c, 401, "malformed",
