@@ -32,7 +32,7 @@ LIB_SRCS := \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -50,6 +50,24 @@ all: $(PROGS) $(UNIT_BINS) $(BUILD)/bench/curl_loop
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Pages are real files, embedded at build time (STYLE.md 1): scripts/embed.c,
+# built first with the same compiler, turns each file into a byte array
+# kn__web_<name> (and its length kn__web_<name>_len) in $(BUILD)/gen/.
+# Editing a page rebuilds the generated source, its object and kairand.
+WEB_STATUS := status_html=web/status/index.html \
+	status_css=web/status/status.css status_js=web/status/status.js
+
+$(BUILD)/scripts/embed: scripts/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libkairan.a: $(LIB_OBJS)
