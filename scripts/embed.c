@@ -36,15 +36,14 @@ static int embed_one(FILE *out, const char *spec)
         perror(eq + 1);
         return -1;
     }
-    fprintf(out, "\n/* %s */\nconst char %.*s[] = {", eq + 1,
-            (int)(eq - spec), spec);
+    fprintf(out, "\n/* %s */\nconst char %.*s[] = {", eq + 1, (int)(eq - spec),
+            spec);
     while ((ch = getc(in)) != EOF) {
         fprintf(out, "%s0x%02x,", n % 12 == 0 ? "\n    " : " ", ch);
         n++;
     }
     fprintf(out, "%s0x00,\n};\n", n % 12 == 0 ? "\n    " : " ");
-    fprintf(out, "const size_t %.*s_len = %zu;\n", (int)(eq - spec), spec,
-            n);
+    fprintf(out, "const size_t %.*s_len = %zu;\n", (int)(eq - spec), spec, n);
     if (ferror(in)) {
         perror(eq + 1);
         fclose(in);
