@@ -54,6 +54,7 @@ int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
 #include <stdlib.h>
 
 #include "adapters/mime.h"
+#include "model/message.h"
 #include "common/log.h"
 #include "config/config.h"
 
@@ -91,7 +92,7 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
                    char **out, size_t *len)
 {
     struct kn_mime_msg m;
-    char *subject = NULL, *body = NULL, *mid;
+    char *subject, *body, *link, *mid;
     int rc;
 
     /* 16 hex digits (64 bits) of the blind index are unique enough within
@@ -99,26 +100,23 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     char bi16[17];
     snprintf(bi16, sizeof(bi16), "%.16s", job->bindex);
     mid = kn_mime_message_id(job->msg->bcast, bi16, mc->domain);
-    if (job->msg->drill) {
-        /* A drill must never be mistaken for the real thing. */
-        subject = kn_xasprintf("【訓練】%s", job->msg->subject);
-        body = kn_xasprintf("※これは訓練です。(This is a drill.)\n\n%s",
-                            job->msg->body);
-    }
-    if (job->link != NULL) {
-        char *b = kn_xasprintf("%s\n\n"
-                               "確認のため、次のリンクを開いて「確認しました」"
-                               "を押してください。\n%s\n",
-                               body ? body : job->msg->body, job->link);
+    /* A drill must never be mistaken for the real thing; the link goes
+     * after the whole body (a mail is never cut). */
+    subject = kn_message_subject(job->msg->drill, job->msg->subject);
+    body = kn_message_body(KN_TEXT_MAIL, job->msg->drill, job->msg->body);
+    link = kn_message_link_text(KN_TEXT_MAIL, job->link);
+    if (link[0] != '\0') {
+        char *b = kn_message_body_with_link(body, SIZE_MAX, link);
         free(body);
         body = b;
     }
+    free(link);
     memset(&m, 0, sizeof(m));
     m.from = mc->from;
     m.reply_to = mc->reply_to;
     m.to = job->addr;
-    m.subject = subject ? subject : job->msg->subject;
-    m.body = body ? body : job->msg->body;
+    m.subject = subject;
+    m.body = body;
     m.message_id = mid;
     m.date_ms = kn_now_ms();
     m.urgent = job->msg->urgent;

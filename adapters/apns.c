@@ -34,6 +34,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "model/address.h"
 
 struct apns_req {
     struct kn__apns *p;
@@ -73,18 +74,6 @@ int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported)
     return expired_reported && age >= KN_APNS_JWT_MIN_AGE_MS;
 }
 
-int kn__apns_token_ok(const char *t)
-{
-    size_t n = t ? strlen(t) : 0;
-    if (n < 16 || n > 400 || n % 2 != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isxdigit((unsigned char)t[i]))
-            return 0;
-    }
-    return 1;
-}
-
 void kn__apns_collapse_id(const char *bcast, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
@@ -106,7 +95,8 @@ void kn__apns_collapse_id(const char *bcast, char out[65])
 
 static json_t *apns_build(void *ctx, const char *title, const char *body)
 {
-    const struct kn_message *m = ctx;
+    const struct kn_job *job = ctx;
+    const struct kn_message *m = job->msg;
     json_t *t = json_string(title), *b = json_string(body), *aps, *root;
     if (t == NULL || b == NULL) {
         json_decref(t);
@@ -121,18 +111,21 @@ static json_t *apns_build(void *ctx, const char *title, const char *body)
     root = json_pack("{s:o}", "aps", aps);
     if (root != NULL && m->bcast != NULL)
         json_object_set_new(root, "bc", json_string(m->bcast));
+    if (root != NULL && job->link != NULL)
+        json_object_set_new(root, KN_PUSH_ACK_KEY, json_string(job->link));
     return root;
 }
 
 int kn__apns_payload(const struct kn_job *job, char **out, size_t *len)
 {
-    char *title, *body;
+    char *title, *body, *link;
     int rc;
-    kn__push_text(job, &title, &body);
-    rc = kn__push_fit(apns_build, (void *)job->msg, title, body,
+    kn__push_text(job, &title, &body, &link);
+    rc = kn__push_fit(apns_build, (void *)job, title, body, link,
                       KN_PUSH_MAX_PAYLOAD, out, len);
     free(title);
     free(body);
+    free(link);
     return rc;
 }
 
@@ -338,10 +331,10 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
         req_fail(q, KN_TEMPFAIL, 0, 0, kn_detail_aborted);
         return;
     }
-    if (!kn__apns_token_ok(job->addr)) {
+    if (kn_addr_apns_check(job->addr, NULL) < 0) {
         req_fail(q, KN_PERMFAIL, 1, 0,
-                 "apns: not a device token (hex digits expected) (token "
-                 "dead)");
+                 "apns: not a device token (64 to 200 hex digits expected) "
+                 "(token dead)");
         return;
     }
     rc = kn__apns_payload(job, &body, &len);

@@ -34,6 +34,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "model/address.h"
 
 #define FCM_SCOPE             "https://www.googleapis.com/auth/firebase.messaging"
 #define FCM_DEFAULT_TOKEN_URL "https://oauth2.googleapis.com/token"
@@ -113,6 +114,8 @@ static json_t *fcm_build(void *ctx, const char *title, const char *body)
     }
     data = json_pack("{s:s, s:s}", "bc", m->bcast ? m->bcast : "", "kind",
                      m->category ? m->category : "");
+    if (data != NULL && b->job->link != NULL)
+        json_object_set_new(data, KN_PUSH_ACK_KEY, json_string(b->job->link));
     android = json_pack("{s:s}", "priority", m->urgent ? "HIGH" : "NORMAL");
     headers = json_pack("{s:s, s:s}", "apns-priority", m->urgent ? "10" : "5",
                         "apns-push-type", "alert");
@@ -148,30 +151,18 @@ static json_t *fcm_build(void *ctx, const char *title, const char *body)
     return json_pack("{s:o}", "message", msg);
 }
 
-/* An FCM registration token: printable ASCII, no spaces, sensible size. */
-static int fcm_token_ok(const char *t)
-{
-    size_t n = t ? strlen(t) : 0;
-    if (n == 0 || n > 1024)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isgraph((unsigned char)t[i]))
-            return 0;
-    }
-    return 1;
-}
-
 int kn__fcm_payload(const struct kn_job *job, int64_t now_ms, char **out,
                     size_t *len)
 {
     struct fcm_build b = {.job = job, .now_ms = now_ms};
-    char *title, *body;
+    char *title, *body, *link;
     int rc;
-    kn__push_text(job, &title, &body);
-    rc =
-        kn__push_fit(fcm_build, &b, title, body, KN_PUSH_MAX_PAYLOAD, out, len);
+    kn__push_text(job, &title, &body, &link);
+    rc = kn__push_fit(fcm_build, &b, title, body, link, KN_PUSH_MAX_PAYLOAD,
+                      out, len);
     free(title);
     free(body);
+    free(link);
     return rc;
 }
 
@@ -573,6 +564,7 @@ void kn__fcm_send(struct kn__fcm *f, struct kn_job *job, kn_done_cb *done,
                   void *arg)
 {
     struct fcm_req *q = kn_xcalloc(1, sizeof(*q));
+    const char *why = NULL;
     int rc;
     q->f = f;
     q->job = job;
@@ -583,11 +575,10 @@ void kn__fcm_send(struct kn__fcm *f, struct kn_job *job, kn_done_cb *done,
         req_fail(q, KN_TEMPFAIL, kn_detail_aborted, 0, 0);
         return;
     }
-    if (!fcm_token_ok(job->addr)) {
+    if (kn_addr_fcm_check(job->addr, &why) < 0) {
         struct kn_result r = {.status = KN_PERMFAIL, .dead = 1};
         snprintf(q->detail, sizeof(q->detail),
-                 "fcm: not a valid registration token (empty, too long or "
-                 "with spaces or control characters) (token dead)");
+                 "fcm: not a valid registration token: %s (token dead)", why);
         r.detail = q->detail;
         req_finish(q, &r);
         return;

@@ -48,22 +48,14 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
+#include "model/address.h"
+#include "model/message.h"
 
 #define DAY_MS           (24 * 3600 * 1000LL)
 #define TOKEN_LIFE_S     2592000 /* token_exp asked for: 30 days */
 #define ASSERTION_LIFE_S 1800    /* exp of the JWT assertion: 30 minutes */
 #define DROP_INTERVAL_MS 60000   /* a refused new token: dropped after this */
 #define RATE_RETRY_MS    1000    /* LINE's 429 carries no Retry-After */
-
-static const char drill_subject[] = "【訓練】";
-static const char drill_line[] = "※これは訓練です。(This is a drill.)\n\n";
-static const char cut_note[] =
-    "…\n\n（LINEの文字数の上限のため、ここで省略しました。全文はメールまたは"
-    "お知らせのリンク先でご確認ください。The full text is in the e-mail or "
-    "behind the link.）";
-
-static const char link_words[] =
-    "確認のため、次のリンクを開いて「確認しました」を押してください。";
 
 static const char no_credentials[] =
     "no LINE channel access token: set line.token (or token_file, "
@@ -127,144 +119,16 @@ struct line_send {
 };
 
 /* ------------------------------------------------------------------------
- * Text: UTF-16 lengths, cutting, messages
+ * Request body (the texts: model/message.c)
  * ------------------------------------------------------------------------ */
-
-/* Length of the UTF-8 sequence at s (1 for a stray byte), its UTF-16
- * units in *units. */
-static size_t utf8_char(const unsigned char *s, size_t n, size_t *units)
-{
-    size_t len = 1;
-    *units = 1;
-    if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, *units = 2;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        len = 3;
-    else if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2;
-    if (len > n)
-        return 1;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *units = 1;
-            return 1;
-        }
-    }
-    return len;
-}
-
-size_t kn__line_utf16_len(const char *s, size_t n)
-{
-    size_t units = 0, u;
-    for (size_t i = 0; i < n;) {
-        i += utf8_char((const unsigned char *)s + i, n - i, &u);
-        units += u;
-    }
-    return units;
-}
-
-size_t kn__line_utf16_prefix(const char *s, size_t n, size_t limit)
-{
-    size_t units = 0, u, i = 0;
-    while (i < n) {
-        size_t len = utf8_char((const unsigned char *)s + i, n - i, &u);
-        if (units + u > limit)
-            break;
-        units += u;
-        i += len;
-    }
-    return i;
-}
-
-/* text with CRLF and lone CR turned into LF: LINE shows LF as a break. */
-static char *lf_only(const char *prefix, const char *text)
-{
-    size_t pl = strlen(prefix), n = strlen(text), o = pl;
-    char *out = kn_xmalloc(pl + n + 1);
-    memcpy(out, prefix, pl);
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] == '\r') {
-            out[o++] = '\n';
-            if (i + 1 < n && text[i + 1] == '\n')
-                i++;
-        } else {
-            out[o++] = text[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/*
- * The next piece of body text (from s[0..n)) for one message: all of it if
- * it fits; else, for a message that is not the last one allowed, up to the
- * limit, ending after the last line break in the final fifth of the
- * window if there is one (so a message rarely ends mid-sentence); for the
- * last one allowed, as much as fits with the note.  *used gets the bytes
- * of s consumed.
- */
-static char *body_piece(const char *s, size_t n, int last, size_t *used)
-{
-    size_t fit, note = kn__line_utf16_len(cut_note, strlen(cut_note));
-    if (kn__line_utf16_len(s, n) <= KN_LINE_TEXT_MAX) {
-        *used = n;
-        return kn_xstrndup(s, n);
-    }
-    if (last) {
-        fit = kn__line_utf16_prefix(s, n, KN_LINE_TEXT_MAX - note);
-        *used = n;
-        return kn_xasprintf("%.*s%s", (int)fit, s, cut_note);
-    }
-    fit = kn__line_utf16_prefix(s, n, KN_LINE_TEXT_MAX);
-    for (size_t i = fit; i > fit * 4 / 5; i--) {
-        if (s[i - 1] == '\n') {
-            fit = i;
-            break;
-        }
-    }
-    *used = fit;
-    return kn_xstrndup(s, fit);
-}
-
-size_t kn__line_texts(const struct kn_message *m, const char *link,
-                      char *texts[5])
-{
-    size_t nt = 0, off = 0, n, used, last = link != NULL ? 3 : 4;
-    char *subject, *body;
-
-    subject = lf_only(m->drill ? drill_subject : "", m->subject);
-    n = strlen(subject);
-    if (kn__line_utf16_len(subject, n) > KN_LINE_TEXT_MAX)
-        subject[kn__line_utf16_prefix(subject, n, KN_LINE_TEXT_MAX)] = '\0';
-    texts[nt++] = subject;
-
-    body = lf_only(m->drill ? drill_line : "", m->body ? m->body : "");
-    n = strlen(body);
-    while (off < n && nt <= last) {
-        texts[nt] = body_piece(body + off, n - off, nt == last, &used);
-        nt++;
-        off += used;
-    }
-    free(body);
-    if (link != NULL) {
-        /* A message of its own, so that cutting never drops it; the same
-         * words as the e-mail (kn__mail_build). */
-        texts[nt] = kn_xasprintf("%s\n%s", link_words, link);
-        n = strlen(texts[nt]);
-        if (kn__line_utf16_len(texts[nt], n) > KN_LINE_TEXT_MAX)
-            texts[nt][kn__line_utf16_prefix(texts[nt], n, KN_LINE_TEXT_MAX)] =
-                '\0';
-        nt++;
-    }
-    return nt;
-}
 
 char *kn__line_body(const struct kn_message *m, const char *link,
                     const char *const *ids, size_t n, int multicast)
 {
     json_t *o = json_object(), *msgs = json_array(), *to;
-    char *texts[5], *out = NULL;
-    size_t nt = kn__line_texts(m, link, texts);
+    char *texts[KN_MESSAGE_LINE_TEXTS], *out = NULL;
+    size_t nt =
+        kn_message_line_texts(m->drill, m->subject, m->body, link, texts);
     int ok = 1;
 
     if (multicast) {
@@ -340,7 +204,7 @@ static int is_hex32(const char *s)
 
 static int user_id_ok(const char *s)
 {
-    return s != NULL && strlen(s) == 33 && s[0] == 'U' && is_hex32(s + 1);
+    return kn_addr_line_check(s, NULL) == 0;
 }
 
 void kn__line_mask_ids(char *text)

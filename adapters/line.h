@@ -63,19 +63,8 @@ int kn_line_webhook_events(const char *body, size_t len,
 
 /* ---- internal: exposed for tests ---- */
 
-/* LINE's limit on one text message, in UTF-16 code units. */
-#define KN_LINE_TEXT_MAX 5000
 /* LINE's limit on user ids per multicast request. */
 #define KN_LINE_MULTICAST_MAX 500
-
-/* UTF-16 code units of UTF-8 text s[0..n) (astral characters count 2). */
-size_t kn__line_utf16_len(const char *s, size_t n);
-
-/*
- * How many bytes of s[0..n) fit into limit UTF-16 code units, ending on a
- * character boundary (a surrogate pair is never split).
- */
-size_t kn__line_utf16_prefix(const char *s, size_t n, size_t limit);
 
 /*
  * The retry key for a key: a UUID (version 5 layout: SHA-1 of a fixed
@@ -86,21 +75,10 @@ size_t kn__line_utf16_prefix(const char *s, size_t n, size_t limit);
 void kn__line_retry_key(const char *key, char out[37]);
 
 /*
- * The text messages for a job: the subject (【訓練】 prefix for a drill),
- * then the body (a drill line first) over up to four messages of at most
- * KN_LINE_TEXT_MAX units each, the last cut with a note that the full text
- * is in the e-mail or behind the link; with a personal confirmation link
- * (job->link), up to three body messages and the link in a last message
- * of its own (never cut off).  Returns the number of texts (1..5) written
- * into texts[] as heap strings the caller frees.
- */
-size_t kn__line_texts(const struct kn_message *m, const char *link,
-                      char *texts[5]);
-
-/*
  * The request body: {"to": id, "messages": [..]} for one address (push) or
- * {"to": [ids], "messages": [..]} for several (multicast); link may be
- * NULL.  Heap string, or NULL if a text is not valid UTF-8.
+ * {"to": [ids], "messages": [..]} for several (multicast), with the
+ * texts of kn_message_line_texts() (model/message.h); link may be NULL.  Heap
+ * string, or NULL if a text is not valid UTF-8.
  */
 char *kn__line_body(const struct kn_message *m, const char *link,
                     const char *const *ids, size_t n, int multicast);

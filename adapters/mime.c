@@ -1,9 +1,9 @@
 /*
  * mime.c - Internet messages for Japanese schools: RFC 5322 headers with
  * RFC 2047 encoded-words (UTF-8, B encoding), a UTF-8 text/plain body in
- * base64, deterministic Message-IDs, JST dates, and the address checks and
- * quoting that Japanese carrier addresses ("taro..yamada.@docomo.ne.jp")
- * need.
+ * base64, deterministic Message-IDs and JST dates.  Addresses are checked
+ * and quoted by model/address.c (Japanese carrier addresses such as
+ * "taro..yamada.@docomo.ne.jp" included).
  *
  * This module owns no state: every function takes borrowed strings and
  * returns heap strings the caller frees.  It must never let CR, LF or NUL
@@ -32,6 +32,9 @@
 #include "adapters/mime.h"
 
 #include "common/kn.h"
+#include "common/utf8.h"
+#include "model/address.h"
+#include "model/message.h"
 
 #include <openssl/evp.h>
 
@@ -98,70 +101,8 @@ static char *sb_take(struct sbuf *b)
 }
 
 /* ------------------------------------------------------------------------
- * UTF-8 and header safety
+ * Header safety (kn_header_safe: model/message.c)
  * ------------------------------------------------------------------------ */
-
-/*
- * Length of the well-formed UTF-8 character at s (at most n bytes
- * available), or 0 if the bytes there are not one (Unicode 15, table 3-7):
- * no overlong forms, no surrogates D800..DFFF, nothing above U+10FFFF.
- */
-static size_t utf8_char_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t len, i;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-int kn_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        size_t l = utf8_char_len(u + i, n - i);
-        if (l == 0)
-            return 0;
-        i += l;
-    }
-    return 1;
-}
-
-int kn_header_safe(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 0;
-    return 1;
-}
 
 /* A NUL-terminated field that may go into a header: no CR/LF, UTF-8. */
 static int field_ok(const char *s)
@@ -171,200 +112,6 @@ static int field_ok(const char *s)
         return 0;
     n = strlen(s);
     return kn_header_safe(s, n) && kn_utf8_valid(s, n);
-}
-
-/* ------------------------------------------------------------------------
- * Addresses
- * ------------------------------------------------------------------------ */
-
-/* RFC 5322 atext (ASCII part). */
-static int is_atext(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-        (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-/*
- * 1 if s[0..n) is a dot-atom: atoms of atext joined by single dots, no
- * leading or trailing dot.  With allow_utf8, bytes >= 0x80 count as atext
- * (RFC 6531/6532); the caller has checked that they form valid UTF-8.
- */
-static int is_dot_atom(const char *s, size_t n, int allow_utf8)
-{
-    const unsigned char *u = (const unsigned char *)s;
-
-    if (n == 0 || u[0] == '.' || u[n - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (u[i] == '.') {
-            if (u[i + 1] == '.')
-                return 0;
-        } else if (!is_atext(u[i]) && !(allow_utf8 && u[i] >= 0x80)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/*
- * 1 if s[0..n) looks like an ASCII host name with at least two labels:
- * letters, digits and hyphens, labels of 1..63 that neither start nor end
- * with a hyphen, 253 octets at most.
- */
-static int is_hostname(const char *s, size_t n)
-{
-    size_t label = 0, labels = 1;
-
-    if (n == 0 || n > 253)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return 0;
-            label = 0;
-            labels++;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                   (c >= '0' && c <= '9') || c == '-') {
-            if (label == 0 && c == '-')
-                return 0;
-            label++;
-            if (label > 63)
-                return 0;
-        } else {
-            return 0;
-        }
-    }
-    return label > 0 && s[n - 1] != '-' && labels >= 2;
-}
-
-/*
- * Check an address and find its '@'.  Returns NULL when the address is
- * acceptable (and sets *at to the offset of the separating '@'), or a static
- * reason.  The rules, in order:
- *  1. non-empty, valid UTF-8, no control characters (C0 or DEL) anywhere;
- *  2. a local part that starts with '"' must be one whole quoted-string
- *     (backslash escapes the next character) followed directly by '@', and
- *     must not be empty ("");
- *  3. an unquoted local part may hold anything but spaces and '"' (so the
- *     carrier forms with ".." or a trailing '.' pass; kn_addr_quote() makes
- *     them legal on the wire);
- *  4. the local part, as written, is 1..64 octets (RFC 5321 4.5.3.1.1);
- *  5. the domain is 1..255 octets with no second '@', no space, none of
- *     ()<>[]\,;:" and no empty label (leading, trailing or double dot).
- */
-static const char *addr_parse(const char *addr, size_t *at)
-{
-    size_t n, i, dlen;
-    const char *dom;
-
-    if (addr == NULL || addr[0] == '\0')
-        return "empty address";
-    n = strlen(addr);
-    if (!kn_utf8_valid(addr, n))
-        return "invalid UTF-8";
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)addr[i];
-        if (c < 0x20 || c == 0x7f)
-            return "control character";
-    }
-    if (addr[0] == '"') {
-        for (i = 1; i < n && addr[i] != '"'; i++) {
-            if (addr[i] == '\\')
-                i++; /* the escaped character; may run off the end */
-        }
-        if (i >= n)
-            return "unterminated quoted local part";
-        i++;
-        if (addr[i] != '@')
-            return addr[i] == '\0' ? "missing @"
-                                   : "text after quoted local part";
-        if (i == 2)
-            return "empty local part";
-    } else {
-        for (i = 0; i < n && addr[i] != '@'; i++) {
-            if (addr[i] == ' ')
-                return "space outside quotes";
-            if (addr[i] == '"')
-                return "quote inside local part";
-        }
-        if (i == n)
-            return "missing @";
-        if (i == 0)
-            return "empty local part";
-    }
-    if (i > 64)
-        return "local part longer than 64 octets";
-    dom = addr + i + 1;
-    dlen = n - i - 1;
-    if (dlen == 0)
-        return "empty domain";
-    if (dlen > 255)
-        return "domain longer than 255 octets";
-    for (size_t j = 0; j < dlen; j++) {
-        if (dom[j] == '@')
-            return "more than one @";
-        if (dom[j] == ' ')
-            return "space in domain";
-        if (strchr("()<>[]\\,;:\"", dom[j]) != NULL)
-            return "bad character in domain";
-        if (dom[j] == '.' && (j == 0 || j == dlen - 1 || dom[j + 1] == '.'))
-            return "empty label in domain";
-    }
-    *at = i;
-    return NULL;
-}
-
-int kn_addr_check(const char *addr, const char **why)
-{
-    size_t at;
-    const char *reason = addr_parse(addr, &at);
-
-    if (why != NULL)
-        *why = reason;
-    return reason == NULL ? 0 : KN_EINVAL;
-}
-
-/*
- * Quote the local part when it is not a dot-atom.  The address should have
- * passed kn_addr_check():
- *  1. an address whose local part is already quoted is copied unchanged;
- *  2. an address without '@' is copied unchanged;
- *  3. a dot-atom local part (UTF-8 allowed, RFC 6531) is copied unchanged;
- *  4. otherwise the local part becomes a Quoted-string, with '"' and '\'
- *     escaped by a backslash.
- */
-char *kn_addr_quote(const char *addr)
-{
-    const char *at;
-    struct sbuf b = {0};
-
-    if (addr[0] == '"')
-        return kn_xstrdup(addr);
-    at = strrchr(addr, '@');
-    if (at == NULL || is_dot_atom(addr, (size_t)(at - addr), 1))
-        return kn_xstrdup(addr);
-    sb_addc(&b, '"');
-    for (const char *p = addr; p < at; p++) {
-        if (*p == '"' || *p == '\\')
-            sb_addc(&b, '\\');
-        sb_addc(&b, *p);
-    }
-    sb_addc(&b, '"');
-    sb_adds(&b, at);
-    return sb_take(&b);
-}
-
-int kn_addr_is_dot_atom(const char *addr)
-{
-    size_t at;
-
-    if (addr_parse(addr, &at) != NULL || addr[0] == '"')
-        return 0;
-    return is_dot_atom(addr, at, 0) &&
-           is_hostname(addr + at + 1, strlen(addr + at + 1));
 }
 
 /* ------------------------------------------------------------------------
@@ -528,7 +275,7 @@ static size_t utf8_fit(const char *s, size_t n, size_t max)
     size_t used = 0;
 
     while (used < n) {
-        size_t l = utf8_char_len(u + used, n - used);
+        size_t l = kn_utf8_char_len(u + used, n - used);
         if (l == 0)
             l = 1;
         if (used + l > max)
@@ -683,7 +430,7 @@ static int atom_phrase(const char *s)
             word = 0;
         } else {
             word++;
-            if (!is_atext((unsigned char)*p) || word > 75)
+            if (!kn_addr_atext((unsigned char)*p) || word > 75)
                 return 0;
         }
     }

@@ -1,6 +1,6 @@
 /*
  * mime.h - building Internet messages (RFC 5322, MIME, RFC 2047) for
- * Japanese text, and checking and quoting addresses.
+ * Japanese text.  The address rules it applies are in model/address.h.
  *
  * Everything produced uses CRLF line ends, keeps every line at most 76
  * octets (header lines are folded before 78 columns; the body is UTF-8 in
@@ -11,34 +11,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-int kn_utf8_valid(const char *s, size_t n);
-
-/* 1 if s holds no CR, LF or NUL (mail header injection guard). */
-int kn_header_safe(const char *s, size_t n);
-
-/*
- * Check an address: exactly one '@' outside a quoted local part, a non-
- * empty local part (<= 64 octets) and domain (<= 255), no control
- * characters, no spaces outside quotes, valid UTF-8.  Carrier addresses
- * such as "taro..yamada.@docomo.ne.jp" are accepted.  Returns 0, or
- * KN_EINVAL with a short reason in *why (a static string).
- */
-int kn_addr_check(const char *addr, const char **why);
-
-/*
- * The address as it must be written in an SMTP envelope or a To: header:
- * unchanged if the local part is a dot-atom, else with the local part
- * quoted (RFC 5321 Quoted-string, as Postfix does):
- *   taro..yamada.@docomo.ne.jp -> "taro..yamada."@docomo.ne.jp
- * Returns a heap string.
- */
-char *kn_addr_quote(const char *addr);
-
-/* 1 if addr matches the common `email` format (dot-atom local part) that
- * SendGrid and similar APIs accept. */
-int kn_addr_is_dot_atom(const char *addr);
 
 /*
  * Encode one header as "Name: value" with RFC 2047 B encoded-words

@@ -25,53 +25,40 @@
 
 #include "common/kn.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "config/config.h"
+#include "model/message.h"
 
 /* ---- shared helpers ---- */
 
-void kn__push_text(const struct kn_job *job, char **title, char **body)
+void kn__push_text(const struct kn_job *job, char **title, char **body,
+                   char **link)
 {
     const struct kn_message *m = job->msg;
-    if (m->drill) {
-        /* As in e-mail: a drill must never be mistaken for the real
-         * thing, not even on a lock screen. */
-        *title = kn_xasprintf("【訓練】%s", m->subject ? m->subject : "");
-        *body = kn_xasprintf("※これは訓練です。(This is a drill.)\n%s",
-                             m->body ? m->body : "");
-    } else {
-        *title = kn_xstrdup(m->subject ? m->subject : "");
-        *body = kn_xstrdup(m->body ? m->body : "");
-    }
-}
-
-static const char ellipsis[] = "…";
-
-/* The longest prefix of s not longer than n bytes that ends on a UTF-8
- * character boundary. */
-static size_t utf8_floor(const char *s, size_t n)
-{
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
+    /* As in e-mail: a drill must never be mistaken for the real thing,
+     * not even on a lock screen. */
+    *title = kn_message_subject(m->drill, m->subject);
+    *body = kn_message_body(KN_TEXT_PUSH, m->drill, m->body);
+    *link = kn_message_link_text(KN_TEXT_PUSH, job->link);
 }
 
 /* Serialise build() with text cut to n bytes (+ "…" when cut); which = 0
- * cuts the body, 1 the title (the body then empty). */
+ * cuts the body (tail, the link, kept whole after it), 1 the title (the
+ * body then only the tail). */
 static char *try_cut(kn__push_build_cb *build, void *ctx, const char *title,
-                     const char *body, int which, size_t n, size_t *len)
+                     const char *body, const char *tail, int which, size_t n,
+                     size_t *len)
 {
-    const char *s = which == 0 ? body : title;
-    size_t full = strlen(s);
-    char *cut = NULL, *out;
+    char *text, *out;
     json_t *j;
-    if (n < full) {
-        cut = kn_xmalloc(n + sizeof(ellipsis));
-        memcpy(cut, s, n);
-        memcpy(cut + n, ellipsis, sizeof(ellipsis));
+    if (which == 0) {
+        text = kn_message_body_with_link(body, n, tail);
+        j = build(ctx, title, text);
+    } else {
+        text = kn_message_body_with_link(title, n, NULL);
+        j = build(ctx, text, tail);
     }
-    j = which == 0 ? build(ctx, title, cut ? cut : body)
-                   : build(ctx, cut ? cut : title, "");
-    free(cut);
+    free(text);
     if (j == NULL)
         return NULL;
     out = json_dumps(j, JSON_COMPACT);
@@ -89,15 +76,15 @@ static char *try_cut(kn__push_build_cb *build, void *ctx, const char *title,
  * *rc set) when not even the shortest cut fits.
  */
 static char *fit_cut(kn__push_build_cb *build, void *ctx, const char *title,
-                     const char *body, int which, size_t max, size_t *len,
-                     int *rc)
+                     const char *body, const char *tail, int which, size_t max,
+                     size_t *len, int *rc)
 {
     const char *s = which == 0 ? body : title;
     size_t lo = 0, hi = strlen(s), best_len = 0;
     char *best = NULL, *p;
     /* lo: a kept length known to fit (once best is set); hi: known not to
      * (the full text did not). */
-    p = try_cut(build, ctx, title, body, which, 0, len);
+    p = try_cut(build, ctx, title, body, tail, which, 0, len);
     if (p == NULL) {
         *rc = KN_EINVAL;
         return NULL;
@@ -110,7 +97,7 @@ static char *fit_cut(kn__push_build_cb *build, void *ctx, const char *title,
     best = p;
     best_len = *len;
     while (hi - lo > 1) {
-        size_t mid = utf8_floor(s, lo + (hi - lo) / 2), l;
+        size_t mid = kn_utf8_floor(s, lo + (hi - lo) / 2), l;
         if (mid <= lo) {
             /* No character boundary strictly between lo and hi other
              * than lo: try the next boundary above lo. */
@@ -120,7 +107,7 @@ static char *fit_cut(kn__push_build_cb *build, void *ctx, const char *title,
             if (mid >= hi)
                 break;
         }
-        p = try_cut(build, ctx, title, body, which, mid, &l);
+        p = try_cut(build, ctx, title, body, tail, which, mid, &l);
         if (p == NULL) {
             free(best);
             *rc = KN_EINVAL;
@@ -141,32 +128,30 @@ static char *fit_cut(kn__push_build_cb *build, void *ctx, const char *title,
 }
 
 int kn__push_fit(kn__push_build_cb *build, void *ctx, const char *title,
-                 const char *body, size_t max, char **out, size_t *len)
+                 const char *body, const char *tail, size_t max, char **out,
+                 size_t *len)
 {
-    json_t *j = build(ctx, title, body);
     char *s;
     int rc = 0;
-    if (j == NULL)
-        return KN_EINVAL;
-    s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
+    if (tail == NULL)
+        tail = "";
+    s = try_cut(build, ctx, title, body, tail, 0, SIZE_MAX, len);
     if (s == NULL)
         return KN_EINVAL;
-    *len = strlen(s);
     if (*len <= max) {
         *out = s;
         return 0;
     }
     free(s);
-    /* Too long: cut the body; if an empty body is still too long, keep it
-     * empty and cut the title. */
-    s = fit_cut(build, ctx, title, body, 0, max, len, &rc);
+    /* Too long: cut the body (never the tail); if an empty body is still
+     * too long, keep it empty and cut the title. */
+    s = fit_cut(build, ctx, title, body, tail, 0, max, len, &rc);
     if (s == NULL && rc == KN_ETOOBIG) {
         /* The whole title with no body at all, else a cut title. */
-        s = try_cut(build, ctx, title, "", 0, 0, len);
+        s = try_cut(build, ctx, title, "", tail, 0, 0, len);
         if (s != NULL && *len > max) {
             free(s);
-            s = fit_cut(build, ctx, title, body, 1, max, len, &rc);
+            s = fit_cut(build, ctx, title, body, tail, 1, max, len, &rc);
         } else if (s == NULL) {
             rc = KN_EINVAL;
         }

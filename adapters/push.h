@@ -20,6 +20,10 @@
 
 #include "adapters/adapter.h"
 
+/* The key that carries a personal confirmation link: FCM data, and a custom
+ * top-level key of the APNs payload (the app opens it on a tap). */
+#define KN_PUSH_ACK_KEY "kairan_ack_url"
+
 struct kn_config;
 
 /*
@@ -39,25 +43,32 @@ uint64_t kn_push_token_refreshes(const struct kn_adapter *a,
 /* ---- shared helpers (push.c) ---- */
 
 /*
- * The notification's title and body for a job: the subject and the body,
- * marked as a drill when the broadcast is one.  Heap strings.
+ * The notification's title, body and link text for a job (model/message.h,
+ * KN_TEXT_PUSH): the subject and the body, marked as a drill when the
+ * broadcast is one, and for a personal link (job->link) the confirmation
+ * words and the link, to follow the body ("" without a link).  Heap
+ * strings.
  */
-void kn__push_text(const struct kn_job *job, char **title, char **body);
+void kn__push_text(const struct kn_job *job, char **title, char **body,
+                   char **link);
 
 /* Makes the payload for (title, body); a new reference, or NULL. */
 typedef json_t *kn__push_build_cb(void *ctx, const char *title,
                                   const char *body);
 
 /*
- * Serialise build(ctx, title, body) as compact JSON of at most max bytes.
- * When it is longer, the body is cut at a UTF-8 character boundary with
- * "…" appended, as little as possible; if even an empty body is too long,
- * the title is cut the same way.  Returns 0 with a heap string in *out
- * (length in *len), KN_ETOOBIG if nothing fits, KN_EINVAL if build fails
- * (invalid UTF-8).
+ * Serialise build(ctx, title, body + tail) as compact JSON of at most max
+ * bytes.  When it is longer, the body is cut at a UTF-8 character boundary
+ * with "…" appended, as little as possible, and tail (the confirmation
+ * link; may be NULL) kept whole after it; if even an empty body is too
+ * long, the title is cut the same way (the body then only tail).  The
+ * tail is never cut.  Returns 0 with a heap string in *out (length in
+ * *len), KN_ETOOBIG if nothing fits, KN_EINVAL if build fails (invalid
+ * UTF-8).
  */
 int kn__push_fit(kn__push_build_cb *build, void *ctx, const char *title,
-                 const char *body, size_t max, char **out, size_t *len);
+                 const char *body, const char *tail, size_t max, char **out,
+                 size_t *len);
 
 /*
  * A Retry-After value (delta seconds or an HTTP date) in milliseconds from
@@ -107,10 +118,13 @@ void kn__fcm_close(struct kn__fcm *f);
 /*
  * The request body for a job at now_ms:
  *   {"message":{"token", "notification":{"title","body"},
- *    "data":{"bc","kind"}, "android":{"priority","ttl","collapse_key"},
+ *    "data":{"bc","kind"[,"kairan_ack_url"]},
+ *    "android":{"priority","ttl","collapse_key"},
  *    "apns":{"headers":{"apns-priority","apns-push-type"}}}}
- * at most KN_PUSH_MAX_PAYLOAD bytes (the body cut to fit).  Returns 0 and
- * a heap string, or KN_EINVAL / KN_ETOOBIG (permanent).
+ * at most KN_PUSH_MAX_PAYLOAD bytes (the body cut to fit).  With a personal
+ * link (job->link) the link is in data.kairan_ack_url and at the end of
+ * the notification body, after the confirmation words; never cut.  Returns 0
+ * and a heap string, or KN_EINVAL / KN_ETOOBIG (permanent).
  */
 int kn__fcm_payload(const struct kn_job *job, int64_t now_ms, char **out,
                     size_t *len);
@@ -151,11 +165,14 @@ uint64_t kn__apns_refreshes(const struct kn__apns *p);
 size_t kn__apns_connections(const struct kn__apns *p);
 void kn__apns_close(struct kn__apns *p);
 
-/* The APNs body for a job, at most KN_PUSH_MAX_PAYLOAD bytes. */
+/*
+ * The APNs body for a job, at most KN_PUSH_MAX_PAYLOAD bytes:
+ *   {"aps":{"alert":{"title","body"}[,"sound"]}, "bc"[,"kairan_ack_url"]}
+ * With a personal link (job->link) the link is in the custom key
+ * kairan_ack_url beside "aps" and at the end of the alert body, after the
+ * confirmation words; never cut.
+ */
 int kn__apns_payload(const struct kn_job *job, char **out, size_t *len);
-
-/* 1 if t is a device token APNs can take: hex digits, even count. */
-int kn__apns_token_ok(const char *t);
 
 /*
  * apns-collapse-id for a broadcast: the id itself when it has at most 64

@@ -36,19 +36,17 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "model/address.h"
+#include "model/message.h"
 
 const char kn_detail_sendgrid_address[] =
     "address not accepted by SendGrid (RFC-violating carrier address): "
     "waits for the relay";
 
-static const char drill_subject[] = "【訓練】";
-static const char drill_line[] = "※これは訓練です。(This is a drill.)\n\n";
 /* The personal confirmation link: one body for the whole request, the
- * link put in per personalization by a substitution (the same words as the
- * e-mail, kn__mail_build). */
+ * link put in per personalization by a substitution (the same text as the
+ * e-mail: kn_message_link_text(KN_TEXT_MAIL)). */
 static const char link_tag[] = "-kairan-confirm-link-";
-static const char link_words[] =
-    "確認のため、次のリンクを開いて「確認しました」を押してください。";
 
 struct sg_req;
 
@@ -138,15 +136,17 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
 {
     const struct kn_message *m = jobs[0]->msg;
     json_t *o = json_object(), *ps = json_array(), *v;
-    char *subject, *body, *out = NULL;
+    char *subject, *body, *text, *out = NULL;
     int ok = 1, links = 0;
 
     for (size_t i = 0; i < n; i++)
         links |= jobs[i]->link != NULL;
-    subject = kn_xasprintf("%s%s", m->drill ? drill_subject : "", m->subject);
-    body = kn_xasprintf("%s%s%s", m->drill ? drill_line : "",
-                        m->body && m->body[0] ? m->body : " ",
-                        links ? link_tag : "");
+    subject = kn_message_subject(m->drill, m->subject);
+    /* SendGrid refuses an empty content value. */
+    text = kn_message_body(KN_TEXT_MAIL, m->drill,
+                           m->body && m->body[0] ? m->body : " ");
+    body = kn_message_body_with_link(text, SIZE_MAX, links ? link_tag : "");
+    free(text);
     for (size_t i = 0; i < n && ok; i++) {
         const struct kn_job *j = jobs[i];
         char bi16[17], *mid, *jobkey;
@@ -161,11 +161,9 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         free(mid);
         free(jobkey);
         if (p != NULL && links) {
-            char *text = j->link
-                             ? kn_xasprintf("\n\n%s\n%s\n", link_words, j->link)
-                             : kn_xstrdup("");
-            json_t *t = json_string(text);
-            free(text);
+            char *lt = kn_message_link_text(KN_TEXT_MAIL, j->link);
+            json_t *t = json_string(lt);
+            free(lt);
             if (t == NULL) {
                 json_decref(p);
                 p = NULL;

@@ -38,6 +38,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "model/address.h"
 
 /* Stack of a connection thread: libcurl and OpenSSL need far less. */
 #define CONN_STACK (512 * 1024)

@@ -41,7 +41,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapters/mime.h"
 #include "cli/cli.h"
 #include "cli/csv.h"
 #include "common/argv.h"
@@ -49,8 +48,10 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "common/utf8.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
+#include "model/address.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
 
@@ -248,45 +249,6 @@ static char *join(char **v, size_t n)
         strcat(s, v[i]);
     }
     return s;
-}
-
-static int line_id_valid(const char *s)
-{
-    if (strlen(s) != 33 || s[0] != 'U')
-        return 0;
-    for (int i = 1; i < 33; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    }
-    return 1;
-}
-
-/* FCM registration tokens: printable ASCII, no spaces, at most 4096. */
-static int fcm_token_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 4096)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
-            return 0;
-    }
-    return 1;
-}
-
-/* APNs device tokens: hex (they go into the request path), 64-200. */
-static int apns_token_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 64 || n > 200 || n % 2 != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-              (c >= 'A' && c <= 'F')))
-            return 0;
-    }
-    return 1;
 }
 
 /* ---- Redis ---- */
@@ -690,12 +652,10 @@ static void check_tokens(struct rrow *r, int col)
     size_t n = split(r->v[col], ';', &t), m = 0;
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
-        if (col == COL_FCM ? !fcm_token_valid(t[i]) : !apns_token_valid(t[i]))
-            why_add(r, col == COL_FCM
-                           ? "fcm: a registration token is printable "
-                             "ASCII without spaces, at most 4096 characters"
-                           : "apns: a device token is 64 (to 200) hex "
-                             "digits");
+        const char *why = NULL;
+        if ((col == COL_FCM ? kn_addr_fcm_check(t[i], &why)
+                            : kn_addr_apns_check(t[i], &why)) < 0)
+            why_add(r, "%s: %s", col == COL_FCM ? "fcm" : "apns", why);
         for (size_t k = 0; k < m; k++)
             dup |= strcmp(t[k], t[i]) == 0;
         if (dup)
@@ -813,7 +773,8 @@ static void check_row(const struct kn_csv_row *row, const int *map,
             why_add(r, "email: \"%s\" is not an address: %s",
                     kn_mask_address(r->v[COL_EMAIL], m, sizeof(m)), why);
     }
-    if (r->v[COL_LINE][0] != '\0' && !line_id_valid(r->v[COL_LINE]))
+    if (r->v[COL_LINE][0] != '\0' &&
+        kn_addr_line_check(r->v[COL_LINE], NULL) < 0)
         why_add(r, "line: \"%s\" is not a LINE user id: 'U' and 32 "
                    "lowercase hex digits",
                 kn_mask_address(r->v[COL_LINE], m, sizeof(m)));

@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/mime.h"
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/utf8.h"
+#include "model/address.h"
+#include "model/message.h"
 #include "queue/keys.h"
 
 static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
@@ -210,17 +212,6 @@ static int get_str_array(json_t *o, const char *key, const char *field,
     return 0;
 }
 
-static int line_id_valid(const char *s)
-{
-    if (strlen(s) != 33 || s[0] != 'U')
-        return 0;
-    for (int i = 1; i < 33; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    }
-    return 1;
-}
-
 static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
                       struct perr *pe)
 {
@@ -255,8 +246,8 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
     snprintf(f, sizeof(f), "%s.line", where);
     if ((rc = get_str(o, "line", f, 1, 64, &r->line, pe)) < 0)
         return rc;
-    if (r->line != NULL && !line_id_valid(r->line))
-        return fail(pe, f, "a LINE user id is 'U' and 32 hex digits");
+    if (r->line != NULL && kn_addr_line_check(r->line, &why) < 0)
+        return fail(pe, f, "%s", why);
     push = json_object_get(o, "push");
     if (push != NULL && !json_is_null(push)) {
         snprintf(f, sizeof(f), "%s.push", where);
@@ -285,6 +276,10 @@ static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
                 return rc;
             if (pt->token == NULL || pt->token[0] == '\0')
                 return fail(pe, f, "missing device token");
+            if ((strcmp(pt->platform, "fcm") == 0
+                     ? kn_addr_fcm_check(pt->token, &why)
+                     : kn_addr_apns_check(pt->token, &why)) < 0)
+                return fail(pe, f, "%s", why);
         }
     }
     if (r->email == NULL && r->line == NULL && r->npush == 0)

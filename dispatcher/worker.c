@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "adapters/line.h"
-#include "adapters/mime.h"
+#include "model/address.h"
 #include "adapters/push.h"
 #include "common/argv.h"
 #include "common/kn.h"

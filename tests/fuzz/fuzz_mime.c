@@ -13,6 +13,9 @@
  *      the raw input: never crash.
  */
 #include "adapters/mime.h"
+#include "common/utf8.h"
+#include "model/address.h"
+#include "model/message.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

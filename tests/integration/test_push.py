@@ -362,5 +362,96 @@ with tap.check("[9] stall, reset, drop, garbage, 500, 503 -> retried, delivered"
         assert set(fake.tokens_delivered()) == set(toks), fake.name
 d9.stop()
 
+# ---------------------------------------------------------------- [10]
+# An ack broadcast: every notification carries the recipient's personal
+# confirmation link, in FCM data.kairan_ack_url and the notification body,
+# in the APNs custom key kairan_ack_url and the alert body; the link opens
+# the confirmation page (200).  A body far over 4096 bytes is cut before
+# the link, never through it.
+import urllib.request  # noqa: E402
+
+fcm10 = FakeFCM(out, name="fcm10")
+apns10 = FakeAPNs(out, name="apns10")
+port10 = free_port()
+base10 = "http://127.0.0.1:%d" % port10
+k10 = Kairan(out, r, name="kairan10", conf={
+    "routes": {"push": "push"}, "fcm": fcm10.conf(), "apns": apns10.conf(),
+    "queue": QUEUE,
+    "http": {"listen": "127.0.0.1:%d" % port10, "public_url": base10}})
+d10 = k10.start()
+d10.wait_output('"listening"', 15)
+LINK_RE = re.compile(re.escape(base10) + r"/a/[A-Za-z0-9_.-]+")
+LONG = "長い本文です。" * 800          # ~16.8 KB: must be cut to fit 4096
+WORDS = "確認のため、次のリンクを開いて「確認しました」を押してください。"
+
+
+def link_in_text(text, link):
+    """The text ends with the words and the whole link after the body."""
+    return text.endswith("\n\n%s\n%s" % (WORDS, link))
+
+
+with tap.check("[10] ack broadcast: the personal link in FCM data + body, APNs key + alert"):
+    rc10 = [rcpt("r10-%d" % i, fcm_token("ten", i), apns_token("10", i))
+            for i in range(3)]
+    bid10 = k10.submit(bcast(rc10, ack=True))
+    k10.wait_done(bid10, 30)
+    check_no_failures(k10, bid10)
+    fm = [m["message"] for m in fcm10.messages() if m["message"]["data"]["bc"] == bid10]
+    am = [m["payload"] for m in apns10.messages() if m["payload"].get("bc") == bid10]
+    assert len(fm) == 3 and len(am) == 3, (len(fm), len(am))
+    links = set()
+    for m in fm:
+        link = m["data"].get("kairan_ack_url")
+        assert link and LINK_RE.fullmatch(link), m["data"]
+        assert m["notification"]["body"] == BODY + "\n\n%s\n%s" % (WORDS, link), \
+            m["notification"]["body"]
+        links.add(link)
+    for m in am:
+        link = m.get("kairan_ack_url")
+        assert link and LINK_RE.fullmatch(link), m
+        assert "kairan_ack_url" not in m["aps"], m["aps"]
+        assert m["aps"]["alert"]["body"] == BODY + "\n\n%s\n%s" % (WORDS, link), \
+            m["aps"]["alert"]
+        links.add(link)
+    # one personal link per recipient, the same on both platforms
+    assert len(links) == 3, links
+
+with tap.check("[10] the pushed links are valid: GET answers the confirmation page"):
+    for link in sorted(links):
+        with urllib.request.urlopen(link, timeout=10) as resp:
+            page = resp.read().decode("utf-8")
+            assert resp.status == 200, resp.status
+        assert SUBJECT in page, page[:200]
+    # an altered link is refused: the pushed one is the signed one
+    bad = sorted(links)[0][:-2] + ("AA" if not sorted(links)[0].endswith("AA") else "BB")
+    try:
+        urllib.request.urlopen(bad, timeout=10)
+        assert False, "an altered link was accepted"
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e.code
+
+with tap.check("[10] a body far over 4096 bytes is cut before the link, the link whole"):
+    bidl = k10.submit(bcast([rcpt("r10-long", fcm_token("tenlong", 0),
+                                  apns_token("10a", 0))], ack=True, body=LONG))
+    k10.wait_done(bidl, 30)
+    check_no_failures(k10, bidl)
+    fm = [m for m in fcm10.messages() if m["message"]["data"]["bc"] == bidl]
+    am = [m for m in apns10.messages() if m["payload"].get("bc") == bidl]
+    assert len(fm) == 1 and len(am) == 1, (len(fm), len(am))
+    fb = fm[0]["message"]["notification"]["body"]
+    flink = fm[0]["message"]["data"]["kairan_ack_url"]
+    ab = am[0]["payload"]["aps"]["alert"]["body"]
+    alink = am[0]["payload"]["kairan_ack_url"]
+    assert flink == alink and LINK_RE.fullmatch(flink), (flink, alink)
+    for b in (fb, ab):
+        assert link_in_text(b, flink), b[-300:]
+        cut = b[:-len("\n\n%s\n%s" % (WORDS, flink))]
+        assert cut.endswith("…") and LONG.startswith(cut[:-1]), cut[-40:]
+        assert len(cut) > 100, len(cut)   # the body was cut, not dropped
+    assert fm[0]["bytes"] <= 4096, fm[0]["bytes"]
+d10.stop()
+fcm10.stop()
+apns10.stop()
+
 tap.diag("test_push: %.1fs" % (time.monotonic() - T0))
 tap.done()

@@ -41,9 +41,10 @@ static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS};
 #define SEND_AT_MS 4098981600000LL
 #define EXPIRES_MS 4099021200000LL
 
-#define LINE_ID    "U4af4980629a1b2c3d4e5f60718293a4b"
-#define FCM_TOKEN  "fcm-token-0123456789abcdefghijklmnopqrstuvwxyz"
-#define APNS_TOKEN "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978"
+#define LINE_ID "U4af4980629a1b2c3d4e5f60718293a4b"
+#define FCM_TOKEN "fcm-token-0123456789abcdefghijklmnopqrstuvwxyz"
+#define APNS_TOKEN                                                             \
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 /* Every field of the wire contract. */
 static const char FULL[] =

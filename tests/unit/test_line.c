@@ -24,6 +24,8 @@
 #include "adapters/line.h"
 #include "adapters/mime.h"
 #include "common/kn.h"
+#include "common/utf8.h"
+#include "model/message.h"
 
 static const char *const emoji = "\xF0\x9F\x98\x80"; /* U+1F600, 2 units */
 static const char *const a_ja = "\xE3\x81\x82";      /* あ, 1 unit */
@@ -41,22 +43,22 @@ static char *repeat(const char *s, size_t n)
 static void test_utf16(void **state)
 {
     char *s;
-    assert_int_equal(kn__line_utf16_len("abc", 3), 3);
-    assert_int_equal(kn__line_utf16_len(a_ja, 3), 1);
-    assert_int_equal(kn__line_utf16_len(emoji, 4), 2);
+    assert_int_equal(kn_utf16_len("abc", 3), 3);
+    assert_int_equal(kn_utf16_len(a_ja, 3), 1);
+    assert_int_equal(kn_utf16_len(emoji, 4), 2);
     /* 4999 units of 'a' then an emoji: the emoji does not fit in 5000. */
     s = malloc(4999 + 5);
     memset(s, 'a', 4999);
     memcpy(s + 4999, emoji, 5);
-    assert_int_equal(kn__line_utf16_len(s, strlen(s)), 5001);
-    assert_int_equal(kn__line_utf16_prefix(s, strlen(s), 5000), 4999);
-    assert_int_equal(kn__line_utf16_prefix(s, strlen(s), 5001), 4999 + 4);
+    assert_int_equal(kn_utf16_len(s, strlen(s)), 5001);
+    assert_int_equal(kn_utf16_prefix(s, strlen(s), 5000), 4999);
+    assert_int_equal(kn_utf16_prefix(s, strlen(s), 5001), 4999 + 4);
     free(s);
     /* 4998 + emoji = exactly 5000: all of it. */
     s = malloc(4998 + 5);
     memset(s, 'a', 4998);
     memcpy(s + 4998, emoji, 5);
-    assert_int_equal(kn__line_utf16_prefix(s, strlen(s), 5000), 4998 + 4);
+    assert_int_equal(kn_utf16_prefix(s, strlen(s), 5000), 4998 + 4);
     free(s);
 }
 
@@ -81,14 +83,14 @@ static void test_texts_short(void **state)
 {
     char *t[5];
     struct kn_message m = msg("台風接近", "明日は休校です。\r\n以上", 0);
-    size_t n = kn__line_texts(&m, NULL, t);
+    size_t n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t);
     assert_int_equal(n, 2);
     assert_string_equal(t[0], "台風接近");
     assert_string_equal(t[1], "明日は休校です。\n以上"); /* CRLF -> LF */
     free_texts(t, n);
 
     m = msg("避難訓練", "集合してください", 1);
-    n = kn__line_texts(&m, NULL, t);
+    n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t);
     assert_int_equal(n, 2);
     assert_string_equal(t[0], "【訓練】避難訓練");
     assert_non_null(strstr(t[1], "訓練"));
@@ -103,12 +105,12 @@ static void test_texts_long_emoji(void **state)
     char *body = repeat(emoji, 20000); /* 40,000 units */
     char *t[5];
     struct kn_message m = msg("s", body, 0);
-    size_t n = kn__line_texts(&m, NULL, t), off = 0;
+    size_t n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t), off = 0;
     assert_int_equal(n, 5);
     for (size_t i = 1; i < n; i++) {
         size_t len = strlen(t[i]);
         assert_true(kn_utf8_valid(t[i], len));
-        assert_true(kn__line_utf16_len(t[i], len) <= KN_LINE_TEXT_MAX);
+        assert_true(kn_utf16_len(t[i], len) <= KN_MESSAGE_LINE_TEXT_MAX);
         if (i < 4) {
             /* Pieces before the last follow each other in the body. */
             assert_memory_equal(t[i], body + off, len);
@@ -133,9 +135,9 @@ static void test_texts_break(void **state)
     size_t n;
     sprintf(body, "%s\n%s", head, tail);
     m = msg("s", body, 0);
-    n = kn__line_texts(&m, NULL, t);
+    n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t);
     assert_int_equal(n, 3);
-    assert_int_equal(kn__line_utf16_len(t[1], strlen(t[1])), 4901);
+    assert_int_equal(kn_utf16_len(t[1], strlen(t[1])), 4901);
     assert_int_equal(t[1][strlen(t[1]) - 1], '\n');
     assert_string_equal(t[2], tail);
     free_texts(t, n);
@@ -150,7 +152,7 @@ static void test_texts_link(void **state)
     const char *link = "https://kairan.example.jp/a/tok123";
     char *body = repeat(a_ja, 30000), *t[5];
     struct kn_message m = msg("s", "短い本文", 0);
-    size_t n = kn__line_texts(&m, link, t);
+    size_t n = kn_message_line_texts(m.drill, m.subject, m.body, link, t);
     assert_int_equal(n, 3);
     assert_string_equal(t[1], "短い本文");
     assert_non_null(strstr(t[2], link));
@@ -158,13 +160,14 @@ static void test_texts_link(void **state)
     free_texts(t, n);
 
     m = msg("s", body, 0);
-    n = kn__line_texts(&m, link, t);
+    n = kn_message_line_texts(m.drill, m.subject, m.body, link, t);
     assert_int_equal(n, 5);
     assert_non_null(strstr(t[3], "メール")); /* the cut note */
     assert_null(strstr(t[3], link));
     assert_non_null(strstr(t[4], link));
     for (size_t i = 0; i < n; i++)
-        assert_true(kn__line_utf16_len(t[i], strlen(t[i])) <= KN_LINE_TEXT_MAX);
+        assert_true(kn_utf16_len(t[i], strlen(t[i])) <=
+                    KN_MESSAGE_LINE_TEXT_MAX);
     free_texts(t, n);
     free(body);
 }

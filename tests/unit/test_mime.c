@@ -20,6 +20,9 @@
 
 #include "adapters/mime.h"
 #include "common/kn.h"
+#include "common/utf8.h"
+#include "model/address.h"
+#include "model/message.h"
 
 /* ------------------------------------------------------------------------
  * Helpers

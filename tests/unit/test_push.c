@@ -24,6 +24,7 @@
 
 /* adapter.h comes through push.h (its mail part has no include guard). */
 #include "adapters/push.h"
+#include "model/address.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -245,6 +246,149 @@ static void test_apns_payload_and_cut(void **state)
     free(body);
 }
 
+/* ---- the personal confirmation link (ack broadcasts) ---- */
+
+#define ACK_LINK                                                               \
+    "https://kairan.example.jp/a/"                                             \
+    "Yi0yMDI2MTEyMi0xYTJiM2M0ZDVlNmZ8ci0x.0123456789abcdef0123456789abcdef"
+#define ACK_WORDS                                                              \
+    "確認のため、次のリンクを開いて「確認しました」を押してください。"
+
+/* The text ends with the words and the whole link; what comes before is
+ * a prefix of want_body, cut with "…" only when cut. */
+static void check_link_text(const char *text, const char *want_body)
+{
+    const char *tail = "\n\n" ACK_WORDS "\n" ACK_LINK;
+    size_t n = strlen(text), t = strlen(tail), e = strlen("…"), kept;
+    assert_true(n >= t);
+    assert_string_equal(text + n - t, tail);
+    kept = n - t;
+    if (kept == strlen(want_body)) {
+        assert_memory_equal(text, want_body, kept);
+    } else {
+        assert_true(kept >= e && kept < strlen(want_body) + e);
+        assert_memory_equal(text + kept - e, "…", e);
+        assert_memory_equal(text, want_body, kept - e);
+    }
+}
+
+static void test_fcm_link(void **state)
+{
+    char *big = long_japanese(100); /* ~10 KB: must be cut */
+    const char *bodies[] = {"保護者各位\n明日は休校です。", big};
+    for (size_t i = 0; i < 2; i++) {
+        struct kn_message m = msg(1, bodies[i]);
+        struct kn_job job = job_for(&m, "fcm", FCM_TOKEN);
+        char *out = NULL;
+        size_t len;
+        json_t *j, *mm, *data, *n;
+        m.ack = 1;
+        job.link = ACK_LINK;
+        assert_int_equal(kn__fcm_payload(&job, NOW_MS, &out, &len), 0);
+        assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+        j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        mm = json_object_get(j, "message");
+        data = json_object_get(mm, "data");
+        assert_string_equal(
+            json_string_value(json_object_get(data, "kairan_ack_url")),
+            ACK_LINK);
+        assert_string_equal(json_string_value(json_object_get(data, "bc")),
+                            m.bcast);
+        n = json_object_get(mm, "notification");
+        assert_string_equal(json_string_value(json_object_get(n, "title")),
+                            m.subject);
+        check_link_text(json_string_value(json_object_get(n, "body")),
+                        bodies[i]);
+        if (i == 1) /* cut as little as possible: the payload is full */
+            assert_true(len > KN_PUSH_MAX_PAYLOAD - 8);
+        json_decref(j);
+        free(out);
+    }
+    free(big);
+}
+
+static void test_apns_link(void **state)
+{
+    char *big = long_japanese(100);
+    const char *bodies[] = {"短い本文", big};
+    for (size_t i = 0; i < 2; i++) {
+        struct kn_message m = msg(1, bodies[i]);
+        struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+        char *out = NULL;
+        size_t len;
+        json_t *j, *alert;
+        m.ack = 1;
+        m.drill = 1;
+        job.link = ACK_LINK;
+        assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+        assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+        j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        /* a custom key beside "aps" */
+        assert_string_equal(
+            json_string_value(json_object_get(j, "kairan_ack_url")), ACK_LINK);
+        assert_null(
+            json_object_get(json_object_get(j, "aps"), "kairan_ack_url"));
+        alert = json_object_get(json_object_get(j, "aps"), "alert");
+        assert_non_null(strstr(
+            json_string_value(json_object_get(alert, "title")), "【訓練】"));
+        {
+            char *want = kn_xasprintf("※これは訓練です。(This is a drill.)\n%s",
+                                      bodies[i]);
+            check_link_text(json_string_value(json_object_get(alert, "body")),
+                            want);
+            free(want);
+        }
+        json_decref(j);
+        free(out);
+    }
+    free(big);
+}
+
+/* Without an ack link: no key, no confirmation words. */
+static void test_push_no_link(void **state)
+{
+    struct kn_message m = msg(1, "本文");
+    struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+    char *out = NULL;
+    size_t len;
+    assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+    assert_null(strstr(out, "kairan_ack_url"));
+    assert_null(strstr(out, "確認しました"));
+    free(out);
+    job = job_for(&m, "fcm", FCM_TOKEN);
+    assert_int_equal(kn__fcm_payload(&job, NOW_MS, &out, &len), 0);
+    assert_null(strstr(out, "kairan_ack_url"));
+    assert_null(strstr(out, "確認しました"));
+    free(out);
+}
+
+/* A title so long that the body must go: the link stays (the body is then
+ * only the link text), the title is cut. */
+static void test_link_survives_title_cut(void **state)
+{
+    char *huge = long_japanese(80);
+    struct kn_message m = msg(1, "本文");
+    struct kn_job job = job_for(&m, "apns", APNS_TOKEN);
+    char *out = NULL;
+    size_t len;
+    json_t *j, *alert;
+    m.subject = huge;
+    job.link = ACK_LINK;
+    assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
+    assert_true(len <= KN_PUSH_MAX_PAYLOAD);
+    j = json_loads(out, 0, NULL);
+    alert = json_object_get(json_object_get(j, "aps"), "alert");
+    assert_string_equal(json_string_value(json_object_get(alert, "body")),
+                        "\n\n" ACK_WORDS "\n" ACK_LINK);
+    assert_string_equal(json_string_value(json_object_get(j, "kairan_ack_url")),
+                        ACK_LINK);
+    json_decref(j);
+    free(out);
+    free(huge);
+}
+
 /* A builder for kn__push_fit tests: {"t": title, "b": body}. */
 static json_t *tb_build(void *ctx, const char *title, const char *body)
 {
@@ -263,7 +407,7 @@ static void test_fit_is_maximal(void **state)
     for (size_t max = 10; max < 120; max++) {
         char *out = NULL;
         size_t len = 0;
-        int rc = kn__push_fit(tb_build, NULL, "T", body, max, &out, &len);
+        int rc = kn__push_fit(tb_build, NULL, "T", body, NULL, max, &out, &len);
         size_t best = (size_t)-1;
         /* Brute force: the longest boundary prefix whose payload fits. */
         for (size_t n = 0; n <= blen; n++) {
@@ -315,7 +459,7 @@ static void test_fit_is_maximal(void **state)
     {
         char *out = NULL;
         size_t len;
-        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, 5, &out,
+        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out,
                                       &len),
                          KN_ETOOBIG);
     }
@@ -545,18 +689,12 @@ static void test_uuid_stable(void **state)
     assert_non_null(strchr("89ab", a[19]));      /* RFC 4122 variant */
 }
 
+/* The token rules themselves are tested in test_address.c; here: the
+ * tokens this file sends with pass them. */
 static void test_token_checks(void **state)
 {
-    assert_true(kn__apns_token_ok(APNS_TOKEN));
-    assert_true(kn__apns_token_ok("A1B2C3D4E5F60718293A4B5C6D7E8F90"));
-    assert_false(kn__apns_token_ok(""));
-    assert_false(kn__apns_token_ok(NULL));
-    /* an odd number of hex digits */
-    assert_false(kn__apns_token_ok("a1b2c3d4e5f60718293a4b5c6d7e8f9"));
-    assert_false(kn__apns_token_ok(
-        "g1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"));
-    assert_false(kn__apns_token_ok("a1b2c3d4 e5f60718293a4b5c6d7e8f90"));
-    assert_false(kn__apns_token_ok("../../etc/passwd"));
+    assert_int_equal(kn_addr_apns_check(APNS_TOKEN, NULL), 0);
+    assert_int_equal(kn_addr_fcm_check(FCM_TOKEN, NULL), 0);
 }
 
 static void test_retry_after(void **state)
@@ -877,6 +1015,10 @@ int main(void)
         cmocka_unit_test(test_apns_payload_and_cut),
         cmocka_unit_test(test_fit_is_maximal),
         cmocka_unit_test(test_title_cut),
+        cmocka_unit_test(test_fcm_link),
+        cmocka_unit_test(test_apns_link),
+        cmocka_unit_test(test_push_no_link),
+        cmocka_unit_test(test_link_survives_title_cut),
         cmocka_unit_test(test_fcm_classify),
         cmocka_unit_test(test_apns_classify),
         cmocka_unit_test(test_collapse_id),

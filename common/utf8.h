@@ -1,0 +1,40 @@
+/*
+ * utf8.h - UTF-8 text: validity, character boundaries, and lengths in
+ * UTF-16 code units (the unit LINE counts its text limit in).
+ *
+ * Pure functions over borrowed bytes; nothing allocates.
+ */
+#ifndef KN_COMMON_UTF8_H
+#define KN_COMMON_UTF8_H
+
+#include <stddef.h>
+
+/*
+ * Length of the well-formed UTF-8 character at s (at most n bytes
+ * available, n >= 1), or 0 if the bytes there are not one: no overlong
+ * forms, no surrogates D800..DFFF, nothing above U+10FFFF.
+ */
+size_t kn_utf8_char_len(const unsigned char *s, size_t n);
+
+/* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int kn_utf8_valid(const char *s, size_t n);
+
+/*
+ * The largest k <= n such that s[0..k) ends on a character boundary (the
+ * byte at s[k] is not a continuation byte).  s must hold at least n + 1
+ * bytes when n < strlen(s) (it reads s[n]); for n == strlen(s) it reads
+ * the terminating NUL.
+ */
+size_t kn_utf8_floor(const char *s, size_t n);
+
+/* UTF-16 code units of UTF-8 text s[0..n) (astral characters count 2; a
+ * stray byte counts 1). */
+size_t kn_utf16_len(const char *s, size_t n);
+
+/*
+ * How many bytes of s[0..n) fit into limit UTF-16 code units, ending on a
+ * character boundary (a surrogate pair is never split).
+ */
+size_t kn_utf16_prefix(const char *s, size_t n, size_t limit);
+
+#endif

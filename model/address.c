@@ -1,0 +1,275 @@
+/*
+ * address.c - the address rules of every channel, in one place: e-mail
+ * (with the Japanese carrier forms that break RFC 5322), LINE user ids,
+ * FCM registration tokens and APNs device tokens.
+ *
+ * The CSV import (cli/recipients.c), the broadcast parser
+ * (dispatcher/broadcast.c) and the adapters all call these, so that an
+ * address accepted at the door is one the adapter will send to, and one
+ * refused by the adapter never gets in.  Pure functions: no I/O, no state,
+ * no allocation except kn_addr_quote()'s result.
+ */
+#include "model/address.h"
+
+#include <string.h>
+
+#include "common/kn.h"
+#include "common/utf8.h"
+
+/* ------------------------------------------------------------------------
+ * E-mail
+ * ------------------------------------------------------------------------ */
+
+int kn_addr_atext(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/*
+ * 1 if s[0..n) is a dot-atom: atoms of atext joined by single dots, no
+ * leading or trailing dot.  With allow_utf8, bytes >= 0x80 count as atext
+ * (RFC 6531/6532); the caller has checked that they form valid UTF-8.
+ */
+static int is_dot_atom(const char *s, size_t n, int allow_utf8)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
+    if (n == 0 || u[0] == '.' || u[n - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] == '.') {
+            if (u[i + 1] == '.')
+                return 0;
+        } else if (!kn_addr_atext(u[i]) && !(allow_utf8 && u[i] >= 0x80)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * 1 if s[0..n) looks like an ASCII host name with at least two labels:
+ * letters, digits and hyphens, labels of 1..63 that neither start nor end
+ * with a hyphen, 253 octets at most.
+ */
+static int is_hostname(const char *s, size_t n)
+{
+    size_t label = 0, labels = 1;
+
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return 0;
+            label = 0;
+            labels++;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   (c >= '0' && c <= '9') || c == '-') {
+            if (label == 0 && c == '-')
+                return 0;
+            label++;
+            if (label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0 && s[n - 1] != '-' && labels >= 2;
+}
+
+/*
+ * Check an address and find its '@'.  Returns NULL when the address is
+ * acceptable (and sets *at to the offset of the separating '@'), or a static
+ * reason.  The rules, in order:
+ *  1. non-empty, valid UTF-8, no control characters (C0 or DEL) anywhere;
+ *  2. a local part that starts with '"' must be one whole quoted-string
+ *     (backslash escapes the next character) followed directly by '@', and
+ *     must not be empty ("");
+ *  3. an unquoted local part may hold anything but spaces and '"' (so the
+ *     carrier forms with ".." or a trailing '.' pass; kn_addr_quote() makes
+ *     them legal on the wire);
+ *  4. the local part, as written, is 1..64 octets (RFC 5321 4.5.3.1.1);
+ *  5. the domain is 1..255 octets with no second '@', no space, none of
+ *     ()<>[]\,;:" and no empty label (leading, trailing or double dot).
+ */
+static const char *addr_parse(const char *addr, size_t *at)
+{
+    size_t n, i, dlen;
+    const char *dom;
+
+    if (addr == NULL || addr[0] == '\0')
+        return "empty address";
+    n = strlen(addr);
+    if (!kn_utf8_valid(addr, n))
+        return "invalid UTF-8";
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)addr[i];
+        if (c < 0x20 || c == 0x7f)
+            return "control character";
+    }
+    if (addr[0] == '"') {
+        for (i = 1; i < n && addr[i] != '"'; i++) {
+            if (addr[i] == '\\')
+                i++; /* the escaped character; may run off the end */
+        }
+        if (i >= n)
+            return "unterminated quoted local part";
+        i++;
+        if (addr[i] != '@')
+            return addr[i] == '\0' ? "missing @"
+                                   : "text after quoted local part";
+        if (i == 2)
+            return "empty local part";
+    } else {
+        for (i = 0; i < n && addr[i] != '@'; i++) {
+            if (addr[i] == ' ')
+                return "space outside quotes";
+            if (addr[i] == '"')
+                return "quote inside local part";
+        }
+        if (i == n)
+            return "missing @";
+        if (i == 0)
+            return "empty local part";
+    }
+    if (i > 64)
+        return "local part longer than 64 octets";
+    dom = addr + i + 1;
+    dlen = n - i - 1;
+    if (dlen == 0)
+        return "empty domain";
+    if (dlen > 255)
+        return "domain longer than 255 octets";
+    for (size_t j = 0; j < dlen; j++) {
+        if (dom[j] == '@')
+            return "more than one @";
+        if (dom[j] == ' ')
+            return "space in domain";
+        if (strchr("()<>[]\\,;:\"", dom[j]) != NULL)
+            return "bad character in domain";
+        if (dom[j] == '.' && (j == 0 || j == dlen - 1 || dom[j + 1] == '.'))
+            return "empty label in domain";
+    }
+    *at = i;
+    return NULL;
+}
+
+int kn_addr_check(const char *addr, const char **why)
+{
+    size_t at;
+    const char *reason = addr_parse(addr, &at);
+
+    if (why != NULL)
+        *why = reason;
+    return reason == NULL ? 0 : KN_EINVAL;
+}
+
+/*
+ * Quote the local part when it is not a dot-atom.  The address should have
+ * passed kn_addr_check():
+ *  1. an address whose local part is already quoted is copied unchanged;
+ *  2. an address without '@' is copied unchanged;
+ *  3. a dot-atom local part (UTF-8 allowed, RFC 6531) is copied unchanged;
+ *  4. otherwise the local part becomes a Quoted-string, with '"' and '\'
+ *     escaped by a backslash.
+ */
+char *kn_addr_quote(const char *addr)
+{
+    const char *at;
+    char *out, *o;
+
+    if (addr[0] == '"')
+        return kn_xstrdup(addr);
+    at = strrchr(addr, '@');
+    if (at == NULL || is_dot_atom(addr, (size_t)(at - addr), 1))
+        return kn_xstrdup(addr);
+    /* At worst every local-part byte escaped, two quotes, the NUL. */
+    o = out = kn_xmalloc(2 * (size_t)(at - addr) + strlen(at) + 3);
+    *o++ = '"';
+    for (const char *p = addr; p < at; p++) {
+        if (*p == '"' || *p == '\\')
+            *o++ = '\\';
+        *o++ = *p;
+    }
+    *o++ = '"';
+    strcpy(o, at);
+    return out;
+}
+
+int kn_addr_is_dot_atom(const char *addr)
+{
+    size_t at;
+
+    if (addr_parse(addr, &at) != NULL || addr[0] == '"')
+        return 0;
+    return is_dot_atom(addr, at, 0) &&
+           is_hostname(addr + at + 1, strlen(addr + at + 1));
+}
+
+/* ------------------------------------------------------------------------
+ * LINE, FCM, APNs
+ * ------------------------------------------------------------------------ */
+
+static int is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+int kn_addr_line_check(const char *id, const char **why)
+{
+    const char *reason = NULL;
+    if (id == NULL || strlen(id) != KN_ADDR_LINE_LEN || id[0] != 'U') {
+        reason = "a LINE user id is 'U' and 32 hex digits";
+    } else {
+        for (size_t i = 1; i < KN_ADDR_LINE_LEN && reason == NULL; i++) {
+            if (!is_lower_hex(id[i]))
+                reason = "a LINE user id is 'U' and 32 hex digits";
+        }
+    }
+    if (why != NULL)
+        *why = reason;
+    return reason == NULL ? 0 : KN_EINVAL;
+}
+
+int kn_addr_fcm_check(const char *token, const char **why)
+{
+    size_t n = token ? strlen(token) : 0;
+    const char *reason = NULL;
+    if (n == 0 || n > KN_ADDR_FCM_MAX) {
+        reason = "an FCM registration token is 1 to 4096 characters";
+    } else {
+        for (size_t i = 0; i < n && reason == NULL; i++) {
+            unsigned char c = (unsigned char)token[i];
+            if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                reason = "an FCM registration token is printable ASCII "
+                         "without spaces, quotes or backslashes";
+        }
+    }
+    if (why != NULL)
+        *why = reason;
+    return reason == NULL ? 0 : KN_EINVAL;
+}
+
+int kn_addr_apns_check(const char *token, const char **why)
+{
+    size_t n = token ? strlen(token) : 0;
+    const char *reason = NULL;
+    if (n < KN_ADDR_APNS_MIN || n > KN_ADDR_APNS_MAX || n % 2 != 0) {
+        reason = "an APNs device token is an even number of hex digits, "
+                 "64 to 200";
+    } else {
+        for (size_t i = 0; i < n && reason == NULL; i++) {
+            char c = token[i];
+            if (!is_lower_hex(c) && !(c >= 'A' && c <= 'F'))
+                reason = "an APNs device token is hex digits only";
+        }
+    }
+    if (why != NULL)
+        *why = reason;
+    return reason == NULL ? 0 : KN_EINVAL;
+}
