@@ -14,7 +14,7 @@
 #include "config/config.h"
 #include "queue/keys.h"
 #include "queue/scripts.h"
-#include "adapters/line.h"
+#include "model/line_event.h"
 
 /* ------------------------------------------------------------ LINE webhook */
 
