@@ -25,7 +25,7 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
 	common/utf8.c \
-	config/config.c \
+	config/config.c config/check.c \
 	model/address.c model/message.c model/token.c model/audit.c model/line_event.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \

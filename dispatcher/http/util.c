@@ -63,11 +63,8 @@ void kn__httpd_sb_free(struct sbuf *b)
 
 void kn__httpd_free_secret(char **s)
 {
-    if (*s != NULL) {
-        OPENSSL_cleanse(*s, strlen(*s));
-        free(*s);
-        *s = NULL;
-    }
+    kn_free_secret(*s);
+    *s = NULL;
 }
 
 json_t *kn__httpd_jtime(long long ms)
