@@ -25,16 +25,19 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
 	common/utf8.c common/buf.c common/codec.c common/file.c \
-	config/config.c \
-	model/address.c model/message.c model/broadcast.c \
+	config/config.c config/check.c \
+	model/address.c model/message.c model/broadcast.c model/token.c model/audit.c model/line_event.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c \
 	dispatcher/expand.c dispatcher/worker.c \
-	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
+	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
+	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
+	dispatcher/http/confirm.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -52,6 +55,24 @@ all: $(PROGS) $(UNIT_BINS) $(BUILD)/bench/curl_loop
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Pages are real files, embedded at build time (STYLE.md 1): scripts/embed.c,
+# built first with the same compiler, turns each file into a byte array
+# kn__web_<name> (and its length kn__web_<name>_len) in $(BUILD)/gen/.
+# Editing a page rebuilds the generated source, its object and kairand.
+WEB_STATUS := status_html=web/status/index.html \
+	status_css=web/status/status.css status_js=web/status/status.js
+
+$(BUILD)/scripts/embed: scripts/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libkairan.a: $(LIB_OBJS)
@@ -95,7 +116,8 @@ bench: all
 
 # .clang-format: 4 spaces, 80 columns, function braces on their own line
 # (STYLE.md 12).  `make fmt` rewrites the files in place.
-FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c $(wildcard */*.h)
+FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c scripts/embed.c \
+	$(wildcard */*.h) $(wildcard dispatcher/http/*.h)
 fmt-check:
 	@clang-format --dry-run --Werror $(FMT_SRCS) && echo "fmt-check: ok"
 

@@ -33,7 +33,7 @@
 #include "queue/keys.h"
 #include "config/config.h"
 #include "model/broadcast.h"
-#include "dispatcher/http.h"
+#include "model/audit.h"
 #include "queue/scripts.h"
 #include "queue/submit.h"
 
@@ -281,7 +281,7 @@ void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
     json_object_set_new(j, "via", json_string("kairanctl"));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
+    if (kn_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
         fprintf(stderr,
                 "kairanctl: warning: cannot append to %s/"
                 "operations.jsonl (retention.audit_dir)\n",
