@@ -52,6 +52,7 @@
 #include "common/utf8.h"
 #include "config/config.h"
 #include "model/broadcast.h"
+#include "model/directory.h"
 #include "model/address.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
@@ -866,60 +867,42 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
     free(s);
 }
 
-static void seal_field(json_t *o, const struct kn_keyring *kr,
-                       const char *purpose, const char *key,
-                       const char *plain, struct kn_argv *bidx)
-{
-    char bi[33], kbi[8];
-    char *sealed = kn_seal(kr, purpose, plain, strlen(plain));
-    kn_blind_index(kr, purpose, plain, bi);
-    json_object_set_new(o, key, json_string(sealed));
-    snprintf(kbi, sizeof(kbi), "%si", key);
-    json_object_set_new(o, kbi, json_string(bi));
-    kn_argv_addf(bidx, "%s:%s", purpose, bi);
-    free(sealed);
-}
-
 /* Append a row's NARGS script arguments (see upsert_script). */
 static void row_args(const struct kn_keyring *kr, const struct rrow *r,
                      struct kn_argv *a)
 {
-    json_t *c = json_object();
+    json_t *c = kn_dir_new(r->v[COL_ID]);
     struct kn_argv bidx;
-    char *s, *bx;
+    char *s, *bx, bi[33];
     size_t blen = 1;
 
     kn_argv_init(&bidx);
-    json_object_set_new(c, "id", json_string(r->v[COL_ID]));
-    if (r->v[COL_EMAIL][0])
-        seal_field(c, kr, "email", "e", r->v[COL_EMAIL], &bidx);
-    if (r->v[COL_LINE][0])
-        seal_field(c, kr, "line", "l", r->v[COL_LINE], &bidx);
-    if (r->v[COL_FCM][0] || r->v[COL_APNS][0]) {
-        json_t *p = json_array();
-        for (int col = COL_FCM; col <= COL_APNS; col++) {
-            char **t;
-            size_t n = split(r->v[col], ';', &t);
-            for (size_t i = 0; i < n; i++) {
-                json_t *o = json_object();
-                json_object_set_new(o, "k", json_string(col == COL_FCM
-                                                            ? "fcm"
-                                                            : "apns"));
-                seal_field(o, kr, "push", "t", t[i], &bidx);
-                json_array_append_new(p, o);
-            }
-            strv_free(t, n);
+    if (r->v[COL_EMAIL][0]) {
+        kn_dir_set_address(c, kr, "email", r->v[COL_EMAIL], bi);
+        kn_argv_addf(&bidx, "email:%s", bi);
+    }
+    if (r->v[COL_LINE][0]) {
+        kn_dir_set_address(c, kr, "line", r->v[COL_LINE], bi);
+        kn_argv_addf(&bidx, "line:%s", bi);
+    }
+    if (r->v[COL_FCM][0] || r->v[COL_APNS][0]) /* "p" even if it stays [] */
+        json_object_set_new(c, KN_DIR_PUSH, json_array());
+    for (int col = COL_FCM; col <= COL_APNS; col++) {
+        char **t;
+        size_t n = split(r->v[col], ';', &t);
+        for (size_t i = 0; i < n; i++) {
+            kn_dir_add_push(c, kr, col == COL_FCM ? "fcm" : "apns", t[i], bi);
+            kn_argv_addf(&bidx, "push:%s", bi);
         }
-        json_object_set_new(c, "p", p);
+        strv_free(t, n);
     }
     if (r->v[COL_CHANNELS][0]) {
-        json_t *ch = json_array();
         char **v;
         size_t n = split(r->v[COL_CHANNELS], ';', &v);
+        json_object_set_new(c, KN_DIR_CHANNELS, json_array());
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(ch, json_string(v[i]));
+            kn_dir_add_channel(c, v[i]);
         strv_free(v, n);
-        json_object_set_new(c, "ch", ch);
     }
     s = json_dumps(c, JSON_COMPACT);
     json_decref(c);
@@ -1283,32 +1266,27 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
                *gs = h->element[4]->str, *ac = h->element[5]->str;
     char *name = NULL, *email = NULL, *line = NULL,
          *fcm = kn_xstrdup(""), *apns = kn_xstrdup(""), *chs = kn_xstrdup("");
-    json_t *c = cj ? json_loads(cj, 0, NULL) : NULL, *v;
-    size_t i;
+    json_t *c = cj ? json_loads(cj, 0, NULL) : NULL;
+    struct kn_dir_rec d;
     int rc = 0;
 
+    kn_dir_parse(c, &d); /* not an object: all empty (and c NULL below) */
     if (unseal_str(kr, "name", nm, &name) < 0 ||
-        unseal_str(kr, "email", json_string_value(json_object_get(c, "e")),
-                   &email) < 0 ||
-        unseal_str(kr, "line", json_string_value(json_object_get(c, "l")),
-                   &line) < 0)
+        unseal_str(kr, "email", d.email, &email) < 0 ||
+        unseal_str(kr, "line", d.line, &line) < 0)
         rc = KN_ECRYPTO;
-    json_array_foreach(json_object_get(c, "p"), i, v) {
-        const char *k = json_string_value(json_object_get(v, "k"));
+    for (size_t i = 0; i < d.npush; i++) {
+        const char *k = d.push[i].platform;
         char *t = NULL;
-        if (rc < 0 || unseal_str(kr, "push",
-                                 json_string_value(json_object_get(v, "t")),
-                                 &t) < 0) {
+        if (rc < 0 || unseal_str(kr, "push", d.push[i].token, &t) < 0) {
             rc = KN_ECRYPTO;
             break;
         }
         acc_add(k && strcmp(k, "apns") == 0 ? &apns : &fcm, t);
         wipe_free(t);
     }
-    json_array_foreach(json_object_get(c, "ch"), i, v) {
-        if (json_is_string(v))
-            acc_add(&chs, json_string_value(v));
-    }
+    for (size_t i = 0; i < d.nchannels; i++)
+        acc_add(&chs, d.channels[i]);
     if (c == NULL)
         rc = KN_ECRYPTO;
     if (rc == 0) {
@@ -1330,6 +1308,7 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
     wipe_free(fcm);
     wipe_free(apns);
     free(chs);
+    kn_dir_rec_free(&d);
     json_decref(c);
     return rc;
 }
@@ -1376,7 +1355,7 @@ static int do_export(const char *tenant, int bom)
             kn_argv_add(&cmds[i], "HMGET");
             kn_argv_take(&cmds[i],
                          kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, v[off + i]));
-            kn_argv_add(&cmds[i], "c");
+            kn_argv_add(&cmds[i], KN_DIR_HASH_FIELD);
             kn_argv_add(&cmds[i], "name");
             kn_argv_add(&cmds[i], "grade");
             kn_argv_add(&cmds[i], "class");

@@ -38,6 +38,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "model/directory.h"
 #include "queue/keys.h"
 
 #define REKEY_TRIES 5
@@ -144,17 +145,17 @@ static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
         json_decref(c);
         return KN_EINVAL;
     }
-    if ((rc = reseal_member(kr, c, "e", "email", st)) < 0)
+    if ((rc = reseal_member(kr, c, KN_DIR_EMAIL, "email", st)) < 0)
         goto done;
     changed |= rc;
-    if ((rc = reseal_member(kr, c, "l", "line", st)) < 0)
+    if ((rc = reseal_member(kr, c, KN_DIR_LINE, "line", st)) < 0)
         goto done;
     changed |= rc;
-    if ((rc = reseal_member(kr, c, "nm", "name", st)) < 0)
+    if ((rc = reseal_member(kr, c, KN_DIR_NAME, "name", st)) < 0)
         goto done;
     changed |= rc;
-    json_array_foreach(json_object_get(c, "p"), i, p) {
-        if ((rc = reseal_member(kr, p, "t", "push", st)) < 0)
+    json_array_foreach(json_object_get(c, KN_DIR_PUSH), i, p) {
+        if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
             goto done;
         changed |= rc;
     }
@@ -174,7 +175,7 @@ static void rekey_record(const struct kn_keyring *kr, const char *tenant,
 
     st->records++;
     for (int t = 0; t < REKEY_TRIES; t++) {
-        redisReply *h = kn_cli_cmd("HMGET %s c name", key), *w;
+        redisReply *h = kn_cli_cmd("HMGET %s " KN_DIR_HASH_FIELD " name", key), *w;
         const char *c = h->element[0]->str ? h->element[0]->str : "";
         const char *nm = h->element[1]->str ? h->element[1]->str : "";
         char *nc = NULL, *nn = NULL;

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "model/directory.h"
 #include "queue/keys.h"
 
 static const int within_s[] = {60, 300, 900};
@@ -211,23 +212,18 @@ static void add_masked(json_t *addrs, const struct kn_keyring *kr,
 static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
                          json_t *c, const char *sealed_name)
 {
-    json_t *p, *t;
-    size_t i;
+    struct kn_dir_rec d;
     char *plain = NULL;
     if (r->name == NULL && sealed_name != NULL &&
         kn_unseal(kr, "name", sealed_name, &plain, NULL) == 0)
         r->name = plain;
-    if (json_array_size(r->addrs) > 0 || c == NULL)
+    if (json_array_size(r->addrs) > 0 || kn_dir_parse(c, &d) < 0)
         return;
-    add_masked(r->addrs, kr, "email",
-               json_string_value(json_object_get(c, "e")));
-    add_masked(r->addrs, kr, "line",
-               json_string_value(json_object_get(c, "l")));
-    p = json_object_get(c, "p");
-    json_array_foreach(p, i, t) {
-        add_masked(r->addrs, kr, "push",
-                   json_string_value(json_object_get(t, "t")));
-    }
+    add_masked(r->addrs, kr, "email", d.email);
+    add_masked(r->addrs, kr, "line", d.line);
+    for (size_t i = 0; i < d.npush; i++)
+        add_masked(r->addrs, kr, "push", d.push[i].token);
+    kn_dir_rec_free(&d);
 }
 
 /* Audience entries: inline ("i:<json>") and directory ("d:<id>"). */
@@ -243,17 +239,18 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
         struct rcpt *r;
         if (strncmp(e, "i:", 2) == 0) {
             json_t *j = json_loads(e + 2, 0, NULL);
-            const char *id = json_string_value(json_object_get(j, "id"));
+            const char *id = json_string_value(json_object_get(j, KN_DIR_ID));
             if (id != NULL && (r = find(rp, id)) != NULL)
-                load_contact(r, kr, j,
-                             json_string_value(json_object_get(j, "nm")));
+                load_contact(
+                    r, kr, j,
+                    json_string_value(json_object_get(j, KN_DIR_NAME)));
             json_decref(j);
         } else if (strncmp(e, "d:", 2) == 0 && tenant != NULL &&
                    (r = find(rp, e + 2)) != NULL) {
             redisReply *h;
             json_t *c;
             k = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, e + 2);
-            h = kn_cli_cmd("HMGET %s name c", k);
+            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD, k);
             free(k);
             if (h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
                 c = h->element[1]->str ? json_loads(h->element[1]->str, 0,

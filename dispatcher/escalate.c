@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
+#include "model/directory.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -72,16 +73,16 @@ static int contact(json_t *r, int ch, const char **a, const char **i,
 {
     *k = NULL;
     if (ch == KN_CH_EMAIL) {
-        *a = jstr(r, "e");
-        *i = jstr(r, "ei");
+        *a = jstr(r, KN_DIR_EMAIL);
+        *i = jstr(r, KN_DIR_EMAIL_INDEX);
     } else if (ch == KN_CH_LINE) {
-        *a = jstr(r, "l");
-        *i = jstr(r, "li");
+        *a = jstr(r, KN_DIR_LINE);
+        *i = jstr(r, KN_DIR_LINE_INDEX);
     } else {
-        json_t *t = json_array_get(json_object_get(r, "p"), 0);
-        *a = jstr(t, "t");
-        *i = jstr(t, "ti");
-        *k = jstr(t, "k");
+        json_t *t = json_array_get(json_object_get(r, KN_DIR_PUSH), 0);
+        *a = jstr(t, KN_DIR_PUSH_TOKEN);
+        *i = jstr(t, KN_DIR_PUSH_INDEX);
+        *k = jstr(t, KN_DIR_PUSH_PLATFORM);
     }
     return *a != NULL && *i != NULL;
 }
@@ -93,7 +94,7 @@ static int escalate_one(redisContext *c, const struct kn_config *cfg,
                         int urgent, long long expires, long long now)
 {
     int order[8], n = 0;
-    json_t *pref = json_object_get(r, "ch"), *v;
+    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v;
     size_t idx;
     json_array_foreach(pref, idx, v)
     {
@@ -227,11 +228,12 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
             int confirmed = 0;
             if (strncmp(e, "i:", 2) == 0) {
                 r = json_loads(e + 2, 0, NULL);
-                rid = kn_xstrdup(jstr(r, "id") ? jstr(r, "id") : "?");
+                rid = kn_xstrdup(jstr(r, KN_DIR_ID) ? jstr(r, KN_DIR_ID) : "?");
             } else if (strncmp(e, "d:", 2) == 0) {
                 char *k = kn_key_rcpt(cfg->redis_prefix,
                                       hv(m, 9) ? hv(m, 9) : "", e + 2);
-                redisReply *h = redisCommand(c, "HMGET %s c active", k);
+                redisReply *h =
+                    redisCommand(c, "HMGET %s " KN_DIR_HASH_FIELD " active", k);
                 free(k);
                 if (hv(h, 0) && !(hv(h, 1) && strcmp(hv(h, 1), "0") == 0))
                     r = json_loads(hv(h, 0), 0, NULL);

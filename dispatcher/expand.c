@@ -35,6 +35,8 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "model/directory.h"
+#include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/submit.h"
@@ -489,21 +491,11 @@ static const char *jstr(json_t *o, const char *k)
 static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
                         const char *key, const char *platform, json_t *fallback)
 {
-    json_t *j = json_object();
     char q[32];
     snprintf(q, sizeof(q), "%s:%s", kn_channel_name(ch),
              e->urgent ? "urgent" : "normal");
-    json_object_set_new(j, "b", json_string(e->cur->bc));
-    json_object_set_new(j, "q", json_string(q));
-    json_object_set_new(j, "key", json_string(key));
-    json_object_set_new(j, "n", json_integer(0));
-    json_object_set_new(j, "t", json_integer(kn_now_ms()));
-    json_object_set_new(j, "x", json_integer(e->expires_ms));
-    if (platform)
-        json_object_set_new(j, "k", json_string(platform));
-    if (fallback && json_array_size(fallback) > 0)
-        json_object_set(j, "fb", fallback);
-    return j;
+    return kn_job_new(e->cur->bc, q, key, kn_now_ms(), e->expires_ms, platform,
+                      fallback);
 }
 
 /* Append one single-recipient job to the commit arguments. */
@@ -515,14 +507,23 @@ static void add_job(struct kn_expander *e, struct kn_argv *a,
     json_t *j;
     snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
     j = job_json(e, ch, key, platform, fallback);
-    json_object_set_new(j, "r", json_string(rcpt));
-    json_object_set_new(j, "a", json_string(sealed));
-    json_object_set_new(j, "i", json_string(bi));
+    kn_job_set_rcpt(j, rcpt, sealed, bi);
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
     kn_argv_take(a, json_dumps(j, JSON_COMPACT));
     kn_argv_add(a, rcpt);
     json_decref(j);
+}
+
+/* The directory record's keys of an e-mail or LINE address. */
+static const char *dir_addr(enum kn_channel ch)
+{
+    return ch == KN_CH_EMAIL ? KN_DIR_EMAIL : KN_DIR_LINE;
+}
+
+static const char *dir_index(enum kn_channel ch)
+{
+    return ch == KN_CH_EMAIL ? KN_DIR_EMAIL_INDEX : KN_DIR_LINE_INDEX;
 }
 
 /* LINE recipients of a page waiting to be grouped into multicast jobs. */
@@ -535,17 +536,17 @@ static int has_contact(json_t *r, enum kn_channel ch)
 {
     switch (ch) {
     case KN_CH_EMAIL:
-        return jstr(r, "e") && jstr(r, "ei");
+        return jstr(r, KN_DIR_EMAIL) && jstr(r, KN_DIR_EMAIL_INDEX);
     case KN_CH_LINE:
-        return jstr(r, "l") && jstr(r, "li") &&
-               !json_is_true(json_object_get(r, "ldead"));
+        return jstr(r, KN_DIR_LINE) && jstr(r, KN_DIR_LINE_INDEX) &&
+               !json_is_true(json_object_get(r, KN_DIR_LINE_DEAD));
     case KN_CH_PUSH: {
-        json_t *p = json_object_get(r, "p"), *t;
+        json_t *p = json_object_get(r, KN_DIR_PUSH), *t;
         size_t i;
         json_array_foreach(p, i, t)
         {
-            if (jstr(t, "t") && jstr(t, "ti") &&
-                !json_is_true(json_object_get(t, "dead")))
+            if (jstr(t, KN_DIR_PUSH_TOKEN) && jstr(t, KN_DIR_PUSH_INDEX) &&
+                !json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD)))
                 return 1;
         }
         return 0;
@@ -558,31 +559,25 @@ static int has_contact(json_t *r, enum kn_channel ch)
 /* The contacts (sealed) of a recipient on channel ch, as fallbacks. */
 static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
 {
-    json_t *o, *t;
+    json_t *t;
     size_t j;
     switch (ch) {
     case KN_CH_EMAIL:
     case KN_CH_LINE:
-        o = json_object();
-        json_object_set_new(o, "c", json_string(kn_channel_name(ch)));
-        json_object_set_new(
-            o, "a", json_string(jstr(r, ch == KN_CH_EMAIL ? "e" : "l")));
-        json_object_set_new(
-            o, "i", json_string(jstr(r, ch == KN_CH_EMAIL ? "ei" : "li")));
-        json_array_append_new(fb, o);
+        json_array_append_new(fb, kn_job_fallback(kn_channel_name(ch), NULL,
+                                                  jstr(r, dir_addr(ch)),
+                                                  jstr(r, dir_index(ch))));
         break;
     case KN_CH_PUSH:
-        json_array_foreach(json_object_get(r, "p"), j, t)
+        json_array_foreach(json_object_get(r, KN_DIR_PUSH), j, t)
         {
-            if (!jstr(t, "t") || !jstr(t, "ti"))
+            const char *k = jstr(t, KN_DIR_PUSH_PLATFORM);
+            if (!jstr(t, KN_DIR_PUSH_TOKEN) || !jstr(t, KN_DIR_PUSH_INDEX))
                 continue;
-            o = json_object();
-            json_object_set_new(o, "c", json_string("push"));
-            json_object_set_new(
-                o, "k", json_string(jstr(t, "k") ? jstr(t, "k") : "fcm"));
-            json_object_set_new(o, "a", json_string(jstr(t, "t")));
-            json_object_set_new(o, "i", json_string(jstr(t, "ti")));
-            json_array_append_new(fb, o);
+            json_array_append_new(fb,
+                                  kn_job_fallback("push", k ? k : "fcm",
+                                                  jstr(t, KN_DIR_PUSH_TOKEN),
+                                                  jstr(t, KN_DIR_PUSH_INDEX)));
         }
         break;
     default:
@@ -606,7 +601,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     enum kn_channel order[KN_CH__COUNT];
     size_t n = 0;
     int added = 0, first = -1;
-    json_t *pref = json_object_get(r, "ch"), *v, *fb = json_array();
+    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v, *fb = json_array();
     size_t i;
 
     /* Order: the recipient's preference first, then the broadcast's. */
@@ -645,26 +640,28 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
         if (ch == KN_CH_PUSH) {
             json_t *t;
             size_t j;
-            json_array_foreach(json_object_get(r, "p"), j, t)
+            json_array_foreach(json_object_get(r, KN_DIR_PUSH), j, t)
             {
-                if (!jstr(t, "t") || !jstr(t, "ti") ||
-                    json_is_true(json_object_get(t, "dead")))
+                if (!jstr(t, KN_DIR_PUSH_TOKEN) ||
+                    !jstr(t, KN_DIR_PUSH_INDEX) ||
+                    json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD)))
                     continue;
-                add_job(e, a, ch, rcpt, jstr(t, "t"), jstr(t, "ti"),
-                        jstr(t, "k"), fb);
+                add_job(e, a, ch, rcpt, jstr(t, KN_DIR_PUSH_TOKEN),
+                        jstr(t, KN_DIR_PUSH_INDEX),
+                        jstr(t, KN_DIR_PUSH_PLATFORM), fb);
                 added++;
             }
         } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
             /* (An ack broadcast gives each recipient a personal link, so
              * its LINE messages cannot be one multicast.) */
             line[*nline].rcpt = rcpt;
-            line[*nline].sealed = jstr(r, "l");
-            line[*nline].bi = jstr(r, "li");
+            line[*nline].sealed = jstr(r, KN_DIR_LINE);
+            line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
             (*nline)++;
             added++;
         } else {
-            add_job(e, a, ch, rcpt, jstr(r, ch == KN_CH_EMAIL ? "e" : "l"),
-                    jstr(r, ch == KN_CH_EMAIL ? "ei" : "li"), NULL, fb);
+            add_job(e, a, ch, rcpt, jstr(r, dir_addr(ch)),
+                    jstr(r, dir_index(ch)), NULL, fb);
             added++;
         }
     }
@@ -853,8 +850,8 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             e->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
             e->rj[i] = json_loads(s + 2, 0, NULL);
-            e->rid[i] =
-                kn_xstrdup(jstr(e->rj[i], "id") ? jstr(e->rj[i], "id") : "?");
+            e->rid[i] = kn_xstrdup(
+                jstr(e->rj[i], KN_DIR_ID) ? jstr(e->rj[i], KN_DIR_ID) : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
             struct lookup *l = kn_xcalloc(1, sizeof(*l));
             char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
@@ -862,8 +859,9 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             l->e = e;
             l->idx = i;
             e->lookups++;
-            if (kn_redis_cmd(e->d->cmd, on_rcpt, l, "HMGET %s c active", key) <
-                0) {
+            if (kn_redis_cmd(e->d->cmd, on_rcpt, l,
+                             "HMGET %s " KN_DIR_HASH_FIELD " active",
+                             key) < 0) {
                 e->lookups--;
                 e->page_lost = 1;
                 free(l);

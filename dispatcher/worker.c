@@ -47,6 +47,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
@@ -67,6 +68,8 @@ struct wjob {
     char *rcpt_list; /* "r-1,r-2..." in the same order */
     char *key;       /* "<bcast>/<job key>" */
     int n;           /* attempts before this one */
+    /* The broadcast's expiry (ms); 0: none known. */
+    int64_t expires_ms;
     struct kn__msg *msg;
     char **addr; /* plaintext, wiped after the send */
     char *link;  /* personal confirmation link */
@@ -422,7 +425,8 @@ static void retry(struct wjob *jb, int64_t delay_ms, const char *detail,
     struct kn_daemon *d = jb->w->d;
     struct kn_argv a;
     json_t *nj = json_deep_copy(jb->j);
-    json_object_set_new(nj, "n", json_integer(jb->n + (count ? 1 : 0)));
+    json_object_set_new(nj, KN_JOB_ATTEMPTS,
+                        json_integer(jb->n + (count ? 1 : 0)));
     kn_argv_init(&a);
     kn_argv_add(&a, jb->stream);
     kn_argv_take(&a, kn__key(d, "retry"));
@@ -458,7 +462,7 @@ static void on_fallback(struct kn_redis *r, redisReply *rep, void *arg)
 static void fall_back(struct wjob *jb)
 {
     struct kn_daemon *d = jb->w->d;
-    json_t *fb = json_object_get(jb->j, "fb"), *next, *rest, *nj;
+    json_t *fb = json_object_get(jb->j, KN_JOB_FALLBACK), *next, *rest, *nj;
     const char *c, *a, *i;
     char q[32], field[96];
     struct kn_argv av;
@@ -466,9 +470,9 @@ static void fall_back(struct wjob *jb)
     if (!json_is_array(fb) || json_array_size(fb) == 0 || jb->naddr != 1)
         return;
     next = json_array_get(fb, 0);
-    c = json_string_value(json_object_get(next, "c"));
-    a = json_string_value(json_object_get(next, "a"));
-    i = json_string_value(json_object_get(next, "i"));
+    c = json_string_value(json_object_get(next, KN_JOB_FB_CHANNEL));
+    a = json_string_value(json_object_get(next, KN_JOB_ADDR));
+    i = json_string_value(json_object_get(next, KN_JOB_INDEX));
     if (c == NULL || a == NULL || i == NULL || (ch = kn_channel_parse(c)) < 0)
         return;
     snprintf(q, sizeof(q), "%s:%s", c, jb->prio == 0 ? "urgent" : "normal");
@@ -476,20 +480,10 @@ static void fall_back(struct wjob *jb)
     rest = json_array();
     for (size_t k = 1; k < json_array_size(fb); k++)
         json_array_append(rest, json_array_get(fb, k));
-    nj = json_object();
-    json_object_set_new(nj, "b", json_string(jb->bcast));
-    json_object_set_new(nj, "q", json_string(q));
-    json_object_set_new(nj, "key", json_string(field));
-    json_object_set_new(nj, "r", json_string(jb->rcpts[0]));
-    json_object_set_new(nj, "a", json_string(a));
-    json_object_set_new(nj, "i", json_string(i));
-    json_object_set_new(nj, "n", json_integer(0));
-    json_object_set_new(nj, "t", json_integer(kn_now_ms()));
-    json_object_set(nj, "x", json_object_get(jb->j, "x"));
-    if (json_object_get(next, "k"))
-        json_object_set(nj, "k", json_object_get(next, "k"));
-    if (json_array_size(rest) > 0)
-        json_object_set(nj, "fb", rest);
+    nj = kn_job_new(jb->bcast, q, field, kn_now_ms(), jb->expires_ms,
+                    json_string_value(json_object_get(next, KN_JOB_PLATFORM)),
+                    rest);
+    kn_job_set_rcpt(nj, jb->rcpts[0], a, i);
     json_decref(rest);
     kn_argv_init(&av);
     kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));
@@ -538,13 +532,10 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
 {
     struct kn_daemon *d = jb->w->d;
     int attempts = jb->n + 1;
-    int64_t delay = kn__backoff_ms(d, attempts), expires = 0;
+    int64_t delay = kn__backoff_ms(d, attempts), expires = jb->expires_ms;
     char why[400];
-    json_t *t = json_object_get(jb->j, "x");
     if (retry_after > delay)
         delay = retry_after;
-    if (json_is_integer(t))
-        expires = json_integer_value(t);
     if (attempts >= d->cfg->max_attempts) {
         snprintf(why, sizeof(why), "gave up after %d attempts: %s", attempts,
                  detail ? detail : "");
@@ -1101,48 +1092,21 @@ static void on_msg(struct kn__msg *m, void *arg)
     kn__eval_reliable(d, &kn_script_precheck, on_precheck, jb, 2, &a);
 }
 
-static const char *jstr(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /*
- * Read a job's recipients: "r", "a", "i" are strings (one recipient) or
- * arrays of the same length (a LINE multicast job).  Returns 0 or -1.
+ * Take a job's recipients from its record (model/job.c) and name them for
+ * the finish script: "line:<bi>,line:<bi>..." and "r-1,r-2..."
  */
-static int parse_recipients(struct wjob *jb)
+static void take_recipients(struct wjob *jb, struct kn_job_rec *rec)
 {
-    json_t *r = json_object_get(jb->j, "r"), *a = json_object_get(jb->j, "a"),
-           *i = json_object_get(jb->j, "i");
-    size_t n;
     char *f = NULL, *rl = NULL;
-    if (json_is_string(r) && json_is_string(a) && json_is_string(i)) {
-        n = 1;
-    } else if (json_is_array(r) && json_is_array(a) && json_is_array(i) &&
-               json_array_size(r) > 0 &&
-               json_array_size(r) == json_array_size(a) &&
-               json_array_size(r) == json_array_size(i)) {
-        n = json_array_size(r);
-    } else {
-        return -1;
-    }
-    jb->naddr = n;
-    jb->rcpts = kn_xcalloc(n, sizeof(char *));
-    jb->sealed = kn_xcalloc(n, sizeof(char *));
-    jb->bindex = kn_xcalloc(n, sizeof(char *));
-    for (size_t k = 0; k < n; k++) {
-        json_t *rv = n == 1 && json_is_string(r) ? r : json_array_get(r, k);
-        json_t *av = n == 1 && json_is_string(a) ? a : json_array_get(a, k);
-        json_t *iv = n == 1 && json_is_string(i) ? i : json_array_get(i, k);
-        char *t;
-        if (!json_is_string(rv) || !json_is_string(av) || !json_is_string(iv))
-            return -1;
-        jb->rcpts[k] = json_string_value(rv);
-        jb->sealed[k] = json_string_value(av);
-        jb->bindex[k] = json_string_value(iv);
-        t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "", jb->w->chname,
-                         jb->bindex[k]);
+    jb->naddr = rec->n;
+    jb->rcpts = rec->rcpts;
+    jb->sealed = rec->sealed;
+    jb->bindex = rec->bindex;
+    rec->rcpts = rec->sealed = rec->bindex = NULL;
+    for (size_t k = 0; k < jb->naddr; k++) {
+        char *t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "",
+                               jb->w->chname, jb->bindex[k]);
         free(f);
         f = t;
         t = kn_xasprintf("%s%s%s", rl ? rl : "", rl ? "," : "", jb->rcpts[k]);
@@ -1151,7 +1115,6 @@ static int parse_recipients(struct wjob *jb)
     }
     jb->fields = f;
     jb->rcpt_list = rl;
-    return 0;
 }
 
 /* Take one stream entry: parse it and start its life. */
@@ -1159,8 +1122,8 @@ static void take_entry(struct kn_worker *w, const char *stream,
                        const redisReply *e, int claimed)
 {
     struct wjob *jb;
-    const redisReply *jv = kn__entry_field(e, "j");
-    json_t *nv;
+    const redisReply *jv = kn__entry_field(e, KN_JOB_ENTRY_FIELD);
+    struct kn_job_rec rec;
     if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_STRING)
         return; /* deleted entry (nil) in a claim reply */
@@ -1179,21 +1142,19 @@ static void take_entry(struct kn_worker *w, const char *stream,
     }
     jb->raw = kn_xstrndup(jv->str, jv->len);
     jb->j = json_loadb(jv->str, jv->len, 0, NULL);
-    jb->bcast = jstr(jb->j, "b");
-    nv = json_object_get(jb->j, "n");
-    if (jb->bcast == NULL || !json_is_integer(nv) || parse_recipients(jb) < 0) {
+    if (kn_job_parse(jb->j, &rec) < 0) {
         kn__poison(w->d, stream, jb->entry, jb->raw, strlen(jb->raw),
                    "unreadable job (not the JSON kairand writes)");
         job_done(jb);
         return;
     }
-    jb->n = (int)json_integer_value(nv);
-    jb->key =
-        kn_xasprintf("%s/%s", jb->bcast,
-                     jstr(jb->j, "key") ? jstr(jb->j, "key") : jb->fields);
-    jb->job.platform = jstr(jb->j, "k");
-    nv = json_object_get(jb->j, "t");
-    jb->job.first_ms = json_is_integer(nv) ? json_integer_value(nv) : 0;
+    jb->bcast = rec.bcast;
+    jb->n = rec.attempts;
+    jb->expires_ms = rec.expires_ms;
+    take_recipients(jb, &rec);
+    jb->key = kn_xasprintf("%s/%s", jb->bcast, rec.key ? rec.key : jb->fields);
+    jb->job.platform = rec.platform;
+    jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }
 

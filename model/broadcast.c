@@ -21,6 +21,7 @@
 #include "common/seal.h"
 #include "common/utf8.h"
 #include "model/address.h"
+#include "model/directory.h"
 #include "model/message.h"
 
 static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
@@ -557,24 +558,9 @@ void kn_broadcast_free(struct kn_broadcast *b)
 
 /* ---- storage form ---- */
 
-/* Set key to the sealed form of addr and key_bi to its blind index. */
-static void seal_into(json_t *o, const struct kn_keyring *kr,
-                      const char *purpose, const char *key, const char *addr)
-{
-    char bi[33], kbi[16];
-    char *sealed = kn_seal(kr, purpose, addr, strlen(addr));
-    kn_blind_index(kr, purpose, addr, bi);
-    json_object_set_new(o, key, json_string(sealed));
-    snprintf(kbi, sizeof(kbi), "%si", key);
-    json_object_set_new(o, kbi, json_string(bi));
-    free(sealed);
-}
-
 /*
- * The audience entry of an inline recipient: "i:" + compact JSON
- *   {"id":..,"nm":..,"e":sealed,"ei":bi,"l":sealed,"li":bi,
- *    "p":[{"k":"fcm","t":sealed,"ti":bi}]}
- * The same shape the directory uses (rcpt hash field "c"), so that the
+ * The audience entry of an inline recipient: "i:" + the compact JSON of a
+ * directory record (model/directory.h), names sealed too, so that the
  * expander reads both alike.
  */
 char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
@@ -583,29 +569,16 @@ char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
 char *kn__rcpt_storage_json(const struct kn_inline_rcpt *r,
                             const struct kn_keyring *kr)
 {
-    json_t *o = json_object();
+    json_t *o = kn_dir_new(r->id);
     char *out;
-    json_object_set_new(o, "id", json_string(r->id));
-    if (r->name) {
-        /* Names are personal data too: sealed like the addresses. */
-        char *nm = kn_seal(kr, "name", r->name, strlen(r->name));
-        json_object_set_new(o, "nm", json_string(nm));
-        free(nm);
-    }
+    if (r->name) /* names are personal data too: sealed like the addresses */
+        kn_dir_set_name(o, kr, r->name);
     if (r->email)
-        seal_into(o, kr, "email", "e", r->email);
+        kn_dir_set_address(o, kr, "email", r->email, NULL);
     if (r->line)
-        seal_into(o, kr, "line", "l", r->line);
-    if (r->npush > 0) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < r->npush; i++) {
-            json_t *t = json_object();
-            json_object_set_new(t, "k", json_string(r->push[i].platform));
-            seal_into(t, kr, "push", "t", r->push[i].token);
-            json_array_append_new(a, t);
-        }
-        json_object_set_new(o, "p", a);
-    }
+        kn_dir_set_address(o, kr, "line", r->line, NULL);
+    for (size_t i = 0; i < r->npush; i++)
+        kn_dir_add_push(o, kr, r->push[i].platform, r->push[i].token, NULL);
     out = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return out;

@@ -25,6 +25,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "model/directory.h"
 #include "queue/keys.h"
 
 #define JST_MS  (9 * 3600 * 1000LL)
@@ -198,27 +199,24 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
     r = cmd(x, "SMEMBERS %srcpts:%s", p, t);
     for (size_t i = 0; r && i < r->elements; i++) {
         const char *id = r->element[i]->str;
-        json_t *c = NULL, *pa, *e;
-        size_t j;
+        json_t *c = NULL;
+        struct kn_dir_rec d;
         char *rk = kn_key_rcpt(p, t, id);
-        h = cmd(x, "HGET %s c", rk);
+        h = cmd(x, "HGET %s " KN_DIR_HASH_FIELD, rk);
         if (h && h->type == REDIS_REPLY_STRING)
             c = json_loads(h->str, 0, NULL);
         if (h)
             freeReplyObject(h);
-        if (json_string_value(json_object_get(c, "ei")))
-            n += run(x, "DEL %sbidx:%s:email:%s", p, t,
-                     json_string_value(json_object_get(c, "ei")));
-        if (json_string_value(json_object_get(c, "li")))
-            n += run(x, "DEL %sbidx:%s:line:%s", p, t,
-                     json_string_value(json_object_get(c, "li")));
-        pa = json_object_get(c, "p");
-        json_array_foreach(pa, j, e)
-        {
-            if (json_string_value(json_object_get(e, "ti")))
-                n += run(x, "DEL %sbidx:%s:push:%s", p, t,
-                         json_string_value(json_object_get(e, "ti")));
+        kn_dir_parse(c, &d); /* not a record: nothing indexed */
+        if (d.email_index)
+            n += run(x, "DEL %sbidx:%s:email:%s", p, t, d.email_index);
+        if (d.line_index)
+            n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
+        for (size_t j = 0; j < d.npush; j++) {
+            if (d.push[j].index)
+                n += run(x, "DEL %sbidx:%s:push:%s", p, t, d.push[j].index);
         }
+        kn_dir_rec_free(&d);
         json_decref(c);
         n += run(x, "DEL %s", rk);
         free(rk);

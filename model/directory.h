@@ -1,0 +1,106 @@
+/*
+ * directory.h - the directory record: one recipient's contacts, as compact
+ * JSON in the field "c" of the hash rcpt:<tenant>:<id> (written by
+ * "kairanctl recipients import"), and in the same shape in an inline
+ * audience entry "i:<json>" of bc:<id>:aud (model/broadcast.c), so that
+ * the expander reads both alike.
+ *
+ * Every address is sealed (common/seal.h, purpose "email", "line" or
+ * "push") and has its blind index beside it; plaintext is never stored.
+ * This header is the one place that names the keys.  The Lua scripts
+ * (rcpt_upsert / rcpt_delete in cli/recipients.c) read ei, li and p[].ti
+ * to keep the indexes bidx:<tenant>:<channel>:<bi> and use the same
+ * letters.
+ *
+ *   key    JSON    meaning
+ *   id     string  the recipient id
+ *   nm     string  inline entries only: the name, sealed ("name")
+ *   e, ei  string  e-mail address (sealed), its blind index
+ *   l, li  string  LINE user id (sealed), its blind index
+ *   ldead  true    LINE said the user blocked the account (unfollow)
+ *   p      array   push tokens: {"k": "fcm"|"apns", "t": sealed token,
+ *                  "ti": blind index, "dead": true once a provider said
+ *                  the token is gone}
+ *   ch     array   the recipient's own channel order (policy preferred)
+ */
+#ifndef KN_MODEL_DIRECTORY_H
+#define KN_MODEL_DIRECTORY_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct kn_keyring;
+
+#define KN_DIR_HASH_FIELD "c" /* in rcpt:<tenant>:<id> */
+
+#define KN_DIR_ID            "id"
+#define KN_DIR_NAME          "nm"
+#define KN_DIR_EMAIL         "e"
+#define KN_DIR_EMAIL_INDEX   "ei"
+#define KN_DIR_LINE          "l"
+#define KN_DIR_LINE_INDEX    "li"
+#define KN_DIR_LINE_DEAD     "ldead"
+#define KN_DIR_PUSH          "p"
+#define KN_DIR_PUSH_PLATFORM "k"
+#define KN_DIR_PUSH_TOKEN    "t"
+#define KN_DIR_PUSH_INDEX    "ti"
+#define KN_DIR_PUSH_DEAD     "dead"
+#define KN_DIR_CHANNELS      "ch"
+
+/* ---- building (plaintext in, sealed out) ---- */
+
+/* A new record holding only its id.  New reference. */
+json_t *kn_dir_new(const char *id);
+
+/* Seal the name into "nm" (inline audience entries). */
+void kn_dir_set_name(json_t *c, const struct kn_keyring *kr, const char *name);
+
+/*
+ * Seal an address into "e" ("email") or "l" ("line"), its blind index into
+ * "ei" or "li", and copy the index into bi when bi is not NULL.  purpose:
+ * "email" or "line".
+ */
+void kn_dir_set_address(json_t *c, const struct kn_keyring *kr,
+                        const char *purpose, const char *plain, char bi[33]);
+
+/* Append a push token {"k": platform, "t": sealed, "ti": index} to "p";
+ * the index into bi when bi is not NULL. */
+void kn_dir_add_push(json_t *c, const struct kn_keyring *kr,
+                     const char *platform, const char *plain, char bi[33]);
+
+/* Append a channel name to the recipient's own order "ch". */
+void kn_dir_add_channel(json_t *c, const char *channel);
+
+/* ---- reading ---- */
+
+struct kn_dir_token {
+    const char *platform; /* NULL if absent */
+    const char *token;    /* sealed; NULL if absent */
+    const char *index;    /* NULL if absent */
+    int dead;
+};
+
+/* A record read back.  Strings point into the JSON (valid while it
+ * lives); a member that is absent or not of its type is NULL (or 0). */
+struct kn_dir_rec {
+    const char *id;
+    const char *name; /* sealed */
+    const char *email, *email_index;
+    const char *line, *line_index;
+    int line_dead;
+    struct kn_dir_token *push; /* heap: kn_dir_rec_free */
+    size_t npush;              /* every object of "p", in order */
+    const char **channels;     /* heap: the strings of "ch", in order */
+    size_t nchannels;
+};
+
+/*
+ * Read a record.  Returns 0 and fills rec, or KN_EINVAL when c is not an
+ * object (rec then holds nothing to free).
+ */
+int kn_dir_parse(json_t *c, struct kn_dir_rec *rec);
+
+/* Free rec's arrays (not the strings: they are the JSON's). */
+void kn_dir_rec_free(struct kn_dir_rec *rec);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * job.h - the job record: one delivery job, as JSON in the field "j" of a
+ * channel stream's entry (q:<channel>:<urgent|normal>), in the retry zset
+ * and in the dead-letter stream.  Written by the expander
+ * (dispatcher/expand.c), rewritten by the worker for a retry or a
+ * fallback (dispatcher/worker.c), read by the worker and by Lua.
+ *
+ * Its keys are one or two letters so that a million queued jobs stay
+ * small; this header is the one place that names them.  The Lua scripts
+ * cannot include it and use the same letters:
+ *   commit_page  sets r, a, i of a LINE multicast job (arrays);
+ *   promote      reads q to find the stream a retry goes back to.
+ * A change of a key here is a change of the stored format: jobs already
+ * queued are written in the old one (and older kairand processes of the
+ * same consumer group read the new one).
+ *
+ *   key   JSON    meaning
+ *   b     string  the broadcast's name
+ *   q     string  "<channel>:<urgent|normal>": the stream it belongs to
+ *   key   string  its field in bc:<id>:r ("<channel>:<blind index>", or
+ *                 "line:p<page>.<group>" for a LINE multicast job)
+ *   r     string  the recipient id          } arrays of the same length
+ *   a     string  its address, sealed       } for a LINE multicast job
+ *   i     string  the address's blind index }
+ *   n     int     attempts made so far
+ *   t     int     when it was first queued (ms)
+ *   x     int     when it expires (ms, the broadcast's expiry)
+ *   k     string  push only: the token's platform, "fcm" or "apns"
+ *   fb    array   policy preferred: the next channels' contacts, each
+ *                 {"c": channel, "k": platform (push), "a": sealed,
+ *                  "i": blind index}
+ */
+#ifndef KN_MODEL_JOB_H
+#define KN_MODEL_JOB_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KN_JOB_ENTRY_FIELD "j" /* the stream entry's field */
+
+#define KN_JOB_BCAST      "b"
+#define KN_JOB_QUEUE      "q"
+#define KN_JOB_KEY        "key"
+#define KN_JOB_RCPT       "r"
+#define KN_JOB_ADDR       "a"
+#define KN_JOB_INDEX      "i"
+#define KN_JOB_ATTEMPTS   "n"
+#define KN_JOB_FIRST      "t"
+#define KN_JOB_EXPIRES    "x"
+#define KN_JOB_PLATFORM   "k"
+#define KN_JOB_FALLBACK   "fb"
+#define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
+
+/*
+ * A new job without recipients: b, q, key, n = 0, t = first_ms,
+ * x = expires_ms, k (if platform is not NULL) and fb (if fallback holds
+ * entries; a reference is taken, fallback stays the caller's).  New
+ * reference.
+ */
+json_t *kn_job_new(const char *bcast, const char *queue, const char *key,
+                   int64_t first_ms, int64_t expires_ms, const char *platform,
+                   json_t *fallback);
+
+/* Set the one recipient of a single job: r, a, i. */
+void kn_job_set_rcpt(json_t *job, const char *rcpt, const char *sealed,
+                     const char *bi);
+
+/* One entry of "fb" (platform may be NULL).  New reference. */
+json_t *kn_job_fallback(const char *channel, const char *platform,
+                        const char *sealed, const char *bi);
+
+/* A job read back.  Strings point into the JSON (valid while it lives);
+ * the three arrays are the reader's: kn_job_rec_free, or take them. */
+struct kn_job_rec {
+    const char *bcast;
+    const char *queue;    /* NULL if absent */
+    const char *key;      /* NULL if absent */
+    const char *platform; /* NULL if absent */
+    int attempts;
+    int64_t first_ms;   /* 0 if absent */
+    int64_t expires_ms; /* 0 if absent */
+    size_t n;           /* recipients: 1, or a multicast's count */
+    const char **rcpts;
+    const char **sealed;
+    const char **bindex;
+    json_t *fallback; /* borrowed; NULL if absent */
+};
+
+/*
+ * Read a job.  Returns 0 and fills rec, or KN_EINVAL (rec then holds
+ * nothing to free) when it is not what kairand writes:
+ *  1. not an object, or no string "b", or no integer "n";
+ *  2. r, a, i neither three strings nor three non-empty arrays of strings
+ *     of the same length.
+ */
+int kn_job_parse(json_t *job, struct kn_job_rec *rec);
+
+/* Free rec's arrays (not the strings: they are the JSON's). */
+void kn_job_rec_free(struct kn_job_rec *rec);
+
+#endif
