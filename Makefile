@@ -33,7 +33,16 @@ LIB_SRCS := \
 	dispatcher/broadcast.c dispatcher/expand.c dispatcher/worker.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/queue/lua.o
+
+# The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
+# step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
+# "--#include NAME" lines replaced by queue/lua/lib/NAME.lua
+# (mk/lua-include.awk); mk/embed.c turns those into $(BUILD)/queue/lua.c,
+# one array kn_lua_<name> each (declared in queue/lua.h).
+LUA_SRCS := $(wildcard queue/lua/*.lua)
+LUA_LIBS := $(wildcard queue/lua/lib/*.lua)
+LUA_OUT  := $(LUA_SRCS:queue/lua/%=$(BUILD)/lua/%)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -51,6 +60,20 @@ all: $(PROGS) $(UNIT_BINS) $(BUILD)/bench/curl_loop
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/mk/embed: mk/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk
+	@mkdir -p $(dir $@)
+	awk -v lib=queue/lua/lib -f mk/lua-include.awk $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/queue/lua.c: $(LUA_OUT) $(BUILD)/mk/embed queue/lua
+	$(BUILD)/mk/embed $@ $(foreach f,$(LUA_OUT),kn_lua_$(basename $(notdir $(f)))=$(f))
+
+$(BUILD)/queue/lua.o: $(BUILD)/queue/lua.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libkairan.a: $(LIB_OBJS)
@@ -94,7 +117,8 @@ bench: all
 
 # .clang-format: 4 spaces, 80 columns, function braces on their own line
 # (STYLE.md 12).  `make fmt` rewrites the files in place.
-FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c $(wildcard */*.h)
+FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c mk/embed.c \
+            $(wildcard */*.h)
 fmt-check:
 	@clang-format --dry-run --Werror $(FMT_SRCS) && echo "fmt-check: ok"
 

@@ -33,6 +33,7 @@
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
+#include "queue/lua.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
 {
@@ -769,13 +770,7 @@ static void on_tick(uv_timer_t *t)
         char nowms[24];
         snprintf(nowms, sizeof(nowms), "%lld", (long long)kn_now_ms());
         kn_redis_cmd(d->cmd, on_sched, NULL, "EVAL %s 2 %s %s %s",
-                     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], "
-                     "'-inf', ARGV[1], 'LIMIT', 0, 100)\n"
-                     "for _, id in ipairs(due) do\n"
-                     "  redis.call('XADD', KEYS[2], '*', 'id', id)\n"
-                     "  redis.call('ZREM', KEYS[1], id)\n"
-                     "end\nreturn #due",
-                     sched, bs, nowms);
+                     kn_lua_sched_due, sched, bs, nowms);
         free(sched);
         free(bs);
         d->next_sched = now + 1000;
