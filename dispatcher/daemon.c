@@ -755,10 +755,11 @@ static void on_tick(uv_timer_t *t)
         char *retry = kn__key(d, "retry");
         kn_argv_init(&a);
         kn_argv_take(&a, retry);
+        kn_argv_take(&a, kn__key(d, "dlq"));
         kn_argv_addi(&a, kn_now_ms());
         kn_argv_add(&a, d->prefix);
         kn_argv_add(&a, "500");
-        kn_redis_eval(d->cmd, &kn_script_promote, on_promoted, d, 1, a.n,
+        kn_redis_eval(d->cmd, &kn_script_promote, on_promoted, d, 2, a.n,
                       (const char **)a.v, a.len);
         kn_argv_free(&a);
         d->next_promote = now + 200;

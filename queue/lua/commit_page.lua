@@ -13,6 +13,7 @@
 -- says the set is complete (written from the first page on).
 -- Returns {1, jobs added}, {0, 0} if this page was already committed,
 -- {-1, 0} if the broadcast was cancelled.
+--#include keys
 if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
   return {-1, 0}
 end
@@ -29,7 +30,7 @@ end
 local function take(field, rcpt)
   if members then redis.call('SADD', members, rcpt) end
   local ch, bi = string.match(field, '^(%a+):(.*)$')
-  if redis.call('SISMEMBER', P .. 'dead:' .. ch, bi) == 1 then
+  if redis.call('SISMEMBER', key(P, 'dead', ch), bi) == 1 then
     if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1
     then count('n:' .. ch .. ':dead') end
     return false

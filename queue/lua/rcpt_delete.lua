@@ -1,11 +1,12 @@
 -- rcpt_delete: remove recipients with their group and index entries.
 -- ARGV: prefix, tenant, ids...   Returns how many existed.
 --#include keys
+--#include split
 --#include directory
 local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
-  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)
+  local k = key(P, 'rcpt', T, id)
   if redis.call('EXISTS', k) == 1 then
     local old = redis.call('HMGET', k, 'c', 'groups')
     unindex(id, old[1])
@@ -13,6 +14,6 @@ for i = 3, #ARGV do
     redis.call('DEL', k)
     n = n + 1
   end
-  redis.call('SREM', P .. 'rcpts:' .. T, id)
+  redis.call('SREM', key(P, 'rcpts', T), id)
 end
 return n

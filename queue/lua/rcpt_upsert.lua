@@ -5,13 +5,14 @@
 -- A row whose stored hash is the same (and active as asked) is left alone.
 -- Returns {added, updated, unchanged}.
 --#include keys
+--#include split
 --#include directory
 local now = ARGV[3]
 local added, updated, same = 0, 0, 0
 for i = 4, #ARGV, 9 do
   local id, h, c = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local act = ARGV[i + 8]
-  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)
+  local k = key(P, 'rcpt', T, id)
   local old = redis.call('HMGET', k, 'hash', 'active', 'c', 'groups')
   if old[1] == h and (act == '' or act == old[2]) then
     same = same + 1
@@ -36,15 +37,18 @@ for i = 4, #ARGV, 9 do
       else redis.call('HSET', k, f, v) end
     end
     for _, g in ipairs(gs) do
-      redis.call('SADD', P .. 'grp:' .. kp(T) .. ':' .. kp(g), id)
-      redis.call('SADD', P .. 'groups:' .. T, g)
+      redis.call('SADD', key(P, 'grp', T, g), id)
+      redis.call('SADD', key(P, 'groups', T), g)
     end
     for _, b in ipairs(split(ARGV[i + 7], ' ')) do
-      redis.call('SADD', P .. 'bidx:' .. T .. ':' .. b, id)
+      local purpose, bi = string.match(b, '^(%a+):(.+)$')
+      if purpose then
+        redis.call('SADD', key(P, 'bidx', T, purpose, bi), id)
+      end
     end
-    redis.call('SADD', P .. 'rcpts:' .. T, id)
+    redis.call('SADD', key(P, 'rcpts', T), id)
     if exists then updated = updated + 1 else added = added + 1 end
   end
 end
-if added + updated > 0 then redis.call('SADD', P .. 'tenants', T) end
+if added + updated > 0 then redis.call('SADD', key(P, 'tenants'), T) end
 return {added, updated, same}

@@ -16,7 +16,7 @@ local P, T = ARGV[1], ARGV[2]
 local ng = tonumber(ARGV[3])
 local seen, ids = {}, {}
 for i = 4, 3 + ng do
-  local gk = P .. 'grp:' .. kp(T) .. ':' .. kp(ARGV[i])
+  local gk = key(P, 'grp', T, ARGV[i])
   if redis.call('EXISTS', gk) == 0 then
     return {0, 'audience.groups[' .. (i - 4) .. ']: unknown group ' ..
       'in tenant "' .. T .. '" (see kairanctl groups list)'}
@@ -27,7 +27,7 @@ for i = 4, 3 + ng do
 end
 for i = 4 + ng, #ARGV do
   local m = ARGV[i]
-  if redis.call('EXISTS', P .. 'rcpt:' .. kp(T) .. ':' .. kp(m)) == 0 then
+  if redis.call('EXISTS', key(P, 'rcpt', T, m)) == 0 then
     return {0, 'audience.recipients[' .. (i - 4 - ng) .. ']: ' ..
       'unknown recipient in tenant "' .. T .. '" (see kairanctl ' ..
       'recipients export)'}
