@@ -25,7 +25,14 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra \
                 -Wno-unused-parameter -MMD -MP $(FUZZ_SAN) \
                 -I. $(shell pkg-config --cflags $(PKGS))
-FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/queue/lua.o
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB_OBJS += $(FUZZ_BUILD)/gen/web_status.o $(FUZZ_BUILD)/gen/lua.o
+
+# The embedded pages and Redis scripts (Makefile, WEB_STATUS, LUA_SRCS):
+# generated once in $(BUILD).
+$(FUZZ_BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-clean
 .SECONDARY: $(FUZZ_ALL:%=$(FUZZ_BUILD)/tests/fuzz/%.o)
@@ -33,11 +40,6 @@ FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/queue/lua.o
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
-
-# The embedded Lua scripts: the same generated file as the main build's.
-$(FUZZ_BUILD)/queue/lua.o: $(BUILD)/queue/lua.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 $(FUZZ_BUILD)/libkairan.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@

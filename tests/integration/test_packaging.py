@@ -681,9 +681,9 @@ def source_commands(cmdset):
     lua = re.compile(r"""p?call\(\s*['"]([A-Za-z]+)['"]""")
     lit = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
     text_call = re.compile(r"\b(\w*printf|kn_log\w*|json_\w+|\w*str\w*cmp|\w*puts)\s*\(")
-    for d in ("adapters", "cli", "dispatcher", "queue", "common"):
-        for p in (glob.glob(os.path.join(ROOT, d, "*.[ch]")) +
-                  glob.glob(os.path.join(ROOT, d, "lua", "**", "*.lua"), recursive=True)):
+    for d in ("adapters", "cli", "dispatcher", "queue", "common", "model"):
+        for p in (glob.glob(os.path.join(ROOT, d, "**", "*.[ch]"), recursive=True) +
+                  glob.glob(os.path.join(ROOT, d, "**", "*.lua"), recursive=True)):
             src = re.sub(r'"\s*\n\s*"', "", read(p))
             rel = os.path.relpath(p, ROOT)
             for m in lua.finditer(src):
