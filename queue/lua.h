@@ -3,7 +3,7 @@
  *
  * Each queue/lua/<name>.lua is assembled (its "--#include NAME" lines
  * replaced by queue/lua/lib/NAME.lua) into $(BUILD)/lua/<name>.lua and
- * compiled into the binaries by mk/embed.c as kn_lua_<name>: the script's
+ * compiled into the binaries by scripts/embed.c as kn_lua_<name>: the script's
  * text, NUL-terminated.  No C file holds Lua; a script's KEYS, ARGV and
  * replies are documented at the top of its file.  A new script is one
  * .lua file, one line here, and its test in
