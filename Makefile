@@ -145,7 +145,7 @@ fmt:
 clean:
 	rm -rf build build-san
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -type f -name '*.d' 2>/dev/null)
 -include mk/install.mk
 -include mk/fuzz.mk
 -include mk/faults.mk
