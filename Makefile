@@ -37,7 +37,17 @@ LIB_SRCS := \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
 	dispatcher/http/confirm.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
+            $(BUILD)/gen/lua.o
+
+# The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
+# step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
+# "--#include NAME" lines replaced by queue/lua/lib/NAME.lua
+# (mk/lua-include.awk); scripts/embed.c turns those into $(BUILD)/gen/lua.c,
+# one array kn_lua_<name> each (declared in queue/lua.h).
+LUA_SRCS := $(wildcard queue/lua/*.lua)
+LUA_LIBS := $(wildcard queue/lua/lib/*.lua)
+LUA_OUT  := $(LUA_SRCS:queue/lua/%=$(BUILD)/lua/%)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -52,7 +62,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # this archive only, so a command that reaches into the daemon or an
 # adapter fails to link instead of pulling them in.
 CORE_SRCS := $(filter common/% config/% model/% queue/%,$(LIB_SRCS))
-CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua.o
 
 PROGS := $(BUILD)/kairand $(BUILD)/kairanctl
 
@@ -77,6 +87,15 @@ $(BUILD)/scripts/embed: scripts/embed.c
 $(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+# The Redis scripts, the same way (LUA_SRCS above).
+$(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk
+	@mkdir -p $(dir $@)
+	awk -v lib=queue/lua/lib -f mk/lua-include.awk $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/lua.c: $(BUILD)/scripts/embed $(LUA_OUT) queue/lua
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(foreach f,$(LUA_OUT),kn_lua_$(basename $(notdir $(f)))=$(f))
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -137,7 +156,7 @@ fmt:
 clean:
 	rm -rf build build-san
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -type f -name '*.d' 2>/dev/null)
 -include mk/install.mk
 -include mk/fuzz.mk
 -include mk/faults.mk

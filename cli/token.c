@@ -30,35 +30,15 @@
 #include "model/broadcast.h"
 #include "model/audit.h"
 #include "model/token.h"
+#include "queue/lua.h"
 
-/*
- * create: store a new token record and index it.
- * KEYS: token:<id>, tokens (set)
- * ARGV: id, field/value...
- * Returns 1, or 0 if the id exists (never overwritten).
- */
+/* queue/lua/token_create.lua */
 static struct kn_redis_script create_script = {
-    "token_create",
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
-    "redis.call('SADD', KEYS[2], ARGV[1])\n"
-    "return 1\n",
-    ""};
+    "token_create", kn_lua_token_create, ""};
 
-/*
- * revoke: mark a token revoked (the record stays).
- * KEYS: token:<id>
- * ARGV: now
- * Returns 1, 0 if it was already revoked, -1 if unknown.
- */
+/* queue/lua/token_revoke.lua */
 static struct kn_redis_script revoke_script = {
-    "token_revoke",
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    "local r = redis.call('HGET', KEYS[1], 'revoked_ms')\n"
-    "if r and r ~= '0' and r ~= '' then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'revoked_ms', ARGV[1])\n"
-    "return 1\n",
-    ""};
+    "token_revoke", kn_lua_token_revoke, ""};
 
 static const char *os_user(void)
 {

@@ -8,19 +8,20 @@
  * Every address is sealed (common/seal.h, purpose "email", "line" or
  * "push") and has its blind index beside it; plaintext is never stored.
  * This header is the one place that names the keys.  The Lua scripts
- * (rcpt_upsert / rcpt_delete in cli/recipients.c) read ei, li and p[].ti
- * to keep the indexes bidx:<tenant>:<channel>:<bi> and use the same
- * letters.
+ * cannot include it and use the same letters: queue/lua/lib (unindex, for
+ * rcpt_upsert and rcpt_delete) reads ei, li and p[].ti to keep the indexes
+ * bidx:<tenant>:<channel>:<bi>.
  *
  *   key    JSON    meaning
  *   id     string  the recipient id
  *   nm     string  inline entries only: the name, sealed ("name")
  *   e, ei  string  e-mail address (sealed), its blind index
  *   l, li  string  LINE user id (sealed), its blind index
- *   ldead  true    LINE said the user blocked the account (unfollow)
+ *   ldead  true    the LINE user is unreachable (the expander skips it)
  *   p      array   push tokens: {"k": "fcm"|"apns", "t": sealed token,
- *                  "ti": blind index, "dead": true once a provider said
- *                  the token is gone}
+ *                  "ti": blind index, "dead": true: skipped likewise}
+ * (ldead and dead are only read: nothing in this tree writes them now;
+ * gone addresses are the sets dead:<channel>, see queue/lua/mark_dead.lua.)
  *   ch     array   the recipient's own channel order (policy preferred)
  */
 #ifndef KN_MODEL_DIRECTORY_H

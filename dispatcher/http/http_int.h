@@ -237,6 +237,8 @@ void kn__httpd_conn_close(struct conn *c);
 void kn__httpd_conn_hold(struct conn *c);
 int kn__httpd_conn_release(struct conn *c);
 void kn__httpd_read_start(struct conn *c);
+/* Let the parser go on: feed what was read ahead, then read again. */
+void kn__httpd_resume(struct conn *c);
 void kn__httpd_read_stop(struct conn *c);
 void kn__httpd_on_timer(uv_timer_t *t);
 void kn__httpd_body_timer(struct conn *c);

@@ -142,8 +142,6 @@ void kn__httpd_run_ready(struct conn *c)
 void kn__httpd_go(struct conn *c)
 {
     struct req *r = &c->req;
-    char *p;
-    size_t n;
     if (r->complete || !r->head_paused) {
         kn__httpd_run_ready(c);
         return;
@@ -153,18 +151,7 @@ void kn__httpd_go(struct conn *c)
     if (r->want_continue)
         kn__httpd_send_continue(c);
     kn__httpd_body_timer(c);
-    http_parser_pause(&c->parser, 0);
-    if (c->npending > 0) {
-        p = c->pending;
-        n = c->npending;
-        c->pending = NULL;
-        c->npending = 0;
-        kn__httpd_conn_feed(c, p, n);
-        free(p);
-        if (c->closed || c->busy)
-            return;
-    }
-    kn__httpd_read_start(c);
+    kn__httpd_resume(c);
 }
 
 /*

@@ -266,12 +266,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 /* After an answer is written: the next pipelined request, or wait. */
 static void conn_next(struct conn *c)
 {
-    char *p;
-    size_t n;
     kn__httpd_req_release(c);
     kn__httpd_req_reset(&c->req);
     c->busy = 0;
     uv_timer_start(&c->timer, kn__httpd_on_timer, HTTP_IDLE_MS, 0);
+    kn__httpd_resume(c);
+}
+
+void kn__httpd_resume(struct conn *c)
+{
+    char *p;
+    size_t n;
     http_parser_pause(&c->parser, 0);
     if (c->npending > 0) {
         p = c->pending;
