@@ -94,6 +94,13 @@ void kn_buf_reset(struct kn_buf *b)
         b->_p[0] = '\0';
 }
 
+void kn_buf_wipe(struct kn_buf *b)
+{
+    if (b->_p != NULL)
+        explicit_bzero(b->_p, b->_cap);
+    b->_len = 0;
+}
+
 void kn_buf_free(struct kn_buf *b)
 {
     free(b->_p);

@@ -265,8 +265,8 @@ static char *query_get(const char *q, const char *name)
             size_t len = strcspn(v, "&"), o = 0;
             char *out = kn_xmalloc(len + 1);
             for (size_t i = 0; i < len; i++) {
-                int hi = i + 2 < len ? kn__httpd_hexval(v[i + 1]) : -1;
-                int lo = i + 2 < len ? kn__httpd_hexval(v[i + 2]) : -1;
+                int hi = i + 2 < len ? kn_hex_value(v[i + 1]) : -1;
+                int lo = i + 2 < len ? kn_hex_value(v[i + 2]) : -1;
                 if (v[i] == '%' && hi >= 0 && lo >= 0) {
                     out[o++] = (char)(hi << 4 | lo);
                     i += 2;
@@ -639,8 +639,8 @@ void kn__httpd_run_bc_submit(struct conn *c)
     struct kn_broadcast b;
     struct kn_argv a;
     char err[600], field[128];
-    const char *json = c->req.body.s ? c->req.body.s : "";
-    size_t len = c->req.body.n;
+    const char *json = kn_buf_str(&c->req.body);
+    size_t len = kn_buf_len(&c->req.body);
     char *patched = NULL;
     json_t *root;
     int rc;
@@ -777,7 +777,7 @@ static void on_cancel_check(struct batch *b)
 void kn__httpd_run_bc_cancel(struct conn *c)
 {
     struct batch *b;
-    if (c->req.body.n > 0 && !is_json_type(c->req.ctype)) {
+    if (kn_buf_len(&c->req.body) > 0 && !is_json_type(c->req.ctype)) {
         kn__httpd_respond_error(
             c, 415, NULL, "send no body, or Content-Type: application/json");
         return;

@@ -15,6 +15,8 @@
 #include <uv.h>
 
 #include "common/argv.h"
+#include "common/buf.h"
+#include "common/codec.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
 #include "model/token.h"
@@ -39,11 +41,6 @@
 #define RATE_SLOTS            1024
 #define RATE_MAX              65536 /* source addresses tracked */
 #define LIST_MAX              100   /* broadcasts in ?active=1 */
-
-struct sbuf {
-    char *s;
-    size_t n, cap;
-};
 
 struct token {
     char id[KN_TOKEN_ID_MAX + 1];
@@ -89,7 +86,7 @@ struct route {
 /* One request; a connection answers one at a time (pipelined requests
  * wait in the socket or in c->pending). */
 struct req {
-    struct sbuf url, hfield, hval, body;
+    struct kn_buf url, hfield, hval, body;
     char *authz, *ctype, *real_ip, *expect;
     char *line_sig; /* X-Line-Signature */
     size_t header_bytes;
@@ -272,11 +269,6 @@ void kn__httpd_respond_error(struct conn *c, int status, const char *field,
 
 /* ---- util.c ---- */
 
-int kn__httpd_hexval(char c);
-void kn__httpd_sb_add(struct sbuf *b, const char *p, size_t n);
-void kn__httpd_sb_addf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void kn__httpd_sb_free(struct sbuf *b);
 void kn__httpd_free_secret(char **s);
 json_t *kn__httpd_jtime(long long ms);
 char *kn__httpd_dupstr(const char *s);

@@ -84,8 +84,8 @@ void kn__httpd_run_line_hook(struct conn *c)
     /* line_admit checked the secret, the header and the limits; the
      * body is at most line.webhook_max_body.  The signature first, then
      * the JSON. */
-    if (!kn_line_webhook_verify(secret, c->req.body.s ? c->req.body.s : "",
-                                c->req.body.n, c->req.line_sig)) {
+    if (!kn_line_webhook_verify(secret, kn_buf_str(&c->req.body),
+                                kn_buf_len(&c->req.body), c->req.line_sig)) {
         kn_log(KN_LOG_WARN, "http", "LINE webhook with a bad signature",
                "source", c->req.source, NULL);
         kn__httpd_respond_error(c, 403, NULL, "bad X-Line-Signature");
@@ -94,8 +94,8 @@ void kn__httpd_run_line_hook(struct conn *c)
     memset(&m, 0, sizeof(m));
     m.srv = c->srv;
     kn_argv_init(&m.events);
-    n = kn_line_webhook_events(c->req.body.s ? c->req.body.s : "",
-                               c->req.body.n, on_line_event, &m);
+    n = kn_line_webhook_events(kn_buf_str(&c->req.body),
+                               kn_buf_len(&c->req.body), on_line_event, &m);
     if (n < 0) {
         kn__httpd_respond_error(c, 400, NULL,
                                 "the body is not a LINE webhook object");

@@ -133,11 +133,10 @@ static size_t breakers(const struct kn_daemon *d, struct breaker_view *out,
 
 /* ------------------------------------------------------------ /metrics */
 
-static void metric_head(struct sbuf *b, const char *name, const char *type,
+static void metric_head(struct kn_buf *b, const char *name, const char *type,
                         const char *help)
 {
-    kn__httpd_sb_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-                      type);
+    kn_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void metrics_render(struct conn *c)
@@ -150,11 +149,11 @@ static void metrics_render(struct conn *c)
     struct breaker_view bv[8];
     size_t nb = breakers(d, bv, KN_ARRAY_SIZE(bv));
     int up = kn_redis_up(d->cmd) && q->ok;
-    struct sbuf b = {0};
+    struct kn_buf b = KN_BUF_INIT;
 
     metric_head(&b, "kairan_up", "gauge",
                 "1 when this kairand reaches Redis and read the queues.");
-    kn__httpd_sb_addf(&b, "kairan_up %d\n", up);
+    kn_buf_addf(&b, "kairan_up %d\n", up);
     if (q->ok) {
         static const char *const fam[3][2] = {
             {"kairan_queue_depth",
@@ -172,34 +171,33 @@ static void metrics_render(struct conn *c)
                 double age = q->first_ms[i] > 0 && q->at_ms > q->first_ms[i]
                                  ? (double)(q->at_ms - q->first_ms[i]) / 1000.0
                                  : 0.0;
-                kn__httpd_sb_addf(&b, "%s{channel=\"%.*s\",priority=\"%s\"} ",
-                                  fam[f][0], (int)(colon - name), name,
-                                  colon + 1);
+                kn_buf_addf(&b, "%s{channel=\"%.*s\",priority=\"%s\"} ",
+                            fam[f][0], (int)(colon - name), name, colon + 1);
                 if (f == 0)
-                    kn__httpd_sb_addf(&b, "%lld\n", depth > 0 ? depth : 0);
+                    kn_buf_addf(&b, "%lld\n", depth > 0 ? depth : 0);
                 else if (f == 1)
-                    kn__httpd_sb_addf(&b, "%lld\n", q->pending[i]);
+                    kn_buf_addf(&b, "%lld\n", q->pending[i]);
                 else
-                    kn__httpd_sb_addf(&b, "%.3f\n", age);
+                    kn_buf_addf(&b, "%.3f\n", age);
             }
         }
         metric_head(&b, "kairan_retry_size", "gauge",
                     "Jobs waiting for their next attempt.");
-        kn__httpd_sb_addf(&b, "kairan_retry_size %lld\n", q->retry);
+        kn_buf_addf(&b, "kairan_retry_size %lld\n", q->retry);
         metric_head(&b, "kairan_dlq_size", "gauge", "Dead-lettered jobs.");
-        kn__httpd_sb_addf(&b, "kairan_dlq_size %lld\n", q->dlq);
+        kn_buf_addf(&b, "kairan_dlq_size %lld\n", q->dlq);
         metric_head(&b, "kairan_broadcasts_active", "gauge",
                     "Broadcasts not yet ended.");
-        kn__httpd_sb_addf(&b, "kairan_broadcasts_active %lld\n", q->active);
+        kn_buf_addf(&b, "kairan_broadcasts_active %lld\n", q->active);
     }
     metric_head(&b, "kairan_in_flight", "gauge",
                 "Sends in progress in this process.");
-    kn__httpd_sb_addf(&b, "kairan_in_flight %zu\n", kn__in_flight(d));
+    kn_buf_addf(&b, "kairan_in_flight %zu\n", kn__in_flight(d));
     metric_head(&b, "kairan_deliveries_total", "counter",
                 "Delivery results recorded by this process.");
     for (size_t i = 0; i < m->nproviders; i++) {
         for (int st = 0; st < 3; st++)
-            kn__httpd_sb_addf(
+            kn_buf_addf(
                 &b,
                 "kairan_deliveries_total{channel=\"%s\",provider=\"%s\","
                 "result=\"%s\"} %llu\n",
@@ -214,41 +212,37 @@ static void metrics_render(struct conn *c)
         for (int k = 0; k <= KN_NLATENCY; k++) {
             cum += m->latency[ch][k];
             if (k < KN_NLATENCY)
-                kn__httpd_sb_addf(
-                    &b,
-                    "kairan_delivery_latency_seconds_bucket{channel="
-                    "\"%s\",le=\"%g\"} %llu\n",
-                    kn_channel_name((enum kn_channel)ch), bounds[k], cum);
+                kn_buf_addf(&b,
+                            "kairan_delivery_latency_seconds_bucket{channel="
+                            "\"%s\",le=\"%g\"} %llu\n",
+                            kn_channel_name((enum kn_channel)ch), bounds[k],
+                            cum);
             else
-                kn__httpd_sb_addf(
-                    &b,
-                    "kairan_delivery_latency_seconds_bucket{channel="
-                    "\"%s\",le=\"+Inf\"} %llu\n",
-                    kn_channel_name((enum kn_channel)ch), cum);
+                kn_buf_addf(&b,
+                            "kairan_delivery_latency_seconds_bucket{channel="
+                            "\"%s\",le=\"+Inf\"} %llu\n",
+                            kn_channel_name((enum kn_channel)ch), cum);
         }
-        kn__httpd_sb_addf(&b,
-                          "kairan_delivery_latency_seconds_sum{channel=\"%s\"} "
-                          "%.6f\n",
-                          kn_channel_name((enum kn_channel)ch),
-                          m->latency_sum[ch]);
-        kn__httpd_sb_addf(
-            &b,
-            "kairan_delivery_latency_seconds_count{channel=\"%s\"} "
-            "%llu\n",
-            kn_channel_name((enum kn_channel)ch),
-            (unsigned long long)m->latency_count[ch]);
+        kn_buf_addf(&b,
+                    "kairan_delivery_latency_seconds_sum{channel=\"%s\"} "
+                    "%.6f\n",
+                    kn_channel_name((enum kn_channel)ch), m->latency_sum[ch]);
+        kn_buf_addf(&b,
+                    "kairan_delivery_latency_seconds_count{channel=\"%s\"} "
+                    "%llu\n",
+                    kn_channel_name((enum kn_channel)ch),
+                    (unsigned long long)m->latency_count[ch]);
     }
     metric_head(&b, "kairan_route_paused", "gauge",
                 "Route paused: 0 no, 1 credentials refused, 2 quota used up.");
     for (int ch = 0; ch < KN_CH__COUNT; ch++)
-        kn__httpd_sb_addf(&b, "kairan_route_paused{channel=\"%s\"} %d\n",
-                          kn_channel_name((enum kn_channel)ch),
-                          d->route_paused[ch]);
+        kn_buf_addf(&b, "kairan_route_paused{channel=\"%s\"} %d\n",
+                    kn_channel_name((enum kn_channel)ch), d->route_paused[ch]);
     metric_head(&b, "kairan_breaker_state", "gauge",
                 "Circuit breaker per route: 0 closed, 1 half-open, 2 open.");
     for (size_t i = 0; i < nb; i++)
-        kn__httpd_sb_addf(&b, "kairan_breaker_state{route=\"%s\"} %d\n",
-                          bv[i].route, bv[i].state);
+        kn_buf_addf(&b, "kairan_breaker_state{route=\"%s\"} %d\n", bv[i].route,
+                    bv[i].state);
     metric_head(&b, "kairan_rate_limit_waits_total", "counter",
                 "Sends that waited for a token of a shared rate bucket.");
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
@@ -258,9 +252,9 @@ static void metrics_render(struct conn *c)
              d->workers[ch] &&
              kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
              i++)
-            kn__httpd_sb_addf(
-                &b, "kairan_rate_limit_waits_total{bucket=\"%s\"} %llu\n", bn,
-                (unsigned long long)waits);
+            kn_buf_addf(&b,
+                        "kairan_rate_limit_waits_total{bucket=\"%s\"} %llu\n",
+                        bn, (unsigned long long)waits);
     }
     metric_head(&b, "kairan_rate_limit_slowdowns_total", "counter",
                 "429s from a provider that halved a bucket for a minute.");
@@ -271,25 +265,25 @@ static void metrics_render(struct conn *c)
              d->workers[ch] &&
              kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
              i++)
-            kn__httpd_sb_addf(
+            kn_buf_addf(
                 &b, "kairan_rate_limit_slowdowns_total{bucket=\"%s\"} %llu\n",
                 bn, (unsigned long long)slowed);
     }
     metric_head(&b, "kairan_redis_reconnects_total", "counter",
                 "Redis connections re-established by this process.");
-    kn__httpd_sb_addf(&b, "kairan_redis_reconnects_total %llu\n",
-                      (unsigned long long)kn__redis_reconnects(d));
+    kn_buf_addf(&b, "kairan_redis_reconnects_total %llu\n",
+                (unsigned long long)kn__redis_reconnects(d));
     metric_head(&b, "kairan_token_refreshes_total", "counter",
                 "Provider access tokens obtained.");
-    kn__httpd_sb_addf(&b, "kairan_token_refreshes_total %llu\n",
-                      (unsigned long long)m->token_refreshes);
+    kn_buf_addf(&b, "kairan_token_refreshes_total %llu\n",
+                (unsigned long long)m->token_refreshes);
     metric_head(&b, "kairan_token_refresh_failures_total", "counter",
                 "Provider access tokens that could not be obtained.");
-    kn__httpd_sb_addf(&b, "kairan_token_refresh_failures_total %llu\n",
-                      (unsigned long long)m->token_refresh_failures);
+    kn_buf_addf(&b, "kairan_token_refresh_failures_total %llu\n",
+                (unsigned long long)m->token_refresh_failures);
     kn__httpd_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-                      b.s ? b.s : "", b.n, NULL, NULL);
-    kn__httpd_sb_free(&b);
+                      kn_buf_str(&b), kn_buf_len(&b), NULL, NULL);
+    kn_buf_free(&b);
 }
 
 void kn__httpd_run_metrics(struct conn *c)

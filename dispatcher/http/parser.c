@@ -42,15 +42,16 @@ void kn__httpd_send_continue(struct conn *c)
     }
 }
 
-static int header_is(const struct sbuf *f, const char *name)
+static int header_is(const struct kn_buf *f, const char *name)
 {
-    return f->n == strlen(name) && strcasecmp(f->s, name) == 0;
+    return kn_buf_len(f) == strlen(name) &&
+           strcasecmp(kn_buf_str(f), name) == 0;
 }
 
 static void header_done(struct req *r)
 {
     char **slot = NULL;
-    if (r->hfield.n == 0)
+    if (kn_buf_len(&r->hfield) == 0)
         goto out;
     if (header_is(&r->hfield, "authorization")) {
         if (r->authz != NULL)
@@ -67,17 +68,11 @@ static void header_done(struct req *r)
     }
     if (slot != NULL) {
         kn__httpd_free_secret(slot);
-        *slot = kn_xstrndup(r->hval.s ? r->hval.s : "", r->hval.n);
+        *slot = kn_xstrndup(kn_buf_str(&r->hval), kn_buf_len(&r->hval));
     }
 out:
-    if (r->hval.s != NULL)
-        OPENSSL_cleanse(r->hval.s, r->hval.n);
-    r->hfield.n = 0;
-    r->hval.n = 0;
-    if (r->hfield.s)
-        r->hfield.s[0] = '\0';
-    if (r->hval.s)
-        r->hval.s[0] = '\0';
+    kn_buf_wipe(&r->hval); /* may hold a token */
+    kn_buf_reset(&r->hfield);
 }
 
 static int early(http_parser *p, int status, const char *msg)
@@ -108,9 +103,9 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    if (c->req.url.n + len > HTTP_MAX_URL)
+    if (kn_buf_len(&c->req.url) + len > HTTP_MAX_URL)
         return early(p, 414, "the URL is too long");
-    kn__httpd_sb_add(&c->req.url, at, len);
+    kn_buf_addn(&c->req.url, at, len);
     return 0;
 }
 
@@ -122,9 +117,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         r->in_value = 0;
     }
     r->header_bytes += len;
-    if (r->hfield.n + len > 256 || r->header_bytes > HTTP_MAX_HEADERS)
+    if (kn_buf_len(&r->hfield) + len > 256 ||
+        r->header_bytes > HTTP_MAX_HEADERS)
         return early(p, 431, "a request header is too large");
-    kn__httpd_sb_add(&r->hfield, at, len);
+    kn_buf_addn(&r->hfield, at, len);
     return 0;
 }
 
@@ -133,10 +129,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     struct req *r = &((struct conn *)p->data)->req;
     r->in_value = 1;
     r->header_bytes += len;
-    if (r->hval.n + len > HTTP_MAX_HEADER_VALUE ||
+    if (kn_buf_len(&r->hval) + len > HTTP_MAX_HEADER_VALUE ||
         r->header_bytes > HTTP_MAX_HEADERS)
         return early(p, 431, "a request header is too large");
-    kn__httpd_sb_add(&r->hval, at, len);
+    kn_buf_addn(&r->hval, at, len);
     return 0;
 }
 
@@ -194,7 +190,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     struct http_srv *s = c->srv;
     struct req *r = &c->req;
     /* Chunked bodies have no length up front: count as they come. */
-    if (r->body.n + len > r->body_cap) {
+    if (kn_buf_len(&r->body) + len > r->body_cap) {
         body_cap(c);
         return early(p, 413, "the request body is too large for this resource");
     }
@@ -202,7 +198,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
         return early(p, 503,
                      "the server holds too many request bodies now "
                      "(http.max_buffered); try again");
-    kn__httpd_sb_add(&r->body, at, len);
+    kn_buf_addn(&r->body, at, len);
     c->held += len;
     s->buffered += len;
     return 0;

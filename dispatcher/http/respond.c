@@ -103,7 +103,7 @@ void kn__httpd_respond(struct conn *c, int status, const char *ctype,
                        const char *body, size_t len, const char *csp,
                        const char *extra)
 {
-    struct sbuf h = {0};
+    struct kn_buf h = KN_BUF_INIT;
     struct wreq *wr;
     uv_buf_t buf;
     char date[64];
@@ -121,23 +121,23 @@ void kn__httpd_respond(struct conn *c, int status, const char *ctype,
         c->close_after = 1;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    kn__httpd_sb_addf(&h,
-                      "HTTP/1.1 %d %s\r\n"
-                      "Date: %s\r\n"
-                      "Content-Type: %s\r\n"
-                      "Content-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\n"
-                      "X-Content-Type-Options: nosniff\r\n"
-                      "X-Frame-Options: DENY\r\n"
-                      "Referrer-Policy: no-referrer\r\n"
-                      "Content-Security-Policy: %s\r\n"
-                      "%s"
-                      "Connection: %s\r\n\r\n",
-                      status, http_status_str((enum http_status)status), date,
-                      ctype, len, csp ? csp : csp_default, extra ? extra : "",
-                      keep ? "keep-alive" : "close");
+    kn_buf_addf(&h,
+                "HTTP/1.1 %d %s\r\n"
+                "Date: %s\r\n"
+                "Content-Type: %s\r\n"
+                "Content-Length: %zu\r\n"
+                "Cache-Control: no-store\r\n"
+                "X-Content-Type-Options: nosniff\r\n"
+                "X-Frame-Options: DENY\r\n"
+                "Referrer-Policy: no-referrer\r\n"
+                "Content-Security-Policy: %s\r\n"
+                "%s"
+                "Connection: %s\r\n\r\n",
+                status, http_status_str((enum http_status)status), date, ctype,
+                len, csp ? csp : csp_default, extra ? extra : "",
+                keep ? "keep-alive" : "close");
     if (c->req.method != HTTP_HEAD) /* (HEAD itself is answered 405) */
-        kn__httpd_sb_add(&h, body, len);
+        kn_buf_addn(&h, body, len);
     if (c->req.auth_result != NULL)
         login_log(c, status);
     if (kn_log_enabled(KN_LOG_DEBUG)) {
@@ -151,8 +151,11 @@ void kn__httpd_respond(struct conn *c, int status, const char *ctype,
     }
     wr = kn_xcalloc(1, sizeof(*wr));
     wr->c = c;
-    wr->data = h.s;
-    buf = uv_buf_init(h.s, (unsigned)h.n);
+    {
+        size_t n;
+        wr->data = kn_buf_take(&h, &n);
+        buf = uv_buf_init(wr->data, (unsigned)n);
+    }
     kn__httpd_conn_hold(c);
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1,
                  kn__httpd_on_written) != 0) {

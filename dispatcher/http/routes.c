@@ -79,8 +79,8 @@ static char *path_decode(const char *s, size_t n)
             *o++ = s[i];
             continue;
         }
-        hi = i + 2 < n ? kn__httpd_hexval(s[i + 1]) : -1;
-        lo = i + 2 < n ? kn__httpd_hexval(s[i + 2]) : -1;
+        hi = i + 2 < n ? kn_hex_value(s[i + 1]) : -1;
+        lo = i + 2 < n ? kn_hex_value(s[i + 2]) : -1;
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
             free(out);
             return NULL;
@@ -104,7 +104,7 @@ static int valid_ip(const char *s)
 void kn__httpd_route_find(struct conn *c)
 {
     struct req *r = &c->req;
-    const char *url = r->url.s ? r->url.s : "";
+    const char *url = kn_buf_str(&r->url);
     const char *q = strchr(url, '?');
     size_t plen = q ? (size_t)(q - url) : strlen(url);
 

@@ -59,12 +59,11 @@ static void on_srv_handle_closed(uv_handle_t *h)
 
 void kn__httpd_req_reset(struct req *r)
 {
-    kn__httpd_sb_free(&r->url);
-    kn__httpd_sb_free(&r->hfield);
-    if (r->hval.s != NULL)
-        OPENSSL_cleanse(r->hval.s, r->hval.n);
-    kn__httpd_sb_free(&r->hval);
-    kn__httpd_sb_free(&r->body);
+    kn_buf_free(&r->url);
+    kn_buf_free(&r->hfield);
+    kn_buf_wipe(&r->hval);
+    kn_buf_free(&r->hval);
+    kn_buf_free(&r->body);
     kn__httpd_free_secret(&r->authz);
     free(r->ctype);
     free(r->real_ip);

@@ -16,51 +16,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-int kn__httpd_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-void kn__httpd_sb_add(struct sbuf *b, const char *p, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->s = kn_xrealloc(b->s, cap);
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, p, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-void kn__httpd_sb_addf(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-    int n;
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        KN_PANIC("out of memory");
-    kn__httpd_sb_add(b, s, (size_t)n);
-    free(s);
-}
-
-void kn__httpd_sb_free(struct sbuf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof(*b));
-}
-
 void kn__httpd_free_secret(char **s)
 {
     kn_free_secret(*s);

@@ -69,6 +69,23 @@ static void test_buf_cap(void **state)
     kn_buf_free(&z);
 }
 
+/* A wiped buffer is empty and none of the bytes it held is left. */
+static void test_buf_wipe(void **state)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    size_t cap;
+    assert_int_equal(kn_buf_add(&b, "Bearer kn_0123_secret"), 0);
+    cap = b._cap;
+    kn_buf_wipe(&b);
+    assert_int_equal(kn_buf_len(&b), 0);
+    assert_string_equal(kn_buf_str(&b), "");
+    for (size_t i = 0; i < cap; i++)
+        assert_int_equal(b._p[i], 0);
+    assert_int_equal(kn_buf_add(&b, "x"), 0); /* usable again */
+    assert_string_equal(kn_buf_str(&b), "x");
+    kn_buf_free(&b);
+}
+
 static void test_hex(void **state)
 {
     unsigned char raw[4] = {0x00, 0xab, 0x7f, 0xff}, back[4];
@@ -169,6 +186,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_grows_and_takes),
         cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_wipe),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_base64_alphabets),
