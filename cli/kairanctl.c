@@ -318,7 +318,7 @@ int kn_cli_submit_json(const char *json, size_t len)
     kn_argv_init(&a);
     /* Addresses are sealed here: plaintext never reaches Redis. */
     kn_broadcast_submit_call(&b, kr, cfg.redis_prefix, NULL, &a);
-    r = kn_cli_eval(&kn_script_submit, 6, &a);
+    r = kn_cli_eval(&kn_script_submit, KN_SUBMIT_NKEYS, &a);
     kn_argv_free(&a);
     /* {1, name} stored; {0, name} of the tenant's broadcast that already
      * has this key: print that one (submitting again is safe). */

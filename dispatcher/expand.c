@@ -449,7 +449,8 @@ static void handle_raw(struct kn_expander *e)
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);
-    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, 6, &a);
+    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, KN_SUBMIT_NKEYS,
+                      &a);
 }
 
 /* ---- expansion ---- */

@@ -1,8 +1,9 @@
 /*
- * submit.c - the submit script's argument list for one broadcast: its six
- * keys (queue/keys.c), then name, now, idempotency key, the hash fields and
- * the sealed audience (kn_broadcast_submit_args, model/broadcast.c).  Only
- * key names are made here; what is stored is the model's.
+ * submit.c - the submit script's argument list for one broadcast: its
+ * KN_SUBMIT_NKEYS keys (queue/keys.c), then name, now, idempotency key, the
+ * hash fields and the sealed audience (kn_broadcast_submit_args,
+ * model/broadcast.c).  Only key names are made here; what is stored is the
+ * model's.
  */
 #include "submit.h"
 
@@ -31,6 +32,7 @@ void kn_broadcast_submit_call(const struct kn_broadcast *b,
     kn_argv_addf(a, "%sbcs", prefix);
     kn_argv_addf(a, "%sactive", prefix);
     kn_argv_take(a, kn_key_idem(prefix, b->tenant));
+    kn_argv_addf(a, "%scategories", prefix);
     kn_argv_add(a, b->id);
     kn_argv_addi(a, kn_now_ms());
     kn_argv_add(a, b->key != NULL ? b->key : "");

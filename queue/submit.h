@@ -10,12 +10,15 @@ struct kn_argv;
 struct kn_broadcast;
 struct kn_keyring;
 
+/* How many of the submit script's arguments are keys. */
+#define KN_SUBMIT_NKEYS 7
+
 /*
- * The whole argument list of the submit script (queue/scripts.c: its six
- * keys under prefix, then name, now, idempotency key, the hash fields, the
- * sealed audience) appended to a.  b->id (the name) must be set; b->key
- * may be NULL (no idempotency).  extra: more field/value pairs for the hash
- * (NULL- terminated), e.g. the submitting API token.  Every producer
+ * The whole argument list of the submit script (queue/lua/submit.lua: its
+ * KN_SUBMIT_NKEYS keys under prefix, then name, now, idempotency key, the hash
+ * fields, the sealed audience) appended to a.  b->id (the name) must be set;
+ * b->key may be NULL (no idempotency).  extra: more field/value pairs for the
+ * hash (NULL- terminated), e.g. the submitting API token.  Every producer
  * (kairanctl, the HTTP API, the expander for raw XADDs) stores through this.
  */
 void kn_broadcast_submit_call(const struct kn_broadcast *b,

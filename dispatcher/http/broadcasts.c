@@ -695,8 +695,8 @@ void kn__httpd_run_bc_submit(struct conn *c)
     }
     kn_broadcast_free(&b);
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 6, a.n,
-                      (const char **)a.v, a.len) < 0) {
+    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c,
+                      KN_SUBMIT_NKEYS, a.n, (const char **)a.v, a.len) < 0) {
         c->refs--;
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");

@@ -1,16 +1,15 @@
 -- submit: store a new broadcast, its inline audience, and announce it.
 -- KEYS: bc, bc:aud, broadcasts, bcs (zset), active (zset), idem (hash of
---       the tenant: idempotency key -> name)
+--       the tenant: idempotency key -> name), categories (hash: category ->
+--       broadcasts)
 -- ARGV: name, now, key ("" for none), nfields, field/value...,
 --       audience entries...
--- Also counts broadcasts per category in the hash "categories" (beside
--- "bcs").
 -- Returns {1, name}, or {0, name} of the broadcast this tenant already
 -- submitted with the same key (or of the same name), creating nothing; or
 -- an error "WRONGTYPE <key> holds a ..." before any write when one of
 -- these keys holds the wrong type.
 local want = {'hash', 'list', 'stream', 'zset', 'zset', 'hash'}
-local ck = string.gsub(KEYS[4], 'bcs$', 'categories')
+local ck = KEYS[7]
 -- Every key's type first: Redis does not undo the writes of a script
 -- that fails half way (a broadcast stored but never announced).
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ck}

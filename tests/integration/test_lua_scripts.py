@@ -112,7 +112,8 @@ with Redis(out) as r:
 
     def submit_keys(n, tenant="t1", prefix=P):
         return [prefix + "bc:" + n, prefix + "bc:" + n + ":aud", prefix + "broadcasts",
-                prefix + "bcs", prefix + "active", prefix + "idem:" + tenant]
+                prefix + "bcs", prefix + "active", prefix + "idem:" + tenant,
+                prefix + "categories"]
 
     with tap.check("submit: stores, announces, counts the category; the same "
                    "key or name again creates nothing"):
