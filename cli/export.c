@@ -1,0 +1,202 @@
+/*
+ * export.c - kairanctl recipients export: the tenant's directory as CSV,
+ * decrypted (the one command that prints addresses; recipients_int.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/csv.h"
+#include "cli/recipients_int.h"
+#include "common/argv.h"
+#include "common/file.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/text.h"
+#include "common/utf8.h"
+#include "config/config.h"
+#include "model/broadcast.h"
+#include "model/directory.h"
+#include "model/address.h"
+#include "queue/keys.h"
+#include "queue/redis_uv.h"
+#include "queue/lua.h"
+
+
+/* ---- export ---- */
+
+static void wipe_free(char *s)
+{
+    if (s != NULL) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+static int unseal_str(const struct kn_keyring *kr, const char *purpose,
+                      const char *sealed, char **out)
+{
+    *out = NULL;
+    if (sealed == NULL || sealed[0] == '\0') {
+        *out = kn_xstrdup("");
+        return 0;
+    }
+    return kn_unseal(kr, purpose, sealed, out, NULL);
+}
+
+/* Append plain to a ';' list held in *acc. */
+static void acc_add(char **acc, const char *plain)
+{
+    char *t = (*acc)[0] ? kn_xasprintf("%s;%s", *acc, plain)
+                        : kn_xstrdup(plain);
+    wipe_free(*acc);
+    *acc = t;
+}
+
+/*
+ * Print one stored recipient as a CSV line.  Returns 0, or KN_ECRYPTO
+ * when something does not unseal (wrong key file).
+ */
+static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
+                      const redisReply *h)
+{
+    const char *cj = h->element[0]->str, *nm = h->element[1]->str,
+               *gr = h->element[2]->str, *cl = h->element[3]->str,
+               *gs = h->element[4]->str, *ac = h->element[5]->str;
+    char *name = NULL, *email = NULL, *line = NULL,
+         *fcm = kn_xstrdup(""), *apns = kn_xstrdup(""), *chs = kn_xstrdup("");
+    json_t *c = cj ? json_loads(cj, 0, NULL) : NULL;
+    struct kn_dir_rec d;
+    int rc = 0;
+
+    kn_dir_parse(c, &d); /* not an object: all empty (and c NULL below) */
+    if (unseal_str(kr, "name", nm, &name) < 0 ||
+        unseal_str(kr, "email", d.email, &email) < 0 ||
+        unseal_str(kr, "line", d.line, &line) < 0)
+        rc = KN_ECRYPTO;
+    for (size_t i = 0; i < d.npush; i++) {
+        const char *k = d.push[i].platform;
+        char *t = NULL;
+        if (rc < 0 || unseal_str(kr, "push", d.push[i].token, &t) < 0) {
+            rc = KN_ECRYPTO;
+            break;
+        }
+        acc_add(k && strcmp(k, "apns") == 0 ? &apns : &fcm, t);
+        wipe_free(t);
+    }
+    for (size_t i = 0; i < d.nchannels; i++)
+        acc_add(&chs, d.channels[i]);
+    if (c == NULL)
+        rc = KN_ECRYPTO;
+    if (rc == 0) {
+        kn_csv_put_cell(f, id, 0);
+        kn_csv_put_cell(f, name, 0);
+        kn_csv_put_cell(f, gr ? gr : "", 0);
+        kn_csv_put_cell(f, cl ? cl : "", 0);
+        kn_csv_put_cell(f, gs ? gs : "", 0);
+        kn_csv_put_cell(f, email, 0);
+        kn_csv_put_cell(f, line, 0);
+        kn_csv_put_cell(f, fcm, 0);
+        kn_csv_put_cell(f, apns, 0);
+        kn_csv_put_cell(f, chs, 0);
+        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 1);
+    }
+    wipe_free(name);
+    wipe_free(email);
+    wipe_free(line);
+    wipe_free(fcm);
+    wipe_free(apns);
+    free(chs);
+    kn_dir_rec_free(&d);
+    json_decref(c);
+    return rc;
+}
+
+int kn__rcp_export(const char *tenant, int bom)
+{
+    struct kn_keyring *kr = NULL;
+    char err[400], *k;
+    redisReply *ids;
+    char **v;
+    size_t n;
+    int rc = KN_EXIT_OK;
+
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        return KN_EXIT_FAIL;
+    }
+    k = kn_cli_key("rcpts:%s", tenant);
+    ids = kn_cli_cmd("SMEMBERS %s", k);
+    free(k);
+    n = ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
+    if (n == 0 && !kn__rcp_tenant_known(tenant)) {
+        fprintf(stderr, "kairanctl: no tenant %s (nothing was imported "
+                        "for it)\n",
+                tenant);
+        freeReplyObject(ids);
+        kn_keyring_free(kr);
+        return KN_EXIT_UNKNOWN;
+    }
+    v = kn_xcalloc(n + 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = ids->element[i]->str;
+    qsort(v, n, sizeof(*v), kn__rcp_cmp_str);
+    if (bom)
+        fputs("\xef\xbb\xbf", stdout);
+    for (int c = 0; c < COL__COUNT; c++)
+        kn_csv_put_cell(stdout, kn__rcp_columns[c].en, c == COL__COUNT - 1);
+    for (size_t off = 0; off < n && rc == KN_EXIT_OK; off += 500) {
+        size_t m = n - off < 500 ? n - off : 500;
+        struct kn_argv *cmds = kn_xcalloc(m, sizeof(*cmds));
+        redisReply **rep;
+        for (size_t i = 0; i < m; i++) {
+            kn_argv_init(&cmds[i]);
+            kn_argv_add(&cmds[i], "HMGET");
+            kn_argv_take(&cmds[i],
+                         kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, v[off + i]));
+            kn_argv_add(&cmds[i], KN_DIR_HASH_FIELD);
+            kn_argv_add(&cmds[i], "name");
+            kn_argv_add(&cmds[i], "grade");
+            kn_argv_add(&cmds[i], "class");
+            kn_argv_add(&cmds[i], "groups");
+            kn_argv_add(&cmds[i], "active");
+        }
+        rep = kn__rcp_pipeline(cmds, m);
+        for (size_t i = 0; i < m; i++) {
+            kn_argv_free(&cmds[i]);
+            if (rc != KN_EXIT_OK || rep[i]->type != REDIS_REPLY_ARRAY ||
+                rep[i]->elements != 6 ||
+                rep[i]->element[0]->type != REDIS_REPLY_STRING)
+                continue; /* deleted meanwhile */
+            if (export_one(stdout, kr, v[off + i], rep[i]) < 0) {
+                fprintf(stderr, "kairanctl: recipient %s does not decrypt "
+                                "with %s: is it the key file it was "
+                                "imported with?\n",
+                        v[off + i], kn_cli_cfg.key_file);
+                rc = KN_EXIT_FAIL;
+            }
+        }
+        kn__rcp_replies_free(rep, m);
+        free(cmds);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "kairanctl: writing the export failed: %s\n",
+                strerror(errno));
+        rc = KN_EXIT_FAIL;
+    }
+    free(v);
+    freeReplyObject(ids);
+    kn_keyring_free(kr);
+    return rc;
+}
+
