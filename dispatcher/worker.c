@@ -32,6 +32,10 @@
  * wrong type dead-letters the job with a reason naming the key instead
  * of leaving it pending for ever; a stream key of the wrong type is
  * skipped (and logged) for a while, so that the other stream is read.
+ *
+ * Reading and keeping the jobs in hand are in worker_read.c; where a job
+ * goes (breaker, failover, route pauses) in route.c; rate buckets in
+ * rate.c.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -51,80 +55,6 @@
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
-struct wjob {
-    struct kn_worker *w;
-    struct kn_job job;
-    char *stream; /* full key */
-    char *entry;  /* stream entry id */
-    char *raw;    /* the job JSON as stored */
-    json_t *j;    /* parsed */
-    const char *bcast;
-    size_t naddr;        /* recipients in this job (LINE multicast: many) */
-    const char **sealed; /* per recipient */
-    const char **bindex;
-    const char **rcpts;
-    char *fields;    /* "line:<bi>,line:<bi>..." */
-    char *rcpt_list; /* "r-1,r-2..." in the same order */
-    char *key;       /* "<bcast>/<job key>" */
-    int n;           /* attempts before this one */
-    struct kn__msg *msg;
-    char **addr; /* plaintext, wiped after the send */
-    char *link;  /* personal confirmation link */
-    int claimed;
-    int prio;                   /* 0 urgent, 1 normal */
-    int probe;                  /* the breaker's probe of the relay */
-    struct kn_adapter *via;     /* the adapter it was sent through */
-    struct wjob *next;          /* ready queue */
-    struct wjob *hprev, *hnext; /* every job in hand, oldest hold first */
-    int64_t held_ms; /* monotonic: read, or its idle time last reset */
-    int lost;        /* another process claimed it: not ours to send */
-    /* Its final result, kept until recorded (a failed batch is recorded
-     * again job by job). */
-    const char *fin_state; /* a literal: "delivered", "failed", ... */
-    char *fin_detail;
-    int fin_attempts;
-};
-
-struct kn_worker {
-    struct kn_daemon *d;
-    enum kn_channel ch;
-    const char *chname;
-    struct kn_adapter ad;
-    struct kn__route rt; /* breaker, failover adapter (rt.alt), pauses */
-    char *route;
-    struct kn_redis *blk;
-    char *streams[2]; /* urgent, normal */
-    size_t slots;     /* sends at once (the adapter's capacity) */
-    size_t limit;     /* jobs in hand at most: 4 x slots */
-    size_t busy;      /* jobs in hand: read, not yet recorded */
-    size_t sending;   /* jobs in the main adapter */
-    struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
-    int reading, phase;
-    long got, asked; /* entries this read cycle; asked of the last read */
-    int started, closed;
-    uv_timer_t again; /* read again after an error */
-    uv_timer_t tick;  /* pause flags, rate-limit waits */
-    int handles;      /* open at close time */
-    struct kn__rates rates;
-    /* Results that came in the same loop turn (FINISH_WAIT_MS), recorded
-     * together in one call of the "finish" script. */
-    struct kn_argv fin_keys, fin_args;
-    struct wjob **fin_jobs;
-    size_t nfin;
-    uv_timer_t fin_timer;
-    /* Jobs in hand, oldest first: their idle time in Redis is reset
-     * (script "keep") so that no other process takes them over while
-     * they wait here for a slot. */
-    struct wjob *held, *held_tail;
-    uv_timer_t keep_timer;
-    int keeping;
-    /* A stream whose key cannot be read (wrong type): skipped until. */
-    int64_t bad_until[2];
-};
-
-/* How long a stream that cannot be read is skipped. */
-#define BAD_STREAM_MS 5000
-
 /* Results recorded in one script call at most. */
 #define FINISH_BATCH 128
 /*
@@ -143,7 +73,6 @@ struct fin_batch {
     struct wjob *jobs[];
 };
 
-static void fill(struct kn_worker *w);
 static void pump(struct kn_worker *w);
 
 /* ---- job bookkeeping ---- */
@@ -164,34 +93,9 @@ static void wipe_addrs(struct wjob *jb)
     jb->job.addrs = NULL;
 }
 
-static void held_add(struct kn_worker *w, struct wjob *jb)
-{
-    jb->held_ms = kn_mono_ms();
-    jb->hnext = NULL;
-    jb->hprev = w->held_tail;
-    if (w->held_tail != NULL)
-        w->held_tail->hnext = jb;
-    else
-        w->held = jb;
-    w->held_tail = jb;
-}
-
-static void held_del(struct kn_worker *w, struct wjob *jb)
-{
-    if (jb->hprev != NULL)
-        jb->hprev->hnext = jb->hnext;
-    else
-        w->held = jb->hnext;
-    if (jb->hnext != NULL)
-        jb->hnext->hprev = jb->hprev;
-    else
-        w->held_tail = jb->hprev;
-    jb->hprev = jb->hnext = NULL;
-}
-
 static void job_free(struct wjob *jb)
 {
-    held_del(jb->w, jb);
+    kn__worker_held_del(jb->w, jb);
     wipe_addrs(jb);
     if (jb->msg != NULL)
         kn__msg_put(jb->msg);
@@ -216,7 +120,7 @@ static void job_done(struct wjob *jb)
     struct kn_worker *w = jb->w;
     job_free(jb);
     w->busy--;
-    fill(w);
+    kn__worker_fill(w);
 }
 
 static void finish(struct wjob *jb, const char *state, const char *detail);
@@ -982,8 +886,8 @@ static int parse_recipients(struct wjob *jb)
 }
 
 /* Take one stream entry: parse it and start its life. */
-static void take_entry(struct kn_worker *w, const char *stream,
-                       const redisReply *e, int claimed)
+void kn__worker_take(struct kn_worker *w, const char *stream,
+                     const redisReply *e, int claimed)
 {
     struct wjob *jb;
     const redisReply *jv = kn__entry_field(e, "j");
@@ -998,7 +902,7 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->claimed = claimed;
     jb->prio = strstr(stream, ":urgent") != NULL ? 0 : 1;
     w->busy++;
-    held_add(w, jb);
+    kn__worker_held_add(w, jb);
     if (jv == NULL || jv->type != REDIS_REPLY_STRING) {
         kn__poison(w->d, stream, jb->entry, NULL, 0, "entry has no job");
         job_done(jb);
@@ -1024,169 +928,6 @@ static void take_entry(struct kn_worker *w, const char *stream,
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }
 
-/* ---- reading ---- */
-
-static void read_phase(struct kn_worker *w);
-static int stream_ok(struct kn_worker *w, int i);
-
-static void on_again(uv_timer_t *t)
-{
-    struct kn_worker *w = kn_container_of(t, struct kn_worker, again);
-    fill(w);
-}
-
-static void groups_ready(void *arg)
-{
-    fill(arg);
-}
-
-static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct kn_worker *w = arg;
-    long n = 0;
-    if (rep == NULL) {
-        w->reading = 0; /* connection lost; its state callback kicks us */
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        w->reading = 0;
-        if (kn_reply_is_error(rep, "NOGROUP")) {
-            kn_log(KN_LOG_WARN, "worker",
-                   "consumer group missing (Redis "
-                   "restarted empty?); recreating",
-                   "channel", w->chname, NULL);
-            kn__ensure_groups(w->d, groups_ready, w);
-        } else if (w->phase < 2 && !kn_poison_transient(rep->str)) {
-            /* This stream's key cannot be read (of the wrong type): skip
-             * it for a while and read the other one meanwhile. */
-            kn_log(KN_LOG_ERROR, "worker",
-                   "a queue stream cannot be read; skipped for 5 s (delete "
-                   "the stray key)",
-                   "channel", w->chname, "stream", w->streams[w->phase],
-                   "error", rep->str, NULL);
-            w->bad_until[w->phase] = kn_mono_ms() + BAD_STREAM_MS;
-            w->reading = 1;
-            w->phase++;
-            read_phase(w);
-        } else {
-            kn_log(KN_LOG_ERROR, "worker", "read failed", "channel", w->chname,
-                   "error", rep->str, NULL);
-            uv_timer_start(&w->again, on_again, 1000, 0);
-        }
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ARRAY && !w->closed) {
-        for (size_t s = 0; s < rep->elements; s++) {
-            const redisReply *sr = rep->element[s];
-            const redisReply *entries;
-            if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
-                continue;
-            entries = sr->element[1];
-            n += (long)entries->elements;
-            for (size_t i = 0; i < entries->elements; i++) {
-                w->got++;
-                take_entry(w, sr->element[0]->str, entries->element[i], 0);
-            }
-        }
-    }
-    if (w->closed)
-        return;
-    /* Urgent jobs filled the whole read: the normal stream waits for the
-     * next cycle (slots freed meanwhile go to urgent work first). */
-    w->phase = w->phase == 0 && n >= w->asked ? 3 : w->phase + 1;
-    read_phase(w);
-}
-
-/*
- * Three phases: urgent without blocking; then normal without blocking;
- * then, only if both were empty, a short BLOCK on both.  A drain never
- * waits longer than queue.block_ms on a read.
- */
-static void read_phase(struct kn_worker *w)
-{
-    struct kn_daemon *d = w->d;
-    long want = (long)w->limit - (long)w->busy;
-    char count[24], block[24];
-    int rc;
-
-    if (want <= 0 || d->stopping || w->closed || w->phase > 2 ||
-        (w->phase == 2 && w->got > 0)) {
-        w->reading = 0;
-        if (w->got > 0 || w->phase > 2)
-            fill(w);
-        return;
-    }
-    w->asked = want;
-    snprintf(count, sizeof(count), "%ld", want);
-    snprintf(block, sizeof(block), "%lld", (long long)d->cfg->block_ms);
-    if (w->phase < 2 && !stream_ok(w, w->phase)) {
-        w->phase++;
-        read_phase(w);
-        return;
-    }
-    if (w->phase < 2) {
-        rc = kn_redis_cmd(w->blk, on_read, w,
-                          "XREADGROUP GROUP " KN_GROUP " %s COUNT %s "
-                          "STREAMS %s >",
-                          d->consumer, count, w->streams[w->phase]);
-    } else if (!stream_ok(w, 0) || !stream_ok(w, 1)) {
-        /* One stream is skipped: block on the other alone (or, if both
-         * are, wait a little). */
-        int i = stream_ok(w, 0) ? 0 : 1;
-        if (!stream_ok(w, i)) {
-            w->reading = 0;
-            uv_timer_start(&w->again, on_again, 1000, 0);
-            return;
-        }
-        {
-            const char *argv[] = {
-                "XREADGROUP", "GROUP", KN_GROUP,  d->consumer,   "COUNT", count,
-                "BLOCK",      block,   "STREAMS", w->streams[i], ">"};
-            rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                               (int)KN_ARRAY_SIZE(argv), argv, NULL);
-        }
-    } else {
-        const char *argv[] = {
-            "XREADGROUP",  "GROUP", KN_GROUP, d->consumer, "COUNT",
-            count,         "BLOCK", block,    "STREAMS",   w->streams[0],
-            w->streams[1], ">",     ">"};
-        rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                           (int)KN_ARRAY_SIZE(argv), argv, NULL);
-    }
-    if (rc < 0)
-        w->reading = 0;
-}
-
-/* 1 unless stream i was found unreadable a moment ago. */
-static int stream_ok(struct kn_worker *w, int i)
-{
-    return w->bad_until[i] == 0 || kn_mono_ms() >= w->bad_until[i];
-}
-
-static void fill(struct kn_worker *w)
-{
-    /* Read in batches of at least a slot's worth (or when idle), not one
-     * entry per finished send: each read is a Redis round trip, and the
-     * jobs in hand (up to 4 x slots) cover it. */
-    size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
-    if (!w->started || w->closed || w->reading || w->d->stopping ||
-        !kn_redis_up(w->blk) || free_ == 0 || (w->busy > 0 && free_ < w->slots))
-        return;
-    w->reading = 1;
-    w->phase = 0;
-    w->got = 0;
-    read_phase(w);
-}
-
-static void on_blk_state(struct kn_redis *r, int up, void *arg)
-{
-    struct kn_worker *w = arg;
-    if (!up)
-        w->reading = 0;
-    else
-        fill(w);
-}
-
 /* ---- public (internal) API ---- */
 
 /* Rate-limit tokens came (or the shared bucket failed): go on. */
@@ -1199,76 +940,6 @@ static void rates_ready(void *arg)
 
 /* Once a second: the shared pause flag, rate-limit waits, expired auth
  * pauses. */
-/* Jobs whose idle time is reset in one script call at most. */
-#define KEEP_BATCH 200
-
-static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct kn_worker *w = arg;
-    w->keeping = 0;
-    if (rep == NULL)
-        return;
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        kn_log(KN_LOG_ERROR, "worker",
-               "resetting the idle time of held "
-               "jobs failed",
-               "channel", w->chname, "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
-        return;
-    }
-    /* Pairs (1 urgent | 2 normal, entry id) no longer pending for us. */
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const redisReply *q = rep->element[i], *id = rep->element[i + 1];
-        if (q->type != REDIS_REPLY_STRING || id->type != REDIS_REPLY_STRING)
-            continue;
-        for (struct wjob *jb = w->held; jb != NULL; jb = jb->hnext) {
-            if (jb->prio == atoi(q->str) - 1 && strcmp(jb->entry, id->str) == 0)
-                jb->lost = 1;
-        }
-    }
-}
-
-/*
- * Reset the idle time (XCLAIM to ourselves, JUSTID) of the jobs held
- * longer than a quarter of queue.claim_idle_ms: a job waiting here for a
- * slot behind slow sends must not look abandoned to the other processes'
- * XAUTOCLAIM, or it is sent twice.  Runs every claim_idle_ms / 8.
- */
-static void on_keep(uv_timer_t *t)
-{
-    struct kn_worker *w = kn_container_of(t, struct kn_worker, keep_timer);
-    struct kn_daemon *d = w->d;
-    int64_t now = kn_mono_ms(), after = d->cfg->claim_idle_ms / 4;
-    struct kn_argv a;
-    size_t n = 0;
-    if (w->closed || w->keeping || !kn_redis_up(d->cmd))
-        return;
-    kn_argv_init(&a);
-    kn_argv_add(&a, w->streams[0]);
-    kn_argv_add(&a, w->streams[1]);
-    kn_argv_add(&a, KN_GROUP);
-    kn_argv_add(&a, d->consumer);
-    while (w->held != NULL && now - w->held->held_ms >= after &&
-           n < KEEP_BATCH) {
-        struct wjob *jb = w->held;
-        kn_argv_addi(&a, jb->prio + 1);
-        kn_argv_add(&a, jb->entry);
-        n++;
-        /* To the back: the list stays in order of held_ms. */
-        held_del(w, jb);
-        held_add(w, jb);
-    }
-    if (n == 0) {
-        kn_argv_free(&a);
-        return;
-    }
-    w->keeping = 1;
-    if (kn_redis_eval(d->cmd, &kn_script_keep, on_kept, w, 2, a.n,
-                      (const char **)a.v, a.len) < 0)
-        w->keeping = 0;
-    kn_argv_free(&a);
-}
-
 static void on_tick(uv_timer_t *t)
 {
     struct kn_worker *w = kn_container_of(t, struct kn_worker, tick);
@@ -1323,7 +994,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     w->streams[1] = kn__key(d, "q:%s:normal", w->chname);
     uv_timer_init(d->loop, &w->again);
     uv_timer_init(d->loop, &w->tick);
-    w->blk = kn__redis_open(d, w->chname, on_blk_state, w);
+    w->blk = kn__redis_open(d, w->chname, kn__worker_blk_state, w);
     kn_argv_init(&w->fin_keys);
     kn_argv_init(&w->fin_args);
     w->fin_jobs = kn_xcalloc(FINISH_BATCH, sizeof(*w->fin_jobs));
@@ -1337,7 +1008,7 @@ void kn__worker_start(struct kn_worker *w)
     uint64_t every = (uint64_t)w->d->cfg->claim_idle_ms / 8;
     w->started = 1;
     uv_timer_start(&w->tick, on_tick, 1000, 1000);
-    uv_timer_start(&w->keep_timer, on_keep, every, every);
+    uv_timer_start(&w->keep_timer, kn__worker_keep, every, every);
     kn_log(KN_LOG_INFO, "worker", "started", "channel", w->chname, "adapter",
            w->route, NULL);
     kn_redis_start(w->blk);
@@ -1365,14 +1036,14 @@ struct kn_redis *kn__worker_redis(const struct kn_worker *w)
 
 void kn__worker_kick(struct kn_worker *w)
 {
-    fill(w);
+    kn__worker_fill(w);
 }
 
 void kn__worker_claimed(struct kn_worker *w, const char *stream,
                         const redisReply *entries)
 {
     for (size_t i = 0; i < entries->elements; i++)
-        take_entry(w, stream, entries->element[i], 1);
+        kn__worker_take(w, stream, entries->element[i], 1);
 }
 
 static void on_handle_closed(uv_handle_t *h)
