@@ -25,15 +25,29 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
 	common/utf8.c \
-	config/config.c \
-	model/address.c model/message.c \
+	config/config.c config/check.c \
+	model/address.c model/message.c model/token.c model/audit.c model/line_event.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c \
-	dispatcher/broadcast.c dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
-	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
+	dispatcher/broadcast.c dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c \
+	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
+	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
+	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
+	dispatcher/http/confirm.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
+            $(BUILD)/gen/lua.o
+
+# The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
+# step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
+# "--#include NAME" lines replaced by queue/lua/lib/NAME.lua
+# (mk/lua-include.awk); scripts/embed.c turns those into $(BUILD)/gen/lua.c,
+# one array kn_lua_<name> each (declared in queue/lua.h).
+LUA_SRCS := $(wildcard queue/lua/*.lua)
+LUA_LIBS := $(wildcard queue/lua/lib/*.lua)
+LUA_OUT  := $(LUA_SRCS:queue/lua/%=$(BUILD)/lua/%)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -51,6 +65,33 @@ all: $(PROGS) $(UNIT_BINS) $(BUILD)/bench/curl_loop
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Pages are real files, embedded at build time (STYLE.md 1): scripts/embed.c,
+# built first with the same compiler, turns each file into a byte array
+# kn__web_<name> (and its length kn__web_<name>_len) in $(BUILD)/gen/.
+# Editing a page rebuilds the generated source, its object and kairand.
+WEB_STATUS := status_html=web/status/index.html \
+	status_css=web/status/status.css status_js=web/status/status.js
+
+$(BUILD)/scripts/embed: scripts/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+# The Redis scripts, the same way (LUA_SRCS above).
+$(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk
+	@mkdir -p $(dir $@)
+	awk -v lib=queue/lua/lib -f mk/lua-include.awk $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/lua.c: $(BUILD)/scripts/embed $(LUA_OUT) queue/lua
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(foreach f,$(LUA_OUT),kn_lua_$(basename $(notdir $(f)))=$(f))
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libkairan.a: $(LIB_OBJS)
@@ -94,7 +135,8 @@ bench: all
 
 # .clang-format: 4 spaces, 80 columns, function braces on their own line
 # (STYLE.md 12).  `make fmt` rewrites the files in place.
-FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c $(wildcard */*.h)
+FMT_SRCS := $(LIB_SRCS) dispatcher/main.c cli/kairanctl.c scripts/embed.c \
+	$(wildcard */*.h) $(wildcard dispatcher/http/*.h)
 fmt-check:
 	@clang-format --dry-run --Werror $(FMT_SRCS) && echo "fmt-check: ok"
 
@@ -104,7 +146,7 @@ fmt:
 clean:
 	rm -rf build build-san
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -type f -name '*.d' 2>/dev/null)
 -include mk/install.mk
 -include mk/fuzz.mk
 -include mk/faults.mk

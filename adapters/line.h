@@ -35,32 +35,6 @@ void kn_line_stats(const struct kn_adapter *a, struct kn_line_stats *out);
 /* Shorthand: v2.1 tokens issued so far (0 with a long-lived token). */
 uint64_t kn_line_token_refreshes(const struct kn_adapter *a);
 
-/*
- * 1 if signature_b64 (the X-Line-Signature header: standard base64 of
- * HMAC-SHA256(channel secret, raw body)) is valid for body[0..len), else
- * 0.  Compared in constant time.  A NULL or empty secret or signature is
- * never valid.
- */
-int kn_line_webhook_verify(const char *secret, const char *body, size_t len,
-                           const char *signature_b64);
-
-/*
- * Parse a webhook body ({"destination": .., "events": [..]}) and call cb
- * once per follow or unfollow event from a user: type "follow" or
- * "unfollow", the user id (borrowed for the call; never log it unmasked),
- * unblocked 1 for a follow with follow.isUnblocked true, and the event's
- * "timestamp" (ms since the epoch; 0 when absent or not a positive
- * integer: LINE redelivers events, so the receiver orders them by this,
- * not by arrival).  Other events and
- * sources (groups, rooms) are skipped.  Returns the number of callbacks
- * made, or KN_EINVAL if the body is not such a JSON object.
- */
-int kn_line_webhook_events(const char *body, size_t len,
-                           void (*cb)(const char *type, const char *user_id,
-                                      int unblocked, int64_t timestamp_ms,
-                                      void *arg),
-                           void *arg);
-
 /* ---- internal: exposed for tests ---- */
 
 /* LINE's limit on user ids per multicast request. */

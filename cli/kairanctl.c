@@ -32,11 +32,11 @@
 #include "queue/keys.h"
 #include "config/config.h"
 #include "dispatcher/broadcast.h"
-#include "dispatcher/http.h"
+#include "model/audit.h"
 #include "queue/scripts.h"
 
 #ifndef KN_VERSION
-#define KN_VERSION "0.1.0"
+#define KN_VERSION "0.2.0"
 #endif
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNKNOWN = 3 };
@@ -298,7 +298,7 @@ void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
     json_object_set_new(j, "via", json_string("kairanctl"));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
+    if (kn_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
         fprintf(stderr,
                 "kairanctl: warning: cannot append to %s/"
                 "operations.jsonl (retention.audit_dir)\n",

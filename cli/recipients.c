@@ -54,6 +54,7 @@
 #include "model/address.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
+#include "queue/lua.h"
 
 #define MAX_FILE (64L * 1024 * 1024) /* a roster is a few hundred kB */
 #define BATCH 100                    /* rows per Lua call */
@@ -289,144 +290,17 @@ static void replies_free(redisReply **r, size_t n)
     free(r);
 }
 
-/*
- * What the scripts share: removing a recipient's blind-index entries (read
- * from its old "c") and its group memberships (a group left empty loses
- * its name too, so that a broadcast to it is rejected as unknown).
- */
-#define LUA_HELPERS                                                           \
-    KN_LUA_KEYPART                                                            \
-    "local P, T = ARGV[1], ARGV[2]\n"                                         \
-    "local function split(s, sep)\n"                                          \
-    "  local t = {}\n"                                                        \
-    "  for x in string.gmatch(s or '', '[^' .. sep .. ']+') do\n"             \
-    "    t[#t + 1] = x\n"                                                     \
-    "  end\n"                                                                 \
-    "  return t\n"                                                            \
-    "end\n"                                                                   \
-    "local function unindex(id, c)\n"                                         \
-    "  if not c then return end\n"                                            \
-    "  local ok, o = pcall(cjson.decode, c)\n"                                \
-    "  if not ok or type(o) ~= 'table' then return end\n"                     \
-    "  local b = P .. 'bidx:' .. T .. ':'\n"                                  \
-    "  if type(o.ei) == 'string' then\n"                                      \
-    "    redis.call('SREM', b .. 'email:' .. o.ei, id)\n"                     \
-    "  end\n"                                                                 \
-    "  if type(o.li) == 'string' then\n"                                      \
-    "    redis.call('SREM', b .. 'line:' .. o.li, id)\n"                      \
-    "  end\n"                                                                 \
-    "  if type(o.p) == 'table' then\n"                                        \
-    "    for _, t in ipairs(o.p) do\n"                                        \
-    "      if type(t) == 'table' and type(t.ti) == 'string' then\n"           \
-    "        redis.call('SREM', b .. 'push:' .. t.ti, id)\n"                  \
-    "      end\n"                                                             \
-    "    end\n"                                                               \
-    "  end\n"                                                                 \
-    "end\n"                                                                   \
-    "local function ungroup(id, old, keep)\n"                                 \
-    "  for _, g in ipairs(split(old, ';')) do\n"                              \
-    "    if not keep[g] then\n"                                               \
-    "      local gk = P .. 'grp:' .. kp(T) .. ':' .. kp(g)\n"                 \
-    "      redis.call('SREM', gk, id)\n"                                      \
-    "      if redis.call('SCARD', gk) == 0 then\n"                            \
-    "        redis.call('SREM', P .. 'groups:' .. T, g)\n"                    \
-    "      end\n"                                                             \
-    "    end\n"                                                               \
-    "  end\n"                                                                 \
-    "end\n"
-
-/*
- * rcpt_upsert: write a batch of recipients.
- * ARGV: prefix, tenant, now_ms, then per row (NARGS): id, hash, c, sealed
- *       name, grade, class, groups ("a;b"), blind indexes ("email:<bi>
- *       push:<bi> ..."), active ("" keep / new 1, "1", "0").
- * A row whose stored hash is the same (and active as asked) is left alone.
- * Returns {added, updated, unchanged}.
- */
+/* queue/lua/rcpt_upsert.lua */
 static struct kn_redis_script upsert_script = {
-    "rcpt_upsert",
-    LUA_HELPERS
-    "local now = ARGV[3]\n"
-    "local added, updated, same = 0, 0, 0\n"
-    "for i = 4, #ARGV, 9 do\n"
-    "  local id, h, c = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
-    "  local act = ARGV[i + 8]\n"
-    "  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)\n"
-    "  local old = redis.call('HMGET', k, 'hash', 'active', 'c', 'groups')\n"
-    "  if old[1] == h and (act == '' or act == old[2]) then\n"
-    "    same = same + 1\n"
-    "  elseif old[1] == h then\n"
-    "    redis.call('HSET', k, 'active', act, 'updated_ms', now)\n"
-    "    updated = updated + 1\n"
-    "  else\n"
-    "    local exists = redis.call('EXISTS', k) == 1\n"
-    "    local keep, gs = {}, split(ARGV[i + 6], ';')\n"
-    "    for _, g in ipairs(gs) do keep[g] = true end\n"
-    "    if exists then\n"
-    "      unindex(id, old[3])\n"
-    "      ungroup(id, old[4], keep)\n"
-    "    end\n"
-    "    if act == '' then act = old[2] or '1' end\n"
-    "    redis.call('HSET', k, 'c', c, 'active', act, 'hash', h,\n"
-    "      'updated_ms', now)\n"
-    "    local opt = {'name', 'grade', 'class', 'groups'}\n"
-    "    for j, f in ipairs(opt) do\n"
-    "      local v = ARGV[i + 2 + j]\n"
-    "      if v == '' then redis.call('HDEL', k, f)\n"
-    "      else redis.call('HSET', k, f, v) end\n"
-    "    end\n"
-    "    for _, g in ipairs(gs) do\n"
-    "      redis.call('SADD', P .. 'grp:' .. kp(T) .. ':' .. kp(g), id)\n"
-    "      redis.call('SADD', P .. 'groups:' .. T, g)\n"
-    "    end\n"
-    "    for _, b in ipairs(split(ARGV[i + 7], ' ')) do\n"
-    "      redis.call('SADD', P .. 'bidx:' .. T .. ':' .. b, id)\n"
-    "    end\n"
-    "    redis.call('SADD', P .. 'rcpts:' .. T, id)\n"
-    "    if exists then updated = updated + 1 else added = added + 1 end\n"
-    "  end\n"
-    "end\n"
-    "if added + updated > 0 then redis.call('SADD', P .. 'tenants', T) end\n"
-    "return {added, updated, same}\n",
-    ""};
+    "rcpt_upsert", kn_lua_rcpt_upsert, ""};
 
-/*
- * rcpt_delete: remove recipients with their group and index entries.
- * ARGV: prefix, tenant, ids...   Returns how many existed.
- */
+/* queue/lua/rcpt_delete.lua */
 static struct kn_redis_script delete_script = {
-    "rcpt_delete",
-    LUA_HELPERS
-    "local n = 0\n"
-    "for i = 3, #ARGV do\n"
-    "  local id = ARGV[i]\n"
-    "  local k = P .. 'rcpt:' .. kp(T) .. ':' .. kp(id)\n"
-    "  if redis.call('EXISTS', k) == 1 then\n"
-    "    local old = redis.call('HMGET', k, 'c', 'groups')\n"
-    "    unindex(id, old[1])\n"
-    "    ungroup(id, old[2], {})\n"
-    "    redis.call('DEL', k)\n"
-    "    n = n + 1\n"
-    "  end\n"
-    "  redis.call('SREM', P .. 'rcpts:' .. T, id)\n"
-    "end\n"
-    "return n\n",
-    ""};
+    "rcpt_delete", kn_lua_rcpt_delete, ""};
 
-/*
- * rcpt_active: set active to ARGV[4] on an existing recipient.
- * ARGV: prefix, tenant, id, "1"|"0", now.  Returns 1, or 0 if unknown.
- */
+/* queue/lua/rcpt_active.lua */
 static struct kn_redis_script active_script = {
-    "rcpt_active",
-    KN_LUA_KEYPART
-    "local k = ARGV[1] .. 'rcpt:' .. kp(ARGV[2]) .. ':' .. kp(ARGV[3])\n"
-    "if redis.call('EXISTS', k) == 0 then return 0 end\n"
-    "if redis.call('HGET', k, 'active') ~= ARGV[4] then\n"
-    "  redis.call('HSET', k, 'active', ARGV[4], 'updated_ms', ARGV[5])\n"
-    "end\n"
-    "return 1\n",
-    ""};
+    "rcpt_active", kn_lua_rcpt_active, ""};
 
 /* 1 if the tenant has ever had a directory (import), else 0. */
 static int tenant_known(const char *tenant)

@@ -39,6 +39,7 @@
 #include "common/kn.h"
 #include "common/seal.h"
 #include "queue/keys.h"
+#include "queue/lua.h"
 
 #define REKEY_TRIES 5
 #define AUD_PAGE 500
@@ -54,35 +55,13 @@ struct rekey_stats {
     long failed;      /* could not be unsealed or kept changing */
 };
 
-/*
- * rcpt_cas: rewrite one directory record if unchanged since it was read.
- * KEYS: rcpt:<T>:<id>
- * ARGV: old c, old name (or "" when absent), new c, new name
- * Returns 1 (written), 0 (changed meanwhile) or -1 (gone).
- */
+/* queue/lua/rekey_rcpt.lua */
 static struct kn_redis_script rcpt_cas = {
-    "rekey_rcpt",
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    "local c = redis.call('HGET', KEYS[1], 'c') or ''\n"
-    "local n = redis.call('HGET', KEYS[1], 'name') or ''\n"
-    "if c ~= ARGV[1] or n ~= ARGV[2] then return 0 end\n"
-    "if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'c', ARGV[3]) end\n"
-    "if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'name', ARGV[4]) end\n"
-    "return 1\n",
-    ""};
+    "rekey_rcpt", kn_lua_rekey_rcpt, ""};
 
-/*
- * aud_cas: rewrite one audience entry if unchanged.
- * KEYS: bc:<id>:aud
- * ARGV: index, old entry, new entry
- * Returns 1 (written) or 0 (changed or gone).
- */
+/* queue/lua/rekey_aud.lua */
 static struct kn_redis_script aud_cas = {
-    "rekey_aud",
-    "if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])\n"
-    "return 1\n",
-    ""};
+    "rekey_aud", kn_lua_rekey_aud, ""};
 
 /*
  * Re-seal one sealed string under the current kid.  Returns 1 and a heap

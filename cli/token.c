@@ -8,7 +8,7 @@
  *
  * A token is "kn_<id>_<secret>": the id names the record <prefix>token:<id>
  * (also in the set <prefix>tokens); the secret, 32 random bytes, is printed
- * once and only its salted, keyed hash is stored (dispatcher/http.h).  A
+ * once and only its salted, keyed hash is stored (model/token.h).  A
  * revoked token keeps its record, so the login log and the broadcasts it
  * sent (which store the sender's name themselves) stay readable.
  *
@@ -27,36 +27,17 @@
 #include "common/seal.h"
 #include "common/text.h"
 #include "dispatcher/broadcast.h"
-#include "dispatcher/http.h"
+#include "model/audit.h"
+#include "model/token.h"
+#include "queue/lua.h"
 
-/*
- * create: store a new token record and index it.
- * KEYS: token:<id>, tokens (set)
- * ARGV: id, field/value...
- * Returns 1, or 0 if the id exists (never overwritten).
- */
+/* queue/lua/token_create.lua */
 static struct kn_redis_script create_script = {
-    "token_create",
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
-    "redis.call('SADD', KEYS[2], ARGV[1])\n"
-    "return 1\n",
-    ""};
+    "token_create", kn_lua_token_create, ""};
 
-/*
- * revoke: mark a token revoked (the record stays).
- * KEYS: token:<id>
- * ARGV: now
- * Returns 1, 0 if it was already revoked, -1 if unknown.
- */
+/* queue/lua/token_revoke.lua */
 static struct kn_redis_script revoke_script = {
-    "token_revoke",
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    "local r = redis.call('HGET', KEYS[1], 'revoked_ms')\n"
-    "if r and r ~= '0' and r ~= '' then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'revoked_ms', ARGV[1])\n"
-    "return 1\n",
-    ""};
+    "token_revoke", kn_lua_token_revoke, ""};
 
 static const char *os_user(void)
 {
@@ -84,7 +65,7 @@ static void op_log(const char *op, const char *id, const char *role,
     json_object_set_new(j, "via", json_string("kairanctl"));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (kn_http_audit_append(kn_cli_cfg.audit_dir, "operations.jsonl",
+    if (kn_audit_append(kn_cli_cfg.audit_dir, "operations.jsonl",
                              line) < 0)
         fprintf(stderr,
                 "kairanctl: warning: cannot append to %s/operations.jsonl "
@@ -195,7 +176,7 @@ static int tok_create(int argc, char **argv)
         tok_usage();
         return KN_EXIT_USAGE;
     }
-    role = kn_http_role_parse(role_s);
+    role = kn_role_parse(role_s);
     if (role < 0) {
         fprintf(stderr, "kairanctl: --role must be admin, limited_admin, "
                         "sender or operator\n");
@@ -255,7 +236,7 @@ static int tok_create(int argc, char **argv)
     kn_random(secret, sizeof(secret));
     sec64 = kn_b64url_encode(secret, sizeof(secret));
     memset(secret, 0, sizeof(secret));
-    kn_http_token_hash(kr, salt_hex, sec64, hash);
+    kn_token_hash(kr, salt_hex, sec64, hash);
     kn_keyring_free(kr);
 
     kn_argv_init(&a);
@@ -263,7 +244,7 @@ static int tok_create(int argc, char **argv)
     kn_argv_take(&a, kn_cli_key("tokens"));
     kn_argv_add(&a, id);
     kn_argv_add(&a, "role");
-    kn_argv_add(&a, kn_http_role_name(role));
+    kn_argv_add(&a, kn_role_name(role));
     kn_argv_add(&a, "tenant");
     kn_argv_add(&a, tenant ? tenant : "");
     kn_argv_add(&a, "name");
@@ -292,7 +273,7 @@ static int tok_create(int argc, char **argv)
         free(sec64);
         return KN_EXIT_FAIL;
     }
-    op_log("token.create", id, kn_http_role_name(role), tenant, name);
+    op_log("token.create", id, kn_role_name(role), tenant, name);
     printf("kn_%s_%s\n", id, sec64);
     fflush(stdout);
     memset(sec64, 0, strlen(sec64));
@@ -300,7 +281,7 @@ static int tok_create(int argc, char **argv)
     fprintf(stderr,
             "kairanctl: token %s created (%s%s%s); it is shown only "
             "this once\n",
-            id, kn_http_role_name(role), tenant ? ", tenant " : "",
+            id, kn_role_name(role), tenant ? ", tenant " : "",
             tenant ? tenant : "");
     return KN_EXIT_OK;
 }

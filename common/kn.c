@@ -305,3 +305,11 @@ char *kn_key_part(const char *s)
     out[o] = '\0';
     return out;
 }
+
+void kn_free_secret(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}

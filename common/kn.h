@@ -48,6 +48,9 @@ char *kn_xstrdup(const char *s);
 char *kn_xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string the caller frees. */
 char *kn_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Wipe a NUL-terminated secret (a password, a token) and free it; NULL is
+ * fine. */
+void kn_free_secret(char *s);
 
 /* For an impossible state: log and abort with a core dump. */
 #define KN_PANIC(...) kn__panic(__FILE__, __LINE__, __VA_ARGS__)

@@ -14,50 +14,16 @@
 #include <string.h>
 
 #include "common/kn.h"
+#include "queue/lua.h"
 
-/* A recipient belongs to the broadcast when the commit_page script put it
- * in the set bc:<id>:m (KEYS[4]) while expanding; a confirmation already
- * recorded proves it too.  Both are O(1): the cost of opening a link must
- * not grow with the broadcast (issue 11, item 5).
- * A broadcast expanded before the set existed (no "ack_m" in bc:<id>) gets
- * its set built once from bc:<id>:r, then marked; while it is still being
- * expanded by an older kairand the scan is repeated (never marked). */
-#define IS_MEMBER                                                              \
-    "local function is_member(r)\n"                                            \
-    "  if redis.call('SISMEMBER', KEYS[4], r) == 1 then return true end\n"     \
-    "  if redis.call('HEXISTS', KEYS[3], r) == 1 then return true end\n"       \
-    "  if redis.call('HGET', KEYS[1], 'ack_m') == '1' then return false end\n" \
-    "  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"                  \
-    "    local m = string.match(v, '^%a|([^|]*)')\n"                           \
-    "    if m then redis.call('SADD', KEYS[4], m) end\n"                       \
-    "  end\n"                                                                  \
-    "  if redis.call('HGET', KEYS[1], 'expanded') == '1' then\n"               \
-    "    redis.call('HSET', KEYS[1], 'ack_m', '1')\n"                          \
-    "  end\n"                                                                  \
-    "  return redis.call('SISMEMBER', KEYS[4], r) == 1\n"                      \
-    "end\n"
+/* The Redis steps (membership checked in O(1), see
+ * queue/lua/lib/is_member.lua). */
+/* queue/lua/ack_view.lua */
+struct kn_redis_script kn_script_ack_view = {"ack_view", kn_lua_ack_view, ""};
 
-struct kn_redis_script kn_script_ack_view = {
-    "ack_view",
-    IS_MEMBER
-    "local h = redis.call('HMGET', KEYS[1], 'ack', 'subject', 'body', "
-    "'drill')\n"
-    "if h[1] ~= '1' or not is_member(ARGV[1]) then return {} end\n"
-    "local at = redis.call('HGET', KEYS[3], ARGV[1]) or ''\n"
-    "return {h[2] or '', h[3] or '', h[4] or '0', at}\n",
-    ""};
-
-struct kn_redis_script kn_script_ack_confirm = {
-    "ack_confirm",
-    IS_MEMBER
-    "if redis.call('HGET', KEYS[1], 'ack') ~= '1' then return -1 end\n"
-    "if not is_member(ARGV[1]) then return -1 end\n"
-    "if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HINCRBY', KEYS[1], 'acked', 1)\n"
-    "return 1\n",
-    ""};
+/* queue/lua/ack_confirm.lua */
+struct kn_redis_script kn_script_ack_confirm = {"ack_confirm",
+                                                kn_lua_ack_confirm, ""};
 
 static const char page_style[] =
     "body{font-family:sans-serif;max-width:40em;margin:1em auto;padding:0 "

@@ -2,8 +2,9 @@
  * ack.h - the confirmation (安否確認) side of an "ack" broadcast: the small
  * page behind each personal link <http.public_url>/a/<token> and the two
  * Redis steps that read a broadcast for it and record a confirmation once.
- * The HTTP server (http.c) routes GET and POST /a/{token} here; the token
- * itself is made and checked by kn_ack_token / kn_ack_parse (broadcast.h).
+ * The HTTP server (dispatcher/http/confirm.c) routes GET and POST
+ * /a/{token} here; the token itself is made and checked by kn_ack_token /
+ * kn_ack_parse (broadcast.h).
  */
 #ifndef KN_DISPATCHER_ACK_H
 #define KN_DISPATCHER_ACK_H

@@ -33,6 +33,7 @@
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
+#include "queue/lua.h"
 
 char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
 {
@@ -754,10 +755,11 @@ static void on_tick(uv_timer_t *t)
         char *retry = kn__key(d, "retry");
         kn_argv_init(&a);
         kn_argv_take(&a, retry);
+        kn_argv_take(&a, kn__key(d, "dlq"));
         kn_argv_addi(&a, kn_now_ms());
         kn_argv_add(&a, d->prefix);
         kn_argv_add(&a, "500");
-        kn_redis_eval(d->cmd, &kn_script_promote, on_promoted, d, 1, a.n,
+        kn_redis_eval(d->cmd, &kn_script_promote, on_promoted, d, 2, a.n,
                       (const char **)a.v, a.len);
         kn_argv_free(&a);
         d->next_promote = now + 200;
@@ -769,13 +771,7 @@ static void on_tick(uv_timer_t *t)
         char nowms[24];
         snprintf(nowms, sizeof(nowms), "%lld", (long long)kn_now_ms());
         kn_redis_cmd(d->cmd, on_sched, NULL, "EVAL %s 2 %s %s %s",
-                     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], "
-                     "'-inf', ARGV[1], 'LIMIT', 0, 100)\n"
-                     "for _, id in ipairs(due) do\n"
-                     "  redis.call('XADD', KEYS[2], '*', 'id', id)\n"
-                     "  redis.call('ZREM', KEYS[1], id)\n"
-                     "end\nreturn #due",
-                     sched, bs, nowms);
+                     kn_lua_sched_due, sched, bs, nowms);
         free(sched);
         free(bs);
         d->next_sched = now + 1000;

@@ -30,6 +30,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
 #include "queue/keys.h"
+#include "queue/lua.h"
 
 #define JST_MS  (9 * 3600 * 1000LL)
 #define DAY_MS  (86400 * 1000LL)
@@ -421,10 +422,7 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
     if (st->audit_lines < 0)
         st->audit_lines = 0;
 
-    run(&x, "EVAL %s 1 %slock:purge %s",
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('DEL', KEYS[1]) end return 0",
-        x.prefix, owner);
+    run(&x, "EVAL %s 1 %slock:purge %s", kn_lua_purge_unlock, x.prefix, owner);
     return rc;
 }
 

@@ -26,6 +26,13 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra \
                 -Wno-unused-parameter -MMD -MP $(FUZZ_SAN) \
                 -I. $(shell pkg-config --cflags $(PKGS))
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB_OBJS += $(FUZZ_BUILD)/gen/web_status.o $(FUZZ_BUILD)/gen/lua.o
+
+# The embedded pages and Redis scripts (Makefile, WEB_STATUS, LUA_SRCS):
+# generated once in $(BUILD).
+$(FUZZ_BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-clean
 .SECONDARY: $(FUZZ_ALL:%=$(FUZZ_BUILD)/tests/fuzz/%.o)

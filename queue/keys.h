@@ -11,7 +11,7 @@
  *     and "bc:X:aud" can never be two broadcasts, nor "rcpt:ume:x:r1"
  *     tenant "ume:x"'s recipient "r1".
  * Lua scripts that build a key from data they read (a group's members)
- * use KN_LUA_KEYPART's kp(), the same encoding.
+ * use key() and kp() of queue/lua/lib/keypart.lua, the same encoding.
  *
  * Each builder returns a heap string.
  */
@@ -29,13 +29,5 @@ char *kn_key_grp(const char *prefix, const char *tenant, const char *group);
 
 /* idem:<tenant>: hash, a producer's idempotency key -> broadcast name. */
 char *kn_key_idem(const char *prefix, const char *tenant);
-
-/* The Lua twin of kn_key_part: local function kp(s). */
-#define KN_LUA_KEYPART                                                         \
-    "local function kp(s)\n"                                                   \
-    "  return (string.gsub(s, '[^0-9A-Za-z_%.%-]', function(c)\n"              \
-    "    return string.format('%%%02X', string.byte(c))\n"                     \
-    "  end))\n"                                                                \
-    "end\n"
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * scripts.h - the Lua scripts for every queue step that must be atomic.
- * Each one's KEYS and ARGV are documented above its source in scripts.c.
+ * Each one is queue/lua/<name>.lua, embedded at build time (queue/lua.h),
+ * with its KEYS, ARGV and replies documented at its top.
  * kn_scripts_init() computes their SHA-1s once at start.
  */
 #ifndef KN_QUEUE_SCRIPTS_H

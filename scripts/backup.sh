@@ -20,7 +20,7 @@
 # backup directory is mode 0700; keep its copies as safe as the key.
 set -euo pipefail
 
-VERSION=0.1.0
+VERSION=0.2.0
 PROG=kairan-backup
 
 # Defaults; the environment may change them (kairan-backup.service reads

@@ -17,6 +17,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/line.h"
+#include "model/line_event.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -22,6 +22,7 @@
 #include "adapters/adapter.h"
 #include "adapters/http.h"
 #include "adapters/line.h"
+#include "model/line_event.h"
 #include "adapters/mime.h"
 #include "common/kn.h"
 #include "common/utf8.h"

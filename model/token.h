@@ -1,7 +1,7 @@
 /*
- * http.h - what kairand's HTTP module (http.c) shares with kairanctl's
- * token command (cli/token.c): the API token format, how its secret is
- * hashed for storage, the role names, and the audit-log appender.
+ * token.h - the HTTP API's bearer tokens, shared by kairand's HTTP server
+ * (dispatcher/http/auth.c) and kairanctl's token command (cli/token.c):
+ * the token format, how its secret is hashed for storage, and the roles.
  *
  * Token: "kn_<id>_<secret>".  The id (lowercase hex) finds the record,
  * the Redis hash <prefix>token:<id> (role, tenant, name, groups,
@@ -9,13 +9,10 @@
  * random bytes in base64url (43 characters) and is never stored: only
  * hex(HMAC-SHA-256(pepper, salt || secret)), where the pepper is derived
  * from the key file (security.key_file).  Why a keyed hash and not
- * PBKDF2: see http.c above kn_http_token_hash.
- *
- * The server itself has no public API: it registers as a kairand module
- * (dispatcher/module.h) and serves [http] listen.
+ * PBKDF2: see token.c above kn_token_hash.
  */
-#ifndef KN_DISPATCHER_HTTP_H
-#define KN_DISPATCHER_HTTP_H
+#ifndef KN_MODEL_TOKEN_H
+#define KN_MODEL_TOKEN_H
 
 #include <stddef.h>
 
@@ -30,9 +27,9 @@ enum kn_role {
 };
 
 /* "admin", "limited_admin", "sender", "operator"; "?" if out of range. */
-const char *kn_http_role_name(int role);
+const char *kn_role_name(int role);
 /* The role for a name, or -1. */
-int kn_http_role_parse(const char *s);
+int kn_role_parse(const char *s);
 
 #define KN_TOKEN_SECRET_BYTES 32
 #define KN_TOKEN_SECRET_CHARS 43 /* base64url of 32 bytes, no padding */
@@ -48,8 +45,8 @@ int kn_http_role_parse(const char *s);
  * is shorter than KN_TOKEN_SECRET_CHARS ("too weak": such a token was not
  * made by kairanctl and is refused whatever its record says).
  */
-int kn_http_token_split(const char *token, char id[KN_TOKEN_ID_MAX + 1],
-                        const char **secret);
+int kn_token_split(const char *token, char id[KN_TOKEN_ID_MAX + 1],
+                   const char **secret);
 
 /*
  * The stored hash of a secret: hex(HMAC-SHA-256(pepper, salt || secret))
@@ -57,15 +54,7 @@ int kn_http_token_split(const char *token, char id[KN_TOKEN_ID_MAX + 1],
  * the pepper is derived from the keyring's blind-index key, so it does
  * not change when the encryption key is rotated.
  */
-void kn_http_token_hash(const struct kn_keyring *kr, const char *salt_hex,
-                        const char *secret, char out[65]);
-
-/*
- * Append one line (a JSON object, no newline) to <dir>/<file> with one
- * write(2) on an O_APPEND descriptor, so that lines of several processes
- * never interleave; the directory is created (mode 0750) if missing and
- * the file with mode 0640.  Returns 0 or KN_EIO.
- */
-int kn_http_audit_append(const char *dir, const char *file, const char *line);
+void kn_token_hash(const struct kn_keyring *kr, const char *salt_hex,
+                   const char *secret, char out[65]);
 
 #endif

@@ -1,0 +1,33 @@
+/*
+ * check.h - config.c's validators (check.c), private to config/.  Each
+ * returns NULL when the value is fine, else a sentence saying what is
+ * expected (never the value: it may be a secret).
+ */
+#ifndef KN_CONFIG_CHECK_H
+#define KN_CONFIG_CHECK_H
+
+#include <stdbool.h>
+
+/* redis.url */
+const char *kn__config_check_redis_url(const char *value);
+/*
+ * Split a redis:// url: NULL and the parts (heap strings; NULL outputs are
+ * skipped), or why it is refused (outputs untouched).
+ */
+const char *kn__config_redis_url_split(const char *url, char **host, int *port,
+                                       int *db, char **password);
+/* smtp.url; *implicit says smtps:// */
+const char *kn__config_smtp_url_problem(const char *url, bool *implicit);
+const char *kn__config_check_smtp_url(const char *value);
+/* smtp.from, smtp.reply_to: "Name <local@domain>" or "local@domain" */
+const char *kn__config_mailbox_problem(const char *value);
+/* smtp.helo */
+const char *kn__config_check_hostname(const char *value);
+/* http.listen: what kn_config_listen_parse takes */
+const char *kn__config_check_listen(const char *value);
+/* http.public_url: an absolute http(s) URL, host, no userinfo/query/fragment */
+const char *kn__config_check_public_url(const char *value);
+/* http.trusted_proxies: numeric addresses */
+const char *kn__config_check_proxies(const char *value);
+
+#endif

@@ -1,0 +1,791 @@
+/*
+ * broadcasts.c - /v1/broadcasts: submit (validated and sealed by
+ * dispatcher/broadcast.c before anything reaches Redis), read one, find
+ * one by its producer's key, list the active ones, cancel.
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "model/audit.h"
+#include "model/token.h"
+#include "queue/keys.h"
+#include "queue/scripts.h"
+#include "dispatcher/broadcast.h"
+
+/* ------------------------------------------------------------ broadcasts */
+
+/* The fields of bc:<id> read for an answer (never subject or body). */
+enum {
+    F_STATUS,
+    F_TENANT,
+    F_CATEGORY,
+    F_PRIORITY,
+    F_DRILL,
+    F_SENDER,
+    F_SENDER_TOKEN,
+    F_CREATED,
+    F_SEND_AT,
+    F_EXPIRES,
+    F_FIRST,
+    F_LAST,
+    F_DONE,
+    F_CANCELLED,
+    F_JOBS,
+    F_FINAL,
+    F_EXPANDED,
+    F_REASON,
+    F_FIELD,
+    F_KEY,
+    F__FIXED
+};
+static const char *const bc_fixed[F__FIXED] = {
+    "status",   "tenant",       "category",   "priority",     "drill",
+    "sender",   "sender_token", "created_ms", "send_at_ms",   "expires_ms",
+    "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
+    "final",    "expanded",     "reason",     "field",        "key"};
+#define NSTATES 5
+static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
+                                               "expired", "cancelled"};
+#define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
+
+static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
+{
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_add(&a, "HMGET");
+    kn_argv_take(&a, kn_key_bc(d->prefix, id, ""));
+    for (int i = 0; i < F__FIXED; i++)
+        kn_argv_add(&a, bc_fixed[i]);
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        for (int st = 0; st < NSTATES; st++)
+            kn_argv_addf(&a, "n:%s:%s", kn_channel_name((enum kn_channel)ch),
+                         bc_states[st]);
+    }
+    kn__httpd_batch_add(b, &a);
+    kn_argv_free(&a);
+}
+
+static const char *hf(const redisReply *h, int f)
+{
+    return h != NULL && h->type == REDIS_REPLY_ARRAY && (size_t)f < h->elements
+               ? kn__httpd_rstr(h->element[f])
+               : NULL;
+}
+
+static long long hfi(const redisReply *h, int f)
+{
+    const char *s = hf(h, f);
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static long long hcount(const redisReply *h, int ch, int st)
+{
+    return hfi(h, F__FIXED + ch * NSTATES + st);
+}
+
+/* May this token see this broadcast (by its hash)? */
+static int bc_visible(const struct conn *c, const redisReply *h)
+{
+    const struct token *t = &c->req.tok;
+    const char *tenant = hf(h, F_TENANT), *owner = hf(h, F_SENDER_TOKEN);
+    switch (t->role) {
+    case KN_ROLE_ADMIN:
+    case KN_ROLE_OPERATOR: /* the active list only: routes decide */
+        return 1;
+    case KN_ROLE_LIMITED_ADMIN:
+        return tenant != NULL && t->tenant != NULL &&
+               strcmp(tenant, t->tenant) == 0;
+    case KN_ROLE_SENDER:
+        return owner != NULL && strcmp(owner, t->id) == 0;
+    default:
+        return 0;
+    }
+}
+
+static int bc_ended(const redisReply *h)
+{
+    const char *st = hf(h, F_STATUS);
+    return hf(h, F_DONE) != NULL || (st && strcmp(st, "rejected") == 0);
+}
+
+static int bc_percent(const redisReply *h)
+{
+    long long jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    int pct;
+    if (bc_ended(h))
+        return 100;
+    if (jobs <= 0)
+        return 0;
+    pct = (int)(fin * 100 / jobs);
+    return pct > 99 ? 99 : pct; /* 100 only once it has ended */
+}
+
+/*
+ * A broadcast as JSON.  full: every field (GET /v1/broadcasts/{id});
+ * else the summary for the active list (no sender name: operators see
+ * the list too).
+ */
+static json_t *bc_json(const char *id, const redisReply *h, int full)
+{
+    json_t *o = json_object(), *counts = json_object();
+    long long tot[NSTATES] = {0}, jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    const char *st = hf(h, F_STATUS);
+
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        json_t *c;
+        long long fin_ch = 0;
+        if (hf(h, F__FIXED + ch * NSTATES) == NULL)
+            continue; /* no job on this channel */
+        c = json_object();
+        for (int s = 0; s < NSTATES; s++) {
+            long long v = hcount(h, ch, s);
+            tot[s] += v;
+            if (s > 0)
+                fin_ch += v;
+            json_object_set_new(c, bc_states[s], json_integer(v));
+        }
+        json_object_set_new(c, "pending",
+                            json_integer(hcount(h, ch, 0) - fin_ch > 0
+                                             ? hcount(h, ch, 0) - fin_ch
+                                             : 0));
+        json_object_set_new(counts, kn_channel_name((enum kn_channel)ch), c);
+    }
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "status", json_string(st ? st : "?"));
+    json_object_set_new(o, "tenant", kn__httpd_jstr_or_null(hf(h, F_TENANT)));
+    json_object_set_new(o, "category",
+                        kn__httpd_jstr_or_null(hf(h, F_CATEGORY)));
+    json_object_set_new(o, "priority",
+                        kn__httpd_jstr_or_null(hf(h, F_PRIORITY)));
+    json_object_set_new(o, "created", kn__httpd_jtime(hfi(h, F_CREATED)));
+    json_object_set_new(o, "expires", kn__httpd_jtime(hfi(h, F_EXPIRES)));
+    json_object_set_new(o, "jobs", json_integer(jobs));
+    json_object_set_new(o, "final", json_integer(fin));
+    json_object_set_new(o, "percent", json_integer(bc_percent(h)));
+    json_object_set_new(o, "ended", json_boolean(bc_ended(h)));
+    if (!full) {
+        json_object_set_new(o, "delivered", json_integer(tot[1]));
+        json_object_set_new(o, "failed", json_integer(tot[2]));
+        json_object_set_new(o, "expired", json_integer(tot[3]));
+        json_object_set_new(o, "cancelled", json_integer(tot[4]));
+        json_object_set_new(o, "pending",
+                            json_integer(jobs - fin > 0 ? jobs - fin : 0));
+        json_decref(counts);
+        return o;
+    }
+    json_object_set_new(
+        o, "drill",
+        json_boolean(hf(h, F_DRILL) && strcmp(hf(h, F_DRILL), "1") == 0));
+    json_object_set_new(o, "sender", kn__httpd_jstr_or_null(hf(h, F_SENDER)));
+    json_object_set_new(o, "key", kn__httpd_jstr_or_null(hf(h, F_KEY)));
+    json_object_set_new(o, "send_at", kn__httpd_jtime(hfi(h, F_SEND_AT)));
+    json_object_set_new(o, "first_delivery", kn__httpd_jtime(hfi(h, F_FIRST)));
+    json_object_set_new(o, "last_delivery", kn__httpd_jtime(hfi(h, F_LAST)));
+    json_object_set_new(o, "done", kn__httpd_jtime(hfi(h, F_DONE)));
+    json_object_set_new(o, "cancelled", kn__httpd_jtime(hfi(h, F_CANCELLED)));
+    json_object_set_new(
+        o, "expanded",
+        json_boolean(hf(h, F_EXPANDED) && strcmp(hf(h, F_EXPANDED), "1") == 0));
+    json_object_set_new(o, "counts", counts);
+    if (st != NULL && strcmp(st, "rejected") == 0) {
+        json_object_set_new(o, "reason",
+                            kn__httpd_jstr_or_null(hf(h, F_REASON)));
+        json_object_set_new(o, "field", kn__httpd_jstr_or_null(hf(h, F_FIELD)));
+    }
+    return o;
+}
+
+/* ---- GET /v1/broadcasts/{id} ---- */
+
+static void on_bc_get(struct batch *b)
+{
+    const redisReply *h = kn__httpd_brep(b, 0);
+    if (b->c == NULL)
+        return;
+    if (b->failed || h == NULL || h->type != REDIS_REPLY_ARRAY) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    /* One answer whether it does not exist or this token may not see
+     * it: a tenant learns nothing of another's broadcasts. */
+    if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            b->c->req.auth_result = "forbidden";
+        kn__httpd_respond_error(b->c, 404, "id", "no broadcast %s",
+                                b->c->req.param);
+        return;
+    }
+    kn__httpd_respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+}
+
+/* ---- GET /v1/broadcasts?key=K[&tenant=T] ---- */
+
+static void on_bc_by_key(struct batch *b)
+{
+    const redisReply *r = kn__httpd_brep(b, 0);
+    struct batch *b2;
+    if (b->c == NULL)
+        return;
+    if (b->failed) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(b->c, 404, "key", "no broadcast has this key");
+        return;
+    }
+    /* From here it is GET /v1/broadcasts/{name}. */
+    free(b->c->req.param);
+    b->c->req.param = kn_xstrdup(r->str);
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_get, NULL);
+    bc_hmget(b2, b->srv->d, b->c->req.param);
+    kn__httpd_batch_end(b2);
+}
+
+/* The percent-decoded value of name in the query, or NULL.  Heap. */
+static char *query_get(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q) {
+        if (strncmp(q, name, n) == 0 && q[n] == '=') {
+            const char *v = q + n + 1;
+            size_t len = strcspn(v, "&"), o = 0;
+            char *out = kn_xmalloc(len + 1);
+            for (size_t i = 0; i < len; i++) {
+                int hi = i + 2 < len ? kn__httpd_hexval(v[i + 1]) : -1;
+                int lo = i + 2 < len ? kn__httpd_hexval(v[i + 2]) : -1;
+                if (v[i] == '%' && hi >= 0 && lo >= 0) {
+                    out[o++] = (char)(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out[o++] = v[i] == '+' ? ' ' : v[i];
+                }
+            }
+            out[o] = '\0';
+            if (o != strlen(out)) { /* a NUL inside */
+                free(out);
+                return NULL;
+            }
+            return out;
+        }
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return NULL;
+}
+
+/*
+ * A tenant's broadcast by the idempotency key its producer gave ("id" in
+ * the submitted JSON).  The tenant is the token's; a token of no tenant
+ * (admin, operator) names it with tenant=T.
+ */
+static void run_bc_by_key(struct conn *c)
+{
+    char *key = query_get(c->req.query, "key"), *tenant = NULL, *k;
+    struct batch *b;
+    if (key == NULL || !kn_id_valid(key)) {
+        free(key);
+        kn__httpd_respond_error(
+            c, 400, "key",
+            "give the key as ?key=K: the \"id\" the broadcast was "
+            "submitted with (1-128 letters, digits, '-', '_', '.', "
+            "':')");
+        return;
+    }
+    if (c->req.tok.tenant != NULL && c->req.tok.tenant[0] != '\0')
+        tenant = kn_xstrdup(c->req.tok.tenant);
+    else
+        tenant = query_get(c->req.query, "tenant");
+    if (tenant == NULL || !kn_tenant_valid(tenant)) {
+        free(key);
+        free(tenant);
+        kn__httpd_respond_error(c, 400, "tenant",
+                                "this token has no tenant: add &tenant=T");
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_bc_by_key, NULL);
+    k = kn_key_idem(c->srv->d->prefix, tenant);
+    kn__httpd_batch_cmd(b, "HGET", k, key, NULL);
+    free(k);
+    free(key);
+    free(tenant);
+    kn__httpd_batch_end(b);
+}
+
+void kn__httpd_run_bc_get(struct conn *c)
+{
+    struct batch *b;
+    if (!kn_id_valid(c->req.param)) {
+        kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
+    bc_hmget(b, c->srv->d, c->req.param);
+    kn__httpd_batch_end(b);
+}
+
+/* ---- GET /v1/broadcasts?active=1 ---- */
+
+static void on_bc_list_2(struct batch *b)
+{
+    struct kn_argv *ids = b->arg;
+    json_t *j, *arr;
+    if (b->c == NULL)
+        goto out;
+    if (b->failed) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        goto out;
+    }
+    j = json_object();
+    arr = json_array();
+    for (int i = 0; i < ids->n; i++) {
+        const redisReply *h = kn__httpd_brep(b, i);
+        if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h))
+            continue;
+        json_array_append_new(arr, bc_json(ids->v[i], h, 0));
+    }
+    json_object_set_new(j, "broadcasts", arr);
+    kn__httpd_respond_json(b->c, 200, j, NULL);
+out:
+    kn_argv_free(ids);
+    free(ids);
+}
+
+static int argv_has(const struct kn_argv *a, const char *s)
+{
+    for (int i = 0; i < a->n; i++) {
+        if (strcmp(a->v[i], s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void on_bc_list_1(struct batch *b)
+{
+    struct kn_argv *ids;
+    struct batch *b2;
+    if (b->c == NULL)
+        return;
+    if (b->failed) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    ids = kn_xcalloc(1, sizeof(*ids));
+    kn_argv_init(ids);
+    for (int k = 0; k < 2; k++) {
+        const redisReply *r = kn__httpd_brep(b, k);
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
+                           i < r->elements && ids->n < LIST_MAX;
+             i++) {
+            if (kn__httpd_rstr(r->element[i]) &&
+                !argv_has(ids, r->element[i]->str))
+                kn_argv_add(ids, r->element[i]->str);
+        }
+    }
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_list_2, ids);
+    for (int i = 0; i < ids->n; i++)
+        bc_hmget(b2, b->srv->d, ids->v[i]);
+    kn__httpd_batch_end(b2);
+}
+
+static int query_has(const char *q, const char *kv)
+{
+    size_t n = strlen(kv);
+    while (q != NULL && *q) {
+        if (strncmp(q, kv, n) == 0 && (q[n] == '\0' || q[n] == '&'))
+            return 1;
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return 0;
+}
+
+/* Active broadcasts, and those created in the last minutes (so that one
+ * that just ended still shows its final bar). */
+void kn__httpd_run_bc_list(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct batch *b;
+    char *k, min[32];
+    if (c->req.query != NULL && (strncmp(c->req.query, "key=", 4) == 0 ||
+                                 strstr(c->req.query, "&key=") != NULL)) {
+        run_bc_by_key(c);
+        return;
+    }
+    if (!query_has(c->req.query, "active=1")) {
+        kn__httpd_respond_error(
+            c, 400, "active",
+            "only the active list can be read: add ?active=1, or "
+            "find one broadcast by its key with ?key=K");
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, NULL);
+    k = kn__key(d, "active");
+    kn__httpd_batch_cmd(b, "ZRANGE", k, "0", "99", NULL);
+    free(k);
+    k = kn__key(d, "bcs");
+    snprintf(min, sizeof(min), "%lld", (long long)(kn_now_ms() - RECENT_MS));
+    kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0",
+                        "50", NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* ---- POST /v1/broadcasts ---- */
+
+static int is_json_type(const char *ct)
+{
+    size_t n;
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    n = strcspn(ct, "; \t");
+    return n == strlen("application/json") &&
+           strncasecmp(ct, "application/json", n) == 0;
+}
+
+static void audit_op(struct conn *c, const char *op, const char *id,
+                     const char *tenant)
+{
+    json_t *j = json_object();
+    char t[48], *line;
+    json_object_set_new(j, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(j, "op", json_string(op));
+    json_object_set_new(j, "broadcast", json_string(id));
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
+    json_object_set_new(j, "token", json_string(c->req.tok.id));
+    json_object_set_new(j, "role", json_string(kn_role_name(c->req.tok.role)));
+    json_object_set_new(j, "name", kn__httpd_jstr_or_null(c->req.tok.name));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    line = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (kn_audit_append(c->srv->cfg->audit_dir, "operations.jsonl", line) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
+    free(line);
+}
+
+static void on_dup_check(struct batch *b)
+{
+    struct conn *c = b->c;
+    const redisReply *h = kn__httpd_brep(b, 0);
+    json_t *j;
+    if (c == NULL)
+        return;
+    if (b->failed || hf(h, F_STATUS) == NULL) {
+        kn__httpd_respond_error(
+            c, 503, "id",
+            "Redis is unreachable; submit again with the same id");
+        return;
+    }
+    /* The key is the tenant's own (idem:<tenant>), so the broadcast found
+     * is of the same tenant; checked all the same. */
+    if (!bc_visible(c, h)) {
+        kn__httpd_respond_error(c, 500, NULL,
+                                "the broadcast could not be stored");
+        return;
+    }
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
+    json_object_set_new(j, "duplicate", json_true());
+    json_object_set_new(j, "status", json_string(hf(h, F_STATUS)));
+    kn__httpd_respond_json(c, 200, j, NULL);
+}
+
+static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    struct batch *b;
+    json_t *j;
+    char loc[300];
+    if (!kn__httpd_conn_release(c))
+        return;
+    if (rep == NULL) {
+        /* The script may or may not have run: the id makes a retry safe. */
+        j = json_object();
+        json_object_set_new(j, "error",
+                            json_string("Redis did not answer; submit again "
+                                        "with the same id (it is "
+                                        "idempotent)"));
+        json_object_set_new(j, "field", json_null());
+        json_object_set_new(j, "id", json_string(c->req.bc_id));
+        kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        kn_log(KN_LOG_ERROR, "http", "submit script failed", "error",
+               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
+        kn__httpd_respond_error(c, 500, NULL,
+                                "the broadcast could not be stored");
+        return;
+    }
+    if (rep->element[0]->integer == 0) {
+        /* The tenant's broadcast that already has this key. */
+        free(c->req.bc_id);
+        c->req.bc_id = kn_xstrdup(rep->element[1]->str);
+        b = kn__httpd_batch_new(c->srv, c, on_dup_check, NULL);
+        bc_hmget(b, c->srv->d, c->req.bc_id);
+        kn__httpd_batch_end(b);
+        return;
+    }
+    kn_log(KN_LOG_INFO, "http", "broadcast submitted", "bc", c->req.bc_id,
+           "token", c->req.tok.id, NULL);
+    audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
+    snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
+    kn__httpd_respond_json(c, 202, j, loc);
+}
+
+/* 1 if group is in the comma list. */
+static int group_allowed(const char *list, const char *group)
+{
+    size_t n = strlen(group);
+    const char *p = list;
+    while (p != NULL && *p) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, group, n) == 0)
+            return 1;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/*
+ * Role rules for a submitted broadcast.  Returns 0 or answers 403 and
+ * returns -1.
+ *  1. limited_admin and sender: the tenant is their own (when the body
+ *     names none, it was set to theirs before parsing).
+ *  2. sender: no inline recipients and no directory ids, only groups its
+ *     token lists.
+ */
+static int submit_allowed(struct conn *c, const struct kn_broadcast *b)
+{
+    const struct token *t = &c->req.tok;
+    if (t->role == KN_ROLE_ADMIN)
+        return 0;
+    if (t->tenant == NULL || strcmp(b->tenant, t->tenant) != 0) {
+        kn__httpd_respond_error(c, 403, "tenant",
+                                "this token may submit only for tenant \"%s\"",
+                                t->tenant ? t->tenant : "");
+        return -1;
+    }
+    if (t->role != KN_ROLE_SENDER)
+        return 0;
+    if (b->nrcpts > 0) {
+        kn__httpd_respond_error(
+            c, 403, "recipients",
+            "a sender may not give inline recipients: a sender's "
+            "token may reach only the directory groups it lists, "
+            "and inline addresses would go around that; use "
+            "audience.groups");
+        return -1;
+    }
+    if (b->nrcpt_ids > 0) {
+        kn__httpd_respond_error(
+            c, 403, "audience.recipients",
+            "a sender may address only the groups its token "
+            "lists; use audience.groups");
+        return -1;
+    }
+    for (size_t i = 0; i < b->ngroups; i++) {
+        if (!group_allowed(t->groups, b->groups[i])) {
+            char f[48];
+            snprintf(f, sizeof(f), "audience.groups[%zu]", i);
+            kn__httpd_respond_error(
+                c, 403, f,
+                "this token may not address group \"%s\"; it may "
+                "address: %s",
+                b->groups[i], t->groups ? t->groups : "(none)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void kn__httpd_run_bc_submit(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct kn_daemon *d = s->d;
+    const struct kn_config *cfg = s->cfg;
+    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
+                            cfg->max_recipients, cfg->default_ttl_ms};
+    struct kn_broadcast b;
+    struct kn_argv a;
+    char err[600], field[128];
+    const char *json = c->req.body.s ? c->req.body.s : "";
+    size_t len = c->req.body.n;
+    char *patched = NULL;
+    json_t *root;
+    int rc;
+
+    if (!is_json_type(c->req.ctype)) {
+        kn__httpd_respond_error(
+            c, 415, NULL,
+            "send the broadcast as Content-Type: application/json");
+        return;
+    }
+    /* "tenant forced to its own": a body without one gets the token's. */
+    if (c->req.tok.role != KN_ROLE_ADMIN && c->req.tok.tenant != NULL &&
+        (root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) != NULL) {
+        if (json_is_object(root) && json_object_get(root, "tenant") == NULL) {
+            json_object_set_new(root, "tenant", json_string(c->req.tok.tenant));
+            patched = json_dumps(root, JSON_COMPACT);
+            json = patched;
+            len = strlen(patched);
+        }
+        json_decref(root);
+    }
+    rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
+                            sizeof(field));
+    free(patched);
+    if (rc < 0) {
+        kn__httpd_respond_error(c, 400, field[0] ? field : NULL, "%s", err);
+        return;
+    }
+    if (submit_allowed(c, &b) < 0) {
+        kn_broadcast_free(&b);
+        return;
+    }
+    if (!kn_redis_up(d->cmd)) {
+        kn_broadcast_free(&b);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    b.id = kn_broadcast_new_id();
+    /* The name is stored in the broadcast, so that it stays after the
+     * token is revoked; "sender" from the body is not trusted. */
+    free(b.sender);
+    b.sender = kn_xstrdup(c->req.tok.name ? c->req.tok.name : c->req.tok.id);
+    c->req.bc_id = kn_xstrdup(b.id);
+    c->req.bc_tenant = kn_xstrdup(b.tenant);
+    c->req.bc_key = b.key != NULL ? kn_xstrdup(b.key) : NULL;
+
+    kn_argv_init(&a);
+    {
+        const char *extra[] = {"sender_token", c->req.tok.id, NULL};
+        kn_broadcast_submit_call(&b, d->kr, d->prefix, extra, &a);
+    }
+    kn_broadcast_free(&b);
+    kn__httpd_conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c, 6, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    for (int i = 0; i < a.n; i++)
+        OPENSSL_cleanse(a.v[i], a.len[i]);
+    kn_argv_free(&a);
+}
+
+/* ---- POST /v1/broadcasts/{id}/cancel ---- */
+
+static void on_cancelled(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    json_t *j;
+    if (!kn__httpd_conn_release(c))
+        return;
+    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis did not answer; cancel again");
+        return;
+    }
+    if (rep->str[0] == '\0') {
+        kn__httpd_respond_error(c, 404, "id", "no broadcast %s", c->req.param);
+        return;
+    }
+    if (strcmp(rep->str, "cancelled") != 0) {
+        kn__httpd_respond_error(
+            c, 409, "id", "broadcast %s is already %s", c->req.param,
+            strncmp(rep->str, "already:", 8) == 0 ? rep->str + 8 : rep->str);
+        return;
+    }
+    kn_log(KN_LOG_INFO, "http", "broadcast cancelled", "bc", c->req.param,
+           "token", c->req.tok.id, NULL);
+    audit_op(c, "broadcast.cancel", c->req.param, c->req.bc_tenant);
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.param));
+    json_object_set_new(j, "status", json_string("cancelled"));
+    kn__httpd_respond_json(c, 200, j, NULL);
+}
+
+static void on_cancel_check(struct batch *b)
+{
+    struct conn *c = b->c;
+    const redisReply *h = kn__httpd_brep(b, 0);
+    struct kn_daemon *d = b->srv->d;
+    struct kn_argv a;
+    if (c == NULL)
+        return;
+    if (b->failed || h == NULL) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    if (hf(h, F_STATUS) == NULL || !bc_visible(c, h)) {
+        if (hf(h, F_STATUS) != NULL) /* the login log says so; not the answer */
+            c->req.auth_result = "forbidden";
+        kn__httpd_respond_error(c, 404, "id", "no broadcast %s", c->req.param);
+        return;
+    }
+    free(c->req.bc_tenant);
+    c->req.bc_tenant = kn__httpd_dupstr(hf(h, F_TENANT));
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_key_bc(d->prefix, c->req.param, ""));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, c->req.param);
+    kn_argv_addi(&a, kn_now_ms());
+    kn__httpd_conn_hold(c);
+    if (kn_redis_eval(d->cmd, &kn_script_cancel, on_cancelled, c, 2, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    kn_argv_free(&a);
+}
+
+void kn__httpd_run_bc_cancel(struct conn *c)
+{
+    struct batch *b;
+    if (c->req.body.n > 0 && !is_json_type(c->req.ctype)) {
+        kn__httpd_respond_error(
+            c, 415, NULL, "send no body, or Content-Type: application/json");
+        return;
+    }
+    if (!kn_id_valid(c->req.param)) {
+        kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_cancel_check, NULL);
+    bc_hmget(b, c->srv->d, c->req.param);
+    kn__httpd_batch_end(b);
+}

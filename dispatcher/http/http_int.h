@@ -1,0 +1,351 @@
+/*
+ * http_int.h - what the files of kairand's HTTP server (dispatcher/http/)
+ * share and nothing else includes: the limits, the connection, request,
+ * route and server types, and the kn__httpd_ helpers, grouped by the file
+ * that defines them.  The server has no public API: it registers as a
+ * kairand module (kn_http_module, dispatcher/module.h).
+ */
+#ifndef KN_DISPATCHER_HTTP_HTTP_INT_H
+#define KN_DISPATCHER_HTTP_HTTP_INT_H
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/argv.h"
+#include "config/config.h"
+#include "dispatcher/daemon.h"
+#include "model/token.h"
+#include "queue/scripts.h"
+
+#define HTTP_MAX_URL          4096
+#define HTTP_MAX_HEADER_VALUE 8192
+#define HTTP_MAX_HEADERS      (32 * 1024) /* all headers of one request */
+#define HTTP_REQUEST_MS       60000       /* a request must arrive within */
+#define HTTP_SMALL_BODY       16384 /* routes other than submit, webhook */
+#define HTTP_BACKLOG          1024
+#define PEER_SLOTS            1024
+#define PROXIES_MAX           32
+#define HTTP_IDLE_MS          30000 /* keep-alive connection idle */
+#define HTTP_LINGER_MS        2000  /* read and drop after a final answer */
+#define HTTP_LINGER_BYTES     (4 << 20)
+#define HTTP_LINGER_UNREAD    (64 << 10) /* after refusing a body unread */
+#define GATHER_FRESH_MS       1000       /* queue gauges cached this long */
+#define HISTORY_N             120  /* depth samples kept: 10 minutes ... */
+#define HISTORY_EVERY_MS      5000 /* ... one every 5 s */
+#define RECENT_MS             (15 * 60 * 1000) /* ended broadcasts still listed */
+#define RATE_SLOTS            1024
+#define RATE_MAX              65536 /* source addresses tracked */
+#define LIST_MAX              100   /* broadcasts in ?active=1 */
+
+struct sbuf {
+    char *s;
+    size_t n, cap;
+};
+
+struct token {
+    char id[KN_TOKEN_ID_MAX + 1];
+    int role;
+    char *tenant;
+    char *name;
+    char *groups; /* comma list (senders) */
+};
+
+struct conn;
+struct http_srv;
+
+enum route_id {
+    R_PAGE,
+    R_JS,
+    R_CSS,
+    R_FAVICON,
+    R_HEALTH,
+    R_METRICS,
+    R_QUEUES,
+    R_HISTORY,
+    R_BC_LIST,
+    R_BC_SUBMIT,
+    R_BC_GET,
+    R_BC_CANCEL,
+    R_ACK_GET,
+    R_ACK_POST,
+    R_LINE_HOOK
+};
+
+#define ROLE(r) (1u << (r))
+#define STAFF   (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN))
+
+struct route {
+    enum route_id id;
+    unsigned method;     /* enum http_method */
+    const char *pattern; /* "{}" matches one path segment */
+    unsigned roles;      /* 0: no token needed */
+    int limited;         /* counted against the per-address rate */
+    void (*run)(struct conn *c);
+};
+
+/* One request; a connection answers one at a time (pipelined requests
+ * wait in the socket or in c->pending). */
+struct req {
+    struct sbuf url, hfield, hval, body;
+    char *authz, *ctype, *real_ip, *expect;
+    char *line_sig; /* X-Line-Signature */
+    size_t header_bytes;
+    int in_value;
+    int dup_authz;
+    int started;
+    int head_paused; /* a body follows: the head is checked first */
+    int ready;       /* checked (route, rate, token): read the body */
+    int want_continue;
+    int line_slot; /* holds one of line.webhook_concurrency */
+    size_t body_cap;
+    char allow[64]; /* methods of the path when none matched */
+    int complete;
+    int keep_alive;
+    int early_status; /* 413/414/431 found while parsing */
+    const char *early_msg;
+    unsigned method;
+    char *path;  /* percent-decoded */
+    char *query; /* raw, may be NULL */
+    char source[64];
+    const struct route *route;
+    char *param; /* the {} segment */
+    struct token tok;
+    const char *auth_result; /* NULL: no token looked at */
+    char *bc_id;             /* submit: the id being stored */
+    char *bc_tenant;         /* its tenant (operation log) */
+    char *bc_key;            /* submit: the producer's key, or NULL */
+    char *ack_rcpt;          /* /a/{token}: the recipient */
+    int64_t t0;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    struct http_srv *srv;
+    http_parser parser;
+    struct req req;
+    char *pending; /* input read but not yet parsed (pipelining) */
+    size_t npending;
+    char peer[64];
+    int open_handles;
+    int refs; /* async operations that will call back with this conn */
+    int closed;
+    int reading;
+    int busy; /* a request is being answered */
+    int close_after;
+    int lingering;
+    int writing; /* an answer is being written: send_timeout_ms runs */
+    size_t linger_bytes;
+    size_t held;       /* body bytes counted in srv->buffered */
+    struct peer *slot; /* its peer's count; NULL for a proxy */
+    struct conn *next, *prev;
+    struct conn *wait_next; /* waiting for the queue gauges */
+    char rbuf[16384];
+};
+
+struct qstats {
+    int ok;
+    long long len[KN_QUEUE_STREAMS], pending[KN_QUEUE_STREAMS];
+    long long first_ms[KN_QUEUE_STREAMS]; /* oldest entry's time; 0 none */
+    long long retry, dlq, active;
+    int64_t at_ms;
+};
+
+struct sample {
+    int64_t t;
+    long long jobs[KN_CH__COUNT];
+};
+
+struct rbucket {
+    struct rbucket *next;
+    double tokens;
+    int64_t at;
+    char addr[64];
+};
+
+/* Open connections of one peer address. */
+struct peer {
+    struct peer *next;
+    unsigned n;
+    char addr[64];
+};
+
+struct http_srv {
+    struct kn_daemon *d;
+    const struct kn_config *cfg;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    int live; /* open handles, connections and batches in flight */
+    int closing;
+    struct conn *conns;
+    size_t nconns;
+    int64_t warned_full;
+    struct qstats qs;
+    int64_t qs_mono; /* when qs was read; 0 never */
+    int gathering;
+    struct conn *waiters;
+    struct sample hist[HISTORY_N];
+    size_t hist_n, hist_head;
+    int64_t next_sample, next_sweep;
+    struct rbucket *rl[RATE_SLOTS];
+    size_t rl_n;
+    struct peer *peers[PEER_SLOTS];
+    char proxies[PROXIES_MAX][64]; /* http.trusted_proxies, as peers read */
+    size_t nproxies;
+    size_t buffered; /* body bytes held, all connections */
+    int line_active; /* webhook requests being worked on */
+    double line_tokens;
+    int64_t line_at;
+    int64_t warned_peer;
+};
+
+struct wreq {
+    uv_write_t w;
+    struct conn *c;
+    char *data;
+};
+
+/*
+ * A batch: several Redis commands sent at once on d->cmd (pipelined) and
+ * one callback when every reply is in.  Replies are copied (hiredis frees
+ * its own when each callback returns).  done always runs, with b->c NULL
+ * if the connection it answers closed meanwhile, so that it can free
+ * b->arg.
+ */
+struct batch;
+typedef void batch_done_cb(struct batch *b);
+
+struct batch {
+    struct http_srv *srv;
+    struct conn *c; /* held; NULL for the server's own reads */
+    batch_done_cb *done;
+    void *arg;
+    int n, cap, left, failed;
+    redisReply **rep;
+};
+
+/* ---- server.c ---- */
+
+void kn__httpd_srv_unref(struct http_srv *s);
+void kn__httpd_req_reset(struct req *r);
+void kn__httpd_req_release(struct conn *c);
+void kn__httpd_conn_close(struct conn *c);
+void kn__httpd_conn_hold(struct conn *c);
+int kn__httpd_conn_release(struct conn *c);
+void kn__httpd_read_start(struct conn *c);
+/* Let the parser go on: feed what was read ahead, then read again. */
+void kn__httpd_resume(struct conn *c);
+void kn__httpd_read_stop(struct conn *c);
+void kn__httpd_on_timer(uv_timer_t *t);
+void kn__httpd_body_timer(struct conn *c);
+void kn__httpd_on_written(uv_write_t *w, int status);
+
+/* ---- parser.c ---- */
+
+void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len);
+void kn__httpd_send_continue(struct conn *c);
+
+/* ---- limits.c ---- */
+
+int kn__httpd_peer_is_proxy(const struct http_srv *s, const char *addr);
+struct peer *kn__httpd_peer_take(struct http_srv *s, const char *addr);
+void kn__httpd_peer_give(struct http_srv *s, struct peer *p);
+void kn__httpd_rate_sweep(struct http_srv *s, int all);
+int kn__httpd_rate_take(struct http_srv *s, const char *addr, int *retry_after);
+int kn__httpd_line_admit(struct conn *c);
+
+/* ---- respond.c ---- */
+
+extern const char *const kn__httpd_csp_page;
+void kn__httpd_respond(struct conn *c, int status, const char *ctype,
+                       const char *body, size_t len, const char *csp,
+                       const char *extra);
+void kn__httpd_respond_json(struct conn *c, int status, json_t *j,
+                            const char *extra);
+void kn__httpd_respond_error(struct conn *c, int status, const char *field,
+                             const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- util.c ---- */
+
+int kn__httpd_hexval(char c);
+void kn__httpd_sb_add(struct sbuf *b, const char *p, size_t n);
+void kn__httpd_sb_addf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void kn__httpd_sb_free(struct sbuf *b);
+void kn__httpd_free_secret(char **s);
+json_t *kn__httpd_jtime(long long ms);
+char *kn__httpd_dupstr(const char *s);
+json_t *kn__httpd_jstr_or_null(const char *s);
+json_t *kn__httpd_jstr_text(const char *s);
+
+/* ---- batch.c ---- */
+
+const char *kn__httpd_rstr(const redisReply *r);
+long long kn__httpd_rnum(const redisReply *r);
+struct batch *kn__httpd_batch_new(struct http_srv *s, struct conn *c,
+                                  batch_done_cb *done, void *arg);
+void kn__httpd_batch_add(struct batch *b, struct kn_argv *a);
+void kn__httpd_batch_cmd(struct batch *b, const char *first, ...)
+    __attribute__((sentinel));
+void kn__httpd_batch_end(struct batch *b);
+const redisReply *kn__httpd_brep(const struct batch *b, int i);
+
+/* ---- routes.c ---- */
+
+void kn__httpd_route_find(struct conn *c);
+void kn__httpd_run_ready(struct conn *c);
+void kn__httpd_go(struct conn *c);
+void kn__httpd_dispatch(struct conn *c);
+
+/* ---- auth.c ---- */
+
+void kn__httpd_token_reset(struct token *t);
+void kn__httpd_auth_start(struct conn *c);
+
+/* ---- metrics.c ---- */
+
+/* Commands 0..GATHER_N-1 of a batch (kn__httpd_gather_add): three per stream,
+ * then retry, dlq, active.  The same reads as kairanctl status, and never more.
+ */
+#define GATHER_N (3 * KN_QUEUE_STREAMS + 3)
+
+void kn__httpd_gather_add(struct batch *b);
+void kn__httpd_gather_parse(const struct batch *b, struct qstats *q);
+void kn__httpd_gather_start(struct http_srv *s);
+void kn__httpd_run_metrics(struct conn *c);
+void kn__httpd_run_health(struct conn *c);
+
+/* ---- queues.c ---- */
+
+void kn__httpd_run_queues(struct conn *c);
+void kn__httpd_run_history(struct conn *c);
+
+/* ---- broadcasts.c ---- */
+
+void kn__httpd_run_bc_get(struct conn *c);
+void kn__httpd_run_bc_list(struct conn *c);
+void kn__httpd_run_bc_submit(struct conn *c);
+void kn__httpd_run_bc_cancel(struct conn *c);
+
+/* ---- confirm.c ---- */
+
+void kn__httpd_run_ack_get(struct conn *c);
+void kn__httpd_run_ack_post(struct conn *c);
+
+/* ---- line_webhook.c ---- */
+
+void kn__httpd_run_line_hook(struct conn *c);
+
+/* ---- page.c ---- */
+
+void kn__httpd_run_page(struct conn *c);
+void kn__httpd_run_css(struct conn *c);
+void kn__httpd_run_favicon(struct conn *c);
+void kn__httpd_run_js(struct conn *c);
+
+#endif

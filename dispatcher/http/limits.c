@@ -1,0 +1,183 @@
+/*
+ * limits.c - what one client may take of the server: connections per
+ * peer address (http.max_conns_per_peer), requests per second per source
+ * address (a token bucket, http.rate), and the LINE webhook's own rate and
+ * concurrency for all of LINE's servers together.
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kn.h"
+#include "config/config.h"
+
+/* FNV-1a: the slot of an address in the peer and rate tables. */
+static unsigned addr_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int kn__httpd_peer_is_proxy(const struct http_srv *s, const char *addr)
+{
+    for (size_t i = 0; i < s->nproxies; i++) {
+        if (strcmp(s->proxies[i], addr) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Count one more connection of addr; NULL if it has max_conns_per_peer. */
+struct peer *kn__httpd_peer_take(struct http_srv *s, const char *addr)
+{
+    struct peer **pp = &s->peers[addr_hash(addr) % PEER_SLOTS], *p;
+    for (p = *pp; p != NULL; p = p->next) {
+        if (strcmp(p->addr, addr) == 0)
+            break;
+    }
+    if (p == NULL) {
+        p = kn_xcalloc(1, sizeof(*p));
+        snprintf(p->addr, sizeof(p->addr), "%s", addr);
+        p->next = *pp;
+        *pp = p;
+    }
+    if (p->n >= (unsigned)s->cfg->http_max_conns_per_peer)
+        return NULL;
+    p->n++;
+    return p;
+}
+
+void kn__httpd_peer_give(struct http_srv *s, struct peer *p)
+{
+    struct peer **pp;
+    if (p == NULL || --p->n > 0)
+        return;
+    for (pp = &s->peers[addr_hash(p->addr) % PEER_SLOTS]; *pp != p;
+         pp = &(*pp)->next)
+        ;
+    *pp = p->next;
+    free(p);
+}
+
+/* ------------------------------------------------------------ rate limit */
+
+/* Drop buckets that have refilled (they hold nothing worth keeping). */
+void kn__httpd_rate_sweep(struct http_srv *s, int all)
+{
+    int64_t now = kn_mono_ms();
+    double cap = (double)s->cfg->http_rate;
+    for (size_t i = 0; i < RATE_SLOTS; i++) {
+        struct rbucket **pp = &s->rl[i];
+        while (*pp != NULL) {
+            struct rbucket *b = *pp;
+            double t = b->tokens + (double)(now - b->at) * cap / 1000.0;
+            if (all || t >= cap) {
+                *pp = b->next;
+                free(b);
+                s->rl_n--;
+            } else {
+                pp = &b->next;
+            }
+        }
+    }
+}
+
+/*
+ * Token bucket per source address: http.rate requests per second, bursts
+ * of as many.  Returns 1 if the request may go on, else 0 with the
+ * seconds to wait in *retry_after.
+ */
+int kn__httpd_rate_take(struct http_srv *s, const char *addr, int *retry_after)
+{
+    unsigned slot = addr_hash(addr) % RATE_SLOTS;
+    double cap = (double)s->cfg->http_rate;
+    int64_t now = kn_mono_ms();
+    struct rbucket *b;
+
+    for (b = s->rl[slot]; b != NULL; b = b->next) {
+        if (strcmp(b->addr, addr) == 0)
+            break;
+    }
+    if (b == NULL) {
+        if (s->rl_n >= RATE_MAX)
+            kn__httpd_rate_sweep(s, 0);
+        if (s->rl_n >= RATE_MAX)
+            kn__httpd_rate_sweep(
+                s, 1); /* under a flood of addresses: start over */
+        b = kn_xcalloc(1, sizeof(*b));
+        snprintf(b->addr, sizeof(b->addr), "%s", addr);
+        b->tokens = cap;
+        b->at = now;
+        b->next = s->rl[slot];
+        s->rl[slot] = b;
+        s->rl_n++;
+    }
+    b->tokens += (double)(now - b->at) * cap / 1000.0;
+    if (b->tokens > cap)
+        b->tokens = cap;
+    b->at = now;
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return 1;
+    }
+    *retry_after = (int)((1.0 - b->tokens) / cap + 0.999);
+    if (*retry_after < 1)
+        *retry_after = 1;
+    return 0;
+}
+
+/*
+ * The LINE webhook's own limits, for all of LINE's servers together (they
+ * carry every user's events, so a limit per address would be no limit or
+ * stop everyone): the signature header must be there (checked against
+ * the body once it is in, before any parsing), line.webhook_rate requests
+ * a second and line.webhook_concurrency at once.
+ */
+int kn__httpd_line_admit(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    const struct kn_config *cfg = s->cfg;
+    double cap = (double)cfg->line_webhook_rate;
+    int64_t now = kn_mono_ms();
+
+    if (cfg->line_channel_secret == NULL ||
+        cfg->line_channel_secret[0] == '\0') {
+        kn__httpd_respond_error(
+            c, 403, NULL, "the LINE webhook is off: set line.channel_secret");
+        return 0;
+    }
+    if (c->req.line_sig == NULL || c->req.line_sig[0] == '\0') {
+        kn__httpd_respond_error(c, 401, NULL, "missing X-Line-Signature");
+        return 0;
+    }
+    if (s->line_at == 0)
+        s->line_tokens = cap;
+    else
+        s->line_tokens += (double)(now - s->line_at) * cap / 1000.0;
+    if (s->line_tokens > cap)
+        s->line_tokens = cap;
+    s->line_at = now;
+    if (s->line_tokens < 1.0) {
+        json_t *j = json_object();
+        json_object_set_new(j, "error",
+                            json_string("too many LINE webhook requests "
+                                        "(line.webhook_rate); try again"));
+        json_object_set_new(j, "field", json_null());
+        kn__httpd_respond_json(c, 429, j, "Retry-After: 1\r\n");
+        return 0;
+    }
+    if (s->line_active >= cfg->line_webhook_concurrency) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "too many LINE webhook requests at once "
+                                "(line.webhook_concurrency); try again");
+        return 0;
+    }
+    s->line_tokens -= 1.0;
+    s->line_active++;
+    c->req.line_slot = 1;
+    return 1;
+}

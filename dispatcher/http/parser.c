@@ -1,0 +1,273 @@
+/*
+ * parser.c - reading a request off a connection: http-parser's callbacks,
+ * the size limits of the URL, headers and body (a body is refused with
+ * 413 on its Content-Length before a byte of it is read, and checked
+ * again on the running count), "100 Continue", and conn_feed, which hands
+ * a complete head to the routing (routes.c).
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/kn.h"
+#include "config/config.h"
+
+/* ------------------------------------------------------------ parsing */
+
+static void on_interim_written(uv_write_t *w, int status)
+{
+    struct wreq *wr = kn_container_of(w, struct wreq, w);
+    struct conn *c = wr->c;
+    free(wr);
+    kn__httpd_conn_release(c);
+}
+
+/* "100 Continue": the client (curl, for large bodies) waits for it
+ * before sending the body.  Written before the final answer (uv_write
+ * keeps the order). */
+void kn__httpd_send_continue(struct conn *c)
+{
+    static char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct wreq *wr = kn_xcalloc(1, sizeof(*wr));
+    uv_buf_t buf = uv_buf_init(line, sizeof(line) - 1);
+    wr->c = c;
+    kn__httpd_conn_hold(c);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_interim_written) !=
+        0) {
+        free(wr);
+        c->refs--;
+    }
+}
+
+static int header_is(const struct sbuf *f, const char *name)
+{
+    return f->n == strlen(name) && strcasecmp(f->s, name) == 0;
+}
+
+static void header_done(struct req *r)
+{
+    char **slot = NULL;
+    if (r->hfield.n == 0)
+        goto out;
+    if (header_is(&r->hfield, "authorization")) {
+        if (r->authz != NULL)
+            r->dup_authz = 1;
+        slot = &r->authz;
+    } else if (header_is(&r->hfield, "content-type")) {
+        slot = &r->ctype;
+    } else if (header_is(&r->hfield, "x-real-ip")) {
+        slot = &r->real_ip;
+    } else if (header_is(&r->hfield, "expect")) {
+        slot = &r->expect;
+    } else if (header_is(&r->hfield, "x-line-signature")) {
+        slot = &r->line_sig;
+    }
+    if (slot != NULL) {
+        kn__httpd_free_secret(slot);
+        *slot = kn_xstrndup(r->hval.s ? r->hval.s : "", r->hval.n);
+    }
+out:
+    if (r->hval.s != NULL)
+        OPENSSL_cleanse(r->hval.s, r->hval.n);
+    r->hfield.n = 0;
+    r->hval.n = 0;
+    if (r->hfield.s)
+        r->hfield.s[0] = '\0';
+    if (r->hval.s)
+        r->hval.s[0] = '\0';
+}
+
+static int early(http_parser *p, int status, const char *msg)
+{
+    struct conn *c = p->data;
+    if (c->req.early_status == 0) {
+        c->req.early_status = status;
+        c->req.early_msg = msg;
+    }
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    kn__httpd_req_release(c);
+    kn__httpd_req_reset(&c->req);
+    c->req.started = 1;
+    c->req.t0 = kn_mono_ms();
+    /* The whole head (request line and headers) within this time, from
+     * its first byte: against slowloris. */
+    uv_timer_start(&c->timer, kn__httpd_on_timer,
+                   (uint64_t)c->srv->cfg->http_header_timeout_ms, 0);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->req.url.n + len > HTTP_MAX_URL)
+        return early(p, 414, "the URL is too long");
+    kn__httpd_sb_add(&c->req.url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct req *r = &((struct conn *)p->data)->req;
+    if (r->in_value) {
+        header_done(r);
+        r->in_value = 0;
+    }
+    r->header_bytes += len;
+    if (r->hfield.n + len > 256 || r->header_bytes > HTTP_MAX_HEADERS)
+        return early(p, 431, "a request header is too large");
+    kn__httpd_sb_add(&r->hfield, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct req *r = &((struct conn *)p->data)->req;
+    r->in_value = 1;
+    r->header_bytes += len;
+    if (r->hval.n + len > HTTP_MAX_HEADER_VALUE ||
+        r->header_bytes > HTTP_MAX_HEADERS)
+        return early(p, 431, "a request header is too large");
+    kn__httpd_sb_add(&r->hval, at, len);
+    return 0;
+}
+
+/* The largest body of the request's route: http.max_body only for a
+ * broadcast submit, the LINE webhook's own, small for everything else. */
+static const char *body_cap(struct conn *c)
+{
+    const struct route *rt = c->req.route;
+    if (rt != NULL && rt->id == R_BC_SUBMIT) {
+        c->req.body_cap = (size_t)c->srv->cfg->http_max_body;
+        return "the request body is larger than http.max_body";
+    }
+    if (rt != NULL && rt->id == R_LINE_HOOK) {
+        c->req.body_cap = (size_t)c->srv->cfg->line_webhook_max_body;
+        return "the request body is larger than line.webhook_max_body";
+    }
+    c->req.body_cap = HTTP_SMALL_BODY;
+    return "the request body is too large for this resource";
+}
+
+/*
+ * The head is complete.  Its route decides the body's cap (refused with
+ * 413 before a byte of it is read).  A request with a body stops here
+ * (paused) until dispatch has checked its route, rate and token: a body
+ * is only read for a request that may go on.
+ */
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    struct req *r = &c->req;
+    const char *why;
+    if (r->in_value)
+        header_done(r);
+    r->in_value = 0;
+    r->method = p->method;
+    r->keep_alive = http_should_keep_alive(p);
+    kn__httpd_route_find(c);
+    why = body_cap(c);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_cap)
+        return early(p, 413, why);
+    r->want_continue = r->expect != NULL &&
+                       strcasecmp(r->expect, "100-continue") == 0 &&
+                       p->http_major == 1 && p->http_minor >= 1;
+    if ((p->flags & F_CHUNKED) ||
+        ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)) {
+        r->head_paused = 1;
+        http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct http_srv *s = c->srv;
+    struct req *r = &c->req;
+    /* Chunked bodies have no length up front: count as they come. */
+    if (r->body.n + len > r->body_cap) {
+        body_cap(c);
+        return early(p, 413, "the request body is too large for this resource");
+    }
+    if (s->buffered + len > (size_t)s->cfg->http_max_buffered)
+        return early(p, 503,
+                     "the server holds too many request bodies now "
+                     "(http.max_buffered); try again");
+    kn__httpd_sb_add(&r->body, at, len);
+    c->held += len;
+    s->buffered += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->req.complete = 1;
+    c->req.keep_alive = http_should_keep_alive(p);
+    /* One request at a time: the rest of the input waits. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/*
+ * Parse input.  Returns with either a request dispatched (c->busy), an
+ * error answered, or everything consumed and more input wanted.  Input
+ * after a complete request is kept in c->pending for conn_next.
+ */
+void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+
+    if (c->closed)
+        return;
+    if (e == HPE_PAUSED) {
+        if (n < len) {
+            char *rest = kn_xmalloc(len - n);
+            memcpy(rest, data + n, len - n);
+            free(c->pending);
+            c->pending = rest;
+            c->npending = len - n;
+        }
+        kn__httpd_read_stop(c);
+        c->busy = 1;
+        if (c->req.early_status != 0) {
+            c->close_after = 1;
+            kn__httpd_respond_error(c, c->req.early_status, NULL, "%s",
+                                    c->req.early_msg);
+            return;
+        }
+        if (c->req.ready)
+            kn__httpd_run_ready(c); /* checked at the head; the body is in */
+        else
+            kn__httpd_dispatch(c);
+        return;
+    }
+    if (e != HPE_OK) {
+        kn__httpd_read_stop(c);
+        c->busy = 1;
+        c->close_after = 1;
+        kn__httpd_respond_error(c, e == HPE_HEADER_OVERFLOW ? 431 : 400, NULL,
+                                "malformed HTTP request: %s",
+                                http_errno_description(e));
+    }
+}

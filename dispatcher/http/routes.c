@@ -1,0 +1,217 @@
+/*
+ * routes.c - the routing table (one row per route: method, path pattern,
+ * roles, rate limit, handler) and the path from a complete head to the
+ * handler: the route, the source address's rate (limits.c), the token
+ * (auth.c), then the body and the run.
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kn.h"
+#include "config/config.h"
+
+/* ------------------------------------------------------------ routing */
+
+#define READERS                                                                \
+    (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN) | ROLE(KN_ROLE_OPERATOR))
+
+static const struct route routes[] = {
+    {R_PAGE, HTTP_GET, "/", 0, 1, kn__httpd_run_page},
+    {R_JS, HTTP_GET, "/status.js", 0, 1, kn__httpd_run_js},
+    {R_CSS, HTTP_GET, "/status.css", 0, 1, kn__httpd_run_css},
+    {R_FAVICON, HTTP_GET, "/favicon.ico", 0, 1, kn__httpd_run_favicon},
+    {R_HEALTH, HTTP_GET, "/healthz", 0, 0, kn__httpd_run_health},
+    {R_METRICS, HTTP_GET, "/metrics",
+     ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_OPERATOR), 1, kn__httpd_run_metrics},
+    {R_QUEUES, HTTP_GET, "/v1/queues", READERS, 1, kn__httpd_run_queues},
+    {R_HISTORY, HTTP_GET, "/v1/queues/history", READERS, 1,
+     kn__httpd_run_history},
+    {R_BC_LIST, HTTP_GET, "/v1/broadcasts", READERS | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_bc_list},
+    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_bc_submit},
+    {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_bc_get},
+    {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
+     kn__httpd_run_bc_cancel},
+    {R_ACK_GET, HTTP_GET, "/a/{}", 0, 1, kn__httpd_run_ack_get},
+    {R_ACK_POST, HTTP_POST, "/a/{}", 0, 1, kn__httpd_run_ack_post},
+    /* Not rate-limited: LINE's few servers carry every user's events;
+     * the signature is checked before anything else. */
+    {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, 0, kn__httpd_run_line_hook},
+};
+
+/* Does path match pattern?  The {} segment is copied into *param. */
+static int path_match(const char *pattern, const char *path, char **param)
+{
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (p[0] == '{' && p[1] == '}') {
+            size_t n = strcspn(s, "/");
+            if (n == 0)
+                return 0;
+            if (param != NULL) {
+                free(*param);
+                *param = kn_xstrndup(s, n);
+            }
+            s += n;
+            p += 2;
+            continue;
+        }
+        if (*p != *s)
+            return 0;
+        p++;
+        s++;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+/* Percent-decode a path; NULL if malformed or if it would hold NUL. */
+static char *path_decode(const char *s, size_t n)
+{
+    char *out = kn_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        hi = i + 2 < n ? kn__httpd_hexval(s[i + 1]) : -1;
+        lo = i + 2 < n ? kn__httpd_hexval(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return uv_inet_pton(AF_INET, s, buf) == 0 ||
+           uv_inet_pton(AF_INET6, s, buf) == 0;
+}
+
+/* The route of the request's target (r->route NULL: none; r->path NULL:
+ * a malformed target).  Called when the head is complete. */
+void kn__httpd_route_find(struct conn *c)
+{
+    struct req *r = &c->req;
+    const char *url = r->url.s ? r->url.s : "";
+    const char *q = strchr(url, '?');
+    size_t plen = q ? (size_t)(q - url) : strlen(url);
+
+    r->allow[0] = '\0';
+    r->route = NULL;
+    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL)
+        return;
+    if (q != NULL)
+        r->query = kn_xstrdup(q + 1);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(routes); i++) {
+        if (!path_match(routes[i].pattern, r->path, NULL))
+            continue;
+        if (routes[i].method == r->method) {
+            r->route = &routes[i];
+            path_match(r->route->pattern, r->path, &r->param);
+            break;
+        }
+        snprintf(r->allow + strlen(r->allow),
+                 sizeof(r->allow) - strlen(r->allow), "%s%s",
+                 r->allow[0] ? ", " : "",
+                 http_method_str((enum http_method)routes[i].method));
+    }
+}
+
+/* The body is in: run the route. */
+void kn__httpd_run_ready(struct conn *c)
+{
+    c->req.route->run(c);
+}
+
+/*
+ * Every check passed.  A request without a body runs now; one with a
+ * body (paused after its head) reads it now, and runs when it is in.
+ */
+void kn__httpd_go(struct conn *c)
+{
+    struct req *r = &c->req;
+    if (r->complete || !r->head_paused) {
+        kn__httpd_run_ready(c);
+        return;
+    }
+    r->ready = 1;
+    c->busy = 0;
+    if (r->want_continue)
+        kn__httpd_send_continue(c);
+    kn__httpd_body_timer(c);
+    kn__httpd_resume(c);
+}
+
+/*
+ * A request whose head is complete (and, without a body, the whole of
+ * it): its route (400, 404, 405), its source address's rate (429), its
+ * token (401, 403), then go.  An answer given here before a body is read
+ * closes the connection: the body is never read or held.
+ */
+void kn__httpd_dispatch(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct req *r = &c->req;
+    const struct route *found = r->route;
+    int retry;
+
+    snprintf(r->source, sizeof(r->source), "%s", c->peer);
+    /* Behind the documented nginx, the client's address comes in
+     * X-Real-IP; only a peer of http.trusted_proxies may set it. */
+    if (r->real_ip != NULL && kn__httpd_peer_is_proxy(s, c->peer) &&
+        valid_ip(r->real_ip))
+        snprintf(r->source, sizeof(r->source), "%s", r->real_ip);
+    if (c->parser.upgrade)
+        c->close_after = 1;
+    if (r->path == NULL) {
+        kn__httpd_respond_error(c, 400, NULL, "malformed request target");
+        return;
+    }
+    if ((found == NULL || found->limited) &&
+        !(found != NULL && found->id == R_METRICS &&
+          s->cfg->http_metrics_open) &&
+        !kn__httpd_rate_take(s, r->source, &retry)) {
+        char extra[48];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry);
+        json_object_set_new(j, "error",
+                            json_string("too many requests from this "
+                                        "address; wait and try again"));
+        json_object_set_new(j, "field", json_null());
+        kn__httpd_respond_json(c, 429, j, extra);
+        return;
+    }
+    if (found == NULL && r->allow[0] != '\0') {
+        char extra[96];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", r->allow);
+        json_object_set_new(j, "error", json_string("method not allowed here"));
+        json_object_set_new(j, "field", json_null());
+        kn__httpd_respond_json(c, 405, j, extra);
+        return;
+    }
+    if (found == NULL) {
+        kn__httpd_respond_error(c, 404, NULL, "no such resource: %s", r->path);
+        return;
+    }
+    if (found->id == R_LINE_HOOK && !kn__httpd_line_admit(c))
+        return;
+    if (found->roles == 0 ||
+        (found->id == R_METRICS && s->cfg->http_metrics_open)) {
+        kn__httpd_go(c);
+        return;
+    }
+    kn__httpd_auth_start(c);
+}

@@ -1,0 +1,75 @@
+-- commit_page: enqueue one expansion page, if it is the next one.
+-- KEYS: bc, bc:r, the six queue streams (scripts.h order), bc:m
+-- ARGV: page, recipients without any usable contact on this page, prefix,
+--       then entries.  A single job: stream index (0-5), field, job json,
+--       rcpt.  A group job (LINE multicast): 100 + stream index, member
+--       count n, base job json, "", then n x (field, rcpt, sealed, bindex);
+--       the members that are new (HSETNX) and not dead become the job's
+--       "r", "a" and "i" arrays.
+-- An address in the set dead:<channel> (a blocked LINE user, an
+-- unregistered token) gets no job; it is counted in n:<channel>:dead.
+-- Of an "ack" broadcast every recipient of the page also goes into the set
+-- bc:m, so that a personal link is checked in O(1) (ack.c); "ack_m" in bc
+-- says the set is complete (written from the first page on).
+-- Returns {1, jobs added}, {0, 0} if this page was already committed,
+-- {-1, 0} if the broadcast was cancelled.
+--#include keys
+if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
+  return {-1, 0}
+end
+local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')
+if xc ~= tonumber(ARGV[1]) then return {0, 0} end
+local P = ARGV[3]
+local members = redis.call('HGET', KEYS[1], 'ack') == '1' and KEYS[9]
+if members and xc == 0 then redis.call('HSET', KEYS[1], 'ack_m', '1') end
+local n = 0
+local counts = {}
+local function count(f)
+  counts[f] = (counts[f] or 0) + 1
+end
+local function take(field, rcpt)
+  if members then redis.call('SADD', members, rcpt) end
+  local ch, bi = string.match(field, '^(%a+):(.*)$')
+  if redis.call('SISMEMBER', key(P, 'dead', ch), bi) == 1 then
+    if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1
+    then count('n:' .. ch .. ':dead') end
+    return false
+  end
+  if redis.call('HSETNX', KEYS[2], field, 'q|' .. rcpt) == 1 then
+    count('n:' .. ch .. ':total')
+    n = n + 1
+    return true
+  end
+  return false
+end
+local i = 4
+while i <= #ARGV do
+  local si = tonumber(ARGV[i])
+  if si < 100 then
+    if take(ARGV[i + 1], ARGV[i + 3]) then
+      redis.call('XADD', KEYS[3 + si], '*', 'j', ARGV[i + 2])
+    end
+    i = i + 4
+  else
+    local cnt = tonumber(ARGV[i + 1])
+    local job = cjson.decode(ARGV[i + 2])
+    local r, a, b = {}, {}, {}
+    for k = 0, cnt - 1 do
+      local j = i + 4 + 4 * k
+      if take(ARGV[j], ARGV[j + 1]) then
+        r[#r + 1] = ARGV[j + 1]; a[#a + 1] = ARGV[j + 2]
+        b[#b + 1] = ARGV[j + 3]
+      end
+    end
+    if #r > 0 then
+      job.r = r; job.a = a; job.i = b
+      redis.call('XADD', KEYS[3 + si - 100], '*', 'j', cjson.encode(job))
+    end
+    i = i + 4 + 4 * cnt
+  end
+end
+for f, v in pairs(counts) do redis.call('HINCRBY', KEYS[1], f, v) end
+redis.call('HINCRBY', KEYS[1], 'jobs', n)
+redis.call('HINCRBY', KEYS[1], 'unreachable', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'xc', xc + 1)
+return {1, n}

@@ -1,0 +1,7 @@
+-- precheck: what a worker must know before sending.
+-- KEYS: bc, bc:r
+-- ARGV: field
+-- Returns {status, expires_ms, recipient state}.
+local v = redis.call('HMGET', KEYS[1], 'status', 'expires_ms')
+local r = redis.call('HGET', KEYS[2], ARGV[1])
+return {v[1] or '', v[2] or '0', r or ''}

@@ -1,0 +1,48 @@
+-- resolve: append the directory part of the audience (groups and
+-- recipient ids, de-duplicated, sorted) to bc:aud, once.
+-- KEYS: bc, bc:aud
+-- ARGV: prefix, tenant, ngroups, groups..., recipient ids...
+-- Returns {1, audience size}, {0, reason} for an unknown group or
+-- recipient (nothing written; the reason names its place, e.g.
+-- "audience.groups[2]", never the value: reasons are shown to the
+-- operators of every tenant), or {2, 0} if cancelled.
+--#include keys
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'cancelled' then return {2, 0} end
+if redis.call('HGET', KEYS[1], 'resolved') == '1' then
+  return {1, tonumber(redis.call('HGET', KEYS[1], 'aud_n'))}
+end
+local P, T = ARGV[1], ARGV[2]
+local ng = tonumber(ARGV[3])
+local seen, ids = {}, {}
+for i = 4, 3 + ng do
+  local gk = key(P, 'grp', T, ARGV[i])
+  if redis.call('EXISTS', gk) == 0 then
+    return {0, 'audience.groups[' .. (i - 4) .. ']: unknown group ' ..
+      'in tenant "' .. T .. '" (see kairanctl groups list)'}
+  end
+  for _, m in ipairs(redis.call('SMEMBERS', gk)) do
+    if not seen[m] then seen[m] = true; ids[#ids + 1] = m end
+  end
+end
+for i = 4 + ng, #ARGV do
+  local m = ARGV[i]
+  if redis.call('EXISTS', key(P, 'rcpt', T, m)) == 0 then
+    return {0, 'audience.recipients[' .. (i - 4 - ng) .. ']: ' ..
+      'unknown recipient in tenant "' .. T .. '" (see kairanctl ' ..
+      'recipients export)'}
+  end
+  if not seen[m] then seen[m] = true; ids[#ids + 1] = m end
+end
+table.sort(ids)
+for i = 1, #ids, 1000 do
+  local chunk = {}
+  for j = i, math.min(i + 999, #ids) do
+    chunk[#chunk + 1] = 'd:' .. ids[j]
+  end
+  redis.call('RPUSH', KEYS[2], unpack(chunk))
+end
+local n = redis.call('LLEN', KEYS[2])
+redis.call('HSET', KEYS[1], 'resolved', '1', 'aud_n', n,
+  'status', 'sending')
+return {1, n}

@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""test_lua_scripts.py - every Redis script of queue/lua/, alone, in a real
+redis-server: loaded with SCRIPT LOAD, run with EVALSHA, its effects on the
+keys and its failure paths checked (wrong types, missing keys, a second
+call of the same step).
+
+The scripts are taken as the build embeds them: $(BUILD)/lua/<name>.lua,
+each "--#include NAME" line of queue/lua/<name>.lua replaced by
+queue/lua/lib/NAME.lua.  The first checks prove that this assembly is the
+documented one and that kairand and kairanctl hold exactly these bytes, so
+the files, the test and the binaries cannot drift apart.
+
+A new script gets its check here (the last check fails for a script
+without one)."""
+
+import hashlib
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401
+
+tap = TAP()
+out = tmpdir("lua")
+SRC = os.path.join(ROOT, "queue", "lua")
+LIB = os.path.join(SRC, "lib")
+BUILT = os.path.join(BUILD, "lua")
+P = "kt:"          # key prefix of these tests
+NOW = 1700000000000
+
+names = sorted(f[:-4] for f in os.listdir(SRC) if f.endswith(".lua"))
+tested = set()
+
+
+def assemble(name):
+    """queue/lua/<name>.lua with its includes, as mk/lua-include.awk does."""
+    outl = []
+    with open(os.path.join(SRC, name + ".lua")) as f:
+        for line in f.read().splitlines():
+            m = re.match(r"^--#include (\S+)", line)
+            if m:
+                with open(os.path.join(LIB, m.group(1) + ".lua")) as g:
+                    outl += g.read().splitlines()
+            else:
+                outl.append(line)
+    return ("\n".join(outl) + "\n").encode()
+
+
+def b(v):
+    return v.encode() if isinstance(v, str) else v
+
+
+def hgetall(c, k):
+    v = c.call("HGETALL", k)
+    return {v[i].decode(): v[i + 1].decode() for i in range(0, len(v), 2)}
+
+
+with Redis(out) as r:
+    c = r.client()
+    sha = {}
+
+    with tap.check("%d scripts; each $(BUILD)/lua/<name>.lua is its file with "
+                   "the includes in place" % len(names)):
+        assert len(names) >= 29, names
+        built = sorted(f[:-4] for f in os.listdir(BUILT) if f.endswith(".lua"))
+        assert set(names) <= set(built), set(names) - set(built)
+        for n in names:
+            with open(os.path.join(BUILT, n + ".lua"), "rb") as f:
+                assert f.read() == assemble(n), "%s: build/lua differs" % n
+            assert b"--#include" not in assemble(n), n
+
+    with tap.check("no C file holds Lua; queue/lua.h declares every script"):
+        with open(os.path.join(ROOT, "queue", "lua.h")) as f:
+            declared = set(re.findall(r"kn_lua_(\w+)\[\]", f.read()))
+        assert declared == set(names), (declared ^ set(names))
+        for d in ("adapters", "cli", "common", "config", "dispatcher", "model", "queue"):
+            for root, _, files in os.walk(os.path.join(ROOT, d)):
+                for fn in files:
+                    if fn.endswith((".c", ".h")):
+                        with open(os.path.join(root, fn), errors="replace") as f:
+                            t = f.read()
+                        assert "redis.call(" not in t, os.path.join(root, fn)
+
+    with tap.check("SCRIPT LOAD of every script; kairand and kairanctl embed "
+                   "exactly these bytes (same SHA-1)"):
+        bins = {}
+        for prog in ("kairand", "kairanctl"):
+            with open(os.path.join(BUILD, prog), "rb") as f:
+                bins[prog] = f.read()
+        for n in names:
+            text = assemble(n)
+            sha[n] = c.call("SCRIPT", "LOAD", text).decode()
+            assert sha[n] == hashlib.sha1(text).hexdigest(), n
+            for prog, data in bins.items():
+                assert text + b"\0" in data, "%s: not embedded in %s as is" % (n, prog)
+
+    def ev(name, keys, args=()):
+        tested.add(name)
+        return c.call("EVALSHA", sha[name], len(keys), *keys, *args)
+
+    def err(name, keys, args=()):
+        try:
+            ev(name, keys, args)
+        except RedisError as e:
+            return str(e)
+        raise AssertionError("%s: no error" % name)
+
+    # ---- broadcasts -------------------------------------------------------
+    def bc(n, sfx=""):
+        return P + "bc:" + n + sfx
+
+    def submit_keys(n, tenant="t1", prefix=P):
+        return [prefix + "bc:" + n, prefix + "bc:" + n + ":aud", prefix + "broadcasts",
+                prefix + "bcs", prefix + "active", prefix + "idem:" + tenant]
+
+    with tap.check("submit: stores, announces, counts the category; the same "
+                   "key or name again creates nothing"):
+        fields = ["id", "b1", "tenant", "t1", "category", "emergency"]
+        got = ev("submit", submit_keys("b1"), ["b1", NOW, "k1", len(fields)] + fields + ["i:1"])
+        assert got == [1, b"b1"], got
+        h = hgetall(c, bc("b1"))
+        assert h["status"] == "queued" and h["inline_n"] == "1" and h["category"] == "emergency", h
+        assert c.call("LRANGE", bc("b1", ":aud"), 0, -1) == [b"i:1"]
+        assert c.call("XLEN", P + "broadcasts") == 1
+        assert c.call("HGET", P + "categories", "emergency") == b"1"
+        assert c.call("ZSCORE", P + "active", "b1") is not None
+        assert c.call("HGET", P + "idem:t1", "k1") == b"b1"
+        got = ev("submit", submit_keys("b2"), ["b2", NOW, "k1", len(fields)] + fields)
+        assert got == [0, b"b1"], got
+        got = ev("submit", submit_keys("b1"), ["b1", NOW, "", len(fields)] + fields)
+        assert got == [0, b"b1"], got
+        assert c.call("EXISTS", bc("b2")) == 0 and c.call("XLEN", P + "broadcasts") == 1
+        assert c.call("HGET", P + "categories", "emergency") == b"1"
+
+    with tap.check("submit: a key of the wrong type is refused before any write"):
+        c.call("SET", "kw:bcs", "x")
+        e = err("submit", submit_keys("b1", prefix="kw:"), ["b1", NOW, "", 0])
+        assert e.startswith("WRONGTYPE kw:bcs holds a string"), e
+        assert c.call("EXISTS", "kw:bc:b1") == 0 and c.call("EXISTS", "kw:broadcasts") == 0
+
+    with tap.check("reject: keeps a rejected broadcast once"):
+        keys = [bc("rj"), P + "rejected", P + "bcs"]
+        assert ev("reject", keys, ["rj", NOW, "bad subject", "subject", "{}", "t1"]) == 1
+        h = hgetall(c, bc("rj"))
+        assert h["status"] == "rejected" and h["reason"] == "bad subject" and h["expanded"] == "1"
+        assert c.call("ZSCORE", P + "rejected", "rj") is not None
+        assert ev("reject", keys, ["rj", NOW, "other", "x", "{}", "t1"]) == 0
+        assert c.call("HGET", bc("rj"), "reason") == b"bad subject"
+
+    with tap.check("resolve: groups and ids, encoded keys, de-duplicated and "
+                   "sorted, once; unknown group or recipient writes nothing"):
+        c.call("SADD", P + "grp:t1:2-A", "r2", "r1")
+        c.call("SADD", P + "grp:t1:a%3Ab", "r3")          # group "a:b", kp-encoded
+        c.call("HSET", P + "rcpt:t1:r%2F9", "c", "x")      # recipient "r/9"
+        c.call("HSET", P + "rcpt:t1:r1", "c", "x")
+        c.call("HSET", bc("rs"), "status", "queued")
+        keys = [bc("rs"), bc("rs", ":aud")]
+        got = ev("resolve", keys, [P, "t1", 2, "2-A", "a:b", "r/9", "r1"])
+        assert got == [1, 4], got
+        assert c.call("LRANGE", bc("rs", ":aud"), 0, -1) == [b"d:r/9", b"d:r1", b"d:r2", b"d:r3"]
+        assert c.call("HGET", bc("rs"), "status") == b"sending"
+        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4]
+        assert c.call("LLEN", bc("rs", ":aud")) == 4
+        c.call("HSET", bc("ru"), "status", "queued")
+        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-A", "nobody"])
+        assert got[0] == 0 and got[1].startswith(b"audience.recipients[0]"), got
+        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-B"])
+        assert got[0] == 0 and got[1].startswith(b"audience.groups[0]"), got
+        assert c.call("EXISTS", bc("ru", ":aud")) == 0 and c.call("HGET", bc("ru"), "resolved") is None
+        c.call("HSET", bc("rc"), "status", "cancelled")
+        assert ev("resolve", [bc("rc"), bc("rc", ":aud")], [P, "t1", 0]) == [2, 0]
+
+    streams = [P + "q:" + s for s in ("email:urgent", "email:normal", "line:urgent",
+                                      "line:normal", "push:urgent", "push:normal")]
+
+    def page_keys(n):
+        return [bc(n), bc(n, ":r")] + streams + [bc(n, ":m")]
+
+    with tap.check("commit_page: the next page only, once; a dead address gets "
+                   "no job; a LINE group job; cancelled"):
+        c.call("HSET", bc("cp"), "status", "sending", "ack", "1")
+        c.call("SADD", P + "dead:email", "bi2")
+        args = [0, 1, P, 0, "email:bi1", '{"b":"cp"}', "r1", 1, "email:bi2", '{"b":"cp"}', "r2"]
+        assert ev("commit_page", page_keys("cp"), args) == [1, 1]
+        assert c.call("XLEN", streams[0]) == 1 and c.call("XLEN", streams[1]) == 0
+        rr = hgetall(c, bc("cp", ":r"))
+        assert rr == {"email:bi1": "q|r1", "email:bi2": "x|r2|0|dead"}, rr
+        h = hgetall(c, bc("cp"))
+        assert (h["jobs"], h["xc"], h["n:email:total"], h["n:email:dead"], h["unreachable"],
+                h["ack_m"]) == ("1", "1", "1", "1", "1", "1"), h
+        assert sorted(c.call("SMEMBERS", bc("cp", ":m"))) == [b"r1", b"r2"]
+        assert ev("commit_page", page_keys("cp"), args) == [0, 0]          # again: nothing
+        assert c.call("XLEN", streams[0]) == 1 and c.call("HGET", bc("cp"), "jobs") == b"1"
+        grp = [1, 0, P, 103, 3, '{"b":"cp"}', "",
+               "line:u1", "r1", "s1", "u1", "line:u2", "r2", "s2", "u2", "line:u1", "r1", "s1", "u1"]
+        assert ev("commit_page", page_keys("cp"), grp) == [1, 2]
+        e = c.call("XRANGE", streams[3], "-", "+")
+        assert len(e) == 1, e
+        import json
+        job = json.loads(e[0][1][1])
+        assert job["r"] == ["r1", "r2"] and job["a"] == ["s1", "s2"] and job["i"] == ["u1", "u2"], job
+        c.call("HSET", bc("cp"), "status", "cancelled")
+        assert ev("commit_page", page_keys("cp"), [2, 0, P]) == [-1, 0]
+
+    with tap.check("expand_done: done when every job is final; leaves active"):
+        c.call("HSET", bc("ed"), "status", "sending", "jobs", 1, "final", 0)
+        c.call("ZADD", P + "active", NOW, "ed")
+        assert ev("expand_done", [bc("ed"), P + "active"], ["ed", NOW]) == b"sending"
+        c.call("HSET", bc("ed"), "final", 1)
+        assert ev("expand_done", [bc("ed"), P + "active"], ["ed", NOW]) == b"done"
+        assert c.call("ZSCORE", P + "active", "ed") is None
+        assert c.call("HGET", bc("ed"), "done_ms") == str(NOW).encode()
+        c.call("SET", P + "act-str", "x")      # active of the wrong type: only an index
+        c.call("HSET", bc("ed2"), "status", "sending", "jobs", 0, "final", 0)
+        assert ev("expand_done", [bc("ed2"), P + "act-str"], ["ed2", NOW]) == b"done"
+
+    with tap.check("precheck: status, expiry, recipient state; empty for the unknown"):
+        c.call("HSET", bc("pc"), "status", "sending", "expires_ms", 5)
+        c.call("HSET", bc("pc", ":r"), "email:x", "q|r1")
+        assert ev("precheck", [bc("pc"), bc("pc", ":r")], ["email:x"]) == [b"sending", b"5", b"q|r1"]
+        assert ev("precheck", [bc("none"), bc("none", ":r")], ["email:x"]) == [b"", b"0", b""]
+
+    def pend(stream, group="g", consumer="c1"):
+        eid = c.call("XADD", stream, "*", "j", "{}")
+        try:
+            c.call("XGROUP", "CREATE", stream, group, "0")
+        except RedisError:
+            pass
+        c.call("XREADGROUP", "GROUP", group, consumer, "COUNT", 100, "STREAMS", stream, ">")
+        return eid
+
+    def finish_args(eid, state, n="fn", field="email:f1", rcpt="r1"):
+        return [eid, field, state, rcpt, "250 ok", n, '{"b":"%s"}' % n, 1]
+
+    with tap.check("finish: records, counts, acks and deletes, ends the broadcast; "
+                   "twice counts once; failed goes to the DLQ"):
+        st = P + "q:email:normal:f"
+        c.call("HSET", bc("fn"), "status", "sending", "expanded", 1, "jobs", 2, "final", 0)
+        c.call("HSET", bc("fn", ":r"), "email:f1", "q|r1", "email:f2", "q|r2")
+        c.call("ZADD", P + "active", NOW, "fn")
+        e1 = pend(st)
+        keys = [P + "dlq", P + "active", st, bc("fn"), bc("fn", ":r")]
+        assert ev("finish", keys, ["g", NOW] + finish_args(e1, "delivered")) == [1]
+        assert c.call("HGET", bc("fn", ":r"), "email:f1") == ("d|r1|%d|250 ok" % NOW).encode()
+        assert c.call("XLEN", st) == 0 and c.call("XPENDING", st, "g")[0] == 0
+        assert ev("finish", keys, ["g", NOW] + finish_args(e1, "delivered")) == [0]
+        h = hgetall(c, bc("fn"))
+        assert h["final"] == "1" and h["n:email:delivered"] == "1" and h["status"] == "sending", h
+        e2 = pend(st)
+        got = ev("finish", keys, ["g", NOW] + finish_args(e2, "failed", field="email:f2", rcpt="r2"))
+        assert got == [1], got
+        h = hgetall(c, bc("fn"))
+        assert h["final"] == "2" and h["status"] == "done" and h["n:email:failed"] == "1", h
+        assert c.call("ZSCORE", P + "active", "fn") is None
+        d = c.call("XRANGE", P + "dlq", "-", "+")
+        assert len(d) == 1 and b"email:f2" in d[0][1], d
+
+    with tap.check("finish: a job whose keys hold the wrong type goes to the DLQ "
+                   "(-1); an unknown state or a DLQ of the wrong type is an error"):
+        st = P + "q:email:normal:f"
+        c.call("SET", bc("fw"), "x")
+        e3 = pend(st)
+        keys = [P + "dlq", P + "active", st, bc("fw"), bc("fw", ":r")]
+        assert ev("finish", keys, ["g", NOW] + finish_args(e3, "delivered", n="fw")) == [-1]
+        assert c.call("XLEN", P + "dlq") == 2 and c.call("XLEN", st) == 0
+        e4 = pend(st)
+        e = err("finish", keys, ["g", NOW] + finish_args(e4, "sent", n="fw"))
+        assert "unknown state" in e, e
+        c.call("SET", P + "dlq-str", "x")
+        e = err("finish", [P + "dlq-str"] + keys[1:], ["g", NOW] + finish_args(e4, "delivered", n="fw"))
+        assert e.startswith("WRONGTYPE"), e
+        assert c.call("XLEN", st) == 1           # nothing written
+
+    with tap.check("keep: resets the idle time of held jobs; names the lost ones"):
+        su, sn = P + "q:line:urgent:k", P + "q:line:normal:k"
+        e1 = pend(su)
+        e2 = pend(sn, consumer="other")
+        got = ev("keep", [su, sn], ["g", "c1", 1, e1, 2, e2, 1, "0-1"])
+        assert got == [b"2", e2, b"1", b"0-1"], got
+        assert c.call("XPENDING", su, "g", "-", "+", 10)[0][1] == b"c1"
+
+    with tap.check("retry: parks the job, marks open fields; nothing when all are "
+                   "final; refuses keys of the wrong type before any write"):
+        st = P + "q:email:normal:r"
+        c.call("HSET", bc("rt", ":r"), "email:a", "q|r1", "email:b", "d|r2|1|ok")
+        e1 = pend(st)
+        keys = [st, P + "retry", bc("rt", ":r")]
+        assert ev("retry", keys, ["g", e1, NOW + 5, '{"q":"email:normal"}', "email:a,email:b",
+                                  "r1,r2", "421 later"]) == 1
+        assert c.call("HGET", bc("rt", ":r"), "email:a") == b"r|r1|421 later"
+        assert c.call("HGET", bc("rt", ":r"), "email:b") == b"d|r2|1|ok"
+        assert c.call("ZCARD", P + "retry") == 1 and c.call("XLEN", st) == 0
+        e2 = pend(st)
+        assert ev("retry", keys, ["g", e2, NOW, "{}", "email:b", "r2", "x"]) == 0
+        assert c.call("ZCARD", P + "retry") == 1
+        c.call("SET", P + "retry-str", "x")
+        e3 = pend(st)
+        e = err("retry", [st, P + "retry-str", bc("rt", ":r")], ["g", e3, NOW, "{}", "email:a", "r1", "x"])
+        assert e.startswith("WRONGTYPE"), e
+        assert c.call("XLEN", st) == 1
+
+    with tap.check("promote: due jobs back to their stream (key() from the job's "
+                   "queue); an unreadable one to the DLQ"):
+        z = P + "retry:p"
+        c.call("ZADD", z, NOW - 1, '{"q":"push:urgent","n":1}', NOW - 1, "not json",
+               NOW - 1, '{"q":"../x"}', NOW + 9999, '{"q":"push:normal"}')
+        dlq0 = c.call("XLEN", P + "dlq")
+        assert ev("promote", [z, P + "dlq"], [NOW, P, 100]) == 3
+        assert c.call("XLEN", P + "q:push:urgent") == 1
+        assert c.call("XLEN", P + "dlq") == dlq0 + 2
+        assert c.call("ZCARD", z) == 1
+        assert ev("promote", [z, P + "dlq"], [NOW, P, 100]) == 0
+
+    with tap.check("cancel: once; 'already:<status>' after; '' when unknown"):
+        c.call("HSET", bc("cn"), "status", "sending", "expanded", 1, "jobs", 0, "final", 0)
+        assert ev("cancel", [bc("cn"), P + "active"], ["cn", NOW]) == b"cancelled"
+        assert ev("cancel", [bc("cn"), P + "active"], ["cn", NOW]) == b"already:cancelled"
+        assert ev("cancel", [bc("nope"), P + "active"], ["nope", NOW]) == b""
+        assert c.call("EXISTS", bc("nope")) == 0
+
+    with tap.check("dlq_retry: sends a dead letter again, uncounts it; once"):
+        c.call("HSET", bc("dr"), "status", "done", "final", 1, "n:email:failed", 1, "done_ms", 1)
+        c.call("HSET", bc("dr", ":r"), "email:z", "f|r1|1|550")
+        de = c.call("XADD", P + "dlq:d", "*", "job", "{}")
+        keys = [P + "dlq:d", bc("dr"), bc("dr", ":r"), P + "q:email:normal:d", P + "active"]
+        args = [de, "email:z", '{"n":0}', "r1", "dr", NOW]
+        assert ev("dlq_retry", keys, args) == 1
+        h = hgetall(c, bc("dr"))
+        assert h["status"] == "sending" and h["final"] == "0" and h["n:email:failed"] == "0", h
+        assert "done_ms" not in h and c.call("HGET", bc("dr", ":r"), "email:z") == b"q|r1"
+        assert c.call("XLEN", P + "q:email:normal:d") == 1
+        assert ev("dlq_retry", keys, args) == 0
+        assert c.call("XLEN", P + "q:email:normal:d") == 1
+
+    with tap.check("fallback: the next channel's job once"):
+        keys = [bc("fb"), bc("fb", ":r"), P + "q:line:normal:fb"]
+        assert ev("fallback", keys, ["line:u9", "r1", "{}"]) == 1
+        assert ev("fallback", keys, ["line:u9", "r1", "{}"]) == 0
+        h = hgetall(c, bc("fb"))
+        assert h["n:line:total"] == "1" and h["n:line:fallback"] == "1" and h["jobs"] == "1", h
+        assert c.call("XLEN", P + "q:line:normal:fb") == 1
+
+    with tap.check("mark_dead: dead, then alive"):
+        assert ev("mark_dead", [P + "dead:push"], ["dead", "t1", "t2"]) == 2
+        assert c.call("SCARD", P + "dead:push") == 2
+        assert ev("mark_dead", [P + "dead:push"], ["alive", "t1"]) == 1
+        assert c.call("SMEMBERS", P + "dead:push") == [b"t2"]
+
+    with tap.check("line_events: applied in event time order; an older one ignored"):
+        keys = [P + "dead:line", P + "line:event_ms"]
+        assert ev("line_events", keys, ["alive", "u1", 200, "dead", "u1", 100]) == 1
+        assert c.call("SISMEMBER", P + "dead:line", "u1") == 0
+        assert ev("line_events", keys, ["dead", "u1", 300]) == 1
+        assert c.call("SISMEMBER", P + "dead:line", "u1") == 1
+        assert ev("line_events", keys, ["alive", "u1", 0]) == 0
+
+    with tap.check("take: a token bucket; nothing granted says how long to wait; "
+                   "a stray key of another type is dropped"):
+        k = P + "rate:x"
+        assert ev("take", [k], [1, 2, NOW, 3]) == [2, 0]
+        got = ev("take", [k], [1, 2, NOW, 1])
+        assert got[0] == 0 and got[1] > 0, got
+        assert ev("take", [k], [1, 2, NOW + 1000, 1]) == [1, 0]
+        assert 0 < c.call("PTTL", k) <= 60000
+        c.call("DEL", k)
+        c.call("LPUSH", k, "x")
+        assert ev("take", [k], [1, 2, NOW, 1]) == [1, 0]
+        assert c.call("TYPE", k) == "hash"
+
+    with tap.check("failed: counts failures with a TTL; tells the key types"):
+        k = P + "fail:s:1"
+        c.call("SET", P + "ty:s", "x")
+        assert ev("failed", [k, P + "ty:s", P + "ty:none"], [60000, 1]) == [1, b"string", b"none"]
+        assert ev("failed", [k], [60000, 1]) == [2]
+        assert ev("failed", [k], [60000, 0]) == [2]
+        assert c.call("PTTL", k) > 0
+        c.call("DEL", k)
+        c.call("HSET", k, "a", 1)                # another type: dropped, counted anew
+        assert ev("failed", [k], [60000, 1]) == [1]
+
+    with tap.check("park: rejects the broadcast with the reason, acks the entry, "
+                   "drops the counter; a broadcast hash of the wrong type goes to the DLQ"):
+        st = P + "broadcasts:pk"
+        e1 = pend(st)
+        c.call("SET", P + "fail:pk", 3)
+        keys = [bc("pk"), P + "rejected", P + "active", P + "dlq:pk", st, P + "fail:pk"]
+        assert ev("park", keys, ["pk", NOW, "too many failures", "", "g", e1, "t1"]) == 1
+        h = hgetall(c, bc("pk"))
+        assert h["status"] == "rejected" and h["tenant"] == "t1" and h["done_ms"] == str(NOW), h
+        assert c.call("ZSCORE", P + "rejected", "pk") is not None
+        assert c.call("XLEN", st) == 0 and c.call("EXISTS", P + "fail:pk") == 0
+        c.call("SET", bc("pw"), "x")
+        e2 = pend(st)
+        keys = [bc("pw"), P + "rejected", P + "active", P + "dlq:pk", st, P + "fail:pk"]
+        assert ev("park", keys, ["pw", NOW, "r", "", "g", e2, "t1"]) == 2
+        assert c.call("XLEN", P + "dlq:pk") == 1 and c.call("XLEN", st) == 0
+        assert c.call("GET", bc("pw")) == b"x"
+
+    with tap.check("sched_due: due broadcasts back to the stream, once"):
+        c.call("ZADD", P + "sched", NOW - 1, "s1", NOW + 1000, "s2")
+        keys = [P + "sched", P + "broadcasts:s"]
+        assert ev("sched_due", keys, [NOW]) == 1
+        assert ev("sched_due", keys, [NOW]) == 0
+        assert c.call("XLEN", P + "broadcasts:s") == 1 and c.call("ZCARD", P + "sched") == 1
+
+    with tap.check("purge_unlock: only the owner releases the lock"):
+        c.call("SET", P + "lock:purge", "me")
+        assert ev("purge_unlock", [P + "lock:purge"], ["other"]) == 0
+        assert ev("purge_unlock", [P + "lock:purge"], ["me"]) == 1
+        assert ev("purge_unlock", [P + "lock:purge"], ["me"]) == 0
+
+    # ---- confirmation links ----------------------------------------------
+    with tap.check("ack_view / ack_confirm: members only; a confirmation once"):
+        keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
+        c.call("HSET", bc("ak"), "ack", "1", "subject", "s", "body", "b", "ack_m", "1")
+        c.call("SADD", bc("ak", ":m"), "r1")
+        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b""]
+        assert ev("ack_view", keys, ["r9"]) == []
+        assert ev("ack_confirm", keys, ["r1", NOW]) == 1
+        assert ev("ack_confirm", keys, ["r1", NOW + 1]) == 0
+        assert ev("ack_confirm", keys, ["r9", NOW]) == -1
+        assert c.call("HGET", bc("ak"), "acked") == b"1"
+        assert ev("ack_view", keys, ["r1"])[3] == str(NOW).encode()
+        # an older broadcast (no ack_m): the set is built from bc:r, once expanded
+        keys = [bc("ao"), bc("ao", ":r"), bc("ao", ":ack"), bc("ao", ":m")]
+        c.call("HSET", bc("ao"), "ack", "1", "expanded", "1")
+        c.call("HSET", bc("ao", ":r"), "email:x", "d|r5|1|ok")
+        assert ev("ack_confirm", keys, ["r5", NOW]) == 1
+        assert c.call("HGET", bc("ao"), "ack_m") == b"1"
+        c.call("HSET", bc("an"), "ack", "0")
+        assert ev("ack_confirm", [bc("an")] + keys[1:], ["r5", NOW]) == -1
+
+    # ---- directory (kairanctl) -------------------------------------------
+    def row(id_, h, groups="", bidx="", active="", c_="{}"):
+        return [id_, h, c_, "", "", "", groups, bidx, active]
+
+    with tap.check("rcpt_upsert: records, groups, blind indexes, tenant; the "
+                   "same row again is unchanged; a changed one moves its entries"):
+        got = ev("rcpt_upsert", [], [P, "t2", NOW] + row("r/1", "h1", "2-A;a:b", "email:e1 line:l1",
+                                                          c_='{"ei":"e1","li":"l1"}'))
+        assert got == [1, 0, 0], got
+        assert c.call("HGET", P + "rcpt:t2:r%2F1", "active") == b"1"
+        assert c.call("SMEMBERS", P + "grp:t2:a%3Ab") == [b"r/1"]
+        assert sorted(c.call("SMEMBERS", P + "groups:t2")) == [b"2-A", b"a:b"]
+        assert c.call("SMEMBERS", P + "bidx:t2:email:e1") == [b"r/1"]
+        assert c.call("SMEMBERS", P + "rcpts:t2") == [b"r/1"]
+        assert c.call("SISMEMBER", P + "tenants", "t2") == 1
+        assert ev("rcpt_upsert", [], [P, "t2", NOW] + row("r/1", "h1")) == [0, 0, 1]
+        got = ev("rcpt_upsert", [], [P, "t2", NOW] + row("r/1", "h2", "2-A", "email:e2",
+                                                          c_='{"ei":"e2"}'))
+        assert got == [0, 1, 0], got
+        assert c.call("EXISTS", P + "grp:t2:a%3Ab") == 0
+        assert c.call("SMEMBERS", P + "groups:t2") == [b"2-A"]
+        assert c.call("EXISTS", P + "bidx:t2:email:e1") == 0
+        assert c.call("SMEMBERS", P + "bidx:t2:email:e2") == [b"r/1"]
+
+    with tap.check("rcpt_active: sets active on a known recipient; 0 for the unknown"):
+        assert ev("rcpt_active", [], [P, "t2", "r/1", "0", NOW]) == 1
+        assert c.call("HGET", P + "rcpt:t2:r%2F1", "active") == b"0"
+        assert ev("rcpt_active", [], [P, "t2", "r/404", "0", NOW]) == 0
+        assert c.call("EXISTS", P + "rcpt:t2:r%2F404") == 0
+
+    with tap.check("rcpt_delete: removes the record and its entries; twice counts 0"):
+        assert ev("rcpt_delete", [], [P, "t2", "r/1", "r/404"]) == 1
+        for k in ("rcpt:t2:r%2F1", "grp:t2:2-A", "bidx:t2:email:e2", "rcpts:t2", "groups:t2"):
+            assert c.call("EXISTS", P + k) == 0, k
+        assert ev("rcpt_delete", [], [P, "t2", "r/1"]) == 0
+
+    with tap.check("rekey_rcpt / rekey_aud: compare and set"):
+        k = P + "rcpt:t1:rk"
+        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == -1
+        c.call("HSET", k, "c", "c0", "name", "n0")
+        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == 0
+        assert ev("rekey_rcpt", [k], ["c0", "n0", "c1", "n1"]) == 1
+        assert hgetall(c, k) == {"c": "c1", "name": "n1"}
+        a = bc("rk", ":aud")
+        c.call("RPUSH", a, "e0", "e1")
+        assert ev("rekey_aud", [a], [1, "e1", "E1"]) == 1
+        assert ev("rekey_aud", [a], [1, "e1", "E2"]) == 0
+        assert ev("rekey_aud", [a], [5, "e1", "E2"]) == 0
+        assert c.call("LRANGE", a, 0, -1) == [b"e0", b"E1"]
+
+    with tap.check("token_create / token_revoke: never overwrite; revoke once"):
+        keys = [P + "token:tk1", P + "tokens"]
+        assert ev("token_create", keys, ["tk1", "role", "admin", "revoked_ms", "0"]) == 1
+        assert ev("token_create", keys, ["tk1", "role", "viewer"]) == 0
+        assert c.call("HGET", P + "token:tk1", "role") == b"admin"
+        assert ev("token_revoke", [P + "token:tk1"], [NOW]) == 1
+        assert ev("token_revoke", [P + "token:tk1"], [NOW + 1]) == 0
+        assert ev("token_revoke", [P + "token:nope"], [NOW]) == -1
+
+    with tap.check("every script has its check here"):
+        assert tested == set(names), set(names) - tested
+
+    c.close()
+tap.done()
