@@ -36,6 +36,29 @@ const struct kn_adapter_ops *kn_adapter_find(const char *name)
     return NULL;
 }
 
+int kn_adapter_rate_for(const struct kn_adapter *a, const struct kn_job *job)
+{
+    int i;
+    if (a->ops->nrates == 0)
+        return -1;
+    if (a->ops->rate_for == NULL)
+        return 0;
+    i = a->ops->rate_for(job);
+    return i >= 0 && (size_t)i < a->ops->nrates ? i : -1;
+}
+
+void kn_adapter_tokens(const struct kn_adapter *a, uint64_t *issued,
+                       uint64_t *failed)
+{
+    if (a->ops->tokens != NULL)
+        a->ops->tokens(a, issued, failed);
+}
+
+int kn_adapter_accepts(const struct kn_adapter *a, const char *addr)
+{
+    return a->ops->accepts == NULL || a->ops->accepts(addr);
+}
+
 int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
                     const struct kn_config *cfg)
 {

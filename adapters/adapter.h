@@ -79,6 +79,17 @@ typedef void kn_done_cb(struct kn_job *job, const struct kn_result *r,
 
 struct kn_adapter;
 
+/*
+ * A rate bucket a provider's sends spend from: a token bucket shared by
+ * every kairand through Redis (key rate:<name>).  name is also the bucket
+ * label of /metrics.
+ */
+struct kn_rate_def {
+    const char *name; /* "line:multicast", "push:fcm", "sendgrid" ... */
+    /* Sends per second, all processes together, from the config. */
+    int64_t (*per_second)(const struct kn_config *cfg);
+};
+
 struct kn_adapter_ops {
     const char *name; /* "smtp", "outbox", ... */
     size_t max_batch; /* jobs per send() call: LINE 500, others 1 */
@@ -93,6 +104,29 @@ struct kn_adapter_ops {
     size_t (*capacity)(struct kn_adapter *a);
     /* Abort what is running (done calls with tempfail) and free. */
     void (*close)(struct kn_adapter *a);
+
+    /* What the dispatcher knows of a provider comes from here (every
+     * field below may be left out: NULL / 0). */
+
+    /* The provider's rate buckets (nrates of them), and which one a job
+     * spends from: an index into rates, or -1 for none (rate_for NULL:
+     * the first, if any).  Called before the address is decrypted: only
+     * job->naddr and job->platform are set. */
+    const struct kn_rate_def *rates;
+    size_t nrates;
+    int (*rate_for)(const struct kn_job *job);
+    /* Add the provider access tokens obtained (issued) and the token
+     * requests that failed since open to *issued and *failed. */
+    void (*tokens)(const struct kn_adapter *a, uint64_t *issued,
+                   uint64_t *failed);
+    /* The provider this one fails over to while it is down (breaker
+     * open), or NULL: "sendgrid" for the relay. */
+    const char *failover;
+    /* 1 if the config sets the provider up (credentials present), so that
+     * it may serve as a failover (NULL: always). */
+    int (*configured)(const struct kn_config *cfg);
+    /* 1 if the provider takes this address (NULL: every address). */
+    int (*accepts)(const char *addr);
 };
 
 struct kn_adapter {
@@ -106,6 +140,16 @@ struct kn_adapter {
  * is one file in adapters/ and one row in the table in adapter.c.
  */
 const struct kn_adapter_ops *kn_adapter_find(const char *name);
+
+/* The bucket (index into a->ops->rates) job spends from, or -1. */
+int kn_adapter_rate_for(const struct kn_adapter *a, const struct kn_job *job);
+
+/* Add a's provider tokens issued / failed to *issued / *failed. */
+void kn_adapter_tokens(const struct kn_adapter *a, uint64_t *issued,
+                       uint64_t *failed);
+
+/* 1 if a (an opened adapter) takes addr. */
+int kn_adapter_accepts(const struct kn_adapter *a, const char *addr);
 
 /* Open an adapter by name into a.  Returns 0 or a negative KN_E* code. */
 int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,

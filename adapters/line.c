@@ -878,6 +878,37 @@ static void line_close(struct kn_adapter *a)
     a->priv = NULL;
 }
 
+static int64_t rate_multicast(const struct kn_config *cfg)
+{
+    return cfg->line_rate;
+}
+
+/* Pushes to one user go at ten times the multicast rate (LINE's limits
+ * for the two endpoints). */
+static int64_t rate_push(const struct kn_config *cfg)
+{
+    return cfg->line_rate * 10;
+}
+
+static const struct kn_rate_def line_rates[] = {
+    {"line:multicast", rate_multicast},
+    {"line:push", rate_push},
+};
+
+static int line_rate_for(const struct kn_job *job)
+{
+    return job->naddr > 1 ? 0 : 1;
+}
+
+static void line_tokens(const struct kn_adapter *a, uint64_t *issued,
+                        uint64_t *failed)
+{
+    struct kn_line_stats st;
+    kn_line_stats(a, &st);
+    *issued += st.token_issued;
+    *failed += st.token_failures;
+}
+
 const struct kn_adapter_ops kn_adapter_line = {
     .name = "line",
     .max_batch = KN_LINE_MULTICAST_MAX,
@@ -886,6 +917,10 @@ const struct kn_adapter_ops kn_adapter_line = {
     .in_flight = line_in_flight,
     .capacity = line_capacity,
     .close = line_close,
+    .rates = line_rates,
+    .nrates = KN_ARRAY_SIZE(line_rates),
+    .rate_for = line_rate_for,
+    .tokens = line_tokens,
 };
 
 void kn_line_stats(const struct kn_adapter *a, struct kn_line_stats *out)

@@ -374,6 +374,38 @@ static void push_close(struct kn_adapter *a)
     a->priv = NULL;
 }
 
+static int64_t rate_fcm(const struct kn_config *cfg)
+{
+    return cfg->fcm_rate;
+}
+
+static int64_t rate_apns(const struct kn_config *cfg)
+{
+    return cfg->apns_rate;
+}
+
+static const struct kn_rate_def push_rates[] = {
+    {"push:fcm", rate_fcm},
+    {"push:apns", rate_apns},
+};
+
+/* A job without a platform is an FCM token (the expander's default). */
+static int push_rate_for(const struct kn_job *job)
+{
+    if (job->platform == NULL || strcmp(job->platform, "fcm") == 0)
+        return 0;
+    if (strcmp(job->platform, "apns") == 0)
+        return 1;
+    return -1;
+}
+
+static void push_tokens(const struct kn_adapter *a, uint64_t *issued,
+                        uint64_t *failed)
+{
+    *issued +=
+        kn_push_token_refreshes(a, "fcm") + kn_push_token_refreshes(a, "apns");
+}
+
 const struct kn_adapter_ops kn_adapter_push = {
     .name = "push",
     .max_batch = 1,
@@ -382,6 +414,10 @@ const struct kn_adapter_ops kn_adapter_push = {
     .in_flight = push_in_flight,
     .capacity = push_capacity,
     .close = push_close,
+    .rates = push_rates,
+    .nrates = KN_ARRAY_SIZE(push_rates),
+    .rate_for = push_rate_for,
+    .tokens = push_tokens,
 };
 
 uint64_t kn_push_token_refreshes(const struct kn_adapter *a,

@@ -546,6 +546,27 @@ static void sg_close(struct kn_adapter *a)
     a->priv = NULL;
 }
 
+static int64_t rate_sendgrid(const struct kn_config *cfg)
+{
+    return cfg->sendgrid_rate;
+}
+
+static const struct kn_rate_def sg_rates[] = {
+    {"sendgrid", rate_sendgrid},
+};
+
+static int sg_configured(const struct kn_config *cfg)
+{
+    return cfg->sendgrid_api_key != NULL;
+}
+
+/* SendGrid refuses RFC-violating carrier addresses (a..b.@docomo.ne.jp),
+ * and one of them fails its whole request. */
+static int sg_accepts(const char *addr)
+{
+    return kn_addr_is_dot_atom(addr);
+}
+
 const struct kn_adapter_ops kn_adapter_sendgrid = {
     .name = "sendgrid",
     .max_batch = KN_SENDGRID_MAX_BATCH,
@@ -554,4 +575,8 @@ const struct kn_adapter_ops kn_adapter_sendgrid = {
     .in_flight = sg_in_flight,
     .capacity = sg_capacity,
     .close = sg_close,
+    .rates = sg_rates,
+    .nrates = KN_ARRAY_SIZE(sg_rates),
+    .configured = sg_configured,
+    .accepts = sg_accepts,
 };

@@ -472,4 +472,5 @@ const struct kn_adapter_ops kn_adapter_smtp = {
     .in_flight = smtp_in_flight,
     .capacity = smtp_capacity,
     .close = smtp_close,
+    .failover = "sendgrid",
 };

@@ -32,125 +32,29 @@
  * wrong type dead-letters the job with a reason naming the key instead
  * of leaving it pending for ever; a stream key of the wrong type is
  * skipped (and logged) for a while, so that the other stream is read.
+ *
+ * Reading and keeping the jobs in hand are in worker_read.c; where a job
+ * goes (breaker, failover, route pauses) in route.c; rate buckets in
+ * rate.c.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/line.h"
-#include "model/address.h"
-#include "adapters/push.h"
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "dispatcher/rate.h"
+#include "dispatcher/route.h"
+#include "dispatcher/worker.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
-
-struct wjob {
-    struct kn_worker *w;
-    struct kn_job job;
-    char *stream; /* full key */
-    char *entry;  /* stream entry id */
-    char *raw;    /* the job JSON as stored */
-    json_t *j;    /* parsed */
-    const char *bcast;
-    size_t naddr;        /* recipients in this job (LINE multicast: many) */
-    const char **sealed; /* per recipient */
-    const char **bindex;
-    const char **rcpts;
-    char *fields;    /* "line:<bi>,line:<bi>..." */
-    char *rcpt_list; /* "r-1,r-2..." in the same order */
-    char *key;       /* "<bcast>/<job key>" */
-    int n;           /* attempts before this one */
-    /* The broadcast's expiry (ms); 0: none known. */
-    int64_t expires_ms;
-    struct kn__msg *msg;
-    char **addr; /* plaintext, wiped after the send */
-    char *link;  /* personal confirmation link */
-    int claimed;
-    int prio;                   /* 0 urgent, 1 normal */
-    int probe;                  /* the breaker's probe of the relay */
-    struct kn_adapter *via;     /* the adapter it was sent through */
-    struct wjob *next;          /* ready queue */
-    struct wjob *hprev, *hnext; /* every job in hand, oldest hold first */
-    int64_t held_ms; /* monotonic: read, or its idle time last reset */
-    int lost;        /* another process claimed it: not ours to send */
-    /* Its final result, kept until recorded (a failed batch is recorded
-     * again job by job). */
-    const char *fin_state; /* a literal: "delivered", "failed", ... */
-    char *fin_detail;
-    int fin_attempts;
-};
-
-/*
- * A token bucket shared through Redis (script "take"): the worker asks for
- * a handful of tokens at a time and spends them locally.
- */
-struct bucket {
-    const char *name; /* "line:multicast", "push:fcm", ... */
-    int64_t rate;     /* per second, all processes together */
-    int64_t allow;    /* tokens in hand */
-    int asking;
-    int64_t wait_until; /* monotonic ms: nothing granted, ask again then */
-    uint64_t waits;     /* times a job waited for a token (metrics) */
-    uint64_t slowed;    /* 429s that slowed the bucket down (metrics) */
-};
-
-enum { BR_CLOSED, BR_HALF_OPEN, BR_OPEN };
-
-struct kn_worker {
-    struct kn_daemon *d;
-    enum kn_channel ch;
-    const char *chname;
-    struct kn_adapter ad;
-    struct kn_adapter
-        alt; /* e-mail failover (SendGrid); alt.ops NULL if none */
-    char *route;
-    struct kn_redis *blk;
-    char *streams[2]; /* urgent, normal */
-    size_t slots;     /* sends at once (the adapter's capacity) */
-    size_t limit;     /* jobs in hand at most: 4 x slots */
-    size_t busy;      /* jobs in hand: read, not yet recorded */
-    size_t sending;   /* jobs in the main adapter */
-    struct wjob *ready[2], *ready_tail[2]; /* checked, waiting for a slot */
-    int reading, phase;
-    long got, asked; /* entries this read cycle; asked of the last read */
-    int started, closed;
-    uv_timer_t again; /* read again after an error */
-    uv_timer_t tick;  /* pause flags, rate-limit waits */
-    int handles;      /* open at close time */
-    /* breaker on the relay (e-mail with a failover adapter) */
-    int br_state, br_fails, br_probing;
-    int64_t br_first_fail, br_opened;
-    /* route pauses */
-    int64_t auth_paused_until; /* monotonic ms */
-    int quota_paused;
-    struct bucket buckets[4];
-    size_t nbuckets;
-    /* Results that came in the same loop turn (FINISH_WAIT_MS), recorded
-     * together in one call of the "finish" script. */
-    struct kn_argv fin_keys, fin_args;
-    struct wjob **fin_jobs;
-    size_t nfin;
-    uv_timer_t fin_timer;
-    /* Jobs in hand, oldest first: their idle time in Redis is reset
-     * (script "keep") so that no other process takes them over while
-     * they wait here for a slot. */
-    struct wjob *held, *held_tail;
-    uv_timer_t keep_timer;
-    int keeping;
-    /* A stream whose key cannot be read (wrong type): skipped until. */
-    int64_t bad_until[2];
-};
-
-/* How long a stream that cannot be read is skipped. */
-#define BAD_STREAM_MS 5000
 
 /* Results recorded in one script call at most. */
 #define FINISH_BATCH 128
@@ -170,10 +74,7 @@ struct fin_batch {
     struct wjob *jobs[];
 };
 
-static void fill(struct kn_worker *w);
 static void pump(struct kn_worker *w);
-
-static const char *const breaker_names[] = {"closed", "half-open", "open"};
 
 /* ---- job bookkeeping ---- */
 
@@ -193,34 +94,9 @@ static void wipe_addrs(struct wjob *jb)
     jb->job.addrs = NULL;
 }
 
-static void held_add(struct kn_worker *w, struct wjob *jb)
-{
-    jb->held_ms = kn_mono_ms();
-    jb->hnext = NULL;
-    jb->hprev = w->held_tail;
-    if (w->held_tail != NULL)
-        w->held_tail->hnext = jb;
-    else
-        w->held = jb;
-    w->held_tail = jb;
-}
-
-static void held_del(struct kn_worker *w, struct wjob *jb)
-{
-    if (jb->hprev != NULL)
-        jb->hprev->hnext = jb->hnext;
-    else
-        w->held = jb->hnext;
-    if (jb->hnext != NULL)
-        jb->hnext->hprev = jb->hprev;
-    else
-        w->held_tail = jb->hprev;
-    jb->hprev = jb->hnext = NULL;
-}
-
 static void job_free(struct wjob *jb)
 {
-    held_del(jb->w, jb);
+    kn__worker_held_del(jb->w, jb);
     wipe_addrs(jb);
     if (jb->msg != NULL)
         kn__msg_put(jb->msg);
@@ -245,7 +121,7 @@ static void job_done(struct wjob *jb)
     struct kn_worker *w = jb->w;
     job_free(jb);
     w->busy--;
-    fill(w);
+    kn__worker_fill(w);
 }
 
 static void finish(struct wjob *jb, const char *state, const char *detail);
@@ -523,6 +399,33 @@ static void fail_for_good(struct wjob *jb, const char *detail)
     finish(jb, "failed", detail);
 }
 
+struct kn__retry kn__retry_decide(enum kn_status st, int tried,
+                                  int64_t max_attempts, int64_t backoff_ms,
+                                  int64_t retry_after_ms, int64_t expires_ms,
+                                  int64_t now_ms)
+{
+    struct kn__retry d = {.attempts = tried + 1};
+    int64_t delay = backoff_ms;
+    if (st == KN_DELIVERED) {
+        d.verdict = KN__RETRY_DONE;
+        return d;
+    }
+    if (st == KN_PERMFAIL || d.attempts >= max_attempts) {
+        d.verdict = KN__RETRY_GIVE_UP;
+        return d;
+    }
+    if (retry_after_ms > delay)
+        delay = retry_after_ms;
+    if (expires_ms > 0 && now_ms + delay >= expires_ms) {
+        d.verdict = KN__RETRY_EXPIRED;
+        return d;
+    }
+    d.verdict = KN__RETRY_LATER;
+    d.delay_ms = delay;
+    d.retry_at = now_ms + delay;
+    return d;
+}
+
 /*
  * After a temporary failure (or a reclaim): retry with backoff, unless the
  * attempts are used up (DLQ) or the retry would come after the expiry.
@@ -531,97 +434,43 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
                              const char *detail)
 {
     struct kn_daemon *d = jb->w->d;
-    int attempts = jb->n + 1;
-    int64_t delay = kn__backoff_ms(d, attempts), expires = jb->expires_ms;
+    struct kn__retry rd;
     char why[400];
-    if (retry_after > delay)
-        delay = retry_after;
-    if (attempts >= d->cfg->max_attempts) {
-        snprintf(why, sizeof(why), "gave up after %d attempts: %s", attempts,
+    rd = kn__retry_decide(KN_TEMPFAIL, jb->n, d->cfg->max_attempts,
+                          kn__backoff_ms(d, jb->n + 1), retry_after,
+                          jb->expires_ms, kn_now_ms());
+    switch (rd.verdict) {
+    case KN__RETRY_GIVE_UP:
+        snprintf(why, sizeof(why), "gave up after %d attempts: %s", rd.attempts,
                  detail ? detail : "");
         fail_for_good(jb, why);
-    } else if (expires > 0 && kn_now_ms() + delay >= expires) {
+        break;
+    case KN__RETRY_EXPIRED:
         snprintf(why, sizeof(why), "expired while retrying: %s",
                  detail ? detail : "");
         finish(jb, "expired", why);
-    } else {
-        retry(jb, delay, detail, 1);
-    }
-}
-
-/* ---- the relay's breaker (e-mail with a failover adapter) ---- */
-
-static void breaker_set(struct kn_worker *w, int state, const char *why)
-{
-    if (w->br_state == state)
-        return;
-    kn_log(state == BR_OPEN ? KN_LOG_WARN : KN_LOG_INFO, "route",
-           "relay breaker", "from", breaker_names[w->br_state], "to",
-           breaker_names[state], "why", why, NULL);
-    w->br_state = state;
-    w->d->breaker_state = state;
-    if (state == BR_OPEN)
-        w->br_opened = kn_mono_ms();
-    if (state == BR_CLOSED)
-        w->br_fails = 0;
-}
-
-static void breaker_result(struct kn_worker *w, struct wjob *jb,
-                           const struct kn_result *r)
-{
-    const struct kn_config *cfg = w->d->cfg;
-    int64_t now = kn_mono_ms();
-    if (jb->probe)
-        w->br_probing = 0;
-    if (r->status != KN_TEMPFAIL) {
-        /* Delivered, or refused for the recipient (5xx): the relay
-         * answers. */
-        if (w->br_state != BR_CLOSED)
-            breaker_set(w, BR_CLOSED, "the relay answers again");
-        w->br_fails = 0;
-        return;
-    }
-    if (jb->probe) {
-        breaker_set(w, BR_OPEN, "the probe failed");
-        w->br_opened = now;
-        return;
-    }
-    if (w->br_fails == 0 || now - w->br_first_fail > cfg->failover_window_ms) {
-        w->br_first_fail = now;
-        w->br_fails = 0;
-    }
-    if (++w->br_fails >= cfg->failover_failures && w->br_state == BR_CLOSED)
-        breaker_set(w, BR_OPEN, r->detail ? r->detail : "relay failures");
-}
-
-/* May this job go to the failover adapter? */
-static int may_fail_over(struct kn_worker *w, struct wjob *jb)
-{
-    switch (w->d->cfg->failover_mode) {
-    case KN_FAILOVER_ALWAYS:
-        return 1;
-    case KN_FAILOVER_EMERGENCY_ONLY:
-        return jb->prio == 0;
-    default:
-        return 0;
+        break;
+    case KN__RETRY_LATER:
+        retry(jb, rd.delay_ms, detail, 1);
+        break;
+    case KN__RETRY_DONE:
+        break;
     }
 }
 
 /* ---- sending ---- */
-
-static void slow_down(struct kn_worker *w, struct bucket *b);
 
 static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
 {
     struct wjob *jb = job->_owner;
     struct kn_worker *w = jb->w;
     struct kn_daemon *d = w->d;
-    struct bucket *b = arg;
+    struct kn__bucket *b = arg;
     char why[400];
     if (jb->via == &w->ad)
         w->sending--;
     if (b != NULL && r->status == KN_TEMPFAIL && r->retry_after_ms > 0)
-        slow_down(w, b);
+        kn__rates_slow_down(&w->rates, b);
     wipe_addrs(jb);
     if (r->status == KN_TEMPFAIL && r->detail == kn_detail_aborted) {
         /* Shutting down mid-send: the entry stays pending in Redis and
@@ -631,8 +480,8 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     }
     if (!w->closed)
         pump(w);
-    if (w->alt.ops != NULL && jb->via == &w->ad)
-        breaker_result(w, jb, r);
+    if (jb->via == &w->ad)
+        kn__route_result(&w->rt, jb->probe, r);
     kn__metrics_result(
         d, w->ch, jb->via->ops->name, r->status,
         jb->msg->m.created_ms > 0 ? kn_now_ms() - jb->msg->m.created_ms : -1);
@@ -640,41 +489,21 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         /* A configuration error the provider will refuse every time (an
          * APNs token of another app's topic, say): pause the route so the
          * operator sees it, but end this job instead of looping. */
-        w->auth_paused_until = kn_mono_ms() + 30000;
-        w->d->route_paused[w->ch] = 1;
-        kn_log(KN_LOG_ERROR, "route",
-               "refused as misconfigured: route paused for 30 s", "channel",
-               w->chname, "provider", jb->via->ops->name, "reason", r->detail,
-               NULL);
+        kn__route_pause_auth(&w->rt, jb->via->ops->name, r->detail, 1);
         fail_for_good(jb, r->detail);
         return;
     }
     if (r->auth) {
         /* Our credentials were refused: not the recipients' fault.  Pause
          * the route, keep the job (no attempt counted). */
-        w->auth_paused_until = kn_mono_ms() + 30000;
-        w->d->route_paused[w->ch] = 1;
-        kn_log(KN_LOG_ERROR, "route",
-               "credentials refused: route paused for 30 s; fix the "
-               "token or key",
-               "channel", w->chname, "provider", jb->via->ops->name, "reason",
-               r->detail, NULL);
+        kn__route_pause_auth(&w->rt, jb->via->ops->name, r->detail, 0);
         retry(jb, 30000, r->detail, 0);
         return;
     }
     if (r->quota) {
         /* The provider's quota is used up (LINE's monthly limit): stop
          * the route for every process, move recipients on. */
-        char *k = kn__key(d, "paused:%s", w->chname);
-        kn_redis_cmd(d->cmd, on_marked, NULL, "SET %s quota EX 3600", k);
-        free(k);
-        if (!w->quota_paused)
-            kn_log(KN_LOG_ERROR, "route",
-                   "quota used up: route paused; recipients move to their "
-                   "next channel",
-                   "channel", w->chname, "reason", r->detail, NULL);
-        w->quota_paused = 1;
-        w->d->route_paused[w->ch] = 2;
+        kn__route_pause_quota(&w->rt, r->detail);
         fail_for_good(jb, r->detail);
         return;
     }
@@ -702,100 +531,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     }
 }
 
-/* The bucket a job spends a token from, or NULL (no limit). */
-static struct bucket *bucket_for(struct kn_worker *w, struct wjob *jb,
-                                 struct kn_adapter *via)
-{
-    const char *name = via->ops->name;
-    char want[32];
-    if (strcmp(name, "line") == 0)
-        snprintf(want, sizeof(want), "line:%s",
-                 jb->naddr > 1 ? "multicast" : "push");
-    else if (strcmp(name, "push") == 0)
-        snprintf(want, sizeof(want), "push:%s",
-                 jb->job.platform ? jb->job.platform : "fcm");
-    else if (strcmp(name, "sendgrid") == 0)
-        snprintf(want, sizeof(want), "sendgrid");
-    else
-        return NULL;
-    for (size_t i = 0; i < w->nbuckets; i++) {
-        if (strcmp(w->buckets[i].name, want) == 0)
-            return &w->buckets[i];
-    }
-    return NULL;
-}
-
-struct take_ctx {
-    struct kn_worker *w;
-    struct bucket *b;
-};
-
-static void on_take(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct take_ctx *t = arg;
-    struct bucket *b = t->b;
-    b->asking = 0;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-        b->allow += rep->element[0]->integer;
-        if (rep->element[0]->integer == 0)
-            b->wait_until = kn_mono_ms() + rep->element[1]->integer;
-    } else {
-        /* The shared bucket cannot be used: this process keeps to the
-         * rate alone for a second rather than asking again at once (a
-         * tight loop) or stopping the channel. */
-        int64_t got = b->rate < 50 ? b->rate : 50;
-        kn_log(KN_LOG_ERROR, "worker",
-               "the shared rate limit failed; limiting this process alone",
-               "bucket", b->name, "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
-        b->allow += got > 0 ? got : 1;
-        b->wait_until = kn_mono_ms() + 1000;
-    }
-    if (!t->w->closed)
-        pump(t->w);
-    free(t);
-}
-
-/* 1 if a token is at hand (spent), 0 if the job must wait. */
-static int spend(struct kn_worker *w, struct bucket *b)
-{
-    struct kn_daemon *d = w->d;
-    struct take_ctx *t;
-    struct kn_argv a;
-    if (b == NULL)
-        return 1;
-    if (b->allow > 0) {
-        b->allow--;
-        return 1;
-    }
-    b->waits++;
-    if (b->asking || kn_mono_ms() < b->wait_until)
-        return 0;
-    b->asking = 1;
-    t = kn_xcalloc(1, sizeof(*t));
-    t->w = w;
-    t->b = b;
-    kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "rate:%s", b->name));
-    kn_argv_addi(&a, b->rate);
-    kn_argv_addi(&a, b->rate); /* burst: one second's worth */
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_addi(&a, (int64_t)(w->slots < 50 ? w->slots : 50));
-    kn__eval_reliable(d, &kn_script_take, on_take, t, 1, &a);
-    return 0;
-}
-
-/* A 429 came anyway: slow that bucket down for a minute, everywhere. */
-static void slow_down(struct kn_worker *w, struct bucket *b)
-{
-    b->slowed++;
-    char *k = kn__key(w->d, "rate:%s", b->name);
-    kn_redis_cmd(w->d->cmd, on_marked, NULL, "HSET %s slow_until %lld", k,
-                 (long long)(kn_now_ms() + 60000));
-    free(k);
-}
-
-static void send_batch(struct wjob *jb, struct bucket *b);
+static void send_batch(struct wjob *jb, struct kn__bucket *b);
 
 /* Decrypt the job's addresses; 0, or the failure already recorded. */
 static int open_addrs(struct wjob *jb)
@@ -846,7 +582,7 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
  * of one broadcast in one request: take the other ready jobs of the same
  * broadcast and priority along with jb (one rate-limit token for all).
  */
-static void send_batch(struct wjob *jb, struct bucket *b)
+static void send_batch(struct wjob *jb, struct kn__bucket *b)
 {
     struct kn_worker *w = jb->w;
     size_t max = (size_t)w->d->cfg->sendgrid_batch, n = 0, nc = 0;
@@ -870,22 +606,22 @@ static void send_batch(struct wjob *jb, struct bucket *b)
     for (t = w->ready[jb->prio]; t != NULL && t->next != NULL; t = t->next)
         ;
     w->ready_tail[jb->prio] = t;
-    prepare(jb, &w->alt);
+    prepare(jb, &w->rt.alt);
     jobs[n++] = &jb->job;
     for (size_t i = 0; i < nc; i++) {
         struct wjob *c = cand[i];
         if (open_addrs(c) < 0)
             continue; /* recorded as failed */
-        if (!kn_addr_is_dot_atom(c->addr[0])) {
+        if (!kn__route_alt_accepts(&w->rt, c->addr[0])) {
             wipe_addrs(c);
             retry(c, w->d->cfg->failover_probe_ms,
                   "address not accepted by SendGrid: waits for the relay", 0);
             continue;
         }
-        prepare(c, &w->alt);
+        prepare(c, &w->rt.alt);
         jobs[n++] = &c->job;
     }
-    w->alt.ops->send(&w->alt, jobs, n, on_sent, b);
+    w->rt.alt.ops->send(&w->rt.alt, jobs, n, on_sent, b);
     free(jobs);
     free(cand);
 }
@@ -900,8 +636,9 @@ static int send_now(struct wjob *jb)
     struct kn_worker *w = jb->w;
     struct kn_adapter *via = &w->ad;
     struct kn_job *jobs[1];
-    struct bucket *b;
-    int64_t now = kn_mono_ms();
+    struct kn__bucket *b;
+    const char *why;
+    int64_t wait;
 
     if (jb->lost) {
         /* Claimed by another process while it waited here (this one was
@@ -913,38 +650,29 @@ static int send_now(struct wjob *jb)
         job_done(jb);
         return 0;
     }
-    if (w->quota_paused) {
-        fail_for_good(jb, "route paused: the provider's quota is used up");
+    switch (kn__route_choose(&w->rt, jb->prio, &wait, &why)) {
+    case KN__ROUTE_FAIL:
+        fail_for_good(jb, why);
         return 0;
-    }
-    if (now < w->auth_paused_until) {
-        retry(jb, w->auth_paused_until - now,
-              "route paused: credentials were refused", 0);
+    case KN__ROUTE_WAIT:
+        retry(jb, wait, why, 0);
         return 0;
+    case KN__ROUTE_PROBE:
+        jb->probe = 1;
+        break;
+    case KN__ROUTE_FAILOVER:
+        via = &w->rt.alt;
+        break;
+    case KN__ROUTE_MAIN:
+        break;
     }
-    if (w->alt.ops != NULL && w->br_state != BR_CLOSED) {
-        if (w->br_state == BR_OPEN && !w->br_probing &&
-            now >= w->br_opened + w->d->cfg->failover_probe_ms) {
-            breaker_set(w, BR_HALF_OPEN, "probing the relay");
-            w->br_probing = 1;
-            jb->probe = 1;
-        } else if (may_fail_over(w, jb)) {
-            via = &w->alt;
-        } else {
-            int64_t left = w->br_opened + w->d->cfg->failover_probe_ms - now;
-            retry(jb, left > 1000 ? left : 1000,
-                  "the relay is down (breaker open); this broadcast may "
-                  "not fail over (failover.mode)",
-                  0);
-            return 0;
-        }
-    }
-    b = bucket_for(w, jb, via);
-    if (!spend(w, b))
+    jb->job.naddr = jb->naddr;
+    b = kn__rates_for(&w->rates, via, &jb->job);
+    if (!kn__rates_spend(&w->rates, b))
         return KN_EAGAIN;
     if (open_addrs(jb) < 0)
         return 0;
-    if (via == &w->alt && !kn_addr_is_dot_atom(jb->addr[0])) {
+    if (via == &w->rt.alt && !kn__route_alt_accepts(&w->rt, jb->addr[0])) {
         /* SendGrid refuses RFC-violating carrier addresses (and one fails
          * its whole request): this one waits for the relay. */
         wipe_addrs(jb);
@@ -952,7 +680,7 @@ static int send_now(struct wjob *jb)
               "address not accepted by SendGrid: waits for the relay", 0);
         return 0;
     }
-    if (via == &w->alt) {
+    if (via == &w->rt.alt) {
         send_batch(jb, b);
         return 0;
     }
@@ -1118,8 +846,8 @@ static void take_recipients(struct wjob *jb, struct kn_job_rec *rec)
 }
 
 /* Take one stream entry: parse it and start its life. */
-static void take_entry(struct kn_worker *w, const char *stream,
-                       const redisReply *e, int claimed)
+void kn__worker_take(struct kn_worker *w, const char *stream,
+                     const redisReply *e, int claimed)
 {
     struct wjob *jb;
     const redisReply *jv = kn__entry_field(e, KN_JOB_ENTRY_FIELD);
@@ -1134,7 +862,7 @@ static void take_entry(struct kn_worker *w, const char *stream,
     jb->claimed = claimed;
     jb->prio = strstr(stream, ":urgent") != NULL ? 0 : 1;
     w->busy++;
-    held_add(w, jb);
+    kn__worker_held_add(w, jb);
     if (jv == NULL || jv->type != REDIS_REPLY_STRING) {
         kn__poison(w->d, stream, jb->entry, NULL, 0, "entry has no job");
         job_done(jb);
@@ -1158,278 +886,24 @@ static void take_entry(struct kn_worker *w, const char *stream,
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }
 
-/* ---- reading ---- */
-
-static void read_phase(struct kn_worker *w);
-static int stream_ok(struct kn_worker *w, int i);
-
-static void on_again(uv_timer_t *t)
-{
-    struct kn_worker *w = kn_container_of(t, struct kn_worker, again);
-    fill(w);
-}
-
-static void groups_ready(void *arg)
-{
-    fill(arg);
-}
-
-static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct kn_worker *w = arg;
-    long n = 0;
-    if (rep == NULL) {
-        w->reading = 0; /* connection lost; its state callback kicks us */
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        w->reading = 0;
-        if (kn_reply_is_error(rep, "NOGROUP")) {
-            kn_log(KN_LOG_WARN, "worker",
-                   "consumer group missing (Redis "
-                   "restarted empty?); recreating",
-                   "channel", w->chname, NULL);
-            kn__ensure_groups(w->d, groups_ready, w);
-        } else if (w->phase < 2 && !kn_poison_transient(rep->str)) {
-            /* This stream's key cannot be read (of the wrong type): skip
-             * it for a while and read the other one meanwhile. */
-            kn_log(KN_LOG_ERROR, "worker",
-                   "a queue stream cannot be read; skipped for 5 s (delete "
-                   "the stray key)",
-                   "channel", w->chname, "stream", w->streams[w->phase],
-                   "error", rep->str, NULL);
-            w->bad_until[w->phase] = kn_mono_ms() + BAD_STREAM_MS;
-            w->reading = 1;
-            w->phase++;
-            read_phase(w);
-        } else {
-            kn_log(KN_LOG_ERROR, "worker", "read failed", "channel", w->chname,
-                   "error", rep->str, NULL);
-            uv_timer_start(&w->again, on_again, 1000, 0);
-        }
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ARRAY && !w->closed) {
-        for (size_t s = 0; s < rep->elements; s++) {
-            const redisReply *sr = rep->element[s];
-            const redisReply *entries;
-            if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
-                continue;
-            entries = sr->element[1];
-            n += (long)entries->elements;
-            for (size_t i = 0; i < entries->elements; i++) {
-                w->got++;
-                take_entry(w, sr->element[0]->str, entries->element[i], 0);
-            }
-        }
-    }
-    if (w->closed)
-        return;
-    /* Urgent jobs filled the whole read: the normal stream waits for the
-     * next cycle (slots freed meanwhile go to urgent work first). */
-    w->phase = w->phase == 0 && n >= w->asked ? 3 : w->phase + 1;
-    read_phase(w);
-}
-
-/*
- * Three phases: urgent without blocking; then normal without blocking;
- * then, only if both were empty, a short BLOCK on both.  A drain never
- * waits longer than queue.block_ms on a read.
- */
-static void read_phase(struct kn_worker *w)
-{
-    struct kn_daemon *d = w->d;
-    long want = (long)w->limit - (long)w->busy;
-    char count[24], block[24];
-    int rc;
-
-    if (want <= 0 || d->stopping || w->closed || w->phase > 2 ||
-        (w->phase == 2 && w->got > 0)) {
-        w->reading = 0;
-        if (w->got > 0 || w->phase > 2)
-            fill(w);
-        return;
-    }
-    w->asked = want;
-    snprintf(count, sizeof(count), "%ld", want);
-    snprintf(block, sizeof(block), "%lld", (long long)d->cfg->block_ms);
-    if (w->phase < 2 && !stream_ok(w, w->phase)) {
-        w->phase++;
-        read_phase(w);
-        return;
-    }
-    if (w->phase < 2) {
-        rc = kn_redis_cmd(w->blk, on_read, w,
-                          "XREADGROUP GROUP " KN_GROUP " %s COUNT %s "
-                          "STREAMS %s >",
-                          d->consumer, count, w->streams[w->phase]);
-    } else if (!stream_ok(w, 0) || !stream_ok(w, 1)) {
-        /* One stream is skipped: block on the other alone (or, if both
-         * are, wait a little). */
-        int i = stream_ok(w, 0) ? 0 : 1;
-        if (!stream_ok(w, i)) {
-            w->reading = 0;
-            uv_timer_start(&w->again, on_again, 1000, 0);
-            return;
-        }
-        {
-            const char *argv[] = {
-                "XREADGROUP", "GROUP", KN_GROUP,  d->consumer,   "COUNT", count,
-                "BLOCK",      block,   "STREAMS", w->streams[i], ">"};
-            rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                               (int)KN_ARRAY_SIZE(argv), argv, NULL);
-        }
-    } else {
-        const char *argv[] = {
-            "XREADGROUP",  "GROUP", KN_GROUP, d->consumer, "COUNT",
-            count,         "BLOCK", block,    "STREAMS",   w->streams[0],
-            w->streams[1], ">",     ">"};
-        rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                           (int)KN_ARRAY_SIZE(argv), argv, NULL);
-    }
-    if (rc < 0)
-        w->reading = 0;
-}
-
-/* 1 unless stream i was found unreadable a moment ago. */
-static int stream_ok(struct kn_worker *w, int i)
-{
-    return w->bad_until[i] == 0 || kn_mono_ms() >= w->bad_until[i];
-}
-
-static void fill(struct kn_worker *w)
-{
-    /* Read in batches of at least a slot's worth (or when idle), not one
-     * entry per finished send: each read is a Redis round trip, and the
-     * jobs in hand (up to 4 x slots) cover it. */
-    size_t free_ = w->busy < w->limit ? w->limit - w->busy : 0;
-    if (!w->started || w->closed || w->reading || w->d->stopping ||
-        !kn_redis_up(w->blk) || free_ == 0 || (w->busy > 0 && free_ < w->slots))
-        return;
-    w->reading = 1;
-    w->phase = 0;
-    w->got = 0;
-    read_phase(w);
-}
-
-static void on_blk_state(struct kn_redis *r, int up, void *arg)
-{
-    struct kn_worker *w = arg;
-    if (!up)
-        w->reading = 0;
-    else
-        fill(w);
-}
-
 /* ---- public (internal) API ---- */
 
-static void add_bucket(struct kn_worker *w, const char *name, int64_t rate)
-{
-    struct bucket *b = &w->buckets[w->nbuckets++];
-    b->name = name;
-    b->rate = rate > 0 ? rate : 1;
-}
-
-static void on_paused(struct kn_redis *r, redisReply *rep, void *arg)
+/* Rate-limit tokens came (or the shared bucket failed): go on. */
+static void rates_ready(void *arg)
 {
     struct kn_worker *w = arg;
-    int paused = rep != NULL && rep->type == REDIS_REPLY_STRING;
-    if (w->quota_paused && !paused) {
-        kn_log(KN_LOG_INFO, "route", "quota pause over: route resumes",
-               "channel", w->chname, NULL);
-        w->d->route_paused[w->ch] = 0;
-    }
-    w->quota_paused = paused;
-    if (paused)
-        w->d->route_paused[w->ch] = 2;
+    if (!w->closed)
+        pump(w);
 }
 
 /* Once a second: the shared pause flag, rate-limit waits, expired auth
  * pauses. */
-/* Jobs whose idle time is reset in one script call at most. */
-#define KEEP_BATCH 200
-
-static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct kn_worker *w = arg;
-    w->keeping = 0;
-    if (rep == NULL)
-        return;
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        kn_log(KN_LOG_ERROR, "worker",
-               "resetting the idle time of held "
-               "jobs failed",
-               "channel", w->chname, "error",
-               rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply", NULL);
-        return;
-    }
-    /* Pairs (1 urgent | 2 normal, entry id) no longer pending for us. */
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const redisReply *q = rep->element[i], *id = rep->element[i + 1];
-        if (q->type != REDIS_REPLY_STRING || id->type != REDIS_REPLY_STRING)
-            continue;
-        for (struct wjob *jb = w->held; jb != NULL; jb = jb->hnext) {
-            if (jb->prio == atoi(q->str) - 1 && strcmp(jb->entry, id->str) == 0)
-                jb->lost = 1;
-        }
-    }
-}
-
-/*
- * Reset the idle time (XCLAIM to ourselves, JUSTID) of the jobs held
- * longer than a quarter of queue.claim_idle_ms: a job waiting here for a
- * slot behind slow sends must not look abandoned to the other processes'
- * XAUTOCLAIM, or it is sent twice.  Runs every claim_idle_ms / 8.
- */
-static void on_keep(uv_timer_t *t)
-{
-    struct kn_worker *w = kn_container_of(t, struct kn_worker, keep_timer);
-    struct kn_daemon *d = w->d;
-    int64_t now = kn_mono_ms(), after = d->cfg->claim_idle_ms / 4;
-    struct kn_argv a;
-    size_t n = 0;
-    if (w->closed || w->keeping || !kn_redis_up(d->cmd))
-        return;
-    kn_argv_init(&a);
-    kn_argv_add(&a, w->streams[0]);
-    kn_argv_add(&a, w->streams[1]);
-    kn_argv_add(&a, KN_GROUP);
-    kn_argv_add(&a, d->consumer);
-    while (w->held != NULL && now - w->held->held_ms >= after &&
-           n < KEEP_BATCH) {
-        struct wjob *jb = w->held;
-        kn_argv_addi(&a, jb->prio + 1);
-        kn_argv_add(&a, jb->entry);
-        n++;
-        /* To the back: the list stays in order of held_ms. */
-        held_del(w, jb);
-        held_add(w, jb);
-    }
-    if (n == 0) {
-        kn_argv_free(&a);
-        return;
-    }
-    w->keeping = 1;
-    if (kn_redis_eval(d->cmd, &kn_script_keep, on_kept, w, 2, a.n,
-                      (const char **)a.v, a.len) < 0)
-        w->keeping = 0;
-    kn_argv_free(&a);
-}
-
 static void on_tick(uv_timer_t *t)
 {
     struct kn_worker *w = kn_container_of(t, struct kn_worker, tick);
-    char *k;
     if (w->closed || !w->started)
         return;
-    if (w->auth_paused_until != 0 && kn_mono_ms() >= w->auth_paused_until) {
-        w->auth_paused_until = 0;
-        if (w->d->route_paused[w->ch] == 1)
-            w->d->route_paused[w->ch] = 0;
-    }
-    k = kn__key(w->d, "paused:%s", w->chname);
-    kn_redis_cmd(w->d->cmd, on_paused, w, "GET %s", k);
-    free(k);
+    kn__route_tick(&w->rt);
     pump(w);
 }
 
@@ -1437,27 +911,14 @@ static void on_tick(uv_timer_t *t)
 int kn__worker_rate(const struct kn_worker *w, size_t i, const char **name,
                     uint64_t *waits, uint64_t *slowed)
 {
-    if (i >= w->nbuckets)
-        return 0;
-    *name = w->buckets[i].name;
-    *waits = w->buckets[i].waits;
-    *slowed = w->buckets[i].slowed;
-    return 1;
+    return kn__rates_get(&w->rates, i, name, waits, slowed);
 }
 
 /* Provider access tokens this worker's adapter issued (for /metrics). */
 void kn__worker_tokens(const struct kn_worker *w, uint64_t *issued,
                        uint64_t *failed)
 {
-    if (strcmp(w->ad.ops->name, "line") == 0) {
-        struct kn_line_stats st;
-        kn_line_stats(&w->ad, &st);
-        *issued += st.token_issued;
-        *failed += st.token_failures;
-    } else if (strcmp(w->ad.ops->name, "push") == 0) {
-        *issued += kn_push_token_refreshes(&w->ad, "fcm") +
-                   kn_push_token_refreshes(&w->ad, "apns");
-    }
+    kn_adapter_tokens(&w->ad, issued, failed);
 }
 
 struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
@@ -1482,36 +943,16 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     if (rc < 0)
         kn_fatal("cannot open the %s adapter for %s: %s", adapter, w->chname,
                  kn_strerror(rc));
-    /* E-mail through the relay fails over to SendGrid when it is set up
-     * and failover.mode allows it. */
-    if (ch == KN_CH_EMAIL && strcmp(adapter, "smtp") == 0 &&
-        cfg->failover_mode != KN_FAILOVER_NEVER &&
-        cfg->sendgrid_api_key != NULL && kn_adapter_find("sendgrid") != NULL) {
-        rc = kn_adapter_open(&w->alt, "sendgrid", d->loop, cfg);
-        if (rc < 0)
-            kn_fatal("cannot open the sendgrid adapter: %s", kn_strerror(rc));
-        kn_log(KN_LOG_INFO, "route", "failover to SendGrid ready", "mode",
-               cfg->failover_mode == KN_FAILOVER_ALWAYS ? "always"
-                                                        : "emergency-only",
-               NULL);
-    }
-    add_bucket(w, "line:multicast", cfg->line_rate);
-    add_bucket(w, "line:push", cfg->line_rate * 10);
-    add_bucket(w, "push:fcm", cfg->fcm_rate);
-    add_bucket(w, "push:apns", cfg->apns_rate);
-    /* (4 buckets: sendgrid shares the array's room only in the e-mail
-     * worker, where the LINE ones are never used.) */
-    if (ch == KN_CH_EMAIL) {
-        w->nbuckets = 0;
-        add_bucket(w, "sendgrid", cfg->sendgrid_rate);
-    }
+    kn__route_init(&w->rt, d, ch, &w->ad);
     w->slots = w->ad.ops->capacity(&w->ad);
     w->limit = 4 * w->slots;
+    kn__rates_init(&w->rates, d, &w->ad, &w->rt.alt,
+                   w->slots < 50 ? w->slots : 50, rates_ready, w);
     w->streams[0] = kn__key(d, "q:%s:urgent", w->chname);
     w->streams[1] = kn__key(d, "q:%s:normal", w->chname);
     uv_timer_init(d->loop, &w->again);
     uv_timer_init(d->loop, &w->tick);
-    w->blk = kn__redis_open(d, w->chname, on_blk_state, w);
+    w->blk = kn__redis_open(d, w->chname, kn__worker_blk_state, w);
     kn_argv_init(&w->fin_keys);
     kn_argv_init(&w->fin_args);
     w->fin_jobs = kn_xcalloc(FINISH_BATCH, sizeof(*w->fin_jobs));
@@ -1525,7 +966,7 @@ void kn__worker_start(struct kn_worker *w)
     uint64_t every = (uint64_t)w->d->cfg->claim_idle_ms / 8;
     w->started = 1;
     uv_timer_start(&w->tick, on_tick, 1000, 1000);
-    uv_timer_start(&w->keep_timer, on_keep, every, every);
+    uv_timer_start(&w->keep_timer, kn__worker_keep, every, every);
     kn_log(KN_LOG_INFO, "worker", "started", "channel", w->chname, "adapter",
            w->route, NULL);
     kn_redis_start(w->blk);
@@ -1553,14 +994,14 @@ struct kn_redis *kn__worker_redis(const struct kn_worker *w)
 
 void kn__worker_kick(struct kn_worker *w)
 {
-    fill(w);
+    kn__worker_fill(w);
 }
 
 void kn__worker_claimed(struct kn_worker *w, const char *stream,
                         const redisReply *entries)
 {
     for (size_t i = 0; i < entries->elements; i++)
-        take_entry(w, stream, entries->element[i], 1);
+        kn__worker_take(w, stream, entries->element[i], 1);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -1581,8 +1022,7 @@ void kn__worker_close(struct kn_worker *w)
      * pending in Redis (no attempt counted).  Results that came in just
      * before are recorded with the rest of the batch. */
     w->ad.ops->close(&w->ad);
-    if (w->alt.ops != NULL)
-        w->alt.ops->close(&w->alt);
+    kn__route_close(&w->rt);
     flush_finished(w);
     kn_redis_close(w->blk);
     free(w->streams[0]);

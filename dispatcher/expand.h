@@ -1,0 +1,120 @@
+/*
+ * expand.h - the expander's insides, shared by its files: expand.c (the
+ * broadcasts stream: entries, failures, finishing), expand_raw.c (raw
+ * entries XADDed by a producer), expand_audience.c (reading a broadcast,
+ * scheduling it, resolving its audience) and expand_page.c (a page of the
+ * audience into delivery jobs, paused while a queue is too deep).  Not a
+ * public API: names are kn__ (internal, several files); the daemon sees
+ * struct kn_expander only through daemon.h.
+ */
+#ifndef KN_DISPATCHER_EXPAND_H
+#define KN_DISPATCHER_EXPAND_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/argv.h"
+#include "dispatcher/daemon.h"
+
+struct xentry {
+    char *id;  /* stream entry id */
+    char *bc;  /* {id}: broadcast id */
+    char *raw; /* {job}: raw JSON */
+    size_t rawlen;
+    int fails;      /* failures counted (Redis keeps the shared count) */
+    int64_t due_ms; /* set aside after a failure: not before (monotonic) */
+    struct xentry *next;
+};
+
+/* The keys a step touches with the type kairan keeps in each, so that a
+ * failure can name the one that holds the wrong type. */
+#define STEP_KEYS 24
+
+struct kn_expander {
+    struct kn_daemon *d;
+    struct kn_redis *blk;
+    char *stream;
+    int started, closed, reading;
+    struct xentry *queue, *cur;
+    struct xentry *deferred; /* failed entries, by due time */
+    uv_timer_t timer;        /* pause (depth), retry after errors */
+    void (*timer_step)(struct kn_expander *);
+
+    /* the broadcast being expanded */
+    char *tenant;
+    int urgent, preferred, ack;
+    enum kn_channel chans[KN_CH__COUNT];
+    size_t nchans;
+    int64_t expires_ms;
+    int64_t aud_n, page;
+    /* the page being built */
+    json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
+    char **rid;
+    size_t nrj, lookups;
+    int page_lost; /* a lookup got no reply: the page is read again */
+    int64_t heartbeat_ms;
+
+    /* the step running on the current entry, for a failure's reason */
+    const char *step;
+    struct kn_argv step_keys;
+    const char *step_want[STEP_KEYS];
+    char *fail_err; /* the failure being counted: Redis' error text */
+};
+
+/* ---- expand.c ---- */
+
+void kn__expand_xentry_free(struct xentry *x);
+/* Forget the page being built / the broadcast being expanded. */
+void kn__expand_page_clear(struct kn_expander *e);
+void kn__expand_bc_clear(struct kn_expander *e);
+
+/* A new step on the current entry: what it does, for the log and the
+ * reason. */
+void kn__expand_step(struct kn_expander *e, const char *what);
+/* A key the step touches (taken), and the types kairan keeps there. */
+void kn__expand_step_key(struct kn_expander *e, char *key, const char *want);
+/* The keys the submit script touches (a raw entry stored). */
+void kn__expand_submit_keys(struct kn_expander *e, const char *id,
+                            const char *tenant);
+
+/* Redis' error text of a reply (NULL for none or a reply of no error). */
+const char *kn__expand_rep_error(const redisReply *rep);
+
+/* The current step failed (rep: Redis' answer, or NULL): the entry is set
+ * aside or counted and parked; the expander goes on. */
+void kn__expand_failed(struct kn_expander *e, const redisReply *rep);
+
+/* Give up on the current entry: its broadcast becomes `rejected` with the
+ * reason naming field (or the DLQ gets a raw entry, masked). */
+void kn__expand_park(struct kn_expander *e, const char *reason,
+                     const char *field);
+
+/* The entry is handled: XACK + XDEL together, then the next one. */
+void kn__expand_ack_del(struct kn_expander *e);
+
+/* Run step(e) after ms (one timer: replaces a step waiting). */
+void kn__expand_later(struct kn_expander *e, void (*step)(struct kn_expander *),
+                      int64_t ms);
+
+/* ---- expand_raw.c ---- */
+
+/* A producer XADDed the JSON itself: validate it, store it sealed (or
+ * rejected, masked) and delete the plaintext entry. */
+void kn__expand_raw(struct kn_expander *e);
+
+/* ---- expand_audience.c ---- */
+
+/* The reply of HGETALL bc:<id> for the current entry: skip it, schedule
+ * it, or resolve its audience and start paging. */
+void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
+
+/* ---- expand_page.c ---- */
+
+/* Next page of the audience, or the end of the expansion. */
+void kn__expand_page(struct kn_expander *e);
+/* The expansion is over (or the broadcast cancelled): record it, ack. */
+void kn__expand_done(struct kn_expander *e);
+
+#endif

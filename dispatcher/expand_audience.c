@@ -1,0 +1,172 @@
+/*
+ * expand_audience.c - the start of a broadcast's expansion: its routing
+ * fields (HGETALL bc:<id>, never the body), a broadcast that is done,
+ * cancelled or scheduled for later, and its audience resolved once by the
+ * resolve script into the list bc:<id>:aud (groups and recipient ids of
+ * its tenant), which expand_page.c then pages through.  An unknown group
+ * or recipient rejects the broadcast with a reason naming the field.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "dispatcher/daemon.h"
+#include "dispatcher/expand.h"
+#include "queue/scripts.h"
+#include "queue/keys.h"
+
+static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn__expand_failed(e, rep);
+        return;
+    }
+    if (rep->element[0]->integer == 0 &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        /* Unknown group or recipient: the broadcast cannot be sent as
+         * written; keep it as rejected with the reason. */
+        char field[32];
+        kn_log(KN_LOG_WARN, "expand", "broadcast rejected", "bc", e->cur->bc,
+               "tenant", e->tenant, "reason", rep->element[1]->str, NULL);
+        /* The reason starts with the field: "audience.groups: ...". */
+        snprintf(field, sizeof(field), "%.*s",
+                 (int)strcspn(rep->element[1]->str, ":"), rep->element[1]->str);
+        kn__expand_park(e, rep->element[1]->str, field);
+        return;
+    }
+    if (rep->element[0]->integer == 2) {
+        kn__expand_done(e);
+        return;
+    }
+    e->aud_n = rep->element[1]->integer;
+    kn_log(KN_LOG_INFO, "expand", "expanding", "bc", e->cur->bc, NULL);
+    kn__expand_page(e);
+}
+
+static const char *hget(const redisReply *h, const char *k)
+{
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2) {
+        if (strcmp(h->element[i]->str, k) == 0)
+            return h->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+/* A scheduled broadcast parked in sched (MULTI ZADD + HSET). */
+static void on_scheduled(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        kn__expand_failed(e, rep);
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type == REDIS_REPLY_ERROR) {
+            kn__expand_failed(e, rep->element[i]);
+            return;
+        }
+    }
+    kn__expand_ack_del(e);
+}
+
+void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    struct kn_daemon *d = e->d;
+    const char *st, *chans, *groups, *ids, *v;
+    json_t *g, *ri, *x;
+    struct kn_argv a;
+    size_t i;
+    int64_t send_at;
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        kn__expand_failed(e, rep);
+        return;
+    }
+    st = hget(rep, "status");
+    if (st == NULL) {
+        kn_log(KN_LOG_WARN, "expand", "announced broadcast not found", "bc",
+               e->cur->bc, NULL);
+        kn__expand_ack_del(e);
+        return;
+    }
+    if (strcmp(st, "done") == 0 || strcmp(st, "rejected") == 0 ||
+        ((v = hget(rep, "expanded")) && strcmp(v, "1") == 0)) {
+        kn__expand_ack_del(e);
+        return;
+    }
+    if (strcmp(st, "cancelled") == 0) {
+        kn__expand_done(e);
+        return;
+    }
+    send_at = (v = hget(rep, "send_at_ms")) ? strtoll(v, NULL, 10) : 0;
+    if (send_at > kn_now_ms()) {
+        /* Scheduled: park it; the daemon's timer announces it again when
+         * it is due. */
+        char *sched = kn__key(d, "sched"),
+             *bc = kn_key_bc(d->prefix, e->cur->bc, "");
+        kn__expand_step(e, "scheduling the broadcast");
+        kn__expand_step_key(e, kn_xstrdup(sched), "zset");
+        kn__expand_step_key(e, kn_xstrdup(bc), "hash");
+        kn_redis_cmd(d->cmd, NULL, NULL, "MULTI");
+        kn_redis_cmd(d->cmd, NULL, NULL, "ZADD %s %lld %s", sched,
+                     (long long)send_at, e->cur->bc);
+        kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s status scheduled", bc);
+        if (kn_redis_cmd(d->cmd, on_scheduled, e, "EXEC") < 0)
+            kn__expand_failed(e, NULL);
+        free(sched);
+        free(bc);
+        return;
+    }
+    e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
+    e->urgent = (v = hget(rep, "priority")) && strcmp(v, "urgent") == 0;
+    e->preferred = (v = hget(rep, "policy")) && strcmp(v, "preferred") == 0;
+    e->ack = (v = hget(rep, "ack")) && strcmp(v, "1") == 0;
+    e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
+    e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
+    e->nchans = 0;
+    chans = hget(rep, "channels");
+    if (chans != NULL) {
+        char *c = kn_xstrdup(chans), *save = NULL;
+        for (char *t = strtok_r(c, ",", &save); t && e->nchans < KN_CH__COUNT;
+             t = strtok_r(NULL, ",", &save)) {
+            int ch = kn_channel_parse(t);
+            if (ch >= 0)
+                e->chans[e->nchans++] = (enum kn_channel)ch;
+        }
+        free(c);
+    }
+    groups = hget(rep, "groups");
+    ids = hget(rep, "rcpt_ids");
+    g = groups ? json_loads(groups, 0, NULL) : NULL;
+    ri = ids ? json_loads(ids, 0, NULL) : NULL;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
+    kn_argv_add(&a, d->prefix);
+    kn_argv_add(&a, e->tenant);
+    kn_argv_addi(&a, (int64_t)json_array_size(g));
+    kn__expand_step(e, "resolving the audience");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
+    json_array_foreach(g, i, x)
+    {
+        kn_argv_add(&a, json_string_value(x));
+        kn__expand_step_key(
+            e,
+            kn_key_grp(d->prefix, e->tenant,
+                       json_string_value(x) ? json_string_value(x) : ""),
+            "set");
+    }
+    json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
+    json_decref(g);
+    json_decref(ri);
+    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, 2, &a);
+}

@@ -1,0 +1,548 @@
+/*
+ * expand_page.c - a broadcast's audience into delivery jobs, a page
+ * (dispatcher.expand_page recipients) at a time: each recipient's record
+ * read and opened, one job per (recipient, channel) or, for policy
+ * preferred, one job with the next channels as its fallbacks; LINE ids
+ * grouped into multicast jobs of up to 500.  Each page is committed by one
+ * script together with its checkpoint, so a crash neither loses nor
+ * duplicates jobs; while a target stream is deeper than queue.max_depth,
+ * paging pauses.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/argv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "dispatcher/daemon.h"
+#include "dispatcher/expand.h"
+#include "model/directory.h"
+#include "model/job.h"
+#include "queue/poison.h"
+#include "queue/scripts.h"
+#include "queue/keys.h"
+
+static void on_expand_done(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kn__expand_failed(e, rep);
+        return;
+    }
+    kn_log(KN_LOG_INFO, "expand", "broadcast expanded", "bc", e->cur->bc,
+           "status", rep->type == REDIS_REPLY_STRING ? rep->str : "", NULL);
+    kn__expand_ack_del(e);
+}
+
+void kn__expand_done(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    struct kn_argv a;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn__key(d, "active"));
+    kn_argv_add(&a, e->cur->bc);
+    kn_argv_addi(&a, kn_now_ms());
+    kn__expand_step(e, "ending the expansion");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    kn__expand_step_key(e, kn__key(d, "active"), "zset");
+    kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, 2, &a);
+}
+
+static void on_ignore(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* A job's JSON (without its recipients for a group job). */
+static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
+                        const char *key, const char *platform, json_t *fallback)
+{
+    char q[32];
+    snprintf(q, sizeof(q), "%s:%s", kn_channel_name(ch),
+             e->urgent ? "urgent" : "normal");
+    return kn_job_new(e->cur->bc, q, key, kn_now_ms(), e->expires_ms, platform,
+                      fallback);
+}
+
+/* Append one single-recipient job to the commit arguments. */
+static void add_job(struct kn_expander *e, struct kn_argv *a,
+                    enum kn_channel ch, const char *rcpt, const char *sealed,
+                    const char *bi, const char *platform, json_t *fallback)
+{
+    char key[96];
+    json_t *j;
+    snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
+    j = job_json(e, ch, key, platform, fallback);
+    kn_job_set_rcpt(j, rcpt, sealed, bi);
+    kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
+    kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
+    kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+    kn_argv_add(a, rcpt);
+    json_decref(j);
+}
+
+/* The directory record's keys of an e-mail or LINE address. */
+static const char *dir_addr(enum kn_channel ch)
+{
+    return ch == KN_CH_EMAIL ? KN_DIR_EMAIL : KN_DIR_LINE;
+}
+
+static const char *dir_index(enum kn_channel ch)
+{
+    return ch == KN_CH_EMAIL ? KN_DIR_EMAIL_INDEX : KN_DIR_LINE_INDEX;
+}
+
+/* LINE recipients of a page waiting to be grouped into multicast jobs. */
+struct line_member {
+    const char *rcpt, *sealed, *bi;
+};
+
+/* 1 if the recipient has a usable contact on channel ch. */
+static int has_contact(json_t *r, enum kn_channel ch)
+{
+    switch (ch) {
+    case KN_CH_EMAIL:
+        return jstr(r, KN_DIR_EMAIL) && jstr(r, KN_DIR_EMAIL_INDEX);
+    case KN_CH_LINE:
+        return jstr(r, KN_DIR_LINE) && jstr(r, KN_DIR_LINE_INDEX) &&
+               !json_is_true(json_object_get(r, KN_DIR_LINE_DEAD));
+    case KN_CH_PUSH: {
+        json_t *p = json_object_get(r, KN_DIR_PUSH), *t;
+        size_t i;
+        json_array_foreach(p, i, t)
+        {
+            if (jstr(t, KN_DIR_PUSH_TOKEN) && jstr(t, KN_DIR_PUSH_INDEX) &&
+                !json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD)))
+                return 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* The contacts (sealed) of a recipient on channel ch, as fallbacks. */
+static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
+{
+    json_t *t;
+    size_t j;
+    switch (ch) {
+    case KN_CH_EMAIL:
+    case KN_CH_LINE:
+        json_array_append_new(fb, kn_job_fallback(kn_channel_name(ch), NULL,
+                                                  jstr(r, dir_addr(ch)),
+                                                  jstr(r, dir_index(ch))));
+        break;
+    case KN_CH_PUSH:
+        json_array_foreach(json_object_get(r, KN_DIR_PUSH), j, t)
+        {
+            const char *k = jstr(t, KN_DIR_PUSH_PLATFORM);
+            if (!jstr(t, KN_DIR_PUSH_TOKEN) || !jstr(t, KN_DIR_PUSH_INDEX))
+                continue;
+            json_array_append_new(fb,
+                                  kn_job_fallback("push", k ? k : "fcm",
+                                                  jstr(t, KN_DIR_PUSH_TOKEN),
+                                                  jstr(t, KN_DIR_PUSH_INDEX)));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/*
+ * The jobs of one recipient.  policy all: one job per channel of the
+ * broadcast the recipient can be reached on (push: per device token; LINE
+ * recipients are collected into multicast groups by the caller).  policy
+ * preferred: only the first such channel, in the recipient's own order if
+ * the directory has one, with the other channels' contacts (sealed) kept
+ * in the job as fallbacks for a permanent failure.  Returns the number of
+ * jobs (and LINE members) added.
+ */
+static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
+                          const char *rcpt, struct line_member *line,
+                          size_t *nline)
+{
+    enum kn_channel order[KN_CH__COUNT];
+    size_t n = 0;
+    int added = 0, first = -1;
+    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v, *fb = json_array();
+    size_t i;
+
+    /* Order: the recipient's preference first, then the broadcast's. */
+    json_array_foreach(pref, i, v)
+    {
+        int c = json_is_string(v) ? kn_channel_parse(json_string_value(v)) : -1;
+        for (size_t k = 0; c >= 0 && k < e->nchans; k++) {
+            int dup = 0;
+            for (size_t m = 0; m < n; m++)
+                dup |= (int)order[m] == c;
+            if ((int)e->chans[k] == c && !dup)
+                order[n++] = (enum kn_channel)c;
+        }
+    }
+    for (size_t k = 0; k < e->nchans; k++) {
+        int dup = 0;
+        for (size_t m = 0; m < n; m++)
+            dup |= order[m] == e->chans[k];
+        if (!dup)
+            order[n++] = e->chans[k];
+    }
+    if (e->preferred) {
+        for (size_t k = 0; k < n; k++) {
+            if (!has_contact(r, order[k]))
+                continue;
+            if (first < 0)
+                first = (int)order[k];
+            else
+                add_fallbacks(fb, r, order[k]);
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        enum kn_channel ch = order[k];
+        if (!has_contact(r, ch) || (e->preferred && (int)ch != first))
+            continue;
+        if (ch == KN_CH_PUSH) {
+            json_t *t;
+            size_t j;
+            json_array_foreach(json_object_get(r, KN_DIR_PUSH), j, t)
+            {
+                if (!jstr(t, KN_DIR_PUSH_TOKEN) ||
+                    !jstr(t, KN_DIR_PUSH_INDEX) ||
+                    json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD)))
+                    continue;
+                add_job(e, a, ch, rcpt, jstr(t, KN_DIR_PUSH_TOKEN),
+                        jstr(t, KN_DIR_PUSH_INDEX),
+                        jstr(t, KN_DIR_PUSH_PLATFORM), fb);
+                added++;
+            }
+        } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
+            /* (An ack broadcast gives each recipient a personal link, so
+             * its LINE messages cannot be one multicast.) */
+            line[*nline].rcpt = rcpt;
+            line[*nline].sealed = jstr(r, KN_DIR_LINE);
+            line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
+            (*nline)++;
+            added++;
+        } else {
+            add_job(e, a, ch, rcpt, jstr(r, dir_addr(ch)),
+                    jstr(r, dir_index(ch)), NULL, fb);
+            added++;
+        }
+    }
+    json_decref(fb);
+    return added;
+}
+
+/*
+ * LINE recipients of the page as multicast jobs of at most 500 user ids
+ * (LINE's limit), one request each: group entries of commit_page.
+ */
+static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
+                            struct line_member *line, size_t nline)
+{
+    for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
+        size_t cnt = nline - off < 500 ? nline - off : 500;
+        char key[64];
+        json_t *j;
+        if (cnt == 1) {
+            add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
+                    line[off].bi, NULL, NULL);
+            continue;
+        }
+        /* The key names the page and the group: stable across retries,
+         * so the X-Line-Retry-Key derived from it is too. */
+        snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
+        j = job_json(e, KN_CH_LINE, key, NULL, NULL);
+        kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+        kn_argv_addi(a, (int64_t)cnt);
+        kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+        kn_argv_add(a, "");
+        json_decref(j);
+        for (size_t k = off; k < off + cnt; k++) {
+            kn_argv_addf(a, "line:%s", line[k].bi);
+            kn_argv_add(a, line[k].rcpt);
+            kn_argv_add(a, line[k].sealed);
+            kn_argv_add(a, line[k].bi);
+        }
+    }
+}
+
+static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    long long code;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        kn__expand_page_clear(e);
+        kn__expand_failed(e, rep);
+        return;
+    }
+    code = rep->element[0]->integer;
+    kn__expand_page_clear(e);
+    if (code < 0) {
+        kn_log(KN_LOG_INFO, "expand", "broadcast cancelled during expansion",
+               "bc", e->cur->bc, NULL);
+        kn__expand_done(e);
+        return;
+    }
+    e->page++;
+    /* Keep our claim on the entry fresh, so nobody takes over a long but
+     * healthy expansion (XCLAIM with min-idle 0 resets its idle time). */
+    if (kn_mono_ms() - e->heartbeat_ms > 1000) {
+        e->heartbeat_ms = kn_mono_ms();
+        kn_redis_cmd(e->d->cmd, on_ignore, NULL,
+                     "XCLAIM %s " KN_GROUP " %s 0 %s JUSTID", e->stream,
+                     e->d->consumer, e->cur->id);
+    }
+    kn__expand_page(e);
+}
+
+/* Every recipient of the page is known: build and commit its jobs. */
+static void commit_page(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    struct kn_argv a;
+    struct line_member *line;
+    size_t nline = 0;
+    int unreachable = 0, unreachable_at;
+    kn_argv_init(&a);
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
+    kn__expand_step(e, "enqueueing the broadcast's jobs");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":r"), "hash");
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
+        kn__expand_step_key(e, kn__key(d, "q:%s", kn_queue_stream_name(i)),
+                            "stream");
+    }
+    for (size_t i = 0; i < e->nchans; i++)
+        kn__expand_step_key(
+            e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
+    kn_argv_addi(&a, e->page);
+    unreachable_at = a.n;
+    kn_argv_add(&a, "0"); /* unreachable count, set below */
+    kn_argv_add(&a, d->prefix);
+    line = kn_xcalloc(e->nrj + 1, sizeof(*line));
+    for (size_t i = 0; i < e->nrj; i++) {
+        if (e->rj[i] == NULL ||
+            recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline) == 0)
+            unreachable++;
+    }
+    add_line_groups(e, &a, line, nline);
+    free(line);
+    free(a.v[unreachable_at]);
+    a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
+    a.len[unreachable_at] = strlen(a.v[unreachable_at]);
+    kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
+                      3 + KN_QUEUE_STREAMS, &a);
+}
+
+struct lookup {
+    struct kn_expander *e;
+    size_t idx;
+};
+
+/*
+ * A recipient whose directory record cannot be read (a key of the wrong
+ * type) is skipped and counted unreachable, like a deleted one, but not
+ * silently: the DLQ says which key, with the broadcast and its tenant,
+ * so that the rest of the broadcast still goes out.
+ */
+static void rcpt_unreadable(struct kn_expander *e, size_t idx, const char *err)
+{
+    struct kn_daemon *d = e->d;
+    char *key = kn_key_rcpt(d->prefix, e->tenant, e->rid[idx]);
+    char *dlq = kn__key(d, "dlq"), reason[600], now[24];
+    kn_poison_reason(reason, sizeof(reason),
+                     "reading a recipient's directory record", err, key,
+                     "key of another type", "hash", 1);
+    snprintf(reason + strlen(reason), sizeof(reason) - strlen(reason),
+             " (the recipient was skipped, counted unreachable)");
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn_log(KN_LOG_ERROR, "expand", "recipient skipped", "bc", e->cur->bc,
+           "tenant", e->tenant, "rcpt", e->rid[idx], "reason", reason, NULL);
+    kn_redis_cmd(d->cmd, on_ignore, NULL,
+                 "XADD %s * bc %s tenant %s rcpt %s reason %s failed_ms %s",
+                 dlq, e->cur->bc, e->tenant, e->rid[idx], reason, now);
+    free(key);
+    free(dlq);
+}
+
+static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct lookup *l = arg;
+    struct kn_expander *e = l->e;
+    if (kn_poison_transient(kn__expand_rep_error(rep)) &&
+        (rep == NULL || rep->type == REDIS_REPLY_ERROR))
+        e->page_lost = 1;
+    else if (rep->type == REDIS_REPLY_ERROR)
+        rcpt_unreadable(e, l->idx, rep->str);
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        !(rep->element[1]->type == REDIS_REPLY_STRING &&
+          strcmp(rep->element[1]->str, "0") == 0)) {
+        e->rj[l->idx] =
+            json_loadb(rep->element[0]->str, rep->element[0]->len, 0, NULL);
+    }
+    /* Inactive (graduated) or deleted recipients get nothing. */
+    free(l);
+    if (--e->lookups == 0) {
+        if (e->page_lost) {
+            kn__expand_page_clear(e);
+            kn__expand_failed(e, NULL);
+        } else {
+            commit_page(e);
+        }
+    }
+}
+
+static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct kn_expander *e = arg;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        kn__expand_failed(e, rep);
+        return;
+    }
+    e->page_lost = 0;
+    e->nrj = rep->elements;
+    e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
+    e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
+    e->lookups = 1; /* held until every lookup is sent */
+    for (size_t i = 0; i < rep->elements; i++) {
+        const char *s = rep->element[i]->str;
+        if (rep->element[i]->type != REDIS_REPLY_STRING) {
+            e->rid[i] = kn_xstrdup("?");
+        } else if (strncmp(s, "i:", 2) == 0) {
+            e->rj[i] = json_loads(s + 2, 0, NULL);
+            e->rid[i] = kn_xstrdup(
+                jstr(e->rj[i], KN_DIR_ID) ? jstr(e->rj[i], KN_DIR_ID) : "?");
+        } else if (strncmp(s, "d:", 2) == 0) {
+            struct lookup *l = kn_xcalloc(1, sizeof(*l));
+            char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
+            e->rid[i] = kn_xstrdup(s + 2);
+            l->e = e;
+            l->idx = i;
+            e->lookups++;
+            if (kn_redis_cmd(e->d->cmd, on_rcpt, l,
+                             "HMGET %s " KN_DIR_HASH_FIELD " active",
+                             key) < 0) {
+                e->lookups--;
+                e->page_lost = 1;
+                free(l);
+            }
+            free(key);
+        } else {
+            e->rid[i] = kn_xstrdup("?");
+        }
+    }
+    if (--e->lookups == 0)
+        commit_page(e);
+}
+
+/*
+ * Where page p starts in the audience list.  The first page is short (at
+ * most 50 recipients), so that the first messages leave within
+ * milliseconds of the submission; the others have dispatcher.expand_page.
+ */
+static long long page_start(const struct kn_expander *e, int64_t p)
+{
+    long long size = e->d->cfg->expand_page;
+    long long first = size < 50 ? size : 50;
+    return p == 0 ? 0 : first + (p - 1) * size;
+}
+
+struct depth {
+    struct kn_expander *e;
+    int left, deep;
+    char *err; /* a stream that cannot be read: its error */
+    int lost;
+};
+
+static void range_page(struct kn_expander *e)
+{
+    char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
+    long long from = page_start(e, e->page);
+    long long to = page_start(e, e->page + 1) - 1;
+    kn__expand_step(e, "reading the audience");
+    kn__expand_step_key(e, kn_xstrdup(aud), "list");
+    if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud, from,
+                     to) < 0)
+        kn__expand_failed(e, NULL);
+    free(aud);
+}
+
+static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct depth *dp = arg;
+    struct kn_expander *e = dp->e;
+    /* A stream that answers with an error is not "deep": waiting would
+     * never end.  It is a failure of this entry (counted, parked). */
+    if (rep == NULL)
+        dp->lost = 1;
+    else if (rep->type == REDIS_REPLY_ERROR && dp->err == NULL)
+        dp->err = kn_xstrdup(rep->str);
+    else if (rep->type == REDIS_REPLY_INTEGER &&
+             rep->integer > e->d->cfg->max_depth)
+        dp->deep = 1;
+    if (--dp->left > 0)
+        return;
+    if (dp->err != NULL || dp->lost) {
+        redisReply fake;
+        memset(&fake, 0, sizeof(fake));
+        fake.type = REDIS_REPLY_ERROR;
+        fake.str = dp->err;
+        fake.len = dp->err ? strlen(dp->err) : 0;
+        kn__expand_failed(e, dp->err ? &fake : NULL);
+    } else if (dp->deep) {
+        kn__expand_later(e, kn__expand_page,
+                         200); /* backpressure: let the workers catch up */
+    } else {
+        range_page(e);
+    }
+    free(dp->err);
+    free(dp);
+}
+
+/* Next page, or done.  Pauses while a target stream is too deep. */
+void kn__expand_page(struct kn_expander *e)
+{
+    struct depth *dp;
+    if (e->closed)
+        return;
+    if (e->d->stopping) {
+        /* Leave the entry pending: whoever takes it resumes here. */
+        kn__expand_xentry_free(e->cur);
+        e->cur = NULL;
+        kn__expand_bc_clear(e);
+        return;
+    }
+    if (page_start(e, e->page) >= e->aud_n) {
+        kn__expand_done(e);
+        return;
+    }
+    dp = kn_xcalloc(1, sizeof(*dp));
+    dp->e = e;
+    dp->left = (int)e->nchans;
+    kn__expand_step(e, "measuring the queues it goes to");
+    for (size_t i = 0; i < e->nchans; i++) {
+        char *key = kn__key(e->d, "q:%s:%s", kn_channel_name(e->chans[i]),
+                            e->urgent ? "urgent" : "normal");
+        kn__expand_step_key(e, kn_xstrdup(key), "stream");
+        if (kn_redis_cmd(e->d->cmd, on_depth, dp, "XLEN %s", key) < 0)
+            on_depth(e->d->cmd, NULL, dp);
+        free(key);
+    }
+}
