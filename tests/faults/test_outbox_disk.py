@@ -106,14 +106,15 @@ with tap.check("[2] disk full (write(2) -> ENOSPC via /dev/full): the reason "
     out = tmpdir("faults-outbox2")
     box = os.path.join(out, "outbox")
     os.mkdir(box)
-    bid = "diskfull-1"
-    bcdir = os.path.join(box, bid)
-    os.symlink("/dev/null", bcdir)          # not a directory: writes fail
     with Redis(out) as r:
         k = Kairan(out, r, email="outbox", conf=conf(box))
+        # The name is kairan's own: submitted before kairand starts, so that
+        # its outbox folder can be spoilt before anything is written.
+        bid = k.submit(bcast("diskfull-1", "f"))
+        bcdir = os.path.join(box, bid)
+        os.symlink("/dev/null", bcdir)      # not a directory: writes fail
         d = k.start()
         d.wait_output('"msg":"ready"', 15)
-        k.submit(bcast(bid, "f"))
         wait_for(lambda: len(retry_lines(d, "not a directory")) >= N, 30, 0.1,
                  what="every job tried once")
 
