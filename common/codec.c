@@ -55,40 +55,48 @@ int kn_hex_decode(const char *s, size_t n, unsigned char *out, size_t len)
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *kn_b64_encode(const void *data, size_t len)
+/* Base64 of data with alphabet; '=' padding when pad. */
+static char *b64_encode(const void *data, size_t len, const char *alphabet,
+                        int pad)
 {
     const unsigned char *in = data;
     size_t i, o = 0;
     char *out;
     if (len > (SIZE_MAX - 4) / 4 * 3)
-        KN_PANIC("kn_b64_encode: %zu bytes is too much", len);
+        KN_PANIC("base64: %zu bytes is too much", len);
     out = kn_xmalloc((len + 2) / 3 * 4 + 1);
     for (i = 0; i + 3 <= len; i += 3) {
         uint32_t v =
             (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-        out[o++] = b64_alphabet[v & 63];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = alphabet[v >> 6 & 63];
+        out[o++] = alphabet[v & 63];
     }
-    if (len - i == 1) {
+    if (len - i > 0) {
         uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = '=';
-        out[o++] = '=';
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-        out[o++] = '=';
+        if (len - i == 2)
+            v |= (uint32_t)in[i + 1] << 8;
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        if (len - i == 2)
+            out[o++] = alphabet[v >> 6 & 63];
+        else if (pad)
+            out[o++] = '=';
+        if (pad)
+            out[o++] = '=';
     }
     out[o] = '\0';
     return out;
 }
 
-static int b64_value(unsigned char c)
+char *kn_b64_encode(const void *data, size_t len)
+{
+    return b64_encode(data, len, b64_alphabet, 1);
+}
+
+/* The value of c in base64 whose last two digits are c62 and c63, or -1. */
+static int b64_digit(unsigned char c, char c62, char c63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -96,11 +104,16 @@ static int b64_value(unsigned char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    if (c == '+')
+    if (c == (unsigned char)c62)
         return 62;
-    if (c == '/')
+    if (c == (unsigned char)c63)
         return 63;
     return -1;
+}
+
+static int b64_value(unsigned char c)
+{
+    return b64_digit(c, '+', '/');
 }
 
 long kn_b64_decode(const char *s, size_t n, unsigned char **out)
@@ -156,49 +169,12 @@ static const char b64url_alphabet[] =
 
 static int b64url_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return b64_digit(c, '-', '_');
 }
 
 char *kn_b64url_encode(const void *data, size_t len)
 {
-    const unsigned char *in = data;
-    size_t outlen, i, o = 0;
-    char *out;
-
-    if (len > (SIZE_MAX - 3) / 4)
-        KN_PANIC("kn_b64url_encode: %zu bytes is too much", len);
-    outlen = (len / 3) * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
-    out = kn_xmalloc(outlen + 1);
-    for (i = 0; i + 3 <= len; i += 3) {
-        uint32_t v =
-            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-    }
-    out[o] = '\0';
-    return out;
+    return b64_encode(data, len, b64url_alphabet, 0);
 }
 
 long kn_b64url_decode(const char *s, unsigned char **out)
