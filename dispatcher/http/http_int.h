@@ -141,7 +141,6 @@ struct conn {
     struct peer *slot; /* its peer's count; NULL for a proxy */
     struct conn *next, *prev;
     struct conn *wait_next; /* waiting for the queue gauges */
-    char rbuf[16384];
 };
 
 struct qstats {
@@ -194,6 +193,10 @@ struct http_srv {
     char proxies[PROXIES_MAX][64]; /* http.trusted_proxies, as peers read */
     size_t nproxies;
     size_t buffered; /* body bytes held, all connections */
+    /* One read buffer for every connection: each read is parsed (what must
+     * stay is copied) before the loop reads anything else, so a
+     * connection costs no buffer of its own while it waits. */
+    char rbuf[65536];
     int line_active; /* webhook requests being worked on */
     double line_tokens;
     int64_t line_at;

@@ -151,8 +151,8 @@ int kn__httpd_conn_release(struct conn *c)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct conn *c = h->data;
-    buf->base = c->rbuf;
-    buf->len = sizeof(c->rbuf);
+    buf->base = c->srv->rbuf;
+    buf->len = sizeof(c->srv->rbuf);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
