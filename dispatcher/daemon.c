@@ -15,8 +15,6 @@
  */
 #include "daemon.h"
 
-#include <jansson.h>
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +29,7 @@
 #include "dispatcher/module.h"
 #include "dispatcher/notify.h"
 #include "queue/poison.h"
+#include "queue/queue.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
@@ -112,97 +111,23 @@ int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt)
     return (int64_t)kn_random_below((uint64_t)ceil + 1);
 }
 
-const redisReply *kn__entry_field(const redisReply *entry, const char *f)
-{
-    const redisReply *kv;
-    if (entry == NULL || entry->type != REDIS_REPLY_ARRAY ||
-        entry->elements < 2)
-        return NULL;
-    kv = entry->element[1];
-    if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, f) == 0)
-            return kv->element[i + 1];
-    }
-    return NULL;
-}
-
 /* ---- reliable script calls ---- */
-
-struct kn__pending {
-    const struct kn_redis_script *s;
-    kn_redis_cb *cb;
-    void *arg;
-    int nkeys;
-    struct kn_argv args;
-    struct kn_daemon *d;
-    struct kn__pending *next;
-};
-
-static void pending_send(struct kn__pending *p);
-
-static void pending_queue(struct kn__pending *p)
-{
-    struct kn_daemon *d = p->d;
-    p->next = d->unrecorded;
-    d->unrecorded = p;
-    d->n_unrecorded++;
-}
-
-static void on_reliable_reply(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct kn__pending *p = arg;
-    if (rep == NULL) {
-        /* Lost with the connection: keep it for when Redis is back.  The
-         * scripts are idempotent, so a call that did run is harmless to
-         * run again. */
-        pending_queue(p);
-        return;
-    }
-    p->cb(r, rep, p->arg);
-    kn_argv_free(&p->args);
-    free(p);
-}
-
-static void pending_send(struct kn__pending *p)
-{
-    if (kn_redis_eval(p->d->cmd, p->s, on_reliable_reply, p, p->nkeys,
-                      p->args.n, (const char **)p->args.v, p->args.len) < 0)
-        pending_queue(p);
-}
 
 void kn__eval_reliable(struct kn_daemon *d, const struct kn_redis_script *s,
                        kn_redis_cb *cb, void *arg, int nkeys,
                        struct kn_argv *args)
 {
-    struct kn__pending *p = kn_xcalloc(1, sizeof(*p));
-    p->s = s;
-    p->cb = cb;
-    p->arg = arg;
-    p->nkeys = nkeys;
-    p->d = d;
-    p->args = *args; /* take the strings */
-    kn_argv_init(args);
-    pending_send(p);
+    kn_queue_eval_reliable(&d->reliable, s, cb, arg, nkeys, args);
 }
 
 static void flush_unrecorded(struct kn_daemon *d)
 {
-    struct kn__pending *list = d->unrecorded;
-    if (list != NULL)
+    if (d->reliable.kept != NULL)
         kn_log(KN_LOG_INFO, "daemon",
                "recording results kept while Redis "
                "was unreachable",
                NULL);
-    d->unrecorded = NULL;
-    d->n_unrecorded = 0;
-    while (list != NULL) {
-        struct kn__pending *p = list;
-        list = p->next;
-        pending_send(p);
-    }
+    kn_queue_reliable_flush(&d->reliable);
 }
 
 /* ---- message cache ---- */
@@ -417,95 +342,15 @@ redisContext *kn__redis_sync(const struct kn_config *cfg)
     return c;
 }
 
-struct groups_ctx {
-    struct kn_daemon *d;
-    void (*cb)(void *);
-    void *arg;
-    int left;
-    int failed;
-};
-
-static void on_group(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct groups_ctx *g = arg;
-    if (kn_reply_is_error(rep, "WRONGTYPE")) {
-        /* One stream key holds another type: its readers say so and
-         * skip it; the other streams must not wait for it. */
-        kn_log(KN_LOG_ERROR, "daemon",
-               "a stream key holds the wrong type: its jobs wait; delete "
-               "the stray key",
-               "error", rep->str, NULL);
-    } else if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
-                               !kn_reply_is_error(rep, "BUSYGROUP"))) {
-        g->failed = 1;
-        kn_log(KN_LOG_ERROR, "daemon", "cannot create consumer group", "error",
-               rep ? rep->str : "no reply", NULL);
-    }
-    if (--g->left == 0) {
-        if (!g->failed)
-            g->cb(g->arg);
-        free(g);
-    }
-}
-
 void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg)
 {
-    struct groups_ctx *g = kn_xcalloc(1, sizeof(*g));
-    g->d = d;
-    g->cb = cb;
-    g->arg = arg;
-    g->left = KN_QUEUE_STREAMS + 1;
-    for (int i = 0; i <= KN_QUEUE_STREAMS; i++) {
-        char *key = i < KN_QUEUE_STREAMS
-                        ? kn__key(d, "q:%s", kn_queue_stream_name(i))
-                        : kn__key(d, "broadcasts");
-        /* Start at 0, not $: entries added before the group existed
-         * (kairanctl submit before the first kairand) must be read. */
-        if (kn_redis_cmd(d->cmd, on_group, g,
-                         "XGROUP CREATE %s " KN_GROUP " 0 MKSTREAM", key) < 0)
-            on_group(d->cmd, NULL, g);
-        free(key);
-    }
-}
-
-static void on_poison(struct kn_redis *r, redisReply *rep, void *arg)
-{
+    kn_queue_ensure_groups(d->cmd, d->prefix, cb, arg);
 }
 
 void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
                 const char *raw, size_t rawlen, const char *reason)
 {
-    char *dlq = kn__key(d, "dlq"), now[24], bc[80] = "", tenant[80] = "";
-    json_t *j = raw ? json_loadb(raw, rawlen, 0, NULL) : NULL;
-    /* The broadcast, when the job names one (a job of a purged broadcast
-     * is readable): the DLQ listing can then say whose it was. */
-    if (json_is_string(json_object_get(j, "b")) &&
-        strlen(json_string_value(json_object_get(j, "b"))) < sizeof(bc))
-        snprintf(bc, sizeof(bc), "%s",
-                 json_string_value(json_object_get(j, "b")));
-    /* A broadcast (a producer's raw entry, masked) names its tenant. */
-    if (json_is_string(json_object_get(j, "tenant")) &&
-        strlen(json_string_value(json_object_get(j, "tenant"))) <
-            sizeof(tenant))
-        snprintf(tenant, sizeof(tenant), "%s",
-                 json_string_value(json_object_get(j, "tenant")));
-    json_decref(j);
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    kn_log(KN_LOG_WARN, "daemon", "unreadable entry moved to the DLQ", "stream",
-           stream, "entry", id, "bc", bc, "tenant", tenant, "reason", reason,
-           NULL);
-    kn_redis_cmd(d->cmd, on_poison, NULL, "MULTI");
-    kn_redis_cmd(
-        d->cmd, on_poison, NULL,
-        "XADD %s * stream %s entry %s bc %s tenant %s job %b reason %s "
-        "failed_ms %s",
-        dlq, stream, id, bc, tenant, raw ? raw : "", raw ? rawlen : (size_t)0,
-        reason, now);
-    kn_redis_cmd(d->cmd, on_poison, NULL, "XACK %s " KN_GROUP " %s", stream,
-                 id);
-    kn_redis_cmd(d->cmd, on_poison, NULL, "XDEL %s %s", stream, id);
-    kn_redis_cmd(d->cmd, on_poison, NULL, "EXEC");
-    free(dlq);
+    kn_queue_dead_letter(d->cmd, d->prefix, stream, id, raw, rawlen, reason);
 }
 
 /* ---- start-up ---- */
@@ -634,14 +479,11 @@ static void on_claimed(struct kn_redis *r, redisReply *rep, void *arg)
 static void claim_stream(struct kn_daemon *d, int ch, char *stream)
 {
     struct claim_ctx *c = kn_xcalloc(1, sizeof(*c));
-    char idle[24];
     c->d = d;
     c->ch = ch;
     c->stream = stream;
-    snprintf(idle, sizeof(idle), "%lld", (long long)d->cfg->claim_idle_ms);
-    if (kn_redis_cmd(d->cmd, on_claimed, c,
-                     "XAUTOCLAIM %s " KN_GROUP " %s %s 0-0 COUNT 50", stream,
-                     d->consumer, idle) < 0) {
+    if (kn_queue_claim(d->cmd, stream, d->consumer, d->cfg->claim_idle_ms,
+                       on_claimed, c) < 0) {
         free(c->stream);
         free(c);
     }
@@ -662,48 +504,9 @@ static void claim_all(struct kn_daemon *d)
  * empty: every restart makes a new consumer name, and the list would grow
  * without end.
  */
-static void on_consumers(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    char *stream = arg;
-    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            const redisReply *c = rep->element[i];
-            const char *name = NULL;
-            long long pending = -1, idle = 0;
-            if (c->type != REDIS_REPLY_ARRAY)
-                continue;
-            for (size_t j = 0; j + 1 < c->elements; j += 2) {
-                const char *k = c->element[j]->str;
-                const redisReply *v = c->element[j + 1];
-                if (strcmp(k, "name") == 0 && v->type == REDIS_REPLY_STRING)
-                    name = v->str;
-                else if (strcmp(k, "pending") == 0)
-                    pending = v->integer;
-                else if (strcmp(k, "idle") == 0)
-                    idle = v->integer;
-            }
-            if (name != NULL && pending == 0 && idle > 86400000LL) {
-                kn_log(KN_LOG_INFO, "daemon", "removing idle consumer",
-                       "stream", stream, "consumer", name, NULL);
-                kn_redis_cmd(r, on_sched, NULL,
-                             "XGROUP DELCONSUMER %s " KN_GROUP " %s", stream,
-                             name);
-            }
-        }
-    }
-    free(stream);
-}
-
 static void cleanup_consumers(struct kn_daemon *d)
 {
-    for (int i = 0; i <= KN_QUEUE_STREAMS; i++) {
-        char *key = i < KN_QUEUE_STREAMS
-                        ? kn__key(d, "q:%s", kn_queue_stream_name(i))
-                        : kn__key(d, "broadcasts");
-        if (kn_redis_cmd(d->cmd, on_consumers, key,
-                         "XINFO CONSUMERS %s " KN_GROUP, key) < 0)
-            free(key);
-    }
+    kn_queue_consumers_cleanup(d->cmd, d->prefix);
 }
 
 static void shutdown_now(struct kn_daemon *d);
@@ -725,9 +528,10 @@ static void on_tick(uv_timer_t *t)
 
     if (d->stopping) {
         size_t busy = busy_total(d);
-        if ((busy == 0 && d->n_unrecorded == 0 && kn__expander_idle(d->exp)) ||
+        if ((busy == 0 && d->reliable.nkept == 0 &&
+             kn__expander_idle(d->exp)) ||
             now >= d->drain_deadline) {
-            if (busy > 0 || d->n_unrecorded > 0)
+            if (busy > 0 || d->reliable.nkept > 0)
                 kn_log(KN_LOG_WARN, "daemon",
                        "drain time is over; unfinished jobs stay pending "
                        "for the other processes",
@@ -839,12 +643,7 @@ static void shutdown_now(struct kn_daemon *d)
     kn_redis_close(d->cmd);
     /* Calls that could not be recorded stay as pending entries in Redis
      * and are reclaimed by another process. */
-    while (d->unrecorded != NULL) {
-        struct kn__pending *p = d->unrecorded;
-        d->unrecorded = p->next;
-        kn_argv_free(&p->args);
-        free(p);
-    }
+    kn_queue_reliable_drop(&d->reliable);
 }
 
 int kn_daemon_run(const struct kn_config *cfg)
@@ -876,6 +675,7 @@ int kn_daemon_run(const struct kn_config *cfg)
     }
     kn_scripts_init();
     d.cmd = kn__redis_open(&d, "cmd", on_cmd_state, &d);
+    d.reliable.r = d.cmd;
     d.exp = kn__expander_new(&d);
     for (int c = 0; c < KN_CH__COUNT; c++) {
         const char *route = c == KN_CH_EMAIL  ? cfg->route_email

@@ -17,6 +17,7 @@
 
 #include "adapters/adapter.h"
 #include "model/broadcast.h"
+#include "queue/queue.h"
 #include "queue/redis_uv.h"
 
 struct kn_config;
@@ -25,7 +26,7 @@ struct kn_expander;
 struct kn_daemon;
 struct kn_worker;
 
-#define KN_GROUP "kairand"
+#define KN_GROUP KN_QUEUE_GROUP
 
 /* A broadcast's message, shared by its jobs, loaded once (HMGET). */
 struct kn__msg {
@@ -94,8 +95,7 @@ struct kn_daemon {
     int64_t next_promote, next_claim, next_cleanup, next_sched, next_status;
     struct kn__msg *msgs;
     /* Results that could not be recorded (Redis down); re-sent on up. */
-    struct kn__pending *unrecorded;
-    size_t n_unrecorded;
+    struct kn_queue_reliable reliable;
     int closing_handles;
     /* counters for status and metrics */
     uint64_t delivered, tempfailed, permfailed;
@@ -155,9 +155,6 @@ redisContext *kn__redis_sync(const struct kn_config *cfg);
 
 /* Create the consumer groups (idempotent); then cb(arg). */
 void kn__ensure_groups(struct kn_daemon *d, void (*cb)(void *), void *arg);
-
-/* A stream entry ([id, [f, v, ...]]) field value, or NULL. */
-const redisReply *kn__entry_field(const redisReply *entry, const char *f);
 
 /* Park an unreadable entry in the DLQ and let it leave its stream. */
 void kn__poison(struct kn_daemon *d, const char *stream, const char *id,

@@ -41,6 +41,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/expand.h"
 #include "queue/poison.h"
+#include "queue/queue.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -291,14 +292,11 @@ static void on_acked(struct kn_redis *r, redisReply *rep, void *arg)
 void kn__expand_ack_del(struct kn_expander *e)
 {
     struct kn_daemon *d = e->d;
-    kn_redis_cmd(d->cmd, NULL, NULL, "MULTI");
-    kn_redis_cmd(d->cmd, NULL, NULL, "XACK %s " KN_GROUP " %s", e->stream,
-                 e->cur->id);
-    kn_redis_cmd(d->cmd, NULL, NULL, "XDEL %s %s", e->stream, e->cur->id);
-    if (e->cur->fails > 0)
-        kn_redis_cmd(d->cmd, NULL, NULL, "DEL %sfail:broadcasts:%s", d->prefix,
-                     e->cur->id);
-    if (kn_redis_cmd(d->cmd, on_acked, e, "EXEC") < 0)
+    char *fail =
+        e->cur->fails > 0 ? kn__key(d, "fail:broadcasts:%s", e->cur->id) : NULL;
+    int rc = kn_queue_ack_del(d->cmd, e->stream, e->cur->id, fail, on_acked, e);
+    free(fail);
+    if (rc < 0)
         on_acked(d->cmd, NULL, e);
 }
 
@@ -406,9 +404,11 @@ static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
             continue;
         x = kn_xcalloc(1, sizeof(*x));
         x->id = kn_xstrdup(en->element[0]->str);
-        if ((v = kn__entry_field(en, "id")) && v->type == REDIS_REPLY_STRING)
+        if ((v = kn_queue_entry_field(en, "id")) &&
+            v->type == REDIS_REPLY_STRING)
             x->bc = kn_xstrndup(v->str, v->len);
-        if ((v = kn__entry_field(en, "job")) && v->type == REDIS_REPLY_STRING) {
+        if ((v = kn_queue_entry_field(en, "job")) &&
+            v->type == REDIS_REPLY_STRING) {
             x->raw = kn_xstrndup(v->str, v->len);
             x->rawlen = v->len;
         }
@@ -440,7 +440,6 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
 
 static void read_more(struct kn_expander *e)
 {
-    char block[24];
     int64_t wait = e->d->cfg->block_ms;
     if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk) ||
         e->cur != NULL)
@@ -451,15 +450,9 @@ static void read_more(struct kn_expander *e)
         if (left < wait)
             wait = left > 1 ? left : 1;
     }
-    snprintf(block, sizeof(block), "%lld", (long long)wait);
-    {
-        const char *argv[] = {"XREADGROUP", "GROUP",   KN_GROUP, e->d->consumer,
-                              "COUNT",      "10",      "BLOCK",  block,
-                              "STREAMS",    e->stream, ">"};
-        if (kn_redis_argv(e->blk, on_read, e, wait, (int)KN_ARRAY_SIZE(argv),
-                          argv, NULL) == 0)
-            e->reading = 1;
-    }
+    if (kn_queue_read(e->blk, e->d->consumer, "10", wait, 1,
+                      (const char *const *)&e->stream, on_read, e) == 0)
+        e->reading = 1;
 }
 
 static void on_timer(uv_timer_t *t)

@@ -850,7 +850,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
                      const redisReply *e, int claimed)
 {
     struct wjob *jb;
-    const redisReply *jv = kn__entry_field(e, KN_JOB_ENTRY_FIELD);
+    const redisReply *jv = kn_queue_entry_field(e, KN_JOB_ENTRY_FIELD);
     struct kn_job_rec rec;
     if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_STRING)

@@ -19,6 +19,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/worker.h"
 #include "queue/poison.h"
+#include "queue/queue.h"
 #include "queue/scripts.h"
 
 /* How long a stream that cannot be read is skipped. */
@@ -133,7 +134,7 @@ static void read_phase(struct kn_worker *w)
 {
     struct kn_daemon *d = w->d;
     long want = (long)w->limit - (long)w->busy;
-    char count[24], block[24];
+    char count[24];
     int rc;
 
     if (want <= 0 || d->stopping || w->closed || w->phase > 2 ||
@@ -145,17 +146,15 @@ static void read_phase(struct kn_worker *w)
     }
     w->asked = want;
     snprintf(count, sizeof(count), "%ld", want);
-    snprintf(block, sizeof(block), "%lld", (long long)d->cfg->block_ms);
     if (w->phase < 2 && !stream_ok(w, w->phase)) {
         w->phase++;
         read_phase(w);
         return;
     }
     if (w->phase < 2) {
-        rc = kn_redis_cmd(w->blk, on_read, w,
-                          "XREADGROUP GROUP " KN_GROUP " %s COUNT %s "
-                          "STREAMS %s >",
-                          d->consumer, count, w->streams[w->phase]);
+        rc = kn_queue_read(w->blk, d->consumer, count, -1, 1,
+                           (const char *const *)&w->streams[w->phase], on_read,
+                           w);
     } else if (!stream_ok(w, 0) || !stream_ok(w, 1)) {
         /* One stream is skipped: block on the other alone (or, if both
          * are, wait a little). */
@@ -165,20 +164,11 @@ static void read_phase(struct kn_worker *w)
             uv_timer_start(&w->again, on_again, 1000, 0);
             return;
         }
-        {
-            const char *argv[] = {
-                "XREADGROUP", "GROUP", KN_GROUP,  d->consumer,   "COUNT", count,
-                "BLOCK",      block,   "STREAMS", w->streams[i], ">"};
-            rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                               (int)KN_ARRAY_SIZE(argv), argv, NULL);
-        }
+        rc = kn_queue_read(w->blk, d->consumer, count, d->cfg->block_ms, 1,
+                           (const char *const *)&w->streams[i], on_read, w);
     } else {
-        const char *argv[] = {
-            "XREADGROUP",  "GROUP", KN_GROUP, d->consumer, "COUNT",
-            count,         "BLOCK", block,    "STREAMS",   w->streams[0],
-            w->streams[1], ">",     ">"};
-        rc = kn_redis_argv(w->blk, on_read, w, d->cfg->block_ms,
-                           (int)KN_ARRAY_SIZE(argv), argv, NULL);
+        rc = kn_queue_read(w->blk, d->consumer, count, d->cfg->block_ms, 2,
+                           (const char *const *)w->streams, on_read, w);
     }
     if (rc < 0)
         w->reading = 0;
