@@ -22,6 +22,7 @@
 #include "model/directory.h"
 #include "model/job.h"
 #include "queue/poison.h"
+#include "queue/queue.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
@@ -300,9 +301,7 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
      * healthy expansion (XCLAIM with min-idle 0 resets its idle time). */
     if (kn_mono_ms() - e->heartbeat_ms > 1000) {
         e->heartbeat_ms = kn_mono_ms();
-        kn_redis_cmd(e->d->cmd, on_ignore, NULL,
-                     "XCLAIM %s " KN_GROUP " %s 0 %s JUSTID", e->stream,
-                     e->d->consumer, e->cur->id);
+        kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, e->cur->id);
     }
     kn__expand_page(e);
 }

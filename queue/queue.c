@@ -116,6 +116,18 @@ int kn_queue_claim(struct kn_redis *r, const char *stream, const char *consumer,
                         stream, consumer, idle);
 }
 
+static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
+{
+}
+
+void kn_queue_keep(struct kn_redis *r, const char *stream, const char *consumer,
+                   const char *id)
+{
+    kn_redis_cmd(r, on_kept, NULL,
+                 "XCLAIM %s " KN_QUEUE_GROUP " %s 0 %s JUSTID", stream,
+                 consumer, id);
+}
+
 const redisReply *kn_queue_entry_field(const redisReply *entry, const char *f)
 {
     const redisReply *kv;

@@ -47,6 +47,14 @@ int kn_queue_claim(struct kn_redis *r, const char *stream, const char *consumer,
                    int64_t idle_ms, kn_redis_cb *cb, void *arg);
 
 /*
+ * Keep an entry this consumer holds: XCLAIM <stream> kairand <consumer> 0
+ * <id> JUSTID resets its idle time, so that no other consumer takes over a
+ * long but healthy piece of work.  The reply is ignored.
+ */
+void kn_queue_keep(struct kn_redis *r, const char *stream, const char *consumer,
+                   const char *id);
+
+/*
  * The entry is done: MULTI, XACK, XDEL (and DEL also_del when not NULL),
  * EXEC; cb gets EXEC's reply.  Same return as kn_redis_cmd (of EXEC).
  */
