@@ -721,7 +721,7 @@ int kn__rcp_import(const struct import_opts *o)
     long long added = 0, updated = 0, unchanged = 0, deleted = 0;
     char *raw, *text = NULL, *fname = NULL, err[400];
     size_t rawlen = 0, textlen = 0, nhdr = 0;
-    int *map = NULL, rd, fd = -1, held_back = 0,
+    int *map = NULL, rd, held_back = 0,
         rc = KN_EXIT_FAIL;
     enum kn_csv_enc enc;
     json_t *counts;
@@ -806,7 +806,7 @@ int kn__rcp_import(const struct import_opts *o)
         goto out;
     }
 
-    if ((fd = kn__rcp_oplog_open()) < 0)
+    if (kn__rcp_oplog_open() < 0)
         goto out;
     /*
      * The file's name for the log: JSON needs UTF-8 and a path may not be
@@ -854,13 +854,10 @@ int kn__rcp_import(const struct import_opts *o)
                        "unchanged", (json_int_t)unchanged, "deleted",
                        (json_int_t)deleted, "skipped", (json_int_t)nbad,
                        "file", fname, "replace", o->replace);
-    kn__rcp_oplog_write(fd, "recipients.import", o->tenant, counts);
-    fd = -1;
+    kn__rcp_oplog_write("recipients.import", o->tenant, counts);
     rc = held_back ? KN_EXIT_FAIL : KN_EXIT_OK;
 
 out:
-    if (fd >= 0)
-        close(fd);
     kn_csv_row_free(&row);
     for (size_t i = 0; i < nrows; i++)
         rrow_free(&rows[i]);

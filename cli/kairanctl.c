@@ -14,6 +14,7 @@
  * for watch: the broadcast ended with something failed, expired,
  * cancelled or rejected); 2 usage; 3 unknown id or Redis unreachable.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -263,31 +264,31 @@ json_t *kn_cli_safe_json(json_t *v)
 
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
 {
-    const char *user = getenv("SUDO_USER");
-    json_t *j = json_object();
-    char t[48], *actor, *line;
-    if (user == NULL || user[0] == '\0')
-        user = getenv("USER");
-    actor = user && user[0] ? kn_xasprintf("kairanctl:%s", user)
-                            : kn_xstrdup("kairanctl");
-    json_object_set_new(j, "time",
-                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
-    json_object_set_new(j, "actor", json_string(actor));
-    json_object_set_new(j, "op", json_string(op));
-    json_object_set_new(j, "broadcast",
+    char *actor = kn_audit_cli_actor();
+    json_t *f = json_object();
+    json_object_set_new(f, "broadcast",
                         bcast ? json_string(bcast) : json_null());
-    json_object_set_new(j, "tenant",
+    json_object_set_new(f, "tenant",
                         tenant ? json_string(tenant) : json_null());
-    json_object_set_new(j, "via", json_string("kairanctl"));
-    line = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (kn_audit_append(cfg.audit_dir, "operations.jsonl", line) < 0)
+    json_object_set_new(f, "via", json_string("kairanctl"));
+    if (kn_audit_op(cfg.audit_dir, actor, op, f) < 0)
         fprintf(stderr,
                 "kairanctl: warning: cannot append to %s/"
                 "operations.jsonl (retention.audit_dir)\n",
                 cfg.audit_dir);
-    free(line);
     free(actor);
+}
+
+int kn_cli_audit_ready(void)
+{
+    if (kn_audit_ready(cfg.audit_dir) == 0)
+        return 0;
+    fprintf(stderr,
+            "kairanctl: cannot write the operation log %s/operations.jsonl "
+            "(retention.audit_dir): %s; nothing was changed (a change that "
+            "cannot be logged is not made)\n",
+            cfg.audit_dir, strerror(errno));
+    return -1;
 }
 
 int kn_cli_submit_json(const char *json, size_t len)
@@ -310,6 +311,11 @@ int kn_cli_submit_json(const char *json, size_t len)
     if (kn_keyring_load(cfg.key_file, &kr, err, sizeof(err)) < 0) {
         fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
         kn_broadcast_free(&b);
+        return EXIT_FAIL;
+    }
+    if (kn_cli_audit_ready() < 0) {
+        kn_broadcast_free(&b);
+        kn_keyring_free(kr);
         return EXIT_FAIL;
     }
     b.id = kn_broadcast_new_id();
@@ -659,6 +665,8 @@ static int do_cancel(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (kn_cli_audit_ready() < 0)
+        return EXIT_FAIL;
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, argv[1], ""));
     kn_argv_take(&a, kn_cli_key("active"));

@@ -104,6 +104,8 @@ static int do_tenant(int argc, char **argv)
                 tenant);
         return KN_EXIT_USAGE;
     }
+    if (kn_cli_audit_ready() < 0)
+        return KN_EXIT_FAIL;
     k = kn_cli_key("tenant:%s", tenant);
     r = kn_cli_cmd("HSETNX %s closed_ms %lld", k, (long long)kn_now_ms());
     freeReplyObject(r);

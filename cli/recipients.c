@@ -55,6 +55,7 @@
 #include "model/broadcast.h"
 #include "model/directory.h"
 #include "model/address.h"
+#include "model/audit.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
 #include "queue/lua.h"
@@ -148,102 +149,36 @@ int kn__rcp_tenant_known(const char *tenant)
 
 /* ---- the operation log ---- */
 
-/* mkdir -p with mode 0750 for what it creates. */
-static int mkdirs(const char *dir)
-{
-    char *p = kn_xstrdup(dir);
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0750) < 0 && errno != EEXIST)
-                rc = -1;
-            *s = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    free(p);
-    return rc;
-}
-
 /*
- * Open the operation log for appending before anything is changed: a
- * change that cannot be logged is not made.  Returns an fd, or -1 after
- * printing what to fix.
+ * The operation log, as every writer keeps it (model/audit.h): checked
+ * before a change (a change that cannot be logged is not made; 0 or -1
+ * after saying so), then one line {time, actor, op, tenant, ...fields}
+ * (fields taken).
  */
 int kn__rcp_oplog_open(void)
 {
-    const char *dir = kn_cli_cfg.audit_dir;
-    char *path;
-    int fd;
-    if (dir == NULL || dir[0] == '\0') {
-        fprintf(stderr, "kairanctl: retention.audit_dir is empty: the "
-                        "operation log needs a directory\n");
-        return -1;
-    }
-    if (mkdirs(dir) < 0) {
-        fprintf(stderr, "kairanctl: cannot create %s (retention.audit_dir): "
-                        "%s\n",
-                dir, strerror(errno));
-        return -1;
-    }
-    path = kn_xasprintf("%s/operations.jsonl", dir);
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        fprintf(stderr, "kairanctl: cannot open the operation log %s: %s\n",
-                path, strerror(errno));
-    free(path);
-    return fd;
+    return kn_cli_audit_ready();
 }
 
-/*
- * Append one line {time, actor, op, tenant, ...fields} and close fd.
- * fields (may be NULL) is consumed.  The actor is "kairanctl", with the
- * login name after a colon when $SUDO_USER or $USER is set.
- */
-void kn__rcp_oplog_write(int fd, const char *op, const char *tenant,
-                        json_t *fields)
+void kn__rcp_oplog_write(const char *op, const char *tenant, json_t *fields)
 {
-    json_t *o = json_object();
-    const char *user = getenv("SUDO_USER");
-    char t[48], *actor, *line, *s;
-    size_t len;
-    if (user == NULL || user[0] == '\0')
-        user = getenv("USER");
-    actor = user && user[0] ? kn_xasprintf("kairanctl:%s", user)
-                            : kn_xstrdup("kairanctl");
-    json_object_set_new(o, "time",
-                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
-    json_object_set_new(o, "actor", json_string(actor));
-    json_object_set_new(o, "op", json_string(op));
-    json_object_set_new(o, "tenant", json_string(tenant));
-    if (fields != NULL) {
-        json_object_update(o, fields);
-        json_decref(fields);
-    }
-    s = json_dumps(o, JSON_COMPACT);
-    line = kn_xasprintf("%s\n", s);
-    len = strlen(line);
-    /* One write: concurrent appenders never interleave within a line. */
-    if (write(fd, line, len) != (ssize_t)len)
-        fprintf(stderr, "kairanctl: warning: the operation log was not "
-                        "written completely: %s\n",
-                strerror(errno));
-    close(fd);
-    free(s);
-    free(line);
+    char *actor = kn_audit_cli_actor();
+    json_t *f = fields != NULL ? fields : json_object();
+    json_object_set_new(f, "tenant", json_string(tenant));
+    if (kn_audit_op(kn_cli_cfg.audit_dir, actor, op, f) < 0)
+        fprintf(stderr, "kairanctl: warning: the operation log %s/"
+                        "operations.jsonl could not be written: %s\n",
+                kn_cli_cfg.audit_dir, strerror(errno));
     free(actor);
-    json_decref(o);
 }
+
 /* ---- deactivate, activate, delete ---- */
 
 static int do_one(const char *verb, const char *tenant, const char *id)
 {
     struct kn_argv a;
     redisReply *r;
-    int fd, found;
+    int found;
     char op[48];
 
     if (!kn_id_valid(id)) {
@@ -251,7 +186,7 @@ static int do_one(const char *verb, const char *tenant, const char *id)
                   "'.', ':'");
         return KN_EXIT_USAGE;
     }
-    if ((fd = kn__rcp_oplog_open()) < 0)
+    if (kn__rcp_oplog_open() < 0)
         return KN_EXIT_FAIL;
     kn_argv_init(&a);
     kn__rcp_add_prefix_tenant(&a, tenant);
@@ -268,13 +203,12 @@ static int do_one(const char *verb, const char *tenant, const char *id)
     freeReplyObject(r);
     kn_argv_free(&a);
     if (!found) {
-        close(fd);
         fprintf(stderr, "kairanctl: no recipient %s in tenant %s\n", id,
                 tenant);
         return KN_EXIT_UNKNOWN;
     }
     snprintf(op, sizeof(op), "recipients.%s", verb);
-    kn__rcp_oplog_write(fd, op, tenant, json_pack("{s:s}", "id", id));
+    kn__rcp_oplog_write(op, tenant, json_pack("{s:s}", "id", id));
     printf("%s %sd\n", id, verb); /* deleted, deactivated, activated */
     return KN_EXIT_OK;
 }

@@ -43,11 +43,11 @@ redisReply **kn__rcp_pipeline(struct kn_argv *cmds, size_t n);
 void kn__rcp_replies_free(redisReply **r, size_t n);
 /* 1 if the tenant has ever had a directory (import), else 0. */
 int kn__rcp_tenant_known(const char *tenant);
-/* The operation log: open it (a descriptor, or -1 with a warning) and
- * append one line of fields (taken; no address ever). */
+/* The operation log (model/audit.h): 0 if it can be written now, else -1
+ * after saying so (then nothing is changed); then one line of fields
+ * (taken; no address ever). */
 int kn__rcp_oplog_open(void);
-void kn__rcp_oplog_write(int fd, const char *op, const char *tenant,
-                         json_t *fields);
+void kn__rcp_oplog_write(const char *op, const char *tenant, json_t *fields);
 /* qsort/bsearch comparison of two char * */
 int kn__rcp_cmp_str(const void *a, const void *b);
 /* queue/lua/rcpt_delete.lua */

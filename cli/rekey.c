@@ -350,6 +350,8 @@ static int run_rekey(int argc, char **argv)
         rekey_usage(stderr);
         return KN_EXIT_USAGE;
     }
+    if (!dry && kn_cli_audit_ready() < 0)
+        return KN_EXIT_FAIL;
     if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
         fprintf(stderr, "kairanctl: %s\n", err);
         return KN_EXIT_FAIL;

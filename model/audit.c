@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/kn.h"
 
 /* mkdir -p with mode for every missing component. */
@@ -33,13 +35,10 @@ static int mkdir_p(const char *dir, mode_t mode)
     return rc;
 }
 
-int kn_audit_append(const char *dir, const char *file, const char *line)
+static int open_log(const char *dir, const char *file)
 {
-    char *path, *buf;
-    size_t n = strlen(line);
-    ssize_t w;
+    char *path;
     int fd;
-
     if (dir == NULL || dir[0] == '\0')
         dir = ".";
     path = kn_xasprintf("%s/%s", dir, file);
@@ -49,6 +48,55 @@ int kn_audit_append(const char *dir, const char *file, const char *line)
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     }
     free(path);
+    return fd;
+}
+
+int kn_audit_ready(const char *dir)
+{
+    int fd = open_log(dir, "operations.jsonl");
+    if (fd < 0)
+        return KN_EIO;
+    close(fd);
+    return 0;
+}
+
+int kn_audit_op(const char *dir, const char *actor, const char *op,
+                struct json_t *fields)
+{
+    json_t *o = json_object();
+    char t[48], *line;
+    int rc;
+    json_object_set_new(o, "time",
+                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
+    json_object_set_new(o, "actor", json_string(actor));
+    json_object_set_new(o, "op", json_string(op));
+    if (fields != NULL) {
+        json_object_update(o, fields);
+        json_decref(fields);
+    }
+    line = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    rc = kn_audit_append(dir, "operations.jsonl", line);
+    free(line);
+    return rc;
+}
+
+char *kn_audit_cli_actor(void)
+{
+    const char *user = getenv("SUDO_USER");
+    if (user == NULL || user[0] == '\0')
+        user = getenv("USER");
+    return user != NULL && user[0] != '\0' ? kn_xasprintf("kairanctl:%s", user)
+                                           : kn_xstrdup("kairanctl");
+}
+
+int kn_audit_append(const char *dir, const char *file, const char *line)
+{
+    char *buf;
+    size_t n = strlen(line);
+    ssize_t w;
+    int fd = open_log(dir, file);
+
     if (fd < 0)
         return KN_EIO;
     buf = kn_xmalloc(n + 1);

@@ -462,14 +462,13 @@ static int is_json_type(const char *ct)
            strncasecmp(ct, "application/json", n) == 0;
 }
 
+/* The operation log (model/audit.h): actor "token:<id>", and the token's
+ * role, name and the request's source as fields. */
 static void audit_op(struct conn *c, const char *op, const char *id,
                      const char *tenant)
 {
     json_t *j = json_object();
-    char t[48], *line;
-    json_object_set_new(j, "time",
-                        json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
-    json_object_set_new(j, "op", json_string(op));
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
     json_object_set_new(j, "broadcast", json_string(id));
     json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
     json_object_set_new(j, "token", json_string(c->req.tok.id));
@@ -477,12 +476,23 @@ static void audit_op(struct conn *c, const char *op, const char *id,
     json_object_set_new(j, "name", kn__httpd_jstr_or_null(c->req.tok.name));
     json_object_set_new(j, "source", json_string(c->req.source));
     json_object_set_new(j, "via", json_string("http"));
-    line = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (kn_audit_append(c->srv->cfg->audit_dir, "operations.jsonl", line) < 0)
+    if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, j) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
                c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
-    free(line);
+    free(actor);
+}
+
+/* A change that cannot be logged is not made: 0, or 503 answered. */
+static int audit_ready(struct conn *c)
+{
+    if (kn_audit_ready(c->srv->cfg->audit_dir) == 0)
+        return 0;
+    kn_log(KN_LOG_ERROR, "http", "the operation log cannot be written", "dir",
+           c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
+    kn__httpd_respond_error(c, 503, NULL,
+                            "the operation log cannot be written now, so "
+                            "nothing was changed; try again later");
+    return -1;
 }
 
 static void on_dup_check(struct batch *b)
@@ -679,6 +689,10 @@ void kn__httpd_run_bc_submit(struct conn *c)
                                 "Redis is unreachable; try again");
         return;
     }
+    if (audit_ready(c) < 0) {
+        kn_broadcast_free(&b);
+        return;
+    }
     b.id = kn_broadcast_new_id();
     /* The name is stored in the broadcast, so that it stays after the
      * token is revoked; "sender" from the body is not trusted. */
@@ -757,6 +771,8 @@ static void on_cancel_check(struct batch *b)
         kn__httpd_respond_error(c, 404, "id", "no broadcast %s", c->req.param);
         return;
     }
+    if (audit_ready(c) < 0)
+        return;
     free(c->req.bc_tenant);
     c->req.bc_tenant = kn__httpd_dupstr(hf(h, F_TENANT));
     kn_argv_init(&a);
