@@ -189,7 +189,7 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                                                           : 0,
                   expires = hv(m, 6) ? atoll(hv(m, 6)) : 0, n = 0;
         const char *st = hv(m, 5);
-        redisReply *ok, *acked, *states, *aud;
+        redisReply *ok, *acked, *states, *aud, *old_done = NULL;
         char *chans, *save = NULL;
         const char *order[4] = {NULL, NULL, NULL, NULL};
         int no = 0;
@@ -210,6 +210,32 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
             continue; /* another process escalates it */
         }
         freeReplyObject(ok);
+        /* The broadcast is not done until the re-sent jobs are: before any
+         * is queued it is made "not fully expanded" again (so a worker that
+         * finishes the first re-sent job cannot end it while the others are
+         * still being queued) and active; expand_done below ends it when
+         * every job is final.  (Undoing done_ms after queueing them raced
+         * with the workers and could leave it never done.) */
+        {
+            char *act = pkey(cfg, "active%s%s", "", "");
+            old_done = redisCommand(c, "HGET %s done_ms", bk);
+            ok = redisCommand(c, "MULTI");
+            if (ok)
+                freeReplyObject(ok);
+            ok = redisCommand(c, "HSET %s expanded 0", bk);
+            if (ok)
+                freeReplyObject(ok);
+            ok = redisCommand(c, "HDEL %s done_ms", bk);
+            if (ok)
+                freeReplyObject(ok);
+            ok = redisCommand(c, "ZADD %s NX %lld %s", act, now, bc);
+            if (ok)
+                freeReplyObject(ok);
+            ok = redisCommand(c, "EXEC");
+            if (ok)
+                freeReplyObject(ok);
+            free(act);
+        }
         ak = kn_key_bc(cfg->redis_prefix, bc, ":ack");
         rk = kn_key_bc(cfg->redis_prefix, bc, ":r");
         uk = kn_key_bc(cfg->redis_prefix, bc, ":aud");
@@ -259,20 +285,25 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
         ok = redisCommand(c, "HSET %s escalated %lld", bk, n);
         if (ok)
             freeReplyObject(ok);
-        if (n > 0) {
-            /* The broadcast is not done until these are. */
+        if (n == 0 && old_done != NULL &&
+            old_done->type == REDIS_REPLY_STRING) {
+            /* Nothing re-sent: it ended when it had ended. */
+            ok = redisCommand(c, "HSET %s done_ms %s", bk, old_done->str);
+            if (ok)
+                freeReplyObject(ok);
+        }
+        {
             char *act = pkey(cfg, "active%s%s", "", "");
-            ok = redisCommand(c, "MULTI");
-            freeReplyObject(ok);
-            ok = redisCommand(c, "HDEL %s done_ms", bk);
-            freeReplyObject(ok);
-            ok = redisCommand(c, "ZADD %s %lld %s", act, now, bc);
-            freeReplyObject(ok);
-            ok = redisCommand(c, "EXEC");
+            char nows[24];
+            snprintf(nows, sizeof(nows), "%lld", now);
+            ok = redisCommand(c, "EVAL %s 2 %s %s %s %s",
+                              kn_script_expand_done.src, bk, act, bc, nows);
             if (ok)
                 freeReplyObject(ok);
             free(act);
         }
+        if (old_done)
+            freeReplyObject(old_done);
         kn_logf(KN_LOG_INFO, "escalate",
                 "broadcast %s: %lld unconfirmed recipients re-sent on their "
                 "next channel",
