@@ -158,3 +158,15 @@ const redisReply *kn__httpd_brep(const struct batch *b, int i)
 {
     return i >= 0 && i < b->n ? b->rep[i] : NULL;
 }
+
+int kn__httpd_batch_usable(struct batch *b)
+{
+    if (b->c == NULL)
+        return 0;
+    if (b->failed) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return 0;
+    }
+    return 1;
+}

@@ -236,13 +236,8 @@ static void on_bc_by_key(struct batch *b)
 {
     const redisReply *r = kn__httpd_brep(b, 0);
     struct batch *b2;
-    if (b->c == NULL)
+    if (!kn__httpd_batch_usable(b))
         return;
-    if (b->failed) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         kn__httpd_respond_error(b->c, 404, "key", "no broadcast has this key");
         return;
@@ -344,13 +339,8 @@ static void on_bc_list_2(struct batch *b)
 {
     struct kn_argv *ids = b->arg;
     json_t *j, *arr;
-    if (b->c == NULL)
+    if (!kn__httpd_batch_usable(b))
         goto out;
-    if (b->failed) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
-        goto out;
-    }
     j = json_object();
     arr = json_array();
     for (int i = 0; i < ids->n; i++) {
@@ -379,13 +369,8 @@ static void on_bc_list_1(struct batch *b)
 {
     struct kn_argv *ids;
     struct batch *b2;
-    if (b->c == NULL)
+    if (!kn__httpd_batch_usable(b))
         return;
-    if (b->failed) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
     ids = kn_xcalloc(1, sizeof(*ids));
     kn_argv_init(ids);
     for (int k = 0; k < 2; k++) {

@@ -289,6 +289,9 @@ void kn__httpd_batch_cmd(struct batch *b, const char *first, ...)
     __attribute__((sentinel));
 void kn__httpd_batch_end(struct batch *b);
 const redisReply *kn__httpd_brep(const struct batch *b, int i);
+/* 1 if a batch's replies can be used; 0 when the client is gone or Redis
+ * failed (then 503 is answered). */
+int kn__httpd_batch_usable(struct batch *b);
 
 /* ---- routes.c ---- */
 

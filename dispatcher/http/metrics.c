@@ -139,6 +139,23 @@ static void metric_head(struct kn_buf *b, const char *name, const char *type,
     kn_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One counter per rate bucket of every worker: its waits (slowed 0) or its
+ * slowdowns (slowed 1). */
+static void rate_series(struct kn_buf *b, struct kn_daemon *d, const char *name,
+                        const char *help, int slowed)
+{
+    metric_head(b, name, "counter", help);
+    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
+        const char *bn;
+        uint64_t w, sl;
+        for (size_t i = 0;
+             d->workers[ch] && kn__worker_rate(d->workers[ch], i, &bn, &w, &sl);
+             i++)
+            kn_buf_addf(b, "%s{bucket=\"%s\"} %llu\n", name, bn,
+                        (unsigned long long)(slowed ? sl : w));
+    }
+}
+
 static void metrics_render(struct conn *c)
 {
     static const double bounds[] = KN_LATENCY_BUCKETS;
@@ -243,32 +260,10 @@ static void metrics_render(struct conn *c)
     for (size_t i = 0; i < nb; i++)
         kn_buf_addf(&b, "kairan_breaker_state{route=\"%s\"} %d\n", bv[i].route,
                     bv[i].state);
-    metric_head(&b, "kairan_rate_limit_waits_total", "counter",
-                "Sends that waited for a token of a shared rate bucket.");
-    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
-        const char *bn;
-        uint64_t waits, slowed;
-        for (size_t i = 0;
-             d->workers[ch] &&
-             kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
-             i++)
-            kn_buf_addf(&b,
-                        "kairan_rate_limit_waits_total{bucket=\"%s\"} %llu\n",
-                        bn, (unsigned long long)waits);
-    }
-    metric_head(&b, "kairan_rate_limit_slowdowns_total", "counter",
-                "429s from a provider that halved a bucket for a minute.");
-    for (int ch = 0; ch < KN_CH__COUNT; ch++) {
-        const char *bn;
-        uint64_t waits, slowed;
-        for (size_t i = 0;
-             d->workers[ch] &&
-             kn__worker_rate(d->workers[ch], i, &bn, &waits, &slowed);
-             i++)
-            kn_buf_addf(
-                &b, "kairan_rate_limit_slowdowns_total{bucket=\"%s\"} %llu\n",
-                bn, (unsigned long long)slowed);
-    }
+    rate_series(&b, d, "kairan_rate_limit_waits_total",
+                "Sends that waited for a token of a shared rate bucket.", 0);
+    rate_series(&b, d, "kairan_rate_limit_slowdowns_total",
+                "429s from a provider that halved a bucket for a minute.", 1);
     metric_head(&b, "kairan_redis_reconnects_total", "counter",
                 "Redis connections re-established by this process.");
     kn_buf_addf(&b, "kairan_redis_reconnects_total %llu\n",

@@ -115,13 +115,8 @@ static void on_queues_1(struct batch *b)
     const redisReply *ids;
     struct qstats qs;
 
-    if (b->c == NULL)
+    if (!kn__httpd_batch_usable(b))
         return;
-    if (b->failed) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
     kn__httpd_gather_parse(b, &qs);
     s->qs = qs; /* as fresh as it gets: the scrape cache may use it */
     s->qs_mono = kn_mono_ms();
