@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
@@ -45,4 +46,46 @@ int kn_file_read(const char *path, size_t max, char **out, size_t *len)
     }
     *out = kn_buf_take(&b, len);
     return 0;
+}
+
+int kn_file_read_secret(const char *path, char **out, const char **why)
+{
+    FILE *fp;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = -1;
+
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        *why = strerror(errno);
+        return -1;
+    }
+    errno = 0;
+    n = getline(&line, &cap, fp);
+    if (n < 0 && ferror(fp)) {
+        *why = strerror(errno ? errno : EIO);
+    } else {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        rc = 0;
+        for (ssize_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)line[i];
+            if (c < 0x20 || c == 0x7f)
+                rc = -1;
+        }
+        if (n <= 0) {
+            *why = "the first line is empty";
+            rc = -1;
+        } else if (rc < 0) {
+            *why = "the first line contains a NUL or control character";
+        }
+    }
+    fclose(fp);
+    if (rc == 0)
+        *out = kn_xstrdup(line);
+    if (line != NULL)
+        explicit_bzero(line, cap);
+    free(line);
+    return rc;
 }

@@ -16,4 +16,13 @@
  */
 int kn_file_read(const char *path, size_t max, char **out, size_t *len);
 
+/*
+ * A secret kept in a file (a password, an API key): the first line of
+ * path, without its line end, into *out (heap; the read buffer is wiped).
+ * Returns 0, or -1 with *why set to a static reason or strerror text: the
+ * file cannot be read, its first line is empty or holds a NUL or a control
+ * character.
+ */
+int kn_file_read_secret(const char *path, char **out, const char **why);
+
 #endif

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/file.h"
 #include "common/kn.h"
 #include "config/check.h"
 
@@ -839,46 +840,6 @@ static void apply_env(struct load *ld)
     }
 }
 
-/*
- * Read the first line of path (without its line end) into *out.  Returns
- * 0, or -1 with *why set to a static reason or strerror text.
- */
-static int read_secret(const char *path, char **out, const char **why)
-{
-    FILE *fp;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int rc = -1;
-
-    fp = fopen(path, "r");
-    if (fp == NULL) {
-        *why = strerror(errno);
-        return -1;
-    }
-    errno = 0;
-    n = getline(&line, &cap, fp);
-    if (n < 0 && ferror(fp)) {
-        *why = strerror(errno ? errno : EIO);
-    } else {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n <= 0)
-            *why = "the first line is empty";
-        else if (strlen(line) != (size_t)n || has_control(line))
-            *why = "the first line contains a NUL or control character";
-        else
-            rc = 0;
-    }
-    fclose(fp);
-    if (rc == 0)
-        *out = kn_xstrdup(line);
-    if (line != NULL)
-        explicit_bzero(line, cap);
-    free(line);
-    return rc;
-}
-
 static void read_secret_files(struct load *ld)
 {
     struct kn_config *cfg = ld->cfg;
@@ -897,7 +858,7 @@ static void read_secret_files(struct load *ld)
 
         if (path == NULL)
             continue;
-        if (read_secret(path, &secret, &why) < 0) {
+        if (kn_file_read_secret(path, &secret, &why) < 0) {
             problem_at(ld, ld->set_line[k - keys],
                        "%s.%s: cannot read the password from '%s': %s",
                        k->section, k->name, path, why);
