@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "common/argv.h"
+#include "common/buf.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
@@ -826,23 +827,21 @@ static void on_msg(struct kn__msg *m, void *arg)
  */
 static void take_recipients(struct wjob *jb, struct kn_job_rec *rec)
 {
-    char *f = NULL, *rl = NULL;
+    struct kn_buf f = KN_BUF_INIT, rl = KN_BUF_INIT;
     jb->naddr = rec->n;
     jb->rcpts = rec->rcpts;
     jb->sealed = rec->sealed;
     jb->bindex = rec->bindex;
     rec->rcpts = rec->sealed = rec->bindex = NULL;
+    /* A buffer, not a string rebuilt per recipient: a LINE job holds 500. */
     for (size_t k = 0; k < jb->naddr; k++) {
-        char *t = kn_xasprintf("%s%s%s:%s", f ? f : "", f ? "," : "",
-                               jb->w->chname, jb->bindex[k]);
-        free(f);
-        f = t;
-        t = kn_xasprintf("%s%s%s", rl ? rl : "", rl ? "," : "", jb->rcpts[k]);
-        free(rl);
-        rl = t;
+        kn_buf_addf(&f, "%s%s:%s", k ? "," : "", jb->w->chname, jb->bindex[k]);
+        kn_buf_addf(&rl, "%s%s", k ? "," : "", jb->rcpts[k]);
     }
-    jb->fields = f;
-    jb->rcpt_list = rl;
+    jb->fields = jb->naddr ? kn_buf_take(&f, NULL) : NULL;
+    jb->rcpt_list = jb->naddr ? kn_buf_take(&rl, NULL) : NULL;
+    kn_buf_free(&f);
+    kn_buf_free(&rl);
 }
 
 /* Take one stream entry: parse it and start its life. */
