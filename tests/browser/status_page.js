@@ -11,6 +11,7 @@
 'use strict';
 const { chromium } = require('playwright-core');
 const readline = require('readline');
+const { axe, overflowAt, tabTo } = require('./a11y');
 
 const [url, goodToken, shot, userDataDir] = process.argv.slice(2);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -48,8 +49,12 @@ function nextLine() {
     const refusedMsg = await page.textContent('#msg');
     const mainHiddenAfterBad = await page.isHidden('#main');
 
-    await page.fill('#token', goodToken);
-    await page.click('#show');
+    // The good token with the keyboard alone: Tab to the field, type, Enter.
+    await page.fill('#token', '');
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    const tabs = await tabTo(page, 'token');
+    await page.keyboard.type(goodToken);
+    await page.keyboard.press('Enter');
     await page.waitForSelector('#main', { state: 'visible', timeout: 15000 });
     await page.waitForFunction(() => document.querySelectorAll('#queues tbody tr').length === 6,
       null, { timeout: 10000 });
@@ -79,6 +84,12 @@ function nextLine() {
     const breakers = await page.textContent('#breakers');
     const dlq = await page.textContent('#dlq');
     await page.screenshot({ path: shot, fullPage: true });
+    const axeWide = await axe(page);
+    // On a 390 px phone: nothing scrolls sideways, and axe again.
+    const overflow390 = await overflowAt(page, 390);
+    const axe390 = await axe(page);
+    await page.screenshot({ path: shot.replace(/\.png$/, '-390.png'), fullPage: true });
+    await overflowAt(page, 1100);
 
     // The token survives a reload of the tab (sessionStorage).
     await page.reload({ waitUntil: 'load' });
@@ -86,7 +97,7 @@ function nextLine() {
 
     say({ event: 'done', csp, refusedMsg, mainHiddenAfterBad, inputCleared,
       storedMatches: stored === goodToken, bar, rejected, injected, xss, alerts,
-      legend, breakers, dlq, consoleErrors });
+      legend, breakers, dlq, consoleErrors, tabs, axeWide, overflow390, axe390 });
   } finally {
     await ctx.close();
   }

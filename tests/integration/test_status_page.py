@@ -44,8 +44,9 @@ if not os.access(CHROMIUM, os.X_OK):
              "chromium is not installed (apt-get install chromium; scripts/deps.sh)")
     tap.done()
 
-with tap.check("playwright-core is installed in tests/browser (npm ci from the lock file)"):
-    if not os.path.exists(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+with tap.check("playwright-core and axe-core are installed in tests/browser (npm ci from the lock file)"):
+    if not all(os.path.exists(os.path.join(BROWSER_DIR, "node_modules", m, "package.json"))
+               for m in ("playwright-core", "axe-core")):
         cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR,
                             capture_output=True, text=True, timeout=60)
         assert cp.returncode == 0, cp.stderr[-2000:]
@@ -165,6 +166,11 @@ with Redis(out) as redis:
                and result["dlq"].strip() == "0",
                "chart legend, breaker state and DLQ size shown",
                "%r %r %r" % (result["legend"], result["breakers"], result["dlq"]))
+        tap.ok(result["tabs"] > 0, "the token field is reached with the Tab key and the "
+               "page opens with Enter (keyboard alone)", "tabs: %r" % result["tabs"])
+        tap.eq(result["axeWide"], [], "axe-core (WCAG 2.1 A/AA): no violation at 1100 px")
+        tap.eq(result["overflow390"], 0, "nothing scrolls sideways on a 390 px phone")
+        tap.eq(result["axe390"], [], "axe-core (WCAG 2.1 A/AA): no violation at 390 px")
 
     with tap.check("the driver exits 0 and the screenshot is saved under the test output"):
         rc = drv.wait(30)

@@ -115,6 +115,7 @@
       bar.setAttribute('aria-valuemin', '0');
       bar.setAttribute('aria-valuemax', '100');
       bar.setAttribute('aria-valuenow', String(b.percent));
+      bar.setAttribute('aria-label', 'progress of ' + b.id);
       var segs = [['delivered', b.delivered], ['failed', failed], ['pending', b.pending]];
       segs.forEach(function (s) {
         var span = el('span', 'seg-' + s[0]);
@@ -132,6 +133,8 @@
       box.appendChild(div);
     });
   }
+
+  var lastHistory = null;
 
   function renderChart(h) {
     var canvas = $('chart');
@@ -197,6 +200,7 @@
       .then(function (r) {
         renderQueues(r[0]);
         renderBroadcasts(r[1]);
+        lastHistory = r[2];
         renderChart(r[2]);
         renderHealth(r[3]);
         $('main').hidden = false;
@@ -241,6 +245,11 @@
       $('main').hidden = true;
       $('forget').hidden = true;
       say('Token forgotten.', false);
+    });
+    // A phone turned, a window resized: draw the chart again at its new
+    // size, so that its labels never end up squeezed or stretched.
+    window.addEventListener('resize', function () {
+      if (lastHistory !== null && !$('main').hidden) { renderChart(lastHistory); }
     });
     if (token()) { start(); }
   });
