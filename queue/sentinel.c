@@ -374,6 +374,14 @@ redisContext *kn_redis_connect_sync(const struct kn_config *cfg,
         return c;
     }
     free(urlhost);
+    if (s->password == NULL && !cfg->redis_sentinel_allow_no_password) {
+        snprintf(why, whysz,
+                 "redis.sentinels is set but there is no "
+                 "redis.sentinel_password_file (or set "
+                 "redis.sentinel_allow_no_password = yes on a closed "
+                 "network)");
+        return NULL;
+    }
     /* Steps 1-3, again after a pause until the deadline: during a failover
      * the sentinels name the old primary until they have elected one. */
     for (;;) {
