@@ -160,6 +160,20 @@ class SentinelGroup:
             return None
         return wait_for(promoted, timeout, 0.05, what="a new primary")
 
+    def restart_killed(self, primary, timeout=60):
+        """Start the node killed last again, as a replica of primary (as
+        the sentinels would reconfigure it), and wait until it is in sync."""
+        n = self.killed
+        a = n.extra_args
+        if "--replicaof" in a:
+            i = a.index("--replicaof")
+            del a[i:i + 3]
+        a += ["--replicaof", "127.0.0.1", str(primary.port)]
+        n.start()
+        wait_for(lambda: b"master_link_status:up" in n.call("INFO", "replication"),
+                 timeout, 0.05, what="restarted node %d in sync" % n.port)
+        return n
+
     def stop(self):
         for _, p in self.sentinels:
             if p.alive():
