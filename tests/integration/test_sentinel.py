@@ -157,6 +157,27 @@ with SentinelGroup(out, replicas=1, sentinels=3) as g:
         tap.ok(True, "kairand saw +switch-master")
         tap.ok(d.alive(), "kairand kept running", d.stderr_text()[-2000:])
         tap.eq(d.stop(15), 0, "kairand stops with 0")
+    with tap.check("[5] kairan-backup --sentinels and the demo follow the sentinels"):
+        env = dict(os.environ, KAIRAN_BACKUP_SENTINEL_AUTH=g.password_file and
+                   open(g.password_file).read().strip())
+        env.pop("REDISCLI_AUTH", None)
+        bdir = os.path.join(out, "backups")
+        cp = subprocess.run([os.path.join(ROOT, "scripts", "backup.sh"), "--sentinels",
+                             "127.0.0.1:%d,%s" % (rogue.port, g.list), "--dir", bdir,
+                             "--no-key"], capture_output=True, text=True, env=env,
+                            timeout=120)
+        want = "primary (from the sentinels): 127.0.0.1:%d" % g.primary.port
+        tap.ok(cp.returncode == 0 and want in cp.stdout,
+               "kairan-backup backs up the primary the sentinels name",
+               cp.stdout[-1500:] + cp.stderr[-1500:])
+        env = dict(os.environ, KAIRAN_REDIS_SENTINELS=g.list,
+                   KAIRAN_DEMO_SENTINEL_PASSWORD_FILE=g.password_file,
+                   KAIRAN_DEMO_RECIPIENTS="12", BUILD=BUILD)
+        env.pop("KAIRAN_REDIS_URL", None)
+        cp = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], capture_output=True,
+                            text=True, env=env, timeout=180, cwd=ROOT)
+        tap.ok(cp.returncode == 0 and "demo: 12 messages delivered" in cp.stdout,
+               "the demo runs through the sentinels", cp.stdout[-1500:] + cp.stderr[-1500:])
     rogue.stop()
 
 tap.done()
