@@ -36,6 +36,7 @@
 #include "model/broadcast.h"
 #include "model/audit.h"
 #include "queue/scripts.h"
+#include "queue/sentinel.h"
 #include "queue/submit.h"
 
 #ifndef KN_VERSION
@@ -72,8 +73,9 @@ static void usage(FILE *f)
     for (size_t i = 0; i < KN_ARRAY_SIZE(commands); i++)
         fprintf(f, "%s", commands[i]->usage);
     fprintf(f, "options: -c FILE (default /etc/kairan/kairan.conf), -h, -V\n"
-               "exit: 0 ok, 1 failed, 2 usage, 3 unknown id or Redis "
-               "unreachable\n");
+               "exit: 0 ok, 1 failed, 2 usage, 3 unknown id, Redis "
+               "unreachable, or a submit not confirmed by "
+               "redis.wait_replicas replicas (its id printed)\n");
 }
 
 char *kn_cli_key(const char *fmt, ...)
@@ -89,49 +91,25 @@ char *kn_cli_key(const char *fmt, ...)
     return k;
 }
 
-/* Connect (synchronously) or exit 3 with the reason. */
+/*
+ * Connect (synchronously) or exit 3 with the reason.  With redis.sentinels
+ * the primary is asked of the sentinels and checked (queue/sentinel.h);
+ * during a failover that goes on for up to 15 s, until they name one.
+ */
 redisContext *kn_cli_redis(void)
 {
-    char *host = NULL, *pw = NULL;
-    int port = 6379, db = 0;
-    struct timeval tv = {3, 0};
-    redisReply *r;
+    struct kn_sentinel *s;
+    char why[512];
     if (rc_ != NULL)
         return rc_;
-    if (kn_redis_url_parse(cfg.redis_url, &host, &port, &db, &pw) < 0) {
-        fprintf(stderr, "kairanctl: redis.url cannot be parsed\n");
-        exit(EXIT_USAGE);
-    }
-    rc_ = redisConnectWithTimeout(host, port, tv);
-    if (rc_ == NULL || rc_->err) {
-        fprintf(stderr, "kairanctl: cannot reach Redis at %s:%d: %s\n", host,
-                port, rc_ ? rc_->errstr : "out of memory");
+    s = kn_sentinel_new(&cfg);
+    rc_ = kn_redis_connect_sync(&cfg, s, s != NULL ? 15000 : 3000, why,
+                                sizeof(why));
+    kn_sentinel_free(s);
+    if (rc_ == NULL) {
+        fprintf(stderr, "kairanctl: %s\n", why);
         exit(EXIT_UNKNOWN);
     }
-    redisSetTimeout(rc_, tv);
-    if (cfg.redis_password != NULL) {
-        free(pw);
-        pw = kn_xstrdup(cfg.redis_password);
-    }
-    if (pw != NULL) {
-        r = redisCommand(rc_, "AUTH %s", pw);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "kairanctl: Redis refused the password\n");
-            exit(EXIT_UNKNOWN);
-        }
-        freeReplyObject(r);
-        memset(pw, 0, strlen(pw));
-    }
-    if (db != 0) {
-        r = redisCommand(rc_, "SELECT %d", db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "kairanctl: cannot select Redis db %d\n", db);
-            exit(EXIT_UNKNOWN);
-        }
-        freeReplyObject(r);
-    }
-    free(host);
-    free(pw);
     return rc_;
 }
 
@@ -291,6 +269,49 @@ int kn_cli_audit_ready(void)
     return -1;
 }
 
+/*
+ * redis.wait_replicas: WAIT until that many replicas have the submit, on
+ * this connection (kairanctl's own, where the submit was written; WAIT
+ * counts the replicas that have everything it wrote).  Returns EXIT_OK,
+ * or EXIT_UNKNOWN (3) with the reason: the id is printed already, and
+ * submitting again with the same "id" (key) is safe.
+ */
+static int wait_replicas(const char *name)
+{
+    long long want = cfg.redis_wait_replicas;
+    long long ms = cfg.redis_wait_timeout_ms;
+    int64_t budget = cfg.redis_wait_timeout_ms + cfg.redis_timeout_ms;
+    struct timeval tv = {(time_t)(budget / 1000),
+                         (suseconds_t)(budget % 1000) * 1000};
+    redisReply *w;
+    long long got = -1;
+
+    if (want <= 0)
+        return EXIT_OK;
+    redisSetTimeout(kn_cli_redis(), tv);
+    w = redisCommand(kn_cli_redis(), "WAIT %lld %lld", want, ms);
+    if (w != NULL && w->type == REDIS_REPLY_INTEGER)
+        got = w->integer;
+    if (w != NULL)
+        freeReplyObject(w);
+    if (got >= want)
+        return EXIT_OK;
+    if (got < 0)
+        fprintf(stderr,
+                "kairanctl: broadcast %s was stored, but WAIT got no answer: "
+                "it may not be on any replica yet; submit again with the "
+                "same \"id\" (it is idempotent)\n",
+                name);
+    else
+        fprintf(stderr,
+                "kairanctl: broadcast %s was stored, but only %lld of %lld "
+                "replicas confirmed it within %lld ms (redis.wait_replicas): "
+                "a failover now could lose it; submit again with the same "
+                "\"id\" (it is idempotent)\n",
+                name, got, want, ms);
+    return EXIT_UNKNOWN;
+}
+
 int kn_cli_submit_json(const char *json, size_t len)
 {
     struct kn_limits lim = {cfg.max_subject, cfg.max_body, cfg.max_recipients,
@@ -340,10 +361,11 @@ int kn_cli_submit_json(const char *json, size_t len)
     if (r->element[0]->integer == 1)
         kn_cli_audit_op("broadcast.submit", b.id, b.tenant);
     printf("%s\n", r->element[1]->str);
+    rc = wait_replicas(r->element[1]->str);
     freeReplyObject(r);
     kn_broadcast_free(&b);
     kn_keyring_free(kr);
-    return EXIT_OK;
+    return rc;
 }
 
 static int do_submit(int argc, char **argv)

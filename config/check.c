@@ -252,6 +252,91 @@ const char *kn__config_mailbox_problem(const char *value)
     return NULL;
 }
 
+int kn_hostport_parse(const char *s, size_t len, char *host, size_t hostsz,
+                      int *port)
+{
+    const char *end = s + len, *colon, *h;
+    size_t hl;
+    long p = 0;
+
+    while (s < end && isspace((unsigned char)*s))
+        s++;
+    while (end > s && isspace((unsigned char)end[-1]))
+        end--;
+    if (s == end)
+        return KN_EINVAL;
+    if (*s == '[') {
+        const char *rb = memchr(s, ']', (size_t)(end - s));
+        if (rb == NULL || rb + 1 >= end || rb[1] != ':')
+            return KN_EINVAL;
+        h = s + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = memrchr(s, ':', (size_t)(end - s));
+        if (colon == NULL)
+            return KN_EINVAL;
+        h = s;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostsz)
+        return KN_EINVAL;
+    for (size_t i = 0; i < hl; i++) {
+        if (!host_char((unsigned char)h[i]) && h[i] != ':')
+            return KN_EINVAL;
+        if (h[i] == ':' && *s != '[')
+            return KN_EINVAL;
+    }
+    if (colon + 1 >= end || end - colon > 6)
+        return KN_EINVAL;
+    for (const char *q = colon + 1; q < end; q++) {
+        if (!isdigit((unsigned char)*q))
+            return KN_EINVAL;
+        p = p * 10 + (*q - '0');
+    }
+    if (p < 1 || p > 65535)
+        return KN_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+const char *kn__config_check_sentinels(const char *value)
+{
+    static const char want[] =
+        "expected host:port of each sentinel, separated by commas "
+        "(127.0.0.1:26379,10.0.0.2:26379; at most 16)";
+    const char *p = value;
+    size_t n = 0;
+    char host[256];
+    int port;
+
+    while (1) {
+        size_t len = strcspn(p, ",");
+        if (kn_hostport_parse(p, len, host, sizeof(host), &port) < 0 ||
+            ++n > KN_MAX_SENTINELS)
+            return want;
+        if (p[len] == '\0')
+            return NULL;
+        p += len + 1;
+    }
+}
+
+const char *kn__config_check_master_name(const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0 || n > 64)
+        return "expected the sentinels' name of the primary (1-64 letters, "
+               "digits, '.', '_', '-')";
+    for (const char *p = value; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            return "expected the sentinels' name of the primary (1-64 "
+                   "letters, digits, '.', '_', '-')";
+    }
+    return NULL;
+}
+
 const char *kn__config_check_hostname(const char *value)
 {
     for (const char *p = value; *p; p++) {

@@ -16,6 +16,10 @@ const char *kn__config_check_redis_url(const char *value);
  */
 const char *kn__config_redis_url_split(const char *url, char **host, int *port,
                                        int *db, char **password);
+/* redis.sentinels: "host:port,host:port" (at most KN_MAX_SENTINELS) */
+const char *kn__config_check_sentinels(const char *value);
+/* redis.master_name: 1-64 letters, digits, '.', '_', '-' */
+const char *kn__config_check_master_name(const char *value);
 /* smtp.url; *implicit says smtps:// */
 const char *kn__config_smtp_url_problem(const char *url, bool *implicit);
 const char *kn__config_check_smtp_url(const char *value);

@@ -142,6 +142,16 @@ static const struct key keys[] = {
         NULL),
     STR("redis", "prefix", "kairan:", redis_prefix, 0, NULL, NULL),
     DUR("redis", "timeout_ms", "5s", 10 * MS, 10 * MIN, redis_timeout_ms),
+    STR("redis", "sentinels", NULL, redis_sentinels, F_OPTIONAL,
+        kn__config_check_sentinels, "KAIRAN_REDIS_SENTINELS"),
+    STR("redis", "master_name", "kairan", redis_master_name, 0,
+        kn__config_check_master_name, NULL),
+    OPT("redis", "sentinel_password_file", redis_sentinel_password_file),
+    BOOL("redis", "sentinel_allow_no_password", "no",
+         redis_sentinel_allow_no_password),
+    INT("redis", "wait_replicas", "0", 0, 100, redis_wait_replicas),
+    DUR("redis", "wait_timeout_ms", "1s", 10 * MS, 1 * MIN,
+        redis_wait_timeout_ms),
 
     INT("queue", "max_attempts", "8", 1, 100, max_attempts),
     DUR("queue", "retry_base_ms", "1s", 10 * MS, 1 * HOUR, retry_base_ms),
@@ -290,6 +300,7 @@ static const struct secret_file {
     size_t into;      /* the field that gets the secret */
 } secret_files[] = {
     {"redis", "password_file", FIELD(redis_password)},
+    {"redis", "sentinel_password_file", FIELD(redis_sentinel_password)},
     {"smtp", "password_file", FIELD(smtp_password)},
     {"line", "token_file", FIELD(line_token)},
     {"line", "channel_secret_file", FIELD(line_channel_secret)},
@@ -989,6 +1000,15 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
     why = kn__config_mailbox_problem(cfg->smtp_from);
     if (why != NULL)
         check_problem(cfg, err, &count, "smtp.from: %s", why);
+    if (cfg->redis_sentinels != NULL && cfg->redis_sentinel_password == NULL &&
+        !cfg->redis_sentinel_allow_no_password)
+        check_problem(cfg, err, &count,
+                      "redis.sentinels is set but there is no "
+                      "redis.sentinel_password_file: a sentinel without a "
+                      "password could be anyone's and name a rogue primary; "
+                      "set requirepass on the sentinels and the file here, "
+                      "or (a closed network only) "
+                      "redis.sentinel_allow_no_password = yes");
     if (cfg->smtp_username != NULL && cfg->smtp_password == NULL)
         check_problem(cfg, err, &count,
                       "smtp.username is set but there is no password: set "
@@ -1003,6 +1023,7 @@ void kn_config_free(struct kn_config *cfg)
             replace_string(str_field(cfg, keys[i].offset), NULL);
     }
     replace_string(&cfg->redis_password, NULL);
+    replace_string(&cfg->redis_sentinel_password, NULL);
     free(cfg->path);
     memset(cfg, 0, sizeof(*cfg));
 }

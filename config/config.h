@@ -32,6 +32,15 @@ struct kn_config {
                                   url; NULL = none */
     char *redis_prefix;        /* key prefix, default "kairan:" */
     int64_t redis_timeout_ms;  /* per command (and connect) timeout */
+    /* Sentinel (queue/sentinel.c): when sentinels is set, the primary is
+     * asked of them and the url's host and port are not used. */
+    char *redis_sentinels;                /* "host:port,host:port"; NULL none */
+    char *redis_master_name;              /* the monitored primary's name */
+    char *redis_sentinel_password_file;   /* the sentinels' requirepass */
+    char *redis_sentinel_password;        /* not a key: read from the file */
+    int redis_sentinel_allow_no_password; /* yes: sentinels without AUTH */
+    int64_t redis_wait_replicas;          /* WAIT N after a submit; 0 none */
+    int64_t redis_wait_timeout_ms;        /* WAIT's timeout */
 
     /* [queue] */
     int64_t max_attempts;  /* attempts before the DLQ */
@@ -187,6 +196,18 @@ void kn_config_free(struct kn_config *cfg);
  */
 int kn_redis_url_parse(const char *url, char **host, int *port, int *db,
                        char **password);
+
+/* How many sentinels redis.sentinels may name. */
+#define KN_MAX_SENTINELS 16
+
+/*
+ * Parse one "host:port" (IPv4 or name, or "[IPv6]:port"; port 1-65535)
+ * from s[0..len), spaces around it ignored, into host (hostsz bytes) and
+ * *port.  redis.sentinels is a comma list of these.  Returns 0 or
+ * KN_EINVAL.
+ */
+int kn_hostport_parse(const char *s, size_t len, char *host, size_t hostsz,
+                      int *port);
 
 /* The i-th key of the table and its section, or NULL past the end. */
 const char *kn_config_key(size_t i, const char **section);

@@ -31,6 +31,7 @@
 #include "queue/poison.h"
 #include "queue/queue.h"
 #include "queue/scripts.h"
+#include "queue/sentinel.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
 
@@ -281,6 +282,10 @@ static void msg_evict(struct kn_daemon *d, int all)
 
 /* ---- redis ---- */
 
+/* The sentinels, for kn__redis_sync's callers in the thread pool (the
+ * discovery is thread-safe). */
+static struct kn_sentinel *sync_sentinel;
+
 struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
                                 kn_redis_state_cb *cb, void *arg)
 {
@@ -298,6 +303,7 @@ struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
     o.password = d->cfg->redis_password ? d->cfg->redis_password : password;
     o.timeout_ms = d->cfg->redis_timeout_ms;
     o.name = name;
+    o.sentinel = d->sentinel;
     r = kn_redis_new(d->loop, &o, cb, arg);
     free(host);
     if (password) {
@@ -309,36 +315,12 @@ struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
 
 redisContext *kn__redis_sync(const struct kn_config *cfg)
 {
-    char *host = NULL, *pw = NULL;
-    int port = 6379, db = 0;
-    struct timeval tv = {10, 0};
-    redisContext *c;
-    redisReply *r;
-    if (kn_redis_url_parse(cfg->redis_url, &host, &port, &db, &pw) < 0)
-        return NULL;
-    c = redisConnectWithTimeout(host, port, tv);
-    if (c != NULL && !c->err) {
-        redisSetTimeout(c, tv);
-        if (cfg->redis_password != NULL || pw != NULL) {
-            r = redisCommand(c, "AUTH %s",
-                             cfg->redis_password ? cfg->redis_password : pw);
-            if (r)
-                freeReplyObject(r);
-        }
-        if (db != 0) {
-            r = redisCommand(c, "SELECT %d", db);
-            if (r)
-                freeReplyObject(r);
-        }
-    } else if (c != NULL) {
-        redisFree(c);
-        c = NULL;
-    }
-    free(host);
-    if (pw != NULL) {
-        memset(pw, 0, strlen(pw));
-        free(pw);
-    }
+    char why[400];
+    redisContext *c =
+        kn_redis_connect_sync(cfg, sync_sentinel, 10000, why, sizeof(why));
+    if (c == NULL)
+        kn_log(KN_LOG_WARN, "redis", "cannot connect", "conn", "sync", "error",
+               why, NULL);
     return c;
 }
 
@@ -641,6 +623,7 @@ static void shutdown_now(struct kn_daemon *d)
             kn__worker_close(d->workers[c]);
     }
     kn_redis_close(d->cmd);
+    kn_sentinel_unwatch(d->sentinel);
     /* Calls that could not be recorded stay as pending entries in Redis
      * and are reclaimed by another process. */
     kn_queue_reliable_drop(&d->reliable);
@@ -674,6 +657,10 @@ int kn_daemon_run(const struct kn_config *cfg)
         return 1;
     }
     kn_scripts_init();
+    d.sentinel = kn_sentinel_new(cfg);
+    sync_sentinel = d.sentinel;
+    if (d.sentinel != NULL)
+        kn_sentinel_watch(d.sentinel, d.loop);
     d.cmd = kn__redis_open(&d, "cmd", on_cmd_state, &d);
     d.reliable.r = d.cmd;
     d.exp = kn__expander_new(&d);
@@ -704,6 +691,8 @@ int kn_daemon_run(const struct kn_config *cfg)
     if (rc != 0)
         kn_log(KN_LOG_WARN, "daemon", "loop closed with open handles", NULL);
     kn_keyring_free(d.kr);
+    sync_sentinel = NULL;
+    kn_sentinel_free(d.sentinel);
     kn_log(KN_LOG_INFO, "daemon", "stopped", NULL);
     free(d.prefix);
     free(d.consumer);

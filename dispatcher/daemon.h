@@ -84,6 +84,7 @@ struct kn_daemon {
     char *prefix;
     char *consumer;
     struct kn_redis *cmd;
+    struct kn_sentinel *sentinel; /* NULL: redis.url's server */
     struct kn_expander *exp;
     struct kn_worker *workers[KN_CH__COUNT];
     uv_signal_t sig_term, sig_int, sig_hup;

@@ -4,7 +4,9 @@
 #                       counting; ends with "N passed, N failed".
 #                       KAIRAN_TEST_SCALE shrinks the big broadcast,
 #                       KAIRAN_FAULT_KILLS sets the number of kill -9
-#                       (default 20), KAIRAN_TEST_SEED replays a run.
+#                       (default 20; of kairand, and of the Redis primary
+#                       in test_sentinel_failover.py), KAIRAN_TEST_SEED
+#                       replays a run.
 #   make soak           tests/faults/soak.py: KAIRAN_SOAK_N deliveries
 #                       (default 1,000,000) with random faults, printing
 #                       kairand's RSS over time.

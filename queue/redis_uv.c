@@ -4,7 +4,10 @@
  *
  * State machine: DOWN -> CONNECTING -> HANDSHAKE (AUTH/SELECT/PING) -> UP,
  * and back to DOWN on any error, from where a backoff timer starts the next
- * attempt.  Every change goes through set_state(), which logs it.
+ * attempt.  Every change goes through set_state(), which logs it.  With
+ * sentinels (queue/sentinel.h) each attempt begins in RESOLVING: the
+ * primary's address is asked of them in the thread pool, and the
+ * handshake ends with ROLE, which must say master.
  *
  * Commands are kept in a FIFO in the order they were written; Redis answers
  * in order, so only the head's deadline needs watching.  A watchdog timer
@@ -23,13 +26,14 @@
 #include "common/kn.h"
 #include "common/codec.h"
 #include "common/log.h"
+#include "queue/sentinel.h"
 
-enum rstate { R_DOWN, R_CONNECTING, R_HANDSHAKE, R_UP, R_CLOSED };
+enum rstate { R_DOWN, R_CONNECTING, R_HANDSHAKE, R_UP, R_CLOSED, R_RESOLVING };
 
 static const char *rstate_name(enum rstate s)
 {
-    static const char *names[] = {"down", "connecting", "handshake", "up",
-                                  "closed"};
+    static const char *names[] = {"down", "connecting", "handshake",
+                                  "up",   "closed",     "resolving"};
     return names[s];
 }
 
@@ -39,6 +43,7 @@ struct rcmd {
     void *arg;
     int64_t deadline; /* monotonic ms */
     struct rcmd *next, *prev;
+    int sub; /* a SUBSCRIBE: not in the FIFO, called for every message */
     /* For EVALSHA: enough to resend as EVAL on NOSCRIPT. */
     const struct kn_redis_script *script;
     int argc;
@@ -72,7 +77,14 @@ struct kn_redis {
     uint64_t connects;
     struct rcmd *head, *tail;
     int handles_open;
-    char last_error[160];
+    char last_error[400];
+    /* Sentinel discovery (NULL: host and port are fixed). */
+    struct kn_sentinel *sentinel;
+    uv_work_t resolve; /* in flight while resolving = 1 */
+    int resolving;
+    int from; /* the sentinel that named host:port */
+    int res_rc, res_port, res_from;
+    char res_host[256], res_why[300];
 };
 
 static void teardown(struct kn_redis *r, const char *why);
@@ -263,6 +275,15 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct rcmd *c = priv;
     struct kn_redis *r = c->r;
     redisReply *rep = reply;
+    if (c->sub) {
+        /* hiredis calls a subscription for every message, and once with
+         * NULL when the context is freed. */
+        if (c->cb != NULL)
+            c->cb(r, rep, c->arg);
+        if (rep == NULL)
+            cmd_free(c);
+        return;
+    }
     cmd_unlink(r, c);
     if (rep != NULL && c->script != NULL &&
         kn_reply_is_error(rep, "NOSCRIPT") && r->ac != NULL) {
@@ -415,7 +436,32 @@ static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
         teardown(r, why);
         return;
     }
-    if (strcmp(step, "PING") == 0) {
+    if (strcmp(step, "PING") == 0 && r->sentinel != NULL) {
+        kn_redis_cmd(r, on_handshake, "ROLE", "ROLE");
+        return;
+    }
+    if (strcmp(step, "ROLE") == 0 && !kn_sentinel_role_is_master(rep)) {
+        /* A sentinel named something that is not a primary (a replica
+         * not yet promoted, a demoted primary, or a rogue sentinel):
+         * write nothing, ask again after the backoff, the others first. */
+        char why[600], who[300];
+        kn_sentinel_describe(r->sentinel, r->from, who, sizeof(who));
+        snprintf(why, sizeof(why),
+                 "%s named %s:%d, which is not a primary (ROLE %s)", who,
+                 r->host, r->port,
+                 rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                         rep->element[0]->type == REDIS_REPLY_STRING
+                     ? rep->element[0]->str
+                     : "?");
+        kn_log(KN_LOG_WARN, "redis",
+               "not a primary; asking the sentinels "
+               "again",
+               "conn", r->name, "error", why, NULL);
+        kn_sentinel_distrust(r->sentinel, r->from);
+        teardown(r, why);
+        return;
+    }
+    if (strcmp(step, "PING") == 0 || strcmp(step, "ROLE") == 0) {
         r->attempts = 0;
         if (r->connects++ > 0)
             kn_log(KN_LOG_INFO, "redis", "reconnected", "conn", r->name, NULL);
@@ -424,7 +470,66 @@ static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
     }
 }
 
+static void connect_now(struct kn_redis *r);
+
+/* In the thread pool: steps 1-2 of the discovery (blocking). */
+static void resolve_work(uv_work_t *w)
+{
+    struct kn_redis *r = kn_container_of(w, struct kn_redis, resolve);
+    r->res_rc = kn_sentinel_resolve(
+        r->sentinel, r->res_host, sizeof(r->res_host), &r->res_port,
+        &r->res_from, r->res_why, sizeof(r->res_why));
+}
+
+static void maybe_free(struct kn_redis *r);
+
+/* Back on the loop: connect to the address the sentinels named. */
+static void resolve_done(uv_work_t *w, int status)
+{
+    struct kn_redis *r = kn_container_of(w, struct kn_redis, resolve);
+    r->resolving = 0;
+    r->handles_open--;
+    if (r->state == R_CLOSED) {
+        maybe_free(r);
+        return;
+    }
+    if (status < 0 || r->res_rc < 0) {
+        snprintf(r->last_error, sizeof(r->last_error), "%s",
+                 status < 0 ? "discovery cancelled" : r->res_why);
+        if (r->attempts == 0 || r->attempts % 20 == 0)
+            kn_log(KN_LOG_WARN, "redis",
+                   "the sentinels name no primary, retrying", "conn", r->name,
+                   "error", r->last_error, NULL);
+        set_state(r, R_DOWN, r->last_error);
+        backoff(r);
+        return;
+    }
+    if (strcmp(r->host, r->res_host) != 0 || r->port != r->res_port)
+        kn_log(KN_LOG_INFO, "redis", "sentinels name the primary", "conn",
+               r->name, "primary", r->res_host, NULL);
+    free(r->host);
+    r->host = kn_xstrdup(r->res_host);
+    r->port = r->res_port;
+    r->from = r->res_from;
+    connect_now(r);
+}
+
 static void do_connect(struct kn_redis *r)
+{
+    if (r->state == R_CLOSED || r->resolving)
+        return;
+    if (r->sentinel == NULL) {
+        connect_now(r);
+        return;
+    }
+    /* Step 4: ask again before every connection. */
+    set_state(r, R_RESOLVING, "asking the sentinels");
+    r->resolving = 1;
+    r->handles_open++;
+    uv_queue_work(r->loop, &r->resolve, resolve_work, resolve_done);
+}
+
+static void connect_now(struct kn_redis *r)
 {
     redisAsyncContext *ac;
     if (r->state == R_CLOSED)
@@ -508,6 +613,9 @@ struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
     r->name = kn_xstrdup(o->name ? o->name : "redis");
     r->state_cb = state;
     r->state_arg = arg;
+    r->sentinel = o->sentinel;
+    if (r->sentinel != NULL)
+        kn__sentinel_attach(r->sentinel, r);
     uv_timer_init(loop, &r->watchdog);
     uv_timer_init(loop, &r->reconnect);
     uv_prepare_init(loop, &r->flush);
@@ -657,9 +765,43 @@ static void timer_closed(uv_handle_t *h)
     maybe_free(r);
 }
 
+void kn_redis_reset(struct kn_redis *r, const char *why)
+{
+    if (r->state == R_CLOSED || r->resolving)
+        return;
+    r->attempts = 0;
+    if (r->ac != NULL) {
+        teardown(r, why); /* schedules the next attempt */
+        return;
+    }
+    /* Waiting for the backoff: try at once. */
+    uv_timer_start(&r->reconnect, on_reconnect_timer, 0, 0);
+}
+
+int kn_redis_subscribe(struct kn_redis *r, const char *channel, kn_redis_cb *cb,
+                       void *arg)
+{
+    struct rcmd *c;
+    if (r->state != R_UP || r->ac == NULL)
+        return KN_ECLOSED;
+    c = kn_xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    c->sub = 1;
+    if (redisAsyncCommand(r->ac, on_reply, c, "SUBSCRIBE %s", channel) !=
+        REDIS_OK) {
+        free(c);
+        return KN_ECLOSED;
+    }
+    return 0;
+}
+
 void kn_redis_close(struct kn_redis *r)
 {
     redisAsyncContext *ac = r->ac;
+    if (r->sentinel != NULL)
+        kn__sentinel_detach(r->sentinel, r);
     set_state(r, R_CLOSED, "close");
     r->ac = NULL;
     if (ac != NULL)

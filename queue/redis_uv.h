@@ -20,6 +20,7 @@
 #include <uv.h>
 
 struct kn_redis;
+struct kn_sentinel;
 
 /*
  * A reply callback.  reply is NULL when the command failed without a reply
@@ -40,6 +41,11 @@ struct kn_redis_opts {
     const char *password; /* NULL for none */
     int64_t timeout_ms;   /* connect and per-command */
     const char *name;     /* for logs: "cmd", "block" */
+    /* Not NULL: host and port are ignored; before every (re)connect the
+     * primary is asked of these sentinels (in the thread pool), and the
+     * connection is used only once ROLE says master (queue/sentinel.h).
+     * Borrowed: it must outlive the connection. */
+    struct kn_sentinel *sentinel;
 };
 
 struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
@@ -94,6 +100,23 @@ int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,
  * returns except those NULL replies, which run inside it.
  */
 void kn_redis_close(struct kn_redis *r);
+
+/*
+ * Drop the connection now (pending commands get NULL replies) and connect
+ * again soon, asking the sentinels again first: the primary changed.
+ * Nothing happens to a closed connection.
+ */
+void kn_redis_reset(struct kn_redis *r, const char *why);
+
+/*
+ * SUBSCRIBE to channel on a ready connection: cb is called with every
+ * message (and first with the subscribe confirmation), and once with
+ * NULL when the connection ends; subscribe again when it is up again.
+ * The connection is then good for nothing else.  Returns 0 or
+ * KN_ECLOSED.
+ */
+int kn_redis_subscribe(struct kn_redis *r, const char *channel, kn_redis_cb *cb,
+                       void *arg);
 
 /* Helpers for replies. */
 int kn_reply_is_error(const redisReply *rep, const char *prefix);

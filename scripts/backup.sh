@@ -4,6 +4,7 @@
 # backups, 30 kept), and their restore.
 #
 #   backup.sh [--redis-cli-args ARGS] [--dir DIR] [--keep N] [--key FILE]
+#             [--sentinels HOST:PORT,... [--master-name NAME]]
 #       BGSAVE, wait for it (LASTSAVE), copy the RDB file (and the AOF
 #       directory, if AOF is on) and the key file into DIR/<date>-<time>,
 #       with SHA256SUMS; then keep only the N newest generations.
@@ -30,6 +31,8 @@ keep=${KAIRAN_BACKUP_KEEP:-30}
 key=${KAIRAN_BACKUP_KEY:-/etc/kairan/key}
 with_key=1
 cli_args=${KAIRAN_BACKUP_REDIS_CLI_ARGS:-}
+sentinels=${KAIRAN_BACKUP_SENTINELS:-}
+master_name=${KAIRAN_BACKUP_MASTER_NAME:-kairan}
 timeout=600
 mode=backup
 gen=
@@ -52,6 +55,10 @@ the kairan key file into DIR/<date>-<time>, keeping the N newest.
 
   --redis-cli-args ARGS  arguments for redis-cli, e.g. "-h 127.0.0.1 -p 6379"
                          (the password in REDISCLI_AUTH, not here)
+  --sentinels LIST       Redis Sentinel: host:port of each sentinel, comma
+                         separated; the primary they name (ROLE checked) is
+                         backed up, and it must be on this host
+  --master-name NAME     the sentinels' name of the primary (default kairan)
   --dir DIR              where generations are kept (default $dir)
   --keep N               generations to keep, 1 or more (default $keep)
   --key FILE             key file to save (default $key)
@@ -68,9 +75,11 @@ the kairan key file into DIR/<date>-<time>, keeping the N newest.
   --force                restore: even though Redis answers PING
   -h, --help             this help
   -V, --version          print the version
-environment: REDISCLI_AUTH (the Redis password), KAIRAN_BACKUP_DIR,
-  KAIRAN_BACKUP_KEEP, KAIRAN_BACKUP_KEY, KAIRAN_BACKUP_REDIS_CLI_ARGS
-  (defaults of --dir, --keep, --key, --redis-cli-args)
+environment: REDISCLI_AUTH (the Redis password), KAIRAN_BACKUP_SENTINEL_AUTH
+  (the sentinels' password), KAIRAN_BACKUP_DIR, KAIRAN_BACKUP_KEEP,
+  KAIRAN_BACKUP_KEY, KAIRAN_BACKUP_REDIS_CLI_ARGS, KAIRAN_BACKUP_SENTINELS,
+  KAIRAN_BACKUP_MASTER_NAME (defaults of --dir, --keep, --key,
+  --redis-cli-args, --sentinels, --master-name)
 exit: 0 ok, 1 failed, 2 usage
 EOF
 }
@@ -93,6 +102,8 @@ need_arg() {
 while [ "$#" -gt 0 ]; do
     case "$1" in
     --redis-cli-args) need_arg "$@"; cli_args=$2; shift 2 ;;
+    --sentinels) need_arg "$@"; sentinels=$2; shift 2 ;;
+    --master-name) need_arg "$@"; master_name=$2; shift 2 ;;
     --dir) need_arg "$@"; dir=$2; shift 2 ;;
     --keep) need_arg "$@"; keep=$2; shift 2 ;;
     --key) need_arg "$@"; key=$2; with_key=1; shift 2 ;;
@@ -285,6 +296,49 @@ fi
 # --------------------------------------------------------------- backup
 
 command -v redis-cli >/dev/null || die "redis-cli not found (Debian package redis-tools)"
+
+# Redis Sentinel (the Sentinel client guidelines, as kairand does): ask
+# each sentinel in turn with a short timeout for the primary, check that
+# ROLE says master there, and back that up.  It must be on this host:
+# the backup copies Redis' files.
+if [ -n "$sentinels" ]; then
+    case "$master_name" in
+    '' | *[!A-Za-z0-9._-]*) usage_error "--master-name: letters, digits, '.', '_', '-' only" ;;
+    esac
+    primary=
+    for s in ${sentinels//,/ }; do
+        sh=${s%:*}
+        sp=${s##*:}
+        case "$sp" in '' | *[!0-9]*) usage_error "--sentinels: '$s' is not host:port" ;; esac
+        addr=$(REDISCLI_AUTH=${KAIRAN_BACKUP_SENTINEL_AUTH:-} timeout 2 \
+            redis-cli --no-auth-warning -h "$sh" -p "$sp" \
+            SENTINEL get-master-addr-by-name "$master_name" 2>/dev/null | tr -d '\r' || true)
+        ph=$(printf '%s\n' "$addr" | sed -n 1p)
+        pp=$(printf '%s\n' "$addr" | sed -n 2p)
+        case "$ph:$pp" in
+        *[!A-Za-z0-9.:_-]* | :* | *:) continue ;;
+        esac
+        case "$pp" in '' | *[!0-9]*) continue ;; esac
+        # shellcheck disable=SC2086
+        role=$(timeout 5 redis-cli $cli_args -h "$ph" -p "$pp" ROLE 2>/dev/null | tr -d '\r' | sed -n 1p || true)
+        if [ "$role" != master ]; then
+            echo "$PROG: sentinel $s names $ph:$pp, which is not a primary (ROLE ${role:-no answer}); asking the next" >&2
+            continue
+        fi
+        primary="$ph $pp"
+        break
+    done
+    [ -n "$primary" ] || die "no sentinel of $sentinels names a primary '$master_name' that says ROLE master (is KAIRAN_BACKUP_SENTINEL_AUTH set? a failover going on? try again)"
+    # shellcheck disable=SC2086
+    set -- $primary
+    cli_args="$cli_args -h $1 -p $2"
+    if ! { [ "${1#127.}" != "$1" ] || [ "$1" = localhost ] || [ "$1" = ::1 ] ||
+        ip -o addr 2>/dev/null | grep -qwF "$1"; }; then
+        die "the primary is $1:$2, not on this host: run $PROG on the primary's host (it copies Redis' files)"
+    fi
+    echo "primary (from the sentinels): $1:$2"
+fi
+
 # shellcheck disable=SC2086
 pong=$(redis-cli $cli_args PING 2>&1 || true)
 [ "$pong" = PONG ] || die "cannot reach Redis with redis-cli $cli_args: $pong"

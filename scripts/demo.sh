@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local demo: a private redis-server (temp dir, free port; or the one in
-# KAIRAN_REDIS_URL), kairand with the outbox adapter, a sample Japanese
+# KAIRAN_REDIS_URL, or the primary the sentinels in KAIRAN_REDIS_SENTINELS
+# name: KAIRAN_DEMO_MASTER_NAME, KAIRAN_DEMO_SENTINEL_PASSWORD_FILE), kairand
+# with the outbox adapter, a sample Japanese
 # broadcast to a few hundred sample recipients, its progress, then it stops
 # what it started and says where the delivered .eml files are.
 set -euo pipefail
@@ -21,7 +23,19 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-if [ -n "${KAIRAN_REDIS_URL:-}" ]; then
+SENTINEL_CONF=
+if [ -n "${KAIRAN_REDIS_SENTINELS:-}" ]; then
+    # kairand and kairanctl read KAIRAN_REDIS_SENTINELS themselves.
+    REDIS_URL=${KAIRAN_REDIS_URL:-redis://127.0.0.1:6379/0}
+    SENTINEL_CONF="master_name = ${KAIRAN_DEMO_MASTER_NAME:-kairan}"
+    if [ -z "${KAIRAN_DEMO_SENTINEL_PASSWORD_FILE:-}" ]; then
+        echo "demo: set KAIRAN_DEMO_SENTINEL_PASSWORD_FILE to a file holding the sentinels' password" >&2
+        exit 2
+    fi
+    SENTINEL_CONF="$SENTINEL_CONF
+sentinel_password_file = $KAIRAN_DEMO_SENTINEL_PASSWORD_FILE"
+    echo "demo: using the primary the sentinels $KAIRAN_REDIS_SENTINELS name"
+elif [ -n "${KAIRAN_REDIS_URL:-}" ]; then
     REDIS_URL=$KAIRAN_REDIS_URL
     echo "demo: using Redis at $REDIS_URL"
 else
@@ -42,6 +56,7 @@ fi
 cat >"$DIR/kairan.conf" <<CONF
 [redis]
 url = $REDIS_URL
+$SENTINEL_CONF
 [routes]
 email = outbox
 line = outbox

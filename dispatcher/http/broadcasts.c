@@ -508,6 +508,47 @@ static void on_dup_check(struct batch *b)
     kn__httpd_respond_json(c, 200, j, NULL);
 }
 
+/*
+ * WAIT's answer after a submit (redis.wait_replicas): 202 when enough
+ * replicas have it, else 503 with the id: the broadcast is stored on the
+ * primary and may well be sent, but a failover now could lose it, so the
+ * client submits again with the same "id" (key), which is safe.
+ */
+static void on_waited(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    long long want = c->srv->cfg->redis_wait_replicas;
+    json_t *j;
+    char loc[300], msg[300];
+    if (!kn__httpd_conn_release(c))
+        return;
+    j = json_object();
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+        rep->integer >= want) {
+        snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n",
+                 c->req.bc_id);
+        kn__httpd_respond_json(c, 202, j, loc);
+        return;
+    }
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
+        snprintf(msg, sizeof(msg),
+                 "stored, but only %lld of %lld replicas confirmed it in time "
+                 "(redis.wait_replicas); submit again with the same id (it "
+                 "is idempotent)",
+                 (long long)rep->integer, want);
+    else
+        snprintf(msg, sizeof(msg),
+                 "stored, but the replicas did not confirm it (no answer to "
+                 "WAIT); submit again with the same id (it is idempotent)");
+    kn_log(KN_LOG_WARN, "http", "submit not confirmed by the replicas", "bc",
+           c->req.bc_id, NULL);
+    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "field", json_null());
+    kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
+}
+
 static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct conn *c = arg;
@@ -549,6 +590,27 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     kn_log(KN_LOG_INFO, "http", "broadcast submitted", "bc", c->req.bc_id,
            "token", c->req.tok.id, NULL);
     audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
+    if (c->srv->wait != NULL) {
+        /* redis.wait_replicas: success only once WAIT confirms it, on
+         * the connection that wrote it. */
+        char n[24], ms[24];
+        const char *av[] = {"WAIT", n, ms};
+        size_t al[3];
+        snprintf(n, sizeof(n), "%lld",
+                 (long long)c->srv->cfg->redis_wait_replicas);
+        snprintf(ms, sizeof(ms), "%lld",
+                 (long long)c->srv->cfg->redis_wait_timeout_ms);
+        al[0] = 4;
+        al[1] = strlen(n);
+        al[2] = strlen(ms);
+        kn__httpd_conn_hold(c);
+        if (kn_redis_argv(r, on_waited, c, c->srv->cfg->redis_wait_timeout_ms,
+                          3, av, al) == 0)
+            return;
+        c->refs--;
+        on_waited(r, NULL, c);
+        return;
+    }
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
     json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
@@ -668,7 +730,7 @@ void kn__httpd_run_bc_submit(struct conn *c)
         kn_broadcast_free(&b);
         return;
     }
-    if (!kn_redis_up(d->cmd)) {
+    if (!kn_redis_up(d->cmd) || (s->wait != NULL && !kn_redis_up(s->wait))) {
         kn_broadcast_free(&b);
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");
@@ -694,8 +756,9 @@ void kn__httpd_run_bc_submit(struct conn *c)
     }
     kn_broadcast_free(&b);
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(d->cmd, &kn_script_submit, on_submitted, c,
-                      KN_SUBMIT_NKEYS, a.n, (const char **)a.v, a.len) < 0) {
+    if (kn_redis_eval(s->wait != NULL ? s->wait : d->cmd, &kn_script_submit,
+                      on_submitted, c, KN_SUBMIT_NKEYS, a.n, (const char **)a.v,
+                      a.len) < 0) {
         c->refs--;
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");

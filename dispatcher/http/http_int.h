@@ -201,6 +201,9 @@ struct http_srv {
     double line_tokens;
     int64_t line_at;
     int64_t warned_peer;
+    /* redis.wait_replicas > 0: submits go on this connection of their
+     * own, each followed by WAIT (which blocks its connection). */
+    struct kn_redis *wait;
 };
 
 struct wreq {

@@ -478,6 +478,10 @@ static int http_open(struct kn_daemon *d, void **state)
         return in_use ? 0 : KN_ECONFIG;
     }
     uv_timer_start(&s->tick, on_tick, 200, 1000);
+    if (cfg->redis_wait_replicas > 0) {
+        s->wait = kn__redis_open(d, "wait", NULL, NULL);
+        kn_redis_start(s->wait);
+    }
     kn_log(KN_LOG_INFO, "http", "listening", "listen", cfg->http_listen,
            "metrics", cfg->http_metrics_open ? "open" : "token", NULL);
     *state = s;
@@ -495,6 +499,8 @@ static void http_close(struct kn_daemon *d, void *state)
     uv_close((uv_handle_t *)&s->listener, on_srv_handle_closed);
     while (s->conns != NULL)
         kn__httpd_conn_close(s->conns);
+    if (s->wait != NULL)
+        kn_redis_close(s->wait); /* pending submits get NULL replies */
 }
 
 struct kn_module kn_http_module = {

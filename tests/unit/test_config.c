@@ -314,7 +314,9 @@ static void test_errors_are_collected(void **state)
         "%1$s:14: redis.timeout_ms is already set on line 13\n"
         "%1$s:15: expected 'key = value', '[section]' or a comment\n"
         "%1$s:16: unknown key 'max_attempts' in [redis]; known keys: url, "
-        "password_file, prefix, timeout_ms\n",
+        "password_file, prefix, timeout_ms, sentinels, master_name, "
+        "sentinel_password_file, sentinel_allow_no_password, wait_replicas, "
+        "wait_timeout_ms\n",
         path);
     assert_null(strstr(errs, "hunter2"));
     /* A failed load leaves nothing behind. */

@@ -158,7 +158,7 @@ static struct ctx *ctx_new(void)
     struct kn_redis_opts o;
     c->port = free_port();
     c->pid = start_redis(c->port);
-    o = (struct kn_redis_opts){"127.0.0.1", c->port, 0, NULL, 2000, "test"};
+    o = (struct kn_redis_opts){"127.0.0.1", c->port, 0, NULL, 2000, "test", NULL};
     uv_loop_init(&c->loop);
     uv_timer_init(&c->loop, &c->guard);
     uv_timer_start(&c->guard, on_guard, 20, 20);

@@ -80,7 +80,8 @@ static void on_guard(uv_timer_t *t)
 static struct ctx *ctx_new(int port, int64_t timeout_ms)
 {
     struct ctx *c = kn_xcalloc(1, sizeof(*c));
-    struct kn_redis_opts o = {"127.0.0.1", port, 0, NULL, timeout_ms, "test"};
+    struct kn_redis_opts o = {"127.0.0.1", port, 0, NULL, timeout_ms, "test",
+                               NULL};
     uv_loop_init(&c->loop);
     /* A ticking timer so UV_RUN_ONCE never blocks forever. */
     uv_timer_init(&c->loop, &c->guard);
