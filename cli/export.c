@@ -72,8 +72,10 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
 {
     const char *cj = h->element[0]->str, *nm = h->element[1]->str,
                *gr = h->element[2]->str, *cl = h->element[3]->str,
-               *gs = h->element[4]->str, *ac = h->element[5]->str;
-    char *name = NULL, *email = NULL, *line = NULL,
+               *gs = h->element[4]->str, *ac = h->element[5]->str,
+               *no = h->element[6]->str;
+    char *name = NULL, *email = NULL, *line = NULL, *kana = NULL,
+         *guardian = NULL, *phone = NULL,
          *fcm = kn_xstrdup(""), *apns = kn_xstrdup(""), *chs = kn_xstrdup("");
     json_t *c = cj ? json_loads(cj, 0, NULL) : NULL;
     struct kn_dir_rec d;
@@ -82,7 +84,10 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
     kn_dir_parse(c, &d); /* not an object: all empty (and c NULL below) */
     if (unseal_str(kr, "name", nm, &name) < 0 ||
         unseal_str(kr, "email", d.email, &email) < 0 ||
-        unseal_str(kr, "line", d.line, &line) < 0)
+        unseal_str(kr, "line", d.line, &line) < 0 ||
+        unseal_str(kr, "name", h->element[7]->str, &kana) < 0 ||
+        unseal_str(kr, "name", h->element[8]->str, &guardian) < 0 ||
+        unseal_str(kr, "phone", h->element[9]->str, &phone) < 0)
         rc = KN_ECRYPTO;
     for (size_t i = 0; i < d.npush; i++) {
         const char *k = d.push[i].platform;
@@ -109,9 +114,16 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
         kn_csv_put_cell(f, fcm, 0);
         kn_csv_put_cell(f, apns, 0);
         kn_csv_put_cell(f, chs, 0);
-        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 1);
+        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 0);
+        kn_csv_put_cell(f, no ? no : "", 0);
+        kn_csv_put_cell(f, kana, 0);
+        kn_csv_put_cell(f, guardian, 0);
+        kn_csv_put_cell(f, phone, 1);
     }
     wipe_free(name);
+    wipe_free(kana);
+    wipe_free(guardian);
+    wipe_free(phone);
     wipe_free(email);
     wipe_free(line);
     wipe_free(fcm);
@@ -170,12 +182,16 @@ int kn__rcp_export(const char *tenant, int bom)
             kn_argv_add(&cmds[i], "class");
             kn_argv_add(&cmds[i], "groups");
             kn_argv_add(&cmds[i], "active");
+            kn_argv_add(&cmds[i], "number");
+            kn_argv_add(&cmds[i], "kana");
+            kn_argv_add(&cmds[i], "guardian");
+            kn_argv_add(&cmds[i], "phone");
         }
         rep = kn__rcp_pipeline(cmds, m);
         for (size_t i = 0; i < m; i++) {
             kn_argv_free(&cmds[i]);
             if (rc != KN_EXIT_OK || rep[i]->type != REDIS_REPLY_ARRAY ||
-                rep[i]->elements != 6 ||
+                rep[i]->elements != 10 ||
                 rep[i]->element[0]->type != REDIS_REPLY_STRING)
                 continue; /* deleted meanwhile */
             if (export_one(stdout, kr, v[off + i], rep[i]) < 0) {

@@ -29,13 +29,14 @@
 #include "model/broadcast.h"
 #include "model/directory.h"
 #include "model/address.h"
+#include "model/label.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
 #include "queue/lua.h"
 
 #define MAX_FILE (64L * 1024 * 1024) /* a roster is a few hundred kB */
 #define BATCH 100                    /* rows per Lua call */
-#define NARGS 9                      /* script arguments per row */
+#define NARGS 13                     /* script arguments per row */
 
 /*
  * At most MAX_SHOWN problems are printed of a kind (header columns, bad
@@ -191,12 +192,70 @@ static struct kn_redis_script upsert_script = {
 /* ---- import: the header ---- */
 
 /*
- * Map each field of the header to a column (or -1 for an empty header
- * cell, which must stay empty below).  Returns 0, or -1 after printing
- * FILE:LINE: reason for an unknown, repeated or missing column.
+ * Other names a class list uses for a column (docs/directory.md lists
+ * them).  Compared after NFKC and without regard to ASCII case, so that
+ * "ＩＤ", "Ｅメール" and "TEL" are found too.
  */
-static int read_header(const char *file, const struct kn_csv_row *h,
-                       int **map)
+static const struct {
+    const char *name;
+    int col;
+} aliases[] = {
+    {"生徒ID", COL_ID},         {"名前", COL_NAME},
+    {"生徒氏名", COL_NAME},     {"児童氏名", COL_NAME},
+    {"クラス", COL_CLASS},      {"メール", COL_EMAIL},
+    {"Eメール", COL_EMAIL},     {"e-mail", COL_EMAIL},
+    {"mail", COL_EMAIL},        {"番号", COL_NUMBER},
+    {"フリガナ", COL_KANA},     {"よみがな", COL_KANA},
+    {"ヨミガナ", COL_KANA},     {"保護者名", COL_GUARDIAN},
+    {"保護者", COL_GUARDIAN},   {"電話", COL_PHONE},
+    {"TEL", COL_PHONE},         {"連絡先電話番号", COL_PHONE},
+    {"携帯電話", COL_PHONE},    {"携帯電話番号", COL_PHONE},
+};
+
+/* The column a header cell names, or -1. */
+static int column_of(const char *raw)
+{
+    char err[8], *name = NULL;
+    int c = -1;
+    if (kn_label_norm(raw, &name, err, sizeof(err)) < 0)
+        name = kn_xstrdup(raw);
+    for (int k = 0; k < COL__COUNT && c < 0; k++) {
+        if (strcasecmp(name, kn__rcp_columns[k].en) == 0 ||
+            strcasecmp(name, kn__rcp_columns[k].ja) == 0)
+            c = k;
+    }
+    for (size_t k = 0; k < KN_ARRAY_SIZE(aliases) && c < 0; k++) {
+        if (strcasecmp(name, aliases[k].name) == 0)
+            c = aliases[k].col;
+    }
+    free(name);
+    return c;
+}
+
+/* 1 if the header cell name is one --ignore-column gave. */
+static int ignored(const struct import_opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->nignore; i++) {
+        char *t = trim(o->ignore[i], strlen(o->ignore[i]));
+        int same = strcmp(t, name) == 0;
+        free(t);
+        if (same)
+            return 1;
+    }
+    return o->ignore_unknown;
+}
+
+#define COL_IGNORED (-2) /* map: a column left out by --ignore-column */
+
+/*
+ * Map each field of the header to a column, -1 for an empty header cell
+ * (which must stay empty below) or COL_IGNORED.  Returns 0, or -1 after
+ * printing FILE:LINE: reason for an unknown, repeated or missing column.
+ * An unknown column is never skipped on its own: a typo ("メールアドレ")
+ * would turn every row into one without a contact.
+ */
+static int read_header(const struct import_opts *o, const char *file,
+                       const struct kn_csv_row *h, int **map)
 {
     int seen[COL__COUNT] = {0}, bad = 0;
     size_t nbad = 0;
@@ -207,25 +266,26 @@ static int read_header(const char *file, const struct kn_csv_row *h,
     }
     for (size_t i = 0; i < h->n; i++) {
         char *name = trim(h->f[i], strlen(h->f[i]));
-        int c = -1;
-        for (int k = 0; k < COL__COUNT && c < 0; k++) {
-            if (strcasecmp(name, kn__rcp_columns[k].en) == 0 ||
-                strcasecmp(name, kn__rcp_columns[k].ja) == 0)
-                c = k;
-        }
+        int c = name[0] == '\0' ? -1 : column_of(name);
         if (name[0] == '\0') {
             (*map)[i] = -1;
+        } else if (c < 0 && ignored(o, name)) {
+            (*map)[i] = COL_IGNORED;
         } else if (c < 0) {
             if (nbad++ < MAX_SHOWN) {
                 char *q = quoted(name, 80);
                 fprintf(stderr,
-                        "%s:%ld: unknown column \"%s\" (column %zu): the "
-                        "kn__rcp_columns are id (ID), name (氏名), grade (学年), "
-                        "class (組), groups (グループ), email "
-                        "(メールアドレス), line (LINE), fcm (FCMトークン), "
-                        "apns (APNsトークン), channels (配信順), active "
-                        "(有効)\n",
-                        file, h->line, q, i + 1);
+                        "%s:%ld: unknown column \"%s\" (column %zu): check "
+                        "its spelling, or leave it out with --ignore-column "
+                        "\"%s\" (or all unknown columns with "
+                        "--ignore-unknown); the columns are id (ID), name "
+                        "(氏名), grade (学年), class (組, クラス), groups "
+                        "(グループ), email (メールアドレス, メール), line "
+                        "(LINE), fcm (FCMトークン), apns (APNsトークン), "
+                        "channels (配信順), active (有効), number (出席番号), "
+                        "kana (ふりがな), guardian (保護者氏名), phone "
+                        "(電話番号)\n",
+                        file, h->line, q, i + 1, q);
                 free(q);
             }
             bad = 1;
@@ -270,24 +330,27 @@ static const char *bad_chars(const char *s, size_t n)
 }
 
 /*
- * Groups: each name must be one a broadcast can address (kn_id_valid);
- * stored sorted and without repeats, so that the order in the cell does
- * not make a row look changed.
+ * Groups: each name NFKC-normalised (model/label.h), as a broadcast's
+ * audience.groups is, so that "２年Ａ組" here and "2年A組" there are one
+ * group; stored sorted and without repeats, so that the order in the cell
+ * does not make a row look changed.
  */
 static void check_groups(struct rrow *r)
 {
     char **g;
     size_t n = split(r->v[COL_GROUPS], ';', &g), m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!kn_id_valid(g[i])) {
+        char why[160], *norm;
+        if (kn_label_norm(g[i], &norm, why, sizeof(why)) < 0) {
             char *q = quoted(g[i], 64);
             why_add(r,
-                    "groups: \"%s\" is not a valid group name: use "
-                    "1-128 letters, digits, '-', '_', '.', ':' (not first), "
-                    "as broadcasts name it in audience.groups; separate "
-                    "groups with ';'",
-                    q);
+                    "groups: \"%s\" %s (a group name is 1-%d characters; "
+                    "separate groups with ';')",
+                    q, why, KN_LABEL_MAX_CHARS);
             free(q);
+        } else {
+            free(g[i]);
+            g[i] = norm;
         }
     }
     qsort(g, n, sizeof(*g), kn__rcp_cmp_str);
@@ -300,6 +363,38 @@ static void check_groups(struct rrow *r)
     free(r->v[COL_GROUPS]);
     r->v[COL_GROUPS] = join(g, m);
     strv_free(g, m);
+}
+
+/*
+ * A phone number, for the list of whom to phone: NFKC (full-width digits
+ * become ASCII), then digits, '+', '-', '(', ')' and spaces, 2 to 32 of
+ * them with at least 2 digits.  Never quoted in a message (it is personal
+ * data, like an address).
+ */
+static void check_phone(struct rrow *r)
+{
+    char err[8], *norm = NULL;
+    size_t digits = 0, n;
+    int ok;
+    if (r->v[COL_PHONE][0] == '\0')
+        return;
+    ok = kn_label_norm(r->v[COL_PHONE], &norm, err, sizeof(err)) == 0;
+    n = ok ? strlen(norm) : 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = norm[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (c != '+' && c != '-' && c != '(' && c != ')' && c != ' ')
+            ok = 0;
+    }
+    if (!ok || digits < 2 || n > 32) {
+        why_add(r, "phone: not a phone number: use digits, '-', '+', '(', "
+                   "')' and spaces (at most 32), such as 090-1234-5678");
+        free(norm);
+        return;
+    }
+    free(r->v[COL_PHONE]);
+    r->v[COL_PHONE] = norm;
 }
 
 /* Push tokens (fcm or apns column): checked, repeats dropped, order kept. */
@@ -385,6 +480,8 @@ static void check_row(const struct kn_csv_row *row, const int *map,
                 row->n, nhdr);
     for (size_t i = 0; i < row->n; i++) {
         int c = i < nhdr ? map[i] : -1;
+        if (c == COL_IGNORED)
+            continue; /* never stored, so never checked */
         int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
         char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
         if (!nul && kn_csv_unguard(v) != v)
@@ -423,6 +520,13 @@ static void check_row(const struct kn_csv_row *row, const int *map,
     if (strlen(r->v[COL_CLASS]) > 64)
         why_add(r, "class: longer than 64 bytes");
     check_groups(r);
+    if (strlen(r->v[COL_NUMBER]) > 16)
+        why_add(r, "number: longer than 16 bytes");
+    if (strlen(r->v[COL_KANA]) > 200)
+        why_add(r, "kana: longer than 200 bytes");
+    if (strlen(r->v[COL_GUARDIAN]) > 200)
+        why_add(r, "guardian: longer than 200 bytes");
+    check_phone(r);
     if (r->v[COL_EMAIL][0] != '\0') {
         if (strlen(r->v[COL_EMAIL]) > 320)
             why_add(r, "email: longer than 320 bytes");
@@ -504,13 +608,23 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
 {
     size_t len = 16;
     char *s;
-    for (int c = 0; c < COL_ACTIVE; c++)
-        len += strlen(r->v[c]) + 1;
+    for (int c = 0; c < COL__COUNT; c++)
+        len += strlen(r->v[c]) + 4;
     s = kn_xmalloc(len);
     strcpy(s, "kairan-row-v1");
     for (int c = 0; c < COL_ACTIVE; c++) {
         strcat(s, "\x1f");
         strcat(s, r->v[c]);
+    }
+    /* The class-list columns only when given: a row without them hashes
+     * as it did before they existed (a re-import after the upgrade stays
+     * a no-op). */
+    for (int c = COL_ACTIVE + 1; c < COL__COUNT; c++) {
+        if (r->v[c][0] != '\0') {
+            char tag[4] = {'\x1e', (char)('a' + c), '=', '\0'};
+            strcat(s, tag);
+            strcat(s, r->v[c]);
+        }
     }
     /*
      * Keyed (HMAC-SHA-256 under the blind-index key) rather than a bare
@@ -520,6 +634,17 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
     kn_blind_index(kr, "row", s, r->hash);
     memset(s, 0, len);
     free(s);
+}
+
+/* The sealed value, or "" for an empty cell (the script then deletes the
+ * field). */
+static void seal_or_empty(const struct kn_keyring *kr, const char *purpose,
+                          const char *v, struct kn_argv *a)
+{
+    if (v[0] != '\0')
+        kn_argv_take(a, kn_seal(kr, purpose, v, strlen(v)));
+    else
+        kn_argv_add(a, "");
 }
 
 /* Append a row's NARGS script arguments (see upsert_script). */
@@ -584,6 +709,10 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
     }
     kn_argv_take(a, bx);
     kn_argv_add(a, r->active < 0 ? "" : r->active ? "1" : "0");
+    kn_argv_add(a, r->v[COL_NUMBER]);
+    seal_or_empty(kr, "name", r->v[COL_KANA], a);
+    seal_or_empty(kr, "name", r->v[COL_GUARDIAN], a);
+    seal_or_empty(kr, "phone", r->v[COL_PHONE], a);
     kn_argv_free(&bidx);
 }
 
@@ -753,7 +882,7 @@ int kn__rcp_import(const struct import_opts *o)
                 o->shown);
         goto out;
     }
-    if (read_header(o->shown, &row, &map) < 0)
+    if (read_header(o, o->shown, &row, &map) < 0)
         goto out;
     nhdr = row.n;
 

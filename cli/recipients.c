@@ -80,6 +80,10 @@ const struct column kn__rcp_columns[COL__COUNT] = {
     {"apns", "APNsトークン"},
     {"channels", "配信順"},
     {"active", "有効"},
+    {"number", "出席番号"},
+    {"kana", "ふりがな"},
+    {"guardian", "保護者氏名"},
+    {"phone", "電話番号"},
 };
 
 
@@ -259,6 +263,9 @@ static int do_groups_list(const char *tenant)
 struct args {
     const char *tenant, *format;
     int skip_bad, replace, bom;
+    const char *ignore[64]; /* --ignore-column */
+    size_t nignore;
+    int ignore_unknown;
     const char *pos[4];
     int npos;
 };
@@ -284,6 +291,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->skip_bad = 1;
         } else if (!dashdash && strcmp(s, "--replace") == 0) {
             a->replace = 1;
+        } else if (!dashdash && strcmp(s, "--ignore-column") == 0 &&
+                   i + 1 < argc) {
+            if (a->nignore == KN_ARRAY_SIZE(a->ignore)) {
+                usage_err("--ignore-column: at most 64 columns");
+                return -1;
+            }
+            a->ignore[a->nignore++] = argv[++i];
+        } else if (!dashdash && strcmp(s, "--ignore-unknown") == 0) {
+            a->ignore_unknown = 1;
         } else if (!dashdash && strcmp(s, "--bom") == 0) {
             a->bom = 1;
         } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
@@ -315,13 +331,15 @@ static int run_recipients(int argc, char **argv)
     if (parse_args(argc - 2 > 0 ? argc - 2 : 0, argv + 2, &a) < 0)
         return KN_EXIT_USAGE;
     if (strcmp(verb, "import") == 0) {
-        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace,
-                                NULL};
+        struct import_opts o = {a.tenant,   a.pos[0],         a.skip_bad,
+                                a.replace,  a.ignore,         a.nignore,
+                                a.ignore_unknown, NULL};
         char *shown;
         int rc;
         if (a.npos != 1 || a.format || a.bom) {
             usage_err("recipients import --tenant T [--skip-bad] "
-                      "[--replace] FILE.csv");
+                      "[--replace] [--ignore-column NAME]... "
+                      "[--ignore-unknown] FILE.csv");
             return KN_EXIT_USAGE;
         }
         shown = kn_text_safe(o.file);
@@ -330,8 +348,9 @@ static int run_recipients(int argc, char **argv)
         free(shown);
         return rc;
     }
-    if (a.skip_bad || a.replace) {
-        usage_err("--skip-bad and --replace are import options");
+    if (a.skip_bad || a.replace || a.nignore || a.ignore_unknown) {
+        usage_err("--skip-bad, --replace, --ignore-column and "
+                  "--ignore-unknown are import options");
         return KN_EXIT_USAGE;
     }
     if (strcmp(verb, "export") == 0) {
@@ -374,7 +393,12 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "row is\n"
     "                         listed and nothing is written unless "
     "--skip-bad;\n"
-    "                         --replace deletes recipients not in the file\n"
+    "                         --replace deletes recipients not in the file;\n"
+    "                         a column kairan does not know is refused "
+    "unless\n"
+    "                         --ignore-column NAME (repeatable) or "
+    "--ignore-unknown\n"
+    "                         leaves it out\n"
     "  recipients export --tenant T [--format csv] [--bom]\n"
     "                         the directory as UTF-8 CSV on stdout, "
     "DECRYPTED:\n"

@@ -434,7 +434,7 @@ with Redis(out) as r:
 
     # ---- directory (kairanctl) -------------------------------------------
     def row(id_, h, groups="", bidx="", active="", c_="{}"):
-        return [id_, h, c_, "", "", "", groups, bidx, active]
+        return [id_, h, c_, "", "", "", groups, bidx, active, "", "", "", ""]
 
     with tap.check("rcpt_upsert: records, groups, blind indexes, tenant; the "
                    "same row again is unchanged; a changed one moves its entries"):
@@ -470,11 +470,14 @@ with Redis(out) as r:
 
     with tap.check("rekey_rcpt / rekey_aud: compare and set"):
         k = P + "rcpt:t1:rk"
-        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == -1
-        c.call("HSET", k, "c", "c0", "name", "n0")
-        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == 0
-        assert ev("rekey_rcpt", [k], ["c0", "n0", "c1", "n1"]) == 1
-        assert hgetall(c, k) == {"c": "c1", "name": "n1"}
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "", ""]) == -1
+        c.call("HSET", k, "c", "c0", "name", "n0", "phone", "p0")
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "", ""]) == 0
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "n0", "n1",
+                                      "phone", "p9", "p1"]) == 0
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "n0", "n1",
+                                      "kana", "", "", "phone", "p0", "p1"]) == 1
+        assert hgetall(c, k) == {"c": "c1", "name": "n1", "phone": "p1"}
         a = bc("rk", ":aud")
         c.call("RPUSH", a, "e0", "e1")
         assert ev("rekey_aud", [a], [1, "e1", "E1"]) == 1
