@@ -32,4 +32,18 @@ int kn_label_norm(const char *s, char **out, char *err, size_t errlen);
  * return it unchanged). */
 int kn_label_is_norm(const char *s);
 
+/*
+ * The categories every tenant has without adding them (so that producers
+ * written before tenants kept lists keep working): "notice" (the default),
+ * "drill", and "emergency", flagged emergency.  Any other category must
+ * be in the tenant's own list (kairanctl category add).  queue/lua/
+ * submit.lua holds the same three names: keep them equal.
+ */
+enum kn_category_kind {
+    KN_CAT_OWN,      /* not built in: must be in the tenant's list */
+    KN_CAT_BUILTIN,  /* notice, drill */
+    KN_CAT_EMERGENCY /* emergency */
+};
+enum kn_category_kind kn_category_builtin(const char *name);
+
 #endif

@@ -30,4 +30,8 @@ char *kn_key_grp(const char *prefix, const char *tenant, const char *group);
 /* idem:<tenant>: hash, a producer's idempotency key -> broadcast name. */
 char *kn_key_idem(const char *prefix, const char *tenant);
 
+/* cats:<tenant>: hash, the tenant's own categories: name -> flags
+ * ("emergency" or ""); kairanctl category add|remove keep it. */
+char *kn_key_cats(const char *prefix, const char *tenant);
+
 #endif

@@ -234,6 +234,11 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
     if (r)
         freeReplyObject(r);
     n += run(x, "DEL %sgroups:%s", p, t);
+    {
+        char *ck = kn_key_cats(p, t); /* the tenant's category list */
+        n += run(x, "DEL %s", ck);
+        free(ck);
+    }
     run(x, "SREM %stenants %s", p, t);
 
     r = cmd(x, "SMEMBERS %stokens", p);
