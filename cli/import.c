@@ -554,11 +554,16 @@ static void check_row(const struct kn_csv_row *row, const int *map,
             why_add(r, "active: write 1 (deliver) or 0 (graduated, "
                        "transferred: no deliveries), or leave it empty");
     }
+    /* A child without a delivery contact yet is kept when there is a
+     * phone number to call (a drill report lists it first); a row with
+     * neither is a mistake (an unknown column is refused above, so this
+     * is never a header typo). */
     if (r->v[COL_EMAIL][0] == '\0' && r->v[COL_LINE][0] == '\0' &&
         r->v[COL_FCM][0] == '\0' && r->v[COL_APNS][0] == '\0' &&
+        r->v[COL_PHONE][0] == '\0' &&
         (broken & (1u << COL_EMAIL | 1u << COL_LINE | 1u << COL_FCM |
-                   1u << COL_APNS)) == 0)
-        why_add(r, "no contact: give email, line, fcm or apns");
+                   1u << COL_APNS | 1u << COL_PHONE)) == 0)
+        why_add(r, "no contact: give email, line, fcm, apns or phone");
 }
 
 struct idref {

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""test_children.py - every child in the drill report (issue 13, the data
+model): siblings sharing a guardian's address, and a child with no
+contact on the drill's channels.
+
+One redis-server, one kairand (outbox adapter).  A class 2年A組 of six
+children imported from a class list (UTF-8, Japanese headers):
+c-1, c-2 and c-3 share their mother's address (c-2's written in upper
+case and its group in full width), c-4 has only a phone number, c-5 only
+a LINE id, c-6 an address of its own.
+
+  [1] the class list imports (c-4 without a delivery contact is kept: it
+      has a phone number).
+  [2] an e-mail drill to 2年A組: the mother gets ONE message, c-6 one;
+      nothing else is sent.
+  [3] report --format json: 6 children: reached 4 (2 of them through a
+      sibling's guardian, "via" naming the sibling who got the message),
+      no contact on these channels 2 (c-4 and c-5), listed first, c-4
+      with its phone masked (***4444, never the whole number).
+  [4] report --format text and html say the same (NO CONTACT first,
+      "via", "tel ***4444").
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
+"""
+
+import collections
+import email
+import email.policy
+import glob
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("children")
+T = "sakura"
+LINE_ID = "U" + "0123456789abcdef" * 2
+
+CLASS_LIST = "\r\n".join([
+    "ID,氏名,クラス,グループ,保護者氏名,電話番号,メール,LINE",
+    "c-1,山田 一郎,A,2年A組,山田 花子,090-1111-2222,mama@example.jp,",
+    "c-2,山田 二子,A,２年Ａ組,山田 花子,090-1111-2222,MAMA@example.jp,",
+    "c-3,山田 三郎,A,2年A組,山田 花子,,mama@example.jp,",
+    "c-4,鈴木 四郎,A,2年A組,鈴木 父,080-3333-4444,,",
+    "c-5,佐藤 五郎,A,2年A組,,,," + LINE_ID,
+    "c-6,田中 六郎,A,2年A組,,,roku@example.jp,",
+]) + "\r\n"
+
+
+def sent(outbox, bid):
+    got = collections.Counter()
+    for path in glob.glob(os.path.join(outbox, bid, "*.eml")):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        got[str(msg["To"]).lower()] += 1
+    return got
+
+
+with Redis(out) as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "public_url": "http://127.0.0.1:%d" % port}})
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    path = os.path.join(out, "2A.csv")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(CLASS_LIST)
+    with tap.check("[1] the class list imports, a child with only a phone kept"):
+        cp = k.ctl("recipients", "import", "--tenant", T, path)
+        assert cp.returncode == 0, cp.stderr
+        assert "added 6" in cp.stdout, cp.stdout
+
+    drill = {"tenant": T, "category": "emergency", "subject": "地震発生",
+             "body": "安否を確認します。", "channels": ["email"],
+             "audience": {"groups": ["2年A組"]}}
+    cp = k.ctl("drill", "-", input=json.dumps(drill, ensure_ascii=False))
+    bid = cp.stdout.strip()
+    tap.ok(cp.returncode == 0 and bid, "kairanctl drill prints an id", cp.stderr)
+    if not bid:
+        tap.done()
+        sys.exit(1)
+    k.wait_done(bid, 60)
+
+    with tap.check("[2] one message to the guardian of three, one to c-6, nothing else"):
+        got = wait_for(lambda: (lambda g: g if sum(g.values()) >= 2 else None)(
+            sent(k.outbox, bid)), 30, 0.1, what="2 .eml files")
+        assert got == collections.Counter({"mama@example.jp": 1,
+                                           "roku@example.jp": 1}), got
+
+    rep = {}
+    with tap.check("[3] report json: every child counted, with its state"):
+        cp = k.ctl("report", bid, "--format", "json")
+        assert cp.returncode == 0, cp.stderr
+        rep = json.loads(cp.stdout)
+        assert rep["recipients"] == 6, rep["recipients"]
+        assert rep["children"] == {"total": 6, "reached": 2,
+                                   "reached_via_sibling": 2,
+                                   "not_reached": 0, "no_contact": 2}, rep["children"]
+        assert rep["reached"] == 4, rep["reached"]
+        un = rep["unconfirmed"]
+        assert [u["id"] for u in un[:2]] == ["c-4", "c-5"], un
+        assert all(u["state"] == "no_contact" and not u["reached"] for u in un[:2])
+        assert un[0]["phone"] == "***4444" and un[0]["name"] == "鈴木 四郎", un[0]
+        assert un[1]["phone"] is None
+        by = {u["id"]: u for u in un}
+        assert len(by) == 6, sorted(by)
+        fam = [by[i] for i in ("c-1", "c-2", "c-3")]
+        direct = [u for u in fam if u["state"] == "reached"]
+        assert len(direct) == 1 and direct[0]["via"] is None, fam
+        for u in fam:
+            if u is not direct[0]:
+                assert u["state"] == "reached_via_sibling" and u["reached"], u
+                assert u["via"] == direct[0]["id"], u
+        assert by["c-6"]["state"] == "reached"
+        assert by["c-1"]["phone"] == "***2222"
+
+    with tap.check("[3] no whole phone number or address in the report"):
+        for fmt in ("json", "text", "html"):
+            text = k.ctl("report", bid, "--format", fmt).stdout
+            for secret in ("3333-4444", "080-3333", "1111-2222", "mama@", "roku@", LINE_ID):
+                assert secret not in text, (fmt, secret)
+
+    with tap.check("[4] text and html: no contact first, via, tel"):
+        text = k.ctl("report", bid).stdout
+        assert "children:    6: reached 2, through a sibling's guardian 2, " \
+               "not reached 0, no contact on these channels 2" in text, text
+        lines = [x for x in text.splitlines() if x.startswith("  c-")]
+        assert lines[0].split()[0] == "c-4" and "NO CONTACT" in lines[0], lines
+        assert "tel ***4444" in lines[0], lines[0]
+        assert sum(" via c-" in x for x in lines) == 2, lines
+        html = k.ctl("report", bid, "--format", "html").stdout
+        assert "NO CONTACT" in html and "tel ***4444" in html and "(via c-" in html
+
+    d.stop()
+
+tap.diag("runtime %.1fs" % (time.monotonic() - T0))
+tap.done()
