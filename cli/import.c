@@ -55,6 +55,11 @@ struct rrow {
     char hash[33];
     char *why; /* NULL: good; else the reasons, joined by "; " */
     size_t nwhy, more_why; /* reasons kept, and those past MAX_WHY */
+    /* A row repeating an earlier row's id adds a guardian of that child
+     * (merge_guardians): it hangs on the first row's list and is written
+     * with it, never on its own. */
+    struct rrow *next_guardian;
+    int merged;
 };
 
 static void rrow_free(struct rrow *r)
@@ -580,8 +585,23 @@ static int cmp_idref(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Mark every row whose id an earlier row already uses. */
-static void check_duplicates(struct rrow *rows, size_t n)
+/* The student's own columns: a guardian row repeats them or leaves them
+ * empty. */
+static const int student_cols[] = {COL_NAME,  COL_GRADE, COL_CLASS, COL_GROUPS,
+                                   COL_NUMBER, COL_KANA};
+
+/*
+ * Several guardians of one child: one row per guardian, the child's id
+ * repeated (the shape simplest in Excel: copy the child's row, change the
+ * guardian's columns).  The first row of an id is the child with its
+ * first guardian; each later row with the same id adds a guardian, its
+ * contact columns (email, line, fcm, apns, channels, guardian, phone)
+ * being that guardian's.  A later row must repeat the child's columns
+ * (name, kana, number, grade, class, groups, active) or leave them empty:
+ * a different value is an error naming the first row (two children given
+ * one id by mistake).  A later row of a bad first row is bad too.
+ */
+static void merge_guardians(struct rrow *rows, size_t n)
 {
     struct idref *v = kn_xcalloc(n + 1, sizeof(*v));
     size_t m = 0;
@@ -594,14 +614,45 @@ static void check_duplicates(struct rrow *rows, size_t n)
     qsort(v, m, sizeof(*v), cmp_idref);
     /* first: where the run of equal ids that i is in starts (the run is
      * walked once, not once per member: a file of one id a million times
-     * stays linear after the sort) */
+     * stays linear after the sort); tail: the first row's last guardian */
     for (size_t i = 1, first = 0; i < m; i++) {
+        struct rrow *p, *x = &rows[v[i].idx], *tail;
+        const char *diff = NULL;
         if (strcmp(v[i - 1].id, v[i].id) != 0) {
             first = i;
             continue;
         }
-        why_add(&rows[v[i].idx], "id: %s is already used at line %ld",
-                v[i].id, rows[v[first].idx].line);
+        p = &rows[v[first].idx];
+        if (x->why != NULL)
+            continue; /* listed with its own reasons */
+        if (p->why != NULL) {
+            why_add(x,
+                    "id: %s is already used at line %ld, which is bad: a "
+                    "row repeating an id adds a guardian to that row's "
+                    "student",
+                    x->v[COL_ID], p->line);
+            continue;
+        }
+        for (size_t k = 0; k < KN_ARRAY_SIZE(student_cols) && !diff; k++) {
+            int c = student_cols[k];
+            if (x->v[c][0] != '\0' && strcmp(x->v[c], p->v[c]) != 0)
+                diff = kn__rcp_columns[c].en;
+        }
+        if (!diff && x->active >= 0 && x->active != p->active)
+            diff = "active";
+        if (diff) {
+            why_add(x,
+                    "id: %s is already used at line %ld with another %s: a "
+                    "row repeating an id adds a guardian of that student, "
+                    "so repeat the student's columns or leave them empty "
+                    "(two students need two ids)",
+                    x->v[COL_ID], p->line, diff);
+            continue;
+        }
+        x->merged = 1;
+        for (tail = p; tail->next_guardian; tail = tail->next_guardian)
+            ;
+        tail->next_guardian = x;
     }
     free(v);
 }
@@ -613,8 +664,10 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
 {
     size_t len = 16;
     char *s;
-    for (int c = 0; c < COL__COUNT; c++)
-        len += strlen(r->v[c]) + 4;
+    for (const struct rrow *g = r; g; g = g->next_guardian) {
+        for (int c = 0; c < COL__COUNT; c++)
+            len += strlen(g->v[c]) + 4;
+    }
     s = kn_xmalloc(len);
     strcpy(s, "kairan-row-v1");
     for (int c = 0; c < COL_ACTIVE; c++) {
@@ -629,6 +682,18 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
             char tag[4] = {'\x1e', (char)('a' + c), '=', '\0'};
             strcat(s, tag);
             strcat(s, r->v[c]);
+        }
+    }
+    /* Each further guardian's own columns (a row without any hashes as
+     * before). */
+    for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+        static const int gcols[] = {COL_EMAIL, COL_LINE,     COL_FCM,
+                                    COL_APNS,  COL_CHANNELS, COL_GUARDIAN,
+                                    COL_PHONE};
+        strcat(s, "\x1d");
+        for (size_t k = 0; k < KN_ARRAY_SIZE(gcols); k++) {
+            strcat(s, "\x1f");
+            strcat(s, g->v[gcols[k]]);
         }
     }
     /*
@@ -653,22 +718,19 @@ static void seal_or_empty(const struct kn_keyring *kr, const char *purpose,
 }
 
 /* Append a row's NARGS script arguments (see upsert_script). */
-static void row_args(const struct kn_keyring *kr, const struct rrow *r,
-                     struct kn_argv *a)
+/* A row's contacts (email, line, push, channels) sealed into the object
+ * c, their blind indexes appended to bidx as "<channel>:<bi>". */
+static void contacts_into(const struct kn_keyring *kr, const struct rrow *r,
+                          json_t *c, struct kn_argv *bidx)
 {
-    json_t *c = kn_dir_new(r->v[COL_ID]);
-    struct kn_argv bidx;
-    char *s, *bx, bi[33];
-    size_t blen = 1;
-
-    kn_argv_init(&bidx);
+    char bi[33];
     if (r->v[COL_EMAIL][0]) {
         kn_dir_set_address(c, kr, "email", r->v[COL_EMAIL], bi);
-        kn_argv_addf(&bidx, "email:%s", bi);
+        kn_argv_addf(bidx, "email:%s", bi);
     }
     if (r->v[COL_LINE][0]) {
         kn_dir_set_address(c, kr, "line", r->v[COL_LINE], bi);
-        kn_argv_addf(&bidx, "line:%s", bi);
+        kn_argv_addf(bidx, "line:%s", bi);
     }
     if (r->v[COL_FCM][0] || r->v[COL_APNS][0]) /* "p" even if it stays [] */
         json_object_set_new(c, KN_DIR_PUSH, json_array());
@@ -677,7 +739,7 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
         size_t n = split(r->v[col], ';', &t);
         for (size_t i = 0; i < n; i++) {
             kn_dir_add_push(c, kr, col == COL_FCM ? "fcm" : "apns", t[i], bi);
-            kn_argv_addf(&bidx, "push:%s", bi);
+            kn_argv_addf(bidx, "push:%s", bi);
         }
         strv_free(t, n);
     }
@@ -688,6 +750,36 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
         for (size_t i = 0; i < n; i++)
             kn_dir_add_channel(c, v[i]);
         strv_free(v, n);
+    }
+}
+
+static void row_args(const struct kn_keyring *kr, const struct rrow *r,
+                     struct kn_argv *a)
+{
+    json_t *c = kn_dir_new(r->v[COL_ID]);
+    struct kn_argv bidx;
+    char *s, *bx;
+    size_t blen = 1;
+
+    kn_argv_init(&bidx);
+    contacts_into(kr, r, c, &bidx);
+    /* The child's further guardians (model/directory.h "g"). */
+    if (r->next_guardian != NULL) {
+        json_t *gs = json_array();
+        for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+            json_t *go = json_object();
+            contacts_into(kr, g, go, &bidx);
+            if (g->v[COL_GUARDIAN][0])
+                kn_dir_set_name(go, kr, g->v[COL_GUARDIAN]);
+            if (g->v[COL_PHONE][0]) {
+                char *ph = kn_seal(kr, "phone", g->v[COL_PHONE],
+                                   strlen(g->v[COL_PHONE]));
+                json_object_set_new(go, KN_DIR_PHONE, json_string(ph));
+                free(ph);
+            }
+            json_array_append_new(gs, go);
+        }
+        json_object_set_new(c, KN_DIR_GUARDIANS, gs);
     }
     s = json_dumps(c, JSON_COMPACT);
     json_decref(c);
@@ -909,11 +1001,12 @@ int kn__rcp_import(const struct import_opts *o)
         check_row(&row, map, nhdr, &rows[nrows]);
         nrows++;
     }
-    check_duplicates(rows, nrows);
+    merge_guardians(rows, nrows);
     good = kn_xcalloc(nrows + 1, sizeof(*good));
     for (size_t i = 0; i < nrows; i++) {
         if (rows[i].why == NULL) {
-            good[ngood++] = &rows[i];
+            if (!rows[i].merged) /* written with its student's first row */
+                good[ngood++] = &rows[i];
         } else if (nbad++ < MAX_SHOWN) {
             if (rows[i].more_why > 0)
                 fprintf(stderr, "%s:%ld: %s; ... and %zu more\n", o->shown,

@@ -116,9 +116,9 @@ static int reseal_member(const struct kn_keyring *kr, json_t *o,
 static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
                            char **out, struct rekey_stats *st)
 {
-    json_t *c = json_loads(cj, 0, NULL), *p;
+    json_t *c = json_loads(cj, 0, NULL), *p, *g;
     size_t i;
-    int rc, changed = 0;
+    int rc, rc2 = 0, rc3 = 0, rc4 = 0, changed = 0;
 
     *out = NULL;
     if (!json_is_object(c)) {
@@ -138,6 +138,24 @@ static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
         if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
             goto done;
         changed |= rc;
+    }
+    /* further guardians (model/directory.h "g"): the same members, and
+     * their name and phone */
+    json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g) {
+        size_t j;
+        if ((rc = reseal_member(kr, g, KN_DIR_EMAIL, "email", st)) < 0 ||
+            (rc2 = reseal_member(kr, g, KN_DIR_LINE, "line", st)) < 0 ||
+            (rc3 = reseal_member(kr, g, KN_DIR_NAME, "name", st)) < 0 ||
+            (rc4 = reseal_member(kr, g, KN_DIR_PHONE, "phone", st)) < 0) {
+            rc = KN_ECRYPTO;
+            goto done;
+        }
+        changed |= rc | rc2 | rc3 | rc4;
+        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p) {
+            if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
+                goto done;
+            changed |= rc;
+        }
     }
     rc = changed;
     if (changed)

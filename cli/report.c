@@ -226,13 +226,21 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
     if (r->name == NULL && sealed_name != NULL &&
         kn_unseal(kr, "name", sealed_name, &plain, NULL) == 0)
         r->name = plain;
-    if (json_array_size(r->addrs) > 0 || kn_dir_parse(c, &d) < 0)
+    if (json_array_size(r->addrs) > 0)
         return;
-    add_masked(r->addrs, kr, "email", d.email);
-    add_masked(r->addrs, kr, "line", d.line);
-    for (size_t i = 0; i < d.npush; i++)
-        add_masked(r->addrs, kr, "push", d.push[i].token);
-    kn_dir_rec_free(&d);
+    /* the record, then its further guardians (model/directory.h "g") */
+    for (size_t g = 0;; g++) {
+        json_t *o = g == 0 ? c
+                           : json_array_get(
+                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        if (o == NULL || kn_dir_parse(o, &d) < 0)
+            break;
+        add_masked(r->addrs, kr, "email", d.email);
+        add_masked(r->addrs, kr, "line", d.line);
+        for (size_t i = 0; i < d.npush; i++)
+            add_masked(r->addrs, kr, "push", d.push[i].token);
+        kn_dir_rec_free(&d);
+    }
 }
 
 /*
@@ -266,23 +274,16 @@ static int on_channel(const struct report *rp, const char *ch)
     return 0;
 }
 
-/*
- * A child with no delivery state of its own: its contacts on the
- * broadcast's channels looked up among the states by blind index.  Sets
- * r->via and r->reached_ms (a sibling's guardian was reached: the same
- * address got the one message), or r->no_contact (nothing to send to).
- * A contact whose state is not delivered leaves the child not reached.
- */
-static void resolve_child(struct report *rp, struct rcpt *r, json_t *c)
+/* One guardian's contacts (the record or an element of its "g") looked
+ * up among the states; returns 1 if it has a contact on the channels. */
+static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
 {
     struct kn_dir_rec d;
     const char *bi[64], *chn[64];
     size_t nb = 0;
     int any = 0;
-    if (kn_dir_parse(c, &d) < 0) {
-        r->no_contact = 1;
-        return;
-    }
+    if (kn_dir_parse(c, &d) < 0)
+        return 0;
     if (d.email_index && on_channel(rp, "email")) {
         chn[nb] = "email";
         bi[nb++] = d.email_index;
@@ -315,8 +316,46 @@ static void resolve_child(struct report *rp, struct rcpt *r, json_t *c)
             r->reached_ms = strtoll(q + 1, NULL, 10);
         }
     }
-    r->no_contact = !any;
     kn_dir_rec_free(&d);
+    return any;
+}
+
+/*
+ * A child with no delivery state of its own: its contacts on the
+ * broadcast's channels looked up among the states by blind index.  Sets
+ * r->via and r->reached_ms (a sibling's guardian was reached: the same
+ * address got the one message), or r->no_contact (nothing to send to).
+ * A contact whose state is not delivered leaves the child not reached.
+ */
+static void resolve_child(struct report *rp, struct rcpt *r, json_t *c)
+{
+    int any = 0;
+    /* the record, then its further guardians (model/directory.h "g") */
+    for (size_t g = 0;; g++) {
+        json_t *o = g == 0 ? c
+                           : json_array_get(
+                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        if (o == NULL)
+            break;
+        any |= resolve_contacts(rp, r, o);
+    }
+    r->no_contact = !any;
+}
+
+/* Append a sealed phone number, masked, to r->phone. */
+static void add_phone(struct rcpt *r, const struct kn_keyring *kr,
+                      const char *sealed)
+{
+    char *plain = NULL, *m, *t;
+    if (sealed == NULL || kn_unseal(kr, "phone", sealed, &plain, NULL) < 0)
+        return;
+    m = mask_phone(plain);
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+    t = r->phone ? kn_xasprintf("%s, %s", r->phone, m) : kn_xstrdup(m);
+    free(r->phone);
+    free(m);
+    r->phone = t;
 }
 
 /* One child of the audience: a row, its name, masked contacts and phone,
@@ -327,14 +366,17 @@ static void add_child(struct report *rp, const struct kn_keyring *kr,
 {
     struct rcpt *r = find_or_add(rp, id);
     int own = 0;
-    char *plain = NULL;
     r->in_aud = 1;
     load_contact(r, kr, c, sealed_name);
-    if (r->phone == NULL && sealed_phone != NULL &&
-        kn_unseal(kr, "phone", sealed_phone, &plain, NULL) == 0) {
-        r->phone = mask_phone(plain);
-        OPENSSL_cleanse(plain, strlen(plain));
-        free(plain);
+    if (r->phone == NULL) {
+        /* the record's phone, then its further guardians' ("g"), masked,
+         * joined by ", " */
+        json_t *g;
+        size_t i;
+        add_phone(r, kr, sealed_phone);
+        json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g)
+            add_phone(r, kr,
+                      json_string_value(json_object_get(g, KN_DIR_PHONE)));
     }
     for (int i = 0; i < NCH; i++)
         own |= r->on_ch[i];

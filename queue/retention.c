@@ -208,16 +208,28 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
             c = json_loads(h->str, 0, NULL);
         if (h)
             freeReplyObject(h);
-        kn_dir_parse(c, &d); /* not a record: nothing indexed */
-        if (d.email_index)
-            n += run(x, "DEL %sbidx:%s:email:%s", p, t, d.email_index);
-        if (d.line_index)
-            n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
-        for (size_t j = 0; j < d.npush; j++) {
-            if (d.push[j].index)
-                n += run(x, "DEL %sbidx:%s:push:%s", p, t, d.push[j].index);
+        /* the record, then each further guardian ("g"): their indexes */
+        for (size_t gi = 0;; gi++) {
+            json_t *one =
+                gi == 0 ? c
+                        : json_array_get(json_object_get(c, KN_DIR_GUARDIANS),
+                                         gi - 1);
+            if (gi > 0 && one == NULL)
+                break;
+            kn_dir_parse(one, &d); /* not a record: nothing indexed */
+            if (d.email_index)
+                n += run(x, "DEL %sbidx:%s:email:%s", p, t, d.email_index);
+            if (d.line_index)
+                n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
+            for (size_t j = 0; j < d.npush; j++) {
+                if (d.push[j].index)
+                    n += run(x, "DEL %sbidx:%s:push:%s", p, t,
+                             d.push[j].index);
+            }
+            kn_dir_rec_free(&d);
+            if (c == NULL)
+                break;
         }
-        kn_dir_rec_free(&d);
         json_decref(c);
         n += run(x, "DEL %s", rk);
         free(rk);

@@ -7,12 +7,16 @@ One redis-server, one kairand (outbox adapter).  A class 2年A組 of six
 children imported from a class list (UTF-8, Japanese headers):
 c-1, c-2 and c-3 share their mother's address (c-2's written in upper
 case and its group in full width), c-4 has only a phone number, c-5 only
-a LINE id, c-6 an address of its own.
+a LINE id, c-6 an address of its own, c-7 two guardians (two rows with
+its id: the second gives only the father's columns).
 
   [1] the class list imports (c-4 without a delivery contact is kept: it
-      has a phone number).
-  [2] an e-mail drill to 2年A組: the mother gets ONE message, c-6 one;
-      nothing else is sent.
+      has a phone number; c-7's two rows are one child with two
+      guardians); the export gives one row per guardian and imports back
+      unchanged; a repeated id with another name is refused, naming the
+      first line.
+  [2] an e-mail drill to 2年A組: the mother of three gets ONE message,
+      c-6 one, each of c-7's guardians one; nothing else is sent.
   [3] report --format json: 6 children: reached 4 (2 of them through a
       sibling's guardian, "via" naming the sibling who got the message),
       no contact on these channels 2 (c-4 and c-5), listed first, c-4
@@ -49,6 +53,8 @@ CLASS_LIST = "\r\n".join([
     "c-4,鈴木 四郎,A,2年A組,鈴木 父,080-3333-4444,,",
     "c-5,佐藤 五郎,A,2年A組,,,," + LINE_ID,
     "c-6,田中 六郎,A,2年A組,,,roku@example.jp,",
+    "c-7,高橋 七海,A,2年A組,高橋 母,,haha7@example.jp,",
+    "c-7,,,,高橋 父,070-7777-8888,chichi7@example.jp,",
 ]) + "\r\n"
 
 
@@ -75,7 +81,33 @@ with Redis(out) as redis:
     with tap.check("[1] the class list imports, a child with only a phone kept"):
         cp = k.ctl("recipients", "import", "--tenant", T, path)
         assert cp.returncode == 0, cp.stderr
-        assert "added 6" in cp.stdout, cp.stdout
+        assert "added 7" in cp.stdout and "8 row(s)" in cp.stdout, cp.stdout
+
+    with tap.check("[1] two guardians: one child, export one row each, re-import unchanged"):
+        cp = k.ctl("recipients", "export", "--tenant", T)
+        assert cp.returncode == 0, cp.stderr
+        rows = [x for x in cp.stdout.splitlines() if x.startswith("c-7,")]
+        assert len(rows) == 2, cp.stdout
+        assert "haha7@example.jp" in rows[0] and "高橋 母" in rows[0], rows
+        assert "chichi7@example.jp" in rows[1] and "070-7777-8888" in rows[1], rows
+        assert rows[1].startswith("c-7,高橋 七海,,A,2年A組,"), rows[1]
+        exp = os.path.join(out, "export.csv")
+        with open(exp, "w", encoding="utf-8") as f:
+            f.write(cp.stdout)
+        cp = k.ctl("recipients", "import", "--tenant", T, exp)
+        assert cp.returncode == 0 and "unchanged 7" in cp.stdout, (cp.stdout, cp.stderr)
+        c7 = json.loads(redis.call("HGET", "kairan:rcpt:%s:c-7" % T, "c"))
+        assert len(c7["g"]) == 1 and c7["g"][0]["ph"].startswith("k"), c7
+        assert "chichi7" not in json.dumps(c7)
+        assert redis.call("SISMEMBER", "kairan:bidx:%s:email:%s" % (T, c7["g"][0]["ei"]), "c-7") == 1
+
+    with tap.check("[1] a repeated id with another name is refused, naming the first line"):
+        bad = os.path.join(out, "bad.csv")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("ID,氏名,メール\r\nc-8,甲,a8@example.jp\r\nc-8,乙,b8@example.jp\r\n")
+        cp = k.ctl("recipients", "import", "--tenant", T, bad)
+        assert cp.returncode == 1, cp.stderr
+        assert ":3: id: c-8 is already used at line 2 with another name" in cp.stderr, cp.stderr
 
     drill = {"tenant": T, "category": "emergency", "subject": "地震発生",
              "body": "安否を確認します。", "channels": ["email"],
@@ -89,28 +121,30 @@ with Redis(out) as redis:
     k.wait_done(bid, 60)
 
     with tap.check("[2] one message to the guardian of three, one to c-6, nothing else"):
-        got = wait_for(lambda: (lambda g: g if sum(g.values()) >= 2 else None)(
-            sent(k.outbox, bid)), 30, 0.1, what="2 .eml files")
+        got = wait_for(lambda: (lambda g: g if sum(g.values()) >= 4 else None)(
+            sent(k.outbox, bid)), 30, 0.1, what="4 .eml files")
         assert got == collections.Counter({"mama@example.jp": 1,
-                                           "roku@example.jp": 1}), got
+                                           "roku@example.jp": 1,
+                                           "haha7@example.jp": 1,
+                                           "chichi7@example.jp": 1}), got
 
     rep = {}
     with tap.check("[3] report json: every child counted, with its state"):
         cp = k.ctl("report", bid, "--format", "json")
         assert cp.returncode == 0, cp.stderr
         rep = json.loads(cp.stdout)
-        assert rep["recipients"] == 6, rep["recipients"]
-        assert rep["children"] == {"total": 6, "reached": 2,
+        assert rep["recipients"] == 7, rep["recipients"]
+        assert rep["children"] == {"total": 7, "reached": 3,
                                    "reached_via_sibling": 2,
                                    "not_reached": 0, "no_contact": 2}, rep["children"]
-        assert rep["reached"] == 4, rep["reached"]
+        assert rep["reached"] == 5, rep["reached"]
         un = rep["unconfirmed"]
         assert [u["id"] for u in un[:2]] == ["c-4", "c-5"], un
         assert all(u["state"] == "no_contact" and not u["reached"] for u in un[:2])
         assert un[0]["phone"] == "***4444" and un[0]["name"] == "鈴木 四郎", un[0]
         assert un[1]["phone"] is None
         by = {u["id"]: u for u in un}
-        assert len(by) == 6, sorted(by)
+        assert len(by) == 7, sorted(by)
         fam = [by[i] for i in ("c-1", "c-2", "c-3")]
         direct = [u for u in fam if u["state"] == "reached"]
         assert len(direct) == 1 and direct[0]["via"] is None, fam
@@ -120,16 +154,19 @@ with Redis(out) as redis:
                 assert u["via"] == direct[0]["id"], u
         assert by["c-6"]["state"] == "reached"
         assert by["c-1"]["phone"] == "***2222"
+        assert by["c-7"]["state"] == "reached" and by["c-7"]["phone"] == "***8888"
+        assert len(by["c-7"]["addresses"]) == 2, by["c-7"]
 
     with tap.check("[3] no whole phone number or address in the report"):
         for fmt in ("json", "text", "html"):
             text = k.ctl("report", bid, "--format", fmt).stdout
-            for secret in ("3333-4444", "080-3333", "1111-2222", "mama@", "roku@", LINE_ID):
+            for secret in ("3333-4444", "080-3333", "1111-2222", "7777-8888",
+                           "mama@", "roku@", "chichi7@", LINE_ID):
                 assert secret not in text, (fmt, secret)
 
     with tap.check("[4] text and html: no contact first, via, tel"):
         text = k.ctl("report", bid).stdout
-        assert "children:    6: reached 2, through a sibling's guardian 2, " \
+        assert "children:    7: reached 3, through a sibling's guardian 2, " \
                "not reached 0, no contact on these channels 2" in text, text
         lines = [x for x in text.splitlines() if x.startswith("  c-")]
         assert lines[0].split()[0] == "c-4" and "NO CONTACT" in lines[0], lines
