@@ -223,8 +223,7 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
                 n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
             for (size_t j = 0; j < d.npush; j++) {
                 if (d.push[j].index)
-                    n += run(x, "DEL %sbidx:%s:push:%s", p, t,
-                             d.push[j].index);
+                    n += run(x, "DEL %sbidx:%s:push:%s", p, t, d.push[j].index);
             }
             kn_dir_rec_free(&d);
             if (c == NULL)
