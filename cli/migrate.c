@@ -59,7 +59,7 @@ static void migrate_broadcast(struct mig *m, const char *id)
 {
     const char *p = kn_cli_cfg.redis_prefix;
     char *enc = kn_key_part(id);
-    static const char *const sfx[] = {"", ":r", ":aud", ":ack", ":m"};
+    static const char *const sfx[] = {"", ":r", ":aud", ":ack", ":m", ":fam"};
     redisReply *h;
     if (strcmp(enc, id) != 0) {
         /* bc:<id> must be this broadcast's hash, not another broadcast's

@@ -330,6 +330,8 @@ static void commit_page(struct kn_expander *e)
             e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":fam"));
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":fam"), "hash");
     kn_argv_addi(&a, e->page);
     unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */
@@ -366,7 +368,7 @@ static void commit_page(struct kn_expander *e)
     a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
     a.len[unreachable_at] = strlen(a.v[unreachable_at]);
     kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
-                      3 + KN_QUEUE_STREAMS, &a);
+                      4 + KN_QUEUE_STREAMS, &a);
 }
 
 struct lookup {

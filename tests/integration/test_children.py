@@ -23,12 +23,21 @@ its id: the second gives only the father's columns).
       with its phone masked (***4444, never the whole number).
   [4] report --format text and html say the same (NO CONTACT first,
       "via", "tel ***4444").
+  [5] the confirmation page behind the mother's one link lists her three
+      children by name, each with its own button, and one for all; POST
+      child=<id> confirms that child only (bc:<id>:ack[<child>] = ms),
+      child=* the others, a child of another guardian never; c-7's
+      guardians each have a one-child page; the report counts the
+      confirmations per child.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
 """
 
 import collections
 import email
+import re
+import urllib.error
+import urllib.request
 import email.policy
 import glob
 import json
@@ -56,6 +65,30 @@ CLASS_LIST = "\r\n".join([
     "c-7,高橋 七海,A,2年A組,高橋 母,,haha7@example.jp,",
     "c-7,,,,高橋 父,070-7777-8888,chichi7@example.jp,",
 ]) + "\r\n"
+
+
+def http(port, method, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                 data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def links_of(outbox, bid):
+    """{recipient address: link path} from the .eml files of a broadcast."""
+    res = {}
+    for path in glob.glob(os.path.join(outbox, bid, "*.eml")):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        body = msg.get_body(("plain",)).get_content()
+        m = re.search(r"https?://[^/\s]+(/a/[A-Za-z0-9_.-]+)", body)
+        res[str(msg["To"]).lower()] = m.group(1) if m else None
+    return res
 
 
 def sent(outbox, bid):
@@ -174,6 +207,44 @@ with Redis(out) as redis:
         assert sum(" via c-" in x for x in lines) == 2, lines
         html = k.ctl("report", bid, "--format", "html").stdout
         assert "NO CONTACT" in html and "tel ***4444" in html and "(via c-" in html
+
+    P = "kairan:"
+    links = links_of(k.outbox, bid)
+    with tap.check("[5] the mother's one link: a page listing her three children"):
+        st, body = http(port, "GET", links["mama@example.jp"])
+        assert st == 200, (st, body[:300])
+        for name in ("山田 一郎", "山田 二子", "山田 三郎"):
+            assert name in body, (name, body)
+        assert body.count('name="child"') == 4, body          # 3 + all at once
+        assert 'value="*"' in body and "全員まとめて確認しました" in body
+        assert "鈴木" not in body and "田中" not in body
+        assert redis.call("HLEN", P + "bc:%s:ack" % bid) == 0, "GET records nothing"
+
+    with tap.check("[5] POST child=<id> confirms that child; * the others; never another's"):
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=c-2")
+        assert st == 200 and "確認しました。ありがとうございました" in body, (st, body[:300])
+        ack = {a.decode(): b for a, b in zip(*[iter(redis.call("HGETALL", P + "bc:%s:ack" % bid))] * 2)}
+        assert list(ack) == ["c-2"], ack
+        assert body.count('name="child"') == 3, body           # 2 + all at once
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=c-6")
+        assert st == 200 and redis.call("HLEN", P + "bc:%s:ack" % bid) == 1
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=%2A")
+        assert st == 200 and 'name="child"' not in body, body
+        assert sorted(x.decode() for x in redis.call("HKEYS", P + "bc:%s:ack" % bid)) == \
+            ["c-1", "c-2", "c-3"]
+        assert k.bc(bid)["acked"] == "3"
+
+    with tap.check("[5] each of c-7's guardians: a one-child page; the report counts per child"):
+        for a in ("haha7@example.jp", "chichi7@example.jp"):
+            st, body = http(port, "GET", links[a])
+            assert st == 200 and 'name="child"' not in body and "確認しました" in body, body
+        st, body = http(port, "POST", links["chichi7@example.jp"], b"")
+        assert st == 200
+        st, body = http(port, "GET", links["haha7@example.jp"])
+        assert "確認済み" in body, body
+        rep = json.loads(k.ctl("report", bid, "--format", "json").stdout)
+        assert rep["confirmed"] == 4, rep["confirmed"]
+        assert sorted(u["id"] for u in rep["unconfirmed"]) == ["c-4", "c-5", "c-6"], rep["unconfirmed"]
 
     d.stop()
 
