@@ -10,8 +10,8 @@
  * Names are NFKC-normalised like every category a broadcast names
  * (model/label.h), so that "行事" added here is the "行事" of a broadcast
  * however it was typed.  The list is the hash cats:<T> (name -> flags);
- * a broadcast's category must be in it or be built in (notice, drill,
- * emergency: kn_category_builtin), which queue/lua/submit.lua checks for
+ * a broadcast's category must be in it or be built in (notice, event,
+ * drill, emergency: kn_category_builtin), which queue/lua/submit.lua checks for
  * every producer.  Every change goes to the operation log first (a change
  * that cannot be logged is not made).
  */
@@ -61,7 +61,8 @@ static int cmp_str(const void *a, const void *b)
 /* The tenant's own categories, sorted: "name\tflags" lines to stdout. */
 static int cat_list(const char *tenant)
 {
-    static const char *const builtin[] = {"notice", "emergency", "drill"};
+    static const char *const builtin[] = {"notice", "emergency", "event",
+                                          "drill"};
     char *k = kn_key_cats(kn_cli_cfg.redis_prefix, tenant);
     redisReply *r = kn_cli_cmd("HGETALL %s", k);
     size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
@@ -184,8 +185,8 @@ const struct kn_cli_command kn_cli_cmd_category = {
     "  category add --tenant T NAME [--emergency]\n"
     "  category list --tenant T\n"
     "  category remove --tenant T NAME\n"
-    "                         the tenant's categories (notice, emergency and "
-    "drill\n"
-    "                         are built in); a broadcast's category must be "
-    "one\n",
+    "                         the tenant's categories (notice, emergency, "
+    "event and\n"
+    "                         drill are built in); a broadcast's category "
+    "must be one\n",
     1, run_category};

@@ -342,8 +342,8 @@ int kn_cli_submit_json(const char *json, size_t len)
         fprintf(stderr,
                 "kairanctl: invalid broadcast: category: \"%s\" is not one "
                 "of tenant %s's categories: add it with kairanctl category "
-                "add --tenant %s NAME, or use notice, emergency or drill "
-                "(kairanctl category list --tenant %s)\n",
+                "add --tenant %s NAME, or use notice, event, emergency or "
+                "drill (kairanctl category list --tenant %s)\n",
                 cat, b.tenant, b.tenant, b.tenant);
         free(cat);
         freeReplyObject(r);

@@ -12,7 +12,8 @@
  *      moves from rcpt:<T>:<id> / grp:<T>:<group> to its encoded key.  A
  *      tenant whose name is no longer valid is reported and left alone.
  *   3. Categories (schema 3): every category a tenant's broadcasts used
- *      that is not built in (notice, emergency, drill) joins the tenant's
+ *      that is not built in (notice, event, emergency, drill) joins the
+ *      tenant's
  *      list cats:<T>, so that producers of an older kairan, which took any
  *      word, keep working now that a broadcast's category must be in it.
  *      Tokens' --groups lists are NFKC-normalised as group names now are

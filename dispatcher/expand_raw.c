@@ -39,7 +39,7 @@ static void on_raw_stored(struct kn_redis *r, redisReply *rep, void *arg)
          * like any other refused entry, with what to do about it. */
         reject_raw(e,
                    "category: not one of the tenant's categories: use "
-                   "notice, emergency, drill or one its administrators "
+                   "notice, event, emergency, drill or one its administrators "
                    "added (kairanctl category add)",
                    "category");
         return;

@@ -111,7 +111,8 @@ enum kn_category_kind kn_category_builtin(const char *name)
 {
     if (strcmp(name, "emergency") == 0)
         return KN_CAT_EMERGENCY;
-    if (strcmp(name, "notice") == 0 || strcmp(name, "drill") == 0)
+    if (strcmp(name, "notice") == 0 || strcmp(name, "event") == 0 ||
+        strcmp(name, "drill") == 0)
         return KN_CAT_BUILTIN;
     return KN_CAT_OWN;
 }

@@ -34,14 +34,16 @@ int kn_label_is_norm(const char *s);
 
 /*
  * The categories every tenant has without adding them (so that producers
- * written before tenants kept lists keep working): "notice" (the default),
+ * written before tenants kept lists keep working): the four words kairan
+ * itself named before (its error said "use a short word such as
+ * emergency, notice, event, drill"): "notice" (the default), "event",
  * "drill", and "emergency", flagged emergency.  Any other category must
  * be in the tenant's own list (kairanctl category add).  queue/lua/
- * submit.lua holds the same three names: keep them equal.
+ * submit.lua holds the same four names: keep them equal.
  */
 enum kn_category_kind {
     KN_CAT_OWN,      /* not built in: must be in the tenant's list */
-    KN_CAT_BUILTIN,  /* notice, drill */
+    KN_CAT_BUILTIN,  /* notice, event, drill */
     KN_CAT_EMERGENCY /* emergency */
 };
 enum kn_category_kind kn_category_builtin(const char *name);

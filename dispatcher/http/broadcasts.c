@@ -540,7 +540,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep->element[0]->integer == 2) {
         kn__httpd_respond_error(
             c, 400, "category",
-            "not one of this tenant's categories: use notice, emergency, "
+            "not one of this tenant's categories: use notice, event, emergency, "
             "drill or a category its administrators added (kairanctl "
             "category add)");
         return;

@@ -6,8 +6,8 @@
 --       audience entries...
 -- Returns {1, name}, or {0, name} of the broadcast this tenant already
 -- submitted with the same key (or of the same name), creating nothing;
--- {2, reason} when the category is neither built in (notice, drill,
--- emergency: model/label.c's kn_category_builtin, keep them equal) nor in
+-- {2, reason} when the category is neither built in (notice, event,
+-- drill, emergency: model/label.c's kn_category_builtin, keep them equal) nor in
 -- the tenant's list, creating nothing; or
 -- an error "WRONGTYPE <key> holds a ..." before any write when one of
 -- these keys holds the wrong type.
@@ -31,7 +31,8 @@ if ARGV[3] ~= '' then
   if prev then return {0, prev} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local builtin = {notice = true, drill = true, emergency = true}
+local builtin = {notice = true, event = true, drill = true,
+  emergency = true}
 do
   local cat = nil
   local last0 = 4 + tonumber(ARGV[4])

@@ -247,7 +247,7 @@ with Redis(out) as redis:
         redis.call("RPUSH", "kairan:bc:a:b:aud", "d:x")
         redis.call("ZADD", "kairan:bcs", "1", "a:b")
         redis.call("HSET", "kairan:bc:old-1", "status", "done", "tenant", "ume",
-                   "id", "old-1", "category", "event")
+                   "id", "old-1", "category", "行事")
         redis.call("SADD", "kairan:tokens", "oldtok")
         redis.call("HSET", "kairan:token:oldtok", "role", "sender",
                    "tenant", "ume", "groups", "２年Ａ組,soccer")
@@ -265,7 +265,7 @@ with Redis(out) as redis:
         assert redis.call("GET", "kairan:schema") == b"3"
         # schema 3: categories an older kairan took join the tenant's list;
         # tokens' groups are NFKC like group names
-        assert redis.call("HKEYS", "kairan:cats:ume") == [b"event"]
+        assert redis.call("HKEYS", "kairan:cats:ume") == ["行事".encode()]
         assert redis.call("HGET", "kairan:token:oldtok", "groups").decode() == "2年A組,soccer"
         assert "1 categories added" in cp.stdout and "1 token group" in cp.stdout, cp.stdout
         assert k.submit(bcast("ume", key="a:b")) == "a:b"

@@ -14,7 +14,7 @@ One redis-server, one kairand (outbox adapter, HTTP on a free port).
       numbers (full-width digits) are stored sealed, export gives them
       back normalised; --ignore-unknown does the same.
   [2] kairanctl category add|list|remove: built-in notice, emergency,
-      drill; a tenant's own 行事 (full-width input normalised); bad names
+      event, drill; a tenant's own 行事 (full-width input normalised); bad names
       and built-in names refused (exit 2); remove of an unknown one exit 3;
       operation log lines.
   [3] API: a sender token made with --groups ２年Ａ組 addresses 2年A組; a
@@ -170,7 +170,7 @@ with Redis(out) as r:
     with tap.check("[2] category list: built-in ones; add 行事 (full-width normalised), --emergency"):
         rc, so, se = ctl("category", "list", "--tenant", T)
         assert rc == 0 and so == ("notice\t-\tbuilt in\nemergency\temergency\tbuilt in\n"
-                                  "drill\t-\tbuilt in\n"), repr(so)
+                                  "event\t-\tbuilt in\ndrill\t-\tbuilt in\n"), repr(so)
         rc, so, se = ctl("category", "add", "--tenant", T, "\u3000行事\u3000")
         assert rc == 0 and so == "行事\n", (rc, so, se)
         rc, so, se = ctl("category", "add", "--tenant", T, "ｹｶﾞ", "--emergency")
