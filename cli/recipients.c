@@ -2,7 +2,8 @@
  * recipients.c - kairanctl's directory commands: a school's recipients and
  * groups, loaded from the CSV file its staff export from Excel.
  *
- *   recipients import --tenant T [--skip-bad] [--replace] FILE.csv
+ *   recipients import --tenant T [--skip-bad] [--replace]
+ *                     [--ignore-column NAME]... [--ignore-unknown] FILE.csv
  *   recipients export --tenant T [--format csv] [--bom]
  *   recipients deactivate|activate|delete --tenant T ID
  *   groups list --tenant T
@@ -16,9 +17,12 @@
  * them, in full, because it is the operator's way to get the data back.
  *
  * Storage (the expander, dispatcher/expand.c, reads it; keep it so):
- *   rcpt:<T>:<id>   hash  c (compact JSON: id, e/ei, l/li, p[{k,t,ti}], ch),
+ *   rcpt:<T>:<id>   hash  c (compact JSON: id, e/ei, l/li, p[{k,t,ti}], ch,
+ *                         g[] further guardians: model/directory.h),
  *                         active "1"|"0", name (sealed, purpose "name"),
- *                         grade, class, groups ("a;b"), hash, updated_ms
+ *                         grade, class, groups ("a;b", NFKC names), number,
+ *                         kana, guardian (sealed "name"), phone (sealed
+ *                         "phone"), hash, updated_ms
  *   grp:<T>:<g>     set   member ids        groups:<T>  set  group names
  *   rcpts:<T>       set   every id          tenants     set  tenant names
  *   bidx:<T>:<purpose>:<blind index>  set   ids having that address
