@@ -19,6 +19,8 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
            -Wno-unused-parameter -MMD -MP $(SANFLAGS) \
            -I. $(shell pkg-config --cflags $(PKGS))
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm
+# libunistring has no .pc file: NFKC of group and category names (model/label.c)
+LDLIBS  += -lunistring
 LDFLAGS := $(SANFLAGS)
 
 # The library: everything but the two programs' main files.
@@ -27,6 +29,7 @@ LIB_SRCS := \
 	common/utf8.c common/buf.c common/codec.c common/file.c \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
+	model/label.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \

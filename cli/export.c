@@ -63,61 +63,112 @@ static void acc_add(char **acc, const char *plain)
     *acc = t;
 }
 
+/* One guardian's contacts (the record itself, or an element of its "g"),
+ * unsealed into heap strings.  Returns 0 or KN_ECRYPTO. */
+struct gcells {
+    char *email, *line, *fcm, *apns, *chs, *guardian, *phone;
+};
+
+static void gcells_free(struct gcells *g)
+{
+    wipe_free(g->email);
+    wipe_free(g->line);
+    wipe_free(g->fcm);
+    wipe_free(g->apns);
+    free(g->chs);
+    wipe_free(g->guardian);
+    wipe_free(g->phone);
+}
+
+static int gcells_of(const struct kn_keyring *kr, json_t *o,
+                     const char *sealed_guardian, const char *sealed_phone,
+                     struct gcells *g)
+{
+    struct kn_dir_rec d;
+    int rc = 0;
+    memset(g, 0, sizeof(*g));
+    g->fcm = kn_xstrdup("");
+    g->apns = kn_xstrdup("");
+    g->chs = kn_xstrdup("");
+    kn_dir_parse(o, &d); /* not an object: all empty */
+    if (unseal_str(kr, "email", d.email, &g->email) < 0 ||
+        unseal_str(kr, "line", d.line, &g->line) < 0 ||
+        unseal_str(kr, "name", sealed_guardian, &g->guardian) < 0 ||
+        unseal_str(kr, "phone", sealed_phone, &g->phone) < 0)
+        rc = KN_ECRYPTO;
+    for (size_t i = 0; i < d.npush && rc == 0; i++) {
+        const char *k = d.push[i].platform;
+        char *t = NULL;
+        if (unseal_str(kr, "push", d.push[i].token, &t) < 0) {
+            rc = KN_ECRYPTO;
+            break;
+        }
+        acc_add(k && strcmp(k, "apns") == 0 ? &g->apns : &g->fcm, t);
+        wipe_free(t);
+    }
+    for (size_t i = 0; i < d.nchannels; i++)
+        acc_add(&g->chs, d.channels[i]);
+    kn_dir_rec_free(&d);
+    return rc;
+}
+
 /*
- * Print one stored recipient as a CSV line.  Returns 0, or KN_ECRYPTO
- * when something does not unseal (wrong key file).
+ * Print one stored recipient as CSV: one line per guardian (the shape the
+ * import reads: further guardians repeat the child's id and columns).
+ * Returns 0, or KN_ECRYPTO when something does not unseal (wrong key
+ * file); then nothing of the recipient is printed.
  */
 static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
                       const redisReply *h)
 {
     const char *cj = h->element[0]->str, *nm = h->element[1]->str,
                *gr = h->element[2]->str, *cl = h->element[3]->str,
-               *gs = h->element[4]->str, *ac = h->element[5]->str;
-    char *name = NULL, *email = NULL, *line = NULL,
-         *fcm = kn_xstrdup(""), *apns = kn_xstrdup(""), *chs = kn_xstrdup("");
-    json_t *c = cj ? json_loads(cj, 0, NULL) : NULL;
-    struct kn_dir_rec d;
+               *gs = h->element[4]->str, *ac = h->element[5]->str,
+               *no = h->element[6]->str;
+    char *name = NULL, *kana = NULL;
+    json_t *c = cj ? json_loads(cj, 0, NULL) : NULL,
+           *more = json_object_get(c, KN_DIR_GUARDIANS);
+    size_t n = 1 + json_array_size(more);
+    struct gcells *g = kn_xcalloc(n, sizeof(*g));
     int rc = 0;
 
-    kn_dir_parse(c, &d); /* not an object: all empty (and c NULL below) */
-    if (unseal_str(kr, "name", nm, &name) < 0 ||
-        unseal_str(kr, "email", d.email, &email) < 0 ||
-        unseal_str(kr, "line", d.line, &line) < 0)
+    if (c == NULL || unseal_str(kr, "name", nm, &name) < 0 ||
+        unseal_str(kr, "name", h->element[7]->str, &kana) < 0)
         rc = KN_ECRYPTO;
-    for (size_t i = 0; i < d.npush; i++) {
-        const char *k = d.push[i].platform;
-        char *t = NULL;
-        if (rc < 0 || unseal_str(kr, "push", d.push[i].token, &t) < 0) {
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = i == 0 ? c : json_array_get(more, i - 1);
+        if (gcells_of(kr, o,
+                      i == 0 ? h->element[8]->str
+                             : json_string_value(
+                                   json_object_get(o, KN_DIR_NAME)),
+                      i == 0 ? h->element[9]->str
+                             : json_string_value(
+                                   json_object_get(o, KN_DIR_PHONE)),
+                      &g[i]) < 0)
             rc = KN_ECRYPTO;
-            break;
-        }
-        acc_add(k && strcmp(k, "apns") == 0 ? &apns : &fcm, t);
-        wipe_free(t);
     }
-    for (size_t i = 0; i < d.nchannels; i++)
-        acc_add(&chs, d.channels[i]);
-    if (c == NULL)
-        rc = KN_ECRYPTO;
-    if (rc == 0) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         kn_csv_put_cell(f, id, 0);
         kn_csv_put_cell(f, name, 0);
         kn_csv_put_cell(f, gr ? gr : "", 0);
         kn_csv_put_cell(f, cl ? cl : "", 0);
         kn_csv_put_cell(f, gs ? gs : "", 0);
-        kn_csv_put_cell(f, email, 0);
-        kn_csv_put_cell(f, line, 0);
-        kn_csv_put_cell(f, fcm, 0);
-        kn_csv_put_cell(f, apns, 0);
-        kn_csv_put_cell(f, chs, 0);
-        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 1);
+        kn_csv_put_cell(f, g[i].email, 0);
+        kn_csv_put_cell(f, g[i].line, 0);
+        kn_csv_put_cell(f, g[i].fcm, 0);
+        kn_csv_put_cell(f, g[i].apns, 0);
+        kn_csv_put_cell(f, g[i].chs, 0);
+        kn_csv_put_cell(f, ac && strcmp(ac, "0") == 0 ? "0" : "1", 0);
+        kn_csv_put_cell(f, no ? no : "", 0);
+        kn_csv_put_cell(f, kana, 0);
+        kn_csv_put_cell(f, g[i].guardian, 0);
+        kn_csv_put_cell(f, g[i].phone, 1);
     }
+    for (size_t i = 0; i < n; i++)
+        gcells_free(&g[i]);
+    free(g);
     wipe_free(name);
-    wipe_free(email);
-    wipe_free(line);
-    wipe_free(fcm);
-    wipe_free(apns);
-    free(chs);
-    kn_dir_rec_free(&d);
+    wipe_free(kana);
     json_decref(c);
     return rc;
 }
@@ -170,12 +221,16 @@ int kn__rcp_export(const char *tenant, int bom)
             kn_argv_add(&cmds[i], "class");
             kn_argv_add(&cmds[i], "groups");
             kn_argv_add(&cmds[i], "active");
+            kn_argv_add(&cmds[i], "number");
+            kn_argv_add(&cmds[i], "kana");
+            kn_argv_add(&cmds[i], "guardian");
+            kn_argv_add(&cmds[i], "phone");
         }
         rep = kn__rcp_pipeline(cmds, m);
         for (size_t i = 0; i < m; i++) {
             kn_argv_free(&cmds[i]);
             if (rc != KN_EXIT_OK || rep[i]->type != REDIS_REPLY_ARRAY ||
-                rep[i]->elements != 6 ||
+                rep[i]->elements != 10 ||
                 rep[i]->element[0]->type != REDIS_REPLY_STRING)
                 continue; /* deleted meanwhile */
             if (export_one(stdout, kr, v[off + i], rep[i]) < 0) {

@@ -29,13 +29,14 @@
 #include "model/broadcast.h"
 #include "model/directory.h"
 #include "model/address.h"
+#include "model/label.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
 #include "queue/lua.h"
 
 #define MAX_FILE (64L * 1024 * 1024) /* a roster is a few hundred kB */
 #define BATCH 100                    /* rows per Lua call */
-#define NARGS 9                      /* script arguments per row */
+#define NARGS 13                     /* script arguments per row */
 
 /*
  * At most MAX_SHOWN problems are printed of a kind (header columns, bad
@@ -54,6 +55,11 @@ struct rrow {
     char hash[33];
     char *why; /* NULL: good; else the reasons, joined by "; " */
     size_t nwhy, more_why; /* reasons kept, and those past MAX_WHY */
+    /* A row repeating an earlier row's id adds a guardian of that child
+     * (merge_guardians): it hangs on the first row's list and is written
+     * with it, never on its own. */
+    struct rrow *next_guardian;
+    int merged;
 };
 
 static void rrow_free(struct rrow *r)
@@ -191,12 +197,70 @@ static struct kn_redis_script upsert_script = {
 /* ---- import: the header ---- */
 
 /*
- * Map each field of the header to a column (or -1 for an empty header
- * cell, which must stay empty below).  Returns 0, or -1 after printing
- * FILE:LINE: reason for an unknown, repeated or missing column.
+ * Other names a class list uses for a column (docs/directory.md lists
+ * them).  Compared after NFKC and without regard to ASCII case, so that
+ * "ＩＤ", "Ｅメール" and "TEL" are found too.
  */
-static int read_header(const char *file, const struct kn_csv_row *h,
-                       int **map)
+static const struct {
+    const char *name;
+    int col;
+} aliases[] = {
+    {"生徒ID", COL_ID},         {"名前", COL_NAME},
+    {"生徒氏名", COL_NAME},     {"児童氏名", COL_NAME},
+    {"クラス", COL_CLASS},      {"メール", COL_EMAIL},
+    {"Eメール", COL_EMAIL},     {"e-mail", COL_EMAIL},
+    {"mail", COL_EMAIL},        {"番号", COL_NUMBER},
+    {"フリガナ", COL_KANA},     {"よみがな", COL_KANA},
+    {"ヨミガナ", COL_KANA},     {"保護者名", COL_GUARDIAN},
+    {"保護者", COL_GUARDIAN},   {"電話", COL_PHONE},
+    {"TEL", COL_PHONE},         {"連絡先電話番号", COL_PHONE},
+    {"携帯電話", COL_PHONE},    {"携帯電話番号", COL_PHONE},
+};
+
+/* The column a header cell names, or -1. */
+static int column_of(const char *raw)
+{
+    char err[8], *name = NULL;
+    int c = -1;
+    if (kn_label_norm(raw, &name, err, sizeof(err)) < 0)
+        name = kn_xstrdup(raw);
+    for (int k = 0; k < COL__COUNT && c < 0; k++) {
+        if (strcasecmp(name, kn__rcp_columns[k].en) == 0 ||
+            strcasecmp(name, kn__rcp_columns[k].ja) == 0)
+            c = k;
+    }
+    for (size_t k = 0; k < KN_ARRAY_SIZE(aliases) && c < 0; k++) {
+        if (strcasecmp(name, aliases[k].name) == 0)
+            c = aliases[k].col;
+    }
+    free(name);
+    return c;
+}
+
+/* 1 if the header cell name is one --ignore-column gave. */
+static int ignored(const struct import_opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->nignore; i++) {
+        char *t = trim(o->ignore[i], strlen(o->ignore[i]));
+        int same = strcmp(t, name) == 0;
+        free(t);
+        if (same)
+            return 1;
+    }
+    return o->ignore_unknown;
+}
+
+#define COL_IGNORED (-2) /* map: a column left out by --ignore-column */
+
+/*
+ * Map each field of the header to a column, -1 for an empty header cell
+ * (which must stay empty below) or COL_IGNORED.  Returns 0, or -1 after
+ * printing FILE:LINE: reason for an unknown, repeated or missing column.
+ * An unknown column is never skipped on its own: a typo ("メールアドレ")
+ * would turn every row into one without a contact.
+ */
+static int read_header(const struct import_opts *o, const char *file,
+                       const struct kn_csv_row *h, int **map)
 {
     int seen[COL__COUNT] = {0}, bad = 0;
     size_t nbad = 0;
@@ -207,25 +271,26 @@ static int read_header(const char *file, const struct kn_csv_row *h,
     }
     for (size_t i = 0; i < h->n; i++) {
         char *name = trim(h->f[i], strlen(h->f[i]));
-        int c = -1;
-        for (int k = 0; k < COL__COUNT && c < 0; k++) {
-            if (strcasecmp(name, kn__rcp_columns[k].en) == 0 ||
-                strcasecmp(name, kn__rcp_columns[k].ja) == 0)
-                c = k;
-        }
+        int c = name[0] == '\0' ? -1 : column_of(name);
         if (name[0] == '\0') {
             (*map)[i] = -1;
+        } else if (c < 0 && ignored(o, name)) {
+            (*map)[i] = COL_IGNORED;
         } else if (c < 0) {
             if (nbad++ < MAX_SHOWN) {
                 char *q = quoted(name, 80);
                 fprintf(stderr,
-                        "%s:%ld: unknown column \"%s\" (column %zu): the "
-                        "kn__rcp_columns are id (ID), name (氏名), grade (学年), "
-                        "class (組), groups (グループ), email "
-                        "(メールアドレス), line (LINE), fcm (FCMトークン), "
-                        "apns (APNsトークン), channels (配信順), active "
-                        "(有効)\n",
-                        file, h->line, q, i + 1);
+                        "%s:%ld: unknown column \"%s\" (column %zu): check "
+                        "its spelling, or leave it out with --ignore-column "
+                        "\"%s\" (or all unknown columns with "
+                        "--ignore-unknown); the columns are id (ID), name "
+                        "(氏名), grade (学年), class (組, クラス), groups "
+                        "(グループ), email (メールアドレス, メール), line "
+                        "(LINE), fcm (FCMトークン), apns (APNsトークン), "
+                        "channels (配信順), active (有効), number (出席番号), "
+                        "kana (ふりがな), guardian (保護者氏名), phone "
+                        "(電話番号)\n",
+                        file, h->line, q, i + 1, q);
                 free(q);
             }
             bad = 1;
@@ -270,24 +335,27 @@ static const char *bad_chars(const char *s, size_t n)
 }
 
 /*
- * Groups: each name must be one a broadcast can address (kn_id_valid);
- * stored sorted and without repeats, so that the order in the cell does
- * not make a row look changed.
+ * Groups: each name NFKC-normalised (model/label.h), as a broadcast's
+ * audience.groups is, so that "２年Ａ組" here and "2年A組" there are one
+ * group; stored sorted and without repeats, so that the order in the cell
+ * does not make a row look changed.
  */
 static void check_groups(struct rrow *r)
 {
     char **g;
     size_t n = split(r->v[COL_GROUPS], ';', &g), m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!kn_id_valid(g[i])) {
+        char why[160], *norm;
+        if (kn_label_norm(g[i], &norm, why, sizeof(why)) < 0) {
             char *q = quoted(g[i], 64);
             why_add(r,
-                    "groups: \"%s\" is not a valid group name: use "
-                    "1-128 letters, digits, '-', '_', '.', ':' (not first), "
-                    "as broadcasts name it in audience.groups; separate "
-                    "groups with ';'",
-                    q);
+                    "groups: \"%s\" %s (a group name is 1-%d characters; "
+                    "separate groups with ';')",
+                    q, why, KN_LABEL_MAX_CHARS);
             free(q);
+        } else {
+            free(g[i]);
+            g[i] = norm;
         }
     }
     qsort(g, n, sizeof(*g), kn__rcp_cmp_str);
@@ -300,6 +368,38 @@ static void check_groups(struct rrow *r)
     free(r->v[COL_GROUPS]);
     r->v[COL_GROUPS] = join(g, m);
     strv_free(g, m);
+}
+
+/*
+ * A phone number, for the list of whom to phone: NFKC (full-width digits
+ * become ASCII), then digits, '+', '-', '(', ')' and spaces, 2 to 32 of
+ * them with at least 2 digits.  Never quoted in a message (it is personal
+ * data, like an address).
+ */
+static void check_phone(struct rrow *r)
+{
+    char err[8], *norm = NULL;
+    size_t digits = 0, n;
+    int ok;
+    if (r->v[COL_PHONE][0] == '\0')
+        return;
+    ok = kn_label_norm(r->v[COL_PHONE], &norm, err, sizeof(err)) == 0;
+    n = ok ? strlen(norm) : 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = norm[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (c != '+' && c != '-' && c != '(' && c != ')' && c != ' ')
+            ok = 0;
+    }
+    if (!ok || digits < 2 || n > 32) {
+        why_add(r, "phone: not a phone number: use digits, '-', '+', '(', "
+                   "')' and spaces (at most 32), such as 090-1234-5678");
+        free(norm);
+        return;
+    }
+    free(r->v[COL_PHONE]);
+    r->v[COL_PHONE] = norm;
 }
 
 /* Push tokens (fcm or apns column): checked, repeats dropped, order kept. */
@@ -385,6 +485,8 @@ static void check_row(const struct kn_csv_row *row, const int *map,
                 row->n, nhdr);
     for (size_t i = 0; i < row->n; i++) {
         int c = i < nhdr ? map[i] : -1;
+        if (c == COL_IGNORED)
+            continue; /* never stored, so never checked */
         int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
         char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
         if (!nul && kn_csv_unguard(v) != v)
@@ -423,6 +525,13 @@ static void check_row(const struct kn_csv_row *row, const int *map,
     if (strlen(r->v[COL_CLASS]) > 64)
         why_add(r, "class: longer than 64 bytes");
     check_groups(r);
+    if (strlen(r->v[COL_NUMBER]) > 16)
+        why_add(r, "number: longer than 16 bytes");
+    if (strlen(r->v[COL_KANA]) > 200)
+        why_add(r, "kana: longer than 200 bytes");
+    if (strlen(r->v[COL_GUARDIAN]) > 200)
+        why_add(r, "guardian: longer than 200 bytes");
+    check_phone(r);
     if (r->v[COL_EMAIL][0] != '\0') {
         if (strlen(r->v[COL_EMAIL]) > 320)
             why_add(r, "email: longer than 320 bytes");
@@ -450,11 +559,16 @@ static void check_row(const struct kn_csv_row *row, const int *map,
             why_add(r, "active: write 1 (deliver) or 0 (graduated, "
                        "transferred: no deliveries), or leave it empty");
     }
+    /* A child without a delivery contact yet is kept when there is a
+     * phone number to call (a drill report lists it first); a row with
+     * neither is a mistake (an unknown column is refused above, so this
+     * is never a header typo). */
     if (r->v[COL_EMAIL][0] == '\0' && r->v[COL_LINE][0] == '\0' &&
         r->v[COL_FCM][0] == '\0' && r->v[COL_APNS][0] == '\0' &&
+        r->v[COL_PHONE][0] == '\0' &&
         (broken & (1u << COL_EMAIL | 1u << COL_LINE | 1u << COL_FCM |
-                   1u << COL_APNS)) == 0)
-        why_add(r, "no contact: give email, line, fcm or apns");
+                   1u << COL_APNS | 1u << COL_PHONE)) == 0)
+        why_add(r, "no contact: give email, line, fcm, apns or phone");
 }
 
 struct idref {
@@ -471,8 +585,23 @@ static int cmp_idref(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Mark every row whose id an earlier row already uses. */
-static void check_duplicates(struct rrow *rows, size_t n)
+/* The student's own columns: a guardian row repeats them or leaves them
+ * empty. */
+static const int student_cols[] = {COL_NAME,  COL_GRADE, COL_CLASS, COL_GROUPS,
+                                   COL_NUMBER, COL_KANA};
+
+/*
+ * Several guardians of one child: one row per guardian, the child's id
+ * repeated (the shape simplest in Excel: copy the child's row, change the
+ * guardian's columns).  The first row of an id is the child with its
+ * first guardian; each later row with the same id adds a guardian, its
+ * contact columns (email, line, fcm, apns, channels, guardian, phone)
+ * being that guardian's.  A later row must repeat the child's columns
+ * (name, kana, number, grade, class, groups, active) or leave them empty:
+ * a different value is an error naming the first row (two children given
+ * one id by mistake).  A later row of a bad first row is bad too.
+ */
+static void merge_guardians(struct rrow *rows, size_t n)
 {
     struct idref *v = kn_xcalloc(n + 1, sizeof(*v));
     size_t m = 0;
@@ -485,14 +614,45 @@ static void check_duplicates(struct rrow *rows, size_t n)
     qsort(v, m, sizeof(*v), cmp_idref);
     /* first: where the run of equal ids that i is in starts (the run is
      * walked once, not once per member: a file of one id a million times
-     * stays linear after the sort) */
+     * stays linear after the sort); tail: the first row's last guardian */
     for (size_t i = 1, first = 0; i < m; i++) {
+        struct rrow *p, *x = &rows[v[i].idx], *tail;
+        const char *diff = NULL;
         if (strcmp(v[i - 1].id, v[i].id) != 0) {
             first = i;
             continue;
         }
-        why_add(&rows[v[i].idx], "id: %s is already used at line %ld",
-                v[i].id, rows[v[first].idx].line);
+        p = &rows[v[first].idx];
+        if (x->why != NULL)
+            continue; /* listed with its own reasons */
+        if (p->why != NULL) {
+            why_add(x,
+                    "id: %s is already used at line %ld, which is bad: a "
+                    "row repeating an id adds a guardian to that row's "
+                    "student",
+                    x->v[COL_ID], p->line);
+            continue;
+        }
+        for (size_t k = 0; k < KN_ARRAY_SIZE(student_cols) && !diff; k++) {
+            int c = student_cols[k];
+            if (x->v[c][0] != '\0' && strcmp(x->v[c], p->v[c]) != 0)
+                diff = kn__rcp_columns[c].en;
+        }
+        if (!diff && x->active >= 0 && x->active != p->active)
+            diff = "active";
+        if (diff) {
+            why_add(x,
+                    "id: %s is already used at line %ld with another %s: a "
+                    "row repeating an id adds a guardian of that student, "
+                    "so repeat the student's columns or leave them empty "
+                    "(two students need two ids)",
+                    x->v[COL_ID], p->line, diff);
+            continue;
+        }
+        x->merged = 1;
+        for (tail = p; tail->next_guardian; tail = tail->next_guardian)
+            ;
+        tail->next_guardian = x;
     }
     free(v);
 }
@@ -504,13 +664,37 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
 {
     size_t len = 16;
     char *s;
-    for (int c = 0; c < COL_ACTIVE; c++)
-        len += strlen(r->v[c]) + 1;
+    for (const struct rrow *g = r; g; g = g->next_guardian) {
+        for (int c = 0; c < COL__COUNT; c++)
+            len += strlen(g->v[c]) + 4;
+    }
     s = kn_xmalloc(len);
     strcpy(s, "kairan-row-v1");
     for (int c = 0; c < COL_ACTIVE; c++) {
         strcat(s, "\x1f");
         strcat(s, r->v[c]);
+    }
+    /* The class-list columns only when given: a row without them hashes
+     * as it did before they existed (a re-import after the upgrade stays
+     * a no-op). */
+    for (int c = COL_ACTIVE + 1; c < COL__COUNT; c++) {
+        if (r->v[c][0] != '\0') {
+            char tag[4] = {'\x1e', (char)('a' + c), '=', '\0'};
+            strcat(s, tag);
+            strcat(s, r->v[c]);
+        }
+    }
+    /* Each further guardian's own columns (a row without any hashes as
+     * before). */
+    for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+        static const int gcols[] = {COL_EMAIL, COL_LINE,     COL_FCM,
+                                    COL_APNS,  COL_CHANNELS, COL_GUARDIAN,
+                                    COL_PHONE};
+        strcat(s, "\x1d");
+        for (size_t k = 0; k < KN_ARRAY_SIZE(gcols); k++) {
+            strcat(s, "\x1f");
+            strcat(s, g->v[gcols[k]]);
+        }
     }
     /*
      * Keyed (HMAC-SHA-256 under the blind-index key) rather than a bare
@@ -522,23 +706,31 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
     free(s);
 }
 
-/* Append a row's NARGS script arguments (see upsert_script). */
-static void row_args(const struct kn_keyring *kr, const struct rrow *r,
-                     struct kn_argv *a)
+/* The sealed value, or "" for an empty cell (the script then deletes the
+ * field). */
+static void seal_or_empty(const struct kn_keyring *kr, const char *purpose,
+                          const char *v, struct kn_argv *a)
 {
-    json_t *c = kn_dir_new(r->v[COL_ID]);
-    struct kn_argv bidx;
-    char *s, *bx, bi[33];
-    size_t blen = 1;
+    if (v[0] != '\0')
+        kn_argv_take(a, kn_seal(kr, purpose, v, strlen(v)));
+    else
+        kn_argv_add(a, "");
+}
 
-    kn_argv_init(&bidx);
+/* Append a row's NARGS script arguments (see upsert_script). */
+/* A row's contacts (email, line, push, channels) sealed into the object
+ * c, their blind indexes appended to bidx as "<channel>:<bi>". */
+static void contacts_into(const struct kn_keyring *kr, const struct rrow *r,
+                          json_t *c, struct kn_argv *bidx)
+{
+    char bi[33];
     if (r->v[COL_EMAIL][0]) {
         kn_dir_set_address(c, kr, "email", r->v[COL_EMAIL], bi);
-        kn_argv_addf(&bidx, "email:%s", bi);
+        kn_argv_addf(bidx, "email:%s", bi);
     }
     if (r->v[COL_LINE][0]) {
         kn_dir_set_address(c, kr, "line", r->v[COL_LINE], bi);
-        kn_argv_addf(&bidx, "line:%s", bi);
+        kn_argv_addf(bidx, "line:%s", bi);
     }
     if (r->v[COL_FCM][0] || r->v[COL_APNS][0]) /* "p" even if it stays [] */
         json_object_set_new(c, KN_DIR_PUSH, json_array());
@@ -547,7 +739,7 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
         size_t n = split(r->v[col], ';', &t);
         for (size_t i = 0; i < n; i++) {
             kn_dir_add_push(c, kr, col == COL_FCM ? "fcm" : "apns", t[i], bi);
-            kn_argv_addf(&bidx, "push:%s", bi);
+            kn_argv_addf(bidx, "push:%s", bi);
         }
         strv_free(t, n);
     }
@@ -558,6 +750,36 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
         for (size_t i = 0; i < n; i++)
             kn_dir_add_channel(c, v[i]);
         strv_free(v, n);
+    }
+}
+
+static void row_args(const struct kn_keyring *kr, const struct rrow *r,
+                     struct kn_argv *a)
+{
+    json_t *c = kn_dir_new(r->v[COL_ID]);
+    struct kn_argv bidx;
+    char *s, *bx;
+    size_t blen = 1;
+
+    kn_argv_init(&bidx);
+    contacts_into(kr, r, c, &bidx);
+    /* The child's further guardians (model/directory.h "g"). */
+    if (r->next_guardian != NULL) {
+        json_t *gs = json_array();
+        for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+            json_t *go = json_object();
+            contacts_into(kr, g, go, &bidx);
+            if (g->v[COL_GUARDIAN][0])
+                kn_dir_set_name(go, kr, g->v[COL_GUARDIAN]);
+            if (g->v[COL_PHONE][0]) {
+                char *ph = kn_seal(kr, "phone", g->v[COL_PHONE],
+                                   strlen(g->v[COL_PHONE]));
+                json_object_set_new(go, KN_DIR_PHONE, json_string(ph));
+                free(ph);
+            }
+            json_array_append_new(gs, go);
+        }
+        json_object_set_new(c, KN_DIR_GUARDIANS, gs);
     }
     s = json_dumps(c, JSON_COMPACT);
     json_decref(c);
@@ -584,6 +806,10 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
     }
     kn_argv_take(a, bx);
     kn_argv_add(a, r->active < 0 ? "" : r->active ? "1" : "0");
+    kn_argv_add(a, r->v[COL_NUMBER]);
+    seal_or_empty(kr, "name", r->v[COL_KANA], a);
+    seal_or_empty(kr, "name", r->v[COL_GUARDIAN], a);
+    seal_or_empty(kr, "phone", r->v[COL_PHONE], a);
     kn_argv_free(&bidx);
 }
 
@@ -753,7 +979,7 @@ int kn__rcp_import(const struct import_opts *o)
                 o->shown);
         goto out;
     }
-    if (read_header(o->shown, &row, &map) < 0)
+    if (read_header(o, o->shown, &row, &map) < 0)
         goto out;
     nhdr = row.n;
 
@@ -775,11 +1001,12 @@ int kn__rcp_import(const struct import_opts *o)
         check_row(&row, map, nhdr, &rows[nrows]);
         nrows++;
     }
-    check_duplicates(rows, nrows);
+    merge_guardians(rows, nrows);
     good = kn_xcalloc(nrows + 1, sizeof(*good));
     for (size_t i = 0; i < nrows; i++) {
         if (rows[i].why == NULL) {
-            good[ngood++] = &rows[i];
+            if (!rows[i].merged) /* written with its student's first row */
+                good[ngood++] = &rows[i];
         } else if (nbad++ < MAX_SHOWN) {
             if (rows[i].more_why > 0)
                 fprintf(stderr, "%s:%ld: %s; ... and %zu more\n", o->shown,

@@ -53,10 +53,10 @@ static redisContext *rc_;
 /* The commands of their own files (cli.h), in the order --help lists
  * them; submit, status, watch, cancel, dlq and keygen are this file's. */
 static const struct kn_cli_command *const commands[] = {
-    &kn_cli_cmd_purge,   &kn_cli_cmd_tenant, &kn_cli_cmd_recipients,
-    &kn_cli_cmd_groups,  &kn_cli_cmd_rekey,  &kn_cli_cmd_keys,
-    &kn_cli_cmd_report,  &kn_cli_cmd_drill,  &kn_cli_cmd_token,
-    &kn_cli_cmd_migrate,
+    &kn_cli_cmd_purge,   &kn_cli_cmd_tenant,   &kn_cli_cmd_recipients,
+    &kn_cli_cmd_groups,  &kn_cli_cmd_rekey,    &kn_cli_cmd_keys,
+    &kn_cli_cmd_report,  &kn_cli_cmd_drill,    &kn_cli_cmd_token,
+    &kn_cli_cmd_migrate, &kn_cli_cmd_category,
 };
 
 static void usage(FILE *f)
@@ -353,6 +353,20 @@ int kn_cli_submit_json(const char *json, size_t len)
         r->element[1]->type != REDIS_REPLY_STRING) {
         fprintf(stderr, "kairanctl: unexpected answer from the submit "
                         "script\n");
+        freeReplyObject(r);
+        kn_broadcast_free(&b);
+        kn_keyring_free(kr);
+        return EXIT_FAIL;
+    }
+    if (r->element[0]->integer == 2) {
+        char *cat = kn_text_safe(b.category);
+        fprintf(stderr,
+                "kairanctl: invalid broadcast: category: \"%s\" is not one "
+                "of tenant %s's categories: add it with kairanctl category "
+                "add --tenant %s NAME, or use notice, event, emergency or "
+                "drill (kairanctl category list --tenant %s)\n",
+                cat, b.tenant, b.tenant, b.tenant);
+        free(cat);
         freeReplyObject(r);
         kn_broadcast_free(&b);
         kn_keyring_free(kr);

@@ -11,7 +11,16 @@
  *   2. The directory: a recipient id or a group name with such a byte
  *      moves from rcpt:<T>:<id> / grp:<T>:<group> to its encoded key.  A
  *      tenant whose name is no longer valid is reported and left alone.
- *   3. schema = 2 under the prefix.
+ *   3. Categories (schema 3): every category a tenant's broadcasts used
+ *      that is not built in (notice, event, emergency, drill) joins the
+ *      tenant's
+ *      list cats:<T>, so that producers of an older kairan, which took any
+ *      word, keep working now that a broadcast's category must be in it.
+ *      Tokens' --groups lists are NFKC-normalised as group names now are
+ *      (model/label.h), so that a token made with "２年Ａ組" still reaches
+ *      "2年A組".  Directory records need nothing: a record without the
+ *      class-list fields or further guardians reads as before.
+ *   4. schema = 3 under the prefix.
  * Prints what it moved; exit 0, or 1 when something was left (named).
  */
 #include <stdio.h>
@@ -21,10 +30,11 @@
 #include "cli/cli.h"
 #include "common/kn.h"
 #include "common/log.h"
+#include "model/label.h"
 #include "queue/keys.h"
 
 struct mig {
-    long long moved, keys, left;
+    long long moved, keys, left, cats, tokens;
 };
 
 /* RENAMENX old -> new when old exists; 1 if moved. */
@@ -50,7 +60,7 @@ static void migrate_broadcast(struct mig *m, const char *id)
 {
     const char *p = kn_cli_cfg.redis_prefix;
     char *enc = kn_key_part(id);
-    static const char *const sfx[] = {"", ":r", ":aud", ":ack", ":m"};
+    static const char *const sfx[] = {"", ":r", ":aud", ":ack", ":m", ":fam"};
     redisReply *h;
     if (strcmp(enc, id) != 0) {
         /* bc:<id> must be this broadcast's hash, not another broadcast's
@@ -73,9 +83,25 @@ static void migrate_broadcast(struct mig *m, const char *id)
     }
     free(enc);
 
-    /* The old id is the tenant's idempotency key for it. */
+    /* The old id is the tenant's idempotency key for it; its category
+     * one of the tenant's. */
     {
         char *bk = kn_key_bc(p, id, "");
+        h = kn_cli_cmd("HMGET %s tenant category", bk);
+        if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+            h->element[0]->type == REDIS_REPLY_STRING &&
+            h->element[1]->type == REDIS_REPLY_STRING &&
+            kn_tenant_valid(h->element[0]->str) &&
+            kn_label_is_norm(h->element[1]->str) &&
+            kn_category_builtin(h->element[1]->str) == KN_CAT_OWN) {
+            char *ck = kn_key_cats(p, h->element[0]->str);
+            redisReply *r =
+                kn_cli_cmd("HSETNX %s %s %s", ck, h->element[1]->str, "");
+            m->cats += r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+            freeReplyObject(r);
+            free(ck);
+        }
+        freeReplyObject(h);
         h = kn_cli_cmd("HMGET %s tenant key", bk);
         if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
             h->element[0]->type == REDIS_REPLY_STRING &&
@@ -114,9 +140,38 @@ static void migrate_members(struct mig *m, const char *set, const char *kind,
     freeReplyObject(r);
 }
 
+/* A token's groups "a,b" NFKC-normalised (model/label.h); a name that
+ * is no label at all is left as it is (it never matched a broadcast). */
+static void migrate_token(struct mig *m, const char *id)
+{
+    char *k = kn_cli_key("token:%s", id), *out = kn_xstrdup("");
+    redisReply *r = kn_cli_cmd("HGET %s groups", k);
+    const char *p = r->type == REDIS_REPLY_STRING ? r->str : "";
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        char *one = kn_xstrndup(p, n), *norm = NULL, why[8], *t;
+        if (kn_label_norm(one, &norm, why, sizeof(why)) < 0)
+            norm = kn_xstrdup(one);
+        t = out[0] ? kn_xasprintf("%s,%s", out, norm) : kn_xstrdup(norm);
+        free(out);
+        free(norm);
+        free(one);
+        out = t;
+        p += n + (p[n] == ',');
+    }
+    if (r->type == REDIS_REPLY_STRING && strcmp(out, r->str) != 0) {
+        redisReply *w = kn_cli_cmd("HSET %s groups %s", k, out);
+        freeReplyObject(w);
+        m->tokens++;
+    }
+    freeReplyObject(r);
+    free(out);
+    free(k);
+}
+
 static int do_migrate(int argc, char **argv)
 {
-    struct mig m = {0, 0, 0};
+    struct mig m = {0, 0, 0, 0, 0};
     redisReply *r;
     char *k;
     if (argc != 1) {
@@ -157,12 +212,21 @@ static int do_migrate(int argc, char **argv)
         free(set);
     }
     freeReplyObject(r);
+    k = kn_cli_key("tokens");
+    r = kn_cli_cmd("SMEMBERS %s", k);
+    free(k);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        migrate_token(&m, r->element[i]->str);
+    freeReplyObject(r);
     k = kn_cli_key("schema");
-    r = kn_cli_cmd("SET %s 2", k);
+    r = kn_cli_cmd("SET %s 3", k);
     freeReplyObject(r);
     free(k);
     printf("migrate: %lld records moved (%lld keys renamed), %lld left\n",
            m.moved, m.keys, m.left);
+    printf("migrate: %lld categories added to their tenant's list, %lld "
+           "token group lists normalised\n",
+           m.cats, m.tokens);
     return m.left > 0 ? KN_EXIT_FAIL : KN_EXIT_OK;
 }
 

@@ -2,7 +2,8 @@
  * recipients.c - kairanctl's directory commands: a school's recipients and
  * groups, loaded from the CSV file its staff export from Excel.
  *
- *   recipients import --tenant T [--skip-bad] [--replace] FILE.csv
+ *   recipients import --tenant T [--skip-bad] [--replace]
+ *                     [--ignore-column NAME]... [--ignore-unknown] FILE.csv
  *   recipients export --tenant T [--format csv] [--bom]
  *   recipients deactivate|activate|delete --tenant T ID
  *   groups list --tenant T
@@ -16,9 +17,12 @@
  * them, in full, because it is the operator's way to get the data back.
  *
  * Storage (the expander, dispatcher/expand.c, reads it; keep it so):
- *   rcpt:<T>:<id>   hash  c (compact JSON: id, e/ei, l/li, p[{k,t,ti}], ch),
+ *   rcpt:<T>:<id>   hash  c (compact JSON: id, e/ei, l/li, p[{k,t,ti}], ch,
+ *                         g[] further guardians: model/directory.h),
  *                         active "1"|"0", name (sealed, purpose "name"),
- *                         grade, class, groups ("a;b"), hash, updated_ms
+ *                         grade, class, groups ("a;b", NFKC names), number,
+ *                         kana, guardian (sealed "name"), phone (sealed
+ *                         "phone"), hash, updated_ms
  *   grp:<T>:<g>     set   member ids        groups:<T>  set  group names
  *   rcpts:<T>       set   every id          tenants     set  tenant names
  *   bidx:<T>:<purpose>:<blind index>  set   ids having that address
@@ -80,6 +84,10 @@ const struct column kn__rcp_columns[COL__COUNT] = {
     {"apns", "APNsトークン"},
     {"channels", "配信順"},
     {"active", "有効"},
+    {"number", "出席番号"},
+    {"kana", "ふりがな"},
+    {"guardian", "保護者氏名"},
+    {"phone", "電話番号"},
 };
 
 
@@ -259,6 +267,9 @@ static int do_groups_list(const char *tenant)
 struct args {
     const char *tenant, *format;
     int skip_bad, replace, bom;
+    const char *ignore[64]; /* --ignore-column */
+    size_t nignore;
+    int ignore_unknown;
     const char *pos[4];
     int npos;
 };
@@ -284,6 +295,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->skip_bad = 1;
         } else if (!dashdash && strcmp(s, "--replace") == 0) {
             a->replace = 1;
+        } else if (!dashdash && strcmp(s, "--ignore-column") == 0 &&
+                   i + 1 < argc) {
+            if (a->nignore == KN_ARRAY_SIZE(a->ignore)) {
+                usage_err("--ignore-column: at most 64 columns");
+                return -1;
+            }
+            a->ignore[a->nignore++] = argv[++i];
+        } else if (!dashdash && strcmp(s, "--ignore-unknown") == 0) {
+            a->ignore_unknown = 1;
         } else if (!dashdash && strcmp(s, "--bom") == 0) {
             a->bom = 1;
         } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
@@ -315,13 +335,15 @@ static int run_recipients(int argc, char **argv)
     if (parse_args(argc - 2 > 0 ? argc - 2 : 0, argv + 2, &a) < 0)
         return KN_EXIT_USAGE;
     if (strcmp(verb, "import") == 0) {
-        struct import_opts o = {a.tenant, a.pos[0], a.skip_bad, a.replace,
-                                NULL};
+        struct import_opts o = {a.tenant,   a.pos[0],         a.skip_bad,
+                                a.replace,  a.ignore,         a.nignore,
+                                a.ignore_unknown, NULL};
         char *shown;
         int rc;
         if (a.npos != 1 || a.format || a.bom) {
             usage_err("recipients import --tenant T [--skip-bad] "
-                      "[--replace] FILE.csv");
+                      "[--replace] [--ignore-column NAME]... "
+                      "[--ignore-unknown] FILE.csv");
             return KN_EXIT_USAGE;
         }
         shown = kn_text_safe(o.file);
@@ -330,8 +352,9 @@ static int run_recipients(int argc, char **argv)
         free(shown);
         return rc;
     }
-    if (a.skip_bad || a.replace) {
-        usage_err("--skip-bad and --replace are import options");
+    if (a.skip_bad || a.replace || a.nignore || a.ignore_unknown) {
+        usage_err("--skip-bad, --replace, --ignore-column and "
+                  "--ignore-unknown are import options");
         return KN_EXIT_USAGE;
     }
     if (strcmp(verb, "export") == 0) {
@@ -374,7 +397,12 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "row is\n"
     "                         listed and nothing is written unless "
     "--skip-bad;\n"
-    "                         --replace deletes recipients not in the file\n"
+    "                         --replace deletes recipients not in the file;\n"
+    "                         a column kairan does not know is refused "
+    "unless\n"
+    "                         --ignore-column NAME (repeatable) or "
+    "--ignore-unknown\n"
+    "                         leaves it out\n"
     "  recipients export --tenant T [--format csv] [--bom]\n"
     "                         the directory as UTF-8 CSV on stdout, "
     "DECRYPTED:\n"

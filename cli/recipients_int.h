@@ -28,6 +28,12 @@ enum col {
     COL_APNS,
     COL_CHANNELS,
     COL_ACTIVE, /* optional: what export writes, so that it round-trips */
+    /* A class list's own columns (after active, so that the keyed hash of
+     * a row without them stays what it was before they existed). */
+    COL_NUMBER,   /* 出席番号, plain */
+    COL_KANA,     /* ふりがな, sealed ("name") */
+    COL_GUARDIAN, /* 保護者氏名, sealed ("name") */
+    COL_PHONE, /* 電話番号, sealed ("phone"): for the list of whom to phone */
     COL__COUNT
 };
 
@@ -58,7 +64,10 @@ void kn__rcp_add_prefix_tenant(struct kn_argv *a, const char *tenant);
 struct import_opts {
     const char *tenant, *file;
     int skip_bad, replace;
-    const char *shown; /* file for messages (kn_text_safe) */
+    const char *const *ignore; /* --ignore-column NAMEs */
+    size_t nignore;
+    int ignore_unknown; /* --ignore-unknown */
+    const char *shown;  /* file for messages (kn_text_safe) */
 };
 /* recipients import; an exit code */
 int kn__rcp_import(const struct import_opts *o);

@@ -13,7 +13,8 @@
  * then seals with the new kid while still opening the old ones), then
  * `rekey`.  Old keys stay in the file: never remove one while a value
  * sealed with it may remain.  What rekey rewrites:
- *   rcpt:<T>:<id>  the "c" JSON (e, l, p[].t) and "name";
+ *   rcpt:<T>:<id>  the "c" JSON (e, l, p[].t), "name", "kana",
+ *                  "guardian" and "phone";
  *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t).
  * Jobs already in the streams (and job records of broadcasts being
  * delivered) keep the kid they were written with until they are delivered
@@ -115,9 +116,9 @@ static int reseal_member(const struct kn_keyring *kr, json_t *o,
 static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
                            char **out, struct rekey_stats *st)
 {
-    json_t *c = json_loads(cj, 0, NULL), *p;
+    json_t *c = json_loads(cj, 0, NULL), *p, *g;
     size_t i;
-    int rc, changed = 0;
+    int rc, rc2 = 0, rc3 = 0, rc4 = 0, changed = 0;
 
     *out = NULL;
     if (!json_is_object(c)) {
@@ -138,6 +139,24 @@ static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
             goto done;
         changed |= rc;
     }
+    /* further guardians (model/directory.h "g"): the same members, and
+     * their name and phone */
+    json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g) {
+        size_t j;
+        if ((rc = reseal_member(kr, g, KN_DIR_EMAIL, "email", st)) < 0 ||
+            (rc2 = reseal_member(kr, g, KN_DIR_LINE, "line", st)) < 0 ||
+            (rc3 = reseal_member(kr, g, KN_DIR_NAME, "name", st)) < 0 ||
+            (rc4 = reseal_member(kr, g, KN_DIR_PHONE, "phone", st)) < 0) {
+            rc = KN_ECRYPTO;
+            goto done;
+        }
+        changed |= rc | rc2 | rc3 | rc4;
+        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p) {
+            if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
+                goto done;
+            changed |= rc;
+        }
+    }
     rc = changed;
     if (changed)
         *out = json_dumps(c, JSON_COMPACT);
@@ -147,6 +166,18 @@ done:
 }
 
 /* Re-encrypt one directory record; retried while it changes under us. */
+/* The sealed fields of a directory record beside "c", with their
+ * purposes (cli/import.c writes them). */
+static const struct {
+    const char *field, *purpose;
+} sealed_fields[] = {
+    {"name", "name"},
+    {"kana", "name"},
+    {"guardian", "name"},
+    {"phone", "phone"},
+};
+#define NSEALED KN_ARRAY_SIZE(sealed_fields)
+
 static void rekey_record(const struct kn_keyring *kr, const char *tenant,
                          const char *id, struct rekey_stats *st, int dry)
 {
@@ -154,33 +185,49 @@ static void rekey_record(const struct kn_keyring *kr, const char *tenant,
 
     st->records++;
     for (int t = 0; t < REKEY_TRIES; t++) {
-        redisReply *h = kn_cli_cmd("HMGET %s " KN_DIR_HASH_FIELD " name", key), *w;
+        redisReply *h = kn_cli_cmd("HMGET %s " KN_DIR_HASH_FIELD
+                                   " name kana guardian phone",
+                                   key),
+                   *w;
         const char *c = h->element[0]->str ? h->element[0]->str : "";
-        const char *nm = h->element[1]->str ? h->element[1]->str : "";
-        char *nc = NULL, *nn = NULL;
-        int rc1 = 0, rc2, done = 1;
+        const char *old[NSEALED];
+        char *nc = NULL, *nv[NSEALED] = {NULL};
+        int rc1 = 0, rc2 = 0, changed = 0, done = 1, gone = 1;
         struct kn_argv a;
 
-        if (h->element[0]->str == NULL && h->element[1]->str == NULL) {
+        for (size_t f = 0; f <= NSEALED; f++)
+            gone &= h->element[f]->str == NULL;
+        if (gone) {
             freeReplyObject(h); /* deleted meanwhile */
             break;
         }
         if (c[0] != '\0')
             rc1 = reseal_contacts(kr, c, &nc, st);
-        rc2 = reseal(kr, "name", nm, &nn, st);
+        changed = rc1 == 1;
+        for (size_t f = 0; f < NSEALED; f++) {
+            int r;
+            old[f] = h->element[f + 1]->str ? h->element[f + 1]->str : "";
+            r = reseal(kr, sealed_fields[f].purpose, old[f], &nv[f], st);
+            if (r < 0)
+                rc2 = r;
+            changed |= r == 1;
+        }
         if (rc1 < 0 || rc2 < 0) {
             fprintf(stderr, "kairanctl: rekey: rcpt %s/%s: %s\n", tenant, id,
                     rc1 == KN_EINVAL ? "contacts are not JSON"
                                      : "a value does not unseal with this "
                                        "key file (was a key removed?)");
             st->failed++;
-        } else if ((rc1 == 1 || rc2 == 1) && !dry) {
+        } else if (changed && !dry) {
             kn_argv_init(&a);
             kn_argv_add(&a, key);
             kn_argv_add(&a, c);
-            kn_argv_add(&a, nm);
             kn_argv_add(&a, nc ? nc : "");
-            kn_argv_add(&a, nn ? nn : "");
+            for (size_t f = 0; f < NSEALED; f++) {
+                kn_argv_add(&a, sealed_fields[f].field);
+                kn_argv_add(&a, old[f]);
+                kn_argv_add(&a, nv[f] ? nv[f] : "");
+            }
             w = kn_cli_eval(&rcpt_cas, 1, &a);
             kn_argv_free(&a);
             if (w->integer == 1)
@@ -190,11 +237,12 @@ static void rekey_record(const struct kn_keyring *kr, const char *tenant,
                 done = 0;
             }
             freeReplyObject(w);
-        } else if (rc1 == 1 || rc2 == 1) {
+        } else if (changed) {
             st->records_new++;
         }
         free(nc);
-        free(nn);
+        for (size_t f = 0; f < NSEALED; f++)
+            free(nv[f]);
         freeReplyObject(h);
         if (done)
             break;

@@ -41,11 +41,19 @@ struct rcpt {
     int64_t confirmed_ms;    /* 0: not confirmed */
     char *name;
     json_t *addrs;           /* masked */
+    /* Every child of the audience is a row, with or without a delivery
+     * of its own (the guardian of siblings gets one message: the others
+     * have no state; a child with no contact on the channels neither). */
+    int in_aud;              /* 1: an entry of bc:<id>:aud */
+    int no_contact;          /* no contact on the broadcast's channels */
+    char *via;               /* reached through this sibling's contact */
+    char *phone;             /* masked, for the list of whom to phone */
 };
 
 struct report {
     char *bid;
     redisReply *h;
+    json_t *states; /* "<channel>:<blind index>" -> "<code>|<rcpt>|<ms>|.." */
     int64_t t0;
     struct rcpt *r;
     size_t n, cap;
@@ -162,6 +170,7 @@ static void load_state(struct report *rp, const char *field, const char *v)
 
     if (strlen(v) < 3 || v[1] != '|')
         return;
+    json_object_set_new(rp->states, field, json_string(v));
     q = strchr(p, '|');
     id = q ? kn_xstrndup(p, (size_t)(q - p)) : kn_xstrdup(p);
     if (q != NULL) {
@@ -217,16 +226,170 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
     if (r->name == NULL && sealed_name != NULL &&
         kn_unseal(kr, "name", sealed_name, &plain, NULL) == 0)
         r->name = plain;
-    if (json_array_size(r->addrs) > 0 || kn_dir_parse(c, &d) < 0)
+    if (json_array_size(r->addrs) > 0)
         return;
-    add_masked(r->addrs, kr, "email", d.email);
-    add_masked(r->addrs, kr, "line", d.line);
-    for (size_t i = 0; i < d.npush; i++)
-        add_masked(r->addrs, kr, "push", d.push[i].token);
-    kn_dir_rec_free(&d);
+    /* the record, then its further guardians (model/directory.h "g") */
+    for (size_t g = 0;; g++) {
+        json_t *o = g == 0 ? c
+                           : json_array_get(
+                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        if (o == NULL || kn_dir_parse(o, &d) < 0)
+            break;
+        add_masked(r->addrs, kr, "email", d.email);
+        add_masked(r->addrs, kr, "line", d.line);
+        for (size_t i = 0; i < d.npush; i++)
+            add_masked(r->addrs, kr, "push", d.push[i].token);
+        kn_dir_rec_free(&d);
+    }
 }
 
-/* Audience entries: inline ("i:<json>") and directory ("d:<id>"). */
+/*
+ * A phone number masked for the list of whom to phone: the last four
+ * digits kept ("***-5678"), as the report keeps only the domain of an
+ * address: enough for the teacher with the class list at hand to tell
+ * which number to call, nothing for anyone else.
+ */
+static char *mask_phone(const char *plain)
+{
+    size_t n = strlen(plain), digits = 0, i = n;
+    while (i > 0 && digits < 4) {
+        i--;
+        if (plain[i] >= '0' && plain[i] <= '9')
+            digits++;
+    }
+    return kn_xasprintf("***%s", plain + i);
+}
+
+/* 1 if the broadcast went out on the channel ("email", ...). */
+static int on_channel(const struct report *rp, const char *ch)
+{
+    const char *chans = hget(rp->h, "channels");
+    size_t n = strlen(ch);
+    for (const char *p = chans; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncmp(p, ch, n) == 0)
+            return 1;
+        p += k + (p[k] == ',');
+    }
+    return 0;
+}
+
+/* One guardian's contacts (the record or an element of its "g") looked
+ * up among the states; returns 1 if it has a contact on the channels. */
+static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
+{
+    struct kn_dir_rec d;
+    const char *bi[64], *chn[64];
+    size_t nb = 0;
+    int any = 0;
+    if (kn_dir_parse(c, &d) < 0)
+        return 0;
+    if (d.email_index && on_channel(rp, "email")) {
+        chn[nb] = "email";
+        bi[nb++] = d.email_index;
+    }
+    if (d.line_index && !d.line_dead && on_channel(rp, "line")) {
+        chn[nb] = "line";
+        bi[nb++] = d.line_index;
+    }
+    for (size_t i = 0; i < d.npush && nb < 64; i++) {
+        if (d.push[i].index && !d.push[i].dead && on_channel(rp, "push")) {
+            chn[nb] = "push";
+            bi[nb++] = d.push[i].index;
+        }
+    }
+    for (size_t i = 0; i < nb; i++) {
+        char key[200];
+        const char *v, *p, *q;
+        any = 1;
+        snprintf(key, sizeof(key), "%s:%s", chn[i], bi[i]);
+        v = json_string_value(json_object_get(rp->states, key));
+        if (v == NULL || v[0] != 'd' || v[1] != '|')
+            continue;
+        p = v + 2;
+        q = strchr(p, '|');
+        if (q == NULL)
+            continue;
+        if (r->via == NULL || strtoll(q + 1, NULL, 10) < r->reached_ms) {
+            free(r->via);
+            r->via = kn_xstrndup(p, (size_t)(q - p));
+            r->reached_ms = strtoll(q + 1, NULL, 10);
+        }
+    }
+    kn_dir_rec_free(&d);
+    return any;
+}
+
+/*
+ * A child with no delivery state of its own: its contacts on the
+ * broadcast's channels looked up among the states by blind index.  Sets
+ * r->via and r->reached_ms (a sibling's guardian was reached: the same
+ * address got the one message), or r->no_contact (nothing to send to).
+ * A contact whose state is not delivered leaves the child not reached.
+ */
+static void resolve_child(struct report *rp, struct rcpt *r, json_t *c)
+{
+    int any = 0;
+    /* the record, then its further guardians (model/directory.h "g") */
+    for (size_t g = 0;; g++) {
+        json_t *o = g == 0 ? c
+                           : json_array_get(
+                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        if (o == NULL)
+            break;
+        any |= resolve_contacts(rp, r, o);
+    }
+    r->no_contact = !any;
+}
+
+/* Append a sealed phone number, masked, to r->phone. */
+static void add_phone(struct rcpt *r, const struct kn_keyring *kr,
+                      const char *sealed)
+{
+    char *plain = NULL, *m, *t;
+    if (sealed == NULL || kn_unseal(kr, "phone", sealed, &plain, NULL) < 0)
+        return;
+    m = mask_phone(plain);
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+    t = r->phone ? kn_xasprintf("%s, %s", r->phone, m) : kn_xstrdup(m);
+    free(r->phone);
+    free(m);
+    r->phone = t;
+}
+
+/* One child of the audience: a row, its name, masked contacts and phone,
+ * and (without a state of its own) how it was reached. */
+static void add_child(struct report *rp, const struct kn_keyring *kr,
+                      const char *id, json_t *c, const char *sealed_name,
+                      const char *sealed_phone)
+{
+    struct rcpt *r = find_or_add(rp, id);
+    int own = 0;
+    r->in_aud = 1;
+    load_contact(r, kr, c, sealed_name);
+    if (r->phone == NULL) {
+        /* the record's phone, then its further guardians' ("g"), masked,
+         * joined by ", " */
+        json_t *g;
+        size_t i;
+        add_phone(r, kr, sealed_phone);
+        json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g)
+            add_phone(r, kr,
+                      json_string_value(json_object_get(g, KN_DIR_PHONE)));
+    }
+    for (int i = 0; i < NCH; i++)
+        own |= r->on_ch[i];
+    if (!own && r->via == NULL && !r->no_contact)
+        resolve_child(rp, r, c);
+}
+
+/*
+ * Every entry of the audience (inline "i:<json>", directory "d:<id>"),
+ * before the rows are sorted: each child becomes a row even without a
+ * delivery of its own.  Inactive directory recipients were not sent to
+ * and are not children of this broadcast.
+ */
 static void load_audience(struct report *rp, const struct kn_keyring *kr)
 {
     const char *tenant = hget(rp->h, "tenant");
@@ -236,27 +399,29 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
     for (size_t i = 0; a->type == REDIS_REPLY_ARRAY && i < a->elements;
          i++) {
         const char *e = a->element[i]->str;
-        struct rcpt *r;
+        if (e == NULL)
+            continue;
         if (strncmp(e, "i:", 2) == 0) {
             json_t *j = json_loads(e + 2, 0, NULL);
             const char *id = json_string_value(json_object_get(j, KN_DIR_ID));
-            if (id != NULL && (r = find(rp, id)) != NULL)
-                load_contact(
-                    r, kr, j,
-                    json_string_value(json_object_get(j, KN_DIR_NAME)));
+            if (id != NULL)
+                add_child(rp, kr, id, j,
+                          json_string_value(json_object_get(j, KN_DIR_NAME)),
+                          NULL);
             json_decref(j);
-        } else if (strncmp(e, "d:", 2) == 0 && tenant != NULL &&
-                   (r = find(rp, e + 2)) != NULL) {
+        } else if (strncmp(e, "d:", 2) == 0 && tenant != NULL) {
             redisReply *h;
             json_t *c;
             k = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, e + 2);
-            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD, k);
+            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD " active phone",
+                           k);
             free(k);
-            if (h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
-                c = h->element[1]->str ? json_loads(h->element[1]->str, 0,
-                                                    NULL)
-                                       : NULL;
-                load_contact(r, kr, c, h->element[0]->str);
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 4 &&
+                h->element[1]->str != NULL &&
+                !(h->element[2]->str && strcmp(h->element[2]->str, "0") == 0)) {
+                c = json_loads(h->element[1]->str, 0, NULL);
+                add_child(rp, kr, e + 2, c, h->element[0]->str,
+                          h->element[3]->str);
                 json_decref(c);
             }
             freeReplyObject(h);
@@ -300,13 +465,28 @@ static json_t *within(const struct report *rp, int ch)
     return o;
 }
 
-/* Not reached first, then by id. */
+/* The state of a row: 0 no contact on these channels (the first to
+ * phone), 1 not reached, 2 reached through a sibling's guardian, 3
+ * reached. */
+static int child_state(const struct rcpt *r)
+{
+    if (r->reached_ms > 0)
+        return r->via != NULL ? 2 : 3;
+    return r->no_contact ? 0 : 1;
+}
+
+static const char *const state_names[] = {"no_contact", "not_reached",
+                                          "reached_via_sibling", "reached"};
+
+/* No contact first, then not reached, then by id. */
 static int unconfirmed_order(const void *a, const void *b)
 {
     const struct rcpt *x = *(struct rcpt *const *)a,
                       *y = *(struct rcpt *const *)b;
-    if ((x->reached_ms > 0) != (y->reached_ms > 0))
-        return x->reached_ms > 0 ? 1 : -1;
+    int sx = child_state(x) >= 2 ? 2 : child_state(x),
+        sy = child_state(y) >= 2 ? 2 : child_state(y);
+    if (sx != sy)
+        return sx < sy ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 
@@ -346,8 +526,11 @@ static json_t *build(struct report *rp)
     int64_t *ct = kn_xcalloc(rp->n + 1, sizeof(*ct));
     struct rcpt **list = kn_xcalloc(rp->n + 1, sizeof(*list));
     size_t nconf = 0, reached = 0, nl = 0;
+    json_t *cs;
 
+    size_t by_state[4] = {0};
     for (size_t i = 0; i < rp->n; i++) {
+        by_state[child_state(&rp->r[i])]++;
         if (rp->r[i].reached_ms > 0)
             reached++;
         if (rp->r[i].confirmed_ms > 0)
@@ -371,6 +554,15 @@ static json_t *build(struct report *rp)
                         json_string("reached = accepted by the relay or "
                                     "provider, not proof of reading"));
     json_object_set_new(o, "reached_within_s", within(rp, -1));
+    /* Every child of the audience: "reached" above counts those reached
+     * through a sibling's guardian too (the same address got the one
+     * message); here they are told apart. */
+    cs = json_object();
+    json_object_set_new(cs, "total", json_integer((json_int_t)rp->n));
+    for (int st = 0; st < 4; st++)
+        json_object_set_new(cs, state_names[st],
+                            json_integer((json_int_t)by_state[st]));
+    json_object_set_new(o, "children", cs);
     for (int c = 0; c < NCH; c++) {
         json_t *co;
         size_t n = 0, rc = 0;
@@ -399,6 +591,12 @@ static json_t *build(struct report *rp)
         json_object_set_new(u, "reached",
                             json_boolean(list[i]->reached_ms > 0));
         json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
+        json_object_set_new(u, "state",
+                            json_string(state_names[child_state(list[i])]));
+        json_object_set_new(u, "via", list[i]->via ? jstr(list[i]->via)
+                                                   : json_null());
+        json_object_set_new(u, "phone", list[i]->phone ? jstr(list[i]->phone)
+                                                       : json_null());
         json_array_append_new(un, u);
     }
     json_object_set_new(o, "unconfirmed", un);
@@ -449,18 +647,32 @@ static void print_text(json_t *o)
         json_object_foreach(json_object_get(o, "failures"), k, v)
             printf("  %5lld  %s\n", json_integer_value(v), k);
     }
-    printf("not confirmed (%zu; not reached first):\n",
+    v = json_object_get(o, "children");
+    printf("children:    %lld: reached %lld, through a sibling's guardian "
+           "%lld, not reached %lld, no contact on these channels %lld\n",
+           json_integer_value(json_object_get(v, "total")),
+           json_integer_value(json_object_get(v, "reached")),
+           json_integer_value(json_object_get(v, "reached_via_sibling")),
+           json_integer_value(json_object_get(v, "not_reached")),
+           json_integer_value(json_object_get(v, "no_contact")));
+    printf("not confirmed (%zu; no contact, then not reached first):\n",
            json_array_size(json_object_get(o, "unconfirmed")));
     json_array_foreach(json_object_get(o, "unconfirmed"), i, u) {
         json_t *a;
         size_t j;
+        const char *st = json_string_value(json_object_get(u, "state"));
         printf("  %-16s %-20s %-11s",
                json_string_value(json_object_get(u, "id")),
                json_string_value(json_object_get(u, "name"))
                    ? json_string_value(json_object_get(u, "name"))
                    : "-",
-               json_is_true(json_object_get(u, "reached")) ? "reached"
-                                                           : "NOT REACHED");
+               strcmp(st, "no_contact") == 0  ? "NO CONTACT"
+               : strcmp(st, "not_reached") == 0 ? "NOT REACHED"
+                                                : "reached");
+        if (json_string_value(json_object_get(u, "via")))
+            printf(" via %s", json_string_value(json_object_get(u, "via")));
+        if (json_string_value(json_object_get(u, "phone")))
+            printf(" tel %s", json_string_value(json_object_get(u, "phone")));
         json_array_foreach(json_object_get(u, "addresses"), j, a)
             printf(" %s", json_string_value(a));
         printf("\n");
@@ -574,7 +786,24 @@ static void print_html(json_t *o)
         html_esc(json_string_value(json_object_get(u, "id")));
         printf("</td><td>");
         html_esc(json_string_value(json_object_get(u, "name")));
-        printf("</td><td>%s</td><td>", r ? "yes" : "NO");
+        {
+            const char *st = json_string_value(json_object_get(u, "state"));
+            printf("</td><td>%s",
+                   strcmp(st, "no_contact") == 0 ? "NO CONTACT"
+                   : r                            ? "yes"
+                                                  : "NO");
+            if (json_string_value(json_object_get(u, "via"))) {
+                printf(" (via ");
+                html_esc(json_string_value(json_object_get(u, "via")));
+                printf(")");
+            }
+            printf("</td><td>");
+            if (json_string_value(json_object_get(u, "phone"))) {
+                printf("tel ");
+                html_esc(json_string_value(json_object_get(u, "phone")));
+                printf(" ");
+            }
+        }
         json_array_foreach(json_object_get(u, "addresses"), j, a) {
             html_esc(json_string_value(a));
             printf(" ");
@@ -633,6 +862,7 @@ static int do_report(int argc, char **argv)
     if (rp.t0 == 0 && (s = hget(rp.h, "created_ms")) != NULL)
         rp.t0 = strtoll(s, NULL, 10);
     rp.fail = json_object();
+    rp.states = json_object();
 
     k = kn_key_bc(kn_cli_cfg.redis_prefix, id, ":r");
     r = kn_cli_cmd("HGETALL %s", k);
@@ -641,6 +871,7 @@ static int do_report(int argc, char **argv)
          i += 2)
         load_state(&rp, r->element[i]->str, r->element[i + 1]->str);
     freeReplyObject(r);
+    load_audience(&rp, kr); /* every child a row, before the sort */
     free(rp.slot); /* the index dies with the sort; find() bisects now */
     rp.slot = NULL;
     qsort(rp.r, rp.n, sizeof(*rp.r), by_id);
@@ -655,7 +886,6 @@ static int do_report(int argc, char **argv)
             x->confirmed_ms = strtoll(r->element[i + 1]->str, NULL, 10);
     }
     freeReplyObject(r);
-    load_audience(&rp, kr);
 
     o = build(&rp);
     if (strcmp(format, "json") == 0) {
@@ -680,9 +910,13 @@ static int do_report(int argc, char **argv)
             free(rp.r[i].name);
         }
         json_decref(rp.r[i].addrs);
+        free(rp.r[i].via);
+        free(rp.r[i].phone);
     }
     free(rp.r);
+    free(rp.slot);
     json_decref(rp.fail);
+    json_decref(rp.states);
     freeReplyObject(rp.h);
     free(rp.bid);
     kn_keyring_free(kr);

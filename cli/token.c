@@ -24,6 +24,7 @@
 
 #include "cli/cli.h"
 #include "common/kn.h"
+#include "model/label.h"
 #include "common/codec.h"
 #include "common/seal.h"
 #include "common/text.h"
@@ -81,29 +82,40 @@ static int name_ok(const char *s)
     return 1;
 }
 
-/* Groups "a,b": no empty item, no control characters, each <= 64. */
-static int groups_ok(const char *s)
+/*
+ * Groups "a,b": each name NFKC-normalised as broadcasts' audience.groups
+ * are (model/label.h), so that --groups ２年Ａ組 lets the token address
+ * "2年A組".  Returns the normalised list (heap), or NULL after printing
+ * what is wrong.
+ */
+static char *groups_norm(const char *s)
 {
     const char *p = s;
-    if (*s == '\0')
-        return 0;
-    while (*p) {
+    char *out = kn_xstrdup("");
+    for (;;) {
         size_t n = strcspn(p, ",");
-        if (n == 0 || n > 64)
-            return 0;
-        for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-                return 0;
+        char *one = kn_xstrndup(p, n), *norm, why[160], *t;
+        if (kn_label_norm(one, &norm, why, sizeof(why)) < 0) {
+            char *shown = kn_text_safe(one);
+            fprintf(stderr,
+                    "kairanctl: --groups: \"%s\" %s (give a comma list "
+                    "of group names, each 1-%d characters)\n",
+                    shown, why, KN_LABEL_MAX_CHARS);
+            free(shown);
+            free(one);
+            free(out);
+            return NULL;
         }
+        t = out[0] ? kn_xasprintf("%s,%s", out, norm) : kn_xstrdup(norm);
+        free(out);
+        free(norm);
+        free(one);
+        out = t;
         p += n;
-        if (*p == ',' && *++p == '\0')
-            return 0;
+        if (*p == '\0')
+            return out;
+        p++;
     }
-    json_t *j = json_string(s);
-    if (j == NULL)
-        return 0;
-    json_decref(j);
-    return 1;
 }
 
 static void tok_usage(void)
@@ -130,7 +142,7 @@ static int tok_create(int argc, char **argv)
     unsigned char rid[8], secret[KN_TOKEN_SECRET_BYTES],
         salt[KN_TOKEN_SALT_BYTES];
     char id[KN_TOKEN_ID_MAX + 1], salt_hex[2 * KN_TOKEN_SALT_BYTES + 1],
-        hash[65], err[512];
+        hash[65], err[512], gnorm[4096];
     struct kn_keyring *kr = NULL;
     struct kn_argv a;
     int64_t now = kn_now_ms(), ttl = 0;
@@ -197,10 +209,19 @@ static int tok_create(int argc, char **argv)
         fprintf(stderr, "kairanctl: --groups is for sender tokens only\n");
         return KN_EXIT_USAGE;
     }
-    if (groups != NULL && !groups_ok(groups)) {
-        fprintf(stderr, "kairanctl: --groups: a comma list of group names "
-                        "(no empty item, each at most 64 bytes)\n");
-        return KN_EXIT_USAGE;
+    if (groups != NULL) {
+        char *g = groups_norm(groups);
+        if (g == NULL)
+            return KN_EXIT_USAGE;
+        if (strlen(g) >= sizeof(gnorm)) {
+            fprintf(stderr, "kairanctl: --groups: at most %zu bytes\n",
+                    sizeof(gnorm) - 1);
+            free(g);
+            return KN_EXIT_USAGE;
+        }
+        strcpy(gnorm, g);
+        free(g);
+        groups = gnorm;
     }
     /* The unit is required: "--expires 90" used to mean 90 ms. */
     if (expires_s != NULL && strcmp(expires_s, "never") != 0 &&

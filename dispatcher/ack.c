@@ -137,6 +137,56 @@ char *kn__ack_page(const char *subject, const char *body, int drill,
     return kn_buf_take(&b, NULL);
 }
 
+char *kn__ack_page_children(const char *subject, const char *body, int drill,
+                            const struct kn__ack_child *kids, size_t n,
+                            int thanks)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    char t[48];
+    size_t open = 0;
+
+    head(&b, "確認のお願い");
+    if (thanks)
+        kn_buf_add(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
+                       "</p>\n");
+    kn_buf_add(&b, "<h1>");
+    if (drill)
+        kn_buf_add(&b, "<span class=\"drill\">【訓練】</span>");
+    add_esc(&b, subject);
+    kn_buf_add(&b, "</h1>\n");
+    if (drill)
+        kn_buf_add(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
+                       "</p>\n");
+    kn_buf_add(&b, "<div class=\"body\">");
+    add_esc(&b, body);
+    kn_buf_add(&b, "</div>\n<p>お子さまごとに確認してください。</p>\n<ul>\n");
+    for (size_t i = 0; i < n; i++) {
+        kn_buf_add(&b, "<li><span class=\"child\">");
+        add_esc(&b, kids[i].name ? kids[i].name : kids[i].id);
+        kn_buf_add(&b, "</span>");
+        if (kids[i].confirmed_ms > 0) {
+            kn_buf_add(&b, " 確認済み: <time>");
+            add_esc(&b, kn_time_jst(kids[i].confirmed_ms, t, sizeof(t)));
+            kn_buf_add(&b, "</time>");
+        } else {
+            open++;
+            kn_buf_add(&b, "<form method=\"post\"><input type=\"hidden\" "
+                           "name=\"child\" value=\"");
+            add_esc(&b, kids[i].id);
+            kn_buf_add(&b, "\"/><button type=\"submit\">確認しました</button>"
+                           "</form>");
+        }
+        kn_buf_add(&b, "</li>\n");
+    }
+    kn_buf_add(&b, "</ul>\n");
+    if (open > 1)
+        kn_buf_add(&b, "<form method=\"post\"><input type=\"hidden\" "
+                       "name=\"child\" value=\"*\"/><button type=\"submit\">"
+                       "全員まとめて確認しました</button></form>\n");
+    kn_buf_add(&b, "</body>\n</html>\n");
+    return kn_buf_take(&b, NULL);
+}
+
 const char *kn__ack_page_invalid(void)
 {
     static char *page;

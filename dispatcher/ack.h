@@ -15,15 +15,21 @@
 
 /*
  * ack_view: what the page shows.
- * KEYS: bc:<id>, bc:<id>:r, bc:<id>:ack, bc:<id>:m   ARGV: rcpt
+ * KEYS: bc:<id>, bc:<id>:r, bc:<id>:ack, bc:<id>:m, bc:<id>:fam
+ * ARGV: rcpt
  * Returns {} when the broadcast is unknown, has no "ack", or rcpt is not
  * one of its recipients (bc:<id>:m, written by commit_page: O(1)); else
- * {subject, body, drill, confirmed ms or ""}.
+ * {subject, body, drill, confirmed ms or "", tenant, then per child: id,
+ * confirmed ms or ""}: the children are rcpt, then the siblings whose
+ * guardian this link reaches (bc:<id>:fam, written by commit_page when a
+ * recipient's address already had another recipient's job).
  *
- * ack_confirm: record a confirmation once (HSETNX; "acked" counts new ones).
- * KEYS: the same   ARGV: rcpt, now ms
- * Returns -1 (unknown, as above: nothing recorded), 0 (already
- * confirmed: nothing new) or 1 (recorded now).
+ * ack_confirm: record confirmations once each (HSETNX; "acked" counts new
+ * ones).  KEYS: the same   ARGV: rcpt, now ms, then the children to
+ * confirm (none: rcpt; "*": every child of the link; others ignored).
+ * Each is the field bc:<id>:ack[<child id>] = time ms.
+ * Returns -1 (unknown, as above: nothing recorded) or how many were
+ * recorded now (0: nothing new).
  */
 extern struct kn_redis_script kn_script_ack_view;
 extern struct kn_redis_script kn_script_ack_confirm;
@@ -47,6 +53,23 @@ const char *kn__ack_csp(void);
  */
 char *kn__ack_page(const char *subject, const char *body, int drill,
                    int64_t confirmed_ms, int thanks);
+
+/* One child on the page of a guardian of several. */
+struct kn__ack_child {
+    const char *id;
+    const char *name; /* NULL: shown by id */
+    int64_t confirmed_ms;
+};
+
+/*
+ * The page of a guardian of several children in this broadcast: the
+ * message, then each child with its own "確認しました" button (a form
+ * posting child=<id>) or its confirmation time, and one button for all at
+ * once (child=*).  Heap UTF-8 HTML.
+ */
+char *kn__ack_page_children(const char *subject, const char *body, int drill,
+                            const struct kn__ack_child *kids, size_t n,
+                            int thanks);
 
 /* The page for an invalid or unknown link (answered with 404).  Static. */
 const char *kn__ack_page_invalid(void);

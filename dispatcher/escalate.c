@@ -273,12 +273,22 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
                 if (rid && strcmp(acked->element[a]->str, rid) == 0)
                     confirmed = 1;
             }
-            if (r != NULL && !confirmed)
-                n += escalate_one(
-                    c, cfg, bc, r, rid,
-                    states && states->type == REDIS_REPLY_ARRAY ? states : NULL,
-                    order, hv(m, 7) && strcmp(hv(m, 7), "urgent") == 0, expires,
-                    now);
+            if (r != NULL && !confirmed) {
+                redisReply *sr =
+                    states && states->type == REDIS_REPLY_ARRAY ? states : NULL;
+                int urgent = hv(m, 7) && strcmp(hv(m, 7), "urgent") == 0;
+                json_t *g;
+                size_t gi;
+                n += escalate_one(c, cfg, bc, r, rid, sr, order, urgent,
+                                  expires, now);
+                /* the child's other guardians (model/directory.h "g") */
+                json_array_foreach(json_object_get(r, KN_DIR_GUARDIANS), gi, g)
+                {
+                    if (json_is_object(g))
+                        n += escalate_one(c, cfg, bc, g, rid, sr, order, urgent,
+                                          expires, now);
+                }
+            }
             json_decref(r);
             free(rid);
         }

@@ -330,14 +330,36 @@ static void commit_page(struct kn_expander *e)
             e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
+    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":fam"));
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":fam"), "hash");
     kn_argv_addi(&a, e->page);
     unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */
     kn_argv_add(&a, d->prefix);
-    line = kn_xcalloc(e->nrj + 1, sizeof(*line));
+    {
+        size_t nguard = e->nrj; /* LINE members: one per guardian at most */
+        for (size_t i = 0; i < e->nrj; i++)
+            nguard +=
+                json_array_size(json_object_get(e->rj[i], KN_DIR_GUARDIANS));
+        line = kn_xcalloc(nguard + 1, sizeof(*line));
+    }
     for (size_t i = 0; i < e->nrj; i++) {
-        if (e->rj[i] == NULL ||
-            recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline) == 0)
+        json_t *g;
+        size_t k;
+        int added;
+        if (e->rj[i] == NULL) {
+            unreachable++;
+            continue;
+        }
+        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline);
+        /* Every guardian of the child gets the child's message (jobs
+         * of one address are made once per broadcast: commit_page). */
+        json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), k, g)
+        {
+            if (json_is_object(g))
+                added += recipient_jobs(e, &a, g, e->rid[i], line, &nline);
+        }
+        if (added == 0)
             unreachable++;
     }
     add_line_groups(e, &a, line, nline);
@@ -346,7 +368,7 @@ static void commit_page(struct kn_expander *e)
     a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
     a.len[unreachable_at] = strlen(a.v[unreachable_at]);
     kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
-                      3 + KN_QUEUE_STREAMS, &a);
+                      4 + KN_QUEUE_STREAMS, &a);
 }
 
 struct lookup {

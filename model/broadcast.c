@@ -22,6 +22,7 @@
 #include "common/utf8.h"
 #include "model/address.h"
 #include "model/directory.h"
+#include "model/label.h"
 #include "model/message.h"
 
 static const char *channel_names[KN_CH__COUNT] = {"email", "line", "push"};
@@ -212,6 +213,41 @@ static int get_str_array(json_t *o, const char *key, const char *field,
     return 0;
 }
 
+/* audience.groups: each name NFKC-normalised (model/label.h), so that
+ * "２年Ａ組" reaches the group the CSV import called "2年A組". */
+static int get_label_array(json_t *o, const char *key, const char *field,
+                           char ***out, size_t *n, struct perr *pe)
+{
+    json_t *a = json_object_get(o, key), *v;
+    size_t i;
+    *out = NULL;
+    *n = 0;
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a))
+        return fail(pe, field, "must be an array of strings");
+    *out = kn_xcalloc(json_array_size(a) + 1, sizeof(char *));
+    json_array_foreach(a, i, v)
+    {
+        char f[200], why[160], *norm;
+        snprintf(f, sizeof(f), "%s[%zu]", field, i);
+        if (!json_is_string(v))
+            return fail(pe, f, "must be a string");
+        if (strlen(json_string_value(v)) != json_string_length(v))
+            return fail(pe, f, "contains a NUL character; remove it");
+        if (strchr(json_string_value(v), '@') != NULL &&
+            strchr(strchr(json_string_value(v), '@'), '.') != NULL)
+            return fail(pe, f,
+                        "holds an address, not a group name (inline "
+                        "recipients with addresses go under the "
+                        "top-level \"recipients\")");
+        if (kn_label_norm(json_string_value(v), &norm, why, sizeof(why)) < 0)
+            return fail(pe, f, "the group name %s", why);
+        (*out)[(*n)++] = norm;
+    }
+    return 0;
+}
+
 static int parse_rcpt(json_t *o, size_t idx, struct kn_inline_rcpt *r,
                       struct perr *pe)
 {
@@ -359,16 +395,22 @@ int kn_broadcast_parse(const char *json, size_t len,
                   "digits, '-', '_', '.' (starting with a letter or digit)");
         goto out;
     }
-    if ((rc = get_str(root, "category", "category", 1, 32, &b->category, &pe)) <
-        0)
+    if ((rc = get_str(root, "category", "category", 1, 256, &s, &pe)) < 0)
         goto out;
-    if (b->category == NULL)
+    if (s == NULL) {
         b->category = kn_xstrdup("notice");
-    else if (!kn_id_valid(b->category)) {
-        rc = fail(&pe, "category",
-                  "use a short word such as emergency, "
-                  "notice, event, drill");
-        goto out;
+    } else {
+        char why[160];
+        int lrc = kn_label_norm(s, &b->category, why, sizeof(why));
+        free(s);
+        s = NULL;
+        if (lrc < 0) {
+            rc = fail(&pe, "category",
+                      "%s; use one of the tenant's categories (kairanctl "
+                      "category list), such as notice or emergency",
+                      why);
+            goto out;
+        }
     }
     if ((rc = get_str(root, "priority", "priority", 1, 16, &s, &pe)) < 0)
         goto out;
@@ -454,8 +496,8 @@ int kn_broadcast_parse(const char *json, size_t len,
             goto out;
         }
         if ((rc = check_keys(aud, ak, "audience", &pe)) < 0 ||
-            (rc = get_str_array(aud, "groups", "audience.groups", &b->groups,
-                                &b->ngroups, &pe)) < 0 ||
+            (rc = get_label_array(aud, "groups", "audience.groups", &b->groups,
+                                  &b->ngroups, &pe)) < 0 ||
             (rc = get_str_array(aud, "recipients", "audience.recipients",
                                 &b->rcpt_ids, &b->nrcpt_ids, &pe)) < 0)
             goto out;

@@ -23,6 +23,12 @@
  * (ldead and dead are only read: nothing in this tree writes them now;
  * gone addresses are the sets dead:<channel>, see queue/lua/mark_dead.lua.)
  *   ch     array   the recipient's own channel order (policy preferred)
+ *   g      array   further guardians of the same child (the first one's
+ *                  contacts are the members above): each an object with
+ *                  e, ei, l, li, p, ch as above, and nm (the guardian's
+ *                  name, sealed "name") and ph (phone, sealed "phone");
+ *                  written by the import from rows repeating the child's
+ *                  id.  A record without "g" has one guardian (or none).
  */
 #ifndef KN_MODEL_DIRECTORY_H
 #define KN_MODEL_DIRECTORY_H
@@ -47,6 +53,8 @@ struct kn_keyring;
 #define KN_DIR_PUSH_INDEX    "ti"
 #define KN_DIR_PUSH_DEAD     "dead"
 #define KN_DIR_CHANNELS      "ch"
+#define KN_DIR_GUARDIANS     "g"
+#define KN_DIR_PHONE         "ph"
 
 /* ---- building (plaintext in, sealed out) ---- */
 

@@ -42,3 +42,11 @@ char *kn_key_idem(const char *prefix, const char *tenant)
     free(t);
     return k;
 }
+
+char *kn_key_cats(const char *prefix, const char *tenant)
+{
+    char *t = kn_key_part(tenant);
+    char *k = kn_xasprintf("%scats:%s", prefix, t);
+    free(t);
+    return k;
+}

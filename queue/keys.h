@@ -18,7 +18,7 @@
 #ifndef KN_QUEUE_KEYS_H
 #define KN_QUEUE_KEYS_H
 
-/* bc:<name><suffix>; suffix is "", ":r", ":aud", ":ack" or ":m". */
+/* bc:<name><suffix>; suffix is "", ":r", ":aud", ":ack", ":m" or ":fam". */
 char *kn_key_bc(const char *prefix, const char *name, const char *suffix);
 
 /* rcpt:<tenant>:<id>: a directory record. */
@@ -29,5 +29,9 @@ char *kn_key_grp(const char *prefix, const char *tenant, const char *group);
 
 /* idem:<tenant>: hash, a producer's idempotency key -> broadcast name. */
 char *kn_key_idem(const char *prefix, const char *tenant);
+
+/* cats:<tenant>: hash, the tenant's own categories: name -> flags
+ * ("emergency" or ""); kairanctl category add|remove keep it. */
+char *kn_key_cats(const char *prefix, const char *tenant);
 
 #endif

@@ -130,9 +130,9 @@ static long long run(struct ctx *x, const char *fmt, ...)
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    char *k[5] = {kn_key_bc(p, id, ""), kn_key_bc(p, id, ":r"),
+    char *k[6] = {kn_key_bc(p, id, ""),     kn_key_bc(p, id, ":r"),
                   kn_key_bc(p, id, ":aud"), kn_key_bc(p, id, ":ack"),
-                  kn_key_bc(p, id, ":m")};
+                  kn_key_bc(p, id, ":m"),   kn_key_bc(p, id, ":fam")};
     redisReply *h = cmd(x, "HMGET %s tenant key", k[0]);
     if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
         h->element[0]->type == REDIS_REPLY_STRING &&
@@ -148,8 +148,8 @@ static void delete_broadcast(struct ctx *x, const char *id)
     }
     if (h)
         freeReplyObject(h);
-    run(x, "DEL %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4]);
-    for (int i = 0; i < 5; i++)
+    run(x, "DEL %s %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4], k[5]);
+    for (int i = 0; i < 6; i++)
         free(k[i]);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
@@ -173,7 +173,12 @@ static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
             } else {
                 char *bk = kn_key_bc(x->prefix, id, ""),
                      *rk = kn_key_bc(x->prefix, id, ":r"),
-                     *mk = kn_key_bc(x->prefix, id, ":m");
+                     *mk = kn_key_bc(x->prefix, id, ":m"),
+                     *fk = kn_key_bc(x->prefix, id, ":fam");
+                /* the personal links' member and family sets go with the
+                 * delivery records */
+                run(x, "DEL %s", fk);
+                free(fk);
                 if (run(x, "DEL %s %s", rk, mk) > 0) {
                     run(x, "HSET %s r_purged_ms %lld", bk,
                         (long long)kn_now_ms());
@@ -208,16 +213,27 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
             c = json_loads(h->str, 0, NULL);
         if (h)
             freeReplyObject(h);
-        kn_dir_parse(c, &d); /* not a record: nothing indexed */
-        if (d.email_index)
-            n += run(x, "DEL %sbidx:%s:email:%s", p, t, d.email_index);
-        if (d.line_index)
-            n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
-        for (size_t j = 0; j < d.npush; j++) {
-            if (d.push[j].index)
-                n += run(x, "DEL %sbidx:%s:push:%s", p, t, d.push[j].index);
+        /* the record, then each further guardian ("g"): their indexes */
+        for (size_t gi = 0;; gi++) {
+            json_t *one =
+                gi == 0 ? c
+                        : json_array_get(json_object_get(c, KN_DIR_GUARDIANS),
+                                         gi - 1);
+            if (gi > 0 && one == NULL)
+                break;
+            kn_dir_parse(one, &d); /* not a record: nothing indexed */
+            if (d.email_index)
+                n += run(x, "DEL %sbidx:%s:email:%s", p, t, d.email_index);
+            if (d.line_index)
+                n += run(x, "DEL %sbidx:%s:line:%s", p, t, d.line_index);
+            for (size_t j = 0; j < d.npush; j++) {
+                if (d.push[j].index)
+                    n += run(x, "DEL %sbidx:%s:push:%s", p, t, d.push[j].index);
+            }
+            kn_dir_rec_free(&d);
+            if (c == NULL)
+                break;
         }
-        kn_dir_rec_free(&d);
         json_decref(c);
         n += run(x, "DEL %s", rk);
         free(rk);
@@ -234,6 +250,11 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
     if (r)
         freeReplyObject(r);
     n += run(x, "DEL %sgroups:%s", p, t);
+    {
+        char *ck = kn_key_cats(p, t); /* the tenant's category list */
+        n += run(x, "DEL %s", ck);
+        free(ck);
+    }
     run(x, "SREM %stenants %s", p, t);
 
     r = cmd(x, "SMEMBERS %stokens", p);

@@ -33,6 +33,7 @@ void kn_broadcast_submit_call(const struct kn_broadcast *b,
     kn_argv_addf(a, "%sactive", prefix);
     kn_argv_take(a, kn_key_idem(prefix, b->tenant));
     kn_argv_addf(a, "%scategories", prefix);
+    kn_argv_take(a, kn_key_cats(prefix, b->tenant));
     kn_argv_add(a, b->id);
     kn_argv_addi(a, kn_now_ms());
     kn_argv_add(a, b->key != NULL ? b->key : "");

@@ -11,7 +11,7 @@ struct kn_broadcast;
 struct kn_keyring;
 
 /* How many of the submit script's arguments are keys. */
-#define KN_SUBMIT_NKEYS 7
+#define KN_SUBMIT_NKEYS 8
 
 /*
  * The whole argument list of the submit script (queue/lua/submit.lua: its
@@ -20,6 +20,9 @@ struct kn_keyring;
  * b->key may be NULL (no idempotency).  extra: more field/value pairs for the
  * hash (NULL- terminated), e.g. the submitting API token.  Every producer
  * (kairanctl, the HTTP API, the expander for raw XADDs) stores through this.
+ * The script answers {1, name} (stored), {0, name} (already there) or
+ * {2, reason} (refused: a category that is not the tenant's; nothing
+ * written).
  */
 void kn_broadcast_submit_call(const struct kn_broadcast *b,
                               const struct kn_keyring *kr, const char *prefix,

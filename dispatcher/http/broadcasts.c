@@ -578,6 +578,14 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
                                 "the broadcast could not be stored");
         return;
     }
+    if (rep->element[0]->integer == 2) {
+        kn__httpd_respond_error(
+            c, 400, "category",
+            "not one of this tenant's categories: use notice, event, emergency, "
+            "drill or a category its administrators added (kairanctl "
+            "category add)");
+        return;
+    }
     if (rep->element[0]->integer == 0) {
         /* The tenant's broadcast that already has this key. */
         free(c->req.bc_id);

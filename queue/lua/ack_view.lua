@@ -1,11 +1,23 @@
 -- ack_view: what the confirmation page shows to a recipient of an ack
 -- broadcast.
--- KEYS: bc, bc:r, bc:ack, bc:m
+-- KEYS: bc, bc:r, bc:ack, bc:m, and (optional) bc:fam
 -- ARGV: rcpt
--- Returns {subject, body, drill, confirmed ms or ''}, or {} when the
--- broadcast asks no confirmation or the recipient is not one of it.
+-- Returns {subject, body, drill, confirmed ms or '', tenant, then per
+-- child: id, confirmed ms or ''}: the children are rcpt itself, then the
+-- siblings whose guardian this link reaches (bc:fam, commit_page.lua), so
+-- that the page lists each child of the guardian in this broadcast.
+-- Returns {} when the broadcast asks no confirmation or the recipient is
+-- not one of it.
 --#include is_member
-local h = redis.call('HMGET', KEYS[1], 'ack', 'subject', 'body', 'drill')
+local h = redis.call('HMGET', KEYS[1], 'ack', 'subject', 'body', 'drill',
+  'tenant')
 if h[1] ~= '1' or not is_member(ARGV[1]) then return {} end
 local at = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-return {h[2] or '', h[3] or '', h[4] or '0', at}
+local out = {h[2] or '', h[3] or '', h[4] or '0', at, h[5] or '', ARGV[1], at}
+if KEYS[5] then
+  for x in string.gmatch(redis.call('HGET', KEYS[5], ARGV[1]) or '', '[^;]+') do
+    out[#out + 1] = x
+    out[#out + 1] = redis.call('HGET', KEYS[3], x) or ''
+  end
+end
+return out

@@ -1,5 +1,6 @@
 -- commit_page: enqueue one expansion page, if it is the next one.
--- KEYS: bc, bc:r, the six queue streams (scripts.h order), bc:m
+-- KEYS: bc, bc:r, the six queue streams (scripts.h order), bc:m, and
+--       (optional) bc:fam
 -- ARGV: page, recipients without any usable contact on this page, prefix,
 --       then entries.  A single job: stream index (0-5), field, job json,
 --       rcpt.  A group job (LINE multicast): 100 + stream index, member
@@ -11,6 +12,11 @@
 -- Of an "ack" broadcast every recipient of the page also goes into the set
 -- bc:m, so that a personal link is checked in O(1) (ack.c); "ack_m" in bc
 -- says the set is complete (written from the first page on).
+-- Of an "ack" broadcast, a recipient whose address already has a job of
+-- another recipient (the guardian of siblings gets one message) is noted
+-- in the hash bc:fam: field = the recipient whose job (and personal link)
+-- reaches that address, value = the other recipients it reaches, joined by
+-- ';', so that the confirmation page behind that link lists every child.
 -- Returns {1, jobs added}, {0, 0} if this page was already committed,
 -- {-1, 0} if the broadcast was cancelled.
 --#include keys
@@ -27,6 +33,18 @@ local counts = {}
 local function count(f)
   counts[f] = (counts[f] or 0) + 1
 end
+local fam = members and KEYS[10]
+-- rcpt reached through the job of the recipient already at field
+local function sibling(field, rcpt)
+  local cur = redis.call('HGET', KEYS[2], field)
+  local first = cur and string.match(cur, '^%a|([^|]*)')
+  if not first or first == rcpt then return end
+  local list = redis.call('HGET', fam, first) or ''
+  for x in string.gmatch(list, '[^;]+') do
+    if x == rcpt then return end
+  end
+  redis.call('HSET', fam, first, list == '' and rcpt or list .. ';' .. rcpt)
+end
 local function take(field, rcpt)
   if members then redis.call('SADD', members, rcpt) end
   local ch, bi = string.match(field, '^(%a+):(.*)$')
@@ -40,6 +58,7 @@ local function take(field, rcpt)
     n = n + 1
     return true
   end
+  if fam then sibling(field, rcpt) end
   return false
 end
 local i = 4

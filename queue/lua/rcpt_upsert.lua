@@ -1,7 +1,8 @@
 -- rcpt_upsert: write a batch of recipients.
 -- ARGV: prefix, tenant, now_ms, then per row (NARGS): id, hash, c, sealed
 --       name, grade, class, groups ("a;b"), blind indexes ("email:<bi>
---       push:<bi> ..."), active ("" keep / new 1, "1", "0").
+--       push:<bi> ..."), active ("" keep / new 1, "1", "0"), number,
+--       sealed kana, sealed guardian, sealed phone ("" for none).
 -- A row whose stored hash is the same (and active as asked) is left alone.
 -- Returns {added, updated, unchanged}.
 --#include keys
@@ -9,7 +10,7 @@
 --#include directory
 local now = ARGV[3]
 local added, updated, same = 0, 0, 0
-for i = 4, #ARGV, 9 do
+for i = 4, #ARGV, 13 do
   local id, h, c = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local act = ARGV[i + 8]
   local k = key(P, 'rcpt', T, id)
@@ -33,6 +34,12 @@ for i = 4, #ARGV, 9 do
     local opt = {'name', 'grade', 'class', 'groups'}
     for j, f in ipairs(opt) do
       local v = ARGV[i + 2 + j]
+      if v == '' then redis.call('HDEL', k, f)
+      else redis.call('HSET', k, f, v) end
+    end
+    local opt2 = {'number', 'kana', 'guardian', 'phone'}
+    for j, f in ipairs(opt2) do
+      local v = ARGV[i + 8 + j]
       if v == '' then redis.call('HDEL', k, f)
       else redis.call('HSET', k, f, v) end
     end

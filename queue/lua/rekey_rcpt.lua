@@ -1,11 +1,18 @@
 -- rekey_rcpt: rewrite one directory record if unchanged since it was read.
 -- KEYS: rcpt:<T>:<id>
--- ARGV: old c, old name (or "" when absent), new c, new name
+-- ARGV: old c, new c ("" to keep), then per sealed field (name, kana,
+--       guardian, phone): field, old value ("" when absent), new value
+--       ("" to keep)
 -- Returns 1 (written), 0 (changed meanwhile) or -1 (gone).
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local c = redis.call('HGET', KEYS[1], 'c') or ''
-local n = redis.call('HGET', KEYS[1], 'name') or ''
-if c ~= ARGV[1] or n ~= ARGV[2] then return 0 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'c', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'name', ARGV[4]) end
+if (redis.call('HGET', KEYS[1], 'c') or '') ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 3 do
+  if (redis.call('HGET', KEYS[1], ARGV[i]) or '') ~= ARGV[i + 1] then
+    return 0
+  end
+end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'c', ARGV[2]) end
+for i = 3, #ARGV, 3 do
+  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
+end
 return 1

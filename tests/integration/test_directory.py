@@ -200,7 +200,8 @@ def summary(text):
 def exported(text):
     """{id: row dict} from export output (groups as sorted lists)."""
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == EN_HEADER + ["active"], rows[0]
+    assert rows[0] == EN_HEADER + ["active", "number", "kana", "guardian",
+                                   "phone"], rows[0]
     res = {}
     for row in rows[1:]:
         d = dict(zip(rows[0], row))
@@ -357,7 +358,7 @@ with Redis(out) as r:
         "b-05,連絡先なし,,2-A",                        # 7
         "b-06,良い2,good2@example.jp,2-A",             # 8
         ",IDなし,noid@example.jp,2-A",                 # 9
-        "b-08,グループ,g8@example.jp,2年A組",          # 10
+        "b-08,グループ,g8@example.jp,2年A組" + "組" * 62,  # 10: 65 chars
         "b-09,良い3,good3@example.jp,2-B",             # 11
     ]) + "\n"
     broken = write(os.path.join(out, "broken.csv"), BROKEN.encode("cp932"))
@@ -370,7 +371,7 @@ with Redis(out) as r:
             r"^" + re.escape(broken) + r":(\d+): ", se, re.M))
         assert listed == [3, 5, 6, 7, 9, 10], (listed, se)
         assert "line break" in se and "missing @" in se and "already used at line 2" in se, se
-        assert "no contact" in se and "id: missing" in se and "2年A組" in se, se
+        assert "no contact" in se and "id: missing" in se and "66 characters" in se, se
         assert "not-***" in se and "not-an-address" not in se, "address masked"
         assert "nothing written: 6 bad row(s) of 9" in se, se
         assert "added" not in so, so

@@ -21,7 +21,9 @@ One redis-server, one kairand (outbox adapter, HTTP on a free port).
       "r1" (a tenant name with ':' is refused); each recipient gets its own
       key, reached only through its own tenant; a broadcast to a group
       named like a suffix reaches exactly its members.
-  [4] kairanctl migrate moves keys of an older kairan (a broadcast "a:b"
+  [4] kairanctl migrate moves keys of an older kairan (and, schema 3, adds
+      the categories its broadcasts used to their tenant's list and
+      normalises tokens' group lists) (a broadcast "a:b"
       at bc:a:b, a recipient "x:r1" at rcpt:ume:x:r1) and makes old ids
       idempotency keys; running it again changes nothing.
 
@@ -245,7 +247,10 @@ with Redis(out) as redis:
         redis.call("RPUSH", "kairan:bc:a:b:aud", "d:x")
         redis.call("ZADD", "kairan:bcs", "1", "a:b")
         redis.call("HSET", "kairan:bc:old-1", "status", "done", "tenant", "ume",
-                   "id", "old-1")
+                   "id", "old-1", "category", "行事")
+        redis.call("SADD", "kairan:tokens", "oldtok")
+        redis.call("HSET", "kairan:token:oldtok", "role", "sender",
+                   "tenant", "ume", "groups", "２年Ａ組,soccer")
         redis.call("ZADD", "kairan:bcs", "2", "old-1")
         redis.call("SADD", "kairan:rcpts:ume", "y:r9")
         redis.call("HSET", "kairan:rcpt:ume:y:r9", "active", "1")
@@ -257,7 +262,12 @@ with Redis(out) as redis:
         assert redis.call("HGET", "kairan:idem:ume", "a:b") == b"a:b"
         assert redis.call("HGET", "kairan:idem:ume", "old-1") == b"old-1"
         assert redis.call("EXISTS", "kairan:rcpt:ume:y%3Ar9") == 1
-        assert redis.call("GET", "kairan:schema") == b"2"
+        assert redis.call("GET", "kairan:schema") == b"3"
+        # schema 3: categories an older kairan took join the tenant's list;
+        # tokens' groups are NFKC like group names
+        assert redis.call("HKEYS", "kairan:cats:ume") == ["行事".encode()]
+        assert redis.call("HGET", "kairan:token:oldtok", "groups").decode() == "2年A組,soccer"
+        assert "1 categories added" in cp.stdout and "1 token group" in cp.stdout, cp.stdout
         assert k.submit(bcast("ume", key="a:b")) == "a:b"
         cp = k.ctl("migrate")
         assert cp.returncode == 0 and "0 records moved" in cp.stdout, cp.stdout

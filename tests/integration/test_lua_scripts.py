@@ -416,7 +416,7 @@ with Redis(out) as r:
         keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
         c.call("HSET", bc("ak"), "ack", "1", "subject", "s", "body", "b", "ack_m", "1")
         c.call("SADD", bc("ak", ":m"), "r1")
-        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b""]
+        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b"", b"", b"r1", b""]
         assert ev("ack_view", keys, ["r9"]) == []
         assert ev("ack_confirm", keys, ["r1", NOW]) == 1
         assert ev("ack_confirm", keys, ["r1", NOW + 1]) == 0
@@ -432,9 +432,28 @@ with Redis(out) as r:
         c.call("HSET", bc("an"), "ack", "0")
         assert ev("ack_confirm", [bc("an")] + keys[1:], ["r5", NOW]) == -1
 
+    with tap.check("commit_page notes siblings; ack_view lists them; ack_confirm per child, all, never another's"):
+        c.call("HSET", bc("fa"), "status", "sending", "ack", "1", "tenant", "t1",
+               "subject", "s", "body", "b")
+        keys = page_keys("fa") + [bc("fa", ":fam")]
+        args = [0, 0, P, 0, "email:m", '{"b":"fa"}', "k1", 0, "email:m", '{"b":"fa"}', "k2",
+                0, "email:m", '{"b":"fa"}', "k3", 0, "email:o", '{"b":"fa"}', "k4"]
+        assert ev("commit_page", keys, args) == [1, 2]
+        assert hgetall(c, bc("fa", ":fam")) == {"k1": "k2;k3"}
+        ak = [bc("fa"), bc("fa", ":r"), bc("fa", ":ack"), bc("fa", ":m"), bc("fa", ":fam")]
+        assert ev("ack_view", ak, ["k1"]) == [b"s", b"b", b"0", b"", b"t1", b"k1", b"",
+                                              b"k2", b"", b"k3", b""]
+        assert ev("ack_confirm", ak, ["k1", NOW, "k2"]) == 1
+        assert ev("ack_confirm", ak, ["k1", NOW, "k4"]) == 0      # not this guardian's
+        assert ev("ack_confirm", ak, ["k2", NOW, "k1"]) == 0      # k2's link: k2 only
+        assert ev("ack_confirm", ak, ["k1", NOW + 5, "*"]) == 2
+        assert hgetall(c, bc("fa", ":ack")) == {"k1": str(NOW + 5), "k2": str(NOW),
+                                                "k3": str(NOW + 5)}
+        assert c.call("HGET", bc("fa"), "acked") == b"3"
+
     # ---- directory (kairanctl) -------------------------------------------
     def row(id_, h, groups="", bidx="", active="", c_="{}"):
-        return [id_, h, c_, "", "", "", groups, bidx, active]
+        return [id_, h, c_, "", "", "", groups, bidx, active, "", "", "", ""]
 
     with tap.check("rcpt_upsert: records, groups, blind indexes, tenant; the "
                    "same row again is unchanged; a changed one moves its entries"):
@@ -470,11 +489,14 @@ with Redis(out) as r:
 
     with tap.check("rekey_rcpt / rekey_aud: compare and set"):
         k = P + "rcpt:t1:rk"
-        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == -1
-        c.call("HSET", k, "c", "c0", "name", "n0")
-        assert ev("rekey_rcpt", [k], ["c0", "", "c1", ""]) == 0
-        assert ev("rekey_rcpt", [k], ["c0", "n0", "c1", "n1"]) == 1
-        assert hgetall(c, k) == {"c": "c1", "name": "n1"}
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "", ""]) == -1
+        c.call("HSET", k, "c", "c0", "name", "n0", "phone", "p0")
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "", ""]) == 0
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "n0", "n1",
+                                      "phone", "p9", "p1"]) == 0
+        assert ev("rekey_rcpt", [k], ["c0", "c1", "name", "n0", "n1",
+                                      "kana", "", "", "phone", "p0", "p1"]) == 1
+        assert hgetall(c, k) == {"c": "c1", "name": "n1", "phone": "p1"}
         a = bc("rk", ":aud")
         c.call("RPUSH", a, "e0", "e1")
         assert ev("rekey_aud", [a], [1, "e1", "E1"]) == 1

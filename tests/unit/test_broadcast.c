@@ -173,6 +173,25 @@ static void test_extras_valid(void **state)
     kn_broadcast_free(&b);
 }
 
+/* Group and category names are NFKC-normalised: full-width letters and
+ * digits, half-width katakana and an ideographic space at the ends all
+ * become what the CSV import stores. */
+static void test_names_normalised(void **state)
+{
+    struct kn_broadcast b;
+    parse_ok("{\"tenant\":\"t1\",\"category\":\"\u3000行事\u3000\","
+             "\"subject\":\"s\",\"body\":\"b\",\"channels\":[\"email\"],"
+             "\"audience\":{\"groups\":[\"２年Ａ組\",\"ｻｯｶｰ部\","
+             "\"2年 B組\"]}}",
+             &b);
+    assert_string_equal(b.category, "行事");
+    assert_int_equal(b.ngroups, 3);
+    assert_string_equal(b.groups[0], "2年A組");
+    assert_string_equal(b.groups[1], "サッカー部");
+    assert_string_equal(b.groups[2], "2年 B組");
+    kn_broadcast_free(&b);
+}
+
 /* Defaults: category notice, normal, policy all, expiry now + ttl. */
 static void test_defaults(void **state)
 {
@@ -598,10 +617,16 @@ static const struct reject_case cases[] = {
      "policy",
      {"\"all\"", "\"preferred\""}},
     {"bad category",
-     "{" OK_BODY ",\"category\":\"緊急\"}",
+     "{" OK_BODY ",\"category\":\"緊急;訓練\"}",
      NULL,
      "category",
-     {"emergency"}},
+     {"';'", "kairanctl category list"}},
+    {"category too long",
+     "{" OK_BODY ",\"category\":\"ああああああああああああああああああああああああああああああああ"
+     "あああああああああああああああああああああああああああああああああ\"}",
+     NULL,
+     "category",
+     {"65 characters", "at most 64"}},
     /* recipients */
     {"recipients over max_recipients",
      NULL,
@@ -729,10 +754,20 @@ static const struct reject_case cases[] = {
      "audience",
      {"groups"}},
     {"invalid group name",
-     "{" HEAD ",\"audience\":{\"groups\":[\"2 A\"]}}",
+     "{" HEAD ",\"audience\":{\"groups\":[\"2-A;2-B\"]}}",
      NULL,
      "audience.groups[0]",
-     {"not a valid name"}},
+     {"';'"}},
+    {"group name with a control character",
+     "{" HEAD ",\"audience\":{\"groups\":[\"2\\u001bA\"]}}",
+     NULL,
+     "audience.groups[0]",
+     {"control character", "U+001B"}},
+    {"empty group name",
+     "{" HEAD ",\"audience\":{\"groups\":[\"\\u3000\"]}}",
+     NULL,
+     "audience.groups[0]",
+     {"empty"}},
     {"group name is a number",
      "{" HEAD ",\"audience\":{\"groups\":[2]}}",
      NULL,
@@ -1398,6 +1433,7 @@ int main(void)
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_full_valid),
         cmocka_unit_test(test_extras_valid),
+        cmocka_unit_test(test_names_normalised),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_limits_inclusive),
         cmocka_unit_test(test_reject_small_buffers),

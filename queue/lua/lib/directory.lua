@@ -5,10 +5,7 @@
 -- left empty loses its name too, so that a broadcast to it is rejected as
 -- unknown).  Needs key() (keys) and split().
 local P, T = ARGV[1], ARGV[2]
-local function unindex(id, c)
-  if not c then return end
-  local ok, o = pcall(cjson.decode, c)
-  if not ok or type(o) ~= 'table' then return end
+local function unindex_one(id, o)
   if type(o.ei) == 'string' then
     redis.call('SREM', key(P, 'bidx', T, 'email', o.ei), id)
   end
@@ -20,6 +17,18 @@ local function unindex(id, c)
       if type(t) == 'table' and type(t.ti) == 'string' then
         redis.call('SREM', key(P, 'bidx', T, 'push', t.ti), id)
       end
+    end
+  end
+end
+local function unindex(id, c)
+  if not c then return end
+  local ok, o = pcall(cjson.decode, c)
+  if not ok or type(o) ~= 'table' then return end
+  unindex_one(id, o)
+  -- further guardians (model/directory.h "g")
+  if type(o.g) == 'table' then
+    for _, g in ipairs(o.g) do
+      if type(g) == 'table' then unindex_one(id, g) end
     end
   end
 end

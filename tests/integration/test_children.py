@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+"""test_children.py - every child in the drill report (issue 13, the data
+model): siblings sharing a guardian's address, and a child with no
+contact on the drill's channels.
+
+One redis-server, one kairand (outbox adapter).  A class 2年A組 of six
+children imported from a class list (UTF-8, Japanese headers):
+c-1, c-2 and c-3 share their mother's address (c-2's written in upper
+case and its group in full width), c-4 has only a phone number, c-5 only
+a LINE id, c-6 an address of its own, c-7 two guardians (two rows with
+its id: the second gives only the father's columns).
+
+  [1] the class list imports (c-4 without a delivery contact is kept: it
+      has a phone number; c-7's two rows are one child with two
+      guardians); the export gives one row per guardian and imports back
+      unchanged; a repeated id with another name is refused, naming the
+      first line.
+  [2] an e-mail drill to 2年A組: the mother of three gets ONE message,
+      c-6 one, each of c-7's guardians one; nothing else is sent.
+  [3] report --format json: 6 children: reached 4 (2 of them through a
+      sibling's guardian, "via" naming the sibling who got the message),
+      no contact on these channels 2 (c-4 and c-5), listed first, c-4
+      with its phone masked (***4444, never the whole number).
+  [4] report --format text and html say the same (NO CONTACT first,
+      "via", "tel ***4444").
+  [5] the confirmation page behind the mother's one link lists her three
+      children by name, each with its own button, and one for all; POST
+      child=<id> confirms that child only (bc:<id>:ack[<child>] = ms),
+      child=* the others, a child of another guardian never; c-7's
+      guardians each have a one-child page; the report counts the
+      confirmations per child.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
+"""
+
+import collections
+import email
+import re
+import urllib.error
+import urllib.request
+import email.policy
+import glob
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("children")
+T = "sakura"
+LINE_ID = "U" + "0123456789abcdef" * 2
+
+CLASS_LIST = "\r\n".join([
+    "ID,氏名,クラス,グループ,保護者氏名,電話番号,メール,LINE",
+    "c-1,山田 一郎,A,2年A組,山田 花子,090-1111-2222,mama@example.jp,",
+    "c-2,山田 二子,A,２年Ａ組,山田 花子,090-1111-2222,MAMA@example.jp,",
+    "c-3,山田 三郎,A,2年A組,山田 花子,,mama@example.jp,",
+    "c-4,鈴木 四郎,A,2年A組,鈴木 父,080-3333-4444,,",
+    "c-5,佐藤 五郎,A,2年A組,,,," + LINE_ID,
+    "c-6,田中 六郎,A,2年A組,,,roku@example.jp,",
+    "c-7,高橋 七海,A,2年A組,高橋 母,,haha7@example.jp,",
+    "c-7,,,,高橋 父,070-7777-8888,chichi7@example.jp,",
+]) + "\r\n"
+
+
+def http(port, method, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                 data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def links_of(outbox, bid):
+    """{recipient address: link path} from the .eml files of a broadcast."""
+    res = {}
+    for path in glob.glob(os.path.join(outbox, bid, "*.eml")):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        body = msg.get_body(("plain",)).get_content()
+        m = re.search(r"https?://[^/\s]+(/a/[A-Za-z0-9_.-]+)", body)
+        res[str(msg["To"]).lower()] = m.group(1) if m else None
+    return res
+
+
+def sent(outbox, bid):
+    got = collections.Counter()
+    for path in glob.glob(os.path.join(outbox, bid, "*.eml")):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        got[str(msg["To"]).lower()] += 1
+    return got
+
+
+with Redis(out) as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "public_url": "http://127.0.0.1:%d" % port}})
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    path = os.path.join(out, "2A.csv")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(CLASS_LIST)
+    with tap.check("[1] the class list imports, a child with only a phone kept"):
+        cp = k.ctl("recipients", "import", "--tenant", T, path)
+        assert cp.returncode == 0, cp.stderr
+        assert "added 7" in cp.stdout and "8 row(s)" in cp.stdout, cp.stdout
+
+    with tap.check("[1] two guardians: one child, export one row each, re-import unchanged"):
+        cp = k.ctl("recipients", "export", "--tenant", T)
+        assert cp.returncode == 0, cp.stderr
+        rows = [x for x in cp.stdout.splitlines() if x.startswith("c-7,")]
+        assert len(rows) == 2, cp.stdout
+        assert "haha7@example.jp" in rows[0] and "高橋 母" in rows[0], rows
+        assert "chichi7@example.jp" in rows[1] and "070-7777-8888" in rows[1], rows
+        assert rows[1].startswith("c-7,高橋 七海,,A,2年A組,"), rows[1]
+        exp = os.path.join(out, "export.csv")
+        with open(exp, "w", encoding="utf-8") as f:
+            f.write(cp.stdout)
+        cp = k.ctl("recipients", "import", "--tenant", T, exp)
+        assert cp.returncode == 0 and "unchanged 7" in cp.stdout, (cp.stdout, cp.stderr)
+        c7 = json.loads(redis.call("HGET", "kairan:rcpt:%s:c-7" % T, "c"))
+        assert len(c7["g"]) == 1 and c7["g"][0]["ph"].startswith("k"), c7
+        assert "chichi7" not in json.dumps(c7)
+        assert redis.call("SISMEMBER", "kairan:bidx:%s:email:%s" % (T, c7["g"][0]["ei"]), "c-7") == 1
+
+    with tap.check("[1] a repeated id with another name is refused, naming the first line"):
+        bad = os.path.join(out, "bad.csv")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("ID,氏名,メール\r\nc-8,甲,a8@example.jp\r\nc-8,乙,b8@example.jp\r\n")
+        cp = k.ctl("recipients", "import", "--tenant", T, bad)
+        assert cp.returncode == 1, cp.stderr
+        assert ":3: id: c-8 is already used at line 2 with another name" in cp.stderr, cp.stderr
+
+    drill = {"tenant": T, "category": "emergency", "subject": "地震発生",
+             "body": "安否を確認します。", "channels": ["email"],
+             "audience": {"groups": ["2年A組"]}}
+    cp = k.ctl("drill", "-", input=json.dumps(drill, ensure_ascii=False))
+    bid = cp.stdout.strip()
+    tap.ok(cp.returncode == 0 and bid, "kairanctl drill prints an id", cp.stderr)
+    if not bid:
+        tap.done()
+        sys.exit(1)
+    k.wait_done(bid, 60)
+
+    with tap.check("[2] one message to the guardian of three, one to c-6, nothing else"):
+        got = wait_for(lambda: (lambda g: g if sum(g.values()) >= 4 else None)(
+            sent(k.outbox, bid)), 30, 0.1, what="4 .eml files")
+        assert got == collections.Counter({"mama@example.jp": 1,
+                                           "roku@example.jp": 1,
+                                           "haha7@example.jp": 1,
+                                           "chichi7@example.jp": 1}), got
+
+    rep = {}
+    with tap.check("[3] report json: every child counted, with its state"):
+        cp = k.ctl("report", bid, "--format", "json")
+        assert cp.returncode == 0, cp.stderr
+        rep = json.loads(cp.stdout)
+        assert rep["recipients"] == 7, rep["recipients"]
+        assert rep["children"] == {"total": 7, "reached": 3,
+                                   "reached_via_sibling": 2,
+                                   "not_reached": 0, "no_contact": 2}, rep["children"]
+        assert rep["reached"] == 5, rep["reached"]
+        un = rep["unconfirmed"]
+        assert [u["id"] for u in un[:2]] == ["c-4", "c-5"], un
+        assert all(u["state"] == "no_contact" and not u["reached"] for u in un[:2])
+        assert un[0]["phone"] == "***4444" and un[0]["name"] == "鈴木 四郎", un[0]
+        assert un[1]["phone"] is None
+        by = {u["id"]: u for u in un}
+        assert len(by) == 7, sorted(by)
+        fam = [by[i] for i in ("c-1", "c-2", "c-3")]
+        direct = [u for u in fam if u["state"] == "reached"]
+        assert len(direct) == 1 and direct[0]["via"] is None, fam
+        for u in fam:
+            if u is not direct[0]:
+                assert u["state"] == "reached_via_sibling" and u["reached"], u
+                assert u["via"] == direct[0]["id"], u
+        assert by["c-6"]["state"] == "reached"
+        assert by["c-1"]["phone"] == "***2222"
+        assert by["c-7"]["state"] == "reached" and by["c-7"]["phone"] == "***8888"
+        assert len(by["c-7"]["addresses"]) == 2, by["c-7"]
+
+    with tap.check("[3] no whole phone number or address in the report"):
+        for fmt in ("json", "text", "html"):
+            text = k.ctl("report", bid, "--format", fmt).stdout
+            for secret in ("3333-4444", "080-3333", "1111-2222", "7777-8888",
+                           "mama@", "roku@", "chichi7@", LINE_ID):
+                assert secret not in text, (fmt, secret)
+
+    with tap.check("[4] text and html: no contact first, via, tel"):
+        text = k.ctl("report", bid).stdout
+        assert "children:    7: reached 3, through a sibling's guardian 2, " \
+               "not reached 0, no contact on these channels 2" in text, text
+        lines = [x for x in text.splitlines() if x.startswith("  c-")]
+        assert lines[0].split()[0] == "c-4" and "NO CONTACT" in lines[0], lines
+        assert "tel ***4444" in lines[0], lines[0]
+        assert sum(" via c-" in x for x in lines) == 2, lines
+        html = k.ctl("report", bid, "--format", "html").stdout
+        assert "NO CONTACT" in html and "tel ***4444" in html and "(via c-" in html
+
+    P = "kairan:"
+    links = links_of(k.outbox, bid)
+    with tap.check("[5] the mother's one link: a page listing her three children"):
+        st, body = http(port, "GET", links["mama@example.jp"])
+        assert st == 200, (st, body[:300])
+        for name in ("山田 一郎", "山田 二子", "山田 三郎"):
+            assert name in body, (name, body)
+        assert body.count('name="child"') == 4, body          # 3 + all at once
+        assert 'value="*"' in body and "全員まとめて確認しました" in body
+        assert "鈴木" not in body and "田中" not in body
+        assert redis.call("HLEN", P + "bc:%s:ack" % bid) == 0, "GET records nothing"
+
+    with tap.check("[5] POST child=<id> confirms that child; * the others; never another's"):
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=c-2")
+        assert st == 200 and "確認しました。ありがとうございました" in body, (st, body[:300])
+        ack = {a.decode(): b for a, b in zip(*[iter(redis.call("HGETALL", P + "bc:%s:ack" % bid))] * 2)}
+        assert list(ack) == ["c-2"], ack
+        assert body.count('name="child"') == 3, body           # 2 + all at once
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=c-6")
+        assert st == 200 and redis.call("HLEN", P + "bc:%s:ack" % bid) == 1
+        st, body = http(port, "POST", links["mama@example.jp"], b"child=%2A")
+        assert st == 200 and 'name="child"' not in body, body
+        assert sorted(x.decode() for x in redis.call("HKEYS", P + "bc:%s:ack" % bid)) == \
+            ["c-1", "c-2", "c-3"]
+        assert k.bc(bid)["acked"] == "3"
+
+    with tap.check("[5] each of c-7's guardians: a one-child page; the report counts per child"):
+        for a in ("haha7@example.jp", "chichi7@example.jp"):
+            st, body = http(port, "GET", links[a])
+            assert st == 200 and 'name="child"' not in body and "確認しました" in body, body
+        st, body = http(port, "POST", links["chichi7@example.jp"], b"")
+        assert st == 200
+        st, body = http(port, "GET", links["haha7@example.jp"])
+        assert "確認済み" in body, body
+        rep = json.loads(k.ctl("report", bid, "--format", "json").stdout)
+        assert rep["confirmed"] == 4, rep["confirmed"]
+        assert sorted(u["id"] for u in rep["unconfirmed"]) == ["c-4", "c-5", "c-6"], rep["unconfirmed"]
+
+    d.stop()
+
+tap.diag("runtime %.1fs" % (time.monotonic() - T0))
+tap.done()

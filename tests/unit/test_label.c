@@ -1,0 +1,89 @@
+/*
+ * test_label.c - group and category names (model/label.c): NFKC, the
+ * length in characters, the refused characters.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/kn.h"
+#include "model/label.h"
+
+static void norm_is(const char *in, const char *want)
+{
+    char err[200], *out = NULL;
+    int rc = kn_label_norm(in, &out, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", in, err);
+    assert_string_equal(out, want);
+    assert_int_equal(kn_label_is_norm(out), 1);
+    free(out);
+}
+
+static void refused(const char *in, const char *why)
+{
+    char err[200], *out = (char *)1;
+    assert_int_equal(kn_label_norm(in, &out, err, sizeof(err)), KN_EINVAL);
+    assert_null(out);
+    if (strstr(err, why) == NULL)
+        fail_msg("%s: \"%s\" does not say \"%s\"", in, err, why);
+}
+
+static void test_nfkc(void **state)
+{
+    norm_is("２年Ａ組", "2年A組");
+    norm_is("2年A組", "2年A組");
+    norm_is("ｻｯｶｰ部", "サッカー部");
+    norm_is("サッカー部", "サッカー部");
+    norm_is("行事", "行事");
+    norm_is("\xe3\x80\x80" "1年\xe3\x80\x80" "1組 ", "1年 1組"); /* U+3000 */
+    norm_is("2-A", "2-A");
+    norm_is("soccer", "soccer");
+    norm_is("①", "1");
+    assert_int_equal(kn_label_is_norm("２年Ａ組"), 0);
+}
+
+static void test_length(void **state)
+{
+    char s[64 * 3 + 4];
+    size_t n = 0;
+    for (int i = 0; i < 64; i++) {
+        memcpy(s + n, "あ", 3);
+        n += 3;
+    }
+    s[n] = '\0';
+    norm_is(s, s); /* 64 characters (192 bytes) */
+    memcpy(s + n, "あ", 4);
+    refused(s, "65 characters");
+    refused("", "empty");
+    refused("   ", "empty");
+    refused("\xe3\x80\x80", "empty");
+}
+
+static void test_refused(void **state)
+{
+    refused("2-A;2-B", "';'");
+    refused("2-A,2-B", "','");
+    refused("2-A；2-B", "';'"); /* full-width semicolon: NFKC makes it ';' */
+    refused("a\tb", "control character");
+    refused("a\nb", "U+000A");
+    refused("a\x1b[31mb", "U+001B");
+    refused("a\xc2\x9b" "b", "U+009B");          /* C1 CSI */
+    refused("a\xe2\x80\xae" "b", "U+202E");      /* RLO */
+    refused("a\xe2\x80\xa8" "b", "U+2028");      /* line separator */
+    refused("\xff\xfe", "not UTF-8");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nfkc),
+        cmocka_unit_test(test_length),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
