@@ -16,6 +16,7 @@
 #include "common/kn.h"
 #include "common/buf.h"
 #include "common/codec.h"
+#include "model/broadcast.h"
 #include "queue/lua.h"
 
 /* The Redis steps (membership checked in O(1), see
@@ -34,6 +35,9 @@ static const char page_style[] =
     ".body{white-space:pre-wrap;border:1px solid #ccc;padding:1em;"
     "border-radius:4px}"
     "button{font-size:1.3em;padding:.6em 2em;margin:1em 0}"
+    "label{display:block;padding:.3em 0;font-size:1.1em}"
+    "input[type=text]{width:100%;font-size:1em;padding:.3em}"
+    ".err{background:#fdecea;border:1px solid #b00;padding:.6em 1em}"
     ".ok{background:#e8f5e9;border:1px solid #2e7d32;padding:.6em 1em}";
 
 static char csp[256];
@@ -103,8 +107,7 @@ static void head(struct kn_buf *b, const char *title)
     kn_buf_add(b, "</style>\n</head>\n<body>\n");
 }
 
-char *kn__ack_page(const char *subject, const char *body, int drill,
-                   int64_t confirmed_ms, int thanks)
+char *kn__ack_page(const struct kn_ack_view *v, int thanks)
 {
     struct kn_buf b = KN_BUF_INIT;
     char t[48];
@@ -114,24 +117,52 @@ char *kn__ack_page(const char *subject, const char *body, int drill,
         kn_buf_add(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
                        "</p>\n");
     kn_buf_add(&b, "<h1>");
-    if (drill)
+    if (v->drill)
         kn_buf_add(&b, "<span class=\"drill\">【訓練】</span>");
-    add_esc(&b, subject);
+    add_esc(&b, v->subject);
     kn_buf_add(&b, "</h1>\n");
-    if (drill)
+    if (v->drill)
         kn_buf_add(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
                        "</p>\n");
     kn_buf_add(&b, "<div class=\"body\">");
-    add_esc(&b, body);
+    add_esc(&b, v->body);
     kn_buf_add(&b, "</div>\n");
-    if (confirmed_ms > 0) {
+    if (v->confirmed_ms > 0) {
         kn_buf_add(&b, "<p>確認済み: <time>");
-        add_esc(&b, kn_time_jst(confirmed_ms, t, sizeof(t)));
+        add_esc(&b, kn_time_jst(v->confirmed_ms, t, sizeof(t)));
         kn_buf_add(&b, "</time></p>\n");
+        if (v->answer >= 0 && (size_t)v->answer < v->nchoices) {
+            kn_buf_add(&b, "<p>回答: <span class=\"answer\">");
+            add_esc(&b, v->choices[v->answer]);
+            kn_buf_add(&b, "</span></p>\n");
+        }
+        if (v->comment != NULL && v->comment[0] != '\0') {
+            kn_buf_add(&b, "<p>コメント: <span class=\"comment\">");
+            add_esc(&b, v->comment);
+            kn_buf_add(&b, "</span></p>\n");
+        }
     } else {
-        kn_buf_add(&b, "<form method=\"post\">\n"
-                       "<button type=\"submit\">確認しました</button>\n"
-                       "</form>\n");
+        if (v->error != NULL) {
+            kn_buf_add(&b, "<p class=\"err\">");
+            add_esc(&b, v->error);
+            kn_buf_add(&b, "</p>\n");
+        }
+        kn_buf_add(&b, "<form method=\"post\">\n");
+        for (size_t i = 0; i < v->nchoices; i++) {
+            kn_buf_addf(&b,
+                        "<label><input type=\"radio\" name=\"a\" "
+                        "value=\"%zu\"%s> ",
+                        i, i == 0 ? " required" : "");
+            add_esc(&b, v->choices[i]);
+            kn_buf_add(&b, "</label>\n");
+        }
+        kn_buf_addf(&b,
+                    "<label>コメント (任意、%d文字まで)\n"
+                    "<input type=\"text\" name=\"c\" maxlength=\"%d\" "
+                    "autocomplete=\"off\"></label>\n"
+                    "<button type=\"submit\">確認しました</button>\n"
+                    "</form>\n",
+                    KN_ACK_COMMENT_MAX, KN_ACK_COMMENT_MAX);
     }
     kn_buf_add(&b, "</body>\n</html>\n");
     return kn_buf_take(&b, NULL);

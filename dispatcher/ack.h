@@ -18,12 +18,14 @@
  * KEYS: bc:<id>, bc:<id>:r, bc:<id>:ack, bc:<id>:m   ARGV: rcpt
  * Returns {} when the broadcast is unknown, has no "ack", or rcpt is not
  * one of its recipients (bc:<id>:m, written by commit_page: O(1)); else
- * {subject, body, drill, confirmed ms or ""}.
+ * {subject, body, drill, stored confirmation or "", choices JSON or ""}.
  *
- * ack_confirm: record a confirmation once (HSETNX; "acked" counts new ones).
- * KEYS: the same   ARGV: rcpt, now ms
+ * ack_confirm: record a confirmation once ("acked" counts new ones, and
+ * "ans:<i>" the answers).
+ * KEYS: the same   ARGV: rcpt, now ms, value (kn_ack_value), answer or ""
  * Returns -1 (unknown, as above: nothing recorded), 0 (already
- * confirmed: nothing new) or 1 (recorded now).
+ * confirmed: nothing new), 1 (recorded now), -2 (answer missing or not
+ * one of the choices), -3 (an answer where the broadcast offers none).
  */
 extern struct kn_redis_script kn_script_ack_view;
 extern struct kn_redis_script kn_script_ack_confirm;
@@ -38,15 +40,29 @@ void kn__ack_scripts_init(void);
  */
 const char *kn__ack_csp(void);
 
+/* What the confirmation page of one recipient shows (all borrowed). */
+struct kn_ack_view {
+    const char *subject, *body;
+    int drill;
+    int64_t confirmed_ms;   /* 0: not confirmed yet */
+    const char *const *choices; /* the answers offered; may be NULL */
+    size_t nchoices;
+    int answer;          /* the recorded answer's index, -1: none */
+    const char *comment; /* the recorded comment (plain text), or NULL */
+    const char *error;   /* a refused POST: what to fix, or NULL */
+};
+
 /*
  * The confirmation page of one recipient, as a heap UTF-8 HTML string:
  * the subject and the full body (escaped; a drill marked 【訓練】), and
- * either the "確認しました" button (a form POSTing to the same URL) or, when
- * confirmed_ms > 0, the time it was confirmed.  thanks != 0: the answer to
- * the POST (a thank-you line above the message).
+ * either the form (a POST to the same URL: one radio button per choice,
+ * required when there are choices, an optional one-line comment of at
+ * most KN_ACK_COMMENT_MAX characters, and the "確認しました" button) or,
+ * when confirmed_ms > 0, the time it was confirmed with the answer and
+ * the comment (escaped).  thanks != 0: the answer to the POST (a
+ * thank-you line above the message); v->error: shown above the form.
  */
-char *kn__ack_page(const char *subject, const char *body, int drill,
-                   int64_t confirmed_ms, int thanks);
+char *kn__ack_page(const struct kn_ack_view *v, int thanks);
 
 /* The page for an invalid or unknown link (answered with 404).  Static. */
 const char *kn__ack_page_invalid(void);

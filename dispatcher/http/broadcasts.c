@@ -250,39 +250,6 @@ static void on_bc_by_key(struct batch *b)
     kn__httpd_batch_end(b2);
 }
 
-/* The percent-decoded value of name in the query, or NULL.  Heap. */
-static char *query_get(const char *q, const char *name)
-{
-    size_t n = strlen(name);
-    while (q != NULL && *q) {
-        if (strncmp(q, name, n) == 0 && q[n] == '=') {
-            const char *v = q + n + 1;
-            size_t len = strcspn(v, "&"), o = 0;
-            char *out = kn_xmalloc(len + 1);
-            for (size_t i = 0; i < len; i++) {
-                int hi = i + 2 < len ? kn_hex_value(v[i + 1]) : -1;
-                int lo = i + 2 < len ? kn_hex_value(v[i + 2]) : -1;
-                if (v[i] == '%' && hi >= 0 && lo >= 0) {
-                    out[o++] = (char)(hi << 4 | lo);
-                    i += 2;
-                } else {
-                    out[o++] = v[i] == '+' ? ' ' : v[i];
-                }
-            }
-            out[o] = '\0';
-            if (o != strlen(out)) { /* a NUL inside */
-                free(out);
-                return NULL;
-            }
-            return out;
-        }
-        q = strchr(q, '&');
-        if (q != NULL)
-            q++;
-    }
-    return NULL;
-}
-
 /*
  * A tenant's broadcast by the idempotency key its producer gave ("id" in
  * the submitted JSON).  The tenant is the token's; a token of no tenant
@@ -290,7 +257,7 @@ static char *query_get(const char *q, const char *name)
  */
 static void run_bc_by_key(struct conn *c)
 {
-    char *key = query_get(c->req.query, "key"), *tenant = NULL, *k;
+    char *key = kn__httpd_query_get(c->req.query, "key"), *tenant = NULL, *k;
     struct batch *b;
     if (key == NULL || !kn_id_valid(key)) {
         free(key);
@@ -304,7 +271,7 @@ static void run_bc_by_key(struct conn *c)
     if (c->req.tok.tenant != NULL && c->req.tok.tenant[0] != '\0')
         tenant = kn_xstrdup(c->req.tok.tenant);
     else
-        tenant = query_get(c->req.query, "tenant");
+        tenant = kn__httpd_query_get(c->req.query, "tenant");
     if (tenant == NULL || !kn_tenant_valid(tenant)) {
         free(key);
         free(tenant);

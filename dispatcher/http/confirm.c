@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/log.h"
+#include "common/seal.h"
 #include "queue/keys.h"
 #include "queue/scripts.h"
 #include "dispatcher/ack.h"
@@ -25,7 +27,10 @@
  * bearer token: the signed link is the authentication, so a forged,
  * altered or unknown link (or one of a broadcast without "ack", or of a
  * recipient who is not in it) gets the same 404 and nothing is recorded.
- * GET only shows; POST records the confirmation once (idempotent).
+ * GET only shows; POST records the confirmation once (idempotent), with
+ * the answer picked ("a", required when the broadcast has "choices") and
+ * an optional comment ("c", sealed at rest: kn_ack_value); a refused
+ * answer gets the page again (400) saying what to fix.
  */
 static void ack_invalid(struct conn *c)
 {
@@ -34,21 +39,57 @@ static void ack_invalid(struct conn *c)
                       kn__ack_csp(), NULL);
 }
 
-static void ack_page(struct conn *c, const redisReply *rep, int thanks)
+/* The choices of a broadcast (its stored JSON array) into v->choices. */
+static json_t *ack_choices(const char *stored, struct kn_ack_view *v,
+                           const char **buf, size_t cap)
 {
-    char *page;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+    json_t *a = stored && stored[0] ? json_loads(stored, 0, NULL) : NULL, *x;
+    size_t i;
+    json_array_foreach(a, i, x)
+    {
+        if (v->nchoices < cap && json_is_string(x))
+            buf[v->nchoices++] = json_string_value(x);
+    }
+    v->choices = buf;
+    return a;
+}
+
+/*
+ * The page from ack_view's reply {subject, body, drill, confirmation,
+ * choices}.  status: 200, or 400 with c->req.ack_error shown above the
+ * form.  The comment is unsealed only to be shown (escaped) to the one
+ * who wrote it, and never logged.
+ */
+static void ack_page(struct conn *c, const redisReply *rep, int thanks,
+                     int status)
+{
+    struct kn_ack_view v = {0};
+    const char *bufs[KN_ACK_CHOICES_MAX];
+    char *sealed = NULL, *comment = NULL, *page;
+    json_t *choices;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
         ack_invalid(c);
         return;
     }
-    page = kn__ack_page(
-        kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0]) : "",
-        kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1]) : "",
-        kn__httpd_rnum(rep->element[2]) != 0, kn__httpd_rnum(rep->element[3]),
-        thanks);
-    kn__httpd_respond(c, 200, "text/html; charset=utf-8", page, strlen(page),
-                      kn__ack_csp(), NULL);
+    v.subject = kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0]) : "";
+    v.body = kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1]) : "";
+    v.drill = kn__httpd_rnum(rep->element[2]) != 0;
+    kn_ack_value_parse(kn__httpd_rstr(rep->element[3]), &v.confirmed_ms,
+                       &v.answer, &sealed);
+    if (sealed != NULL &&
+        kn_unseal(c->srv->d->kr, "ack-comment", sealed, &comment, NULL) == 0)
+        v.comment = comment;
+    choices = ack_choices(rep->elements > 4 ? kn__httpd_rstr(rep->element[4])
+                                            : NULL,
+                          &v, bufs, KN_ACK_CHOICES_MAX);
+    v.error = c->req.ack_error;
+    page = kn__ack_page(&v, thanks);
+    kn__httpd_respond(c, status, "text/html; charset=utf-8", page,
+                      strlen(page), kn__ack_csp(), NULL);
     free(page);
+    json_decref(choices);
+    free(sealed);
+    kn_free_secret(comment);
 }
 
 static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
@@ -61,7 +102,8 @@ static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
                                 "Redis is unreachable; try again");
         return;
     }
-    ack_page(c, rep, c->req.method == HTTP_POST);
+    ack_page(c, rep, c->req.method == HTTP_POST && c->req.ack_error == NULL,
+             c->req.ack_error != NULL ? 400 : 200);
 }
 
 /* Run the view script (after a confirmation too: the thank-you page
@@ -96,6 +138,15 @@ static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
                                 "Redis is unreachable; try again");
         return;
     }
+    if (rep->integer == -2 || rep->integer == -3) {
+        c->req.ack_error = kn_xstrdup(
+            rep->integer == -2 ? "回答を一つ選んでください。(Pick one of the "
+                                 "answers.)"
+                               : "このお知らせには回答の選択肢がありません。"
+                                 "(This message offers no answers.)");
+        ack_view(c);
+        return;
+    }
     if (rep->integer < 0) {
         ack_invalid(c);
         return;
@@ -128,14 +179,70 @@ void kn__httpd_run_ack_get(struct conn *c)
         ack_view(c);
 }
 
+/*
+ * The form's fields: "a" the index of the chosen answer (one digit, ""
+ * or absent: none) and "c" the comment.  0 with *answer ("" for none) and
+ * *comment (heap, "" for none), or -1 with c->req.ack_error set (what to
+ * fix; the comment itself is never quoted).
+ */
+static int ack_form(struct conn *c, char **answer, char **comment)
+{
+    const char *body = kn_buf_str(&c->req.body);
+    char err[200];
+    *answer = *comment = NULL;
+    if (kn_buf_len(&c->req.body) > 0 &&
+        (c->req.ctype == NULL ||
+         strncasecmp(c->req.ctype, "application/x-www-form-urlencoded",
+                     33) != 0)) {
+        c->req.ack_error = kn_xstrdup("送信の形式が正しくありません。"
+                                      "(Send the page's form.)");
+        return -1;
+    }
+    *answer = kn__httpd_query_get(body, "a");
+    if (*answer == NULL)
+        *answer = kn_xstrdup("");
+    if ((*answer)[0] != '\0' &&
+        (strlen(*answer) != 1 || (*answer)[0] < '0' || (*answer)[0] > '9')) {
+        c->req.ack_error = kn_xstrdup("回答を一つ選んでください。(Pick one of "
+                                      "the answers.)");
+        return -1;
+    }
+    *comment = kn__httpd_query_get(body, "c");
+    if (*comment == NULL && strstr(body, "c=") != NULL) {
+        c->req.ack_error = kn_xstrdup("コメントに使えない文字があります。"
+                                      "(The comment holds a NUL.)");
+        return -1;
+    }
+    if (*comment == NULL)
+        *comment = kn_xstrdup("");
+    if (kn_ack_comment_check(*comment, strlen(*comment), err, sizeof(err)) <
+        0) {
+        c->req.ack_error =
+            kn_xasprintf("コメントは%d文字以内の一行で書いてください。(%s)",
+                         KN_ACK_COMMENT_MAX, err);
+        return -1;
+    }
+    return 0;
+}
+
 void kn__httpd_run_ack_post(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct kn_argv a;
-    char now[24];
+    char now[24], *answer = NULL, *comment = NULL, *sealed = NULL, *value;
+    int64_t ms = kn_now_ms();
     if (ack_token(c) < 0)
         return;
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    if (ack_form(c, &answer, &comment) < 0) {
+        free(answer);
+        kn_free_secret(comment);
+        ack_view(c); /* the page again, 400, with what to fix */
+        return;
+    }
+    if (comment[0] != '\0')
+        sealed = kn_seal(d->kr, "ack-comment", comment, strlen(comment));
+    value = kn_ack_value(ms, answer[0] ? atoi(answer) : -1, sealed);
+    snprintf(now, sizeof(now), "%lld", (long long)ms);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
@@ -143,6 +250,12 @@ void kn__httpd_run_ack_post(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
+    kn_argv_add(&a, value);
+    kn_argv_add(&a, answer);
+    free(value);
+    free(sealed);
+    free(answer);
+    kn_free_secret(comment);
     kn__httpd_conn_hold(c);
     if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 4,
                       a.n, (const char **)a.v, a.len) < 0) {

@@ -115,6 +115,7 @@ struct req {
     char *bc_tenant;         /* its tenant (operation log) */
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
+    char *ack_error;         /* /a/{token}: a refused answer, what to fix */
     int64_t t0;
 };
 
@@ -277,6 +278,7 @@ json_t *kn__httpd_jtime(long long ms);
 char *kn__httpd_dupstr(const char *s);
 json_t *kn__httpd_jstr_or_null(const char *s);
 json_t *kn__httpd_jstr_text(const char *s);
+char *kn__httpd_query_get(const char *q, const char *name);
 
 /* ---- batch.c ---- */
 

@@ -416,7 +416,7 @@ with Redis(out) as r:
         keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
         c.call("HSET", bc("ak"), "ack", "1", "subject", "s", "body", "b", "ack_m", "1")
         c.call("SADD", bc("ak", ":m"), "r1")
-        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b""]
+        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b"", b""]
         assert ev("ack_view", keys, ["r9"]) == []
         assert ev("ack_confirm", keys, ["r1", NOW]) == 1
         assert ev("ack_confirm", keys, ["r1", NOW + 1]) == 0
@@ -431,6 +431,25 @@ with Redis(out) as r:
         assert c.call("HGET", bc("ao"), "ack_m") == b"1"
         c.call("HSET", bc("an"), "ack", "0")
         assert ev("ack_confirm", [bc("an")] + keys[1:], ["r5", NOW]) == -1
+
+    with tap.check("ack_confirm: an answer within the choices, counted once; "
+                   "none where the broadcast offers none"):
+        keys = [bc("aq"), bc("aq", ":r"), bc("aq", ":ack"), bc("aq", ":m")]
+        c.call("HSET", bc("aq"), "ack", "1", "ack_m", "1", "nchoices", "3",
+               "choices", '["a","b","c"]')
+        c.call("SADD", bc("aq", ":m"), "r1", "r2")
+        for bad in ["", "3", "-1", "1.5", "01", "x"]:
+            assert ev("ack_confirm", keys, ["r1", NOW, "{}", bad]) == -2, bad
+        assert c.call("HLEN", bc("aq", ":ack")) == 0
+        v = '{"t":%d,"a":2}' % NOW
+        assert ev("ack_confirm", keys, ["r1", NOW, v, "2"]) == 1
+        assert ev("ack_confirm", keys, ["r1", NOW, '{"t":1,"a":0}', "0"]) == 0
+        assert c.call("HGET", bc("aq", ":ack"), "r1") == v.encode()
+        assert c.call("HMGET", bc("aq"), "acked", "ans:2", "ans:0") == [b"1", b"1", None]
+        assert ev("ack_view", keys, ["r1"])[3:] == [v.encode(), b'["a","b","c"]']
+        keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
+        c.call("SADD", bc("ak", ":m"), "r2")
+        assert ev("ack_confirm", keys, ["r2", NOW, "{}", "0"]) == -3
 
     # ---- directory (kairanctl) -------------------------------------------
     def row(id_, h, groups="", bidx="", active="", c_="{}"):
