@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "model/broadcast.h"
 #include "model/directory.h"
 #include "queue/keys.h"
 
@@ -651,8 +652,11 @@ static int do_report(int argc, char **argv)
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
          i += 2) {
         struct rcpt *x = find(&rp, r->element[i]->str);
+        int answer;
+        /* {"t","a","c"} or, stored before answers, a plain time */
         if (x != NULL)
-            x->confirmed_ms = strtoll(r->element[i + 1]->str, NULL, 10);
+            kn_ack_value_parse(r->element[i + 1]->str, &x->confirmed_ms,
+                               &answer, NULL);
     }
     freeReplyObject(r);
     load_audience(&rp, kr);

@@ -25,7 +25,8 @@
 
 /* ------------------------------------------------------------ broadcasts */
 
-/* The fields of bc:<id> read for an answer (never subject or body). */
+/* The fields of bc:<id> read for an answer (subject and body only in the
+ * full answer, bc_json). */
 enum {
     F_STATUS,
     F_TENANT,
@@ -58,6 +59,10 @@ static const char *const bc_fixed[F__FIXED] = {
 static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
+/* After the counts: the confirmation, its answers' tally, the text. */
+enum { X_ACK, X_ACKED, X_CHOICES, X_SUBJECT, X_BODY, X_ANS0, X__N = X_ANS0 + KN_ACK_CHOICES_MAX };
+static const char *const bc_extra[X_ANS0] = {"ack", "acked", "choices",
+                                             "subject", "body"};
 
 static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
 {
@@ -71,6 +76,12 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
         for (int st = 0; st < NSTATES; st++)
             kn_argv_addf(&a, "n:%s:%s", kn_channel_name((enum kn_channel)ch),
                          bc_states[st]);
+    }
+    for (int i = 0; i < X__N; i++) {
+        if (i < X_ANS0)
+            kn_argv_add(&a, bc_extra[i]);
+        else
+            kn_argv_addf(&a, "ans:%d", i - X_ANS0);
     }
     kn__httpd_batch_add(b, &a);
     kn_argv_free(&a);
@@ -132,11 +143,55 @@ static int bc_percent(const redisReply *h)
 }
 
 /*
+ * The confirmations of an ack broadcast (null without "ack"): members
+ * (recipients with a personal link, -1 when unknown), confirmed and not,
+ * and the tally of the answers, one {"choice", "count"} per choice in
+ * their order, with "unanswered" the confirmations without one.
+ */
+static json_t *ack_json(const redisReply *h, long long members)
+{
+    json_t *o, *arr = json_array(), *ch;
+    const char *ack = hf(h, BC_NFIELDS + X_ACK);
+    long long acked = hfi(h, BC_NFIELDS + X_ACKED), answered = 0;
+    size_t i;
+    if (ack == NULL || strcmp(ack, "1") != 0) {
+        json_decref(arr);
+        return json_null();
+    }
+    ch = hf(h, BC_NFIELDS + X_CHOICES)
+             ? json_loads(hf(h, BC_NFIELDS + X_CHOICES), 0, NULL)
+             : NULL;
+    for (i = 0; i < json_array_size(ch) && i < KN_ACK_CHOICES_MAX; i++) {
+        json_t *one = json_object();
+        long long n = hfi(h, BC_NFIELDS + X_ANS0 + (int)i);
+        answered += n;
+        json_object_set(one, "choice", json_array_get(ch, i));
+        json_object_set_new(one, "count", json_integer(n));
+        json_array_append_new(arr, one);
+    }
+    json_decref(ch);
+    o = json_object();
+    json_object_set_new(o, "recipients",
+                        members >= 0 ? json_integer(members) : json_null());
+    json_object_set_new(o, "confirmed", json_integer(acked));
+    json_object_set_new(o, "unconfirmed",
+                        members >= 0 ? json_integer(members > acked
+                                                        ? members - acked
+                                                        : 0)
+                                     : json_null());
+    json_object_set_new(o, "answers", arr);
+    json_object_set_new(o, "unanswered",
+                        json_integer(acked > answered ? acked - answered : 0));
+    return o;
+}
+
+/*
  * A broadcast as JSON.  full: every field (GET /v1/broadcasts/{id});
  * else the summary for the active list (no sender name: operators see
  * the list too).
  */
-static json_t *bc_json(const char *id, const redisReply *h, int full)
+static json_t *bc_json(const char *id, const redisReply *h, int full,
+                       long long members)
 {
     json_t *o = json_object(), *counts = json_object();
     long long tot[NSTATES] = {0}, jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
@@ -198,6 +253,15 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
         o, "expanded",
         json_boolean(hf(h, F_EXPANDED) && strcmp(hf(h, F_EXPANDED), "1") == 0));
     json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "subject",
+                        kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_SUBJECT)
+                                                ? hf(h, BC_NFIELDS + X_SUBJECT)
+                                                : ""));
+    json_object_set_new(o, "body",
+                        kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_BODY)
+                                                ? hf(h, BC_NFIELDS + X_BODY)
+                                                : ""));
+    json_object_set_new(o, "ack", ack_json(h, members));
     if (st != NULL && strcmp(st, "rejected") == 0) {
         json_object_set_new(o, "reason",
                             kn__httpd_jstr_or_null(hf(h, F_REASON)));
@@ -210,7 +274,7 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
 
 static void on_bc_get(struct batch *b)
 {
-    const redisReply *h = kn__httpd_brep(b, 0);
+    const redisReply *h = kn__httpd_brep(b, 0), *m;
     if (b->c == NULL)
         return;
     if (b->failed || h == NULL || h->type != REDIS_REPLY_ARRAY) {
@@ -227,7 +291,24 @@ static void on_bc_get(struct batch *b)
                                 b->c->req.param);
         return;
     }
-    kn__httpd_respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+    m = kn__httpd_brep(b, 1);
+    kn__httpd_respond_json(
+        b->c, 200,
+        bc_json(b->c->req.param, h, 1,
+                m && m->type == REDIS_REPLY_INTEGER ? m->integer : -1),
+        NULL);
+}
+
+/* The reads of GET /v1/broadcasts/{id} (c->req.param): the hash and the
+ * number of members (recipients with a personal link). */
+static void bc_get_start(struct conn *c)
+{
+    struct batch *b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
+    char *k = kn_key_bc(c->srv->d->prefix, c->req.param, ":m");
+    bc_hmget(b, c->srv->d, c->req.param);
+    kn__httpd_batch_cmd(b, "SCARD", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
 }
 
 /* ---- GET /v1/broadcasts?key=K[&tenant=T] ---- */
@@ -235,7 +316,6 @@ static void on_bc_get(struct batch *b)
 static void on_bc_by_key(struct batch *b)
 {
     const redisReply *r = kn__httpd_brep(b, 0);
-    struct batch *b2;
     if (!kn__httpd_batch_usable(b))
         return;
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
@@ -245,9 +325,7 @@ static void on_bc_by_key(struct batch *b)
     /* From here it is GET /v1/broadcasts/{name}. */
     free(b->c->req.param);
     b->c->req.param = kn_xstrdup(r->str);
-    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_get, NULL);
-    bc_hmget(b2, b->srv->d, b->c->req.param);
-    kn__httpd_batch_end(b2);
+    bc_get_start(b->c);
 }
 
 /*
@@ -290,14 +368,11 @@ static void run_bc_by_key(struct conn *c)
 
 void kn__httpd_run_bc_get(struct conn *c)
 {
-    struct batch *b;
     if (!kn_id_valid(c->req.param)) {
         kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
         return;
     }
-    b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
-    bc_hmget(b, c->srv->d, c->req.param);
-    kn__httpd_batch_end(b);
+    bc_get_start(c);
 }
 
 /* ---- GET /v1/broadcasts?active=1 ---- */
@@ -314,7 +389,7 @@ static void on_bc_list_2(struct batch *b)
         const redisReply *h = kn__httpd_brep(b, i);
         if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h))
             continue;
-        json_array_append_new(arr, bc_json(ids->v[i], h, 0));
+        json_array_append_new(arr, bc_json(ids->v[i], h, 0, -1));
     }
     json_object_set_new(j, "broadcasts", arr);
     kn__httpd_respond_json(b->c, 200, j, NULL);
