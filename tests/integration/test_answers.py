@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""test_answers.py - answers to an "ack" broadcast, over real HTTP (issue 13:
+ack answers, the tally, history, the recipients list and its CSV).
+
+  [1] "choices" checked at submit (2-6, 1-40 characters, only with "ack").
+  [2] the confirmation page offers the choices; a choice out of range, a
+      missing choice, a 201-character comment and a comment with a line
+      break are refused (400, the form again saying what to fix, nothing
+      recorded); a 200-character comment is taken.
+  [3] an answer with a comment holding markup: recorded once
+      ({"t","a","c"} in bc:<id>:ack, the comment sealed: its plaintext is
+      nowhere in Redis nor in the logs) and shown escaped on the page.
+  [4] GET /v1/broadcasts/{id}: subject and body for the tenant's staff, the
+      confirmations and the answers' tally; a confirmation stored before
+      answers (a plain time) still counts and reads.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_answers.py
+"""
+
+import email
+import email.policy
+import glob
+import html
+import http.client
+import json
+import os
+import re
+import sys
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+tap = TAP()
+out = tmpdir("answers")
+CHOICES = ["無事です", "けがをしています", "お迎えが必要です"]
+
+
+class Resp:
+    def __init__(self, status, headers, data):
+        self.status = status
+        self.headers = headers
+        self.data = data
+        self.body = data.decode("utf-8", "replace")
+        try:
+            self.json = json.loads(self.body) if self.body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+def request(port, method, path, token=None, body=None,
+            ctype="application/json"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    h = {}
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    if body is not None:
+        if isinstance(body, dict):
+            body = json.dumps(body, ensure_ascii=False)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        h["Content-Type"] = ctype
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    resp = Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    c.close()
+    return resp
+
+
+def answer(port, tok, a=None, comment=None):
+    form = {}
+    if a is not None:
+        form["a"] = str(a)
+    if comment is not None:
+        form["c"] = comment
+    return request(port, "POST", "/a/" + tok, body=urllib.parse.urlencode(form),
+                   ctype="application/x-www-form-urlencoded")
+
+
+def links_of(outbox, bid):
+    """{recipient address: token} from the .eml files of a broadcast."""
+    res = {}
+    for path in glob.glob(os.path.join(outbox, bid, "*.eml")):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        m = re.search(r"/a/([A-Za-z0-9_.-]+)",
+                      msg.get_body(("plain",)).get_content())
+        res[str(msg["To"])] = m.group(1) if m else None
+    return res
+
+
+def bc_of(tenant, ids, **kw):
+    b = {"tenant": tenant, "category": "emergency", "drill": True,
+         "subject": "安否確認 %s" % tenant, "body": "無事かどうか答えてください。",
+         "channels": ["email"], "ack": True, "choices": CHOICES,
+         "recipients": [{"id": i, "email": "%s@example.jp" % i} for i in ids]}
+    b.update(kw)
+    return b
+
+
+with Redis(out) as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
+                              "public_url": "http://127.0.0.1:%d" % port}})
+    P = k.prefix
+
+    def token(role, name, tenant=None, groups=None):
+        args = ["token", "create", "--role", role, "--name", name]
+        if tenant:
+            args += ["--tenant", tenant]
+        if groups:
+            args += ["--groups", groups]
+        cp = k.ctl(*args)
+        assert cp.returncode == 0, cp.stderr
+        return cp.stdout.strip()
+
+    T = {"admin": token("admin", "本部"),
+         "limited": token("limited_admin", "Tanaka", tenant="sakura"),
+         "limited_ume": token("limited_admin", "Ume office", tenant="ume"),
+         "operator": token("operator", "NOC")}
+
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    with tap.check("[1] choices checked at submit: count, length, control "
+                   "characters, only with ack"):
+        bad = [
+            ({"choices": ["ひとつ"]}, "give 2 to 6"),
+            ({"choices": ["1", "2", "3", "4", "5", "6", "7"]}, "give 2 to 6"),
+            ({"choices": ["a", "あ" * 41]}, "41 characters"),
+            ({"choices": ["a", "b\nc"]}, "control character"),
+            ({"choices": ["a", "b"], "ack": False}, "\"ack\": true"),
+            ({"choices": "a,b"}, "must be an array"),
+        ]
+        for extra, want in bad:
+            r = request(port, "POST", "/v1/broadcasts", T["admin"],
+                        bc_of("sakura", ["x-1"], **extra))
+            assert r.status == 400, (extra, r)
+            assert r.json["field"].startswith("choices"), r
+            assert want in r.json["error"], (want, r)
+        r = request(port, "POST", "/v1/broadcasts", T["admin"],
+                    bc_of("sakura", ["x-1"], choices=["a", "あ" * 40]))
+        assert r.status == 202, r
+
+    bid = k.submit(bc_of("sakura", ["g-1", "g-2", "g-3", "g-4"]))
+    k.wait_done(bid, 60)
+    links = wait_for(lambda: (lambda L: L if len(L) == 4 else None)(
+        links_of(k.outbox, bid)), 30, what="4 .eml")
+    tok = {a.split("@")[0]: t for a, t in links.items()}
+
+    def recorded():
+        return redis.call("HLEN", P + "bc:%s:ack" % bid)
+
+    with tap.check("[2] the page offers the choices; a bad answer or comment "
+                   "is refused with the form again, nothing recorded"):
+        r = request(port, "GET", "/a/" + tok["g-1"])
+        assert r.status == 200, r
+        for i, c in enumerate(CHOICES):
+            assert 'value="%d"' % i in r.body and c in r.body, r.body
+        assert 'name="c" maxlength="200"' in r.body
+        refused = [
+            ({"a": 3}, "回答を一つ選んでください"),
+            ({"a": 9}, "回答を一つ選んでください"),
+            ({"a": -1}, "回答を一つ選んでください"),
+            ({}, "回答を一つ選んでください"),
+            ({"a": 0, "comment": "あ" * 201}, "201 characters"),
+            ({"a": 0, "comment": "一行目\n二行目"}, "line break"),
+        ]
+        for form, want in refused:
+            r = answer(port, tok["g-1"], **form)
+            assert r.status == 400, (form, r)
+            assert want in r.body, (form, r.body)
+            assert "<form" in r.body and "確認済み" not in r.body
+            assert recorded() == 0, form
+        assert k.bc(bid).get("acked") is None
+
+    MARKUP = "<script>alert('x')</script> & \"ok\" 迎えに行きます"
+    with tap.check("[3] an answer with a comment holding markup: recorded "
+                   "once, sealed, shown escaped"):
+        r = answer(port, tok["g-1"], a=2, comment=MARKUP)
+        assert r.status == 200, r
+        assert "ありがとうございました" in r.body
+        assert "<script>" not in r.body
+        assert html.escape(MARKUP, quote=True).replace("&#x27;", "&#39;") in r.body, r.body
+        assert CHOICES[2] in r.body
+        v = json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "g-1"))
+        assert set(v) == {"t", "a", "c"} and v["a"] == 2, v
+        assert "script" not in v["c"] and "迎え" not in v["c"], v
+        # again: nothing changes (the first answer stays)
+        r = answer(port, tok["g-1"], a=0, comment="changed")
+        assert r.status == 200 and CHOICES[2] in r.body, r
+        assert json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "g-1")) == v
+        # a 200-character comment is taken; an answer without comment too
+        r = answer(port, tok["g-2"], a=0, comment="あ" * 200)
+        assert r.status == 200 and "確認済み" in r.body, r
+        r = answer(port, tok["g-3"], a=0)
+        assert r.status == 200, r
+        assert "c" not in json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "g-3"))
+        # the plaintext comment is nowhere in Redis, nor in kairand's log
+        dump = b"".join(redis.call("DUMP", key) or b""
+                        for key in redis.call("KEYS", P + "*"))
+        assert "迎えに行きます".encode() not in dump
+        logs = d.stdout_text() + d.stderr_text()
+        assert "迎えに行きます" not in logs and "alert(" not in logs
+
+    with tap.check("[4] GET: subject and body for the tenant's staff, "
+                   "confirmations and the answers' tally"):
+        # a confirmation stored before answers: a plain time
+        redis.call("HSET", P + "bc:%s:ack" % bid, "g-4", "1700000000000")
+        redis.call("HINCRBY", P + "bc:%s" % bid, "acked", 1)
+        r = request(port, "GET", "/v1/broadcasts/" + bid, T["limited"])
+        assert r.status == 200, r
+        j = r.json
+        assert j["subject"] == "安否確認 sakura" and j["body"].startswith("無事"), j
+        assert j["ack"] == {"recipients": 4, "confirmed": 4, "unconfirmed": 0,
+                            "answers": [{"choice": CHOICES[0], "count": 2},
+                                        {"choice": CHOICES[1], "count": 0},
+                                        {"choice": CHOICES[2], "count": 1}],
+                            "unanswered": 1}, j["ack"]
+        r = request(port, "GET", "/v1/broadcasts/" + bid, T["limited_ume"])
+        assert r.status == 404, r
+        r = request(port, "GET", "/v1/broadcasts/" + bid, T["operator"])
+        assert r.status == 403, r
+        r = request(port, "GET", "/a/" + tok["g-4"])
+        assert r.status == 200 and "2023-11-15T07:13:20" in r.body, r.body
+
+    d.stop()
+
+sys.exit(tap.done())
