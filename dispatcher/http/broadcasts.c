@@ -108,8 +108,13 @@ static long long hcount(const redisReply *h, int ch, int st)
 /* May this token see this broadcast (by its hash)? */
 static int bc_visible(const struct conn *c, const redisReply *h)
 {
+    return kn__httpd_bc_may_see(c, hf(h, F_TENANT), hf(h, F_SENDER_TOKEN));
+}
+
+int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
+                         const char *owner)
+{
     const struct token *t = &c->req.tok;
-    const char *tenant = hf(h, F_TENANT), *owner = hf(h, F_SENDER_TOKEN);
     switch (t->role) {
     case KN_ROLE_ADMIN:
     case KN_ROLE_OPERATOR: /* the active list only: routes decide */

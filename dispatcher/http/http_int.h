@@ -67,6 +67,8 @@ enum route_id {
     R_BC_GET,
     R_BC_CANCEL,
     R_ACK_GET,
+    R_BC_RCPTS,
+    R_BC_RCPTS_CSV,
     R_ACK_POST,
     R_LINE_HOOK
 };
@@ -331,6 +333,14 @@ void kn__httpd_run_bc_get(struct conn *c);
 void kn__httpd_run_bc_list(struct conn *c);
 void kn__httpd_run_bc_submit(struct conn *c);
 void kn__httpd_run_bc_cancel(struct conn *c);
+/* May this token read a broadcast of this tenant sent with this token? */
+int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
+                         const char *owner_token);
+
+/* ---- recipients.c ---- */
+
+void kn__httpd_run_bc_rcpts(struct conn *c);
+void kn__httpd_run_bc_rcpts_csv(struct conn *c);
 
 /* ---- confirm.c ---- */
 
