@@ -13,6 +13,10 @@ ack answers, the tally, history, the recipients list and its CSV).
   [4] GET /v1/broadcasts/{id}: subject and body for the tenant's staff, the
       confirmations and the answers' tally; a confirmation stored before
       answers (a plain time) still counts and reads.
+  [5] GET /v1/broadcasts/{id}/recipients: pages with an opaque cursor, every
+      row once, with confirmation, answer and comment; another tenant 404.
+  [6] GET .../recipients.csv: UTF-8 with a BOM, CP932 with ?charset=cp932
+      (decodes to the same text), a comment "=HYPERLINK(...)" neutralized.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_answers.py
 """
@@ -146,10 +150,12 @@ with Redis(out) as redis:
                     bc_of("sakura", ["x-1"], choices=["a", "あ" * 40]))
         assert r.status == 202, r
 
-    bid = k.submit(bc_of("sakura", ["g-1", "g-2", "g-3", "g-4"]))
+    # a hash table, not a listpack, for bc:<id>:r: HSCAN then pages
+    redis.call("CONFIG", "SET", "hash-max-listpack-entries", "1")
+    bid = k.submit(bc_of("sakura", ["g-1", "g-2", "g-3", "g-4", "g-5"]))
     k.wait_done(bid, 60)
-    links = wait_for(lambda: (lambda L: L if len(L) == 4 else None)(
-        links_of(k.outbox, bid)), 30, what="4 .eml")
+    links = wait_for(lambda: (lambda L: L if len(L) == 5 else None)(
+        links_of(k.outbox, bid)), 30, what="5 .eml")
     tok = {a.split("@")[0]: t for a, t in links.items()}
 
     def recorded():
@@ -216,7 +222,7 @@ with Redis(out) as redis:
         assert r.status == 200, r
         j = r.json
         assert j["subject"] == "安否確認 sakura" and j["body"].startswith("無事"), j
-        assert j["ack"] == {"recipients": 4, "confirmed": 4, "unconfirmed": 0,
+        assert j["ack"] == {"recipients": 5, "confirmed": 4, "unconfirmed": 1,
                             "answers": [{"choice": CHOICES[0], "count": 2},
                                         {"choice": CHOICES[1], "count": 0},
                                         {"choice": CHOICES[2], "count": 1}],
@@ -227,6 +233,74 @@ with Redis(out) as redis:
         assert r.status == 403, r
         r = request(port, "GET", "/a/" + tok["g-4"])
         assert r.status == 200 and "2023-11-15T07:13:20" in r.body, r.body
+
+    with tap.check("[5] recipients, paged with an opaque cursor: every row "
+                   "once, with its confirmation, answer and comment"):
+        rows, cursor, pages = {}, None, 0
+        while True:
+            q = "?limit=2" + ("&cursor=" + urllib.parse.quote(cursor) if cursor else "")
+            r = request(port, "GET", "/v1/broadcasts/%s/recipients%s" % (bid, q),
+                        T["limited"])
+            assert r.status == 200, r
+            pages += 1
+            for row in r.json["recipients"]:
+                rows[(row["recipient"], row["channel"])] = row
+            cursor = r.json["next_cursor"]
+            if cursor is None:
+                break
+            assert pages < 50
+        assert pages > 1, pages
+        assert sorted(rows) == [("g-%d" % i, "email") for i in range(1, 6)], rows
+        g1 = rows[("g-1", "email")]
+        assert g1["state"] == "delivered" and g1["reached_at"], g1
+        assert g1["answer"] == CHOICES[2] and g1["comment"] == MARKUP, g1
+        assert g1["confirmed_at"] and set(g1) == {
+            "recipient", "child", "class", "guardian", "channel", "state",
+            "reached_at", "confirmed_at", "answer", "comment"}, g1
+        assert g1["child"] is None and g1["guardian"] is None
+        g4 = rows[("g-4", "email")]
+        assert g4["confirmed_at"].startswith("2023-11-15T07:13:20") and g4["answer"] is None
+        g5 = rows[("g-5", "email")]
+        assert g5["confirmed_at"] is None and g5["comment"] is None
+        for tk, st in (("limited_ume", 404), ("operator", 403)):
+            r = request(port, "GET", "/v1/broadcasts/%s/recipients" % bid, T[tk])
+            assert r.status == st, (tk, r)
+        for q, f in (("?cursor=abc", "cursor"), ("?limit=0", "limit"),
+                     ("?limit=501", "limit")):
+            r = request(port, "GET", "/v1/broadcasts/%s/recipients%s" % (bid, q),
+                        T["limited"])
+            assert r.status == 400 and r.json["field"] == f, (q, r)
+
+    with tap.check("[6] recipients.csv: UTF-8 with BOM, CP932 on request, "
+                   "formula cells neutralized"):
+        r = answer(port, tok["g-5"], a=1, comment="=HYPERLINK(\"http://evil\",\"x\")")
+        assert r.status == 200, r
+        r = request(port, "GET", "/v1/broadcasts/%s/recipients.csv" % bid, T["limited"])
+        assert r.status == 200, r
+        assert r.headers["content-type"] == "text/csv; charset=utf-8", r.headers
+        assert "attachment" in r.headers["content-disposition"]
+        assert r.data.startswith(b"\xef\xbb\xbf"), r.data[:10]
+        text = r.data[3:].decode("utf-8")
+        lines = text.split("\r\n")
+        assert lines[0] == ("recipient,child,class,guardian,channel,state,"
+                            "reached_at,confirmed_at,answer,comment"), lines[0]
+        assert len([l for l in lines[1:] if l]) == 5, lines
+        g5 = [l for l in lines if l.startswith("g-5,")][0]
+        assert g5.endswith('"\'=HYPERLINK(""http://evil"",""x"")"'), g5
+        assert CHOICES[1] in g5
+        g1 = [l for l in lines if l.startswith("g-1,")][0]
+        assert CHOICES[2] in g1 and "迎えに行きます" in g1, g1
+        r2 = request(port, "GET", "/v1/broadcasts/%s/recipients.csv?charset=cp932" % bid,
+                     T["limited"])
+        assert r2.status == 200, r2
+        assert r2.headers["content-type"] == "text/csv; charset=Windows-31J", r2.headers
+        assert not r2.data.startswith(b"\xef\xbb\xbf")
+        assert r2.data.decode("cp932") == text
+        r = request(port, "GET", "/v1/broadcasts/%s/recipients.csv?charset=latin1" % bid,
+                    T["limited"])
+        assert r.status == 400 and r.json["field"] == "charset", r
+        r = request(port, "GET", "/v1/broadcasts/%s/recipients.csv" % bid, T["limited_ume"])
+        assert r.status == 404, r
 
     d.stop()
 
