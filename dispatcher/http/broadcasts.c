@@ -6,6 +6,7 @@
 #include "dispatcher/http/http_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,8 +450,229 @@ static int query_has(const char *q, const char *kv)
     return 0;
 }
 
+/* ---- GET /v1/broadcasts?from=&to=&cursor=&limit=[&tenant=T] ---- */
+
+#define HIST_DEFAULT 50
+#define HIST_MAX     200
+#define HIST_SCAN    4 /* entries of bcs read per entry answered, at most */
+
+/*
+ * History: broadcasts by created time, newest first, in pages.  bcs (the
+ * zset of every broadcast by created ms) is read in score order and
+ * filtered by what the token may see (its tenant; a sender its own), so a
+ * page may hold fewer than limit broadcasts while more follow: go on while
+ * next_cursor is not null.  The cursor is opaque to clients: base64url of
+ * "<score>:<skip>", the score to go on from and how many entries of that
+ * score were already read.
+ */
+struct hist {
+    struct kn_argv ids;
+    long long *score;
+    long long start;  /* the score the read began at (LLONG_MAX: +inf) */
+    long skip;        /* entries of that score skipped */
+    long limit, scan;
+    char *tenant;     /* admin and operator: &tenant=T, or NULL */
+};
+
+static void hist_free(struct hist *h)
+{
+    kn_argv_free(&h->ids);
+    free(h->score);
+    free(h->tenant);
+    free(h);
+}
+
+/* The cursor that goes on after entry j of this read. */
+static char *hist_cursor(const struct hist *h, int j)
+{
+    long skip = 0;
+    char plain[64];
+    for (int i = 0; i <= j; i++) {
+        if (h->score[i] == h->score[j])
+            skip++;
+    }
+    if (h->score[j] == h->start)
+        skip += h->skip;
+    snprintf(plain, sizeof(plain), "%lld:%ld", h->score[j], skip);
+    return kn_b64url_encode(plain, strlen(plain));
+}
+
+/* Read a cursor into h->start and h->skip: 0, or -1 if malformed. */
+static int hist_cursor_parse(const char *cur, struct hist *h)
+{
+    unsigned char *plain = NULL;
+    long n = kn_b64url_decode(cur, &plain);
+    long long sc;
+    long sk;
+    char tail;
+    int rc = -1;
+    if (n > 0 && n < 60 && memchr(plain, '\0', (size_t)n) == NULL) {
+        plain = kn_xrealloc(plain, (size_t)n + 1);
+        plain[n] = '\0';
+        if (sscanf((char *)plain, "%lld:%ld%c", &sc, &sk, &tail) == 2 &&
+            sk >= 0 && sc >= 0) {
+            h->start = sc;
+            h->skip = sk;
+            rc = 0;
+        }
+    }
+    free(plain);
+    return rc;
+}
+
+static void on_hist_2(struct batch *b)
+{
+    struct hist *h = b->arg;
+    json_t *j, *arr;
+    char *next = NULL;
+    long n = 0;
+    int last = -1;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    arr = json_array();
+    for (int i = 0; i < h->ids.n; i++) {
+        const redisReply *r = kn__httpd_brep(b, i);
+        const char *t = hf(r, F_TENANT);
+        if (hf(r, F_STATUS) == NULL || !bc_visible(b->c, r) ||
+            (h->tenant != NULL && (t == NULL || strcmp(t, h->tenant) != 0))) {
+            last = i;
+            continue;
+        }
+        if (n == h->limit)
+            break;
+        json_t *o = bc_json(h->ids.v[i], r, 0, -1);
+        if (b->c->req.tok.role != KN_ROLE_OPERATOR)
+            json_object_set_new(
+                o, "subject",
+                kn__httpd_jstr_text(hf(r, BC_NFIELDS + X_SUBJECT)
+                                        ? hf(r, BC_NFIELDS + X_SUBJECT)
+                                        : ""));
+        json_array_append_new(arr, o);
+        n++;
+        last = i;
+    }
+    /* More may follow when the read was full or stopped at the limit. */
+    if (last >= 0 && (h->ids.n == h->scan || last < h->ids.n - 1))
+        next = hist_cursor(h, last);
+    j = json_object();
+    json_object_set_new(j, "broadcasts", arr);
+    json_object_set_new(j, "next_cursor", kn__httpd_jstr_or_null(next));
+    kn__httpd_respond_json(b->c, 200, j, NULL);
+    free(next);
+out:
+    hist_free(h);
+}
+
+static void on_hist_1(struct batch *b)
+{
+    struct hist *h = b->arg;
+    const redisReply *r = kn__httpd_brep(b, 0);
+    struct batch *b2;
+    if (!kn__httpd_batch_usable(b)) {
+        hist_free(h);
+        return;
+    }
+    h->score = kn_xcalloc(r && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 + 1
+                                                            : 1,
+                          sizeof(*h->score));
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        if (kn__httpd_rstr(r->element[i]) == NULL)
+            continue;
+        h->score[h->ids.n] = kn__httpd_rnum(r->element[i + 1]);
+        kn_argv_add(&h->ids, r->element[i]->str);
+    }
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_hist_2, h);
+    for (int i = 0; i < h->ids.n; i++)
+        bc_hmget(b2, b->srv->d, h->ids.v[i]);
+    kn__httpd_batch_end(b2);
+}
+
+/* A time of the query (RFC 3339); 0 and *ms, 1 when absent, or -1 with
+ * 400 answered. */
+static int hist_time(struct conn *c, const char *name, long long *ms)
+{
+    char *v = kn__httpd_query_get(c->req.query, name);
+    int64_t t;
+    if (v == NULL)
+        return 1;
+    if (kn_time_parse(v, &t) < 0) {
+        free(v);
+        kn__httpd_respond_error(c, 400, name,
+                                "not an RFC 3339 time; write e.g. "
+                                "2026-11-22T07:00:00+09:00");
+        return -1;
+    }
+    free(v);
+    *ms = t;
+    return 0;
+}
+
+static void run_bc_history(struct conn *c)
+{
+    struct hist *h = kn_xcalloc(1, sizeof(*h));
+    char *cur = kn__httpd_query_get(c->req.query, "cursor");
+    char *lim = kn__httpd_query_get(c->req.query, "limit");
+    char *k, max[32], min[32], skip[24], cnt[24];
+    long long from = 0, to = LLONG_MAX;
+    struct batch *b;
+    int rc;
+
+    kn_argv_init(&h->ids);
+    h->limit = HIST_DEFAULT;
+    if (lim != NULL) {
+        char *end;
+        h->limit = strtol(lim, &end, 10);
+        if (lim[0] < '0' || lim[0] > '9' || *end != '\0' || h->limit < 1 ||
+            h->limit > HIST_MAX) {
+            kn__httpd_respond_error(c, 400, "limit",
+                                    "give limit as a number from 1 to %d",
+                                    HIST_MAX);
+            goto fail;
+        }
+    }
+    if ((rc = hist_time(c, "from", &from)) < 0 ||
+        (rc = hist_time(c, "to", &to)) < 0)
+        goto fail;
+    h->start = to;
+    if (cur != NULL && (hist_cursor_parse(cur, h) < 0 || h->start > to)) {
+        kn__httpd_respond_error(c, 400, "cursor",
+                                "give back the next_cursor of the previous "
+                                "page as it was, with the same from and to");
+        goto fail;
+    }
+    if (c->req.tok.tenant == NULL || c->req.tok.tenant[0] == '\0') {
+        h->tenant = kn__httpd_query_get(c->req.query, "tenant");
+        if (h->tenant != NULL && !kn_tenant_valid(h->tenant)) {
+            kn__httpd_respond_error(c, 400, "tenant", "not a tenant name");
+            goto fail;
+        }
+    }
+    h->scan = h->limit * HIST_SCAN;
+    if (h->start == LLONG_MAX)
+        snprintf(max, sizeof(max), "+inf");
+    else
+        snprintf(max, sizeof(max), "%lld", h->start);
+    snprintf(min, sizeof(min), "%lld", from);
+    snprintf(skip, sizeof(skip), "%ld", h->skip);
+    snprintf(cnt, sizeof(cnt), "%ld", h->scan);
+    b = kn__httpd_batch_new(c->srv, c, on_hist_1, h);
+    k = kn__key(c->srv->d, "bcs");
+    kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, max, min, "WITHSCORES",
+                        "LIMIT", skip, cnt, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+    free(cur);
+    free(lim);
+    return;
+fail:
+    hist_free(h);
+    free(cur);
+    free(lim);
+}
+
 /* Active broadcasts, and those created in the last minutes (so that one
- * that just ended still shows its final bar). */
+ * that just ended still shows its final bar); or the history. */
 void kn__httpd_run_bc_list(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
@@ -461,11 +683,20 @@ void kn__httpd_run_bc_list(struct conn *c)
         run_bc_by_key(c);
         return;
     }
+    if (!query_has(c->req.query, "active=1") && c->req.query != NULL &&
+        (kn__httpd_query_has(c->req.query, "from") ||
+         kn__httpd_query_has(c->req.query, "to") ||
+         kn__httpd_query_has(c->req.query, "cursor") ||
+         kn__httpd_query_has(c->req.query, "limit"))) {
+        run_bc_history(c);
+        return;
+    }
     if (!query_has(c->req.query, "active=1")) {
         kn__httpd_respond_error(
             c, 400, "active",
-            "only the active list can be read: add ?active=1, or "
-            "find one broadcast by its key with ?key=K");
+            "say which list: ?active=1 (the active ones), the history "
+            "with ?from=T&to=T (RFC 3339; either may be left out) and "
+            "&cursor=C, or one broadcast by its key with ?key=K");
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, NULL);

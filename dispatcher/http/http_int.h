@@ -281,6 +281,7 @@ char *kn__httpd_dupstr(const char *s);
 json_t *kn__httpd_jstr_or_null(const char *s);
 json_t *kn__httpd_jstr_text(const char *s);
 char *kn__httpd_query_get(const char *q, const char *name);
+int kn__httpd_query_has(const char *q, const char *name);
 
 /* ---- batch.c ---- */
 

@@ -89,3 +89,18 @@ char *kn__httpd_query_get(const char *q, const char *name)
     }
     return NULL;
 }
+
+/* 1 if the query string names this parameter (with any value). */
+int kn__httpd_query_has(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q) {
+        if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' ||
+                                         q[n] == '\0'))
+            return 1;
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return 0;
+}
