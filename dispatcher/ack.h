@@ -44,7 +44,7 @@ const char *kn__ack_csp(void);
 struct kn_ack_view {
     const char *subject, *body;
     int drill;
-    int64_t confirmed_ms;   /* 0: not confirmed yet */
+    int64_t confirmed_ms;       /* 0: not confirmed yet */
     const char *const *choices; /* the answers offered; may be NULL */
     size_t nchoices;
     int answer;          /* the recorded answer's index, -1: none */

@@ -328,8 +328,7 @@ static int get_choices(json_t *root, struct kn_broadcast *b, struct perr *pe)
     if (json_array_size(a) < KN_ACK_CHOICES_MIN ||
         json_array_size(a) > KN_ACK_CHOICES_MAX)
         return fail(pe, "choices", "has %zu answers; give %d to %d",
-                    json_array_size(a), KN_ACK_CHOICES_MIN,
-                    KN_ACK_CHOICES_MAX);
+                    json_array_size(a), KN_ACK_CHOICES_MIN, KN_ACK_CHOICES_MAX);
     b->choices = kn_xcalloc(json_array_size(a) + 1, sizeof(char *));
     json_array_foreach(a, i, v)
     {
@@ -360,9 +359,9 @@ int kn_broadcast_parse(const char *json, size_t len,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant", "category", "priority",   "drill",
-        "subject",    "body",   "channels", "policy",     "audience",
-        "recipients", "ack",    "send_at",  "expires_at", "escalate_after",
+        "id",         "tenant",  "category", "priority",   "drill",
+        "subject",    "body",    "channels", "policy",     "audience",
+        "recipients", "ack",     "send_at",  "expires_at", "escalate_after",
         "sender",     "choices", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;

@@ -61,7 +61,15 @@ static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
 /* After the counts: the confirmation, its answers' tally, the text. */
-enum { X_ACK, X_ACKED, X_CHOICES, X_SUBJECT, X_BODY, X_ANS0, X__N = X_ANS0 + KN_ACK_CHOICES_MAX };
+enum {
+    X_ACK,
+    X_ACKED,
+    X_CHOICES,
+    X_SUBJECT,
+    X_BODY,
+    X_ANS0,
+    X__N = X_ANS0 + KN_ACK_CHOICES_MAX
+};
 static const char *const bc_extra[X_ANS0] = {"ack", "acked", "choices",
                                              "subject", "body"};
 
@@ -180,11 +188,10 @@ static json_t *ack_json(const redisReply *h, long long members)
     json_object_set_new(o, "recipients",
                         members >= 0 ? json_integer(members) : json_null());
     json_object_set_new(o, "confirmed", json_integer(acked));
-    json_object_set_new(o, "unconfirmed",
-                        members >= 0 ? json_integer(members > acked
-                                                        ? members - acked
-                                                        : 0)
-                                     : json_null());
+    json_object_set_new(
+        o, "unconfirmed",
+        members >= 0 ? json_integer(members > acked ? members - acked : 0)
+                     : json_null());
     json_object_set_new(o, "answers", arr);
     json_object_set_new(o, "unanswered",
                         json_integer(acked > answered ? acked - answered : 0));
@@ -468,10 +475,10 @@ static int query_has(const char *q, const char *kv)
 struct hist {
     struct kn_argv ids;
     long long *score;
-    long long start;  /* the score the read began at (LLONG_MAX: +inf) */
-    long skip;        /* entries of that score skipped */
+    long long start; /* the score the read began at (LLONG_MAX: +inf) */
+    long skip;       /* entries of that score skipped */
     long limit, scan;
-    char *tenant;     /* admin and operator: &tenant=T, or NULL */
+    char *tenant; /* admin and operator: &tenant=T, or NULL */
 };
 
 static void hist_free(struct hist *h)
@@ -572,9 +579,9 @@ static void on_hist_1(struct batch *b)
         hist_free(h);
         return;
     }
-    h->score = kn_xcalloc(r && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 + 1
-                                                            : 1,
-                          sizeof(*h->score));
+    h->score =
+        kn_xcalloc(r && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 + 1 : 1,
+                   sizeof(*h->score));
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
          i += 2) {
         if (kn__httpd_rstr(r->element[i]) == NULL)

@@ -71,21 +71,23 @@ static void ack_page(struct conn *c, const redisReply *rep, int thanks,
         ack_invalid(c);
         return;
     }
-    v.subject = kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0]) : "";
-    v.body = kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1]) : "";
+    v.subject =
+        kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0]) : "";
+    v.body =
+        kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1]) : "";
     v.drill = kn__httpd_rnum(rep->element[2]) != 0;
     kn_ack_value_parse(kn__httpd_rstr(rep->element[3]), &v.confirmed_ms,
                        &v.answer, &sealed);
     if (sealed != NULL &&
         kn_unseal(c->srv->d->kr, "ack-comment", sealed, &comment, NULL) == 0)
         v.comment = comment;
-    choices = ack_choices(rep->elements > 4 ? kn__httpd_rstr(rep->element[4])
-                                            : NULL,
-                          &v, bufs, KN_ACK_CHOICES_MAX);
+    choices =
+        ack_choices(rep->elements > 4 ? kn__httpd_rstr(rep->element[4]) : NULL,
+                    &v, bufs, KN_ACK_CHOICES_MAX);
     v.error = c->req.ack_error;
     page = kn__ack_page(&v, thanks);
-    kn__httpd_respond(c, status, "text/html; charset=utf-8", page,
-                      strlen(page), kn__ack_csp(), NULL);
+    kn__httpd_respond(c, status, "text/html; charset=utf-8", page, strlen(page),
+                      kn__ack_csp(), NULL);
     free(page);
     json_decref(choices);
     free(sealed);
@@ -192,8 +194,8 @@ static int ack_form(struct conn *c, char **answer, char **comment)
     *answer = *comment = NULL;
     if (kn_buf_len(&c->req.body) > 0 &&
         (c->req.ctype == NULL ||
-         strncasecmp(c->req.ctype, "application/x-www-form-urlencoded",
-                     33) != 0)) {
+         strncasecmp(c->req.ctype, "application/x-www-form-urlencoded", 33) !=
+             0)) {
         c->req.ack_error = kn_xstrdup("送信の形式が正しくありません。"
                                       "(Send the page's form.)");
         return -1;

@@ -27,8 +27,8 @@
 
 /* The columns, in the order of the CSV (docs/http-api.md). */
 static const char *const cols[] = {
-    "recipient", "child",        "class",  "guardian", "channel", "state",
-    "reached_at", "confirmed_at", "answer", "comment"};
+    "recipient", "child",      "class",        "guardian", "channel",
+    "state",     "reached_at", "confirmed_at", "answer",   "comment"};
 #define NCOLS 10
 
 struct row {
@@ -40,7 +40,7 @@ struct row {
 struct rlist {
     struct row *r;
     size_t n, cap;
-    char *next;     /* the page's next cursor, NULL at the end */
+    char *next; /* the page's next cursor, NULL at the end */
     json_t *choices;
 };
 
@@ -158,8 +158,8 @@ static void rl_head(struct batch *b, struct conn *c)
 
 static json_t *choices_of(const redisReply *r)
 {
-    json_t *j = kn__httpd_rstr(r) ? json_loads(kn__httpd_rstr(r), 0, NULL)
-                                  : NULL;
+    json_t *j =
+        kn__httpd_rstr(r) ? json_loads(kn__httpd_rstr(r), 0, NULL) : NULL;
     return json_is_array(j) ? j : (json_decref(j), json_array());
 }
 
@@ -190,15 +190,13 @@ static void on_page_acks(struct batch *b)
         json_object_set_new(o, "guardian", json_null());
         json_object_set_new(o, "channel", kn__httpd_jstr_text(r->channel));
         json_object_set_new(o, "state", json_string(r->state));
-        json_object_set_new(o, "reached_at",
-                            kn__httpd_jtime(strcmp(r->state, "delivered") == 0
-                                                ? r->at_ms
-                                                : 0));
+        json_object_set_new(
+            o, "reached_at",
+            kn__httpd_jtime(strcmp(r->state, "delivered") == 0 ? r->at_ms : 0));
         json_object_set_new(o, "confirmed_at", kn__httpd_jtime(ms));
         json_object_set_new(o, "answer", kn__httpd_jstr_or_null(answer));
-        json_object_set_new(o, "comment",
-                            comment ? kn__httpd_jstr_text(comment)
-                                    : json_null());
+        json_object_set_new(
+            o, "comment", comment ? kn__httpd_jstr_text(comment) : json_null());
         kn_free_secret(comment);
         json_array_append_new(arr, o);
     }
@@ -307,16 +305,18 @@ static void on_csv(struct batch *b)
         return;
     }
     l.choices = choices_of(kn__httpd_brep(b, 1));
-    for (size_t i = 0; st && st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements;
-         i += 2)
+    for (size_t i = 0;
+         st && st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements; i += 2)
         add_state(&l, kn__httpd_rstr(st->element[i]),
                   kn__httpd_rstr(st->element[i + 1]));
     qsort(l.r, l.n, sizeof(*l.r), by_rcpt);
-    for (size_t i = 0; ak && ak->type == REDIS_REPLY_ARRAY && i + 1 < ak->elements;
-         i += 2) {
-        if (kn__httpd_rstr(ak->element[i]) && kn__httpd_rstr(ak->element[i + 1]))
-            json_object_set_new(acks, kn__httpd_rstr(ak->element[i]),
-                                json_string(kn__httpd_rstr(ak->element[i + 1])));
+    for (size_t i = 0;
+         ak && ak->type == REDIS_REPLY_ARRAY && i + 1 < ak->elements; i += 2) {
+        if (kn__httpd_rstr(ak->element[i]) &&
+            kn__httpd_rstr(ak->element[i + 1]))
+            json_object_set_new(
+                acks, kn__httpd_rstr(ak->element[i]),
+                json_string(kn__httpd_rstr(ak->element[i + 1])));
     }
     f = open_memstream(&text, &len);
     if (f == NULL)

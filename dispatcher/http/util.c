@@ -95,8 +95,8 @@ int kn__httpd_query_has(const char *q, const char *name)
 {
     size_t n = strlen(name);
     while (q != NULL && *q) {
-        if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' ||
-                                         q[n] == '\0'))
+        if (strncmp(q, name, n) == 0 &&
+            (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
             return 1;
         q = strchr(q, '&');
         if (q != NULL)
