@@ -20,6 +20,9 @@ ack answers, the tally, history, the recipients list and its CSV).
   [7] GET /v1/broadcasts?from=&to=&cursor=&limit=: history pages, tenant A
       never sees B (limited_admin of each; admin with &tenant=), two
       broadcasts of the same millisecond across a page break, ?key= kept.
+  [8] kairanctl report: the answers' tally (json and text).
+  [9] tenant close + purge: bc:<id> and bc:<id>:ack (answers, comments)
+      go with the broadcast; another tenant's broadcast stays.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_answers.py
 """
@@ -377,5 +380,31 @@ with Redis(out) as redis:
             assert r.status == 400 and r.json["field"] == f, (q, r)
 
     d.stop()
+
+    with tap.check("[8] kairanctl report: the answers' tally, confirmations "
+                   "stored either way counted"):
+        cp = k.ctl("report", bid, "--format", "json")
+        assert cp.returncode == 0, cp.stderr
+        rep = json.loads(cp.stdout)
+        assert rep["confirmed"] == 5, rep["confirmed"]
+        assert rep["answers"] == [{"choice": CHOICES[0], "count": 2},
+                                  {"choice": CHOICES[1], "count": 1},
+                                  {"choice": CHOICES[2], "count": 1}], rep["answers"]
+        cp = k.ctl("report", bid)
+        assert cp.returncode == 0 and CHOICES[1] in cp.stdout, cp.stdout
+
+    with tap.check("[9] tenant close and purge remove the answers with the "
+                   "broadcast; another tenant's stay"):
+        ume_bc = made["ume"][0]
+        cp = k.ctl("tenant", "close", "sakura")
+        assert cp.returncode == 0, cp.stderr
+        later = time.strftime("%Y-%m-%dT%H:%M:%S+09:00",
+                              time.gmtime(time.time() + 9 * 3600 + 71 * 86400))
+        cp = k.ctl("purge", "--now", later)
+        assert cp.returncode == 0, cp.stderr
+        for sfx in ("", ":ack", ":r", ":aud", ":m"):
+            assert redis.call("EXISTS", P + "bc:%s%s" % (bid, sfx)) == 0, sfx
+        assert redis.call("ZSCORE", P + "bcs", bid) is None
+        assert redis.call("EXISTS", P + "bc:%s" % ume_bc) == 1
 
 sys.exit(tap.done())
