@@ -228,7 +228,8 @@ static void on_page(struct batch *b)
     for (size_t i = 0; i + 1 < kv->elements; i += 2)
         add_state(l, kn__httpd_rstr(kv->element[i]),
                   kn__httpd_rstr(kv->element[i + 1]));
-    qsort(l->r, l->n, sizeof(*l->r), by_rcpt);
+    if (l->n > 0) /* a page of HSCAN may be empty: l->r NULL */
+        qsort(l->r, l->n, sizeof(*l->r), by_rcpt);
     if (kn__httpd_rstr(sc->element[0]) &&
         strcmp(kn__httpd_rstr(sc->element[0]), "0") != 0)
         l->next = kn_xasprintf("r%s", kn__httpd_rstr(sc->element[0]));
@@ -309,7 +310,8 @@ static void on_csv(struct batch *b)
          st && st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements; i += 2)
         add_state(&l, kn__httpd_rstr(st->element[i]),
                   kn__httpd_rstr(st->element[i + 1]));
-    qsort(l.r, l.n, sizeof(*l.r), by_rcpt);
+    if (l.n > 0)
+        qsort(l.r, l.n, sizeof(*l.r), by_rcpt);
     for (size_t i = 0;
          ak && ak->type == REDIS_REPLY_ARRAY && i + 1 < ak->elements; i += 2) {
         if (kn__httpd_rstr(ak->element[i]) &&
