@@ -210,7 +210,7 @@ static int ack_form(struct conn *c, char **answer, char **comment)
         return -1;
     }
     *comment = kn__httpd_query_get(body, "c");
-    if (*comment == NULL && strstr(body, "c=") != NULL) {
+    if (*comment == NULL && kn__httpd_query_has(body, "c")) {
         c->req.ack_error = kn_xstrdup("コメントに使えない文字があります。"
                                       "(The comment holds a NUL.)");
         return -1;

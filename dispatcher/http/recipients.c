@@ -291,6 +291,9 @@ out:
 
 /* ---- GET /v1/broadcasts/{id}/recipients.csv[?charset=cp932] ---- */
 
+/* The batch's arg: &charset_cp932 for ?charset=cp932, else NULL. */
+static const int charset_cp932 = 1;
+
 static void on_csv(struct batch *b)
 {
     const redisReply *st = kn__httpd_brep(b, 2), *ak = kn__httpd_brep(b, 3);
@@ -299,7 +302,7 @@ static void on_csv(struct batch *b)
     char *text = NULL, *body, extra[200];
     size_t len = 0, blen;
     FILE *f;
-    int cp932 = b->c->req.bc_key != NULL; /* set by the run: ?charset=cp932 */
+    int cp932 = b->arg == &charset_cp932;
 
     if (rl_visible(b) < 0) {
         json_decref(acks);
@@ -394,11 +397,10 @@ void kn__httpd_run_bc_rcpts_csv(struct conn *c)
         free(cs);
         return;
     }
-    /* bc_key is unused by this route: it carries "cp932" to on_csv */
-    if (cs != NULL && strcmp(cs, "cp932") == 0)
-        c->req.bc_key = kn_xstrdup("cp932");
+    b = kn__httpd_batch_new(
+        c->srv, c, on_csv,
+        cs != NULL && strcmp(cs, "cp932") == 0 ? (void *)&charset_cp932 : NULL);
     free(cs);
-    b = kn__httpd_batch_new(c->srv, c, on_csv, NULL);
     rl_head(b, c);
     k = kn_key_bc(c->srv->d->prefix, c->req.param, ":r");
     kn__httpd_batch_cmd(b, "HGETALL", k, NULL);
