@@ -73,7 +73,10 @@ enum {
 static const char *const bc_extra[X_ANS0] = {"ack", "acked", "choices",
                                              "subject", "body"};
 
-static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
+/* HMGET of a broadcast's fields (above); the body (up to
+ * dispatcher.max_body) only when with_body: lists read many at once. */
+static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id,
+                     int with_body)
 {
     struct kn_argv a;
     kn_argv_init(&a);
@@ -87,7 +90,9 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
                          bc_states[st]);
     }
     for (int i = 0; i < X__N; i++) {
-        if (i < X_ANS0)
+        if (i == X_BODY && !with_body)
+            kn_argv_add(&a, "~"); /* no such field: nil, same places */
+        else if (i < X_ANS0)
             kn_argv_add(&a, bc_extra[i]);
         else
             kn_argv_addf(&a, "ans:%d", i - X_ANS0);
@@ -318,7 +323,7 @@ static void bc_get_start(struct conn *c)
 {
     struct batch *b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
     char *k = kn_key_bc(c->srv->d->prefix, c->req.param, ":m");
-    bc_hmget(b, c->srv->d, c->req.param);
+    bc_hmget(b, c->srv->d, c->req.param, 1);
     kn__httpd_batch_cmd(b, "SCARD", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
@@ -440,7 +445,7 @@ static void on_bc_list_1(struct batch *b)
     }
     b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_list_2, ids);
     for (int i = 0; i < ids->n; i++)
-        bc_hmget(b2, b->srv->d, ids->v[i]);
+        bc_hmget(b2, b->srv->d, ids->v[i], 0);
     kn__httpd_batch_end(b2);
 }
 
@@ -591,7 +596,7 @@ static void on_hist_1(struct batch *b)
     }
     b2 = kn__httpd_batch_new(b->srv, b->c, on_hist_2, h);
     for (int i = 0; i < h->ids.n; i++)
-        bc_hmget(b2, b->srv->d, h->ids.v[i]);
+        bc_hmget(b2, b->srv->d, h->ids.v[i], 0);
     kn__httpd_batch_end(b2);
 }
 
@@ -827,7 +832,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         free(c->req.bc_id);
         c->req.bc_id = kn_xstrdup(rep->element[1]->str);
         b = kn__httpd_batch_new(c->srv, c, on_dup_check, NULL);
-        bc_hmget(b, c->srv->d, c->req.bc_id);
+        bc_hmget(b, c->srv->d, c->req.bc_id, 0);
         kn__httpd_batch_end(b);
         return;
     }
@@ -1073,6 +1078,6 @@ void kn__httpd_run_bc_cancel(struct conn *c)
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_cancel_check, NULL);
-    bc_hmget(b, c->srv->d, c->req.param);
+    bc_hmget(b, c->srv->d, c->req.param, 0);
     kn__httpd_batch_end(b);
 }
