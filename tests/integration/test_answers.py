@@ -20,8 +20,10 @@ ack answers, the tally, history, the recipients list and its CSV).
   [7] GET /v1/broadcasts?from=&to=&cursor=&limit=: history pages, tenant A
       never sees B (limited_admin of each; admin with &tenant=), two
       broadcasts of the same millisecond across a page break, ?key= kept.
-  [8] kairanctl report: the answers' tally (json and text).
-  [9] tenant close + purge: bc:<id> and bc:<id>:ack (answers, comments)
+  [8] a sender: its own broadcasts only (GET with subject and tally,
+      recipients, CSV, history); another sender of the tenant gets 404.
+  [9] kairanctl report: the answers' tally (json and text).
+  [10] tenant close + purge: bc:<id> and bc:<id>:ack (answers, comments)
       go with the broadcast; another tenant's broadcast stays.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_answers.py
@@ -379,9 +381,31 @@ with Redis(out) as redis:
             r = request(port, "GET", "/v1/broadcasts" + q, T["limited"])
             assert r.status == 400 and r.json["field"] == f, (q, r)
 
+    with tap.check("[8] a sender reads its own broadcasts (subject, answers, "
+                   "recipients, history), not another sender's of its tenant"):
+        T["sender"] = token("sender", "Sato (2-A)", tenant="ume", groups="2-A")
+        T["sender2"] = token("sender", "Ito (2-B)", tenant="ume", groups="2-B")
+        r = request(port, "POST", "/v1/broadcasts", T["sender"],
+                    {"category": "notice", "subject": "2-A のお知らせ", "body": "b",
+                     "channels": ["email"], "ack": True, "choices": ["はい", "いいえ"],
+                     "audience": {"groups": ["2-A"]}})
+        assert r.status == 202, r
+        own = r.json["id"]
+        r = request(port, "GET", "/v1/broadcasts/" + own, T["sender"])
+        assert r.status == 200 and r.json["subject"] == "2-A のお知らせ", r
+        assert [a["choice"] for a in r.json["ack"]["answers"]] == ["はい", "いいえ"], r.json
+        for path in ("/v1/broadcasts/" + own, "/v1/broadcasts/%s/recipients" % own,
+                     "/v1/broadcasts/%s/recipients.csv" % own):
+            assert request(port, "GET", path, T["sender"]).status == 200, path
+            assert request(port, "GET", path, T["sender2"]).status == 404, path
+        r = request(port, "GET", "/v1/broadcasts?limit=200", T["sender"])
+        assert [b["id"] for b in r.json["broadcasts"]] == [own], r
+        r = request(port, "GET", "/v1/broadcasts?limit=200", T["sender2"])
+        assert r.json["broadcasts"] == [], r
+
     d.stop()
 
-    with tap.check("[8] kairanctl report: the answers' tally, confirmations "
+    with tap.check("[9] kairanctl report: the answers' tally, confirmations "
                    "stored either way counted"):
         cp = k.ctl("report", bid, "--format", "json")
         assert cp.returncode == 0, cp.stderr
@@ -393,7 +417,7 @@ with Redis(out) as redis:
         cp = k.ctl("report", bid)
         assert cp.returncode == 0 and CHOICES[1] in cp.stdout, cp.stdout
 
-    with tap.check("[9] tenant close and purge remove the answers with the "
+    with tap.check("[10] tenant close and purge remove the answers with the "
                    "broadcast; another tenant's stay"):
         ume_bc = made["ume"][0]
         cp = k.ctl("tenant", "close", "sakura")
