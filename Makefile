@@ -26,7 +26,7 @@ LDFLAGS := $(SANFLAGS)
 # The library: everything but the two programs' main files.
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
-	common/utf8.c common/buf.c common/codec.c common/file.c \
+	common/utf8.c common/buf.c common/codec.c common/file.c common/csvcell.c \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c \
@@ -39,7 +39,7 @@ LIB_SRCS := \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
-	dispatcher/http/confirm.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
+	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/lua.o

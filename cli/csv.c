@@ -425,39 +425,3 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
     c->_p = p;
     return 1;
 }
-
-/* ---- writing ---- */
-
-int kn_csv_needs_guard(const char *s)
-{
-    while (*s == '\'')
-        s++;
-    return *s != '\0' && strchr("=+-@\t\r", *s) != NULL;
-}
-
-void kn_csv_put_cell(FILE *f, const char *s, int last)
-{
-    size_t n = strlen(s);
-    int guard = kn_csv_needs_guard(s);
-    int q = guard || strpbrk(s, ",\"\r\n") != NULL ||
-            (n > 0 && (s[0] == ' ' || s[n - 1] == ' '));
-    if (q) {
-        fputc('"', f);
-        if (guard)
-            fputc('\'', f);
-        for (const char *p = s; *p; p++) {
-            if (*p == '"')
-                fputc('"', f);
-            fputc(*p, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
-    fputs(last ? "\r\n" : ",", f);
-}
-
-const char *kn_csv_unguard(const char *s)
-{
-    return s[0] == '\'' && kn_csv_needs_guard(s + 1) ? s + 1 : s;
-}

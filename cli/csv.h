@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/csvcell.h"
+
 enum kn_csv_enc { KN_CSV_UTF8, KN_CSV_UTF8_BOM, KN_CSV_CP932 };
 
 /* "UTF-8", "UTF-8 with BOM", "CP932". */
@@ -74,30 +76,6 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row);
 /* Free the fields of a row (the struct itself is the caller's). */
 void kn_csv_row_free(struct kn_csv_row *row);
 
-/*
- * Writing, for Excel.  A cell that starts with '=', '+', '-', '@', TAB or
- * CR is a formula to a spreadsheet (OWASP "CSV injection"): such a cell
- * is written with a single quote in front, inside the quotes ("'=1+1"),
- * so that Excel shows it as text.  So that this can be undone exactly, a
- * cell that is quotes followed by one of those ("'=x") gets one more.
- */
-
-/* 1 if s gets the quote in front when written (see above). */
-int kn_csv_needs_guard(const char *s);
-
-/*
- * Write s as one cell and then ',' (or CRLF when last).  Quoted when it
- * holds ',', '"', a line break, an edge space, or gets the guard quote.
- */
-void kn_csv_put_cell(FILE *f, const char *s, int last);
-
-/*
- * What import makes of a cell (already trimmed): the guard quote that
- * kn_csv_put_cell() adds is taken off, that is one leading '\'' when the
- * rest would have needed it ("'=1+1" -> "=1+1", "''=x" -> "'=x"); any
- * other cell is returned as it is ("'abc", "'" unchanged).  Returns s or
- * s + 1.
- */
-const char *kn_csv_unguard(const char *s);
+/* Writing, for Excel (the formula guard): common/csvcell.h. */
 
 #endif

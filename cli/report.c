@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "model/broadcast.h"
 #include "model/directory.h"
 #include "queue/keys.h"
 
@@ -520,6 +521,31 @@ static json_t *timeline(const struct report *rp)
     return arr;
 }
 
+/* The answers' tally of a broadcast with "choices" (bc:<id> keeps them
+ * and ans:<index>): [{"choice", "count"}], [] without choices. */
+static json_t *answers(const struct report *rp)
+{
+    const char *c = hget(rp->h, "choices");
+    json_t *ch = c ? json_loads(c, 0, NULL) : NULL, *arr = json_array(), *x;
+    size_t i;
+    json_array_foreach(ch, i, x)
+    {
+        char f[32];
+        const char *n;
+        json_t *one = json_object();
+        snprintf(f, sizeof(f), "ans:%zu", i);
+        n = hget(rp->h, f);
+        json_object_set_new(one, "choice",
+                            jstr(json_is_string(x) ? json_string_value(x)
+                                                   : ""));
+        json_object_set_new(one, "count",
+                            json_integer(n ? strtoll(n, NULL, 10) : 0));
+        json_array_append_new(arr, one);
+    }
+    json_decref(ch);
+    return arr;
+}
+
 static json_t *build(struct report *rp)
 {
     json_t *o = json_object(), *per = json_object(), *un = json_array();
@@ -583,6 +609,7 @@ static json_t *build(struct report *rp)
     json_object_set_new(o, "confirm_p50_s", pct(ct, nconf, 50));
     json_object_set_new(o, "confirm_p90_s", pct(ct, nconf, 90));
     json_object_set_new(o, "failures", json_incref(rp->fail));
+    json_object_set_new(o, "answers", answers(rp));
     for (size_t i = 0; i < nl; i++) {
         json_t *u = json_object();
         json_object_set_new(u, "id", jstr(list[i]->id));
@@ -642,6 +669,12 @@ static void print_text(json_t *o)
                json_number_value(json_object_get(o, "confirm_p50_s")),
                json_number_value(json_object_get(o, "confirm_p90_s")));
     printf("\n");
+    json_array_foreach(json_object_get(o, "answers"), i, u) {
+        char *t = kn_text_safe(json_string_value(json_object_get(u, "choice")));
+        printf("  answer %-24s %lld\n", t,
+               json_integer_value(json_object_get(u, "count")));
+        free(t);
+    }
     if (json_object_size(json_object_get(o, "failures")) > 0) {
         printf("failures:\n");
         json_object_foreach(json_object_get(o, "failures"), k, v)
@@ -882,8 +915,11 @@ static int do_report(int argc, char **argv)
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
          i += 2) {
         struct rcpt *x = find(&rp, r->element[i]->str);
+        int answer;
+        /* {"t","a","c"} or, stored before answers, a plain time */
         if (x != NULL)
-            x->confirmed_ms = strtoll(r->element[i + 1]->str, NULL, 10);
+            kn_ack_value_parse(r->element[i + 1]->str, &x->confirmed_ms,
+                               &answer, NULL);
     }
     freeReplyObject(r);
 

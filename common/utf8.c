@@ -122,3 +122,17 @@ size_t kn_utf16_prefix(const char *s, size_t n, size_t limit)
     }
     return i;
 }
+
+long kn_utf8_plain_chars(const char *s, size_t n)
+{
+    long chars = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned long cp;
+        size_t len = kn_utf8_decode(s + i, n - i, &cp);
+        if (len == 0 || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
+            return -1;
+        i += len;
+        chars++;
+    }
+    return chars;
+}

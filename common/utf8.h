@@ -44,4 +44,13 @@ size_t kn_utf16_len(const char *s, size_t n);
  */
 size_t kn_utf16_prefix(const char *s, size_t n, size_t limit);
 
+/*
+ * Characters (code points) of s[0..n) when it is one line of plain text:
+ * valid UTF-8 with no control character (C0 including TAB, CR and LF,
+ * DEL, C1).  Returns the count, or -1 for invalid UTF-8 or a control.
+ * For short outside texts (an answer's choice, a guardian's comment)
+ * whose limit is in characters, not bytes.
+ */
+long kn_utf8_plain_chars(const char *s, size_t n);
+
 #endif

@@ -16,6 +16,7 @@
 #include "common/kn.h"
 #include "common/buf.h"
 #include "common/codec.h"
+#include "model/broadcast.h"
 #include "queue/lua.h"
 
 /* The Redis steps (membership checked in O(1), see
@@ -34,6 +35,11 @@ static const char page_style[] =
     ".body{white-space:pre-wrap;border:1px solid #ccc;padding:1em;"
     "border-radius:4px}"
     "button{font-size:1.3em;padding:.6em 2em;margin:1em 0}"
+    "label{display:block;padding:.3em 0;font-size:1.1em}"
+    "fieldset{border:0;padding:0;margin:.5em 0}legend{font-weight:bold}"
+    ".kid{border-top:1px solid #ccc;margin-top:1em}h2{font-size:1.1em}"
+    "input[type=text]{width:100%;font-size:1em;padding:.3em}"
+    ".err{background:#fdecea;border:1px solid #b00;padding:.6em 1em}"
     ".ok{background:#e8f5e9;border:1px solid #2e7d32;padding:.6em 1em}";
 
 static char csp[256];
@@ -103,86 +109,125 @@ static void head(struct kn_buf *b, const char *title)
     kn_buf_add(b, "</style>\n</head>\n<body>\n");
 }
 
-char *kn__ack_page(const char *subject, const char *body, int drill,
-                   int64_t confirmed_ms, int thanks)
+/* The top of every confirmation page: the thank-you line, the subject
+ * (a drill marked), the body, and a refused POST's message. */
+static void page_top(struct kn_buf *b, const struct kn_ack_view *v, int thanks)
+{
+    head(b, "確認のお願い");
+    if (thanks)
+        kn_buf_add(b, "<p class=\"ok\">確認しました。ありがとうございました。"
+                      "</p>\n");
+    kn_buf_add(b, "<h1>");
+    if (v->drill)
+        kn_buf_add(b, "<span class=\"drill\">【訓練】</span>");
+    add_esc(b, v->subject);
+    kn_buf_add(b, "</h1>\n");
+    if (v->drill)
+        kn_buf_add(b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
+                      "</p>\n");
+    kn_buf_add(b, "<div class=\"body\">");
+    add_esc(b, v->body);
+    kn_buf_add(b, "</div>\n");
+    if (v->error != NULL) {
+        kn_buf_add(b, "<p class=\"err\" role=\"alert\">");
+        add_esc(b, v->error);
+        kn_buf_add(b, "</p>\n");
+    }
+}
+
+/* A recorded confirmation: its time, answer and comment (escaped). */
+static void recorded(struct kn_buf *b, const struct kn_ack_view *v, int64_t ms,
+                     int answer, const char *comment)
+{
+    char t[48];
+    kn_buf_add(b, "<p>確認済み: <time>");
+    add_esc(b, kn_time_jst(ms, t, sizeof(t)));
+    kn_buf_add(b, "</time></p>\n");
+    if (answer >= 0 && (size_t)answer < v->nchoices) {
+        kn_buf_add(b, "<p>回答: <span class=\"answer\">");
+        add_esc(b, v->choices[answer]);
+        kn_buf_add(b, "</span></p>\n");
+    }
+    if (comment != NULL && comment[0] != '\0') {
+        kn_buf_add(b, "<p>コメント: <span class=\"comment\">");
+        add_esc(b, comment);
+        kn_buf_add(b, "</span></p>\n");
+    }
+}
+
+/* The form: one radio button per answer (one required), the optional
+ * comment, child (NULL: the link's own child) as a hidden field, and the
+ * button with its text. */
+static void answer_form(struct kn_buf *b, const struct kn_ack_view *v,
+                        const char *child, const char *button)
+{
+    kn_buf_add(b, "<form method=\"post\">\n");
+    if (child != NULL) {
+        kn_buf_add(b, "<input type=\"hidden\" name=\"child\" value=\"");
+        add_esc(b, child);
+        kn_buf_add(b, "\">\n");
+    }
+    if (v->nchoices > 0)
+        kn_buf_add(b, "<fieldset><legend>回答を一つ選んでください</legend>\n");
+    for (size_t i = 0; i < v->nchoices; i++) {
+        kn_buf_addf(b,
+                    "<label><input type=\"radio\" name=\"a\" "
+                    "value=\"%zu\"%s> ",
+                    i, i == 0 ? " required" : "");
+        add_esc(b, v->choices[i]);
+        kn_buf_add(b, "</label>\n");
+    }
+    if (v->nchoices > 0)
+        kn_buf_add(b, "</fieldset>\n");
+    kn_buf_addf(b,
+                "<label>コメント (任意、%d文字まで)\n"
+                "<input type=\"text\" name=\"c\" maxlength=\"%d\" "
+                "autocomplete=\"off\"></label>\n"
+                "<button type=\"submit\">",
+                KN_ACK_COMMENT_MAX, KN_ACK_COMMENT_MAX);
+    add_esc(b, button);
+    kn_buf_add(b, "</button>\n</form>\n");
+}
+
+char *kn__ack_page(const struct kn_ack_view *v, int thanks)
 {
     struct kn_buf b = KN_BUF_INIT;
-    char t[48];
-
-    head(&b, "確認のお願い");
-    if (thanks)
-        kn_buf_add(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
-                       "</p>\n");
-    kn_buf_add(&b, "<h1>");
-    if (drill)
-        kn_buf_add(&b, "<span class=\"drill\">【訓練】</span>");
-    add_esc(&b, subject);
-    kn_buf_add(&b, "</h1>\n");
-    if (drill)
-        kn_buf_add(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
-                       "</p>\n");
-    kn_buf_add(&b, "<div class=\"body\">");
-    add_esc(&b, body);
-    kn_buf_add(&b, "</div>\n");
-    if (confirmed_ms > 0) {
-        kn_buf_add(&b, "<p>確認済み: <time>");
-        add_esc(&b, kn_time_jst(confirmed_ms, t, sizeof(t)));
-        kn_buf_add(&b, "</time></p>\n");
-    } else {
-        kn_buf_add(&b, "<form method=\"post\">\n"
-                       "<button type=\"submit\">確認しました</button>\n"
-                       "</form>\n");
-    }
+    page_top(&b, v, thanks);
+    if (v->confirmed_ms > 0)
+        recorded(&b, v, v->confirmed_ms, v->answer, v->comment);
+    else
+        answer_form(&b, v, NULL, "確認しました");
     kn_buf_add(&b, "</body>\n</html>\n");
     return kn_buf_take(&b, NULL);
 }
 
-char *kn__ack_page_children(const char *subject, const char *body, int drill,
+char *kn__ack_page_children(const struct kn_ack_view *v,
                             const struct kn__ack_child *kids, size_t n,
                             int thanks)
 {
     struct kn_buf b = KN_BUF_INIT;
-    char t[48];
     size_t open = 0;
 
-    head(&b, "確認のお願い");
-    if (thanks)
-        kn_buf_add(&b, "<p class=\"ok\">確認しました。ありがとうございました。"
-                       "</p>\n");
-    kn_buf_add(&b, "<h1>");
-    if (drill)
-        kn_buf_add(&b, "<span class=\"drill\">【訓練】</span>");
-    add_esc(&b, subject);
-    kn_buf_add(&b, "</h1>\n");
-    if (drill)
-        kn_buf_add(&b, "<p class=\"drill\">※これは訓練です。(This is a drill.)"
-                       "</p>\n");
-    kn_buf_add(&b, "<div class=\"body\">");
-    add_esc(&b, body);
-    kn_buf_add(&b, "</div>\n<p>お子さまごとに確認してください。</p>\n<ul>\n");
+    page_top(&b, v, thanks);
+    kn_buf_add(&b, "<p>お子さまごとに確認してください。</p>\n");
     for (size_t i = 0; i < n; i++) {
-        kn_buf_add(&b, "<li><span class=\"child\">");
+        kn_buf_add(&b, "<section class=\"kid\"><h2 class=\"child\">");
         add_esc(&b, kids[i].name ? kids[i].name : kids[i].id);
-        kn_buf_add(&b, "</span>");
+        kn_buf_add(&b, "</h2>\n");
         if (kids[i].confirmed_ms > 0) {
-            kn_buf_add(&b, " 確認済み: <time>");
-            add_esc(&b, kn_time_jst(kids[i].confirmed_ms, t, sizeof(t)));
-            kn_buf_add(&b, "</time>");
+            recorded(&b, v, kids[i].confirmed_ms, kids[i].answer,
+                     kids[i].comment);
         } else {
             open++;
-            kn_buf_add(&b, "<form method=\"post\"><input type=\"hidden\" "
-                           "name=\"child\" value=\"");
-            add_esc(&b, kids[i].id);
-            kn_buf_add(&b, "\"/><button type=\"submit\">確認しました</button>"
-                           "</form>");
+            answer_form(&b, v, kids[i].id, "確認しました");
         }
-        kn_buf_add(&b, "</li>\n");
+        kn_buf_add(&b, "</section>\n");
     }
-    kn_buf_add(&b, "</ul>\n");
-    if (open > 1)
-        kn_buf_add(&b, "<form method=\"post\"><input type=\"hidden\" "
-                       "name=\"child\" value=\"*\"/><button type=\"submit\">"
-                       "全員まとめて確認しました</button></form>\n");
+    if (open > 1) {
+        kn_buf_add(&b, "<section class=\"kid\"><h2>全員まとめて</h2>\n");
+        answer_form(&b, v, "*", "全員まとめて確認しました");
+        kn_buf_add(&b, "</section>\n");
+    }
     kn_buf_add(&b, "</body>\n</html>\n");
     return kn_buf_take(&b, NULL);
 }

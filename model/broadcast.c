@@ -340,15 +340,65 @@ static int get_time(json_t *o, const char *key, int64_t *ms, struct perr *pe)
     return 0;
 }
 
+/*
+ * "choices": the answers a guardian picks from on the confirmation page.
+ * Optional; given, it needs "ack": true and holds 2-6 strings of 1-40
+ * characters each (not bytes), one line, no control character, no two
+ * the same.
+ */
+static int get_choices(json_t *root, struct kn_broadcast *b, struct perr *pe)
+{
+    json_t *a = json_object_get(root, "choices"), *v;
+    size_t i;
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a))
+        return fail(pe, "choices",
+                    "must be an array of %d-%d strings, such as "
+                    "[\"無事です\", \"けがをしています\"]",
+                    KN_ACK_CHOICES_MIN, KN_ACK_CHOICES_MAX);
+    if (!b->ack)
+        return fail(pe, "choices",
+                    "answers need a confirmation: add \"ack\": true, or "
+                    "remove \"choices\"");
+    if (json_array_size(a) < KN_ACK_CHOICES_MIN ||
+        json_array_size(a) > KN_ACK_CHOICES_MAX)
+        return fail(pe, "choices", "has %zu answers; give %d to %d",
+                    json_array_size(a), KN_ACK_CHOICES_MIN, KN_ACK_CHOICES_MAX);
+    b->choices = kn_xcalloc(json_array_size(a) + 1, sizeof(char *));
+    json_array_foreach(a, i, v)
+    {
+        char f[32];
+        long n;
+        snprintf(f, sizeof(f), "choices[%zu]", i);
+        if (!json_is_string(v))
+            return fail(pe, f, "must be a string");
+        n = kn_utf8_plain_chars(json_string_value(v), json_string_length(v));
+        if (n < 0)
+            return fail(pe, f,
+                        "holds a control character (a line break, a tab) "
+                        "or invalid UTF-8; write one line of text");
+        if (n < 1 || n > KN_ACK_CHOICE_MAX)
+            return fail(pe, f, "is %ld characters; give 1 to %d", n,
+                        KN_ACK_CHOICE_MAX);
+        for (size_t j = 0; j < b->nchoices; j++) {
+            if (strcmp(b->choices[j], json_string_value(v)) == 0)
+                return fail(pe, f, "is the same as choices[%zu]", j);
+        }
+        b->choices[b->nchoices++] = kn_xstrdup(json_string_value(v));
+    }
+    return 0;
+}
+
 int kn_broadcast_parse(const char *json, size_t len,
                        const struct kn_limits *lim, struct kn_broadcast *b,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant", "category", "priority",   "drill",
-        "subject",    "body",   "channels", "policy",     "audience",
-        "recipients", "ack",    "send_at",  "expires_at", "escalate_after",
-        "sender",     NULL};
+        "id",         "tenant",  "category", "priority",   "drill",
+        "subject",    "body",    "channels", "policy",     "audience",
+        "recipients", "ack",     "send_at",  "expires_at", "escalate_after",
+        "sender",     "choices", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
     json_t *root, *v, *aud;
@@ -546,6 +596,8 @@ int kn_broadcast_parse(const char *json, size_t len,
     }
     free(s);
     s = NULL;
+    if ((rc = get_choices(root, b, &pe)) < 0)
+        goto out;
     if (b->expires_ms == 0) {
         int64_t start = b->send_at_ms > 0 ? b->send_at_ms : kn_now_ms();
         b->expires_ms = start + lim->default_ttl_ms;
@@ -582,6 +634,7 @@ void kn_broadcast_free(struct kn_broadcast *b)
     free(b->sender);
     free_strv(b->groups, b->ngroups);
     free_strv(b->rcpt_ids, b->nrcpt_ids);
+    free_strv(b->choices, b->nchoices);
     for (size_t i = 0; i < b->nrcpts; i++) {
         struct kn_inline_rcpt *r = &b->rcpts[i];
         free(r->id);
@@ -675,6 +728,16 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
     FI("send_at_ms", b->send_at_ms);
     FI("expires_ms", b->expires_ms);
     FI("escalate_ms", b->escalate_ms);
+    if (b->nchoices > 0) {
+        json_t *ch = json_array();
+        for (size_t i = 0; i < b->nchoices; i++)
+            json_array_append_new(ch, json_string(b->choices[i]));
+        s = json_dumps(ch, JSON_COMPACT);
+        F("choices", s);
+        free(s);
+        json_decref(ch);
+        FI("nchoices", (int64_t)b->nchoices);
+    }
     F("sender", b->sender ? b->sender : "unknown");
 #undef F
 #undef FI
@@ -843,5 +906,75 @@ int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
     *bcast = kn_xstrdup((char *)plain);
     *rcpt = kn_xstrdup(bar + 1);
     free(plain);
+    return 0;
+}
+
+/* ---- confirmations and answers ---- */
+
+int kn_ack_comment_check(const char *s, size_t n, char *err, size_t errlen)
+{
+    long chars = kn_utf8_plain_chars(s, n);
+    if (memchr(s, '\0', n) != NULL || chars < 0) {
+        snprintf(err, errlen,
+                 "the comment holds a line break, a tab or another control "
+                 "character; write it on one line");
+        return KN_EINVAL;
+    }
+    if (chars > KN_ACK_COMMENT_MAX) {
+        snprintf(err, errlen,
+                 "the comment is %ld characters; shorten it to at most %d",
+                 chars, KN_ACK_COMMENT_MAX);
+        return KN_EINVAL;
+    }
+    return 0;
+}
+
+char *kn_ack_value(int64_t ms, int answer, const char *sealed_comment)
+{
+    json_t *o = json_object();
+    char *out;
+    json_object_set_new(o, "t", json_integer(ms));
+    if (answer >= 0)
+        json_object_set_new(o, "a", json_integer(answer));
+    if (sealed_comment != NULL)
+        json_object_set_new(o, "c", json_string(sealed_comment));
+    out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+int kn_ack_value_parse(const char *v, int64_t *ms, int *answer,
+                       char **sealed_comment)
+{
+    json_t *o, *t, *a, *c;
+    *ms = 0;
+    *answer = -1;
+    if (sealed_comment != NULL)
+        *sealed_comment = NULL;
+    if (v == NULL || v[0] == '\0')
+        return KN_EINVAL;
+    if (v[0] != '{') { /* a confirmation stored before answers: its time */
+        char *end;
+        long long x = strtoll(v, &end, 10);
+        if (*end != '\0' || x <= 0)
+            return KN_EINVAL;
+        *ms = x;
+        return 0;
+    }
+    o = json_loads(v, 0, NULL);
+    t = json_object_get(o, "t");
+    if (!json_is_integer(t) || json_integer_value(t) <= 0) {
+        json_decref(o);
+        return KN_EINVAL;
+    }
+    *ms = json_integer_value(t);
+    a = json_object_get(o, "a");
+    if (json_is_integer(a) && json_integer_value(a) >= 0 &&
+        json_integer_value(a) < KN_ACK_CHOICES_MAX)
+        *answer = (int)json_integer_value(a);
+    c = json_object_get(o, "c");
+    if (sealed_comment != NULL && json_is_string(c))
+        *sealed_comment = kn_xstrdup(json_string_value(c));
+    json_decref(o);
     return 0;
 }

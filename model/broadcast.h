@@ -68,7 +68,15 @@ struct kn_broadcast {
     int64_t expires_ms;  /* always set after parse */
     int64_t escalate_ms; /* 0: none */
     char *sender;        /* who submitted (token name, "kairanctl") */
+    char **choices;      /* "choices": the answers offered (ack only) */
+    size_t nchoices;     /* 0, or KN_ACK_CHOICES_MIN..MAX */
 };
+
+/* Limits of an ack broadcast's answers (docs/http-api.md, "Answers"). */
+#define KN_ACK_CHOICES_MIN 2
+#define KN_ACK_CHOICES_MAX 6
+#define KN_ACK_CHOICE_MAX  40  /* characters of one choice */
+#define KN_ACK_COMMENT_MAX 200 /* characters of a guardian's comment */
 
 /*
  * Parse and validate a broadcast.  Returns 0 and fills b (free with
@@ -119,5 +127,31 @@ char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
  */
 int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
                  char **rcpt);
+
+/*
+ * A guardian's comment s[0..n): at most KN_ACK_COMMENT_MAX characters
+ * (counted as characters, not bytes), one line, no control character,
+ * valid UTF-8.  Returns 0, or KN_EINVAL with what to fix in err (never
+ * quoting the comment).
+ */
+int kn_ack_comment_check(const char *s, size_t n, char *err, size_t errlen);
+
+/*
+ * A confirmation as stored in bc:<id>:ack (the value of the recipient's
+ * field): the JSON object {"t": ms, "a": choice index, "c": sealed
+ * comment}, "a" and "c" only when given (answer < 0, sealed_comment NULL:
+ * left out).  The comment is sealed by the caller (kn_seal, purpose
+ * "ack-comment") before it reaches this function.  Heap string.
+ */
+char *kn_ack_value(int64_t ms, int answer, const char *sealed_comment);
+
+/*
+ * Read a stored confirmation: the JSON above, or a plain decimal time
+ * (confirmations stored before answers existed).  Returns 0 with *ms > 0,
+ * *answer (-1: none) and, if sealed_comment != NULL, a heap copy of the
+ * sealed comment or NULL; or KN_EINVAL (nothing confirmed, *ms = 0).
+ */
+int kn_ack_value_parse(const char *v, int64_t *ms, int *answer,
+                       char **sealed_comment);
 
 #endif

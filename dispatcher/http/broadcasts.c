@@ -6,6 +6,7 @@
 #include "dispatcher/http/http_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@
 
 /* ------------------------------------------------------------ broadcasts */
 
-/* The fields of bc:<id> read for an answer (never subject or body). */
+/* The fields of bc:<id> read for an answer (subject and body only in the
+ * full answer, bc_json). */
 enum {
     F_STATUS,
     F_TENANT,
@@ -58,8 +60,23 @@ static const char *const bc_fixed[F__FIXED] = {
 static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
                                                "expired", "cancelled"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
+/* After the counts: the confirmation, its answers' tally, the text. */
+enum {
+    X_ACK,
+    X_ACKED,
+    X_CHOICES,
+    X_SUBJECT,
+    X_BODY,
+    X_ANS0,
+    X__N = X_ANS0 + KN_ACK_CHOICES_MAX
+};
+static const char *const bc_extra[X_ANS0] = {"ack", "acked", "choices",
+                                             "subject", "body"};
 
-static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
+/* HMGET of a broadcast's fields (above); the body (up to
+ * dispatcher.max_body) only when with_body: lists read many at once. */
+static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id,
+                     int with_body)
 {
     struct kn_argv a;
     kn_argv_init(&a);
@@ -71,6 +88,14 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id)
         for (int st = 0; st < NSTATES; st++)
             kn_argv_addf(&a, "n:%s:%s", kn_channel_name((enum kn_channel)ch),
                          bc_states[st]);
+    }
+    for (int i = 0; i < X__N; i++) {
+        if (i == X_BODY && !with_body)
+            kn_argv_add(&a, "~"); /* no such field: nil, same places */
+        else if (i < X_ANS0)
+            kn_argv_add(&a, bc_extra[i]);
+        else
+            kn_argv_addf(&a, "ans:%d", i - X_ANS0);
     }
     kn__httpd_batch_add(b, &a);
     kn_argv_free(&a);
@@ -97,8 +122,13 @@ static long long hcount(const redisReply *h, int ch, int st)
 /* May this token see this broadcast (by its hash)? */
 static int bc_visible(const struct conn *c, const redisReply *h)
 {
+    return kn__httpd_bc_may_see(c, hf(h, F_TENANT), hf(h, F_SENDER_TOKEN));
+}
+
+int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
+                         const char *owner)
+{
     const struct token *t = &c->req.tok;
-    const char *tenant = hf(h, F_TENANT), *owner = hf(h, F_SENDER_TOKEN);
     switch (t->role) {
     case KN_ROLE_ADMIN:
     case KN_ROLE_OPERATOR: /* the active list only: routes decide */
@@ -132,11 +162,54 @@ static int bc_percent(const redisReply *h)
 }
 
 /*
+ * The confirmations of an ack broadcast (null without "ack"): members
+ * (recipients with a personal link, -1 when unknown), confirmed and not,
+ * and the tally of the answers, one {"choice", "count"} per choice in
+ * their order, with "unanswered" the confirmations without one.
+ */
+static json_t *ack_json(const redisReply *h, long long members)
+{
+    json_t *o, *arr = json_array(), *ch;
+    const char *ack = hf(h, BC_NFIELDS + X_ACK);
+    long long acked = hfi(h, BC_NFIELDS + X_ACKED), answered = 0;
+    size_t i;
+    if (ack == NULL || strcmp(ack, "1") != 0) {
+        json_decref(arr);
+        return json_null();
+    }
+    ch = hf(h, BC_NFIELDS + X_CHOICES)
+             ? json_loads(hf(h, BC_NFIELDS + X_CHOICES), 0, NULL)
+             : NULL;
+    for (i = 0; i < json_array_size(ch) && i < KN_ACK_CHOICES_MAX; i++) {
+        json_t *one = json_object();
+        long long n = hfi(h, BC_NFIELDS + X_ANS0 + (int)i);
+        answered += n;
+        json_object_set(one, "choice", json_array_get(ch, i));
+        json_object_set_new(one, "count", json_integer(n));
+        json_array_append_new(arr, one);
+    }
+    json_decref(ch);
+    o = json_object();
+    json_object_set_new(o, "recipients",
+                        members >= 0 ? json_integer(members) : json_null());
+    json_object_set_new(o, "confirmed", json_integer(acked));
+    json_object_set_new(
+        o, "unconfirmed",
+        members >= 0 ? json_integer(members > acked ? members - acked : 0)
+                     : json_null());
+    json_object_set_new(o, "answers", arr);
+    json_object_set_new(o, "unanswered",
+                        json_integer(acked > answered ? acked - answered : 0));
+    return o;
+}
+
+/*
  * A broadcast as JSON.  full: every field (GET /v1/broadcasts/{id});
  * else the summary for the active list (no sender name: operators see
  * the list too).
  */
-static json_t *bc_json(const char *id, const redisReply *h, int full)
+static json_t *bc_json(const char *id, const redisReply *h, int full,
+                       long long members)
 {
     json_t *o = json_object(), *counts = json_object();
     long long tot[NSTATES] = {0}, jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
@@ -198,6 +271,15 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
         o, "expanded",
         json_boolean(hf(h, F_EXPANDED) && strcmp(hf(h, F_EXPANDED), "1") == 0));
     json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "subject",
+                        kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_SUBJECT)
+                                                ? hf(h, BC_NFIELDS + X_SUBJECT)
+                                                : ""));
+    json_object_set_new(o, "body",
+                        kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_BODY)
+                                                ? hf(h, BC_NFIELDS + X_BODY)
+                                                : ""));
+    json_object_set_new(o, "ack", ack_json(h, members));
     if (st != NULL && strcmp(st, "rejected") == 0) {
         json_object_set_new(o, "reason",
                             kn__httpd_jstr_or_null(hf(h, F_REASON)));
@@ -210,7 +292,7 @@ static json_t *bc_json(const char *id, const redisReply *h, int full)
 
 static void on_bc_get(struct batch *b)
 {
-    const redisReply *h = kn__httpd_brep(b, 0);
+    const redisReply *h = kn__httpd_brep(b, 0), *m;
     if (b->c == NULL)
         return;
     if (b->failed || h == NULL || h->type != REDIS_REPLY_ARRAY) {
@@ -227,7 +309,24 @@ static void on_bc_get(struct batch *b)
                                 b->c->req.param);
         return;
     }
-    kn__httpd_respond_json(b->c, 200, bc_json(b->c->req.param, h, 1), NULL);
+    m = kn__httpd_brep(b, 1);
+    kn__httpd_respond_json(
+        b->c, 200,
+        bc_json(b->c->req.param, h, 1,
+                m && m->type == REDIS_REPLY_INTEGER ? m->integer : -1),
+        NULL);
+}
+
+/* The reads of GET /v1/broadcasts/{id} (c->req.param): the hash and the
+ * number of members (recipients with a personal link). */
+static void bc_get_start(struct conn *c)
+{
+    struct batch *b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
+    char *k = kn_key_bc(c->srv->d->prefix, c->req.param, ":m");
+    bc_hmget(b, c->srv->d, c->req.param, 1);
+    kn__httpd_batch_cmd(b, "SCARD", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
 }
 
 /* ---- GET /v1/broadcasts?key=K[&tenant=T] ---- */
@@ -235,7 +334,6 @@ static void on_bc_get(struct batch *b)
 static void on_bc_by_key(struct batch *b)
 {
     const redisReply *r = kn__httpd_brep(b, 0);
-    struct batch *b2;
     if (!kn__httpd_batch_usable(b))
         return;
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
@@ -245,42 +343,7 @@ static void on_bc_by_key(struct batch *b)
     /* From here it is GET /v1/broadcasts/{name}. */
     free(b->c->req.param);
     b->c->req.param = kn_xstrdup(r->str);
-    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_get, NULL);
-    bc_hmget(b2, b->srv->d, b->c->req.param);
-    kn__httpd_batch_end(b2);
-}
-
-/* The percent-decoded value of name in the query, or NULL.  Heap. */
-static char *query_get(const char *q, const char *name)
-{
-    size_t n = strlen(name);
-    while (q != NULL && *q) {
-        if (strncmp(q, name, n) == 0 && q[n] == '=') {
-            const char *v = q + n + 1;
-            size_t len = strcspn(v, "&"), o = 0;
-            char *out = kn_xmalloc(len + 1);
-            for (size_t i = 0; i < len; i++) {
-                int hi = i + 2 < len ? kn_hex_value(v[i + 1]) : -1;
-                int lo = i + 2 < len ? kn_hex_value(v[i + 2]) : -1;
-                if (v[i] == '%' && hi >= 0 && lo >= 0) {
-                    out[o++] = (char)(hi << 4 | lo);
-                    i += 2;
-                } else {
-                    out[o++] = v[i] == '+' ? ' ' : v[i];
-                }
-            }
-            out[o] = '\0';
-            if (o != strlen(out)) { /* a NUL inside */
-                free(out);
-                return NULL;
-            }
-            return out;
-        }
-        q = strchr(q, '&');
-        if (q != NULL)
-            q++;
-    }
-    return NULL;
+    bc_get_start(b->c);
 }
 
 /*
@@ -290,7 +353,7 @@ static char *query_get(const char *q, const char *name)
  */
 static void run_bc_by_key(struct conn *c)
 {
-    char *key = query_get(c->req.query, "key"), *tenant = NULL, *k;
+    char *key = kn__httpd_query_get(c->req.query, "key"), *tenant = NULL, *k;
     struct batch *b;
     if (key == NULL || !kn_id_valid(key)) {
         free(key);
@@ -304,7 +367,7 @@ static void run_bc_by_key(struct conn *c)
     if (c->req.tok.tenant != NULL && c->req.tok.tenant[0] != '\0')
         tenant = kn_xstrdup(c->req.tok.tenant);
     else
-        tenant = query_get(c->req.query, "tenant");
+        tenant = kn__httpd_query_get(c->req.query, "tenant");
     if (tenant == NULL || !kn_tenant_valid(tenant)) {
         free(key);
         free(tenant);
@@ -323,14 +386,11 @@ static void run_bc_by_key(struct conn *c)
 
 void kn__httpd_run_bc_get(struct conn *c)
 {
-    struct batch *b;
     if (!kn_id_valid(c->req.param)) {
         kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
         return;
     }
-    b = kn__httpd_batch_new(c->srv, c, on_bc_get, NULL);
-    bc_hmget(b, c->srv->d, c->req.param);
-    kn__httpd_batch_end(b);
+    bc_get_start(c);
 }
 
 /* ---- GET /v1/broadcasts?active=1 ---- */
@@ -347,7 +407,7 @@ static void on_bc_list_2(struct batch *b)
         const redisReply *h = kn__httpd_brep(b, i);
         if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h))
             continue;
-        json_array_append_new(arr, bc_json(ids->v[i], h, 0));
+        json_array_append_new(arr, bc_json(ids->v[i], h, 0, -1));
     }
     json_object_set_new(j, "broadcasts", arr);
     kn__httpd_respond_json(b->c, 200, j, NULL);
@@ -385,7 +445,7 @@ static void on_bc_list_1(struct batch *b)
     }
     b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_list_2, ids);
     for (int i = 0; i < ids->n; i++)
-        bc_hmget(b2, b->srv->d, ids->v[i]);
+        bc_hmget(b2, b->srv->d, ids->v[i], 0);
     kn__httpd_batch_end(b2);
 }
 
@@ -402,8 +462,229 @@ static int query_has(const char *q, const char *kv)
     return 0;
 }
 
+/* ---- GET /v1/broadcasts?from=&to=&cursor=&limit=[&tenant=T] ---- */
+
+#define HIST_DEFAULT 50
+#define HIST_MAX     200
+#define HIST_SCAN    4 /* entries of bcs read per entry answered, at most */
+
+/*
+ * History: broadcasts by created time, newest first, in pages.  bcs (the
+ * zset of every broadcast by created ms) is read in score order and
+ * filtered by what the token may see (its tenant; a sender its own), so a
+ * page may hold fewer than limit broadcasts while more follow: go on while
+ * next_cursor is not null.  The cursor is opaque to clients: base64url of
+ * "<score>:<skip>", the score to go on from and how many entries of that
+ * score were already read.
+ */
+struct hist {
+    struct kn_argv ids;
+    long long *score;
+    long long start; /* the score the read began at (LLONG_MAX: +inf) */
+    long skip;       /* entries of that score skipped */
+    long limit, scan;
+    char *tenant; /* admin and operator: &tenant=T, or NULL */
+};
+
+static void hist_free(struct hist *h)
+{
+    kn_argv_free(&h->ids);
+    free(h->score);
+    free(h->tenant);
+    free(h);
+}
+
+/* The cursor that goes on after entry j of this read. */
+static char *hist_cursor(const struct hist *h, int j)
+{
+    long skip = 0;
+    char plain[64];
+    for (int i = 0; i <= j; i++) {
+        if (h->score[i] == h->score[j])
+            skip++;
+    }
+    if (h->score[j] == h->start)
+        skip += h->skip;
+    snprintf(plain, sizeof(plain), "%lld:%ld", h->score[j], skip);
+    return kn_b64url_encode(plain, strlen(plain));
+}
+
+/* Read a cursor into h->start and h->skip: 0, or -1 if malformed. */
+static int hist_cursor_parse(const char *cur, struct hist *h)
+{
+    unsigned char *plain = NULL;
+    long n = kn_b64url_decode(cur, &plain);
+    long long sc;
+    long sk;
+    char tail;
+    int rc = -1;
+    if (n > 0 && n < 60 && memchr(plain, '\0', (size_t)n) == NULL) {
+        plain = kn_xrealloc(plain, (size_t)n + 1);
+        plain[n] = '\0';
+        if (sscanf((char *)plain, "%lld:%ld%c", &sc, &sk, &tail) == 2 &&
+            sk >= 0 && sc >= 0) {
+            h->start = sc;
+            h->skip = sk;
+            rc = 0;
+        }
+    }
+    free(plain);
+    return rc;
+}
+
+static void on_hist_2(struct batch *b)
+{
+    struct hist *h = b->arg;
+    json_t *j, *arr;
+    char *next = NULL;
+    long n = 0;
+    int last = -1;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    arr = json_array();
+    for (int i = 0; i < h->ids.n; i++) {
+        const redisReply *r = kn__httpd_brep(b, i);
+        const char *t = hf(r, F_TENANT);
+        if (hf(r, F_STATUS) == NULL || !bc_visible(b->c, r) ||
+            (h->tenant != NULL && (t == NULL || strcmp(t, h->tenant) != 0))) {
+            last = i;
+            continue;
+        }
+        if (n == h->limit)
+            break;
+        json_t *o = bc_json(h->ids.v[i], r, 0, -1);
+        if (b->c->req.tok.role != KN_ROLE_OPERATOR)
+            json_object_set_new(
+                o, "subject",
+                kn__httpd_jstr_text(hf(r, BC_NFIELDS + X_SUBJECT)
+                                        ? hf(r, BC_NFIELDS + X_SUBJECT)
+                                        : ""));
+        json_array_append_new(arr, o);
+        n++;
+        last = i;
+    }
+    /* More may follow when the read was full or stopped at the limit. */
+    if (last >= 0 && (h->ids.n == h->scan || last < h->ids.n - 1))
+        next = hist_cursor(h, last);
+    j = json_object();
+    json_object_set_new(j, "broadcasts", arr);
+    json_object_set_new(j, "next_cursor", kn__httpd_jstr_or_null(next));
+    kn__httpd_respond_json(b->c, 200, j, NULL);
+    free(next);
+out:
+    hist_free(h);
+}
+
+static void on_hist_1(struct batch *b)
+{
+    struct hist *h = b->arg;
+    const redisReply *r = kn__httpd_brep(b, 0);
+    struct batch *b2;
+    if (!kn__httpd_batch_usable(b)) {
+        hist_free(h);
+        return;
+    }
+    h->score =
+        kn_xcalloc(r && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 + 1 : 1,
+                   sizeof(*h->score));
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        if (kn__httpd_rstr(r->element[i]) == NULL)
+            continue;
+        h->score[h->ids.n] = kn__httpd_rnum(r->element[i + 1]);
+        kn_argv_add(&h->ids, r->element[i]->str);
+    }
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_hist_2, h);
+    for (int i = 0; i < h->ids.n; i++)
+        bc_hmget(b2, b->srv->d, h->ids.v[i], 0);
+    kn__httpd_batch_end(b2);
+}
+
+/* A time of the query (RFC 3339); 0 and *ms, 1 when absent, or -1 with
+ * 400 answered. */
+static int hist_time(struct conn *c, const char *name, long long *ms)
+{
+    char *v = kn__httpd_query_get(c->req.query, name);
+    int64_t t;
+    if (v == NULL)
+        return 1;
+    if (kn_time_parse(v, &t) < 0) {
+        free(v);
+        kn__httpd_respond_error(c, 400, name,
+                                "not an RFC 3339 time; write e.g. "
+                                "2026-11-22T07:00:00+09:00");
+        return -1;
+    }
+    free(v);
+    *ms = t;
+    return 0;
+}
+
+static void run_bc_history(struct conn *c)
+{
+    struct hist *h = kn_xcalloc(1, sizeof(*h));
+    char *cur = kn__httpd_query_get(c->req.query, "cursor");
+    char *lim = kn__httpd_query_get(c->req.query, "limit");
+    char *k, max[32], min[32], skip[24], cnt[24];
+    long long from = 0, to = LLONG_MAX;
+    struct batch *b;
+    int rc;
+
+    kn_argv_init(&h->ids);
+    h->limit = HIST_DEFAULT;
+    if (lim != NULL) {
+        char *end;
+        h->limit = strtol(lim, &end, 10);
+        if (lim[0] < '0' || lim[0] > '9' || *end != '\0' || h->limit < 1 ||
+            h->limit > HIST_MAX) {
+            kn__httpd_respond_error(c, 400, "limit",
+                                    "give limit as a number from 1 to %d",
+                                    HIST_MAX);
+            goto fail;
+        }
+    }
+    if ((rc = hist_time(c, "from", &from)) < 0 ||
+        (rc = hist_time(c, "to", &to)) < 0)
+        goto fail;
+    h->start = to;
+    if (cur != NULL && (hist_cursor_parse(cur, h) < 0 || h->start > to)) {
+        kn__httpd_respond_error(c, 400, "cursor",
+                                "give back the next_cursor of the previous "
+                                "page as it was, with the same from and to");
+        goto fail;
+    }
+    if (c->req.tok.tenant == NULL || c->req.tok.tenant[0] == '\0') {
+        h->tenant = kn__httpd_query_get(c->req.query, "tenant");
+        if (h->tenant != NULL && !kn_tenant_valid(h->tenant)) {
+            kn__httpd_respond_error(c, 400, "tenant", "not a tenant name");
+            goto fail;
+        }
+    }
+    h->scan = h->limit * HIST_SCAN;
+    if (h->start == LLONG_MAX)
+        snprintf(max, sizeof(max), "+inf");
+    else
+        snprintf(max, sizeof(max), "%lld", h->start);
+    snprintf(min, sizeof(min), "%lld", from);
+    snprintf(skip, sizeof(skip), "%ld", h->skip);
+    snprintf(cnt, sizeof(cnt), "%ld", h->scan);
+    b = kn__httpd_batch_new(c->srv, c, on_hist_1, h);
+    k = kn__key(c->srv->d, "bcs");
+    kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, max, min, "WITHSCORES",
+                        "LIMIT", skip, cnt, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+    free(cur);
+    free(lim);
+    return;
+fail:
+    hist_free(h);
+    free(cur);
+    free(lim);
+}
+
 /* Active broadcasts, and those created in the last minutes (so that one
- * that just ended still shows its final bar). */
+ * that just ended still shows its final bar); or the history. */
 void kn__httpd_run_bc_list(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
@@ -414,11 +695,20 @@ void kn__httpd_run_bc_list(struct conn *c)
         run_bc_by_key(c);
         return;
     }
+    if (!query_has(c->req.query, "active=1") && c->req.query != NULL &&
+        (kn__httpd_query_has(c->req.query, "from") ||
+         kn__httpd_query_has(c->req.query, "to") ||
+         kn__httpd_query_has(c->req.query, "cursor") ||
+         kn__httpd_query_has(c->req.query, "limit"))) {
+        run_bc_history(c);
+        return;
+    }
     if (!query_has(c->req.query, "active=1")) {
         kn__httpd_respond_error(
             c, 400, "active",
-            "only the active list can be read: add ?active=1, or "
-            "find one broadcast by its key with ?key=K");
+            "say which list: ?active=1 (the active ones), the history "
+            "with ?from=T&to=T (RFC 3339; either may be left out) and "
+            "&cursor=C, or one broadcast by its key with ?key=K");
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, NULL);
@@ -591,7 +881,7 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         free(c->req.bc_id);
         c->req.bc_id = kn_xstrdup(rep->element[1]->str);
         b = kn__httpd_batch_new(c->srv, c, on_dup_check, NULL);
-        bc_hmget(b, c->srv->d, c->req.bc_id);
+        bc_hmget(b, c->srv->d, c->req.bc_id, 0);
         kn__httpd_batch_end(b);
         return;
     }
@@ -859,6 +1149,6 @@ void kn__httpd_run_bc_cancel(struct conn *c)
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_cancel_check, NULL);
-    bc_hmget(b, c->srv->d, c->req.param);
+    bc_hmget(b, c->srv->d, c->req.param, 0);
     kn__httpd_batch_end(b);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/argv.h"
 #include "common/kn.h"
@@ -33,7 +34,10 @@
  * bearer token: the signed link is the authentication, so a forged,
  * altered or unknown link (or one of a broadcast without "ack", or of a
  * recipient who is not in it) gets the same 404 and nothing is recorded.
- * GET only shows; POST records the confirmation once (idempotent).
+ * GET only shows; POST records the confirmation once (idempotent), with
+ * the answer picked ("a", required when the broadcast has "choices") and
+ * an optional comment ("c", sealed at rest: kn_ack_value); a refused
+ * answer gets the page again (400) saying what to fix.
  */
 static void ack_invalid(struct conn *c)
 {
@@ -42,12 +46,44 @@ static void ack_invalid(struct conn *c)
                       kn__ack_csp(), NULL);
 }
 
-/* The children of a page while their names are read. */
+/* The choices of a broadcast (its stored JSON array) into v->choices;
+ * returns the array, to be freed after the page is made. */
+static json_t *ack_choices(const char *stored, struct kn_ack_view *v,
+                           const char **buf, size_t cap)
+{
+    json_t *a = stored && stored[0] ? json_loads(stored, 0, NULL) : NULL, *x;
+    size_t i;
+    json_array_foreach(a, i, x)
+    {
+        if (v->nchoices < cap && json_is_string(x))
+            buf[v->nchoices++] = json_string_value(x);
+    }
+    v->choices = buf;
+    return a;
+}
+
+/* A stored confirmation into its time, answer and comment (unsealed:
+ * heap, kn_free_secret; NULL when none or unreadable). */
+static void ack_value(const struct conn *c, const char *stored, int64_t *ms,
+                      int *answer, char **comment)
+{
+    char *sealed = NULL;
+    *comment = NULL;
+    kn_ack_value_parse(stored, ms, answer, &sealed);
+    if (sealed != NULL &&
+        kn_unseal(c->srv->d->kr, "ack-comment", sealed, comment, NULL) != 0)
+        *comment = NULL;
+    free(sealed);
+}
+
+/* A page while the children's names are read (the view script's reply
+ * dies with its callback: what the page needs is copied). */
 struct kids {
-    struct conn *c;
-    int thanks;
+    int thanks, status;
     char *subject, *body;
-    int drill;
+    struct kn_ack_view v;
+    const char *bufs[KN_ACK_CHOICES_MAX];
+    json_t *choices;
     struct kn__ack_child *k;
     size_t n;
 };
@@ -57,11 +93,23 @@ static void kids_free(struct kids *x)
     for (size_t i = 0; i < x->n; i++) {
         free((char *)x->k[i].id);
         kn__httpd_free_secret((char **)&x->k[i].name);
+        kn__httpd_free_secret((char **)&x->k[i].comment);
     }
     free(x->k);
+    json_decref(x->choices);
     free(x->subject);
     free(x->body);
     free(x);
+}
+
+static void kids_answer(struct conn *c, struct kids *x)
+{
+    char *page = x->n == 1
+                     ? kn__ack_page(&x->v, x->thanks)
+                     : kn__ack_page_children(&x->v, x->k, x->n, x->thanks);
+    kn__httpd_respond(c, x->status, "text/html; charset=utf-8", page,
+                      strlen(page), kn__ack_csp(), NULL);
+    free(page);
 }
 
 /* The names are in: unseal them (a child without a directory name is
@@ -70,7 +118,6 @@ static void on_kid_names(struct batch *b)
 {
     struct kids *x = b->arg;
     struct conn *c = b->c;
-    char *page;
     if (c == NULL || !kn__httpd_batch_usable(b)) {
         kids_free(x);
         return;
@@ -82,61 +129,66 @@ static void on_kid_names(struct batch *b)
             kn_unseal(c->srv->d->kr, "name", sealed, &plain, NULL) == 0)
             x->k[i].name = plain;
     }
-    page = kn__ack_page_children(x->subject, x->body, x->drill, x->k, x->n,
-                                 x->thanks);
-    kn__httpd_respond(c, 200, "text/html; charset=utf-8", page, strlen(page),
-                      kn__ack_csp(), NULL);
-    free(page);
+    kids_answer(c, x);
     kids_free(x);
 }
 
-/*
- * Answer the view script's reply: {} is 404; one child the page of one;
- * several (a guardian of siblings) the page listing each, after their
- * names are read from the directory (tenant in the reply).
- */
-static void ack_page(struct conn *c, const redisReply *rep, int thanks)
+static const char *rstr0(const redisReply *r)
 {
-    char *page;
+    const char *s = kn__httpd_rstr(r);
+    return s ? s : "";
+}
+
+/*
+ * Answer the view script's reply {subject, body, drill, confirmation,
+ * choices, tenant, then (id, confirmation) per child}: {} is 404; one
+ * child the page of one; several (a guardian of siblings) the page
+ * listing each, after their names are read from the directory.  status:
+ * 200, or 400 with c->req.ack_error shown above the form.  A comment is
+ * unsealed only to be shown (escaped) on the guardian's own page, and
+ * never logged.
+ */
+static void ack_page(struct conn *c, const redisReply *rep, int thanks,
+                     int status)
+{
     struct kids *x;
     struct batch *b;
     const char *tenant;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 7 ||
-        (rep->elements - 5) % 2 != 0) {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 8 ||
+        (rep->elements - 6) % 2 != 0) {
         ack_invalid(c);
         return;
     }
-    if (rep->elements == 7) {
-        page = kn__ack_page(
-            kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0])
-                                            : "",
-            kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1])
-                                            : "",
-            kn__httpd_rnum(rep->element[2]) != 0,
-            kn__httpd_rnum(rep->element[3]), thanks);
-        kn__httpd_respond(c, 200, "text/html; charset=utf-8", page,
-                          strlen(page), kn__ack_csp(), NULL);
-        free(page);
+    x = kn_xcalloc(1, sizeof(*x));
+    x->thanks = thanks;
+    x->status = status;
+    x->v.subject = x->subject = kn_xstrdup(rstr0(rep->element[0]));
+    x->v.body = x->body = kn_xstrdup(rstr0(rep->element[1]));
+    x->v.drill = kn__httpd_rnum(rep->element[2]) != 0;
+    x->choices = ack_choices(kn__httpd_rstr(rep->element[4]), &x->v, x->bufs,
+                             KN_ACK_CHOICES_MAX);
+    x->v.error = c->req.ack_error;
+    tenant = rstr0(rep->element[5]);
+    x->n = (rep->elements - 6) / 2;
+    x->k = kn_xcalloc(x->n, sizeof(*x->k));
+    for (size_t i = 0; i < x->n; i++) {
+        char *comment;
+        x->k[i].id = kn_xstrdup(rstr0(rep->element[6 + 2 * i]));
+        ack_value(c, kn__httpd_rstr(rep->element[7 + 2 * i]),
+                  &x->k[i].confirmed_ms, &x->k[i].answer, &comment);
+        x->k[i].comment = comment;
+    }
+    if (x->n == 1) {
+        x->v.confirmed_ms = x->k[0].confirmed_ms;
+        x->v.answer = x->k[0].answer;
+        x->v.comment = x->k[0].comment;
+        kids_answer(c, x);
+        kids_free(x);
         return;
     }
-    x = kn_xcalloc(1, sizeof(*x));
-    x->c = c;
-    x->thanks = thanks;
-    x->subject = kn_xstrdup(
-        kn__httpd_rstr(rep->element[0]) ? kn__httpd_rstr(rep->element[0]) : "");
-    x->body = kn_xstrdup(
-        kn__httpd_rstr(rep->element[1]) ? kn__httpd_rstr(rep->element[1]) : "");
-    x->drill = kn__httpd_rnum(rep->element[2]) != 0;
-    tenant =
-        kn__httpd_rstr(rep->element[4]) ? kn__httpd_rstr(rep->element[4]) : "";
-    x->n = (rep->elements - 5) / 2;
-    x->k = kn_xcalloc(x->n, sizeof(*x->k));
     b = kn__httpd_batch_new(c->srv, c, on_kid_names, x);
     for (size_t i = 0; i < x->n; i++) {
-        const char *id = kn__httpd_rstr(rep->element[5 + 2 * i]);
-        char *key = kn_key_rcpt(c->srv->d->prefix, tenant, id ? id : "");
-        x->k[i].id = kn_xstrdup(id ? id : "?");
-        x->k[i].confirmed_ms = kn__httpd_rnum(rep->element[6 + 2 * i]);
+        char *key = kn_key_rcpt(c->srv->d->prefix, tenant, x->k[i].id);
         kn__httpd_batch_cmd(b, "HGET", key, "name", NULL);
         free(key);
     }
@@ -153,7 +205,8 @@ static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
                                 "Redis is unreachable; try again");
         return;
     }
-    ack_page(c, rep, c->req.method == HTTP_POST);
+    ack_page(c, rep, c->req.method == HTTP_POST && c->req.ack_error == NULL,
+             c->req.ack_error != NULL ? 400 : 200);
 }
 
 /* Run the view script (after a confirmation too: the thank-you page
@@ -187,6 +240,15 @@ static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");
+        return;
+    }
+    if (rep->integer == -2 || rep->integer == -3) {
+        c->req.ack_error = kn_xstrdup(
+            rep->integer == -2 ? "回答を一つ選んでください。(Pick one of the "
+                                 "answers.)"
+                               : "このお知らせには回答の選択肢がありません。"
+                                 "(This message offers no answers.)");
+        ack_view(c);
         return;
     }
     if (rep->integer < 0) {
@@ -224,9 +286,8 @@ void kn__httpd_run_ack_get(struct conn *c)
 /*
  * The children a POST confirms: each "child" field of the form
  * (application/x-www-form-urlencoded) that is "*" or a valid recipient id
- * (after percent-decoding), appended to a; at most 64.  Nothing else of
- * the body is read here (the answers of issue 13 add their own fields);
- * the script ignores an id that is not a child of the link.
+ * (after percent-decoding), appended to a; at most 64.  The script
+ * ignores an id that is not a child of the link.
  */
 static void form_children(const char *body, size_t len, struct kn_argv *a)
 {
@@ -266,14 +327,70 @@ static void form_children(const char *body, size_t len, struct kn_argv *a)
     }
 }
 
+/*
+ * The form's fields: "a" the index of the chosen answer (one digit, ""
+ * or absent: none) and "c" the comment.  0 with *answer ("" for none) and
+ * *comment (heap, "" for none), or -1 with c->req.ack_error set (what to
+ * fix; the comment itself is never quoted).
+ */
+static int ack_form(struct conn *c, char **answer, char **comment)
+{
+    const char *body = kn_buf_str(&c->req.body);
+    char err[200];
+    *answer = *comment = NULL;
+    if (kn_buf_len(&c->req.body) > 0 &&
+        (c->req.ctype == NULL ||
+         strncasecmp(c->req.ctype, "application/x-www-form-urlencoded", 33) !=
+             0)) {
+        c->req.ack_error = kn_xstrdup("送信の形式が正しくありません。"
+                                      "(Send the page's form.)");
+        return -1;
+    }
+    *answer = kn__httpd_query_get(body, "a");
+    if (*answer == NULL)
+        *answer = kn_xstrdup("");
+    if ((*answer)[0] != '\0' &&
+        (strlen(*answer) != 1 || (*answer)[0] < '0' || (*answer)[0] > '9')) {
+        c->req.ack_error = kn_xstrdup("回答を一つ選んでください。(Pick one of "
+                                      "the answers.)");
+        return -1;
+    }
+    *comment = kn__httpd_query_get(body, "c");
+    if (*comment == NULL && kn__httpd_query_has(body, "c")) {
+        c->req.ack_error = kn_xstrdup("コメントに使えない文字があります。"
+                                      "(The comment holds a NUL.)");
+        return -1;
+    }
+    if (*comment == NULL)
+        *comment = kn_xstrdup("");
+    if (kn_ack_comment_check(*comment, strlen(*comment), err, sizeof(err)) <
+        0) {
+        c->req.ack_error =
+            kn_xasprintf("コメントは%d文字以内の一行で書いてください。(%s)",
+                         KN_ACK_COMMENT_MAX, err);
+        return -1;
+    }
+    return 0;
+}
+
 void kn__httpd_run_ack_post(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct kn_argv a;
-    char now[24];
+    char now[24], *answer = NULL, *comment = NULL, *sealed = NULL, *value;
+    int64_t ms = kn_now_ms();
     if (ack_token(c) < 0)
         return;
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    if (ack_form(c, &answer, &comment) < 0) {
+        free(answer);
+        kn_free_secret(comment);
+        ack_view(c); /* the page again, 400, with what to fix */
+        return;
+    }
+    if (comment[0] != '\0')
+        sealed = kn_seal(d->kr, "ack-comment", comment, strlen(comment));
+    value = kn_ack_value(ms, answer[0] ? atoi(answer) : -1, sealed);
+    snprintf(now, sizeof(now), "%lld", (long long)ms);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":r"));
@@ -282,7 +399,13 @@ void kn__httpd_run_ack_post(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":fam"));
     kn_argv_add(&a, c->req.ack_rcpt);
     kn_argv_add(&a, now);
+    kn_argv_add(&a, value);
+    kn_argv_add(&a, answer);
     form_children(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body), &a);
+    free(value);
+    free(sealed);
+    free(answer);
+    kn_free_secret(comment);
     kn__httpd_conn_hold(c);
     if (kn_redis_eval(d->cmd, &kn_script_ack_confirm, on_ack_confirmed, c, 5,
                       a.n, (const char **)a.v, a.len) < 0) {

@@ -67,6 +67,8 @@ enum route_id {
     R_BC_GET,
     R_BC_CANCEL,
     R_ACK_GET,
+    R_BC_RCPTS,
+    R_BC_RCPTS_CSV,
     R_ACK_POST,
     R_LINE_HOOK
 };
@@ -115,6 +117,7 @@ struct req {
     char *bc_tenant;         /* its tenant (operation log) */
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
+    char *ack_error;         /* /a/{token}: a refused answer, what to fix */
     int64_t t0;
 };
 
@@ -280,6 +283,8 @@ json_t *kn__httpd_jtime(long long ms);
 char *kn__httpd_dupstr(const char *s);
 json_t *kn__httpd_jstr_or_null(const char *s);
 json_t *kn__httpd_jstr_text(const char *s);
+char *kn__httpd_query_get(const char *q, const char *name);
+int kn__httpd_query_has(const char *q, const char *name);
 
 /* ---- batch.c ---- */
 
@@ -332,6 +337,14 @@ void kn__httpd_run_bc_get(struct conn *c);
 void kn__httpd_run_bc_list(struct conn *c);
 void kn__httpd_run_bc_submit(struct conn *c);
 void kn__httpd_run_bc_cancel(struct conn *c);
+/* May this token read a broadcast of this tenant sent with this token? */
+int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
+                         const char *owner_token);
+
+/* ---- recipients.c ---- */
+
+void kn__httpd_run_bc_rcpts(struct conn *c);
+void kn__httpd_run_bc_rcpts_csv(struct conn *c);
 
 /* ---- confirm.c ---- */
 

@@ -37,6 +37,10 @@ static const struct route routes[] = {
      kn__httpd_run_bc_get},
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
      kn__httpd_run_bc_cancel},
+    {R_BC_RCPTS, HTTP_GET, "/v1/broadcasts/{}/recipients",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts},
+    {R_BC_RCPTS_CSV, HTTP_GET, "/v1/broadcasts/{}/recipients.csv",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts_csv},
     {R_ACK_GET, HTTP_GET, "/a/{}", 0, 1, kn__httpd_run_ack_get},
     {R_ACK_POST, HTTP_POST, "/a/{}", 0, 1, kn__httpd_run_ack_post},
     /* Not rate-limited: LINE's few servers carry every user's events;

@@ -70,6 +70,7 @@ void kn__httpd_req_reset(struct req *r)
     free(r->expect);
     free(r->line_sig);
     free(r->ack_rcpt);
+    free(r->ack_error);
     free(r->path);
     free(r->query);
     free(r->param);

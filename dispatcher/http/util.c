@@ -52,3 +52,55 @@ json_t *kn__httpd_jstr_text(const char *s)
     free(t);
     return j;
 }
+
+/*
+ * The percent-decoded value of name in a query string or a form body
+ * (application/x-www-form-urlencoded: '+' is a space), or NULL when it is
+ * absent or would hold a NUL.  Heap.
+ */
+char *kn__httpd_query_get(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q) {
+        if (strncmp(q, name, n) == 0 && q[n] == '=') {
+            const char *v = q + n + 1;
+            size_t len = strcspn(v, "&"), o = 0;
+            char *out = kn_xmalloc(len + 1);
+            for (size_t i = 0; i < len; i++) {
+                int hi = i + 2 < len ? kn_hex_value(v[i + 1]) : -1;
+                int lo = i + 2 < len ? kn_hex_value(v[i + 2]) : -1;
+                if (v[i] == '%' && hi >= 0 && lo >= 0) {
+                    out[o++] = (char)(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out[o++] = v[i] == '+' ? ' ' : v[i];
+                }
+            }
+            out[o] = '\0';
+            if (o != strlen(out)) { /* a NUL inside */
+                free(out);
+                return NULL;
+            }
+            return out;
+        }
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return NULL;
+}
+
+/* 1 if the query string names this parameter (with any value). */
+int kn__httpd_query_has(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q) {
+        if (strncmp(q, name, n) == 0 &&
+            (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
+            return 1;
+        q = strchr(q, '&');
+        if (q != NULL)
+            q++;
+    }
+    return 0;
+}

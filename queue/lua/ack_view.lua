@@ -2,18 +2,22 @@
 -- broadcast.
 -- KEYS: bc, bc:r, bc:ack, bc:m, and (optional) bc:fam
 -- ARGV: rcpt
--- Returns {subject, body, drill, confirmed ms or '', tenant, then per
--- child: id, confirmed ms or ''}: the children are rcpt itself, then the
--- siblings whose guardian this link reaches (bc:fam, commit_page.lua), so
--- that the page lists each child of the guardian in this broadcast.
+-- Returns {subject, body, drill, confirmation of rcpt or '', choices or '',
+-- tenant, then per child: id, confirmation or ''}: the children are rcpt
+-- itself, then the siblings whose guardian this link reaches (bc:fam,
+-- commit_page.lua), so that the page lists each child of the guardian in
+-- this broadcast.  A confirmation is bc:ack's value (a JSON object or,
+-- stored before answers, a plain time: model/broadcast.h,
+-- kn_ack_value_parse); choices the broadcast's JSON array of answers.
 -- Returns {} when the broadcast asks no confirmation or the recipient is
 -- not one of it.
 --#include is_member
 local h = redis.call('HMGET', KEYS[1], 'ack', 'subject', 'body', 'drill',
-  'tenant')
+                     'choices', 'tenant')
 if h[1] ~= '1' or not is_member(ARGV[1]) then return {} end
 local at = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-local out = {h[2] or '', h[3] or '', h[4] or '0', at, h[5] or '', ARGV[1], at}
+local out = {h[2] or '', h[3] or '', h[4] or '0', at, h[5] or '', h[6] or '',
+             ARGV[1], at}
 if KEYS[5] then
   for x in string.gmatch(redis.call('HGET', KEYS[5], ARGV[1]) or '', '[^;]+') do
     out[#out + 1] = x

@@ -396,7 +396,8 @@ with Redis(out) as redis:
         assert k.bc(r.json["id"])["tenant"] == "momo"
 
     with tap.check("GET /v1/broadcasts/{id}: counts per channel and state, "
-                   "first/last delivery, created, expires (JST), category, sender"):
+                   "first/last delivery, created, expires (JST), category, sender, "
+                   "subject and body"):
         r = request(U, "GET", "/v1/broadcasts/" + IDEM, T["limited"])
         j = r.json
         assert r.status == 200, r
@@ -409,7 +410,9 @@ with Redis(out) as redis:
         assert j["first_delivery"] <= j["last_delivery"]
         assert j["category"] == "notice" and j["sender"] == "Tanaka (sakura office)", j
         assert j["jobs"] == 3 and j["final"] == 3 and j["percent"] == 100, j
-        assert "subject" not in j and "body" not in j
+        # the tenant's staff read subject and body (issue 13); no ack here
+        assert j["subject"] == "お知らせ" and j["body"] == "本文です。", j
+        assert j["ack"] is None, j
 
     with tap.check("GET /v1/broadcasts?active=1 lists recent broadcasts, filtered by role"):
         r = request(U, "GET", "/v1/broadcasts?active=1", T["operator"])

@@ -416,7 +416,7 @@ with Redis(out) as r:
         keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
         c.call("HSET", bc("ak"), "ack", "1", "subject", "s", "body", "b", "ack_m", "1")
         c.call("SADD", bc("ak", ":m"), "r1")
-        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b"", b"", b"r1", b""]
+        assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b"", b"", b"", b"r1", b""]
         assert ev("ack_view", keys, ["r9"]) == []
         assert ev("ack_confirm", keys, ["r1", NOW]) == 1
         assert ev("ack_confirm", keys, ["r1", NOW + 1]) == 0
@@ -441,15 +441,42 @@ with Redis(out) as r:
         assert ev("commit_page", keys, args) == [1, 2]
         assert hgetall(c, bc("fa", ":fam")) == {"k1": "k2;k3"}
         ak = [bc("fa"), bc("fa", ":r"), bc("fa", ":ack"), bc("fa", ":m"), bc("fa", ":fam")]
-        assert ev("ack_view", ak, ["k1"]) == [b"s", b"b", b"0", b"", b"t1", b"k1", b"",
+        assert ev("ack_view", ak, ["k1"]) == [b"s", b"b", b"0", b"", b"", b"t1", b"k1", b"",
                                               b"k2", b"", b"k3", b""]
-        assert ev("ack_confirm", ak, ["k1", NOW, "k2"]) == 1
-        assert ev("ack_confirm", ak, ["k1", NOW, "k4"]) == 0      # not this guardian's
-        assert ev("ack_confirm", ak, ["k2", NOW, "k1"]) == 0      # k2's link: k2 only
-        assert ev("ack_confirm", ak, ["k1", NOW + 5, "*"]) == 2
+        assert ev("ack_confirm", ak, ["k1", NOW, "", "", "k2"]) == 1
+        assert ev("ack_confirm", ak, ["k1", NOW, "", "", "k4"]) == 0      # not this guardian's
+        assert ev("ack_confirm", ak, ["k2", NOW, "", "", "k1"]) == 0      # k2's link: k2 only
+        assert ev("ack_confirm", ak, ["k1", NOW + 5, "", "", "*"]) == 2
         assert hgetall(c, bc("fa", ":ack")) == {"k1": str(NOW + 5), "k2": str(NOW),
                                                 "k3": str(NOW + 5)}
         assert c.call("HGET", bc("fa"), "acked") == b"3"
+    with tap.check("ack_confirm: an answer within the choices, counted once; "
+                   "none where the broadcast offers none"):
+        keys = [bc("aq"), bc("aq", ":r"), bc("aq", ":ack"), bc("aq", ":m")]
+        c.call("HSET", bc("aq"), "ack", "1", "ack_m", "1", "nchoices", "3",
+               "choices", '["a","b","c"]')
+        c.call("SADD", bc("aq", ":m"), "r1", "r2")
+        for bad in ["", "3", "-1", "1.5", "01", "x"]:
+            assert ev("ack_confirm", keys, ["r1", NOW, "{}", bad]) == -2, bad
+        assert c.call("HLEN", bc("aq", ":ack")) == 0
+        v = '{"t":%d,"a":2}' % NOW
+        assert ev("ack_confirm", keys, ["r1", NOW, v, "2"]) == 1
+        assert ev("ack_confirm", keys, ["r1", NOW, '{"t":1,"a":0}', "0"]) == 0
+        assert c.call("HGET", bc("aq", ":ack"), "r1") == v.encode()
+        assert c.call("HMGET", bc("aq"), "acked", "ans:2", "ans:0") == [b"1", b"1", None]
+        assert ev("ack_view", keys, ["r1"])[3:5] == [v.encode(), b'["a","b","c"]']
+        keys = [bc("ak"), bc("ak", ":r"), bc("ak", ":ack"), bc("ak", ":m")]
+        c.call("SADD", bc("ak", ":m"), "r2")
+        assert ev("ack_confirm", keys, ["r2", NOW, "{}", "0"]) == -3
+        # per child with an answer: the same answer for each child "*" records
+        c.call("HSET", bc("fa"), "nchoices", "2", "choices", '["x","y"]')
+        c.call("HDEL", bc("fa", ":ack"), "k2", "k3")
+        ak = [bc("fa"), bc("fa", ":r"), bc("fa", ":ack"), bc("fa", ":m"), bc("fa", ":fam")]
+        v = '{"t":%d,"a":1}' % NOW
+        assert ev("ack_confirm", ak, ["k1", NOW, v, "1", "*"]) == 2
+        assert hgetall(c, bc("fa", ":ack")) == {"k1": str(NOW + 5), "k2": v, "k3": v}
+        assert c.call("HGET", bc("fa"), "ans:1") == b"2"
+        assert ev("ack_confirm", ak, ["k1", NOW, v, "7", "*"]) == -2
 
     # ---- directory (kairanctl) -------------------------------------------
     def row(id_, h, groups="", bidx="", active="", c_="{}"):

@@ -1428,9 +1428,123 @@ static void test_channel_names(void **state)
     assert_int_equal(kn_channel_parse(""), -1);
 }
 
+/* "choices" (answers of an ack broadcast) and the stored confirmation. */
+static int parse_choices(const char *choices, int ack, struct kn_broadcast *b,
+                         char *err, size_t errlen)
+{
+    char json[2048], field[128];
+    snprintf(json, sizeof(json),
+             "{\"tenant\":\"t\",\"category\":\"notice\",\"subject\":\"s\","
+             "\"body\":\"b\",\"channels\":[\"email\"],\"ack\":%s,"
+             "\"choices\":%s,\"audience\":{\"groups\":[\"g\"]}}",
+             ack ? "true" : "false", choices);
+    return kn_broadcast_parse(json, strlen(json), &LIM, b, err, errlen, field,
+                              sizeof(field));
+}
+
+static void test_choices(void **state)
+{
+    static const char *const bad[] = {
+        "[\"one\"]",                                    /* fewer than 2 */
+        "[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\"]",   /* more than 6 */
+        "[\"a\",\"\"]",                                 /* empty */
+        "[\"a\",\"b\\nc\"]",                            /* line break */
+        "[\"a\",\"b\\u0085\"]",                         /* C1 control */
+        "[\"a\",1]",                                    /* not a string */
+        "[\"a\",\"a\"]",                                /* twice */
+        "\"a,b\"",                                      /* not an array */
+        "[\"a\",\"12345678901234567890123456789012345678901\"]", /* 41 */
+    };
+    struct kn_broadcast b;
+    char err[600];
+    struct kn_argv f, a;
+    const char *forty =
+        "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめも"
+        "やゆよらり";
+    char json[512], *v, *sealed;
+    int64_t ms;
+    int ans;
+    (void)state;
+
+    assert_int_equal(parse_choices("[\"無事です\",\"けがをしています\","
+                                   "\"お迎えが必要です\"]",
+                                   1, &b, err, sizeof(err)),
+                     0);
+    assert_int_equal(b.nchoices, 3);
+    assert_string_equal(b.choices[1], "けがをしています");
+    kn_argv_init(&f);
+    kn_argv_init(&a);
+    b.id = kn_xstrdup("b-1");
+    kn_broadcast_submit_args(&b, NULL, &f, &a);
+    for (int i = 0; i + 1 < f.n; i += 2) {
+        if (strcmp(f.v[i], "choices") == 0)
+            assert_string_equal(f.v[i + 1], "[\"無事です\",\"けがをしています\","
+                                            "\"お迎えが必要です\"]");
+        if (strcmp(f.v[i], "nchoices") == 0)
+            assert_string_equal(f.v[i + 1], "3");
+    }
+    kn_argv_free(&f);
+    kn_argv_free(&a);
+    kn_broadcast_free(&b);
+    /* 40 characters of 3 bytes each (120 bytes) are fine: characters count */
+    snprintf(json, sizeof(json), "[\"a\",\"%s\"]", forty);
+    assert_int_equal(parse_choices(json, 1, &b, err, sizeof(err)), 0);
+    kn_broadcast_free(&b);
+    snprintf(json, sizeof(json), "[\"a\",\"%sん\"]", forty);
+    assert_int_equal(parse_choices(json, 1, &b, err, sizeof(err)), KN_EINVAL);
+    assert_non_null(strstr(err, "41 characters"));
+    /* only with "ack": true */
+    assert_int_equal(parse_choices("[\"a\",\"b\"]", 0, &b, err, sizeof(err)),
+                     KN_EINVAL);
+    assert_non_null(strstr(err, "\"ack\": true"));
+    for (size_t i = 0; i < KN_ARRAY_SIZE(bad); i++) {
+        if (parse_choices(bad[i], 1, &b, err, sizeof(err)) != KN_EINVAL)
+            fail_msg("choices %s accepted", bad[i]);
+        assert_true(strncmp(err, "choices", 7) == 0);
+        assert_null(b.choices);
+    }
+
+    /* the stored confirmation, and the plain time stored before answers */
+    v = kn_ack_value(1700000000123LL, 2, "SEALED");
+    assert_string_equal(v, "{\"t\":1700000000123,\"a\":2,\"c\":\"SEALED\"}");
+    assert_int_equal(kn_ack_value_parse(v, &ms, &ans, &sealed), 0);
+    assert_true(ms == 1700000000123LL && ans == 2);
+    assert_string_equal(sealed, "SEALED");
+    free(sealed);
+    free(v);
+    v = kn_ack_value(5, -1, NULL);
+    assert_string_equal(v, "{\"t\":5}");
+    assert_int_equal(kn_ack_value_parse(v, &ms, &ans, &sealed), 0);
+    assert_true(ms == 5 && ans == -1 && sealed == NULL);
+    free(v);
+    assert_int_equal(kn_ack_value_parse("1700000000000", &ms, &ans, NULL), 0);
+    assert_true(ms == 1700000000000LL && ans == -1);
+    assert_int_equal(kn_ack_value_parse("x", &ms, &ans, NULL), KN_EINVAL);
+    assert_int_equal(kn_ack_value_parse("{}", &ms, &ans, NULL), KN_EINVAL);
+    assert_int_equal(kn_ack_value_parse(NULL, &ms, &ans, NULL), KN_EINVAL);
+
+    /* the comment: 200 characters (not bytes), one line */
+    {
+        char c[1024] = "";
+        for (int i = 0; i < 200; i++)
+            strcat(c, "あ");
+        assert_int_equal(kn_ack_comment_check(c, strlen(c), err, sizeof(err)),
+                         0);
+        strcat(c, "a");
+        assert_int_equal(kn_ack_comment_check(c, strlen(c), err, sizeof(err)),
+                         KN_EINVAL);
+        assert_non_null(strstr(err, "201 characters"));
+        assert_null(strstr(err, "あ"));
+        assert_int_equal(kn_ack_comment_check("a\tb", 3, err, sizeof(err)),
+                         KN_EINVAL);
+        assert_int_equal(kn_ack_comment_check("", 0, err, sizeof(err)), 0);
+    }
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_choices),
         cmocka_unit_test(test_full_valid),
         cmocka_unit_test(test_extras_valid),
         cmocka_unit_test(test_names_normalised),

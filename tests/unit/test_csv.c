@@ -527,9 +527,31 @@ static void test_guard_round_trip(void **state)
     assert_string_equal(kn_csv_unguard("'=1"), "=1");
 }
 
+/* UTF-8 -> CP932 for Excel (common/csvcell.c): Japanese text and the
+ * CSV's own bytes kept; what CP932 cannot hold becomes '?'. */
+static void test_cp932_out(void **st)
+{
+    const char *in = "氏名,\"無事です\",～①\r\n😀x\xff";
+    size_t n;
+    char *out = kn_csv_cp932(in, strlen(in), &n);
+    char *back = NULL;
+    size_t bn, bad = 0;
+    (void)st;
+    assert_int_equal(n, strlen(out));
+    /* back through the reader's own converter */
+    assert_int_equal(from_cp932(out, n, &back, &bn, &bad), 0);
+    assert_string_equal(back, "氏名,\"無事です\",～①\r\n?x?");
+    free(back);
+    free(out);
+    out = kn_csv_cp932("", 0, &n);
+    assert_int_equal(n, 0);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cp932_out),
         cmocka_unit_test(test_decode_ascii),
         cmocka_unit_test(test_decode_utf8_no_bom),
         cmocka_unit_test(test_decode_bom),

@@ -75,21 +75,42 @@ static void test_years_ago(void **st)
 
 static void test_ack_page(void **st)
 {
+    static const char *const ch[] = {"無事です", "<b>けが</b>"};
+    struct kn_ack_view v = {"<script>alert(1)</script>", "a & b\n\"c\" 'd'",
+                            1, 0, NULL, 0, -1, NULL, NULL};
     char *p;
     (void)st;
-    p = kn__ack_page("<script>alert(1)</script>", "a & b\n\"c\" 'd'", 1, 0,
-                     0);
+    p = kn__ack_page(&v, 0);
     assert_null(strstr(p, "<script>"));
     assert_non_null(strstr(p, "&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_non_null(strstr(p, "a &amp; b\n&quot;c&quot; &#39;d&#39;"));
     assert_non_null(strstr(p, "【訓練】"));
     assert_non_null(strstr(p, "<form method=\"post\">"));
+    assert_null(strstr(p, "type=\"radio\""));
     free(p);
-    p = kn__ack_page("s", "b", 0, at("2027-05-15T12:00:00+09:00"), 1);
+    v = (struct kn_ack_view){"s", "b", 0, at("2027-05-15T12:00:00+09:00"),
+                             NULL, 0, -1, NULL, NULL};
+    p = kn__ack_page(&v, 1);
     assert_null(strstr(p, "【訓練】"));
     assert_null(strstr(p, "<form"));
     assert_non_null(strstr(p, "2027-05-15T12:00:00.000+09:00"));
     assert_non_null(strstr(p, "ありがとうございました"));
+    free(p);
+    /* answers: one radio each (escaped), the comment field; an error */
+    v = (struct kn_ack_view){"s", "b", 0, 0, ch, 2, -1, NULL, "fix <it>"};
+    p = kn__ack_page(&v, 0);
+    assert_non_null(strstr(p, "value=\"0\" required> 無事です"));
+    assert_non_null(strstr(p, "value=\"1\"> &lt;b&gt;けが&lt;/b&gt;"));
+    assert_non_null(strstr(p, "name=\"c\" maxlength=\"200\""));
+    assert_non_null(strstr(p, "fix &lt;it&gt;"));
+    free(p);
+    /* recorded: the answer and the comment shown, escaped */
+    v = (struct kn_ack_view){"s", "b", 0, at("2027-05-15T12:00:00+09:00"),
+                             ch, 2, 1, "<img src=x>", NULL};
+    p = kn__ack_page(&v, 0);
+    assert_non_null(strstr(p, "&lt;b&gt;けが&lt;/b&gt;"));
+    assert_non_null(strstr(p, "&lt;img src=x&gt;"));
+    assert_null(strstr(p, "<img"));
     free(p);
     assert_non_null(strstr(kn__ack_csp(), "style-src 'sha256-"));
     assert_null(strstr(kn__ack_csp(), "script-src"));
