@@ -29,6 +29,9 @@ its id: the second gives only the father's columns).
       child=* the others, a child of another guardian never; c-7's
       guardians each have a one-child page; the report counts the
       confirmations per child.
+  [6] a drill with choices: each child's form on the mother's page has the
+      answers; one child answered with a comment (sealed, shown escaped),
+      then the others at once with another answer; the report's tally.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
 """
@@ -37,6 +40,7 @@ import collections
 import email
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 import email.policy
 import glob
@@ -245,6 +249,33 @@ with Redis(out) as redis:
         rep = json.loads(k.ctl("report", bid, "--format", "json").stdout)
         assert rep["confirmed"] == 4, rep["confirmed"]
         assert sorted(u["id"] for u in rep["unconfirmed"]) == ["c-4", "c-5", "c-6"], rep["unconfirmed"]
+
+    with tap.check("[6] with choices: each child's form has the answers; one child, then the rest at once"):
+        d2 = dict(drill, subject="安否確認", choices=["無事です", "けがをしています", "お迎えが必要です"])
+        cp = k.ctl("drill", "-", input=json.dumps(d2, ensure_ascii=False))
+        bid2 = cp.stdout.strip()
+        assert cp.returncode == 0 and bid2, cp.stderr
+        k.wait_done(bid2, 60)
+        wait_for(lambda: sum(sent(k.outbox, bid2).values()) >= 4, 30, 0.1, what="4 .eml files")
+        link = links_of(k.outbox, bid2)["mama@example.jp"]
+        st, body = http(port, "GET", link)
+        assert st == 200 and body.count('name="a" value="1"') == 4, body    # 3 + all
+        st, body = http(port, "POST", link, b"child=c-1&a=9")
+        assert st == 400 and redis.call("HLEN", P + "bc:%s:ack" % bid2) == 0, (st, body[:400])
+        st, body = http(port, "POST", link,
+                        b"child=c-1&a=1&c=" + urllib.parse.quote("<b>足をけが</b>").encode())
+        assert st == 200, (st, body[:400])
+        assert "&lt;b&gt;足をけが&lt;/b&gt;" in body and "<b>足" not in body, body
+        v1 = json.loads(redis.call("HGET", P + "bc:%s:ack" % bid2, "c-1"))
+        assert v1["a"] == 1 and "足" not in json.dumps(v1), v1     # the comment sealed
+        st, body = http(port, "POST", link, b"child=*&a=0")
+        assert st == 200 and 'name="child"' not in body, body
+        vals = {c: json.loads(redis.call("HGET", P + "bc:%s:ack" % bid2, c)) for c in ("c-2", "c-3")}
+        assert all(v["a"] == 0 and "c" not in v for v in vals.values()), vals
+        rep2 = json.loads(k.ctl("report", bid2, "--format", "json").stdout)
+        tally = {x["choice"]: x["count"] for x in rep2["answers"]}
+        assert tally == {"無事です": 2, "けがをしています": 1, "お迎えが必要です": 0}, rep2["answers"]
+        assert rep2["confirmed"] == 3, rep2["confirmed"]
 
     d.stop()
 
