@@ -125,3 +125,27 @@ int kn_session_alive(int64_t created_ms, int64_t seen_ms, int64_t now)
         return KN_ETIMEDOUT;
     return 0;
 }
+
+int kn_staff_login_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+long long kn_login_delay_ms(long long spread_failures)
+{
+    long long over = spread_failures - KN_LOGIN_SPREAD_FREE, d = 250;
+    if (over <= 0)
+        return 0;
+    for (long long i = 0; i < over / 5 && d < KN_LOGIN_DELAY_MAX_MS; i++)
+        d *= 2;
+    return d < KN_LOGIN_DELAY_MAX_MS ? d : KN_LOGIN_DELAY_MAX_MS;
+}

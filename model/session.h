@@ -55,4 +55,28 @@ void kn_session_origin(const char *public_url, char *out, size_t len);
  * else KN_ETIMEDOUT. */
 int kn_session_alive(int64_t created_ms, int64_t seen_ms, int64_t now);
 
+/*
+ * A staff login: 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter
+ * or digit (lowercase only, so "Sato" and "sato" cannot be two accounts).
+ */
+int kn_staff_login_valid(const char *s);
+
+/* Throttling of logins (dispatcher/http/session.c):
+ *  - from one address, KN_LOGIN_LOCK_FAILS failures lock that account for
+ *    that address for KN_LOGIN_LOCK_MS;
+ *  - from anywhere, past KN_LOGIN_SPREAD_FREE failures within
+ *    KN_LOGIN_LOCK_MS every further attempt at that account is answered
+ *    only after kn_login_delay_ms: slower, never refused, so that the
+ *    owner can still log in from an address of their own. */
+#define KN_LOGIN_LOCK_FAILS  5
+#define KN_LOGIN_LOCK_MS     (15LL * 60 * 1000)
+#define KN_LOGIN_SPREAD_FREE 10
+#define KN_LOGIN_DELAY_MAX_MS 4000
+
+/* The delay before answering an attempt when the account has had
+ * spread_failures failures (all addresses) in the window: 0 up to
+ * KN_LOGIN_SPREAD_FREE, then 250 ms doubling per 5 more, at most
+ * KN_LOGIN_DELAY_MAX_MS. */
+long long kn_login_delay_ms(long long spread_failures);
+
 #endif
