@@ -95,8 +95,9 @@ int kn_password_check(const char *pw, const char *login, char *err,
     }
     n = text_chars(pw);
     if (n < 0) {
-        snprintf(err, errlen, "the password must be UTF-8 text without "
-                              "control characters");
+        snprintf(err, errlen,
+                 "the password must be UTF-8 text without "
+                 "control characters");
         return KN_EINVAL;
     }
     if (n < KN_PW_MIN_CHARS) {
@@ -111,9 +112,10 @@ int kn_password_check(const char *pw, const char *login, char *err,
         return KN_EINVAL;
     }
     if (kn_password_common(pw)) {
-        snprintf(err, errlen, "this password is in the list of common "
-                              "passwords that attackers try first: "
-                              "choose another");
+        snprintf(err, errlen,
+                 "this password is in the list of common "
+                 "passwords that attackers try first: "
+                 "choose another");
         return KN_EINVAL;
     }
     return 0;
@@ -152,8 +154,7 @@ int kn_password_params(const char *encoded, unsigned *m_kib, unsigned *t,
         used == 0)
         return KN_EINVAL;
     /* Bounds: a hash from elsewhere must not make verify take 4 GiB. */
-    if (*m_kib < 8 || *m_kib > 262144 || *t < 1 || *t > 10 || *p < 1 ||
-        *p > 8)
+    if (*m_kib < 8 || *m_kib > 262144 || *t < 1 || *t > 10 || *p < 1 || *p > 8)
         return KN_EINVAL;
     return 0;
 }

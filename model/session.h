@@ -68,9 +68,9 @@ int kn_staff_login_valid(const char *s);
  *    KN_LOGIN_LOCK_MS every further attempt at that account is answered
  *    only after kn_login_delay_ms: slower, never refused, so that the
  *    owner can still log in from an address of their own. */
-#define KN_LOGIN_LOCK_FAILS  5
-#define KN_LOGIN_LOCK_MS     (15LL * 60 * 1000)
-#define KN_LOGIN_SPREAD_FREE 10
+#define KN_LOGIN_LOCK_FAILS   5
+#define KN_LOGIN_LOCK_MS      (15LL * 60 * 1000)
+#define KN_LOGIN_SPREAD_FREE  10
 #define KN_LOGIN_DELAY_MAX_MS 4000
 
 /* The delay before answering an attempt when the account has had

@@ -28,8 +28,8 @@ uint32_t kn_hotp(const unsigned char *key, size_t keylen, uint64_t step,
     return bin % mod;
 }
 
-int64_t kn_totp_check(const unsigned char *key, size_t keylen,
-                      const char *code, int64_t now_s, int64_t last_used)
+int64_t kn_totp_check(const unsigned char *key, size_t keylen, const char *code,
+                      int64_t now_s, int64_t last_used)
 {
     uint32_t want = 0;
     int64_t step = now_s / KN_TOTP_STEP_S, found = -1;

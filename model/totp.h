@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KN_TOTP_STEP_S      30
-#define KN_TOTP_DIGITS      6
-#define KN_TOTP_SECRET      20 /* bytes of a new secret (160 bits) */
-#define KN_TOTP_SECRET_B32  32 /* base32 characters of 20 bytes */
+#define KN_TOTP_STEP_S     30
+#define KN_TOTP_DIGITS     6
+#define KN_TOTP_SECRET     20 /* bytes of a new secret (160 bits) */
+#define KN_TOTP_SECRET_B32 32 /* base32 characters of 20 bytes */
 
 /* The code (0..10^digits-1) of counter step for key (RFC 4226 HOTP with
  * HMAC-SHA-1); digits 6..8. */
@@ -27,8 +27,8 @@ uint32_t kn_hotp(const unsigned char *key, size_t keylen, uint64_t step,
  * digits or matches none of them, or matches only a step <= last_used
  * (a code is accepted once: pass the last step accepted, or -1).
  */
-int64_t kn_totp_check(const unsigned char *key, size_t keylen,
-                      const char *code, int64_t now_s, int64_t last_used);
+int64_t kn_totp_check(const unsigned char *key, size_t keylen, const char *code,
+                      int64_t now_s, int64_t last_used);
 
 /* RFC 4648 base32 (no padding) of len bytes into out (8*len/5+2 bytes):
  * what authenticator apps take. */
