@@ -491,23 +491,23 @@ void kn__httpd_run_login(struct conn *c)
     l->code = code ? kn_xstrdup(code) : NULL;
     json_decref(j); /* (jansson's copy of the password goes with it) */
     b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
-    k = kn_key_login_fail(d->prefix, tenant, login, c->req.source);
+    k = kn_key_login_fail(d->prefix, l->tenant, l->login, c->req.source);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
-    k = kn_key_login_spread(d->prefix, tenant, login);
+    k = kn_key_login_spread(d->prefix, l->tenant, l->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     {
         struct kn_argv a;
         kn_argv_init(&a);
         kn_argv_add(&a, "HMGET");
-        kn_argv_take(&a, kn_key_staff(d->prefix, tenant, login));
+        kn_argv_take(&a, kn_key_staff(d->prefix, l->tenant, l->login));
         for (int i = 0; i < A__N; i++)
             kn_argv_add(&a, acct_fields[i]);
         kn__httpd_batch_add(b, &a);
         kn_argv_free(&a);
     }
-    k = kn__key(d, "tenant:%s", tenant);
+    k = kn__key(d, "tenant:%s", l->tenant);
     kn__httpd_batch_cmd(b, "HGET", k, "closed_ms", NULL);
     free(k);
     kn__httpd_batch_end(b);
