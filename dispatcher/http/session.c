@@ -458,6 +458,19 @@ void kn__httpd_run_login(struct conn *c)
 
     if (j == NULL)
         return;
+    /* Login CSRF: a browser names the page that posts; only the
+     * console's own origin may log someone in. */
+    if (c->req.origin != NULL) {
+        char origin[256];
+        kn_session_origin(c->srv->cfg->http_public_url, origin, sizeof(origin));
+        if (strcmp(c->req.origin, origin) != 0) {
+            json_decref(j);
+            refuse(c, 403, "csrf_origin", NULL,
+                   "cross-site login refused: log in from the console's "
+                   "own origin");
+            return;
+        }
+    }
     tenant = jstr(j, "tenant");
     login = jstr(j, "login");
     pw = jstr(j, "password");

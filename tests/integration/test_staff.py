@@ -241,6 +241,13 @@ with Redis(out) as redis:
         dump = b"".join(redis.call("DUMP", x) or b"" for x in keys)
         assert sid.encode() not in dump and r.json["csrf"].encode() not in dump
 
+    with tap.check("[2] a login posted from another origin is refused (403)"):
+        r = Session(port).call("POST", "/v1/session",
+                               {"tenant": "sakura", "login": "sato",
+                                "password": PW[("sakura", "sato")]},
+                               origin="https://evil.example")
+        assert r.status == 403 and r.headers.get("set-cookie") is None, r
+
     with tap.check("[2] an initial password must be changed first: other routes 403"):
         r = s.call("GET", "/v1/broadcasts?active=1")
         assert r.status == 403 and "change the initial password" in r.json["error"], r
