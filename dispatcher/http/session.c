@@ -754,6 +754,16 @@ fail:
     free(x);
 }
 
+static void on_totp_stored(struct batch *b)
+{
+    json_t *r = b->arg;
+    if (kn__httpd_batch_usable(b)) {
+        kn__httpd_respond_json(b->c, 200, r, NULL);
+        return;
+    }
+    json_decref(r);
+}
+
 void kn__httpd_run_totp(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
@@ -770,14 +780,11 @@ void kn__httpd_run_totp(struct conn *c)
     if (action != NULL && strcmp(action, "setup") == 0) {
         unsigned char secret[KN_TOTP_SECRET];
         char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp;
+        struct batch *b;
         kn_random(secret, sizeof(secret));
         kn_base32_encode(secret, sizeof(secret), b32);
         sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
         OPENSSL_cleanse(secret, sizeof(secret));
-        k = kn_key_staff(d->prefix, t->tenant, t->login);
-        kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s totp_pending %s", k, sealed);
-        free(k);
-        free(sealed);
         lp = kn_key_part(t->login); /* safe in a URI */
         uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
                            "&algorithm=SHA1&digits=6&period=30",
@@ -789,7 +796,13 @@ void kn__httpd_run_totp(struct conn *c)
                             json_string("enter the code your app shows: "
                                         "{\"action\": \"confirm\", "
                                         "\"code\": \"123456\"}"));
-        kn__httpd_respond_json(c, 200, r, NULL);
+        /* Answered once the pending secret is stored. */
+        b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+        k = kn_key_staff(d->prefix, t->tenant, t->login);
+        kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+        free(sealed);
         OPENSSL_cleanse(b32, sizeof(b32));
         OPENSSL_cleanse(uri, strlen(uri));
         free(uri);

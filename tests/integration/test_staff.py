@@ -500,7 +500,7 @@ with Redis(out) as redis:
         for want in (("kocho", "wrong_password"), ("nobody", "unknown_login"),
                      ("kocho", "locked"), ("kocho", "ok"), ("ito", "deactivated"),
                      ("kocho", "totp_missing"), ("kocho", "totp_wrong")):
-            assert want in res, (want, sorted(res))
+            assert want in res, (want, sorted(res, key=str))
         sess_lines = [l for l in lines if l.get("token", "") and l["token"].startswith("st_")]
         assert sess_lines, "no session lines"
         text = ""
