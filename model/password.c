@@ -7,6 +7,7 @@
 #include "model/password.h"
 
 #include <argon2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,14 +160,19 @@ int kn_password_params(const char *encoded, unsigned *m_kib, unsigned *t,
     return 0;
 }
 
+static char dummy[KN_PW_ENCODED];
+
+static void dummy_make(void)
+{
+    char pw[21];
+    kn_password_initial(pw);
+    kn_password_hash(pw, dummy);
+}
+
 const char *kn_password_dummy(void)
 {
-    static char dummy[KN_PW_ENCODED];
-    if (dummy[0] == '\0') {
-        char pw[21];
-        kn_password_initial(pw);
-        kn_password_hash(pw, dummy);
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, dummy_make);
     return dummy;
 }
 

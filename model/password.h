@@ -55,8 +55,8 @@ int kn_password_params(const char *encoded, unsigned *m_kib, unsigned *t,
 /*
  * An encoded hash of a random password, made once per process: what an
  * unknown login is verified against, so that it costs the same time as
- * a known one.  Thread-safe after its first call (make that call on the
- * loop before using it from the thread pool).
+ * a known one.  Thread-safe (made once, by the first caller: kairand's
+ * first login, on the thread pool).
  */
 const char *kn_password_dummy(void);
 

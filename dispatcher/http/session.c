@@ -395,7 +395,6 @@ static int hash_start(struct login *l)
         kn__httpd_respond_json(l->c, 503, j, "Retry-After: 1\r\n");
         return -1;
     }
-    (void)kn_password_dummy(); /* made once, on the loop */
     s->hashing++;
     s->live++;
     kn__httpd_conn_hold(l->c);

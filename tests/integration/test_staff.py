@@ -359,10 +359,28 @@ with Redis(out) as redis:
         r = request(port, "GET", "/v1/broadcasts?active=1", headers={"Cookie": cookie_before_logout})
         assert r.status == 401, r
 
+    with tap.check("[4] a session ends after 30 minutes idle and after 12 hours in all"):
+        for field, ago in (("seen_ms", 31 * 60 * 1000), ("created_ms", 12 * 3600 * 1000 + 1000)):
+            e = Session(port)
+            assert e.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+            assert e.call("GET", "/v1/broadcasts?active=1").status == 200
+            key = P + "sess:" + hashlib.sha256(e.cookie.split("=", 1)[1].encode()).hexdigest()
+            redis.call("HSET", key, field, str(int(time.time() * 1000) - ago))
+            r = e.call("GET", "/v1/broadcasts?active=1")
+            assert r.status == 401 and "expired" in r.json["error"], (field, r)
+            wait_for(lambda: redis.call("EXISTS", key) == 0, 10, 0.05,
+                     what="the expired session's record deleted")
+
     with tap.check("[4] deactivation ends sessions and stops logins; the sender's name stays"):
         ito = Session(port)
         assert ito.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
         assert ito.call("GET", "/v1/broadcasts?active=1").status == 200
+        r = ito.call("POST", "/v1/broadcasts", {
+            "tenant": "sakura", "category": "notice", "subject": "部活の連絡",
+            "body": "本文", "channels": ["email"], "audience": {"groups": ["2-B"]},
+            "send_at": "2099-01-01T09:00:00+09:00"})
+        assert r.status == 202, r
+        ito_bc = r.json["id"]
         cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "ito")
         assert cp.returncode == 0, cp.stderr
         r = ito.call("GET", "/v1/broadcasts?active=1")
@@ -371,6 +389,7 @@ with Redis(out) as redis:
         assert r.status == 401 and "deactivated" in r.json["error"], r
         cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "nobody")
         assert cp.returncode == 3, cp
+        assert k.bc(ito_bc).get("sender") == "佐藤 一郎", k.bc(ito_bc)
 
     with tap.check("[4] a password reset ends sessions; the old password stops; the new initial one must be changed"):
         mori = first_login("sakura", "mori")
