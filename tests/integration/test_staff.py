@@ -346,6 +346,27 @@ with Redis(out) as redis:
         r = s2.call("GET", "/metrics")
         assert r.status == 403, r
 
+    with tap.check("[3] an operator's session lists only its tenant's broadcasts"):
+        add("sakura", "noc", "operator", name="情報担当")
+        NEWPW["noc"] = "joho tanto no pasuwado"
+        noc = first_login("sakura", "noc")
+        other = k.submit({"tenant": "momo", "category": "notice", "subject": "momo",
+                          "body": "b", "channels": ["email"],
+                          "recipients": [{"id": "m1", "email": "m1@example.jp"}],
+                          "send_at": "2099-01-01T09:00:00+09:00"})
+        mine = k.submit({"tenant": "sakura", "category": "notice", "subject": "sakura",
+                         "body": "b", "channels": ["email"],
+                         "recipients": [{"id": "s1", "email": "s1@example.jp"}],
+                         "send_at": "2099-01-01T09:00:00+09:00"})
+        r = noc.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 200, r
+        ids = {b["id"] for b in r.json["broadcasts"]}
+        assert mine in ids and other not in ids, (mine, other, ids)
+        r = noc.call("GET", "/v1/queues")
+        assert r.status == 200 and other not in r.body, r
+        r = noc.call("POST", "/v1/broadcasts/%s/cancel" % mine)
+        assert r.status == 403, r
+
     with tap.check("[4] logout ends the session (401 after); the cookie is cleared"):
         r = ito.call("DELETE", "/v1/session")
         assert r.status == 200 and "Max-Age=0" in ito.set_cookie, r
