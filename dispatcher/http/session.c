@@ -27,6 +27,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "model/audit.h"
 #include "model/password.h"
 #include "model/session.h"
 #include "model/totp.h"
@@ -79,6 +80,33 @@ static int need_session(struct conn *c)
         return -1;
     }
     return 0;
+}
+
+/* One line to the operation log for a change a session made. */
+static void op_log(struct conn *c, const char *op)
+{
+    json_t *j = json_object();
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(c->req.tok.tenant));
+    json_object_set_new(j, "login", kn__httpd_jstr_text(c->req.tok.login));
+    json_object_set_new(j, "token", json_string(c->req.tok.id));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, j) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, NULL);
+    free(actor);
+}
+
+/* A change that cannot be logged is not made: 0, or 503 answered. */
+static int op_ready(struct conn *c)
+{
+    if (kn_audit_ready(c->srv->cfg->audit_dir) == 0)
+        return 0;
+    kn__httpd_respond_error(c, 503, NULL,
+                            "the operation log cannot be written now, so "
+                            "nothing was changed; try again later");
+    return -1;
 }
 
 /* Count a failure of (tenant, login) from source. */
@@ -449,12 +477,14 @@ static void on_login_lookup(struct batch *b)
 void kn__httpd_run_login(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j;
     const char *tenant, *login, *pw, *code;
     struct login *l;
     struct batch *b;
     char *k;
 
+    c->req.auth_result = "malformed"; /* every attempt is logged */
+    j = body_object(c);
     if (j == NULL)
         return;
     /* Login CSRF: a browser names the page that posts; only the
@@ -569,6 +599,7 @@ static void on_password_stored(struct batch *b)
     json_object_set_new(reply, "must_change_password", json_false());
     kn_log(KN_LOG_INFO, "http", "staff password changed", "tenant", l->tenant,
            "token", c->req.tok.id, NULL);
+    op_log(c, "staff.password");
     /* Every session of the account ended (gen); this client gets a new
      * one. */
     session_make(c, l->tenant, l->login, kn__httpd_rnum(gen), reply, -1);
@@ -631,9 +662,10 @@ void kn__httpd_run_password(struct conn *c)
     struct login *l;
     struct batch *b;
 
-    if (need_session(c) < 0)
+    if (need_session(c) < 0 || op_ready(c) < 0)
         return;
-    if ((j = body_object(c)) == NULL)
+    j = body_object(c);
+    if (j == NULL)
         return;
     cur = jstr(j, "current");
     nw = jstr(j, "new");
@@ -699,6 +731,7 @@ static void on_totp_confirmed(struct batch *b)
     }
     kn_log(KN_LOG_INFO, "http", "staff TOTP enabled", "tenant",
            c->req.tok.tenant, "token", c->req.tok.id, NULL);
+    op_log(c, "staff.totp");
     j = json_object();
     json_object_set_new(j, "totp", json_true());
     kn__httpd_respond_json(c, 200, j, NULL);
@@ -771,9 +804,10 @@ void kn__httpd_run_totp(struct conn *c)
     const char *action;
     char *k;
 
-    if (need_session(c) < 0)
+    if (need_session(c) < 0 || op_ready(c) < 0)
         return;
-    if ((j = body_object(c)) == NULL)
+    j = body_object(c);
+    if (j == NULL)
         return;
     action = jstr(j, "action");
     if (action != NULL && strcmp(action, "setup") == 0) {

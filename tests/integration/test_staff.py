@@ -551,7 +551,8 @@ with Redis(out) as redis:
         for pw in list(PW.values()) + list(NEWPW.values()):
             assert pw not in text, pw
         ops = {l["op"] for l in read_audit("operations.jsonl")}
-        assert {"staff.add", "staff.deactivate", "staff.reset", "staff.role"} <= ops, ops
+        assert {"staff.add", "staff.deactivate", "staff.reset", "staff.role",
+                "staff.password", "staff.totp"} <= ops, ops
 
     with tap.check("[4] the purge after retention erases a closed tenant's accounts and sessions"):
         assert redis.call("EXISTS", P + "staff:momo:sato") == 1
