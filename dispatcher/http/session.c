@@ -646,6 +646,21 @@ static void on_password_lookup(struct batch *b)
         login_free(l);
         return;
     }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) >= KN_LOGIN_LOCK_FAILS) {
+        char extra[48];
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                 KN_LOGIN_LOCK_MS / 1000);
+        c->req.auth_result = "locked";
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:n}", "error",
+                      "too many failed password checks for this account "
+                      "from this address: try again in 15 minutes",
+                      "field"),
+            extra);
+        login_free(l);
+        return;
+    }
     l->a[A_HASH] = kn__httpd_dupstr(kn__httpd_rstr(h));
     l->known = l->a[A_HASH] != NULL;
     l->c = c;
@@ -704,6 +719,10 @@ void kn__httpd_run_password(struct conn *c)
     b = kn__httpd_batch_new(c->srv, c, on_password_lookup, l);
     k = kn_key_staff(c->srv->d->prefix, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "HGET", k, "hash", NULL);
+    free(k);
+    k = kn_key_login_fail(c->srv->d->prefix, t->tenant, t->login,
+                          c->req.source);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
 }

@@ -460,6 +460,19 @@ with Redis(out) as redis:
         r = Session(port, ip="10.1.1.1").login("sakura", "ghost", "x guess 9")
         assert r.status == 429, r
 
+    with tap.check("[5] wrong current passwords lock a password change too (429 after 5)"):
+        add("sakura", "tester", "sender", groups="2-A")
+        NEWPW["tester"] = "tester no pasuwado desu"
+        ts = Session(port, ip="10.8.0.1")
+        assert ts.login("sakura", "tester", PW[("sakura", "tester")]).status == 200
+        for i in range(5):
+            r = ts.call("POST", "/v1/session/password",
+                        {"current": "wrong current %d" % i, "new": NEWPW["tester"]})
+            assert r.status == 403, (i, r)
+        r = ts.call("POST", "/v1/session/password",
+                    {"current": PW[("sakura", "tester")], "new": NEWPW["tester"]})
+        assert r.status == 429 and r.headers.get("retry-after") == ["900"], r
+
     with tap.check("[5] failures from many addresses never lock; the owner still logs in"):
         codes = []
         for i in range(16):
