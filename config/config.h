@@ -132,19 +132,19 @@ struct kn_config {
     int64_t failover_probe_ms; /* open -> one probe after this */
 
     /* [http] kairand's HTTP port */
-    char *http_listen;          /* 127.0.0.1:8025; empty: no HTTP */
-    char *http_public_url;      /* base of personal links */
-    int64_t http_max_body;      /* bytes */
-    int http_metrics_open;      /* /metrics without a token */
-    int http_require_2fa_admin; /* staff admins must use TOTP */
-    int64_t http_rate;          /* requests per second per source address */
-    int64_t http_max_conns;     /* open connections in all */
+    char *http_listen;      /* 127.0.0.1:8025; empty: no HTTP */
+    char *http_public_url;  /* base of personal links */
+    int64_t http_max_body;  /* bytes */
+    int http_metrics_open;  /* /metrics without a token */
+    int64_t http_rate;      /* requests per second per source address */
+    int64_t http_max_conns; /* open connections in all */
     int64_t http_max_conns_per_peer; /* per peer address, but proxies */
     char *http_trusted_proxies;      /* addresses: no per-peer cap, X-Real-IP */
     int64_t http_header_timeout_ms;  /* a request head must arrive within */
     int64_t http_body_timeout_ms;    /* longest pause while a body arrives */
     int64_t http_send_timeout_ms;    /* an answer must be taken within */
     int64_t http_max_buffered;       /* request bytes held, all connections */
+    int http_require_2fa_admin;      /* staff admins must use TOTP */
 
     /* [retention] */
     int64_t retention_fiscal_years;
