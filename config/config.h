@@ -67,8 +67,15 @@ struct kn_config {
     int64_t smtp_connections;
     char *smtp_from;     /* "Name <addr>" or addr */
     char *smtp_reply_to; /* optional */
-    char *smtp_helo;     /* EHLO name; default from the From domain */
-    int64_t smtp_timeout_ms;
+    char *smtp_helo;     /* EHLO name; default the host's own name */
+    int64_t smtp_timeout_ms; /* TCP connect and TLS handshake */
+    /* The reply timeouts of RFC 5321 4.5.3.2 */
+    int64_t smtp_greeting_timeout_ms;
+    int64_t smtp_mail_timeout_ms; /* MAIL and EHLO, STARTTLS, AUTH, RSET */
+    int64_t smtp_rcpt_timeout_ms;
+    int64_t smtp_data_init_timeout_ms;
+    int64_t smtp_data_xfer_timeout_ms;
+    int64_t smtp_data_done_timeout_ms;
 
     /* [outbox] */
     char *outbox_dir;
