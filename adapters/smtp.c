@@ -330,7 +330,14 @@ static void tls_reason(struct conn *c, char *buf, size_t len)
 {
     long vr = SSL_get_verify_result(c->ssl);
     unsigned long e = ERR_peek_last_error();
-    if (vr != X509_V_OK) {
+    if (vr == X509_V_ERR_HOSTNAME_MISMATCH ||
+        vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+        snprintf(buf, len,
+                 "TLS: certificate verify failed: no subject alternative "
+                 "name of the certificate matches the relay's host name %s "
+                 "(smtp.url): %s",
+                 c->s->host, X509_verify_cert_error_string(vr));
+    } else if (vr != X509_V_OK) {
         snprintf(buf, len, "TLS: certificate verify failed: %s",
                  X509_verify_cert_error_string(vr));
     } else if (e != 0) {
