@@ -1,0 +1,244 @@
+#!/usr/bin/python3
+"""test_smtp_client.py - kairand's own SMTP client (adapters/smtp_client.c,
+adapters/smtp.c) against real servers started privately on loopback:
+
+  [1] Postfix's smtp-sink (PIPELINING): every message arrives, one
+      recipient each, nothing with a bare LF;
+  [2] smtp-sink refusing every RCPT (5xx) while pipelined: permanent, one
+      try each; and 421 at MAIL: temporary, retried;
+  [3] aiosmtpd: STARTTLS required, AUTH only after TLS, no PIPELINING
+      (the lock-step path): delivered over TLS, authenticated;
+  [4] tests/fakes/fake_smtp.py: messages spread evenly over the
+      connections; a refused RCPT / MAIL / end of DATA ends only that
+      message's transaction (the others on the same connection deliver);
+  [5] tests/fakes/bad_smtp.py, a misbehaving server: 421 greeting, garbage,
+      EHLO refused, a reset in the middle of DATA (retried, delivered once),
+      bytes injected after STARTTLS's 220 (refused before anything is sent);
+      each reason names the problem.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_smtp_client.py
+"""
+import glob
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("smtpclient")
+ca = mkca()
+CA = os.path.join(ca, "ca.pem")
+PY = "/usr/bin/python3"
+SINK = "/usr/sbin/smtp-sink"
+QUICK = {"max_attempts": "2", "retry_base_ms": "50", "retry_cap_ms": "100"}
+
+
+def connectable(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    """A server process on a free port, as Kairan(smtp=) wants it."""
+
+    def __init__(self, d, name, args_fn, tls="none", user=None):
+        self.port = free_port()
+        self.url = "smtp://127.0.0.1:%d" % self.port
+        self.tls = tls
+        self.ca = CA if tls != "none" else None
+        self.user, self.password = (user.split(":", 1) if user
+                                    else (None, None))
+        self.store = os.path.join(d, name + ".jsonl")
+        self.proc = Proc(args_fn(self), d, name=name)
+        wait_for(lambda: connectable(self.port), 15, what=name)
+
+    def records(self, suffix=""):
+        try:
+            with open(self.store + suffix) as f:
+                return [json.loads(x) for x in f if x.strip()]
+        except FileNotFoundError:
+            return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stop()
+
+
+def run(d, server, n, conf=None, tag="x", timeout=60):
+    """Submit n recipients through kairand to server; wait for the end.
+    Returns (counts, reasons, kairand log)."""
+    c = {"queue": dict(QUICK)}
+    for k, v in (conf or {}).items():
+        c.setdefault(k, {}).update(v)
+    with Redis(d) as r:
+        k = Kairan(d, r, smtp=server, conf=c)
+        rc = [{"id": "r%04d" % i, "email": "%s%04d@example.jp" % (tag, i)}
+              for i in range(n)]
+        bid = k.submit({"tenant": "smtp-hs", "subject": "件名 %s" % tag,
+                        "body": "本文\n.\n..\n行", "channels": ["email"],
+                        "recipients": rc})
+        p = k.start()
+        try:
+            k.wait_done(bid, timeout)
+            cnt = k.counts(bid).get("email", {})
+            st = r.call("HGETALL", "kairan:bc:%s:r" % bid)
+            reasons = [v.decode("utf-8", "replace") for v in st[1::2]]
+            dl = json.loads(k.ctl("dlq", "list", "--json").stdout or "[]")
+            reasons += [str(e.get("reason", "")) for e in dl]
+        finally:
+            p.stop()
+        return cnt, reasons, p.stderr_text()
+
+
+def no_address(name, addrs_re, reasons, log):
+    tap.ok(not re.search(addrs_re, " ".join(reasons) + log),
+           "%s: no address in the reasons or the log" % name)
+
+
+# [1] smtp-sink with PIPELINING
+d = os.path.join(out, "sink")
+dump = os.path.join(d, "dump")
+os.makedirs(dump, exist_ok=True)
+with Server(d, "sink", lambda s: [SINK, "-u", "nobody", "-d",
+                                  os.path.join(dump, "%H%M%S."),
+                                  "127.0.0.1:%d" % s.port, "64"]) as sink:
+    N = 120
+    cnt, reasons, log = run(d, sink, N, {"smtp": {"connections": "4"}},
+                            tag="sink")
+    files = glob.glob(os.path.join(dump, "*"))
+    tap.eq(cnt.get("delivered", 0), N, "[1] smtp-sink: all %d delivered" % N)
+    tap.eq(len(files), N, "[1] smtp-sink stored %d messages" % N)
+    bare = rcpt1 = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            b = fh.read()
+        if b"\n" in b.replace(b"\r\n", b""):
+            bare += 1
+    tap.eq(bare, 0, "[1] no message with a bare LF")
+    no_address("[1]", r"sink\d{4}@", reasons, log)
+
+# [2] smtp-sink refusing: RCPT 5xx (pipelined), 421 at MAIL
+d = os.path.join(out, "sink-refuse")
+with Server(d, "sink-f", lambda s: [SINK, "-u", "nobody", "-f", "rcpt",
+                                    "127.0.0.1:%d" % s.port, "64"]) as sink:
+    cnt, reasons, log = run(d, sink, 10, {"smtp": {"connections": "2"}},
+                            tag="rf")
+    tap.eq(cnt.get("failed", 0), 10, "[2] RCPT 5xx: all 10 failed")
+    tap.ok(all(re.search(r"\b5\d\d\b", x) for x in reasons if x)
+           and reasons, "[2] RCPT 5xx: each reason has the 5xx code",
+           str(reasons[:2]))
+    tap.ok(not any("gave up after 2" in x for x in reasons),
+           "[2] RCPT 5xx: permanent, never retried", str(reasons[:2]))
+d = os.path.join(out, "sink-421")
+with Server(d, "sink-q", lambda s: [SINK, "-u", "nobody", "-Q", "mail",
+                                    "127.0.0.1:%d" % s.port, "64"]) as sink:
+    cnt, reasons, log = run(d, sink, 4, {"smtp": {"connections": "2"}},
+                            tag="q")
+    tap.eq(cnt.get("failed", 0), 4, "[2] 421 at MAIL: all 4 failed")
+    tap.ok(any("421" in x for x in reasons) and
+           any("gave up after 2" in x for x in reasons),
+           "[2] 421 at MAIL: temporary (retried), the reason names 421",
+           str(reasons[:2]))
+
+# [3] aiosmtpd: STARTTLS, AUTH, lock-step
+d = os.path.join(out, "aio")
+with Server(d, "aiosmtpd", lambda s: [
+        PY, os.path.join(FAKES, "aio_smtp.py"), "--port", s.port,
+        "--cert", os.path.join(ca, "server.pem"),
+        "--key", os.path.join(ca, "server.key"), "--auth", "u:p",
+        "--store", s.store], tls="starttls", user="u:p") as aio:
+    cnt, reasons, log = run(d, aio, 12, {"smtp": {"connections": "3"}},
+                            tag="aio")
+    recs = aio.records()
+    tap.eq(cnt.get("delivered", 0), 12, "[3] aiosmtpd: all 12 delivered")
+    tap.eq(len(recs), 12, "[3] aiosmtpd stored 12")
+    tap.ok(all(x["tls"] and x["auth"] == "u" for x in recs),
+           "[3] every message over TLS and authenticated")
+    tap.ok(all(len(x["rcpt"]) == 1 for x in recs),
+           "[3] one recipient per transaction")
+    tap.ok(not any(x["bare_lf"] for x in recs), "[3] no bare LF")
+
+# [4] fake_smtp: spread, refusals per step on a shared connection
+d = os.path.join(out, "fake")
+os.makedirs(d, exist_ok=True)
+with FakeSMTP(d, name="fake-spread") as fake:
+    cnt, reasons, log = run(d, fake, 300, {"smtp": {"connections": "10"}},
+                            tag="sp")
+    per = {}
+    for m in fake.messages():
+        per[m["conn"]] = per.get(m["conn"], 0) + 1
+    tap.diag("[4] messages per connection: %s" % sorted(per.values()))
+    tap.eq(cnt.get("delivered", 0), 300, "[4] 300 delivered")
+    tap.ok(len(per) == 10 and min(per.values()) >= 10,
+           "[4] spread over the 10 connections, each at least 10 of 300",
+           str(sorted(per.values())))
+with FakeSMTP(d, name="fake-refuse") as fake:
+    fake.set_control({"rules": [
+        {"match": "rf0001@", "stage": "rcpt", "action": "5xx"},
+        {"match": "rf0002@", "stage": "data", "action": "5xx", "code": 554},
+        {"match": "rf0003@", "stage": "rcpt", "action": "4xx", "times": 1},
+    ]})
+    cnt, reasons, log = run(d, fake, 8, {"smtp": {"connections": "1"}},
+                            tag="rf")
+    got = sorted(r for m in fake.messages() for r in m["rcpt"])
+    tap.eq(cnt.get("delivered", 0), 6, "[4] 6 of 8 delivered on one "
+           "connection (RSET after each refusal)")
+    tap.eq(cnt.get("failed", 0), 2, "[4] RCPT 550 and end-of-DATA 554 failed")
+    tap.eq(got.count("rf0003@example.jp"), 1,
+           "[4] RCPT 4xx once: retried, delivered once")
+    tap.ok(any("554" in x for x in reasons) and any("550" in x for x in reasons),
+           "[4] the reasons carry 550 and 554", str(reasons))
+    no_address("[4]", r"rf\d{4}@", reasons, log)
+
+# [5] misbehaving servers
+CASES = [
+    ("banner421", [], r"421", 0),
+    ("garbage", [], r"protocol error", 0),
+    ("ehlo554", [], r"EHLO refused: 554|HELO refused: 554", 0),
+    ("rst_data", ["--times", "1"], None, 1),
+    ("inject", ["--cert", os.path.join(ca, "server.pem"),
+                "--key", os.path.join(ca, "server.key")],
+     r"after its 220 reply to STARTTLS", 0),
+]
+for mode, extra, pattern, want in CASES:
+    d = os.path.join(out, "bad-" + mode)
+    with Server(d, "bad-" + mode, lambda s: [
+            PY, os.path.join(FAKES, "bad_smtp.py"), "--port", s.port,
+            "--mode", mode, "--store", s.store] + extra,
+            tls="starttls" if mode == "inject" else "none") as bad:
+        cnt, reasons, log = run(d, bad, 1, {"smtp": {"connections": "1"}},
+                                tag=mode)
+        recs = bad.records()
+        cmds = [e["cmd"] for e in bad.records(".events") if e["ev"] == "cmd"]
+        if want:
+            tap.eq(cnt.get("delivered", 0), 1,
+                   "[5] %s once: retried and delivered" % mode)
+            tap.eq(len(recs), 1, "[5] %s: stored exactly once" % mode)
+        else:
+            tap.ok(cnt.get("failed", 0) == 1 and not recs,
+                   "[5] %s: failed, nothing delivered" % mode, str(cnt))
+            tap.ok(any(re.search(pattern, x) for x in reasons),
+                   "[5] %s: the reason names it (/%s/)" % (mode, pattern),
+                   str(reasons))
+        if mode == "inject":
+            tap.ok("MAIL" not in cmds and "AUTH" not in cmds and
+                   cmds.count("EHLO") == len(
+                       [e for e in bad.records(".events")
+                        if e["ev"] == "connect"]),
+                   "[5] inject: nothing after STARTTLS (no EHLO again, "
+                   "no MAIL)", str(cmds))
+        no_address("[5] " + mode, mode + r"\d{4}@", reasons, log)
+
+tap.diag("runtime %.1f s" % (time.monotonic() - T0))
+tap.done()
