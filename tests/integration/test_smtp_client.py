@@ -14,7 +14,10 @@ adapters/smtp.c) against real servers started privately on loopback:
   [5] tests/fakes/bad_smtp.py, a misbehaving server: 421 greeting, garbage,
       EHLO refused, a reset in the middle of DATA (retried, delivered once),
       bytes injected after STARTTLS's 220 (refused before anything is sent);
-      each reason names the problem.
+      each reason names the problem;
+  [6] Postfix's smtpd, a private instance with smtpd_forbid_unauth_pipelining
+      and smtpd_forbid_bare_newline (with controls showing that it refuses
+      a client breaking either): everything delivered over STARTTLS.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_smtp_client.py
 """
@@ -24,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -253,6 +257,124 @@ for mode, extra, pattern, want in CASES:
                    "[5] inject: nothing after STARTTLS (no EHLO again, "
                    "no MAIL)", str(per))
         no_address("[5] " + mode, mode + r"\d{4}@", reasons, log)
+
+# [6] Postfix's own smtpd, a private instance (postfix -c DIR start-fg) on
+# a loopback port, discarding what it accepts; it refuses a client that
+# breaks RFC 2920 or sends a bare LF (smtpd_forbid_unauth_pipelining = yes,
+# smtpd_forbid_bare_newline = reject, no exclusions).  No SASL (AUTH is
+# [3]'s).
+class Postfix:
+    def __init__(self, name):
+        # Postfix's daemons run as user postfix: the directory must be
+        # reachable by it (test directories are 0700).
+        self.dir = tempfile.mkdtemp(prefix="kairan-postfix-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.url = "smtp://127.0.0.1:%d" % self.port
+        self.tls, self.ca, self.user = "starttls", CA, None
+        spool, data = (os.path.join(self.dir, x) for x in ("spool", "data"))
+        os.makedirs(spool)
+        os.makedirs(data)
+        shutil.chown(data, "postfix")
+        conf = {
+            "compatibility_level": "3.6", "queue_directory": spool,
+            "data_directory": data, "mail_owner": "postfix",
+            "setgid_group": "postdrop", "myhostname": "relay.test.example",
+            "mydestination": "", "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4", "mynetworks": "127.0.0.0/8",
+            "relay_domains": "example.jp",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "default_transport": "discard:test",
+            "relay_transport": "discard:test",
+            "local_transport": "discard:test", "alias_maps": "",
+            "alias_database": "", "maillog_file": "/dev/stdout",
+            "smtpd_forbid_unauth_pipelining": "yes",
+            "smtpd_forbid_bare_newline": "reject",
+            "smtpd_forbid_bare_newline_exclusions": "",
+            "smtpd_tls_cert_file": os.path.join(ca, "server.pem"),
+            "smtpd_tls_key_file": os.path.join(ca, "server.key"),
+            "smtpd_tls_security_level": "may", "smtpd_tls_loglevel": "1",
+        }
+        with open(os.path.join(self.dir, "main.cf"), "w") as f:
+            f.writelines("%s = %s\n" % kv for kv in conf.items())
+        with open("/etc/postfix/master.cf") as f, \
+                open(os.path.join(self.dir, "master.cf"), "w") as g:
+            for line in f:
+                w = line.split()
+                if line[0] in "# \t\n" or len(w) < 8:
+                    g.write(line)
+                    continue
+                if w[0] == "smtp" and w[1] == "inet":
+                    w[0] = "127.0.0.1:%d" % self.port
+                w[4] = "n"  # no chroot
+                g.write(" ".join(w) + "\n")
+        subprocess.run(["/usr/sbin/postfix", "-c", self.dir, "check"],
+                       capture_output=True, timeout=60)
+        self.proc = Proc(["/usr/sbin/postfix", "-c", self.dir, "start-fg"],
+                         out, name=name, extra_env={"MAIL_CONFIG": self.dir})
+        wait_for(lambda: connectable(self.port), 30, what="postfix smtpd")
+
+    def log(self):
+        with open(self.proc.stdout_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        subprocess.run(["/usr/sbin/postfix", "-c", self.dir, "stop"],
+                       capture_output=True, timeout=60)
+        self.proc.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_session(port, chunks):
+    """Send each chunk as one write, read what comes back."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), 10) as c:
+        c.settimeout(5)
+        got += c.recv(1000)
+        for ch in chunks:
+            try:
+                c.sendall(ch)
+                time.sleep(0.3)  # a deliberately bad client, not a wait
+                got += c.recv(4000)
+            except OSError:
+                break
+    return got.decode("latin-1")
+
+
+pf = None
+try:
+    pf = Postfix("postfix")
+    d = os.path.join(out, "postfix")
+    N = 100
+    cnt, reasons, log = run(d, pf, N, {"smtp": {"connections": "4"}},
+                            tag="pf", timeout=120)
+    wait_for(lambda: pf.log().count("status=sent") >= N, 30,
+             what="postfix to log %d deliveries" % N)
+    plog = pf.log()
+    tap.eq(cnt.get("delivered", 0), N,
+           "[6] Postfix smtpd: all %d delivered over STARTTLS" % N)
+    tap.eq(plog.count("status=sent"), N, "[6] Postfix discarded %d" % N)
+    tap.ok("improper command pipelining" not in plog and
+           "bare <LF>" not in plog,
+           "[6] no RFC 2920 or bare-LF complaint from Postfix")
+    tap.ok(re.search(r"TLS connection established", plog) is not None,
+           "[6] the sessions used TLS")
+    # The controls: the same server does refuse a client that breaks them.
+    raw_session(pf.port, [b"EHLO x\r\nMAIL FROM:<a@b.example>\r\n"])
+    wait_for(lambda: "improper command pipelining" in pf.log(), 10,
+             what="Postfix to log the bad pipelining")
+    tap.ok(True, "[6] control: pipelining EHLO gets 'improper command "
+           "pipelining' from this Postfix")
+    bad = raw_session(pf.port, [b"HELO x\r\n", b"MAIL FROM:<a@b.example>\r\n",
+                                b"RCPT TO:<c@example.jp>\r\n", b"DATA\r\n",
+                                b"Subject: x\r\n\r\nbare\nLF\r\n.\r\n"])
+    tap.ok(re.search(r"bare <LF>|5\d\d 5\.5\.\d", bad) is not None,
+           "[6] control: a bare LF is refused by this Postfix", bad[-200:])
+except Exception as e:  # noqa: BLE001 - reported as the failure detail
+    tap.ok(False, "[6] private Postfix smtpd", repr(e))
+finally:
+    if pf is not None:
+        pf.stop()
 
 tap.diag("runtime %.1f s" % (time.monotonic() - T0))
 tap.done()
