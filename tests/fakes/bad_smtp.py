@@ -19,6 +19,8 @@ Modes:
   inject      offer STARTTLS; answer it with "220 go" and, in the same
               write, "250 injected" (the STARTTLS injection), then TLS
   slow_final  answer the final "." only after --seconds (default 30)
+  tls454      offer STARTTLS, answer it "454 4.7.0 TLS not available"
+  auth535     offer AUTH PLAIN LOGIN, answer AUTH "535 5.7.8 ..."
   ok          behave from the first connection
 Prints "ready" on stdout once listening.
 """
@@ -75,8 +77,10 @@ async def session(reader, writer):
                 send("554 5.7.1 go away\r\n")
             elif verb == "EHLO":
                 ext = ["250-bad.example"]
-                if mode == "inject" and not tls:
+                if mode in ("inject", "tls454") and not tls:
                     ext.append("250-STARTTLS")
+                if mode == "auth535":
+                    ext.append("250-AUTH PLAIN LOGIN")
                 ext.append("250 8BITMIME")
                 send("\r\n".join(ext) + "\r\n")
             else:
@@ -91,6 +95,10 @@ async def session(reader, writer):
             except Exception:  # noqa: BLE001 - the client refused: fine
                 break
             tls = True
+        elif verb == "STARTTLS" and mode == "tls454":
+            send("454 4.7.0 TLS not available due to local problem\r\n")
+        elif verb == "AUTH" and mode == "auth535":
+            send("535 5.7.8 Authentication credentials invalid\r\n")
         elif verb == "MAIL":
             rcpts = []
             send("250 2.1.0 ok\r\n")

@@ -165,6 +165,17 @@ with Server(d, "sink-q", lambda s: [SINK, "-u", "nobody", "-Q", "mail",
            "[2] 421 at MAIL: temporary (retried), the reason names 421",
            str(reasons[:2]))
 
+d = os.path.join(out, "sink-data")
+with Server(d, "sink-r", lambda s: [SINK, "-u", "nobody", "-r", "data",
+                                    "127.0.0.1:%d" % s.port, "64"]) as sink:
+    cnt, reasons, log = run(d, sink, 4, {"smtp": {"connections": "2"}},
+                            tag="rd")
+    tap.eq(cnt.get("failed", 0), 4, "[2] DATA 4xx: all 4 failed")
+    tap.ok(any(re.search(r"smtp 4\d\d: .*\(DATA\)", x) for x in reasons)
+           and any("gave up after 2" in x for x in reasons),
+           "[2] DATA 4xx: temporary (retried), the reason names DATA",
+           str(reasons[:2]))
+
 # [3] aiosmtpd: STARTTLS, AUTH, lock-step
 d = os.path.join(out, "aio")
 with Server(d, "aiosmtpd", lambda s: [
@@ -182,6 +193,20 @@ with Server(d, "aiosmtpd", lambda s: [
     tap.ok(all(len(x["rcpt"]) == 1 for x in recs),
            "[3] one recipient per transaction")
     tap.ok(not any(x["bare_lf"] for x in recs), "[3] no bare LF")
+
+# [3] fake_smtp with implicit TLS (smtps://) and AUTH
+d = os.path.join(out, "smtps")
+os.makedirs(d, exist_ok=True)
+with FakeSMTP(d, name="fake-smtps", tls="implicit", auth="u:p",
+              cert=os.path.join(ca, "server.pem"),
+              key=os.path.join(ca, "server.key")) as fake:
+    fake.ca = CA
+    cnt, reasons, log = run(d, fake, 6, {"smtp": {"connections": "2"}},
+                            tag="ss")
+    ms = fake.messages()
+    tap.eq(cnt.get("delivered", 0), 6, "[3] smtps: all 6 delivered")
+    tap.ok(len(ms) == 6 and all(m["tls"] and m["auth"] == "u" for m in ms),
+           "[3] smtps: over TLS from the first byte, authenticated")
 
 # [4] fake_smtp: spread, refusals per step on a shared connection
 d = os.path.join(out, "fake")
@@ -224,6 +249,8 @@ CASES = [
     ("garbage", [], r"protocol error", 0),
     ("ehlo554", [], r"EHLO refused: 554|HELO refused: 554", 0),
     ("rst_data", ["--times", "1"], None, 1),
+    ("tls454", [], r"STARTTLS refused: 454", 0),
+    ("auth535", [], r"AUTH refused: 535", 0),
     ("inject", ["--cert", os.path.join(ca, "server.pem"),
                 "--key", os.path.join(ca, "server.key")],
      r"after its 220 reply to STARTTLS", 0),
@@ -233,7 +260,8 @@ for mode, extra, pattern, want in CASES:
     with Server(d, "bad-" + mode, lambda s: [
             PY, os.path.join(FAKES, "bad_smtp.py"), "--port", s.port,
             "--mode", mode, "--store", s.store] + extra,
-            tls="starttls" if mode == "inject" else "none") as bad:
+            tls="starttls" if mode in ("inject", "tls454") else "none",
+            user="u:p" if mode == "auth535" else None) as bad:
         cnt, reasons, log = run(d, bad, 1, {"smtp": {"connections": "1"}},
                                 tag=mode)
         recs = bad.records()
