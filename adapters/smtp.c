@@ -73,8 +73,8 @@ struct smtp {
     size_t connections;
     size_t in_flight;
     struct smtp_send *queued, *queued_tail;
-    struct conn *conns;               /* every live connection */
-    struct conn *idle, *idle_tail;    /* ready, without a message, FIFO */
+    struct conn *conns;            /* every live connection */
+    struct conn *idle, *idle_tail; /* ready, without a message, FIFO */
     size_t nconns;
     int closing;
     size_t refs; /* 1 + connections not yet freed */
@@ -345,8 +345,9 @@ static void tls_reason(struct conn *c, char *buf, size_t len)
         ERR_error_string_n(e, es, sizeof(es));
         snprintf(buf, len, "TLS handshake failed: %s", es);
     } else {
-        snprintf(buf, len, "TLS handshake failed: the relay closed the "
-                           "connection");
+        snprintf(buf, len,
+                 "TLS handshake failed: the relay closed the "
+                 "connection");
     }
     ERR_clear_error();
 }
@@ -497,8 +498,8 @@ static void sess_result(void *ctx, int code, const char *text,
         snprintf(m->detail, sizeof(m->detail), "smtp %d %s", code, masked);
     } else {
         r.status = code / 100 == 5 ? KN_PERMFAIL : KN_TEMPFAIL;
-        snprintf(m->detail, sizeof(m->detail), "smtp %d: %s (%s)", code,
-                 masked, stage_name(stage));
+        snprintf(m->detail, sizeof(m->detail), "smtp %d: %s (%s)", code, masked,
+                 stage_name(stage));
     }
     finish(c->s, m, &r);
 }
@@ -587,8 +588,9 @@ static void on_timeout(uv_timer_t *t)
             break;
         }
     }
-    snprintf(why, sizeof(why), "timeout: no progress for %lld ms waiting for %s",
-             (long long)ms, what);
+    snprintf(why, sizeof(why),
+             "timeout: no progress for %lld ms waiting for %s", (long long)ms,
+             what);
     conn_fail(c, 0, why);
 }
 
@@ -733,8 +735,7 @@ static void connect_to(struct conn *c, const struct sockaddr *sa)
     c->refs++;
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res)
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct conn *c = req->data;
     if (!c->dead) {
@@ -879,8 +880,7 @@ static int tls_setup(struct smtp *s, const struct kn_config *cfg)
     } else if (SSL_CTX_set_default_verify_paths(s->ssl_ctx) != 1) {
         ERR_clear_error();
         kn_log(KN_LOG_WARN, "smtp",
-               "the system's CA store cannot be read: set smtp.ca_file",
-               NULL);
+               "the system's CA store cannot be read: set smtp.ca_file", NULL);
     }
     return 0;
 }

@@ -136,8 +136,7 @@ int kn_smtp_parse(struct kn_smtp_parser *p, const char *buf, size_t len,
 
 /* ---- message content ---- */
 
-int kn_smtp_dot_stuff(const char *in, size_t len, char **out,
-                      size_t *out_len)
+int kn_smtp_dot_stuff(const char *in, size_t len, char **out, size_t *out_len)
 {
     /* Each input byte gives at most two ("\n" -> CRLF, "." -> ".."), and
      * the end at most CRLF "." CRLF. */

@@ -64,8 +64,7 @@ int kn_smtp_parse(struct kn_smtp_parser *p, const char *buf, size_t len,
  * the end is ".\r\n" (after a CRLF).  Returns 0 and a heap buffer, or -1
  * if a line is longer than 998 octets (RFC 5321 4.5.3.1.6) or holds a NUL.
  */
-int kn_smtp_dot_stuff(const char *in, size_t len, char **out,
-                      size_t *out_len);
+int kn_smtp_dot_stuff(const char *in, size_t len, char **out, size_t *out_len);
 
 /* What a session is waiting for (each has its RFC 5321 4.5.3.2 timeout). */
 enum kn_smtp_wait {

@@ -68,7 +68,8 @@ struct kn_config {
     char *smtp_from;     /* "Name <addr>" or addr */
     char *smtp_reply_to; /* optional */
     char *smtp_helo;     /* EHLO name; default the host's own name */
-    int64_t smtp_timeout_ms; /* TCP connect and TLS handshake */
+    /* Opening a connection: TCP connect and TLS handshake */
+    int64_t smtp_timeout_ms;
     /* The reply timeouts of RFC 5321 4.5.3.2 */
     int64_t smtp_greeting_timeout_ms;
     int64_t smtp_mail_timeout_ms; /* MAIL and EHLO, STARTTLS, AUTH, RSET */
