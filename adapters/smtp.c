@@ -44,6 +44,9 @@
 #include "model/address.h"
 
 #define RBUF_SIZE (64 * 1024)
+/* A connection idle this long is closed with QUIT (Postfix's smtp(8)
+ * keeps a cached connection 2 s; a relay closes idle ones after 5 min). */
+#define IDLE_MS 10000
 
 struct smtp_send {
     struct smtp_send *next;
@@ -557,6 +560,12 @@ static void on_timeout(uv_timer_t *t)
     char why[160];
     const char *what = "the relay";
     int64_t ms = c->s->connect_ms;
+    if (c->in_idle) { /* idle too long: QUIT, closed after its reply */
+        idle_remove(c);
+        kn_smtp_quit(c->sess);
+        conn_timer(c);
+        return;
+    }
     if (!c->connected) {
         what = "the TCP connection (smtp.timeout_ms)";
     } else if (c->handshaking) {
@@ -608,7 +617,10 @@ static void conn_timer(struct conn *c)
     } else {
         switch (kn_smtp_waiting(c->sess)) {
         case KN_SMTP_WAIT_NONE:
-            uv_timer_stop(&c->timer);
+            if (c->in_idle)
+                uv_timer_start(&c->timer, on_timeout, IDLE_MS, 0);
+            else
+                uv_timer_stop(&c->timer);
             return;
         case KN_SMTP_WAIT_GREETING:
             ms = s->greeting_ms;

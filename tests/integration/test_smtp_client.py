@@ -286,6 +286,27 @@ for mode, extra, pattern, want in CASES:
                    "no MAIL)", str(per))
         no_address("[5] " + mode, mode + r"\d{4}@", reasons, log)
 
+# [5] an idle connection is closed with QUIT (after 10 s), kairand running
+d = os.path.join(out, "idle")
+with Server(d, "idle", lambda s: [
+        PY, os.path.join(FAKES, "bad_smtp.py"), "--port", s.port,
+        "--mode", "ok", "--store", s.store]) as srv, Redis(d) as r:
+    k = Kairan(d, r, smtp=srv, conf={"smtp": {"connections": "2"}})
+    bid = k.submit({"tenant": "smtp-hs", "subject": "idle", "body": "b",
+                    "channels": ["email"],
+                    "recipients": [{"id": "r1", "email": "idle@example.jp"}]})
+    p = k.start()
+    try:
+        k.wait_done(bid, 30)
+        t = time.monotonic()
+        wait_for(lambda: any(e.get("cmd") == "QUIT"
+                             for e in srv.records(".events")), 30,
+                 what="QUIT on the idle connection")
+        tap.ok(p.returncode is None,
+               "[5] idle connection closed with QUIT while kairand runs")
+    finally:
+        p.stop()
+
 # [6] Postfix's own smtpd, a private instance (postfix -c DIR start-fg) on
 # a loopback port, discarding what it accepts; it refuses a client that
 # breaks RFC 2920 or sends a bare LF (smtpd_forbid_unauth_pipelining = yes,
