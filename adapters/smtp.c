@@ -483,27 +483,39 @@ static const char *stage_name(enum kn_smtp_stage st)
     }
 }
 
+/*
+ * A transaction's end to a result: 2xx delivered, 5xx permfail, else
+ * tempfail; the detail has the code, the server's text with any address
+ * masked, and the step ("smtp 550: 5.1.1 u***@example.jp unknown (RCPT)").
+ */
+static void classify(int code, const char *text, enum kn_smtp_stage stage,
+                     struct kn_result *r, char *detail, size_t len)
+{
+    char masked[256];
+    kn_mask_text(text, masked, sizeof(masked));
+    memset(r, 0, sizeof(*r));
+    r->detail = detail;
+    if (code / 100 == 2) {
+        r->status = KN_DELIVERED;
+        snprintf(detail, len, "smtp %d %s", code, masked);
+    } else {
+        r->status = code / 100 == 5 ? KN_PERMFAIL : KN_TEMPFAIL;
+        snprintf(detail, len, "smtp %d: %s (%s)", code, masked,
+                 stage_name(stage));
+    }
+}
+
 static void sess_result(void *ctx, int code, const char *text,
                         enum kn_smtp_stage stage)
 {
     struct conn *c = ctx;
     struct smtp_send *m = c->m;
-    char masked[256];
-    struct kn_result r = {.detail = NULL};
+    struct kn_result r;
     if (m == NULL)
         return;
     c->m = NULL;
     c->txns++;
-    kn_mask_text(text, masked, sizeof(masked));
-    r.detail = m->detail;
-    if (code / 100 == 2) {
-        r.status = KN_DELIVERED;
-        snprintf(m->detail, sizeof(m->detail), "smtp %d %s", code, masked);
-    } else {
-        r.status = code / 100 == 5 ? KN_PERMFAIL : KN_TEMPFAIL;
-        snprintf(m->detail, sizeof(m->detail), "smtp %d: %s (%s)", code, masked,
-                 stage_name(stage));
-    }
+    classify(code, text, stage, &r, m->detail, sizeof(m->detail));
     finish(c->s, m, &r);
 }
 
