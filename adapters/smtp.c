@@ -549,6 +549,7 @@ static void conn_fail(struct conn *c, int code, const char *why)
         char masked[256];
         if (c->txns > 0 && !kn_smtp_answered(c->sess) && !m->requeued &&
             !s->closing) {
+            /* No reply yet: nothing of it reached the relay's queue. */
             m->requeued = 1;
             enqueue(s, m, 1);
         } else {

@@ -217,7 +217,8 @@ struct kn_smtp_session {
     int fcode;
     enum kn_smtp_stage fstage;
     char ftext[KN_SMTP_TEXT_MAX + 1];
-    int closing; /* a 421 came: fail after the result */
+    int closing;  /* a 421 came: fail after the result */
+    int answered; /* a reply to the transaction came */
 };
 
 struct kn_smtp_session *kn_smtp_session_new(const struct kn_smtp_conf *conf,
@@ -394,6 +395,7 @@ void kn_smtp_send(struct kn_smtp_session *s, const struct kn_smtp_msg *msg)
     s->msg = msg;
     s->ncmd = s->nsent = s->nrep = 0;
     s->failed = s->fcode = 0;
+    s->answered = 0;
     s->ftext[0] = '\0';
     if (s->need_rset)
         s->cmds[s->ncmd++] = C_RSET;
@@ -443,6 +445,7 @@ static void txn_reply(struct kn_smtp_session *s, const struct kn_smtp_reply *r)
         return;
     }
     c = s->cmds[s->nrep++];
+    s->answered = 1;
     if (r->code == 421)
         s->closing = 1;
     if (c == C_RSET) {
@@ -661,7 +664,7 @@ enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s)
 
 int kn_smtp_answered(const struct kn_smtp_session *s)
 {
-    return s->phase != P_TXN || s->nrep > 0;
+    return s->msg == NULL || s->answered;
 }
 
 unsigned kn_smtp_caps(const struct kn_smtp_session *s)

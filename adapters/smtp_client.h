@@ -148,7 +148,8 @@ void kn_smtp_quit(struct kn_smtp_session *s);
 enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s);
 
 /* 1 once a reply for the current transaction arrived (0 before: a
- * reused connection that died then can take the message again safely). */
+ * reused connection that died then can take the message again safely);
+ * still true after fail or abort. */
 int kn_smtp_answered(const struct kn_smtp_session *s);
 
 /* EHLO keywords of the last EHLO reply; 1 if PIPELINING is used. */

@@ -19,6 +19,8 @@ Modes:
   inject      offer STARTTLS; answer it with "220 go" and, in the same
               write, "250 injected" (the STARTTLS injection), then TLS
   slow_final  answer the final "." only after --seconds (default 30)
+  drop_reuse  close the connection, without a reply, at the RSET that
+              starts a second transaction on it
   tls454      offer STARTTLS, answer it "454 4.7.0 TLS not available"
   auth535     offer AUTH PLAIN LOGIN, answer AUTH "535 5.7.8 ..."
   ok          behave from the first connection
@@ -130,6 +132,8 @@ async def session(reader, writer):
                     "rcpt": rcpts, "conn": conn, "size": len(data),
                     "bare_lf": b"\n" in data.replace(b"\r\n", b"")}) + "\n")
             send("250 2.0.0 queued\r\n")
+        elif verb == "RSET" and mode == "drop_reuse":
+            break
         elif verb == "RSET":
             rcpts = []
             send("250 2.0.0 ok\r\n")

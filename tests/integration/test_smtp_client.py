@@ -286,6 +286,22 @@ for mode, extra, pattern, want in CASES:
                    "no MAIL)", str(per))
         no_address("[5] " + mode, mode + r"\d{4}@", reasons, log)
 
+# [5] a reused connection that dies before any reply to the next message:
+# that message is taken again on a new connection, not failed nor retried
+d = os.path.join(out, "drop-reuse")
+with Server(d, "drop-reuse", lambda s: [
+        PY, os.path.join(FAKES, "bad_smtp.py"), "--port", s.port,
+        "--mode", "drop_reuse", "--times", "2", "--store", s.store]) as srv:
+    cnt, reasons, log = run(d, srv, 3, {"smtp": {"connections": "1"}},
+                            tag="dr")
+    recs = srv.records()
+    tap.eq(cnt.get("delivered", 0), 3, "[5] drop_reuse: all 3 delivered")
+    tap.eq(sorted(r for x in recs for r in x["rcpt"]),
+           ["dr%04d@example.jp" % i for i in range(3)],
+           "[5] drop_reuse: each stored once")
+    tap.ok("retry later" not in log,
+           "[5] drop_reuse: taken again at once, no retry counted")
+
 # [5] an idle connection is closed with QUIT (after 10 s), kairand running
 d = os.path.join(out, "idle")
 with Server(d, "idle", lambda s: [
