@@ -76,8 +76,16 @@ struct kn_config {
     int64_t smtp_connections;
     char *smtp_from;     /* "Name <addr>" or addr */
     char *smtp_reply_to; /* optional */
-    char *smtp_helo;     /* EHLO name; default from the From domain */
+    char *smtp_helo;     /* EHLO name; default the host's own name */
+    /* Opening a connection: TCP connect and TLS handshake */
     int64_t smtp_timeout_ms;
+    /* The reply timeouts of RFC 5321 4.5.3.2 */
+    int64_t smtp_greeting_timeout_ms;
+    int64_t smtp_mail_timeout_ms; /* MAIL and EHLO, STARTTLS, AUTH, RSET */
+    int64_t smtp_rcpt_timeout_ms;
+    int64_t smtp_data_init_timeout_ms;
+    int64_t smtp_data_xfer_timeout_ms;
+    int64_t smtp_data_done_timeout_ms;
 
     /* [outbox] */
     char *outbox_dir;

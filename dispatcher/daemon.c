@@ -15,6 +15,7 @@
  */
 #include "daemon.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -664,6 +665,10 @@ int kn_daemon_run(const struct kn_config *cfg)
     d.cmd = kn__redis_open(&d, "cmd", on_cmd_state, &d);
     d.reliable.r = d.cmd;
     d.exp = kn__expander_new(&d);
+    /* A peer that closed a socket we write to (the SMTP relay, an HTTP
+     * client) is an EPIPE error for that connection, never the end of the
+     * process: libuv writes with write(2), which raises SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     for (int c = 0; c < KN_CH__COUNT; c++) {
         const char *route = c == KN_CH_EMAIL  ? cfg->route_email
                             : c == KN_CH_LINE ? cfg->route_line

@@ -2,7 +2,7 @@
 # Installs what kairan needs to build, test and run its demo, from Debian's
 # archive, and only what is missing (apt-get update runs only then).
 #   scripts/deps.sh          build + test + demo dependencies
-#   scripts/deps.sh bench    also postfix (smtp-sink, smtp-source) for bench
+#   scripts/deps.sh bench    also wrk for bench (postfix is always in)
 set -euo pipefail
 
 pkgs=(build-essential pkg-config
@@ -12,6 +12,8 @@ pkgs=(build-essential pkg-config
       redis-server python3 openssl valgrind curl
       chromium fonts-noto-cjk debhelper mandoc systemd prometheus
       bash-completion clang libclang-rt-14-dev clang-format nginx)
+# The SMTP client's tests: a private Postfix smtpd, smtp-sink, aiosmtpd.
+pkgs+=(postfix python3-aiosmtpd)
 if [ "${1:-}" = bench ]; then
     pkgs+=(postfix wrk)
 fi

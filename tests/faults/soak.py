@@ -76,7 +76,10 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp, \
         "routes": {"email": "smtp", "line": "line", "push": "push"},
         "line": line.conf(timeout_ms="1000"),
         "fcm": fcm.conf(timeout_ms="1000"),
-        "smtp": {"timeout_ms": "1000"},
+        "smtp": dict.fromkeys((  # connect, TLS and every reply wait
+            "timeout_ms", "greeting_timeout_ms", "mail_timeout_ms",
+            "rcpt_timeout_ms", "data_init_timeout_ms",
+            "data_xfer_timeout_ms", "data_done_timeout_ms"), "1000"),
         "queue": {"claim_idle_ms": "3000", "retry_base_ms": "100",
                   "retry_cap_ms": "1000", "max_attempts": "8"},
         "dispatcher": {"drain_ms": "1000"}})

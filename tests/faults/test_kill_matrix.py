@@ -45,7 +45,10 @@ T0 = time.monotonic()
 FAST = {
     "queue": {"claim_idle_ms": "3000", "retry_base_ms": "100",
               "retry_cap_ms": "1000"},
-    "smtp": {"timeout_ms": "1000"},
+    "smtp": dict.fromkeys((  # connect, TLS and every reply wait
+            "timeout_ms", "greeting_timeout_ms", "mail_timeout_ms",
+            "rcpt_timeout_ms", "data_init_timeout_ms",
+            "data_xfer_timeout_ms", "data_done_timeout_ms"), "1000"),
     "dispatcher": {"drain_ms": "1000"},
 }
 

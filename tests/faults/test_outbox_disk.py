@@ -59,7 +59,10 @@ def conf(outbox):
     return {"outbox": {"dir": outbox},
             "queue": {"retry_base_ms": "100", "retry_cap_ms": "300",
                       "max_attempts": "100", "claim_idle_ms": "3000"},
-            "smtp": {"timeout_ms": "1000"},
+            "smtp": dict.fromkeys((  # connect, TLS and every reply wait
+            "timeout_ms", "greeting_timeout_ms", "mail_timeout_ms",
+            "rcpt_timeout_ms", "data_init_timeout_ms",
+            "data_xfer_timeout_ms", "data_done_timeout_ms"), "1000"),
             "dispatcher": {"drain_ms": "1000"}}
 
 

@@ -1,13 +1,13 @@
 /*
  * fuzz_email.c - libFuzzer target for what kairan reads from e-mail
  * providers: SendGrid's answers (kn__sendgrid_classify), the SMTP relay's
- * reply lines (adapters/smtp.c, included for its static header callback
- * and classify), and the masking of provider text (kn_mask_text,
+ * reply lines (adapters/smtp.c, included for its static classify), and the masking of provider text (kn_mask_text,
  * kn_mask_address) that every detail goes through.  The first byte picks:
  *   0: a SendGrid answer as in fz_resp_parse (fuzz.h): a valid status,
  *      delivered only with 2xx, a NUL-terminated detail;
- *   1: SMTP reply lines (LF-separated) through on_header, then classify
- *      of a failed transfer: tempfail/permfail, detail terminated;
+ *   1: SMTP reply lines through the client's reply parser
+ *      (kn_smtp_parse), each reply through classify: delivered only on
+ *      2xx, permfail only on 5xx, the detail terminated;
  *   2: kn_mask_text / kn_mask_address of the input into buffers of every
  *      small size: always terminated, never overrun.
  */
@@ -67,37 +67,36 @@ static void sendgrid(const uint8_t *d, size_t n)
 
 static void smtp_reply(const uint8_t *d, size_t n)
 {
-    static const CURLcode rcs[] = {CURLE_SEND_ERROR, CURLE_RECV_ERROR,
-                                   CURLE_OPERATION_TIMEDOUT,
-                                   CURLE_PEER_FAILED_VERIFICATION,
-                                   CURLE_ABORTED_BY_CALLBACK, CURLE_OK};
-    struct smtp_send m;
+    struct kn_smtp_parser p;
+    struct kn_smtp_reply rep;
     struct kn_result r;
-    CURLcode rc;
+    const char *why;
+    char detail[320];
+    size_t used;
+    enum kn_smtp_stage st;
 
     if (n < 1)
         return;
-    rc = rcs[d[0] % (sizeof(rcs) / sizeof(rcs[0]))];
+    st = (enum kn_smtp_stage)(d[0] % 4);
     d++;
     n--;
-    memset(&m, 0, sizeof(m));
+    kn_smtp_parser_init(&p);
     while (n > 0) {
-        const uint8_t *e = memchr(d, '\n', n);
-        size_t l = e != NULL ? (size_t)(e - d) + 1 : n;
-        FZ_CHECK(on_header((char *)d, 1, l, &m) == l, "reply refused");
-        d += l;
-        n -= l;
+        int rc = kn_smtp_parse(&p, (const char *)d, n, &used, &rep, &why);
+        if (rc <= 0)
+            break;
+        d += used;
+        n -= used;
+        memset(detail, 'x', sizeof(detail));
+        classify(rep.code, rep.text, st, &r, detail, sizeof(detail));
+        FZ_CHECK(r.detail == detail, "no detail");
+        FZ_CHECK(memchr(detail, '\0', sizeof(detail)) != NULL,
+                 "detail not terminated");
+        FZ_CHECK((r.status == KN_DELIVERED) == (rep.code / 100 == 2),
+                 "status %d for %d", (int)r.status, rep.code);
+        FZ_CHECK((r.status == KN_PERMFAIL) == (rep.code / 100 == 5),
+                 "status %d for %d", (int)r.status, rep.code);
     }
-    FZ_CHECK(memchr(m.last_reply, '\0', sizeof(m.last_reply)) != NULL,
-             "last reply not terminated");
-    classify(&m, easy, rc, &r);
-    FZ_CHECK(r.detail != NULL, "no detail");
-    FZ_CHECK(r.status == (rc == CURLE_OK ? KN_DELIVERED : KN_TEMPFAIL),
-             "status %d for rc %d without a reply code", (int)r.status,
-             (int)rc);
-    FZ_CHECK(r.detail != m.detail ||
-                 memchr(m.detail, '\0', sizeof(m.detail)) != NULL,
-             "detail not terminated");
 }
 
 static void masking(const uint8_t *d, size_t n)

@@ -665,7 +665,13 @@ class Kairan:
             "outbox": {"dir": self.outbox},
             "security": {"key_file": self.key_file},
             "smtp": {"from": "桜高校 <noreply@sakura.example.jp>",
-                     "timeout_ms": "10000"},
+                     "timeout_ms": "10000",
+                     # The RFC 5321 reply waits (minutes by default).
+                     **dict.fromkeys((
+                         "greeting_timeout_ms", "mail_timeout_ms",
+                         "rcpt_timeout_ms", "data_init_timeout_ms",
+                         "data_xfer_timeout_ms", "data_done_timeout_ms"),
+                         "10000")},
             "queue": {"retry_base_ms": "100", "retry_cap_ms": "1000",
                       "claim_idle_ms": "30000"},
             "dispatcher": {"drain_ms": "5000", "log_level": "info"},

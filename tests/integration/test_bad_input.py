@@ -576,7 +576,10 @@ smtp = FakeSMTP(out, tls="none", name="smtp-b",
 kb = Kairan(out, r, smtp=smtp, name="kairan-b", conf={
     "queue": {"max_attempts": str(MAX_ATTEMPTS), "claim_idle_ms": "2500",
               "retry_base_ms": "100", "retry_cap_ms": "300"},
-    "smtp": {"timeout_ms": "2000"},
+    "smtp": dict.fromkeys((  # connect, TLS and every reply wait
+            "timeout_ms", "greeting_timeout_ms", "mail_timeout_ms",
+            "rcpt_timeout_ms", "data_init_timeout_ms",
+            "data_xfer_timeout_ms", "data_done_timeout_ms"), "2000"),
     "dispatcher": {"drain_ms": "400"},
 })
 

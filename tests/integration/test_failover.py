@@ -36,7 +36,10 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                      "window_ms": "30s", "probe_ms": "1500ms"},
         "queue": {"retry_base_ms": "100", "retry_cap_ms": "400",
                   "max_attempts": "50"},
-        "smtp": {"timeout_ms": "2000"}})
+        "smtp": dict.fromkeys((  # connect, TLS and every reply wait
+            "timeout_ms", "greeting_timeout_ms", "mail_timeout_ms",
+            "rcpt_timeout_ms", "data_init_timeout_ms",
+            "data_xfer_timeout_ms", "data_done_timeout_ms"), "2000")})
     d = k.start()
     wait_for(lambda: "ready" in d.stderr_text(), 15, what="kairand ready")
 

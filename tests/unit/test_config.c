@@ -295,7 +295,9 @@ static void test_errors_are_collected(void **state)
         errs,
         "%1$s:2: unknown key 'conections' in [smtp]; known keys: url, tls, "
         "ca_file, username, password, password_file, connections, from, "
-        "reply_to, helo, timeout_ms\n"
+        "reply_to, helo, timeout_ms, greeting_timeout_ms, mail_timeout_ms, "
+        "rcpt_timeout_ms, data_init_timeout_ms, data_xfer_timeout_ms, "
+        "data_done_timeout_ms\n"
         "%1$s:3: smtp.connections = 'abc': expected an integer from 1 to "
         "1000\n"
         "%1$s:4: smtp.tls = 'ssl': expected one of starttls, implicit, none\n"
