@@ -41,10 +41,24 @@ function focused(page) {
   });
 }
 
+/* Controls that stick out of the page's column (the body's content
+ * box) on the right, as "tag[type]: pixels". */
+function outside(page) {
+  return page.evaluate(() => {
+    const b = document.body;
+    const right = b.getBoundingClientRect().right - parseFloat(getComputedStyle(b).paddingRight);
+    return Array.from(document.querySelectorAll('input:not([type=hidden]), button, .body'))
+      .map((e) => [e, e.getBoundingClientRect().right - right])
+      .filter(([, px]) => px > 0.5)
+      .map(([e, px]) => `${e.tagName.toLowerCase()}[${e.getAttribute('type') || ''}]: ${Math.round(px)}`);
+  });
+}
+
 /* axe and sideways overflow at 390 and 1280 px, a screenshot at each. */
 async function look(page, name) {
   const r = {};
   r.overflow390 = await overflowAt(page, 390);
+  r.outside390 = await outside(page);
   r.axe390 = await axe(page);
   await page.screenshot({ path: path.join(cfg.shots, `ack_page-${name}-390.png`), fullPage: true });
   r.overflow1280 = await overflowAt(page, 1280);
@@ -149,6 +163,8 @@ function recordedOn(page) {
     });
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.keyboard.press('Enter')]);
     res.thanks = { status: statuses.answer,
+      time: await page.$eval('time', (t) => ({ text: t.textContent, datetime: t.dateTime })),
+      en: await page.$$eval('[lang=en]', (xs) => xs.map((x) => x.textContent)),
       ok: await page.textContent('.ok').catch(() => null),
       recorded: await recordedOn(page),
       injected: await page.evaluate(() => document.querySelectorAll('.comment *').length),
@@ -170,6 +186,18 @@ function recordedOn(page) {
       const l = f.querySelector('legend');
       return l ? l.textContent : null;
     }));
+    // To a screen reader each child is a region named by its name, and
+    // its button says whose it is.
+    res.three.regions = {};
+    for (const name of res.three.children) {
+      const buttons = page.getByRole('region', { name, exact: true }).getByRole('button');
+      const n = await buttons.count();
+      res.three.regions[name] = { buttons: n,
+        described: n === 0 ? null : await buttons.first().evaluate((b) => {
+          const d = document.getElementById(b.getAttribute('aria-describedby') || '-');
+          return d ? d.textContent : null;
+        }) };
+    }
     // The second child's form, by keyboard: its first answer (Space), a
     // comment, Enter on its button.
     step = 'kid';

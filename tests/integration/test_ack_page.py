@@ -153,6 +153,7 @@ with Redis(out) as redis:
         tap.eq(o["axe390"], [], "[1] one child: axe-core (WCAG 2.1 A/AA) clean at 390 px")
         tap.eq(o["axe1280"], [], "[1] one child: axe-core (WCAG 2.1 A/AA) clean at 1280 px")
         tap.eq(o["overflow390"], 0, "[1] one child: nothing scrolls sideways at 390 px")
+        tap.eq(o["outside390"], [], "[1] one child: no field sticks out of the column at 390 px")
         tap.ok(o["scripts"] == 0 and o["lang"] == "ja", "[1] no script; lang ja",
                "%r %r" % (o["scripts"], o["lang"]))
         tap.eq(o["choices"], CHOICES, "[1] the answers are offered, in order")
@@ -184,6 +185,13 @@ with Redis(out) as redis:
         tap.eq(t["recorded"], [{"child": None, "answer": CHOICES[1], "comment": COMMENT}],
                "[3] the thank-you page shows the answer and the comment as typed")
         tap.eq(t["injected"], 0, "[3] the comment's markup made no element")
+        tap.ok(re.fullmatch(r"20\d\d年\d{1,2}月\d{1,2}日 \d\d:\d\d", t["time"]["text"])
+               and re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00",
+                                t["time"]["datetime"]),
+               "[3] the time for people (年月日 時:分), RFC 3339 in the datetime attribute",
+               json.dumps(t["time"], ensure_ascii=False))
+        tap.ok("(Confirmed. Thank you.)" in t["en"] and "(Answer)" in t["en"],
+               "[3] English hints, marked lang=en", json.dumps(t["en"]))
         tap.eq(t["axe390"] + t["axe1280"], [], "[3] the thank-you page: axe-core clean")
         tap.eq(t["overflow390"], 0, "[3] the thank-you page: nothing scrolls sideways at 390 px")
 
@@ -197,6 +205,10 @@ with Redis(out) as redis:
         tap.eq(th["axe390"], [], "[4] the guardian of three: axe-core clean at 390 px")
         tap.eq(th["axe1280"], [], "[4] the guardian of three: axe-core clean at 1280 px")
         tap.eq(th["overflow390"], 0, "[4] the guardian of three: nothing scrolls sideways at 390 px")
+        tap.eq(th["outside390"], [], "[4] the guardian of three: no field sticks out at 390 px")
+        tap.eq(th["regions"], {n: {"buttons": 1, "described": n} for n in th["children"]},
+               "[4] to a screen reader each child is a region named by its name, "
+               "its button described by it")
         kd = r["kid"]
         tap.ok(kd["tabsToRadio"] > 0 and kd["checked"] == "0" and kd["tabsToComment"] > 0
                and kd["tabsToButton"] > 0 and kd["status"] == [200],
