@@ -100,14 +100,18 @@ static void add_esc(struct kn_buf *b, const char *s)
     }
 }
 
-static void head(struct kn_buf *b, const char *title)
+/* The document's head; its title is pre (Japanese, not escaped) then
+ * title (escaped; NULL: none). */
+static void head(struct kn_buf *b, const char *pre, const char *title)
 {
     kn_buf_add(b, "<!doctype html>\n<html lang=\"ja\">\n<head>\n"
                   "<meta charset=\"utf-8\">\n"
                   "<meta name=\"viewport\" content=\"width=device-width, "
                   "initial-scale=1\">\n"
                   "<meta name=\"robots\" content=\"noindex\">\n<title>");
-    add_esc(b, title);
+    kn_buf_add(b, pre);
+    if (title != NULL)
+        add_esc(b, title);
     kn_buf_add(b, "</title>\n<style>");
     kn_buf_add(b, page_style);
     kn_buf_add(b, "</style>\n</head>\n<body>\n");
@@ -117,7 +121,9 @@ static void head(struct kn_buf *b, const char *title)
  * (a drill marked), the body, and a refused POST's message. */
 static void page_top(struct kn_buf *b, const struct kn_ack_view *v, int thanks)
 {
-    head(b, "確認のお願い");
+    /* The title says which message, and when the form was refused. */
+    head(b, v->error != NULL ? "エラー: 確認のお願い: " : "確認のお願い: ",
+         v->subject);
     if (thanks)
         kn_buf_add(b, "<p class=\"ok\">確認しました。ありがとうございました。"
                       "<span lang=\"en\">(Confirmed. Thank you.)</span>"
@@ -282,7 +288,7 @@ const char *kn__ack_page_invalid(void)
     static char *page;
     if (page == NULL) {
         struct kn_buf b = KN_BUF_INIT;
-        head(&b, "無効なリンク");
+        head(&b, "無効なリンク", NULL);
         kn_buf_add(&b, "<h1>このリンクは無効です</h1>\n"
                        "<p>リンクが途中で切れていないか確かめてください。"
                        "<span lang=\"en\">(This link is not valid: check "

@@ -118,6 +118,7 @@ function recordedOn(page) {
     res.one = await look(page, 'one');
     res.one.scripts = await page.evaluate(() => document.scripts.length);
     res.one.lang = await page.evaluate(() => document.documentElement.lang);
+    res.one.title = await page.title();
     res.one.choices = await page.$$eval('input[name=a]', (xs) => xs.map((x) => x.closest('label').textContent.trim()));
 
     // Submitting without an answer: the browser's `required` stops it.
@@ -141,7 +142,8 @@ function recordedOn(page) {
         document.querySelector('form').submit();
       }),
     ]);
-    res.forced = { status: statuses.forced, err: await page.textContent('.err').catch(() => null),
+    res.forced = { status: statuses.forced, title: await page.title(),
+      err: await page.textContent('.err').catch(() => null),
       errRole: await page.getAttribute('.err', 'role').catch(() => null),
       forms: await page.$$eval('form', (f) => f.length) };
     Object.assign(res.forced, await look(page, 'one-400'));

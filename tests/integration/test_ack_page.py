@@ -157,6 +157,8 @@ with Redis(out) as redis:
         tap.ok(o["scripts"] == 0 and o["lang"] == "ja", "[1] no script; lang ja",
                "%r %r" % (o["scripts"], o["lang"]))
         tap.eq(o["choices"], CHOICES, "[1] the answers are offered, in order")
+        tap.eq(o["title"], "確認のお願い: " + drill["subject"],
+               "[1] the title says which message")
 
         q = r["required"]
         tap.ok(q["tabsToButton"] > 0 and not q["valid"] and q["message"]
@@ -169,6 +171,8 @@ with Redis(out) as redis:
                and f["forms"] == 1,
                "[2] forced without an answer: 400, says what to fix (ja/en), the form again",
                json.dumps(f, ensure_ascii=False)[:600])
+        tap.eq(f["title"], "エラー: 確認のお願い: " + drill["subject"],
+               "[2] the 400 page's title starts with エラー")
         tap.eq(f["axe390"] + f["axe1280"], [], "[2] the 400 page: axe-core clean at both widths")
         tap.eq(f["overflow390"], 0, "[2] the 400 page: nothing scrolls sideways at 390 px")
 

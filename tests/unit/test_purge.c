@@ -90,6 +90,7 @@ static void test_ack_page(void **st)
     p = kn__ack_page(&v, 0);
     assert_null(strstr(p, "<script>"));
     assert_non_null(strstr(p, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_non_null(strstr(p, "<title>確認のお願い: &lt;script&gt;"));
     assert_non_null(strstr(p, "a &amp; b\n&quot;c&quot; &#39;d&#39;"));
     assert_non_null(strstr(p, "【訓練】"));
     assert_non_null(strstr(p, "<form method=\"post\">"));
@@ -114,6 +115,7 @@ static void test_ack_page(void **st)
     assert_non_null(strstr(p, "value=\"1\"> &lt;b&gt;けが&lt;/b&gt;"));
     assert_non_null(strstr(p, "name=\"c\" maxlength=\"200\""));
     assert_non_null(strstr(p, "fix &lt;it&gt;"));
+    assert_non_null(strstr(p, "<title>エラー: 確認のお願い: s</title>"));
     free(p);
     /* recorded: the answer and the comment shown, escaped */
     v = (struct kn_ack_view){"s", "b", 0, at("2027-05-15T12:00:00+09:00"),
