@@ -72,6 +72,8 @@ static int do_purge(int argc, char **argv)
            kn_time_jst(st.audit_cutoff_ms, t3, sizeof(t3)));
     printf("closed tenants erased: %lld (%lld keys)\n", st.tenants,
            st.tenant_keys);
+    printf("staff accounts deleted: %lld (deactivated before %s)\n",
+           st.staff_accounts, t1);
     if (rc < 0) {
         fprintf(stderr, "kairanctl: purge incomplete: %s\n", err);
         return KN_EXIT_FAIL;

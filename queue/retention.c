@@ -421,6 +421,17 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
     st->broadcasts = purge_broadcasts(&x, st->fy_cutoff_ms, 1);
     st->delivery_records = purge_broadcasts(&x, st->delivery_cutoff_ms, 0);
 
+    /* Staff accounts deactivated before the oldest kept fiscal year go as
+     * their broadcasts do; the broadcasts keep the sender's name. */
+    st->staff_accounts =
+        kn_staff_purge_deactivated(c, x.prefix, st->fy_cutoff_ms);
+    if (st->staff_accounts < 0) {
+        st->staff_accounts = 0;
+        if (!x.failed)
+            snprintf(err, errlen, "Redis: staff accounts could not be read");
+        x.failed = 1;
+    }
+
     r = cmd(&x, "ZRANGEBYSCORE %stenants:closed -inf %lld", x.prefix,
             (long long)(now - cfg->retention_closed_tenant_days * DAY_MS));
     for (size_t i = 0; r && i < r->elements; i++) {

@@ -36,6 +36,7 @@ struct kn_purge_stats {
     long long audit_lines;      /* lines dropped */
     long long tenants;          /* closed tenants erased */
     long long tenant_keys;      /* keys deleted for them */
+    long long staff_accounts;   /* deactivated before fy_cutoff_ms */
     int64_t fy_cutoff_ms;       /* broadcasts before this went */
     int64_t delivery_cutoff_ms;
     int64_t audit_cutoff_ms;

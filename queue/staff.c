@@ -1,10 +1,12 @@
 /*
- * staff.c - ending staff sessions and erasing a tenant's accounts on the
- * synchronous connection (staff.h).
+ * staff.c - ending staff sessions, erasing a tenant's accounts and the
+ * accounts deactivated long ago, on the synchronous connection (staff.h).
  */
 #include "queue/staff.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/kn.h"
 #include "queue/keys.h"
@@ -101,5 +103,90 @@ long long kn_staff_erase_tenant(redisContext *c, const char *prefix,
     if (d != NULL)
         freeReplyObject(d);
     free(k);
+    return n;
+}
+
+/* One tenant's accounts deactivated before cutoff_ms; -1 on a Redis
+ * failure. */
+static long long purge_tenant(redisContext *c, const char *prefix,
+                              const char *tenant, long long cutoff_ms)
+{
+    char *k = kn_key_staffs(prefix, tenant);
+    redisReply *r = redisCommand(c, "SMEMBERS %s", k), *h, *d;
+    long long n = 0;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        if (r != NULL)
+            freeReplyObject(r);
+        free(k);
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements && n >= 0; i++) {
+        const char *login = r->element[i]->str;
+        char *sk = kn_key_staff(prefix, tenant, login);
+        long long off;
+        h = redisCommand(c, "HMGET %s active deactivated_ms", sk);
+        if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 2) {
+            n = -1;
+        } else if (h->element[0]->type == REDIS_REPLY_STRING &&
+                   strcmp(h->element[0]->str, "0") == 0 &&
+                   h->element[1]->type == REDIS_REPLY_STRING &&
+                   (off = strtoll(h->element[1]->str, NULL, 10)) > 0 &&
+                   off < cutoff_ms) {
+            if (kn_staff_end_sessions(c, prefix, tenant, login) < 0)
+                n = -1;
+            d = redisCommand(c, "DEL %s", sk);
+            if (d != NULL)
+                freeReplyObject(d);
+            d = redisCommand(c, "SREM %s %s", k, login);
+            if (d == NULL)
+                n = -1;
+            else
+                freeReplyObject(d);
+            if (n >= 0)
+                n++;
+        }
+        if (h != NULL)
+            freeReplyObject(h);
+        free(sk);
+    }
+    freeReplyObject(r);
+    free(k);
+    return n;
+}
+
+long long kn_staff_purge_deactivated(redisContext *c, const char *prefix,
+                                     long long cutoff_ms)
+{
+    char cursor[32] = "0";
+    size_t plen = strlen(prefix) + strlen("staffs:");
+    long long n = 0;
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %sstaffs:* COUNT 200",
+                                     cursor, prefix);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            if (r != NULL)
+                freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *key = r->element[1]->element[i];
+            long long m;
+            /* Tenants are checked names (no encoding, no ':'), so the
+             * key's tail is the tenant; anything else is not ours. */
+            if (key->type != REDIS_REPLY_STRING || key->len <= plen ||
+                !kn_tenant_valid(key->str + plen))
+                continue;
+            m = purge_tenant(c, prefix, key->str + plen, cutoff_ms);
+            if (m < 0) {
+                freeReplyObject(r);
+                return -1;
+            }
+            n += m;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
     return n;
 }

@@ -38,4 +38,14 @@ long long kn_staff_end_tenant_sessions(redisContext *c, const char *prefix,
 long long kn_staff_erase_tenant(redisContext *c, const char *prefix,
                                 const char *tenant);
 
+/*
+ * The retention purge's part: delete every account deactivated before
+ * cutoff_ms (ms since the epoch), with its sessions, from every tenant
+ * (found with SCAN over staffs:*, never KEYS).  The broadcasts such an
+ * account sent keep its name (it is stored in them).  Returns the number
+ * of accounts deleted, or -1 when Redis failed.
+ */
+long long kn_staff_purge_deactivated(redisContext *c, const char *prefix,
+                                     long long cutoff_ms);
+
 #endif

@@ -569,12 +569,23 @@ with Redis(out) as redis:
 
     with tap.check("[4] the purge after retention erases a closed tenant's accounts and sessions"):
         assert redis.call("EXISTS", P + "staff:momo:sato") == 1
+        # today: ito, deactivated this fiscal year, is kept
+        cp = k.ctl("purge")
+        assert cp.returncode == 0, cp.stderr
+        assert "staff accounts deleted: 0 " in cp.stdout, cp.stdout
+        assert redis.call("EXISTS", P + "staff:sakura:ito") == 1
         cp = k.ctl("purge", "--now", "2099-01-01T00:00:00+09:00")
         assert cp.returncode == 0, cp.stderr
         assert redis.call("EXISTS", P + "staff:momo:sato") == 0
         assert redis.call("EXISTS", P + "staffs:momo") == 0
         assert redis.call("KEYS", P + "stsess:momo:*") == []
         assert redis.call("EXISTS", P + "staff:sakura:kocho") == 1
+
+    with tap.check("[4] the purge deletes accounts deactivated before the oldest kept fiscal year, not active ones"):
+        assert "staff accounts deleted: 1 " in cp.stdout, cp.stdout
+        assert redis.call("EXISTS", P + "staff:sakura:ito") == 0
+        assert redis.call("SISMEMBER", P + "staffs:sakura", "ito") == 0
+        assert redis.call("SISMEMBER", P + "staffs:sakura", "kocho") == 1
 
     d.stop()
 
