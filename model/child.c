@@ -109,9 +109,10 @@ size_t kn_child_contacts(json_t *c, const char *channels,
     /* the record, then its further guardians (model/directory.h "g") */
     for (size_t g = 0;; g++) {
         struct kn_dir_rec d;
-        json_t *o = g == 0 ? c
-                           : json_array_get(
-                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        json_t *o =
+            g == 0
+                ? c
+                : json_array_get(json_object_get(c, KN_DIR_GUARDIANS), g - 1);
         if (o == NULL || kn_dir_parse(o, &d) < 0)
             break;
         if (em)
@@ -120,8 +121,7 @@ size_t kn_child_contacts(json_t *c, const char *channels,
             add(out, &n, max, g, "line", d.line, d.line_index);
         for (size_t i = 0; pu && i < d.npush; i++) {
             if (!d.push[i].dead)
-                add(out, &n, max, g, "push", d.push[i].token,
-                    d.push[i].index);
+                add(out, &n, max, g, "push", d.push[i].token, d.push[i].index);
         }
         kn_dir_rec_free(&d);
     }
