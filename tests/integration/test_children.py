@@ -37,7 +37,9 @@ its id: the second gives only the father's columns).
       with its name, class, guardian, state (delivered; reached_via_sibling
       naming the sibling; no_contact for c-4 and c-5), answer and comment;
       addresses masked, phones by their last four digits; a bad cursor
-      400.  The CSV (UTF-8 with a BOM, and CP932) has the same rows.
+      400.  The CSV (UTF-8 with a BOM, and CP932) has the same rows.  A
+      child deleted from the directory since is still listed ("unknown"),
+      one made inactive since with its deliveries.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
 """
@@ -388,6 +390,21 @@ with Redis(out) as redis:
         assert len([r for r in got if r["recipient"] == "c-7"]) == 2
         st, h, data2 = api("/v1/broadcasts/%s/recipients.csv?charset=cp932" % bid2, tok)
         assert st == 200 and data2.decode("cp932") == text, st
+
+    with tap.check("[7] deleted from the directory since: listed as unknown; "
+                   "made inactive since: listed with its deliveries"):
+        for verb, rid in (("delete", "c-6"), ("deactivate", "c-7")):
+            cp = k.ctl("recipients", verb, "--tenant", T, rid)
+            assert cp.returncode == 0, cp.stderr
+        st, _, body = api("/v1/broadcasts/%s/recipients?limit=500" % bid2, tok)
+        assert st == 200, (st, body[:300])
+        rows = json.loads(body)["recipients"]
+        assert sorted({r["recipient"] for r in rows}) == ["c-%d" % i for i in range(1, 8)]
+        c6 = [r for r in rows if r["recipient"] == "c-6"]
+        assert len(c6) == 1 and c6[0]["state"] == c6[0]["child_state"] == "unknown", c6
+        assert c6[0]["child"] is None and c6[0]["address"] is None, c6
+        c7 = [r for r in rows if r["recipient"] == "c-7"]
+        assert len(c7) == 2 and all(r["state"] == "delivered" for r in c7), c7
 
     d.stop()
 
