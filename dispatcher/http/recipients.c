@@ -270,6 +270,15 @@ static void emit_csv(FILE *f, const struct out_row *r)
     }
 }
 
+/* The state value of contact i of x among the page's replies, or NULL. */
+static const char *st_at(const redisReply *st, const struct child *x, size_t i)
+{
+    if (st == NULL || st->type != REDIS_REPLY_ARRAY ||
+        x->st0 + i >= st->elements)
+        return NULL;
+    return kn__httpd_rstr(st->element[x->st0 + i]);
+}
+
 /*
  * The rows of one child: its states among the page's replies st (the
  * fields of its contacts), its confirmation ack.  To arr (JSON) or f.
@@ -288,37 +297,24 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     int64_t reached = 0;
     size_t via_k = 0;
 
-    /* first: which states are its own, and what reached it */
+    /* its own states first: they decide (kairanctl report) */
     for (size_t i = 0; i < x->nk; i++) {
-        const redisReply *e = st != NULL && st->type == REDIS_REPLY_ARRAY &&
-                                      x->st0 + i < st->elements
-                                  ? st->element[x->st0 + i]
-                                  : NULL;
-        if (kn_child_st_parse(kn__httpd_rstr(e), &s) < 0)
+        if (kn_child_st_parse(st_at(st, x, i), &s) < 0 ||
+            !kn_child_st_is(&s, x->id))
             continue;
-        if (kn_child_st_is(&s, x->id)) {
-            own = 1;
-            if (s.code == 'd' && s.ms > 0 && (reached == 0 || s.ms < reached))
-                reached = s.ms;
-        } else if (!own && s.code == 'd' && s.ms > 0 &&
-                   (via == NULL || s.ms < reached)) {
-            free(via);
-            via = kn_xstrndup(s.rcpt, s.rcpt_len);
-            via_k = i;
+        own = 1;
+        if (s.code == 'd' && s.ms > 0 && (reached == 0 || s.ms < reached))
             reached = s.ms;
-        }
     }
-    if (own && via != NULL) { /* its own states decide (kairanctl report) */
+    /* without one: the first delivery of a sibling to its addresses */
+    for (size_t i = 0; !own && i < x->nk; i++) {
+        if (kn_child_st_parse(st_at(st, x, i), &s) < 0 || s.code != 'd' ||
+            s.ms <= 0 || (via != NULL && s.ms >= reached))
+            continue;
         free(via);
-        via = NULL;
-        reached = 0;
-        for (size_t i = 0; i < x->nk; i++) {
-            const redisReply *e = st->element[x->st0 + i];
-            if (kn_child_st_parse(kn__httpd_rstr(e), &s) == 0 &&
-                kn_child_st_is(&s, x->id) && s.code == 'd' && s.ms > 0 &&
-                (reached == 0 || s.ms < reached))
-                reached = s.ms;
-        }
+        via = kn_xstrndup(s.rcpt, s.rcpt_len);
+        via_k = i;
+        reached = s.ms;
     }
     if (x->inactive && !own) {
         free(via);
@@ -344,9 +340,8 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     }
     if (own) {
         for (size_t i = 0; i < x->nk; i++) {
-            const redisReply *e = st->element[x->st0 + i];
             char *g, *a;
-            if (kn_child_st_parse(kn__httpd_rstr(e), &s) < 0 ||
+            if (kn_child_st_parse(st_at(st, x, i), &s) < 0 ||
                 !kn_child_st_is(&s, x->id))
                 continue;
             g = open_sealed(kr, "name", guardian_sealed(x, x->k[i].guardian));
