@@ -251,19 +251,18 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
 static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
 {
     struct kn_child_contact k[KN_CHILD_MAX_CONTACTS];
+    const char *vals[KN_CHILD_MAX_CONTACTS];
+    struct kn_child_seen seen;
+    struct kn_child_st st;
     size_t nk = kn_child_contacts(c, hget(rp->h, "channels"), k,
                                   KN_CHILD_MAX_CONTACTS);
-    for (size_t i = 0; i < nk; i++) {
-        struct kn_child_st st;
-        const char *v =
-            json_string_value(json_object_get(rp->states, k[i].field));
-        if (kn_child_st_parse(v, &st) < 0 || st.code != 'd' || st.ms <= 0)
-            continue;
-        if (r->via == NULL || st.ms < r->reached_ms) {
-            free(r->via);
-            r->via = kn_xstrndup(st.rcpt, st.rcpt_len);
-            r->reached_ms = st.ms;
-        }
+    for (size_t i = 0; i < nk; i++)
+        vals[i] = json_string_value(json_object_get(rp->states, k[i].field));
+    kn_child_resolve(r->id, vals, nk, &seen);
+    if (seen.via >= 0 && kn_child_st_parse(vals[seen.via], &st) == 0) {
+        free(r->via);
+        r->via = kn_xstrndup(st.rcpt, st.rcpt_len);
+        r->reached_ms = seen.reached_ms;
     }
     return nk > 0;
 }

@@ -73,6 +73,33 @@ const char *kn_child_code_name(char code)
     }
 }
 
+enum kn_child_state kn_child_resolve(const char *id, const char *const *states,
+                                     size_t n, struct kn_child_seen *seen)
+{
+    struct kn_child_st s;
+    memset(seen, 0, sizeof(*seen));
+    seen->via = -1;
+    /* its own states first: they decide */
+    for (size_t i = 0; i < n; i++) {
+        if (kn_child_st_parse(states[i], &s) < 0 || !kn_child_st_is(&s, id))
+            continue;
+        seen->own = 1;
+        if (s.code == 'd' && s.ms > 0 &&
+            (seen->reached_ms == 0 || s.ms < seen->reached_ms))
+            seen->reached_ms = s.ms;
+    }
+    /* without one: the first delivery of a sibling to its addresses */
+    for (size_t i = 0; !seen->own && i < n; i++) {
+        if (kn_child_st_parse(states[i], &s) < 0 || s.code != 'd' ||
+            s.ms <= 0 || (seen->via >= 0 && s.ms >= seen->reached_ms))
+            continue;
+        seen->via = (long)i;
+        seen->reached_ms = s.ms;
+    }
+    return kn_child_classify(seen->reached_ms, seen->via >= 0,
+                             !seen->own && n == 0);
+}
+
 /* 1 if ch is one of the comma-separated channels. */
 static int on_channel(const char *channels, const char *ch)
 {

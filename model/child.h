@@ -62,6 +62,23 @@ int kn_child_st_parse(const char *v, struct kn_child_st *st);
 /* 1 if st's recipient is id. */
 int kn_child_st_is(const struct kn_child_st *st, const char *id);
 
+/* What one child's contacts found (kn_child_resolve). */
+struct kn_child_seen {
+    int own;            /* a state of its own among them */
+    int64_t reached_ms; /* its first own delivery, else the sibling's */
+    long via;           /* without own states: the contact whose sibling
+                           delivery reached it first, else -1 */
+};
+
+/*
+ * The rule above for the child id from the state values of its contacts
+ * (states[i]: the value of contact i's field in bc:<id>:r, or NULL; n
+ * the number of its contacts on the channels).  Fills seen and returns
+ * the child's state.
+ */
+enum kn_child_state kn_child_resolve(const char *id, const char *const *states,
+                                     size_t n, struct kn_child_seen *seen);
+
 /* "queued", "retrying", "delivered", "failed", "expired", "cancelled",
  * or "unknown". */
 const char *kn_child_code_name(char code);

@@ -293,29 +293,22 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     const char *answer;
     char *comment, *name, *phone, *via = NULL;
     char *guard = NULL, mask[128];
-    int own = 0;
-    int64_t reached = 0;
+    const char *vals[KN_CHILD_MAX_CONTACTS];
+    struct kn_child_seen seen;
+    enum kn_child_state cs;
+    int own;
+    int64_t reached;
     size_t via_k = 0;
 
-    /* its own states first: they decide (kairanctl report) */
-    for (size_t i = 0; i < x->nk; i++) {
-        if (kn_child_st_parse(st_at(st, x, i), &s) < 0 ||
-            !kn_child_st_is(&s, x->id))
-            continue;
-        own = 1;
-        if (s.code == 'd' && s.ms > 0 && (reached == 0 || s.ms < reached))
-            reached = s.ms;
-    }
-    /* without one: the first delivery of a sibling to its addresses */
-    for (size_t i = 0; !own && i < x->nk; i++) {
-        if (kn_child_st_parse(st_at(st, x, i), &s) < 0 || s.code != 'd' ||
-            s.ms <= 0 || (via != NULL && s.ms >= reached))
-            continue;
-        free(via);
+    for (size_t i = 0; i < x->nk; i++)
+        vals[i] = st_at(st, x, i);
+    cs = kn_child_resolve(x->id, vals, x->nk, &seen);
+    own = seen.own;
+    if (seen.via >= 0 && kn_child_st_parse(vals[seen.via], &s) == 0) {
         via = kn_xstrndup(s.rcpt, s.rcpt_len);
-        via_k = i;
-        reached = s.ms;
+        via_k = (size_t)seen.via;
     }
+    reached = seen.reached_ms;
     if (x->inactive && !own) {
         free(via);
         return; /* not sent to: not a child of this broadcast */
@@ -335,8 +328,7 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
         /* the directory record was deleted since the broadcast */
         r.state = r.child_state = "unknown";
     } else {
-        r.child_state = kn_child_state_name(
-            kn_child_classify(reached, via != NULL, !own && x->nk == 0));
+        r.child_state = kn_child_state_name(cs);
     }
     if (own) {
         for (size_t i = 0; i < x->nk; i++) {

@@ -1,6 +1,7 @@
 /*
  * test_child.c - every child of the audience (model/child.c): the states
- * of the report and the recipients list, a state value read in place, the
+ * of the report and the recipients list, a state value read in place, a
+ * child's own states before a sibling's delivery, the
  * contacts of a record with several guardians on a broadcast's channels,
  * the masked phone number.
  */
@@ -49,6 +50,34 @@ static void test_state_value(void **state)
     assert_int_equal(kn_child_st_parse(NULL, &st), KN_EINVAL);
     assert_string_equal(kn_child_code_name('x'), "expired");
     assert_string_equal(kn_child_code_name('?'), "unknown");
+}
+
+static void test_resolve(void **state)
+{
+    struct kn_child_seen seen;
+    /* its own delivery decides, a sibling's earlier one does not count */
+    const char *own[] = {"d|c-2|100|ok", "d|c-1|200|ok", NULL};
+    /* no own state: the sibling's first delivery */
+    const char *sib[] = {"d|c-1|300|ok", "f|c-3|0|bounce", "d|c-3|250|ok"};
+    /* own state failed: not reached, whatever a sibling got */
+    const char *failed[] = {"f|c-2|100|bounce", "d|c-1|50|ok"};
+    /* contacts, nothing delivered to them */
+    const char *none[] = {NULL, "q|c-1"};
+
+    assert_int_equal(kn_child_resolve("c-1", own, 3, &seen),
+                     KN_CHILD_REACHED);
+    assert_true(seen.own && seen.reached_ms == 200 && seen.via == -1);
+    assert_int_equal(kn_child_resolve("c-2", sib, 3, &seen),
+                     KN_CHILD_VIA_SIBLING);
+    assert_true(!seen.own && seen.via == 2 && seen.reached_ms == 250);
+    assert_int_equal(kn_child_resolve("c-2", failed, 2, &seen),
+                     KN_CHILD_NOT_REACHED);
+    assert_true(seen.own && seen.via == -1 && seen.reached_ms == 0);
+    assert_int_equal(kn_child_resolve("c-2", none, 2, &seen),
+                     KN_CHILD_NOT_REACHED);
+    assert_int_equal(kn_child_resolve("c-2", NULL, 0, &seen),
+                     KN_CHILD_NO_CONTACT);
+    assert_true(seen.via == -1);
 }
 
 static void test_contacts(void **state)
@@ -102,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_state_value),
+        cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_contacts),
         cmocka_unit_test(test_phone),
     };
