@@ -6,6 +6,8 @@
 #   make bench      benchmarks (figures printed, never asserted)
 
 PKGS    := libuv hiredis jansson libcurl openssl inih libsystemd
+# libargon2: staff passwords (Argon2id, model/password.c)
+PKGS    += libargon2
 CC      ?= cc
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
@@ -29,21 +31,22 @@ LIB_SRCS := \
 	common/utf8.c common/buf.c common/codec.c common/file.c common/csvcell.c \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
-	model/label.c \
+	model/label.c model/password.c model/totp.c model/session.c \
 	model/child.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
-	queue/submit.c queue/sentinel.c \
+	queue/submit.c queue/sentinel.c queue/staff.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c \
 	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
-	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c
+	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
+	dispatcher/http/session.c dispatcher/http/session_auth.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
-            $(BUILD)/gen/lua.o
+            $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -67,7 +70,8 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # this archive only, so a command that reaches into the daemon or an
 # adapter fails to link instead of pulling them in.
 CORE_SRCS := $(filter common/% config/% model/% queue/%,$(LIB_SRCS))
-CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua.o
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua.o \
+	$(BUILD)/gen/pwlist.o
 
 PROGS := $(BUILD)/kairand $(BUILD)/kairanctl
 
@@ -92,6 +96,11 @@ $(BUILD)/scripts/embed: scripts/embed.c
 $(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+# The common-password list of the staff password policy (model/password.c).
+$(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ kn__common_passwords=model/common-passwords.txt
 
 # The Redis scripts, the same way (LUA_SRCS above).
 $(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk

@@ -6,7 +6,7 @@
  *
  * purge runs the same code as kairand's daily timer (queue/retention.c,
  * rules in queue/retention.h and docs/drills.md).  tenant close stops
- * T's API tokens at once (kairand's HTTP reads tenant:<T> closed_ms on
+ * T's API tokens and staff sessions at once (kairand's HTTP reads tenant:<T> closed_ms on
  * every request) and schedules T's data for erasure by the purge after
  * retention.closed_tenant_days.  --now fixes the clock (tests, and to see
  * in advance what a purge on that day would delete... by doing it: there
@@ -20,6 +20,7 @@
 #include "common/kn.h"
 #include "model/broadcast.h"
 #include "queue/retention.h"
+#include "queue/staff.h"
 
 /* Take "--now ISO8601" out of argv (sets the fixed clock); returns the
  * new argc, or -1 on a bad time. */
@@ -118,9 +119,14 @@ static int do_tenant(int argc, char **argv)
     r = kn_cli_cmd("ZADD %s NX %lld %s", k, (long long)closed, tenant);
     freeReplyObject(r);
     free(k);
+    /* Its staff sessions end now (kairand also refuses any session of a
+     * closed tenant); the accounts go with its data. */
+    kn_staff_end_tenant_sessions(kn_cli_redis(), kn_cli_cfg.redis_prefix,
+                                 tenant);
     kn_cli_audit_op("tenant.close", NULL, tenant);
     erase = closed + kn_cli_cfg.retention_closed_tenant_days * 86400000LL;
-    printf("tenant %s closed at %s: its tokens no longer work; its data is "
+    printf("tenant %s closed at %s: its tokens and staff sessions no longer "
+           "work; its data is "
            "erased by the first purge on or after %s\n",
            tenant, kn_time_jst(closed, t, sizeof(t)),
            kn_time_jst(erase, (char[48]){0}, 48));

@@ -264,6 +264,7 @@ static const struct key keys[] = {
         kn__config_check_public_url, NULL),
     INT("http", "max_body", "10000000", 1024, 1000000000, http_max_body),
     BOOL("http", "metrics_open", "no", http_metrics_open),
+    BOOL("http", "require_2fa_admin", "no", http_require_2fa_admin),
     INT("http", "rate", "20", 1, 100000, http_rate),
     INT("http", "max_conns", "512", 1, 100000, http_max_conns),
     INT("http", "max_conns_per_peer", "32", 1, 100000, http_max_conns_per_peer),

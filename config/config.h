@@ -153,6 +153,7 @@ struct kn_config {
     int64_t http_body_timeout_ms;    /* longest pause while a body arrives */
     int64_t http_send_timeout_ms;    /* an answer must be taken within */
     int64_t http_max_buffered;       /* request bytes held, all connections */
+    int http_require_2fa_admin;      /* staff admins must use TOTP */
 
     /* [retention] */
     int64_t retention_fiscal_years;

@@ -50,3 +50,58 @@ char *kn_key_cats(const char *prefix, const char *tenant)
     free(t);
     return k;
 }
+
+/* ------------------------------------------------------ staff accounts */
+
+char *kn_key_staff(const char *prefix, const char *tenant, const char *login)
+{
+    return tenant_key(prefix, "staff", tenant, login);
+}
+
+char *kn_key_staffs(const char *prefix, const char *tenant)
+{
+    char *t = kn_key_part(tenant);
+    char *k = kn_xasprintf("%sstaffs:%s", prefix, t);
+    free(t);
+    return k;
+}
+
+char *kn_key_session(const char *prefix, const char *hash)
+{
+    char *h = kn_key_part(hash);
+    char *k = kn_xasprintf("%ssess:%s", prefix, h);
+    free(h);
+    return k;
+}
+
+char *kn_key_staff_sessions(const char *prefix, const char *tenant,
+                            const char *login)
+{
+    return tenant_key(prefix, "stsess", tenant, login);
+}
+
+char *kn_key_login_fail(const char *prefix, const char *tenant,
+                        const char *login, const char *addr)
+{
+    char *base = tenant_key(prefix, "lfail", tenant, login);
+    char *a = kn_key_part(addr);
+    char *k = kn_xasprintf("%s:%s", base, a);
+    free(base);
+    free(a);
+    return k;
+}
+
+char *kn_key_login_spread(const char *prefix, const char *tenant,
+                          const char *login)
+{
+    return tenant_key(prefix, "lspread", tenant, login);
+}
+
+char *kn_key_totp_used(const char *prefix, const char *tenant,
+                       const char *login, long long step)
+{
+    char *base = tenant_key(prefix, "totpuse", tenant, login);
+    char *k = kn_xasprintf("%s:%lld", base, step);
+    free(base);
+    return k;
+}

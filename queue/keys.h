@@ -34,4 +34,29 @@ char *kn_key_idem(const char *prefix, const char *tenant);
  * ("emergency" or ""); kairanctl category add|remove keep it. */
 char *kn_key_cats(const char *prefix, const char *tenant);
 
+/*
+ * Staff accounts and sessions (queue/staff.h says what each holds):
+ *   staff:<tenant>:<login>          hash, one account
+ *   staffs:<tenant>                 set of the tenant's logins
+ *   sess:<sha256 hex of the id>     hash, one session (the id itself is
+ *                                   never stored)
+ *   stsess:<tenant>:<login>         set of the account's session hashes
+ *   lfail:<tenant>:<login>:<addr>   failures of one login from one address
+ *   lspread:<tenant>:<login>        failures of one login from anywhere
+ *   totpuse:<tenant>:<login>:<step> a TOTP step already accepted
+ * The login and the address are encoded parts: a login presented at the
+ * login form that does not exist still gets throttled, under its own key.
+ */
+char *kn_key_staff(const char *prefix, const char *tenant, const char *login);
+char *kn_key_staffs(const char *prefix, const char *tenant);
+char *kn_key_session(const char *prefix, const char *hash);
+char *kn_key_staff_sessions(const char *prefix, const char *tenant,
+                            const char *login);
+char *kn_key_login_fail(const char *prefix, const char *tenant,
+                        const char *login, const char *addr);
+char *kn_key_login_spread(const char *prefix, const char *tenant,
+                          const char *login);
+char *kn_key_totp_used(const char *prefix, const char *tenant,
+                       const char *login, long long step);
+
 #endif

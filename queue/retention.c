@@ -28,6 +28,7 @@
 #include "model/directory.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
+#include "queue/staff.h"
 
 #define JST_MS  (9 * 3600 * 1000LL)
 #define DAY_MS  (86400 * 1000LL)
@@ -256,6 +257,7 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         free(ck);
     }
     run(x, "SREM %stenants %s", p, t);
+    n += kn_staff_erase_tenant(x->c, p, t); /* accounts and sessions */
 
     r = cmd(x, "SMEMBERS %stokens", p);
     for (size_t i = 0; r && i < r->elements; i++) {

@@ -22,6 +22,7 @@ void kn__httpd_token_reset(struct token *t)
     free(t->tenant);
     free(t->name);
     free(t->groups);
+    free(t->login);
     memset(t, 0, sizeof(*t));
     t->role = -1;
 }
@@ -52,6 +53,11 @@ static void authorized(struct conn *c)
     }
     c->req.auth_result = "ok";
     kn__httpd_go(c);
+}
+
+void kn__httpd_auth_done(struct conn *c)
+{
+    authorized(c);
 }
 
 static void on_tenant(struct kn_redis *r, redisReply *rep, void *arg)
@@ -164,6 +170,10 @@ void kn__httpd_auth_start(struct conn *c)
     char *key;
     int rc;
 
+    if (r->authz == NULL && r->cookie != NULL) {
+        kn__httpd_session_start(c);
+        return;
+    }
     if (r->authz == NULL) {
         refuse(c, 401, "missing",
                "this needs a token: send Authorization: Bearer kn_...");

@@ -132,7 +132,9 @@ int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
     switch (t->role) {
     case KN_ROLE_ADMIN:
     case KN_ROLE_OPERATOR: /* the active list only: routes decide */
-        return 1;
+        /* a staff session's operator: its tenant only */
+        return !t->session || (tenant != NULL && t->tenant != NULL &&
+                               strcmp(tenant, t->tenant) == 0);
     case KN_ROLE_LIMITED_ADMIN:
         return tenant != NULL && t->tenant != NULL &&
                strcmp(tenant, t->tenant) == 0;

@@ -48,6 +48,15 @@ struct token {
     char *tenant;
     char *name;
     char *groups; /* comma list (senders) */
+    /* A staff session (session_auth.c) instead of a bearer token: id is
+     * "st_<account id>", role the role it is authorized as (a tenant's
+     * admin as limited_admin: a staff account never acts outside its
+     * tenant), staff_role its own role. */
+    int session;
+    int staff_role;
+    char *login;
+    char sess[65]; /* the session's hash */
+    long long gen; /* the account's session generation */
 };
 
 struct conn;
@@ -70,11 +79,16 @@ enum route_id {
     R_BC_RCPTS,
     R_BC_RCPTS_CSV,
     R_ACK_POST,
-    R_LINE_HOOK
+    R_LINE_HOOK,
+    R_SESSION_LOGIN,
+    R_SESSION_END,
+    R_SESSION_PASSWORD,
+    R_SESSION_TOTP
 };
 
 #define ROLE(r) (1u << (r))
 #define STAFF   (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN))
+#define ANYROLE (STAFF | ROLE(KN_ROLE_SENDER) | ROLE(KN_ROLE_OPERATOR))
 
 struct route {
     enum route_id id;
@@ -90,7 +104,8 @@ struct route {
 struct req {
     struct kn_buf url, hfield, hval, body;
     char *authz, *ctype, *real_ip, *expect;
-    char *line_sig; /* X-Line-Signature */
+    char *line_sig;               /* X-Line-Signature */
+    char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
     size_t header_bytes;
     int in_value;
     int dup_authz;
@@ -207,6 +222,7 @@ struct http_srv {
     /* redis.wait_replicas > 0: submits go on this connection of their
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
+    int hashing; /* password hashes running on the thread pool */
 };
 
 struct wreq {
@@ -312,6 +328,25 @@ void kn__httpd_dispatch(struct conn *c);
 
 void kn__httpd_token_reset(struct token *t);
 void kn__httpd_auth_start(struct conn *c);
+
+/* A session's check is done (session_auth.c): the route's roles next. */
+void kn__httpd_auth_done(struct conn *c);
+
+/* ---- session_auth.c ---- */
+
+/* Authenticate a request by its session cookie (no Authorization). */
+void kn__httpd_session_start(struct conn *c);
+
+/* ---- session.c ---- */
+
+/* At most this many password hashes at once (on the libuv thread pool);
+ * a login beyond them is answered 503 with Retry-After. */
+#define HASH_MAX 2
+
+void kn__httpd_run_login(struct conn *c);
+void kn__httpd_run_logout(struct conn *c);
+void kn__httpd_run_password(struct conn *c);
+void kn__httpd_run_totp(struct conn *c);
 
 /* ---- metrics.c ---- */
 

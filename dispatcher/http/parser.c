@@ -65,6 +65,12 @@ static void header_done(struct req *r)
         slot = &r->expect;
     } else if (header_is(&r->hfield, "x-line-signature")) {
         slot = &r->line_sig;
+    } else if (header_is(&r->hfield, "cookie")) {
+        slot = &r->cookie;
+    } else if (header_is(&r->hfield, "origin")) {
+        slot = &r->origin;
+    } else if (header_is(&r->hfield, "x-csrf-token")) {
+        slot = &r->csrf;
     }
     if (slot != NULL) {
         kn__httpd_free_secret(slot);

@@ -60,10 +60,13 @@ static void login_log(struct conn *c, int status)
                         json_string(kn_time_jst(kn_now_ms(), t, sizeof(t))));
     json_object_set_new(
         j, "token", kn__httpd_jstr_or_null(r->tok.id[0] ? r->tok.id : NULL));
-    json_object_set_new(j, "role",
-                        kn__httpd_jstr_or_null(r->tok.role >= 0
-                                                   ? kn_role_name(r->tok.role)
-                                                   : NULL));
+    json_object_set_new(
+        j, "role",
+        kn__httpd_jstr_or_null(r->tok.session ? kn_role_name(r->tok.staff_role)
+                               : r->tok.role >= 0 ? kn_role_name(r->tok.role)
+                                                  : NULL));
+    if (r->tok.login != NULL) /* a staff login or session */
+        json_object_set_new(j, "login", kn__httpd_jstr_text(r->tok.login));
     json_object_set_new(j, "tenant",
                         kn__httpd_jstr_or_null(r->tok.tenant && r->tok.tenant[0]
                                                    ? r->tok.tenant

@@ -35,8 +35,9 @@ static const struct route routes[] = {
      kn__httpd_run_bc_submit},
     {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
      kn__httpd_run_bc_get},
-    {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel", STAFF, 1,
-     kn__httpd_run_bc_cancel},
+    /* A sender may cancel its own broadcasts (bc_visible decides which). */
+    {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_cancel},
     {R_BC_RCPTS, HTTP_GET, "/v1/broadcasts/{}/recipients",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts},
     {R_BC_RCPTS_CSV, HTTP_GET, "/v1/broadcasts/{}/recipients.csv",
@@ -46,6 +47,15 @@ static const struct route routes[] = {
     /* Not rate-limited: LINE's few servers carry every user's events;
      * the signature is checked before anything else. */
     {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, 0, kn__httpd_run_line_hook},
+    /* Staff sessions (session.c): the login needs no credential but is
+     * rate-limited and throttled per account; the others need a session. */
+    {R_SESSION_LOGIN, HTTP_POST, "/v1/session", 0, 1, kn__httpd_run_login},
+    {R_SESSION_END, HTTP_DELETE, "/v1/session", ANYROLE, 1,
+     kn__httpd_run_logout},
+    {R_SESSION_PASSWORD, HTTP_POST, "/v1/session/password", ANYROLE, 1,
+     kn__httpd_run_password},
+    {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
+     kn__httpd_run_totp},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

@@ -69,6 +69,9 @@ void kn__httpd_req_reset(struct req *r)
     free(r->real_ip);
     free(r->expect);
     free(r->line_sig);
+    kn__httpd_free_secret(&r->cookie);
+    free(r->origin);
+    kn__httpd_free_secret(&r->csrf);
     free(r->ack_rcpt);
     free(r->ack_error);
     free(r->path);

@@ -247,7 +247,7 @@ with Redis(out) as redis:
         "get_own": ("GET", "/v1/broadcasts/" + SENDER_BC, None,
                     {"sender": 200, "sender2": 404, "limited": 200, "admin": 200}),
         "cancel": ("POST", "/v1/broadcasts/%s/cancel" % BC_ADMIN, None,
-                   {"admin": 409, "limited": 409, "sender": 403, "operator": 403,
+                   {"admin": 409, "limited": 409, "sender": 404, "operator": 403,
                     "limited_other": 404}),
     }
 

@@ -100,6 +100,7 @@ with SentinelGroup(out, replicas=1, sentinels=3) as g:
         tap.eq(delivered(k, b1), N, "kairand delivered it in full")
         tap.ok("not a primary" in d.stderr_text(),
                "kairand refused the address the rogue named (logged)")
+        d.wait_output('"msg":"connected","conn":"wait"', 30)
         st, j = post(port, token, bcast("api-one", key="api-one"))
         tap.eq(st, 202, "POST /v1/broadcasts 202 once WAIT 1 confirms")
         if st == 202:
@@ -124,6 +125,9 @@ with SentinelGroup(out, replicas=1, sentinels=3) as g:
         tap.eq(cp2.stdout.strip(), b2, "a retry with the same key names the same broadcast")
         d = k.start()
         d.wait_output('"msg":"ready"', 30)
+        # Submits go on the "wait" connection, which comes up on its own
+        # (a loaded machine can answer "ready" before it): wait for it.
+        d.wait_output('"msg":"connected","conn":"wait"', 30)
         st, j = post(port, token, bcast("api-two", key="api-two"))
         tap.eq(st, 503, "POST /v1/broadcasts 503")
         tap.ok(str(j.get("id", "")).startswith("b-") and "replicas" in j.get("error", ""),

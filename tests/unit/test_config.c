@@ -244,7 +244,7 @@ static void test_example_documents_every_key(void **state)
             p++;
         if (*p == ' ')
             p++;
-        if (sscanf(p, "%63[a-z_] =", name) == 1 && strstr(p, " = ")) {
+        if (sscanf(p, "%63[a-z0-9_] =", name) == 1 && strstr(p, " = ")) {
             s = kn_xasprintf("%s%s.%s ", seen, section, name);
             free(seen);
             seen = s;

@@ -96,12 +96,51 @@ static void test_tenant_and_name(void **state)
     assert_false(kn_name_valid(".."));
 }
 
+/* Staff keys: a login, an address or a hash given from outside cannot
+ * reach another tenant's or another account's key. */
+static void test_staff_keys(void **state)
+{
+    char *a, *b;
+    a = kn_key_staff("kairan:", "sakura", "sato");
+    assert_string_equal(a, "kairan:staff:sakura:sato");
+    free(a);
+    /* login "x:sato" of tenant "sakura" is not tenant "sakura:x" */
+    a = kn_key_staff("kairan:", "sakura", "x:sato");
+    assert_string_equal(a, "kairan:staff:sakura:x%3Asato");
+    free(a);
+    a = kn_key_login_fail("kairan:", "sakura", "sato", "::1");
+    assert_string_equal(a, "kairan:lfail:sakura:sato:%3A%3A1");
+    free(a);
+    /* an address cannot extend the login: (sato, "1:x") != ("sato:1", x) */
+    a = kn_key_login_fail("kairan:", "sakura", "sato", "1:x");
+    b = kn_key_login_fail("kairan:", "sakura", "sato:1", "x");
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
+    a = kn_key_session("kairan:", "ab12");
+    assert_string_equal(a, "kairan:sess:ab12");
+    free(a);
+    a = kn_key_staffs("kairan:", "sakura");
+    assert_string_equal(a, "kairan:staffs:sakura");
+    free(a);
+    a = kn_key_staff_sessions("kairan:", "sakura", "sato");
+    assert_string_equal(a, "kairan:stsess:sakura:sato");
+    free(a);
+    a = kn_key_login_spread("kairan:", "sakura", "sato");
+    assert_string_equal(a, "kairan:lspread:sakura:sato");
+    free(a);
+    a = kn_key_totp_used("kairan:", "sakura", "sato", 12345);
+    assert_string_equal(a, "kairan:totpuse:sakura:sato:12345");
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_part),
         cmocka_unit_test(test_no_collision),
         cmocka_unit_test(test_tenant_and_name),
+        cmocka_unit_test(test_staff_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,486 @@
+/*
+ * staff.c - kairanctl staff: school staff accounts (the console's logins).
+ *
+ *   kairanctl staff add --tenant T --login L --name NAME --role R
+ *                       [--groups a,b]        prints the initial password
+ *                                             alone on its last line
+ *   kairanctl staff list --tenant T [--json]  never a hash or a secret
+ *   kairanctl staff deactivate --tenant T L   ends its sessions; kept
+ *   kairanctl staff reset --tenant T L        a new initial password (last
+ *                                             line); ends its sessions
+ *   kairanctl staff role --tenant T L R [--groups a,b]
+ *                                             ends its sessions
+ *
+ * Records: queue/staff.h.  Passwords: model/password.h (Argon2id); an
+ * initial password must be changed at the first login.  A deactivated
+ * account keeps its record, so the broadcasts it sent keep its name.
+ * Every change appends a line to <audit_dir>/operations.jsonl.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/codec.h"
+#include "common/kn.h"
+#include "common/text.h"
+#include "model/audit.h"
+#include "model/password.h"
+#include "model/session.h"
+#include "model/token.h"
+#include "queue/keys.h"
+#include "queue/staff.h"
+
+static void staff_usage(void)
+{
+    fprintf(stderr,
+            "usage: kairanctl staff add --tenant T --login L --name NAME "
+            "--role admin|limited_admin|sender|operator [--groups a,b]\n"
+            "       kairanctl staff list --tenant T [--json]\n"
+            "       kairanctl staff deactivate --tenant T LOGIN\n"
+            "       kairanctl staff reset --tenant T LOGIN\n"
+            "       kairanctl staff role --tenant T LOGIN ROLE "
+            "[--groups a,b]\n");
+}
+
+static void op_log(const char *op, const char *tenant, const char *login,
+                   const char *role)
+{
+    char *actor = kn_audit_cli_actor();
+    json_t *f = json_object();
+    json_object_set_new(f, "tenant", json_string(tenant));
+    json_object_set_new(f, "login", json_string(login));
+    if (role != NULL)
+        json_object_set_new(f, "role", json_string(role));
+    json_object_set_new(f, "via", json_string("kairanctl"));
+    if (kn_audit_op(kn_cli_cfg.audit_dir, actor, op, f) < 0)
+        fprintf(stderr,
+                "kairanctl: warning: cannot append to %s/operations.jsonl "
+                "(retention.audit_dir)\n",
+                kn_cli_cfg.audit_dir);
+    free(actor);
+}
+
+/* A display name: 1-100 bytes of UTF-8 text without control characters. */
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    json_t *j;
+    if (n == 0 || n > 100)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    j = json_string(s); /* jansson checks UTF-8 */
+    if (j == NULL)
+        return 0;
+    json_decref(j);
+    return 1;
+}
+
+/* Groups "a,b": no empty item, none over 64 bytes, no control characters
+ * or ';', valid UTF-8. */
+static int groups_ok(const char *s)
+{
+    const char *p = s;
+    json_t *j;
+    if (*s == '\0')
+        return 0;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 64)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == ';')
+                return 0;
+        }
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    j = json_string(s);
+    if (j == NULL)
+        return 0;
+    json_decref(j);
+    return 1;
+}
+
+struct opts {
+    const char *tenant, *login, *name, *role, *groups;
+    int json;
+    char *pos[3];
+    int npos;
+};
+
+/* Parse --tenant/--login/--name/--role/--groups/--json and positionals. */
+static int parse(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"tenant", required_argument, NULL, 't'},
+        {"login", required_argument, NULL, 'l'},
+        {"name", required_argument, NULL, 'n'},
+        {"role", required_argument, NULL, 'r'},
+        {"groups", required_argument, NULL, 'g'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    memset(o, 0, sizeof(*o));
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            o->tenant = optarg;
+            break;
+        case 'l':
+            o->login = optarg;
+            break;
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'r':
+            o->role = optarg;
+            break;
+        case 'g':
+            o->groups = optarg;
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    while (optind < argc) {
+        if (o->npos == 3)
+            return -1;
+        o->pos[o->npos++] = argv[optind++];
+    }
+    if (o->tenant == NULL) {
+        fprintf(stderr, "kairanctl: --tenant T is required: staff accounts "
+                        "belong to one tenant\n");
+        return -1;
+    }
+    if (!kn_tenant_valid(o->tenant)) {
+        fprintf(stderr, "kairanctl: --tenant: use 1-64 letters, digits, "
+                        "'-', '_', '.' (as in broadcasts)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int login_arg_ok(const char *login)
+{
+    if (login == NULL || !kn_staff_login_valid(login)) {
+        fprintf(stderr, "kairanctl: a login is 1-64 of a-z, 0-9, '.', '_', "
+                        "'-', starting with a letter or digit (e.g. "
+                        "sato.ichiro)\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* The role and groups rules shared by add and role: 0 or exit 2. */
+static int role_groups_ok(const char *role_s, const char *groups)
+{
+    int role = kn_role_parse(role_s);
+    if (role < 0) {
+        fprintf(stderr, "kairanctl: the role must be admin, limited_admin, "
+                        "sender or operator\n");
+        return -1;
+    }
+    if (role == KN_ROLE_SENDER && groups == NULL) {
+        fprintf(stderr, "kairanctl: a sender needs --groups a,b (the groups "
+                        "it may address)\n");
+        return -1;
+    }
+    if (groups != NULL && role != KN_ROLE_SENDER) {
+        fprintf(stderr, "kairanctl: --groups is for senders only\n");
+        return -1;
+    }
+    if (groups != NULL && !groups_ok(groups)) {
+        fprintf(stderr, "kairanctl: --groups: a comma list of group names "
+                        "(no empty item, each at most 64 bytes, no ';')\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int exists(const char *tenant, const char *login)
+{
+    char *k = kn_key_staff(kn_cli_cfg.redis_prefix, tenant, login);
+    redisReply *r = kn_cli_cmd("EXISTS %s", k);
+    int e = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    free(k);
+    return e;
+}
+
+static int st_add(int argc, char **argv)
+{
+    struct opts o;
+    char pw[21], enc[KN_PW_ENCODED], id[17];
+    unsigned char rid[8];
+    char *k, *ks;
+    redisReply *r;
+    int created;
+
+    if (parse(argc, argv, &o) < 0 || o.npos != 0) {
+        staff_usage();
+        return KN_EXIT_USAGE;
+    }
+    if (!login_arg_ok(o.login))
+        return KN_EXIT_USAGE;
+    if (o.name == NULL || !name_ok(o.name)) {
+        fprintf(stderr, "kairanctl: --name is required: the person's name, "
+                        "1-100 bytes of text (e.g. \"佐藤 一郎\")\n");
+        return KN_EXIT_USAGE;
+    }
+    if (o.role == NULL || role_groups_ok(o.role, o.groups) < 0)
+        return KN_EXIT_USAGE;
+    if (kn_cli_audit_ready() < 0)
+        return KN_EXIT_FAIL;
+
+    kn_password_initial(pw);
+    kn_password_hash(pw, enc);
+    kn_random(rid, sizeof(rid));
+    kn_hex_encode(rid, sizeof(rid), id);
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.login);
+    /* Logins are unique per tenant: the record is claimed first. */
+    r = kn_cli_cmd("HSETNX %s login %s", k, o.login);
+    created = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (!created) {
+        free(k);
+        fprintf(stderr,
+                "kairanctl: tenant %s already has a staff account '%s'; "
+                "choose another login (or staff reset / role it)\n",
+                o.tenant, o.login);
+        return KN_EXIT_FAIL;
+    }
+    r = kn_cli_cmd("HSET %s id %s name %s role %s groups %s active 1 "
+                   "hash %s must_change 1 created_ms %lld gen 1",
+                   k, id, o.name, o.role, o.groups ? o.groups : "", enc,
+                   (long long)kn_now_ms());
+    freeReplyObject(r);
+    free(k);
+    ks = kn_key_staffs(kn_cli_cfg.redis_prefix, o.tenant);
+    r = kn_cli_cmd("SADD %s %s", ks, o.login);
+    freeReplyObject(r);
+    free(ks);
+    op_log("staff.add", o.tenant, o.login, o.role);
+    printf("staff account %s added to tenant %s (%s); its initial password "
+           "(shown once, to be changed at the first login):\n%s\n",
+           o.login, o.tenant, o.role, pw);
+    memset(pw, 0, sizeof(pw));
+    return KN_EXIT_OK;
+}
+
+static const char *hs(const redisReply *r, size_t i)
+{
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements &&
+                   r->element[i]->type == REDIS_REPLY_STRING
+               ? r->element[i]->str
+               : "";
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int st_list(int argc, char **argv)
+{
+    struct opts o;
+    char *k, **logins;
+    redisReply *r;
+    json_t *arr = json_array();
+    size_t n;
+
+    if (parse(argc, argv, &o) < 0 || o.npos != 0) {
+        json_decref(arr);
+        staff_usage();
+        return KN_EXIT_USAGE;
+    }
+    k = kn_key_staffs(kn_cli_cfg.redis_prefix, o.tenant);
+    r = kn_cli_cmd("SMEMBERS %s", k);
+    free(k);
+    n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    logins = kn_xcalloc(n + 1, sizeof(*logins));
+    for (size_t i = 0; i < n; i++)
+        logins[i] = r->element[i]->str;
+    qsort(logins, n, sizeof(*logins), cmp_str);
+    if (!o.json)
+        printf("%-20s  %-13s  %-11s  %-4s  %s\n", "LOGIN", "ROLE", "STATE",
+               "TOTP", "NAME [GROUPS]");
+    for (size_t i = 0; i < n; i++) {
+        redisReply *h;
+        const char *state;
+        int totp;
+        k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, logins[i]);
+        h = kn_cli_cmd("HMGET %s role name groups active must_change totp",
+                       k);
+        free(k);
+        state = strcmp(hs(h, 3), "1") != 0   ? "deactivated"
+                : strcmp(hs(h, 4), "1") == 0 ? "new"
+                                             : "active";
+        totp = hs(h, 5)[0] != '\0';
+        if (o.json) {
+            json_t *x = json_object();
+            json_object_set_new(x, "login", json_string(logins[i]));
+            json_object_set_new(x, "role", json_string(hs(h, 0)));
+            json_object_set_new(x, "name", json_string(hs(h, 1)));
+            json_object_set_new(x, "groups", json_string(hs(h, 2)));
+            json_object_set_new(x, "state", json_string(state));
+            json_object_set_new(x, "totp", json_boolean(totp));
+            json_array_append_new(arr, x);
+        } else {
+            char *nm = kn_text_safe(hs(h, 1)), *gs = kn_text_safe(hs(h, 2));
+            printf("%-20s  %-13s  %-11s  %-4s  %s%s%s%s\n", logins[i],
+                   hs(h, 0), state, totp ? "yes" : "no", nm,
+                   gs[0] ? " [" : "", gs, gs[0] ? "]" : "");
+            free(nm);
+            free(gs);
+        }
+        freeReplyObject(h);
+    }
+    if (o.json) {
+        char *s = json_dumps(arr, JSON_INDENT(2)), *safe = kn_text_json(s);
+        printf("%s\n", safe);
+        free(safe);
+        free(s);
+    }
+    json_decref(arr);
+    free(logins);
+    freeReplyObject(r);
+    return KN_EXIT_OK;
+}
+
+/* deactivate, reset and role: the account must exist. */
+static int one_account(int argc, char **argv, struct opts *o, int npos)
+{
+    if (parse(argc, argv, o) < 0 || o->npos != npos) {
+        staff_usage();
+        return KN_EXIT_USAGE;
+    }
+    if (!login_arg_ok(o->pos[0]))
+        return KN_EXIT_USAGE;
+    if (!exists(o->tenant, o->pos[0])) {
+        fprintf(stderr, "kairanctl: tenant %s has no staff account '%s' "
+                        "(kairanctl staff list --tenant %s)\n",
+                o->tenant, o->pos[0], o->tenant);
+        return KN_EXIT_UNKNOWN;
+    }
+    if (kn_cli_audit_ready() < 0)
+        return KN_EXIT_FAIL;
+    return KN_EXIT_OK;
+}
+
+static void end_sessions(const char *tenant, const char *login)
+{
+    if (kn_staff_end_sessions(kn_cli_redis(), kn_cli_cfg.redis_prefix, tenant,
+                              login) < 0) {
+        fprintf(stderr, "kairanctl: Redis failed while ending the sessions "
+                        "of %s; run the command again\n",
+                login);
+        exit(KN_EXIT_UNKNOWN);
+    }
+}
+
+static int st_deactivate(int argc, char **argv)
+{
+    struct opts o;
+    char *k;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 1);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    r = kn_cli_cmd("HSET %s active 0 deactivated_ms %lld", k,
+                   (long long)kn_now_ms());
+    freeReplyObject(r);
+    free(k);
+    end_sessions(o.tenant, o.pos[0]);
+    op_log("staff.deactivate", o.tenant, o.pos[0], NULL);
+    printf("staff account %s of tenant %s deactivated; its sessions ended\n",
+           o.pos[0], o.tenant);
+    return KN_EXIT_OK;
+}
+
+static int st_reset(int argc, char **argv)
+{
+    struct opts o;
+    char pw[21], enc[KN_PW_ENCODED], *k;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 1);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    kn_password_initial(pw);
+    kn_password_hash(pw, enc);
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    r = kn_cli_cmd("HSET %s hash %s must_change 1", k, enc);
+    freeReplyObject(r);
+    free(k);
+    end_sessions(o.tenant, o.pos[0]);
+    op_log("staff.reset", o.tenant, o.pos[0], NULL);
+    printf("password of %s (tenant %s) reset; its sessions ended; the new "
+           "initial password (shown once, to be changed at the next "
+           "login):\n%s\n",
+           o.pos[0], o.tenant, pw);
+    memset(pw, 0, sizeof(pw));
+    return KN_EXIT_OK;
+}
+
+static int st_role(int argc, char **argv)
+{
+    struct opts o;
+    char *k;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 2);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    if (role_groups_ok(o.pos[1], o.groups) < 0)
+        return KN_EXIT_USAGE;
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    r = kn_cli_cmd("HSET %s role %s groups %s", k, o.pos[1],
+                   o.groups ? o.groups : "");
+    freeReplyObject(r);
+    free(k);
+    end_sessions(o.tenant, o.pos[0]);
+    op_log("staff.role", o.tenant, o.pos[0], o.pos[1]);
+    printf("staff account %s of tenant %s is now %s; its sessions ended\n",
+           o.pos[0], o.tenant, o.pos[1]);
+    return KN_EXIT_OK;
+}
+
+static int run_staff(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } subs[] = {{"add", st_add},
+                {"list", st_list},
+                {"deactivate", st_deactivate},
+                {"reset", st_reset},
+                {"role", st_role}};
+    for (size_t i = 0; argc >= 2 && i < sizeof(subs) / sizeof(subs[0]); i++) {
+        if (strcmp(argv[1], subs[i].name) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    }
+    staff_usage();
+    return KN_EXIT_USAGE;
+}
+
+const struct kn_cli_command kn_cli_cmd_staff = {
+    "staff",
+    "  staff add --tenant T --login L --name NAME --role R [--groups a,b]\n"
+    "                         a staff account (initial password printed "
+    "once)\n"
+    "  staff list --tenant T [--json]\n"
+    "  staff deactivate|reset --tenant T LOGIN\n"
+    "  staff role --tenant T LOGIN ROLE [--groups a,b]\n",
+    1,
+    run_staff};

@@ -1,0 +1,885 @@
+/*
+ * session.c - the staff session routes: POST /v1/session (login),
+ * DELETE /v1/session (logout), POST /v1/session/password and
+ * POST /v1/session/totp.  Rules in model/ (password.h, session.h, totp.h),
+ * records in queue/staff.h, cookie checks of later requests in
+ * session_auth.c.
+ *
+ * Password hashes (Argon2id, 19 MiB, ~50-100 ms) run on the libuv thread
+ * pool, at most HASH_MAX at once: a login beyond that is answered 503 with
+ * Retry-After at once, so a flood of logins never holds the loop nor fills
+ * the pool that other work shares.  Throttling (model/session.h): 5
+ * failures of one login from one address lock that pair for 15 minutes
+ * (429); failures from many addresses only delay the answers to that
+ * login (a timer, not a pool thread).  An unknown login is verified
+ * against a dummy hash, so that it takes the same time and gets the same
+ * answer as a wrong password.  Every attempt is one login-log line.
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/codec.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "model/audit.h"
+#include "model/password.h"
+#include "model/session.h"
+#include "model/totp.h"
+#include "queue/keys.h"
+
+#define BAD_LOGIN "wrong tenant, login or password"
+
+/* ------------------------------------------------------------ helpers */
+
+static void refuse(struct conn *c, int status, const char *result,
+                   const char *field, const char *msg)
+{
+    c->req.auth_result = result;
+    kn__httpd_respond_error(c, status, field, "%s", msg);
+}
+
+/* The request's JSON object, or NULL after answering 400/415. */
+static json_t *body_object(struct conn *c)
+{
+    json_t *j;
+    if (c->req.ctype == NULL ||
+        strncasecmp(c->req.ctype, "application/json", 16) != 0) {
+        kn__httpd_respond_error(c, 415, NULL,
+                                "send JSON: Content-Type: application/json");
+        return NULL;
+    }
+    j = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),
+                   JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "json",
+                                "the body must be one JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* A string member, or NULL. */
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static int need_session(struct conn *c)
+{
+    if (!c->req.tok.session) {
+        kn__httpd_respond_error(c, 400, NULL,
+                                "this needs a staff session (POST "
+                                "/v1/session), not an API token");
+        return -1;
+    }
+    return 0;
+}
+
+/* One line to the operation log for a change a session made. */
+static void op_log(struct conn *c, const char *op)
+{
+    json_t *j = json_object();
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(c->req.tok.tenant));
+    json_object_set_new(j, "login", kn__httpd_jstr_text(c->req.tok.login));
+    json_object_set_new(j, "token", json_string(c->req.tok.id));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, j) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, NULL);
+    free(actor);
+}
+
+/* A change that cannot be logged is not made: 0, or 503 answered. */
+static int op_ready(struct conn *c)
+{
+    if (kn_audit_ready(c->srv->cfg->audit_dir) == 0)
+        return 0;
+    kn__httpd_respond_error(c, 503, NULL,
+                            "the operation log cannot be written now, so "
+                            "nothing was changed; try again later");
+    return -1;
+}
+
+/* Count a failure of (tenant, login) from source. */
+static void count_failure(struct conn *c, const char *tenant, const char *login)
+{
+    struct kn_daemon *d = c->srv->d;
+    char *f = kn_key_login_fail(d->prefix, tenant, login, c->req.source),
+         *s = kn_key_login_spread(d->prefix, tenant, login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, KN_LOGIN_LOCK_MS);
+    kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", s);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", s, KN_LOGIN_LOCK_MS);
+    free(f);
+    free(s);
+}
+
+/* ---------------------------------------------------- a new session */
+
+struct newsess {
+    char id[KN_SESSION_ID_CHARS + 1], csrf[KN_SESSION_ID_CHARS + 1];
+    char hash[65];
+    json_t *reply;  /* what the login answers besides csrf */
+    int totp_claim; /* reply 0 is SET totpuse NX */
+    char *tenant, *login;
+};
+
+static void newsess_free(struct newsess *n)
+{
+    OPENSSL_cleanse(n->id, sizeof(n->id));
+    OPENSSL_cleanse(n->csrf, sizeof(n->csrf));
+    json_decref(n->reply);
+    free(n->tenant);
+    free(n->login);
+    free(n);
+}
+
+static void on_session_made(struct batch *b)
+{
+    struct newsess *n = b->arg;
+    struct conn *c = b->c;
+    char *cookie, *extra;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    if (n->totp_claim && kn__httpd_brep(b, 0) != NULL &&
+        kn__httpd_brep(b, 0)->type == REDIS_REPLY_NIL) {
+        char *k = kn_key_session(c->srv->d->prefix, n->hash);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DEL %s", k);
+        free(k);
+        count_failure(c, n->tenant, n->login);
+        refuse(c, 401, "totp_replay", "totp",
+               "this code was already used: wait for the next one");
+        goto out;
+    }
+    cookie = kn_session_cookie(c->srv->cfg->http_public_url, n->id);
+    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    json_object_set_new(n->reply, "csrf", json_string(n->csrf));
+    c->req.auth_result = "ok";
+    kn__httpd_respond_json(c, 200, json_incref(n->reply), extra);
+    OPENSSL_cleanse(cookie, strlen(cookie));
+    free(cookie);
+    OPENSSL_cleanse(extra, strlen(extra));
+    free(extra);
+out:
+    newsess_free(n);
+}
+
+/*
+ * Make a session for (tenant, login) at generation gen and answer 200
+ * with its cookie and CSRF token; reply (taken) holds the other fields.
+ * totp_step >= 0 claims that TOTP step first (a code is accepted once).
+ * A session cookie the client still sent is ended: a new id at login.
+ */
+static void session_make(struct conn *c, const char *tenant, const char *login,
+                         long long gen, json_t *reply, long long totp_step)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct newsess *n = kn_xcalloc(1, sizeof(*n));
+    char now[24], gs[24], ttl[24], csrf_hash[65], *k, *ks;
+    char old[KN_SESSION_ID_CHARS + 1], oldh[65];
+    struct batch *b;
+
+    kn_session_new_id(n->id);
+    kn_session_new_id(n->csrf);
+    kn_session_hash(n->id, n->hash);
+    kn_session_hash(n->csrf, csrf_hash);
+    n->reply = reply;
+    n->tenant = kn_xstrdup(tenant);
+    n->login = kn_xstrdup(login);
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    snprintf(gs, sizeof(gs), "%lld", gen);
+    snprintf(ttl, sizeof(ttl), "%lld", KN_SESSION_MAX_MS);
+    b = kn__httpd_batch_new(c->srv, c, on_session_made, n);
+    if (totp_step >= 0) {
+        char ms[24], st[24];
+        n->totp_claim = 1;
+        snprintf(ms, sizeof(ms), "%d", 4 * KN_TOTP_STEP_S * 1000);
+        k = kn_key_totp_used(d->prefix, tenant, login, totp_step);
+        kn__httpd_batch_cmd(b, "SET", k, "1", "NX", "PX", ms, NULL);
+        free(k);
+        snprintf(st, sizeof(st), "%lld", totp_step);
+        k = kn_key_staff(d->prefix, tenant, login);
+        kn__httpd_batch_cmd(b, "HSET", k, "totp_last", st, NULL);
+        free(k);
+    }
+    k = kn_key_session(d->prefix, n->hash);
+    kn__httpd_batch_cmd(b, "HSET", k, "tenant", tenant, "login", login, "gen",
+                        gs, "created_ms", now, "seen_ms", now, "csrf",
+                        csrf_hash, NULL);
+    kn__httpd_batch_cmd(b, "PEXPIRE", k, ttl, NULL);
+    free(k);
+    ks = kn_key_staff_sessions(d->prefix, tenant, login);
+    kn__httpd_batch_cmd(b, "SADD", ks, n->hash, NULL);
+    kn__httpd_batch_cmd(b, "PEXPIRE", ks, ttl, NULL);
+    if (kn_session_from_cookie(c->req.cookie, c->srv->cfg->http_public_url,
+                               old) == 0) {
+        kn_session_hash(old, oldh);
+        OPENSSL_cleanse(old, sizeof(old));
+        k = kn_key_session(d->prefix, oldh);
+        kn__httpd_batch_cmd(b, "DEL", k, NULL);
+        free(k);
+        kn__httpd_batch_cmd(b, "SREM", ks, oldh, NULL);
+    }
+    free(ks);
+    k = kn_key_login_fail(d->prefix, tenant, login, c->req.source);
+    kn__httpd_batch_cmd(b, "DEL", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* ------------------------------------------------------------- login */
+
+/* Fields of the account read with the login, in this order. */
+static const char *const acct_fields[] = {
+    "id",   "role",        "name", "groups", "active",
+    "hash", "must_change", "totp", "gen",    "totp_last"};
+enum {
+    A_ID,
+    A_ROLE,
+    A_NAME,
+    A_GROUPS,
+    A_ACTIVE,
+    A_HASH,
+    A_MUST,
+    A_TOTP,
+    A_GEN,
+    A_TOTP_LAST,
+    A__N
+};
+
+struct login {
+    uv_work_t work;
+    uv_timer_t delay;
+    struct conn *c;
+    struct http_srv *srv;
+    char *tenant, *login, *password, *code;
+    char *newpw; /* password change: the new password */
+    char *a[A__N];
+    char encoded[KN_PW_ENCODED]; /* password change: the new hash */
+    int closed, known, ok, change;
+    long long delay_ms;
+};
+
+static void login_free(struct login *l)
+{
+    kn_free_secret(l->password);
+    kn_free_secret(l->newpw);
+    free(l->code);
+    free(l->tenant);
+    free(l->login);
+    for (int i = 0; i < A__N; i++)
+        free(l->a[i]);
+    OPENSSL_cleanse(l->encoded, sizeof(l->encoded));
+    free(l);
+}
+
+static void login_work(uv_work_t *w)
+{
+    struct login *l = kn_container_of(w, struct login, work);
+    const char *enc =
+        l->known && l->a[A_HASH] ? l->a[A_HASH] : kn_password_dummy();
+    l->ok = kn_password_verify(enc, l->password) && l->known;
+    if (l->ok && l->newpw != NULL)
+        kn_password_hash(l->newpw, l->encoded);
+}
+
+/* The TOTP step a login's code matches, -1 if none, -2 if none given. */
+static long long login_totp(struct login *l)
+{
+    struct kn_daemon *d = l->srv->d;
+    char *secret = NULL;
+    size_t len = 0;
+    long long step, last;
+    if (l->a[A_TOTP] == NULL || l->a[A_TOTP][0] == '\0')
+        return -3; /* no TOTP on this account */
+    if (l->code == NULL)
+        return -2;
+    if (kn_unseal(d->kr, "totp", l->a[A_TOTP], &secret, &len) < 0)
+        return -1;
+    last = l->a[A_TOTP_LAST] ? strtoll(l->a[A_TOTP_LAST], NULL, 10) : -1;
+    step = kn_totp_check((unsigned char *)secret, len, l->code,
+                         kn_now_ms() / 1000, last);
+    OPENSSL_cleanse(secret, len);
+    free(secret);
+    return step;
+}
+
+static void login_answer(struct login *l)
+{
+    struct conn *c = l->c;
+    json_t *reply;
+    long long step;
+    int role;
+
+    if (!l->ok) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
+               BAD_LOGIN);
+        return;
+    }
+    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
+        refuse(c, 401, "deactivated", NULL,
+               "this staff account is deactivated: ask the school's "
+               "administrator");
+        return;
+    }
+    if (l->closed) {
+        refuse(c, 403, "tenant_closed", NULL,
+               "this tenant is closed: its staff can no longer log in");
+        return;
+    }
+    step = login_totp(l);
+    if (step == -2) {
+        refuse(c, 401, "totp_missing", "totp",
+               "enter the 6-digit code of your authenticator app as "
+               "\"totp\"");
+        return;
+    }
+    if (step == -1) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, "totp_wrong", "totp",
+               "wrong or already used authenticator code");
+        return;
+    }
+    role = kn_role_parse(l->a[A_ROLE] ? l->a[A_ROLE] : "");
+    c->req.tok.session = 1;
+    c->req.tok.staff_role = role;
+    snprintf(c->req.tok.id, sizeof(c->req.tok.id), "st_%.16s",
+             l->a[A_ID] ? l->a[A_ID] : "");
+    reply = json_object();
+    json_object_set_new(reply, "tenant", json_string(l->tenant));
+    json_object_set_new(reply, "login", json_string(l->login));
+    json_object_set_new(reply, "name", kn__httpd_jstr_or_null(l->a[A_NAME]));
+    json_object_set_new(reply, "role", json_string(kn_role_name(role)));
+    json_object_set_new(
+        reply, "must_change_password",
+        json_boolean(l->a[A_MUST] && strcmp(l->a[A_MUST], "1") == 0));
+    json_object_set_new(reply, "totp", json_boolean(step >= 0));
+    json_object_set_new(reply, "totp_required",
+                        json_boolean(c->srv->cfg->http_require_2fa_admin &&
+                                     role == KN_ROLE_ADMIN && step < 0));
+    session_make(c, l->tenant, l->login,
+                 l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0, reply,
+                 step >= 0 ? step : -1);
+}
+
+static void on_delay_closed(uv_handle_t *h)
+{
+    struct login *l = h->data;
+    if (kn__httpd_conn_release(l->c))
+        login_answer(l);
+    kn__httpd_srv_unref(l->srv);
+    login_free(l);
+}
+
+static void on_delay(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, on_delay_closed);
+}
+
+static void password_done(struct login *l); /* below */
+
+static void login_after(uv_work_t *w, int status)
+{
+    struct login *l = kn_container_of(w, struct login, work);
+    l->srv->hashing--;
+    if (l->change) {
+        password_done(l);
+        return;
+    }
+    if (l->delay_ms > 0 && !l->srv->closing) {
+        /* Many failures from many addresses: slower, never refused. */
+        uv_timer_init(l->srv->d->loop, &l->delay);
+        l->delay.data = l;
+        uv_timer_start(&l->delay, on_delay, (uint64_t)l->delay_ms, 0);
+        return;
+    }
+    if (kn__httpd_conn_release(l->c))
+        login_answer(l);
+    kn__httpd_srv_unref(l->srv);
+    login_free(l);
+}
+
+/* Start l's hash on the pool (the conn is held), or answer 503. */
+static int hash_start(struct login *l)
+{
+    struct http_srv *s = l->srv;
+    if (s->hashing >= HASH_MAX) {
+        json_t *j = json_object();
+        l->c->req.auth_result = "busy";
+        json_object_set_new(j, "error",
+                            json_string("too many logins at this moment; "
+                                        "try again in a second"));
+        json_object_set_new(j, "field", json_null());
+        kn__httpd_respond_json(l->c, 503, j, "Retry-After: 1\r\n");
+        return -1;
+    }
+    s->hashing++;
+    s->live++;
+    kn__httpd_conn_hold(l->c);
+    if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) != 0) {
+        s->hashing--;
+        l->c->refs--;
+        kn__httpd_srv_unref(s);
+        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_login_lookup(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    const redisReply *fail = kn__httpd_brep(b, 0),
+                     *spread = kn__httpd_brep(b, 1), *h = kn__httpd_brep(b, 2),
+                     *closed = kn__httpd_brep(b, 3);
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    if (kn__httpd_rnum(fail) >= KN_LOGIN_LOCK_FAILS) {
+        char extra[48];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                 KN_LOGIN_LOCK_MS / 1000);
+        c->req.auth_result = "locked";
+        json_object_set_new(j, "error",
+                            json_string("too many failed logins for this "
+                                        "account from this address: try "
+                                        "again in 15 minutes"));
+        json_object_set_new(j, "field", json_null());
+        kn__httpd_respond_json(c, 429, j, extra);
+        login_free(l);
+        return;
+    }
+    if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
+        for (int i = 0; i < A__N; i++)
+            l->a[i] = kn__httpd_dupstr(kn__httpd_rstr(h->element[i]));
+    }
+    l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
+    l->closed = kn__httpd_rnum(closed) > 0;
+    l->delay_ms = kn_login_delay_ms(kn__httpd_rnum(spread));
+    l->c = c;
+    if (hash_start(l) < 0)
+        login_free(l);
+}
+
+void kn__httpd_run_login(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j;
+    const char *tenant, *login, *pw, *code;
+    struct login *l;
+    struct batch *b;
+    char *k;
+
+    c->req.auth_result = "malformed"; /* every attempt is logged */
+    j = body_object(c);
+    if (j == NULL)
+        return;
+    /* Login CSRF: a browser names the page that posts; only the
+     * console's own origin may log someone in. */
+    if (c->req.origin != NULL) {
+        char origin[256];
+        kn_session_origin(c->srv->cfg->http_public_url, origin, sizeof(origin));
+        if (strcmp(c->req.origin, origin) != 0) {
+            json_decref(j);
+            refuse(c, 403, "csrf_origin", NULL,
+                   "cross-site login refused: log in from the console's "
+                   "own origin");
+            return;
+        }
+    }
+    tenant = jstr(j, "tenant");
+    login = jstr(j, "login");
+    pw = jstr(j, "password");
+    code = jstr(j, "totp");
+    if (tenant == NULL || !kn_tenant_valid(tenant)) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "tenant",
+                                "give \"tenant\": the school's tenant name");
+        return;
+    }
+    if (login == NULL || login[0] == '\0' || strlen(login) > 64) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "login",
+                                "give \"login\": 1-64 characters");
+        return;
+    }
+    if (pw == NULL || strlen(pw) > KN_PW_MAX_BYTES) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "password",
+                                "give \"password\" (at most 256 bytes)");
+        return;
+    }
+    c->req.tok.tenant = kn_xstrdup(tenant);
+    c->req.tok.login = kn_xstrdup(login);
+    c->req.auth_result = "pending";
+    l = kn_xcalloc(1, sizeof(*l));
+    l->srv = c->srv;
+    l->tenant = kn_xstrdup(tenant);
+    l->login = kn_xstrdup(login);
+    l->password = kn_xstrdup(pw);
+    l->code = code ? kn_xstrdup(code) : NULL;
+    json_decref(j); /* (jansson's copy of the password goes with it) */
+    b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
+    k = kn_key_login_fail(d->prefix, l->tenant, l->login, c->req.source);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    free(k);
+    k = kn_key_login_spread(d->prefix, l->tenant, l->login);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    free(k);
+    {
+        struct kn_argv a;
+        kn_argv_init(&a);
+        kn_argv_add(&a, "HMGET");
+        kn_argv_take(&a, kn_key_staff(d->prefix, l->tenant, l->login));
+        for (int i = 0; i < A__N; i++)
+            kn_argv_add(&a, acct_fields[i]);
+        kn__httpd_batch_add(b, &a);
+        kn_argv_free(&a);
+    }
+    k = kn__key(d, "tenant:%s", l->tenant);
+    kn__httpd_batch_cmd(b, "HGET", k, "closed_ms", NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* ------------------------------------------------------------ logout */
+
+void kn__httpd_run_logout(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    char *k, *cookie, *extra;
+    json_t *j;
+    if (need_session(c) < 0)
+        return;
+    k = kn_key_session(d->prefix, t->sess);
+    kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
+    free(k);
+    k = kn_key_staff_sessions(d->prefix, t->tenant, t->login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "SREM %s %s", k, t->sess);
+    free(k);
+    cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
+    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    j = json_object();
+    json_object_set_new(j, "ended", json_true());
+    kn__httpd_respond_json(c, 200, j, extra);
+    free(cookie);
+    free(extra);
+}
+
+/* --------------------------------------------------- password change */
+
+static void on_password_stored(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    const redisReply *gen = kn__httpd_brep(b, 1);
+    json_t *reply;
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    reply = json_object();
+    json_object_set_new(reply, "tenant", json_string(l->tenant));
+    json_object_set_new(reply, "login", json_string(l->login));
+    json_object_set_new(reply, "password_changed", json_true());
+    json_object_set_new(reply, "must_change_password", json_false());
+    kn_log(KN_LOG_INFO, "http", "staff password changed", "tenant", l->tenant,
+           "token", c->req.tok.id, NULL);
+    op_log(c, "staff.password");
+    /* Every session of the account ended (gen); this client gets a new
+     * one. */
+    session_make(c, l->tenant, l->login, kn__httpd_rnum(gen), reply, -1);
+    login_free(l);
+}
+
+static void password_done(struct login *l)
+{
+    struct conn *c = l->c;
+    struct kn_daemon *d = l->srv->d;
+    struct batch *b;
+    char *k;
+    if (!kn__httpd_conn_release(c)) {
+        kn__httpd_srv_unref(l->srv);
+        login_free(l);
+        return;
+    }
+    kn__httpd_srv_unref(l->srv);
+    if (!l->ok) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 403, "wrong_password", "current",
+               "the current password is wrong");
+        login_free(l);
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_password_stored, l);
+    k = kn_key_staff(d->prefix, l->tenant, l->login);
+    kn__httpd_batch_cmd(b, "HSET", k, "hash", l->encoded, "must_change", "0",
+                        NULL);
+    kn__httpd_batch_cmd(b, "HINCRBY", k, "gen", "1", NULL);
+    free(k);
+    k = kn_key_session(d->prefix, c->req.tok.sess);
+    kn__httpd_batch_cmd(b, "DEL", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+static void on_password_lookup(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    const redisReply *h = kn__httpd_brep(b, 0);
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) >= KN_LOGIN_LOCK_FAILS) {
+        char extra[48];
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                 KN_LOGIN_LOCK_MS / 1000);
+        c->req.auth_result = "locked";
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:n}", "error",
+                      "too many failed password checks for this account "
+                      "from this address: try again in 15 minutes",
+                      "field"),
+            extra);
+        login_free(l);
+        return;
+    }
+    l->a[A_HASH] = kn__httpd_dupstr(kn__httpd_rstr(h));
+    l->known = l->a[A_HASH] != NULL;
+    l->c = c;
+    if (hash_start(l) < 0)
+        login_free(l);
+}
+
+void kn__httpd_run_password(struct conn *c)
+{
+    struct token *t = &c->req.tok;
+    json_t *j;
+    const char *cur, *nw;
+    char err[200], *k;
+    struct login *l;
+    struct batch *b;
+
+    if (need_session(c) < 0 || op_ready(c) < 0)
+        return;
+    j = body_object(c);
+    if (j == NULL)
+        return;
+    cur = jstr(j, "current");
+    nw = jstr(j, "new");
+    if (cur == NULL || strlen(cur) > KN_PW_MAX_BYTES) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "current",
+                                "give \"current\": the password in use");
+        return;
+    }
+    if (nw == NULL) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "new",
+                                "give \"new\": the new password");
+        return;
+    }
+    if (kn_password_check(nw, t->login, err, sizeof(err)) < 0) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "new", "%s", err);
+        return;
+    }
+    if (strcmp(cur, nw) == 0) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "new",
+                                "the new password must differ from the "
+                                "current one");
+        return;
+    }
+    l = kn_xcalloc(1, sizeof(*l));
+    l->srv = c->srv;
+    l->change = 1;
+    l->tenant = kn_xstrdup(t->tenant);
+    l->login = kn_xstrdup(t->login);
+    l->password = kn_xstrdup(cur);
+    l->newpw = kn_xstrdup(nw);
+    json_decref(j);
+    b = kn__httpd_batch_new(c->srv, c, on_password_lookup, l);
+    k = kn_key_staff(c->srv->d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(b, "HGET", k, "hash", NULL);
+    free(k);
+    k = kn_key_login_fail(c->srv->d->prefix, t->tenant, t->login,
+                          c->req.source);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* -------------------------------------------------------- TOTP setup */
+
+struct totp_ctx {
+    char *code;
+    long long step;
+};
+
+static void on_totp_confirmed(struct batch *b)
+{
+    struct totp_ctx *x = b->arg;
+    struct conn *c = b->c;
+    json_t *j;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    if (kn__httpd_brep(b, 0) == NULL ||
+        kn__httpd_brep(b, 0)->type == REDIS_REPLY_NIL) {
+        kn__httpd_respond_error(c, 400, "code",
+                                "this code was already used: wait for the "
+                                "next one");
+        goto out;
+    }
+    kn_log(KN_LOG_INFO, "http", "staff TOTP enabled", "tenant",
+           c->req.tok.tenant, "token", c->req.tok.id, NULL);
+    op_log(c, "staff.totp");
+    j = json_object();
+    json_object_set_new(j, "totp", json_true());
+    kn__httpd_respond_json(c, 200, j, NULL);
+out:
+    free(x->code);
+    free(x);
+}
+
+static void on_totp_pending(struct batch *b)
+{
+    struct totp_ctx *x = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const char *sealed;
+    char *secret = NULL, *k, st[24];
+    size_t len = 0;
+    struct batch *nb;
+    if (!kn__httpd_batch_usable(b))
+        goto fail;
+    d = c->srv->d;
+    sealed = kn__httpd_rstr(kn__httpd_brep(b, 0));
+    if (sealed == NULL || kn_unseal(d->kr, "totp", sealed, &secret, &len) < 0) {
+        kn__httpd_respond_error(c, 409, "action",
+                                "no TOTP setup in progress: send "
+                                "{\"action\": \"setup\"} first");
+        goto fail;
+    }
+    x->step = kn_totp_check((unsigned char *)secret, len, x->code,
+                            kn_now_ms() / 1000, -1);
+    OPENSSL_cleanse(secret, len);
+    free(secret);
+    if (x->step < 0) {
+        kn__httpd_respond_error(c, 400, "code",
+                                "wrong code: enter the 6 digits your "
+                                "authenticator app shows now");
+        goto fail;
+    }
+    nb = kn__httpd_batch_new(c->srv, c, on_totp_confirmed, x);
+    k = kn_key_totp_used(d->prefix, c->req.tok.tenant, c->req.tok.login,
+                         x->step);
+    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", "120000", NULL);
+    free(k);
+    snprintf(st, sizeof(st), "%lld", x->step);
+    k = kn_key_staff(d->prefix, c->req.tok.tenant, c->req.tok.login);
+    kn__httpd_batch_cmd(nb, "HSET", k, "totp", sealed, "totp_last", st, NULL);
+    kn__httpd_batch_cmd(nb, "HDEL", k, "totp_pending", NULL);
+    free(k);
+    kn__httpd_batch_end(nb);
+    return;
+fail:
+    free(x->code);
+    free(x);
+}
+
+static void on_totp_stored(struct batch *b)
+{
+    json_t *r = b->arg;
+    if (kn__httpd_batch_usable(b)) {
+        kn__httpd_respond_json(b->c, 200, r, NULL);
+        return;
+    }
+    json_decref(r);
+}
+
+void kn__httpd_run_totp(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    json_t *j, *r;
+    const char *action;
+    char *k;
+
+    if (need_session(c) < 0 || op_ready(c) < 0)
+        return;
+    j = body_object(c);
+    if (j == NULL)
+        return;
+    action = jstr(j, "action");
+    if (action != NULL && strcmp(action, "setup") == 0) {
+        unsigned char secret[KN_TOTP_SECRET];
+        char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp;
+        struct batch *b;
+        kn_random(secret, sizeof(secret));
+        kn_base32_encode(secret, sizeof(secret), b32);
+        sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
+        OPENSSL_cleanse(secret, sizeof(secret));
+        lp = kn_key_part(t->login); /* safe in a URI */
+        uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
+                           "&algorithm=SHA1&digits=6&period=30",
+                           lp, b32);
+        r = json_object();
+        json_object_set_new(r, "secret", json_string(b32));
+        json_object_set_new(r, "uri", json_string(uri));
+        json_object_set_new(r, "next",
+                            json_string("enter the code your app shows: "
+                                        "{\"action\": \"confirm\", "
+                                        "\"code\": \"123456\"}"));
+        /* Answered once the pending secret is stored. */
+        b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+        k = kn_key_staff(d->prefix, t->tenant, t->login);
+        kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+        free(sealed);
+        OPENSSL_cleanse(b32, sizeof(b32));
+        OPENSSL_cleanse(uri, strlen(uri));
+        free(uri);
+        free(lp);
+    } else if (action != NULL && strcmp(action, "confirm") == 0) {
+        struct totp_ctx *x;
+        struct batch *b;
+        if (jstr(j, "code") == NULL) {
+            kn__httpd_respond_error(c, 400, "code",
+                                    "give \"code\": the 6 digits of your "
+                                    "authenticator app");
+            json_decref(j);
+            return;
+        }
+        x = kn_xcalloc(1, sizeof(*x));
+        x->code = kn_xstrdup(jstr(j, "code"));
+        b = kn__httpd_batch_new(c->srv, c, on_totp_pending, x);
+        k = kn_key_staff(d->prefix, t->tenant, t->login);
+        kn__httpd_batch_cmd(b, "HGET", k, "totp_pending", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    } else {
+        kn__httpd_respond_error(c, 400, "action",
+                                "\"action\" must be \"setup\" or "
+                                "\"confirm\"");
+    }
+    json_decref(j);
+}

@@ -1,0 +1,41 @@
+/*
+ * staff.h - the Redis records of staff accounts and sessions, and the
+ * synchronous steps that end sessions (kairanctl staff, kairanctl tenant
+ * close, the retention purge).  kairand's HTTP server reads and writes the
+ * same records asynchronously (dispatcher/http/session*.c).
+ *
+ * staff:<T>:<login> (hash): id (16 hex, stable: a sender's broadcasts
+ *   record it as their sender_token "st_<id>"), login, name, role (a
+ *   model/token.h role name), groups (comma list, senders), active
+ *   ("1"/"0"), hash (Argon2id, model/password.h), must_change ("1" until
+ *   the first password change), created_ms, deactivated_ms, gen (bumped
+ *   whenever every session must end: deactivation, role change, password
+ *   reset or change), totp (the TOTP secret sealed with purpose "totp"),
+ *   totp_pending (the same, during setup), totp_last (last step used).
+ * staffs:<T> (set): the logins of T.
+ * sess:<hash> (hash, PEXPIRE 12 h): tenant, login, gen, created_ms,
+ *   seen_ms, csrf (hex SHA-256 of the CSRF token).
+ * stsess:<T>:<login> (set): the account's session hashes.
+ */
+#ifndef KN_QUEUE_STAFF_H
+#define KN_QUEUE_STAFF_H
+
+#include <hiredis/hiredis.h>
+
+/* End every session of one account: bump its gen (so a session read in
+ * flight fails too) and delete its session records.  Returns the number
+ * of sessions deleted, or -1 when Redis failed. */
+long long kn_staff_end_sessions(redisContext *c, const char *prefix,
+                                const char *tenant, const char *login);
+
+/* End every session of every account of tenant.  Returns the number of
+ * sessions deleted, or -1. */
+long long kn_staff_end_tenant_sessions(redisContext *c, const char *prefix,
+                                       const char *tenant);
+
+/* Delete every account and session of tenant (its erasure after tenant
+ * close).  Returns the number of keys deleted. */
+long long kn_staff_erase_tenant(redisContext *c, const char *prefix,
+                                const char *tenant);
+
+#endif

@@ -1,0 +1,612 @@
+#!/usr/bin/python3
+"""test_staff.py - staff accounts, sessions, CSRF, throttling and TOTP
+over real HTTP (issue 13, "Staff accounts").
+
+One redis-server, one kairand (outbox adapter, [http] on a free port,
+public_url http://127.0.0.1:<port>), accounts made with kairanctl staff.
+
+  [1] kairanctl staff add/list: bad input exit 2, a duplicate login exit
+      1, the initial password alone on the last line, no hash listed; the
+      stored hash is Argon2id with m >= 19456 KiB, t >= 2, p = 1, a 16-byte
+      salt and a 32-byte tag (decoded from the encoded string).
+  [2] login: the cookie (HttpOnly, SameSite=Strict, Path=/), the id only
+      hashed in Redis; an initial password must be changed first (403 on
+      other routes); weak and common passwords refused; a cross-origin POST
+      and a POST without the CSRF token refused; the session id changes at
+      every login and the old one stops working.
+  [3] a session acts as a token of its role, tenant and groups: a sender
+      submits to its group, not to another, reads its broadcast and
+      cancels its own scheduled broadcast; a tenant's admin cannot read
+      another tenant's broadcast.
+  [4] a session is refused after logout, deactivation, password reset,
+      role change and tenant close; a deactivated account cannot log in.
+  [5] throttling: 5 failures from one address lock that address (429,
+      even with the right password), the owner logs in from another
+      address; failures from many addresses never lock, the owner still
+      logs in; an unknown login gets the same status and body.
+  [6] TOTP: setup and confirm, login needs the code, a code is accepted
+      once; with http.require_2fa_admin an admin without TOTP may only set
+      it up.
+  [7] concurrent logins beyond the hash bound get 503 with Retry-After;
+      login log lines for every attempt; no password in any log.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_staff.py
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+tap = TAP()
+out = tmpdir("staff")
+AUDIT = os.path.join(out, "audit")
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+def request(port, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        h["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    raw = r.read().decode("utf-8", "replace")
+    hdrs = {}
+    for k, v in r.getheaders():
+        hdrs.setdefault(k.lower(), []).append(v)
+    c.close()
+    return Resp(r.status, hdrs, raw)
+
+
+class Session:
+    """A browser-like client: one cookie, the CSRF token, our Origin."""
+
+    def __init__(self, port, ip=None):
+        self.port = port
+        self.cookie = None
+        self.csrf = None
+        self.ip = ip
+        self.origin = "http://127.0.0.1:%d" % port
+
+    def call(self, method, path, body=None, origin=True, csrf=True):
+        h = {}
+        if self.cookie:
+            h["Cookie"] = self.cookie
+        if origin:
+            h["Origin"] = self.origin if origin is True else origin
+        if csrf and self.csrf:
+            h["X-CSRF-Token"] = self.csrf
+        if self.ip:
+            h["X-Real-IP"] = self.ip
+        r = request(self.port, method, path, body, h)
+        for sc in r.headers.get("set-cookie", []):
+            nv = sc.split(";", 1)[0]
+            self.cookie = nv if nv.split("=", 1)[1] else None
+            self.set_cookie = sc
+        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
+            self.csrf = r.json["csrf"]
+        return r
+
+    def login(self, tenant, login, password, totp=None):
+        b = {"tenant": tenant, "login": login, "password": password}
+        if totp is not None:
+            b["totp"] = totp
+        return self.call("POST", "/v1/session", b)
+
+
+def totp_code(secret_b32, step):
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 15
+    v = struct.unpack(">I", mac[off:off + 4])[0] & 0x7fffffff
+    return "%06d" % (v % 1000000)
+
+
+def read_audit(name):
+    try:
+        with open(os.path.join(AUDIT, name)) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+with Redis(out) as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
+                              "public_url": "http://127.0.0.1:%d" % port},
+                     "retention": {"audit_dir": AUDIT}})
+    P = "kairan:"
+    PW = {}
+
+    def add(tenant, login, role, name="佐藤 一郎", groups=None):
+        args = ["staff", "add", "--tenant", tenant, "--login", login,
+                "--name", name, "--role", role]
+        if groups:
+            args += ["--groups", groups]
+        cp = k.ctl(*args)
+        assert cp.returncode == 0, cp.stderr
+        last = cp.stdout.rstrip("\n").split("\n")[-1]
+        assert re.fullmatch(r"[A-Za-z2-9]{20}", last), cp.stdout
+        PW[(tenant, login)] = last
+        return last
+
+    with tap.check("[1] staff add: bad input is exit 2 with a reason"):
+        for args in (["--tenant", "sakura", "--login", "Sato", "--name", "x", "--role", "admin"],
+                     ["--tenant", "sakura", "--login", "sato", "--name", "x", "--role", "root"],
+                     ["--tenant", "sakura", "--login", "sato", "--name", "x", "--role", "sender"],
+                     ["--tenant", "sa:kura", "--login", "sato", "--name", "x", "--role", "admin"],
+                     ["--login", "sato", "--name", "x", "--role", "admin"],
+                     ["--tenant", "sakura", "--login", "sato", "--role", "admin"]):
+            cp = k.ctl("staff", "add", *args)
+            assert cp.returncode == 2 and cp.stdout == "", (args, cp)
+            assert "kairanctl:" in cp.stderr, cp.stderr
+
+    with tap.check("[1] staff add prints the initial password alone on its last line"):
+        add("sakura", "sato", "sender", groups="2-A,2-B")
+        add("sakura", "kocho", "admin", name="校長")
+        add("sakura", "mori", "limited_admin")
+        add("sakura", "ito", "sender", groups="2-B")
+        add("momo", "sato", "admin")  # the same login in another tenant
+        assert PW[("sakura", "sato")] != PW[("momo", "sato")]
+
+    with tap.check("[1] a login is unique per tenant: a second add is exit 1"):
+        cp = k.ctl("staff", "add", "--tenant", "sakura", "--login", "sato",
+                   "--name", "x", "--role", "admin")
+        assert cp.returncode == 1 and "already" in cp.stderr, cp
+
+    with tap.check("[1] staff list shows accounts, never a hash"):
+        cp = k.ctl("staff", "list", "--tenant", "sakura", "--json")
+        assert cp.returncode == 0, cp.stderr
+        rows = {r["login"]: r for r in json.loads(cp.stdout)}
+        assert set(rows) == {"sato", "kocho", "mori", "ito"}, rows
+        assert rows["sato"]["state"] == "new" and rows["sato"]["role"] == "sender"
+        assert "argon2" not in cp.stdout and PW[("sakura", "sato")] not in cp.stdout
+        cp = k.ctl("staff", "list", "--tenant", "sakura")
+        assert "校長" in cp.stdout and "argon2" not in cp.stdout
+
+    with tap.check("[1] the stored hash is Argon2id, m >= 19456 KiB, t >= 2, p = 1"):
+        enc = redis.call("HGET", P + "staff:sakura:sato", "hash").decode()
+        m = re.fullmatch(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)", enc)
+        assert m, enc
+        assert int(m.group(1)) >= 19456 and int(m.group(2)) >= 2 and int(m.group(3)) == 1, enc
+        salt = base64.b64decode(m.group(4) + "=" * (-len(m.group(4)) % 4))
+        tag = base64.b64decode(m.group(5) + "=" * (-len(m.group(5)) % 4))
+        assert len(salt) == 16 and len(tag) == 32, (len(salt), len(tag))
+        tap.diag("stored: $argon2id$v=19$m=%s,t=%s,p=%s (salt %d B, tag %d B)"
+                 % (m.group(1), m.group(2), m.group(3), len(salt), len(tag)))
+
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    NEWPW = {"sato": "さくら 中学 2-A 担任", "kocho": "kocho no atarashii pasuwado",
+             "mori": "mori sensei desu yoroshiku", "ito": "ito sensei no pasuwado"}
+
+    def first_login(tenant, login):
+        """Log in with the initial password and change it; returns the
+        session."""
+        s = Session(port)
+        r = s.login(tenant, login, PW[(tenant, login)])
+        assert r.status == 200 and r.json["must_change_password"] is True, r
+        r = s.call("POST", "/v1/session/password",
+                   {"current": PW[(tenant, login)], "new": NEWPW[login]})
+        assert r.status == 200, r
+        PW[(tenant, login)] = NEWPW[login]
+        return s
+
+    with tap.check("[2] login: 200, cookie HttpOnly SameSite=Strict Path=/, id hashed in Redis"):
+        s = Session(port)
+        t0 = time.monotonic()
+        r = s.login("sakura", "sato", PW[("sakura", "sato")])
+        tap.diag("one login (Argon2id verify on the pool + Redis): %.0f ms"
+                 % ((time.monotonic() - t0) * 1000))
+        assert r.status == 200, r
+        assert r.json["role"] == "sender" and r.json["must_change_password"] is True, r
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", r.json["csrf"]), r
+        sc = s.set_cookie
+        assert sc.startswith("kairan_session="), sc
+        for part in ("HttpOnly", "SameSite=Strict", "Path=/"):
+            assert part in sc, sc
+        sid = s.cookie.split("=", 1)[1]
+        assert len(sid) == 43
+        keys = [x.decode() for x in redis.call("KEYS", P + "sess:*")]
+        want = P + "sess:" + hashlib.sha256(sid.encode()).hexdigest()
+        assert keys == [want], keys
+        dump = b"".join(redis.call("DUMP", x) or b"" for x in keys)
+        assert sid.encode() not in dump and r.json["csrf"].encode() not in dump
+
+    with tap.check("[2] a login posted from another origin is refused (403)"):
+        r = Session(port).call("POST", "/v1/session",
+                               {"tenant": "sakura", "login": "sato",
+                                "password": PW[("sakura", "sato")]},
+                               origin="https://evil.example")
+        assert r.status == 403 and r.headers.get("set-cookie") is None, r
+
+    with tap.check("[2] an initial password must be changed first: other routes 403"):
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 403 and "change the initial password" in r.json["error"], r
+
+    with tap.check("[2] a short, a common, and the login as password are refused (400 field new)"):
+        for bad in ("short", "password1234", "qwertyuiop12", "sato"):
+            r = s.call("POST", "/v1/session/password",
+                       {"current": PW[("sakura", "sato")], "new": bad})
+            assert r.status == 400 and r.json["field"] == "new", (bad, r)
+
+    with tap.check("[2] cross-origin POST refused; POST without the CSRF token refused"):
+        body = {"current": PW[("sakura", "sato")], "new": NEWPW["sato"]}
+        r = s.call("POST", "/v1/session/password", body, origin="https://evil.example")
+        assert r.status == 403 and "cross-site" in r.json["error"], r
+        r = s.call("POST", "/v1/session/password", body, origin=False)
+        assert r.status == 403, r
+        r = s.call("POST", "/v1/session/password", body, csrf=False)
+        assert r.status == 403 and "CSRF" in r.json["error"], r
+        saved = s.csrf
+        s.csrf = "A" * 43
+        r = s.call("POST", "/v1/session/password", body)
+        assert r.status == 403 and "CSRF" in r.json["error"], r
+        s.csrf = saved
+
+    with tap.check("[2] password change: wrong current 403; right one 200, a new session"):
+        r = s.call("POST", "/v1/session/password",
+                   {"current": "not the password!", "new": NEWPW["sato"]})
+        assert r.status == 403 and r.json["field"] == "current", r
+        old = s.cookie
+        r = s.call("POST", "/v1/session/password",
+                   {"current": PW[("sakura", "sato")], "new": NEWPW["sato"]})
+        assert r.status == 200 and r.json["must_change_password"] is False, r
+        PW[("sakura", "sato")] = NEWPW["sato"]
+        assert s.cookie and s.cookie != old
+        r = request(port, "GET", "/v1/broadcasts?active=1", headers={"Cookie": old})
+        assert r.status == 401, r
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 200, r
+
+    with tap.check("[2] the session id changes at login; the old one stops working"):
+        old = s.cookie
+        r = s.login("sakura", "sato", PW[("sakura", "sato")])
+        assert r.status == 200 and r.json["must_change_password"] is False, r
+        assert s.cookie != old
+        r = request(port, "GET", "/v1/broadcasts?active=1", headers={"Cookie": old})
+        assert r.status == 401, r
+        assert s.call("GET", "/v1/broadcasts?active=1").status == 200
+
+    sato = s
+    BC = {}
+    with tap.check("[3] a sender's session submits to its group (202), not to another (403)"):
+        bc = {"tenant": "sakura", "category": "notice", "subject": "遠足のお知らせ",
+              "body": "本文", "channels": ["email"], "audience": {"groups": ["2-A"]},
+              "send_at": "2099-01-01T09:00:00+09:00"}
+        r = sato.call("POST", "/v1/broadcasts", bc)
+        assert r.status == 202, r
+        BC["sato"] = r.json["id"]
+        bc2 = dict(bc, audience={"groups": ["3-C"]})
+        r = sato.call("POST", "/v1/broadcasts", bc2)
+        assert r.status == 403 and r.json["field"].startswith("audience.groups"), r
+        r = sato.call("POST", "/v1/broadcasts", bc, csrf=False)
+        assert r.status == 403, r
+        h = k.bc(BC["sato"])
+        assert h.get("sender") == "佐藤 一郎", h
+
+    with tap.check("[3] the sender reads its broadcast; another sender cannot"):
+        r = sato.call("GET", "/v1/broadcasts/" + BC["sato"])
+        assert r.status == 200, r
+        ito = first_login("sakura", "ito")
+        r = ito.call("GET", "/v1/broadcasts/" + BC["sato"])
+        assert r.status == 404, r
+        r = ito.call("POST", "/v1/broadcasts/%s/cancel" % BC["sato"])
+        assert r.status == 404, r
+
+    with tap.check("[3] a sender cancels its own scheduled broadcast (200), then 409"):
+        r = sato.call("POST", "/v1/broadcasts/%s/cancel" % BC["sato"])
+        assert r.status == 200 and r.json["status"] == "cancelled", r
+        r = sato.call("POST", "/v1/broadcasts/%s/cancel" % BC["sato"])
+        assert r.status == 409, r
+
+    with tap.check("[3] a tenant's admin session stays in its tenant"):
+        kocho = first_login("sakura", "kocho")
+        r = kocho.call("GET", "/v1/broadcasts/" + BC["sato"])
+        assert r.status == 200, r
+        s2 = Session(port)
+        r = s2.login("momo", "sato", PW[("momo", "sato")])
+        assert r.status == 200, r
+        r = s2.call("POST", "/v1/session/password",
+                    {"current": PW[("momo", "sato")], "new": "momo no admin desu yo"})
+        assert r.status == 200, r
+        PW[("momo", "sato")] = "momo no admin desu yo"
+        r = s2.call("GET", "/v1/broadcasts/" + BC["sato"])
+        assert r.status == 404, r
+        r = s2.call("POST", "/v1/broadcasts", dict(bc, tenant="sakura"))
+        assert r.status == 403 and r.json["field"] == "tenant", r
+        r = s2.call("GET", "/metrics")
+        assert r.status == 403, r
+
+    with tap.check("[3] an operator's session lists only its tenant's broadcasts"):
+        add("sakura", "noc", "operator", name="情報担当")
+        NEWPW["noc"] = "joho tanto no pasuwado"
+        noc = first_login("sakura", "noc")
+        other = k.submit({"tenant": "momo", "category": "notice", "subject": "momo",
+                          "body": "b", "channels": ["email"],
+                          "recipients": [{"id": "m1", "email": "m1@example.jp"}],
+                          "send_at": "2099-01-01T09:00:00+09:00"})
+        mine = k.submit({"tenant": "sakura", "category": "notice", "subject": "sakura",
+                         "body": "b", "channels": ["email"],
+                         "recipients": [{"id": "s1", "email": "s1@example.jp"}],
+                         "send_at": "2099-01-01T09:00:00+09:00"})
+        r = noc.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 200, r
+        ids = {b["id"] for b in r.json["broadcasts"]}
+        assert mine in ids and other not in ids, (mine, other, ids)
+        r = noc.call("GET", "/v1/queues")
+        assert r.status == 200 and other not in r.body, r
+        r = noc.call("POST", "/v1/broadcasts/%s/cancel" % mine)
+        assert r.status == 403, r
+
+    with tap.check("[4] logout ends the session (401 after); the cookie is cleared"):
+        r = ito.call("DELETE", "/v1/session")
+        assert r.status == 200 and "Max-Age=0" in ito.set_cookie, r
+        old = ito.set_cookie
+        r = ito.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 401, r
+        ito = Session(port)
+        assert ito.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        cookie_before_logout = ito.cookie
+        ito.call("DELETE", "/v1/session")
+        r = request(port, "GET", "/v1/broadcasts?active=1", headers={"Cookie": cookie_before_logout})
+        assert r.status == 401, r
+
+    with tap.check("[4] a session ends after 30 minutes idle and after 12 hours in all"):
+        for field, ago in (("seen_ms", 31 * 60 * 1000), ("created_ms", 12 * 3600 * 1000 + 1000)):
+            e = Session(port)
+            assert e.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+            assert e.call("GET", "/v1/broadcasts?active=1").status == 200
+            key = P + "sess:" + hashlib.sha256(e.cookie.split("=", 1)[1].encode()).hexdigest()
+            redis.call("HSET", key, field, str(int(time.time() * 1000) - ago))
+            r = e.call("GET", "/v1/broadcasts?active=1")
+            assert r.status == 401 and "expired" in r.json["error"], (field, r)
+            wait_for(lambda: redis.call("EXISTS", key) == 0, 10, 0.05,
+                     what="the expired session's record deleted")
+
+    with tap.check("[4] deactivation ends sessions and stops logins; the sender's name stays"):
+        ito = Session(port)
+        assert ito.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        assert ito.call("GET", "/v1/broadcasts?active=1").status == 200
+        r = ito.call("POST", "/v1/broadcasts", {
+            "tenant": "sakura", "category": "notice", "subject": "部活の連絡",
+            "body": "本文", "channels": ["email"], "audience": {"groups": ["2-B"]},
+            "send_at": "2099-01-01T09:00:00+09:00"})
+        assert r.status == 202, r
+        ito_bc = r.json["id"]
+        cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "ito")
+        assert cp.returncode == 0, cp.stderr
+        r = ito.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 401, r
+        r = Session(port).login("sakura", "ito", PW[("sakura", "ito")])
+        assert r.status == 401 and "deactivated" in r.json["error"], r
+        cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "nobody")
+        assert cp.returncode == 3, cp
+        assert k.bc(ito_bc).get("sender") == "佐藤 一郎", k.bc(ito_bc)
+
+    with tap.check("[4] a password reset ends sessions; the old password stops; the new initial one must be changed"):
+        mori = first_login("sakura", "mori")
+        assert mori.call("GET", "/v1/broadcasts?active=1").status == 200
+        cp = k.ctl("staff", "reset", "--tenant", "sakura", "mori")
+        assert cp.returncode == 0, cp.stderr
+        newinit = cp.stdout.rstrip("\n").split("\n")[-1]
+        assert re.fullmatch(r"[A-Za-z2-9]{20}", newinit), cp.stdout
+        assert mori.call("GET", "/v1/broadcasts?active=1").status == 401
+        assert Session(port).login("sakura", "mori", PW[("sakura", "mori")]).status == 401
+        r = Session(port).login("sakura", "mori", newinit)
+        assert r.status == 200 and r.json["must_change_password"] is True, r
+
+    with tap.check("[4] a role change ends sessions; the next login has the new role"):
+        assert sato.call("GET", "/v1/broadcasts?active=1").status == 200
+        cp = k.ctl("staff", "role", "--tenant", "sakura", "sato", "limited_admin")
+        assert cp.returncode == 0, cp.stderr
+        assert sato.call("GET", "/v1/broadcasts?active=1").status == 401
+        r = sato.login("sakura", "sato", PW[("sakura", "sato")])
+        assert r.status == 200 and r.json["role"] == "limited_admin", r
+        cp = k.ctl("staff", "role", "--tenant", "sakura", "sato", "sender", "--groups", "2-A")
+        assert cp.returncode == 0, cp.stderr
+        assert sato.call("GET", "/v1/broadcasts?active=1").status == 401
+
+    with tap.check("[5] an unknown login gets the same status and body as a wrong password"):
+        a = Session(port, ip="10.9.0.1").login("sakura", "kocho", "wrong password 1")
+        b = Session(port, ip="10.9.0.2").login("sakura", "nobody", "wrong password 1")
+        c2 = Session(port, ip="10.9.0.3").login("nosuch", "kocho", "wrong password 1")
+        assert a.status == b.status == c2.status == 401, (a, b, c2)
+        assert a.body == b.body == c2.body, (a.body, b.body, c2.body)
+
+    with tap.check("[5] 5 failures from one address lock it (429, even with the right password); the owner logs in from another"):
+        att = Session(port, ip="10.1.1.1")
+        for i in range(4):  # four failures, then the fifth locks
+            r = att.login("sakura", "kocho", "guess number %d" % i)
+            assert r.status == 401, (i, r)
+        r = att.login("sakura", "kocho", "guess number 5")
+        r2 = att.login("sakura", "kocho", PW[("sakura", "kocho")])
+        assert r.status in (401, 429) and r2.status == 429, (r, r2)
+        assert r2.headers.get("retry-after") == ["900"], r2.headers
+        owner = Session(port, ip="10.2.2.2")
+        r = owner.login("sakura", "kocho", PW[("sakura", "kocho")])
+        assert r.status == 200, r
+        # unknown logins are locked the same way
+        for i in range(5):
+            Session(port, ip="10.1.1.1").login("sakura", "ghost", "x guess %d" % i)
+        r = Session(port, ip="10.1.1.1").login("sakura", "ghost", "x guess 9")
+        assert r.status == 429, r
+
+    with tap.check("[5] wrong current passwords lock a password change too (429 after 5)"):
+        add("sakura", "tester", "sender", groups="2-A")
+        NEWPW["tester"] = "tester no pasuwado desu"
+        ts = Session(port, ip="10.8.0.1")
+        assert ts.login("sakura", "tester", PW[("sakura", "tester")]).status == 200
+        for i in range(5):
+            r = ts.call("POST", "/v1/session/password",
+                        {"current": "wrong current %d" % i, "new": NEWPW["tester"]})
+            assert r.status == 403, (i, r)
+        r = ts.call("POST", "/v1/session/password",
+                    {"current": PW[("sakura", "tester")], "new": NEWPW["tester"]})
+        assert r.status == 429 and r.headers.get("retry-after") == ["900"], r
+
+    with tap.check("[5] failures from many addresses never lock; the owner still logs in"):
+        codes = []
+        for i in range(16):
+            r = Session(port, ip="10.3.%d.%d" % (i // 200, i % 200 + 1)).login(
+                "sakura", "kocho", "spray guess %d" % i)
+            codes.append(r.status)
+        assert set(codes) == {401}, codes
+        spread = int(redis.call("GET", P + "lspread:sakura:kocho") or 0)
+        assert spread >= 16, spread
+        t0 = time.monotonic()
+        r = Session(port, ip="10.4.4.4").login("sakura", "kocho", PW[("sakura", "kocho")])
+        tap.diag("owner's login after %d spread failures: %.0f ms (delayed, not refused)"
+                 % (spread, (time.monotonic() - t0) * 1000))
+        assert r.status == 200, r
+
+    with tap.check("[6] TOTP: setup, confirm, then the login needs the code"):
+        t = Session(port)
+        assert t.login("sakura", "kocho", PW[("sakura", "kocho")]).status == 200
+        r = t.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200 and re.fullmatch(r"[A-Z2-7]{32}", r.json["secret"]), r
+        assert r.json["uri"].startswith("otpauth://totp/kairan:kocho?secret=")
+        secret = r.json["secret"]
+        sealed = redis.call("HGET", P + "staff:sakura:kocho", "totp_pending").decode()
+        assert secret not in sealed and sealed.startswith("k"), sealed
+        r = t.call("POST", "/v1/session/totp", {"action": "confirm", "code": "000000"
+                   if totp_code(secret, int(time.time()) // 30) != "000000" else "111111"})
+        assert r.status == 400, r
+        step = int(time.time()) // 30
+        r = t.call("POST", "/v1/session/totp", {"action": "confirm",
+                                               "code": totp_code(secret, step)})
+        assert r.status == 200 and r.json["totp"] is True, r
+        r = Session(port).login("sakura", "kocho", PW[("sakura", "kocho")])
+        assert r.status == 401 and r.json["field"] == "totp", r
+
+    with tap.check("[6] a TOTP code is accepted once"):
+        # the confirm used `step`; its code is refused, the next step's is accepted once
+        r = Session(port, ip="10.6.0.1").login("sakura", "kocho", PW[("sakura", "kocho")],
+                                               totp=totp_code(secret, step))
+        assert r.status == 401 and r.json["field"] == "totp", r
+        code = totp_code(secret, step + 1)
+        r = Session(port, ip="10.6.0.2").login("sakura", "kocho", PW[("sakura", "kocho")], totp=code)
+        assert r.status == 200 and r.json["totp"] is True, r
+        r = Session(port, ip="10.6.0.3").login("sakura", "kocho", PW[("sakura", "kocho")], totp=code)
+        assert r.status == 401 and r.json["field"] == "totp", r
+
+    with tap.check("[7] concurrent logins beyond the hash bound: 503 with Retry-After, never a hang"):
+        res = []
+
+        def one(i):
+            res.append(Session(port, ip="10.7.0.%d" % (i + 1)).login(
+                "sakura", "mori", "concurrent %d" % i))
+        th = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join(60)
+        st = sorted(r.status for r in res)
+        assert len(res) == 12 and set(st) <= {401, 503}, st
+        for r in res:
+            if r.status == 503:
+                assert r.headers.get("retry-after") == ["1"], r.headers
+        tap.diag("12 concurrent logins: %d answered 401, %d answered 503"
+                 % (st.count(401), st.count(503)))
+
+    with tap.check("[4] tenant close ends the tenant's sessions and logins"):
+        s3 = Session(port)
+        r = s3.login("momo", "sato", PW[("momo", "sato")])
+        assert r.status == 200, r
+        cp = k.ctl("tenant", "close", "momo")
+        assert cp.returncode == 0, cp.stderr
+        assert s3.call("GET", "/v1/broadcasts?active=1").status in (401, 403)
+        r = Session(port).login("momo", "sato", PW[("momo", "sato")])
+        assert r.status == 403, r
+
+    with tap.check("[7] login log: every attempt with its login and result; no password in any log"):
+        lines = read_audit("login.jsonl")
+        res = {(l.get("login"), l["result"]) for l in lines if l.get("path") == "/v1/session"}
+        for want in (("kocho", "wrong_password"), ("nobody", "unknown_login"),
+                     ("kocho", "locked"), ("kocho", "ok"), ("ito", "deactivated"),
+                     ("kocho", "totp_missing"), ("kocho", "totp_wrong")):
+            assert want in res, (want, sorted(res, key=str))
+        sess_lines = [l for l in lines if l.get("token", "") and l["token"].startswith("st_")]
+        assert sess_lines, "no session lines"
+        text = ""
+        for name in ("login.jsonl", "operations.jsonl"):
+            with open(os.path.join(AUDIT, name)) as f:
+                text += f.read()
+        text += d.stderr_text()
+        for pw in list(PW.values()) + list(NEWPW.values()):
+            assert pw not in text, pw
+        ops = {l["op"] for l in read_audit("operations.jsonl")}
+        assert {"staff.add", "staff.deactivate", "staff.reset", "staff.role",
+                "staff.password", "staff.totp"} <= ops, ops
+
+    with tap.check("[4] the purge after retention erases a closed tenant's accounts and sessions"):
+        assert redis.call("EXISTS", P + "staff:momo:sato") == 1
+        cp = k.ctl("purge", "--now", "2099-01-01T00:00:00+09:00")
+        assert cp.returncode == 0, cp.stderr
+        assert redis.call("EXISTS", P + "staff:momo:sato") == 0
+        assert redis.call("EXISTS", P + "staffs:momo") == 0
+        assert redis.call("KEYS", P + "stsess:momo:*") == []
+        assert redis.call("EXISTS", P + "staff:sakura:kocho") == 1
+
+    d.stop()
+
+# [6] http.require_2fa_admin: a second kairand on the same data.
+with Redis(out + "/r2") as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox", name="k2",
+               conf={"http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
+                              "public_url": "http://127.0.0.1:%d" % port,
+                              "require_2fa_admin": "yes"},
+                     "retention": {"audit_dir": AUDIT + "2"}})
+    cp = k.ctl("staff", "add", "--tenant", "sakura", "--login", "kocho", "--name", "校長",
+               "--role", "admin")
+    init = cp.stdout.rstrip("\n").split("\n")[-1]
+    d = k.start()
+    d.wait_output('"listening"', 15)
+    with tap.check("[6] require_2fa_admin: an admin without TOTP may only change its password and set TOTP up"):
+        s = Session(port)
+        r = s.login("sakura", "kocho", init)
+        assert r.status == 200 and r.json["totp_required"] is True, r
+        r = s.call("POST", "/v1/session/password", {"current": init, "new": "kocho no pasuwado desu"})
+        assert r.status == 200, r
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 403 and "two-factor" in r.json["error"], r
+        r = s.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200, r
+        sec = r.json["secret"]
+        r = s.call("POST", "/v1/session/totp", {"action": "confirm",
+                                               "code": totp_code(sec, int(time.time()) // 30)})
+        assert r.status == 200, r
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 200, r
+    d.stop()
+
+tap.done()
