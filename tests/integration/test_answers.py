@@ -159,8 +159,6 @@ with Redis(out) as redis:
                     bc_of("sakura", ["x-1"], choices=["a", "あ" * 40]))
         assert r.status == 202, r
 
-    # a hash table, not a listpack, for bc:<id>:r: HSCAN then pages
-    redis.call("CONFIG", "SET", "hash-max-listpack-entries", "1")
     bid = k.submit(bc_of("sakura", ["g-1", "g-2", "g-3", "g-4", "g-5"]))
     k.wait_done(bid, 60)
     links = wait_for(lambda: (lambda L: L if len(L) == 5 else None)(
