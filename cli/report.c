@@ -26,6 +26,7 @@
 #include "common/seal.h"
 #include "common/text.h"
 #include "model/broadcast.h"
+#include "model/child.h"
 #include "model/directory.h"
 #include "queue/keys.h"
 
@@ -244,81 +245,26 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
     }
 }
 
-/*
- * A phone number masked for the list of whom to phone: the last four
- * digits kept ("***-5678"), as the report keeps only the domain of an
- * address: enough for the teacher with the class list at hand to tell
- * which number to call, nothing for anyone else.
- */
-static char *mask_phone(const char *plain)
-{
-    size_t n = strlen(plain), digits = 0, i = n;
-    while (i > 0 && digits < 4) {
-        i--;
-        if (plain[i] >= '0' && plain[i] <= '9')
-            digits++;
-    }
-    return kn_xasprintf("***%s", plain + i);
-}
-
-/* 1 if the broadcast went out on the channel ("email", ...). */
-static int on_channel(const struct report *rp, const char *ch)
-{
-    const char *chans = hget(rp->h, "channels");
-    size_t n = strlen(ch);
-    for (const char *p = chans; p && *p;) {
-        size_t k = strcspn(p, ",");
-        if (k == n && strncmp(p, ch, n) == 0)
-            return 1;
-        p += k + (p[k] == ',');
-    }
-    return 0;
-}
-
-/* One guardian's contacts (the record or an element of its "g") looked
- * up among the states; returns 1 if it has a contact on the channels. */
+/* The child's contacts on the broadcast's channels (model/child.h, the
+ * record and its further guardians) looked up among the states; returns
+ * 1 if it has any. */
 static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
 {
-    struct kn_dir_rec d;
-    const char *bi[64], *chn[64];
-    size_t nb = 0;
-    int any = 0;
-    if (kn_dir_parse(c, &d) < 0)
-        return 0;
-    if (d.email_index && on_channel(rp, "email")) {
-        chn[nb] = "email";
-        bi[nb++] = d.email_index;
+    struct kn_child_contact k[KN_CHILD_MAX_CONTACTS];
+    const char *vals[KN_CHILD_MAX_CONTACTS];
+    struct kn_child_seen seen;
+    struct kn_child_st st;
+    size_t nk = kn_child_contacts(c, hget(rp->h, "channels"), k,
+                                  KN_CHILD_MAX_CONTACTS);
+    for (size_t i = 0; i < nk; i++)
+        vals[i] = json_string_value(json_object_get(rp->states, k[i].field));
+    kn_child_resolve(r->id, vals, nk, &seen);
+    if (seen.via >= 0 && kn_child_st_parse(vals[seen.via], &st) == 0) {
+        free(r->via);
+        r->via = kn_xstrndup(st.rcpt, st.rcpt_len);
+        r->reached_ms = seen.reached_ms;
     }
-    if (d.line_index && !d.line_dead && on_channel(rp, "line")) {
-        chn[nb] = "line";
-        bi[nb++] = d.line_index;
-    }
-    for (size_t i = 0; i < d.npush && nb < 64; i++) {
-        if (d.push[i].index && !d.push[i].dead && on_channel(rp, "push")) {
-            chn[nb] = "push";
-            bi[nb++] = d.push[i].index;
-        }
-    }
-    for (size_t i = 0; i < nb; i++) {
-        char key[200];
-        const char *v, *p, *q;
-        any = 1;
-        snprintf(key, sizeof(key), "%s:%s", chn[i], bi[i]);
-        v = json_string_value(json_object_get(rp->states, key));
-        if (v == NULL || v[0] != 'd' || v[1] != '|')
-            continue;
-        p = v + 2;
-        q = strchr(p, '|');
-        if (q == NULL)
-            continue;
-        if (r->via == NULL || strtoll(q + 1, NULL, 10) < r->reached_ms) {
-            free(r->via);
-            r->via = kn_xstrndup(p, (size_t)(q - p));
-            r->reached_ms = strtoll(q + 1, NULL, 10);
-        }
-    }
-    kn_dir_rec_free(&d);
-    return any;
+    return nk > 0;
 }
 
 /*
@@ -330,17 +276,7 @@ static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
  */
 static void resolve_child(struct report *rp, struct rcpt *r, json_t *c)
 {
-    int any = 0;
-    /* the record, then its further guardians (model/directory.h "g") */
-    for (size_t g = 0;; g++) {
-        json_t *o = g == 0 ? c
-                           : json_array_get(
-                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
-        if (o == NULL)
-            break;
-        any |= resolve_contacts(rp, r, o);
-    }
-    r->no_contact = !any;
+    r->no_contact = !resolve_contacts(rp, r, c);
 }
 
 /* Append a sealed phone number, masked, to r->phone. */
@@ -350,7 +286,7 @@ static void add_phone(struct rcpt *r, const struct kn_keyring *kr,
     char *plain = NULL, *m, *t;
     if (sealed == NULL || kn_unseal(kr, "phone", sealed, &plain, NULL) < 0)
         return;
-    m = mask_phone(plain);
+    m = kn_child_mask_phone(plain);
     OPENSSL_cleanse(plain, strlen(plain));
     free(plain);
     t = r->phone ? kn_xasprintf("%s, %s", r->phone, m) : kn_xstrdup(m);
@@ -471,13 +407,10 @@ static json_t *within(const struct report *rp, int ch)
  * reached. */
 static int child_state(const struct rcpt *r)
 {
-    if (r->reached_ms > 0)
-        return r->via != NULL ? 2 : 3;
-    return r->no_contact ? 0 : 1;
+    return (int)kn_child_classify(r->reached_ms, r->via != NULL,
+                                  r->no_contact);
 }
 
-static const char *const state_names[] = {"no_contact", "not_reached",
-                                          "reached_via_sibling", "reached"};
 
 /* No contact first, then not reached, then by id. */
 static int unconfirmed_order(const void *a, const void *b)
@@ -586,7 +519,7 @@ static json_t *build(struct report *rp)
     cs = json_object();
     json_object_set_new(cs, "total", json_integer((json_int_t)rp->n));
     for (int st = 0; st < 4; st++)
-        json_object_set_new(cs, state_names[st],
+        json_object_set_new(cs, kn_child_state_name((enum kn_child_state)st),
                             json_integer((json_int_t)by_state[st]));
     json_object_set_new(o, "children", cs);
     for (int c = 0; c < NCH; c++) {
@@ -619,7 +552,8 @@ static json_t *build(struct report *rp)
                             json_boolean(list[i]->reached_ms > 0));
         json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
         json_object_set_new(u, "state",
-                            json_string(state_names[child_state(list[i])]));
+                            json_string(kn_child_state_name(
+                            (enum kn_child_state)child_state(list[i]))));
         json_object_set_new(u, "via", list[i]->via ? jstr(list[i]->via)
                                                    : json_null());
         json_object_set_new(u, "phone", list[i]->phone ? jstr(list[i]->phone)

@@ -1,13 +1,24 @@
 /*
  * recipients.c - GET /v1/broadcasts/{id}/recipients (one page, JSON) and
- * GET /v1/broadcasts/{id}/recipients.csv (all of them, for Excel): one row
- * per (recipient, channel) from bc:<id>:r, with the confirmation, the
- * answer and the comment of bc:<id>:ack (model/broadcast.h,
- * kn_ack_value_parse; the comment unsealed for the tenant's staff only).
+ * GET /v1/broadcasts/{id}/recipients.csv (every page, for Excel): every
+ * child of the broadcast's audience (bc:<id>:aud, in its order), with or
+ * without a delivery of its own.
  *
- * The columns child, class and guardian are there for the per-child
- * report (the data model of issue 13): null, or empty in the CSV, until
- * the audience names them.  Addresses are never in a row.
+ * A page is a slice of the audience list (the cursor "a<position>"):
+ *   1. bc:<id> (tenant, owner, channels, choices), LLEN and LRANGE of the
+ *      audience: limit entries, inline "i:<json>" or directory "d:<id>";
+ *   2. HMGET of each directory record of the page (names sealed, class,
+ *      contacts "c" with the further guardians "g");
+ *   3. one HMGET of bc:<id>:r with the fields of the page's contacts on
+ *      the broadcast's channels (model/child.h) and one of bc:<id>:ack
+ *      with the page's ids.
+ * So a page costs at most limit entries, limit records, limit x
+ * KN_CHILD_MAX_CONTACTS fields and limit confirmations, whatever the size
+ * of the broadcast.  A child gets one row per delivery state of its own;
+ * without one, a single row saying how it was reached (model/child.h, the
+ * rule of kairanctl report): reached_via_sibling, not_reached or
+ * no_contact.  Names are unsealed here for the tenant's staff; an address
+ * is only ever shown masked, a phone number by its last four digits.
  */
 #include "dispatcher/http/http_int.h"
 
@@ -18,97 +29,95 @@
 
 #include "common/csvcell.h"
 #include "common/kn.h"
+#include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "model/broadcast.h"
+#include "model/child.h"
+#include "model/directory.h"
 #include "queue/keys.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX     500
+#define CSV_PAGE     500
 
 /* The columns, in the order of the CSV (docs/http-api.md). */
 static const char *const cols[] = {
-    "recipient", "child",      "class",        "guardian", "channel",
-    "state",     "reached_at", "confirmed_at", "answer",   "comment"};
-#define NCOLS 10
+    "recipient",   "child",      "class",        "guardian", "channel",
+    "state",       "reached_at", "confirmed_at", "answer",   "comment",
+    "child_state", "via",        "address",      "phone"};
+#define NCOLS 14
 
-struct row {
-    char *rcpt, *channel;
-    const char *state;
-    long long at_ms; /* the time of the state (reached when delivered) */
+/* One child of a page, as its audience entry and record read. */
+struct child {
+    char *id;
+    json_t *c;      /* the contacts (model/directory.h), NULL: gone */
+    char *name;     /* sealed; NULL none */
+    char *guardian; /* the first guardian's name, sealed; NULL none */
+    char *phone;    /* the first guardian's phone, sealed; NULL none */
+    char *klass;    /* grade and class, plaintext; NULL none */
+    int inactive;   /* a directory recipient made inactive */
+    struct kn_child_contact *k; /* its contacts on the channels */
+    size_t nk;
+    size_t st0; /* its first contact's reply in the states HMGET */
 };
 
-struct rlist {
-    struct row *r;
-    size_t n, cap;
-    char *next; /* the page's next cursor, NULL at the end */
+/* A page being read; for the CSV, every page in turn. */
+struct page {
+    char *bid, *tenant, *channels;
     json_t *choices;
+    long long start, limit, total;
+    struct child *ch;
+    size_t n;
+    int csv, cp932;
+    FILE *out; /* the CSV so far */
+    char *text;
+    size_t len;
 };
 
-static const char *state_name(char code)
+static void children_clear(struct page *p)
 {
-    switch (code) {
-    case 'q':
-        return "queued";
-    case 'r':
-        return "retrying";
-    case 'd':
-        return "delivered";
-    case 'f':
-        return "failed";
-    case 'x':
-        return "expired";
-    case 'c':
-        return "cancelled";
-    default:
-        return "unknown";
+    for (size_t i = 0; i < p->n; i++) {
+        struct child *x = &p->ch[i];
+        free(x->id);
+        json_decref(x->c);
+        free(x->name);
+        free(x->guardian);
+        free(x->phone);
+        free(x->klass);
+        free(x->k);
     }
+    free(p->ch);
+    p->ch = NULL;
+    p->n = 0;
 }
 
-/* One state of bc:<id>:r: field "<channel>:<...>", value
- * "<code>|<rcpt>|<ms>|<detail>" (the detail is not shown). */
-static void add_state(struct rlist *l, const char *field, const char *v)
+static void page_free(struct page *p)
 {
-    const char *p, *q;
-    struct row *r;
-    if (field == NULL || v == NULL || strlen(v) < 3 || v[1] != '|')
-        return;
-    p = v + 2;
-    q = strchr(p, '|');
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->r = kn_xrealloc(l->r, l->cap * sizeof(*l->r));
+    children_clear(p);
+    free(p->bid);
+    free(p->tenant);
+    free(p->channels);
+    json_decref(p->choices);
+    if (p->out != NULL)
+        fclose(p->out);
+    if (p->text != NULL) {
+        OPENSSL_cleanse(p->text, p->len);
+        free(p->text);
     }
-    r = &l->r[l->n++];
-    r->rcpt = q ? kn_xstrndup(p, (size_t)(q - p)) : kn_xstrdup(p);
-    r->channel = kn_xstrndup(field, strcspn(field, ":"));
-    r->state = state_name(v[0]);
-    r->at_ms = q ? strtoll(q + 1, NULL, 10) : 0;
+    free(p);
 }
 
-static int by_rcpt(const void *a, const void *b)
+static char *dup_or_null(const char *s)
 {
-    const struct row *x = a, *y = b;
-    int c = strcmp(x->rcpt, y->rcpt);
-    return c != 0 ? c : strcmp(x->channel, y->channel);
+    return s != NULL && s[0] != '\0' ? kn_xstrdup(s) : NULL;
 }
 
-static void rlist_free(struct rlist *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->r[i].rcpt);
-        free(l->r[i].channel);
-    }
-    free(l->r);
-    free(l->next);
-    json_decref(l->choices);
-    free(l);
-}
-
-/* The confirmation of one row: time, answer text, comment (heap, or
+/* The confirmation of a child: time, answer text, comment (heap, or
  * NULL).  The comment is unsealed here and nowhere else. */
-static void row_ack(const struct kn_keyring *kr, const struct rlist *l,
-                    const char *stored, long long *ms, const char **answer,
-                    char **comment)
+static void child_ack(const struct kn_keyring *kr, const struct page *p,
+                      const char *stored, long long *ms, const char **answer,
+                      char **comment)
 {
     int64_t t = 0;
     int a = -1;
@@ -120,12 +129,261 @@ static void row_ack(const struct kn_keyring *kr, const struct rlist *l,
         return;
     *ms = t;
     if (a >= 0)
-        *answer = json_string_value(json_array_get(l->choices, (size_t)a));
+        *answer = json_string_value(json_array_get(p->choices, (size_t)a));
     if (sealed != NULL &&
         kn_unseal(kr, "ack-comment", sealed, comment, NULL) < 0)
         *comment = kn_xstrdup("(unreadable)");
     free(sealed);
 }
+
+/* A sealed value opened, or NULL. */
+static char *open_sealed(const struct kn_keyring *kr, const char *purpose,
+                         const char *sealed)
+{
+    char *plain = NULL;
+    if (sealed == NULL || kn_unseal(kr, purpose, sealed, &plain, NULL) < 0)
+        return NULL;
+    return plain;
+}
+
+/* The sealed name of guardian g of a child (0: the record's own). */
+static const char *guardian_sealed(const struct child *x, size_t g)
+{
+    if (g == 0)
+        return x->guardian;
+    return json_string_value(json_object_get(
+        json_array_get(json_object_get(x->c, KN_DIR_GUARDIANS), g - 1),
+        KN_DIR_NAME));
+}
+
+/* Append s to *acc, ", " between. */
+static void join(char **acc, const char *s)
+{
+    char *t;
+    if (s == NULL || s[0] == '\0')
+        return;
+    t = *acc ? kn_xasprintf("%s, %s", *acc, s) : kn_xstrdup(s);
+    free(*acc);
+    *acc = t;
+}
+
+/* Every guardian's name of a child, opened and joined; or NULL. */
+static char *all_guardians(const struct kn_keyring *kr, const struct child *x)
+{
+    char *acc = NULL;
+    size_t ng = json_array_size(json_object_get(x->c, KN_DIR_GUARDIANS));
+    for (size_t g = 0; g <= ng; g++) {
+        char *n = open_sealed(kr, "name", guardian_sealed(x, g));
+        join(&acc, n);
+        kn_free_secret(n);
+    }
+    return acc;
+}
+
+/* Every guardian's phone, masked and joined (as kairanctl report). */
+static char *all_phones(const struct kn_keyring *kr, const struct child *x)
+{
+    char *acc = NULL;
+    json_t *g;
+    size_t i;
+    char *plain = open_sealed(kr, "phone", x->phone), *m;
+    if (plain != NULL) {
+        m = kn_child_mask_phone(plain);
+        join(&acc, m);
+        free(m);
+        kn_free_secret(plain);
+    }
+    json_array_foreach(json_object_get(x->c, KN_DIR_GUARDIANS), i, g)
+    {
+        plain = open_sealed(
+            kr, "phone", json_string_value(json_object_get(g, KN_DIR_PHONE)));
+        if (plain == NULL)
+            continue;
+        m = kn_child_mask_phone(plain);
+        join(&acc, m);
+        free(m);
+        kn_free_secret(plain);
+    }
+    return acc;
+}
+
+/* One row as shown; strings borrowed. */
+struct out_row {
+    const char *recipient, *child, *klass, *guardian, *channel, *state;
+    long long reached_ms, confirmed_ms;
+    const char *answer, *comment, *child_state, *via, *address, *phone;
+};
+
+static json_t *jtext(const char *s)
+{
+    return s != NULL ? kn__httpd_jstr_text(s) : json_null();
+}
+
+static void emit_json(json_t *arr, const struct out_row *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "recipient", jtext(r->recipient));
+    json_object_set_new(o, "child", jtext(r->child));
+    json_object_set_new(o, "class", jtext(r->klass));
+    json_object_set_new(o, "guardian", jtext(r->guardian));
+    json_object_set_new(o, "channel", jtext(r->channel));
+    json_object_set_new(o, "state", jtext(r->state));
+    json_object_set_new(o, "reached_at", kn__httpd_jtime(r->reached_ms));
+    json_object_set_new(o, "confirmed_at", kn__httpd_jtime(r->confirmed_ms));
+    json_object_set_new(o, "answer", jtext(r->answer));
+    json_object_set_new(o, "comment", jtext(r->comment));
+    json_object_set_new(o, "child_state", jtext(r->child_state));
+    json_object_set_new(o, "via", jtext(r->via));
+    json_object_set_new(o, "address", jtext(r->address));
+    json_object_set_new(o, "phone", jtext(r->phone));
+    json_array_append_new(arr, o);
+}
+
+static void emit_csv(FILE *f, const struct out_row *r)
+{
+    char t1[48] = "", t2[48] = "";
+    const char *v[NCOLS];
+    if (r->reached_ms > 0)
+        kn_time_jst(r->reached_ms, t1, sizeof(t1));
+    if (r->confirmed_ms > 0)
+        kn_time_jst(r->confirmed_ms, t2, sizeof(t2));
+    v[0] = r->recipient;
+    v[1] = r->child;
+    v[2] = r->klass;
+    v[3] = r->guardian;
+    v[4] = r->channel;
+    v[5] = r->state;
+    v[6] = t1;
+    v[7] = t2;
+    v[8] = r->answer;
+    v[9] = r->comment;
+    v[10] = r->child_state;
+    v[11] = r->via;
+    v[12] = r->address;
+    v[13] = r->phone;
+    for (int i = 0; i < NCOLS; i++) {
+        /* a cell of outside text: valid UTF-8 (CP932 conversion and
+         * Excel need it) */
+        char *t = kn_text_utf8(v[i] ? v[i] : "", v[i] ? strlen(v[i]) : 0);
+        kn_csv_put_cell(f, t, i == NCOLS - 1);
+        kn_free_secret(t);
+    }
+}
+
+/* The state value of contact i of x among the page's replies, or NULL. */
+static const char *st_at(const redisReply *st, const struct child *x, size_t i)
+{
+    if (st == NULL || st->type != REDIS_REPLY_ARRAY ||
+        x->st0 + i >= st->elements)
+        return NULL;
+    return kn__httpd_rstr(st->element[x->st0 + i]);
+}
+
+/*
+ * The rows of one child: its states among the page's replies st (the
+ * fields of its contacts), its confirmation ack.  To arr (JSON) or f.
+ */
+static void child_rows(const struct kn_keyring *kr, const struct page *p,
+                       const struct child *x, const redisReply *st,
+                       const char *ack, json_t *arr, FILE *f)
+{
+    struct out_row r;
+    struct kn_child_st s;
+    long long cms;
+    const char *answer;
+    char *comment, *name, *phone, *via = NULL;
+    char *guard = NULL, mask[128];
+    const char *vals[KN_CHILD_MAX_CONTACTS];
+    struct kn_child_seen seen;
+    enum kn_child_state cs;
+    int own;
+    int64_t reached;
+    size_t via_k = 0;
+
+    for (size_t i = 0; i < x->nk; i++)
+        vals[i] = st_at(st, x, i);
+    cs = kn_child_resolve(x->id, vals, x->nk, &seen);
+    own = seen.own;
+    if (seen.via >= 0 && kn_child_st_parse(vals[seen.via], &s) == 0) {
+        via = kn_xstrndup(s.rcpt, s.rcpt_len);
+        via_k = (size_t)seen.via;
+    }
+    reached = seen.reached_ms;
+    if (x->inactive && !own) {
+        free(via);
+        return; /* not sent to: not a child of this broadcast */
+    }
+    child_ack(kr, p, ack, &cms, &answer, &comment);
+    name = open_sealed(kr, "name", x->name);
+    phone = all_phones(kr, x);
+    memset(&r, 0, sizeof(r));
+    r.recipient = x->id;
+    r.child = name;
+    r.klass = x->klass;
+    r.confirmed_ms = cms;
+    r.answer = answer;
+    r.comment = comment;
+    r.phone = phone;
+    if (x->c == NULL) {
+        /* the directory record was deleted since the broadcast */
+        r.state = r.child_state = "unknown";
+    } else {
+        r.child_state = kn_child_state_name(cs);
+    }
+    if (own) {
+        for (size_t i = 0; i < x->nk; i++) {
+            char *g, *a;
+            if (kn_child_st_parse(st_at(st, x, i), &s) < 0 ||
+                !kn_child_st_is(&s, x->id))
+                continue;
+            g = open_sealed(kr, "name", guardian_sealed(x, x->k[i].guardian));
+            a = open_sealed(kr, x->k[i].channel, x->k[i].sealed);
+            r.guardian = g;
+            r.channel = x->k[i].channel;
+            r.state = kn_child_code_name(s.code);
+            r.reached_ms = s.code == 'd' ? s.ms : 0;
+            r.address = a ? kn_mask_address(a, mask, sizeof(mask)) : NULL;
+            if (arr != NULL)
+                emit_json(arr, &r);
+            else
+                emit_csv(f, &r);
+            kn_free_secret(g);
+            kn_free_secret(a);
+        }
+    } else {
+        if (via != NULL) {
+            char *a = open_sealed(kr, x->k[via_k].channel, x->k[via_k].sealed);
+            guard = open_sealed(kr, "name",
+                                guardian_sealed(x, x->k[via_k].guardian));
+            r.channel = x->k[via_k].channel;
+            r.reached_ms = reached;
+            r.address = a ? kn_mask_address(a, mask, sizeof(mask)) : NULL;
+            kn_free_secret(a);
+        } else if (x->c != NULL) {
+            guard = all_guardians(kr, x);
+        }
+        if (x->c != NULL)
+            r.state = r.child_state;
+        r.guardian = guard;
+        r.via = via;
+        if (arr != NULL)
+            emit_json(arr, &r);
+        else
+            emit_csv(f, &r);
+    }
+    OPENSSL_cleanse(mask, sizeof(mask));
+    kn_free_secret(guard);
+    kn_free_secret(name);
+    free(phone);
+    free(via);
+    kn_free_secret(comment);
+}
+
+/* ---- reading a page ---- */
+
+static void page_fetch(struct page *p, struct conn *c);
+
+static void send_csv(struct page *p, struct conn *c);
 
 /* The broadcast may be read by this token (0), or 404/503 answered. */
 static int rl_visible(struct batch *b)
@@ -133,11 +391,11 @@ static int rl_visible(struct batch *b)
     const redisReply *h = kn__httpd_brep(b, 0);
     if (!kn__httpd_batch_usable(b))
         return -1;
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
         kn__httpd_rstr(h->element[2]) == NULL ||
         !kn__httpd_bc_may_see(b->c, kn__httpd_rstr(h->element[0]),
                               kn__httpd_rstr(h->element[1]))) {
-        if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == 3 &&
+        if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == 4 &&
             kn__httpd_rstr(h->element[2]) != NULL)
             b->c->req.auth_result = "forbidden";
         kn__httpd_respond_error(b->c, 404, "id", "no broadcast %s",
@@ -147,112 +405,232 @@ static int rl_visible(struct batch *b)
     return 0;
 }
 
-static void rl_head(struct batch *b, struct conn *c)
+/* Step 3 done: the rows of the page. */
+static void on_states(struct batch *b)
 {
-    char *k = kn_key_bc(c->srv->d->prefix, c->req.param, "");
-    kn__httpd_batch_cmd(b, "HMGET", k, "tenant", "sender_token", "status",
-                        NULL);
-    kn__httpd_batch_cmd(b, "HGET", k, "choices", NULL);
-    free(k);
-}
-
-static json_t *choices_of(const redisReply *r)
-{
-    json_t *j =
-        kn__httpd_rstr(r) ? json_loads(kn__httpd_rstr(r), 0, NULL) : NULL;
-    return json_is_array(j) ? j : (json_decref(j), json_array());
-}
-
-/* ---- GET /v1/broadcasts/{id}/recipients?cursor=C&limit=N ---- */
-
-static void on_page_acks(struct batch *b)
-{
-    struct rlist *l = b->arg;
-    const redisReply *a = kn__httpd_brep(b, 0);
-    json_t *j, *arr;
-    if (!kn__httpd_batch_usable(b))
-        goto out;
-    arr = json_array();
-    for (size_t i = 0; i < l->n; i++) {
-        struct row *r = &l->r[i];
-        json_t *o = json_object();
-        long long ms;
-        const char *answer;
-        char *comment;
-        row_ack(b->srv->d->kr, l,
-                a && a->type == REDIS_REPLY_ARRAY && i < a->elements
-                    ? kn__httpd_rstr(a->element[i])
-                    : NULL,
-                &ms, &answer, &comment);
-        json_object_set_new(o, "recipient", kn__httpd_jstr_text(r->rcpt));
-        json_object_set_new(o, "child", json_null());
-        json_object_set_new(o, "class", json_null());
-        json_object_set_new(o, "guardian", json_null());
-        json_object_set_new(o, "channel", kn__httpd_jstr_text(r->channel));
-        json_object_set_new(o, "state", json_string(r->state));
-        json_object_set_new(
-            o, "reached_at",
-            kn__httpd_jtime(strcmp(r->state, "delivered") == 0 ? r->at_ms : 0));
-        json_object_set_new(o, "confirmed_at", kn__httpd_jtime(ms));
-        json_object_set_new(o, "answer", kn__httpd_jstr_or_null(answer));
-        json_object_set_new(
-            o, "comment", comment ? kn__httpd_jstr_text(comment) : json_null());
-        kn_free_secret(comment);
-        json_array_append_new(arr, o);
+    struct page *p = b->arg;
+    const redisReply *st = kn__httpd_brep(b, 0), *ak = kn__httpd_brep(b, 1);
+    const struct kn_keyring *kr;
+    json_t *arr = NULL, *j;
+    if (!kn__httpd_batch_usable(b)) {
+        page_free(p);
+        return;
+    }
+    kr = b->srv->d->kr;
+    if (!p->csv)
+        arr = json_array();
+    for (size_t i = 0; i < p->n; i++) {
+        const char *a =
+            ak != NULL && ak->type == REDIS_REPLY_ARRAY && i < ak->elements
+                ? kn__httpd_rstr(ak->element[i])
+                : NULL;
+        child_rows(kr, p, &p->ch[i], st, a, arr, p->out);
+    }
+    if (p->csv) {
+        if (p->start + p->limit < p->total) {
+            p->start += p->limit;
+            children_clear(p);
+            page_fetch(p, b->c);
+        } else {
+            send_csv(p, b->c);
+        }
+        return;
     }
     j = json_object();
     json_object_set_new(j, "recipients", arr);
-    json_object_set_new(j, "next_cursor", kn__httpd_jstr_or_null(l->next));
+    if (p->start + p->limit < p->total) {
+        char cur[32];
+        snprintf(cur, sizeof(cur), "a%lld", p->start + p->limit);
+        json_object_set_new(j, "next_cursor", json_string(cur));
+    } else {
+        json_object_set_new(j, "next_cursor", json_null());
+    }
     kn__httpd_respond_json(b->c, 200, j, NULL);
-out:
-    rlist_free(l);
+    page_free(p);
 }
 
-static void on_page(struct batch *b)
+/* Step 3: the states of the page's contacts and its confirmations. */
+static void fetch_states(struct page *p, struct conn *c)
 {
-    const redisReply *sc = kn__httpd_brep(b, 2), *kv;
-    struct rlist *l;
-    struct batch *b2;
+    struct http_srv *s = c->srv;
+    struct batch *b = kn__httpd_batch_new(s, c, on_states, p);
     struct kn_argv a;
-    if (rl_visible(b) < 0)
-        return;
-    if (sc == NULL || sc->type != REDIS_REPLY_ARRAY || sc->elements != 2 ||
-        sc->element[1]->type != REDIS_REPLY_ARRAY) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
-    l = kn_xcalloc(1, sizeof(*l));
-    l->choices = choices_of(kn__httpd_brep(b, 1));
-    kv = sc->element[1];
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        add_state(l, kn__httpd_rstr(kv->element[i]),
-                  kn__httpd_rstr(kv->element[i + 1]));
-    if (l->n > 0) /* a page of HSCAN may be empty: l->r NULL */
-        qsort(l->r, l->n, sizeof(*l->r), by_rcpt);
-    if (kn__httpd_rstr(sc->element[0]) &&
-        strcmp(kn__httpd_rstr(sc->element[0]), "0") != 0)
-        l->next = kn_xasprintf("r%s", kn__httpd_rstr(sc->element[0]));
-    b2 = kn__httpd_batch_new(b->srv, b->c, on_page_acks, l);
+    size_t nf = 0;
     kn_argv_init(&a);
     kn_argv_add(&a, "HMGET");
-    kn_argv_take(&a, kn_key_bc(b->srv->d->prefix, b->c->req.param, ":ack"));
-    for (size_t i = 0; i < l->n; i++)
-        kn_argv_add(&a, l->r[i].rcpt);
-    if (l->n == 0)
+    kn_argv_take(&a, kn_key_bc(s->d->prefix, p->bid, ":r"));
+    for (size_t i = 0; i < p->n; i++) {
+        struct child *x = &p->ch[i];
+        x->st0 = nf;
+        for (size_t k = 0; k < x->nk; k++, nf++)
+            kn_argv_add(&a, x->k[k].field);
+    }
+    if (nf == 0)
         kn_argv_add(&a, "-"); /* HMGET needs one field; its reply unused */
-    kn__httpd_batch_add(b2, &a);
+    kn__httpd_batch_add(b, &a);
+    kn_argv_add(&a, "HMGET");
+    kn_argv_take(&a, kn_key_bc(s->d->prefix, p->bid, ":ack"));
+    for (size_t i = 0; i < p->n; i++)
+        kn_argv_add(&a, p->ch[i].id);
+    if (p->n == 0)
+        kn_argv_add(&a, "-");
+    kn__httpd_batch_add(b, &a);
     kn_argv_free(&a);
-    kn__httpd_batch_end(b2);
+    kn__httpd_batch_end(b);
 }
+
+/* The contacts of a child whose record is read. */
+static void child_contacts(struct page *p, struct child *x)
+{
+    struct kn_child_contact k[KN_CHILD_MAX_CONTACTS];
+    if (x->c == NULL)
+        return;
+    x->nk = kn_child_contacts(x->c, p->channels, k, KN_CHILD_MAX_CONTACTS);
+    if (x->nk > 0) {
+        x->k = kn_xcalloc(x->nk, sizeof(*x->k));
+        memcpy(x->k, k, x->nk * sizeof(*x->k));
+    }
+}
+
+/* Step 2 done: the directory records of the page. */
+static void on_records(struct batch *b)
+{
+    struct page *p = b->arg;
+    int r = 0;
+    if (!kn__httpd_batch_usable(b)) {
+        page_free(p);
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        struct child *x = &p->ch[i];
+        const redisReply *h;
+        const char *grade, *klass;
+        if (x->c != NULL)
+            continue; /* inline */
+        h = kn__httpd_brep(b, r++);
+        if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 7 ||
+            kn__httpd_rstr(h->element[1]) == NULL)
+            continue; /* deleted since: listed as unknown */
+        x->name = dup_or_null(kn__httpd_rstr(h->element[0]));
+        x->c = json_loads(kn__httpd_rstr(h->element[1]), 0, NULL);
+        if (!json_is_object(x->c)) {
+            json_decref(x->c);
+            x->c = NULL;
+            continue;
+        }
+        x->inactive = kn__httpd_rstr(h->element[2]) != NULL &&
+                      strcmp(kn__httpd_rstr(h->element[2]), "0") == 0;
+        grade = kn__httpd_rstr(h->element[3]);
+        klass = kn__httpd_rstr(h->element[4]);
+        if (grade != NULL && klass != NULL)
+            x->klass = kn_xasprintf("%s %s", grade, klass);
+        else
+            x->klass = dup_or_null(grade ? grade : klass);
+        x->guardian = dup_or_null(kn__httpd_rstr(h->element[5]));
+        x->phone = dup_or_null(kn__httpd_rstr(h->element[6]));
+        child_contacts(p, x);
+    }
+    fetch_states(p, b->c);
+}
+
+/* Step 1 done: the broadcast and the page's audience entries. */
+static void on_head(struct batch *b)
+{
+    struct page *p = b->arg;
+    const redisReply *h = kn__httpd_brep(b, 0), *len = kn__httpd_brep(b, 2),
+                     *ents = kn__httpd_brep(b, 3);
+    struct batch *b2 = NULL;
+    if (rl_visible(b) < 0) {
+        page_free(p);
+        return;
+    }
+    if (p->tenant == NULL) {
+        p->tenant = kn_xstrdup(
+            kn__httpd_rstr(h->element[0]) ? kn__httpd_rstr(h->element[0]) : "");
+        p->channels = dup_or_null(kn__httpd_rstr(h->element[3]));
+        if (p->channels == NULL)
+            p->channels = kn_xstrdup("");
+        p->choices =
+            kn__httpd_rstr(kn__httpd_brep(b, 1))
+                ? json_loads(kn__httpd_rstr(kn__httpd_brep(b, 1)), 0, NULL)
+                : NULL;
+        if (!json_is_array(p->choices)) {
+            json_decref(p->choices);
+            p->choices = json_array();
+        }
+    }
+    p->total = kn__httpd_rnum(len);
+    if (ents == NULL || ents->type != REDIS_REPLY_ARRAY) {
+        kn__httpd_respond_error(b->c, 503, NULL,
+                                "Redis is unreachable; try again");
+        page_free(p);
+        return;
+    }
+    p->ch = kn_xcalloc(ents->elements + 1, sizeof(*p->ch));
+    for (size_t i = 0; i < ents->elements; i++) {
+        const char *e = kn__httpd_rstr(ents->element[i]);
+        struct child *x = &p->ch[p->n];
+        if (e == NULL)
+            continue;
+        if (strncmp(e, "i:", 2) == 0) {
+            json_t *j = json_loads(e + 2, 0, NULL);
+            const char *id = json_string_value(json_object_get(j, KN_DIR_ID));
+            if (id == NULL) {
+                json_decref(j);
+                continue;
+            }
+            x->id = kn_xstrdup(id);
+            x->c = j;
+            x->name =
+                dup_or_null(json_string_value(json_object_get(j, KN_DIR_NAME)));
+            child_contacts(p, x);
+            p->n++;
+        } else if (strncmp(e, "d:", 2) == 0 && e[2] != '\0') {
+            char *k = kn_key_rcpt(b->srv->d->prefix, p->tenant, e + 2);
+            x->id = kn_xstrdup(e + 2);
+            if (b2 == NULL)
+                b2 = kn__httpd_batch_new(b->srv, b->c, on_records, p);
+            kn__httpd_batch_cmd(b2, "HMGET", k, "name", KN_DIR_HASH_FIELD,
+                                "active", "grade", "class", "guardian", "phone",
+                                NULL);
+            free(k);
+            p->n++;
+        }
+    }
+    if (b2 != NULL)
+        kn__httpd_batch_end(b2);
+    else
+        fetch_states(p, b->c);
+}
+
+/* Step 1: the broadcast's head and the page's slice of its audience. */
+static void page_fetch(struct page *p, struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    struct batch *b = kn__httpd_batch_new(s, c, on_head, p);
+    char *k = kn_key_bc(s->d->prefix, p->bid, ""), from[24], to[24];
+    kn__httpd_batch_cmd(b, "HMGET", k, "tenant", "sender_token", "status",
+                        "channels", NULL);
+    kn__httpd_batch_cmd(b, "HGET", k, "choices", NULL);
+    free(k);
+    k = kn_key_bc(s->d->prefix, p->bid, ":aud");
+    snprintf(from, sizeof(from), "%lld", p->start);
+    snprintf(to, sizeof(to), "%lld", p->start + p->limit - 1);
+    kn__httpd_batch_cmd(b, "LLEN", k, NULL);
+    kn__httpd_batch_cmd(b, "LRANGE", k, from, to, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* ---- GET /v1/broadcasts/{id}/recipients?cursor=C&limit=N ---- */
 
 void kn__httpd_run_bc_rcpts(struct conn *c)
 {
     char *cur = kn__httpd_query_get(c->req.query, "cursor");
     char *lim = kn__httpd_query_get(c->req.query, "limit");
     long n = PAGE_DEFAULT;
-    char *end = NULL, *k, count[16];
-    struct batch *b;
+    char *end = NULL;
+    struct page *p;
 
     if (!kn_id_valid(c->req.param)) {
         kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
@@ -268,22 +646,19 @@ void kn__httpd_run_bc_rcpts(struct conn *c)
             goto out;
         }
     }
-    if (cur != NULL && (cur[0] != 'r' || cur[1] == '\0' ||
+    if (cur != NULL && (cur[0] != 'a' || cur[1] < '0' || cur[1] > '9' ||
                         strspn(cur + 1, "0123456789") != strlen(cur + 1) ||
-                        strlen(cur) > 24)) {
+                        strlen(cur) > 13)) {
         kn__httpd_respond_error(c, 400, "cursor",
                                 "give back the next_cursor of the previous "
                                 "page as it was, or none for the first page");
         goto out;
     }
-    b = kn__httpd_batch_new(c->srv, c, on_page, NULL);
-    rl_head(b, c);
-    k = kn_key_bc(c->srv->d->prefix, c->req.param, ":r");
-    snprintf(count, sizeof(count), "%ld", n);
-    kn__httpd_batch_cmd(b, "HSCAN", k, cur ? cur + 1 : "0", "COUNT", count,
-                        NULL);
-    free(k);
-    kn__httpd_batch_end(b);
+    p = kn_xcalloc(1, sizeof(*p));
+    p->bid = kn_xstrdup(c->req.param);
+    p->start = cur != NULL ? strtoll(cur + 1, NULL, 10) : 0;
+    p->limit = n;
+    page_fetch(p, c);
 out:
     free(cur);
     free(lim);
@@ -291,25 +666,18 @@ out:
 
 /* ---- GET /v1/broadcasts/{id}/recipients.csv[?charset=cp932] ---- */
 
-/* The batch's arg: &charset_cp932 for ?charset=cp932, else NULL. */
-static const int charset_cp932 = 1;
-
 /*
- * The CSV is built in the thread pool: 50,000 rows (unsealing each
- * comment, converting to CP932) held the loop for 0.8 s.  The job owns
- * copies of everything it reads; the connection is held meanwhile and
- * answered on the loop only if it is still open.
+ * The CSV is read page by page (CSV_PAGE children each, so no Redis
+ * command is larger than a JSON page's), its rows written as each page
+ * arrives; the conversion to CP932 of the whole text (50,000 children:
+ * about 5 MB) is done in the thread pool.  The connection is held
+ * meanwhile and answered on the loop only if it is still open.
  */
 struct csv_job {
     uv_work_t work;
     struct http_srv *srv;
     struct conn *c;
-    const struct kn_keyring *kr;
-    struct rlist *l;
-    struct kn_argv st_kv;  /* bc:<id>:r as read: field, state, ... */
-    struct kn_argv ack_kv; /* bc:<id>:ack as read: recipient, value, ... */
-    json_t *acks;          /* the same as an index, built by the work */
-    int cp932;
+    struct page *p;
     char *body; /* the answer, built by the work */
     size_t blen;
 };
@@ -317,138 +685,68 @@ struct csv_job {
 static void csv_work(uv_work_t *w)
 {
     struct csv_job *j = kn_container_of(w, struct csv_job, work);
-    struct rlist *l = j->l;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    j->body = kn_csv_cp932(j->p->text, j->p->len, &j->blen);
+}
 
-    if (f == NULL)
-        KN_PANIC("open_memstream failed");
-    for (int i = 0; i + 1 < j->st_kv.n; i += 2)
-        add_state(l, j->st_kv.v[i], j->st_kv.v[i + 1]);
-    j->acks = json_object();
-    for (int i = 0; i + 1 < j->ack_kv.n; i += 2)
-        json_object_set_new(j->acks, j->ack_kv.v[i],
-                            json_string(j->ack_kv.v[i + 1]));
-    if (l->n > 0)
-        qsort(l->r, l->n, sizeof(*l->r), by_rcpt);
-    if (!j->cp932)
-        fputs("\xEF\xBB\xBF", f); /* the BOM: Excel reads UTF-8 then */
-    for (int i = 0; i < NCOLS; i++)
-        kn_csv_put_cell(f, cols[i], i == NCOLS - 1);
-    for (size_t i = 0; i < l->n; i++) {
-        struct row *r = &l->r[i];
-        long long ms;
-        const char *answer;
-        char *comment, t1[48] = "", t2[48] = "";
-        row_ack(j->kr, l, json_string_value(json_object_get(j->acks, r->rcpt)),
-                &ms, &answer, &comment);
-        if (strcmp(r->state, "delivered") == 0 && r->at_ms > 0)
-            kn_time_jst(r->at_ms, t1, sizeof(t1));
-        if (ms > 0)
-            kn_time_jst(ms, t2, sizeof(t2));
-        kn_csv_put_cell(f, r->rcpt, 0);
-        kn_csv_put_cell(f, "", 0); /* child, class, guardian: the data model */
-        kn_csv_put_cell(f, "", 0);
-        kn_csv_put_cell(f, "", 0);
-        kn_csv_put_cell(f, r->channel, 0);
-        kn_csv_put_cell(f, r->state, 0);
-        kn_csv_put_cell(f, t1, 0);
-        kn_csv_put_cell(f, t2, 0);
-        kn_csv_put_cell(f, answer ? answer : "", 0);
-        kn_csv_put_cell(f, comment ? comment : "", 1);
-        kn_free_secret(comment);
-    }
-    fclose(f);
-    if (j->cp932) {
-        j->body = kn_csv_cp932(text, len, &j->blen);
-        OPENSSL_cleanse(text, len);
-        free(text);
-    } else {
-        j->body = text;
-        j->blen = len;
-    }
+static void csv_answer(struct conn *c, const char *body, size_t len, int cp932)
+{
+    char extra[200];
+    snprintf(extra, sizeof(extra),
+             "Content-Disposition: attachment; "
+             "filename=\"%s-recipients.csv\"\r\n",
+             c->req.param);
+    kn__httpd_respond(c, 200,
+                      cp932 ? "text/csv; charset=Windows-31J"
+                            : "text/csv; charset=utf-8",
+                      body, len, NULL, extra);
 }
 
 static void csv_done(uv_work_t *w, int status)
 {
     struct csv_job *j = kn_container_of(w, struct csv_job, work);
     struct http_srv *s = j->srv;
-    char extra[200];
 
     if (kn__httpd_conn_release(j->c)) {
-        if (status != 0 || j->body == NULL) {
+        if (status != 0 || j->body == NULL)
             kn__httpd_respond_error(j->c, 503, NULL,
                                     "the export was cancelled; try again");
-        } else {
-            snprintf(extra, sizeof(extra),
-                     "Content-Disposition: attachment; "
-                     "filename=\"%s-recipients.csv\"\r\n",
-                     j->c->req.param);
-            kn__httpd_respond(j->c, 200,
-                              j->cp932 ? "text/csv; charset=Windows-31J"
-                                       : "text/csv; charset=utf-8",
-                              j->body, j->blen, NULL, extra);
-        }
+        else
+            csv_answer(j->c, j->body, j->blen, 1);
     }
     if (j->body != NULL) {
         OPENSSL_cleanse(j->body, j->blen);
         free(j->body);
     }
-    rlist_free(j->l);
-    json_decref(j->acks);
-    kn_argv_free(&j->st_kv);
-    kn_argv_free(&j->ack_kv);
+    page_free(j->p);
     free(j);
     kn__httpd_srv_unref(s);
 }
 
-static void on_csv(struct batch *b)
+/* Every page read: answer (UTF-8 at once, CP932 through the pool). */
+static void send_csv(struct page *p, struct conn *c)
 {
-    const redisReply *st = kn__httpd_brep(b, 2), *ak = kn__httpd_brep(b, 3);
     struct csv_job *j;
-
-    if (rl_visible(b) < 0)
+    fclose(p->out);
+    p->out = NULL;
+    if (!p->cp932) {
+        csv_answer(c, p->text, p->len, 0);
+        page_free(p);
         return;
+    }
     j = kn_xcalloc(1, sizeof(*j));
-    j->srv = b->srv;
-    j->c = b->c;
-    j->kr = b->srv->d->kr;
-    j->cp932 = b->arg == &charset_cp932;
-    j->l = kn_xcalloc(1, sizeof(*j->l));
-    j->l->choices = choices_of(kn__httpd_brep(b, 1));
-    kn_argv_init(&j->st_kv);
-    kn_argv_init(&j->ack_kv);
-    /* copied as read: parsed in the work, off the loop */
-    for (size_t i = 0;
-         st && st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements; i += 2) {
-        if (kn__httpd_rstr(st->element[i]) &&
-            kn__httpd_rstr(st->element[i + 1])) {
-            kn_argv_add(&j->st_kv, kn__httpd_rstr(st->element[i]));
-            kn_argv_add(&j->st_kv, kn__httpd_rstr(st->element[i + 1]));
-        }
-    }
-    for (size_t i = 0;
-         ak && ak->type == REDIS_REPLY_ARRAY && i + 1 < ak->elements; i += 2) {
-        if (kn__httpd_rstr(ak->element[i]) &&
-            kn__httpd_rstr(ak->element[i + 1])) {
-            kn_argv_add(&j->ack_kv, kn__httpd_rstr(ak->element[i]));
-            kn_argv_add(&j->ack_kv, kn__httpd_rstr(ak->element[i + 1]));
-        }
-    }
-    b->srv->live++;
-    kn__httpd_conn_hold(b->c);
-    if (uv_queue_work(b->srv->d->loop, &j->work, csv_work, csv_done) != 0) {
-        j->body = NULL;
+    j->srv = c->srv;
+    j->c = c;
+    j->p = p;
+    c->srv->live++;
+    kn__httpd_conn_hold(c);
+    if (uv_queue_work(c->srv->d->loop, &j->work, csv_work, csv_done) != 0)
         csv_done(&j->work, -1);
-    }
 }
 
 void kn__httpd_run_bc_rcpts_csv(struct conn *c)
 {
     char *cs = kn__httpd_query_get(c->req.query, "charset");
-    struct batch *b;
-    char *k;
+    struct page *p;
     if (!kn_id_valid(c->req.param)) {
         kn__httpd_respond_error(c, 404, "id", "no broadcast with such an id");
         free(cs);
@@ -461,16 +759,18 @@ void kn__httpd_run_bc_rcpts_csv(struct conn *c)
         free(cs);
         return;
     }
-    b = kn__httpd_batch_new(
-        c->srv, c, on_csv,
-        cs != NULL && strcmp(cs, "cp932") == 0 ? (void *)&charset_cp932 : NULL);
+    p = kn_xcalloc(1, sizeof(*p));
+    p->bid = kn_xstrdup(c->req.param);
+    p->limit = CSV_PAGE;
+    p->csv = 1;
+    p->cp932 = cs != NULL && strcmp(cs, "cp932") == 0;
     free(cs);
-    rl_head(b, c);
-    k = kn_key_bc(c->srv->d->prefix, c->req.param, ":r");
-    kn__httpd_batch_cmd(b, "HGETALL", k, NULL);
-    free(k);
-    k = kn_key_bc(c->srv->d->prefix, c->req.param, ":ack");
-    kn__httpd_batch_cmd(b, "HGETALL", k, NULL);
-    free(k);
-    kn__httpd_batch_end(b);
+    p->out = open_memstream(&p->text, &p->len);
+    if (p->out == NULL)
+        KN_PANIC("open_memstream failed");
+    if (!p->cp932)
+        fputs("\xEF\xBB\xBF", p->out); /* the BOM: Excel reads UTF-8 then */
+    for (int i = 0; i < NCOLS; i++)
+        kn_csv_put_cell(p->out, cols[i], i == NCOLS - 1);
+    page_fetch(p, c);
 }

@@ -159,8 +159,6 @@ with Redis(out) as redis:
                     bc_of("sakura", ["x-1"], choices=["a", "あ" * 40]))
         assert r.status == 202, r
 
-    # a hash table, not a listpack, for bc:<id>:r: HSCAN then pages
-    redis.call("CONFIG", "SET", "hash-max-listpack-entries", "1")
     bid = k.submit(bc_of("sakura", ["g-1", "g-2", "g-3", "g-4", "g-5"]))
     k.wait_done(bid, 60)
     links = wait_for(lambda: (lambda L: L if len(L) == 5 else None)(
@@ -265,8 +263,11 @@ with Redis(out) as redis:
         assert g1["answer"] == CHOICES[2] and g1["comment"] == MARKUP, g1
         assert g1["confirmed_at"] and set(g1) == {
             "recipient", "child", "class", "guardian", "channel", "state",
-            "reached_at", "confirmed_at", "answer", "comment"}, g1
+            "reached_at", "confirmed_at", "answer", "comment", "child_state",
+            "via", "address", "phone"}, g1
+        # inline recipients without names: no child, class nor guardian
         assert g1["child"] is None and g1["guardian"] is None
+        assert g1["child_state"] == "reached" and g1["address"] == "g***@example.jp", g1
         g4 = rows[("g-4", "email")]
         assert g4["confirmed_at"].startswith("2023-11-15T07:13:20") and g4["answer"] is None
         g5 = rows[("g-5", "email")]
@@ -292,10 +293,12 @@ with Redis(out) as redis:
         text = r.data[3:].decode("utf-8")
         lines = text.split("\r\n")
         assert lines[0] == ("recipient,child,class,guardian,channel,state,"
-                            "reached_at,confirmed_at,answer,comment"), lines[0]
+                            "reached_at,confirmed_at,answer,comment,"
+                            "child_state,via,address,phone"), lines[0]
         assert len([l for l in lines[1:] if l]) == 5, lines
         g5 = [l for l in lines if l.startswith("g-5,")][0]
-        assert g5.endswith('"\'=HYPERLINK(""http://evil"",""x"")"'), g5
+        assert g5.endswith('"\'=HYPERLINK(""http://evil"",""x"")",reached,,'
+                           'g***@example.jp,'), g5
         assert CHOICES[1] in g5
         g1 = [l for l in lines if l.startswith("g-1,")][0]
         assert CHOICES[2] in g1 and "迎えに行きます" in g1, g1

@@ -32,6 +32,14 @@ its id: the second gives only the father's columns).
   [6] a drill with choices: each child's form on the mother's page has the
       answers; one child answered with a comment (sealed, shown escaped),
       then the others at once with another answer; the report's tally.
+  [7] GET /v1/broadcasts/{id}/recipients of that drill, in pages of 2
+      children: every child once (one row per guardian reached: c-7 two),
+      with its name, class, guardian, state (delivered; reached_via_sibling
+      naming the sibling; no_contact for c-4 and c-5), answer and comment;
+      addresses masked, phones by their last four digits; a bad cursor
+      400.  The CSV (UTF-8 with a BOM, and CP932) has the same rows.  A
+      child deleted from the directory since is still listed ("unknown"),
+      one made inactive since with its deliveries.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
 """
@@ -108,6 +116,7 @@ with Redis(out) as redis:
     port = free_port()
     k = Kairan(out, redis, email="outbox",
                conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "rate": "100000",
                               "public_url": "http://127.0.0.1:%d" % port}})
     d = k.start()
     d.wait_output('"listening"', 15)
@@ -276,6 +285,126 @@ with Redis(out) as redis:
         tally = {x["choice"]: x["count"] for x in rep2["answers"]}
         assert tally == {"無事です": 2, "けがをしています": 1, "お迎えが必要です": 0}, rep2["answers"]
         assert rep2["confirmed"] == 3, rep2["confirmed"]
+
+    def api(path, tok):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                     headers={"Authorization": "Bearer " + tok})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    secrets = ("3333-4444", "080-3333", "1111-2222", "7777-8888", "mama@",
+               "roku@", "haha7@", "chichi7@", LINE_ID)
+    with tap.check("[7] recipients in pages: every child, names, class, guardian, state, answer"):
+        cp = k.ctl("token", "create", "--role", "limited_admin", "--tenant", T,
+                   "--name", "担任")
+        assert cp.returncode == 0, cp.stderr
+        tok = cp.stdout.strip()
+        rows, cursor, pages = [], None, 0
+        while True:
+            q = "?limit=2" + ("&cursor=" + urllib.parse.quote(cursor) if cursor else "")
+            st, _, body = api("/v1/broadcasts/%s/recipients%s" % (bid2, q), tok)
+            assert st == 200, (st, body[:300])
+            text = body.decode("utf-8")
+            for secret in secrets:
+                assert secret not in text, secret
+            j = json.loads(text)
+            assert len({r["recipient"] for r in j["recipients"]}) <= 2, j
+            rows += j["recipients"]
+            pages += 1
+            cursor = j["next_cursor"]
+            if cursor is None:
+                break
+            assert pages < 10, pages
+        assert pages == 4, pages
+        by = collections.defaultdict(list)
+        for r in rows:
+            by[r["recipient"]].append(r)
+        assert sorted(by) == ["c-%d" % i for i in range(1, 8)], sorted(by)
+        assert all(len(v) == 1 for c, v in by.items() if c != "c-7"), by
+        fam = [by[c][0] for c in ("c-1", "c-2", "c-3")]
+        own = [r for r in fam if r["state"] == "delivered"]
+        assert len(own) == 1, fam
+        own = own[0]
+        assert own["child_state"] == "reached" and own["via"] is None, own
+        assert own["address"] == "m***@example.jp" and own["channel"] == "email", own
+        for r in fam:
+            assert r["guardian"] == "山田 花子" and r["class"] == "A", r
+            assert r["reached_at"], r
+            if r is not own:
+                assert r["state"] == r["child_state"] == "reached_via_sibling", r
+                assert r["via"] == own["recipient"], r
+        c1 = by["c-1"][0]
+        assert c1["child"] == "山田 一郎" and c1["phone"] == "***2222", c1
+        assert c1["answer"] == "けがをしています" and c1["comment"] == "<b>足をけが</b>", c1
+        assert c1["confirmed_at"], c1
+        c2 = by["c-2"][0]
+        assert c2["child"] == "山田 二子" and c2["answer"] == "無事です", c2
+        assert c2["comment"] is None, c2
+        c4 = by["c-4"][0]
+        assert c4["child"] == "鈴木 四郎" and c4["guardian"] == "鈴木 父", c4
+        assert c4["state"] == c4["child_state"] == "no_contact", c4
+        assert c4["channel"] is None and c4["reached_at"] is None, c4
+        assert c4["phone"] == "***4444" and c4["address"] is None, c4
+        assert c4["confirmed_at"] is None and c4["answer"] is None, c4
+        c5 = by["c-5"][0]
+        assert c5["state"] == "no_contact" and c5["child"] == "佐藤 五郎", c5
+        assert c5["guardian"] is None and c5["phone"] is None, c5
+        c6 = by["c-6"][0]
+        assert c6["state"] == "delivered" and c6["address"] == "r***@example.jp", c6
+        assert c6["confirmed_at"] is None, c6
+        c7 = sorted(by["c-7"], key=lambda r: r["guardian"])
+        assert [r["guardian"] for r in c7] == ["高橋 母", "高橋 父"], c7
+        assert all(r["state"] == "delivered" and r["child"] == "高橋 七海" and
+                   r["child_state"] == "reached" and r["phone"] == "***8888"
+                   for r in c7), c7
+        assert {r["address"] for r in c7} == {"h***@example.jp", "c***@example.jp"}, c7
+        for q in ("?cursor=r0", "?cursor=a", "?cursor=a-1", "?cursor=a99999999999999"):
+            st, _, body = api("/v1/broadcasts/%s/recipients%s" % (bid2, q), tok)
+            assert st == 400 and json.loads(body)["field"] == "cursor", (q, st, body)
+        # past the end: an empty last page
+        st, _, body = api("/v1/broadcasts/%s/recipients?cursor=a7" % bid2, tok)
+        assert st == 200 and json.loads(body) == {"recipients": [], "next_cursor": None}, body
+
+    with tap.check("[7] recipients.csv: the same rows, UTF-8 with a BOM and CP932"):
+        st, h, data = api("/v1/broadcasts/%s/recipients.csv" % bid2, tok)
+        assert st == 200 and data.startswith(b"\xef\xbb\xbf"), (st, data[:20])
+        text = data[3:].decode("utf-8")
+        for secret in secrets:
+            assert secret not in text, secret
+        import csv as csvmod
+        import io
+        got = list(csvmod.DictReader(io.StringIO(text)))
+        assert len(got) == 8, got
+        assert sorted({r["recipient"] for r in got}) == ["c-%d" % i for i in range(1, 8)]
+        c4 = [r for r in got if r["recipient"] == "c-4"][0]
+        assert c4["state"] == "no_contact" and c4["child"] == "鈴木 四郎", c4
+        assert c4["phone"] == "***4444" and c4["guardian"] == "鈴木 父", c4
+        c1 = [r for r in got if r["recipient"] == "c-1"][0]
+        assert c1["comment"] == "<b>足をけが</b>" and c1["answer"] == "けがをしています", c1
+        assert c1["class"] == "A" and c1["child"] == "山田 一郎", c1
+        sib = [r for r in got if r["state"] == "reached_via_sibling"]
+        assert len(sib) == 2 and all(r["via"] for r in sib), sib
+        assert len([r for r in got if r["recipient"] == "c-7"]) == 2
+        st, h, data2 = api("/v1/broadcasts/%s/recipients.csv?charset=cp932" % bid2, tok)
+        assert st == 200 and data2.decode("cp932") == text, st
+
+    with tap.check("[7] deleted from the directory since: listed as unknown; "
+                   "made inactive since: listed with its deliveries"):
+        for verb, rid in (("delete", "c-6"), ("deactivate", "c-7")):
+            cp = k.ctl("recipients", verb, "--tenant", T, rid)
+            assert cp.returncode == 0, cp.stderr
+        st, _, body = api("/v1/broadcasts/%s/recipients?limit=500" % bid2, tok)
+        assert st == 200, (st, body[:300])
+        rows = json.loads(body)["recipients"]
+        assert sorted({r["recipient"] for r in rows}) == ["c-%d" % i for i in range(1, 8)]
+        c6 = [r for r in rows if r["recipient"] == "c-6"]
+        assert len(c6) == 1 and c6[0]["state"] == c6[0]["child_state"] == "unknown", c6
+        assert c6[0]["child"] is None and c6[0]["address"] is None, c6
+        c7 = [r for r in rows if r["recipient"] == "c-7"]
+        assert len(c7) == 2 and all(r["state"] == "delivered" for r in c7), c7
 
     d.stop()
 

@@ -1,0 +1,139 @@
+/*
+ * test_child.c - every child of the audience (model/child.c): the states
+ * of the report and the recipients list, a state value read in place, a
+ * child's own states before a sibling's delivery, the
+ * contacts of a record with several guardians on a broadcast's channels,
+ * the masked phone number.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/kn.h"
+#include "model/child.h"
+
+static void test_classify(void **state)
+{
+    assert_int_equal(kn_child_classify(5, 0, 0), KN_CHILD_REACHED);
+    assert_int_equal(kn_child_classify(5, 1, 0), KN_CHILD_VIA_SIBLING);
+    assert_int_equal(kn_child_classify(0, 0, 0), KN_CHILD_NOT_REACHED);
+    assert_int_equal(kn_child_classify(0, 0, 1), KN_CHILD_NO_CONTACT);
+    /* a delivery wins over "no contact" (a state of its own) */
+    assert_int_equal(kn_child_classify(5, 0, 1), KN_CHILD_REACHED);
+    assert_string_equal(kn_child_state_name(KN_CHILD_NO_CONTACT),
+                        "no_contact");
+    assert_string_equal(kn_child_state_name(KN_CHILD_VIA_SIBLING),
+                        "reached_via_sibling");
+    assert_string_equal(kn_child_state_name((enum kn_child_state)9),
+                        "unknown");
+}
+
+static void test_state_value(void **state)
+{
+    struct kn_child_st st;
+    assert_int_equal(kn_child_st_parse("d|c-1|1700000000000|250 ok", &st), 0);
+    assert_int_equal(st.code, 'd');
+    assert_true(kn_child_st_is(&st, "c-1"));
+    assert_false(kn_child_st_is(&st, "c-10"));
+    assert_false(kn_child_st_is(&st, "c-"));
+    assert_true(st.ms == 1700000000000LL);
+    assert_string_equal(st.detail, "250 ok");
+    assert_int_equal(kn_child_st_parse("q|c-2", &st), 0);
+    assert_true(kn_child_st_is(&st, "c-2"));
+    assert_true(st.ms == 0);
+    assert_string_equal(st.detail, "");
+    assert_int_equal(kn_child_st_parse("dx", &st), KN_EINVAL);
+    assert_int_equal(kn_child_st_parse(NULL, &st), KN_EINVAL);
+    assert_string_equal(kn_child_code_name('x'), "expired");
+    assert_string_equal(kn_child_code_name('?'), "unknown");
+}
+
+static void test_resolve(void **state)
+{
+    struct kn_child_seen seen;
+    /* its own delivery decides, a sibling's earlier one does not count */
+    const char *own[] = {"d|c-2|100|ok", "d|c-1|200|ok", NULL};
+    /* no own state: the sibling's first delivery */
+    const char *sib[] = {"d|c-1|300|ok", "f|c-3|0|bounce", "d|c-3|250|ok"};
+    /* own state failed: not reached, whatever a sibling got */
+    const char *failed[] = {"f|c-2|100|bounce", "d|c-1|50|ok"};
+    /* contacts, nothing delivered to them */
+    const char *none[] = {NULL, "q|c-1"};
+
+    assert_int_equal(kn_child_resolve("c-1", own, 3, &seen),
+                     KN_CHILD_REACHED);
+    assert_true(seen.own && seen.reached_ms == 200 && seen.via == -1);
+    assert_int_equal(kn_child_resolve("c-2", sib, 3, &seen),
+                     KN_CHILD_VIA_SIBLING);
+    assert_true(!seen.own && seen.via == 2 && seen.reached_ms == 250);
+    assert_int_equal(kn_child_resolve("c-2", failed, 2, &seen),
+                     KN_CHILD_NOT_REACHED);
+    assert_true(seen.own && seen.via == -1 && seen.reached_ms == 0);
+    assert_int_equal(kn_child_resolve("c-2", none, 2, &seen),
+                     KN_CHILD_NOT_REACHED);
+    assert_int_equal(kn_child_resolve("c-2", NULL, 0, &seen),
+                     KN_CHILD_NO_CONTACT);
+    assert_true(seen.via == -1);
+}
+
+static void test_contacts(void **state)
+{
+    json_t *c = json_loads(
+        "{\"id\":\"s-1\",\"e\":\"E1\",\"ei\":\"a1\",\"l\":\"L1\",\"li\":\"b1\","
+        "\"ldead\":true,\"p\":[{\"k\":\"fcm\",\"t\":\"T1\",\"ti\":\"c1\"},"
+        "{\"k\":\"fcm\",\"t\":\"T2\",\"ti\":\"c2\",\"dead\":true}],"
+        "\"g\":[{\"e\":\"E2\",\"ei\":\"a2\",\"l\":\"L2\",\"li\":\"b2\"},"
+        "{\"ph\":\"P3\"},{\"e\":\"E4\"}]}",
+        0, NULL);
+    struct kn_child_contact k[KN_CHILD_MAX_CONTACTS];
+    size_t n;
+    assert_non_null(c);
+    n = kn_child_contacts(c, "email,line,push", k, KN_CHILD_MAX_CONTACTS);
+    /* e1, p1 (l1 dead, p2 dead), e2, l2; the third guardian has a phone
+     * only, the fourth an address without its index */
+    assert_int_equal(n, 4);
+    assert_string_equal(k[0].field, "email:a1");
+    assert_int_equal(k[0].guardian, 0);
+    assert_string_equal(k[0].sealed, "E1");
+    assert_string_equal(k[1].field, "push:c1");
+    assert_string_equal(k[1].channel, "push");
+    assert_string_equal(k[2].field, "email:a2");
+    assert_int_equal(k[2].guardian, 1);
+    assert_string_equal(k[3].field, "line:b2");
+    n = kn_child_contacts(c, "line", k, KN_CHILD_MAX_CONTACTS);
+    assert_int_equal(n, 1);
+    assert_string_equal(k[0].field, "line:b2");
+    assert_int_equal(kn_child_contacts(c, "", k, KN_CHILD_MAX_CONTACTS), 0);
+    assert_int_equal(kn_child_contacts(c, "email,line,push", k, 2), 2);
+    assert_int_equal(kn_child_contacts(NULL, "email", k, 2), 0);
+    json_decref(c);
+}
+
+static void test_phone(void **state)
+{
+    char *m = kn_child_mask_phone("090-1234-5678");
+    assert_string_equal(m, "***5678");
+    free(m);
+    m = kn_child_mask_phone("03-12-34");
+    assert_string_equal(m, "***12-34");
+    free(m);
+    m = kn_child_mask_phone("12");
+    assert_string_equal(m, "***12");
+    free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_state_value),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_contacts),
+        cmocka_unit_test(test_phone),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
