@@ -82,7 +82,8 @@ struct kn_redis {
     struct kn_sentinel *sentinel;
     uv_work_t resolve; /* in flight while resolving = 1 */
     int resolving;
-    int from; /* the sentinel that named host:port */
+    int reset_pending; /* a reset came during the discovery: ask again */
+    int from;          /* the sentinel that named host:port */
     int res_rc, res_port, res_from;
     char res_host[256], res_why[300];
 };
@@ -471,6 +472,7 @@ static void on_handshake(struct kn_redis *r, redisReply *rep, void *arg)
 }
 
 static void connect_now(struct kn_redis *r);
+static void do_connect(struct kn_redis *r);
 
 /* In the thread pool: steps 1-2 of the discovery (blocking). */
 static void resolve_work(uv_work_t *w)
@@ -502,6 +504,13 @@ static void resolve_done(uv_work_t *w, int status)
                    "error", r->last_error, NULL);
         set_state(r, R_DOWN, r->last_error);
         backoff(r);
+        return;
+    }
+    if (r->reset_pending) {
+        /* +switch-master arrived while the sentinels were being asked:
+         * their answer may name the old primary; ask again at once. */
+        r->reset_pending = 0;
+        do_connect(r);
         return;
     }
     if (strcmp(r->host, r->res_host) != 0 || r->port != r->res_port)
@@ -767,8 +776,12 @@ static void timer_closed(uv_handle_t *h)
 
 void kn_redis_reset(struct kn_redis *r, const char *why)
 {
-    if (r->state == R_CLOSED || r->resolving)
+    if (r->state == R_CLOSED)
         return;
+    if (r->resolving) {
+        r->reset_pending = 1; /* resolve_done asks again */
+        return;
+    }
     r->attempts = 0;
     if (r->ac != NULL) {
         teardown(r, why); /* schedules the next attempt */
