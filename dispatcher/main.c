@@ -46,6 +46,13 @@ int main(int argc, char **argv)
     const char *path = NULL;
     int check = 0, c, rc;
 
+    /* libuv's thread pool (4 threads unless told) carries blocking work
+     * that must not wait long behind other blocking work: the Sentinel
+     * discovery of every Redis connection (each sentinel asked with a 1 s
+     * timeout; a dozen connections reconnect at once after a failover),
+     * Argon2id hashes (at most 2) and CSV exports.  Set before the pool's
+     * first use; an operator's own UV_THREADPOOL_SIZE wins. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':

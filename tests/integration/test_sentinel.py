@@ -102,6 +102,10 @@ with SentinelGroup(out, replicas=1, sentinels=3) as g:
                "kairand refused the address the rogue named (logged)")
         d.wait_output('"msg":"connected","conn":"wait"', 30)
         d.wait_output('"listening"', 30)
+        # The discovery ran on libuv's pool, which kairand sizes at 16
+        # threads (main.c): the loop's thread, the pool's, any others.
+        ntask = len(os.listdir("/proc/%d/task" % d.pid))
+        tap.ok(ntask >= 17, "kairand's thread pool has 16 threads (%d tasks)" % ntask)
         st, j = post(port, token, bcast("api-one", key="api-one"))
         tap.eq(st, 202, "POST /v1/broadcasts 202 once WAIT 1 confirms")
         if st == 202:
