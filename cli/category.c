@@ -39,18 +39,12 @@ static void cat_usage(void)
 static void log_op(const char *op, const char *tenant, const char *name,
                    int emergency)
 {
-    char *actor = kn_audit_cli_actor();
     json_t *f = json_object();
     json_object_set_new(f, "tenant", json_string(tenant));
     json_object_set_new(f, "category", json_string(name));
     if (emergency >= 0)
         json_object_set_new(f, "emergency", json_boolean(emergency));
-    if (kn_audit_op(kn_cli_cfg.audit_dir, actor, op, f) < 0)
-        fprintf(stderr,
-                "kairanctl: warning: cannot append to %s/"
-                "operations.jsonl (retention.audit_dir)\n",
-                kn_cli_cfg.audit_dir);
-    free(actor);
+    kn_cli_audit_fields(op, f);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -54,6 +54,10 @@ int kn_cli_submit_json(const char *json, size_t len);
 json_t *kn_cli_safe_json(json_t *v);
 /* Append {time, actor, op, broadcast, tenant} to the operation log. */
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
+/* One line {op, ...fields} to the operation log as this kairanctl user
+ * (fields, a JSON object, is taken); a failure is a warning on stderr:
+ * the change is already made. */
+void kn_cli_audit_fields(const char *op, json_t *fields);
 /* 0 if the operation log can be written now; else -1 after saying so (the
  * caller then changes nothing: model/audit.h's policy). */
 int kn_cli_audit_ready(void);

@@ -240,21 +240,26 @@ json_t *kn_cli_safe_json(json_t *v)
     return json_incref(v);
 }
 
-void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
+void kn_cli_audit_fields(const char *op, json_t *fields)
 {
     char *actor = kn_audit_cli_actor();
+    if (kn_audit_op(cfg.audit_dir, actor, op, fields) < 0)
+        fprintf(stderr,
+                "kairanctl: warning: cannot append to %s/"
+                "operations.jsonl (retention.audit_dir)\n",
+                cfg.audit_dir);
+    free(actor);
+}
+
+void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant)
+{
     json_t *f = json_object();
     json_object_set_new(f, "broadcast",
                         bcast ? json_string(bcast) : json_null());
     json_object_set_new(f, "tenant",
                         tenant ? json_string(tenant) : json_null());
     json_object_set_new(f, "via", json_string("kairanctl"));
-    if (kn_audit_op(cfg.audit_dir, actor, op, f) < 0)
-        fprintf(stderr,
-                "kairanctl: warning: cannot append to %s/"
-                "operations.jsonl (retention.audit_dir)\n",
-                cfg.audit_dir);
-    free(actor);
+    kn_cli_audit_fields(op, f);
 }
 
 int kn_cli_audit_ready(void)

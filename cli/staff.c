@@ -48,19 +48,13 @@ static void staff_usage(void)
 static void op_log(const char *op, const char *tenant, const char *login,
                    const char *role)
 {
-    char *actor = kn_audit_cli_actor();
     json_t *f = json_object();
     json_object_set_new(f, "tenant", json_string(tenant));
     json_object_set_new(f, "login", json_string(login));
     if (role != NULL)
         json_object_set_new(f, "role", json_string(role));
     json_object_set_new(f, "via", json_string("kairanctl"));
-    if (kn_audit_op(kn_cli_cfg.audit_dir, actor, op, f) < 0)
-        fprintf(stderr,
-                "kairanctl: warning: cannot append to %s/operations.jsonl "
-                "(retention.audit_dir)\n",
-                kn_cli_cfg.audit_dir);
-    free(actor);
+    kn_cli_audit_fields(op, f);
 }
 
 /* A display name: 1-100 bytes of UTF-8 text without control characters. */

@@ -46,7 +46,6 @@ static struct kn_redis_script revoke_script = {
 static void op_log(const char *op, const char *id, const char *role,
                    const char *tenant, const char *name)
 {
-    char *actor = kn_audit_cli_actor();
     json_t *f = json_object();
     json_object_set_new(f, "token", json_string(id));
     if (role != NULL)
@@ -56,12 +55,7 @@ static void op_log(const char *op, const char *id, const char *role,
     if (name != NULL)
         json_object_set_new(f, "name", json_string(name));
     json_object_set_new(f, "via", json_string("kairanctl"));
-    if (kn_audit_op(kn_cli_cfg.audit_dir, actor, op, f) < 0)
-        fprintf(stderr,
-                "kairanctl: warning: cannot append to %s/operations.jsonl "
-                "(retention.audit_dir)\n",
-                kn_cli_cfg.audit_dir);
-    free(actor);
+    kn_cli_audit_fields(op, f);
 }
 
 /* A name: 1-100 bytes, valid UTF-8 text without control characters. */

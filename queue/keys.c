@@ -25,6 +25,16 @@ static char *tenant_key(const char *prefix, const char *kind,
     return k;
 }
 
+/* <prefix><kind>:<part>, the part encoded. */
+static char *one_part_key(const char *prefix, const char *kind,
+                          const char *part)
+{
+    char *p = kn_key_part(part);
+    char *k = kn_xasprintf("%s%s:%s", prefix, kind, p);
+    free(p);
+    return k;
+}
+
 char *kn_key_rcpt(const char *prefix, const char *tenant, const char *id)
 {
     return tenant_key(prefix, "rcpt", tenant, id);
@@ -37,18 +47,12 @@ char *kn_key_grp(const char *prefix, const char *tenant, const char *group)
 
 char *kn_key_idem(const char *prefix, const char *tenant)
 {
-    char *t = kn_key_part(tenant);
-    char *k = kn_xasprintf("%sidem:%s", prefix, t);
-    free(t);
-    return k;
+    return one_part_key(prefix, "idem", tenant);
 }
 
 char *kn_key_cats(const char *prefix, const char *tenant)
 {
-    char *t = kn_key_part(tenant);
-    char *k = kn_xasprintf("%scats:%s", prefix, t);
-    free(t);
-    return k;
+    return one_part_key(prefix, "cats", tenant);
 }
 
 /* ------------------------------------------------------ staff accounts */
@@ -60,18 +64,12 @@ char *kn_key_staff(const char *prefix, const char *tenant, const char *login)
 
 char *kn_key_staffs(const char *prefix, const char *tenant)
 {
-    char *t = kn_key_part(tenant);
-    char *k = kn_xasprintf("%sstaffs:%s", prefix, t);
-    free(t);
-    return k;
+    return one_part_key(prefix, "staffs", tenant);
 }
 
 char *kn_key_session(const char *prefix, const char *hash)
 {
-    char *h = kn_key_part(hash);
-    char *k = kn_xasprintf("%ssess:%s", prefix, h);
-    free(h);
-    return k;
+    return one_part_key(prefix, "sess", hash);
 }
 
 char *kn_key_staff_sessions(const char *prefix, const char *tenant,
