@@ -55,8 +55,10 @@ struct token {
     int session;
     int staff_role;
     char *login;
-    char sess[65]; /* the session's hash */
-    long long gen; /* the account's session generation */
+    char sess[65];   /* the session's hash */
+    long long gen;   /* the account's session generation */
+    int must_change; /* the initial password is still to be changed */
+    int totp_owed;   /* an admin must set up TOTP first */
 };
 
 struct conn;
@@ -83,7 +85,12 @@ enum route_id {
     R_SESSION_LOGIN,
     R_SESSION_END,
     R_SESSION_PASSWORD,
-    R_SESSION_TOTP
+    R_SESSION_TOTP,
+    R_SESSION_GET,
+    R_CONSOLE_BARE,
+    R_CONSOLE_INDEX,
+    R_CONSOLE_FILE,
+    R_BC_RESEND
 };
 
 #define ROLE(r) (1u << (r))
@@ -347,6 +354,8 @@ void kn__httpd_run_login(struct conn *c);
 void kn__httpd_run_logout(struct conn *c);
 void kn__httpd_run_password(struct conn *c);
 void kn__httpd_run_totp(struct conn *c);
+/* GET /v1/session: who the session (or token) is. */
+void kn__httpd_run_session_get(struct conn *c);
 
 /* ---- metrics.c ---- */
 
@@ -396,5 +405,18 @@ void kn__httpd_run_page(struct conn *c);
 void kn__httpd_run_css(struct conn *c);
 void kn__httpd_run_favicon(struct conn *c);
 void kn__httpd_run_js(struct conn *c);
+
+/* ---- console.c ---- */
+
+extern const char *const kn__httpd_csp_console;
+void kn__httpd_run_console_bare(struct conn *c);
+void kn__httpd_run_console_index(struct conn *c);
+void kn__httpd_run_console_file(struct conn *c);
+
+/* ---- resend.c ---- */
+
+/* POST /v1/broadcasts/{name}/resend: a new broadcast to the children not
+ * reached or not confirmed. */
+void kn__httpd_run_bc_resend(struct conn *c);
 
 #endif

@@ -56,6 +56,12 @@ static const struct route routes[] = {
      kn__httpd_run_password},
     {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
      kn__httpd_run_totp},
+    {R_SESSION_GET, HTTP_GET, "/v1/session", ANYROLE, 1,
+     kn__httpd_run_session_get},
+    /* The staff console (console.c): files only, no data. */
+    {R_CONSOLE_BARE, HTTP_GET, "/c/{}", 0, 1, kn__httpd_run_console_bare},
+    {R_CONSOLE_INDEX, HTTP_GET, "/c/{}/", 0, 1, kn__httpd_run_console_index},
+    {R_CONSOLE_FILE, HTTP_GET, "/c/{}/{}", 0, 1, kn__httpd_run_console_file},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
