@@ -140,6 +140,8 @@ struct req {
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
     char *ack_error;         /* /a/{token}: a refused answer, what to fix */
+    char *resend_of;         /* a re-send: the broadcast it repeats */
+    long long resend_n;      /* a re-send: its children */
     int64_t t0;
 };
 
@@ -389,6 +391,19 @@ int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
 
 void kn__httpd_run_bc_rcpts(struct conn *c);
 void kn__httpd_run_bc_rcpts_csv(struct conn *c);
+
+/* Which children a re-send picks (kn__httpd_rcpts_pick). */
+#define KN__PICK_UNREACHED   1
+#define KN__PICK_UNCONFIRMED 2
+/* Called once every page is read: ids (borrowed) the directory ids
+ * picked, skipped how many would have been but cannot be addressed by id
+ * (inline recipients, no contact on the channels). */
+typedef void kn__httpd_pick_cb(struct conn *c, struct kn_argv *ids,
+                               long long skipped, void *arg);
+/* Walk broadcast bid's audience as the recipients pages do (a broadcast
+ * this token may not see is answered 404, done never called). */
+void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
+                          kn__httpd_pick_cb *done, void *arg);
 
 /* ---- confirm.c ---- */
 

@@ -38,6 +38,9 @@ static const struct route routes[] = {
     /* A sender may cancel its own broadcasts (bc_visible decides which). */
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_cancel},
+    /* Re-send to the not confirmed / not reached (resend.c). */
+    {R_BC_RESEND, HTTP_POST, "/v1/broadcasts/{}/resend",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_resend},
     {R_BC_RCPTS, HTTP_GET, "/v1/broadcasts/{}/recipients",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts},
     {R_BC_RCPTS_CSV, HTTP_GET, "/v1/broadcasts/{}/recipients.csv",
