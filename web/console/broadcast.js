@@ -85,7 +85,7 @@
       head.textContent = '';
       const meta = [
         [t('bc.status'), bc.status === 'cancelled' ? t('home.st.cancelled') : bc.status === 'rejected' ? t('home.st.rejected')
-          : bc.ended ? t('home.st.done') : bc.send_at && Date.parse(bc.send_at) > Date.now() ? t('home.st.queued') : t('home.st.sending')],
+          : bc.ended ? t('home.st.done') : bc.status === 'scheduled' ? t('home.st.queued') : t('home.st.sending')],
         [t('home.col.category'), ['notice', 'event', 'emergency', 'drill'].indexOf(bc.category) >= 0 ? t('home.cat.' + bc.category) : (bc.category || '')],
         [t('home.col.sender'), bc.sender || ''],
         [t('bc.created'), KN.fmtDate(bc.created)],

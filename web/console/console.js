@@ -82,10 +82,13 @@
     return `${wd} ${day} ${mon} ${y} ${hm}`;
   };
 
+  // A notice stays over the next page (a re-send goes to the new
+  // broadcast) and is cleared by a later navigation.
   KN.notice = function (msg) {
     const n = $('notice');
     n.textContent = '';
     n.appendChild(KN.el('p', null, msg));
+    S.noticeAt = Date.now();
   };
 
   // An error: in the page (after its h1) when root is given, else at the
@@ -135,7 +138,14 @@
       opt.body = JSON.stringify(body);
     }
     if (method !== 'GET' && csrf.get()) h['X-CSRF-Token'] = csrf.get();
-    const res = await fetch(base + path, opt);
+    let res = await fetch(base + path, opt);
+    // A GET refused by the per-address rate (http.rate) is asked again
+    // after Retry-After, a few times; a change never is.
+    for (let i = 0; i < 3 && res.status === 429 && method === 'GET'; i++) {
+      const wait = Math.min(5, parseInt(res.headers.get('Retry-After') || '1', 10) || 1);
+      await new Promise((ok) => setTimeout(ok, wait * 1000));
+      res = await fetch(base + path, opt);
+    }
     let json = null;
     try { json = await res.json(); } catch (e) { json = null; }
     if (res.status === 401 && !(method === 'POST' && path === '/v1/session')) showLogin(KN.t('common.session_needed'));
@@ -205,6 +215,7 @@
     const main = KN.el('main', { id: 'main', tabindex: -1 });
     old.replaceWith(main);
     KN.error(null, '');
+    if (Date.now() - (S.noticeAt || 0) > 3000) $('notice').textContent = '';
     return main;
   }
 

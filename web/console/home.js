@@ -19,7 +19,7 @@
     if (b.status === 'rejected') return KN.t('home.st.rejected');
     if (b.status === 'cancelled') return KN.t('home.st.cancelled');
     if (b.ended) return KN.t('home.st.done');
-    if (b.status === 'queued' && !b.jobs) return KN.t('home.st.queued');
+    if (b.status === 'scheduled' || (b.status === 'queued' && !b.jobs)) return KN.t('home.st.queued');
     return KN.t('home.st.sending');
   }
 
