@@ -164,6 +164,9 @@ demo: then 新規連絡 sends a first message; each one becomes .eml files in
 demo: $DIR/outbox/<broadcast>/ (the outbox adapter: nothing leaves this machine).
 demo: Ctrl-C stops kairand and redis-server.
 EOF
+# Ctrl-C (or a TERM) ends the demo normally: the EXIT trap stops kairand
+# and redis-server.
+trap 'exit 0' INT TERM
 wait "$KAIRAND_PID" || true
 KAIRAND_PID=
 exit 0
