@@ -13,6 +13,7 @@
 // saves screenshots at 390 and 1280 px.  One JSON line on stdout:
 //   {"event": "done", ...what it saw}  or  {"event": "error", "message"}.
 'use strict';
+const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -20,6 +21,19 @@ const { axe, overflowAt, tabTo } = require('./a11y');
 
 const cfg = JSON.parse(process.argv[2]);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+// RFC 6238: the current 6-digit code of a base32 secret.
+function totp(secret) {
+  const alpha = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of secret.replace(/=+$/, '')) bits += alpha.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
+  const mac = crypto.createHmac('sha1', key).update(msg).digest();
+  const off = mac[19] & 15;
+  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
 
 (async () => {
   const out = { pages: {}, errors: [], dialogs: 0 };
@@ -178,6 +192,24 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     await page.click('#logout');
     await page.waitForSelector('#login-form');
     out.afterLogout = await page.evaluate(async () => (await fetch('../../v1/session')).status);
+
+    // An admin with TOTP: the code field appears when the server asks.
+    out.totpHidden = await page.isHidden('#login-totp');
+    await page.fill('#login-id', cfg.totpLogin);
+    await page.fill('#login-pw', cfg.totpPassword);
+    await page.click('#login-submit');
+    await page.waitForSelector('#login-totp', { state: 'visible' });
+    out.totpShown = await page.evaluate(() => document.activeElement.id === 'login-totp');
+    out.totpAsk = await page.textContent('main .kn-error');
+    await page.fill('#login-totp', totp(cfg.totpSecret));
+    const totpDone = page.waitForResponse((r) => r.url().endsWith('/v1/session') && r.request().method() === 'POST');
+    await page.click('#login-submit');
+    out.totpStatus = (await totpDone).status();
+    // (back on the page of the hash it logged out from)
+    await page.waitForSelector('#nav a[data-page="home"]', { state: 'visible' });
+    out.totpNav = await page.$$eval('#nav a', (as) => as.map((a) => a.textContent));
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
 
     // Five wrong passwords from this address lock the login here.
     const p2 = await ctx.newPage();

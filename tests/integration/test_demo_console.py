@@ -21,6 +21,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,4 +126,9 @@ finally:
         os.killpg(demo.pid, signal.SIGTERM)
         demo.wait(30)
 
+# The demo keeps its directory (it says where the .eml files are); the
+# test removes it when every check passed.
+m = re.search(r"data in (/\S+kairan-demo\.[A-Za-z0-9]+)\)", text)
+if m and tap.failed == 0:
+    shutil.rmtree(m.group(1), ignore_errors=True)
 tap.done()

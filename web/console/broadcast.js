@@ -190,7 +190,10 @@
       if (over(bc) && bc.status !== 'rejected') {
         const to = bc.ack ? 'unconfirmed' : 'unreached';
         actions.append(el('button', { type: 'button', id: 'bc-resend', onclick: () => {
-          const n = kids ? kids.filter((k) => (bc.ack ? !k.confirmed : REACHED.indexOf(k.state) < 0)).length : '?';
+          // Whom the server will pick: not confirmed (not reached), and
+          // with a contact still in the class list.
+          const n = kids ? kids.filter((k) => (bc.ack ? !k.confirmed : REACHED.indexOf(k.state) < 0) &&
+            k.state !== 'no_contact' && k.state !== 'unknown').length : '?';
           ask(t('bc.resend_q_' + to, { n: n }), t('bc.resend_yes'), async () => {
             const r = await KN.api('POST', base + '/resend', { to: to }).catch(() => ({ status: 0 }));
             if (r.status === 202 && r.json) {

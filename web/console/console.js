@@ -231,7 +231,8 @@
     if (!KN.me) return;
     markNav();
     const gen = ++routeGen;
-    const hash = decodeURIComponent(location.hash.slice(1));
+    let hash = location.hash.slice(1);
+    try { hash = decodeURIComponent(hash); } catch (e) { /* a malformed %: as it is */ }
     const slash = hash.indexOf('/');
     const name = (slash < 0 ? hash : hash.slice(0, slash)) || 'home';
     const arg = slash < 0 ? '' : hash.slice(slash + 1);
@@ -310,7 +311,8 @@
         KN.error(main, first ? KN.t('login.totp_hint') : KN.t('login.totp_wrong'));
       } else if (r.status === 401 && /deactivated/.test(err)) KN.error(main, KN.t('login.deactivated'));
       else if (r.status === 401) KN.error(main, KN.t('login.bad'));
-      else if (r.status === 429) KN.error(main, KN.t('login.locked'));
+      else if (r.status === 429 && /failed/.test(err)) KN.error(main, KN.t('login.locked'));
+      else if (r.status === 429 || r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 403 && /closed/.test(err)) KN.error(main, KN.t('login.closed'));
       else if (r.status === 400 && f === 'tenant') KN.error(main, KN.t('login.bad_tenant'));
