@@ -17,7 +17,8 @@ scheduled notice.  In the browser:
   [2] the forced change (新しいパスワード, 新しいパスワード（確認）,
       変更する): a mismatch and a weak password refused in Japanese;
   [3] ホーム lists both broadcasts with sender, 訓練 mark and confirmation
-      rate, dates as 2026年12月5日(土) 6:05; the subject filter;
+      rate, dates as 2026年12月5日(土) 6:05; the subject filter; a date
+      range up to yesterday finds none;
   [4] the broadcast's page shows 配信済み and 確認済み with the numbers of
       GET /v1/broadcasts/{name}; the not-confirmed list, the tally and the
       comment; the CSV download is the API's recipients.csv;
@@ -268,6 +269,7 @@ with Redis(out) as redis:
         assert a[5] == "33%（1/3）", a  # c-4 has no link: 3 members
         assert rows[SCHED][5] == "確認なし" and "予約" in rows[SCHED][4], rows[SCHED]
         assert res["filtered"] == [SCHED], res["filtered"]
+        assert res["beforeToday"] == "0件中 0件を表示", res["beforeToday"]
 
     st, full, _ = Client(port).call("GET", "/v1/broadcasts/" + ACK, token=admin)
     with tap.check("[4] 配信済み and 確認済み followed by the API's numbers"):

@@ -98,7 +98,8 @@
       head.append(el('h2', { id: 'bc-subject' }, bc.subject,
         bc.drill ? [' ', el('span', { class: 'tag drill' }, t('home.drill'))] : null,
         bc.priority === 'urgent' ? [' ', el('span', { class: 'tag urgent' }, t('home.urgent'))] : null),
-      dl, el('details', null, el('summary', null, t('bc.body')), el('pre', { class: 'body' }, bc.body || '')));
+      dl, el('details', null, el('summary', null, t('bc.body')), el('pre', { class: 'body' }, bc.body || '')),
+      el('pre', { class: 'body print-only' }, bc.body || ''));
     }
 
     function drawStats() {
