@@ -400,10 +400,13 @@ void kn__httpd_run_bc_rcpts_csv(struct conn *c);
  * (inline recipients, no contact on the channels). */
 typedef void kn__httpd_pick_cb(struct conn *c, struct kn_argv *ids,
                                long long skipped, void *arg);
-/* Walk broadcast bid's audience as the recipients pages do (a broadcast
- * this token may not see is answered 404, done never called). */
+/* Walk broadcast bid's audience as the recipients pages do and call done
+ * (which then owns arg) once every page is read.  When it cannot be (a
+ * broadcast this token may not see is answered 404; Redis failed; the
+ * client left), done is never called and free_arg(arg) is. */
 void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
-                          kn__httpd_pick_cb *done, void *arg);
+                          kn__httpd_pick_cb *done, void (*free_arg)(void *),
+                          void *arg);
 
 /* ---- confirm.c ---- */
 

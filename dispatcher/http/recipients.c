@@ -82,6 +82,7 @@ struct page {
     struct kn_argv ids; /* the directory ids picked */
     long long skipped;  /* not picked: inline, no contact, deleted */
     kn__httpd_pick_cb *picked;
+    void (*pick_free)(void *arg); /* arg when picked is never called */
     void *pick_arg;
 };
 
@@ -109,8 +110,11 @@ static void page_free(struct page *p)
     free(p->tenant);
     free(p->channels);
     json_decref(p->choices);
-    if (p->pick)
+    if (p->pick) {
         kn_argv_free(&p->ids);
+        if (p->pick_arg != NULL)
+            p->pick_free(p->pick_arg);
+    }
     if (p->out != NULL)
         fclose(p->out);
     if (p->text != NULL) {
@@ -476,7 +480,9 @@ static void on_states(struct batch *b)
             children_clear(p);
             page_fetch(p, b->c);
         } else {
-            p->picked(b->c, &p->ids, p->skipped, p->pick_arg);
+            void *arg = p->pick_arg;
+            p->pick_arg = NULL; /* picked owns it now */
+            p->picked(b->c, &p->ids, p->skipped, arg);
             page_free(p);
         }
         return;
@@ -834,7 +840,8 @@ void kn__httpd_run_bc_rcpts_csv(struct conn *c)
 /* ---- the children of a re-send (resend.c) ---- */
 
 void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
-                          kn__httpd_pick_cb *done, void *arg)
+                          kn__httpd_pick_cb *done, void (*free_arg)(void *),
+                          void *arg)
 {
     struct page *p = kn_xcalloc(1, sizeof(*p));
     p->bid = kn_xstrdup(bid);
@@ -842,6 +849,7 @@ void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
     p->pick = which;
     kn_argv_init(&p->ids);
     p->picked = done;
+    p->pick_free = free_arg;
     p->pick_arg = arg;
     page_fetch(p, c);
 }

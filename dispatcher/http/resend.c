@@ -61,6 +61,11 @@ static void resend_free(struct resend *x)
     free(x);
 }
 
+static void resend_free_arg(void *arg)
+{
+    resend_free(arg);
+}
+
 /* Every child is picked: submit the new broadcast. */
 static void on_picked(struct conn *c, struct kn_argv *ids, long long skipped,
                       void *arg)
@@ -178,7 +183,8 @@ static void on_head(struct batch *b)
     }
     x->bc = bc;
     c->req.resend_of = kn_xstrdup(c->req.param);
-    kn__httpd_rcpts_pick(c, c->req.param, x->which, on_picked, x);
+    kn__httpd_rcpts_pick(c, c->req.param, x->which, on_picked, resend_free_arg,
+                         x);
     return;
 fail:
     resend_free(x);
