@@ -315,6 +315,7 @@
       else if (r.status === 429 || r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 403 && /closed/.test(err)) KN.error(main, KN.t('login.closed'));
+      else if (r.status === 403 && /origin/.test(err)) KN.error(main, KN.t('login.origin'));
       else if (r.status === 400 && f === 'tenant') KN.error(main, KN.t('login.bad_tenant'));
       else KN.error(main, KN.failText(r));
     });
