@@ -217,6 +217,13 @@ function totp(secret) {
     // (back on the page of the hash it logged out from)
     await page.waitForSelector('#nav a[data-page="home"]', { state: 'visible' });
     out.totpNav = await page.$$eval('#nav a', (as) => as.map((a) => a.textContent));
+    await page.click('#nav a[data-page="home"]');
+    await page.waitForFunction(() => document.querySelectorAll('#home-list tbody tr').length > 0);
+    const rowsNow = () => page.$$eval('#home-list tbody tr', (trs) => trs.length);
+    out.paged = [await rowsNow(), await page.isVisible('#home-more')];
+    await page.click('#home-more');
+    await page.waitForFunction(() => document.querySelectorAll('#home-list tbody tr').length > 25);
+    out.paged.push(await rowsNow(), await page.isVisible('#home-more'));
     await page.click('#logout');
     await page.waitForSelector('#login-form');
 
