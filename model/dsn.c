@@ -494,3 +494,70 @@ const char *kn_dsn_reason(const char *status, int carrier, int ja)
     return ja ? "受信側のメールサーバーに拒否されました"
               : "the receiving mail server refused the message";
 }
+
+/* ---- the VERP reference and the recorded detail ---- */
+
+void kn_bounce_ref_encode(const unsigned char bytes[10], char *out)
+{
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    /* 80 bits = 16 groups of 5 */
+    for (int i = 0; i < KN_BOUNCE_REF_LEN; i++) {
+        int bit = i * 5, v = 0;
+        for (int k = 0; k < 5; k++, bit++)
+            v = v << 1 | ((bytes[bit / 8] >> (7 - bit % 8)) & 1);
+        out[i] = b32[v];
+    }
+    out[KN_BOUNCE_REF_LEN] = '\0';
+}
+
+int kn_bounce_ref_valid(const char *ref)
+{
+    size_t i = 0;
+    for (; ref[i]; i++) {
+        if (!((ref[i] >= 'a' && ref[i] <= 'z') ||
+              (ref[i] >= '2' && ref[i] <= '7')))
+            return 0;
+    }
+    return i == KN_BOUNCE_REF_LEN;
+}
+
+int kn_bounce_ref_from_addr(const char *addr, const char *local, char *out)
+{
+    char norm[320];
+    size_t ll = strlen(local);
+    const char *at, *r;
+    if (kn_dsn_addr_norm(addr, norm, sizeof(norm)) < 0)
+        return -1;
+    at = strchr(norm, '@');
+    if ((size_t)(at - norm) != ll + 1 + KN_BOUNCE_REF_LEN ||
+        strncmp(norm, local, ll) != 0 || norm[ll] != '+')
+        return -1;
+    r = norm + ll + 1;
+    memcpy(out, r, KN_BOUNCE_REF_LEN);
+    out[KN_BOUNCE_REF_LEN] = '\0';
+    return kn_bounce_ref_valid(out) ? 0 : -1;
+}
+
+void kn_bounce_detail(char *out, size_t cap, const char *status, int carrier,
+                      const char *source)
+{
+    char st[16];
+    take_status(status ? status : "", st, sizeof(st));
+    snprintf(out, cap, "%s;%d;%s", st, carrier ? 1 : 0, source);
+}
+
+int kn_bounce_detail_parse(const char *detail, char *status, size_t cap,
+                           int *carrier)
+{
+    const char *semi = strchr(detail, ';');
+    size_t n;
+    if (semi == NULL || (semi[1] != '0' && semi[1] != '1') || semi[2] != ';')
+        return -1;
+    n = (size_t)(semi - detail);
+    if (n >= cap)
+        return -1;
+    memcpy(status, detail, n);
+    status[n] = '\0';
+    *carrier = semi[1] == '1';
+    return 0;
+}

@@ -75,4 +75,38 @@ int kn_dsn_carrier_domain(const char *addr);
  */
 const char *kn_dsn_reason(const char *status, int carrier, int ja);
 
+/* ---- the VERP reference and the recorded detail ---- */
+
+/* Characters of a bounce reference: 16 of RFC 4648 base32, lower-case. */
+#define KN_BOUNCE_REF_LEN 16
+
+/*
+ * The reference from 10 bytes (80 bits: from a keyed hash, so that no one
+ * can guess one) into out (KN_BOUNCE_REF_LEN + 1 bytes).
+ */
+void kn_bounce_ref_encode(const unsigned char bytes[10], char *out);
+
+/* 1 if ref is exactly KN_BOUNCE_REF_LEN characters of a-z 2-7. */
+int kn_bounce_ref_valid(const char *ref);
+
+/*
+ * The reference of a VERP address "<local>+<ref>@<domain>" (as Postfix
+ * gives ${recipient}, any case) into out; 0, or -1 if it is not one of
+ * ours (local part not local, no valid reference).
+ */
+int kn_bounce_ref_from_addr(const char *addr, const char *local, char *out);
+
+/*
+ * The detail recorded with a bounce: "<status>;<carrier 0|1>;<source>"
+ * (source: dsn, rcpt, sendgrid), e.g. "5.1.1;1;dsn".  No address, no
+ * server text: the reason is made from it where it is shown.
+ */
+void kn_bounce_detail(char *out, size_t cap, const char *status, int carrier,
+                      const char *source);
+
+/* Read a detail back: status (may be "") into status, the carrier flag
+ * into *carrier; 0, or -1 if it is not one. */
+int kn_bounce_detail_parse(const char *detail, char *status, size_t cap,
+                           int *carrier);
+
 #endif

@@ -148,13 +148,47 @@ static void test_reason(void **state)
     assert_non_null(strstr(kn_dsn_reason("5.2.2", 0, 1), "一杯"));
 }
 
+static void test_ref(void **state)
+{
+    unsigned char b[10] = {0xff, 0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde,
+                           0xf0};
+    char ref[KN_BOUNCE_REF_LEN + 1], got[KN_BOUNCE_REF_LEN + 1], addr[64];
+    char st[16];
+    int carrier = -1;
+    kn_bounce_ref_encode(b, ref);
+    assert_int_equal(strlen(ref), KN_BOUNCE_REF_LEN);
+    assert_true(kn_bounce_ref_valid(ref));
+    assert_string_equal(ref, "74abencwpcnlzxxq");
+    snprintf(addr, sizeof(addr), "Bounce+%s@Bounce.Example.JP", ref);
+    assert_int_equal(kn_bounce_ref_from_addr(addr, "bounce", got), 0);
+    assert_string_equal(got, ref);
+    assert_int_equal(kn_bounce_ref_from_addr(addr, "other", got), -1);
+    assert_int_equal(kn_bounce_ref_from_addr("bounce+short@x.jp", "bounce",
+                                             got),
+                     -1);
+    assert_int_equal(
+        kn_bounce_ref_from_addr("bounce+0000000000000000@x.jp", "bounce", got),
+        -1);
+    assert_false(kn_bounce_ref_valid("74abencwpcnlzxx"));
+    kn_bounce_detail(st, sizeof(st), "5.1.1", 1, "dsn");
+    assert_string_equal(st, "5.1.1;1;dsn");
+    assert_int_equal(kn_bounce_detail_parse("5.1.1;1;dsn", st, sizeof(st),
+                                            &carrier),
+                     0);
+    assert_string_equal(st, "5.1.1");
+    assert_int_equal(carrier, 1);
+    assert_int_equal(kn_bounce_detail_parse("250 ok", st, sizeof(st),
+                                            &carrier),
+                     -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed),     cmocka_unit_test(test_delayed),
         cmocka_unit_test(test_base64_part), cmocka_unit_test(test_not_bounces),
         cmocka_unit_test(test_hostile),    cmocka_unit_test(test_addr_norm),
-        cmocka_unit_test(test_reason),
+        cmocka_unit_test(test_reason),     cmocka_unit_test(test_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
