@@ -77,6 +77,11 @@ const char *kn_dsn_reason(const char *status, int carrier, int ja);
 
 /* ---- the VERP reference and the recorded detail ---- */
 
+/* Soft bounces (4.x.x, delayed) suppress an address after this many
+ * (each broadcast once) within this window. */
+#define KN_BOUNCE_SOFT_LIMIT 3
+#define KN_BOUNCE_SOFT_WINDOW_MS (14LL * 24 * 3600 * 1000)
+
 /* Characters of a bounce reference: 16 of RFC 4648 base32, lower-case. */
 #define KN_BOUNCE_REF_LEN 16
 
