@@ -104,12 +104,18 @@ void kn__bounce_ref(struct kn_daemon *d, struct wjob *jb)
 void kn__bounce_refused(struct kn_daemon *d, struct wjob *jb,
                         const char *smtp_detail, char *out, size_t cap)
 {
+    /* smtp_detail: "smtp 550: 5.1.1 ... (RCPT)" (adapters/smtp.c) */
     const char *st = smtp_detail ? strstr(smtp_detail, ": ") : NULL;
     int carrier = jb->carrier; /* the address is wiped by now */
+    int code = 0;
+    char source[16];
     struct kn_argv a;
-    kn_bounce_detail(out, cap, st ? st + 2 : "", carrier, "rcpt");
+    if (smtp_detail != NULL)
+        sscanf(smtp_detail, "smtp %3d", &code);
+    snprintf(source, sizeof(source), "rcpt %d", code);
+    kn_bounce_detail(out, cap, st ? st + 2 : "", carrier, source);
     if (out[0] == ';') /* no enhanced status code in the reply */
-        kn_bounce_detail(out, cap, "5.0.0", carrier, "rcpt");
+        kn_bounce_detail(out, cap, "5.0.0", carrier, source);
     if (jb->msg->m.tenant == NULL)
         return;
     kn_argv_init(&a);

@@ -66,7 +66,7 @@ struct wjob {
  * smtp.bounce_domain nor sendgrid.webhook_public_key is set.
  * kn__bounce_refused: the relay refused the job's address with 5xx at
  * RCPT: suppress it for the tenant (queue/lua/bounce.lua) and write the
- * detail to record ("5.1.1;1;rcpt") into out.
+ * detail to record ("5.1.1;1;rcpt 550") into out.
  */
 void kn__bounce_ref(struct kn_daemon *d, struct wjob *jb);
 void kn__bounce_refused(struct kn_daemon *d, struct wjob *jb,

@@ -103,7 +103,8 @@ int kn_bounce_ref_from_addr(const char *addr, const char *local, char *out);
 
 /*
  * The detail recorded with a bounce: "<status>;<carrier 0|1>;<source>"
- * (source: dsn, rcpt, sendgrid), e.g. "5.1.1;1;dsn".  No address, no
+ * (source: dsn, "rcpt <reply code>", "sendgrid <event>"), e.g.
+ * "5.1.1;1;dsn", "5.1.1;0;rcpt 550".  No address, no
  * server text: the reason is made from it where it is shown.
  */
 void kn_bounce_detail(char *out, size_t cap, const char *status, int carrier,

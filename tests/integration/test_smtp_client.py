@@ -236,7 +236,9 @@ with FakeSMTP(d, name="fake-refuse") as fake:
     got = sorted(r for m in fake.messages() for r in m["rcpt"])
     tap.eq(cnt.get("delivered", 0), 6, "[4] 6 of 8 delivered on one "
            "connection (RSET after each refusal)")
-    tap.eq(cnt.get("failed", 0), 2, "[4] RCPT 550 and end-of-DATA 554 failed")
+    tap.eq(cnt.get("failed", 0), 1, "[4] end-of-DATA 554 failed")
+    tap.eq(cnt.get("bounced", 0), 1, "[4] RCPT 550 bounced at once "
+           "(issue 18)")
     tap.eq(got.count("rf0003@example.jp"), 1,
            "[4] RCPT 4xx once: retried, delivered once")
     tap.ok(any("554" in x for x in reasons) and any("550" in x for x in reasons),
