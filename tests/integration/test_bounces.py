@@ -1,0 +1,349 @@
+#!/usr/bin/python3
+"""test_bounces.py - bounces, suppression and what to tell the family
+(issue 18, "Tests").
+
+A real redis-server, the fake SMTP relay and kairand with
+smtp.bounce_local/bounce_domain set; kairanctl bounce is run as Postfix's
+pipe(8) would run it (the message on stdin, ${recipient} as argument),
+with a config whose security.key_file does not exist (it needs no key).
+
+  [1] every message's envelope sender is bounce+<16 base32>@<bounce
+      domain>, one reference per recipient, nothing of an address in it.
+  [2] a 550 at RCPT (a docomo address): bounced at once, with 5.1.1 and the
+      relay's code; no DLQ entry; suppressed.
+  [3] a DSN through `kairanctl bounce` (exit 0): delivered -> bounced,
+      the counts move; the report (--format json) counts bounced and lists
+      the recipient with state bounced and a reason a teacher understands.
+  [4] an auto-reply: exit 0, counted (n:email:autoreply), kept aside,
+      not a bounce (state stays delivered, not suppressed).
+  [5] a DSN whose Final-Recipient differs (a forwarding target): exit 1,
+      kept aside, nothing recorded, not suppressed.
+  [6] unattributable input: an unknown reference, no reference, too big
+      -> exit 1, kept aside; bad arguments -> exit 2.
+  [7] the next broadcast skips both suppressed addresses and counts them
+      (suppressed 2, never silent); report and API count and list them.
+  [8] soft bounces: a delayed DSN in 3 broadcasts within 14 days
+      suppresses; each broadcast counts once.
+  [9] kairanctl suppression list (masked) and clear; the cleared address
+      is sent to again.
+  [10] no plaintext address in Redis, kairand's log or the aside stream.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_bounces.py
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("bounces")
+T = "sakura-hs"
+BDOM = "bounce.sakura.example.jp"
+REF_RE = re.compile(r"^bounce\+([a-z2-7]{16})@" + re.escape(BDOM) + "$")
+
+GONE = "hanako.gone@example.jp"          # DSN 5.1.1 later
+REFUSED = "taro..yamada.@docomo.ne.jp"   # 550 at RCPT
+AWAY = "jiro.away@example.jp"            # auto-reply
+FWD = "saburo.fwd@example.jp"            # DSN from a forwarding target
+OK = "shiro.ok@example.jp"
+SOFT = "goro.full@example.jp"            # delayed three times
+ALL = [GONE, REFUSED, AWAY, FWD, OK, SOFT]
+
+
+def rcpts(tag):
+    return [{"id": "r-%d" % i, "name": "保護者%d" % i, "email": a}
+            for i, a in enumerate(ALL)]
+
+
+def bcast(subject):
+    return {"tenant": T, "category": "notice", "subject": subject,
+            "body": "保護者各位\n本文です。\n", "channels": ["email"],
+            "recipients": rcpts(subject)}
+
+
+def dsn(final, action="failed", status="5.1.1", to=None):
+    """A Postfix-style DSN (CRLF) for final."""
+    b = "B-" + str(time.monotonic_ns())
+    lines = [
+        "Return-Path: <>",
+        "From: MAILER-DAEMON@mx.example.jp (Mail Delivery System)",
+        "To: %s" % (to or "postmaster@example.jp"),
+        "Subject: Undelivered Mail Returned to Sender",
+        "Auto-Submitted: auto-generated",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        '\tboundary="%s"' % b,
+        "",
+        "--" + b,
+        "Content-Type: text/plain",
+        "",
+        "Your message could not be delivered.",
+        "",
+        "--" + b,
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; mx.example.jp",
+        "",
+        "Final-Recipient: rfc822; <%s>" % final,
+        "Action: %s" % action,
+        "Status: %s" % status,
+        "Diagnostic-Code: smtp; 550 %s <%s>: User unknown" % (status, final),
+        "",
+        "--%s--" % b,
+        ""]
+    return "\r\n".join(lines)
+
+
+AUTOREPLY = "\r\n".join([
+    "From: %s" % AWAY, "To: someone", "Subject: 自動応答: 不在です",
+    "Auto-Submitted: auto-replied", "", "月曜日まで不在です。", ""])
+
+
+def redis_dump(r):
+    blobs, cursor = [], b"0"
+    while True:
+        cursor, keys = r.call("SCAN", cursor, "COUNT", 1000)
+        for k in keys:
+            blobs.append(k)
+            t = r.call("TYPE", k)
+            if t == "string":
+                blobs.append(r.call("GET", k) or b"")
+            elif t == "hash":
+                blobs.extend(r.call("HGETALL", k))
+            elif t == "list":
+                blobs.extend(r.call("LRANGE", k, 0, -1))
+            elif t == "set":
+                blobs.extend(r.call("SMEMBERS", k))
+            elif t == "zset":
+                blobs.extend(r.call("ZRANGE", k, 0, -1))
+            elif t == "stream":
+                for _eid, kv in r.call("XRANGE", k, "-", "+"):
+                    blobs.extend(kv)
+        if cursor in (b"0", "0", 0):
+            return blobs
+
+
+with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
+    k = Kairan(out, r, smtp=smtp, conf={
+        "smtp": {"bounce_local": "bounce", "bounce_domain": BDOM}})
+    # kairanctl bounce as the Postfix pipe user runs it: no key file.
+    nokey = os.path.join(out, "bounce.conf")
+    with open(k.conf) as f, open(nokey, "w") as g:
+        g.write(f.read().replace(k.key_file, os.path.join(out, "no-such-key")))
+
+    def bounce(stdin, *args):
+        return subprocess.run([os.path.join(BUILD, "kairanctl"), "-c", nokey,
+                               "bounce"] + list(args),
+                              input=stdin.encode() if isinstance(stdin, str)
+                              else stdin, capture_output=True, timeout=60)
+
+    def state(bid, addr_rcpt):
+        """bc:<id>:r value of the recipient id's e-mail field."""
+        h = r.call("HGETALL", "kairan:bc:%s:r" % bid) or []
+        for i in range(0, len(h), 2):
+            v = h[i + 1].decode()
+            if v.split("|")[1] == addr_rcpt:
+                return v
+        return None
+
+    def aside():
+        return [dict(zip(*[iter([x.decode() for x in kv])] * 2))
+                for _e, kv in r.call("XRANGE", "kairan:bounce:aside", "-", "+")]
+
+    rid = {a: "r-%d" % i for i, a in enumerate(ALL)}
+    smtp.set_control({"rules": [
+        {"match": REFUSED, "stage": "rcpt", "action": "5xx", "code": 550,
+         "text": '5.1.1 <"taro..yamada."@docomo.ne.jp>: Recipient address '
+                 'rejected: User unknown'}]})
+    d = k.start()
+    d.wait_output('"msg":"ready"', 15)
+    bid1 = k.submit(bcast("臨時休校のお知らせ"))
+    k.wait_done(bid1, 60)
+    msgs = {m["rcpt"][0]: m for m in smtp.messages()}
+    refs = {}
+
+    with tap.check("[1] envelope sender bounce+<16 base32>@%s, one per "
+                   "recipient, no address in it" % BDOM):
+        assert set(msgs) == set(ALL) - {REFUSED}, sorted(msgs)
+        for a, m in msgs.items():
+            g = REF_RE.match(m["mail_from"])
+            assert g, "MAIL FROM %r" % m["mail_from"]
+            refs[a] = g.group(1)
+            local = a.split("@")[0].lower()
+            assert local[:6] not in m["mail_from"], m["mail_from"]
+        assert len(set(refs.values())) == len(refs), refs
+        # the From header is still the school's
+        for m in msgs.values():
+            assert "noreply@sakura.example.jp" in m.get("data", m.get(
+                "raw", "noreply@sakura.example.jp")), "From changed"
+
+    with tap.check("[2] 550 at RCPT: bounced at once (5.1.1, 550), no DLQ "
+                   "entry, suppressed"):
+        c = k.counts(bid1)["email"]
+        assert c.get("bounced") == 1 and c.get("delivered") == 5, c
+        assert c.get("failed", 0) == 0, c
+        v = state(bid1, rid[REFUSED])
+        assert v and v.startswith("b|") and "5.1.1;1;rcpt 550" in v, v
+        dl = [e for e in json.loads(k.ctl("dlq", "list", "--json").stdout)
+              if e.get("broadcast") == bid1]
+        assert not dl, dl
+        wait_for(lambda: r.call("HLEN", "kairan:supp:" + T) == 1, 10,
+                 what="the refused address suppressed")
+
+    with tap.check("[3] a DSN through kairanctl bounce: exit 0, delivered -> "
+                   "bounced"):
+        cp = bounce(dsn(GONE), "bounce+%s@%s" % (refs[GONE], BDOM))
+        assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+        tap.diag("[3] %s" % cp.stdout.decode().strip())
+        c = k.counts(bid1)["email"]
+        assert c.get("bounced") == 2 and c.get("delivered") == 4, c
+        v = state(bid1, rid[GONE])
+        assert v.startswith("b|") and "5.1.1;0;dsn" in v, v
+        assert r.call("HLEN", "kairan:supp:" + T) == 2
+        # the same DSN again: nothing counted twice
+        cp = bounce(dsn(GONE), "bounce+%s@%s" % (refs[GONE], BDOM))
+        assert cp.returncode == 0, cp.stderr
+        assert k.counts(bid1)["email"].get("bounced") == 2
+
+    with tap.check("[3] the report counts bounced and lists the recipient "
+                   "with state bounced and a teacher's reason"):
+        cp = k.ctl("report", bid1, "--format", "json")
+        assert cp.returncode == 0, cp.stderr
+        rep = json.loads(cp.stdout)
+        assert rep["bounced"] == 2 and rep["suppressed"] == 0, rep
+        lst = {u["id"]: u for u in rep["unconfirmed"]}
+        for a in (GONE, REFUSED):
+            u = lst[rid[a]]
+            assert u["state"] == "bounced" and u["status"] == "5.1.1", u
+        assert "ドメイン指定受信" in lst[rid[REFUSED]]["reason"], lst[rid[REFUSED]]
+        assert "ドメイン指定受信" in lst[rid[REFUSED]]["reason_ja"]
+        assert "does not exist" in lst[rid[GONE]]["reason"], lst[rid[GONE]]
+        assert lst[rid[OK]]["state"] == "reached", lst[rid[OK]]
+        txt = k.ctl("report", bid1).stdout
+        assert "BOUNCED" in txt and "bounced:     2" in txt, txt
+
+    with tap.check("[4] an auto-reply: exit 0, counted, kept aside, not a "
+                   "bounce"):
+        cp = bounce(AUTOREPLY, "bounce+%s@%s" % (refs[AWAY], BDOM))
+        assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+        assert b"not a bounce" in cp.stdout, cp.stdout
+        c = k.counts(bid1)["email"]
+        assert c.get("autoreply") == 1 and c.get("bounced") == 2, c
+        assert state(bid1, rid[AWAY]).startswith("d|")
+        assert [e for e in aside() if e["kind"] == "auto-reply"
+                and e["bc"] == bid1], aside()
+        assert r.call("HLEN", "kairan:supp:" + T) == 2
+
+    with tap.check("[5] a DSN whose Final-Recipient differs: exit 1, kept "
+                   "aside, nothing recorded"):
+        cp = bounce(dsn("forwarded.to@elsewhere.example.jp"),
+                    "bounce+%s@%s" % (refs[FWD], BDOM))
+        assert cp.returncode == 1, (cp.returncode, cp.stdout, cp.stderr)
+        assert state(bid1, rid[FWD]).startswith("d|")
+        assert k.counts(bid1)["email"].get("bounced") == 2
+        assert r.call("HLEN", "kairan:supp:" + T) == 2
+        e = [x for x in aside() if x["kind"] == "unattributed"
+             and x["ref"] == refs[FWD]]
+        assert e and "Final-Recipient" in e[0]["reason"], aside()
+
+    with tap.check("[6] unknown reference, no reference (header), too big "
+                   "-> 1; bad arguments -> 2"):
+        cp = bounce(dsn(GONE), "bounce+aaaaaaaaaaaaaaaa@%s" % BDOM)
+        assert cp.returncode == 1, (cp.returncode, cp.stderr)
+        cp = bounce(dsn(GONE))  # To: postmaster: no reference
+        assert cp.returncode == 1, (cp.returncode, cp.stderr)
+        # the reference from the To header when no argument is given
+        cp = bounce(dsn(FWD, to="bounce+%s@%s" % (refs[FWD], BDOM)))
+        assert cp.returncode == 0, (cp.returncode, cp.stderr)
+        assert state(bid1, rid[FWD]).startswith("b|")
+        cp = bounce(b"x" * (1024 * 1024 + 10), "bounce+%s@%s" % (refs[OK], BDOM))
+        assert cp.returncode == 1, (cp.returncode, cp.stderr)
+        assert state(bid1, rid[OK]).startswith("d|")
+        for args in (("a", "b"), ("--what",)):
+            cp = bounce("", *args)
+            assert cp.returncode == 2, (args, cp.returncode, cp.stderr)
+        kinds = r.call("HGETALL", "kairan:bounce:stats")
+        tap.diag("[6] kept aside: %r" % kinds)
+
+    with tap.check("[7] the next broadcast skips the suppressed addresses "
+                   "and counts them"):
+        n0 = len(smtp.messages())
+        bid2 = k.submit(bcast("再送：臨時休校"))
+        k.wait_done(bid2, 60)
+        c = k.counts(bid2)["email"]
+        assert c.get("suppressed") == 3 and c.get("delivered") == 3, c
+        new = [m["rcpt"][0] for m in smtp.messages()[n0:]]
+        assert sorted(new) == sorted([AWAY, OK, SOFT]), new
+        h = k.bc(bid2)
+        assert h.get("status") == "done", h.get("status")
+        rep = json.loads(k.ctl("report", bid2, "--format", "json").stdout)
+        assert rep["suppressed"] == 3 and rep["bounced"] == 0, rep
+        lst = {u["id"]: u for u in rep["unconfirmed"]}
+        assert lst[rid[GONE]]["state"] == "suppressed", lst[rid[GONE]]
+        assert "ask the family" in lst[rid[GONE]]["reason"]
+        assert state(bid2, rid[REFUSED]).startswith("s|")
+
+    with tap.check("[8] soft: a delayed DSN in 3 broadcasts within 14 days "
+                   "suppresses (each broadcast once)"):
+        bids = [bid1, bid2]
+        bids.append(k.submit(bcast("三通目")))
+        k.wait_done(bids[2], 60)
+        n_before = r.call("HLEN", "kairan:supp:" + T)
+        softrefs = []
+        for m in smtp.messages():
+            if m["rcpt"][0] == SOFT:
+                softrefs.append(REF_RE.match(m["mail_from"]).group(1))
+        assert len(softrefs) == 3, softrefs
+        for i, ref in enumerate(softrefs):
+            for _twice in range(2):
+                cp = bounce(dsn(SOFT, "delayed", "4.2.2"),
+                            "bounce+%s@%s" % (ref, BDOM))
+                assert cp.returncode == 0, cp.stderr
+            n = r.call("HLEN", "kairan:supp:" + T)
+            assert n == n_before + (1 if i == 2 else 0), (i, n, n_before)
+        assert state(bids[0], rid[SOFT]).startswith("d|")
+        assert k.counts(bids[0])["email"].get("soft") == 2
+
+    with tap.check("[9] suppression list (masked, reasons) and clear; the "
+                   "cleared address is sent to again"):
+        cp = k.ctl("suppression", "list", T, "--json")
+        assert cp.returncode == 0, cp.stderr
+        lst = json.loads(cp.stdout)
+        assert len(lst) == 4, lst
+        kinds = sorted(e["kind"] for e in lst)
+        assert kinds == ["hard", "hard", "hard", "soft"], kinds
+        for a in ALL:
+            assert a not in cp.stdout, "%s listed in clear" % a
+        assert any(e["address"].endswith("@docomo.ne.jp") and "*" in e["address"]
+                   for e in lst), lst
+        cp = k.ctl("suppression", "clear", T, GONE)
+        assert cp.returncode == 0, (cp.returncode, cp.stderr)
+        cp = k.ctl("suppression", "clear", T, GONE)
+        assert cp.returncode == 3, (cp.returncode, cp.stderr)
+        assert k.ctl("suppression", "list", "bad:tenant").returncode == 2
+        n0 = len(smtp.messages())
+        bid4 = k.submit(bcast("四通目"))
+        k.wait_done(bid4, 60)
+        assert k.counts(bid4)["email"].get("suppressed") == 3
+        assert GONE in [m["rcpt"][0] for m in smtp.messages()[n0:]]
+
+    with tap.check("[10] no plaintext address in Redis, kairand's log or the "
+                   "aside stream"):
+        blobs = redis_dump(r)
+        for a in ALL + ["forwarded.to@elsewhere.example.jp"]:
+            for b in blobs:
+                assert a.encode() not in b.lower(), (a, b[:120])
+        log = d.stderr_text()
+        for a in ALL:
+            assert a not in log, a
+    tap.eq(d.stop(10), 0, "kairand stops with 0")
+
+tap.diag("runtime %.1fs" % (time.monotonic() - T0))
+tap.done()
