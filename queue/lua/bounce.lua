@@ -1,22 +1,12 @@
 -- bounce: record that a message came back (issue 18): a DSN through
--- `kairanctl bounce`, a 5xx at RCPT, a SendGrid bounce/blocked/dropped
--- event.
+-- `kairanctl bounce`, a 5xx at RCPT.  (SendGrid's events:
+-- sendgrid_events.lua, the same rules.)
 -- KEYS: bc, bc:r, supp:<tenant>, soft:<tenant>
--- ARGV: field ("email:<blind index>"), kind (hard|soft|delayed), detail
---       (status;carrier;source), now ms, rcpt, bcast, sealed address,
---       soft window ms, soft limit
--- hard, soft: a delivered (or failed) record becomes bounced
---   'b|<rcpt>|<ms>|<detail>' (the one change allowed after delivered), the
---   counters move from n:email:delivered (failed) to n:email:bounced.
--- delayed: the record stays; a soft bounce is counted (n:email:soft).
--- hard: the address is suppressed for the tenant at once; soft, delayed:
---   after soft limit soft bounces (each broadcast once) within the window.
--- A bounce of a record already bounced changes nothing but the
--- suppression (a DSN delivered twice).
+-- ARGV: field, kind (hard|soft|delayed), detail, now ms, rcpt, bcast,
+--       sealed address, soft window ms, soft limit: see
+--       lib/bounce_record.lua for what each does.
 -- Returns {recorded 0|1, suppressed now 0|1}.
-local field, kind, detail, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local rcpt, bcast, sealed = ARGV[5], ARGV[6], ARGV[7]
-local window, limit = tonumber(ARGV[8]), tonumber(ARGV[9])
+--#include bounce_record
 for i = 1, 4 do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'hash' and t ~= 'none' then
@@ -24,47 +14,7 @@ for i = 1, 4 do
       ' where kairan keeps a hash')
   end
 end
-local bi = string.match(field, '^email:(.+)$')
-if not bi then return redis.error_reply('ERR not an e-mail field') end
-local cur = redis.call('HGET', KEYS[2], field)
-local code = cur and string.sub(cur, 1, 2)
--- (a hard bounce sets the suppression again: the refusal at RCPT records
--- 'b|' through finish, before or after this)
-if code == 'b|' and kind ~= 'hard' then return {0, 0} end
-local recorded = 0
-if kind ~= 'delayed' and (code == 'd|' or code == 'f|') then
-  redis.call('HSET', KEYS[2], field, 'b|' .. rcpt .. '|' .. now .. '|' ..
-    detail)
-  redis.call('HINCRBY', KEYS[1],
-    code == 'd|' and 'n:email:delivered' or 'n:email:failed', -1)
-  redis.call('HINCRBY', KEYS[1], 'n:email:bounced', 1)
-  recorded = 1
+if not string.match(ARGV[1], '^email:.') then
+  return redis.error_reply('ERR not an e-mail field')
 end
-local entry = table.concat({'', now, detail, rcpt, bcast, sealed}, '|')
-if kind == 'hard' then
-  local was = redis.call('HEXISTS', KEYS[3], bi)
-  redis.call('HSET', KEYS[3], bi, 'h' .. entry)
-  redis.call('HDEL', KEYS[4], bi)
-  return {code == 'b|' and 0 or 1, 1 - was}
-end
--- soft: the times within the window, each broadcast once
-if kind == 'delayed' then
-  redis.call('HINCRBY', KEYS[1], 'n:email:soft', 1)
-end
-local keep, seen = {}, false
-for item in string.gmatch(redis.call('HGET', KEYS[4], bi) or '', '[^,]+') do
-  local ms, b = string.match(item, '^(%d+)/(.*)$')
-  if ms and tonumber(ms) > tonumber(now) - window then
-    keep[#keep + 1] = item
-    if b == bcast then seen = true end
-  end
-end
-if seen then return {recorded, 0} end
-keep[#keep + 1] = now .. '/' .. bcast
-if #keep >= limit and redis.call('HEXISTS', KEYS[3], bi) == 0 then
-  redis.call('HSET', KEYS[3], bi, 's' .. entry)
-  redis.call('HDEL', KEYS[4], bi)
-  return {1, 1}
-end
-redis.call('HSET', KEYS[4], bi, table.concat(keep, ','))
-return {1, 0}
+return bounce_record(KEYS, ARGV)

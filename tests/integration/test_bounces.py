@@ -26,11 +26,19 @@ with a config whose security.key_file does not exist (it needs no key).
       suppresses; each broadcast counts once.
   [9] kairanctl suppression list (masked) and clear; the cleared address
       is sent to again.
+  [11] SendGrid's Event Webhook (POST /sendgrid/events): a signed batch
+      records the bounce it attributes by kairan_ref (other events,
+      unknown references ignored); a forged signature, a stale timestamp
+      and missing headers are refused with nothing recorded; the same
+      request again (a replay) and the same sg_event_id re-signed change
+      nothing.
   [10] no plaintext address in Redis, kairand's log or the aside stream.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_bounces.py
 """
 
+import base64
+import http.client
 import json
 import os
 import re
@@ -130,9 +138,31 @@ def redis_dump(r):
             return blobs
 
 
+def sg_key(name):
+    """An EC P-256 key pair: (private PEM path, base64 DER public key)."""
+    priv = os.path.join(out, name + ".pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", priv], check=True,
+                   capture_output=True)
+    der = subprocess.run(["openssl", "pkey", "-in", priv, "-pubout",
+                          "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return priv, base64.b64encode(der).decode()
+
+
+def sg_sign(priv, ts, body):
+    return base64.b64encode(subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", priv], input=ts.encode() + body,
+        check=True, capture_output=True).stdout).decode()
+
+
+SG_PRIV, SG_PUB = sg_key("sendgrid")
+FORGER, _ = sg_key("forger")
+
 with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
     k = Kairan(out, r, smtp=smtp, conf={
-        "smtp": {"bounce_local": "bounce", "bounce_domain": BDOM}})
+        "smtp": {"bounce_local": "bounce", "bounce_domain": BDOM},
+        "sendgrid": {"webhook_public_key": SG_PUB}})
     # kairanctl bounce as the Postfix pipe user runs it: no key file.
     nokey = os.path.join(out, "bounce.conf")
     with open(k.conf) as f, open(nokey, "w") as g:
@@ -333,6 +363,79 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         k.wait_done(bid4, 60)
         assert k.counts(bid4)["email"].get("suppressed") == 3
         assert GONE in [m["rcpt"][0] for m in smtp.messages()[n0:]]
+
+    def sg_post(body, ts=None, priv=SG_PRIV, headers=True, sig=None):
+        ts = ts or str(int(time.time()))
+        h = {"Content-Type": "application/json"}
+        if headers:
+            h["X-Twilio-Email-Event-Webhook-Signature"] = sig or sg_sign(
+                priv, ts, body)
+            h["X-Twilio-Email-Event-Webhook-Timestamp"] = ts
+        host, port = k.sections["http"]["listen"].rsplit(":", 1)
+        cn = http.client.HTTPConnection(host, int(port), timeout=10)
+        cn.request("POST", "/sendgrid/events", body=body, headers=h)
+        resp = cn.getresponse()
+        data = resp.read()
+        cn.close()
+        return resp.status, data
+
+    def ev(ref, eid, event="bounce", status="5.1.1", **kw):
+        e = {"email": AWAY, "event": event, "sg_event_id": eid,
+             "timestamp": int(time.time()), "reason": "550 %s unknown" % AWAY}
+        if status:
+            e["status"] = status
+        if ref:
+            e["kairan_ref"] = ref
+            e["kairan_bc"] = bid1
+        e.update(kw)
+        return e
+
+    with tap.check("[11] SendGrid webhook: signed batch records the bounce it "
+                   "attributes; forged, stale, unsigned refused; replay and "
+                   "re-signed duplicates change nothing"):
+        body = json.dumps([
+            ev(None, "e-processed", event="processed", status=None),
+            ev(refs[AWAY], "e-bounce-1"),
+            ev(None, "e-noref"),
+            ev("a" * 16, "e-unknown-ref"),
+            ev(refs[AWAY], "e-open", event="open", status=None),
+        ]).encode()
+        supp0 = r.call("HLEN", "kairan:supp:" + T)
+        # forged first: nothing recorded
+        st, data = sg_post(body, priv=FORGER)
+        assert st == 403, (st, data)
+        st, data = sg_post(body, headers=False)
+        assert st == 401, (st, data)
+        st, data = sg_post(body, ts=str(int(time.time()) - 25 * 3600))
+        assert st == 403, (st, data)
+        assert state(bid1, rid[AWAY]).startswith("d|")
+        assert r.call("HLEN", "kairan:supp:" + T) == supp0
+        # the real one
+        ts = str(int(time.time()))
+        sig = sg_sign(SG_PRIV, ts, body)
+        st, data = sg_post(body, ts=ts, sig=sig)
+        assert st == 200, (st, data)
+        j = json.loads(data)
+        assert j == {"replay": False, "recorded": 1, "duplicates": 0,
+                     "unknown": 1}, j
+        v = state(bid1, rid[AWAY])
+        assert v.startswith("b|") and v.endswith("5.1.1;0;sendgrid"), v
+        c1 = k.counts(bid1)["email"]
+        assert r.call("HLEN", "kairan:supp:" + T) == supp0 + 1
+        # the same request again (and its signature made anew, as ECDSA
+        # allows): a replay, nothing changes
+        for s2 in (sig, None):
+            st, data = sg_post(body, ts=ts, sig=s2)
+            assert st == 200 and json.loads(data)["replay"] is True, (st, data)
+        # SendGrid's retry signed anew, with a later timestamp: the event
+        # ids were seen
+        st, data = sg_post(body, ts=str(int(ts) + 1))
+        assert st == 200, (st, data)
+        j = json.loads(data)
+        assert j["recorded"] == 0 and j["duplicates"] == 2, j
+        assert k.counts(bid1)["email"] == c1, (k.counts(bid1), c1)
+        st, data = sg_post(b"{not json", ts=ts)
+        assert st == 400, (st, data)
 
     with tap.check("[10] no plaintext address in Redis, kairand's log or the "
                    "aside stream"):
