@@ -165,8 +165,8 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         if (p != NULL && j->bounce_ref != NULL)
             /* the one thing the Event Webhook attributes a bounce by
              * (dispatcher/http/sendgrid_events.c) */
-            json_object_set_new(json_object_get(p, "custom_args"),
-                                "kairan_ref", json_string(j->bounce_ref));
+            json_object_set_new(json_object_get(p, "custom_args"), "kairan_ref",
+                                json_string(j->bounce_ref));
         if (p != NULL && links) {
             char *lt = kn_message_link_text(KN_TEXT_MAIL, j->link);
             json_t *t = json_string(lt);

@@ -1008,8 +1008,8 @@ static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         m->rcpt = kn_addr_quote(job->addr);
         if (job->bounce_ref != NULL && s->bounce_local != NULL &&
             s->bounce_domain != NULL)
-            m->from = kn_xasprintf("%s+%s@%s", s->bounce_local,
-                                   job->bounce_ref, s->bounce_domain);
+            m->from = kn_xasprintf("%s+%s@%s", s->bounce_local, job->bounce_ref,
+                                   s->bounce_domain);
         enqueue(s, m, 0);
     }
     pump(s);

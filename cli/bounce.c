@@ -424,7 +424,7 @@ usage:
     return KN_EXIT_USAGE;
 }
 
-const struct kn_cli_command kn_cli_cmd_suppression = {
+const struct kn_cli_command kn_cli_cmd_supp = {
     .name = "suppression",
     .usage = "  suppression list TENANT [--json]\n"
              "  suppression clear TENANT ADDRESS|--all\n"

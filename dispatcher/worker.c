@@ -249,8 +249,7 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
     struct kn_worker *w = jb->w;
     struct kn_daemon *d = w->d;
     int counted = strcmp(state, "delivered") == 0 ||
-                  strcmp(state, "failed") == 0 ||
-                  strcmp(state, "bounced") == 0;
+                  strcmp(state, "failed") == 0 || strcmp(state, "bounced") == 0;
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
                "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],

@@ -18,7 +18,7 @@
 
 #include "common/codec.h"
 
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN  64
 #define VALUE_MAX_LEN 1000
 
 struct cursor {
@@ -46,8 +46,7 @@ static int next_line(struct cursor *c, const char **l, size_t *n)
 }
 
 /* Append n bytes to a bounded string (cut at cap - 1). */
-static void append(char *dst, size_t *len, size_t cap, const char *s,
-                   size_t n)
+static void append(char *dst, size_t *len, size_t cap, const char *s, size_t n)
 {
     for (size_t i = 0; i < n && *len + 1 < cap; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -73,8 +72,7 @@ static int next_field(struct cursor *c, char *name, char *value)
         if (l[0] == ' ' || l[0] == '\t')
             continue; /* a continuation without a field: skip */
         colon = memchr(l, ':', n);
-        if (colon == NULL || colon == l ||
-            (size_t)(colon - l) >= NAME_MAX_LEN)
+        if (colon == NULL || colon == l || (size_t)(colon - l) >= NAME_MAX_LEN)
             continue;
         nl = (size_t)(colon - l);
         for (size_t i = 0; i < nl; i++)
@@ -248,8 +246,7 @@ static int pick_block(const char *p, size_t n, struct rblock *pick,
 /* Whether the line (n bytes) is the boundary "--b" or "--b--". */
 static int is_boundary(const char *l, size_t n, const char *b, size_t bl)
 {
-    if (n < bl + 2 || l[0] != '-' || l[1] != '-' ||
-        memcmp(l + 2, b, bl) != 0)
+    if (n < bl + 2 || l[0] != '-' || l[1] != '-' || memcmp(l + 2, b, bl) != 0)
         return 0;
     for (size_t i = bl + 2; i < n; i++) {
         if (l[i] != '-' && l[i] != ' ' && l[i] != '\t')
@@ -297,8 +294,8 @@ static int report_part(struct cursor *body, const char *b, struct rblock *pick,
         if (strcmp(cte, "base64") == 0) {
             unsigned char *dec = NULL;
             long dl = kn_b64_decode(start, (size_t)(stop - start), &dec);
-            int ok = dl > 0 && pick_block((const char *)dec, (size_t)dl, pick,
-                                          &seen);
+            int ok = dl > 0 &&
+                     pick_block((const char *)dec, (size_t)dl, pick, &seen);
             free(dec);
             if (ok)
                 return 1;
@@ -418,7 +415,7 @@ int kn_dsn_addr_norm(const char *addr, char *out, size_t cap)
         while (s < e && *s != '"') {
             if (*s == '\\' && s + 1 < e)
                 s++;
-            if (o + 1 >= cap)
+            if (o + 1 >= cap || (unsigned char)*s < 0x20 || *s == 0x7f)
                 return -1;
             out[o++] = (char)tolower((unsigned char)*s++);
         }
@@ -427,7 +424,8 @@ int kn_dsn_addr_norm(const char *addr, char *out, size_t cap)
         s++;
     }
     for (; s < e; s++) {
-        if (o + 1 >= cap)
+        /* outside quotes: no space, no control character */
+        if (o + 1 >= cap || (unsigned char)*s <= 0x20 || *s == 0x7f)
             return -1;
         if (*s == '@')
             at++;
@@ -446,10 +444,17 @@ int kn_dsn_status_hard(const char *status)
 
 int kn_dsn_carrier_domain(const char *addr)
 {
-    static const char *const carriers[] = {
-        "docomo.ne.jp",  "ezweb.ne.jp",  "au.com",     "softbank.ne.jp",
-        "i.softbank.jp", "ymobile.ne.jp", "y-mobile.ne.jp",
-        "rakumail.jp",   "uqmobile.jp",  "disney.ne.jp", NULL};
+    static const char *const carriers[] = {"docomo.ne.jp",
+                                           "ezweb.ne.jp",
+                                           "au.com",
+                                           "softbank.ne.jp",
+                                           "i.softbank.jp",
+                                           "ymobile.ne.jp",
+                                           "y-mobile.ne.jp",
+                                           "rakumail.jp",
+                                           "uqmobile.jp",
+                                           "disney.ne.jp",
+                                           NULL};
     const char *at = strrchr(addr, '@');
     const char *d = at ? at + 1 : addr;
     size_t dl = strlen(d);

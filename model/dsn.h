@@ -45,8 +45,7 @@ struct kn_dsn {
  *   3. anything else (a DSN of success, no Final-Recipient, a plain
  *      message) is OTHER with the reason in out->why.
  */
-enum kn_dsn_kind kn_dsn_parse(const char *msg, size_t len,
-                              struct kn_dsn *out);
+enum kn_dsn_kind kn_dsn_parse(const char *msg, size_t len, struct kn_dsn *out);
 
 /* Text for a kind: "failed", "delayed", "auto-reply", "other". */
 const char *kn_dsn_kind_name(enum kn_dsn_kind k);
@@ -55,7 +54,8 @@ const char *kn_dsn_kind_name(enum kn_dsn_kind k);
  * The form of an address that is hashed and compared: surrounding space
  * and <> dropped, a quoted local part unquoted, everything lower-case.
  * Writes at most cap bytes (NUL included); returns 0, or -1 if it does
- * not fit or is not an address (no '@').
+ * not fit or is not an address (not one '@', a control character, a
+ * space outside the quotes).
  */
 int kn_dsn_addr_norm(const char *addr, char *out, size_t cap);
 
@@ -79,7 +79,7 @@ const char *kn_dsn_reason(const char *status, int carrier, int ja);
 
 /* Soft bounces (4.x.x, delayed) suppress an address after this many
  * (each broadcast once) within this window. */
-#define KN_BOUNCE_SOFT_LIMIT 3
+#define KN_BOUNCE_SOFT_LIMIT     3
 #define KN_BOUNCE_SOFT_WINDOW_MS (14LL * 24 * 3600 * 1000)
 
 /* Characters of a bounce reference: 16 of RFC 4648 base32, lower-case. */

@@ -37,8 +37,8 @@ struct kn_redis_script kn_script_finish = {"finish", kn_lua_finish, ""};
 struct kn_redis_script kn_script_bounce = {"bounce", kn_lua_bounce, ""};
 struct kn_redis_script kn_script_bounce_ref = {"bounce_ref", kn_lua_bounce_ref,
                                                ""};
-struct kn_redis_script kn_script_sendgrid_events = {
-    "sendgrid_events", kn_lua_sendgrid_events, ""};
+struct kn_redis_script kn_script_sendgrid_events = {"sendgrid_events",
+                                                    kn_lua_sendgrid_events, ""};
 struct kn_redis_script kn_script_keep = {"keep", kn_lua_keep, ""};
 struct kn_redis_script kn_script_retry = {"retry", kn_lua_retry, ""};
 struct kn_redis_script kn_script_promote = {"promote", kn_lua_promote, ""};

@@ -106,7 +106,7 @@ struct req {
     struct kn_buf url, hfield, hval, body;
     char *authz, *ctype, *real_ip, *expect;
     char *line_sig;               /* X-Line-Signature */
-    char *sg_sig, *sg_ts; /* X-Twilio-Email-Event-Webhook-Signature, -Timestamp */
+    char *sg_sig, *sg_ts;         /* X-Twilio-Email-Event-Webhook-... */
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
     size_t header_bytes;
     int in_value;

@@ -46,12 +46,12 @@
 #include "model/dsn.h"
 #include "queue/scripts.h"
 
-#define SG_RATE 50        /* requests a second */
+#define SG_RATE        50 /* requests a second */
 #define SG_CONCURRENCY 8  /* requests at once */
-#define SG_WINDOW_S (24 * 3600 + 15 * 60)
-#define SG_FUTURE_S 300   /* clocks differ */
-#define SG_KEEP_MS ((int64_t)(SG_WINDOW_S + SG_FUTURE_S + 3600) * 1000)
-#define SG_MAX_EVENTS 10000
+#define SG_WINDOW_S    (24 * 3600 + 15 * 60)
+#define SG_FUTURE_S    300 /* clocks differ */
+#define SG_KEEP_MS     ((int64_t)(SG_WINDOW_S + SG_FUTURE_S + 3600) * 1000)
+#define SG_MAX_EVENTS  10000
 
 int kn__httpd_sg_admit(struct conn *c)
 {
@@ -191,12 +191,11 @@ static int take_event(json_t *e, struct kn_argv *a)
         /* the status, validated: "5.1.1;0;x" -> "5.1.1" */
         kn_bounce_detail(detail, sizeof(detail), st, 0, "x");
         if (detail[0] != ';')
-            snprintf(status, sizeof(status), "%.*s",
-                     (int)strcspn(detail, ";"), detail);
+            snprintf(status, sizeof(status), "%.*s", (int)strcspn(detail, ";"),
+                     detail);
     }
     soft = strcmp(ev, "blocked") == 0 ||
-           (type != NULL && strcmp(type, "blocked") == 0) ||
-           status[0] == '4';
+           (type != NULL && strcmp(type, "blocked") == 0) || status[0] == '4';
     kn_argv_add(a, id);
     kn_argv_add(a, ref);
     kn_argv_add(a, soft ? "soft" : "hard");
@@ -219,14 +218,13 @@ static void on_sg_recorded(struct batch *b)
                                 "Redis is unreachable; send it again");
         return;
     }
-    j = json_pack("{s:b, s:I, s:I, s:I}", "replay",
-                  r->element[0]->integer == 1, "recorded",
-                  (json_int_t)r->element[1]->integer, "duplicates",
+    j = json_pack("{s:b, s:I, s:I, s:I}", "replay", r->element[0]->integer == 1,
+                  "recorded", (json_int_t)r->element[1]->integer, "duplicates",
                   (json_int_t)r->element[2]->integer, "unknown",
                   (json_int_t)r->element[3]->integer);
     kn_log(KN_LOG_INFO, "http", "SendGrid events", "replay",
-           r->element[0]->integer == 1 ? "yes" : "no", "source",
-           c->req.source, NULL);
+           r->element[0]->integer == 1 ? "yes" : "no", "source", c->req.source,
+           NULL);
     kn__httpd_respond_json(c, 200, j, NULL);
 }
 

@@ -3,8 +3,7 @@
  * the input is whatever anyone mails to a bounce address.
  *   - kn_dsn_parse never reads past the input (ASan) and always says
  *     something: a FAILED/DELAYED result has a Final-Recipient that is a
- *     normalised address (one '@', lower-case, no control character, no
- *     space) and a status that is empty or d.d.d; AUTOREPLY/OTHER have a
+ *     normalised address (one '@', lower-case, no control character) and a status that is empty or d.d.d; AUTOREPLY/OTHER have a
  *     reason and no address;
  *   - the result does not depend on whether lines end in CRLF or LF;
  *   - the reason words exist for whatever status came out.
@@ -26,8 +25,8 @@ static void check(const struct kn_dsn *d)
         const char *at = strchr(d->final_rcpt, '@');
         FZ_CHECK(at != NULL && strchr(at + 1, '@') == NULL, "not an address");
         for (const char *p = d->final_rcpt; *p; p++) {
-            FZ_CHECK((unsigned char)*p > 0x20 && *p != 0x7f,
-                     "control or space in the address");
+            FZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f,
+                     "control character in the address");
             FZ_CHECK(!isupper((unsigned char)*p), "not lower-case");
         }
         if (d->status[0]) {

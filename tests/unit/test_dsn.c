@@ -128,6 +128,10 @@ static void test_addr_norm(void **state)
     assert_string_equal(b, "a..b.@ezweb.ne.jp");
     assert_int_equal(kn_dsn_addr_norm("nobody", b, sizeof(b)), -1);
     assert_int_equal(kn_dsn_addr_norm("a@b@c", b, sizeof(b)), -1);
+    assert_int_equal(kn_dsn_addr_norm("a b@c.jp", b, sizeof(b)), -1);
+    assert_int_equal(kn_dsn_addr_norm("a\x01b@c.jp", b, sizeof(b)), -1);
+    assert_int_equal(kn_dsn_addr_norm("\"a b\"@c.jp", b, sizeof(b)), 0);
+    assert_string_equal(b, "a b@c.jp");
     assert_int_equal(kn_dsn_addr_norm("\"unterminated@x", b, sizeof(b)), -1);
     assert_int_equal(kn_dsn_addr_norm("aaaaaaaa@bbbbbbbb", b, 8), -1);
 }
