@@ -81,7 +81,8 @@ static int next_field(struct cursor *c, char *name, char *value)
             nl--;
         name[nl] = '\0';
         value[0] = '\0';
-        append(value, &vl, VALUE_MAX_LEN, colon + 1, n - nl - 1);
+        append(value, &vl, VALUE_MAX_LEN, colon + 1,
+               (size_t)(l + n - (colon + 1)));
         /* continuation lines */
         while (c->p < c->end && (c->p[0] == ' ' || c->p[0] == '\t')) {
             next_line(c, &l, &n);
