@@ -22,6 +22,8 @@ with a config whose security.key_file does not exist (it needs no key).
       -> exit 1, kept aside; bad arguments -> exit 2.
   [7] the next broadcast skips both suppressed addresses and counts them
       (suppressed 2, never silent); report and API count and list them.
+  [7] GET /v1/broadcasts/{id} and the list count bounced and suppressed;
+      the recipients API and its CSV give each row its state.
   [8] soft bounces: a delayed DSN in 3 broadcasts within 14 days
       suppresses; each broadcast counts once.
   [9] kairanctl suppression list (masked) and clear; the cleared address
@@ -319,6 +321,44 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert lst[rid[GONE]]["state"] == "suppressed", lst[rid[GONE]]
         assert "ask the family" in lst[rid[GONE]]["reason"]
         assert state(bid2, rid[REFUSED]).startswith("s|")
+
+    def api(path, tok):
+        host, port = k.sections["http"]["listen"].rsplit(":", 1)
+        cn = http.client.HTTPConnection(host, int(port), timeout=10)
+        cn.request("GET", path, headers={"Authorization": "Bearer " + tok})
+        resp = cn.getresponse()
+        data = resp.read()
+        cn.close()
+        return resp.status, data
+
+    with tap.check("[7] the API counts bounced and suppressed; recipients "
+                   "API and CSV states"):
+        cp = k.ctl("token", "create", "--role", "limited_admin", "--tenant", T,
+                   "--name", "bounces")
+        assert cp.returncode == 0, cp.stderr
+        tok = cp.stdout.strip()
+        st, data = api("/v1/broadcasts/%s" % bid1, tok)
+        assert st == 200, (st, data[:300])
+        cnt = json.loads(data)["counts"]["email"]
+        assert cnt["bounced"] == 3 and cnt["pending"] == 0, cnt
+        st, data = api("/v1/broadcasts/%s" % bid2, tok)
+        cnt = json.loads(data)["counts"]["email"]
+        assert cnt["suppressed"] == 3 and cnt["delivered"] == 3, cnt
+        st, data = api("/v1/broadcasts?limit=50", tok)
+        assert st == 200, (st, data[:300])
+        lst = {b["id"]: b for b in json.loads(data)["broadcasts"]}
+        assert lst[bid2]["suppressed"] == 3 and lst[bid1]["bounced"] == 3, \
+            lst[bid1]
+        st, data = api("/v1/broadcasts/%s/recipients?limit=500" % bid2, tok)
+        assert st == 200, (st, data[:300])
+        rows = {r["recipient"]: r for r in json.loads(data)["recipients"]}
+        assert rows[rid[GONE]]["state"] == "suppressed", rows[rid[GONE]]
+        assert rows[rid[OK]]["state"] == "delivered", rows[rid[OK]]
+        st, data = api("/v1/broadcasts/%s/recipients?limit=500" % bid1, tok)
+        rows = {r["recipient"]: r for r in json.loads(data)["recipients"]}
+        assert rows[rid[GONE]]["state"] == "bounced", rows[rid[GONE]]
+        st, data = api("/v1/broadcasts/%s/recipients.csv" % bid1, tok)
+        assert st == 200 and b",bounced," in data, data[:400]
 
     with tap.check("[8] soft: a delayed DSN in 3 broadcasts within 14 days "
                    "suppresses (each broadcast once)"):
