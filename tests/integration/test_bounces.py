@@ -34,6 +34,10 @@ with a config whose security.key_file does not exist (it needs no key).
       and missing headers are refused with nothing recorded; the same
       request again (a replay) and the same sg_event_id re-signed change
       nothing.
+  [12] through Postfix: a private instance (postfix -c DIR start-fg, as
+      test_smtp_client's) with the runbook's master.cf pipe(8) and
+      transport lines takes a DSN for the bounce domain over SMTP and runs
+      kairanctl bounce as user nobody, without the key file: recorded.
   [10] no plaintext address in Redis, kairand's log or the aside stream.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_bounces.py
@@ -41,6 +45,9 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_bounces.py
 
 import base64
 import http.client
+import shutil
+import smtplib
+import tempfile
 import json
 import os
 import re
@@ -114,6 +121,15 @@ def dsn(final, action="failed", status="5.1.1", to=None):
 AUTOREPLY = "\r\n".join([
     "From: %s" % AWAY, "To: someone", "Subject: 自動応答: 不在です",
     "Auto-Submitted: auto-replied", "", "月曜日まで不在です。", ""])
+
+
+def connectable(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def redis_dump(r):
@@ -476,6 +492,84 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert k.counts(bid1)["email"] == c1, (k.counts(bid1), c1)
         st, data = sg_post(b"{not json", ts=ts)
         assert st == 400, (st, data)
+
+    def postfix_bounce_check():
+        """[12]: the runbook's Postfix lines, for real."""
+        pdir = tempfile.mkdtemp(prefix="kairan-postfix-bounce-")
+        os.chmod(pdir, 0o755)
+        port = free_port()
+        spool, data = (os.path.join(pdir, x) for x in ("spool", "data"))
+        os.makedirs(spool)
+        os.makedirs(data)
+        shutil.chown(data, "postfix")
+        conf = os.path.join(pdir, "kairan.conf")   # readable by nobody
+        shutil.copy(nokey, conf)
+        os.chmod(conf, 0o644)
+        main = {
+            "compatibility_level": "3.6", "queue_directory": spool,
+            "data_directory": data, "mail_owner": "postfix",
+            "setgid_group": "postdrop", "myhostname": "mx.test.example",
+            "mydestination": "", "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4", "mynetworks": "127.0.0.0/8",
+            "relay_domains": BDOM, "recipient_delimiter": "+",
+            "transport_maps": "inline:{ %s=kairan-bounce: }" % BDOM,
+            "kairan-bounce_destination_recipient_limit": "1",
+            "smtpd_relay_restrictions": "permit_mynetworks, "
+                                        "reject_unauth_destination",
+            "default_transport": "discard:test", "alias_maps": "",
+            "alias_database": "", "maillog_file": "/dev/stdout",
+        }
+        with open(os.path.join(pdir, "main.cf"), "w") as f:
+            f.writelines("%s = %s\n" % kv for kv in main.items())
+        with open("/etc/postfix/master.cf") as f, \
+                open(os.path.join(pdir, "master.cf"), "w") as g:
+            for line in f:
+                w = line.split()
+                if line[0] in "# \t\n" or len(w) < 8:
+                    g.write(line)
+                    continue
+                if w[0] == "smtp" and w[1] == "inet":
+                    w[0] = "127.0.0.1:%d" % port
+                w[4] = "n"  # no chroot
+                g.write(" ".join(w) + "\n")
+            # docs/runbook.md, "Postfix: hand the bounce domain to ..."
+            g.write("kairan-bounce unix - n n - 4 pipe\n"
+                    "  flags=Rq user=nobody size=1048576 argv=%s -c %s "
+                    "bounce ${recipient}\n"
+                    % (os.path.abspath(os.path.join(BUILD, "kairanctl")), conf))
+        pf = Proc(["/usr/sbin/postfix", "-c", pdir, "start-fg"], out,
+                  name="postfix", extra_env={"MAIL_CONFIG": pdir})
+        try:
+            wait_for(lambda: connectable(port), 30, what="postfix smtpd")
+            n0 = [m for m in smtp.messages() if m["rcpt"][0] == GONE]
+            ref = REF_RE.match(n0[-1]["mail_from"]).group(1)
+            bid = bid4
+            assert state(bid, rid[GONE]).startswith("d|")
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.sendmail("", ["bounce+%s@%s" % (ref, BDOM)],
+                           dsn(GONE).encode())
+            wait_for(lambda: state(bid, rid[GONE]).startswith("b|"), 60,
+                     what="the DSN through Postfix recorded")
+            with open(pf.stdout_path, errors="replace") as f:
+                plog = f.read()
+            assert "status=sent" in plog and "kairan-bounce" in plog, \
+                plog[-800:]
+            for a in ALL:
+                assert a not in plog.replace(GONE, ""), a
+        finally:
+            subprocess.run(["/usr/sbin/postfix", "-c", pdir, "stop"],
+                           capture_output=True, timeout=60)
+            pf.stop()
+            shutil.rmtree(pdir, ignore_errors=True)
+
+    if not os.path.exists("/usr/sbin/postfix") or os.geteuid() != 0:
+        tap.skip("[12] through Postfix's pipe(8)",
+                 "needs postfix and root (its daemons run as postfix)")
+    else:
+        with tap.check("[12] a DSN through a private Postfix: transport and "
+                       "pipe(8) as in the runbook, kairanctl bounce as "
+                       "nobody without the key"):
+            postfix_bounce_check()
 
     with tap.check("[10] no plaintext address in Redis, kairand's log or the "
                    "aside stream"):
