@@ -367,8 +367,10 @@ static int supp_clear(const char *tenant, const char *addr)
         goto out;
     }
     if (strcmp(addr, "--all") == 0) {
-        r = kn_cli_cmd("HLEN %s", supp);
-        n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        /* HKEYS, not HLEN: the commands kairan's Redis user may run
+         * (contrib/redis-kairan.conf) */
+        r = kn_cli_cmd("HKEYS %s", supp);
+        n = r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : 0;
         freeReplyObject(r);
         freeReplyObject(kn_cli_cmd("DEL %s %s", supp, soft));
     } else {
