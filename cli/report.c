@@ -774,6 +774,13 @@ static void print_html(json_t *o)
         html_esc(k);
         printf("</th><td>%lld</td></tr>\n", json_integer_value(v));
     }
+    if (json_integer_value(json_object_get(o, "bounced")) > 0 ||
+        json_integer_value(json_object_get(o, "suppressed")) > 0)
+        printf("<tr><th>bounced</th><td>%lld</td></tr>\n"
+               "<tr><th>suppressed (not sent: bounced before)</th>"
+               "<td>%lld</td></tr>\n",
+               json_integer_value(json_object_get(o, "bounced")),
+               json_integer_value(json_object_get(o, "suppressed")));
     printf("</table>\n<p>reached = accepted by the relay or provider, not "
            "proof of reading.</p>\n");
     printf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
@@ -818,9 +825,17 @@ static void print_html(json_t *o)
         {
             const char *st = json_string_value(json_object_get(u, "state"));
             printf("</td><td>%s",
-                   strcmp(st, "no_contact") == 0 ? "NO CONTACT"
-                   : r                            ? "yes"
-                                                  : "NO");
+                   strcmp(st, "no_contact") == 0   ? "NO CONTACT"
+                   : strcmp(st, "bounced") == 0    ? "BOUNCED"
+                   : strcmp(st, "suppressed") == 0 ? "SUPPRESSED"
+                   : r                             ? "yes"
+                                                   : "NO");
+            if (json_string_value(json_object_get(u, "reason_ja"))) {
+                printf(": ");
+                html_esc(json_string_value(json_object_get(u, "reason_ja")));
+                printf(" / ");
+                html_esc(json_string_value(json_object_get(u, "reason")));
+            }
             if (json_string_value(json_object_get(u, "via"))) {
                 printf(" (via ");
                 html_esc(json_string_value(json_object_get(u, "via")));

@@ -278,6 +278,8 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert lst[rid[OK]]["state"] == "reached", lst[rid[OK]]
         txt = k.ctl("report", bid1).stdout
         assert "BOUNCED" in txt and "bounced:     2" in txt, txt
+        html = k.ctl("report", bid1, "--format", "html").stdout
+        assert "BOUNCED: " in html and "ドメイン指定受信" in html, html[-600:]
 
     with tap.check("[4] an auto-reply: exit 0, counted, kept aside, not a "
                    "bounce"):
