@@ -36,6 +36,9 @@ struct kn_result {
                            recipient's fault; pause the route, keep job */
     unsigned quota : 1; /* the provider's quota is used up (LINE monthly):
                            stop the route, move recipients on */
+    /* e-mail: the relay refused the recipient with 5xx at RCPT: a bounce
+     * (issue 18) */
+    unsigned refused : 1;
 };
 
 /* What is sent: shared by every job of one broadcast (read-only). */
@@ -72,6 +75,9 @@ struct kn_job {
     const char *link; /* personal confirmation link (ack broadcasts) or
                          NULL: every channel's text must carry it */
     void *_owner;     /* the worker's record of this job */
+    /* e-mail: the VERP reference (model/dsn.h) for the envelope sender and
+     * SendGrid's custom_args, or NULL (issue 18) */
+    const char *bounce_ref;
 };
 
 typedef void kn_done_cb(struct kn_job *job, const struct kn_result *r,

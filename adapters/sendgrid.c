@@ -7,7 +7,9 @@
  * jobs (up to sendgrid.batch personalizations each, one per job), with the
  * same subject, body and Message-ID that the SMTP adapter would have sent,
  * and custom_args naming the broadcast and the job (SendGrid has no
- * idempotency key: these let delivery events be de-duplicated).  At most
+ * idempotency key: these let delivery events be de-duplicated) and the
+ * job's bounce reference (kairan_ref), by which the Event Webhook's
+ * bounces are attributed.  At most
  * KN_SENDGRID_REQUESTS requests run at once; more wait here in order.
  *
  * SendGrid refuses the whole request when one address is outside its
@@ -160,6 +162,11 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                       "kairan_bc", m->bcast, "kairan_job", jobkey);
         free(mid);
         free(jobkey);
+        if (p != NULL && j->bounce_ref != NULL)
+            /* the one thing the Event Webhook attributes a bounce by
+             * (dispatcher/http/sendgrid_events.c) */
+            json_object_set_new(json_object_get(p, "custom_args"), "kairan_ref",
+                                json_string(j->bounce_ref));
         if (p != NULL && links) {
             char *lt = kn_message_link_text(KN_TEXT_MAIL, j->link);
             json_t *t = json_string(lt);

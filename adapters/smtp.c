@@ -54,6 +54,7 @@ struct smtp_send {
     kn_done_cb *done;
     void *arg;
     char *rcpt; /* envelope recipient, quoted as needed */
+    char *from; /* VERP envelope sender, or NULL: smtp.from's address */
     char *data; /* dot-stuffed content */
     struct kn_smtp_msg msg;
     int requeued; /* taken again after a reused connection died */
@@ -71,6 +72,7 @@ struct smtp {
     SSL_CTX *ssl_ctx;
     struct kn_smtp_conf sconf;
     char *helo, *username, *password;
+    char *bounce_local, *bounce_domain; /* VERP, or NULL */
     int64_t connect_ms, greeting_ms, mail_ms, rcpt_ms, data_init_ms,
         data_xfer_ms, data_done_ms;
     size_t connections;
@@ -118,6 +120,7 @@ static void conn_timer(struct conn *c);
 static void msg_free(struct smtp_send *m)
 {
     free(m->rcpt);
+    free(m->from);
     free(m->data);
     free(m);
 }
@@ -176,6 +179,8 @@ static void smtp_unref(struct smtp *s)
     kn__mail_conf_free(&s->mail);
     free(s->host);
     free(s->helo);
+    free(s->bounce_local);
+    free(s->bounce_domain);
     free(s->username);
     if (s->password != NULL) {
         explicit_bzero(s->password, strlen(s->password));
@@ -441,7 +446,7 @@ static void sess_starttls(void *ctx)
 
 static void start_msg(struct conn *c)
 {
-    c->m->msg.from = c->s->mail.from_addr;
+    c->m->msg.from = c->m->from ? c->m->from : c->s->mail.from_addr;
     c->m->msg.rcpt = c->m->rcpt;
     c->m->msg.data = c->m->data;
     kn_smtp_send(c->sess, &c->m->msg);
@@ -500,6 +505,7 @@ static void classify(int code, const char *text, enum kn_smtp_stage stage,
         snprintf(detail, len, "smtp %d %s", code, masked);
     } else {
         r->status = code / 100 == 5 ? KN_PERMFAIL : KN_TEMPFAIL;
+        r->refused = code / 100 == 5 && stage == KN_SMTP_STAGE_RCPT;
         snprintf(detail, len, "smtp %d: %s (%s)", code, masked,
                  stage_name(stage));
     }
@@ -933,6 +939,10 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
         return rc;
     }
     s->helo = cfg->smtp_helo ? kn_xstrdup(cfg->smtp_helo) : own_name();
+    if (cfg->smtp_bounce_local != NULL && cfg->smtp_bounce_domain != NULL) {
+        s->bounce_local = kn_xstrdup(cfg->smtp_bounce_local);
+        s->bounce_domain = kn_xstrdup(cfg->smtp_bounce_domain);
+    }
     s->username = cfg->smtp_username ? kn_xstrdup(cfg->smtp_username) : NULL;
     s->password = cfg->smtp_password ? kn_xstrdup(cfg->smtp_password) : NULL;
     s->sconf.helo = s->helo;
@@ -996,6 +1006,10 @@ static int smtp_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
         }
         free(raw);
         m->rcpt = kn_addr_quote(job->addr);
+        if (job->bounce_ref != NULL && s->bounce_local != NULL &&
+            s->bounce_domain != NULL)
+            m->from = kn_xasprintf("%s+%s@%s", s->bounce_local, job->bounce_ref,
+                                   s->bounce_domain);
         enqueue(s, m, 0);
     }
     pump(s);

@@ -76,6 +76,6 @@ struct kn_cli_command {
 extern const struct kn_cli_command kn_cli_cmd_purge, kn_cli_cmd_tenant,
     kn_cli_cmd_recipients, kn_cli_cmd_groups, kn_cli_cmd_rekey, kn_cli_cmd_keys,
     kn_cli_cmd_report, kn_cli_cmd_drill, kn_cli_cmd_token, kn_cli_cmd_migrate,
-    kn_cli_cmd_category, kn_cli_cmd_staff;
+    kn_cli_cmd_category, kn_cli_cmd_staff, kn_cli_cmd_bounce, kn_cli_cmd_supp;
 
 #endif

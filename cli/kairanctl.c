@@ -57,6 +57,7 @@ static const struct kn_cli_command *const commands[] = {
     &kn_cli_cmd_groups,  &kn_cli_cmd_rekey,    &kn_cli_cmd_keys,
     &kn_cli_cmd_report,  &kn_cli_cmd_drill,    &kn_cli_cmd_token,
     &kn_cli_cmd_migrate, &kn_cli_cmd_category, &kn_cli_cmd_staff,
+    &kn_cli_cmd_bounce,  &kn_cli_cmd_supp,
 };
 
 static void usage(FILE *f)

@@ -28,6 +28,7 @@
 #include "model/broadcast.h"
 #include "model/child.h"
 #include "model/directory.h"
+#include "model/dsn.h"
 #include "queue/keys.h"
 
 static const int within_s[] = {60, 300, 900};
@@ -50,6 +51,8 @@ struct rcpt {
     int no_contact;          /* no contact on the broadcast's channels */
     char *via;               /* reached through this sibling's contact */
     char *phone;             /* masked, for the list of whom to phone */
+    char bcode;              /* 'b' an e-mail bounced, 's' suppressed */
+    char bdetail[48];        /* the bounce's detail (model/dsn.h) */
 };
 
 struct report {
@@ -62,6 +65,7 @@ struct report {
     size_t *slot;  /* while loading: hash index, 1 + position in r, 0 free */
     size_t nslot;  /* a power of two, at least 2 * n */
     json_t *fail;  /* reason -> count */
+    size_t nbounced, nsuppressed; /* deliveries bounced, suppressed */
 };
 
 /*
@@ -190,6 +194,18 @@ static void load_state(struct report *rp, const char *field, const char *v)
             r->reached_ms = ms;
         if (ch >= 0 && (r->ch_ms[ch] == 0 || ms < r->ch_ms[ch]))
             r->ch_ms[ch] = ms;
+    } else if (code == 'b' || code == 's') {
+        /* issue 18: bounced after delivery (or refused at RCPT), or
+         * skipped because the address bounced before */
+        if (code == 'b') {
+            rp->nbounced++;
+            r->bcode = 'b';
+            snprintf(r->bdetail, sizeof(r->bdetail), "%s", detail);
+        } else {
+            rp->nsuppressed++;
+            if (r->bcode != 'b')
+                r->bcode = 's';
+        }
     } else if (code == 'f' || code == 'x') {
         const char *key = code == 'x' ? (detail[0] ? detail : "expired")
                                       : (detail[0] ? detail : "failed");
@@ -412,6 +428,18 @@ static int child_state(const struct rcpt *r)
 }
 
 
+/* The state of a listed recipient: the child's (model/child.h), but a
+ * child not reached whose e-mail bounced or was suppressed says so. */
+static const char *listed_state(const struct rcpt *r)
+{
+    int st = child_state(r);
+    if (st == KN_CHILD_NOT_REACHED && r->bcode == 'b')
+        return "bounced";
+    if (st == KN_CHILD_NOT_REACHED && r->bcode == 's')
+        return "suppressed";
+    return kn_child_state_name((enum kn_child_state)st);
+}
+
 /* No contact first, then not reached, then by id. */
 static int unconfirmed_order(const void *a, const void *b)
 {
@@ -542,6 +570,9 @@ static json_t *build(struct report *rp)
     json_object_set_new(o, "confirm_p50_s", pct(ct, nconf, 50));
     json_object_set_new(o, "confirm_p90_s", pct(ct, nconf, 90));
     json_object_set_new(o, "failures", json_incref(rp->fail));
+    json_object_set_new(o, "bounced", json_integer((json_int_t)rp->nbounced));
+    json_object_set_new(o, "suppressed",
+                        json_integer((json_int_t)rp->nsuppressed));
     json_object_set_new(o, "answers", answers(rp));
     for (size_t i = 0; i < nl; i++) {
         json_t *u = json_object();
@@ -551,9 +582,29 @@ static json_t *build(struct report *rp)
         json_object_set_new(u, "reached",
                             json_boolean(list[i]->reached_ms > 0));
         json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
-        json_object_set_new(u, "state",
-                            json_string(kn_child_state_name(
-                            (enum kn_child_state)child_state(list[i]))));
+        json_object_set_new(u, "state", json_string(listed_state(list[i])));
+        if (list[i]->bcode != 0 &&
+            child_state(list[i]) == KN_CHILD_NOT_REACHED) {
+            char st[16] = "";
+            int carrier = 0;
+            kn_bounce_detail_parse(list[i]->bdetail, st, sizeof(st),
+                                   &carrier);
+            json_object_set_new(u, "status", json_string(st));
+            json_object_set_new(
+                u, "reason",
+                json_string(list[i]->bcode == 's'
+                                ? "skipped: this address bounced before "
+                                  "(suppressed) — ask the family for a new "
+                                  "address, or clear it"
+                                : kn_dsn_reason(st, carrier, 0)));
+            json_object_set_new(
+                u, "reason_ja",
+                json_string(list[i]->bcode == 's'
+                                ? "以前届かなかったアドレスのため送信を止めて"
+                                  "います。ご家庭に新しいアドレスを確認して"
+                                  "ください"
+                                : kn_dsn_reason(st, carrier, 1)));
+        }
         json_object_set_new(u, "via", list[i]->via ? jstr(list[i]->via)
                                                    : json_null());
         json_object_set_new(u, "phone", list[i]->phone ? jstr(list[i]->phone)
@@ -614,6 +665,13 @@ static void print_text(json_t *o)
         json_object_foreach(json_object_get(o, "failures"), k, v)
             printf("  %5lld  %s\n", json_integer_value(v), k);
     }
+    if (json_integer_value(json_object_get(o, "bounced")) > 0 ||
+        json_integer_value(json_object_get(o, "suppressed")) > 0)
+        printf("bounced:     %lld  (came back after the relay accepted it, "
+               "or refused)\nsuppressed:  %lld  (not sent: the address "
+               "bounced before)\n",
+               json_integer_value(json_object_get(o, "bounced")),
+               json_integer_value(json_object_get(o, "suppressed")));
     v = json_object_get(o, "children");
     printf("children:    %lld: reached %lld, through a sibling's guardian "
            "%lld, not reached %lld, no contact on these channels %lld\n",
@@ -633,9 +691,13 @@ static void print_text(json_t *o)
                json_string_value(json_object_get(u, "name"))
                    ? json_string_value(json_object_get(u, "name"))
                    : "-",
-               strcmp(st, "no_contact") == 0  ? "NO CONTACT"
+               strcmp(st, "no_contact") == 0    ? "NO CONTACT"
                : strcmp(st, "not_reached") == 0 ? "NOT REACHED"
+               : strcmp(st, "bounced") == 0     ? "BOUNCED"
+               : strcmp(st, "suppressed") == 0  ? "SUPPRESSED"
                                                 : "reached");
+        if (json_string_value(json_object_get(u, "reason")))
+            printf(" (%s)", json_string_value(json_object_get(u, "reason")));
         if (json_string_value(json_object_get(u, "via")))
             printf(" via %s", json_string_value(json_object_get(u, "via")));
         if (json_string_value(json_object_get(u, "phone")))
@@ -712,6 +774,13 @@ static void print_html(json_t *o)
         html_esc(k);
         printf("</th><td>%lld</td></tr>\n", json_integer_value(v));
     }
+    if (json_integer_value(json_object_get(o, "bounced")) > 0 ||
+        json_integer_value(json_object_get(o, "suppressed")) > 0)
+        printf("<tr><th>bounced</th><td>%lld</td></tr>\n"
+               "<tr><th>suppressed (not sent: bounced before)</th>"
+               "<td>%lld</td></tr>\n",
+               json_integer_value(json_object_get(o, "bounced")),
+               json_integer_value(json_object_get(o, "suppressed")));
     printf("</table>\n<p>reached = accepted by the relay or provider, not "
            "proof of reading.</p>\n");
     printf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
@@ -756,9 +825,17 @@ static void print_html(json_t *o)
         {
             const char *st = json_string_value(json_object_get(u, "state"));
             printf("</td><td>%s",
-                   strcmp(st, "no_contact") == 0 ? "NO CONTACT"
-                   : r                            ? "yes"
-                                                  : "NO");
+                   strcmp(st, "no_contact") == 0   ? "NO CONTACT"
+                   : strcmp(st, "bounced") == 0    ? "BOUNCED"
+                   : strcmp(st, "suppressed") == 0 ? "SUPPRESSED"
+                   : r                             ? "yes"
+                                                   : "NO");
+            if (json_string_value(json_object_get(u, "reason_ja"))) {
+                printf(": ");
+                html_esc(json_string_value(json_object_get(u, "reason_ja")));
+                printf(" / ");
+                html_esc(json_string_value(json_object_get(u, "reason")));
+            }
             if (json_string_value(json_object_get(u, "via"))) {
                 printf(" (via ");
                 html_esc(json_string_value(json_object_get(u, "via")));

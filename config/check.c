@@ -16,6 +16,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "common/codec.h"
 #include "common/kn.h"
 #include "config/config.h"
@@ -344,6 +347,50 @@ const char *kn__config_check_hostname(const char *value)
             return "expected a host name such as mail.school.example.jp";
     }
     return NULL;
+}
+
+const char *kn__config_check_bounce_local(const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0 || n > 32)
+        return "expected 1 to 32 characters such as bounce";
+    for (const char *p = value; *p; p++) {
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) ||
+              *p == '.' || *p == '-'))
+            return "expected lower-case letters, digits, '.' and '-' only "
+                   "(no '+': kairan adds +<ref> itself), such as bounce";
+    }
+    if (value[0] == '.' || value[n - 1] == '.' || strstr(value, "..") != NULL)
+        return "a '.' may not start or end it, nor follow another";
+    return NULL;
+}
+
+const char *kn__config_check_ec_public_key(const char *value)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p;
+    long n = kn_b64_decode(value, strlen(value), &der);
+    EVP_PKEY *k = NULL;
+    const char *why = NULL;
+    char group[32] = "";
+    size_t gl = 0;
+    if (n <= 0) {
+        free(der);
+        return "expected the base64 public key SendGrid shows for the "
+               "signed Event Webhook (MFkwEwYHKoZIzj0CAQYI...)";
+    }
+    p = der;
+    k = d2i_PUBKEY(NULL, &p, n);
+    if (k == NULL || p != der + n)
+        why = "not a public key (base64 of DER SubjectPublicKeyInfo): copy "
+              "the verification key from SendGrid's Mail Settings";
+    else if (EVP_PKEY_get_base_id(k) != EVP_PKEY_EC ||
+             EVP_PKEY_get_group_name(k, group, sizeof(group), &gl) != 1 ||
+             strcmp(group, "prime256v1") != 0)
+        why = "not an ECDSA P-256 key (SendGrid signs with ECDSA P-256)";
+    EVP_PKEY_free(k);
+    free(der);
+    return why;
 }
 
 int kn_config_listen_parse(const char *spec, struct sockaddr_storage *addr)

@@ -27,6 +27,10 @@ const char *kn__config_check_smtp_url(const char *value);
 const char *kn__config_mailbox_problem(const char *value);
 /* smtp.helo */
 const char *kn__config_check_hostname(const char *value);
+/* smtp.bounce_local: 1-32 of a-z 0-9 . - (no '+': it separates the ref). */
+const char *kn__config_check_bounce_local(const char *value);
+/* sendgrid.webhook_public_key: base64 DER of an ECDSA P-256 public key. */
+const char *kn__config_check_ec_public_key(const char *value);
 /* http.listen: what kn_config_listen_parse takes */
 const char *kn__config_check_listen(const char *value);
 /* http.public_url: an absolute http(s) URL, host, no userinfo/query/fragment */

@@ -203,6 +203,10 @@ static const struct key keys[] = {
         smtp_data_xfer_timeout_ms),
     DUR("smtp", "data_done_timeout_ms", "10m", 1 * SEC, 1 * HOUR,
         smtp_data_done_timeout_ms),
+    STR("smtp", "bounce_local", NULL, smtp_bounce_local, F_OPTIONAL,
+        kn__config_check_bounce_local, NULL),
+    STR("smtp", "bounce_domain", NULL, smtp_bounce_domain, F_OPTIONAL,
+        kn__config_check_hostname, NULL),
 
     STR("outbox", "dir", "outbox", outbox_dir, 0, NULL, "KAIRAN_OUTBOX_DIR"),
     INT("outbox", "slots", "64", 1, 4096, outbox_slots),
@@ -264,6 +268,8 @@ static const struct key keys[] = {
         sendgrid_timeout_ms),
     INT("sendgrid", "batch", "1000", 1, 1000, sendgrid_batch),
     INT("sendgrid", "rate", "10", 1, 100000, sendgrid_rate),
+    STR("sendgrid", "webhook_public_key", NULL, sendgrid_webhook_public_key,
+        F_OPTIONAL, kn__config_check_ec_public_key, NULL),
 
     ENUM("failover", "mode", "emergency-only", failover_modes, failover_mode),
     INT("failover", "failures", "5", 1, 1000000, failover_failures),
@@ -1022,6 +1028,11 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
                       "set requirepass on the sentinels and the file here, "
                       "or (a closed network only) "
                       "redis.sentinel_allow_no_password = yes");
+    if ((cfg->smtp_bounce_local == NULL) != (cfg->smtp_bounce_domain == NULL))
+        check_problem(cfg, err, &count,
+                      "smtp.bounce_local and smtp.bounce_domain go together: "
+                      "set both (bounces come back to "
+                      "<bounce_local>+<ref>@<bounce_domain>) or neither");
     if (cfg->smtp_username != NULL && cfg->smtp_password == NULL)
         check_problem(cfg, err, &count,
                       "smtp.username is set but there is no password: set "

@@ -86,6 +86,10 @@ struct kn_config {
     int64_t smtp_data_init_timeout_ms;
     int64_t smtp_data_xfer_timeout_ms;
     int64_t smtp_data_done_timeout_ms;
+    /* VERP envelope sender <bounce_local>+<ref>@<bounce_domain>; both or
+     * neither (issue 18, docs/runbook.md "Bounces") */
+    char *smtp_bounce_local;
+    char *smtp_bounce_domain;
 
     /* [outbox] */
     char *outbox_dir;
@@ -141,6 +145,8 @@ struct kn_config {
     int64_t sendgrid_timeout_ms;
     int64_t sendgrid_batch; /* personalizations per request, <= 1000 */
     int64_t sendgrid_rate;  /* requests per second */
+    /* base64 of the Event Webhook's ECDSA P-256 public key (DER) */
+    char *sendgrid_webhook_public_key;
 
     /* [failover] circuit breaker on the SMTP relay */
     enum kn_failover_mode failover_mode;

@@ -248,8 +248,8 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
 {
     struct kn_worker *w = jb->w;
     struct kn_daemon *d = w->d;
-    int counted =
-        strcmp(state, "delivered") == 0 || strcmp(state, "failed") == 0;
+    int counted = strcmp(state, "delivered") == 0 ||
+                  strcmp(state, "failed") == 0 || strcmp(state, "bounced") == 0;
     if (strcmp(state, "delivered") != 0)
         kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
                "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
@@ -517,7 +517,12 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         break;
     case KN_PERMFAIL:
         d->permfailed++;
-        if (r->dead) {
+        if (r->refused && w->ch == KN_CH_EMAIL && jb->naddr == 1) {
+            /* 5xx at RCPT: a bounce at once, suppressed (issue 18) */
+            kn__bounce_refused(d, jb, r->detail, why, sizeof(why));
+            fall_back(jb);
+            finish(jb, "bounced", why);
+        } else if (r->dead) {
             snprintf(why, sizeof(why), "dead address: %s",
                      r->detail ? r->detail : "");
             fail_for_good(jb, why);
@@ -574,6 +579,7 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
         free(t);
     }
     jb->job.link = jb->link;
+    kn__bounce_ref(w->d, jb); /* e-mail: the VERP reference (bounce.c) */
     jb->job._owner = jb;
     jb->via = via;
 }

@@ -55,7 +55,22 @@ struct wjob {
     const char *fin_state; /* a literal: "delivered", "failed", ... */
     char *fin_detail;
     int fin_attempts;
+    char bref[24]; /* e-mail: its bounce reference, "" none (bounce.c) */
+    int carrier;   /* e-mail: the address is at a carrier domain */
 };
+
+/*
+ * bounce.c (issue 18).  kn__bounce_ref: give an e-mail job (one address,
+ * decrypted) its VERP reference, jb->bref and jb->job.bounce_ref, and store
+ * what it names (bref:<ref>, kept retention.delivery_days) unless neither
+ * smtp.bounce_domain nor sendgrid.webhook_public_key is set.
+ * kn__bounce_refused: the relay refused the job's address with 5xx at
+ * RCPT: suppress it for the tenant (queue/lua/bounce.lua) and write the
+ * detail to record ("5.1.1;1;rcpt 550") into out.
+ */
+void kn__bounce_ref(struct kn_daemon *d, struct wjob *jb);
+void kn__bounce_refused(struct kn_daemon *d, struct wjob *jb,
+                        const char *smtp_detail, char *out, size_t cap);
 
 struct kn_worker {
     struct kn_daemon *d;

@@ -68,6 +68,10 @@ const char *kn_child_code_name(char code)
         return "expired";
     case 'c':
         return "cancelled";
+    case 'b':
+        return "bounced";
+    case 's':
+        return "suppressed";
     default:
         return "unknown";
     }

@@ -49,7 +49,7 @@ enum kn_child_state kn_child_classify(int64_t reached_ms, int via_sibling,
 
 /* One state value "<code>|<recipient>|<ms>|<detail>" read in place. */
 struct kn_child_st {
-    char code;        /* q r d f x c */
+    char code;        /* q r d f x c b s */
     const char *rcpt; /* into the value, rcpt_len bytes (no NUL) */
     size_t rcpt_len;
     int64_t ms;         /* 0 if absent */
@@ -80,7 +80,7 @@ enum kn_child_state kn_child_resolve(const char *id, const char *const *states,
                                      size_t n, struct kn_child_seen *seen);
 
 /* "queued", "retrying", "delivered", "failed", "expired", "cancelled",
- * or "unknown". */
+ * "bounced", "suppressed" (issue 18), or "unknown". */
 const char *kn_child_code_name(char code);
 
 #define KN_CHILD_MAX_CONTACTS 32

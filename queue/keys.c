@@ -55,6 +55,21 @@ char *kn_key_cats(const char *prefix, const char *tenant)
     return one_part_key(prefix, "cats", tenant);
 }
 
+char *kn_key_supp(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "supp", tenant);
+}
+
+char *kn_key_soft(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "soft", tenant);
+}
+
+char *kn_key_bref(const char *prefix, const char *ref)
+{
+    return one_part_key(prefix, "bref", ref);
+}
+
 /* ------------------------------------------------------ staff accounts */
 
 char *kn_key_staff(const char *prefix, const char *tenant, const char *login)

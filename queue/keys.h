@@ -34,6 +34,17 @@ char *kn_key_idem(const char *prefix, const char *tenant);
  * ("emergency" or ""); kairanctl category add|remove keep it. */
 char *kn_key_cats(const char *prefix, const char *tenant);
 
+/* supp:<tenant>: hash, the tenant's suppressed e-mail addresses: blind
+ * index -> "<h|s>|<ms>|<detail>|<rcpt>|<bcast>|<sealed address>" (issue 18;
+ * queue/lua/bounce.lua).  soft:<tenant>: hash, blind index -> the soft
+ * bounces within the window, "<ms>/<bcast>,...". */
+char *kn_key_supp(const char *prefix, const char *tenant);
+char *kn_key_soft(const char *prefix, const char *tenant);
+
+/* bref:<ref>: hash, what a VERP bounce reference names (model/dsn.h
+ * kn_bounce_ref_valid: the ref is checked, so it is used as it is). */
+char *kn_key_bref(const char *prefix, const char *ref);
+
 /*
  * Staff accounts and sessions (queue/staff.h says what each holds):
  *   staff:<tenant>:<login>          hash, one account

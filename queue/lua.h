@@ -14,6 +14,9 @@
 
 extern const char kn_lua_ack_confirm[];
 extern const char kn_lua_ack_view[];
+extern const char kn_lua_bounce[];
+extern const char kn_lua_bounce_ref[];
+extern const char kn_lua_sendgrid_events[];
 extern const char kn_lua_cancel[];
 extern const char kn_lua_commit_page[];
 extern const char kn_lua_dlq_retry[];

@@ -256,6 +256,14 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         n += run(x, "DEL %s", ck);
         free(ck);
     }
+    {
+        /* the suppressed addresses and soft bounces (issue 18) */
+        char *sk = kn_key_supp(p, t), *fk = kn_key_soft(p, t);
+        n += run(x, "DEL %s", sk);
+        n += run(x, "DEL %s", fk);
+        free(sk);
+        free(fk);
+    }
     run(x, "SREM %stenants %s", p, t);
     n += kn_staff_erase_tenant(x->c, p, t); /* accounts and sessions */
 

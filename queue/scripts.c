@@ -34,6 +34,11 @@ struct kn_redis_script kn_script_expand_done = {"expand_done",
                                                 kn_lua_expand_done, ""};
 struct kn_redis_script kn_script_precheck = {"precheck", kn_lua_precheck, ""};
 struct kn_redis_script kn_script_finish = {"finish", kn_lua_finish, ""};
+struct kn_redis_script kn_script_bounce = {"bounce", kn_lua_bounce, ""};
+struct kn_redis_script kn_script_bounce_ref = {"bounce_ref", kn_lua_bounce_ref,
+                                               ""};
+struct kn_redis_script kn_script_sendgrid_events = {"sendgrid_events",
+                                                    kn_lua_sendgrid_events, ""};
 struct kn_redis_script kn_script_keep = {"keep", kn_lua_keep, ""};
 struct kn_redis_script kn_script_retry = {"retry", kn_lua_retry, ""};
 struct kn_redis_script kn_script_promote = {"promote", kn_lua_promote, ""};
@@ -56,6 +61,7 @@ static struct kn_redis_script *const all[] = {
     &kn_script_cancel,      &kn_script_dlq_retry,   &kn_script_fallback,
     &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
     &kn_script_failed,      &kn_script_park,        &kn_script_line_events,
+    &kn_script_bounce,      &kn_script_bounce_ref,  &kn_script_sendgrid_events,
 };
 
 void kn_scripts_init(void)

@@ -16,6 +16,9 @@ extern struct kn_redis_script kn_script_commit_page;
 extern struct kn_redis_script kn_script_expand_done;
 extern struct kn_redis_script kn_script_precheck;
 extern struct kn_redis_script kn_script_finish;
+extern struct kn_redis_script kn_script_bounce;          /* issue 18 */
+extern struct kn_redis_script kn_script_bounce_ref;      /* issue 18 */
+extern struct kn_redis_script kn_script_sendgrid_events; /* issue 18 */
 extern struct kn_redis_script kn_script_retry;
 extern struct kn_redis_script kn_script_promote;
 extern struct kn_redis_script kn_script_cancel;

@@ -56,9 +56,13 @@ static const char *const bc_fixed[F__FIXED] = {
     "sender",   "sender_token", "created_ms", "send_at_ms",   "expires_ms",
     "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
     "final",    "expanded",     "reason",     "field",        "key"};
-#define NSTATES 5
-static const char *const bc_states[NSTATES] = {"total", "delivered", "failed",
-                                               "expired", "cancelled"};
+/* bounced (issue 18) is final, within total; suppressed (not sent: the
+ * address bounced before) is not a job, outside total. */
+#define NSTATES      7
+#define S_SUPPRESSED 6
+static const char *const bc_states[NSTATES] = {
+    "total",     "delivered", "failed",    "expired",
+    "cancelled", "bounced",   "suppressed"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
 /* After the counts: the confirmation, its answers' tally, the text. */
 enum {
@@ -220,13 +224,14 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
         json_t *c;
         long long fin_ch = 0;
-        if (hf(h, F__FIXED + ch * NSTATES) == NULL)
+        if (hf(h, F__FIXED + ch * NSTATES) == NULL &&
+            hf(h, F__FIXED + ch * NSTATES + S_SUPPRESSED) == NULL)
             continue; /* no job on this channel */
         c = json_object();
         for (int s = 0; s < NSTATES; s++) {
             long long v = hcount(h, ch, s);
             tot[s] += v;
-            if (s > 0)
+            if (s > 0 && s != S_SUPPRESSED)
                 fin_ch += v;
             json_object_set_new(c, bc_states[s], json_integer(v));
         }
@@ -254,6 +259,8 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
         json_object_set_new(o, "failed", json_integer(tot[2]));
         json_object_set_new(o, "expired", json_integer(tot[3]));
         json_object_set_new(o, "cancelled", json_integer(tot[4]));
+        json_object_set_new(o, "bounced", json_integer(tot[5]));
+        json_object_set_new(o, "suppressed", json_integer(tot[S_SUPPRESSED]));
         json_object_set_new(o, "pending",
                             json_integer(jobs - fin > 0 ? jobs - fin : 0));
         json_decref(counts);

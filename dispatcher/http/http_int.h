@@ -82,6 +82,7 @@ enum route_id {
     R_BC_RCPTS_CSV,
     R_ACK_POST,
     R_LINE_HOOK,
+    R_SG_HOOK,
     R_SESSION_LOGIN,
     R_SESSION_END,
     R_SESSION_PASSWORD,
@@ -112,6 +113,7 @@ struct req {
     struct kn_buf url, hfield, hval, body;
     char *authz, *ctype, *real_ip, *expect;
     char *line_sig;               /* X-Line-Signature */
+    char *sg_sig, *sg_ts;         /* X-Twilio-Email-Event-Webhook-... */
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
     size_t header_bytes;
     int in_value;
@@ -121,6 +123,7 @@ struct req {
     int ready;       /* checked (route, rate, token): read the body */
     int want_continue;
     int line_slot; /* holds one of line.webhook_concurrency */
+    int sg_slot;   /* holds one of the SendGrid webhook's (sendgrid_events.c) */
     size_t body_cap;
     char allow[64]; /* methods of the path when none matched */
     int complete;
@@ -225,6 +228,9 @@ struct http_srv {
      * connection costs no buffer of its own while it waits. */
     char rbuf[65536];
     int line_active; /* webhook requests being worked on */
+    int sg_active;   /* SendGrid webhook requests being worked on */
+    double sg_tokens;
+    int64_t sg_at;
     double line_tokens;
     int64_t line_at;
     int64_t warned_peer;
@@ -288,6 +294,10 @@ void kn__httpd_peer_give(struct http_srv *s, struct peer *p);
 void kn__httpd_rate_sweep(struct http_srv *s, int all);
 int kn__httpd_rate_take(struct http_srv *s, const char *addr, int *retry_after);
 int kn__httpd_line_admit(struct conn *c);
+/* POST /sendgrid/events (sendgrid_events.c): the key, the headers and the
+ * limits before the body is read; 0 if answered already.  Its body cap. */
+int kn__httpd_sg_admit(struct conn *c);
+#define KN_SG_HOOK_MAX_BODY (2 * 1024 * 1024)
 
 /* ---- respond.c ---- */
 
@@ -416,6 +426,7 @@ void kn__httpd_run_ack_post(struct conn *c);
 /* ---- line_webhook.c ---- */
 
 void kn__httpd_run_line_hook(struct conn *c);
+void kn__httpd_run_sg_hook(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -65,6 +65,12 @@ static void header_done(struct req *r)
         slot = &r->expect;
     } else if (header_is(&r->hfield, "x-line-signature")) {
         slot = &r->line_sig;
+    } else if (header_is(&r->hfield,
+                         "x-twilio-email-event-webhook-signature")) {
+        slot = &r->sg_sig;
+    } else if (header_is(&r->hfield,
+                         "x-twilio-email-event-webhook-timestamp")) {
+        slot = &r->sg_ts;
     } else if (header_is(&r->hfield, "cookie")) {
         slot = &r->cookie;
     } else if (header_is(&r->hfield, "origin")) {
@@ -154,6 +160,11 @@ static const char *body_cap(struct conn *c)
     if (rt != NULL && rt->id == R_LINE_HOOK) {
         c->req.body_cap = (size_t)c->srv->cfg->line_webhook_max_body;
         return "the request body is larger than line.webhook_max_body";
+    }
+    if (rt != NULL && rt->id == R_SG_HOOK) {
+        c->req.body_cap = KN_SG_HOOK_MAX_BODY;
+        return "the request body is larger than the 2 MiB of a SendGrid "
+               "event batch";
     }
     c->req.body_cap = HTTP_SMALL_BODY;
     return "the request body is too large for this resource";

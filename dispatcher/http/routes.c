@@ -50,6 +50,9 @@ static const struct route routes[] = {
     /* Not rate-limited: LINE's few servers carry every user's events;
      * the signature is checked before anything else. */
     {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, 0, kn__httpd_run_line_hook},
+    /* SendGrid's Event Webhook (issue 18): as the LINE webhook, its own
+     * limits; the ECDSA signature is checked before anything else. */
+    {R_SG_HOOK, HTTP_POST, "/sendgrid/events", 0, 0, kn__httpd_run_sg_hook},
     /* Staff sessions (session.c): the login needs no credential but is
      * rate-limited and throttled per account; the others need a session. */
     {R_SESSION_LOGIN, HTTP_POST, "/v1/session", 0, 1, kn__httpd_run_login},
@@ -230,6 +233,8 @@ void kn__httpd_dispatch(struct conn *c)
         return;
     }
     if (found->id == R_LINE_HOOK && !kn__httpd_line_admit(c))
+        return;
+    if (found->id == R_SG_HOOK && !kn__httpd_sg_admit(c))
         return;
     if (found->roles == 0 ||
         (found->id == R_METRICS && s->cfg->http_metrics_open)) {

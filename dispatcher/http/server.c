@@ -69,6 +69,8 @@ void kn__httpd_req_reset(struct req *r)
     free(r->real_ip);
     free(r->expect);
     free(r->line_sig);
+    free(r->sg_sig);
+    free(r->sg_ts);
     kn__httpd_free_secret(&r->cookie);
     free(r->origin);
     kn__httpd_free_secret(&r->csrf);
@@ -96,6 +98,10 @@ void kn__httpd_req_release(struct conn *c)
     if (c->req.line_slot) {
         s->line_active--;
         c->req.line_slot = 0;
+    }
+    if (c->req.sg_slot) {
+        s->sg_active--;
+        c->req.sg_slot = 0;
     }
 }
 

@@ -9,6 +9,9 @@
 --       "r", "a" and "i" arrays.
 -- An address in the set dead:<channel> (a blocked LINE user, an
 -- unregistered token) gets no job; it is counted in n:<channel>:dead.
+-- An e-mail address in the tenant's hash supp:<tenant> (bounced: issue 18)
+-- gets no job either; it is recorded 's|<rcpt>|0|suppressed' and counted
+-- in n:email:suppressed, never silently.
 -- Of an "ack" broadcast every recipient of the page also goes into the set
 -- bc:m, so that a personal link is checked in O(1) (ack.c); "ack_m" in bc
 -- says the set is complete (written from the first page on).
@@ -34,6 +37,7 @@ local function count(f)
   counts[f] = (counts[f] or 0) + 1
 end
 local fam = members and KEYS[10]
+local supp = key(P, 'supp', redis.call('HGET', KEYS[1], 'tenant') or '')
 -- rcpt reached through the job of the recipient already at field
 local function sibling(field, rcpt)
   local cur = redis.call('HGET', KEYS[2], field)
@@ -51,6 +55,11 @@ local function take(field, rcpt)
   if redis.call('SISMEMBER', key(P, 'dead', ch), bi) == 1 then
     if redis.call('HSETNX', KEYS[2], field, 'x|' .. rcpt .. '|0|dead') == 1
     then count('n:' .. ch .. ':dead') end
+    return false
+  end
+  if ch == 'email' and redis.call('HEXISTS', supp, bi) == 1 then
+    if redis.call('HSETNX', KEYS[2], field, 's|' .. rcpt .. '|0|suppressed')
+      == 1 then count('n:email:suppressed') end
     return false
   end
   if redis.call('HSETNX', KEYS[2], field, 'q|' .. rcpt) == 1 then

@@ -3,7 +3,8 @@
 -- KEYS: dlq, active, then per job: stream, bc, bc:r
 -- ARGV: group, now, then per job (8): entry id, fields
 --       (comma-separated: one per recipient of the job, "email:<bindex>"),
---       state (delivered|failed|expired|cancelled), rcpts (comma-separated,
+--       state (delivered|failed|expired|cancelled|bounced: refused at
+--       RCPT, no DLQ entry), rcpts (comma-separated,
 --       same order), detail, bcast id, job json, attempts
 -- A field that already has a final state is not counted again (a
 -- duplicate).  The counters of a broadcast are added once per batch.
@@ -15,7 +16,7 @@
 --#include is_final
 --#include split
 local codes = {delivered = 'd', failed = 'f', expired = 'x',
-               cancelled = 'c'}
+               cancelled = 'c', bounced = 'b'}
 local group, now = ARGV[1], ARGV[2]
 local function kind(k) return redis.call('TYPE', k)['ok'] end
 local function is(k, ...)

@@ -57,7 +57,7 @@ def faults(smtp, line, fcm):
     smtp.set_control({"rules": [
         {"match": "@", "stage": "rcpt", "action": "4xx", "code": 451, "prob": 0.01},
         {"match": "@", "stage": "rcpt", "action": "reset", "prob": 0.002},
-        {"match": "@", "stage": "rcpt", "action": "5xx", "code": 550,
+        {"match": "@", "stage": "data", "action": "5xx", "code": 550,
          "text": "5.1.1 User unknown", "prob": 0.001}]})
     line.set_control({"rules": [
         {"action": "500", "prob": 0.02}, {"action": "reset", "prob": 0.01}]})

@@ -60,7 +60,8 @@ SMTP = [
      "delivered", None, 0),
     ("451-forever", {"action": "4xx", "code": 451, "stage": "rcpt"},
      "failed", "451", 0),
-    ("550-rcpt", {"action": "5xx", "code": 550, "stage": "rcpt",
+    # (a 5xx at RCPT is a bounce, not a DLQ entry: test_bounces.py)
+    ("550-data", {"action": "5xx", "code": 550, "stage": "data",
                   "text": "5.1.1 Recipient address rejected: User unknown"},
      "failed", "550", 0),
     ("stall", {"action": "stall", "stage": "rcpt", "times": 1},

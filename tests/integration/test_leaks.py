@@ -418,6 +418,7 @@ with tap.check("(e) every provider refuses two recipients: failed, in the DLQ "
                "with the providers' reasons"):
     smtp.set_control({"rules": [
         {"match": BAD[0].email, "action": "5xx", "code": 550,
+         "stage": "data",  # at RCPT it would be a bounce (issue 18)
          "text": "5.1.1 <%s>: Recipient address rejected: User unknown"
                  % BAD[0].email},
         {"match": BAD[1].email, "action": "4xx", "code": 450, "times": 1,

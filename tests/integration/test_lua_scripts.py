@@ -540,6 +540,82 @@ with Redis(out) as r:
         assert ev("token_revoke", [P + "token:tk1"], [NOW + 1]) == 0
         assert ev("token_revoke", [P + "token:nope"], [NOW]) == -1
 
+    # ---- bounces (issue 18) -------------------------------------------------
+    WEEK = 7 * 24 * 3600 * 1000
+    WIN = 2 * WEEK
+
+    def bkeys(n, t="t1"):
+        return [bc(n), bc(n, ":r"), P + "supp:" + t, P + "soft:" + t]
+
+    with tap.check("bounce_ref: stores what a reference names with a TTL; a "
+                   "key of another type is left alone"):
+        assert ev("bounce_ref", [P + "bref:abc"],
+                  [60000, "bc", "b1", "f", "email:bi1", "r", "r1"]) == 1
+        assert hgetall(c, P + "bref:abc") == {"bc": "b1", "f": "email:bi1",
+                                              "r": "r1"}
+        assert 0 < c.call("PTTL", P + "bref:abc") <= 60000
+        c.call("SET", P + "bref:str", "x")
+        assert ev("bounce_ref", [P + "bref:str"], [60000, "bc", "b1"]) == 0
+
+    with tap.check("bounce: delivered -> bounced once, counts moved, hard "
+                   "suppresses; delayed counts soft; 3 soft in the window "
+                   "suppress; wrong types refused"):
+        c.call("HSET", bc("bo"), "n:email:delivered", "3", "tenant", "t1")
+        c.call("HSET", bc("bo", ":r"), "email:h1", "d|r1|1|250 ok",
+               "email:s1", "d|r2|1|250 ok", "email:q1", "q|r3")
+        args = lambda f, kind, bcast="bo": [f, kind, "5.1.1;0;dsn", NOW, "r",
+                                            bcast, "sealed", WIN, 3]
+        assert ev("bounce", bkeys("bo"), args("email:h1", "hard")) == [1, 1]
+        assert c.call("HGET", bc("bo", ":r"), "email:h1").startswith(b"b|r|")
+        h = hgetall(c, bc("bo"))
+        assert h["n:email:delivered"] == "2" and h["n:email:bounced"] == "1", h
+        assert c.call("HGET", P + "supp:t1", "h1").startswith(b"h|")
+        assert ev("bounce", bkeys("bo"), args("email:h1", "soft")) == [0, 0]
+        assert ev("bounce", bkeys("bo"), args("email:h1", "hard")) == [0, 0]
+        assert hgetall(c, bc("bo"))["n:email:bounced"] == "1"
+        # delayed: the record stays, soft counted; each broadcast once
+        for i, bn in enumerate(["bo", "bo", "bx", "by"]):
+            out = ev("bounce", bkeys("bo"), args("email:s1", "delayed", bn))
+            assert out == [1, 1 if i == 3 else 0], (i, out)
+        assert c.call("HGET", bc("bo", ":r"), "email:s1").startswith(b"d|")
+        assert c.call("HGET", P + "supp:t1", "s1").startswith(b"s|")
+        assert c.call("HEXISTS", P + "soft:t1", "s1") == 0
+        # a queued record is not changed, but a hard bounce suppresses it
+        assert ev("bounce", bkeys("bo"), args("email:q1", "hard")) == [1, 1]
+        assert c.call("HGET", bc("bo", ":r"), "email:q1") == b"q|r3"
+        assert "not an e-mail" in err("bounce", bkeys("bo"),
+                                      args("line:u1", "hard"))
+        c.call("SET", P + "soft:t9", "x")
+        assert "WRONGTYPE" in err("bounce", bkeys("bo", "t9"),
+                                  args("email:h1", "hard"))
+
+    with tap.check("sendgrid_events: a request once, each event id once, "
+                   "unknown references counted, bounces recorded"):
+        c.call("HSET", P + "bref:ref1", "bc", "sg", "f", "email:g1", "r", "r1",
+               "t", "t1", "a", "sealed", "c", "1")
+        c.call("HSET", bc("sg"), "n:email:delivered", "1")
+        c.call("HSET", bc("sg", ":r"), "email:g1", "d|r1|1|202")
+        a = [P, NOW, 60000, WIN, 3, "ev1", "ref1", "hard", "5.1.1",
+             "ev2", "nope", "hard", "5.0.0", "ev1", "ref1", "hard", "5.1.1"]
+        assert ev("sendgrid_events", [P + "sgsig:x1"], a) == [0, 1, 1, 1]
+        assert c.call("HGET", bc("sg", ":r"), "email:g1") == \
+            b"b|r1|%d|5.1.1;1;sendgrid" % NOW
+        assert ev("sendgrid_events", [P + "sgsig:x1"], a) == [1, 0, 0, 0]
+        assert ev("sendgrid_events", [P + "sgsig:x2"], a) == [0, 0, 3, 0]
+        assert c.call("HGET", P + "supp:t1", "g1").startswith(b"h|")
+        assert 0 < c.call("PTTL", P + "sgev:ev1") <= 60000
+
+    with tap.check("commit_page: an address in supp:<tenant> gets no job, "
+                   "recorded and counted suppressed"):
+        c.call("HSET", bc("cs"), "status", "sending", "tenant", "t1")
+        c.call("HSET", P + "supp:t1", "sx", "h|1|5.1.1;0;dsn|r|b|s")
+        args = [0, 0, P, 0, "email:sx", '{"b":"cs"}', "r1", 0, "email:ok",
+                '{"b":"cs"}', "r2"]
+        assert ev("commit_page", page_keys("cs"), args) == [1, 1]
+        rr = hgetall(c, bc("cs", ":r"))
+        assert rr == {"email:sx": "s|r1|0|suppressed", "email:ok": "q|r2"}, rr
+        assert hgetall(c, bc("cs"))["n:email:suppressed"] == "1"
+
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested
 

@@ -50,6 +50,8 @@ static void test_state_value(void **state)
     assert_int_equal(kn_child_st_parse(NULL, &st), KN_EINVAL);
     assert_string_equal(kn_child_code_name('x'), "expired");
     assert_string_equal(kn_child_code_name('?'), "unknown");
+    assert_string_equal(kn_child_code_name('b'), "bounced");
+    assert_string_equal(kn_child_code_name('s'), "suppressed");
 }
 
 static void test_resolve(void **state)

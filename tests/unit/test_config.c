@@ -297,7 +297,7 @@ static void test_errors_are_collected(void **state)
         "ca_file, username, password, password_file, connections, from, "
         "reply_to, helo, timeout_ms, greeting_timeout_ms, mail_timeout_ms, "
         "rcpt_timeout_ms, data_init_timeout_ms, data_xfer_timeout_ms, "
-        "data_done_timeout_ms\n"
+        "data_done_timeout_ms, bounce_local, bounce_domain\n"
         "%1$s:3: smtp.connections = 'abc': expected an integer from 1 to "
         "1000\n"
         "%1$s:4: smtp.tls = 'ssl': expected one of starttls, implicit, none\n"
@@ -770,6 +770,13 @@ static void test_check_cross_keys(void **state)
          "smtp.username is set but there is no password: set "
          "smtp.password_file or KAIRAN_SMTP_PASSWORD"},
         {"[smtp]\nurl = smtps://mx.example.jp\ntls = implicit\n", NULL},
+        {"[smtp]\nbounce_local = bounce\n",
+         "smtp.bounce_local and smtp.bounce_domain go together"},
+        {"[smtp]\nbounce_local = bounce\nbounce_domain = b.example.jp\n"
+         "[sendgrid]\nwebhook_public_key = MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcD"
+         "QgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnl"
+         "vFYPAZFceEu/1FwCM/QmGUhA==\n",
+         NULL},
         {"[smtp]\nurl = smtp://mail.example.jp:587\ntls = none\n", NULL},
         {"[smtp]\nurl = smtp://[::1]:25\nfrom = a@b\n", NULL},
     };
@@ -846,6 +853,24 @@ static void test_validators(void **state)
         {"[outbox]\nslots = 4097\n", "expected an integer from 1 to 4096"},
         {"[dispatcher]\nexpand_page = 1e3\n",
          "expected an integer from 1 to 10000"},
+        /* issue 18 */
+        {"[smtp]\nbounce_local = bounce+x\n", "no '+': kairan adds"},
+        {"[smtp]\nbounce_local = Bounce\n", "lower-case letters"},
+        {"[smtp]\nbounce_local = .b\n", "a '.' may not start"},
+        {"[smtp]\nbounce_domain = bounce example\n", "expected a host name"},
+        {"[sendgrid]\nwebhook_public_key = not base64!\n",
+         "expected the base64 public key"},
+        {"[sendgrid]\nwebhook_public_key = aGVsbG8=\n", "not a public key"},
+        /* an RSA key (SubjectPublicKeyInfo, 512 bits) is not P-256 */
+        {"[sendgrid]\nwebhook_public_key = MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBA"
+         "KjDzuO9ekDCsqV13A1v5+pX/AfaOGIx3iyGCR8xkUWmnvxLCszEGr5RkpkVr4aWKx"
+         "olOs8fiP/Ga8Vi3rQjb08CAwEAAQ==\n",
+         "not an ECDSA P-256 key"},
+        /* P-384 is not P-256 either */
+        {"[sendgrid]\nwebhook_public_key = MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE"
+         "++UCrsSHgqfy3O0DHAo9P2VqAxgOtmEQm9VJqg4ppa9Y5/KUIcAhp3oal4neOJfNS"
+         "VinyQCEhrHwGFQTIeJEB/ct9o02WDZksG8Gc+cdEUby3ahgM0yPHhHKjF8j5y8N\n",
+         "not an ECDSA P-256 key"},
     };
     for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
         struct kn_config cfg;

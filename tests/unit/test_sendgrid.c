@@ -97,6 +97,7 @@ static void test_body(void **state)
              "email:k1");
     j2 = job(&m, "hanako@example.jp", "fedcba9876543210fedcba9876543210",
              NULL);
+    j1.bounce_ref = "abcdefghijklmnop";
 
     s = kn__sendgrid_body(&f, jobs, 2);
     assert_non_null(s);
@@ -151,6 +152,14 @@ static void test_body(void **state)
         "email:k1");
     assert_non_null(json_string_value(json_object_get(
         json_object_get(json_array_get(p, 1), "custom_args"), "kairan_job")));
+    /* the bounce reference: the Event Webhook attributes by it (issue 18) */
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_array_get(p, 0), "custom_args"),
+            "kairan_ref")),
+        "abcdefghijklmnop");
+    assert_null(json_object_get(
+        json_object_get(json_array_get(p, 1), "custom_args"), "kairan_ref"));
     json_decref(b);
     free(s);
 

@@ -98,6 +98,8 @@
     $('nobc').hidden = items.length > 0;
     items.forEach(function (b) {
       var jobs = b.jobs > 0 ? b.jobs : 0;
+      // bounced (issue 18): accepted by the relay, then came back
+      var bounced = b.bounced || 0, suppressed = b.suppressed || 0;
       var failed = b.failed + b.expired + b.cancelled;
       var div = el('div', 'bc');
       div.setAttribute('data-id', b.id);
@@ -116,7 +118,8 @@
       bar.setAttribute('aria-valuemax', '100');
       bar.setAttribute('aria-valuenow', String(b.percent));
       bar.setAttribute('aria-label', 'progress of ' + b.id);
-      var segs = [['delivered', b.delivered], ['failed', failed], ['pending', b.pending]];
+      var segs = [['delivered', b.delivered], ['failed', failed], ['bounced', bounced],
+        ['pending', b.pending]];
       segs.forEach(function (s) {
         var span = el('span', 'seg-' + s[0]);
         span.style.width = (jobs > 0 ? (100 * s[1] / jobs) : 0) + '%';
@@ -127,7 +130,9 @@
       var line = el('div', 'muted');
       line.appendChild(el('span', 'pct', b.percent + ' %'));
       line.appendChild(document.createTextNode('  delivered ' + b.delivered + ', failed ' + b.failed +
-        ', expired ' + b.expired + ', cancelled ' + b.cancelled + ', pending ' + b.pending +
+        ', expired ' + b.expired + ', cancelled ' + b.cancelled +
+        (bounced || suppressed ? ', bounced ' + bounced + ', suppressed ' + suppressed : '') +
+        ', pending ' + b.pending +
         ' of ' + jobs + (b.created ? '  (created ' + b.created + ')' : '')));
       div.appendChild(line);
       box.appendChild(div);
