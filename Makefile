@@ -44,9 +44,15 @@ LIB_SRCS := \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c
+# The console's compose page (issue 14): groups, directory search, templates,
+# preview, send to me.
+LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
+	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
+# The console's shipped template examples (dispatcher/http/templates.c).
+LIB_OBJS += $(BUILD)/gen/templates.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -101,6 +107,11 @@ $(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(wo
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ kn__common_passwords=model/common-passwords.txt
+
+# The shipped templates of the console's 新規連絡 (dispatcher/http/templates.c).
+$(BUILD)/gen/templates.c: $(BUILD)/scripts/embed web/console/templates-ja.json
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ kn__tpl_shipped=web/console/templates-ja.json
 
 # The Redis scripts, the same way (LUA_SRCS above).
 $(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk

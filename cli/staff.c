@@ -2,7 +2,8 @@
  * staff.c - kairanctl staff: school staff accounts (the console's logins).
  *
  *   kairanctl staff add --tenant T --login L --name NAME --role R
- *                       [--groups a,b]        prints the initial password
+ *                       [--groups a,b] [--email ADDR]
+ *                                             prints the initial password
  *                                             alone on its last line
  *   kairanctl staff list --tenant T [--json]  never a hash or a secret
  *   kairanctl staff deactivate --tenant T L   ends its sessions; kept
@@ -10,6 +11,9 @@
  *                                             line); ends its sessions
  *   kairanctl staff role --tenant T L R [--groups a,b]
  *                                             ends its sessions
+ *   kairanctl staff email --tenant T L ADDR   the account's own address
+ *                                             (the console's "send to
+ *                                             me"); "" removes it
  *
  * Records: queue/staff.h.  Passwords: model/password.h (Argon2id); an
  * initial password must be changed at the first login.  A deactivated
@@ -25,7 +29,9 @@
 #include "cli/cli.h"
 #include "common/codec.h"
 #include "common/kn.h"
+#include "common/seal.h"
 #include "common/text.h"
+#include "model/address.h"
 #include "model/audit.h"
 #include "model/password.h"
 #include "model/session.h"
@@ -37,12 +43,14 @@ static void staff_usage(void)
 {
     fprintf(stderr,
             "usage: kairanctl staff add --tenant T --login L --name NAME "
-            "--role admin|limited_admin|sender|operator [--groups a,b]\n"
+            "--role admin|limited_admin|sender|operator [--groups a,b] "
+            "[--email ADDR]\n"
             "       kairanctl staff list --tenant T [--json]\n"
             "       kairanctl staff deactivate --tenant T LOGIN\n"
             "       kairanctl staff reset --tenant T LOGIN\n"
             "       kairanctl staff role --tenant T LOGIN ROLE "
-            "[--groups a,b]\n");
+            "[--groups a,b]\n"
+            "       kairanctl staff email --tenant T LOGIN ADDR|\"\"\n");
 }
 
 static void op_log(const char *op, const char *tenant, const char *login,
@@ -104,7 +112,7 @@ static int groups_ok(const char *s)
 }
 
 struct opts {
-    const char *tenant, *login, *name, *role, *groups;
+    const char *tenant, *login, *name, *role, *groups, *email;
     int json;
     char *pos[3];
     int npos;
@@ -119,6 +127,7 @@ static int parse(int argc, char **argv, struct opts *o)
         {"name", required_argument, NULL, 'n'},
         {"role", required_argument, NULL, 'r'},
         {"groups", required_argument, NULL, 'g'},
+        {"email", required_argument, NULL, 'e'},
         {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -140,6 +149,9 @@ static int parse(int argc, char **argv, struct opts *o)
             break;
         case 'g':
             o->groups = optarg;
+            break;
+        case 'e':
+            o->email = optarg;
             break;
         case 'j':
             o->json = 1;
@@ -213,14 +225,41 @@ static int exists(const char *tenant, const char *login)
     return e;
 }
 
+/*
+ * The sealed form of a staff member's own e-mail address (purpose
+ * "email", as guardians' addresses: SECURITY-PROMISES.md row 1), or NULL
+ * with the reason printed (a bad address: exit 2; no key: exit 1 in *rc).
+ */
+static char *seal_email(const char *addr, int *rc)
+{
+    struct kn_keyring *kr = NULL;
+    const char *why = NULL;
+    char err[400], *sealed;
+    if (kn_addr_check(addr, &why) < 0) {
+        fprintf(stderr, "kairanctl: --email: not an e-mail address (%s); "
+                        "write it as sato@school.example.jp\n",
+                why ? why : "invalid");
+        *rc = KN_EXIT_USAGE;
+        return NULL;
+    }
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        *rc = KN_EXIT_FAIL;
+        return NULL;
+    }
+    sealed = kn_seal(kr, "email", addr, strlen(addr));
+    kn_keyring_free(kr);
+    return sealed;
+}
+
 static int st_add(int argc, char **argv)
 {
     struct opts o;
     char pw[21], enc[KN_PW_ENCODED], id[17];
     unsigned char rid[8];
-    char *k, *ks;
+    char *k, *ks, *sealed = NULL;
     redisReply *r;
-    int created;
+    int created, rc = KN_EXIT_OK;
 
     if (parse(argc, argv, &o) < 0 || o.npos != 0) {
         staff_usage();
@@ -235,8 +274,12 @@ static int st_add(int argc, char **argv)
     }
     if (o.role == NULL || role_groups_ok(o.role, o.groups) < 0)
         return KN_EXIT_USAGE;
-    if (kn_cli_audit_ready() < 0)
+    if (o.email != NULL && (sealed = seal_email(o.email, &rc)) == NULL)
+        return rc;
+    if (kn_cli_audit_ready() < 0) {
+        free(sealed);
         return KN_EXIT_FAIL;
+    }
 
     kn_password_initial(pw);
     kn_password_hash(pw, enc);
@@ -249,6 +292,7 @@ static int st_add(int argc, char **argv)
     freeReplyObject(r);
     if (!created) {
         free(k);
+        free(sealed);
         fprintf(stderr,
                 "kairanctl: tenant %s already has a staff account '%s'; "
                 "choose another login (or staff reset / role it)\n",
@@ -260,6 +304,11 @@ static int st_add(int argc, char **argv)
                    k, id, o.name, o.role, o.groups ? o.groups : "", enc,
                    (long long)kn_now_ms());
     freeReplyObject(r);
+    if (sealed != NULL) {
+        r = kn_cli_cmd("HSET %s email %s", k, sealed);
+        freeReplyObject(r);
+        free(sealed);
+    }
     free(k);
     ks = kn_key_staffs(kn_cli_cfg.redis_prefix, o.tenant);
     r = kn_cli_cmd("SADD %s %s", ks, o.login);
@@ -450,6 +499,37 @@ static int st_role(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
+/* staff email: set (or with "" remove) the account's own address. */
+static int st_email(int argc, char **argv)
+{
+    struct opts o;
+    char *k, *sealed = NULL;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 2);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    if (o.pos[1][0] != '\0' && (sealed = seal_email(o.pos[1], &rc)) == NULL)
+        return rc;
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    if (sealed != NULL)
+        r = kn_cli_cmd("HSET %s email %s", k, sealed);
+    else
+        r = kn_cli_cmd("HDEL %s email", k);
+    freeReplyObject(r);
+    free(k);
+    op_log(sealed != NULL ? "staff.email" : "staff.email_remove", o.tenant,
+           o.pos[0], NULL);
+    free(sealed);
+    if (o.pos[1][0] != '\0')
+        printf("staff account %s of tenant %s: e-mail address set (stored "
+               "encrypted)\n",
+               o.pos[0], o.tenant);
+    else
+        printf("staff account %s of tenant %s: e-mail address removed\n",
+               o.pos[0], o.tenant);
+    return KN_EXIT_OK;
+}
+
 static int run_staff(int argc, char **argv)
 {
     static const struct {
@@ -459,7 +539,8 @@ static int run_staff(int argc, char **argv)
                 {"list", st_list},
                 {"deactivate", st_deactivate},
                 {"reset", st_reset},
-                {"role", st_role}};
+                {"role", st_role},
+                {"email", st_email}};
     for (size_t i = 0; argc >= 2 && i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) == 0)
             return subs[i].run(argc - 1, argv + 1);
@@ -475,6 +556,8 @@ const struct kn_cli_command kn_cli_cmd_staff = {
     "once)\n"
     "  staff list --tenant T [--json]\n"
     "  staff deactivate|reset --tenant T LOGIN\n"
-    "  staff role --tenant T LOGIN ROLE [--groups a,b]\n",
+    "  staff role --tenant T LOGIN ROLE [--groups a,b]\n"
+    "  staff email --tenant T LOGIN ADDR   its own address (\"send to "
+    "me\"); \"\" removes it\n",
     1,
     run_staff};

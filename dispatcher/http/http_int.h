@@ -83,7 +83,15 @@ enum route_id {
     R_SESSION_LOGIN,
     R_SESSION_END,
     R_SESSION_PASSWORD,
-    R_SESSION_TOTP
+    R_SESSION_TOTP,
+    R_GROUPS,
+    R_DIRECTORY,
+    R_CATEGORIES,
+    R_TPL_LIST,
+    R_TPL_PUT,
+    R_TPL_DELETE,
+    R_BC_PREVIEW,
+    R_BC_TEST
 };
 
 #define ROLE(r) (1u << (r))
@@ -372,6 +380,16 @@ void kn__httpd_run_bc_get(struct conn *c);
 void kn__httpd_run_bc_list(struct conn *c);
 void kn__httpd_run_bc_submit(struct conn *c);
 void kn__httpd_run_bc_cancel(struct conn *c);
+struct kn_broadcast;
+/* Parse a request's broadcast as a submit does (role rules included):
+ * 0, or -1 with the answer given. */
+int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b);
+/* Store a checked broadcast and answer 202 (or an error); frees b. */
+void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *b);
+/* 1 if a Content-Type is application/json. */
+int kn__httpd_is_json(const char *ctype);
+/* 0 if the operation log can be written, else 503 answered and -1. */
+int kn__httpd_audit_ready(struct conn *c);
 /* May this token read a broadcast of this tenant sent with this token? */
 int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
                          const char *owner_token);
@@ -389,6 +407,20 @@ void kn__httpd_run_ack_post(struct conn *c);
 /* ---- line_webhook.c ---- */
 
 void kn__httpd_run_line_hook(struct conn *c);
+
+/* ---- compose.c, templates.c, preview.c (the console's 新規連絡) ---- */
+
+/* The tenant a request reads: the token's, or ?tenant=T for a token of
+ * none.  Heap, or NULL with 400 answered. */
+char *kn__httpd_req_tenant(struct conn *c);
+void kn__httpd_run_groups(struct conn *c);
+void kn__httpd_run_directory(struct conn *c);
+void kn__httpd_run_categories(struct conn *c);
+void kn__httpd_run_tpl_list(struct conn *c);
+void kn__httpd_run_tpl_put(struct conn *c);
+void kn__httpd_run_tpl_delete(struct conn *c);
+void kn__httpd_run_bc_preview(struct conn *c);
+void kn__httpd_run_bc_test(struct conn *c);
 
 /* ---- page.c ---- */
 

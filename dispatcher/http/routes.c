@@ -56,6 +56,24 @@ static const struct route routes[] = {
      kn__httpd_run_password},
     {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
      kn__httpd_run_totp},
+    /* The console's 新規連絡 (compose.c, templates.c, preview.c): what a
+     * sender may read is narrowed inside (its own groups). */
+    {R_GROUPS, HTTP_GET, "/v1/groups", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_groups},
+    {R_DIRECTORY, HTTP_GET, "/v1/directory", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_directory},
+    {R_CATEGORIES, HTTP_GET, "/v1/categories", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_categories},
+    {R_TPL_LIST, HTTP_GET, "/v1/templates", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_tpl_list},
+    {R_TPL_PUT, HTTP_PUT, "/v1/templates/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_tpl_put},
+    {R_TPL_DELETE, HTTP_DELETE, "/v1/templates/{}",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_tpl_delete},
+    {R_BC_PREVIEW, HTTP_POST, "/v1/broadcasts/preview",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_preview},
+    {R_BC_TEST, HTTP_POST, "/v1/broadcasts/test", STAFF | ROLE(KN_ROLE_SENDER),
+     1, kn__httpd_run_bc_test},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
