@@ -179,8 +179,8 @@
       counts.append(
         el('li', null, t('compose.count.chars', { n: [...b].length, bytes: utf8Len(b) })),
         el('li', null, t('compose.count.line', { units: units, bubbles: bubbles, max: LINE_MAX })),
-        bubbles > LINE_BODY_BUBBLES ? el('li', { class: 'warn' }, t('compose.count.line_cut', { n: LINE_BODY_BUBBLES })) : null,
         el('li', null, t('compose.count.push', { bytes: utf8Len(s) + utf8Len(b), max: PUSH_MAX })));
+      if (bubbles > LINE_BODY_BUBBLES) counts.append(el('li', { class: 'warn' }, t('compose.count.line_cut', { n: LINE_BODY_BUBBLES })));
     }
 
     // -------------------------------------------------------- the data
@@ -453,8 +453,9 @@
       const bBack = el('button', { type: 'button', class: 'secondary', id: 'c-back' }, t('compose.back'));
       confirmSec.textContent = '';
       confirmSec.append(el('h2', { id: 'c-confirm-h', tabIndex: -1 }, t('compose.confirm_h')),
-        bc.priority === 'urgent' ? el('p', { class: 'kn-warn' }, t('compose.urgent_warn')) : null,
-        bc.drill ? el('p', { class: 'tag drill' }, t('compose.drill_mark')) : null,
+        el('div', null,
+          bc.priority === 'urgent' ? el('p', { class: 'kn-warn' }, t('compose.urgent_warn')) : null,
+          bc.drill ? el('p', null, el('span', { class: 'tag drill' }, t('compose.drill_mark'))) : null),
         el('table', { class: 'cards', id: 'c-summary' },
           el('tbody', null, ...rows.map(([k, v]) => el('tr', null, el('th', { scope: 'row' }, k), el('td', null, v))))),
         el('div', { class: 'actions' }, bSend, bBack));
