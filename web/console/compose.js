@@ -157,7 +157,7 @@
       audience, chBox, policy, kind, when,
       el('div', { class: 'actions' }, bPreview, bTest, bConfirm));
     const confirmSec = el('section', { id: 'c-confirm-step', 'aria-labelledby': 'c-confirm-h', hidden: true });
-    root.append(tplBox, form, preview, confirmSec);
+    root.append(tplBox, form, confirmSec, preview);
 
     subject.addEventListener('input', showCounts);
     body.addEventListener('input', showCounts);
