@@ -364,8 +364,8 @@ static int st_list(int argc, char **argv)
         const char *state;
         int totp;
         k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, logins[i]);
-        h = kn_cli_cmd("HMGET %s role name groups active must_change totp",
-                       k);
+        h = kn_cli_cmd(
+            "HMGET %s role name groups active must_change totp email", k);
         free(k);
         state = strcmp(hs(h, 3), "1") != 0   ? "deactivated"
                 : strcmp(hs(h, 4), "1") == 0 ? "new"
@@ -379,6 +379,8 @@ static int st_list(int argc, char **argv)
             json_object_set_new(x, "groups", json_string(hs(h, 2)));
             json_object_set_new(x, "state", json_string(state));
             json_object_set_new(x, "totp", json_boolean(totp));
+            /* Whether a "send to me" address is set; never the address. */
+            json_object_set_new(x, "email", json_boolean(hs(h, 6)[0] != '\0'));
             json_array_append_new(arr, x);
         } else {
             char *nm = kn_text_safe(hs(h, 1)), *gs = kn_text_safe(hs(h, 2));

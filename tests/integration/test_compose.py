@@ -165,6 +165,12 @@ with Redis(out) as redis:
             for f_, val in zip(*[iter(redis.call("HGETALL", key))] * 2):
                 assert b"kocho@school" not in val, (key, f_)
 
+    with tap.check("[1] staff list --json says whether an address is set, never the address"):
+        cp = k.ctl("staff", "list", "--tenant", "sakura", "--json")
+        rows = {r_["login"]: r_ for r_ in json.loads(cp.stdout)}
+        assert rows["kocho"]["email"] is True and rows["tannin"]["email"] is False, rows
+        assert "kocho@" not in cp.stdout
+
     with tap.check("[1] staff email sets and \"\" removes; an unknown login exit 3"):
         cp = k.ctl("staff", "email", "--tenant", "sakura", "tannin", "tannin@school.example.jp")
         assert cp.returncode == 0, cp.stderr
