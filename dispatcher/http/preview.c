@@ -31,7 +31,8 @@
 #include "model/message.h"
 #include "queue/keys.h"
 
-#define PREVIEW_MAX 20000 /* children counted at most */
+#define PREVIEW_MAX                                                            \
+    5000 /* children counted at most: their records are parsed on the loop */
 
 /* ---- what each channel shows ---- */
 
