@@ -128,6 +128,45 @@ const EVIL_BODY = '保護者各位\n<script>window.__kn_xss=1</script>\n運動�
     out.hash = await page.evaluate(() => location.hash);
     out.xss = await page.evaluate(() => window.__kn_xss === 1);
     out.injected = await page.evaluate(() => document.querySelectorAll('main img, main script').length);
+
+    // ---- a shipped template, 緊急 with its confirmation, send to me
+    await page.focus('nav a[data-page="compose"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#c-tpl option', { state: 'attached', timeout: 10000 });
+    await page.focus('#c-tpl-load');
+    await page.evaluate(() => { document.querySelector('.panel').open = true; });
+    await page.selectOption('#c-tpl', { label: '地震 安否確認（見本）' });
+    await page.focus('#c-tpl-load');
+    await page.keyboard.press('Enter');
+    out.tpl = await page.evaluate(() => ({
+      subject: document.getElementById('c-subject').value,
+      ack: document.getElementById('c-ack').checked,
+      ackBoxShown: !document.getElementById('c-ack-box').hidden,
+      choice0: document.getElementById('c-choice-0').value,
+      urgent: document.getElementById('c-urgent').checked,
+      urgentOkShown: !document.getElementById('c-urgent-ok').closest('.check').hidden,
+    }));
+    await page.getByLabel('2年A組', { exact: true }).focus();
+    await page.keyboard.press('Space');
+    await page.focus('#c-confirm');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('main .kn-error', { timeout: 5000 });
+    out.urgent_refused = await page.textContent('main .kn-error');
+    out.urgent_focus = await page.evaluate(() => document.activeElement.id);
+    await page.keyboard.press('Space'); // the focus is on the confirmation
+    await page.focus('#c-test');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => /テスト送信/.test(document.getElementById('notice').textContent),
+      null, { timeout: 15000 });
+    out.test_notice = await page.textContent('#notice');
+    await page.focus('#c-confirm');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#c-confirm-step:not([hidden]) #c-send', { timeout: 15000 });
+    out.urgent_summary = await page.textContent('#c-confirm-step');
+    await serious('confirm_urgent');
+    await page.focus('#c-back');
+    await page.keyboard.press('Enter');
+    out.back_to_form = await page.isVisible('#c-form');
     out.errors = errors;
     say(out);
     await ctx.close();

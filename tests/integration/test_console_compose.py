@@ -18,10 +18,15 @@ group names, a sender allowed two of them.
       console error; axe-core finds no serious or critical violation on
       the form, the preview or the confirmation; nothing scrolls sideways
       at 390 px; screenshots at 390 and 1280 px in build/test-out.
+  [4] the shipped 地震 安否確認 template loads (ack, choices, urgent);
+      緊急 is refused until its confirmation is ticked, and the
+      confirmation step says it is an emergency; 自分に送る sends one
+      e-mail to the sender's own stored address.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_compose.py
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -70,7 +75,8 @@ with Redis(out) as redis:
     cp = k.ctl("recipients", "import", "--tenant", "sakura", path)
     assert cp.returncode == 0, cp.stderr
     cp = k.ctl("staff", "add", "--tenant", "sakura", "--login", "tannin", "--name", "担任 先生",
-               "--role", "sender", "--groups", "2年A組,2年B組")
+               "--role", "sender", "--groups", "2年A組,2年B組",
+               "--email", "tannin@school.example.jp")
     assert cp.returncode == 0, cp.stderr
     initial = cp.stdout.rstrip("\n").split("\n")[-1]
     d = k.start()
@@ -123,6 +129,31 @@ with Redis(out) as redis:
         assert int(h["send_at_ms"]) == want, (h["send_at_ms"], want)
         assert sorted(json.loads(h["groups"])) == ["2年A組", "2年B組"], h.get("groups")
         assert any("2年A組" in s for s in res["summary"]) and any("メール" in s for s in res["summary"]), res["summary"]
+
+    with tap.check("[4] a shipped template loads (地震 安否確認: ack, choices, urgent)"):
+        t = res["tpl"]
+        assert t["subject"].startswith("【安否確認】") and t["ack"] and t["ackBoxShown"], t
+        assert t["choice0"] == "無事です" and t["urgent"] and t["urgentOkShown"], t
+
+    with tap.check("[4] 緊急 needs its confirmation before 確認画面へ; then the step says so"):
+        assert "緊急連絡として送る場合" in res["urgent_refused"], res["urgent_refused"]
+        assert res["urgent_focus"] == "c-urgent-ok", res["urgent_focus"]
+        assert "緊急連絡です" in res["urgent_summary"], res["urgent_summary"]
+        assert res["back_to_form"] is True
+
+    with tap.check("[4] 自分に送る: one e-mail to the sender's own address only"):
+        assert "テスト送信" in res["test_notice"], res["test_notice"]
+
+        def test_eml():
+            for f_ in glob.glob(os.path.join(k.outbox, "*", "*.eml")):
+                raw = open(f_, "rb").read().decode("utf-8", "replace")
+                if "tannin@school.example.jp" in raw:
+                    return f_
+            return None
+        eml = wait_for(test_eml, 30, 0.1, what="the test e-mail")
+        bid = os.path.basename(os.path.dirname(eml))
+        assert len(glob.glob(os.path.join(k.outbox, bid, "*.eml"))) == 1
+        assert k.bc(bid)["subject"].startswith("【テスト送信】【安否確認】"), k.bc(bid)["subject"]
 
     with tap.check("[3] script-like text stays text; no console error"):
         assert res["xss"] is False and res["injected"] == 0, res
