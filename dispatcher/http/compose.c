@@ -189,13 +189,35 @@ static void ds_free(struct dsearch *s)
     free(s);
 }
 
-static int argv_has(const struct kn_argv *a, const char *s)
+/*
+ * Sort the strings of a and drop repeats, keeping the first max of them
+ * (by byte order).  Returns 1 if some were left out, else 0.  One sort
+ * instead of a look-up per id: a few thousand ids stay cheap on the loop.
+ */
+int kn__httpd_ids_unique(struct kn_argv *a, int max)
 {
+    struct kn_argv u;
+    char **v = kn_xcalloc((size_t)a->n + 1, sizeof(*v));
+    int more = 0;
+    if (a->n > 0)
+        memcpy(v, a->v, (size_t)a->n * sizeof(*v));
+    qsort(v, (size_t)a->n, sizeof(*v), cmp_str);
+    kn_argv_init(&u);
     for (int i = 0; i < a->n; i++) {
-        if (strcmp(a->v[i], s) == 0)
-            return 1;
+        if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+            continue;
+        if (u.n >= max) {
+            more = 1;
+            break;
+        }
+        kn_argv_add(&u, v[i]);
     }
-    return 0;
+    free(v);
+    kn_argv_free(a);
+    kn_argv_init(a);
+    kn_argv_move(a, &u);
+    kn_argv_free(&u);
+    return more;
 }
 
 /* 1 if hay holds needle (ASCII letters without regard to case). */
@@ -304,7 +326,10 @@ out:
 static void ds_read_records(struct http_srv *srv, struct conn *c,
                             struct dsearch *s)
 {
-    struct batch *b = kn__httpd_batch_new(srv, c, on_ds_records, s);
+    struct batch *b;
+    if (kn__httpd_ids_unique(&s->ids, DIR_SCAN_MAX))
+        s->truncated = 1;
+    b = kn__httpd_batch_new(srv, c, on_ds_records, s);
     for (int i = 0; i < s->ids.n; i++) {
         char *k = kn_key_rcpt(srv->d->prefix, s->tenant, s->ids.v[i]);
         kn__httpd_batch_cmd(b, "HMGET", k, "name", "class", "grade", "groups",
@@ -316,17 +341,18 @@ static void ds_read_records(struct http_srv *srv, struct conn *c,
 
 static void ds_scan(struct http_srv *srv, struct conn *c, struct dsearch *s);
 
-/* Add the ids of a reply (an array, or SSCAN's [cursor, array]) up to
- * DIR_SCAN_MAX; more: truncated. */
+/* Add the ids of a reply (an array, or SSCAN's [cursor, array]); the
+ * repeats (SSCAN may return an id twice, a student may be in two groups)
+ * go in ds_read_records.  Beyond 2 x DIR_SCAN_MAX read: truncated. */
 static void ds_take(struct dsearch *s, const redisReply *arr)
 {
     for (size_t i = 0;
          arr != NULL && arr->type == REDIS_REPLY_ARRAY && i < arr->elements;
          i++) {
         const char *id = kn__httpd_rstr(arr->element[i]);
-        if (id == NULL || argv_has(&s->ids, id))
+        if (id == NULL)
             continue;
-        if (s->ids.n >= DIR_SCAN_MAX) {
+        if (s->ids.n >= 2 * DIR_SCAN_MAX) {
             s->truncated = 1;
             return;
         }

@@ -437,6 +437,8 @@ void kn__httpd_run_line_hook(struct conn *c);
 /* The tenant a request reads: the token's, or ?tenant=T for a token of
  * none.  Heap, or NULL with 400 answered. */
 char *kn__httpd_req_tenant(struct conn *c);
+/* Sort ids and drop repeats, at most max kept: 1 if some were left out. */
+int kn__httpd_ids_unique(struct kn_argv *a, int max);
 void kn__httpd_run_groups(struct conn *c);
 void kn__httpd_run_directory(struct conn *c);
 void kn__httpd_run_categories(struct conn *c);

@@ -360,20 +360,10 @@ out:
     pv_free(p);
 }
 
-static int argv_has(const struct kn_argv *a, const char *s)
-{
-    for (int i = 0; i < a->n; i++) {
-        if (strcmp(a->v[i], s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
+/* Collect an id; repeats (a child in two groups) go before the read. */
 static void pv_add_id(struct pv *p, const char *id)
 {
-    if (argv_has(&p->ids, id))
-        return;
-    if (p->ids.n >= PREVIEW_MAX) {
+    if (p->ids.n >= 4 * PREVIEW_MAX) {
         p->truncated = 1;
         return;
     }
@@ -399,6 +389,8 @@ static void on_pv_members(struct batch *bt)
     }
     for (size_t i = 0; i < p->b.nrcpt_ids; i++)
         pv_add_id(p, p->b.rcpt_ids[i]);
+    if (kn__httpd_ids_unique(&p->ids, PREVIEW_MAX))
+        p->truncated = 1;
     b2 = kn__httpd_batch_new(bt->srv, bt->c, on_pv_records, p);
     for (int i = 0; i < p->ids.n; i++) {
         char *k = kn_key_rcpt(bt->srv->d->prefix, p->b.tenant, p->ids.v[i]);
