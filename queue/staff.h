@@ -11,7 +11,10 @@
  *   the first password change), created_ms, deactivated_ms, gen (bumped
  *   whenever every session must end: deactivation, role change, password
  *   reset or change), totp (the TOTP secret sealed with purpose "totp"),
- *   totp_pending (the same, during setup), totp_last (last step used).
+ *   totp_pending (the same, during setup), totp_last (last step used),
+ *   email (the account's own address for the console's "send to me",
+ *   sealed with purpose "email" like a guardian's; kairanctl staff add
+ *   --email or staff email; absent: none).
  * staffs:<T> (set): the logins of T.
  * sess:<hash> (hash, PEXPIRE 12 h): tenant, login, gen, created_ms,
  *   seen_ms, csrf (hex SHA-256 of the CSRF token).
