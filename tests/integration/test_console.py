@@ -159,9 +159,21 @@ with Redis(out) as redis:
             assert r.h("content-security-policy") == CSP, r.headers
             assert r.h("cache-control") == "no-store", r.headers
             assert r.h("x-content-type-options") == "nosniff", r.headers
-        tap.diag("console files: %d, JS+CSS %d bytes" % (
-            len(files), sum(os.path.getsize(os.path.join(WEB, f)) for f in files
-                            if f.endswith((".js", ".css")))))
+        size = sum(os.path.getsize(os.path.join(WEB, f)) for f in files
+                   if f.endswith((".js", ".css")))
+        tap.diag("console files: %d, JS+CSS %d bytes" % (len(files), size))
+        assert size < 150 * 1024, size  # issue 14: under 150 KB together
+
+    with tap.check("[1] one strings file per language, the same keys in both"):
+        with open(os.path.join(WEB, "strings-ja.json"), encoding="utf-8") as f:
+            ja = json.load(f)
+        with open(os.path.join(WEB, "strings-en.json"), encoding="utf-8") as f:
+            en = json.load(f)
+        assert set(ja) == set(en), sorted(set(ja) ^ set(en))
+        assert ja["login.id"] == "ログインID" and ja["login.password"] == "パスワード"
+        assert ja["login.submit"] == "ログイン" and ja["pw.submit"] == "変更する"
+        assert [ja["common.nav." + p] for p in ("home", "compose", "roster", "staff")] == \
+            ["ホーム", "新規連絡", "名簿", "職員"]
 
     with tap.check("[1] the page holds no data: the same bytes for every tenant"):
         a = request(port, "GET", "/c/sakura/").raw

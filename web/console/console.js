@@ -82,10 +82,13 @@
     return `${wd} ${day} ${mon} ${y} ${hm}`;
   };
 
+  // A notice stays over the next page (a re-send goes to the new
+  // broadcast) and is cleared by a later navigation.
   KN.notice = function (msg) {
     const n = $('notice');
     n.textContent = '';
     n.appendChild(KN.el('p', null, msg));
+    S.noticeAt = Date.now();
   };
 
   // An error: in the page (after its h1) when root is given, else at the
@@ -135,7 +138,14 @@
       opt.body = JSON.stringify(body);
     }
     if (method !== 'GET' && csrf.get()) h['X-CSRF-Token'] = csrf.get();
-    const res = await fetch(base + path, opt);
+    let res = await fetch(base + path, opt);
+    // A GET refused by the per-address rate (http.rate) is asked again
+    // after Retry-After, a few times; a change never is.
+    for (let i = 0; i < 3 && res.status === 429 && method === 'GET'; i++) {
+      const wait = Math.min(5, parseInt(res.headers.get('Retry-After') || '1', 10) || 1);
+      await new Promise((ok) => setTimeout(ok, wait * 1000));
+      res = await fetch(base + path, opt);
+    }
     let json = null;
     try { json = await res.json(); } catch (e) { json = null; }
     if (res.status === 401 && !(method === 'POST' && path === '/v1/session')) showLogin(KN.t('common.session_needed'));
@@ -205,6 +215,7 @@
     const main = KN.el('main', { id: 'main', tabindex: -1 });
     old.replaceWith(main);
     KN.error(null, '');
+    if (Date.now() - (S.noticeAt || 0) > 3000) $('notice').textContent = '';
     return main;
   }
 
@@ -220,7 +231,8 @@
     if (!KN.me) return;
     markNav();
     const gen = ++routeGen;
-    const hash = decodeURIComponent(location.hash.slice(1));
+    let hash = location.hash.slice(1);
+    try { hash = decodeURIComponent(hash); } catch (e) { /* a malformed %: as it is */ }
     const slash = hash.indexOf('/');
     const name = (slash < 0 ? hash : hash.slice(0, slash)) || 'home';
     const arg = slash < 0 ? '' : hash.slice(slash + 1);
@@ -299,7 +311,8 @@
         KN.error(main, first ? KN.t('login.totp_hint') : KN.t('login.totp_wrong'));
       } else if (r.status === 401 && /deactivated/.test(err)) KN.error(main, KN.t('login.deactivated'));
       else if (r.status === 401) KN.error(main, KN.t('login.bad'));
-      else if (r.status === 429) KN.error(main, KN.t('login.locked'));
+      else if (r.status === 429 && /failed/.test(err)) KN.error(main, KN.t('login.locked'));
+      else if (r.status === 429 || r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 403 && /closed/.test(err)) KN.error(main, KN.t('login.closed'));
       else if (r.status === 400 && f === 'tenant') KN.error(main, KN.t('login.bad_tenant'));
