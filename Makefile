@@ -53,8 +53,6 @@ LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
-# The console's shipped template examples (dispatcher/http/templates.c).
-LIB_OBJS += $(BUILD)/gen/templates.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -118,11 +116,6 @@ $(BUILD)/gen/web_console.c: $(BUILD)/scripts/embed $(WEB_CONSOLE) web/console
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ kn__common_passwords=model/common-passwords.txt
-
-# The shipped templates of the console's 新規連絡 (dispatcher/http/templates.c).
-$(BUILD)/gen/templates.c: $(BUILD)/scripts/embed web/console/templates-ja.json
-	@mkdir -p $(dir $@)
-	$(BUILD)/scripts/embed $@ kn__tpl_shipped=web/console/templates-ja.json
 
 # The Redis scripts, the same way (LUA_SRCS above).
 $(BUILD)/lua/%.lua: queue/lua/%.lua $(LUA_LIBS) mk/lua-include.awk

@@ -30,9 +30,10 @@
 
 #define TPL_MAX 100 /* templates of one tenant */
 
-/* web/console/templates-ja.json (Makefile: embedded). */
-extern const char kn__tpl_shipped[];
-extern const size_t kn__tpl_shipped_len;
+/* web/console/templates-ja.json, embedded with every file of web/console/
+ * (Makefile, WEB_CONSOLE; the console can show it too). */
+extern const char kn__webc_templates_ja_json[];
+extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
@@ -41,7 +42,8 @@ static const char *const tpl_keys[] = {
 
 static json_t *shipped(void)
 {
-    return json_loadb(kn__tpl_shipped, kn__tpl_shipped_len, 0, NULL);
+    return json_loadb(kn__webc_templates_ja_json,
+                      kn__webc_templates_ja_json_len, 0, NULL);
 }
 
 /* 1 if name is one of the shipped examples. */
