@@ -83,7 +83,8 @@ enum route_id {
     R_SESSION_LOGIN,
     R_SESSION_END,
     R_SESSION_PASSWORD,
-    R_SESSION_TOTP
+    R_SESSION_TOTP,
+    R_DIR_IMPORT
 };
 
 #define ROLE(r) (1u << (r))
@@ -223,6 +224,8 @@ struct http_srv {
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
     int hashing; /* password hashes running on the thread pool */
+    /* roster imports running on the pool (roster.c) */
+    int importing;
 };
 
 struct wreq {
@@ -389,6 +392,10 @@ void kn__httpd_run_ack_post(struct conn *c);
 /* ---- line_webhook.c ---- */
 
 void kn__httpd_run_line_hook(struct conn *c);
+
+/* ---- roster.c ---- */
+
+void kn__httpd_run_dir_import(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -56,6 +56,9 @@ static const struct route routes[] = {
      kn__httpd_run_password},
     {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
      kn__httpd_run_totp},
+    /* The console's 名簿 (roster.c): a tenant's admins only. */
+    {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
+     kn__httpd_run_dir_import},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
