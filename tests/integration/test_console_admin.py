@@ -1,0 +1,360 @@
+#!/usr/bin/python3
+"""test_console_admin.py - the console's 名簿 endpoints over real HTTP
+(issue 14): POST /v1/directory/import.
+
+One redis-server, one kairand (outbox adapter, [http] on a free port,
+retention.audit_dir in the test's directory), tokens made with kairanctl
+token create and one staff session (kairanctl staff add).
+
+  [1] a class list with Japanese group names and an extra column (備考):
+      the dry run answers 422 naming the unknown column and writes
+      nothing; with ignore_column=備考 (or ignore_unknown=1) it counts
+      added 3 and still writes nothing; the apply writes 3 (names sealed:
+      no plaintext name in any Redis value), one operation-log line
+      recipients.import (tenant, counts, via http); the same file again is
+      unchanged 3; a CP932 file (Excel's Japanese) reads the same.
+  [2] hostile cells: a control character, a line break from Alt+Enter, a
+      bad address (masked in the answer), a bad id and a script-like name
+      (stored as text, answered only as JSON): every bad row with its line
+      and reason; the apply without skip_bad is 422 and writes nothing,
+      with skip_bad=1 writes the good rows; a formula-like cell ("=1+1")
+      is a value like any other; more than 20 bad rows are counted, not
+      listed.
+  [3] replace=1: the dry run counts deleted, the apply deletes.
+  [4] who may: no token 401, a sender 403 (token and session), a
+      limited_admin 200, an admin session of the tenant 200 (with its
+      CSRF token; without it 403); another tenant's admin imports into its
+      own tenant only and never sees or changes this one's records.
+  [5] limits and bad requests: a body over http.max_body 413 before it is
+      read, a JSON body 415, an empty body 400, dry_run=yes 400, 65
+      ignore_column 400, an ignore_column that is not UTF-8 400.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin.py
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import sys
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+tap = TAP()
+out = tmpdir("console-admin")
+AUDIT = os.path.join(out, "audit")
+MAX_BODY = 200000
+P = "kairan:"
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:600])
+
+
+def request(port, method, path, token=None, body=None, ctype="text/csv",
+            headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    if body is not None:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if ctype:
+            h["Content-Type"] = ctype
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    raw = r.read().decode("utf-8", "replace")
+    hdrs = {}
+    for k_, v in r.getheaders():
+        hdrs.setdefault(k_.lower(), []).append(v)
+    c.close()
+    return Resp(r.status, hdrs, raw)
+
+
+class Session:
+    """A browser-like client: one cookie, the CSRF token, our Origin."""
+
+    def __init__(self, port):
+        self.port = port
+        self.cookie = None
+        self.csrf = None
+        self.origin = "http://127.0.0.1:%d" % port
+
+    def call(self, method, path, body=None, ctype=None, csrf=True):
+        h = {"Origin": self.origin}
+        if self.cookie:
+            h["Cookie"] = self.cookie
+        if csrf and self.csrf:
+            h["X-CSRF-Token"] = self.csrf
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body, ensure_ascii=False)
+            ctype = "application/json"
+        r = request(self.port, method, path, None, body, ctype, h)
+        for sc in r.headers.get("set-cookie", []):
+            nv = sc.split(";", 1)[0]
+            self.cookie = nv if nv.split("=", 1)[1] else None
+        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
+            self.csrf = r.json["csrf"]
+        return r
+
+
+def read_audit(name):
+    try:
+        with open(os.path.join(AUDIT, name)) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+ROSTER = ("ID,氏名,組,グループ,メールアドレス,備考\r\n"
+          "s-1,山田 太郎,2年A組,2年A組;サッカー部,yamada.taro@example.jp,アレルギー\r\n"
+          "s-2,鈴木 花子,2年A組,2年A組;吹奏楽部,hanako.suzuki@example.jp,\r\n"
+          "s-3,佐藤 次郎,2年B組,2年B組;サッカー部,jiro.sato@example.jp,転入生\r\n")
+
+
+def imp(port, tok, body, query="", ctype="text/csv"):
+    return request(port, "POST", "/v1/directory/import" + query, tok, body,
+                   ctype)
+
+
+def rcpt_keys(tenant):
+    return sorted(x.decode() for x in
+                  redis.call("KEYS", P + "rcpt:%s:*" % tenant))
+
+
+with Redis(out) as redis:
+    port = free_port()
+    k = Kairan(out, redis, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "rate": "100000", "max_body": str(MAX_BODY),
+                              "public_url": "http://127.0.0.1:%d" % port},
+                     "retention": {"audit_dir": AUDIT}})
+
+    def token(role, name, tenant, groups=None):
+        args = ["token", "create", "--role", role, "--name", name,
+                "--tenant", tenant]
+        if groups:
+            args += ["--groups", groups]
+        cp = k.ctl(*args)
+        assert cp.returncode == 0, cp.stderr
+        return cp.stdout.strip()
+
+    ADMIN = token("admin", "事務室", "sakura")
+    LIMITED = token("limited_admin", "教頭", "sakura")
+    SENDER = token("sender", "担任", "sakura", "2年A組")
+    OTHER = token("admin", "momo office", "momo")
+
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    # ---- [1] ----
+    with tap.check("[1] dry run with an extra column: 422 naming it, nothing written"):
+        r = imp(port, ADMIN, ROSTER, "?dry_run=1")
+        assert r.status == 422, r
+        assert r.json["unknown_columns"] == [{"name": "備考", "column": 6}], r
+        assert "ignore_column" in r.json["error"], r
+        assert r.json["written"] is False and r.json["header_problems"] == [], r
+        assert rcpt_keys("sakura") == [], rcpt_keys("sakura")
+
+    with tap.check("[1] dry run with ignore_column=備考: added 3, still nothing written"):
+        q = "?dry_run=1&ignore_column=" + urllib.parse.quote("備考")
+        r = imp(port, ADMIN, ROSTER, q)
+        assert r.status == 200, r
+        j = r.json
+        assert (j["added"], j["updated"], j["unchanged"], j["deleted"],
+                j["skipped"], j["rows"]) == (3, 0, 0, 0, 0, 3), j
+        assert j["dry_run"] is True and j["written"] is False, j
+        assert j["encoding"] == "UTF-8" and j["error"] is None, j
+        assert rcpt_keys("sakura") == [], rcpt_keys("sakura")
+        r = imp(port, ADMIN, ROSTER, "?dry_run=1&ignore_unknown=1")
+        assert r.status == 200 and r.json["added"] == 3, r
+        assert not [l for l in read_audit("operations.jsonl")
+                    if l.get("op") == "recipients.import"]
+
+    with tap.check("[1] apply: 3 written, names sealed, one operation-log line"):
+        r = imp(port, ADMIN, ROSTER, "?ignore_column=" + urllib.parse.quote("備考"))
+        assert r.status == 200, r
+        assert r.json["written"] is True and r.json["added"] == 3, r
+        assert rcpt_keys("sakura") == [P + "rcpt:sakura:s-%d" % i
+                                       for i in (1, 2, 3)], rcpt_keys("sakura")
+        h = redis.call("HGETALL", P + "rcpt:sakura:s-1")
+        blob = b"".join(h)
+        for plain in ("山田", "yamada.taro", "アレルギー"):
+            assert plain.encode() not in blob, plain
+        assert "2年A組;サッカー部".encode() in blob, blob
+        lines = [l for l in read_audit("operations.jsonl")
+                 if l.get("op") == "recipients.import"]
+        assert len(lines) == 1, lines
+        l = lines[0]
+        assert l["tenant"] == "sakura" and l["added"] == 3 and l["via"] == "http", l
+        assert l["actor"].startswith("token:") and l["role"] == "admin", l
+        assert "山田" not in json.dumps(l, ensure_ascii=False), l
+
+    with tap.check("[1] the same file again: unchanged 3; CP932 reads the same"):
+        r = imp(port, ADMIN, ROSTER, "?ignore_unknown=1")
+        assert r.status == 200 and r.json["unchanged"] == 3, r
+        assert r.json["added"] == 0 and r.json["updated"] == 0, r
+        r = imp(port, ADMIN, ROSTER.encode("cp932"), "?dry_run=1&ignore_unknown=1")
+        assert r.status == 200 and r.json["encoding"] == "CP932", r
+        assert r.json["unchanged"] == 3, r
+        r = imp(port, ADMIN, ROSTER.replace("山田 太郎", "山田 太朗"),
+                "?dry_run=1&ignore_unknown=1")
+        assert r.status == 200 and r.json["updated"] == 1, r
+        assert r.json["unchanged"] == 2, r
+
+    # ---- [2] ----
+    HOSTILE = ("id,name,groups,email\n"
+               "h-1,<script>alert(1)</script>,<img src=x onerror=alert(1)>,ok1@example.jp\n"
+               "h-2,ctl\x07char,2年A組,ok2@example.jp\n"
+               "h-3,\"Alt\nEnter\",2年A組,ok3@example.jp\n"
+               "h-4,bad mail,2年A組,not-an-address-secret@@example.jp\n"
+               "h:5/../x,bad id,2年A組,ok5@example.jp\n"
+               "h-6,=1+1,=HYPERLINK(\"http://evil\"),ok6@example.jp\n")
+
+    with tap.check("[2] hostile cells: every bad row with its line and reason"):
+        r = imp(port, ADMIN, HOSTILE, "?dry_run=1")
+        assert r.status == 200, r
+        bad = {b["line"]: b["reason"] for b in r.json["bad_rows"]}
+        assert set(bad) == {3, 4, 6, 7}, bad
+        assert "control character" in bad[3], bad
+        assert "line break" in bad[4], bad
+        assert "email" in bad[6] and "not-an-address-secret" not in r.body, bad
+        assert "id" in bad[7], bad
+        assert r.json["skipped"] == 4 and r.json["added"] == 2, r
+
+    with tap.check("[2] apply without skip_bad: 422, nothing written; with skip_bad the good rows"):
+        r = imp(port, ADMIN, HOSTILE)
+        assert r.status == 422 and r.json["written"] is False, r
+        assert "skip_bad" in r.json["error"], r
+        assert not redis.call("EXISTS", P + "rcpt:sakura:h-1"), "written"
+        r = imp(port, ADMIN, HOSTILE, "?skip_bad=1")
+        assert r.status == 200 and r.json["added"] == 2, r
+        assert r.json["skipped"] == 4 and r.json["written"] is True, r
+        g = redis.call("HGET", P + "rcpt:sakura:h-6", "groups").decode()
+        assert g == '=HYPERLINK("http://evil")', g  # a value, guarded on export
+        g = redis.call("HGET", P + "rcpt:sakura:h-1", "groups").decode()
+        assert g == "<img src=x onerror=alert(1)>", g
+
+    with tap.check("[2] more than 20 bad rows: 20 listed, the rest counted"):
+        many = "id,name,email\n" + "".join("m-%d,x,bad%d@@x\n" % (i, i)
+                                           for i in range(30))
+        r = imp(port, ADMIN, many, "?dry_run=1")
+        assert r.status == 200, r
+        assert len(r.json["bad_rows"]) == 20 and r.json["bad_rows_more"] == 10, r
+
+    with tap.check("[2] a bad header (a column twice) and an empty file: 422 with the reason"):
+        r = imp(port, ADMIN, "id,email,email\ns-1,a@example.jp,b@example.jp\n",
+                "?dry_run=1")
+        assert r.status == 422 and "twice" in r.json["header_problems"][0]["reason"], r
+        r = imp(port, ADMIN, "\n\n", "?dry_run=1")
+        assert r.status == 422 and "empty" in r.json["error"], r
+        r = imp(port, ADMIN, b"id,name\n\xff\xfe\xfd,x\n", "?dry_run=1")
+        assert r.status == 422 and r.json["decode_error"], r
+
+    # ---- [3] ----
+    with tap.check("[3] replace=1: the dry run counts deleted, the apply deletes"):
+        two = ("ID,氏名,組,グループ,メールアドレス\n"
+               "s-1,山田 太郎,2年A組,2年A組;サッカー部,yamada.taro@example.jp\n"
+               "s-2,鈴木 花子,2年A組,2年A組;吹奏楽部,hanako.suzuki@example.jp\n")
+        r = imp(port, ADMIN, two, "?dry_run=1&replace=1")
+        assert r.status == 200 and r.json["deleted"] == 3, r  # s-3, h-1, h-6
+        assert redis.call("EXISTS", P + "rcpt:sakura:s-3") == 1
+        r = imp(port, ADMIN, two, "?replace=1")
+        assert r.status == 200 and r.json["deleted"] == 3, r
+        assert rcpt_keys("sakura") == [P + "rcpt:sakura:s-1",
+                                       P + "rcpt:sakura:s-2"], rcpt_keys("sakura")
+        r = imp(port, ADMIN, ROSTER, "?ignore_unknown=1")
+        assert r.status == 200 and r.json["added"] == 1, r
+
+    # ---- [4] ----
+    with tap.check("[4] no token 401, a sender 403, a limited_admin 200"):
+        r = imp(port, None, ROSTER, "?dry_run=1&ignore_unknown=1")
+        assert r.status == 401, r
+        r = imp(port, SENDER, ROSTER, "?dry_run=1&ignore_unknown=1")
+        assert r.status == 403, r
+        r = imp(port, LIMITED, ROSTER, "?dry_run=1&ignore_unknown=1")
+        assert r.status == 200 and r.json["unchanged"] == 3, r
+
+    with tap.check("[4] another tenant's admin imports into its own tenant only"):
+        before = {x: redis.call("HGET", x, "hash") for x in rcpt_keys("sakura")}
+        r = imp(port, OTHER, ROSTER, "?dry_run=1&ignore_unknown=1")
+        assert r.status == 200 and r.json["added"] == 3, r  # sees nothing of sakura
+        r = imp(port, OTHER, ROSTER.replace("山田", "山本"), "?ignore_unknown=1&replace=1")
+        assert r.status == 200 and r.json["added"] == 3 and r.json["deleted"] == 0, r
+        assert len(rcpt_keys("momo")) == 3
+        after = {x: redis.call("HGET", x, "hash") for x in rcpt_keys("sakura")}
+        assert before == after
+
+    with tap.check("[4] sessions: an admin's session imports (CSRF required), a sender's is 403"):
+        pw = {}
+        for login, role, extra in (("kocho", "admin", []),
+                                   ("tannin", "sender", ["--groups", "2年A組"])):
+            cp = k.ctl("staff", "add", "--tenant", "sakura", "--login", login,
+                       "--name", "先生", "--role", role, *extra)
+            assert cp.returncode == 0, cp.stderr
+            pw[login] = cp.stdout.rstrip("\n").split("\n")[-1]
+        sess = {}
+        for login in pw:
+            s = Session(port)
+            r = s.call("POST", "/v1/session", {"tenant": "sakura", "login": login,
+                                                "password": pw[login]})
+            assert r.status == 200, r
+            r = s.call("POST", "/v1/session/password",
+                       {"current": pw[login], "new": "atarashii pasuwado " + login})
+            assert r.status == 200, r
+            sess[login] = s
+        s = sess["kocho"]
+        r = s.call("POST", "/v1/directory/import?dry_run=1&ignore_unknown=1",
+                   ROSTER, "text/csv")
+        assert r.status == 200 and r.json["unchanged"] == 3, r
+        r = s.call("POST", "/v1/directory/import?dry_run=1&ignore_unknown=1",
+                   ROSTER, "text/csv", csrf=False)
+        assert r.status == 403, r
+        r = sess["tannin"].call("POST", "/v1/directory/import?dry_run=1",
+                                ROSTER, "text/csv")
+        assert r.status == 403, r
+
+    # ---- [5] ----
+    with tap.check("[5] a body over http.max_body: 413 before it is read"):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(("POST /v1/directory/import?dry_run=1 HTTP/1.1\r\n"
+                   "Host: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: text/csv\r\nContent-Length: %d\r\n\r\n"
+                   % (ADMIN, MAX_BODY + 1)).encode())
+        head = s.recv(4096).decode("utf-8", "replace")
+        s.close()
+        assert head.startswith("HTTP/1.1 413"), head
+
+    with tap.check("[5] JSON 415, empty 400, dry_run=yes 400, 65 ignore_column 400, bad UTF-8 400"):
+        r = imp(port, ADMIN, '{"a":1}', "?dry_run=1", "application/json")
+        assert r.status == 415, r
+        r = imp(port, ADMIN, "", "?dry_run=1")
+        assert r.status == 400 and "empty" in r.json["error"], r
+        r = imp(port, ADMIN, ROSTER, "?dry_run=yes")
+        assert r.status == 400, r
+        q = "?dry_run=1" + "".join("&ignore_column=c%d" % i for i in range(65))
+        r = imp(port, ADMIN, ROSTER, q)
+        assert r.status == 400 and r.json["field"] == "ignore_column", r
+        r = imp(port, ADMIN, ROSTER, "?dry_run=1&ignore_column=%ff")
+        assert r.status == 400 and r.json["field"] == "ignore_column", r
+
+    with tap.check("kairand logged no address and no name"):
+        log = d.stderr_text()
+        for plain in ("yamada.taro@example.jp", "山田", "not-an-address-secret"):
+            assert plain not in log, plain
+
+tap.done()
