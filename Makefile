@@ -44,7 +44,7 @@ LIB_SRCS := \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
-	dispatcher/http/roster.c
+	dispatcher/http/roster.c dispatcher/http/staff_admin.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o

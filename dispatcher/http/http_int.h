@@ -84,7 +84,14 @@ enum route_id {
     R_SESSION_END,
     R_SESSION_PASSWORD,
     R_SESSION_TOTP,
-    R_DIR_IMPORT
+    R_DIR_IMPORT,
+    R_STAFF_LIST,
+    R_STAFF_ADD,
+    R_STAFF_DEACTIVATE,
+    R_STAFF_RESET,
+    R_STAFF_ROLE,
+    R_STAFF_GROUPS,
+    R_LOGS
 };
 
 #define ROLE(r) (1u << (r))
@@ -396,6 +403,16 @@ void kn__httpd_run_line_hook(struct conn *c);
 /* ---- roster.c ---- */
 
 void kn__httpd_run_dir_import(struct conn *c);
+
+/* ---- staff_admin.c ---- */
+
+void kn__httpd_run_staff_list(struct conn *c);
+void kn__httpd_run_staff_add(struct conn *c);
+void kn__httpd_run_staff_deactivate(struct conn *c);
+void kn__httpd_run_staff_reset(struct conn *c);
+void kn__httpd_run_staff_role(struct conn *c);
+void kn__httpd_run_staff_groups(struct conn *c);
+void kn__httpd_run_logs(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -59,6 +59,19 @@ static const struct route routes[] = {
     /* The console's 名簿 (roster.c): a tenant's admins only. */
     {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
      kn__httpd_run_dir_import},
+    /* The console's 職員 (staff_admin.c): a tenant's admins read, its
+     * admins (not limited_admin) change. */
+    {R_STAFF_LIST, HTTP_GET, "/v1/staff", STAFF, 1, kn__httpd_run_staff_list},
+    {R_STAFF_ADD, HTTP_POST, "/v1/staff", STAFF, 1, kn__httpd_run_staff_add},
+    {R_STAFF_DEACTIVATE, HTTP_POST, "/v1/staff/{}/deactivate", STAFF, 1,
+     kn__httpd_run_staff_deactivate},
+    {R_STAFF_RESET, HTTP_POST, "/v1/staff/{}/reset", STAFF, 1,
+     kn__httpd_run_staff_reset},
+    {R_STAFF_ROLE, HTTP_POST, "/v1/staff/{}/role", STAFF, 1,
+     kn__httpd_run_staff_role},
+    {R_STAFF_GROUPS, HTTP_POST, "/v1/staff/{}/groups", STAFF, 1,
+     kn__httpd_run_staff_groups},
+    {R_LOGS, HTTP_GET, "/v1/logs/{}", STAFF, 1, kn__httpd_run_logs},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
