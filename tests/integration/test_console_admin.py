@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """test_console_admin.py - the console's 名簿 endpoints over real HTTP
-(issue 14): POST /v1/directory/import.
+(issue 14): POST /v1/directory/import; and of 職員: /v1/staff and
+/v1/logs.
 
 One redis-server, one kairand (outbox adapter, [http] on a free port,
 retention.audit_dir in the test's directory), tokens made with kairanctl
@@ -28,6 +29,15 @@ token create and one staff session (kairanctl staff add).
   [5] limits and bad requests: a body over http.max_body 413 before it is
       read, a JSON body 415, an empty body 400, dry_run=yes 400, 65
       ignore_column 400, an ignore_column that is not UTF-8 400.
+  [6] staff: the list (no hash; another tenant's admin sees none; a
+      sender 403), add (201, the initial password once, never in a log;
+      it logs in), bad input 400 naming the field, a taken login 409,
+      limited_admin 403 on changes; groups, role, reset, deactivate (its
+      sessions end) each with its op-log line; no self lock-out (409), the
+      last admin keeps its role.
+  [7] logs: operations and logins of this tenant only, by date and
+      person, paged with next_cursor (every line once), a forged cursor
+      and bad parameters 400.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin.py
 """
@@ -351,6 +361,151 @@ with Redis(out) as redis:
         assert r.status == 400 and r.json["field"] == "ignore_column", r
         r = imp(port, ADMIN, ROSTER, "?dry_run=1&ignore_column=%ff")
         assert r.status == 400 and r.json["field"] == "ignore_column", r
+
+
+    # ---- [6] staff admin ----
+    def jcall(tok, method, path, body=None):
+        return request(port, method, path, tok,
+                       json.dumps(body, ensure_ascii=False) if body is not None else None,
+                       "application/json")
+
+    with tap.check("[6] GET /v1/staff: the tenant's accounts, no hash, another tenant sees none"):
+        r = jcall(ADMIN, "GET", "/v1/staff")
+        assert r.status == 200, r
+        logins = [x["login"] for x in r.json["staff"]]
+        assert logins == ["kocho", "tannin"], logins
+        t = [x for x in r.json["staff"] if x["login"] == "tannin"][0]
+        assert t["role"] == "sender" and t["groups"] == ["2年A組"], t
+        assert t["state"] == "active", t
+        assert "argon2" not in r.body and "hash" not in r.body, r
+        r = jcall(OTHER, "GET", "/v1/staff")
+        assert r.status == 200 and r.json["staff"] == [], r
+        r = jcall(SENDER, "GET", "/v1/staff")
+        assert r.status == 403, r
+        r = jcall(LIMITED, "GET", "/v1/staff")
+        assert r.status == 200, r
+
+    with tap.check("[6] POST /v1/staff: 201 with the initial password once; it logs in"):
+        r = jcall(ADMIN, "POST", "/v1/staff",
+                  {"login": "jimu", "name": "<b>事務</b>", "role": "sender",
+                   "groups": ["2年A組", "2年B組"]})
+        assert r.status == 201, r
+        pw = r.json["password"]
+        assert re.fullmatch(r"[A-Za-z2-9]{20}", pw), r
+        s = Session(port)
+        r = s.call("POST", "/v1/session", {"tenant": "sakura", "login": "jimu",
+                                            "password": pw})
+        assert r.status == 200 and r.json["must_change_password"] is True, r
+        r = jcall(ADMIN, "GET", "/v1/staff")
+        j = [x for x in r.json["staff"] if x["login"] == "jimu"][0]
+        assert j["name"] == "<b>事務</b>" and j["state"] == "new", j
+        assert pw not in r.body
+        lines = [l for l in read_audit("operations.jsonl")
+                 if l.get("op") == "staff.add" and l.get("via") == "http"]
+        assert len(lines) == 1 and lines[0]["login"] == "jimu", lines
+        assert lines[0]["via"] == "http" and lines[0]["tenant"] == "sakura", lines
+        assert pw not in open(os.path.join(AUDIT, "operations.jsonl")).read()
+        assert pw not in d.stderr_text()
+
+    with tap.check("[6] bad input 400 with the field; a taken login 409; limited_admin 403"):
+        for body, field in (({"login": "Bad Login", "name": "x", "role": "admin"}, "login"),
+                            ({"login": "ok", "name": "", "role": "admin"}, "name"),
+                            ({"login": "ok", "name": "a\u0007b", "role": "admin"}, "name"),
+                            ({"login": "ok", "name": "x", "role": "root"}, "role"),
+                            ({"login": "ok", "name": "x", "role": "sender"}, "groups"),
+                            ({"login": "ok", "name": "x", "role": "admin", "groups": ["a"]}, "groups"),
+                            ({"login": "ok", "name": "x", "role": "sender", "groups": ["a;b"]}, "groups")):
+            r = jcall(ADMIN, "POST", "/v1/staff", body)
+            assert r.status == 400 and r.json["field"] == field, (body, r)
+        r = jcall(ADMIN, "POST", "/v1/staff", {"login": "jimu", "name": "x", "role": "admin"})
+        assert r.status == 409, r
+        r = jcall(LIMITED, "POST", "/v1/staff", {"login": "x2", "name": "x", "role": "admin"})
+        assert r.status == 403, r
+        r = request(port, "POST", "/v1/staff", ADMIN, "login=x", "application/x-www-form-urlencoded")
+        assert r.status == 415, r
+
+    with tap.check("[6] role, groups, reset, deactivate: answers, op-log lines, sessions end"):
+        r = jcall(ADMIN, "POST", "/v1/staff/jimu/groups", {"groups": ["2年B組"]})
+        assert r.status == 200 and r.json["groups"] == ["2年B組"], r
+        r = jcall(ADMIN, "POST", "/v1/staff/jimu/role", {"role": "limited_admin"})
+        assert r.status == 200 and r.json["role"] == "limited_admin", r
+        r = jcall(ADMIN, "POST", "/v1/staff/jimu/groups", {"groups": ["2年B組"]})
+        assert r.status == 409, r  # not a sender
+        r = jcall(ADMIN, "POST", "/v1/staff/jimu/reset")
+        assert r.status == 200 and re.fullmatch(r"[A-Za-z2-9]{20}", r.json["password"]), r
+        s = sess["tannin"]
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 200, r
+        r = jcall(ADMIN, "POST", "/v1/staff/tannin/deactivate")
+        assert r.status == 200 and r.json["state"] == "deactivated", r
+        r = s.call("GET", "/v1/broadcasts?active=1")
+        assert r.status == 401, r
+        ops = [l["op"] for l in read_audit("operations.jsonl")
+               if l.get("op", "").startswith("staff.") and l.get("via") == "http"
+               and l["op"] != "staff.password"]
+        assert ops == ["staff.add", "staff.groups", "staff.role", "staff.reset",
+                       "staff.deactivate"], ops
+        r = jcall(ADMIN, "POST", "/v1/staff/nobody/reset")
+        assert r.status == 404, r
+        r = jcall(OTHER, "POST", "/v1/staff/jimu/reset")
+        assert r.status == 404, r  # another tenant's admin: not found there
+
+    with tap.check("[6] an admin cannot lock itself out (409); the last admin keeps its role"):
+        s = sess["kocho"]
+        r = s.call("POST", "/v1/staff/kocho/deactivate")
+        assert r.status == 409 and "yourself" in r.json["error"], r
+        r = s.call("POST", "/v1/staff/kocho/role", {"role": "sender", "groups": ["2年A組"]})
+        assert r.status == 409, r
+        r = jcall(ADMIN, "POST", "/v1/staff/kocho/role", {"role": "limited_admin"})
+        assert r.status == 409 and "last active admin" in r.json["error"], r
+        r = s.call("GET", "/v1/staff")
+        assert r.status == 200, r  # still an admin, still logged in
+
+    # ---- [7] logs ----
+    with tap.check("[7] GET /v1/logs/operations: this tenant's lines only, by date and person"):
+        r = jcall(ADMIN, "GET", "/v1/logs/operations")
+        assert r.status == 200, r
+        assert r.json["lines"] and all(l["tenant"] == "sakura" for l in r.json["lines"]), r
+        assert r.json["next_cursor"] is None, r
+        r = jcall(OTHER, "GET", "/v1/logs/operations")
+        assert r.status == 200 and all(l["tenant"] == "momo" for l in r.json["lines"]), r
+        assert r.json["lines"], r
+        r = jcall(ADMIN, "GET", "/v1/logs/operations?person=jimu")
+        assert r.status == 200 and {l["op"] for l in r.json["lines"]} >= {"staff.add"}, r
+        assert all(l.get("login") == "jimu" for l in r.json["lines"]), r
+        r = jcall(ADMIN, "GET", "/v1/logs/operations?from=2000-01-01&to=2000-12-31")
+        assert r.status == 200 and r.json["lines"] == [], r
+        today = read_audit("operations.jsonl")[-1]["time"][:10]
+        r = jcall(ADMIN, "GET", "/v1/logs/operations?from=%s&to=%s" % (today, today))
+        assert r.status == 200 and r.json["lines"], r
+
+    with tap.check("[7] paging: limit and next_cursor walk every line once; a forged cursor 400"):
+        seen, cur = [], None
+        for _ in range(100):
+            r = jcall(ADMIN, "GET", "/v1/logs/operations?limit=2" +
+                      ("&cursor=%d" % cur if cur is not None else ""))
+            assert r.status == 200 and len(r.json["lines"]) <= 2, r
+            seen += r.json["lines"]
+            cur = r.json["next_cursor"]
+            if cur is None:
+                break
+        allsak = [l for l in read_audit("operations.jsonl") if l.get("tenant") == "sakura"]
+        assert seen == allsak, (len(seen), len(allsak))
+        r = jcall(ADMIN, "GET", "/v1/logs/operations?cursor=5")
+        assert r.status == 400, r
+        for bad in ("from=2026-13", "to=x", "limit=0", "limit=501", "cursor=-1", "person="):
+            r = jcall(ADMIN, "GET", "/v1/logs/operations?" + bad)
+            assert r.status == 400, (bad, r)
+        r = jcall(ADMIN, "GET", "/v1/logs/secrets")
+        assert r.status == 404, r
+
+    with tap.check("[7] GET /v1/logs/logins: logins of this tenant, a sender 403"):
+        r = jcall(ADMIN, "GET", "/v1/logs/logins?person=kocho")
+        assert r.status == 200 and r.json["lines"], r
+        assert all(l["tenant"] == "sakura" and l["login"] == "kocho"
+                   for l in r.json["lines"]), r
+        r = jcall(SENDER, "GET", "/v1/logs/logins")
+        assert r.status == 403, r
 
     with tap.check("kairand logged no address and no name"):
         log = d.stderr_text()
