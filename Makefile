@@ -44,9 +44,11 @@ LIB_SRCS := \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
+	dispatcher/http/console.c dispatcher/http/resend.c \
 	dispatcher/http/roster.c dispatcher/http/staff_admin.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
+            $(BUILD)/gen/web_console.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
@@ -97,6 +99,15 @@ $(BUILD)/scripts/embed: scripts/embed.c
 $(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+# The console (web/console/): every file of the folder, by a glob, so a
+# new page needs no edit here; served by dispatcher/http/console.c from
+# the table kn__web_console (scripts/embed.c -t).
+WEB_CONSOLE := $(sort $(wildcard web/console/*))
+
+$(BUILD)/gen/web_console.c: $(BUILD)/scripts/embed $(WEB_CONSOLE) web/console
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ -t kn__web_console $(foreach f,$(WEB_CONSOLE),kn__webc_$(subst .,_,$(subst -,_,$(notdir $(f))))=$(f))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -3,8 +3,10 @@
 # KAIRAN_REDIS_URL, or the primary the sentinels in KAIRAN_REDIS_SENTINELS
 # name: KAIRAN_DEMO_MASTER_NAME, KAIRAN_DEMO_SENTINEL_PASSWORD_FILE), kairand
 # with the outbox adapter, a sample Japanese
-# broadcast to a few hundred sample recipients, its progress, then it stops
-# what it started and says where the delivered .eml files are.
+# broadcast to a few hundred sample recipients, its progress, and where the
+# delivered .eml files are.  Then, on a terminal (or KAIRAN_DEMO_CONSOLE=1;
+# KAIRAN_DEMO_CONSOLE=0 never), the staff console: a demo school with a
+# class list and a staff login, kairand running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,6 +55,7 @@ else
 fi
 
 "$BUILD/kairanctl" keygen "$DIR/key"
+HTTP_PORT=$(free_port)
 cat >"$DIR/kairan.conf" <<CONF
 [redis]
 url = $REDIS_URL
@@ -70,7 +73,8 @@ from = さくら高等学校 <renraku@sakura-hs.example.jp>
 [dispatcher]
 log_file = $DIR/kairand.log
 [http]
-listen = 127.0.0.1:$(free_port)
+listen = 127.0.0.1:$HTTP_PORT
+public_url = http://127.0.0.1:$HTTP_PORT
 [retention]
 audit_dir = $DIR/audit
 CONF
@@ -115,4 +119,51 @@ echo
 echo "demo: $count messages delivered as .eml files in $DIR/outbox/$ID/"
 echo "demo: one of them: $(find "$DIR/outbox" -name '*.eml' | sort | head -1)"
 echo "demo: kairand's log (JSON lines): $DIR/kairand.log"
-exit $rc
+CONSOLE=${KAIRAN_DEMO_CONSOLE:-}
+if [ -z "$CONSOLE" ]; then
+    if [ -t 0 ] && [ -t 1 ]; then CONSOLE=1; else CONSOLE=0; fi
+fi
+if [ $rc -ne 0 ] || [ "$CONSOLE" != 1 ]; then
+    exit $rc
+fi
+
+# The console: a demo school (tenant sakura-hs) with two classes and a
+# staff login; kairand runs until Ctrl-C.
+python3 >"$DIR/class.csv" <<'PY'
+family = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤", "吉田", "山田"]
+given = ["一郎", "花子", "翔太", "美咲", "大輔", "陽菜", "蓮", "結衣", "悠真", "さくら", "颯太", "葵"]
+print("ID,氏名,学年,クラス,グループ,保護者氏名,電話番号,メール\r")
+n = 0
+for k, klass in enumerate(("1組", "2組")):
+    for i in range(12):
+        n += 1
+        f = family[(i + 5 * k) % 12]
+        mail = "" if i == 11 else "hogosha%03d@example.jp" % n
+        print("s-%03d,%s %s,1年,%s,1年%s,%s 保護者,090-0000-%04d,%s\r"
+              % (n, f, given[(i + 7 * k) % 12], klass, klass, f, n, mail))
+PY
+"$BUILD/kairanctl" -c "$DIR/kairan.conf" recipients import --tenant sakura-hs "$DIR/class.csv" >/dev/null
+PW=$("$BUILD/kairanctl" -c "$DIR/kairan.conf" staff add --tenant sakura-hs --login demo \
+    --name "デモ 先生" --role admin | tail -1)
+"$BUILD/kairand" -c "$DIR/kairan.conf" &
+KAIRAND_PID=$!
+for _ in $(seq 100); do
+    python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+        "$HTTP_PORT" 2>/dev/null && break
+    sleep 0.1
+done
+cat <<EOF
+
+demo: the staff console of the demo school (sakura-hs, classes 1年1組 and 1年2組):
+
+    http://127.0.0.1:$HTTP_PORT/c/sakura-hs/
+
+demo: log in with  ログインID  demo
+demo:              パスワード  $PW   (the initial password: you choose a new one)
+demo: then 新規連絡 sends a first message; each one becomes .eml files in
+demo: $DIR/outbox/<broadcast>/ (the outbox adapter: nothing leaves this machine).
+demo: Ctrl-C stops kairand and redis-server.
+EOF
+wait "$KAIRAND_PID" || true
+KAIRAND_PID=
+exit 0

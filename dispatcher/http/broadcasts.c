@@ -889,7 +889,8 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     }
     kn_log(KN_LOG_INFO, "http", "broadcast submitted", "bc", c->req.bc_id,
            "token", c->req.tok.id, NULL);
-    audit_op(c, "broadcast.submit", c->req.bc_id, c->req.bc_tenant);
+    audit_op(c, c->req.resend_of ? "broadcast.resend" : "broadcast.submit",
+             c->req.bc_id, c->req.bc_tenant);
     if (c->srv->wait != NULL) {
         /* redis.wait_replicas: success only once WAIT confirms it, on
          * the connection that wrote it. */
@@ -914,6 +915,10 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
     json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
+    if (c->req.resend_of != NULL) {
+        json_object_set_new(j, "resend_of", json_string(c->req.resend_of));
+        json_object_set_new(j, "recipients", json_integer(c->req.resend_n));
+    }
     snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
     kn__httpd_respond_json(c, 202, j, loc);
 }
@@ -964,7 +969,9 @@ static int submit_allowed(struct conn *c, const struct kn_broadcast *b)
             "audience.groups");
         return -1;
     }
-    if (b->nrcpt_ids > 0) {
+    /* A re-send (resend.c) names the children of the sender's own
+     * broadcast: ids the server picked, not the sender. */
+    if (b->nrcpt_ids > 0 && c->req.resend_of == NULL) {
         kn__httpd_respond_error(
             c, 403, "audience.recipients",
             "a sender may address only the groups its token "

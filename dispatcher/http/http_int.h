@@ -55,8 +55,10 @@ struct token {
     int session;
     int staff_role;
     char *login;
-    char sess[65]; /* the session's hash */
-    long long gen; /* the account's session generation */
+    char sess[65];   /* the session's hash */
+    long long gen;   /* the account's session generation */
+    int must_change; /* the initial password is still to be changed */
+    int totp_owed;   /* an admin must set up TOTP first */
 };
 
 struct conn;
@@ -84,6 +86,11 @@ enum route_id {
     R_SESSION_END,
     R_SESSION_PASSWORD,
     R_SESSION_TOTP,
+    R_SESSION_GET,
+    R_CONSOLE_BARE,
+    R_CONSOLE_INDEX,
+    R_CONSOLE_FILE,
+    R_BC_RESEND,
     R_DIR_IMPORT,
     R_STAFF_LIST,
     R_STAFF_ADD,
@@ -141,6 +148,8 @@ struct req {
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
     char *ack_error;         /* /a/{token}: a refused answer, what to fix */
+    char *resend_of;         /* a re-send: the broadcast it repeats */
+    long long resend_n;      /* a re-send: its children */
     int64_t t0;
 };
 
@@ -357,6 +366,8 @@ void kn__httpd_run_login(struct conn *c);
 void kn__httpd_run_logout(struct conn *c);
 void kn__httpd_run_password(struct conn *c);
 void kn__httpd_run_totp(struct conn *c);
+/* GET /v1/session: who the session (or token) is. */
+void kn__httpd_run_session_get(struct conn *c);
 
 /* ---- metrics.c ---- */
 
@@ -391,6 +402,19 @@ int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
 void kn__httpd_run_bc_rcpts(struct conn *c);
 void kn__httpd_run_bc_rcpts_csv(struct conn *c);
 
+/* Which children a re-send picks (kn__httpd_rcpts_pick). */
+#define KN__PICK_UNREACHED   1
+#define KN__PICK_UNCONFIRMED 2
+/* Called once every page is read: ids (borrowed) the directory ids
+ * picked, skipped how many would have been but cannot be addressed by id
+ * (inline recipients, no contact on the channels). */
+typedef void kn__httpd_pick_cb(struct conn *c, struct kn_argv *ids,
+                               long long skipped, void *arg);
+/* Walk broadcast bid's audience as the recipients pages do (a broadcast
+ * this token may not see is answered 404, done never called). */
+void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
+                          kn__httpd_pick_cb *done, void *arg);
+
 /* ---- confirm.c ---- */
 
 void kn__httpd_run_ack_get(struct conn *c);
@@ -420,5 +444,18 @@ void kn__httpd_run_page(struct conn *c);
 void kn__httpd_run_css(struct conn *c);
 void kn__httpd_run_favicon(struct conn *c);
 void kn__httpd_run_js(struct conn *c);
+
+/* ---- console.c ---- */
+
+extern const char *const kn__httpd_csp_console;
+void kn__httpd_run_console_bare(struct conn *c);
+void kn__httpd_run_console_index(struct conn *c);
+void kn__httpd_run_console_file(struct conn *c);
+
+/* ---- resend.c ---- */
+
+/* POST /v1/broadcasts/{name}/resend: a new broadcast to the children not
+ * reached or not confirmed. */
+void kn__httpd_run_bc_resend(struct conn *c);
 
 #endif

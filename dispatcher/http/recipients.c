@@ -19,6 +19,9 @@
  * rule of kairanctl report): reached_via_sibling, not_reached or
  * no_contact.  Names are unsealed here for the tenant's staff; an address
  * is only ever shown masked, a phone number by its last four digits.
+ *
+ * The same pages also pick the children a re-send goes to
+ * (kn__httpd_rcpts_pick, for resend.c): nothing is unsealed then.
  */
 #include "dispatcher/http/http_int.h"
 
@@ -59,7 +62,8 @@ struct child {
     int inactive;   /* a directory recipient made inactive */
     struct kn_child_contact *k; /* its contacts on the channels */
     size_t nk;
-    size_t st0; /* its first contact's reply in the states HMGET */
+    int is_inline; /* an inline recipient of the broadcast */
+    size_t st0;    /* its first contact's reply in the states HMGET */
 };
 
 /* A page being read; for the CSV, every page in turn. */
@@ -73,6 +77,12 @@ struct page {
     FILE *out; /* the CSV so far */
     char *text;
     size_t len;
+    /* Picking a re-send's children (kn__httpd_rcpts_pick). */
+    int pick;           /* 0, KN__PICK_UNREACHED or KN__PICK_UNCONFIRMED */
+    struct kn_argv ids; /* the directory ids picked */
+    long long skipped;  /* not picked: inline, no contact, deleted */
+    kn__httpd_pick_cb *picked;
+    void *pick_arg;
 };
 
 static void children_clear(struct page *p)
@@ -99,6 +109,8 @@ static void page_free(struct page *p)
     free(p->tenant);
     free(p->channels);
     json_decref(p->choices);
+    if (p->pick)
+        kn_argv_free(&p->ids);
     if (p->out != NULL)
         fclose(p->out);
     if (p->text != NULL) {
@@ -379,6 +391,35 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     kn_free_secret(comment);
 }
 
+/*
+ * Does a re-send go to child x (its states among st, its confirmation
+ * ack)?  Only a directory child still active, with a contact on the
+ * channels, not reached (KN__PICK_UNREACHED) or not confirmed
+ * (KN__PICK_UNCONFIRMED).  An inline recipient cannot be addressed again
+ * by id: counted as skipped, like a child with no contact (to phone).
+ */
+static void child_pick(struct page *p, const struct child *x,
+                       const redisReply *st, const char *ack)
+{
+    const char *vals[KN_CHILD_MAX_CONTACTS];
+    struct kn_child_seen seen;
+    enum kn_child_state cs;
+    for (size_t i = 0; i < x->nk; i++)
+        vals[i] = st_at(st, x, i);
+    cs = kn_child_resolve(x->id, vals, x->nk, &seen);
+    if (x->inactive)
+        return; /* not sent to, or made inactive since */
+    if (p->pick == KN__PICK_UNCONFIRMED
+            ? ack != NULL
+            : (cs == KN_CHILD_REACHED || cs == KN_CHILD_VIA_SIBLING))
+        return;
+    if (x->is_inline || x->c == NULL || cs == KN_CHILD_NO_CONTACT) {
+        p->skipped++;
+        return;
+    }
+    kn_argv_add(&p->ids, x->id);
+}
+
 /* ---- reading a page ---- */
 
 static void page_fetch(struct page *p, struct conn *c);
@@ -417,14 +458,28 @@ static void on_states(struct batch *b)
         return;
     }
     kr = b->srv->d->kr;
-    if (!p->csv)
+    if (!p->csv && !p->pick)
         arr = json_array();
     for (size_t i = 0; i < p->n; i++) {
         const char *a =
             ak != NULL && ak->type == REDIS_REPLY_ARRAY && i < ak->elements
                 ? kn__httpd_rstr(ak->element[i])
                 : NULL;
-        child_rows(kr, p, &p->ch[i], st, a, arr, p->out);
+        if (p->pick)
+            child_pick(p, &p->ch[i], st, a);
+        else
+            child_rows(kr, p, &p->ch[i], st, a, arr, p->out);
+    }
+    if (p->pick) {
+        if (p->start + p->limit < p->total) {
+            p->start += p->limit;
+            children_clear(p);
+            page_fetch(p, b->c);
+        } else {
+            p->picked(b->c, &p->ids, p->skipped, p->pick_arg);
+            page_free(p);
+        }
+        return;
     }
     if (p->csv) {
         if (p->start + p->limit < p->total) {
@@ -581,6 +636,7 @@ static void on_head(struct batch *b)
             }
             x->id = kn_xstrdup(id);
             x->c = j;
+            x->is_inline = 1;
             x->name =
                 dup_or_null(json_string_value(json_object_get(j, KN_DIR_NAME)));
             child_contacts(p, x);
@@ -772,5 +828,20 @@ void kn__httpd_run_bc_rcpts_csv(struct conn *c)
         fputs("\xEF\xBB\xBF", p->out); /* the BOM: Excel reads UTF-8 then */
     for (int i = 0; i < NCOLS; i++)
         kn_csv_put_cell(p->out, cols[i], i == NCOLS - 1);
+    page_fetch(p, c);
+}
+
+/* ---- the children of a re-send (resend.c) ---- */
+
+void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
+                          kn__httpd_pick_cb *done, void *arg)
+{
+    struct page *p = kn_xcalloc(1, sizeof(*p));
+    p->bid = kn_xstrdup(bid);
+    p->limit = CSV_PAGE;
+    p->pick = which;
+    kn_argv_init(&p->ids);
+    p->picked = done;
+    p->pick_arg = arg;
     page_fetch(p, c);
 }

@@ -38,6 +38,9 @@ static const struct route routes[] = {
     /* A sender may cancel its own broadcasts (bc_visible decides which). */
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_cancel},
+    /* Re-send to the not confirmed / not reached (resend.c). */
+    {R_BC_RESEND, HTTP_POST, "/v1/broadcasts/{}/resend",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_resend},
     {R_BC_RCPTS, HTTP_GET, "/v1/broadcasts/{}/recipients",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts},
     {R_BC_RCPTS_CSV, HTTP_GET, "/v1/broadcasts/{}/recipients.csv",
@@ -56,6 +59,12 @@ static const struct route routes[] = {
      kn__httpd_run_password},
     {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
      kn__httpd_run_totp},
+    {R_SESSION_GET, HTTP_GET, "/v1/session", ANYROLE, 1,
+     kn__httpd_run_session_get},
+    /* The staff console (console.c): files only, no data. */
+    {R_CONSOLE_BARE, HTTP_GET, "/c/{}", 0, 1, kn__httpd_run_console_bare},
+    {R_CONSOLE_INDEX, HTTP_GET, "/c/{}/", 0, 1, kn__httpd_run_console_index},
+    {R_CONSOLE_FILE, HTTP_GET, "/c/{}/{}", 0, 1, kn__httpd_run_console_file},
     /* The console's 名簿 (roster.c): a tenant's admins only. */
     {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
      kn__httpd_run_dir_import},

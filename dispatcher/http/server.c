@@ -80,6 +80,7 @@ void kn__httpd_req_reset(struct req *r)
     free(r->bc_id);
     free(r->bc_tenant);
     free(r->bc_key);
+    free(r->resend_of);
     kn__httpd_token_reset(&r->tok);
     memset(r, 0, sizeof(*r));
     r->tok.role = -1;

@@ -883,3 +883,31 @@ void kn__httpd_run_totp(struct conn *c)
     }
     json_decref(j);
 }
+
+/* ------------------------------------------------------ who am I */
+
+/*
+ * GET /v1/session: the session's tenant, login, name, role and what it
+ * still owes (the console asks on start).  Never the CSRF token: only
+ * the login's answer carries it.  An API token gets its own tenant, name
+ * and role, login null.
+ */
+void kn__httpd_run_session_get(struct conn *c)
+{
+    struct token *t = &c->req.tok;
+    json_t *j = json_object();
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(t->tenant));
+    json_object_set_new(
+        j, "login", t->session ? kn__httpd_jstr_text(t->login) : json_null());
+    json_object_set_new(j, "name",
+                        t->name ? kn__httpd_jstr_text(t->name) : json_null());
+    json_object_set_new(
+        j, "role",
+        json_string(kn_role_name(t->session ? t->staff_role : t->role)));
+    json_object_set_new(j, "session", json_boolean(t->session));
+    json_object_set_new(j, "must_change_password",
+                        json_boolean(t->session && t->must_change));
+    json_object_set_new(j, "totp_required",
+                        json_boolean(t->session && t->totp_owed));
+    kn__httpd_respond_json(c, 200, j, NULL);
+}

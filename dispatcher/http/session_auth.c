@@ -35,7 +35,7 @@ static void refuse(struct conn *c, int status, const char *result,
 static int pending_allows(const struct conn *c, int totp_owed)
 {
     enum route_id id = c->req.route->id;
-    if (id == R_SESSION_END || id == R_SESSION_PASSWORD)
+    if (id == R_SESSION_END || id == R_SESSION_PASSWORD || id == R_SESSION_GET)
         return 1;
     return totp_owed && id == R_SESSION_TOTP;
 }
@@ -130,6 +130,8 @@ static void on_account(struct batch *b)
         goto out;
     totp_owed = c->srv->cfg->http_require_2fa_admin &&
                 staff_role == KN_ROLE_ADMIN && (totp == NULL || !totp[0]);
+    t->must_change = must != NULL && strcmp(must, "1") == 0;
+    t->totp_owed = totp_owed;
     if ((must != NULL && strcmp(must, "1") == 0) || totp_owed) {
         if (!pending_allows(c, totp_owed)) {
             refuse(c, 403, "pending",

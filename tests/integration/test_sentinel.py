@@ -182,7 +182,7 @@ with SentinelGroup(out, replicas=1, sentinels=3) as g:
                cp.stdout[-1500:] + cp.stderr[-1500:])
         env = dict(os.environ, KAIRAN_REDIS_SENTINELS=g.list,
                    KAIRAN_DEMO_SENTINEL_PASSWORD_FILE=g.password_file,
-                   KAIRAN_DEMO_RECIPIENTS="12", BUILD=BUILD)
+                   KAIRAN_DEMO_RECIPIENTS="12", KAIRAN_DEMO_CONSOLE="0", BUILD=BUILD)
         env.pop("KAIRAN_REDIS_URL", None)
         cp = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], capture_output=True,
                             text=True, env=env, timeout=180, cwd=ROOT)

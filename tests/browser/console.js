@@ -1,0 +1,205 @@
+// console.js - drives Debian's /usr/bin/chromium (headless) through the
+// staff console (web/console/) for tests/integration/test_console_page.py.
+//
+//   node console.js '{"url": ..., "login": ..., "password": ..., "newPassword": ...,
+//                     "ack": NAME, "scheduled": NAME, "lockLogin": ..., "lockPassword": ...,
+//                     "shots": DIR, "profile": DIR}'
+//
+// It logs in with the keyboard alone, changes the initial password, reads
+// the home list and a broadcast's page, downloads the CSV, re-sends to the
+// unconfirmed, cancels the scheduled broadcast, switches the language,
+// logs out, then locks a login with five wrong passwords.  It runs
+// axe-core and measures sideways scrolling at 390 px on every page, and
+// saves screenshots at 390 and 1280 px.  One JSON line on stdout:
+//   {"event": "done", ...what it saw}  or  {"event": "error", "message"}.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require('playwright-core');
+const { axe, overflowAt, tabTo } = require('./a11y');
+
+const cfg = JSON.parse(process.argv[2]);
+const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+(async () => {
+  const out = { pages: {}, errors: [], dialogs: 0 };
+  const ctx = await chromium.launchPersistentContext(cfg.profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = ctx.pages()[0] || await ctx.newPage();
+    page.on('console', (m) => {
+      // A 4xx the test provokes
+      // (the weak password's 400, the wrong ones' 401, the lock's 429) is
+      // logged by Chromium as a failed resource, and the Trusted Types
+      // probe below as a blocked assignment (a page's own would throw:
+      // pageerror); anything else is an error.
+      if (m.type() === 'error' && !/status of (400|401|429)/.test(m.text()) &&
+          !/requires 'TrustedHTML' assignment/.test(m.text())) out.errors.push(m.text());
+    });
+    page.on('pageerror', (e) => out.errors.push(String(e)));
+    page.on('dialog', (d) => { out.dialogs++; d.dismiss(); });
+
+    // What every page must pass: axe-core, no sideways scroll at 390 px,
+    // no markup made from data (no img/script inside main), screenshots.
+    async function check(name) {
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await page.screenshot({ path: path.join(cfg.shots, `console_${name}_1280.png`), fullPage: true });
+      const overflow = await overflowAt(page, 390);
+      await page.screenshot({ path: path.join(cfg.shots, `console_${name}_390.png`), fullPage: true });
+      await page.setViewportSize({ width: 1280, height: 900 });
+      const violations = await axe(page);
+      const injected = await page.evaluate(() => document.querySelectorAll('main img, main script, main b, main iframe').length);
+      out.pages[name] = { overflow, violations, injected, h1: await page.textContent('main h1') };
+    }
+
+    const resp = await page.goto(cfg.url, { waitUntil: 'load' });
+    out.csp = resp.headers()['content-security-policy'] || '';
+    await page.waitForSelector('#login-form');
+    out.lang = await page.evaluate(() => document.documentElement.lang);
+    out.loginLabels = await page.$$eval('#login-form label', (ls) => ls.filter((l) => !l.closest('[hidden]')).map((l) => l.textContent));
+    out.loginButton = await page.textContent('#login-submit');
+    await check('login');
+
+    // Trusted Types: the page cannot turn a string into markup.
+    out.trustedTypes = await page.evaluate(() => {
+      try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed'; } catch (e) { return 'blocked'; }
+    });
+
+    // Keyboard only: focus is on the h1; Tab to the login field, type,
+    // Tab to the password, type, Enter.
+    out.loginFocusStart = await page.evaluate(() => document.activeElement.tagName);
+    out.tabsToLogin = await tabTo(page, 'login-id');
+    await page.keyboard.type(cfg.login);
+    await page.keyboard.press('Tab');
+    out.passwordFocused = await page.evaluate(() => document.activeElement.id);
+    await page.keyboard.type(cfg.password);
+    await page.keyboard.press('Enter');
+
+    // The forced change: a mismatch, a weak password, then a good one.
+    await page.waitForSelector('#pw-form');
+    out.pwLabels = await page.$$eval('#pw-form label', (ls) => ls.map((l) => l.textContent));
+    out.pwButton = await page.textContent('#pw-submit');
+    await check('password');
+    await page.getByLabel('新しいパスワード', { exact: true }).fill(cfg.newPassword);
+    await page.getByLabel('新しいパスワード（確認）').fill(cfg.newPassword + 'x');
+    await page.getByRole('button', { name: '変更する' }).click();
+    await page.waitForSelector('main .kn-error');
+    out.mismatch = await page.textContent('main .kn-error');
+    await page.getByLabel('新しいパスワード', { exact: true }).fill('short');
+    await page.getByLabel('新しいパスワード（確認）').fill('short');
+    await page.getByRole('button', { name: '変更する' }).click();
+    await page.waitForFunction((m) => document.querySelector('main .kn-error').textContent !== m, out.mismatch);
+    out.weak = await page.textContent('main .kn-error');
+    await page.getByLabel('新しいパスワード', { exact: true }).fill(cfg.newPassword);
+    await page.getByLabel('新しいパスワード（確認）').fill(cfg.newPassword);
+    await page.getByRole('button', { name: '変更する' }).click();
+
+    // ホーム: the two broadcasts, the sender's name and the rate filled in.
+    await page.waitForSelector('#home-list tbody tr');
+    await page.waitForFunction(() => document.querySelectorAll('#home-list tbody tr').length >= 2);
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('#home-list .conf')).every((c) => c.textContent !== '…'));
+    out.nav = await page.$$eval('#nav a', (as) => as.map((a) => a.textContent));
+    out.who = await page.textContent('#who');
+    out.homeFocus = await page.evaluate(() => document.activeElement.tagName);
+    out.home = await page.$$eval('#home-list tbody tr', (trs) => trs.map((tr) => ({
+      name: tr.dataset.name, cells: Array.from(tr.cells).map((td) => td.textContent) })));
+    // The subject filter (client side) keeps only the matching row.
+    await page.fill('#home-q', '予定');
+    out.filtered = await page.$$eval('#home-list tbody tr', (trs) => trs.map((tr) => tr.dataset.name));
+    await page.fill('#home-q', '');
+    await check('home');
+
+    // 配信状況 of the ack broadcast: the numbers and the lists.
+    await page.click(`#home-list tr[data-name="${cfg.ack}"] a`);
+    await page.waitForSelector('#bc-delivered');
+    await page.waitForSelector('#bc-unconfirmed');
+    out.bcFocus = await page.evaluate(() => document.activeElement.tagName + ':' + document.activeElement.textContent);
+    out.bc = await page.evaluate(() => ({
+      delivered: document.getElementById('bc-delivered').textContent,
+      confirmed: document.getElementById('bc-confirmed').textContent,
+      subject: document.getElementById('bc-subject').textContent,
+      unconfirmed: Array.from(document.querySelectorAll('#bc-unconfirmed tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
+      unreached: Array.from(document.querySelectorAll('#bc-unreached tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
+      tally: Array.from(document.querySelectorAll('#bc-tally li')).map((li) => li.textContent),
+      comments: Array.from(document.querySelectorAll('#bc-comments tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
+      classes: Array.from(document.querySelectorAll('#bc-class-table tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
+      csv: document.getElementById('bc-csv').getAttribute('href'),
+      csvExcel: document.getElementById('bc-csv-excel').getAttribute('href'),
+    }));
+    await check('broadcast');
+    await page.emulateMedia({ media: 'print' });
+    out.printHidesActions = await page.isHidden('#bc-actions');
+    await page.screenshot({ path: path.join(cfg.shots, 'console_broadcast_print.png'), fullPage: true });
+    await page.emulateMedia({ media: 'screen' });
+
+    // The CSV, as a download.
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#bc-csv')]);
+    out.csvName = dl.suggestedFilename();
+    out.csvText = fs.readFileSync(await dl.path(), 'utf8');
+
+    // 未確認者に再送: the question, then the new broadcast's page.
+    await page.click('#bc-resend');
+    await page.waitForSelector('#bc-question');
+    out.resendQuestion = await page.textContent('#bc-question');
+    await page.click('#bc-yes');
+    await page.waitForFunction((old) => location.hash.startsWith('#b/') && location.hash !== '#b/' + old, cfg.ack);
+    out.resent = decodeURIComponent(await page.evaluate(() => location.hash.slice(3)));
+    out.resentNotice = await page.textContent('#notice');
+    await page.waitForSelector('#bc-delivered');
+
+    // Cancel the scheduled one (the question first; "キャンセル" keeps it).
+    await page.evaluate((n) => { location.hash = '#b/' + encodeURIComponent(n); }, cfg.scheduled);
+    await page.waitForSelector('#bc-cancel');
+    await page.click('#bc-cancel');
+    await page.click('#bc-no');
+    out.cancelKept = await page.isVisible('#bc-cancel');
+    await page.click('#bc-cancel');
+    await page.click('#bc-yes');
+    await page.waitForFunction(() => !document.getElementById('bc-cancel'));
+    out.cancelNotice = await page.textContent('#notice');
+    out.cancelStatus = await page.textContent('#bc-head dl');
+
+    // The language switch: English, kept in localStorage, then back.
+    await page.selectOption('#lang', 'en');
+    await page.waitForFunction(() => document.documentElement.lang === 'en');
+    out.navEn = await page.$$eval('#nav a', (as) => as.map((a) => a.textContent));
+    out.langStored = await page.evaluate(() => localStorage.getItem('kairan.lang'));
+    await page.selectOption('#lang', 'ja');
+    await page.waitForFunction(() => document.documentElement.lang === 'ja');
+
+    // Log out: the login form again, and the API says 401.
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+    out.afterLogout = await page.evaluate(async () => (await fetch('../../v1/session')).status);
+
+    // Five wrong passwords from this address lock the login here.
+    const p2 = await ctx.newPage();
+    p2.on('dialog', (d) => { out.dialogs++; d.dismiss(); });
+    await p2.goto(cfg.url);
+    out.lock = [];
+    for (let i = 0; i < 6; i++) {
+      await p2.fill('#login-id', cfg.lockLogin);
+      await p2.fill('#login-pw', i < 5 ? 'wrong password ' + i : cfg.lockPassword);
+      const done = p2.waitForResponse((r) => r.url().endsWith('/v1/session') && r.request().method() === 'POST');
+      await p2.click('#login-submit');
+      const r = await done;
+      await p2.waitForFunction(() => !document.getElementById('login-submit').disabled);
+      out.lock.push({ status: r.status(), text: await p2.textContent('main .kn-error') });
+    }
+    await p2.screenshot({ path: path.join(cfg.shots, 'console_locked_1280.png') });
+    out.xss = await page.evaluate(() => window.__kairan_xss === true);
+    say(Object.assign({ event: 'done' }, out));
+  } catch (e) {
+    say({ event: 'error', message: String(e && e.stack || e), partial: out });
+    process.exitCode = 1;
+  } finally {
+    await ctx.close();
+  }
+})();
