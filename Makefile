@@ -45,7 +45,7 @@ LIB_SRCS := \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
 	dispatcher/http/console.c dispatcher/http/resend.c \
-	dispatcher/http/roster.c dispatcher/http/staff_admin.c
+	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o \

@@ -98,7 +98,9 @@ enum route_id {
     R_STAFF_RESET,
     R_STAFF_ROLE,
     R_STAFF_GROUPS,
-    R_LOGS
+    R_LOGS,
+    R_DIR_GET,
+    R_DIR_PATCH
 };
 
 #define ROLE(r) (1u << (r))
@@ -427,6 +429,11 @@ void kn__httpd_run_line_hook(struct conn *c);
 /* ---- roster.c ---- */
 
 void kn__httpd_run_dir_import(struct conn *c);
+
+/* ---- directory_edit.c ---- */
+
+void kn__httpd_run_dir_get(struct conn *c);
+void kn__httpd_run_dir_patch(struct conn *c);
 
 /* ---- staff_admin.c ---- */
 

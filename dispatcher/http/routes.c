@@ -81,6 +81,10 @@ static const struct route routes[] = {
     {R_STAFF_GROUPS, HTTP_POST, "/v1/staff/{}/groups", STAFF, 1,
      kn__httpd_run_staff_groups},
     {R_LOGS, HTTP_GET, "/v1/logs/{}", STAFF, 1, kn__httpd_run_logs},
+    /* One student of the 名簿 (directory_edit.c). */
+    {R_DIR_GET, HTTP_GET, "/v1/directory/{}", STAFF, 1, kn__httpd_run_dir_get},
+    {R_DIR_PATCH, HTTP_PATCH, "/v1/directory/{}", STAFF, 1,
+     kn__httpd_run_dir_patch},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

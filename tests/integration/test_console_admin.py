@@ -38,6 +38,11 @@ token create and one staff session (kairanctl staff add).
   [7] logs: operations and logins of this tenant only, by date and
       person, paged with next_cursor (every line once), a forged cursor
       and bad parameters 400.
+  [8] one student: GET (names unsealed, guardians by channel, never an
+      address; another tenant 404, a sender 403), PATCH name, class,
+      groups, active, one guardian's active (op-log line recipients.edit,
+      bad input 400 naming the field); a broadcast then reaches the active
+      guardian only, and never the deactivated student.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin.py
 """
@@ -506,6 +511,81 @@ with Redis(out) as redis:
                    for l in r.json["lines"]), r
         r = jcall(SENDER, "GET", "/v1/logs/logins")
         assert r.status == 403, r
+
+
+    # ---- [8] one student: GET / PATCH /v1/directory/{id} ----
+    FAMILY = ("ID,氏名,組,グループ,メールアドレス,保護者氏名\n"
+              "f-1,田中 一郎,2年C組,2年C組,mother@example.jp,田中 花\n"
+              "f-1,,,,father@example.jp,田中 太\n"
+              "f-2,<script>x</script>,2年C組,2年C組,sasaki@example.jp,\n")
+
+    with tap.check("[8] GET /v1/directory/{id}: names unsealed, guardians by channel, no address"):
+        r = imp(port, ADMIN, FAMILY)
+        assert r.status == 200 and r.json["added"] == 2, r
+        r = jcall(ADMIN, "GET", "/v1/directory/f-1")
+        assert r.status == 200, r
+        j = r.json
+        assert j["name"] == "田中 一郎" and j["class"] == "2年C組" and j["active"] is True, j
+        assert j["groups"] == ["2年C組"], j
+        assert [(g["index"], g["name"], g["channels"], g["active"]) for g in j["guardians"]] == \
+            [(0, "田中 花", ["email"], True), (1, "田中 太", ["email"], True)], j
+        assert "@" not in r.body, r
+        r = jcall(ADMIN, "GET", "/v1/directory/f-2")
+        assert r.status == 200 and r.json["name"] == "<script>x</script>", r
+
+    with tap.check("[8] another tenant, a sender, a bad id: 404 / 403 / 404"):
+        r = jcall(OTHER, "GET", "/v1/directory/f-1")
+        assert r.status == 404, r
+        r = jcall(OTHER, "PATCH", "/v1/directory/f-1", {"active": False})
+        assert r.status == 404, r
+        assert redis.call("HGET", P + "rcpt:sakura:f-1", "active") == b"1"
+        r = jcall(SENDER, "GET", "/v1/directory/f-1")
+        assert r.status == 403, r
+        r = jcall(ADMIN, "GET", "/v1/directory/..%2Fx")
+        assert r.status == 404, r
+
+    with tap.check("[8] PATCH: name (sealed), class, groups (NFKC), op-log line; bad input 400"):
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-2",
+                  {"name": "佐々木 三郎", "class": "2年D組", "groups": ["２年Ｄ組", "美術部"]})
+        assert r.status == 200, r
+        h = redis.call("HGETALL", P + "rcpt:sakura:f-2")
+        assert "佐々木".encode() not in b"".join(h), h
+        r = jcall(ADMIN, "GET", "/v1/directory/f-2")
+        assert r.json["name"] == "佐々木 三郎" and r.json["class"] == "2年D組", r
+        assert r.json["groups"] == ["2年D組", "美術部"], r
+        assert redis.call("SISMEMBER", P + "grp:sakura:" + urllib.parse.quote("2年D組", safe=""), "f-2") in (0, 1)
+        lines = [l for l in read_audit("operations.jsonl") if l.get("op") == "recipients.edit"]
+        assert lines and lines[-1]["id"] == "f-2" and lines[-1]["tenant"] == "sakura", lines
+        assert "佐々木" not in json.dumps(lines, ensure_ascii=False)
+        for body, field in (({"name": "a\u0001"}, "name"), ({"class": "x" * 65}, "class"),
+                            ({"groups": ["a;b"]}, "groups"), ({"active": "no"}, "active"),
+                            ({"guardians": [{"index": 0}]}, "guardians"), ({"email": "x"}, "email")):
+            r = jcall(ADMIN, "PATCH", "/v1/directory/f-2", body)
+            assert r.status == 400 and r.json["field"] == field, (body, r)
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-2", {})
+        assert r.status == 400, r
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-1", {"guardians": [{"index": 5, "active": False}]})
+        assert r.status == 404 and r.json["field"] == "guardians", r
+
+    with tap.check("[8] a deactivated guardian gets nothing; the other guardian does; a deactivated student nothing"):
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-1", {"guardians": [{"index": 1, "active": False}]})
+        assert r.status == 200, r
+        r = jcall(ADMIN, "GET", "/v1/directory/f-1")
+        assert [g["active"] for g in r.json["guardians"]] == [True, False], r
+        r = jcall(LIMITED, "PATCH", "/v1/directory/f-2", {"active": False})
+        assert r.status == 200, r
+        bid = k.submit({"tenant": "sakura", "category": "notice", "subject": "テスト",
+                        "body": "本文", "channels": ["email"],
+                        "audience": {"groups": ["2年C組", "2年D組"]}})
+        k.wait_done(bid, 60)
+        tos = []
+        d_ = os.path.join(k.outbox, bid)
+        for name in os.listdir(d_) if os.path.isdir(d_) else []:
+            if name.endswith(".eml"):
+                tos.append(open(os.path.join(d_, name), "rb").read())
+        blob = b"".join(tos)
+        assert b"mother@example.jp" in blob, blob[:300]
+        assert b"father@example.jp" not in blob and b"sasaki@example.jp" not in blob
 
     with tap.check("kairand logged no address and no name"):
         log = d.stderr_text()
