@@ -261,7 +261,7 @@ static int work_log(struct job *j)
         size_t len = strlen(buf);
         int whole = len > 0 && buf[len - 1] == '\n';
         json_t *x;
-        const char *tenant, *time, *login, *token;
+        const char *tenant, *time, *login, *token, *by;
         off += (long long)len;
         scanned += (long long)len;
         if (skipping || !whole) {
@@ -273,13 +273,15 @@ static int work_log(struct job *j)
         time = json_string_value(json_object_get(x, "time"));
         login = json_string_value(json_object_get(x, "login"));
         token = json_string_value(json_object_get(x, "token"));
+        by = json_string_value(json_object_get(x, "by"));
         if (x != NULL && tenant != NULL && strcmp(tenant, j->tenant) == 0 &&
             time != NULL && strlen(time) >= 10 &&
             (j->from == NULL || strncmp(time, j->from, 10) >= 0) &&
             (j->to == NULL || strncmp(time, j->to, 10) <= 0) &&
             (j->person == NULL ||
              (login != NULL && strcmp(login, j->person) == 0) ||
-             (token != NULL && strcmp(token, j->person) == 0))) {
+             (token != NULL && strcmp(token, j->person) == 0) ||
+             (by != NULL && strcmp(by, j->person) == 0))) {
             json_array_append_new(lines, x);
             x = NULL;
             n++;

@@ -187,7 +187,12 @@
       const text = q.value.trim();
       list.textContent = '';
       if (!text) return;
-      const r = await KN.api('GET', '/v1/directory?limit=50&q=' + encodeURIComponent(text)).catch(() => ({ status: 0 }));
+      let r = await KN.api('GET', '/v1/directory?limit=50&q=' + encodeURIComponent(text)).catch(() => ({ status: 0 }));
+      // An exact id opens that student even where search is not served.
+      if (r.status === 404 && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(text)) {
+        const one = await KN.api('GET', '/v1/directory/' + encodeURIComponent(text)).catch(() => ({ status: 0 }));
+        if (one.status === 200 && one.json) r = { status: 200, json: { recipients: [one.json] } };
+      }
       if (r.status !== 200 || !r.json) {
         list.append(el('p', { class: 'kn-error', role: 'alert' }, r.status === 404 ? KN.t('roster.search_missing') : KN.failText(r)));
         return;
@@ -203,11 +208,12 @@
           el('td', { 'data-label': KN.t('roster.col.name') }, s.name || ''),
           el('td', { 'data-label': KN.t('roster.col.class') }, s.class || ''),
           el('td', { 'data-label': KN.t('roster.col.groups') }, (s.groups || []).join('、')),
+          el('td', { 'data-label': KN.t('roster.col.state') }, s.active === false ? KN.t('roster.inactive') : ''),
           el('td', null, edit)));
       }
       list.append(el('table', { class: 'cards', id: 'roster-list' },
         el('caption', { class: 'sr-only' }, KN.t('roster.search')),
-        el('thead', null, el('tr', null, ['ID', KN.t('roster.col.name'), KN.t('roster.col.class'), KN.t('roster.col.groups'), ''].map((h) =>
+        el('thead', null, el('tr', null, ['ID', KN.t('roster.col.name'), KN.t('roster.col.class'), KN.t('roster.col.groups'), KN.t('roster.col.state'), KN.t('roster.col.edit')].map((h) =>
           el('th', { scope: 'col' }, h)))), tb));
     });
   }
