@@ -124,7 +124,7 @@
       el('thead', null, el('tr', null, ['time', 'who', 'what', 'detail'].map((k) =>
         el('th', { scope: 'col' }, KN.t('staff.log.col.' + k))))), tb);
     const more = el('button', { type: 'button', class: 'secondary', hidden: true }, KN.t('common.more'));
-    const count = el('p', { class: 'muted', role: 'status' });
+    const count = el('p', { class: 'muted', role: 'status', id: 'staff-log-count' });
     root.append(el('section', { 'aria-labelledby': 'staff-log-h' },
       el('h2', { id: 'staff-log-h' }, KN.t('staff.logs')), form, count,
       el('div', { class: 'table-wrap' }, table), el('p', null, more)));
