@@ -131,10 +131,17 @@
     let cursor = null;
     let shown = 0;
 
-    const SKIP = ['time', 'actor', 'op', 'tenant', 'token', 'login', 'source', 'via', 'method', 'path', 'result', 'status', 'role'];
+    const SKIP = ['time', 'actor', 'op', 'tenant', 'token', 'login', 'by', 'source', 'via', 'method', 'path', 'result', 'status', 'role'];
+    // Who acted: a staff session's login ("by" when "login" is the account
+    // acted on), else the actor (kairanctl:<user>, token:<id>).
+    function who(l) {
+      if (l.by) return l.by;
+      if (/^token:/.test(l.actor || '') && l.login) return l.login;
+      return l.actor || l.login || l.token || '';
+    }
     function detail(l) {
       if (which.value === 'logins') return `${l.method || ''} ${l.path || ''} → ${l.status || ''} ${l.result || ''}`;
-      const parts = [];
+      const parts = l.login && l.login !== who(l) ? ['login=' + l.login] : [];
       for (const [k, v] of Object.entries(l)) {
         if (SKIP.indexOf(k) >= 0 || v === null || typeof v === 'object') continue;
         parts.push(k + '=' + String(v));
@@ -155,7 +162,7 @@
       for (const l of r.json.lines || []) {
         tb.append(el('tr', null,
           el('td', { 'data-label': KN.t('staff.log.col.time') }, KN.fmtDate(l.time)),
-          el('td', { 'data-label': KN.t('staff.log.col.who') }, l.login || l.by || l.actor || l.token || ''),
+          el('td', { 'data-label': KN.t('staff.log.col.who') }, which.value === 'logins' ? (l.login || l.token || '') : who(l)),
           el('td', { 'data-label': KN.t('staff.log.col.what') }, l.op || l.result || ''),
           el('td', { 'data-label': KN.t('staff.log.col.detail') }, detail(l))));
         shown++;
