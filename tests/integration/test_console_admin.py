@@ -43,6 +43,8 @@ token create and one staff session (kairanctl staff add).
       groups, active, one guardian's active (op-log line recipients.edit,
       bad input 400 naming the field); a broadcast then reaches the active
       guardian only, and never the deactivated student.
+  [9] a school-sized file (2,000 rows, under http.max_body here): dry run, apply, the same again
+      unchanged; the times are printed, never asserted.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin.py
 """
@@ -586,6 +588,29 @@ with Redis(out) as redis:
         blob = b"".join(tos)
         assert b"mother@example.jp" in blob, blob[:300]
         assert b"father@example.jp" not in blob and b"sasaki@example.jp" not in blob
+
+
+    # ---- [9] a school-sized file (figures, never asserted as times) ----
+    with tap.check("[9] %d rows: dry run, apply, the same again unchanged" % scale(2000, 200)):
+        import time as _t
+        n = scale(2000, 200)
+        big = "ID,氏名,組,グループ,メールアドレス,保護者氏名\n" + "".join(
+            "b-%d,生徒 %d,%d年%s組,%d年%s組;部活%d,p%d@example.jp,保護者 %d\n"
+            % (i, i, 1 + i % 3, "ABCD"[i % 4], 1 + i % 3, "ABCD"[i % 4], i % 7, i, i)
+            for i in range(n))
+        t0 = _t.monotonic()
+        r = imp(port, OTHER, big, "?dry_run=1")
+        t1 = _t.monotonic()
+        assert r.status == 200 and r.json["added"] == n, r
+        r = imp(port, OTHER, big)
+        t2 = _t.monotonic()
+        assert r.status == 200 and r.json["added"] == n, r
+        r = imp(port, OTHER, big)
+        t3 = _t.monotonic()
+        assert r.status == 200 and r.json["unchanged"] == n, r
+        tap.diag("import of %d rows (%d kB) over HTTP: dry run %.2f s, apply %.2f s, "
+                 "unchanged again %.2f s" % (n, len(big.encode()) // 1024, t1 - t0,
+                                             t2 - t1, t3 - t2))
 
     with tap.check("kairand logged no address and no name"):
         log = d.stderr_text()
