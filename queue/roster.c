@@ -55,10 +55,10 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /*
- * At most MAX_SHOWN problems are printed of a kind (header columns, bad
- * rows), then one line "... and N more": a file of two million unknown
- * columns must not print two million lines.  A row keeps at most
- * MAX_WHY reasons.
+ * At most MAX_SHOWN problems are kept of a kind (header columns, bad
+ * rows), the rest only counted ("... and N more"): a file of two million
+ * unknown columns must not make two million messages.  A row keeps at
+ * most MAX_WHY reasons.
  */
 #define BATCH     100 /* rows per Lua call */
 #define NARGS     13  /* script arguments per row */
