@@ -65,52 +65,6 @@ static void op_log(const char *op, const char *tenant, const char *login,
     kn_cli_audit_fields(op, f);
 }
 
-/* A display name: 1-100 bytes of UTF-8 text without control characters. */
-static int name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    json_t *j;
-    if (n == 0 || n > 100)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-    }
-    j = json_string(s); /* jansson checks UTF-8 */
-    if (j == NULL)
-        return 0;
-    json_decref(j);
-    return 1;
-}
-
-/* Groups "a,b": no empty item, none over 64 bytes, no control characters
- * or ';', valid UTF-8. */
-static int groups_ok(const char *s)
-{
-    const char *p = s;
-    json_t *j;
-    if (*s == '\0')
-        return 0;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (n == 0 || n > 64)
-            return 0;
-        for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == ';')
-                return 0;
-        }
-        p += n;
-        if (*p == ',' && *++p == '\0')
-            return 0;
-    }
-    j = json_string(s);
-    if (j == NULL)
-        return 0;
-    json_decref(j);
-    return 1;
-}
-
 struct opts {
     const char *tenant, *login, *name, *role, *groups, *email;
     int json;
@@ -207,7 +161,7 @@ static int role_groups_ok(const char *role_s, const char *groups)
         fprintf(stderr, "kairanctl: --groups is for senders only\n");
         return -1;
     }
-    if (groups != NULL && !groups_ok(groups)) {
+    if (groups != NULL && !kn_staff_groups_valid(groups)) {
         fprintf(stderr, "kairanctl: --groups: a comma list of group names "
                         "(no empty item, each at most 64 bytes, no ';')\n");
         return -1;
@@ -255,11 +209,9 @@ static char *seal_email(const char *addr, int *rc)
 static int st_add(int argc, char **argv)
 {
     struct opts o;
-    char pw[21], enc[KN_PW_ENCODED], id[17];
-    unsigned char rid[8];
-    char *k, *ks, *sealed = NULL;
+    char pw[21], *k, *sealed = NULL;
     redisReply *r;
-    int created, rc = KN_EXIT_OK;
+    int rc = KN_EXIT_OK;
 
     if (parse(argc, argv, &o) < 0 || o.npos != 0) {
         staff_usage();
@@ -267,7 +219,7 @@ static int st_add(int argc, char **argv)
     }
     if (!login_arg_ok(o.login))
         return KN_EXIT_USAGE;
-    if (o.name == NULL || !name_ok(o.name)) {
+    if (o.name == NULL || !kn_staff_name_valid(o.name)) {
         fprintf(stderr, "kairanctl: --name is required: the person's name, "
                         "1-100 bytes of text (e.g. \"佐藤 一郎\")\n");
         return KN_EXIT_USAGE;
@@ -281,17 +233,9 @@ static int st_add(int argc, char **argv)
         return KN_EXIT_FAIL;
     }
 
-    kn_password_initial(pw);
-    kn_password_hash(pw, enc);
-    kn_random(rid, sizeof(rid));
-    kn_hex_encode(rid, sizeof(rid), id);
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.login);
-    /* Logins are unique per tenant: the record is claimed first. */
-    r = kn_cli_cmd("HSETNX %s login %s", k, o.login);
-    created = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
-    if (!created) {
-        free(k);
+    rc = kn_staff_add(kn_cli_redis(), kn_cli_cfg.redis_prefix, o.tenant,
+                      o.login, o.name, o.role, o.groups, pw);
+    if (rc == KN_EEXIST) {
         free(sealed);
         fprintf(stderr,
                 "kairanctl: tenant %s already has a staff account '%s'; "
@@ -299,21 +243,21 @@ static int st_add(int argc, char **argv)
                 o.tenant, o.login);
         return KN_EXIT_FAIL;
     }
-    r = kn_cli_cmd("HSET %s id %s name %s role %s groups %s active 1 "
-                   "hash %s must_change 1 created_ms %lld gen 1",
-                   k, id, o.name, o.role, o.groups ? o.groups : "", enc,
-                   (long long)kn_now_ms());
-    freeReplyObject(r);
+    if (rc < 0) {
+        free(sealed);
+        fprintf(stderr, "kairanctl: Redis failed while adding %s; run the "
+                        "command again\n",
+                o.login);
+        return KN_EXIT_UNKNOWN;
+    }
     if (sealed != NULL) {
+        /* The account's own address ("send to me"), sealed. */
+        k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.login);
         r = kn_cli_cmd("HSET %s email %s", k, sealed);
         freeReplyObject(r);
+        free(k);
         free(sealed);
     }
-    free(k);
-    ks = kn_key_staffs(kn_cli_cfg.redis_prefix, o.tenant);
-    r = kn_cli_cmd("SADD %s %s", ks, o.login);
-    freeReplyObject(r);
-    free(ks);
     op_log("staff.add", o.tenant, o.login, o.role);
     printf("staff account %s added to tenant %s (%s); its initial password "
            "(shown once, to be changed at the first login):\n%s\n",
@@ -424,12 +368,12 @@ static int one_account(int argc, char **argv, struct opts *o, int npos)
     return KN_EXIT_OK;
 }
 
-static void end_sessions(const char *tenant, const char *login)
+/* A change made (queue/staff.h), or exit 3 when Redis failed. */
+static void changed(int rc, const char *login)
 {
-    if (kn_staff_end_sessions(kn_cli_redis(), kn_cli_cfg.redis_prefix, tenant,
-                              login) < 0) {
-        fprintf(stderr, "kairanctl: Redis failed while ending the sessions "
-                        "of %s; run the command again\n",
+    if (rc < 0) {
+        fprintf(stderr, "kairanctl: Redis failed while changing %s (or "
+                        "ending its sessions); run the command again\n",
                 login);
         exit(KN_EXIT_UNKNOWN);
     }
@@ -438,17 +382,12 @@ static void end_sessions(const char *tenant, const char *login)
 static int st_deactivate(int argc, char **argv)
 {
     struct opts o;
-    char *k;
-    redisReply *r;
     int rc = one_account(argc, argv, &o, 1);
     if (rc != KN_EXIT_OK)
         return rc;
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s active 0 deactivated_ms %lld", k,
-                   (long long)kn_now_ms());
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_deactivate(kn_cli_redis(), kn_cli_cfg.redis_prefix,
+                                o.tenant, o.pos[0]),
+            o.pos[0]);
     op_log("staff.deactivate", o.tenant, o.pos[0], NULL);
     printf("staff account %s of tenant %s deactivated; its sessions ended\n",
            o.pos[0], o.tenant);
@@ -458,18 +397,13 @@ static int st_deactivate(int argc, char **argv)
 static int st_reset(int argc, char **argv)
 {
     struct opts o;
-    char pw[21], enc[KN_PW_ENCODED], *k;
-    redisReply *r;
+    char pw[21];
     int rc = one_account(argc, argv, &o, 1);
     if (rc != KN_EXIT_OK)
         return rc;
-    kn_password_initial(pw);
-    kn_password_hash(pw, enc);
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s hash %s must_change 1", k, enc);
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_reset(kn_cli_redis(), kn_cli_cfg.redis_prefix, o.tenant,
+                           o.pos[0], pw),
+            o.pos[0]);
     op_log("staff.reset", o.tenant, o.pos[0], NULL);
     printf("password of %s (tenant %s) reset; its sessions ended; the new "
            "initial password (shown once, to be changed at the next "
@@ -482,19 +416,14 @@ static int st_reset(int argc, char **argv)
 static int st_role(int argc, char **argv)
 {
     struct opts o;
-    char *k;
-    redisReply *r;
     int rc = one_account(argc, argv, &o, 2);
     if (rc != KN_EXIT_OK)
         return rc;
     if (role_groups_ok(o.pos[1], o.groups) < 0)
         return KN_EXIT_USAGE;
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s role %s groups %s", k, o.pos[1],
-                   o.groups ? o.groups : "");
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_set_role(kn_cli_redis(), kn_cli_cfg.redis_prefix,
+                              o.tenant, o.pos[0], o.pos[1], o.groups),
+            o.pos[0]);
     op_log("staff.role", o.tenant, o.pos[0], o.pos[1]);
     printf("staff account %s of tenant %s is now %s; its sessions ended\n",
            o.pos[0], o.tenant, o.pos[1]);

@@ -98,7 +98,17 @@ enum route_id {
     R_TPL_PUT,
     R_TPL_DELETE,
     R_BC_PREVIEW,
-    R_BC_TEST
+    R_BC_TEST,
+    R_DIR_IMPORT,
+    R_STAFF_LIST,
+    R_STAFF_ADD,
+    R_STAFF_DEACTIVATE,
+    R_STAFF_RESET,
+    R_STAFF_ROLE,
+    R_STAFF_GROUPS,
+    R_LOGS,
+    R_DIR_GET,
+    R_DIR_PATCH
 };
 
 #define ROLE(r) (1u << (r))
@@ -240,6 +250,8 @@ struct http_srv {
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
     int hashing; /* password hashes running on the thread pool */
+    /* roster imports running on the pool (roster.c) */
+    int importing;
 };
 
 struct wreq {
@@ -447,6 +459,25 @@ void kn__httpd_run_tpl_put(struct conn *c);
 void kn__httpd_run_tpl_delete(struct conn *c);
 void kn__httpd_run_bc_preview(struct conn *c);
 void kn__httpd_run_bc_test(struct conn *c);
+
+/* ---- roster.c ---- */
+
+void kn__httpd_run_dir_import(struct conn *c);
+
+/* ---- directory_edit.c ---- */
+
+void kn__httpd_run_dir_get(struct conn *c);
+void kn__httpd_run_dir_patch(struct conn *c);
+
+/* ---- staff_admin.c ---- */
+
+void kn__httpd_run_staff_list(struct conn *c);
+void kn__httpd_run_staff_add(struct conn *c);
+void kn__httpd_run_staff_deactivate(struct conn *c);
+void kn__httpd_run_staff_reset(struct conn *c);
+void kn__httpd_run_staff_role(struct conn *c);
+void kn__httpd_run_staff_groups(struct conn *c);
+void kn__httpd_run_logs(struct conn *c);
 
 /* ---- page.c ---- */
 
