@@ -28,7 +28,7 @@ LDFLAGS := $(SANFLAGS)
 # The library: everything but the two programs' main files.
 LIB_SRCS := \
 	common/kn.c common/log.c common/seal.c common/argv.c common/text.c \
-	common/utf8.c common/buf.c common/codec.c common/file.c common/csvcell.c \
+	common/utf8.c common/buf.c common/codec.c common/file.c common/csvcell.c common/csv.c \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c model/password.c model/totp.c model/session.c \
@@ -37,7 +37,7 @@ LIB_SRCS := \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
-	queue/submit.c queue/sentinel.c queue/staff.c \
+	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c \
 	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
@@ -46,7 +46,12 @@ LIB_SRCS := \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/bounce.c dispatcher/http/sendgrid_events.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
-	dispatcher/http/console.c dispatcher/http/resend.c
+	dispatcher/http/console.c dispatcher/http/resend.c \
+	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c
+# The console's compose page (issue 14): groups, directory search, templates,
+# preview, send to me.
+LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
+	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o \

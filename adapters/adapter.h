@@ -190,4 +190,31 @@ void kn__mail_conf_free(struct kn_mail_conf *mc);
 int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
                    char **out, size_t *len);
 
+/* ---- what a channel would deliver, for a preview (preview.c) ---- */
+
+/* An e-mail as a mail client shows it: the decoded headers and text. */
+struct kn_preview_mail {
+    char *from, *to, *subject, *date, *body; /* heap, UTF-8 */
+    int urgent;                              /* Priority/Importance set */
+    size_t bytes;                            /* the whole message's size */
+};
+
+/*
+ * Build job's e-mail with the mail adapters' own code (kn__mail_build,
+ * from the [smtp] keys) and read it back as a mail client shows it.
+ * Returns 0 and fills out (free with kn_preview_mail_free), or a negative
+ * KN_E* code (KN_ECONFIG: smtp.from is not a mailbox).
+ */
+int kn_preview_mail(const struct kn_config *cfg, const struct kn_job *job,
+                    struct kn_preview_mail *out);
+void kn_preview_mail_free(struct kn_preview_mail *m);
+
+/*
+ * The push notification of job on platform "fcm" or "apns" as the adapter
+ * would send it (the payload cut to its 4,096 bytes): heap title and body
+ * and the payload's size.  Returns 0 or a negative KN_E* code.
+ */
+int kn_preview_push(const struct kn_job *job, const char *platform,
+                    char **title, char **body, size_t *bytes);
+
 #endif

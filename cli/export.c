@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/csv.h"
+#include "common/csv.h"
 #include "cli/recipients_int.h"
 #include "common/argv.h"
 #include "common/file.h"
@@ -205,7 +205,7 @@ int kn__rcp_export(const char *tenant, int bom)
     if (bom)
         fputs("\xef\xbb\xbf", stdout);
     for (int c = 0; c < COL__COUNT; c++)
-        kn_csv_put_cell(stdout, kn__rcp_columns[c].en, c == COL__COUNT - 1);
+        kn_csv_put_cell(stdout, kn_roster_columns[c].en, c == COL__COUNT - 1);
     for (size_t off = 0; off < n && rc == KN_EXIT_OK; off += 500) {
         size_t m = n - off < 500 ? n - off : 500;
         struct kn_argv *cmds = kn_xcalloc(m, sizeof(*cmds));

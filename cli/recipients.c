@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/csv.h"
+#include "common/csv.h"
 #include "cli/recipients_int.h"
 #include "common/argv.h"
 #include "common/file.h"
@@ -70,25 +70,6 @@ int kn__rcp_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* ---- the CSV columns (README / docs/directory.md; keep them stable) ---- */
-
-const struct column kn__rcp_columns[COL__COUNT] = {
-    {"id", "ID"},
-    {"name", "氏名"},
-    {"grade", "学年"},
-    {"class", "組"},
-    {"groups", "グループ"},
-    {"email", "メールアドレス"},
-    {"line", "LINE"},
-    {"fcm", "FCMトークン"},
-    {"apns", "APNsトークン"},
-    {"channels", "配信順"},
-    {"active", "有効"},
-    {"number", "出席番号"},
-    {"kana", "ふりがな"},
-    {"guardian", "保護者氏名"},
-    {"phone", "電話番号"},
-};
 
 
 /* ---- small helpers ---- */

@@ -13,35 +13,9 @@
 
 #include "common/argv.h"
 #include "queue/redis_uv.h"
+#include "queue/roster.h"
 
-/* ---- the CSV columns (README / docs/directory.md; keep them stable) ---- */
-
-enum col {
-    COL_ID,
-    COL_NAME,
-    COL_GRADE,
-    COL_CLASS,
-    COL_GROUPS,
-    COL_EMAIL,
-    COL_LINE,
-    COL_FCM,
-    COL_APNS,
-    COL_CHANNELS,
-    COL_ACTIVE, /* optional: what export writes, so that it round-trips */
-    /* A class list's own columns (after active, so that the keyed hash of
-     * a row without them stays what it was before they existed). */
-    COL_NUMBER,   /* 出席番号, plain */
-    COL_KANA,     /* ふりがな, sealed ("name") */
-    COL_GUARDIAN, /* 保護者氏名, sealed ("name") */
-    COL_PHONE, /* 電話番号, sealed ("phone"): for the list of whom to phone */
-    COL__COUNT
-};
-
-/* The column names: English and the Japanese Excel users write. */
-struct column {
-    const char *en, *ja;
-};
-extern const struct column kn__rcp_columns[COL__COUNT];
+/* The CSV columns (COL_*, kn_roster_columns): queue/roster.h. */
 
 /* n commands in one round trip; the connection lost exits 3.  Caller frees
  * with kn__rcp_replies_free. */

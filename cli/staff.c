@@ -2,7 +2,8 @@
  * staff.c - kairanctl staff: school staff accounts (the console's logins).
  *
  *   kairanctl staff add --tenant T --login L --name NAME --role R
- *                       [--groups a,b]        prints the initial password
+ *                       [--groups a,b] [--email ADDR]
+ *                                             prints the initial password
  *                                             alone on its last line
  *   kairanctl staff list --tenant T [--json]  never a hash or a secret
  *   kairanctl staff deactivate --tenant T L   ends its sessions; kept
@@ -10,6 +11,9 @@
  *                                             line); ends its sessions
  *   kairanctl staff role --tenant T L R [--groups a,b]
  *                                             ends its sessions
+ *   kairanctl staff email --tenant T L ADDR   the account's own address
+ *                                             (the console's "send to
+ *                                             me"); "" removes it
  *
  * Records: queue/staff.h.  Passwords: model/password.h (Argon2id); an
  * initial password must be changed at the first login.  A deactivated
@@ -25,7 +29,9 @@
 #include "cli/cli.h"
 #include "common/codec.h"
 #include "common/kn.h"
+#include "common/seal.h"
 #include "common/text.h"
+#include "model/address.h"
 #include "model/audit.h"
 #include "model/password.h"
 #include "model/session.h"
@@ -37,12 +43,14 @@ static void staff_usage(void)
 {
     fprintf(stderr,
             "usage: kairanctl staff add --tenant T --login L --name NAME "
-            "--role admin|limited_admin|sender|operator [--groups a,b]\n"
+            "--role admin|limited_admin|sender|operator [--groups a,b] "
+            "[--email ADDR]\n"
             "       kairanctl staff list --tenant T [--json]\n"
             "       kairanctl staff deactivate --tenant T LOGIN\n"
             "       kairanctl staff reset --tenant T LOGIN\n"
             "       kairanctl staff role --tenant T LOGIN ROLE "
-            "[--groups a,b]\n");
+            "[--groups a,b]\n"
+            "       kairanctl staff email --tenant T LOGIN ADDR|\"\"\n");
 }
 
 static void op_log(const char *op, const char *tenant, const char *login,
@@ -57,54 +65,8 @@ static void op_log(const char *op, const char *tenant, const char *login,
     kn_cli_audit_fields(op, f);
 }
 
-/* A display name: 1-100 bytes of UTF-8 text without control characters. */
-static int name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    json_t *j;
-    if (n == 0 || n > 100)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-    }
-    j = json_string(s); /* jansson checks UTF-8 */
-    if (j == NULL)
-        return 0;
-    json_decref(j);
-    return 1;
-}
-
-/* Groups "a,b": no empty item, none over 64 bytes, no control characters
- * or ';', valid UTF-8. */
-static int groups_ok(const char *s)
-{
-    const char *p = s;
-    json_t *j;
-    if (*s == '\0')
-        return 0;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (n == 0 || n > 64)
-            return 0;
-        for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == ';')
-                return 0;
-        }
-        p += n;
-        if (*p == ',' && *++p == '\0')
-            return 0;
-    }
-    j = json_string(s);
-    if (j == NULL)
-        return 0;
-    json_decref(j);
-    return 1;
-}
-
 struct opts {
-    const char *tenant, *login, *name, *role, *groups;
+    const char *tenant, *login, *name, *role, *groups, *email;
     int json;
     char *pos[3];
     int npos;
@@ -119,6 +81,7 @@ static int parse(int argc, char **argv, struct opts *o)
         {"name", required_argument, NULL, 'n'},
         {"role", required_argument, NULL, 'r'},
         {"groups", required_argument, NULL, 'g'},
+        {"email", required_argument, NULL, 'e'},
         {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -140,6 +103,9 @@ static int parse(int argc, char **argv, struct opts *o)
             break;
         case 'g':
             o->groups = optarg;
+            break;
+        case 'e':
+            o->email = optarg;
             break;
         case 'j':
             o->json = 1;
@@ -195,7 +161,7 @@ static int role_groups_ok(const char *role_s, const char *groups)
         fprintf(stderr, "kairanctl: --groups is for senders only\n");
         return -1;
     }
-    if (groups != NULL && !groups_ok(groups)) {
+    if (groups != NULL && !kn_staff_groups_valid(groups)) {
         fprintf(stderr, "kairanctl: --groups: a comma list of group names "
                         "(no empty item, each at most 64 bytes, no ';')\n");
         return -1;
@@ -213,14 +179,39 @@ static int exists(const char *tenant, const char *login)
     return e;
 }
 
+/*
+ * The sealed form of a staff member's own e-mail address (purpose
+ * "email", as guardians' addresses: SECURITY-PROMISES.md row 1), or NULL
+ * with the reason printed (a bad address: exit 2; no key: exit 1 in *rc).
+ */
+static char *seal_email(const char *addr, int *rc)
+{
+    struct kn_keyring *kr = NULL;
+    const char *why = NULL;
+    char err[400], *sealed;
+    if (kn_addr_check(addr, &why) < 0) {
+        fprintf(stderr, "kairanctl: --email: not an e-mail address (%s); "
+                        "write it as sato@school.example.jp\n",
+                why ? why : "invalid");
+        *rc = KN_EXIT_USAGE;
+        return NULL;
+    }
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        *rc = KN_EXIT_FAIL;
+        return NULL;
+    }
+    sealed = kn_seal(kr, "email", addr, strlen(addr));
+    kn_keyring_free(kr);
+    return sealed;
+}
+
 static int st_add(int argc, char **argv)
 {
     struct opts o;
-    char pw[21], enc[KN_PW_ENCODED], id[17];
-    unsigned char rid[8];
-    char *k, *ks;
+    char pw[21], *k, *sealed = NULL;
     redisReply *r;
-    int created;
+    int rc = KN_EXIT_OK;
 
     if (parse(argc, argv, &o) < 0 || o.npos != 0) {
         staff_usage();
@@ -228,43 +219,45 @@ static int st_add(int argc, char **argv)
     }
     if (!login_arg_ok(o.login))
         return KN_EXIT_USAGE;
-    if (o.name == NULL || !name_ok(o.name)) {
+    if (o.name == NULL || !kn_staff_name_valid(o.name)) {
         fprintf(stderr, "kairanctl: --name is required: the person's name, "
                         "1-100 bytes of text (e.g. \"佐藤 一郎\")\n");
         return KN_EXIT_USAGE;
     }
     if (o.role == NULL || role_groups_ok(o.role, o.groups) < 0)
         return KN_EXIT_USAGE;
-    if (kn_cli_audit_ready() < 0)
+    if (o.email != NULL && (sealed = seal_email(o.email, &rc)) == NULL)
+        return rc;
+    if (kn_cli_audit_ready() < 0) {
+        free(sealed);
         return KN_EXIT_FAIL;
+    }
 
-    kn_password_initial(pw);
-    kn_password_hash(pw, enc);
-    kn_random(rid, sizeof(rid));
-    kn_hex_encode(rid, sizeof(rid), id);
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.login);
-    /* Logins are unique per tenant: the record is claimed first. */
-    r = kn_cli_cmd("HSETNX %s login %s", k, o.login);
-    created = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
-    if (!created) {
-        free(k);
+    rc = kn_staff_add(kn_cli_redis(), kn_cli_cfg.redis_prefix, o.tenant,
+                      o.login, o.name, o.role, o.groups, pw);
+    if (rc == KN_EEXIST) {
+        free(sealed);
         fprintf(stderr,
                 "kairanctl: tenant %s already has a staff account '%s'; "
                 "choose another login (or staff reset / role it)\n",
                 o.tenant, o.login);
         return KN_EXIT_FAIL;
     }
-    r = kn_cli_cmd("HSET %s id %s name %s role %s groups %s active 1 "
-                   "hash %s must_change 1 created_ms %lld gen 1",
-                   k, id, o.name, o.role, o.groups ? o.groups : "", enc,
-                   (long long)kn_now_ms());
-    freeReplyObject(r);
-    free(k);
-    ks = kn_key_staffs(kn_cli_cfg.redis_prefix, o.tenant);
-    r = kn_cli_cmd("SADD %s %s", ks, o.login);
-    freeReplyObject(r);
-    free(ks);
+    if (rc < 0) {
+        free(sealed);
+        fprintf(stderr, "kairanctl: Redis failed while adding %s; run the "
+                        "command again\n",
+                o.login);
+        return KN_EXIT_UNKNOWN;
+    }
+    if (sealed != NULL) {
+        /* The account's own address ("send to me"), sealed. */
+        k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.login);
+        r = kn_cli_cmd("HSET %s email %s", k, sealed);
+        freeReplyObject(r);
+        free(k);
+        free(sealed);
+    }
     op_log("staff.add", o.tenant, o.login, o.role);
     printf("staff account %s added to tenant %s (%s); its initial password "
            "(shown once, to be changed at the first login):\n%s\n",
@@ -315,8 +308,8 @@ static int st_list(int argc, char **argv)
         const char *state;
         int totp;
         k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, logins[i]);
-        h = kn_cli_cmd("HMGET %s role name groups active must_change totp",
-                       k);
+        h = kn_cli_cmd(
+            "HMGET %s role name groups active must_change totp email", k);
         free(k);
         state = strcmp(hs(h, 3), "1") != 0   ? "deactivated"
                 : strcmp(hs(h, 4), "1") == 0 ? "new"
@@ -330,6 +323,8 @@ static int st_list(int argc, char **argv)
             json_object_set_new(x, "groups", json_string(hs(h, 2)));
             json_object_set_new(x, "state", json_string(state));
             json_object_set_new(x, "totp", json_boolean(totp));
+            /* Whether a "send to me" address is set; never the address. */
+            json_object_set_new(x, "email", json_boolean(hs(h, 6)[0] != '\0'));
             json_array_append_new(arr, x);
         } else {
             char *nm = kn_text_safe(hs(h, 1)), *gs = kn_text_safe(hs(h, 2));
@@ -373,12 +368,12 @@ static int one_account(int argc, char **argv, struct opts *o, int npos)
     return KN_EXIT_OK;
 }
 
-static void end_sessions(const char *tenant, const char *login)
+/* A change made (queue/staff.h), or exit 3 when Redis failed. */
+static void changed(int rc, const char *login)
 {
-    if (kn_staff_end_sessions(kn_cli_redis(), kn_cli_cfg.redis_prefix, tenant,
-                              login) < 0) {
-        fprintf(stderr, "kairanctl: Redis failed while ending the sessions "
-                        "of %s; run the command again\n",
+    if (rc < 0) {
+        fprintf(stderr, "kairanctl: Redis failed while changing %s (or "
+                        "ending its sessions); run the command again\n",
                 login);
         exit(KN_EXIT_UNKNOWN);
     }
@@ -387,17 +382,12 @@ static void end_sessions(const char *tenant, const char *login)
 static int st_deactivate(int argc, char **argv)
 {
     struct opts o;
-    char *k;
-    redisReply *r;
     int rc = one_account(argc, argv, &o, 1);
     if (rc != KN_EXIT_OK)
         return rc;
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s active 0 deactivated_ms %lld", k,
-                   (long long)kn_now_ms());
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_deactivate(kn_cli_redis(), kn_cli_cfg.redis_prefix,
+                                o.tenant, o.pos[0]),
+            o.pos[0]);
     op_log("staff.deactivate", o.tenant, o.pos[0], NULL);
     printf("staff account %s of tenant %s deactivated; its sessions ended\n",
            o.pos[0], o.tenant);
@@ -407,18 +397,13 @@ static int st_deactivate(int argc, char **argv)
 static int st_reset(int argc, char **argv)
 {
     struct opts o;
-    char pw[21], enc[KN_PW_ENCODED], *k;
-    redisReply *r;
+    char pw[21];
     int rc = one_account(argc, argv, &o, 1);
     if (rc != KN_EXIT_OK)
         return rc;
-    kn_password_initial(pw);
-    kn_password_hash(pw, enc);
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s hash %s must_change 1", k, enc);
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_reset(kn_cli_redis(), kn_cli_cfg.redis_prefix, o.tenant,
+                           o.pos[0], pw),
+            o.pos[0]);
     op_log("staff.reset", o.tenant, o.pos[0], NULL);
     printf("password of %s (tenant %s) reset; its sessions ended; the new "
            "initial password (shown once, to be changed at the next "
@@ -431,22 +416,48 @@ static int st_reset(int argc, char **argv)
 static int st_role(int argc, char **argv)
 {
     struct opts o;
-    char *k;
-    redisReply *r;
     int rc = one_account(argc, argv, &o, 2);
     if (rc != KN_EXIT_OK)
         return rc;
     if (role_groups_ok(o.pos[1], o.groups) < 0)
         return KN_EXIT_USAGE;
-    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
-    r = kn_cli_cmd("HSET %s role %s groups %s", k, o.pos[1],
-                   o.groups ? o.groups : "");
-    freeReplyObject(r);
-    free(k);
-    end_sessions(o.tenant, o.pos[0]);
+    changed(kn_staff_set_role(kn_cli_redis(), kn_cli_cfg.redis_prefix,
+                              o.tenant, o.pos[0], o.pos[1], o.groups),
+            o.pos[0]);
     op_log("staff.role", o.tenant, o.pos[0], o.pos[1]);
     printf("staff account %s of tenant %s is now %s; its sessions ended\n",
            o.pos[0], o.tenant, o.pos[1]);
+    return KN_EXIT_OK;
+}
+
+/* staff email: set (or with "" remove) the account's own address. */
+static int st_email(int argc, char **argv)
+{
+    struct opts o;
+    char *k, *sealed = NULL;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 2);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    if (o.pos[1][0] != '\0' && (sealed = seal_email(o.pos[1], &rc)) == NULL)
+        return rc;
+    k = kn_key_staff(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    if (sealed != NULL)
+        r = kn_cli_cmd("HSET %s email %s", k, sealed);
+    else
+        r = kn_cli_cmd("HDEL %s email", k);
+    freeReplyObject(r);
+    free(k);
+    op_log(sealed != NULL ? "staff.email" : "staff.email_remove", o.tenant,
+           o.pos[0], NULL);
+    free(sealed);
+    if (o.pos[1][0] != '\0')
+        printf("staff account %s of tenant %s: e-mail address set (stored "
+               "encrypted)\n",
+               o.pos[0], o.tenant);
+    else
+        printf("staff account %s of tenant %s: e-mail address removed\n",
+               o.pos[0], o.tenant);
     return KN_EXIT_OK;
 }
 
@@ -459,7 +470,8 @@ static int run_staff(int argc, char **argv)
                 {"list", st_list},
                 {"deactivate", st_deactivate},
                 {"reset", st_reset},
-                {"role", st_role}};
+                {"role", st_role},
+                {"email", st_email}};
     for (size_t i = 0; argc >= 2 && i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) == 0)
             return subs[i].run(argc - 1, argv + 1);
@@ -475,6 +487,8 @@ const struct kn_cli_command kn_cli_cmd_staff = {
     "once)\n"
     "  staff list --tenant T [--json]\n"
     "  staff deactivate|reset --tenant T LOGIN\n"
-    "  staff role --tenant T LOGIN ROLE [--groups a,b]\n",
+    "  staff role --tenant T LOGIN ROLE [--groups a,b]\n"
+    "  staff email --tenant T LOGIN ADDR   its own address (\"send to "
+    "me\"); \"\" removes it\n",
     1,
     run_staff};

@@ -2,7 +2,7 @@
  * csvcell.h - writing CSV cells for spreadsheets (Excel, LibreOffice), shared
  * by kairanctl's exports (cli/) and kairand's (GET .../recipients.csv): the
  * quoting, the guard against formulas, and the CP932 that Japanese Excel
- * reads without asking.  Reading CSV is cli/csv.h.
+ * reads without asking.  Reading CSV is common/csv.h.
  */
 #ifndef KN_COMMON_CSVCELL_H
 #define KN_COMMON_CSVCELL_H

@@ -96,6 +96,8 @@ static int escalate_one(redisContext *c, const struct kn_config *cfg,
     int order[8], n = 0;
     json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v;
     size_t idx;
+    if (json_is_true(json_object_get(r, KN_DIR_OFF)))
+        return 0; /* a deactivated guardian (model/directory.h) */
     json_array_foreach(pref, idx, v)
     {
         int ch =

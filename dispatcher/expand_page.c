@@ -177,8 +177,12 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     enum kn_channel order[KN_CH__COUNT];
     size_t n = 0;
     int added = 0, first = -1;
-    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v, *fb = json_array();
+    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v, *fb;
     size_t i;
+
+    if (json_is_true(json_object_get(r, KN_DIR_OFF)))
+        return 0; /* a deactivated guardian (model/directory.h) */
+    fb = json_array();
 
     /* Order: the recipient's preference first, then the broadcast's. */
     json_array_foreach(pref, i, v)

@@ -55,6 +55,11 @@ struct kn_keyring;
 #define KN_DIR_CHANNELS      "ch"
 #define KN_DIR_GUARDIANS     "g"
 #define KN_DIR_PHONE         "ph"
+/* true: this guardian is deactivated (the console's 名簿: moved, asked to
+ * stop): no deliveries to its contacts, record kept.  On the record itself
+ * it is the first guardian's (whose contacts are the record's own); on an
+ * element of "g", that guardian's.  queue/lua/rcpt_edit.lua sets it. */
+#define KN_DIR_OFF "off"
 
 /* ---- building (plaintext in, sealed out) ---- */
 

@@ -12,6 +12,7 @@
 
 #include "common/codec.h"
 #include "common/kn.h"
+#include "common/utf8.h"
 
 void kn_session_new_id(char out[KN_SESSION_ID_CHARS + 1])
 {
@@ -138,6 +139,39 @@ int kn_staff_login_valid(const char *s)
             return 0;
     }
     return 1;
+}
+
+int kn_staff_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return kn_utf8_valid(s, n);
+}
+
+int kn_staff_groups_valid(const char *s)
+{
+    const char *p = s;
+    if (*s == '\0')
+        return 0;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 64)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == ';')
+                return 0;
+        }
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    return kn_utf8_valid(s, strlen(s));
 }
 
 long long kn_login_delay_ms(long long spread_failures)

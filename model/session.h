@@ -61,6 +61,14 @@ int kn_session_alive(int64_t created_ms, int64_t seen_ms, int64_t now);
  */
 int kn_staff_login_valid(const char *s);
 
+/* A staff member's display name: 1-100 bytes of UTF-8 text without
+ * control characters. */
+int kn_staff_name_valid(const char *s);
+
+/* A sender's groups "a,b": no empty item, none over 64 bytes, no control
+ * characters or ';', valid UTF-8. */
+int kn_staff_groups_valid(const char *s);
+
 /* Throttling of logins (dispatcher/http/session.c):
  *  - from one address, KN_LOGIN_LOCK_FAILS failures lock that account for
  *    that address for KN_LOGIN_LOCK_MS;

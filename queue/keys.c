@@ -70,6 +70,21 @@ char *kn_key_bref(const char *prefix, const char *ref)
     return one_part_key(prefix, "bref", ref);
 }
 
+char *kn_key_groups(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "groups", tenant);
+}
+
+char *kn_key_rcpts(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "rcpts", tenant);
+}
+
+char *kn_key_templates(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "tpl", tenant);
+}
+
 /* ------------------------------------------------------ staff accounts */
 
 char *kn_key_staff(const char *prefix, const char *tenant, const char *login)

@@ -45,6 +45,16 @@ char *kn_key_soft(const char *prefix, const char *tenant);
  * kn_bounce_ref_valid: the ref is checked, so it is used as it is). */
 char *kn_key_bref(const char *prefix, const char *ref);
 
+/* groups:<tenant>: set of the tenant's group names (the import adds). */
+char *kn_key_groups(const char *prefix, const char *tenant);
+
+/* rcpts:<tenant>: set of the tenant's recipient ids. */
+char *kn_key_rcpts(const char *prefix, const char *tenant);
+
+/* tpl:<tenant>: hash, the console's message templates: name -> JSON
+ * (dispatcher/http/templates.c). */
+char *kn_key_templates(const char *prefix, const char *tenant);
+
 /*
  * Staff accounts and sessions (queue/staff.h says what each holds):
  *   staff:<tenant>:<login>          hash, one account

@@ -255,6 +255,9 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         char *ck = kn_key_cats(p, t); /* the tenant's category list */
         n += run(x, "DEL %s", ck);
         free(ck);
+        ck = kn_key_templates(p, t); /* the console's templates */
+        n += run(x, "DEL %s", ck);
+        free(ck);
     }
     {
         /* the suppressed addresses and soft bounces (issue 18) */

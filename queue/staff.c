@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/codec.h"
 #include "common/kn.h"
+#include "model/password.h"
 #include "queue/keys.h"
 
 long long kn_staff_end_sessions(redisContext *c, const char *prefix,
@@ -189,4 +191,114 @@ long long kn_staff_purge_deactivated(redisContext *c, const char *prefix,
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     return n;
+}
+
+/* ---- account changes (staff.h) ---- */
+
+/* One command; 0, or KN_EIO when Redis failed or answered an error. */
+static int run(redisContext *c, redisReply *r)
+{
+    int rc = r != NULL && r->type != REDIS_REPLY_ERROR ? 0 : KN_EIO;
+    (void)c;
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+int kn_staff_exists(redisContext *c, const char *prefix, const char *tenant,
+                    const char *login)
+{
+    char *k = kn_key_staff(prefix, tenant, login);
+    redisReply *r = redisCommand(c, "EXISTS %s", k);
+    int e = r == NULL || r->type != REDIS_REPLY_INTEGER ? -1 : r->integer == 1;
+    if (r != NULL)
+        freeReplyObject(r);
+    free(k);
+    return e;
+}
+
+int kn_staff_add(redisContext *c, const char *prefix, const char *tenant,
+                 const char *login, const char *name, const char *role,
+                 const char *groups, char pw[21])
+{
+    char enc[KN_PW_ENCODED], id[17];
+    unsigned char rid[8];
+    char *k = kn_key_staff(prefix, tenant, login), *ks;
+    redisReply *r;
+    int rc;
+
+    /* Logins are unique per tenant: the record is claimed first. */
+    r = redisCommand(c, "HSETNX %s login %s", k, login);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        rc = run(c, r);
+        free(k);
+        return rc < 0 ? rc : KN_EIO;
+    }
+    rc = r->integer == 1 ? 0 : KN_EEXIST;
+    freeReplyObject(r);
+    if (rc < 0) {
+        free(k);
+        return rc;
+    }
+    kn_password_initial(pw);
+    kn_password_hash(pw, enc);
+    kn_random(rid, sizeof(rid));
+    kn_hex_encode(rid, sizeof(rid), id);
+    rc = run(c, redisCommand(c,
+                             "HSET %s id %s name %s role %s groups %s active 1 "
+                             "hash %s must_change 1 created_ms %lld gen 1",
+                             k, id, name, role, groups ? groups : "", enc,
+                             (long long)kn_now_ms()));
+    free(k);
+    ks = kn_key_staffs(prefix, tenant);
+    if (rc == 0)
+        rc = run(c, redisCommand(c, "SADD %s %s", ks, login));
+    free(ks);
+    return rc;
+}
+
+/* The account's field changes, then every session ended. */
+static int change(redisContext *c, const char *prefix, const char *tenant,
+                  const char *login, const char *fmt, const char *a,
+                  const char *b)
+{
+    char *k;
+    int rc, e = kn_staff_exists(c, prefix, tenant, login);
+    if (e <= 0)
+        return e < 0 ? KN_EIO : KN_ENOENT;
+    k = kn_key_staff(prefix, tenant, login);
+    rc = run(c, redisCommand(c, fmt, k, a, b));
+    free(k);
+    if (rc == 0 && kn_staff_end_sessions(c, prefix, tenant, login) < 0)
+        rc = KN_EIO;
+    return rc;
+}
+
+int kn_staff_deactivate(redisContext *c, const char *prefix, const char *tenant,
+                        const char *login)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    return change(c, prefix, tenant, login,
+                  "HSET %s active %s deactivated_ms %s", "0", now);
+}
+
+int kn_staff_reset(redisContext *c, const char *prefix, const char *tenant,
+                   const char *login, char pw[21])
+{
+    char enc[KN_PW_ENCODED];
+    int e = kn_staff_exists(c, prefix, tenant, login);
+    if (e <= 0)
+        return e < 0 ? KN_EIO : KN_ENOENT;
+    kn_password_initial(pw);
+    kn_password_hash(pw, enc);
+    return change(c, prefix, tenant, login, "HSET %s hash %s must_change %s",
+                  enc, "1");
+}
+
+int kn_staff_set_role(redisContext *c, const char *prefix, const char *tenant,
+                      const char *login, const char *role, const char *groups)
+{
+    return change(c, prefix, tenant, login, "HSET %s role %s groups %s", role,
+                  groups ? groups : "");
 }

@@ -1000,15 +1000,17 @@ static int submit_allowed(struct conn *c, const struct kn_broadcast *b)
     return 0;
 }
 
-void kn__httpd_run_bc_submit(struct conn *c)
+/*
+ * Parse a request's broadcast exactly as a submit does (the JSON type, the
+ * tenant forced to the token's own, kn_broadcast_parse, the role rules).
+ * Returns 0 with b filled (kn_broadcast_free), or -1 with the answer given.
+ * Shared by the submit, its preview and "send to me" (preview.c).
+ */
+int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b)
 {
-    struct http_srv *s = c->srv;
-    struct kn_daemon *d = s->d;
-    const struct kn_config *cfg = s->cfg;
+    const struct kn_config *cfg = c->srv->cfg;
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
                             cfg->max_recipients, cfg->default_ttl_ms};
-    struct kn_broadcast b;
-    struct kn_argv a;
     char err[600], field[128];
     const char *json = kn_buf_str(&c->req.body);
     size_t len = kn_buf_len(&c->req.body);
@@ -1020,7 +1022,7 @@ void kn__httpd_run_bc_submit(struct conn *c)
         kn__httpd_respond_error(
             c, 415, NULL,
             "send the broadcast as Content-Type: application/json");
-        return;
+        return -1;
     }
     /* "tenant forced to its own": a body without one gets the token's. */
     if (c->req.tok.role != KN_ROLE_ADMIN && c->req.tok.tenant != NULL &&
@@ -1033,17 +1035,40 @@ void kn__httpd_run_bc_submit(struct conn *c)
         }
         json_decref(root);
     }
-    rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
+    rc = kn_broadcast_parse(json, len, &lim, b, err, sizeof(err), field,
                             sizeof(field));
     free(patched);
     if (rc < 0) {
         kn__httpd_respond_error(c, 400, field[0] ? field : NULL, "%s", err);
-        return;
+        return -1;
     }
-    if (submit_allowed(c, &b) < 0) {
-        kn_broadcast_free(&b);
-        return;
+    if (submit_allowed(c, b) < 0) {
+        kn_broadcast_free(b);
+        return -1;
     }
+    return 0;
+}
+
+void kn__httpd_run_bc_submit(struct conn *c)
+{
+    struct kn_broadcast b;
+    if (kn__httpd_bc_parse(c, &b) < 0)
+        return;
+    kn__httpd_bc_store(c, &b);
+}
+
+/*
+ * Store a parsed and allowed broadcast (its submit script) and answer 202
+ * with its name; b is freed here.  Shared by the submit and by "send to
+ * me" (preview.c), which builds its own broadcast.
+ */
+void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *bp)
+{
+    struct http_srv *s = c->srv;
+    struct kn_daemon *d = s->d;
+    struct kn_broadcast b = *bp;
+    struct kn_argv a;
+
     if (!kn_redis_up(d->cmd) || (s->wait != NULL && !kn_redis_up(s->wait))) {
         kn_broadcast_free(&b);
         kn__httpd_respond_error(c, 503, NULL,
@@ -1167,4 +1192,15 @@ void kn__httpd_run_bc_cancel(struct conn *c)
     b = kn__httpd_batch_new(c->srv, c, on_cancel_check, NULL);
     bc_hmget(b, c->srv->d, c->req.param, 0);
     kn__httpd_batch_end(b);
+}
+
+/* For the other files of the server (templates.c, preview.c). */
+int kn__httpd_is_json(const char *ctype)
+{
+    return is_json_type(ctype);
+}
+
+int kn__httpd_audit_ready(struct conn *c)
+{
+    return audit_ready(c);
 }

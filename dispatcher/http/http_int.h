@@ -91,7 +91,25 @@ enum route_id {
     R_CONSOLE_BARE,
     R_CONSOLE_INDEX,
     R_CONSOLE_FILE,
-    R_BC_RESEND
+    R_BC_RESEND,
+    R_GROUPS,
+    R_DIRECTORY,
+    R_CATEGORIES,
+    R_TPL_LIST,
+    R_TPL_PUT,
+    R_TPL_DELETE,
+    R_BC_PREVIEW,
+    R_BC_TEST,
+    R_DIR_IMPORT,
+    R_STAFF_LIST,
+    R_STAFF_ADD,
+    R_STAFF_DEACTIVATE,
+    R_STAFF_RESET,
+    R_STAFF_ROLE,
+    R_STAFF_GROUPS,
+    R_LOGS,
+    R_DIR_GET,
+    R_DIR_PATCH
 };
 
 #define ROLE(r) (1u << (r))
@@ -238,6 +256,8 @@ struct http_srv {
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
     int hashing; /* password hashes running on the thread pool */
+    /* roster imports running on the pool (roster.c) */
+    int importing;
 };
 
 struct wreq {
@@ -393,6 +413,16 @@ void kn__httpd_run_bc_get(struct conn *c);
 void kn__httpd_run_bc_list(struct conn *c);
 void kn__httpd_run_bc_submit(struct conn *c);
 void kn__httpd_run_bc_cancel(struct conn *c);
+struct kn_broadcast;
+/* Parse a request's broadcast as a submit does (role rules included):
+ * 0, or -1 with the answer given. */
+int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b);
+/* Store a checked broadcast and answer 202 (or an error); frees b. */
+void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *b);
+/* 1 if a Content-Type is application/json. */
+int kn__httpd_is_json(const char *ctype);
+/* 0 if the operation log can be written, else 503 answered and -1. */
+int kn__httpd_audit_ready(struct conn *c);
 /* May this token read a broadcast of this tenant sent with this token? */
 int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
                          const char *owner_token);
@@ -427,6 +457,41 @@ void kn__httpd_run_ack_post(struct conn *c);
 
 void kn__httpd_run_line_hook(struct conn *c);
 void kn__httpd_run_sg_hook(struct conn *c);
+
+/* ---- compose.c, templates.c, preview.c (the console's 新規連絡) ---- */
+
+/* The tenant a request reads: the token's, or ?tenant=T for a token of
+ * none.  Heap, or NULL with 400 answered. */
+char *kn__httpd_req_tenant(struct conn *c);
+/* Sort ids and drop repeats, at most max kept: 1 if some were left out. */
+int kn__httpd_ids_unique(struct kn_argv *a, int max);
+void kn__httpd_run_groups(struct conn *c);
+void kn__httpd_run_directory(struct conn *c);
+void kn__httpd_run_categories(struct conn *c);
+void kn__httpd_run_tpl_list(struct conn *c);
+void kn__httpd_run_tpl_put(struct conn *c);
+void kn__httpd_run_tpl_delete(struct conn *c);
+void kn__httpd_run_bc_preview(struct conn *c);
+void kn__httpd_run_bc_test(struct conn *c);
+
+/* ---- roster.c ---- */
+
+void kn__httpd_run_dir_import(struct conn *c);
+
+/* ---- directory_edit.c ---- */
+
+void kn__httpd_run_dir_get(struct conn *c);
+void kn__httpd_run_dir_patch(struct conn *c);
+
+/* ---- staff_admin.c ---- */
+
+void kn__httpd_run_staff_list(struct conn *c);
+void kn__httpd_run_staff_add(struct conn *c);
+void kn__httpd_run_staff_deactivate(struct conn *c);
+void kn__httpd_run_staff_reset(struct conn *c);
+void kn__httpd_run_staff_role(struct conn *c);
+void kn__httpd_run_staff_groups(struct conn *c);
+void kn__httpd_run_logs(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -149,11 +149,14 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 }
 
 /* The largest body of the request's route: http.max_body only for a
- * broadcast submit, the LINE webhook's own, small for everything else. */
+ * broadcast submit (and its preview, its "send to me", a template) and a
+ * roster import, the LINE webhook's own, small for everything else. */
 static const char *body_cap(struct conn *c)
 {
     const struct route *rt = c->req.route;
-    if (rt != NULL && rt->id == R_BC_SUBMIT) {
+    if (rt != NULL && (rt->id == R_BC_SUBMIT || rt->id == R_BC_PREVIEW ||
+                       rt->id == R_BC_TEST || rt->id == R_TPL_PUT ||
+                       rt->id == R_DIR_IMPORT)) {
         c->req.body_cap = (size_t)c->srv->cfg->http_max_body;
         return "the request body is larger than http.max_body";
     }

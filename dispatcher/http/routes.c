@@ -68,6 +68,44 @@ static const struct route routes[] = {
     {R_CONSOLE_BARE, HTTP_GET, "/c/{}", 0, 1, kn__httpd_run_console_bare},
     {R_CONSOLE_INDEX, HTTP_GET, "/c/{}/", 0, 1, kn__httpd_run_console_index},
     {R_CONSOLE_FILE, HTTP_GET, "/c/{}/{}", 0, 1, kn__httpd_run_console_file},
+    /* The console's 名簿 (roster.c): a tenant's admins only. */
+    {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
+     kn__httpd_run_dir_import},
+    /* The console's 職員 (staff_admin.c): a tenant's admins read, its
+     * admins (not limited_admin) change. */
+    {R_STAFF_LIST, HTTP_GET, "/v1/staff", STAFF, 1, kn__httpd_run_staff_list},
+    {R_STAFF_ADD, HTTP_POST, "/v1/staff", STAFF, 1, kn__httpd_run_staff_add},
+    {R_STAFF_DEACTIVATE, HTTP_POST, "/v1/staff/{}/deactivate", STAFF, 1,
+     kn__httpd_run_staff_deactivate},
+    {R_STAFF_RESET, HTTP_POST, "/v1/staff/{}/reset", STAFF, 1,
+     kn__httpd_run_staff_reset},
+    {R_STAFF_ROLE, HTTP_POST, "/v1/staff/{}/role", STAFF, 1,
+     kn__httpd_run_staff_role},
+    {R_STAFF_GROUPS, HTTP_POST, "/v1/staff/{}/groups", STAFF, 1,
+     kn__httpd_run_staff_groups},
+    {R_LOGS, HTTP_GET, "/v1/logs/{}", STAFF, 1, kn__httpd_run_logs},
+    /* One student of the 名簿 (directory_edit.c). */
+    {R_DIR_GET, HTTP_GET, "/v1/directory/{}", STAFF, 1, kn__httpd_run_dir_get},
+    {R_DIR_PATCH, HTTP_PATCH, "/v1/directory/{}", STAFF, 1,
+     kn__httpd_run_dir_patch},
+    /* The console's 新規連絡 (compose.c, templates.c, preview.c): what a
+     * sender may read is narrowed inside (its own groups). */
+    {R_GROUPS, HTTP_GET, "/v1/groups", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_groups},
+    {R_DIRECTORY, HTTP_GET, "/v1/directory", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_directory},
+    {R_CATEGORIES, HTTP_GET, "/v1/categories", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_categories},
+    {R_TPL_LIST, HTTP_GET, "/v1/templates", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_tpl_list},
+    {R_TPL_PUT, HTTP_PUT, "/v1/templates/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
+     kn__httpd_run_tpl_put},
+    {R_TPL_DELETE, HTTP_DELETE, "/v1/templates/{}",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_tpl_delete},
+    {R_BC_PREVIEW, HTTP_POST, "/v1/broadcasts/preview",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_preview},
+    {R_BC_TEST, HTTP_POST, "/v1/broadcasts/test", STAFF | ROLE(KN_ROLE_SENDER),
+     1, kn__httpd_run_bc_test},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

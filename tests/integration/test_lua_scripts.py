@@ -508,6 +508,36 @@ with Redis(out) as r:
         assert ev("rcpt_active", [], [P, "t2", "r/404", "0", NOW]) == 0
         assert c.call("EXISTS", P + "rcpt:t2:r%2F404") == 0
 
+    with tap.check("rcpt_edit: name, class, groups (entries moved), active, a "
+                   "guardian's off flag; the row hash cleared; 0 / -1 for the unknown"):
+        k2 = P + "rcpt:t2:r%2F1"
+        c.call("HSET", k2, "c", '{"e":"x","g":[{"e":"y"}]}')
+        assert ev("rcpt_edit", [], [P, "t2", "r/1", NOW, "ncga", "sealed", "3-B",
+                                    "2-A;b;c", "0", "0", "0"]) == 1
+        assert c.call("HGET", k2, "name") == b"sealed"
+        assert c.call("HGET", k2, "class") == b"3-B"
+        assert c.call("HGET", k2, "groups") == b"2-A;b;c"
+        assert c.call("HGET", k2, "active") == b"0"
+        assert c.call("HGET", k2, "hash") == b""
+        assert c.call("SMEMBERS", P + "grp:t2:b") == [b"r/1"]
+        assert ev("rcpt_edit", [], [P, "t2", "r/1", NOW, "gn", "", "", "2-A",
+                                    "", "0", "0"]) == 1
+        assert c.call("EXISTS", P + "grp:t2:b") == 0
+        assert c.call("HEXISTS", k2, "name") == 0
+        assert sorted(c.call("SMEMBERS", P + "groups:t2")) == [b"2-A"]
+        assert ev("rcpt_edit", [], [P, "t2", "r/1", NOW, "G", "", "", "", "",
+                                    "1", "1"]) == 1
+        o = json.loads(c.call("HGET", k2, "c"))
+        assert o["g"][0]["off"] is True and "off" not in o, o
+        assert ev("rcpt_edit", [], [P, "t2", "r/1", NOW, "G", "", "", "", "",
+                                    "1", "0"]) == 1
+        assert "off" not in json.loads(c.call("HGET", k2, "c"))["g"][0]
+        assert ev("rcpt_edit", [], [P, "t2", "r/1", NOW, "G", "", "", "", "",
+                                    "2", "1"]) == -1
+        assert ev("rcpt_edit", [], [P, "t2", "r/404", NOW, "a", "", "", "", "1",
+                                    "0", "0"]) == 0
+        c.call("HSET", k2, "c", '{"ei":"e2"}', "active", "1")
+
     with tap.check("rcpt_delete: removes the record and its entries; twice counts 0"):
         assert ev("rcpt_delete", [], [P, "t2", "r/1", "r/404"]) == 1
         for k in ("rcpt:t2:r%2F1", "grp:t2:2-A", "bidx:t2:email:e2", "rcpts:t2", "groups:t2"):

@@ -1,17 +1,17 @@
 /*
- * test_csv.c - unit tests for cli/csv.c: encoding detection (UTF-8 with
+ * test_csv.c - unit tests for common/csv.c: encoding detection (UTF-8 with
  * and without BOM, CP932 as Japanese Excel writes it, UTF-16 and invalid
  * bytes refused with the line named) and the record reader (quotes,
  * doubled quotes, commas and line breaks inside quotes, CRLF / LF / CR,
  * physical line numbers, syntax errors that do not derail the next row).
  *
- * cli/csv.c is part of kairanctl, not of libkairan, so it is included
- * here directly.
+ * common/csv.c is included here directly, so that its static helpers
+ * can be reached.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "cli/csv.c"
+#include "common/csv.c"
 
 #include <setjmp.h>
 #include <stdarg.h>

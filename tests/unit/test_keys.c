@@ -134,6 +134,25 @@ static void test_staff_keys(void **state)
     free(a);
 }
 
+/* The console's reads and templates: one-part keys of the tenant. */
+static void test_console_keys(void **state)
+{
+    char *a;
+    a = kn_key_groups("kairan:", "sakura");
+    assert_string_equal(a, "kairan:groups:sakura");
+    free(a);
+    a = kn_key_rcpts("kairan:", "sakura");
+    assert_string_equal(a, "kairan:rcpts:sakura");
+    free(a);
+    a = kn_key_templates("kairan:", "sakura");
+    assert_string_equal(a, "kairan:tpl:sakura");
+    free(a);
+    /* a tenant cannot reach another kind of key */
+    a = kn_key_templates("kairan:", "a:b");
+    assert_string_equal(a, "kairan:tpl:a%3Ab");
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_no_collision),
         cmocka_unit_test(test_tenant_and_name),
         cmocka_unit_test(test_staff_keys),
+        cmocka_unit_test(test_console_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/csv.h"
+#include "common/csv.h"
 #include "common/buf.h"
 #include "common/kn.h"
 
@@ -219,8 +219,8 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
 
     *out = NULL;
     *outlen = 0;
-    if (len >= 2 && ((u[0] == 0xff && u[1] == 0xfe) ||
-                     (u[0] == 0xfe && u[1] == 0xff))) {
+    if (len >= 2 &&
+        ((u[0] == 0xff && u[1] == 0xfe) || (u[0] == 0xfe && u[1] == 0xff))) {
         snprintf(err, errlen,
                  "line 1: the file is UTF-16 (Excel's \"Unicode text\"); "
                  "save it as \"CSV UTF-8\" or \"CSV\" instead");

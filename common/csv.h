@@ -8,10 +8,10 @@
  * Every record carries the physical line it starts on (1-based, counting
  * the line breaks inside quoted fields too), so that an error can name
  * FILE:LINE the way an editor shows it.  Nothing here knows what the
- * columns mean: cli/recipients.c does.
+ * columns mean: queue/roster.c does.
  */
-#ifndef KN_CLI_CSV_H
-#define KN_CLI_CSV_H
+#ifndef KN_COMMON_CSV_H
+#define KN_COMMON_CSV_H
 
 #include <stddef.h>
 #include <stdio.h>

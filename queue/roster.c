@@ -1,0 +1,1218 @@
+/*
+ * roster.c - a school's class list, checked and written (roster.h).  The
+ * checks are those "kairanctl recipients import" has always made; they
+ * moved here from cli/ so that kairand's console can run them too.
+ *
+ * What it owns: the file's text and its rows, for one import.  What it
+ * must never do: write anything before every row was checked (a file is
+ * written whole, or with skip_bad its good rows, never half), or quote an
+ * address unmasked.
+ */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/argv.h"
+#include "common/csv.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/text.h"
+#include "model/address.h"
+#include "model/broadcast.h"
+#include "model/directory.h"
+#include "model/label.h"
+#include "queue/keys.h"
+#include "queue/lua.h"
+#include "queue/redis_uv.h"
+#include "queue/roster.h"
+
+const struct kn_roster_column kn_roster_columns[COL__COUNT] = {
+    {"id", "ID"},
+    {"name", "氏名"},
+    {"grade", "学年"},
+    {"class", "組"},
+    {"groups", "グループ"},
+    {"email", "メールアドレス"},
+    {"line", "LINE"},
+    {"fcm", "FCMトークン"},
+    {"apns", "APNsトークン"},
+    {"channels", "配信順"},
+    {"active", "有効"},
+    {"number", "出席番号"},
+    {"kana", "ふりがな"},
+    {"guardian", "保護者氏名"},
+    {"phone", "電話番号"},
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * At most MAX_SHOWN problems are kept of a kind (header columns, bad
+ * rows), the rest only counted ("... and N more"): a file of two million
+ * unknown columns must not make two million messages.  A row keeps at
+ * most MAX_WHY reasons.
+ */
+#define BATCH     100 /* rows per Lua call */
+#define NARGS     13  /* script arguments per row */
+#define MAX_SHOWN KN_ROSTER_MAX_SHOWN
+#define MAX_WHY   10
+
+/* One data row, normalised: v[c] is "" for an empty cell. */
+struct rrow {
+    long line;
+    char *v[COL__COUNT];
+    int active; /* -1: not given (new records become active) */
+    char hash[33];
+    char *why;             /* NULL: good; else the reasons, joined by "; " */
+    size_t nwhy, more_why; /* reasons kept, and those past MAX_WHY */
+    /* A row repeating an earlier row's id adds a guardian of that child
+     * (merge_guardians): it hangs on the first row's list and is written
+     * with it, never on its own. */
+    struct rrow *next_guardian;
+    int merged;
+};
+
+static void rrow_free(struct rrow *r)
+{
+    for (int c = 0; c < COL__COUNT; c++)
+        free(r->v[c]);
+    free(r->why);
+}
+
+static void why_add(struct rrow *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void why_add(struct rrow *r, const char *fmt, ...)
+{
+    va_list ap;
+    char *s, *t;
+    if (r->nwhy >= MAX_WHY) {
+        r->more_why++;
+        return;
+    }
+    r->nwhy++;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        KN_PANIC("out of memory");
+    va_end(ap);
+    if (r->why == NULL) {
+        r->why = s;
+        return;
+    }
+    t = kn_xasprintf("%s; %s", r->why, s);
+    free(r->why);
+    free(s);
+    r->why = t;
+}
+
+/*
+ * A value from the file as a message may quote it: at most max bytes (cut
+ * at a character boundary) and through kn_text_safe(), so that escape
+ * sequences and bidi controls in a cell are shown, not obeyed.  Heap.
+ */
+static char *quoted(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    char *cut, *out;
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    cut = kn_xstrndup(s, n);
+    out = kn_text_safe(cut);
+    free(cut);
+    return out;
+}
+
+/* Trim ASCII spaces, tabs and U+3000 (the ideographic space) at both ends. */
+static char *trim(const char *s, size_t n)
+{
+    const char *b = s, *e = s + n;
+    for (;;) {
+        if (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        else if (e - b >= 3 && memcmp(b, "\xe3\x80\x80", 3) == 0)
+            b += 3;
+        else
+            break;
+    }
+    for (;;) {
+        if (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        else if (e - b >= 3 && memcmp(e - 3, "\xe3\x80\x80", 3) == 0)
+            e -= 3;
+        else
+            break;
+    }
+    return kn_xstrndup(b, (size_t)(e - b));
+}
+
+/* Split s on sep into trimmed, non-empty heap strings. */
+static size_t split(const char *s, char sep, char ***out)
+{
+    size_t n = 0, cap = 4;
+    char **v = kn_xcalloc(cap, sizeof(*v));
+    const char *p = s;
+    for (;;) {
+        const char *q = strchr(p, sep);
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        char *t = trim(p, len);
+        if (t[0] != '\0') {
+            if (n + 1 >= cap) {
+                cap *= 2;
+                v = kn_xrealloc(v, cap * sizeof(*v));
+            }
+            v[n++] = t;
+        } else {
+            free(t);
+        }
+        if (q == NULL)
+            break;
+        p = q + 1;
+    }
+    v[n] = NULL;
+    *out = v;
+    return n;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* v[0..n) joined by ';' (heap). */
+static char *join(char **v, size_t n)
+{
+    size_t len = 1;
+    char *s;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(v[i]) + 1;
+    s = kn_xmalloc(len);
+    s[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            strcat(s, ";");
+        strcat(s, v[i]);
+    }
+    return s;
+}
+
+/* ---- the header ---- */
+
+/*
+ * Other names a class list uses for a column (docs/directory.md lists
+ * them).  Compared after NFKC and without regard to ASCII case, so that
+ * "ＩＤ", "Ｅメール" and "TEL" are found too.
+ */
+static const struct {
+    const char *name;
+    int col;
+} aliases[] = {
+    {"生徒ID", COL_ID},       {"名前", COL_NAME},
+    {"生徒氏名", COL_NAME},   {"児童氏名", COL_NAME},
+    {"クラス", COL_CLASS},    {"メール", COL_EMAIL},
+    {"Eメール", COL_EMAIL},   {"e-mail", COL_EMAIL},
+    {"mail", COL_EMAIL},      {"番号", COL_NUMBER},
+    {"フリガナ", COL_KANA},   {"よみがな", COL_KANA},
+    {"ヨミガナ", COL_KANA},   {"保護者名", COL_GUARDIAN},
+    {"保護者", COL_GUARDIAN}, {"電話", COL_PHONE},
+    {"TEL", COL_PHONE},       {"連絡先電話番号", COL_PHONE},
+    {"携帯電話", COL_PHONE},  {"携帯電話番号", COL_PHONE},
+};
+
+/* The column a header cell names, or -1. */
+static int column_of(const char *raw)
+{
+    char err[8], *name = NULL;
+    int c = -1;
+    if (kn_label_norm(raw, &name, err, sizeof(err)) < 0)
+        name = kn_xstrdup(raw);
+    for (int k = 0; k < COL__COUNT && c < 0; k++) {
+        if (strcasecmp(name, kn_roster_columns[k].en) == 0 ||
+            strcasecmp(name, kn_roster_columns[k].ja) == 0)
+            c = k;
+    }
+    for (size_t k = 0; k < KN_ARRAY_SIZE(aliases) && c < 0; k++) {
+        if (strcasecmp(name, aliases[k].name) == 0)
+            c = aliases[k].col;
+    }
+    free(name);
+    return c;
+}
+
+/* 1 if the header cell name is one --ignore-column gave. */
+static int ignored(const struct kn_roster_opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->nignore; i++) {
+        char *t = trim(o->ignore[i], strlen(o->ignore[i]));
+        int same = strcmp(t, name) == 0;
+        free(t);
+        if (same)
+            return 1;
+    }
+    return o->ignore_unknown;
+}
+
+#define COL_IGNORED (-2) /* map: a column left out by ignore */
+
+/* One problem of the header (kept up to MAX_SHOWN, then counted). */
+static void header_problem(struct kn_roster *ro, long line, char *text,
+                           const char *unknown, size_t column)
+{
+    struct kn_roster_problem *p;
+    if (ro->nheader >= MAX_SHOWN) {
+        ro->header_more++;
+        free(text);
+        return;
+    }
+    p = &ro->header[ro->nheader++];
+    p->line = line;
+    p->text = text;
+    p->unknown = unknown != NULL ? quoted(unknown, 256) : NULL;
+    p->column = column;
+}
+
+/*
+ * Map each field of the header to a column, -1 for an empty header cell
+ * (which must stay empty below) or COL_IGNORED.  Returns 0, or -1 after
+ * keeping the problems (an unknown, repeated or missing column).  An
+ * unknown column is never skipped on its own: a typo ("メールアドレ")
+ * would turn every row into one without a contact.
+ */
+static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
+                       int **map)
+{
+    const struct kn_roster_opts *o = &ro->_o;
+    int seen[COL__COUNT] = {0}, bad = 0;
+    *map = kn_xcalloc(h->n + 1, sizeof(**map));
+    ro->header_line = h->line;
+    if (h->err != NULL) {
+        header_problem(ro, h->err_line, kn_xstrdup(h->err), NULL, 0);
+        return -1;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        char *name = trim(h->f[i], strlen(h->f[i]));
+        int c = name[0] == '\0' ? -1 : column_of(name);
+        if (name[0] == '\0') {
+            (*map)[i] = -1;
+        } else if (c < 0 && ignored(o, name)) {
+            (*map)[i] = COL_IGNORED;
+        } else if (c < 0) {
+            char *q = quoted(name, 80);
+            header_problem(
+                ro, h->line,
+                kn_xasprintf(
+                    "unknown column \"%s\" (column %zu): check "
+                    "its spelling, or leave it out with --ignore-column "
+                    "\"%s\" (or all unknown columns with "
+                    "--ignore-unknown); the columns are id (ID), name "
+                    "(氏名), grade (学年), class (組, クラス), groups "
+                    "(グループ), email (メールアドレス, メール), line "
+                    "(LINE), fcm (FCMトークン), apns (APNsトークン), "
+                    "channels (配信順), active (有効), number (出席番号), "
+                    "kana (ふりがな), guardian (保護者氏名), phone "
+                    "(電話番号)",
+                    q, i + 1, q),
+                name, i + 1);
+            free(q);
+            bad = 1;
+        } else if (seen[c]) {
+            header_problem(ro, h->line,
+                           kn_xasprintf("column %s appears twice",
+                                        kn_roster_columns[c].en),
+                           NULL, 0);
+            bad = 1;
+        } else {
+            seen[c] = 1;
+            (*map)[i] = c;
+        }
+        free(name);
+    }
+    if (!bad && !seen[COL_ID]) {
+        header_problem(ro, h->line,
+                       kn_xstrdup("no id (ID) column: every recipient needs "
+                                  "an id unique within the tenant"),
+                       NULL, 0);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+/* ---- one row ---- */
+
+/* The characters a cell must not hold; NULL if it is clean. */
+static const char *bad_chars(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\0')
+            return "a NUL byte";
+        if (c == '\r' || c == '\n')
+            return "a line break (Alt+Enter in the cell?)";
+        if (c < 0x20 || c == 0x7f)
+            return "a control character";
+    }
+    return NULL;
+}
+
+/*
+ * Groups: each name NFKC-normalised (model/label.h), as a broadcast's
+ * audience.groups is, so that "２年Ａ組" here and "2年A組" there are one
+ * group; stored sorted and without repeats, so that the order in the cell
+ * does not make a row look changed.
+ */
+static void check_groups(struct rrow *r)
+{
+    char **g;
+    size_t n = split(r->v[COL_GROUPS], ';', &g), m = 0;
+    for (size_t i = 0; i < n; i++) {
+        char why[160], *norm;
+        if (kn_label_norm(g[i], &norm, why, sizeof(why)) < 0) {
+            char *q = quoted(g[i], 64);
+            why_add(r,
+                    "groups: \"%s\" %s (a group name is 1-%d characters; "
+                    "separate groups with ';')",
+                    q, why, KN_LABEL_MAX_CHARS);
+            free(q);
+        } else {
+            free(g[i]);
+            g[i] = norm;
+        }
+    }
+    qsort(g, n, sizeof(*g), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && strcmp(g[m - 1], g[i]) == 0)
+            free(g[i]);
+        else
+            g[m++] = g[i];
+    }
+    free(r->v[COL_GROUPS]);
+    r->v[COL_GROUPS] = join(g, m);
+    strv_free(g, m);
+}
+
+/*
+ * A phone number, for the list of whom to phone: NFKC (full-width digits
+ * become ASCII), then digits, '+', '-', '(', ')' and spaces, 2 to 32 of
+ * them with at least 2 digits.  Never quoted in a message (it is personal
+ * data, like an address).
+ */
+static void check_phone(struct rrow *r)
+{
+    char err[8], *norm = NULL;
+    size_t digits = 0, n;
+    int ok;
+    if (r->v[COL_PHONE][0] == '\0')
+        return;
+    ok = kn_label_norm(r->v[COL_PHONE], &norm, err, sizeof(err)) == 0;
+    n = ok ? strlen(norm) : 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = norm[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (c != '+' && c != '-' && c != '(' && c != ')' && c != ' ')
+            ok = 0;
+    }
+    if (!ok || digits < 2 || n > 32) {
+        why_add(r, "phone: not a phone number: use digits, '-', '+', '(', "
+                   "')' and spaces (at most 32), such as 090-1234-5678");
+        free(norm);
+        return;
+    }
+    free(r->v[COL_PHONE]);
+    r->v[COL_PHONE] = norm;
+}
+
+/* Push tokens (fcm or apns column): checked, repeats dropped, order kept. */
+static void check_tokens(struct rrow *r, int col)
+{
+    char **t;
+    size_t n = split(r->v[col], ';', &t), m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        const char *why = NULL;
+        if ((col == COL_FCM ? kn_addr_fcm_check(t[i], &why)
+                            : kn_addr_apns_check(t[i], &why)) < 0)
+            why_add(r, "%s: %s", col == COL_FCM ? "fcm" : "apns", why);
+        for (size_t k = 0; k < m; k++)
+            dup |= strcmp(t[k], t[i]) == 0;
+        if (dup)
+            free(t[i]);
+        else
+            t[m++] = t[i];
+    }
+    free(r->v[col]);
+    r->v[col] = join(t, m);
+    strv_free(t, m);
+}
+
+/* The preferred channel order: known names, each once, lower case. */
+static void check_channels(struct rrow *r)
+{
+    char **ch;
+    size_t n = split(r->v[COL_CHANNELS], ';', &ch);
+    for (size_t i = 0; i < n; i++) {
+        for (char *p = ch[i]; *p; p++) {
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        }
+        char *q = quoted(ch[i], 32);
+        if (kn_channel_parse(ch[i]) < 0)
+            why_add(r,
+                    "channels: \"%s\" is not a channel: use line, email "
+                    "and push, in the order to try, joined by ';'",
+                    q);
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(ch[k], ch[i]) == 0)
+                why_add(r, "channels: %s is named twice", q);
+        }
+        free(q);
+    }
+    free(r->v[COL_CHANNELS]);
+    r->v[COL_CHANNELS] = join(ch, n);
+    strv_free(ch, n);
+}
+
+/*
+ * Check and normalise one data record into r (r->why set if it is bad):
+ *  1. field count: fewer fields than the header, or a value under an
+ *     empty header cell, is an error (a line break in an unquoted cell
+ *     splits a row in two);
+ *  2. every cell is trimmed and must hold no NUL, line break or control
+ *     character;
+ *  3. each column's own rules (id, lengths, addresses, tokens, channels);
+ *  4. at least one contact.
+ * Addresses in messages are masked.
+ */
+static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
+                      struct rrow *r)
+{
+    const char *why = NULL;
+    unsigned broken = 0;
+    char m[128];
+    r->line = row->line;
+    r->active = -1;
+    for (int c = 0; c < COL__COUNT; c++)
+        r->v[c] = kn_xstrdup("");
+    if (row->err != NULL) {
+        r->line = row->err_line;
+        why_add(r, "%s", row->err);
+        if (row->unclosed)
+            return; /* the rest of the file is in one cell: no more noise */
+    }
+    if (row->n < nhdr)
+        why_add(r,
+                "%zu fields, the header has %zu (a line break inside a "
+                "cell that is not quoted?)",
+                row->n, nhdr);
+    for (size_t i = 0; i < row->n; i++) {
+        int c = i < nhdr ? map[i] : -1;
+        if (c == COL_IGNORED)
+            continue; /* never stored, so never checked */
+        int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
+        char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
+        if (!nul && kn_csv_unguard(v) != v)
+            memmove(v, v + 1, strlen(v)); /* export's guard quote (csv.h) */
+        const char *bad = nul ? "a NUL byte" : bad_chars(v, strlen(v));
+        if (c < 0) {
+            if (v[0] != '\0')
+                why_add(r, "column %zu has a value but no header", i + 1);
+            free(v);
+            continue;
+        }
+        if (bad != NULL) {
+            why_add(r, "%s: contains %s", kn_roster_columns[c].en, bad);
+            broken |= 1u << c;
+            free(v);
+            continue;
+        }
+        free(r->v[c]);
+        r->v[c] = v;
+    }
+
+    if (r->v[COL_ID][0] == '\0' && !(broken & (1u << COL_ID)))
+        why_add(r, "id: missing");
+    else if (r->v[COL_ID][0] != '\0' && !kn_id_valid(r->v[COL_ID])) {
+        char *q = quoted(r->v[COL_ID], 64);
+        why_add(r,
+                "id: \"%s\" is not a valid id: use 1-128 letters, "
+                "digits, '-', '_', '.', ':' (not first)",
+                q);
+        free(q);
+    }
+    if (strlen(r->v[COL_NAME]) > 200)
+        why_add(r, "name: longer than 200 bytes");
+    if (strlen(r->v[COL_GRADE]) > 64)
+        why_add(r, "grade: longer than 64 bytes");
+    if (strlen(r->v[COL_CLASS]) > 64)
+        why_add(r, "class: longer than 64 bytes");
+    check_groups(r);
+    if (strlen(r->v[COL_NUMBER]) > 16)
+        why_add(r, "number: longer than 16 bytes");
+    if (strlen(r->v[COL_KANA]) > 200)
+        why_add(r, "kana: longer than 200 bytes");
+    if (strlen(r->v[COL_GUARDIAN]) > 200)
+        why_add(r, "guardian: longer than 200 bytes");
+    check_phone(r);
+    if (r->v[COL_EMAIL][0] != '\0') {
+        if (strlen(r->v[COL_EMAIL]) > 320)
+            why_add(r, "email: longer than 320 bytes");
+        else if (kn_addr_check(r->v[COL_EMAIL], &why) < 0)
+            why_add(r, "email: \"%s\" is not an address: %s",
+                    kn_mask_address(r->v[COL_EMAIL], m, sizeof(m)), why);
+    }
+    if (r->v[COL_LINE][0] != '\0' &&
+        kn_addr_line_check(r->v[COL_LINE], NULL) < 0)
+        why_add(r,
+                "line: \"%s\" is not a LINE user id: 'U' and 32 "
+                "lowercase hex digits",
+                kn_mask_address(r->v[COL_LINE], m, sizeof(m)));
+    check_tokens(r, COL_FCM);
+    check_tokens(r, COL_APNS);
+    check_channels(r);
+    if (r->v[COL_ACTIVE][0] != '\0') {
+        const char *a = r->v[COL_ACTIVE];
+        if (strcmp(a, "1") == 0 || strcasecmp(a, "yes") == 0 ||
+            strcasecmp(a, "true") == 0)
+            r->active = 1;
+        else if (strcmp(a, "0") == 0 || strcasecmp(a, "no") == 0 ||
+                 strcasecmp(a, "false") == 0)
+            r->active = 0;
+        else
+            why_add(r, "active: write 1 (deliver) or 0 (graduated, "
+                       "transferred: no deliveries), or leave it empty");
+    }
+    /* A child without a delivery contact yet is kept when there is a
+     * phone number to call (a drill report lists it first); a row with
+     * neither is a mistake (an unknown column is refused above, so this
+     * is never a header typo). */
+    if (r->v[COL_EMAIL][0] == '\0' && r->v[COL_LINE][0] == '\0' &&
+        r->v[COL_FCM][0] == '\0' && r->v[COL_APNS][0] == '\0' &&
+        r->v[COL_PHONE][0] == '\0' &&
+        (broken & (1u << COL_EMAIL | 1u << COL_LINE | 1u << COL_FCM |
+                   1u << COL_APNS | 1u << COL_PHONE)) == 0)
+        why_add(r, "no contact: give email, line, fcm, apns or phone");
+}
+
+struct idref {
+    const char *id;
+    size_t idx;
+};
+
+static int cmp_idref(const void *a, const void *b)
+{
+    const struct idref *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    if (c != 0)
+        return c;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The student's own columns: a guardian row repeats them or leaves them
+ * empty. */
+static const int student_cols[] = {COL_NAME,   COL_GRADE,  COL_CLASS,
+                                   COL_GROUPS, COL_NUMBER, COL_KANA};
+
+/*
+ * Several guardians of one child: one row per guardian, the child's id
+ * repeated (the shape simplest in Excel: copy the child's row, change the
+ * guardian's columns).  The first row of an id is the child with its
+ * first guardian; each later row with the same id adds a guardian, its
+ * contact columns (email, line, fcm, apns, channels, guardian, phone)
+ * being that guardian's.  A later row must repeat the child's columns
+ * (name, kana, number, grade, class, groups, active) or leave them empty:
+ * a different value is an error naming the first row (two children given
+ * one id by mistake).  A later row of a bad first row is bad too.
+ */
+static void merge_guardians(struct rrow *rows, size_t n)
+{
+    struct idref *v = kn_xcalloc(n + 1, sizeof(*v));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (kn_id_valid(rows[i].v[COL_ID])) {
+            v[m].id = rows[i].v[COL_ID];
+            v[m++].idx = i;
+        }
+    }
+    qsort(v, m, sizeof(*v), cmp_idref);
+    /* first: where the run of equal ids that i is in starts (the run is
+     * walked once, not once per member: a file of one id a million times
+     * stays linear after the sort); tail: the first row's last guardian */
+    for (size_t i = 1, first = 0; i < m; i++) {
+        struct rrow *p, *x = &rows[v[i].idx], *tail;
+        const char *diff = NULL;
+        if (strcmp(v[i - 1].id, v[i].id) != 0) {
+            first = i;
+            continue;
+        }
+        p = &rows[v[first].idx];
+        if (x->why != NULL)
+            continue; /* listed with its own reasons */
+        if (p->why != NULL) {
+            why_add(x,
+                    "id: %s is already used at line %ld, which is bad: a "
+                    "row repeating an id adds a guardian to that row's "
+                    "student",
+                    x->v[COL_ID], p->line);
+            continue;
+        }
+        for (size_t k = 0; k < KN_ARRAY_SIZE(student_cols) && !diff; k++) {
+            int c = student_cols[k];
+            if (x->v[c][0] != '\0' && strcmp(x->v[c], p->v[c]) != 0)
+                diff = kn_roster_columns[c].en;
+        }
+        if (!diff && x->active >= 0 && x->active != p->active)
+            diff = "active";
+        if (diff) {
+            why_add(x,
+                    "id: %s is already used at line %ld with another %s: a "
+                    "row repeating an id adds a guardian of that student, "
+                    "so repeat the student's columns or leave them empty "
+                    "(two students need two ids)",
+                    x->v[COL_ID], p->line, diff);
+            continue;
+        }
+        x->merged = 1;
+        for (tail = p; tail->next_guardian; tail = tail->next_guardian)
+            ;
+        tail->next_guardian = x;
+    }
+    free(v);
+}
+
+/* ---- storage form ---- */
+
+/* The keyed hash of the normalised row (what decides "unchanged"). */
+static void row_hash(const struct kn_keyring *kr, struct rrow *r)
+{
+    size_t len = 16;
+    char *s;
+    for (const struct rrow *g = r; g; g = g->next_guardian) {
+        for (int c = 0; c < COL__COUNT; c++)
+            len += strlen(g->v[c]) + 4;
+    }
+    s = kn_xmalloc(len);
+    strcpy(s, "kairan-row-v1");
+    for (int c = 0; c < COL_ACTIVE; c++) {
+        strcat(s, "\x1f");
+        strcat(s, r->v[c]);
+    }
+    /* The class-list columns only when given: a row without them hashes
+     * as it did before they existed (a re-import after the upgrade stays
+     * a no-op). */
+    for (int c = COL_ACTIVE + 1; c < COL__COUNT; c++) {
+        if (r->v[c][0] != '\0') {
+            char tag[4] = {'\x1e', (char)('a' + c), '=', '\0'};
+            strcat(s, tag);
+            strcat(s, r->v[c]);
+        }
+    }
+    /* Each further guardian's own columns (a row without any hashes as
+     * before). */
+    for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+        static const int gcols[] = {COL_EMAIL, COL_LINE,     COL_FCM,
+                                    COL_APNS,  COL_CHANNELS, COL_GUARDIAN,
+                                    COL_PHONE};
+        strcat(s, "\x1d");
+        for (size_t k = 0; k < KN_ARRAY_SIZE(gcols); k++) {
+            strcat(s, "\x1f");
+            strcat(s, g->v[gcols[k]]);
+        }
+    }
+    /*
+     * Keyed (HMAC-SHA-256 under the blind-index key) rather than a bare
+     * SHA-256: a plain hash of a row of personal data could be confirmed
+     * by anyone who can guess the row.
+     */
+    kn_blind_index(kr, "row", s, r->hash);
+    memset(s, 0, len);
+    free(s);
+}
+
+/* The sealed value, or "" for an empty cell (the script then deletes the
+ * field). */
+static void seal_or_empty(const struct kn_keyring *kr, const char *purpose,
+                          const char *v, struct kn_argv *a)
+{
+    if (v[0] != '\0')
+        kn_argv_take(a, kn_seal(kr, purpose, v, strlen(v)));
+    else
+        kn_argv_add(a, "");
+}
+
+/* Append a row's NARGS script arguments (see upsert_script). */
+/* A row's contacts (email, line, push, channels) sealed into the object
+ * c, their blind indexes appended to bidx as "<channel>:<bi>". */
+static void contacts_into(const struct kn_keyring *kr, const struct rrow *r,
+                          json_t *c, struct kn_argv *bidx)
+{
+    char bi[33];
+    if (r->v[COL_EMAIL][0]) {
+        kn_dir_set_address(c, kr, "email", r->v[COL_EMAIL], bi);
+        kn_argv_addf(bidx, "email:%s", bi);
+    }
+    if (r->v[COL_LINE][0]) {
+        kn_dir_set_address(c, kr, "line", r->v[COL_LINE], bi);
+        kn_argv_addf(bidx, "line:%s", bi);
+    }
+    if (r->v[COL_FCM][0] || r->v[COL_APNS][0]) /* "p" even if it stays [] */
+        json_object_set_new(c, KN_DIR_PUSH, json_array());
+    for (int col = COL_FCM; col <= COL_APNS; col++) {
+        char **t;
+        size_t n = split(r->v[col], ';', &t);
+        for (size_t i = 0; i < n; i++) {
+            kn_dir_add_push(c, kr, col == COL_FCM ? "fcm" : "apns", t[i], bi);
+            kn_argv_addf(bidx, "push:%s", bi);
+        }
+        strv_free(t, n);
+    }
+    if (r->v[COL_CHANNELS][0]) {
+        char **v;
+        size_t n = split(r->v[COL_CHANNELS], ';', &v);
+        json_object_set_new(c, KN_DIR_CHANNELS, json_array());
+        for (size_t i = 0; i < n; i++)
+            kn_dir_add_channel(c, v[i]);
+        strv_free(v, n);
+    }
+}
+
+static void row_args(const struct kn_keyring *kr, const struct rrow *r,
+                     struct kn_argv *a)
+{
+    json_t *c = kn_dir_new(r->v[COL_ID]);
+    struct kn_argv bidx;
+    char *s, *bx;
+    size_t blen = 1;
+
+    kn_argv_init(&bidx);
+    contacts_into(kr, r, c, &bidx);
+    /* The child's further guardians (model/directory.h "g"). */
+    if (r->next_guardian != NULL) {
+        json_t *gs = json_array();
+        for (const struct rrow *g = r->next_guardian; g; g = g->next_guardian) {
+            json_t *go = json_object();
+            contacts_into(kr, g, go, &bidx);
+            if (g->v[COL_GUARDIAN][0])
+                kn_dir_set_name(go, kr, g->v[COL_GUARDIAN]);
+            if (g->v[COL_PHONE][0]) {
+                char *ph = kn_seal(kr, "phone", g->v[COL_PHONE],
+                                   strlen(g->v[COL_PHONE]));
+                json_object_set_new(go, KN_DIR_PHONE, json_string(ph));
+                free(ph);
+            }
+            json_array_append_new(gs, go);
+        }
+        json_object_set_new(c, KN_DIR_GUARDIANS, gs);
+    }
+    s = json_dumps(c, JSON_COMPACT);
+    json_decref(c);
+
+    kn_argv_add(a, r->v[COL_ID]);
+    kn_argv_add(a, r->hash);
+    kn_argv_take(a, s);
+    if (r->v[COL_NAME][0])
+        kn_argv_take(
+            a, kn_seal(kr, "name", r->v[COL_NAME], strlen(r->v[COL_NAME])));
+    else
+        kn_argv_add(a, "");
+    kn_argv_add(a, r->v[COL_GRADE]);
+    kn_argv_add(a, r->v[COL_CLASS]);
+    kn_argv_add(a, r->v[COL_GROUPS]);
+    for (int i = 0; i < bidx.n; i++)
+        blen += bidx.len[i] + 1;
+    bx = kn_xmalloc(blen);
+    bx[0] = '\0';
+    for (int i = 0; i < bidx.n; i++) {
+        if (i > 0)
+            strcat(bx, " ");
+        strcat(bx, bidx.v[i]);
+    }
+    kn_argv_take(a, bx);
+    kn_argv_add(a, r->active < 0 ? "" : r->active ? "1" : "0");
+    kn_argv_add(a, r->v[COL_NUMBER]);
+    seal_or_empty(kr, "name", r->v[COL_KANA], a);
+    seal_or_empty(kr, "name", r->v[COL_GUARDIAN], a);
+    seal_or_empty(kr, "phone", r->v[COL_PHONE], a);
+    kn_argv_free(&bidx);
+}
+
+/* ---- Redis (synchronous) ---- */
+
+/* queue/lua/rcpt_upsert.lua and queue/lua/rcpt_delete.lua */
+static const struct kn_redis_script upsert_script = {"rcpt_upsert",
+                                                     kn_lua_rcpt_upsert, ""};
+static const struct kn_redis_script delete_script = {"rcpt_delete",
+                                                     kn_lua_rcpt_delete, ""};
+
+/* What a failed call leaves: KN_ECLOSED, or KN_EREDIS for an error reply
+ * (rep then freed). */
+static int redis_failed(redisContext *c, redisReply *rep, const char *what,
+                        char *err, size_t errlen)
+{
+    if (rep == NULL) {
+        snprintf(err, errlen, "Redis connection lost: %s", c->errstr);
+        return KN_ECLOSED;
+    }
+    snprintf(err, errlen, "Redis error in %s: %s", what, rep->str);
+    freeReplyObject(rep);
+    return KN_EREDIS;
+}
+
+/* EVAL s with no keys and the arguments a; *out the reply (caller frees). */
+static int eval(redisContext *c, const struct kn_redis_script *s,
+                struct kn_argv *a, redisReply **out, char *err, size_t errlen)
+{
+    struct kn_argv full;
+    redisReply *r;
+    kn_argv_init(&full);
+    kn_argv_add(&full, "EVAL");
+    kn_argv_add(&full, s->src);
+    kn_argv_addi(&full, 0);
+    kn_argv_extend(&full, a);
+    r = redisCommandArgv(c, full.n, (const char **)full.v, full.len);
+    kn_argv_free(&full);
+    *out = NULL;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        return redis_failed(c, r, s->name, err, errlen);
+    *out = r;
+    return 0;
+}
+
+/* n commands in one round trip; rep[0..n) the replies (caller frees). */
+static int pipeline(redisContext *c, struct kn_argv *cmds, size_t n,
+                    redisReply **rep, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommandArgv(c, cmds[i].n, (const char **)cmds[i].v,
+                               cmds[i].len);
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (rc == 0 && redisGetReply(c, &r) != REDIS_OK) {
+            rc = redis_failed(c, NULL, "", err, errlen);
+            r = NULL;
+        }
+        rep[i] = r;
+    }
+    return rc;
+}
+
+static void replies_free(redisReply **rep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rep[i] != NULL)
+            freeReplyObject(rep[i]);
+    }
+}
+
+static void add_prefix_tenant(struct kn_argv *a, const char *prefix,
+                              const char *tenant)
+{
+    kn_argv_add(a, prefix);
+    kn_argv_add(a, tenant);
+}
+
+/*
+ * The rows that may need a write: those whose stored hash differs (or
+ * whose active column asks for a change).  The script checks again; this
+ * only keeps an unchanged re-import from writing, or sealing, anything.
+ * *nnew counts those with no stored record (what a dry run calls added).
+ */
+static int select_changed(redisContext *c, const char *prefix,
+                          const char *tenant, struct rrow **good, size_t n,
+                          struct rrow **out, size_t *nout, size_t *nnew,
+                          char *err, size_t errlen)
+{
+    size_t m = 0, fresh = 0;
+    int rc = 0;
+    for (size_t off = 0; off < n && rc == 0; off += 500) {
+        size_t k = n - off < 500 ? n - off : 500;
+        struct kn_argv *cmds = kn_xcalloc(k, sizeof(*cmds));
+        redisReply **rep = kn_xcalloc(k, sizeof(*rep));
+        for (size_t i = 0; i < k; i++) {
+            kn_argv_init(&cmds[i]);
+            kn_argv_add(&cmds[i], "HMGET");
+            kn_argv_take(&cmds[i],
+                         kn_key_rcpt(prefix, tenant, good[off + i]->v[COL_ID]));
+            kn_argv_add(&cmds[i], "hash");
+            kn_argv_add(&cmds[i], "active");
+        }
+        rc = pipeline(c, cmds, k, rep, err, errlen);
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            const struct rrow *r = good[off + i];
+            const redisReply *h = rep[i];
+            int ok = h->type == REDIS_REPLY_ARRAY && h->elements == 2;
+            int same = ok && h->element[0]->type == REDIS_REPLY_STRING &&
+                       strcmp(h->element[0]->str, r->hash) == 0;
+            if (same && r->active >= 0)
+                same = h->element[1]->type == REDIS_REPLY_STRING &&
+                       h->element[1]->str[0] == (r->active ? '1' : '0');
+            if (!same) {
+                out[m++] = good[off + i];
+                if (ok && h->element[0]->type == REDIS_REPLY_NIL)
+                    fresh++;
+            }
+        }
+        for (size_t i = 0; i < k; i++)
+            kn_argv_free(&cmds[i]);
+        replies_free(rep, k);
+        free(rep);
+        free(cmds);
+    }
+    *nout = m;
+    *nnew = fresh;
+    return rc;
+}
+
+/* Delete ids[0..n) in batches; *deleted counts those that existed. */
+static int delete_ids(redisContext *c, const char *prefix, const char *tenant,
+                      char **ids, size_t n, long long *deleted, char *err,
+                      size_t errlen)
+{
+    int rc = 0;
+    *deleted = 0;
+    for (size_t off = 0; off < n && rc == 0; off += BATCH) {
+        struct kn_argv a;
+        redisReply *r;
+        kn_argv_init(&a);
+        add_prefix_tenant(&a, prefix, tenant);
+        for (size_t i = off; i < n && i < off + BATCH; i++)
+            kn_argv_add(&a, ids[i]);
+        rc = eval(c, &delete_script, &a, &r, err, errlen);
+        if (rc == 0 && r->type == REDIS_REPLY_INTEGER)
+            *deleted += r->integer;
+        if (r != NULL)
+            freeReplyObject(r);
+        kn_argv_free(&a);
+    }
+    return rc;
+}
+
+/*
+ * The deletions replace makes: every stored id that no row of the file
+ * names.  Ids on bad rows that were skipped count as named (they stay as
+ * they are); when a bad row has no usable id, nothing is deleted, since
+ * that row might be anyone (held_back).  A dry run only counts.
+ */
+static int replace_rest(redisContext *c, const char *prefix,
+                        struct kn_roster *ro, int dry_run, char *err,
+                        size_t errlen)
+{
+    struct rrow *rows = ro->_rows;
+    size_t n = ro->nrows, m = 0, ng = 0;
+    char **named, **gone, *k;
+    redisReply *all;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!kn_id_valid(rows[i].v[COL_ID])) {
+            ro->held_back = 1;
+            ro->held_back_line = rows[i].line;
+            return 0;
+        }
+    }
+    named = kn_xcalloc(n + 1, sizeof(*named));
+    for (size_t i = 0; i < n; i++)
+        named[m++] = rows[i].v[COL_ID];
+    qsort(named, m, sizeof(*named), cmp_str);
+    k = kn_xasprintf("%srcpts:%s", prefix, ro->_tenant);
+    all = redisCommand(c, "SMEMBERS %s", k);
+    free(k);
+    if (all == NULL || all->type == REDIS_REPLY_ERROR) {
+        free(named);
+        return redis_failed(c, all, "SMEMBERS", err, errlen);
+    }
+    gone = kn_xcalloc(all->elements + 1, sizeof(*gone));
+    for (size_t i = 0; all->type == REDIS_REPLY_ARRAY && i < all->elements;
+         i++) {
+        char *id = all->element[i]->str;
+        if (bsearch(&id, named, m, sizeof(*named), cmp_str) == NULL)
+            gone[ng++] = id;
+    }
+    qsort(gone, ng, sizeof(*gone), cmp_str);
+    if (dry_run)
+        ro->deleted = (long long)ng;
+    else
+        rc = delete_ids(c, prefix, ro->_tenant, gone, ng, &ro->deleted, err,
+                        errlen);
+    free(gone);
+    freeReplyObject(all);
+    free(named);
+    return rc;
+}
+
+/* ---- the two steps ---- */
+
+static void bad_row(struct kn_roster *ro, const struct rrow *r)
+{
+    struct kn_roster_problem *p;
+    if (ro->nbad++ >= MAX_SHOWN)
+        return;
+    p = &ro->bad[ro->nbad_shown++];
+    p->line = r->line;
+    p->text = r->more_why > 0
+                  ? kn_xasprintf("%s; ... and %zu more", r->why, r->more_why)
+                  : kn_xstrdup(r->why);
+}
+
+int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
+                    struct kn_roster **out)
+{
+    struct kn_roster *ro = kn_xcalloc(1, sizeof(*ro));
+    struct kn_csv csv;
+    struct kn_csv_row row = {0};
+    struct rrow *rows = NULL;
+    size_t cap = 0, textlen = 0, nhdr;
+    int *map = NULL;
+
+    *out = ro;
+    ro->_o = *o;
+    ro->_tenant = kn_xstrdup(o->tenant);
+    ro->_o.tenant = ro->_tenant;
+    ro->_o.ignore = NULL; /* borrowed: used only during this call */
+    ro->_o.nignore = 0;
+    if (kn_csv_decode(raw, len, &ro->_text, &textlen, &ro->enc, ro->decode_err,
+                      sizeof(ro->decode_err)) < 0) {
+        ro->stop = KN_ROSTER_DECODE;
+        return -1;
+    }
+    kn_csv_init(&csv, ro->_text, textlen);
+    if (kn_csv_next(&csv, &row) == 0) {
+        ro->stop = KN_ROSTER_EMPTY;
+        kn_csv_row_free(&row);
+        return -1;
+    }
+    ro->_o.ignore = o->ignore;
+    ro->_o.nignore = o->nignore;
+    if (read_header(ro, &row, &map) < 0) {
+        ro->_o.ignore = NULL;
+        ro->_o.nignore = 0;
+        ro->stop = KN_ROSTER_HEADER;
+        kn_csv_row_free(&row);
+        free(map);
+        return -1;
+    }
+    ro->_o.ignore = NULL;
+    ro->_o.nignore = 0;
+    nhdr = row.n;
+
+    while (kn_csv_next(&csv, &row) == 1) {
+        int empty = row.err == NULL;
+        for (size_t i = 0; i < row.n && empty; i++) {
+            char *t = trim(row.f[i], row.len[i]);
+            empty = t[0] == '\0' && memchr(row.f[i], 0, row.len[i]) == NULL;
+            free(t);
+        }
+        if (empty)
+            continue; /* Excel writes ",,,," for a cleared row */
+        if (ro->nrows == cap) {
+            cap = cap ? cap * 2 : 256;
+            rows = kn_xrealloc(rows, cap * sizeof(*rows));
+        }
+        memset(&rows[ro->nrows], 0, sizeof(*rows));
+        check_row(&row, map, nhdr, &rows[ro->nrows]);
+        ro->nrows++;
+    }
+    kn_csv_row_free(&row);
+    free(map);
+    ro->_rows = rows;
+    merge_guardians(rows, ro->nrows);
+    for (size_t i = 0; i < ro->nrows; i++) {
+        if (rows[i].why == NULL) {
+            if (!rows[i].merged) /* written with its student's first row */
+                ro->ngood++;
+        } else {
+            bad_row(ro, &rows[i]);
+        }
+    }
+    if (ro->nbad > 0 && !o->skip_bad)
+        ro->stop = KN_ROSTER_BAD_ROWS;
+    else if (ro->ngood == 0)
+        ro->stop = KN_ROSTER_NO_GOOD;
+    return ro->stop == KN_ROSTER_OK ? 0 : -1;
+}
+
+int kn_roster_apply(redisContext *c, const char *prefix,
+                    const struct kn_keyring *kr, struct kn_roster *ro,
+                    int dry_run, char *err, size_t errlen)
+{
+    struct rrow *rows = ro->_rows, **good, **changed;
+    size_t ngood = 0, nchanged = 0, nnew = 0;
+    int rc;
+
+    ro->added = ro->updated = ro->unchanged = ro->deleted = 0;
+    if (!dry_run && ro->stop != KN_ROSTER_OK) {
+        snprintf(err, errlen, "the file has problems: nothing written");
+        return KN_EINVAL;
+    }
+    good = kn_xcalloc(ro->nrows + 1, sizeof(*good));
+    for (size_t i = 0; i < ro->nrows; i++) {
+        if (rows[i].why == NULL && !rows[i].merged)
+            good[ngood++] = &rows[i];
+    }
+    for (size_t i = 0; i < ngood; i++)
+        row_hash(kr, good[i]);
+    changed = kn_xcalloc(ngood + 1, sizeof(*changed));
+    rc = select_changed(c, prefix, ro->_tenant, good, ngood, changed, &nchanged,
+                        &nnew, err, errlen);
+    ro->unchanged = (long long)(ngood - nchanged);
+    if (dry_run) {
+        ro->added = (long long)nnew;
+        ro->updated = (long long)(nchanged - nnew);
+    }
+    for (size_t off = 0; !dry_run && rc == 0 && off < nchanged; off += BATCH) {
+        struct kn_argv a;
+        redisReply *r;
+        kn_argv_init(&a);
+        add_prefix_tenant(&a, prefix, ro->_tenant);
+        kn_argv_addi(&a, kn_now_ms());
+        for (size_t i = off; i < nchanged && i < off + BATCH; i++)
+            row_args(kr, changed[i], &a);
+        rc = eval(c, &upsert_script, &a, &r, err, errlen);
+        if (rc == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            ro->added += r->element[0]->integer;
+            ro->updated += r->element[1]->integer;
+            ro->unchanged += r->element[2]->integer;
+        }
+        if (r != NULL)
+            freeReplyObject(r);
+        kn_argv_free(&a);
+    }
+    if (rc == 0 && ro->_o.replace)
+        rc = replace_rest(c, prefix, ro, dry_run, err, errlen);
+    free(good);
+    free(changed);
+    return rc;
+}
+
+void kn_roster_free(struct kn_roster *ro)
+{
+    struct rrow *rows;
+    if (ro == NULL)
+        return;
+    rows = ro->_rows;
+    for (size_t i = 0; i < ro->nrows; i++)
+        rrow_free(&rows[i]);
+    free(rows);
+    for (size_t i = 0; i < ro->nheader; i++) {
+        free(ro->header[i].text);
+        free(ro->header[i].unknown);
+    }
+    for (size_t i = 0; i < ro->nbad_shown; i++)
+        free(ro->bad[i].text);
+    if (ro->_text != NULL)
+        free(ro->_text);
+    free(ro->_tenant);
+    free(ro);
+}

@@ -1,0 +1,182 @@
+/*
+ * test_roster.c - unit tests for queue/roster.c's check step (no Redis):
+ * the header (aliases, unknown columns kept with their names and column
+ * numbers, ignore and ignore_unknown, a repeated column, no id), bad rows
+ * with their lines and reasons (capped at KN_ROSTER_MAX_SHOWN, the rest
+ * counted), skip_bad, a child's guardian rows merged, CP932 and an empty
+ * file; and the staff name and groups rules of model/session.c.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "common/kn.h"
+#include "model/session.h"
+#include "queue/roster.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static struct kn_roster *check(const char *csv, const struct kn_roster_opts *o,
+                               int want)
+{
+    struct kn_roster *ro = NULL;
+    struct kn_roster_opts d = {"sakura", 0, 0, NULL, 0, 0};
+    assert_int_equal(kn_roster_check(csv, strlen(csv), o ? o : &d, &ro), want);
+    assert_non_null(ro);
+    return ro;
+}
+
+static void test_good_file_and_aliases(void **state)
+{
+    struct kn_roster *ro =
+        check("生徒ID,名前,クラス,メール\r\n"
+              "s-1,山田 太郎,2年A組,a@example.jp\r\n"
+              ",,,\r\n" /* a cleared row */
+              "s-2,鈴木,2年A組,b@example.jp\r\n",
+              NULL, 0);
+    (void)state;
+    assert_int_equal(ro->stop, KN_ROSTER_OK);
+    assert_int_equal(ro->nrows, 2);
+    assert_int_equal(ro->ngood, 2);
+    assert_int_equal(ro->nbad, 0);
+    assert_int_equal(ro->enc, KN_CSV_UTF8);
+    kn_roster_free(ro);
+}
+
+static void test_unknown_columns_named_then_ignored(void **state)
+{
+    const char *csv = "ID,氏名,備考,メール,メモ\n"
+                      "s-1,山田,x,a@example.jp,y\n";
+    const char *ign[] = {"備考", "メモ"};
+    struct kn_roster_opts o = {"sakura", 0, 0, ign, 2, 0};
+    struct kn_roster_opts all = {"sakura", 0, 0, NULL, 0, 1};
+    struct kn_roster *ro = check(csv, NULL, -1);
+    (void)state;
+    assert_int_equal(ro->stop, KN_ROSTER_HEADER);
+    assert_int_equal(ro->nheader, 2);
+    assert_string_equal(ro->header[0].unknown, "備考");
+    assert_int_equal(ro->header[0].column, 3);
+    assert_string_equal(ro->header[1].unknown, "メモ");
+    assert_int_equal(ro->header[1].column, 5);
+    assert_non_null(strstr(ro->header[0].text, "--ignore-column"));
+    kn_roster_free(ro);
+    ro = check(csv, &o, 0);
+    assert_int_equal(ro->ngood, 1);
+    kn_roster_free(ro);
+    ro = check(csv, &all, 0);
+    assert_int_equal(ro->ngood, 1);
+    kn_roster_free(ro);
+}
+
+static void test_header_problems(void **state)
+{
+    struct kn_roster *ro = check("id,email,email\ns-1,a@x.jp,b@x.jp\n", NULL,
+                                 -1);
+    (void)state;
+    assert_int_equal(ro->stop, KN_ROSTER_HEADER);
+    assert_null(ro->header[0].unknown);
+    assert_non_null(strstr(ro->header[0].text, "twice"));
+    kn_roster_free(ro);
+    ro = check("name,email\nx,a@x.jp\n", NULL, -1);
+    assert_non_null(strstr(ro->header[0].text, "no id"));
+    kn_roster_free(ro);
+    ro = check("\n\n", NULL, -1);
+    assert_int_equal(ro->stop, KN_ROSTER_EMPTY);
+    kn_roster_free(ro);
+    ro = check("id,name\n\xff\xfe\xfd,x\n", NULL, -1);
+    assert_int_equal(ro->stop, KN_ROSTER_DECODE);
+    assert_true(ro->decode_err[0] != '\0');
+    kn_roster_free(ro);
+}
+
+static void test_bad_rows_lines_reasons_cap(void **state)
+{
+    char *csv = kn_xstrdup("id,name,email\n");
+    struct kn_roster_opts skip = {"sakura", 1, 0, NULL, 0, 0};
+    struct kn_roster *ro;
+    (void)state;
+    for (int i = 0; i < 30; i++) {
+        char *t = kn_xasprintf("%sb-%d,x,bad%d@@secret.example\n", csv, i, i);
+        free(csv);
+        csv = t;
+    }
+    {
+        char *t = kn_xasprintf("%sok-1,y,ok@example.jp\n", csv);
+        free(csv);
+        csv = t;
+    }
+    ro = check(csv, NULL, -1);
+    assert_int_equal(ro->stop, KN_ROSTER_BAD_ROWS);
+    assert_int_equal(ro->nbad, 30);
+    assert_int_equal(ro->nbad_shown, KN_ROSTER_MAX_SHOWN);
+    assert_int_equal(ro->bad[0].line, 2);
+    assert_non_null(strstr(ro->bad[0].text, "email"));
+    assert_null(strstr(ro->bad[0].text, "bad0@")); /* masked */
+    kn_roster_free(ro);
+    ro = check(csv, &skip, 0);
+    assert_int_equal(ro->ngood, 1);
+    kn_roster_free(ro);
+    free(csv);
+}
+
+static void test_guardian_rows_merged(void **state)
+{
+    struct kn_roster *ro = check("id,name,email,guardian\n"
+                                 "f-1,田中,m@example.jp,母\n"
+                                 "f-1,,f@example.jp,父\n"
+                                 "f-1,別人,g@example.jp,祖母\n",
+                                 NULL, -1);
+    (void)state;
+    /* the third row names another child under the same id */
+    assert_int_equal(ro->nbad, 1);
+    assert_int_equal(ro->bad[0].line, 4);
+    assert_int_equal(ro->ngood, 1);
+    kn_roster_free(ro);
+}
+
+static void test_cp932(void **state)
+{
+    /* "id,氏名,email\ns-1,山田,a@example.jp\n" in CP932 */
+    static const char csv[] = "id,\x8e\x81\x96\xbc,email\ns-1,\x8e\x52\x93\x63,"
+                              "a@example.jp\n";
+    struct kn_roster *ro = check(csv, NULL, 0);
+    (void)state;
+    assert_int_equal(ro->enc, KN_CSV_CP932);
+    assert_int_equal(ro->ngood, 1);
+    kn_roster_free(ro);
+}
+
+static void test_staff_name_and_groups_rules(void **state)
+{
+    (void)state;
+    assert_true(kn_staff_name_valid("佐藤 一郎"));
+    assert_false(kn_staff_name_valid(""));
+    assert_false(kn_staff_name_valid("a\x07"));
+    assert_false(kn_staff_name_valid("\xff"));
+    assert_true(kn_staff_groups_valid("2年A組,サッカー部"));
+    assert_false(kn_staff_groups_valid(""));
+    assert_false(kn_staff_groups_valid("a,,b"));
+    assert_false(kn_staff_groups_valid("a,"));
+    assert_false(kn_staff_groups_valid("a;b"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_file_and_aliases),
+        cmocka_unit_test(test_unknown_columns_named_then_ignored),
+        cmocka_unit_test(test_header_problems),
+        cmocka_unit_test(test_bad_rows_lines_reasons_cap),
+        cmocka_unit_test(test_guardian_rows_merged),
+        cmocka_unit_test(test_cp932),
+        cmocka_unit_test(test_staff_name_and_groups_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
