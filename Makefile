@@ -8,6 +8,8 @@
 PKGS    := libuv hiredis jansson libcurl openssl inih libsystemd
 # libargon2: staff passwords (Argon2id, model/password.c)
 PKGS    += libargon2
+# libqrencode: the QR code on the registration sheets (common/qrsvg.c)
+PKGS    += libqrencode
 CC      ?= cc
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
@@ -32,7 +34,7 @@ LIB_SRCS := \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c model/password.c model/totp.c model/session.c \
-	model/child.c \
+	model/child.c model/regsheet.c common/qrsvg.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \

@@ -267,6 +267,8 @@ static int do_groups_list(const char *tenant)
 struct args {
     const char *tenant, *format;
     int skip_bad, replace, bom;
+    const char *group; /* sheets */
+    int reissue;       /* sheets */
     const char *ignore[64]; /* --ignore-column */
     size_t nignore;
     int ignore_unknown;
@@ -306,6 +308,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->ignore_unknown = 1;
         } else if (!dashdash && strcmp(s, "--bom") == 0) {
             a->bom = 1;
+        } else if (!dashdash && strcmp(s, "--group") == 0 && i + 1 < argc) {
+            a->group = argv[++i];
+        } else if (!dashdash && strcmp(s, "--reissue") == 0) {
+            a->reissue = 1;
         } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
             fprintf(stderr, "kairanctl: unknown option %s\n", s);
             return -1;
@@ -357,6 +363,21 @@ static int run_recipients(int argc, char **argv)
                   "--ignore-unknown are import options");
         return KN_EXIT_USAGE;
     }
+    if (strcmp(verb, "sheets") == 0) {
+        if (a.npos != 0 || a.bom ||
+            (a.format && strcmp(a.format, "csv") != 0 &&
+             strcmp(a.format, "html") != 0)) {
+            usage_err("recipients sheets --tenant T [--group G] [--reissue] "
+                      "[--format html|csv]");
+            return KN_EXIT_USAGE;
+        }
+        return kn__rcp_sheets(a.tenant, a.group, a.reissue,
+                              a.format && strcmp(a.format, "csv") == 0);
+    }
+    if (a.group || a.reissue) {
+        usage_err("--group and --reissue are sheets options");
+        return KN_EXIT_USAGE;
+    }
     if (strcmp(verb, "export") == 0) {
         if (a.npos != 0 || (a.format && strcmp(a.format, "csv") != 0)) {
             usage_err("recipients export --tenant T [--format csv] [--bom]");
@@ -372,7 +393,7 @@ static int run_recipients(int argc, char **argv)
         }
         return do_one(verb, a.tenant, a.pos[0]);
     }
-    usage_err("recipients import|export|deactivate|activate|delete");
+    usage_err("recipients import|export|sheets|deactivate|activate|delete");
     return KN_EXIT_USAGE;
 }
 
@@ -409,6 +430,15 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "                         addresses and tokens in full (the only "
     "command that\n"
     "                         prints them; --bom for Excel)\n"
+    "  recipients sheets --tenant T [--group G] [--reissue] "
+    "[--format html|csv]\n"
+    "                         registration sheets (A4 HTML, or CSV: id, "
+    "name, url,\n"
+    "                         passcode) with a new ID and passcode per "
+    "student;\n"
+    "                         students whose passcode is still live are "
+    "skipped\n"
+    "                         unless --reissue (the old one stops working)\n"
     "  recipients deactivate|activate --tenant T ID\n"
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"

@@ -73,5 +73,9 @@ struct import_opts {
 int kn__rcp_import(const struct import_opts *o);
 /* recipients export; an exit code */
 int kn__rcp_export(const char *tenant, int bom);
+/* recipients sheets (cli/sheets.c): group may be NULL; csv 0 = HTML; an
+ * exit code */
+int kn__rcp_sheets(const char *tenant, const char *group, int reissue,
+                   int csv);
 
 #endif

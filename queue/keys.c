@@ -103,3 +103,20 @@ char *kn_key_totp_used(const char *prefix, const char *tenant,
     free(base);
     return k;
 }
+
+/* ------------------------------------------------ registration sheets */
+
+char *kn_key_sheet(const char *prefix, const char *sheet_id)
+{
+    return one_part_key(prefix, "sheet", sheet_id);
+}
+
+char *kn_key_reg(const char *prefix, const char *tenant, const char *id)
+{
+    return tenant_key(prefix, "reg", tenant, id);
+}
+
+char *kn_key_sheets(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "sheets", tenant);
+}

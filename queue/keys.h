@@ -59,4 +59,19 @@ char *kn_key_login_spread(const char *prefix, const char *tenant,
 char *kn_key_totp_used(const char *prefix, const char *tenant,
                        const char *login, long long step);
 
+/*
+ * Registration sheets and what guardians register themselves (issue 15),
+ * records of their own: an import never writes them.
+ *   sheet:<ID>         hash, one printed sheet: t (tenant), r (recipient),
+ *                      h (keyed hash of the passcode), max, used,
+ *                      issued_ms.  ID is KN_REG_ALPHABET only, encoded
+ *                      anyway.
+ *   reg:<tenant>:<id>  hash, the recipient's registrations: sheet (the
+ *                      live sheet's ID), and what guardians add
+ *   sheets:<tenant>    set of the tenant's sheet IDs (tenant close)
+ */
+char *kn_key_sheet(const char *prefix, const char *sheet_id);
+char *kn_key_reg(const char *prefix, const char *tenant, const char *id);
+char *kn_key_sheets(const char *prefix, const char *tenant);
+
 #endif

@@ -37,6 +37,7 @@ extern const char kn_lua_rekey_rcpt[];
 extern const char kn_lua_resolve[];
 extern const char kn_lua_retry[];
 extern const char kn_lua_sched_due[];
+extern const char kn_lua_sheet_issue[];
 extern const char kn_lua_submit[];
 extern const char kn_lua_take[];
 extern const char kn_lua_token_create[];

@@ -540,6 +540,29 @@ with Redis(out) as r:
         assert ev("token_revoke", [P + "token:tk1"], [NOW + 1]) == 0
         assert ev("token_revoke", [P + "token:nope"], [NOW]) == -1
 
+    with tap.check("sheet_issue: a live sheet is kept unless reissued; the "
+                   "old one voided; a taken ID refused"):
+        reg, st = P + "reg:t1:s1", P + "sheets:t1"
+
+        def issue(new, reissue="0", mx="2"):
+            return ev("sheet_issue", [reg, P + "sheet:" + new, st],
+                      [P, "t1", "s1", new, "h-" + new, mx, NOW, reissue])
+        assert issue("AAAA") == 1
+        assert hgetall(c, P + "sheet:AAAA") == {
+            "t": "t1", "r": "s1", "h": "h-AAAA", "max": "2", "used": "0",
+            "issued_ms": str(NOW)}
+        assert issue("CCCC") == 0                     # live: skipped
+        assert c.call("EXISTS", P + "sheet:CCCC") == 0
+        assert issue("AAAA", "1") == -1               # the ID is taken
+        assert issue("CCCC", "1") == 1                # reissue voids AAAA
+        assert c.call("EXISTS", P + "sheet:AAAA") == 0
+        assert c.call("SMEMBERS", st) == [b"CCCC"]
+        assert c.call("HGET", reg, "sheet") == b"CCCC"
+        c.call("HSET", P + "sheet:CCCC", "used", "2")  # used up: not live
+        assert issue("EEEE") == 1
+        assert c.call("EXISTS", P + "sheet:CCCC") == 0
+        assert c.call("SMEMBERS", st) == [b"EEEE"]
+
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested
 
