@@ -75,7 +75,6 @@ int kn__rcp_import(const struct import_opts *o);
 int kn__rcp_export(const char *tenant, int bom);
 /* recipients sheets (cli/sheets.c): group may be NULL; csv 0 = HTML; an
  * exit code */
-int kn__rcp_sheets(const char *tenant, const char *group, int reissue,
-                   int csv);
+int kn__rcp_sheets(const char *tenant, const char *group, int reissue, int csv);
 
 #endif

@@ -24,7 +24,7 @@
 struct kn_keyring;
 
 #define KN_REG_ALPHABET "34679ACEFGHJKMNPQRTWXY"
-#define KN_REG_ID_LEN 8
+#define KN_REG_ID_LEN   8
 #define KN_REG_PASS_LEN 12
 
 /* A fresh random ID: KN_REG_ID_LEN characters and a NUL into out. */
