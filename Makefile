@@ -45,9 +45,11 @@ LIB_SRCS := \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
-	dispatcher/http/session.c dispatcher/http/session_auth.c
+	dispatcher/http/session.c dispatcher/http/session_auth.c \
+	dispatcher/http/register.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
+            $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
@@ -98,6 +100,17 @@ $(BUILD)/scripts/embed: scripts/embed.c
 $(BUILD)/gen/web_status.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_STATUS),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_STATUS))
+
+# The guardians' registration page (dispatcher/http/register.c), the same way.
+WEB_REGISTER := register_html=web/register/index.html \
+	register_css=web/register/register.css \
+	register_js=web/register/register.js \
+	register_ja=web/register/strings-ja.json \
+	register_en=web/register/strings-en.json
+
+$(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

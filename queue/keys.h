@@ -74,4 +74,19 @@ char *kn_key_sheet(const char *prefix, const char *sheet_id);
 char *kn_key_reg(const char *prefix, const char *tenant, const char *id);
 char *kn_key_sheets(const char *prefix, const char *tenant);
 
+/*
+ * The registration page's steps (dispatcher/http/register.c):
+ *   rfail:<ID>:<addr>  failures of one sheet ID from one address (an ID
+ *                      that does not exist is throttled the same way)
+ *   rtk:<hash>         a registration begun with a right passcode (the
+ *                      ticket itself is never stored)
+ *   rver:<hash>        an address waiting for its verification link
+ *   regd:<tenant>      set of the children with a registered guardian
+ */
+char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
+                      const char *addr);
+char *kn_key_reg_ticket(const char *prefix, const char *hash);
+char *kn_key_reg_verify(const char *prefix, const char *hash);
+char *kn_key_regd(const char *prefix, const char *tenant);
+
 #endif

@@ -83,7 +83,12 @@ enum route_id {
     R_SESSION_LOGIN,
     R_SESSION_END,
     R_SESSION_PASSWORD,
-    R_SESSION_TOTP
+    R_SESSION_TOTP,
+    R_REG_PAGE,
+    R_REG_FILE,
+    R_REG_START,
+    R_REG_EMAIL,
+    R_REG_VERIFY
 };
 
 #define ROLE(r) (1u << (r))
@@ -389,6 +394,14 @@ void kn__httpd_run_ack_post(struct conn *c);
 /* ---- line_webhook.c ---- */
 
 void kn__httpd_run_line_hook(struct conn *c);
+
+/* ---- register.c ---- */
+
+void kn__httpd_run_register_page(struct conn *c);
+void kn__httpd_run_register_file(struct conn *c);
+void kn__httpd_run_register_start(struct conn *c);
+void kn__httpd_run_register_email(struct conn *c);
+void kn__httpd_run_register_verify(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -56,6 +56,13 @@ static const struct route routes[] = {
      kn__httpd_run_password},
     {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
      kn__httpd_run_totp},
+    /* Guardians sign themselves up (register.c): no credential; the
+     * sheet's passcode is throttled per ID and address there. */
+    {R_REG_PAGE, HTTP_GET, "/r", 0, 1, kn__httpd_run_register_page},
+    {R_REG_FILE, HTTP_GET, "/r/{}", 0, 1, kn__httpd_run_register_file},
+    {R_REG_START, HTTP_POST, "/r/start", 0, 1, kn__httpd_run_register_start},
+    {R_REG_EMAIL, HTTP_POST, "/r/email", 0, 1, kn__httpd_run_register_email},
+    {R_REG_VERIFY, HTTP_POST, "/r/verify", 0, 1, kn__httpd_run_register_verify},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
