@@ -14,6 +14,7 @@ A new script gets its check here (the last check fails for a script
 without one)."""
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -562,6 +563,40 @@ with Redis(out) as r:
         assert issue("EEEE") == 1
         assert c.call("EXISTS", P + "sheet:CCCC") == 0
         assert c.call("SMEMBERS", st) == [b"EEEE"]
+
+    with tap.check("reg_verify: registers once into reg:<T>:<id> g; the "
+                   "others' addresses returned; reissued or used-up sheets "
+                   "refused; a known address not added twice"):
+        rv = P + "rver:h1"
+
+        def pending(ei="EI1", e="E1", s_="SH1", key=rv):
+            c.call("HSET", key, "t", "t1", "r", "s9", "s", s_, "e", e,
+                   "ei", ei, "nm", "NM", "rl", "", "cs", NOW)
+        c.call("HSET", P + "sheet:SH1", "t", "t1", "r", "s9", "used", "0",
+               "max", "2")
+        c.call("HSET", P + "reg:t1:s9", "sheet", "SH1")
+        c.call("HSET", P + "rcpt:t1:s9", "name", "SEALEDNAME", "c",
+               '{"id":"s9","e":"D0","ei":"DI0","g":[{"e":"D1","ei":"DI1"}]}')
+        assert ev("reg_verify", [rv], [P, NOW]) == [0]     # nothing pending
+        pending()
+        assert ev("reg_verify", [rv], [P, NOW + 1]) == [
+            1, b"t1", b"s9", b"SEALEDNAME", b"NM", b"", b"D0", b"D1"]
+        assert c.call("EXISTS", rv) == 0
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        assert g == [{"e": "E1", "ei": "EI1", "nm": "NM", "at": NOW + 1,
+                      "cs": NOW}], g
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"1"
+        assert c.call("SMEMBERS", P + "regd:t1") == [b"s9"]
+        pending()                                        # the same address
+        assert ev("reg_verify", [rv], [P, NOW]) == [3]
+        pending(ei="EI2", e="E2")
+        assert ev("reg_verify", [rv], [P, NOW])[6:] == [b"D0", b"D1", b"E1"]
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"2"
+        pending(ei="EI3", e="E3")                        # used up
+        assert ev("reg_verify", [rv], [P, NOW]) == [2]
+        pending(ei="EI4", e="E4", s_="OLD")              # reissued meanwhile
+        assert ev("reg_verify", [rv], [P, NOW]) == [2]
+        assert len(json.loads(c.call("HGET", P + "reg:t1:s9", "g"))) == 2
 
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested
