@@ -156,6 +156,10 @@
     $('line').setAttribute('aria-controls', 'line-info');
     $('line').addEventListener('click', onLine);
     if (q.get('id')) $('id').value = q.get('id');
+    // A link opened again in the same tab changes only the fragment.
+    window.addEventListener('hashchange', () => {
+      if (/(^|&)v=/.test(location.hash.slice(1))) { say(''); show('s-verify'); }
+    });
     if (/(^|&)v=/.test(location.hash.slice(1))) show('s-verify');
     else if (q.get('id')) $('passcode').focus();
   });
