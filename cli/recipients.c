@@ -374,6 +374,13 @@ static int run_recipients(int argc, char **argv)
         return kn__rcp_sheets(a.tenant, a.group, a.reissue,
                               a.format && strcmp(a.format, "csv") == 0);
     }
+    if (strcmp(verb, "unregistered") == 0) {
+        if (a.npos != 0 || a.bom || a.format || a.reissue) {
+            usage_err("recipients unregistered --tenant T [--group G]");
+            return KN_EXIT_USAGE;
+        }
+        return kn__rcp_unregistered(a.tenant, a.group);
+    }
     if (a.group || a.reissue) {
         usage_err("--group and --reissue are sheets options");
         return KN_EXIT_USAGE;
@@ -393,7 +400,8 @@ static int run_recipients(int argc, char **argv)
         }
         return do_one(verb, a.tenant, a.pos[0]);
     }
-    usage_err("recipients import|export|sheets|deactivate|activate|delete");
+    usage_err("recipients import|export|sheets|unregistered|deactivate|"
+              "activate|delete");
     return KN_EXIT_USAGE;
 }
 
@@ -439,6 +447,12 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "                         students whose passcode is still live are "
     "skipped\n"
     "                         unless --reissue (the old one stops working)\n"
+    "  recipients unregistered --tenant T [--group G]\n"
+    "                         per class, the students no guardian has "
+    "registered\n"
+    "                         for yet (未登録): class, id, name, the "
+    "channels the\n"
+    "                         school holds (to send a reminder)\n"
     "  recipients deactivate|activate --tenant T ID\n"
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"

@@ -76,5 +76,7 @@ int kn__rcp_export(const char *tenant, int bom);
 /* recipients sheets (cli/sheets.c): group may be NULL; csv 0 = HTML; an
  * exit code */
 int kn__rcp_sheets(const char *tenant, const char *group, int reissue, int csv);
+/* recipients unregistered (cli/sheets.c): group may be NULL; an exit code */
+int kn__rcp_unregistered(const char *tenant, const char *group);
 
 #endif

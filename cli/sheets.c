@@ -30,6 +30,7 @@
 #include "common/kn.h"
 #include "common/qrsvg.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "model/label.h"
 #include "model/regsheet.h"
@@ -354,5 +355,166 @@ out:
     freeReplyObject(ids);
     kn_keyring_free(kr);
     free(group);
+    return rc;
+}
+
+/* ---- recipients unregistered ---- */
+
+/*
+ * The families not yet registered (未登録), per class: every active
+ * student of the tenant (or of group G) without a guardian registered
+ * through its sheet (reg:<T>:<id> "g"), sorted by class and id, as
+ * tab-separated lines: class, id, name, and the channels the school
+ * already holds for it ("email", "line", "push", or "-": nobody to remind
+ * but by the printed sheet).  The count per class goes to stderr.
+ */
+int kn__rcp_unregistered(const char *tenant, const char *group_raw)
+{
+    struct kn_keyring *kr = NULL;
+    char err[400], **v = NULL, *group = NULL;
+    redisReply *ids;
+    size_t n;
+    json_t *per_class = json_object();
+    int rc = KN_EXIT_OK;
+
+    if (group_raw && kn_label_norm(group_raw, &group, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: --group: %s\n", err);
+        json_decref(per_class);
+        return KN_EXIT_USAGE;
+    }
+    if (kn_keyring_load(kn_cli_cfg.key_file, &kr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kairanctl: security.key_file: %s\n", err);
+        free(group);
+        json_decref(per_class);
+        return KN_EXIT_FAIL;
+    }
+    if (!kn__rcp_tenant_known(tenant)) {
+        fprintf(stderr, "kairanctl: no tenant %s (nothing was imported "
+                        "for it)\n",
+                tenant);
+        rc = KN_EXIT_UNKNOWN;
+        ids = NULL;
+        goto out;
+    }
+    ids = student_ids(tenant, group, &v, &n);
+    if (group && n == 0) {
+        fprintf(stderr, "kairanctl: no group %s in tenant %s\n", group,
+                tenant);
+        rc = KN_EXIT_UNKNOWN;
+        goto out;
+    }
+    {
+        struct kn_argv *cmds = kn_xcalloc(2 * n + 1, sizeof(*cmds));
+        redisReply **rep;
+        struct row {
+            const char *cls, *id;
+            char *name, *has;
+        } *rows = kn_xcalloc(n + 1, sizeof(*rows));
+        size_t nrows = 0, nactive = 0;
+        for (size_t i = 0; i < n; i++) {
+            kn_argv_init(&cmds[2 * i]);
+            kn_argv_add(&cmds[2 * i], "HMGET");
+            kn_argv_take(&cmds[2 * i],
+                         kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, v[i]));
+            kn_argv_add(&cmds[2 * i], "active");
+            kn_argv_add(&cmds[2 * i], "name");
+            kn_argv_add(&cmds[2 * i], "class");
+            kn_argv_add(&cmds[2 * i], "c");
+            kn_argv_init(&cmds[2 * i + 1]);
+            kn_argv_add(&cmds[2 * i + 1], "HGET");
+            kn_argv_take(&cmds[2 * i + 1],
+                         kn_key_reg(kn_cli_cfg.redis_prefix, tenant, v[i]));
+            kn_argv_add(&cmds[2 * i + 1], "g");
+        }
+        rep = n ? kn__rcp_pipeline(cmds, 2 * n) : NULL;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *h = rep[2 * i], *g = rep[2 * i + 1];
+            json_t *c, *reg;
+            char has[32] = "";
+            kn_argv_free(&cmds[2 * i]);
+            kn_argv_free(&cmds[2 * i + 1]);
+            if (h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
+                h->element[0]->type != REDIS_REPLY_STRING ||
+                strcmp(h->element[0]->str, "1") != 0)
+                continue;
+            nactive++;
+            reg = g->type == REDIS_REPLY_STRING ? json_loads(g->str, 0, NULL)
+                                                : NULL;
+            if (json_array_size(reg) > 0) {
+                json_decref(reg);
+                continue;
+            }
+            json_decref(reg);
+            c = h->element[3]->type == REDIS_REPLY_STRING
+                    ? json_loads(h->element[3]->str, 0, NULL)
+                    : NULL;
+            if (json_object_get(c, "e"))
+                strcat(has, "email");
+            if (json_object_get(c, "l"))
+                strcat(has, has[0] ? ",line" : "line");
+            if (json_array_size(json_object_get(c, "p")) > 0)
+                strcat(has, has[0] ? ",push" : "push");
+            json_decref(c);
+            rows[nrows].cls = h->element[2]->type == REDIS_REPLY_STRING
+                                  ? h->element[2]->str
+                                  : "";
+            rows[nrows].id = v[i];
+            rows[nrows].name = NULL;
+            if (h->element[1]->type == REDIS_REPLY_STRING &&
+                h->element[1]->len > 0 &&
+                kn_unseal(kr, "name", h->element[1]->str, &rows[nrows].name,
+                          NULL) < 0)
+                rows[nrows].name = NULL;
+            rows[nrows].has = kn_xstrdup(has[0] ? has : "-");
+            nrows++;
+        }
+        /* by class, then id (the ids are sorted already: a stable pass) */
+        for (size_t i = 1; i < nrows; i++) {
+            struct row x = rows[i];
+            size_t j = i;
+            while (j > 0 && strcmp(rows[j - 1].cls, x.cls) > 0) {
+                rows[j] = rows[j - 1];
+                j--;
+            }
+            rows[j] = x;
+        }
+        for (size_t i = 0; i < nrows; i++) {
+            char *cls = kn_text_safe(rows[i].cls), *id = kn_text_safe(rows[i].id),
+                 *nm = kn_text_safe(rows[i].name ? rows[i].name : "");
+            json_t *cnt = json_object_get(per_class, rows[i].cls);
+            printf("%s\t%s\t%s\t%s\n", cls, id, nm, rows[i].has);
+            json_object_set_new(per_class, rows[i].cls,
+                                json_integer(json_integer_value(cnt) + 1));
+            free(cls);
+            free(id);
+            kn_free_secret(nm);
+            if (rows[i].name)
+                kn_free_secret(rows[i].name);
+            free(rows[i].has);
+        }
+        {
+            const char *key;
+            json_t *val;
+            json_object_foreach(per_class, key, val)
+            {
+                char *k = kn_text_safe(key[0] ? key : "-");
+                fprintf(stderr, "%s: %lld unregistered\n", k,
+                        (long long)json_integer_value(val));
+                free(k);
+            }
+            fprintf(stderr, "%zu unregistered of %zu\n", nrows, nactive);
+        }
+        if (rep)
+            kn__rcp_replies_free(rep, 2 * n);
+        free(cmds);
+        free(rows);
+    }
+out:
+    free(v);
+    if (ids)
+        freeReplyObject(ids);
+    kn_keyring_free(kr);
+    free(group);
+    json_decref(per_class);
     return rc;
 }

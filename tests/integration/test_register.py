@@ -25,6 +25,8 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       registration as it was (DUMP equal), and the next broadcast still
       reaches the registered addresses.
   [7] the operation log has registration.add lines without an address.
+  [0], [8] kairanctl recipients unregistered: per class, both children
+      before (with the channels the school holds), nobody after.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_register.py
 """
@@ -151,6 +153,21 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
               for row in csv.DictReader(io.StringIO(cp.stdout))}
     d = k.start()
     d.wait_output('"listening"', 15)
+
+    with tap.check("[0] recipients unregistered: per class, with the "
+                   "channels the school holds"):
+        cp = k.ctl("recipients", "unregistered", "--tenant", T)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == ("A\ts-1\t山田 一郎\temail\n"
+                             "A\ts-2\t田中 二郎\t-\n"), cp.stdout
+        assert "A: 2 unregistered" in cp.stderr and \
+            "2 unregistered of 2" in cp.stderr, cp.stderr
+        assert k.ctl("recipients", "unregistered", "--tenant", T, "--group",
+                     "9-Z").returncode == 3
+        assert k.ctl("recipients", "unregistered", "--tenant",
+                     "nobody").returncode == 3
+        assert k.ctl("recipients", "unregistered", "--tenant", T,
+                     "--reissue").returncode == 2
 
     with tap.check("[1] /r and its files under the strict CSP with Trusted "
                    "Types; an unknown file 404"):
@@ -297,6 +314,12 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         for a, n in counts.items():
             wait_mail(a, n + 1)
             assert subjects(a)[-1] == "連絡その2", subjects(a)
+
+    with tap.check("[8] recipients unregistered: nobody left"):
+        cp = k.ctl("recipients", "unregistered", "--tenant", T, "--group",
+                   "1年A組")
+        assert cp.returncode == 0 and cp.stdout == "", (cp.stdout, cp.stderr)
+        assert "0 unregistered of 2" in cp.stderr, cp.stderr
 
     with tap.check("[7] the operation log: registration.add, no address"):
         with open(os.path.join(k.dir, "audit", "operations.jsonl")) as f:
