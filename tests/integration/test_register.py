@@ -25,6 +25,9 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       registration as it was (DUMP equal), and the next broadcast still
       reaches the registered addresses.
   [7] the operation log has registration.add lines without an address.
+  [9] retention: a deleted child's registrations and sheet go at the next
+      purge; tenant close voids every sheet at once; its erasure leaves no
+      sheet or registration key.
   [0], [8] kairanctl recipients unregistered: per class, both children
       before (with the channels the school holds), nobody after.
 
@@ -329,6 +332,39 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         text = json.dumps(ops, ensure_ascii=False)
         for a in (MOM2, DAD1, DAD2):
             assert a not in text
+
+    with tap.check("[9] retention: a child deleted from the directory "
+                   "loses its registrations and sheet at the next purge; "
+                   "tenant close voids the sheets at once and erases the "
+                   "rest"):
+        P = k.prefix
+        s1 = sheets["s-1"][0]
+        assert k.ctl("recipients", "delete", "--tenant", T,
+                     "s-1").returncode == 0
+        assert r.call("EXISTS", P + "reg:%s:s-1" % T) == 1   # until purged
+        cp = k.ctl("purge")
+        assert cp.returncode == 0, cp.stderr
+        assert "registrations deleted: 2 keys" in cp.stdout, cp.stdout
+        assert r.call("EXISTS", P + "reg:%s:s-1" % T) == 0
+        assert r.call("EXISTS", P + "sheet:" + s1) == 0
+        assert r.call("SISMEMBER", P + "regd:" + T, "s-1") == 0
+        assert r.call("EXISTS", P + "reg:%s:s-2" % T) == 1
+        cp = k.ctl("recipients", "sheets", "--tenant", T, "--reissue",
+                   "--format", "csv")
+        new = list(csv.DictReader(io.StringIO(cp.stdout)))[0]
+        assert call("POST", "/r/start", {"id": new["id"],
+                                         "passcode": new["passcode"]},
+                    ip="198.51.100.20")[0] == 200
+        cp = k.ctl("tenant", "close", T, "--now", "2026-01-01T00:00:00+09:00")
+        assert cp.returncode == 0, cp.stderr
+        assert call("POST", "/r/start", {"id": new["id"],
+                                         "passcode": new["passcode"]},
+                    ip="198.51.100.20")[0] == 401
+        cp = k.ctl("purge")
+        assert cp.returncode == 0, cp.stderr
+        left = [x for x in scan() if re.match(
+            rb"kairan:(sheet|sheets|reg|regd):", x)]
+        assert left == [], left
 
     d.stop()
 tap.done()
