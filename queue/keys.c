@@ -146,3 +146,18 @@ char *kn_key_regd(const char *prefix, const char *tenant)
 {
     return one_part_key(prefix, "regd", tenant);
 }
+
+char *kn_key_reg_app(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rapp", hash);
+}
+
+char *kn_key_reg_device(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rdev", hash);
+}
+
+char *kn_key_reg_devices(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "rdevs", tenant);
+}

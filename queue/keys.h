@@ -82,11 +82,17 @@ char *kn_key_sheets(const char *prefix, const char *tenant);
  *                      ticket itself is never stored)
  *   rver:<hash>        an address waiting for its verification link
  *   regd:<tenant>      set of the children with a registered guardian
+ *   rapp:<hash>        a code for the school app (10 minutes, single use)
+ *   rdev:<hash>        a registered device: its credential's hash
+ *   rdevs:<tenant>     set of the tenant's device credential hashes
  */
 char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
                       const char *addr);
 char *kn_key_reg_ticket(const char *prefix, const char *hash);
 char *kn_key_reg_verify(const char *prefix, const char *hash);
 char *kn_key_regd(const char *prefix, const char *tenant);
+char *kn_key_reg_app(const char *prefix, const char *hash);
+char *kn_key_reg_device(const char *prefix, const char *hash);
+char *kn_key_reg_devices(const char *prefix, const char *tenant);
 
 #endif

@@ -31,6 +31,7 @@ extern const char kn_lua_purge_unlock[];
 extern const char kn_lua_rcpt_active[];
 extern const char kn_lua_rcpt_delete[];
 extern const char kn_lua_rcpt_upsert[];
+extern const char kn_lua_reg_device[];
 extern const char kn_lua_reg_verify[];
 extern const char kn_lua_reject[];
 extern const char kn_lua_rekey_aud[];

@@ -109,6 +109,19 @@ long long kn_reg_erase_tenant(redisContext *c, const char *prefix,
         else if (n >= 0)
             n += v;
     }
+    k = kn_key_reg_devices(prefix, tenant); /* the app's credentials */
+    {
+        redisReply *r = members(c, k, &n);
+        for (size_t i = 0; r && i < r->elements; i++) {
+            char *dk = kn_key_reg_device(prefix, r->element[i]->str);
+            del(c, dk, &n);
+            free(dk);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    del(c, k, &n);
+    free(k);
     k = kn_key_sheets(prefix, tenant);
     del(c, k, &n);
     free(k);

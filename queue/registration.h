@@ -7,8 +7,9 @@
  *  - tenant close voids the tenant's sheets at once (their passcodes stop
  *    working: sheet:<ID> deleted), like its tokens and sessions;
  *  - a closed tenant's erasure deletes its sheets, every reg:<T>:<id>
- *    (registered addresses, names, relations, consent times) and the
- *    sets sheets:<T> and regd:<T>;
+ *    (registered addresses, names, relations, consent times), the school
+ *    app's device credentials (rdev:, rdevs:<T>) and the sets sheets:<T>
+ *    and regd:<T>;
  *  - the daily purge erases the registrations and the sheet of a child
  *    no longer in the directory (deleted, or left out of an import with
  *    --replace): an import never changes a registration, but a child who

@@ -88,7 +88,9 @@ enum route_id {
     R_REG_FILE,
     R_REG_START,
     R_REG_EMAIL,
-    R_REG_VERIFY
+    R_REG_VERIFY,
+    R_REG_APP,
+    R_DEVICES
 };
 
 #define ROLE(r) (1u << (r))
@@ -402,6 +404,8 @@ void kn__httpd_run_register_file(struct conn *c);
 void kn__httpd_run_register_start(struct conn *c);
 void kn__httpd_run_register_email(struct conn *c);
 void kn__httpd_run_register_verify(struct conn *c);
+void kn__httpd_run_register_app(struct conn *c);
+void kn__httpd_run_devices(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -491,9 +491,9 @@ static void on_mail_ticket(struct batch *b)
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     k = kn_key_reg_verify(d->prefix, lh);
     kn_redis_cmd(d->cmd, NULL, NULL,
-                 "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s", k,
+                 "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s tk %b", k,
                  tenant, h->element[1]->str, h->element[2]->str, e, bi, nm, rl,
-                 now);
+                 now, m->th, (size_t)16);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, REG_VERIFY_MS);
     free(k);
     k = kn_key_reg_ticket(d->prefix, m->th);
@@ -801,5 +801,225 @@ void kn__httpd_run_register_verify(struct conn *c)
         free(k);
         kn__httpd_batch_end(b);
     }
+    json_decref(j);
+}
+
+/* ------------------------------------------------ the school app */
+
+#define APP_CODE_MS (10LL * 60 * 1000)
+
+static struct kn_redis_script device_script = {"reg_device", kn_lua_reg_device,
+                                               ""};
+
+struct appcode {
+    char th[65];
+};
+
+/* POST /r/app {ticket}: a code the school app sends with its push token
+ * (POST /v1/devices): 8 characters of the sheet alphabet, single use, 10
+ * minutes, bound to this sign-up. */
+static void on_app_ticket(struct batch *b)
+{
+    struct appcode *a = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    char code[KN_REG_ID_LEN + 1], ch[65], *k;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    d = c->srv->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+        h->element[0]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 401, "ticket",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again)");
+        goto out;
+    }
+    kn_reg_id_new(code);
+    kn_session_hash(code, ch);
+    k = kn_key_reg_app(d->prefix, ch);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b", k,
+                 h->element[0]->str, h->element[1]->str, h->element[2]->str,
+                 a->th, (size_t)16);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, APP_CODE_MS);
+    free(k);
+    kn__httpd_respond_json(c, 200,
+                           json_pack("{s:s,s:I}", "code", code, "expires_in",
+                                     (json_int_t)(APP_CODE_MS / 1000)),
+                           NULL);
+    OPENSSL_cleanse(code, sizeof(code));
+out:
+    free(a);
+}
+
+void kn__httpd_run_register_app(struct conn *c)
+{
+    json_t *j = body_object(c);
+    const char *ticket;
+    if (j == NULL)
+        return;
+    ticket = jstr(j, "ticket");
+    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
+        kn__httpd_respond_error(c, 400, "ticket",
+                                "ID とパスコードからやり直してください "
+                                "(start again with the ID and passcode)");
+    } else {
+        struct appcode *a = kn_xcalloc(1, sizeof(*a));
+        struct batch *b;
+        char *k;
+        kn_session_hash(ticket, a->th);
+        b = kn__httpd_batch_new(c->srv, c, on_app_ticket, a);
+        k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    }
+    json_decref(j);
+}
+
+struct device {
+    struct conn *c;
+    char cred[KN_SESSION_ID_CHARS + 1]; /* a new credential, or "" */
+    char *tenant;
+};
+
+static void device_free(struct device *dv)
+{
+    OPENSSL_cleanse(dv->cred, sizeof(dv->cred));
+    free(dv);
+}
+
+static void on_device(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct device *dv = arg;
+    struct conn *c = dv->c;
+    long long what;
+    (void)r;
+    if (!kn__httpd_conn_release(c)) {
+        device_free(dv);
+        return;
+    }
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn_log(KN_LOG_ERROR, "http", "reg_device failed", "error",
+               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
+               NULL);
+        kn__httpd_respond_error(c, 503, NULL, "Redis did not answer; retry");
+        device_free(dv);
+        return;
+    }
+    what = rep->element[0]->integer;
+    if (what == 0) {
+        kn__httpd_respond_error(c, 401, dv->cred[0] ? "code" : "credential",
+                                "unknown or expired %s",
+                                dv->cred[0] ? "code: get a new one on the "
+                                              "registration page"
+                                            : "device credential: register "
+                                              "the device again");
+    } else if (what == 2) {
+        kn__httpd_respond_error(c, 409, "code",
+                                "the registration sheet was replaced or is "
+                                "used up: ask the school");
+    } else if (what == 3) {
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "already", 1), NULL);
+    } else if (dv->cred[0]) {
+        op_log(c, "registration.device", rep->element[1]->str,
+               rep->element[2]->str);
+        kn__httpd_respond_json(
+            c, 201, json_pack("{s:s}", "device_credential", dv->cred), NULL);
+    } else {
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "updated", 1), NULL);
+    }
+    device_free(dv);
+}
+
+/*
+ * POST /v1/devices: {"code", "platform", "token"} registers the school
+ * app's push token with a code from the registration page (201 with a
+ * device credential, shown once); {"credential", "platform", "token"}
+ * replaces the device's token when the platform rotates it (200).
+ */
+void kn__httpd_run_devices(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j = body_object(c);
+    const char *code, *cred, *platform, *token, *why = NULL;
+    char h[65], norm[KN_REG_ID_LEN + 1], bi[33], credh[65], now[24];
+    char *key = NULL, *sealed;
+    struct device *dv;
+
+    if (j == NULL)
+        return;
+    code = jstr(j, "code");
+    cred = jstr(j, "credential");
+    platform = jstr(j, "platform");
+    token = jstr(j, "token");
+    if (platform == NULL ||
+        (strcmp(platform, "fcm") != 0 && strcmp(platform, "apns") != 0)) {
+        kn__httpd_respond_error(c, 400, "platform",
+                                "platform: \"fcm\" or \"apns\"");
+        goto out;
+    }
+    if (token == NULL ||
+        (strcmp(platform, "fcm") == 0 ? kn_addr_fcm_check(token, &why)
+                                      : kn_addr_apns_check(token, &why)) < 0) {
+        kn__httpd_respond_error(c, 400, "token", "token: %s",
+                                why ? why : "missing");
+        goto out;
+    }
+    if ((code == NULL) == (cred == NULL)) {
+        kn__httpd_respond_error(c, 400, "code",
+                                "give either \"code\" (from the "
+                                "registration page) or \"credential\" (the "
+                                "device's)");
+        goto out;
+    }
+    dv = kn_xcalloc(1, sizeof(*dv));
+    dv->c = c;
+    if (code != NULL) {
+        if (kn_reg_normalise(code, KN_REG_ID_LEN, norm, sizeof(norm)) < 0) {
+            kn__httpd_respond_error(c, 401, "code",
+                                    "unknown or expired code: get a new one "
+                                    "on the registration page");
+            device_free(dv);
+            goto out;
+        }
+        kn_session_hash(norm, h);
+        key = kn_key_reg_app(d->prefix, h);
+        kn_session_new_id(dv->cred);
+        kn_session_hash(dv->cred, credh);
+    } else {
+        if (strlen(cred) != KN_SESSION_ID_CHARS) {
+            kn__httpd_respond_error(c, 401, "credential",
+                                    "unknown device credential");
+            device_free(dv);
+            goto out;
+        }
+        kn_session_hash(cred, credh);
+        key = kn_key_reg_device(d->prefix, credh);
+    }
+    kn_blind_index(d->kr, "push", token, bi);
+    sealed = kn_seal(d->kr, "push", token, strlen(token));
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    if (device_script.sha[0] == '\0')
+        kn_redis_script_init(&device_script);
+    {
+        const char *argv[] = {key, d->prefix, code ? "new" : "rotate",
+                              now, platform,  sealed,
+                              bi,  credh};
+        kn__httpd_conn_hold(c);
+        if (kn_redis_eval(d->cmd, &device_script, on_device, dv, 1, 8, argv,
+                          NULL) < 0) {
+            c->refs--;
+            device_free(dv);
+            kn__httpd_respond_error(c, 503, NULL,
+                                    "Redis is unreachable; try again");
+        }
+    }
+    free(sealed);
+out:
+    free(key);
     json_decref(j);
 }

@@ -594,9 +594,63 @@ with Redis(out) as r:
         assert c.call("HGET", P + "sheet:SH1", "used") == b"2"
         pending(ei="EI3", e="E3")                        # used up
         assert ev("reg_verify", [rv], [P, NOW]) == [2]
+        # a sign-up's second address replaces its guardian's: no sheet use
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        g[1]["tk"] = "TKA"
+        c.call("HSET", P + "reg:t1:s9", "g", json.dumps(g))
+        pending(ei="EI5", e="E5")
+        c.call("HSET", rv, "tk", "TKA")
+        assert ev("reg_verify", [rv], [P, NOW]) == [
+            1, b"t1", b"s9", b"SEALEDNAME", b"NM", b""]
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        assert [x["ei"] for x in g] == ["EI1", "EI5"], g
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"2"
         pending(ei="EI4", e="E4", s_="OLD")              # reissued meanwhile
         assert ev("reg_verify", [rv], [P, NOW]) == [2]
         assert len(json.loads(c.call("HGET", P + "reg:t1:s9", "g"))) == 2
+
+    with tap.check("reg_device: a code once; one sign-up one guardian; a "
+                   "known token refused; rotation replaces the token"):
+        c.call("HSET", P + "sheet:SH2", "t", "t1", "r", "s8", "used", "0",
+               "max", "1")
+        c.call("HSET", P + "reg:t1:s8", "sheet", "SH2")
+        ra = P + "rapp:a1"
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        args = [P, "new", NOW, "fcm", "T1", "TI1", "CRED1"]
+        assert ev("reg_device", [ra], args) == [1, b"t1", b"s8"]
+        assert ev("reg_device", [ra], args) == [0]          # used once
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))
+        assert g == [{"tk": "TK1", "at": NOW,
+                      "p": [{"k": "fcm", "t": "T1", "ti": "TI1"}]}], g
+        assert c.call("HGET", P + "sheet:SH2", "used") == b"1"
+        assert c.call("HGETALL", P + "rdev:CRED1") == [
+            b"t", b"t1", b"r", b"s8", b"tk", b"TK1", b"ti", b"TI1"]
+        assert c.call("SMEMBERS", P + "rdevs:t1") == [b"CRED1"]
+        # the same sign-up again: joins its guardian (the sheet is full)
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        assert ev("reg_device", [ra], [P, "new", NOW, "apns", "T2", "TI2",
+                                       "CRED2"]) == [1, b"t1", b"s8"]
+        assert len(json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]["p"]) == 2
+        # another sign-up: the sheet is used up; a known token: {3}
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK9")
+        assert ev("reg_device", [ra], [P, "new", NOW, "fcm", "T3", "TI3",
+                                       "CRED3"]) == [2]
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        assert ev("reg_device", [ra], [P, "new", NOW, "fcm", "T1", "TI1",
+                                       "CRED4"]) == [3]
+        # rotation
+        assert ev("reg_device", [P + "rdev:CRED1"],
+                  [P, "rotate", NOW, "fcm", "T5", "TI5", "CRED1"]) == [
+            1, b"t1", b"s8"]
+        p_ = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]["p"]
+        assert p_[0] == {"k": "fcm", "t": "T5", "ti": "TI5"}, p_
+        assert c.call("HGET", P + "rdev:CRED1", "ti") == b"TI5"
+        assert ev("reg_device", [P + "rdev:NOPE"],
+                  [P, "rotate", NOW, "fcm", "T6", "TI6", "NOPE"]) == [0]
+        c.call("DEL", P + "reg:t1:s8")                   # erased meanwhile
+        assert ev("reg_device", [P + "rdev:CRED1"],
+                  [P, "rotate", NOW, "fcm", "T6", "TI6", "CRED1"]) == [0]
+        assert c.call("EXISTS", P + "rdev:CRED1") == 0
 
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested

@@ -28,6 +28,10 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
   [9] retention: a deleted child's registrations and sheet go at the next
       purge; tenant close voids every sheet at once; its erasure leaves no
       sheet or registration key.
+  [10] the school app: /r/app gives a single-use code; POST /v1/devices
+      registers the push token and answers a device credential, which
+      rotates the token; a push broadcast reaches the new token only; an
+      e-mail added in the same sign-up joins the same guardian.
   [0], [8] kairanctl recipients unregistered: per class, both children
       before (with the channels the school holds), nobody after.
 
@@ -35,6 +39,7 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_register.py
 """
 
 import csv
+import glob
 import io
 import json
 import os
@@ -333,6 +338,75 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         for a in (MOM2, DAD1, DAD2):
             assert a not in text
 
+    with tap.check("[10] the school app: a code from /r/app, POST "
+                   "/v1/devices -> a device credential; the code works once; "
+                   "the token rotates with the credential; a push broadcast "
+                   "reaches the newest token; an e-mail of the same sign-up "
+                   "joins the same guardian"):
+        P = k.prefix
+        fcm1 = "fcmTok01:APA91b-" + "q" * 40
+        fcm2 = "fcmTok02:APA91b-" + "r" * 40
+        st, j = call("POST", "/r/start", {"id": sheets["s-1"][0],
+                                          "passcode": sheets["s-1"][1]},
+                     ip="198.51.100.30")
+        assert st == 200 and j["left"] == 1, (st, j)
+        tk = j["ticket"]
+        st, a = call("POST", "/r/app", {"ticket": tk}, ip="198.51.100.30")
+        assert st == 200 and re.fullmatch("[34679ACEFGHJKMNPQRTWXY]{8}",
+                                          a["code"]) and \
+            a["expires_in"] == 600, (st, a)
+        assert call("POST", "/v1/devices", {"code": a["code"],
+                                            "platform": "xmpp",
+                                            "token": fcm1})[0] == 400
+        assert call("POST", "/v1/devices", {"code": a["code"],
+                                            "platform": "fcm",
+                                            "token": "bad token"})[0] == 400
+        st, dv = call("POST", "/v1/devices", {"code": a["code"].lower(),
+                                              "platform": "fcm",
+                                              "token": fcm1})
+        assert st == 201 and len(dv["device_credential"]) == 43, (st, dv)
+        st, e = call("POST", "/v1/devices", {"code": a["code"],
+                                             "platform": "fcm",
+                                             "token": fcm2})
+        assert st == 401 and e["field"] == "code", (st, e)
+        assert r.call("HGET", P + "sheet:" + sheets["s-1"][0],
+                      "used") == b"2"
+        old_ti = json.loads(r.call("HGET", P + "reg:%s:s-1" % T,
+                                   "g"))[1]["p"][0]["ti"]
+        st, u = call("POST", "/v1/devices", {"credential":
+                                             dv["device_credential"],
+                                             "platform": "fcm",
+                                             "token": fcm2})
+        assert st == 200 and u == {"updated": True}, (st, u)
+        assert call("POST", "/v1/devices", {"credential": "x" * 43,
+                                            "platform": "fcm",
+                                            "token": fcm2})[0] == 401
+        g = json.loads(r.call("HGET", P + "reg:%s:s-1" % T, "g"))
+        assert len(g) == 2 and len(g[1]["p"]) == 1, g
+        blob = b"".join(r.call("DUMP", x) or b"" for x in scan())
+        assert fcm1.encode() not in blob and fcm2.encode() not in blob
+        bid = k.submit({"tenant": T, "subject": "プッシュ", "body": "本文",
+                        "channels": ["push"], "audience": {"recipients":
+                                                           ["s-1"]}})
+        k.wait_done(bid, 60)
+        assert k.counts(bid)["push"]["delivered"] == 1, k.counts(bid)
+        # The outbox writes a push job as its blind index: the new token's.
+        sent = [json.load(open(f)) for f in glob.glob(
+            os.path.join(k.outbox, bid, "*.json"))]
+        new_ti = g[1]["p"][0]["ti"]
+        assert new_ti != old_ti
+        assert [x["bindex"] for x in sent] == [new_ti], (sent, new_ti)
+        # The same sign-up adds an e-mail: the same guardian, no sheet use.
+        st, e = call("POST", "/r/email", {"ticket": tk, "email": "app@example.jp",
+                                          "consent": True}, ip="198.51.100.30")
+        assert st == 202, (st, e)
+        v, code, _ = link_and_code(wait_mail("app@example.jp")[0])
+        assert call("POST", "/r/verify", {"v": v})[0] == 200
+        g = json.loads(r.call("HGET", P + "reg:%s:s-1" % T, "g"))
+        assert len(g) == 2 and "e" in g[1] and "p" in g[1], g
+        assert r.call("HGET", P + "sheet:" + sheets["s-1"][0],
+                      "used") == b"2"
+
     with tap.check("[9] retention: a child deleted from the directory "
                    "loses its registrations and sheet at the next purge; "
                    "tenant close voids the sheets at once and erases the "
@@ -363,7 +437,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         cp = k.ctl("purge")
         assert cp.returncode == 0, cp.stderr
         left = [x for x in scan() if re.match(
-            rb"kairan:(sheet|sheets|reg|regd):", x)]
+            rb"kairan:(sheet|sheets|reg|regd|rdev|rdevs):", x)]
         assert left == [], left
 
     d.stop()

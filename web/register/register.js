@@ -132,6 +132,17 @@
     show('s-done');
   }
 
+  async function onApp() {
+    $('app').disabled = true;
+    const res = await post('/r/app', { ticket: state.ticket });
+    $('app').disabled = false;
+    if (res.status !== 200) { fail(res, 'app'); return; }
+    $('app-code').textContent = res.json.code;
+    $('app-info').hidden = false;
+    $('app').setAttribute('aria-expanded', 'true');
+    say('');
+  }
+
   function onLine() {
     const info = $('line-info');
     info.hidden = !info.hidden;
@@ -155,6 +166,9 @@
     $('line').setAttribute('aria-expanded', 'false');
     $('line').setAttribute('aria-controls', 'line-info');
     $('line').addEventListener('click', onLine);
+    $('app').setAttribute('aria-expanded', 'false');
+    $('app').setAttribute('aria-controls', 'app-info');
+    $('app').addEventListener('click', onApp);
     if (q.get('id')) $('id').value = q.get('id');
     // A link opened again in the same tab changes only the fragment.
     window.addEventListener('hashchange', () => {
