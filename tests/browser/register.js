@@ -124,6 +124,12 @@ async function start(page, id, pass) {
     res.contact.focus = await page.evaluate(() => document.activeElement.id);
     res.contact.consentLabel = await page.textContent('label[for=consent]');
     res.contact.lineButton = await page.getByRole('button', { name: 'LINEで受け取る' }).count();
+    // The school app: a code to type in the app (POST /v1/devices).
+    await page.getByRole('button', { name: 'アプリで受け取る' }).click();
+    await page.waitForFunction(() => document.getElementById('app-code').textContent !== '');
+    res.app = await look(page, 'app');
+    res.app.code = await page.textContent('#app-code');
+    res.app.expanded = await page.getAttribute('#app', 'aria-expanded');
     await page.getByLabel('メールアドレス', { exact: true }).fill(cfg.mom);
     await page.getByLabel('お名前').fill('<b>田中 花子</b>');
     await page.getByLabel('続柄').fill('母');

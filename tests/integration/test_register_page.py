@@ -12,7 +12,9 @@ address and its registration sheet (kairanctl recipients sheets).
   [2] a stranger's wrong passcodes: 401 five times, then 429 (even with
       the right passcode) and the page says so in an alert; the family at
       its own address gets in (lower case, spaces for dashes);
-  [3] メールアドレス, name (holding markup: shown as text), relation, the
+  [3] アプリで受け取る shows a code; the app registers its token with it
+      (POST /v1/devices: 201 and a device credential);
+      メールアドレス, name (holding markup: shown as text), relation, the
       consent checkbox labelled with 同意 (without it: a message, nothing
       sent), 確認メールを送る -> the masked address shown;
   [4] the mail's link in a fresh tab: a button 登録する (a GET confirms
@@ -40,7 +42,10 @@ import glob
 import io
 import json
 import os
+import re
 import subprocess
+import urllib.error
+import urllib.request
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,6 +74,17 @@ with tap.check("playwright-core and axe-core are installed in tests/browser "
                             cwd=BROWSER_DIR, capture_output=True, text=True,
                             timeout=120)
         assert cp.returncode == 0, cp.stderr[-2000:]
+
+
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as f:
+            return f.status, json.loads(f.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def subjects(addr):
@@ -156,7 +172,16 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "[5] English; a wrong code gets a message; the right code "
                "registers", json.dumps([r["en"]["head"], r["badCode"],
                                         r["enDone"]], ensure_ascii=False))
-        pages = {n: r[n] for n in ("start", "contact", "code", "verify",
+        tap.ok(re.fullmatch("[34679ACEFGHJKMNPQRTWXY]{8}", r["app"]["code"])
+               and r["app"]["expanded"] == "true",
+               "[3] アプリで受け取る shows a code for the school app",
+               json.dumps(r["app"], ensure_ascii=False))
+        st, dv = post("/v1/devices", {"code": r["app"]["code"],
+                                      "platform": "fcm",
+                                      "token": "fcmTok01:APA91b-" + "q" * 40})
+        tap.ok(st == 201 and len(dv.get("device_credential", "")) == 43,
+               "[3] the app registers its token with that code", repr(dv))
+        pages = {n: r[n] for n in ("start", "contact", "app", "code", "verify",
                                    "done", "en")}
         pages["en-done"] = r["enDoneLook"]
         tap.eq({n: p["axe390"] + p["axe1280"] for n, p in pages.items()
@@ -178,16 +203,18 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
         tap.ok(len(shots) >= 7, "[8] screenshots at 390 px", " ".join(shots))
 
     with tap.check("[6] the first guardian is told of the second; a "
-                   "broadcast reaches both"):
+                   "broadcast reaches both addresses and the app"):
         wait_for(lambda: "【連絡網】保護者の登録がありました" in subjects(MOM),
                  30, 0.1, what="the notice to the first guardian")
         bid = k.submit({"tenant": T, "subject": "台風のため休校",
-                        "body": "明日は休校です。", "channels": ["email"],
+                        "body": "明日は休校です。",
+                        "channels": ["email", "push"],
                         "audience": {"groups": ["1年A組"]}})
         k.wait_done(bid, 60)
         for a in (MOM, DAD):
             wait_for(lambda: "台風のため休校" in subjects(a), 30, 0.1,
                      what="the broadcast at " + a)
+        assert k.counts(bid)["push"]["delivered"] == 1, k.counts(bid)
 
     d.stop()
 tap.done()
