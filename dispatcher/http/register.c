@@ -59,6 +59,7 @@
 #define REG_VERIFY_MS  (24LL * 60 * 60 * 1000)
 #define REG_CODE_TRIES 5
 #define REG_TEXT_MAX   100 /* bytes of a name or a relation */
+#define REG_MAILS      5   /* verification mails per sign-up */
 
 #define BAD_SHEET "ID またはパスコードが違います (wrong ID or passcode)"
 
@@ -468,13 +469,22 @@ static void on_mail_ticket(struct batch *b)
     s = c->srv;
     d = s->d;
     h = kn__httpd_brep(b, 0);
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
         h->element[0]->type != REDIS_REPLY_STRING) {
         kn__httpd_respond_error(c, 401, "ticket",
                                 "登録の有効期限が切れました。ID とパスコード"
                                 "からやり直してください (this registration "
                                 "expired: start again with the ID and "
                                 "passcode)");
+        goto out;
+    }
+    /* A sign-up sends at most REG_MAILS mails: nobody mails a stranger
+     * again and again with one passcode. */
+    if (kn__httpd_rnum(h->element[3]) >= REG_MAILS) {
+        kn__httpd_respond_error(c, 429, "email",
+                                "確認メールを送れる回数を超えました。ID と"
+                                "パスコードからやり直してください (too many "
+                                "mails for this registration: start again)");
         goto out;
     }
     tenant = h->element[0]->str;
@@ -498,6 +508,7 @@ static void on_mail_ticket(struct batch *b)
     free(k);
     k = kn_key_reg_ticket(d->prefix, m->th);
     kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s v %s code %s tries 0", k, lh, ch);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s mails 1", k);
     snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %s", k, ms);
     free(k);
@@ -587,7 +598,7 @@ void kn__httpd_run_register_email(struct conn *c)
         m->relation = rel && rel[0] ? kn_xstrdup(rel) : NULL;
         b = kn__httpd_batch_new(c->srv, c, on_mail_ticket, m);
         k = kn_key_reg_ticket(d->prefix, m->th);
-        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", "mails", NULL);
         free(k);
         kn__httpd_batch_end(b);
     }

@@ -32,6 +32,7 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       registers the push token and answers a device credential, which
       rotates the token; a push broadcast reaches the new token only; an
       e-mail added in the same sign-up joins the same guardian.
+  [11] one sign-up sends at most 5 verification mails.
   [0], [8] kairanctl recipients unregistered: per class, both children
       before (with the channels the school holds), nobody after.
 
@@ -337,6 +338,18 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         text = json.dumps(ops, ensure_ascii=False)
         for a in (MOM2, DAD1, DAD2):
             assert a not in text
+
+    with tap.check("[11] at most 5 verification mails per sign-up (429 "
+                   "after)"):
+        st, j = call("POST", "/r/start", {"id": sheets["s-1"][0],
+                                          "passcode": sheets["s-1"][1]},
+                     ip="198.51.100.40")
+        assert st == 200, (st, j)
+        got = [call("POST", "/r/email", {"ticket": j["ticket"],
+                                         "email": "spam%d@example.jp" % i,
+                                         "consent": True},
+                    ip="198.51.100.40")[0] for i in range(6)]
+        assert got == [202] * 5 + [429], got
 
     with tap.check("[10] the school app: a code from /r/app, POST "
                    "/v1/devices -> a device credential; the code works once; "
