@@ -8,6 +8,8 @@
 PKGS    := libuv hiredis jansson libcurl openssl inih libsystemd
 # libargon2: staff passwords (Argon2id, model/password.c)
 PKGS    += libargon2
+# libqrencode: the QR code on the registration sheets (common/qrsvg.c)
+PKGS    += libqrencode
 CC      ?= cc
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
@@ -32,12 +34,12 @@ LIB_SRCS := \
 	config/config.c config/check.c \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c model/password.c model/totp.c model/session.c \
-	model/child.c \
+	model/child.c model/regsheet.c common/qrsvg.c \
 	model/dsn.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
-	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c \
+	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c queue/registration.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c \
 	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
@@ -47,14 +49,15 @@ LIB_SRCS := \
 	dispatcher/bounce.c dispatcher/http/sendgrid_events.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
 	dispatcher/http/console.c dispatcher/http/resend.c \
-	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c
+	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c \
+	dispatcher/http/register.c
 # The console's compose page (issue 14): groups, directory search, templates,
 # preview, send to me.
 LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
-            $(BUILD)/gen/web_console.o \
+            $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
@@ -114,6 +117,17 @@ WEB_CONSOLE := $(sort $(wildcard web/console/*))
 $(BUILD)/gen/web_console.c: $(BUILD)/scripts/embed $(WEB_CONSOLE) web/console
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ -t kn__web_console $(foreach f,$(WEB_CONSOLE),kn__webc_$(subst .,_,$(subst -,_,$(notdir $(f))))=$(f))
+
+# The guardians' registration page (dispatcher/http/register.c), the same way.
+WEB_REGISTER := register_html=web/register/index.html \
+	register_css=web/register/register.css \
+	register_js=web/register/register.js \
+	register_ja=web/register/strings-ja.json \
+	register_en=web/register/strings-en.json
+
+$(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "common/kn.h"
 #include "model/broadcast.h"
+#include "queue/registration.h"
 #include "queue/retention.h"
 #include "queue/staff.h"
 
@@ -74,6 +75,9 @@ static int do_purge(int argc, char **argv)
            st.tenant_keys);
     printf("staff accounts deleted: %lld (deactivated before %s)\n",
            st.staff_accounts, t1);
+    printf("registrations deleted: %lld keys (children no longer in the "
+           "directory)\n",
+           st.registrations);
     if (rc < 0) {
         fprintf(stderr, "kairanctl: purge incomplete: %s\n", err);
         return KN_EXIT_FAIL;
@@ -125,6 +129,8 @@ static int do_tenant(int argc, char **argv)
      * closed tenant); the accounts go with its data. */
     kn_staff_end_tenant_sessions(kn_cli_redis(), kn_cli_cfg.redis_prefix,
                                  tenant);
+    /* Its registration sheets' passcodes stop working now too. */
+    kn_reg_void_sheets(kn_cli_redis(), kn_cli_cfg.redis_prefix, tenant);
     kn_cli_audit_op("tenant.close", NULL, tenant);
     erase = closed + kn_cli_cfg.retention_closed_tenant_days * 86400000LL;
     printf("tenant %s closed at %s: its tokens and staff sessions no longer "

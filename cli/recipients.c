@@ -248,6 +248,8 @@ static int do_groups_list(const char *tenant)
 struct args {
     const char *tenant, *format;
     int skip_bad, replace, bom;
+    const char *group; /* sheets */
+    int reissue;       /* sheets */
     const char *ignore[64]; /* --ignore-column */
     size_t nignore;
     int ignore_unknown;
@@ -287,6 +289,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->ignore_unknown = 1;
         } else if (!dashdash && strcmp(s, "--bom") == 0) {
             a->bom = 1;
+        } else if (!dashdash && strcmp(s, "--group") == 0 && i + 1 < argc) {
+            a->group = argv[++i];
+        } else if (!dashdash && strcmp(s, "--reissue") == 0) {
+            a->reissue = 1;
         } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
             fprintf(stderr, "kairanctl: unknown option %s\n", s);
             return -1;
@@ -338,6 +344,28 @@ static int run_recipients(int argc, char **argv)
                   "--ignore-unknown are import options");
         return KN_EXIT_USAGE;
     }
+    if (strcmp(verb, "sheets") == 0) {
+        if (a.npos != 0 || a.bom ||
+            (a.format && strcmp(a.format, "csv") != 0 &&
+             strcmp(a.format, "html") != 0)) {
+            usage_err("recipients sheets --tenant T [--group G] [--reissue] "
+                      "[--format html|csv]");
+            return KN_EXIT_USAGE;
+        }
+        return kn__rcp_sheets(a.tenant, a.group, a.reissue,
+                              a.format && strcmp(a.format, "csv") == 0);
+    }
+    if (strcmp(verb, "unregistered") == 0) {
+        if (a.npos != 0 || a.bom || a.format || a.reissue) {
+            usage_err("recipients unregistered --tenant T [--group G]");
+            return KN_EXIT_USAGE;
+        }
+        return kn__rcp_unregistered(a.tenant, a.group);
+    }
+    if (a.group || a.reissue) {
+        usage_err("--group and --reissue are sheets options");
+        return KN_EXIT_USAGE;
+    }
     if (strcmp(verb, "export") == 0) {
         if (a.npos != 0 || (a.format && strcmp(a.format, "csv") != 0)) {
             usage_err("recipients export --tenant T [--format csv] [--bom]");
@@ -353,7 +381,8 @@ static int run_recipients(int argc, char **argv)
         }
         return do_one(verb, a.tenant, a.pos[0]);
     }
-    usage_err("recipients import|export|deactivate|activate|delete");
+    usage_err("recipients import|export|sheets|unregistered|deactivate|"
+              "activate|delete");
     return KN_EXIT_USAGE;
 }
 
@@ -390,6 +419,21 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "                         addresses and tokens in full (the only "
     "command that\n"
     "                         prints them; --bom for Excel)\n"
+    "  recipients sheets --tenant T [--group G] [--reissue] "
+    "[--format html|csv]\n"
+    "                         registration sheets (A4 HTML, or CSV: id, "
+    "name, url,\n"
+    "                         passcode) with a new ID and passcode per "
+    "student;\n"
+    "                         students whose passcode is still live are "
+    "skipped\n"
+    "                         unless --reissue (the old one stops working)\n"
+    "  recipients unregistered --tenant T [--group G]\n"
+    "                         per class, the students no guardian has "
+    "registered\n"
+    "                         for yet (未登録): class, id, name, the "
+    "channels the\n"
+    "                         school holds (to send a reminder)\n"
     "  recipients deactivate|activate --tenant T ID\n"
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"

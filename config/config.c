@@ -297,6 +297,9 @@ static const struct key keys[] = {
     INT("http", "max_buffered", "32000000", 1024, 100000000000LL,
         http_max_buffered),
 
+    INT("registration", "max_guardians", "2", 1, 10,
+        registration_max_guardians),
+
     INT("retention", "fiscal_years", "4", 1, 100, retention_fiscal_years),
     INT("retention", "audit_years", "5", 1, 100, retention_audit_years),
     INT("retention", "delivery_days", "365", 1, 100000,

@@ -169,6 +169,9 @@ struct kn_config {
     int64_t http_max_buffered;       /* request bytes held, all connections */
     int http_require_2fa_admin;      /* staff admins must use TOTP */
 
+    /* [registration] guardians sign themselves up (issue 15) */
+    int64_t registration_max_guardians; /* per registration sheet */
+
     /* [retention] */
     int64_t retention_fiscal_years;
     int64_t retention_audit_years;

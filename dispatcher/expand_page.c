@@ -434,6 +434,46 @@ static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
     }
 }
 
+/*
+ * What guardians registered themselves (reg:<tenant>:<id> "g", issue 15:
+ * the same guardian shape as the directory's "g", in a record of its own
+ * that an import never touches) joins the child's further guardians.  Its
+ * reply comes after the directory record's (one connection, in order), so
+ * an inactive or deleted child (no record) gets nothing here either.
+ */
+static void on_reg(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct lookup *l = arg;
+    struct kn_expander *e = l->e;
+    if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
+                        kn_poison_transient(kn__expand_rep_error(rep))))
+        e->page_lost = 1;
+    else if (rep->type == REDIS_REPLY_STRING && json_is_object(e->rj[l->idx])) {
+        json_t *reg = json_loadb(rep->str, rep->len, 0, NULL), *g, *have;
+        size_t i;
+        have = json_object_get(e->rj[l->idx], KN_DIR_GUARDIANS);
+        if (!json_is_array(have)) {
+            have = json_array();
+            json_object_set_new(e->rj[l->idx], KN_DIR_GUARDIANS, have);
+        }
+        json_array_foreach(reg, i, g)
+        {
+            if (json_is_object(g))
+                json_array_append(have, g);
+        }
+        json_decref(reg);
+    }
+    free(l);
+    if (--e->lookups == 0) {
+        if (e->page_lost) {
+            kn__expand_page_clear(e);
+            kn__expand_failed(e, NULL);
+        } else {
+            commit_page(e);
+        }
+    }
+}
+
 static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
@@ -467,6 +507,18 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
                 e->lookups--;
                 e->page_lost = 1;
                 free(l);
+            } else {
+                struct lookup *lr = kn_xcalloc(1, sizeof(*lr));
+                char *rk = kn_key_reg(e->d->prefix, e->tenant, s + 2);
+                lr->e = e;
+                lr->idx = i;
+                e->lookups++;
+                if (kn_redis_cmd(e->d->cmd, on_reg, lr, "HGET %s g", rk) < 0) {
+                    e->lookups--;
+                    e->page_lost = 1;
+                    free(lr);
+                }
+                free(rk);
             }
             free(key);
         } else {

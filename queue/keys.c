@@ -133,3 +133,61 @@ char *kn_key_totp_used(const char *prefix, const char *tenant,
     free(base);
     return k;
 }
+
+/* ------------------------------------------------ registration sheets */
+
+char *kn_key_sheet(const char *prefix, const char *sheet_id)
+{
+    return one_part_key(prefix, "sheet", sheet_id);
+}
+
+char *kn_key_reg(const char *prefix, const char *tenant, const char *id)
+{
+    return tenant_key(prefix, "reg", tenant, id);
+}
+
+char *kn_key_sheets(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "sheets", tenant);
+}
+
+char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
+                      const char *addr)
+{
+    char *base = one_part_key(prefix, "rfail", sheet_id);
+    char *a = kn_key_part(addr);
+    char *k = kn_xasprintf("%s:%s", base, a);
+    free(base);
+    free(a);
+    return k;
+}
+
+char *kn_key_reg_ticket(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rtk", hash);
+}
+
+char *kn_key_reg_verify(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rver", hash);
+}
+
+char *kn_key_regd(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "regd", tenant);
+}
+
+char *kn_key_reg_app(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rapp", hash);
+}
+
+char *kn_key_reg_device(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rdev", hash);
+}
+
+char *kn_key_reg_devices(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "rdevs", tenant);
+}

@@ -80,4 +80,40 @@ char *kn_key_login_spread(const char *prefix, const char *tenant,
 char *kn_key_totp_used(const char *prefix, const char *tenant,
                        const char *login, long long step);
 
+/*
+ * Registration sheets and what guardians register themselves (issue 15),
+ * records of their own: an import never writes them.
+ *   sheet:<ID>         hash, one printed sheet: t (tenant), r (recipient),
+ *                      h (keyed hash of the passcode), max, used,
+ *                      issued_ms.  ID is KN_REG_ALPHABET only, encoded
+ *                      anyway.
+ *   reg:<tenant>:<id>  hash, the recipient's registrations: sheet (the
+ *                      live sheet's ID), and what guardians add
+ *   sheets:<tenant>    set of the tenant's sheet IDs (tenant close)
+ */
+char *kn_key_sheet(const char *prefix, const char *sheet_id);
+char *kn_key_reg(const char *prefix, const char *tenant, const char *id);
+char *kn_key_sheets(const char *prefix, const char *tenant);
+
+/*
+ * The registration page's steps (dispatcher/http/register.c):
+ *   rfail:<ID>:<addr>  failures of one sheet ID from one address (an ID
+ *                      that does not exist is throttled the same way)
+ *   rtk:<hash>         a registration begun with a right passcode (the
+ *                      ticket itself is never stored)
+ *   rver:<hash>        an address waiting for its verification link
+ *   regd:<tenant>      set of the children with a registered guardian
+ *   rapp:<hash>        a code for the school app (10 minutes, single use)
+ *   rdev:<hash>        a registered device: its credential's hash
+ *   rdevs:<tenant>     set of the tenant's device credential hashes
+ */
+char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
+                      const char *addr);
+char *kn_key_reg_ticket(const char *prefix, const char *hash);
+char *kn_key_reg_verify(const char *prefix, const char *hash);
+char *kn_key_regd(const char *prefix, const char *tenant);
+char *kn_key_reg_app(const char *prefix, const char *hash);
+char *kn_key_reg_device(const char *prefix, const char *hash);
+char *kn_key_reg_devices(const char *prefix, const char *tenant);
+
 #endif

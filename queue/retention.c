@@ -28,6 +28,7 @@
 #include "model/directory.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
+#include "queue/registration.h"
 #include "queue/staff.h"
 
 #define JST_MS  (9 * 3600 * 1000LL)
@@ -269,6 +270,11 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
     }
     run(x, "SREM %stenants %s", p, t);
     n += kn_staff_erase_tenant(x->c, p, t); /* accounts and sessions */
+    {
+        long long e = kn_reg_erase_tenant(x->c, p, t); /* sheets, reg: */
+        if (e > 0)
+            n += e;
+    }
 
     r = cmd(x, "SMEMBERS %stokens", p);
     for (size_t i = 0; r && i < r->elements; i++) {
@@ -440,6 +446,14 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
         st->staff_accounts = 0;
         if (!x.failed)
             snprintf(err, errlen, "Redis: staff accounts could not be read");
+        x.failed = 1;
+    }
+
+    st->registrations = kn_reg_purge_orphans(c, x.prefix);
+    if (st->registrations < 0) {
+        st->registrations = 0;
+        if (!x.failed)
+            snprintf(err, errlen, "Redis: registrations could not be read");
         x.failed = 1;
     }
 

@@ -18,7 +18,10 @@
  *  - every key of a tenant closed (kairanctl tenant close) at least
  *    retention.closed_tenant_days ago: directory, groups, indexes, tokens
  *    and broadcasts.  tenant:<T> itself stays (closed_ms, erased_ms) so
- *    that its name cannot silently come back to life.
+ *    that its name cannot silently come back to life.  Its registration
+ *    sheets and guardians' registrations go with it
+ *    (queue/registration.h);
+ *  - the registrations and sheet of a child no longer in the directory.
  * One purge at a time across processes: <prefix>lock:purge (SET NX PX).
  */
 #ifndef KN_QUEUE_RETENTION_H
@@ -37,6 +40,7 @@ struct kn_purge_stats {
     long long tenants;          /* closed tenants erased */
     long long tenant_keys;      /* keys deleted for them */
     long long staff_accounts;   /* deactivated before fy_cutoff_ms */
+    long long registrations;    /* keys of children who left (issue 15) */
     int64_t fy_cutoff_ms;       /* broadcasts before this went */
     int64_t delivery_cutoff_ms;
     int64_t audit_cutoff_ms;

@@ -109,7 +109,14 @@ enum route_id {
     R_STAFF_GROUPS,
     R_LOGS,
     R_DIR_GET,
-    R_DIR_PATCH
+    R_DIR_PATCH,
+    R_REG_PAGE,
+    R_REG_FILE,
+    R_REG_START,
+    R_REG_EMAIL,
+    R_REG_VERIFY,
+    R_REG_APP,
+    R_DEVICES
 };
 
 #define ROLE(r) (1u << (r))
@@ -492,6 +499,16 @@ void kn__httpd_run_staff_reset(struct conn *c);
 void kn__httpd_run_staff_role(struct conn *c);
 void kn__httpd_run_staff_groups(struct conn *c);
 void kn__httpd_run_logs(struct conn *c);
+
+/* ---- register.c ---- */
+
+void kn__httpd_run_register_page(struct conn *c);
+void kn__httpd_run_register_file(struct conn *c);
+void kn__httpd_run_register_start(struct conn *c);
+void kn__httpd_run_register_email(struct conn *c);
+void kn__httpd_run_register_verify(struct conn *c);
+void kn__httpd_run_register_app(struct conn *c);
+void kn__httpd_run_devices(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -106,6 +106,16 @@ static const struct route routes[] = {
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_preview},
     {R_BC_TEST, HTTP_POST, "/v1/broadcasts/test", STAFF | ROLE(KN_ROLE_SENDER),
      1, kn__httpd_run_bc_test},
+    /* Guardians sign themselves up (register.c): no credential; the
+     * sheet's passcode is throttled per ID and address there. */
+    {R_REG_PAGE, HTTP_GET, "/r", 0, 1, kn__httpd_run_register_page},
+    {R_REG_FILE, HTTP_GET, "/r/{}", 0, 1, kn__httpd_run_register_file},
+    {R_REG_START, HTTP_POST, "/r/start", 0, 1, kn__httpd_run_register_start},
+    {R_REG_EMAIL, HTTP_POST, "/r/email", 0, 1, kn__httpd_run_register_email},
+    {R_REG_VERIFY, HTTP_POST, "/r/verify", 0, 1, kn__httpd_run_register_verify},
+    {R_REG_APP, HTTP_POST, "/r/app", 0, 1, kn__httpd_run_register_app},
+    /* The school app: a code from /r/app, then its device credential. */
+    {R_DEVICES, HTTP_POST, "/v1/devices", 0, 1, kn__httpd_run_devices},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

@@ -14,6 +14,7 @@ A new script gets its check here (the last check fails for a script
 without one)."""
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -645,6 +646,117 @@ with Redis(out) as r:
         rr = hgetall(c, bc("cs", ":r"))
         assert rr == {"email:sx": "s|r1|0|suppressed", "email:ok": "q|r2"}, rr
         assert hgetall(c, bc("cs"))["n:email:suppressed"] == "1"
+
+    with tap.check("sheet_issue: a live sheet is kept unless reissued; the "
+                   "old one voided; a taken ID refused"):
+        reg, st = P + "reg:t1:s1", P + "sheets:t1"
+
+        def issue(new, reissue="0", mx="2"):
+            return ev("sheet_issue", [reg, P + "sheet:" + new, st],
+                      [P, "t1", "s1", new, "h-" + new, mx, NOW, reissue])
+        assert issue("AAAA") == 1
+        assert hgetall(c, P + "sheet:AAAA") == {
+            "t": "t1", "r": "s1", "h": "h-AAAA", "max": "2", "used": "0",
+            "issued_ms": str(NOW)}
+        assert issue("CCCC") == 0                     # live: skipped
+        assert c.call("EXISTS", P + "sheet:CCCC") == 0
+        assert issue("AAAA", "1") == -1               # the ID is taken
+        assert issue("CCCC", "1") == 1                # reissue voids AAAA
+        assert c.call("EXISTS", P + "sheet:AAAA") == 0
+        assert c.call("SMEMBERS", st) == [b"CCCC"]
+        assert c.call("HGET", reg, "sheet") == b"CCCC"
+        c.call("HSET", P + "sheet:CCCC", "used", "2")  # used up: not live
+        assert issue("EEEE") == 1
+        assert c.call("EXISTS", P + "sheet:CCCC") == 0
+        assert c.call("SMEMBERS", st) == [b"EEEE"]
+
+    with tap.check("reg_verify: registers once into reg:<T>:<id> g; the "
+                   "others' addresses returned; reissued or used-up sheets "
+                   "refused; a known address not added twice"):
+        rv = P + "rver:h1"
+
+        def pending(ei="EI1", e="E1", s_="SH1", key=rv):
+            c.call("HSET", key, "t", "t1", "r", "s9", "s", s_, "e", e,
+                   "ei", ei, "nm", "NM", "rl", "", "cs", NOW)
+        c.call("HSET", P + "sheet:SH1", "t", "t1", "r", "s9", "used", "0",
+               "max", "2")
+        c.call("HSET", P + "reg:t1:s9", "sheet", "SH1")
+        c.call("HSET", P + "rcpt:t1:s9", "name", "SEALEDNAME", "c",
+               '{"id":"s9","e":"D0","ei":"DI0","g":[{"e":"D1","ei":"DI1"}]}')
+        assert ev("reg_verify", [rv], [P, NOW]) == [0]     # nothing pending
+        pending()
+        assert ev("reg_verify", [rv], [P, NOW + 1]) == [
+            1, b"t1", b"s9", b"SEALEDNAME", b"NM", b"", b"D0", b"D1"]
+        assert c.call("EXISTS", rv) == 0
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        assert g == [{"e": "E1", "ei": "EI1", "nm": "NM", "at": NOW + 1,
+                      "cs": NOW}], g
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"1"
+        assert c.call("SMEMBERS", P + "regd:t1") == [b"s9"]
+        pending()                                        # the same address
+        assert ev("reg_verify", [rv], [P, NOW]) == [3]
+        pending(ei="EI2", e="E2")
+        assert ev("reg_verify", [rv], [P, NOW])[6:] == [b"D0", b"D1", b"E1"]
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"2"
+        pending(ei="EI3", e="E3")                        # used up
+        assert ev("reg_verify", [rv], [P, NOW]) == [2]
+        # a sign-up's second address replaces its guardian's: no sheet use
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        g[1]["tk"] = "TKA"
+        c.call("HSET", P + "reg:t1:s9", "g", json.dumps(g))
+        pending(ei="EI5", e="E5")
+        c.call("HSET", rv, "tk", "TKA")
+        assert ev("reg_verify", [rv], [P, NOW]) == [
+            1, b"t1", b"s9", b"SEALEDNAME", b"NM", b""]
+        g = json.loads(c.call("HGET", P + "reg:t1:s9", "g"))
+        assert [x["ei"] for x in g] == ["EI1", "EI5"], g
+        assert c.call("HGET", P + "sheet:SH1", "used") == b"2"
+        pending(ei="EI4", e="E4", s_="OLD")              # reissued meanwhile
+        assert ev("reg_verify", [rv], [P, NOW]) == [2]
+        assert len(json.loads(c.call("HGET", P + "reg:t1:s9", "g"))) == 2
+
+    with tap.check("reg_device: a code once; one sign-up one guardian; a "
+                   "known token refused; rotation replaces the token"):
+        c.call("HSET", P + "sheet:SH2", "t", "t1", "r", "s8", "used", "0",
+               "max", "1")
+        c.call("HSET", P + "reg:t1:s8", "sheet", "SH2")
+        ra = P + "rapp:a1"
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        args = [P, "new", NOW, "fcm", "T1", "TI1", "CRED1"]
+        assert ev("reg_device", [ra], args) == [1, b"t1", b"s8"]
+        assert ev("reg_device", [ra], args) == [0]          # used once
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))
+        assert g == [{"tk": "TK1", "at": NOW,
+                      "p": [{"k": "fcm", "t": "T1", "ti": "TI1"}]}], g
+        assert c.call("HGET", P + "sheet:SH2", "used") == b"1"
+        assert c.call("HGETALL", P + "rdev:CRED1") == [
+            b"t", b"t1", b"r", b"s8", b"tk", b"TK1", b"ti", b"TI1"]
+        assert c.call("SMEMBERS", P + "rdevs:t1") == [b"CRED1"]
+        # the same sign-up again: joins its guardian (the sheet is full)
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        assert ev("reg_device", [ra], [P, "new", NOW, "apns", "T2", "TI2",
+                                       "CRED2"]) == [1, b"t1", b"s8"]
+        assert len(json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]["p"]) == 2
+        # another sign-up: the sheet is used up; a known token: {3}
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK9")
+        assert ev("reg_device", [ra], [P, "new", NOW, "fcm", "T3", "TI3",
+                                       "CRED3"]) == [2]
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        assert ev("reg_device", [ra], [P, "new", NOW, "fcm", "T1", "TI1",
+                                       "CRED4"]) == [3]
+        # rotation
+        assert ev("reg_device", [P + "rdev:CRED1"],
+                  [P, "rotate", NOW, "fcm", "T5", "TI5", "CRED1"]) == [
+            1, b"t1", b"s8"]
+        p_ = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]["p"]
+        assert p_[0] == {"k": "fcm", "t": "T5", "ti": "TI5"}, p_
+        assert c.call("HGET", P + "rdev:CRED1", "ti") == b"TI5"
+        assert ev("reg_device", [P + "rdev:NOPE"],
+                  [P, "rotate", NOW, "fcm", "T6", "TI6", "NOPE"]) == [0]
+        c.call("DEL", P + "reg:t1:s8")                   # erased meanwhile
+        assert ev("reg_device", [P + "rdev:CRED1"],
+                  [P, "rotate", NOW, "fcm", "T6", "TI6", "CRED1"]) == [0]
+        assert c.call("EXISTS", P + "rdev:CRED1") == 0
 
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested

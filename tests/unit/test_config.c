@@ -310,7 +310,7 @@ static void test_errors_are_collected(void **state)
         "10m, 24h, 1d)\n"
         "%1$s:9: unknown section [mail]; known sections: redis, queue, "
         "dispatcher, routes, smtp, outbox, security, line, fcm, apns, "
-        "sendgrid, failover, http, retention\n"
+        "sendgrid, failover, http, registration, retention\n"
         "%1$s:12: redis.url = 'redis://:***@db:99999': the port must be a "
         "number from 1 to 65535\n"
         "%1$s:14: redis.timeout_ms is already set on line 13\n"

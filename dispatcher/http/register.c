@@ -1,0 +1,1036 @@
+/*
+ * register.c - guardians sign themselves up (issue 15): the registration
+ * page <public_url>/r (the files of web/register/, embedded at build
+ * time) and its three steps, each a JSON POST with no token:
+ *
+ *   POST /r/start   {id, passcode}: the printed sheet's ID and passcode
+ *                   (model/regsheet.h) -> {ticket, school, student}; the
+ *                   ticket (random, 30 minutes; only its hash is kept,
+ *                   rtk:<hash>) carries the next steps.
+ *   POST /r/email   {ticket, email, name, relation, consent: true}: a
+ *                   verification mail (a link valid 24 h to /r#v=<token>,
+ *                   and a 6-digit code) to the address; nothing is
+ *                   registered yet (rver:<hash of the token>).
+ *   POST /r/verify  {v: token} (the link's page, after its button: mail
+ *                   scanners that open links confirm nothing) or
+ *                   {ticket, code}: the address joins the child's
+ *                   registrations (queue/lua/reg_verify.lua), and the
+ *                   child's other contacts are told by mail.
+ *
+ * Throttling as the staff login does it (model/session.h): 5 failures of
+ * one ID from one address lock that pair for 15 minutes (429); nobody
+ * else is locked out, not the family at its own address, not the school.
+ * An ID that does not exist takes the same path (the same reads, the same
+ * keyed hash, the same answer), and a wrong passcode and an unknown ID get
+ * the same 401.  A code is tried at most 5 times per ticket.
+ *
+ * What is registered is kept in records of its own, reg:<tenant>:<id>
+ * field "g" (model/directory.h's guardian shape: sealed address, its
+ * blind index, sealed name and relation, time, consent time), never in
+ * the imported directory record, so that an import cannot change or
+ * delete it; the expander reads both (dispatcher/expand_page.c).  The
+ * mails go out as urgent broadcasts of the school with one inline
+ * recipient (sealed like every address), sent by "registration".
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/text.h"
+#include "model/address.h"
+#include "model/audit.h"
+#include "model/broadcast.h"
+#include "model/regsheet.h"
+#include "model/session.h"
+#include "queue/keys.h"
+#include "queue/lua.h"
+#include "queue/submit.h"
+
+#define REG_LOCK_FAILS 5
+#define REG_LOCK_MS    (15LL * 60 * 1000)
+#define REG_TICKET_MS  (60LL * 60 * 1000)
+#define REG_VERIFY_MS  (24LL * 60 * 60 * 1000)
+#define REG_CODE_TRIES 5
+#define REG_TEXT_MAX   100 /* bytes of a name or a relation */
+#define REG_MAILS      5   /* verification mails per sign-up */
+
+#define BAD_SHEET "ID またはパスコードが違います (wrong ID or passcode)"
+
+/* The page's files (web/register/; the Makefile's WEB_REGISTER). */
+extern const char kn__web_register_html[], kn__web_register_css[],
+    kn__web_register_js[], kn__web_register_ja[], kn__web_register_en[];
+extern const size_t kn__web_register_html_len, kn__web_register_css_len,
+    kn__web_register_js_len, kn__web_register_ja_len, kn__web_register_en_len;
+
+/* Script and style from this origin only, no inline code, and no way to
+ * turn a string into markup (Trusted Types with no policy). */
+static const char csp[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'; "
+    "require-trusted-types-for 'script'; trusted-types 'none'";
+
+static struct kn_redis_script verify_script = {"reg_verify", kn_lua_reg_verify,
+                                               ""};
+
+/* ------------------------------------------------------------ the page */
+
+void kn__httpd_run_register_page(struct conn *c)
+{
+    kn__httpd_respond(c, 200, "text/html; charset=utf-8", kn__web_register_html,
+                      kn__web_register_html_len, csp, NULL);
+}
+
+void kn__httpd_run_register_file(struct conn *c)
+{
+    static const struct {
+        const char *name, *ctype;
+        const char *data;
+        const size_t *len;
+    } files[] = {
+        {"register.css", "text/css; charset=utf-8", kn__web_register_css,
+         &kn__web_register_css_len},
+        {"register.js", "text/javascript; charset=utf-8", kn__web_register_js,
+         &kn__web_register_js_len},
+        {"strings-ja.json", "application/json; charset=utf-8",
+         kn__web_register_ja, &kn__web_register_ja_len},
+        {"strings-en.json", "application/json; charset=utf-8",
+         kn__web_register_en, &kn__web_register_en_len},
+    };
+    for (size_t i = 0; i < KN_ARRAY_SIZE(files); i++) {
+        if (strcmp(c->req.param, files[i].name) == 0) {
+            kn__httpd_respond(c, 200, files[i].ctype, files[i].data,
+                              *files[i].len, csp, NULL);
+            return;
+        }
+    }
+    kn__httpd_respond_error(c, 404, NULL, "no such file");
+}
+
+/* ------------------------------------------------------------ helpers */
+
+/* The request's JSON object, or NULL after answering 400/415. */
+static json_t *body_object(struct conn *c)
+{
+    json_t *j;
+    if (c->req.ctype == NULL ||
+        strncasecmp(c->req.ctype, "application/json", 16) != 0) {
+        kn__httpd_respond_error(c, 415, NULL,
+                                "send JSON: Content-Type: application/json");
+        return NULL;
+    }
+    j = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),
+                   JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "json",
+                                "the body must be one JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* An optional short text (a name, a relation): NULL or "" is fine; else
+ * at most REG_TEXT_MAX bytes of valid UTF-8 without control characters.
+ * Returns 0 or -1. */
+static int short_text_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n > REG_TEXT_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return -1;
+    }
+    if (n > 0) {
+        char *safe = kn_text_utf8(s, n);
+        int same = strcmp(safe, s) == 0;
+        free(safe);
+        if (!same)
+            return -1;
+    }
+    return 0;
+}
+
+/* Seal s (NULL or "": "") with purpose; a heap string. */
+static char *seal_opt(const struct kn_keyring *kr, const char *purpose,
+                      const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return kn_xstrdup("");
+    return kn_seal(kr, purpose, s, strlen(s));
+}
+
+/* Unseal s (NULL or "": NULL); a heap string or NULL. */
+static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
+                        const char *s)
+{
+    char *plain = NULL;
+    if (s == NULL || s[0] == '\0' ||
+        kn_unseal(kr, purpose, s, &plain, NULL) != 0)
+        return NULL;
+    return plain;
+}
+
+/* One line to the operation log (never an address). */
+static void op_log(struct conn *c, const char *op, const char *tenant,
+                   const char *rcpt)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
+    json_object_set_new(j, "id", kn__httpd_jstr_or_null(rcpt));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    if (kn_audit_op(c->srv->cfg->audit_dir, "guardian", op, j) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, NULL);
+}
+
+static void on_mail_submitted(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    char *tenant = arg;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[0]->integer != 1)
+        kn_log(KN_LOG_ERROR, "http", "registration mail not stored", "tenant",
+               tenant, "error",
+               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
+               NULL);
+    free(tenant);
+}
+
+/*
+ * Send one mail to each address of to[0..n) (plaintext; only this call
+ * sees them): an urgent broadcast of the tenant with inline recipients,
+ * sealed by kn_broadcast_parse like any other.  Returns 0, or -1 after
+ * logging why (the caller answers 503).
+ */
+static int send_mail(struct http_srv *s, const char *tenant,
+                     const char *const *to, size_t n, const char *subject,
+                     const char *body)
+{
+    struct kn_daemon *d = s->d;
+    const struct kn_config *cfg = s->cfg;
+    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
+                            cfg->max_recipients, cfg->default_ttl_ms};
+    json_t *rc = json_array(), *bc;
+    struct kn_broadcast b;
+    struct kn_argv a;
+    char err[600], field[128], *json;
+    int rv;
+
+    for (size_t i = 0; i < n; i++) {
+        char id[48];
+        snprintf(id, sizeof(id), "registration-%zu", i + 1);
+        json_array_append_new(rc,
+                              json_pack("{s:s,s:s}", "id", id, "email", to[i]));
+    }
+    bc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:s,s:o}", "tenant", tenant,
+                   "category", "notice", "priority", "urgent", "subject",
+                   subject, "body", body, "channels", "email", "policy", "all",
+                   "recipients", rc);
+    json = json_dumps(bc, JSON_COMPACT);
+    json_decref(bc);
+    rv = kn_broadcast_parse(json, strlen(json), &lim, &b, err, sizeof(err),
+                            field, sizeof(field));
+    OPENSSL_cleanse(json, strlen(json));
+    free(json);
+    if (rv < 0) {
+        kn_log(KN_LOG_ERROR, "http", "registration mail refused", "tenant",
+               tenant, "error", err, NULL);
+        return -1;
+    }
+    b.id = kn_broadcast_new_id();
+    free(b.sender);
+    b.sender = kn_xstrdup("registration");
+    kn_argv_init(&a);
+    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
+    kn_broadcast_free(&b);
+    rv = kn_redis_eval(d->cmd, &kn_script_submit, on_mail_submitted,
+                       kn_xstrdup(tenant), KN_SUBMIT_NKEYS, a.n,
+                       (const char **)a.v, a.len);
+    for (int i = 0; i < a.n; i++)
+        OPENSSL_cleanse(a.v[i], a.len[i]);
+    kn_argv_free(&a);
+    return rv < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------ POST /r/start */
+
+struct start {
+    char id[64];                    /* normalised, or as typed (cut) */
+    char pass[KN_REG_PASS_LEN + 1]; /* normalised, or "" */
+    int id_ok;
+    char ticket[KN_SESSION_ID_CHARS + 1];
+    char *tenant, *rcpt;
+    long long left; /* guardians the sheet still takes */
+};
+
+static void start_free(struct start *st)
+{
+    OPENSSL_cleanse(st->pass, sizeof(st->pass));
+    OPENSSL_cleanse(st->ticket, sizeof(st->ticket));
+    free(st->tenant);
+    free(st->rcpt);
+    free(st);
+}
+
+static void on_ticket_made(struct batch *b)
+{
+    struct start *st = b->arg;
+    struct conn *c = b->c;
+    char *name;
+    json_t *j;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    name =
+        unseal_opt(c->srv->d->kr, "name", kn__httpd_rstr(kn__httpd_brep(b, 3)));
+    j = json_pack("{s:s,s:s,s:s?,s:I}", "ticket", st->ticket, "school",
+                  st->tenant, "student", name, "left", (json_int_t)st->left);
+    kn__httpd_free_secret(&name);
+    c->req.auth_result = "ok";
+    kn__httpd_respond_json(c, 200, j, NULL);
+out:
+    start_free(st);
+}
+
+static void on_sheet(struct batch *b)
+{
+    struct start *st = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    const char *stored;
+    char hash[33], th[65], ms[24], *k;
+    long long fails, used, max;
+    int known, ok;
+    struct batch *nb;
+
+    if (!kn__httpd_batch_usable(b)) {
+        start_free(st);
+        return;
+    }
+    d = c->srv->d;
+    fails = kn__httpd_rnum(kn__httpd_brep(b, 0));
+    h = kn__httpd_brep(b, 1);
+    if (fails >= REG_LOCK_FAILS) {
+        c->req.auth_result = "locked";
+        kn__httpd_respond(
+            c, 429, "application/json; charset=utf-8",
+            "{\"error\":\"間違いが続いたため、この ID はこの端末から15分間"
+            "使えません (too many wrong attempts: try again in 15 "
+            "minutes)\",\"field\":null}",
+            strlen("{\"error\":\"間違いが続いたため、この ID はこの端末から"
+                   "15分間使えません (too many wrong attempts: try again "
+                   "in 15 minutes)\",\"field\":null}"),
+            NULL, "Retry-After: 900\r\n");
+        start_free(st);
+        return;
+    }
+    known = h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
+            h->element[0]->type == REDIS_REPLY_STRING &&
+            h->element[1]->type == REDIS_REPLY_STRING &&
+            h->element[2]->type == REDIS_REPLY_STRING;
+    /* The same work whether the ID exists or not: one keyed hash and one
+     * comparison of 32 bytes. */
+    kn_reg_pass_hash(d->kr, st->id, st->pass, hash);
+    stored = known ? h->element[2]->str : "00000000000000000000000000000000";
+    ok = strlen(stored) == 32 && CRYPTO_memcmp(hash, stored, 32) == 0 &&
+         known && st->id_ok && st->pass[0] != '\0';
+    if (!ok) {
+        char *f = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+        kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
+        kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, REG_LOCK_MS);
+        free(f);
+        c->req.auth_result = known ? "wrong_passcode" : "unknown_id";
+        kn__httpd_respond_error(c, 401, NULL, BAD_SHEET);
+        start_free(st);
+        return;
+    }
+    used = kn__httpd_rnum(h->element[3]);
+    max = kn__httpd_rnum(h->element[4]);
+    if (used >= max) {
+        c->req.auth_result = "used_up";
+        kn__httpd_respond_error(
+            c, 409, NULL,
+            "この用紙で登録できる人数に達しています。学校にお問い合わせ"
+            "ください (this sheet's passcode is used up: ask the school)");
+        start_free(st);
+        return;
+    }
+    st->left = max - used;
+    st->tenant = kn_xstrdup(h->element[0]->str);
+    st->rcpt = kn_xstrdup(h->element[1]->str);
+    kn_session_new_id(st->ticket);
+    kn_session_hash(st->ticket, th);
+    snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
+    nb = kn__httpd_batch_new(c->srv, c, on_ticket_made, st);
+    k = kn_key_reg_ticket(d->prefix, th);
+    kn__httpd_batch_cmd(nb, "HSET", k, "t", st->tenant, "r", st->rcpt, "s",
+                        st->id, NULL);
+    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, NULL);
+    free(k);
+    k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+    kn__httpd_batch_cmd(nb, "DEL", k, NULL);
+    free(k);
+    k = kn_key_rcpt(d->prefix, st->tenant, st->rcpt);
+    kn__httpd_batch_cmd(nb, "HGET", k, "name", NULL);
+    free(k);
+    kn__httpd_batch_end(nb);
+}
+
+void kn__httpd_run_register_start(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j = body_object(c);
+    const char *id, *pass;
+    struct start *st;
+    struct batch *b;
+    char *k;
+
+    if (j == NULL)
+        return;
+    id = jstr(j, "id");
+    pass = jstr(j, "passcode");
+    if (id == NULL || id[0] == '\0' || strlen(id) > 60) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "id",
+                                "ID を入力してください (type the ID of the "
+                                "registration sheet)");
+        return;
+    }
+    if (pass == NULL || pass[0] == '\0' || strlen(pass) > 100) {
+        json_decref(j);
+        kn__httpd_respond_error(c, 400, "passcode",
+                                "パスコードを入力してください (type the "
+                                "passcode of the registration sheet)");
+        return;
+    }
+    st = kn_xcalloc(1, sizeof(*st));
+    st->id_ok = kn_reg_normalise(id, KN_REG_ID_LEN, st->id, sizeof(st->id)) > 0;
+    if (!st->id_ok) /* throttled under what was typed, like a real ID */
+        snprintf(st->id, sizeof(st->id), "%s", id);
+    if (kn_reg_normalise(pass, KN_REG_PASS_LEN, st->pass, sizeof(st->pass)) < 0)
+        st->pass[0] = '\0';
+    json_decref(j);
+    b = kn__httpd_batch_new(c->srv, c, on_sheet, st);
+    k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    free(k);
+    k = kn_key_sheet(d->prefix, st->id);
+    kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "h", "used", "max", NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
+/* ------------------------------------------------ POST /r/email */
+
+struct mail {
+    char th[65]; /* the ticket's hash */
+    char *email, *name, *relation;
+};
+
+static void mail_free(struct mail *m)
+{
+    kn__httpd_free_secret(&m->email);
+    kn__httpd_free_secret(&m->name);
+    kn__httpd_free_secret(&m->relation);
+    free(m);
+}
+
+static void on_mail_ticket(struct batch *b)
+{
+    struct mail *m = b->arg;
+    struct conn *c = b->c;
+    struct http_srv *s;
+    struct kn_daemon *d;
+    const redisReply *h;
+    char link[KN_SESSION_ID_CHARS + 1], lh[65], code[8], ch[33], bi[33];
+    char ms[24], now[24], *k, *e, *nm, *rl, *both, *url, *body, masked[200];
+    const char *tenant;
+    const char *to[1];
+    json_t *j;
+
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    s = c->srv;
+    d = s->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
+        h->element[0]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 401, "ticket",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again with the ID and "
+                                "passcode)");
+        goto out;
+    }
+    /* A sign-up sends at most REG_MAILS mails: nobody mails a stranger
+     * again and again with one passcode. */
+    if (kn__httpd_rnum(h->element[3]) >= REG_MAILS) {
+        kn__httpd_respond_error(c, 429, "email",
+                                "確認メールを送れる回数を超えました。ID と"
+                                "パスコードからやり直してください (too many "
+                                "mails for this registration: start again)");
+        goto out;
+    }
+    tenant = h->element[0]->str;
+    kn_session_new_id(link);
+    kn_session_hash(link, lh);
+    snprintf(code, sizeof(code), "%06u", (unsigned)kn_random_below(1000000));
+    both = kn_xasprintf("%s:%s", m->th, code);
+    kn_blind_index(d->kr, "regcode", both, ch);
+    kn_free_secret(both);
+    kn_blind_index(d->kr, "email", m->email, bi);
+    e = kn_seal(d->kr, "email", m->email, strlen(m->email));
+    nm = seal_opt(d->kr, "name", m->name);
+    rl = seal_opt(d->kr, "name", m->relation);
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    k = kn_key_reg_verify(d->prefix, lh);
+    kn_redis_cmd(d->cmd, NULL, NULL,
+                 "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s tk %b", k,
+                 tenant, h->element[1]->str, h->element[2]->str, e, bi, nm, rl,
+                 now, m->th, (size_t)16);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, REG_VERIFY_MS);
+    free(k);
+    k = kn_key_reg_ticket(d->prefix, m->th);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s v %s code %s tries 0", k, lh, ch);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s mails 1", k);
+    snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %s", k, ms);
+    free(k);
+    free(e);
+    free(nm);
+    free(rl);
+
+    url = kn_xasprintf("%s/r#v=%s", s->cfg->http_public_url, link);
+    body = kn_xasprintf(
+        "%s の連絡網への登録を受け付けました。\n"
+        "次のリンクを開き、「登録する」を押してください（24時間有効）:\n"
+        "%s\n\n"
+        "リンクを開けない場合は、登録ページにこの確認コードを入力して"
+        "ください:\n%s\n\n"
+        "心当たりがない場合は、このメールを破棄してください。\n\n"
+        "To finish registering for %s, open the link above and press "
+        "the button, or type the code on the registration page.\n",
+        tenant, url, code, tenant);
+    to[0] = m->email;
+    if (send_mail(s, tenant, to, 1, "【連絡網】メールアドレスの確認", body) <
+        0) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "the mail cannot be sent now; try again");
+    } else {
+        kn_mask_address(m->email, masked, sizeof(masked));
+        j = json_pack("{s:s}", "sent", masked);
+        kn__httpd_respond_json(c, 202, j, NULL);
+        kn_log(KN_LOG_INFO, "http", "registration mail queued", "tenant",
+               tenant, "to", masked, NULL);
+    }
+    OPENSSL_cleanse(body, strlen(body));
+    OPENSSL_cleanse(url, strlen(url));
+    free(body);
+    free(url);
+    OPENSSL_cleanse(link, sizeof(link));
+    OPENSSL_cleanse(code, sizeof(code));
+out:
+    mail_free(m);
+}
+
+void kn__httpd_run_register_email(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j = body_object(c), *consent;
+    const char *ticket, *email, *name, *rel, *why = NULL;
+    struct mail *m;
+    struct batch *b;
+    char *k;
+
+    if (j == NULL)
+        return;
+    ticket = jstr(j, "ticket");
+    email = jstr(j, "email");
+    name = jstr(j, "name");
+    rel = jstr(j, "relation");
+    consent = json_object_get(j, "consent");
+    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
+        kn__httpd_respond_error(c, 400, "ticket",
+                                "ID とパスコードからやり直してください "
+                                "(start again with the ID and passcode)");
+    } else if (email == NULL || email[0] == '\0' ||
+               kn_addr_check(email, &why) < 0) {
+        kn__httpd_respond_error(c, 400, "email",
+                                "メールアドレスを確認してください (check the "
+                                "e-mail address: %s)",
+                                why ? why : "it is empty");
+    } else if (short_text_ok(name) < 0) {
+        kn__httpd_respond_error(c, 400, "name",
+                                "お名前は100バイトまで、改行なしで入力して"
+                                "ください (a name of at most 100 bytes, one "
+                                "line)");
+    } else if (short_text_ok(rel) < 0) {
+        kn__httpd_respond_error(c, 400, "relation",
+                                "続柄は100バイトまで、改行なしで入力して"
+                                "ください (a relation of at most 100 bytes, "
+                                "one line)");
+    } else if (!json_is_true(consent)) {
+        kn__httpd_respond_error(c, 400, "consent",
+                                "プライバシーポリシーへの同意が必要です "
+                                "(check the box to agree to the school's "
+                                "privacy notice)");
+    } else {
+        m = kn_xcalloc(1, sizeof(*m));
+        kn_session_hash(ticket, m->th);
+        m->email = kn_xstrdup(email);
+        m->name = name && name[0] ? kn_xstrdup(name) : NULL;
+        m->relation = rel && rel[0] ? kn_xstrdup(rel) : NULL;
+        b = kn__httpd_batch_new(c->srv, c, on_mail_ticket, m);
+        k = kn_key_reg_ticket(d->prefix, m->th);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", "mails", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    }
+    json_decref(j);
+}
+
+/* ------------------------------------------------ POST /r/verify */
+
+struct verify {
+    char th[65]; /* the ticket's hash (code path) or "" */
+    char code[8];
+};
+
+/*
+ * The address is registered: answer, log, and tell the child's other
+ * contacts (reply: {1, tenant, rcpt, child name, guardian name,
+ * relation, addresses...}, every personal value sealed).
+ */
+static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    struct kn_daemon *d;
+    long long what;
+    if (!kn__httpd_conn_release(c))
+        return;
+    d = c->srv->d;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn_log(KN_LOG_ERROR, "http", "reg_verify failed", "error",
+               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
+               NULL);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis did not answer; press the button "
+                                "again");
+        return;
+    }
+    what = rep->element[0]->integer;
+    if (what == 0) {
+        kn__httpd_respond_error(c, 404, "v",
+                                "このリンクは無効か、期限が切れています。"
+                                "登録ページからやり直してください (this link "
+                                "is not valid or has expired: register "
+                                "again)");
+        return;
+    }
+    if (what == 2) {
+        kn__httpd_respond_error(c, 409, "v",
+                                "この登録用紙は使えなくなりました。学校に"
+                                "お問い合わせください (this sheet was "
+                                "replaced or is used up: ask the school)");
+        return;
+    }
+    if (what == 3) {
+        kn__httpd_respond_json(
+            c, 200, json_pack("{s:b,s:b}", "registered", 1, "already", 1),
+            NULL);
+        return;
+    }
+    if (rep->elements < 6) {
+        kn__httpd_respond_error(c, 500, NULL, "unexpected answer");
+        return;
+    }
+    {
+        const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
+        size_t n = rep->elements - 6, got = 0;
+        const char **to = kn_xcalloc(n + 1, sizeof(*to));
+        char *child = unseal_opt(d->kr, "name", rep->element[3]->str);
+        char *gname = unseal_opt(d->kr, "name", rep->element[4]->str);
+        char *grel = unseal_opt(d->kr, "name", rep->element[5]->str);
+        char *body;
+
+        op_log(c, "registration.add", tenant, rcpt);
+        kn_log(KN_LOG_INFO, "http", "guardian registered", "tenant", tenant,
+               "rcpt", rcpt, NULL);
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "registered", 1),
+                               NULL);
+        for (size_t i = 0; i < n; i++) {
+            char *plain = unseal_opt(d->kr, "email", rep->element[6 + i]->str);
+            if (plain != NULL)
+                to[got++] = plain;
+        }
+        if (got > 0) {
+            body = kn_xasprintf(
+                "%s の連絡先として、新しい保護者%s%s%s%s%s が登録されました。"
+                "\n心当たりがない場合は、すぐに学校にお知らせください。\n\n"
+                "A new guardian was registered for %s. If you do not know "
+                "who, tell the school at once.\n",
+                child ? child : rcpt, gname || grel ? "（" : "",
+                gname ? gname : "", gname && grel ? "、" : "", grel ? grel : "",
+                gname || grel ? "）" : "", child ? child : rcpt);
+            send_mail(c->srv, tenant, to, got,
+                      "【連絡網】保護者の登録がありました", body);
+            OPENSSL_cleanse(body, strlen(body));
+            free(body);
+        }
+        for (size_t i = 0; i < got; i++)
+            kn_free_secret((char *)to[i]);
+        free(to);
+        kn__httpd_free_secret(&child);
+        kn__httpd_free_secret(&gname);
+        kn__httpd_free_secret(&grel);
+    }
+}
+
+static void verify_run(struct conn *c, const char *link_hash)
+{
+    struct kn_daemon *d = c->srv->d;
+    char *k = kn_key_reg_verify(d->prefix, link_hash), now[24];
+    const char *argv[] = {k, d->prefix, now};
+    if (verify_script.sha[0] == '\0')
+        kn_redis_script_init(&verify_script);
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn__httpd_conn_hold(c);
+    if (kn_redis_eval(d->cmd, &verify_script, on_verified, c, 1, 3, argv,
+                      NULL) < 0) {
+        c->refs--;
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    free(k);
+}
+
+static void on_code_ticket(struct batch *b)
+{
+    struct verify *v = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    char ch[33], *both, *k;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    d = c->srv->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+        h->element[0]->type != REDIS_REPLY_STRING ||
+        h->element[1]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 401, "ticket",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again)");
+        goto out;
+    }
+    if (kn__httpd_rnum(h->element[2]) >= REG_CODE_TRIES) {
+        kn__httpd_respond_error(c, 429, "code",
+                                "確認コードの間違いが続きました。確認メールを"
+                                "送り直してください (too many wrong codes: "
+                                "send the mail again)");
+        goto out;
+    }
+    both = kn_xasprintf("%s:%s", v->th, v->code);
+    kn_blind_index(d->kr, "regcode", both, ch);
+    kn_free_secret(both);
+    if (strlen(h->element[1]->str) != 32 ||
+        CRYPTO_memcmp(ch, h->element[1]->str, 32) != 0) {
+        k = kn_key_reg_ticket(d->prefix, v->th);
+        kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s tries 1", k);
+        free(k);
+        kn__httpd_respond_error(c, 400, "code",
+                                "確認コードが違います (the code is wrong: "
+                                "type the 6 digits of the mail)");
+        goto out;
+    }
+    k = kn_key_reg_ticket(d->prefix, v->th);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HDEL %s v code", k);
+    free(k);
+    verify_run(c, h->element[0]->str);
+out:
+    OPENSSL_cleanse(v, sizeof(*v));
+    free(v);
+}
+
+void kn__httpd_run_register_verify(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j = body_object(c);
+    const char *link, *ticket, *code;
+    char lh[65];
+
+    if (j == NULL)
+        return;
+    link = jstr(j, "v");
+    ticket = jstr(j, "ticket");
+    code = jstr(j, "code");
+    if (link != NULL) {
+        if (strlen(link) != KN_SESSION_ID_CHARS) {
+            kn__httpd_respond_error(c, 404, "v",
+                                    "このリンクは無効です (this link is not "
+                                    "valid)");
+        } else {
+            kn_session_hash(link, lh);
+            verify_run(c, lh);
+        }
+    } else if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
+        kn__httpd_respond_error(c, 400, "ticket",
+                                "ID とパスコードからやり直してください "
+                                "(start again with the ID and passcode)");
+    } else if (code == NULL || strlen(code) != 6 ||
+               strspn(code, "0123456789") != 6) {
+        kn__httpd_respond_error(c, 400, "code",
+                                "確認コードは6桁の数字です (the code is 6 "
+                                "digits)");
+    } else {
+        struct verify *v = kn_xcalloc(1, sizeof(*v));
+        struct batch *b;
+        char *k;
+        kn_session_hash(ticket, v->th);
+        memcpy(v->code, code, 6);
+        b = kn__httpd_batch_new(c->srv, c, on_code_ticket, v);
+        k = kn_key_reg_ticket(d->prefix, v->th);
+        kn__httpd_batch_cmd(b, "HMGET", k, "v", "code", "tries", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    }
+    json_decref(j);
+}
+
+/* ------------------------------------------------ the school app */
+
+#define APP_CODE_MS (10LL * 60 * 1000)
+
+static struct kn_redis_script device_script = {"reg_device", kn_lua_reg_device,
+                                               ""};
+
+struct appcode {
+    char th[65];
+};
+
+/* POST /r/app {ticket}: a code the school app sends with its push token
+ * (POST /v1/devices): 8 characters of the sheet alphabet, single use, 10
+ * minutes, bound to this sign-up. */
+static void on_app_ticket(struct batch *b)
+{
+    struct appcode *a = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    char code[KN_REG_ID_LEN + 1], ch[65], *k;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    d = c->srv->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+        h->element[0]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 401, "ticket",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again)");
+        goto out;
+    }
+    kn_reg_id_new(code);
+    kn_session_hash(code, ch);
+    k = kn_key_reg_app(d->prefix, ch);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b", k,
+                 h->element[0]->str, h->element[1]->str, h->element[2]->str,
+                 a->th, (size_t)16);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, APP_CODE_MS);
+    free(k);
+    kn__httpd_respond_json(c, 200,
+                           json_pack("{s:s,s:I}", "code", code, "expires_in",
+                                     (json_int_t)(APP_CODE_MS / 1000)),
+                           NULL);
+    OPENSSL_cleanse(code, sizeof(code));
+out:
+    free(a);
+}
+
+void kn__httpd_run_register_app(struct conn *c)
+{
+    json_t *j = body_object(c);
+    const char *ticket;
+    if (j == NULL)
+        return;
+    ticket = jstr(j, "ticket");
+    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
+        kn__httpd_respond_error(c, 400, "ticket",
+                                "ID とパスコードからやり直してください "
+                                "(start again with the ID and passcode)");
+    } else {
+        struct appcode *a = kn_xcalloc(1, sizeof(*a));
+        struct batch *b;
+        char *k;
+        kn_session_hash(ticket, a->th);
+        b = kn__httpd_batch_new(c->srv, c, on_app_ticket, a);
+        k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    }
+    json_decref(j);
+}
+
+struct device {
+    struct conn *c;
+    char cred[KN_SESSION_ID_CHARS + 1]; /* a new credential, or "" */
+    char *tenant;
+};
+
+static void device_free(struct device *dv)
+{
+    OPENSSL_cleanse(dv->cred, sizeof(dv->cred));
+    free(dv);
+}
+
+static void on_device(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct device *dv = arg;
+    struct conn *c = dv->c;
+    long long what;
+    (void)r;
+    if (!kn__httpd_conn_release(c)) {
+        device_free(dv);
+        return;
+    }
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn_log(KN_LOG_ERROR, "http", "reg_device failed", "error",
+               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
+               NULL);
+        kn__httpd_respond_error(c, 503, NULL, "Redis did not answer; retry");
+        device_free(dv);
+        return;
+    }
+    what = rep->element[0]->integer;
+    if (what == 0) {
+        kn__httpd_respond_error(c, 401, dv->cred[0] ? "code" : "credential",
+                                "unknown or expired %s",
+                                dv->cred[0] ? "code: get a new one on the "
+                                              "registration page"
+                                            : "device credential: register "
+                                              "the device again");
+    } else if (what == 2) {
+        kn__httpd_respond_error(c, 409, "code",
+                                "the registration sheet was replaced or is "
+                                "used up: ask the school");
+    } else if (what == 3) {
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "already", 1), NULL);
+    } else if (dv->cred[0]) {
+        op_log(c, "registration.device", rep->element[1]->str,
+               rep->element[2]->str);
+        kn__httpd_respond_json(
+            c, 201, json_pack("{s:s}", "device_credential", dv->cred), NULL);
+    } else {
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "updated", 1), NULL);
+    }
+    device_free(dv);
+}
+
+/*
+ * POST /v1/devices: {"code", "platform", "token"} registers the school
+ * app's push token with a code from the registration page (201 with a
+ * device credential, shown once); {"credential", "platform", "token"}
+ * replaces the device's token when the platform rotates it (200).
+ */
+void kn__httpd_run_devices(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    json_t *j = body_object(c);
+    const char *code, *cred, *platform, *token, *why = NULL;
+    char h[65], norm[KN_REG_ID_LEN + 1], bi[33], credh[65], now[24];
+    char *key = NULL, *sealed;
+    struct device *dv;
+
+    if (j == NULL)
+        return;
+    code = jstr(j, "code");
+    cred = jstr(j, "credential");
+    platform = jstr(j, "platform");
+    token = jstr(j, "token");
+    if (platform == NULL ||
+        (strcmp(platform, "fcm") != 0 && strcmp(platform, "apns") != 0)) {
+        kn__httpd_respond_error(c, 400, "platform",
+                                "platform: \"fcm\" or \"apns\"");
+        goto out;
+    }
+    if (token == NULL ||
+        (strcmp(platform, "fcm") == 0 ? kn_addr_fcm_check(token, &why)
+                                      : kn_addr_apns_check(token, &why)) < 0) {
+        kn__httpd_respond_error(c, 400, "token", "token: %s",
+                                why ? why : "missing");
+        goto out;
+    }
+    if ((code == NULL) == (cred == NULL)) {
+        kn__httpd_respond_error(c, 400, "code",
+                                "give either \"code\" (from the "
+                                "registration page) or \"credential\" (the "
+                                "device's)");
+        goto out;
+    }
+    dv = kn_xcalloc(1, sizeof(*dv));
+    dv->c = c;
+    if (code != NULL) {
+        if (kn_reg_normalise(code, KN_REG_ID_LEN, norm, sizeof(norm)) < 0) {
+            kn__httpd_respond_error(c, 401, "code",
+                                    "unknown or expired code: get a new one "
+                                    "on the registration page");
+            device_free(dv);
+            goto out;
+        }
+        kn_session_hash(norm, h);
+        key = kn_key_reg_app(d->prefix, h);
+        kn_session_new_id(dv->cred);
+        kn_session_hash(dv->cred, credh);
+    } else {
+        if (strlen(cred) != KN_SESSION_ID_CHARS) {
+            kn__httpd_respond_error(c, 401, "credential",
+                                    "unknown device credential");
+            device_free(dv);
+            goto out;
+        }
+        kn_session_hash(cred, credh);
+        key = kn_key_reg_device(d->prefix, credh);
+    }
+    kn_blind_index(d->kr, "push", token, bi);
+    sealed = kn_seal(d->kr, "push", token, strlen(token));
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    if (device_script.sha[0] == '\0')
+        kn_redis_script_init(&device_script);
+    {
+        const char *argv[] = {key, d->prefix, code ? "new" : "rotate",
+                              now, platform,  sealed,
+                              bi,  credh};
+        kn__httpd_conn_hold(c);
+        if (kn_redis_eval(d->cmd, &device_script, on_device, dv, 1, 8, argv,
+                          NULL) < 0) {
+            c->refs--;
+            device_free(dv);
+            kn__httpd_respond_error(c, 503, NULL,
+                                    "Redis is unreachable; try again");
+        }
+    }
+    free(sealed);
+out:
+    free(key);
+    json_decref(j);
+}

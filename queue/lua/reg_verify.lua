@@ -1,0 +1,81 @@
+-- reg_verify: a guardian's verified e-mail address joins the child's
+-- registrations (issue 15), once, if the sheet it was started with is
+-- still the child's live sheet and not used up.
+-- KEYS: rver:<hash of the link token> (the pending verification: t, r, s
+--       sheet ID, e sealed address, ei its blind index, nm sealed name,
+--       rl sealed relation, cs consent time ms, tk the sign-up it came
+--       from: one sign-up is one guardian, whatever channels it adds)
+-- ARGV: prefix, now_ms
+-- Keys made from the data read: sheet:<s>, reg:<t>:<r>, rcpt:<t>:<r>,
+-- regd:<t> (the set of children with a registration).
+-- Returns {1, tenant, rcpt, sealed child name, sealed guardian name,
+-- sealed relation, sealed addresses of the child's other contacts...}
+-- (the directory's and the earlier registrations': they are told),
+-- the same with no addresses when the sign-up's guardian already exists
+-- (a channel added to it: nobody new to tell about, no sheet use),
+-- {0} unknown or expired, {2} the sheet was reissued or is used up,
+-- {3} this address is already registered for the child.  Every answer
+-- but {0} deletes the pending verification: a link works once.
+--#include keys
+local P, now = ARGV[1], ARGV[2]
+local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'e', 'ei', 'nm', 'rl',
+                     'cs', 'tk')
+if not v[1] or not v[2] or not v[3] or not v[4] or not v[5] then
+  return {0}
+end
+local T, R, S = v[1], v[2], v[3]
+redis.call('DEL', KEYS[1])
+local sk, rk = key(P, 'sheet', S), key(P, 'reg', T, R)
+local sh = redis.call('HMGET', sk, 't', 'r', 'used', 'max')
+if sh[1] ~= T or sh[2] ~= R or redis.call('HGET', rk, 'sheet') ~= S then
+  return {2}
+end
+local gs = {}
+local cur = redis.call('HGET', rk, 'g')
+if cur then
+  local ok, o = pcall(cjson.decode, cur)
+  if ok and type(o) == 'table' then gs = o end
+end
+for _, g in ipairs(gs) do
+  if type(g) == 'table' and g.ei == v[5] then return {3} end
+end
+local rec = redis.call('HMGET', key(P, 'rcpt', T, R), 'c', 'name')
+local out = {1, T, R, rec[2] or '', v[6] or '', v[7] or ''}
+for _, g in ipairs(gs) do
+  if type(g) == 'table' and v[9] and g.tk == v[9] then
+    g.e, g.ei = v[4], v[5]
+    if v[6] and v[6] ~= '' then g.nm = v[6] end
+    if v[7] and v[7] ~= '' then g.rl = v[7] end
+    g.cs = tonumber(v[8] or '0')
+    redis.call('HSET', rk, 'g', cjson.encode(gs))
+    return out
+  end
+end
+if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then return {2} end
+local seen = {[v[5]] = true}
+local function told(o)
+  if type(o) == 'table' and type(o.e) == 'string' and type(o.ei) == 'string'
+      and not seen[o.ei] then
+    seen[o.ei] = true
+    out[#out + 1] = o.e
+  end
+end
+if rec[1] then
+  local ok, o = pcall(cjson.decode, rec[1])
+  if ok and type(o) == 'table' then
+    told(o)
+    if type(o.g) == 'table' then
+      for _, g in ipairs(o.g) do told(g) end
+    end
+  end
+end
+for _, g in ipairs(gs) do told(g) end
+local g = {e = v[4], ei = v[5], at = tonumber(now), cs = tonumber(v[8] or '0')}
+if v[9] then g.tk = v[9] end
+if v[6] and v[6] ~= '' then g.nm = v[6] end
+if v[7] and v[7] ~= '' then g.rl = v[7] end
+gs[#gs + 1] = g
+redis.call('HSET', rk, 'g', cjson.encode(gs))
+redis.call('HINCRBY', sk, 'used', 1)
+redis.call('SADD', key(P, 'regd', T), R)
+return out

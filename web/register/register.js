@@ -1,0 +1,180 @@
+// register.js - the registration page's steps (web/register/index.html):
+// ID and passcode -> e-mail, name, relation, consent -> the code from the
+// mail; or, opened from the mail's link (/r#v=<token>), one button that
+// confirms.  Talks to POST /r/start, /r/email, /r/verify
+// (dispatcher/http/register.c).
+//
+// The page runs under Trusted Types with no policy: text is only ever
+// set with textContent, never as markup.  The link's token is in the
+// fragment, which browsers never send to a server or a proxy log.
+'use strict';
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const state = { ticket: null, lang: 'ja', s: {} };
+  const sections = ['s-start', 's-contact', 's-code', 's-verify', 's-done'];
+
+  function t(key, vars) {
+    let s = state.s[key] || key;
+    for (const k in vars || {}) s = s.split('{' + k + '}').join(String(vars[k]));
+    return s;
+  }
+
+  function say(text, isError) {
+    const m = $('msg');
+    m.textContent = text || '';
+    m.className = isError ? 'msg err' : 'msg';
+    m.setAttribute('role', isError ? 'alert' : 'status');
+  }
+
+  function show(id) {
+    for (const s of sections) $(s).hidden = s !== id;
+    const h = $(id).querySelector('h2');
+    if (h) h.focus();
+  }
+
+  async function loadStrings(lang) {
+    try {
+      const r = await fetch('/r/strings-' + lang + '.json', { credentials: 'omit' });
+      if (r.ok) state.s = await r.json();
+    } catch (e) { /* the page's own Japanese stays */ }
+    state.lang = lang;
+    document.documentElement.lang = lang;
+    for (const el of document.querySelectorAll('[data-s]')) {
+      const v = state.s[el.dataset.s];
+      if (typeof v === 'string') el.textContent = v;
+    }
+    $('lang').lang = lang === 'ja' ? 'en' : 'ja';
+    document.title = t('title');
+  }
+
+  async function post(path, body) {
+    let r;
+    try {
+      r = await fetch(path, {
+        method: 'POST', credentials: 'omit',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    } catch (e) {
+      return { status: 0, json: { error: t('network') } };
+    }
+    let json = {};
+    try { json = await r.json(); } catch (e) { /* empty */ }
+    return { status: r.status, json };
+  }
+
+  function fail(res, focusId) {
+    say(res.json.error || t('network'), true);
+    const f = res.json.field && $(res.json.field === 'v' ? 'verify' : res.json.field);
+    const el = f || (focusId && $(focusId));
+    if (el) el.focus();
+  }
+
+  function busy(form, on) {
+    for (const b of form.querySelectorAll('button')) b.disabled = on;
+  }
+
+  async function onStart(ev) {
+    ev.preventDefault();
+    const id = $('id').value.trim(), pass = $('passcode').value.trim();
+    if (!id || !pass) { say(t('needId'), true); $(id ? 'passcode' : 'id').focus(); return; }
+    busy(ev.target, true);
+    say(t('sending'));
+    const res = await post('/r/start', { id, passcode: pass });
+    busy(ev.target, false);
+    if (res.status !== 200) { fail(res, 'passcode'); return; }
+    state.ticket = res.json.ticket;
+    $('passcode').value = '';
+    $('who').textContent = t('who', { school: res.json.school, student: res.json.student || '' }) +
+      ' ' + t('left', { left: res.json.left });
+    say('');
+    show('s-contact');
+  }
+
+  async function onEmail(ev) {
+    ev.preventDefault();
+    const email = $('email').value.trim();
+    if (!email) { say(t('needEmail'), true); $('email').focus(); return; }
+    if (!$('consent').checked) { say(t('needConsent'), true); $('consent').focus(); return; }
+    busy(ev.target, true);
+    say(t('sending'));
+    const res = await post('/r/email', {
+      ticket: state.ticket, email, name: $('name').value.trim(),
+      relation: $('relation').value.trim(), consent: true,
+    });
+    busy(ev.target, false);
+    if (res.status !== 202) { fail(res, 'email'); return; }
+    $('sent-to').textContent = res.json.sent || '';
+    say('');
+    show('s-code');
+  }
+
+  async function onCode(ev) {
+    ev.preventDefault();
+    const code = $('code').value.replace(/\s/g, '');
+    if (!/^[0-9]{6}$/.test(code)) { say(t('needCode'), true); $('code').focus(); return; }
+    busy(ev.target, true);
+    const res = await post('/r/verify', { ticket: state.ticket, code });
+    busy(ev.target, false);
+    if (res.status !== 200) { fail(res, 'code'); return; }
+    say(res.json.already ? t('already') : '');
+    show('s-done');
+  }
+
+  async function onVerify() {
+    const v = new URLSearchParams(location.hash.slice(1)).get('v') || '';
+    $('verify').disabled = true;
+    const res = await post('/r/verify', { v });
+    $('verify').disabled = false;
+    if (res.status !== 200) { fail(res, 'verify'); return; }
+    history.replaceState(null, '', '/r');
+    say(res.json.already ? t('already') : '');
+    show('s-done');
+  }
+
+  async function onApp() {
+    $('app').disabled = true;
+    const res = await post('/r/app', { ticket: state.ticket });
+    $('app').disabled = false;
+    if (res.status !== 200) { fail(res, 'app'); return; }
+    $('app-code').textContent = res.json.code;
+    $('app-info').hidden = false;
+    $('app').setAttribute('aria-expanded', 'true');
+    say('');
+  }
+
+  function onLine() {
+    const info = $('line-info');
+    info.hidden = !info.hidden;
+    $('line').setAttribute('aria-expanded', String(!info.hidden));
+  }
+
+  document.addEventListener('DOMContentLoaded', async () => {
+    const q = new URLSearchParams(location.search);
+    let lang = q.get('lang') === 'en' ? 'en' : null;
+    try { lang = lang || localStorage.getItem('kairan-lang'); } catch (e) { /* private mode */ }
+    await loadStrings(lang === 'en' ? 'en' : 'ja');
+    $('lang').addEventListener('click', async () => {
+      const next = state.lang === 'ja' ? 'en' : 'ja';
+      try { localStorage.setItem('kairan-lang', next); } catch (e) { /* private mode */ }
+      await loadStrings(next);
+    });
+    $('f-start').addEventListener('submit', onStart);
+    $('f-email').addEventListener('submit', onEmail);
+    $('f-code').addEventListener('submit', onCode);
+    $('verify').addEventListener('click', onVerify);
+    $('line').setAttribute('aria-expanded', 'false');
+    $('line').setAttribute('aria-controls', 'line-info');
+    $('line').addEventListener('click', onLine);
+    $('app').setAttribute('aria-expanded', 'false');
+    $('app').setAttribute('aria-controls', 'app-info');
+    $('app').addEventListener('click', onApp);
+    if (q.get('id')) $('id').value = q.get('id');
+    // A link opened again in the same tab changes only the fragment.
+    window.addEventListener('hashchange', () => {
+      if (/(^|&)v=/.test(location.hash.slice(1))) { say(''); show('s-verify'); }
+    });
+    if (/(^|&)v=/.test(location.hash.slice(1))) show('s-verify');
+    else if (q.get('id')) $('passcode').focus();
+  });
+})();
