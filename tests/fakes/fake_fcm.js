@@ -509,16 +509,20 @@ const server = http2.createSecureServer({
     maxSessionInvalidFrames: 1e9,
 });
 
+/* Node emits 'session' for an h2 connection before our 'secureConnection'
+ * listener runs: h2 sessions are numbered there, HTTP/1.1 sockets here. */
 server.on('secureConnection', sock => {
+    if (sock.alpnProtocol === 'h2')
+        return;
     sock.__kid = ++sessionSeq;
     stats.sessions++;
     writeEvent({ ev: 'session', session: sock.__kid, alpn: sock.alpnProtocol || null, ts: now() });
-    if (sock.alpnProtocol !== 'h2')
-        sock.on('close', () => writeEvent({ ev: 'session_close', session: sock.__kid, ts: now() }));
+    sock.on('close', () => writeEvent({ ev: 'session_close', session: sock.__kid, ts: now() }));
 });
 server.on('session', s => {
-    /* The TLS socket under an HTTP/2 session carries our id. */
-    try { s.__kid = s.socket.__kid; } catch (e) { s.__kid = null; }
+    s.__kid = ++sessionSeq;
+    stats.sessions++;
+    writeEvent({ ev: 'session', session: s.__kid, alpn: 'h2', ts: now() });
     s.on('error', e => writeEvent({ ev: 'session_error', session: s.__kid,
         error: String(e && (e.code || e.message)), ts: now() }));
     s.on('goaway', (code, last) => writeEvent({ ev: 'goaway_received', session: s.__kid,
