@@ -491,7 +491,7 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     p->timeout_ms = (long)cfg->apns_timeout_ms;
     p->connections = (size_t)cfg->apns_connections;
     p->pool = kn__h2pool_new(loop, p->connections, KN_PUSH_STREAMS_PER_CONN,
-                             KN_H2_REQUESTS_PER_CONN);
+                             (size_t)cfg->apns_requests_per_connection);
     kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic", p->topic,
            "key_id", p->key_id, "team_id", p->team_id, NULL);
     *out = p;

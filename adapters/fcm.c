@@ -764,7 +764,7 @@ int kn__fcm_open(uv_loop_t *loop, const struct kn_config *cfg,
     f->timeout_ms = (long)cfg->fcm_timeout_ms;
     f->connections = (size_t)cfg->fcm_connections;
     f->pool = kn__h2pool_new(loop, f->connections, KN_PUSH_STREAMS_PER_CONN,
-                             KN_H2_REQUESTS_PER_CONN);
+                             (size_t)cfg->fcm_requests_per_connection);
     f->auth_net = kn_net_new(loop, 1, 1);
     kn_log(KN_LOG_INFO, "fcm", "configured", "project", f->project, "api",
            f->send_url, "token_url", f->token_url, "account",

@@ -81,9 +81,6 @@ int kn__http_url_ok(const char *url, const char **why);
  */
 struct kn_h2pool;
 
-/* Requests per connection before a fresh one replaces it (below 1,000). */
-#define KN_H2_REQUESTS_PER_CONN 900
-
 struct kn_h2pool *kn__h2pool_new(uv_loop_t *loop, size_t conns, size_t streams,
                                  size_t budget);
 
