@@ -7,16 +7,16 @@
  * memory (bodies are capped at 1 MiB: providers answer small JSON).
  *
  * Requests to providers without an idempotency key (req.once: FCM, APNs)
- * give curl their body through a read callback, so that curl has to ask
- * us before it sends a body again: libcurl 7.88 silently re-sends every
- * request that was in flight on a reused connection that died
- * (Curl_retry_request), whether or not the server acted on it.  We allow
- * that only for a stream the server refused unprocessed (curl says
- * REFUSED_STREAM: RFC 9113 8.7, also what nghttp2 reports for streams
- * above a GOAWAY's last-stream-id); otherwise the rewind is refused, the
- * request ends with maybe_sent set and the adapter, not curl, decides.
- * libcurl 7.88 has no other way to tell us (no stream ids, no GOAWAY
- * last-stream-id, no connection id), so the pool below gives every
+ * must never be sent twice by curl on its own: libcurl 7.88 silently
+ * re-sends every request that was in flight on a reused connection that
+ * died (Curl_retry_request), whether or not the server acted on it.  A
+ * pre-request callback sees every attempt and refuses the second: the
+ * request ends with maybe_sent set, and the adapter, not curl, decides.
+ * (A body given through a read callback, whose rewind curl would have to
+ * ask for, stalled HTTP/2 uploads with 7.88 and made it reset half of
+ * the streams: measured, not used.)  libcurl 7.88 has no other way to
+ * tell us what happened (no stream ids, no GOAWAY last-stream-id, no
+ * connection id), so the pool below gives every
  * connection its own multi handle and counts what went on it.
  */
 #include "http.h"
@@ -38,13 +38,10 @@ struct http_xfer {
     struct curl_slist *req_headers;
     struct curl_slist *resp_headers;
     char *req_body;
-    size_t req_len;
     char errbuf[CURL_ERROR_SIZE];
     int once;     /* req.once: no blind re-send */
-    size_t sent;  /* body bytes given to curl since the last rewind */
-    int refused;  /* curl reported REFUSED_STREAM since the last rewind */
-    int refusals; /* rewinds allowed after a refusal */
-    int denied;   /* a rewind was refused: the body had been written */
+    int attempts; /* times curl was about to send it */
+    int denied;   /* curl's own second attempt was refused */
     /* In a kn_h2pool: */
     struct h2_lane *lane;
     struct http_xfer *qnext; /* waiting for a stream */
@@ -101,52 +98,25 @@ const char *kn_http_header(const struct kn_http_resp *r, const char *name)
     return NULL;
 }
 
-/* The request body, for req.once requests. */
-static size_t on_read(char *buf, size_t size, size_t n, void *userp)
-{
-    struct http_xfer *x = userp;
-    size_t want = size * n, left = x->req_len - x->sent;
-    if (want > left)
-        want = left;
-    memcpy(buf, x->req_body + x->sent, want);
-    x->sent += want;
-    return want;
-}
-
 /*
- * curl wants to send the body again (a retry on a new connection):
- *  1. nothing written yet: fine;
- *  2. the stream was refused (REFUSED_STREAM, or above a GOAWAY's
- *     last-stream-id): the server did not process it, so it is safe;
- *  3. else the server may have acted on it: refuse, curl ends the
- *     transfer with CURLE_SEND_FAIL_REWIND.
+ * curl calls this right before it sends the request, on every attempt.  A
+ * second attempt is libcurl 7.88 sending a request again on its own after
+ * the connection it was written on died (Curl_retry_request): the server
+ * may have acted on the first one.  For req.once it is refused; the
+ * transfer ends (maybe_sent) and the adapter decides.
  */
-static int on_seek(void *userp, curl_off_t offset, int origin)
+static int on_prereq(void *userp, char *primary_ip, char *local_ip,
+                     int primary_port, int local_port)
 {
     struct http_xfer *x = userp;
-    if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK;
-    if (x->sent > 0 && !x->refused) {
-        x->denied = 1;
-        return CURL_SEEKFUNC_FAIL;
-    }
-    if (x->sent > 0)
-        x->refusals++;
-    x->refused = 0;
-    x->sent = 0;
-    return CURL_SEEKFUNC_OK;
-}
-
-/* curl's informational text: the only place 7.88 says that a stream was
- * refused ("REFUSED_STREAM, retrying a fresh connect"). */
-static int on_debug(CURL *e, curl_infotype type, char *data, size_t size,
-                    void *userp)
-{
-    struct http_xfer *x = userp;
-    (void)e;
-    if (type == CURLINFO_TEXT && memmem(data, size, "REFUSED_STREAM", 14))
-        x->refused = 1;
-    return 0;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (x->attempts++ == 0)
+        return CURL_PREREQFUNC_OK;
+    x->denied = 1;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 static void on_done(CURL *easy, CURLcode rc, void *arg)
@@ -154,14 +124,17 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     struct http_xfer *x = arg;
     struct kn_http_resp r;
     memset(&r, 0, sizeof(r));
+    if (x->denied) {
+        /* Not an abort of ours: curl wanted to send it again. */
+        rc = CURLE_SEND_ERROR;
+        snprintf(x->errbuf, sizeof(x->errbuf),
+                 "connection lost after the request was sent");
+    }
     r.rc = rc;
-    r.refused = x->refusals;
-    /* No answer, and the body was written (and not refused): the server
-     * may have acted on it. */
-    if (x->once && rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK)
-        r.maybe_sent = x->denied || (x->sent > 0 && !x->refused);
-    else if (x->once && rc == CURLE_ABORTED_BY_CALLBACK)
-        r.maybe_sent = x->sent > 0;
+    /* Sent (handed to the connection) and no answer: the server may have
+     * acted on it. */
+    if (x->once && rc != CURLE_OK)
+        r.maybe_sent = x->attempts > 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
     r.body = x->body ? x->body : "";
     r.bodylen = x->len;
@@ -200,26 +173,14 @@ static struct http_xfer *xfer_new(const struct kn_http_req *req, kn_http_cb *cb,
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
     if (req->body != NULL) {
         x->req_body = kn_xstrndup(req->body, req->bodylen);
-        x->req_len = req->bodylen;
-        if (req->once) {
-            curl_easy_setopt(e, CURLOPT_POST, 1L);
-            curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(e, CURLOPT_READDATA, x);
-            curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-            curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
-        } else {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body);
-        }
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)req->bodylen);
     }
     if (req->once) {
         x->once = 1;
-        /* Only with VERBOSE does curl pass on its text; nothing is
-         * printed, on_debug reads it. */
-        curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
-        curl_easy_setopt(e, CURLOPT_DEBUGDATA, x);
-        curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
     }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -377,9 +338,8 @@ static void pool_done(CURL *easy, CURLcode rc, void *arg)
     struct h2_lane *l = x->lane;
     struct kn_h2pool *p = l->pool;
     l->active--;
-    p->st.refused += (uint64_t)x->refusals;
-    if (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK &&
-        (x->denied || (x->sent > 0 && !x->refused)))
+    if (x->denied ||
+        (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && x->attempts > 0))
         p->st.unknown++;
     if (l->retired && l->active == 0 && !p->closing)
         uv_timer_start(&p->reaper, on_reap, 0, 0);

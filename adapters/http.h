@@ -26,11 +26,10 @@ struct kn_http_req {
     const char *ca_file; /* NULL: the system's CAs */
     int http2;           /* require HTTP/2 (APNs) */
     /* 1: the provider has no idempotency key (FCM, APNs): curl must never
-     * send the request again by itself once its body was written (libcurl
-     * 7.88 re-sends what was in flight on a connection that died).  Only a
-     * stream the server refused (REFUSED_STREAM, or above a GOAWAY's
-     * last-stream-id: RFC 9113 8.7, not processed) is sent again at once;
-     * any other loss ends the request with maybe_sent set. */
+     * send the request again by itself (libcurl 7.88 re-sends what was in
+     * flight on a connection that died, processed or not, even what the
+     * server refused unprocessed: it cannot tell them apart for us).  Any
+     * such loss ends the request with maybe_sent set instead. */
     int once;
 };
 
@@ -41,12 +40,10 @@ struct kn_http_resp {
     size_t bodylen;
     const char *error;           /* transport error text when rc != CURLE_OK */
     struct curl_slist *_headers; /* "name: value" lines received */
-    /* With req.once and no answer: 1 when the request body had been
-     * written when the connection failed, so the provider may have acted
-     * on it (resending may duplicate); 0 when it never left. */
+    /* With req.once and no answer: 1 when the request had been handed to
+     * a connection, so the provider may have acted on it (sending it again
+     * may duplicate); 0 when it never left. */
     int maybe_sent;
-    /* Times the request was refused unprocessed and sent again (req.once). */
-    int refused;
 };
 
 /* Value of a response header (case-insensitive name), or NULL. */
@@ -92,7 +89,6 @@ void kn__h2pool_send(struct kn_h2pool *p, const struct kn_http_req *req,
 struct kn_h2pool_stats {
     uint64_t lanes;    /* connections (lanes) opened */
     uint64_t requests; /* requests started */
-    uint64_t refused;  /* re-sent at once after a refusal (safe) */
     uint64_t unknown;  /* written, then no answer (maybe_sent) */
 };
 void kn__h2pool_stats(const struct kn_h2pool *p, struct kn_h2pool_stats *st);

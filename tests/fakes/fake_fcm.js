@@ -79,8 +79,10 @@
  * processed is in requests.jsonl, so a test counts pushes per token.
  *
  * --goaway-after N: on every session, once N sends arrived, GOAWAY with
- *   last-stream-id = the highest stream processed ({"ev":"goaway_sent",
- *   "session","last","mode"}).  Streams above it are not processed
+ *   last-stream-id = the N-th one's stream, or a higher one already
+ *   processed (requests arrive out of order) ({"ev":"goaway_sent",
+ *   "session","last","mode"}).  Streams above it are not processed,
+ *   also those held by a "delay" rule and not yet acted on
  *   ({"ev":"refused_after_goaway","session","stream","token"}: RST
  *   REFUSED_STREAM, the client may send them again, RFC 9113 8.7).
  *   --goaway-mode graceful (default): streams up to last are answered,
@@ -431,26 +433,31 @@ function sessionOf(req) {
  * Returns true when this request must not be processed (above the last
  * stream id of a GOAWAY already sent).
  */
+function refusedByGoaway(st, token) {
+    const s = st.__session;
+    if (!s || s.__goawayLast == null || st.id <= s.__goawayLast) return false;
+    writeEvent({ ev: 'refused_after_goaway', session: s.__kid, stream: st.id, token, ts: now() });
+    st.__ourReset = true;
+    if (!st.destroyed) st.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    return true;
+}
+
 function goawayGate(req, body) {
     const st = req.stream;
     if (!opt.goawayAfter || !st || !st.__session) return false;
     const s = st.__session;
-    if (s.__goawayLast != null && st.id > s.__goawayLast) {
-        let token = null;
-        try { token = JSON.parse(body).message.token; } catch (e) { /* none */ }
-        writeEvent({ ev: 'refused_after_goaway', session: s.__kid, stream: st.id, token, ts: now() });
-        st.__ourReset = true;
-        st.close(http2.constants.NGHTTP2_REFUSED_STREAM);
-        return true;
-    }
+    let token = null;
+    try { token = JSON.parse(body).message.token; } catch (e) { /* none */ }
+    if (refusedByGoaway(st, token)) return true;
     s.__sends = (s.__sends || 0) + 1;
-    /* Requests complete out of stream order: last-stream-id must cover
-     * every one processed so far, not only the N-th. */
-    s.__maxId = Math.max(s.__maxId || 0, st.id);
     if (s.__sends === opt.goawayAfter && s.__goawayLast == null) {
-        s.__goawayLast = s.__maxId;
-        writeEvent({ ev: 'goaway_sent', session: s.__kid, last: s.__maxId, mode: opt.goawayMode, ts: now() });
-        s.goaway(http2.constants.NGHTTP2_NO_ERROR, s.__maxId);
+        /* The N-th, or a later stream already acted on (a "delay" rule
+         * holds requests before acting; held ones above last are then
+         * refused, see accept()). */
+        const last = Math.max(st.id, s.__maxAccepted || 0);
+        s.__goawayLast = last;
+        writeEvent({ ev: 'goaway_sent', session: s.__kid, last, mode: opt.goawayMode, ts: now() });
+        s.goaway(http2.constants.NGHTTP2_NO_ERROR, last);
         if (opt.goawayMode === 'hard') {
             /* Processed, never answered: the connection dies now. */
             s.__dead = true;
@@ -538,6 +545,10 @@ function onSend(req, res, body, project) {
 }
 
 function accept(req, res, body, m, ev) {
+    const st0 = req.stream;
+    if (opt.goawayAfter && st0 && refusedByGoaway(st0, m.token)) return;
+    if (st0 && st0.__session)
+        st0.__session.__maxAccepted = Math.max(st0.__session.__maxAccepted || 0, st0.id);
     const name = `projects/${opt.project}/messages/${Date.now()}${String(++msgSeq).padStart(6, '0')}`;
     stats.accepted++;
     ev.status = 200;
