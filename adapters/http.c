@@ -13,8 +13,8 @@
  * pre-request callback sees every attempt and refuses the second: the
  * request ends with maybe_sent set, and the adapter, not curl, decides.
  * (A body given through a read callback, whose rewind curl would have to
- * ask for, stalled HTTP/2 uploads with 7.88 and made it reset half of
- * the streams: measured, not used.)  libcurl 7.88 has no other way to
+ * ask for, made curl 7.88 reset about half of the streams after their
+ * answer in our runs: not used.)  libcurl 7.88 has no other way to
  * tell us what happened (no stream ids, no GOAWAY last-stream-id, no
  * connection id), so the pool below gives every
  * connection its own multi handle and counts what went on it.
