@@ -79,8 +79,8 @@
  * processed is in requests.jsonl, so a test counts pushes per token.
  *
  * --goaway-after N: on every session, once N sends arrived, GOAWAY with
- *   last-stream-id = the N-th one's stream, or a higher one already
- *   processed (requests arrive out of order) ({"ev":"goaway_sent",
+ *   last-stream-id = the highest stream already acted on (graceful) or
+ *   the N-th one's if higher (hard) ({"ev":"goaway_sent",
  *   "session","last","mode"}).  Streams above it are not processed,
  *   also those held by a "delay" rule and not yet acted on
  *   ({"ev":"refused_after_goaway","session","stream","token"}: RST
@@ -451,10 +451,11 @@ function goawayGate(req, body) {
     if (refusedByGoaway(st, token)) return true;
     s.__sends = (s.__sends || 0) + 1;
     if (s.__sends === opt.goawayAfter && s.__goawayLast == null) {
-        /* The N-th, or a later stream already acted on (a "delay" rule
-         * holds requests before acting; held ones above last are then
-         * refused, see accept()). */
-        const last = Math.max(st.id, s.__maxAccepted || 0);
+        /* graceful: the last stream acted on, so that what a "delay"
+         * rule holds (not acted on yet) is refused, see accept(); hard:
+         * the N-th, or a later stream already acted on. */
+        const last = opt.goawayMode === 'hard' || !s.__maxAccepted
+            ? Math.max(st.id, s.__maxAccepted || 0) : s.__maxAccepted;
         s.__goawayLast = last;
         writeEvent({ ev: 'goaway_sent', session: s.__kid, last, mode: opt.goawayMode, ts: now() });
         s.goaway(http2.constants.NGHTTP2_NO_ERROR, last);
