@@ -47,7 +47,7 @@ struct apns_req {
 };
 
 struct kn__apns {
-    struct kn_net *net;
+    struct kn_h2pool *pool; /* connections counted (http.h) */
     char *base, *topic, *key_id, *team_id, *ca_file;
     EVP_PKEY *key;
     long timeout_ms;
@@ -266,7 +266,10 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         return;
     }
     if (resp->rc != CURLE_OK) {
-        snprintf(err, sizeof(err), "apns transport: %s",
+        snprintf(err, sizeof(err), "apns transport%s: %s",
+                 resp->maybe_sent ? " (sent, no answer: may be a duplicate "
+                                    "when retried)"
+                                  : "",
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
         req_fail(q, KN_TEMPFAIL, 0, 0, err);
         return;
@@ -316,6 +319,7 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
         .timeout_ms = p->timeout_ms,
         .ca_file = p->ca_file,
         .http2 = 1,
+        .once = 1, /* APNs does not de-duplicate by apns-id */
     };
     int rc;
     q->p = p;
@@ -379,7 +383,7 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
     hr.body = body;
     hr.bodylen = len;
     q->gen = p->gen;
-    kn__http_send(p->net, &hr, on_sent, q);
+    kn__h2pool_send(p->pool, &hr, on_sent, q);
     free(url);
     free(body);
 }
@@ -486,7 +490,8 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     p->ca_file = cfg->apns_ca_file ? kn_xstrdup(cfg->apns_ca_file) : NULL;
     p->timeout_ms = (long)cfg->apns_timeout_ms;
     p->connections = (size_t)cfg->apns_connections;
-    p->net = kn_net_new(loop, (long)p->connections, 1);
+    p->pool = kn__h2pool_new(loop, p->connections, KN_PUSH_STREAMS_PER_CONN,
+                             (size_t)cfg->apns_requests_per_connection);
     kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic", p->topic,
            "key_id", p->key_id, "team_id", p->team_id, NULL);
     *out = p;
@@ -496,6 +501,6 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
 void kn__apns_close(struct kn__apns *p)
 {
     p->closing = 1;
-    kn_net_close(p->net); /* sends in flight: aborted */
+    kn__h2pool_close(p->pool); /* sends in flight: aborted */
     apns_free(p);
 }

@@ -57,7 +57,7 @@ struct fcm_req {
 };
 
 struct kn__fcm {
-    struct kn_net *net;      /* sends */
+    struct kn_h2pool *pool;  /* sends: connections counted (http.h) */
     struct kn_net *auth_net; /* the token endpoint */
     char *send_url, *token_url, *project;
     char *client_email, *key_id;
@@ -76,6 +76,7 @@ struct kn__fcm {
     struct fcm_req *waiting, *waiting_tail;
     size_t in_flight;
     uint64_t refreshes;
+    uint64_t maybe_sent; /* lost answers to written requests */
     int closing;
 };
 
@@ -324,7 +325,16 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         return;
     }
     if (resp->rc != CURLE_OK) {
-        snprintf(err, sizeof(err), "fcm transport: %s",
+        /* Retried by the dispatcher either way (never skipped: the token
+         * must get its push).  maybe_sent says FCM may have it already,
+         * so the retry may show twice on the phone: said in the detail
+         * and counted, never done silently by curl. */
+        if (resp->maybe_sent)
+            f->maybe_sent++;
+        snprintf(err, sizeof(err), "fcm transport%s: %s",
+                 resp->maybe_sent ? " (sent, no answer: may be a duplicate "
+                                    "when retried)"
+                                  : "",
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
         req_fail(q, KN_TEMPFAIL, err, 0, 0);
         return;
@@ -364,9 +374,10 @@ static void send_req(struct kn__fcm *f, struct fcm_req *q)
         .timeout_ms = f->timeout_ms,
         .ca_file = f->ca_file,
         .http2 = 1,
+        .once = 1,
     };
     q->gen = f->gen;
-    kn__http_send(f->net, &hr, on_sent, q);
+    kn__h2pool_send(f->pool, &hr, on_sent, q);
 }
 
 /* ---- the access token ---- */
@@ -752,7 +763,8 @@ int kn__fcm_open(uv_loop_t *loop, const struct kn_config *cfg,
     f->ca_file = cfg->fcm_ca_file ? kn_xstrdup(cfg->fcm_ca_file) : NULL;
     f->timeout_ms = (long)cfg->fcm_timeout_ms;
     f->connections = (size_t)cfg->fcm_connections;
-    f->net = kn_net_new(loop, (long)f->connections, 1);
+    f->pool = kn__h2pool_new(loop, f->connections, KN_PUSH_STREAMS_PER_CONN,
+                             (size_t)cfg->fcm_requests_per_connection);
     f->auth_net = kn_net_new(loop, 1, 1);
     kn_log(KN_LOG_INFO, "fcm", "configured", "project", f->project, "api",
            f->send_url, "token_url", f->token_url, "account",
@@ -764,8 +776,17 @@ int kn__fcm_open(uv_loop_t *loop, const struct kn_config *cfg,
 void kn__fcm_close(struct kn__fcm *f)
 {
     struct fcm_req *q;
+    struct kn_h2pool_stats st;
+    char n[24], lanes[24];
+    kn__h2pool_stats(f->pool, &st);
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)f->maybe_sent);
+    snprintf(lanes, sizeof(lanes), "%llu", (unsigned long long)st.lanes);
+    /* What an operator needs to explain a duplicate: answers lost after a
+     * request was sent (each retried, so each may have shown twice). */
+    kn_log(f->maybe_sent ? KN_LOG_WARN : KN_LOG_INFO, "fcm", "closed",
+           "connections_opened", lanes, "sent_without_answer", n, NULL);
     f->closing = 1;
-    kn_net_close(f->net);      /* sends in flight: aborted */
+    kn__h2pool_close(f->pool); /* sends in flight: aborted */
     kn_net_close(f->auth_net); /* a token request: its waiters aborted */
     q = f->waiting;
     f->waiting = f->waiting_tail = NULL;

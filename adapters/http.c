@@ -5,6 +5,19 @@
  * plain http to a loopback address only, for tests), no proxy from the
  * environment, a total time limit, the body and headers captured in
  * memory (bodies are capped at 1 MiB: providers answer small JSON).
+ *
+ * Requests to providers without an idempotency key (req.once: FCM, APNs)
+ * must never be sent twice by curl on its own: libcurl 7.88 silently
+ * re-sends every request that was in flight on a reused connection that
+ * died (Curl_retry_request), whether or not the server acted on it.  A
+ * pre-request callback sees every attempt and refuses the second: the
+ * request ends with maybe_sent set, and the adapter, not curl, decides.
+ * (A body given through a read callback, whose rewind curl would have to
+ * ask for, made curl 7.88 reset about half of the streams after their
+ * answer in our runs: not used.)  libcurl 7.88 has no other way to
+ * tell us what happened (no stream ids, no GOAWAY last-stream-id, no
+ * connection id), so the pool below gives every
+ * connection its own multi handle and counts what went on it.
  */
 #include "http.h"
 
@@ -26,6 +39,13 @@ struct http_xfer {
     struct curl_slist *resp_headers;
     char *req_body;
     char errbuf[CURL_ERROR_SIZE];
+    int once;     /* req.once: no blind re-send */
+    int attempts; /* times curl was about to send it */
+    int denied;   /* curl's own second attempt was refused */
+    /* In a kn_h2pool: */
+    struct h2_lane *lane;
+    struct http_xfer *qnext; /* waiting for a stream */
+    CURL *easy;
 };
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp)
@@ -78,12 +98,43 @@ const char *kn_http_header(const struct kn_http_resp *r, const char *name)
     return NULL;
 }
 
+/*
+ * curl calls this right before it sends the request, on every attempt.  A
+ * second attempt is libcurl 7.88 sending a request again on its own after
+ * the connection it was written on died (Curl_retry_request): the server
+ * may have acted on the first one.  For req.once it is refused; the
+ * transfer ends (maybe_sent) and the adapter decides.
+ */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip,
+                     int primary_port, int local_port)
+{
+    struct http_xfer *x = userp;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (x->attempts++ == 0)
+        return CURL_PREREQFUNC_OK;
+    x->denied = 1;
+    return CURL_PREREQFUNC_ABORT;
+}
+
 static void on_done(CURL *easy, CURLcode rc, void *arg)
 {
     struct http_xfer *x = arg;
     struct kn_http_resp r;
     memset(&r, 0, sizeof(r));
+    if (x->denied) {
+        /* Not an abort of ours: curl wanted to send it again. */
+        rc = CURLE_SEND_ERROR;
+        snprintf(x->errbuf, sizeof(x->errbuf),
+                 "connection lost after the request was sent");
+    }
     r.rc = rc;
+    /* Sent (handed to the connection) and no answer: the server may have
+     * acted on it. */
+    if (x->once && rc != CURLE_OK)
+        r.maybe_sent = x->attempts > 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
     r.body = x->body ? x->body : "";
     r.bodylen = x->len;
@@ -100,8 +151,9 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     free(x);
 }
 
-void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
-                   kn_http_cb *cb, void *arg)
+/* A transfer for req, ready for a multi handle (x->easy). */
+static struct http_xfer *xfer_new(const struct kn_http_req *req, kn_http_cb *cb,
+                                  void *arg)
 {
     struct http_xfer *x = kn_xcalloc(1, sizeof(*x));
     CURL *e = curl_easy_init();
@@ -125,6 +177,11 @@ void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)req->bodylen);
     }
+    if (req->once) {
+        x->once = 1;
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -143,7 +200,15 @@ void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
                                 : (long)CURL_HTTP_VERSION_1_1);
     /* Wait for a multiplexed HTTP/2 connection rather than open another. */
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    kn_net_add(net, e, on_done, x);
+    x->easy = e;
+    return x;
+}
+
+void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
+                   kn_http_cb *cb, void *arg)
+{
+    struct http_xfer *x = xfer_new(req, cb, arg);
+    kn_net_add(net, x->easy, on_done, x);
 }
 
 int kn__http_url_ok(const char *url, const char **why)
@@ -163,4 +228,195 @@ int kn__http_url_ok(const char *url, const char **why)
     }
     *why = "the url must start with https://";
     return KN_EINVAL;
+}
+
+/* ---- the HTTP/2 pool: one multi handle per connection ---- */
+
+struct h2_lane {
+    struct kn_h2pool *pool;
+    struct kn_net *net;   /* at most one connection */
+    size_t started;       /* requests given to this lane */
+    size_t active;        /* of them not yet answered */
+    int retired;          /* at its budget: takes no more */
+    struct h2_lane *next; /* in the pool's list of retired lanes */
+};
+
+struct kn_h2pool {
+    uv_loop_t *loop;
+    size_t nlanes, streams, budget;
+    struct h2_lane **lanes;        /* live lanes, NULL until first needed */
+    struct h2_lane *retired;       /* draining, closed by the reaper */
+    uv_timer_t reaper;             /* closes drained lanes outside curl */
+    struct http_xfer *head, *tail; /* waiting for a free stream */
+    struct kn_h2pool_stats st;
+    int closing;
+};
+
+static struct h2_lane *lane_new(struct kn_h2pool *p)
+{
+    struct h2_lane *l = kn_xcalloc(1, sizeof(*l));
+    l->pool = p;
+    l->net = kn_net_new(p->loop, 1, 1);
+    p->st.lanes++;
+    return l;
+}
+
+/*
+ * A lane drained by a retired one's last answer cannot be closed there:
+ * we are inside its own multi handle's callback.  The reaper closes it on
+ * the next loop turn.
+ */
+static void on_reap(uv_timer_t *t)
+{
+    struct kn_h2pool *p = kn_container_of(t, struct kn_h2pool, reaper);
+    struct h2_lane **pl = &p->retired;
+    while (*pl != NULL) {
+        struct h2_lane *l = *pl;
+        if (l->active == 0) {
+            *pl = l->next;
+            kn_net_close(l->net);
+            free(l);
+        } else {
+            pl = &l->next;
+        }
+    }
+}
+
+/* The lane with the fewest requests in flight that may take one more;
+ * NULL when every lane is full. */
+static struct h2_lane *pick_lane(struct kn_h2pool *p)
+{
+    struct h2_lane *best = NULL;
+    for (size_t i = 0; i < p->nlanes; i++) {
+        struct h2_lane *l = p->lanes[i];
+        if (l == NULL)
+            l = p->lanes[i] = lane_new(p);
+        if (l->active < p->streams &&
+            (best == NULL || l->active < best->active))
+            best = l;
+        if (best != NULL && best->active == 0)
+            break;
+    }
+    return best;
+}
+
+static void pool_done(CURL *easy, CURLcode rc, void *arg);
+
+/* Start waiting requests while a lane has a free stream. */
+static void pump(struct kn_h2pool *p)
+{
+    struct http_xfer *x;
+    struct h2_lane *l;
+    while (!p->closing && p->head != NULL && (l = pick_lane(p)) != NULL) {
+        x = p->head;
+        p->head = x->qnext;
+        if (p->head == NULL)
+            p->tail = NULL;
+        x->qnext = NULL;
+        x->lane = l;
+        l->started++;
+        l->active++;
+        p->st.requests++;
+        if (p->budget > 0 && l->started >= p->budget) {
+            /* Its last request: a fresh lane takes its place now, the old
+             * one closes when its answers are in. */
+            for (size_t i = 0; i < p->nlanes; i++) {
+                if (p->lanes[i] == l)
+                    p->lanes[i] = NULL;
+            }
+            l->retired = 1;
+            l->next = p->retired;
+            p->retired = l;
+        }
+        kn_net_add(l->net, x->easy, pool_done, x);
+    }
+}
+
+static void pool_done(CURL *easy, CURLcode rc, void *arg)
+{
+    struct http_xfer *x = arg;
+    struct h2_lane *l = x->lane;
+    struct kn_h2pool *p = l->pool;
+    l->active--;
+    if (x->denied ||
+        (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && x->attempts > 0))
+        p->st.unknown++;
+    if (l->retired && l->active == 0 && !p->closing)
+        uv_timer_start(&p->reaper, on_reap, 0, 0);
+    on_done(easy, rc, x); /* the owner's callback; may send more */
+    pump(p);
+}
+
+struct kn_h2pool *kn__h2pool_new(uv_loop_t *loop, size_t conns, size_t streams,
+                                 size_t budget)
+{
+    struct kn_h2pool *p = kn_xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->nlanes = conns > 0 ? conns : 1;
+    p->streams = streams > 0 ? streams : 1;
+    p->budget = budget;
+    p->lanes = kn_xcalloc(p->nlanes, sizeof(*p->lanes));
+    uv_timer_init(loop, &p->reaper);
+    uv_unref((uv_handle_t *)&p->reaper);
+    return p;
+}
+
+void kn__h2pool_send(struct kn_h2pool *p, const struct kn_http_req *req,
+                     kn_http_cb *cb, void *arg)
+{
+    struct kn_http_req once = *req;
+    struct http_xfer *x;
+    once.once = 1;
+    x = xfer_new(&once, cb, arg);
+    if (p->closing) {
+        on_done(x->easy, CURLE_ABORTED_BY_CALLBACK, x);
+        return;
+    }
+    if (p->tail != NULL)
+        p->tail->qnext = x;
+    else
+        p->head = x;
+    p->tail = x;
+    pump(p);
+}
+
+void kn__h2pool_stats(const struct kn_h2pool *p, struct kn_h2pool_stats *st)
+{
+    *st = p->st;
+}
+
+static void on_pool_closed(uv_handle_t *h)
+{
+    struct kn_h2pool *p =
+        kn_container_of((uv_timer_t *)h, struct kn_h2pool, reaper);
+    free(p->lanes);
+    free(p);
+}
+
+void kn__h2pool_close(struct kn_h2pool *p)
+{
+    p->closing = 1;
+    /* Requests that never got a stream: aborted, never written. */
+    while (p->head != NULL) {
+        struct http_xfer *x = p->head;
+        p->head = x->qnext;
+        on_done(x->easy, CURLE_ABORTED_BY_CALLBACK, x);
+    }
+    p->tail = NULL;
+    /* kn_net_close aborts what is in flight (pool_done, then on_done). */
+    for (size_t i = 0; i < p->nlanes; i++) {
+        if (p->lanes[i] != NULL) {
+            kn_net_close(p->lanes[i]->net);
+            free(p->lanes[i]);
+            p->lanes[i] = NULL;
+        }
+    }
+    while (p->retired != NULL) {
+        struct h2_lane *l = p->retired;
+        p->retired = l->next;
+        kn_net_close(l->net);
+        free(l);
+    }
+    uv_timer_stop(&p->reaper);
+    uv_close((uv_handle_t *)&p->reaper, on_pool_closed);
 }

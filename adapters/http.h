@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
 #include "adapters/net.h"
 
@@ -23,6 +25,12 @@ struct kn_http_req {
     long timeout_ms;
     const char *ca_file; /* NULL: the system's CAs */
     int http2;           /* require HTTP/2 (APNs) */
+    /* 1: the provider has no idempotency key (FCM, APNs): curl must never
+     * send the request again by itself (libcurl 7.88 re-sends what was in
+     * flight on a connection that died, processed or not, even what the
+     * server refused unprocessed: it cannot tell them apart for us).  Any
+     * such loss ends the request with maybe_sent set instead. */
+    int once;
 };
 
 struct kn_http_resp {
@@ -32,6 +40,10 @@ struct kn_http_resp {
     size_t bodylen;
     const char *error;           /* transport error text when rc != CURLE_OK */
     struct curl_slist *_headers; /* "name: value" lines received */
+    /* With req.once and no answer: 1 when the request had been handed to
+     * a connection, so the provider may have acted on it (sending it again
+     * may duplicate); 0 when it never left. */
+    int maybe_sent;
 };
 
 /* Value of a response header (case-insensitive name), or NULL. */
@@ -49,5 +61,42 @@ void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
  * address (tests).  Else KN_EINVAL with the reason in *why.
  */
 int kn__http_url_ok(const char *url, const char **why);
+
+/*
+ * A pool of HTTP/2 connections for a provider without idempotency keys
+ * (FCM, APNs): kairan, not curl, decides what goes on which connection.
+ * Each connection is a curl multi handle of its own holding at most one
+ * connection ("lane"), so every request is known to have been written on
+ * exactly one connection; a lane carries at most `streams` requests at
+ * once and `budget` requests in its life (0: no limit).  At its budget a
+ * lane takes no more requests and a fresh lane replaces it at once; the
+ * old one closes when its last answer came.  This keeps a connection well
+ * below a server's reset limit (nghttp2 >= 1.57 sends GOAWAY after 1,000
+ * RST_STREAMs, and libcurl 7.88 may reset a stream after its answer), so
+ * no GOAWAY ever strands requests in flight.  Requests beyond the free
+ * streams wait in the pool, in order.
+ */
+struct kn_h2pool;
+
+struct kn_h2pool *kn__h2pool_new(uv_loop_t *loop, size_t conns, size_t streams,
+                                 size_t budget);
+
+/* As kn__http_send (req.once is implied); cb is called exactly once. */
+void kn__h2pool_send(struct kn_h2pool *p, const struct kn_http_req *req,
+                     kn_http_cb *cb, void *arg);
+
+/* What the pool did so far. */
+struct kn_h2pool_stats {
+    uint64_t lanes;    /* connections (lanes) opened */
+    uint64_t requests; /* requests started */
+    uint64_t unknown;  /* written, then no answer (maybe_sent) */
+};
+void kn__h2pool_stats(const struct kn_h2pool *p, struct kn_h2pool_stats *st);
+
+/*
+ * Abort every request (callbacks with CURLE_ABORTED_BY_CALLBACK), close
+ * the connections; the pool frees itself once its handles are closed.
+ */
+void kn__h2pool_close(struct kn_h2pool *p);
 
 #endif

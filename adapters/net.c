@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/kn.h"
@@ -28,11 +29,16 @@ struct kn_net {
     struct net_sock **socks; /* by descriptor: kept while curl keeps the
                                 connection open, even between transfers */
     size_t nsocks;
+    unsigned char *conn_fds; /* by descriptor: opened by open_socket */
+    size_t nconn_fds;
 };
 
 struct net_sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    int conn;   /* a connection socket (opened through open_socket): curl
+                   closes it through close_socket, so its poll may outlive
+                   CURL_POLL_REMOVE */
     int events; /* what uv polls for now */
     int wanted; /* curl has a transfer on this socket */
     int kick;   /* curl wants to write: try it before the loop blocks */
@@ -61,6 +67,7 @@ static void maybe_free(struct kn_net *net)
 {
     if (net->closing && net->open_handles == 0) {
         free(net->socks);
+        free(net->conn_fds);
         free(net);
     }
 }
@@ -156,6 +163,8 @@ static void on_timer(uv_timer_t *t)
  * an event comes meanwhile); it is closed for good when curl closes the
  * socket (close_socket below).
  */
+static void sock_close(struct kn_net *net, struct net_sock *s);
+
 static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
                      void *socketp)
 {
@@ -166,16 +175,27 @@ static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     if (s == NULL && fd >= 0 && (size_t)fd < net->nsocks)
         s = net->socks[fd];
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL)
-            s->wanted = 0;
         if (!net->closing)
             curl_multi_assign(net->multi, fd, NULL);
+        if (s != NULL && !s->conn) {
+            /* Not a connection (the threaded resolver's socketpair, say):
+             * curl closes it without close_socket, and the descriptor's
+             * number comes back for another socket, perhaps in another
+             * kn_net on this loop.  A poll left on it would then watch
+             * (or, stopped later, unregister) that other socket, and
+             * libuv aborts on the epoll_ctl that fails.  Close it now. */
+            sock_close(net, s);
+            return 0;
+        }
+        if (s != NULL)
+            s->wanted = 0;
         return 0;
     }
     if (s == NULL) {
         s = kn_xcalloc(1, sizeof(*s));
         s->fd = fd;
         s->net = net;
+        s->conn = (size_t)fd < net->nconn_fds && net->conn_fds[fd];
         if (uv_poll_init_socket(net->loop, &s->poll, fd) != 0) {
             free(s);
             return -1;
@@ -218,19 +238,46 @@ static int cb_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     return 0;
 }
 
+/* Forget a socket: stop and close its poll handle. */
+static void sock_close(struct kn_net *net, struct net_sock *s)
+{
+    if ((size_t)s->fd < net->nsocks && net->socks[s->fd] == s)
+        net->socks[s->fd] = NULL;
+    if (s->kick)
+        net->kicks--;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+}
+
+/* curl opens a connection socket: remember that it will be closed through
+ * close_socket (see CURL_POLL_REMOVE in cb_socket). */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+                                 struct curl_sockaddr *addr)
+{
+    struct kn_net *net = clientp;
+    curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+    (void)purpose;
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if ((size_t)fd >= net->nconn_fds) {
+        size_t n = (size_t)fd + 16;
+        net->conn_fds = kn_xrealloc(net->conn_fds, n);
+        memset(net->conn_fds + net->nconn_fds, 0, n - net->nconn_fds);
+        net->nconn_fds = n;
+    }
+    net->conn_fds[fd] = 1;
+    return fd;
+}
+
 /* curl closes a socket: its poll handle goes first (never a handle on a
  * descriptor number that may be reused by the next socket). */
 static int close_socket(void *clientp, curl_socket_t fd)
 {
     struct kn_net *net = clientp;
-    if (fd >= 0 && (size_t)fd < net->nsocks && net->socks[fd] != NULL) {
-        struct net_sock *s = net->socks[fd];
-        net->socks[fd] = NULL;
-        if (s->kick)
-            net->kicks--;
-        uv_poll_stop(&s->poll);
-        uv_close((uv_handle_t *)&s->poll, on_handle_closed);
-    }
+    if (fd >= 0 && (size_t)fd < net->nconn_fds)
+        net->conn_fds[fd] = 0;
+    if (fd >= 0 && (size_t)fd < net->nsocks && net->socks[fd] != NULL)
+        sock_close(net, net->socks[fd]);
     return close(fd);
 }
 
@@ -299,6 +346,8 @@ void kn_net_add(struct kn_net *net, CURL *easy, kn_net_done_cb *done, void *arg)
     x->done = done;
     x->arg = arg;
     x->easy = easy;
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, net);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, net);
     x->prev = NULL;

@@ -37,8 +37,14 @@ uint64_t kn_push_token_refreshes(const struct kn_adapter *a,
 
 /* Largest request payload either provider takes (bytes). */
 #define KN_PUSH_MAX_PAYLOAD 4096
-/* Requests in flight per HTTP/2 connection (the adapter's capacity). */
-#define KN_PUSH_STREAMS_PER_CONN 100
+/*
+ * Requests in flight per HTTP/2 connection (the adapter's capacity): below
+ * the 100 concurrent streams servers commonly allow, because a server may
+ * still count a stream whose answer we already read (Node's does) and
+ * refuse one more (REFUSED_STREAM), which libcurl 7.88 answers by
+ * abandoning the whole connection.
+ */
+#define KN_PUSH_STREAMS_PER_CONN 90
 
 /* ---- shared helpers (push.c) ---- */
 

@@ -245,6 +245,8 @@ static const struct key keys[] = {
     OPT("fcm", "ca_file", fcm_ca_file),
     DUR("fcm", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, fcm_timeout_ms),
     INT("fcm", "connections", "4", 1, 1000, fcm_connections),
+    INT("fcm", "requests_per_connection", "900", 0, 1000000000,
+        fcm_requests_per_connection),
     INT("fcm", "rate", "5000", 1, 1000000, fcm_rate),
 
     STR("apns", "api_base", "https://api.push.apple.com", apns_api_base, F_URL,
@@ -256,6 +258,8 @@ static const struct key keys[] = {
     OPT("apns", "ca_file", apns_ca_file),
     DUR("apns", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, apns_timeout_ms),
     INT("apns", "connections", "2", 1, 1000, apns_connections),
+    INT("apns", "requests_per_connection", "900", 0, 1000000000,
+        apns_requests_per_connection),
     INT("apns", "rate", "5000", 1, 1000000, apns_rate),
 
     STR("sendgrid", "api_base", "https://api.sendgrid.com", sendgrid_api_base,

@@ -124,7 +124,8 @@ struct kn_config {
     char *fcm_ca_file;
     int64_t fcm_timeout_ms;
     int64_t fcm_connections;
-    int64_t fcm_rate; /* requests per second */
+    int64_t fcm_requests_per_connection; /* 0: no limit */
+    int64_t fcm_rate;                    /* requests per second */
 
     /* [apns] Apple Push Notification service */
     char *apns_api_base; /* https://api.push.apple.com */
@@ -135,6 +136,7 @@ struct kn_config {
     char *apns_ca_file;
     int64_t apns_timeout_ms;
     int64_t apns_connections;
+    int64_t apns_requests_per_connection; /* 0: no limit */
     int64_t apns_rate;
 
     /* [sendgrid] */

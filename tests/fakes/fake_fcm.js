@@ -72,6 +72,25 @@
  * and Node's nghttp2 >= 1.57 answers 1000 such resets with GOAWAY
  * INTERNAL_ERROR: the rapid-reset defence).
  *
+ * The reset limit is nghttp2's own (Node bundles it): a session that
+ * receives more than 1,000 RST_STREAM frames (a token bucket refilled at
+ * 33 per second) is sent GOAWAY INTERNAL_ERROR with the last stream it
+ * received, and what was in flight on it is lost.  Every request
+ * processed is in requests.jsonl, so a test counts pushes per token.
+ *
+ * --goaway-after N: on every session, once N sends arrived, GOAWAY with
+ *   last-stream-id = the highest stream already acted on (graceful) or
+ *   the N-th one's if higher (hard) ({"ev":"goaway_sent",
+ *   "session","last","mode"}).  Streams above it are not processed,
+ *   also those held by a "delay" rule and not yet acted on
+ *   ({"ev":"refused_after_goaway","session","stream","token"}: RST
+ *   REFUSED_STREAM, the client may send them again, RFC 9113 8.7).
+ *   --goaway-mode graceful (default): streams up to last are answered,
+ *   then the session closes.  hard: they are processed (counted) but the
+ *   connection is destroyed before any answer goes out, as a server
+ *   that dies ({"ev":"unanswered","session","stream","token"} each): the
+ *   client cannot know their fate.
+ *
  * --port 0 picks a free port, written to --port-file once listening.
  * SIGTERM/SIGINT: close, (--stats) print counters to stderr, exit 0.
  */
@@ -90,6 +109,7 @@ function parseArgs(argv) {
         kid: null, clientEmail: null, project: null, aud: null,
         tokenTtl: 3600, tokenLifetime: null, store: null, control: null,
         maxStreams: 100, stats: false, noContentLength: false,
+        goawayAfter: 0, goawayMode: 'graceful',
     };
     const names = {
         '--port': 'port', '--port-file': 'portFile', '--cert': 'cert',
@@ -98,6 +118,7 @@ function parseArgs(argv) {
         '--aud': 'aud', '--token-ttl': 'tokenTtl',
         '--token-lifetime': 'tokenLifetime', '--store': 'store',
         '--control': 'control', '--max-streams': 'maxStreams',
+        '--goaway-after': 'goawayAfter', '--goaway-mode': 'goawayMode',
     };
     for (let i = 2; i < argv.length; i++) {
         const a = argv[i];
@@ -109,7 +130,7 @@ function parseArgs(argv) {
         }
         o[names[a]] = argv[++i];
     }
-    for (const k of ['port', 'tokenTtl', 'maxStreams'])
+    for (const k of ['port', 'tokenTtl', 'maxStreams', 'goawayAfter'])
         o[k] = Number(o[k]);
     o.tokenLifetime = o.tokenLifetime == null ? o.tokenTtl : Number(o.tokenLifetime);
     for (const k of ['cert', 'key', 'publicKey', 'kid', 'clientEmail', 'project']) {
@@ -402,9 +423,51 @@ function checkRequest(body) {
 let msgSeq = 0;
 
 function sessionOf(req) {
-    const s = req.stream ? req.stream.session : null;
+    const s = req.stream ? req.stream.__session || req.stream.session : null;
     if (s && s.__kid) return s.__kid;
     return req.socket && req.socket.__kid ? req.socket.__kid : null;
+}
+
+/*
+ * --goaway-after: count the sends of an h2 session; at the N-th, GOAWAY.
+ * Returns true when this request must not be processed (above the last
+ * stream id of a GOAWAY already sent).
+ */
+function refusedByGoaway(st, token) {
+    const s = st.__session;
+    if (!s || s.__goawayLast == null || st.id <= s.__goawayLast) return false;
+    writeEvent({ ev: 'refused_after_goaway', session: s.__kid, stream: st.id, token, ts: now() });
+    st.__ourReset = true;
+    if (!st.destroyed) st.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    return true;
+}
+
+function goawayGate(req, body) {
+    const st = req.stream;
+    if (!opt.goawayAfter || !st || !st.__session) return false;
+    const s = st.__session;
+    let token = null;
+    try { token = JSON.parse(body).message.token; } catch (e) { /* none */ }
+    if (refusedByGoaway(st, token)) return true;
+    s.__sends = (s.__sends || 0) + 1;
+    if (s.__sends === opt.goawayAfter && s.__goawayLast == null) {
+        /* graceful: the last stream acted on, so that what a "delay"
+         * rule holds (not acted on yet) is refused, see accept(); hard:
+         * the N-th, or a later stream already acted on. */
+        const last = opt.goawayMode === 'hard' || !s.__maxAccepted
+            ? Math.max(st.id, s.__maxAccepted || 0) : s.__maxAccepted;
+        s.__goawayLast = last;
+        writeEvent({ ev: 'goaway_sent', session: s.__kid, last, mode: opt.goawayMode, ts: now() });
+        s.goaway(http2.constants.NGHTTP2_NO_ERROR, last);
+        if (opt.goawayMode === 'hard') {
+            /* Processed, never answered: the connection dies now. */
+            s.__dead = true;
+            setImmediate(() => s.destroy());
+        }
+        /* graceful: the streams up to last are answered as usual; the
+         * client closes the connection when it has their answers. */
+    }
+    return false;
 }
 
 function onSend(req, res, body, project) {
@@ -461,7 +524,10 @@ function onSend(req, res, body, project) {
             return; /* never answered; the client times out */
         case 'reset':
             ev.status = 0; ev.code = 'RESET'; writeEvent(ev);
-            if (req.stream) req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+            if (req.stream) {
+                req.stream.__ourReset = true;
+                req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+            }
             else req.socket.destroy();
             return;
         case 'drop':
@@ -480,6 +546,10 @@ function onSend(req, res, body, project) {
 }
 
 function accept(req, res, body, m, ev) {
+    const st0 = req.stream;
+    if (opt.goawayAfter && st0 && refusedByGoaway(st0, m.token)) return;
+    if (st0 && st0.__session)
+        st0.__session.__maxAccepted = Math.max(st0.__session.__maxAccepted || 0, st0.id);
     const name = `projects/${opt.project}/messages/${Date.now()}${String(++msgSeq).padStart(6, '0')}`;
     stats.accepted++;
     ev.status = 200;
@@ -487,6 +557,13 @@ function accept(req, res, body, m, ev) {
     writeEvent(ev);
     writeRequest({ ts: now(), token: m.token || m.topic || m.condition, message: m,
         proto: ev.proto, session: ev.session, auth: ev.auth, bytes: body.length, name });
+    const st = req.stream;
+    if (st && (st.__session.__dead || st.destroyed || st.session == null)) {
+        /* Processed, and no way left to answer it. */
+        writeEvent({ ev: 'unanswered', session: st.__session.__kid, stream: st.id,
+            token: m.token, ts: now() });
+        return;
+    }
     send(res, 200, { name });
 }
 
@@ -509,16 +586,20 @@ const server = http2.createSecureServer({
     maxSessionInvalidFrames: 1e9,
 });
 
+/* Node emits 'session' for an h2 connection before our 'secureConnection'
+ * listener runs: h2 sessions are numbered there, HTTP/1.1 sockets here. */
 server.on('secureConnection', sock => {
+    if (sock.alpnProtocol === 'h2')
+        return;
     sock.__kid = ++sessionSeq;
     stats.sessions++;
     writeEvent({ ev: 'session', session: sock.__kid, alpn: sock.alpnProtocol || null, ts: now() });
-    if (sock.alpnProtocol !== 'h2')
-        sock.on('close', () => writeEvent({ ev: 'session_close', session: sock.__kid, ts: now() }));
+    sock.on('close', () => writeEvent({ ev: 'session_close', session: sock.__kid, ts: now() }));
 });
 server.on('session', s => {
-    /* The TLS socket under an HTTP/2 session carries our id. */
-    try { s.__kid = s.socket.__kid; } catch (e) { s.__kid = null; }
+    s.__kid = ++sessionSeq;
+    stats.sessions++;
+    writeEvent({ ev: 'session', session: s.__kid, alpn: 'h2', ts: now() });
     s.on('error', e => writeEvent({ ev: 'session_error', session: s.__kid,
         error: String(e && (e.code || e.message)), ts: now() }));
     s.on('goaway', (code, last) => writeEvent({ ev: 'goaway_received', session: s.__kid,
@@ -526,9 +607,9 @@ server.on('session', s => {
     s.on('frameError', (type, code, id) => writeEvent({ ev: 'frame_error', session: s.__kid,
         type, code, stream: id, ts: now() }));
     s.on('close', () => writeEvent({ ev: 'session_close', session: s.__kid, ts: now() }));
-    s.on('stream', st => st.on('close', () => {
+    s.on('stream', st => (st.__session = s) && st.on('close', () => {
         if (st.rstCode) writeEvent({ ev: 'stream_reset', session: s.__kid, stream: st.id,
-            code: st.rstCode, ts: now() });
+            code: st.rstCode, by: st.__ourReset ? 'server' : 'client', ts: now() });
     }));
 });
 
@@ -553,8 +634,10 @@ server.on('request', (req, res) => {
         const mt = /^\/v1\/projects\/([^/]+)\/messages:send$/.exec(url.pathname);
         if (url.pathname === '/token')
             return onToken(req, res, body);
-        if (mt && req.method === 'POST')
+        if (mt && req.method === 'POST') {
+            if (goawayGate(req, body)) return;
             return onSend(req, res, body, decodeURIComponent(mt[1]));
+        }
         /* Google's front end answers unknown paths with an HTML page. */
         writeEvent({ ev: 'send', ts: now(), status: 404, code: 'BAD_PATH', path: url.pathname,
             proto: req.httpVersion, session: sessionOf(req) });
