@@ -71,7 +71,10 @@ def run(rate, ahead=None):
     conf = {"routes": {"line": "line"},
             "line": {"api_base": url, "token": TOKEN, "rate": str(rate),
                      "connections": "8"},
-            "dispatcher": {"max_recipients": str(max(N, 100000))},
+            "dispatcher": {"max_recipients": str(max(N, 100000)),
+                           "expand_page": os.environ.get(
+                               "KAIRAN_BENCH_PAGE", "500")},
+            "redis": {"timeout_ms": "60s"},
             "http": {"listen": ""}}
     if ahead:
         conf["queue"] = {"expand_ahead_ms": ahead}

@@ -61,6 +61,8 @@ with Redis(out) as r, FakeLine(out) as line:
         "routes": {"line": "line"},
         "line": line.conf(rate="200", connections="8"),
         "dispatcher": {"max_recipients": str(max(N, 100000))},
+        # Storing 200,000 sealed recipients is one long script.
+        "redis": {"timeout_ms": "60s"},
         "http": {"listen": ""}})
     d = k.start()
     wait_for(lambda: "ready" in d.stderr_text(), 15, what="kairand ready")
