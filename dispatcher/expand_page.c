@@ -246,9 +246,31 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     return added;
 }
 
+/* A group entry of commit_page whose job the script builds: base job
+ * json j, then every member's field, rcpt, sealed address, index. */
+static void add_line_group_parts(struct kn_expander *e, struct kn_argv *a,
+                                 json_t *j, const struct line_member *m,
+                                 size_t cnt)
+{
+    kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+    e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
+    kn_argv_addi(a, (int64_t)cnt);
+    kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+    kn_argv_add(a, "");
+    for (size_t k = 0; k < cnt; k++) {
+        kn_argv_addf(a, "line:%s", m[k].bi);
+        kn_argv_add(a, m[k].rcpt);
+        kn_argv_add(a, m[k].sealed);
+        kn_argv_add(a, m[k].bi);
+    }
+}
+
 /*
  * LINE recipients of the page as multicast jobs of at most 500 user ids
- * (LINE's limit), one request each: group entries of commit_page.
+ * (LINE's limit), one request each: whole group entries of commit_page
+ * (the job's JSON with every member, built here, so that the script
+ * enqueues it as is unless it skips a member: Redis' one core is the
+ * scarce one).
  */
 static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
                             struct line_member *line, size_t nline)
@@ -256,7 +278,7 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
     for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
         size_t cnt = nline - off < 500 ? nline - off : 500;
         char key[64];
-        json_t *j;
+        json_t *j, *r, *ad, *ix;
         if (cnt == 1) {
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
                     line[off].bi, NULL, NULL);
@@ -266,7 +288,29 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
          * so the X-Line-Retry-Key derived from it is too. */
         snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
         j = job_json(e, KN_CH_LINE, key, NULL, NULL);
-        kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+        r = json_array();
+        ad = json_array();
+        ix = json_array();
+        for (size_t k = off; k < off + cnt; k++) {
+            json_array_append_new(r, json_string(line[k].rcpt));
+            json_array_append_new(ad, json_string(line[k].sealed));
+            json_array_append_new(ix, json_string(line[k].bi));
+        }
+        if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
+            json_array_size(ix) != cnt) {
+            /* A value that is not UTF-8 (jansson refuses it): the
+             * script builds the job itself, as it always could. */
+            json_decref(r);
+            json_decref(ad);
+            json_decref(ix);
+            add_line_group_parts(e, a, j, line + off, cnt);
+            json_decref(j);
+            continue;
+        }
+        json_object_set_new(j, KN_JOB_RCPT, r);
+        json_object_set_new(j, KN_JOB_ADDR, ad);
+        json_object_set_new(j, KN_JOB_INDEX, ix);
+        kn_argv_addi(a, 200 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
         e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
         kn_argv_addi(a, (int64_t)cnt);
         kn_argv_take(a, json_dumps(j, JSON_COMPACT));
@@ -275,8 +319,6 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         for (size_t k = off; k < off + cnt; k++) {
             kn_argv_addf(a, "line:%s", line[k].bi);
             kn_argv_add(a, line[k].rcpt);
-            kn_argv_add(a, line[k].sealed);
-            kn_argv_add(a, line[k].bi);
         }
     }
 }
