@@ -458,8 +458,11 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
         read_more(e);
 }
 
-/* Entries in hand at most: new ones wait in the stream beyond. */
-#define MAX_IN_HAND 64
+/* Entries in hand at most (a few hundred bytes each): new ones wait in
+ * the stream beyond.  Large, because an urgent broadcast is read only
+ * once there is room: every waiting broadcast holds a place until its
+ * last page. */
+#define MAX_IN_HAND 1024
 
 static void read_more(struct kn_expander *e)
 {

@@ -175,7 +175,8 @@ int kn__expand_fair_next(struct kn_expander *e);
 int kn__expand_fair_has(const struct kn_expander *e, const char *id);
 /* Entries waiting for a turn (for the cap on entries in hand). */
 size_t kn__expand_fair_count(const struct kn_expander *e);
-/* Renew our claim on every waiting entry not renewed for a second. */
+/* Renew our claim on the waiting entries (every claim_idle_ms / 8, those
+ * not renewed for claim_idle_ms / 4). */
 void kn__expand_fair_keep(struct kn_expander *e);
 /* Forget every waiting entry (they stay pending in Redis). */
 void kn__expand_fair_clear(struct kn_expander *e);

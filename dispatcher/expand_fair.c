@@ -254,17 +254,19 @@ size_t kn__expand_fair_count(const struct kn_expander *e)
 }
 
 /* Waiting entries must stay ours: another process would otherwise take
- * them over after queue.claim_idle_ms (XAUTOCLAIM) and expand them too. */
+ * them over after queue.claim_idle_ms (XAUTOCLAIM) and expand them too.
+ * As the worker does for the jobs in its hands: every claim_idle_ms / 8,
+ * those not renewed for claim_idle_ms / 4. */
 void kn__expand_fair_keep(struct kn_expander *e)
 {
-    int64_t now = kn_mono_ms();
-    if (now - e->swept_ms < 1000)
+    int64_t now = kn_mono_ms(), idle = e->d->cfg->claim_idle_ms / 4;
+    if (now - e->swept_ms < idle / 2)
         return;
     e->swept_ms = now;
     for (int p = 0; p < 2; p++) {
         for (struct xtenant *t = e->ring[p]; t != NULL; t = t->next) {
             for (struct xentry *x = t->head; x != NULL; x = x->next) {
-                if (now - x->kept_ms < 1000)
+                if (now - x->kept_ms < idle)
                     continue;
                 x->kept_ms = now;
                 kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, x->id);
@@ -272,7 +274,7 @@ void kn__expand_fair_keep(struct kn_expander *e)
         }
     }
     for (struct xentry *x = e->queue; x != NULL; x = x->next) {
-        if (now - x->kept_ms >= 1000) {
+        if (now - x->kept_ms >= idle) {
             x->kept_ms = now;
             kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, x->id);
         }
