@@ -158,6 +158,7 @@ static const struct key keys[] = {
     DUR("queue", "retry_cap_ms", "5m", 10 * MS, 1 * DAY, retry_cap_ms),
     DUR("queue", "claim_idle_ms", "2m", 1 * SEC, 1 * DAY, claim_idle_ms),
     INT("queue", "max_depth", "200000", 1, 1000000000, max_depth),
+    DUR("queue", "expand_ahead_ms", "1s", 50 * MS, 1 * MIN, expand_ahead_ms),
     DUR("queue", "block_ms", "500ms", 10 * MS, 5 * SEC, block_ms),
 
     DUR("dispatcher", "drain_ms", "10s", 0, 1 * HOUR, drain_ms),

@@ -49,6 +49,8 @@ struct kn_config {
     int64_t claim_idle_ms; /* XAUTOCLAIM min idle */
     int64_t max_depth;     /* expansion pauses above this stream length */
     int64_t block_ms;      /* XREADGROUP BLOCK */
+    /* expansion also pauses above this much of a stream's sending */
+    int64_t expand_ahead_ms;
 
     /* [dispatcher] */
     int64_t drain_ms;       /* graceful drain on SIGTERM */

@@ -341,17 +341,25 @@ static void start_entry(struct kn_expander *e)
     free(key);
 }
 
-/* Take the next queued entry, or read more. */
+/*
+ * Go on with the expansion, unless a step of the current entry runs:
+ *   1. an entry set aside after a failure, once due, then new entries:
+ *      each is read and resolved, then waits for its turn (expand_fair.c);
+ *   2. the next turn: a page of the broadcast whose turn it is;
+ *   3. nothing to do: wait for new entries.
+ * A read of the stream is kept outstanding meanwhile (on its own
+ * connection), so that a new broadcast joins the turns within a page.
+ */
 static void next_entry(struct kn_expander *e)
 {
     if (e->closed)
         return;
-    if (e->cur != NULL) {
-        start_entry(e); /* retrying the current one */
-        return;
-    }
+    if (e->cur != NULL)
+        return; /* a step is running (a timer or a read came meanwhile) */
     if (e->d->stopping)
         return;
+    kn__expand_fair_keep(e);
+    read_more(e);
     /* An entry set aside after a failure goes first once due (so that it
      * reaches its bound even under load), but never before: meanwhile
      * the others go on. */
@@ -359,7 +367,7 @@ static void next_entry(struct kn_expander *e)
         e->cur = e->deferred;
         e->deferred = e->cur->next;
         e->cur->next = NULL;
-        e->heartbeat_ms = kn_mono_ms();
+        e->cur->kept_ms = kn_mono_ms();
         start_entry(e);
         return;
     }
@@ -367,11 +375,17 @@ static void next_entry(struct kn_expander *e)
         e->cur = e->queue;
         e->queue = e->cur->next;
         e->cur->next = NULL;
-        e->heartbeat_ms = kn_mono_ms();
+        e->cur->kept_ms = kn_mono_ms();
         start_entry(e);
         return;
     }
-    read_more(e);
+    if (kn__expand_fair_next(e))
+        kn__expand_page(e);
+}
+
+void kn__expand_resume(struct kn_expander *e)
+{
+    next_entry(e);
 }
 
 /* 1 if the entry id is in hand already (current, queued or set aside). */
@@ -387,7 +401,7 @@ static int known_entry(const struct kn_expander *e, const char *id)
         if (strcmp(x->id, id) == 0)
             return 1;
     }
-    return 0;
+    return kn__expand_fair_has(e, id);
 }
 
 static void enqueue_entries(struct kn_expander *e, const redisReply *entries)
@@ -429,20 +443,39 @@ static void on_read(struct kn_redis *r, redisReply *rep, void *arg)
         } else {
             kn_log(KN_LOG_ERROR, "expand", "reading the broadcasts failed",
                    "stream", e->stream, "error", rep->str, NULL);
-            kn__expand_later(e, next_entry, 1000);
+            e->read_after_ms = kn_mono_ms() + 1000;
+            if (e->cur == NULL)
+                kn__expand_later(e, next_entry, 1000);
         }
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
         enqueue_entries(e, rep->element[0]->element[1]);
-    next_entry(e);
+    /* Busy with a page: the new entries join at its end. */
+    if (e->cur == NULL)
+        next_entry(e);
+    else
+        read_more(e);
 }
+
+/* Entries in hand at most (a few hundred bytes each): new ones wait in
+ * the stream beyond.  Large, because an urgent broadcast is read only
+ * once there is room: every waiting broadcast holds a place until its
+ * last page. */
+#define MAX_IN_HAND 1024
 
 static void read_more(struct kn_expander *e)
 {
     int64_t wait = e->d->cfg->block_ms;
+    size_t n = kn__expand_fair_count(e);
     if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk) ||
-        e->cur != NULL)
+        kn_mono_ms() < e->read_after_ms)
+        return;
+    for (const struct xentry *x = e->queue; x != NULL; x = x->next)
+        n++;
+    for (const struct xentry *x = e->deferred; x != NULL; x = x->next)
+        n++;
+    if (n >= MAX_IN_HAND)
         return;
     if (e->deferred != NULL) {
         /* Wake up in time for the first entry set aside. */
@@ -512,7 +545,7 @@ int kn__expander_idle(const struct kn_expander *e)
 void kn__expander_claimed(struct kn_expander *e, const redisReply *entries)
 {
     enqueue_entries(e, entries);
-    if (e->cur == NULL && !e->reading)
+    if (e->cur == NULL)
         next_entry(e);
 }
 
@@ -538,6 +571,7 @@ void kn__expander_close(struct kn_expander *e)
         kn__expand_xentry_free(x);
     }
     kn__expand_bc_clear(e);
+    kn__expand_fair_clear(e);
     kn_argv_free(&e->step_keys);
     free(e->fail_err);
     free(e->stream);

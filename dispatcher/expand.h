@@ -17,15 +17,49 @@
 
 #include "common/argv.h"
 #include "dispatcher/daemon.h"
+#include "queue/scripts.h"
+
+/* What an entry keeps of its broadcast between two of its turns
+ * (expand_fair.c): the routing fields read by kn__expand_on_meta and the
+ * checkpoint of its expansion. */
+struct xbc {
+    char *tenant;
+    int urgent, preferred, ack;
+    enum kn_channel chans[KN_CH__COUNT];
+    size_t nchans;
+    int64_t expires_ms;
+    int64_t aud_n, page;
+};
 
 struct xentry {
     char *id;  /* stream entry id */
     char *bc;  /* {id}: broadcast id */
     char *raw; /* {job}: raw JSON */
     size_t rawlen;
-    int fails;      /* failures counted (Redis keeps the shared count) */
-    int64_t due_ms; /* set aside after a failure: not before (monotonic) */
+    int fails;        /* failures counted (Redis keeps the shared count) */
+    int64_t due_ms;   /* set aside after a failure: not before (monotonic) */
+    int64_t kept_ms;  /* our claim on it last renewed (monotonic) */
+    struct xbc saved; /* its broadcast, while it waits for its turn */
     struct xentry *next;
+};
+
+/* A tenant with broadcasts waiting for their turn (expand_fair.c). */
+struct xtenant {
+    char *name;
+    int64_t deficit;            /* recipients it may still expand (DRR) */
+    int in_turn;                /* its quantum has been given for this round */
+    struct xentry *head, *tail; /* its broadcasts, in arrival order */
+    struct xtenant *next;
+};
+
+/* One job stream as the expander sees it: the entries it added (at most:
+ * commit_page skips an address already queued), what the stream held at
+ * the last look and how many it had added by then, when, and how fast the
+ * stream drains (jobs per ms). */
+struct xstream {
+    int64_t mine, pending; /* added by committed pages / the page in work */
+    int64_t len, mine_then, at_ms;
+    double rate;
 };
 
 /* The keys a step touches with the type kairan keeps in each, so that a
@@ -37,10 +71,18 @@ struct kn_expander {
     struct kn_redis *blk;
     char *stream;
     int started, closed, reading;
+    int64_t read_after_ms; /* a read failed: not again before (monotonic) */
     struct xentry *queue, *cur;
     struct xentry *deferred; /* failed entries, by due time */
     uv_timer_t timer;        /* pause (depth), retry after errors */
     void (*timer_step)(struct kn_expander *);
+
+    /* broadcasts being expanded, waiting for their turn: per priority
+     * (0 urgent, 1 normal), a round of tenants (expand_fair.c) */
+    struct xtenant *ring[2];
+    int deep_streak;  /* turns in a row that found their stream full */
+    int64_t swept_ms; /* claims of the waiting entries last renewed */
+    struct xstream qs[KN_QUEUE_STREAMS];
 
     /* the broadcast being expanded */
     char *tenant;
@@ -49,12 +91,12 @@ struct kn_expander {
     size_t nchans;
     int64_t expires_ms;
     int64_t aud_n, page;
+    int64_t page_cost; /* recipients of the page being expanded */
     /* the page being built */
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
     size_t nrj, lookups;
     int page_lost; /* a lookup got no reply: the page is read again */
-    int64_t heartbeat_ms;
 
     /* the step running on the current entry, for a failure's reason */
     const char *step;
@@ -94,6 +136,10 @@ void kn__expand_park(struct kn_expander *e, const char *reason,
 /* The entry is handled: XACK + XDEL together, then the next one. */
 void kn__expand_ack_del(struct kn_expander *e);
 
+/* Go on: the current entry again, an entry due or new, or the next turn
+ * (expand_fair.c); else read the stream. */
+void kn__expand_resume(struct kn_expander *e);
+
 /* Run step(e) after ms (one timer: replaces a step waiting). */
 void kn__expand_later(struct kn_expander *e, void (*step)(struct kn_expander *),
                       int64_t ms);
@@ -109,6 +155,39 @@ void kn__expand_raw(struct kn_expander *e);
 /* The reply of HGETALL bc:<id> for the current entry: skip it, schedule
  * it, or resolve its audience and start paging. */
 void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
+
+/* ---- expand_fair.c ---- */
+
+/* The current entry's broadcast is resolved: it joins its tenant's
+ * broadcasts waiting for their turn, and the expander goes on. */
+void kn__expand_admitted(struct kn_expander *e);
+/* A page of the current entry is committed (cost: its recipients): the
+ * entry goes back to the head of its tenant's line, and the next turn
+ * (perhaps its own) starts. */
+void kn__expand_turn_over(struct kn_expander *e, int64_t cost);
+/* The current entry's streams are full: its tenant's turn ends without a
+ * page; after a whole round of full streams the expander waits a little. */
+void kn__expand_blocked(struct kn_expander *e);
+/* Start the next turn: the next broadcast by priority and DRR, restored
+ * into the expander.  Returns 0 when no broadcast waits. */
+int kn__expand_fair_next(struct kn_expander *e);
+/* 1 if entry id waits for its turn here. */
+int kn__expand_fair_has(const struct kn_expander *e, const char *id);
+/* Entries waiting for a turn (for the cap on entries in hand). */
+size_t kn__expand_fair_count(const struct kn_expander *e);
+/* Renew our claim on the waiting entries (every claim_idle_ms / 8, those
+ * not renewed for claim_idle_ms / 4). */
+void kn__expand_fair_keep(struct kn_expander *e);
+/* Forget every waiting entry (they stay pending in Redis). */
+void kn__expand_fair_clear(struct kn_expander *e);
+/* How deep stream i may be before expansion waits: about
+ * queue.expand_ahead_ms of its measured drain rate, at least
+ * KN_EXPAND_MIN_AHEAD jobs, at most queue.max_depth.  The sample (its
+ * XLEN) updates the drain rate: what left it is what it held, plus what
+ * this expander added since, less what it holds now (another process'
+ * expander adding to it too makes the rate look lower: the stream only
+ * gets shallower). */
+int64_t kn__expand_depth_limit(struct kn_expander *e, int i, int64_t len);
 
 /* ---- expand_page.c ---- */
 

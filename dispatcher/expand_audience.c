@@ -47,7 +47,7 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
     }
     e->aud_n = rep->element[1]->integer;
     kn_log(KN_LOG_INFO, "expand", "expanding", "bc", e->cur->bc, NULL);
-    kn__expand_page(e);
+    kn__expand_admitted(e); /* it waits for its turn */
 }
 
 static const char *hget(const redisReply *h, const char *k)

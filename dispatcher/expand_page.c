@@ -85,6 +85,7 @@ static void add_job(struct kn_expander *e, struct kn_argv *a,
     j = job_json(e, ch, key, platform, fallback);
     kn_job_set_rcpt(j, rcpt, sealed, bi);
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
+    e->qs[(int)ch * 2 + (e->urgent ? 0 : 1)].pending++;
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
     kn_argv_take(a, json_dumps(j, JSON_COMPACT));
     kn_argv_add(a, rcpt);
@@ -249,9 +250,31 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     return added;
 }
 
+/* A group entry of commit_page whose job the script builds: base job
+ * json j, then every member's field, rcpt, sealed address, index. */
+static void add_line_group_parts(struct kn_expander *e, struct kn_argv *a,
+                                 json_t *j, const struct line_member *m,
+                                 size_t cnt)
+{
+    kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+    e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
+    kn_argv_addi(a, (int64_t)cnt);
+    kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+    kn_argv_add(a, "");
+    for (size_t k = 0; k < cnt; k++) {
+        kn_argv_addf(a, "line:%s", m[k].bi);
+        kn_argv_add(a, m[k].rcpt);
+        kn_argv_add(a, m[k].sealed);
+        kn_argv_add(a, m[k].bi);
+    }
+}
+
 /*
  * LINE recipients of the page as multicast jobs of at most 500 user ids
- * (LINE's limit), one request each: group entries of commit_page.
+ * (LINE's limit), one request each: whole group entries of commit_page
+ * (the job's JSON with every member, built here, so that the script
+ * enqueues it as is unless it skips a member: Redis' one core is the
+ * scarce one).
  */
 static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
                             struct line_member *line, size_t nline)
@@ -259,7 +282,7 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
     for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
         size_t cnt = nline - off < 500 ? nline - off : 500;
         char key[64];
-        json_t *j;
+        json_t *j, *r, *ad, *ix;
         if (cnt == 1) {
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
                     line[off].bi, NULL, NULL);
@@ -269,7 +292,30 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
          * so the X-Line-Retry-Key derived from it is too. */
         snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
         j = job_json(e, KN_CH_LINE, key, NULL, NULL);
-        kn_argv_addi(a, 100 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+        r = json_array();
+        ad = json_array();
+        ix = json_array();
+        for (size_t k = off; k < off + cnt; k++) {
+            json_array_append_new(r, json_string(line[k].rcpt));
+            json_array_append_new(ad, json_string(line[k].sealed));
+            json_array_append_new(ix, json_string(line[k].bi));
+        }
+        if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
+            json_array_size(ix) != cnt) {
+            /* A value that is not UTF-8 (jansson refuses it): the
+             * script builds the job itself, as it always could. */
+            json_decref(r);
+            json_decref(ad);
+            json_decref(ix);
+            add_line_group_parts(e, a, j, line + off, cnt);
+            json_decref(j);
+            continue;
+        }
+        json_object_set_new(j, KN_JOB_RCPT, r);
+        json_object_set_new(j, KN_JOB_ADDR, ad);
+        json_object_set_new(j, KN_JOB_INDEX, ix);
+        kn_argv_addi(a, 200 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
+        e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
         kn_argv_addi(a, (int64_t)cnt);
         kn_argv_take(a, json_dumps(j, JSON_COMPACT));
         kn_argv_add(a, "");
@@ -277,23 +323,30 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         for (size_t k = off; k < off + cnt; k++) {
             kn_argv_addf(a, "line:%s", line[k].bi);
             kn_argv_add(a, line[k].rcpt);
-            kn_argv_add(a, line[k].sealed);
-            kn_argv_add(a, line[k].bi);
         }
     }
 }
+
+static long long page_start(const struct kn_expander *e, int64_t p);
 
 static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
     long long code;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+            e->qs[i].pending = 0;
         kn__expand_page_clear(e);
         kn__expand_failed(e, rep);
         return;
     }
     code = rep->element[0]->integer;
     kn__expand_page_clear(e);
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        if (code > 0)
+            e->qs[i].mine += e->qs[i].pending;
+        e->qs[i].pending = 0;
+    }
     if (code < 0) {
         kn_log(KN_LOG_INFO, "expand", "broadcast cancelled during expansion",
                "bc", e->cur->bc, NULL);
@@ -303,11 +356,14 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
     e->page++;
     /* Keep our claim on the entry fresh, so nobody takes over a long but
      * healthy expansion (XCLAIM with min-idle 0 resets its idle time). */
-    if (kn_mono_ms() - e->heartbeat_ms > 1000) {
-        e->heartbeat_ms = kn_mono_ms();
+    if (kn_mono_ms() - e->cur->kept_ms > 1000) {
+        e->cur->kept_ms = kn_mono_ms();
         kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, e->cur->id);
     }
-    kn__expand_page(e);
+    if (page_start(e, e->page) >= e->aud_n)
+        kn__expand_done(e);
+    else
+        kn__expand_turn_over(e, e->page_cost); /* the next turn */
 }
 
 /* Every recipient of the page is known: build and commit its jobs. */
@@ -483,6 +539,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
     }
     e->page_lost = 0;
     e->nrj = rep->elements;
+    e->page_cost = (int64_t)rep->elements;
     e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
     e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
     e->lookups = 1; /* held until every lookup is sent */
@@ -544,7 +601,8 @@ static long long page_start(const struct kn_expander *e, int64_t p)
 struct depth {
     struct kn_expander *e;
     int left, deep;
-    char *err; /* a stream that cannot be read: its error */
+    int si[KN_CH__COUNT], done; /* stream index of each reply, in order */
+    char *err;                  /* a stream that cannot be read: its error */
     int lost;
 };
 
@@ -561,10 +619,15 @@ static void range_page(struct kn_expander *e)
     free(aud);
 }
 
+/*
+ * One stream's XLEN against the limit (kn__expand_depth_limit: about
+ * queue.expand_ahead_ms of its drain rate, never above queue.max_depth).
+ */
 static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct depth *dp = arg;
     struct kn_expander *e = dp->e;
+    int si = dp->si[dp->done++];
     /* A stream that answers with an error is not "deep": waiting would
      * never end.  It is a failure of this entry (counted, parked). */
     if (rep == NULL)
@@ -572,7 +635,7 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
     else if (rep->type == REDIS_REPLY_ERROR && dp->err == NULL)
         dp->err = kn_xstrdup(rep->str);
     else if (rep->type == REDIS_REPLY_INTEGER &&
-             rep->integer > e->d->cfg->max_depth)
+             rep->integer > kn__expand_depth_limit(e, si, rep->integer))
         dp->deep = 1;
     if (--dp->left > 0)
         return;
@@ -584,8 +647,7 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
         fake.len = dp->err ? strlen(dp->err) : 0;
         kn__expand_failed(e, dp->err ? &fake : NULL);
     } else if (dp->deep) {
-        kn__expand_later(e, kn__expand_page,
-                         200); /* backpressure: let the workers catch up */
+        kn__expand_blocked(e); /* its turn ends; the workers catch up */
     } else {
         range_page(e);
     }
@@ -593,7 +655,7 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
     free(dp);
 }
 
-/* Next page, or done.  Pauses while a target stream is too deep. */
+/* Next page, or done.  Waits while a target stream is too deep. */
 void kn__expand_page(struct kn_expander *e)
 {
     struct depth *dp;
@@ -617,6 +679,7 @@ void kn__expand_page(struct kn_expander *e)
     for (size_t i = 0; i < e->nchans; i++) {
         char *key = kn__key(e->d, "q:%s:%s", kn_channel_name(e->chans[i]),
                             e->urgent ? "urgent" : "normal");
+        dp->si[i] = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
         kn__expand_step_key(e, kn_xstrdup(key), "stream");
         if (kn_redis_cmd(e->d->cmd, on_depth, dp, "XLEN %s", key) < 0)
             on_depth(e->d->cmd, NULL, dp);

@@ -73,16 +73,24 @@ for j = 0, nj - 1 do
   end
   local fields, rcpts = split(ARGV[a + 1]), split(ARGV[a + 3])
   local n = 0
+  -- One HMGET and one HSET for the job's fields (a LINE multicast job has
+  -- up to 500), not two calls per field.  A field twice in one job is
+  -- recorded once.
+  local cur = #fields > 0 and redis.call('HMGET', bcr, unpack(fields)) or {}
+  local set, seen = {}, {}
   for k, field in ipairs(fields) do
-    if not is_final(redis.call('HGET', bcr, field)) then
-      redis.call('HSET', bcr, field, code .. '|' .. (rcpts[k] or '') ..
-        '|' .. now .. '|' .. detail)
+    if not is_final(cur[k]) and not seen[field] then
+      seen[field] = true
+      set[#set + 1] = field
+      set[#set + 1] = code .. '|' .. (rcpts[k] or '') .. '|' .. now ..
+        '|' .. detail
       local f = 'n:' .. (string.match(field, '^(%a+):') or '?') .. ':' ..
         state
       b.incr[f] = (b.incr[f] or 0) + 1
       n = n + 1
     end
   end
+  if #set > 0 then redis.call('HSET', bcr, unpack(set)) end
   if n > 0 then
     b.final = b.final + n
     if state == 'delivered' then

@@ -205,6 +205,44 @@ with Redis(out) as r:
         c.call("HSET", bc("cp"), "status", "cancelled")
         assert ev("commit_page", page_keys("cp"), [2, 0, P]) == [-1, 0]
 
+    with tap.check("commit_page: a whole LINE group job is enqueued as given "
+                   "when every member is new, else with the new ones only"):
+        import json
+        c.call("HSET", bc("cw"), "status", "sending")
+        c.call("SADD", P + "dead:line", "w4")
+        whole = json.dumps({"b": "cw", "key": "line:p0.0", "r": ["r1", "r2"],
+                            "a": ["s1", "s2"], "i": ["w1", "w2"]},
+                           separators=(",", ":"))
+        assert ev("commit_page", page_keys("cw"),
+                  [0, 0, P, 203, 2, whole, "", "line:w1", "r1", "line:w2",
+                   "r2"]) == [1, 2]
+        e = c.call("XRANGE", streams[3], "-", "+")
+        assert e[-1][1][1].decode() == whole, e[-1]
+        n0 = c.call("XLEN", streams[3])
+        # w1 again (taken before), w3 twice, w4 dead: only w3, once.
+        part = json.dumps({"b": "cw", "key": "line:p1.0",
+                           "r": ["r1", "r3", "r3b", "r4"],
+                           "a": ["s1", "s3", "s3", "s4"],
+                           "i": ["w1", "w3", "w3", "w4"]})
+        assert ev("commit_page", page_keys("cw"),
+                  [1, 0, P, 203, 4, part, "", "line:w1", "r1", "line:w3",
+                   "r3", "line:w3", "r3b", "line:w4", "r4"]) == [1, 1]
+        e = c.call("XRANGE", streams[3], "-", "+")
+        assert c.call("XLEN", streams[3]) == n0 + 1, e
+        job = json.loads(e[-1][1][1])
+        assert (job["r"], job["a"], job["i"], job["key"]) == (
+            ["r3"], ["s3"], ["w3"], "line:p1.0"), job
+        rr = hgetall(c, bc("cw", ":r"))
+        assert rr == {"line:w1": "q|r1", "line:w2": "q|r2", "line:w3": "q|r3",
+                      "line:w4": "x|r4|0|dead"}, rr
+        h = hgetall(c, bc("cw"))
+        assert (h["jobs"], h["n:line:total"], h["n:line:dead"]) == (
+            "3", "3", "1"), h
+        # All members taken before: no job at all.
+        assert ev("commit_page", page_keys("cw"),
+                  [2, 0, P, 203, 1, whole, "", "line:w2", "r2"]) == [1, 0]
+        assert c.call("XLEN", streams[3]) == n0 + 1
+
     with tap.check("expand_done: done when every job is final; leaves active"):
         c.call("HSET", bc("ed"), "status", "sending", "jobs", 1, "final", 0)
         c.call("ZADD", P + "active", NOW, "ed")
