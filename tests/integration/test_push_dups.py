@@ -156,7 +156,7 @@ with tap.check("[4] the server dies after processing, before answering: "
     c = per_token(fake)
     unanswered = {e["token"] for e in fake.events("unanswered")}
     twice = {t for t, v in c.items() if v > 1}
-    tap.diag("[4] %d processed but never answered; %d tokens got two pushes "
+    tap.diag("[4] %d processed but never answered; %d tokens got more than one push "
              "(%.2f %%)" % (len(unanswered), len(twice),
                             100.0 * len(twice) / N4))
     assert set(c) == set(toks), "missing %d" % len(set(toks) - set(c))
@@ -164,7 +164,12 @@ with tap.check("[4] the server dies after processing, before answering: "
     # every such one was sent again (never skipped).
     assert twice == unanswered, "unexplained %r, not re-sent %r" % (
         list(twice - unanswered)[:3], list(unanswered - twice)[:3])
-    assert max(c.values()) <= 2, c.most_common(3)
+    # A token is processed once more for each time the server processed
+    # it without answering (a re-sent request may land on the next
+    # connection the server kills too): never more.
+    lost = collections.Counter(e["token"] for e in fake.events("unanswered"))
+    extra = {t: (v - 1, lost[t]) for t, v in c.items() if v - 1 != lost[t]}
+    assert not extra, list(extra.items())[:3]
 
 # ---------------------------------------------------------------- [5]
 # Connections killed mid-flight: 20 times the fake destroys the connection
