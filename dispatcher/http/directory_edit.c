@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +26,8 @@
 #include "model/audit.h"
 #include "model/broadcast.h"
 #include "model/directory.h"
+#include "model/address.h"
+#include "model/dsn.h"
 #include "model/label.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
@@ -33,12 +36,13 @@ struct edit_job {
     uv_work_t work;
     struct http_srv *srv;
     struct conn *c;
-    int patch;
+    int patch; /* 0 GET, 1 PATCH, 2 DELETE /v1/suppressions/{ref} */
     char *tenant, *id;
     /* PATCH */
-    char what[8];
+    char what[12];
     char *name, *cls, *groups;
     int active, gindex, goff;
+    char *gname, *gemail, *gphone; /* a guardian's, plaintext */
     int rc; /* 1 done, 0 unknown id, -1 unknown guardian, KN_EIO */
     json_t *answer;
 };
@@ -50,6 +54,13 @@ static void job_free(struct edit_job *j)
     free(j->name);
     free(j->cls);
     free(j->groups);
+    free(j->gname);
+    if (j->gemail != NULL)
+        OPENSSL_cleanse(j->gemail, strlen(j->gemail));
+    free(j->gemail);
+    if (j->gphone != NULL)
+        OPENSSL_cleanse(j->gphone, strlen(j->gphone));
+    free(j->gphone);
     if (j->answer != NULL)
         json_decref(j->answer);
     free(j);
@@ -78,20 +89,76 @@ static json_t *unsealed(const struct kn_keyring *kr, const char *sealed)
     return v;
 }
 
-/* One guardian as the answer shows it: its channels, never an address. */
-static json_t *guardian(const struct kn_keyring *kr, json_t *g, int index,
-                        const char *sealed_name)
+/* The e-mail address masked (model: kn_mask_address), or null. */
+static json_t *masked_email(const struct kn_keyring *kr, const char *sealed)
+{
+    char *plain = NULL, m[128];
+    if (sealed == NULL || kn_unseal(kr, "email", sealed, &plain, NULL) < 0)
+        return json_null();
+    kn_mask_address(plain, m, sizeof(m));
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+    return json_string(m);
+}
+
+/* The suppression of the address with blind index bi (supp:<tenant>,
+ * issue 18), or null: its ref (the blind index, for DELETE
+ * /v1/suppressions/{ref}), kind, since, status and reasons. */
+static json_t *suppression(redisContext *rc, const char *supp, const char *bi)
+{
+    redisReply *r;
+    json_t *o = json_null();
+    if (bi == NULL)
+        return o;
+    r = redisCommand(rc, "HGET %s %s", supp, bi);
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        /* "<h|s>|<ms>|<detail>|<rcpt>|<bcast>|<sealed>" */
+        char *v = kn_xstrdup(r->str), *parts[4] = {0}, *p = v, st[16] = "";
+        int np = 0, carrier = 0;
+        while (np < 4 && p != NULL) {
+            parts[np++] = p;
+            p = strchr(p, '|');
+            if (p != NULL)
+                *p++ = '\0';
+        }
+        if (np >= 3)
+            kn_bounce_detail_parse(parts[2], st, sizeof(st), &carrier);
+        o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "ref", bi, "kind",
+                      v[0] == 'h' ? "hard" : "soft", "since_ms",
+                      (json_int_t)(np > 1 ? strtoll(parts[1], NULL, 10) : 0),
+                      "status", st, "reason", kn_dsn_reason(st, carrier, 0),
+                      "reason_ja", kn_dsn_reason(st, carrier, 1));
+        free(v);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return o;
+}
+
+/* One guardian as the answer shows it: its channels, its e-mail address
+ * masked and whether it is suppressed, whether it has a phone number
+ * (never the number). */
+static json_t *guardian(const struct kn_keyring *kr, redisContext *rc,
+                        const char *supp, json_t *g, int index,
+                        const char *sealed_name, int has_phone)
 {
     json_t *ch = json_array();
-    if (json_object_get(g, KN_DIR_EMAIL) != NULL)
+    const char *e = json_string_value(json_object_get(g, KN_DIR_EMAIL));
+    if (e != NULL)
         json_array_append_new(ch, json_string("email"));
     if (json_object_get(g, KN_DIR_LINE) != NULL)
         json_array_append_new(ch, json_string("line"));
     if (json_array_size(json_object_get(g, KN_DIR_PUSH)) > 0)
         json_array_append_new(ch, json_string("push"));
-    return json_pack("{s:i, s:o, s:o, s:b}", "index", index, "name",
-                     unsealed(kr, sealed_name), "channels", ch, "active",
-                     !json_is_true(json_object_get(g, KN_DIR_OFF)));
+    return json_pack("{s:i, s:o, s:o, s:b, s:o, s:b, s:o}", "index", index,
+                     "name", unsealed(kr, sealed_name), "channels", ch,
+                     "active", !json_is_true(json_object_get(g, KN_DIR_OFF)),
+                     "email", masked_email(kr, e), "phone", has_phone,
+                     "suppression",
+                     e == NULL ? json_null()
+                               : suppression(rc, supp,
+                                             json_string_value(json_object_get(
+                                                 g, KN_DIR_EMAIL_INDEX))));
 }
 
 static json_t *groups_array(const char *s)
@@ -112,9 +179,10 @@ static void work_get(redisContext *rc, struct edit_job *j)
 {
     const struct kn_keyring *kr = j->srv->d->kr;
     char *k = kn_key_rcpt(j->srv->d->prefix, j->tenant, j->id);
+    char *supp = kn_key_supp(j->srv->d->prefix, j->tenant);
     redisReply *r = redisCommand(rc,
                                  "HMGET %s name grade class groups active c "
-                                 "number guardian",
+                                 "number guardian phone",
                                  k);
     json_t *c, *gs, *g;
     size_t i;
@@ -130,14 +198,16 @@ static void work_get(redisContext *rc, struct edit_job *j)
     c = json_loads(hval(r, 5), 0, NULL);
     gs = json_array();
     if (c != NULL) {
-        json_array_append_new(gs, guardian(kr, c, 0, hval(r, 7)));
+        json_array_append_new(
+            gs, guardian(kr, rc, supp, c, 0, hval(r, 7), hval(r, 8) != NULL));
         json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g)
         {
             if (json_is_object(g))
                 json_array_append_new(
-                    gs, guardian(kr, g, (int)i + 1,
-                                 json_string_value(
-                                     json_object_get(g, KN_DIR_NAME))));
+                    gs,
+                    guardian(kr, rc, supp, g, (int)i + 1,
+                             json_string_value(json_object_get(g, KN_DIR_NAME)),
+                             json_object_get(g, KN_DIR_PHONE) != NULL));
         }
         json_decref(c);
     }
@@ -150,16 +220,45 @@ static void work_get(redisContext *rc, struct edit_job *j)
         kn__httpd_jstr_or_null(hval(r, 6)), "guardians", gs);
     j->rc = 1;
 out:
+    free(supp);
     if (r != NULL)
         freeReplyObject(r);
 }
 
+/* DELETE /v1/suppressions/{ref}: as `kairanctl suppression clear`. */
+static void work_supp_clear(redisContext *rc, struct edit_job *j)
+{
+    char *supp = kn_key_supp(j->srv->d->prefix, j->tenant);
+    char *soft = kn_key_soft(j->srv->d->prefix, j->tenant);
+    redisReply *r = redisCommand(rc, "HDEL %s %s", supp, j->id);
+    j->rc =
+        r != NULL && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : KN_EIO;
+    if (r != NULL)
+        freeReplyObject(r);
+    r = redisCommand(rc, "HDEL %s %s", soft, j->id);
+    if (r != NULL)
+        freeReplyObject(r);
+    free(supp);
+    free(soft);
+}
+
+/* A sealed value, or "" for none. */
+static char *seal_opt(const struct kn_keyring *kr, const char *purpose,
+                      const char *v)
+{
+    return v != NULL && v[0] != '\0' ? kn_seal(kr, purpose, v, strlen(v))
+                                     : kn_xstrdup("");
+}
+
 static void work_patch(redisContext *rc, struct edit_job *j)
 {
-    const char *argv[16];
-    size_t lens[16];
-    char now[24], act[2], gi[16], off[2];
-    char *sealed = NULL;
+    const struct kn_keyring *kr = j->srv->d->kr;
+    const char *argv[20];
+    size_t lens[20];
+    char now[24], act[2], gi[16], off[2], ebi[33] = "";
+    char *sealed = NULL, *gname = seal_opt(kr, "name", j->gname);
+    char *gemail = seal_opt(kr, "email", j->gemail);
+    char *gphone = seal_opt(kr, "phone", j->gphone);
     redisReply *r;
     int n = 0;
 
@@ -169,6 +268,8 @@ static void work_patch(redisContext *rc, struct edit_job *j)
     snprintf(act, sizeof(act), "%d", j->active > 0);
     snprintf(gi, sizeof(gi), "%d", j->gindex);
     snprintf(off, sizeof(off), "%d", j->goff);
+    if (j->gemail != NULL)
+        kn_blind_index(kr, "email", j->gemail, ebi);
     argv[n++] = "EVAL";
     argv[n++] = kn_lua_rcpt_edit;
     argv[n++] = "0";
@@ -183,10 +284,17 @@ static void work_patch(redisContext *rc, struct edit_job *j)
     argv[n++] = act;
     argv[n++] = gi;
     argv[n++] = off;
+    argv[n++] = gname;
+    argv[n++] = gemail;
+    argv[n++] = ebi;
+    argv[n++] = gphone;
     for (int i = 0; i < n; i++)
         lens[i] = strlen(argv[i]);
     r = redisCommandArgv(rc, n, argv, lens);
     free(sealed);
+    free(gname);
+    free(gemail);
+    free(gphone);
     j->rc =
         r != NULL && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : KN_EIO;
     if (r != NULL)
@@ -201,7 +309,9 @@ static void edit_work(uv_work_t *w)
         j->rc = KN_EIO;
         return;
     }
-    if (j->patch)
+    if (j->patch == 2)
+        work_supp_clear(rc, j);
+    else if (j->patch)
         work_patch(rc, j);
     else
         work_get(rc, j);
@@ -217,11 +327,9 @@ static void audit_edit(struct conn *c, const struct edit_job *j)
     static const struct {
         char letter;
         const char *name;
-    } names[] = {{'n', "name"},
-                 {'c', "class"},
-                 {'g', "groups"},
-                 {'a', "active"},
-                 {'G', "guardian"}};
+    } names[] = {{'n', "name"},   {'c', "class"},    {'g', "groups"},
+                 {'a', "active"}, {'G', "guardian"}, {'N', "guardian_name"},
+                 {'E', "email"},  {'P', "phone"}};
     for (size_t i = 0; i < KN_ARRAY_SIZE(names); i++) {
         if (strchr(j->what, names[i].letter) != NULL)
             json_array_append_new(what, json_string(names[i].name));
@@ -231,16 +339,31 @@ static void audit_edit(struct conn *c, const struct edit_job *j)
     json_object_set_new(f, "fields", what);
     if (strchr(j->what, 'a') != NULL)
         json_object_set_new(f, "active", json_boolean(j->active));
-    if (strchr(j->what, 'G') != NULL) {
+    if (strpbrk(j->what, "GNEP") != NULL)
         json_object_set_new(f, "guardian", json_integer(j->gindex));
+    if (strchr(j->what, 'G') != NULL)
         json_object_set_new(f, "guardian_active", json_boolean(!j->goff));
-    }
     json_object_set_new(f, "token", json_string(c->req.tok.id));
     if (c->req.tok.login != NULL)
         json_object_set_new(f, "login", kn__httpd_jstr_text(c->req.tok.login));
     json_object_set_new(f, "source", json_string(c->req.source));
     json_object_set_new(f, "via", json_string("http"));
     if (kn_audit_op(c->srv->cfg->audit_dir, actor, "recipients.edit", f) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
+    free(actor);
+}
+
+/* suppression.clear: the tenant and who, never the address or its ref. */
+static void audit_supp(struct conn *c, const struct edit_job *j)
+{
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
+    json_t *f = json_pack("{s:s, s:i, s:b, s:s, s:s, s:s}", "tenant", j->tenant,
+                          "cleared", 1, "all", 0, "token", c->req.tok.id,
+                          "source", c->req.source, "via", "http");
+    if (c->req.tok.login != NULL)
+        json_object_set_new(f, "login", kn__httpd_jstr_text(c->req.tok.login));
+    if (kn_audit_op(c->srv->cfg->audit_dir, actor, "suppression.clear", f) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
                c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
     free(actor);
@@ -254,7 +377,15 @@ static void edit_done(uv_work_t *w, int status)
     if (kn__httpd_conn_release(c)) {
         if (status != 0 || j->rc < -1)
             kn__httpd_respond_error(c, 503, NULL, "Redis failed; try again");
-        else if (j->rc == 0)
+        else if (j->patch == 2 && j->rc == 0)
+            kn__httpd_respond_error(c, 404, "ref",
+                                    "this address is not suppressed (any "
+                                    "more) for this school");
+        else if (j->patch == 2) {
+            audit_supp(c, j);
+            kn__httpd_respond_json(c, 200, json_pack("{s:i}", "cleared", j->rc),
+                                   NULL);
+        } else if (j->rc == 0)
             kn__httpd_respond_error(c, 404, "id", "no student with this id");
         else if (j->rc == -1)
             kn__httpd_respond_error(c, 404, "guardians",
@@ -378,6 +509,110 @@ static int patch_groups(struct conn *c, json_t *g, struct edit_job *j)
     return 0;
 }
 
+/* A phone number as the import takes it (queue/roster.c check_phone):
+ * NFKC, then digits, '+', '-', '(', ')' and spaces, at most 32, at least 2
+ * digits.  The normalised number (heap), or NULL. */
+static char *phone_norm(const char *s)
+{
+    char err[8], *norm = NULL;
+    size_t digits = 0, n;
+    if (kn_label_norm(s, &norm, err, sizeof(err)) < 0)
+        return NULL;
+    n = strlen(norm);
+    for (size_t i = 0; i < n; i++) {
+        char ch = norm[i];
+        if (ch >= '0' && ch <= '9')
+            digits++;
+        else if (ch != '+' && ch != '-' && ch != '(' && ch != ')' &&
+                 ch != ' ') {
+            free(norm);
+            return NULL;
+        }
+    }
+    if (digits < 2 || n > 32) {
+        free(norm);
+        return NULL;
+    }
+    return norm;
+}
+
+/* "guardians": [{"index": n, and any of "active", "name", "email",
+ * "phone"}], one guardian at a time, each value checked as the import
+ * checks its column (queue/roster.c).  -1 after answering 400. */
+static int patch_guardian(struct conn *c, json_t *v, struct edit_job *j,
+                          size_t *w)
+{
+    json_t *g = json_array_get(v, 0), *ix = json_object_get(g, "index"), *x;
+    const char *key, *why = NULL;
+    if (json_array_size(v) != 1 || !json_is_object(g) || !json_is_integer(ix) ||
+        json_integer_value(ix) < 0 || json_integer_value(ix) > 100 ||
+        json_object_size(g) < 2) {
+        kn__httpd_respond_error(c, 400, "guardians",
+                                "guardians: [{\"index\": n, and \"active\" "
+                                "(true|false), \"name\", \"email\" or "
+                                "\"phone\"}], one guardian at a time");
+        return -1;
+    }
+    j->gindex = (int)json_integer_value(ix);
+    json_object_foreach(g, key, x)
+    {
+        const char *s = json_string_value(x);
+        if (strcmp(key, "index") == 0)
+            continue;
+        if (strcmp(key, "active") == 0) {
+            if (!json_is_boolean(x)) {
+                kn__httpd_respond_error(c, 400, "guardians.active",
+                                        "active: true or false");
+                return -1;
+            }
+            j->goff = !json_is_true(x);
+            j->what[(*w)++] = 'G';
+        } else if (strcmp(key, "name") == 0) {
+            if (s == NULL || s[0] == '\0' || !text_ok(s, 200)) {
+                kn__httpd_respond_error(c, 400, "guardians.name",
+                                        "name: the guardian's name, text "
+                                        "of 1-200 bytes without control "
+                                        "characters");
+                return -1;
+            }
+            j->gname = kn_xstrdup(s);
+            j->what[(*w)++] = 'N';
+        } else if (strcmp(key, "email") == 0) {
+            if (s == NULL || s[0] == '\0' || strlen(s) > 320 ||
+                !text_ok(s, 320) || kn_addr_check(s, &why) < 0) {
+                kn__httpd_respond_error(
+                    c, 400, "guardians.email",
+                    "email: not an e-mail address (%s): write it as "
+                    "name@example.jp; to stop deliveries, deactivate the "
+                    "guardian",
+                    why != NULL ? why : "control character or too long");
+                return -1;
+            }
+            j->gemail = kn_xstrdup(s);
+            j->what[(*w)++] = 'E';
+        } else if (strcmp(key, "phone") == 0) {
+            if (s == NULL || !text_ok(s, 128) ||
+                (j->gphone = phone_norm(s)) == NULL) {
+                kn__httpd_respond_error(c, 400, "guardians.phone",
+                                        "phone: not a phone number: use "
+                                        "digits, '-', '+', '(', ')' and "
+                                        "spaces (at most 32), such as "
+                                        "090-1234-5678");
+                return -1;
+            }
+            j->what[(*w)++] = 'P';
+        } else {
+            kn__httpd_respond_error(c, 400, "guardians",
+                                    "guardians: unknown field: give index "
+                                    "and active, name, email or phone (LINE "
+                                    "ids and push tokens come only from the "
+                                    "import)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The body's fields into j; -1 after answering 400. */
 static int patch_fields(struct conn *c, json_t *body, struct edit_job *j)
 {
@@ -414,21 +649,8 @@ static int patch_fields(struct conn *c, json_t *body, struct edit_job *j)
             j->active = json_is_true(v);
             j->what[w++] = 'a';
         } else if (strcmp(key, "guardians") == 0) {
-            json_t *g = json_array_get(v, 0), *ix, *ac;
-            ix = json_object_get(g, "index");
-            ac = json_object_get(g, "active");
-            if (json_array_size(v) != 1 || !json_is_integer(ix) ||
-                json_integer_value(ix) < 0 || json_integer_value(ix) > 100 ||
-                !json_is_boolean(ac)) {
-                kn__httpd_respond_error(c, 400, "guardians",
-                                        "guardians: [{\"index\": n, "
-                                        "\"active\": true|false}], one "
-                                        "guardian at a time");
+            if (patch_guardian(c, v, j, &w) < 0)
                 return -1;
-            }
-            j->gindex = (int)json_integer_value(ix);
-            j->goff = !json_is_true(ac);
-            j->what[w++] = 'G';
         } else {
             kn__httpd_respond_error(c, 400, key,
                                     "unknown field: give name, class, "
@@ -480,5 +702,38 @@ void kn__httpd_run_dir_patch(struct conn *c)
         job_free(j);
         return;
     }
+    start(c, j);
+}
+
+/* DELETE /v1/suppressions/{ref}: the ref is the blind index that GET
+ * /v1/directory/{id} shows with a suppressed address; the tenant is the
+ * token's, so another school's suppression is simply not found. */
+void kn__httpd_run_supp_clear(struct conn *c)
+{
+    const char *t = c->req.tok.tenant, *ref = c->req.param;
+    struct edit_job *j;
+    size_t n = ref != NULL ? strlen(ref) : 0;
+    if (t == NULL || t[0] == '\0') {
+        kn__httpd_respond_error(c, 403, NULL,
+                                "this token has no tenant: suppressions are "
+                                "a school's");
+        return;
+    }
+    if (n != 32 || strspn(ref, "0123456789abcdef") != 32) {
+        kn__httpd_respond_error(c, 404, "ref",
+                                "no suppression with this ref (32 hex "
+                                "digits, as GET /v1/directory/{id} gives)");
+        return;
+    }
+    if (kn_audit_ready(c->srv->cfg->audit_dir) < 0) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "the operation log cannot be written now, so "
+                                "nothing was changed");
+        return;
+    }
+    j = kn_xcalloc(1, sizeof(*j));
+    j->tenant = kn_xstrdup(t);
+    j->id = kn_xstrdup(ref);
+    j->patch = 2;
     start(c, j);
 }

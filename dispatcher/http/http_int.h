@@ -110,6 +110,7 @@ enum route_id {
     R_LOGS,
     R_DIR_GET,
     R_DIR_PATCH,
+    R_SUPP_CLEAR,
     R_REG_PAGE,
     R_REG_FILE,
     R_REG_START,
@@ -489,6 +490,7 @@ void kn__httpd_run_dir_import(struct conn *c);
 
 void kn__httpd_run_dir_get(struct conn *c);
 void kn__httpd_run_dir_patch(struct conn *c);
+void kn__httpd_run_supp_clear(struct conn *c);
 
 /* ---- staff_admin.c ---- */
 

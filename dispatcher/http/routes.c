@@ -88,6 +88,9 @@ static const struct route routes[] = {
     {R_DIR_GET, HTTP_GET, "/v1/directory/{}", STAFF, 1, kn__httpd_run_dir_get},
     {R_DIR_PATCH, HTTP_PATCH, "/v1/directory/{}", STAFF, 1,
      kn__httpd_run_dir_patch},
+    /* A suppressed e-mail address cleared from the 名簿 (issue 18). */
+    {R_SUPP_CLEAR, HTTP_DELETE, "/v1/suppressions/{}", STAFF, 1,
+     kn__httpd_run_supp_clear},
     /* The console's 新規連絡 (compose.c, templates.c, preview.c): what a
      * sender may read is narrowed inside (its own groups). */
     {R_GROUPS, HTTP_GET, "/v1/groups", STAFF | ROLE(KN_ROLE_SENDER), 1,
