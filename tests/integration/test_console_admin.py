@@ -43,6 +43,17 @@ token create and one staff session (kairanctl staff add).
       groups, active, one guardian's active (op-log line recipients.edit,
       bad input 400 naming the field); a broadcast then reaches the active
       guardian only, and never the deactivated student.
+  [10] one guardian's contacts (PATCH guardians[{index, name, email,
+      phone}]): checked as the import checks them (a bad address 400
+      naming guardians.email, CR/LF refused, a bad phone, LINE ids not
+      editable), another tenant 404; sealed as the import stores them (no
+      plaintext in any Redis value, the blind index moved), the op-log
+      line names the fields, never the values; GET shows the address
+      masked.  A suppressed address (supp:<tenant>, issue 18) shows on the
+      card with its reason and ref; DELETE /v1/suppressions/{ref} clears
+      it (limited_admin; another tenant and a sender cannot; op-log line
+      suppression.clear); a new address is not suppressed and a broadcast
+      reaches it, never the old one.
   [9] a school-sized file (2,000 rows, under http.max_body here): dry run, apply, the same again
       unchanged; the times are printed, never asserted.
 
@@ -531,7 +542,8 @@ with Redis(out) as redis:
         assert j["groups"] == ["2年C組"], j
         assert [(g["index"], g["name"], g["channels"], g["active"]) for g in j["guardians"]] == \
             [(0, "田中 花", ["email"], True), (1, "田中 太", ["email"], True)], j
-        assert "@" not in r.body, r
+        assert "example.jp" in r.body and "mother@" not in r.body and "father@" not in r.body, r
+        assert [g["email"] for g in j["guardians"]] == ["m***@example.jp", "f***@example.jp"], j
         r = jcall(ADMIN, "GET", "/v1/directory/f-2")
         assert r.status == 200 and r.json["name"] == "<script>x</script>", r
 
@@ -588,6 +600,150 @@ with Redis(out) as redis:
         blob = b"".join(tos)
         assert b"mother@example.jp" in blob, blob[:300]
         assert b"father@example.jp" not in blob and b"sasaki@example.jp" not in blob
+
+
+    # ---- [10] a guardian's contacts, and a suppressed address ----
+    def all_values():
+        """Every value Redis holds (strings, hashes, sets, lists), joined."""
+        vals = []
+        for key_ in redis.call("KEYS", "*"):
+            t = redis.call("TYPE", key_)
+            t = t.decode() if isinstance(t, bytes) else t
+            if t == "string":
+                vals.append(redis.call("GET", key_))
+            elif t == "hash":
+                vals += redis.call("HGETALL", key_)
+            elif t == "set":
+                vals += redis.call("SMEMBERS", key_)
+            elif t == "list":
+                vals += redis.call("LRANGE", key_, 0, -1)
+            vals.append(key_)
+        return b"\n".join(v if isinstance(v, bytes) else str(v).encode() for v in vals)
+
+    ITO = ("ID,氏名,組,グループ,メールアドレス,保護者氏名,電話\n"
+           "g-1,伊藤 健,3年A組,3年A組,ito.old@docomo.ne.jp,伊藤 母,090-1111-2222\n"
+           "g-1,,,,ito.father@example.jp,伊藤 父,\n")
+    SUPP = P + "supp:sakura"
+
+    with tap.check("[10] GET: each guardian's address masked, phone only as a flag, no suppression"):
+        r = imp(port, ADMIN, ITO)
+        assert r.status == 200 and r.json["added"] == 1, r
+        r = jcall(ADMIN, "GET", "/v1/directory/g-1")
+        assert r.status == 200, r
+        gs = r.json["guardians"]
+        assert [(g["email"], g["phone"], g["suppression"]) for g in gs] == \
+            [("i***@docomo.ne.jp", True, None), ("i***@example.jp", False, None)], gs
+        assert "ito." not in r.body and "1111" not in r.body, r
+
+    c0 = json.loads(redis.call("HGET", P + "rcpt:sakura:g-1", "c"))
+    OLD_BI = c0["ei"]
+
+    with tap.check("[10] a suppressed address shows with its reason and ref; DELETE clears it"):
+        redis.call("HSET", SUPP, OLD_BI,
+                   "h|1765000000000|5.1.1;1;dsn|g-1|bc-x|" + c0["e"])
+        r = jcall(ADMIN, "GET", "/v1/directory/g-1")
+        s0, s1 = r.json["guardians"][0]["suppression"], r.json["guardians"][1]["suppression"]
+        assert s1 is None, r
+        assert s0["ref"] == OLD_BI and s0["kind"] == "hard" and s0["status"] == "5.1.1", s0
+        assert "ドメイン指定受信" in s0["reason_ja"] and s0["reason"], s0
+        assert s0["since_ms"] == 1765000000000, s0
+        cp = k.ctl("suppression", "list", "sakura", "--json")
+        assert cp.returncode == 0 and len(json.loads(cp.stdout)) == 1, cp
+        r = jcall(OTHER, "DELETE", "/v1/suppressions/" + OLD_BI)
+        assert r.status == 404, r
+        r = jcall(SENDER, "DELETE", "/v1/suppressions/" + OLD_BI)
+        assert r.status == 403, r
+        for bad in ("x", OLD_BI.upper(), OLD_BI + "0", "..%2F" + OLD_BI[:27]):
+            r = jcall(ADMIN, "DELETE", "/v1/suppressions/" + bad)
+            assert r.status == 404 and r.json["field"] in ("ref", None), (bad, r)
+        assert redis.call("HEXISTS", SUPP, OLD_BI) == 1
+        r = jcall(LIMITED, "DELETE", "/v1/suppressions/" + OLD_BI)
+        assert r.status == 200 and r.json["cleared"] == 1, r
+        assert redis.call("HEXISTS", SUPP, OLD_BI) == 0
+        r = jcall(LIMITED, "DELETE", "/v1/suppressions/" + OLD_BI)
+        assert r.status == 404, r
+        cp = k.ctl("suppression", "list", "sakura", "--json")
+        assert cp.returncode == 0 and json.loads(cp.stdout) == [], cp
+        r = jcall(ADMIN, "GET", "/v1/directory/g-1")
+        assert r.json["guardians"][0]["suppression"] is None, r
+        lines = [l for l in read_audit("operations.jsonl") if l.get("op") == "suppression.clear"]
+        assert len(lines) == 1 and lines[0]["tenant"] == "sakura" and lines[0]["via"] == "http", lines
+        assert OLD_BI not in json.dumps(lines) and "ito" not in json.dumps(lines), lines
+
+    with tap.check("[10] PATCH a guardian: bad e-mail 400 with its field, CR/LF refused, another tenant 404"):
+        redis.call("HSET", SUPP, OLD_BI,
+                   "h|1765000000000|5.1.1;1;dsn|g-1|bc-x|" + c0["e"])
+        before = redis.call("HGET", P + "rcpt:sakura:g-1", "c")
+        for g, field in (({"email": "not-an-address"}, "guardians.email"),
+                         ({"email": "a@b.jp\r\nBcc: x@evil.example"}, "guardians.email"),
+                         ({"email": "ito@example.jp\n"}, "guardians.email"),
+                         ({"email": ""}, "guardians.email"),
+                         ({"email": 5}, "guardians.email"),
+                         ({"email": "a" * 65 + "@example.jp"}, "guardians.email"),
+                         ({"name": "伊藤\r\n花子"}, "guardians.name"),
+                         ({"name": ""}, "guardians.name"),
+                         ({"phone": "090-9876-5432\n"}, "guardians.phone"),
+                         ({"phone": "call me"}, "guardians.phone"),
+                         ({"line": "U" + "0" * 32}, "guardians")):
+            g["index"] = 0
+            r = jcall(ADMIN, "PATCH", "/v1/directory/g-1", {"guardians": [g]})
+            assert r.status == 400 and r.json["field"] == field, (g, r)
+            assert "evil" not in r.body and "9876" not in r.body, r
+        r = jcall(OTHER, "PATCH", "/v1/directory/g-1",
+                  {"guardians": [{"index": 0, "email": "ito.new@example.jp"}]})
+        assert r.status == 404, r
+        r = jcall(SENDER, "PATCH", "/v1/directory/g-1",
+                  {"guardians": [{"index": 0, "email": "ito.new@example.jp"}]})
+        assert r.status == 403, r
+        r = jcall(ADMIN, "PATCH", "/v1/directory/g-1",
+                  {"guardians": [{"index": 2, "email": "ito.new@example.jp"}]})
+        assert r.status == 404 and r.json["field"] == "guardians", r
+        assert redis.call("HGET", P + "rcpt:sakura:g-1", "c") == before
+
+    with tap.check("[10] PATCH a guardian's name, e-mail, phone: sealed, indexed, op log without values"):
+        r = jcall(ADMIN, "PATCH", "/v1/directory/g-1",
+                  {"guardians": [{"index": 0, "email": "ito.new@example.jp",
+                                  "name": "伊藤 花子", "phone": "０９０-３３３３-４４４４"}]})
+        assert r.status == 200, r
+        r = jcall(LIMITED, "PATCH", "/v1/directory/g-1",
+                  {"guardians": [{"index": 1, "name": "伊藤 一郎", "phone": "03-5555-6666"}]})
+        assert r.status == 200, r
+        blob = all_values()
+        for plain in ("ito.new", "ito.old", "ito.father", "伊藤 花子", "伊藤 一郎", "3333", "5555", "1111"):
+            assert plain.encode() not in blob, plain
+        c1 = json.loads(redis.call("HGET", P + "rcpt:sakura:g-1", "c"))
+        assert c1["ei"] != OLD_BI and c1["e"] != c0["e"], c1
+        assert c1["g"][0]["ei"] == c0["g"][0]["ei"] and "nm" in c1["g"][0] and "ph" in c1["g"][0], c1
+        assert redis.call("SISMEMBER", P + "bidx:sakura:email:" + OLD_BI, "g-1") == 0
+        assert redis.call("SISMEMBER", P + "bidx:sakura:email:" + c1["ei"], "g-1") == 1
+        assert redis.call("HGET", P + "rcpt:sakura:g-1", "hash") == b""
+        lines = [l for l in read_audit("operations.jsonl") if l.get("op") == "recipients.edit"]
+        assert lines[-2]["id"] == "g-1" and lines[-2]["guardian"] == 0, lines[-2]
+        assert sorted(lines[-2]["fields"]) == ["email", "guardian_name", "phone"], lines[-2]
+        assert sorted(lines[-1]["fields"]) == ["guardian_name", "phone"] and lines[-1]["guardian"] == 1, lines[-1]
+        dumped = json.dumps(lines[-2:], ensure_ascii=False)
+        for plain in ("ito", "伊藤", "3333", "5555", "example.jp"):
+            assert plain not in dumped, (plain, dumped)
+        r = jcall(ADMIN, "GET", "/v1/directory/g-1")
+        gs = r.json["guardians"]
+        assert [(g["name"], g["email"], g["phone"], g["suppression"]) for g in gs] == \
+            [("伊藤 花子", "i***@example.jp", True, None),
+             ("伊藤 一郎", "i***@example.jp", True, None)], gs
+        assert "ito." not in r.body, r
+
+    with tap.check("[10] a broadcast reaches the new address (not suppressed), never the old one"):
+        bid = k.submit({"tenant": "sakura", "category": "notice", "subject": "新しい宛先",
+                        "body": "本文", "channels": ["email"],
+                        "audience": {"groups": ["3年A組"]}})
+        k.wait_done(bid, 60)
+        d_ = os.path.join(k.outbox, bid)
+        blob = b"".join(open(os.path.join(d_, n_), "rb").read()
+                        for n_ in (os.listdir(d_) if os.path.isdir(d_) else [])
+                        if n_.endswith(".eml"))
+        assert b"ito.new@example.jp" in blob and b"ito.father@example.jp" in blob, blob[:300]
+        assert b"ito.old@docomo.ne.jp" not in blob
+        c = k.counts(bid).get("email", {})
+        assert c.get("delivered") == 2 and not c.get("suppressed"), c
 
 
     # ---- [9] a school-sized file (figures, never asserted as times) ----

@@ -9,7 +9,11 @@
 //     bad rows are left out).
 //  2. 検索: GET /v1/directory?q= (students by id, name or class) and, per
 //     student, GET/PATCH /v1/directory/{id}: edit name, class, groups;
-//     deactivate or reactivate.
+//     deactivate or reactivate; each guardian's name, e-mail address and
+//     phone (the address shown masked; LINE ids and push tokens come only
+//     from the import); a suppressed address (mail came back, issue 18)
+//     shows as 配信停止中 with its reason and is cleared with
+//     DELETE /v1/suppressions/{ref}.
 //  3. グループ: GET /v1/groups (names and sizes).
 // Every value from the file or the server goes into textContent only.
 'use strict';
@@ -218,8 +222,51 @@
     });
   }
 
+  // One guardian of the card: name, e-mail, phone (only what is typed is
+  // sent), deactivate or reactivate, and its suppression if any.
+  function guardianBox(g, i, patch, unsuppress) {
+    const p = 're-g' + i + '-';
+    const label = g.name || KN.t('roster.guardian_n', { n: i + 1 });
+    const gname = el('input', { type: 'text', id: p + 'name', name: 'name', value: g.name || '', autocomplete: 'off' });
+    const email = el('input', { type: 'email', id: p + 'email', name: 'email', autocomplete: 'off', spellcheck: 'false',
+      placeholder: g.email || '' });
+    const phone = el('input', { type: 'tel', id: p + 'phone', name: 'phone', autocomplete: 'off' });
+    const save = el('button', { type: 'button', 'data-guardian-save': String(i),
+      'aria-label': KN.t('roster.g_save_who', { name: label }) }, KN.t('roster.g_save'));
+    const b = el('button', { type: 'button', class: g.active ? 'danger' : 'secondary', 'data-guardian': String(i) },
+      g.active ? KN.t('roster.g_deactivate') : KN.t('roster.g_activate'));
+    b.addEventListener('click', () => patch({ guardians: [{ index: i, active: !g.active }] }));
+    save.addEventListener('click', () => {
+      const one = { index: i };
+      if (gname.value.trim() && gname.value.trim() !== (g.name || '')) one.name = gname.value.trim();
+      if (email.value.trim()) one.email = email.value.trim();
+      if (phone.value.trim()) one.phone = phone.value.trim();
+      if (Object.keys(one).length === 1) { KN.notice(KN.t('roster.g_nothing')); return; }
+      patch({ guardians: [one] });
+    });
+    let supp = null;
+    if (g.suppression) {
+      const clear = el('button', { type: 'button', class: 'secondary', 'data-unsuppress': String(i) }, KN.t('roster.supp_clear'));
+      clear.addEventListener('click', () => unsuppress(g.suppression.ref));
+      supp = el('div', { class: 'suppressed', 'data-suppressed': String(i) },
+        el('p', null, el('strong', null, KN.t('roster.supp') + '：'),
+          (KN.lang === 'ja' ? g.suppression.reason_ja : g.suppression.reason) || '',
+          g.suppression.since_ms ? '（' + KN.fmtDate(g.suppression.since_ms) + '）' : ''),
+        el('p', { class: 'hint' }, KN.t('roster.supp_hint')), el('p', null, clear));
+    }
+    return el('li', null, el('fieldset', { class: 'guardian' },
+      el('legend', null, label + ' — ' + (g.channels || []).join(', ') + (g.active ? '' : '（' + KN.t('roster.inactive') + '）')),
+      supp,
+      field(p + 'name', KN.t('roster.g_name'), gname),
+      field(p + 'email', KN.t('roster.g_email'), email,
+        g.email ? KN.t('roster.g_email_now', { email: g.email }) : KN.t('roster.g_email_none')),
+      field(p + 'phone', KN.t('roster.g_phone'), phone, g.phone ? KN.t('roster.g_phone_set') : null),
+      el('p', { class: 'hint' }, KN.t('roster.g_import_only')),
+      el('p', { class: 'actions' }, save, b)));
+  }
+
   // One student's record: edit, deactivate or reactivate (and each
-  // guardian: deactivate or reactivate).
+  // guardian: its contacts, deactivate or reactivate).
   async function editor(where, id, opener) {
     const old = document.getElementById('roster-edit');
     if (old) old.remove();
@@ -234,14 +281,7 @@
       s.active ? KN.t('roster.deactivate') : KN.t('roster.activate'));
     const close = el('button', { type: 'button', class: 'secondary' }, KN.t('roster.close'));
     const gl = el('ul', { id: 're-guardians' });
-    (s.guardians || []).forEach((g, i) => {
-      const b = el('button', { type: 'button', class: g.active ? 'danger' : 'secondary', 'data-guardian': String(i) },
-        g.active ? KN.t('roster.g_deactivate') : KN.t('roster.g_activate'));
-      b.addEventListener('click', () => patch({ guardians: [{ index: i, active: !g.active }] }));
-      gl.append(el('li', null,
-        el('span', null, (g.name || KN.t('roster.guardian_n', { n: i + 1 })) + ' — ' +
-          (g.channels || []).join(', ') + (g.active ? '' : '（' + KN.t('roster.inactive') + '）')), ' ', b));
-    });
+    (s.guardians || []).forEach((g) => gl.append(guardianBox(g, g.index, patch, unsuppress)));
     const form = el('form', { class: 'card', id: 'roster-edit', 'aria-labelledby': 're-h' },
       el('h3', { id: 're-h' }, KN.t('roster.edit_h', { id: s.id })),
       el('p', null, s.active ? KN.t('roster.active') : KN.t('roster.inactive')),
@@ -257,6 +297,13 @@
       const p = await KN.api('PATCH', '/v1/directory/' + encodeURIComponent(s.id), body).catch(() => ({ status: 0 }));
       if (p.status !== 200) { KN.error(where.closest('main'), KN.failText(p)); return; }
       KN.notice(KN.t('roster.saved', { id: s.id }));
+      form.remove();
+      editor(where, id, opener);
+    }
+    async function unsuppress(ref) {
+      const p = await KN.api('DELETE', '/v1/suppressions/' + encodeURIComponent(ref)).catch(() => ({ status: 0 }));
+      if (p.status !== 200) { KN.error(where.closest('main'), KN.failText(p)); return; }
+      KN.notice(KN.t('roster.supp_cleared'));
       form.remove();
       editor(where, id, opener);
     }
