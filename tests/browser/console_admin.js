@@ -122,15 +122,30 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     await page.focus('#roster-list tbody tr button');
     await page.keyboard.press('Enter');
     await page.waitForSelector('#roster-edit');
-    out.guardiansBefore = await page.$$eval('#re-guardians li span', (ss) => ss.map((s) => s.textContent));
+    out.guardiansBefore = await page.$$eval('#re-guardians li legend', (ss) => ss.map((s) => s.textContent));
     await page.focus('#re-guardians button[data-guardian="1"]');
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => {
-      const s = document.querySelectorAll('#re-guardians li span');
+      const s = document.querySelectorAll('#re-guardians li legend');
       return s.length > 1 && /配信停止中/.test(s[1].textContent);
     });
-    out.guardiansAfter = await page.$$eval('#re-guardians li span', (ss) => ss.map((s) => s.textContent));
+    out.guardiansAfter = await page.$$eval('#re-guardians li legend', (ss) => ss.map((s) => s.textContent));
     await check('roster_edit');
+
+    // The first guardian's e-mail address changed in the card (keyboard):
+    // the card comes back with the new address masked.
+    out.emailBefore = await page.textContent('#re-g0-email-hint');
+    await page.focus('#re-g0-email');
+    await page.keyboard.type(cfg.newEmail);
+    await page.focus('#re-guardians button[data-guardian-save="0"]');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((m) => {
+      const h = document.getElementById('re-g0-email-hint');
+      return h && h.textContent.indexOf(m) >= 0;
+    }, cfg.newEmailMasked);
+    out.emailAfter = await page.textContent('#re-g0-email-hint');
+    out.emailLabel = await page.textContent('label[for="re-g0-email"]');
+    await check('roster_guardian');
 
     // 職員: add an account; the initial password is shown once.
     await page.focus('#nav a[data-page="staff"]');

@@ -14,7 +14,8 @@ from npm, as test_console_page.py).  One redis-server, one kairand
       it (the API and Redis agree: groups with Japanese names, names
       sealed); the groups with their sizes;
   [3] the student found by its id, its second guardian deactivated with
-      the keyboard (the API agrees);
+      the keyboard (the API agrees); the first guardian's e-mail address
+      changed in the card (shown masked after; sealed in Redis);
   [4] 職員: an account added, its initial password shown once and valid
       (it logs in); the operation log filtered by that login shows
       staff.add; the login log filtered by the admin's login;
@@ -108,6 +109,7 @@ with Redis(out) as redis:
            "password": PW, "newPassword": "kocho sensei no atarashii pasuwado",
            "csv": CSV, "student": "k-1", "newLogin": "tanaka.jimu",
            "newName": "田中 " + EVIL, "newGroups": "2年A組、サッカー部",
+           "newEmail": "hanako.new@example.jp", "newEmailMasked": "h***@example.jp",
            "shots": SHOT_DIR, "profile": profile}
     t0 = time.monotonic()
     cp = subprocess.run(["node", os.path.join(BROWSER_DIR, "console_admin.js"), json.dumps(cfg)],
@@ -163,6 +165,14 @@ with Redis(out) as redis:
         assert "配信停止中" not in res["guardiansAfter"][0], res["guardiansAfter"]
         st, j = call(port, "GET", "/v1/directory/k-1", token=admin)
         assert st == 200 and [g["active"] for g in j["guardians"]] == [True, False], j
+
+    with tap.check("[3] the first guardian's e-mail changed in the card (API and Redis agree)"):
+        assert res["emailLabel"] == "メールアドレス", res["emailLabel"]
+        assert "k***@example.jp" in res["emailBefore"], res["emailBefore"]
+        assert "h***@example.jp" in res["emailAfter"], res["emailAfter"]
+        st, j = call(port, "GET", "/v1/directory/k-1", token=admin)
+        assert [g["email"] for g in j["guardians"]] == ["h***@example.jp", "k***@example.jp"], j
+        assert b"hanako.new" not in b"".join(redis.call("HGETALL", "kairan:rcpt:sakura:k-1"))
 
     with tap.check("[4] 職員: the account added, its initial password shown once and valid"):
         pw = res["newPassword"]
