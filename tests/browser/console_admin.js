@@ -147,6 +147,27 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     out.emailLabel = await page.textContent('label[for="re-g0-email"]');
     await check('roster_guardian');
 
+    // A student whose address is suppressed: 配信停止中 with the reason on
+    // the card, cleared with the keyboard.
+    await page.fill('#roster-q', cfg.suppressed);
+    await page.focus('#roster-q');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((id) => {
+      const td = document.querySelector('#roster-list tbody tr td');
+      return td && td.textContent.indexOf(id) >= 0;
+    }, cfg.suppressed);
+    await page.focus('#roster-list tbody tr button');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#roster-edit [data-suppressed="0"]');
+    out.suppText = await page.textContent('#roster-edit [data-suppressed="0"]');
+    out.suppButton = await page.textContent('#roster-edit button[data-unsuppress="0"]');
+    await check('roster_suppressed');
+    await page.focus('#roster-edit button[data-unsuppress="0"]');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => /解除しました/.test(document.body.textContent) &&
+      document.querySelector('#roster-edit') && !document.querySelector('#roster-edit [data-suppressed]'));
+    out.suppAfter = await page.$$eval('#roster-edit [data-suppressed]', (x) => x.length);
+
     // 職員: add an account; the initial password is shown once.
     await page.focus('#nav a[data-page="staff"]');
     await page.keyboard.press('Enter');

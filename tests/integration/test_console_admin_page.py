@@ -15,7 +15,9 @@ from npm, as test_console_page.py).  One redis-server, one kairand
       sealed); the groups with their sizes;
   [3] the student found by its id, its second guardian deactivated with
       the keyboard (the API agrees); the first guardian's e-mail address
-      changed in the card (shown masked after; sealed in Redis);
+      changed in the card (shown masked after; sealed in Redis); a
+      student whose address is suppressed (supp:<tenant>) shows
+      配信停止中 with the reason, cleared from the card (Redis agrees);
   [4] 職員: an account added, its initial password shown once and valid
       (it logs in); the operation log filtered by that login shows
       staff.add; the login log filtered by the admin's login;
@@ -100,6 +102,17 @@ with Redis(out) as redis:
     PW = cp.stdout.rstrip("\n").split("\n")[-1]
     admin = k.ctl("token", "create", "--role", "admin", "--name", "check",
                   "--tenant", "sakura").stdout.strip()
+    # A student whose guardian's address is suppressed (issue 18): the
+    # card shows 配信停止中 with the reason and clears it.
+    zcsv = os.path.join(out, "z.csv")
+    with open(zcsv, "w") as f:
+        f.write("ID,氏名,組,グループ,メールアドレス,保護者氏名\nz-1,高橋 五郎,3年C組,3年C組,"
+                "z1.mother@docomo.ne.jp,高橋 母\n")
+    cp = k.ctl("recipients", "import", "--tenant", "sakura", zcsv)
+    assert cp.returncode == 0, cp.stderr
+    zc = json.loads(redis.call("HGET", "kairan:rcpt:sakura:z-1", "c"))
+    redis.call("HSET", "kairan:supp:sakura", zc["ei"],
+               "h|1765000000000|5.1.1;1;dsn|z-1|bc-z|" + zc["e"])
     d = k.start()
     d.wait_output('"listening"', 15)
 
@@ -109,7 +122,7 @@ with Redis(out) as redis:
            "password": PW, "newPassword": "kocho sensei no atarashii pasuwado",
            "csv": CSV, "student": "k-1", "newLogin": "tanaka.jimu",
            "newName": "田中 " + EVIL, "newGroups": "2年A組、サッカー部",
-           "newEmail": "hanako.new@example.jp", "newEmailMasked": "h***@example.jp",
+           "newEmail": "hanako.new@example.jp", "suppressed": "z-1", "newEmailMasked": "h***@example.jp",
            "shots": SHOT_DIR, "profile": profile}
     t0 = time.monotonic()
     cp = subprocess.run(["node", os.path.join(BROWSER_DIR, "console_admin.js"), json.dumps(cfg)],
@@ -173,6 +186,14 @@ with Redis(out) as redis:
         st, j = call(port, "GET", "/v1/directory/k-1", token=admin)
         assert [g["email"] for g in j["guardians"]] == ["h***@example.jp", "k***@example.jp"], j
         assert b"hanako.new" not in b"".join(redis.call("HGETALL", "kairan:rcpt:sakura:k-1"))
+
+    with tap.check("[3] a suppressed address on the card: 配信停止中 with its reason, cleared there"):
+        assert "配信停止中" in res["suppText"] and "ドメイン指定受信" in res["suppText"], res["suppText"]
+        assert res["suppButton"] == "配信停止を解除する", res["suppButton"]
+        assert res["suppAfter"] == 0, res["suppAfter"]
+        assert redis.call("HLEN", "kairan:supp:sakura") == 0
+        st, j = call(port, "GET", "/v1/directory/z-1", token=admin)
+        assert st == 200 and j["guardians"][0]["suppression"] is None, j
 
     with tap.check("[4] 職員: the account added, its initial password shown once and valid"):
         pw = res["newPassword"]
