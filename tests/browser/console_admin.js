@@ -108,9 +108,10 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
       document.querySelector('#roster-result h3').textContent === '反映しました');
     out.applied = await page.$$eval('#roster-counts li', (ls) => ls.map((l) => [l.dataset.count, l.querySelector('.big').textContent]));
     out.notice = await page.textContent('#notice');
-    // GET /v1/groups is console-compose's: before it is merged the page
-    // says so instead of listing.
-    await page.waitForSelector('#roster-groups li, #roster-groups-box p');
+    // The apply reloads the group list; the list shown before it (no
+    // groups yet: a <p>) must not be taken for the answer, so wait for
+    // the groups the import made.
+    await page.waitForSelector('#roster-groups li');
     out.groups = await page.$$eval('#roster-groups li', (ls) => ls.map((l) => l.textContent));
     out.groupsText = await page.textContent('#roster-groups-box');
 
