@@ -159,7 +159,7 @@
         Array.from(by.keys()).sort().map((c) => [c, by.get(c).n, by.get(c).reached].concat(bc.ack ? [by.get(c).confirmed] : []))));
       const person = (k) => [k.child || k.id, k.class || '', k.guardians.join('、'),
         k.channels.map((c) => t('bc.ch.' + c)).join('、') || t('bc.state.' + k.state),
-        k.bounces.map((b) => t('bc.state.' + b.state) + '：' + b.reason).join(' / '), phoneCell(k)];
+        k.bounces.map((b) => t('bc.state.' + b.state) + '：' + b.reason).join(' / ') || null, phoneCell(k)];
       const heads2 = [t('bc.child'), t('bc.class'), t('bc.guardian'), t('bc.channel'), t('bc.reason'), t('bc.phone')];
       const unreached = kids.filter((k) => REACHED.indexOf(k.state) < 0);
       lists.append(el('h2', null, t('bc.unreached_h', { n: unreached.length })),
@@ -185,7 +185,7 @@
           el('a', { href: 'tel:' + String(p.phone).replace(/[^0-9+]/g, '') },
             (p.guardian ? p.guardian + ' ' : '') + p.phone))));
       }
-      if (!k.phone) return '';
+      if (!k.phone) return null;
       return el('span', null, k.phone, ' ', el('button', { type: 'button', class: 'small secondary phone-btn',
         'aria-label': t('bc.phone_of', { child: k.child || k.id }), onclick: async (ev) => {
           const btn = ev.currentTarget;
