@@ -248,6 +248,10 @@ with Redis(out) as redis:
         c = r.json["counts"]["email"]
         tap.diag("counts: %s" % json.dumps(c))
 
-    d.stop()
+    with tap.check("kairand stops cleanly (no sanitizer report)"):
+        rc = d.stop()
+        err = d.stderr_text()
+        assert "Sanitizer" not in err and "runtime error" not in err, err[-2000:]
+        assert rc == 0, (rc, err[-2000:])
 
 tap.done()
