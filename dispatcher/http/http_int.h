@@ -117,7 +117,8 @@ enum route_id {
     R_REG_EMAIL,
     R_REG_VERIFY,
     R_REG_APP,
-    R_DEVICES
+    R_DEVICES,
+    R_BC_PHONES
 };
 
 #define ROLE(r) (1u << (r))
@@ -511,6 +512,10 @@ void kn__httpd_run_register_email(struct conn *c);
 void kn__httpd_run_register_verify(struct conn *c);
 void kn__httpd_run_register_app(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
+
+/* ---- phones.c ---- */
+
+void kn__httpd_run_bc_phones(struct conn *c);
 
 /* ---- page.c ---- */
 

@@ -38,6 +38,7 @@
 #include "model/broadcast.h"
 #include "model/child.h"
 #include "model/directory.h"
+#include "model/dsn.h"
 #include "queue/keys.h"
 
 #define PAGE_DEFAULT 100
@@ -228,7 +229,28 @@ struct out_row {
     const char *recipient, *child, *klass, *guardian, *channel, *state;
     long long reached_ms, confirmed_ms;
     const char *answer, *comment, *child_state, *via, *address, *phone;
+    /* JSON only: why a bounced or suppressed row was not delivered */
+    const char *reason, *reason_ja;
 };
+
+/* The words a teacher reads for a bounced ('b') or suppressed ('s')
+ * delivery (as kairanctl report's): r->reason and r->reason_ja. */
+static void row_reason(struct out_row *r, const struct kn_child_st *s)
+{
+    char st[16] = "";
+    int carrier = 0;
+    r->reason = r->reason_ja = NULL;
+    if (s->code == 's') {
+        r->reason = "skipped: this address bounced before (suppressed) — "
+                    "ask the family for a new address, or clear it";
+        r->reason_ja = "以前届かなかったアドレスのため送信を止めています。"
+                       "ご家庭に新しいアドレスを確認してください";
+    } else if (s->code == 'b') {
+        kn_bounce_detail_parse(s->detail, st, sizeof(st), &carrier);
+        r->reason = kn_dsn_reason(st, carrier, 0);
+        r->reason_ja = kn_dsn_reason(st, carrier, 1);
+    }
+}
 
 static json_t *jtext(const char *s)
 {
@@ -252,6 +274,8 @@ static void emit_json(json_t *arr, const struct out_row *r)
     json_object_set_new(o, "via", jtext(r->via));
     json_object_set_new(o, "address", jtext(r->address));
     json_object_set_new(o, "phone", jtext(r->phone));
+    json_object_set_new(o, "reason", jtext(r->reason));
+    json_object_set_new(o, "reason_ja", jtext(r->reason_ja));
     json_array_append_new(arr, o);
 }
 
@@ -359,6 +383,7 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
             r.state = kn_child_code_name(s.code);
             r.reached_ms = s.code == 'd' ? s.ms : 0;
             r.address = a ? kn_mask_address(a, mask, sizeof(mask)) : NULL;
+            row_reason(&r, &s);
             if (arr != NULL)
                 emit_json(arr, &r);
             else

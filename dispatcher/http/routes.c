@@ -119,6 +119,9 @@ static const struct route routes[] = {
     {R_REG_APP, HTTP_POST, "/r/app", 0, 1, kn__httpd_run_register_app},
     /* The school app: a code from /r/app, then its device credential. */
     {R_DEVICES, HTTP_POST, "/v1/devices", 0, 1, kn__httpd_run_devices},
+    /* One child's whole phone numbers, to phone (phones.c). */
+    {R_BC_PHONES, HTTP_GET, "/v1/broadcasts/{}/recipients/{}/phones",
+     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_phones},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

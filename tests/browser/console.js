@@ -155,7 +155,17 @@ function totp(secret) {
       classes: Array.from(document.querySelectorAll('#bc-class-table tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
       csv: document.getElementById('bc-csv').getAttribute('href'),
       csvExcel: document.getElementById('bc-csv-excel').getAttribute('href'),
+      bounced: (document.getElementById('bc-bounced') || {}).textContent || null,
+      chHeads: Array.from(document.querySelectorAll('#bc-ch-table thead th')).map((th) => th.textContent),
+      chRows: Array.from(document.querySelectorAll('#bc-ch-table tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
     }));
+    // 電話番号を表示 on the not reached child with a phone: tel: links.
+    const phoneRow = page.locator('#bc-unreached tbody tr', { hasText: '***4444' });
+    out.phoneButton = await phoneRow.locator('button.phone-btn').textContent();
+    await phoneRow.locator('button.phone-btn').click();
+    await page.waitForSelector('#bc-unreached a[href^="tel:"]');
+    out.phoneLinks = await page.$$eval('#bc-unreached a[href^="tel:"]', (as) => as.map((a) => [a.getAttribute('href'), a.textContent]));
+    out.phoneFocus = await page.evaluate(() => document.activeElement.getAttribute('href'));
     await check('broadcast');
     await page.emulateMedia({ media: 'print' });
     out.printHidesActions = await page.isHidden('#bc-actions');

@@ -264,7 +264,7 @@ with Redis(out) as redis:
         assert g1["confirmed_at"] and set(g1) == {
             "recipient", "child", "class", "guardian", "channel", "state",
             "reached_at", "confirmed_at", "answer", "comment", "child_state",
-            "via", "address", "phone"}, g1
+            "via", "address", "phone", "reason", "reason_ja"}, g1
         # inline recipients without names: no child, class nor guardian
         assert g1["child"] is None and g1["guardian"] is None
         assert g1["child_state"] == "reached" and g1["address"] == "g***@example.jp", g1

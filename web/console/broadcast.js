@@ -3,7 +3,10 @@
 // its children per class and the not reached / not confirmed lists to
 // phone, the answers and comments (GET .../recipients, every page, read
 // again every few polls), cancel, re-send (POST .../resend), the CSV
-// export and a print view (console.css @media print).
+// export and a print view (console.css @media print).  A child's
+// e-mail that bounced or was suppressed (issue 18) is listed with the
+// teacher's reason; 電話番号を表示 reads one child's whole numbers
+// (GET .../recipients/{rcpt}/phones, logged) and shows them as tel: links.
 'use strict';
 
 (function () {
@@ -36,11 +39,15 @@
         if (!k) {
           k = { id: row.recipient, child: row.child, class: row.class, guardians: [], channels: [],
             phone: row.phone, state: row.child_state, confirmed: row.confirmed_at,
-            answer: row.answer, comment: row.comment };
+            answer: row.answer, comment: row.comment, bounces: [] };
           kids.set(row.recipient, k);
         }
         if (row.guardian && k.guardians.indexOf(row.guardian) < 0) k.guardians.push(row.guardian);
         if (row.channel && k.channels.indexOf(row.channel) < 0) k.channels.push(row.channel);
+        if (row.state === 'bounced' || row.state === 'suppressed') {
+          const why = (KN.lang === 'ja' ? row.reason_ja : row.reason) || row.reason || '';
+          k.bounces.push({ state: row.state, reason: why });
+        }
       }
       cursor = r.json.next_cursor;
       if (!cursor) break;
@@ -109,11 +116,15 @@
       if (bc.ack) stats.append(stat(t('bc.confirmed'), bc.ack.confirmed, 'bc-confirmed'));
       stats.append(stat(t('bc.pending'), sum(c, 'pending'), 'bc-pending'),
         stat(t('bc.failed'), sum(c, 'failed') + sum(c, 'expired'), 'bc-failed'));
+      if (sum(c, 'bounced') + sum(c, 'suppressed') > 0) {
+        stats.append(stat(t('bc.bounced'), sum(c, 'bounced'), 'bc-bounced'),
+          stat(t('bc.suppressed'), sum(c, 'suppressed'), 'bc-suppressed'));
+      }
       if (!bc.ack) stats.append(el('li', { class: 'muted' }, t('bc.no_ack')));
       chans.textContent = '';
-      const rows = Object.keys(c).map((ch) => [t('bc.ch.' + ch), c[ch].total, c[ch].delivered, c[ch].pending, c[ch].failed, c[ch].expired, c[ch].cancelled]);
+      const rows = Object.keys(c).map((ch) => [t('bc.ch.' + ch), c[ch].total, c[ch].delivered, c[ch].pending, c[ch].failed, c[ch].expired, c[ch].cancelled, c[ch].bounced || 0, c[ch].suppressed || 0]);
       chans.append(el('h2', null, t('bc.by_channel')),
-        rows.length ? table('bc-ch-table', t('bc.by_channel'), [t('bc.channel'), t('bc.total'), t('bc.delivered'), t('bc.pending'), t('bc.failed'), t('bc.expired'), t('bc.cancelled')], rows)
+        rows.length ? table('bc-ch-table', t('bc.by_channel'), [t('bc.channel'), t('bc.total'), t('bc.delivered'), t('bc.pending'), t('bc.failed'), t('bc.expired'), t('bc.cancelled'), t('bc.bounced'), t('bc.suppressed')], rows)
           : el('p', { class: 'muted' }, t('bc.no_jobs')));
       if (bc.ack) {
         answers.textContent = '';
@@ -146,8 +157,10 @@
       const heads = [t('bc.class'), t('bc.children'), t('bc.reached')].concat(bc.ack ? [t('bc.confirmed')] : []);
       classes.append(el('h2', null, t('bc.by_class')), table('bc-class-table', t('bc.by_class'), heads,
         Array.from(by.keys()).sort().map((c) => [c, by.get(c).n, by.get(c).reached].concat(bc.ack ? [by.get(c).confirmed] : []))));
-      const person = (k) => [k.child || k.id, k.class || '', k.guardians.join('、'), k.channels.map((c) => t('bc.ch.' + c)).join('、') || t('bc.state.' + k.state), k.phone || ''];
-      const heads2 = [t('bc.child'), t('bc.class'), t('bc.guardian'), t('bc.channel'), t('bc.phone')];
+      const person = (k) => [k.child || k.id, k.class || '', k.guardians.join('、'),
+        k.channels.map((c) => t('bc.ch.' + c)).join('、') || t('bc.state.' + k.state),
+        k.bounces.map((b) => t('bc.state.' + b.state) + '：' + b.reason).join(' / ') || null, phoneCell(k)];
+      const heads2 = [t('bc.child'), t('bc.class'), t('bc.guardian'), t('bc.channel'), t('bc.reason'), t('bc.phone')];
       const unreached = kids.filter((k) => REACHED.indexOf(k.state) < 0);
       lists.append(el('h2', null, t('bc.unreached_h', { n: unreached.length })),
         unreached.length ? table('bc-unreached', t('bc.unreached_h', { n: unreached.length }), heads2, unreached.map(person))
@@ -158,6 +171,37 @@
           unconf.length ? table('bc-unconfirmed', t('bc.unconfirmed_h', { n: unconf.length }), heads2, unconf.map(person))
             : el('p', { id: 'bc-unconfirmed-none' }, t('bc.none')));
       }
+    }
+
+    // The phone cell: the masked numbers and 電話番号を表示, or the whole
+    // numbers as tel: links once read (kept for the page's life, so that
+    // a redraw while counts move does not hide them).
+    const phones = new Map();
+    function phoneCell(k) {
+      const got = phones.get(k.id);
+      if (got) {
+        if (!got.length) return el('span', { class: 'muted' }, t('bc.no_phone'));
+        return el('ul', { class: 'phones' }, got.map((p) => el('li', null,
+          el('a', { href: 'tel:' + String(p.phone).replace(/[^0-9+]/g, '') },
+            (p.guardian ? p.guardian + ' ' : '') + p.phone))));
+      }
+      if (!k.phone) return null;
+      return el('span', null, k.phone, ' ', el('button', { type: 'button', class: 'small secondary phone-btn',
+        'aria-label': t('bc.phone_of', { child: k.child || k.id }), onclick: async (ev) => {
+          const btn = ev.currentTarget;
+          btn.disabled = true;
+          const r = await KN.api('GET', '/v1/broadcasts/' + encodeURIComponent(name) + '/recipients/' +
+            encodeURIComponent(k.id) + '/phones').catch(() => ({ status: 0 }));
+          if (r.status !== 200 || !r.json) { btn.disabled = false; KN.error(root, KN.failText(r)); return; }
+          phones.set(k.id, (r.json.phones || []).filter((p) => p && typeof p.phone === 'string'));
+          const td = btn.closest('td');
+          if (td) {
+            td.textContent = '';
+            td.append(phoneCell(k));
+            const a = td.querySelector('a');
+            if (a) a.focus();
+          }
+        } }, t('bc.show_phone')));
     }
 
     // A second step for what cannot be undone: the question, then yes/no.
