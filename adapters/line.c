@@ -748,8 +748,7 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
 }
 
 /* The answer to a reply: logged if it failed (masked detail). */
-static void on_replied(struct kn_job *job, const struct kn_result *r,
-                       void *arg)
+static void on_replied(struct kn_job *job, const struct kn_result *r, void *arg)
 {
     (void)job;
     (void)arg;
@@ -766,8 +765,8 @@ static int line_reply(struct kn_adapter *a, const char *reply_token,
     json_t *j;
     if (l == NULL || l->closing || reply_token == NULL || text == NULL)
         return KN_EINVAL;
-    j = json_pack("{s:s,s:[{s:s,s:s}]}", "replyToken", reply_token,
-                  "messages", "type", "text", "text", text);
+    j = json_pack("{s:s,s:[{s:s,s:s}]}", "replyToken", reply_token, "messages",
+                  "type", "text", "text", text);
     if (j == NULL)
         return KN_EINVAL;
     s = kn_xcalloc(1, sizeof(*s));

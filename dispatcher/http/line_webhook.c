@@ -23,12 +23,12 @@
  * POST /line/webhook: LINE tells us a user blocked (unfollow) or
  * unblocked / added (follow) the official account, or sent it a text: a
  * registration link code (register.c, kn__httpd_line_link) is linked and
- * answered through the Reply API, on its own (the 200 does not wait).  The X-Line-Signature
- * (HMAC of the raw body with line.channel_secret) is the authentication:
- * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
- * blind index goes into dead:line (the expander makes no job for it); a
- * follow takes it out, each in the order of the events' own timestamps
- * (kn_script_line_events: a redelivered old event changes nothing).
+ * answered through the Reply API, on its own (the 200 does not wait).  The
+ * X-Line-Signature (HMAC of the raw body with line.channel_secret) is the
+ * authentication: missing → 401, wrong → 403, and nothing changes.  An
+ * unfollowed user's blind index goes into dead:line (the expander makes no job
+ * for it); a follow takes it out, each in the order of the events' own
+ * timestamps (kn_script_line_events: a redelivered old event changes nothing).
  * Answered 200 once Redis has it.
  */
 struct line_marks {

@@ -195,9 +195,8 @@ static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
 }
 
 /* One line to the operation log (never an address). */
-static void op_log_from(struct http_srv *s, const char *source,
-                        const char *via, const char *op, const char *tenant,
-                        const char *rcpt)
+static void op_log_from(struct http_srv *s, const char *source, const char *via,
+                        const char *op, const char *tenant, const char *rcpt)
 {
     json_t *j = json_object();
     json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
@@ -1067,10 +1066,10 @@ out:
 
 /* ------------------------------------------------ LINE */
 
-#define LINE_CODE_MS     (10LL * 60 * 1000)
-#define LINE_FAIL_MS     (10LL * 60 * 1000)
-#define LINE_FAIL_USER   5   /* wrong codes per LINE user in 10 minutes */
-#define LINE_FAIL_ALL    200 /* wrong codes of everybody in 10 minutes */
+#define LINE_CODE_MS   (10LL * 60 * 1000)
+#define LINE_FAIL_MS   (10LL * 60 * 1000)
+#define LINE_FAIL_USER 5   /* wrong codes per LINE user in 10 minutes */
+#define LINE_FAIL_ALL  200 /* wrong codes of everybody in 10 minutes */
 
 static struct kn_redis_script line_script = {"reg_line", kn_lua_reg_line, ""};
 
@@ -1232,8 +1231,7 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
         rep->element[0]->type == REDIS_REPLY_INTEGER)
         what = rep->element[0]->integer;
     if (what == 1 && rep->elements >= 6) {
-        const char *tenant = rep->element[1]->str,
-                   *rcpt = rep->element[2]->str;
+        const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
         char *child = unseal_opt(s->d->kr, "name", rep->element[3]->str);
         char *msg = kn_xasprintf(
             "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
@@ -1266,7 +1264,7 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
         default:
             kn_log(KN_LOG_ERROR, "http", "reg_line failed", "error",
                    rep && rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                          : "no reply",
+                                                         : "no reply",
                    NULL);
             text = "ただいま登録できません。しばらくしてから、もう一度"
                    "送ってください。";
@@ -1304,10 +1302,10 @@ void kn__httpd_line_link(struct http_srv *s, const char *user_id,
     ll->srv = s;
     ll->reply_token = reply_token ? kn_xstrdup(reply_token) : NULL;
     {
-        const char *argv[] = {k1,  k2,     k3, d->prefix, now, sealed,
-                              bi,  win,    per, all};
-        if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10,
-                          argv, NULL) < 0) {
+        const char *argv[] = {k1,     k2, k3,  d->prefix, now,
+                              sealed, bi, win, per,       all};
+        if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10, argv,
+                          NULL) < 0) {
             kn_log(KN_LOG_ERROR, "http", "LINE link: Redis is unreachable",
                    NULL);
             kn__httpd_free_secret(&ll->reply_token);
