@@ -109,7 +109,7 @@ char *kn_key_sheets(const char *prefix, const char *tenant);
  *   rline:<index>      a LINE link code (keyed hash; 10 minutes, single
  *                      use): the sign-up it links a LINE user to
  *   rlfail:<index>     wrong link codes of one LINE user (the blind index
- *                      of the user id) in 10 minutes; rlfail:* of all
+ *                      of the user id) in 10 minutes; rlfail:all: of all
  */
 char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
                       const char *addr);
