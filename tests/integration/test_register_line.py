@@ -157,6 +157,14 @@ def line_code(ticket, ip="198.51.100.7"):
     return j["code"]
 
 
+def subjects(addr):
+    import email
+    import email.policy
+    return [str(email.message_from_string(m["data"],
+                                          policy=email.policy.default)
+                ["Subject"]) for m in smtp.messages() if addr in m["rcpt"]]
+
+
 def scan():
     keys, cursor = [], b"0"
     while True:
@@ -235,9 +243,9 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         assert r.call("HGET", k.prefix + "sheet:" + sheets["s-1"][0],
                       "used") == b"1"
         assert r.call("SISMEMBER", k.prefix + "regd:" + T, "s-1") == 1
-        wait_for(lambda: any("mama1@example.jp" in m["rcpt"] and
-                             "=?" in m["data"] for m in smtp.messages()),
-                 30, 0.1, what="the mail telling mama1")
+        wait_for(lambda: "【連絡網】保護者の登録がありました" in
+                 subjects("mama1@example.jp"), 30, 0.1,
+                 what="the mail telling mama1")
         blob = b"".join([x + (r.call("DUMP", x) or b"") for x in scan()])
         assert U1.encode() not in blob
         log = d.stderr_text()
