@@ -133,6 +133,11 @@ struct kn_adapter_ops {
     int (*configured)(const struct kn_config *cfg);
     /* 1 if the provider takes this address (NULL: every address). */
     int (*accepts)(const char *addr);
+    /* Answer an incoming message (LINE's Reply API: its reply token) with
+     * one text: fire and forget on the loop, a failure is logged (never
+     * the token or the text).  0 if started; NULL: the provider has none. */
+    int (*reply)(struct kn_adapter *a, const char *reply_token,
+                 const char *text);
 };
 
 struct kn_adapter {

@@ -76,7 +76,7 @@ struct line_send;
 
 struct line {
     struct kn_net *net;
-    char *push_url, *multicast_url, *token_url;
+    char *push_url, *multicast_url, *reply_url, *token_url;
     char *ca_file;
     long timeout_ms;
     size_t connections;
@@ -653,7 +653,10 @@ static void start_request(struct line_send *s)
     struct line *l = s->l;
     const char *tok = l->static_token ? l->static_token : l->token;
     char *auth = kn_xasprintf("Authorization: Bearer %s", tok);
-    char *key = kn_xasprintf("X-Line-Retry-Key: %s", s->retry_key);
+    /* (A reply has no retry key: LINE takes one on push and multicast.) */
+    char *key = s->retry_key[0]
+                    ? kn_xasprintf("X-Line-Retry-Key: %s", s->retry_key)
+                    : NULL;
     const char *headers[] = {auth, "Content-Type: application/json", key, NULL};
     struct kn_http_req req;
 
@@ -744,6 +747,53 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
     }
 }
 
+/* The answer to a reply: logged if it failed (masked detail). */
+static void on_replied(struct kn_job *job, const struct kn_result *r, void *arg)
+{
+    (void)job;
+    (void)arg;
+    if (r->status != KN_DELIVERED)
+        kn_log(KN_LOG_WARN, "line", "LINE reply not sent", "error",
+               r->detail ? r->detail : "", NULL);
+}
+
+static int line_reply(struct kn_adapter *a, const char *reply_token,
+                      const char *text)
+{
+    struct line *l = a->priv;
+    struct line_send *s;
+    json_t *j;
+    if (l == NULL || l->closing || reply_token == NULL || text == NULL)
+        return KN_EINVAL;
+    j = json_pack("{s:s,s:[{s:s,s:s}]}", "replyToken", reply_token, "messages",
+                  "type", "text", "text", text);
+    if (j == NULL)
+        return KN_EINVAL;
+    s = kn_xcalloc(1, sizeof(*s));
+    s->l = l;
+    s->done = on_replied;
+    s->url = l->reply_url;
+    s->body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    l->in_flight++;
+    switch (token_ready(l)) {
+    case 1:
+        start_request(s);
+        break;
+    case 0:
+        if (l->waiting_tail != NULL)
+            l->waiting_tail->next = s;
+        else
+            l->waiting = s;
+        l->waiting_tail = s;
+        break;
+    default:
+        fail_send(s, KN_TEMPFAIL, l->token_error_auth, l->token_error);
+        break;
+    }
+    return 0;
+}
+
 static int line_send(struct kn_adapter *a, struct kn_job **jobs, size_t n,
                      kn_done_cb *done, void *arg)
 {
@@ -761,6 +811,7 @@ static void line_free(struct line *l)
 {
     free(l->push_url);
     free(l->multicast_url);
+    free(l->reply_url);
     free(l->token_url);
     free(l->ca_file);
     if (l->static_token != NULL) {
@@ -806,6 +857,7 @@ static int line_open(struct kn_adapter *a, const struct kn_config *cfg)
     l->push_url = kn_xasprintf("%.*s/v2/bot/message/push", (int)bl, base);
     l->multicast_url =
         kn_xasprintf("%.*s/v2/bot/message/multicast", (int)bl, base);
+    l->reply_url = kn_xasprintf("%.*s/v2/bot/message/reply", (int)bl, base);
     l->ca_file = cfg->line_ca_file ? kn_xstrdup(cfg->line_ca_file) : NULL;
     l->timeout_ms = (long)cfg->line_timeout_ms;
     l->connections =
@@ -921,6 +973,7 @@ const struct kn_adapter_ops kn_adapter_line = {
     .nrates = KN_ARRAY_SIZE(line_rates),
     .rate_for = line_rate_for,
     .tokens = line_tokens,
+    .reply = line_reply,
 };
 
 void kn_line_stats(const struct kn_adapter *a, struct kn_line_stats *out)

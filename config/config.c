@@ -228,6 +228,7 @@ static const struct key keys[] = {
     STR("line", "channel_secret", NULL, line_channel_secret,
         F_OPTIONAL | F_SECRET, NULL, "KAIRAN_LINE_SECRET"),
     OPT("line", "channel_secret_file", line_channel_secret_file),
+    OPT("line", "add_friend_url", line_add_friend_url),
     OPT("line", "ca_file", line_ca_file),
     DUR("line", "timeout_ms", "30s", 1 * SEC, 1 * HOUR, line_timeout_ms),
     INT("line", "connections", "8", 1, 1000, line_connections),

@@ -110,6 +110,7 @@ struct kn_config {
     char *line_token_url;      /* https://api.line.me/oauth2/v2.1/token */
     char *line_channel_secret; /* webhook signatures; or KAIRAN_LINE_SECRET */
     char *line_channel_secret_file;
+    char *line_add_friend_url; /* the official account's friend-add link */
     char *line_ca_file;
     int64_t line_timeout_ms;
     int64_t line_connections;

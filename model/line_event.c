@@ -80,3 +80,74 @@ int kn_line_webhook_events(const char *body, size_t len,
     json_decref(j);
     return n;
 }
+
+int kn_line_webhook_messages(const char *body, size_t len,
+                             void (*cb)(const char *user_id, const char *text,
+                                        const char *reply_token, void *arg),
+                             void *arg)
+{
+    json_t *j = json_loadb(body, len, 0, NULL), *events;
+    int n = 0;
+
+    events = json_object_get(j, "events");
+    if (!json_is_object(j) || !json_is_array(events)) {
+        json_decref(j);
+        return KN_EINVAL;
+    }
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        json_t *ev = json_array_get(events, i);
+        json_t *src = json_object_get(ev, "source");
+        json_t *msg = json_object_get(ev, "message");
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *stype = json_string_value(json_object_get(src, "type"));
+        const char *uid = json_string_value(json_object_get(src, "userId"));
+        const char *mtype = json_string_value(json_object_get(msg, "type"));
+        const char *text = json_string_value(json_object_get(msg, "text"));
+        const char *rt = json_string_value(json_object_get(ev, "replyToken"));
+        json_t *dc = json_object_get(ev, "deliveryContext");
+        if (type == NULL || strcmp(type, "message") != 0 || stype == NULL ||
+            strcmp(stype, "user") != 0 || kn_addr_line_check(uid, NULL) != 0 ||
+            mtype == NULL || strcmp(mtype, "text") != 0 || text == NULL ||
+            json_is_true(json_object_get(dc, "isRedelivery")))
+            continue;
+        if (rt != NULL && (rt[0] == '\0' || strlen(rt) > 256))
+            rt = NULL;
+        cb(uid, text, rt, arg);
+        n++;
+    }
+    json_decref(j);
+    return n;
+}
+
+int kn_line_link_code(const char *text, char *out, size_t outlen)
+{
+    size_t n = 0;
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p != '\0') {
+        int d = -1;
+        if (*p >= '0' && *p <= '9') {
+            d = *p - '0';
+            p++;
+        } else if (p[0] == 0xEF && p[1] == 0xBC && p[2] >= 0x90 &&
+                   p[2] <= 0x99) { /* U+FF10..FF19, full-width digits */
+            d = p[2] - 0x90;
+            p += 3;
+        } else if (*p == ' ' || *p == '-' || *p == '\t' || *p == '\n' ||
+                   *p == '\r') {
+            p++;
+            continue;
+        } else if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) {
+            p += 3; /* U+3000, the ideographic space */
+            continue;
+        } else {
+            return -1;
+        }
+        if (n + 1 >= outlen)
+            return -1;
+        out[n++] = (char)('0' + d);
+    }
+    if (n != KN_LINE_CODE_DIGITS)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}

@@ -36,4 +36,26 @@ int kn_line_webhook_events(const char *body, size_t len,
                                       void *arg),
                            void *arg);
 
+/*
+ * Call cb once per text message event from a user (not a redelivery:
+ * deliveryContext.isRedelivery true is skipped, the first delivery was
+ * answered): the user id and the text (borrowed; never log either), and
+ * the event's replyToken (NULL if absent or implausible).  Returns the
+ * number of callbacks, or KN_EINVAL if the body is not a webhook object.
+ */
+int kn_line_webhook_messages(const char *body, size_t len,
+                             void (*cb)(const char *user_id, const char *text,
+                                        const char *reply_token, void *arg),
+                             void *arg);
+
+/* Digits of a LINE link code (registration page, LINEで受け取る). */
+#define KN_LINE_CODE_DIGITS 8
+
+/*
+ * The link code a guardian typed into LINE: KN_LINE_CODE_DIGITS digits
+ * (ASCII or full-width), spaces and hyphens ignored, nothing else.  0 and
+ * the digits into out (outlen > KN_LINE_CODE_DIGITS), or -1: not a code.
+ */
+int kn_line_link_code(const char *text, char *out, size_t outlen);
+
 #endif

@@ -191,3 +191,13 @@ char *kn_key_reg_devices(const char *prefix, const char *tenant)
 {
     return one_part_key(prefix, "rdevs", tenant);
 }
+
+char *kn_key_reg_line(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "rline", hash);
+}
+
+char *kn_key_reg_line_fail(const char *prefix, const char *who)
+{
+    return one_part_key(prefix, "rlfail", who);
+}

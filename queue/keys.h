@@ -106,6 +106,10 @@ char *kn_key_sheets(const char *prefix, const char *tenant);
  *   rapp:<hash>        a code for the school app (10 minutes, single use)
  *   rdev:<hash>        a registered device: its credential's hash
  *   rdevs:<tenant>     set of the tenant's device credential hashes
+ *   rline:<index>      a LINE link code (keyed hash; 10 minutes, single
+ *                      use): the sign-up it links a LINE user to
+ *   rlfail:<index>     wrong link codes of one LINE user (the blind index
+ *                      of the user id) in 10 minutes; rlfail:all: of all
  */
 char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
                       const char *addr);
@@ -115,5 +119,7 @@ char *kn_key_regd(const char *prefix, const char *tenant);
 char *kn_key_reg_app(const char *prefix, const char *hash);
 char *kn_key_reg_device(const char *prefix, const char *hash);
 char *kn_key_reg_devices(const char *prefix, const char *tenant);
+char *kn_key_reg_line(const char *prefix, const char *hash);
+char *kn_key_reg_line_fail(const char *prefix, const char *who);
 
 #endif

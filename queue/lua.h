@@ -36,6 +36,7 @@ extern const char kn_lua_rcpt_delete[];
 extern const char kn_lua_rcpt_edit[];
 extern const char kn_lua_rcpt_upsert[];
 extern const char kn_lua_reg_device[];
+extern const char kn_lua_reg_line[];
 extern const char kn_lua_reg_verify[];
 extern const char kn_lua_reject[];
 extern const char kn_lua_rekey_aud[];

@@ -117,6 +117,7 @@ enum route_id {
     R_REG_EMAIL,
     R_REG_VERIFY,
     R_REG_APP,
+    R_REG_LINE,
     R_DEVICES,
     R_BC_PHONES
 };
@@ -260,6 +261,8 @@ struct http_srv {
     int64_t sg_at;
     double line_tokens;
     int64_t line_at;
+    /* LINE's Reply API for link codes (register.c), opened on first use */
+    struct kn_adapter line_reply;
     int64_t warned_peer;
     /* redis.wait_replicas > 0: submits go on this connection of their
      * own, each followed by WAIT (which blocks its connection). */
@@ -465,6 +468,11 @@ void kn__httpd_run_ack_post(struct conn *c);
 /* ---- line_webhook.c ---- */
 
 void kn__httpd_run_line_hook(struct conn *c);
+/* register.c: a text message from a LINE user carrying a link code (the
+ * digits): link the user to the sign-up, answer through the Reply API. */
+void kn__httpd_line_link(struct http_srv *s, const char *user_id,
+                         const char *code, const char *reply_token);
+void kn__httpd_line_reply_close(struct http_srv *s);
 void kn__httpd_run_sg_hook(struct conn *c);
 
 /* ---- compose.c, templates.c, preview.c (the console's 新規連絡) ---- */
@@ -511,6 +519,7 @@ void kn__httpd_run_register_start(struct conn *c);
 void kn__httpd_run_register_email(struct conn *c);
 void kn__httpd_run_register_verify(struct conn *c);
 void kn__httpd_run_register_app(struct conn *c);
+void kn__httpd_run_register_line(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
 
 /* ---- phones.c ---- */

@@ -5,6 +5,7 @@
 #include "dispatcher/http/http_int.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <string.h>
 
 #include "common/argv.h"
@@ -20,12 +21,14 @@
 
 /*
  * POST /line/webhook: LINE tells us a user blocked (unfollow) or
- * unblocked / added (follow) the official account.  The X-Line-Signature
- * (HMAC of the raw body with line.channel_secret) is the authentication:
- * missing → 401, wrong → 403, and nothing changes.  An unfollowed user's
- * blind index goes into dead:line (the expander makes no job for it); a
- * follow takes it out, each in the order of the events' own timestamps
- * (kn_script_line_events: a redelivered old event changes nothing).
+ * unblocked / added (follow) the official account, or sent it a text: a
+ * registration link code (register.c, kn__httpd_line_link) is linked and
+ * answered through the Reply API, on its own (the 200 does not wait).  The
+ * X-Line-Signature (HMAC of the raw body with line.channel_secret) is the
+ * authentication: missing → 401, wrong → 403, and nothing changes.  An
+ * unfollowed user's blind index goes into dead:line (the expander makes no job
+ * for it); a follow takes it out, each in the order of the events' own
+ * timestamps (kn_script_line_events: a redelivered old event changes nothing).
  * Answered 200 once Redis has it.
  */
 struct line_marks {
@@ -45,6 +48,19 @@ static void on_line_event(const char *type, const char *user_id, int unblocked,
     kn_argv_add(&m->events, bi);
     kn_argv_addi(&m->events, timestamp_ms);
     m->dead |= dead;
+}
+
+/* A text message: a link code (issue 15) starts a link; anything else
+ * is not kairan's business (no answer). */
+static void on_line_message(const char *user_id, const char *text,
+                            const char *reply_token, void *arg)
+{
+    struct line_marks *m = arg;
+    char code[KN_LINE_CODE_DIGITS + 1];
+    if (kn_line_link_code(text, code, sizeof(code)) < 0)
+        return;
+    kn__httpd_line_link(m->srv, user_id, code, reply_token);
+    OPENSSL_cleanse(code, sizeof(code));
 }
 
 static void on_line_marked(struct batch *b)
@@ -96,6 +112,9 @@ void kn__httpd_run_line_hook(struct conn *c)
     kn_argv_init(&m.events);
     n = kn_line_webhook_events(kn_buf_str(&c->req.body),
                                kn_buf_len(&c->req.body), on_line_event, &m);
+    if (n >= 0)
+        kn_line_webhook_messages(kn_buf_str(&c->req.body),
+                                 kn_buf_len(&c->req.body), on_line_message, &m);
     if (n < 0) {
         kn__httpd_respond_error(c, 400, NULL,
                                 "the body is not a LINE webhook object");

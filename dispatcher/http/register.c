@@ -42,11 +42,13 @@
 
 #include "common/kn.h"
 #include "common/log.h"
+#include "common/qrsvg.h"
 #include "common/seal.h"
 #include "common/text.h"
 #include "model/address.h"
 #include "model/audit.h"
 #include "model/broadcast.h"
+#include "model/line_event.h"
 #include "model/regsheet.h"
 #include "model/session.h"
 #include "queue/keys.h"
@@ -80,6 +82,9 @@ static const char csp[] =
 static struct kn_redis_script verify_script = {"reg_verify", kn_lua_reg_verify,
                                                ""};
 
+#define LINE_FRIEND_SVG "line-qr.svg"
+static void line_qr(struct conn *c);
+
 /* ------------------------------------------------------------ the page */
 
 void kn__httpd_run_register_page(struct conn *c)
@@ -104,6 +109,10 @@ void kn__httpd_run_register_file(struct conn *c)
         {"strings-en.json", "application/json; charset=utf-8",
          kn__web_register_en, &kn__web_register_en_len},
     };
+    if (strcmp(c->req.param, LINE_FRIEND_SVG) == 0) {
+        line_qr(c);
+        return;
+    }
     for (size_t i = 0; i < KN_ARRAY_SIZE(files); i++) {
         if (strcmp(c->req.param, files[i].name) == 0) {
             kn__httpd_respond(c, 200, files[i].ctype, files[i].data,
@@ -186,17 +195,23 @@ static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
 }
 
 /* One line to the operation log (never an address). */
-static void op_log(struct conn *c, const char *op, const char *tenant,
-                   const char *rcpt)
+static void op_log_from(struct http_srv *s, const char *source, const char *via,
+                        const char *op, const char *tenant, const char *rcpt)
 {
     json_t *j = json_object();
     json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
     json_object_set_new(j, "id", kn__httpd_jstr_or_null(rcpt));
-    json_object_set_new(j, "source", json_string(c->req.source));
-    json_object_set_new(j, "via", json_string("http"));
-    if (kn_audit_op(c->srv->cfg->audit_dir, "guardian", op, j) < 0)
+    json_object_set_new(j, "source", json_string(source));
+    json_object_set_new(j, "via", json_string(via));
+    if (kn_audit_op(s->cfg->audit_dir, "guardian", op, j) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
-               c->srv->cfg->audit_dir, NULL);
+               s->cfg->audit_dir, NULL);
+}
+
+static void op_log(struct conn *c, const char *op, const char *tenant,
+                   const char *rcpt)
+{
+    op_log_from(c->srv, c->req.source, "http", op, tenant, rcpt);
 }
 
 static void on_mail_submitted(struct kn_redis *r, redisReply *rep, void *arg)
@@ -607,6 +622,8 @@ void kn__httpd_run_register_email(struct conn *c)
 
 /* ------------------------------------------------ POST /r/verify */
 
+static void tell_contacts(struct http_srv *s, const redisReply *rep);
+
 struct verify {
     char th[65]; /* the ticket's hash (code path) or "" */
     char code[8];
@@ -620,11 +637,9 @@ struct verify {
 static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct conn *c = arg;
-    struct kn_daemon *d;
     long long what;
     if (!kn__httpd_conn_release(c))
         return;
-    d = c->srv->d;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         kn_log(KN_LOG_ERROR, "http", "reg_verify failed", "error",
@@ -663,6 +678,25 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
     }
     {
         const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
+        op_log(c, "registration.add", tenant, rcpt);
+        kn_log(KN_LOG_INFO, "http", "guardian registered", "tenant", tenant,
+               "rcpt", rcpt, NULL);
+        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "registered", 1),
+                               NULL);
+        tell_contacts(c->srv, rep);
+    }
+}
+
+/*
+ * Mail the child's other contacts that a guardian was registered (rep:
+ * the {1, tenant, rcpt, child name, guardian name, relation, addresses
+ * ...} of reg_verify.lua or reg_line.lua, every personal value sealed).
+ */
+static void tell_contacts(struct http_srv *s, const redisReply *rep)
+{
+    struct kn_daemon *d = s->d;
+    {
+        const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
         size_t n = rep->elements - 6, got = 0;
         const char **to = kn_xcalloc(n + 1, sizeof(*to));
         char *child = unseal_opt(d->kr, "name", rep->element[3]->str);
@@ -670,11 +704,6 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
         char *grel = unseal_opt(d->kr, "name", rep->element[5]->str);
         char *body;
 
-        op_log(c, "registration.add", tenant, rcpt);
-        kn_log(KN_LOG_INFO, "http", "guardian registered", "tenant", tenant,
-               "rcpt", rcpt, NULL);
-        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "registered", 1),
-                               NULL);
         for (size_t i = 0; i < n; i++) {
             char *plain = unseal_opt(d->kr, "email", rep->element[6 + i]->str);
             if (plain != NULL)
@@ -689,8 +718,8 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
                 child ? child : rcpt, gname || grel ? "（" : "",
                 gname ? gname : "", gname && grel ? "、" : "", grel ? grel : "",
                 gname || grel ? "）" : "", child ? child : rcpt);
-            send_mail(c->srv, tenant, to, got,
-                      "【連絡網】保護者の登録がありました", body);
+            send_mail(s, tenant, to, got, "【連絡網】保護者の登録がありました",
+                      body);
             OPENSSL_cleanse(body, strlen(body));
             free(body);
         }
@@ -1033,4 +1062,258 @@ void kn__httpd_run_devices(struct conn *c)
 out:
     free(key);
     json_decref(j);
+}
+
+/* ------------------------------------------------ LINE */
+
+#define LINE_CODE_MS   (10LL * 60 * 1000)
+#define LINE_FAIL_MS   (10LL * 60 * 1000)
+#define LINE_FAIL_USER 5   /* wrong codes per LINE user in 10 minutes */
+#define LINE_FAIL_ALL  200 /* wrong codes of everybody in 10 minutes */
+
+static struct kn_redis_script line_script = {"reg_line", kn_lua_reg_line, ""};
+
+/* line.add_friend_url, if it is an https link; else NULL. */
+static const char *friend_url(const struct kn_config *cfg)
+{
+    const char *u = cfg->line_add_friend_url;
+    if (u == NULL || strncmp(u, "https://", 8) != 0 || strlen(u) > 500 ||
+        strpbrk(u, "\"'<> ") != NULL)
+        return NULL;
+    return u;
+}
+
+/* GET /r/line-qr.svg: the friend-add link as a QR code (public data). */
+static void line_qr(struct conn *c)
+{
+    const char *u = friend_url(c->srv->cfg);
+    char *svg = u ? kn_qr_svg(u, "LINE") : NULL;
+    if (svg == NULL) {
+        kn__httpd_respond_error(c, 404, NULL,
+                                "line.add_friend_url is not set: ask the "
+                                "school");
+        return;
+    }
+    kn__httpd_respond(c, 200, "image/svg+xml", svg, strlen(svg), csp, NULL);
+    free(svg);
+}
+
+struct linecode {
+    char th[65];
+};
+
+/* POST /r/line {ticket, consent: true}: a link code to send to the
+ * school's LINE official account (8 digits, single use, 10 minutes, bound
+ * to this sign-up; only its keyed hash is kept: rline:<index>). */
+static void on_line_ticket(struct batch *b)
+{
+    struct linecode *lc = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    const char *url;
+    char code[KN_LINE_CODE_DIGITS + 1], ch[33], now[24], *k;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    d = c->srv->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+        h->element[0]->type != REDIS_REPLY_STRING ||
+        h->element[1]->type != REDIS_REPLY_STRING ||
+        h->element[2]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_error(c, 401, "ticket",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again)");
+        goto out;
+    }
+    snprintf(code, sizeof(code), "%0*u", KN_LINE_CODE_DIGITS,
+             (unsigned)kn_random_below(100000000));
+    kn_blind_index(d->kr, "linecode", code, ch);
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    k = kn_key_reg_line(d->prefix, ch);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b cs %s", k,
+                 h->element[0]->str, h->element[1]->str, h->element[2]->str,
+                 lc->th, (size_t)16, now);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, LINE_CODE_MS);
+    free(k);
+    url = friend_url(c->srv->cfg);
+    kn__httpd_respond_json(
+        c, 200,
+        json_pack("{s:s,s:I,s:s?,s:s?}", "code", code, "expires_in",
+                  (json_int_t)(LINE_CODE_MS / 1000), "add_friend_url", url,
+                  "qr", url ? "/r/" LINE_FRIEND_SVG : NULL),
+        NULL);
+    OPENSSL_cleanse(code, sizeof(code));
+out:
+    free(lc);
+}
+
+void kn__httpd_run_register_line(struct conn *c)
+{
+    json_t *j = body_object(c);
+    const char *ticket;
+    if (j == NULL)
+        return;
+    ticket = jstr(j, "ticket");
+    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
+        kn__httpd_respond_error(c, 400, "ticket",
+                                "ID とパスコードからやり直してください "
+                                "(start again with the ID and passcode)");
+    } else if (!json_is_true(json_object_get(j, "consent"))) {
+        kn__httpd_respond_error(c, 400, "consent",
+                                "プライバシーポリシーへの同意が必要です "
+                                "(check the box to agree to the school's "
+                                "privacy notice)");
+    } else {
+        struct linecode *lc = kn_xcalloc(1, sizeof(*lc));
+        struct batch *b;
+        char *k;
+        kn_session_hash(ticket, lc->th);
+        b = kn__httpd_batch_new(c->srv, c, on_line_ticket, lc);
+        k = kn_key_reg_ticket(c->srv->d->prefix, lc->th);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+    }
+    json_decref(j);
+}
+
+/* Answer through LINE's Reply API (the LINE adapter, opened on first use
+ * and kept: its HTTP client and channel access token). */
+static void line_reply(struct http_srv *s, const char *reply_token,
+                       const char *text)
+{
+    if (reply_token == NULL)
+        return;
+    if (s->line_reply.ops == NULL) {
+        const struct kn_adapter_ops *ops = kn_adapter_find("line");
+        if (ops == NULL || ops->reply == NULL)
+            return;
+        s->line_reply.loop = s->d->loop;
+        if (ops->open(&s->line_reply, s->cfg) < 0) {
+            kn_log(KN_LOG_ERROR, "http", "LINE reply: the adapter cannot open",
+                   NULL);
+            return;
+        }
+        s->line_reply.ops = ops;
+    }
+    if (s->line_reply.ops->reply(&s->line_reply, reply_token, text) < 0)
+        kn_log(KN_LOG_WARN, "http", "LINE reply refused", NULL);
+}
+
+void kn__httpd_line_reply_close(struct http_srv *s)
+{
+    if (s->line_reply.ops != NULL) {
+        s->line_reply.ops->close(&s->line_reply);
+        s->line_reply.ops = NULL;
+    }
+}
+
+struct linelink {
+    struct http_srv *srv;
+    char *reply_token;
+};
+
+static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct linelink *ll = arg;
+    struct http_srv *s = ll->srv;
+    const char *text;
+    long long what = -1;
+    (void)r;
+    if (rep == NULL) { /* shutting down: the server may be gone */
+        kn__httpd_free_secret(&ll->reply_token);
+        free(ll);
+        return;
+    }
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER)
+        what = rep->element[0]->integer;
+    if (what == 1 && rep->elements >= 6) {
+        const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
+        char *child = unseal_opt(s->d->kr, "name", rep->element[3]->str);
+        char *msg = kn_xasprintf(
+            "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
+            "でお届けします。\n心当たりがない場合は、学校にお知らせください。",
+            child ? child : "", child ? " さん" : "お子さま");
+        op_log_from(s, "line", "line", "registration.add", tenant, rcpt);
+        kn_log(KN_LOG_INFO, "http", "guardian registered (LINE)", "tenant",
+               tenant, "rcpt", rcpt, NULL);
+        line_reply(s, ll->reply_token, msg);
+        tell_contacts(s, rep);
+        kn__httpd_free_secret(&msg);
+        kn__httpd_free_secret(&child);
+    } else {
+        switch (what) {
+        case 0:
+            text = "コードが違うか、有効期限（10分）が切れています。登録"
+                   "ページでコードを確かめて、もう一度送ってください。";
+            break;
+        case 2:
+            text = "この登録用紙は使えなくなりました。学校にお問い合わせ"
+                   "ください。";
+            break;
+        case 3:
+            text = "この LINE はすでに登録されています。";
+            break;
+        case 4:
+            text = "間違ったコードが続いたため、しばらく受け付けません。"
+                   "10分ほどしてから、もう一度送ってください。";
+            break;
+        default:
+            kn_log(KN_LOG_ERROR, "http", "reg_line failed", "error",
+                   rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                         : "no reply",
+                   NULL);
+            text = "ただいま登録できません。しばらくしてから、もう一度"
+                   "送ってください。";
+            break;
+        }
+        if (what == 0 || what == 4)
+            kn_log(KN_LOG_INFO, "http", "LINE link code refused", "why",
+                   what == 0 ? "wrong or expired" : "throttled", NULL);
+        line_reply(s, ll->reply_token, text);
+    }
+    kn__httpd_free_secret(&ll->reply_token);
+    free(ll);
+}
+
+void kn__httpd_line_link(struct http_srv *s, const char *user_id,
+                         const char *code, const char *reply_token)
+{
+    struct kn_daemon *d = s->d;
+    struct linelink *ll;
+    char ch[33], bi[33], win[24], per[24], all[24], now[24], *sealed;
+    char *k1, *k2, *k3;
+    kn_blind_index(d->kr, "linecode", code, ch);
+    kn_blind_index(d->kr, "line", user_id, bi);
+    sealed = kn_seal(d->kr, "line", user_id, strlen(user_id));
+    k1 = kn_key_reg_line(d->prefix, ch);
+    k2 = kn_key_reg_line_fail(d->prefix, bi);
+    k3 = kn_key_reg_line_fail(d->prefix, "all");
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    snprintf(win, sizeof(win), "%lld", LINE_FAIL_MS);
+    snprintf(per, sizeof(per), "%d", LINE_FAIL_USER);
+    snprintf(all, sizeof(all), "%d", LINE_FAIL_ALL);
+    if (line_script.sha[0] == '\0')
+        kn_redis_script_init(&line_script);
+    ll = kn_xcalloc(1, sizeof(*ll));
+    ll->srv = s;
+    ll->reply_token = reply_token ? kn_xstrdup(reply_token) : NULL;
+    {
+        const char *argv[] = {k1,     k2, k3,  d->prefix, now,
+                              sealed, bi, win, per,       all};
+        if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10, argv,
+                          NULL) < 0) {
+            kn_log(KN_LOG_ERROR, "http", "LINE link: Redis is unreachable",
+                   NULL);
+            kn__httpd_free_secret(&ll->reply_token);
+            free(ll);
+        }
+    }
+    free(sealed);
+    free(k1);
+    free(k2);
+    free(k3);
 }

@@ -117,6 +117,7 @@ static const struct route routes[] = {
     {R_REG_EMAIL, HTTP_POST, "/r/email", 0, 1, kn__httpd_run_register_email},
     {R_REG_VERIFY, HTTP_POST, "/r/verify", 0, 1, kn__httpd_run_register_verify},
     {R_REG_APP, HTTP_POST, "/r/app", 0, 1, kn__httpd_run_register_app},
+    {R_REG_LINE, HTTP_POST, "/r/line", 0, 1, kn__httpd_run_register_line},
     /* The school app: a code from /r/app, then its device credential. */
     {R_DEVICES, HTTP_POST, "/v1/devices", 0, 1, kn__httpd_run_devices},
     /* One child's whole phone numbers, to phone (phones.c). */

@@ -512,6 +512,7 @@ static void http_close(struct kn_daemon *d, void *state)
         kn__httpd_conn_close(s->conns);
     if (s->wait != NULL)
         kn_redis_close(s->wait); /* pending submits get NULL replies */
+    kn__httpd_line_reply_close(s);
 }
 
 struct kn_module kn_http_module = {

@@ -138,6 +138,17 @@ async function start(page, id, pass) {
     res.noConsent = { msg: await msg(page), focus: await page.evaluate(() => document.activeElement.id),
       stillHere: await visible(page, 's-contact') };
     await page.getByLabel(/同意/).check();
+    // LINE: the friend-add link, its QR code and a link code to send.
+    await page.getByRole('button', { name: 'LINEで受け取る' }).click();
+    await page.waitForFunction(() => document.getElementById('line-code').textContent !== '');
+    await page.waitForFunction(() => document.getElementById('line-qr').complete &&
+      document.getElementById('line-qr').naturalWidth > 0);
+    res.line = await look(page, 'line');
+    res.line.code = await page.textContent('#line-code');
+    res.line.expanded = await page.getAttribute('#line', 'aria-expanded');
+    res.line.href = await page.getAttribute('#line-link', 'href');
+    res.line.qrWidth = await page.evaluate(() => document.getElementById('line-qr').naturalWidth);
+    res.line.friendShown = await visible(page, 'line-friend');
     await page.getByRole('button', { name: '確認メールを送る' }).click();
     await page.waitForFunction(() => !document.getElementById('s-code').hidden);
     res.code = await look(page, 'code-sent');

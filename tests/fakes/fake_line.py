@@ -29,6 +29,18 @@ POST /v2/bot/message/push, POST /v2/bot/message/multicast
     1-second window); above: 429 {"message": "The API rate limit has been
     exceeded. Try again later."} (LINE sends no Retry-After).
 
+POST /v2/bot/message/reply (the Reply API)
+  * Authorization and Content-Type as for push (401, 415).
+  * Body (ReplyMessageRequest): only "replyToken" (a non-empty string),
+    "messages" (1..5 text messages, text <= 5,000 UTF-16 code units) and
+    "notificationDisabled"; else 400 with details.  LINE does not take
+    X-Line-Retry-Key on a reply: present -> 400.
+  * A reply token works once (LINE: "can be used only once"): the same
+    token again -> 400 {"message": "Invalid reply token"}.
+  * Success 200 {"sentMessages": [...]}; recorded in DIR/replies.jsonl:
+    {"reply_token", "messages", "token": "static"|"issued", "request_id",
+    "ts"}.
+
 POST /oauth2/v2.1/token (channel access token v2.1)
   Form: grant_type=client_credentials, client_assertion_type=
   urn:ietf:params:oauth:client-assertion-type:jwt-bearer, client_assertion=
@@ -346,11 +358,13 @@ class State:
         if args.line_public_key:
             with open(args.line_public_key) as f:
                 self.pubkey = rsa_public_key(f.read())
-        self.req_f = self.ev_f = None
+        self.req_f = self.ev_f = self.rep_f = None
+        self.reply_tokens = set()  # reply tokens used
         if args.store:
             os.makedirs(args.store, exist_ok=True)
             self.req_f = open(os.path.join(args.store, "requests.jsonl"), "a")
             self.ev_f = open(os.path.join(args.store, "events.jsonl"), "a")
+            self.rep_f = open(os.path.join(args.store, "replies.jsonl"), "a")
 
     def write(self, f, rec):
         if f is not None:
@@ -455,6 +469,8 @@ class Handler(BaseHTTPRequestHandler):
             self.token(body, stateless=True)
         elif path in ("/v2/bot/message/push", "/v2/bot/message/multicast"):
             self.message(path.rsplit("/", 1)[1], body)
+        elif path == "/v2/bot/message/reply":
+            self.reply(body)
         else:
             self.answer(404, {"message": "Not found"})
 
@@ -718,6 +734,83 @@ class Handler(BaseHTTPRequestHandler):
             return self.stall(rule.get("seconds"))
         self.answer(200, {"sentMessages": sent} if endpoint == "push" else {},
                     hdr)
+
+
+    def reply(self, raw):
+        st = self.server.state
+        rid = self.rid()
+        hdr = {"X-Line-Request-Id": rid}
+
+        def reject(status, obj):
+            with st.lock:
+                st.stats["rejected"] += 1
+            st.event(ev="reply", status=status, reason=obj.get("message"),
+                     request_id=rid)
+            self.answer(status, obj, hdr)
+
+        auth = self.headers.get("Authorization") or ""
+        tok = auth[7:] if auth.startswith("Bearer ") else None
+        kind = None
+        with st.lock:
+            st.stats["requests"] += 1
+            if tok in st.static:
+                kind = "static"
+            elif tok in st.tokens and st.tokens[tok] > time.monotonic():
+                kind = "issued"
+        if kind is None:
+            return reject(401, {"message": MSG_AUTH})
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype.lower() != "application/json":
+            return reject(415, {"message": "Unsupported Media Type"})
+        if self.headers.get("X-Line-Retry-Key") is not None:
+            return reject(400, {"message": "The reply API does not take "
+                                           "X-Line-Retry-Key"})
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return reject(400, {"message": "The request body has 1 error(s)",
+                                "details": [{"message": "Invalid JSON",
+                                             "property": ""}]})
+        details = []
+        if not isinstance(body, dict):
+            return reject(400, {"message": "The request body must be a "
+                                           "JSON object"})
+        for k in body:
+            if k not in ("replyToken", "messages", "notificationDisabled"):
+                details.append(("Unknown property", k))
+        rt = body.get("replyToken")
+        if not isinstance(rt, str) or rt == "":
+            details.append(("Must not be empty", "replyToken"))
+        if "messages" not in body:
+            details.append(("Must not be null", "messages"))
+        else:
+            validate_messages(body["messages"], details)
+        nd = body.get("notificationDisabled")
+        if nd is not None and not isinstance(nd, bool):
+            details.append(("Must be a boolean", "notificationDisabled"))
+        if details:
+            return reject(400, {"message": "The request body has %d error(s)"
+                                % len(details),
+                                "details": [{"message": m, "property": p}
+                                            for m, p in details]})
+        with st.lock:
+            if rt in st.reply_tokens:
+                used = True
+            else:
+                used = False
+                st.reply_tokens.add(rt)
+                st.stats["accepted"] += 1
+                st.write(st.rep_f, {"reply_token": rt,
+                                    "messages": body["messages"],
+                                    "token": kind, "request_id": rid,
+                                    "ts": time.time()})
+        if used:
+            return reject(400, {"message": "Invalid reply token"})
+        st.event(ev="reply", status=200, reason=None, request_id=rid)
+        sent = [{"id": str(random.randrange(10 ** 17, 10 ** 18)),
+                 "quoteToken": secrets.token_urlsafe(16)}
+                for _ in body["messages"]]
+        self.answer(200, {"sentMessages": sent}, hdr)
 
 
 class Server(ThreadingHTTPServer):

@@ -796,6 +796,56 @@ with Redis(out) as r:
                   [P, "rotate", NOW, "fcm", "T6", "TI6", "CRED1"]) == [0]
         assert c.call("EXISTS", P + "rdev:CRED1") == 0
 
+    with tap.check("reg_line: a live code links once (sheet counted, the "
+                   "others told); wrong codes counted per user and overall, "
+                   "then nothing is read; used-up sheet refused"):
+        c.call("HSET", P + "sheet:SH3", "t", "t1", "r", "s7", "used", "0",
+               "max", "2")
+        c.call("HSET", P + "reg:t1:s7", "sheet", "SH3")
+        c.call("HSET", P + "rcpt:t1:s7", "name", "SN7", "c",
+               '{"id":"s7","e":"D7","ei":"DI7"}')
+        rl, fu, fa = P + "rline:c1", P + "rlfail:LI1", P + "rlfail:all"
+
+        def code(key=rl, tk="TKL"):
+            c.call("HSET", key, "t", "t1", "r", "s7", "s", "SH3", "tk", tk,
+                   "cs", NOW)
+
+        def link(uid="L1", li="LI1", key=rl, fail=fu, per="3", overall="10"):
+            return ev("reg_line", [key, fail, fa],
+                      [P, NOW, uid, li, "600000", per, overall])
+        assert link() == [0]                               # no such code
+        assert c.call("GET", fu) == b"1" and c.call("GET", fa) == b"1"
+        assert 0 < c.call("PTTL", fu) <= 600000
+        code()
+        assert link() == [1, b"t1", b"s7", b"SN7", b"", b"", b"D7"]
+        assert c.call("EXISTS", rl) == 0                   # single use
+        g = json.loads(c.call("HGET", P + "reg:t1:s7", "g"))
+        assert g == [{"l": "L1", "li": "LI1", "at": NOW, "tk": "TKL",
+                      "cs": NOW}], g
+        assert c.call("HGET", P + "sheet:SH3", "used") == b"1"
+        assert c.call("SISMEMBER", P + "regd:t1", "s7") == 1
+        code(tk="TKM")
+        assert link() == [3]                               # already linked
+        assert link() == [0]                               # used by [3]
+        c.call("SET", fu, "3")
+        code(tk="TKM")
+        assert link() == [4]                               # throttled
+        assert c.call("EXISTS", rl) == 1                   # not even read
+        c.call("SET", fa, "10")
+        assert link(uid="L2", li="LI2", fail=P + "rlfail:LI2") == [4]
+        c.call("SET", fa, "0")
+        assert link(uid="L2", li="LI2", fail=P + "rlfail:LI2")[:3] == [
+            1, b"t1", b"s7"]
+        assert c.call("HGET", P + "sheet:SH3", "used") == b"2"
+        code(tk="TKN")                                     # sheet used up
+        assert link(uid="L3", li="LI3", fail=P + "rlfail:LI3") == [2]
+        # the same sign-up as an earlier guardian: joins it, no sheet use
+        code(tk="TKL")
+        assert link(uid="L4", li="LI4", fail=P + "rlfail:LI4") == [
+            1, b"t1", b"s7", b"SN7", b"", b""]
+        g = json.loads(c.call("HGET", P + "reg:t1:s7", "g"))
+        assert g[0]["li"] == "LI4" and len(g) == 2, g
+
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested
 

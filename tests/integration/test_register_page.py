@@ -102,7 +102,8 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
     base = "http://127.0.0.1:%d" % port
     k = Kairan(out, redis, smtp=smtp,
                conf={"http": {"listen": "127.0.0.1:%d" % port,
-                              "public_url": base, "rate": "1000"}})
+                              "public_url": base, "rate": "1000"},
+                     "line": {"add_friend_url": "https://lin.ee/AbCdEf1"}})
     path = os.path.join(out, "1A.csv")
     with open(path, "w", encoding="utf-8") as f:
         f.write("ID,氏名,クラス,グループ,電話番号\r\n"
@@ -181,8 +182,15 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                                       "token": "fcmTok01:APA91b-" + "q" * 40})
         tap.ok(st == 201 and len(dv.get("device_credential", "")) == 43,
                "[3] the app registers its token with that code", repr(dv))
-        pages = {n: r[n] for n in ("start", "contact", "app", "code", "verify",
-                                   "done", "en")}
+        tap.ok(re.fullmatch("[0-9]{8}", r["line"]["code"])
+               and r["line"]["expanded"] == "true"
+               and r["line"]["href"] == "https://lin.ee/AbCdEf1"
+               and r["line"]["qrWidth"] > 0 and r["line"]["friendShown"],
+               "[3] LINEで受け取る shows the friend-add link, its QR code and "
+               "an 8-digit link code",
+               json.dumps(r["line"], ensure_ascii=False)[:600])
+        pages = {n: r[n] for n in ("start", "contact", "app", "line", "code",
+                                   "verify", "done", "en")}
         pages["en-done"] = r["enDoneLook"]
         tap.eq({n: p["axe390"] + p["axe1280"] for n, p in pages.items()
                 if p["axe390"] or p["axe1280"]}, {},

@@ -467,6 +467,76 @@ static void test_webhook_events(void **state)
     assert_int_equal(s.n, 0);
 }
 
+struct msgs {
+    int n;
+    char text[4][64];
+    int has_token[4];
+};
+
+static void on_msg(const char *user_id, const char *text,
+                   const char *reply_token, void *arg)
+{
+    struct msgs *m = arg;
+    (void)user_id;
+    if (m->n < 4) {
+        snprintf(m->text[m->n], sizeof(m->text[0]), "%s", text);
+        m->has_token[m->n] = reply_token != NULL;
+    }
+    m->n++;
+}
+
+static void test_webhook_messages(void **state)
+{
+    const char *body =
+        "{\"events\":["
+        "{\"type\":\"message\",\"replyToken\":\"rt1\",\"source\":{"
+        "\"type\":\"user\",\"userId\":"
+        "\"U0123456789abcdef0123456789abcdef\"},\"message\":{\"type\":"
+        "\"text\",\"text\":\"1234 5678\"}},"
+        "{\"type\":\"message\",\"source\":{\"type\":\"user\",\"userId\":"
+        "\"U0123456789abcdef0123456789abcdef\"},\"message\":{\"type\":"
+        "\"sticker\"}},"
+        "{\"type\":\"message\",\"replyToken\":\"rt2\",\"source\":{"
+        "\"type\":\"group\",\"groupId\":\"C1\",\"userId\":"
+        "\"U0123456789abcdef0123456789abcdef\"},\"message\":{\"type\":"
+        "\"text\",\"text\":\"12345678\"}},"
+        "{\"type\":\"message\",\"deliveryContext\":{\"isRedelivery\":"
+        "true},\"source\":{\"type\":\"user\",\"userId\":"
+        "\"U0123456789abcdef0123456789abcdef\"},\"message\":{\"type\":"
+        "\"text\",\"text\":\"12345678\"}},"
+        "{\"type\":\"message\",\"source\":{\"type\":\"user\",\"userId\":"
+        "\"U0123456789abcdef0123456789abcdef\"},\"message\":{\"type\":"
+        "\"text\",\"text\":\"hello\"}}]}";
+    struct msgs m;
+    char code[KN_LINE_CODE_DIGITS + 1];
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(kn_line_webhook_messages(body, strlen(body), on_msg, &m),
+                     2);
+    assert_string_equal(m.text[0], "1234 5678");
+    assert_int_equal(m.has_token[0], 1);
+    assert_string_equal(m.text[1], "hello");
+    assert_int_equal(m.has_token[1], 0);
+    assert_int_equal(kn_line_webhook_messages("[]", 2, on_msg, &m), KN_EINVAL);
+
+    assert_int_equal(kn_line_link_code("1234-5678", code, sizeof(code)), 0);
+    assert_string_equal(code, "12345678");
+    /* full-width digits and the ideographic space, as IMEs type them */
+    assert_int_equal(kn_line_link_code("\xef\xbc\x91\xef\xbc\x92\xe3\x80\x80"
+                                       "345678\xef\xbc\x99",
+                                       code, sizeof(code)),
+                     -1); /* 9 digits */
+    assert_int_equal(kn_line_link_code("\xef\xbc\x91\xef\xbc\x92\xe3\x80\x80"
+                                       "34567\xef\xbc\x99",
+                                       code, sizeof(code)),
+                     0);
+    assert_string_equal(code, "12345679");
+    assert_int_equal(kn_line_link_code("1234567", code, sizeof(code)), -1);
+    assert_int_equal(kn_line_link_code("12345678a", code, sizeof(code)), -1);
+    assert_int_equal(kn_line_link_code("", code, sizeof(code)), -1);
+    assert_int_equal(kn_line_link_code("12345678", code, 8), -1);
+}
+
 static void test_stats_other_adapter(void **state)
 {
     struct kn_adapter a;
@@ -495,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_webhook_verify),
         cmocka_unit_test(test_webhook_events),
+        cmocka_unit_test(test_webhook_messages),
         cmocka_unit_test(test_stats_other_adapter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,10 +143,24 @@
     say('');
   }
 
-  function onLine() {
-    const info = $('line-info');
-    info.hidden = !info.hidden;
-    $('line').setAttribute('aria-expanded', String(!info.hidden));
+  async function onLine() {
+    if (!$('consent').checked) { say(t('needConsent'), true); $('consent').focus(); return; }
+    $('line').disabled = true;
+    const res = await post('/r/line', { ticket: state.ticket, consent: true });
+    $('line').disabled = false;
+    if (res.status !== 200) { fail(res, 'line'); return; }
+    const url = res.json.add_friend_url;
+    $('line-friend').hidden = !url;
+    $('line-nofriend').hidden = !!url;
+    if (url) {
+      $('line-link').href = url;
+      $('line-qr').src = res.json.qr;
+      $('line-qr').alt = t('lineQr');
+    }
+    $('line-code').textContent = res.json.code;
+    $('line-info').hidden = false;
+    $('line').setAttribute('aria-expanded', 'true');
+    say('');
   }
 
   document.addEventListener('DOMContentLoaded', async () => {
