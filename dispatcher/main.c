@@ -21,7 +21,7 @@
 #include "dispatcher/daemon.h"
 
 #ifndef KN_VERSION
-#define KN_VERSION "0.3.0"
+#define KN_VERSION "0.4.0"
 #endif
 
 static void usage(FILE *f)
