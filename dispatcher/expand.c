@@ -468,9 +468,17 @@ static void read_more(struct kn_expander *e)
 {
     int64_t wait = e->d->cfg->block_ms;
     size_t n = kn__expand_fair_count(e);
-    if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk) ||
-        kn_mono_ms() < e->read_after_ms)
+    if (e->reading || e->closed || e->d->stopping || !kn_redis_up(e->blk))
         return;
+    if (kn_mono_ms() < e->read_after_ms) {
+        /* A read failed a moment ago.  libuv's timer counts from the
+         * loop's cached time, so the retry armed then may fire a little
+         * before read_after_ms: arm it again, or nobody would read the
+         * broadcasts stream any more (a page in hand reads at its end). */
+        if (e->cur == NULL && e->timer_step == NULL)
+            kn__expand_later(e, next_entry, e->read_after_ms - kn_mono_ms());
+        return;
+    }
     for (const struct xentry *x = e->queue; x != NULL; x = x->next)
         n++;
     for (const struct xentry *x = e->deferred; x != NULL; x = x->next)
