@@ -128,3 +128,47 @@ void kn_dir_rec_free(struct kn_dir_rec *rec)
     free(rec->channels);
     memset(rec, 0, sizeof(*rec));
 }
+
+int kn_lang_valid(const char *tag)
+{
+    size_t i = 0, n;
+
+    if (tag == NULL)
+        return 0;
+    while (tag[i] >= 'a' && tag[i] <= 'z')
+        i++;
+    if (i < 2 || i > 3)
+        return 0;
+    if (tag[i] == '\0')
+        return 1;
+    if (tag[i] != '-')
+        return 0;
+    n = ++i;
+    while ((tag[i] >= 'a' && tag[i] <= 'z') ||
+           (tag[i] >= 'A' && tag[i] <= 'Z') || (tag[i] >= '0' && tag[i] <= '9'))
+        i++;
+    return tag[i] == '\0' && i - n >= 2 && i - n <= 8 && i <= 15;
+}
+
+const char *kn_dir_lang(json_t *g)
+{
+    const char *lg = jstr(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_LANG);
+    return kn_lang_valid(lg) ? lg : KN_LANG_DEFAULT;
+}
+
+int kn_dir_opted_out(json_t *g, const char *cat)
+{
+    json_t *ox =
+        json_object_get(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_OPTOUT);
+    json_t *v;
+    size_t i;
+
+    if (cat == NULL)
+        return 0;
+    json_array_foreach(ox, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), cat) == 0)
+            return 1;
+    }
+    return 0;
+}

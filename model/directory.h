@@ -61,6 +61,29 @@ struct kn_keyring;
  * element of "g", that guardian's.  queue/lua/rcpt_edit.lua sets it. */
 #define KN_DIR_OFF "off"
 
+/*
+ * What a guardian chose (issue 16: my page, one-click unsubscribe, the
+ * language of the registration page), in an object "pf" on that guardian:
+ * the record itself for the first guardian, an element of "g" (the
+ * directory's or reg:<tenant>:<id>'s) for the others.  The school's import
+ * keeps the "pf" of a guardian whose e-mail or LINE index it finds again
+ * for the same child; nothing else of the school's overwrites it.
+ *
+ *   lg  string  the language the guardian reads (kn_lang_valid): a
+ *               broadcast's translation in it, else the Japanese text
+ *   ch  array   the guardian's own channel order; wins over the import's
+ *               "ch" (same names: email, line, push)
+ *   ox  array   categories the guardian opted out of: never an emergency
+ *               one, and an urgent broadcast ignores the list
+ *   at  number  ms since the epoch of the last change
+ */
+#define KN_DIR_PREFS         "pf"
+#define KN_DIR_PREF_LANG     "lg"
+#define KN_DIR_PREF_CHANNELS "ch"
+#define KN_DIR_PREF_OPTOUT   "ox"
+#define KN_DIR_PREF_AT       "at"
+#define KN_LANG_DEFAULT      "ja"
+
 /* ---- building (plaintext in, sealed out) ---- */
 
 /* A new record holding only its id.  New reference. */
@@ -113,6 +136,17 @@ struct kn_dir_rec {
  * object (rec then holds nothing to free).
  */
 int kn_dir_parse(json_t *c, struct kn_dir_rec *rec);
+
+/* A language tag kairan accepts: a primary subtag of 2-3 lower-case
+ * letters, optionally "-" and a region or script of 2-8 letters or digits
+ * ("ja", "en", "pt", "zh-Hans", "vi", "fil"), at most 15 bytes. */
+int kn_lang_valid(const char *tag);
+
+/* The guardian g's language: its "pf"."lg" when valid, else "ja". */
+const char *kn_dir_lang(json_t *g);
+
+/* 1 if the guardian g opted out of category cat ("pf"."ox"). */
+int kn_dir_opted_out(json_t *g, const char *cat);
 
 /* Free rec's arrays (not the strings: they are the JSON's). */
 void kn_dir_rec_free(struct kn_dir_rec *rec);

@@ -69,7 +69,8 @@ static void test_build_and_read(void **state)
 
     kn_dir_set_name(c, kr, "山田 花子");
     kn_dir_set_address(c, kr, "email", "a..b.@docomo.ne.jp", bi_e);
-    kn_dir_set_address(c, kr, "line", "U4af4980629d0b1c2e3f4a5b6c7d8e9f0", bi_l);
+    kn_dir_set_address(c, kr, "line", "U4af4980629d0b1c2e3f4a5b6c7d8e9f0",
+                       bi_l);
     kn_dir_add_push(c, kr, "fcm", "fcm-token-1", bi_p);
     kn_dir_add_push(c, kr, "apns", "00aa", NULL);
     kn_dir_add_channel(c, "line");
@@ -123,9 +124,10 @@ static void test_build_and_read(void **state)
 static void test_read_partial_and_wrong(void **state)
 {
     struct kn_dir_rec d;
-    json_t *c = json_loads("{\"id\":7,\"e\":\"k1.x\",\"p\":[3,{\"t\":\"k1.t\"}],"
-                           "\"ch\":[\"push\",1,\"line\"],\"ldead\":1}",
-                           0, NULL);
+    json_t *c =
+        json_loads("{\"id\":7,\"e\":\"k1.x\",\"p\":[3,{\"t\":\"k1.t\"}],"
+                   "\"ch\":[\"push\",1,\"line\"],\"ldead\":1}",
+                   0, NULL);
     json_t *arr = json_array();
     (void)state;
     assert_int_equal(kn_dir_parse(c, &d), 0);
@@ -148,11 +150,45 @@ static void test_read_partial_and_wrong(void **state)
     json_decref(c);
 }
 
+static void test_prefs(void **state)
+{
+    json_t *g = json_loads("{\"pf\": {\"lg\": \"en\", \"ox\": [\"event\", 3]}}",
+                           0, NULL);
+    json_t *bad =
+        json_loads("{\"pf\": {\"lg\": \"EN;x\", \"ox\": \"event\"}}", 0, NULL);
+
+    (void)state;
+    assert_true(kn_lang_valid("ja"));
+    assert_true(kn_lang_valid("fil"));
+    assert_true(kn_lang_valid("zh-Hans"));
+    assert_true(kn_lang_valid("pt-BR"));
+    assert_false(kn_lang_valid(NULL));
+    assert_false(kn_lang_valid(""));
+    assert_false(kn_lang_valid("j"));
+    assert_false(kn_lang_valid("JA"));
+    assert_false(kn_lang_valid("english"));
+    assert_false(kn_lang_valid("en-"));
+    assert_false(kn_lang_valid("en-x"));
+    assert_false(kn_lang_valid("en-abcdefghi"));
+    assert_false(kn_lang_valid("en\r\n"));
+    assert_false(kn_lang_valid("en-US-x"));
+    assert_string_equal(kn_dir_lang(g), "en");
+    assert_string_equal(kn_dir_lang(bad), "ja");
+    assert_string_equal(kn_dir_lang(NULL), "ja");
+    assert_true(kn_dir_opted_out(g, "event"));
+    assert_false(kn_dir_opted_out(g, "notice"));
+    assert_false(kn_dir_opted_out(g, NULL));
+    assert_false(kn_dir_opted_out(bad, "event"));
+    json_decref(g);
+    json_decref(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_read),
         cmocka_unit_test(test_read_partial_and_wrong),
+        cmocka_unit_test(test_prefs),
     };
     return cmocka_run_group_tests(tests, setup_keyring, teardown_keyring);
 }
