@@ -8,7 +8,15 @@
 # KAIRAN_TEST_SCALE (shrinks big counts), KAIRAN_TEST_FILTER (substring),
 # KAIRAN_TEST_DIR (where the integration test_*.py are; default
 # tests/integration; make test-faults uses tests/faults).
+# An argument is taken as KAIRAN_TEST_FILTER: `tests/run.sh test_bounces`.
 set -u
+if [ $# -gt 1 ]; then
+    echo "usage: tests/run.sh [NAME-SUBSTRING]" >&2
+    exit 2
+fi
+if [ $# -eq 1 ]; then
+    export KAIRAN_TEST_FILTER=$1
+fi
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export BUILD
