@@ -56,6 +56,7 @@ LIB_SRCS := \
 LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS += dispatcher/http/phones.c
+LIB_SRCS += model/gtoken.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \

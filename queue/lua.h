@@ -28,6 +28,7 @@ extern const char kn_lua_keep[];
 extern const char kn_lua_line_events[];
 extern const char kn_lua_mark_dead[];
 extern const char kn_lua_park[];
+extern const char kn_lua_pref_set[];
 extern const char kn_lua_precheck[];
 extern const char kn_lua_promote[];
 extern const char kn_lua_purge_unlock[];

@@ -846,6 +846,46 @@ with Redis(out) as r:
         g = json.loads(c.call("HGET", P + "reg:t1:s7", "g"))
         assert g[0]["li"] == "LI4" and len(g) == 2, g
 
+    with tap.check("pref_set: finds the guardian by an address index in the "
+                   "record, its g and the registrations; sets language, "
+                   "order and opt-outs; no change is no write; unknown -1"):
+        c.call("HSET", P + "rcpt:t1:s8", "c", json.dumps(
+            {"id": "s8", "e": "D8", "ei": "EA", "p": [{"k": "fcm", "t": "T",
+                                                      "ti": "TA"}],
+             "g": [{"e": "D9", "ei": "EB", "nm": "N"}]}))
+        c.call("HSET", P + "reg:t1:s8", "g", json.dumps(
+            [{"e": "D10", "ei": "EC", "at": 5}]))
+
+        def ps(idx, patch, now=NOW, child="s8"):
+            return ev("pref_set", [], [P, "t1", child, idx, now,
+                                       json.dumps(patch)])
+
+        def rec():
+            return json.loads(c.call("HGET", P + "rcpt:t1:s8", "c"))
+        r = ps("EA", {"lg": "en"})
+        assert r[:2] == [1, b"{}"] and json.loads(r[2]) == {
+            "lg": "en", "at": NOW}, r
+        assert rec()["pf"] == {"lg": "en", "at": NOW}
+        assert "pf" not in rec()["g"][0]
+        r = ps("TA", {"lg": "en"}, now=NOW + 5)          # push index: same one
+        assert r[0] == 0, r
+        assert rec()["pf"]["at"] == NOW
+        r = ps("EB", {"ox_add": "行事", "ch": ["line", "email"]}, now=NOW + 1)
+        assert r[0] == 1 and json.loads(r[2]) == {
+            "ch": ["line", "email"], "ox": ["行事"], "at": NOW + 1}, r
+        assert rec()["g"][0]["nm"] == "N" and rec()["g"][0]["pf"]["ox"] == ["行事"]
+        assert ps("EB", {"ox_add": "行事"})[0] == 0     # already out
+        r = ps("EB", {"ox_del": "行事", "ch": []}, now=NOW + 2)
+        assert r[0] == 1 and json.loads(r[2]) == {"at": NOW + 2}, r
+        r = ps("EC", {"ox": ["a", "b"]}, now=NOW + 3)
+        assert r[0] == 1, r
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))
+        assert g == [{"e": "D10", "ei": "EC", "at": 5,
+                      "pf": {"ox": ["a", "b"], "at": NOW + 3}}], g
+        assert ps("EZ", {"lg": "en"}) == [-1]              # no such guardian
+        assert ps("EA", {"lg": "en"}, child="nobody") == [-1]
+        assert ev("pref_set", [], [P, "t1", "s8", "EA", NOW, "[1"]) == [-2]
+
     with tap.check("every script has its check here"):
         assert tested == set(names), set(names) - tested
 

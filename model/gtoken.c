@@ -1,0 +1,119 @@
+/*
+ * gtoken.c - signed guardian links (gtoken.h).
+ */
+#include "model/gtoken.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/kn.h"
+#include "common/seal.h"
+#include "model/broadcast.h"
+
+static int hex32(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    }
+    return i == 32;
+}
+
+char *kn_gtoken_make(const struct kn_keyring *kr, int use, const char *tenant,
+                     const char *child, const char *index, int64_t expires_ms,
+                     const char *extra)
+{
+    char mac[33], *plain, *b64, *t;
+
+    if ((use != KN_GTOKEN_MYPAGE && use != KN_GTOKEN_UNSUB) ||
+        !kn_tenant_valid(tenant) || !kn_id_valid(child) || index == NULL ||
+        !hex32(index) || expires_ms < 0)
+        return NULL;
+    if (extra == NULL)
+        extra = "";
+    plain = kn_xasprintf("g1|%c|%s|%s|%s|%lld|%s", use, tenant, child, index,
+                         (long long)expires_ms, extra);
+    kn_blind_index(kr, "gtoken", plain, mac);
+    b64 = kn_b64url_encode(plain, strlen(plain));
+    t = kn_xasprintf("%s.%s", b64, mac);
+    free(plain);
+    free(b64);
+    if (strlen(t) > KN_GTOKEN_MAX) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Split "g1|u|T|C|I|E|extra" in place; 0 or KN_EINVAL. */
+static int split_payload(char *p, char *f[7])
+{
+    int i;
+    f[0] = p;
+    for (i = 1; i < 7; i++) {
+        char *bar = strchr(f[i - 1], '|');
+        if (bar == NULL)
+            return KN_EINVAL;
+        *bar = '\0';
+        f[i] = bar + 1;
+    }
+    return 0;
+}
+
+int kn_gtoken_parse(const struct kn_keyring *kr, const char *token, int use,
+                    int64_t now_ms, struct kn_gtoken *out)
+{
+    const char *dot;
+    char mac[33], *b64, *f[7], *end;
+    unsigned char *plain = NULL;
+    long n;
+    long long exp;
+    int diff = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (token == NULL || strlen(token) > KN_GTOKEN_MAX ||
+        (dot = strchr(token, '.')) == NULL || strlen(dot + 1) != 32)
+        return KN_EINVAL;
+    b64 = kn_xstrndup(token, (size_t)(dot - token));
+    n = kn_b64url_decode(b64, &plain);
+    free(b64);
+    if (n <= 0 || memchr(plain, '\0', (size_t)n) != NULL) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    plain = kn_xrealloc(plain, (size_t)n + 1);
+    plain[n] = '\0';
+    kn_blind_index(kr, "gtoken", (char *)plain, mac);
+    for (int i = 0; i < 32; i++) /* constant time */
+        diff |= mac[i] ^ dot[1 + i];
+    if (diff != 0 || split_payload((char *)plain, f) < 0 ||
+        strcmp(f[0], "g1") != 0 || f[1][0] != use || f[1][1] != '\0' ||
+        !kn_tenant_valid(f[2]) || !kn_id_valid(f[3]) || !hex32(f[4])) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    exp = strtoll(f[5], &end, 10);
+    if (*end != '\0' || end == f[5] || exp < 0) {
+        free(plain);
+        return KN_EINVAL;
+    }
+    out->use = use;
+    out->tenant = kn_xstrdup(f[2]);
+    out->child = kn_xstrdup(f[3]);
+    memcpy(out->index, f[4], 33);
+    out->expires_ms = exp;
+    out->extra = kn_xstrdup(f[6]);
+    free(plain);
+    return exp != 0 && now_ms >= exp ? KN_ETIMEDOUT : 0;
+}
+
+void kn_gtoken_free(struct kn_gtoken *t)
+{
+    free(t->tenant);
+    free(t->child);
+    free(t->extra);
+    memset(t, 0, sizeof(*t));
+}
