@@ -75,12 +75,18 @@ struct kn_keyring;
  *               "ch" (same names: email, line, push)
  *   ox  array   categories the guardian opted out of: never an emergency
  *               one, and an urgent broadcast ignores the list
+ *   xc  array   channels the guardian stopped (my page, after a one-time
+ *               code): not used for a broadcast that is neither urgent nor
+ *               of an emergency category; an emergency category still
+ *               uses the first of the guardian's channels when every one
+ *               is stopped; an urgent broadcast ignores the list
  *   at  number  ms since the epoch of the last change
  */
 #define KN_DIR_PREFS         "pf"
 #define KN_DIR_PREF_LANG     "lg"
 #define KN_DIR_PREF_CHANNELS "ch"
 #define KN_DIR_PREF_OPTOUT   "ox"
+#define KN_DIR_PREF_STOPPED  "xc"
 #define KN_DIR_PREF_AT       "at"
 #define KN_LANG_DEFAULT      "ja"
 

@@ -1,6 +1,6 @@
 -- pref_set: change what one guardian chose (issue 16; model/directory.h
--- "pf": lg language, ch channel order, ox categories opted out of, at
--- time of the change).  The guardian is found by the blind index of one
+-- "pf": lg language, ch channel order, ox categories opted out of, xc
+-- channels stopped, at time of the change).  The guardian is found by the blind index of one
 -- of its addresses (ei, li or a push token's ti) among the child's
 -- guardians: the directory record rcpt:<T>:<C> "c" (the record itself is
 -- the first guardian, then its "g") and the registrations reg:<T>:<C> "g".
@@ -12,6 +12,7 @@
 --   {"ox_add": "行事"}       opt out of a category
 --   {"ox_del": "行事"}       opt in again
 --   {"ox": ["行事", ...]}    set the whole list
+--   {"xc": ["email", ...]}   set the channels stopped ([] clears it)
 -- (several members at once are applied in that order).
 -- Returns {1, old pf JSON, new pf JSON} when something changed,
 -- {0, pf JSON, pf JSON} when nothing did, {-1} when no guardian of the
@@ -61,7 +62,9 @@ local function apply(g)
   local cur = type(g.pf) == 'table' and g.pf or {}
   local old = enc(g.pf)
   local lg, ch, ox = cur.lg, copy_list(cur.ch), copy_list(cur.ox)
+  local xc = copy_list(cur.xc)
   if type(patch.lg) == 'string' then lg = patch.lg end
+  if type(patch.xc) == 'table' then xc = copy_list(patch.xc) end
   if type(patch.ch) == 'table' then ch = copy_list(patch.ch) end
   if type(patch.ox) == 'table' then ox = copy_list(patch.ox) end
   if type(patch.ox_add) == 'string' then
@@ -76,13 +79,15 @@ local function apply(g)
     end
     ox = keep
   end
-  if lg == cur.lg and same_list(ch, cur.ch) and same_list(ox, cur.ox) then
+  if lg == cur.lg and same_list(ch, cur.ch) and same_list(ox, cur.ox)
+      and same_list(xc, cur.xc) then
     return old, old, false
   end
   local pf = {}
   pf.lg = lg
   if #ch > 0 then pf.ch = ch end
   if #ox > 0 then pf.ox = ox end
+  if #xc > 0 then pf.xc = xc end
   pf.at = tonumber(now)
   g.pf = pf
   return old, enc(pf), true

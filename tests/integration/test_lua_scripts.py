@@ -875,7 +875,10 @@ with Redis(out) as r:
             "ch": ["line", "email"], "ox": ["行事"], "at": NOW + 1}, r
         assert rec()["g"][0]["nm"] == "N" and rec()["g"][0]["pf"]["ox"] == ["行事"]
         assert ps("EB", {"ox_add": "行事"})[0] == 0     # already out
-        r = ps("EB", {"ox_del": "行事", "ch": []}, now=NOW + 2)
+        r = ps("EB", {"xc": ["email"]}, now=NOW + 2)
+        assert r[0] == 1 and json.loads(r[2])["xc"] == ["email"], r
+        assert ps("EB", {"xc": ["email"]})[0] == 0
+        r = ps("EB", {"ox_del": "行事", "ch": [], "xc": []}, now=NOW + 2)
         assert r[0] == 1 and json.loads(r[2]) == {"at": NOW + 2}, r
         r = ps("EC", {"ox": ["a", "b"]}, now=NOW + 3)
         assert r[0] == 1, r
