@@ -777,14 +777,16 @@ void kn__fcm_close(struct kn__fcm *f)
 {
     struct fcm_req *q;
     struct kn_h2pool_stats st;
-    char n[24], lanes[24];
+    char n[24], lanes[24], peak[24];
     kn__h2pool_stats(f->pool, &st);
+    snprintf(peak, sizeof(peak), "%llu", (unsigned long long)st.peak);
     snprintf(n, sizeof(n), "%llu", (unsigned long long)f->maybe_sent);
     snprintf(lanes, sizeof(lanes), "%llu", (unsigned long long)st.lanes);
     /* What an operator needs to explain a duplicate: answers lost after a
      * request was sent (each retried, so each may have shown twice). */
     kn_log(f->maybe_sent ? KN_LOG_WARN : KN_LOG_INFO, "fcm", "closed",
-           "connections_opened", lanes, "sent_without_answer", n, NULL);
+           "connections_opened", lanes, "sent_without_answer", n,
+           "most_in_flight", peak, NULL);
     f->closing = 1;
     kn__h2pool_close(f->pool); /* sends in flight: aborted */
     kn_net_close(f->auth_net); /* a token request: its waiters aborted */
