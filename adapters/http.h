@@ -86,7 +86,7 @@ int kn__http_url_ok(const char *url, const char **why);
 struct kn_h2pool;
 
 /* Fewest requests in flight a pool allows (when idle, or slow to start). */
-#define KN_H2POOL_FLOOR 8
+#define KN_H2POOL_FLOOR 2
 
 /*
  * The bound on requests in flight: rate (answers per second lately) times
