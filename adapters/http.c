@@ -367,11 +367,14 @@ size_t kn__h2pool_limit(double rate, double rtt_us, size_t floor, size_t cap)
 }
 
 /*
- * An answer came: measure.  Round trips only of answers (a transport
- * error's time says nothing of the server's queue); the rate counts
- * every end.  Every RATE_WINDOW_NS the bound is set again from the rate
- * of that window and the least round trip of the last two round-trip
- * windows (a quiet moment within 2-4 s).
+ * A request ended: measure.  Round trips only of 2xx answers: a transport
+ * error's time says nothing of the server's queue, and a refusal (401 of
+ * an expired access token, 429) may come at once while every accepted
+ * request waits, which would make the least round trip, and so the
+ * bound, far too small.  The rate counts every end.  Every
+ * RATE_WINDOW_NS the bound is set again from the rate of that window and
+ * the least round trip of the last two round-trip windows (a quiet
+ * moment within 2-4 s).
  */
 static void measure(struct kn_h2pool *p, const struct http_xfer *x,
                     int answered)
@@ -406,9 +409,11 @@ static void pool_done(CURL *easy, CURLcode rc, void *arg)
     struct http_xfer *x = arg;
     struct h2_lane *l = x->lane;
     struct kn_h2pool *p = l->pool;
+    long status = 0;
     l->active--;
     p->inflight--;
-    measure(p, x, rc == CURLE_OK);
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    measure(p, x, rc == CURLE_OK && status >= 200 && status < 300);
     if (x->denied ||
         (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && x->attempts > 0))
         p->st.unknown++;
