@@ -342,6 +342,13 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     refresh = kn__fcm_classify(
         resp->status, resp->body, kn_http_header(resp, "retry-after"),
         q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
+    if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
+        /* Refused with a token already replaced, or already known dead
+         * (it left the pool's queue before the new one came): explained,
+         * not this request's own retry; it goes again with the next. */
+        dispatch(f, q);
+        return;
+    }
     if (refresh && !q->retried) {
         /* Our access token was refused.  If it is still the current one,
          * drop it (whoever asks next waits for a new one); if a newer one
@@ -361,10 +368,19 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     req_finish(q, &r);
 }
 
+/* The access token as the request leaves the pool's queue (it may have
+ * waited there for room while the token was renewed). */
+static const char *auth_now(void *arg)
+{
+    struct fcm_req *q = arg;
+    q->gen = q->f->gen;
+    return q->f->auth_header;
+}
+
 static void send_req(struct kn__fcm *f, struct fcm_req *q)
 {
     const char *headers[] = {"Content-Type: application/json; charset=UTF-8",
-                             f->auth_header, NULL};
+                             NULL};
     struct kn_http_req hr = {
         .method = "POST",
         .url = f->send_url,
@@ -375,8 +391,8 @@ static void send_req(struct kn__fcm *f, struct fcm_req *q)
         .ca_file = f->ca_file,
         .http2 = 1,
         .once = 1,
+        .header_now = auth_now,
     };
-    q->gen = f->gen;
     kn__h2pool_send(f->pool, &hr, on_sent, q);
 }
 

@@ -52,8 +52,9 @@ struct http_xfer {
     int denied;   /* curl's own second attempt was refused */
     /* In a kn_h2pool: */
     struct h2_lane *lane;
-    struct http_xfer *qnext; /* waiting for a stream */
-    uint64_t started_ns;     /* uv_hrtime() when given to a lane */
+    struct http_xfer *qnext;              /* waiting for a stream */
+    uint64_t started_ns;                  /* uv_hrtime() when given to a lane */
+    const char *(*header_now)(void *arg); /* req.header_now */
     CURL *easy;
 };
 
@@ -340,6 +341,13 @@ static void pump(struct kn_h2pool *p)
         if (p->inflight > p->st.peak)
             p->st.peak = p->inflight;
         x->started_ns = uv_hrtime();
+        if (x->header_now != NULL) {
+            const char *h = x->header_now(x->arg);
+            if (h != NULL) {
+                x->req_headers = curl_slist_append(x->req_headers, h);
+                curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+            }
+        }
         p->st.requests++;
         if (p->budget > 0 && l->started >= p->budget) {
             /* Its last request: a fresh lane takes its place now, the old
@@ -451,6 +459,7 @@ void kn__h2pool_send(struct kn_h2pool *p, const struct kn_http_req *req,
     struct http_xfer *x;
     once.once = 1;
     x = xfer_new(&once, cb, arg);
+    x->header_now = req->header_now;
     if (p->closing) {
         on_done(x->easy, CURLE_ABORTED_BY_CALLBACK, x);
         return;

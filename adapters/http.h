@@ -31,6 +31,11 @@ struct kn_http_req {
      * server refused unprocessed: it cannot tell them apart for us).  Any
      * such loss ends the request with maybe_sent set instead. */
     int once;
+    /* kn__h2pool_send only, may be NULL: called with the callback's arg
+     * as the request leaves the pool's queue; the header it returns (if
+     * not NULL) is sent too.  An access token renewed while the request
+     * waited for room is then the one it carries. */
+    const char *(*header_now)(void *arg);
 };
 
 struct kn_http_resp {
