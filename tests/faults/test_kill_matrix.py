@@ -159,7 +159,7 @@ with tap.check("kill -9 x%d during a %d-recipient broadcast on e-mail, LINE "
         tap.ok(toks.duplicates() <= PUSH_DUP_MAX,
                "push: at most %d duplicate pushes (%s)" % (
                    PUSH_DUP_MAX, "0.1 %% of %d" % N if N >= 50000
-                   else "2 %% below full scale"),
+                   else "2 % below full scale"),
                "%d duplicate pushes" % toks.duplicates())
         n409 = sum(1 for e in line.events("request") if e.get("status") == 409)
         tap.diag("LINE retries answered 409 (already accepted): %d" % n409)
