@@ -342,6 +342,13 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     refresh = kn__fcm_classify(
         resp->status, resp->body, kn_http_header(resp, "retry-after"),
         q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
+    if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
+        /* Refused with a token already replaced, or already known dead
+         * (it left the pool's queue before the new one came): explained,
+         * not this request's own retry; it goes again with the next. */
+        dispatch(f, q);
+        return;
+    }
     if (refresh && !q->retried) {
         /* Our access token was refused.  If it is still the current one,
          * drop it (whoever asks next waits for a new one); if a newer one
@@ -361,10 +368,19 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     req_finish(q, &r);
 }
 
+/* The access token as the request leaves the pool's queue (it may have
+ * waited there for room while the token was renewed). */
+static const char *auth_now(void *arg)
+{
+    struct fcm_req *q = arg;
+    q->gen = q->f->gen;
+    return q->f->auth_header;
+}
+
 static void send_req(struct kn__fcm *f, struct fcm_req *q)
 {
     const char *headers[] = {"Content-Type: application/json; charset=UTF-8",
-                             f->auth_header, NULL};
+                             NULL};
     struct kn_http_req hr = {
         .method = "POST",
         .url = f->send_url,
@@ -375,8 +391,8 @@ static void send_req(struct kn__fcm *f, struct fcm_req *q)
         .ca_file = f->ca_file,
         .http2 = 1,
         .once = 1,
+        .header_now = auth_now,
     };
-    q->gen = f->gen;
     kn__h2pool_send(f->pool, &hr, on_sent, q);
 }
 
@@ -777,14 +793,16 @@ void kn__fcm_close(struct kn__fcm *f)
 {
     struct fcm_req *q;
     struct kn_h2pool_stats st;
-    char n[24], lanes[24];
+    char n[24], lanes[24], peak[24];
     kn__h2pool_stats(f->pool, &st);
+    snprintf(peak, sizeof(peak), "%llu", (unsigned long long)st.peak);
     snprintf(n, sizeof(n), "%llu", (unsigned long long)f->maybe_sent);
     snprintf(lanes, sizeof(lanes), "%llu", (unsigned long long)st.lanes);
     /* What an operator needs to explain a duplicate: answers lost after a
      * request was sent (each retried, so each may have shown twice). */
     kn_log(f->maybe_sent ? KN_LOG_WARN : KN_LOG_INFO, "fcm", "closed",
-           "connections_opened", lanes, "sent_without_answer", n, NULL);
+           "connections_opened", lanes, "sent_without_answer", n,
+           "most_in_flight", peak, NULL);
     f->closing = 1;
     kn__h2pool_close(f->pool); /* sends in flight: aborted */
     kn_net_close(f->auth_net); /* a token request: its waiters aborted */

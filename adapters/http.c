@@ -18,6 +18,14 @@
  * tell us what happened (no stream ids, no GOAWAY last-stream-id, no
  * connection id), so the pool below gives every
  * connection its own multi handle and counts what went on it.
+ *
+ * The pool also bounds the requests in flight over all its connections
+ * to what the measured throughput needs (Little's law, kn__h2pool_limit):
+ * a push is sent twice when its first copy was in the air as kairand was
+ * killed (the process that takes the job over cannot know), or when it
+ * waited in a busy server's queue past the timeout.  Keeping every stream
+ * busy (90 per connection) did not make the server faster, it only made
+ * that queue long: in the kill matrix it cost 32 % duplicate pushes.
  */
 #include "http.h"
 
@@ -44,7 +52,9 @@ struct http_xfer {
     int denied;   /* curl's own second attempt was refused */
     /* In a kn_h2pool: */
     struct h2_lane *lane;
-    struct http_xfer *qnext; /* waiting for a stream */
+    struct http_xfer *qnext;              /* waiting for a stream */
+    uint64_t started_ns;                  /* uv_hrtime() when given to a lane */
+    const char *(*header_now)(void *arg); /* req.header_now */
     CURL *easy;
 };
 
@@ -241,13 +251,23 @@ struct h2_lane {
     struct h2_lane *next; /* in the pool's list of retired lanes */
 };
 
+/* Answers counted for one rate measurement; round trips: the least of
+ * this window and the one before. */
+#define RATE_WINDOW_NS (100 * 1000000ULL)
+#define RTT_WINDOW_NS  (2000 * 1000000ULL)
+
 struct kn_h2pool {
     uv_loop_t *loop;
     size_t nlanes, streams, budget;
-    struct h2_lane **lanes;        /* live lanes, NULL until first needed */
-    struct h2_lane *retired;       /* draining, closed by the reaper */
-    uv_timer_t reaper;             /* closes drained lanes outside curl */
-    struct http_xfer *head, *tail; /* waiting for a free stream */
+    size_t inflight, limit; /* over all lanes; limit: kn__h2pool_limit */
+    uint64_t rate_start_ns; /* this rate window began */
+    size_t rate_done;       /* answers in it */
+    uint64_t rtt_start_ns;  /* this round-trip window began */
+    uint64_t rtt_min_ns, rtt_prev_ns; /* least round trip: now, before */
+    struct h2_lane **lanes;           /* live lanes, NULL until first needed */
+    struct h2_lane *retired;          /* draining, closed by the reaper */
+    uv_timer_t reaper;                /* closes drained lanes outside curl */
+    struct http_xfer *head, *tail;    /* waiting for a free stream */
     struct kn_h2pool_stats st;
     int closing;
 };
@@ -307,7 +327,8 @@ static void pump(struct kn_h2pool *p)
 {
     struct http_xfer *x;
     struct h2_lane *l;
-    while (!p->closing && p->head != NULL && (l = pick_lane(p)) != NULL) {
+    while (!p->closing && p->head != NULL && p->inflight < p->limit &&
+           (l = pick_lane(p)) != NULL) {
         x = p->head;
         p->head = x->qnext;
         if (p->head == NULL)
@@ -316,6 +337,17 @@ static void pump(struct kn_h2pool *p)
         x->lane = l;
         l->started++;
         l->active++;
+        p->inflight++;
+        if (p->inflight > p->st.peak)
+            p->st.peak = p->inflight;
+        x->started_ns = uv_hrtime();
+        if (x->header_now != NULL) {
+            const char *h = x->header_now(x->arg);
+            if (h != NULL) {
+                x->req_headers = curl_slist_append(x->req_headers, h);
+                curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+            }
+        }
         p->st.requests++;
         if (p->budget > 0 && l->started >= p->budget) {
             /* Its last request: a fresh lane takes its place now, the old
@@ -332,12 +364,64 @@ static void pump(struct kn_h2pool *p)
     }
 }
 
+size_t kn__h2pool_limit(double rate, double rtt_us, size_t floor, size_t cap)
+{
+    double want = 2.0 * rate * rtt_us / 1e6 + (double)floor;
+    if (floor > cap)
+        floor = cap;
+    if (!(want < (double)cap)) /* also NaN */
+        return cap;
+    return want < (double)floor ? floor : (size_t)want;
+}
+
+/*
+ * A request ended: measure.  Round trips only of 2xx answers: a transport
+ * error's time says nothing of the server's queue, and a refusal (401 of
+ * an expired access token, 429) may come at once while every accepted
+ * request waits, which would make the least round trip, and so the
+ * bound, far too small.  The rate counts every end.  Every
+ * RATE_WINDOW_NS the bound is set again from the rate of that window and
+ * the least round trip of the last two round-trip windows (a quiet
+ * moment within 2-4 s).
+ */
+static void measure(struct kn_h2pool *p, const struct http_xfer *x,
+                    int answered)
+{
+    uint64_t now = uv_hrtime(), rtt = now - x->started_ns, base;
+    double rate;
+    if (answered && x->attempts == 1 &&
+        (p->rtt_min_ns == 0 || rtt < p->rtt_min_ns))
+        p->rtt_min_ns = rtt;
+    if (now - p->rtt_start_ns >= RTT_WINDOW_NS) {
+        p->rtt_prev_ns = p->rtt_min_ns;
+        p->rtt_min_ns = 0;
+        p->rtt_start_ns = now;
+    }
+    p->rate_done++;
+    if (now - p->rate_start_ns < RATE_WINDOW_NS)
+        return;
+    base = p->rtt_min_ns;
+    if (base == 0 || (p->rtt_prev_ns != 0 && p->rtt_prev_ns < base))
+        base = p->rtt_prev_ns;
+    rate = (double)p->rate_done * 1e9 / (double)(now - p->rate_start_ns);
+    if (base > 0)
+        p->limit = kn__h2pool_limit(rate, (double)base / 1e3, KN_H2POOL_FLOOR,
+                                    p->nlanes * p->streams);
+    p->st.limit = p->limit;
+    p->rate_done = 0;
+    p->rate_start_ns = now;
+}
+
 static void pool_done(CURL *easy, CURLcode rc, void *arg)
 {
     struct http_xfer *x = arg;
     struct h2_lane *l = x->lane;
     struct kn_h2pool *p = l->pool;
+    long status = 0;
     l->active--;
+    p->inflight--;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    measure(p, x, rc == CURLE_OK && status >= 200 && status < 300);
     if (x->denied ||
         (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && x->attempts > 0))
         p->st.unknown++;
@@ -355,6 +439,13 @@ struct kn_h2pool *kn__h2pool_new(uv_loop_t *loop, size_t conns, size_t streams,
     p->nlanes = conns > 0 ? conns : 1;
     p->streams = streams > 0 ? streams : 1;
     p->budget = budget;
+    /* Start low: the measurements raise it (doubling at most every
+     * RATE_WINDOW_NS while requests wait) within a second. */
+    p->limit = KN_H2POOL_FLOOR;
+    if (p->limit > p->nlanes * p->streams)
+        p->limit = p->nlanes * p->streams;
+    p->st.limit = p->limit;
+    p->rate_start_ns = p->rtt_start_ns = uv_hrtime();
     p->lanes = kn_xcalloc(p->nlanes, sizeof(*p->lanes));
     uv_timer_init(loop, &p->reaper);
     uv_unref((uv_handle_t *)&p->reaper);
@@ -368,6 +459,7 @@ void kn__h2pool_send(struct kn_h2pool *p, const struct kn_http_req *req,
     struct http_xfer *x;
     once.once = 1;
     x = xfer_new(&once, cb, arg);
+    x->header_now = req->header_now;
     if (p->closing) {
         on_done(x->easy, CURLE_ABORTED_BY_CALLBACK, x);
         return;

@@ -31,6 +31,11 @@ struct kn_http_req {
      * server refused unprocessed: it cannot tell them apart for us).  Any
      * such loss ends the request with maybe_sent set instead. */
     int once;
+    /* kn__h2pool_send only, may be NULL: called with the callback's arg
+     * as the request leaves the pool's queue; the header it returns (if
+     * not NULL) is sent too.  An access token renewed while the request
+     * waited for room is then the one it carries. */
+    const char *(*header_now)(void *arg);
 };
 
 struct kn_http_resp {
@@ -75,8 +80,28 @@ int kn__http_url_ok(const char *url, const char **why);
  * RST_STREAMs, and libcurl 7.88 may reset a stream after its answer), so
  * no GOAWAY ever strands requests in flight.  Requests beyond the free
  * streams wait in the pool, in order.
+ *
+ * The requests in flight over all lanes are bounded by what throughput
+ * needs (Little's law: kn__h2pool_limit), not by the lanes' streams
+ * alone: a request in the air when kairand is killed may reach the phone
+ * and is sent again by the process that takes the job over, and one
+ * queued at a busy server may outlast the timeout and be retried.  A
+ * waiting request costs nothing of the kind.
  */
 struct kn_h2pool;
+
+/* Fewest requests in flight a pool allows (when idle, or slow to start). */
+#define KN_H2POOL_FLOOR 2
+
+/*
+ * The bound on requests in flight: rate (answers per second lately) times
+ * the least round trip seen lately (rtt_us), twice (so that the server's
+ * queue may hold as much again as the wire: the rate can double in one
+ * measurement when requests are waiting), plus floor; at most cap, at
+ * least floor.  At a steady state the round trip is then at most twice
+ * the quiet one.
+ */
+size_t kn__h2pool_limit(double rate, double rtt_us, size_t floor, size_t cap);
 
 struct kn_h2pool *kn__h2pool_new(uv_loop_t *loop, size_t conns, size_t streams,
                                  size_t budget);
@@ -90,6 +115,8 @@ struct kn_h2pool_stats {
     uint64_t lanes;    /* connections (lanes) opened */
     uint64_t requests; /* requests started */
     uint64_t unknown;  /* written, then no answer (maybe_sent) */
+    uint64_t limit;    /* requests allowed in flight now (all lanes) */
+    uint64_t peak;     /* most requests in flight at once */
 };
 void kn__h2pool_stats(const struct kn_h2pool *p, struct kn_h2pool_stats *st);
 

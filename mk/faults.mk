@@ -7,6 +7,9 @@
 #                       (default 20; of kairand, and of the Redis primary
 #                       in test_sentinel_failover.py), KAIRAN_TEST_SEED
 #                       replays a run.
+#                       tests/faults/push_dups.py DIR sorts the duplicate
+#                       pushes of a kill matrix run kept with
+#                       KAIRAN_KEEP_TMP=1 (DIR: its faults-kill-*).
 #   make soak           tests/faults/soak.py: KAIRAN_SOAK_N deliveries
 #                       (default 1,000,000) with random faults, printing
 #                       kairand's RSS over time.

@@ -13,7 +13,11 @@ gets SIGKILL and is started again at once.  At the end:
   * LINE has no duplicate at all (the retry key of a job is the same after
     a takeover, so LINE stores it once and answers 409 to the retry);
   * duplicates per channel are printed ("# duplicates email: n ...");
-    e-mail and push are at-least-once, so theirs are reported, not asserted;
+    e-mail's are reported, not asserted; duplicate pushes are at most
+    0.1 % at full scale (2 % below it; KAIRAN_PUSH_DUP_MAX sets the
+    bound), with where they came from (push_dups.py: in flight at a kill,
+    answered and not yet recorded, taken over from a live owner, a retry
+    after a timeout);
   * the account is exact per channel: delivered + failed + cancelled +
     expired == total, here delivered == total;
   * nothing is pending: XPENDING 0 on every q:* stream and on the
@@ -24,6 +28,7 @@ queue.claim_idle_ms is 3 s (it must exceed smtp.timeout_ms + drain_ms:
 KAIRAN_TEST_SEED replays the random moments (the seed is printed).
 """
 
+import json
 import os
 import random
 import signal
@@ -32,10 +37,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from faultlib import *  # noqa: E402,F401,F403
+import push_dups  # noqa: E402
 
 SEED = int(os.environ.get("KAIRAN_TEST_SEED") or int(time.time() * 1000) % 1000000)
 KILLS = int(os.environ.get("KAIRAN_FAULT_KILLS") or 20)
 N = scale(50000, minimum=300)
+# Duplicate pushes allowed (FCM has no idempotency key; a kill costs what
+# the killed process had in the air, see README "Guarantees"): 0.1 % at
+# full scale (issue 20); 2 % below it, where 5 kills hit 5,000 pushes
+# (main before the bound on requests in flight: 32 %).
+PUSH_DUP_MAX = int(os.environ.get("KAIRAN_PUSH_DUP_MAX") or
+                   (N // 1000 if N >= 50000 else N // 50))
 rnd = random.Random(SEED)
 
 tap = TAP()
@@ -91,6 +103,7 @@ with tap.check("kill -9 x%d during a %d-recipient broadcast on e-mail, LINE "
         # The kill moments: fractions of all deliveries, sorted.
         moments = sorted(rnd.uniform(0.02, 0.95) for _ in range(KILLS))
         kills = []
+        kill_log = []  # wall times: tests/faults/push_dups.py reads them
         n_restart = 0
         for i, frac in enumerate(moments):
             want = int(total * frac)
@@ -100,17 +113,22 @@ with tap.check("kill -9 x%d during a %d-recipient broadcast on e-mail, LINE "
             if not d[1 - v].alive():
                 raise AssertionError("the other kairand died: %s"
                                      % d[1 - v].stderr_text()[-2000:])
+            t_kill = time.time()
             d[v].kill(signal.SIGKILL)
             st = d[v].wait(10)
             if st != -signal.SIGKILL:
                 raise AssertionError("kairand #%d ended %r before its kill:\n%s"
                                      % (v, st, d[v].stderr_text()[-2000:]))
             kills.append((progress(), v))
+            kill_log.append({"ts": t_kill, "name": d[v].name,
+                             "pid": d[v].p.pid})
             time.sleep(rnd.uniform(0, 0.3))
             n_restart += 1
             d[v] = k.start(name="kairand-%s-r%d" % ("ab"[v], n_restart))
         tap.diag("kills at deliveries %s" % ", ".join(
             "%d (#%s)" % (n, "ab"[v]) for n, v in kills))
+        with open(os.path.join(out, "kills.json"), "w") as f:
+            json.dump(kill_log, f)
         tap.eq(len(kills), KILLS, "%d kills made" % KILLS)
         h = k.wait_done(bid, 120 + N / 100)
         t_done = time.monotonic() - t_submit
@@ -136,6 +154,13 @@ with tap.check("kill -9 x%d during a %d-recipient broadcast on e-mail, LINE "
                      "recipients got more than one)"
                      % (ch, t.duplicates(), t.count, N, t.dup_addresses()))
         tap.eq(lids.duplicates(), 0, "LINE: no duplicate (retry keys)")
+        for line_ in push_dups.report(out, total=N):
+            tap.diag(line_)
+        tap.ok(toks.duplicates() <= PUSH_DUP_MAX,
+               "push: at most %d duplicate pushes (%s)" % (
+                   PUSH_DUP_MAX, "0.1 %% of %d" % N if N >= 50000
+                   else "2 % below full scale"),
+               "%d duplicate pushes" % toks.duplicates())
         n409 = sum(1 for e in line.events("request") if e.get("status") == 409)
         tap.diag("LINE retries answered 409 (already accepted): %d" % n409)
         wait_nothing_pending(r)
