@@ -267,12 +267,23 @@ static void html_esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        case '\'':
+            fputs("&#39;", f);
+            break;
+        default:
+            fputc(*s, f);
         }
     }
 }
@@ -392,8 +403,7 @@ void kn_sheets_html(FILE *f, const char *tenant, const struct kn_sheets *s,
           "charset=\"utf-8\">\n<title>登録用紙 ",
           f);
     html_esc(f, tenant);
-    fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n",
-            kn_sheets_css);
+    fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", kn_sheets_css);
     for (size_t i = 0; i < s->n; i++) {
         char *url = sheet_url(public_url, s->v[i].id);
         print_sheet_html(f, tenant, &s->v[i], url, domain, max_guardians);

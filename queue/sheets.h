@@ -100,7 +100,7 @@ void kn_unreg_free(struct kn_unreg *u);
  * nobody has a contact.  sender: the staff member's name, or NULL.
  */
 char *kn_remind_json(const struct kn_unreg *u, const char *tenant,
-                     const char *public_url, const char *sender,
-                     size_t *sent, size_t *nocontact);
+                     const char *public_url, const char *sender, size_t *sent,
+                     size_t *nocontact);
 
 #endif
