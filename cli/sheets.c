@@ -34,8 +34,7 @@
 
 /* The group (normalised) and the key ring every command needs; an exit
  * code other than KN_EXIT_OK after saying what is wrong. */
-static int prepare(const char *group_raw, char **group,
-                   struct kn_keyring **kr)
+static int prepare(const char *group_raw, char **group, struct kn_keyring **kr)
 {
     char err[400];
     *group = NULL;
@@ -64,6 +63,23 @@ static int failed(int rc, const char *err, const char *tenant)
         fprintf(stderr, "kairanctl: %s\n", e);
     free(e);
     return rc == KN_ENOENT ? KN_EXIT_UNKNOWN : KN_EXIT_FAIL;
+}
+
+/* prepare, then the families not yet registered into u (free it with
+ * kn_unreg_free whatever this returns); an exit code. */
+static int load_unreg(const char *tenant, const char *group_raw, char **group,
+                      struct kn_keyring **kr, struct kn_unreg *u)
+{
+    char err[400];
+    int rc;
+
+    memset(u, 0, sizeof(*u));
+    rc = prepare(group_raw, group, kr);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    rc = kn_unreg_list(kn_cli_redis(), kn_cli_cfg.redis_prefix, *kr, tenant,
+                       *group, u, err, sizeof(err));
+    return rc < 0 ? failed(rc, err, tenant) : KN_EXIT_OK;
 }
 
 int kn__rcp_sheets(const char *tenant, const char *group_raw, int reissue,
@@ -98,14 +114,16 @@ int kn__rcp_sheets(const char *tenant, const char *group_raw, int reissue,
                        kn_cli_cfg.smtp_from,
                        (long long)kn_cli_cfg.registration_max_guardians);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "kairanctl: writing the sheets failed: %s (the "
-                        "passcodes issued are lost: run again with "
-                        "--reissue)\n",
+        fprintf(stderr,
+                "kairanctl: writing the sheets failed: %s (the "
+                "passcodes issued are lost: run again with "
+                "--reissue)\n",
                 strerror(errno));
         rc = KN_EXIT_FAIL;
     }
-    fprintf(stderr, "issued %zu, skipped %zu (passcode still live; "
-                    "--reissue voids them)\n",
+    fprintf(stderr,
+            "issued %zu, skipped %zu (passcode still live; "
+            "--reissue voids them)\n",
             s.n, s.skipped);
     kn__rcp_oplog_write("recipients.sheets", tenant,
                         json_pack("{s:s?,s:b,s:I,s:I}", "group", group,
@@ -126,19 +144,13 @@ out:
  */
 int kn__rcp_unregistered(const char *tenant, const char *group_raw)
 {
-    struct kn_keyring *kr;
+    struct kn_keyring *kr = NULL;
     struct kn_unreg u;
-    char err[400], *group;
-    int rc = prepare(group_raw, &group, &kr);
+    char *group = NULL;
+    int rc = load_unreg(tenant, group_raw, &group, &kr, &u);
 
     if (rc != KN_EXIT_OK)
-        return rc;
-    rc = kn_unreg_list(kn_cli_redis(), kn_cli_cfg.redis_prefix, kr, tenant,
-                       group, &u, err, sizeof(err));
-    if (rc < 0) {
-        rc = failed(rc, err, tenant);
         goto out;
-    }
     for (size_t i = 0, start = 0; i < u.n; i++) {
         const struct kn_unreg_row *r = &u.v[i];
         char has[32] = "", *cls = kn_text_safe(r->cls),
@@ -177,20 +189,14 @@ out:
  */
 int kn__rcp_remind(const char *tenant, const char *group_raw, int dry_run)
 {
-    struct kn_keyring *kr;
+    struct kn_keyring *kr = NULL;
     struct kn_unreg u;
-    char err[400], *group, *json = NULL;
+    char *group = NULL, *json = NULL;
     size_t sent = 0, nocontact = 0;
-    int rc = prepare(group_raw, &group, &kr);
+    int rc = load_unreg(tenant, group_raw, &group, &kr, &u);
 
     if (rc != KN_EXIT_OK)
-        return rc;
-    rc = kn_unreg_list(kn_cli_redis(), kn_cli_cfg.redis_prefix, kr, tenant,
-                       group, &u, err, sizeof(err));
-    if (rc < 0) {
-        rc = failed(rc, err, tenant);
         goto out;
-    }
     json = kn_remind_json(&u, tenant, kn_cli_cfg.http_public_url, "kairanctl",
                           &sent, &nocontact);
     rc = KN_EXIT_OK;
@@ -204,8 +210,7 @@ int kn__rcp_remind(const char *tenant, const char *group_raw, int dry_run)
             kn__rcp_oplog_write("recipients.remind", tenant,
                                 json_pack("{s:s?,s:I,s:I}", "group", group,
                                           "sent", (json_int_t)sent,
-                                          "no_contact",
-                                          (json_int_t)nocontact));
+                                          "no_contact", (json_int_t)nocontact));
     }
     fprintf(stderr,
             "%s%zu unregistered: %zu %s the reminder, %zu without a contact "
