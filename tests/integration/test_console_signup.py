@@ -34,7 +34,8 @@ kairanctl token create and one staff session (kairanctl staff add).
       and <public_url>/r; op-log line recipients.remind; a sender 403;
       kairanctl recipients remind --dry-run says the same counts.
   [7] students without contacts downstream: a broadcast to their group
-      ends (the one with an address gets it), export lists them, the
+      ends (the one with an address gets it), its report lists the
+      contactless one first (NO CONTACT, to phone), export lists them, the
       console's card reads them.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_signup.py
@@ -428,6 +429,14 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
         assert h["status"] != "rejected", h
         msgs = smtp.messages()[n0:]
         assert [m["rcpt"] for m in msgs] == [["papa3@example.jp"]], msgs
+        cp = k.ctl("report", bid)
+        assert cp.returncode == 0, cp.stderr
+        lines = [x for x in cp.stdout.splitlines() if x.startswith("  s-")]
+        assert lines and lines[0].split()[0] == "s-4", cp.stdout
+        assert "NO CONTACT" in lines[0], lines
+        for fmt in ("json", "html"):
+            cp = k.ctl("report", bid, "--format", fmt)
+            assert cp.returncode == 0 and "s-4" in cp.stdout, (fmt, cp.stderr)
         cp = k.ctl("recipients", "export", "--tenant", T)
         assert cp.returncode == 0, cp.stderr
         ids = [row["id"] for row in csv.DictReader(io.StringIO(cp.stdout))]
