@@ -105,7 +105,8 @@ static void sheets_work(uv_work_t *w)
     fclose(f);
 }
 
-/* The operation log line (model/audit.h), as kairanctl writes it. */
+/* The operation log line (model/audit.h), as kairanctl writes it; f is
+ * taken (kn_audit_op frees it). */
 static void audit(struct conn *c, const char *op, const char *tenant, json_t *f)
 {
     char *actor = kn_xasprintf("token:%s", c->req.tok.id);
@@ -119,7 +120,6 @@ static void audit(struct conn *c, const char *op, const char *tenant, json_t *f)
     if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, f) < 0)
         kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
                c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
-    json_decref(f);
     free(actor);
 }
 
