@@ -57,6 +57,9 @@ LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS += dispatcher/http/phones.c
 LIB_SRCS += model/gtoken.c
+# Registration sheets, 未登録 and the reminder, for kairanctl and the
+# console alike (issue 15).
+LIB_SRCS += queue/sheets.c dispatcher/http/sheets.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \

@@ -148,6 +148,12 @@ int kn__rcp_import(const struct import_opts *o)
     if (ro->nbad > 0)
         fprintf(stderr, "%s: %zu bad row(s) skipped (listed above)\n",
                 o->shown, ro->nbad);
+    if (ro->nocontact > 0)
+        fprintf(stderr,
+                "連絡先なし %zu 名: 登録用紙を配ってください (%zu student(s) "
+                "without e-mail, LINE or app: print their registration "
+                "sheets with kairanctl recipients sheets --tenant %s)\n",
+                ro->nocontact, ro->nocontact, o->tenant);
     counts = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:b}", "added",
                        (json_int_t)ro->added, "updated",
                        (json_int_t)ro->updated, "unchanged",

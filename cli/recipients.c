@@ -250,6 +250,7 @@ struct args {
     int skip_bad, replace, bom;
     const char *group; /* sheets */
     int reissue;       /* sheets */
+    int dry_run;       /* remind */
     const char *ignore[64]; /* --ignore-column */
     size_t nignore;
     int ignore_unknown;
@@ -293,6 +294,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->group = argv[++i];
         } else if (!dashdash && strcmp(s, "--reissue") == 0) {
             a->reissue = 1;
+        } else if (!dashdash && strcmp(s, "--dry-run") == 0) {
+            a->dry_run = 1;
         } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
             fprintf(stderr, "kairanctl: unknown option %s\n", s);
             return -1;
@@ -327,7 +330,7 @@ static int run_recipients(int argc, char **argv)
                                 a.ignore_unknown, NULL};
         char *shown;
         int rc;
-        if (a.npos != 1 || a.format || a.bom) {
+        if (a.npos != 1 || a.format || a.bom || a.dry_run) {
             usage_err("recipients import --tenant T [--skip-bad] "
                       "[--replace] [--ignore-column NAME]... "
                       "[--ignore-unknown] FILE.csv");
@@ -345,7 +348,7 @@ static int run_recipients(int argc, char **argv)
         return KN_EXIT_USAGE;
     }
     if (strcmp(verb, "sheets") == 0) {
-        if (a.npos != 0 || a.bom ||
+        if (a.npos != 0 || a.bom || a.dry_run ||
             (a.format && strcmp(a.format, "csv") != 0 &&
              strcmp(a.format, "html") != 0)) {
             usage_err("recipients sheets --tenant T [--group G] [--reissue] "
@@ -356,11 +359,22 @@ static int run_recipients(int argc, char **argv)
                               a.format && strcmp(a.format, "csv") == 0);
     }
     if (strcmp(verb, "unregistered") == 0) {
-        if (a.npos != 0 || a.bom || a.format || a.reissue) {
+        if (a.npos != 0 || a.bom || a.format || a.reissue || a.dry_run) {
             usage_err("recipients unregistered --tenant T [--group G]");
             return KN_EXIT_USAGE;
         }
         return kn__rcp_unregistered(a.tenant, a.group);
+    }
+    if (strcmp(verb, "remind") == 0) {
+        if (a.npos != 0 || a.bom || a.format || a.reissue) {
+            usage_err("recipients remind --tenant T [--group G] [--dry-run]");
+            return KN_EXIT_USAGE;
+        }
+        return kn__rcp_remind(a.tenant, a.group, a.dry_run);
+    }
+    if (a.dry_run) {
+        usage_err("--dry-run is a remind option");
+        return KN_EXIT_USAGE;
     }
     if (a.group || a.reissue) {
         usage_err("--group and --reissue are sheets options");
@@ -381,8 +395,8 @@ static int run_recipients(int argc, char **argv)
         }
         return do_one(verb, a.tenant, a.pos[0]);
     }
-    usage_err("recipients import|export|sheets|unregistered|deactivate|"
-              "activate|delete");
+    usage_err("recipients import|export|sheets|unregistered|remind|"
+              "deactivate|activate|delete");
     return KN_EXIT_USAGE;
 }
 
@@ -434,6 +448,12 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "                         for yet (未登録): class, id, name, the "
     "channels the\n"
     "                         school holds (to send a reminder)\n"
+    "  recipients remind --tenant T [--group G] [--dry-run]\n"
+    "                         one broadcast asking the unregistered "
+    "families that\n"
+    "                         have an imported contact to register; "
+    "counts those\n"
+    "                         without one (they need a printed sheet)\n"
     "  recipients deactivate|activate --tenant T ID\n"
     "                         stop (or resume) deliveries, history kept\n"
     "  recipients delete --tenant T ID\n"

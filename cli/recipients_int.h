@@ -52,5 +52,7 @@ int kn__rcp_export(const char *tenant, int bom);
 int kn__rcp_sheets(const char *tenant, const char *group, int reissue, int csv);
 /* recipients unregistered (cli/sheets.c): group may be NULL; an exit code */
 int kn__rcp_unregistered(const char *tenant, const char *group);
+/* recipients remind (cli/sheets.c): group may be NULL; an exit code */
+int kn__rcp_remind(const char *tenant, const char *group, int dry_run);
 
 #endif

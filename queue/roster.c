@@ -593,16 +593,10 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
             why_add(r, "active: write 1 (deliver) or 0 (graduated, "
                        "transferred: no deliveries), or leave it empty");
     }
-    /* A child without a delivery contact yet is kept when there is a
-     * phone number to call (a drill report lists it first); a row with
-     * neither is a mistake (an unknown column is refused above, so this
-     * is never a header typo). */
-    if (r->v[COL_EMAIL][0] == '\0' && r->v[COL_LINE][0] == '\0' &&
-        r->v[COL_FCM][0] == '\0' && r->v[COL_APNS][0] == '\0' &&
-        r->v[COL_PHONE][0] == '\0' &&
-        (broken & (1u << COL_EMAIL | 1u << COL_LINE | 1u << COL_FCM |
-                   1u << COL_APNS | 1u << COL_PHONE)) == 0)
-        why_add(r, "no contact: give email, line, fcm, apns or phone");
+    /* A child without any contact is kept (issue 15): with registration
+     * sheets a school imports a class list with no addresses at all, and
+     * the guardians register their own (kn_roster nocontact counts them,
+     * so that the summary says who needs a sheet). */
 }
 
 struct idref {
@@ -1066,6 +1060,18 @@ static void bad_row(struct kn_roster *ro, const struct rrow *r)
                   : kn_xstrdup(r->why);
 }
 
+/* 1 if a student (its first row and the guardian rows merged into it)
+ * has an address to deliver to: e-mail, LINE or a push token. */
+static int has_contact(const struct rrow *r)
+{
+    for (; r != NULL; r = r->next_guardian) {
+        if (r->v[COL_EMAIL][0] || r->v[COL_LINE][0] || r->v[COL_FCM][0] ||
+            r->v[COL_APNS][0])
+            return 1;
+    }
+    return 0;
+}
+
 int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
                     struct kn_roster **out)
 {
@@ -1130,8 +1136,10 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
     merge_guardians(rows, ro->nrows);
     for (size_t i = 0; i < ro->nrows; i++) {
         if (rows[i].why == NULL) {
-            if (!rows[i].merged) /* written with its student's first row */
+            if (!rows[i].merged) { /* written with its student's first row */
                 ro->ngood++;
+                ro->nocontact += !has_contact(&rows[i]);
+            }
         } else {
             bad_row(ro, &rows[i]);
         }

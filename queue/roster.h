@@ -99,6 +99,8 @@ struct kn_roster {
     size_t nbad_shown, nbad; /* bad rows kept, and all of them */
     size_t nrows;            /* data rows (cleared rows not counted) */
     size_t ngood;            /* students to write (guardian rows merged) */
+    size_t nocontact;        /* of them, without e-mail, LINE or push: they need
+                              * a registration sheet */
     /* kn_roster_apply's counts */
     long long added, updated, unchanged, deleted;
     int held_back;       /* replace deleted nothing: a row without id */

@@ -124,7 +124,8 @@ echo "demo: kairand's log (JSON lines): $DIR/kairand.log"
 printf 'ID,氏名,クラス,グループ,電話番号\r\nd-1,佐藤 一郎,A,1年A組,090-0000-0001\r\nd-2,鈴木 二郎,A,1年A組,090-0000-0002\r\nd-3,高橋 三子,A,1年A組,090-0000-0003\r\n' >"$DIR/1A.csv"
 "$BUILD/kairanctl" -c "$DIR/kairan.conf" recipients import --tenant sakura-hs "$DIR/1A.csv" >/dev/null
 "$BUILD/kairanctl" -c "$DIR/kairan.conf" recipients sheets --tenant sakura-hs --group 1年A組 2>/dev/null >"$DIR/sheets.html"
-python3 -c 'import re,sys; m=re.search(r"<dt>ID</dt><dd>([^<]+)</dd><dt>パスコード</dt><dd>([^<]+)</dd><dt>登録ページ</dt><dd class=\"url\">([^<]+)</dd>", open(sys.argv[1]).read()); print("demo: registration sheet: %s  ID %s  passcode %s (printable sheets: %s)" % (m.group(3), m.group(1), m.group(2), sys.argv[1]))' "$DIR/sheets.html" || true
+SHEET=$(python3 -c 'import re,sys; m=re.search(r"<dt>ID</dt><dd>([^<]+)</dd><dt>パスコード</dt><dd>([^<]+)</dd><dt>登録ページ</dt><dd class=\"url\">([^<]+)</dd>", open(sys.argv[1]).read()); print("demo: registration sheet: %s  ID %s  passcode %s (printable sheets: %s)" % (m.group(3), m.group(1), m.group(2), sys.argv[1]))' "$DIR/sheets.html" || true)
+echo "$SHEET"
 CONSOLE=${KAIRAN_DEMO_CONSOLE:-}
 if [ -z "$CONSOLE" ]; then
     if [ -t 0 ] && [ -t 1 ]; then CONSOLE=1; else CONSOLE=0; fi
@@ -166,6 +167,8 @@ demo: the staff console of the demo school (sakura-hs, classes 1年1組 and 1年
 
 demo: log in with  ログインID  demo
 demo:              パスワード  $PW   (the initial password: you choose a new one)
+$SHEET
+demo: (a guardian signs up there; 名簿 prints the other sheets and lists 未登録)
 demo: then 新規連絡 sends a first message; each one becomes .eml files in
 demo: $DIR/outbox/<broadcast>/ (the outbox adapter: nothing leaves this machine).
 demo: Ctrl-C stops kairand and redis-server.

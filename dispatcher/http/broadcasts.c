@@ -824,6 +824,8 @@ static void on_waited(struct kn_redis *r, redisReply *rep, void *arg)
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));
     json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
+    if (c->req.remind != NULL)
+        kn__httpd_remind_stored(c, j);
     if (rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
         rep->integer >= want) {
         snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n",
@@ -926,6 +928,8 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         json_object_set_new(j, "resend_of", json_string(c->req.resend_of));
         json_object_set_new(j, "recipients", json_integer(c->req.resend_n));
     }
+    if (c->req.remind != NULL)
+        kn__httpd_remind_stored(c, j);
     snprintf(loc, sizeof(loc), "Location: /v1/broadcasts/%s\r\n", c->req.bc_id);
     kn__httpd_respond_json(c, 202, j, loc);
 }

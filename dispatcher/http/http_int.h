@@ -101,6 +101,9 @@ enum route_id {
     R_BC_PREVIEW,
     R_BC_TEST,
     R_DIR_IMPORT,
+    R_DIR_SHEETS,
+    R_DIR_UNREG,
+    R_DIR_REMIND,
     R_STAFF_LIST,
     R_STAFF_ADD,
     R_STAFF_DEACTIVATE,
@@ -173,6 +176,7 @@ struct req {
     char *ack_error;         /* /a/{token}: a refused answer, what to fix */
     char *resend_of;         /* a re-send: the broadcast it repeats */
     long long resend_n;      /* a re-send: its children */
+    json_t *remind; /* a reminder (sheets.c): its counts, for the answer */
     int64_t t0;
 };
 
@@ -494,6 +498,14 @@ void kn__httpd_run_bc_test(struct conn *c);
 /* ---- roster.c ---- */
 
 void kn__httpd_run_dir_import(struct conn *c);
+
+/* sheets.c: registration sheets, 未登録 and the reminder (issue 15) */
+void kn__httpd_run_dir_sheets(struct conn *c);
+void kn__httpd_run_dir_unreg(struct conn *c);
+void kn__httpd_run_dir_remind(struct conn *c);
+/* A reminder was stored: its operation log line, its counts into the
+ * submit's answer. */
+void kn__httpd_remind_stored(struct conn *c, json_t *answer);
 
 /* ---- directory_edit.c ---- */
 

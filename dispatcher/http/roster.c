@@ -11,11 +11,12 @@
  * file does not name), ignore_column=NAME (repeatable) or ignore_unknown=1
  * (leave those columns out).  The answer (docs/http-api.md):
  *   {"dry_run", "written", "encoding", "rows", "added", "updated",
- *    "unchanged", "deleted", "skipped", "bad_rows": [{"line", "reason"}],
- *    "bad_rows_more", "header_problems": [{"line", "reason"}],
- *    "unknown_columns": [{"name", "column"}], "error"}
- * 200 for a dry run that could read the rows and for a write; 422 when the
- * file cannot be written as asked (nothing was written).
+ *    "unchanged", "deleted", "skipped", "no_contact" (students without
+ *    e-mail, LINE or app: they need a registration sheet), "bad_rows":
+ * [{"line", "reason"}], "bad_rows_more", "header_problems": [{"line",
+ * "reason"}], "unknown_columns": [{"name", "column"}], "error"} 200 for a dry
+ * run that could read the rows and for a write; 422 when the file cannot be
+ * written as asked (nothing was written).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -186,6 +187,8 @@ static void import_answer(struct import_job *j)
     json_object_set_new(a, "unchanged", json_integer(ro->unchanged));
     json_object_set_new(a, "deleted", json_integer(ro->deleted));
     json_object_set_new(a, "skipped", json_integer((json_int_t)ro->nbad));
+    json_object_set_new(a, "no_contact",
+                        json_integer((json_int_t)ro->nocontact));
     json_object_set_new(a, "bad_rows", problems(ro->bad, ro->nbad_shown, 0));
     json_object_set_new(a, "bad_rows_more",
                         json_integer((json_int_t)(ro->nbad - ro->nbad_shown)));

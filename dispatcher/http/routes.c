@@ -71,6 +71,14 @@ static const struct route routes[] = {
     /* The console's 名簿 (roster.c): a tenant's admins only. */
     {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
      kn__httpd_run_dir_import},
+    /* Registration sheets, 未登録, the reminder (sheets.c; issue 15);
+     * before /v1/directory/{}, which would take their names. */
+    {R_DIR_SHEETS, HTTP_POST, "/v1/directory/sheets", STAFF, 1,
+     kn__httpd_run_dir_sheets},
+    {R_DIR_UNREG, HTTP_GET, "/v1/directory/unregistered", STAFF, 1,
+     kn__httpd_run_dir_unreg},
+    {R_DIR_REMIND, HTTP_POST, "/v1/directory/remind", STAFF, 1,
+     kn__httpd_run_dir_remind},
     /* The console's 職員 (staff_admin.c): a tenant's admins read, its
      * admins (not limited_admin) change. */
     {R_STAFF_LIST, HTTP_GET, "/v1/staff", STAFF, 1, kn__httpd_run_staff_list},

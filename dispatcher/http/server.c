@@ -83,6 +83,7 @@ void kn__httpd_req_reset(struct req *r)
     free(r->bc_tenant);
     free(r->bc_key);
     free(r->resend_of);
+    json_decref(r->remind);
     kn__httpd_token_reset(&r->tok);
     memset(r, 0, sizeof(*r));
     r->tok.role = -1;

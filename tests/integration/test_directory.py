@@ -14,7 +14,9 @@ delete, groups list, and broadcasts to directory groups through kairand.
   [4] a broken file: every bad row listed as FILE:LINE: reason with the
       physical line (a quoted line break shifts the lines after it), good
       rows not listed, exit 1, nothing written (DUMP of every key equal).
-  [5] --skip-bad writes only the good rows and counts the skipped ones.
+  [5] --skip-bad writes only the good rows and counts the skipped ones; a
+      student without any contact is a good row (issue 15: the family
+      registers with its sheet), counted as 連絡先なし in the summary.
   [6] re-importing the same CP932 file -> "unchanged 24", no Redis write
       (DUMP of every key before and after).
   [7] --replace: recipients not in the file deleted with their group and
@@ -355,7 +357,7 @@ with Redis(out) as r:
         'あり",x2@example.jp,2-A',                     # 4
         "b-03,悪いメール,not-an-address,2-A",          # 5
         "b-01,重複,dup@example.jp,2-A",                # 6
-        "b-05,連絡先なし,,2-A",                        # 7
+        "b-05,連絡先なし,,2-A",                        # 7: kept (issue 15)
         "b-06,良い2,good2@example.jp,2-A",             # 8
         ",IDなし,noid@example.jp,2-A",                 # 9
         "b-08,グループ,g8@example.jp,2年A組" + "組" * 62,  # 10: 65 chars
@@ -369,11 +371,12 @@ with Redis(out) as r:
         assert rc == 1, (rc, so, se)
         listed = sorted(int(m) for m in re.findall(
             r"^" + re.escape(broken) + r":(\d+): ", se, re.M))
-        assert listed == [3, 5, 6, 7, 9, 10], (listed, se)
+        assert listed == [3, 5, 6, 9, 10], (listed, se)
         assert "line break" in se and "missing @" in se and "already used at line 2" in se, se
-        assert "no contact" in se and "id: missing" in se and "66 characters" in se, se
+        assert "no contact" not in se, se  # a row without contacts is kept
+        assert "id: missing" in se and "66 characters" in se, se
         assert "not-***" in se and "not-an-address" not in se, "address masked"
-        assert "nothing written: 6 bad row(s) of 9" in se, se
+        assert "nothing written: 5 bad row(s) of 9" in se, se
         assert "added" not in so, so
         assert r.call("DBSIZE") == n0
         assert dump_all() == before
@@ -383,11 +386,12 @@ with Redis(out) as r:
         rc, so, se = ctl("recipients", "import", "--tenant", "t-skip",
                          "--skip-bad", broken)
         assert rc == 0, (rc, se)
-        assert summary(so) == (3, 0, 0, 0, 6), so
-        assert smembers("rcpts:t-skip") == ["b-01", "b-06", "b-09"]
+        assert summary(so) == (4, 0, 0, 0, 5), so
+        assert smembers("rcpts:t-skip") == ["b-01", "b-05", "b-06", "b-09"]
         assert smembers("groups:t-skip") == ["2-A", "2-B"]
-        assert smembers("grp:t-skip:2-A") == ["b-01", "b-06"]
-        assert "6 bad row(s) skipped" in se, se
+        assert smembers("grp:t-skip:2-A") == ["b-01", "b-05", "b-06"]
+        assert "5 bad row(s) skipped" in se, se
+        assert "連絡先なし 1 名: 登録用紙を配ってください" in se, se
         rc, so, se = ctl("recipients", "export", "--tenant", "t-skip")
         got = exported(so)
         assert got["b-01"]["name"] == "良い" and got["b-01"]["email"] == "good1@example.jp"

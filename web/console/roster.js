@@ -15,6 +15,7 @@
 //     shows as 配信停止中 with its reason and is cleared with
 //     DELETE /v1/suppressions/{ref}.
 //  3. グループ: GET /v1/groups (names and sizes).
+//  登録用紙, 未登録 and the reminder (issue 15) are signup.js's.
 // Every value from the file or the server goes into textContent only.
 'use strict';
 
@@ -125,13 +126,15 @@
       if (j.error && !j.dry_run) { KN.error(root, j.error); }
       if (r.status === 422) {
         const probs = (j.header_problems || []).map((p) => el('li', null, KN.t('roster.line', { line: p.line }) + ' ' + p.reason));
-        out.append(el('p', { class: 'kn-error', role: 'alert' }, j.error || KN.failText(r)),
+        out.append(el('div', null, el('p', { class: 'kn-error', role: 'alert' }, j.error || KN.failText(r)),
           probs.length ? el('ul', null, probs) : null,
-          j.decode_error ? el('p', null, j.decode_error) : null);
+          j.decode_error ? el('p', null, j.decode_error) : null));
         return;
       }
       if (j.written) {
-        out.append(el('h3', null, KN.t('roster.done_h')), counts(j), badRows(j));
+        // KN.el leaves out the parts that are null (append would write "null").
+        out.append(el('div', null, el('h3', null, KN.t('roster.done_h')), counts(j), badRows(j),
+          j.no_contact > 0 ? el('p', { class: 'hint' }, KN.t('roster.no_contact', { n: j.no_contact })) : null));
         KN.notice(KN.t('roster.done', { added: j.added, updated: j.updated, deleted: j.deleted }));
         st.bytes = null;
         file.value = '';
@@ -144,13 +147,14 @@
         const r2 = await postCsv(query(false), st.bytes);
         show(r2);
       });
-      out.append(el('h3', null, KN.t('roster.dry_h', { file: st.name, rows: j.rows })),
+      out.append(el('div', null, el('h3', null, KN.t('roster.dry_h', { file: st.name, rows: j.rows })),
         el('p', { class: 'muted' }, KN.t('roster.dry_note')),
         counts(j), badRows(j),
+        j.no_contact > 0 ? el('p', { class: 'hint', id: 'roster-no-contact' }, KN.t('roster.no_contact', { n: j.no_contact })) : null,
         j.skipped > 0 ? el('p', { class: 'hint' }, KN.t('roster.skip_note', { n: j.skipped })) : null,
         j.added + j.updated + j.deleted === 0 && j.skipped === 0
           ? el('p', null, KN.t('roster.nothing'))
-          : el('p', { class: 'actions' }, apply));
+          : el('p', { class: 'actions' }, apply)));
     }
 
     async function take(f) {
@@ -337,6 +341,7 @@
     root.append(el('h1', null, KN.t('roster.title')));
     const admin = KN.me && (KN.me.role === 'admin' || KN.me.role === 'limited_admin');
     if (admin) importSection(root);
+    if (admin && KN.rosterSignup) KN.rosterSignup(root); // signup.js
     searchSection(root);
     groupsBox = el('div', { id: 'roster-groups-box' });
     root.append(el('section', { 'aria-labelledby': 'roster-groups-h' },
