@@ -56,6 +56,8 @@ LIB_SRCS := \
 LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS += dispatcher/http/phones.c
+# The next guardian (issue 16): a child's guardians in order.
+LIB_SRCS += model/guardian.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
