@@ -37,6 +37,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -85,6 +86,25 @@ def sent(smtp):
     return res
 
 
+def signed(key_file, plain):
+    """A token over any text, signed as kn_ack_token signs."""
+    import base64
+    import hashlib
+    import hmac
+    mac = hmac.new(index_key(key_file), b"ack\0" + plain.encode(),
+                   hashlib.sha256).hexdigest()[:32]
+    return (base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=") +
+            "." + mac)
+
+
+def api(port, method, path, tok, body=None):
+    hdr = {"Authorization": "Bearer " + tok}
+    if body is not None:
+        hdr["Content-Type"] = "application/json"
+        body = json.dumps(body, ensure_ascii=False).encode()
+    return http(port, method, path, body, hdr)
+
+
 def who(smtp):
     return sorted(a for a, _ in sent(smtp))
 
@@ -131,7 +151,8 @@ with Redis(out) as redis:
 
     with tap.check("[2] n-1's first guardian confirms through its link"):
         st, page = http(port, "GET", link_of(smtp, "m1@example.jp"))
-        assert st == 200 and "高橋 一郎" not in page or st == 200, st
+        assert st == 200 and "確認しました" in page, st
+        assert redis.call("HGET", P + "bc:%s:ack" % bid, "n-1") is None
         st, page = http(port, "POST", link_of(smtp, "m1@example.jp"), b"c=",
                         {"Content-Type": "application/x-www-form-urlencoded"})
         assert st == 200 and "確認しました。" in page, (st, page[:400])
@@ -164,6 +185,100 @@ with Redis(out) as redis:
         k.wait_done(bid, 30)
         assert len(sent(smtp)) == before, who(smtp)
         assert redis.call("HGET", P + "bc:" + bid, "escalated") == b"1"
+
+    FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+    with tap.check("[5] n-2's second guardian confirms: the report says 保護者2, when, and whom it went to"):
+        t0 = time.time()
+        st, page = http(port, "POST", link_of(smtp, "f2@example.jp"), b"c=", FORM)
+        assert st == 200 and "確認しました。" in page, (st, page[:300])
+        v = json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "n-2"))
+        assert v["g"] == 1 and abs(v["t"] / 1000 - t0) < 5, v
+        cp = k.ctl("report", bid, "--format", "json")
+        assert cp.returncode == 0, cp.stderr
+        rep = json.loads(cp.stdout)
+        conf = {c["id"]: c for c in rep["confirmations"]}
+        assert sorted(conf) == ["n-1", "n-2"], conf
+        assert conf["n-1"]["confirmed_by"] == "高橋 母", conf["n-1"]
+        assert conf["n-2"]["confirmed_by"] == "保護者2", conf["n-2"]
+        assert conf["n-2"]["name"] == "田中 二郎", conf["n-2"]
+        at = conf["n-2"]["confirmed_at"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+09:00", at), at
+        assert [x["guardian"] for x in conf["n-2"]["sent_to"]] == ["保護者1", "保護者2"], conf["n-2"]
+        assert [x["guardian"] for x in conf["n-1"]["sent_to"]] == ["高橋 母"], conf["n-1"]
+        un = {u["id"]: u for u in rep["unconfirmed"]}
+        assert [x["guardian"] for x in un["n-4"]["sent_to"]] == ["鈴木 父"], un["n-4"]
+        assert [x["guardian"] for x in un["n-3"]["sent_to"]] == ["佐藤 母"], un["n-3"]
+        text = k.ctl("report", bid).stdout
+        assert re.search(r"n-2 +田中 二郎 +by 保護者2 at " + re.escape(at), text), text
+        assert "sent to 保護者1 (" in text and ", 保護者2 (" in text, text
+        html = k.ctl("report", bid, "--format", "html").stdout
+        assert '<td class="by">保護者2</td>' in html, html[-1500:]
+        for out_text in (cp.stdout, text, html):
+            for a in ADDRS:
+                assert a not in out_text, a
+
+    with tap.check("[5] GET /v1/broadcasts/{id}/recipients and its CSV: confirmed_by, sent_to"):
+        cp = k.ctl("token", "create", "--role", "limited_admin", "--tenant", T,
+                   "--name", "担任")
+        assert cp.returncode == 0, cp.stderr
+        tok = cp.stdout.strip()
+        st, body = api(port, "GET", "/v1/broadcasts/%s/recipients" % bid, tok)
+        assert st == 200, (st, body[:300])
+        rows = json.loads(body)["recipients"]
+        n2 = [r for r in rows if r["recipient"] == "n-2"]
+        assert n2 and all(r["confirmed_by"] == "保護者2" for r in n2), n2
+        assert n2[0]["sent_to"].startswith("保護者1 (") and ", 保護者2 (" in n2[0]["sent_to"], n2
+        n1 = [r for r in rows if r["recipient"] == "n-1"]
+        assert n1[0]["confirmed_by"] == "高橋 母", n1
+        n3 = [r for r in rows if r["recipient"] == "n-3"]
+        assert n3[0]["confirmed_by"] is None, n3
+        st, body = api(port, "GET", "/v1/broadcasts/%s/recipients.csv" % bid, tok)
+        assert st == 200, st
+        lines = body.lstrip("\ufeff").split("\r\n")
+        assert lines[0].endswith(",confirmed_by,sent_to"), lines[0]
+        n2 = [l for l in lines if l.startswith("n-2,")]
+        assert n2 and ",保護者2," in n2[0] and "保護者1 (" in n2[0], n2
+        for a in ADDRS:
+            assert a not in body, a
+
+    with tap.check("[6] a link without a guardian (made before) still confirms; a bad guardian part is refused"):
+        bad = signed(k.key_file, "%s|n-3|x" % bid)
+        st, _ = http(port, "POST", "/a/" + bad, b"c=", FORM)
+        assert st == 404, st
+        st, _ = http(port, "POST", "/a/" + ack_token(k.key_file, bid, "n-3"),
+                     b"c=", FORM)
+        assert st == 200, st
+        v = json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "n-3"))
+        assert "g" not in v, v
+        rep = json.loads(k.ctl("report", bid, "--format", "json").stdout)
+        conf = {c["id"]: c for c in rep["confirmations"]}
+        assert conf["n-3"]["confirmed_by"] is None, conf["n-3"]
+
+    with tap.check("[7] a bad escalate_to: 400 naming the field; kairanctl refuses it too"):
+        base = {"tenant": T, "subject": "安否確認", "body": "確認を",
+                "channels": ["email"], "ack": True, "escalate_after": "10m",
+                "audience": {"groups": ["3年B組"]}}
+        cp = k.ctl("token", "create", "--role", "admin", "--tenant", T,
+                   "--name", "教頭")
+        assert cp.returncode == 0, cp.stderr
+        adm = cp.stdout.strip()
+        for extra, what in (({"escalate_to": "next_parent"}, "next_channel"),
+                            ({"escalate_to": 2}, "escalate_to"),
+                            ({"escalate_to": "next_guardian", "ack": False},
+                             "ack"),
+                            ({"escalate_to": "next_guardian",
+                              "escalate_after": None}, "escalate_after")):
+            b = dict(base, **extra)
+            b = {x: y for x, y in b.items() if y is not None}
+            st, body = api(port, "POST", "/v1/broadcasts", adm, b)
+            assert st == 400, (extra, st, body)
+            j = json.loads(body)
+            assert j["field"] == "escalate_to" and what in j["error"], (extra, j)
+            cp = k.ctl("submit", "-", input=json.dumps(b, ensure_ascii=False))
+            assert cp.returncode != 0 and "escalate_to" in cp.stderr, (extra, cp.stderr)
+        st, body = api(port, "POST", "/v1/broadcasts", adm,
+                       dict(base, escalate_to="next_channel"))
+        assert st in (200, 201, 202), (st, body)
 
     d.stop()
 tap.done()
