@@ -108,10 +108,10 @@ static int contact(json_t *r, int ch, const char **a, const char **i,
  * broadcast); guardian: which of the child's (< 0: unnamed).  Returns 1
  * if a job was enqueued.
  */
-static int enqueue(redisContext *c, const struct kn_config *cfg,
-                   const char *bc, int ch, const char *rid, const char *a,
-                   const char *i, const char *pf, int guardian, int urgent,
-                   long long expires, long long now)
+static int enqueue(redisContext *c, const struct kn_config *cfg, const char *bc,
+                   int ch, const char *rid, const char *a, const char *i,
+                   const char *pf, int guardian, int urgent, long long expires,
+                   long long now)
 {
     char field[96], q[32];
     struct kn_argv av;
@@ -247,8 +247,8 @@ static void reopen_end(redisContext *c, const struct kn_config *cfg,
             freeReplyObject(ok);
     }
     snprintf(nows, sizeof(nows), "%lld", now);
-    ok = redisCommand(c, "EVAL %s 2 %s %s %s %s", kn_script_expand_done.src,
-                      bk, act, bc, nows);
+    ok = redisCommand(c, "EVAL %s 2 %s %s %s %s", kn_script_expand_done.src, bk,
+                      act, bc, nows);
     if (ok)
         freeReplyObject(ok);
     free(act);
@@ -310,7 +310,8 @@ static json_t *entry_record(redisContext *c, const struct kn_config *cfg,
 static int confirmed(redisReply *acked, const char *rid)
 {
     for (size_t a = 0;
-         acked && acked->type == REDIS_REPLY_ARRAY && a < acked->elements; a++) {
+         acked && acked->type == REDIS_REPLY_ARRAY && a < acked->elements;
+         a++) {
         if (rid && strcmp(acked->element[a]->str, rid) == 0)
             return 1;
     }
@@ -358,11 +359,10 @@ static int guardian_jobs(redisContext *c, const struct kn_config *cfg,
                 if (jstr(t, KN_DIR_PUSH_TOKEN) && jstr(t, KN_DIR_PUSH_INDEX) &&
                     !json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD))) {
                     any = 1;
-                    jobs += enqueue(c, cfg, bc, KN_CH_PUSH, rid,
-                                    jstr(t, KN_DIR_PUSH_TOKEN),
-                                    jstr(t, KN_DIR_PUSH_INDEX),
-                                    jstr(t, KN_DIR_PUSH_PLATFORM), k, urgent,
-                                    expires, now);
+                    jobs += enqueue(
+                        c, cfg, bc, KN_CH_PUSH, rid, jstr(t, KN_DIR_PUSH_TOKEN),
+                        jstr(t, KN_DIR_PUSH_INDEX),
+                        jstr(t, KN_DIR_PUSH_PLATFORM), k, urgent, expires, now);
                 }
             }
         } else {

@@ -460,8 +460,8 @@ static void commit_page(struct kn_expander *e)
         json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), gi, g)
         {
             if (json_is_object(g))
-                added += recipient_jobs(e, &a, g, e->rid[i], line, &nline,
-                                        (int)++k);
+                added +=
+                    recipient_jobs(e, &a, g, e->rid[i], line, &nline, (int)++k);
         }
         if (added == 0)
             unreachable++;

@@ -580,12 +580,12 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
         /* The link names the guardian the job reaches (model/job.h "g"),
          * so that the confirmation says who confirmed. */
         json_t *g = json_object_get(jb->j, KN_JOB_GUARDIAN);
-        char *t = kn_ack_token_guardian(
-            w->d->kr, jb->bcast, jb->rcpts[0],
-            json_is_integer(g) && json_integer_value(g) >= 0 &&
-                    json_integer_value(g) < 100
-                ? (int)json_integer_value(g)
-                : -1);
+        char *t = kn_ack_token_guardian(w->d->kr, jb->bcast, jb->rcpts[0],
+                                        json_is_integer(g) &&
+                                                json_integer_value(g) >= 0 &&
+                                                json_integer_value(g) < 100
+                                            ? (int)json_integer_value(g)
+                                            : -1);
         jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
         free(t);
     }

@@ -421,9 +421,9 @@ int kn_broadcast_parse(const char *json, size_t len,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant",  "category", "priority",   "drill",
-        "subject",    "body",    "channels", "policy",     "audience",
-        "recipients", "ack",     "send_at",  "expires_at", "escalate_after",
+        "id",         "tenant",  "category",    "priority",   "drill",
+        "subject",    "body",    "channels",    "policy",     "audience",
+        "recipients", "ack",     "send_at",     "expires_at", "escalate_after",
         "sender",     "choices", "escalate_to", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
@@ -950,9 +950,8 @@ int kn_ack_parse_guardian(const struct kn_keyring *kr, const char *token,
     if (gbar != NULL) {
         *gbar = '\0';
         if (gbar[1] < '0' || gbar[1] > '9' ||
-            (gbar[2] != '\0' &&
-             (gbar[1] == '0' || gbar[2] < '0' || gbar[2] > '9' ||
-              gbar[3] != '\0'))) {
+            (gbar[2] != '\0' && (gbar[1] == '0' || gbar[2] < '0' ||
+                                 gbar[2] > '9' || gbar[3] != '\0'))) {
             free(plain);
             return KN_EINVAL;
         }

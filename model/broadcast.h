@@ -67,11 +67,12 @@ struct kn_broadcast {
     int64_t send_at_ms;  /* 0: now */
     int64_t expires_ms;  /* always set after parse */
     int64_t escalate_ms; /* 0: none */
-    int escalate_guardian; /* "escalate_to": "next_guardian" (else the
-                            * next channel; docs/drills.md) */
     char *sender;        /* who submitted (token name, "kairanctl") */
     char **choices;      /* "choices": the answers offered (ack only) */
     size_t nchoices;     /* 0, or KN_ACK_CHOICES_MIN..MAX */
+    /* "escalate_to": "next_guardian" (1), else the next channel (0);
+     * docs/drills.md, "Escalation" */
+    int escalate_guardian;
 };
 
 /* Limits of an ack broadcast's answers (docs/http-api.md, "Answers"). */

@@ -48,10 +48,10 @@
 
 /* The columns, in the order of the CSV (docs/http-api.md). */
 static const char *const cols[] = {
-    "recipient",   "child",      "class",        "guardian", "channel",
-    "state",       "reached_at", "confirmed_at", "answer",   "comment",
-    "child_state", "via",        "address",      "phone",
-    "confirmed_by", "sent_to"};
+    "recipient", "child",   "class",        "guardian",
+    "channel",   "state",   "reached_at",   "confirmed_at",
+    "answer",    "comment", "child_state",  "via",
+    "address",   "phone",   "confirmed_by", "sent_to"};
 #define NCOLS 16
 
 /* One child of a page, as its audience entry and record read. */

@@ -6,9 +6,9 @@
  * A tenant's templates are one hash, tpl:<tenant> (queue/keys.h): name ->
  * the template's JSON.  A template holds what a broadcast holds except its
  * audience and times: subject, body, category, priority, drill, channels,
- * policy, ack, choices, escalate_after, escalate_to; it is checked by the broadcast
- * parser itself (model/broadcast.c), so a template that loads is one that
- * submits.  Names are checked like group names (model/label.h); at most
+ * policy, ack, choices, escalate_after, escalate_to; it is checked by the
+ * broadcast parser itself (model/broadcast.c), so a template that loads is one
+ * that submits.  Names are checked like group names (model/label.h); at most
  * TPL_MAX templates a tenant, each at most dispatcher.max_body + 4 KiB.
  * The shipped examples are web/console/templates-ja.json, embedded at
  * build time; their names cannot be overwritten or deleted.
@@ -37,7 +37,7 @@ extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
-    "subject", "body", "category", "priority",       "drill", "channels",
+    "subject", "body", "category", "priority",       "drill",       "channels",
     "policy",  "ack",  "choices",  "escalate_after", "escalate_to", NULL};
 
 static json_t *shipped(void)
