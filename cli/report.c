@@ -700,6 +700,13 @@ static json_t *build(struct report *rp)
     return o;
 }
 
+/* The string u[k], or "-". */
+static const char *or_dash(json_t *u, const char *k)
+{
+    const char *v = json_string_value(json_object_get(u, k));
+    return v != NULL ? v : "-";
+}
+
 /* ", sent to 保護者1 (time), 保護者2 (time)" of a child, if known. */
 static void print_sent_to(json_t *u)
 {
@@ -780,10 +787,7 @@ static void print_text(json_t *o)
         size_t j;
         const char *st = json_string_value(json_object_get(u, "state"));
         printf("  %-16s %-20s %-11s",
-               json_string_value(json_object_get(u, "id")),
-               json_string_value(json_object_get(u, "name"))
-                   ? json_string_value(json_object_get(u, "name"))
-                   : "-",
+               json_string_value(json_object_get(u, "id")), or_dash(u, "name"),
                strcmp(st, "no_contact") == 0    ? "NO CONTACT"
                : strcmp(st, "not_reached") == 0 ? "NOT REACHED"
                : strcmp(st, "bounced") == 0     ? "BOUNCED"
@@ -805,10 +809,7 @@ static void print_text(json_t *o)
     json_array_foreach(json_object_get(o, "confirmations"), i, u) {
         const char *by = json_string_value(json_object_get(u, "confirmed_by"));
         printf("  %-16s %-20s by %s at %s",
-               json_string_value(json_object_get(u, "id")),
-               json_string_value(json_object_get(u, "name"))
-                   ? json_string_value(json_object_get(u, "name"))
-                   : "-",
+               json_string_value(json_object_get(u, "id")), or_dash(u, "name"),
                by ? by : "-",
                json_string_value(json_object_get(u, "confirmed_at")));
         print_sent_to(u);
