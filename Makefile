@@ -60,6 +60,8 @@ LIB_SRCS += model/gtoken.c
 # Registration sheets, 未登録 and the reminder, for kairanctl and the
 # console alike (issue 15).
 LIB_SRCS += queue/sheets.c dispatcher/http/sheets.c
+# The next guardian (issue 16): a child's guardians in order.
+LIB_SRCS += model/guardian.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \

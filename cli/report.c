@@ -29,6 +29,7 @@
 #include "model/child.h"
 #include "model/directory.h"
 #include "model/dsn.h"
+#include "model/guardian.h"
 #include "queue/keys.h"
 
 static const int within_s[] = {60, 300, 900};
@@ -53,6 +54,9 @@ struct rcpt {
     char *phone;             /* masked, for the list of whom to phone */
     char bcode;              /* 'b' an e-mail bounced, 's' suppressed */
     char bdetail[48];        /* the bounce's detail (model/dsn.h) */
+    int cby;                 /* the guardian who confirmed; -1 unknown */
+    char *gs;                /* bc:<id>:gs: whom it went to (guardian.h) */
+    json_t *gnames;          /* guardian k's name (opened) or null */
 };
 
 struct report {
@@ -158,6 +162,7 @@ static struct rcpt *find_or_add(struct report *rp, const char *id)
     }
     memset(&rp->r[rp->n], 0, sizeof(*rp->r));
     rp->r[rp->n].id = kn_xstrdup(id);
+    rp->r[rp->n].cby = -1;
     rp->r[rp->n].addrs = json_array();
     *sl = ++rp->n;
     return &rp->r[rp->n - 1];
@@ -315,12 +320,32 @@ static void add_phone(struct rcpt *r, const struct kn_keyring *kr,
  * and (without a state of its own) how it was reached. */
 static void add_child(struct report *rp, const struct kn_keyring *kr,
                       const char *id, json_t *c, const char *sealed_name,
-                      const char *sealed_phone)
+                      const char *sealed_phone, const char *sealed_guardian)
 {
     struct rcpt *r = find_or_add(rp, id);
     int own = 0;
     r->in_aud = 1;
     load_contact(r, kr, c, sealed_name);
+    if (r->gnames == NULL) {
+        /* Each guardian's name, to say who confirmed (model/guardian.h):
+         * the record's "guardian", then "nm" of each of "g". */
+        json_t *g;
+        r->gnames = json_array();
+        for (size_t k = 0; (g = kn_guardian_at(c, k)) != NULL; k++) {
+            const char *sealed =
+                k == 0 ? sealed_guardian
+                       : json_string_value(json_object_get(g, KN_DIR_NAME));
+            char *plain = NULL;
+            if (sealed != NULL &&
+                kn_unseal(kr, "name", sealed, &plain, NULL) == 0) {
+                json_array_append_new(r->gnames, jstr(plain));
+                OPENSSL_cleanse(plain, strlen(plain));
+                free(plain);
+            } else {
+                json_array_append_new(r->gnames, json_null());
+            }
+        }
+    }
     if (r->phone == NULL) {
         /* the record's phone, then its further guardians' ("g"), masked,
          * joined by ", " */
@@ -360,21 +385,22 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
             if (id != NULL)
                 add_child(rp, kr, id, j,
                           json_string_value(json_object_get(j, KN_DIR_NAME)),
-                          NULL);
+                          NULL, NULL);
             json_decref(j);
         } else if (strncmp(e, "d:", 2) == 0 && tenant != NULL) {
             redisReply *h;
             json_t *c;
             k = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, e + 2);
-            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD " active phone",
+            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD
+                           " active phone guardian",
                            k);
             free(k);
-            if (h->type == REDIS_REPLY_ARRAY && h->elements == 4 &&
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
                 h->element[1]->str != NULL &&
                 !(h->element[2]->str && strcmp(h->element[2]->str, "0") == 0)) {
                 c = json_loads(h->element[1]->str, 0, NULL);
                 add_child(rp, kr, e + 2, c, h->element[0]->str,
-                          h->element[3]->str);
+                          h->element[3]->str, h->element[4]->str);
                 json_decref(c);
             }
             freeReplyObject(h);
@@ -507,6 +533,59 @@ static json_t *answers(const struct report *rp)
     return arr;
 }
 
+/* How the report names guardian k of child r (model/guardian.h). */
+static json_t *guardian_name(const struct rcpt *r, int k)
+{
+    char label[200];
+    return jstr(kn_guardian_label(
+        k, json_string_value(json_array_get(r->gnames, (size_t)k)), label,
+        sizeof(label)));
+}
+
+/* Whom child r's message went to, in order, and when (next_guardian
+ * broadcasts: bc:<id>:gs), as [{"guardian": name, "at": time}]. */
+static json_t *sent_to(const struct rcpt *r)
+{
+    json_t *arr = json_array();
+    int k;
+    int64_t ms;
+    for (size_t i = 0; kn_guardian_sent_at(r->gs, i, &k, &ms) == 0; i++) {
+        char t[48];
+        json_array_append_new(arr,
+                              json_pack("{s:o,s:s}", "guardian",
+                                        guardian_name(r, k), "at",
+                                        kn_time_jst(ms, t, sizeof(t))));
+    }
+    return arr;
+}
+
+/* Every confirmed child: who confirmed (the guardian's name, else
+ * "保護者<n>"; null for a link that named none) and when. */
+static json_t *confirmations(const struct report *rp)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < rp->n; i++) {
+        const struct rcpt *r = &rp->r[i];
+        json_t *c;
+        char t[48];
+        if (r->confirmed_ms <= 0)
+            continue;
+        c = json_object();
+        json_object_set_new(c, "id", jstr(r->id));
+        json_object_set_new(c, "name", r->name ? jstr(r->name) : json_null());
+        json_object_set_new(c, "confirmed_at",
+                            json_string(kn_time_jst(r->confirmed_ms, t,
+                                                    sizeof(t))));
+        json_object_set_new(c, "confirmed_by",
+                            r->cby >= 0 ? guardian_name(r, r->cby)
+                                        : json_null());
+        if (r->gs != NULL)
+            json_object_set_new(c, "sent_to", sent_to(r));
+        json_array_append_new(arr, c);
+    }
+    return arr;
+}
+
 static json_t *build(struct report *rp)
 {
     json_t *o = json_object(), *per = json_object(), *un = json_array();
@@ -609,13 +688,34 @@ static json_t *build(struct report *rp)
                                                    : json_null());
         json_object_set_new(u, "phone", list[i]->phone ? jstr(list[i]->phone)
                                                        : json_null());
+        if (list[i]->gs != NULL)
+            json_object_set_new(u, "sent_to", sent_to(list[i]));
         json_array_append_new(un, u);
     }
     json_object_set_new(o, "unconfirmed", un);
+    json_object_set_new(o, "confirmations", confirmations(rp));
     json_object_set_new(o, "timeline", timeline(rp));
     free(ct);
     free(list);
     return o;
+}
+
+/* The string u[k], or "-". */
+static const char *or_dash(json_t *u, const char *k)
+{
+    const char *v = json_string_value(json_object_get(u, k));
+    return v != NULL ? v : "-";
+}
+
+/* ", sent to 保護者1 (time), 保護者2 (time)" of a child, if known. */
+static void print_sent_to(json_t *u)
+{
+    json_t *s;
+    size_t j;
+    json_array_foreach(json_object_get(u, "sent_to"), j, s)
+        printf("%s%s (%s)", j == 0 ? "; sent to " : ", ",
+               json_string_value(json_object_get(s, "guardian")),
+               json_string_value(json_object_get(s, "at")));
 }
 
 static void print_text(json_t *o)
@@ -687,10 +787,7 @@ static void print_text(json_t *o)
         size_t j;
         const char *st = json_string_value(json_object_get(u, "state"));
         printf("  %-16s %-20s %-11s",
-               json_string_value(json_object_get(u, "id")),
-               json_string_value(json_object_get(u, "name"))
-                   ? json_string_value(json_object_get(u, "name"))
-                   : "-",
+               json_string_value(json_object_get(u, "id")), or_dash(u, "name"),
                strcmp(st, "no_contact") == 0    ? "NO CONTACT"
                : strcmp(st, "not_reached") == 0 ? "NOT REACHED"
                : strcmp(st, "bounced") == 0     ? "BOUNCED"
@@ -704,6 +801,18 @@ static void print_text(json_t *o)
             printf(" tel %s", json_string_value(json_object_get(u, "phone")));
         json_array_foreach(json_object_get(u, "addresses"), j, a)
             printf(" %s", json_string_value(a));
+        print_sent_to(u);
+        printf("\n");
+    }
+    printf("confirmed (%zu):\n",
+           json_array_size(json_object_get(o, "confirmations")));
+    json_array_foreach(json_object_get(o, "confirmations"), i, u) {
+        const char *by = json_string_value(json_object_get(u, "confirmed_by"));
+        printf("  %-16s %-20s by %s at %s",
+               json_string_value(json_object_get(u, "id")), or_dash(u, "name"),
+               by ? by : "-",
+               json_string_value(json_object_get(u, "confirmed_at")));
+        print_sent_to(u);
         printf("\n");
     }
 }
@@ -719,6 +828,20 @@ static void html_esc(const char *s)
         case '\'': fputs("&#39;", stdout); break;
         default: putchar(*s);
         }
+    }
+}
+
+/* Whom a child's message went to (next_guardian), escaped. */
+static void html_sent_to(json_t *u)
+{
+    json_t *s;
+    size_t j;
+    json_array_foreach(json_object_get(u, "sent_to"), j, s) {
+        printf("%s", j == 0 ? "sent to " : ", ");
+        html_esc(json_string_value(json_object_get(s, "guardian")));
+        printf(" (");
+        html_esc(json_string_value(json_object_get(s, "at")));
+        printf(")");
     }
 }
 
@@ -852,6 +975,24 @@ static void print_html(json_t *o)
             html_esc(json_string_value(a));
             printf(" ");
         }
+        html_sent_to(u);
+        printf("</td></tr>\n");
+    }
+    printf("</table>\n<h2>confirmed (%zu)</h2>\n<table>\n"
+           "<tr><th>id</th><th>name</th><th>confirmed by</th>"
+           "<th>at</th><th>sent to</th></tr>\n",
+           json_array_size(json_object_get(o, "confirmations")));
+    json_array_foreach(json_object_get(o, "confirmations"), i, u) {
+        printf("<tr><td>");
+        html_esc(json_string_value(json_object_get(u, "id")));
+        printf("</td><td>");
+        html_esc(json_string_value(json_object_get(u, "name")));
+        printf("</td><td class=\"by\">");
+        html_esc(json_string_value(json_object_get(u, "confirmed_by")));
+        printf("</td><td>");
+        html_esc(json_string_value(json_object_get(u, "confirmed_at")));
+        printf("</td><td>");
+        html_sent_to(u);
         printf("</td></tr>\n");
     }
     printf("</table>\n</body>\n</html>\n");
@@ -928,9 +1069,23 @@ static int do_report(int argc, char **argv)
         struct rcpt *x = find(&rp, r->element[i]->str);
         int answer;
         /* {"t","a","c"} or, stored before answers, a plain time */
-        if (x != NULL)
+        if (x != NULL) {
             kn_ack_value_parse(r->element[i + 1]->str, &x->confirmed_ms,
                                &answer, NULL);
+            x->cby = kn_ack_value_guardian_of(r->element[i + 1]->str);
+        }
+    }
+    freeReplyObject(r);
+
+    /* whom each child's message went to (next_guardian: guardian.h) */
+    k = kn_key_bc(kn_cli_cfg.redis_prefix, id, ":gs");
+    r = kn_cli_cmd("HGETALL %s", k);
+    free(k);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        struct rcpt *x = find(&rp, r->element[i]->str);
+        if (x != NULL && x->gs == NULL)
+            x->gs = kn_xstrdup(r->element[i + 1]->str);
     }
     freeReplyObject(r);
 
@@ -959,6 +1114,8 @@ static int do_report(int argc, char **argv)
         json_decref(rp.r[i].addrs);
         free(rp.r[i].via);
         free(rp.r[i].phone);
+        free(rp.r[i].gs);
+        json_decref(rp.r[i].gnames);
     }
     free(rp.r);
     free(rp.slot);

@@ -84,7 +84,8 @@ struct kn_expander {
     int64_t swept_ms; /* claims of the waiting entries last renewed */
     struct xstream qs[KN_QUEUE_STREAMS];
 
-    /* the broadcast being expanded */
+    /* the broadcast being expanded (ack: 1, or 2 when it escalates to the
+     * next guardian: the first wave reaches each child's first guardian) */
     char *tenant;
     int urgent, preferred, ack;
     enum kn_channel chans[KN_CH__COUNT];

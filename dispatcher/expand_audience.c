@@ -129,6 +129,9 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     e->urgent = (v = hget(rep, "priority")) && strcmp(v, "urgent") == 0;
     e->preferred = (v = hget(rep, "policy")) && strcmp(v, "preferred") == 0;
     e->ack = (v = hget(rep, "ack")) && strcmp(v, "1") == 0;
+    if (e->ack && (v = hget(rep, "escalate_to")) &&
+        strcmp(v, "next_guardian") == 0)
+        e->ack = 2; /* the first guardian only (expand_page.c) */
     e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
     e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
     e->nchans = 0;

@@ -20,6 +20,7 @@
 #include "dispatcher/daemon.h"
 #include "dispatcher/expand.h"
 #include "model/directory.h"
+#include "model/guardian.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/queue.h"
@@ -74,16 +75,20 @@ static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
                       fallback);
 }
 
-/* Append one single-recipient job to the commit arguments. */
+/* Append one single-recipient job to the commit arguments (guardian: of
+ * the child, named in an ack broadcast's link; < 0 none). */
 static void add_job(struct kn_expander *e, struct kn_argv *a,
                     enum kn_channel ch, const char *rcpt, const char *sealed,
-                    const char *bi, const char *platform, json_t *fallback)
+                    const char *bi, const char *platform, json_t *fallback,
+                    int guardian)
 {
     char key[96];
     json_t *j;
     snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
     j = job_json(e, ch, key, platform, fallback);
     kn_job_set_rcpt(j, rcpt, sealed, bi);
+    if (e->ack && guardian >= 0)
+        json_object_set_new(j, KN_JOB_GUARDIAN, json_integer(guardian));
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
     e->qs[(int)ch * 2 + (e->urgent ? 0 : 1)].pending++;
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
@@ -168,12 +173,13 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
  * recipients are collected into multicast groups by the caller).  policy
  * preferred: only the first such channel, in the recipient's own order if
  * the directory has one, with the other channels' contacts (sealed) kept
- * in the job as fallbacks for a permanent failure.  Returns the number of
+ * in the job as fallbacks for a permanent failure.  guardian: which of
+ * the child's guardians r is (model/guardian.h).  Returns the number of
  * jobs (and LINE members) added.
  */
 static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
                           const char *rcpt, struct line_member *line,
-                          size_t *nline)
+                          size_t *nline, int guardian)
 {
     enum kn_channel order[KN_CH__COUNT];
     size_t n = 0;
@@ -229,7 +235,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
                     continue;
                 add_job(e, a, ch, rcpt, jstr(t, KN_DIR_PUSH_TOKEN),
                         jstr(t, KN_DIR_PUSH_INDEX),
-                        jstr(t, KN_DIR_PUSH_PLATFORM), fb);
+                        jstr(t, KN_DIR_PUSH_PLATFORM), fb, guardian);
                 added++;
             }
         } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
@@ -242,7 +248,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
             added++;
         } else {
             add_job(e, a, ch, rcpt, jstr(r, dir_addr(ch)),
-                    jstr(r, dir_index(ch)), NULL, fb);
+                    jstr(r, dir_index(ch)), NULL, fb, guardian);
             added++;
         }
     }
@@ -285,7 +291,7 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         json_t *j, *r, *ad, *ix;
         if (cnt == 1) {
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
-                    line[off].bi, NULL, NULL);
+                    line[off].bi, NULL, NULL, -1);
             continue;
         }
         /* The key names the page and the group: stable across retries,
@@ -366,6 +372,36 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
         kn__expand_turn_over(e, e->page_cost); /* the next turn */
 }
 
+/*
+ * "escalate_to": "next_guardian" (e->ack 2): the first wave goes to the
+ * child's first guardian reachable on the broadcast's channels only
+ * (model/guardian.h); escalate.c sends the next ones.  Which one is noted
+ * in bc:<id>:gs before the page is committed (HSETNX on the same
+ * connection: a page committed again, or escalated since, keeps what it
+ * has; if this write is lost, escalate.c fills it in the same way).
+ */
+static void first_guardian(struct kn_expander *e, struct kn_argv *a, size_t i,
+                           struct line_member *line, size_t *nline, int *added)
+{
+    unsigned chans = 0;
+    int f;
+    for (size_t k = 0; k < e->nchans; k++)
+        chans |= 1u << e->chans[k];
+    f = kn_guardian_next(e->rj[i], 0, chans);
+    if (f < 0)
+        return;
+    *added = recipient_jobs(e, a, kn_guardian_at(e->rj[i], (size_t)f),
+                            e->rid[i], line, nline, f);
+    if (*added > 0) {
+        char *gs = kn_key_bc(e->d->prefix, e->cur->bc, ":gs");
+        char v[48];
+        snprintf(v, sizeof(v), "%d@%lld", f, (long long)kn_now_ms());
+        kn_redis_cmd(e->d->cmd, on_ignore, NULL, "HSETNX %s %s %s", gs,
+                     e->rid[i], v);
+        free(gs);
+    }
+}
+
 /* Every recipient of the page is known: build and commit its jobs. */
 static void commit_page(struct kn_expander *e)
 {
@@ -405,19 +441,27 @@ static void commit_page(struct kn_expander *e)
     }
     for (size_t i = 0; i < e->nrj; i++) {
         json_t *g;
-        size_t k;
-        int added;
+        size_t k, gi;
+        int added = 0;
         if (e->rj[i] == NULL) {
             unreachable++;
             continue;
         }
-        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline);
+        if (e->ack == 2) {
+            first_guardian(e, &a, i, line, &nline, &added);
+            if (added == 0)
+                unreachable++;
+            continue;
+        }
+        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline, 0);
         /* Every guardian of the child gets the child's message (jobs
          * of one address are made once per broadcast: commit_page). */
-        json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), k, g)
+        k = 0;
+        json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), gi, g)
         {
             if (json_is_object(g))
-                added += recipient_jobs(e, &a, g, e->rid[i], line, &nline);
+                added +=
+                    recipient_jobs(e, &a, g, e->rid[i], line, &nline, (int)++k);
         }
         if (added == 0)
             unreachable++;

@@ -361,6 +361,9 @@ static void fall_back(struct wjob *jb)
                     json_string_value(json_object_get(next, KN_JOB_PLATFORM)),
                     rest);
     kn_job_set_rcpt(nj, jb->rcpts[0], a, i);
+    if (json_is_integer(json_object_get(jb->j, KN_JOB_GUARDIAN)))
+        json_object_set(nj, KN_JOB_GUARDIAN,
+                        json_object_get(jb->j, KN_JOB_GUARDIAN));
     json_decref(rest);
     kn_argv_init(&av);
     kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));
@@ -574,7 +577,15 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
     jb->job.attempt = jb->n + 1;
     jb->job.key = jb->key;
     if (jb->msg->m.ack && jb->naddr == 1 && jb->link == NULL) {
-        char *t = kn_ack_token(w->d->kr, jb->bcast, jb->rcpts[0]);
+        /* The link names the guardian the job reaches (model/job.h "g"),
+         * so that the confirmation says who confirmed. */
+        json_t *g = json_object_get(jb->j, KN_JOB_GUARDIAN);
+        char *t = kn_ack_token_guardian(w->d->kr, jb->bcast, jb->rcpts[0],
+                                        json_is_integer(g) &&
+                                                json_integer_value(g) >= 0 &&
+                                                json_integer_value(g) < 100
+                                            ? (int)json_integer_value(g)
+                                            : -1);
         jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
         free(t);
     }

@@ -390,15 +390,41 @@ static int get_choices(json_t *root, struct kn_broadcast *b, struct perr *pe)
     return 0;
 }
 
+/*
+ * "escalate_to": "next_channel" (the default: the unconfirmed get the
+ * message again on their next channel) or "next_guardian" (the child's
+ * next guardian gets it; docs/drills.md); only beside "ack" and
+ * "escalate_after".
+ */
+static int get_escalate_to(json_t *root, struct kn_broadcast *b,
+                           struct perr *pe)
+{
+    char *s = NULL;
+    int rc = get_str(root, "escalate_to", "escalate_to", 1, 32, &s, pe);
+    if (rc < 0 || s == NULL)
+        return rc;
+    if (strcmp(s, "next_guardian") == 0)
+        b->escalate_guardian = 1;
+    else if (strcmp(s, "next_channel") != 0)
+        rc = fail(pe, "escalate_to",
+                  "is \"next_channel\" (the default) or \"next_guardian\"");
+    free(s);
+    if (rc == 0 && (!b->ack || b->escalate_ms <= 0))
+        rc = fail(pe, "escalate_to",
+                  "goes with a confirmation: give \"ack\": true and "
+                  "\"escalate_after\" too, or leave escalate_to out");
+    return rc;
+}
+
 int kn_broadcast_parse(const char *json, size_t len,
                        const struct kn_limits *lim, struct kn_broadcast *b,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant",  "category", "priority",   "drill",
-        "subject",    "body",    "channels", "policy",     "audience",
-        "recipients", "ack",     "send_at",  "expires_at", "escalate_after",
-        "sender",     "choices", NULL};
+        "id",         "tenant",  "category",    "priority",   "drill",
+        "subject",    "body",    "channels",    "policy",     "audience",
+        "recipients", "ack",     "send_at",     "expires_at", "escalate_after",
+        "sender",     "choices", "escalate_to", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
     json_t *root, *v, *aud;
@@ -596,6 +622,8 @@ int kn_broadcast_parse(const char *json, size_t len,
     }
     free(s);
     s = NULL;
+    if ((rc = get_escalate_to(root, b, &pe)) < 0)
+        goto out;
     if ((rc = get_choices(root, b, &pe)) < 0)
         goto out;
     if (b->expires_ms == 0) {
@@ -728,6 +756,8 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
     FI("send_at_ms", b->send_at_ms);
     FI("expires_ms", b->expires_ms);
     FI("escalate_ms", b->escalate_ms);
+    if (b->escalate_guardian)
+        F("escalate_to", "next_guardian");
     if (b->nchoices > 0) {
         json_t *ch = json_array();
         for (size_t i = 0; i < b->nchoices; i++)
@@ -861,7 +891,16 @@ char *kn_broadcast_mask_json(const char *json, size_t len)
 char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
                    const char *rcpt)
 {
-    char *plain = kn_xasprintf("%s|%s", bcast, rcpt), mac[33], *b64, *t;
+    return kn_ack_token_guardian(kr, bcast, rcpt, -1);
+}
+
+char *kn_ack_token_guardian(const struct kn_keyring *kr, const char *bcast,
+                            const char *rcpt, int guardian)
+{
+    char *plain = guardian >= 0
+                      ? kn_xasprintf("%s|%s|%d", bcast, rcpt, guardian)
+                      : kn_xasprintf("%s|%s", bcast, rcpt),
+         mac[33], *b64, *t;
     kn_blind_index(kr, "ack", plain, mac);
     b64 = kn_b64url_encode(plain, strlen(plain));
     t = kn_xasprintf("%s.%s", b64, mac);
@@ -873,12 +912,20 @@ char *kn_ack_token(const struct kn_keyring *kr, const char *bcast,
 int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
                  char **rcpt)
 {
+    int g;
+    return kn_ack_parse_guardian(kr, token, bcast, rcpt, &g);
+}
+
+int kn_ack_parse_guardian(const struct kn_keyring *kr, const char *token,
+                          char **bcast, char **rcpt, int *guardian)
+{
     const char *dot = strchr(token, '.');
-    char *b64, *bar, mac[33];
+    char *b64, *bar, *gbar, mac[33];
     unsigned char *plain = NULL;
     long n;
     int diff = 0;
     *bcast = *rcpt = NULL;
+    *guardian = -1;
     if (dot == NULL || strlen(dot + 1) != 32 || dot - token > 400)
         return KN_EINVAL;
     b64 = kn_xstrndup(token, (size_t)(dot - token));
@@ -899,8 +946,20 @@ int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
         return KN_EINVAL;
     }
     *bar = '\0';
+    gbar = strchr(bar + 1, '|'); /* "|<guardian>": 0 to 99 */
+    if (gbar != NULL) {
+        *gbar = '\0';
+        if (gbar[1] < '0' || gbar[1] > '9' ||
+            (gbar[2] != '\0' && (gbar[1] == '0' || gbar[2] < '0' ||
+                                 gbar[2] > '9' || gbar[3] != '\0'))) {
+            free(plain);
+            return KN_EINVAL;
+        }
+        *guardian = atoi(gbar + 1);
+    }
     if (!kn_id_valid((char *)plain) || !kn_id_valid(bar + 1)) {
         free(plain);
+        *guardian = -1;
         return KN_EINVAL;
     }
     *bcast = kn_xstrdup((char *)plain);
@@ -931,6 +990,12 @@ int kn_ack_comment_check(const char *s, size_t n, char *err, size_t errlen)
 
 char *kn_ack_value(int64_t ms, int answer, const char *sealed_comment)
 {
+    return kn_ack_value_guardian(ms, answer, sealed_comment, -1);
+}
+
+char *kn_ack_value_guardian(int64_t ms, int answer, const char *sealed_comment,
+                            int guardian)
+{
     json_t *o = json_object();
     char *out;
     json_object_set_new(o, "t", json_integer(ms));
@@ -938,7 +1003,24 @@ char *kn_ack_value(int64_t ms, int answer, const char *sealed_comment)
         json_object_set_new(o, "a", json_integer(answer));
     if (sealed_comment != NULL)
         json_object_set_new(o, "c", json_string(sealed_comment));
+    if (guardian >= 0)
+        json_object_set_new(o, "g", json_integer(guardian));
     out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+int kn_ack_value_guardian_of(const char *v)
+{
+    json_t *o, *g;
+    int out = -1;
+    if (v == NULL || v[0] != '{')
+        return -1;
+    o = json_loads(v, 0, NULL);
+    g = json_object_get(o, "g");
+    if (json_is_integer(g) && json_integer_value(g) >= 0 &&
+        json_integer_value(g) < 100)
+        out = (int)json_integer_value(g);
     json_decref(o);
     return out;
 }

@@ -70,6 +70,9 @@ struct kn_broadcast {
     char *sender;        /* who submitted (token name, "kairanctl") */
     char **choices;      /* "choices": the answers offered (ack only) */
     size_t nchoices;     /* 0, or KN_ACK_CHOICES_MIN..MAX */
+    /* "escalate_to": "next_guardian" (1), else the next channel (0);
+     * docs/drills.md, "Escalation" */
+    int escalate_guardian;
 };
 
 /* Limits of an ack broadcast's answers (docs/http-api.md, "Answers"). */
@@ -129,6 +132,22 @@ int kn_ack_parse(const struct kn_keyring *kr, const char *token, char **bcast,
                  char **rcpt);
 
 /*
+ * The token of one guardian of the recipient (child): as kn_ack_token,
+ * over "<bcast>|<rcpt>|<guardian>" (guardian: 0 the directory record's
+ * own contacts, k its k-th further guardian, model/guardian.h); a
+ * guardian < 0 makes kn_ack_token's.  Heap string.
+ */
+char *kn_ack_token_guardian(const struct kn_keyring *kr, const char *bcast,
+                            const char *rcpt, int guardian);
+
+/*
+ * kn_ack_parse that also gives the guardian of the token (-1 for a token
+ * without one: links sent before guardians were named keep working).
+ */
+int kn_ack_parse_guardian(const struct kn_keyring *kr, const char *token,
+                          char **bcast, char **rcpt, int *guardian);
+
+/*
  * A guardian's comment s[0..n): at most KN_ACK_COMMENT_MAX characters
  * (counted as characters, not bytes), one line, no control character,
  * valid UTF-8.  Returns 0, or KN_EINVAL with what to fix in err (never
@@ -144,6 +163,16 @@ int kn_ack_comment_check(const char *s, size_t n, char *err, size_t errlen);
  * "ack-comment") before it reaches this function.  Heap string.
  */
 char *kn_ack_value(int64_t ms, int answer, const char *sealed_comment);
+
+/*
+ * kn_ack_value with the guardian who confirmed ("g": its number as in
+ * kn_ack_token_guardian; guardian < 0: left out).  Heap string.
+ */
+char *kn_ack_value_guardian(int64_t ms, int answer, const char *sealed_comment,
+                            int guardian);
+
+/* The guardian of a stored confirmation ("g"), or -1 if it names none. */
+int kn_ack_value_guardian_of(const char *v);
 
 /*
  * Read a stored confirmation: the JSON above, or a plain decimal time

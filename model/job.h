@@ -26,6 +26,8 @@
  *   t     int     when it was first queued (ms)
  *   x     int     when it expires (ms, the broadcast's expiry)
  *   k     string  push only: the token's platform, "fcm" or "apns"
+ *   g     int     ack broadcasts: which guardian of the child the job
+ *                 reaches (model/guardian.h), named in its personal link
  *   fb    array   policy preferred: the next channels' contacts, each
  *                 {"c": channel, "k": platform (push), "a": sealed,
  *                  "i": blind index}
@@ -50,6 +52,7 @@
 #define KN_JOB_EXPIRES    "x"
 #define KN_JOB_PLATFORM   "k"
 #define KN_JOB_FALLBACK   "fb"
+#define KN_JOB_GUARDIAN   "g"
 #define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
 /*

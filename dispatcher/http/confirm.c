@@ -265,7 +265,8 @@ static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
 static int ack_token(struct conn *c)
 {
     char *bc = NULL, *rcpt = NULL;
-    if (kn_ack_parse(c->srv->d->kr, c->req.param, &bc, &rcpt) < 0 ||
+    if (kn_ack_parse_guardian(c->srv->d->kr, c->req.param, &bc, &rcpt,
+                              &c->req.ack_guardian) < 0 ||
         !kn_id_valid(bc)) {
         free(bc);
         free(rcpt);
@@ -389,7 +390,10 @@ void kn__httpd_run_ack_post(struct conn *c)
     }
     if (comment[0] != '\0')
         sealed = kn_seal(d->kr, "ack-comment", comment, strlen(comment));
-    value = kn_ack_value(ms, answer[0] ? atoi(answer) : -1, sealed);
+    /* Who confirmed: the guardian the link was sent to (links made
+     * before guardians were named record none). */
+    value = kn_ack_value_guardian(ms, answer[0] ? atoi(answer) : -1, sealed,
+                                  c->req.ack_guardian);
     snprintf(now, sizeof(now), "%lld", (long long)ms);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ""));

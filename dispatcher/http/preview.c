@@ -481,6 +481,7 @@ static void on_test_addr(struct batch *bt)
     b->nchannels = 1;
     b->send_at_ms = 0;
     b->escalate_ms = 0;
+    b->escalate_guardian = 0;
     free(b->key);
     b->key = NULL;
     subject = kn_xasprintf("%s%s", test_prefix, b->subject ? b->subject : "");

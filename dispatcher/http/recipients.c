@@ -39,6 +39,7 @@
 #include "model/child.h"
 #include "model/directory.h"
 #include "model/dsn.h"
+#include "model/guardian.h"
 #include "queue/keys.h"
 
 #define PAGE_DEFAULT 100
@@ -47,10 +48,11 @@
 
 /* The columns, in the order of the CSV (docs/http-api.md). */
 static const char *const cols[] = {
-    "recipient",   "child",      "class",        "guardian", "channel",
-    "state",       "reached_at", "confirmed_at", "answer",   "comment",
-    "child_state", "via",        "address",      "phone"};
-#define NCOLS 14
+    "recipient", "child",   "class",        "guardian",
+    "channel",   "state",   "reached_at",   "confirmed_at",
+    "answer",    "comment", "child_state",  "via",
+    "address",   "phone",   "confirmed_by", "sent_to"};
+#define NCOLS 16
 
 /* One child of a page, as its audience entry and record read. */
 struct child {
@@ -184,6 +186,37 @@ static void join(char **acc, const char *s)
     *acc = t;
 }
 
+/* How guardian k of x is named (its name, else "保護者<k+1>": never an
+ * address; model/guardian.h).  Heap string. */
+static char *guardian_label(const struct kn_keyring *kr, const struct child *x,
+                            int k)
+{
+    char *n = open_sealed(kr, "name", guardian_sealed(x, (size_t)k)), *out;
+    char label[200];
+    out = kn_xstrdup(kn_guardian_label(k, n, label, sizeof(label)));
+    kn_free_secret(n);
+    OPENSSL_cleanse(label, sizeof(label));
+    return out;
+}
+
+/* Whom a next_guardian broadcast sent x's message to, and when (gs: its
+ * value in bc:<id>:gs): "保護者1 (time), 保護者2 (time)"; or NULL. */
+static char *sent_to_text(const struct kn_keyring *kr, const struct child *x,
+                          const char *gs)
+{
+    char *acc = NULL;
+    int k;
+    int64_t ms;
+    for (size_t i = 0; kn_guardian_sent_at(gs, i, &k, &ms) == 0; i++) {
+        char t[48], *g = guardian_label(kr, x, k), *one;
+        one = kn_xasprintf("%s (%s)", g, kn_time_jst(ms, t, sizeof(t)));
+        join(&acc, one);
+        kn_free_secret(one);
+        kn_free_secret(g);
+    }
+    return acc;
+}
+
 /* Every guardian's name of a child, opened and joined; or NULL. */
 static char *all_guardians(const struct kn_keyring *kr, const struct child *x)
 {
@@ -229,6 +262,7 @@ struct out_row {
     const char *recipient, *child, *klass, *guardian, *channel, *state;
     long long reached_ms, confirmed_ms;
     const char *answer, *comment, *child_state, *via, *address, *phone;
+    const char *confirmed_by, *sent_to; /* the child's (guardian.h) */
     /* JSON only: why a bounced or suppressed row was not delivered */
     const char *reason, *reason_ja;
 };
@@ -274,6 +308,8 @@ static void emit_json(json_t *arr, const struct out_row *r)
     json_object_set_new(o, "via", jtext(r->via));
     json_object_set_new(o, "address", jtext(r->address));
     json_object_set_new(o, "phone", jtext(r->phone));
+    json_object_set_new(o, "confirmed_by", jtext(r->confirmed_by));
+    json_object_set_new(o, "sent_to", jtext(r->sent_to));
     json_object_set_new(o, "reason", jtext(r->reason));
     json_object_set_new(o, "reason_ja", jtext(r->reason_ja));
     json_array_append_new(arr, o);
@@ -301,6 +337,8 @@ static void emit_csv(FILE *f, const struct out_row *r)
     v[11] = r->via;
     v[12] = r->address;
     v[13] = r->phone;
+    v[14] = r->confirmed_by;
+    v[15] = r->sent_to;
     for (int i = 0; i < NCOLS; i++) {
         /* a cell of outside text: valid UTF-8 (CP932 conversion and
          * Excel need it) */
@@ -321,18 +359,19 @@ static const char *st_at(const redisReply *st, const struct child *x, size_t i)
 
 /*
  * The rows of one child: its states among the page's replies st (the
- * fields of its contacts), its confirmation ack.  To arr (JSON) or f.
+ * fields of its contacts), its confirmation ack, whom it was sent to gs
+ * (next_guardian; NULL).  To arr (JSON) or f.
  */
 static void child_rows(const struct kn_keyring *kr, const struct page *p,
                        const struct child *x, const redisReply *st,
-                       const char *ack, json_t *arr, FILE *f)
+                       const char *ack, const char *gs, json_t *arr, FILE *f)
 {
     struct out_row r;
     struct kn_child_st s;
     long long cms;
     const char *answer;
     char *comment, *name, *phone, *via = NULL;
-    char *guard = NULL, mask[128];
+    char *guard = NULL, mask[128], *by, *sent;
     const char *vals[KN_CHILD_MAX_CONTACTS];
     struct kn_child_seen seen;
     enum kn_child_state cs;
@@ -364,6 +403,12 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     r.answer = answer;
     r.comment = comment;
     r.phone = phone;
+    by = cms > 0 && kn_ack_value_guardian_of(ack) >= 0
+             ? guardian_label(kr, x, kn_ack_value_guardian_of(ack))
+             : NULL;
+    sent = gs != NULL ? sent_to_text(kr, x, gs) : NULL;
+    r.confirmed_by = by;
+    r.sent_to = sent;
     if (x->c == NULL) {
         /* the directory record was deleted since the broadcast */
         r.state = r.child_state = "unknown";
@@ -415,6 +460,8 @@ static void child_rows(const struct kn_keyring *kr, const struct page *p,
     OPENSSL_cleanse(mask, sizeof(mask));
     kn_free_secret(guard);
     kn_free_secret(name);
+    kn_free_secret(by);
+    kn_free_secret(sent);
     free(phone);
     free(via);
     kn_free_secret(comment);
@@ -479,7 +526,8 @@ static int rl_visible(struct batch *b)
 static void on_states(struct batch *b)
 {
     struct page *p = b->arg;
-    const redisReply *st = kn__httpd_brep(b, 0), *ak = kn__httpd_brep(b, 1);
+    const redisReply *st = kn__httpd_brep(b, 0), *ak = kn__httpd_brep(b, 1),
+                     *gs = kn__httpd_brep(b, 2);
     const struct kn_keyring *kr;
     json_t *arr = NULL, *j;
     if (!kn__httpd_batch_usable(b)) {
@@ -494,10 +542,14 @@ static void on_states(struct batch *b)
             ak != NULL && ak->type == REDIS_REPLY_ARRAY && i < ak->elements
                 ? kn__httpd_rstr(ak->element[i])
                 : NULL;
+        const char *g =
+            gs != NULL && gs->type == REDIS_REPLY_ARRAY && i < gs->elements
+                ? kn__httpd_rstr(gs->element[i])
+                : NULL;
         if (p->pick)
             child_pick(p, &p->ch[i], st, a);
         else
-            child_rows(kr, p, &p->ch[i], st, a, arr, p->out);
+            child_rows(kr, p, &p->ch[i], st, a, g, arr, p->out);
     }
     if (p->pick) {
         if (p->start + p->limit < p->total) {
@@ -556,6 +608,14 @@ static void fetch_states(struct page *p, struct conn *c)
     kn__httpd_batch_add(b, &a);
     kn_argv_add(&a, "HMGET");
     kn_argv_take(&a, kn_key_bc(s->d->prefix, p->bid, ":ack"));
+    for (size_t i = 0; i < p->n; i++)
+        kn_argv_add(&a, p->ch[i].id);
+    if (p->n == 0)
+        kn_argv_add(&a, "-");
+    kn__httpd_batch_add(b, &a);
+    /* whom each child's message went to (next_guardian: guardian.h) */
+    kn_argv_add(&a, "HMGET");
+    kn_argv_take(&a, kn_key_bc(s->d->prefix, p->bid, ":gs"));
     for (size_t i = 0; i < p->n; i++)
         kn_argv_add(&a, p->ch[i].id);
     if (p->n == 0)

@@ -6,9 +6,9 @@
  * A tenant's templates are one hash, tpl:<tenant> (queue/keys.h): name ->
  * the template's JSON.  A template holds what a broadcast holds except its
  * audience and times: subject, body, category, priority, drill, channels,
- * policy, ack, choices, escalate_after; it is checked by the broadcast
- * parser itself (model/broadcast.c), so a template that loads is one that
- * submits.  Names are checked like group names (model/label.h); at most
+ * policy, ack, choices, escalate_after, escalate_to; it is checked by the
+ * broadcast parser itself (model/broadcast.c), so a template that loads is one
+ * that submits.  Names are checked like group names (model/label.h); at most
  * TPL_MAX templates a tenant, each at most dispatcher.max_body + 4 KiB.
  * The shipped examples are web/console/templates-ja.json, embedded at
  * build time; their names cannot be overwritten or deleted.
@@ -37,8 +37,8 @@ extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
-    "subject", "body", "category", "priority",       "drill", "channels",
-    "policy",  "ack",  "choices",  "escalate_after", NULL};
+    "subject", "body", "category", "priority",       "drill",       "channels",
+    "policy",  "ack",  "choices",  "escalate_after", "escalate_to", NULL};
 
 static json_t *shipped(void)
 {
@@ -247,7 +247,8 @@ static char *tpl_check(struct conn *c, const char *tenant)
             kn__httpd_respond_error(
                 c, 400, "json",
                 "a template holds only subject, body, category, priority, "
-                "drill, channels, policy, ack, choices and escalate_after; "
+                "drill, channels, policy, ack, choices, escalate_after and "
+                "escalate_to; "
                 "remove the other member");
             json_decref(root);
             return NULL;

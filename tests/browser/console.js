@@ -152,6 +152,7 @@ function totp(secret) {
       unreached: Array.from(document.querySelectorAll('#bc-unreached tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
       tally: Array.from(document.querySelectorAll('#bc-tally li')).map((li) => li.textContent),
       comments: Array.from(document.querySelectorAll('#bc-comments tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
+      confirmedList: Array.from(document.querySelectorAll('#bc-confirmed-list tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
       classes: Array.from(document.querySelectorAll('#bc-class-table tbody tr')).map((tr) => Array.from(tr.cells).map((c) => c.textContent)),
       csv: document.getElementById('bc-csv').getAttribute('href'),
       csvExcel: document.getElementById('bc-csv-excel').getAttribute('href'),

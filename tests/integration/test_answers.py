@@ -201,7 +201,9 @@ with Redis(out) as redis:
         assert html.escape(MARKUP, quote=True).replace("&#x27;", "&#39;") in r.body, r.body
         assert CHOICES[2] in r.body
         v = json.loads(redis.call("HGET", P + "bc:%s:ack" % bid, "g-1"))
-        assert set(v) == {"t", "a", "c"} and v["a"] == 2, v
+        # "g": the guardian the link was sent to (issue 16, who confirmed)
+        assert set(v) == {"t", "a", "c", "g"} and v["a"] == 2, v
+        assert v["g"] == 0, v
         assert "script" not in v["c"] and "迎え" not in v["c"], v
         # again: nothing changes (the first answer stays)
         r = answer(port, tok["g-1"], a=0, comment="changed")
@@ -264,7 +266,8 @@ with Redis(out) as redis:
         assert g1["confirmed_at"] and set(g1) == {
             "recipient", "child", "class", "guardian", "channel", "state",
             "reached_at", "confirmed_at", "answer", "comment", "child_state",
-            "via", "address", "phone", "reason", "reason_ja"}, g1
+            "via", "address", "phone", "confirmed_by", "sent_to", "reason",
+            "reason_ja"}, g1
         # inline recipients without names: no child, class nor guardian
         assert g1["child"] is None and g1["guardian"] is None
         assert g1["child_state"] == "reached" and g1["address"] == "g***@example.jp", g1
@@ -294,11 +297,12 @@ with Redis(out) as redis:
         lines = text.split("\r\n")
         assert lines[0] == ("recipient,child,class,guardian,channel,state,"
                             "reached_at,confirmed_at,answer,comment,"
-                            "child_state,via,address,phone"), lines[0]
+                            "child_state,via,address,phone,confirmed_by,"
+                            "sent_to"), lines[0]
         assert len([l for l in lines[1:] if l]) == 5, lines
         g5 = [l for l in lines if l.startswith("g-5,")][0]
         assert g5.endswith('"\'=HYPERLINK(""http://evil"",""x"")",reached,,'
-                           'g***@example.jp,'), g5
+                           'g***@example.jp,,保護者1,'), g5
         assert CHOICES[1] in g5
         g1 = [l for l in lines if l.startswith("g-1,")][0]
         assert CHOICES[2] in g1 and "迎えに行きます" in g1, g1

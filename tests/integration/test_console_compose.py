@@ -22,6 +22,10 @@ group names, a sender allowed two of them.
       緊急 is refused until its confirmation is ticked, and the
       confirmation step says it is an emergency; 自分に送る sends one
       e-mail to the sender's own stored address.
+  [5] 未回答の家庭へ再通知 offers whom (issue 16): 再通知の送り先 with
+      次のチャネル / 次の保護者, shown once a time is chosen, picked with
+      the keyboard; what is sent carries "escalate_to": "next_guardian";
+      axe-core clean and nothing sideways at 390 px with it open.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_compose.py
 """
@@ -154,6 +158,18 @@ with Redis(out) as redis:
         bid = os.path.basename(os.path.dirname(eml))
         assert len(glob.glob(os.path.join(k.outbox, bid, "*.eml"))) == 1
         assert k.bc(bid)["subject"].startswith("【テスト送信】【安否確認】"), k.bc(bid)["subject"]
+
+    with tap.check("[5] 再通知の送り先: 次のチャネル / 次の保護者, by keyboard, sent as escalate_to"):
+        assert res["escalate_to_shown_tpl"] is True, res
+        assert res["escalate_to_hidden_before"] is True, res
+        assert res["escalate_to_label"] == "再通知の送り先", res["escalate_to_label"]
+        assert res["escalate_to_options"] == ["次のチャネル", "次の保護者"], res
+        assert res["escalate_to_value"] == "next_guardian", res
+        sent = [json.loads(b) for b in res["test_posted"] if b]
+        assert sent and sent[-1].get("escalate_to") == "next_guardian", sent
+        assert sent[-1].get("escalate_after") == "10m", sent
+        assert not res["axe"]["escalate"], res["axe"]["escalate"]
+        assert res["overflow"]["escalate@390"] == 0, res["overflow"]
 
     with tap.check("[3] script-like text stays text; no console error"):
         assert res["xss"] is False and res["injected"] == 0, res

@@ -319,6 +319,10 @@ with Redis(out) as redis:
         assert sorted(r[0] for r in res["bc"]["unreached"]) == sorted([EVIL, "佐藤 四郎"]), res["bc"]["unreached"]
         assert res["bc"]["tally"][:2] == ["%s：1" % CHOICES[0], "%s：0" % CHOICES[1]], res["bc"]["tally"]
         assert res["bc"]["comments"] == [["山田 一郎", "2年 A", CHOICES[0], COMMENT]], res["bc"]["comments"]
+        # who confirmed (issue 16): 山田 花子, the guardian the link went to
+        cl = res["bc"]["confirmedList"]
+        assert len(cl) == 1 and cl[0][:3] == ["山田 一郎", "2年 A", "山田 花子"], cl
+        assert re.match(r"\d{4}年\d+月\d+日", cl[0][3]), cl
         assert res["printHidesActions"] is True
 
     with tap.check("[4] bounced: counted per channel and listed with the teacher's reason"):

@@ -39,7 +39,8 @@
         if (!k) {
           k = { id: row.recipient, child: row.child, class: row.class, guardians: [], channels: [],
             phone: row.phone, state: row.child_state, confirmed: row.confirmed_at,
-            answer: row.answer, comment: row.comment, bounces: [] };
+            answer: row.answer, comment: row.comment, bounces: [],
+            confirmedBy: row.confirmed_by, sentTo: row.sent_to };
           kids.set(row.recipient, k);
         }
         if (row.guardian && k.guardians.indexOf(row.guardian) < 0) k.guardians.push(row.guardian);
@@ -170,6 +171,16 @@
         lists.append(el('h2', null, t('bc.unconfirmed_h', { n: unconf.length })),
           unconf.length ? table('bc-unconfirmed', t('bc.unconfirmed_h', { n: unconf.length }), heads2, unconf.map(person))
             : el('p', { id: 'bc-unconfirmed-none' }, t('bc.none')));
+        // Who confirmed, when, and whom it went to (issue 16: the next
+        // guardian when the first does not answer).
+        const conf = kids.filter((k) => k.confirmed);
+        if (conf.length) {
+          lists.append(el('h2', null, t('bc.confirmed_h', { n: conf.length })),
+            table('bc-confirmed-list', t('bc.confirmed_h', { n: conf.length }),
+              [t('bc.child'), t('bc.class'), t('bc.confirmed_by'), t('bc.confirmed_at'), t('bc.sent_to')],
+              conf.map((k) => [k.child || k.id, k.class || '', k.confirmedBy || t('bc.confirmed_by_unknown'),
+                KN.fmtDate(k.confirmed), k.sentTo || ''])));
+        }
       }
     }
 

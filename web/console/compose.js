@@ -13,6 +13,7 @@
   const PUSH_MAX = 4096; // bytes of a push payload
   const CHANNELS = ['email', 'line', 'push'];
   const ESCALATE = ['', '10m', '30m', '1h', '3h'];
+  const ESCALATE_TO = ['next_channel', 'next_guardian'];
   const el = (...a) => KN.el(...a);
   const t = (k, v) => KN.t(k, v);
   const utf8Len = (s) => new TextEncoder().encode(s).length;
@@ -109,10 +110,18 @@
     }
     const escalate = el('select', { id: 'c-escalate' },
       ...ESCALATE.map((v) => el('option', { value: v }, v ? t('compose.escalate.' + v) : t('compose.escalate.none'))));
+    // Whom the reminder goes to (issue 16): the next channel of the same
+    // family, or the child's next guardian.
+    const escalateTo = el('select', { id: 'c-escalate-to' },
+      ...ESCALATE_TO.map((v) => el('option', { value: v }, t('compose.escalate_to.' + v))));
+    const escalateToField = field('c-escalate-to', t('compose.escalate_to'), escalateTo, t('compose.escalate_to_hint'));
+    escalateToField.hidden = true;
     const ackBox = el('div', { id: 'c-ack-box', class: 'sub', hidden: true },
       el('p', { class: 'hint' }, t('compose.choices_hint')),
       el('div', { class: 'row' }, ...choices.map((c, i) => field(c.id, t('compose.choice', { n: i + 1 }), c))),
-      field('c-escalate', t('compose.escalate'), escalate, t('compose.escalate_hint')));
+      field('c-escalate', t('compose.escalate'), escalate, t('compose.escalate_hint')),
+      escalateToField);
+    escalate.addEventListener('change', () => { escalateToField.hidden = !escalate.value; });
     const kind = el('fieldset', { id: 'c-kind' }, el('legend', null, t('compose.kind')),
       field('c-category', t('compose.category'), category),
       el('p', null, urgent), el('p', null, urgentOk), el('p', null, drill), el('p', null, ack), ackBox);
@@ -207,6 +216,7 @@
         const cs = choices.map((c) => c.value.trim()).filter((v) => v);
         if (cs.length) bc.choices = cs;
         if (escalate.value) bc.escalate_after = escalate.value;
+        if (escalate.value && escalateTo.value === 'next_guardian') bc.escalate_to = 'next_guardian';
       }
       if (when.querySelector('#c-later').checked && at.value) bc.send_at = jst(at.value);
       if (expires.value) bc.expires_at = jst(expires.value);
@@ -302,6 +312,8 @@
       ackBox.hidden = !tp.ack;
       choices.forEach((c, i) => { c.value = (tp.choices && tp.choices[i]) || ''; });
       escalate.value = ESCALATE.indexOf(tp.escalate_after || '') >= 0 ? (tp.escalate_after || '') : '';
+      escalateTo.value = tp.escalate_to === 'next_guardian' ? 'next_guardian' : 'next_channel';
+      escalateToField.hidden = !escalate.value;
       if (!tp.shipped) tplName.value = tp.name;
       showCounts();
       KN.notice(t('compose.tpl.loaded', { name: tp.name }));
@@ -314,7 +326,7 @@
       const bc = read();
       const tp = { subject: bc.subject, body: bc.body, category: bc.category, priority: bc.priority,
         drill: bc.drill, channels: bc.channels, policy: bc.policy };
-      if (bc.ack) { tp.ack = true; if (bc.choices) tp.choices = bc.choices; if (bc.escalate_after) tp.escalate_after = bc.escalate_after; }
+      if (bc.ack) { tp.ack = true; if (bc.choices) tp.choices = bc.choices; if (bc.escalate_after) tp.escalate_after = bc.escalate_after; if (bc.escalate_to) tp.escalate_to = bc.escalate_to; }
       const r = await KN.api('PUT', '/v1/templates/' + encodeURIComponent(name), tp);
       if (r.status === 200) {
         KN.error(root, '');
