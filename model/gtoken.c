@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/codec.h"
 #include "common/kn.h"
@@ -116,4 +117,23 @@ void kn_gtoken_free(struct kn_gtoken *t)
     free(t->child);
     free(t->extra);
     memset(t, 0, sizeof(*t));
+}
+
+char *kn_gtoken_unsub_url(const struct kn_keyring *kr, const char *public_url,
+                          const char *tenant, const char *child,
+                          const char *index, const char *category,
+                          int64_t now_ms)
+{
+    char *t, *url;
+    if (public_url == NULL || strncasecmp(public_url, "https://", 8) != 0 ||
+        category == NULL || category[0] == '\0')
+        return NULL;
+    t = kn_gtoken_make(kr, KN_GTOKEN_UNSUB, tenant, child, index,
+                       now_ms + (int64_t)KN_GTOKEN_UNSUB_DAYS * 86400000,
+                       category);
+    if (t == NULL)
+        return NULL;
+    url = kn_xasprintf("%s/u/%s", public_url, t);
+    free(t);
+    return url;
 }

@@ -55,4 +55,20 @@ int kn_gtoken_parse(const struct kn_keyring *kr, const char *token, int use,
 
 void kn_gtoken_free(struct kn_gtoken *t);
 
+/* How long a one-click unsubscribe link stays valid: a guardian may click
+ * it in a mail of last year. */
+#define KN_GTOKEN_UNSUB_DAYS 400
+
+/*
+ * The one-click unsubscribe URL of an e-mail (RFC 8058, issue 16):
+ * "<public_url>/u/<token>", the token a KN_GTOKEN_UNSUB of tenant, child,
+ * the address' blind index and category, expiring KN_GTOKEN_UNSUB_DAYS
+ * after now_ms.  NULL when public_url is not https:// (RFC 8058 section 3:
+ * the URI must be HTTPS) or a part is not valid.  Heap string.
+ */
+char *kn_gtoken_unsub_url(const struct kn_keyring *kr, const char *public_url,
+                          const char *tenant, const char *child,
+                          const char *index, const char *category,
+                          int64_t now_ms);
+
 #endif

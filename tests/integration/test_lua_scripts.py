@@ -159,10 +159,10 @@ with Redis(out) as r:
         c.call("HSET", bc("rs"), "status", "queued")
         keys = [bc("rs"), bc("rs", ":aud")]
         got = ev("resolve", keys, [P, "t1", 2, "2-A", "a:b", "r/9", "r1"])
-        assert got == [1, 4], got
+        assert got == [1, 4, 0], got
         assert c.call("LRANGE", bc("rs", ":aud"), 0, -1) == [b"d:r/9", b"d:r1", b"d:r2", b"d:r3"]
         assert c.call("HGET", bc("rs"), "status") == b"sending"
-        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4]
+        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4, 0]
         assert c.call("LLEN", bc("rs", ":aud")) == 4
         c.call("HSET", bc("ru"), "status", "queued")
         got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-A", "nobody"])
@@ -172,6 +172,19 @@ with Redis(out) as r:
         assert c.call("EXISTS", bc("ru", ":aud")) == 0 and c.call("HGET", bc("ru"), "resolved") is None
         c.call("HSET", bc("rc"), "status", "cancelled")
         assert ev("resolve", [bc("rc"), bc("rc", ":aud")], [P, "t1", 0]) == [2, 0]
+
+    with tap.check("resolve: emg, the emergency decision, made once from the "
+                   "category and the tenant's list (issue 16)"):
+        cats = P + "cats:t1"
+        c.call("HSET", cats, "地震", "emergency", "行事", "")
+        for n, cat, want in (("re1", "emergency", 1), ("re2", "地震", 1),
+                             ("re3", "行事", 0), ("re4", "notice", 0)):
+            c.call("HSET", bc(n), "status", "queued", "category", cat)
+            got = ev("resolve", [bc(n), bc(n, ":aud"), cats], [P, "t1", 1, "2-A"])
+            assert got == [1, 2, want], (cat, got)
+            assert c.call("HGET", bc(n), "emg") == str(want).encode()
+        c.call("HSET", cats, "行事", "emergency")   # later changes: decided once
+        assert ev("resolve", [bc("re3"), bc("re3", ":aud"), cats], [P, "t1", 1, "2-A"]) == [1, 2, 0]
 
     streams = [P + "q:" + s for s in ("email:urgent", "email:normal", "line:urgent",
                                       "line:normal", "push:urgent", "push:normal")]
