@@ -61,7 +61,7 @@ struct kn_mime_msg {
 /* RFC 8058's second header, as the SMTP and SendGrid paths send it. */
 #define KN_MIME_UNSUB_POST_NAME  "List-Unsubscribe-Post"
 #define KN_MIME_UNSUB_POST_VALUE "List-Unsubscribe=One-Click"
-#define KN_MIME_UNSUB_POST_HEADER \
+#define KN_MIME_UNSUB_POST_HEADER                                              \
     KN_MIME_UNSUB_POST_NAME ": " KN_MIME_UNSUB_POST_VALUE
 
 /* 1 if url may go into List-Unsubscribe's brackets: https://, printable

@@ -169,9 +169,9 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
  * n:<channel>:opted_out: no job, never silently (the recipients list and
  * the report show 配信停止 (本人の希望)).
  */
-static void add_opted_out(struct kn_expander *e, struct kn_argv *a,
-                          json_t *r, const char *rcpt,
-                          const enum kn_channel *order, size_t n)
+static void add_opted_out(struct kn_expander *e, struct kn_argv *a, json_t *r,
+                          const char *rcpt, const enum kn_channel *order,
+                          size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         enum kn_channel ch = order[k];
@@ -491,8 +491,8 @@ static void commit_page(struct kn_expander *e)
         json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), k, g)
         {
             if (json_is_object(g))
-                added += recipient_jobs(e, &a, g, e->rid[i], line, &nline,
-                                        &opted);
+                added +=
+                    recipient_jobs(e, &a, g, e->rid[i], line, &nline, &opted);
         }
         /* A child none of whose guardians wants this broadcast is not
          * unreachable: its guardians' rows say 配信停止 (本人の希望). */

@@ -185,8 +185,8 @@ int kn_dir_stopped(json_t *g, const char *ch)
 
 json_t *kn_dir_order(json_t *g)
 {
-    json_t *own = json_object_get(json_object_get(g, KN_DIR_PREFS),
-                                  KN_DIR_PREF_CHANNELS);
+    json_t *own =
+        json_object_get(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_CHANNELS);
     if (json_is_array(own) && json_array_size(own) > 0)
         return own;
     return json_object_get(g, KN_DIR_CHANNELS);
