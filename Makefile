@@ -57,10 +57,13 @@ LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS += dispatcher/http/phones.c
 LIB_SRCS += model/gtoken.c
+# One-click unsubscribe (issue 16): /u/{token} and its page (web/unsub/).
+LIB_SRCS += dispatcher/http/unsub.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
+LIB_OBJS += $(BUILD)/gen/web_unsub.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -130,6 +133,14 @@ WEB_REGISTER := register_html=web/register/index.html \
 $(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
+
+# The one-click unsubscribe page (dispatcher/http/unsub.c), the same way.
+WEB_UNSUB := unsub_html=web/unsub/page.html unsub_css=web/unsub/unsub.css \
+	unsub_ja=web/unsub/strings-ja.json unsub_en=web/unsub/strings-en.json
+
+$(BUILD)/gen/web_unsub.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_UNSUB),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_UNSUB))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -16,6 +16,7 @@
 #ifndef KN_MODEL_GTOKEN_H
 #define KN_MODEL_GTOKEN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct kn_keyring;
@@ -70,5 +71,15 @@ char *kn_gtoken_unsub_url(const struct kn_keyring *kr, const char *public_url,
                           const char *tenant, const char *child,
                           const char *index, const char *category,
                           int64_t now_ms);
+
+/*
+ * 1 if a POST to a one-click unsubscribe URL carries what RFC 8058 section
+ * 3.1 says it must: the field List-Unsubscribe=One-Click, as
+ * application/x-www-form-urlencoded (one of its &-separated fields) or as
+ * multipart/form-data (a part named "List-Unsubscribe" whose content is
+ * "One-Click", with the boundary of ctype).  ctype is the request's
+ * Content-Type (NULL: none).  0 for anything else.
+ */
+int kn_gtoken_unsub_form_ok(const char *ctype, const char *body, size_t len);
 
 #endif
