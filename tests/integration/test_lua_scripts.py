@@ -554,6 +554,27 @@ with Redis(out) as r:
         assert c.call("EXISTS", P + "bidx:t2:email:e1") == 0
         assert c.call("SMEMBERS", P + "bidx:t2:email:e2") == [b"r/1"]
 
+    with tap.check("rcpt_upsert: a row written again keeps each guardian's "
+                   "\"pf\" by e-mail or LINE index, moved to where it is now; "
+                   "a guardian not found again loses it (issue 16)"):
+        pa = {"ox": ["行事"], "at": 5}
+        pb = {"lg": "en", "xc": ["email"], "at": 6}
+        old = {"ei": "ea", "pf": pa, "g": [{"li": "lb", "pf": pb}, {"ei": "ec"}]}
+        c.call("HSET", P + "rcpt:t9:kp", "c", json.dumps(old), "hash", "x")
+        # the school's new file: b first (same LINE, new e-mail), a second,
+        # a new guardian d; c gone
+        new = {"ei": "eb2", "li": "lb", "g": [{"ei": "ea"}, {"ei": "ed"}]}
+        got = ev("rcpt_upsert", [], [P, "t9", NOW] + row("kp", "h9", "", "",
+                                                          c_=json.dumps(new)))
+        assert got == [0, 1, 0], got
+        o = json.loads(c.call("HGET", P + "rcpt:t9:kp", "c"))
+        assert o["pf"] == pb and o["g"][0]["pf"] == pa, o
+        assert "pf" not in o["g"][1], o
+        # without any pf the record is written as the file gave it
+        c.call("HSET", P + "rcpt:t9:kq", "c", '{"ei":"e1"}', "hash", "x")
+        ev("rcpt_upsert", [], [P, "t9", NOW] + row("kq", "h9", c_='{"ei":"e1","g":[]}'))
+        assert c.call("HGET", P + "rcpt:t9:kq", "c") == b'{"ei":"e1","g":[]}'
+
     with tap.check("rcpt_active: sets active on a known recipient; 0 for the unknown"):
         assert ev("rcpt_active", [], [P, "t2", "r/1", "0", NOW]) == 1
         assert c.call("HGET", P + "rcpt:t2:r%2F1", "active") == b"0"
