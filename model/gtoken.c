@@ -152,8 +152,7 @@ static int media_is(const char *ctype, const char *type)
 }
 
 /* memmem over [p, end) */
-static const char *find(const char *p, const char *end, const char *s,
-                        size_t n)
+static const char *find(const char *p, const char *end, const char *s, size_t n)
 {
     return end > p ? memmem(p, (size_t)(end - p), s, n) : NULL;
 }
