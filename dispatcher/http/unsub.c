@@ -35,6 +35,7 @@
 #include "common/codec.h"
 #include "common/kn.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "model/audit.h"
 #include "model/gtoken.h"
@@ -87,31 +88,6 @@ struct page {
     const char *token;     /* the form's action */
     int en;                /* English (?lang=en) */
 };
-
-static void add_esc(struct kn_buf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        switch (s[i]) {
-        case '&':
-            kn_buf_add(b, "&amp;");
-            break;
-        case '<':
-            kn_buf_add(b, "&lt;");
-            break;
-        case '>':
-            kn_buf_add(b, "&gt;");
-            break;
-        case '"':
-            kn_buf_add(b, "&quot;");
-            break;
-        case '\'':
-            kn_buf_add(b, "&#39;");
-            break;
-        default:
-            kn_buf_addc(b, s[i]);
-        }
-    }
-}
 
 static const char *str(const struct page *p, const char *key)
 {
@@ -207,12 +183,12 @@ static char *fill(const struct page *p, const char *mypage_href)
             continue;
         }
         if (strcmp(name, "mypage_href") == 0) {
-            add_esc(&b, mypage_href, strlen(mypage_href));
+            kn_text_html(&b, mypage_href, strlen(mypage_href));
             continue;
         }
         v = value(p, name, tmp, sizeof(tmp));
         if (v != NULL)
-            add_esc(&b, v, strlen(v));
+            kn_text_html(&b, v, strlen(v));
     }
     return kn_buf_take(&b, NULL);
 }
