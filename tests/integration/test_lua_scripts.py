@@ -719,6 +719,29 @@ with Redis(out) as r:
         assert rr == {"email:sx": "s|r1|0|suppressed", "email:ok": "q|r2"}, rr
         assert hgetall(c, bc("cs"))["n:email:suppressed"] == "1"
 
+    with tap.check("commit_page: a guardian's opt-out (300) is recorded and "
+                   "counted opted_out, no job; a later job for the same "
+                   "address (a sibling's guardian) replaces it (issue 16)"):
+        c.call("HSET", bc("co"), "status", "sending", "tenant", "t1")
+        args = [0, 0, P, 300, "email:oa", "c1", 300, "email:ob", "c2",
+                300, "email:ob", "c3", 0, "email:ob", '{"b":"co"}', "c4"]
+        assert ev("commit_page", page_keys("co"), args) == [1, 1]
+        rr = hgetall(c, bc("co", ":r"))
+        assert rr == {"email:oa": "o|c1|0|opted_out", "email:ob": "q|c4"}, rr
+        h = hgetall(c, bc("co"))
+        assert h["n:email:opted_out"] == "1" and h["n:email:total"] == "1", h
+        assert c.call("XLEN", streams[0]) >= 1
+        # the next page: an opt-out recorded before, then a LINE group job
+        # with that address: the job wins, the count moves back
+        args = [1, 0, P, 300, "line:la", "c5", 200 + 3, 2,
+                '{"b":"co","r":["c5","c6"],"a":["A","B"],"i":["la","lb"]}', "",
+                "line:la", "c5", "line:lb", "c6"]
+        assert ev("commit_page", page_keys("co"), args) == [1, 2]
+        rr = hgetall(c, bc("co", ":r"))
+        assert rr["line:la"] == "q|c5" and rr["line:lb"] == "q|c6", rr
+        h = hgetall(c, bc("co"))
+        assert h.get("n:line:opted_out", "0") == "0" and h["n:line:total"] == "2", h
+
     with tap.check("sheet_issue: a live sheet is kept unless reissued; the "
                    "old one voided; a taken ID refused"):
         reg, st = P + "reg:t1:s1", P + "sheets:t1"
