@@ -62,10 +62,13 @@ LIB_SRCS += model/gtoken.c
 LIB_SRCS += queue/sheets.c dispatcher/http/sheets.c
 # The next guardian (issue 16): a child's guardians in order.
 LIB_SRCS += model/guardian.c
+# One-click unsubscribe (issue 16): /u/{token} and its page (web/unsub/).
+LIB_SRCS += dispatcher/http/unsub.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
+LIB_OBJS += $(BUILD)/gen/web_unsub.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -135,6 +138,14 @@ WEB_REGISTER := register_html=web/register/index.html \
 $(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
+
+# The one-click unsubscribe page (dispatcher/http/unsub.c), the same way.
+WEB_UNSUB := unsub_html=web/unsub/page.html unsub_css=web/unsub/unsub.css \
+	unsub_ja=web/unsub/strings-ja.json unsub_en=web/unsub/strings-en.json
+
+$(BUILD)/gen/web_unsub.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_UNSUB),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_UNSUB))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -143,6 +143,7 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     m.message_id = mid;
     m.date_ms = kn_now_ms();
     m.urgent = job->msg->urgent;
+    m.unsub = job->unsub;
     rc = kn_mime_build(&m, out, len);
     free(subject);
     free(body);

@@ -51,6 +51,8 @@ struct kn_message {
     int urgent;     /* priority urgent */
     int drill;      /* a drill */
     int ack;        /* recipients confirm through a personal link */
+    int emergency;  /* of an emergency category, or not known to be
+                       otherwise ("emg" not "0"): no List-Unsubscribe */
     int64_t created_ms;
     int64_t expires_ms;
 };
@@ -78,6 +80,9 @@ struct kn_job {
     /* e-mail: the VERP reference (model/dsn.h) for the envelope sender and
      * SendGrid's custom_args, or NULL (issue 18) */
     const char *bounce_ref;
+    /* e-mail: the one-click unsubscribe URL (RFC 8058, issue 16) for
+     * List-Unsubscribe, or NULL (urgent, emergency, no https public_url) */
+    const char *unsub;
 };
 
 typedef void kn_done_cb(struct kn_job *job, const struct kn_result *r,

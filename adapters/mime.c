@@ -750,6 +750,20 @@ static char *crlf_normalise(const char *s, size_t *n)
     return out;
 }
 
+int kn_mime_unsub_url_ok(const char *url)
+{
+    size_t n = url != NULL ? strlen(url) : 0;
+    if (n < 9 || n > 900 || strncmp(url, "https://", 8) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' ||
+            c == '"')
+            return 0;
+    }
+    return 1;
+}
+
 /*
  * Build the message.  Every field is checked before anything is written:
  *  1. from, to and message_id are required; subject and body may be NULL
@@ -780,7 +794,8 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
         !field_ok(m->message_id) ||
         (m->reply_to != NULL && !field_ok(m->reply_to)) ||
         !kn_utf8_valid(body, strlen(body)) || !msgid_ok(m->message_id) ||
-        kn_addr_check(m->to, NULL) < 0)
+        kn_addr_check(m->to, NULL) < 0 ||
+        (m->unsub != NULL && !kn_mime_unsub_url_ok(m->unsub)))
         goto fail;
 
     kn_mime_date(m->date_ms, date, sizeof(date));
@@ -810,6 +825,13 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
     if (m->urgent)
         kn_buf_add(&sb, "Importance: high\r\n"
                         "X-Priority: 1\r\n");
+    if (m->unsub != NULL) {
+        /* RFC 8058 section 3: both, and the DKIM signer must cover both
+         * (README "One-click unsubscribe"). */
+        kn_buf_add(&sb, "List-Unsubscribe: <");
+        kn_buf_add(&sb, m->unsub);
+        kn_buf_add(&sb, ">\r\n" KN_MIME_UNSUB_POST_HEADER "\r\n");
+    }
     kn_buf_add(&sb, "\r\n");
     crlf = crlf_normalise(body, &blen);
     b64 = kn_mime_base64_lines(crlf, blen);

@@ -50,14 +50,31 @@ struct kn_mime_msg {
     const char *message_id; /* with angle brackets */
     int64_t date_ms;
     int urgent; /* adds Priority/Importance headers */
+    /* The one-click unsubscribe URL (RFC 8058) or NULL: adds
+     * "List-Unsubscribe: <url>" and "List-Unsubscribe-Post:
+     * List-Unsubscribe=One-Click".  Printable ASCII without spaces, '<',
+     * '>' or ','; that line alone may pass 76 octets (RFC 2369: no
+     * folding inside the brackets), never 998. */
+    const char *unsub;
 };
+
+/* RFC 8058's second header, as the SMTP and SendGrid paths send it. */
+#define KN_MIME_UNSUB_POST_NAME  "List-Unsubscribe-Post"
+#define KN_MIME_UNSUB_POST_VALUE "List-Unsubscribe=One-Click"
+#define KN_MIME_UNSUB_POST_HEADER                                              \
+    KN_MIME_UNSUB_POST_NAME ": " KN_MIME_UNSUB_POST_VALUE
+
+/* 1 if url may go into List-Unsubscribe's brackets: https://, printable
+ * ASCII without spaces, '<', '>', ',' or '"', at most 900 bytes. */
+int kn_mime_unsub_url_ok(const char *url);
 
 /*
  * Build a whole message (headers + blank line + body) with CRLF everywhere:
  * Date, From, To, Subject, Message-ID, MIME-Version, Content-Type
  * text/plain; charset=UTF-8, Content-Transfer-Encoding: base64.
  * Returns 0 and a heap buffer (NUL-terminated, length in *len), or
- * KN_EINVAL if a field holds CR/LF/NUL or invalid UTF-8.
+ * KN_EINVAL if a field holds CR/LF/NUL or invalid UTF-8 (or unsub is not
+ * a URL as above).
  */
 int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len);
 

@@ -162,6 +162,16 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                       "kairan_bc", m->bcast, "kairan_job", jobkey);
         free(mid);
         free(jobkey);
+        if (p != NULL && j->unsub != NULL && kn_mime_unsub_url_ok(j->unsub)) {
+            /* RFC 8058, as the SMTP message has them (a personalization's
+             * headers; SendGrid refuses to override only its own list) */
+            char *lu = kn_xasprintf("<%s>", j->unsub);
+            json_t *h = json_object_get(p, "headers");
+            json_object_set_new(h, "List-Unsubscribe", json_string(lu));
+            json_object_set_new(h, KN_MIME_UNSUB_POST_NAME,
+                                json_string(KN_MIME_UNSUB_POST_VALUE));
+            free(lu);
+        }
         if (p != NULL && j->bounce_ref != NULL)
             /* the one thing the Event Webhook attributes a bounce by
              * (dispatcher/http/sendgrid_events.c) */

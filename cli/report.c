@@ -70,6 +70,7 @@ struct report {
     size_t nslot;  /* a power of two, at least 2 * n */
     json_t *fail;  /* reason -> count */
     size_t nbounced, nsuppressed; /* deliveries bounced, suppressed */
+    size_t nopted; /* addresses left out: the guardian opted out (issue 16) */
 };
 
 /*
@@ -199,6 +200,12 @@ static void load_state(struct report *rp, const char *field, const char *v)
             r->reached_ms = ms;
         if (ch >= 0 && (r->ch_ms[ch] == 0 || ms < r->ch_ms[ch]))
             r->ch_ms[ch] = ms;
+    } else if (code == 'o') {
+        /* issue 16: the guardian opted out of the category (or stopped
+         * the channel): no job, 配信停止 (本人の希望) */
+        rp->nopted++;
+        if (r->bcode == 0)
+            r->bcode = 'o';
     } else if (code == 'b' || code == 's') {
         /* issue 18: bounced after delivery (or refused at RCPT), or
          * skipped because the address bounced before */
@@ -463,6 +470,8 @@ static const char *listed_state(const struct rcpt *r)
         return "bounced";
     if (st == KN_CHILD_NOT_REACHED && r->bcode == 's')
         return "suppressed";
+    if (st == KN_CHILD_NOT_REACHED && r->bcode == 'o')
+        return "opted_out";
     return kn_child_state_name((enum kn_child_state)st);
 }
 
@@ -652,6 +661,7 @@ static json_t *build(struct report *rp)
     json_object_set_new(o, "bounced", json_integer((json_int_t)rp->nbounced));
     json_object_set_new(o, "suppressed",
                         json_integer((json_int_t)rp->nsuppressed));
+    json_object_set_new(o, "opted_out", json_integer((json_int_t)rp->nopted));
     json_object_set_new(o, "answers", answers(rp));
     for (size_t i = 0; i < nl; i++) {
         json_t *u = json_object();
@@ -662,8 +672,15 @@ static json_t *build(struct report *rp)
                             json_boolean(list[i]->reached_ms > 0));
         json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
         json_object_set_new(u, "state", json_string(listed_state(list[i])));
-        if (list[i]->bcode != 0 &&
+        if (list[i]->bcode == 'o' &&
             child_state(list[i]) == KN_CHILD_NOT_REACHED) {
+            json_object_set_new(u, "reason",
+                                json_string("opted out: the guardian asked "
+                                            "not to get this category"));
+            json_object_set_new(u, "reason_ja",
+                                json_string("配信停止 (本人の希望)"));
+        } else if (list[i]->bcode != 0 &&
+                   child_state(list[i]) == KN_CHILD_NOT_REACHED) {
             char st[16] = "";
             int carrier = 0;
             kn_bounce_detail_parse(list[i]->bdetail, st, sizeof(st),
@@ -772,6 +789,10 @@ static void print_text(json_t *o)
                "bounced before)\n",
                json_integer_value(json_object_get(o, "bounced")),
                json_integer_value(json_object_get(o, "suppressed")));
+    if (json_integer_value(json_object_get(o, "opted_out")) > 0)
+        printf("opted out:   %lld  (not sent: 配信停止 (本人の希望), the "
+               "guardian's own choice)\n",
+               json_integer_value(json_object_get(o, "opted_out")));
     v = json_object_get(o, "children");
     printf("children:    %lld: reached %lld, through a sibling's guardian "
            "%lld, not reached %lld, no contact on these channels %lld\n",
@@ -792,6 +813,7 @@ static void print_text(json_t *o)
                : strcmp(st, "not_reached") == 0 ? "NOT REACHED"
                : strcmp(st, "bounced") == 0     ? "BOUNCED"
                : strcmp(st, "suppressed") == 0  ? "SUPPRESSED"
+               : strcmp(st, "opted_out") == 0   ? "OPTED OUT"
                                                 : "reached");
         if (json_string_value(json_object_get(u, "reason")))
             printf(" (%s)", json_string_value(json_object_get(u, "reason")));
@@ -951,6 +973,7 @@ static void print_html(json_t *o)
                    strcmp(st, "no_contact") == 0   ? "NO CONTACT"
                    : strcmp(st, "bounced") == 0    ? "BOUNCED"
                    : strcmp(st, "suppressed") == 0 ? "SUPPRESSED"
+                   : strcmp(st, "opted_out") == 0  ? "OPTED OUT"
                    : r                             ? "yes"
                                                    : "NO");
             if (json_string_value(json_object_get(u, "reason_ja"))) {

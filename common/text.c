@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/kn.h"
 #include "common/utf8.h"
 
@@ -103,4 +104,31 @@ char *kn_text_json(const char *json)
         i += l;
     }
     return b.s;
+}
+
+void kn_text_html(struct kn_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '&':
+            kn_buf_add(b, "&amp;");
+            break;
+        case '<':
+            kn_buf_add(b, "&lt;");
+            break;
+        case '>':
+            kn_buf_add(b, "&gt;");
+            break;
+        case '"':
+            kn_buf_add(b, "&quot;");
+            break;
+        case '\'':
+            kn_buf_add(b, "&#39;");
+            break;
+        case '\r':
+            break;
+        default:
+            kn_buf_addc(b, s[i]);
+        }
+    }
 }

@@ -45,4 +45,12 @@ char *kn_text_utf8(const char *s, size_t n);
  */
 char *kn_text_json(const char *json);
 
+/*
+ * Append s[0..n) to b as HTML text: & < > " ' as character references, CR
+ * dropped, every other byte as it is (UTF-8 stays UTF-8).  For the pages
+ * kairand builds (the confirmation page, the unsubscribe page).
+ */
+struct kn_buf;
+void kn_text_html(struct kn_buf *b, const char *s, size_t n);
+
 #endif

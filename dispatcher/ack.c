@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/kn.h"
+#include "common/text.h"
 #include "common/buf.h"
 #include "common/codec.h"
 #include "model/broadcast.h"
@@ -72,32 +73,10 @@ const char *kn__ack_csp(void)
     return csp;
 }
 
-/* Text into HTML: & < > " ' escaped; other bytes as they are (UTF-8). */
+/* Text into HTML (common/text.h). */
 static void add_esc(struct kn_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            kn_buf_add(b, "&amp;");
-            break;
-        case '<':
-            kn_buf_add(b, "&lt;");
-            break;
-        case '>':
-            kn_buf_add(b, "&gt;");
-            break;
-        case '"':
-            kn_buf_add(b, "&quot;");
-            break;
-        case '\'':
-            kn_buf_add(b, "&#39;");
-            break;
-        case '\r':
-            break;
-        default:
-            kn_buf_addc(b, *s);
-        }
-    }
+    kn_text_html(b, s, strlen(s));
 }
 
 /* The document's head; its title is pre (Japanese, not escaped) then

@@ -165,7 +165,7 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
         m->failed = 2;
     } else if (rep->type == REDIS_REPLY_ERROR) {
         m->failed = 3;
-    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 9 ||
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 10 ||
                rep->element[0]->type != REDIS_REPLY_STRING ||
                rep->element[1]->type != REDIS_REPLY_STRING) {
         m->failed = 1;
@@ -186,6 +186,10 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
                               : 0;
         m->m.ack = rep->element[8]->type == REDIS_REPLY_STRING &&
                    strcmp(rep->element[8]->str, "1") == 0;
+        /* The expander's decision (resolve.lua); absent (expanded before
+         * it was made): no unsubscribe link, the safe side. */
+        m->m.emergency = !(rep->element[9]->type == REDIS_REPLY_STRING &&
+                           strcmp(rep->element[9]->str, "0") == 0);
     }
     m->loaded = 1;
     m->waiters = NULL;
@@ -215,7 +219,7 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
         key = kn_key_bc(d->prefix, bcast, "");
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
-                         "category created_ms expires_ms ack",
+                         "category created_ms expires_ms ack emg",
                          key) < 0) {
             m->loaded = 1;
             m->failed = 2;

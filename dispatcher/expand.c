@@ -76,6 +76,8 @@ void kn__expand_bc_clear(struct kn_expander *e)
     kn__expand_page_clear(e);
     free(e->tenant);
     e->tenant = NULL;
+    free(e->category);
+    e->category = NULL;
     e->nchans = 0;
 }
 

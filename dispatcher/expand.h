@@ -25,6 +25,8 @@
 struct xbc {
     char *tenant;
     int urgent, preferred, ack;
+    int emergency; /* of an emergency category (resolve.lua "emg") */
+    char *category;
     enum kn_channel chans[KN_CH__COUNT];
     size_t nchans;
     int64_t expires_ms;
@@ -88,6 +90,8 @@ struct kn_expander {
      * next guardian: the first wave reaches each child's first guardian) */
     char *tenant;
     int urgent, preferred, ack;
+    int emergency;  /* of an emergency category: opt-outs do not apply */
+    char *category; /* the broadcast's category (guardians' opt-outs) */
     enum kn_channel chans[KN_CH__COUNT];
     size_t nchans;
     int64_t expires_ms;

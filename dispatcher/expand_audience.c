@@ -23,7 +23,7 @@
 static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         kn__expand_failed(e, rep);
         return;
@@ -46,6 +46,11 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     e->aud_n = rep->element[1]->integer;
+    /* Of an emergency category (resolve.lua decides it once): guardians'
+     * opt-outs do not apply (expand_page.c). */
+    e->emergency = rep->elements > 2 &&
+                   rep->element[2]->type == REDIS_REPLY_INTEGER &&
+                   rep->element[2]->integer == 1;
     kn_log(KN_LOG_INFO, "expand", "expanding", "bc", e->cur->bc, NULL);
     kn__expand_admitted(e); /* it waits for its turn */
 }
@@ -126,6 +131,8 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
+    free(e->category);
+    e->category = kn_xstrdup((v = hget(rep, "category")) ? v : "");
     e->urgent = (v = hget(rep, "priority")) && strcmp(v, "urgent") == 0;
     e->preferred = (v = hget(rep, "policy")) && strcmp(v, "preferred") == 0;
     e->ack = (v = hget(rep, "ack")) && strcmp(v, "1") == 0;
@@ -153,12 +160,14 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
+    kn_argv_take(&a, kn_key_cats(d->prefix, e->tenant));
     kn_argv_add(&a, d->prefix);
     kn_argv_add(&a, e->tenant);
     kn_argv_addi(&a, (int64_t)json_array_size(g));
     kn__expand_step(e, "resolving the audience");
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
+    kn__expand_step_key(e, kn_key_cats(d->prefix, e->tenant), "hash");
     json_array_foreach(g, i, x)
     {
         kn_argv_add(&a, json_string_value(x));
@@ -171,5 +180,5 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
     json_decref(g);
     json_decref(ri);
-    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, 2, &a);
+    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, 3, &a);
 }

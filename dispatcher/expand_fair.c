@@ -76,6 +76,7 @@ static void tenant_free(struct xtenant *t)
         struct xentry *x = t->head;
         t->head = x->next;
         free(x->saved.tenant);
+        free(x->saved.category);
         kn__expand_xentry_free(x);
     }
     free(t->name);
@@ -89,6 +90,9 @@ static void save(struct kn_expander *e, struct xentry *x)
     e->tenant = NULL;
     x->saved.urgent = e->urgent;
     x->saved.preferred = e->preferred;
+    x->saved.emergency = e->emergency;
+    x->saved.category = e->category;
+    e->category = NULL;
     x->saved.ack = e->ack;
     memcpy(x->saved.chans, e->chans, sizeof(e->chans));
     x->saved.nchans = e->nchans;
@@ -105,6 +109,10 @@ static void restore(struct kn_expander *e, struct xentry *x)
     x->saved.tenant = NULL;
     e->urgent = x->saved.urgent;
     e->preferred = x->saved.preferred;
+    e->emergency = x->saved.emergency;
+    free(e->category);
+    e->category = x->saved.category;
+    x->saved.category = NULL;
     e->ack = x->saved.ack;
     memcpy(e->chans, x->saved.chans, sizeof(e->chans));
     e->nchans = x->saved.nchans;

@@ -168,6 +168,42 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
 }
 
 /*
+ * A guardian left out for its own choice (issue 16): each of its contacts
+ * on the broadcast's channels goes to commit_page as an entry 300, field,
+ * rcpt, recorded "o|<rcpt>|0|opted_out" in bc:r and counted in
+ * n:<channel>:opted_out: no job, never silently (the recipients list and
+ * the report show 配信停止 (本人の希望)).
+ */
+static void add_opted_out(struct kn_expander *e, struct kn_argv *a, json_t *r,
+                          const char *rcpt, const enum kn_channel *order,
+                          size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        enum kn_channel ch = order[k];
+        json_t *t;
+        size_t j;
+        if (!has_contact(r, ch))
+            continue;
+        if (ch != KN_CH_PUSH) {
+            kn_argv_add(a, "300");
+            kn_argv_addf(a, "%s:%s", kn_channel_name(ch),
+                         jstr(r, dir_index(ch)));
+            kn_argv_add(a, rcpt);
+            continue;
+        }
+        json_array_foreach(json_object_get(r, KN_DIR_PUSH), j, t)
+        {
+            if (!jstr(t, KN_DIR_PUSH_TOKEN) || !jstr(t, KN_DIR_PUSH_INDEX) ||
+                json_is_true(json_object_get(t, KN_DIR_PUSH_DEAD)))
+                continue;
+            kn_argv_add(a, "300");
+            kn_argv_addf(a, "push:%s", jstr(t, KN_DIR_PUSH_INDEX));
+            kn_argv_add(a, rcpt);
+        }
+    }
+}
+
+/*
  * The jobs of one recipient.  policy all: one job per channel of the
  * broadcast the recipient can be reached on (push: per device token; LINE
  * recipients are collected into multicast groups by the caller).  policy
@@ -176,20 +212,31 @@ static void add_fallbacks(json_t *fb, json_t *r, enum kn_channel ch)
  * in the job as fallbacks for a permanent failure.  guardian: which of
  * the child's guardians r is (model/guardian.h).  Returns the number of
  * jobs (and LINE members) added.
+ *
+ * What the guardian chose ("pf", model/directory.h) applies thus:
+ *  1. its own channel order pf.ch wins over the import's "ch";
+ *  2. a broadcast neither urgent nor of an emergency category leaves out a
+ *     guardian who opted out of its category (pf.ox) and the channels it
+ *     stopped (pf.xc); left out entirely, it is recorded (add_opted_out)
+ *     and *opted set;
+ *  3. an emergency category ignores pf.ox and, when pf.xc stops every
+ *     channel the guardian can be reached on, still uses the first of
+ *     them;
+ *  4. an urgent broadcast ignores both.
  */
 static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
                           const char *rcpt, struct line_member *line,
-                          size_t *nline, int guardian)
+                          size_t *nline, int guardian, int *opted)
 {
     enum kn_channel order[KN_CH__COUNT];
-    size_t n = 0;
-    int added = 0, first = -1;
-    json_t *pref = json_object_get(r, KN_DIR_CHANNELS), *v, *fb;
+    int use[KN_CH__COUNT];
+    size_t n = 0, nuse = 0;
+    int added = 0, first = -1, choose = !e->urgent;
+    json_t *pref = kn_dir_order(r), *v, *fb;
     size_t i;
 
     if (json_is_true(json_object_get(r, KN_DIR_OFF)))
         return 0; /* a deactivated guardian (model/directory.h) */
-    fb = json_array();
 
     /* Order: the recipient's preference first, then the broadcast's. */
     json_array_foreach(pref, i, v)
@@ -210,9 +257,35 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
         if (!dup)
             order[n++] = e->chans[k];
     }
+    /* The guardian's choices (2-4 above).  Without a "pf" nothing here
+     * costs more than one failed member look-up. */
+    if (choose && json_object_get(r, KN_DIR_PREFS) == NULL)
+        choose = 0;
+    if (choose && !e->emergency && kn_dir_opted_out(r, e->category)) {
+        add_opted_out(e, a, r, rcpt, order, n);
+        *opted = 1;
+        return 0;
+    }
+    for (size_t k = 0; k < n; k++) {
+        use[k] = has_contact(r, order[k]) &&
+                 !(choose && kn_dir_stopped(r, kn_channel_name(order[k])));
+        nuse += (size_t)use[k];
+    }
+    if (nuse == 0 && choose) {
+        for (size_t k = 0; k < n && e->emergency && nuse == 0; k++) {
+            if (has_contact(r, order[k]))
+                use[k] = 1, nuse = 1; /* 3: the first channel it has */
+        }
+        if (nuse == 0) {
+            add_opted_out(e, a, r, rcpt, order, n);
+            *opted = 1;
+            return 0;
+        }
+    }
+    fb = json_array();
     if (e->preferred) {
         for (size_t k = 0; k < n; k++) {
-            if (!has_contact(r, order[k]))
+            if (!use[k])
                 continue;
             if (first < 0)
                 first = (int)order[k];
@@ -222,7 +295,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     }
     for (size_t k = 0; k < n; k++) {
         enum kn_channel ch = order[k];
-        if (!has_contact(r, ch) || (e->preferred && (int)ch != first))
+        if (!use[k] || (e->preferred && (int)ch != first))
             continue;
         if (ch == KN_CH_PUSH) {
             json_t *t;
@@ -381,7 +454,8 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
  * has; if this write is lost, escalate.c fills it in the same way).
  */
 static void first_guardian(struct kn_expander *e, struct kn_argv *a, size_t i,
-                           struct line_member *line, size_t *nline, int *added)
+                           struct line_member *line, size_t *nline, int *added,
+                           int *opted)
 {
     unsigned chans = 0;
     int f;
@@ -391,7 +465,7 @@ static void first_guardian(struct kn_expander *e, struct kn_argv *a, size_t i,
     if (f < 0)
         return;
     *added = recipient_jobs(e, a, kn_guardian_at(e->rj[i], (size_t)f),
-                            e->rid[i], line, nline, f);
+                            e->rid[i], line, nline, f, opted);
     if (*added > 0) {
         char *gs = kn_key_bc(e->d->prefix, e->cur->bc, ":gs");
         char v[48];
@@ -442,18 +516,19 @@ static void commit_page(struct kn_expander *e)
     for (size_t i = 0; i < e->nrj; i++) {
         json_t *g;
         size_t k, gi;
-        int added = 0;
+        int added = 0, opted = 0;
         if (e->rj[i] == NULL) {
             unreachable++;
             continue;
         }
         if (e->ack == 2) {
-            first_guardian(e, &a, i, line, &nline, &added);
-            if (added == 0)
+            first_guardian(e, &a, i, line, &nline, &added, &opted);
+            if (added == 0 && !opted)
                 unreachable++;
             continue;
         }
-        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline, 0);
+        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline, 0,
+                               &opted);
         /* Every guardian of the child gets the child's message (jobs
          * of one address are made once per broadcast: commit_page). */
         k = 0;
@@ -461,9 +536,12 @@ static void commit_page(struct kn_expander *e)
         {
             if (json_is_object(g))
                 added +=
-                    recipient_jobs(e, &a, g, e->rid[i], line, &nline, (int)++k);
+                    recipient_jobs(e, &a, g, e->rid[i], line, &nline,
+                                   (int)++k, &opted);
         }
-        if (added == 0)
+        /* A child none of whose guardians wants this broadcast is not
+         * unreachable: its guardians' rows say 配信停止 (本人の希望). */
+        if (added == 0 && !opted)
             unreachable++;
     }
     add_line_groups(e, &a, line, nline);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/kn.h"
 #include "common/log.h"
@@ -93,6 +94,16 @@ int main(int argc, char **argv)
         kn_config_free(&cfg);
         return 1;
     }
+    /* RFC 8058 section 3: the one-click unsubscribe URI must be HTTPS;
+     * over http:// e-mail goes out without List-Unsubscribe (issue 16). */
+    if (cfg.http_public_url != NULL &&
+        strncasecmp(cfg.http_public_url, "http://", 7) == 0) {
+        if (check)
+            printf("%s: note: http.public_url is http://, not https://: "
+                   "e-mail carries no List-Unsubscribe one-click link "
+                   "(RFC 8058 requires an HTTPS URI)\n",
+                   path);
+    }
     if (check) {
         printf("%s: ok\n", path);
         kn_config_free(&cfg);
@@ -102,6 +113,12 @@ int main(int argc, char **argv)
         kn_log_level_parse(cfg.log_level, &kn_log_min);
     if (cfg.log_file != NULL && kn_log_open(cfg.log_file) < 0)
         kn_fatal("dispatcher.log_file: cannot open %s", cfg.log_file);
+    if (cfg.http_public_url != NULL &&
+        strncasecmp(cfg.http_public_url, "http://", 7) == 0)
+        kn_log(KN_LOG_WARN, "config",
+               "http.public_url is not https: e-mail carries no "
+               "List-Unsubscribe (RFC 8058 requires an HTTPS URI)",
+               NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = kn_daemon_run(&cfg);
     curl_global_cleanup();

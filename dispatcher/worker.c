@@ -52,6 +52,7 @@
 #include "dispatcher/rate.h"
 #include "dispatcher/route.h"
 #include "dispatcher/worker.h"
+#include "model/gtoken.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
@@ -112,6 +113,7 @@ static void job_free(struct wjob *jb)
     free(jb->rcpt_list);
     free(jb->key);
     free(jb->link);
+    free(jb->unsub);
     free(jb->fin_detail);
     free(jb);
 }
@@ -590,6 +592,15 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
         free(t);
     }
     jb->job.link = jb->link;
+    /* RFC 8058 one-click unsubscribe: e-mail of a broadcast neither
+     * urgent nor of an emergency category, for the guardian of this
+     * address and this child (one HMAC per job). */
+    if (jb->unsub == NULL && jb->naddr == 1 && !jb->msg->m.urgent &&
+        !jb->msg->m.emergency && strcmp(w->chname, "email") == 0)
+        jb->unsub = kn_gtoken_unsub_url(
+            w->d->kr, w->d->cfg->http_public_url, jb->msg->m.tenant,
+            jb->rcpts[0], jb->bindex[0], jb->msg->m.category, kn_now_ms());
+    jb->job.unsub = jb->unsub;
     kn__bounce_ref(w->d, jb); /* e-mail: the VERP reference (bounce.c) */
     jb->job._owner = jb;
     jb->via = via;

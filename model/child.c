@@ -72,6 +72,8 @@ const char *kn_child_code_name(char code)
         return "bounced";
     case 's':
         return "suppressed";
+    case 'o':
+        return "opted_out"; /* the guardian's own choice (issue 16) */
     default:
         return "unknown";
     }

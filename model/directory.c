@@ -156,19 +156,38 @@ const char *kn_dir_lang(json_t *g)
     return kn_lang_valid(lg) ? lg : KN_LANG_DEFAULT;
 }
 
-int kn_dir_opted_out(json_t *g, const char *cat)
+/* 1 if the array pf.<member> of guardian g holds the string s. */
+static int pf_has(json_t *g, const char *member, const char *s)
 {
-    json_t *ox =
-        json_object_get(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_OPTOUT);
+    json_t *a = json_object_get(json_object_get(g, KN_DIR_PREFS), member);
     json_t *v;
     size_t i;
 
-    if (cat == NULL)
+    if (s == NULL)
         return 0;
-    json_array_foreach(ox, i, v)
+    json_array_foreach(a, i, v)
     {
-        if (json_is_string(v) && strcmp(json_string_value(v), cat) == 0)
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
             return 1;
     }
     return 0;
+}
+
+int kn_dir_opted_out(json_t *g, const char *cat)
+{
+    return pf_has(g, KN_DIR_PREF_OPTOUT, cat);
+}
+
+int kn_dir_stopped(json_t *g, const char *ch)
+{
+    return pf_has(g, KN_DIR_PREF_STOPPED, ch);
+}
+
+json_t *kn_dir_order(json_t *g)
+{
+    json_t *own =
+        json_object_get(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_CHANNELS);
+    if (json_is_array(own) && json_array_size(own) > 0)
+        return own;
+    return json_object_get(g, KN_DIR_CHANNELS);
 }

@@ -154,6 +154,14 @@ const char *kn_dir_lang(json_t *g);
 /* 1 if the guardian g opted out of category cat ("pf"."ox"). */
 int kn_dir_opted_out(json_t *g, const char *cat);
 
+/* 1 if the guardian g stopped channel ch ("pf"."xc", a channel name). */
+int kn_dir_stopped(json_t *g, const char *ch);
+
+/* The guardian g's own channel order: "pf"."ch" when it is a non-empty
+ * array (the guardian's choice wins), else the import's "ch" (may be
+ * NULL).  Borrowed. */
+json_t *kn_dir_order(json_t *g);
+
 /* Free rec's arrays (not the strings: they are the JSON's). */
 void kn_dir_rec_free(struct kn_dir_rec *rec);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/codec.h"
 #include "common/kn.h"
@@ -116,4 +117,132 @@ void kn_gtoken_free(struct kn_gtoken *t)
     free(t->child);
     free(t->extra);
     memset(t, 0, sizeof(*t));
+}
+
+char *kn_gtoken_unsub_url(const struct kn_keyring *kr, const char *public_url,
+                          const char *tenant, const char *child,
+                          const char *index, const char *category,
+                          int64_t now_ms)
+{
+    char *t, *url;
+    if (public_url == NULL || strncasecmp(public_url, "https://", 8) != 0 ||
+        category == NULL || category[0] == '\0')
+        return NULL;
+    t = kn_gtoken_make(kr, KN_GTOKEN_UNSUB, tenant, child, index,
+                       now_ms + (int64_t)KN_GTOKEN_UNSUB_DAYS * 86400000,
+                       category);
+    if (t == NULL)
+        return NULL;
+    url = kn_xasprintf("%s/u/%s", public_url, t);
+    free(t);
+    return url;
+}
+
+/* The media type of ctype equals type (case-insensitive, parameters and
+ * spaces after it ignored). */
+static int media_is(const char *ctype, const char *type)
+{
+    size_t n = strlen(type);
+    if (ctype == NULL || strncasecmp(ctype, type, n) != 0)
+        return 0;
+    ctype += n;
+    while (*ctype == ' ' || *ctype == '\t')
+        ctype++;
+    return *ctype == '\0' || *ctype == ';';
+}
+
+/* memmem over [p, end) */
+static const char *find(const char *p, const char *end, const char *s, size_t n)
+{
+    return end > p ? memmem(p, (size_t)(end - p), s, n) : NULL;
+}
+
+/* The boundary parameter of a multipart Content-Type, into out (1..70
+ * characters, RFC 2046), quoted or not; 0 when there is none. */
+static int boundary_of(const char *ctype, char *out, size_t cap)
+{
+    const char *b = strcasestr(ctype, "boundary=");
+    size_t n;
+    if (b == NULL)
+        return 0;
+    b += 9;
+    if (*b == '"') {
+        b++;
+        n = strcspn(b, "\"");
+    } else {
+        n = strcspn(b, "; \t");
+    }
+    if (n == 0 || n > 70 || n + 1 > cap)
+        return 0;
+    memcpy(out, b, n);
+    out[n] = '\0';
+    return 1;
+}
+
+/* One part of a multipart body (headers CRLF CRLF content): 1 if it is
+ * the form field List-Unsubscribe with the content One-Click. */
+static int part_ok(const char *p, const char *end)
+{
+    const char *hend = find(p, end, "\r\n\r\n", 4), *v;
+    size_t vlen;
+    char *h;
+    int named;
+    if (hend == NULL)
+        return 0;
+    h = kn_xstrndup(p, (size_t)(hend - p));
+    named = strcasestr(h, "form-data") != NULL &&
+            (strcasestr(h, "name=\"List-Unsubscribe\"") != NULL ||
+             strcasestr(h, "name=List-Unsubscribe\r") != NULL ||
+             strcasestr(h, "name=List-Unsubscribe;") != NULL ||
+             (strlen(h) >= 21 &&
+              strcasecmp(h + strlen(h) - 21, "name=List-Unsubscribe") == 0));
+    free(h);
+    v = hend + 4;
+    vlen = (size_t)(end - v);
+    /* the CRLF before the next delimiter belongs to the delimiter */
+    if (vlen >= 2 && v[vlen - 2] == '\r' && v[vlen - 1] == '\n')
+        vlen -= 2;
+    return named && vlen == 9 && memcmp(v, "One-Click", 9) == 0;
+}
+
+int kn_gtoken_unsub_form_ok(const char *ctype, const char *body, size_t len)
+{
+    static const char field[] = "List-Unsubscribe=One-Click";
+    const char *end = body + len;
+    if (body == NULL)
+        return 0;
+    if (media_is(ctype, "application/x-www-form-urlencoded")) {
+        for (const char *p = body; p < end;) {
+            const char *amp = memchr(p, '&', (size_t)(end - p));
+            const char *stop = amp ? amp : end;
+            if ((size_t)(stop - p) == sizeof(field) - 1 &&
+                memcmp(p, field, sizeof(field) - 1) == 0)
+                return 1;
+            p = stop + 1;
+        }
+        return 0;
+    }
+    if (media_is(ctype, "multipart/form-data")) {
+        char b[75], delim[80];
+        const char *p, *next;
+        size_t dn;
+        if (!boundary_of(ctype, b, sizeof(b)))
+            return 0;
+        dn = (size_t)snprintf(delim, sizeof(delim), "--%s", b);
+        p = find(body, end, delim, dn);
+        while (p != NULL) {
+            p += dn;
+            if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+                return 0; /* the close delimiter */
+            p = find(p, end, "\r\n", 2);
+            if (p == NULL)
+                return 0;
+            p += 2;
+            next = find(p, end, delim, dn);
+            if (part_ok(p, next ? next : end))
+                return 1;
+            p = next;
+        }
+    }
+    return 0;
 }

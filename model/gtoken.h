@@ -16,6 +16,7 @@
 #ifndef KN_MODEL_GTOKEN_H
 #define KN_MODEL_GTOKEN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct kn_keyring;
@@ -54,5 +55,31 @@ int kn_gtoken_parse(const struct kn_keyring *kr, const char *token, int use,
                     int64_t now_ms, struct kn_gtoken *out);
 
 void kn_gtoken_free(struct kn_gtoken *t);
+
+/* How long a one-click unsubscribe link stays valid: a guardian may click
+ * it in a mail of last year. */
+#define KN_GTOKEN_UNSUB_DAYS 400
+
+/*
+ * The one-click unsubscribe URL of an e-mail (RFC 8058, issue 16):
+ * "<public_url>/u/<token>", the token a KN_GTOKEN_UNSUB of tenant, child,
+ * the address' blind index and category, expiring KN_GTOKEN_UNSUB_DAYS
+ * after now_ms.  NULL when public_url is not https:// (RFC 8058 section 3:
+ * the URI must be HTTPS) or a part is not valid.  Heap string.
+ */
+char *kn_gtoken_unsub_url(const struct kn_keyring *kr, const char *public_url,
+                          const char *tenant, const char *child,
+                          const char *index, const char *category,
+                          int64_t now_ms);
+
+/*
+ * 1 if a POST to a one-click unsubscribe URL carries what RFC 8058 section
+ * 3.1 says it must: the field List-Unsubscribe=One-Click, as
+ * application/x-www-form-urlencoded (one of its &-separated fields) or as
+ * multipart/form-data (a part named "List-Unsubscribe" whose content is
+ * "One-Click", with the boundary of ctype).  ctype is the request's
+ * Content-Type (NULL: none).  0 for anything else.
+ */
+int kn_gtoken_unsub_form_ok(const char *ctype, const char *body, size_t len);
 
 #endif

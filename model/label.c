@@ -116,3 +116,10 @@ enum kn_category_kind kn_category_builtin(const char *name)
         return KN_CAT_BUILTIN;
     return KN_CAT_OWN;
 }
+
+int kn_category_emergency(const char *name, const char *flags)
+{
+    if (name != NULL && kn_category_builtin(name) == KN_CAT_EMERGENCY)
+        return 1;
+    return flags != NULL && strstr(flags, "emergency") != NULL;
+}

@@ -48,4 +48,13 @@ enum kn_category_kind {
 };
 enum kn_category_kind kn_category_builtin(const char *name);
 
+/*
+ * 1 if a broadcast of category name is an emergency one (issue 16: no
+ * one-click unsubscribe, guardians' opt-outs ignored): the built-in
+ * "emergency", or a category whose flags in the tenant's list cats:<T>
+ * (kairanctl category add --emergency) hold "emergency".  flags may be
+ * NULL (not in the list).  queue/lua/resolve.lua applies the same rule.
+ */
+int kn_category_emergency(const char *name, const char *flags);
+
 #endif

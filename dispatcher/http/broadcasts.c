@@ -57,12 +57,14 @@ static const char *const bc_fixed[F__FIXED] = {
     "first_ms", "last_ms",      "done_ms",    "cancelled_ms", "jobs",
     "final",    "expanded",     "reason",     "field",        "key"};
 /* bounced (issue 18) is final, within total; suppressed (not sent: the
- * address bounced before) is not a job, outside total. */
-#define NSTATES      7
+ * address bounced before) is not a job, outside total; nor is opted_out
+ * (issue 16: not sent, the guardian's own choice). */
+#define NSTATES      8
 #define S_SUPPRESSED 6
+#define S_OPTED_OUT  7
 static const char *const bc_states[NSTATES] = {
-    "total",     "delivered", "failed",    "expired",
-    "cancelled", "bounced",   "suppressed"};
+    "total",     "delivered", "failed",     "expired",
+    "cancelled", "bounced",   "suppressed", "opted_out"};
 #define BC_NFIELDS (F__FIXED + KN_CH__COUNT * NSTATES)
 /* After the counts: the confirmation, its answers' tally, the text. */
 enum {
@@ -225,13 +227,14 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
         json_t *c;
         long long fin_ch = 0;
         if (hf(h, F__FIXED + ch * NSTATES) == NULL &&
-            hf(h, F__FIXED + ch * NSTATES + S_SUPPRESSED) == NULL)
+            hf(h, F__FIXED + ch * NSTATES + S_SUPPRESSED) == NULL &&
+            hf(h, F__FIXED + ch * NSTATES + S_OPTED_OUT) == NULL)
             continue; /* no job on this channel */
         c = json_object();
         for (int s = 0; s < NSTATES; s++) {
             long long v = hcount(h, ch, s);
             tot[s] += v;
-            if (s > 0 && s != S_SUPPRESSED)
+            if (s > 0 && s != S_SUPPRESSED && s != S_OPTED_OUT)
                 fin_ch += v;
             json_object_set_new(c, bc_states[s], json_integer(v));
         }
@@ -261,6 +264,7 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
         json_object_set_new(o, "cancelled", json_integer(tot[4]));
         json_object_set_new(o, "bounced", json_integer(tot[5]));
         json_object_set_new(o, "suppressed", json_integer(tot[S_SUPPRESSED]));
+        json_object_set_new(o, "opted_out", json_integer(tot[S_OPTED_OUT]));
         json_object_set_new(o, "pending",
                             json_integer(jobs - fin > 0 ? jobs - fin : 0));
         json_decref(counts);

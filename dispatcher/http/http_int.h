@@ -122,7 +122,9 @@ enum route_id {
     R_REG_APP,
     R_REG_LINE,
     R_DEVICES,
-    R_BC_PHONES
+    R_BC_PHONES,
+    R_UNSUB_GET, /* issue 16: one-click unsubscribe (unsub.c) */
+    R_UNSUB_POST
 };
 
 #define ROLE(r) (1u << (r))
@@ -469,6 +471,9 @@ void kn__httpd_rcpts_pick(struct conn *c, const char *bid, int which,
 
 void kn__httpd_run_ack_get(struct conn *c);
 void kn__httpd_run_ack_post(struct conn *c);
+/* unsub.c: GET and POST /u/{token} (RFC 8058 one-click unsubscribe) */
+void kn__httpd_run_unsub_get(struct conn *c);
+void kn__httpd_run_unsub_post(struct conn *c);
 
 /* ---- line_webhook.c ---- */
 

@@ -274,7 +274,10 @@ static void row_reason(struct out_row *r, const struct kn_child_st *s)
     char st[16] = "";
     int carrier = 0;
     r->reason = r->reason_ja = NULL;
-    if (s->code == 's') {
+    if (s->code == 'o') { /* issue 16: the guardian's own choice */
+        r->reason = "opted out: the guardian asked not to get this category";
+        r->reason_ja = "保護者がこの種類のお知らせを受け取らないよう選びました";
+    } else if (s->code == 's') {
         r->reason = "skipped: this address bounced before (suppressed) — "
                     "ask the family for a new address, or clear it";
         r->reason_ja = "以前届かなかったアドレスのため送信を止めています。"

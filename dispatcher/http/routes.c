@@ -131,6 +131,10 @@ static const struct route routes[] = {
     /* One child's whole phone numbers, to phone (phones.c). */
     {R_BC_PHONES, HTTP_GET, "/v1/broadcasts/{}/recipients/{}/phones",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_phones},
+    /* RFC 8058 one-click unsubscribe (issue 16, unsub.c): no token, no
+     * CSRF (mail providers post cross-site); rate-limited like /a. */
+    {R_UNSUB_GET, HTTP_GET, "/u/{}", 0, 1, kn__httpd_run_unsub_get},
+    {R_UNSUB_POST, HTTP_POST, "/u/{}", 0, 1, kn__httpd_run_unsub_post},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

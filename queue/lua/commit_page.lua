@@ -10,6 +10,11 @@
 --       sends): 200 + stream index, n, the job json with every member in
 --       "r", "a", "i", "", then n x (field, rcpt); the job is enqueued as
 --       given when every member is new and not dead, else with those only.
+--       A guardian's address left out for its own choice (issue 16:
+--       opt-out, stopped channel): 300, field, rcpt; recorded
+--       'o|<rcpt>|0|opted_out' and counted in n:<channel>:opted_out unless
+--       the field has a state already; a job for the same address later
+--       (a sibling's guardian who did not opt out) replaces the record.
 -- An address in the set dead:<channel> (a blocked LINE user, an
 -- unregistered token) gets no job; it is counted in n:<channel>:dead.
 -- An e-mail address in the tenant's hash supp:<tenant> (bounced: issue 18)
@@ -36,8 +41,8 @@ local members = redis.call('HGET', KEYS[1], 'ack') == '1' and KEYS[9]
 if members and xc == 0 then redis.call('HSET', KEYS[1], 'ack_m', '1') end
 local n = 0
 local counts = {}
-local function count(f)
-  counts[f] = (counts[f] or 0) + 1
+local function count(f, by)
+  counts[f] = (counts[f] or 0) + (by or 1)
 end
 local fam = members and KEYS[10]
 local supp = key(P, 'supp', redis.call('HGET', KEYS[1], 'tenant') or '')
@@ -70,6 +75,13 @@ local function take(field, rcpt)
     n = n + 1
     return true
   end
+  if string.sub(redis.call('HGET', KEYS[2], field), 1, 2) == 'o|' then
+    redis.call('HSET', KEYS[2], field, 'q|' .. rcpt)
+    count('n:' .. ch .. ':total')
+    count('n:' .. ch .. ':opted_out', -1)
+    n = n + 1
+    return true
+  end
   if fam then sibling(field, rcpt) end
   return false
 end
@@ -95,6 +107,11 @@ local function take_group(cnt, first, stride)
   for k = 0, cnt - 1 do
     local f, rcpt = fields[k + 1], ARGV[first + stride * k + 1]
     if members then redis.call('SADD', members, rcpt) end
+    if cur[k + 1] and not seen[f] and string.sub(cur[k + 1], 1, 2) == 'o|'
+    then
+      cur[k + 1] = false -- a guardian's opt-out record: the job wins
+      count('n:' .. ch .. ':opted_out', -1)
+    end
     if cur[k + 1] or seen[f] then
       if fam and dead[k + 1] ~= 1 then sibling(f, rcpt) end
     elseif dead[k + 1] == 1 then
@@ -115,7 +132,14 @@ end
 local i = 4
 while i <= #ARGV do
   local si = tonumber(ARGV[i])
-  if si < 100 then
+  if si == 300 then
+    local c = string.match(ARGV[i + 1], '^(%a+):')
+    if redis.call('HSETNX', KEYS[2], ARGV[i + 1],
+        'o|' .. ARGV[i + 2] .. '|0|opted_out') == 1 then
+      count('n:' .. c .. ':opted_out')
+    end
+    i = i + 3
+  elseif si < 100 then
     if take(ARGV[i + 1], ARGV[i + 3]) then
       redis.call('XADD', KEYS[3 + si], '*', 'j', ARGV[i + 2])
     end

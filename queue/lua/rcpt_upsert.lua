@@ -3,7 +3,9 @@
 --       name, grade, class, groups ("a;b"), blind indexes ("email:<bi>
 --       push:<bi> ..."), active ("" keep / new 1, "1", "0"), number,
 --       sealed kana, sealed guardian, sealed phone ("" for none).
--- A row whose stored hash is the same (and active as asked) is left alone.
+-- A row whose stored hash is the same (and active as asked) is left alone;
+-- a row written again keeps its guardians' "pf" (lib/directory.lua
+-- keep_prefs: by e-mail or LINE index, moved to where the guardian is now).
 -- Returns {added, updated, unchanged}.
 --#include keys
 --#include split
@@ -29,6 +31,7 @@ for i = 4, #ARGV, 13 do
       ungroup(id, old[4], keep)
     end
     if act == '' then act = old[2] or '1' end
+    c = keep_prefs(old[3], c) -- guardians' own choices (issue 16)
     redis.call('HSET', k, 'c', c, 'active', act, 'hash', h,
       'updated_ms', now)
     local opt = {'name', 'grade', 'class', 'groups'}

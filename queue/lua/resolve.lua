@@ -1,9 +1,13 @@
 -- resolve: append the directory part of the audience (groups and
 -- recipient ids, de-duplicated; sorted unless a single group) to bc:aud,
--- once.
--- KEYS: bc, bc:aud
+-- once, and decide once whether the broadcast is of an emergency category
+-- (issue 16: the built-in "emergency" or one the tenant's list cats:<T>
+-- flags "emergency"; model/label.c kn_category_emergency, keep them
+-- equal), stored as "emg" ("1"/"0") in bc: the expander ignores guardians'
+-- opt-outs for it and the worker gives its e-mail no List-Unsubscribe.
+-- KEYS: bc, bc:aud, cats (the tenant's categories; optional)
 -- ARGV: prefix, tenant, ngroups, groups..., recipient ids...
--- Returns {1, audience size}, {0, reason} for an unknown group or
+-- Returns {1, audience size, emg (0/1)}, {0, reason} for an unknown group or
 -- recipient (nothing written; the reason names its place, e.g.
 -- "audience.groups[2]", never the value: reasons are shown to the
 -- operators of every tenant), or {2, 0} if cancelled.
@@ -11,7 +15,8 @@
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'cancelled' then return {2, 0} end
 if redis.call('HGET', KEYS[1], 'resolved') == '1' then
-  return {1, tonumber(redis.call('HGET', KEYS[1], 'aud_n'))}
+  return {1, tonumber(redis.call('HGET', KEYS[1], 'aud_n')),
+    redis.call('HGET', KEYS[1], 'emg') == '1' and 1 or 0}
 end
 local P, T = ARGV[1], ARGV[2]
 local ng = tonumber(ARGV[3])
@@ -53,6 +58,16 @@ for i = 1, #ids, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(chunk))
 end
 local n = redis.call('LLEN', KEYS[2])
+local emg = 0
+do
+  local cat = redis.call('HGET', KEYS[1], 'category')
+  if cat == 'emergency' then
+    emg = 1
+  elseif cat and KEYS[3] then
+    local fl = redis.call('HGET', KEYS[3], cat)
+    if fl and string.find(fl, 'emergency', 1, true) then emg = 1 end
+  end
+end
 redis.call('HSET', KEYS[1], 'resolved', '1', 'aud_n', n,
-  'status', 'sending')
-return {1, n}
+  'status', 'sending', 'emg', emg)
+return {1, n, emg}

@@ -159,10 +159,10 @@ with Redis(out) as r:
         c.call("HSET", bc("rs"), "status", "queued")
         keys = [bc("rs"), bc("rs", ":aud")]
         got = ev("resolve", keys, [P, "t1", 2, "2-A", "a:b", "r/9", "r1"])
-        assert got == [1, 4], got
+        assert got == [1, 4, 0], got
         assert c.call("LRANGE", bc("rs", ":aud"), 0, -1) == [b"d:r/9", b"d:r1", b"d:r2", b"d:r3"]
         assert c.call("HGET", bc("rs"), "status") == b"sending"
-        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4]
+        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4, 0]
         assert c.call("LLEN", bc("rs", ":aud")) == 4
         c.call("HSET", bc("ru"), "status", "queued")
         got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-A", "nobody"])
@@ -172,6 +172,19 @@ with Redis(out) as r:
         assert c.call("EXISTS", bc("ru", ":aud")) == 0 and c.call("HGET", bc("ru"), "resolved") is None
         c.call("HSET", bc("rc"), "status", "cancelled")
         assert ev("resolve", [bc("rc"), bc("rc", ":aud")], [P, "t1", 0]) == [2, 0]
+
+    with tap.check("resolve: emg, the emergency decision, made once from the "
+                   "category and the tenant's list (issue 16)"):
+        cats = P + "cats:t1"
+        c.call("HSET", cats, "地震", "emergency", "行事", "")
+        for n, cat, want in (("re1", "emergency", 1), ("re2", "地震", 1),
+                             ("re3", "行事", 0), ("re4", "notice", 0)):
+            c.call("HSET", bc(n), "status", "queued", "category", cat)
+            got = ev("resolve", [bc(n), bc(n, ":aud"), cats], [P, "t1", 1, "2-A"])
+            assert got == [1, 2, want], (cat, got)
+            assert c.call("HGET", bc(n), "emg") == str(want).encode()
+        c.call("HSET", cats, "行事", "emergency")   # later changes: decided once
+        assert ev("resolve", [bc("re3"), bc("re3", ":aud"), cats], [P, "t1", 1, "2-A"]) == [1, 2, 0]
 
     streams = [P + "q:" + s for s in ("email:urgent", "email:normal", "line:urgent",
                                       "line:normal", "push:urgent", "push:normal")]
@@ -541,6 +554,27 @@ with Redis(out) as r:
         assert c.call("EXISTS", P + "bidx:t2:email:e1") == 0
         assert c.call("SMEMBERS", P + "bidx:t2:email:e2") == [b"r/1"]
 
+    with tap.check("rcpt_upsert: a row written again keeps each guardian's "
+                   "\"pf\" by e-mail or LINE index, moved to where it is now; "
+                   "a guardian not found again loses it (issue 16)"):
+        pa = {"ox": ["行事"], "at": 5}
+        pb = {"lg": "en", "xc": ["email"], "at": 6}
+        old = {"ei": "ea", "pf": pa, "g": [{"li": "lb", "pf": pb}, {"ei": "ec"}]}
+        c.call("HSET", P + "rcpt:t9:kp", "c", json.dumps(old), "hash", "x")
+        # the school's new file: b first (same LINE, new e-mail), a second,
+        # a new guardian d; c gone
+        new = {"ei": "eb2", "li": "lb", "g": [{"ei": "ea"}, {"ei": "ed"}]}
+        got = ev("rcpt_upsert", [], [P, "t9", NOW] + row("kp", "h9", "", "",
+                                                          c_=json.dumps(new)))
+        assert got == [0, 1, 0], got
+        o = json.loads(c.call("HGET", P + "rcpt:t9:kp", "c"))
+        assert o["pf"] == pb and o["g"][0]["pf"] == pa, o
+        assert "pf" not in o["g"][1], o
+        # without any pf the record is written as the file gave it
+        c.call("HSET", P + "rcpt:t9:kq", "c", '{"ei":"e1"}', "hash", "x")
+        ev("rcpt_upsert", [], [P, "t9", NOW] + row("kq", "h9", c_='{"ei":"e1","g":[]}'))
+        assert c.call("HGET", P + "rcpt:t9:kq", "c") == b'{"ei":"e1","g":[]}'
+
     with tap.check("rcpt_active: sets active on a known recipient; 0 for the unknown"):
         assert ev("rcpt_active", [], [P, "t2", "r/1", "0", NOW]) == 1
         assert c.call("HGET", P + "rcpt:t2:r%2F1", "active") == b"0"
@@ -684,6 +718,29 @@ with Redis(out) as r:
         rr = hgetall(c, bc("cs", ":r"))
         assert rr == {"email:sx": "s|r1|0|suppressed", "email:ok": "q|r2"}, rr
         assert hgetall(c, bc("cs"))["n:email:suppressed"] == "1"
+
+    with tap.check("commit_page: a guardian's opt-out (300) is recorded and "
+                   "counted opted_out, no job; a later job for the same "
+                   "address (a sibling's guardian) replaces it (issue 16)"):
+        c.call("HSET", bc("co"), "status", "sending", "tenant", "t1")
+        args = [0, 0, P, 300, "email:oa", "c1", 300, "email:ob", "c2",
+                300, "email:ob", "c3", 0, "email:ob", '{"b":"co"}', "c4"]
+        assert ev("commit_page", page_keys("co"), args) == [1, 1]
+        rr = hgetall(c, bc("co", ":r"))
+        assert rr == {"email:oa": "o|c1|0|opted_out", "email:ob": "q|c4"}, rr
+        h = hgetall(c, bc("co"))
+        assert h["n:email:opted_out"] == "1" and h["n:email:total"] == "1", h
+        assert c.call("XLEN", streams[0]) >= 1
+        # the next page: an opt-out recorded before, then a LINE group job
+        # with that address: the job wins, the count moves back
+        args = [1, 0, P, 300, "line:la", "c5", 200 + 3, 2,
+                '{"b":"co","r":["c5","c6"],"a":["A","B"],"i":["la","lb"]}', "",
+                "line:la", "c5", "line:lb", "c6"]
+        assert ev("commit_page", page_keys("co"), args) == [1, 2]
+        rr = hgetall(c, bc("co", ":r"))
+        assert rr["line:la"] == "q|c5" and rr["line:lb"] == "q|c6", rr
+        h = hgetall(c, bc("co"))
+        assert h.get("n:line:opted_out", "0") == "0" and h["n:line:total"] == "2", h
 
     with tap.check("sheet_issue: a live sheet is kept unless reissued; the "
                    "old one voided; a taken ID refused"):

@@ -138,13 +138,13 @@ static void test_utf8_valid(void **state)
         {"abc", 3, 1},
         {"学校", 6, 1},
         {"😀①髙﨑ｶﾞ", 19, 1},
-        {"\xf4\x8f\xbf\xbf", 4, 1},   /* U+10FFFF */
-        {"\xc0\x80", 2, 0},           /* overlong NUL */
-        {"\xe0\x80\xaf", 3, 0},       /* overlong '/' */
-        {"\xed\xa0\x80", 3, 0},       /* surrogate D800 */
-        {"\xf4\x90\x80\x80", 4, 0},   /* above U+10FFFF */
-        {"\xe3\x81", 2, 0},           /* truncated */
-        {"\x80", 1, 0},               /* lone continuation */
+        {"\xf4\x8f\xbf\xbf", 4, 1}, /* U+10FFFF */
+        {"\xc0\x80", 2, 0},         /* overlong NUL */
+        {"\xe0\x80\xaf", 3, 0},     /* overlong '/' */
+        {"\xed\xa0\x80", 3, 0},     /* surrogate D800 */
+        {"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
+        {"\xe3\x81", 2, 0},         /* truncated */
+        {"\x80", 1, 0},             /* lone continuation */
         {"\xf5\x80\x80\x80", 4, 0},
         {"\xff", 1, 0},
     };
@@ -174,8 +174,8 @@ static void test_header_roundtrip_many(void **state)
     char *long_jp = repeat("【緊急】台風接近に伴う臨時休校😀①髙﨑 ", 8);
     char *emoji = repeat("😀", 70);
     char *mixed = repeat("Typhoon 台風10号 no.10 のお知らせ ", 10);
-    char *ascii_long = repeat("School closed tomorrow because of the storm. ",
-                              8);
+    char *ascii_long =
+        repeat("School closed tomorrow because of the storm. ", 8);
     char *ascii_word = repeat("x", 100);
     char *kana = repeat("ｶﾞｯｺｳﾚﾝﾗｸ", 20);
     const char *values[] = {
@@ -197,7 +197,7 @@ static void test_header_roundtrip_many(void **state)
         "looks like ?= and =? in text",
         "a=?b",
         "é",
-        "が",         /* U+304B U+3099 combining */
+        "が",           /* U+304B U+3099 combining */
         "\xe2\x80\x8b", /* zero width space */
         long_jp,
         emoji,
@@ -268,9 +268,10 @@ static void put_utf8(char *buf, size_t *n, uint32_t cp)
 static void test_header_roundtrip_random(void **state)
 {
     static const uint32_t pool[] = {
-        'a', 'Z', '0', '=', '?', '_', ' ', ' ', '\t', 0xE9, 0x3042, 0x30AC,
-        0x5B66, 0x9AD9, 0xFA11, 0x2460, 0xFF76, 0xFF9E, 0x1F600, 0x1F468,
-        0x200D, 0xFE0F, 0x10FFFF, 0x7F, 0x1B,
+        'a',    'Z',      '0',    '=',    '?',     '_',     ' ',
+        ' ',    '\t',     0xE9,   0x3042, 0x30AC,  0x5B66,  0x9AD9,
+        0xFA11, 0x2460,   0xFF76, 0xFF9E, 0x1F600, 0x1F468, 0x200D,
+        0xFE0F, 0x10FFFF, 0x7F,   0x1B,
     };
     static const char *names[] = {"Subject", "X-Kairan-Title"};
     uint64_t seed = 12345;
@@ -371,10 +372,10 @@ static void test_decode(void **state)
         /* errors */
         {"=?ISO-2022-JP?B?GyRCM1g5OxsoQg==?=", NULL},
         {"=?UTF-8?B?5a2m*?=", NULL},
-        {"=?UTF-8?B?/w==?=", NULL},      /* 0xFF is not UTF-8 */
+        {"=?UTF-8?B?/w==?=", NULL}, /* 0xFF is not UTF-8 */
         {"=?UTF-8?Q?a=ZZ?=", NULL},
         {"=?UTF-8?Q?a=4?=", NULL},
-        {"=?UTF-8?B?AA==?=", NULL},      /* NUL */
+        {"=?UTF-8?B?AA==?=", NULL}, /* NUL */
         {"a\r\nBcc: x", NULL},
         {"a\rb", NULL},
         {"\xff", NULL},
@@ -549,20 +550,13 @@ static void test_addr_is_dot_atom(void **state)
         const char *addr;
         int yes;
     } cases[] = {
-        {"taro@example.jp", 1},
-        {"taro.yamada+pta@mail.school.ed.jp", 1},
-        {"o'brien@example.com", 1},
-        {"taro..yamada.@docomo.ne.jp", 0},
-        {".abc@ezweb.ne.jp", 0},
-        {"abc.@docomo.ne.jp", 0},
-        {"\"taro\"@example.jp", 0},
-        {"taro@localhost", 0},
-        {"taro@-example.jp", 0},
-        {"taro@example-.jp", 0},
-        {"taro@exa_mple.jp", 0},
-        {"山田@example.jp", 0},
-        {"taro@例え.jp", 0},
-        {"a(b)@example.jp", 0},
+        {"taro@example.jp", 1},     {"taro.yamada+pta@mail.school.ed.jp", 1},
+        {"o'brien@example.com", 1}, {"taro..yamada.@docomo.ne.jp", 0},
+        {".abc@ezweb.ne.jp", 0},    {"abc.@docomo.ne.jp", 0},
+        {"\"taro\"@example.jp", 0}, {"taro@localhost", 0},
+        {"taro@-example.jp", 0},    {"taro@example-.jp", 0},
+        {"taro@exa_mple.jp", 0},    {"山田@example.jp", 0},
+        {"taro@例え.jp", 0},        {"a(b)@example.jp", 0},
         {"not an address", 0},
     };
 
@@ -746,8 +740,8 @@ static const char *field(const struct parsed *p, const char *name)
 
 static void test_build_roundtrip(void **state)
 {
-    char *subject = repeat("【重要】台風10号の接近に伴う臨時休校について😀①髙﨑 ",
-                           4);
+    char *subject =
+        repeat("【重要】台風10号の接近に伴う臨時休校について😀①髙﨑 ", 4);
     const char *body = "保護者の皆様\n\n明日は臨時休校とします。\r\n"
                        "詳しくは学校のホームページをご覧ください。\n"
                        "さくら小学校 校長 髙﨑①\n";
@@ -767,9 +761,10 @@ static void test_build_roundtrip(void **state)
     struct parsed p;
     char *out = NULL, *dec = NULL, *name = NULL, *addr = NULL;
     size_t len = 0;
-    const char *order[] = {"Date", "From", "Reply-To", "To", "Subject",
-                           "Message-ID", "MIME-Version", "Content-Type",
-                           "Content-Transfer-Encoding"};
+    const char *order[] = {
+        "Date",         "From",         "Reply-To",
+        "To",           "Subject",      "Message-ID",
+        "MIME-Version", "Content-Type", "Content-Transfer-Encoding"};
 
     assert_int_equal(kn_mime_build(&m, &out, &len), 0);
     parse_message(out, len, &p);
@@ -812,6 +807,54 @@ static void test_build_roundtrip(void **state)
     parsed_free(&p);
     free(out);
     free(subject);
+}
+
+/* RFC 8058: both headers exactly, the URL in brackets unfolded; none
+ * without a URL; a URL that could break the header refused. */
+static void test_build_list_unsubscribe(void **state)
+{
+    char url[400];
+    struct kn_mime_msg m = {
+        .from = "noreply@example.jp",
+        .to = "parent@example.jp",
+        .subject = "行事のお知らせ",
+        .body = "本文",
+        .message_id = "<kn.0.1@example.jp>",
+        .date_ms = 1795298400000LL,
+    };
+    char *out = NULL, *want;
+    size_t len = 0;
+    const char *bad[] = {"http://k.example.jp/u/x",
+                         "https://k.example.jp/u/a b",
+                         "https://k.example.jp/u/a>b",
+                         "https://k/u/a,b",
+                         "https://k.example.jp/u/\xe3\x81\x82",
+                         "https://"};
+
+    snprintf(url, sizeof(url), "https://kairan.example.jp/u/%0300d", 7);
+    m.unsub = url;
+    assert_int_equal(kn_mime_build(&m, &out, &len), 0);
+    want = kn_xasprintf("\r\nList-Unsubscribe: <%s>\r\n"
+                        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                        url);
+    assert_non_null(strstr(out, want));
+    free(want);
+    /* (parse_message checks 76 octets a line: this one header may pass
+     * it, RFC 2369 forbids folding inside the brackets) */
+    assert_non_null(strstr(out, "\r\n\r\n"));
+    assert_true(strstr(out, "List-Unsubscribe:") < strstr(out, "\r\n\r\n"));
+    free(out);
+
+    m.unsub = NULL;
+    assert_int_equal(kn_mime_build(&m, &out, &len), 0);
+    assert_null(strstr(out, "List-Unsubscribe"));
+    free(out);
+
+    for (size_t i = 0; i < KN_ARRAY_SIZE(bad); i++) {
+        m.unsub = bad[i];
+        assert_int_equal(kn_mime_build(&m, &out, &len), KN_EINVAL);
+        assert_null(out);
+    }
 }
 
 static void test_build_urgent_and_ascii(void **state)
@@ -1047,6 +1090,7 @@ int main(void)
         cmocka_unit_test(test_split_mailbox),
         cmocka_unit_test(test_build_roundtrip),
         cmocka_unit_test(test_build_urgent_and_ascii),
+        cmocka_unit_test(test_build_list_unsubscribe),
         cmocka_unit_test(test_build_from_forms),
         cmocka_unit_test(test_build_body_line_ends),
         cmocka_unit_test(test_build_injection),

@@ -209,6 +209,31 @@ static void test_body(void **state)
     free(s);
     j1.link = NULL;
 
+    /* RFC 8058 (issue 16): the one-click headers in the personalization
+     * of a job that has a URL, none in another's. */
+    j1.unsub = "https://kairan.example.jp/u/tok1.0123";
+    s = kn__sendgrid_body(&f, jobs, 2);
+    b = json_loads(s, 0, NULL);
+    {
+        json_t *h0 = json_object_get(
+            json_array_get(json_object_get(b, "personalizations"), 0),
+            "headers");
+        json_t *h1 = json_object_get(
+            json_array_get(json_object_get(b, "personalizations"), 1),
+            "headers");
+        assert_string_equal(
+            json_string_value(json_object_get(h0, "List-Unsubscribe")),
+            "<https://kairan.example.jp/u/tok1.0123>");
+        assert_string_equal(
+            json_string_value(json_object_get(h0, "List-Unsubscribe-Post")),
+            "List-Unsubscribe=One-Click");
+        assert_null(json_object_get(h1, "List-Unsubscribe"));
+        assert_null(json_object_get(h1, "List-Unsubscribe-Post"));
+    }
+    json_decref(b);
+    free(s);
+    j1.unsub = NULL;
+
     m.subject = "\xff";
     assert_null(kn__sendgrid_body(&f, jobs, 1));
 

@@ -45,7 +45,7 @@
         }
         if (row.guardian && k.guardians.indexOf(row.guardian) < 0) k.guardians.push(row.guardian);
         if (row.channel && k.channels.indexOf(row.channel) < 0) k.channels.push(row.channel);
-        if (row.state === 'bounced' || row.state === 'suppressed') {
+        if (row.state === 'bounced' || row.state === 'suppressed' || row.state === 'opted_out') {
           const why = (KN.lang === 'ja' ? row.reason_ja : row.reason) || row.reason || '';
           k.bounces.push({ state: row.state, reason: why });
         }
@@ -121,6 +121,8 @@
         stats.append(stat(t('bc.bounced'), sum(c, 'bounced'), 'bc-bounced'),
           stat(t('bc.suppressed'), sum(c, 'suppressed'), 'bc-suppressed'));
       }
+      // issue 16: guardians who opted out of this category (not sent)
+      if (sum(c, 'opted_out') > 0) stats.append(stat(t('bc.opted_out'), sum(c, 'opted_out'), 'bc-opted-out'));
       if (!bc.ack) stats.append(el('li', { class: 'muted' }, t('bc.no_ack')));
       chans.textContent = '';
       const rows = Object.keys(c).map((ch) => [t('bc.ch.' + ch), c[ch].total, c[ch].delivered, c[ch].pending, c[ch].failed, c[ch].expired, c[ch].cancelled, c[ch].bounced || 0, c[ch].suppressed || 0]);

@@ -43,3 +43,37 @@ local function ungroup(id, old, keep)
     end
   end
 end
+-- What guardians chose (model/directory.h "pf", issue 16) survives the
+-- school's re-import: keep_prefs(old c, new c) gives the new record with
+-- the "pf" of every old guardian (the record itself, then its "g") whose
+-- e-mail or LINE index ("ei", "li") a guardian of the new record has,
+-- moved to that guardian.  Without any "pf" in the old record the new one
+-- is returned as it is (no JSON work).
+local function keep_prefs(old, new)
+  if not old or not string.find(old, '"pf"', 1, true) then return new end
+  local ok1, o = pcall(cjson.decode, old)
+  local ok2, n = pcall(cjson.decode, new)
+  if not ok1 or not ok2 or type(o) ~= 'table' or type(n) ~= 'table' then
+    return new
+  end
+  local by = {}
+  local function collect(g)
+    if type(g) == 'table' and type(g.pf) == 'table' then
+      if type(g.ei) == 'string' then by['e' .. g.ei] = by['e' .. g.ei] or g.pf end
+      if type(g.li) == 'string' then by['l' .. g.li] = by['l' .. g.li] or g.pf end
+    end
+  end
+  collect(o)
+  if type(o.g) == 'table' then for _, g in ipairs(o.g) do collect(g) end end
+  local moved = false
+  local function give(g)
+    if type(g) ~= 'table' then return end
+    local pf = (type(g.ei) == 'string' and by['e' .. g.ei]) or
+      (type(g.li) == 'string' and by['l' .. g.li])
+    if pf then g.pf = pf; moved = true end
+  end
+  give(n)
+  if type(n.g) == 'table' then for _, g in ipairs(n.g) do give(g) end end
+  if not moved then return new end
+  return cjson.encode(n)
+end

@@ -1,0 +1,391 @@
+/*
+ * unsub.c - GET and POST /u/{token}: the one-click unsubscribe of RFC 8058
+ * (issue 16) behind the List-Unsubscribe header of every e-mail that is
+ * neither urgent nor of an emergency category (dispatcher/worker.c,
+ * adapters/mime.c, adapters/sendgrid.c).
+ *
+ * The token (model/gtoken.h, KN_GTOKEN_UNSUB) names the tenant, the child,
+ * the blind index of the address the mail went to and the category.  No
+ * login and no CSRF token: mail providers POST cross-site by design, and
+ * the signed token is the authentication.  What it may do is one thing:
+ * add the category to that guardian's "pf"."ox" (queue/lua/pref_set.lua,
+ * ox_add), idempotently; nothing else of the guardian or the child
+ * changes.  A GET changes nothing (link scanners open every link): it
+ * shows the page with a button that POSTs the same form.  Refused with
+ * 400 and a page saying why: a forged, altered or expired token, a body
+ * other than List-Unsubscribe=One-Click (urlencoded or multipart), a
+ * category that is (now) an emergency one, a guardian no longer in the
+ * directory.  Every change is one line of the operation log,
+ * guardian.unsubscribe (tenant, child, category; never an address).
+ *
+ * The page is web/unsub/page.html filled from web/unsub/strings-<lang>.json
+ * (Japanese first; ?lang=en for English): no script, the page's own style
+ * by its hash, a form that may post only to this origin.
+ */
+#include "dispatcher/http/http_int.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/argv.h"
+#include "common/buf.h"
+#include "common/codec.h"
+#include "common/kn.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "config/config.h"
+#include "model/audit.h"
+#include "model/gtoken.h"
+#include "model/label.h"
+#include "queue/keys.h"
+#include "queue/lua.h"
+
+extern const char kn__web_unsub_html[], kn__web_unsub_css[], kn__web_unsub_ja[],
+    kn__web_unsub_en[];
+extern const size_t kn__web_unsub_html_len, kn__web_unsub_css_len,
+    kn__web_unsub_ja_len, kn__web_unsub_en_len;
+
+/* queue/lua/pref_set.lua (model/directory.h "pf"). */
+static struct kn_redis_script pref_set = {"pref_set", kn_lua_pref_set, ""};
+
+static char csp[256];
+static json_t *strings[2]; /* ja, en */
+
+static void init(void)
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char *b64;
+    if (csp[0] != '\0')
+        return;
+    kn_redis_script_init(&pref_set);
+    strings[0] = json_loadb(kn__web_unsub_ja, kn__web_unsub_ja_len, 0, NULL);
+    strings[1] = json_loadb(kn__web_unsub_en, kn__web_unsub_en_len, 0, NULL);
+    if (!json_is_object(strings[0]) || !json_is_object(strings[1]))
+        KN_PANIC("web/unsub/strings-*.json are not JSON objects");
+    EVP_Digest(kn__web_unsub_css, kn__web_unsub_css_len, md, &mdlen,
+               EVP_sha256(), NULL);
+    b64 = kn_b64_encode(md, mdlen);
+    snprintf(csp, sizeof(csp),
+             "default-src 'none'; style-src 'sha256-%s'; form-action 'self'; "
+             "base-uri 'none'; frame-ancestors 'none'",
+             b64);
+    free(b64);
+}
+
+/* ------------------------------------------------------------ the page */
+
+/* What one page shows: the state and the values of its {{names}}. */
+enum page_kind { P_FORM, P_DONE, P_ERROR };
+
+struct page {
+    enum page_kind kind;
+    const char *error_key; /* P_ERROR: "error.<what>" */
+    const char *category;  /* NULL: not shown */
+    const char *token;     /* the form's action */
+    int en;                /* English (?lang=en) */
+};
+
+static const char *str(const struct page *p, const char *key)
+{
+    json_t *v = json_object_get(strings[p->en], key);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* The value of {{name}} (escaped by the caller), or NULL for none: then
+ * a section {{#name}}...{{/name}} is left out. */
+static const char *value(const struct page *p, const char *name, char *tmp,
+                         size_t cap)
+{
+    static const char *const kinds[] = {"form", "done", "error"};
+    const char *kind = kinds[p->kind];
+    if (strcmp(name, "style") == 0)
+        return ""; /* added raw by fill() */
+    if (strcmp(name, "lang") == 0 || strcmp(name, "switch") == 0 ||
+        strcmp(name, "switch_lang") == 0 || strcmp(name, "title") == 0 ||
+        strcmp(name, "category_label") == 0)
+        return str(p, name);
+    if (strcmp(name, "switch_href") == 0) {
+        snprintf(tmp, cap, "?lang=%s", p->en ? "ja" : "en");
+        return tmp;
+    }
+    if (strcmp(name, "heading") == 0 || strcmp(name, "lead") == 0) {
+        if (p->kind == P_ERROR && name[0] == 'l')
+            return NULL;
+        snprintf(tmp, cap, "%s.%s", kind, name);
+        return str(p, tmp);
+    }
+    if (strcmp(name, "error") == 0)
+        return p->kind == P_ERROR ? str(p, p->error_key) : NULL;
+    if (strcmp(name, "category") == 0)
+        return p->kind != P_ERROR ? p->category : NULL;
+    if (strcmp(name, "form") == 0)
+        return p->kind == P_FORM ? "" : NULL;
+    if (strcmp(name, "done") == 0 || strcmp(name, "undo") == 0 ||
+        strcmp(name, "mypage") == 0) {
+        if (p->kind != P_DONE)
+            return NULL;
+        snprintf(tmp, cap, "done.%s", name);
+        return str(p, tmp);
+    }
+    if (strcmp(name, "note") == 0 || strcmp(name, "button") == 0) {
+        snprintf(tmp, cap, "form.%s", name);
+        return str(p, tmp);
+    }
+    if (strcmp(name, "action") == 0) {
+        /* relative to /u/<token>: the same URL, in the page's language */
+        snprintf(tmp, cap, "%s?lang=%s", p->token ? p->token : "",
+                 p->en ? "en" : "ja");
+        return tmp;
+    }
+    return NULL;
+}
+
+/*
+ * Fill the template: {{name}} becomes its value, escaped ({{style}} the
+ * style sheet, raw: it is ours); {{#name}} ... {{/name}} is kept only when
+ * name has a value.  The template is ours and has no nested sections.
+ */
+static char *fill(const struct page *p, const char *mypage_href)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    const char *s = kn__web_unsub_html, *end = s + kn__web_unsub_html_len;
+    while (s < end) {
+        const char *o = memmem(s, (size_t)(end - s), "{{", 2), *c;
+        char name[40], tmp[KN_GTOKEN_MAX + 64];
+        const char *v;
+        size_t n;
+        if (o == NULL || (c = memmem(o, (size_t)(end - o), "}}", 2)) == NULL) {
+            kn_buf_addn(&b, s, (size_t)(end - s));
+            break;
+        }
+        kn_buf_addn(&b, s, (size_t)(o - s));
+        n = (size_t)(c - o - 2);
+        snprintf(name, sizeof(name), "%.*s", (int)n, o + 2);
+        s = c + 2;
+        if (name[0] == '/')
+            continue; /* the end of a section kept */
+        if (name[0] == '#') {
+            if (value(p, name + 1, tmp, sizeof(tmp)) == NULL) {
+                char close[44];
+                const char *x;
+                snprintf(close, sizeof(close), "{{/%s}}", name + 1);
+                x = memmem(s, (size_t)(end - s), close, strlen(close));
+                s = x ? x + strlen(close) : end;
+            }
+            continue;
+        }
+        if (strcmp(name, "style") == 0) {
+            kn_buf_addn(&b, kn__web_unsub_css, kn__web_unsub_css_len);
+            continue;
+        }
+        if (strcmp(name, "mypage_href") == 0) {
+            kn_text_html(&b, mypage_href, strlen(mypage_href));
+            continue;
+        }
+        v = value(p, name, tmp, sizeof(tmp));
+        if (v != NULL)
+            kn_text_html(&b, v, strlen(v));
+    }
+    return kn_buf_take(&b, NULL);
+}
+
+static void answer(struct conn *c, int status, const struct page *p)
+{
+    char *mypage = kn_xasprintf("%s/m", c->srv->cfg->http_public_url
+                                            ? c->srv->cfg->http_public_url
+                                            : "");
+    char *html = fill(p, mypage);
+    kn__httpd_respond(c, status, "text/html; charset=utf-8", html, strlen(html),
+                      csp, NULL);
+    free(html);
+    free(mypage);
+}
+
+static void refuse(struct conn *c, int en, const char *error_key)
+{
+    struct page p = {P_ERROR, error_key, NULL, NULL, en};
+    answer(c, 400, &p);
+}
+
+/* ?lang=en anywhere in the query: English; Japanese otherwise. */
+static int want_en(const struct conn *c)
+{
+    const char *q = c->req.query;
+    for (const char *p = q; p != NULL && *p;) {
+        size_t n = strcspn(p, "&");
+        if (n == 7 && strncmp(p, "lang=en", 7) == 0)
+            return 1;
+        p += n + (p[n] == '&');
+    }
+    return 0;
+}
+
+/* Check the token; 0 and t filled, or -1 after answering 400. */
+static int token(struct conn *c, struct kn_gtoken *t)
+{
+    int rc;
+    init();
+    rc = kn_gtoken_parse(c->srv->d->kr, c->req.param ? c->req.param : "",
+                         KN_GTOKEN_UNSUB, kn_now_ms(), t);
+    if (rc == 0 && t->extra[0] != '\0')
+        return 0;
+    if (rc == 0 || rc == KN_ETIMEDOUT)
+        kn_gtoken_free(t);
+    refuse(c, want_en(c),
+           rc == KN_ETIMEDOUT ? "error.expired" : "error.invalid");
+    return -1;
+}
+
+void kn__httpd_run_unsub_get(struct conn *c)
+{
+    struct kn_gtoken t;
+    struct page p;
+    if (token(c, &t) < 0)
+        return;
+    p = (struct page){P_FORM, NULL, t.extra, c->req.param, want_en(c)};
+    answer(c, 200, &p);
+    kn_gtoken_free(&t);
+}
+
+/* ------------------------------------------------------------ the POST */
+
+/* What a POST waits with for Redis. */
+struct unsub {
+    struct conn *c;
+    struct kn_gtoken t;
+    int en;
+};
+
+static void unsub_free(struct unsub *u)
+{
+    kn_gtoken_free(&u->t);
+    free(u);
+}
+
+static void on_pref_set(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct unsub *u = arg;
+    struct conn *c = u->c;
+    struct page p;
+    if (!kn__httpd_conn_release(c)) {
+        unsub_free(u);
+        return;
+    }
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        unsub_free(u);
+        return;
+    }
+    if (rep->element[0]->integer < 0) {
+        refuse(c, u->en, "error.gone");
+        unsub_free(u);
+        return;
+    }
+    if (rep->element[0]->integer == 1) {
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s}", "tenant", u->t.tenant,
+                              "child", u->t.child, "category", u->t.extra,
+                              "source", c->req.source);
+        if (f == NULL || kn_audit_op(c->srv->cfg->audit_dir, "guardian",
+                                     "guardian.unsubscribe", f) < 0)
+            kn_log(KN_LOG_WARN, "http", "cannot append to the operation log",
+                   "dir", c->srv->cfg->audit_dir, NULL);
+    }
+    p = (struct page){P_DONE, NULL, u->t.extra, NULL, u->en};
+    answer(c, 200, &p);
+    unsub_free(u);
+}
+
+/* The category's flags are in: refuse an emergency one, else opt out. */
+static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct unsub *u = arg;
+    struct conn *c = u->c;
+    struct kn_daemon *d = c->srv->d;
+    struct kn_argv a;
+    char now[24], *patch;
+    json_t *j;
+    if (!kn__httpd_conn_release(c)) {
+        unsub_free(u);
+        return;
+    }
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        unsub_free(u);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    if (kn_category_emergency(
+            u->t.extra, rep->type == REDIS_REPLY_STRING ? rep->str : NULL)) {
+        refuse(c, u->en, "error.emergency");
+        unsub_free(u);
+        return;
+    }
+    j = json_pack("{s:s}", "ox_add", u->t.extra);
+    patch = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (patch == NULL) { /* not UTF-8: not a category kairan made */
+        refuse(c, u->en, "error.invalid");
+        unsub_free(u);
+        return;
+    }
+    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
+    kn_argv_init(&a);
+    kn_argv_add(&a, d->prefix);
+    kn_argv_add(&a, u->t.tenant);
+    kn_argv_add(&a, u->t.child);
+    kn_argv_add(&a, u->t.index);
+    kn_argv_add(&a, now);
+    kn_argv_take(&a, patch);
+    kn__httpd_conn_hold(c);
+    if (kn_redis_eval(d->cmd, &pref_set, on_pref_set, u, 0, a.n,
+                      (const char **)a.v, a.len) < 0) {
+        c->refs--;
+        unsub_free(u);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    kn_argv_free(&a);
+}
+
+void kn__httpd_run_unsub_post(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct unsub *u;
+    char *cats;
+    if (!kn_gtoken_unsub_form_ok(c->req.ctype, kn_buf_str(&c->req.body),
+                                 kn_buf_len(&c->req.body))) {
+        init();
+        refuse(c, want_en(c), "error.body");
+        return;
+    }
+    u = kn_xcalloc(1, sizeof(*u));
+    if (token(c, &u->t) < 0) {
+        free(u);
+        return;
+    }
+    u->en = want_en(c);
+    /* A change that cannot be logged is not made (model/audit.h). */
+    if (kn_audit_ready(c->srv->cfg->audit_dir) < 0) {
+        unsub_free(u);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "the operation log cannot be written; try "
+                                "again later");
+        return;
+    }
+    u->c = c;
+    cats = kn_key_cats(d->prefix, u->t.tenant);
+    kn__httpd_conn_hold(c);
+    if (kn_redis_cmd(d->cmd, on_flags, u, "HGET %s %s", cats, u->t.extra) < 0) {
+        c->refs--;
+        unsub_free(u);
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    free(cats);
+}
