@@ -74,7 +74,10 @@ struct kn_job {
     int64_t first_ms; /* when the job was first enqueued */
     const char *link; /* personal confirmation link (ack broadcasts) or
                          NULL: every channel's text must carry it */
-    void *_owner;     /* the worker's record of this job */
+    /* e-mail: the guardian's personal "my page" link (issue 16), written
+     * at the foot by kn_message_mypage_text, or NULL */
+    const char *mypage;
+    void *_owner; /* the worker's record of this job */
     /* e-mail: the VERP reference (model/dsn.h) for the envelope sender and
      * SendGrid's custom_args, or NULL (issue 18) */
     const char *bounce_ref;

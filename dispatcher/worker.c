@@ -52,6 +52,7 @@
 #include "dispatcher/rate.h"
 #include "dispatcher/route.h"
 #include "dispatcher/worker.h"
+#include "model/gtoken.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
@@ -112,6 +113,7 @@ static void job_free(struct wjob *jb)
     free(jb->rcpt_list);
     free(jb->key);
     free(jb->link);
+    free(jb->mypage);
     free(jb->fin_detail);
     free(jb);
 }
@@ -560,6 +562,30 @@ static int open_addrs(struct wjob *jb)
     return 0;
 }
 
+/*
+ * The guardian's personal my-page link for an e-mail (issue 16,
+ * docs/mypage.md): <public_url>/m#t=<token>, the token naming the tenant,
+ * the child (the job's recipient id) and the address' blind index, valid
+ * KN_GTOKEN_MYPAGE_MS; one HMAC.  NULL without a public URL, or when a part
+ * cannot be named in a token (an inline recipient's id, say).
+ */
+static char *mypage_link(struct kn_daemon *d, const char *tenant,
+                         const char *child, const char *index)
+{
+    const char *base = d->cfg->http_public_url;
+    char *t, *url;
+    if (base == NULL || base[0] == '\0' || tenant == NULL || child == NULL ||
+        index == NULL)
+        return NULL;
+    t = kn_gtoken_make(d->kr, KN_GTOKEN_MYPAGE, tenant, child, index,
+                       kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
+    if (t == NULL)
+        return NULL;
+    url = kn_xasprintf("%s/m#t=%s", base, t);
+    free(t);
+    return url;
+}
+
 /* Fill in what the adapter reads of a job. */
 static void prepare(struct wjob *jb, struct kn_adapter *via)
 {
@@ -579,6 +605,10 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
         free(t);
     }
     jb->job.link = jb->link;
+    if (w->ch == KN_CH_EMAIL && jb->naddr == 1 && jb->mypage == NULL)
+        jb->mypage = mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0],
+                                 jb->bindex[0]);
+    jb->job.mypage = jb->mypage;
     kn__bounce_ref(w->d, jb); /* e-mail: the VERP reference (bounce.c) */
     jb->job._owner = jb;
     jb->via = via;

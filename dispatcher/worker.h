@@ -42,6 +42,7 @@ struct wjob {
     struct kn__msg *msg;
     char **addr; /* plaintext, wiped after the send */
     char *link;  /* personal confirmation link */
+    char *mypage; /* e-mail: the guardian's my-page link (issue 16) */
     int claimed;
     int prio;                   /* 0 urgent, 1 normal */
     int probe;                  /* the breaker's probe of the relay */
