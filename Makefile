@@ -57,10 +57,13 @@ LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 	dispatcher/http/templates.c dispatcher/http/preview.c
 LIB_SRCS += dispatcher/http/phones.c
 LIB_SRCS += model/gtoken.c
+# The guardian's my page (issue 16).
+LIB_SRCS += dispatcher/http/mypage.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
+LIB_OBJS += $(BUILD)/gen/web_mypage.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -130,6 +133,17 @@ WEB_REGISTER := register_html=web/register/index.html \
 $(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
+
+# The guardian's my page (dispatcher/http/mypage.c), the same way.
+WEB_MYPAGE := mypage_html=web/mypage/index.html \
+	mypage_css=web/mypage/mypage.css \
+	mypage_js=web/mypage/mypage.js \
+	mypage_ja=web/mypage/strings-ja.json \
+	mypage_en=web/mypage/strings-en.json
+
+$(BUILD)/gen/web_mypage.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_MYPAGE),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_MYPAGE))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -119,7 +119,13 @@ enum route_id {
     R_REG_APP,
     R_REG_LINE,
     R_DEVICES,
-    R_BC_PHONES
+    R_BC_PHONES,
+    R_MY_PAGE,
+    R_MY_FILE,
+    R_MY_VIEW,
+    R_MY_SAVE,
+    R_MY_CODE,
+    R_MY_LINK
 };
 
 #define ROLE(r) (1u << (r))
@@ -521,6 +527,15 @@ void kn__httpd_run_register_verify(struct conn *c);
 void kn__httpd_run_register_app(struct conn *c);
 void kn__httpd_run_register_line(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
+
+/* ---- mypage.c ---- */
+
+void kn__httpd_run_mypage_page(struct conn *c);
+void kn__httpd_run_mypage_file(struct conn *c);
+void kn__httpd_run_mypage_view(struct conn *c);
+void kn__httpd_run_mypage_save(struct conn *c);
+void kn__httpd_run_mypage_code(struct conn *c);
+void kn__httpd_run_mypage_link(struct conn *c);
 
 /* ---- phones.c ---- */
 

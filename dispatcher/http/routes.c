@@ -123,6 +123,13 @@ static const struct route routes[] = {
     /* One child's whole phone numbers, to phone (phones.c). */
     {R_BC_PHONES, HTTP_GET, "/v1/broadcasts/{}/recipients/{}/phones",
      STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_phones},
+    /* The guardian's own page (mypage.c): the link's token in the body. */
+    {R_MY_PAGE, HTTP_GET, "/m", 0, 1, kn__httpd_run_mypage_page},
+    {R_MY_FILE, HTTP_GET, "/m/{}", 0, 1, kn__httpd_run_mypage_file},
+    {R_MY_VIEW, HTTP_POST, "/m/view", 0, 1, kn__httpd_run_mypage_view},
+    {R_MY_SAVE, HTTP_POST, "/m/save", 0, 1, kn__httpd_run_mypage_save},
+    {R_MY_CODE, HTTP_POST, "/m/code", 0, 1, kn__httpd_run_mypage_code},
+    {R_MY_LINK, HTTP_POST, "/m/link", 0, 1, kn__httpd_run_mypage_link},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */
