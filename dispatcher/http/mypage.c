@@ -927,7 +927,7 @@ static void on_pref(struct kn_redis *r, redisReply *rep, void *arg)
                                   m->tk.tenant, "id", m->tk.child, "source",
                                   c->req.source, "via", "mypage", "fields",
                                   fields);
-            if (kn_audit_op(c->srv->cfg->audit_dir, "guardian", "prefs", j) <
+            if (kn_audit_op(c->srv->cfg->audit_dir, "guardian", "guardian.prefs", j) <
                 0)
                 kn_log(KN_LOG_WARN, "http",
                        "cannot append to the operation log", "dir",
@@ -1222,13 +1222,11 @@ void kn__httpd_run_mypage_code(struct conn *c)
 struct link {
     char sheet[64];
     char bi[33];
-    char *email;
     char *tenant, *child;
 };
 
 static void link_free(struct link *l)
 {
-    kn__httpd_free_secret(&l->email);
     free(l->tenant);
     free(l->child);
     free(l);
@@ -1252,6 +1250,7 @@ static void on_link_guardians(struct batch *b)
     struct conn *c = b->c;
     struct http_srv *s;
     json_t *rec = NULL, *reg = NULL, *g = NULL;
+    char *to = NULL;
     if (!kn__httpd_batch_usable(b))
         goto out;
     s = c->srv;
@@ -1269,7 +1268,10 @@ static void on_link_guardians(struct batch *b)
     }
     /* The same answer, found or not; the mail after it. */
     link_answer(c);
-    if (g != NULL) {
+    /* The mail goes to the address on record, not to what was typed. */
+    if (g != NULL)
+        to = unseal_opt(s->d->kr, "email", jstr(g, KN_DIR_EMAIL));
+    if (to != NULL) {
         char *t = kn_gtoken_make(s->d->kr, KN_GTOKEN_MYPAGE, l->tenant,
                                  l->child, l->bi,
                                  kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
@@ -1284,9 +1286,9 @@ static void on_link_guardians(struct batch *b)
                 "Do not forward it.\n",
                 l->tenant, s->cfg->http_public_url, t, l->tenant);
             char masked[200];
-            send_one(s, l->tenant, l->child, "email", l->email,
+            send_one(s, l->tenant, l->child, "email", to,
                      "【連絡網】マイページへのリンク", body);
-            kn_mask_address(l->email, masked, sizeof(masked));
+            kn_mask_address(to, masked, sizeof(masked));
             kn_log(KN_LOG_INFO, "http", "my-page link queued", "tenant",
                    l->tenant, "to", masked, NULL);
             OPENSSL_cleanse(body, strlen(body));
@@ -1295,6 +1297,7 @@ static void on_link_guardians(struct batch *b)
         }
     }
 out:
+    kn__httpd_free_secret(&to);
     json_decref(rec);
     json_decref(reg);
     link_free(l);
@@ -1378,7 +1381,6 @@ void kn__httpd_run_mypage_link(struct conn *c)
     l = kn_xcalloc(1, sizeof(*l));
     if (kn_reg_normalise(id, KN_REG_ID_LEN, l->sheet, sizeof(l->sheet)) <= 0)
         snprintf(l->sheet, sizeof(l->sheet), "%s", id);
-    l->email = kn_xstrdup(email);
     kn_blind_index(d->kr, "email", email, l->bi);
     json_decref(j);
     b = kn__httpd_batch_new(c->srv, c, on_link_counts, l);
