@@ -96,6 +96,8 @@ struct kn_expander {
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
     size_t nrj, lookups;
+    char *inl;      /* per entry: 1 if inline, "i:" (KN_JOB_INLINE) */
+    int inline_now; /* the entry being expanded is inline */
     int page_lost; /* a lookup got no reply: the page is read again */
 
     /* the step running on the current entry, for a failure's reason */

@@ -84,6 +84,8 @@ static void add_job(struct kn_expander *e, struct kn_argv *a,
     snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
     j = job_json(e, ch, key, platform, fallback);
     kn_job_set_rcpt(j, rcpt, sealed, bi);
+    if (e->inline_now)
+        json_object_set_new(j, KN_JOB_INLINE, json_true());
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
     e->qs[(int)ch * 2 + (e->urgent ? 0 : 1)].pending++;
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
@@ -411,6 +413,7 @@ static void commit_page(struct kn_expander *e)
             unreachable++;
             continue;
         }
+        e->inline_now = e->inl[i];
         added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline);
         /* Every guardian of the child gets the child's message (jobs
          * of one address are made once per broadcast: commit_page). */
@@ -422,6 +425,7 @@ static void commit_page(struct kn_expander *e)
         if (added == 0)
             unreachable++;
     }
+    e->inline_now = 0;
     add_line_groups(e, &a, line, nline);
     free(line);
     free(a.v[unreachable_at]);
@@ -542,6 +546,8 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
     e->page_cost = (int64_t)rep->elements;
     e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
     e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
+    free(e->inl);
+    e->inl = kn_xcalloc(e->nrj + 1, 1);
     e->lookups = 1; /* held until every lookup is sent */
     for (size_t i = 0; i < rep->elements; i++) {
         const char *s = rep->element[i]->str;
@@ -549,6 +555,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             e->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
             e->rj[i] = json_loads(s + 2, 0, NULL);
+            e->inl[i] = 1;
             e->rid[i] = kn_xstrdup(
                 jstr(e->rj[i], KN_DIR_ID) ? jstr(e->rj[i], KN_DIR_ID) : "?");
         } else if (strncmp(s, "d:", 2) == 0) {

@@ -50,6 +50,9 @@
 #define KN_JOB_EXPIRES    "x"
 #define KN_JOB_PLATFORM   "k"
 #define KN_JOB_FALLBACK   "fb"
+/* true: the recipient is inline (the broadcast's own "recipients"), not
+ * a child of the directory: its e-mail gets no my-page link (issue 16) */
+#define KN_JOB_INLINE "il"
 #define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
 /*
