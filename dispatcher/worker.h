@@ -42,7 +42,8 @@ struct wjob {
     struct kn__msg *msg;
     char **addr; /* plaintext, wiped after the send */
     char *link;  /* personal confirmation link */
-    char *mypage; /* e-mail: the guardian's my-page link (issue 16) */
+    /* e-mail: the guardian's my-page link (issue 16) */
+    char *mypage;
     int claimed;
     int prio;                   /* 0 urgent, 1 normal */
     int probe;                  /* the breaker's probe of the relay */

@@ -50,10 +50,11 @@
 #define KN_JOB_EXPIRES    "x"
 #define KN_JOB_PLATFORM   "k"
 #define KN_JOB_FALLBACK   "fb"
+#define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
+
 /* true: the recipient is inline (the broadcast's own "recipients"), not
  * a child of the directory: its e-mail gets no my-page link (issue 16) */
 #define KN_JOB_INLINE "il"
-#define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
 /*
  * A new job without recipients: b, q, key, n = 0, t = first_ms,

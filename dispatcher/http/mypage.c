@@ -60,14 +60,16 @@
 #define MP_LINK_SHEET  5  /* per sheet ID and hour */
 #define MP_LINK_CLIENT 20 /* per client address and hour */
 #define MP_DAYS_MS     (30LL * 24 * 60 * 60 * 1000)
-#define MP_SCAN        400 /* broadcasts of every tenant looked at (the "400" below) */
-#define MP_MSGS        30  /* messages shown, at most */
-#define MP_OX_MAX      64  /* categories opted out of, at most */
+#define MP_SCAN                                                                \
+    400              /* broadcasts of every tenant looked at (the "400" below) \
+                      */
+#define MP_MSGS   30 /* messages shown, at most */
+#define MP_OX_MAX 64 /* categories opted out of, at most */
 
-#define BAD_LINK                                                               \
-    "このリンクは使えません。もう一度リンクを送ってもらってください "          \
+#define BAD_LINK                                                                                     \
+    "このリンクは使えません。もう一度リンクを送ってもらってください " \
     "(this link is not valid: ask for a new one)"
-#define OLD_LINK                                                               \
+#define OLD_LINK                                                                                                 \
     "このリンクは有効期限が切れました。新しいリンクを送ってもらってください " \
     "(this link has expired: ask for a new one)"
 
@@ -225,14 +227,14 @@ static json_t *channel_order(json_t *g)
 {
     json_t *out = json_array(), *src[2], *v;
     size_t i;
-    src[0] = json_object_get(json_object_get(g, KN_DIR_PREFS),
-                             KN_DIR_PREF_CHANNELS);
+    src[0] =
+        json_object_get(json_object_get(g, KN_DIR_PREFS), KN_DIR_PREF_CHANNELS);
     src[1] = json_object_get(g, KN_DIR_CHANNELS);
     for (int k = 0; k < 2; k++) {
         json_array_foreach(src[k], i, v)
         {
-            int ch = json_is_string(v) ? kn_channel_parse(json_string_value(v))
-                                       : -1;
+            int ch =
+                json_is_string(v) ? kn_channel_parse(json_string_value(v)) : -1;
             if (ch >= 0 && has_channel(g, ch) &&
                 !list_has(out, json_string_value(v)))
                 json_array_append(out, v);
@@ -413,11 +415,11 @@ static void mp_free(struct mp *m)
 static void bad_link(struct conn *c, int expired)
 {
     c->req.auth_result = expired ? "expired" : "bad_link";
-    kn__httpd_respond_json(
-        c, 401,
-        json_pack("{s:s,s:n,s:b}", "error", expired ? OLD_LINK : BAD_LINK,
-                  "field", "expired", expired),
-        NULL);
+    kn__httpd_respond_json(c, 401,
+                           json_pack("{s:s,s:n,s:b}", "error",
+                                     expired ? OLD_LINK : BAD_LINK, "field",
+                                     "expired", expired),
+                           NULL);
 }
 
 static int is_emergency(const struct mp *m, const char *cat)
@@ -453,9 +455,9 @@ static json_t *categories(const redisReply *h)
     json_t *out = json_array(), *own = json_array();
     for (size_t i = 0; i < KN_ARRAY_SIZE(builtin); i++)
         json_array_append_new(
-            out, json_pack("{s:s,s:b}", "name", builtin[i], "emergency",
-                           kn_category_builtin(builtin[i]) ==
-                               KN_CAT_EMERGENCY));
+            out,
+            json_pack("{s:s,s:b}", "name", builtin[i], "emergency",
+                      kn_category_builtin(builtin[i]) == KN_CAT_EMERGENCY));
     if (h != NULL && h->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < h->elements; i += 2) {
             const char *nm = kn__httpd_rstr(h->element[i]);
@@ -555,8 +557,8 @@ out:
  * first reads.  check, when not NULL, looks at the rest of the body
  * first and answers 400 itself (returning -1).
  */
-static void mp_start(struct conn *c, int op, int (*check)(struct conn *c,
-                                                          json_t *j))
+static void mp_start(struct conn *c, int op,
+                     int (*check)(struct conn *c, json_t *j))
 {
     struct kn_daemon *d = c->srv->d;
     json_t *j = body_object(c);
@@ -691,8 +693,8 @@ static void on_broadcasts(struct batch *b)
         for (int k = 0; k < 7; k++)
             f[k] = kn__httpd_rstr(h->element[k]);
         if (f[0] == NULL || strcmp(f[0], m->tk.tenant) != 0 ||
-            (f[6] != NULL &&
-             (strcmp(f[6], "cancelled") == 0 || strcmp(f[6], "scheduled") == 0)))
+            (f[6] != NULL && (strcmp(f[6], "cancelled") == 0 ||
+                              strcmp(f[6], "scheduled") == 0)))
             continue;
         if (!names_child(f[1], f[2], m->tk.child, m->groups))
             continue;
@@ -761,38 +763,37 @@ static void view_go(struct conn *c, struct mp *m)
     json_array_foreach(order, i, v)
     {
         const char *ch = json_string_value(v);
-        json_t *o = json_pack("{s:s,s:b}", "channel", ch, "stopped",
-                              list_has(xc, ch));
+        json_t *o =
+            json_pack("{s:s,s:b}", "channel", ch, "stopped", list_has(xc, ch));
         if (strcmp(ch, "email") == 0) {
             char *e = unseal_opt(d->kr, "email", jstr(m->g, KN_DIR_EMAIL));
             kn_mask_address(e ? e : "", masked, sizeof(masked));
             kn__httpd_free_secret(&e);
             json_object_set_new(o, "address", json_string(masked));
-            json_array_append_new(contacts,
-                                  json_pack("{s:s,s:s}", "via", "email",
-                                            "address", masked));
+            json_array_append_new(
+                contacts,
+                json_pack("{s:s,s:s}", "via", "email", "address", masked));
         } else if (strcmp(ch, "line") == 0) {
             json_object_set_new(o, "address", json_string("LINE"));
-            json_array_append_new(contacts, json_pack("{s:s,s:s}", "via",
-                                                      "line", "address",
-                                                      "LINE"));
+            json_array_append_new(
+                contacts,
+                json_pack("{s:s,s:s}", "via", "line", "address", "LINE"));
         } else {
-            json_object_set_new(
-                o, "devices",
-                json_integer((json_int_t)json_array_size(
-                    json_object_get(m->g, KN_DIR_PUSH))));
+            json_object_set_new(o, "devices",
+                                json_integer((json_int_t)json_array_size(
+                                    json_object_get(m->g, KN_DIR_PUSH))));
         }
         json_array_append_new(chans, o);
     }
     json_array_foreach(m->cats, i, v)
     {
         json_array_append_new(
-            cats, json_pack("{s:O,s:O,s:b}", "name", json_object_get(v, "name"),
-                            "emergency", json_object_get(v, "emergency"),
-                            "off",
-                            !json_is_true(json_object_get(v, "emergency")) &&
-                                list_has(json_object_get(pf, KN_DIR_PREF_OPTOUT),
-                                         jstr(v, "name"))));
+            cats,
+            json_pack("{s:O,s:O,s:b}", "name", json_object_get(v, "name"),
+                      "emergency", json_object_get(v, "emergency"), "off",
+                      !json_is_true(json_object_get(v, "emergency")) &&
+                          list_has(json_object_get(pf, KN_DIR_PREF_OPTOUT),
+                                   jstr(v, "name"))));
     }
     langs = json_array();
     for (size_t l = 0; l < KN_ARRAY_SIZE(languages); l++)
@@ -855,9 +856,8 @@ static int save_check(struct conn *c, json_t *j)
     }
     if ((v = json_object_get(j, "ox")) != NULL) {
         if (!json_is_array(v) || json_array_size(v) > MP_OX_MAX) {
-            kn__httpd_respond_error(c, 400, "ox",
-                                    "ox: a list of at most %d categories",
-                                    MP_OX_MAX);
+            kn__httpd_respond_error(
+                c, 400, "ox", "ox: a list of at most %d categories", MP_OX_MAX);
             return -1;
         }
         json_array_foreach(v, i, x)
@@ -917,18 +917,17 @@ static void on_pref(struct kn_redis *r, redisReply *rep, void *arg)
     if (st < 0) {
         bad_link(c, 0);
     } else {
-        json_t *fields =
-            st == 1 && rep->elements == 3
-                ? changed_fields(kn__httpd_rstr(rep->element[1]),
-                                 kn__httpd_rstr(rep->element[2]))
-                : json_array();
+        json_t *fields = st == 1 && rep->elements == 3
+                             ? changed_fields(kn__httpd_rstr(rep->element[1]),
+                                              kn__httpd_rstr(rep->element[2]))
+                             : json_array();
         if (json_array_size(fields) > 0) {
-            json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:O}", "tenant",
-                                  m->tk.tenant, "id", m->tk.child, "source",
-                                  c->req.source, "via", "mypage", "fields",
-                                  fields);
-            if (kn_audit_op(c->srv->cfg->audit_dir, "guardian", "guardian.prefs", j) <
-                0)
+            json_t *j =
+                json_pack("{s:s,s:s,s:s,s:s,s:O}", "tenant", m->tk.tenant, "id",
+                          m->tk.child, "source", c->req.source, "via", "mypage",
+                          "fields", fields);
+            if (kn_audit_op(c->srv->cfg->audit_dir, "guardian",
+                            "guardian.prefs", j) < 0)
                 kn_log(KN_LOG_WARN, "http",
                        "cannot append to the operation log", "dir",
                        c->srv->cfg->audit_dir, NULL);
@@ -969,11 +968,11 @@ static void save_apply(struct conn *c, struct mp *m)
         lens[i] = strlen(argv[i]);
     m->c = c;
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(d->cmd, &pref_script, on_pref, m, 0, 6, argv, lens) <
-        0) {
+    if (kn_redis_eval(d->cmd, &pref_script, on_pref, m, 0, 6, argv, lens) < 0) {
         c->refs--;
-        kn__httpd_respond_error(c, 503, NULL, "Redis is unreachable; try "
-                                              "again");
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try "
+                                "again");
         mp_free(m);
     }
     free(pj);
@@ -1134,7 +1133,8 @@ void kn__httpd_run_mypage_save(struct conn *c)
 static int code_check(struct conn *c, json_t *j)
 {
     const char *via = jstr(j, "via");
-    if (via == NULL || (strcmp(via, "email") != 0 && strcmp(via, "line") != 0)) {
+    if (via == NULL ||
+        (strcmp(via, "email") != 0 && strcmp(via, "line") != 0)) {
         kn__httpd_respond_error(c, 400, "via",
                                 "via: where to send the code, email or line");
         return -1;
@@ -1192,8 +1192,8 @@ static void code_go(struct conn *c, struct mp *m)
         "コードを人に教えないでください。\n\n"
         "Your code to stop a channel on My page (valid 10 minutes): %s\n",
         code, code);
-    if (send_one(c->srv, m->tk.tenant, m->tk.child, line ? "line" : "email",
-                 to, "【連絡網】確認コード", body) < 0) {
+    if (send_one(c->srv, m->tk.tenant, m->tk.child, line ? "line" : "email", to,
+                 "【連絡網】確認コード", body) < 0) {
         kn__httpd_respond_error(c, 503, NULL,
                                 "the code cannot be sent now; try again");
     } else {
@@ -1272,9 +1272,9 @@ static void on_link_guardians(struct batch *b)
     if (g != NULL)
         to = unseal_opt(s->d->kr, "email", jstr(g, KN_DIR_EMAIL));
     if (to != NULL) {
-        char *t = kn_gtoken_make(s->d->kr, KN_GTOKEN_MYPAGE, l->tenant,
-                                 l->child, l->bi,
-                                 kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
+        char *t =
+            kn_gtoken_make(s->d->kr, KN_GTOKEN_MYPAGE, l->tenant, l->child,
+                           l->bi, kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
         if (t != NULL) {
             char *body = kn_xasprintf(
                 "%s のマイページへのリンクです（30日間有効）。"
@@ -1385,13 +1385,15 @@ void kn__httpd_run_mypage_link(struct conn *c)
     json_decref(j);
     b = kn__httpd_batch_new(c->srv, c, on_link_counts, l);
     for (int i = 0; i < 3; i++) {
-        what = kn_xasprintf("%s:%s", i == 0 ? "a" : i == 1 ? "s" : "c",
+        what = kn_xasprintf("%s:%s",
+                            i == 0   ? "a"
+                            : i == 1 ? "s"
+                                     : "c",
                             i == 0   ? l->bi
                             : i == 1 ? l->sheet
                                      : c->req.source);
         k = mp_key(d, "mpl", what);
-        kn__httpd_batch_cmd(b, "SET", k, "0", "PX", "3600000", "NX",
-                            NULL);
+        kn__httpd_batch_cmd(b, "SET", k, "0", "PX", "3600000", "NX", NULL);
         kn__httpd_batch_cmd(b, "INCR", k, NULL);
         free(k);
         free(what);
