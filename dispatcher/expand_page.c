@@ -108,6 +108,7 @@ static const char *dir_index(enum kn_channel ch)
 /* LINE recipients of a page waiting to be grouped into multicast jobs. */
 struct line_member {
     const char *rcpt, *sealed, *bi;
+    int inl; /* inline: no my-page foot (KN_JOB_INLINE) */
 };
 
 /* 1 if the recipient has a usable contact on channel ch. */
@@ -240,6 +241,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
             line[*nline].rcpt = rcpt;
             line[*nline].sealed = jstr(r, KN_DIR_LINE);
             line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
+            line[*nline].inl = e->inline_now;
             (*nline)++;
             added++;
         } else {
@@ -285,9 +287,12 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         size_t cnt = nline - off < 500 ? nline - off : 500;
         char key[64];
         json_t *j, *r, *ad, *ix;
+        int inl = 1;
         if (cnt == 1) {
+            e->inline_now = line[off].inl;
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
                     line[off].bi, NULL, NULL);
+            e->inline_now = 0;
             continue;
         }
         /* The key names the page and the group: stable across retries,
@@ -298,10 +303,13 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         ad = json_array();
         ix = json_array();
         for (size_t k = off; k < off + cnt; k++) {
+            inl = inl && line[k].inl;
             json_array_append_new(r, json_string(line[k].rcpt));
             json_array_append_new(ad, json_string(line[k].sealed));
             json_array_append_new(ix, json_string(line[k].bi));
         }
+        if (inl) /* every member inline: no foot (else the generic one) */
+            json_object_set_new(j, KN_JOB_INLINE, json_true());
         if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
             json_array_size(ix) != cnt) {
             /* A value that is not UTF-8 (jansson refuses it): the

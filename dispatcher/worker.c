@@ -605,10 +605,16 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
         free(t);
     }
     jb->job.link = jb->link;
-    if (w->ch == KN_CH_EMAIL && jb->naddr == 1 && jb->mypage == NULL &&
-        !json_is_true(json_object_get(jb->j, KN_JOB_INLINE)))
-        jb->mypage =
-            mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0], jb->bindex[0]);
+    if (jb->mypage == NULL &&
+        !json_is_true(json_object_get(jb->j, KN_JOB_INLINE))) {
+        if (w->ch == KN_CH_EMAIL && jb->naddr == 1)
+            jb->mypage = mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0],
+                                     jb->bindex[0]);
+        else if (w->ch == KN_CH_LINE && w->d->cfg->http_public_url != NULL)
+            /* a multicast cannot be personal: the "send me my link"
+             * form */
+            jb->mypage = kn_xasprintf("%s/m", w->d->cfg->http_public_url);
+    }
     jb->job.mypage = jb->mypage;
     kn__bounce_ref(w->d, jb); /* e-mail: the VERP reference (bounce.c) */
     jb->job._owner = jb;

@@ -32,6 +32,9 @@ another tenant with one child.  Registration sheets issued.
       the hour is refused (429), as the 6th for one ID.
   [8] the keys it keeps expire by themselves (mpc, mpf, mpn, mpl); no
       plaintext address anywhere in Redis.
+  [9] LINE (a multicast cannot be personal): a directory child's message
+      ends with the generic <public_url>/m; an inline recipient's has no
+      foot, nor has an inline recipient's e-mail.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_mypage.py
 """
@@ -155,13 +158,24 @@ def save(tok, **kw):
     return call("POST", "/m/save", kw)
 
 
-with Redis(out) as r, FakeSMTP(out) as smtp:
+LINE_TOKEN = "line-token-mypage"
+LINE_A = "U" + "a" * 32
+LINE_B = "U" + "b" * 32
+LINE_C = "U" + "c" * 32
+CLASS3 = "id,name,class,groups,line\r\ns-3,佐藤 三郎,C,1年C組,%s\r\n" \
+    "s-4,鈴木 四郎,C,1年C組,%s\r\n" % (LINE_A, LINE_B)
+
+with Redis(out) as r, FakeSMTP(out) as smtp, \
+        FakeLine(out, "line", ["--token", LINE_TOKEN]) as line:
     port = free_port()
     base = "http://127.0.0.1:%d" % port
     k = Kairan(out, r, smtp=smtp,
                conf={"http": {"listen": "127.0.0.1:%d" % port,
-                              "public_url": base, "rate": "1000"}})
-    for name, text, tenant in (("1.csv", CLASS, T), ("2.csv", CLASS2, T2)):
+                              "public_url": base, "rate": "1000"},
+                     "routes": {"line": "line"},
+                     "line": {"api_base": line.url, "token": LINE_TOKEN}})
+    for name, text, tenant in (("1.csv", CLASS, T), ("2.csv", CLASS2, T2),
+                               ("3.csv", CLASS3, T)):
         path = os.path.join(out, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
@@ -432,6 +446,30 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
             dump = r.call("DUMP", x) or b""
             for a in (MOM1, DAD1, MOM2):
                 assert a.encode() not in dump, (x, a)
+
+    with tap.check("[9] LINE: the generic /m at the foot of a directory "
+                   "child's message; none for inline recipients"):
+        bid = k.submit({"tenant": T, "subject": "C組へ", "body": "LINEの本文",
+                        "channels": ["line"],
+                        "audience": {"groups": ["1年C組"]}})
+        k.wait_done(bid, 60)
+        reqs = [q for q in line.requests() if LINE_A in q["to"]]
+        assert len(reqs) == 1 and LINE_B in reqs[0]["to"], reqs
+        texts_ = [m["text"] for m in reqs[0]["messages"]]
+        assert texts_[0] == "C組へ" and texts_[-1].startswith("LINEの本文"), \
+            texts_
+        assert texts_[-1].rstrip().endswith(base + "/m") and \
+            "マイページ" in texts_[-1] and "#t=" not in texts_[-1], texts_
+        bid = k.submit({"tenant": T, "subject": "個別", "body": "インライン",
+                        "channels": ["line", "email"],
+                        "recipients": [{"id": "x-1", "line": LINE_C,
+                                        "email": "inline@example.jp"}]})
+        k.wait_done(bid, 60)
+        reqs = [q for q in line.requests() if LINE_C in q["to"]]
+        assert [m["text"] for m in reqs[0]["messages"]] == ["個別",
+                                                           "インライン"], reqs
+        body = wait_text("inline@example.jp", "個別")[0]
+        assert "/m" not in body and "マイページ" not in body, body
 
     d.stop()
 tap.done()
