@@ -58,7 +58,7 @@ LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \
 LIB_SRCS += dispatcher/http/phones.c
 LIB_SRCS += model/gtoken.c
 # The guardian's my page (issue 16).
-LIB_SRCS += dispatcher/http/mypage.c
+LIB_SRCS += dispatcher/http/mypage.c dispatcher/http/guardian_mail.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \

@@ -528,6 +528,22 @@ void kn__httpd_run_register_app(struct conn *c);
 void kn__httpd_run_register_line(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
 
+/* ---- guardian_mail.c ---- */
+
+/*
+ * Send one message to each address of to[0..n) (plaintext) on channel
+ * ("email" or "line"), recipient i named ids[i]: an urgent broadcast of
+ * the tenant by sender.  Returns 0, or -1 after logging why (the caller
+ * answers 503).
+ */
+int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
+                            const char *sender, const char *channel,
+                            const char *const *ids, const char *const *to,
+                            size_t n, const char *subject, const char *body);
+
+/* The request's JSON object, or NULL after answering 415 or 400. */
+json_t *kn__httpd_json_object(struct conn *c);
+
 /* ---- mypage.c ---- */
 
 void kn__httpd_run_mypage_page(struct conn *c);

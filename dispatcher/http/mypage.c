@@ -128,26 +128,6 @@ void kn__httpd_run_mypage_file(struct conn *c)
 
 /* ------------------------------------------------------------ helpers */
 
-static json_t *body_object(struct conn *c)
-{
-    json_t *j;
-    if (c->req.ctype == NULL ||
-        strncasecmp(c->req.ctype, "application/json", 16) != 0) {
-        kn__httpd_respond_error(c, 415, NULL,
-                                "send JSON: Content-Type: application/json");
-        return NULL;
-    }
-    j = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "json",
-                                "the body must be one JSON object");
-        return NULL;
-    }
-    return j;
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
@@ -296,66 +276,15 @@ static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
     return plain;
 }
 
-static void on_sent(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    char *tenant = arg;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[0]->integer != 1)
-        kn_log(KN_LOG_ERROR, "http", "my-page message not stored", "tenant",
-               tenant, "error",
-               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               NULL);
-    free(tenant);
-}
-
-/*
- * Send one message to one address (plaintext; only this call sees it) on
- * channel ("email" or "line"): an urgent broadcast of the tenant with one
- * inline recipient named after the child, sealed by kn_broadcast_parse
- * like any other, sender "mypage".  Returns 0, or -1 after logging why.
- */
+/* One message from "mypage" to one address, named after the child (so
+ * that its own mail carries no foot: kn__httpd_guardian_send's
+ * recipients are inline). */
 static int send_one(struct http_srv *s, const char *tenant, const char *child,
                     const char *channel, const char *to, const char *subject,
                     const char *body)
 {
-    struct kn_daemon *d = s->d;
-    const struct kn_config *cfg = s->cfg;
-    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
-    struct kn_broadcast b;
-    struct kn_argv a;
-    char err[600], field[128], *json;
-    json_t *bc;
-    int rv;
-
-    bc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:s,s:[{s:s,s:s}]}", "tenant",
-                   tenant, "category", "notice", "priority", "urgent",
-                   "subject", subject, "body", body, "channels", channel,
-                   "policy", "all", "recipients", "id", child, channel, to);
-    json = json_dumps(bc, JSON_COMPACT);
-    json_decref(bc);
-    rv = kn_broadcast_parse(json, strlen(json), &lim, &b, err, sizeof(err),
-                            field, sizeof(field));
-    OPENSSL_cleanse(json, strlen(json));
-    free(json);
-    if (rv < 0) {
-        kn_log(KN_LOG_ERROR, "http", "my-page message refused", "tenant",
-               tenant, "error", err, NULL);
-        return -1;
-    }
-    b.id = kn_broadcast_new_id();
-    free(b.sender);
-    b.sender = kn_xstrdup("mypage");
-    kn_argv_init(&a);
-    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
-    kn_broadcast_free(&b);
-    rv = kn_redis_eval(d->cmd, &kn_script_submit, on_sent, kn_xstrdup(tenant),
-                       KN_SUBMIT_NKEYS, a.n, (const char **)a.v, a.len);
-    for (int i = 0; i < a.n; i++)
-        OPENSSL_cleanse(a.v[i], a.len[i]);
-    kn_argv_free(&a);
-    return rv < 0 ? -1 : 0;
+    return kn__httpd_guardian_send(s, tenant, "mypage", channel, &child, &to, 1,
+                                   subject, body);
 }
 
 /* The key of kind ("mpc", ...) named by the keyed hash of what. */
@@ -561,7 +490,7 @@ static void mp_start(struct conn *c, int op,
                      int (*check)(struct conn *c, json_t *j))
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *t;
     struct mp *m;
     struct batch *b;
@@ -1353,7 +1282,7 @@ static void on_link_counts(struct batch *b)
 void kn__httpd_run_mypage_link(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *id, *email, *why = NULL;
     struct link *l;
     struct batch *b;

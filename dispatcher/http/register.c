@@ -214,73 +214,26 @@ static void op_log(struct conn *c, const char *op, const char *tenant,
     op_log_from(c->srv, c->req.source, "http", op, tenant, rcpt);
 }
 
-static void on_mail_submitted(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    char *tenant = arg;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[0]->integer != 1)
-        kn_log(KN_LOG_ERROR, "http", "registration mail not stored", "tenant",
-               tenant, "error",
-               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               NULL);
-    free(tenant);
-}
-
 /*
  * Send one mail to each address of to[0..n) (plaintext; only this call
- * sees them): an urgent broadcast of the tenant with inline recipients,
- * sealed by kn_broadcast_parse like any other.  Returns 0, or -1 after
- * logging why (the caller answers 503).
+ * sees them): kn__httpd_guardian_send, sender "registration".  Returns 0,
+ * or -1 after logging why (the caller answers 503).
  */
 static int send_mail(struct http_srv *s, const char *tenant,
                      const char *const *to, size_t n, const char *subject,
                      const char *body)
 {
-    struct kn_daemon *d = s->d;
-    const struct kn_config *cfg = s->cfg;
-    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
-    json_t *rc = json_array(), *bc;
-    struct kn_broadcast b;
-    struct kn_argv a;
-    char err[600], field[128], *json;
+    char **ids = kn_xcalloc(n + 1, sizeof(*ids));
     int rv;
-
-    for (size_t i = 0; i < n; i++) {
-        char id[48];
-        snprintf(id, sizeof(id), "registration-%zu", i + 1);
-        json_array_append_new(rc,
-                              json_pack("{s:s,s:s}", "id", id, "email", to[i]));
-    }
-    bc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:s,s:o}", "tenant", tenant,
-                   "category", "notice", "priority", "urgent", "subject",
-                   subject, "body", body, "channels", "email", "policy", "all",
-                   "recipients", rc);
-    json = json_dumps(bc, JSON_COMPACT);
-    json_decref(bc);
-    rv = kn_broadcast_parse(json, strlen(json), &lim, &b, err, sizeof(err),
-                            field, sizeof(field));
-    OPENSSL_cleanse(json, strlen(json));
-    free(json);
-    if (rv < 0) {
-        kn_log(KN_LOG_ERROR, "http", "registration mail refused", "tenant",
-               tenant, "error", err, NULL);
-        return -1;
-    }
-    b.id = kn_broadcast_new_id();
-    free(b.sender);
-    b.sender = kn_xstrdup("registration");
-    kn_argv_init(&a);
-    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
-    kn_broadcast_free(&b);
-    rv = kn_redis_eval(d->cmd, &kn_script_submit, on_mail_submitted,
-                       kn_xstrdup(tenant), KN_SUBMIT_NKEYS, a.n,
-                       (const char **)a.v, a.len);
-    for (int i = 0; i < a.n; i++)
-        OPENSSL_cleanse(a.v[i], a.len[i]);
-    kn_argv_free(&a);
-    return rv < 0 ? -1 : 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = kn_xasprintf("registration-%zu", i + 1);
+    rv =
+        kn__httpd_guardian_send(s, tenant, "registration", "email",
+                                (const char *const *)ids, to, n, subject, body);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rv;
 }
 
 /* ------------------------------------------------ POST /r/start */
