@@ -17,6 +17,7 @@
 
 #include "common/kn.h"
 #include "common/log.h"
+#include "common/seal.h"
 #include "model/broadcast.h"
 #include "queue/submit.h"
 
@@ -99,4 +100,14 @@ json_t *kn__httpd_json_object(struct conn *c)
         return NULL;
     }
     return j;
+}
+
+char *kn__httpd_unseal_opt(const struct kn_keyring *kr, const char *purpose,
+                           const char *s)
+{
+    char *plain = NULL;
+    if (s == NULL || s[0] == '\0' ||
+        kn_unseal(kr, purpose, s, &plain, NULL) != 0)
+        return NULL;
+    return plain;
 }

@@ -544,6 +544,11 @@ int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
 /* The request's JSON object, or NULL after answering 415 or 400. */
 json_t *kn__httpd_json_object(struct conn *c);
 
+/* Unseal s with purpose (NULL or "": NULL); a heap string (free it with
+ * kn__httpd_free_secret) or NULL. */
+char *kn__httpd_unseal_opt(const struct kn_keyring *kr, const char *purpose,
+                           const char *s);
+
 /* ---- mypage.c ---- */
 
 void kn__httpd_run_mypage_page(struct conn *c);

@@ -266,16 +266,6 @@ static int category_ok(json_t *v)
     return same;
 }
 
-static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
-                        const char *s)
-{
-    char *plain = NULL;
-    if (s == NULL || s[0] == '\0' ||
-        kn_unseal(kr, purpose, s, &plain, NULL) != 0)
-        return NULL;
-    return plain;
-}
-
 /* One message from "mypage" to one address, named after the child (so
  * that its own mail carries no foot: kn__httpd_guardian_send's
  * recipients are inline). */
@@ -458,7 +448,7 @@ static void on_base(struct batch *b)
         goto out;
     }
     if (m->name != NULL) {
-        char *plain = unseal_opt(c->srv->d->kr, "name", m->name);
+        char *plain = kn__httpd_unseal_opt(c->srv->d->kr, "name", m->name);
         kn__httpd_free_secret(&m->name);
         m->name = plain;
     }
@@ -695,7 +685,8 @@ static void view_go(struct conn *c, struct mp *m)
         json_t *o =
             json_pack("{s:s,s:b}", "channel", ch, "stopped", list_has(xc, ch));
         if (strcmp(ch, "email") == 0) {
-            char *e = unseal_opt(d->kr, "email", jstr(m->g, KN_DIR_EMAIL));
+            char *e =
+                kn__httpd_unseal_opt(d->kr, "email", jstr(m->g, KN_DIR_EMAIL));
             kn_mask_address(e ? e : "", masked, sizeof(masked));
             kn__httpd_free_secret(&e);
             json_object_set_new(o, "address", json_string(masked));
@@ -1092,8 +1083,8 @@ static void code_go(struct conn *c, struct mp *m)
         mp_free(m);
         return;
     }
-    to = unseal_opt(d->kr, line ? "line" : "email",
-                    jstr(m->g, line ? KN_DIR_LINE : KN_DIR_EMAIL));
+    to = kn__httpd_unseal_opt(d->kr, line ? "line" : "email",
+                              jstr(m->g, line ? KN_DIR_LINE : KN_DIR_EMAIL));
     if (to == NULL) {
         kn__httpd_respond_error(c, 400, "via",
                                 "この受け取り方は登録されていません (no %s "
@@ -1199,7 +1190,7 @@ static void on_link_guardians(struct batch *b)
     link_answer(c);
     /* The mail goes to the address on record, not to what was typed. */
     if (g != NULL)
-        to = unseal_opt(s->d->kr, "email", jstr(g, KN_DIR_EMAIL));
+        to = kn__httpd_unseal_opt(s->d->kr, "email", jstr(g, KN_DIR_EMAIL));
     if (to != NULL) {
         char *t =
             kn_gtoken_make(s->d->kr, KN_GTOKEN_MYPAGE, l->tenant, l->child,
