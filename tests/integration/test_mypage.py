@@ -35,6 +35,7 @@ another tenant with one child.  Registration sheets issued.
   [9] LINE (a multicast cannot be personal): a directory child's message
       ends with the generic <public_url>/m; an inline recipient's has no
       foot, nor has an inline recipient's e-mail.
+  [10] a guardian with LINE only gets the one-time code by LINE.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_mypage.py
 """
@@ -470,6 +471,30 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
                                                            "インライン"], reqs
         body = wait_text("inline@example.jp", "個別")[0]
         assert "/m" not in body and "マイページ" not in body, body
+
+    with tap.check("[10] a LINE-only guardian: the code by LINE, then "
+                   "stopping LINE saves"):
+        tok3 = make_token("m", T, "s-3", bindex("line", LINE_A),
+                          int(time.time() * 1000) + 600000)
+        st, v = view(tok3)
+        assert st == 200 and v["contacts"] == [{"via": "line",
+                                                "address": "LINE"}], v
+        st, e = call("POST", "/m/code", {"t": tok3, "via": "email"})
+        assert st == 400 and e["field"] == "via", (st, e)
+        st, e = call("POST", "/m/code", {"t": tok3, "via": "line"})
+        assert st == 202 and e["sent"] == "LINE", (st, e)
+
+        def line_code():
+            for q in line.requests():
+                if q["to"] == LINE_A or q["to"] == [LINE_A]:
+                    for m in q["messages"]:
+                        f = re.search(r"^([0-9]{6})$", m["text"], re.M)
+                        if f:
+                            return f.group(1)
+            return None
+        code = wait_for(line_code, 30, 0.1, what="the code by LINE")
+        st, j = save(tok3, xc=["line"], code=code)
+        assert st == 200 and record("s-3")["pf"]["xc"] == ["line"], (st, j)
 
     d.stop()
 tap.done()
