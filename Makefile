@@ -64,11 +64,14 @@ LIB_SRCS += queue/sheets.c dispatcher/http/sheets.c
 LIB_SRCS += model/guardian.c
 # One-click unsubscribe (issue 16): /u/{token} and its page (web/unsub/).
 LIB_SRCS += dispatcher/http/unsub.c
+# The guardian's my page (issue 16).
+LIB_SRCS += dispatcher/http/mypage.c dispatcher/http/guardian_mail.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 LIB_OBJS += $(BUILD)/gen/web_unsub.o
+LIB_OBJS += $(BUILD)/gen/web_mypage.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
 # step").  Each is assembled into $(BUILD)/lua/<name>.lua, its
@@ -146,6 +149,16 @@ WEB_UNSUB := unsub_html=web/unsub/page.html unsub_css=web/unsub/unsub.css \
 $(BUILD)/gen/web_unsub.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_UNSUB),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_UNSUB))
+# The guardian's my page (dispatcher/http/mypage.c), the same way.
+WEB_MYPAGE := mypage_html=web/mypage/index.html \
+	mypage_css=web/mypage/mypage.css \
+	mypage_js=web/mypage/mypage.js \
+	mypage_ja=web/mypage/strings-ja.json \
+	mypage_en=web/mypage/strings-en.json
+
+$(BUILD)/gen/web_mypage.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_MYPAGE),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_MYPAGE))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -134,6 +134,13 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
         body = b;
     }
     free(link);
+    if (job->mypage != NULL) {
+        char *foot = kn_message_mypage_text(NULL, job->mypage);
+        char *b = kn_xasprintf("%s%s", body, foot);
+        free(foot);
+        free(body);
+        body = b;
+    }
     memset(&m, 0, sizeof(m));
     m.from = mc->from;
     m.reply_to = mc->reply_to;

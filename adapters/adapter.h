@@ -76,7 +76,11 @@ struct kn_job {
     int64_t first_ms; /* when the job was first enqueued */
     const char *link; /* personal confirmation link (ack broadcasts) or
                          NULL: every channel's text must carry it */
-    void *_owner;     /* the worker's record of this job */
+    /* the guardian's "my page" link at the foot (issue 16,
+     * kn_message_mypage_text), or NULL: e-mail the personal one, LINE the
+     * generic <public_url>/m; push none */
+    const char *mypage;
+    void *_owner; /* the worker's record of this job */
     /* e-mail: the VERP reference (model/dsn.h) for the envelope sender and
      * SendGrid's custom_args, or NULL (issue 18) */
     const char *bounce_ref;

@@ -723,7 +723,18 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
                                      : (job->rcpt ? job->rcpt : ""));
     kn__line_retry_key(key, s->retry_key);
     free(key);
-    s->body = kn__line_body(job->msg, job->link, ids, nid, nid > 1);
+    if (job->mypage != NULL) {
+        /* the my-page foot after the body (issue 16; cut with it if the
+         * body is too long for LINE's texts) */
+        struct kn_message m = *job->msg;
+        char *foot = kn_message_mypage_text(NULL, job->mypage);
+        m.body = kn_xasprintf("%s%s", m.body ? m.body : "", foot);
+        s->body = kn__line_body(&m, job->link, ids, nid, nid > 1);
+        free(m.body);
+        free(foot);
+    } else {
+        s->body = kn__line_body(job->msg, job->link, ids, nid, nid > 1);
+    }
     if (s->body == NULL) {
         fail_send(s, KN_PERMFAIL, 0,
                   "line: invalid message: subject or body is not UTF-8");

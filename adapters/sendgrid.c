@@ -142,7 +142,7 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
     int ok = 1, links = 0;
 
     for (size_t i = 0; i < n; i++)
-        links |= jobs[i]->link != NULL;
+        links |= jobs[i]->link != NULL || jobs[i]->mypage != NULL;
     subject = kn_message_subject(m->drill, m->subject);
     /* SendGrid refuses an empty content value. */
     text = kn_message_body(KN_TEXT_MAIL, m->drill,
@@ -178,8 +178,13 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
             json_object_set_new(json_object_get(p, "custom_args"), "kairan_ref",
                                 json_string(j->bounce_ref));
         if (p != NULL && links) {
-            char *lt = kn_message_link_text(KN_TEXT_MAIL, j->link);
+            /* the confirmation link, then the my-page foot (issue 16) */
+            char *l1 = kn_message_link_text(KN_TEXT_MAIL, j->link);
+            char *l2 = kn_message_mypage_text(NULL, j->mypage);
+            char *lt = kn_xasprintf("%s%s", l1, l2);
             json_t *t = json_string(lt);
+            free(l1);
+            free(l2);
             free(lt);
             if (t == NULL) {
                 json_decref(p);

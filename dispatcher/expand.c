@@ -66,6 +66,8 @@ void kn__expand_page_clear(struct kn_expander *e)
     }
     free(e->rj);
     free(e->rid);
+    free(e->inl);
+    e->inl = NULL;
     e->rj = NULL;
     e->rid = NULL;
     e->nrj = 0;

@@ -101,6 +101,10 @@ struct kn_expander {
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
     size_t nrj, lookups;
+    /* per entry: 1 if inline ("i:"), and the entry being expanded's:
+     * its jobs are marked KN_JOB_INLINE */
+    char *inl;
+    int inline_now;
     int page_lost; /* a lookup got no reply: the page is read again */
 
     /* the step running on the current entry, for a failure's reason */

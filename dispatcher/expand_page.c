@@ -89,6 +89,8 @@ static void add_job(struct kn_expander *e, struct kn_argv *a,
     kn_job_set_rcpt(j, rcpt, sealed, bi);
     if (e->ack && guardian >= 0)
         json_object_set_new(j, KN_JOB_GUARDIAN, json_integer(guardian));
+    if (e->inline_now)
+        json_object_set_new(j, KN_JOB_INLINE, json_true());
     kn_argv_addi(a, (int)ch * 2 + (e->urgent ? 0 : 1));
     e->qs[(int)ch * 2 + (e->urgent ? 0 : 1)].pending++;
     kn_argv_addf(a, "%s:%s", kn_channel_name(ch), bi);
@@ -111,6 +113,7 @@ static const char *dir_index(enum kn_channel ch)
 /* LINE recipients of a page waiting to be grouped into multicast jobs. */
 struct line_member {
     const char *rcpt, *sealed, *bi;
+    int inl; /* inline: no my-page foot (KN_JOB_INLINE) */
 };
 
 /* 1 if the recipient has a usable contact on channel ch. */
@@ -317,6 +320,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
             line[*nline].rcpt = rcpt;
             line[*nline].sealed = jstr(r, KN_DIR_LINE);
             line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
+            line[*nline].inl = e->inline_now;
             (*nline)++;
             added++;
         } else {
@@ -362,9 +366,12 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         size_t cnt = nline - off < 500 ? nline - off : 500;
         char key[64];
         json_t *j, *r, *ad, *ix;
+        int inl = 1;
         if (cnt == 1) {
+            e->inline_now = line[off].inl;
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
                     line[off].bi, NULL, NULL, -1);
+            e->inline_now = 0;
             continue;
         }
         /* The key names the page and the group: stable across retries,
@@ -375,10 +382,13 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         ad = json_array();
         ix = json_array();
         for (size_t k = off; k < off + cnt; k++) {
+            inl = inl && line[k].inl;
             json_array_append_new(r, json_string(line[k].rcpt));
             json_array_append_new(ad, json_string(line[k].sealed));
             json_array_append_new(ix, json_string(line[k].bi));
         }
+        if (inl) /* every member inline: no foot (else the generic one) */
+            json_object_set_new(j, KN_JOB_INLINE, json_true());
         if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
             json_array_size(ix) != cnt) {
             /* A value that is not UTF-8 (jansson refuses it): the
@@ -521,6 +531,7 @@ static void commit_page(struct kn_expander *e)
             unreachable++;
             continue;
         }
+        e->inline_now = e->inl[i];
         if (e->ack == 2) {
             first_guardian(e, &a, i, line, &nline, &added, &opted);
             if (added == 0 && !opted)
@@ -544,6 +555,7 @@ static void commit_page(struct kn_expander *e)
         if (added == 0 && !opted)
             unreachable++;
     }
+    e->inline_now = 0;
     add_line_groups(e, &a, line, nline);
     free(line);
     free(a.v[unreachable_at]);
@@ -664,6 +676,8 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
     e->page_cost = (int64_t)rep->elements;
     e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
     e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
+    free(e->inl);
+    e->inl = kn_xcalloc(e->nrj + 1, 1);
     e->lookups = 1; /* held until every lookup is sent */
     for (size_t i = 0; i < rep->elements; i++) {
         const char *s = rep->element[i]->str;
@@ -671,6 +685,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             e->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
             e->rj[i] = json_loads(s + 2, 0, NULL);
+            e->inl[i] = 1;
             e->rid[i] = kn_xstrdup(
                 jstr(e->rj[i], KN_DIR_ID) ? jstr(e->rj[i], KN_DIR_ID) : "?");
         } else if (strncmp(s, "d:", 2) == 0) {

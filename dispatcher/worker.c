@@ -114,6 +114,7 @@ static void job_free(struct wjob *jb)
     free(jb->key);
     free(jb->link);
     free(jb->unsub);
+    free(jb->mypage);
     free(jb->fin_detail);
     free(jb);
 }
@@ -565,6 +566,30 @@ static int open_addrs(struct wjob *jb)
     return 0;
 }
 
+/*
+ * The guardian's personal my-page link for an e-mail (issue 16,
+ * docs/mypage.md): <public_url>/m#t=<token>, the token naming the tenant,
+ * the child (the job's recipient id) and the address' blind index, valid
+ * KN_GTOKEN_MYPAGE_MS; one HMAC.  NULL without a public URL, or when a part
+ * cannot be named in a token (an inline recipient's id, say).
+ */
+static char *mypage_link(struct kn_daemon *d, const char *tenant,
+                         const char *child, const char *index)
+{
+    const char *base = d->cfg->http_public_url;
+    char *t, *url;
+    if (base == NULL || base[0] == '\0' || tenant == NULL || child == NULL ||
+        index == NULL)
+        return NULL;
+    t = kn_gtoken_make(d->kr, KN_GTOKEN_MYPAGE, tenant, child, index,
+                       kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
+    if (t == NULL)
+        return NULL;
+    url = kn_xasprintf("%s/m#t=%s", base, t);
+    free(t);
+    return url;
+}
+
 /* Fill in what the adapter reads of a job. */
 static void prepare(struct wjob *jb, struct kn_adapter *via)
 {
@@ -601,6 +626,17 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
             w->d->kr, w->d->cfg->http_public_url, jb->msg->m.tenant,
             jb->rcpts[0], jb->bindex[0], jb->msg->m.category, kn_now_ms());
     jb->job.unsub = jb->unsub;
+    if (jb->mypage == NULL &&
+        !json_is_true(json_object_get(jb->j, KN_JOB_INLINE))) {
+        if (w->ch == KN_CH_EMAIL && jb->naddr == 1)
+            jb->mypage = mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0],
+                                     jb->bindex[0]);
+        else if (w->ch == KN_CH_LINE && w->d->cfg->http_public_url != NULL)
+            /* a multicast cannot be personal: the "send me my link"
+             * form */
+            jb->mypage = kn_xasprintf("%s/m", w->d->cfg->http_public_url);
+    }
+    jb->job.mypage = jb->mypage;
     kn__bounce_ref(w->d, jb); /* e-mail: the VERP reference (bounce.c) */
     jb->job._owner = jb;
     jb->via = via;

@@ -43,6 +43,8 @@ struct wjob {
     char **addr; /* plaintext, wiped after the send */
     char *link;  /* personal confirmation link */
     char *unsub; /* e-mail: one-click unsubscribe URL (issue 16) or NULL */
+    /* e-mail: the guardian's my-page link (issue 16) */
+    char *mypage;
     int claimed;
     int prio;                   /* 0 urgent, 1 normal */
     int probe;                  /* the breaker's probe of the relay */

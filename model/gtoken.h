@@ -26,6 +26,10 @@ enum kn_gtoken_use {
     KN_GTOKEN_UNSUB = 'u'   /* opt out of the category in extra */
 };
 
+/* How long a my-page link is valid (the foot of every e-mail, the "send
+ * me my link" mail). */
+#define KN_GTOKEN_MYPAGE_MS (30LL * 24 * 60 * 60 * 1000)
+
 #define KN_GTOKEN_MAX 600 /* a longer presented token is refused unread */
 
 struct kn_gtoken {

@@ -55,6 +55,10 @@
 #define KN_JOB_GUARDIAN   "g"
 #define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
+/* true: the recipient is inline (the broadcast's own "recipients"), not
+ * a child of the directory: its e-mail gets no my-page link (issue 16) */
+#define KN_JOB_INLINE "il"
+
 /*
  * A new job without recipients: b, q, key, n = 0, t = first_ms,
  * x = expires_ms, k (if platform is not NULL) and fb (if fallback holds

@@ -71,6 +71,21 @@ char *kn_message_link_text(enum kn_text_channel ch, const char *link)
     return kn_xasprintf("%s\n%s", kn_message_link_words, link);
 }
 
+const char kn_message_mypage_words[] =
+    "配信の設定・過去のお知らせ（マイページ）:";
+const char kn_message_mypage_words_en[] =
+    "Your settings and past messages (My page):";
+
+char *kn_message_mypage_text(const char *lang, const char *url)
+{
+    int en = lang == NULL || strcmp(lang, "ja") != 0;
+    if (url == NULL)
+        return kn_xstrdup("");
+    return kn_xasprintf("\n\n--\n%s\n%s%s%s\n", kn_message_mypage_words,
+                        en ? kn_message_mypage_words_en : "", en ? "\n" : "",
+                        url);
+}
+
 char *kn_message_body_with_link(const char *body, size_t keep,
                                 const char *link_text)
 {

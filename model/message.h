@@ -70,6 +70,16 @@ char *kn_message_link_text(enum kn_text_channel ch, const char *link);
 char *kn_message_body_with_link(const char *body, size_t keep,
                                 const char *link_text);
 
+/*
+ * The foot of an e-mail (issue 16, docs/mypage.md): the guardian's "my
+ * page" link after everything else, "" when url is NULL:
+ *   "\n\n--\n<ja words>\n[<en words>\n]<url>\n"
+ * The English line is there unless lang is "ja" (lang NULL: unknown, both).
+ */
+char *kn_message_mypage_text(const char *lang, const char *url);
+/* The Japanese and English words before the my-page link. */
+extern const char kn_message_mypage_words[], kn_message_mypage_words_en[];
+
 /* ---- LINE ---- */
 
 /* LINE's limit on one text message, in UTF-16 code units. */

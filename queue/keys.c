@@ -201,3 +201,8 @@ char *kn_key_reg_line_fail(const char *prefix, const char *who)
 {
     return one_part_key(prefix, "rlfail", who);
 }
+
+char *kn_key_mypage(const char *prefix, const char *kind, const char *hash)
+{
+    return one_part_key(prefix, kind, hash);
+}

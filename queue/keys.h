@@ -122,4 +122,19 @@ char *kn_key_reg_devices(const char *prefix, const char *tenant);
 char *kn_key_reg_line(const char *prefix, const char *hash);
 char *kn_key_reg_line_fail(const char *prefix, const char *who);
 
+/*
+ * My page (dispatcher/http/mypage.c, docs/mypage.md).  Each is named by a
+ * keyed hash (kn_blind_index, purpose "mypage") of what it counts, never
+ * by an outside value, and expires by itself (nothing to erase at tenant
+ * close):
+ *   mpc:<h>  a guardian's one-time code: its keyed hash (10 minutes)
+ *   mpf:<h>  wrong codes and passcodes of that guardian (10 minutes; 5
+ *            void the code)
+ *   mpn:<h>  codes sent to that guardian (1 hour; 5 at most)
+ *   mpl:<h>  "send me my link" requests of one address, one sheet ID or
+ *            one client address (1 hour; 3, 5 and 20 at most)
+ * kind is one of "mpc", "mpf", "mpn", "mpl"; hash 32 hex digits.
+ */
+char *kn_key_mypage(const char *prefix, const char *kind, const char *hash);
+
 #endif

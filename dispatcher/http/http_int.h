@@ -124,7 +124,13 @@ enum route_id {
     R_DEVICES,
     R_BC_PHONES,
     R_UNSUB_GET, /* issue 16: one-click unsubscribe (unsub.c) */
-    R_UNSUB_POST
+    R_UNSUB_POST,
+    R_MY_PAGE,
+    R_MY_FILE,
+    R_MY_VIEW,
+    R_MY_SAVE,
+    R_MY_CODE,
+    R_MY_LINK
 };
 
 #define ROLE(r) (1u << (r))
@@ -539,6 +545,36 @@ void kn__httpd_run_register_verify(struct conn *c);
 void kn__httpd_run_register_app(struct conn *c);
 void kn__httpd_run_register_line(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
+
+/* ---- guardian_mail.c ---- */
+
+/*
+ * Send one message to each address of to[0..n) (plaintext) on channel
+ * ("email" or "line"), recipient i named ids[i]: an urgent broadcast of
+ * the tenant by sender.  Returns 0, or -1 after logging why (the caller
+ * answers 503).
+ */
+int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
+                            const char *sender, const char *channel,
+                            const char *const *ids, const char *const *to,
+                            size_t n, const char *subject, const char *body);
+
+/* The request's JSON object, or NULL after answering 415 or 400. */
+json_t *kn__httpd_json_object(struct conn *c);
+
+/* Unseal s with purpose (NULL or "": NULL); a heap string (free it with
+ * kn__httpd_free_secret) or NULL. */
+char *kn__httpd_unseal_opt(const struct kn_keyring *kr, const char *purpose,
+                           const char *s);
+
+/* ---- mypage.c ---- */
+
+void kn__httpd_run_mypage_page(struct conn *c);
+void kn__httpd_run_mypage_file(struct conn *c);
+void kn__httpd_run_mypage_view(struct conn *c);
+void kn__httpd_run_mypage_save(struct conn *c);
+void kn__httpd_run_mypage_code(struct conn *c);
+void kn__httpd_run_mypage_link(struct conn *c);
 
 /* ---- phones.c ---- */
 

@@ -125,27 +125,6 @@ void kn__httpd_run_register_file(struct conn *c)
 
 /* ------------------------------------------------------------ helpers */
 
-/* The request's JSON object, or NULL after answering 400/415. */
-static json_t *body_object(struct conn *c)
-{
-    json_t *j;
-    if (c->req.ctype == NULL ||
-        strncasecmp(c->req.ctype, "application/json", 16) != 0) {
-        kn__httpd_respond_error(c, 415, NULL,
-                                "send JSON: Content-Type: application/json");
-        return NULL;
-    }
-    j = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "json",
-                                "the body must be one JSON object");
-        return NULL;
-    }
-    return j;
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
@@ -183,17 +162,6 @@ static char *seal_opt(const struct kn_keyring *kr, const char *purpose,
     return kn_seal(kr, purpose, s, strlen(s));
 }
 
-/* Unseal s (NULL or "": NULL); a heap string or NULL. */
-static char *unseal_opt(const struct kn_keyring *kr, const char *purpose,
-                        const char *s)
-{
-    char *plain = NULL;
-    if (s == NULL || s[0] == '\0' ||
-        kn_unseal(kr, purpose, s, &plain, NULL) != 0)
-        return NULL;
-    return plain;
-}
-
 /* One line to the operation log (never an address). */
 static void op_log_from(struct http_srv *s, const char *source, const char *via,
                         const char *op, const char *tenant, const char *rcpt)
@@ -214,73 +182,26 @@ static void op_log(struct conn *c, const char *op, const char *tenant,
     op_log_from(c->srv, c->req.source, "http", op, tenant, rcpt);
 }
 
-static void on_mail_submitted(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    char *tenant = arg;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[0]->integer != 1)
-        kn_log(KN_LOG_ERROR, "http", "registration mail not stored", "tenant",
-               tenant, "error",
-               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               NULL);
-    free(tenant);
-}
-
 /*
  * Send one mail to each address of to[0..n) (plaintext; only this call
- * sees them): an urgent broadcast of the tenant with inline recipients,
- * sealed by kn_broadcast_parse like any other.  Returns 0, or -1 after
- * logging why (the caller answers 503).
+ * sees them): kn__httpd_guardian_send, sender "registration".  Returns 0,
+ * or -1 after logging why (the caller answers 503).
  */
 static int send_mail(struct http_srv *s, const char *tenant,
                      const char *const *to, size_t n, const char *subject,
                      const char *body)
 {
-    struct kn_daemon *d = s->d;
-    const struct kn_config *cfg = s->cfg;
-    struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
-    json_t *rc = json_array(), *bc;
-    struct kn_broadcast b;
-    struct kn_argv a;
-    char err[600], field[128], *json;
+    char **ids = kn_xcalloc(n + 1, sizeof(*ids));
     int rv;
-
-    for (size_t i = 0; i < n; i++) {
-        char id[48];
-        snprintf(id, sizeof(id), "registration-%zu", i + 1);
-        json_array_append_new(rc,
-                              json_pack("{s:s,s:s}", "id", id, "email", to[i]));
-    }
-    bc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:s,s:o}", "tenant", tenant,
-                   "category", "notice", "priority", "urgent", "subject",
-                   subject, "body", body, "channels", "email", "policy", "all",
-                   "recipients", rc);
-    json = json_dumps(bc, JSON_COMPACT);
-    json_decref(bc);
-    rv = kn_broadcast_parse(json, strlen(json), &lim, &b, err, sizeof(err),
-                            field, sizeof(field));
-    OPENSSL_cleanse(json, strlen(json));
-    free(json);
-    if (rv < 0) {
-        kn_log(KN_LOG_ERROR, "http", "registration mail refused", "tenant",
-               tenant, "error", err, NULL);
-        return -1;
-    }
-    b.id = kn_broadcast_new_id();
-    free(b.sender);
-    b.sender = kn_xstrdup("registration");
-    kn_argv_init(&a);
-    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
-    kn_broadcast_free(&b);
-    rv = kn_redis_eval(d->cmd, &kn_script_submit, on_mail_submitted,
-                       kn_xstrdup(tenant), KN_SUBMIT_NKEYS, a.n,
-                       (const char **)a.v, a.len);
-    for (int i = 0; i < a.n; i++)
-        OPENSSL_cleanse(a.v[i], a.len[i]);
-    kn_argv_free(&a);
-    return rv < 0 ? -1 : 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = kn_xasprintf("registration-%zu", i + 1);
+    rv =
+        kn__httpd_guardian_send(s, tenant, "registration", "email",
+                                (const char *const *)ids, to, n, subject, body);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rv;
 }
 
 /* ------------------------------------------------ POST /r/start */
@@ -311,8 +232,8 @@ static void on_ticket_made(struct batch *b)
     json_t *j;
     if (!kn__httpd_batch_usable(b))
         goto out;
-    name =
-        unseal_opt(c->srv->d->kr, "name", kn__httpd_rstr(kn__httpd_brep(b, 3)));
+    name = kn__httpd_unseal_opt(c->srv->d->kr, "name",
+                                kn__httpd_rstr(kn__httpd_brep(b, 3)));
     j = json_pack("{s:s,s:s,s:s?,s:I}", "ticket", st->ticket, "school",
                   st->tenant, "student", name, "left", (json_int_t)st->left);
     kn__httpd_free_secret(&name);
@@ -410,7 +331,7 @@ static void on_sheet(struct batch *b)
 void kn__httpd_run_register_start(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *id, *pass;
     struct start *st;
     struct batch *b;
@@ -567,7 +488,7 @@ out:
 void kn__httpd_run_register_email(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c), *consent;
+    json_t *j = kn__httpd_json_object(c), *consent;
     const char *ticket, *email, *name, *rel, *why = NULL;
     struct mail *m;
     struct batch *b;
@@ -699,13 +620,14 @@ static void tell_contacts(struct http_srv *s, const redisReply *rep)
         const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
         size_t n = rep->elements - 6, got = 0;
         const char **to = kn_xcalloc(n + 1, sizeof(*to));
-        char *child = unseal_opt(d->kr, "name", rep->element[3]->str);
-        char *gname = unseal_opt(d->kr, "name", rep->element[4]->str);
-        char *grel = unseal_opt(d->kr, "name", rep->element[5]->str);
+        char *child = kn__httpd_unseal_opt(d->kr, "name", rep->element[3]->str);
+        char *gname = kn__httpd_unseal_opt(d->kr, "name", rep->element[4]->str);
+        char *grel = kn__httpd_unseal_opt(d->kr, "name", rep->element[5]->str);
         char *body;
 
         for (size_t i = 0; i < n; i++) {
-            char *plain = unseal_opt(d->kr, "email", rep->element[6 + i]->str);
+            char *plain =
+                kn__httpd_unseal_opt(d->kr, "email", rep->element[6 + i]->str);
             if (plain != NULL)
                 to[got++] = plain;
         }
@@ -802,7 +724,7 @@ out:
 void kn__httpd_run_register_verify(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *link, *ticket, *code;
     char lh[65];
 
@@ -896,7 +818,7 @@ out:
 
 void kn__httpd_run_register_app(struct conn *c)
 {
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *ticket;
     if (j == NULL)
         return;
@@ -984,7 +906,7 @@ static void on_device(struct kn_redis *r, redisReply *rep, void *arg)
 void kn__httpd_run_devices(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *code, *cred, *platform, *token, *why = NULL;
     char h[65], norm[KN_REG_ID_LEN + 1], bi[33], credh[65], now[24];
     char *key = NULL, *sealed;
@@ -1151,7 +1073,7 @@ out:
 
 void kn__httpd_run_register_line(struct conn *c)
 {
-    json_t *j = body_object(c);
+    json_t *j = kn__httpd_json_object(c);
     const char *ticket;
     if (j == NULL)
         return;
@@ -1232,7 +1154,8 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
         what = rep->element[0]->integer;
     if (what == 1 && rep->elements >= 6) {
         const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
-        char *child = unseal_opt(s->d->kr, "name", rep->element[3]->str);
+        char *child =
+            kn__httpd_unseal_opt(s->d->kr, "name", rep->element[3]->str);
         char *msg = kn_xasprintf(
             "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
             "でお届けします。\n心当たりがない場合は、学校にお知らせください。",

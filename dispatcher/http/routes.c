@@ -135,6 +135,13 @@ static const struct route routes[] = {
      * CSRF (mail providers post cross-site); rate-limited like /a. */
     {R_UNSUB_GET, HTTP_GET, "/u/{}", 0, 1, kn__httpd_run_unsub_get},
     {R_UNSUB_POST, HTTP_POST, "/u/{}", 0, 1, kn__httpd_run_unsub_post},
+    /* The guardian's own page (mypage.c): the link's token in the body. */
+    {R_MY_PAGE, HTTP_GET, "/m", 0, 1, kn__httpd_run_mypage_page},
+    {R_MY_FILE, HTTP_GET, "/m/{}", 0, 1, kn__httpd_run_mypage_file},
+    {R_MY_VIEW, HTTP_POST, "/m/view", 0, 1, kn__httpd_run_mypage_view},
+    {R_MY_SAVE, HTTP_POST, "/m/save", 0, 1, kn__httpd_run_mypage_save},
+    {R_MY_CODE, HTTP_POST, "/m/code", 0, 1, kn__httpd_run_mypage_code},
+    {R_MY_LINK, HTTP_POST, "/m/link", 0, 1, kn__httpd_run_mypage_link},
 };
 
 /* Does path match pattern?  The {} segment is copied into *param. */

@@ -44,27 +44,6 @@ static void refuse(struct conn *c, int status, const char *result,
     kn__httpd_respond_error(c, status, field, "%s", msg);
 }
 
-/* The request's JSON object, or NULL after answering 400/415. */
-static json_t *body_object(struct conn *c)
-{
-    json_t *j;
-    if (c->req.ctype == NULL ||
-        strncasecmp(c->req.ctype, "application/json", 16) != 0) {
-        kn__httpd_respond_error(c, 415, NULL,
-                                "send JSON: Content-Type: application/json");
-        return NULL;
-    }
-    j = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),
-                   JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "json",
-                                "the body must be one JSON object");
-        return NULL;
-    }
-    return j;
-}
-
 /* A string member, or NULL. */
 static const char *jstr(json_t *o, const char *k)
 {
@@ -484,7 +463,7 @@ void kn__httpd_run_login(struct conn *c)
     char *k;
 
     c->req.auth_result = "malformed"; /* every attempt is logged */
-    j = body_object(c);
+    j = kn__httpd_json_object(c);
     if (j == NULL)
         return;
     /* Login CSRF: a browser names the page that posts; only the
@@ -679,7 +658,7 @@ void kn__httpd_run_password(struct conn *c)
 
     if (need_session(c) < 0 || op_ready(c) < 0)
         return;
-    j = body_object(c);
+    j = kn__httpd_json_object(c);
     if (j == NULL)
         return;
     cur = jstr(j, "current");
@@ -825,7 +804,7 @@ void kn__httpd_run_totp(struct conn *c)
 
     if (need_session(c) < 0 || op_ready(c) < 0)
         return;
-    j = body_object(c);
+    j = kn__httpd_json_object(c);
     if (j == NULL)
         return;
     action = jstr(j, "action");

@@ -54,6 +54,27 @@ static void test_body(void **state)
     free(s);
 }
 
+/* The my-page foot of an e-mail (issue 16): Japanese, English unless the
+ * guardian reads Japanese, the link last; nothing without a link. */
+static void test_mypage_text(void **state)
+{
+    char *s = kn_message_mypage_text(NULL, "https://k.example/m#t=x.y");
+    assert_string_equal(s, "\n\n--\n配信の設定・過去のお知らせ（マイページ）:\n"
+                           "Your settings and past messages (My page):\n"
+                           "https://k.example/m#t=x.y\n");
+    free(s);
+    s = kn_message_mypage_text("ja", "https://k.example/m#t=x.y");
+    assert_string_equal(s, "\n\n--\n配信の設定・過去のお知らせ（マイページ）:\n"
+                           "https://k.example/m#t=x.y\n");
+    free(s);
+    s = kn_message_mypage_text("pt", "u");
+    assert_non_null(strstr(s, "My page"));
+    free(s);
+    s = kn_message_mypage_text("en", NULL);
+    assert_string_equal(s, "");
+    free(s);
+}
+
 static void test_link_text(void **state)
 {
     char *s = kn_message_link_text(KN_TEXT_MAIL, LINK);
@@ -155,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_subject),
         cmocka_unit_test(test_body),
         cmocka_unit_test(test_link_text),
+        cmocka_unit_test(test_mypage_text),
         cmocka_unit_test(test_body_with_link),
         cmocka_unit_test(test_line_texts_link),
     };

@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""test_mypage_page.py - the guardian's my page (/m) in a real browser at a
+390 px phone viewport: Debian's /usr/bin/chromium, headless, driven by
+playwright-core (tests/browser/mypage.js; node_modules is made with `npm
+ci` when missing), with axe-core (tests/browser/a11y.js).
+
+One redis-server, the fake SMTP server, one kairand; a child whose mother
+has an e-mail address and a LINE account; a broadcast to the class sends
+her the mail with the link.
+
+  [1] the link from the received mail opens the page in Japanese; the
+      token leaves the address bar; the child named; her channels in
+      order with the address masked; 言語 and 保存する; categories with
+      the emergency one locked on; the note that urgent messages still
+      arrive; the message of the class, opened with the keyboard.
+  [2] with the keyboard alone: LINE moved up (focus stays on it), 言語 to
+      English, Tab to 保存する, Enter: saved (the page turns English), and
+      the guardian's "pf" holds the order and the language.
+  [3] stopping e-mail asks for the code (an alert, the code box); the
+      code is sent to her address, read from the fake SMTP server, typed:
+      saved; "pf"."xc" is ["email"].
+  [4] the page again (same tab): English, LINE first, e-mail stopped.
+  [5] a link that is not valid shows the "send me my link" form; ID and
+      address sent: the same answer, and a mail with a new link arrives.
+  [6] axe-core finds no serious or critical violation at 390 and 1280 px;
+      nothing scrolls sideways at 390 px; no console error; every
+      document under the strict CSP with Trusted Types; screenshots in
+      $BUILD/test-out/mypage-*.png.
+
+Skipped (TAP "ok # SKIP") only when /usr/bin/chromium is not installed.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_mypage_page.py
+"""
+
+import csv
+import glob
+import io
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+tap = TAP()
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+CHROMIUM = "/usr/bin/chromium"
+SHOT_DIR = os.path.abspath(os.environ.get("KAIRAN_TEST_OUT")
+                           or os.path.join(BUILD, "test-out"))
+T = "sakura-es"
+MOM = "tanaka.mama@docomo.ne.jp"
+LINE_ID = "U" + "0123456789abcdef" * 2
+
+if not os.access(CHROMIUM, os.X_OK):
+    tap.skip("my page in headless Chromium",
+             "chromium is not installed (apt-get install chromium; scripts/deps.sh)")
+    tap.done()
+
+with tap.check("playwright-core and axe-core are installed in tests/browser "
+               "(npm ci from the lock file)"):
+    if not all(os.path.exists(os.path.join(BROWSER_DIR, "node_modules", m,
+                                           "package.json"))
+               for m in ("playwright-core", "axe-core")):
+        cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
+                            cwd=BROWSER_DIR, capture_output=True, text=True,
+                            timeout=120)
+        assert cp.returncode == 0, cp.stderr[-2000:]
+
+out = tmpdir("mypage-page")
+os.makedirs(SHOT_DIR, exist_ok=True)
+for old in glob.glob(os.path.join(SHOT_DIR, "mypage-*.png")):
+    os.unlink(old)
+
+with Redis(out) as redis, FakeSMTP(out) as smtp:
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    k = Kairan(out, redis, smtp=smtp,
+               conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "public_url": base, "rate": "1000"}})
+    path = os.path.join(out, "1A.csv")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("id,name,class,groups,email,line\r\n"
+                "s-2,田中 二郎,A,1年A組,%s,%s\r\n" % (MOM, LINE_ID))
+    cp = k.ctl("recipients", "import", "--tenant", T, path)
+    assert cp.returncode == 0, cp.stderr
+    cp = k.ctl("category", "add", "--tenant", T, "行事")
+    assert cp.returncode == 0, cp.stderr
+    cp = k.ctl("recipients", "sheets", "--tenant", T, "--format", "csv")
+    assert cp.returncode == 0, cp.stderr
+    row = list(csv.DictReader(io.StringIO(cp.stdout)))[0]
+    d = k.start()
+    d.wait_output('"listening"', 15)
+    bid = k.submit({"tenant": T, "subject": "遠足のお知らせ",
+                    "body": "来週は遠足です。\n<b>お弁当</b>を持ってきてください。",
+                    "category": "行事", "channels": ["email"],
+                    "audience": {"groups": ["1年A組"]}})
+    k.wait_done(bid, 60)
+
+    def pf():
+        return json.loads(redis.call("HGET", k.prefix + "rcpt:%s:s-2" % T,
+                                     "c")).get("pf", {})
+
+    profile = os.path.join(out, "chromium-profile")
+    os.makedirs(profile)
+    cfg = {"base": base, "mom": MOM, "sheet": row["id"],
+           "messages": smtp.messages_path, "shots": SHOT_DIR,
+           "profile": profile}
+    r = None
+    with tap.check("the browser driver runs every step"):
+        cp = subprocess.run(["node", os.path.join(BROWSER_DIR, "mypage.js"),
+                             json.dumps(cfg)], cwd=BROWSER_DIR,
+                            capture_output=True, text=True, timeout=300)
+        lines = [json.loads(x) for x in cp.stdout.splitlines()
+                 if x.startswith("{")]
+        assert lines, (cp.returncode, cp.stdout[-1000:], cp.stderr[-3000:])
+        r = lines[-1]
+        assert r["event"] == "done", (r.get("message"),
+                                      json.dumps(r.get("partial"),
+                                                 ensure_ascii=False)[:1500])
+        assert cp.returncode == 0, cp.stderr[-2000:]
+
+    if r and r.get("event") == "done":
+        m = r["main"]
+        tap.ok(m["lang"] == "ja" and m["url"] == base + "/m" and
+               "田中 二郎" in m["who"] and m["order"] == ["1. メール",
+                                                          "2. LINE"]
+               and m["address"].endswith("@docomo.ne.jp") and
+               MOM not in m["address"],
+               "[1] the mail's link: Japanese, the token out of the address "
+               "bar, the child, the channels in order, masked",
+               json.dumps(m, ensure_ascii=False)[:800])
+        cats = {c["name"]: c for c in m["cats"]}
+        tap.ok(m["save"] == "保存する" and m["langLabel"] == "言語" and
+               cats["emergency"]["disabled"] and cats["emergency"]["checked"]
+               and not cats["行事"]["disabled"] and cats["行事"]["checked"]
+               and "緊急" in m["urgentNote"],
+               "[1] 言語, 保存する, categories (emergency locked on), the "
+               "urgent note", json.dumps(m["cats"], ensure_ascii=False))
+        tap.ok(len(m["msgs"]) == 1 and "遠足のお知らせ" in m["msgs"][0] and
+               m["body"] == "来週は遠足です。\n<b>お弁当</b>を持ってきてください。",
+               "[1] the class's message, opened with the keyboard (markup "
+               "shown as text)", json.dumps([m["msgs"], m["body"]],
+                                            ensure_ascii=False))
+        tap.ok(r["moved"]["order"] == ["1. LINE", "2. メール"] and
+               r["moved"]["focus"] == "LINE を下へ" and r["moved"]["msg"],
+               "[2] LINE moved up with the keyboard; the focus stays on it",
+               json.dumps(r["moved"], ensure_ascii=False))
+        tap.ok(r["langValue"] == "en" and 0 < r["tabsToSave"] <= 30 and
+               r["saveStatus"] == 200 and r["saved"]["msg"] == "Saved." and
+               r["saved"]["title"] == "My page",
+               "[2] 言語 -> English, Tab to 保存する, Enter: saved, the page "
+               "in English", json.dumps([r["langValue"], r["tabsToSave"],
+                                         r["saved"]], ensure_ascii=False))
+        p = pf()
+        tap.ok(p.get("lg") == "en" and p.get("ch") == ["line", "email"],
+               "[2] saved in the guardian's pf", json.dumps(p))
+        s = r["stop"]
+        tap.ok(s["status"] == 403 and s["role"] == "alert" and
+               s["focus"] == "h-code" and s["via"] and
+               s["via"][0].startswith("E-mail: ") and
+               MOM not in json.dumps(s["via"]),
+               "[3] stopping e-mail asks for the code: an alert, the code "
+               "box, the contact masked", json.dumps(s, ensure_ascii=False))
+        tap.ok(s["codeStatus"] == 202 and s["gotCode"] and
+               s["withCode"] == 200 and s["after"]["stopped"] and
+               not s["after"]["codebox"] and pf().get("xc") == ["email"],
+               "[3] the code from the fake SMTP server, typed: saved, "
+               "xc = [email]", json.dumps([s, pf()], ensure_ascii=False))
+        tap.ok(r["again"] == {"order": ["1. LINE", "2. E-mail"],
+                              "stopped": True, "lg": "en"},
+               "[4] the page again: English, LINE first, e-mail stopped",
+               json.dumps(r["again"], ensure_ascii=False))
+        lk = r["link"]
+        tap.ok(lk["role"] == "alert" and lk["msg"] and not lk["main"] and
+               lk["status"] == 202 and lk["sent"] and lk["newLink"],
+               "[5] a link that is not valid: the form; ID and address: "
+               "a mail with a new link", json.dumps(lk, ensure_ascii=False))
+        pages = {"main": r["main"], "saved-en": r["savedLook"],
+                 "code": r["codeLook"], "link": r["linkLook"]}
+        tap.eq({n: x["axe390"] + x["axe1280"] for n, x in pages.items()
+                if x["axe390"] or x["axe1280"]}, {},
+               "[6] axe-core: no serious or critical violation at 390 and "
+               "1280 px")
+        tap.eq({n: x["overflow390"] for n, x in pages.items()
+                if x["overflow390"]}, {},
+               "[6] nothing scrolls sideways at 390 px")
+        tap.eq(r["errors"], [], "[6] no console error")
+        tap.ok(r["csps"] and all("require-trusted-types-for 'script'" in x
+                                 and "script-src 'self'" in x
+                                 for x in r["csps"]),
+               "[6] every document under the strict CSP with Trusted Types",
+               json.dumps(r["csps"][:1]))
+        shots = sorted(os.path.basename(x) for x in
+                       glob.glob(os.path.join(SHOT_DIR, "mypage-*-390.png")))
+        tap.ok(len(shots) >= 4, "[6] screenshots at 390 px", " ".join(shots))
+
+    d.stop()
+tap.done()
