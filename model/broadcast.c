@@ -461,9 +461,9 @@ int kn_broadcast_parse(const char *json, size_t len,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant",  "category", "priority",   "drill",
-        "subject",    "body",    "channels", "policy",     "audience",
-        "recipients", "ack",     "send_at",  "expires_at", "escalate_after",
+        "id",         "tenant",  "category",     "priority",   "drill",
+        "subject",    "body",    "channels",     "policy",     "audience",
+        "recipients", "ack",     "send_at",      "expires_at", "escalate_after",
         "sender",     "choices", "translations", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
@@ -864,7 +864,8 @@ size_t kn_translations_load(const char *json, struct kn_translation **out)
     *out = kn_xcalloc(KN_TRANSLATIONS_MAX, sizeof(**out));
     json_object_foreach(o, lang, t)
     {
-        json_t *s = json_object_get(t, "subject"), *bd = json_object_get(t, "body");
+        json_t *s = json_object_get(t, "subject"),
+               *bd = json_object_get(t, "body");
         if (n == KN_TRANSLATIONS_MAX)
             break;
         if (!kn_lang_valid(lang) || !json_is_string(s) || !json_is_string(bd))
@@ -916,7 +917,8 @@ int kn_translation_pick(const char *langs, const char *lang, char *out,
             best_n = n;
             break; /* the same tag wins */
         }
-        if (best == NULL && primary_len(p, n) == lp && memcmp(p, lang, lp) == 0) {
+        if (best == NULL && primary_len(p, n) == lp &&
+            memcmp(p, lang, lp) == 0) {
             best = p;
             best_n = n;
         }

@@ -76,12 +76,12 @@ struct kn_broadcast {
     size_t nrcpt_ids;
     struct kn_inline_rcpt *rcpts;
     size_t nrcpts;
-    int64_t send_at_ms;  /* 0: now */
-    int64_t expires_ms;  /* always set after parse */
-    int64_t escalate_ms; /* 0: none */
-    char *sender;        /* who submitted (token name, "kairanctl") */
-    char **choices;      /* "choices": the answers offered (ack only) */
-    size_t nchoices;     /* 0, or KN_ACK_CHOICES_MIN..MAX */
+    int64_t send_at_ms;        /* 0: now */
+    int64_t expires_ms;        /* always set after parse */
+    int64_t escalate_ms;       /* 0: none */
+    char *sender;              /* who submitted (token name, "kairanctl") */
+    char **choices;            /* "choices": the answers offered (ack only) */
+    size_t nchoices;           /* 0, or KN_ACK_CHOICES_MIN..MAX */
     struct kn_translation *tr; /* "translations", in the JSON's order */
     size_t ntr;                /* 0..KN_TRANSLATIONS_MAX */
 };

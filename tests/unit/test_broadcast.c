@@ -1572,8 +1572,8 @@ static void test_translations(void **state)
         {"{\"en\":\"hello\"}", "translations.en", "must be {"},
         {"{\"en\":{\"subject\":\"s\"}}", "translations.en.body", "missing"},
         {"{\"en\":{\"body\":\"b\"}}", "translations.en.subject", "missing"},
-        {"{\"en\":{\"subject\":\"\",\"body\":\"b\"}}", "translations.en.subject",
-         "missing"},
+        {"{\"en\":{\"subject\":\"\",\"body\":\"b\"}}",
+         "translations.en.subject", "missing"},
         {"{\"en\":{\"subject\":\"a\\r\\nBcc: x@example.com\",\"body\":\"b\"}}",
          "translations.en.subject", "line break"},
         {"{\"en\":{\"subject\":\"s\",\"body\":1}}", "translations.en.body",
@@ -1628,9 +1628,8 @@ static void test_translations(void **state)
     kn_argv_free(&a);
     kn_broadcast_free(&b);
     /* none: no fields at all */
-    assert_int_equal(parse_tr("null", &b, err, sizeof(err), field,
-                              sizeof(field)),
-                     0);
+    assert_int_equal(
+        parse_tr("null", &b, err, sizeof(err), field, sizeof(field)), 0);
     assert_int_equal(b.ntr, 0);
     kn_broadcast_free(&b);
     assert_int_equal(kn_translations_load(NULL, &tr), 0);
@@ -1645,17 +1644,16 @@ static void test_translations(void **state)
         char tj[1300];
         snprintf(tj, sizeof(tj), "{\"en\":{\"subject\":\"%s\",\"body\":\"b\"}}",
                  big);
-        assert_int_equal(parse_tr(tj, &b, err, sizeof(err), field,
-                                  sizeof(field)),
-                         KN_EINVAL);
+        assert_int_equal(
+            parse_tr(tj, &b, err, sizeof(err), field, sizeof(field)),
+            KN_EINVAL);
         assert_string_equal(field, "translations.en.subject");
         assert_non_null(strstr(err, "at most 1000"));
         big[1000] = '\0';
         snprintf(tj, sizeof(tj), "{\"en\":{\"subject\":\"%s\",\"body\":\"b\"}}",
                  big);
-        assert_int_equal(parse_tr(tj, &b, err, sizeof(err), field,
-                                  sizeof(field)),
-                         0);
+        assert_int_equal(
+            parse_tr(tj, &b, err, sizeof(err), field, sizeof(field)), 0);
         kn_broadcast_free(&b);
     }
     for (size_t i = 0; i < KN_ARRAY_SIZE(bad); i++) {
@@ -1683,13 +1681,11 @@ static void test_translations(void **state)
     assert_int_equal(kn_translation_pick("en-GB,en", "en", out, sizeof(out)),
                      1);
     assert_string_equal(out, "en");
-    assert_int_equal(kn_translation_pick("zh-Hans", "zh-Hant", out,
-                                         sizeof(out)),
-                     1);
+    assert_int_equal(
+        kn_translation_pick("zh-Hans", "zh-Hant", out, sizeof(out)), 1);
     assert_string_equal(out, "zh-Hans");
-    assert_int_equal(kn_translation_pick("zh-Hans,zh", "zh-TW", out,
-                                         sizeof(out)),
-                     1);
+    assert_int_equal(
+        kn_translation_pick("zh-Hans,zh", "zh-TW", out, sizeof(out)), 1);
     assert_string_equal(out, "zh-Hans");
     assert_int_equal(kn_translation_pick("fil", "fi", out, sizeof(out)), 0);
 }
