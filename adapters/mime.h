@@ -50,6 +50,9 @@ struct kn_mime_msg {
     const char *message_id; /* with angle brackets */
     int64_t date_ms;
     int urgent; /* adds Priority/Importance headers */
+    /* Content-Language ("ja", "en"; a tag kn_lang_valid takes), or NULL:
+     * none */
+    const char *lang;
 };
 
 /*

@@ -361,6 +361,8 @@ static void fall_back(struct wjob *jb)
                     json_string_value(json_object_get(next, KN_JOB_PLATFORM)),
                     rest);
     kn_job_set_rcpt(nj, jb->rcpts[0], a, i);
+    if (jb->lang != NULL) /* the same reader on the next channel */
+        json_object_set_new(nj, KN_JOB_LANG, json_string(jb->lang));
     json_decref(rest);
     kn_argv_init(&av);
     kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));
@@ -564,7 +566,7 @@ static int open_addrs(struct wjob *jb)
 static void prepare(struct wjob *jb, struct kn_adapter *via)
 {
     struct kn_worker *w = jb->w;
-    jb->job.msg = &jb->msg->m;
+    jb->job.msg = kn__msg_lang(jb->msg, jb->lang);
     jb->job.channel = w->chname;
     jb->job.rcpt = jb->rcpts[0];
     jb->job.bindex = jb->bindex[0];
@@ -602,7 +604,9 @@ static void send_batch(struct wjob *jb, struct kn__bucket *b)
      * may stay in the list meanwhile. */
     while (*pp != NULL && nc + 1 < max) {
         struct wjob *c = *pp;
-        if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1) {
+        /* (One request carries one text: the same language only.) */
+        if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1 &&
+            strcmp(c->lang ? c->lang : "", jb->lang ? jb->lang : "") == 0) {
             *pp = c->next;
             c->next = NULL;
             cand[nc++] = c;
@@ -887,6 +891,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     take_recipients(jb, &rec);
     jb->key = kn_xasprintf("%s/%s", jb->bcast, rec.key ? rec.key : jb->fields);
     jb->job.platform = rec.platform;
+    jb->lang = rec.lang;
     jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }

@@ -40,8 +40,9 @@ struct wjob {
     /* The broadcast's expiry (ms); 0: none known. */
     int64_t expires_ms;
     struct kn__msg *msg;
-    char **addr; /* plaintext, wiped after the send */
-    char *link;  /* personal confirmation link */
+    const char *lang; /* the job's "lg" (in j), or NULL: Japanese */
+    char **addr;      /* plaintext, wiped after the send */
+    char *link;       /* personal confirmation link */
     int claimed;
     int prio;                   /* 0 urgent, 1 normal */
     int probe;                  /* the breaker's probe of the relay */

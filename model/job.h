@@ -26,6 +26,8 @@
  *   t     int     when it was first queued (ms)
  *   x     int     when it expires (ms, the broadcast's expiry)
  *   k     string  push only: the token's platform, "fcm" or "apns"
+ *   lg    string  the broadcast's translation the recipients read (a key
+ *                 of its "translations"); absent: the Japanese text
  *   fb    array   policy preferred: the next channels' contacts, each
  *                 {"c": channel, "k": platform (push), "a": sealed,
  *                  "i": blind index}
@@ -50,6 +52,7 @@
 #define KN_JOB_EXPIRES    "x"
 #define KN_JOB_PLATFORM   "k"
 #define KN_JOB_FALLBACK   "fb"
+#define KN_JOB_LANG       "lg"
 #define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
 /*
@@ -77,6 +80,7 @@ struct kn_job_rec {
     const char *queue;    /* NULL if absent */
     const char *key;      /* NULL if absent */
     const char *platform; /* NULL if absent */
+    const char *lang;     /* NULL if absent (the Japanese text) */
     int attempts;
     int64_t first_ms;   /* 0 if absent */
     int64_t expires_ms; /* 0 if absent */
