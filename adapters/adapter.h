@@ -43,18 +43,19 @@ struct kn_result {
 
 /* What is sent: shared by every job of one broadcast (read-only). */
 struct kn_message {
-    char *bcast;      /* broadcast id */
-    char *tenant;     /* tenant id */
-    char *category;   /* emergency, notice, ... */
-    const char *lang; /* the translation's language tag ("en"), or NULL:
-                         the main, Japanese text */
-    char *subject;    /* UTF-8, checked */
-    char *body;       /* UTF-8, checked */
-    int urgent;       /* priority urgent */
-    int drill;        /* a drill */
-    int ack;          /* recipients confirm through a personal link */
+    char *bcast;    /* broadcast id */
+    char *tenant;   /* tenant id */
+    char *category; /* emergency, notice, ... */
+    char *subject;  /* UTF-8, checked */
+    char *body;     /* UTF-8, checked */
+    int urgent;     /* priority urgent */
+    int drill;      /* a drill */
+    int ack;        /* recipients confirm through a personal link */
     int64_t created_ms;
     int64_t expires_ms;
+    /* The language of subject and body: a translation's tag ("en"), or
+     * NULL for the main, Japanese text (issue 16). */
+    const char *lang;
 };
 
 /* One delivery job as an adapter sees it. */

@@ -40,9 +40,8 @@ struct wjob {
     /* The broadcast's expiry (ms); 0: none known. */
     int64_t expires_ms;
     struct kn__msg *msg;
-    const char *lang; /* the job's "lg" (in j), or NULL: Japanese */
-    char **addr;      /* plaintext, wiped after the send */
-    char *link;       /* personal confirmation link */
+    char **addr; /* plaintext, wiped after the send */
+    char *link;  /* personal confirmation link */
     int claimed;
     int prio;                   /* 0 urgent, 1 normal */
     int probe;                  /* the breaker's probe of the relay */
@@ -57,7 +56,9 @@ struct wjob {
     char *fin_detail;
     int fin_attempts;
     char bref[24]; /* e-mail: its bounce reference, "" none (bounce.c) */
-    int carrier;   /* e-mail: the address is at a carrier domain */
+    /* The job's "lg" (a string of j), or NULL: the Japanese text. */
+    const char *lang;
+    int carrier; /* e-mail: the address is at a carrier domain */
 };
 
 /*
