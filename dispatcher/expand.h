@@ -22,7 +22,12 @@
 /* What an entry keeps of its broadcast between two of its turns
  * (expand_fair.c): the routing fields read by kn__expand_on_meta and the
  * checkpoint of its expansion. */
+/* The broadcast's translations' languages ("en,pt", the field "langs" of
+ * bc:<id>; "" none): at most KN_TRANSLATIONS_MAX tags of 15 bytes. */
+#define KN_EXPAND_LANGS 136
+
 struct xbc {
+    char langs[KN_EXPAND_LANGS];
     char *tenant;
     int urgent, preferred, ack;
     enum kn_channel chans[KN_CH__COUNT];
@@ -85,6 +90,7 @@ struct kn_expander {
     struct xstream qs[KN_QUEUE_STREAMS];
 
     /* the broadcast being expanded */
+    char langs[KN_EXPAND_LANGS];
     char *tenant;
     int urgent, preferred, ack;
     enum kn_channel chans[KN_CH__COUNT];

@@ -131,6 +131,9 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     e->ack = (v = hget(rep, "ack")) && strcmp(v, "1") == 0;
     e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
     e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
+    v = hget(rep, "langs"); /* translations (model/broadcast.h) */
+    snprintf(e->langs, sizeof(e->langs), "%s",
+             v != NULL && strlen(v) < sizeof(e->langs) ? v : "");
     e->nchans = 0;
     chans = hget(rep, "channels");
     if (chans != NULL) {
