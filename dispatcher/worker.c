@@ -52,6 +52,7 @@
 #include "dispatcher/rate.h"
 #include "dispatcher/route.h"
 #include "dispatcher/worker.h"
+#include "model/directory.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
@@ -577,7 +578,11 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
     jb->job.key = jb->key;
     if (jb->msg->m.ack && jb->naddr == 1 && jb->link == NULL) {
         char *t = kn_ack_token(w->d->kr, jb->bcast, jb->rcpts[0]);
-        jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
+        /* A translation's reader gets its page in the same language
+         * (the tag passed kn_lang_valid: nothing to escape). */
+        jb->link = kn_xasprintf("%s/a/%s%s%s", w->d->cfg->http_public_url, t,
+                                jb->lang != NULL ? "?l=" : "",
+                                jb->lang != NULL ? jb->lang : "");
         free(t);
     }
     jb->job.link = jb->link;
@@ -891,7 +896,8 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     take_recipients(jb, &rec);
     jb->key = kn_xasprintf("%s/%s", jb->bcast, rec.key ? rec.key : jb->fields);
     jb->job.platform = rec.platform;
-    jb->lang = rec.lang;
+    /* (What the expander wrote; checked, it reaches a link.) */
+    jb->lang = kn_lang_valid(rec.lang) ? rec.lang : NULL;
     jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }

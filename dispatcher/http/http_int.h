@@ -170,6 +170,7 @@ struct req {
     char *bc_tenant;         /* its tenant (operation log) */
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
+    char *ack_lang;          /* /a/{token}?l=: a translation, or NULL */
     char *ack_error;         /* /a/{token}: a refused answer, what to fix */
     char *resend_of;         /* a re-send: the broadcast it repeats */
     long long resend_n;      /* a re-send: its children */

@@ -219,8 +219,11 @@ with tap.check("[5] ack: the confirmation page in the guardian's language"):
     pages = {}
     for addr in ("en@example.jp", "ja@example.jp"):
         text = got[addr].get_body(("plain",)).get_content()
-        m = re.search(r"http://127\.0\.0\.1:\d+(/a/[A-Za-z0-9_.-]+)", text)
+        m = re.search(r"http://127\.0\.0\.1:\d+(/a/[A-Za-z0-9_.-]+"
+                      r"(?:\?l=[A-Za-z0-9-]+)?)", text)
         assert m, text
+        assert m.group(1).endswith("?l=en") == (addr == "en@example.jp"), \
+            m.group(1)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
         c.request("GET", m.group(1))
         resp = c.getresponse()
@@ -230,7 +233,7 @@ with tap.check("[5] ack: the confirmation page in the guardian's language"):
     assert SUBJ_EN in pages["en@example.jp"], pages["en@example.jp"][:2000]
     assert "School is closed tomorrow." in pages["en@example.jp"]
     assert SUBJ_JA not in pages["en@example.jp"]
-    assert 'lang="en"' in pages["en@example.jp"]
+    assert '<h1 lang="en">' in pages["en@example.jp"]
     assert SUBJ_JA in pages["ja@example.jp"]
     for p in pages.values():
         for ch in choices:
