@@ -332,6 +332,14 @@ int kn__httpd_line_admit(struct conn *c);
 int kn__httpd_sg_admit(struct conn *c);
 #define KN_SG_HOOK_MAX_BODY (2 * 1024 * 1024)
 
+/* The table scripts/embed.c writes with -t (the same layout is defined
+ * there): the console's files, the registration page's strings. */
+struct kn_embedded {
+    const char *name;
+    const char *data;
+    size_t len;
+};
+
 /* ---- respond.c ---- */
 
 extern const char *const kn__httpd_csp_page;

@@ -24,8 +24,12 @@ fake_line.py, push through fake_fcm.js.
   [6] bad translations -> kairanctl submit exits 1 naming the field;
       POST /v1/broadcasts answers 400 with "field" (e.g.
       "translations.en.body"); nothing stored.
-  [7] POST /v1/broadcasts with translations -> 202, stored; a
-      translation's CR/LF subject refused (mail header injection).
+  [7] POST /v1/broadcasts with translations -> 202, stored, each reader's
+      language sent.
+  [8] registration (/r, issue 15) on the English page: the new guardian's
+      "pf"."lg" is "en" and the next broadcast reaches it in English (the
+      child's first guardian still in Japanese); a bad "lang" -> 400 with
+      field "lang"; /r/langs.json lists the strings files (ja, en).
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_translations.py
 """
@@ -118,6 +122,8 @@ def mails(smtp, start):
         msg = email.message_from_bytes(
             m["data"].encode("utf-8", "surrogateescape"),
             policy=email.policy.default)
+        if str(msg["Subject"]).startswith("【連絡網】"):
+            continue  # the registration's own mails (its notices)
         for rc in m["rcpt"]:
             assert rc not in res, "two mails to one address"
             res[rc] = msg
@@ -284,6 +290,60 @@ with tap.check("[7] POST /v1/broadcasts with translations: 202, stored, sent"):
     got = mails(smtp, seen)
     assert str(got["en@example.jp"]["Subject"]) == SUBJ_EN
     assert str(got["zh@example.jp"]["Subject"]) == SUBJ_JA  # no zh this time
+
+# ---------------------------------------------------------------- [8]
+def rcall(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    c.request(method, path, body=None if body is None else
+              json.dumps(body).encode(),
+              headers={"Content-Type": "application/json",
+                       "X-Real-IP": "192.0.2.8"})
+    resp = c.getresponse()
+    raw = resp.read()
+    c.close()
+    return resp.status, json.loads(raw or b"{}")
+
+
+DAD = "dad.en@example.jp"
+with tap.check("[8] /r/langs.json: one language per strings file"):
+    st, langs = rcall("GET", "/r/langs.json")
+    assert st == 200, st
+    assert langs == [{"code": "ja", "name": "日本語"},
+                     {"code": "en", "name": "English"}], langs
+with tap.check("[8] registering on the English page records pf.lg = en"):
+    cp = k.ctl("recipients", "sheets", "--tenant", T, "--format", "csv")
+    assert cp.returncode == 0, cp.stderr
+    import csv
+    import io
+    sheets = {row["student"]: (row["id"], row["passcode"])
+              for row in csv.DictReader(io.StringIO(cp.stdout))}
+    st, j = rcall("POST", "/r/start", {"id": sheets["s-ja"][0],
+                                       "passcode": sheets["s-ja"][1]})
+    assert st == 200, (st, j)
+    st, e = rcall("POST", "/r/email", {"ticket": j["ticket"], "email": DAD,
+                                       "consent": True, "lang": "en_US"})
+    assert st == 400 and e.get("field") == "lang", (st, e)
+    seen = len(smtp.messages())
+    st, e = rcall("POST", "/r/email", {"ticket": j["ticket"], "email": DAD,
+                                       "consent": True, "lang": "en"})
+    assert st == 202, (st, e)
+    msg = wait_for(lambda: [m for m in smtp.messages()[seen:]
+                            if DAD in m["rcpt"]], 30, what="the mail")[0]
+    text = email.message_from_string(msg["data"], policy=email.policy.default) \
+        .get_body(("plain",)).get_content()
+    v = re.search(r"/r#v=([A-Za-z0-9_-]+)", text).group(1)
+    st, e = rcall("POST", "/r/verify", {"v": v})
+    assert st == 200 and e.get("registered"), (st, e)
+    gs = json.loads(r.call("HGET", "kairan:reg:%s:s-ja" % T, "g"))
+    assert [g.get("pf", {}).get("lg") for g in gs] == ["en"], gs
+with tap.check("[8] the registered guardian gets English, the first Japanese"):
+    seen = len(smtp.messages())
+    bid8 = k.submit(bcast(channels=["email"], audience={"recipients": ["s-ja"]}))
+    k.wait_done(bid8, 60)
+    got = mails(smtp, seen)
+    assert sorted(got) == sorted([DAD, "ja@example.jp"]), sorted(got)
+    assert str(got[DAD]["Subject"]) == SUBJ_EN, str(got[DAD]["Subject"])
+    assert str(got["ja@example.jp"]["Subject"]) == SUBJ_JA
 
 d.stop()
 tap.diag("%.1fs" % (time.monotonic() - T0))
