@@ -37,8 +37,8 @@ extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
-    "subject", "body", "category", "priority",       "drill", "channels",
-    "policy",  "ack",  "choices",  "escalate_after", NULL};
+    "subject", "body", "category", "priority",       "drill",        "channels",
+    "policy",  "ack",  "choices",  "escalate_after", "translations", NULL};
 
 static json_t *shipped(void)
 {
@@ -247,7 +247,8 @@ static char *tpl_check(struct conn *c, const char *tenant)
             kn__httpd_respond_error(
                 c, 400, "json",
                 "a template holds only subject, body, category, priority, "
-                "drill, channels, policy, ack, choices and escalate_after; "
+                "drill, channels, policy, ack, choices, escalate_after and "
+                "translations; "
                 "remove the other member");
             json_decref(root);
             return NULL;
