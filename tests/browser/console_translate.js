@@ -17,22 +17,15 @@
 // {"event":"error","message":...} (exit 1).
 'use strict';
 const path = require('path');
-const { chromium } = require('playwright-core');
 const { axe, overflowAt, tabTo } = require('./a11y');
+const { launch, loginChangingPassword } = require('./console_session');
 
 const [url, login, password, newPassword, shotDir, profile] = process.argv.slice(2);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 (async () => {
   const errors = [];
-  const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 390, height: 844 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-      '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const ctx = await launch(profile, 390);
   const out = { event: 'done', axe: {}, overflow: {}, shots: [] };
   try {
     const page = ctx.pages()[0] || await ctx.newPage();
@@ -49,20 +42,7 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     };
 
     // ---- log in and change the initial password (keyboard)
-    await page.goto(url, { waitUntil: 'load' });
-    await page.waitForSelector('#login-id');
-    await tabTo(page, 'login-id');
-    await page.keyboard.type(login);
-    await page.keyboard.press('Tab');
-    await page.keyboard.type(password);
-    await page.keyboard.press('Enter');
-    await page.waitForSelector('#pw-new', { timeout: 15000 });
-    await page.focus('#pw-new');
-    await page.keyboard.type(newPassword);
-    await page.keyboard.press('Tab');
-    await page.keyboard.type(newPassword);
-    await page.keyboard.press('Enter');
-    await page.waitForSelector('nav a[data-page="compose"]', { state: 'attached', timeout: 15000 });
+    await loginChangingPassword(page, url, login, password, newPassword);
     await page.evaluate(() => { location.hash = '#compose'; });
     await page.waitForSelector('#c-subject');
     await page.waitForSelector('#c-groups input[type=checkbox]', { timeout: 10000 });

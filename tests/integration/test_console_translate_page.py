@@ -28,28 +28,13 @@ import email.policy
 import glob
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
 
 tap = TAP()
-BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
-CHROMIUM = "/usr/bin/chromium"
 SHOT_DIR = os.path.abspath(os.environ.get("KAIRAN_TEST_OUT") or os.path.join(BUILD, "test-out"))
-
-if not os.access(CHROMIUM, os.X_OK):
-    tap.skip("console translations in headless Chromium",
-             "chromium is not installed (apt-get install chromium; scripts/deps.sh)")
-    tap.done()
-
-with tap.check("playwright-core and axe-core are installed in tests/browser (npm ci from the lock file)"):
-    if not all(os.path.exists(os.path.join(BROWSER_DIR, "node_modules", m, "package.json"))
-               for m in ("playwright-core", "axe-core")):
-        cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR,
-                            capture_output=True, text=True, timeout=60)
-        assert cp.returncode == 0, cp.stderr[-2000:]
 
 out = tmpdir("console-translate")
 os.makedirs(SHOT_DIR, exist_ok=True)
@@ -95,19 +80,10 @@ with Redis(out) as redis:
 
     profile = os.path.join(out, "chromium-profile")
     os.makedirs(profile)
-    cp = subprocess.run(["node", os.path.join(BROWSER_DIR, "console_translate.js"),
-                         "http://127.0.0.1:%d/c/sakura/" % port, "tannin", initial,
-                         "tannin sensei no pasuwado", SHOT_DIR, profile],
-                        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=180)
-    res = None
-    for line in cp.stdout.splitlines():
-        try:
-            res = json.loads(line)
-        except ValueError:
-            pass
-    with tap.check("[1] the driver ran to the end"):
-        assert res is not None and res["event"] == "done", (cp.returncode, cp.stdout[-3000:], cp.stderr[-2000:])
-    if res is None or res["event"] != "done":
+    res = browser_driver(tap, "console_translate.js", [
+        "http://127.0.0.1:%d/c/sakura/" % port, "tannin", initial,
+        "tannin sensei no pasuwado", SHOT_DIR, profile])
+    if res is None:
         d.stop()
         tap.done()
 
