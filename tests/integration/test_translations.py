@@ -26,6 +26,8 @@ fake_line.py, push through fake_fcm.js.
       "translations.en.body"); nothing stored.
   [7] POST /v1/broadcasts with translations -> 202, stored, each reader's
       language sent.
+      The preview with ?lang=en shows the English texts; ?lang=pt (no
+      such translation) is 400 field lang.
   [8] registration (/r, issue 15) on the English page: the new guardian's
       "pf"."lg" is "en" and the next broadcast reaches it in English (the
       child's first guardian still in Japanese); a bad "lang" -> 400 with
@@ -290,6 +292,17 @@ with tap.check("[7] POST /v1/broadcasts with translations: 202, stored, sent"):
     got = mails(smtp, seen)
     assert str(got["en@example.jp"]["Subject"]) == SUBJ_EN
     assert str(got["zh@example.jp"]["Subject"]) == SUBJ_JA  # no zh this time
+
+with tap.check("[7] the preview renders a chosen translation (?lang=en)"):
+    st, pv = request(port, "POST", "/v1/broadcasts/preview?lang=en", ADMIN,
+                     bcast())
+    assert st == 200, (st, pv)
+    assert pv["texts"]["subject"] == SUBJ_EN, pv["texts"]
+    st, pv = request(port, "POST", "/v1/broadcasts/preview", ADMIN, bcast())
+    assert st == 200 and pv["texts"]["subject"] == SUBJ_JA, (st, pv)
+    st, pv = request(port, "POST", "/v1/broadcasts/preview?lang=pt", ADMIN,
+                     bcast())
+    assert st == 400 and pv["field"] == "lang", (st, pv)
 
 # ---------------------------------------------------------------- [8]
 def rcall(method, path, body=None):
