@@ -69,6 +69,7 @@ LIB_SRCS += dispatcher/http/mypage.c dispatcher/http/guardian_mail.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
+            $(BUILD)/gen/web_register_strings.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
 LIB_OBJS += $(BUILD)/gen/web_unsub.o
 LIB_OBJS += $(BUILD)/gen/web_mypage.o
@@ -134,9 +135,7 @@ $(BUILD)/gen/web_console.c: $(BUILD)/scripts/embed $(WEB_CONSOLE) web/console
 # The guardians' registration page (dispatcher/http/register.c), the same way.
 WEB_REGISTER := register_html=web/register/index.html \
 	register_css=web/register/register.css \
-	register_js=web/register/register.js \
-	register_ja=web/register/strings-ja.json \
-	register_en=web/register/strings-en.json
+	register_js=web/register/register.js
 
 $(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
@@ -159,6 +158,13 @@ WEB_MYPAGE := mypage_html=web/mypage/index.html \
 $(BUILD)/gen/web_mypage.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_MYPAGE),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_MYPAGE))
+# Its strings, one file per language, by a glob: a language is a file
+# (docs/registration.md); table kn__web_register_strings.
+WEB_REGISTER_STRINGS := $(sort $(wildcard web/register/strings-*.json))
+
+$(BUILD)/gen/web_register_strings.c: $(BUILD)/scripts/embed $(WEB_REGISTER_STRINGS) web/register
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ -t kn__web_register_strings $(foreach f,$(WEB_REGISTER_STRINGS),kn__webr_$(subst .,_,$(subst -,_,$(notdir $(f))))=$(f))
 
 # The common-password list of the staff password policy (model/password.c).
 $(BUILD)/gen/pwlist.c: $(BUILD)/scripts/embed model/common-passwords.txt

@@ -77,6 +77,7 @@ int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
 #include <stdlib.h>
 
 #include "adapters/mime.h"
+#include "model/directory.h"
 #include "model/message.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -151,6 +152,7 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     m.date_ms = kn_now_ms();
     m.urgent = job->msg->urgent;
     m.unsub = job->unsub;
+    m.lang = job->msg->lang != NULL ? job->msg->lang : KN_LANG_DEFAULT;
     rc = kn_mime_build(&m, out, len);
     free(subject);
     free(body);

@@ -55,6 +55,9 @@ struct kn_message {
                        otherwise ("emg" not "0"): no List-Unsubscribe */
     int64_t created_ms;
     int64_t expires_ms;
+    /* The language of subject and body: a translation's tag ("en"), or
+     * NULL for the main, Japanese text (issue 16). */
+    const char *lang;
 };
 
 /* One delivery job as an adapter sees it. */

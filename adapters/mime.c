@@ -36,6 +36,7 @@
 #include "common/kn.h"
 #include "common/utf8.h"
 #include "model/address.h"
+#include "model/directory.h"
 #include "model/message.h"
 
 #include <openssl/evp.h>
@@ -794,6 +795,7 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
         !field_ok(m->message_id) ||
         (m->reply_to != NULL && !field_ok(m->reply_to)) ||
         !kn_utf8_valid(body, strlen(body)) || !msgid_ok(m->message_id) ||
+        (m->lang != NULL && !kn_lang_valid(m->lang)) ||
         kn_addr_check(m->to, NULL) < 0 ||
         (m->unsub != NULL && !kn_mime_unsub_url_ok(m->unsub)))
         goto fail;
@@ -822,6 +824,8 @@ int kn_mime_build(const struct kn_mime_msg *m, char **out, size_t *len)
     kn_buf_add(&sb, "MIME-Version: 1.0\r\n"
                     "Content-Type: text/plain; charset=UTF-8\r\n"
                     "Content-Transfer-Encoding: base64\r\n");
+    if (m->lang != NULL)
+        kn_buf_addf(&sb, "Content-Language: %s\r\n", m->lang);
     if (m->urgent)
         kn_buf_add(&sb, "Importance: high\r\n"
                         "X-Priority: 1\r\n");

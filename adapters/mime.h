@@ -56,6 +56,9 @@ struct kn_mime_msg {
      * '>' or ','; that line alone may pass 76 octets (RFC 2369: no
      * folding inside the brackets), never 998. */
     const char *unsub;
+    /* Content-Language ("ja", "en"; a tag kn_lang_valid takes), or NULL:
+     * none */
+    const char *lang;
 };
 
 /* RFC 8058's second header, as the SMTP and SendGrid paths send it. */

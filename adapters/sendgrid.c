@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "model/address.h"
+#include "model/directory.h"
 #include "model/message.h"
 
 const char kn_detail_sendgrid_address[] =
@@ -219,10 +220,14 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         ok = 0;
     else
         json_object_set_new(o, "content", v);
-    if (m->urgent) /* as the SMTP message has them */
-        json_object_set_new(
-            o, "headers",
-            json_pack("{s:s, s:s}", "Importance", "high", "X-Priority", "1"));
+    /* as the SMTP message has them */
+    v = json_pack("{s:s}", "Content-Language",
+                  m->lang != NULL ? m->lang : KN_LANG_DEFAULT);
+    if (m->urgent) {
+        json_object_set_new(v, "Importance", json_string("high"));
+        json_object_set_new(v, "X-Priority", json_string("1"));
+    }
+    json_object_set_new(o, "headers", v);
     if (ok)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);

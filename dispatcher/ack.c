@@ -107,7 +107,12 @@ static void page_top(struct kn_buf *b, const struct kn_ack_view *v, int thanks)
         kn_buf_add(b, "<p class=\"ok\">確認しました。ありがとうございました。"
                       "<span lang=\"en\">(Confirmed. Thank you.)</span>"
                       "</p>\n");
-    kn_buf_add(b, "<h1>");
+    /* A translation is marked as such; the page's own words stay
+     * Japanese with their English hints. */
+    if (v->lang != NULL)
+        kn_buf_addf(b, "<h1 lang=\"%s\">", v->lang);
+    else
+        kn_buf_add(b, "<h1>");
     if (v->drill)
         kn_buf_add(b, "<span class=\"drill\">【訓練】</span>");
     add_esc(b, v->subject);
@@ -115,7 +120,10 @@ static void page_top(struct kn_buf *b, const struct kn_ack_view *v, int thanks)
     if (v->drill)
         kn_buf_add(b, "<p class=\"drill\">※これは訓練です。"
                       "<span lang=\"en\">(This is a drill.)</span></p>\n");
-    kn_buf_add(b, "<div class=\"body\">");
+    if (v->lang != NULL)
+        kn_buf_addf(b, "<div class=\"body\" lang=\"%s\">", v->lang);
+    else
+        kn_buf_add(b, "<div class=\"body\">");
     add_esc(b, v->body);
     kn_buf_add(b, "</div>\n");
     if (v->error != NULL) {

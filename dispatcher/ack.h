@@ -58,6 +58,9 @@ struct kn_ack_view {
     int answer;          /* the recorded answer's index, -1: none */
     const char *comment; /* the recorded comment (plain text), or NULL */
     const char *error;   /* a refused POST: what to fix, or NULL */
+    /* subject and body are a translation in this language (issue 16),
+     * or NULL: the Japanese text */
+    const char *lang;
 };
 
 /*

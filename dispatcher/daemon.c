@@ -29,6 +29,7 @@
 #include "config/config.h"
 #include "dispatcher/module.h"
 #include "dispatcher/notify.h"
+#include "model/broadcast.h"
 #include "queue/poison.h"
 #include "queue/queue.h"
 #include "queue/scripts.h"
@@ -147,7 +148,43 @@ static void msg_free(struct kn__msg *m)
     free(m->m.category);
     free(m->m.subject);
     free(m->m.body);
+    for (size_t i = 0; i < m->ntr; i++) {
+        free((char *)m->tr[i].lang);
+        free(m->tr[i].subject);
+        free(m->tr[i].body);
+    }
+    free(m->tr);
     free(m);
+}
+
+/* The broadcast's translations (the stored JSON, model/broadcast.h) as
+ * copies of m->m with their own language, subject and body. */
+static void msg_translations(struct kn__msg *m, const redisReply *v)
+{
+    struct kn_translation *tr;
+    if (v == NULL || v->type != REDIS_REPLY_STRING)
+        return;
+    m->ntr = kn_translations_load(v->str, &tr);
+    if (m->ntr == 0)
+        return;
+    m->tr = kn_xcalloc(m->ntr, sizeof(*m->tr));
+    for (size_t i = 0; i < m->ntr; i++) {
+        m->tr[i] = m->m;
+        m->tr[i].lang = kn_xstrdup(tr[i].lang);
+        m->tr[i].subject = tr[i].subject;
+        m->tr[i].body = tr[i].body;
+        tr[i].subject = tr[i].body = NULL;
+    }
+    kn_translations_free(tr, m->ntr);
+}
+
+const struct kn_message *kn__msg_lang(const struct kn__msg *m, const char *lang)
+{
+    for (size_t i = 0; lang != NULL && i < m->ntr; i++) {
+        if (strcmp(m->tr[i].lang, lang) == 0)
+            return &m->tr[i];
+    }
+    return &m->m;
 }
 
 static char *rstr(const redisReply *r)
@@ -165,7 +202,7 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
         m->failed = 2;
     } else if (rep->type == REDIS_REPLY_ERROR) {
         m->failed = 3;
-    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 10 ||
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 11 ||
                rep->element[0]->type != REDIS_REPLY_STRING ||
                rep->element[1]->type != REDIS_REPLY_STRING) {
         m->failed = 1;
@@ -190,6 +227,7 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
          * it was made): no unsubscribe link, the safe side. */
         m->m.emergency = !(rep->element[9]->type == REDIS_REPLY_STRING &&
                            strcmp(rep->element[9]->str, "0") == 0);
+        msg_translations(m, rep->element[10]);
     }
     m->loaded = 1;
     m->waiters = NULL;
@@ -219,7 +257,8 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
         key = kn_key_bc(d->prefix, bcast, "");
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
-                         "category created_ms expires_ms ack emg",
+                         "category created_ms expires_ms ack emg "
+                         "translations",
                          key) < 0) {
             m->loaded = 1;
             m->failed = 2;

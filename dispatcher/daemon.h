@@ -31,6 +31,10 @@ struct kn_worker;
 /* A broadcast's message, shared by its jobs, loaded once (HMGET). */
 struct kn__msg {
     struct kn_message m;
+    /* Its translations: m with another lang, subject and body each (the
+     * other pointers are m's: not freed twice). */
+    struct kn_message *tr;
+    size_t ntr;
     int loaded;    /* 1 when m is filled; 0 while loading */
     int failed;    /* 1: the broadcast hash is gone, 2: Redis did not
                       answer (try later), 3: its hash holds another type */
@@ -130,6 +134,12 @@ char *kn__key(const struct kn_daemon *d, const char *fmt, ...)
 void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
                  void *arg);
 void kn__msg_put(struct kn__msg *m);
+
+/* The message in language lang (a key of the broadcast's "translations",
+ * from a job's "lg"): its translation, or the main (Japanese) text when
+ * lang is NULL or the broadcast has no such translation.  Lives as m. */
+const struct kn_message *kn__msg_lang(const struct kn__msg *m,
+                                      const char *lang);
 
 /*
  * Run a script on the cmd connection.  If Redis is unreachable the call

@@ -81,6 +81,7 @@ void kn__expand_bc_clear(struct kn_expander *e)
     free(e->category);
     e->category = NULL;
     e->nchans = 0;
+    e->langs[0] = '\0';
 }
 
 /* ---- failures: count, set aside, park (queue/poison.h) ---- */

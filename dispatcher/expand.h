@@ -22,7 +22,12 @@
 /* What an entry keeps of its broadcast between two of its turns
  * (expand_fair.c): the routing fields read by kn__expand_on_meta and the
  * checkpoint of its expansion. */
+/* The broadcast's translations' languages ("en,pt", the field "langs" of
+ * bc:<id>; "" none): at most KN_TRANSLATIONS_MAX tags of 15 bytes. */
+#define KN_EXPAND_LANGS 136
+
 struct xbc {
+    char langs[KN_EXPAND_LANGS];
     char *tenant;
     int urgent, preferred, ack;
     int emergency; /* of an emergency category (resolve.lua "emg") */
@@ -88,6 +93,7 @@ struct kn_expander {
 
     /* the broadcast being expanded (ack: 1, or 2 when it escalates to the
      * next guardian: the first wave reaches each child's first guardian) */
+    char langs[KN_EXPAND_LANGS];
     char *tenant;
     int urgent, preferred, ack;
     int emergency;  /* of an emergency category: opt-outs do not apply */

@@ -141,6 +141,9 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
         e->ack = 2; /* the first guardian only (expand_page.c) */
     e->expires_ms = (v = hget(rep, "expires_ms")) ? strtoll(v, NULL, 10) : 0;
     e->page = (v = hget(rep, "xc")) ? strtoll(v, NULL, 10) : 0;
+    v = hget(rep, "langs"); /* translations (model/broadcast.h) */
+    snprintf(e->langs, sizeof(e->langs), "%s",
+             v != NULL && strlen(v) < sizeof(e->langs) ? v : "");
     e->nchans = 0;
     chans = hget(rep, "channels");
     if (chans != NULL) {

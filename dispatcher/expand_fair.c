@@ -99,6 +99,7 @@ static void save(struct kn_expander *e, struct xentry *x)
     x->saved.expires_ms = e->expires_ms;
     x->saved.aud_n = e->aud_n;
     x->saved.page = e->page;
+    memcpy(x->saved.langs, e->langs, sizeof(e->langs));
     e->nchans = 0;
 }
 
@@ -119,6 +120,7 @@ static void restore(struct kn_expander *e, struct xentry *x)
     e->expires_ms = x->saved.expires_ms;
     e->aud_n = x->saved.aud_n;
     e->page = x->saved.page;
+    memcpy(e->langs, x->saved.langs, sizeof(e->langs));
 }
 
 /* The current entry back into its tenant's line: at the head (first) if

@@ -66,13 +66,18 @@ static const char *jstr(json_t *o, const char *k)
 
 /* A job's JSON (without its recipients for a group job). */
 static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
-                        const char *key, const char *platform, json_t *fallback)
+                        const char *key, const char *platform, json_t *fallback,
+                        const char *lang)
 {
     char q[32];
+    json_t *j;
     snprintf(q, sizeof(q), "%s:%s", kn_channel_name(ch),
              e->urgent ? "urgent" : "normal");
-    return kn_job_new(e->cur->bc, q, key, kn_now_ms(), e->expires_ms, platform,
-                      fallback);
+    j = kn_job_new(e->cur->bc, q, key, kn_now_ms(), e->expires_ms, platform,
+                   fallback);
+    if (lang != NULL && lang[0] != '\0') /* a translation (issue 16) */
+        json_object_set_new(j, KN_JOB_LANG, json_string(lang));
+    return j;
 }
 
 /* Append one single-recipient job to the commit arguments (guardian: of
@@ -80,12 +85,12 @@ static json_t *job_json(struct kn_expander *e, enum kn_channel ch,
 static void add_job(struct kn_expander *e, struct kn_argv *a,
                     enum kn_channel ch, const char *rcpt, const char *sealed,
                     const char *bi, const char *platform, json_t *fallback,
-                    int guardian)
+                    int guardian, const char *lang)
 {
     char key[96];
     json_t *j;
     snprintf(key, sizeof(key), "%s:%s", kn_channel_name(ch), bi);
-    j = job_json(e, ch, key, platform, fallback);
+    j = job_json(e, ch, key, platform, fallback, lang);
     kn_job_set_rcpt(j, rcpt, sealed, bi);
     if (e->ack && guardian >= 0)
         json_object_set_new(j, KN_JOB_GUARDIAN, json_integer(guardian));
@@ -114,6 +119,7 @@ static const char *dir_index(enum kn_channel ch)
 struct line_member {
     const char *rcpt, *sealed, *bi;
     int inl; /* inline: no my-page foot (KN_JOB_INLINE) */
+    char lang[16]; /* the translation it reads; "": Japanese */
 };
 
 /* 1 if the recipient has a usable contact on channel ch. */
@@ -237,9 +243,13 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     int added = 0, first = -1, choose = !e->urgent;
     json_t *pref = kn_dir_order(r), *v, *fb;
     size_t i;
+    char lang[16] = ""; /* the guardian's language, if translated */
 
     if (json_is_true(json_object_get(r, KN_DIR_OFF)))
         return 0; /* a deactivated guardian (model/directory.h) */
+    fb = json_array();
+    if (e->langs[0] != '\0')
+        kn_translation_pick(e->langs, kn_dir_lang(r), lang, sizeof(lang));
 
     /* Order: the recipient's preference first, then the broadcast's. */
     json_array_foreach(pref, i, v)
@@ -311,7 +321,7 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
                     continue;
                 add_job(e, a, ch, rcpt, jstr(t, KN_DIR_PUSH_TOKEN),
                         jstr(t, KN_DIR_PUSH_INDEX),
-                        jstr(t, KN_DIR_PUSH_PLATFORM), fb, guardian);
+                        jstr(t, KN_DIR_PUSH_PLATFORM), fb, guardian, lang);
                 added++;
             }
         } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
@@ -321,11 +331,12 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
             line[*nline].sealed = jstr(r, KN_DIR_LINE);
             line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
             line[*nline].inl = e->inline_now;
+            memcpy(line[*nline].lang, lang, sizeof(lang));
             (*nline)++;
             added++;
         } else {
             add_job(e, a, ch, rcpt, jstr(r, dir_addr(ch)),
-                    jstr(r, dir_index(ch)), NULL, fb, guardian);
+                    jstr(r, dir_index(ch)), NULL, fb, guardian, lang);
             added++;
         }
     }
@@ -352,32 +363,48 @@ static void add_line_group_parts(struct kn_expander *e, struct kn_argv *a,
     }
 }
 
+/* Members by language, then by index (a stable order: issue 16). */
+static int by_lang(const void *x, const void *y)
+{
+    const struct line_member *a = x, *b = y;
+    int c = strcmp(a->lang, b->lang);
+    return c != 0 ? c : strcmp(a->bi, b->bi);
+}
+
 /*
  * LINE recipients of the page as multicast jobs of at most 500 user ids
  * (LINE's limit), one request each: whole group entries of commit_page
  * (the job's JSON with every member, built here, so that the script
  * enqueues it as is unless it skips a member: Redis' one core is the
- * scarce one).
+ * scarce one).  One multicast carries one text: members who read a
+ * translation are grouped by language first (langs: the broadcast has
+ * translations).
  */
 static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
                             struct line_member *line, size_t nline)
 {
-    for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
-        size_t cnt = nline - off < 500 ? nline - off : 500;
+    if (e->langs[0] != '\0')
+        qsort(line, nline, sizeof(*line), by_lang);
+    for (size_t off = 0, g = 0, cnt; off < nline; off += cnt, g++) {
         char key[64];
         json_t *j, *r, *ad, *ix;
         int inl = 1;
+        cnt = nline - off < 500 ? nline - off : 500;
+        for (size_t k = 1; k < cnt; k++) { /* one language a job */
+            if (strcmp(line[off + k].lang, line[off].lang) != 0)
+                cnt = k;
+        }
         if (cnt == 1) {
             e->inline_now = line[off].inl;
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
-                    line[off].bi, NULL, NULL, -1);
+                    line[off].bi, NULL, NULL, -1, line[off].lang);
             e->inline_now = 0;
             continue;
         }
         /* The key names the page and the group: stable across retries,
          * so the X-Line-Retry-Key derived from it is too. */
         snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
-        j = job_json(e, KN_CH_LINE, key, NULL, NULL);
+        j = job_json(e, KN_CH_LINE, key, NULL, NULL, line[off].lang);
         r = json_array();
         ad = json_array();
         ix = json_array();

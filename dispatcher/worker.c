@@ -53,6 +53,7 @@
 #include "dispatcher/route.h"
 #include "dispatcher/worker.h"
 #include "model/gtoken.h"
+#include "model/directory.h"
 #include "model/job.h"
 #include "queue/poison.h"
 #include "queue/scripts.h"
@@ -367,6 +368,8 @@ static void fall_back(struct wjob *jb)
     if (json_is_integer(json_object_get(jb->j, KN_JOB_GUARDIAN)))
         json_object_set(nj, KN_JOB_GUARDIAN,
                         json_object_get(jb->j, KN_JOB_GUARDIAN));
+    if (jb->lang != NULL) /* the same reader on the next channel */
+        json_object_set_new(nj, KN_JOB_LANG, json_string(jb->lang));
     json_decref(rest);
     kn_argv_init(&av);
     kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));
@@ -594,7 +597,7 @@ static char *mypage_link(struct kn_daemon *d, const char *tenant,
 static void prepare(struct wjob *jb, struct kn_adapter *via)
 {
     struct kn_worker *w = jb->w;
-    jb->job.msg = &jb->msg->m;
+    jb->job.msg = kn__msg_lang(jb->msg, jb->lang);
     jb->job.channel = w->chname;
     jb->job.rcpt = jb->rcpts[0];
     jb->job.bindex = jb->bindex[0];
@@ -613,7 +616,11 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
                                                 json_integer_value(g) < 100
                                             ? (int)json_integer_value(g)
                                             : -1);
-        jb->link = kn_xasprintf("%s/a/%s", w->d->cfg->http_public_url, t);
+        /* A translation's reader gets its page in the same language
+         * (the tag passed kn_lang_valid: nothing to escape). */
+        jb->link = kn_xasprintf("%s/a/%s%s%s", w->d->cfg->http_public_url, t,
+                                jb->lang != NULL ? "?l=" : "",
+                                jb->lang != NULL ? jb->lang : "");
         free(t);
     }
     jb->job.link = jb->link;
@@ -660,7 +667,9 @@ static void send_batch(struct wjob *jb, struct kn__bucket *b)
      * may stay in the list meanwhile. */
     while (*pp != NULL && nc + 1 < max) {
         struct wjob *c = *pp;
-        if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1) {
+        /* (One request carries one text: the same language only.) */
+        if (strcmp(c->bcast, jb->bcast) == 0 && c->naddr == 1 &&
+            strcmp(c->lang ? c->lang : "", jb->lang ? jb->lang : "") == 0) {
             *pp = c->next;
             c->next = NULL;
             cand[nc++] = c;
@@ -945,6 +954,8 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     take_recipients(jb, &rec);
     jb->key = kn_xasprintf("%s/%s", jb->bcast, rec.key ? rec.key : jb->fields);
     jb->job.platform = rec.platform;
+    /* (What the expander wrote; checked, it reaches a link.) */
+    jb->lang = kn_lang_valid(rec.lang) ? rec.lang : NULL;
     jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }

@@ -59,7 +59,9 @@ struct wjob {
     char *fin_detail;
     int fin_attempts;
     char bref[24]; /* e-mail: its bounce reference, "" none (bounce.c) */
-    int carrier;   /* e-mail: the address is at a carrier domain */
+    /* The job's "lg" (a string of j), or NULL: the Japanese text. */
+    const char *lang;
+    int carrier; /* e-mail: the address is at a carrier domain */
 };
 
 /*

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/argv.h"
+#include "common/buf.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
@@ -416,6 +417,71 @@ static int get_escalate_to(json_t *root, struct kn_broadcast *b,
     return rc;
 }
 
+/* 1 if tag is Japanese ("ja", "ja-JP"): the main text already is. */
+static int lang_is_ja(const char *tag)
+{
+    return strncmp(tag, "ja", 2) == 0 && (tag[2] == '\0' || tag[2] == '-');
+}
+
+/*
+ * "translations": {"en": {"subject": ..., "body": ...}, ...}.  Optional;
+ * at most KN_TRANSLATIONS_MAX languages, each a tag kn_lang_valid takes
+ * and not Japanese (the main text is), each with a subject and a body
+ * under the rules and limits of the main ones.
+ */
+static int get_translations(json_t *root, const struct kn_limits *lim,
+                            struct kn_broadcast *b, struct perr *pe)
+{
+    static const char *const known[] = {"subject", "body", NULL};
+    json_t *o = json_object_get(root, "translations"), *t;
+    const char *lang;
+    int rc;
+    if (o == NULL || json_is_null(o))
+        return 0;
+    if (!json_is_object(o))
+        return fail(pe, "translations",
+                    "must be an object such as {\"en\": {\"subject\": "
+                    "\"...\", \"body\": \"...\"}}");
+    if (json_object_size(o) > KN_TRANSLATIONS_MAX)
+        return fail(pe, "translations", "has %zu languages; at most %d",
+                    json_object_size(o), KN_TRANSLATIONS_MAX);
+    b->tr = kn_xcalloc(json_object_size(o) + 1, sizeof(*b->tr));
+    json_object_foreach(o, lang, t)
+    {
+        struct kn_translation *tr = &b->tr[b->ntr];
+        char f[64];
+        /* A key is named only when it is a plain word (check_keys). */
+        snprintf(f, sizeof(f), "translations.%s", plain_key(lang) ? lang : "?");
+        if (!kn_lang_valid(lang))
+            return fail(pe, f,
+                        "not a language tag: write a code such as \"en\", "
+                        "\"pt\", \"zh-Hans\", \"vi\" or \"fil\"");
+        if (lang_is_ja(lang))
+            return fail(pe, f,
+                        "the main subject and body are the Japanese text; "
+                        "translate into another language");
+        if (!json_is_object(t))
+            return fail(pe, f, "must be {\"subject\": ..., \"body\": ...}");
+        if ((rc = check_keys(t, known, f, pe)) < 0)
+            return rc;
+        snprintf(tr->lang, sizeof(tr->lang), "%s", lang);
+        b->ntr++;
+        snprintf(f, sizeof(f), "translations.%s.subject", lang);
+        if ((rc = get_str(t, "subject", f, 1, (size_t)lim->max_subject,
+                          &tr->subject, pe)) < 0)
+            return rc;
+        if (tr->subject == NULL || tr->subject[0] == '\0')
+            return fail(pe, f, "missing: a translation needs a subject");
+        snprintf(f, sizeof(f), "translations.%s.body", lang);
+        if ((rc = get_str(t, "body", f, 0, (size_t)lim->max_body, &tr->body,
+                          pe)) < 0)
+            return rc;
+        if (tr->body == NULL || tr->body[0] == '\0')
+            return fail(pe, f, "missing: a translation needs a body");
+    }
+    return 0;
+}
+
 int kn_broadcast_parse(const char *json, size_t len,
                        const struct kn_limits *lim, struct kn_broadcast *b,
                        char *err, size_t errlen, char *field, size_t fieldlen)
@@ -424,7 +490,7 @@ int kn_broadcast_parse(const char *json, size_t len,
         "id",         "tenant",  "category",    "priority",   "drill",
         "subject",    "body",    "channels",    "policy",     "audience",
         "recipients", "ack",     "send_at",     "expires_at", "escalate_after",
-        "sender",     "choices", "escalate_to", NULL};
+        "sender",     "choices", "escalate_to", "translations", NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
     json_t *root, *v, *aud;
@@ -624,7 +690,8 @@ int kn_broadcast_parse(const char *json, size_t len,
     s = NULL;
     if ((rc = get_escalate_to(root, b, &pe)) < 0)
         goto out;
-    if ((rc = get_choices(root, b, &pe)) < 0)
+    if ((rc = get_choices(root, b, &pe)) < 0 ||
+        (rc = get_translations(root, lim, b, &pe)) < 0)
         goto out;
     if (b->expires_ms == 0) {
         int64_t start = b->send_at_ms > 0 ? b->send_at_ms : kn_now_ms();
@@ -663,6 +730,7 @@ void kn_broadcast_free(struct kn_broadcast *b)
     free_strv(b->groups, b->ngroups);
     free_strv(b->rcpt_ids, b->nrcpt_ids);
     free_strv(b->choices, b->nchoices);
+    kn_translations_free(b->tr, b->ntr);
     for (size_t i = 0; i < b->nrcpts; i++) {
         struct kn_inline_rcpt *r = &b->rcpts[i];
         free(r->id);
@@ -768,6 +836,16 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
         json_decref(ch);
         FI("nchoices", (int64_t)b->nchoices);
     }
+    if (b->ntr > 0) {
+        struct kn_buf langs = KN_BUF_INIT;
+        for (size_t i = 0; i < b->ntr; i++)
+            kn_buf_addf(&langs, "%s%s", i ? "," : "", b->tr[i].lang);
+        kn_argv_take(fields, kn_xstrdup("langs"));
+        kn_argv_take(fields, kn_buf_take(&langs, NULL));
+        kn_buf_free(&langs);
+        kn_argv_add(fields, "translations");
+        kn_argv_take(fields, kn_translations_json(b->tr, b->ntr));
+    }
     F("sender", b->sender ? b->sender : "unknown");
 #undef F
 #undef FI
@@ -783,6 +861,106 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
      * sealing above (50,000 addresses take about 150 ms). */
     kn_argv_add(fields, "created_ms");
     kn_argv_addi(fields, kn_now_ms());
+}
+
+/* ---- translations: stored form ---- */
+
+char *kn_translations_json(const struct kn_translation *tr, size_t n)
+{
+    json_t *o;
+    char *out;
+    if (n == 0)
+        return NULL;
+    o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, tr[i].lang,
+                            json_pack("{s:s, s:s}", "subject", tr[i].subject,
+                                      "body", tr[i].body));
+    out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return out;
+}
+
+size_t kn_translations_load(const char *json, struct kn_translation **out)
+{
+    json_t *o = json != NULL ? json_loads(json, 0, NULL) : NULL, *t;
+    const char *lang;
+    size_t n = 0;
+    *out = NULL;
+    if (!json_is_object(o) || json_object_size(o) == 0) {
+        json_decref(o);
+        return 0;
+    }
+    *out = kn_xcalloc(KN_TRANSLATIONS_MAX, sizeof(**out));
+    json_object_foreach(o, lang, t)
+    {
+        json_t *s = json_object_get(t, "subject"),
+               *bd = json_object_get(t, "body");
+        if (n == KN_TRANSLATIONS_MAX)
+            break;
+        if (!kn_lang_valid(lang) || !json_is_string(s) || !json_is_string(bd))
+            continue;
+        snprintf((*out)[n].lang, sizeof((*out)[n].lang), "%s", lang);
+        (*out)[n].subject = kn_xstrdup(json_string_value(s));
+        (*out)[n].body = kn_xstrdup(json_string_value(bd));
+        n++;
+    }
+    json_decref(o);
+    if (n == 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return n;
+}
+
+void kn_translations_free(struct kn_translation *tr, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(tr[i].subject);
+        free(tr[i].body);
+    }
+    free(tr);
+}
+
+/* The primary subtag's length of tag ("zh" of "zh-Hans": 2). */
+static size_t primary_len(const char *s, size_t n)
+{
+    const char *dash = memchr(s, '-', n);
+    return dash != NULL ? (size_t)(dash - s) : n;
+}
+
+int kn_translation_pick(const char *langs, const char *lang, char *out,
+                        size_t outlen)
+{
+    size_t ln, lp, best_n = 0;
+    const char *best = NULL;
+    out[0] = '\0';
+    if (langs == NULL || lang == NULL || !kn_lang_valid(lang) ||
+        lang_is_ja(lang))
+        return 0;
+    ln = strlen(lang);
+    lp = primary_len(lang, ln);
+    for (const char *p = langs; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (n == ln && memcmp(p, lang, n) == 0) {
+            best = p;
+            best_n = n;
+            break; /* the same tag wins */
+        }
+        if (best == NULL && primary_len(p, n) == lp &&
+            memcmp(p, lang, lp) == 0) {
+            best = p;
+            best_n = n;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (best == NULL || best_n >= outlen)
+        return 0;
+    memcpy(out, best, best_n);
+    out[best_n] = '\0';
+    return 1;
 }
 
 /*

@@ -37,6 +37,18 @@ struct kn_inline_rcpt {
     size_t npush;
 };
 
+/*
+ * A translation of a broadcast's text (issue 16, "Languages"): the subject
+ * and body in one language, under the same rules and limits as the main
+ * (Japanese) ones.  lang passes kn_lang_valid and is never Japanese.
+ */
+#define KN_TRANSLATIONS_MAX 8
+struct kn_translation {
+    char lang[16];
+    char *subject;
+    char *body;
+};
+
 enum kn_channel { KN_CH_EMAIL, KN_CH_LINE, KN_CH_PUSH, KN_CH__COUNT };
 
 /* "email", "line", "push"; and back (returns -1 if unknown). */
@@ -64,15 +76,17 @@ struct kn_broadcast {
     size_t nrcpt_ids;
     struct kn_inline_rcpt *rcpts;
     size_t nrcpts;
-    int64_t send_at_ms;  /* 0: now */
-    int64_t expires_ms;  /* always set after parse */
-    int64_t escalate_ms; /* 0: none */
-    char *sender;        /* who submitted (token name, "kairanctl") */
-    char **choices;      /* "choices": the answers offered (ack only) */
-    size_t nchoices;     /* 0, or KN_ACK_CHOICES_MIN..MAX */
     /* "escalate_to": "next_guardian" (1), else the next channel (0);
      * docs/drills.md, "Escalation" */
     int escalate_guardian;
+    int64_t send_at_ms;        /* 0: now */
+    int64_t expires_ms;        /* always set after parse */
+    int64_t escalate_ms;       /* 0: none */
+    char *sender;              /* who submitted (token name, "kairanctl") */
+    char **choices;            /* "choices": the answers offered (ack only) */
+    size_t nchoices;           /* 0, or KN_ACK_CHOICES_MIN..MAX */
+    struct kn_translation *tr; /* "translations", in the JSON's order */
+    size_t ntr;                /* 0..KN_TRANSLATIONS_MAX */
 };
 
 /* Limits of an ack broadcast's answers (docs/http-api.md, "Answers"). */
@@ -91,6 +105,32 @@ int kn_broadcast_parse(const char *json, size_t len,
                        char *err, size_t errlen, char *field, size_t fieldlen);
 
 void kn_broadcast_free(struct kn_broadcast *b);
+
+/*
+ * The stored form of translations (the field "translations" of bc:<id>):
+ * {"<lang>": {"subject": ..., "body": ...}, ...}.  Heap string, or NULL
+ * when n is 0.
+ */
+char *kn_translations_json(const struct kn_translation *tr, size_t n);
+
+/*
+ * Read the stored form back (what kn_translations_json wrote; entries
+ * that are not an object with two strings under a valid tag are left
+ * out).  Returns the number read (0..KN_TRANSLATIONS_MAX) with *out a heap
+ * array to free with kn_translations_free, or 0 and *out NULL.
+ */
+size_t kn_translations_load(const char *json, struct kn_translation **out);
+void kn_translations_free(struct kn_translation *tr, size_t n);
+
+/*
+ * Which of a broadcast's languages langs ("en,pt", the field "langs" of
+ * bc:<id>) a reader of language lang gets: the same tag, else one whose
+ * primary subtag is lang's ("zh" for "zh-Hant", "zh-Hans" for "zh"), into
+ * out.  Returns 1, or 0 (Japanese, the main text: lang is Japanese or has
+ * no translation; out is "").
+ */
+int kn_translation_pick(const char *langs, const char *lang, char *out,
+                        size_t outlen);
 
 /* 1 if s is acceptable as a broadcast or recipient id. */
 int kn_id_valid(const char *s);

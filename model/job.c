@@ -112,6 +112,7 @@ int kn_job_parse(json_t *job, struct kn_job_rec *rec)
     rec->queue = jstr(job, KN_JOB_QUEUE);
     rec->key = jstr(job, KN_JOB_KEY);
     rec->platform = jstr(job, KN_JOB_PLATFORM);
+    rec->lang = jstr(job, KN_JOB_LANG);
     rec->first_ms = jint(job, KN_JOB_FIRST);
     rec->expires_ms = jint(job, KN_JOB_EXPIRES);
     rec->fallback = json_is_array(fb) ? fb : NULL;

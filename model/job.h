@@ -28,6 +28,8 @@
  *   k     string  push only: the token's platform, "fcm" or "apns"
  *   g     int     ack broadcasts: which guardian of the child the job
  *                 reaches (model/guardian.h), named in its personal link
+ *   lg    string  the broadcast's translation the recipients read (a key
+ *                 of its "translations"); absent: the Japanese text
  *   fb    array   policy preferred: the next channels' contacts, each
  *                 {"c": channel, "k": platform (push), "a": sealed,
  *                  "i": blind index}
@@ -53,6 +55,7 @@
 #define KN_JOB_PLATFORM   "k"
 #define KN_JOB_FALLBACK   "fb"
 #define KN_JOB_GUARDIAN   "g"
+#define KN_JOB_LANG       "lg"
 #define KN_JOB_FB_CHANNEL "c" /* in an entry of "fb"; also k, a, i */
 
 /* true: the recipient is inline (the broadcast's own "recipients"), not
@@ -84,6 +87,7 @@ struct kn_job_rec {
     const char *queue;    /* NULL if absent */
     const char *key;      /* NULL if absent */
     const char *platform; /* NULL if absent */
+    const char *lang;     /* NULL if absent (the Japanese text) */
     int attempts;
     int64_t first_ms;   /* 0 if absent */
     int64_t expires_ms; /* 0 if absent */

@@ -26,6 +26,7 @@
 #include "queue/scripts.h"
 #include "dispatcher/ack.h"
 #include "model/broadcast.h"
+#include "model/directory.h"
 
 /* ------------------------------------------------------------ confirmations */
 
@@ -86,6 +87,7 @@ struct kids {
     json_t *choices;
     struct kn__ack_child *k;
     size_t n;
+    char lang[16]; /* the translation shown, "" none */
 };
 
 static void kids_free(struct kids *x)
@@ -154,12 +156,21 @@ static void ack_page(struct conn *c, const redisReply *rep, int thanks,
     struct kids *x;
     struct batch *b;
     const char *tenant;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 8 ||
-        (rep->elements - 6) % 2 != 0) {
+    /* Asked with a language: one more element at the end, the one used. */
+    size_t extra = c->req.ack_lang != NULL ? 1 : 0;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements < 8 + extra || (rep->elements - 6 - extra) % 2 != 0) {
         ack_invalid(c);
         return;
     }
     x = kn_xcalloc(1, sizeof(*x));
+    if (extra) {
+        const char *lg = rstr0(rep->element[rep->elements - 1]);
+        if (kn_lang_valid(lg) && strlen(lg) < sizeof(x->lang)) {
+            snprintf(x->lang, sizeof(x->lang), "%s", lg);
+            x->v.lang = x->lang;
+        }
+    }
     x->thanks = thanks;
     x->status = status;
     x->v.subject = x->subject = kn_xstrdup(rstr0(rep->element[0]));
@@ -169,7 +180,7 @@ static void ack_page(struct conn *c, const redisReply *rep, int thanks,
                              KN_ACK_CHOICES_MAX);
     x->v.error = c->req.ack_error;
     tenant = rstr0(rep->element[5]);
-    x->n = (rep->elements - 6) / 2;
+    x->n = (rep->elements - 6 - extra) / 2;
     x->k = kn_xcalloc(x->n, sizeof(*x->k));
     for (size_t i = 0; i < x->n; i++) {
         char *comment;
@@ -222,6 +233,8 @@ static void ack_view(struct conn *c)
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":m"));
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.bc_id, ":fam"));
     kn_argv_add(&a, c->req.ack_rcpt);
+    if (c->req.ack_lang != NULL)
+        kn_argv_add(&a, c->req.ack_lang);
     kn__httpd_conn_hold(c);
     if (kn_redis_eval(d->cmd, &kn_script_ack_view, on_ack_viewed, c, 5, a.n,
                       (const char **)a.v, a.len) < 0) {
@@ -264,7 +277,7 @@ static void on_ack_confirmed(struct kn_redis *r, redisReply *rep, void *arg)
 /* Check the link; 0 with bc_id and ack_rcpt set, or -1 (answered 404). */
 static int ack_token(struct conn *c)
 {
-    char *bc = NULL, *rcpt = NULL;
+    char *bc = NULL, *rcpt = NULL, *lang;
     if (kn_ack_parse_guardian(c->srv->d->kr, c->req.param, &bc, &rcpt,
                               &c->req.ack_guardian) < 0 ||
         !kn_id_valid(bc)) {
@@ -275,6 +288,13 @@ static int ack_token(struct conn *c)
     }
     c->req.bc_id = bc;
     c->req.ack_rcpt = rcpt;
+    /* "?l=en": the link of a guardian who reads a translation (the
+     * worker adds it); anything else is ignored (Japanese). */
+    lang = kn__httpd_query_get(c->req.query, "l");
+    if (lang != NULL && kn_lang_valid(lang))
+        c->req.ack_lang = lang;
+    else
+        free(lang);
     return 0;
 }
 

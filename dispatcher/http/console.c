@@ -15,12 +15,6 @@
 
 #include "common/kn.h"
 
-/* The table scripts/embed.c writes (the same layout is defined there). */
-struct kn_embedded {
-    const char *name;
-    const char *data;
-    size_t len;
-};
 extern const struct kn_embedded kn__web_console[];
 extern const size_t kn__web_console_n;
 

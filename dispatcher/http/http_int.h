@@ -182,6 +182,7 @@ struct req {
     char *bc_key;            /* submit: the producer's key, or NULL */
     char *ack_rcpt;          /* /a/{token}: the recipient */
     int ack_guardian;        /* /a/{token}: its guardian, -1 unnamed */
+    char *ack_lang;          /* /a/{token}?l=: a translation, or NULL */
     char *ack_error;         /* /a/{token}: a refused answer, what to fix */
     char *resend_of;         /* a re-send: the broadcast it repeats */
     long long resend_n;      /* a re-send: its children */
@@ -343,6 +344,14 @@ int kn__httpd_line_admit(struct conn *c);
  * limits before the body is read; 0 if answered already.  Its body cap. */
 int kn__httpd_sg_admit(struct conn *c);
 #define KN_SG_HOOK_MAX_BODY (2 * 1024 * 1024)
+
+/* The table scripts/embed.c writes with -t (the same layout is defined
+ * there): the console's files, the registration page's strings. */
+struct kn_embedded {
+    const char *name;
+    const char *data;
+    size_t len;
+};
 
 /* ---- respond.c ---- */
 

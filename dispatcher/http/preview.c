@@ -400,12 +400,51 @@ static void on_pv_members(struct batch *bt)
     kn__httpd_batch_end(b2);
 }
 
+/*
+ * "?lang=en": the texts as the readers of that translation get them (its
+ * subject and body in place of the Japanese ones).  Returns 0 (no lang,
+ * or swapped), or -1 with 400 answered (field "lang": not one of the
+ * broadcast's translations).
+ */
+static void swap_text(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static int preview_lang(struct conn *c, struct kn_broadcast *b)
+{
+    char *lang = kn__httpd_query_get(c->req.query, "lang");
+    size_t i;
+    if (lang == NULL)
+        return 0;
+    for (i = 0; i < b->ntr && strcmp(b->tr[i].lang, lang) != 0; i++)
+        ;
+    free(lang);
+    if (i == b->ntr) {
+        kn__httpd_respond_error(c, 400, "lang",
+                                "the broadcast has no translation in that "
+                                "language: give one of its \"translations\"");
+        return -1;
+    }
+    swap_text(&b->subject, &b->tr[i].subject);
+    swap_text(&b->body, &b->tr[i].body);
+    return 0;
+}
+
 void kn__httpd_run_bc_preview(struct conn *c)
 {
     struct pv *p = kn_xcalloc(1, sizeof(*p));
     struct batch *bt;
     kn_argv_init(&p->ids);
     if (kn__httpd_bc_parse(c, &p->b) < 0) {
+        kn_argv_free(&p->ids);
+        free(p);
+        return;
+    }
+    if (preview_lang(c, &p->b) < 0) {
+        kn_broadcast_free(&p->b);
         kn_argv_free(&p->ids);
         free(p);
         return;

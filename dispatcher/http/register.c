@@ -48,6 +48,7 @@
 #include "model/address.h"
 #include "model/audit.h"
 #include "model/broadcast.h"
+#include "model/directory.h"
 #include "model/line_event.h"
 #include "model/regsheet.h"
 #include "model/session.h"
@@ -67,9 +68,12 @@
 
 /* The page's files (web/register/; the Makefile's WEB_REGISTER). */
 extern const char kn__web_register_html[], kn__web_register_css[],
-    kn__web_register_js[], kn__web_register_ja[], kn__web_register_en[];
+    kn__web_register_js[];
 extern const size_t kn__web_register_html_len, kn__web_register_css_len,
-    kn__web_register_js_len, kn__web_register_ja_len, kn__web_register_en_len;
+    kn__web_register_js_len;
+/* Its strings, strings-<lang>.json, every file of the folder (a glob). */
+extern const struct kn_embedded kn__web_register_strings[];
+extern const size_t kn__web_register_strings_n;
 
 /* Script and style from this origin only, no inline code, and no way to
  * turn a string into markup (Trusted Types with no policy). */
@@ -86,6 +90,39 @@ static struct kn_redis_script verify_script = {"reg_verify", kn_lua_reg_verify,
 static void line_qr(struct conn *c);
 
 /* ------------------------------------------------------------ the page */
+
+/*
+ * GET /r/langs.json: the languages of the page, one per strings file
+ * present, [{"code": "ja", "name": "日本語"}, ...] (name: the file's
+ * "langName", else the code), Japanese first, then by code.
+ */
+static void langs_json(struct conn *c)
+{
+    json_t *a = json_array();
+    for (int ja = 1; ja >= 0; ja--) {
+        for (size_t i = 0; i < kn__web_register_strings_n; i++) {
+            const struct kn_embedded *f = &kn__web_register_strings[i];
+            char code[16];
+            size_t n = strlen(f->name);
+            json_t *s, *nm;
+            if (n < 14 || n - 13 >= sizeof(code) ||
+                strncmp(f->name, "strings-", 8) != 0 ||
+                strcmp(f->name + n - 5, ".json") != 0)
+                continue;
+            snprintf(code, sizeof(code), "%.*s", (int)(n - 13), f->name + 8);
+            if (!kn_lang_valid(code) || (strcmp(code, "ja") == 0) != ja)
+                continue;
+            s = json_loadb(f->data, f->len, 0, NULL);
+            nm = json_object_get(s, "langName");
+            json_array_append_new(
+                a,
+                json_pack("{s:s, s:s}", "code", code, "name",
+                          json_is_string(nm) ? json_string_value(nm) : code));
+            json_decref(s);
+        }
+    }
+    kn__httpd_respond_json(c, 200, a, NULL);
+}
 
 void kn__httpd_run_register_page(struct conn *c)
 {
@@ -104,14 +141,22 @@ void kn__httpd_run_register_file(struct conn *c)
          &kn__web_register_css_len},
         {"register.js", "text/javascript; charset=utf-8", kn__web_register_js,
          &kn__web_register_js_len},
-        {"strings-ja.json", "application/json; charset=utf-8",
-         kn__web_register_ja, &kn__web_register_ja_len},
-        {"strings-en.json", "application/json; charset=utf-8",
-         kn__web_register_en, &kn__web_register_en_len},
     };
     if (strcmp(c->req.param, LINE_FRIEND_SVG) == 0) {
         line_qr(c);
         return;
+    }
+    if (strcmp(c->req.param, "langs.json") == 0) {
+        langs_json(c);
+        return;
+    }
+    for (size_t i = 0; i < kn__web_register_strings_n; i++) {
+        const struct kn_embedded *f = &kn__web_register_strings[i];
+        if (strcmp(c->req.param, f->name) == 0) {
+            kn__httpd_respond(c, 200, "application/json; charset=utf-8",
+                              f->data, f->len, csp, NULL);
+            return;
+        }
     }
     for (size_t i = 0; i < KN_ARRAY_SIZE(files); i++) {
         if (strcmp(c->req.param, files[i].name) == 0) {
@@ -377,6 +422,7 @@ void kn__httpd_run_register_start(struct conn *c)
 struct mail {
     char th[65]; /* the ticket's hash */
     char *email, *name, *relation;
+    char lang[16]; /* the page's language (kn_lang_valid), "" none */
 };
 
 static void mail_free(struct mail *m)
@@ -437,9 +483,10 @@ static void on_mail_ticket(struct batch *b)
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     k = kn_key_reg_verify(d->prefix, lh);
     kn_redis_cmd(d->cmd, NULL, NULL,
-                 "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s tk %b", k,
-                 tenant, h->element[1]->str, h->element[2]->str, e, bi, nm, rl,
-                 now, m->th, (size_t)16);
+                 "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s tk %b "
+                 "lg %s",
+                 k, tenant, h->element[1]->str, h->element[2]->str, e, bi, nm,
+                 rl, now, m->th, (size_t)16, m->lang);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, REG_VERIFY_MS);
     free(k);
     k = kn_key_reg_ticket(d->prefix, m->th);
@@ -489,7 +536,7 @@ void kn__httpd_run_register_email(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     json_t *j = kn__httpd_json_object(c), *consent;
-    const char *ticket, *email, *name, *rel, *why = NULL;
+    const char *ticket, *email, *name, *rel, *lang, *why = NULL;
     struct mail *m;
     struct batch *b;
     char *k;
@@ -500,6 +547,7 @@ void kn__httpd_run_register_email(struct conn *c)
     email = jstr(j, "email");
     name = jstr(j, "name");
     rel = jstr(j, "relation");
+    lang = jstr(j, "lang"); /* the page's language: the guardian's pf.lg */
     consent = json_object_get(j, "consent");
     if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
         kn__httpd_respond_error(c, 400, "ticket",
@@ -521,6 +569,10 @@ void kn__httpd_run_register_email(struct conn *c)
                                 "続柄は100バイトまで、改行なしで入力して"
                                 "ください (a relation of at most 100 bytes, "
                                 "one line)");
+    } else if (lang != NULL && !kn_lang_valid(lang)) {
+        kn__httpd_respond_error(c, 400, "lang",
+                                "言語コードが正しくありません (lang: a "
+                                "language code such as \"ja\" or \"en\")");
     } else if (!json_is_true(consent)) {
         kn__httpd_respond_error(c, 400, "consent",
                                 "プライバシーポリシーへの同意が必要です "
@@ -532,6 +584,8 @@ void kn__httpd_run_register_email(struct conn *c)
         m->email = kn_xstrdup(email);
         m->name = name && name[0] ? kn_xstrdup(name) : NULL;
         m->relation = rel && rel[0] ? kn_xstrdup(rel) : NULL;
+        if (lang != NULL)
+            snprintf(m->lang, sizeof(m->lang), "%s", lang);
         b = kn__httpd_batch_new(c->srv, c, on_mail_ticket, m);
         k = kn_key_reg_ticket(d->prefix, m->th);
         kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", "mails", NULL);

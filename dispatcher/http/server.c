@@ -75,6 +75,7 @@ void kn__httpd_req_reset(struct req *r)
     free(r->origin);
     kn__httpd_free_secret(&r->csrf);
     free(r->ack_rcpt);
+    free(r->ack_lang);
     free(r->ack_error);
     free(r->path);
     free(r->query);

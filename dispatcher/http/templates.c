@@ -6,7 +6,8 @@
  * A tenant's templates are one hash, tpl:<tenant> (queue/keys.h): name ->
  * the template's JSON.  A template holds what a broadcast holds except its
  * audience and times: subject, body, category, priority, drill, channels,
- * policy, ack, choices, escalate_after, escalate_to; it is checked by the
+ * policy, ack, choices, escalate_after, escalate_to, translations; it is
+ * checked by the
  * broadcast parser itself (model/broadcast.c), so a template that loads is one
  * that submits.  Names are checked like group names (model/label.h); at most
  * TPL_MAX templates a tenant, each at most dispatcher.max_body + 4 KiB.
@@ -37,8 +38,9 @@ extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
-    "subject", "body", "category", "priority",       "drill",       "channels",
-    "policy",  "ack",  "choices",  "escalate_after", "escalate_to", NULL};
+    "subject",     "body",        "category",     "priority",
+    "drill",       "channels",    "policy",       "ack",
+    "choices",     "escalate_after", "escalate_to", "translations", NULL};
 
 static json_t *shipped(void)
 {
@@ -247,8 +249,8 @@ static char *tpl_check(struct conn *c, const char *tenant)
             kn__httpd_respond_error(
                 c, 400, "json",
                 "a template holds only subject, body, category, priority, "
-                "drill, channels, policy, ack, choices, escalate_after and "
-                "escalate_to; "
+                "drill, channels, policy, ack, choices, escalate_after, "
+                "escalate_to and translations; "
                 "remove the other member");
             json_decref(root);
             return NULL;

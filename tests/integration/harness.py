@@ -1134,3 +1134,43 @@ def ack_token(key_file, bcast, rcpt):
 
 
 __all__ += ["index_key", "ack_token"]
+
+
+# ------------------------------------------------------------------ browser drivers
+
+def browser_driver(tap, script, args, timeout=180):
+    """Run tests/browser/<script> with node in Debian's headless Chromium
+    (skipping the whole test, tap.done(), when /usr/bin/chromium is
+    missing; npm ci from the lock file when playwright-core or axe-core
+    is): returns the last JSON line it printed, or None (the tap check
+    "the driver ran to the end" says why)."""
+    bdir = os.path.join(ROOT, "tests", "browser")
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        tap.skip(script, "chromium is not installed (apt-get install "
+                 "chromium; scripts/deps.sh)")
+        tap.done()
+    with tap.check("playwright-core and axe-core are installed in "
+                   "tests/browser (npm ci from the lock file)"):
+        if not all(os.path.exists(os.path.join(bdir, "node_modules", m,
+                                               "package.json"))
+                   for m in ("playwright-core", "axe-core")):
+            cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
+                                cwd=bdir, capture_output=True, text=True,
+                                timeout=60)
+            assert cp.returncode == 0, cp.stderr[-2000:]
+    cp = subprocess.run(["node", os.path.join(bdir, script)]
+                        + [str(a) for a in args], cwd=bdir,
+                        capture_output=True, text=True, timeout=timeout)
+    res = None
+    for line in cp.stdout.splitlines():
+        try:
+            res = json.loads(line)
+        except ValueError:
+            pass
+    with tap.check("the driver %s ran to the end" % script):
+        assert res is not None and res.get("event") == "done", \
+            (cp.returncode, cp.stdout[-3000:], cp.stderr[-2000:])
+    return res if res is not None and res.get("event") == "done" else None
+
+
+__all__ += ["browser_driver"]

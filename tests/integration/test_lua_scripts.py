@@ -470,6 +470,14 @@ with Redis(out) as r:
         c.call("SADD", bc("ak", ":m"), "r1")
         assert ev("ack_view", keys, ["r1"]) == [b"s", b"b", b"0", b"", b"", b"", b"r1", b""]
         assert ev("ack_view", keys, ["r9"]) == []
+        # a language (issue 16): its translation, and the language used last
+        c.call("HSET", bc("ak"), "translations",
+               '{"en":{"subject":"S-en","body":"B-en"},"pt":{"subject":1}}')
+        assert ev("ack_view", keys, ["r1", "en"]) == [
+            b"S-en", b"B-en", b"0", b"", b"", b"", b"r1", b"", b"en"]
+        assert ev("ack_view", keys, ["r1", "vi"])[::8] == [b"s", b""]
+        assert ev("ack_view", keys, ["r1", "pt"])[0] == b"s"
+        assert ev("ack_view", keys, ["r9", "en"]) == []
         assert ev("ack_confirm", keys, ["r1", NOW]) == 1
         assert ev("ack_confirm", keys, ["r1", NOW + 1]) == 0
         assert ev("ack_confirm", keys, ["r9", NOW]) == -1

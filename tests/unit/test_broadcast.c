@@ -1541,10 +1541,160 @@ static void test_choices(void **state)
     }
 }
 
+/* "translations" (issue 16): parsed, refused with the field, stored. */
+static int parse_tr(const char *tr, struct kn_broadcast *b, char *err,
+                    size_t errlen, char *field, size_t fieldlen)
+{
+    char json[4096];
+    snprintf(json, sizeof(json),
+             "{\"tenant\":\"t\",\"subject\":\"件名\",\"body\":\"本文\","
+             "\"channels\":[\"email\"],\"translations\":%s,"
+             "\"audience\":{\"groups\":[\"g\"]}}",
+             tr);
+    return kn_broadcast_parse(json, strlen(json), &LIM, b, err, errlen, field,
+                              fieldlen);
+}
+
+static void test_translations(void **state)
+{
+    static const struct {
+        const char *tr, *field, *words;
+    } bad[] = {
+        {"[1]", "translations", "must be an object"},
+        {"{\"EN\":{\"subject\":\"s\",\"body\":\"b\"}}", "translations.EN",
+         "not a language tag"},
+        {"{\"e n\":{\"subject\":\"s\",\"body\":\"b\"}}", "translations.?",
+         "not a language tag"},
+        {"{\"ja\":{\"subject\":\"s\",\"body\":\"b\"}}", "translations.ja",
+         "Japanese"},
+        {"{\"ja-JP\":{\"subject\":\"s\",\"body\":\"b\"}}", "translations.ja-JP",
+         "Japanese"},
+        {"{\"en\":\"hello\"}", "translations.en", "must be {"},
+        {"{\"en\":{\"subject\":\"s\"}}", "translations.en.body", "missing"},
+        {"{\"en\":{\"body\":\"b\"}}", "translations.en.subject", "missing"},
+        {"{\"en\":{\"subject\":\"\",\"body\":\"b\"}}",
+         "translations.en.subject", "missing"},
+        {"{\"en\":{\"subject\":\"a\\r\\nBcc: x@example.com\",\"body\":\"b\"}}",
+         "translations.en.subject", "line break"},
+        {"{\"en\":{\"subject\":\"s\",\"body\":1}}", "translations.en.body",
+         "must be a string"},
+        {"{\"en\":{\"subject\":\"s\",\"body\":\"b\",\"title\":\"t\"}}",
+         "translations.en.title", "unknown field"},
+        {"{\"a1\":{}}", "translations.a1", "not a language tag"},
+        {"{\"aa\":{},\"ab\":{},\"ac\":{},\"ad\":{},\"ae\":{},\"af\":{},"
+         "\"ag\":{},\"ah\":{},\"ai\":{}}",
+         "translations", "at most 8"},
+    };
+    struct kn_broadcast b;
+    char err[600], field[128], big[1200], out[16];
+    struct kn_argv f, a;
+    struct kn_translation *tr;
+    size_t n;
+    const char *langs = NULL, *stored = NULL;
+    (void)state;
+
+    assert_int_equal(
+        parse_tr("{\"en\":{\"subject\":\"Typhoon\",\"body\":\"No school\"},"
+                 "\"pt\":{\"subject\":\"Tufão\",\"body\":\"Sem aula\\n\"},"
+                 "\"zh-Hans\":{\"subject\":\"台风\",\"body\":\"停课\"}}",
+                 &b, err, sizeof(err), field, sizeof(field)),
+        0);
+    assert_int_equal(b.ntr, 3);
+    assert_string_equal(b.tr[0].lang, "en");
+    assert_string_equal(b.tr[1].subject, "Tufão");
+    assert_string_equal(b.tr[1].body, "Sem aula\n");
+    assert_string_equal(b.tr[2].lang, "zh-Hans");
+    kn_argv_init(&f);
+    kn_argv_init(&a);
+    b.id = kn_xstrdup("b-1");
+    kn_broadcast_submit_args(&b, NULL, &f, &a);
+    for (int i = 0; i + 1 < f.n; i += 2) {
+        if (strcmp(f.v[i], "langs") == 0)
+            langs = f.v[i + 1];
+        if (strcmp(f.v[i], "translations") == 0)
+            stored = f.v[i + 1];
+    }
+    assert_non_null(langs);
+    assert_string_equal(langs, "en,pt,zh-Hans");
+    assert_non_null(stored);
+    n = kn_translations_load(stored, &tr);
+    assert_int_equal(n, 3);
+    assert_string_equal(tr[0].lang, "en");
+    assert_string_equal(tr[0].subject, "Typhoon");
+    assert_string_equal(tr[1].body, "Sem aula\n");
+    assert_string_equal(tr[2].lang, "zh-Hans");
+    kn_translations_free(tr, n);
+    kn_argv_free(&f);
+    kn_argv_free(&a);
+    kn_broadcast_free(&b);
+    /* none: no fields at all */
+    assert_int_equal(
+        parse_tr("null", &b, err, sizeof(err), field, sizeof(field)), 0);
+    assert_int_equal(b.ntr, 0);
+    kn_broadcast_free(&b);
+    assert_int_equal(kn_translations_load(NULL, &tr), 0);
+    assert_null(tr);
+    assert_int_equal(kn_translations_load("{\"x\":1,\"EN\":{}}", &tr), 0);
+    assert_int_equal(kn_translations_load("not json", &tr), 0);
+
+    /* the same limits as the main text: the subject at most 1000 bytes */
+    memset(big, 'x', 1001);
+    big[1001] = '\0';
+    {
+        char tj[1300];
+        snprintf(tj, sizeof(tj), "{\"en\":{\"subject\":\"%s\",\"body\":\"b\"}}",
+                 big);
+        assert_int_equal(
+            parse_tr(tj, &b, err, sizeof(err), field, sizeof(field)),
+            KN_EINVAL);
+        assert_string_equal(field, "translations.en.subject");
+        assert_non_null(strstr(err, "at most 1000"));
+        big[1000] = '\0';
+        snprintf(tj, sizeof(tj), "{\"en\":{\"subject\":\"%s\",\"body\":\"b\"}}",
+                 big);
+        assert_int_equal(
+            parse_tr(tj, &b, err, sizeof(err), field, sizeof(field)), 0);
+        kn_broadcast_free(&b);
+    }
+    for (size_t i = 0; i < KN_ARRAY_SIZE(bad); i++) {
+        if (parse_tr(bad[i].tr, &b, err, sizeof(err), field, sizeof(field)) !=
+            KN_EINVAL)
+            fail_msg("translations %s accepted", bad[i].tr);
+        if (strcmp(field, bad[i].field) != 0 || !strstr(err, bad[i].words))
+            fail_msg("translations %s: field %s, error %s", bad[i].tr, field,
+                     err);
+        assert_null(strstr(err, "x@example.com"));
+        assert_null(b.tr);
+    }
+
+    /* which translation a reader gets */
+    assert_int_equal(kn_translation_pick("en,pt", "en", out, sizeof(out)), 1);
+    assert_string_equal(out, "en");
+    assert_int_equal(kn_translation_pick("en,pt", "pt", out, sizeof(out)), 1);
+    assert_string_equal(out, "pt");
+    assert_int_equal(kn_translation_pick("en,pt", "vi", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(kn_translation_pick("en,pt", "ja", out, sizeof(out)), 0);
+    assert_int_equal(kn_translation_pick(NULL, "en", out, sizeof(out)), 0);
+    assert_int_equal(kn_translation_pick("", "en", out, sizeof(out)), 0);
+    assert_int_equal(kn_translation_pick("en", "e", out, sizeof(out)), 0);
+    assert_int_equal(kn_translation_pick("en-GB,en", "en", out, sizeof(out)),
+                     1);
+    assert_string_equal(out, "en");
+    assert_int_equal(
+        kn_translation_pick("zh-Hans", "zh-Hant", out, sizeof(out)), 1);
+    assert_string_equal(out, "zh-Hans");
+    assert_int_equal(
+        kn_translation_pick("zh-Hans,zh", "zh-TW", out, sizeof(out)), 1);
+    assert_string_equal(out, "zh-Hans");
+    assert_int_equal(kn_translation_pick("fil", "fi", out, sizeof(out)), 0);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_translations),
         cmocka_unit_test(test_full_valid),
         cmocka_unit_test(test_extras_valid),
         cmocka_unit_test(test_names_normalised),

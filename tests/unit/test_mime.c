@@ -883,8 +883,21 @@ static void test_build_urgent_and_ascii(void **state)
     assert_string_equal(field(&p, "Importance"), "high");
     assert_string_equal(field(&p, "X-Priority"), "1");
     assert_string_equal(p.body, "No school today.");
+    assert_null(field(&p, "Content-Language")); /* none given */
     parsed_free(&p);
     free(out);
+
+    /* A translation's language (issue 16); a tag that is not one is
+     * refused (it would reach a header). */
+    m.lang = "en";
+    assert_int_equal(kn_mime_build(&m, &out, &len), 0);
+    parse_message(out, len, &p);
+    assert_string_equal(field(&p, "Content-Language"), "en");
+    parsed_free(&p);
+    free(out);
+    m.lang = "en\r\nBcc: x@example.jp";
+    assert_int_equal(kn_mime_build(&m, &out, &len), KN_EINVAL);
+    m.lang = NULL;
 
     /* Plain address; atom display name; empty subject and body. */
     m.from = "noreply@example.jp";

@@ -84,6 +84,7 @@ static void test_ack_page(void **st)
                             0,
                             -1,
                             NULL,
+                            NULL,
                             NULL};
     char *p;
     (void)st;
@@ -97,7 +98,8 @@ static void test_ack_page(void **st)
     assert_null(strstr(p, "type=\"radio\""));
     free(p);
     v = (struct kn_ack_view){
-        "s", "b", 0, at("2027-05-15T12:00:00+09:00"), NULL, 0, -1, NULL, NULL};
+        "s", "b", 0, at("2027-05-15T12:00:00+09:00"), NULL, 0, -1, NULL, NULL,
+        NULL};
     p = kn__ack_page(&v, 1);
     assert_null(strstr(p, "【訓練】"));
     assert_null(strstr(p, "<form"));
@@ -109,7 +111,7 @@ static void test_ack_page(void **st)
     assert_non_null(strstr(p, "<span lang=\"en\">(Confirmed. Thank you.)"));
     free(p);
     /* answers: one radio each (escaped), the comment field; an error */
-    v = (struct kn_ack_view){"s", "b", 0, 0, ch, 2, -1, NULL, "fix <it>"};
+    v = (struct kn_ack_view){"s", "b", 0, 0, ch, 2, -1, NULL, "fix <it>", NULL};
     p = kn__ack_page(&v, 0);
     assert_non_null(strstr(p, "value=\"0\" required> 無事です"));
     assert_non_null(strstr(p, "value=\"1\"> &lt;b&gt;けが&lt;/b&gt;"));
@@ -120,11 +122,21 @@ static void test_ack_page(void **st)
     /* recorded: the answer and the comment shown, escaped */
     v = (struct kn_ack_view){"s", "b", 0, at("2027-05-15T12:00:00+09:00"),
                              ch,  2,   1, "<img src=x>",
-                             NULL};
+                             NULL, NULL};
     p = kn__ack_page(&v, 0);
     assert_non_null(strstr(p, "&lt;b&gt;けが&lt;/b&gt;"));
     assert_non_null(strstr(p, "&lt;img src=x&gt;"));
     assert_null(strstr(p, "<img"));
+    free(p);
+    /* a translation (issue 16): subject and body marked with their
+     * language, the page's own words Japanese */
+    v = (struct kn_ack_view){"Typhoon", "No school", 0, 0, ch, 2, -1, NULL,
+                             NULL, "en"};
+    p = kn__ack_page(&v, 0);
+    assert_non_null(strstr(p, "<html lang=\"ja\">"));
+    assert_non_null(strstr(p, "<h1 lang=\"en\">Typhoon</h1>"));
+    assert_non_null(strstr(p, "<div class=\"body\" lang=\"en\">No school"));
+    assert_non_null(strstr(p, "確認しました"));
     free(p);
     assert_non_null(strstr(kn__ack_csp(), "style-src 'sha256-"));
     assert_null(strstr(kn__ack_csp(), "script-src"));
@@ -136,7 +148,7 @@ static void test_ack_page(void **st)
 static void test_ack_page_children(void **st)
 {
     static const char *const ch[] = {"無事です", "けが"};
-    struct kn_ack_view v = {"s", "b", 0, 0, ch, 2, -1, NULL, NULL};
+    struct kn_ack_view v = {"s", "b", 0, 0, ch, 2, -1, NULL, NULL, NULL};
     struct kn__ack_child k[3] = {{"c-1", "<i>一郎</i>", 0, -1, NULL},
                                  {"c-2", NULL, 0, -1, NULL},
                                  {"c-3", "三郎", 0, -1, NULL}};

@@ -174,9 +174,23 @@ static void test_body(void **state)
         json_string_value(json_object_get(
             json_array_get(json_object_get(b, "content"), 0), "value")),
         "This is a drill"));
-    assert_null(json_object_get(b, "headers"));
+    /* not urgent: no priority headers; the language always */
+    assert_null(json_object_get(json_object_get(b, "headers"), "Importance"));
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(b, "headers"), "Content-Language")),
+                        "ja");
     json_decref(b);
     free(s);
+    /* a translation: its language */
+    m.lang = "en";
+    s = kn__sendgrid_body(&f, jobs, 1);
+    b = json_loads(s, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(b, "headers"), "Content-Language")),
+                        "en");
+    json_decref(b);
+    free(s);
+    m.lang = NULL;
 
     /* Personal links: one body with a tag, the link per personalization
      * (and nothing for a job without one). */

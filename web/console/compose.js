@@ -14,6 +14,12 @@
   const CHANNELS = ['email', 'line', 'push'];
   const ESCALATE = ['', '10m', '30m', '1h', '3h'];
   const ESCALATE_TO = ['next_channel', 'next_guardian'];
+  // Translations (issue 16): the languages offered, each named in itself;
+  // "" is a code typed by hand.  The main text is Japanese.
+  const LANGS = [['en', 'English'], ['pt', 'Português'], ['zh', '中文'],
+    ['vi', 'Tiếng Việt'], ['fil', 'Filipino'], ['', null]];
+  const LANG_RE = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$/; // kn_lang_valid
+  const TR_MAX = 8;
   const el = (...a) => KN.el(...a);
   const t = (k, v) => KN.t(k, v);
   const utf8Len = (s) => new TextEncoder().encode(s).length;
@@ -72,6 +78,56 @@
     const subject = el('input', { type: 'text', id: 'c-subject', name: 'subject', required: true, autocomplete: 'off' });
     const body = el('textarea', { id: 'c-body', name: 'body', rows: 10, required: true });
     const counts = el('ul', { id: 'c-counts', class: 'counts', 'aria-live': 'polite' });
+
+    // -------------------------------------------------- translations
+    // Each: a language, its subject and body; removable.  A guardian whose
+    // language has one gets it, any other the Japanese text.
+    const trList = el('div', { id: 'c-tr-list' });
+    const trAdd = el('button', { type: 'button', class: 'secondary', id: 'c-tr-add' }, t('compose.tr.add'));
+    const trBox = el('fieldset', { id: 'c-tr' }, el('legend', null, t('compose.tr.legend')),
+      el('p', { class: 'hint', id: 'c-tr-hint' }, t('compose.tr.hint')), trList, el('p', null, trAdd));
+    let trSeq = 0;
+    const trs = [];
+    function addTranslation(code, subj, text) {
+      const n = trSeq++;
+      const id = (k) => 'c-tr-' + k + '-' + n;
+      const known = LANGS.some(([c]) => c && c === code);
+      const lang = el('select', { id: id('lang') },
+        ...LANGS.map(([c, name]) => el('option', c ? { value: c, lang: c } : { value: '' }, name || t('compose.tr.other'))));
+      const other = el('input', { type: 'text', id: id('code'), maxLength: 15, autocomplete: 'off', spellcheck: 'false' });
+      const otherP = field(id('code'), t('compose.tr.code'), other, t('compose.tr.code_hint'));
+      const s = el('input', { type: 'text', id: id('subject'), autocomplete: 'off' });
+      const b = el('textarea', { id: id('body'), rows: 6 });
+      const rm = el('button', { type: 'button', class: 'secondary', id: id('remove') }, t('compose.tr.remove'));
+      const box = el('div', { class: 'sub tr', id: id('box'), role: 'group', 'aria-labelledby': id('h') },
+        el('h3', { id: id('h') }, t('compose.tr.one', { n: n + 1 })),
+        field(id('lang'), t('compose.tr.lang'), lang), otherP,
+        field(id('subject'), t('compose.tr.subject'), s),
+        field(id('body'), t('compose.tr.body'), b), el('p', null, rm));
+      const tr = { box, lang, other, s, b, code: () => (lang.value || other.value.trim()) };
+      const sync = () => {
+        otherP.hidden = lang.value !== '';
+        s.lang = b.lang = LANG_RE.test(tr.code()) ? tr.code() : '';
+      };
+      lang.value = known ? code : (code ? '' : 'en');
+      if (!known && code) other.value = code;
+      s.value = subj || '';
+      b.value = text || '';
+      lang.addEventListener('change', () => { sync(); if (!lang.value) other.focus(); });
+      other.addEventListener('input', sync);
+      rm.addEventListener('click', () => {
+        trs.splice(trs.indexOf(tr), 1);
+        box.remove();
+        trAdd.hidden = false;
+        trAdd.focus();
+      });
+      sync();
+      trs.push(tr);
+      trList.append(box);
+      trAdd.hidden = trs.length >= TR_MAX;
+      return tr;
+    }
+    trAdd.addEventListener('click', () => { addTranslation('', '', '').lang.focus(); });
 
     // ----------------------------------------------------- audience
     const groupsBox = el('div', { id: 'c-groups', class: 'checks' }, el('p', { class: 'muted' }, t('common.loading')));
@@ -163,7 +219,7 @@
         el('label', { for: 'c-subject' }, t('compose.subject')), subject),
       el('div', { class: 'field' },
         el('label', { for: 'c-body' }, t('compose.body')), body, counts),
-      audience, chBox, policy, kind, when,
+      trBox, audience, chBox, policy, kind, when,
       el('div', { class: 'actions' }, bPreview, bTest, bConfirm));
     const confirmSec = el('section', { id: 'c-confirm-step', 'aria-labelledby': 'c-confirm-h', hidden: true });
     root.append(tplBox, form, confirmSec, preview);
@@ -211,6 +267,10 @@
         audience: { groups: groups },
       };
       if (st.picked.size) bc.audience.recipients = [...st.picked.keys()];
+      if (trs.length) {
+        bc.translations = {};
+        for (const tr of trs) bc.translations[tr.code()] = { subject: tr.s.value.trim(), body: tr.b.value };
+      }
       if (ack.querySelector('input').checked) {
         bc.ack = true;
         const cs = choices.map((c) => c.value.trim()).filter((v) => v);
@@ -232,6 +292,15 @@
         return [groupsBox.querySelector('input') || search || subject, t('compose.need.audience')];
       }
       if (when.querySelector('#c-later').checked && !at.value) return [at, t('compose.need.at')];
+      const seen = new Set();
+      for (const tr of trs) {
+        const c = tr.code();
+        if (!LANG_RE.test(c) || c === 'ja' || c.startsWith('ja-')) return [tr.lang.value ? tr.lang : tr.other, t('compose.need.tr_code')];
+        if (seen.has(c)) return [tr.lang.value ? tr.lang : tr.other, t('compose.need.tr_twice', { code: c })];
+        seen.add(c);
+        if (!tr.s.value.trim()) return [tr.s, t('compose.need.tr_subject', { code: c })];
+        if (!tr.b.value.trim()) return [tr.b, t('compose.need.tr_body', { code: c })];
+      }
       if (bc.ack && bc.choices && bc.choices.length === 1) return [choices[1], t('compose.need.choices')];
       if (forSend && bc.priority === 'urgent' && !urgentOk.querySelector('input').checked) {
         return [urgentOk.querySelector('input'), t('compose.need.urgent_ok')];
@@ -314,6 +383,9 @@
       escalate.value = ESCALATE.indexOf(tp.escalate_after || '') >= 0 ? (tp.escalate_after || '') : '';
       escalateTo.value = tp.escalate_to === 'next_guardian' ? 'next_guardian' : 'next_channel';
       escalateToField.hidden = !escalate.value;
+      while (trs.length) trs.pop().box.remove();
+      for (const [c, x] of Object.entries(tp.translations || {})) addTranslation(c, x.subject, x.body);
+      trAdd.hidden = trs.length >= TR_MAX;
       if (!tp.shipped) tplName.value = tp.name;
       showCounts();
       KN.notice(t('compose.tpl.loaded', { name: tp.name }));
@@ -327,6 +399,7 @@
       const tp = { subject: bc.subject, body: bc.body, category: bc.category, priority: bc.priority,
         drill: bc.drill, channels: bc.channels, policy: bc.policy };
       if (bc.ack) { tp.ack = true; if (bc.choices) tp.choices = bc.choices; if (bc.escalate_after) tp.escalate_after = bc.escalate_after; if (bc.escalate_to) tp.escalate_to = bc.escalate_to; }
+      if (bc.translations) tp.translations = bc.translations;
       const r = await KN.api('PUT', '/v1/templates/' + encodeURIComponent(name), tp);
       if (r.status === 200) {
         KN.error(root, '');
@@ -460,6 +533,11 @@
         [t('compose.when'), bc.send_at ? KN.fmtDate(bc.send_at) + t('compose.scheduled') : t('compose.now')],
         [t('compose.children'), t('compose.n_children', { n: rc.children })],
       ];
+      if (trs.length) {
+        const name = (c) => { const l = LANGS.find(([x]) => x === c); return l ? l[1] : c; };
+        rows.splice(1, 0, [t('compose.tr.legend'), trs.map((tr) => name(tr.code())).join('、')]);
+        for (const tr of trs) rows.splice(2, 0, [t('compose.tr.subject_of', { lang: name(tr.code()) }), tr.s.value.trim()]);
+      }
       for (const [c, n] of Object.entries(rc.messages)) rows.push([t('compose.ch.' + c), t('compose.n_msgs', { n: n })]);
       const bSend = el('button', { type: 'button', id: 'c-send', class: bc.priority === 'urgent' ? 'danger' : '' }, t('compose.send'));
       const bBack = el('button', { type: 'button', class: 'secondary', id: 'c-back' }, t('compose.back'));

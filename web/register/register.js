@@ -10,7 +10,7 @@
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { ticket: null, lang: 'ja', s: {} };
+  const state = { ticket: null, lang: 'ja', s: {}, langs: [] };
   const sections = ['s-start', 's-contact', 's-code', 's-verify', 's-done'];
 
   function t(key, vars) {
@@ -43,8 +43,38 @@
       const v = state.s[el.dataset.s];
       if (typeof v === 'string') el.textContent = v;
     }
-    $('lang').lang = lang === 'ja' ? 'en' : 'ja';
+    if ($('lang').tagName === 'BUTTON') $('lang').lang = lang === 'ja' ? 'en' : 'ja';
+    else $('lang').value = lang;
     document.title = t('title');
+  }
+
+  /* The languages of the page: one per strings file the server has
+   * (GET /r/langs.json).  Two: the button switches between them; more:
+   * the button becomes a list (each language named in itself). */
+  async function loadLangs() {
+    let langs = [{ code: 'ja', name: '日本語' }, { code: 'en', name: 'English' }];
+    try {
+      const r = await fetch('/r/langs.json', { credentials: 'omit' });
+      if (r.ok) langs = await r.json();
+    } catch (e) { /* the two that ship */ }
+    state.langs = langs;
+    if (langs.length <= 2) return;
+    const sel = document.createElement('select');
+    sel.id = 'lang';
+    sel.setAttribute('aria-label', '言語 (Language)');
+    for (const l of langs) {
+      const o = document.createElement('option');
+      o.value = l.code;
+      o.lang = l.code;
+      o.textContent = l.name;
+      sel.appendChild(o);
+    }
+    $('lang').replaceWith(sel);
+  }
+
+  function otherLang() {
+    const l = state.langs.find((x) => x.code !== state.lang);
+    return l ? l.code : 'ja';
   }
 
   async function post(path, body) {
@@ -100,7 +130,7 @@
     say(t('sending'));
     const res = await post('/r/email', {
       ticket: state.ticket, email, name: $('name').value.trim(),
-      relation: $('relation').value.trim(), consent: true,
+      relation: $('relation').value.trim(), consent: true, lang: state.lang,
     });
     busy(ev.target, false);
     if (res.status !== 202) { fail(res, 'email'); return; }
@@ -165,14 +195,17 @@
 
   document.addEventListener('DOMContentLoaded', async () => {
     const q = new URLSearchParams(location.search);
-    let lang = q.get('lang') === 'en' ? 'en' : null;
+    await loadLangs();
+    const known = (l) => state.langs.some((x) => x.code === l);
+    let lang = known(q.get('lang')) ? q.get('lang') : null;
     try { lang = lang || localStorage.getItem('kairan-lang'); } catch (e) { /* private mode */ }
-    await loadStrings(lang === 'en' ? 'en' : 'ja');
-    $('lang').addEventListener('click', async () => {
-      const next = state.lang === 'ja' ? 'en' : 'ja';
+    await loadStrings(known(lang) ? lang : 'ja');
+    const pick = async (next) => {
       try { localStorage.setItem('kairan-lang', next); } catch (e) { /* private mode */ }
       await loadStrings(next);
-    });
+    };
+    if ($('lang').tagName === 'BUTTON') $('lang').addEventListener('click', () => pick(otherLang()));
+    else $('lang').addEventListener('change', () => pick($('lang').value));
     $('f-start').addEventListener('submit', onStart);
     $('f-email').addEventListener('submit', onEmail);
     $('f-code').addEventListener('submit', onCode);
