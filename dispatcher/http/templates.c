@@ -38,9 +38,9 @@ extern const size_t kn__webc_templates_ja_json_len;
 
 /* The keys a template may hold. */
 static const char *const tpl_keys[] = {
-    "subject",     "body",        "category",     "priority",
-    "drill",       "channels",    "policy",       "ack",
-    "choices",     "escalate_after", "escalate_to", "translations", NULL};
+    "subject",     "body",         "category", "priority", "drill",
+    "channels",    "policy",       "ack",      "choices",  "escalate_after",
+    "escalate_to", "translations", NULL};
 
 static json_t *shipped(void)
 {
