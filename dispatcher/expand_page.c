@@ -118,7 +118,7 @@ static const char *dir_index(enum kn_channel ch)
 /* LINE recipients of a page waiting to be grouped into multicast jobs. */
 struct line_member {
     const char *rcpt, *sealed, *bi;
-    int inl; /* inline: no my-page foot (KN_JOB_INLINE) */
+    int inl;       /* inline: no my-page foot (KN_JOB_INLINE) */
     char lang[16]; /* the translation it reads; "": Japanese */
 };
 
@@ -565,17 +565,16 @@ static void commit_page(struct kn_expander *e)
                 unreachable++;
             continue;
         }
-        added = recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline, 0,
-                               &opted);
+        added =
+            recipient_jobs(e, &a, e->rj[i], e->rid[i], line, &nline, 0, &opted);
         /* Every guardian of the child gets the child's message (jobs
          * of one address are made once per broadcast: commit_page). */
         k = 0;
         json_array_foreach(json_object_get(e->rj[i], KN_DIR_GUARDIANS), gi, g)
         {
             if (json_is_object(g))
-                added +=
-                    recipient_jobs(e, &a, g, e->rid[i], line, &nline,
-                                   (int)++k, &opted);
+                added += recipient_jobs(e, &a, g, e->rid[i], line, &nline,
+                                        (int)++k, &opted);
         }
         /* A child none of whose guardians wants this broadcast is not
          * unreachable: its guardians' rows say 配信停止 (本人の希望). */

@@ -487,10 +487,11 @@ int kn_broadcast_parse(const char *json, size_t len,
                        char *err, size_t errlen, char *field, size_t fieldlen)
 {
     static const char *const known[] = {
-        "id",         "tenant",  "category",    "priority",   "drill",
-        "subject",    "body",    "channels",    "policy",     "audience",
-        "recipients", "ack",     "send_at",     "expires_at", "escalate_after",
-        "sender",     "choices", "escalate_to", "translations", NULL};
+        "id",      "tenant",      "category",       "priority",
+        "drill",   "subject",     "body",           "channels",
+        "policy",  "audience",    "recipients",     "ack",
+        "send_at", "expires_at",  "escalate_after", "sender",
+        "choices", "escalate_to", "translations",   NULL};
     struct perr pe = {err, errlen, field, fieldlen};
     json_error_t jerr;
     json_t *root, *v, *aud;
