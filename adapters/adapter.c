@@ -136,7 +136,8 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     }
     free(link);
     if (job->mypage != NULL) {
-        char *foot = kn_message_mypage_text(NULL, job->mypage);
+        char *foot = kn_message_mypage_text(
+            job->msg->lang ? job->msg->lang : KN_LANG_DEFAULT, job->mypage);
         char *b = kn_xasprintf("%s%s", body, foot);
         free(foot);
         free(body);

@@ -49,6 +49,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "config/config.h"
+#include "model/directory.h"
 #include "model/address.h"
 #include "model/message.h"
 
@@ -727,7 +728,8 @@ static void send_one(struct line *l, struct kn_job *job, kn_done_cb *done,
         /* the my-page foot after the body (issue 16; cut with it if the
          * body is too long for LINE's texts) */
         struct kn_message m = *job->msg;
-        char *foot = kn_message_mypage_text(NULL, job->mypage);
+        char *foot = kn_message_mypage_text(
+            job->msg->lang ? job->msg->lang : KN_LANG_DEFAULT, job->mypage);
         m.body = kn_xasprintf("%s%s", m.body ? m.body : "", foot);
         s->body = kn__line_body(&m, job->link, ids, nid, nid > 1);
         free(m.body);

@@ -181,7 +181,8 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         if (p != NULL && links) {
             /* the confirmation link, then the my-page foot (issue 16) */
             char *l1 = kn_message_link_text(KN_TEXT_MAIL, j->link);
-            char *l2 = kn_message_mypage_text(NULL, j->mypage);
+            char *l2 = kn_message_mypage_text(
+                j->msg->lang ? j->msg->lang : KN_LANG_DEFAULT, j->mypage);
             char *lt = kn_xasprintf("%s%s", l1, l2);
             json_t *t = json_string(lt);
             free(l1);

@@ -179,6 +179,12 @@ with tap.check("[1] kairanctl submit stores the translations with the broadcast"
     assert c["line"].get("delivered") == 4, c
     assert c["push"].get("delivered") == 3, c
 
+def split_foot(text):
+    """The text before the my-page foot, and the foot ("" if none)."""
+    i = text.find("\n\n--\n")
+    return (text, "") if i < 0 else (text[:i], text[i:])
+
+
 # ---------------------------------------------------------------- [2]
 with tap.check("[2] e-mail: each guardian's language, Japanese as the fallback"):
     got = mails(smtp, seen)
@@ -188,7 +194,10 @@ with tap.check("[2] e-mail: each guardian's language, Japanese as the fallback")
         subj, body = TEXT[lang]
         assert str(msg["Subject"]) == subj, (addr, str(msg["Subject"]))
         text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        # the my-page foot (issue 16) follows the message's language
+        text, foot = split_foot(text)
         assert text.strip() == body, (addr, text)
+        assert ("My page" in foot) == (lang != "ja"), (addr, foot)
         assert str(msg["Content-Language"]) == lang, \
             (addr, str(msg["Content-Language"]))
 
@@ -199,6 +208,8 @@ with tap.check("[3] LINE: one multicast per language, none mixed"):
     by_to = {}
     for q in reqs:
         texts = [m["text"] for m in q["messages"]]
+        texts[-1], foot = split_foot(texts[-1])
+        assert foot.strip().endswith("/m"), foot     # the generic link
         by_to[tuple(sorted(q["to"]))] = texts
     assert by_to == {
         (line_id(1), line_id(4)): [SUBJ_EN, BODY_EN],
