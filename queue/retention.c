@@ -132,9 +132,10 @@ static long long run(struct ctx *x, const char *fmt, ...)
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    char *k[6] = {kn_key_bc(p, id, ""),     kn_key_bc(p, id, ":r"),
+    char *k[7] = {kn_key_bc(p, id, ""),     kn_key_bc(p, id, ":r"),
                   kn_key_bc(p, id, ":aud"), kn_key_bc(p, id, ":ack"),
-                  kn_key_bc(p, id, ":m"),   kn_key_bc(p, id, ":fam")};
+                  kn_key_bc(p, id, ":m"),   kn_key_bc(p, id, ":fam"),
+                  kn_key_bc(p, id, ":gs")};
     redisReply *h = cmd(x, "HMGET %s tenant key", k[0]);
     if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
         h->element[0]->type == REDIS_REPLY_STRING &&
@@ -150,8 +151,9 @@ static void delete_broadcast(struct ctx *x, const char *id)
     }
     if (h)
         freeReplyObject(h);
-    run(x, "DEL %s %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4], k[5]);
-    for (int i = 0; i < 6; i++)
+    run(x, "DEL %s %s %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4], k[5],
+        k[6]);
+    for (int i = 0; i < 7; i++)
         free(k[i]);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
@@ -176,11 +178,14 @@ static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
                 char *bk = kn_key_bc(x->prefix, id, ""),
                      *rk = kn_key_bc(x->prefix, id, ":r"),
                      *mk = kn_key_bc(x->prefix, id, ":m"),
-                     *fk = kn_key_bc(x->prefix, id, ":fam");
-                /* the personal links' member and family sets go with the
-                 * delivery records */
-                run(x, "DEL %s", fk);
+                     *fk = kn_key_bc(x->prefix, id, ":fam"),
+                     *gk = kn_key_bc(x->prefix, id, ":gs");
+                /* the personal links' member and family sets, and whom a
+                 * next_guardian broadcast went to, go with the delivery
+                 * records */
+                run(x, "DEL %s %s", fk, gk);
                 free(fk);
+                free(gk);
                 if (run(x, "DEL %s %s", rk, mk) > 0) {
                     run(x, "HSET %s r_purged_ms %lld", bk,
                         (long long)kn_now_ms());

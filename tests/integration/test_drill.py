@@ -280,11 +280,15 @@ with Redis(out) as redis:
         redis.call("RPUSH", P + "bc:%s:aud" % bid_, "d:x1")
         redis.call("HSET", P + "bc:%s:ack" % bid_, "x1", c + 1000)
         redis.call("SADD", P + "bc:%s:m" % bid_, "x1")
+        redis.call("HSET", P + "bc:%s:gs" % bid_, "x1", "0@%d" % c)
         redis.call("ZADD", P + "bcs", c, bid_)
 
     def keys_of(bid_):
-        return [x for x in ("", ":r", ":aud", ":ack")
-                if redis.call("EXISTS", P + "bc:" + bid_ + x)]
+        # (:gs, whom a next_guardian broadcast went to, goes with :r)
+        ks = [x for x in ("", ":r", ":aud", ":ack", ":gs")
+              if redis.call("EXISTS", P + "bc:" + bid_ + x)]
+        assert (":r" in ks) == (":gs" in ks), (bid_, ks)
+        return [x for x in ks if x != ":gs"]
 
     forge_bc("bc-a", "momo", "2023-03-31T23:59:00+09:00")   # FY2022
     forge_bc("bc-b", "momo", "2023-04-01T00:00:00+09:00")   # FY2023
