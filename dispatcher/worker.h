@@ -109,7 +109,7 @@ struct kn_worker {
      * they wait here for a slot. */
     struct wjob *held, *held_tail;
     uv_timer_t keep_timer;
-    int keeping;
+    int keeping; /* keep script calls in flight */
     /* A stream whose key cannot be read (wrong type): skipped until. */
     int64_t bad_until[2];
 };

@@ -210,7 +210,7 @@ void kn__worker_blk_state(struct kn_redis *r, int up, void *arg)
 static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_worker *w = arg;
-    w->keeping = 0;
+    w->keeping--;
     if (rep == NULL)
         return;
     if (rep->type != REDIS_REPLY_ARRAY) {
@@ -237,7 +237,12 @@ static void on_kept(struct kn_redis *r, redisReply *rep, void *arg)
  * Reset the idle time (XCLAIM to ourselves, JUSTID) of the jobs held
  * longer than a quarter of queue.claim_idle_ms: a job waiting here for a
  * slot behind slow sends must not look abandoned to the other processes'
- * XAUTOCLAIM, or it is sent twice.  Runs every claim_idle_ms / 8.
+ * XAUTOCLAIM, or it is sent twice.  Runs every claim_idle_ms / 8, and
+ * resets every job due, KEEP_BATCH per script call: one call per round
+ * kept at most 200 jobs every 375 ms (claim_idle_ms 3 s), fewer than the
+ * 1,440 a push worker may hold need when sends are slow, and the kill
+ * matrix under the sanitizers saw hundreds of pushes taken over from a
+ * live owner and sent twice.  No new round while one is in flight.
  */
 void kn__worker_keep(uv_timer_t *t)
 {
@@ -245,31 +250,34 @@ void kn__worker_keep(uv_timer_t *t)
     struct kn_daemon *d = w->d;
     int64_t now = kn_mono_ms(), after = d->cfg->claim_idle_ms / 4;
     struct kn_argv a;
-    size_t n = 0;
-    if (w->closed || w->keeping || !kn_redis_up(d->cmd))
+    size_t n;
+    if (w->closed || w->keeping > 0 || !kn_redis_up(d->cmd))
         return;
-    kn_argv_init(&a);
-    kn_argv_add(&a, w->streams[0]);
-    kn_argv_add(&a, w->streams[1]);
-    kn_argv_add(&a, KN_GROUP);
-    kn_argv_add(&a, d->consumer);
-    while (w->held != NULL && now - w->held->held_ms >= after &&
-           n < KEEP_BATCH) {
-        struct wjob *jb = w->held;
-        kn_argv_addi(&a, jb->prio + 1);
-        kn_argv_add(&a, jb->entry);
-        n++;
-        /* To the back: the list stays in order of held_ms. */
-        kn__worker_held_del(w, jb);
-        kn__worker_held_add(w, jb);
-    }
-    if (n == 0) {
+    do {
+        kn_argv_init(&a);
+        kn_argv_add(&a, w->streams[0]);
+        kn_argv_add(&a, w->streams[1]);
+        kn_argv_add(&a, KN_GROUP);
+        kn_argv_add(&a, d->consumer);
+        n = 0;
+        while (w->held != NULL && now - w->held->held_ms >= after &&
+               n < KEEP_BATCH) {
+            struct wjob *jb = w->held;
+            kn_argv_addi(&a, jb->prio + 1);
+            kn_argv_add(&a, jb->entry);
+            n++;
+            /* To the back: the list stays in order of held_ms. */
+            kn__worker_held_del(w, jb);
+            kn__worker_held_add(w, jb);
+        }
+        if (n > 0) {
+            w->keeping++;
+            if (kn_redis_eval(d->cmd, &kn_script_keep, on_kept, w, 2, a.n,
+                              (const char **)a.v, a.len) < 0) {
+                w->keeping--;
+                n = 0; /* Redis gone: the next round tries again */
+            }
+        }
         kn_argv_free(&a);
-        return;
-    }
-    w->keeping = 1;
-    if (kn_redis_eval(d->cmd, &kn_script_keep, on_kept, w, 2, a.n,
-                      (const char **)a.v, a.len) < 0)
-        w->keeping = 0;
-    kn_argv_free(&a);
+    } while (n == KEEP_BATCH);
 }
