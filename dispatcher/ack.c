@@ -49,21 +49,26 @@ static const char page_style[] =
 
 static char csp[256];
 
-void kn__ack_scripts_init(void)
+void kn__page_csp(const char *style, size_t len, char *out, size_t cap)
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
     char *b64;
 
-    kn_redis_script_init(&kn_script_ack_view);
-    kn_redis_script_init(&kn_script_ack_confirm);
-    EVP_Digest(page_style, strlen(page_style), md, &mdlen, EVP_sha256(), NULL);
+    EVP_Digest(style, len, md, &mdlen, EVP_sha256(), NULL);
     b64 = kn_b64_encode(md, mdlen);
-    snprintf(csp, sizeof(csp),
+    snprintf(out, cap,
              "default-src 'none'; style-src 'sha256-%s'; form-action 'self'; "
              "base-uri 'none'; frame-ancestors 'none'",
              b64);
     free(b64);
+}
+
+void kn__ack_scripts_init(void)
+{
+    kn_redis_script_init(&kn_script_ack_view);
+    kn_redis_script_init(&kn_script_ack_confirm);
+    kn__page_csp(page_style, strlen(page_style), csp, sizeof(csp));
 }
 
 const char *kn__ack_csp(void)

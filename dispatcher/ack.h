@@ -9,6 +9,7 @@
 #ifndef KN_DISPATCHER_ACK_H
 #define KN_DISPATCHER_ACK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "queue/redis_uv.h"
@@ -47,6 +48,10 @@ void kn__ack_scripts_init(void);
  * only to this origin, no framing.  Static string.
  */
 const char *kn__ack_csp(void);
+
+/* That policy for a page whose one style sheet (inline) is style[0..len),
+ * into out (256 bytes are enough); the unsubscribe page uses it too. */
+void kn__page_csp(const char *style, size_t len, char *out, size_t cap);
 
 /* What the confirmation page of one recipient shows (all borrowed). */
 struct kn_ack_view {

@@ -25,18 +25,17 @@
 #include "dispatcher/http/http_int.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/argv.h"
 #include "common/buf.h"
-#include "common/codec.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "config/config.h"
+#include "dispatcher/ack.h"
 #include "model/audit.h"
 #include "model/gtoken.h"
 #include "model/label.h"
@@ -56,9 +55,6 @@ static json_t *strings[2]; /* ja, en */
 
 static void init(void)
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    char *b64;
     if (csp[0] != '\0')
         return;
     kn_redis_script_init(&pref_set);
@@ -66,14 +62,7 @@ static void init(void)
     strings[1] = json_loadb(kn__web_unsub_en, kn__web_unsub_en_len, 0, NULL);
     if (!json_is_object(strings[0]) || !json_is_object(strings[1]))
         KN_PANIC("web/unsub/strings-*.json are not JSON objects");
-    EVP_Digest(kn__web_unsub_css, kn__web_unsub_css_len, md, &mdlen,
-               EVP_sha256(), NULL);
-    b64 = kn_b64_encode(md, mdlen);
-    snprintf(csp, sizeof(csp),
-             "default-src 'none'; style-src 'sha256-%s'; form-action 'self'; "
-             "base-uri 'none'; frame-ancestors 'none'",
-             b64);
-    free(b64);
+    kn__page_csp(kn__web_unsub_css, kn__web_unsub_css_len, csp, sizeof(csp));
 }
 
 /* ------------------------------------------------------------ the page */
