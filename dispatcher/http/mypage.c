@@ -441,7 +441,8 @@ static void on_base(struct batch *b)
         bad_link(c, 0);
         goto out;
     }
-    m->rec = rc;
+    m->rec = rc; /* m owns it now */
+    rc = NULL;
     m->g = find_guardian(m->rec, m->reg, m->tk.index);
     if (m->g == NULL) { /* that address is no longer the child's */
         bad_link(c, 0);
