@@ -5,7 +5,8 @@
  * category "notice", with inline recipients sealed by kn_broadcast_parse
  * like any other, so that it takes the usual route, retries and failover,
  * and appears in the school's broadcast list under its sender.  Only this
- * call sees the plaintext addresses; it wipes its copies.
+ * call sees the plaintext addresses; it wipes its copies.  And what the
+ * two guardian pages share: their CSP, their files, their JSON bodies.
  */
 #include "dispatcher/http/http_int.h"
 
@@ -110,4 +111,23 @@ char *kn__httpd_unseal_opt(const struct kn_keyring *kr, const char *purpose,
         kn_unseal(kr, purpose, s, &plain, NULL) != 0)
         return NULL;
     return plain;
+}
+
+const char kn__httpd_csp_guardian[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'; "
+    "require-trusted-types-for 'script'; trusted-types 'none'";
+
+void kn__httpd_serve_file(struct conn *c, const struct kn__web_file *files,
+                          size_t n, const char *csp)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c->req.param, files[i].name) == 0) {
+            kn__httpd_respond(c, 200, files[i].ctype, files[i].data,
+                              *files[i].len, csp, NULL);
+            return;
+        }
+    }
+    kn__httpd_respond_error(c, 404, NULL, "no such file");
 }

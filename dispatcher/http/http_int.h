@@ -568,6 +568,21 @@ int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
                             const char *const *ids, const char *const *to,
                             size_t n, const char *subject, const char *body);
 
+/* The guardian pages' Content-Security-Policy (registration, my page):
+ * this origin only, no inline code, Trusted Types with no policy. */
+extern const char kn__httpd_csp_guardian[];
+
+/* A page's file embedded at build time (scripts/embed.c). */
+struct kn__web_file {
+    const char *name, *ctype;
+    const char *data;
+    const size_t *len;
+};
+
+/* Answer the file of files[0..n) named c->req.param under csp, or 404. */
+void kn__httpd_serve_file(struct conn *c, const struct kn__web_file *files,
+                          size_t n, const char *csp);
+
 /* The request's JSON object, or NULL after answering 415 or 400. */
 json_t *kn__httpd_json_object(struct conn *c);
 

@@ -82,13 +82,8 @@ extern const size_t kn__web_mypage_html_len, kn__web_mypage_css_len,
 /* The languages the page has a strings file for (the language choice). */
 static const char *const languages[] = {"ja", "en"};
 
-/* As the registration page's: this origin only, no inline code, no way
- * to turn a string into markup. */
-static const char csp[] =
-    "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'; "
-    "require-trusted-types-for 'script'; trusted-types 'none'";
+/* The guardian pages' strict policy (guardian_mail.c). */
+static const char *const csp = kn__httpd_csp_guardian;
 
 static struct kn_redis_script pref_script = {"pref_set", kn_lua_pref_set, ""};
 
@@ -102,11 +97,7 @@ void kn__httpd_run_mypage_page(struct conn *c)
 
 void kn__httpd_run_mypage_file(struct conn *c)
 {
-    static const struct {
-        const char *name, *ctype;
-        const char *data;
-        const size_t *len;
-    } files[] = {
+    static const struct kn__web_file files[] = {
         {"mypage.css", "text/css; charset=utf-8", kn__web_mypage_css,
          &kn__web_mypage_css_len},
         {"mypage.js", "text/javascript; charset=utf-8", kn__web_mypage_js,
@@ -116,14 +107,7 @@ void kn__httpd_run_mypage_file(struct conn *c)
         {"strings-en.json", "application/json; charset=utf-8",
          kn__web_mypage_en, &kn__web_mypage_en_len},
     };
-    for (size_t i = 0; i < KN_ARRAY_SIZE(files); i++) {
-        if (strcmp(c->req.param, files[i].name) == 0) {
-            kn__httpd_respond(c, 200, files[i].ctype, files[i].data,
-                              *files[i].len, csp, NULL);
-            return;
-        }
-    }
-    kn__httpd_respond_error(c, 404, NULL, "no such file");
+    kn__httpd_serve_file(c, files, KN_ARRAY_SIZE(files), csp);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -441,7 +425,8 @@ static void on_base(struct batch *b)
         bad_link(c, 0);
         goto out;
     }
-    m->rec = rc;
+    m->rec = rc; /* m owns it now */
+    rc = NULL;
     m->g = find_guardian(m->rec, m->reg, m->tk.index);
     if (m->g == NULL) { /* that address is no longer the child's */
         bad_link(c, 0);

@@ -75,13 +75,8 @@ extern const size_t kn__web_register_html_len, kn__web_register_css_len,
 extern const struct kn_embedded kn__web_register_strings[];
 extern const size_t kn__web_register_strings_n;
 
-/* Script and style from this origin only, no inline code, and no way to
- * turn a string into markup (Trusted Types with no policy). */
-static const char csp[] =
-    "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'; "
-    "require-trusted-types-for 'script'; trusted-types 'none'";
+/* The guardian pages' strict policy (guardian_mail.c). */
+static const char *const csp = kn__httpd_csp_guardian;
 
 static struct kn_redis_script verify_script = {"reg_verify", kn_lua_reg_verify,
                                                ""};
@@ -132,11 +127,7 @@ void kn__httpd_run_register_page(struct conn *c)
 
 void kn__httpd_run_register_file(struct conn *c)
 {
-    static const struct {
-        const char *name, *ctype;
-        const char *data;
-        const size_t *len;
-    } files[] = {
+    static const struct kn__web_file files[] = {
         {"register.css", "text/css; charset=utf-8", kn__web_register_css,
          &kn__web_register_css_len},
         {"register.js", "text/javascript; charset=utf-8", kn__web_register_js,
@@ -158,14 +149,7 @@ void kn__httpd_run_register_file(struct conn *c)
             return;
         }
     }
-    for (size_t i = 0; i < KN_ARRAY_SIZE(files); i++) {
-        if (strcmp(c->req.param, files[i].name) == 0) {
-            kn__httpd_respond(c, 200, files[i].ctype, files[i].data,
-                              *files[i].len, csp, NULL);
-            return;
-        }
-    }
-    kn__httpd_respond_error(c, 404, NULL, "no such file");
+    kn__httpd_serve_file(c, files, KN_ARRAY_SIZE(files), csp);
 }
 
 /* ------------------------------------------------------------ helpers */
