@@ -1014,11 +1014,9 @@ __all__ += ["NODE", "FakeFCM", "FakeAPNs"]
 
 
 def _jsonl(path):
-    try:
-        with open(path) as f:
-            return [json.loads(l) for l in f if l.strip()]
-    except FileNotFoundError:
-        return []
+    """The JSON lines of a fake's store, passing over one being written
+    right now (a long line reaches the file in more than one write)."""
+    return FakeSMTP._jsonl(path)
 
 
 class FakeHTTP:
