@@ -543,19 +543,19 @@ static void send_batch(struct wjob *jb, struct kn__bucket *b);
 static int open_addrs(struct wjob *jb)
 {
     struct kn_worker *w = jb->w;
+    size_t bad;
+    /* One cipher context for the job's addresses (a LINE job has 500). */
     jb->addr = kn_xcalloc(jb->naddr + 1, sizeof(char *));
-    for (size_t i = 0; i < jb->naddr; i++) {
-        if (kn_unseal(w->d->kr, w->chname, jb->sealed[i], &jb->addr[i], NULL) <
-            0) {
-            char why[160];
-            snprintf(why, sizeof(why),
-                     "cannot decrypt the address (sealed with key id %d: is "
-                     "it in security.key_file?)",
-                     kn_sealed_kid(jb->sealed[i]));
-            wipe_addrs(jb);
-            finish(jb, "failed", why);
-            return -1;
-        }
+    if (kn_unseal_many(w->d->kr, w->chname, jb->sealed, jb->naddr, jb->addr,
+                       &bad) < 0) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "cannot decrypt the address (sealed with key id %d: is "
+                 "it in security.key_file?)",
+                 kn_sealed_kid(jb->sealed[bad]));
+        wipe_addrs(jb);
+        finish(jb, "failed", why);
+        return -1;
     }
     return 0;
 }
