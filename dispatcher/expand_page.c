@@ -281,8 +281,8 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
 {
     for (size_t off = 0, g = 0; off < nline; off += 500, g++) {
         size_t cnt = nline - off < 500 ? nline - off : 500;
-        char key[64];
-        json_t *j, *r, *ad, *ix;
+        char key[64], q[32], *js;
+        struct kn_job_member m[500];
         if (cnt == 1) {
             add_job(e, a, KN_CH_LINE, line[off].rcpt, line[off].sealed,
                     line[off].bi, NULL, NULL);
@@ -291,35 +291,30 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         /* The key names the page and the group: stable across retries,
          * so the X-Line-Retry-Key derived from it is too. */
         snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
-        j = job_json(e, KN_CH_LINE, key, NULL, NULL);
-        r = json_array();
-        ad = json_array();
-        ix = json_array();
-        for (size_t k = off; k < off + cnt; k++) {
-            json_array_append_new(r, json_string(line[k].rcpt));
-            json_array_append_new(ad, json_string(line[k].sealed));
-            json_array_append_new(ix, json_string(line[k].bi));
+        snprintf(q, sizeof(q), "%s:%s", kn_channel_name(KN_CH_LINE),
+                 e->urgent ? "urgent" : "normal");
+        /* Written straight into one buffer (model/job.c), not a JSON tree
+         * of 1,500 strings dumped again. */
+        for (size_t k = 0; k < cnt; k++) {
+            m[k].rcpt = line[off + k].rcpt;
+            m[k].sealed = line[off + k].sealed;
+            m[k].bi = line[off + k].bi;
         }
-        if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
-            json_array_size(ix) != cnt) {
-            /* A value that is not UTF-8 (jansson refuses it): the
+        js = kn_job_group_json(e->cur->bc, q, key, kn_now_ms(), e->expires_ms,
+                               m, cnt);
+        if (js == NULL) {
+            /* A value that is not UTF-8 (JSON cannot carry it): the
              * script builds the job itself, as it always could. */
-            json_decref(r);
-            json_decref(ad);
-            json_decref(ix);
+            json_t *j = job_json(e, KN_CH_LINE, key, NULL, NULL);
             add_line_group_parts(e, a, j, line + off, cnt);
             json_decref(j);
             continue;
         }
-        json_object_set_new(j, KN_JOB_RCPT, r);
-        json_object_set_new(j, KN_JOB_ADDR, ad);
-        json_object_set_new(j, KN_JOB_INDEX, ix);
         kn_argv_addi(a, 200 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
         e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
         kn_argv_addi(a, (int64_t)cnt);
-        kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+        kn_argv_take(a, js);
         kn_argv_add(a, "");
-        json_decref(j);
         for (size_t k = off; k < off + cnt; k++) {
             kn_argv_addf(a, "line:%s", line[k].bi);
             kn_argv_add(a, line[k].rcpt);
