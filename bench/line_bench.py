@@ -87,7 +87,9 @@ def run(rate, ahead=None):
         rc = [{"id": "r%06d" % i, "line": "U%032x" % i} for i in range(N)]
         perf = None
         if os.environ.get("KAIRAN_BENCH_PERF"):
-            perf = subprocess.Popen(["perf", "record", "-g", "-o",
+            cg = os.environ.get("KAIRAN_BENCH_PERF_CG", "fp")
+            perf = subprocess.Popen(["perf", "record", "--call-graph", cg,
+                                     "-o",
                                      os.environ["KAIRAN_BENCH_PERF"] + str(rate),
                                      "-p", str(d.pid)],
                                     stdout=subprocess.DEVNULL,
@@ -117,8 +119,13 @@ reqs = (N + 499) // 500
 print("line_bench: %d LINE recipients, multicast of <= 500 ids (load %s)"
       % (N, open("/proc/loadavg").read().split()[0]))
 best = 0.0
-for rate, what in ((200, "LINE's own limit, one channel"),
-                   (100000, "raised, as several channels allow")):
+RATES = ((200, "LINE's own limit, one channel"),
+         (100000, "raised, as several channels allow"))
+if os.environ.get("KAIRAN_BENCH_LINE_RATES"):
+    # e.g. KAIRAN_BENCH_LINE_RATES=100000: only those runs
+    RATES = tuple(r for r in RATES if str(r[0]) in
+                  os.environ["KAIRAN_BENCH_LINE_RATES"].split(","))
+for rate, what in RATES:
     rps, secs, rss, cpu, rcpu, calls, usec = run(rate,
                                            os.environ.get("KAIRAN_BENCH_AHEAD"))
     best = max(best, rps)
