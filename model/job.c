@@ -403,6 +403,15 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     int64_t attempts = 0, first = 0, expires = 0;
     unsigned seen = 0;
     int rc = KN_EAGAIN;
+    /* The keys it takes, in this order: 4 strings, 3 integers, and r, a, i
+     * (a string each, or an array of strings each). */
+    static const char *const names[10] = {
+        KN_JOB_BCAST,    KN_JOB_QUEUE, KN_JOB_KEY,     KN_JOB_PLATFORM,
+        KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES, KN_JOB_RCPT,
+        KN_JOB_ADDR,     KN_JOB_INDEX};
+    const char **strs[4] = {&rec->bcast, &rec->queue, &rec->key,
+                            &rec->platform};
+    int64_t *ints[3] = {&attempts, &first, &expires};
 
     memset(rec, 0, sizeof(*rec));
     skip_ws(&r);
@@ -413,8 +422,7 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         goto fail; /* no "b": not a job (kn_job_parse says so) */
     for (;;) {
         const char *k;
-        unsigned bit;
-        int f = -1;
+        int f = 0, bad;
         skip_ws(&r);
         if (plain_str(&r, &k) < 0)
             goto fail;
@@ -422,56 +430,19 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         if (r.p >= r.end || *r.p++ != ':')
             goto fail;
         skip_ws(&r);
-        bit = strcmp(k, KN_JOB_BCAST) == 0      ? 1
-              : strcmp(k, KN_JOB_QUEUE) == 0    ? 2
-              : strcmp(k, KN_JOB_KEY) == 0      ? 4
-              : strcmp(k, KN_JOB_PLATFORM) == 0 ? 8
-              : strcmp(k, KN_JOB_ATTEMPTS) == 0 ? 16
-              : strcmp(k, KN_JOB_FIRST) == 0    ? 32
-              : strcmp(k, KN_JOB_EXPIRES) == 0  ? 64
-              : strcmp(k, KN_JOB_RCPT) == 0     ? 128
-              : strcmp(k, KN_JOB_ADDR) == 0     ? 256
-              : strcmp(k, KN_JOB_INDEX) == 0    ? 512
-                                                : 0;
-        if (bit == 0 || (seen & bit))
+        while (f < 10 && strcmp(k, names[f]) != 0)
+            f++;
+        if (f == 10 || (seen & 1u << f))
             goto fail; /* "fb", another key, or one twice */
-        seen |= bit;
-        switch (bit) {
-        case 1:
-            if (plain_str(&r, &rec->bcast) < 0)
-                goto fail;
-            break;
-        case 2:
-            if (plain_str(&r, &rec->queue) < 0)
-                goto fail;
-            break;
-        case 4:
-            if (plain_str(&r, &rec->key) < 0)
-                goto fail;
-            break;
-        case 8:
-            if (plain_str(&r, &rec->platform) < 0)
-                goto fail;
-            break;
-        case 16:
-            if (plain_int(&r, &attempts) < 0 || attempts > 1000000000 ||
-                attempts < -1000000000)
-                goto fail;
-            break;
-        case 32:
-            if (plain_int(&r, &first) < 0)
-                goto fail;
-            break;
-        case 64:
-            if (plain_int(&r, &expires) < 0)
-                goto fail;
-            break;
-        default:
-            f = bit == 128 ? 0 : bit == 256 ? 1 : 2;
-            if (plain_strs(&r, &one[f], &arr[f], &cnt[f]) < 0)
-                goto fail;
-            break;
-        }
+        seen |= 1u << f;
+        if (f < 4)
+            bad = plain_str(&r, strs[f]);
+        else if (f < 7)
+            bad = plain_int(&r, ints[f - 4]);
+        else
+            bad = plain_strs(&r, &one[f - 7], &arr[f - 7], &cnt[f - 7]);
+        if (bad < 0)
+            goto fail;
         skip_ws(&r);
         if (r.p < r.end && *r.p == ',') {
             r.p++;
@@ -484,7 +455,9 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         goto fail;
     }
     skip_ws(&r);
-    if (r.p != r.end || !(seen & 1) || !(seen & 16))
+    /* "b" and "n" are required; n an int (kn_job_parse casts it). */
+    if (r.p != r.end || !(seen & 1) || !(seen & 1u << 4) ||
+        attempts > 1000000000 || attempts < -1000000000)
         goto fail;
     if (one[0] && one[1] && one[2]) {
         rec->n = 1;
