@@ -832,10 +832,17 @@ int kn_sealed_kid(const char *sealed)
  * do anything different for a wrong key, a wrong purpose or a flipped bit,
  * and the log should not tell an attacker which it was).
  */
-int kn_unseal(const struct kn_keyring *kr, const char *purpose,
-              const char *sealed, char **plain, size_t *len)
+/*
+ * Open one sealed string with ctx.  *kid_set is the kid whose key schedule
+ * ctx holds (0: none yet): the key is set only when the kid changes, and
+ * every string after that sets only its nonce, so that a batch of strings
+ * sealed with one key pays for the AES key expansion and the GHASH table
+ * once.  Returns 0 and *plain as kn_unseal does, or KN_ECRYPTO.
+ */
+static int open_one(EVP_CIPHER_CTX *ctx, int *kid_set,
+                    const struct kn_keyring *kr, const char *purpose,
+                    const char *sealed, char **plain, size_t *len)
 {
-    EVP_CIPHER_CTX *ctx = NULL;
     const struct kn_key *k;
     unsigned char *raw = NULL, *out = NULL;
     const char *body;
@@ -858,11 +865,14 @@ int kn_unseal(const struct kn_keyring *kr, const char *purpose,
     ptlen = (size_t)n - NONCE_LEN - TAG_LEN;
     out = kn_xmalloc(ptlen + 1);
 
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL)
+    if (*kid_set != kid) {
+        *kid_set = 0;
+        if (EVP_DecryptInit_ex(ctx, aes_gcm(), NULL, k->key, raw) != 1)
+            goto fail;
+        *kid_set = kid;
+    } else if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, raw) != 1) {
         goto fail;
-    if (EVP_DecryptInit_ex(ctx, aes_gcm(), NULL, k->key, raw) != 1)
-        goto fail;
+    }
     rc = gcm_update(ctx, 0, NULL, (const unsigned char *)purpose,
                     strlen(purpose));
     if (rc < 0)
@@ -876,7 +886,6 @@ int kn_unseal(const struct kn_keyring *kr, const char *purpose,
         goto fail;
     if (EVP_DecryptFinal_ex(ctx, out + ptlen, &outl) != 1 || outl != 0)
         goto fail;
-    EVP_CIPHER_CTX_free(ctx);
     free(raw);
     out[ptlen] = '\0';
     *plain = (char *)out;
@@ -885,15 +894,55 @@ int kn_unseal(const struct kn_keyring *kr, const char *purpose,
     return 0;
 
 fail:
-    EVP_CIPHER_CTX_free(ctx);
     free(raw);
     wipe_free(out, ptlen + 1);
     return KN_ECRYPTO;
 }
 
-/* ------------------------------------------------------------------------
- * Blind index
- * ------------------------------------------------------------------------ */
+int kn_unseal(const struct kn_keyring *kr, const char *purpose,
+              const char *sealed, char **plain, size_t *len)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int kid_set = 0, rc;
+
+    *plain = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (ctx == NULL)
+        return KN_ECRYPTO;
+    rc = open_one(ctx, &kid_set, kr, purpose, sealed, plain, len);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int kn_unseal_many(const struct kn_keyring *kr, const char *purpose,
+                   const char *const *sealed, size_t n, char **plain,
+                   size_t *bad)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int kid_set = 0, rc = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        plain[i] = NULL;
+    *bad = 0;
+    if (ctx == NULL)
+        return KN_ECRYPTO;
+    for (i = 0; i < n; i++) {
+        rc = open_one(ctx, &kid_set, kr, purpose, sealed[i], &plain[i], NULL);
+        if (rc < 0)
+            break;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (rc < 0) {
+        *bad = i;
+        for (size_t k = 0; k < i; k++) {
+            wipe_free(plain[k], strlen(plain[k]) + 1);
+            plain[k] = NULL;
+        }
+    }
+    return rc;
+}
 
 static int is_ascii_space(unsigned char c)
 {

@@ -57,6 +57,18 @@ char *kn_seal(const struct kn_keyring *kr, const char *purpose,
 int kn_unseal(const struct kn_keyring *kr, const char *purpose,
               const char *sealed, char **plain, size_t *len);
 
+/*
+ * Open n sealed strings (all of one purpose, e.g. the user ids of a LINE
+ * multicast job) with one cipher context: the key schedule is made once
+ * per key id, not once per string.  Returns 0 and plain[0..n-1], heap
+ * strings the caller frees; or KN_ECRYPTO with *bad the index of the first
+ * string that did not open, and every plain[] NULL (those opened before
+ * it are wiped and freed).
+ */
+int kn_unseal_many(const struct kn_keyring *kr, const char *purpose,
+                   const char *const *sealed, size_t n, char **plain,
+                   size_t *bad);
+
 /* The kid a sealed string was written with, or -1 if malformed. */
 int kn_sealed_kid(const char *sealed);
 

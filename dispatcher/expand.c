@@ -76,6 +76,7 @@ void kn__expand_page_clear(struct kn_expander *e)
 void kn__expand_bc_clear(struct kn_expander *e)
 {
     kn__expand_page_clear(e);
+    kn__expand_ahead_drop(e);
     free(e->tenant);
     e->tenant = NULL;
     free(e->category);

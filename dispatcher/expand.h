@@ -106,12 +106,12 @@ struct kn_expander {
     /* the page being built */
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
-    size_t nrj, lookups;
+    size_t nrj;
     /* per entry: 1 if inline ("i:"), and the entry being expanded's:
      * its jobs are marked KN_JOB_INLINE */
     char *inl;
     int inline_now;
-    int page_lost; /* a lookup got no reply: the page is read again */
+    struct xpage *ahead; /* the next page, read ahead (expand_page.c) */
 
     /* the step running on the current entry, for a failure's reason */
     const char *step;
@@ -170,6 +170,9 @@ void kn__expand_raw(struct kn_expander *e);
 /* The reply of HGETALL bc:<id> for the current entry: skip it, schedule
  * it, or resolve its audience and start paging. */
 void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
+
+/* Forget the page read ahead, if any (expand_page.c). */
+void kn__expand_ahead_drop(struct kn_expander *e);
 
 /* ---- expand_fair.c ---- */
 

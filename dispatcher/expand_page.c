@@ -386,8 +386,8 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
     if (e->langs[0] != '\0')
         qsort(line, nline, sizeof(*line), by_lang);
     for (size_t off = 0, g = 0, cnt; off < nline; off += cnt, g++) {
-        char key[64];
-        json_t *j, *r, *ad, *ix;
+        char key[64], q[32], *js;
+        struct kn_job_member m[500];
         int inl = 1;
         cnt = nline - off < 500 ? nline - off : 500;
         for (size_t k = 1; k < cnt; k++) { /* one language a job */
@@ -404,38 +404,35 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         /* The key names the page and the group: stable across retries,
          * so the X-Line-Retry-Key derived from it is too. */
         snprintf(key, sizeof(key), "line:p%lld.%zu", (long long)e->page, g);
-        j = job_json(e, KN_CH_LINE, key, NULL, NULL, line[off].lang);
-        r = json_array();
-        ad = json_array();
-        ix = json_array();
-        for (size_t k = off; k < off + cnt; k++) {
-            inl = inl && line[k].inl;
-            json_array_append_new(r, json_string(line[k].rcpt));
-            json_array_append_new(ad, json_string(line[k].sealed));
-            json_array_append_new(ix, json_string(line[k].bi));
+        snprintf(q, sizeof(q), "%s:%s", kn_channel_name(KN_CH_LINE),
+                 e->urgent ? "urgent" : "normal");
+        /* Written straight into one buffer (model/job.c), not a JSON tree
+         * of 1,500 strings dumped again. */
+        for (size_t k = 0; k < cnt; k++) {
+            m[k].rcpt = line[off + k].rcpt;
+            m[k].sealed = line[off + k].sealed;
+            m[k].bi = line[off + k].bi;
+            inl = inl && line[off + k].inl;
         }
-        if (inl) /* every member inline: no foot (else the generic one) */
-            json_object_set_new(j, KN_JOB_INLINE, json_true());
-        if (json_array_size(r) != cnt || json_array_size(ad) != cnt ||
-            json_array_size(ix) != cnt) {
-            /* A value that is not UTF-8 (jansson refuses it): the
+        /* every member inline: no my-page foot (else the generic one) */
+        js = kn_job_group_json(e->cur->bc, q, key, kn_now_ms(), e->expires_ms,
+                               line[off].lang, inl, m, cnt);
+        if (js == NULL) {
+            /* A value that is not UTF-8 (JSON cannot carry it): the
              * script builds the job itself, as it always could. */
-            json_decref(r);
-            json_decref(ad);
-            json_decref(ix);
+            json_t *j =
+                job_json(e, KN_CH_LINE, key, NULL, NULL, line[off].lang);
+            if (inl)
+                json_object_set_new(j, KN_JOB_INLINE, json_true());
             add_line_group_parts(e, a, j, line + off, cnt);
             json_decref(j);
             continue;
         }
-        json_object_set_new(j, KN_JOB_RCPT, r);
-        json_object_set_new(j, KN_JOB_ADDR, ad);
-        json_object_set_new(j, KN_JOB_INDEX, ix);
         kn_argv_addi(a, 200 + (int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1));
         e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
         kn_argv_addi(a, (int64_t)cnt);
-        kn_argv_take(a, json_dumps(j, JSON_COMPACT));
+        kn_argv_take(a, js);
         kn_argv_add(a, "");
-        json_decref(j);
         for (size_t k = off; k < off + cnt; k++) {
             kn_argv_addf(a, "line:%s", line[k].bi);
             kn_argv_add(a, line[k].rcpt);
@@ -591,10 +588,63 @@ static void commit_page(struct kn_expander *e)
                       4 + KN_QUEUE_STREAMS, &a);
 }
 
+/*
+ * A page of the audience being read: its entries and the directory
+ * records they name.  The page the expander is on is read into one; so is,
+ * while a single broadcast expands, the page after it ("ahead"), read
+ * while this one is built and committed, so that kairand parses a page
+ * while Redis runs the last one's commit instead of each waiting for the
+ * other.  Reading is all it does: nothing is written for an ahead page
+ * (a record of the wrong type is reported when its page is used), so a
+ * page read ahead and then not used (another tenant's turn came, the
+ * broadcast failed or stopped) is simply dropped, and a crash loses
+ * nothing: the checkpoint moves only with a commit.  At most one page
+ * ahead exists (e->ahead): memory stays one page more.
+ */
+struct xpage {
+    struct kn_expander *e; /* not touched once dropped */
+    char *id;              /* the stream entry (broadcast) it is of */
+    int64_t page;
+    json_t **rj; /* as e->rj */
+    char **rid;
+    char **err;        /* a record of the wrong type: Redis' error text */
+    char *inl;         /* as e->inl: 1 for an inline entry */
+    size_t n, lookups; /* replies still to come (the LRANGE counts one) */
+    int ahead;         /* read ahead (a failure reads it again for real) */
+    int lost, done, dropped, wanted;
+};
+
 struct lookup {
-    struct kn_expander *e;
+    struct xpage *pg;
     size_t idx;
 };
+
+static void xpage_free(struct xpage *pg)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        json_decref(pg->rj[i]);
+        free(pg->rid[i]);
+        free(pg->err[i]);
+    }
+    free(pg->rj);
+    free(pg->rid);
+    free(pg->err);
+    free(pg->inl);
+    free(pg->id);
+    free(pg);
+}
+
+/* Forget the page read ahead (freed by its last reply if still read). */
+void kn__expand_ahead_drop(struct kn_expander *e)
+{
+    struct xpage *pg = e->ahead;
+    if (pg == NULL)
+        return;
+    e->ahead = NULL;
+    pg->dropped = 1;
+    if (pg->done)
+        xpage_free(pg);
+}
 
 /*
  * A recipient whose directory record cannot be read (a key of the wrong
@@ -622,32 +672,39 @@ static void rcpt_unreadable(struct kn_expander *e, size_t idx, const char *err)
     free(dlq);
 }
 
+static void page_use(struct xpage *pg);
+
+/* One reply of a page's reading came: the last one ends the reading. */
+static void page_answered(struct xpage *pg)
+{
+    if (--pg->lookups > 0)
+        return;
+    pg->done = 1;
+    if (pg->dropped)
+        xpage_free(pg);
+    else if (pg->wanted)
+        page_use(pg);
+}
+
 static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct lookup *l = arg;
-    struct kn_expander *e = l->e;
+    struct xpage *pg = l->pg;
     if (kn_poison_transient(kn__expand_rep_error(rep)) &&
         (rep == NULL || rep->type == REDIS_REPLY_ERROR))
-        e->page_lost = 1;
-    else if (rep->type == REDIS_REPLY_ERROR)
-        rcpt_unreadable(e, l->idx, rep->str);
+        pg->lost = 1;
+    else if (rep->type == REDIS_REPLY_ERROR && pg->err[l->idx] == NULL)
+        pg->err[l->idx] = kn_xstrdup(rep->str);
     if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_STRING &&
         !(rep->element[1]->type == REDIS_REPLY_STRING &&
           strcmp(rep->element[1]->str, "0") == 0)) {
-        e->rj[l->idx] =
+        pg->rj[l->idx] =
             json_loadb(rep->element[0]->str, rep->element[0]->len, 0, NULL);
     }
     /* Inactive (graduated) or deleted recipients get nothing. */
     free(l);
-    if (--e->lookups == 0) {
-        if (e->page_lost) {
-            kn__expand_page_clear(e);
-            kn__expand_failed(e, NULL);
-        } else {
-            commit_page(e);
-        }
-    }
+    page_answered(pg);
 }
 
 /*
@@ -660,17 +717,18 @@ static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
 static void on_reg(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct lookup *l = arg;
-    struct kn_expander *e = l->e;
+    struct xpage *pg = l->pg;
     if (rep == NULL || (rep->type == REDIS_REPLY_ERROR &&
                         kn_poison_transient(kn__expand_rep_error(rep))))
-        e->page_lost = 1;
-    else if (rep->type == REDIS_REPLY_STRING && json_is_object(e->rj[l->idx])) {
+        pg->lost = 1;
+    else if (rep->type == REDIS_REPLY_STRING &&
+             json_is_object(pg->rj[l->idx])) {
         json_t *reg = json_loadb(rep->str, rep->len, 0, NULL), *g, *have;
         size_t i;
-        have = json_object_get(e->rj[l->idx], KN_DIR_GUARDIANS);
+        have = json_object_get(pg->rj[l->idx], KN_DIR_GUARDIANS);
         if (!json_is_array(have)) {
             have = json_array();
-            json_object_set_new(e->rj[l->idx], KN_DIR_GUARDIANS, have);
+            json_object_set_new(pg->rj[l->idx], KN_DIR_GUARDIANS, have);
         }
         json_array_foreach(reg, i, g)
         {
@@ -680,73 +738,166 @@ static void on_reg(struct kn_redis *r, redisReply *rep, void *arg)
         json_decref(reg);
     }
     free(l);
-    if (--e->lookups == 0) {
-        if (e->page_lost) {
-            kn__expand_page_clear(e);
-            kn__expand_failed(e, NULL);
-        } else {
-            commit_page(e);
-        }
+    page_answered(pg);
+}
+
+/* Send one lookup of entry idx: its directory record (reg 0) or what
+ * its guardians registered (reg 1).  0, or -1 (the page is lost). */
+static int lookup(struct xpage *pg, size_t idx, int reg, const char *key)
+{
+    struct lookup *l = kn_xcalloc(1, sizeof(*l));
+    int rc;
+    l->pg = pg;
+    l->idx = idx;
+    pg->lookups++;
+    if (reg)
+        rc = kn_redis_cmd(pg->e->d->cmd, on_reg, l, "HGET %s g", key);
+    else
+        rc = kn_redis_cmd(pg->e->d->cmd, on_rcpt, l,
+                          "HMGET %s " KN_DIR_HASH_FIELD " active", key);
+    if (rc < 0) {
+        pg->lookups--;
+        pg->lost = 1;
+        free(l);
+        return -1;
     }
+    return 0;
 }
 
 static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
 {
-    struct kn_expander *e = arg;
+    struct xpage *pg = arg;
+    struct kn_expander *e = pg->e;
+    if (pg->dropped) {
+        page_answered(pg);
+        return;
+    }
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        if (pg->ahead) {
+            /* Read it again for real when its turn comes: that read's
+             * failure is the one counted, with its reason. */
+            pg->lost = 1;
+            page_answered(pg);
+            return;
+        }
+        if (e->ahead == pg)
+            e->ahead = NULL;
+        xpage_free(pg);
         kn__expand_failed(e, rep);
         return;
     }
-    e->page_lost = 0;
-    e->nrj = rep->elements;
-    e->page_cost = (int64_t)rep->elements;
-    e->rj = kn_xcalloc(e->nrj + 1, sizeof(*e->rj));
-    e->rid = kn_xcalloc(e->nrj + 1, sizeof(*e->rid));
-    free(e->inl);
-    e->inl = kn_xcalloc(e->nrj + 1, 1);
-    e->lookups = 1; /* held until every lookup is sent */
+    pg->n = rep->elements;
+    pg->rj = kn_xcalloc(pg->n + 1, sizeof(*pg->rj));
+    pg->rid = kn_xcalloc(pg->n + 1, sizeof(*pg->rid));
+    pg->err = kn_xcalloc(pg->n + 1, sizeof(*pg->err));
+    pg->inl = kn_xcalloc(pg->n + 1, 1);
     for (size_t i = 0; i < rep->elements; i++) {
         const char *s = rep->element[i]->str;
         if (rep->element[i]->type != REDIS_REPLY_STRING) {
-            e->rid[i] = kn_xstrdup("?");
+            pg->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
-            e->rj[i] = json_loads(s + 2, 0, NULL);
-            e->inl[i] = 1;
-            e->rid[i] = kn_xstrdup(
-                jstr(e->rj[i], KN_DIR_ID) ? jstr(e->rj[i], KN_DIR_ID) : "?");
+            pg->rj[i] = json_loads(s + 2, 0, NULL);
+            pg->inl[i] = 1;
+            pg->rid[i] = kn_xstrdup(
+                jstr(pg->rj[i], KN_DIR_ID) ? jstr(pg->rj[i], KN_DIR_ID) : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
-            struct lookup *l = kn_xcalloc(1, sizeof(*l));
             char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
-            e->rid[i] = kn_xstrdup(s + 2);
-            l->e = e;
-            l->idx = i;
-            e->lookups++;
-            if (kn_redis_cmd(e->d->cmd, on_rcpt, l,
-                             "HMGET %s " KN_DIR_HASH_FIELD " active",
-                             key) < 0) {
-                e->lookups--;
-                e->page_lost = 1;
-                free(l);
-            } else {
-                struct lookup *lr = kn_xcalloc(1, sizeof(*lr));
+            pg->rid[i] = kn_xstrdup(s + 2);
+            if (lookup(pg, i, 0, key) == 0) {
                 char *rk = kn_key_reg(e->d->prefix, e->tenant, s + 2);
-                lr->e = e;
-                lr->idx = i;
-                e->lookups++;
-                if (kn_redis_cmd(e->d->cmd, on_reg, lr, "HGET %s g", rk) < 0) {
-                    e->lookups--;
-                    e->page_lost = 1;
-                    free(lr);
-                }
+                lookup(pg, i, 1, rk);
                 free(rk);
             }
             free(key);
         } else {
-            e->rid[i] = kn_xstrdup("?");
+            pg->rid[i] = kn_xstrdup("?");
         }
     }
-    if (--e->lookups == 0)
-        commit_page(e);
+    page_answered(pg); /* the LRANGE's own */
+}
+
+/*
+ * Start reading page p of the current entry's audience: for the page the
+ * expander is on (ahead 0), or the one after it (ahead 1, e->ahead).
+ * NULL if the read could not be sent.
+ */
+static struct xpage *page_read(struct kn_expander *e, int64_t p, int ahead)
+{
+    char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
+    long long from = page_start(e, p);
+    long long to = page_start(e, p + 1) - 1;
+    struct xpage *pg = kn_xcalloc(1, sizeof(*pg));
+    pg->e = e;
+    pg->id = kn_xstrdup(e->cur->id);
+    pg->page = p;
+    pg->ahead = ahead;
+    pg->wanted = !ahead;
+    pg->lookups = 1;
+    if (!ahead) {
+        kn__expand_step(e, "reading the audience");
+        kn__expand_step_key(e, kn_xstrdup(aud), "list");
+    }
+    if (kn_redis_cmd(e->d->cmd, on_range, pg, "LRANGE %s %lld %lld", aud, from,
+                     to) < 0) {
+        free(pg->id);
+        free(pg);
+        pg = NULL;
+    }
+    free(aud);
+    return pg;
+}
+
+/*
+ * Read the page after the current one ahead, when it is worth it: the
+ * broadcast has one, and no other broadcast waits for a turn (with
+ * several, the next turn is likely another's, and its page would be read
+ * twice).
+ */
+static void read_ahead(struct kn_expander *e)
+{
+    if (e->ahead != NULL || e->cur == NULL || e->d->stopping ||
+        page_start(e, e->page + 1) >= e->aud_n || kn__expand_fair_count(e) > 0)
+        return;
+    e->ahead = page_read(e, e->page + 1, 1);
+}
+
+/*
+ * A page is read (and wanted): report the records of the wrong type, make
+ * it the page being built, read the next one ahead, and commit this one.
+ * A page read ahead that lost a reply is read again; the page itself
+ * losing one fails the step, as before.
+ */
+static void page_use(struct xpage *pg)
+{
+    struct kn_expander *e = pg->e;
+    if (e->ahead == pg)
+        e->ahead = NULL;
+    if (pg->lost) {
+        int again = pg->ahead;
+        xpage_free(pg);
+        if (!again) {
+            kn__expand_failed(e, NULL);
+        } else if ((pg = page_read(e, e->page, 0)) == NULL) {
+            kn__expand_failed(e, NULL);
+        }
+        return;
+    }
+    kn__expand_page_clear(e);
+    e->rj = pg->rj;
+    e->rid = pg->rid;
+    e->inl = pg->inl;
+    e->nrj = pg->n;
+    e->page_cost = (int64_t)pg->n;
+    for (size_t i = 0; i < pg->n; i++) {
+        if (pg->err[i] != NULL)
+            rcpt_unreadable(e, i, pg->err[i]);
+        free(pg->err[i]);
+    }
+    free(pg->err);
+    free(pg->id);
+    free(pg);
+    read_ahead(e); /* sent before the commit: read while it is built */
+    commit_page(e);
 }
 
 /*
@@ -769,17 +920,19 @@ struct depth {
     int lost;
 };
 
+/* The page the expander is on: the one read ahead if it is that page. */
 static void range_page(struct kn_expander *e)
 {
-    char *aud = kn_key_bc(e->d->prefix, e->cur->bc, ":aud");
-    long long from = page_start(e, e->page);
-    long long to = page_start(e, e->page + 1) - 1;
-    kn__expand_step(e, "reading the audience");
-    kn__expand_step_key(e, kn_xstrdup(aud), "list");
-    if (kn_redis_cmd(e->d->cmd, on_range, e, "LRANGE %s %lld %lld", aud, from,
-                     to) < 0)
+    struct xpage *pg = e->ahead;
+    if (pg != NULL && pg->page == e->page && strcmp(pg->id, e->cur->id) == 0) {
+        pg->wanted = 1;
+        if (pg->done)
+            page_use(pg);
+        return; /* else its last reply uses it */
+    }
+    kn__expand_ahead_drop(e);
+    if (page_read(e, e->page, 0) == NULL)
         kn__expand_failed(e, NULL);
-    free(aud);
 }
 
 /*

@@ -27,7 +27,8 @@ struct wjob {
     char *stream; /* full key */
     char *entry;  /* stream entry id */
     char *raw;    /* the job JSON as stored */
-    json_t *j;    /* parsed */
+    json_t *j;    /* parsed; NULL when read plain (job_tree() makes it) */
+    char *plain;  /* read plain: the copy rcpts, sealed, bindex point into */
     const char *bcast;
     size_t naddr;        /* recipients in this job (LINE multicast: many) */
     const char **sealed; /* per recipient */

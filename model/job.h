@@ -80,6 +80,25 @@ void kn_job_set_rcpt(json_t *job, const char *rcpt, const char *sealed,
 json_t *kn_job_fallback(const char *channel, const char *platform,
                         const char *sealed, const char *bi);
 
+/* One member of a LINE multicast job: recipient, sealed address, index. */
+struct kn_job_member {
+    const char *rcpt, *sealed, *bi;
+};
+
+/*
+ * A multicast job's JSON (the fields of kn_job_new without k and fb, "lg"
+ * when lang is neither NULL nor "" (a translation, issue 16), "il": true
+ * when inl (every member inline: no my-page foot), and r, a, i as arrays
+ * of the n members' values), written straight into one
+ * buffer: what kn_job_new, three arrays and json_dumps give, without a
+ * JSON tree of 1,500 strings per 500-member job.  Returns a heap string
+ * (the caller frees it), or NULL if any string is not UTF-8 (JSON cannot
+ * carry it; jansson would refuse it too).
+ */
+char *kn_job_group_json(const char *bcast, const char *queue, const char *key,
+                        int64_t first_ms, int64_t expires_ms, const char *lang,
+                        int inl, const struct kn_job_member *m, size_t n);
+
 /* A job read back.  Strings point into the JSON (valid while it lives);
  * the three arrays are the reader's: kn_job_rec_free, or take them. */
 struct kn_job_rec {
@@ -106,6 +125,21 @@ struct kn_job_rec {
  *     of the same length.
  */
 int kn_job_parse(json_t *job, struct kn_job_rec *rec);
+
+/*
+ * Read a job from its text without a JSON tree (a LINE job is 75 kB of
+ * 1,500 strings; jansson's tree of them was a sixth of kairand's CPU).
+ * s holds n bytes and a NUL at s[n]; it is changed in place (strings
+ * unescaped and NUL-terminated) and rec's strings point into it, so s
+ * must live as long as rec is used.  Only the plain shape kairand and the
+ * Lua scripts write is taken: an object of the keys above but "fb", "g"
+ * and "il", each
+ * once, with strings, integers and arrays of strings, valid UTF-8.
+ * Returns 0 and fills rec exactly as json_loadb + kn_job_parse would, or
+ * KN_EAGAIN for anything else (then s is spoiled: read a copy of the text
+ * with jansson and kn_job_parse, which decide whether it is a job).
+ */
+int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec);
 
 /* Free rec's arrays (not the strings: they are the JSON's). */
 void kn_job_rec_free(struct kn_job_rec *rec);

@@ -89,6 +89,171 @@ static void test_multicast_and_platform(void **state)
     json_decref(j);
 }
 
+/*
+ * kn_job_group_json writes what the JSON tree would: the same object
+ * (json_equal), read back by kn_job_parse; quotes, backslashes, control
+ * characters and UTF-8 escaped or kept as JSON needs; not UTF-8: NULL.
+ */
+static void test_group_json(void **state)
+{
+    struct kn_job_member m[3] = {
+        {"r-1", "k1.AAAA", "0123abcd"},
+        {"r\"2\\x", "k1.BB\nB", "\x01\x1f"},
+        {"山田", "k2.C_-", "ff"},
+    };
+    json_t *want = kn_job_new("b-20261206-000000000001", "line:urgent",
+                              "line:p3.0", 1795308258165LL, 1795394658165LL,
+                              NULL, NULL);
+    json_t *r = json_array(), *a = json_array(), *i = json_array(), *got;
+    struct kn_job_rec rec;
+    char *s;
+
+    for (int k = 0; k < 3; k++) {
+        json_array_append_new(r, json_string(m[k].rcpt));
+        json_array_append_new(a, json_string(m[k].sealed));
+        json_array_append_new(i, json_string(m[k].bi));
+    }
+    json_object_set_new(want, KN_JOB_RCPT, r);
+    json_object_set_new(want, KN_JOB_ADDR, a);
+    json_object_set_new(want, KN_JOB_INDEX, i);
+    s = kn_job_group_json("b-20261206-000000000001", "line:urgent",
+                          "line:p3.0", 1795308258165LL, 1795394658165LL, NULL,
+                          0, m, 3);
+    assert_non_null(s);
+    got = json_loads(s, 0, NULL);
+    assert_non_null(got);
+    assert_true(json_equal(got, want));
+    assert_int_equal(kn_job_parse(got, &rec), 0);
+    assert_int_equal(rec.n, 3);
+    assert_string_equal(rec.rcpts[1], "r\"2\\x");
+    assert_string_equal(rec.bindex[1], "\x01\x1f");
+    assert_string_equal(rec.rcpts[2], "山田");
+    assert_int_equal(rec.expires_ms, 1795394658165LL);
+    kn_job_rec_free(&rec);
+    json_decref(got);
+    json_decref(want);
+    free(s);
+
+    /* Not UTF-8, in any field: NULL (the caller lets Lua build it). */
+    m[2].sealed = "k1.\xff";
+    assert_null(kn_job_group_json("b-1", "line:normal", "line:p0.0", 1, 2, NULL,
+                                  0, m, 3));
+    m[2].sealed = "k2.C_-";
+    assert_null(kn_job_group_json("b-\xc3", "line:normal", "line:p0.0", 1, 2,
+                                  NULL, 0, m, 3));
+    /* a translation's language ("lg") and "il" for an all-inline group */
+    s = kn_job_group_json("b-1", "line:normal", "line:p0.0", 1, 2, "en", 1, m,
+                          2);
+    got = json_loads(s, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(got, KN_JOB_LANG)),
+                        "en");
+    assert_true(json_is_true(json_object_get(got, KN_JOB_INLINE)));
+    json_decref(got);
+    free(s);
+}
+
+/* kn_job_read_plain against json_loadb + kn_job_parse on one text:
+ * expect 0 (and the same record) or KN_EAGAIN. */
+static void plain_vs_tree(const char *text, int want)
+{
+    size_t n = strlen(text);
+    char *s = kn_xstrdup(text);
+    struct kn_job_rec p, j;
+    json_t *t = json_loads(text, 0, NULL);
+    assert_int_equal(kn_job_read_plain(s, n, &p), want);
+    if (want == 0) {
+        assert_non_null(t);
+        assert_int_equal(kn_job_parse(t, &j), 0);
+        assert_string_equal(p.bcast, j.bcast);
+        assert_int_equal(p.n, j.n);
+        assert_int_equal(p.attempts, j.attempts);
+        assert_int_equal(p.first_ms, j.first_ms);
+        assert_int_equal(p.expires_ms, j.expires_ms);
+        if (j.key)
+            assert_string_equal(p.key, j.key);
+        else
+            assert_null(p.key);
+        if (j.platform)
+            assert_string_equal(p.platform, j.platform);
+        else
+            assert_null(p.platform);
+        if (j.lang)
+            assert_string_equal(p.lang, j.lang);
+        else
+            assert_null(p.lang);
+        for (size_t k = 0; k < p.n; k++) {
+            assert_string_equal(p.rcpts[k], j.rcpts[k]);
+            assert_string_equal(p.sealed[k], j.sealed[k]);
+            assert_string_equal(p.bindex[k], j.bindex[k]);
+        }
+        kn_job_rec_free(&p);
+        kn_job_rec_free(&j);
+    }
+    json_decref(t);
+    free(s);
+}
+
+/*
+ * The plain reader takes what kairand and Lua's cjson write (escapes,
+ * "\/", \u escapes and surrogate pairs, spaces) exactly as jansson does,
+ * and leaves everything else to jansson (KN_EAGAIN): fallbacks, unknown
+ * or repeated keys, fractions, bad JSON, a job kn_job_parse refuses.
+ */
+static void test_read_plain(void **state)
+{
+    struct kn_job_member m[2] = {{"r-1", "k1.AAAA", "0a"},
+                                 {"r-2", "k1.BBBB", "0b"}};
+    char *g = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6, NULL,
+                                0, m, 2);
+    char *gl = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6,
+                                 "zh-Hans", 0, m, 2);
+    json_t *one = kn_job_new("b-2", "push:normal", "push:ab", 7, 8, "apns",
+                             NULL);
+    char *os;
+    kn_job_set_rcpt(one, "r-9", "k2.x_-", "ab");
+    os = json_dumps(one, JSON_COMPACT);
+    plain_vs_tree(g, 0);
+    plain_vs_tree(gl, 0); /* "lg" is read plain too */
+    plain_vs_tree(os, 0);
+    free(g);
+    free(gl);
+    free(os);
+    json_decref(one);
+    plain_vs_tree(" { \"b\" : \"b-1\" , \"n\" : -3 , \"r\" : \"r\\u5c71\\\"\" ,"
+                  " \"a\" : \"k1.\\/x\\n\" , \"i\" : \"\\ud83d\\ude00\" } ",
+                  0);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":[\"r\"],\"a\":[\"a\"],"
+                  "\"i\":[\"i\"]}",
+                  0);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\","
+                  "\"fb\":[]}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"n\":1,\"r\":\"r\",\"a\":\"a\","
+                  "\"i\":\"i\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":1.0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":01,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}x",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\ud800\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\u0000\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\xff\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":[],\"a\":[],\"i\":[]}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":[\"r\"],\"a\":\"a\",\"i\":\"i\"}",
+                  KN_EAGAIN);
+    plain_vs_tree("{\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}", KN_EAGAIN);
+    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"",
+                  KN_EAGAIN);
+    plain_vs_tree("{}", KN_EAGAIN);
+    plain_vs_tree("", KN_EAGAIN);
+}
+
 static void test_refused(void **state)
 {
     static const char *const bad[] = {
@@ -121,6 +286,8 @@ int main(void)
         cmocka_unit_test(test_single_round_trip),
         cmocka_unit_test(test_multicast_and_platform),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_group_json),
+        cmocka_unit_test(test_read_plain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

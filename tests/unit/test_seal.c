@@ -578,6 +578,69 @@ static void test_keyfile_text_two_kids(void **state)
     kn_keyring_free(one);
 }
 
+/*
+ * kn_unseal_many opens a batch with one context: strings of two key ids
+ * mixed (the key set again at each change), every plaintext right; one
+ * bad string anywhere gives KN_ECRYPTO, its index and no plaintext at all.
+ */
+static void test_unseal_many(void **state)
+{
+    struct kn_keyring *one = keyring_from("m1.key", "1:" HEX_A "\n");
+    struct kn_keyring *two =
+        keyring_from("m2.key", "1:" HEX_A "\n2:" HEX_B "\n");
+    enum { N = 7 };
+    const char *want[N] = {"U1", "U22", "", "U4444", "山田", "U6", "U77"};
+    char *sealed[N], *plain[N], *keep;
+    size_t bad = 99;
+
+    for (int i = 0; i < N; i++)
+        sealed[i] = kn_seal(i % 3 == 1 ? one : two, "line", want[i],
+                            strlen(want[i]));
+    assert_int_equal(kn_unseal_many(two, "line", (const char *const *)sealed,
+                                    N, plain, &bad),
+                     0);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(plain[i], want[i]);
+        free(plain[i]);
+    }
+    assert_int_equal(kn_unseal_many(two, "line", NULL, 0, plain, &bad), 0);
+
+    /* A wrong purpose fails at the first. */
+    assert_int_equal(kn_unseal_many(two, "email", (const char *const *)sealed,
+                                    N, plain, &bad),
+                     KN_ECRYPTO);
+    assert_int_equal(bad, 0);
+    /* A tampered one in the middle: its index, nothing handed out. */
+    keep = sealed[4];
+    sealed[4] = kn_xstrdup(keep);
+    sealed[4][strlen(sealed[4]) - 2] ^= 1;
+    assert_int_equal(kn_unseal_many(two, "line", (const char *const *)sealed,
+                                    N, plain, &bad),
+                     KN_ECRYPTO);
+    assert_int_equal(bad, 4);
+    for (int i = 0; i < N; i++)
+        assert_null(plain[i]);
+    free(sealed[4]);
+    sealed[4] = keep;
+    /* A key the keyring does not have (kid 2 in the one-key ring). */
+    assert_int_equal(kn_unseal_many(one, "line", (const char *const *)sealed,
+                                    N, plain, &bad),
+                     KN_ECRYPTO);
+    assert_int_equal(bad, 0);
+    /* After a failure the same context still opens the rest: a batch
+     * that starts with the good key after a refused one. */
+    assert_int_equal(kn_unseal_many(one, "line",
+                                    (const char *const *)sealed + 1, 1, plain,
+                                    &bad),
+                     0);
+    assert_string_equal(plain[0], want[1]);
+    free(plain[0]);
+    for (int i = 0; i < N; i++)
+        free(sealed[i]);
+    kn_keyring_free(one);
+    kn_keyring_free(two);
+}
+
 static void test_keyfile_malformed(void **state)
 {
     static const struct {
@@ -906,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_unseal_flipped_chars),
         cmocka_unit_test(test_unseal_truncated),
         cmocka_unit_test(test_unseal_unknown_kid),
+        cmocka_unit_test(test_unseal_many),
         cmocka_unit_test(test_unseal_garbage),
         cmocka_unit_test(test_keyfile_mode_refused),
         cmocka_unit_test(test_keyfile_missing),
