@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     FZ_CHECK(t != NULL, "plain took what jansson refuses");
     FZ_CHECK(kn_job_parse(t, &j) == 0, "plain took what is not a job");
     FZ_CHECK(same(p.bcast, j.bcast) && same(p.queue, j.queue) &&
-                 same(p.key, j.key) && same(p.platform, j.platform),
+                 same(p.key, j.key) && same(p.platform, j.platform) &&
+                 same(p.lang, j.lang),
              "strings differ");
     FZ_CHECK(p.attempts == j.attempts && p.first_ms == j.first_ms &&
                  p.expires_ms == j.expires_ms && p.n == j.n,
