@@ -40,7 +40,7 @@
 #include "queue/submit.h"
 
 #ifndef KN_VERSION
-#define KN_VERSION "0.4.0"
+#define KN_VERSION "0.5.0"
 #endif
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNKNOWN = 3 };

@@ -22,7 +22,7 @@
 #include "dispatcher/daemon.h"
 
 #ifndef KN_VERSION
-#define KN_VERSION "0.4.0"
+#define KN_VERSION "0.5.0"
 #endif
 
 static void usage(FILE *f)

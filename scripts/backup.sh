@@ -21,7 +21,7 @@
 # backup directory is mode 0700; keep its copies as safe as the key.
 set -euo pipefail
 
-VERSION=0.4.0
+VERSION=0.5.0
 PROG=kairan-backup
 
 # Defaults; the environment may change them (kairan-backup.service reads
