@@ -247,7 +247,6 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
 
     if (json_is_true(json_object_get(r, KN_DIR_OFF)))
         return 0; /* a deactivated guardian (model/directory.h) */
-    fb = json_array();
     if (e->langs[0] != '\0')
         kn_translation_pick(e->langs, kn_dir_lang(r), lang, sizeof(lang));
 
