@@ -79,8 +79,13 @@ extern const char kn__web_mypage_html[], kn__web_mypage_css[],
 extern const size_t kn__web_mypage_html_len, kn__web_mypage_css_len,
     kn__web_mypage_js_len, kn__web_mypage_ja_len, kn__web_mypage_en_len;
 
-/* The languages the page has a strings file for (the language choice). */
-static const char *const languages[] = {"ja", "en"};
+/* The language choice (言語): the languages a broadcast's translations
+ * are most often in (Japanese schools' largest foreign-resident groups:
+ * Portuguese, Chinese, Vietnamese, Filipino), each a tag the compose
+ * page offers.  It decides which translation the guardian receives; the
+ * page itself is shown in Japanese or English (its strings files), in
+ * English for a language it has no strings file for. */
+static const char *const languages[] = {"ja", "en", "pt", "zh", "vi", "fil"};
 
 /* The guardian pages' strict policy (guardian_mail.c). */
 static const char *const csp = kn__httpd_csp_guardian;

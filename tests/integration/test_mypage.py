@@ -245,7 +245,8 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         addr = v["channels"][0]["address"]
         assert addr.endswith("@example.jp") and MOM1 not in addr, addr
         assert v["order"] == ["email"] and v["language"] == "ja", v
-        assert v["languages"] == ["ja", "en"], v
+        # the translations a guardian may choose to receive
+        assert v["languages"] == ["ja", "en", "pt", "zh", "vi", "fil"], v
         cats = {c["name"]: c for c in v["categories"]}
         assert cats["emergency"]["emergency"] and cats["緊急連絡"]["emergency"]
         assert not cats["行事"]["emergency"] and not cats["行事"]["off"]
@@ -310,6 +311,13 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         assert "ox" not in record("s-1")["g"][0]["pf"]
         st, j = save(tok_dad, lg="en")
         assert st == 200 and j["changed"] == [], (st, j)
+        # a language the page has no strings for: saved all the same (it
+        # picks the broadcasts' translation), then back to English
+        st, j = save(tok_dad, lg="pt")
+        assert st == 200 and j["changed"] == ["lg"], (st, j)
+        assert record("s-1")["g"][0]["pf"]["lg"] == "pt"
+        st, j = save(tok_dad, lg="en")
+        assert st == 200 and j["changed"] == ["lg"], (st, j)
         for bad, field in (({"ox": ["emergency"]}, "ox"),
                            ({"ox": ["緊急連絡"]}, "ox"),
                            ({"ox": ["部活"]}, "ox"),
@@ -386,7 +394,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         with open(os.path.join(k.dir, "audit", "operations.jsonl")) as f:
             ops = [json.loads(x) for x in f if x.strip()]
         pr = [o for o in ops if o.get("op") == "guardian.prefs"]
-        assert len(pr) == 5, pr
+        assert len(pr) == 7, pr  # [4]: 4 changes (2 of the language), [5]: 3
         assert pr[0]["tenant"] == T and pr[0]["id"] == "s-1" and \
             sorted(pr[0]["fields"]) == ["ch", "lg", "ox"] and \
             pr[0]["via"] == "mypage", pr[0]

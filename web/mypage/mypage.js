@@ -40,7 +40,8 @@
       const r = await fetch('/m/strings-' + lang + '.json', { credentials: 'omit' });
       if (r.ok) s = await r.json();
     } catch (e) { /* keep what is shown */ }
-    if (!s) return;
+    // a language the page has no strings file for: the English page
+    if (!s) return lang === 'en' || lang === 'ja' ? undefined : loadStrings('en');
     state.s = s;
     state.lang = lang;
     document.documentElement.lang = lang;
