@@ -28,6 +28,8 @@ extern struct kn_redis_script kn_script_mark_dead;
 extern struct kn_redis_script kn_script_line_events;
 extern struct kn_redis_script kn_script_take;
 extern struct kn_redis_script kn_script_keep;
+/* a guardian's own choices, "pf" (issue 16: my page, one-click unsubscribe) */
+extern struct kn_redis_script kn_script_pref_set;
 extern struct kn_redis_script kn_script_failed;
 extern struct kn_redis_script kn_script_park;
 

@@ -49,7 +49,7 @@
 #include "model/label.h"
 #include "model/regsheet.h"
 #include "queue/keys.h"
-#include "queue/lua.h"
+#include "queue/scripts.h"
 #include "queue/submit.h"
 
 #define MP_CODE_MS     (10LL * 60 * 1000)
@@ -89,8 +89,6 @@ static const char *const languages[] = {"ja", "en", "pt", "zh", "vi", "fil"};
 
 /* The guardian pages' strict policy (guardian_mail.c). */
 static const char *const csp = kn__httpd_csp_guardian;
-
-static struct kn_redis_script pref_script = {"pref_set", kn_lua_pref_set, ""};
 
 /* ------------------------------------------------------------ the page */
 
@@ -878,7 +876,8 @@ static void save_apply(struct conn *c, struct mp *m)
         lens[i] = strlen(argv[i]);
     m->c = c;
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(d->cmd, &pref_script, on_pref, m, 0, 6, argv, lens) < 0) {
+    if (kn_redis_eval(d->cmd, &kn_script_pref_set, on_pref, m, 0, 6, argv,
+                      lens) < 0) {
         c->refs--;
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try "

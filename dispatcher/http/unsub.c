@@ -40,15 +40,12 @@
 #include "model/gtoken.h"
 #include "model/label.h"
 #include "queue/keys.h"
-#include "queue/lua.h"
+#include "queue/scripts.h"
 
 extern const char kn__web_unsub_html[], kn__web_unsub_css[], kn__web_unsub_ja[],
     kn__web_unsub_en[];
 extern const size_t kn__web_unsub_html_len, kn__web_unsub_css_len,
     kn__web_unsub_ja_len, kn__web_unsub_en_len;
-
-/* queue/lua/pref_set.lua (model/directory.h "pf"). */
-static struct kn_redis_script pref_set = {"pref_set", kn_lua_pref_set, ""};
 
 static char csp[256];
 static json_t *strings[2]; /* ja, en */
@@ -57,7 +54,6 @@ static void init(void)
 {
     if (csp[0] != '\0')
         return;
-    kn_redis_script_init(&pref_set);
     strings[0] = json_loadb(kn__web_unsub_ja, kn__web_unsub_ja_len, 0, NULL);
     strings[1] = json_loadb(kn__web_unsub_en, kn__web_unsub_en_len, 0, NULL);
     if (!json_is_object(strings[0]) || !json_is_object(strings[1]))
@@ -332,7 +328,7 @@ static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
     kn_argv_add(&a, now);
     kn_argv_take(&a, patch);
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(d->cmd, &pref_set, on_pref_set, u, 0, a.n,
+    if (kn_redis_eval(d->cmd, &kn_script_pref_set, on_pref_set, u, 0, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
         unsub_free(u);
