@@ -75,6 +75,20 @@ extern const size_t kn__web_register_html_len, kn__web_register_css_len,
 extern const struct kn_embedded kn__web_register_strings[];
 extern const size_t kn__web_register_strings_n;
 
+/* A sign-up's ticket as the page sends it back (made at the first step). */
+static int ticket_ok(const char *ticket)
+{
+    return ticket != NULL && strlen(ticket) == KN_SESSION_ID_CHARS;
+}
+
+/* The answer to a request without a usable ticket. */
+static void bad_ticket(struct conn *c)
+{
+    kn__httpd_respond_error(c, 400, "ticket",
+                            "ID とパスコードからやり直してください "
+                            "(start again with the ID and passcode)");
+}
+
 /* The guardian pages' strict policy (guardian_mail.c). */
 static const char *const csp = kn__httpd_csp_guardian;
 
@@ -533,10 +547,8 @@ void kn__httpd_run_register_email(struct conn *c)
     rel = jstr(j, "relation");
     lang = jstr(j, "lang"); /* the page's language: the guardian's pf.lg */
     consent = json_object_get(j, "consent");
-    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
-        kn__httpd_respond_error(c, 400, "ticket",
-                                "ID とパスコードからやり直してください "
-                                "(start again with the ID and passcode)");
+    if (!ticket_ok(ticket)) {
+        bad_ticket(c);
     } else if (email == NULL || email[0] == '\0' ||
                kn_addr_check(email, &why) < 0) {
         kn__httpd_respond_error(c, 400, "email",
@@ -780,10 +792,8 @@ void kn__httpd_run_register_verify(struct conn *c)
             kn_session_hash(link, lh);
             verify_run(c, lh);
         }
-    } else if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
-        kn__httpd_respond_error(c, 400, "ticket",
-                                "ID とパスコードからやり直してください "
-                                "(start again with the ID and passcode)");
+    } else if (!ticket_ok(ticket)) {
+        bad_ticket(c);
     } else if (code == NULL || strlen(code) != 6 ||
                strspn(code, "0123456789") != 6) {
         kn__httpd_respond_error(c, 400, "code",
@@ -861,10 +871,8 @@ void kn__httpd_run_register_app(struct conn *c)
     if (j == NULL)
         return;
     ticket = jstr(j, "ticket");
-    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
-        kn__httpd_respond_error(c, 400, "ticket",
-                                "ID とパスコードからやり直してください "
-                                "(start again with the ID and passcode)");
+    if (!ticket_ok(ticket)) {
+        bad_ticket(c);
     } else {
         struct appcode *a = kn_xcalloc(1, sizeof(*a));
         struct batch *b;
@@ -1116,10 +1124,8 @@ void kn__httpd_run_register_line(struct conn *c)
     if (j == NULL)
         return;
     ticket = jstr(j, "ticket");
-    if (ticket == NULL || strlen(ticket) != KN_SESSION_ID_CHARS) {
-        kn__httpd_respond_error(c, 400, "ticket",
-                                "ID とパスコードからやり直してください "
-                                "(start again with the ID and passcode)");
+    if (!ticket_ok(ticket)) {
+        bad_ticket(c);
     } else if (!json_is_true(json_object_get(j, "consent"))) {
         kn__httpd_respond_error(c, 400, "consent",
                                 "プライバシーポリシーへの同意が必要です "
