@@ -16,6 +16,7 @@
 -- is used up, {3} this LINE user is already registered for the child,
 -- {4} too many wrong codes (of this user, or of everybody): nothing read.
 --#include keys
+--#include others
 local P, now, sealed, bi = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local win, per_user, overall = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if tonumber(redis.call('GET', KEYS[2]) or '0') >= per_user or
@@ -57,24 +58,7 @@ for _, g in ipairs(gs) do
   end
 end
 if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then return {2} end
-local seen = {}
-local function told(o)
-  if type(o) == 'table' and type(o.e) == 'string' and type(o.ei) == 'string'
-      and not seen[o.ei] then
-    seen[o.ei] = true
-    out[#out + 1] = o.e
-  end
-end
-if rec[1] then
-  local ok, o = pcall(cjson.decode, rec[1])
-  if ok and type(o) == 'table' then
-    told(o)
-    if type(o.g) == 'table' then
-      for _, g in ipairs(o.g) do told(g) end
-    end
-  end
-end
-for _, g in ipairs(gs) do told(g) end
+others(out, rec[1], gs, nil)
 gs[#gs + 1] = {l = sealed, li = bi, at = tonumber(now), tk = v[4],
                cs = tonumber(v[5] or '0')}
 redis.call('HSET', rk, 'g', cjson.encode(gs))

@@ -19,6 +19,7 @@
 -- {3} this address is already registered for the child.  Every answer
 -- but {0} deletes the pending verification: a link works once.
 --#include keys
+--#include others
 local P, now = ARGV[1], ARGV[2]
 local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'e', 'ei', 'nm', 'rl',
                      'cs', 'tk', 'lg')
@@ -64,24 +65,7 @@ for _, g in ipairs(gs) do
   end
 end
 if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then return {2} end
-local seen = {[v[5]] = true}
-local function told(o)
-  if type(o) == 'table' and type(o.e) == 'string' and type(o.ei) == 'string'
-      and not seen[o.ei] then
-    seen[o.ei] = true
-    out[#out + 1] = o.e
-  end
-end
-if rec[1] then
-  local ok, o = pcall(cjson.decode, rec[1])
-  if ok and type(o) == 'table' then
-    told(o)
-    if type(o.g) == 'table' then
-      for _, g in ipairs(o.g) do told(g) end
-    end
-  end
-end
-for _, g in ipairs(gs) do told(g) end
+others(out, rec[1], gs, v[5])
 local g = {e = v[4], ei = v[5], at = tonumber(now), cs = tonumber(v[8] or '0')}
 if v[9] then g.tk = v[9] end
 if v[6] and v[6] ~= '' then g.nm = v[6] end
