@@ -318,6 +318,32 @@ static int wait_replicas(const char *name)
     return EXIT_UNKNOWN;
 }
 
+/* Send a large submit's transaction (queue/submit.h) pipelined; returns
+ * EXEC's answer (an error if a command was refused while queued). */
+static redisReply *submit_tx(const struct kn_submit_tx *tx)
+{
+    redisContext *c = kn_cli_redis();
+    redisReply *last = NULL;
+    for (size_t i = 0; i < tx->n; i++)
+        if (redisAppendCommandArgv(c, tx->cmd[i].n,
+                                   (const char **)tx->cmd[i].v,
+                                   tx->cmd[i].len) != REDIS_OK) {
+            fprintf(stderr, "kairanctl: out of memory\n");
+            exit(EXIT_UNKNOWN);
+        }
+    for (size_t i = 0; i < tx->n; i++) {
+        void *rep = NULL;
+        if (redisGetReply(c, &rep) != REDIS_OK || rep == NULL) {
+            fprintf(stderr, "kairanctl: Redis connection lost: %s\n",
+                    c->errstr);
+            exit(EXIT_UNKNOWN);
+        }
+        freeReplyObject(last);
+        last = rep;
+    }
+    return last;
+}
+
 int kn_cli_submit_json(const char *json, size_t len)
 {
     struct kn_limits lim = {cfg.max_subject, cfg.max_body, cfg.max_recipients,
@@ -325,9 +351,11 @@ int kn_cli_submit_json(const char *json, size_t len)
     struct kn_broadcast b;
     struct kn_keyring *kr = NULL;
     struct kn_argv a;
+    struct kn_submit_tx tx;
     char err[600], field[128];
-    redisReply *r;
-    int rc;
+    redisReply *whole;
+    const redisReply *r;
+    int rc, was_tx;
 
     rc = kn_broadcast_parse(json, len, &lim, &b, err, sizeof(err), field,
                             sizeof(field));
@@ -350,16 +378,32 @@ int kn_cli_submit_json(const char *json, size_t len)
         b.sender = kn_xstrdup("kairanctl");
     kn_argv_init(&a);
     /* Addresses are sealed here: plaintext never reaches Redis. */
-    kn_broadcast_submit_call(&b, kr, cfg.redis_prefix, NULL, &a);
-    r = kn_cli_eval(&kn_script_submit, KN_SUBMIT_NKEYS, &a);
+    kn_broadcast_submit_call(&b, kr, cfg.redis_prefix, NULL, &a, &tx);
+    was_tx = tx.n > 0;
+    if (was_tx) {
+        whole = submit_tx(&tx);
+        kn_submit_tx_free(&tx);
+    } else {
+        whole = kn_cli_eval(&kn_script_submit, KN_SUBMIT_NKEYS, &a);
+    }
     kn_argv_free(&a);
+    r = was_tx ? kn_submit_tx_answer(whole) : whole;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        char *e = kn_text_safe(r->str);
+        fprintf(stderr, "kairanctl: Redis error in submit: %s\n", e);
+        free(e);
+        freeReplyObject(whole);
+        kn_broadcast_free(&b);
+        kn_keyring_free(kr);
+        return EXIT_FAIL;
+    }
     /* {1, name} stored; {0, name} of the tenant's broadcast that already
      * has this key: print that one (submitting again is safe). */
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[1]->type != REDIS_REPLY_STRING) {
         fprintf(stderr, "kairanctl: unexpected answer from the submit "
                         "script\n");
-        freeReplyObject(r);
+        freeReplyObject(whole);
         kn_broadcast_free(&b);
         kn_keyring_free(kr);
         return EXIT_FAIL;
@@ -373,7 +417,7 @@ int kn_cli_submit_json(const char *json, size_t len)
                 "drill (kairanctl category list --tenant %s)\n",
                 cat, b.tenant, b.tenant, b.tenant);
         free(cat);
-        freeReplyObject(r);
+        freeReplyObject(whole);
         kn_broadcast_free(&b);
         kn_keyring_free(kr);
         return EXIT_FAIL;
@@ -382,7 +426,7 @@ int kn_cli_submit_json(const char *json, size_t len)
         kn_cli_audit_op("broadcast.submit", b.id, b.tenant);
     printf("%s\n", r->element[1]->str);
     rc = wait_replicas(r->element[1]->str);
-    freeReplyObject(r);
+    freeReplyObject(whole);
     kn_broadcast_free(&b);
     kn_keyring_free(kr);
     return rc;

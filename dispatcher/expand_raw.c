@@ -116,7 +116,7 @@ void kn__expand_raw(struct kn_expander *e)
         b.key = kn_xstrdup(e->cur->id);
     if (b.sender == NULL)
         b.sender = kn_xstrdup("xadd");
-    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
+    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a, NULL);
     kn__expand_submit_keys(e, b.id, b.tenant);
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);

@@ -645,13 +645,13 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
      * address and this child (one HMAC per job). */
     if (jb->unsub == NULL && jb->naddr == 1 && !jb->msg->m.urgent &&
         !jb->msg->m.emergency && strcmp(w->chname, "email") == 0 &&
-        !json_is_true(json_object_get(jb->j, KN_JOB_INLINE)))
+        !jb->inl)
         jb->unsub = kn_gtoken_unsub_url(
             w->d->kr, w->d->cfg->http_public_url, jb->msg->m.tenant,
             jb->rcpts[0], jb->bindex[0], jb->msg->m.category, kn_now_ms());
     jb->job.unsub = jb->unsub;
     if (jb->mypage == NULL &&
-        !json_is_true(json_object_get(jb->j, KN_JOB_INLINE))) {
+        !jb->inl) {
         if (w->ch == KN_CH_EMAIL && jb->naddr == 1)
             jb->mypage = mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0],
                                      jb->bindex[0]);
@@ -981,6 +981,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     jb->job.platform = rec.platform;
     /* (What the expander wrote; checked, it reaches a link.) */
     jb->lang = kn_lang_valid(rec.lang) ? rec.lang : NULL;
+    jb->inl = rec.inl;
     jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }

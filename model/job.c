@@ -195,6 +195,7 @@ int kn_job_parse(json_t *job, struct kn_job_rec *rec)
     rec->key = jstr(job, KN_JOB_KEY);
     rec->platform = jstr(job, KN_JOB_PLATFORM);
     rec->lang = jstr(job, KN_JOB_LANG);
+    rec->inl = json_is_true(json_object_get(job, KN_JOB_INLINE));
     rec->first_ms = jint(job, KN_JOB_FIRST);
     rec->expires_ms = jint(job, KN_JOB_EXPIRES);
     rec->fallback = json_is_array(fb) ? fb : NULL;
@@ -402,6 +403,22 @@ static int plain_strs(struct plain *r, const char **one, const char ***arr,
     }
 }
 
+/* true or false (what kn_job_parse reads as true, and not) */
+static int plain_bool(struct plain *r, int *v)
+{
+    if (r->end - r->p >= 4 && memcmp(r->p, "true", 4) == 0) {
+        r->p += 4;
+        *v = 1;
+        return 0;
+    }
+    if (r->end - r->p >= 5 && memcmp(r->p, "false", 5) == 0) {
+        r->p += 5;
+        *v = 0;
+        return 0;
+    }
+    return -1;
+}
+
 int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
 {
     struct plain r = {s, s + n};
@@ -409,13 +426,13 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     size_t cnt[3] = {0, 0, 0};
     int64_t attempts = 0, first = 0, expires = 0;
     unsigned seen = 0;
-    int rc = KN_EAGAIN;
-    /* The keys it takes, in this order: 5 strings, 3 integers, and r, a, i
-     * (a string each, or an array of strings each). */
-    static const char *const names[11] = {
-        KN_JOB_BCAST, KN_JOB_QUEUE,    KN_JOB_KEY,   KN_JOB_PLATFORM,
-        KN_JOB_LANG,  KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
-        KN_JOB_RCPT,  KN_JOB_ADDR,     KN_JOB_INDEX};
+    int rc = KN_EAGAIN, inl = 0;
+    /* The keys it takes, in this order: 5 strings, 3 integers, r, a, i
+     * (a string each, or an array of strings each) and "il" (a boolean). */
+    static const char *const names[12] = {
+        KN_JOB_BCAST,  KN_JOB_QUEUE, KN_JOB_KEY,     KN_JOB_PLATFORM,
+        KN_JOB_LANG,   KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
+        KN_JOB_RCPT,   KN_JOB_ADDR,  KN_JOB_INDEX,   KN_JOB_INLINE};
     const char **strs[5] = {&rec->bcast, &rec->queue, &rec->key, &rec->platform,
                             &rec->lang};
     int64_t *ints[3] = {&attempts, &first, &expires};
@@ -437,17 +454,19 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         if (r.p >= r.end || *r.p++ != ':')
             goto fail;
         skip_ws(&r);
-        while (f < 11 && strcmp(k, names[f]) != 0)
+        while (f < 12 && strcmp(k, names[f]) != 0)
             f++;
-        if (f == 11 || (seen & 1u << f))
+        if (f == 12 || (seen & 1u << f))
             goto fail; /* "fb", another key, or one twice */
         seen |= 1u << f;
         if (f < 5)
             bad = plain_str(&r, strs[f]);
         else if (f < 8)
             bad = plain_int(&r, ints[f - 5]);
-        else
+        else if (f < 11)
             bad = plain_strs(&r, &one[f - 8], &arr[f - 8], &cnt[f - 8]);
+        else
+            bad = plain_bool(&r, &inl);
         if (bad < 0)
             goto fail;
         skip_ws(&r);
@@ -487,6 +506,7 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     rec->attempts = (int)attempts;
     rec->first_ms = first;
     rec->expires_ms = expires;
+    rec->inl = inl;
     rc = 0;
 fail:
     for (int f = 0; f < 3; f++)

@@ -110,6 +110,7 @@ struct kn_job_rec {
     int attempts;
     int64_t first_ms;   /* 0 if absent */
     int64_t expires_ms; /* 0 if absent */
+    int inl;            /* KN_JOB_INLINE: an inline recipient's job */
     size_t n;           /* recipients: 1, or a multicast's count */
     const char **rcpts;
     const char **sealed;
@@ -132,9 +133,9 @@ int kn_job_parse(json_t *job, struct kn_job_rec *rec);
  * s holds n bytes and a NUL at s[n]; it is changed in place (strings
  * unescaped and NUL-terminated) and rec's strings point into it, so s
  * must live as long as rec is used.  Only the plain shape kairand and the
- * Lua scripts write is taken: an object of the keys above but "fb", "g"
- * and "il", each
- * once, with strings, integers and arrays of strings, valid UTF-8.
+ * Lua scripts write is taken: an object of the keys above but "fb" and
+ * "g" (the worker reads those from the tree), each once, with strings,
+ * integers, a boolean ("il") and arrays of strings, valid UTF-8.
  * Returns 0 and fills rec exactly as json_loadb + kn_job_parse would, or
  * KN_EAGAIN for anything else (then s is spoiled: read a copy of the text
  * with jansson and kn_job_parse, which decide whether it is a job).

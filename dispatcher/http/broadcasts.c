@@ -854,6 +854,33 @@ static void on_waited(struct kn_redis *r, redisReply *rep, void *arg)
     kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
 }
 
+static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg);
+
+static void on_submitted_tx(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    on_submitted(r, (redisReply *)kn_submit_tx_answer(rep), arg);
+}
+
+/* A large submit's transaction (queue/submit.h), EXEC's answer to
+ * on_submitted_tx.  A command refused while the transaction is open would
+ * leave the connection inside MULTI for whoever sends next: drop it. */
+static int submit_tx(struct kn_redis *rc, const struct kn_submit_tx *tx,
+                     struct conn *c)
+{
+    for (size_t i = 0; i < tx->n; i++) {
+        int last = i + 1 == tx->n;
+        if (kn_redis_argv(rc, last ? on_submitted_tx : NULL,
+                          last ? c : NULL, 0, tx->cmd[i].n,
+                          (const char **)tx->cmd[i].v,
+                          tx->cmd[i].len) < 0) {
+            if (i > 0)
+                kn_redis_reset(rc, "submit transaction cut");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct conn *c = arg;
@@ -1076,6 +1103,8 @@ void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *bp)
     struct kn_daemon *d = s->d;
     struct kn_broadcast b = *bp;
     struct kn_argv a;
+    struct kn_submit_tx tx;
+    struct kn_redis *rc = s->wait != NULL ? s->wait : d->cmd;
 
     if (!kn_redis_up(d->cmd) || (s->wait != NULL && !kn_redis_up(s->wait))) {
         kn_broadcast_free(&b);
@@ -1099,17 +1128,19 @@ void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *bp)
     kn_argv_init(&a);
     {
         const char *extra[] = {"sender_token", c->req.tok.id, NULL};
-        kn_broadcast_submit_call(&b, d->kr, d->prefix, extra, &a);
+        kn_broadcast_submit_call(&b, d->kr, d->prefix, extra, &a, &tx);
     }
     kn_broadcast_free(&b);
     kn__httpd_conn_hold(c);
-    if (kn_redis_eval(s->wait != NULL ? s->wait : d->cmd, &kn_script_submit,
-                      on_submitted, c, KN_SUBMIT_NKEYS, a.n, (const char **)a.v,
-                      a.len) < 0) {
+    if ((tx.n > 0 ? submit_tx(rc, &tx, c)
+                  : kn_redis_eval(rc, &kn_script_submit, on_submitted, c,
+                                  KN_SUBMIT_NKEYS, a.n, (const char **)a.v,
+                                  a.len)) < 0) {
         c->refs--;
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");
     }
+    kn_submit_tx_free(&tx);
     for (int i = 0; i < a.n; i++)
         OPENSSL_cleanse(a.v[i], a.len[i]);
     kn_argv_free(&a);

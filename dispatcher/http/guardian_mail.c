@@ -72,7 +72,7 @@ int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
     free(b.sender);
     b.sender = kn_xstrdup(sender);
     kn_argv_init(&a);
-    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a);
+    kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a, NULL);
     kn_broadcast_free(&b);
     rv = kn_redis_eval(d->cmd, &kn_script_submit, on_submitted,
                        kn_xstrdup(tenant), KN_SUBMIT_NKEYS, a.n,

@@ -141,6 +141,38 @@ with Redis(out) as r:
         assert e.startswith("WRONGTYPE kw:bcs holds a string"), e
         assert c.call("EXISTS", "kw:bc:b1") == 0 and c.call("EXISTS", "kw:broadcasts") == 0
 
+    with tap.check("submit with a staging list (a large audience, sent in "
+                   "MULTI): renamed to bc:aud when stored, deleted whenever "
+                   "nothing is; a short list is refused"):
+        fields = ["id", "s1", "tenant", "t1", "category", "notice"]
+        sk = lambda n: submit_keys(n) + [P + "cats:t1", bc(n, ":aud_in")]
+        c.call("RPUSH", bc("s1", ":aud_in"), "i:1", "i:2", "i:3")
+        got = ev("submit", sk("s1"), ["s1", NOW, "k9", len(fields)] + fields + [3])
+        assert got == [1, b"s1"], got
+        assert c.call("LRANGE", bc("s1", ":aud"), 0, -1) == [b"i:1", b"i:2", b"i:3"]
+        assert c.call("EXISTS", bc("s1", ":aud_in")) == 0
+        assert c.call("TTL", bc("s1", ":aud")) == -1
+        assert hgetall(c, bc("s1"))["inline_n"] == "3"
+        # The same key again: nothing stored, the staging list gone.
+        c.call("RPUSH", bc("s2", ":aud_in"), "i:9")
+        got = ev("submit", sk("s2"), ["s2", NOW, "k9", len(fields)] + fields + [1])
+        assert got == [0, b"s1"], got
+        assert c.call("EXISTS", bc("s2", ":aud_in")) == 0
+        assert c.call("EXISTS", bc("s2", ":aud")) == 0
+        # A category the tenant does not have: the same.
+        c.call("RPUSH", bc("s3", ":aud_in"), "i:9")
+        got = ev("submit", sk("s3"), ["s3", NOW, "", 4, "id", "s3", "category",
+                                      "nosuch"] + [1])
+        assert got[0] == 2, got
+        assert c.call("EXISTS", bc("s3", ":aud_in")) == 0
+        # One RPUSH of the transaction refused (say, for memory): the list
+        # is short, nothing is stored, and the error says to submit again.
+        c.call("RPUSH", bc("s4", ":aud_in"), "i:1", "i:2")
+        e = err("submit", sk("s4"), ["s4", NOW, "", len(fields)] + fields + [3])
+        assert "incomplete (2 of 3 entries); submit again" in e, e
+        assert c.call("EXISTS", bc("s4")) == 0
+        assert c.call("EXISTS", bc("s4", ":aud_in")) == 0
+
     with tap.check("reject: keeps a rejected broadcast once"):
         keys = [bc("rj"), P + "rejected", P + "bcs"]
         assert ev("reject", keys, ["rj", NOW, "bad subject", "subject", "{}", "t1"]) == 1

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""test_submit_large.py - a large inline audience (KN_SUBMIT_STAGE_MIN,
+1,000 entries, or more) goes to Redis as one MULTI ... EXEC transaction:
+RPUSH pages to bc:<id>:aud_in, then the submit script, which renames the
+list to bc:<id>:aud (queue/submit.h).
+
+  [1] kairanctl submit, 2,345 recipients: bc:aud holds every entry in
+      order, sealed (no address in Redis); no staging list left; every
+      e-mail delivered once; inline_n right.
+  [2] POST /v1/broadcasts, 1,500 recipients: 202; the same; submitting
+      again with the same id gives the same name and leaves nothing behind.
+  [3] 999 recipients go the old way (audience in the script's arguments):
+      the same result (no MULTI in Redis' statistics for it).
+  [4] the transaction is all or nothing: a kairanctl killed inside it
+      (writes paused: MULTI taken, EXEC never run) leaves no key at all.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_submit_large.py
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+out = tmpdir("submit-large")
+
+
+def bcast(n, tag, **kw):
+    b = {"tenant": "sakura", "category": "notice", "subject": "大量 %s" % tag,
+         "body": "本文", "channels": ["email"],
+         "recipients": [{"id": "%s-%05d" % (tag, i),
+                         "email": "%s%05d@example.jp" % (tag, i)}
+                        for i in range(n)]}
+    b.update(kw)
+    return b
+
+
+def request(port, method, path, token, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = json.dumps(body, ensure_ascii=False).encode()
+    c.request(method, path, body=data,
+              headers={"Authorization": "Bearer " + token,
+                       "Content-Type": "application/json"})
+    r = c.getresponse()
+    st, text = r.status, r.read()
+    c.close()
+    return st, json.loads(text) if text else None
+
+
+def cmdstat(r, cmd):
+    info = r.call("INFO", "commandstats").decode()
+    m = re.search(r"cmdstat_%s:calls=(\d+)" % cmd, info)
+    return int(m.group(1)) if m else 0
+
+
+def check_stored(r, k, bid, n, tag):
+    P = k.prefix
+    aud = r.call("LRANGE", P + "bc:%s:aud" % bid, 0, -1)
+    assert len(aud) == n, "bc:aud holds %d of %d" % (len(aud), n)
+    ids = [json.loads(e.decode()[2:])["id"] for e in aud]
+    assert ids == ["%s-%05d" % (tag, i) for i in range(n)], ids[:3]
+    assert r.call("EXISTS", P + "bc:%s:aud_in" % bid) == 0
+    assert r.call("TTL", P + "bc:%s:aud" % bid) == -1
+    assert k.bc(bid)["inline_n"] == str(n), k.bc(bid)
+    blob = b"".join(aud)
+    assert b"@example.jp" not in blob, "an address in clear in Redis"
+
+
+def delivered(k, bid, n):
+    h = k.wait_done(bid, 120)
+    c = k.counts(bid).get("email", {})
+    assert c.get("delivered") == n and c.get("total") == n, (c, h)
+    files = os.listdir(os.path.join(k.outbox, bid))
+    assert len(files) == n, len(files)
+
+
+with Redis(out) as r:
+    port = free_port()
+    k = Kairan(out, r, email="outbox",
+               conf={"http": {"listen": "127.0.0.1:%d" % port,
+                              "rate": "100000"}})
+    P = k.prefix
+    cp = k.ctl("token", "create", "--role", "admin", "--name", "本部")
+    assert cp.returncode == 0, cp.stderr
+    TOK = cp.stdout.strip().split()[-1]
+    d = k.start()
+    d.wait_output('"listening"', 15)
+
+    with tap.check("[1] kairanctl submit of 2,345 recipients: one "
+                   "transaction, every entry stored in order and sealed, "
+                   "delivered once each"):
+        m0 = cmdstat(r, "multi")
+        bid = k.submit(bcast(2345, "a"))
+        assert cmdstat(r, "multi") == m0 + 1, "not sent as a transaction"
+        check_stored(r, k, bid, 2345, "a")
+        delivered(k, bid, 2345)
+
+    with tap.check("[2] POST /v1/broadcasts of 1,500 recipients: 202, "
+                   "stored and delivered; the same id again gives the same "
+                   "name and leaves nothing behind"):
+        m0 = cmdstat(r, "multi")
+        st, j = request(port, "POST", "/v1/broadcasts", TOK,
+                        bcast(1500, "b", id="big-1"))
+        assert st == 202, (st, j)
+        assert cmdstat(r, "multi") == m0 + 1
+        bid = j["id"]
+        check_stored(r, k, bid, 1500, "b")
+        delivered(k, bid, 1500)
+        before = set(r.call("KEYS", P + "*"))
+        st, j2 = request(port, "POST", "/v1/broadcasts", TOK,
+                         bcast(1500, "b", id="big-1"))
+        assert st in (200, 202) and j2["id"] == bid, (st, j2)
+        after = set(r.call("KEYS", P + "*"))
+        assert after - before == set(), sorted(after - before)[:5]
+
+    with tap.check("[3] 999 recipients: in the script's arguments, the "
+                   "same result"):
+        m0 = cmdstat(r, "multi")
+        bid = k.submit(bcast(999, "c"))
+        assert cmdstat(r, "multi") == m0, "a small audience went as MULTI"
+        check_stored(r, k, bid, 999, "c")
+        delivered(k, bid, 999)
+
+    with tap.check("[4] kairanctl killed inside its transaction: nothing "
+                   "stored, no staging list"):
+        # Writes paused (CLIENT PAUSE WRITE): kairanctl's MULTI is taken,
+        # its first write (the DEL) is held, so the kill always lands
+        # inside the transaction, before EXEC.
+        text = json.dumps(bcast(5000, "d"), ensure_ascii=False)
+        bc0 = set(x for x in r.call("KEYS", P + "bc:*"))
+
+        def queued():
+            # CLIENT LIST: multi=N, the commands queued in a MULTI
+            ns = [int(x) for x in re.findall(
+                rb" multi=(-?\d+)", r.call("CLIENT", "LIST"))]
+            return max(ns) if ns else -1
+
+        r.call("CLIENT", "PAUSE", "60000", "WRITE")
+        try:
+            ctl = subprocess.Popen([os.path.join(BUILD, "kairanctl"), "-c",
+                                    k.conf, "submit", "-"],
+                                   stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+            ctl.stdin.write(text.encode())
+            ctl.stdin.close()
+            wait_for(lambda: queued() >= 0, 60,
+                     what="kairanctl's transaction queued")
+            ctl.send_signal(signal.SIGKILL)
+            ctl.wait()
+            wait_for(lambda: queued() < 1, 30,
+                     what="kairanctl's connection to close")
+        finally:
+            r.call("CLIENT", "UNPAUSE")
+        new = set(x for x in r.call("KEYS", P + "bc:*")) - bc0
+        assert new == set(), sorted(new)[:5]
+
+    d.stop()
+
+tap.diag("test_submit_large.py took %.1fs" % (time.monotonic() - T0))
+tap.done()
