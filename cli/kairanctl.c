@@ -325,8 +325,7 @@ static redisReply *submit_tx(const struct kn_submit_tx *tx)
     redisContext *c = kn_cli_redis();
     redisReply *last = NULL;
     for (size_t i = 0; i < tx->n; i++)
-        if (redisAppendCommandArgv(c, tx->cmd[i].n,
-                                   (const char **)tx->cmd[i].v,
+        if (redisAppendCommandArgv(c, tx->cmd[i].n, (const char **)tx->cmd[i].v,
                                    tx->cmd[i].len) != REDIS_OK) {
             fprintf(stderr, "kairanctl: out of memory\n");
             exit(EXIT_UNKNOWN);

@@ -644,14 +644,12 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
      * urgent nor of an emergency category, for the guardian of this
      * address and this child (one HMAC per job). */
     if (jb->unsub == NULL && jb->naddr == 1 && !jb->msg->m.urgent &&
-        !jb->msg->m.emergency && strcmp(w->chname, "email") == 0 &&
-        !jb->inl)
+        !jb->msg->m.emergency && strcmp(w->chname, "email") == 0 && !jb->inl)
         jb->unsub = kn_gtoken_unsub_url(
             w->d->kr, w->d->cfg->http_public_url, jb->msg->m.tenant,
             jb->rcpts[0], jb->bindex[0], jb->msg->m.category, kn_now_ms());
     jb->job.unsub = jb->unsub;
-    if (jb->mypage == NULL &&
-        !jb->inl) {
+    if (jb->mypage == NULL && !jb->inl) {
         if (w->ch == KN_CH_EMAIL && jb->naddr == 1)
             jb->mypage = mypage_link(w->d, jb->msg->m.tenant, jb->rcpts[0],
                                      jb->bindex[0]);

@@ -430,9 +430,9 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     /* The keys it takes, in this order: 5 strings, 3 integers, r, a, i
      * (a string each, or an array of strings each) and "il" (a boolean). */
     static const char *const names[12] = {
-        KN_JOB_BCAST,  KN_JOB_QUEUE, KN_JOB_KEY,     KN_JOB_PLATFORM,
-        KN_JOB_LANG,   KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
-        KN_JOB_RCPT,   KN_JOB_ADDR,  KN_JOB_INDEX,   KN_JOB_INLINE};
+        KN_JOB_BCAST, KN_JOB_QUEUE,    KN_JOB_KEY,   KN_JOB_PLATFORM,
+        KN_JOB_LANG,  KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
+        KN_JOB_RCPT,  KN_JOB_ADDR,     KN_JOB_INDEX, KN_JOB_INLINE};
     const char **strs[5] = {&rec->bcast, &rec->queue, &rec->key, &rec->platform,
                             &rec->lang};
     int64_t *ints[3] = {&attempts, &first, &expires};

@@ -18,7 +18,7 @@ struct kn_keyring;
 /* An inline audience of this many entries or more is sent as a
  * transaction (struct kn_submit_tx), in RPUSH pages of KN_SUBMIT_PAGE. */
 #define KN_SUBMIT_STAGE_MIN 1000
-#define KN_SUBMIT_PAGE 1000
+#define KN_SUBMIT_PAGE      1000
 
 /*
  * A large submit as one MULTI ... EXEC transaction: MULTI, DEL of the

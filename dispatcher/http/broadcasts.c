@@ -869,9 +869,8 @@ static int submit_tx(struct kn_redis *rc, const struct kn_submit_tx *tx,
 {
     for (size_t i = 0; i < tx->n; i++) {
         int last = i + 1 == tx->n;
-        if (kn_redis_argv(rc, last ? on_submitted_tx : NULL,
-                          last ? c : NULL, 0, tx->cmd[i].n,
-                          (const char **)tx->cmd[i].v,
+        if (kn_redis_argv(rc, last ? on_submitted_tx : NULL, last ? c : NULL, 0,
+                          tx->cmd[i].n, (const char **)tx->cmd[i].v,
                           tx->cmd[i].len) < 0) {
             if (i > 0)
                 kn_redis_reset(rc, "submit transaction cut");
