@@ -132,7 +132,7 @@ def build_deb():
     for v in ("MAKEFLAGS", "BUILD", "SANITIZE"):
         env.pop(v, None)
     t = time.monotonic()
-    cp = run(["dpkg-buildpackage", "-us", "-uc", "-b"], timeout=240, cwd=src, env=env)
+    cp = run(["dpkg-buildpackage", "-us", "-uc", "-b"], timeout=600, cwd=src, env=env)
     log = os.path.join(out, "dpkg-buildpackage.log")
     with open(log, "w") as f:
         f.write(cp.stdout + cp.stderr)
@@ -1022,7 +1022,7 @@ with tap.check("make install / uninstall with DESTDIR and PREFIX=/usr/local (and
     mk = make + ["DESTDIR=" + dest, "PREFIX=/usr/local"]
     env = dict(os.environ)
     env.pop("MAKEFLAGS", None)
-    cp = run(mk + ["install"], env=env, timeout=120)
+    cp = run(mk + ["install"], env=env, timeout=300)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     for p in ("usr/local/sbin/kairand", "usr/local/bin/kairanctl", "usr/local/sbin/kairan-backup",
               "etc/kairan/kairan.conf", "etc/kairan/kairan.conf.example",
@@ -1043,7 +1043,7 @@ with tap.check("make install / uninstall with DESTDIR and PREFIX=/usr/local (and
     conf = os.path.join(dest, "etc/kairan/kairan.conf")
     with open(conf, "a") as f:
         f.write("# changed by the operator\n")
-    cp = run(mk + ["install"], env=env, timeout=120)
+    cp = run(mk + ["install"], env=env, timeout=300)
     assert cp.returncode == 0 and "kept" in cp.stdout, cp.stdout + cp.stderr
     assert read(conf).endswith("# changed by the operator\n")
     cp = run(mk + ["uninstall"], env=env, timeout=60)
