@@ -82,6 +82,20 @@ static int ticket_ok(const char *ticket)
 }
 
 /* The answer to a request without a usable ticket. */
+/* The page's language sent with a step ("lang", optional): NULL or a
+ * valid tag is fine; anything else is refused, once here. */
+static int lang_ok(const char *lang)
+{
+    return lang == NULL || kn_lang_valid(lang);
+}
+
+static void bad_lang(struct conn *c)
+{
+    kn__httpd_respond_error(c, 400, "lang",
+                            "言語コードが正しくありません (lang: a "
+                            "language code such as \"ja\" or \"en\")");
+}
+
 static void bad_ticket(struct conn *c)
 {
     kn__httpd_respond_error(c, 400, "ticket",
@@ -565,10 +579,8 @@ void kn__httpd_run_register_email(struct conn *c)
                                 "続柄は100バイトまで、改行なしで入力して"
                                 "ください (a relation of at most 100 bytes, "
                                 "one line)");
-    } else if (lang != NULL && !kn_lang_valid(lang)) {
-        kn__httpd_respond_error(c, 400, "lang",
-                                "言語コードが正しくありません (lang: a "
-                                "language code such as \"ja\" or \"en\")");
+    } else if (!lang_ok(lang)) {
+        bad_lang(c);
     } else if (!json_is_true(consent)) {
         kn__httpd_respond_error(c, 400, "consent",
                                 "プライバシーポリシーへの同意が必要です "
@@ -821,8 +833,11 @@ void kn__httpd_run_register_verify(struct conn *c)
 static struct kn_redis_script device_script = {"reg_device", kn_lua_reg_device,
                                                ""};
 
+/* A code for the app or for LINE: the sign-up's ticket hash and the
+ * page's language ("" none), which the code carries to the guardian. */
 struct appcode {
     char th[65];
+    char lang[16];
 };
 
 /* POST /r/app {ticket}: a code the school app sends with its push token
@@ -850,9 +865,9 @@ static void on_app_ticket(struct batch *b)
     kn_reg_id_new(code);
     kn_session_hash(code, ch);
     k = kn_key_reg_app(d->prefix, ch);
-    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b", k,
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b lg %s", k,
                  h->element[0]->str, h->element[1]->str, h->element[2]->str,
-                 a->th, (size_t)16);
+                 a->th, (size_t)16, a->lang);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, APP_CODE_MS);
     free(k);
     kn__httpd_respond_json(c, 200,
@@ -873,11 +888,15 @@ void kn__httpd_run_register_app(struct conn *c)
     ticket = jstr(j, "ticket");
     if (!ticket_ok(ticket)) {
         bad_ticket(c);
+    } else if (!lang_ok(jstr(j, "lang"))) {
+        bad_lang(c);
     } else {
         struct appcode *a = kn_xcalloc(1, sizeof(*a));
         struct batch *b;
         char *k;
         kn_session_hash(ticket, a->th);
+        if (jstr(j, "lang") != NULL)
+            snprintf(a->lang, sizeof(a->lang), "%s", jstr(j, "lang"));
         b = kn__httpd_batch_new(c->srv, c, on_app_ticket, a);
         k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
         kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
@@ -1066,16 +1085,12 @@ static void line_qr(struct conn *c)
     free(svg);
 }
 
-struct linecode {
-    char th[65];
-};
-
 /* POST /r/line {ticket, consent: true}: a link code to send to the
  * school's LINE official account (8 digits, single use, 10 minutes, bound
  * to this sign-up; only its keyed hash is kept: rline:<index>). */
 static void on_line_ticket(struct batch *b)
 {
-    struct linecode *lc = b->arg;
+    struct appcode *lc = b->arg;
     struct conn *c = b->c;
     struct kn_daemon *d;
     const redisReply *h;
@@ -1100,9 +1115,9 @@ static void on_line_ticket(struct batch *b)
     kn_blind_index(d->kr, "linecode", code, ch);
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     k = kn_key_reg_line(d->prefix, ch);
-    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b cs %s", k,
-                 h->element[0]->str, h->element[1]->str, h->element[2]->str,
-                 lc->th, (size_t)16, now);
+    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b cs %s lg %s",
+                 k, h->element[0]->str, h->element[1]->str, h->element[2]->str,
+                 lc->th, (size_t)16, now, lc->lang);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, LINE_CODE_MS);
     free(k);
     url = friend_url(c->srv->cfg);
@@ -1126,16 +1141,20 @@ void kn__httpd_run_register_line(struct conn *c)
     ticket = jstr(j, "ticket");
     if (!ticket_ok(ticket)) {
         bad_ticket(c);
+    } else if (!lang_ok(jstr(j, "lang"))) {
+        bad_lang(c);
     } else if (!json_is_true(json_object_get(j, "consent"))) {
         kn__httpd_respond_error(c, 400, "consent",
                                 "プライバシーポリシーへの同意が必要です "
                                 "(check the box to agree to the school's "
                                 "privacy notice)");
     } else {
-        struct linecode *lc = kn_xcalloc(1, sizeof(*lc));
+        struct appcode *lc = kn_xcalloc(1, sizeof(*lc));
         struct batch *b;
         char *k;
         kn_session_hash(ticket, lc->th);
+        if (jstr(j, "lang") != NULL)
+            snprintf(lc->lang, sizeof(lc->lang), "%s", jstr(j, "lang"));
         b = kn__httpd_batch_new(c->srv, c, on_line_ticket, lc);
         k = kn_key_reg_ticket(c->srv->d->prefix, lc->th);
         kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);

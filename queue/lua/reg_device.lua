@@ -2,7 +2,8 @@
 -- registration (issue 15, POST /v1/devices), or a registered device's
 -- token is replaced by its new one (tokens rotate).
 -- KEYS: rapp:<hash of the app code> (mode "new": t, r, s sheet ID, tk the
---       sign-up) or rdev:<hash of the device credential> (mode "rotate":
+--       sign-up, lg the registration page's language: the guardian's
+--       "pf"."lg" unless it has one) or rdev:<hash of the device credential> (mode "rotate":
 --       t, r, tk, ti the token's blind index)
 -- ARGV: prefix, mode, now_ms, platform ("fcm"|"apns"), sealed token, its
 --       blind index, the new credential's hash (mode "new")
@@ -14,6 +15,7 @@
 -- once), {2} the sheet was reissued or is used up, {3} this token is
 -- already registered for the child.
 --#include keys
+--#include page_lang
 local P, mode, now = ARGV[1], ARGV[2], ARGV[3]
 local k, t, ti, cred = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local function load(rk)
@@ -45,7 +47,7 @@ if mode == 'rotate' then
   redis.call('SREM', key(P, 'rdevs', v[1]), cred)
   return {0}
 end
-local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'tk')
+local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'tk', 'lg')
 if not v[1] or not v[2] or not v[3] or not v[4] then return {0} end
 local T, R, S = v[1], v[2], v[3]
 redis.call('DEL', KEYS[1])
@@ -75,6 +77,7 @@ if not mine then
 end
 if type(mine.p) ~= 'table' then mine.p = {} end
 mine.p[#mine.p + 1] = {k = k, t = t, ti = ti}
+page_lang_set(mine, page_lang(v[5]), now)
 redis.call('HSET', rk, 'g', cjson.encode(gs))
 redis.call('HSET', key(P, 'rdev', cred), 't', T, 'r', R, 'tk', v[4], 'ti', ti)
 redis.call('SADD', key(P, 'rdevs', T), cred)

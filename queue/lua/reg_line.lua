@@ -3,7 +3,9 @@
 -- the sheet the sign-up was started with is still the child's live sheet
 -- and not used up.  Wrong codes are counted per LINE user and overall.
 -- KEYS: rline:<keyed hash of the code> (t, r, s sheet ID, tk the sign-up,
---       cs consent time ms), rlfail:<blind index of the user id>,
+--       cs consent time ms, lg the registration page's language, which
+--       becomes the guardian's "pf"."lg" unless it has one),
+--       rlfail:<blind index of the user id>,
 --       rlfail:all
 -- ARGV: prefix, now_ms, sealed user id, its blind index, window_ms,
 --       wrong codes allowed per user in the window, and overall
@@ -17,13 +19,15 @@
 -- {4} too many wrong codes (of this user, or of everybody): nothing read.
 --#include keys
 --#include others
+--#include page_lang
 local P, now, sealed, bi = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local win, per_user, overall = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if tonumber(redis.call('GET', KEYS[2]) or '0') >= per_user or
     tonumber(redis.call('GET', KEYS[3]) or '0') >= overall then
   return {4}
 end
-local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'tk', 'cs')
+local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'tk', 'cs', 'lg')
+local lg = page_lang(v[6])
 if not v[1] or not v[2] or not v[3] or not v[4] then
   for i = 2, 3 do
     if redis.call('INCR', KEYS[i]) == 1 then
@@ -53,14 +57,17 @@ local out = {1, T, R, rec[2] or '', '', ''}
 for _, g in ipairs(gs) do
   if type(g) == 'table' and g.tk == v[4] then
     g.l, g.li = sealed, bi
+    page_lang_set(g, lg, now)
     redis.call('HSET', rk, 'g', cjson.encode(gs))
     return out
   end
 end
 if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then return {2} end
 others(out, rec[1], gs, nil)
-gs[#gs + 1] = {l = sealed, li = bi, at = tonumber(now), tk = v[4],
-               cs = tonumber(v[5] or '0')}
+local g = {l = sealed, li = bi, at = tonumber(now), tk = v[4],
+           cs = tonumber(v[5] or '0')}
+page_lang_set(g, lg, now)
+gs[#gs + 1] = g
 redis.call('HSET', rk, 'g', cjson.encode(gs))
 redis.call('HINCRBY', sk, 'used', 1)
 redis.call('SADD', key(P, 'regd', T), R)

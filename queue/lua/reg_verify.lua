@@ -20,15 +20,11 @@
 -- but {0} deletes the pending verification: a link works once.
 --#include keys
 --#include others
+--#include page_lang
 local P, now = ARGV[1], ARGV[2]
 local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'e', 'ei', 'nm', 'rl',
                      'cs', 'tk', 'lg')
--- The page's language (checked by kn_lang_valid before it was stored).
-local lg = v[10]
-if lg and not string.match(lg, '^[a-z][a-z][a-z]?$') and
-   not string.match(lg, '^[a-z][a-z][a-z]?%-[A-Za-z0-9][A-Za-z0-9]+$') then
-  lg = nil
-end
+local lg = page_lang(v[10])
 if not v[1] or not v[2] or not v[3] or not v[4] or not v[5] then
   return {0}
 end
@@ -56,10 +52,7 @@ for _, g in ipairs(gs) do
     if v[6] and v[6] ~= '' then g.nm = v[6] end
     if v[7] and v[7] ~= '' then g.rl = v[7] end
     g.cs = tonumber(v[8] or '0')
-    if lg and (type(g.pf) ~= 'table' or not g.pf.lg) then
-      if type(g.pf) ~= 'table' then g.pf = {} end
-      g.pf.lg, g.pf.at = lg, tonumber(now)
-    end
+    page_lang_set(g, lg, now)
     redis.call('HSET', rk, 'g', cjson.encode(gs))
     return out
   end
@@ -70,7 +63,7 @@ local g = {e = v[4], ei = v[5], at = tonumber(now), cs = tonumber(v[8] or '0')}
 if v[9] then g.tk = v[9] end
 if v[6] and v[6] ~= '' then g.nm = v[6] end
 if v[7] and v[7] ~= '' then g.rl = v[7] end
-if lg then g.pf = {lg = lg, at = tonumber(now)} end
+page_lang_set(g, lg, now)
 gs[#gs + 1] = g
 redis.call('HSET', rk, 'g', cjson.encode(gs))
 redis.call('HINCRBY', sk, 'used', 1)

@@ -867,11 +867,27 @@ with Redis(out) as r:
         assert c.call("HGETALL", P + "rdev:CRED1") == [
             b"t", b"t1", b"r", b"s8", b"tk", b"TK1", b"ti", b"TI1"]
         assert c.call("SMEMBERS", P + "rdevs:t1") == [b"CRED1"]
-        # the same sign-up again: joins its guardian (the sheet is full)
-        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1")
+        # the same sign-up again: joins its guardian (the sheet is full);
+        # the page's language becomes the guardian's, a bad one is ignored
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1",
+               "lg", "vi")
         assert ev("reg_device", [ra], [P, "new", NOW, "apns", "T2", "TI2",
                                        "CRED2"]) == [1, b"t1", b"s8"]
-        assert len(json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]["p"]) == 2
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]
+        assert len(g["p"]) == 2 and g["pf"] == {"lg": "vi", "at": NOW}, g
+        # a language chosen already (the my page) is never overwritten
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1",
+               "lg", "en")
+        assert ev("reg_device", [ra], [P, "new", NOW, "apns", "T6", "TI6",
+                                       "CRED6"]) == [1, b"t1", b"s8"]
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]
+        assert g["pf"]["lg"] == "vi" and len(g["p"]) == 3, g
+        c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK1",
+               "lg", "x<y")
+        assert ev("reg_device", [ra], [P, "new", NOW, "apns", "T7", "TI7",
+                                       "CRED7"]) == [1, b"t1", b"s8"]
+        g = json.loads(c.call("HGET", P + "reg:t1:s8", "g"))[0]
+        assert g["pf"]["lg"] == "vi" and len(g["p"]) == 4, g
         # another sign-up: the sheet is used up; a known token: {3}
         c.call("HSET", ra, "t", "t1", "r", "s8", "s", "SH2", "tk", "TK9")
         assert ev("reg_device", [ra], [P, "new", NOW, "fcm", "T3", "TI3",

@@ -364,7 +364,13 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                      ip="198.51.100.30")
         assert st == 200 and j["left"] == 1, (st, j)
         tk = j["ticket"]
-        st, a = call("POST", "/r/app", {"ticket": tk}, ip="198.51.100.30")
+        st, e = call("POST", "/r/app", {"ticket": tk, "lang": "<pt>"},
+                     ip="198.51.100.30")
+        assert st == 400 and e["field"] == "lang", (st, e)
+        # The page's language (Portuguese here) goes with the code to the
+        # guardian the app makes.
+        st, a = call("POST", "/r/app", {"ticket": tk, "lang": "pt"},
+                     ip="198.51.100.30")
         assert st == 200 and re.fullmatch("[34679ACEFGHJKMNPQRTWXY]{8}",
                                           a["code"]) and \
             a["expires_in"] == 600, (st, a)
@@ -396,6 +402,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                                             "token": fcm2})[0] == 401
         g = json.loads(r.call("HGET", P + "reg:%s:s-1" % T, "g"))
         assert len(g) == 2 and len(g[1]["p"]) == 1, g
+        assert g[1]["pf"]["lg"] == "pt", g[1]
         blob = b"".join(r.call("DUMP", x) or b"" for x in scan())
         assert fcm1.encode() not in blob and fcm2.encode() not in blob
         bid = k.submit({"tenant": T, "subject": "プッシュ", "body": "本文",

@@ -213,7 +213,12 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         st, e = call("POST", "/r/line", {"ticket": "x" * len(tk),
                                          "consent": True})
         assert st == 401 and e["field"] == "ticket", (st, e)
-        st, j = call("POST", "/r/line", {"ticket": tk, "consent": True})
+        st, e = call("POST", "/r/line", {"ticket": tk, "consent": True,
+                                         "lang": "english"})
+        assert st == 400 and e["field"] == "lang", (st, e)
+        # Signed up on the English page: the guardian gets English.
+        st, j = call("POST", "/r/line", {"ticket": tk, "consent": True,
+                                         "lang": "en"})
         assert st == 200 and re.fullmatch(r"[0-9]{8}", j["code"]), (st, j)
         assert j["add_friend_url"] == FRIEND and \
             j["qr"] == "/r/line-qr.svg" and j["expires_in"] == 600, j
@@ -240,6 +245,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         g = reg("s-1")
         assert len(g) == 1 and g[0]["l"].startswith("k") and \
             re.fullmatch(r"[0-9a-f]{32}", g[0]["li"]) and g[0]["cs"] > 0, g
+        assert g[0]["pf"]["lg"] == "en", g
         assert r.call("HGET", k.prefix + "sheet:" + sheets["s-1"][0],
                       "used") == b"1"
         assert r.call("SISMEMBER", k.prefix + "regd:" + T, "s-1") == 1

@@ -164,7 +164,7 @@
 
   async function onApp() {
     $('app').disabled = true;
-    const res = await post('/r/app', { ticket: state.ticket });
+    const res = await post('/r/app', { ticket: state.ticket, lang: state.lang });
     $('app').disabled = false;
     if (res.status !== 200) { fail(res, 'app'); return; }
     $('app-code').textContent = res.json.code;
@@ -176,7 +176,7 @@
   async function onLine() {
     if (!$('consent').checked) { say(t('needConsent'), true); $('consent').focus(); return; }
     $('line').disabled = true;
-    const res = await post('/r/line', { ticket: state.ticket, consent: true });
+    const res = await post('/r/line', { ticket: state.ticket, consent: true, lang: state.lang });
     $('line').disabled = false;
     if (res.status !== 200) { fail(res, 'line'); return; }
     const url = res.json.add_friend_url;
