@@ -8,7 +8,8 @@
 // the Japanese subject and body, ticks its group, presses 翻訳を追加 (the
 // language list starts at English), types the English subject and body,
 // adds a second translation and removes it again, goes to 確認画面へ (the
-// summary names the translation) and 送信する.  Everything with the
+// summary names the translation), shows the preview in English and in
+// Japanese again (the preview's language buttons) and 送信する.  Everything with the
 // keyboard (Tab, Space, Enter, typing) on a 390 px wide page; axe-core on
 // the form with the translation and on the confirmation; screenshots go to
 // SHOT_DIR.
@@ -84,6 +85,18 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     await page.waitForSelector('#c-confirm-step:not([hidden]) #c-send', { timeout: 15000 });
     out.summary = await page.$$eval('#c-summary tr', (rs) => rs.map((r) => r.textContent));
     await check('confirm');
+    // ---- the preview as the English readers get it, then Japanese again
+    out.pv_langs = await page.$$eval('#c-pv-langs button', (bs) => bs.map((b) => [b.textContent, b.getAttribute('aria-pressed')]));
+    await page.focus('#c-pv-lang-en');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#c-pv-lang-en[aria-pressed="true"]', { timeout: 15000 });
+    out.pv_en_subject = await page.textContent('#c-pv-email .mail-subject');
+    out.pv_en_focus = await page.evaluate(() => document.activeElement.id);
+    await check('preview_en');
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#c-pv-lang-ja[aria-pressed="true"]', { timeout: 15000 });
+    out.pv_ja_subject = await page.textContent('#c-pv-email .mail-subject');
     await page.focus('#c-send');
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => /^#b\//.test(location.hash), null, { timeout: 15000 });

@@ -12,7 +12,9 @@ none, that is Japanese).
       Português, 中文, Tiếng Việt, Filipino, another code) starting at
       English, labelled 言語; a code typed by hand shows its field; a
       translation is removed with its button; all by the keyboard.
-  [2] the confirmation names the translation; the broadcast stored holds
+  [2] the confirmation names the translation; its preview shows the texts
+      in English and in Japanese again by the language buttons (the one
+      shown pressed, focus kept); the broadcast stored holds
       {"en": {subject, body}} as typed.
   [3] the English reader's e-mail is in English (Content-Language: en),
       the other's in Japanese.
@@ -100,6 +102,11 @@ with Redis(out) as redis:
     bid = res["hash"][len("#b/"):]
     with tap.check("[2] the confirmation names it; the broadcast holds the translation"):
         assert any("翻訳" in s and "English" in s for s in res["summary"]), res["summary"]
+        # The preview in each language (POST /v1/broadcasts/preview?lang=).
+        assert res["pv_langs"] == [["日本語", "true"], ["English", "false"]], res["pv_langs"]
+        assert res["pv_en_subject"] == "Sports day postponed", res["pv_en_subject"]
+        assert res["pv_en_focus"] == "c-pv-lang-en", res["pv_en_focus"]
+        assert res["pv_ja_subject"] == "【お知らせ】運動会の延期", res["pv_ja_subject"]
         h = k.wait_done(bid, 60)
         assert h.get("langs") == "en", h
         assert json.loads(h["translations"]) == {"en": {

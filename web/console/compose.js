@@ -441,7 +441,32 @@
     }
 
     // -------------------------------------------------------- preview
-    function drawPreview(p) {
+    // With translations, a row of buttons shows the texts as each
+    // language's readers get them (POST /v1/broadcasts/preview?lang=).
+    function langButtons(bc, cur) {
+      const codes = Object.keys(bc.translations || {});
+      if (!codes.length) return null;
+      const name = (c) => (LANGS.find(([x]) => x === c) || [c, c])[1];
+      const box = el('div', { class: 'pv-langs', id: 'c-pv-langs', role: 'group', 'aria-label': t('compose.pv.langs') });
+      for (const c of ['ja', ...codes]) {
+        box.append(el('button', {
+          type: 'button', class: 'secondary', id: 'c-pv-lang-' + c, lang: c,
+          'aria-pressed': c === cur ? 'true' : 'false', onclick: () => previewIn(bc, c),
+        }, c === 'ja' ? '日本語' : name(c)));
+      }
+      return el('p', null, el('span', { class: 'hint' }, t('compose.pv.langs_hint')), ' ', box);
+    }
+
+    async function previewIn(bc, lang) {
+      const q = lang === 'ja' ? '' : '?lang=' + encodeURIComponent(lang);
+      const r = await KN.api('POST', '/v1/broadcasts/preview' + q, bc);
+      if (r.status !== 200 || !r.json) { failed(r); return; }
+      drawPreview(r.json, bc, lang);
+      const b = document.getElementById('c-pv-lang-' + lang);
+      if (b) b.focus();
+    }
+
+    function drawPreview(p, bc, lang) {
       preview.textContent = '';
       preview.hidden = false;
       const tx = p.texts, rc = p.recipients;
@@ -454,6 +479,8 @@
         per.append(el('li', null, t('compose.ch.' + c), el('span', { class: 'big' }, String(n)), t('compose.msgs')));
       }
       preview.append(per);
+      const langs = langButtons(bc || {}, lang || 'ja');
+      if (langs) preview.append(langs);
       if (tx.email) {
         const e = tx.email;
         preview.append(el('h3', null, t('compose.pv.email')),
@@ -497,7 +524,7 @@
       if (r.status !== 200 || !r.json) { failed(r); return; }
       KN.error(root, '');
       st.preview = r.json;
-      drawPreview(r.json);
+      drawPreview(r.json, bc);
       preview.querySelector('h2').focus();
     }
 
@@ -523,7 +550,7 @@
       busy(bConfirm, false);
       if (r.status !== 200 || !r.json) { failed(r); return; }
       KN.error(root, '');
-      drawPreview(r.json);
+      drawPreview(r.json, bc);
       const rc = r.json.recipients;
       const rows = [
         [t('compose.subject'), r.json.texts.subject],
