@@ -50,6 +50,11 @@ char *kn_key_idem(const char *prefix, const char *tenant)
     return one_part_key(prefix, "idem", tenant);
 }
 
+char *kn_key_tbcs(const char *prefix, const char *tenant)
+{
+    return one_part_key(prefix, "tbcs", tenant);
+}
+
 char *kn_key_cats(const char *prefix, const char *tenant)
 {
     return one_part_key(prefix, "cats", tenant);

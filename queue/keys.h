@@ -30,6 +30,11 @@ char *kn_key_grp(const char *prefix, const char *tenant, const char *group);
 /* idem:<tenant>: hash, a producer's idempotency key -> broadcast name. */
 char *kn_key_idem(const char *prefix, const char *tenant);
 
+/* tbcs:<tenant>: zset, the tenant's broadcasts by created time (ms), as
+ * bcs for every tenant; written by the submit script since 0.5.0, read by
+ * the my page (a prefecture's many schools share bcs). */
+char *kn_key_tbcs(const char *prefix, const char *tenant);
+
 /* cats:<tenant>: hash, the tenant's own categories: name -> flags
  * ("emergency" or ""); kairanctl category add|remove keep it. */
 char *kn_key_cats(const char *prefix, const char *tenant);

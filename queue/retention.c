@@ -138,6 +138,12 @@ static void delete_broadcast(struct ctx *x, const char *id)
                   kn_key_bc(p, id, ":gs")};
     redisReply *h = cmd(x, "HMGET %s tenant key", k[0]);
     if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+        h->element[0]->type == REDIS_REPLY_STRING) {
+        char *tk = kn_key_tbcs(p, h->element[0]->str);
+        run(x, "ZREM %s %s", tk, id);
+        free(tk);
+    }
+    if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
         h->element[0]->type == REDIS_REPLY_STRING &&
         h->element[1]->type == REDIS_REPLY_STRING) {
         char *ik = kn_key_idem(p, h->element[0]->str);
@@ -262,6 +268,9 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
         n += run(x, "DEL %s", ck);
         free(ck);
         ck = kn_key_templates(p, t); /* the console's templates */
+        n += run(x, "DEL %s", ck);
+        free(ck);
+        ck = kn_key_tbcs(p, t); /* its index of broadcasts (my page) */
         n += run(x, "DEL %s", ck);
         free(ck);
     }

@@ -74,6 +74,7 @@ void kn_broadcast_submit_call(const struct kn_broadcast *b,
     kn_argv_take(a, kn_key_idem(prefix, b->tenant));
     kn_argv_addf(a, "%scategories", prefix);
     kn_argv_take(a, kn_key_cats(prefix, b->tenant));
+    kn_argv_take(a, kn_key_tbcs(prefix, b->tenant));
     if (tx != NULL) {
         tx->cmd = NULL;
         tx->n = 0;

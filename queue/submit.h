@@ -13,7 +13,7 @@ struct kn_broadcast;
 struct kn_keyring;
 
 /* How many of the submit script's arguments are keys. */
-#define KN_SUBMIT_NKEYS 8
+#define KN_SUBMIT_NKEYS 9
 
 /* An inline audience of this many entries or more is sent as a
  * transaction (struct kn_submit_tx), in RPUSH pages of KN_SUBMIT_PAGE. */

@@ -60,11 +60,9 @@
 #define MP_LINK_SHEET  5  /* per sheet ID and hour */
 #define MP_LINK_CLIENT 20 /* per client address and hour */
 #define MP_DAYS_MS     (30LL * 24 * 60 * 60 * 1000)
-#define MP_SCAN                                                                \
-    400              /* broadcasts of every tenant looked at (the "400" below) \
-                      */
-#define MP_MSGS   30 /* messages shown, at most */
-#define MP_OX_MAX 64 /* categories opted out of, at most */
+#define MP_SCAN        400 /* the tenant's broadcasts looked at (the "400" below) */
+#define MP_MSGS        30 /* messages shown, at most */
+#define MP_OX_MAX      64 /* categories opted out of, at most */
 
 #define BAD_LINK                                                                                     \
     "このリンクは使えません。もう一度リンクを送ってもらってください " \
@@ -713,7 +711,9 @@ static void view_go(struct conn *c, struct mp *m)
         "language", kn_dir_lang(m->g), "languages", langs, "categories", cats,
         "contacts", contacts, "passcode", m->sheet != NULL, "messages");
     b = kn__httpd_batch_new(c->srv, c, on_recent, m);
-    k = kn__key(d, "bcs");
+    /* The tenant's own index: bcs holds every school's broadcasts, of
+     * which the newest MP_SCAN may all be other schools'. */
+    k = kn_key_tbcs(d->prefix, m->tk.tenant);
     snprintf(since, sizeof(since), "%lld",
              (long long)(kn_now_ms() - MP_DAYS_MS));
     kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", since, "LIMIT", "0",

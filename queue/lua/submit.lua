@@ -1,7 +1,8 @@
 -- submit: store a new broadcast, its inline audience, and announce it.
 -- KEYS: bc, bc:aud, broadcasts, bcs (zset), active (zset), idem (hash of
 --       the tenant: idempotency key -> name), categories (hash: category ->
---       broadcasts), cats (hash of the tenant: its own categories -> flags)
+--       broadcasts), cats (hash of the tenant: its own categories -> flags),
+--       tbcs (zset of the tenant: its broadcasts by created time, as bcs)
 --       and, for a large audience (queue/submit.h, kn_submit_tx), the
 --       staging list bc:aud_in that the same MULTI filled just before
 -- ARGV: name, now, key ("" for none), nfields, field/value...,
@@ -17,9 +18,10 @@
 -- these keys holds the wrong type, or "ERR the audience reached Redis
 -- incomplete" when the staging list is short.
 local want = {'hash', 'list', 'stream', 'zset', 'zset', 'hash', 'hash',
-  'hash'}
+  'hash', 'zset'}
 local ck = KEYS[7]
-local stage = KEYS[9]
+local tb = KEYS[9]
+local stage = KEYS[10]
 local function refuse(reply)
   if stage then redis.call('DEL', stage) end
   return reply
@@ -27,7 +29,7 @@ end
 -- Every key's type first: Redis does not undo the writes of a script
 -- that fails half way (a broadcast stored but never announced).
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ck,
-  KEYS[8]}
+  KEYS[8], tb}
 for i, k in ipairs(keys) do
   local t = redis.call('TYPE', k)['ok']
   if t ~= 'none' and t ~= (want[i] or 'hash') then
@@ -93,5 +95,6 @@ if cat then
 end
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+if tb then redis.call('ZADD', tb, ARGV[2], ARGV[1]) end
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
 return {1, ARGV[1]}

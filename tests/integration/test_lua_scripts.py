@@ -145,7 +145,8 @@ with Redis(out) as r:
                    "MULTI): renamed to bc:aud when stored, deleted whenever "
                    "nothing is; a short list is refused"):
         fields = ["id", "s1", "tenant", "t1", "category", "notice"]
-        sk = lambda n: submit_keys(n) + [P + "cats:t1", bc(n, ":aud_in")]
+        sk = lambda n: submit_keys(n) + [P + "cats:t1", P + "tbcs:t1",
+                                          bc(n, ":aud_in")]
         c.call("RPUSH", bc("s1", ":aud_in"), "i:1", "i:2", "i:3")
         got = ev("submit", sk("s1"), ["s1", NOW, "k9", len(fields)] + fields + [3])
         assert got == [1, b"s1"], got
@@ -153,6 +154,8 @@ with Redis(out) as r:
         assert c.call("EXISTS", bc("s1", ":aud_in")) == 0
         assert c.call("TTL", bc("s1", ":aud")) == -1
         assert hgetall(c, bc("s1"))["inline_n"] == "3"
+        # the tenant's own index (the my page reads it)
+        assert c.call("ZSCORE", P + "tbcs:t1", "s1") == str(NOW).encode()
         # The same key again: nothing stored, the staging list gone.
         c.call("RPUSH", bc("s2", ":aud_in"), "i:9")
         got = ev("submit", sk("s2"), ["s2", NOW, "k9", len(fields)] + fields + [1])

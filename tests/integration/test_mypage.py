@@ -261,6 +261,17 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         assert st == 200 and v2["school"] == T2 and \
             [x["subject"] for x in v2["messages"]] == ["梅のお知らせ"], v2
         assert DAD1 not in json.dumps(view(tok_dad)[1])
+        # A prefecture's other schools send a lot: 450 broadcasts newer
+        # than this one in bcs (every tenant's index) do not hide it (the
+        # page reads the school's own index, tbcs:<tenant>).
+        now = int(time.time() * 1000)
+        others = ["b-other-%03d" % i for i in range(450)]
+        r.call("ZADD", k.prefix + "bcs",
+               *[x for i, o in enumerate(others) for x in (now + i, o)])
+        st, v3 = view(tok_mom)
+        r.call("ZREM", k.prefix + "bcs", *others)
+        assert st == 200 and [m["subject"] for m in v3["messages"]] == \
+            ["遠足のお知らせ"], v3["messages"]
 
     with tap.check("[3] tokens: none, forged, another child, expired, "
                    "another use, a guardian removed: 401"):

@@ -256,11 +256,13 @@ with Redis(out) as r:
     # ---------------------------------------------------------------- [6]
     with tap.check("[6] tenant close + purge erase the category list"):
         assert r.call("EXISTS", P + "cats:" + T) == 1
+        assert r.call("EXISTS", P + "tbcs:" + T) == 1
         cp = k.ctl("tenant", "close", T, "--now", "2027-04-01T00:00:00+09:00")
         assert cp.returncode == 0, cp.stderr
         cp = k.ctl("purge", "--now", "2027-09-01T00:00:00+09:00")
         assert cp.returncode == 0, cp.stderr
         assert r.call("EXISTS", P + "cats:" + T) == 0
+        assert r.call("EXISTS", P + "tbcs:" + T) == 0
         assert r.call("EXISTS", P + "rcpt:%s:s-1" % T) == 0
 
     d.stop()
