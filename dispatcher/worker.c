@@ -386,6 +386,8 @@ static void fall_back(struct wjob *jb)
                         json_object_get(jb->j, KN_JOB_GUARDIAN));
     if (jb->lang != NULL) /* the same reader on the next channel */
         json_object_set_new(nj, KN_JOB_LANG, json_string(jb->lang));
+    if (jb->inl) /* still an inline recipient: no my page, no unsubscribe */
+        json_object_set_new(nj, KN_JOB_INLINE, json_true());
     json_decref(rest);
     kn_argv_init(&av);
     kn_argv_take(&av, kn_key_bc(d->prefix, jb->bcast, ""));

@@ -9,6 +9,7 @@
  3. A dead push token (FCM 404 UNREGISTERED) is marked and the next
     broadcast makes no job for it.
 """
+import glob
 import json
 import os
 import sys
@@ -72,7 +73,8 @@ with Redis(out) as r:
         "redis": {"prefix": "q2:"},
         "routes": {"line": "line"},
         "line": {"api_base": line.url, "token": TOKEN},
-        "http": {"metrics_open": "yes"},
+        "http": {"metrics_open": "yes",
+                 "public_url": "https://kairan.example.jp"},
         "queue": {"retry_base_ms": "100", "retry_cap_ms": "500",
                   "max_attempts": "10"}})
     k.prefix = "q2:"
@@ -95,6 +97,15 @@ with Redis(out) as r:
         tap.ok(len(got_line) <= 50, "LINE stopped at the quota")
         tap.ok(c.get("email", {}).get("fallback", 0) >= M - 50,
                "the rest fell back to e-mail")
+        # Inline recipients have no guardian record: their fallback mail
+        # carries neither a my-page link nor List-Unsubscribe (the job
+        # stays marked inline, "il", on its next channel).
+        emls = [open(p, encoding="utf-8", errors="replace").read()
+                for p in glob.glob(os.path.join(k.outbox, bid, "*.eml"))]
+        tap.ok(emls and not any("List-Unsubscribe" in e or "/m#t=" in e
+                                for e in emls),
+               "fallback mail of inline recipients: no my page, no "
+               "unsubscribe (%d mails)" % len(emls))
         q429 = [e for e in line.events() if e.get("status") == 429]
         tap.ok(len(q429) <= 20, "no retry storm: %d quota answers" % len(q429))
         tap.ok("quota used up" in d.stderr_text(), "the pause is logged")
