@@ -89,7 +89,9 @@
  *   then the session closes.  hard: they are processed (counted) but the
  *   connection is destroyed before any answer goes out, as a server
  *   that dies ({"ev":"unanswered","session","stream","token"} each): the
- *   client cannot know their fate.
+ *   client cannot know their fate.  The answers of the last second before
+ *   the death are logged too ({"ev":"answered_at_death",...}): the reset
+ *   may discard them unread.
  *
  * --port 0 picks a free port, written to --port-file once listening.
  * SIGTERM/SIGINT: close, (--stats) print counters to stderr, exit 0.
@@ -460,9 +462,19 @@ function goawayGate(req, body) {
         writeEvent({ ev: 'goaway_sent', session: s.__kid, last, mode: opt.goawayMode, ts: now() });
         s.goaway(http2.constants.NGHTTP2_NO_ERROR, last);
         if (opt.goawayMode === 'hard') {
-            /* Processed, never answered: the connection dies now. */
+            /* Processed, never answered: the connection dies now.  The
+             * answers written just before may die with it (the reset
+             * discards what the client had not read yet): each answered
+             * in the last second is logged, {"ev":"answered_at_death"}. */
             s.__dead = true;
-            setImmediate(() => s.destroy());
+            setImmediate(() => {
+                const t = now();
+                for (const a of s.__answered || [])
+                    if (a.ts >= t - 1)
+                        writeEvent({ ev: 'answered_at_death', session: s.__kid,
+                            stream: a.stream, token: a.token, ts: t });
+                s.destroy();
+            });
         }
         /* graceful: the streams up to last are answered as usual; the
          * client closes the connection when it has their answers. */
@@ -563,6 +575,11 @@ function accept(req, res, body, m, ev) {
         writeEvent({ ev: 'unanswered', session: st.__session.__kid, stream: st.id,
             token: m.token, ts: now() });
         return;
+    }
+    if (st && st.__session && opt.goawayMode === 'hard') {
+        const s = st.__session;
+        s.__answered = (s.__answered || []).filter((a) => a.ts >= now() - 2);
+        s.__answered.push({ stream: st.id, token: m.token, ts: now() });
     }
     send(res, 200, { name });
 }
