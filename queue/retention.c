@@ -492,3 +492,87 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
     run(&x, "EVAL %s 1 %slock:purge %s", kn_lua_purge_unlock, x.prefix, owner);
     return rc;
 }
+
+/* ---- tbcs:<tenant>, filled once from bcs (0.5.0) ---- */
+
+long long kn_tbcs_fill(redisContext *c, const char *prefix, char *err,
+                       size_t errlen)
+{
+    struct ctx x = {c, prefix, err, errlen, 0};
+    long long added = 0;
+    redisReply *r = cmd(&x, "HEXISTS %smigrations tbcs", prefix);
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        freeReplyObject(r);
+        return 0; /* done before */
+    }
+    freeReplyObject(r);
+    /* By rank, 500 at a time: new broadcasts land at the end and add
+     * themselves (submit.lua); ZADD of one already there changes nothing. */
+    for (long long from = 0;; from += 500) {
+        redisReply *z = cmd(&x, "ZRANGE %sbcs %lld %lld WITHSCORES", prefix,
+                            from, from + 499);
+        size_t n;
+        if (z == NULL)
+            return -1;
+        n = z->type == REDIS_REPLY_ARRAY ? z->elements / 2 : 0;
+        for (size_t i = 0; i < n; i++) {
+            char *k = kn_key_bc(prefix, z->element[2 * i]->str, "");
+            redisAppendCommand(c, "HGET %s tenant", k);
+            free(k);
+        }
+        {
+            /* Every HGET's answer first, then the ZADDs, pipelined too. */
+            redisReply **t = kn_xcalloc(n + 1, sizeof(*t));
+            size_t sent = 0;
+            int bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                void *v = NULL;
+                if (redisGetReply(c, &v) != REDIS_OK) {
+                    bad = 1;
+                    break;
+                }
+                t[i] = v;
+            }
+            for (size_t i = 0; !bad && i < n; i++) {
+                char *tk;
+                if (t[i]->type != REDIS_REPLY_STRING ||
+                    !kn_tenant_valid(t[i]->str))
+                    continue;
+                tk = kn_key_tbcs(prefix, t[i]->str);
+                redisAppendCommand(c, "ZADD %s %s %s", tk,
+                                   z->element[2 * i + 1]->str,
+                                   z->element[2 * i]->str);
+                free(tk);
+                sent++;
+            }
+            for (size_t i = 0; !bad && i < sent; i++) {
+                void *v = NULL;
+                if (redisGetReply(c, &v) != REDIS_OK) {
+                    bad = 1;
+                    break;
+                }
+                if (((redisReply *)v)->type == REDIS_REPLY_INTEGER)
+                    added += ((redisReply *)v)->integer;
+                freeReplyObject(v);
+            }
+            for (size_t i = 0; i < n; i++)
+                if (t[i] != NULL)
+                    freeReplyObject(t[i]);
+            free(t);
+            if (bad) {
+                snprintf(err, errlen, "Redis: %s", c->errstr);
+                freeReplyObject(z);
+                return -1;
+            }
+        }
+        freeReplyObject(z);
+        if (x.failed)
+            return -1;
+        if (n < 500)
+            break;
+    }
+    run(&x, "HSET %smigrations tbcs %lld", prefix, (long long)kn_now_ms());
+    return x.failed ? -1 : added;
+}

@@ -47,6 +47,15 @@ struct kn_purge_stats {
 };
 
 /*
+ * Fill every tenant's index tbcs:<tenant> (queue/keys.h) from bcs, once:
+ * the broadcasts stored before 0.5.0 (newer ones add themselves).  Marks
+ * itself done in the hash migrations (field tbcs) and does nothing after.
+ * Returns the entries added, or -1 with err set.
+ */
+long long kn_tbcs_fill(redisContext *c, const char *prefix, char *err,
+                       size_t errlen);
+
+/*
  * Run one purge as if the time were now (ms) on the synchronous
  * connection c.  Returns 0 and fills st; KN_EAGAIN if another purge holds
  * the lock; KN_EIO with a message in err on a Redis or file error.

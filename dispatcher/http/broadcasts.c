@@ -151,6 +151,26 @@ int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
     }
 }
 
+/* The tenant whose broadcasts are all this request may see (its index,
+ * tbcs:<tenant>, then holds every one it can be shown), or NULL when it
+ * may see other tenants' too (kn__httpd_bc_may_see). */
+static const char *own_tenant(const struct conn *c)
+{
+    const struct token *t = &c->req.tok;
+    if (t->tenant == NULL || t->tenant[0] == '\0')
+        return NULL;
+    switch (t->role) {
+    case KN_ROLE_ADMIN:
+    case KN_ROLE_OPERATOR:
+        return t->session ? t->tenant : NULL;
+    case KN_ROLE_LIMITED_ADMIN:
+    case KN_ROLE_SENDER: /* its own, which are its tenant's */
+        return t->tenant;
+    default:
+        return NULL;
+    }
+}
+
 static int bc_ended(const redisReply *h)
 {
     const char *st = hf(h, F_STATUS);
@@ -408,25 +428,48 @@ void kn__httpd_run_bc_get(struct conn *c)
 
 /* ---- GET /v1/broadcasts?active=1 ---- */
 
+/* The ids ?active=1 looks at; filter: they came from a tenant's index
+ * of all its broadcasts (tbcs), so keep only the active ones and those
+ * ended in the last RECENT_MS. */
+struct bc_list {
+    struct kn_argv ids;
+    int filter;
+};
+
+/* Not ended, or ended (done, cancelled, rejected) in the last RECENT_MS. */
+static int active_or_recent(const redisReply *h, long long now)
+{
+    const char *st = hf(h, F_STATUS), *dm = hf(h, F_DONE),
+               *cm = hf(h, F_CANCELLED), *cr = hf(h, F_CREATED);
+    long long end = dm ? atoll(dm) : 0;
+    if (cm != NULL && atoll(cm) > end)
+        end = atoll(cm);
+    if (end == 0 && st != NULL && strcmp(st, "rejected") == 0)
+        end = cr ? atoll(cr) : 1;
+    return end == 0 || end >= now - RECENT_MS;
+}
+
 static void on_bc_list_2(struct batch *b)
 {
-    struct kn_argv *ids = b->arg;
+    struct bc_list *l = b->arg;
+    long long now = (long long)kn_now_ms();
     json_t *j, *arr;
     if (!kn__httpd_batch_usable(b))
         goto out;
     j = json_object();
     arr = json_array();
-    for (int i = 0; i < ids->n; i++) {
+    for (int i = 0; i < l->ids.n; i++) {
         const redisReply *h = kn__httpd_brep(b, i);
-        if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h))
+        if (hf(h, F_STATUS) == NULL || !bc_visible(b->c, h) ||
+            (l->filter && !active_or_recent(h, now)))
             continue;
-        json_array_append_new(arr, bc_json(ids->v[i], h, 0, -1));
+        json_array_append_new(arr, bc_json(l->ids.v[i], h, 0, -1));
     }
     json_object_set_new(j, "broadcasts", arr);
     kn__httpd_respond_json(b->c, 200, j, NULL);
 out:
-    kn_argv_free(ids);
-    free(ids);
+    kn_argv_free(&l->ids);
+    free(l);
 }
 
 static int argv_has(const struct kn_argv *a, const char *s)
@@ -438,27 +481,31 @@ static int argv_has(const struct kn_argv *a, const char *s)
     return 0;
 }
 
+/* arg: non-NULL when the one read is a tenant's index (tbcs), else the
+ * two global reads (active, and bcs of the last RECENT_MS). */
 static void on_bc_list_1(struct batch *b)
 {
-    struct kn_argv *ids;
+    struct bc_list *l;
     struct batch *b2;
+    int reads = b->arg != NULL ? 1 : 2;
     if (!kn__httpd_batch_usable(b))
         return;
-    ids = kn_xcalloc(1, sizeof(*ids));
-    kn_argv_init(ids);
-    for (int k = 0; k < 2; k++) {
+    l = kn_xcalloc(1, sizeof(*l));
+    kn_argv_init(&l->ids);
+    l->filter = b->arg != NULL;
+    for (int k = 0; k < reads; k++) {
         const redisReply *r = kn__httpd_brep(b, k);
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-                           i < r->elements && ids->n < LIST_MAX;
+                           i < r->elements && l->ids.n < LIST_MAX;
              i++) {
             if (kn__httpd_rstr(r->element[i]) &&
-                !argv_has(ids, r->element[i]->str))
-                kn_argv_add(ids, r->element[i]->str);
+                !argv_has(&l->ids, r->element[i]->str))
+                kn_argv_add(&l->ids, r->element[i]->str);
         }
     }
-    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_list_2, ids);
-    for (int i = 0; i < ids->n; i++)
-        bc_hmget(b2, b->srv->d, ids->v[i], 0);
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_bc_list_2, l);
+    for (int i = 0; i < l->ids.n; i++)
+        bc_hmget(b2, b->srv->d, l->ids.v[i], 0);
     kn__httpd_batch_end(b2);
 }
 
@@ -482,11 +529,12 @@ static int query_has(const char *q, const char *kv)
 #define HIST_SCAN    4 /* entries of bcs read per entry answered, at most */
 
 /*
- * History: broadcasts by created time, newest first, in pages.  bcs (the
- * zset of every broadcast by created ms) is read in score order and
- * filtered by what the token may see (its tenant; a sender its own), so a
- * page may hold fewer than limit broadcasts while more follow: go on while
- * next_cursor is not null.  The cursor is opaque to clients: base64url of
+ * History: broadcasts by created time, newest first, in pages.  The
+ * index is read in score order (tbcs:<tenant> when the token sees one
+ * tenant's only, or &tenant=T names one; else bcs, every broadcast by
+ * created ms) and filtered by what the token may see (a sender its own),
+ * so a page may hold fewer than limit broadcasts while more follow: go on
+ * while next_cursor is not null.  The cursor is opaque to clients: base64url of
  * "<score>:<skip>", the score to go on from and how many entries of that
  * score were already read.
  */
@@ -682,7 +730,14 @@ static void run_bc_history(struct conn *c)
     snprintf(skip, sizeof(skip), "%ld", h->skip);
     snprintf(cnt, sizeof(cnt), "%ld", h->scan);
     b = kn__httpd_batch_new(c->srv, c, on_hist_1, h);
-    k = kn__key(c->srv->d, "bcs");
+    /* One school's history from its own index: in bcs (every school's)
+     * a page of it could be nearly empty on a prefecture's instance. */
+    if (own_tenant(c) != NULL)
+        k = kn_key_tbcs(c->srv->d->prefix, own_tenant(c));
+    else if (h->tenant != NULL)
+        k = kn_key_tbcs(c->srv->d->prefix, h->tenant);
+    else
+        k = kn__key(c->srv->d, "bcs");
     kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, max, min, "WITHSCORES",
                         "LIMIT", skip, cnt, NULL);
     free(k);
@@ -722,6 +777,19 @@ void kn__httpd_run_bc_list(struct conn *c)
             "say which list: ?active=1 (the active ones), the history "
             "with ?from=T&to=T (RFC 3339; either may be left out) and "
             "&cursor=C, or one broadcast by its key with ?key=K");
+        return;
+    }
+    if (own_tenant(c) != NULL) {
+        /* A school's console: its own newest broadcasts, of which the
+         * active and the just ended are kept (the global index's first
+         * LIST_MAX may all be other schools' when a typhoon makes every
+         * school of a prefecture send at once). */
+        static int tenant_read = 1;
+        b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, &tenant_read);
+        k = kn_key_tbcs(d->prefix, own_tenant(c));
+        kn__httpd_batch_cmd(b, "ZREVRANGE", k, "0", "99", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, NULL);
