@@ -429,24 +429,24 @@ void kn__httpd_run_bc_get(struct conn *c)
 /* ---- GET /v1/broadcasts?active=1 ---- */
 
 /* The ids ?active=1 looks at; filter: they came from a tenant's index
- * of all its broadcasts (tbcs), so keep only the active ones and those
- * ended in the last RECENT_MS. */
+ * of all its broadcasts (tbcs), so keep only what the global reads would
+ * give (active_or_recent). */
 struct bc_list {
     struct kn_argv ids;
     int filter;
 };
 
-/* Not ended, or ended (done, cancelled, rejected) in the last RECENT_MS. */
+/* What the global reads give (the active index, and bcs of the last
+ * RECENT_MS): not ended (done, cancelled, rejected), or created in the
+ * last RECENT_MS. */
 static int active_or_recent(const redisReply *h, long long now)
 {
-    const char *st = hf(h, F_STATUS), *dm = hf(h, F_DONE),
-               *cm = hf(h, F_CANCELLED), *cr = hf(h, F_CREATED);
-    long long end = dm ? atoll(dm) : 0;
-    if (cm != NULL && atoll(cm) > end)
-        end = atoll(cm);
-    if (end == 0 && st != NULL && strcmp(st, "rejected") == 0)
-        end = cr ? atoll(cr) : 1;
-    return end == 0 || end >= now - RECENT_MS;
+    const char *st = hf(h, F_STATUS), *cr = hf(h, F_CREATED);
+    int ended = hf(h, F_DONE) != NULL || hf(h, F_CANCELLED) != NULL ||
+                (st != NULL && (strcmp(st, "done") == 0 ||
+                                strcmp(st, "cancelled") == 0 ||
+                                strcmp(st, "rejected") == 0));
+    return !ended || (cr != NULL && atoll(cr) >= now - RECENT_MS);
 }
 
 static void on_bc_list_2(struct batch *b)
