@@ -443,9 +443,9 @@ static int active_or_recent(const redisReply *h, long long now)
 {
     const char *st = hf(h, F_STATUS), *cr = hf(h, F_CREATED);
     int ended = hf(h, F_DONE) != NULL || hf(h, F_CANCELLED) != NULL ||
-                (st != NULL && (strcmp(st, "done") == 0 ||
-                                strcmp(st, "cancelled") == 0 ||
-                                strcmp(st, "rejected") == 0));
+                (st != NULL &&
+                 (strcmp(st, "done") == 0 || strcmp(st, "cancelled") == 0 ||
+                  strcmp(st, "rejected") == 0));
     return !ended || (cr != NULL && atoll(cr) >= now - RECENT_MS);
 }
 
