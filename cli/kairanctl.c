@@ -389,7 +389,12 @@ int kn_cli_submit_json(const char *json, size_t len)
     r = was_tx ? kn_submit_tx_answer(whole) : whole;
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         char *e = kn_text_safe(r->str);
-        fprintf(stderr, "kairanctl: Redis error in submit: %s\n", e);
+        int oom = strncmp(r->str, "OOM", 3) == 0 ||
+                  strncmp(r->str, "EXECABORT", 9) == 0;
+        fprintf(stderr, "kairanctl: Redis error in submit: %s%s\n", e,
+                oom ? " (Redis refused to store it, out of memory?; nothing "
+                      "was stored: submit again when it has room)"
+                    : "");
         free(e);
         freeReplyObject(whole);
         kn_broadcast_free(&b);

@@ -968,6 +968,24 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
         return;
     }
+    if (rep->type == REDIS_REPLY_ERROR &&
+        (kn_reply_is_error(rep, "OOM") || kn_reply_is_error(rep, "EXECABORT") ||
+         strstr(rep->str, "reached Redis incomplete") != NULL)) {
+        /* Redis refused a write (out of memory) and stored nothing: a
+         * moment later it may take it; the id makes the retry safe. */
+        kn_log(KN_LOG_ERROR, "http", "Redis refused the broadcast", "error",
+               rep->str, NULL);
+        j = json_object();
+        json_object_set_new(j, "error",
+                            json_string("Redis refused to store the broadcast "
+                                        "now (out of memory?); nothing was "
+                                        "stored: submit again with the same "
+                                        "id"));
+        json_object_set_new(j, "field", json_null());
+        json_object_set_new(j, "id", json_string(c->req.bc_id));
+        kn__httpd_respond_json(c, 503, j, "Retry-After: 5\r\n");
+        return;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[1]->type != REDIS_REPLY_STRING) {

@@ -14,6 +14,9 @@ list to bc:<id>:aud (queue/submit.h).
   [4] the transaction is all or nothing: the connection cut when Redis
       has queued all of it but EXEC (a relay holds EXEC back) leaves no
       key at all, and kairanctl says the connection was lost.
+  [5] Redis out of memory (maxmemory reached): POST answers 503 with
+      Retry-After and stores nothing, kairanctl says so and exits 1; the
+      same id afterwards is stored once.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_submit_large.py
 """
@@ -54,6 +57,7 @@ def request(port, method, path, token, body):
                        "Content-Type": "application/json"})
     r = c.getresponse()
     st, text = r.status, r.read()
+    request.headers = {k.lower(): v for k, v in r.getheaders()}
     c.close()
     return st, json.loads(text) if text else None
 
@@ -228,6 +232,30 @@ with Redis(out) as r:
         wait_for(lambda: queued() < 0, 30, what="the transaction dropped")
         new = set(r.call("KEYS", P + "bc:*")) - bc0
         assert new == set(), sorted(new)[:5]
+
+    with tap.check("[5] Redis out of memory: the HTTP API answers 503 with "
+                   "Retry-After and stores nothing; kairanctl says so; the "
+                   "same id later is stored once"):
+        before = set(r.call("KEYS", P + "bc:*"))
+        r.call("CONFIG", "SET", "maxmemory", "1")
+        try:
+            for n in (1500, 5):
+                st, j = request(port, "POST", "/v1/broadcasts", TOK,
+                                bcast(n, "e", id="oom-%d" % n))
+                assert st == 503 and "submit again" in j["error"], (st, j)
+                assert request.headers.get("retry-after") == "5", \
+                    request.headers
+            cp = k.ctl("submit", "-", input=json.dumps(bcast(1200, "f"),
+                                                        ensure_ascii=False))
+            assert cp.returncode != 0 and "out of memory" in cp.stderr, \
+                cp.stderr
+            assert set(r.call("KEYS", P + "bc:*")) == before
+        finally:
+            r.call("CONFIG", "SET", "maxmemory", "0")
+        st, j = request(port, "POST", "/v1/broadcasts", TOK,
+                        bcast(1500, "e", id="oom-1500"))
+        assert st == 202, (st, j)
+        check_stored(r, k, j["id"], 1500, "e")
 
     d.stop()
 
