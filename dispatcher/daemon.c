@@ -31,6 +31,7 @@
 #include "dispatcher/notify.h"
 #include "model/broadcast.h"
 #include "queue/poison.h"
+#include "queue/retention.h"
 #include "queue/queue.h"
 #include "queue/scripts.h"
 #include "queue/sentinel.h"
@@ -381,9 +382,58 @@ void kn__poison(struct kn_daemon *d, const char *stream, const char *id,
 
 /* ---- start-up ---- */
 
+static void start_readers(void *arg);
+
+/* The tenants' indexes of broadcasts (tbcs:<tenant>) filled from bcs for
+ * the broadcasts stored before 0.5.0, once (queue/retention.c): on a
+ * worker thread, the loop (and the systemd watchdog) going on, and before
+ * anything else starts, so that nothing is read from a half-filled index
+ * and no key appears after "ready". */
+static void tbcs_work(uv_work_t *w)
+{
+    struct kn_daemon *d = kn_container_of(w, struct kn_daemon, tbcs_work);
+    redisContext *c = kn__redis_sync(d->cfg);
+    if (c == NULL) {
+        d->tbcs_added = -1;
+        snprintf(d->tbcs_err, sizeof(d->tbcs_err), "cannot reach Redis");
+        return;
+    }
+    d->tbcs_added =
+        kn_tbcs_fill(c, d->prefix, d->tbcs_err, sizeof(d->tbcs_err));
+    redisFree(c);
+}
+
+static void tbcs_done(uv_work_t *w, int status)
+{
+    struct kn_daemon *d = kn_container_of(w, struct kn_daemon, tbcs_work);
+    char n[24];
+    d->tbcs_state = 2;
+    if (d->tbcs_added < 0) {
+        kn_log(KN_LOG_ERROR, "daemon",
+               "the tenants' broadcast indexes could not be filled (tried "
+               "again at the next start)",
+               "error", d->tbcs_err, NULL);
+    } else if (d->tbcs_added > 0) {
+        snprintf(n, sizeof(n), "%lld", d->tbcs_added);
+        kn_log(KN_LOG_INFO, "daemon", "tenants' broadcast indexes filled",
+               "broadcasts", n, NULL);
+    }
+    if (!d->stopping)
+        start_readers(d);
+}
+
 static void start_readers(void *arg)
 {
     struct kn_daemon *d = arg;
+    if (!d->started && d->tbcs_state != 2) {
+        if (d->tbcs_state == 0) {
+            d->tbcs_state = 1;
+            if (uv_queue_work(d->loop, &d->tbcs_work, tbcs_work, tbcs_done) !=
+                0)
+                d->tbcs_state = 2, start_readers(d);
+        }
+        return; /* goes on in tbcs_done */
+    }
     if (d->started) {
         /* After a reconnect: groups re-made (Redis may have lost them),
          * results kept meanwhile re-sent, readers nudged. */

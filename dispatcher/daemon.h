@@ -93,7 +93,14 @@ struct kn_daemon {
     struct kn_worker *workers[KN_CH__COUNT];
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t tick;
-    int started;  /* startup checks passed, readers running */
+    int started; /* startup checks passed, readers running */
+    /* The one-time fill of the tenants' broadcast indexes (kn_tbcs_fill)
+     * on a worker thread before anything starts: 0 not begun, 1 running,
+     * 2 done (or failed: tried again at the next start). */
+    int tbcs_state;
+    uv_work_t tbcs_work;
+    long long tbcs_added;
+    char tbcs_err[200];
     int stopping; /* SIGTERM seen */
     int exit_code;
     int64_t drain_deadline; /* monotonic ms */

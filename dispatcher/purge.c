@@ -12,7 +12,6 @@
 #include "common/log.h"
 #include "dispatcher/daemon.h"
 #include "dispatcher/module.h"
-#include "config/config.h"
 #include "queue/retention.h"
 
 /* ---------------------------------------------------------------- module */
@@ -92,53 +91,9 @@ static void on_purge_timer(uv_timer_t *t)
         p->running = 0;
 }
 
-/* Once at start, on a worker thread: the tenants' indexes of broadcasts
- * (tbcs:<tenant>) from bcs, for the broadcasts stored before 0.5.0; a
- * no-op once done (queue/retention.c, kn_tbcs_fill). */
-struct filler {
-    struct kn_daemon *d;
-    uv_work_t work;
-    long long added;
-    char err[300];
-};
-
-static void fill_work(uv_work_t *w)
-{
-    struct filler *f = kn_container_of(w, struct filler, work);
-    redisContext *c = kn__redis_sync(f->d->cfg);
-    if (c == NULL) {
-        f->added = -1;
-        snprintf(f->err, sizeof(f->err), "cannot reach Redis");
-        return;
-    }
-    f->added = kn_tbcs_fill(c, f->d->cfg->redis_prefix, f->err, sizeof(f->err));
-    redisFree(c);
-}
-
-static void fill_done(uv_work_t *w, int status)
-{
-    struct filler *f = kn_container_of(w, struct filler, work);
-    char n[24];
-    if (f->added < 0) {
-        kn_log(KN_LOG_ERROR, "purge",
-               "the tenants' broadcast indexes could not be filled (tried "
-               "again at the next start)",
-               "error", f->err, NULL);
-    } else if (f->added > 0) {
-        snprintf(n, sizeof(n), "%lld", f->added);
-        kn_log(KN_LOG_INFO, "purge", "tenants' broadcast indexes filled",
-               "broadcasts", n, NULL);
-    }
-    free(f);
-}
-
 static int purge_open(struct kn_daemon *d, void **state)
 {
     struct purger *p = kn_xcalloc(1, sizeof(*p));
-    struct filler *f = kn_xcalloc(1, sizeof(*f));
-    f->d = d;
-    if (uv_queue_work(d->loop, &f->work, fill_work, fill_done) != 0)
-        free(f);
     p->d = d;
     uv_timer_init(d->loop, &p->timer);
     p->timer.data = p;
