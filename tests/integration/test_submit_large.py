@@ -187,11 +187,11 @@ with Redis(out) as r:
         bid = j["id"]
         check_stored(r, k, bid, 1500, "b")
         delivered(k, bid, 1500)
-        before = set(r.call("KEYS", P + "*"))
+        before = set(r.call("KEYS", P + "bc:*"))
         st, j2 = request(port, "POST", "/v1/broadcasts", TOK,
                          bcast(1500, "b", id="big-1"))
         assert st in (200, 202) and j2["id"] == bid, (st, j2)
-        after = set(r.call("KEYS", P + "*"))
+        after = set(r.call("KEYS", P + "bc:*"))
         assert after - before == set(), sorted(after - before)[:5]
 
     with tap.check("[3] 999 recipients: in the script's arguments, the "
