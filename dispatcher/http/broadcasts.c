@@ -481,19 +481,19 @@ static int argv_has(const struct kn_argv *a, const char *s)
     return 0;
 }
 
-/* arg: non-NULL when the one read is a tenant's index (tbcs), else the
- * two global reads (active, and bcs of the last RECENT_MS). */
+/* arg: the struct bc_list to fill; with filter set, the one read is a
+ * tenant's index (tbcs), else the two global reads (active, and bcs of
+ * the last RECENT_MS). */
 static void on_bc_list_1(struct batch *b)
 {
-    struct bc_list *l;
+    struct bc_list *l = b->arg;
     struct batch *b2;
-    int reads = b->arg != NULL ? 1 : 2;
-    if (!kn__httpd_batch_usable(b))
+    if (!kn__httpd_batch_usable(b)) {
+        free(l);
         return;
-    l = kn_xcalloc(1, sizeof(*l));
+    }
     kn_argv_init(&l->ids);
-    l->filter = b->arg != NULL;
-    for (int k = 0; k < reads; k++) {
+    for (int k = 0; k < (l->filter ? 1 : 2); k++) {
         const redisReply *r = kn__httpd_brep(b, k);
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
                            i < r->elements && l->ids.n < LIST_MAX;
@@ -756,6 +756,7 @@ fail:
 void kn__httpd_run_bc_list(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
+    struct bc_list *l;
     struct batch *b;
     char *k, min[32];
     if (c->req.query != NULL && (strncmp(c->req.query, "key=", 4) == 0 ||
@@ -779,20 +780,21 @@ void kn__httpd_run_bc_list(struct conn *c)
             "&cursor=C, or one broadcast by its key with ?key=K");
         return;
     }
-    if (own_tenant(c) != NULL) {
+    l = kn_xcalloc(1, sizeof(*l));
+    l->filter = own_tenant(c) != NULL;
+    if (l->filter) {
         /* A school's console: its own newest broadcasts, of which the
          * active and the just ended are kept (the global index's first
          * LIST_MAX may all be other schools' when a typhoon makes every
          * school of a prefecture send at once). */
-        static int tenant_read = 1;
-        b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, &tenant_read);
+        b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, l);
         k = kn_key_tbcs(d->prefix, own_tenant(c));
         kn__httpd_batch_cmd(b, "ZREVRANGE", k, "0", "99", NULL);
         free(k);
         kn__httpd_batch_end(b);
         return;
     }
-    b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, NULL);
+    b = kn__httpd_batch_new(c->srv, c, on_bc_list_1, l);
     k = kn__key(d, "active");
     kn__httpd_batch_cmd(b, "ZRANGE", k, "0", "99", NULL);
     free(k);
@@ -924,6 +926,16 @@ static void on_waited(struct kn_redis *r, redisReply *rep, void *arg)
 
 static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg);
 
+/* 503 with Retry-After: a submit to make again with the same id. */
+static void submit_again(struct conn *c, const char *why, const char *retry)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "error", json_string(why));
+    json_object_set_new(j, "field", json_null());
+    json_object_set_new(j, "id", json_string(c->req.bc_id));
+    kn__httpd_respond_json(c, 503, j, retry);
+}
+
 static void on_submitted_tx(struct kn_redis *r, redisReply *rep, void *arg)
 {
     on_submitted(r, (redisReply *)kn_submit_tx_answer(rep), arg);
@@ -958,14 +970,10 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     if (rep == NULL) {
         /* The script may or may not have run: the id makes a retry safe. */
-        j = json_object();
-        json_object_set_new(j, "error",
-                            json_string("Redis did not answer; submit again "
-                                        "with the same id (it is "
-                                        "idempotent)"));
-        json_object_set_new(j, "field", json_null());
-        json_object_set_new(j, "id", json_string(c->req.bc_id));
-        kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
+        submit_again(c,
+                     "Redis did not answer; submit again with the same "
+                     "id (it is idempotent)",
+                     "Retry-After: 1\r\n");
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR &&
@@ -975,15 +983,11 @@ static void on_submitted(struct kn_redis *r, redisReply *rep, void *arg)
          * moment later it may take it; the id makes the retry safe. */
         kn_log(KN_LOG_ERROR, "http", "Redis refused the broadcast", "error",
                rep->str, NULL);
-        j = json_object();
-        json_object_set_new(j, "error",
-                            json_string("Redis refused to store the broadcast "
-                                        "now (out of memory?); nothing was "
-                                        "stored: submit again with the same "
-                                        "id"));
-        json_object_set_new(j, "field", json_null());
-        json_object_set_new(j, "id", json_string(c->req.bc_id));
-        kn__httpd_respond_json(c, 503, j, "Retry-After: 5\r\n");
+        submit_again(c,
+                     "Redis refused to store the broadcast now (out of "
+                     "memory?); nothing was stored: submit again with "
+                     "the same id",
+                     "Retry-After: 5\r\n");
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||

@@ -840,6 +840,24 @@ struct appcode {
     char lang[16];
 };
 
+/* Read the sign-up behind ticket (its child and sheet) for a code of the
+ * app or LINE, then done(b) with the struct appcode as b->arg. */
+static void code_for(struct conn *c, const char *ticket, const char *lang,
+                     void (*done)(struct batch *))
+{
+    struct appcode *a = kn_xcalloc(1, sizeof(*a));
+    struct batch *b;
+    char *k;
+    kn_session_hash(ticket, a->th);
+    if (lang != NULL)
+        snprintf(a->lang, sizeof(a->lang), "%s", lang);
+    b = kn__httpd_batch_new(c->srv, c, done, a);
+    k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
+    kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
 /* POST /r/app {ticket}: a code the school app sends with its push token
  * (POST /v1/devices): 8 characters of the sheet alphabet, single use, 10
  * minutes, bound to this sign-up. */
@@ -882,27 +900,17 @@ out:
 void kn__httpd_run_register_app(struct conn *c)
 {
     json_t *j = kn__httpd_json_object(c);
-    const char *ticket;
+    const char *ticket, *lang;
     if (j == NULL)
         return;
     ticket = jstr(j, "ticket");
-    if (!ticket_ok(ticket)) {
+    lang = jstr(j, "lang");
+    if (!ticket_ok(ticket))
         bad_ticket(c);
-    } else if (!lang_ok(jstr(j, "lang"))) {
+    else if (!lang_ok(lang))
         bad_lang(c);
-    } else {
-        struct appcode *a = kn_xcalloc(1, sizeof(*a));
-        struct batch *b;
-        char *k;
-        kn_session_hash(ticket, a->th);
-        if (jstr(j, "lang") != NULL)
-            snprintf(a->lang, sizeof(a->lang), "%s", jstr(j, "lang"));
-        b = kn__httpd_batch_new(c->srv, c, on_app_ticket, a);
-        k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
-        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
-        free(k);
-        kn__httpd_batch_end(b);
-    }
+    else
+        code_for(c, ticket, lang, on_app_ticket);
     json_decref(j);
 }
 
@@ -1135,13 +1143,14 @@ out:
 void kn__httpd_run_register_line(struct conn *c)
 {
     json_t *j = kn__httpd_json_object(c);
-    const char *ticket;
+    const char *ticket, *lang;
     if (j == NULL)
         return;
     ticket = jstr(j, "ticket");
+    lang = jstr(j, "lang");
     if (!ticket_ok(ticket)) {
         bad_ticket(c);
-    } else if (!lang_ok(jstr(j, "lang"))) {
+    } else if (!lang_ok(lang)) {
         bad_lang(c);
     } else if (!json_is_true(json_object_get(j, "consent"))) {
         kn__httpd_respond_error(c, 400, "consent",
@@ -1149,17 +1158,7 @@ void kn__httpd_run_register_line(struct conn *c)
                                 "(check the box to agree to the school's "
                                 "privacy notice)");
     } else {
-        struct appcode *lc = kn_xcalloc(1, sizeof(*lc));
-        struct batch *b;
-        char *k;
-        kn_session_hash(ticket, lc->th);
-        if (jstr(j, "lang") != NULL)
-            snprintf(lc->lang, sizeof(lc->lang), "%s", jstr(j, "lang"));
-        b = kn__httpd_batch_new(c->srv, c, on_line_ticket, lc);
-        k = kn_key_reg_ticket(c->srv->d->prefix, lc->th);
-        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
-        free(k);
-        kn__httpd_batch_end(b);
+        code_for(c, ticket, lang, on_line_ticket);
     }
     json_decref(j);
 }
