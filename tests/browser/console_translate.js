@@ -93,6 +93,13 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     out.pv_en_subject = await page.textContent('#c-pv-email .mail-subject');
     out.pv_en_focus = await page.evaluate(() => document.activeElement.id);
     await check('preview_en');
+    // the same at 1280 px (a desk's screen): nothing sideways either
+    out.overflow.preview_en_1280 = await overflowAt(page, 1280);
+    const wide = path.join(shotDir, 'console_translate_preview_en_1280.png');
+    await page.screenshot({ path: wide, fullPage: true });
+    out.shots.push(wide);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.focus('#c-pv-lang-en');
     await page.keyboard.press('Shift+Tab');
     await page.keyboard.press('Enter');
     await page.waitForSelector('#c-pv-lang-ja[aria-pressed="true"]', { timeout: 15000 });

@@ -20,7 +20,8 @@ none, that is Japanese).
       the other's in Japanese.
   [4] axe-core finds no serious or critical violation on the form with
       translations or on the confirmation; nothing scrolls sideways at
-      390 px; no console error; screenshots in build/test-out.
+      390 px (the preview in English at 1280 px too); no console error;
+      screenshots in build/test-out.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_translate_page.py
 """
