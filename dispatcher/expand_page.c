@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/argv.h"
+#include "common/json.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -699,7 +700,7 @@ static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
         !(rep->element[1]->type == REDIS_REPLY_STRING &&
           strcmp(rep->element[1]->str, "0") == 0)) {
         pg->rj[l->idx] =
-            json_loadb(rep->element[0]->str, rep->element[0]->len, 0, NULL);
+            kn_json_load(rep->element[0]->str, rep->element[0]->len);
     }
     /* Inactive (graduated) or deleted recipients get nothing. */
     free(l);
@@ -722,7 +723,7 @@ static void on_reg(struct kn_redis *r, redisReply *rep, void *arg)
         pg->lost = 1;
     else if (rep->type == REDIS_REPLY_STRING &&
              json_is_object(pg->rj[l->idx])) {
-        json_t *reg = json_loadb(rep->str, rep->len, 0, NULL), *g, *have;
+        json_t *reg = kn_json_load(rep->str, rep->len), *g, *have;
         size_t i;
         have = json_object_get(pg->rj[l->idx], KN_DIR_GUARDIANS);
         if (!json_is_array(have)) {
@@ -795,7 +796,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
         if (rep->element[i]->type != REDIS_REPLY_STRING) {
             pg->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
-            pg->rj[i] = json_loads(s + 2, 0, NULL);
+            pg->rj[i] = kn_json_load(s + 2, rep->element[i]->len - 2);
             pg->inl[i] = 1;
             pg->rid[i] = kn_xstrdup(
                 jstr(pg->rj[i], KN_DIR_ID) ? jstr(pg->rj[i], KN_DIR_ID) : "?");

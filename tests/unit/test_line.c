@@ -106,7 +106,8 @@ static void test_texts_long_emoji(void **state)
     char *body = repeat(emoji, 20000); /* 40,000 units */
     char *t[5];
     struct kn_message m = msg("s", body, 0);
-    size_t n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t), off = 0;
+    size_t n = kn_message_line_texts(m.drill, m.subject, m.body, NULL, t),
+           off = 0;
     assert_int_equal(n, 5);
     for (size_t i = 1; i < n; i++) {
         size_t len = strlen(t[i]);
@@ -205,6 +206,47 @@ static void test_body(void **state)
     /* Invalid UTF-8 cannot become JSON: NULL, never a broken request. */
     m = msg("\xff\xfe", "x", 0);
     assert_null(kn__line_body(&m, NULL, ids, 1, 0));
+    assert_null(kn__line_body(&m, NULL, ids, 2, 1));
+}
+
+/* A multicast's ids are written as they are when JSON carries them so:
+ * the very bytes jansson writes; any other id goes through jansson. */
+static void test_body_multicast_bytes(void **state)
+{
+    struct kn_message m = msg("台風\"警報\"\\", "本文\n\t", 0);
+    const char *plain[] = {"U0123456789abcdef0123456789abcdef",
+                           "U-_.~ !#$%&'()*+,/:;<=>?@[]^`{|}",
+                           "Uffffffffffffffffffffffffffffffff"};
+    const char *odd[] = {"U0", "U\"quoted\"", "Ua\\b", "U\x01\x7f", "U山田"};
+    char *texts[KN_MESSAGE_LINE_TEXTS], *b, *want;
+    size_t nt = kn_message_line_texts(0, m.subject, m.body, NULL, texts);
+    json_t *msgs = json_array(), *to = json_array(), *o, *j;
+    (void)state;
+    for (size_t i = 0; i < nt; i++) {
+        json_array_append_new(
+            msgs, json_pack("{s:s, s:s}", "type", "text", "text", texts[i]));
+        free(texts[i]);
+    }
+    for (size_t i = 0; i < 3; i++)
+        json_array_append_new(to, json_string(plain[i]));
+    o = json_pack("{s:o, s:o}", "to", to, "messages", msgs);
+    want = json_dumps(o, JSON_COMPACT);
+    b = kn__line_body(&m, NULL, plain, 3, 1);
+    assert_string_equal(b, want);
+    free(b);
+    free(want);
+    json_decref(o);
+
+    /* Ids that need escaping (or are not ASCII): still exact values. */
+    b = kn__line_body(&m, NULL, odd, 5, 1);
+    j = json_loads(b, 0, NULL);
+    assert_non_null(j);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(
+            json_string_value(json_array_get(json_object_get(j, "to"), i)),
+            odd[i]);
+    json_decref(j);
+    free(b);
 }
 
 static int uuid_shaped(const char *u)
@@ -559,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_texts_break),
         cmocka_unit_test(test_texts_link),
         cmocka_unit_test(test_body),
+        cmocka_unit_test(test_body_multicast_bytes),
         cmocka_unit_test(test_retry_key),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_classify_transport),
