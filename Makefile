@@ -44,7 +44,7 @@ LIB_SRCS := \
 	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
-	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c \
+	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c dispatcher/http/bc_submit.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/bounce.c dispatcher/http/sendgrid_events.c \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \

@@ -441,7 +441,7 @@ void kn__httpd_run_health(struct conn *c);
 void kn__httpd_run_queues(struct conn *c);
 void kn__httpd_run_history(struct conn *c);
 
-/* ---- broadcasts.c ---- */
+/* ---- broadcasts.c (reads), bc_submit.c (writes) ---- */
 
 void kn__httpd_run_bc_get(struct conn *c);
 void kn__httpd_run_bc_list(struct conn *c);

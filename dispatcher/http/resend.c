@@ -12,7 +12,7 @@
  *
  * Who may: whoever may read the broadcast (a sender: its own; others of
  * the tenant get 404, as for any read).  The new broadcast goes through
- * the submit path (broadcasts.c) exactly as a POST /v1/broadcasts of its
+ * the submit path (bc_submit.c) exactly as a POST /v1/broadcasts of its
  * JSON would, with one difference: a sender may name directory ids there
  * because the server picked them from its own broadcast.  The answer is
  * submit's 202 with "resend_of" and "recipients" (how many children).

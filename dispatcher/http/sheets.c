@@ -13,7 +13,7 @@
  *                                  asking the unregistered families that
  *                                  have an imported contact to register;
  *                                  it goes through the submit path
- *                                  (broadcasts.c) as the staff member's.
+ *                                  (bc_submit.c) as the staff member's.
  * A tenant's admins only (routes.c); a session needs the CSRF header for
  * the POSTs (session_auth.c).  The Redis work is synchronous, on libuv's
  * thread pool with its own connection, one directory job at a time per
