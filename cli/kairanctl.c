@@ -26,6 +26,7 @@
 
 #include "cli/cli.h"
 #include "common/argv.h"
+#include "common/buf.h"
 #include "common/file.h"
 #include "common/kn.h"
 #include "common/log.h"
@@ -851,6 +852,7 @@ static int dlq_retry_one(const redisReply *e)
     struct kn_argv a;
     redisReply *r;
     const char *q, *rcpt;
+    struct kn_buf rl = KN_BUF_INIT;
     char *s;
     int ok;
     if (bc == NULL || f == NULL || job == NULL ||
@@ -862,8 +864,27 @@ static int dlq_retry_one(const redisReply *e)
         return 0;
     }
     q = json_string_value(json_object_get(j, "q"));
+    /* One recipient, or a LINE multicast's members (an array, in the
+     * order of the entry's fields): dlq_retry takes them comma-joined. */
     rcpt = json_string_value(json_object_get(j, "r"));
+    if (json_is_array(json_object_get(j, "r"))) {
+        json_t *v;
+        size_t i;
+        kn_buf_init(&rl, 0);
+        json_array_foreach(json_object_get(j, "r"), i, v)
+        {
+            if (i > 0)
+                kn_buf_addc(&rl, ',');
+            kn_buf_add(&rl, json_is_string(v) ? json_string_value(v) : "");
+        }
+        rcpt = kn_buf_str(&rl);
+    }
     if (q == NULL || rcpt == NULL) {
+        fprintf(stderr,
+                "kairanctl: %s: its job names no queue or no recipient; "
+                "left in the DLQ\n",
+                e->element[0]->str);
+        kn_buf_free(&rl);
         json_decref(j);
         return 0;
     }
@@ -885,6 +906,7 @@ static int dlq_retry_one(const redisReply *e)
     ok = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     kn_argv_free(&a);
+    kn_buf_free(&rl);
     json_decref(j);
     return ok;
 }

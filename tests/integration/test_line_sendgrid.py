@@ -15,7 +15,8 @@ until routes or failover can reach it from kairand).
       -> delivered once.
   [5] 429 rate limit -> retried, delivered.  An ack broadcast: the
       personal confirmation link in a last text message of its own.
-  [6] 400 -> DLQ with LINE's message; 429 monthly quota -> failed (DLQ)
+  [6] 400 -> DLQ with LINE's message (a multicast's entry sent again by
+      kairanctl dlq retry: every member once); 429 monthly quota -> failed (DLQ)
       with a reason naming the quota, not retried (it pauses the route, so
       it runs last); neither reason holds the id.
   [7] the v2.1 token flow: kairand signs an RS256 assertion, the fake
@@ -235,6 +236,29 @@ with tap.check("[6] 400 -> DLQ with LINE's message, without the user id"):
     assert "line 400" in ent[0]["reason"], ent[0]["reason"]
     assert u not in ent[0]["reason"]
     assert len(line.events_for(u)) == 1
+with tap.check("[6] a multicast refused with 400 -> one DLQ entry; fixed, "
+               "kairanctl dlq retry sends it again: every member delivered once"):
+    ids6 = [uid() for _ in range(3)]
+    ALL_IDS.update(ids6)
+    line.set_control({"rules": [{"action": "400", "match": ids6[1]}]})
+    bid = k.submit(line_bcast(ids6, prefix="r6m"))
+    k.wait_done(bid, 30)
+    assert k.counts(bid)["line"].get("failed") == 3, k.counts(bid)
+    ent = [e for e in dlq(k) if e["broadcast"] == bid]
+    assert len(ent) == 1, ent
+    assert ids6[1] not in ent[0]["reason"]
+    line.set_control({})
+    cp = k.ctl("dlq", "retry", ent[0]["entry"])
+    assert cp.returncode == 0 and "1 job" in cp.stdout, \
+        "exit %d: %s %s" % (cp.returncode, cp.stdout, cp.stderr)
+    wait_for(lambda: k.counts(bid)["line"].get("delivered") == 3, 30,
+             what="the retried multicast delivered")
+    c = k.counts(bid)["line"]
+    assert c.get("failed", 0) == 0, c
+    assert k.bc(bid).get("status") == "done", k.bc(bid)
+    got = line.delivered()
+    assert all(got.get(u) == 1 for u in ids6), [got.get(u) for u in ids6]
+    assert not [e for e in dlq(k) if e["broadcast"] == bid]
 with tap.check("[6] 429 monthly quota -> DLQ naming the quota, not retried"):
     u = uid()
     ALL_IDS.add(u)
