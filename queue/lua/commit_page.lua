@@ -94,16 +94,28 @@ end
 local function take_group(cnt, first, stride)
   local fields, bis, ch = {}, {}, nil
   local took = {}
+  local pre, plen
   for k = 0, cnt - 1 do
     local f = ARGV[first + stride * k]
-    local c, bi = string.match(f, '^(%a+):(.*)$')
-    ch = ch or c
+    local bi
+    -- A group is of one channel: after the first member, its prefix is
+    -- checked with a plain find and cut off (one new string per member,
+    -- not a pattern match with two captures).
+    if pre and string.find(f, pre, 1, true) == 1 then
+      bi = string.sub(f, plen + 1)
+    else
+      local c
+      c, bi = string.match(f, '^(%a+):(.*)$')
+      ch = ch or c
+      if c and c == ch then pre = c .. ':'; plen = #pre end
+    end
     fields[k + 1] = f; bis[k + 1] = bi
   end
   if cnt == 0 then return took end
   local dead = redis.call('SMISMEMBER', key(P, 'dead', ch), unpack(bis))
   local cur = redis.call('HMGET', KEYS[2], unpack(fields))
   local set, seen = {}, {}
+  local ndead, ntotal = 0, 0
   for k = 0, cnt - 1 do
     local f, rcpt = fields[k + 1], ARGV[first + stride * k + 1]
     if members then redis.call('SADD', members, rcpt) end
@@ -117,15 +129,17 @@ local function take_group(cnt, first, stride)
     elseif dead[k + 1] == 1 then
       seen[f] = true
       set[#set + 1] = f; set[#set + 1] = 'x|' .. rcpt .. '|0|dead'
-      count('n:' .. ch .. ':dead')
+      ndead = ndead + 1
     else
       seen[f] = true
       set[#set + 1] = f; set[#set + 1] = 'q|' .. rcpt
-      count('n:' .. ch .. ':total')
+      ntotal = ntotal + 1
       n = n + 1
       took[#took + 1] = k
     end
   end
+  if ndead > 0 then count('n:' .. ch .. ':dead', ndead) end
+  if ntotal > 0 then count('n:' .. ch .. ':total', ntotal) end
   if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
   return took
 end

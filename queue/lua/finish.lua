@@ -78,14 +78,21 @@ for j = 0, nj - 1 do
   -- recorded once.
   local cur = #fields > 0 and redis.call('HMGET', bcr, unpack(fields)) or {}
   local set, seen = {}, {}
+  -- The counter of a field's channel: a job's fields are of one channel
+  -- as a rule, so the last one's prefix is tried first (a plain find,
+  -- no new string) before the pattern.
+  local pre, f = nil, nil
+  local tail = '|' .. now .. '|' .. detail
   for k, field in ipairs(fields) do
     if not is_final(cur[k]) and not seen[field] then
       seen[field] = true
       set[#set + 1] = field
-      set[#set + 1] = code .. '|' .. (rcpts[k] or '') .. '|' .. now ..
-        '|' .. detail
-      local f = 'n:' .. (string.match(field, '^(%a+):') or '?') .. ':' ..
-        state
+      set[#set + 1] = code .. '|' .. (rcpts[k] or '') .. tail
+      if not pre or string.find(field, pre, 1, true) ~= 1 then
+        local ch = string.match(field, '^(%a+):')
+        pre = ch and ch .. ':' or nil
+        f = 'n:' .. (ch or '?') .. ':' .. state
+      end
       b.incr[f] = (b.incr[f] or 0) + 1
       n = n + 1
     end
