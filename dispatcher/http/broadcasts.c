@@ -425,6 +425,7 @@ void kn__httpd_run_bc_get(struct conn *c)
 struct bc_list {
     struct kn_argv ids;
     int filter;
+    long long active_total; /* the global reads: ZCARD of the index */
 };
 
 /* What the global reads give (the active index, and bcs of the last
@@ -457,6 +458,8 @@ static void on_bc_list_2(struct batch *b)
         json_array_append_new(arr, bc_json(l->ids.v[i], h, 0, -1));
     }
     json_object_set_new(j, "broadcasts", arr);
+    if (!l->filter) /* how many are active in all: the list shows 100 */
+        json_object_set_new(j, "active_total", json_integer(l->active_total));
     kn__httpd_respond_json(b->c, 200, j, NULL);
 out:
     kn_argv_free(&l->ids);
@@ -484,10 +487,18 @@ static void on_bc_list_1(struct batch *b)
         return;
     }
     kn_argv_init(&l->ids);
+    if (!l->filter) {
+        const redisReply *n = kn__httpd_brep(b, 2);
+        l->active_total =
+            n != NULL && n->type == REDIS_REPLY_INTEGER ? n->integer : 0;
+    }
     for (int k = 0; k < (l->filter ? 1 : 2); k++) {
         const redisReply *r = kn__httpd_brep(b, k);
+        /* The just ended come on top of a full active list (an operator
+         * sees what ended in the last minutes even when 100 are active). */
+        int cap = k == 0 ? LIST_MAX : LIST_MAX + LIST_RECENT;
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-                           i < r->elements && l->ids.n < LIST_MAX;
+                           i < r->elements && l->ids.n < cap;
              i++) {
             if (kn__httpd_rstr(r->element[i]) &&
                 !argv_has(&l->ids, r->element[i]->str))
@@ -792,7 +803,10 @@ void kn__httpd_run_bc_list(struct conn *c)
     k = kn__key(d, "bcs");
     snprintf(min, sizeof(min), "%lld", (long long)(kn_now_ms() - RECENT_MS));
     kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0",
-                        "50", NULL);
+                        "50", NULL); /* LIST_RECENT */
+    free(k);
+    k = kn__key(d, "active");
+    kn__httpd_batch_cmd(b, "ZCARD", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
 }

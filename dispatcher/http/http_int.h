@@ -41,6 +41,7 @@
 #define RATE_SLOTS            1024
 #define RATE_MAX              65536 /* source addresses tracked */
 #define LIST_MAX              100   /* broadcasts in ?active=1 */
+#define LIST_RECENT           50    /* and, of every tenant's, the ended */
 
 struct token {
     char id[KN_TOKEN_ID_MAX + 1];

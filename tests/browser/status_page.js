@@ -5,7 +5,7 @@
 //
 // Protocol (one JSON object per line on stdout):
 //   -> {"event":"ready", ...}   logged in, the page shows data
-//   <- a line on stdin: {"broadcast": ID, "rejected": ID}
+//   <- a line on stdin: {"broadcast": ID, "rejected": ID, "active_total": N}
 //   -> {"event":"done", ...}    every check's outcome; exit 0
 //   -> {"event":"error", "message": ...}; exit 1
 'use strict';
@@ -21,8 +21,8 @@ function nextLine() {
   return new Promise((resolve) => rl.once('line', (l) => { rl.close(); resolve(l); }));
 }
 
+const consoleErrors = [];
 (async () => {
-  const consoleErrors = [];
   const ctx = await chromium.launchPersistentContext(userDataDir, {
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -44,7 +44,7 @@ function nextLine() {
     // A wrong token is refused and nothing is shown.
     await page.fill('#token', 'kn_0123456789abcdef_' + 'A'.repeat(43));
     await page.click('#show');
-    await page.waitForFunction(() => /refused/.test(document.getElementById('msg').textContent),
+    await page.waitForFunction(() => /受け付けられません/.test(document.getElementById('msg').textContent),
       null, { timeout: 10000 });
     const refusedMsg = await page.textContent('#msg');
     const mainHiddenAfterBad = await page.isHidden('#main');
@@ -70,8 +70,15 @@ function nextLine() {
       pct: d.querySelector('.pct').textContent,
       delivered: d.querySelector('.seg-delivered').style.width,
       valuenow: d.querySelector('.bar').getAttribute('aria-valuenow'),
-      status: d.querySelector('.status').textContent,
+      status: d.querySelector('.status').getAttribute('data-status'),
+      statusText: d.querySelector('.status').textContent,
     }));
+    // More active broadcasts than the list holds (the test adds them to
+    // the index): the page says how many of how many it shows.
+    await page.waitForFunction((n) => !document.getElementById('bc-count').hidden &&
+      document.getElementById('bc-count').textContent.indexOf(String(n)) >= 0,
+    ids.active_total, { timeout: 15000 });
+    const countJa = await page.textContent('#bc-count');
     // The rejected broadcast's reason holds markup: shown as text, never run.
     await page.waitForFunction((rid) => Array.from(document.querySelectorAll('#rejected li'))
       .some((li) => li.textContent.indexOf(rid) >= 0), ids.rejected, { timeout: 15000 });
@@ -83,6 +90,8 @@ function nextLine() {
     const legend = await page.textContent('#legend');
     const breakers = await page.textContent('#breakers');
     const dlq = await page.textContent('#dlq');
+    const langJa = await page.evaluate(() => document.documentElement.lang);
+    const headJa = await page.textContent('h2');
     await page.screenshot({ path: shot, fullPage: true });
     const axeWide = await axe(page);
     // On a 390 px phone: nothing scrolls sideways, and axe again.
@@ -91,18 +100,43 @@ function nextLine() {
     await page.screenshot({ path: shot.replace(/\.png$/, '-390.png'), fullPage: true });
     await overflowAt(page, 1100);
 
-    // The token survives a reload of the tab (sessionStorage).
+    // English, with the keyboard alone: Tab to the language menu, a key.
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    const langTabs = await tabTo(page, 'lang');
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction((s) => document.documentElement.lang === 'en' &&
+      /^done$/.test((document.querySelector(s + ' .status') || {}).textContent || '') &&
+      /e-mail/.test(document.getElementById('legend').textContent), sel, { timeout: 15000 });
+    const en = await page.evaluate(() => ({
+      h2: document.querySelector('h2').textContent,
+      legend: document.getElementById('legend').textContent,
+      breakers: document.getElementById('breakers').textContent,
+      count: document.getElementById('bc-count').textContent,
+      title: document.title,
+    }));
+    await page.screenshot({ path: shot.replace(/\.png$/, '-en.png'), fullPage: true });
+    const axeEn = await axe(page);
+    const overflow390En = await overflowAt(page, 390);
+    await page.screenshot({ path: shot.replace(/\.png$/, '-en-390.png'), fullPage: true });
+    await overflowAt(page, 1100);
+
+    // The token survives a reload of the tab (sessionStorage), and so
+    // does the language (localStorage, as the console keeps it).
     await page.reload({ waitUntil: 'load' });
     await page.waitForSelector('#main', { state: 'visible', timeout: 15000 });
+    const langAfterReload = await page.evaluate(() => document.documentElement.lang);
+    const legendAfterReload = await page.textContent('#legend');
 
     say({ event: 'done', csp, refusedMsg, mainHiddenAfterBad, inputCleared,
       storedMatches: stored === goodToken, bar, rejected, injected, xss, alerts,
-      legend, breakers, dlq, consoleErrors, tabs, axeWide, overflow390, axe390 });
+      legend, breakers, dlq, consoleErrors, tabs, axeWide, overflow390, axe390,
+      countJa, langJa, headJa, langTabs, en, axeEn, overflow390En, langAfterReload,
+      legendAfterReload });
   } finally {
     await ctx.close();
   }
   process.exit(0); // stdin would keep node running
 })().catch((e) => {
-  say({ event: 'error', message: String(e && e.stack || e) });
+  say({ event: 'error', message: String(e && e.stack || e) + ' console: ' + consoleErrors.join(' | ') });
   process.exit(1);
 });

@@ -72,6 +72,13 @@ def post(port, path, token, body):
         return r.status, json.loads(r.read())
 
 
+def get(port, path, token):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, json.loads(r.read())
+
+
 def read_event(proc, timeout):
     """The next JSON line of the driver (skipping anything else)."""
     deadline = time.monotonic() + timeout
@@ -140,20 +147,35 @@ with Redis(out) as redis:
         h = k.wait_done(rej, 30)
         assert evil not in h.get("reason", ""), h
         redis.call("HSET", "kairan:bc:" + rej, "reason", "json: " + evil)
-        drv.stdin.write(json.dumps({"broadcast": page_bc,
+        # More active broadcasts than the list's 100 (ids of no record,
+        # after the real one in the index's order: the list skips them,
+        # the count has them).
+        redis.call("ZADD", "kairan:active", *[x for i in range(120)
+                                               for x in (9e12 + i, "bc-fake-%03d" % i)])
+        active_total = int(redis.call("ZCARD", "kairan:active"))
+        status, lst = get(port, "/v1/broadcasts?active=1", operator)
+        assert status == 200 and lst["active_total"] == active_total, (status, lst.get("active_total"))
+        assert len(lst["broadcasts"]) <= 100 + 50, len(lst["broadcasts"])
+        school = k.ctl("token", "create", "--role", "limited_admin", "--tenant", "sakura",
+                       "--name", "sakura office").stdout.strip()
+        status, lst = get(port, "/v1/broadcasts?active=1", school)
+        assert status == 200 and "active_total" not in lst, lst.keys()  # one school's
+        drv.stdin.write(json.dumps({"broadcast": page_bc, "active_total": active_total,
                                     "rejected": "rejected-" + eid}) + "\n")
         drv.stdin.flush()
         result = read_event(drv, 60)
         bar = result["bar"]
         assert bar["pct"] == "100 %" and bar["valuenow"] == "100", bar
         assert bar["delivered"] == "100%" and bar["status"] == "done", bar
+        assert bar["statusText"] == "完了", bar
+        assert "進行中 %d 件のうち" % active_total in result["countJa"], result["countJa"]
         assert any(evil in t for t in result["rejected"]), result["rejected"]
         assert result["injected"] == 0 and result["xss"] is False and result["alerts"] == 0
 
     if result:
         tap.ok("script-src 'self'" in result["csp"] and "unsafe-inline" not in result["csp"],
                "served with a strict CSP", result["csp"])
-        tap.ok(result["mainHiddenAfterBad"] and "refused" in result["refusedMsg"],
+        tap.ok(result["mainHiddenAfterBad"] and "受け付けられません" in result["refusedMsg"],
                "a wrong token is refused and the data stays hidden", result["refusedMsg"])
         tap.ok(result["storedMatches"] and result["inputCleared"],
                "the token is kept in sessionStorage, not in the input field")
@@ -162,7 +184,7 @@ with Redis(out) as redis:
         errs = [e for e in result["consoleErrors"]
                 if "status of 401" not in e]
         tap.eq(errs, [], "no console errors (no CSP violation, no exception, no 404)")
-        tap.ok("email" in result["legend"] and "smtp" in result["breakers"]
+        tap.ok("メール" in result["legend"] and "smtp: 正常" in result["breakers"]
                and result["dlq"].strip() == "0",
                "chart legend, breaker state and DLQ size shown",
                "%r %r %r" % (result["legend"], result["breakers"], result["dlq"]))
@@ -171,6 +193,20 @@ with Redis(out) as redis:
         tap.eq(result["axeWide"], [], "axe-core (WCAG 2.1 A/AA): no violation at 1100 px")
         tap.eq(result["overflow390"], 0, "nothing scrolls sideways on a 390 px phone")
         tap.eq(result["axe390"], [], "axe-core (WCAG 2.1 A/AA): no violation at 390 px")
+        tap.ok(result["langJa"] == "ja" and "キューの深さ" in result["headJa"],
+               "Japanese first: lang=ja and the page's words in Japanese",
+               "%r %r" % (result["langJa"], result["headJa"]))
+        en = result["en"]
+        tap.ok(result["langTabs"] > 0 and en["h2"].startswith("Queue depth")
+               and "e-mail" in en["legend"] and "smtp: closed" in en["breakers"]
+               and "Showing" in en["count"] and en["title"] == "kairan status",
+               "English with the keyboard alone (Tab to the menu, a key): every word, "
+               "the data's too", repr(en))
+        tap.eq(result["axeEn"], [], "axe-core: no violation in English")
+        tap.eq(result["overflow390En"], 0, "in English nothing scrolls sideways at 390 px")
+        tap.ok(result["langAfterReload"] == "en" and "e-mail" in result["legendAfterReload"],
+               "the language chosen is kept over a reload",
+               "%r %r" % (result["langAfterReload"], result["legendAfterReload"]))
 
     with tap.check("the driver exits 0 and the screenshot is saved under the test output"):
         rc = drv.wait(30)
