@@ -10,6 +10,12 @@
 
 #define SIMPLE_MAX_DEPTH 32
 
+/* What keeps this reader's answer jansson's: jansson takes at least this
+ * depth, and its integers hold 18 digits. */
+_Static_assert(JSON_PARSER_MAX_DEPTH > SIMPLE_MAX_DEPTH,
+               "jansson must allow deeper nesting than the fast reader");
+_Static_assert(sizeof(json_int_t) >= 8, "json_int_t must hold 18 digits");
+
 struct rd {
     const char *p, *end;
 };
