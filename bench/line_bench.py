@@ -86,7 +86,7 @@ def run(rate, ahead=None):
         k = Kairan(os.path.join(out, "r%d" % rate), r, email="outbox",
                    conf=conf)
         d = k.start()
-        wait_for(lambda: "ready" in d.stderr_text(), 15, what="kairand ready")
+        wait_for(lambda: '"msg":"ready"' in d.stderr_text(), 15, what="kairand ready")
         rc = [{"id": "r%06d" % i, "line": "U%032x" % i} for i in range(N)]
         audience = None
         if DIRECTORY:

@@ -110,7 +110,7 @@ def run_kairand(out, r, n, tag, sink_port=None, outbox=False, group=False):
         k = Kairan(out, r, email="smtp", conf=conf, name="k-" + tag)
     k.prefix = "bench-%s:" % tag
     d = k.start(name="kairand-" + tag)
-    wait_for(lambda: "ready" in d.stderr_text() or d.returncode is not None, 20,
+    wait_for(lambda: '"msg":"ready"' in d.stderr_text() or d.returncode is not None, 20,
              what="kairand ready")
     time.sleep(0.2)
     if group:

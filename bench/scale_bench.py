@@ -49,7 +49,7 @@ for ch in ("email", "line", "push"):
             "dispatcher": {"max_recipients": str(max(N, 100000))},
             "http": {"listen": ""}})
         p = k.start()
-        wait_for(lambda: "ready" in p.stderr_text(), 15, what="kairand ready")
+        wait_for(lambda: '"msg":"ready"' in p.stderr_text(), 15, what="kairand ready")
         c0, k0, r0 = calls(r), cpu_s(p.pid), cpu_s(r.proc.pid)
         bid = k.submit({"tenant": "bench", "subject": "件名", "body": "本文",
                         "channels": [ch],

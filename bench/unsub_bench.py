@@ -50,7 +50,7 @@ with Redis(out) as r:
         c["pf"] = {"ox": ["部活"], "at": 1}
         r.call("HSET", key, "c", json.dumps(c, ensure_ascii=False))
     p = k.start()
-    wait_for(lambda: "ready" in p.stderr_text(), 15, what="kairand ready")
+    wait_for(lambda: '"msg":"ready"' in p.stderr_text(), 15, what="kairand ready")
     k0 = cpu_s(p.pid)
     bid = k.submit({"tenant": "bench", "category": "行事", "subject": "件名",
                     "body": "本文", "channels": ["email"],
