@@ -1,0 +1,141 @@
+"""Redis CPU per LINE multicast member of the two scripts that record
+recipients (commit_page when the expander enqueues a 500-member job,
+finish when its result comes back), measured alone by INFO commandstats
+on a private redis-server; and, for the design decision in README "LINE
+expansion", the same two steps with a multicast's members as ONE record
+of bc:<id>:r (a prototype written here, not kairan's code: no dead
+member, no duplicate, no ack).  Figures only; nothing is asserted.
+
+  python3 bench/script_bench.py          (K=200 groups of 500 by default)
+"""
+import json
+import os
+import re
+import sys
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import BUILD, Redis, tmpdir  # noqa: E402
+
+K = int(os.environ.get("K", "200"))
+M = 500
+COMMIT = r'''
+if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then return {-1, 0} end
+local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')
+if xc ~= tonumber(ARGV[1]) then return {0, 0} end
+local n = tonumber(ARGV[4])
+local bis = {}
+for k = 1, n do bis[k] = ARGV[5 + k] end
+local dead = redis.call('SMISMEMBER', ARGV[3], unpack(bis))
+for k = 1, n do if dead[k] == 1 then return {-2, k} end end -- a slow path would rebuild the job
+redis.call('XADD', KEYS[3], '*', 'j', ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[2], 'q|' .. n)
+redis.call('HINCRBY', KEYS[1], 'n:line:total', n)
+redis.call('HINCRBY', KEYS[1], 'jobs', n)
+redis.call('HSET', KEYS[1], 'xc', xc + 1)
+return {1, n}
+'''
+FINISH = r'''
+local cur = redis.call('HGET', KEYS[3], ARGV[2])
+local n = tonumber(ARGV[4])
+redis.call('XACK', KEYS[1], 'g', ARGV[1]); redis.call('XDEL', KEYS[1], ARGV[1])
+if cur and string.byte(cur, 1) ~= 113 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[2], 'd|' .. n .. '|' .. ARGV[3] .. '|200')
+redis.call('HINCRBY', KEYS[2], 'n:line:delivered', n)
+redis.call('HINCRBY', KEYS[2], 'final', n)
+return n
+'''
+
+
+def stat(r):
+    info = r.call("INFO", "commandstats")
+    info = info.decode() if isinstance(info, bytes) else info
+    m = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)", info)
+    return int(m.group(2)) if m else 0
+
+
+def dec(x):
+    return x.decode() if isinstance(x, bytes) else x
+
+
+def job_of(k):
+    bis = ["%032x" % (k * M + i) for i in range(M)]
+    rc = ["r%06d" % i for i in range(M)]
+    return bis, rc, json.dumps({"b": "b%d" % k, "q": "line", "r": rc,
+                                "a": ["k1." + "A" * 96 for _ in range(M)],
+                                "i": bis}, separators=(",", ":"))
+
+
+def today(r):
+    """commit_page and finish as kairan runs them (build/lua)."""
+    lua = lambda n: open(os.path.join(BUILD, "lua", n + ".lua")).read()
+    cp = dec(r.call("SCRIPT", "LOAD", lua("commit_page")))
+    fi = dec(r.call("SCRIPT", "LOAD", lua("finish")))
+    streams = ["kn:q:%s" % s for s in ("u_email", "u_line", "u_push",
+                                         "n_email", "n_line", "n_push")]
+    for s in streams:
+        r.call("XGROUP", "CREATE", s, "g", "$", "MKSTREAM")
+    tc = tf = 0
+    for k in range(K):
+        bc = "kn:bc:t%d" % k
+        r.call("HSET", bc, "status", "sending", "tenant", "t", "xc", "0",
+               "jobs", "0", "expanded", "1")
+        # bc:r past the listpack limit, as in a large broadcast
+        r.call("HSET", bc + ":r", *[x for i in range(600)
+                                    for x in ("pad:%d" % i, "q|r000001")])
+        bis, rc, job = job_of(k)
+        args = ["0", "0", "kn:", "201", str(M), job, ""]
+        for i in range(M):
+            args += ["line:" + bis[i], rc[i]]
+        keys = [bc, bc + ":r"] + streams + [bc + ":m", bc + ":fam"]
+        s0 = stat(r)
+        r.call("EVALSHA", cp, len(keys), *keys, *args)
+        tc += stat(r) - s0
+        ent = r.call("XREADGROUP", "GROUP", "g", "c", "COUNT", "1",
+                     "STREAMS", streams[1], ">")
+        eid = dec(ent[0][1][0][0])
+        fk = ["kn:dlq", "kn:active", streams[1], bc, bc + ":r"]
+        fa = ["g", str(int(time.time() * 1000)), eid,
+              ",".join("line:" + b for b in bis), "delivered", ",".join(rc),
+              "200 x-line-request-id=abc", "t%d" % k, job, "1"]
+        s0 = stat(r)
+        r.call("EVALSHA", fi, len(fk), *fk, *fa)
+        tf += stat(r) - s0
+    return tc / (K * M), tf / (K * M)
+
+
+def one_record(r):
+    cp = dec(r.call("SCRIPT", "LOAD", COMMIT))
+    fi = dec(r.call("SCRIPT", "LOAD", FINISH))
+    st = "kn:q:proto"
+    r.call("XGROUP", "CREATE", st, "g", "$", "MKSTREAM")
+    tc = tf = 0
+    for k in range(K):
+        bc = "kn:bc:p%d" % k
+        r.call("HSET", bc, "status", "sending", "xc", "0")
+        bis, rc, job = job_of(k)
+        s0 = stat(r)
+        got = r.call("EVALSHA", cp, 3, bc, bc + ":r", st, "0", "g:line:0:0",
+                     "kn:dead:line", str(M), job, *bis)
+        tc += stat(r) - s0
+        assert got == [1, M], got
+        ent = r.call("XREADGROUP", "GROUP", "g", "c", "COUNT", "1",
+                     "STREAMS", st, ">")
+        eid = dec(ent[0][1][0][0])
+        s0 = stat(r)
+        got = r.call("EVALSHA", fi, 3, st, bc, bc + ":r", eid, "g:line:0:0",
+                     str(int(time.time() * 1000)), str(M))
+        tf += stat(r) - s0
+        assert got == M, got
+    return tc / (K * M), tf / (K * M)
+
+
+with Redis(tmpdir("script-bench")) as r:
+    c, f = today(r)
+    print("script_bench: %d multicast jobs of %d LINE members" % (K, M))
+    print("  per-member records (kairan today): commit_page %.2f us, "
+          "finish %.2f us per member" % (c, f))
+    c2, f2 = one_record(r)
+    print("  one record per multicast (prototype): commit %.2f us, "
+          "finish %.2f us per member" % (c2, f2))
