@@ -753,6 +753,152 @@ fail:
     free(lim);
 }
 
+/* ---- GET /v1/broadcasts?active=1&summary=tenant ---- */
+
+/*
+ * For a token that sees every school (an operator, an admin without a
+ * tenant): the active broadcasts counted per school, with their jobs and
+ * results summed, so that a prefecture's operator sees at a glance which
+ * school has what running when the list of 100 is far too short.  Reads
+ * up to SUMMARY_MAX of the active index (one pipelined HMGET each).
+ */
+#define SUMMARY_MAX 5000
+
+struct tsum {
+    const char *tenant; /* in the batch's replies */
+    long long active, jobs, final;
+};
+
+static int tsum_by_tenant(const void *a, const void *b)
+{
+    return strcmp(((const struct tsum *)a)->tenant,
+                  ((const struct tsum *)b)->tenant);
+}
+
+/* Most active first, then by name. */
+static int tsum_by_active(const void *a, const void *b)
+{
+    const struct tsum *x = a, *y = b;
+    if (x->active != y->active)
+        return x->active < y->active ? 1 : -1;
+    return strcmp(x->tenant, y->tenant);
+}
+
+struct summary {
+    long long total; /* ZCARD */
+    size_t n;        /* ids read */
+};
+
+static void on_summary_2(struct batch *b)
+{
+    struct summary *sm = b->arg;
+    struct tsum *t;
+    size_t nt = 0;
+    json_t *j, *arr;
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    /* One entry per active broadcast, sorted by school, then each
+     * school's run summed into its first entry (n log n for 5,000). */
+    t = kn_xcalloc(sm->n + 1, sizeof(*t));
+    for (size_t i = 0; i < sm->n; i++) {
+        const redisReply *h = kn__httpd_brep(b, (int)i);
+        const char *tn = hf(h, 0), *st = hf(h, 1);
+        /* No record (gone since), or ended but not yet out of the index. */
+        if (tn == NULL || st == NULL || strcmp(st, "done") == 0 ||
+            strcmp(st, "cancelled") == 0 || strcmp(st, "rejected") == 0)
+            continue;
+        t[nt].tenant = tn;
+        t[nt].active = 1;
+        t[nt].jobs = hfi(h, 2);
+        t[nt].final = hfi(h, 3);
+        nt++;
+    }
+    qsort(t, nt, sizeof(*t), tsum_by_tenant);
+    {
+        size_t w = 0;
+        for (size_t i = 0; i < nt; i++) {
+            if (w > 0 && strcmp(t[w - 1].tenant, t[i].tenant) == 0) {
+                t[w - 1].active++;
+                t[w - 1].jobs += t[i].jobs;
+                t[w - 1].final += t[i].final;
+            } else {
+                t[w++] = t[i];
+            }
+        }
+        nt = w;
+    }
+    qsort(t, nt, sizeof(*t), tsum_by_active);
+    j = json_object();
+    arr = json_array();
+    for (size_t k = 0; k < nt; k++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "tenant", json_string(t[k].tenant));
+        json_object_set_new(o, "active", json_integer(t[k].active));
+        json_object_set_new(o, "jobs", json_integer(t[k].jobs));
+        json_object_set_new(o, "final", json_integer(t[k].final));
+        json_object_set_new(
+            o, "percent",
+            json_integer(t[k].jobs > 0 ? t[k].final * 100 / t[k].jobs : 0));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(j, "tenants", arr);
+    json_object_set_new(j, "active_total", json_integer(sm->total));
+    json_object_set_new(j, "counted", json_integer((json_int_t)sm->n));
+    kn__httpd_respond_json(b->c, 200, j, NULL);
+    free(t);
+out:
+    free(sm);
+}
+
+static void on_summary_1(struct batch *b)
+{
+    struct summary *sm = b->arg;
+    const redisReply *ids = kn__httpd_brep(b, 0), *n = kn__httpd_brep(b, 1);
+    struct batch *b2;
+    if (!kn__httpd_batch_usable(b)) {
+        free(sm);
+        return;
+    }
+    sm->total = n != NULL && n->type == REDIS_REPLY_INTEGER ? n->integer : 0;
+    b2 = kn__httpd_batch_new(b->srv, b->c, on_summary_2, sm);
+    for (size_t i = 0; ids != NULL && ids->type == REDIS_REPLY_ARRAY &&
+                       i < ids->elements && i < SUMMARY_MAX;
+         i++) {
+        const char *id = kn__httpd_rstr(ids->element[i]);
+        char *k;
+        if (id == NULL || !kn_id_valid(id))
+            continue; /* never a key name made of what the index holds */
+        k = kn_key_bc(b->srv->d->prefix, id, "");
+        kn__httpd_batch_cmd(b2, "HMGET", k, "tenant", "status", "jobs", "final",
+                            NULL);
+        free(k);
+        sm->n++;
+    }
+    kn__httpd_batch_end(b2);
+}
+
+static void run_bc_summary(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct batch *b;
+    char *k;
+    if (own_tenant(c) != NULL || (c->req.tok.role != KN_ROLE_OPERATOR &&
+                                  c->req.tok.role != KN_ROLE_ADMIN)) {
+        kn__httpd_respond_error(c, 400, "summary",
+                                "the summary per school is for a token that "
+                                "sees every school (an operator); a "
+                                "school's own broadcasts: ?active=1");
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_summary_1,
+                            kn_xcalloc(1, sizeof(struct summary)));
+    k = kn__key(d, "active");
+    kn__httpd_batch_cmd(b, "ZRANGE", k, "0", "4999", NULL); /* SUMMARY_MAX */
+    kn__httpd_batch_cmd(b, "ZCARD", k, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+}
+
 /* Active broadcasts, and those created in the last minutes (so that one
  * that just ended still shows its final bar); or the history. */
 void kn__httpd_run_bc_list(struct conn *c)
@@ -780,6 +926,10 @@ void kn__httpd_run_bc_list(struct conn *c)
             "say which list: ?active=1 (the active ones), the history "
             "with ?from=T&to=T (RFC 3339; either may be left out) and "
             "&cursor=C, or one broadcast by its key with ?key=K");
+        return;
+    }
+    if (query_has(c->req.query, "summary=tenant")) {
+        run_bc_summary(c);
         return;
     }
     l = kn_xcalloc(1, sizeof(*l));

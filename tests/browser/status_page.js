@@ -79,6 +79,10 @@ const consoleErrors = [];
       document.getElementById('bc-count').textContent.indexOf(String(n)) >= 0,
     ids.active_total, { timeout: 15000 });
     const countJa = await page.textContent('#bc-count');
+    // Per school, the busiest first (two schools have something running).
+    await page.waitForSelector('#schools-box:not([hidden]) #schools tbody tr', { timeout: 15000 });
+    const schools = await page.$$eval('#schools tbody tr',
+      (trs) => trs.map((tr) => Array.from(tr.cells).map((td) => td.textContent)));
     // The rejected broadcast's reason holds markup: shown as text, never run.
     await page.waitForFunction((rid) => Array.from(document.querySelectorAll('#rejected li'))
       .some((li) => li.textContent.indexOf(rid) >= 0), ids.rejected, { timeout: 15000 });
@@ -130,7 +134,7 @@ const consoleErrors = [];
     say({ event: 'done', csp, refusedMsg, mainHiddenAfterBad, inputCleared,
       storedMatches: stored === goodToken, bar, rejected, injected, xss, alerts,
       legend, breakers, dlq, consoleErrors, tabs, axeWide, overflow390, axe390,
-      countJa, langJa, headJa, langTabs, en, axeEn, overflow390En, langAfterReload,
+      countJa, schools, langJa, headJa, langTabs, en, axeEn, overflow390En, langAfterReload,
       legendAfterReload });
   } finally {
     await ctx.close();

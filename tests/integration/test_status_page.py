@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -152,6 +153,17 @@ with Redis(out) as redis:
         # the count has them).
         redis.call("ZADD", "kairan:active", *[x for i in range(120)
                                                for x in (9e12 + i, "bc-fake-%03d" % i)])
+        # Three of them with a record, in two schools (and one ended, and
+        # a name that is no broadcast id: neither counted per school).
+        redis.call("HSET", "kairan:bc:bc-fake-000", "tenant", "kita", "status", "sending",
+                   "jobs", 10, "final", 4)
+        redis.call("HSET", "kairan:bc:bc-fake-001", "tenant", "kita", "status", "queued",
+                   "jobs", 0, "final", 0)
+        redis.call("HSET", "kairan:bc:bc-fake-002", "tenant", "minami", "status", "sending",
+                   "jobs", 20, "final", 5)
+        redis.call("HSET", "kairan:bc:bc-fake-003", "tenant", "minami", "status", "done",
+                   "jobs", 7, "final", 7)
+        redis.call("ZADD", "kairan:active", 9e12, "../bc:bc-fake-002")
         active_total = int(redis.call("ZCARD", "kairan:active"))
         status, lst = get(port, "/v1/broadcasts?active=1", operator)
         assert status == 200 and lst["active_total"] == active_total, (status, lst.get("active_total"))
@@ -160,6 +172,17 @@ with Redis(out) as redis:
                        "--name", "sakura office").stdout.strip()
         status, lst = get(port, "/v1/broadcasts?active=1", school)
         assert status == 200 and "active_total" not in lst, lst.keys()  # one school's
+        status, sm = get(port, "/v1/broadcasts?active=1&summary=tenant", operator)
+        assert status == 200 and sm["active_total"] == active_total, sm
+        assert sm["counted"] == active_total - 1, sm  # not the "../" name
+        assert sm["tenants"] == [
+            {"tenant": "kita", "active": 2, "jobs": 10, "final": 4, "percent": 40},
+            {"tenant": "minami", "active": 1, "jobs": 20, "final": 5, "percent": 25}], sm
+        try:
+            get(port, "/v1/broadcasts?active=1&summary=tenant", school)
+            assert False, "a school's token got the summary"
+        except urllib.error.HTTPError as e:
+            assert e.code == 400 and json.loads(e.read())["field"] == "summary"
         drv.stdin.write(json.dumps({"broadcast": page_bc, "active_total": active_total,
                                     "rejected": "rejected-" + eid}) + "\n")
         drv.stdin.flush()
@@ -169,6 +192,8 @@ with Redis(out) as redis:
         assert bar["delivered"] == "100%" and bar["status"] == "done", bar
         assert bar["statusText"] == "完了", bar
         assert "進行中 %d 件のうち" % active_total in result["countJa"], result["countJa"]
+        assert result["schools"] == [["kita", "2", "40 %（4 / 10 件）"],
+                                     ["minami", "1", "25 %（5 / 20 件）"]], result["schools"]
         assert any(evil in t for t in result["rejected"]), result["rejected"]
         assert result["injected"] == 0 and result["xss"] is False and result["alerts"] == 0
 

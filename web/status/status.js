@@ -23,6 +23,8 @@
       'h.retry': '再試行待ち', 'h.dlq': '失敗（DLQ）', 'h.breakers': '遮断器',
       'h.broadcasts': '配信（進行中と直近に終わったもの）',
       nobc: '進行中の配信はありません。', 'h.rejected': '受付不可の配信',
+      'h.schools': '学校ごとの進行中の配信', 'th.school': '学校', 'th.active': '進行中',
+      'th.progress': '進み具合', done_of: '{pct} %（{f} / {n} 件）',
       enter: 'トークンを入力してください。',
       refused: 'トークンが受け付けられませんでした: {m}',
       cannot: '更新できません: {m}', forgotten: 'トークンを消去しました。',
@@ -51,6 +53,8 @@
       'h.retry': 'Retry', 'h.dlq': 'Dead letters', 'h.breakers': 'Breakers',
       'h.broadcasts': 'Broadcasts (active and ended in the last minutes)',
       nobc: 'No active broadcast.', 'h.rejected': 'Rejected broadcasts',
+      'h.schools': 'Active broadcasts per school', 'th.school': 'school',
+      'th.active': 'active', 'th.progress': 'progress', done_of: '{pct} % ({f} of {n})',
       enter: 'Enter a token.', refused: 'Token refused: {m}',
       cannot: 'Cannot refresh: {m}', forgotten: 'Token forgotten.',
       updated: 'updated {t}',
@@ -236,6 +240,23 @@
     });
   }
 
+  /* Per school (?active=1&summary=tenant): shown when more than one
+   * school has something running, the busiest first. */
+  function renderSchools(sum) {
+    var body = $('schools').tBodies[0];
+    clear(body);
+    var rows = (sum && sum.tenants) || [];
+    rows.forEach(function (r) {
+      var tr = el('tr');
+      tr.setAttribute('data-tenant', r.tenant);
+      tr.appendChild(el('td', null, r.tenant));
+      tr.appendChild(el('td', null, r.active));
+      tr.appendChild(el('td', null, t('done_of', { pct: r.percent, f: r.final, n: r.jobs })));
+      body.appendChild(tr);
+    });
+    $('schools-box').hidden = rows.length < 2;
+  }
+
   var lastHistory = null;
 
   function renderChart(h) {
@@ -300,13 +321,17 @@
     if (busy || !token()) { return; }
     busy = true;
     Promise.all([get('/v1/queues', true), get('/v1/broadcasts?active=1', true),
-                 get('/v1/queues/history', true), get('/healthz', false)])
+                 get('/v1/queues/history', true), get('/healthz', false),
+                 // a school's own token has no summary: the page works without
+                 get('/v1/broadcasts?active=1&summary=tenant', true)
+                   .catch(function () { return null; })])
       .then(function (r) {
         renderQueues(r[0]);
         renderBroadcasts(r[1]);
         lastHistory = r[2];
         renderChart(r[2]);
         renderHealth(r[3]);
+        renderSchools(r[4]);
         $('main').hidden = false;
         $('forget').hidden = false;
         $('updated').textContent = t('updated', { t: new Date().toLocaleTimeString(lang === 'ja' ? 'ja-JP' : 'en-GB') });
