@@ -843,67 +843,131 @@ static int dlq_list(int as_json)
     return EXIT_OK;
 }
 
-/* Send one DLQ entry again; returns 1 if re-queued. */
+/* 1 if q names one of the job streams (never a key made of a stored
+ * value). */
+static int known_queue(const char *q)
+{
+    for (int i = 0; q != NULL && i < KN_QUEUE_STREAMS; i++) {
+        if (strcmp(q, kn_queue_stream_name(i)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A recipient id as dlq_retry pairs it with a field: not empty, no
+ * comma (the list's separator). */
+static int plain_rcpt(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s != NULL && s[0] != '\0' && strchr(s, ',') == NULL;
+}
+
+/* The number of comma-separated parts of s (none empty), or -1. */
+static long count_parts(const char *s)
+{
+    long n = 1;
+    if (s[0] == '\0' || s[0] == ',')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s == ',' && (s[1] == ',' || s[1] == '\0'))
+            return -1;
+        n += *s == ',';
+    }
+    return n;
+}
+
+/*
+ * Send one DLQ entry again; returns 1 if re-queued.  The entry is what
+ * anyone with Redis access could have written: its job must name a known
+ * queue, the entry's broadcast, and as many plain recipients as the entry
+ * has fields, else it is left in the DLQ with the reason.  An entry whose
+ * message was sent but whose result could not be recorded is not sent
+ * again.
+ */
 static int dlq_retry_one(const redisReply *e)
 {
-    const char *bc = efield(e, "bc"), *f = efield(e, "field"),
-               *job = efield(e, "job");
-    json_t *j;
+    const char *id = e->element[0]->str, *bc = efield(e, "bc"),
+               *f = efield(e, "field"), *job = efield(e, "job"),
+               *why = efield(e, "reason");
+    static const char unrecorded[] = "cannot record the result (";
+    json_t *j, *r0, *b;
     struct kn_argv a;
     redisReply *r;
-    const char *q, *rcpt;
+    const char *q, *bad = NULL;
     struct kn_buf rl = KN_BUF_INIT;
-    char *s;
+    long nf;
     int ok;
     if (bc == NULL || f == NULL || job == NULL ||
         (j = json_loads(job, 0, NULL)) == NULL) {
         fprintf(stderr,
-                "kairanctl: %s is not a delivery job; left in the "
-                "DLQ\n",
-                e->element[0]->str);
+                "kairanctl: %s is not a delivery job; left in the DLQ\n", id);
+        return 0;
+    }
+    if (why != NULL && strncmp(why, unrecorded, sizeof(unrecorded) - 1) == 0 &&
+        strncmp(why + sizeof(unrecorded) - 1, "failed)", 7) != 0) {
+        fprintf(stderr,
+                "kairanctl: %s: its message went out; only its result could "
+                "not be recorded, so it is not sent again (delete the entry "
+                "once the broadcast's keys are repaired)\n",
+                id);
+        json_decref(j);
         return 0;
     }
     q = json_string_value(json_object_get(j, "q"));
+    r0 = json_object_get(j, "r");
+    b = json_object_get(j, "b");
+    nf = count_parts(f);
     /* One recipient, or a LINE multicast's members (an array, in the
      * order of the entry's fields): dlq_retry takes them comma-joined. */
-    rcpt = json_string_value(json_object_get(j, "r"));
-    if (json_is_array(json_object_get(j, "r"))) {
+    if (!known_queue(q))
+        bad = "its job names no known queue";
+    else if (b != NULL &&
+             (!json_is_string(b) || strcmp(json_string_value(b), bc) != 0))
+        bad = "its job is of another broadcast than the entry";
+    else if (json_is_array(r0) && (long)json_array_size(r0) == nf) {
         json_t *v;
         size_t i;
-        kn_buf_init(&rl, 0);
-        json_array_foreach(json_object_get(j, "r"), i, v)
+        json_array_foreach(r0, i, v)
         {
-            if (i > 0)
-                kn_buf_addc(&rl, ',');
-            kn_buf_add(&rl, json_is_string(v) ? json_string_value(v) : "");
+            if (!plain_rcpt(v))
+                bad = "a recipient of its job is not a plain id";
+            else {
+                if (i > 0)
+                    kn_buf_addc(&rl, ',');
+                kn_buf_add(&rl, json_string_value(v));
+            }
         }
-        rcpt = kn_buf_str(&rl);
-    }
-    if (q == NULL || rcpt == NULL) {
-        fprintf(stderr,
-                "kairanctl: %s: its job names no queue or no recipient; "
-                "left in the DLQ\n",
-                e->element[0]->str);
+    } else if (plain_rcpt(r0) && nf == 1)
+        kn_buf_add(&rl, json_string_value(r0));
+    else
+        bad = "its recipients do not pair up with its fields";
+    if (bad != NULL) {
+        fprintf(stderr, "kairanctl: %s: %s; left in the DLQ\n", id, bad);
         kn_buf_free(&rl);
         json_decref(j);
         return 0;
     }
     json_object_set_new(j, "n", json_integer(0));
-    s = json_dumps(j, JSON_COMPACT);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_cli_key("dlq"));
     kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, bc, ""));
     kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, bc, ":r"));
     kn_argv_take(&a, kn_cli_key("q:%s", q));
     kn_argv_take(&a, kn_cli_key("active"));
-    kn_argv_add(&a, e->element[0]->str);
+    kn_argv_add(&a, id);
     kn_argv_add(&a, f);
-    kn_argv_take(&a, s);
-    kn_argv_add(&a, rcpt);
+    kn_argv_take(&a, json_dumps(j, JSON_COMPACT));
+    kn_argv_add(&a, kn_buf_str(&rl));
     kn_argv_add(&a, bc);
     kn_argv_addi(&a, kn_now_ms());
     r = kn_cli_eval(&kn_script_dlq_retry, 5, &a);
     ok = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+        fprintf(stderr,
+                "kairanctl: %s: its fields do not pair up with its "
+                "recipients, or a key of its broadcast holds the wrong "
+                "type; left in the DLQ\n",
+                id);
     freeReplyObject(r);
     kn_argv_free(&a);
     kn_buf_free(&rl);

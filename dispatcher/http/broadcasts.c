@@ -762,7 +762,9 @@ fail:
  * school has what running when the list of 100 is far too short.  Reads
  * up to SUMMARY_MAX of the active index (one pipelined HMGET each).
  */
-#define SUMMARY_MAX 5000
+#define SUMMARY_MAX     5000
+#define SUMMARY_KEEP_MS 2000            /* the answer kept for the next asker */
+#define COUNT_MAX       1000000000000LL /* a hash's count taken as is */
 
 struct tsum {
     const char *tenant; /* in the batch's replies */
@@ -803,14 +805,21 @@ static void on_summary_2(struct batch *b)
     for (size_t i = 0; i < sm->n; i++) {
         const redisReply *h = kn__httpd_brep(b, (int)i);
         const char *tn = hf(h, 0), *st = hf(h, 1);
-        /* No record (gone since), or ended but not yet out of the index. */
-        if (tn == NULL || st == NULL || strcmp(st, "done") == 0 ||
-            strcmp(st, "cancelled") == 0 || strcmp(st, "rejected") == 0)
+        long long jobs = hfi(h, 2), fin = hfi(h, 3);
+        /* No record (gone since), or ended but not yet out of the index
+         * (as active_or_recent sees an ended one). */
+        if (tn == NULL || st == NULL || hf(h, 4) != NULL || hf(h, 5) != NULL ||
+            strcmp(st, "done") == 0 || strcmp(st, "cancelled") == 0 ||
+            strcmp(st, "rejected") == 0)
             continue;
+        /* Counts as a hash holds them, within reason: the sums of 5,000
+         * never overflow, and a result never exceeds its jobs. */
+        jobs = jobs < 0 ? 0 : jobs > COUNT_MAX ? COUNT_MAX : jobs;
+        fin = fin < 0 ? 0 : fin > jobs ? jobs : fin;
         t[nt].tenant = tn;
         t[nt].active = 1;
-        t[nt].jobs = hfi(h, 2);
-        t[nt].final = hfi(h, 3);
+        t[nt].jobs = jobs;
+        t[nt].final = fin;
         nt++;
     }
     qsort(t, nt, sizeof(*t), tsum_by_tenant);
@@ -832,18 +841,21 @@ static void on_summary_2(struct batch *b)
     arr = json_array();
     for (size_t k = 0; k < nt; k++) {
         json_t *o = json_object();
-        json_object_set_new(o, "tenant", json_string(t[k].tenant));
+        /* Below 100 %: these are still running (bc_percent says 99 too). */
+        long long pct = t[k].jobs > 0 ? t[k].final * 100 / t[k].jobs : 0;
+        json_object_set_new(o, "tenant", kn__httpd_jstr_text(t[k].tenant));
         json_object_set_new(o, "active", json_integer(t[k].active));
         json_object_set_new(o, "jobs", json_integer(t[k].jobs));
         json_object_set_new(o, "final", json_integer(t[k].final));
-        json_object_set_new(
-            o, "percent",
-            json_integer(t[k].jobs > 0 ? t[k].final * 100 / t[k].jobs : 0));
+        json_object_set_new(o, "percent", json_integer(pct > 99 ? 99 : pct));
         json_array_append_new(arr, o);
     }
     json_object_set_new(j, "tenants", arr);
     json_object_set_new(j, "active_total", json_integer(sm->total));
     json_object_set_new(j, "counted", json_integer((json_int_t)sm->n));
+    json_decref(b->srv->summary);
+    b->srv->summary = json_incref(j);
+    b->srv->summary_mono = kn_mono_ms();
     kn__httpd_respond_json(b->c, 200, j, NULL);
     free(t);
 out:
@@ -870,7 +882,7 @@ static void on_summary_1(struct batch *b)
             continue; /* never a key name made of what the index holds */
         k = kn_key_bc(b->srv->d->prefix, id, "");
         kn__httpd_batch_cmd(b2, "HMGET", k, "tenant", "status", "jobs", "final",
-                            NULL);
+                            "done_ms", "cancelled_ms", NULL);
         free(k);
         sm->n++;
     }
@@ -881,7 +893,7 @@ static void run_bc_summary(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct batch *b;
-    char *k;
+    char *k, last[24];
     if (own_tenant(c) != NULL || (c->req.tok.role != KN_ROLE_OPERATOR &&
                                   c->req.tok.role != KN_ROLE_ADMIN)) {
         kn__httpd_respond_error(c, 400, "summary",
@@ -890,10 +902,16 @@ static void run_bc_summary(struct conn *c)
                                 "school's own broadcasts: ?active=1");
         return;
     }
+    if (c->srv->summary != NULL &&
+        kn_mono_ms() - c->srv->summary_mono < SUMMARY_KEEP_MS) {
+        kn__httpd_respond_json(c, 200, json_incref(c->srv->summary), NULL);
+        return;
+    }
     b = kn__httpd_batch_new(c->srv, c, on_summary_1,
                             kn_xcalloc(1, sizeof(struct summary)));
     k = kn__key(d, "active");
-    kn__httpd_batch_cmd(b, "ZRANGE", k, "0", "4999", NULL); /* SUMMARY_MAX */
+    snprintf(last, sizeof(last), "%d", SUMMARY_MAX - 1);
+    kn__httpd_batch_cmd(b, "ZRANGE", k, "0", last, NULL);
     kn__httpd_batch_cmd(b, "ZCARD", k, NULL);
     free(k);
     kn__httpd_batch_end(b);

@@ -285,6 +285,11 @@ struct http_srv {
     int hashing; /* password hashes running on the thread pool */
     /* roster imports running on the pool (roster.c) */
     int importing;
+    /* ?active=1&summary=tenant, the same for every token that may ask it:
+     * kept a moment (broadcasts.c), so that open status pages cost one
+     * count of the active index, not one each. */
+    json_t *summary;
+    int64_t summary_mono;
 };
 
 struct wreq {

@@ -47,6 +47,7 @@ void kn__httpd_srv_unref(struct http_srv *s)
             free(b);
         }
     }
+    json_decref(s->summary);
     free(s);
 }
 

@@ -259,6 +259,35 @@ with tap.check("[6] a multicast refused with 400 -> one DLQ entry; fixed, "
     got = line.delivered()
     assert all(got.get(u) == 1 for u in ids6), [got.get(u) for u in ids6]
     assert not [e for e in dlq(k) if e["broadcast"] == bid]
+with tap.check("[6] dlq retry leaves hostile or unsendable entries in the DLQ, each "
+               "with its reason, and writes nothing: a delivered job whose result was "
+               "not recorded, another broadcast's job, recipients that do not pair up, "
+               "an unknown queue"):
+    base = {"b": bid, "q": "line:normal", "n": 3, "r": ["r6m-0", "r6m-1"],
+            "a": ["x", "y"], "i": ["aa", "bb"]}
+    bad = [("delivered", dict(base), "cannot record the result (delivered): a key"),
+           ("other", dict(base, b="b-20260101-000000000000"), "line 400"),
+           ("pairs", dict(base, r=["r6m-0", ""]), "line 400"),
+           ("comma", dict(base, r=["r6m-0,r6m-1", "x"]), "line 400"),
+           ("queue", dict(base, q="../secret"), "line 400")]
+    eids = {}
+    before = r.call("HGETALL", "kairan:bc:" + bid), r.call("HGETALL", "kairan:bc:%s:r" % bid)
+    for name, job, why in bad:
+        eids[name] = r.call("XADD", "kairan:dlq", "*", "bc", bid, "field", "line:aa,line:bb",
+                            "job", json.dumps(job), "reason", why, "attempts", "3",
+                            "failed_ms", "1").decode()
+    for name, eid in eids.items():
+        cp = k.ctl("dlq", "retry", eid)
+        assert cp.returncode == 0 and "0 job" in cp.stdout, (name, cp.stdout, cp.stderr)
+        assert "left in the DLQ" in cp.stderr or "not sent again" in cp.stderr, (name, cp.stderr)
+    assert "went out" in k.ctl("dlq", "retry", eids["delivered"]).stderr
+    left = {e["entry"] for e in dlq(k)}
+    assert set(eids.values()) <= left, (eids, left)
+    assert (r.call("HGETALL", "kairan:bc:" + bid),
+            r.call("HGETALL", "kairan:bc:%s:r" % bid)) == before
+    assert r.call("EXISTS", "kairan:q:../secret") == 0
+    for eid in eids.values():
+        r.call("XDEL", "kairan:dlq", eid)
 with tap.check("[6] 429 monthly quota -> DLQ naming the quota, not retried"):
     u = uid()
     ALL_IDS.add(u)

@@ -421,6 +421,32 @@ with Redis(out) as r:
         assert ev("dlq_retry", keys, args) == 0
         assert c.call("XLEN", P + "q:email:normal:d") == 1
 
+    with tap.check("dlq_retry: an entry whose fields and recipients do not pair up, a "
+                   "field without a channel, or a broadcast key of the wrong type: -1, "
+                   "nothing written, the entry kept"):
+        c.call("HSET", bc("dm"), "status", "done", "final", 3, "n:line:failed", 3)
+        c.call("HSET", bc("dm", ":r"), "line:1", "f|r1|1|x", "line:2", "f|r2|1|x",
+               "line:3", "f|r3|1|x")
+        de = c.call("XADD", P + "dlq:m", "*", "job", "{}")
+        keys = [P + "dlq:m", bc("dm"), bc("dm", ":r"), P + "q:line:normal:m", P + "active"]
+        before = (hgetall(c, bc("dm")), hgetall(c, bc("dm", ":r")))
+        for f, r in (("line:1,line:2,line:3", "r1,,r3"),   # a recipient left empty
+                     ("line:1,line:2", "r1,r2,r3"),
+                     ("line:1,2", "r1,r2"),                  # a field without a channel
+                     ("", "")):
+            assert ev("dlq_retry", keys, [de, f, '{"n":0}', r, "dm", NOW]) == -1, (f, r)
+        c.call("SET", bc("dw"), "x")
+        assert ev("dlq_retry", [P + "dlq:m", bc("dw"), bc("dw", ":r"), P + "q:line:normal:m",
+                                P + "active"], [de, "line:1", "{}", "r1", "dw", NOW]) == -1
+        assert (hgetall(c, bc("dm")), hgetall(c, bc("dm", ":r"))) == before
+        assert c.call("XLEN", P + "dlq:m") == 1 and c.call("EXISTS", P + "q:line:normal:m") == 0
+        assert ev("dlq_retry", keys, [de, "line:1,line:2,line:3", '{"n":0}', "r1,r2,r3", "dm",
+                                      NOW]) == 1
+        h = hgetall(c, bc("dm"))
+        assert h["final"] == "0" and h["n:line:failed"] == "0" and h["status"] == "sending", h
+        assert hgetall(c, bc("dm", ":r")) == {"line:1": "q|r1", "line:2": "q|r2",
+                                              "line:3": "q|r3"}
+
     with tap.check("fallback: the next channel's job once"):
         keys = [bc("fb"), bc("fb", ":r"), P + "q:line:normal:fb"]
         assert ev("fallback", keys, ["line:u9", "r1", "{}"]) == 1
