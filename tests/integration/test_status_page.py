@@ -192,6 +192,15 @@ with Redis(out) as redis:
             {"tenant": "kita", "active": 2, "jobs": 10, "final": 4, "percent": 40},
             {"tenant": "nishi", "active": 2, "jobs": 2 * 10**12, "final": 10**12, "percent": 50},
             {"tenant": "minami", "active": 1, "jobs": 20, "final": 5, "percent": 25}], sm
+        # The same hostile counts in an ended record: kairanctl watch draws
+        # its bar within its buffer (final above jobs once meant a bar of
+        # 40,000 characters written into 41 bytes).
+        redis.call("HSET", "kairan:bc:bc-fake-006", "tenant", "nishi", "status", "done",
+                   "done_ms", "1", "jobs", "1", "final", "1000", "n:line:delivered",
+                   "9223372036854775807", "n:email:delivered", "9223372036854775807")
+        cp = k.ctl("watch", "bc-fake-006", timeout=30)
+        assert cp.returncode in (0, 1) and "100%" in cp.stdout, (cp.returncode, cp.stdout,
+                                                                 cp.stderr[-500:])
         try:
             get(port, "/v1/broadcasts?active=1&summary=tenant", school)
             assert False, "a school's token got the summary"
