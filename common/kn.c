@@ -129,7 +129,10 @@ char *kn_time_jst(int64_t ms, char *buf, size_t len)
     /* JST has no daylight saving: a fixed +09:00 offset, no tz database. */
     time_t t = (time_t)(ms / 1000) + 9 * 3600;
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (gmtime_r(&t, &tm) == NULL) { /* a year past int: not a real time */
+        snprintf(buf, len, "?");
+        return buf;
+    }
     snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03d+09:00",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(ms % 1000));

@@ -111,9 +111,21 @@ static long long hfi(const redisReply *h, int f)
     return s ? strtoll(s, NULL, 10) : 0;
 }
 
+/* A count of the record (jobs, results, confirmations) within reason:
+ * what kairan writes is never negative nor near 10^12, and a record
+ * anyone with Redis access wrote must not make the sums and differences
+ * below overflow. */
+#define COUNT_MAX 1000000000000LL
+
+static long long hcnt(const redisReply *h, int f)
+{
+    long long v = hfi(h, f);
+    return v < 0 ? 0 : v > COUNT_MAX ? COUNT_MAX : v;
+}
+
 static long long hcount(const redisReply *h, int ch, int st)
 {
-    return hfi(h, F__FIXED + ch * NSTATES + st);
+    return hcnt(h, F__FIXED + ch * NSTATES + st);
 }
 
 /* May this token see this broadcast (by its hash)? */
@@ -170,7 +182,7 @@ static int bc_ended(const redisReply *h)
 
 static int bc_percent(const redisReply *h)
 {
-    long long jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    long long jobs = hcnt(h, F_JOBS), fin = hcnt(h, F_FINAL);
     int pct;
     if (bc_ended(h))
         return 100;
@@ -190,7 +202,7 @@ static json_t *ack_json(const redisReply *h, long long members)
 {
     json_t *o, *arr = json_array(), *ch;
     const char *ack = hf(h, BC_NFIELDS + X_ACK);
-    long long acked = hfi(h, BC_NFIELDS + X_ACKED), answered = 0;
+    long long acked = hcnt(h, BC_NFIELDS + X_ACKED), answered = 0;
     size_t i;
     if (ack == NULL || strcmp(ack, "1") != 0) {
         json_decref(arr);
@@ -201,7 +213,7 @@ static json_t *ack_json(const redisReply *h, long long members)
              : NULL;
     for (i = 0; i < json_array_size(ch) && i < KN_ACK_CHOICES_MAX; i++) {
         json_t *one = json_object();
-        long long n = hfi(h, BC_NFIELDS + X_ANS0 + (int)i);
+        long long n = hcnt(h, BC_NFIELDS + X_ANS0 + (int)i);
         answered += n;
         json_object_set(one, "choice", json_array_get(ch, i));
         json_object_set_new(one, "count", json_integer(n));
@@ -231,7 +243,8 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
                        long long members)
 {
     json_t *o = json_object(), *counts = json_object();
-    long long tot[NSTATES] = {0}, jobs = hfi(h, F_JOBS), fin = hfi(h, F_FINAL);
+    long long tot[NSTATES] = {0}, jobs = hcnt(h, F_JOBS),
+              fin = hcnt(h, F_FINAL);
     const char *st = hf(h, F_STATUS);
 
     for (int ch = 0; ch < KN_CH__COUNT; ch++) {
@@ -763,8 +776,7 @@ fail:
  * up to SUMMARY_MAX of the active index (one pipelined HMGET each).
  */
 #define SUMMARY_MAX     5000
-#define SUMMARY_KEEP_MS 2000            /* the answer kept for the next asker */
-#define COUNT_MAX       1000000000000LL /* a hash's count taken as is */
+#define SUMMARY_KEEP_MS 2000 /* the answer kept for the next asker */
 
 struct tsum {
     const char *tenant; /* in the batch's replies */
@@ -805,17 +817,16 @@ static void on_summary_2(struct batch *b)
     for (size_t i = 0; i < sm->n; i++) {
         const redisReply *h = kn__httpd_brep(b, (int)i);
         const char *tn = hf(h, 0), *st = hf(h, 1);
-        long long jobs = hfi(h, 2), fin = hfi(h, 3);
+        long long jobs = hcnt(h, 2), fin = hcnt(h, 3);
         /* No record (gone since), or ended but not yet out of the index
          * (as active_or_recent sees an ended one). */
         if (tn == NULL || st == NULL || hf(h, 4) != NULL || hf(h, 5) != NULL ||
             strcmp(st, "done") == 0 || strcmp(st, "cancelled") == 0 ||
             strcmp(st, "rejected") == 0)
             continue;
-        /* Counts as a hash holds them, within reason: the sums of 5,000
-         * never overflow, and a result never exceeds its jobs. */
-        jobs = jobs < 0 ? 0 : jobs > COUNT_MAX ? COUNT_MAX : jobs;
-        fin = fin < 0 ? 0 : fin > jobs ? jobs : fin;
+        /* The sums of 5,000 never overflow (hcnt), and a result never
+         * exceeds its jobs. */
+        fin = fin > jobs ? jobs : fin;
         t[nt].tenant = tn;
         t[nt].active = 1;
         t[nt].jobs = jobs;
