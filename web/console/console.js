@@ -159,11 +159,22 @@
   // ------------------------------------------------------------ strings
 
   async function loadStrings(lang) {
+    // A school's staff share one address: a busy moment may answer 429
+    // (http.rate per address) or 503.  Wait as told and ask again, so
+    // that the console never shows its keys instead of its words.
     const get = async (l) => {
-      try {
-        const r = await fetch(`strings-${l}.json`, { cache: 'no-store' });
-        return r.ok ? await r.json() : {};
-      } catch (e) { return {}; }
+      for (let attempt = 0; attempt < 6; attempt++) {
+        try {
+          const r = await fetch(`strings-${l}.json`, { cache: 'no-store' });
+          if (r.ok) return await r.json();
+          if (r.status !== 429 && r.status !== 503) return {};
+          const wait = Math.min(Math.max(parseInt(r.headers.get('Retry-After'), 10) || 1, 1), 5);
+          await new Promise((ok) => setTimeout(ok, wait * 1000));
+        } catch (e) {
+          await new Promise((ok) => setTimeout(ok, 500));
+        }
+      }
+      return {};
     };
     S.fallback = S.fallback.__ja ? S.fallback : Object.assign(await get('ja'), { __ja: true });
     S.strings = lang === 'ja' ? S.fallback : await get(lang);
