@@ -182,15 +182,6 @@ static long long hgeti(const redisReply *h, const char *k)
     return v ? strtoll(v, NULL, 10) : 0;
 }
 
-/* A count of a record within reason: kairan's are never negative nor
- * near 10^12, and one written by anyone with Redis access must not make
- * a sum overflow or a bar longer than its buffer. */
-static long long count_of(const char *v)
-{
-    long long n = v ? strtoll(v, NULL, 10) : 0;
-    return n < 0 ? 0 : n > 1000000000000LL ? 1000000000000LL : n;
-}
-
 /* ---- submit ---- */
 
 char *kn_cli_read_file(const char *path, size_t *len)
@@ -677,7 +668,7 @@ static long long count_state(const redisReply *h, const char *state)
         size_t fl = strlen(f), sl = strlen(state);
         if (strncmp(f, "n:", 2) == 0 && fl > sl &&
             strcmp(f + fl - sl, state) == 0 && f[fl - sl - 1] == ':')
-            n += count_of(h->element[i + 1]->str);
+            n += kn_bc_count(h->element[i + 1]->str);
     }
     return n;
 }
@@ -706,8 +697,8 @@ static int do_watch(int argc, char **argv)
             free(k);
             return EXIT_UNKNOWN;
         }
-        jobs = count_of(hget(h, "jobs"));
-        fin = count_of(hget(h, "final"));
+        jobs = kn_bc_count(hget(h, "jobs"));
+        fin = kn_bc_count(hget(h, "final"));
         del = count_state(h, "delivered");
         fail = count_state(h, "failed");
         exp = count_state(h, "expired");

@@ -42,6 +42,12 @@ int kn_channel_parse(const char *s)
     return -1;
 }
 
+long long kn_bc_count(const char *s)
+{
+    long long v = s != NULL ? strtoll(s, NULL, 10) : 0;
+    return v < 0 ? 0 : v > KN_BC_COUNT_MAX ? KN_BC_COUNT_MAX : v;
+}
+
 int kn_id_valid(const char *s)
 {
     size_t n = strlen(s);

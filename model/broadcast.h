@@ -135,6 +135,16 @@ int kn_translation_pick(const char *langs, const char *lang, char *out,
 /* 1 if s is acceptable as a broadcast or recipient id. */
 int kn_id_valid(const char *s);
 
+/*
+ * A count of a broadcast's record (jobs, final, n:<channel>:<state>, a
+ * confirmation tally) as stored, within reason: 0 for NULL or below 0,
+ * at most KN_BC_COUNT_MAX.  kairan never writes anything outside that; a
+ * record written by anyone with Redis access must not make the sums and
+ * differences of its readers overflow.
+ */
+#define KN_BC_COUNT_MAX 1000000000000LL
+long long kn_bc_count(const char *s);
+
 /* A fresh broadcast id: "b-<yyyymmdd>-<12 hex>" (JST date). Heap. */
 char *kn_broadcast_new_id(void);
 

@@ -20,6 +20,14 @@ const char *kn__httpd_rstr(const redisReply *r)
                : NULL;
 }
 
+const char *kn__httpd_relem(const redisReply *r, int i)
+{
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && i >= 0 &&
+                   (size_t)i < r->elements
+               ? kn__httpd_rstr(r->element[i])
+               : NULL;
+}
+
 long long kn__httpd_rnum(const redisReply *r)
 {
     if (r == NULL)

@@ -42,33 +42,14 @@ static void head_hmget(struct batch *b, const struct kn_daemon *d,
     kn_argv_free(&a);
 }
 
-/* Field f of the answer (NULL: nil, an error, no such broadcast). */
-static const char *hf(const redisReply *h, int f)
-{
-    return h != NULL && h->type == REDIS_REPLY_ARRAY && (size_t)f < h->elements
-               ? kn__httpd_rstr(h->element[f])
-               : NULL;
-}
-
 /* May this token see this broadcast? */
 static int head_visible(const struct conn *c, const redisReply *h)
 {
-    return kn__httpd_bc_may_see(c, hf(h, H_TENANT), hf(h, H_SENDER_TOKEN));
+    return kn__httpd_bc_may_see(c, kn__httpd_relem(h, H_TENANT),
+                                kn__httpd_relem(h, H_SENDER_TOKEN));
 }
 
 /* ---- POST /v1/broadcasts ---- */
-
-static int is_json_type(const char *ct)
-{
-    size_t n;
-    if (ct == NULL)
-        return 0;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    n = strcspn(ct, "; \t");
-    return n == strlen("application/json") &&
-           strncasecmp(ct, "application/json", n) == 0;
-}
 
 /* The operation log (model/audit.h): actor "token:<id>", and the token's
  * role, name and the request's source as fields. */
@@ -110,7 +91,7 @@ static void on_dup_check(struct batch *b)
     json_t *j;
     if (c == NULL)
         return;
-    if (b->failed || hf(h, H_STATUS) == NULL) {
+    if (b->failed || kn__httpd_relem(h, H_STATUS) == NULL) {
         kn__httpd_respond_error(
             c, 503, "id",
             "Redis is unreachable; submit again with the same id");
@@ -127,7 +108,7 @@ static void on_dup_check(struct batch *b)
     json_object_set_new(j, "id", json_string(c->req.bc_id));
     json_object_set_new(j, "key", kn__httpd_jstr_or_null(c->req.bc_key));
     json_object_set_new(j, "duplicate", json_true());
-    json_object_set_new(j, "status", json_string(hf(h, H_STATUS)));
+    json_object_set_new(j, "status", json_string(kn__httpd_relem(h, H_STATUS)));
     kn__httpd_respond_json(c, 200, j, NULL);
 }
 
@@ -392,7 +373,7 @@ int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b)
     json_t *root;
     int rc;
 
-    if (!is_json_type(c->req.ctype)) {
+    if (!kn__httpd_ctype_is(c->req.ctype, "application/json")) {
         kn__httpd_respond_error(
             c, 415, NULL,
             "send the broadcast as Content-Type: application/json");
@@ -530,8 +511,9 @@ static void on_cancel_check(struct batch *b)
                                 "Redis is unreachable; try again");
         return;
     }
-    if (hf(h, H_STATUS) == NULL || !head_visible(c, h)) {
-        if (hf(h, H_STATUS) != NULL) /* the login log says so; not the answer */
+    if (kn__httpd_relem(h, H_STATUS) == NULL || !head_visible(c, h)) {
+        if (kn__httpd_relem(h, H_STATUS) !=
+            NULL) /* the login log says so; not the answer */
             c->req.auth_result = "forbidden";
         kn__httpd_respond_error(c, 404, "id", "no broadcast %s", c->req.param);
         return;
@@ -539,7 +521,7 @@ static void on_cancel_check(struct batch *b)
     if (audit_ready(c) < 0)
         return;
     free(c->req.bc_tenant);
-    c->req.bc_tenant = kn__httpd_dupstr(hf(h, H_TENANT));
+    c->req.bc_tenant = kn__httpd_dupstr(kn__httpd_relem(h, H_TENANT));
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, c->req.param, ""));
     kn_argv_take(&a, kn__key(d, "active"));
@@ -558,7 +540,8 @@ static void on_cancel_check(struct batch *b)
 void kn__httpd_run_bc_cancel(struct conn *c)
 {
     struct batch *b;
-    if (kn_buf_len(&c->req.body) > 0 && !is_json_type(c->req.ctype)) {
+    if (kn_buf_len(&c->req.body) > 0 &&
+        !kn__httpd_ctype_is(c->req.ctype, "application/json")) {
         kn__httpd_respond_error(
             c, 415, NULL, "send no body, or Content-Type: application/json");
         return;
@@ -570,12 +553,6 @@ void kn__httpd_run_bc_cancel(struct conn *c)
     b = kn__httpd_batch_new(c->srv, c, on_cancel_check, NULL);
     head_hmget(b, c->srv->d, c->req.param);
     kn__httpd_batch_end(b);
-}
-
-/* For the other files of the server (templates.c, preview.c). */
-int kn__httpd_is_json(const char *ctype)
-{
-    return is_json_type(ctype);
 }
 
 int kn__httpd_audit_ready(struct conn *c)

@@ -13,6 +13,7 @@
 
 #include "common/argv.h"
 #include "common/kn.h"
+#include "model/broadcast.h"
 #include "queue/keys.h"
 
 /* ------------------------------------------------------------ broadcasts */
@@ -100,9 +101,7 @@ static void bc_hmget(struct batch *b, const struct kn_daemon *d, const char *id,
 
 static const char *hf(const redisReply *h, int f)
 {
-    return h != NULL && h->type == REDIS_REPLY_ARRAY && (size_t)f < h->elements
-               ? kn__httpd_rstr(h->element[f])
-               : NULL;
+    return kn__httpd_relem(h, f);
 }
 
 static long long hfi(const redisReply *h, int f)
@@ -111,16 +110,11 @@ static long long hfi(const redisReply *h, int f)
     return s ? strtoll(s, NULL, 10) : 0;
 }
 
-/* A count of the record (jobs, results, confirmations) within reason:
- * what kairan writes is never negative nor near 10^12, and a record
- * anyone with Redis access wrote must not make the sums and differences
- * below overflow. */
-#define COUNT_MAX 1000000000000LL
-
+/* A count of the record (jobs, results, confirmations), within reason
+ * (kn_bc_count). */
 static long long hcnt(const redisReply *h, int f)
 {
-    long long v = hfi(h, f);
-    return v < 0 ? 0 : v > COUNT_MAX ? COUNT_MAX : v;
+    return kn_bc_count(hf(h, f));
 }
 
 static long long hcount(const redisReply *h, int ch, int st)

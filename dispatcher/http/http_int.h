@@ -384,6 +384,9 @@ int kn__httpd_query_has(const char *q, const char *name);
 /* ---- batch.c ---- */
 
 const char *kn__httpd_rstr(const redisReply *r);
+/* Element i of an array reply (an HMGET's field) as kn__httpd_rstr gives
+ * it; NULL when r is no array (an error) or is shorter. */
+const char *kn__httpd_relem(const redisReply *r, int i);
 long long kn__httpd_rnum(const redisReply *r);
 struct batch *kn__httpd_batch_new(struct http_srv *s, struct conn *c,
                                   batch_done_cb *done, void *arg);
@@ -459,8 +462,9 @@ struct kn_broadcast;
 int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b);
 /* Store a checked broadcast and answer 202 (or an error); frees b. */
 void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *b);
-/* 1 if a Content-Type is application/json. */
-int kn__httpd_is_json(const char *ctype);
+/* 1 if a Content-Type is type ("application/json"), whatever its
+ * parameters (charset). */
+int kn__httpd_ctype_is(const char *ctype, const char *type);
 /* 0 if the operation log can be written, else 503 answered and -1. */
 int kn__httpd_audit_ready(struct conn *c);
 /* May this token read a broadcast of this tenant sent with this token? */

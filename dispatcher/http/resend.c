@@ -102,12 +102,6 @@ static void on_picked(struct conn *c, struct kn_argv *ids, long long skipped,
     kn__httpd_run_bc_submit(c);
 }
 
-/* A field of the HMGET reply, or NULL. */
-static const char *rf(const redisReply *h, int f)
-{
-    return kn__httpd_rstr(h->element[f]);
-}
-
 static int is_one(const char *s)
 {
     return s != NULL && strcmp(s, "1") == 0;
@@ -124,58 +118,72 @@ static void on_head(struct batch *b)
     if (!kn__httpd_batch_usable(b))
         goto fail;
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != RS__N ||
-        rf(h, RS_STATUS) == NULL ||
-        !kn__httpd_bc_may_see(c, rf(h, RS_TENANT), rf(h, RS_OWNER))) {
+        kn__httpd_relem(h, RS_STATUS) == NULL ||
+        !kn__httpd_bc_may_see(c, kn__httpd_relem(h, RS_TENANT),
+                              kn__httpd_relem(h, RS_OWNER))) {
         if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == RS__N &&
-            rf(h, RS_STATUS) != NULL)
+            kn__httpd_relem(h, RS_STATUS) != NULL)
             c->req.auth_result = "forbidden";
         kn__httpd_respond_error(c, 404, "id", "no broadcast %s", c->req.param);
         goto fail;
     }
-    if (strcmp(rf(h, RS_STATUS), "rejected") == 0 ||
-        rf(h, RS_SUBJECT) == NULL || rf(h, RS_CHANNELS) == NULL) {
+    if (strcmp(kn__httpd_relem(h, RS_STATUS), "rejected") == 0 ||
+        kn__httpd_relem(h, RS_SUBJECT) == NULL ||
+        kn__httpd_relem(h, RS_CHANNELS) == NULL) {
         kn__httpd_respond_error(c, 409, "id",
                                 "this broadcast was rejected: there is "
                                 "nothing to re-send");
         goto fail;
     }
-    if (rf(h, RS_DONE) == NULL && rf(h, RS_CANCELLED) == NULL) {
+    if (kn__httpd_relem(h, RS_DONE) == NULL &&
+        kn__httpd_relem(h, RS_CANCELLED) == NULL) {
         kn__httpd_respond_error(c, 409, "id",
                                 "this broadcast has not ended yet: re-send "
                                 "once it has (or cancel it first)");
         goto fail;
     }
     if (x->which == 0)
-        x->which =
-            is_one(rf(h, RS_ACK)) ? KN__PICK_UNCONFIRMED : KN__PICK_UNREACHED;
-    if (x->which == KN__PICK_UNCONFIRMED && !is_one(rf(h, RS_ACK))) {
+        x->which = is_one(kn__httpd_relem(h, RS_ACK)) ? KN__PICK_UNCONFIRMED
+                                                      : KN__PICK_UNREACHED;
+    if (x->which == KN__PICK_UNCONFIRMED &&
+        !is_one(kn__httpd_relem(h, RS_ACK))) {
         kn__httpd_respond_error(c, 400, "to",
                                 "this broadcast asked for no confirmation: "
                                 "re-send to \"unreached\"");
         goto fail;
     }
     bc = json_object();
-    json_object_set_new(bc, "tenant", json_string(rf(h, RS_TENANT)));
-    if (rf(h, RS_CATEGORY) != NULL)
-        json_object_set_new(bc, "category", json_string(rf(h, RS_CATEGORY)));
-    if (rf(h, RS_PRIORITY) != NULL)
-        json_object_set_new(bc, "priority", json_string(rf(h, RS_PRIORITY)));
-    json_object_set_new(bc, "drill", json_boolean(is_one(rf(h, RS_DRILL))));
-    json_object_set_new(bc, "ack", json_boolean(is_one(rf(h, RS_ACK))));
-    if (rf(h, RS_POLICY) != NULL)
-        json_object_set_new(bc, "policy", json_string(rf(h, RS_POLICY)));
-    json_object_set_new(bc, "subject", json_string(rf(h, RS_SUBJECT)));
+    json_object_set_new(bc, "tenant",
+                        json_string(kn__httpd_relem(h, RS_TENANT)));
+    if (kn__httpd_relem(h, RS_CATEGORY) != NULL)
+        json_object_set_new(bc, "category",
+                            json_string(kn__httpd_relem(h, RS_CATEGORY)));
+    if (kn__httpd_relem(h, RS_PRIORITY) != NULL)
+        json_object_set_new(bc, "priority",
+                            json_string(kn__httpd_relem(h, RS_PRIORITY)));
+    json_object_set_new(bc, "drill",
+                        json_boolean(is_one(kn__httpd_relem(h, RS_DRILL))));
+    json_object_set_new(bc, "ack",
+                        json_boolean(is_one(kn__httpd_relem(h, RS_ACK))));
+    if (kn__httpd_relem(h, RS_POLICY) != NULL)
+        json_object_set_new(bc, "policy",
+                            json_string(kn__httpd_relem(h, RS_POLICY)));
+    json_object_set_new(bc, "subject",
+                        json_string(kn__httpd_relem(h, RS_SUBJECT)));
     json_object_set_new(bc, "body",
-                        json_string(rf(h, RS_BODY) ? rf(h, RS_BODY) : ""));
+                        json_string(kn__httpd_relem(h, RS_BODY)
+                                        ? kn__httpd_relem(h, RS_BODY)
+                                        : ""));
     ch = json_array();
-    chans = kn_xstrdup(rf(h, RS_CHANNELS));
+    chans = kn_xstrdup(kn__httpd_relem(h, RS_CHANNELS));
     for (char *t = strtok_r(chans, ",", &save); t != NULL;
          t = strtok_r(NULL, ",", &save))
         json_array_append_new(ch, json_string(t));
     free(chans);
     json_object_set_new(bc, "channels", ch);
-    if (is_one(rf(h, RS_ACK)) && rf(h, RS_CHOICES) != NULL) {
-        json_t *choices = json_loads(rf(h, RS_CHOICES), 0, NULL);
+    if (is_one(kn__httpd_relem(h, RS_ACK)) &&
+        kn__httpd_relem(h, RS_CHOICES) != NULL) {
+        json_t *choices = json_loads(kn__httpd_relem(h, RS_CHOICES), 0, NULL);
         if (json_is_array(choices) && json_array_size(choices) > 0)
             json_object_set_new(bc, "choices", choices);
         else

@@ -283,18 +283,6 @@ static int ignore_columns(struct conn *c, struct import_job *j)
     return 0;
 }
 
-/* text/csv (any charset parameter: the bytes decide, as for a file). */
-static int is_csv_type(const char *ct)
-{
-    size_t n;
-    if (ct == NULL)
-        return 0;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    n = strcspn(ct, "; \t");
-    return n == strlen("text/csv") && strncasecmp(ct, "text/csv", n) == 0;
-}
-
 void kn__httpd_run_dir_import(struct conn *c)
 {
     struct http_srv *s = c->srv;
@@ -310,7 +298,8 @@ void kn__httpd_run_dir_import(struct conn *c)
                                 "operators)");
         return;
     }
-    if (!is_csv_type(c->req.ctype)) {
+    /* text/csv, any charset parameter: the bytes decide, as for a file */
+    if (!kn__httpd_ctype_is(c->req.ctype, "text/csv")) {
         kn__httpd_respond_error(c, 415, NULL,
                                 "send the file as Content-Type: text/csv");
         return;

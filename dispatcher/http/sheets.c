@@ -289,7 +289,7 @@ static int body_opts(struct conn *c, struct sheets_job *j,
 
     if (kn_buf_len(&c->req.body) == 0)
         return 0;
-    if (!kn__httpd_is_json(c->req.ctype)) {
+    if (!kn__httpd_ctype_is(c->req.ctype, "application/json")) {
         kn__httpd_respond_error(c, 415, NULL,
                                 "send JSON: Content-Type: application/json");
         return -1;

@@ -281,7 +281,7 @@ void kn__httpd_run_tpl_put(struct conn *c)
     struct tpl_put *p;
     struct batch *b;
     char *tenant, *name, *json, *k;
-    if (!kn__httpd_is_json(c->req.ctype)) {
+    if (!kn__httpd_ctype_is(c->req.ctype, "application/json")) {
         kn__httpd_respond_error(
             c, 415, NULL,
             "send the template as Content-Type: application/json");

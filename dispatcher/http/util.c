@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/kn.h"
 #include "common/text.h"
@@ -91,6 +92,17 @@ char *kn__httpd_query_get(const char *q, const char *name)
 }
 
 /* 1 if the query string names this parameter (with any value). */
+int kn__httpd_ctype_is(const char *ct, const char *type)
+{
+    size_t n;
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    n = strcspn(ct, "; \t");
+    return n == strlen(type) && strncasecmp(ct, type, n) == 0;
+}
+
 int kn__httpd_query_has(const char *q, const char *name)
 {
     size_t n = strlen(name);

@@ -41,7 +41,7 @@ static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS};
 #define SEND_AT_MS 4098981600000LL
 #define EXPIRES_MS 4099021200000LL
 
-#define LINE_ID "U4af4980629a1b2c3d4e5f60718293a4b"
+#define LINE_ID   "U4af4980629a1b2c3d4e5f60718293a4b"
 #define FCM_TOKEN "fcm-token-0123456789abcdefghijklmnopqrstuvwxyz"
 #define APNS_TOKEN                                                             \
     "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -622,7 +622,8 @@ static const struct reject_case cases[] = {
      "category",
      {"';'", "kairanctl category list"}},
     {"category too long",
-     "{" OK_BODY ",\"category\":\"ああああああああああああああああああああああああああああああああ"
+     "{" OK_BODY
+     ",\"category\":\"ああああああああああああああああああああああああああああああああ"
      "あああああああああああああああああああああああああああああああああ\"}",
      NULL,
      "category",
@@ -1130,6 +1131,19 @@ struct id_case {
     int ok;
 };
 
+/* A record's counts within reason, whatever the hash holds. */
+static void test_bc_count(void **state)
+{
+    (void)state;
+    assert_int_equal(kn_bc_count(NULL), 0);
+    assert_int_equal(kn_bc_count("12"), 12);
+    assert_int_equal(kn_bc_count("-5"), 0);
+    assert_int_equal(kn_bc_count("x"), 0);
+    assert_true(kn_bc_count("9223372036854775807") == KN_BC_COUNT_MAX);
+    assert_true(kn_bc_count("99999999999999999999999") == KN_BC_COUNT_MAX);
+    assert_true(kn_bc_count("-9223372036854775808") == 0);
+}
+
 static void test_id_valid(void **state)
 {
     static const struct id_case ids[] = {
@@ -1445,14 +1459,14 @@ static int parse_choices(const char *choices, int ack, struct kn_broadcast *b,
 static void test_choices(void **state)
 {
     static const char *const bad[] = {
-        "[\"one\"]",                                    /* fewer than 2 */
-        "[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\"]",   /* more than 6 */
-        "[\"a\",\"\"]",                                 /* empty */
-        "[\"a\",\"b\\nc\"]",                            /* line break */
-        "[\"a\",\"b\\u0085\"]",                         /* C1 control */
-        "[\"a\",1]",                                    /* not a string */
-        "[\"a\",\"a\"]",                                /* twice */
-        "\"a,b\"",                                      /* not an array */
+        "[\"one\"]",                                   /* fewer than 2 */
+        "[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\"]", /* more than 6 */
+        "[\"a\",\"\"]",                                /* empty */
+        "[\"a\",\"b\\nc\"]",                           /* line break */
+        "[\"a\",\"b\\u0085\"]",                        /* C1 control */
+        "[\"a\",1]",                                   /* not a string */
+        "[\"a\",\"a\"]",                               /* twice */
+        "\"a,b\"",                                     /* not an array */
         "[\"a\",\"12345678901234567890123456789012345678901\"]", /* 41 */
     };
     struct kn_broadcast b;
@@ -1478,8 +1492,9 @@ static void test_choices(void **state)
     kn_broadcast_submit_args(&b, NULL, &f, &a);
     for (int i = 0; i + 1 < f.n; i += 2) {
         if (strcmp(f.v[i], "choices") == 0)
-            assert_string_equal(f.v[i + 1], "[\"無事です\",\"けがをしています\","
-                                            "\"お迎えが必要です\"]");
+            assert_string_equal(f.v[i + 1],
+                                "[\"無事です\",\"けがをしています\","
+                                "\"お迎えが必要です\"]");
         if (strcmp(f.v[i], "nchoices") == 0)
             assert_string_equal(f.v[i + 1], "3");
     }
@@ -1704,6 +1719,7 @@ int main(void)
         cmocka_unit_test(test_reject_masks_addresses),
         cmocka_unit_test(test_mask_json),
         cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_bc_count),
         cmocka_unit_test(test_new_id),
         cmocka_unit_test(test_channel_names),
         cmocka_unit_test_setup_teardown(test_submit_args, setup_keyring,
