@@ -52,6 +52,11 @@ int kn_cli_submit_json(const char *json, size_t len);
  * obeyed.  Returns a new reference.
  */
 json_t *kn_cli_safe_json(json_t *v);
+/* A JSON string of text from Redis: bytes that are not UTF-8 as \\xNN
+ * (json_string() would return NULL and the value would be lost). */
+json_t *kn_cli_jtext(const char *s);
+/* Print a JSON document: JSON escapes, plus C1 and bidi controls. */
+void kn_cli_print_json(json_t *v);
 /* Append {time, actor, op, broadcast, tenant} to the operation log. */
 void kn_cli_audit_op(const char *op, const char *bcast, const char *tenant);
 /* One line {op, ...fields} to the operation log as this kairanctl user
@@ -76,6 +81,7 @@ struct kn_cli_command {
 extern const struct kn_cli_command kn_cli_cmd_purge, kn_cli_cmd_tenant,
     kn_cli_cmd_recipients, kn_cli_cmd_groups, kn_cli_cmd_rekey, kn_cli_cmd_keys,
     kn_cli_cmd_report, kn_cli_cmd_drill, kn_cli_cmd_token, kn_cli_cmd_migrate,
-    kn_cli_cmd_category, kn_cli_cmd_staff, kn_cli_cmd_bounce, kn_cli_cmd_supp;
+    kn_cli_cmd_category, kn_cli_cmd_staff, kn_cli_cmd_bounce, kn_cli_cmd_supp,
+    kn_cli_cmd_dlq;
 
 #endif
