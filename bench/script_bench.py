@@ -96,9 +96,12 @@ def today(r):
                      "STREAMS", streams[1], ">")
         eid = dec(ent[0][1][0][0])
         fk = ["kn:dlq", "kn:active", streams[1], bc, bc + ":r"]
-        fa = ["g", str(int(time.time() * 1000)), eid,
-              ",".join("line:" + b for b in bis), "delivered", ",".join(rc),
-              "200 x-line-request-id=abc", "t%d" % k, job, "1"]
+        now = str(int(time.time() * 1000))
+        fa = ["g", now, eid, "delivered", "200 x-line-request-id=abc",
+              "t%d" % k, "", "1", str(M)]
+        for i in range(M):
+            fa += ["line:" + bis[i],
+                   "d|%s|%s|200 x-line-request-id=abc" % (rc[i], now)]
         s0 = stat(r)
         r.call("EVALSHA", fi, len(fk), *fk, *fa)
         tf += stat(r) - s0

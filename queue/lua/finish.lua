@@ -1,11 +1,18 @@
 -- finish: record the final results of a batch of jobs (those that ended
 -- in one loop turn) and let them leave their streams, in one atomic step.
 -- KEYS: dlq, active, then per job: stream, bc, bc:r
--- ARGV: group, now, then per job (8): entry id, fields
---       (comma-separated: one per recipient of the job, "email:<bindex>"),
---       state (delivered|failed|expired|cancelled|bounced: refused at
---       RCPT, no DLQ entry), rcpts (comma-separated,
---       same order), detail, bcast id, job json, attempts
+-- ARGV: group, now, then per job: entry id, state
+--       (delivered|failed|expired|cancelled|bounced: refused at RCPT, no
+--       DLQ entry), detail, bcast id, job json ('' if not sent: a
+--       delivered job's text is then read from its stream entry, should
+--       it be needed), attempts, n, then n x (field, record): one per
+--       recipient of the job, "email:<bindex>", and the final record to
+--       write, "<code>|<rcpt>|<ms>|<detail>".
+-- The records come written by kairand: every string made in Redis' Lua is
+-- hashed whole, and the 500 records of a LINE multicast made here cost
+-- Redis more than the HSET that writes them.  The fields of a job are
+-- written as sent (one HSET, no table) unless one is final already or
+-- comes twice.
 -- A field that already has a final state is not counted again (a
 -- duplicate).  The counters of a broadcast are added once per batch.
 -- Every key's type is checked before the first write (Redis does not undo
@@ -14,7 +21,6 @@
 -- Returns, per job, the number of fields recorded (-1: such a job).
 --#include maybe_done
 --#include is_final
---#include split
 local codes = {delivered = 'd', failed = 'f', expired = 'x',
                cancelled = 'c', bounced = 'b'}
 local group, now = ARGV[1], ARGV[2]
@@ -24,42 +30,70 @@ local function is(k, ...)
   for _, w in ipairs({...}) do if t == w then return true end end
   return false
 end
--- Check every key first: an error after the first write would leave
--- the batch half recorded (Redis does not undo a script's writes).
--- (active is only an index: maybe_done skips it if it is not a zset.)
+-- Check every key and the shape of the arguments first: an error after
+-- the first write would leave the batch half recorded (Redis does not
+-- undo a script's writes).  (active is only an index: maybe_done skips it
+-- if it is not a zset.)
 if not is(KEYS[1], 'stream', 'none') then
   return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' ..
     kind(KEYS[1]) .. ' where kairan keeps a stream')
 end
 local nj = (#KEYS - 2) / 3
-local bad = {}
+local at, bad = {}, {}
+local a = 3
 for j = 0, nj - 1 do
-  local state = ARGV[3 + 8 * j + 2]
+  local state, n = ARGV[a + 1], tonumber(ARGV[a + 6])
   if not codes[state] then
     return redis.error_reply('ERR unknown state ' .. tostring(state))
   end
+  if not n or n < 0 or n % 1 ~= 0 or a + 6 + 2 * n > #ARGV then
+    return redis.error_reply('ERR job ' .. (j + 1) ..
+      ': fewer fields and records than its count')
+  end
+  at[j] = a
   if not is(KEYS[3 + 3 * j], 'stream') or
      not is(KEYS[4 + 3 * j], 'hash', 'none') or
      not is(KEYS[5 + 3 * j], 'hash', 'none') then bad[j] = true end
+  a = a + 7 + 2 * n
+end
+if a ~= #ARGV + 1 then
+  return redis.error_reply('ERR arguments left after the last job')
+end
+-- A job's text for its DLQ entry: as sent, else its stream entry's.
+local function job_text(stream, id, given)
+  if given ~= '' or not is(stream, 'stream') then return given end
+  local e = redis.call('XRANGE', stream, id, id)[1]
+  if e then
+    for k = 1, #e[2] - 1, 2 do
+      if e[2][k] == 'j' then return e[2][k + 1] end
+    end
+  end
+  return ''
+end
+-- A job's fields comma-joined, as a DLQ entry names them (dlq_retry).
+local function field_list(a, n)
+  local t = {}
+  for k = 1, n do t[k] = ARGV[a + 5 + 2 * k] end
+  return table.concat(t, ',')
 end
 local acks, per, order, out = {}, {}, {}, {}
 for j = 0, nj - 1 do
   local stream, bc, bcr = KEYS[3 + 3 * j], KEYS[4 + 3 * j], KEYS[5 + 3 * j]
-  local a = 3 + 8 * j
-  local state, detail = ARGV[a + 2], ARGV[a + 4]
-  local code = codes[state]
+  local a = at[j]
+  local state, detail, nf = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 6])
   if bad[j] then
     -- A key of this job holds the wrong type (tampered with): the
     -- result cannot be recorded; the job goes to the DLQ, not lost.
+    local job = job_text(stream, ARGV[a], ARGV[a + 4])
     if is(stream, 'stream') then
       redis.call('XACK', stream, group, ARGV[a])
       redis.call('XDEL', stream, ARGV[a])
     end
-    redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 5], 'field',
-      ARGV[a + 1], 'job', ARGV[a + 6], 'reason',
+    redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 3], 'field',
+      field_list(a, nf), 'job', job, 'reason',
       'cannot record the result (' .. state .. '): a key of this '
       .. 'broadcast or its stream holds the wrong type', 'attempts',
-      ARGV[a + 7], 'failed_ms', now)
+      ARGV[a + 5], 'failed_ms', now)
     out[#out + 1] = -1
   else
   local ids = acks[stream]
@@ -67,27 +101,36 @@ for j = 0, nj - 1 do
   ids[#ids + 1] = ARGV[a]
   local b = per[bc]
   if not b then
-    b = {id = ARGV[a + 5], incr = {}, final = 0}
+    b = {id = ARGV[a + 3], incr = {}, final = 0}
     per[bc] = b
     order[#order + 1] = bc
   end
-  local fields, rcpts = split(ARGV[a + 1]), split(ARGV[a + 3])
-  local n = 0
   -- One HMGET and one HSET for the job's fields (a LINE multicast job has
-  -- up to 500), not two calls per field.  A field twice in one job is
-  -- recorded once.
-  local cur = #fields > 0 and redis.call('HMGET', bcr, unpack(fields)) or {}
-  local set, seen = {}, {}
+  -- up to 500), not two calls per field.
+  local fields = {}
+  for k = 1, nf do fields[k] = ARGV[a + 5 + 2 * k] end
+  local cur = nf > 0 and redis.call('HMGET', bcr, unpack(fields)) or {}
+  local set, seen = nil, {}
+  local n = 0
   -- The counter of a field's channel: a job's fields are of one channel
   -- as a rule, so the last one's prefix is tried first (a plain find,
   -- no new string) before the pattern.
   local pre, f = nil, nil
-  local tail = '|' .. now .. '|' .. detail
-  for k, field in ipairs(fields) do
-    if not is_final(cur[k]) and not seen[field] then
+  for k = 1, nf do
+    local field = fields[k]
+    if is_final(cur[k]) or seen[field] then
+      if not set then
+        -- the first field not written: those before it go into a table
+        set = {}
+        for m = 1, k - 1 do
+          set[#set + 1] = fields[m]; set[#set + 1] = ARGV[a + 6 + 2 * m]
+        end
+      end
+    else
       seen[field] = true
-      set[#set + 1] = field
-      set[#set + 1] = code .. '|' .. (rcpts[k] or '') .. tail
+      if set then
+        set[#set + 1] = field; set[#set + 1] = ARGV[a + 6 + 2 * k]
+      end
       if not pre or string.find(field, pre, 1, true) ~= 1 then
         local ch = string.match(field, '^(%a+):')
         pre = ch and ch .. ':' or nil
@@ -97,15 +140,21 @@ for j = 0, nj - 1 do
       n = n + 1
     end
   end
-  if #set > 0 then redis.call('HSET', bcr, unpack(set)) end
+  if not set then
+    if nf > 0 then
+      redis.call('HSET', bcr, unpack(ARGV, a + 7, a + 6 + 2 * nf))
+    end
+  elseif #set > 0 then
+    redis.call('HSET', bcr, unpack(set))
+  end
   if n > 0 then
     b.final = b.final + n
     if state == 'delivered' then
       b.delivered = true
     elseif state == 'failed' then
-      redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 5], 'field',
-        ARGV[a + 1], 'job', ARGV[a + 6], 'reason', detail, 'attempts',
-        ARGV[a + 7], 'failed_ms', now)
+      redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 3], 'field',
+        field_list(a, nf), 'job', job_text(stream, ARGV[a], ARGV[a + 4]),
+        'reason', detail, 'attempts', ARGV[a + 5], 'failed_ms', now)
     end
   end
   out[#out + 1] = n

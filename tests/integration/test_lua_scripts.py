@@ -318,8 +318,11 @@ with Redis(out) as r:
         c.call("XREADGROUP", "GROUP", group, consumer, "COUNT", 100, "STREAMS", stream, ">")
         return eid
 
-    def finish_args(eid, state, n="fn", field="email:f1", rcpt="r1"):
-        return [eid, field, state, rcpt, "250 ok", n, '{"b":"%s"}' % n, 1]
+    def finish_args(eid, state, n="fn", field="email:f1", rcpt="r1", job=None):
+        code = {"delivered": "d", "failed": "f"}.get(state, "?")
+        job = '{"b":"%s"}' % n if job is None else job
+        return [eid, state, "250 ok", n, job, 1, 1, field,
+                "%s|%s|%d|250 ok" % (code, rcpt, NOW)]
 
     with tap.check("finish: records, counts, acks and deletes, ends the broadcast; "
                    "twice counts once; failed goes to the DLQ"):
@@ -359,6 +362,37 @@ with Redis(out) as r:
         e = err("finish", [P + "dlq-str"] + keys[1:], ["g", NOW] + finish_args(e4, "delivered", n="fw"))
         assert e.startswith("WRONGTYPE"), e
         assert c.call("XLEN", st) == 1           # nothing written
+        c.call("DEL", st)
+
+    with tap.check("finish: a delivered job's text comes from its stream entry when "
+                   "its DLQ entry needs it; records as sent, a final one kept; "
+                   "a count that does not match the records is refused"):
+        st = P + "q:line:normal:f"
+        c.call("SET", bc("fj"), "x")
+        e5 = c.call("XADD", st, "*", "j", '{"b":"fj","r":["r1","r2"]}')
+        c.call("XGROUP", "CREATE", st, "g", "0")
+        c.call("XREADGROUP", "GROUP", "g", "c1", "COUNT", 10, "STREAMS", st, ">")
+        keys = [P + "dlq", P + "active", st, bc("fj"), bc("fj", ":r")]
+        assert ev("finish", keys, ["g", NOW] + finish_args(e5, "delivered", n="fj", job="")) == [-1]
+        d = c.call("XREVRANGE", P + "dlq", "+", "-", "COUNT", 1)[0][1]
+        d = dict(zip(d[::2], d[1::2]))
+        assert d[b"job"] == b'{"b":"fj","r":["r1","r2"]}' and d[b"field"] == b"email:f1", d
+        c.call("DEL", bc("fj"))
+        c.call("HSET", bc("fk"), "status", "sending", "jobs", 3, "final", 0)
+        c.call("HSET", bc("fk", ":r"), "line:b", "d|r2|1|200")
+        e6 = c.call("XADD", st, "*", "j", "{}")
+        c.call("XREADGROUP", "GROUP", "g", "c1", "COUNT", 10, "STREAMS", st, ">")
+        keys = [P + "dlq", P + "active", st, bc("fk"), bc("fk", ":r")]
+        args = [e6, "delivered", "200", "fk", "", 1, 3, "line:a", "d|r1|%d|200" % NOW,
+                "line:b", "d|r2|%d|200" % NOW, "line:a", "d|r1|%d|200" % NOW]
+        bad = ["g", NOW] + args[:6] + [4] + args[7:]
+        assert err("finish", keys, bad).startswith("ERR job 1")
+        assert err("finish", keys, ["g", NOW] + args + ["x"]).startswith("ERR arguments left")
+        assert ev("finish", keys, ["g", NOW] + args) == [1]
+        h = hgetall(c, bc("fk", ":r"))
+        assert h == {"line:a": "d|r1|%d|200" % NOW, "line:b": "d|r2|1|200"}, h
+        h = hgetall(c, bc("fk"))
+        assert h["final"] == "1" and h["n:line:delivered"] == "1", h
 
     with tap.check("keep: resets the idle time of held jobs; names the lost ones"):
         su, sn = P + "q:line:urgent:k", P + "q:line:normal:k"
