@@ -177,11 +177,16 @@ static void flush_finished(struct kn_worker *w);
 static char fin_code(const char *state)
 {
     switch (state[0]) {
-    case 'd': return 'd'; /* delivered */
-    case 'f': return 'f'; /* failed */
-    case 'e': return 'x'; /* expired */
-    case 'c': return 'c'; /* cancelled */
-    default: return 'b';  /* bounced */
+    case 'd':
+        return 'd'; /* delivered */
+    case 'f':
+        return 'f'; /* failed */
+    case 'e':
+        return 'x'; /* expired */
+    case 'c':
+        return 'c'; /* cancelled */
+    default:
+        return 'b'; /* bounced */
     }
 }
 
