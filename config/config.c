@@ -290,6 +290,7 @@ static const struct key keys[] = {
     BOOL("http", "metrics_open", "no", http_metrics_open),
     BOOL("http", "require_2fa_admin", "no", http_require_2fa_admin),
     INT("http", "rate", "20", 1, 100000, http_rate),
+    INT("http", "file_rate", "200", 1, 100000, http_file_rate),
     INT("http", "max_conns", "512", 1, 100000, http_max_conns),
     INT("http", "max_conns_per_peer", "32", 1, 100000, http_max_conns_per_peer),
     STR("http", "trusted_proxies", "127.0.0.1 ::1", http_trusted_proxies,

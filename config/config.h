@@ -165,6 +165,7 @@ struct kn_config {
     int64_t http_max_body;  /* bytes */
     int http_metrics_open;  /* /metrics without a token */
     int64_t http_rate;      /* requests per second per source address */
+    int64_t http_file_rate; /* the same for the embedded files */
     int64_t http_max_conns; /* open connections in all */
     int64_t http_max_conns_per_peer; /* per peer address, but proxies */
     char *http_trusted_proxies;      /* addresses: no per-peer cap, X-Real-IP */

@@ -143,7 +143,7 @@ struct route {
     unsigned method;     /* enum http_method */
     const char *pattern; /* "{}" matches one path segment */
     unsigned roles;      /* 0: no token needed */
-    int limited;         /* counted against the per-address rate */
+    int limited;         /* LIM_*: which per-address rate it counts against */
     void (*run)(struct conn *c);
 };
 
@@ -236,6 +236,18 @@ struct rbucket {
     char addr[64];
 };
 
+/* A route's rate limit: none, http.rate (the API and anything reading
+ * data), or http.file_rate (files embedded in kairand: pages, scripts,
+ * styles, strings, which a school's staff behind one address load many at
+ * once and which cost no Redis call). */
+enum { LIM_NONE = 0, LIM_API = 1, LIM_FILE = 2 };
+
+/* Token buckets per source address for one of the rates. */
+struct rtable {
+    struct rbucket *slot[RATE_SLOTS];
+    size_t n;
+};
+
 /* Open connections of one peer address. */
 struct peer {
     struct peer *next;
@@ -260,8 +272,7 @@ struct http_srv {
     struct sample hist[HISTORY_N];
     size_t hist_n, hist_head;
     int64_t next_sample, next_sweep;
-    struct rbucket *rl[RATE_SLOTS];
-    size_t rl_n;
+    struct rtable rl_api, rl_file; /* http.rate, http.file_rate */
     struct peer *peers[PEER_SLOTS];
     char proxies[PROXIES_MAX][64]; /* http.trusted_proxies, as peers read */
     size_t nproxies;
@@ -343,8 +354,10 @@ void kn__httpd_send_continue(struct conn *c);
 int kn__httpd_peer_is_proxy(const struct http_srv *s, const char *addr);
 struct peer *kn__httpd_peer_take(struct http_srv *s, const char *addr);
 void kn__httpd_peer_give(struct http_srv *s, struct peer *p);
-void kn__httpd_rate_sweep(struct http_srv *s, int all);
-int kn__httpd_rate_take(struct http_srv *s, const char *addr, int *retry_after);
+void kn__httpd_rate_sweep(struct rtable *t, int64_t rate, int all);
+void kn__httpd_rate_free(struct rtable *t);
+int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
+                        int *retry_after);
 int kn__httpd_line_admit(struct conn *c);
 /* POST /sendgrid/events (sendgrid_events.c): the key, the headers and the
  * limits before the body is read; 0 if answered already.  Its body cap. */

@@ -1,8 +1,9 @@
 /*
  * limits.c - what one client may take of the server: connections per
  * peer address (http.max_conns_per_peer), requests per second per source
- * address (a token bucket, http.rate), and the LINE webhook's own rate and
- * concurrency for all of LINE's servers together.
+ * address (token buckets: http.rate for the API, http.file_rate for the
+ * embedded files), and the LINE webhook's own rate and concurrency for all
+ * of LINE's servers together.
  */
 #include "dispatcher/http/http_int.h"
 
@@ -66,19 +67,19 @@ void kn__httpd_peer_give(struct http_srv *s, struct peer *p)
 /* ------------------------------------------------------------ rate limit */
 
 /* Drop buckets that have refilled (they hold nothing worth keeping). */
-void kn__httpd_rate_sweep(struct http_srv *s, int all)
+void kn__httpd_rate_sweep(struct rtable *t, int64_t rate, int all)
 {
     int64_t now = kn_mono_ms();
-    double cap = (double)s->cfg->http_rate;
+    double cap = (double)rate;
     for (size_t i = 0; i < RATE_SLOTS; i++) {
-        struct rbucket **pp = &s->rl[i];
+        struct rbucket **pp = &t->slot[i];
         while (*pp != NULL) {
             struct rbucket *b = *pp;
-            double t = b->tokens + (double)(now - b->at) * cap / 1000.0;
-            if (all || t >= cap) {
+            double v = b->tokens + (double)(now - b->at) * cap / 1000.0;
+            if (all || v >= cap) {
                 *pp = b->next;
                 free(b);
-                s->rl_n--;
+                t->n--;
             } else {
                 pp = &b->next;
             }
@@ -86,35 +87,40 @@ void kn__httpd_rate_sweep(struct http_srv *s, int all)
     }
 }
 
+void kn__httpd_rate_free(struct rtable *t)
+{
+    kn__httpd_rate_sweep(t, 1, 1);
+}
+
 /*
- * Token bucket per source address: http.rate requests per second, bursts
- * of as many.  Returns 1 if the request may go on, else 0 with the
- * seconds to wait in *retry_after.
+ * Token bucket per source address: rate requests per second, bursts of as
+ * many.  Returns 1 if the request may go on, else 0 with the seconds to
+ * wait in *retry_after.
  */
-int kn__httpd_rate_take(struct http_srv *s, const char *addr, int *retry_after)
+int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
+                        int *retry_after)
 {
     unsigned slot = addr_hash(addr) % RATE_SLOTS;
-    double cap = (double)s->cfg->http_rate;
+    double cap = (double)rate;
     int64_t now = kn_mono_ms();
     struct rbucket *b;
 
-    for (b = s->rl[slot]; b != NULL; b = b->next) {
+    for (b = t->slot[slot]; b != NULL; b = b->next) {
         if (strcmp(b->addr, addr) == 0)
             break;
     }
     if (b == NULL) {
-        if (s->rl_n >= RATE_MAX)
-            kn__httpd_rate_sweep(s, 0);
-        if (s->rl_n >= RATE_MAX)
-            kn__httpd_rate_sweep(
-                s, 1); /* under a flood of addresses: start over */
+        if (t->n >= RATE_MAX)
+            kn__httpd_rate_sweep(t, rate, 0);
+        if (t->n >= RATE_MAX) /* under a flood of addresses: start over */
+            kn__httpd_rate_sweep(t, rate, 1);
         b = kn_xcalloc(1, sizeof(*b));
         snprintf(b->addr, sizeof(b->addr), "%s", addr);
         b->tokens = cap;
         b->at = now;
-        b->next = s->rl[slot];
-        s->rl[slot] = b;
-        s->rl_n++;
+        b->next = t->slot[slot];
+        t->slot[slot] = b;
+        t->n++;
     }
     b->tokens += (double)(now - b->at) * cap / 1000.0;
     if (b->tokens > cap)

@@ -19,130 +19,160 @@
     (ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_LIMITED_ADMIN) | ROLE(KN_ROLE_OPERATOR))
 
 static const struct route routes[] = {
-    {R_PAGE, HTTP_GET, "/", 0, 1, kn__httpd_run_page},
-    {R_JS, HTTP_GET, "/status.js", 0, 1, kn__httpd_run_js},
-    {R_CSS, HTTP_GET, "/status.css", 0, 1, kn__httpd_run_css},
-    {R_FAVICON, HTTP_GET, "/favicon.ico", 0, 1, kn__httpd_run_favicon},
-    {R_HEALTH, HTTP_GET, "/healthz", 0, 0, kn__httpd_run_health},
+    {R_PAGE, HTTP_GET, "/", 0, LIM_FILE, kn__httpd_run_page},
+    {R_JS, HTTP_GET, "/status.js", 0, LIM_FILE, kn__httpd_run_js},
+    {R_CSS, HTTP_GET, "/status.css", 0, LIM_FILE, kn__httpd_run_css},
+    {R_FAVICON, HTTP_GET, "/favicon.ico", 0, LIM_FILE, kn__httpd_run_favicon},
+    {R_HEALTH, HTTP_GET, "/healthz", 0, LIM_NONE, kn__httpd_run_health},
     {R_METRICS, HTTP_GET, "/metrics",
-     ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_OPERATOR), 1, kn__httpd_run_metrics},
-    {R_QUEUES, HTTP_GET, "/v1/queues", READERS, 1, kn__httpd_run_queues},
-    {R_HISTORY, HTTP_GET, "/v1/queues/history", READERS, 1,
+     ROLE(KN_ROLE_ADMIN) | ROLE(KN_ROLE_OPERATOR), LIM_API,
+     kn__httpd_run_metrics},
+    {R_QUEUES, HTTP_GET, "/v1/queues", READERS, LIM_API, kn__httpd_run_queues},
+    {R_HISTORY, HTTP_GET, "/v1/queues/history", READERS, LIM_API,
      kn__httpd_run_history},
-    {R_BC_LIST, HTTP_GET, "/v1/broadcasts", READERS | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_bc_list},
-    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_bc_submit},
-    {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_bc_get},
+    {R_BC_LIST, HTTP_GET, "/v1/broadcasts", READERS | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_bc_list},
+    {R_BC_SUBMIT, HTTP_POST, "/v1/broadcasts", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_bc_submit},
+    {R_BC_GET, HTTP_GET, "/v1/broadcasts/{}", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_bc_get},
     /* A sender may cancel its own broadcasts (bc_visible decides which). */
     {R_BC_CANCEL, HTTP_POST, "/v1/broadcasts/{}/cancel",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_cancel},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_cancel},
     /* Re-send to the not confirmed / not reached (resend.c). */
     {R_BC_RESEND, HTTP_POST, "/v1/broadcasts/{}/resend",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_resend},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_resend},
     {R_BC_RCPTS, HTTP_GET, "/v1/broadcasts/{}/recipients",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_rcpts},
     {R_BC_RCPTS_CSV, HTTP_GET, "/v1/broadcasts/{}/recipients.csv",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_rcpts_csv},
-    {R_ACK_GET, HTTP_GET, "/a/{}", 0, 1, kn__httpd_run_ack_get},
-    {R_ACK_POST, HTTP_POST, "/a/{}", 0, 1, kn__httpd_run_ack_post},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_rcpts_csv},
+    {R_ACK_GET, HTTP_GET, "/a/{}", 0, LIM_API, kn__httpd_run_ack_get},
+    {R_ACK_POST, HTTP_POST, "/a/{}", 0, LIM_API, kn__httpd_run_ack_post},
     /* Not rate-limited: LINE's few servers carry every user's events;
      * the signature is checked before anything else. */
-    {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, 0, kn__httpd_run_line_hook},
+    {R_LINE_HOOK, HTTP_POST, "/line/webhook", 0, LIM_NONE,
+     kn__httpd_run_line_hook},
     /* SendGrid's Event Webhook (issue 18): as the LINE webhook, its own
      * limits; the ECDSA signature is checked before anything else. */
-    {R_SG_HOOK, HTTP_POST, "/sendgrid/events", 0, 0, kn__httpd_run_sg_hook},
+    {R_SG_HOOK, HTTP_POST, "/sendgrid/events", 0, LIM_NONE,
+     kn__httpd_run_sg_hook},
     /* Staff sessions (session.c): the login needs no credential but is
      * rate-limited and throttled per account; the others need a session. */
-    {R_SESSION_LOGIN, HTTP_POST, "/v1/session", 0, 1, kn__httpd_run_login},
-    {R_SESSION_END, HTTP_DELETE, "/v1/session", ANYROLE, 1,
+    {R_SESSION_LOGIN, HTTP_POST, "/v1/session", 0, LIM_API,
+     kn__httpd_run_login},
+    {R_SESSION_END, HTTP_DELETE, "/v1/session", ANYROLE, LIM_API,
      kn__httpd_run_logout},
-    {R_SESSION_PASSWORD, HTTP_POST, "/v1/session/password", ANYROLE, 1,
+    {R_SESSION_PASSWORD, HTTP_POST, "/v1/session/password", ANYROLE, LIM_API,
      kn__httpd_run_password},
-    {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, 1,
+    {R_SESSION_TOTP, HTTP_POST, "/v1/session/totp", ANYROLE, LIM_API,
      kn__httpd_run_totp},
-    {R_SESSION_GET, HTTP_GET, "/v1/session", ANYROLE, 1,
+    {R_SESSION_GET, HTTP_GET, "/v1/session", ANYROLE, LIM_API,
      kn__httpd_run_session_get},
     /* The staff console (console.c): files only, no data. */
-    {R_CONSOLE_BARE, HTTP_GET, "/c/{}", 0, 1, kn__httpd_run_console_bare},
-    {R_CONSOLE_INDEX, HTTP_GET, "/c/{}/", 0, 1, kn__httpd_run_console_index},
-    {R_CONSOLE_FILE, HTTP_GET, "/c/{}/{}", 0, 1, kn__httpd_run_console_file},
+    {R_CONSOLE_BARE, HTTP_GET, "/c/{}", 0, LIM_FILE,
+     kn__httpd_run_console_bare},
+    {R_CONSOLE_INDEX, HTTP_GET, "/c/{}/", 0, LIM_FILE,
+     kn__httpd_run_console_index},
+    {R_CONSOLE_FILE, HTTP_GET, "/c/{}/{}", 0, LIM_FILE,
+     kn__httpd_run_console_file},
     /* The console's 名簿 (roster.c): a tenant's admins only. */
-    {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, 1,
+    {R_DIR_IMPORT, HTTP_POST, "/v1/directory/import", STAFF, LIM_API,
      kn__httpd_run_dir_import},
     /* Registration sheets, 未登録, the reminder (sheets.c; issue 15);
      * before /v1/directory/{}, which would take their names. */
-    {R_DIR_SHEETS, HTTP_POST, "/v1/directory/sheets", STAFF, 1,
+    {R_DIR_SHEETS, HTTP_POST, "/v1/directory/sheets", STAFF, LIM_API,
      kn__httpd_run_dir_sheets},
-    {R_DIR_UNREG, HTTP_GET, "/v1/directory/unregistered", STAFF, 1,
+    {R_DIR_UNREG, HTTP_GET, "/v1/directory/unregistered", STAFF, LIM_API,
      kn__httpd_run_dir_unreg},
-    {R_DIR_REMIND, HTTP_POST, "/v1/directory/remind", STAFF, 1,
+    {R_DIR_REMIND, HTTP_POST, "/v1/directory/remind", STAFF, LIM_API,
      kn__httpd_run_dir_remind},
     /* The console's 職員 (staff_admin.c): a tenant's admins read, its
      * admins (not limited_admin) change. */
-    {R_STAFF_LIST, HTTP_GET, "/v1/staff", STAFF, 1, kn__httpd_run_staff_list},
-    {R_STAFF_ADD, HTTP_POST, "/v1/staff", STAFF, 1, kn__httpd_run_staff_add},
-    {R_STAFF_DEACTIVATE, HTTP_POST, "/v1/staff/{}/deactivate", STAFF, 1,
+    {R_STAFF_LIST, HTTP_GET, "/v1/staff", STAFF, LIM_API,
+     kn__httpd_run_staff_list},
+    {R_STAFF_ADD, HTTP_POST, "/v1/staff", STAFF, LIM_API,
+     kn__httpd_run_staff_add},
+    {R_STAFF_DEACTIVATE, HTTP_POST, "/v1/staff/{}/deactivate", STAFF, LIM_API,
      kn__httpd_run_staff_deactivate},
-    {R_STAFF_RESET, HTTP_POST, "/v1/staff/{}/reset", STAFF, 1,
+    {R_STAFF_RESET, HTTP_POST, "/v1/staff/{}/reset", STAFF, LIM_API,
      kn__httpd_run_staff_reset},
-    {R_STAFF_ROLE, HTTP_POST, "/v1/staff/{}/role", STAFF, 1,
+    {R_STAFF_ROLE, HTTP_POST, "/v1/staff/{}/role", STAFF, LIM_API,
      kn__httpd_run_staff_role},
-    {R_STAFF_GROUPS, HTTP_POST, "/v1/staff/{}/groups", STAFF, 1,
+    {R_STAFF_GROUPS, HTTP_POST, "/v1/staff/{}/groups", STAFF, LIM_API,
      kn__httpd_run_staff_groups},
-    {R_LOGS, HTTP_GET, "/v1/logs/{}", STAFF, 1, kn__httpd_run_logs},
+    {R_LOGS, HTTP_GET, "/v1/logs/{}", STAFF, LIM_API, kn__httpd_run_logs},
     /* One student of the 名簿 (directory_edit.c). */
-    {R_DIR_GET, HTTP_GET, "/v1/directory/{}", STAFF, 1, kn__httpd_run_dir_get},
-    {R_DIR_PATCH, HTTP_PATCH, "/v1/directory/{}", STAFF, 1,
+    {R_DIR_GET, HTTP_GET, "/v1/directory/{}", STAFF, LIM_API,
+     kn__httpd_run_dir_get},
+    {R_DIR_PATCH, HTTP_PATCH, "/v1/directory/{}", STAFF, LIM_API,
      kn__httpd_run_dir_patch},
     /* A suppressed e-mail address cleared from the 名簿 (issue 18). */
-    {R_SUPP_CLEAR, HTTP_DELETE, "/v1/suppressions/{}", STAFF, 1,
+    {R_SUPP_CLEAR, HTTP_DELETE, "/v1/suppressions/{}", STAFF, LIM_API,
      kn__httpd_run_supp_clear},
     /* The console's 新規連絡 (compose.c, templates.c, preview.c): what a
      * sender may read is narrowed inside (its own groups). */
-    {R_GROUPS, HTTP_GET, "/v1/groups", STAFF | ROLE(KN_ROLE_SENDER), 1,
+    {R_GROUPS, HTTP_GET, "/v1/groups", STAFF | ROLE(KN_ROLE_SENDER), LIM_API,
      kn__httpd_run_groups},
-    {R_DIRECTORY, HTTP_GET, "/v1/directory", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_directory},
-    {R_CATEGORIES, HTTP_GET, "/v1/categories", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_categories},
-    {R_TPL_LIST, HTTP_GET, "/v1/templates", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_tpl_list},
-    {R_TPL_PUT, HTTP_PUT, "/v1/templates/{}", STAFF | ROLE(KN_ROLE_SENDER), 1,
-     kn__httpd_run_tpl_put},
+    {R_DIRECTORY, HTTP_GET, "/v1/directory", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_directory},
+    {R_CATEGORIES, HTTP_GET, "/v1/categories", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_categories},
+    {R_TPL_LIST, HTTP_GET, "/v1/templates", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_tpl_list},
+    {R_TPL_PUT, HTTP_PUT, "/v1/templates/{}", STAFF | ROLE(KN_ROLE_SENDER),
+     LIM_API, kn__httpd_run_tpl_put},
     {R_TPL_DELETE, HTTP_DELETE, "/v1/templates/{}",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_tpl_delete},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_tpl_delete},
     {R_BC_PREVIEW, HTTP_POST, "/v1/broadcasts/preview",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_preview},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_preview},
     {R_BC_TEST, HTTP_POST, "/v1/broadcasts/test", STAFF | ROLE(KN_ROLE_SENDER),
-     1, kn__httpd_run_bc_test},
+     LIM_API, kn__httpd_run_bc_test},
     /* Guardians sign themselves up (register.c): no credential; the
      * sheet's passcode is throttled per ID and address there. */
-    {R_REG_PAGE, HTTP_GET, "/r", 0, 1, kn__httpd_run_register_page},
-    {R_REG_FILE, HTTP_GET, "/r/{}", 0, 1, kn__httpd_run_register_file},
-    {R_REG_START, HTTP_POST, "/r/start", 0, 1, kn__httpd_run_register_start},
-    {R_REG_EMAIL, HTTP_POST, "/r/email", 0, 1, kn__httpd_run_register_email},
-    {R_REG_VERIFY, HTTP_POST, "/r/verify", 0, 1, kn__httpd_run_register_verify},
-    {R_REG_APP, HTTP_POST, "/r/app", 0, 1, kn__httpd_run_register_app},
-    {R_REG_LINE, HTTP_POST, "/r/line", 0, 1, kn__httpd_run_register_line},
+    {R_REG_PAGE, HTTP_GET, "/r", 0, LIM_FILE, kn__httpd_run_register_page},
+    {R_REG_FILE, HTTP_GET, "/r/{}", 0, LIM_FILE, kn__httpd_run_register_file},
+    {R_REG_START, HTTP_POST, "/r/start", 0, LIM_API,
+     kn__httpd_run_register_start},
+    {R_REG_EMAIL, HTTP_POST, "/r/email", 0, LIM_API,
+     kn__httpd_run_register_email},
+    {R_REG_VERIFY, HTTP_POST, "/r/verify", 0, LIM_API,
+     kn__httpd_run_register_verify},
+    {R_REG_APP, HTTP_POST, "/r/app", 0, LIM_API, kn__httpd_run_register_app},
+    {R_REG_LINE, HTTP_POST, "/r/line", 0, LIM_API, kn__httpd_run_register_line},
     /* The school app: a code from /r/app, then its device credential. */
-    {R_DEVICES, HTTP_POST, "/v1/devices", 0, 1, kn__httpd_run_devices},
+    {R_DEVICES, HTTP_POST, "/v1/devices", 0, LIM_API, kn__httpd_run_devices},
     /* One child's whole phone numbers, to phone (phones.c). */
     {R_BC_PHONES, HTTP_GET, "/v1/broadcasts/{}/recipients/{}/phones",
-     STAFF | ROLE(KN_ROLE_SENDER), 1, kn__httpd_run_bc_phones},
+     STAFF | ROLE(KN_ROLE_SENDER), LIM_API, kn__httpd_run_bc_phones},
     /* RFC 8058 one-click unsubscribe (issue 16, unsub.c): no token, no
      * CSRF (mail providers post cross-site); rate-limited like /a. */
-    {R_UNSUB_GET, HTTP_GET, "/u/{}", 0, 1, kn__httpd_run_unsub_get},
-    {R_UNSUB_POST, HTTP_POST, "/u/{}", 0, 1, kn__httpd_run_unsub_post},
+    {R_UNSUB_GET, HTTP_GET, "/u/{}", 0, LIM_API, kn__httpd_run_unsub_get},
+    {R_UNSUB_POST, HTTP_POST, "/u/{}", 0, LIM_API, kn__httpd_run_unsub_post},
     /* The guardian's own page (mypage.c): the link's token in the body. */
-    {R_MY_PAGE, HTTP_GET, "/m", 0, 1, kn__httpd_run_mypage_page},
-    {R_MY_FILE, HTTP_GET, "/m/{}", 0, 1, kn__httpd_run_mypage_file},
-    {R_MY_VIEW, HTTP_POST, "/m/view", 0, 1, kn__httpd_run_mypage_view},
-    {R_MY_SAVE, HTTP_POST, "/m/save", 0, 1, kn__httpd_run_mypage_save},
-    {R_MY_CODE, HTTP_POST, "/m/code", 0, 1, kn__httpd_run_mypage_code},
-    {R_MY_LINK, HTTP_POST, "/m/link", 0, 1, kn__httpd_run_mypage_link},
+    {R_MY_PAGE, HTTP_GET, "/m", 0, LIM_FILE, kn__httpd_run_mypage_page},
+    {R_MY_FILE, HTTP_GET, "/m/{}", 0, LIM_FILE, kn__httpd_run_mypage_file},
+    {R_MY_VIEW, HTTP_POST, "/m/view", 0, LIM_API, kn__httpd_run_mypage_view},
+    {R_MY_SAVE, HTTP_POST, "/m/save", 0, LIM_API, kn__httpd_run_mypage_save},
+    {R_MY_CODE, HTTP_POST, "/m/code", 0, LIM_API, kn__httpd_run_mypage_code},
+    {R_MY_LINK, HTTP_POST, "/m/link", 0, LIM_API, kn__httpd_run_mypage_link},
 };
+
+/*
+ * Whether a request of route rt (NULL: none matched) from source may go
+ * on, as its rate limit says; else the seconds to wait in *retry.
+ */
+static int rate_ok(struct http_srv *s, const struct route *rt,
+                   const char *source, int *retry)
+{
+    int lim = rt != NULL ? rt->limited : LIM_API;
+    if (lim == LIM_NONE ||
+        (rt != NULL && rt->id == R_METRICS && s->cfg->http_metrics_open))
+        return 1;
+    if (lim == LIM_FILE)
+        return kn__httpd_rate_take(&s->rl_file, s->cfg->http_file_rate, source,
+                                   retry);
+    return kn__httpd_rate_take(&s->rl_api, s->cfg->http_rate, source, retry);
+}
 
 /* Does path match pattern?  The {} segment is copied into *param. */
 static int path_match(const char *pattern, const char *path, char **param)
@@ -279,10 +309,7 @@ void kn__httpd_dispatch(struct conn *c)
         kn__httpd_respond_error(c, 400, NULL, "malformed request target");
         return;
     }
-    if ((found == NULL || found->limited) &&
-        !(found != NULL && found->id == R_METRICS &&
-          s->cfg->http_metrics_open) &&
-        !kn__httpd_rate_take(s, r->source, &retry)) {
+    if (!rate_ok(s, found, r->source, &retry)) {
         char extra[48];
         json_t *j = json_object();
         snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry);

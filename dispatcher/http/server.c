@@ -40,13 +40,8 @@ void kn__httpd_srv_unref(struct http_srv *s)
 {
     if (--s->live > 0 || !s->closing)
         return;
-    for (size_t i = 0; i < RATE_SLOTS; i++) {
-        while (s->rl[i] != NULL) {
-            struct rbucket *b = s->rl[i];
-            s->rl[i] = b->next;
-            free(b);
-        }
-    }
+    kn__httpd_rate_free(&s->rl_api);
+    kn__httpd_rate_free(&s->rl_file);
     json_decref(s->summary);
     free(s);
 }
@@ -406,7 +401,8 @@ static void on_tick(uv_timer_t *t)
     if (s->closing)
         return;
     if (now >= s->next_sweep) {
-        kn__httpd_rate_sweep(s, 0);
+        kn__httpd_rate_sweep(&s->rl_api, s->cfg->http_rate, 0);
+        kn__httpd_rate_sweep(&s->rl_file, s->cfg->http_file_rate, 0);
         s->next_sweep = now + 10000;
     }
     if (now >= s->next_sample && kn_redis_up(s->d->cmd))

@@ -696,6 +696,7 @@ with Redis(out) as redis:
     # ---------------------------------------------------------------- [6]
     d.stop()
     k.sections["http"]["rate"] = "3"
+    k.sections["http"]["file_rate"] = "6"
     k.sections["http"]["metrics_open"] = "yes"
     k.write_conf()
     d = k.start()
@@ -722,6 +723,33 @@ with Redis(out) as redis:
         time.sleep(int(last.header("retry-after")))
         r = request(U, "GET", "/v1/queues", T["operator"])
         assert r.status == 200, r
+
+    with tap.check("rate limit: the embedded files have their own bucket (http.file_rate): "
+                   "a page's files do not use up the API's, nor the API's theirs"):
+        c = http.client.HTTPConnection("127.0.0.1", U, timeout=10)
+        src = {"X-Real-IP": "198.51.100.20"}
+        files = ["/status.js", "/status.css", "/"]
+        statuses, last = [], None
+        for i in range(40):
+            r = request(U, "GET", files[i % len(files)], headers=src, conn=c)
+            statuses.append(r.status)
+            if r.status == 429:
+                last = r
+        assert statuses[:6] == [200] * 6, statuses      # 6 > http.rate (3)
+        assert 429 in statuses, statuses
+        assert last.json["error"] and int(last.header("retry-after")) >= 1, last
+        # the API bucket of that address is still full
+        got = [request(U, "GET", "/v1/queues", T["operator"], headers=src,
+                       conn=c).status for _ in range(3)]
+        assert got == [200, 200, 200], got
+        # and an address whose API bucket is empty still gets the page
+        src = {"X-Real-IP": "198.51.100.21"}
+        got = [request(U, "GET", "/v1/queues", T["operator"], headers=src,
+                       conn=c).status for _ in range(8)]
+        assert 429 in got, got
+        r = request(U, "GET", "/status.js", headers=src, conn=c)
+        assert r.status == 200 and "javascript" in r.header("content-type"), r
+        c.close()
 
     with tap.check("X-Real-IP from a loopback peer is the source in the login log"):
         lines = login_lines()
