@@ -435,17 +435,19 @@ struct bc_list {
     long long active_total; /* the global reads: ZCARD of the index */
 };
 
-/* What the global reads give (the active index, and bcs of the last
- * RECENT_MS): not ended (done, cancelled, rejected), or created in the
- * last RECENT_MS. */
+/* What the global reads give (the active index, bcs and ended of the
+ * last RECENT_MS): not ended (done, cancelled, rejected), or created or
+ * ended in the last RECENT_MS. */
 static int active_or_recent(const redisReply *h, long long now)
 {
     const char *st = hf(h, F_STATUS), *cr = hf(h, F_CREATED);
-    int ended = hf(h, F_DONE) != NULL || hf(h, F_CANCELLED) != NULL ||
+    const char *dn = hf(h, F_DONE);
+    int ended = dn != NULL || hf(h, F_CANCELLED) != NULL ||
                 (st != NULL &&
                  (strcmp(st, "done") == 0 || strcmp(st, "cancelled") == 0 ||
                   strcmp(st, "rejected") == 0));
-    return !ended || (cr != NULL && atoll(cr) >= now - RECENT_MS);
+    return !ended || (cr != NULL && atoll(cr) >= now - RECENT_MS) ||
+           (dn != NULL && atoll(dn) >= now - RECENT_MS);
 }
 
 static void on_bc_list_2(struct batch *b)
@@ -499,11 +501,14 @@ static void on_bc_list_1(struct batch *b)
         l->active_total =
             n != NULL && n->type == REDIS_REPLY_INTEGER ? n->integer : 0;
     }
-    for (int k = 0; k < (l->filter ? 1 : 2); k++) {
-        const redisReply *r = kn__httpd_brep(b, k);
-        /* The just ended come on top of a full active list (an operator
-         * sees what ended in the last minutes even when 100 are active). */
-        int cap = k == 0 ? LIST_MAX : LIST_MAX + LIST_RECENT;
+    for (int k = 0; k < (l->filter ? 1 : 3); k++) {
+        /* the global reads: active (0), the newest created (1), the just
+         * ended (3; 2 is the ZCARD) */
+        const redisReply *r = kn__httpd_brep(b, k == 2 ? 3 : k);
+        /* The newest and the just ended come on top of a full active list
+         * (an operator sees what started and ended in the last minutes
+         * even when 100 are active, however many were created since). */
+        int cap = LIST_MAX + k * LIST_RECENT;
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
                            i < r->elements && l->ids.n < cap;
              i++) {
@@ -980,6 +985,10 @@ void kn__httpd_run_bc_list(struct conn *c)
     free(k);
     k = kn__key(d, "active");
     kn__httpd_batch_cmd(b, "ZCARD", k, NULL);
+    free(k);
+    k = kn__key(d, "ended");
+    kn__httpd_batch_cmd(b, "ZREVRANGEBYSCORE", k, "+inf", min, "LIMIT", "0",
+                        "50", NULL); /* LIST_RECENT */
     free(k);
     kn__httpd_batch_end(b);
 }

@@ -7,6 +7,7 @@
 -- KEYS: bc, rejected (zset), active (zset), dlq, stream, counter
 -- ARGV: id, now, reason, field, group, entry id, tenant
 -- Returns 1 (rejected) or 2 (its hash unusable: in the DLQ).
+--#include maybe_done
 local function kind(k) return redis.call('TYPE', k)['ok'] end
 local bc, now = KEYS[1], ARGV[2]
 local out = 2
@@ -24,7 +25,9 @@ if bt == 'hash' or bt == 'none' then
     local jobs = tonumber(redis.call('HGET', bc, 'jobs')) or 0
     local fin = tonumber(redis.call('HGET', bc, 'final')) or 0
     if fin >= jobs then
-      redis.call('HSETNX', bc, 'done_ms', now)
+      if redis.call('HSETNX', bc, 'done_ms', now) == 1 then
+        ended_add(KEYS[3], ARGV[1], now)
+      end
       if kind(KEYS[3]) == 'zset' then redis.call('ZREM', KEYS[3], ARGV[1]) end
     end
     local rt = kind(KEYS[2])

@@ -291,14 +291,20 @@ with Redis(out) as r:
                   [2, 0, P, 203, 1, whole, "", "line:w2", "r2"]) == [1, 0]
         assert c.call("XLEN", streams[3]) == n0 + 1
 
-    with tap.check("expand_done: done when every job is final; leaves active"):
+    with tap.check("expand_done: done when every job is final; leaves active, enters "
+                   "the index of the just ended (trimmed to 15 minutes)"):
         c.call("HSET", bc("ed"), "status", "sending", "jobs", 1, "final", 0)
         c.call("ZADD", P + "active", NOW, "ed")
+        c.call("ZADD", P + "ended", NOW - 15 * 60 * 1000 - 1, "old", NOW - 15 * 60 * 1000, "edge")
         assert ev("expand_done", [bc("ed"), P + "active"], ["ed", NOW]) == b"sending"
+        assert c.call("ZSCORE", P + "ended", "ed") is None
         c.call("HSET", bc("ed"), "final", 1)
         assert ev("expand_done", [bc("ed"), P + "active"], ["ed", NOW]) == b"done"
         assert c.call("ZSCORE", P + "active", "ed") is None
         assert c.call("HGET", bc("ed"), "done_ms") == str(NOW).encode()
+        assert c.call("ZRANGE", P + "ended", 0, -1) == [b"edge", b"ed"]
+        assert ev("expand_done", [bc("ed"), P + "active"], ["ed", NOW + 5]) == b"done"
+        assert c.call("ZSCORE", P + "ended", "ed") == str(NOW).encode()  # once
         c.call("SET", P + "act-str", "x")      # active of the wrong type: only an index
         c.call("HSET", bc("ed2"), "status", "sending", "jobs", 0, "final", 0)
         assert ev("expand_done", [bc("ed2"), P + "act-str"], ["ed2", NOW]) == b"done"

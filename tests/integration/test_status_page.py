@@ -173,7 +173,22 @@ with Redis(out) as redis:
         active_total = int(redis.call("ZCARD", "kairan:active"))
         status, lst = get(port, "/v1/broadcasts?active=1", operator)
         assert status == 200 and lst["active_total"] == active_total, (status, lst.get("active_total"))
-        assert len(lst["broadcasts"]) <= 100 + 50, len(lst["broadcasts"])
+        assert len(lst["broadcasts"]) <= 100 + 50 + 50, len(lst["broadcasts"])
+        # A broadcast that just ended stays listed however many were
+        # created after it (60 newer here: the 50 newest created no
+        # longer hold it; the index of the just ended, by done_ms, does).
+        k.wait_done(page_bc, 30)
+        assert redis.call("ZSCORE", "kairan:ended", page_bc) is not None
+        now = int(time.time() * 1000)
+        for i in range(60):
+            redis.call("HSET", "kairan:bc:bc-new-%02d" % i, "tenant", "kita",
+                       "status", "done", "created_ms", now + i, "done_ms", now + i,
+                       "jobs", 0, "final", 0)
+            redis.call("ZADD", "kairan:bcs", now + i, "bc-new-%02d" % i)
+        status, lst = get(port, "/v1/broadcasts?active=1", operator)
+        ids = [b["id"] for b in lst["broadcasts"]]
+        assert status == 200 and page_bc in ids, (status, len(ids))
+        assert "bc-new-59" in ids and len(ids) <= 100 + 50 + 50, len(ids)
         school = k.ctl("token", "create", "--role", "limited_admin", "--tenant", "sakura",
                        "--name", "sakura office").stdout.strip()
         status, lst = get(port, "/v1/broadcasts?active=1", school)
