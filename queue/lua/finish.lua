@@ -44,7 +44,7 @@ local a = 3
 for j = 0, nj - 1 do
   local state, n = ARGV[a + 1], tonumber(ARGV[a + 6])
   if not codes[state] then
-    return redis.error_reply('ERR unknown state ' .. tostring(state))
+    return redis.error_reply('ERR unknown state ' .. string.sub(tostring(state), 1, 32))
   end
   if not n or n < 0 or n % 1 ~= 0 or a + 6 + 2 * n > #ARGV then
     return redis.error_reply('ERR job ' .. (j + 1) ..
