@@ -301,12 +301,11 @@ static void finish(struct wjob *jb, const char *state, const char *detail)
  * "<code>|<rcpt>|<ms>|<detail>".  Built here, not in the script, since
  * every string made in Redis' Lua is hashed whole and one made per
  * recipient of a 500-member multicast cost Redis more than the HSET that
- * writes them.  The fields are cut out of jb->fields (comma-joined).
+ * writes them.
  */
 static void fin_records(struct kn_argv *a, const struct wjob *jb)
 {
     struct kn_buf v = KN_BUF_INIT;
-    const char *f = jb->fields;
     char tail[48];
     int tn;
     kn_argv_addi(a, (int64_t)jb->naddr);
@@ -314,10 +313,11 @@ static void fin_records(struct kn_argv *a, const struct wjob *jb)
         return;
     tn = snprintf(tail, sizeof(tail), "|%lld|", (long long)kn_now_ms());
     for (size_t k = 0; k < jb->naddr; k++) {
-        const char *end = strchr(f, ',');
-        size_t fl = end ? (size_t)(end - f) : strlen(f);
-        kn_argv_addn(a, f, fl);
-        f += fl + (end ? 1 : 0);
+        kn_buf_reset(&v);
+        kn_buf_add(&v, jb->w->chname);
+        kn_buf_addc(&v, ':');
+        kn_buf_add(&v, jb->bindex[k]);
+        kn_argv_addn(a, kn_buf_str(&v), kn_buf_len(&v));
         kn_buf_reset(&v);
         kn_buf_addc(&v, fin_code(jb->fin_state));
         kn_buf_addc(&v, '|');

@@ -141,6 +141,19 @@ static int64_t jint(json_t *o, const char *k)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* Within KN_JOB_MAX_RCPTS, and no comma in a recipient or an index. */
+static int rcpts_ok(const struct kn_job_rec *rec)
+{
+    if (rec->n > KN_JOB_MAX_RCPTS)
+        return 0;
+    for (size_t k = 0; k < rec->n; k++) {
+        if (strchr(rec->rcpts[k], ',') != NULL ||
+            strchr(rec->bindex[k], ',') != NULL)
+            return 0;
+    }
+    return 1;
+}
+
 /* r, a, i: three strings (one recipient) or three arrays of strings of
  * the same non-zero length (a LINE multicast job). */
 static int parse_rcpts(json_t *job, struct kn_job_rec *rec)
@@ -161,6 +174,8 @@ static int parse_rcpts(json_t *job, struct kn_job_rec *rec)
     } else {
         return KN_EINVAL;
     }
+    if (n > KN_JOB_MAX_RCPTS)
+        return KN_EINVAL;
     rec->n = n;
     rec->rcpts = kn_xcalloc(n, sizeof(char *));
     rec->sealed = kn_xcalloc(n, sizeof(char *));
@@ -175,7 +190,7 @@ static int parse_rcpts(json_t *job, struct kn_job_rec *rec)
         rec->sealed[k] = json_string_value(av);
         rec->bindex[k] = json_string_value(iv);
     }
-    return 0;
+    return rcpts_ok(rec) ? 0 : KN_EINVAL;
 }
 
 int kn_job_parse(json_t *job, struct kn_job_rec *rec)
@@ -501,6 +516,12 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         rec->bindex = arr[2];
         arr[0] = arr[1] = arr[2] = NULL;
     } else {
+        goto fail;
+    }
+    if (!rcpts_ok(rec)) {
+        free(rec->rcpts);
+        free(rec->sealed);
+        free(rec->bindex);
         goto fail;
     }
     rec->attempts = (int)attempts;

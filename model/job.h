@@ -42,6 +42,10 @@
 #include <stdint.h>
 
 #define KN_JOB_ENTRY_FIELD "j" /* the stream entry's field */
+/* Recipients of one job at most: a LINE multicast has 500; more is no
+ * job kairand writes, and the scripts that record a job's recipients
+ * pass them through Lua's unpack (about 8,000 values at most). */
+#define KN_JOB_MAX_RCPTS 1000
 
 #define KN_JOB_BCAST      "b"
 #define KN_JOB_QUEUE      "q"
@@ -123,7 +127,9 @@ struct kn_job_rec {
  * nothing to free) when it is not what kairand writes:
  *  1. not an object, or no string "b", or no integer "n";
  *  2. r, a, i neither three strings nor three non-empty arrays of strings
- *     of the same length.
+ *     of the same length;
+ *  3. more than KN_JOB_MAX_RCPTS recipients, or a recipient or index with
+ *     a comma (the scripts take them comma-joined).
  */
 int kn_job_parse(json_t *job, struct kn_job_rec *rec);
 

@@ -164,6 +164,7 @@ static void delete_broadcast(struct ctx *x, const char *id)
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);
     run(x, "ZREM %sactive %s", p, id);
+    run(x, "ZREM %sended %s", p, id);
 }
 
 /* Broadcasts created before cutoff: whole (whole != 0) or only their

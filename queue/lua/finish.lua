@@ -17,7 +17,7 @@
 -- duplicate).  The counters of a broadcast are added once per batch.
 -- Every key's type is checked before the first write (Redis does not undo
 -- the writes of a script that fails half way): a job whose keys hold the
--- wrong type goes to the DLQ instead.
+-- wrong type, or more than 2,000 recipients, goes to the DLQ instead.
 -- Returns, per job, the number of fields recorded (-1: such a job).
 --#include maybe_done
 --#include is_final
@@ -38,8 +38,15 @@ if not is(KEYS[1], 'stream', 'none') then
   return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' ..
     kind(KEYS[1]) .. ' where kairan keeps a stream')
 end
+if (#KEYS - 2) % 3 ~= 0 then
+  return redis.error_reply('ERR keys: dlq, active, then three per job')
+end
 local nj = (#KEYS - 2) / 3
+-- bad[j]: why job j's result cannot be recorded (it goes to the DLQ)
 local at, bad = {}, {}
+local wrong = 'a key of this broadcast or its stream holds the wrong type'
+local MAX = 2000 -- recipients of a job (kairand's are 500 at most):
+-- Lua's unpack takes about 8,000 values
 local a = 3
 for j = 0, nj - 1 do
   local state, n = ARGV[a + 1], tonumber(ARGV[a + 6])
@@ -53,7 +60,11 @@ for j = 0, nj - 1 do
   at[j] = a
   if not is(KEYS[3 + 3 * j], 'stream') or
      not is(KEYS[4 + 3 * j], 'hash', 'none') or
-     not is(KEYS[5 + 3 * j], 'hash', 'none') then bad[j] = true end
+     not is(KEYS[5 + 3 * j], 'hash', 'none') then
+    bad[j] = wrong
+  elseif n > MAX then
+    bad[j] = 'more than ' .. MAX .. ' recipients in one job'
+  end
   a = a + 7 + 2 * n
 end
 if a ~= #ARGV + 1 then
@@ -91,8 +102,7 @@ for j = 0, nj - 1 do
     end
     redis.call('XADD', KEYS[1], '*', 'bc', ARGV[a + 3], 'field',
       field_list(a, nf), 'job', job, 'reason',
-      'cannot record the result (' .. state .. '): a key of this '
-      .. 'broadcast or its stream holds the wrong type', 'attempts',
+      'cannot record the result (' .. state .. '): ' .. bad[j], 'attempts',
       ARGV[a + 5], 'failed_ms', now)
     out[#out + 1] = -1
   else
@@ -167,12 +177,15 @@ end
 for _, bc in ipairs(order) do
   local b = per[bc]
   if b.final > 0 then
-    for f, v in pairs(b.incr) do redis.call('HINCRBY', bc, f, v) end
+    -- pcall: a counter that is no integer (the hash tampered with) loses
+    -- that broadcast's count, not the counts of the others of the batch
+    -- (the records are written already; a retry would count nothing).
+    for f, v in pairs(b.incr) do redis.pcall('HINCRBY', bc, f, v) end
     if b.delivered then
       redis.call('HSETNX', bc, 'first_ms', now)
       redis.call('HSET', bc, 'last_ms', now)
     end
-    redis.call('HINCRBY', bc, 'final', b.final)
+    redis.pcall('HINCRBY', bc, 'final', b.final)
     maybe_done(bc, KEYS[2], b.id, now)
   end
 end

@@ -431,6 +431,8 @@ with Redis(out) as redis:
     with tap.check("[10] tenant close and purge remove the answers with the "
                    "broadcast; another tenant's stay"):
         ume_bc = made["ume"][0]
+        # in the index of the just ended too (as if it had ended now)
+        redis.call("ZADD", P + "ended", int(time.time() * 1000), bid)
         cp = k.ctl("tenant", "close", "sakura")
         assert cp.returncode == 0, cp.stderr
         later = time.strftime("%Y-%m-%dT%H:%M:%S+09:00",
@@ -440,6 +442,7 @@ with Redis(out) as redis:
         for sfx in ("", ":ack", ":r", ":aud", ":m"):
             assert redis.call("EXISTS", P + "bc:%s%s" % (bid, sfx)) == 0, sfx
         assert redis.call("ZSCORE", P + "bcs", bid) is None
+        assert redis.call("ZSCORE", P + "ended", bid) is None
         assert redis.call("EXISTS", P + "bc:%s" % ume_bc) == 1
 
 sys.exit(tap.done())

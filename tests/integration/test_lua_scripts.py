@@ -399,6 +399,40 @@ with Redis(out) as r:
         assert h == {"line:a": "d|r1|%d|200" % NOW, "line:b": "d|r2|1|200"}, h
         h = hgetall(c, bc("fk"))
         assert h["final"] == "1" and h["n:line:delivered"] == "1", h
+        assert err("finish", keys + [st], ["g", NOW] + args).startswith("ERR keys")
+
+    with tap.check("finish: a job of more than 2,000 recipients goes to the DLQ with "
+                   "its reason; a broadcast whose counters are no integers keeps "
+                   "the others of the batch from nothing"):
+        st = P + "q:line:normal:f2"
+        c.call("XGROUP", "CREATE", st, "g", "0", "MKSTREAM")
+        for n in ("fx", "fy", "fz"):
+            c.call("HSET", bc(n), "status", "sending", "expanded", 1, "jobs", 1, "final", 0)
+        c.call("HSET", bc("fx"), "final", "x", "n:line:delivered", "y")   # tampered
+        e = [c.call("XADD", st, "*", "j", '{"b":"%s"}' % n) for n in ("fx", "fy", "fz")]
+        c.call("XREADGROUP", "GROUP", "g", "c1", "COUNT", 10, "STREAMS", st, ">")
+        keys, args = [P + "dlq", P + "active"], ["g", NOW]
+        for n, eid in zip(("fx", "fy", "fz"), e):
+            keys += [st, bc(n), bc(n, ":r")]
+        big = 2001
+        args += [e[0], "delivered", "200", "fx", "", 1, 1, "line:a", "d|r1|%d|200" % NOW]
+        args += [e[1], "delivered", "200", "fy", "", 1, big]
+        for k in range(big):
+            args += ["line:m%d" % k, "d|r%d|%d|200" % (k, NOW)]
+        args += [e[2], "delivered", "200", "fz", "", 1, 1, "line:a", "d|r1|%d|200" % NOW]
+        n0 = c.call("XLEN", P + "dlq")
+        assert ev("finish", keys, args) == [1, -1, 1]
+        assert c.call("XLEN", st) == 0
+        d = c.call("XREVRANGE", P + "dlq", "+", "-", "COUNT", 1)[0][1]
+        d = dict(zip(d[::2], d[1::2]))
+        assert c.call("XLEN", P + "dlq") == n0 + 1 and b"more than 2000" in d[b"reason"], d
+        assert d[b"job"] == b'{"b":"fy"}' and d[b"field"].count(b",") == big - 1
+        assert c.call("HLEN", bc("fy", ":r")) == 0
+        h = hgetall(c, bc("fz"))
+        assert (h["final"], h["n:line:delivered"], h["status"]) == ("1", "1", "done"), h
+        h = hgetall(c, bc("fx"))
+        assert h["status"] == "sending" and h["final"] == "x", h
+        assert c.call("HGET", bc("fx", ":r"), "line:a").startswith(b"d|r1|")
 
     with tap.check("keep: resets the idle time of held jobs; names the lost ones"):
         su, sn = P + "q:line:urgent:k", P + "q:line:normal:k"

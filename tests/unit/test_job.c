@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "common/buf.h"
 #include "common/kn.h"
 #include "model/job.h"
 
@@ -23,11 +24,12 @@ static void test_single_round_trip(void **state)
     struct kn_job_rec rec;
     char *s;
     (void)state;
-    json_array_append_new(fb, kn_job_fallback("email", NULL, "k1.SEALED",
-                                              "0123456789abcdef0123456789abcdef"));
+    json_array_append_new(fb,
+                          kn_job_fallback("email", NULL, "k1.SEALED",
+                                          "0123456789abcdef0123456789abcdef"));
     json_array_append_new(fb, kn_job_fallback("push", "apns", "k1.TOK", "ti"));
-    j = kn_job_new("b-20261122-abc", "line:urgent", "line:bi", 1000, 2000,
-                   NULL, fb);
+    j = kn_job_new("b-20261122-abc", "line:urgent", "line:bi", 1000, 2000, NULL,
+                   fb);
     kn_job_set_rcpt(j, "r-1", "k1.LINE", "bi");
     s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     /* The stored format: one place names these letters; Lua reads them. */
@@ -101,9 +103,9 @@ static void test_group_json(void **state)
         {"r\"2\\x", "k1.BB\nB", "\x01\x1f"},
         {"山田", "k2.C_-", "ff"},
     };
-    json_t *want = kn_job_new("b-20261206-000000000001", "line:urgent",
-                              "line:p3.0", 1795308258165LL, 1795394658165LL,
-                              NULL, NULL);
+    json_t *want =
+        kn_job_new("b-20261206-000000000001", "line:urgent", "line:p3.0",
+                   1795308258165LL, 1795394658165LL, NULL, NULL);
     json_t *r = json_array(), *a = json_array(), *i = json_array(), *got;
     struct kn_job_rec rec;
     char *s;
@@ -116,9 +118,8 @@ static void test_group_json(void **state)
     json_object_set_new(want, KN_JOB_RCPT, r);
     json_object_set_new(want, KN_JOB_ADDR, a);
     json_object_set_new(want, KN_JOB_INDEX, i);
-    s = kn_job_group_json("b-20261206-000000000001", "line:urgent",
-                          "line:p3.0", 1795308258165LL, 1795394658165LL, NULL,
-                          0, m, 3);
+    s = kn_job_group_json("b-20261206-000000000001", "line:urgent", "line:p3.0",
+                          1795308258165LL, 1795394658165LL, NULL, 0, m, 3);
     assert_non_null(s);
     got = json_loads(s, 0, NULL);
     assert_non_null(got);
@@ -208,8 +209,8 @@ static void test_read_plain(void **state)
                                 0, m, 2);
     char *gl = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6,
                                  "zh-Hans", 0, m, 2);
-    json_t *one = kn_job_new("b-2", "push:normal", "push:ab", 7, 8, "apns",
-                             NULL);
+    json_t *one =
+        kn_job_new("b-2", "push:normal", "push:ab", 7, 8, "apns", NULL);
     /* An inline broadcast's multicast: "il" was left to jansson, which
      * cost the worker 20 % of kairand's CPU on a 100,000-recipient
      * inline LINE broadcast. */
@@ -261,12 +262,15 @@ static void test_read_plain(void **state)
                   KN_EAGAIN);
     plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}x",
                   KN_EAGAIN);
-    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\ud800\"}",
-                  KN_EAGAIN);
-    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\u0000\"}",
-                  KN_EAGAIN);
-    plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\xff\"}",
-                  KN_EAGAIN);
+    plain_vs_tree(
+        "{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\ud800\"}",
+        KN_EAGAIN);
+    plain_vs_tree(
+        "{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\\u0000\"}",
+        KN_EAGAIN);
+    plain_vs_tree(
+        "{\"b\":\"b\",\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"\xff\"}",
+        KN_EAGAIN);
     plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":[],\"a\":[],\"i\":[]}",
                   KN_EAGAIN);
     plain_vs_tree("{\"b\":\"b\",\"n\":0,\"r\":[\"r\"],\"a\":\"a\",\"i\":\"i\"}",
@@ -282,11 +286,11 @@ static void test_refused(void **state)
 {
     static const char *const bad[] = {
         "[]",
-        "{\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",          /* no b */
-        "{\"b\":\"x\",\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",      /* no n */
+        "{\"n\":0,\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",     /* no b */
+        "{\"b\":\"x\",\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}", /* no n */
         "{\"b\":\"x\",\"n\":\"0\",\"r\":\"r\",\"a\":\"a\",\"i\":\"i\"}",
-        "{\"b\":\"x\",\"n\":0,\"r\":\"r\",\"a\":\"a\"}",          /* no i */
-        "{\"b\":\"x\",\"n\":0,\"r\":[],\"a\":[],\"i\":[]}",       /* empty */
+        "{\"b\":\"x\",\"n\":0,\"r\":\"r\",\"a\":\"a\"}",    /* no i */
+        "{\"b\":\"x\",\"n\":0,\"r\":[],\"a\":[],\"i\":[]}", /* empty */
         "{\"b\":\"x\",\"n\":0,\"r\":[\"r\"],\"a\":[\"a\"],\"i\":[]}",
         "{\"b\":\"x\",\"n\":0,\"r\":[\"r\",1],\"a\":[\"a\",\"b\"],"
         "\"i\":[\"i\",\"j\"]}",
@@ -304,6 +308,52 @@ static void test_refused(void **state)
     }
 }
 
+/* Past KN_JOB_MAX_RCPTS, or a comma in a recipient or an index (the
+ * scripts take them comma-joined): refused by both readers. */
+static void test_limits(void **state)
+{
+    static const char *const comma[] = {
+        "{\"b\":\"b\",\"n\":0,\"r\":[\"r\",\"s\"],\"a\":[\"a\",\"a\"],"
+        "\"i\":[\"0a,0b\",\"0c\"]}",
+        "{\"b\":\"b\",\"n\":0,\"r\":\"r,1\",\"a\":\"a\",\"i\":\"0a\"}",
+    };
+    struct kn_buf b = KN_BUF_INIT;
+    struct kn_job_rec rec;
+    char *s;
+    (void)state;
+    for (int n = KN_JOB_MAX_RCPTS; n <= KN_JOB_MAX_RCPTS + 1; n++) {
+        json_t *t;
+        kn_buf_reset(&b);
+        kn_buf_add(&b, "{\"b\":\"b\",\"n\":0");
+        for (int f = 0; f < 3; f++) {
+            kn_buf_addf(&b, ",\"%c\":[", "rai"[f]);
+            for (int k = 0; k < n; k++)
+                kn_buf_addf(&b, "%s\"%c%d\"", k ? "," : "", "rai"[f], k);
+            kn_buf_addc(&b, ']');
+        }
+        kn_buf_addc(&b, '}');
+        plain_vs_tree(kn_buf_str(&b), n <= KN_JOB_MAX_RCPTS ? 0 : KN_EAGAIN);
+        t = json_loads(kn_buf_str(&b), 0, NULL);
+        assert_non_null(t);
+        assert_int_equal(kn_job_parse(t, &rec),
+                         n <= KN_JOB_MAX_RCPTS ? 0 : KN_EINVAL);
+        kn_job_rec_free(&rec);
+        json_decref(t);
+    }
+    kn_buf_free(&b);
+    for (size_t k = 0; k < sizeof(comma) / sizeof(comma[0]); k++) {
+        json_t *t = json_loads(comma[k], 0, NULL);
+        plain_vs_tree(comma[k], KN_EAGAIN);
+        assert_int_equal(kn_job_parse(t, &rec), KN_EINVAL);
+        assert_null(rec.rcpts);
+        json_decref(t);
+    }
+    s = kn_xstrdup(comma[0]);
+    assert_int_equal(kn_job_read_plain(s, strlen(s), &rec), KN_EAGAIN);
+    assert_null(rec.rcpts);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_group_json),
         cmocka_unit_test(test_read_plain),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,8 +20,8 @@ end
 -- the index of the just ended.
 local function maybe_done(bc, active, id, now)
   if redis.call('HGET', bc, 'expanded') ~= '1' then return end
-  local jobs = tonumber(redis.call('HGET', bc, 'jobs') or '0')
-  local fin = tonumber(redis.call('HGET', bc, 'final') or '0')
+  local jobs = tonumber(redis.call('HGET', bc, 'jobs')) or 0
+  local fin = tonumber(redis.call('HGET', bc, 'final')) or 0
   if fin < jobs then return end
   local st = redis.call('HGET', bc, 'status')
   if st == 'sending' or st == 'queued' then
