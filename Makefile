@@ -41,7 +41,8 @@ LIB_SRCS := \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c queue/registration.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/expand_fair.c \
-	dispatcher/worker.c dispatcher/worker_read.c dispatcher/route.c dispatcher/rate.c \
+	dispatcher/worker.c dispatcher/worker_read.c dispatcher/worker_finish.c \
+	dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c dispatcher/http/bc_submit.c \

@@ -33,7 +33,8 @@
  * of leaving it pending for ever; a stream key of the wrong type is
  * skipped (and logged) for a while, so that the other stream is read.
  *
- * Reading and keeping the jobs in hand are in worker_read.c; where a job
+ * Reading and keeping the jobs in hand are in worker_read.c, recording
+ * the results in worker_finish.c; where a job
  * goes (breaker, failover, route pauses) in route.c; rate buckets in
  * rate.c.
  */
@@ -58,24 +59,6 @@
 #include "queue/poison.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
-
-/* Results recorded in one script call at most. */
-#define FINISH_BATCH 128
-/*
- * How long a result may wait for others to share its script call: 0 = the
- * next loop turn (the results of one turn go together).  2 ms saved ~20 %
- * of Redis' CPU and ~5 % of throughput in the bench, but a result sent and
- * not yet recorded is sent again after a kill -9: the kill matrix counted
- * 193 e-mail duplicates with 2 ms, 119 with 0 (20 kills, 50,000 each).
- */
-#define FINISH_WAIT_MS 0
-
-/* A batch of results sent to Redis, waiting for its reply. */
-struct fin_batch {
-    struct kn_worker *w;
-    size_t n;
-    struct wjob *jobs[];
-};
 
 static void pump(struct kn_worker *w);
 
@@ -122,15 +105,13 @@ static void job_free(struct wjob *jb)
 }
 
 /* The job is out of our hands (recorded, or left pending). */
-static void job_done(struct wjob *jb)
+void kn__worker_job_done(struct wjob *jb)
 {
     struct kn_worker *w = jb->w;
     job_free(jb);
     w->busy--;
     kn__worker_fill(w);
 }
-
-static void finish(struct wjob *jb, const char *state, const char *detail);
 
 /*
  * A step of this job failed with a Redis error: Redis' own trouble
@@ -147,7 +128,7 @@ static void job_step_failed(struct wjob *jb, const char *what, const char *err)
                "Redis failed; the job stays pending and is taken over later",
                "bc", jb->bcast, "job", jb->entry, "step", what, "error",
                err ? err : "no reply", NULL);
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     snprintf(why, sizeof(why),
@@ -155,7 +136,7 @@ static void job_step_failed(struct wjob *jb, const char *what, const char *err)
              "holds the wrong type: cancel the broadcast or delete the stray "
              "key",
              what, err);
-    finish(jb, "failed", why);
+    kn__worker_finish(jb, "failed", why);
 }
 
 static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
@@ -167,187 +148,7 @@ static void on_recorded(struct kn_redis *r, redisReply *rep, void *arg)
         job_step_failed(jb, "parking the job for a retry", rep->str);
         return;
     }
-    job_done(jb);
-}
-
-static void fin_append(struct kn_worker *w, struct wjob *jb);
-static void flush_finished(struct kn_worker *w);
-
-/* The code of a final state in a bc:<id>:r record. */
-static char fin_code(const char *state)
-{
-    switch (state[0]) {
-    case 'd':
-        return 'd'; /* delivered */
-    case 'f':
-        return 'f'; /* failed */
-    case 'e':
-        return 'x'; /* expired */
-    case 'c':
-        return 'c'; /* cancelled */
-    default:
-        return 'b'; /* bounced */
-    }
-}
-
-static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct fin_batch *b = arg;
-    struct kn_worker *w = b->w;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == b->n) {
-        for (size_t i = 0; i < b->n; i++) {
-            const redisReply *e = rep->element[i];
-            if (e->type == REDIS_REPLY_INTEGER && e->integer < 0)
-                kn_log(KN_LOG_ERROR, "worker",
-                       "result not recorded: a key of its broadcast holds "
-                       "the wrong type; the job is in the DLQ",
-                       "bc", b->jobs[i]->bcast, "job", b->jobs[i]->entry, NULL);
-            job_done(b->jobs[i]);
-        }
-    } else if (b->n > 1 && !w->closed) {
-        /* One bad job (a key of the wrong type, say) must not keep the
-         * others' results from being recorded: again, one by one. */
-        kn_log(KN_LOG_WARN, "worker",
-               "recording a batch of results failed; recording them one "
-               "by one",
-               "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-               NULL);
-        flush_finished(w);
-        for (size_t i = 0; i < b->n; i++) {
-            fin_append(w, b->jobs[i]);
-            flush_finished(w);
-        }
-    } else {
-        /* The job stays pending in Redis: taken over and tried again. */
-        for (size_t i = 0; i < b->n; i++) {
-            kn_log(KN_LOG_ERROR, "worker", "recording a result failed", "error",
-                   rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply",
-                   "bc", b->jobs[i]->bcast, "job", b->jobs[i]->entry, NULL);
-            job_done(b->jobs[i]);
-        }
-    }
-    free(b);
-}
-
-/* Send the results collected so far. */
-static void flush_finished(struct kn_worker *w)
-{
-    struct kn_daemon *d = w->d;
-    struct fin_batch *b;
-    struct kn_argv a;
-    int nkeys;
-    uv_timer_stop(&w->fin_timer);
-    if (w->nfin == 0)
-        return;
-    b = kn_xmalloc(sizeof(*b) + w->nfin * sizeof(b->jobs[0]));
-    b->w = w;
-    b->n = w->nfin;
-    memcpy(b->jobs, w->fin_jobs, w->nfin * sizeof(b->jobs[0]));
-    w->nfin = 0;
-    kn_argv_init(&a);
-    kn_argv_take(&a, kn__key(d, "dlq"));
-    kn_argv_take(&a, kn__key(d, "active"));
-    kn_argv_move(&a, &w->fin_keys);
-    nkeys = a.n;
-    kn_argv_add(&a, KN_GROUP);
-    kn_argv_addi(&a, kn_now_ms());
-    kn_argv_move(&a, &w->fin_args);
-    kn__eval_reliable(d, &kn_script_finish, on_finished, b, nkeys, &a);
-}
-
-static void on_fin_timer(uv_timer_t *t)
-{
-    flush_finished(kn_container_of(t, struct kn_worker, fin_timer));
-}
-
-/*
- * Record a final state: delivered, failed (also into the DLQ), expired
- * or cancelled, for every recipient of the job.  The job leaves its
- * stream in the same atomic step.  Results are collected during a loop
- * turn and recorded together (one script call, not one per message).
- */
-static void finish(struct wjob *jb, const char *state, const char *detail)
-{
-    struct kn_worker *w = jb->w;
-    struct kn_daemon *d = w->d;
-    int counted = strcmp(state, "delivered") == 0 ||
-                  strcmp(state, "failed") == 0 || strcmp(state, "bounced") == 0;
-    if (strcmp(state, "delivered") != 0)
-        kn_log(strcmp(state, "failed") == 0 ? KN_LOG_WARN : KN_LOG_INFO,
-               "worker", state, "bc", jb->bcast, "rcpt", jb->rcpts[0],
-               "channel", w->chname, "reason", detail, NULL);
-    if (strcmp(state, "expired") == 0)
-        d->metrics.expired += jb->naddr;
-    else if (strcmp(state, "cancelled") == 0)
-        d->metrics.cancelled += jb->naddr;
-    else if (strcmp(state, "failed") == 0)
-        d->metrics.dead_lettered += jb->naddr;
-    jb->fin_state = state;
-    free(jb->fin_detail);
-    jb->fin_detail = kn_xstrdup(detail ? detail : "");
-    /* This attempt counts once: a send that ended (delivered, failed) or
-     * a takeover (a stopped worker's attempt). */
-    jb->fin_attempts = jb->n + (counted || jb->claimed ? 1 : 0);
-    fin_append(w, jb);
-    if (w->nfin == FINISH_BATCH)
-        flush_finished(w);
-    else if (w->nfin == 1)
-        uv_timer_start(&w->fin_timer, on_fin_timer, FINISH_WAIT_MS, 0);
-}
-
-/*
- * The job's fields and their final records, as the finish script writes
- * them: n, then per recipient "<channel>:<bindex>" and
- * "<code>|<rcpt>|<ms>|<detail>".  Built here, not in the script, since
- * every string made in Redis' Lua is hashed whole and one made per
- * recipient of a 500-member multicast cost Redis more than the HSET that
- * writes them.
- */
-static void fin_records(struct kn_argv *a, const struct wjob *jb)
-{
-    struct kn_buf v = KN_BUF_INIT;
-    char tail[48];
-    int tn;
-    kn_argv_addi(a, (int64_t)jb->naddr);
-    if (jb->naddr == 0)
-        return;
-    tn = snprintf(tail, sizeof(tail), "|%lld|", (long long)kn_now_ms());
-    for (size_t k = 0; k < jb->naddr; k++) {
-        kn_buf_reset(&v);
-        kn_buf_add(&v, jb->w->chname);
-        kn_buf_addc(&v, ':');
-        kn_buf_add(&v, jb->bindex[k]);
-        kn_argv_addn(a, kn_buf_str(&v), kn_buf_len(&v));
-        kn_buf_reset(&v);
-        kn_buf_addc(&v, fin_code(jb->fin_state));
-        kn_buf_addc(&v, '|');
-        kn_buf_add(&v, jb->rcpts[k]);
-        kn_buf_addn(&v, tail, (size_t)tn);
-        kn_buf_add(&v, jb->fin_detail);
-        kn_argv_addn(a, kn_buf_str(&v), kn_buf_len(&v));
-    }
-    kn_buf_free(&v);
-}
-
-/* Add jb's result (set by finish) to the batch being collected. */
-static void fin_append(struct kn_worker *w, struct wjob *jb)
-{
-    struct kn_daemon *d = w->d;
-    kn_argv_add(&w->fin_keys, jb->stream);
-    kn_argv_take(&w->fin_keys, kn_key_bc(d->prefix, jb->bcast, ""));
-    kn_argv_take(&w->fin_keys, kn_key_bc(d->prefix, jb->bcast, ":r"));
-    kn_argv_add(&w->fin_args, jb->entry);
-    kn_argv_add(&w->fin_args, jb->fin_state);
-    kn_argv_add(&w->fin_args, jb->fin_detail);
-    kn_argv_add(&w->fin_args, jb->bcast);
-    /* A delivered job's text is not sent (75 kB for a LINE multicast, each
-     * byte of it hashed by Redis' Lua): the script reads it from the
-     * stream entry in the rare case it needs it. */
-    kn_argv_add(&w->fin_args,
-                strcmp(jb->fin_state, "delivered") == 0 ? "" : jb->raw);
-    kn_argv_addi(&w->fin_args, jb->fin_attempts);
-    fin_records(&w->fin_args, jb);
-    w->fin_jobs[w->nfin++] = jb;
+    kn__worker_job_done(jb);
 }
 
 /*
@@ -478,7 +279,7 @@ static void mark_dead(struct wjob *jb)
 static void fail_for_good(struct wjob *jb, const char *detail)
 {
     fall_back(jb);
-    finish(jb, "failed", detail);
+    kn__worker_finish(jb, "failed", detail);
 }
 
 struct kn__retry kn__retry_decide(enum kn_status st, int tried,
@@ -530,7 +331,7 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
     case KN__RETRY_EXPIRED:
         snprintf(why, sizeof(why), "expired while retrying: %s",
                  detail ? detail : "");
-        finish(jb, "expired", why);
+        kn__worker_finish(jb, "expired", why);
         break;
     case KN__RETRY_LATER:
         retry(jb, rd.delay_ms, detail, 1);
@@ -557,7 +358,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     if (r->status == KN_TEMPFAIL && r->detail == kn_detail_aborted) {
         /* Shutting down mid-send: the entry stays pending in Redis and
          * another process takes it over; no attempt is counted. */
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     if (!w->closed)
@@ -594,7 +395,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
     switch (r->status) {
     case KN_DELIVERED:
         d->delivered++;
-        finish(jb, "delivered", r->detail);
+        kn__worker_finish(jb, "delivered", r->detail);
         break;
     case KN_PERMFAIL:
         d->permfailed++;
@@ -602,7 +403,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
             /* 5xx at RCPT: a bounce at once, suppressed (issue 18) */
             kn__bounce_refused(d, jb, r->detail, why, sizeof(why));
             fall_back(jb);
-            finish(jb, "bounced", why);
+            kn__worker_finish(jb, "bounced", why);
         } else if (r->dead) {
             snprintf(why, sizeof(why), "dead address: %s",
                      r->detail ? r->detail : "");
@@ -635,7 +436,7 @@ static int open_addrs(struct wjob *jb)
                  "it in security.key_file?)",
                  kn_sealed_kid(jb->sealed[bad]));
         wipe_addrs(jb);
-        finish(jb, "failed", why);
+        kn__worker_finish(jb, "failed", why);
         return -1;
     }
     return 0;
@@ -792,7 +593,7 @@ static int send_now(struct wjob *jb)
                "job taken over by another process "
                "before it was sent; left to it",
                "bc", jb->bcast, "job", jb->entry, NULL);
-        job_done(jb);
+        kn__worker_job_done(jb);
         return 0;
     }
     switch (kn__route_choose(&w->rt, jb->prio, &wait, &why)) {
@@ -902,11 +703,12 @@ static void on_precheck(struct kn_redis *r, redisReply *rep, void *arg)
         rstate[0] != 'r') {
         /* Already final (a reclaimed duplicate): only let it leave.  (A
          * multicast job is made safe by its retry key instead.) */
-        finish(jb, "delivered", "duplicate");
+        kn__worker_finish(jb, "delivered", "duplicate");
     } else if (strcmp(status, "cancelled") == 0) {
-        finish(jb, "cancelled", "broadcast cancelled");
+        kn__worker_finish(jb, "cancelled", "broadcast cancelled");
     } else if (expires > 0 && kn_now_ms() >= expires) {
-        finish(jb, "expired", "broadcast expired before it could be sent");
+        kn__worker_finish(jb, "expired",
+                          "broadcast expired before it could be sent");
     } else {
         send_job(jb);
     }
@@ -921,7 +723,7 @@ static void on_msg(struct kn__msg *m, void *arg)
     jb->msg = m;
     if (m->failed == 2) {
         /* Redis did not answer: not the job's fault; it stays pending. */
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     if (m->failed) {
@@ -935,7 +737,7 @@ static void on_msg(struct kn__msg *m, void *arg)
                    m->failed == 3
                        ? why
                        : "broadcast not found (purged or never stored)");
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     if (jb->claimed) {
@@ -948,11 +750,11 @@ static void on_msg(struct kn__msg *m, void *arg)
     if (jb->n == 0) {
         /* A first attempt: checked against the cached broadcast. */
         if (m->cancelled)
-            finish(jb, "cancelled", "broadcast cancelled");
+            kn__worker_finish(jb, "cancelled", "broadcast cancelled");
         else if (m->m.expires_ms > 0 && kn_now_ms() >= m->m.expires_ms)
-            finish(jb, "expired",
-                   "broadcast expired before it could be "
-                   "sent");
+            kn__worker_finish(jb, "expired",
+                              "broadcast expired before it could be "
+                              "sent");
         else
             send_job(jb);
         return;
@@ -1008,7 +810,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     kn__worker_held_add(w, jb);
     if (jv == NULL || jv->type != REDIS_REPLY_STRING) {
         kn__poison(w->d, stream, jb->entry, NULL, 0, "entry has no job");
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     jb->raw = kn_xstrndup(jv->str, jv->len);
@@ -1024,7 +826,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     if (jb->plain == NULL && kn_job_parse(jb->j, &rec) < 0) {
         kn__poison(w->d, stream, jb->entry, jb->raw, strlen(jb->raw),
                    "unreadable job (not the JSON kairand writes)");
-        job_done(jb);
+        kn__worker_job_done(jb);
         return;
     }
     jb->bcast = rec.bcast;
@@ -1109,7 +911,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     w->blk = kn__redis_open(d, w->chname, kn__worker_blk_state, w);
     kn_argv_init(&w->fin_keys);
     kn_argv_init(&w->fin_args);
-    w->fin_jobs = kn_xcalloc(FINISH_BATCH, sizeof(*w->fin_jobs));
+    w->fin_jobs = kn_xcalloc(KN__FINISH_BATCH, sizeof(*w->fin_jobs));
     uv_timer_init(d->loop, &w->fin_timer);
     uv_timer_init(d->loop, &w->keep_timer);
     return w;
@@ -1177,7 +979,7 @@ void kn__worker_close(struct kn_worker *w)
      * before are recorded with the rest of the batch. */
     w->ad.ops->close(&w->ad);
     kn__route_close(&w->rt);
-    flush_finished(w);
+    kn__worker_flush_finished(w);
     kn_redis_close(w->blk);
     free(w->streams[0]);
     free(w->streams[1]);

@@ -123,6 +123,26 @@ struct kn_worker {
 void kn__worker_take(struct kn_worker *w, const char *stream,
                      const redisReply *e, int claimed);
 
+/* The job is out of our hands (recorded, or left pending): freed, its
+ * slot free. */
+void kn__worker_job_done(struct wjob *jb);
+
+/* ---- worker_finish.c ---- */
+
+/* Results recorded in one script call at most. */
+#define KN__FINISH_BATCH 128
+
+/*
+ * Record a final state: delivered, failed (also into the DLQ), expired,
+ * cancelled or bounced, for every recipient of the job; the job leaves
+ * its stream in the same atomic step, and is done once recorded.
+ */
+void kn__worker_finish(struct wjob *jb, const char *state, const char *detail);
+/* Send the results collected so far (at close, or when the batch is full). */
+void kn__worker_flush_finished(struct kn_worker *w);
+/* The batch timer's callback (fin_timer). */
+void kn__worker_on_fin_timer(uv_timer_t *t);
+
 /* ---- worker_read.c ---- */
 
 /* Read more jobs if there is room in hand (and none is being read). */
