@@ -154,7 +154,11 @@ WEB_MYPAGE := mypage_html=web/mypage/index.html \
 	mypage_css=web/mypage/mypage.css \
 	mypage_js=web/mypage/mypage.js \
 	mypage_ja=web/mypage/strings-ja.json \
-	mypage_en=web/mypage/strings-en.json
+	mypage_en=web/mypage/strings-en.json \
+	mypage_pt=web/mypage/strings-pt.json \
+	mypage_zh=web/mypage/strings-zh.json \
+	mypage_vi=web/mypage/strings-vi.json \
+	mypage_fil=web/mypage/strings-fil.json
 
 $(BUILD)/gen/web_mypage.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_MYPAGE),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)

@@ -71,18 +71,24 @@
     "このリンクは有効期限が切れました。新しいリンクを送ってもらってください " \
     "(this link has expired: ask for a new one)"
 
-/* The page's files (web/mypage/; the Makefile's WEB_MYPAGE). */
+/* The page's files (web/mypage/; the Makefile's WEB_MYPAGE): one strings
+ * file per language of languages[] below. */
 extern const char kn__web_mypage_html[], kn__web_mypage_css[],
-    kn__web_mypage_js[], kn__web_mypage_ja[], kn__web_mypage_en[];
+    kn__web_mypage_js[], kn__web_mypage_ja[], kn__web_mypage_en[],
+    kn__web_mypage_pt[], kn__web_mypage_zh[], kn__web_mypage_vi[],
+    kn__web_mypage_fil[];
 extern const size_t kn__web_mypage_html_len, kn__web_mypage_css_len,
-    kn__web_mypage_js_len, kn__web_mypage_ja_len, kn__web_mypage_en_len;
+    kn__web_mypage_js_len, kn__web_mypage_ja_len, kn__web_mypage_en_len,
+    kn__web_mypage_pt_len, kn__web_mypage_zh_len, kn__web_mypage_vi_len,
+    kn__web_mypage_fil_len;
 
 /* The language choice (言語): the languages a broadcast's translations
  * are most often in (Japanese schools' largest foreign-resident groups:
  * Portuguese, Chinese, Vietnamese, Filipino), each a tag the compose
- * page offers.  It decides which translation the guardian receives; the
- * page itself is shown in Japanese or English (its strings files), in
- * English for a language it has no strings file for. */
+ * page offers.  It decides which translation the guardian receives and
+ * the language the page opens in: each has a strings file
+ * (web/mypage/strings-<code>.json, served below); a language added here
+ * without one shows the page in English. */
 static const char *const languages[] = {"ja", "en", "pt", "zh", "vi", "fil"};
 
 /* The guardian pages' strict policy (guardian_mail.c). */
@@ -107,6 +113,14 @@ void kn__httpd_run_mypage_file(struct conn *c)
          kn__web_mypage_ja, &kn__web_mypage_ja_len},
         {"strings-en.json", "application/json; charset=utf-8",
          kn__web_mypage_en, &kn__web_mypage_en_len},
+        {"strings-pt.json", "application/json; charset=utf-8",
+         kn__web_mypage_pt, &kn__web_mypage_pt_len},
+        {"strings-zh.json", "application/json; charset=utf-8",
+         kn__web_mypage_zh, &kn__web_mypage_zh_len},
+        {"strings-vi.json", "application/json; charset=utf-8",
+         kn__web_mypage_vi, &kn__web_mypage_vi_len},
+        {"strings-fil.json", "application/json; charset=utf-8",
+         kn__web_mypage_fil, &kn__web_mypage_fil_len},
     };
     kn__httpd_serve_file(c, files, KN_ARRAY_SIZE(files), csp);
 }

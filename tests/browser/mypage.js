@@ -6,7 +6,9 @@
 //
 // CONFIG_JSON: {"base": kairand's URL, "mom": the guardian's address (one
 //               mail with the link already sent to it), "sheet": the
-//               child's sheet ID, "messages": the fake SMTP server's
+//               child's sheet ID, "pt": another child's guardian, whose
+//               "pf"."lg" is "pt" (one mail with the link too),
+//               "messages": the fake SMTP server's
 //               messages.jsonl, "shots": screenshot directory, "profile":
 //               a fresh Chromium user data directory}
 //
@@ -41,11 +43,13 @@ async function mailTo(addr, n) {
   throw new Error(`no mail ${n} to ${addr}`);
 }
 
-/* axe and sideways overflow at 390 and 1280 px, a screenshot at 390. */
+/* axe and sideways overflow at 390 and 1280 px, a screenshot at 390.
+ * axeAll390: every violation at 390 px, whatever its impact. */
 async function look(page, name) {
   const r = {};
   r.overflow390 = await overflowAt(page, 390);
-  r.axe390 = (await axe(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  r.axeAll390 = await axe(page);
+  r.axe390 = r.axeAll390.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   await page.screenshot({ path: path.join(cfg.shots, `mypage-${name}-390.png`), fullPage: true });
   r.overflow1280 = await overflowAt(page, 1280);
   r.axe1280 = (await axe(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
@@ -57,6 +61,26 @@ const visible = (page, id) => page.evaluate((x) => !document.getElementById(x).h
 const msg = (page) => page.textContent('#msg');
 const focused = (page) => page.evaluate(() => document.activeElement && document.activeElement.id);
 const order = (page) => page.$$eval('#channels li .what span', (xs) => xs.map((x) => x.textContent));
+const htmlLang = (page) => page.evaluate(() => document.documentElement.lang);
+
+/* What the page shows in its current language. */
+async function texts(page) {
+  return {
+    lang: await htmlLang(page),
+    title: await page.title(),
+    mainHead: await page.textContent('#h-main'),
+    save: await page.textContent('#save'),
+    langLabel: await page.textContent('label[for=lg]'),
+    urgentNote: await page.textContent('[data-s=urgentNote]'),
+    order: await order(page),
+    cats: await page.$$eval('#cats label', (xs) => xs.map((x) => x.textContent)),
+    stop: await page.textContent('label[for=stop-email]'),
+    ui: await page.inputValue('#uilang'),
+    lg: await page.inputValue('#lg'),
+    lgOptions: await page.$$eval('#lg option', (xs) => xs.map((x) => [x.value, x.lang, x.textContent])),
+    focus: await focused(page),
+  };
+}
 
 (async () => {
   const errors = [];
@@ -177,6 +201,61 @@ const order = (page) => page.$$eval('#channels li .what span', (xs) => xs.map((x
     res.link.sent = await msg(p2);
     const lmail = await mailTo(cfg.mom, 3);
     res.link.newLink = /\/m#t=[A-Za-z0-9_.-]+/.test(lmail);
+    // The form in Vietnamese (the longest texts): a screenshot.
+    await p2.selectOption('#uilang', 'vi');
+    await p2.waitForFunction(() => document.documentElement.lang === 'vi');
+    res.linkViLook = await look(p2, 'link-vi');
+    res.link.vi = await p2.textContent('#h-link');
+    res.link.viMsg = await msg(p2);
+
+    // ---- a guardian whose language is Portuguese ("pf"."lg" = "pt") -----
+    const p3 = await ctx.newPage();
+    p3.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text());
+    });
+    p3.on('pageerror', (e) => errors.push(String(e)));
+    const ptmail = await mailTo(cfg.pt, 1);
+    await p3.goto(ptmail.match(/(http:\S+\/m#t=[A-Za-z0-9_.-]+)/)[1], { waitUntil: 'load' });
+    await p3.waitForFunction(() => !document.getElementById('s-main').hidden);
+    await p3.waitForFunction(() => document.activeElement && document.activeElement.id === 'h-main');
+    res.pt = await texts(p3);
+    res.pt.uiLabel = await p3.textContent('label[for=uilang]');
+    res.pt.uiOptions = await p3.$$eval('#uilang option', (xs) => xs.map((x) => [x.value, x.lang, x.textContent]));
+    res.ptLook = await look(p3, 'pt');
+
+    // ---- with the keyboard alone: Tab to the list, arrows to 中文 ---------
+    // from the heading the page opened on: Shift+Tab back to the header
+    res.zhKeys = { tabs: -1, arrows: 0 };
+    for (let i = 1; i <= 10 && res.zhKeys.tabs < 0; i++) {
+      await p3.keyboard.press('Shift+Tab');
+      if (await focused(p3) === 'uilang') res.zhKeys.tabs = i;
+    }
+    // the list by its visible label (label for=uilang)
+    res.zhKeys.byLabel = await p3.getByLabel('表示言語 / Display language', { exact: true }).evaluate((x) => x.id);
+    while (res.zhKeys.arrows < 6 && await p3.inputValue('#uilang') !== 'zh') {
+      await p3.keyboard.press('ArrowDown');
+      res.zhKeys.arrows++;
+    }
+    await p3.waitForFunction(() => document.documentElement.lang === 'zh-Hans');
+    res.zh = await texts(p3);
+    res.zhLook = await look(p3, 'zh');
+    await p3.focus('#uilang');
+    await p3.keyboard.press('ArrowDown');
+    await p3.waitForFunction(() => document.documentElement.lang === 'vi');
+    res.vi = await texts(p3);
+    res.viLook = await look(p3, 'vi');
+    await p3.focus('#uilang');
+    await p3.keyboard.press('ArrowDown');
+    await p3.waitForFunction(() => document.documentElement.lang === 'fil');
+    res.fil = await texts(p3);
+    res.filLook = await look(p3, 'fil');
+
+    // ---- a language without a strings file: the English page ------------
+    await p3.route('**/m/strings-vi.json', (r) => r.fulfill({ status: 404, contentType: 'application/json', body: '{}' }));
+    await p3.focus('#uilang');
+    await p3.keyboard.press('ArrowUp'); // Filipino -> Tiếng Việt, which now has none
+    await p3.waitForFunction(() => document.documentElement.lang === 'en');
+    res.noFile = await texts(p3);
 
     res.errors = errors;
     res.csps = csps;

@@ -7,8 +7,9 @@ its mother's address; a tenant category 行事 and an emergency one 緊急連絡
 another tenant with one child.  Registration sheets issued.
 
   [1] every e-mail ends with the personal link <public_url>/m#t=<token>
-      (Japanese and English words); GET /m and its files under the strict
-      CSP with Trusted Types; an unknown file 404.
+      (Japanese and English words); GET /m and its files (a strings file
+      per language: ja en pt zh vi fil, each with Japanese's keys) under
+      the strict CSP with Trusted Types; an unknown file 404.
   [2] POST /m/view: the school, the child, this guardian's channel with a
       masked address, the order, the language (ja), the categories
       (emergency ones locked), the messages of the last 30 days sent to
@@ -222,14 +223,27 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
                      "require-trusted-types-for 'script'",
                      "trusted-types 'none'"):
             assert part in csp, csp
-        for f, ct in (("mypage.js", "javascript"), ("mypage.css", "css"),
-                      ("strings-ja.json", "json"),
-                      ("strings-en.json", "json")):
+        for f, ct in (("mypage.js", "javascript"), ("mypage.css", "css")):
             st, hd, b = call("GET", "/m/" + f, raw=True)
             assert st == 200 and ct in hd["Content-Type"], (f, st)
+        # every strings file of web/mypage/ served as it is, with the keys
+        # of the Japanese one (the languages of /m/view's "languages")
+        web = os.path.join(ROOT, "web", "mypage")
+        names = sorted(os.listdir(web))
+        langs = sorted(n[8:-5] for n in names if n.startswith("strings-"))
+        assert langs == sorted(["ja", "en", "pt", "zh", "vi", "fil"]), names
+        for code in langs:
+            f = "strings-%s.json" % code
+            st, hd, b = call("GET", "/m/" + f, raw=True)
+            with open(os.path.join(web, f), "rb") as fh:
+                assert st == 200 and b == fh.read(), (f, st)
+            assert "json" in hd["Content-Type"], (f, hd)
         ja = json.loads(call("GET", "/m/strings-ja.json", raw=True)[2])
-        en = json.loads(call("GET", "/m/strings-en.json", raw=True)[2])
-        assert set(ja) == set(en), set(ja) ^ set(en)
+        for code in langs:
+            s = json.loads(call("GET", "/m/strings-%s.json" % code,
+                                raw=True)[2])
+            assert set(s) == set(ja), (code, set(ja) ^ set(s))
+        assert call("GET", "/m/strings-ko.json", raw=True)[0] == 404
         assert ja["save"] == "保存する" and ja["language"] == "言語"
         assert call("GET", "/m/index.php", raw=True)[0] == 404
         js = call("GET", "/m/mypage.js", raw=True)[2].decode()

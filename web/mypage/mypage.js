@@ -5,6 +5,10 @@
 // link" form.  Talks to POST /m/view, /m/save, /m/code, /m/link
 // (dispatcher/http/mypage.c).
 //
+// It speaks the guardian's language ("pf"."lg": ja en pt zh vi fil, one
+// strings file each), English for one without a strings file; the list
+// 表示言語 / Display language in the header switches it.
+//
 // The page runs under Trusted Types with no policy: text is only ever
 // set with textContent, never as markup.  The token is in the fragment,
 // which browsers never send to a server or a proxy log; it is sent only
@@ -13,6 +17,10 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const state = { t: null, lang: 'ja', s: {}, view: null, order: [], stopped: new Set(), needCode: false };
+
+  // The html lang of a language code: kairan's "zh" is Simplified Chinese.
+  const htmlLang = (l) => (l === 'zh' ? 'zh-Hans' : l);
+  let asked = 0; // the latest loadStrings: an earlier answer arriving late loses
 
   function t(key, vars) {
     let s = state.s[key] || key;
@@ -35,22 +43,32 @@
   }
 
   async function loadStrings(lang) {
+    const mine = ++asked;
     let s = null;
     try {
       const r = await fetch('/m/strings-' + lang + '.json', { credentials: 'omit' });
       if (r.ok) s = await r.json();
     } catch (e) { /* keep what is shown */ }
-    // a language the page has no strings file for: the English page
-    if (!s) return lang === 'en' || lang === 'ja' ? undefined : loadStrings('en');
+    if (mine !== asked) return undefined;
+    if (!s) {
+      // a language the page has no strings file for: the English page
+      if (lang !== 'en' && lang !== 'ja') return loadStrings('en');
+      $('uilang').value = state.lang; // nothing loaded: the list names what is shown
+      return undefined;
+    }
+    // The message shown (an expired link, "Saved.") follows the page into
+    // the new language when it is one of the strings as written.
+    const shown = $('msg').textContent;
+    const said = shown ? Object.keys(state.s).find((k) => state.s[k] === shown) : undefined;
     state.s = s;
     state.lang = lang;
-    document.documentElement.lang = lang;
+    document.documentElement.lang = htmlLang(lang);
+    if (said && typeof s[said] === 'string') $('msg').textContent = s[said];
     for (const e of document.querySelectorAll('[data-s]')) {
       const v = state.s[e.dataset.s];
       if (typeof v === 'string') e.textContent = v;
     }
-    $('uilang').lang = lang === 'ja' ? 'en' : 'ja';
-    $('uilang').textContent = lang === 'ja' ? 'English' : '日本語';
+    $('uilang').value = lang;
     document.title = t('title');
     if (state.view) render();
   }
@@ -162,7 +180,7 @@
     const cur = sel.value || state.view.language;
     sel.replaceChildren();
     for (const l of state.view.languages) {
-      const o = el('option', { value: l, lang: l }, state.s['lang_' + l] || l);
+      const o = el('option', { value: l, lang: htmlLang(l) }, state.s['lang_' + l] || l);
       sel.append(o);
     }
     sel.value = state.view.languages.includes(cur) ? cur : 'ja';
@@ -173,7 +191,7 @@
     ul.replaceChildren();
     const list = state.view.messages || [];
     $('nomsgs').hidden = list.length > 0;
-    const fmt = new Intl.DateTimeFormat(state.lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'Asia/Tokyo' });
+    const fmt = new Intl.DateTimeFormat(htmlLang(state.lang), { dateStyle: 'medium', timeStyle: 'short', timeZone: 'Asia/Tokyo' });
     for (const m of list) {
       const li = el('li');
       const det = el('details');
@@ -284,7 +302,7 @@
 
   document.addEventListener('DOMContentLoaded', async () => {
     await loadStrings('ja');
-    $('uilang').addEventListener('click', () => loadStrings(state.lang === 'ja' ? 'en' : 'ja'));
+    $('uilang').addEventListener('change', () => loadStrings($('uilang').value));
     $('f-link').addEventListener('submit', onLink);
     $('save').addEventListener('click', onSave);
     $('sendcode').addEventListener('click', onSendCode);
