@@ -116,8 +116,10 @@ static void line_qr(struct conn *c);
 
 /*
  * GET /r/langs.json: the languages of the page, one per strings file
- * present, [{"code": "ja", "name": "日本語"}, ...] (name: the file's
- * "langName", else the code), Japanese first, then by code.
+ * present, [{"code": "ja", "name": "日本語", "lang": "ja"}, ...] (name:
+ * the file's "langName", else the code; lang: its "htmlLang", the tag of
+ * the text as html lang takes it, such as "zh-Hans" for "zh", else the
+ * code), Japanese first, then by code.
  */
 static void langs_json(struct conn *c)
 {
@@ -127,7 +129,7 @@ static void langs_json(struct conn *c)
             const struct kn_embedded *f = &kn__web_register_strings[i];
             char code[16];
             size_t n = strlen(f->name);
-            json_t *s, *nm;
+            json_t *s, *nm, *tag;
             if (n < 14 || n - 13 >= sizeof(code) ||
                 strncmp(f->name, "strings-", 8) != 0 ||
                 strcmp(f->name + n - 5, ".json") != 0)
@@ -137,10 +139,13 @@ static void langs_json(struct conn *c)
                 continue;
             s = json_loadb(f->data, f->len, 0, NULL);
             nm = json_object_get(s, "langName");
+            tag = json_object_get(s, "htmlLang");
+            if (!kn_lang_valid(json_string_value(tag)))
+                tag = NULL;
             json_array_append_new(
-                a,
-                json_pack("{s:s, s:s}", "code", code, "name",
-                          json_is_string(nm) ? json_string_value(nm) : code));
+                a, json_pack("{s:s, s:s, s:s}", "code", code, "name",
+                             json_is_string(nm) ? json_string_value(nm) : code,
+                             "lang", tag ? json_string_value(tag) : code));
             json_decref(s);
         }
     }
