@@ -190,7 +190,7 @@ async function start(page, id, pass) {
     res.en.next = await page.textContent('#f-start button');
     await start(page, cfg.first.id, cfg.first.pass);
     await page.waitForFunction(() => !document.getElementById('s-contact').hidden);
-    await page.getByLabel('メールアドレス', { exact: true }).fill(cfg.dad);
+    await page.getByLabel('E-mail address', { exact: true }).fill(cfg.dad);
     await page.getByLabel(/agree/).check();
     await page.getByRole('button', { name: 'Send the confirmation mail' }).click();
     await page.waitForFunction(() => !document.getElementById('s-code').hidden);
