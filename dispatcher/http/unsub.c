@@ -80,18 +80,20 @@ static void init(void)
     for (int ja = 1; ja >= 0; ja--) {
         for (size_t i = 0; i < kn__web_unsub_strings_n; i++) {
             const struct kn_embedded *f = &kn__web_unsub_strings[i];
-            struct lang *l = &langs[nlangs];
+            struct lang *l;
+            char code[sizeof(langs[0].code)];
             size_t n = strlen(f->name);
-            if (n < 14 || n - 13 >= sizeof(l->code) ||
+            if (n < 14 || n - 13 >= sizeof(code) ||
                 strncmp(f->name, "strings-", 8) != 0 ||
                 strcmp(f->name + n - 5, ".json") != 0)
                 KN_PANIC("web/unsub/%s: not strings-<code>.json", f->name);
-            snprintf(l->code, sizeof(l->code), "%.*s", (int)(n - 13),
-                     f->name + 8);
-            if ((strcmp(l->code, "ja") == 0) != ja)
+            snprintf(code, sizeof(code), "%.*s", (int)(n - 13), f->name + 8);
+            if ((strcmp(code, "ja") == 0) != ja)
                 continue;
             if (nlangs == UNSUB_LANGS)
                 KN_PANIC("web/unsub: more than %d strings files", UNSUB_LANGS);
+            l = &langs[nlangs];
+            memcpy(l->code, code, sizeof(code));
             l->s = json_loadb(f->data, f->len, 0, NULL);
             if (!kn_lang_valid(l->code) || !json_is_object(l->s) ||
                 !kn_lang_valid(lang_str(l, "lang")) ||
