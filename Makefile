@@ -72,7 +72,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \
             $(BUILD)/gen/web_register_strings.o \
             $(BUILD)/gen/lua.o $(BUILD)/gen/pwlist.o
-LIB_OBJS += $(BUILD)/gen/web_unsub.o
+LIB_OBJS += $(BUILD)/gen/web_unsub.o $(BUILD)/gen/web_unsub_strings.o
 LIB_OBJS += $(BUILD)/gen/web_mypage.o
 
 # The Redis scripts are files, queue/lua/<name>.lua (README, "A new Redis
@@ -143,12 +143,18 @@ $(BUILD)/gen/web_register.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_REGISTER),
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_REGISTER))
 
 # The one-click unsubscribe page (dispatcher/http/unsub.c), the same way.
-WEB_UNSUB := unsub_html=web/unsub/page.html unsub_css=web/unsub/unsub.css \
-	unsub_ja=web/unsub/strings-ja.json unsub_en=web/unsub/strings-en.json
+WEB_UNSUB := unsub_html=web/unsub/page.html unsub_css=web/unsub/unsub.css
 
 $(BUILD)/gen/web_unsub.c: $(BUILD)/scripts/embed $(foreach f,$(WEB_UNSUB),$(word 2,$(subst =, ,$(f))))
 	@mkdir -p $(dir $@)
 	$(BUILD)/scripts/embed $@ $(addprefix kn__web_,$(WEB_UNSUB))
+# Its strings, one file per language, by a glob as the registration
+# page's (below); table kn__web_unsub_strings.
+WEB_UNSUB_STRINGS := $(sort $(wildcard web/unsub/strings-*.json))
+
+$(BUILD)/gen/web_unsub_strings.c: $(BUILD)/scripts/embed $(WEB_UNSUB_STRINGS) web/unsub
+	@mkdir -p $(dir $@)
+	$(BUILD)/scripts/embed $@ -t kn__web_unsub_strings $(foreach f,$(WEB_UNSUB_STRINGS),kn__webu_$(subst .,_,$(subst -,_,$(notdir $(f))))=$(f))
 # The guardian's my page (dispatcher/http/mypage.c), the same way.
 WEB_MYPAGE := mypage_html=web/mypage/index.html \
 	mypage_css=web/mypage/mypage.css \

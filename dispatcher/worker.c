@@ -499,12 +499,19 @@ static void prepare(struct wjob *jb, struct kn_adapter *via)
     jb->job.link = jb->link;
     /* RFC 8058 one-click unsubscribe: e-mail of a broadcast neither
      * urgent nor of an emergency category, for the guardian of this
-     * address and this child (one HMAC per job). */
+     * address and this child (one HMAC per job); a translation's reader
+     * gets its page in the same language, as for the ack link. */
     if (jb->unsub == NULL && jb->naddr == 1 && !jb->msg->m.urgent &&
-        !jb->msg->m.emergency && strcmp(w->chname, "email") == 0 && !jb->inl)
+        !jb->msg->m.emergency && strcmp(w->chname, "email") == 0 && !jb->inl) {
         jb->unsub = kn_gtoken_unsub_url(
             w->d->kr, w->d->cfg->http_public_url, jb->msg->m.tenant,
             jb->rcpts[0], jb->bindex[0], jb->msg->m.category, kn_now_ms());
+        if (jb->unsub != NULL && jb->lang != NULL) {
+            char *u = kn_xasprintf("%s?lang=%s", jb->unsub, jb->lang);
+            free(jb->unsub);
+            jb->unsub = u;
+        }
+    }
     jb->job.unsub = jb->unsub;
     if (jb->mypage == NULL && !jb->inl) {
         if (w->ch == KN_CH_EMAIL && jb->naddr == 1)

@@ -7,10 +7,11 @@
  *                   (model/regsheet.h) -> {ticket, school, student}; the
  *                   ticket (random, 30 minutes; only its hash is kept,
  *                   rtk:<hash>) carries the next steps.
- *   POST /r/email   {ticket, email, name, relation, consent: true}: a
- *                   verification mail (a link valid 24 h to /r#v=<token>,
- *                   and a 6-digit code) to the address; nothing is
- *                   registered yet (rver:<hash of the token>).
+ *   POST /r/email   {ticket, email, name, relation, consent: true,
+ *                   lang}: a verification mail (a link valid 24 h to
+ *                   /r#v=<token>, and a 6-digit code; in Japanese, then
+ *                   in the page's language or English) to the address;
+ *                   nothing is registered yet (rver:<hash of the token>).
  *   POST /r/verify  {v: token} (the link's page, after its button: mail
  *                   scanners that open links confirm nothing) or
  *                   {ticket, code}: the address joins the child's
@@ -116,8 +117,10 @@ static void line_qr(struct conn *c);
 
 /*
  * GET /r/langs.json: the languages of the page, one per strings file
- * present, [{"code": "ja", "name": "日本語"}, ...] (name: the file's
- * "langName", else the code), Japanese first, then by code.
+ * present, [{"code": "ja", "name": "日本語", "lang": "ja"}, ...] (name:
+ * the file's "langName", else the code; lang: its "htmlLang", the tag of
+ * the text as html lang takes it, such as "zh-Hans" for "zh", else the
+ * code), Japanese first, then by code.
  */
 static void langs_json(struct conn *c)
 {
@@ -127,7 +130,7 @@ static void langs_json(struct conn *c)
             const struct kn_embedded *f = &kn__web_register_strings[i];
             char code[16];
             size_t n = strlen(f->name);
-            json_t *s, *nm;
+            json_t *s, *nm, *tag;
             if (n < 14 || n - 13 >= sizeof(code) ||
                 strncmp(f->name, "strings-", 8) != 0 ||
                 strcmp(f->name + n - 5, ".json") != 0)
@@ -137,10 +140,13 @@ static void langs_json(struct conn *c)
                 continue;
             s = json_loadb(f->data, f->len, 0, NULL);
             nm = json_object_get(s, "langName");
+            tag = json_object_get(s, "htmlLang");
+            if (!kn_lang_valid(json_string_value(tag)))
+                tag = NULL;
             json_array_append_new(
-                a,
-                json_pack("{s:s, s:s}", "code", code, "name",
-                          json_is_string(nm) ? json_string_value(nm) : code));
+                a, json_pack("{s:s, s:s, s:s}", "code", code, "name",
+                             json_is_string(nm) ? json_string_value(nm) : code,
+                             "lang", tag ? json_string_value(tag) : code));
             json_decref(s);
         }
     }
@@ -437,6 +443,45 @@ struct mail {
     char lang[16]; /* the page's language (kn_lang_valid), "" none */
 };
 
+/*
+ * The verification mail's second paragraph, after the Japanese: one row a
+ * page language (web/register/strings-<lang>.json), the first (English)
+ * for the Japanese page, no language or one without a row.  %s: the
+ * school.  The verify page may open in Japanese (another browser than
+ * the sign-up's): its button is named in both.
+ */
+static const struct {
+    const char *lang, *text;
+} verify_words[] = {
+    {"en", "To finish registering for %s, open the link above and press the "
+           "button, or type the code on the registration page.\n"},
+    {"pt", "Para concluir o cadastro para receber os avisos da escola (%s), "
+           "abra o link acima e toque no botão \"Cadastrar\" (登録する), ou "
+           "digite o código acima na página de cadastro. Se você não pediu "
+           "este cadastro, ignore este e-mail.\n"},
+    {"zh",
+     "要完成学校通知（%s）的登记，请打开上面的链接并点击“登记”（登録する）"
+     "按钮，或在登记页面输入上面的确认码。如果您没有申请登记，请忽略这封"
+     "邮件。\n"},
+    {"vi", "Để hoàn tất việc đăng ký nhận thông báo của trường (%s), vui lòng "
+           "mở đường link ở trên và nhấn nút \"Đăng ký\" (登録する), hoặc nhập "
+           "mã xác nhận ở trên vào trang đăng ký. Nếu quý phụ huynh không yêu "
+           "cầu đăng ký, vui lòng bỏ qua email này.\n"},
+    {"fil", "Para matapos ang pagpaparehistro para sa mga abiso ng paaralan "
+            "(%s), buksan ang link sa itaas at pindutin ang button na "
+            "\"Magparehistro\" (登録する), o ilagay ang code sa itaas sa "
+            "registration page. Kung hindi kayo ang nagparehistro, huwag "
+            "pansinin ang email na ito.\n"},
+};
+
+static const char *verify_text(const char *lang)
+{
+    for (size_t i = 0; i < KN_ARRAY_SIZE(verify_words); i++)
+        if (strcmp(verify_words[i].lang, lang) == 0)
+            return verify_words[i].text;
+    return verify_words[0].text;
+}
+
 static void mail_free(struct mail *m)
 {
     kn__httpd_free_secret(&m->email);
@@ -453,7 +498,8 @@ static void on_mail_ticket(struct batch *b)
     struct kn_daemon *d;
     const redisReply *h;
     char link[KN_SESSION_ID_CHARS + 1], lh[65], code[8], ch[33], bi[33];
-    char ms[24], now[24], *k, *e, *nm, *rl, *both, *url, *body, masked[200];
+    char ms[24], now[24], *k, *e, *nm, *rl, *both, *url, *body, *words;
+    char masked[200];
     const char *tenant;
     const char *to[1];
     json_t *j;
@@ -512,16 +558,16 @@ static void on_mail_ticket(struct batch *b)
     free(rl);
 
     url = kn_xasprintf("%s/r#v=%s", s->cfg->http_public_url, link);
+    words = kn_xasprintf(verify_text(m->lang), tenant);
     body = kn_xasprintf(
         "%s の連絡網への登録を受け付けました。\n"
         "次のリンクを開き、「登録する」を押してください（24時間有効）:\n"
         "%s\n\n"
         "リンクを開けない場合は、登録ページにこの確認コードを入力して"
         "ください:\n%s\n\n"
-        "心当たりがない場合は、このメールを破棄してください。\n\n"
-        "To finish registering for %s, open the link above and press "
-        "the button, or type the code on the registration page.\n",
-        tenant, url, code, tenant);
+        "心当たりがない場合は、このメールを破棄してください。\n\n%s",
+        tenant, url, code, words);
+    free(words);
     to[0] = m->email;
     if (send_mail(s, tenant, to, 1, "【連絡網】メールアドレスの確認", body) <
         0) {

@@ -18,9 +18,12 @@
  * directory.  Every change is one line of the operation log,
  * guardian.unsubscribe (tenant, child, category; never an address).
  *
- * The page is web/unsub/page.html filled from web/unsub/strings-<lang>.json
- * (Japanese first; ?lang=en for English): no script, the page's own style
- * by its hash, a form that may post only to this origin.
+ * The page is web/unsub/page.html filled from web/unsub/strings-<lang>.json,
+ * every file of the folder (a glob): Japanese unless ?lang= names another
+ * (its code, the tag of its "lang", or a tag of the same primary
+ * language: ?lang=pt-BR is pt), with links to the others; no script, the
+ * page's own style by its hash, a form that may post only to this origin.
+ * The mail's link carries the language of the mail (dispatcher/worker.c).
  */
 #include "dispatcher/http/http_int.h"
 
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/argv.h"
 #include "common/buf.h"
@@ -37,27 +41,71 @@
 #include "config/config.h"
 #include "dispatcher/ack.h"
 #include "model/audit.h"
+#include "model/directory.h"
 #include "model/gtoken.h"
 #include "model/label.h"
 #include "queue/keys.h"
 #include "queue/scripts.h"
 
-extern const char kn__web_unsub_html[], kn__web_unsub_css[], kn__web_unsub_ja[],
-    kn__web_unsub_en[];
-extern const size_t kn__web_unsub_html_len, kn__web_unsub_css_len,
-    kn__web_unsub_ja_len, kn__web_unsub_en_len;
+extern const char kn__web_unsub_html[], kn__web_unsub_css[];
+extern const size_t kn__web_unsub_html_len, kn__web_unsub_css_len;
+/* Its strings, strings-<code>.json, every file of the folder (a glob). */
+extern const struct kn_embedded kn__web_unsub_strings[];
+extern const size_t kn__web_unsub_strings_n;
+
+/* A language of the page: the code of its file's name and of ?lang=, its
+ * strings ("lang": the tag html lang takes, "lang_name": the language
+ * named in itself). */
+struct lang {
+    char code[16];
+    json_t *s;
+};
+
+#define UNSUB_LANGS 16
 
 static char csp[256];
-static json_t *strings[2]; /* ja, en */
+static struct lang langs[UNSUB_LANGS]; /* Japanese first, then by code */
+static size_t nlangs;
+
+static const char *lang_str(const struct lang *l, const char *key)
+{
+    json_t *v = json_object_get(l->s, key);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
 
 static void init(void)
 {
     if (csp[0] != '\0')
         return;
-    strings[0] = json_loadb(kn__web_unsub_ja, kn__web_unsub_ja_len, 0, NULL);
-    strings[1] = json_loadb(kn__web_unsub_en, kn__web_unsub_en_len, 0, NULL);
-    if (!json_is_object(strings[0]) || !json_is_object(strings[1]))
-        KN_PANIC("web/unsub/strings-*.json are not JSON objects");
+    for (int ja = 1; ja >= 0; ja--) {
+        for (size_t i = 0; i < kn__web_unsub_strings_n; i++) {
+            const struct kn_embedded *f = &kn__web_unsub_strings[i];
+            struct lang *l;
+            char code[sizeof(langs[0].code)];
+            size_t n = strlen(f->name);
+            if (n < 14 || n - 13 >= sizeof(code) ||
+                strncmp(f->name, "strings-", 8) != 0 ||
+                strcmp(f->name + n - 5, ".json") != 0)
+                KN_PANIC("web/unsub/%s: not strings-<code>.json", f->name);
+            snprintf(code, sizeof(code), "%.*s", (int)(n - 13), f->name + 8);
+            if ((strcmp(code, "ja") == 0) != ja)
+                continue;
+            if (nlangs == UNSUB_LANGS)
+                KN_PANIC("web/unsub: more than %d strings files", UNSUB_LANGS);
+            l = &langs[nlangs];
+            memcpy(l->code, code, sizeof(code));
+            l->s = json_loadb(f->data, f->len, 0, NULL);
+            if (!kn_lang_valid(l->code) || !json_is_object(l->s) ||
+                !kn_lang_valid(lang_str(l, "lang")) ||
+                lang_str(l, "lang_name")[0] == '\0')
+                KN_PANIC("web/unsub/%s: not a JSON object with \"lang\" and "
+                         "\"lang_name\"",
+                         f->name);
+            nlangs++;
+        }
+    }
+    if (nlangs == 0 || strcmp(langs[0].code, "ja") != 0)
+        KN_PANIC("web/unsub/strings-ja.json is missing");
     kn__page_csp(kn__web_unsub_css, kn__web_unsub_css_len, csp, sizeof(csp));
 }
 
@@ -71,13 +119,12 @@ struct page {
     const char *error_key; /* P_ERROR: "error.<what>" */
     const char *category;  /* NULL: not shown */
     const char *token;     /* the form's action */
-    int en;                /* English (?lang=en) */
+    size_t lang;           /* in langs[] (?lang=) */
 };
 
 static const char *str(const struct page *p, const char *key)
 {
-    json_t *v = json_object_get(strings[p->en], key);
-    return json_is_string(v) ? json_string_value(v) : "";
+    return lang_str(&langs[p->lang], key);
 }
 
 /* The value of {{name}} (escaped by the caller), or NULL for none: then
@@ -89,14 +136,9 @@ static const char *value(const struct page *p, const char *name, char *tmp,
     const char *kind = kinds[p->kind];
     if (strcmp(name, "style") == 0)
         return ""; /* added raw by fill() */
-    if (strcmp(name, "lang") == 0 || strcmp(name, "switch") == 0 ||
-        strcmp(name, "switch_lang") == 0 || strcmp(name, "title") == 0 ||
+    if (strcmp(name, "lang") == 0 || strcmp(name, "title") == 0 ||
         strcmp(name, "category_label") == 0)
         return str(p, name);
-    if (strcmp(name, "switch_href") == 0) {
-        snprintf(tmp, cap, "?lang=%s", p->en ? "ja" : "en");
-        return tmp;
-    }
     if (strcmp(name, "heading") == 0 || strcmp(name, "lead") == 0) {
         if (p->kind == P_ERROR && name[0] == 'l')
             return NULL;
@@ -123,16 +165,33 @@ static const char *value(const struct page *p, const char *name, char *tmp,
     if (strcmp(name, "action") == 0) {
         /* relative to /u/<token>: the same URL, in the page's language */
         snprintf(tmp, cap, "%s?lang=%s", p->token ? p->token : "",
-                 p->en ? "en" : "ja");
+                 langs[p->lang].code);
         return tmp;
     }
     return NULL;
 }
 
+/* The links to the page in the other languages, each named in itself. */
+static void add_languages(struct kn_buf *b, const struct page *p)
+{
+    for (size_t i = 0; i < nlangs; i++) {
+        const char *tag = lang_str(&langs[i], "lang");
+        const char *name = lang_str(&langs[i], "lang_name");
+        if (i == p->lang)
+            continue;
+        /* code and tag passed kn_lang_valid: nothing to escape */
+        kn_buf_addf(b, "<a href=\"?lang=%s\" hreflang=\"%s\" lang=\"%s\">",
+                    langs[i].code, tag, tag);
+        kn_text_html(b, name, strlen(name));
+        kn_buf_add(b, "</a>\n");
+    }
+}
+
 /*
  * Fill the template: {{name}} becomes its value, escaped ({{style}} the
- * style sheet, raw: it is ours); {{#name}} ... {{/name}} is kept only when
- * name has a value.  The template is ours and has no nested sections.
+ * style sheet and {{languages}} the links to the other languages, raw:
+ * they are ours); {{#name}} ... {{/name}} is kept only when name has a
+ * value.  The template is ours and has no nested sections.
  */
 static char *fill(const struct page *p, const char *mypage_href)
 {
@@ -167,6 +226,10 @@ static char *fill(const struct page *p, const char *mypage_href)
             kn_buf_addn(&b, kn__web_unsub_css, kn__web_unsub_css_len);
             continue;
         }
+        if (strcmp(name, "languages") == 0) {
+            add_languages(&b, p);
+            continue;
+        }
         if (strcmp(name, "mypage_href") == 0) {
             kn_text_html(&b, mypage_href, strlen(mypage_href));
             continue;
@@ -190,20 +253,46 @@ static void answer(struct conn *c, int status, const struct page *p)
     free(mypage);
 }
 
-static void refuse(struct conn *c, int en, const char *error_key)
+static void refuse(struct conn *c, size_t lang, const char *error_key)
 {
-    struct page p = {P_ERROR, error_key, NULL, NULL, en};
+    struct page p = {P_ERROR, error_key, NULL, NULL, lang};
     answer(c, 400, &p);
 }
 
-/* ?lang=en anywhere in the query: English; Japanese otherwise. */
-static int want_en(const struct conn *c)
+/* The language of one ?lang= value (n bytes at v), or -1: a page's code
+ * or the tag of its "lang" (any case), else the first page of the same
+ * primary language (pt-BR: pt; zh-Hant: zh, the Simplified page). */
+static int lang_of(const char *v, size_t n)
+{
+    size_t primary = strcspn(v, "-&");
+    if (primary > n)
+        primary = n;
+    for (size_t i = 0; i < nlangs; i++) {
+        const char *tag = lang_str(&langs[i], "lang");
+        if ((strlen(langs[i].code) == n &&
+             strncasecmp(v, langs[i].code, n) == 0) ||
+            (strlen(tag) == n && strncasecmp(v, tag, n) == 0))
+            return (int)i;
+    }
+    for (size_t i = 0; i < nlangs; i++)
+        if (strlen(langs[i].code) == primary &&
+            strncasecmp(v, langs[i].code, primary) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The first ?lang= of the query that names a language of the page;
+ * Japanese (0) for none. */
+static size_t want_lang(const struct conn *c)
 {
     const char *q = c->req.query;
     for (const char *p = q; p != NULL && *p;) {
         size_t n = strcspn(p, "&");
-        if (n == 7 && strncmp(p, "lang=en", 7) == 0)
-            return 1;
+        if (n > 5 && strncmp(p, "lang=", 5) == 0) {
+            int i = lang_of(p + 5, n - 5);
+            if (i >= 0)
+                return (size_t)i;
+        }
         p += n + (p[n] == '&');
     }
     return 0;
@@ -220,7 +309,7 @@ static int token(struct conn *c, struct kn_gtoken *t)
         return 0;
     if (rc == 0 || rc == KN_ETIMEDOUT)
         kn_gtoken_free(t);
-    refuse(c, want_en(c),
+    refuse(c, want_lang(c),
            rc == KN_ETIMEDOUT ? "error.expired" : "error.invalid");
     return -1;
 }
@@ -231,7 +320,7 @@ void kn__httpd_run_unsub_get(struct conn *c)
     struct page p;
     if (token(c, &t) < 0)
         return;
-    p = (struct page){P_FORM, NULL, t.extra, c->req.param, want_en(c)};
+    p = (struct page){P_FORM, NULL, t.extra, c->req.param, want_lang(c)};
     answer(c, 200, &p);
     kn_gtoken_free(&t);
 }
@@ -242,7 +331,7 @@ void kn__httpd_run_unsub_get(struct conn *c)
 struct unsub {
     struct conn *c;
     struct kn_gtoken t;
-    int en;
+    size_t lang; /* the page's, in langs[] */
 };
 
 static void unsub_free(struct unsub *u)
@@ -268,7 +357,7 @@ static void on_pref_set(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (rep->element[0]->integer < 0) {
-        refuse(c, u->en, "error.gone");
+        refuse(c, u->lang, "error.gone");
         unsub_free(u);
         return;
     }
@@ -281,7 +370,7 @@ static void on_pref_set(struct kn_redis *r, redisReply *rep, void *arg)
             kn_log(KN_LOG_WARN, "http", "cannot append to the operation log",
                    "dir", c->srv->cfg->audit_dir, NULL);
     }
-    p = (struct page){P_DONE, NULL, u->t.extra, NULL, u->en};
+    p = (struct page){P_DONE, NULL, u->t.extra, NULL, u->lang};
     answer(c, 200, &p);
     unsub_free(u);
 }
@@ -307,7 +396,7 @@ static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
     }
     if (kn_category_emergency(
             u->t.extra, rep->type == REDIS_REPLY_STRING ? rep->str : NULL)) {
-        refuse(c, u->en, "error.emergency");
+        refuse(c, u->lang, "error.emergency");
         unsub_free(u);
         return;
     }
@@ -315,7 +404,7 @@ static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
     patch = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (patch == NULL) { /* not UTF-8: not a category kairan made */
-        refuse(c, u->en, "error.invalid");
+        refuse(c, u->lang, "error.invalid");
         unsub_free(u);
         return;
     }
@@ -346,7 +435,7 @@ void kn__httpd_run_unsub_post(struct conn *c)
     if (!kn_gtoken_unsub_form_ok(c->req.ctype, kn_buf_str(&c->req.body),
                                  kn_buf_len(&c->req.body))) {
         init();
-        refuse(c, want_en(c), "error.body");
+        refuse(c, want_lang(c), "error.body");
         return;
     }
     u = kn_xcalloc(1, sizeof(*u));
@@ -354,7 +443,7 @@ void kn__httpd_run_unsub_post(struct conn *c)
         free(u);
         return;
     }
-    u->en = want_en(c);
+    u->lang = want_lang(c);
     /* A change that cannot be logged is not made (model/audit.h). */
     if (kn_audit_ready(c->srv->cfg->audit_dir) < 0) {
         unsub_free(u);

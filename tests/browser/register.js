@@ -5,10 +5,13 @@
 //   node register.js CONFIG_JSON
 //
 // CONFIG_JSON: {"base": kairand's URL, "first": {"id", "pass"} of a sheet,
-//               "mom", "dad": the addresses to register (mom by the link,
-//               dad by the 6-digit code), "messages": the fake SMTP
-//               server's messages.jsonl, "shots": screenshot directory,
-//               "profile": a fresh Chromium user data directory}
+//               "mom", "dad", "pt": the addresses to register (mom by
+//               the link, dad on the English page and pt on the
+//               Portuguese one by the 6-digit code), "strings": {code:
+//               web/register/strings-<code>.json} of pt and zh,
+//               "messages": the fake SMTP server's messages.jsonl,
+//               "shots": screenshot directory, "profile": a fresh
+//               Chromium user data directory}
 //
 // Writes one JSON line on stdout: {"event":"done", ...every check's
 // outcome} and exits 0, or {"event":"error","message":...} and exits 1.
@@ -17,7 +20,7 @@
 const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
-const { axe, overflowAt } = require('./a11y');
+const { axe, overflowAt, tabTo } = require('./a11y');
 
 const cfg = JSON.parse(process.argv[2]);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -55,6 +58,22 @@ async function look(page, name) {
 
 const visible = (page, id) => page.evaluate((x) => !document.getElementById(x).hidden, id);
 const msg = (page) => page.textContent('#msg');
+
+/* The language list as the page shows it, and what it is called. */
+const langList = (page) => page.evaluate(() => {
+  const l = document.getElementById('lang');
+  return {
+    tag: l.tagName, name: l.getAttribute('aria-label'), value: l.value,
+    options: Array.from(l.querySelectorAll('option')).map((o) => ({ value: o.value, lang: o.lang, text: o.textContent })),
+  };
+});
+
+/* The start step's texts in the page's language. */
+const startTexts = (page) => page.evaluate(() => ({
+  lang: document.documentElement.lang, title: document.title,
+  head: document.getElementById('h-start').textContent,
+  next: document.querySelector('#f-start button').textContent,
+}));
 
 /* Type the sheet's ID and passcode and press 次へ with the keyboard. */
 async function start(page, id, pass) {
@@ -97,6 +116,7 @@ async function start(page, id, pass) {
     res.start.lang = await page.evaluate(() => document.documentElement.lang);
     res.start.idValue = await page.inputValue('#id');
     res.start.button = await page.textContent('#f-start button');
+    res.start.list = await langList(page);
 
     // ---- a stranger's wrong passcodes: 401 x5, then locked -------------
     res.wrong = [];
@@ -183,14 +203,15 @@ async function start(page, id, pass) {
 
     // ---- a second guardian, in English, by the 6-digit code ------------
     await page.goto(`${cfg.base}/r`, { waitUntil: 'load' });
-    await page.getByRole('button', { name: 'English' }).click();
+    await page.waitForFunction(() => document.getElementById('lang').tagName === 'SELECT');
+    await page.getByRole('combobox', { name: '言語 (Language)' }).selectOption('en');
     await page.waitForFunction(() => document.documentElement.lang === 'en');
     res.en = await look(page, 'en');
     res.en.head = await page.textContent('#h-start');
     res.en.next = await page.textContent('#f-start button');
     await start(page, cfg.first.id, cfg.first.pass);
     await page.waitForFunction(() => !document.getElementById('s-contact').hidden);
-    await page.getByLabel('メールアドレス', { exact: true }).fill(cfg.dad);
+    await page.getByLabel('E-mail address', { exact: true }).fill(cfg.dad);
     await page.getByLabel(/agree/).check();
     await page.getByRole('button', { name: 'Send the confirmation mail' }).click();
     await page.waitForFunction(() => !document.getElementById('s-code').hidden);
@@ -206,6 +227,48 @@ async function start(page, id, pass) {
     res.enDone = await page.textContent('#h-done');
     res.enDoneLook = await look(page, 'en-done');
     res.injected = await page.evaluate(() => document.querySelectorAll('#who *').length);
+
+    // ---- a third guardian, in Portuguese chosen by the keyboard alone --
+    const pt = cfg.strings.pt;
+    await page.goto(`${cfg.base}/r`, { waitUntil: 'load' });
+    // the choice of English is kept (localStorage)
+    await page.waitForFunction(() => document.getElementById('lang').tagName === 'SELECT' &&
+      document.documentElement.lang === 'en');
+    res.pt = { tabs: await tabTo(page, 'lang') };
+    await page.keyboard.press('p'); // the list's type-ahead: Português
+    await page.waitForFunction(() => document.documentElement.lang === 'pt');
+    Object.assign(res.pt, await look(page, 'pt'), await startTexts(page));
+    res.pt.list = await langList(page);
+    res.pt.focus = await page.evaluate(() => document.activeElement.id);
+    await start(page, cfg.first.id, cfg.first.pass);
+    await page.waitForFunction(() => !document.getElementById('s-contact').hidden);
+    res.pt.contactHead = await page.textContent('#h-contact');
+    res.ptContactLook = await look(page, 'pt-contact');
+    await page.getByLabel(pt.email, { exact: true }).fill(cfg.pt);
+    await page.getByLabel(pt.consent).check();
+    await page.getByRole('button', { name: pt.sendMail }).click();
+    await page.waitForFunction(() => !document.getElementById('s-code').hidden);
+    res.ptMail = await mailTo(cfg.pt, 1);
+    await page.getByLabel(pt.code).fill(res.ptMail.match(/^([0-9]{6})\r?$/m)[1]);
+    await page.getByRole('button', { name: pt.register }).click();
+    await page.waitForFunction(() => !document.getElementById('s-done').hidden);
+    res.pt.done = await page.textContent('#h-done');
+    res.ptDoneLook = await look(page, 'pt-done');
+
+    // ---- Chinese (Simplified) by the link's ?lang=zh -------------------
+    await page.goto(`${cfg.base}/r?lang=zh`, { waitUntil: 'load' });
+    await page.waitForFunction(() => document.documentElement.lang !== 'ja');
+    res.zh = await look(page, 'zh');
+    Object.assign(res.zh, await startTexts(page));
+    res.zh.list = await langList(page);
+
+    // ---- Vietnamese and Filipino, the same way -------------------------
+    for (const code of ['vi', 'fil']) {
+      await page.goto(`${cfg.base}/r?lang=${code}`, { waitUntil: 'load' });
+      await page.waitForFunction(() => document.documentElement.lang !== 'ja');
+      res[code] = await look(page, code);
+      Object.assign(res[code], await startTexts(page));
+    }
 
     res.errors = errors;
     res.csps = csps;

@@ -5,6 +5,7 @@
 //   node unsubscribe.js CONFIG_JSON
 //
 // CONFIG_JSON: {"url": URL of an unsubscribe link (from a mail),
+//               "vi": the link of a mail in Vietnamese (with its ?lang=),
 //               "invalid": URL of a link that is not valid,
 //               "shots": directory for the screenshots,
 //               "profile": a fresh Chromium user data directory}
@@ -51,6 +52,10 @@ async function look(page, name) {
     buttons: document.querySelectorAll('button').length,
     scripts: document.scripts.length,
     links: Array.from(document.querySelectorAll('a')).map((a) => a.getAttribute('href')),
+    langs: Array.from(document.querySelectorAll('.switch a')).map((a) => ({
+      href: a.getAttribute('href'), hreflang: a.getAttribute('hreflang'), lang: a.lang, text: a.textContent,
+    })),
+    action: document.forms.length ? document.forms[0].getAttribute('action') : null,
   })));
   return r;
 }
@@ -89,6 +94,25 @@ async function look(page, name) {
     step = 'en';
     await page.goto(cfg.url + '?lang=en', { waitUntil: 'load' });
     res.en = await look(page, 'form-en');
+
+    // ---- the Vietnamese mail's link; unknown and other languages --------
+    step = 'vi';
+    await page.goto(cfg.vi, { waitUntil: 'load' });
+    res.vi = await look(page, 'form-vi');
+    step = 'xx';
+    await page.goto(cfg.url + '?lang=xx', { waitUntil: 'load' });
+    res.xx = await look(page, 'form-xx');
+    step = 'zh';
+    await page.goto(cfg.url + '?lang=zh', { waitUntil: 'load' });
+    res.zh = await look(page, 'form-zh');
+    // From the Japanese page to Português with the keyboard alone.
+    step = 'pt';
+    await page.goto(cfg.url, { waitUntil: 'load' });
+    res.ptKeys = { tabs: await tabToSel(page, '.switch a[hreflang=pt]') };
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.keyboard.press('Enter')]);
+    res.ptKeys.url = page.url();
+    res.ptKeys.lang = await page.evaluate(() => document.documentElement.lang);
+    res.ptKeys.h1 = await page.textContent('h1');
 
     // ---- with the keyboard alone: Tab to the button, Enter -------------
     step = 'keys';

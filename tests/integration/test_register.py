@@ -192,9 +192,20 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                       ("strings-ja.json", "json"), ("strings-en.json", "json")):
             st, hd, b = call("GET", "/r/" + f, raw=True)
             assert st == 200 and ct in hd["Content-Type"], (f, st)
+        # every language /r/langs.json lists is served, with the keys of
+        # the Japanese file
         ja = json.loads(call("GET", "/r/strings-ja.json", raw=True)[2])
-        en = json.loads(call("GET", "/r/strings-en.json", raw=True)[2])
-        assert set(ja) == set(en), set(ja) ^ set(en)
+        langs = json.loads(call("GET", "/r/langs.json", raw=True)[2])
+        assert [x["code"] for x in langs] == ["ja", "en", "fil", "pt", "vi",
+                                              "zh"], langs
+        for x in langs:
+            st, hd, b = call("GET", "/r/strings-%s.json" % x["code"], raw=True)
+            assert st == 200 and "json" in hd["Content-Type"], (x, st)
+            s = json.loads(b)
+            assert set(s) == set(ja), (x["code"], set(s) ^ set(ja))
+            assert x == {"code": x["code"], "name": s["langName"],
+                         "lang": s["htmlLang"]}, x
+        assert call("GET", "/r/strings-xx.json", raw=True)[0] == 404
         assert call("GET", "/r/index.php", raw=True)[0] == 404
         js = call("GET", "/r/register.js", raw=True)[2].decode()
         assert "innerHTML" not in js and "insertAdjacentHTML" not in js

@@ -20,15 +20,22 @@ address and its registration sheet (kairanctl recipients sheets).
   [4] the mail's link in a fresh tab: a button 登録する (a GET confirms
       nothing), pressed -> 登録しました, the token leaves the address bar;
       the same link again is refused with a message;
-  [5] English by the language button; a second guardian by the 6-digit
-      code (a wrong code first: a message) -> Registered;
-  [6] the first guardian is told by mail; a broadcast reaches both
-      addresses;
+  [5] English from the language list (six languages: a list, each
+      named in itself with its own lang); a second guardian by the
+      6-digit code (a wrong code first: a message) -> Registered;
+  [6] the first guardian is told by mail; a broadcast reaches every
+      address;
   [7] axe-core finds no serious or critical violation on any of the
       pages, at 390 and 1280 px; nothing scrolls sideways at 390 px; no
       console error (a CSP or Trusted Types violation would show there);
       every document under the strict CSP with Trusted Types;
-  [8] screenshots in $BUILD/test-out/register-*.png.
+  [8] screenshots in $BUILD/test-out/register-*.png;
+  [9] Português chosen with the keyboard alone (Tab to the list, type
+      "p"): the Portuguese texts, html lang pt, the list named in
+      Portuguese; a third guardian registers on that page, the mail's
+      second paragraph is Portuguese, and the guardian's "pf"."lg" is
+      "pt" (the first two: ja, en); ?lang=zh: the Chinese texts, html
+      lang zh-Hans; ?lang=vi and ?lang=fil the same.
 
 Skipped (TAP "ok # SKIP") only when /usr/bin/chromium is not installed.
 
@@ -59,6 +66,15 @@ SHOT_DIR = os.path.abspath(os.environ.get("KAIRAN_TEST_OUT")
 T = "sakura-es"
 MOM = "tanaka.mama@docomo.ne.jp"
 DAD = "tanaka.papa@example.jp"
+PT = "tanaka.avo@example.com.br"
+STRINGS_DIR = os.path.join(ROOT, "web", "register")
+
+
+def strings(code):
+    with open(os.path.join(STRINGS_DIR, "strings-%s.json" % code),
+              encoding="utf-8") as f:
+        return json.load(f)
+
 
 if not os.access(CHROMIUM, os.X_OK):
     tap.skip("registration page in headless Chromium",
@@ -103,7 +119,8 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
     k = Kairan(out, redis, smtp=smtp,
                conf={"http": {"listen": "127.0.0.1:%d" % port,
                               "public_url": base, "rate": "1000"},
-                     "line": {"add_friend_url": "https://lin.ee/AbCdEf1"}})
+                     "line": {"add_friend_url": "https://lin.ee/AbCdEf1"},
+                     "registration": {"max_guardians": "3"}})
     path = os.path.join(out, "1A.csv")
     with open(path, "w", encoding="utf-8") as f:
         f.write("ID,氏名,クラス,グループ,電話番号\r\n"
@@ -119,7 +136,9 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
     profile = os.path.join(out, "chromium-profile")
     os.makedirs(profile)
     cfg = {"base": base, "first": {"id": row["id"], "pass": row["passcode"]},
-           "mom": MOM, "dad": DAD, "messages": smtp.messages_path,
+           "mom": MOM, "dad": DAD, "pt": PT,
+           "strings": {c: strings(c) for c in ("pt", "zh")},
+           "messages": smtp.messages_path,
            "shots": SHOT_DIR, "profile": profile}
     r = None
     with tap.check("the browser driver runs every step"):
@@ -189,9 +208,56 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "[3] LINEで受け取る shows the friend-add link, its QR code and "
                "an 8-digit link code",
                json.dumps(r["line"], ensure_ascii=False)[:600])
+        want = [{"value": c, "lang": strings(c)["htmlLang"],
+                 "text": strings(c)["langName"]}
+                for c in ("ja", "en", "fil", "pt", "vi", "zh")]
+        tap.ok(r["start"]["list"]["tag"] == "SELECT"
+               and r["start"]["list"]["options"] == want
+               and r["start"]["list"]["value"] == "ja"
+               and r["start"]["list"]["name"] == strings("ja")["langPick"],
+               "[5] six languages: a list, Japanese first, each named in "
+               "itself with its own lang (zh: zh-Hans)",
+               json.dumps(r["start"]["list"], ensure_ascii=False))
+        pt, zh = strings("pt"), strings("zh")
+        p = r["pt"]
+        tap.ok(p["tabs"] == 1 and p["focus"] == "lang" and p["lang"] == "pt"
+               and p["list"]["value"] == "pt",
+               "[9] keyboard alone: Tab reaches the list, \"p\" picks "
+               "Português; html lang pt", json.dumps(
+                   {x: p[x] for x in ("tabs", "focus", "lang")}))
+        tap.ok(p["head"] == pt["startHead"] and p["next"] == pt["next"]
+               and p["title"] == pt["title"]
+               and p["list"]["name"] == pt["langPick"]
+               and p["contactHead"] == pt["contactHead"]
+               and p["done"] == pt["done"],
+               "[9] the Portuguese texts on every step, the list named in "
+               "Portuguese", json.dumps([p["head"], p["contactHead"],
+                                         p["done"]], ensure_ascii=False))
+        body = r["ptMail"]
+        tap.ok(body.find("登録を受け付けました") >= 0
+               and body.find("Para concluir o cadastro")
+               > body.find("登録を受け付けました")
+               and "To finish registering" not in body,
+               "[9] the mail: Japanese, then Portuguese (not English)",
+               body[-400:])
+        z = r["zh"]
+        tap.ok(z["lang"] == "zh-Hans" and z["head"] == zh["startHead"]
+               and z["title"] == zh["title"] and z["list"]["value"] == "zh"
+               and z["list"]["name"] == zh["langPick"],
+               "[9] ?lang=zh: the Chinese texts, html lang zh-Hans",
+               json.dumps({x: z[x] for x in ("lang", "head", "title")},
+                          ensure_ascii=False))
+        tap.eq({c: [r[c]["lang"], r[c]["head"], r[c]["title"]]
+                for c in ("vi", "fil")},
+               {c: [c, strings(c)["startHead"], strings(c)["title"]]
+                for c in ("vi", "fil")},
+               "[9] ?lang=vi, ?lang=fil: their texts, html lang vi, fil")
         pages = {n: r[n] for n in ("start", "contact", "app", "line", "code",
-                                   "verify", "done", "en")}
+                                   "verify", "done", "en", "pt", "zh", "vi",
+                                   "fil")}
         pages["en-done"] = r["enDoneLook"]
+        pages["pt-contact"] = r["ptContactLook"]
+        pages["pt-done"] = r["ptDoneLook"]
         tap.eq({n: p["axe390"] + p["axe1280"] for n, p in pages.items()
                 if p["axe390"] or p["axe1280"]}, {},
                "[7] axe-core: no serious or critical violation on any page "
@@ -219,10 +285,15 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                         "channels": ["email", "push"],
                         "audience": {"groups": ["1年A組"]}})
         k.wait_done(bid, 60)
-        for a in (MOM, DAD):
+        for a in (MOM, DAD, PT):
             wait_for(lambda: "台風のため休校" in subjects(a), 30, 0.1,
                      what="the broadcast at " + a)
         assert k.counts(bid)["push"]["delivered"] == 1, k.counts(bid)
+
+    with tap.check("[9] each guardian's \"pf\".\"lg\" is its page's "
+                   "language: ja, en, pt"):
+        gs = json.loads(redis.call("HGET", k.prefix + "reg:%s:s-2" % T, "g"))
+        assert [g.get("pf", {}).get("lg") for g in gs] == ["ja", "en", "pt"], gs
 
     d.stop()
 tap.done()

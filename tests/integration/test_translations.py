@@ -31,7 +31,13 @@ fake_line.py, push through fake_fcm.js.
   [8] registration (/r, issue 15) on the English page: the new guardian's
       "pf"."lg" is "en" and the next broadcast reaches it in English (the
       child's first guardian still in Japanese); a bad "lang" -> 400 with
-      field "lang"; /r/langs.json lists the strings files (ja, en).
+      field "lang"; /r/langs.json lists the strings files (ja, en, fil,
+      pt, vi, zh; Chinese with its html lang zh-Hans).
+  [9] the guardian pages' strings files (web/register/, web/unsub/):
+      the product's six languages (ja en pt zh vi fil, the my page's
+      list), each file with exactly the keys of strings-ja.json, the
+      same {placeholders} in each text, the language named in itself,
+      and Chinese tagged zh-Hans.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_translations.py
 """
@@ -332,8 +338,12 @@ DAD = "dad.en@example.jp"
 with tap.check("[8] /r/langs.json: one language per strings file"):
     st, langs = rcall("GET", "/r/langs.json")
     assert st == 200, st
-    assert langs == [{"code": "ja", "name": "日本語"},
-                     {"code": "en", "name": "English"}], langs
+    assert langs == [{"code": "ja", "name": "日本語", "lang": "ja"},
+                     {"code": "en", "name": "English", "lang": "en"},
+                     {"code": "fil", "name": "Filipino", "lang": "fil"},
+                     {"code": "pt", "name": "Português", "lang": "pt"},
+                     {"code": "vi", "name": "Tiếng Việt", "lang": "vi"},
+                     {"code": "zh", "name": "中文", "lang": "zh-Hans"}], langs
 with tap.check("[8] registering on the English page records pf.lg = en"):
     cp = k.ctl("recipients", "sheets", "--tenant", T, "--format", "csv")
     assert cp.returncode == 0, cp.stderr
@@ -368,6 +378,40 @@ with tap.check("[8] the registered guardian gets English, the first Japanese"):
     assert sorted(got) == sorted([DAD, "ja@example.jp"]), sorted(got)
     assert str(got[DAD]["Subject"]) == SUBJ_EN, str(got[DAD]["Subject"])
     assert str(got["ja@example.jp"]["Subject"]) == SUBJ_JA
+
+
+# ---------------------------------------------------------------- [9]
+PRODUCT = ["ja", "en", "pt", "zh", "vi", "fil"]  # mypage.c languages[]
+NAMES = {"ja": "日本語", "en": "English", "pt": "Português", "zh": "中文",
+         "vi": "Tiếng Việt", "fil": "Filipino"}
+for page, name_key, tag_key in (("register", "langName", "htmlLang"),
+                                ("unsub", "lang_name", "lang")):
+    with tap.check("[9] web/%s: six languages, each file with exactly the "
+                   "keys and {placeholders} of strings-ja.json" % page):
+        wd = os.path.join(ROOT, "web", page)
+        files = {}
+        for f in sorted(os.listdir(wd)):
+            if f.startswith("strings-") and f.endswith(".json"):
+                with open(os.path.join(wd, f), encoding="utf-8") as fh:
+                    files[f[8:-5]] = json.load(fh)
+        assert sorted(files) == sorted(PRODUCT), sorted(files)
+        ja = files["ja"]
+        for code, st in files.items():
+            assert set(st) == set(ja), \
+                (code, "missing", sorted(set(ja) - set(st)),
+                 "extra", sorted(set(st) - set(ja)))
+            for key, text in st.items():
+                assert isinstance(text, str) and text.strip(), (code, key)
+                assert sorted(re.findall(r"\{[a-z]+\}", text)) == \
+                    sorted(re.findall(r"\{[a-z]+\}", ja[key])), (code, key, text)
+            assert st[name_key] == NAMES[code], (code, st[name_key])
+            assert st[tag_key] == ("zh-Hans" if code == "zh" else code), \
+                (code, st[tag_key])
+with tap.check("[9] the my page names the six languages the same way"):
+    with open(os.path.join(ROOT, "web", "mypage", "strings-ja.json"),
+              encoding="utf-8") as fh:
+        mp = json.load(fh)
+    assert {c: mp["lang_" + c] for c in PRODUCT} == NAMES
 
 d.stop()
 tap.diag("%.1fs" % (time.monotonic() - T0))

@@ -15,7 +15,11 @@ other has a child c-1 whose guardian has mama1's address.
       child, that address' guardian and 行事.
   [2] a 地震 (emergency category) and an urgent notice carry neither.
   [3] GET /u/TOKEN shows the page (category, a form posting
-      List-Unsubscribe=One-Click) and changes nothing.
+      List-Unsubscribe=One-Click) and changes nothing; ?lang= picks one
+      of its languages (one per web/unsub/strings-<code>.json: the code,
+      its "lang" tag, a tag of the same primary language), the html lang
+      is that file's "lang" and the form posts in it; an unknown or no
+      ?lang=: Japanese.
   [4] POST one-click as urlencoded (mama1) and as multipart (solo2): 200,
       pf.ox of that guardian only; again: idempotent; other bodies and
       content types refused with 400, nothing changed.
@@ -39,6 +43,7 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_unsubscribe.py
 import base64
 import email
 import email.policy
+import glob
 import http.client
 import json
 import os
@@ -185,7 +190,29 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert 'method="post"' in page and "<script" not in page
         assert "default-src 'none'" in hdr.get("Content-Security-Policy", "")
         st, page_en, _ = req(port, "GET", "/u/" + toks[MAMA] + "?lang=en")
-        assert st == 200 and 'lang="en"' in page_en, page_en
+        assert st == 200 and '<html lang="en">' in page_en, page_en
+        files = glob.glob(os.path.join(ROOT, "web", "unsub", "strings-*.json"))
+        langs = {}
+        for f in files:
+            with open(f, encoding="utf-8") as fh:
+                langs[os.path.basename(f)[8:-5]] = json.load(fh)
+        assert {"ja", "en", "pt", "zh", "vi", "fil"} <= set(langs), sorted(langs)
+        asked = {c: c for c in langs}
+        asked.update({"pt-BR": "pt", "zh-Hans": "zh", "zh-Hant": "zh",
+                      "ZH-hans": "zh", "fil-PH": "fil", "xx": "ja",
+                      "e": "ja", "": "ja", "jap": "ja",
+                      "xx&lang=vi": "vi", "vi&lang=en": "vi"})
+        for q, want in asked.items():
+            st, pg, _ = req(port, "GET", "/u/" + toks[MAMA] + "?lang=" + q)
+            s_ = langs[want]
+            assert st == 200 and ('<html lang="%s">' % s_["lang"]) in pg \
+                and ("<title>%s</title>" % s_["title"]) in pg \
+                and ('action="%s?lang=%s"' % (toks[MAMA], want)) in pg \
+                and ('href="?lang=%s"' % want) not in pg \
+                and all('href="?lang=%s"' % c in pg for c in langs if c != want), \
+                (q, want, pg)
+        st, pg, _ = req(port, "GET", "/u/" + toks[MAMA])
+        assert '<html lang="ja">' in pg, pg
         assert r.call("HGET", "kairan:rcpt:%s:c-1" % T, "c") == before
 
     with tap.check("[4] POST one-click (urlencoded, multipart): that guardian "

@@ -11,7 +11,13 @@ tenant's category 行事; the link is taken from the mail's List-Unsubscribe.
   [1] the page at 390 and 1280 px: axe clean, nothing scrolls sideways,
       no script, lang ja, the category shown, one form with one button;
       the GET changed nothing;
-  [2] English (?lang=en): the same, lang en;
+  [2] English (?lang=en): the same, lang en; the link of a mail in
+      Vietnamese (a guardian reading vi, a broadcast with a vi
+      translation) carries ?lang=vi and opens the Vietnamese page (its
+      texts, lang vi, the form posting in Vietnamese); ?lang=zh: lang
+      zh-Hans; ?lang=xx: Japanese; each page links the five others, each
+      named in itself with its hreflang; Tab and Enter on Português
+      open the Portuguese page;
   [3] keyboard alone: Tab to the button (a focus outline), Enter: the done
       page (200) says so, links the my page (<public_url>/m); the guardian
       has opted out of 行事;
@@ -38,6 +44,7 @@ from harness import *  # noqa: E402,F401,F403
 
 T0 = time.monotonic()
 tap = TAP()
+STRINGS_DIR = os.path.join(ROOT, "web", "unsub")
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 CHROMIUM = "/usr/bin/chromium"
 SHOT_DIR = os.path.abspath(os.environ.get("KAIRAN_TEST_OUT") or os.path.join(BUILD, "test-out"))
@@ -55,6 +62,22 @@ with tap.check("playwright-core and axe-core are installed in tests/browser (npm
         cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR,
                             capture_output=True, text=True, timeout=120)
         assert cp.returncode == 0, cp.stderr[-2000:]
+
+
+def strings(code):
+    with open(os.path.join(STRINGS_DIR, "strings-%s.json" % code),
+              encoding="utf-8") as f:
+        return json.load(f)
+
+
+LANGS = ("ja", "en", "fil", "pt", "vi", "zh")  # Japanese first, then by code
+
+
+def others(code):
+    """The language links a page in code shows."""
+    return [{"href": "?lang=" + c, "hreflang": strings(c)["lang"],
+             "lang": strings(c)["lang"], "text": strings(c)["lang_name"]}
+            for c in LANGS if c != code]
 
 
 def strict_csp(csp):
@@ -78,27 +101,47 @@ with Redis(out) as redis:
     path = os.path.join(out, "2A.csv")
     with open(path, "w", encoding="utf-8") as f:
         f.write("ID,氏名,クラス,グループ,保護者氏名,メール\r\n"
-                "c-1,山田 一郎,A,2A,山田 花子,mama@example.jp\r\n")
+                "c-1,山田 一郎,A,2A,山田 花子,mama@example.jp\r\n"
+                "c-2,グエン アン,A,2A,グエン ホア,me.vi@example.jp\r\n")
     cp = k.ctl("recipients", "import", "--tenant", T, path)
     tap.ok(cp.returncode == 0, "the class list imports", cp.stderr)
+    # c-2's guardian reads Vietnamese (what the my page or the
+    # registration page write)
+    c2 = json.loads(redis.call("HGET", P + "rcpt:%s:c-2" % T, "c"))
+    c2["pf"] = {"lg": "vi", "at": int(time.time() * 1000)}
+    redis.call("HSET", P + "rcpt:%s:c-2" % T, "c", json.dumps(c2, separators=(",", ":")))
     d = k.start()
     d.wait_output('"listening"', 15)
     bid = k.submit({"tenant": T, "category": "行事", "subject": "運動会のお知らせ",
                     "body": "運動会は10月です。", "channels": ["email"],
-                    "audience": {"groups": ["2A"]}})
+                    "audience": {"groups": ["2A"]},
+                    "translations": {"vi": {"subject": "Thông báo hội thao",
+                                            "body": "Hội thao vào tháng 10."}}})
     k.wait_done(bid, 60)
-    emls = wait_for(lambda: glob.glob(os.path.join(k.outbox, bid, "*.eml")) or None,
-                    30, 0.1, what="the .eml file")
-    with open(emls[0], "rb") as f:
-        msg = email.message_from_binary_file(f, policy=email.policy.default)
+    emls = wait_for(lambda: len(glob.glob(os.path.join(k.outbox, bid, "*.eml"))) == 2
+                    and glob.glob(os.path.join(k.outbox, bid, "*.eml")) or None,
+                    30, 0.1, what="the two .eml files")
+    by_to = {}
+    for e in emls:
+        with open(e, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        by_to[str(msg["To"])] = msg
+    msg, msg_vi = by_to["mama@example.jp"], by_to["me.vi@example.jp"]
     m = re.fullmatch(re.escape("<" + PUB) + r"(/u/[A-Za-z0-9_.-]+)>", str(msg["List-Unsubscribe"]))
     tap.ok(m is not None and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click",
            "the mail carries the one-click headers", str(msg["List-Unsubscribe"]))
+    m_vi = re.fullmatch(re.escape("<" + PUB) + r"(/u/[A-Za-z0-9_.-]+\?lang=vi)>",
+                        str(msg_vi["List-Unsubscribe"]))
+    tap.ok(m_vi is not None and str(msg_vi["Subject"]) == "Thông báo hội thao"
+           and msg_vi["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click",
+           "[2] the Vietnamese mail's link carries ?lang=vi",
+           str(msg_vi["List-Unsubscribe"]))
     before = redis.call("HGET", P + "rcpt:%s:c-1" % T, "c")
 
     profile = os.path.join(out, "chromium-profile")
     os.makedirs(profile)
     cfg = {"url": base + m.group(1), "invalid": base + "/u/" + "x" * 40,
+           "vi": base + (m_vi.group(1) if m_vi else m.group(1) + "?lang=vi"),
            "shots": SHOT_DIR, "profile": profile}
     r = None
     with tap.check("the browser driver runs every step"):
@@ -123,6 +166,34 @@ with Redis(out) as redis:
         tap.ok(e["lang"] == "en" and e["category"] == "行事" and e["axe390"] == []
                and e["overflow390"] == 0, "[2] English: lang en, axe clean, fits",
                json.dumps(e, ensure_ascii=False)[:500])
+        vi, xx, zh = r["vi"], r["xx"], r["zh"]
+        tap.ok(vi["lang"] == "vi" and vi["h1"] == strings("vi")["form.heading"]
+               and vi["title"] == strings("vi")["title"]
+               and vi["category"] == "行事" and vi["forms"] == 1
+               and vi["action"].endswith("?lang=vi"),
+               "[2] the Vietnamese mail's link: the Vietnamese page, lang vi, "
+               "the form posting in Vietnamese",
+               json.dumps({x: vi[x] for x in ("lang", "h1", "action")},
+                          ensure_ascii=False))
+        tap.ok(xx["lang"] == "ja" and xx["h1"] == strings("ja")["form.heading"]
+               and zh["lang"] == "zh-Hans" and zh["h1"] == strings("zh")["form.heading"],
+               "[2] ?lang=xx: Japanese; ?lang=zh: lang zh-Hans, the Chinese texts",
+               json.dumps([xx["lang"], xx["h1"], zh["lang"], zh["h1"]],
+                          ensure_ascii=False))
+        tap.eq({n: r[n]["langs"] for n in ("form", "en", "vi", "zh")},
+               {n: others(c) for n, c in (("form", "ja"), ("en", "en"),
+                                          ("vi", "vi"), ("zh", "zh"))},
+               "[2] each page links the five other languages, each named in "
+               "itself, with hreflang and lang")
+        tap.eq({n: r[n]["axe390"] + r[n]["axe1280"] + [r[n]["overflow390"]]
+                for n in ("vi", "xx", "zh")}, {n: [0] for n in ("vi", "xx", "zh")},
+               "[2] Vietnamese, Chinese, unknown: axe-core clean, nothing scrolls "
+               "sideways at 390 px")
+        pk = r["ptKeys"]
+        tap.ok(pk["tabs"] > 0 and pk["url"].endswith("?lang=pt") and pk["lang"] == "pt"
+               and pk["h1"] == strings("pt")["form.heading"],
+               "[2] keyboard alone: Tab to Português, Enter: the Portuguese page",
+               json.dumps(pk, ensure_ascii=False))
         kk = r["keys"]
         tap.ok(kk["tabsToButton"] > 0 and kk["focusOutline"],
                "[3] keyboard alone: Tab reaches the button, a focus outline shows", json.dumps(kk))
@@ -149,7 +220,7 @@ with Redis(out) as redis:
 
     with tap.check("[6] screenshots at 390 and 1280 px are saved under the test output"):
         shots = sorted(glob.glob(os.path.join(SHOT_DIR, "unsubscribe-*.png")))
-        assert len(shots) == 8, shots
+        assert len(shots) == 14, shots
         tap.diag("screenshots: " + " ".join(os.path.basename(s) for s in shots))
 
     d.stop()

@@ -32,25 +32,38 @@
     if (h) h.focus();
   }
 
+  /* The page in one language: its strings file's texts, and the html
+   * lang its "htmlLang" names (a script subtag where one is needed:
+   * "zh-Hans"), else the code.  A file that cannot be had leaves the
+   * page as it was (the page's own Japanese at first). */
   async function loadStrings(lang) {
+    let s = null;
     try {
       const r = await fetch('/r/strings-' + lang + '.json', { credentials: 'omit' });
-      if (r.ok) state.s = await r.json();
-    } catch (e) { /* the page's own Japanese stays */ }
-    state.lang = lang;
-    document.documentElement.lang = lang;
+      if (r.ok) s = await r.json();
+    } catch (e) { /* unchanged */ }
+    if (s !== null) {
+      state.s = s;
+      state.lang = lang;
+    }
+    document.documentElement.lang = state.s.htmlLang || state.lang;
     for (const el of document.querySelectorAll('[data-s]')) {
       const v = state.s[el.dataset.s];
       if (typeof v === 'string') el.textContent = v;
     }
-    if ($('lang').tagName === 'BUTTON') $('lang').lang = lang === 'ja' ? 'en' : 'ja';
-    else $('lang').value = lang;
+    if ($('lang').tagName === 'BUTTON') {
+      $('lang').lang = state.lang === 'ja' ? 'en' : 'ja';
+    } else {
+      $('lang').value = state.lang;
+      if (state.s.langPick) $('lang').setAttribute('aria-label', state.s.langPick);
+    }
     document.title = t('title');
   }
 
   /* The languages of the page: one per strings file the server has
    * (GET /r/langs.json).  Two: the button switches between them; more:
-   * the button becomes a list (each language named in itself). */
+   * the button becomes a list (each language named in itself, its
+   * "lang" the tag of its strings file). */
   async function loadLangs() {
     let langs = [{ code: 'ja', name: '日本語' }, { code: 'en', name: 'English' }];
     try {
@@ -65,7 +78,7 @@
     for (const l of langs) {
       const o = document.createElement('option');
       o.value = l.code;
-      o.lang = l.code;
+      o.lang = l.lang || l.code;
       o.textContent = l.name;
       sel.appendChild(o);
     }
