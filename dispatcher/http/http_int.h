@@ -301,6 +301,11 @@ struct http_srv {
      * count of the active index, not one each. */
     json_t *summary;
     int64_t summary_mono;
+    /* The registration page's computed files, made once (register.c):
+     * GET /r/langs.json (from the embedded strings files) and GET
+     * /r/line-qr.svg (of line.add_friend_url, which it was made of). */
+    json_t *reg_langs;
+    char *reg_qr, *reg_qr_url;
 };
 
 struct wreq {

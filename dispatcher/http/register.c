@@ -120,11 +120,17 @@ static void line_qr(struct conn *c);
  * present, [{"code": "ja", "name": "日本語", "lang": "ja"}, ...] (name:
  * the file's "langName", else the code; lang: its "htmlLang", the tag of
  * the text as html lang takes it, such as "zh-Hans" for "zh", else the
- * code), Japanese first, then by code.
+ * code), Japanese first, then by code.  Made once: the files are
+ * embedded (and the route is in the files' rate bucket).
  */
 static void langs_json(struct conn *c)
 {
-    json_t *a = json_array();
+    json_t *a;
+    if (c->srv->reg_langs != NULL) {
+        kn__httpd_respond_json(c, 200, json_incref(c->srv->reg_langs), NULL);
+        return;
+    }
+    a = json_array();
     for (int ja = 1; ja >= 0; ja--) {
         for (size_t i = 0; i < kn__web_register_strings_n; i++) {
             const struct kn_embedded *f = &kn__web_register_strings[i];
@@ -150,6 +156,7 @@ static void langs_json(struct conn *c)
             json_decref(s);
         }
     }
+    c->srv->reg_langs = json_incref(a);
     kn__httpd_respond_json(c, 200, a, NULL);
 }
 
@@ -1124,19 +1131,26 @@ static const char *friend_url(const struct kn_config *cfg)
     return u;
 }
 
-/* GET /r/line-qr.svg: the friend-add link as a QR code (public data). */
+/* GET /r/line-qr.svg: the friend-add link as a QR code (public data);
+ * drawn once per link (up to 1 ms for a long one) and kept. */
 static void line_qr(struct conn *c)
 {
-    const char *u = friend_url(c->srv->cfg);
-    char *svg = u ? kn_qr_svg(u, "LINE") : NULL;
-    if (svg == NULL) {
+    struct http_srv *s = c->srv;
+    const char *u = friend_url(s->cfg);
+    if (u != NULL && (s->reg_qr_url == NULL || strcmp(s->reg_qr_url, u) != 0)) {
+        free(s->reg_qr);
+        free(s->reg_qr_url);
+        s->reg_qr = kn_qr_svg(u, "LINE");
+        s->reg_qr_url = s->reg_qr ? kn_xstrdup(u) : NULL;
+    }
+    if (u == NULL || s->reg_qr == NULL) {
         kn__httpd_respond_error(c, 404, NULL,
                                 "line.add_friend_url is not set: ask the "
                                 "school");
         return;
     }
-    kn__httpd_respond(c, 200, "image/svg+xml", svg, strlen(svg), csp, NULL);
-    free(svg);
+    kn__httpd_respond(c, 200, "image/svg+xml", s->reg_qr, strlen(s->reg_qr),
+                      csp, NULL);
 }
 
 /* POST /r/line {ticket, consent: true}: a link code to send to the

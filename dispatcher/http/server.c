@@ -43,6 +43,9 @@ void kn__httpd_srv_unref(struct http_srv *s)
     kn__httpd_rate_free(&s->rl_api);
     kn__httpd_rate_free(&s->rl_file);
     json_decref(s->summary);
+    json_decref(s->reg_langs);
+    free(s->reg_qr);
+    free(s->reg_qr_url);
     free(s);
 }
 

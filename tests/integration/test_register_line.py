@@ -228,6 +228,9 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         assert st == 200 and hd["Content-Type"].startswith("image/svg+xml") \
             and b.startswith(b"<svg") and b"<path" in b, (st, b[:80])
         assert "img-src 'self'" in hd["Content-Security-Policy"]
+        # kept once drawn: the same bytes again
+        st2, hd2, b2 = call("GET", "/r/line-qr.svg", raw=True)
+        assert (st2, b2, hd2["Content-Type"]) == (st, b, hd["Content-Type"])
         page = call("GET", "/r", raw=True)[2].decode()
         assert 'id="line-code"' in page and 'id="line-qr"' in page
         keys = [x for x in scan() if b":rline:" in x or
