@@ -3,15 +3,22 @@
 -- score done_ms), trimmed to the last 15 minutes as it is written: the
 -- operators' list shows them on top of the active ones (broadcasts.c), so
 -- that one that ended a minute ago is there however many were created
--- since.  Only an index: skipped if the key holds another type.
+-- since.  Only an index: skipped if the key holds another type, and its
+-- commands by pcall (an error here must not stop the script that records
+-- results).  Trimmed with ZRANGEBYSCORE and ZREM, commands kairan's
+-- Redis user had already (contrib/redis-kairan.conf): an upgrade must not
+-- need a new one in its ACL for finish to work.
 local function ended_add(active, id, now)
   if string.sub(active, -6) ~= 'active' then return end
   local ended = string.sub(active, 1, -7) .. 'ended'
   local t = redis.call('TYPE', ended)['ok']
   if t ~= 'zset' and t ~= 'none' then return end
-  redis.call('ZADD', ended, now, id)
-  redis.call('ZREMRANGEBYSCORE', ended, '-inf',
-    '(' .. (tonumber(now) - 15 * 60 * 1000))
+  redis.pcall('ZADD', ended, now, id)
+  local old = redis.pcall('ZRANGEBYSCORE', ended, '-inf',
+    '(' .. (tonumber(now) - 15 * 60 * 1000), 'LIMIT', 0, 100)
+  if type(old) == 'table' and #old > 0 then
+    redis.pcall('ZREM', ended, unpack(old))
+  end
 end
 -- maybe_done(bc, active, id, now): a broadcast is done when it is fully
 -- expanded and every job has a final state; then its status becomes done
