@@ -21,7 +21,8 @@
  * The page is web/unsub/page.html filled from web/unsub/strings-<lang>.json,
  * every file of the folder (a glob): Japanese unless ?lang= names another
  * (its code, the tag of its "lang", or a tag of the same primary
- * language: ?lang=pt-BR is pt), with links to the others; no script, the
+ * language: ?lang=pt-BR is pt; English for a well-formed tag of a
+ * language without a page), with links to the others; no script, the
  * page's own style by its hash, a form that may post only to this origin.
  * The mail's link carries the language of the mail (dispatcher/worker.c).
  */
@@ -171,9 +172,12 @@ static const char *value(const struct page *p, const char *name, char *tmp,
     return NULL;
 }
 
-/* The links to the page in the other languages, each named in itself. */
+/* The links to the page in the other languages, each named in itself;
+ * none on the page that says it is done (they lead to the form again). */
 static void add_languages(struct kn_buf *b, const struct page *p)
 {
+    if (p->kind == P_DONE)
+        return;
     for (size_t i = 0; i < nlangs; i++) {
         const char *tag = lang_str(&langs[i], "lang");
         const char *name = lang_str(&langs[i], "lang_name");
@@ -286,14 +290,30 @@ static int lang_of(const char *v, size_t n)
 static size_t want_lang(const struct conn *c)
 {
     const char *q = c->req.query;
+    int other = 0; /* a language of no page asked for (not Japanese) */
     for (const char *p = q; p != NULL && *p;) {
         size_t n = strcspn(p, "&");
         if (n > 5 && strncmp(p, "lang=", 5) == 0) {
+            char tag[16];
             int i = lang_of(p + 5, n - 5);
             if (i >= 0)
                 return (size_t)i;
+            if (n - 5 < sizeof(tag)) {
+                memcpy(tag, p + 5, n - 5);
+                tag[n - 5] = '\0';
+                other = other || (kn_lang_valid(tag) &&
+                                  !(strncmp(tag, "ja", 2) == 0 &&
+                                    (tag[2] == '\0' || tag[2] == '-')));
+            }
         }
         p += n + (p[n] == '&');
+    }
+    /* A reader of another language (a translation the school typed in,
+     * say Korean) reads English more likely than Japanese. */
+    if (other) {
+        int en = lang_of("en", 2);
+        if (en >= 0)
+            return (size_t)en;
     }
     return 0;
 }

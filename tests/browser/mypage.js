@@ -222,6 +222,11 @@ async function texts(page) {
     res.pt.uiLabel = await p3.textContent('label[for=uilang]');
     res.pt.uiOptions = await p3.$$eval('#uilang option', (xs) => xs.map((x) => [x.value, x.lang, x.textContent]));
     res.ptLook = await look(p3, 'pt');
+    // a category unticked here (not saved yet) must stay unticked while the
+    // page changes language (it is drawn again), and through two saves
+    const catBox = await p3.$eval('#cats input[type=checkbox]:not([disabled])', (x) => [x.id, x.dataset.name]);
+    await p3.uncheck('#' + catBox[0]);
+    res.keep = { name: catBox[1] };
 
     // ---- with the keyboard alone: Tab to the list, arrows to 中文 ---------
     // from the heading the page opened on: Shift+Tab back to the header
@@ -256,6 +261,15 @@ async function texts(page) {
     await p3.keyboard.press('ArrowUp'); // Filipino -> Tiếng Việt, which now has none
     await p3.waitForFunction(() => document.documentElement.lang === 'en');
     res.noFile = await texts(p3);
+    res.keep.afterSwitches = await p3.isChecked('#' + catBox[0]);
+    for (const k of ['first', 'second']) {
+      const r = p3.waitForResponse((x) => x.url().endsWith('/m/save'));
+      await p3.click('#save');
+      res.keep[k] = { status: (await r).status(), body: JSON.parse((await r).request().postData()).ox };
+      await p3.waitForFunction(() => document.getElementById('msg').className === 'msg' &&
+        document.getElementById('msg').textContent !== '' && !document.getElementById('save').disabled);
+    }
+    res.keep.afterSaves = await p3.isChecked('#' + catBox[0]);
 
     res.errors = errors;
     res.csps = csps;

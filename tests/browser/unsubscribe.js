@@ -102,6 +102,12 @@ async function look(page, name) {
     step = 'xx';
     await page.goto(cfg.url + '?lang=xx', { waitUntil: 'load' });
     res.xx = await look(page, 'form-xx');
+    step = 'jajp';
+    await page.goto(cfg.url + '?lang=ja-JP', { waitUntil: 'load' });
+    res.jajp = await look(page, 'form-ja-jp');
+    step = 'bad';
+    await page.goto(cfg.url + '?lang=%3Cb%3E', { waitUntil: 'load' });
+    res.bad = await look(page, 'form-bad');
     step = 'zh';
     await page.goto(cfg.url + '?lang=zh', { waitUntil: 'load' });
     res.zh = await look(page, 'form-zh');

@@ -286,6 +286,15 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                and pf("s-3").get("lg") == "pt",
                "[8] switching the page changes no setting: 言語 and pf.lg "
                "stay pt", json.dumps(pf("s-3")))
+        kp = r["keep"]
+        tap.ok(kp["afterSwitches"] is False and kp["afterSaves"] is False and
+               kp["first"] == {"status": 200, "body": [kp["name"]]} and
+               kp["second"] == {"status": 200, "body": [kp["name"]]} and
+               kp["name"] in (pf("s-3").get("ox") or []),
+               "[8] a category unticked stays unticked while the page "
+               "changes language, and through two saves (it was drawn "
+               "again from the first answer: a second save re-subscribed)",
+               json.dumps([kp, pf("s-3")], ensure_ascii=False))
         nf = r["noFile"]
         tap.ok(nf["lang"] == "en" and nf["ui"] == "en" and
                nf["title"] == "My page" and nf["save"] == "Save (保存する)",

@@ -199,8 +199,12 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert {"ja", "en", "pt", "zh", "vi", "fil"} <= set(langs), sorted(langs)
         asked = {c: c for c in langs}
         asked.update({"pt-BR": "pt", "zh-Hans": "zh", "zh-Hant": "zh",
-                      "ZH-hans": "zh", "fil-PH": "fil", "xx": "ja",
-                      "e": "ja", "": "ja", "jap": "ja",
+                      "ZH-hans": "zh", "fil-PH": "fil",
+                      # a language of no page (a translation typed in by
+                      # hand: ko, ne...): English; Japanese or no
+                      # language tag at all: Japanese
+                      "xx": "en", "jap": "en", "ko": "en", "ja-JP": "ja",
+                      "e": "ja", "": "ja", "%3Cb%3E": "ja",
                       "xx&lang=vi": "vi", "vi&lang=en": "vi"})
         for q, want in asked.items():
             st, pg, _ = req(port, "GET", "/u/" + toks[MAMA] + "?lang=" + q)

@@ -15,7 +15,8 @@ tenant's category 行事; the link is taken from the mail's List-Unsubscribe.
       Vietnamese (a guardian reading vi, a broadcast with a vi
       translation) carries ?lang=vi and opens the Vietnamese page (its
       texts, lang vi, the form posting in Vietnamese); ?lang=zh: lang
-      zh-Hans; ?lang=xx: Japanese; each page links the five others, each
+      zh-Hans; ?lang=xx (a language of no page): English; ja-JP or a
+      malformed one: Japanese; each page links the five others, each
       named in itself with its hreflang; Tab and Enter on Português
       open the Portuguese page;
   [3] keyboard alone: Tab to the button (a focus outline), Enter: the done
@@ -175,11 +176,15 @@ with Redis(out) as redis:
                "the form posting in Vietnamese",
                json.dumps({x: vi[x] for x in ("lang", "h1", "action")},
                           ensure_ascii=False))
-        tap.ok(xx["lang"] == "ja" and xx["h1"] == strings("ja")["form.heading"]
+        jj, bad = r["jajp"], r["bad"]
+        tap.ok(xx["lang"] == "en" and xx["h1"] == strings("en")["form.heading"]
+               and jj["lang"] == "ja" and bad["lang"] == "ja"
                and zh["lang"] == "zh-Hans" and zh["h1"] == strings("zh")["form.heading"],
-               "[2] ?lang=xx: Japanese; ?lang=zh: lang zh-Hans, the Chinese texts",
-               json.dumps([xx["lang"], xx["h1"], zh["lang"], zh["h1"]],
-                          ensure_ascii=False))
+               "[2] ?lang=xx (a language of no page, as a translation typed in "
+               "by hand): English; ja-JP and a malformed one: Japanese; ?lang=zh: "
+               "lang zh-Hans, the Chinese texts",
+               json.dumps([xx["lang"], xx["h1"], jj["lang"], bad["lang"], zh["lang"],
+                           zh["h1"]], ensure_ascii=False))
         tap.eq({n: r[n]["langs"] for n in ("form", "en", "vi", "zh")},
                {n: others(c) for n, c in (("form", "ja"), ("en", "en"),
                                           ("vi", "vi"), ("zh", "zh"))},
@@ -199,8 +204,9 @@ with Redis(out) as redis:
                "[3] keyboard alone: Tab reaches the button, a focus outline shows", json.dumps(kk))
         dn = r["done"]
         tap.ok(r["statuses"].get("done") == [200] and dn["h1"] == "配信を停止しました"
-               and dn["forms"] == 0 and PUB + "/m" in dn["links"],
-               "[3] Enter: the done page (200), no form, the my page linked",
+               and dn["forms"] == 0 and PUB + "/m" in dn["links"] and dn["langs"] == [],
+               "[3] Enter: the done page (200), no form, the my page linked, no "
+               "language links (they led to the form again)",
                json.dumps(dn, ensure_ascii=False)[:600])
         tap.eq(dn["axe390"] + dn["axe1280"], [], "[3] the done page: axe-core clean")
         iv = r["invalid"]
@@ -220,7 +226,11 @@ with Redis(out) as redis:
 
     with tap.check("[6] screenshots at 390 and 1280 px are saved under the test output"):
         shots = sorted(glob.glob(os.path.join(SHOT_DIR, "unsubscribe-*.png")))
-        assert len(shots) == 14, shots
+        want = {"unsubscribe-%s-%d.png" % (n, w)
+                for n in ("form", "form-en", "form-vi", "form-xx", "form-ja-jp",
+                          "form-bad", "form-zh", "done", "invalid")
+                for w in (390, 1280)}
+        assert want <= {os.path.basename(s) for s in shots}, shots
         tap.diag("screenshots: " + " ".join(os.path.basename(s) for s in shots))
 
     d.stop()

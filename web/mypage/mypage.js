@@ -16,7 +16,7 @@
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { t: null, lang: 'ja', s: {}, view: null, order: [], stopped: new Set(), needCode: false };
+  const state = { t: null, lang: 'ja', s: {}, view: null, order: [], stopped: new Set(), off: new Set(), needCode: false };
 
   // The html lang of a language code: kairan's "zh" is Simplified Chinese.
   const htmlLang = (l) => (l === 'zh' ? 'zh-Hans' : l);
@@ -164,7 +164,12 @@
       const d = el('div', { class: 'check' });
       const cb = el('input', { type: 'checkbox', id });
       cb.dataset.name = c.name;
-      cb.checked = c.emergency || !c.off;
+      // the guardian's choice as it stands (state.off), not the page's
+      // first answer: the page is drawn again when its language changes
+      cb.checked = c.emergency || !state.off.has(c.name);
+      cb.addEventListener('change', () => {
+        if (cb.checked) state.off.delete(c.name); else state.off.add(c.name);
+      });
       if (c.emergency) {
         cb.disabled = true;
         cb.setAttribute('aria-describedby', 'urgent-' + i);
@@ -234,6 +239,7 @@
     state.view = res.json;
     state.order = res.json.order.slice();
     state.stopped = new Set(res.json.channels.filter((c) => c.stopped).map((c) => c.channel));
+    state.off = new Set(res.json.categories.filter((c) => c.off && !c.emergency).map((c) => c.name));
     if (res.json.language !== state.lang && res.json.languages.includes(res.json.language)) {
       await loadStrings(res.json.language);
     }
@@ -252,8 +258,8 @@
       lg: $('lg').value,
       ch: state.order.slice(),
       xc: state.order.filter((c) => state.stopped.has(c)),
-      ox: Array.from($('cats').querySelectorAll('input[type=checkbox]'))
-        .filter((cb) => !cb.checked && !cb.disabled).map((cb) => cb.dataset.name),
+      ox: state.view.categories.filter((c) => !c.emergency && state.off.has(c.name))
+        .map((c) => c.name),
     };
     const code = $('code').value.replace(/\s/g, '');
     const pass = $('passcode').value.trim();
@@ -274,6 +280,9 @@
     $('code').value = '';
     $('passcode').value = '';
     $('codebox').hidden = true;
+    // what was saved is what the page now stands on
+    for (const c of state.view.categories) c.off = body.ox.includes(c.name);
+    state.view.language = body.lg;
     if (body.lg !== state.lang && state.view.languages.includes(body.lg)) await loadStrings(body.lg);
     say(t('saved'));
     $('save').focus();

@@ -11,6 +11,7 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const state = { ticket: null, lang: 'ja', s: {}, langs: [] };
+  let asked = 0; // the latest loadStrings
   const sections = ['s-start', 's-contact', 's-code', 's-verify', 's-done'];
 
   function t(key, vars) {
@@ -37,11 +38,15 @@
    * "zh-Hans"), else the code.  A file that cannot be had leaves the
    * page as it was (the page's own Japanese at first). */
   async function loadStrings(lang) {
+    const mine = ++asked;
     let s = null;
     try {
       const r = await fetch('/r/strings-' + lang + '.json', { credentials: 'omit' });
       if (r.ok) s = await r.json();
     } catch (e) { /* unchanged */ }
+    // an earlier choice answered late loses (the list changes language on
+    // each arrow key): the page's language is what the sign-up stores
+    if (mine !== asked) return;
     if (s !== null) {
       state.s = s;
       state.lang = lang;
