@@ -383,6 +383,8 @@ extern const char *const kn__httpd_csp_page;
 void kn__httpd_respond(struct conn *c, int status, const char *ctype,
                        const char *body, size_t len, const char *csp,
                        const char *extra);
+/* The unsubscribe page's strings and style read (unsub.c; idempotent). */
+void kn__httpd_unsub_init(void);
 void kn__httpd_respond_json(struct conn *c, int status, json_t *j,
                             const char *extra);
 void kn__httpd_respond_error(struct conn *c, int status, const char *field,

@@ -463,6 +463,9 @@ static int http_open(struct kn_daemon *d, void **state)
     }
     http_parser_set_max_header_size(HTTP_MAX_HEADERS + 1024);
     kn__ack_scripts_init();
+    /* its embedded strings checked at start, not at the first guardian's
+     * request (a bad file stops kairand here, before it serves) */
+    kn__httpd_unsub_init();
     s = kn_xcalloc(1, sizeof(*s));
     s->d = d;
     s->cfg = cfg;

@@ -74,7 +74,7 @@ static const char *lang_str(const struct lang *l, const char *key)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-static void init(void)
+void kn__httpd_unsub_init(void)
 {
     if (csp[0] != '\0')
         return;
@@ -322,7 +322,7 @@ static size_t want_lang(const struct conn *c)
 static int token(struct conn *c, struct kn_gtoken *t)
 {
     int rc;
-    init();
+    kn__httpd_unsub_init();
     rc = kn_gtoken_parse(c->srv->d->kr, c->req.param ? c->req.param : "",
                          KN_GTOKEN_UNSUB, kn_now_ms(), t);
     if (rc == 0 && t->extra[0] != '\0')
@@ -454,7 +454,7 @@ void kn__httpd_run_unsub_post(struct conn *c)
     char *cats;
     if (!kn_gtoken_unsub_form_ok(c->req.ctype, kn_buf_str(&c->req.body),
                                  kn_buf_len(&c->req.body))) {
-        init();
+        kn__httpd_unsub_init();
         refuse(c, want_lang(c), "error.body");
         return;
     }
