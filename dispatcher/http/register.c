@@ -458,35 +458,60 @@ struct mail {
  * the sign-up's): its button is named in both.
  */
 static const struct {
-    const char *lang, *text;
+    const char *lang, *text, *subject;
 } verify_words[] = {
-    {"en", "To finish registering for %s, open the link above and press the "
-           "button, or type the code on the registration page.\n"},
-    {"pt", "Para concluir o cadastro para receber os avisos da escola (%s), "
-           "abra o link acima e toque no botão \"Cadastrar\" (登録する), ou "
-           "digite o código acima na página de cadastro. Se você não pediu "
-           "este cadastro, ignore este e-mail.\n"},
+    {"en",
+     "To finish registering for %s, open the link above and press the "
+     "button, or type the code on the registration page.\n",
+     "Confirm your e-mail address"},
+    {"pt",
+     "Para concluir o cadastro para receber os avisos da escola (%s), "
+     "abra o link acima e toque no botão \"Cadastrar\" (登録する), ou "
+     "digite o código acima na página de cadastro. Se você não pediu "
+     "este cadastro, ignore este e-mail.\n",
+     "Confirme seu endereço de e-mail"},
     {"zh",
      "要完成学校通知（%s）的登记，请打开上面的链接并点击“登记”（登録する）"
      "按钮，或在登记页面输入上面的确认码。如果您没有申请登记，请忽略这封"
-     "邮件。\n"},
-    {"vi", "Để hoàn tất việc đăng ký nhận thông báo của trường (%s), vui lòng "
-           "mở đường link ở trên và nhấn nút \"Đăng ký\" (登録する), hoặc nhập "
-           "mã xác nhận ở trên vào trang đăng ký. Nếu quý phụ huynh không yêu "
-           "cầu đăng ký, vui lòng bỏ qua email này.\n"},
-    {"fil", "Para matapos ang pagpaparehistro para sa mga abiso ng paaralan "
-            "(%s), buksan ang link sa itaas at pindutin ang button na "
-            "\"Magparehistro\" (登録する), o ilagay ang code sa itaas sa "
-            "registration page. Kung hindi kayo ang nagparehistro, huwag "
-            "pansinin ang email na ito.\n"},
+     "邮件。\n",
+     "请确认您的电子邮件地址"},
+    {"vi",
+     "Để hoàn tất việc đăng ký nhận thông báo của trường (%s), vui lòng "
+     "mở đường link ở trên và nhấn nút \"Đăng ký\" (登録する), hoặc nhập "
+     "mã xác nhận ở trên vào trang đăng ký. Nếu quý phụ huynh không yêu "
+     "cầu đăng ký, vui lòng bỏ qua email này.\n",
+     "Xác nhận địa chỉ email"},
+    {"fil",
+     "Para matapos ang pagpaparehistro para sa mga abiso ng paaralan "
+     "(%s), buksan ang link sa itaas at pindutin ang button na "
+     "\"Magparehistro\" (登録する), o ilagay ang code sa itaas sa "
+     "registration page. Kung hindi kayo ang nagparehistro, huwag "
+     "pansinin ang email na ito.\n",
+     "Kumpirmahin ang inyong email address"},
 };
 
-static const char *verify_text(const char *lang)
+static size_t verify_row(const char *lang)
 {
     for (size_t i = 0; i < KN_ARRAY_SIZE(verify_words); i++)
         if (strcmp(verify_words[i].lang, lang) == 0)
-            return verify_words[i].text;
-    return verify_words[0].text;
+            return i;
+    return 0;
+}
+
+static const char *verify_text(const char *lang)
+{
+    return verify_words[verify_row(lang)].text;
+}
+
+/* The mail's subject: Japanese, and for a page in another language that
+ * language's words after it (a guardian who reads no Japanese sees what
+ * the mail is in the list of mails). */
+static char *verify_subject(const char *lang)
+{
+    static const char ja[] = "【連絡網】メールアドレスの確認";
+    if (lang[0] == '\0' || strcmp(lang, "ja") == 0)
+        return kn_xstrdup(ja);
+    return kn_xasprintf("%s / %s", ja, verify_words[verify_row(lang)].subject);
 }
 
 static void mail_free(struct mail *m)
@@ -506,10 +531,11 @@ static void on_mail_ticket(struct batch *b)
     const redisReply *h;
     char link[KN_SESSION_ID_CHARS + 1], lh[65], code[8], ch[33], bi[33];
     char ms[24], now[24], *k, *e, *nm, *rl, *both, *url, *body, *words;
-    char masked[200];
+    char masked[200], *subject;
     const char *tenant;
     const char *to[1];
     json_t *j;
+    int rc;
 
     if (!kn__httpd_batch_usable(b))
         goto out;
@@ -576,8 +602,10 @@ static void on_mail_ticket(struct batch *b)
         tenant, url, code, words);
     free(words);
     to[0] = m->email;
-    if (send_mail(s, tenant, to, 1, "【連絡網】メールアドレスの確認", body) <
-        0) {
+    subject = verify_subject(m->lang);
+    rc = send_mail(s, tenant, to, 1, subject, body);
+    free(subject);
+    if (rc < 0) {
         kn__httpd_respond_error(c, 503, NULL,
                                 "the mail cannot be sent now; try again");
     } else {

@@ -240,6 +240,10 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                and "To finish registering" not in body,
                "[9] the mail: Japanese, then Portuguese (not English)",
                body[-400:])
+        tap.eq(subjects(PT)[:1],
+               ["【連絡網】メールアドレスの確認 / Confirme seu endereço de e-mail"],
+               "[9] its subject: Japanese, then Portuguese (the Japanese page's "
+               "stays Japanese only)")
         z = r["zh"]
         tap.ok(z["lang"] == "zh-Hans" and z["head"] == zh["startHead"]
                and z["title"] == zh["title"] and z["list"]["value"] == "zh"
