@@ -485,6 +485,10 @@ void kn__httpd_bc_store(struct conn *c, struct kn_broadcast *b);
 /* 1 if a Content-Type is type ("application/json"), whatever its
  * parameters (charset). */
 int kn__httpd_ctype_is(const char *ctype, const char *type);
+/* The language code of an embedded strings file's name,
+ * "strings-<code>.json", into code (cap bytes): 0, or -1 for a name of
+ * another shape or a code that does not fit (the guardian pages). */
+int kn__httpd_strings_code(const char *name, char *code, size_t cap);
 /* 0 if the operation log can be written, else 503 answered and -1. */
 int kn__httpd_audit_ready(struct conn *c);
 /* May this token read a broadcast of this tenant sent with this token? */

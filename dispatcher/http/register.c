@@ -135,14 +135,9 @@ static void langs_json(struct conn *c)
         for (size_t i = 0; i < kn__web_register_strings_n; i++) {
             const struct kn_embedded *f = &kn__web_register_strings[i];
             char code[16];
-            size_t n = strlen(f->name);
             json_t *s, *nm, *tag;
-            if (n < 14 || n - 13 >= sizeof(code) ||
-                strncmp(f->name, "strings-", 8) != 0 ||
-                strcmp(f->name + n - 5, ".json") != 0)
-                continue;
-            snprintf(code, sizeof(code), "%.*s", (int)(n - 13), f->name + 8);
-            if (!kn_lang_valid(code) || (strcmp(code, "ja") == 0) != ja)
+            if (kn__httpd_strings_code(f->name, code, sizeof(code)) < 0 ||
+                !kn_lang_valid(code) || (strcmp(code, "ja") == 0) != ja)
                 continue;
             s = json_loadb(f->data, f->len, 0, NULL);
             nm = json_object_get(s, "langName");

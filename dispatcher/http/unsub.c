@@ -83,12 +83,8 @@ void kn__httpd_unsub_init(void)
             const struct kn_embedded *f = &kn__web_unsub_strings[i];
             struct lang *l;
             char code[sizeof(langs[0].code)];
-            size_t n = strlen(f->name);
-            if (n < 14 || n - 13 >= sizeof(code) ||
-                strncmp(f->name, "strings-", 8) != 0 ||
-                strcmp(f->name + n - 5, ".json") != 0)
+            if (kn__httpd_strings_code(f->name, code, sizeof(code)) < 0)
                 KN_PANIC("web/unsub/%s: not strings-<code>.json", f->name);
-            snprintf(code, sizeof(code), "%.*s", (int)(n - 13), f->name + 8);
             if ((strcmp(code, "ja") == 0) != ja)
                 continue;
             if (nlangs == UNSUB_LANGS)

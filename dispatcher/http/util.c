@@ -91,7 +91,18 @@ char *kn__httpd_query_get(const char *q, const char *name)
     return NULL;
 }
 
-/* 1 if the query string names this parameter (with any value). */
+/* See http_int.h. */
+int kn__httpd_strings_code(const char *name, char *code, size_t cap)
+{
+    size_t n = strlen(name);
+    if (n < 14 || n - 13 >= cap || strncmp(name, "strings-", 8) != 0 ||
+        strcmp(name + n - 5, ".json") != 0)
+        return -1;
+    snprintf(code, cap, "%.*s", (int)(n - 13), name + 8);
+    return 0;
+}
+
+/* 1 if the Content-Type ct is type (parameters after ';' not looked at). */
 int kn__httpd_ctype_is(const char *ct, const char *type)
 {
     size_t n;
@@ -103,6 +114,7 @@ int kn__httpd_ctype_is(const char *ct, const char *type)
     return n == strlen(type) && strncasecmp(ct, type, n) == 0;
 }
 
+/* 1 if the query string names this parameter (with any value). */
 int kn__httpd_query_has(const char *q, const char *name)
 {
     size_t n = strlen(name);
