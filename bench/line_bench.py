@@ -129,13 +129,14 @@ def run(rate, ahead=None):
             perf.send_signal(signal.SIGINT)
             perf.wait()
         secs = (int(h["last_ms"]) - int(h["created_ms"])) / 1000.0
+        first = (int(h["first_ms"]) - int(h["created_ms"])) / 1000.0
         rss = peak_rss_mb(d.pid)
         d.stop()
     calls = {c: n[0] - stats0.get(c, (0, 0))[0] for c, n in stats.items()
              if n[0] - stats0.get(c, (0, 0))[0] > 0}
     usec = {c: n[1] - stats0.get(c, (0, 0))[1] for c, n in stats.items()
             if n[0] - stats0.get(c, (0, 0))[0] > 0}
-    return N / secs, secs, rss, cpu, rcpu, calls, usec
+    return N / secs, secs, rss, cpu, rcpu, calls, usec, first
 
 
 reqs = (N + 499) // 500
@@ -150,23 +151,27 @@ if os.environ.get("KAIRAN_BENCH_LINE_RATES"):
     RATES = tuple(r for r in RATES if str(r[0]) in
                   os.environ["KAIRAN_BENCH_LINE_RATES"].split(","))
 for rate, what in RATES:
-    rps, secs, rss, cpu, rcpu, calls, usec = run(rate,
+    rps, secs, rss, cpu, rcpu, calls, usec, first = run(rate,
                                            os.environ.get("KAIRAN_BENCH_AHEAD"))
     best = max(best, rps)
     print("  kairand, [line] rate %d (%s): %.0f recipients/s (%d requests "
-          "in %.2f s from submit), peak RSS %.1f MB"
-          % (rate, what, rps, reqs, secs, rss))
+          "in %.2f s from submit, the first delivered at %.2f s), peak RSS "
+          "%.1f MB" % (rate, what, rps, reqs, secs, first, rss))
     print("    CPU per recipient: kairand %.2f us, redis-server %.2f us; "
           "Redis commands per recipient %.4f (per request %.1f: %s)"
           % (cpu / N * 1e6, rcpu / N * 1e6, sum(calls.values()) / N,
              sum(calls.values()) / reqs,
              ", ".join("%s %d" % kv for kv in sorted(calls.items(),
                                                      key=lambda kv: -kv[1]))))
+    # Which process limits: the share of the run each kept a core busy
+    # (from submit to the last request; a process near 100 % is the limit).
+    print("    busy: kairand %.0f %%, redis-server %.0f %% of one core"
+          % (cpu / secs * 100, rcpu / secs * 100))
     print("    Redis time per recipient by command (us): %s"
           % ", ".join("%s %.2f" % (c, u / N) for c, u in
                       sorted(usec.items(), key=lambda kv: -kv[1])[:6]))
 sink.stop()
 print("  sink capacity (wrk, 8 connections, 500-id bodies): %.0f requests/s "
       "= %.0f recipients/s" % (sink_rps, sink_rps * 500))
-print("  bottleneck: %s" % ("kairand" if best < sink_rps * 500 * 0.8
-                             else "the sink"))
+print("  bottleneck: %s" % ("kairan (kairand and redis-server: see busy)"
+                             if best < sink_rps * 500 * 0.8 else "the sink"))

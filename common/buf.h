@@ -48,11 +48,11 @@ int kn_buf_vaddf(struct kn_buf *b, const char *fmt, va_list ap)
 /* Empty it (keeps the memory for reuse). */
 void kn_buf_reset(struct kn_buf *b);
 
-/* Free the memory; the buffer is empty again (its cap kept). */
 /* Empty it and overwrite every byte it ever held (a header that may hold
  * a token): the memory is kept for reuse. */
 void kn_buf_wipe(struct kn_buf *b);
 
+/* Free the memory; the buffer is empty again (its cap kept). */
 void kn_buf_free(struct kn_buf *b);
 
 /*

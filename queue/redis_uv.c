@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "common/kn.h"
+#include "common/buf.h"
 #include "common/codec.h"
 #include "common/log.h"
 #include "queue/sentinel.h"
@@ -44,11 +45,14 @@ struct rcmd {
     int64_t deadline; /* monotonic ms */
     struct rcmd *next, *prev;
     int sub; /* a SUBSCRIBE: not in the FIFO, called for every message */
-    /* For EVALSHA: enough to resend as EVAL on NOSCRIPT. */
+    /* For EVALSHA: enough to resend as EVAL on NOSCRIPT.  The command as
+     * formatted for the wire (one buffer, not a copy per argument: a LINE
+     * multicast's calls have a thousand), and where its arguments after
+     * the SHA begin. */
     const struct kn_redis_script *script;
     int argc;
-    char **argv;
-    size_t *lens;
+    char *fmt;
+    size_t fmt_len, rest;
 };
 
 struct uvev {
@@ -261,15 +265,13 @@ static void cmd_unlink(struct kn_redis *r, struct rcmd *c)
 
 static void cmd_free(struct rcmd *c)
 {
-    for (int i = 0; i < c->argc; i++)
-        free(c->argv[i]);
-    free(c->argv);
-    free(c->lens);
+    if (c->fmt != NULL)
+        redisFreeSdsCommand(c->fmt);
     free(c);
 }
 
-static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
-                     const char **argv, const size_t *lens);
+static int send_fmt(struct kn_redis *r, struct rcmd *c, const char *cmd,
+                    size_t len);
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -291,32 +293,41 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         /* Redis lost its script cache (restart, SCRIPT FLUSH): send the
          * same call as EVAL with the source; the reply goes to the same
          * callback. */
-        const char **argv = kn_xcalloc((size_t)c->argc, sizeof(*argv));
-        size_t *lens = kn_xcalloc((size_t)c->argc, sizeof(*lens));
         struct rcmd *again = kn_xcalloc(1, sizeof(*again));
-        argv[0] = "EVAL";
-        lens[0] = 4;
-        argv[1] = c->script->src;
-        lens[1] = strlen(c->script->src);
-        for (int i = 2; i < c->argc; i++) {
-            argv[i] = c->argv[i];
-            lens[i] = c->lens[i];
-        }
+        size_t srclen = strlen(c->script->src);
+        struct kn_buf b;
+        kn_buf_init(&b, 0);
+        kn_buf_addf(&b, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", c->argc,
+                      srclen);
+        kn_buf_addn(&b, c->script->src, srclen);
+        kn_buf_addn(&b, "\r\n", 2);
+        kn_buf_addn(&b, c->fmt + c->rest, c->fmt_len - c->rest);
         kn_log(KN_LOG_DEBUG, "redis", "script not cached, sending as EVAL",
                "script", c->script->name, NULL);
         again->r = r;
         again->cb = c->cb;
         again->arg = c->arg;
-        if (send_argv(r, again, c->argc, argv, lens) < 0 && c->cb != NULL)
+        if (send_fmt(r, again, kn_buf_str(&b), kn_buf_len(&b)) < 0 && c->cb != NULL)
             c->cb(r, NULL, c->arg);
-        free(argv);
-        free(lens);
+        kn_buf_free(&b);
         cmd_free(c);
         return;
     }
     if (c->cb != NULL)
         c->cb(r, rep, c->arg);
     cmd_free(c);
+}
+
+/* c sent: the last in the FIFO, its deadline set. */
+static void cmd_link(struct kn_redis *r, struct rcmd *c)
+{
+    c->deadline = kn_mono_ms() + r->timeout_ms;
+    c->prev = r->tail;
+    if (r->tail)
+        r->tail->next = c;
+    else
+        r->head = c;
+    r->tail = c;
 }
 
 static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
@@ -327,13 +338,20 @@ static int send_argv(struct kn_redis *r, struct rcmd *c, int argc,
         cmd_free(c);
         return KN_ECLOSED;
     }
-    c->deadline = kn_mono_ms() + r->timeout_ms;
-    c->prev = r->tail;
-    if (r->tail)
-        r->tail->next = c;
-    else
-        r->head = c;
-    r->tail = c;
+    cmd_link(r, c);
+    return 0;
+}
+
+/* The same for a command formatted for the wire already. */
+static int send_fmt(struct kn_redis *r, struct rcmd *c, const char *cmd,
+                    size_t len)
+{
+    if (r->ac == NULL ||
+        redisAsyncFormattedCommand(r->ac, on_reply, c, cmd, len) != REDIS_OK) {
+        cmd_free(c);
+        return KN_ECLOSED;
+    }
+    cmd_link(r, c);
     return 0;
 }
 
@@ -718,6 +736,7 @@ int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,
     size_t *al = kn_xcalloc((size_t)n, sizeof(*al));
     char nk[16];
     struct rcmd *c;
+    sds fmt = NULL;
 
     if (r->state != R_UP) {
         free(av);
@@ -740,15 +759,18 @@ int kn_redis_eval(struct kn_redis *r, const struct kn_redis_script *s,
     c->cb = cb;
     c->arg = arg;
     c->script = s;
-    /* Keep a copy of the arguments for a possible EVAL resend. */
+    /* Formatted once: sent as is, and kept for a possible EVAL resend
+     * (the arguments after the SHA are the same). */
     c->argc = n;
-    c->argv = kn_xcalloc((size_t)n, sizeof(char *));
-    c->lens = kn_xcalloc((size_t)n, sizeof(size_t));
-    for (int i = 0; i < n; i++) {
-        c->argv[i] = kn_xstrndup(av[i], al[i]);
-        c->lens[i] = al[i];
-    }
-    rc = send_argv(r, c, n, av, al); /* frees c on failure */
+    if (redisFormatSdsCommandArgv(&fmt, n, av, al) < 0)
+        KN_PANIC("out of memory formatting a Redis command");
+    c->fmt = fmt;
+    c->fmt_len = sdslen(fmt);
+    /* "*<n>\r\n" "$7\r\nEVALSHA\r\n" "$40\r\n<sha>\r\n" */
+    c->rest = (size_t)snprintf(NULL, 0, "*%d\r\n", n) + 13 + 5 + 40 + 2;
+    if (c->rest >= c->fmt_len || fmt[c->rest] != '$')
+        KN_PANIC("an EVALSHA formatted in an unexpected shape");
+    rc = send_fmt(r, c, c->fmt, c->fmt_len); /* frees c on failure */
     free(av);
     free(al);
     return rc;

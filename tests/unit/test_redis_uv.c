@@ -22,7 +22,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "common/kn.h"
+#include "common/codec.h"
 #include "tests/unit/redis_server.h"
 #include "common/log.h"
 #include "queue/redis_uv.h"
@@ -190,6 +193,45 @@ static void test_noscript_fallback(void **state)
     stop_redis(pid);
 }
 
+static struct kn_redis_script digest = {
+    "d", "return KEYS[1] .. string.len(ARGV[2]) .. ':' .. "
+         "redis.sha1hex(ARGV[2]) .. ARGV[1]", ""};
+
+/* The resend as EVAL is made from the EVALSHA as formatted: every byte of
+ * the arguments after the SHA must arrive as given, NULs and CRLFs and
+ * RESP-looking text in a 100,000-byte argument included; then the same
+ * call goes as EVALSHA. */
+static void test_noscript_resend_exact(void **state)
+{
+    int port = free_port();
+    pid_t pid = start_redis(port);
+    struct ctx *c = ctx_new(port, 5000);
+    enum { BIG = 100000 };
+    char *big = kn_xmalloc(BIG), want[128], hex[41];
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    const char *argv[] = {"k", "<", big};
+    size_t lens[] = {1, 1, BIG};
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = "\r\n$3\r\n*2\0x"[i % 11];
+    EVP_Digest(big, BIG, md, &mdlen, EVP_sha1(), NULL);
+    kn_hex_encode(md, sizeof(md), hex);
+    snprintf(want, sizeof(want), "k%d:%s<", BIG, hex);
+    run_until(c, is_up, 10000);
+    kn_redis_script_init(&digest);
+    for (int round = 0; round < 2; round++) { /* EVAL, then EVALSHA */
+        c->replies = c->nulls = 0;
+        assert_int_equal(
+            kn_redis_eval(c->r, &digest, on_reply, c, 1, 3, argv, lens), 0);
+        run_until(c, got_reply, 5000);
+        assert_int_equal(c->errors, 0);
+        assert_string_equal(c->last, want);
+    }
+    free(big);
+    ctx_free(c);
+    stop_redis(pid);
+}
+
 static int went_down(struct ctx *c)
 {
     return c->downs >= 1 && c->nulls >= 1;
@@ -219,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_refused_then_up),
         cmocka_unit_test(test_timeout_reconnects),
         cmocka_unit_test(test_noscript_fallback),
+        cmocka_unit_test(test_noscript_resend_exact),
         cmocka_unit_test(test_server_dies),
     };
     kn_log_min = getenv("KN_DEBUG") ? KN_LOG_DEBUG : KN_LOG_ERROR;
