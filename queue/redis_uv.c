@@ -297,8 +297,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         size_t srclen = strlen(c->script->src);
         struct kn_buf b;
         kn_buf_init(&b, 0);
-        kn_buf_addf(&b, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", c->argc,
-                      srclen);
+        kn_buf_addf(&b, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", c->argc, srclen);
         kn_buf_addn(&b, c->script->src, srclen);
         kn_buf_addn(&b, "\r\n", 2);
         kn_buf_addn(&b, c->fmt + c->rest, c->fmt_len - c->rest);
@@ -307,7 +306,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         again->r = r;
         again->cb = c->cb;
         again->arg = c->arg;
-        if (send_fmt(r, again, kn_buf_str(&b), kn_buf_len(&b)) < 0 && c->cb != NULL)
+        if (send_fmt(r, again, kn_buf_str(&b), kn_buf_len(&b)) < 0 &&
+            c->cb != NULL)
             c->cb(r, NULL, c->arg);
         kn_buf_free(&b);
         cmd_free(c);
