@@ -390,6 +390,16 @@ void kn__httpd_respond_json(struct conn *c, int status, json_t *j,
 void kn__httpd_respond_error(struct conn *c, int status, const char *field,
                              const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* With "code": a fixed word per failure that the guardians' pages
+ * translate (their strings "e_<code>"); "error" stays for other readers. */
+void kn__httpd_respond_coded(struct conn *c, int status, const char *field,
+                             const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* What a guardian reads when kairan cannot answer for a moment (Redis
+ * unreachable, the operation log not writable): no word of the inside. */
+#define KN__HTTPD_BUSY                                                                               \
+    "ただいま処理できません。少し待ってから、もう一度お試しください " \
+    "(this cannot be done right now: try again in a moment)"
 
 /* ---- util.c ---- */
 

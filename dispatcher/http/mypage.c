@@ -831,7 +831,7 @@ static void on_pref(struct kn_redis *r, redisReply *rep, void *arg)
     }
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
-        kn__httpd_respond_error(c, 503, NULL, "Redis failed; try again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
         mp_free(m);
         return;
     }
@@ -893,9 +893,7 @@ static void save_apply(struct conn *c, struct mp *m)
     if (kn_redis_eval(d->cmd, &kn_script_pref_set, on_pref, m, 0, 6, argv,
                       lens) < 0) {
         c->refs--;
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try "
-                                "again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
         mp_free(m);
     }
     free(pj);
@@ -911,9 +909,9 @@ static void code_wrong(struct conn *c, struct mp *m, const char *field)
     c->req.auth_result = "wrong_code";
     kn__httpd_respond_json(
         c, 403,
-        json_pack("{s:s,s:s,s:b}", "error",
+        json_pack("{s:s,s:s,s:b,s:s}", "error",
                   "コードが違います (the code is wrong or expired)", "field",
-                  field, "need_code", 1),
+                  field, "need_code", 1, "code", "wrong_code"),
         NULL);
     mp_free(m);
 }
@@ -974,7 +972,7 @@ static void save_go(struct conn *c, struct mp *m)
             return;
         }
         if (is_emergency(m, json_string_value(v))) {
-            kn__httpd_respond_error(c, 400, "ox",
+            kn__httpd_respond_coded(c, 400, "ox", "emergency",
                                     "緊急のお知らせは止められません "
                                     "(ox[%zu]: an emergency category cannot "
                                     "be turned off)",
@@ -998,7 +996,7 @@ static void save_go(struct conn *c, struct mp *m)
         kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
         free(k);
         c->req.auth_result = "locked";
-        kn__httpd_respond_error(c, 429, "code",
+        kn__httpd_respond_coded(c, 429, "code", "code_wait",
                                 "間違いが続きました。10分後に新しいコードで"
                                 "やり直してください (too many wrong codes: "
                                 "ask for a new code in 10 minutes)");
@@ -1089,7 +1087,7 @@ static void code_go(struct conn *c, struct mp *m)
     to = kn__httpd_unseal_opt(d->kr, line ? "line" : "email",
                               jstr(m->g, line ? KN_DIR_LINE : KN_DIR_EMAIL));
     if (to == NULL) {
-        kn__httpd_respond_error(c, 400, "via",
+        kn__httpd_respond_coded(c, 400, "via", "no_via",
                                 "この受け取り方は登録されていません (no %s "
                                 "contact is registered for you)",
                                 via);
@@ -1117,8 +1115,7 @@ static void code_go(struct conn *c, struct mp *m)
         code, code);
     if (send_one(c->srv, m->tk.tenant, m->tk.child, line ? "line" : "email", to,
                  "【連絡網】確認コード", body) < 0) {
-        kn__httpd_respond_error(c, 503, NULL,
-                                "the code cannot be sent now; try again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
     } else {
         if (line)
             snprintf(masked, sizeof(masked), "LINE");
@@ -1287,14 +1284,14 @@ void kn__httpd_run_mypage_link(struct conn *c)
     id = jstr(j, "id");
     email = jstr(j, "email");
     if (id == NULL || id[0] == '\0' || strlen(id) > 60) {
-        kn__httpd_respond_error(c, 400, "id",
+        kn__httpd_respond_coded(c, 400, "id", "need_id",
                                 "ID を入力してください (type the ID of the "
                                 "registration sheet)");
         json_decref(j);
         return;
     }
     if (email == NULL || email[0] == '\0' || kn_addr_check(email, &why) < 0) {
-        kn__httpd_respond_error(c, 400, "email",
+        kn__httpd_respond_coded(c, 400, "email", "bad_email",
                                 "メールアドレスを確認してください (check the "
                                 "e-mail address: %s)",
                                 why ? why : "it is empty");

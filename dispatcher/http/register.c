@@ -99,7 +99,7 @@ static void bad_lang(struct conn *c)
 
 static void bad_ticket(struct conn *c)
 {
-    kn__httpd_respond_error(c, 400, "ticket",
+    kn__httpd_respond_coded(c, 400, "ticket", "expired",
                             "ID とパスコードからやり直してください "
                             "(start again with the ID and passcode)");
 }
@@ -329,15 +329,14 @@ static void on_sheet(struct batch *b)
     h = kn__httpd_brep(b, 1);
     if (fails >= REG_LOCK_FAILS) {
         c->req.auth_result = "locked";
-        kn__httpd_respond(
-            c, 429, "application/json; charset=utf-8",
-            "{\"error\":\"間違いが続いたため、この ID はこの端末から15分間"
-            "使えません (too many wrong attempts: try again in 15 "
-            "minutes)\",\"field\":null}",
-            strlen("{\"error\":\"間違いが続いたため、この ID はこの端末から"
-                   "15分間使えません (too many wrong attempts: try again "
-                   "in 15 minutes)\",\"field\":null}"),
-            NULL, "Retry-After: 900\r\n");
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:n, s:s}", "error",
+                      "間違いが続いたため、この ID はこの端末から15分間"
+                      "使えません (too many wrong attempts: try again in 15 "
+                      "minutes)",
+                      "field", "code", "locked"),
+            "Retry-After: 900\r\n");
         start_free(st);
         return;
     }
@@ -357,7 +356,7 @@ static void on_sheet(struct batch *b)
         kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, REG_LOCK_MS);
         free(f);
         c->req.auth_result = known ? "wrong_passcode" : "unknown_id";
-        kn__httpd_respond_error(c, 401, NULL, BAD_SHEET);
+        kn__httpd_respond_coded(c, 401, NULL, "bad_sheet", BAD_SHEET);
         start_free(st);
         return;
     }
@@ -365,8 +364,8 @@ static void on_sheet(struct batch *b)
     max = kn__httpd_rnum(h->element[4]);
     if (used >= max) {
         c->req.auth_result = "used_up";
-        kn__httpd_respond_error(
-            c, 409, NULL,
+        kn__httpd_respond_coded(
+            c, 409, NULL, "sheet_full",
             "この用紙で登録できる人数に達しています。学校にお問い合わせ"
             "ください (this sheet's passcode is used up: ask the school)");
         start_free(st);
@@ -408,14 +407,14 @@ void kn__httpd_run_register_start(struct conn *c)
     pass = jstr(j, "passcode");
     if (id == NULL || id[0] == '\0' || strlen(id) > 60) {
         json_decref(j);
-        kn__httpd_respond_error(c, 400, "id",
+        kn__httpd_respond_coded(c, 400, "id", "need_id",
                                 "ID を入力してください (type the ID of the "
                                 "registration sheet)");
         return;
     }
     if (pass == NULL || pass[0] == '\0' || strlen(pass) > 100) {
         json_decref(j);
-        kn__httpd_respond_error(c, 400, "passcode",
+        kn__httpd_respond_coded(c, 400, "passcode", "need_passcode",
                                 "パスコードを入力してください (type the "
                                 "passcode of the registration sheet)");
         return;
@@ -539,7 +538,7 @@ static void on_mail_ticket(struct batch *b)
     h = kn__httpd_brep(b, 0);
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
         h->element[0]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_error(c, 401, "ticket",
+        kn__httpd_respond_coded(c, 401, "ticket", "expired",
                                 "登録の有効期限が切れました。ID とパスコード"
                                 "からやり直してください (this registration "
                                 "expired: start again with the ID and "
@@ -549,7 +548,7 @@ static void on_mail_ticket(struct batch *b)
     /* A sign-up sends at most REG_MAILS mails: nobody mails a stranger
      * again and again with one passcode. */
     if (kn__httpd_rnum(h->element[3]) >= REG_MAILS) {
-        kn__httpd_respond_error(c, 429, "email",
+        kn__httpd_respond_coded(c, 429, "email", "mail_limit",
                                 "確認メールを送れる回数を超えました。ID と"
                                 "パスコードからやり直してください (too many "
                                 "mails for this registration: start again)");
@@ -601,8 +600,7 @@ static void on_mail_ticket(struct batch *b)
     rc = send_mail(s, tenant, to, 1, subject, body);
     free(subject);
     if (rc < 0) {
-        kn__httpd_respond_error(c, 503, NULL,
-                                "the mail cannot be sent now; try again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
     } else {
         kn_mask_address(m->email, masked, sizeof(masked));
         j = json_pack("{s:s}", "sent", masked);
@@ -641,24 +639,24 @@ void kn__httpd_run_register_email(struct conn *c)
         bad_ticket(c);
     } else if (email == NULL || email[0] == '\0' ||
                kn_addr_check(email, &why) < 0) {
-        kn__httpd_respond_error(c, 400, "email",
+        kn__httpd_respond_coded(c, 400, "email", "bad_email",
                                 "メールアドレスを確認してください (check the "
                                 "e-mail address: %s)",
                                 why ? why : "it is empty");
     } else if (short_text_ok(name) < 0) {
-        kn__httpd_respond_error(c, 400, "name",
+        kn__httpd_respond_coded(c, 400, "name", "bad_name",
                                 "お名前は100バイトまで、改行なしで入力して"
                                 "ください (a name of at most 100 bytes, one "
                                 "line)");
     } else if (short_text_ok(rel) < 0) {
-        kn__httpd_respond_error(c, 400, "relation",
+        kn__httpd_respond_coded(c, 400, "relation", "bad_relation",
                                 "続柄は100バイトまで、改行なしで入力して"
                                 "ください (a relation of at most 100 bytes, "
                                 "one line)");
     } else if (!lang_ok(lang)) {
         bad_lang(c);
     } else if (!json_is_true(consent)) {
-        kn__httpd_respond_error(c, 400, "consent",
+        kn__httpd_respond_coded(c, 400, "consent", "need_consent",
                                 "プライバシーポリシーへの同意が必要です "
                                 "(check the box to agree to the school's "
                                 "privacy notice)");
@@ -704,14 +702,12 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
         kn_log(KN_LOG_ERROR, "http", "reg_verify failed", "error",
                rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
                NULL);
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis did not answer; press the button "
-                                "again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
         return;
     }
     what = rep->element[0]->integer;
     if (what == 0) {
-        kn__httpd_respond_error(c, 404, "v",
+        kn__httpd_respond_coded(c, 404, "v", "bad_link",
                                 "このリンクは無効か、期限が切れています。"
                                 "登録ページからやり直してください (this link "
                                 "is not valid or has expired: register "
@@ -719,7 +715,7 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (what == 2) {
-        kn__httpd_respond_error(c, 409, "v",
+        kn__httpd_respond_coded(c, 409, "v", "sheet_gone",
                                 "この登録用紙は使えなくなりました。学校に"
                                 "お問い合わせください (this sheet was "
                                 "replaced or is used up: ask the school)");
@@ -732,7 +728,7 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (rep->elements < 6) {
-        kn__httpd_respond_error(c, 500, NULL, "unexpected answer");
+        kn__httpd_respond_coded(c, 500, NULL, "retry", KN__HTTPD_BUSY);
         return;
     }
     {
@@ -804,8 +800,7 @@ static void verify_run(struct conn *c, const char *link_hash)
     if (kn_redis_eval(d->cmd, &verify_script, on_verified, c, 1, 3, argv,
                       NULL) < 0) {
         c->refs--;
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
+        kn__httpd_respond_coded(c, 503, NULL, "retry", KN__HTTPD_BUSY);
     }
     free(k);
 }
@@ -824,14 +819,14 @@ static void on_code_ticket(struct batch *b)
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
         h->element[0]->type != REDIS_REPLY_STRING ||
         h->element[1]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_error(c, 401, "ticket",
+        kn__httpd_respond_coded(c, 401, "ticket", "expired",
                                 "登録の有効期限が切れました。ID とパスコード"
                                 "からやり直してください (this registration "
                                 "expired: start again)");
         goto out;
     }
     if (kn__httpd_rnum(h->element[2]) >= REG_CODE_TRIES) {
-        kn__httpd_respond_error(c, 429, "code",
+        kn__httpd_respond_coded(c, 429, "code", "code_tries",
                                 "確認コードの間違いが続きました。確認メールを"
                                 "送り直してください (too many wrong codes: "
                                 "send the mail again)");
@@ -845,7 +840,7 @@ static void on_code_ticket(struct batch *b)
         k = kn_key_reg_ticket(d->prefix, v->th);
         kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s tries 1", k);
         free(k);
-        kn__httpd_respond_error(c, 400, "code",
+        kn__httpd_respond_coded(c, 400, "code", "bad_code",
                                 "確認コードが違います (the code is wrong: "
                                 "type the 6 digits of the mail)");
         goto out;
@@ -873,7 +868,7 @@ void kn__httpd_run_register_verify(struct conn *c)
     code = jstr(j, "code");
     if (link != NULL) {
         if (strlen(link) != KN_SESSION_ID_CHARS) {
-            kn__httpd_respond_error(c, 404, "v",
+            kn__httpd_respond_coded(c, 404, "v", "bad_link",
                                     "このリンクは無効です (this link is not "
                                     "valid)");
         } else {
@@ -884,7 +879,7 @@ void kn__httpd_run_register_verify(struct conn *c)
         bad_ticket(c);
     } else if (code == NULL || strlen(code) != 6 ||
                strspn(code, "0123456789") != 6) {
-        kn__httpd_respond_error(c, 400, "code",
+        kn__httpd_respond_coded(c, 400, "code", "code_format",
                                 "確認コードは6桁の数字です (the code is 6 "
                                 "digits)");
     } else {
@@ -950,7 +945,7 @@ static void on_app_ticket(struct batch *b)
     h = kn__httpd_brep(b, 0);
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
         h->element[0]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_error(c, 401, "ticket",
+        kn__httpd_respond_coded(c, 401, "ticket", "expired",
                                 "登録の有効期限が切れました。ID とパスコード"
                                 "からやり直してください (this registration "
                                 "expired: start again)");
@@ -1195,7 +1190,7 @@ static void on_line_ticket(struct batch *b)
         h->element[0]->type != REDIS_REPLY_STRING ||
         h->element[1]->type != REDIS_REPLY_STRING ||
         h->element[2]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_error(c, 401, "ticket",
+        kn__httpd_respond_coded(c, 401, "ticket", "expired",
                                 "登録の有効期限が切れました。ID とパスコード"
                                 "からやり直してください (this registration "
                                 "expired: start again)");
@@ -1236,7 +1231,7 @@ void kn__httpd_run_register_line(struct conn *c)
     } else if (!lang_ok(lang)) {
         bad_lang(c);
     } else if (!json_is_true(json_object_get(j, "consent"))) {
-        kn__httpd_respond_error(c, 400, "consent",
+        kn__httpd_respond_coded(c, 400, "consent", "need_consent",
                                 "プライバシーポリシーへの同意が必要です "
                                 "(check the box to agree to the school's "
                                 "privacy notice)");

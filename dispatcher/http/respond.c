@@ -183,22 +183,41 @@ void kn__httpd_respond_json(struct conn *c, int status, json_t *j,
     free(s);
 }
 
-/* {"error": "...", "field": "..."|null} with the status. */
-void kn__httpd_respond_error(struct conn *c, int status, const char *field,
-                             const char *fmt, ...)
+static void respond_problem(struct conn *c, int status, const char *field,
+                            const char *code, const char *fmt, va_list ap)
 {
     json_t *j = json_object();
-    va_list ap;
     char msg[700];
     const char *extra = NULL;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     json_object_set_new(j, "error", kn__httpd_jstr_text(msg));
     json_object_set_new(j, "field", kn__httpd_jstr_or_null(field));
+    if (code != NULL)
+        json_object_set_new(j, "code", json_string(code));
     if (status == 401)
         extra = "WWW-Authenticate: Bearer realm=\"kairan\"\r\n";
     else if (status == 503)
         extra = "Retry-After: 1\r\n";
     kn__httpd_respond_json(c, status, j, extra);
+}
+
+/* {"error": "...", "field": "..."|null} with the status. */
+void kn__httpd_respond_error(struct conn *c, int status, const char *field,
+                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_problem(c, status, field, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* The same with "code": what went wrong as a fixed word, by which a page
+ * shows the message in its reader's language (the guardians' pages). */
+void kn__httpd_respond_coded(struct conn *c, int status, const char *field,
+                             const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_problem(c, status, field, code, fmt, ap);
+    va_end(ap);
 }

@@ -241,22 +241,37 @@ static char *fill(const struct page *p, const char *mypage_href)
     return kn_buf_take(&b, NULL);
 }
 
-static void answer(struct conn *c, int status, const struct page *p)
+static void answer_with(struct conn *c, int status, const struct page *p,
+                        const char *extra)
 {
     char *mypage = kn_xasprintf("%s/m", c->srv->cfg->http_public_url
                                             ? c->srv->cfg->http_public_url
                                             : "");
     char *html = fill(p, mypage);
     kn__httpd_respond(c, status, "text/html; charset=utf-8", html, strlen(html),
-                      csp, NULL);
+                      csp, extra);
     free(html);
     free(mypage);
+}
+
+static void answer(struct conn *c, int status, const struct page *p)
+{
+    answer_with(c, status, p, NULL);
 }
 
 static void refuse(struct conn *c, size_t lang, const char *error_key)
 {
     struct page p = {P_ERROR, error_key, NULL, NULL, lang};
     answer(c, 400, &p);
+}
+
+/* Redis or the operation log cannot be reached: the page in the reader's
+ * language says to try again (a person, or a mail program's one-click
+ * POST, which Retry-After tells when). */
+static void busy(struct conn *c, size_t lang)
+{
+    struct page p = {P_ERROR, "error.busy", NULL, NULL, lang};
+    answer_with(c, 503, &p, "Retry-After: 5\r\n");
 }
 
 /* The language of one ?lang= value (n bytes at v), or -1: a page's code
@@ -367,8 +382,7 @@ static void on_pref_set(struct kn_redis *r, redisReply *rep, void *arg)
     }
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
+        busy(c, u->lang);
         unsub_free(u);
         return;
     }
@@ -405,9 +419,8 @@ static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        busy(c, u->lang);
         unsub_free(u);
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
         return;
     }
     if (kn_category_emergency(
@@ -436,9 +449,8 @@ static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
     if (kn_redis_eval(d->cmd, &kn_script_pref_set, on_pref_set, u, 0, a.n,
                       (const char **)a.v, a.len) < 0) {
         c->refs--;
+        busy(c, u->lang);
         unsub_free(u);
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
     }
     kn_argv_free(&a);
 }
@@ -462,10 +474,8 @@ void kn__httpd_run_unsub_post(struct conn *c)
     u->lang = want_lang(c);
     /* A change that cannot be logged is not made (model/audit.h). */
     if (kn_audit_ready(c->srv->cfg->audit_dir) < 0) {
+        busy(c, u->lang);
         unsub_free(u);
-        kn__httpd_respond_error(c, 503, NULL,
-                                "the operation log cannot be written; try "
-                                "again later");
         return;
     }
     u->c = c;
@@ -473,9 +483,8 @@ void kn__httpd_run_unsub_post(struct conn *c)
     kn__httpd_conn_hold(c);
     if (kn_redis_cmd(d->cmd, on_flags, u, "HGET %s %s", cats, u->t.extra) < 0) {
         c->refs--;
+        busy(c, u->lang);
         unsub_free(u);
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
     }
     free(cats);
 }

@@ -169,6 +169,15 @@ async function texts(page) {
     const cmail = await mailTo(cfg.mom, 2);
     const code = (cmail.match(/^([0-9]{6})\r?$/m) || [])[1];
     res.stop.gotCode = !!code;
+    // a mistyped code first: the page's own (English) words for it
+    await page.keyboard.type(code === '000000' ? '111111' : '000000');
+    resp = page.waitForResponse((r) => r.url().endsWith('/m/save'));
+    await page.focus('#save');
+    await page.keyboard.press('Enter');
+    res.stop.wrongStatus = (await resp).status();
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'code' &&
+      document.getElementById('code').value === '');
+    res.stop.wrongMsg = await msg(page);
     await page.keyboard.type(code);
     resp = page.waitForResponse((r) => r.url().endsWith('/m/save'));
     await page.focus('#save');

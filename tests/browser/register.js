@@ -221,6 +221,7 @@ async function start(page, id, pass) {
     await page.getByRole('button', { name: 'Register' }).click();
     await page.waitForFunction(() => document.getElementById('msg').className.includes('err'));
     res.badCode = await msg(page);
+    res.badCodeCls = await page.getAttribute('#msg', 'class');
     await page.getByLabel(/6 digits/).fill(code);
     await page.getByRole('button', { name: 'Register' }).click();
     await page.waitForFunction(() => !document.getElementById('s-done').hidden);
@@ -240,6 +241,10 @@ async function start(page, id, pass) {
     Object.assign(res.pt, await look(page, 'pt'), await startTexts(page));
     res.pt.list = await langList(page);
     res.pt.focus = await page.evaluate(() => document.activeElement.id);
+    // a mistyped passcode: the server's failure in the page's language
+    await start(page, cfg.first.id, '3333-3333-3333');
+    await page.waitForFunction(() => document.getElementById('msg').className.includes('err'));
+    res.pt.wrongMsg = await msg(page);
     await start(page, cfg.first.id, cfg.first.pass);
     await page.waitForFunction(() => !document.getElementById('s-contact').hidden);
     res.pt.contactHead = await page.textContent('#h-contact');

@@ -222,6 +222,10 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                MOM not in json.dumps(s["via"]),
                "[3] stopping e-mail asks for the code: an alert, the code "
                "box, the contact masked", json.dumps(s, ensure_ascii=False))
+        tap.ok(s["wrongStatus"] == 403 and
+               s["wrongMsg"] == strings("en")["e_wrong_code"],
+               "[3] a mistyped code: 403, and the page's English words for "
+               "it (not the server's Japanese)", s["wrongMsg"])
         tap.ok(s["codeStatus"] == 202 and s["gotCode"] and
                s["withCode"] == 200 and s["after"]["stopped"] and
                not s["after"]["codebox"] and pf().get("xc") == ["email"],

@@ -220,12 +220,15 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                                             "passcode": wrong},
                        ip="203.0.113.9")
         assert st1 == st2 == 401 and j1 == j2, (st1, j1, st2, j2)
+        # the page shows its own words for a failure by this code
+        assert j1["code"] == "bad_sheet", j1
         for _ in range(4):
             assert call("POST", "/r/start", {"id": sid, "passcode": wrong},
                         ip="203.0.113.9")[0] == 401
         st, j = call("POST", "/r/start", {"id": sid, "passcode": pw},
                      ip="203.0.113.9")
-        assert st == 429, (st, j)
+        assert st == 429 and j["code"] == "locked" and j["field"] is None \
+            and "15" in j["error"], (st, j)
         st, j = call("POST", "/r/start", {"id": sid, "passcode": pw},
                      ip="198.51.100.7")
         assert st == 200 and j["school"] == T and j["student"] == "田中 二郎" \
@@ -248,13 +251,16 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         tk = j["ticket"]
         st, e = call("POST", "/r/email", {"ticket": tk, "email": MOM2,
                                           "consent": False}, ip="198.51.100.7")
-        assert st == 400 and e["field"] == "consent", (st, e)
+        assert st == 400 and e["field"] == "consent" \
+            and e["code"] == "need_consent", (st, e)
         st, e = call("POST", "/r/email", {"ticket": tk, "email": "no-at",
                                           "consent": True}, ip="198.51.100.7")
-        assert st == 400 and e["field"] == "email", (st, e)
+        assert st == 400 and e["field"] == "email" \
+            and e["code"] == "bad_email", (st, e)
         st, e = call("POST", "/r/email", {"ticket": "x" * 43, "email": MOM2,
                                           "consent": True}, ip="198.51.100.7")
-        assert st == 401 and e["field"] == "ticket", (st, e)
+        assert st == 401 and e["field"] == "ticket" \
+            and e["code"] == "expired", (st, e)
         st, e = call("POST", "/r/email", {"ticket": tk, "email": MOM2,
                                           "name": "田中 花子",
                                           "relation": "母", "consent": True},
@@ -268,7 +274,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         st, j = call("POST", "/r/verify", {"v": v}, ip="198.51.100.7")
         assert st == 200 and j == {"registered": True}, (st, j)
         st, j = call("POST", "/r/verify", {"v": v}, ip="198.51.100.7")
-        assert st == 404, (st, j)
+        assert st == 404 and j["code"] == "bad_link", (st, j)
         g = json.loads(r.call("HGET", k.prefix + "reg:%s:s-2" % T, "g"))
         assert len(g) == 1 and g[0]["e"].startswith("k") and g[0]["cs"] > 0 \
             and "nm" in g[0] and "rl" in g[0], g

@@ -161,7 +161,7 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
         tap.eq(r["wrong"], [401] * 5 + [429],
                "[2] a stranger's wrong passcodes: 401 x5, then 429")
         tap.ok(r["lockedRight"] == 429 and r["wrongRole"] == "alert"
-               and "15" in r["wrongMsg"],
+               and r["wrongMsg"] == strings("ja")["e_locked"],
                "[2] locked for the stranger's address even with the right "
                "passcode; the page says so in an alert", r["wrongMsg"])
         tap.eq(r["family"], 200, "[2] the family at its own address gets in")
@@ -187,10 +187,11 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "[4] the same link again is refused with a message",
                json.dumps(r["again"], ensure_ascii=False))
         tap.ok(r["en"]["head"].startswith("Type the ID") and
-               r["en"]["next"] == "Next" and r["badCode"] and
+               r["en"]["next"] == "Next" and
+               r["badCode"] == strings("en")["e_bad_code"] and
                r["enDone"] == "Registered",
-               "[5] English; a wrong code gets a message; the right code "
-               "registers", json.dumps([r["en"]["head"], r["badCode"],
+               "[5] English; a wrong code gets the page's own English words "
+               "for it (no Japanese); the right code registers", json.dumps([r["en"]["head"], r["badCode"],
                                         r["enDone"]], ensure_ascii=False))
         tap.ok(re.fullmatch("[34679ACEFGHJKMNPQRTWXY]{8}", r["app"]["code"])
                and r["app"]["expanded"] == "true",
@@ -229,10 +230,12 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                and p["title"] == pt["title"]
                and p["list"]["name"] == pt["langPick"]
                and p["contactHead"] == pt["contactHead"]
-               and p["done"] == pt["done"],
-               "[9] the Portuguese texts on every step, the list named in "
-               "Portuguese", json.dumps([p["head"], p["contactHead"],
-                                         p["done"]], ensure_ascii=False))
+               and p["done"] == pt["done"]
+               and p["wrongMsg"] == pt["e_bad_sheet"],
+               "[9] the Portuguese texts on every step, a wrong passcode's "
+               "message too, the list named in Portuguese", json.dumps([p["head"], p["contactHead"],
+                                         p["done"], p["wrongMsg"]],
+                                        ensure_ascii=False))
         body = r["ptMail"]
         tap.ok(body.find("登録を受け付けました") >= 0
                and body.find("Para concluir o cadastro")

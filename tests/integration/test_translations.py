@@ -38,6 +38,10 @@ fake_line.py, push through fake_fcm.js.
       list), each file with exactly the keys of strings-ja.json, the
       same {placeholders} in each text, the language named in itself,
       and Chinese tagged zh-Hans.
+  [10] every failure code the guardian endpoints answer with ("code",
+      register.c and mypage.c) has its text "e_<code>" in every strings
+      file of that page (the page shows it in its reader's language), and
+      the my page's files have the keys of its strings-ja.json.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_translations.py
 """
@@ -412,6 +416,32 @@ with tap.check("[9] the my page names the six languages the same way"):
               encoding="utf-8") as fh:
         mp = json.load(fh)
     assert {c: mp["lang_" + c] for c in PRODUCT} == NAMES
+
+# ---------------------------------------------------------------- [10]
+for page, src in (("register", "register.c"), ("mypage", "mypage.c")):
+    with tap.check("[10] every code %s answers a guardian with is worded in "
+                   "the six languages of web/%s" % (src, page)):
+        with open(os.path.join(ROOT, "dispatcher", "http", src),
+                  encoding="utf-8") as fh:
+            c_src = fh.read()
+        codes = set(re.findall(r'kn__httpd_respond_coded\(\s*c,\s*\d+,\s*'
+                               r'[^;]*?,\s*"([a-z_]+)",', c_src))
+        # and in a JSON built by hand: ..., "code", "<code>")
+        codes |= set(re.findall(r'"code",\s*"([a-z_]+)"\)', c_src))
+        assert len(codes) >= 5, codes  # the patterns still find them
+        wd = os.path.join(ROOT, "web", page)
+        files = {}
+        for code in PRODUCT:
+            with open(os.path.join(wd, "strings-%s.json" % code),
+                      encoding="utf-8") as fh:
+                files[code] = json.load(fh)
+        for lang, st in files.items():
+            missing = sorted(c for c in codes if not
+                             (isinstance(st.get("e_" + c), str)
+                              and st["e_" + c].strip()))
+            assert not missing, (page, lang, missing)
+            assert set(st) == set(files["ja"]), \
+                (page, lang, sorted(set(files["ja"]) ^ set(st)))
 
 d.stop()
 tap.diag("%.1fs" % (time.monotonic() - T0))

@@ -36,6 +36,10 @@ other has a child c-1 whose guardian has mama1's address.
       keeps mama1's opt-out: the next 行事 broadcast still skips her.
   [10] a category made emergency after the click: the token is refused
       (400), and that category's next broadcast reaches mama1.
+  [11] the operation log cannot be written: a click is refused with 503,
+      Retry-After and the page in the reader's language (?lang=pt) saying
+      to try again, never a word of the inside (Redis, the log); nothing
+      changed.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_unsubscribe.py
 """
@@ -319,6 +323,27 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert sorted(m9) == sorted([MAMA, PAPA, SOLO]), sorted(m9)
         for msg in m9.values():
             assert msg["List-Unsubscribe"] is None
+
+    with tap.check("[11] the operation log unwritable: 503, Retry-After, the "
+                   "page in Portuguese says to try again; nothing changed"):
+        log = os.path.join(k.dir, "audit", "operations.jsonl")
+        os.rename(log, log + ".kept")
+        os.mkdir(log)  # opening it to append fails, even for root
+        try:
+            before = record(T, "c-2")
+            st, page, hdr = req(port, "POST", "/u/%s?lang=pt" % toks[SOLO],
+                                ONE_CLICK, URLENC)
+            with open(os.path.join(ROOT, "web", "unsub", "strings-pt.json"),
+                      encoding="utf-8") as f:
+                busy = json.load(f)["error.busy"]
+            assert st == 503 and hdr.get("Retry-After") == "5", (st, hdr)
+            assert hdr["Content-Type"].startswith("text/html"), hdr
+            assert busy in page and 'lang="pt"' in page, page
+            assert "Redis" not in page and "operation log" not in page, page
+            assert record(T, "c-2") == before
+        finally:
+            os.rmdir(log)
+            os.rename(log + ".kept", log)
 
     d.stop()
 

@@ -28,6 +28,13 @@
     return s;
   }
 
+  // The server's words for a failure in the page's language: by its
+  // "code" (strings "e_<code>"), else its own text (Japanese and English).
+  function errText(res) {
+    const c = res.json.code;
+    return (typeof c === 'string' && state.s['e_' + c]) || res.json.error || t('network');
+  }
+
   function say(text, isError) {
     const m = $('msg');
     m.textContent = text || '';
@@ -233,7 +240,7 @@
     say(t('loading'));
     const res = await post('/m/view', { t: state.t });
     if (res.status !== 200) {
-      showLinkForm(res.status === 401 ? (res.json.expired ? t('expired') : t('badLink')) : (res.json.error || t('network')));
+      showLinkForm(res.status === 401 ? (res.json.expired ? t('expired') : t('badLink')) : errText(res));
       return;
     }
     state.view = res.json;
@@ -271,12 +278,12 @@
     $('save').disabled = false;
     if (res.status === 403 && res.json.need_code) {
       $('codebox').hidden = false;
-      say(code || pass ? res.json.error : t('needCode'), true);
+      say(code || pass ? errText(res) : t('needCode'), true);
       if (code || pass) { $('code').value = ''; $('code').focus(); } else { $('h-code').focus(); }
       return;
     }
     if (res.status === 401) { showLinkForm(res.json.expired ? t('expired') : t('badLink')); return; }
-    if (res.status !== 200) { say(res.json.error || t('network'), true); return; }
+    if (res.status !== 200) { say(errText(res), true); return; }
     $('code').value = '';
     $('passcode').value = '';
     $('codebox').hidden = true;
@@ -292,7 +299,7 @@
     $('sendcode').disabled = true;
     const res = await post('/m/code', { t: state.t, via: $('via').value });
     $('sendcode').disabled = false;
-    if (res.status !== 202) { say(res.json.error || t('network'), true); return; }
+    if (res.status !== 202) { say(errText(res), true); return; }
     say(t('codeSent', { to: res.json.sent }));
     $('code').focus();
   }
@@ -305,7 +312,7 @@
     btn.disabled = true;
     const res = await post('/m/link', { id, email });
     btn.disabled = false;
-    if (res.status !== 202) { say(res.json.error || t('network'), true); return; }
+    if (res.status !== 202) { say(errText(res), true); return; }
     say(t('linkSent'));
   }
 

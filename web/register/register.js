@@ -111,8 +111,15 @@
     return { status: r.status, json };
   }
 
+  // The server's words for a failure in the page's language: by its
+  // "code" (strings "e_<code>"), else its own text (Japanese and English).
+  function errText(res) {
+    const c = res.json.code;
+    return (typeof c === 'string' && state.s['e_' + c]) || res.json.error || t('network');
+  }
+
   function fail(res, focusId) {
-    say(res.json.error || t('network'), true);
+    say(errText(res), true);
     const f = res.json.field && $(res.json.field === 'v' ? 'verify' : res.json.field);
     const el = f || (focusId && $(focusId));
     if (el) el.focus();
