@@ -51,7 +51,7 @@ LIB_SRCS := \
 	dispatcher/http/session.c dispatcher/http/session_auth.c \
 	dispatcher/http/console.c dispatcher/http/resend.c \
 	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c \
-	dispatcher/http/register.c
+	dispatcher/http/register.c dispatcher/http/register_link.c
 # The console's compose page (issue 14): groups, directory search, templates,
 # preview, send to me.
 LIB_SRCS += adapters/preview.c dispatcher/http/compose.c \

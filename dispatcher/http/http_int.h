@@ -598,6 +598,25 @@ void kn__httpd_run_register_verify(struct conn *c);
 void kn__httpd_run_register_app(struct conn *c);
 void kn__httpd_run_register_line(struct conn *c);
 void kn__httpd_run_devices(struct conn *c);
+/* What register.c and register_link.c share. */
+#define KN__REG_LINE_QR "line-qr.svg" /* GET /r/line-qr.svg */
+/* A sign-up's ticket as the page sends it back (made at the first step). */
+int kn__reg_ticket_ok(const char *ticket);
+/* The page's language sent with a step ("lang", optional): NULL or a
+ * valid tag is fine; anything else is refused, once here. */
+int kn__reg_lang_ok(const char *lang);
+void kn__reg_bad_lang(struct conn *c);
+/* The answer to a request without a usable ticket. */
+void kn__reg_bad_ticket(struct conn *c);
+/* One line to the operation log (never an address). */
+void kn__reg_op_log(struct http_srv *s, const char *source, const char *via,
+                    const char *op, const char *tenant, const char *rcpt);
+/* Mail the child's other contacts that a guardian joined (the reply of
+ * reg_verify.lua or reg_line.lua: {1, tenant, rcpt, child name, guardian
+ * name, relation, addresses...}, every personal value sealed). */
+void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep);
+/* GET /r/line-qr.svg (register_link.c). */
+void kn__reg_line_qr(struct conn *c);
 
 /* ---- guardian_mail.c ---- */
 

@@ -1,7 +1,8 @@
 /*
  * register.c - guardians sign themselves up (issue 15): the registration
  * page <public_url>/r (the files of web/register/, embedded at build
- * time) and its three steps, each a JSON POST with no token:
+ * time) and its three steps by e-mail, each a JSON POST with no token
+ * (the school app's and LINE's ways in: register_link.c):
  *
  *   POST /r/start   {id, passcode}: the printed sheet's ID and passcode
  *                   (model/regsheet.h) -> {ticket, school, student}; the
@@ -39,23 +40,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/kn.h"
 #include "common/log.h"
-#include "common/qrsvg.h"
 #include "common/seal.h"
 #include "common/text.h"
 #include "model/address.h"
 #include "model/audit.h"
-#include "model/broadcast.h"
 #include "model/directory.h"
-#include "model/line_event.h"
 #include "model/regsheet.h"
 #include "model/session.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
-#include "queue/submit.h"
 
 #define REG_LOCK_FAILS 5
 #define REG_LOCK_MS    (15LL * 60 * 1000)
@@ -76,28 +72,24 @@ extern const size_t kn__web_register_html_len, kn__web_register_css_len,
 extern const struct kn_embedded kn__web_register_strings[];
 extern const size_t kn__web_register_strings_n;
 
-/* A sign-up's ticket as the page sends it back (made at the first step). */
-static int ticket_ok(const char *ticket)
+int kn__reg_ticket_ok(const char *ticket)
 {
     return ticket != NULL && strlen(ticket) == KN_SESSION_ID_CHARS;
 }
 
-/* The answer to a request without a usable ticket. */
-/* The page's language sent with a step ("lang", optional): NULL or a
- * valid tag is fine; anything else is refused, once here. */
-static int lang_ok(const char *lang)
+int kn__reg_lang_ok(const char *lang)
 {
     return lang == NULL || kn_lang_valid(lang);
 }
 
-static void bad_lang(struct conn *c)
+void kn__reg_bad_lang(struct conn *c)
 {
     kn__httpd_respond_error(c, 400, "lang",
                             "言語コードが正しくありません (lang: a "
                             "language code such as \"ja\" or \"en\")");
 }
 
-static void bad_ticket(struct conn *c)
+void kn__reg_bad_ticket(struct conn *c)
 {
     kn__httpd_respond_coded(c, 400, "ticket", "expired",
                             "ID とパスコードからやり直してください "
@@ -109,9 +101,6 @@ static const char *const csp = kn__httpd_csp_guardian;
 
 static struct kn_redis_script verify_script = {"reg_verify", kn_lua_reg_verify,
                                                ""};
-
-#define LINE_FRIEND_SVG "line-qr.svg"
-static void line_qr(struct conn *c);
 
 /* ------------------------------------------------------------ the page */
 
@@ -169,8 +158,8 @@ void kn__httpd_run_register_file(struct conn *c)
         {"register.js", "text/javascript; charset=utf-8", kn__web_register_js,
          &kn__web_register_js_len},
     };
-    if (strcmp(c->req.param, LINE_FRIEND_SVG) == 0) {
-        line_qr(c);
+    if (strcmp(c->req.param, KN__REG_LINE_QR) == 0) {
+        kn__reg_line_qr(c);
         return;
     }
     if (strcmp(c->req.param, "langs.json") == 0) {
@@ -227,9 +216,8 @@ static char *seal_opt(const struct kn_keyring *kr, const char *purpose,
     return kn_seal(kr, purpose, s, strlen(s));
 }
 
-/* One line to the operation log (never an address). */
-static void op_log_from(struct http_srv *s, const char *source, const char *via,
-                        const char *op, const char *tenant, const char *rcpt)
+void kn__reg_op_log(struct http_srv *s, const char *source, const char *via,
+                    const char *op, const char *tenant, const char *rcpt)
 {
     json_t *j = json_object();
     json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(tenant));
@@ -244,7 +232,7 @@ static void op_log_from(struct http_srv *s, const char *source, const char *via,
 static void op_log(struct conn *c, const char *op, const char *tenant,
                    const char *rcpt)
 {
-    op_log_from(c->srv, c->req.source, "http", op, tenant, rcpt);
+    kn__reg_op_log(c->srv, c->req.source, "http", op, tenant, rcpt);
 }
 
 /*
@@ -635,8 +623,8 @@ void kn__httpd_run_register_email(struct conn *c)
     rel = jstr(j, "relation");
     lang = jstr(j, "lang"); /* the page's language: the guardian's pf.lg */
     consent = json_object_get(j, "consent");
-    if (!ticket_ok(ticket)) {
-        bad_ticket(c);
+    if (!kn__reg_ticket_ok(ticket)) {
+        kn__reg_bad_ticket(c);
     } else if (email == NULL || email[0] == '\0' ||
                kn_addr_check(email, &why) < 0) {
         kn__httpd_respond_coded(c, 400, "email", "bad_email",
@@ -653,8 +641,8 @@ void kn__httpd_run_register_email(struct conn *c)
                                 "続柄は100バイトまで、改行なしで入力して"
                                 "ください (a relation of at most 100 bytes, "
                                 "one line)");
-    } else if (!lang_ok(lang)) {
-        bad_lang(c);
+    } else if (!kn__reg_lang_ok(lang)) {
+        kn__reg_bad_lang(c);
     } else if (!json_is_true(consent)) {
         kn__httpd_respond_coded(c, 400, "consent", "need_consent",
                                 "プライバシーポリシーへの同意が必要です "
@@ -679,7 +667,7 @@ void kn__httpd_run_register_email(struct conn *c)
 
 /* ------------------------------------------------ POST /r/verify */
 
-static void tell_contacts(struct http_srv *s, const redisReply *rep);
+void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep);
 
 struct verify {
     char th[65]; /* the ticket's hash (code path) or "" */
@@ -738,7 +726,7 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
                "rcpt", rcpt, NULL);
         kn__httpd_respond_json(c, 200, json_pack("{s:b}", "registered", 1),
                                NULL);
-        tell_contacts(c->srv, rep);
+        kn__reg_tell_contacts(c->srv, rep);
     }
 }
 
@@ -747,7 +735,7 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
  * the {1, tenant, rcpt, child name, guardian name, relation, addresses
  * ...} of reg_verify.lua or reg_line.lua, every personal value sealed).
  */
-static void tell_contacts(struct http_srv *s, const redisReply *rep)
+void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep)
 {
     struct kn_daemon *d = s->d;
     {
@@ -875,8 +863,8 @@ void kn__httpd_run_register_verify(struct conn *c)
             kn_session_hash(link, lh);
             verify_run(c, lh);
         }
-    } else if (!ticket_ok(ticket)) {
-        bad_ticket(c);
+    } else if (!kn__reg_ticket_ok(ticket)) {
+        kn__reg_bad_ticket(c);
     } else if (code == NULL || strlen(code) != 6 ||
                strspn(code, "0123456789") != 6) {
         kn__httpd_respond_coded(c, 400, "code", "code_format",
@@ -895,488 +883,4 @@ void kn__httpd_run_register_verify(struct conn *c)
         kn__httpd_batch_end(b);
     }
     json_decref(j);
-}
-
-/* ------------------------------------------------ the school app */
-
-#define APP_CODE_MS (10LL * 60 * 1000)
-
-static struct kn_redis_script device_script = {"reg_device", kn_lua_reg_device,
-                                               ""};
-
-/* A code for the app or for LINE: the sign-up's ticket hash and the
- * page's language ("" none), which the code carries to the guardian. */
-struct appcode {
-    char th[65];
-    char lang[16];
-};
-
-/* Read the sign-up behind ticket (its child and sheet) for a code of the
- * app or LINE, then done(b) with the struct appcode as b->arg. */
-static void code_for(struct conn *c, const char *ticket, const char *lang,
-                     void (*done)(struct batch *))
-{
-    struct appcode *a = kn_xcalloc(1, sizeof(*a));
-    struct batch *b;
-    char *k;
-    kn_session_hash(ticket, a->th);
-    if (lang != NULL)
-        snprintf(a->lang, sizeof(a->lang), "%s", lang);
-    b = kn__httpd_batch_new(c->srv, c, done, a);
-    k = kn_key_reg_ticket(c->srv->d->prefix, a->th);
-    kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
-    free(k);
-    kn__httpd_batch_end(b);
-}
-
-/* POST /r/app {ticket}: a code the school app sends with its push token
- * (POST /v1/devices): 8 characters of the sheet alphabet, single use, 10
- * minutes, bound to this sign-up. */
-static void on_app_ticket(struct batch *b)
-{
-    struct appcode *a = b->arg;
-    struct conn *c = b->c;
-    struct kn_daemon *d;
-    const redisReply *h;
-    char code[KN_REG_ID_LEN + 1], ch[65], *k;
-    if (!kn__httpd_batch_usable(b))
-        goto out;
-    d = c->srv->d;
-    h = kn__httpd_brep(b, 0);
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
-        h->element[0]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_coded(c, 401, "ticket", "expired",
-                                "登録の有効期限が切れました。ID とパスコード"
-                                "からやり直してください (this registration "
-                                "expired: start again)");
-        goto out;
-    }
-    kn_reg_id_new(code);
-    kn_session_hash(code, ch);
-    k = kn_key_reg_app(d->prefix, ch);
-    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b lg %s", k,
-                 h->element[0]->str, h->element[1]->str, h->element[2]->str,
-                 a->th, (size_t)16, a->lang);
-    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, APP_CODE_MS);
-    free(k);
-    kn__httpd_respond_json(c, 200,
-                           json_pack("{s:s,s:I}", "code", code, "expires_in",
-                                     (json_int_t)(APP_CODE_MS / 1000)),
-                           NULL);
-    OPENSSL_cleanse(code, sizeof(code));
-out:
-    free(a);
-}
-
-void kn__httpd_run_register_app(struct conn *c)
-{
-    json_t *j = kn__httpd_json_object(c);
-    const char *ticket, *lang;
-    if (j == NULL)
-        return;
-    ticket = jstr(j, "ticket");
-    lang = jstr(j, "lang");
-    if (!ticket_ok(ticket))
-        bad_ticket(c);
-    else if (!lang_ok(lang))
-        bad_lang(c);
-    else
-        code_for(c, ticket, lang, on_app_ticket);
-    json_decref(j);
-}
-
-struct device {
-    struct conn *c;
-    char cred[KN_SESSION_ID_CHARS + 1]; /* a new credential, or "" */
-    char *tenant;
-};
-
-static void device_free(struct device *dv)
-{
-    OPENSSL_cleanse(dv->cred, sizeof(dv->cred));
-    free(dv);
-}
-
-static void on_device(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct device *dv = arg;
-    struct conn *c = dv->c;
-    long long what;
-    (void)r;
-    if (!kn__httpd_conn_release(c)) {
-        device_free(dv);
-        return;
-    }
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
-        kn_log(KN_LOG_ERROR, "http", "reg_device failed", "error",
-               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
-               NULL);
-        kn__httpd_respond_error(c, 503, NULL, "Redis did not answer; retry");
-        device_free(dv);
-        return;
-    }
-    what = rep->element[0]->integer;
-    if (what == 0) {
-        kn__httpd_respond_error(c, 401, dv->cred[0] ? "code" : "credential",
-                                "unknown or expired %s",
-                                dv->cred[0] ? "code: get a new one on the "
-                                              "registration page"
-                                            : "device credential: register "
-                                              "the device again");
-    } else if (what == 2) {
-        kn__httpd_respond_error(c, 409, "code",
-                                "the registration sheet was replaced or is "
-                                "used up: ask the school");
-    } else if (what == 3) {
-        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "already", 1), NULL);
-    } else if (dv->cred[0]) {
-        op_log(c, "registration.device", rep->element[1]->str,
-               rep->element[2]->str);
-        kn__httpd_respond_json(
-            c, 201, json_pack("{s:s}", "device_credential", dv->cred), NULL);
-    } else {
-        kn__httpd_respond_json(c, 200, json_pack("{s:b}", "updated", 1), NULL);
-    }
-    device_free(dv);
-}
-
-/*
- * POST /v1/devices: {"code", "platform", "token"} registers the school
- * app's push token with a code from the registration page (201 with a
- * device credential, shown once); {"credential", "platform", "token"}
- * replaces the device's token when the platform rotates it (200).
- */
-void kn__httpd_run_devices(struct conn *c)
-{
-    struct kn_daemon *d = c->srv->d;
-    json_t *j = kn__httpd_json_object(c);
-    const char *code, *cred, *platform, *token, *why = NULL;
-    char h[65], norm[KN_REG_ID_LEN + 1], bi[33], credh[65], now[24];
-    char *key = NULL, *sealed;
-    struct device *dv;
-
-    if (j == NULL)
-        return;
-    code = jstr(j, "code");
-    cred = jstr(j, "credential");
-    platform = jstr(j, "platform");
-    token = jstr(j, "token");
-    if (platform == NULL ||
-        (strcmp(platform, "fcm") != 0 && strcmp(platform, "apns") != 0)) {
-        kn__httpd_respond_error(c, 400, "platform",
-                                "platform: \"fcm\" or \"apns\"");
-        goto out;
-    }
-    if (token == NULL ||
-        (strcmp(platform, "fcm") == 0 ? kn_addr_fcm_check(token, &why)
-                                      : kn_addr_apns_check(token, &why)) < 0) {
-        kn__httpd_respond_error(c, 400, "token", "token: %s",
-                                why ? why : "missing");
-        goto out;
-    }
-    if ((code == NULL) == (cred == NULL)) {
-        kn__httpd_respond_error(c, 400, "code",
-                                "give either \"code\" (from the "
-                                "registration page) or \"credential\" (the "
-                                "device's)");
-        goto out;
-    }
-    dv = kn_xcalloc(1, sizeof(*dv));
-    dv->c = c;
-    if (code != NULL) {
-        if (kn_reg_normalise(code, KN_REG_ID_LEN, norm, sizeof(norm)) < 0) {
-            kn__httpd_respond_error(c, 401, "code",
-                                    "unknown or expired code: get a new one "
-                                    "on the registration page");
-            device_free(dv);
-            goto out;
-        }
-        kn_session_hash(norm, h);
-        key = kn_key_reg_app(d->prefix, h);
-        kn_session_new_id(dv->cred);
-        kn_session_hash(dv->cred, credh);
-    } else {
-        if (strlen(cred) != KN_SESSION_ID_CHARS) {
-            kn__httpd_respond_error(c, 401, "credential",
-                                    "unknown device credential");
-            device_free(dv);
-            goto out;
-        }
-        kn_session_hash(cred, credh);
-        key = kn_key_reg_device(d->prefix, credh);
-    }
-    kn_blind_index(d->kr, "push", token, bi);
-    sealed = kn_seal(d->kr, "push", token, strlen(token));
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    if (device_script.sha[0] == '\0')
-        kn_redis_script_init(&device_script);
-    {
-        const char *argv[] = {key, d->prefix, code ? "new" : "rotate",
-                              now, platform,  sealed,
-                              bi,  credh};
-        kn__httpd_conn_hold(c);
-        if (kn_redis_eval(d->cmd, &device_script, on_device, dv, 1, 8, argv,
-                          NULL) < 0) {
-            c->refs--;
-            device_free(dv);
-            kn__httpd_respond_error(c, 503, NULL,
-                                    "Redis is unreachable; try again");
-        }
-    }
-    free(sealed);
-out:
-    free(key);
-    json_decref(j);
-}
-
-/* ------------------------------------------------ LINE */
-
-#define LINE_CODE_MS   (10LL * 60 * 1000)
-#define LINE_FAIL_MS   (10LL * 60 * 1000)
-#define LINE_FAIL_USER 5   /* wrong codes per LINE user in 10 minutes */
-#define LINE_FAIL_ALL  200 /* wrong codes of everybody in 10 minutes */
-
-static struct kn_redis_script line_script = {"reg_line", kn_lua_reg_line, ""};
-
-/* line.add_friend_url, if it is an https link; else NULL. */
-static const char *friend_url(const struct kn_config *cfg)
-{
-    const char *u = cfg->line_add_friend_url;
-    if (u == NULL || strncmp(u, "https://", 8) != 0 || strlen(u) > 500 ||
-        strpbrk(u, "\"'<> ") != NULL)
-        return NULL;
-    return u;
-}
-
-/* GET /r/line-qr.svg: the friend-add link as a QR code (public data);
- * drawn once per link (up to 1 ms for a long one) and kept. */
-static void line_qr(struct conn *c)
-{
-    struct http_srv *s = c->srv;
-    const char *u = friend_url(s->cfg);
-    if (u != NULL && (s->reg_qr_url == NULL || strcmp(s->reg_qr_url, u) != 0)) {
-        free(s->reg_qr);
-        free(s->reg_qr_url);
-        s->reg_qr = kn_qr_svg(u, "LINE");
-        s->reg_qr_url = s->reg_qr ? kn_xstrdup(u) : NULL;
-    }
-    if (u == NULL || s->reg_qr == NULL) {
-        kn__httpd_respond_error(c, 404, NULL,
-                                "line.add_friend_url is not set: ask the "
-                                "school");
-        return;
-    }
-    kn__httpd_respond(c, 200, "image/svg+xml", s->reg_qr, strlen(s->reg_qr),
-                      csp, NULL);
-}
-
-/* POST /r/line {ticket, consent: true}: a link code to send to the
- * school's LINE official account (8 digits, single use, 10 minutes, bound
- * to this sign-up; only its keyed hash is kept: rline:<index>). */
-static void on_line_ticket(struct batch *b)
-{
-    struct appcode *lc = b->arg;
-    struct conn *c = b->c;
-    struct kn_daemon *d;
-    const redisReply *h;
-    const char *url;
-    char code[KN_LINE_CODE_DIGITS + 1], ch[33], now[24], *k;
-    if (!kn__httpd_batch_usable(b))
-        goto out;
-    d = c->srv->d;
-    h = kn__httpd_brep(b, 0);
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
-        h->element[0]->type != REDIS_REPLY_STRING ||
-        h->element[1]->type != REDIS_REPLY_STRING ||
-        h->element[2]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_coded(c, 401, "ticket", "expired",
-                                "登録の有効期限が切れました。ID とパスコード"
-                                "からやり直してください (this registration "
-                                "expired: start again)");
-        goto out;
-    }
-    snprintf(code, sizeof(code), "%0*u", KN_LINE_CODE_DIGITS,
-             (unsigned)kn_random_below(100000000));
-    kn_blind_index(d->kr, "linecode", code, ch);
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    k = kn_key_reg_line(d->prefix, ch);
-    kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s t %s r %s s %s tk %b cs %s lg %s",
-                 k, h->element[0]->str, h->element[1]->str, h->element[2]->str,
-                 lc->th, (size_t)16, now, lc->lang);
-    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, LINE_CODE_MS);
-    free(k);
-    url = friend_url(c->srv->cfg);
-    kn__httpd_respond_json(
-        c, 200,
-        json_pack("{s:s,s:I,s:s?,s:s?}", "code", code, "expires_in",
-                  (json_int_t)(LINE_CODE_MS / 1000), "add_friend_url", url,
-                  "qr", url ? "/r/" LINE_FRIEND_SVG : NULL),
-        NULL);
-    OPENSSL_cleanse(code, sizeof(code));
-out:
-    free(lc);
-}
-
-void kn__httpd_run_register_line(struct conn *c)
-{
-    json_t *j = kn__httpd_json_object(c);
-    const char *ticket, *lang;
-    if (j == NULL)
-        return;
-    ticket = jstr(j, "ticket");
-    lang = jstr(j, "lang");
-    if (!ticket_ok(ticket)) {
-        bad_ticket(c);
-    } else if (!lang_ok(lang)) {
-        bad_lang(c);
-    } else if (!json_is_true(json_object_get(j, "consent"))) {
-        kn__httpd_respond_coded(c, 400, "consent", "need_consent",
-                                "プライバシーポリシーへの同意が必要です "
-                                "(check the box to agree to the school's "
-                                "privacy notice)");
-    } else {
-        code_for(c, ticket, lang, on_line_ticket);
-    }
-    json_decref(j);
-}
-
-/* Answer through LINE's Reply API (the LINE adapter, opened on first use
- * and kept: its HTTP client and channel access token). */
-static void line_reply(struct http_srv *s, const char *reply_token,
-                       const char *text)
-{
-    if (reply_token == NULL)
-        return;
-    if (s->line_reply.ops == NULL) {
-        const struct kn_adapter_ops *ops = kn_adapter_find("line");
-        if (ops == NULL || ops->reply == NULL)
-            return;
-        s->line_reply.loop = s->d->loop;
-        if (ops->open(&s->line_reply, s->cfg) < 0) {
-            kn_log(KN_LOG_ERROR, "http", "LINE reply: the adapter cannot open",
-                   NULL);
-            return;
-        }
-        s->line_reply.ops = ops;
-    }
-    if (s->line_reply.ops->reply(&s->line_reply, reply_token, text) < 0)
-        kn_log(KN_LOG_WARN, "http", "LINE reply refused", NULL);
-}
-
-void kn__httpd_line_reply_close(struct http_srv *s)
-{
-    if (s->line_reply.ops != NULL) {
-        s->line_reply.ops->close(&s->line_reply);
-        s->line_reply.ops = NULL;
-    }
-}
-
-struct linelink {
-    struct http_srv *srv;
-    char *reply_token;
-};
-
-static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct linelink *ll = arg;
-    struct http_srv *s = ll->srv;
-    const char *text;
-    long long what = -1;
-    (void)r;
-    if (rep == NULL) { /* shutting down: the server may be gone */
-        kn__httpd_free_secret(&ll->reply_token);
-        free(ll);
-        return;
-    }
-    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER)
-        what = rep->element[0]->integer;
-    if (what == 1 && rep->elements >= 6) {
-        const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
-        char *child =
-            kn__httpd_unseal_opt(s->d->kr, "name", rep->element[3]->str);
-        char *msg = kn_xasprintf(
-            "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
-            "でお届けします。\n心当たりがない場合は、学校にお知らせください。",
-            child ? child : "", child ? " さん" : "お子さま");
-        op_log_from(s, "line", "line", "registration.add", tenant, rcpt);
-        kn_log(KN_LOG_INFO, "http", "guardian registered (LINE)", "tenant",
-               tenant, "rcpt", rcpt, NULL);
-        line_reply(s, ll->reply_token, msg);
-        tell_contacts(s, rep);
-        kn__httpd_free_secret(&msg);
-        kn__httpd_free_secret(&child);
-    } else {
-        switch (what) {
-        case 0:
-            text = "コードが違うか、有効期限（10分）が切れています。登録"
-                   "ページでコードを確かめて、もう一度送ってください。";
-            break;
-        case 2:
-            text = "この登録用紙は使えなくなりました。学校にお問い合わせ"
-                   "ください。";
-            break;
-        case 3:
-            text = "この LINE はすでに登録されています。";
-            break;
-        case 4:
-            text = "間違ったコードが続いたため、しばらく受け付けません。"
-                   "10分ほどしてから、もう一度送ってください。";
-            break;
-        default:
-            kn_log(KN_LOG_ERROR, "http", "reg_line failed", "error",
-                   rep && rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                         : "no reply",
-                   NULL);
-            text = "ただいま登録できません。しばらくしてから、もう一度"
-                   "送ってください。";
-            break;
-        }
-        if (what == 0 || what == 4)
-            kn_log(KN_LOG_INFO, "http", "LINE link code refused", "why",
-                   what == 0 ? "wrong or expired" : "throttled", NULL);
-        line_reply(s, ll->reply_token, text);
-    }
-    kn__httpd_free_secret(&ll->reply_token);
-    free(ll);
-}
-
-void kn__httpd_line_link(struct http_srv *s, const char *user_id,
-                         const char *code, const char *reply_token)
-{
-    struct kn_daemon *d = s->d;
-    struct linelink *ll;
-    char ch[33], bi[33], win[24], per[24], all[24], now[24], *sealed;
-    char *k1, *k2, *k3;
-    kn_blind_index(d->kr, "linecode", code, ch);
-    kn_blind_index(d->kr, "line", user_id, bi);
-    sealed = kn_seal(d->kr, "line", user_id, strlen(user_id));
-    k1 = kn_key_reg_line(d->prefix, ch);
-    k2 = kn_key_reg_line_fail(d->prefix, bi);
-    k3 = kn_key_reg_line_fail(d->prefix, "all");
-    snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
-    snprintf(win, sizeof(win), "%lld", LINE_FAIL_MS);
-    snprintf(per, sizeof(per), "%d", LINE_FAIL_USER);
-    snprintf(all, sizeof(all), "%d", LINE_FAIL_ALL);
-    if (line_script.sha[0] == '\0')
-        kn_redis_script_init(&line_script);
-    ll = kn_xcalloc(1, sizeof(*ll));
-    ll->srv = s;
-    ll->reply_token = reply_token ? kn_xstrdup(reply_token) : NULL;
-    {
-        const char *argv[] = {k1,     k2, k3,  d->prefix, now,
-                              sealed, bi, win, per,       all};
-        if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10, argv,
-                          NULL) < 0) {
-            kn_log(KN_LOG_ERROR, "http", "LINE link: Redis is unreachable",
-                   NULL);
-            kn__httpd_free_secret(&ll->reply_token);
-            free(ll);
-        }
-    }
-    free(sealed);
-    free(k1);
-    free(k2);
-    free(k3);
 }
