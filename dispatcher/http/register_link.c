@@ -26,6 +26,7 @@
 #include "common/qrsvg.h"
 #include "common/seal.h"
 #include "model/address.h"
+#include "model/directory.h"
 #include "model/line_event.h"
 #include "model/regsheet.h"
 #include "model/session.h"
@@ -417,21 +418,138 @@ void kn__httpd_line_reply_close(struct http_srv *s)
 struct linelink {
     struct http_srv *srv;
     char *reply_token;
+    char lang[16]; /* the sign-up page's language ("lg" of the code), or "" */
+    int refs;      /* calls in flight that will call back with it */
 };
+
+/*
+ * What the guardian is answered in LINE, after the Japanese: one row a
+ * page language (web/register/strings-<lang>.json), the first (English)
+ * when the language is not known (a wrong or used code: its record is
+ * gone) or has no row.  A Japanese page's guardian gets Japanese only.
+ */
+static const struct {
+    const char *lang, *ok, *wrong, *gone, *already, *wait, *busy;
+} line_words[] = {
+    {"en",
+     "Registered: the school's messages will now come to this LINE. If you "
+     "did not ask for this, please tell the school.",
+     "The code is wrong or has expired (10 minutes). Check the code on the "
+     "registration page and send it again.",
+     "This registration sheet can no longer be used. Please ask the "
+     "school.",
+     "This LINE is already registered.",
+     "Too many wrong codes. Please wait about 10 minutes and send it "
+     "again.",
+     "Registration is not possible right now. Please send it again a "
+     "little later."},
+    {"pt",
+     "Cadastro concluído: os avisos da escola chegarão por este LINE. Se "
+     "você não pediu isto, avise a escola.",
+     "O código está errado ou expirou (10 minutos). Confira o código na "
+     "página de cadastro e envie de novo.",
+     "Esta ficha de cadastro não pode mais ser usada. Entre em contato com "
+     "a escola.",
+     "Este LINE já está cadastrado.",
+     "Muitos códigos errados. Aguarde uns 10 minutos e envie de novo.",
+     "Não é possível cadastrar agora. Envie de novo daqui a pouco."},
+    {"zh",
+     "登记完成：学校的通知将发送到此 LINE。如果这不是您本人的操作，请告知"
+     "学校。",
+     "验证码不正确或已过期（10 分钟）。请在登记页面确认验证码后重新发送。",
+     "此登记表已无法使用。请与学校联系。", "此 LINE 已经登记过了。",
+     "错误次数过多。请等待约 10 分钟后再发送。",
+     "现在无法登记。请稍后重新发送。"},
+    {"vi",
+     "Đã đăng ký: thông báo của trường sẽ được gửi đến LINE này. Nếu quý "
+     "phụ huynh không yêu cầu, vui lòng báo cho nhà trường.",
+     "Mã không đúng hoặc đã hết hạn (10 phút). Vui lòng kiểm tra mã trên "
+     "trang đăng ký rồi gửi lại.",
+     "Phiếu đăng ký này không còn dùng được. Vui lòng liên hệ với nhà "
+     "trường.",
+     "LINE này đã được đăng ký.",
+     "Nhập sai quá nhiều lần. Vui lòng đợi khoảng 10 phút rồi gửi lại.",
+     "Hiện chưa thể đăng ký. Vui lòng gửi lại sau ít phút."},
+    {"fil",
+     "Nakarehistro na: darating na sa LINE na ito ang mga abiso ng "
+     "paaralan. Kung hindi kayo ang humiling nito, ipaalam sa paaralan.",
+     "Mali o expired na ang code (10 minuto). Tingnan ang code sa "
+     "registration page at ipadala muli.",
+     "Hindi na magagamit ang registration sheet na ito. Makipag-ugnayan sa "
+     "paaralan.",
+     "Nakarehistro na ang LINE na ito.",
+     "Masyadong maraming maling code. Maghintay nang mga 10 minuto at "
+     "ipadala muli.",
+     "Hindi pa makapagparehistro ngayon. Ipadala muli mamaya."},
+};
+
+/* The Japanese text, then (unless the page was Japanese) a blank line and
+ * the row's.  pick: which text of the row. */
+static char *line_text(const char *ja, const char *lang, size_t pick)
+{
+    size_t row = 0;
+    const char *w;
+    if (strcmp(lang, "ja") == 0)
+        return kn_xstrdup(ja);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(line_words); i++)
+        if (strcmp(line_words[i].lang, lang) == 0)
+            row = i;
+    switch (pick) {
+    case 1:
+        w = line_words[row].ok;
+        break;
+    case 2:
+        w = line_words[row].gone;
+        break;
+    case 3:
+        w = line_words[row].already;
+        break;
+    case 4:
+        w = line_words[row].wait;
+        break;
+    case 0:
+        w = line_words[row].wrong;
+        break;
+    default:
+        w = line_words[row].busy;
+        break;
+    }
+    return kn_xasprintf("%s\n\n%s", ja, w);
+}
+
+static void linelink_done(struct linelink *ll)
+{
+    if (--ll->refs > 0)
+        return;
+    kn__httpd_free_secret(&ll->reply_token);
+    free(ll);
+}
+
+/* The code's "lg", read just before reg_line (which deletes the code) on
+ * the same connection, so it answers first. */
+static void on_line_lang(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct linelink *ll = arg;
+    (void)r;
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
+        rep->len < sizeof(ll->lang) && kn_lang_valid(rep->str))
+        memcpy(ll->lang, rep->str, rep->len + 1);
+    linelink_done(ll);
+}
 
 static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct linelink *ll = arg;
     struct http_srv *s = ll->srv;
-    const char *text;
+    const char *ja;
+    char *text;
     long long what = -1;
     (void)r;
     if (rep == NULL) { /* shutting down: the server may be gone */
-        kn__httpd_free_secret(&ll->reply_token);
-        free(ll);
+        linelink_done(ll);
         return;
     }
-    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER)
         what = rep->element[0]->integer;
     if (what == 1 && rep->elements >= 6) {
@@ -442,46 +560,49 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
             "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
             "でお届けします。\n心当たりがない場合は、学校にお知らせください。",
             child ? child : "", child ? " さん" : "お子さま");
+        text = line_text(msg, ll->lang, 1);
         kn__reg_op_log(s, "line", "line", "registration.add", tenant, rcpt);
         kn_log(KN_LOG_INFO, "http", "guardian registered (LINE)", "tenant",
                tenant, "rcpt", rcpt, NULL);
-        line_reply(s, ll->reply_token, msg);
+        line_reply(s, ll->reply_token, text);
         kn__reg_tell_contacts(s, rep);
+        kn__httpd_free_secret(&text);
         kn__httpd_free_secret(&msg);
         kn__httpd_free_secret(&child);
     } else {
         switch (what) {
         case 0:
-            text = "コードが違うか、有効期限（10分）が切れています。登録"
-                   "ページでコードを確かめて、もう一度送ってください。";
+            ja = "コードが違うか、有効期限（10分）が切れています。登録"
+                 "ページでコードを確かめて、もう一度送ってください。";
             break;
         case 2:
-            text = "この登録用紙は使えなくなりました。学校にお問い合わせ"
-                   "ください。";
+            ja = "この登録用紙は使えなくなりました。学校にお問い合わせ"
+                 "ください。";
             break;
         case 3:
-            text = "この LINE はすでに登録されています。";
+            ja = "この LINE はすでに登録されています。";
             break;
         case 4:
-            text = "間違ったコードが続いたため、しばらく受け付けません。"
-                   "10分ほどしてから、もう一度送ってください。";
+            ja = "間違ったコードが続いたため、しばらく受け付けません。"
+                 "10分ほどしてから、もう一度送ってください。";
             break;
         default:
             kn_log(KN_LOG_ERROR, "http", "reg_line failed", "error",
-                   rep && rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                         : "no reply",
+                   rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply",
                    NULL);
-            text = "ただいま登録できません。しばらくしてから、もう一度"
-                   "送ってください。";
+            ja = "ただいま登録できません。しばらくしてから、もう一度"
+                 "送ってください。";
+            what = 5;
             break;
         }
         if (what == 0 || what == 4)
             kn_log(KN_LOG_INFO, "http", "LINE link code refused", "why",
                    what == 0 ? "wrong or expired" : "throttled", NULL);
+        text = line_text(ja, ll->lang, (size_t)what);
         line_reply(s, ll->reply_token, text);
+        free(text);
     }
-    kn__httpd_free_secret(&ll->reply_token);
-    free(ll);
+    linelink_done(ll);
 }
 
 void kn__httpd_line_link(struct http_srv *s, const char *user_id,
@@ -506,17 +627,20 @@ void kn__httpd_line_link(struct http_srv *s, const char *user_id,
     ll = kn_xcalloc(1, sizeof(*ll));
     ll->srv = s;
     ll->reply_token = reply_token ? kn_xstrdup(reply_token) : NULL;
+    ll->refs = 1; /* this function's, until both calls are sent */
+    if (kn_redis_cmd(d->cmd, on_line_lang, ll, "HGET %s lg", k1) == 0)
+        ll->refs++;
     {
         const char *argv[] = {k1,     k2, k3,  d->prefix, now,
                               sealed, bi, win, per,       all};
         if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10, argv,
-                          NULL) < 0) {
+                          NULL) == 0)
+            ll->refs++;
+        else
             kn_log(KN_LOG_ERROR, "http", "LINE link: Redis is unreachable",
                    NULL);
-            kn__httpd_free_secret(&ll->reply_token);
-            free(ll);
-        }
     }
+    linelink_done(ll);
     free(sealed);
     free(k1);
     free(k2);

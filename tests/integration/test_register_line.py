@@ -13,12 +13,15 @@ records it in replies.jsonl); the fake SMTP server for the mails.
       the page's CSP); only a keyed hash of the code is in Redis.
   [2] a signed text message with the code links the LINE user to s-1
       (reg:<T>:s-1 g: sealed id and blind index, counted on the sheet);
-      the fake LINE receives the reply (the event's replyToken, Japanese
-      confirmation); s-1's imported contact is told by mail; no user id in
+      the fake LINE receives the reply (the event's replyToken, the
+      confirmation in Japanese, then in English, the sign-up page's
+      language; [8]: Japanese only for the Japanese page, Portuguese after
+      it for the Portuguese one); s-1's imported contact is told by mail; no user id in
       clear in Redis or kairand's log, no code in the log.
   [3] a LINE broadcast to the class reaches the linked user id through
       the fake LINE.
-  [4] a wrong code: a reply saying wrong or expired, nothing linked.
+  [4] a wrong code: a reply saying wrong or expired (Japanese, then
+      English: the code's language is not known), nothing linked.
   [5] a used code and an expired code: the same reply, nothing linked.
   [6] per-user throttle: after 5 wrong codes a LINE user's live code is
       refused (a "wait" reply) and stays live: another user links with it.
@@ -150,9 +153,11 @@ def start(sheet, ip="198.51.100.7"):
     return j["ticket"]
 
 
-def line_code(ticket, ip="198.51.100.7"):
-    st, j = call("POST", "/r/line", {"ticket": ticket, "consent": True},
-                 ip=ip)
+def line_code(ticket, ip="198.51.100.7", lang=None):
+    body = {"ticket": ticket, "consent": True}
+    if lang:
+        body["lang"] = lang
+    st, j = call("POST", "/r/line", body, ip=ip)
     assert st == 200, (st, j)
     return j["code"]
 
@@ -244,7 +249,10 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
     with tap.check("[2] a signed message with the code links the LINE user; "
                    "the reply confirms; the school's contact is told"):
         text = send(U1, " %s-%s " % (code1[:4], code1[4:]))
+        # Japanese first, then the sign-up page's English
         assert SAID_DONE in text and "山田 一郎" in text, text
+        assert text.index("Registered: the school's messages") > \
+            text.index(SAID_DONE), text
         g = reg("s-1")
         assert len(g) == 1 and g[0]["l"].startswith("k") and \
             re.fullmatch(r"[0-9a-f]{32}", g[0]["li"]) and g[0]["cs"] > 0, g
@@ -278,7 +286,10 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         live = line_code(tk)
         bad = "%08d" % ((int(live) + 1) % 100000000)
         text = send(U2, bad)
-        assert SAID_WRONG in text, text
+        # the code's language is not known (there is no such code): English
+        # after the Japanese
+        assert SAID_WRONG in text and "The code is wrong or has expired" \
+            in text, text
         assert reg("s-2") == []
         assert r.call("HGET", k.prefix + "sheet:" + sheets["s-2"][0],
                       "used") in (None, b"0")
@@ -341,12 +352,15 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         # s-1 (1 of 2): two codes; the second is refused once the first
         # fills the sheet
         c1 = line_code(start(sheets["s-1"], ip="198.51.100.11"),
-                       ip="198.51.100.11")
+                       ip="198.51.100.11", lang="ja")
         c2 = line_code(start(sheets["s-1"], ip="198.51.100.12"),
-                       ip="198.51.100.12")
-        assert SAID_DONE in send(U5, c1)
+                       ip="198.51.100.12", lang="pt")
+        text = send(U5, c1)
+        assert SAID_DONE in text and "\n\n" not in text, text  # ja only
         text = send(U6, c2)
-        assert "使えなくなりました" in text, text
+        # signed up on the Portuguese page: Japanese, then Portuguese
+        assert "使えなくなりました" in text and \
+            "Esta ficha de cadastro não pode mais ser usada" in text, text
         assert len(reg("s-1")) == 2
         assert call("POST", "/r/start", {"id": sheets["s-1"][0],
                                          "passcode": sheets["s-1"][1]},
