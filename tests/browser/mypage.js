@@ -197,11 +197,14 @@ async function texts(page) {
     p2.on('pageerror', (e) => errors.push(String(e)));
     await p2.goto(`${cfg.base}/m#t=AAAA.0000`, { waitUntil: 'load' });
     await p2.waitForFunction(() => !document.getElementById('s-link').hidden);
-    res.link = { msg: await msg(p2), role: await p2.getAttribute('#msg', 'role'), main: await visible(p2, 's-main') };
+    // the language this browser last showed (the guardian's English
+    // above), not Japanese
+    res.link = { msg: await msg(p2), role: await p2.getAttribute('#msg', 'role'), main: await visible(p2, 's-main'),
+      lang: await htmlLang(p2), head: await p2.textContent('#h-link') };
     res.linkLook = await look(p2, 'link');
     await p2.getByLabel('ID', { exact: true }).fill(cfg.sheet);
-    await p2.getByLabel('メールアドレス', { exact: true }).fill(cfg.mom);
-    await p2.getByLabel('メールアドレス', { exact: true }).focus();
+    await p2.getByLabel('E-mail address', { exact: true }).fill(cfg.mom);
+    await p2.getByLabel('E-mail address', { exact: true }).focus();
     await p2.keyboard.press('Tab');
     resp = p2.waitForResponse((r) => r.url().endsWith('/m/link'));
     await p2.keyboard.press('Enter');

@@ -236,10 +236,16 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "[4] the page again: English, LINE first, e-mail stopped",
                json.dumps(r["again"], ensure_ascii=False))
         lk = r["link"]
-        tap.ok(lk["role"] == "alert" and lk["msg"] and not lk["main"] and
-               lk["status"] == 202 and lk["sent"] and lk["newLink"],
-               "[5] a link that is not valid: the form; ID and address: "
-               "a mail with a new link", json.dumps(lk, ensure_ascii=False))
+        en = strings("en")
+        tap.ok(lk["role"] == "alert" and lk["msg"] == en["badLink"] and
+               not lk["main"] and lk["lang"] == "en" and
+               lk["head"] == en["linkHead"] and
+               lk["status"] == 202 and lk["sent"] == en["linkSent"] and
+               lk["newLink"],
+               "[5] a link that is not valid: the form, in the language this "
+               "browser last showed (the guardian's English, not Japanese); "
+               "ID and address: a mail with a new link",
+               json.dumps(lk, ensure_ascii=False))
         pt, zh, vi, fil = (strings(x) for x in NEW)
 
         def shows(got, want, lang, ui):
@@ -311,7 +317,7 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "[10] axe-core: no violation at all at 390 px in pt, zh, "
                "vi, fil")
         tap.ok(r["link"]["vi"] == vi["linkHead"] and
-               r["link"]["sent"] == ja["linkSent"] and
+               r["link"]["sent"] == strings("en")["linkSent"] and
                r["link"]["viMsg"] == vi["linkSent"],
                "[10] the link form in Vietnamese, its message too",
                json.dumps(r["link"], ensure_ascii=False))

@@ -250,6 +250,7 @@
     if (res.json.language !== state.lang && res.json.languages.includes(res.json.language)) {
       await loadStrings(res.json.language);
     }
+    if (res.json.languages.includes(res.json.language)) remember(res.json.language);
     render();
     $('lg').value = res.json.language;
     $('s-link').hidden = true;
@@ -316,9 +317,26 @@
     say(t('linkSent'));
   }
 
+  // The language this browser last showed (the list's choice, or the
+  // guardian's own once a link opened; the registration page keeps the same
+  // key): the first look, and the "send me my link" form of an old link,
+  // come in it rather than in Japanese.
+  function remembered() {
+    let l = null;
+    try { l = localStorage.getItem('kairan-lang'); } catch (e) { /* private mode */ }
+    return [...$('uilang').options].some((o) => o.value === l) ? l : null;
+  }
+
+  function remember(l) {
+    try { localStorage.setItem('kairan-lang', l); } catch (e) { /* private mode */ }
+  }
+
   document.addEventListener('DOMContentLoaded', async () => {
-    await loadStrings('ja');
-    $('uilang').addEventListener('change', () => loadStrings($('uilang').value));
+    await loadStrings(remembered() || 'ja');
+    $('uilang').addEventListener('change', () => {
+      remember($('uilang').value);
+      loadStrings($('uilang').value);
+    });
     $('f-link').addEventListener('submit', onLink);
     $('save').addEventListener('click', onSave);
     $('sendcode').addEventListener('click', onSendCode);
