@@ -155,8 +155,10 @@ for rate, what in RATES:
                                            os.environ.get("KAIRAN_BENCH_AHEAD"))
     best = max(best, rps)
     print("  kairand, [line] rate %d (%s): %.0f recipients/s (%d requests "
-          "in %.2f s from submit, the first delivered at %.2f s), peak RSS "
-          "%.1f MB" % (rate, what, rps, reqs, secs, first, rss))
+          "in %.2f s from submit, the first delivered at %.2f s, %.0f/s "
+          "after it), peak RSS %.1f MB"
+          % (rate, what, rps, reqs, secs, first,
+             N / (secs - first) if secs > first else 0, rss))
     print("    CPU per recipient: kairand %.2f us, redis-server %.2f us; "
           "Redis commands per recipient %.4f (per request %.1f: %s)"
           % (cpu / N * 1e6, rcpu / N * 1e6, sum(calls.values()) / N,
