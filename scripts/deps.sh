@@ -9,7 +9,7 @@ pkgs=(build-essential pkg-config
       libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
       libssl-dev libinih-dev libcmocka-dev libhttp-parser-dev libsystemd-dev
       libunistring-dev libargon2-dev libqrencode-dev
-      redis-server python3 openssl valgrind curl
+      redis-server redis-sentinel python3 openssl valgrind curl
       chromium fonts-noto-cjk debhelper mandoc systemd prometheus
       bash-completion clang libclang-rt-14-dev clang-format nginx)
 # The SMTP client's tests: a private Postfix smtpd, smtp-sink, aiosmtpd.

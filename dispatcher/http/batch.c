@@ -172,8 +172,9 @@ int kn__httpd_batch_usable(struct batch *b)
     if (b->c == NULL)
         return 0;
     if (b->failed) {
-        kn__httpd_respond_error(b->c, 503, NULL,
-                                "Redis is unreachable; try again");
+        /* What anyone may read, a guardian included: nothing of the
+         * inside (the log says what failed). */
+        kn__httpd_respond_coded(b->c, 503, NULL, "retry", KN__HTTPD_BUSY);
         return 0;
     }
     return 1;

@@ -613,8 +613,9 @@ void kn__reg_op_log(struct http_srv *s, const char *source, const char *via,
                     const char *op, const char *tenant, const char *rcpt);
 /* Mail the child's other contacts that a guardian joined (the reply of
  * reg_verify.lua or reg_line.lua: {1, tenant, rcpt, child name, guardian
- * name, relation, addresses...}, every personal value sealed). */
-void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep);
+ * name, relation, naddr addresses...}, every personal value sealed). */
+void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep,
+                           size_t naddr);
 /* GET /r/line-qr.svg (register_link.c). */
 void kn__reg_line_qr(struct conn *c);
 

@@ -1072,15 +1072,13 @@ static void code_go(struct conn *c, struct mp *m)
 
     if (m->sent >= MP_CODES_HOUR) {
         c->req.auth_result = "throttled";
-        kn__httpd_respond(
-            c, 429, "application/json; charset=utf-8",
-            "{\"error\":\"コードを送れる回数を超えました。1時間後にやり直して"
-            "ください (too many codes: try again in an hour)\",\"field\":"
-            "\"via\"}",
-            strlen("{\"error\":\"コードを送れる回数を超えました。1時間後に"
-                   "やり直してください (too many codes: try again in an "
-                   "hour)\",\"field\":\"via\"}"),
-            NULL, "Retry-After: 3600\r\n");
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:s, s:s}", "error",
+                      "コードを送れる回数を超えました。1時間後にやり直して"
+                      "ください (too many codes: try again in an hour)",
+                      "field", "via", "code", "codes_hour"),
+            "Retry-After: 3600\r\n");
         mp_free(m);
         return;
     }
@@ -1240,13 +1238,13 @@ static void on_link_counts(struct batch *b)
         kn__httpd_rnum(kn__httpd_brep(b, 3)) > MP_LINK_SHEET ||
         kn__httpd_rnum(kn__httpd_brep(b, 5)) > MP_LINK_CLIENT) {
         c->req.auth_result = "throttled";
-        kn__httpd_respond(
-            c, 429, "application/json; charset=utf-8",
-            "{\"error\":\"しばらくしてからやり直してください (too many "
-            "requests: try again in an hour)\",\"field\":null}",
-            strlen("{\"error\":\"しばらくしてからやり直してください (too "
-                   "many requests: try again in an hour)\",\"field\":null}"),
-            NULL, "Retry-After: 3600\r\n");
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:n, s:s}", "error",
+                      "しばらくしてからやり直してください (too many "
+                      "requests: try again in an hour)",
+                      "field", "code", "link_hour"),
+            "Retry-After: 3600\r\n");
         link_free(l);
         return;
     }

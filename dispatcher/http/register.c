@@ -667,8 +667,6 @@ void kn__httpd_run_register_email(struct conn *c)
 
 /* ------------------------------------------------ POST /r/verify */
 
-void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep);
-
 struct verify {
     char th[65]; /* the ticket's hash (code path) or "" */
     char code[8];
@@ -726,7 +724,7 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
                "rcpt", rcpt, NULL);
         kn__httpd_respond_json(c, 200, json_pack("{s:b}", "registered", 1),
                                NULL);
-        kn__reg_tell_contacts(c->srv, rep);
+        kn__reg_tell_contacts(c->srv, rep, rep->elements - 6);
     }
 }
 
@@ -735,12 +733,13 @@ static void on_verified(struct kn_redis *r, redisReply *rep, void *arg)
  * the {1, tenant, rcpt, child name, guardian name, relation, addresses
  * ...} of reg_verify.lua or reg_line.lua, every personal value sealed).
  */
-void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep)
+void kn__reg_tell_contacts(struct http_srv *s, const redisReply *rep,
+                           size_t naddr)
 {
     struct kn_daemon *d = s->d;
     {
         const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
-        size_t n = rep->elements - 6, got = 0;
+        size_t n = naddr, got = 0;
         const char **to = kn_xcalloc(n + 1, sizeof(*to));
         char *child = kn__httpd_unseal_opt(d->kr, "name", rep->element[3]->str);
         char *gname = kn__httpd_unseal_opt(d->kr, "name", rep->element[4]->str);

@@ -418,8 +418,6 @@ void kn__httpd_line_reply_close(struct http_srv *s)
 struct linelink {
     struct http_srv *srv;
     char *reply_token;
-    char lang[16]; /* the sign-up page's language ("lg" of the code), or "" */
-    int refs;      /* calls in flight that will call back with it */
 };
 
 /*
@@ -517,24 +515,15 @@ static char *line_text(const char *ja, const char *lang, size_t pick)
     return kn_xasprintf("%s\n\n%s", ja, w);
 }
 
-static void linelink_done(struct linelink *ll)
+/* The page language reg_line answered with (element i of rep), if it is
+ * a string and a valid tag; else "". */
+static void reply_lang(const redisReply *rep, size_t i, char *out, size_t n)
 {
-    if (--ll->refs > 0)
-        return;
-    kn__httpd_free_secret(&ll->reply_token);
-    free(ll);
-}
-
-/* The code's "lg", read just before reg_line (which deletes the code) on
- * the same connection, so it answers first. */
-static void on_line_lang(struct kn_redis *r, redisReply *rep, void *arg)
-{
-    struct linelink *ll = arg;
-    (void)r;
-    if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
-        rep->len < sizeof(ll->lang) && kn_lang_valid(rep->str))
-        memcpy(ll->lang, rep->str, rep->len + 1);
-    linelink_done(ll);
+    const redisReply *e = i < rep->elements ? rep->element[i] : NULL;
+    out[0] = '\0';
+    if (e != NULL && e->type == REDIS_REPLY_STRING && e->len < n &&
+        kn_lang_valid(e->str))
+        memcpy(out, e->str, e->len + 1);
 }
 
 static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
@@ -542,17 +531,24 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
     struct linelink *ll = arg;
     struct http_srv *s = ll->srv;
     const char *ja;
-    char *text;
+    char *text, lang[16] = "";
     long long what = -1;
     (void)r;
     if (rep == NULL) { /* shutting down: the server may be gone */
-        linelink_done(ll);
+        kn__httpd_free_secret(&ll->reply_token);
+        free(ll);
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER)
         what = rep->element[0]->integer;
-    if (what == 1 && rep->elements >= 6) {
+    /* Only a live code's answer names its page's language (reg_line.lua):
+     * a wrong or throttled one is answered the same for every code. */
+    if (what == 1 && rep->elements >= 7)
+        reply_lang(rep, rep->elements - 1, lang, sizeof(lang));
+    else if (what == 2 || what == 3)
+        reply_lang(rep, 1, lang, sizeof(lang));
+    if (what == 1 && rep->elements >= 7) {
         const char *tenant = rep->element[1]->str, *rcpt = rep->element[2]->str;
         char *child =
             kn__httpd_unseal_opt(s->d->kr, "name", rep->element[3]->str);
@@ -560,12 +556,12 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
             "連絡網に登録しました。%s%sの学校からのお知らせを、この LINE "
             "でお届けします。\n心当たりがない場合は、学校にお知らせください。",
             child ? child : "", child ? " さん" : "お子さま");
-        text = line_text(msg, ll->lang, 1);
+        text = line_text(msg, lang, 1);
         kn__reg_op_log(s, "line", "line", "registration.add", tenant, rcpt);
         kn_log(KN_LOG_INFO, "http", "guardian registered (LINE)", "tenant",
                tenant, "rcpt", rcpt, NULL);
         line_reply(s, ll->reply_token, text);
-        kn__reg_tell_contacts(s, rep);
+        kn__reg_tell_contacts(s, rep, rep->elements - 7);
         kn__httpd_free_secret(&text);
         kn__httpd_free_secret(&msg);
         kn__httpd_free_secret(&child);
@@ -598,11 +594,12 @@ static void on_line_linked(struct kn_redis *r, redisReply *rep, void *arg)
         if (what == 0 || what == 4)
             kn_log(KN_LOG_INFO, "http", "LINE link code refused", "why",
                    what == 0 ? "wrong or expired" : "throttled", NULL);
-        text = line_text(ja, ll->lang, (size_t)what);
+        text = line_text(ja, lang, (size_t)what);
         line_reply(s, ll->reply_token, text);
         free(text);
     }
-    linelink_done(ll);
+    kn__httpd_free_secret(&ll->reply_token);
+    free(ll);
 }
 
 void kn__httpd_line_link(struct http_srv *s, const char *user_id,
@@ -627,20 +624,17 @@ void kn__httpd_line_link(struct http_srv *s, const char *user_id,
     ll = kn_xcalloc(1, sizeof(*ll));
     ll->srv = s;
     ll->reply_token = reply_token ? kn_xstrdup(reply_token) : NULL;
-    ll->refs = 1; /* this function's, until both calls are sent */
-    if (kn_redis_cmd(d->cmd, on_line_lang, ll, "HGET %s lg", k1) == 0)
-        ll->refs++;
     {
         const char *argv[] = {k1,     k2, k3,  d->prefix, now,
                               sealed, bi, win, per,       all};
         if (kn_redis_eval(d->cmd, &line_script, on_line_linked, ll, 3, 10, argv,
-                          NULL) == 0)
-            ll->refs++;
-        else
+                          NULL) < 0) {
             kn_log(KN_LOG_ERROR, "http", "LINE link: Redis is unreachable",
                    NULL);
+            kn__httpd_free_secret(&ll->reply_token);
+            free(ll);
+        }
     }
-    linelink_done(ll);
     free(sealed);
     free(k1);
     free(k2);

@@ -12,11 +12,14 @@
 -- Keys made from the data read: sheet:<s>, reg:<t>:<r>, rcpt:<t>:<r>,
 -- regd:<t>.
 -- Returns {1, tenant, rcpt, sealed child name, '', '', sealed addresses
--- of the child's other contacts...} (as reg_verify; no addresses when the
--- sign-up's guardian already exists: the channel joins it), {0} unknown,
--- expired or used code (counted as wrong), {2} the sheet was reissued or
--- is used up, {3} this LINE user is already registered for the child,
--- {4} too many wrong codes (of this user, or of everybody): nothing read.
+-- of the child's other contacts..., lg} (as reg_verify, and the code's
+-- page language last, '' if none; no addresses when the sign-up's
+-- guardian already exists: the channel joins it), {0} unknown, expired or
+-- used code (counted as wrong), {2, lg} the sheet was reissued or is used
+-- up, {3, lg} this LINE user is already registered for the child, {4}
+-- too many wrong codes (of this user, or of everybody): nothing read.
+-- The language only ever comes with a live code's answer: a reply worded
+-- by it would otherwise tell a throttled sender which codes exist.
 --#include keys
 --#include others
 --#include page_lang
@@ -41,7 +44,7 @@ redis.call('DEL', KEYS[1])
 local sk, rk = key(P, 'sheet', S), key(P, 'reg', T, R)
 local sh = redis.call('HMGET', sk, 't', 'r', 'used', 'max')
 if sh[1] ~= T or sh[2] ~= R or redis.call('HGET', rk, 'sheet') ~= S then
-  return {2}
+  return {2, lg or ''}
 end
 local gs = {}
 local cur = redis.call('HGET', rk, 'g')
@@ -50,7 +53,7 @@ if cur then
   if ok and type(o) == 'table' then gs = o end
 end
 for _, g in ipairs(gs) do
-  if type(g) == 'table' and g.li == bi then return {3} end
+  if type(g) == 'table' and g.li == bi then return {3, lg or ''} end
 end
 local rec = redis.call('HMGET', key(P, 'rcpt', T, R), 'c', 'name')
 local out = {1, T, R, rec[2] or '', '', ''}
@@ -59,10 +62,13 @@ for _, g in ipairs(gs) do
     g.l, g.li = sealed, bi
     page_lang_set(g, lg, now)
     redis.call('HSET', rk, 'g', cjson.encode(gs))
+    out[#out + 1] = lg or ''
     return out
   end
 end
-if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then return {2} end
+if tonumber(sh[3] or '0') >= tonumber(sh[4] or '0') then
+  return {2, lg or ''}
+end
 others(out, rec[1], gs, nil)
 local g = {l = sealed, li = bi, at = tonumber(now), tk = v[4],
            cs = tonumber(v[5] or '0')}
@@ -71,4 +77,5 @@ gs[#gs + 1] = g
 redis.call('HSET', rk, 'g', cjson.encode(gs))
 redis.call('HINCRBY', sk, 'used', 1)
 redis.call('SADD', key(P, 'regd', T), R)
+out[#out + 1] = lg or ''
 return out

@@ -1022,9 +1022,9 @@ with Redis(out) as r:
                '{"id":"s7","e":"D7","ei":"DI7"}')
         rl, fu, fa = P + "rline:c1", P + "rlfail:LI1", P + "rlfail:all"
 
-        def code(key=rl, tk="TKL"):
+        def code(key=rl, tk="TKL", lg=None):
             c.call("HSET", key, "t", "t1", "r", "s7", "s", "SH3", "tk", tk,
-                   "cs", NOW)
+                   "cs", NOW, *(["lg", lg] if lg else []))
 
         def link(uid="L1", li="LI1", key=rl, fail=fu, per="3", overall="10"):
             return ev("reg_line", [key, fail, fa],
@@ -1032,20 +1032,21 @@ with Redis(out) as r:
         assert link() == [0]                               # no such code
         assert c.call("GET", fu) == b"1" and c.call("GET", fa) == b"1"
         assert 0 < c.call("PTTL", fu) <= 600000
-        code()
-        assert link() == [1, b"t1", b"s7", b"SN7", b"", b"", b"D7"]
+        code(lg="pt")
+        # the live code's page language last (its replies are worded in it)
+        assert link() == [1, b"t1", b"s7", b"SN7", b"", b"", b"D7", b"pt"]
         assert c.call("EXISTS", rl) == 0                   # single use
         g = json.loads(c.call("HGET", P + "reg:t1:s7", "g"))
         assert g == [{"l": "L1", "li": "LI1", "at": NOW, "tk": "TKL",
-                      "cs": NOW}], g
+                      "cs": NOW, "pf": {"lg": "pt", "at": NOW}}], g
         assert c.call("HGET", P + "sheet:SH3", "used") == b"1"
         assert c.call("SISMEMBER", P + "regd:t1", "s7") == 1
-        code(tk="TKM")
-        assert link() == [3]                               # already linked
+        code(tk="TKM", lg="vi")
+        assert link() == [3, b"vi"]                        # already linked
         assert link() == [0]                               # used by [3]
         c.call("SET", fu, "3")
-        code(tk="TKM")
-        assert link() == [4]                               # throttled
+        code(tk="TKM", lg="vi")
+        assert link() == [4]             # throttled: no language, as [0]
         assert c.call("EXISTS", rl) == 1                   # not even read
         c.call("SET", fa, "10")
         assert link(uid="L2", li="LI2", fail=P + "rlfail:LI2") == [4]
@@ -1054,11 +1055,11 @@ with Redis(out) as r:
             1, b"t1", b"s7"]
         assert c.call("HGET", P + "sheet:SH3", "used") == b"2"
         code(tk="TKN")                                     # sheet used up
-        assert link(uid="L3", li="LI3", fail=P + "rlfail:LI3") == [2]
+        assert link(uid="L3", li="LI3", fail=P + "rlfail:LI3") == [2, b""]
         # the same sign-up as an earlier guardian: joins it, no sheet use
         code(tk="TKL")
         assert link(uid="L4", li="LI4", fail=P + "rlfail:LI4") == [
-            1, b"t1", b"s7", b"SN7", b"", b""]
+            1, b"t1", b"s7", b"SN7", b"", b"", b""]
         g = json.loads(c.call("HGET", P + "reg:t1:s7", "g"))
         assert g[0]["li"] == "LI4" and len(g) == 2, g
 

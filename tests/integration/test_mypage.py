@@ -400,7 +400,7 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
             assert save(tok_mom, xc=["email"], code="000000" if code2 !=
                         "000000" else "111111")[0] == 403
         st, e = save(tok_mom, xc=["email"], code=code2)
-        assert st == 429, (st, e)
+        assert st == 429 and e["code"] == "code_wait", (st, e)
         assert "xc" not in record("s-1")["pf"]
         # the sheet's passcode: wrong is refused, right saves (mother of s-2)
         tok2 = token_of(wait_text(MOM2, "B組だけ")[0])
@@ -460,9 +460,10 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
             assert call("POST", "/m/link", {"id": sheets["s-2"][0],
                                             "email": "p%d@example.jp" % i},
                         ip="198.51.100.6")[0] == 202
-        assert call("POST", "/m/link", {"id": sheets["s-2"][0],
-                                        "email": "q@example.jp"},
-                    ip="198.51.100.7")[0] == 429
+        st, e = call("POST", "/m/link", {"id": sheets["s-2"][0],
+                                         "email": "q@example.jp"},
+                     ip="198.51.100.7")
+        assert st == 429 and e["code"] == "link_hour", (st, e)
         st, e = call("POST", "/m/link", {"id": sid, "email": "no-at"})
         assert st == 400 and e["field"] == "email", (st, e)
         assert before < len(texts(DAD1))

@@ -33,6 +33,8 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       rotates the token; a push broadcast reaches the new token only; an
       e-mail added in the same sign-up joins the same guardian.
   [11] one sign-up sends at most 5 verification mails.
+  [12] Redis gone: a step is answered 503 {"code": "retry"} with a text
+      that names nothing of the inside.
   [0], [8] kairanctl recipients unregistered: per class, both children
       before (with the channels the school holds), nobody after.
 
@@ -476,6 +478,15 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         left = [x for x in scan() if re.match(
             rb"kairan:(sheet|sheets|reg|regd|rdev|rdevs):", x)]
         assert left == [], left
+
+    with tap.check("[12] Redis gone: a guardian's step is answered 503 "
+                   "with code retry and no word of Redis"):
+        r.stop()
+        st, j = call("POST", "/r/start", {"id": "ABCDEFGH",
+                                          "passcode": "3333-3333-3333"},
+                     ip="198.51.100.21")
+        assert st == 503 and j["code"] == "retry", (st, j)
+        assert "Redis" not in j["error"] and "try again" in j["error"], j
 
     d.stop()
 tap.done()

@@ -24,7 +24,9 @@ records it in replies.jsonl); the fake SMTP server for the mails.
       English: the code's language is not known), nothing linked.
   [5] a used code and an expired code: the same reply, nothing linked.
   [6] per-user throttle: after 5 wrong codes a LINE user's live code is
-      refused (a "wait" reply) and stays live: another user links with it.
+      refused (a "wait" reply, worded the same as for a code that does
+      not exist: Japanese, then English, never the live code's page
+      language) and stays live: another user links with it.
   [7] an unsigned (401) or forged (403) webhook changes nothing, no reply;
       the code it carried still works.
   [8] the sheet's max_guardians counts LINE: s-2's sheet (max 2) used up
@@ -309,12 +311,16 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
     with tap.check("[6] per-user throttle: after 5 wrong codes a live code "
                    "is refused and stays live for others"):
         tk = start(sheets["s-2"])
-        live = line_code(tk)
+        live = line_code(tk, lang="pt")
         bad = "%08d" % ((int(live) + 7) % 100000000)
         for _ in range(2):  # U2 has 3 wrong codes already ([4], [5])
             assert SAID_WRONG in send(U2, bad)
         text = send(U2, live)
-        assert SAID_WAIT in text, text
+        # worded the same for a live code (made on the Portuguese page) as
+        # for one that does not exist: a throttled sender learns nothing
+        assert SAID_WAIT in text and "Too many wrong codes" in text and \
+            "Muitos" not in text, text
+        assert send(U2, bad) == text
         assert reg("s-2") == []
         text = send(U3, live)
         assert SAID_DONE in text, text
