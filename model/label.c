@@ -13,19 +13,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unictype.h>
 #include <uninorm.h>
 
 #include "common/kn.h"
 #include "common/utf8.h"
 
-/* 1 if the code point may not be part of a name. */
+/*
+ * 1 if the code point may not be part of a name: controls, the line and
+ * paragraph separators, and every format character (Unicode's Cf: the
+ * bidi marks, embeddings and isolates, zero-width spaces and joiners,
+ * U+2060-2064, U+FEFF, the soft hyphen...): invisible, they would let two
+ * names that look the same be two groups, categories or templates.
+ */
 static int refused_cp(unsigned long cp)
 {
     return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || /* C0, DEL, C1 */
-           cp == 0x200e || cp == 0x200f ||            /* LRM, RLM */
-           (cp >= 0x202a && cp <= 0x202e) ||          /* embeddings */
-           (cp >= 0x2066 && cp <= 0x2069) ||          /* isolates */
-           cp == 0x2028 || cp == 0x2029 || cp == 0x061c || cp == 0xfeff;
+           cp == 0x2028 || cp == 0x2029 ||
+           uc_is_general_category((ucs4_t)cp, UC_CATEGORY_Cf);
 }
 
 /*
@@ -72,8 +77,8 @@ int kn_label_norm(const char *s, char **out, char *err, size_t errlen)
             KN_PANIC("u8_normalize returned bytes that are not UTF-8");
         if (refused_cp(cp)) {
             snprintf(err, errlen,
-                     "holds a control character (U+%04lX): remove it "
-                     "(line breaks and tabs included)",
+                     "holds a control character or an invisible one "
+                     "(U+%04lX): remove it (line breaks and tabs included)",
                      cp);
             free(p);
             return KN_EINVAL;

@@ -304,15 +304,16 @@ static int group_allowed(const char *list, const char *group)
 /*
  * Role rules for a submitted broadcast.  Returns 0 or answers 403 and
  * returns -1.
- *  1. limited_admin and sender: the tenant is their own (when the body
- *     names none, it was set to theirs before parsing).
+ *  1. a token bound to a tenant (limited_admin, sender, an admin made with
+ *     --tenant): the tenant is its own (when the body names none, it was
+ *     set to its own before parsing).
  *  2. sender: no inline recipients and no directory ids, only groups its
  *     token lists.
  */
 static int submit_allowed(struct conn *c, const struct kn_broadcast *b)
 {
     const struct token *t = &c->req.tok;
-    if (t->role == KN_ROLE_ADMIN)
+    if (t->role == KN_ROLE_ADMIN && !kn__httpd_tok_scoped(t))
         return 0;
     if (t->tenant == NULL || strcmp(b->tenant, t->tenant) != 0) {
         kn__httpd_respond_error(c, 403, "tenant",
@@ -380,7 +381,7 @@ int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b)
         return -1;
     }
     /* "tenant forced to its own": a body without one gets the token's. */
-    if (c->req.tok.role != KN_ROLE_ADMIN && c->req.tok.tenant != NULL &&
+    if (kn__httpd_tok_scoped(&c->req.tok) &&
         (root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) != NULL) {
         if (json_is_object(root) && json_object_get(root, "tenant") == NULL) {
             json_object_set_new(root, "tenant", json_string(c->req.tok.tenant));

@@ -135,9 +135,11 @@ int kn__httpd_bc_may_see(const struct conn *c, const char *tenant,
     switch (t->role) {
     case KN_ROLE_ADMIN:
     case KN_ROLE_OPERATOR: /* the active list only: routes decide */
-        /* a staff session's operator: its tenant only */
-        return !t->session || (tenant != NULL && t->tenant != NULL &&
-                               strcmp(tenant, t->tenant) == 0);
+        /* kairan-wide unless bound to a tenant (a staff session's
+         * operator, a token made with --tenant): then its tenant only */
+        return !kn__httpd_tok_scoped(t) ||
+               (tenant != NULL && t->tenant != NULL &&
+                strcmp(tenant, t->tenant) == 0);
     case KN_ROLE_LIMITED_ADMIN:
         return tenant != NULL && t->tenant != NULL &&
                strcmp(tenant, t->tenant) == 0;
@@ -158,8 +160,7 @@ static const char *own_tenant(const struct conn *c)
         return NULL;
     switch (t->role) {
     case KN_ROLE_ADMIN:
-    case KN_ROLE_OPERATOR:
-        return t->session ? t->tenant : NULL;
+    case KN_ROLE_OPERATOR: /* bound to a tenant (checked above) */
     case KN_ROLE_LIMITED_ADMIN:
     case KN_ROLE_SENDER: /* its own, which are its tenant's */
         return t->tenant;
@@ -386,6 +387,17 @@ static void run_bc_by_key(struct conn *c)
 {
     char *key = kn__httpd_query_get(c->req.query, "key"), *tenant = NULL, *k;
     struct batch *b;
+    /* The list route lets an operator in for the active list (counts, no
+     * names); a broadcast by key is the whole of it, as GET
+     * /v1/broadcasts/{id}, which an operator may not read. */
+    if (c->req.tok.role == KN_ROLE_OPERATOR) {
+        free(key);
+        c->req.auth_result = "forbidden";
+        kn__httpd_respond_error(c, 403, "key",
+                                "an operator reads the active list (counts, "
+                                "no names), not a broadcast");
+        return;
+    }
     if (key == NULL || !kn_id_valid(key)) {
         free(key);
         kn__httpd_respond_error(

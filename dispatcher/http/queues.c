@@ -16,8 +16,9 @@
 
 static int tenant_visible(const struct conn *c, const char *tenant)
 {
-    /* A staff session never sees outside its tenant, whatever its role. */
-    if (c->req.tok.role != KN_ROLE_LIMITED_ADMIN && !c->req.tok.session)
+    /* A staff session or a token bound to a tenant never sees outside
+     * it, whatever its role. */
+    if (!kn__httpd_tok_scoped(&c->req.tok))
         return 1;
     return tenant != NULL && c->req.tok.tenant != NULL &&
            strcmp(tenant, c->req.tok.tenant) == 0;
@@ -145,9 +146,13 @@ static void on_queues_1(struct batch *b)
     json_object_set_new(q->root, "retry", json_integer(qs.retry));
     json_object_set_new(q->root, "dlq", json_integer(qs.dlq));
     {
-        /* Broadcasts per category, as kairanctl status --json shows. */
+        /* Broadcasts per category, as kairanctl status --json shows: the
+         * counts of every school, by name (a school's own category names
+         * are its business): for a caller that sees every tenant only. */
         json_t *cats = json_object();
-        const redisReply *h = kn__httpd_brep(b, GATHER_N + 2);
+        const redisReply *h = kn__httpd_tok_scoped(&b->c->req.tok)
+                                  ? NULL
+                                  : kn__httpd_brep(b, GATHER_N + 2);
         for (size_t i = 0;
              h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
             json_object_set_new(cats, h->element[i]->str,

@@ -22,11 +22,12 @@
 
 /*
  * Paths whose rest is a secret, one row each: a personal link /a/<token>
- * is the guardian's only credential, so no log line may hold it (at
- * log_level = debug every request's path is logged).  Queries are never
- * logged at all.
+ * is the guardian's only credential, and an unsubscribe link /u/<token>
+ * names the tenant and child and works for 400 days, so no log line may
+ * hold either (at log_level = debug every request's path is logged).
+ * Queries are never logged at all.
  */
-static const char *const secret_paths[] = {"/a/"};
+static const char *const secret_paths[] = {"/a/", "/u/"};
 
 /* The path as it may be logged: what follows a secret prefix, wherever
  * it appears (a mistyped "/x/a/<token>" too), becomes "<redacted>".

@@ -405,21 +405,30 @@ static void on_pref_set(struct kn_redis *r, redisReply *rep, void *arg)
     unsub_free(u);
 }
 
-/* The category's flags are in: refuse an emergency one, else opt out. */
-static void on_flags(struct kn_redis *r, redisReply *rep, void *arg)
+/* The category's flags and whether the tenant is closed are in: refuse
+ * a closed school's link (as the my page does) and an emergency
+ * category, else opt out. */
+static void on_flags(struct batch *b)
 {
-    struct unsub *u = arg;
-    struct conn *c = u->c;
-    struct kn_daemon *d = c->srv->d;
+    struct unsub *u = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *rep = kn__httpd_brep(b, 0);
     struct kn_argv a;
     char now[24], *patch;
     json_t *j;
-    if (!kn__httpd_conn_release(c)) {
+    if (c == NULL) { /* the client went away */
         unsub_free(u);
         return;
     }
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+    d = c->srv->d;
+    if (b->failed || rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         busy(c, u->lang);
+        unsub_free(u);
+        return;
+    }
+    if (kn__httpd_rstr(kn__httpd_brep(b, 1)) != NULL) { /* closed_ms */
+        refuse(c, u->lang, "error.invalid");
         unsub_free(u);
         return;
     }
@@ -459,7 +468,8 @@ void kn__httpd_run_unsub_post(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct unsub *u;
-    char *cats;
+    struct batch *b;
+    char *k;
     if (!kn_gtoken_unsub_form_ok(c->req.ctype, kn_buf_str(&c->req.body),
                                  kn_buf_len(&c->req.body))) {
         kn__httpd_unsub_init();
@@ -479,12 +489,12 @@ void kn__httpd_run_unsub_post(struct conn *c)
         return;
     }
     u->c = c;
-    cats = kn_key_cats(d->prefix, u->t.tenant);
-    kn__httpd_conn_hold(c);
-    if (kn_redis_cmd(d->cmd, on_flags, u, "HGET %s %s", cats, u->t.extra) < 0) {
-        c->refs--;
-        busy(c, u->lang);
-        unsub_free(u);
-    }
-    free(cats);
+    b = kn__httpd_batch_new(c->srv, c, on_flags, u);
+    k = kn_key_cats(d->prefix, u->t.tenant);
+    kn__httpd_batch_cmd(b, "HGET", k, u->t.extra, NULL);
+    free(k);
+    k = kn__key(d, "tenant:%s", u->t.tenant);
+    kn__httpd_batch_cmd(b, "HGET", k, "closed_ms", NULL);
+    free(k);
+    kn__httpd_batch_end(b);
 }

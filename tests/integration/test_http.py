@@ -183,6 +183,8 @@ with Redis(out) as redis:
         T["operator"] = token("operator", "NOC")
         T["expiring"] = token("operator", "short-lived", expires="1s")
         T["to_revoke"] = token("admin", "Suzuki (leaving)")
+        # an admin bound to a school (what a school's own staff API needs)
+        T["school_admin"] = token("admin", "momo admin", tenant="momo")
         for v in T.values():
             assert re.fullmatch(r"kn_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", v), v
         assert len(set(T.values())) == len(T)
@@ -652,6 +654,40 @@ with Redis(out) as redis:
         rl = request(U, "GET", "/v1/queues", T["limited"]).json
         assert momo in [a["id"] for a in ra["active"]], ra["active"]
         assert momo not in [a["id"] for a in rl["active"]], rl["active"]
+        # the counts per category are of every school, by name: for a
+        # caller that sees every school only
+        assert ra["categories"] and rl["categories"] == {}, (ra, rl)
+
+    with tap.check("an admin token made with --tenant is that school's: "
+                   "another school's broadcasts are 404, its submits 403, "
+                   "its lists filtered; an operator gets no broadcast by key"):
+        sa = T["school_admin"]
+        r = request(U, "GET", "/v1/broadcasts/" + IDEM, sa)  # sakura's
+        assert r.status == 404, r
+        r = request(U, "GET", "/v1/broadcasts/" + momo, sa)
+        assert r.status == 200 and r.json["tenant"] == "momo", r
+        for path in ("/recipients", "/cancel"):
+            r = request(U, "POST" if path == "/cancel" else "GET",
+                        "/v1/broadcasts/" + IDEM + path, sa)
+            assert r.status == 404, (path, r)
+        r = request(U, "POST", "/v1/broadcasts", sa,
+                    bcast(tenant="sakura", id="bc-cross", n=1))
+        assert r.status == 403 and r.json["field"] == "tenant", r
+        r = request(U, "GET", "/v1/broadcasts?key=%s&tenant=sakura" % IDEM, sa)
+        assert r.status == 404, r
+        r = request(U, "GET", "/v1/broadcasts?active=1", sa)
+        assert r.status == 200 and r.json["broadcasts"] and all(
+            b["tenant"] == "momo" for b in r.json["broadcasts"]), r.json
+        assert momo in [a["id"] for a in request(
+            U, "GET", "/v1/queues", sa).json["active"]]
+        assert IDEM not in [a["id"] for a in request(
+            U, "GET", "/v1/queues", sa).json["active"]]
+        r = request(U, "GET", "/v1/broadcasts?key=%s&tenant=sakura" % IDEM,
+                    T["operator"])
+        assert r.status == 403 and "subject" not in r.json, r
+        # a kairan-wide admin still sees every school
+        assert request(U, "GET", "/v1/broadcasts/" + IDEM,
+                       T["admin"]).status == 200
 
     # ---------------------------------------------------------------- [5]
     with tap.check("token list (text and --json) never shows a hash, a salt or a secret"):

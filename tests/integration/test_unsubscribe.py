@@ -26,7 +26,8 @@ other has a child c-1 whose guardian has mama1's address.
   [5] forged and cut tokens refused (400); the other tenant's token
       changes the other tenant's guardian only.
   [6] the operation log has guardian.unsubscribe (tenant, child,
-      category) per change, never an address.
+      category) per change, never an address; kairand at log_level =
+      debug logs the paths as /u/<redacted>, never a token.
   [7] the next 行事 broadcast reaches papa1 only: mama1 and solo2 are
       recorded opted_out, counted n:email:opted_out 2, c-2 is not
       unreachable; the account is exact (delivered == total).
@@ -36,6 +37,8 @@ other has a child c-1 whose guardian has mama1's address.
       keeps mama1's opt-out: the next 行事 broadcast still skips her.
   [10] a category made emergency after the click: the token is refused
       (400), and that category's next broadcast reaches mama1.
+  [12] (before [11]) the other tenant closed: its link is refused (400),
+      nothing written.
   [11] the operation log cannot be written: a click is refused with 503,
       Retry-After and the page in the reader's language (?lang=pt) saying
       to try again, never a word of the inside (Redis, the log); nothing
@@ -111,7 +114,9 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
     port = free_port()
     k = Kairan(out, r, smtp=smtp, conf={
         "http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
-                 "public_url": PUB}})
+                 "public_url": PUB},
+        # every request's path is logged: the tokens must not be
+        "dispatcher": {"log_level": "debug"}})
     for args in (("category", "add", "--tenant", T, "行事"),
                  ("category", "add", "--tenant", T, "地震", "--emergency"),
                  ("category", "add", "--tenant", T2, "行事")):
@@ -262,7 +267,8 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
             assert st == 400
         assert "pf" not in record(T, "c-1")["g"][0]
         _, mo = send("行事", tenant=T2, group="1A")
-        st, _, _ = req(port, "POST", "/u/" + token_of(mo[MAMA]), ONE_CLICK, URLENC)
+        other_tok = token_of(mo[MAMA])
+        st, _, _ = req(port, "POST", "/u/" + other_tok, ONE_CLICK, URLENC)
         assert st == 200
         assert record(T2, "c-1")["pf"]["ox"] == ["行事"]
         assert "pf" not in record(T, "c-1")["g"][0]
@@ -275,6 +281,11 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
                               (T2, "c-1", "行事")]), lines
         text = json.dumps(lines)
         assert "@" not in text, text
+        # kairand's own log, at debug (every path logged): no token
+        log = d.stderr_text()
+        assert '"/u/<redacted>"' in log, log[-800:]
+        for t in toks.values():
+            assert t not in log and t.split(".")[-1] not in log, "token logged"
 
     with tap.check("[7] the next 行事 broadcast reaches papa1 only; the others "
                    "recorded opted_out; the account is exact"):
@@ -323,6 +334,15 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert sorted(m9) == sorted([MAMA, PAPA, SOLO]), sorted(m9)
         for msg in m9.values():
             assert msg["List-Unsubscribe"] is None
+
+    with tap.check("[12] a closed school's links are refused (as the my "
+                   "page refuses them); nothing written"):
+        cp = k.ctl("tenant", "close", T2, "--now", "2026-01-01T00:00:00+09:00")
+        assert cp.returncode == 0, cp.stderr
+        before = record(T2, "c-1")
+        st, page, _ = req(port, "POST", "/u/" + other_tok, ONE_CLICK, URLENC)
+        assert st == 400 and "正しくありません" in page, (st, page[-300:])
+        assert record(T2, "c-1") == before
 
     with tap.check("[11] the operation log unwritable: 503, Retry-After, the "
                    "page in Portuguese says to try again; nothing changed"):

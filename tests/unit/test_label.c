@@ -75,6 +75,12 @@ static void test_refused(void **state)
     refused("a\xc2\x9b" "b", "U+009B");          /* C1 CSI */
     refused("a\xe2\x80\xae" "b", "U+202E");      /* RLO */
     refused("a\xe2\x80\xa8" "b", "U+2028");      /* line separator */
+    /* every format character (Cf): invisible, two names alike */
+    refused("臨時休校\xe2\x80\x8b", "U+200B");       /* zero-width space */
+    refused("臨時\xe2\x81\xa0休校", "U+2060");       /* word joiner */
+    refused("2-\xc2\xad" "A", "U+00AD");             /* soft hyphen */
+    refused("a\xe2\x80\x8d" "b", "U+200D");         /* zero-width joiner */
+    refused("a\xef\xbb\xbf" "b", "U+FEFF");         /* BOM */
     refused("\xff\xfe", "not UTF-8");
 }
 
