@@ -172,6 +172,16 @@ char *kn_key_reg_ticket(const char *prefix, const char *hash)
     return one_part_key(prefix, "rtk", hash);
 }
 
+char *kn_key_reg_mails(const char *prefix, const char *addr_index)
+{
+    return one_part_key(prefix, "rma", addr_index);
+}
+
+char *kn_key_reg_starts(const char *prefix, const char *sheet_id)
+{
+    return one_part_key(prefix, "rst", sheet_id);
+}
+
 char *kn_key_reg_verify(const char *prefix, const char *hash)
 {
     return one_part_key(prefix, "rver", hash);

@@ -115,6 +115,9 @@ char *kn_key_sheets(const char *prefix, const char *tenant);
  *                      use): the sign-up it links a LINE user to
  *   rlfail:<index>     wrong link codes of one LINE user (the blind index
  *                      of the user id) in 10 minutes; rlfail:all: of all
+ *   rma:<index>        verification mails to one address (the blind index
+ *                      of the address) in the hour, whatever the sheet
+ *   rst:<ID>           sign-ups started with one sheet in the hour
  */
 char *kn_key_reg_fail(const char *prefix, const char *sheet_id,
                       const char *addr);
@@ -126,6 +129,8 @@ char *kn_key_reg_device(const char *prefix, const char *hash);
 char *kn_key_reg_devices(const char *prefix, const char *tenant);
 char *kn_key_reg_line(const char *prefix, const char *hash);
 char *kn_key_reg_line_fail(const char *prefix, const char *who);
+char *kn_key_reg_mails(const char *prefix, const char *addr_index);
+char *kn_key_reg_starts(const char *prefix, const char *sheet_id);
 
 /*
  * My page (dispatcher/http/mypage.c, docs/mypage.md).  Each is named by a

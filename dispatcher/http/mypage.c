@@ -302,7 +302,10 @@ struct mp {
     int op;
     struct conn *c; /* save: held while pref_set runs */
     struct kn_gtoken tk;
-    char ci[160]; /* "<tenant>|<child>|<index>": names the guardian */
+    /* "<tenant>|<child>|<index>": names the guardian (the code and
+     * failure keys hash it); room for the longest of each (64, 128, 64),
+     * never cut: two guardians must never share it */
+    char ci[320];
     json_t *req;  /* the request body */
     json_t *rec, *reg, *g;
     json_t *cats; /* [{name, emergency}] */
@@ -509,8 +512,12 @@ static void mp_start(struct conn *c, int op,
         mp_free(m);
         return;
     }
-    snprintf(m->ci, sizeof(m->ci), "%s|%s|%s", m->tk.tenant, m->tk.child,
-             m->tk.index);
+    if ((size_t)snprintf(m->ci, sizeof(m->ci), "%s|%s|%s", m->tk.tenant,
+                         m->tk.child, m->tk.index) >= sizeof(m->ci)) {
+        bad_link(c, 0); /* longer than any token kairan makes */
+        mp_free(m);
+        return;
+    }
     b = kn__httpd_batch_new(c->srv, c, on_base, m);
     k = kn_key_rcpt(d->prefix, m->tk.tenant, m->tk.child);
     kn__httpd_batch_cmd(b, "HMGET", k, "c", "name", "groups", NULL);

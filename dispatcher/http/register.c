@@ -60,6 +60,9 @@
 #define REG_CODE_TRIES 5
 #define REG_TEXT_MAX   100 /* bytes of a name or a relation */
 #define REG_MAILS      5   /* verification mails per sign-up */
+#define REG_ADDR_MAILS 3   /* verification mails to one address an hour */
+#define REG_STARTS     10  /* sign-ups started with one sheet an hour */
+#define REG_HOUR_MS    (60LL * 60 * 1000)
 
 #define BAD_SHEET "ID またはパスコードが違います (wrong ID or passcode)"
 
@@ -285,6 +288,24 @@ static void on_ticket_made(struct batch *b)
     json_t *j;
     if (!kn__httpd_batch_usable(b))
         goto out;
+    if (kn__httpd_rnum(kn__httpd_brep(b, 4)) > REG_STARTS) {
+        /* the ticket just made is not handed out: it goes */
+        char th[65], *k;
+        kn_session_hash(st->ticket, th);
+        k = kn_key_reg_ticket(c->srv->d->prefix, th);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DEL %s", k);
+        free(k);
+        c->req.auth_result = "throttled";
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:n, s:s}", "error",
+                      "この用紙からの登録が続いています。1時間ほどしてから"
+                      "やり直してください (too many sign-ups with this "
+                      "sheet: try again in an hour)",
+                      "field", "code", "sheet_busy"),
+            "Retry-After: 3600\r\n");
+        goto out;
+    }
     name = kn__httpd_unseal_opt(c->srv->d->kr, "name",
                                 kn__httpd_rstr(kn__httpd_brep(b, 3)));
     j = json_pack("{s:s,s:s,s:s?,s:I}", "ticket", st->ticket, "school",
@@ -376,6 +397,13 @@ static void on_sheet(struct batch *b)
     free(k);
     k = kn_key_rcpt(d->prefix, st->tenant, st->rcpt);
     kn__httpd_batch_cmd(nb, "HGET", k, "name", NULL);
+    free(k);
+    /* Sign-ups of this sheet in the hour (4, 5): each may mail 5
+     * addresses, so a sheet's holder is held to REG_STARTS of them. */
+    snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
+    k = kn_key_reg_starts(d->prefix, st->id);
+    kn__httpd_batch_cmd(nb, "INCR", k, NULL);
+    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
     free(k);
     kn__httpd_batch_end(nb);
 }
@@ -533,8 +561,20 @@ static void on_mail_ticket(struct batch *b)
                                 "passcode)");
         goto out;
     }
-    /* A sign-up sends at most REG_MAILS mails: nobody mails a stranger
-     * again and again with one passcode. */
+    /* An address gets at most REG_ADDR_MAILS in the hour from every
+     * sheet together: nobody mails a stranger again and again. */
+    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) > REG_ADDR_MAILS) {
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:s, s:s}", "error",
+                      "このアドレスには、しばらく確認メールを送れません。"
+                      "1時間ほどしてからやり直してください (too many mails "
+                      "to this address: try again in an hour)",
+                      "field", "email", "code", "addr_limit"),
+            "Retry-After: 3600\r\n");
+        goto out;
+    }
+    /* A sign-up sends at most REG_MAILS mails. */
     if (kn__httpd_rnum(h->element[3]) >= REG_MAILS) {
         kn__httpd_respond_coded(c, 429, "email", "mail_limit",
                                 "確認メールを送れる回数を超えました。ID と"
@@ -656,9 +696,18 @@ void kn__httpd_run_register_email(struct conn *c)
         m->relation = rel && rel[0] ? kn_xstrdup(rel) : NULL;
         if (lang != NULL)
             snprintf(m->lang, sizeof(m->lang), "%s", lang);
+        char bi[33], ms[24];
         b = kn__httpd_batch_new(c->srv, c, on_mail_ticket, m);
         k = kn_key_reg_ticket(d->prefix, m->th);
         kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", "mails", NULL);
+        free(k);
+        /* Mails to this address in the hour, whatever the sheet: counted
+         * first (atomic), compared when the answers are in. */
+        kn_blind_index(d->kr, "email", email, bi);
+        snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
+        k = kn_key_reg_mails(d->prefix, bi);
+        kn__httpd_batch_cmd(b, "INCR", k, NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
         free(k);
         kn__httpd_batch_end(b);
     }

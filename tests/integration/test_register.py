@@ -33,6 +33,9 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       rotates the token; a push broadcast reaches the new token only; an
       e-mail added in the same sign-up joins the same guardian.
   [11] one sign-up sends at most 5 verification mails.
+  [13] one address gets at most 3 verification mails an hour, from
+      every sheet together (429 addr_limit).
+  [14] one sheet starts at most 10 sign-ups an hour (429 sheet_busy).
   [12] Redis gone: a step is answered 503 {"code": "retry"} with a text
       that names nothing of the inside.
   [0], [8] kairanctl recipients unregistered: per class, both children
@@ -369,6 +372,49 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                                          "consent": True},
                     ip="198.51.100.40")[0] for i in range(6)]
         assert got == [202] * 5 + [429], got
+
+    with tap.check("[13] one address gets at most 3 verification mails an "
+                   "hour, whatever the sign-up or sheet (429 addr_limit)"):
+        VICTIM = "victim@example.jp"
+
+        def start1(ip):
+            st, j = call("POST", "/r/start", {"id": sheets["s-1"][0],
+                                              "passcode": sheets["s-1"][1]},
+                         ip=ip)
+            assert st == 200, (st, j)
+            return j["ticket"]
+        tk = start1("198.51.100.41")
+        got = [call("POST", "/r/email", {"ticket": tk, "email": VICTIM,
+                                         "consent": True},
+                    ip="198.51.100.41") for _ in range(4)]
+        assert [g[0] for g in got] == [202, 202, 202, 429], got
+        assert got[3][1]["code"] == "addr_limit", got[3]
+        st, e = call("POST", "/r/email", {"ticket": start1("198.51.100.42"),
+                                          "email": VICTIM.upper(),
+                                          "consent": True},
+                     ip="198.51.100.42")
+        assert st == 429 and e["code"] == "addr_limit", (st, e)
+        wait_for(lambda: len(subjects(VICTIM)) >= 3, 30, 0.1,
+                 what="the three mails")
+        assert len(subjects(VICTIM)) == 3, subjects(VICTIM)
+
+    with tap.check("[14] one sheet starts at most 10 sign-ups an hour (429 "
+                   "sheet_busy; the ticket made is not handed out)"):
+        sid, pw = sheets["s-1"]
+        n = int(r.call("GET", k.prefix + "rst:" + sid) or 0)
+        assert n >= 2, n  # [13]'s two at least
+        for i in range(10 - n):
+            assert call("POST", "/r/start", {"id": sid, "passcode": pw},
+                        ip="198.51.100.43")[0] == 200
+        tickets = len([x for x in scan() if b":rtk:" in x])
+        st, j = call("POST", "/r/start", {"id": sid, "passcode": pw},
+                     ip="198.51.100.43")
+        assert st == 429 and j["code"] == "sheet_busy" and \
+            "ticket" not in j, (st, j)
+        wait_for(lambda: len([x for x in scan() if b":rtk:" in x]) ==
+                 tickets, 10, 0.05, what="the refused ticket deleted")
+        assert 0 < r.call("PTTL", k.prefix + "rst:" + sid) <= 3600000
+        r.call("DEL", k.prefix + "rst:" + sid)  # the hour over, for [10]
 
     with tap.check("[10] the school app: a code from /r/app, POST "
                    "/v1/devices -> a device credential; the code works once; "
