@@ -306,7 +306,7 @@ struct mp {
      * failure keys hash it); room for the longest of each (64, 128, 64),
      * never cut: two guardians must never share it */
     char ci[320];
-    json_t *req;  /* the request body */
+    json_t *req; /* the request body */
     json_t *rec, *reg, *g;
     json_t *cats; /* [{name, emergency}] */
     char *name;   /* the child's (heap, secret) */
