@@ -98,11 +98,21 @@ static void on_dup_check(struct batch *b)
         return;
     }
     /* The key is the tenant's own (idem:<tenant>), so the broadcast found
-     * is of the same tenant; checked all the same. */
-    if (!head_visible(c, h)) {
-        kn__httpd_respond_error(c, 500, NULL,
-                                "the broadcast could not be stored");
-        return;
+     * is of the same tenant.  It is this submit's duplicate only if the
+     * same token or account sent it (a producer retrying): a key taken by
+     * anyone else is a conflict, answered without its broadcast (a sender
+     * who took the key of the school's emergency notice first must not
+     * make that notice a silent "duplicate", nor learn of it). */
+    {
+        const char *owner = kn__httpd_relem(h, H_SENDER_TOKEN);
+        if (!head_visible(c, h) || owner == NULL ||
+            strcmp(owner, c->req.tok.id) != 0) {
+            kn__httpd_respond_error(
+                c, 409, "id",
+                "this id is already the key of another sender's broadcast "
+                "of this school: give this broadcast an id of its own");
+            return;
+        }
     }
     j = json_object();
     json_object_set_new(j, "id", json_string(c->req.bc_id));

@@ -370,7 +370,8 @@ with Redis(out) as redis:
         assert "B" * 43 not in text and "A" * 20 not in text
 
     # ---------------------------------------------------------------- [2]
-    with tap.check("same id twice: 202 then 200 duplicate; one broadcast, one set of messages"):
+    with tap.check("same id twice: 202 then 200 duplicate; one broadcast, one set of messages; "
+                   "the same id from another token: 409, nothing named"):
         b = bcast(id="bc-idem-1", n=3)
         r1 = request(U, "POST", "/v1/broadcasts", T["limited"], b)
         r2 = request(U, "POST", "/v1/broadcasts", T["limited"], b)
@@ -379,9 +380,17 @@ with Redis(out) as redis:
         assert r2.status == 200 and r2.json["id"] == IDEM and \
             r2.json["duplicate"] is True, r2
         k.wait_done(IDEM, 20)
+        # the key of another token's broadcast (here a kairan-wide admin's
+        # retry of the school's key; a sender taking the key of the
+        # school's notice first): a conflict, its broadcast not named
         r3 = request(U, "POST", "/v1/broadcasts", T["admin"], b)
-        assert r3.status == 200 and r3.json["duplicate"] is True, r3
-        assert r3.json["id"] == IDEM, r3
+        assert r3.status == 409 and r3.json["field"] == "id" and \
+            "duplicate" not in r3.json and IDEM not in json.dumps(r3.json), r3
+        sb = bcast(id="bc-idem-1", n=0)
+        del sb["recipients"]
+        sb["audience"] = {"groups": ["2-A"]}
+        r3 = request(U, "POST", "/v1/broadcasts", T["sender"], sb)
+        assert r3.status == 409 and "status" not in r3.json, r3
         entries = redis.call("XRANGE", "kairan:broadcasts", "-", "+")
         n_ann = sum(1 for e in entries if IDEM.encode() in b"".join(e[1]))
         bdir = os.path.join(k.outbox, IDEM)
