@@ -114,6 +114,17 @@ static void on_record(struct batch *b)
         phones_free(p);
         return;
     }
+    if (b->c->req.tok.role == KN_ROLE_SENDER) {
+        int in = 0;
+        for (int n = 1; n < b->n && !in; n++)
+            in = kn__httpd_rnum(kn__httpd_brep(b, n)) == 1;
+        if (!in) {
+            b->c->req.auth_result = "forbidden";
+            not_found(b->c);
+            phones_free(p);
+            return;
+        }
+    }
     c = json_loads(kn__httpd_rstr(h->element[0]), 0, NULL);
     if (!json_is_object(c)) {
         json_decref(c);
@@ -172,6 +183,19 @@ static void on_head(struct batch *b)
     kn__httpd_batch_cmd(b2, "HMGET", k, KN_DIR_HASH_FIELD, "guardian", "phone",
                         NULL);
     free(k);
+    if (b->c->req.tok.role == KN_ROLE_SENDER) {
+        /* A sender's own old broadcast may name children of a class it
+         * no longer has: their phones only while in one of its groups. */
+        const struct token *t = &b->c->req.tok;
+        char *save = NULL, *list = kn_xstrdup(t->groups ? t->groups : "");
+        for (char *g = strtok_r(list, ",", &save); g != NULL;
+             g = strtok_r(NULL, ",", &save)) {
+            k = kn_key_grp(b->srv->d->prefix, p->tenant, g);
+            kn__httpd_batch_cmd(b2, "SISMEMBER", k, p->rcpt, NULL);
+            free(k);
+        }
+        free(list);
+    }
     kn__httpd_batch_end(b2);
 }
 

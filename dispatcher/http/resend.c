@@ -53,6 +53,8 @@ enum {
 struct resend {
     json_t *bc; /* the new broadcast, but its audience */
     int which;  /* KN__PICK_* */
+    struct kn_argv picked; /* a sender's: the ids before the group check */
+    long long skipped;
 };
 
 static void resend_free(struct resend *x)
@@ -67,10 +69,75 @@ static void resend_free_arg(void *arg)
 }
 
 /* Every child is picked: submit the new broadcast. */
+static void resend_go(struct conn *c, struct resend *x, struct kn_argv *ids,
+                      long long skipped);
+
+/* A sender's re-send: only the picked children still in the groups its
+ * token or account lists now (a sender moved to another class must not
+ * reach the old one's children through a re-send of an old broadcast).
+ * Replies: one SMISMEMBER per group, over the picked ids. */
+static void on_sender_groups(struct batch *b)
+{
+    struct resend *x = b->arg;
+    struct conn *c = b->c;
+    struct kn_argv keep;
+    if (!kn__httpd_batch_usable(b)) {
+        kn_argv_free(&x->picked);
+        resend_free(x);
+        return;
+    }
+    kn_argv_init(&keep);
+    for (int i = 0; i < x->picked.n; i++) {
+        int in = 0;
+        for (int g = 0; g < b->n && !in; g++) {
+            const redisReply *r = kn__httpd_brep(b, g);
+            in = r != NULL && r->type == REDIS_REPLY_ARRAY &&
+                 (size_t)i < r->elements &&
+                 r->element[i]->type == REDIS_REPLY_INTEGER &&
+                 r->element[i]->integer == 1;
+        }
+        if (in)
+            kn_argv_add(&keep, x->picked.v[i]);
+    }
+    kn_argv_free(&x->picked);
+    resend_go(c, x, &keep, x->skipped);
+    kn_argv_free(&keep);
+}
+
 static void on_picked(struct conn *c, struct kn_argv *ids, long long skipped,
                       void *arg)
 {
     struct resend *x = arg;
+    const struct token *t = &c->req.tok;
+    if (t->role == KN_ROLE_SENDER && ids->n > 0) {
+        struct batch *b;
+        char *save = NULL, *list = kn_xstrdup(t->groups ? t->groups : "");
+        kn_argv_init(&x->picked);
+        for (int i = 0; i < ids->n; i++)
+            kn_argv_add(&x->picked, ids->v[i]);
+        x->skipped = skipped;
+        b = kn__httpd_batch_new(c->srv, c, on_sender_groups, x);
+        for (char *g = strtok_r(list, ",", &save); g != NULL;
+             g = strtok_r(NULL, ",", &save)) {
+            struct kn_argv a;
+            kn_argv_init(&a);
+            kn_argv_add(&a, "SMISMEMBER");
+            kn_argv_take(&a, kn_key_grp(c->srv->d->prefix, t->tenant, g));
+            for (int i = 0; i < ids->n; i++)
+                kn_argv_add(&a, ids->v[i]);
+            kn__httpd_batch_add(b, &a);
+            kn_argv_free(&a);
+        }
+        free(list);
+        kn__httpd_batch_end(b);
+        return;
+    }
+    resend_go(c, x, ids, skipped);
+}
+
+static void resend_go(struct conn *c, struct resend *x, struct kn_argv *ids,
+                      long long skipped)
+{
     json_t *aud, *arr;
     char *text;
 

@@ -14,6 +14,9 @@ one kairand with the outbox adapter).
   [3] the recipients rows of a bounced and a suppressed delivery (states
       written in Redis as the bounce path writes them) carry the state and
       the teacher's reason (reason, reason_ja); the masked phone stays.
+  [4] the sender moved to another class (staff groups): its old
+      broadcast's children are 404 on phones and a re-send finds nobody
+      (409); the school's admin still reads them.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_phones.py
 """
@@ -247,6 +250,22 @@ with Redis(out) as redis:
         r = sato.call("GET", "/v1/broadcasts/" + bid)
         c = r.json["counts"]["email"]
         tap.diag("counts: %s" % json.dumps(c))
+
+    with tap.check("[4] a sender moved to another class: its old broadcast's "
+                   "children no longer reachable (phones 404, re-send 409)"):
+        r = kocho.call("POST", "/v1/staff/sato/groups", {"groups": ["2-B"]})
+        assert r.status == 200, r
+        sato2 = Session(port)
+        r = sato2.call("POST", "/v1/session", {
+            "tenant": "sakura", "login": "sato",
+            "password": "sato no atarashii pasuwado sakura"})
+        assert r.status == 200, r
+        r = sato2.call("GET", P % "r-1")
+        assert r.status == 404 and "090" not in r.body, r
+        r = kocho.call("GET", P % "r-1")  # the school's admin still may
+        assert r.status == 200, r
+        r = sato2.call("POST", "/v1/broadcasts/%s/resend" % bid, {})
+        assert r.status == 409 and r.json["field"] == "to", r
 
     with tap.check("kairand stops cleanly (no sanitizer report)"):
         rc = d.stop()
