@@ -51,8 +51,8 @@ enum {
 };
 
 struct resend {
-    json_t *bc; /* the new broadcast, but its audience */
-    int which;  /* KN__PICK_* */
+    json_t *bc;            /* the new broadcast, but its audience */
+    int which;             /* KN__PICK_* */
     struct kn_argv picked; /* a sender's: the ids before the group check */
     long long skipped;
 };
