@@ -203,13 +203,24 @@ static void on_msg_loaded(struct kn_redis *r, redisReply *rep, void *arg)
         m->failed = 2;
     } else if (rep->type == REDIS_REPLY_ERROR) {
         m->failed = 3;
-    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 11 ||
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 12 ||
                rep->element[0]->type != REDIS_REPLY_STRING ||
                rep->element[1]->type != REDIS_REPLY_STRING) {
         m->failed = 1;
     } else {
         m->m.subject = rstr(rep->element[0]);
         m->m.body = rstr(rep->element[1]);
+        if (rep->element[11]->type == REDIS_REPLY_STRING &&
+            strcmp(rep->element[11]->str, "1") == 0) {
+            /* a sealed body (a guardian's one-time link or code) */
+            char *plain = NULL;
+            if (kn_unseal(m->kr, "body", m->m.body, &plain, NULL) == 0) {
+                kn_free_secret(m->m.body);
+                m->m.body = plain;
+            } else {
+                m->failed = 1; /* no key opens it: nothing to send */
+            }
+        }
         m->m.urgent = rep->element[2]->type == REDIS_REPLY_STRING &&
                       strcmp(rep->element[2]->str, "urgent") == 0;
         m->m.drill = rep->element[3]->type == REDIS_REPLY_STRING &&
@@ -253,13 +264,14 @@ void kn__msg_get(struct kn_daemon *d, const char *bcast, kn__msg_cb *cb,
     if (m == NULL) {
         m = kn_xcalloc(1, sizeof(*m));
         m->m.bcast = kn_xstrdup(bcast);
+        m->kr = d->kr;
         m->next = d->msgs;
         d->msgs = m;
         key = kn_key_bc(d->prefix, bcast, "");
         if (kn_redis_cmd(d->cmd, on_msg_loaded, m,
                          "HMGET %s subject body priority drill tenant "
                          "category created_ms expires_ms ack emg "
-                         "translations",
+                         "translations sb",
                          key) < 0) {
             m->loaded = 1;
             m->failed = 2;

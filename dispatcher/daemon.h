@@ -43,6 +43,7 @@ struct kn__msg {
     int64_t used_ms;
     struct kn__msg_wait *waiters;
     struct kn__msg *next;
+    const struct kn_keyring *kr; /* opens a sealed body ("sb") */
 };
 
 typedef void kn__msg_cb(struct kn__msg *msg, void *arg);

@@ -821,7 +821,13 @@ void kn_broadcast_submit_args(const struct kn_broadcast *b,
     F("policy", b->preferred ? "preferred" : "all");
     F("channels", chans);
     F("subject", b->subject);
-    F("body", b->body);
+    if (b->seal_body) {
+        kn_argv_add(fields, "body");
+        kn_argv_take(fields, kn_seal(kr, "body", b->body, strlen(b->body)));
+        F("sb", "1");
+    } else {
+        F("body", b->body);
+    }
     s = json_dumps(g, JSON_COMPACT);
     F("groups", s);
     free(s);

@@ -79,10 +79,14 @@ struct kn_broadcast {
     /* "escalate_to": "next_guardian" (1), else the next channel (0);
      * docs/drills.md, "Escalation" */
     int escalate_guardian;
-    int64_t send_at_ms;        /* 0: now */
-    int64_t expires_ms;        /* always set after parse */
-    int64_t escalate_ms;       /* 0: none */
-    char *sender;              /* who submitted (token name, "kairanctl") */
+    int64_t send_at_ms;  /* 0: now */
+    int64_t expires_ms;  /* always set after parse */
+    int64_t escalate_ms; /* 0: none */
+    char *sender;        /* who submitted (token name, "kairanctl") */
+    /* The body holds a secret (a guardian's one-time link or code): it is
+     * stored sealed ("body" sealed with purpose "body", "sb" = 1), the
+     * sender alone reads it; the API shows that it is withheld. */
+    int seal_body;
     char **choices;            /* "choices": the answers offered (ack only) */
     size_t nchoices;           /* 0, or KN_ACK_CHOICES_MIN..MAX */
     struct kn_translation *tr; /* "translations", in the JSON's order */

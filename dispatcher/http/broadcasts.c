@@ -65,11 +65,12 @@ enum {
     X_CHOICES,
     X_SUBJECT,
     X_BODY,
+    X_SEALED, /* "sb": the body is sealed (a guardian's one-time secret) */
     X_ANS0,
     X__N = X_ANS0 + KN_ACK_CHOICES_MAX
 };
-static const char *const bc_extra[X_ANS0] = {"ack", "acked", "choices",
-                                             "subject", "body"};
+static const char *const bc_extra[X_ANS0] = {"ack",     "acked", "choices",
+                                             "subject", "body",  "sb"};
 
 /* HMGET of a broadcast's fields (above); the body (up to
  * dispatcher.max_body) only when with_body: lists read many at once. */
@@ -307,10 +308,18 @@ static json_t *bc_json(const char *id, const redisReply *h, int full,
                         kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_SUBJECT)
                                                 ? hf(h, BC_NFIELDS + X_SUBJECT)
                                                 : ""));
-    json_object_set_new(o, "body",
-                        kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_BODY)
-                                                ? hf(h, BC_NFIELDS + X_BODY)
-                                                : ""));
+    if (hf(h, BC_NFIELDS + X_SEALED) != NULL) {
+        /* a guardian's one-time link or code: not even staff read it */
+        json_object_set_new(o, "body",
+                            json_string("（本人確認のための一回限りのリンクや"
+                                        "コードを含むため、表示しません）"));
+        json_object_set_new(o, "body_withheld", json_true());
+    } else {
+        json_object_set_new(o, "body",
+                            kn__httpd_jstr_text(hf(h, BC_NFIELDS + X_BODY)
+                                                    ? hf(h, BC_NFIELDS + X_BODY)
+                                                    : ""));
+    }
     json_object_set_new(o, "ack", ack_json(h, members));
     if (st != NULL && strcmp(st, "rejected") == 0) {
         json_object_set_new(o, "reason",

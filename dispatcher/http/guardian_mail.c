@@ -71,6 +71,9 @@ int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
     b.id = kn_broadcast_new_id();
     free(b.sender);
     b.sender = kn_xstrdup(sender);
+    /* Its text holds a one-time link or code: never readable in Redis or
+     * through the API (a school's staff must not act as the guardian). */
+    b.seal_body = 1;
     kn_argv_init(&a);
     kn_broadcast_submit_call(&b, d->kr, d->prefix, NULL, &a, NULL);
     kn_broadcast_free(&b);

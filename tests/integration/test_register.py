@@ -287,6 +287,25 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                       "used") == b"1"
         blob = b"".join(r.call("DUMP", x) or b"" for x in scan())
         assert MOM2.encode() not in blob and "田中 花子".encode() not in blob
+        # the one-time link and code are in the mail only: the broadcast
+        # that carried it keeps its body sealed, and the API withholds it
+        assert v.encode() not in blob and code.encode() not in blob
+        regs = [x for x in scan() if re.match(rb"kairan:bc:b-[^:]*$", x) and
+                r.call("HGET", x, "sender") == b"registration"]
+        assert regs and all(r.call("HGET", x, "sb") == b"1" and
+                            r.call("HGET", x, "body").startswith(b"k")
+                            for x in regs), regs
+        cp = k.ctl("token", "create", "--role", "limited_admin", "--tenant", T,
+                   "--name", "office")
+        assert cp.returncode == 0, cp.stderr
+        tok = cp.stdout.strip().splitlines()[-1]
+        rq = urllib.request.Request(
+            base + "/v1/broadcasts/" + regs[0].decode().split(":")[-1],
+            headers={"Authorization": "Bearer " + tok})
+        with urllib.request.urlopen(rq, timeout=20) as resp:
+            bj = json.loads(resp.read())
+        assert bj["body_withheld"] is True and v not in json.dumps(bj) and \
+            code not in json.dumps(bj), bj
 
     def broadcast(subject):
         bid = k.submit({"tenant": T, "subject": subject, "body": "本文",
