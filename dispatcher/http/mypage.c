@@ -312,7 +312,8 @@ struct mp {
     char *name;   /* the child's (heap, secret) */
     char *groups; /* the child's groups, ";"-separated, or NULL */
     char *sheet;  /* the live sheet's ID, or NULL */
-    long long fails, sent;
+    long long fails, sent; /* fails: before this request's try */
+    int trying;            /* save: a code or passcode given (counted) */
     char code_h[40]; /* save: the stored code's hash */
     json_t *out;     /* view: the answer being built */
     struct kn_argv ids;
@@ -459,7 +460,7 @@ static void on_base(struct batch *b)
     if (m->op == MP_SAVE) {
         const char *h = kn__httpd_rstr(kn__httpd_brep(b, 4));
         snprintf(m->code_h, sizeof(m->code_h), "%s", h ? h : "");
-        m->fails = kn__httpd_rnum(kn__httpd_brep(b, 5));
+        m->fails = kn__httpd_rnum(kn__httpd_brep(b, 5)) - m->trying;
         save_go(c, m);
     } else if (m->op == MP_CODE) {
         m->sent = kn__httpd_rnum(kn__httpd_brep(b, 4));
@@ -532,11 +533,22 @@ static void mp_start(struct conn *c, int op,
     kn__httpd_batch_cmd(b, "HGET", k, "closed_ms", NULL);
     free(k);
     if (op == MP_SAVE) {
+        const char *tc = jstr(j, "code"), *tp = jstr(j, "passcode");
         k = mp_key(d, "mpc", m->ci);
         kn__httpd_batch_cmd(b, "GET", k, NULL);
         free(k);
         k = mp_key(d, "mpf", m->ci);
-        kn__httpd_batch_cmd(b, "GET", k, NULL);
+        if ((tc != NULL && tc[0] != '\0') || (tp != NULL && tp[0] != '\0')) {
+            /* a try of a code or passcode, counted before it is judged
+             * (atomic: tries sent at once cannot all pass the check) */
+            char ms[24];
+            snprintf(ms, sizeof(ms), "%lld", MP_CODE_MS);
+            m->trying = 1;
+            kn__httpd_batch_cmd(b, "INCR", k, NULL);
+            kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+        } else {
+            kn__httpd_batch_cmd(b, "GET", k, NULL);
+        }
         free(k);
     } else if (op == MP_CODE) {
         k = mp_key(d, "mpn", m->ci);
@@ -910,7 +922,8 @@ static void code_wrong(struct conn *c, struct mp *m, const char *field)
 {
     struct kn_daemon *d = c->srv->d;
     char *k = mp_key(d, "mpf", m->ci);
-    kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", k);
+    if (!m->trying) /* counted when the request came, if it was a try */
+        kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", k);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, MP_CODE_MS);
     free(k);
     c->req.auth_result = "wrong_code";

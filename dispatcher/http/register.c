@@ -334,8 +334,8 @@ static void on_sheet(struct batch *b)
         return;
     }
     d = c->srv->d;
-    fails = kn__httpd_rnum(kn__httpd_brep(b, 0));
-    h = kn__httpd_brep(b, 1);
+    fails = kn__httpd_rnum(kn__httpd_brep(b, 0)) - 1; /* before this one */
+    h = kn__httpd_brep(b, 2);
     if (fails >= REG_LOCK_FAILS) {
         c->req.auth_result = "locked";
         kn__httpd_respond_json(
@@ -361,7 +361,7 @@ static void on_sheet(struct batch *b)
          known && st->id_ok && st->pass[0] != '\0';
     if (!ok) {
         char *f = kn_key_reg_fail(d->prefix, st->id, c->req.source);
-        kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
+        /* counted already; the lock lasts 15 minutes from the last one */
         kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, REG_LOCK_MS);
         free(f);
         c->req.auth_result = known ? "wrong_passcode" : "unknown_id";
@@ -443,8 +443,15 @@ void kn__httpd_run_register_start(struct conn *c)
         st->pass[0] = '\0';
     json_decref(j);
     b = kn__httpd_batch_new(c->srv, c, on_sheet, st);
+    /* This try counted before it is judged (atomic: tries sent at once
+     * cannot all pass the check); a right passcode clears the count. */
     k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
-    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    {
+        char ms[24];
+        snprintf(ms, sizeof(ms), "%lld", REG_LOCK_MS);
+        kn__httpd_batch_cmd(b, "INCR", k, NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+    }
     free(k);
     k = kn_key_sheet(d->prefix, st->id);
     kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "h", "used", "max", NULL);
@@ -851,8 +858,8 @@ static void on_code_ticket(struct batch *b)
     if (!kn__httpd_batch_usable(b))
         goto out;
     d = c->srv->d;
-    h = kn__httpd_brep(b, 0);
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+    h = kn__httpd_brep(b, 2);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 2 ||
         h->element[0]->type != REDIS_REPLY_STRING ||
         h->element[1]->type != REDIS_REPLY_STRING) {
         kn__httpd_respond_coded(c, 401, "ticket", "expired",
@@ -861,7 +868,7 @@ static void on_code_ticket(struct batch *b)
                                 "expired: start again)");
         goto out;
     }
-    if (kn__httpd_rnum(h->element[2]) >= REG_CODE_TRIES) {
+    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) > REG_CODE_TRIES) {
         kn__httpd_respond_coded(c, 429, "code", "code_tries",
                                 "確認コードの間違いが続きました。確認メールを"
                                 "送り直してください (too many wrong codes: "
@@ -873,9 +880,6 @@ static void on_code_ticket(struct batch *b)
     kn_free_secret(both);
     if (strlen(h->element[1]->str) != 32 ||
         CRYPTO_memcmp(ch, h->element[1]->str, 32) != 0) {
-        k = kn_key_reg_ticket(d->prefix, v->th);
-        kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s tries 1", k);
-        free(k);
         kn__httpd_respond_coded(c, 400, "code", "bad_code",
                                 "確認コードが違います (the code is wrong: "
                                 "type the 6 digits of the mail)");
@@ -924,9 +928,16 @@ void kn__httpd_run_register_verify(struct conn *c)
         char *k;
         kn_session_hash(ticket, v->th);
         memcpy(v->code, code, 6);
+        char ms[24];
         b = kn__httpd_batch_new(c->srv, c, on_code_ticket, v);
         k = kn_key_reg_ticket(d->prefix, v->th);
-        kn__httpd_batch_cmd(b, "HMGET", k, "v", "code", "tries", NULL);
+        /* The try is counted before it is judged (atomic): requests sent
+         * at once cannot all be checked before the count stops them.  An
+         * unknown ticket's count gets the ticket's lifetime and no code. */
+        snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
+        kn__httpd_batch_cmd(b, "HINCRBY", k, "tries", "1", NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+        kn__httpd_batch_cmd(b, "HMGET", k, "v", "code", NULL);
         free(k);
         kn__httpd_batch_end(b);
     }

@@ -209,7 +209,11 @@ async function texts(page) {
     resp = p2.waitForResponse((r) => r.url().endsWith('/m/link'));
     await p2.keyboard.press('Enter');
     res.link.status = (await resp).status();
-    await p2.waitForFunction(() => document.getElementById('msg').textContent.length > 0);
+    // the answer replaces the message shown before (the bad link's)
+    await p2.waitForFunction((before) => {
+      const t = document.getElementById('msg').textContent;
+      return t.length > 0 && t !== before;
+    }, res.link.msg);
     res.link.sent = await msg(p2);
     const lmail = await mailTo(cfg.mom, 3);
     res.link.newLink = /\/m#t=[A-Za-z0-9_.-]+/.test(lmail);

@@ -413,6 +413,15 @@ with Redis(out) as r, FakeSMTP(out) as smtp, \
         # another child's sheet passcode does not count
         st, e = save(tok_dad, xc=["email"], passcode=sheets["s-2"][1])
         assert st == 403, (st, e)
+        # tries sent at once are counted before they are judged: of 20
+        # parallel wrong passcodes at most 5 (with the 2 above) are judged
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(20) as ex:
+            got = list(ex.map(lambda _: save(
+                tok_dad, xc=["email"], passcode="3333-3333-3333")[0],
+                range(20)))
+        assert got.count(403) <= 3 and got.count(429) >= 17 and \
+            set(got) <= {403, 429}, got
 
     with tap.check("[6] the operation log: guardian.prefs with the fields, "
                    "never an address"):

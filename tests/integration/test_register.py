@@ -246,6 +246,34 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                     ip="203.0.113.9")[0] == 429
         assert call("POST", "/r/start", {"id": sid}, ip="1.2.3.4")[0] == 400
 
+    with tap.check("[2b] tries sent at once are counted before they are "
+                   "judged: of 20 parallel wrong passcodes (one ID, one "
+                   "address) and 20 parallel wrong codes (one sign-up) at "
+                   "most 5 are judged"):
+        from concurrent.futures import ThreadPoolExecutor
+        sid, pw = sheets["s-1"]
+        with ThreadPoolExecutor(20) as ex:
+            got = list(ex.map(lambda _: call(
+                "POST", "/r/start", {"id": sid, "passcode": "4444-4444-4444"},
+                ip="203.0.113.77")[0], range(20)))
+        assert got.count(401) <= 5 and got.count(429) >= 15 and \
+            set(got) <= {401, 429}, got
+        st, j = call("POST", "/r/start", {"id": sid, "passcode": pw},
+                     ip="198.51.100.78")
+        assert st == 200, (st, j)
+        tk = j["ticket"]
+        st, e = call("POST", "/r/email", {"ticket": tk,
+                                          "email": "tries@example.jp",
+                                          "consent": True},
+                     ip="198.51.100.78")
+        assert st == 202, (st, e)
+        with ThreadPoolExecutor(20) as ex:
+            got = list(ex.map(lambda _: call(
+                "POST", "/r/verify", {"ticket": tk, "code": "000000"},
+                ip="198.51.100.78")[0], range(20)))
+        assert got.count(400) <= 5 and got.count(429) >= 15, got
+        r.call("DEL", k.prefix + "rst:" + sid)  # leave the sheet's hour as it was
+
     with tap.check("[3] first guardian of s-2: checks, mail with link and "
                    "code, the link registers once, sealed"):
         st, j = call("POST", "/r/start", {"id": sheets["s-2"][0].lower(),
