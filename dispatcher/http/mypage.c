@@ -308,14 +308,14 @@ struct mp {
     char ci[320];
     json_t *req; /* the request body */
     json_t *rec, *reg, *g;
-    json_t *cats; /* [{name, emergency}] */
-    char *name;   /* the child's (heap, secret) */
-    char *groups; /* the child's groups, ";"-separated, or NULL */
-    char *sheet;  /* the live sheet's ID, or NULL */
+    json_t *cats;          /* [{name, emergency}] */
+    char *name;            /* the child's (heap, secret) */
+    char *groups;          /* the child's groups, ";"-separated, or NULL */
+    char *sheet;           /* the live sheet's ID, or NULL */
     long long fails, sent; /* fails: before this request's try */
     int trying;            /* save: a code or passcode given (counted) */
-    char code_h[40]; /* save: the stored code's hash */
-    json_t *out;     /* view: the answer being built */
+    char code_h[40];       /* save: the stored code's hash */
+    json_t *out;           /* view: the answer being built */
     struct kn_argv ids;
 };
 
