@@ -273,6 +273,7 @@ struct http_srv {
     size_t hist_n, hist_head;
     int64_t next_sample, next_sweep;
     struct rtable rl_api, rl_file; /* http.rate, http.file_rate */
+    struct rtable rl_hookbad;      /* bad webhook signatures per source */
     struct peer *peers[PEER_SLOTS];
     char proxies[PROXIES_MAX][64]; /* http.trusted_proxies, as peers read */
     size_t nproxies;
@@ -363,10 +364,21 @@ void kn__httpd_rate_sweep(struct rtable *t, int64_t rate, int all);
 void kn__httpd_rate_free(struct rtable *t);
 int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
                         int *retry_after);
+/* 1 if addr's bucket holds a token now (nothing taken). */
+int kn__httpd_rate_peek(struct rtable *t, int64_t rate, const char *addr);
+/* The webhooks (LINE, SendGrid): their shared budget and slots are for
+ * requests whose signature holds, taken once it is checked (take, 0 if
+ * answered already); before the body, only the key, the headers and the
+ * source's record of bad signatures (admit).  A bad signature counts
+ * against its source (hook_bad): HOOK_BAD_RATE a second. */
+#define KN__HOOK_BAD_RATE 2
 int kn__httpd_line_admit(struct conn *c);
-/* POST /sendgrid/events (sendgrid_events.c): the key, the headers and the
- * limits before the body is read; 0 if answered already.  Its body cap. */
+int kn__httpd_line_take(struct conn *c);
+void kn__httpd_hook_bad(struct conn *c);
+int kn__httpd_hook_source_ok(struct conn *c);
+/* POST /sendgrid/events (sendgrid_events.c): as above.  Its body cap. */
 int kn__httpd_sg_admit(struct conn *c);
+int kn__httpd_sg_take(struct conn *c);
 #define KN_SG_HOOK_MAX_BODY (2 * 1024 * 1024)
 
 /* The table scripts/embed.c writes with -t (the same layout is defined

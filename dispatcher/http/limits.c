@@ -136,19 +136,50 @@ int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
     return 0;
 }
 
+int kn__httpd_rate_peek(struct rtable *t, int64_t rate, const char *addr)
+{
+    unsigned slot = addr_hash(addr) % RATE_SLOTS;
+    double cap = (double)rate;
+    for (const struct rbucket *b = t->slot[slot]; b != NULL; b = b->next) {
+        if (strcmp(b->addr, addr) == 0)
+            return b->tokens + (double)(kn_mono_ms() - b->at) * cap / 1000.0 >=
+                   1.0;
+    }
+    return 1;
+}
+
+/* A webhook request whose signature did not hold: its source's record. */
+void kn__httpd_hook_bad(struct conn *c)
+{
+    int retry = 0;
+    (void)kn__httpd_rate_take(&c->srv->rl_hookbad, KN__HOOK_BAD_RATE,
+                              c->req.source, &retry);
+}
+
+/* Refused before the body: a source whose bad signatures ran out its
+ * record (a flood of forged requests), never LINE's or SendGrid's. */
+int kn__httpd_hook_source_ok(struct conn *c)
+{
+    if (kn__httpd_rate_peek(&c->srv->rl_hookbad, KN__HOOK_BAD_RATE,
+                            c->req.source))
+        return 1;
+    kn__httpd_respond_error(c, 429, NULL,
+                            "too many requests with a bad signature from "
+                            "this address; try again later");
+    return 0;
+}
+
 /*
  * The LINE webhook's own limits, for all of LINE's servers together (they
  * carry every user's events, so a limit per address would be no limit or
- * stop everyone): the signature header must be there (checked against
- * the body once it is in, before any parsing), line.webhook_rate requests
- * a second and line.webhook_concurrency at once.
+ * stop everyone): the signature header must be there before the body is
+ * read (admit); once it is checked against the body, line.webhook_rate
+ * requests a second and line.webhook_concurrency at once (take): forged
+ * requests spend none of it, only their own source's record.
  */
 int kn__httpd_line_admit(struct conn *c)
 {
-    struct http_srv *s = c->srv;
-    const struct kn_config *cfg = s->cfg;
-    double cap = (double)cfg->line_webhook_rate;
-    int64_t now = kn_mono_ms();
+    const struct kn_config *cfg = c->srv->cfg;
 
     if (cfg->line_channel_secret == NULL ||
         cfg->line_channel_secret[0] == '\0') {
@@ -160,6 +191,16 @@ int kn__httpd_line_admit(struct conn *c)
         kn__httpd_respond_error(c, 401, NULL, "missing X-Line-Signature");
         return 0;
     }
+    return kn__httpd_hook_source_ok(c);
+}
+
+int kn__httpd_line_take(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    const struct kn_config *cfg = s->cfg;
+    double cap = (double)cfg->line_webhook_rate;
+    int64_t now = kn_mono_ms();
+
     if (s->line_at == 0)
         s->line_tokens = cap;
     else

@@ -97,16 +97,19 @@ void kn__httpd_run_line_hook(struct conn *c)
     struct batch *b;
     int n;
 
-    /* line_admit checked the secret, the header and the limits; the
-     * body is at most line.webhook_max_body.  The signature first, then
-     * the JSON. */
+    /* line_admit checked the secret and the header; the body is at most
+     * line.webhook_max_body.  The signature first, then the shared limits
+     * (forged requests spend none of them), then the JSON. */
     if (!kn_line_webhook_verify(secret, kn_buf_str(&c->req.body),
                                 kn_buf_len(&c->req.body), c->req.line_sig)) {
         kn_log(KN_LOG_WARN, "http", "LINE webhook with a bad signature",
                "source", c->req.source, NULL);
+        kn__httpd_hook_bad(c);
         kn__httpd_respond_error(c, 403, NULL, "bad X-Line-Signature");
         return;
     }
+    if (!kn__httpd_line_take(c))
+        return;
     memset(&m, 0, sizeof(m));
     m.srv = c->srv;
     kn_argv_init(&m.events);

@@ -55,10 +55,7 @@
 
 int kn__httpd_sg_admit(struct conn *c)
 {
-    struct http_srv *s = c->srv;
-    const struct kn_config *cfg = s->cfg;
-    double cap = SG_RATE;
-    int64_t now = kn_mono_ms();
+    const struct kn_config *cfg = c->srv->cfg;
 
     if (cfg->sendgrid_webhook_public_key == NULL) {
         kn__httpd_respond_error(c, 403, NULL,
@@ -73,6 +70,18 @@ int kn__httpd_sg_admit(struct conn *c)
                                 "Signature or -Timestamp");
         return 0;
     }
+    /* (the ECDSA check costs the loop ~0.1 ms: a flooding source is
+     * refused before its body) */
+    return kn__httpd_hook_source_ok(c);
+}
+
+/* Once the signature holds: the shared budget and a slot. */
+int kn__httpd_sg_take(struct conn *c)
+{
+    struct http_srv *s = c->srv;
+    double cap = SG_RATE;
+    int64_t now = kn_mono_ms();
+
     if (s->sg_at == 0)
         s->sg_tokens = cap;
     else
@@ -246,11 +255,14 @@ void kn__httpd_run_sg_hook(struct conn *c)
         kn_log(KN_LOG_WARN, "http",
                "SendGrid webhook with a bad signature or a stale timestamp",
                "source", c->req.source, NULL);
+        kn__httpd_hook_bad(c);
         kn__httpd_respond_error(c, 403, NULL,
                                 "bad X-Twilio-Email-Event-Webhook-Signature "
                                 "or a timestamp outside the window");
         return;
     }
+    if (!kn__httpd_sg_take(c))
+        return;
     arr = json_loadb(body, len, 0, &jerr);
     if (!json_is_array(arr) || json_array_size(arr) > SG_MAX_EVENTS) {
         json_decref(arr);

@@ -42,6 +42,7 @@ void kn__httpd_srv_unref(struct http_srv *s)
         return;
     kn__httpd_rate_free(&s->rl_api);
     kn__httpd_rate_free(&s->rl_file);
+    kn__httpd_rate_free(&s->rl_hookbad);
     json_decref(s->summary);
     json_decref(s->reg_langs);
     free(s->reg_qr);
@@ -406,6 +407,7 @@ static void on_tick(uv_timer_t *t)
     if (now >= s->next_sweep) {
         kn__httpd_rate_sweep(&s->rl_api, s->cfg->http_rate, 0);
         kn__httpd_rate_sweep(&s->rl_file, s->cfg->http_file_rate, 0);
+        kn__httpd_rate_sweep(&s->rl_hookbad, KN__HOOK_BAD_RATE, 0);
         s->next_sweep = now + 10000;
     }
     if (now >= s->next_sample && kn_redis_up(s->d->cmd))

@@ -424,9 +424,12 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
         assert k.counts(bid4)["email"].get("suppressed") == 3
         assert GONE in [m["rcpt"][0] for m in smtp.messages()[n0:]]
 
-    def sg_post(body, ts=None, priv=SG_PRIV, headers=True, sig=None):
+    def sg_post(body, ts=None, priv=SG_PRIV, headers=True, sig=None,
+                ip=None):
         ts = ts or str(int(time.time()))
         h = {"Content-Type": "application/json"}
+        if ip:  # the source, as nginx names it (a loopback peer is trusted)
+            h["X-Real-IP"] = ip
         if headers:
             h["X-Twilio-Email-Event-Webhook-Signature"] = sig or sg_sign(
                 priv, ts, body)
@@ -461,13 +464,20 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
             ev(refs[AWAY], "e-open", event="open", status=None),
         ]).encode()
         supp0 = r.call("HLEN", "kairan:supp:" + T)
-        # forged first: nothing recorded
-        st, data = sg_post(body, priv=FORGER)
+        # forged first (from a forger's address): nothing recorded
+        FORGER_IP = "203.0.113.66"
+        st, data = sg_post(body, priv=FORGER, ip=FORGER_IP)
         assert st == 403, (st, data)
-        st, data = sg_post(body, headers=False)
+        st, data = sg_post(body, headers=False, ip=FORGER_IP)
         assert st == 401, (st, data)
-        st, data = sg_post(body, ts=str(int(time.time()) - 25 * 3600))
+        st, data = sg_post(body, ts=str(int(time.time()) - 25 * 3600),
+                           ip=FORGER_IP)
         assert st == 403, (st, data)
+        # its bad signatures are counted against it: refused before its
+        # body is even read (the ECDSA check is not free), while SendGrid's
+        # own requests spend none of the shared budget on them
+        st, data = sg_post(body, priv=FORGER, ip=FORGER_IP)
+        assert st == 429 and b"bad signature" in data, (st, data)
         assert state(bid1, rid[AWAY]).startswith("d|")
         assert r.call("HLEN", "kairan:supp:" + T) == supp0
         # the real one

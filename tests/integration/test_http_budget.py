@@ -184,6 +184,44 @@ with Redis(out) as redis:
                 break
         assert 429 in got, got
 
+    with tap.check("[3] forged LINE requests spend none of the webhook's "
+                   "budget: under a flood of bad signatures from one address "
+                   "a signed request from another still gets through"):
+        import threading
+        forged = ("POST /line/webhook HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Type: application/json\r\nX-Line-Signature: %s\r\n"
+                  "Content-Length: %d\r\n\r\n" % ("A" * 44, len(body))
+                  ).encode() + body
+        stop, seen = threading.Event(), []
+
+        def flood():
+            while not stop.is_set():
+                try:
+                    f = conn(port, "127.0.0.8")
+                    f.sendall(forged)
+                    a = read_answer(f, 5)
+                    f.close()
+                    seen.append(a[0] if a else None)
+                except OSError:
+                    pass
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            wait_for(lambda: len(seen) >= 20, 20, 0.01, "the flood to start")
+
+            def signed():
+                s = conn(port, "127.0.0.9")
+                s.sendall(req)
+                a = read_answer(s, 15)
+                s.close()
+                return a is not None and a[0] == 200
+            wait_for(signed, 10, 0.05, "a signed request through the flood")
+        finally:
+            stop.set()
+            t.join()
+        # the forger: refused (403), then held off by its own record (429)
+        assert 403 in seen and 429 in seen and 200 not in seen, seen[:40]
+
     with tap.check("kairand is still up"):
         assert d.alive(), d.stderr_text()[-2000:]
 

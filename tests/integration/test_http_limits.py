@@ -346,36 +346,56 @@ with Redis(out) as redis:
         s.close()
         assert a is not None and a[0] == 401, a
 
-    with tap.check("[6] a third webhook request at once gets 503 "
-                   "(line.webhook_concurrency = 2); then one is accepted"):
+    with tap.check("[6] heads alone hold no webhook slot: while two "
+                   "connections sit on their heads a signed request is "
+                   "accepted (the slots are taken once a signature holds)"):
         slow = [hook_head(1000), hook_head(1000)]
-        s3 = None
+        ev_body = json.dumps({"destination": "U0", "events": []}).encode()
 
-        def third():
-            nonlocal_s = hook_head(100)
-            a = read_answer(nonlocal_s)
-            nonlocal_s.close()
-            return a
-        # The two slow ones hold their slots once the server has read
-        # their heads: wait for the refusal rather than sleeping.
-        a = wait_for(lambda: (lambda r: r if r and r[0] == 503 else None)(third()),
-                     30, 0.1, "a 503 for the third webhook request")
-        assert a[0] == 503 and "retry-after" in a[1], a
-        for s in slow:
-            s.close()
-        body = json.dumps({"destination": "U0", "events": []}).encode()
-
-        def accepted():
-            s = conn(port, "127.0.0.9")
+        def signed(b, src="127.0.0.9"):
+            s = conn(port, src)
             s.sendall(("POST /line/webhook HTTP/1.1\r\nHost: x\r\n"
                        "Content-Type: application/json\r\n"
                        "X-Line-Signature: %s\r\nContent-Length: %d\r\n"
                        "Connection: close\r\n\r\n"
-                       % (line_sig(body), len(body))).encode() + body)
-            a = read_answer(s)
-            s.close()
-            return a is not None and a[0] == 200
-        wait_for(accepted, 30, 0.2, "a webhook request to be accepted")
+                       % (line_sig(b), len(b))).encode() + b)
+            return s
+        s = signed(ev_body)
+        a = read_answer(s)
+        s.close()
+        assert a is not None and a[0] == 200, a
+        for x in slow:
+            x.close()
+
+    with tap.check("[6] a third signed webhook request while two are being "
+                   "worked on gets 503 (line.webhook_concurrency = 2)"):
+        # Two follow events whose Redis work cannot finish while Redis is
+        # paused: they hold the two slots.
+        def follow(n):
+            return json.dumps({"destination": "U0", "events": [{
+                "type": "follow", "mode": "active",
+                "timestamp": int(time.time() * 1000),
+                "source": {"type": "user", "userId": "U%032x" % n},
+                "webhookEventId": "01H%023d" % n,
+                "deliveryContext": {"isRedelivery": False},
+                "replyToken": "r%d" % n}]}).encode()
+        redis.call("CLIENT", "PAUSE", "15000", "WRITE")
+        try:
+            held = [signed(follow(1)), signed(follow(2))]
+
+            def third():
+                x = signed(ev_body)
+                a = read_answer(x)
+                x.close()
+                return a if a and a[0] == 503 else None
+            a = wait_for(third, 15, 0.05, "a 503 for the third request")
+            assert "retry-after" in a[1], a
+        finally:
+            redis.call("CLIENT", "UNPAUSE")
+        for x in held:
+            a = read_answer(x)
+            x.close()
+            assert a is not None and a[0] == 200, a
 
     with tap.check("kairand is still up and serving"):
         assert d.alive()
