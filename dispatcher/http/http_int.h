@@ -248,10 +248,14 @@ struct rtable {
     size_t n;
 };
 
-/* Open connections of one peer address. */
+/* Open connections of one peer address, and the request body bytes they
+ * hold (at most a quarter of http.max_buffered, or http.max_body if more:
+ * one client trickling large bodies does not fill the server's budget for
+ * everyone; a trusted proxy has no record: it buffers). */
 struct peer {
     struct peer *next;
     unsigned n;
+    size_t held;
     char addr[64];
 };
 
@@ -295,8 +299,11 @@ struct http_srv {
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
     int hashing; /* password hashes running on the thread pool */
-    /* roster imports running on the pool (roster.c) */
+    /* directory jobs (imports, sheets) running on the pool: at most
+     * KN__DIR_JOBS at once and one per tenant (kn__httpd_dir_job_take),
+     * so that no tenant holds them all */
     int importing;
+    char *job_tenant[2];
     /* ?active=1&summary=tenant, the same for every token that may ask it:
      * kept a moment (broadcasts.c), so that open status pages cost one
      * count of the active index, not one each. */
@@ -421,6 +428,12 @@ void kn__httpd_respond_coded(struct conn *c, int status, const char *field,
     "(this cannot be done right now: try again in a moment)"
 
 /* ---- util.c ---- */
+
+/* A directory job's slot (roster.c, sheets.c): at most
+ * KN_ARRAY_SIZE(job_tenant) at once and one per tenant.  The slot, or -1
+ * (then 503: try again in a few seconds). */
+int kn__httpd_dir_job_take(struct http_srv *s, const char *tenant);
+void kn__httpd_dir_job_give(struct http_srv *s, int slot);
 
 void kn__httpd_free_secret(char **s);
 json_t *kn__httpd_jtime(long long ms);

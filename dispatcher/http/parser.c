@@ -204,6 +204,14 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* The body bytes one client address may hold at once: a quarter of the
+ * server's budget, and always room for one largest body. */
+static size_t peer_cap(const struct kn_config *cfg)
+{
+    size_t q = (size_t)cfg->http_max_buffered / 4;
+    return q > (size_t)cfg->http_max_body ? q : (size_t)cfg->http_max_body;
+}
+
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
@@ -218,9 +226,16 @@ static int on_body(http_parser *p, const char *at, size_t len)
         return early(p, 503,
                      "the server holds too many request bodies now "
                      "(http.max_buffered); try again");
+    if (c->slot != NULL && c->slot->held + len > peer_cap(s->cfg))
+        return early(p, 503,
+                     "this address holds too many request bodies now (a "
+                     "quarter of http.max_buffered, or http.max_body); try "
+                     "again");
     kn_buf_addn(&r->body, at, len);
     c->held += len;
     s->buffered += len;
+    if (c->slot != NULL)
+        c->slot->held += len;
     return 0;
 }
 

@@ -45,7 +45,8 @@ struct import_job {
     size_t rawlen;
     int dry_run;
     struct kn_roster *ro;
-    int rc; /* kn_roster_apply's, or KN_ECLOSED without a connection */
+    int rc;   /* kn_roster_apply's, or KN_ECLOSED without a connection */
+    int slot; /* kn__httpd_dir_job_take's */
     char err[400];
 };
 
@@ -215,7 +216,7 @@ static void import_done(uv_work_t *w, int status)
 {
     struct import_job *j = kn_container_of(w, struct import_job, work);
     struct http_srv *s = j->srv;
-    s->importing--;
+    kn__httpd_dir_job_give(s, j->slot);
     if (kn__httpd_conn_release(j->c)) {
         if (status != 0 || j->ro == NULL)
             kn__httpd_respond_error(j->c, 503, NULL,
@@ -333,7 +334,7 @@ void kn__httpd_run_dir_import(struct conn *c)
         job_free(j);
         return;
     }
-    if (s->importing >= 1) {
+    if ((j->slot = kn__httpd_dir_job_take(s, tenant)) < 0) {
         json_t *e = json_object();
         json_object_set_new(e, "error",
                             json_string("another roster import is running; "
@@ -351,7 +352,6 @@ void kn__httpd_run_dir_import(struct conn *c)
     j->raw = kn_xmalloc(j->rawlen + 1);
     memcpy(j->raw, kn_buf_str(&c->req.body), j->rawlen);
     j->raw[j->rawlen] = '\0';
-    s->importing++;
     s->live++;
     kn__httpd_conn_hold(c);
     if (uv_queue_work(s->d->loop, &j->work, import_work, import_done) != 0)

@@ -43,6 +43,8 @@ void kn__httpd_srv_unref(struct http_srv *s)
     kn__httpd_rate_free(&s->rl_api);
     kn__httpd_rate_free(&s->rl_file);
     kn__httpd_rate_free(&s->rl_hookbad);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(s->job_tenant); i++)
+        free(s->job_tenant[i]); /* NULL unless a job outlived the server */
     json_decref(s->summary);
     json_decref(s->reg_langs);
     free(s->reg_qr);
@@ -96,6 +98,8 @@ void kn__httpd_req_release(struct conn *c)
 {
     struct http_srv *s = c->srv;
     s->buffered -= c->held;
+    if (c->slot != NULL)
+        c->slot->held -= c->held;
     c->held = 0;
     if (c->req.line_slot) {
         s->line_active--;

@@ -48,6 +48,7 @@ struct sheets_job {
     char *tenant, *group; /* group normalised, or NULL */
     int reissue, csv, dry_run;
     int rc;
+    int slot; /* kn__httpd_dir_job_take's */
     char err[400];
     struct kn_sheets sheets;
     struct kn_unreg unreg;
@@ -254,7 +255,7 @@ static void sheets_done(uv_work_t *w, int status)
 {
     struct sheets_job *j = kn_container_of(w, struct sheets_job, work);
     struct http_srv *s = j->srv;
-    s->importing--;
+    kn__httpd_dir_job_give(s, j->slot);
     if (!kn__httpd_conn_release(j->c))
         goto out;
     if (status != 0) {
@@ -400,7 +401,7 @@ static void start(struct conn *c, enum sheets_what what)
         job_free(j);
         return;
     }
-    if (s->importing >= 1) {
+    if ((j->slot = kn__httpd_dir_job_take(s, tenant)) < 0) {
         json_t *e = json_object();
         json_object_set_new(e, "error",
                             json_string("another directory job (import, "
@@ -414,7 +415,6 @@ static void start(struct conn *c, enum sheets_what what)
     j->srv = s;
     j->c = c;
     j->tenant = kn_xstrdup(tenant);
-    s->importing++;
     s->live++;
     kn__httpd_conn_hold(c);
     if (uv_queue_work(s->d->loop, &j->work, sheets_work, sheets_done) != 0)

@@ -128,3 +128,28 @@ int kn__httpd_query_has(const char *q, const char *name)
     }
     return 0;
 }
+
+int kn__httpd_dir_job_take(struct http_srv *s, const char *tenant)
+{
+    int slot = -1;
+    for (int i = 0; i < (int)KN_ARRAY_SIZE(s->job_tenant); i++) {
+        if (s->job_tenant[i] == NULL) {
+            if (slot < 0)
+                slot = i;
+        } else if (strcmp(s->job_tenant[i], tenant) == 0) {
+            return -1; /* one at a time per tenant */
+        }
+    }
+    if (slot >= 0) {
+        s->job_tenant[slot] = kn_xstrdup(tenant);
+        s->importing++;
+    }
+    return slot;
+}
+
+void kn__httpd_dir_job_give(struct http_srv *s, int slot)
+{
+    free(s->job_tenant[slot]);
+    s->job_tenant[slot] = NULL;
+    s->importing--;
+}
