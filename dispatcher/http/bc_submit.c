@@ -98,15 +98,16 @@ static void on_dup_check(struct batch *b)
         return;
     }
     /* The key is the tenant's own (idem:<tenant>), so the broadcast found
-     * is of the same tenant.  It is this submit's duplicate only if the
-     * same token or account sent it (a producer retrying): a key taken by
-     * anyone else is a conflict, answered without its broadcast (a sender
-     * who took the key of the school's emergency notice first must not
-     * make that notice a silent "duplicate", nor learn of it). */
+     * is of the same tenant.  It is this submit's duplicate if the same
+     * token or account sent it (a producer retrying), or the operator's
+     * own tools did (kairanctl, the raw stream: no token); a key another
+     * token or account took is a conflict, answered without its broadcast
+     * (a sender who took the key of the school's emergency notice first
+     * must not make that notice a silent "duplicate", nor learn of it). */
     {
         const char *owner = kn__httpd_relem(h, H_SENDER_TOKEN);
-        if (!head_visible(c, h) || owner == NULL ||
-            strcmp(owner, c->req.tok.id) != 0) {
+        if (!head_visible(c, h) ||
+            (owner != NULL && strcmp(owner, c->req.tok.id) != 0)) {
             kn__httpd_respond_error(
                 c, 409, "id",
                 "this id is already the key of another sender's broadcast "

@@ -8,6 +8,9 @@ One redis-server, one kairand (outbox adapter) with http.max_body = 64 KiB
 and http.max_buffered = 64 KiB (the smallest it may be), a LINE channel
 secret and line.webhook_rate = 1.
 
+  [4] one client address may hold a quarter of http.max_buffered (or
+      http.max_body): its second large body at once gets 503 while
+      another address is served (a second kairand, max_buffered 4 x).
   [1] two authorised submits from two addresses each hold part of a
       60,000-byte body (50,000 and 20,000 bytes sent): together they pass
       http.max_buffered, so the one whose bytes pass it is answered 503
@@ -221,6 +224,45 @@ with Redis(out) as redis:
             t.join()
         # the forger: refused (403), then held off by its own record (429)
         assert 403 in seen and 429 in seen and 200 not in seen, seen[:40]
+
+    with tap.check("[4] one client address holds at most a quarter of "
+                   "http.max_buffered (or http.max_body): its second large "
+                   "body gets 503 while another address is still served"):
+        port2 = free_port()
+        k2 = Kairan(os.path.join(out, "k2"), redis, email="outbox", conf={
+            "http": {"listen": "127.0.0.1:%d" % port2, "rate": "100000",
+                     "max_body": str(CAP), "max_buffered": str(4 * CAP),
+                     "body_timeout_ms": "30s"}})
+        cp = k2.ctl("token", "create", "--role", "admin", "--name", "k2")
+        assert cp.returncode == 0, cp.stderr
+        admin2 = cp.stdout.strip()
+
+        def head2(length):
+            return head(length).replace(admin.encode(), admin2.encode())
+        d2 = k2.start()
+        d2.wait_output('"listening"', 15)
+        try:
+            a = conn(port2, "127.0.0.10")
+            a.sendall(head2(60000) + b" " * 50000)
+            b = conn(port2, "127.0.0.10")
+            b.sendall(head2(60000) + b" " * 20000)
+            r = read_answer(b, 15)
+            assert r is not None and r[0] == 503 and \
+                b"this address" in r[2], r
+            bc2 = json.dumps({"tenant": "sakura", "category": "notice",
+                              "subject": "s", "body": "x" * 30000,
+                              "channels": ["email"],
+                              "recipients": [{"id": "r-1",
+                                              "email": "a@example.jp"}]})
+            s2 = conn(port2, "127.0.0.11")
+            s2.sendall(head2(len(bc2.encode())) + bc2.encode())
+            r = read_answer(s2, 15)
+            s2.close()
+            assert r is not None and r[0] == 202, r
+            a.close()
+            b.close()
+        finally:
+            d2.stop()
 
     with tap.check("kairand is still up"):
         assert d.alive(), d.stderr_text()[-2000:]
