@@ -26,10 +26,15 @@
  * U+2060-2064, U+FEFF, the soft hyphen...): invisible, they would let two
  * names that look the same be two groups, categories or templates.
  */
-static int refused_cp(unsigned long cp)
+static int refused_cp(unsigned long cp, int strict)
 {
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || /* C0, DEL, C1 */
-           cp == 0x2028 || cp == 0x2029 ||
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || /* C0, DEL, C1 */
+        cp == 0x2028 || cp == 0x2029 || cp == 0x200e || cp == 0x200f ||
+        (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+        cp == 0x061c || cp == 0xfeff) /* bidi controls, BOM: always */
+        return 1;
+    /* The zero-width (non-)joiners shape emoji and scripts: kept. */
+    return strict && cp != 0x200c && cp != 0x200d &&
            uc_is_general_category((ucs4_t)cp, UC_CATEGORY_Cf);
 }
 
@@ -40,7 +45,21 @@ static int refused_cp(unsigned long cp)
  *  3. ASCII spaces at both ends removed (U+3000 became U+0020 in 2);
  *  4. empty, too long, or a refused character: KN_EINVAL.
  */
+static int label_norm(const char *s, char **out, char *err, size_t errlen,
+                      int strict);
+
 int kn_label_norm(const char *s, char **out, char *err, size_t errlen)
+{
+    return label_norm(s, out, err, errlen, 1);
+}
+
+int kn_label_norm_existing(const char *s, char **out, char *err, size_t errlen)
+{
+    return label_norm(s, out, err, errlen, 0);
+}
+
+static int label_norm(const char *s, char **out, char *err, size_t errlen,
+                      int strict)
 {
     size_t n = strlen(s), len = 0, chars = 0;
     uint8_t *nf;
@@ -75,7 +94,7 @@ int kn_label_norm(const char *s, char **out, char *err, size_t errlen)
         size_t k = kn_utf8_decode(p + i, len - i, &cp);
         if (k == 0)
             KN_PANIC("u8_normalize returned bytes that are not UTF-8");
-        if (refused_cp(cp)) {
+        if (refused_cp(cp, strict)) {
             snprintf(err, errlen,
                      "holds a control character or an invisible one "
                      "(U+%04lX): remove it (line breaks and tabs included)",

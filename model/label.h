@@ -27,6 +27,10 @@
  * name escape it themselves).
  */
 int kn_label_norm(const char *s, char **out, char *err, size_t errlen);
+/* The same for a name that may have been stored before invisible format
+ * characters (U+200B, U+2060, U+00AD...) were refused: to find or delete
+ * it, never to make a new one. */
+int kn_label_norm_existing(const char *s, char **out, char *err, size_t errlen);
 
 /* 1 if s is already a label in its normal form (kn_label_norm would
  * return it unchanged). */

@@ -405,11 +405,14 @@ void kn__httpd_respond(struct conn *c, int status, const char *ctype,
 /* The unsubscribe page's strings and style read (unsub.c; idempotent). */
 void kn__httpd_unsub_init(void);
 /* Whether the token is bound to one tenant (a staff session, a token
- * made with --tenant): then it reaches that tenant's data only, whatever
- * its role; an admin or operator token without one sees every tenant. */
+ * made with --tenant, a limited_admin or a sender, which always are): then
+ * it reaches that tenant's data only, whatever its role (none at all if it
+ * has none); an admin or operator token without one sees every tenant. */
 static inline int kn__httpd_tok_scoped(const struct token *t)
 {
-    return t->session || (t->tenant != NULL && t->tenant[0] != '\0');
+    return t->session || t->role == KN_ROLE_LIMITED_ADMIN ||
+           t->role == KN_ROLE_SENDER ||
+           (t->tenant != NULL && t->tenant[0] != '\0');
 }
 void kn__httpd_respond_json(struct conn *c, int status, json_t *j,
                             const char *extra);

@@ -208,8 +208,13 @@ static int on_headers_complete(http_parser *p)
  * server's budget, and always room for one largest body. */
 static size_t peer_cap(const struct kn_config *cfg)
 {
-    size_t q = (size_t)cfg->http_max_buffered / 4;
-    return q > (size_t)cfg->http_max_body ? q : (size_t)cfg->http_max_body;
+    size_t cap = (size_t)cfg->http_max_buffered / 4;
+    size_t most[] = {(size_t)cfg->http_max_body,
+                     (size_t)cfg->line_webhook_max_body, KN_SG_HOOK_MAX_BODY};
+    for (size_t i = 0; i < KN_ARRAY_SIZE(most); i++)
+        if (most[i] > cap)
+            cap = most[i];
+    return cap;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)

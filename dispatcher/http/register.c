@@ -464,6 +464,7 @@ void kn__httpd_run_register_start(struct conn *c)
 struct mail {
     char th[65]; /* the ticket's hash */
     char *email, *name, *relation;
+    char *tenant, *rcpt, *sheet; /* the ticket's, once read */
     char lang[16]; /* the page's language (kn_lang_valid), "" none */
 };
 
@@ -533,19 +534,71 @@ static char *verify_subject(const char *lang)
 
 static void mail_free(struct mail *m)
 {
+    free(m->tenant);
+    free(m->rcpt);
+    free(m->sheet);
     kn__httpd_free_secret(&m->email);
     kn__httpd_free_secret(&m->name);
     kn__httpd_free_secret(&m->relation);
     free(m);
 }
 
+static void on_mail_counted(struct batch *b);
+
+/* The ticket read: a live one's mails and the address' are counted
+ * (atomic, and only for a live ticket: nobody can use up a stranger's
+ * address with made-up tickets), then compared (on_mail_counted). */
 static void on_mail_ticket(struct batch *b)
+{
+    struct mail *m = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d;
+    const redisReply *h;
+    struct batch *nb;
+    char bi[33], ms[24], *k;
+
+    if (!kn__httpd_batch_usable(b)) {
+        mail_free(m);
+        return;
+    }
+    d = c->srv->d;
+    h = kn__httpd_brep(b, 0);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+        h->element[0]->type != REDIS_REPLY_STRING ||
+        h->element[1]->type != REDIS_REPLY_STRING ||
+        h->element[2]->type != REDIS_REPLY_STRING) {
+        kn__httpd_respond_coded(c, 401, "ticket", "expired",
+                                "登録の有効期限が切れました。ID とパスコード"
+                                "からやり直してください (this registration "
+                                "expired: start again with the ID and "
+                                "passcode)");
+        mail_free(m);
+        return;
+    }
+    m->tenant = kn_xstrdup(h->element[0]->str);
+    m->rcpt = kn_xstrdup(h->element[1]->str);
+    m->sheet = kn_xstrdup(h->element[2]->str);
+    nb = kn__httpd_batch_new(c->srv, c, on_mail_counted, m);
+    k = kn_key_reg_ticket(d->prefix, m->th);
+    snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
+    kn__httpd_batch_cmd(nb, "HINCRBY", k, "mails", "1", NULL);
+    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
+    free(k);
+    kn_blind_index(d->kr, "email", m->email, bi);
+    snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
+    k = kn_key_reg_mails(d->prefix, bi);
+    kn__httpd_batch_cmd(nb, "INCR", k, NULL);
+    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
+    free(k);
+    kn__httpd_batch_end(nb);
+}
+
+static void on_mail_counted(struct batch *b)
 {
     struct mail *m = b->arg;
     struct conn *c = b->c;
     struct http_srv *s;
     struct kn_daemon *d;
-    const redisReply *h;
     char link[KN_SESSION_ID_CHARS + 1], lh[65], code[8], ch[33], bi[33];
     char ms[24], now[24], *k, *e, *nm, *rl, *both, *url, *body, *words;
     char masked[200], *subject;
@@ -558,19 +611,18 @@ static void on_mail_ticket(struct batch *b)
         goto out;
     s = c->srv;
     d = s->d;
-    h = kn__httpd_brep(b, 0);
-    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements != 4 ||
-        h->element[0]->type != REDIS_REPLY_STRING) {
-        kn__httpd_respond_coded(c, 401, "ticket", "expired",
-                                "登録の有効期限が切れました。ID とパスコード"
-                                "からやり直してください (this registration "
-                                "expired: start again with the ID and "
-                                "passcode)");
+    /* A sign-up sends at most REG_MAILS mails (counted first: mails sent
+     * at once cannot all pass). */
+    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) > REG_MAILS) {
+        kn__httpd_respond_coded(c, 429, "email", "mail_limit",
+                                "確認メールを送れる回数を超えました。ID と"
+                                "パスコードからやり直してください (too many "
+                                "mails for this registration: start again)");
         goto out;
     }
     /* An address gets at most REG_ADDR_MAILS in the hour from every
      * sheet together: nobody mails a stranger again and again. */
-    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) > REG_ADDR_MAILS) {
+    if (kn__httpd_rnum(kn__httpd_brep(b, 2)) > REG_ADDR_MAILS) {
         kn__httpd_respond_json(
             c, 429,
             json_pack("{s:s, s:s, s:s}", "error",
@@ -581,15 +633,7 @@ static void on_mail_ticket(struct batch *b)
             "Retry-After: 3600\r\n");
         goto out;
     }
-    /* A sign-up sends at most REG_MAILS mails. */
-    if (kn__httpd_rnum(h->element[3]) >= REG_MAILS) {
-        kn__httpd_respond_coded(c, 429, "email", "mail_limit",
-                                "確認メールを送れる回数を超えました。ID と"
-                                "パスコードからやり直してください (too many "
-                                "mails for this registration: start again)");
-        goto out;
-    }
-    tenant = h->element[0]->str;
+    tenant = m->tenant;
     kn_session_new_id(link);
     kn_session_hash(link, lh);
     snprintf(code, sizeof(code), "%06u", (unsigned)kn_random_below(1000000));
@@ -605,13 +649,12 @@ static void on_mail_ticket(struct batch *b)
     kn_redis_cmd(d->cmd, NULL, NULL,
                  "HSET %s t %s r %s s %s e %s ei %s nm %s rl %s cs %s tk %b "
                  "lg %s",
-                 k, tenant, h->element[1]->str, h->element[2]->str, e, bi, nm,
-                 rl, now, m->th, (size_t)16, m->lang);
+                 k, tenant, m->rcpt, m->sheet, e, bi, nm, rl, now, m->th,
+                 (size_t)16, m->lang);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, REG_VERIFY_MS);
     free(k);
     k = kn_key_reg_ticket(d->prefix, m->th);
     kn_redis_cmd(d->cmd, NULL, NULL, "HSET %s v %s code %s tries 0", k, lh, ch);
-    kn_redis_cmd(d->cmd, NULL, NULL, "HINCRBY %s mails 1", k);
     snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %s", k, ms);
     free(k);
@@ -703,18 +746,9 @@ void kn__httpd_run_register_email(struct conn *c)
         m->relation = rel && rel[0] ? kn_xstrdup(rel) : NULL;
         if (lang != NULL)
             snprintf(m->lang, sizeof(m->lang), "%s", lang);
-        char bi[33], ms[24];
         b = kn__httpd_batch_new(c->srv, c, on_mail_ticket, m);
         k = kn_key_reg_ticket(d->prefix, m->th);
-        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", "mails", NULL);
-        free(k);
-        /* Mails to this address in the hour, whatever the sheet: counted
-         * first (atomic), compared when the answers are in. */
-        kn_blind_index(d->kr, "email", email, bi);
-        snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
-        k = kn_key_reg_mails(d->prefix, bi);
-        kn__httpd_batch_cmd(b, "INCR", k, NULL);
-        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+        kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "s", NULL);
         free(k);
         kn__httpd_batch_end(b);
     }

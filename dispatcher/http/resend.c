@@ -29,9 +29,9 @@
 
 /* The fields of bc:<name> read, in this order. */
 static const char *const rs_fields[] = {
-    "tenant",   "sender_token", "status",  "done_ms",     "ack",
-    "category", "priority",     "drill",   "policy",      "channels",
-    "subject",  "body",         "choices", "cancelled_ms"};
+    "tenant",   "sender_token", "status",  "done_ms",      "ack",
+    "category", "priority",     "drill",   "policy",       "channels",
+    "subject",  "body",         "choices", "cancelled_ms", "sb"};
 enum {
     RS_TENANT,
     RS_OWNER,
@@ -47,6 +47,7 @@ enum {
     RS_BODY,
     RS_CHOICES,
     RS_CANCELLED,
+    RS_SEALED, /* "sb": a guardian's one-time secret in the body */
     RS__N
 };
 
@@ -109,6 +110,13 @@ static void on_picked(struct conn *c, struct kn_argv *ids, long long skipped,
 {
     struct resend *x = arg;
     const struct token *t = &c->req.tok;
+    if (t->role == KN_ROLE_SENDER && (t->groups == NULL || !t->groups[0])) {
+        kn__httpd_respond_error(c, 403, "to",
+                                "this sender addresses no group now: nobody "
+                                "can be re-sent to");
+        resend_free(x);
+        return;
+    }
     if (t->role == KN_ROLE_SENDER && ids->n > 0) {
         struct batch *b;
         char *save = NULL, *list = kn_xstrdup(t->groups ? t->groups : "");
@@ -200,6 +208,12 @@ static void on_head(struct batch *b)
         kn__httpd_respond_error(c, 409, "id",
                                 "this broadcast was rejected: there is "
                                 "nothing to re-send");
+        goto fail;
+    }
+    if (kn__httpd_relem(h, RS_SEALED) != NULL) {
+        kn__httpd_respond_error(c, 409, "id",
+                                "this message carried a guardian's one-time "
+                                "link or code: it is not sent again");
         goto fail;
     }
     if (kn__httpd_relem(h, RS_DONE) == NULL &&

@@ -138,7 +138,12 @@ static void tpl_audit(struct conn *c, const char *op, const char *tenant,
 static char *tpl_name(struct conn *c)
 {
     char why[160], *name = NULL;
-    if (kn_label_norm(c->req.param, &name, why, sizeof(why)) < 0) {
+    /* A new name by the strict rules; deleting takes a name as it may
+     * have been stored before them. */
+    int rc = c->req.method == HTTP_DELETE
+                 ? kn_label_norm_existing(c->req.param, &name, why, sizeof(why))
+                 : kn_label_norm(c->req.param, &name, why, sizeof(why));
+    if (rc < 0) {
         kn__httpd_respond_error(c, 400, "name",
                                 "the template's name: %s (names are written "
                                 "like group names)",

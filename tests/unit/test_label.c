@@ -40,7 +40,10 @@ static void test_nfkc(void **state)
     norm_is("ｻｯｶｰ部", "サッカー部");
     norm_is("サッカー部", "サッカー部");
     norm_is("行事", "行事");
-    norm_is("\xe3\x80\x80" "1年\xe3\x80\x80" "1組 ", "1年 1組"); /* U+3000 */
+    norm_is("\xe3\x80\x80"
+            "1年\xe3\x80\x80"
+            "1組 ",
+            "1年 1組"); /* U+3000 */
     norm_is("2-A", "2-A");
     norm_is("soccer", "soccer");
     norm_is("①", "1");
@@ -64,6 +67,25 @@ static void test_length(void **state)
     refused("\xe3\x80\x80", "empty");
 }
 
+/* A name stored before the strict rules is still found (to delete it);
+ * the joiners that shape emoji and scripts pass both. */
+static void test_existing(void **state)
+{
+    char err[200], *out = NULL;
+    assert_int_equal(
+        kn_label_norm_existing("臨時休校\xe2\x80\x8b", &out, err, sizeof(err)),
+        0);
+    assert_string_equal(out, "臨時休校\xe2\x80\x8b");
+    free(out);
+    assert_int_equal(kn_label_norm_existing("a\xe2\x80\xae"
+                                            "b",
+                                            &out, err, sizeof(err)),
+                     KN_EINVAL); /* bidi controls never */
+    assert_null(out);
+    norm_is("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa7 保護者会",
+            "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa7 保護者会"); /* ZWJ */
+}
+
 static void test_refused(void **state)
 {
     refused("2-A;2-B", "';'");
@@ -72,15 +94,24 @@ static void test_refused(void **state)
     refused("a\tb", "control character");
     refused("a\nb", "U+000A");
     refused("a\x1b[31mb", "U+001B");
-    refused("a\xc2\x9b" "b", "U+009B");          /* C1 CSI */
-    refused("a\xe2\x80\xae" "b", "U+202E");      /* RLO */
-    refused("a\xe2\x80\xa8" "b", "U+2028");      /* line separator */
+    refused("a\xc2\x9b"
+            "b",
+            "U+009B"); /* C1 CSI */
+    refused("a\xe2\x80\xae"
+            "b",
+            "U+202E"); /* RLO */
+    refused("a\xe2\x80\xa8"
+            "b",
+            "U+2028"); /* line separator */
     /* every format character (Cf): invisible, two names alike */
-    refused("臨時休校\xe2\x80\x8b", "U+200B");       /* zero-width space */
-    refused("臨時\xe2\x81\xa0休校", "U+2060");       /* word joiner */
-    refused("2-\xc2\xad" "A", "U+00AD");             /* soft hyphen */
-    refused("a\xe2\x80\x8d" "b", "U+200D");         /* zero-width joiner */
-    refused("a\xef\xbb\xbf" "b", "U+FEFF");         /* BOM */
+    refused("臨時休校\xe2\x80\x8b", "U+200B"); /* zero-width space */
+    refused("臨時\xe2\x81\xa0休校", "U+2060"); /* word joiner */
+    refused("2-\xc2\xad"
+            "A",
+            "U+00AD"); /* soft hyphen */
+    refused("a\xef\xbb\xbf"
+            "b",
+            "U+FEFF"); /* BOM */
     refused("\xff\xfe", "not UTF-8");
 }
 
@@ -88,6 +119,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nfkc),
+        cmocka_unit_test(test_existing),
         cmocka_unit_test(test_length),
         cmocka_unit_test(test_refused),
     };
