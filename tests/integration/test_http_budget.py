@@ -9,8 +9,9 @@ and http.max_buffered = 64 KiB (the smallest it may be), a LINE channel
 secret and line.webhook_rate = 1.
 
   [4] one client address may hold a quarter of http.max_buffered (or
-      http.max_body): its second large body at once gets 503 while
-      another address is served (a second kairand, max_buffered 4 x).
+      the largest body a route takes): its third 3.9 MB body at once gets
+      503 while another address is served (a second kairand: max_body
+      4 MB, max_buffered 32 MB).
   [1] two authorised submits from two addresses each hold part of a
       60,000-byte body (50,000 and 20,000 bytes sent): together they pass
       http.max_buffered, so the one whose bytes pass it is answered 503
@@ -226,12 +227,14 @@ with Redis(out) as redis:
         assert 403 in seen and 429 in seen and 200 not in seen, seen[:40]
 
     with tap.check("[4] one client address holds at most a quarter of "
-                   "http.max_buffered (or http.max_body): its second large "
-                   "body gets 503 while another address is still served"):
+                   "http.max_buffered (or the largest body a route takes): "
+                   "its third large body at once gets 503 while another "
+                   "address is still served"):
         port2 = free_port()
+        MB4 = 4000000
         k2 = Kairan(os.path.join(out, "k2"), redis, email="outbox", conf={
             "http": {"listen": "127.0.0.1:%d" % port2, "rate": "100000",
-                     "max_body": str(CAP), "max_buffered": str(4 * CAP),
+                     "max_body": str(MB4), "max_buffered": str(8 * MB4),
                      "body_timeout_ms": "30s"}})
         cp = k2.ctl("token", "create", "--role", "admin", "--name", "k2")
         assert cp.returncode == 0, cp.stderr
@@ -241,12 +244,21 @@ with Redis(out) as redis:
             return head(length).replace(admin.encode(), admin2.encode())
         d2 = k2.start()
         d2.wait_output('"listening"', 15)
+        held = []
         try:
-            a = conn(port2, "127.0.0.10")
-            a.sendall(head2(60000) + b" " * 50000)
-            b = conn(port2, "127.0.0.10")
-            b.sendall(head2(60000) + b" " * 20000)
-            r = read_answer(b, 15)
+            # a quarter of 32 MB is 8 MB: two bodies of 3.9 MB fit, the
+            # third passes it
+            for _ in range(2):
+                x = conn(port2, "127.0.0.10")
+                x.sendall(head2(MB4) + b" " * 3900000)
+                held.append(x)
+            x = conn(port2, "127.0.0.10")
+            held.append(x)
+            try:
+                x.sendall(head2(MB4) + b" " * 3900000)
+            except OSError:
+                pass  # refused and closed while sending: read the answer
+            r = read_answer(x, 15)
             assert r is not None and r[0] == 503 and \
                 b"this address" in r[2], r
             bc2 = json.dumps({"tenant": "sakura", "category": "notice",
@@ -259,9 +271,9 @@ with Redis(out) as redis:
             r = read_answer(s2, 15)
             s2.close()
             assert r is not None and r[0] == 202, r
-            a.close()
-            b.close()
         finally:
+            for x in held:
+                x.close()
             d2.stop()
 
     with tap.check("kairand is still up"):

@@ -272,6 +272,18 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                 "POST", "/r/verify", {"ticket": tk, "code": "000000"},
                 ip="198.51.100.78")[0], range(20)))
         assert got.count(400) <= 5 and got.count(429) >= 15, got
+        # mails of one sign-up sent at once: at most 5 go
+        st, j = call("POST", "/r/start", {"id": sid, "passcode": pw},
+                     ip="198.51.100.79")
+        assert st == 200, (st, j)
+        tk2 = j["ticket"]
+        with ThreadPoolExecutor(10) as ex:
+            got = list(ex.map(lambda i: call(
+                "POST", "/r/email", {"ticket": tk2,
+                                     "email": "par%d@example.jp" % i,
+                                     "consent": True},
+                ip="198.51.100.79")[0], range(10)))
+        assert got.count(202) <= 5 and got.count(429) >= 5, got
         r.call("DEL", k.prefix + "rst:" + sid)  # leave the sheet's hour as it was
 
     with tap.check("[3] first guardian of s-2: checks, mail with link and "
@@ -334,6 +346,17 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
             bj = json.loads(resp.read())
         assert bj["body_withheld"] is True and v not in json.dumps(bj) and \
             code not in json.dumps(bj), bj
+        # nor is it sent again (it would carry the sealed text)
+        rq = urllib.request.Request(
+            base + "/v1/broadcasts/" + regs[0].decode().split(":")[-1] +
+            "/resend", data=b"{}", method="POST",
+            headers={"Authorization": "Bearer " + tok,
+                     "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(rq, timeout=20)
+            raise AssertionError("a sealed message was re-sent")
+        except urllib.error.HTTPError as e:
+            assert e.code == 409 and b"one-time" in e.read(), e.code
 
     def broadcast(subject):
         bid = k.submit({"tenant": T, "subject": subject, "body": "本文",
@@ -430,6 +453,14 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                          ip=ip)
             assert st == 200, (st, j)
             return j["ticket"]
+        # made-up tickets do not count against the address (nobody can
+        # use up a stranger's address without a live sign-up)
+        for i in range(5):
+            st, e = call("POST", "/r/email", {"ticket": "%043d" % i,
+                                              "email": VICTIM,
+                                              "consent": True},
+                         ip="198.51.100.40")
+            assert st == 401 and e["code"] == "expired", (st, e)
         tk = start1("198.51.100.41")
         got = [call("POST", "/r/email", {"ticket": tk, "email": VICTIM,
                                          "consent": True},
