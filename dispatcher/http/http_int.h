@@ -298,7 +298,8 @@ struct http_srv {
     /* redis.wait_replicas > 0: submits go on this connection of their
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
-    int hashing; /* password hashes running on the thread pool */
+    int hashing;   /* password hashes running on the thread pool */
+    int log_reads; /* /v1/logs reads (up to 8 MiB each) on the pool */
     /* directory jobs (imports, sheets) running on the pool: at most
      * KN__DIR_JOBS at once and one per tenant (kn__httpd_dir_job_take),
      * so that no tenant holds them all */

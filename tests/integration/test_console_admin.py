@@ -497,6 +497,22 @@ with Redis(out) as redis:
         r = jcall(ADMIN, "GET", "/v1/logs/operations?from=%s&to=%s" % (today, today))
         assert r.status == 200 and r.json["lines"], r
 
+    with tap.check("[7] log reads at once (two schools, 16 requests): each "
+                   "answered 200, or 503 with Retry-After when two are being "
+                   "read already; the count is given back (reads go on after)"):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(16) as ex:
+            got = list(ex.map(lambda i: jcall(
+                ADMIN if i % 2 else OTHER, "GET",
+                "/v1/logs/logins?person=nobody"), range(16)))
+        for r in got:
+            assert r.status == 200 or (
+                r.status == 503 and r.headers.get("retry-after") == ["1"] and
+                "busy reading the logs" in r.json["error"]), r
+        assert any(r.status == 200 for r in got), [r.status for r in got]
+        for _ in range(3):  # one at a time: never refused
+            assert jcall(ADMIN, "GET", "/v1/logs/operations").status == 200
+
     with tap.check("[7] paging: limit and next_cursor walk every line once; a forged cursor 400"):
         seen, cur = [], None
         for _ in range(100):
