@@ -6,6 +6,7 @@
 #include "dispatcher/http/http_int.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,18 @@ void kn__httpd_batch_cmd(struct batch *b, const char *first, ...)
     va_end(ap);
     kn__httpd_batch_add(b, &a);
     kn_argv_free(&a);
+}
+
+void kn__httpd_batch_count(struct batch *b, const char *key, const char *field,
+                           long long ttl_ms)
+{
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%lld", ttl_ms);
+    if (field != NULL)
+        kn__httpd_batch_cmd(b, "HINCRBY", key, field, "1", NULL);
+    else
+        kn__httpd_batch_cmd(b, "INCR", key, NULL);
+    kn__httpd_batch_cmd(b, "PEXPIRE", key, ms, "NX", NULL);
 }
 
 void kn__httpd_batch_end(struct batch *b)

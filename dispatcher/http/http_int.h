@@ -459,6 +459,12 @@ struct batch *kn__httpd_batch_new(struct http_srv *s, struct conn *c,
 void kn__httpd_batch_add(struct batch *b, struct kn_argv *a);
 void kn__httpd_batch_cmd(struct batch *b, const char *first, ...)
     __attribute__((sentinel));
+/* Count one try in key (INCR, or HINCRBY of field when not NULL), and give
+ * the count ttl_ms to live from its first try (PEXPIRE NX): two commands,
+ * the count the first one's reply.  Counted before it is judged, tries
+ * sent at once cannot all pass a check of the count. */
+void kn__httpd_batch_count(struct batch *b, const char *key, const char *field,
+                           long long ttl_ms);
 void kn__httpd_batch_end(struct batch *b);
 const redisReply *kn__httpd_brep(const struct batch *b, int i);
 /* 1 if a batch's replies can be used; 0 when the client is gone or Redis

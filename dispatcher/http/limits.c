@@ -97,18 +97,23 @@ void kn__httpd_rate_free(struct rtable *t)
  * many.  Returns 1 if the request may go on, else 0 with the seconds to
  * wait in *retry_after.
  */
+/* addr's bucket, or NULL. */
+static struct rbucket *bucket_of(const struct rtable *t, const char *addr)
+{
+    struct rbucket *b = t->slot[addr_hash(addr) % RATE_SLOTS];
+    while (b != NULL && strcmp(b->addr, addr) != 0)
+        b = b->next;
+    return b;
+}
+
 int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
                         int *retry_after)
 {
     unsigned slot = addr_hash(addr) % RATE_SLOTS;
     double cap = (double)rate;
     int64_t now = kn_mono_ms();
-    struct rbucket *b;
+    struct rbucket *b = bucket_of(t, addr);
 
-    for (b = t->slot[slot]; b != NULL; b = b->next) {
-        if (strcmp(b->addr, addr) == 0)
-            break;
-    }
     if (b == NULL) {
         if (t->n >= RATE_MAX)
             kn__httpd_rate_sweep(t, rate, 0);
@@ -138,14 +143,10 @@ int kn__httpd_rate_take(struct rtable *t, int64_t rate, const char *addr,
 
 int kn__httpd_rate_peek(struct rtable *t, int64_t rate, const char *addr)
 {
-    unsigned slot = addr_hash(addr) % RATE_SLOTS;
-    double cap = (double)rate;
-    for (const struct rbucket *b = t->slot[slot]; b != NULL; b = b->next) {
-        if (strcmp(b->addr, addr) == 0)
-            return b->tokens + (double)(kn_mono_ms() - b->at) * cap / 1000.0 >=
-                   1.0;
-    }
-    return 1;
+    const struct rbucket *b = bucket_of(t, addr);
+    return b == NULL ||
+           b->tokens + (double)(kn_mono_ms() - b->at) * (double)rate / 1000.0 >=
+               1.0;
 }
 
 /* A webhook request whose signature did not hold: its source's record. */

@@ -539,13 +539,9 @@ static void mp_start(struct conn *c, int op,
         free(k);
         k = mp_key(d, "mpf", m->ci);
         if ((tc != NULL && tc[0] != '\0') || (tp != NULL && tp[0] != '\0')) {
-            /* a try of a code or passcode, counted before it is judged
-             * (atomic: tries sent at once cannot all pass the check) */
-            char ms[24];
-            snprintf(ms, sizeof(ms), "%lld", MP_CODE_MS);
+            /* a try of a code or passcode, counted before it is judged */
             m->trying = 1;
-            kn__httpd_batch_cmd(b, "INCR", k, NULL);
-            kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+            kn__httpd_batch_count(b, k, NULL, MP_CODE_MS);
         } else {
             kn__httpd_batch_cmd(b, "GET", k, NULL);
         }

@@ -400,10 +400,8 @@ static void on_sheet(struct batch *b)
     free(k);
     /* Sign-ups of this sheet in the hour (4, 5): each may mail 5
      * addresses, so a sheet's holder is held to REG_STARTS of them. */
-    snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
     k = kn_key_reg_starts(d->prefix, st->id);
-    kn__httpd_batch_cmd(nb, "INCR", k, NULL);
-    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
+    kn__httpd_batch_count(nb, k, NULL, REG_HOUR_MS);
     free(k);
     kn__httpd_batch_end(nb);
 }
@@ -446,12 +444,7 @@ void kn__httpd_run_register_start(struct conn *c)
     /* This try counted before it is judged (atomic: tries sent at once
      * cannot all pass the check); a right passcode clears the count. */
     k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
-    {
-        char ms[24];
-        snprintf(ms, sizeof(ms), "%lld", REG_LOCK_MS);
-        kn__httpd_batch_cmd(b, "INCR", k, NULL);
-        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
-    }
+    kn__httpd_batch_count(b, k, NULL, REG_LOCK_MS);
     free(k);
     k = kn_key_sheet(d->prefix, st->id);
     kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", "h", "used", "max", NULL);
@@ -555,7 +548,7 @@ static void on_mail_ticket(struct batch *b)
     struct kn_daemon *d;
     const redisReply *h;
     struct batch *nb;
-    char bi[33], ms[24], *k;
+    char bi[33], *k;
 
     if (!kn__httpd_batch_usable(b)) {
         mail_free(m);
@@ -580,15 +573,11 @@ static void on_mail_ticket(struct batch *b)
     m->sheet = kn_xstrdup(h->element[2]->str);
     nb = kn__httpd_batch_new(c->srv, c, on_mail_counted, m);
     k = kn_key_reg_ticket(d->prefix, m->th);
-    snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
-    kn__httpd_batch_cmd(nb, "HINCRBY", k, "mails", "1", NULL);
-    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
+    kn__httpd_batch_count(nb, k, "mails", REG_TICKET_MS);
     free(k);
     kn_blind_index(d->kr, "email", m->email, bi);
-    snprintf(ms, sizeof(ms), "%lld", REG_HOUR_MS);
     k = kn_key_reg_mails(d->prefix, bi);
-    kn__httpd_batch_cmd(nb, "INCR", k, NULL);
-    kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
+    kn__httpd_batch_count(nb, k, NULL, REG_HOUR_MS);
     free(k);
     kn__httpd_batch_end(nb);
 }
@@ -962,15 +951,11 @@ void kn__httpd_run_register_verify(struct conn *c)
         char *k;
         kn_session_hash(ticket, v->th);
         memcpy(v->code, code, 6);
-        char ms[24];
         b = kn__httpd_batch_new(c->srv, c, on_code_ticket, v);
         k = kn_key_reg_ticket(d->prefix, v->th);
-        /* The try is counted before it is judged (atomic): requests sent
-         * at once cannot all be checked before the count stops them.  An
-         * unknown ticket's count gets the ticket's lifetime and no code. */
-        snprintf(ms, sizeof(ms), "%lld", REG_TICKET_MS);
-        kn__httpd_batch_cmd(b, "HINCRBY", k, "tries", "1", NULL);
-        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+        /* The try is counted before it is judged.  An unknown ticket's
+         * count gets the ticket's lifetime and no code. */
+        kn__httpd_batch_count(b, k, "tries", REG_TICKET_MS);
         kn__httpd_batch_cmd(b, "HMGET", k, "v", "code", NULL);
         free(k);
         kn__httpd_batch_end(b);

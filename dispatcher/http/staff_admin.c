@@ -451,6 +451,15 @@ static void staff_done(uv_work_t *w, int status)
     kn__httpd_srv_unref(s);
 }
 
+/* The thread pool's share for this kind of job is taken: 503, and j goes. */
+static void busy(struct conn *c, struct job *j, const char *why)
+{
+    kn__httpd_respond_json(c, 503,
+                           json_pack("{s:s, s:n}", "error", why, "field"),
+                           "Retry-After: 1\r\n");
+    job_free(j);
+}
+
 static void start(struct conn *c, struct job *j)
 {
     struct http_srv *s = c->srv;
@@ -459,22 +468,14 @@ static void start(struct conn *c, struct job *j)
      * every school together (32 at once slowed other schools' logins to
      * 1.4 s). */
     if (j->op == OP_LOG && s->log_reads >= LOG_READS_MAX) {
-        json_t *e =
-            json_pack("{s:s, s:n}", "error",
-                      "busy reading the logs; try again in a second", "field");
-        kn__httpd_respond_json(c, 503, e, "Retry-After: 1\r\n");
-        job_free(j);
+        busy(c, j, "busy reading the logs; try again in a second");
         return;
     }
     if (j->op == OP_LOG)
         s->log_reads++;
     j->hashes = j->op == OP_ADD || j->op == OP_RESET;
     if (j->hashes && s->hashing >= HASH_MAX) {
-        json_t *e =
-            json_pack("{s:s, s:n}", "error",
-                      "busy hashing passwords; try again in a second", "field");
-        kn__httpd_respond_json(c, 503, e, "Retry-After: 1\r\n");
-        job_free(j);
+        busy(c, j, "busy hashing passwords; try again in a second");
         return;
     }
     if (j->hashes)
