@@ -66,7 +66,7 @@ LIB_SRCS += model/guardian.c
 # One-click unsubscribe (issue 16): /u/{token} and its page (web/unsub/).
 LIB_SRCS += dispatcher/http/unsub.c
 # The guardian's my page (issue 16).
-LIB_SRCS += dispatcher/http/mypage.c dispatcher/http/guardian_mail.c
+LIB_SRCS += dispatcher/http/mypage.c dispatcher/http/mypage_link.c dispatcher/http/guardian_mail.c
 LIB_SRCS := $(wildcard $(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_status.o \
             $(BUILD)/gen/web_console.o $(BUILD)/gen/web_register.o \

@@ -705,6 +705,12 @@ void kn__httpd_run_mypage_view(struct conn *c);
 void kn__httpd_run_mypage_save(struct conn *c);
 void kn__httpd_run_mypage_code(struct conn *c);
 void kn__httpd_run_mypage_link(struct conn *c);
+/* What mypage.c and mypage_link.c share: the child's guardian with the
+ * index ix, as pref_set.lua finds it (the record itself, its "g", then
+ * the registrations; borrowed, or NULL), and the key of kind ("mpc", ...)
+ * named by the keyed hash of what. */
+json_t *kn__mp_find_guardian(json_t *rec, json_t *reg, const char *ix);
+char *kn__mp_key(const struct kn_daemon *d, const char *kind, const char *what);
 
 /* ---- phones.c ---- */
 

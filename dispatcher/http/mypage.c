@@ -52,17 +52,14 @@
 #include "queue/scripts.h"
 #include "queue/submit.h"
 
-#define MP_CODE_MS     (10LL * 60 * 1000)
-#define MP_CODE_TRIES  5
-#define MP_CODES_HOUR  5
-#define MP_HOUR_MS     (60LL * 60 * 1000)
-#define MP_LINK_ADDR   3  /* "send me my link" per address and hour */
-#define MP_LINK_SHEET  5  /* per sheet ID and hour */
-#define MP_LINK_CLIENT 20 /* per client address and hour */
-#define MP_DAYS_MS     (30LL * 24 * 60 * 60 * 1000)
-#define MP_SCAN        400 /* the tenant's broadcasts looked at (the "400" below) */
-#define MP_MSGS        30 /* messages shown, at most */
-#define MP_OX_MAX      64 /* categories opted out of, at most */
+#define MP_CODE_MS    (10LL * 60 * 1000)
+#define MP_CODE_TRIES 5
+#define MP_CODES_HOUR 5
+#define MP_HOUR_MS    (60LL * 60 * 1000)
+#define MP_DAYS_MS    (30LL * 24 * 60 * 60 * 1000)
+#define MP_SCAN       400 /* the tenant's broadcasts looked at (the "400" below) */
+#define MP_MSGS       30 /* messages shown, at most */
+#define MP_OX_MAX     64 /* categories opted out of, at most */
 
 #define BAD_LINK                                                                                     \
     "このリンクは使えません。もう一度リンクを送ってもらってください " \
@@ -153,9 +150,7 @@ static int has_index(json_t *o, const char *ix)
     return 0;
 }
 
-/* The child's guardian with the index ix, as pref_set.lua finds it: the
- * record itself, its "g", then the registrations.  Borrowed, or NULL. */
-static json_t *find_guardian(json_t *rec, json_t *reg, const char *ix)
+json_t *kn__mp_find_guardian(json_t *rec, json_t *reg, const char *ix)
 {
     json_t *g;
     size_t i;
@@ -276,9 +271,7 @@ static int send_one(struct http_srv *s, const char *tenant, const char *child,
                                    subject, body);
 }
 
-/* The key of kind ("mpc", ...) named by the keyed hash of what. */
-static char *mp_key(const struct kn_daemon *d, const char *kind,
-                    const char *what)
+char *kn__mp_key(const struct kn_daemon *d, const char *kind, const char *what)
 {
     char h[33];
     kn_blind_index(d->kr, "mypage", what, h);
@@ -446,7 +439,7 @@ static void on_base(struct batch *b)
     }
     m->rec = rc; /* m owns it now */
     rc = NULL;
-    m->g = find_guardian(m->rec, m->reg, m->tk.index);
+    m->g = kn__mp_find_guardian(m->rec, m->reg, m->tk.index);
     if (m->g == NULL) { /* that address is no longer the child's */
         bad_link(c, 0);
         goto out;
@@ -534,10 +527,10 @@ static void mp_start(struct conn *c, int op,
     free(k);
     if (op == MP_SAVE) {
         const char *tc = jstr(j, "code"), *tp = jstr(j, "passcode");
-        k = mp_key(d, "mpc", m->ci);
+        k = kn__mp_key(d, "mpc", m->ci);
         kn__httpd_batch_cmd(b, "GET", k, NULL);
         free(k);
-        k = mp_key(d, "mpf", m->ci);
+        k = kn__mp_key(d, "mpf", m->ci);
         if ((tc != NULL && tc[0] != '\0') || (tp != NULL && tp[0] != '\0')) {
             /* a try of a code or passcode, counted before it is judged */
             m->trying = 1;
@@ -547,7 +540,7 @@ static void mp_start(struct conn *c, int op,
         }
         free(k);
     } else if (op == MP_CODE) {
-        k = mp_key(d, "mpn", m->ci);
+        k = kn__mp_key(d, "mpn", m->ci);
         kn__httpd_batch_cmd(b, "GET", k, NULL);
         free(k);
     }
@@ -917,7 +910,7 @@ static void save_apply(struct conn *c, struct mp *m)
 static void code_wrong(struct conn *c, struct mp *m, const char *field)
 {
     struct kn_daemon *d = c->srv->d;
-    char *k = mp_key(d, "mpf", m->ci);
+    char *k = kn__mp_key(d, "mpf", m->ci);
     if (!m->trying) /* counted when the request came, if it was a try */
         kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", k);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, MP_CODE_MS);
@@ -1008,7 +1001,7 @@ static void save_go(struct conn *c, struct mp *m)
     }
     /* Stopping a channel: the link alone is not enough. */
     if (m->fails >= MP_CODE_TRIES) {
-        char *k = mp_key(d, "mpc", m->ci);
+        char *k = kn__mp_key(d, "mpc", m->ci);
         kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
         free(k);
         c->req.auth_result = "locked";
@@ -1031,10 +1024,10 @@ static void save_go(struct conn *c, struct mp *m)
             return;
         }
         {
-            char *k = mp_key(d, "mpc", m->ci);
+            char *k = kn__mp_key(d, "mpc", m->ci);
             kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
             free(k);
-            k = mp_key(d, "mpf", m->ci);
+            k = kn__mp_key(d, "mpf", m->ci);
             kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
             free(k);
         }
@@ -1110,13 +1103,13 @@ static void code_go(struct conn *c, struct mp *m)
     }
     snprintf(code, sizeof(code), "%06u", (unsigned)kn_random_below(1000000));
     code_hash(d->kr, m->ci, code, h);
-    k = mp_key(d, "mpc", m->ci);
+    k = kn__mp_key(d, "mpc", m->ci);
     kn_redis_cmd(d->cmd, NULL, NULL, "SET %s %s PX %lld", k, h, MP_CODE_MS);
     free(k);
-    k = mp_key(d, "mpf", m->ci);
+    k = kn__mp_key(d, "mpf", m->ci);
     kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
     free(k);
-    k = mp_key(d, "mpn", m->ci);
+    k = kn__mp_key(d, "mpn", m->ci);
     kn_redis_cmd(d->cmd, NULL, NULL, "SET %s 0 PX %lld NX", k, MP_HOUR_MS);
     kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", k);
     free(k);
@@ -1149,191 +1142,4 @@ static void code_go(struct conn *c, struct mp *m)
 void kn__httpd_run_mypage_code(struct conn *c)
 {
     mp_start(c, MP_CODE, code_check);
-}
-
-/* ------------------------------------------------ POST /m/link */
-
-struct link {
-    char sheet[64];
-    char bi[33];
-    char *tenant, *child;
-};
-
-static void link_free(struct link *l)
-{
-    free(l->tenant);
-    free(l->child);
-    free(l);
-}
-
-static void link_answer(struct conn *c)
-{
-    c->req.auth_result = "ok";
-    kn__httpd_respond_json(
-        c, 202,
-        json_pack("{s:s}", "message",
-                  "登録されたアドレスであれば、マイページへのリンクを送り"
-                  "ました (if the address is registered for this ID, a link "
-                  "is on its way)"),
-        NULL);
-}
-
-static void on_link_guardians(struct batch *b)
-{
-    struct link *l = b->arg;
-    struct conn *c = b->c;
-    struct http_srv *s;
-    json_t *rec = NULL, *reg = NULL, *g = NULL;
-    char *to = NULL;
-    if (!kn__httpd_batch_usable(b))
-        goto out;
-    s = c->srv;
-    if (l->tenant != NULL) {
-        const char *rs = kn__httpd_rstr(kn__httpd_brep(b, 0));
-        const char *gs = kn__httpd_rstr(kn__httpd_brep(b, 1));
-        rec = rs ? json_loads(rs, 0, NULL) : NULL;
-        reg = gs ? json_loads(gs, 0, NULL) : NULL;
-        g = rec ? find_guardian(rec, reg, l->bi) : NULL;
-        /* the e-mail index itself: a LINE or push index never matches an
-         * address' hash, but say so */
-        if (g != NULL && (jstr(g, KN_DIR_EMAIL_INDEX) == NULL ||
-                          strcmp(jstr(g, KN_DIR_EMAIL_INDEX), l->bi) != 0))
-            g = NULL;
-    }
-    /* The same answer, found or not; the mail after it. */
-    link_answer(c);
-    /* The mail goes to the address on record, not to what was typed. */
-    if (g != NULL)
-        to = kn__httpd_unseal_opt(s->d->kr, "email", jstr(g, KN_DIR_EMAIL));
-    if (to != NULL) {
-        char *t =
-            kn_gtoken_make(s->d->kr, KN_GTOKEN_MYPAGE, l->tenant, l->child,
-                           l->bi, kn_now_ms() + KN_GTOKEN_MYPAGE_MS, "");
-        if (t != NULL) {
-            char *body = kn_xasprintf(
-                "%s のマイページへのリンクです（30日間有効）。"
-                "受け取り方・言語・お知らせの種類の設定と、過去30日の"
-                "お知らせを見られます:\n%s/m#t=%s\n\n"
-                "このリンクを人に転送しないでください。心当たりがない場合"
-                "は、このメールを破棄してください。\n\n"
-                "Your link to My page at %s (valid 30 days): see above. "
-                "Do not forward it.\n",
-                l->tenant, s->cfg->http_public_url, t, l->tenant);
-            char masked[200];
-            send_one(s, l->tenant, l->child, "email", to,
-                     "【連絡網】マイページへのリンク", body);
-            kn_mask_address(to, masked, sizeof(masked));
-            kn_log(KN_LOG_INFO, "http", "my-page link queued", "tenant",
-                   l->tenant, "to", masked, NULL);
-            OPENSSL_cleanse(body, strlen(body));
-            free(body);
-            kn_free_secret(t);
-        }
-    }
-out:
-    kn__httpd_free_secret(&to);
-    json_decref(rec);
-    json_decref(reg);
-    link_free(l);
-}
-
-static void on_link_counts(struct batch *b)
-{
-    struct link *l = b->arg;
-    struct conn *c = b->c;
-    struct kn_daemon *d;
-    const redisReply *h;
-    struct batch *nb;
-    char *k;
-    if (!kn__httpd_batch_usable(b)) {
-        link_free(l);
-        return;
-    }
-    d = c->srv->d;
-    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) > MP_LINK_ADDR ||
-        kn__httpd_rnum(kn__httpd_brep(b, 3)) > MP_LINK_SHEET ||
-        kn__httpd_rnum(kn__httpd_brep(b, 5)) > MP_LINK_CLIENT) {
-        c->req.auth_result = "throttled";
-        kn__httpd_respond_json(
-            c, 429,
-            json_pack("{s:s, s:n, s:s}", "error",
-                      "しばらくしてからやり直してください (too many "
-                      "requests: try again in an hour)",
-                      "field", "code", "link_hour"),
-            "Retry-After: 3600\r\n");
-        link_free(l);
-        return;
-    }
-    h = kn__httpd_brep(b, 6);
-    if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
-        kn__httpd_rstr(h->element[0]) != NULL &&
-        kn__httpd_rstr(h->element[1]) != NULL) {
-        l->tenant = kn_xstrdup(kn__httpd_rstr(h->element[0]));
-        l->child = kn_xstrdup(kn__httpd_rstr(h->element[1]));
-    }
-    /* The same reads whether the sheet exists or not. */
-    nb = kn__httpd_batch_new(c->srv, c, on_link_guardians, l);
-    k = kn_key_rcpt(d->prefix, l->tenant ? l->tenant : "-",
-                    l->child ? l->child : "-");
-    kn__httpd_batch_cmd(nb, "HGET", k, "c", NULL);
-    free(k);
-    k = kn_key_reg(d->prefix, l->tenant ? l->tenant : "-",
-                   l->child ? l->child : "-");
-    kn__httpd_batch_cmd(nb, "HGET", k, "g", NULL);
-    free(k);
-    kn__httpd_batch_end(nb);
-}
-
-void kn__httpd_run_mypage_link(struct conn *c)
-{
-    struct kn_daemon *d = c->srv->d;
-    json_t *j = kn__httpd_json_object(c);
-    const char *id, *email, *why = NULL;
-    struct link *l;
-    struct batch *b;
-    char *k, *what;
-
-    if (j == NULL)
-        return;
-    id = jstr(j, "id");
-    email = jstr(j, "email");
-    if (id == NULL || id[0] == '\0' || strlen(id) > 60) {
-        kn__httpd_respond_coded(c, 400, "id", "need_id",
-                                "ID を入力してください (type the ID of the "
-                                "registration sheet)");
-        json_decref(j);
-        return;
-    }
-    if (email == NULL || email[0] == '\0' || kn_addr_check(email, &why) < 0) {
-        kn__httpd_respond_coded(c, 400, "email", "bad_email",
-                                "メールアドレスを確認してください (check the "
-                                "e-mail address: %s)",
-                                why ? why : "it is empty");
-        json_decref(j);
-        return;
-    }
-    l = kn_xcalloc(1, sizeof(*l));
-    if (kn_reg_normalise(id, KN_REG_ID_LEN, l->sheet, sizeof(l->sheet)) <= 0)
-        snprintf(l->sheet, sizeof(l->sheet), "%s", id);
-    kn_blind_index(d->kr, "email", email, l->bi);
-    json_decref(j);
-    b = kn__httpd_batch_new(c->srv, c, on_link_counts, l);
-    for (int i = 0; i < 3; i++) {
-        what = kn_xasprintf("%s:%s",
-                            i == 0   ? "a"
-                            : i == 1 ? "s"
-                                     : "c",
-                            i == 0   ? l->bi
-                            : i == 1 ? l->sheet
-                                     : c->req.source);
-        k = mp_key(d, "mpl", what);
-        kn__httpd_batch_cmd(b, "SET", k, "0", "PX", "3600000", "NX", NULL);
-        kn__httpd_batch_cmd(b, "INCR", k, NULL);
-        free(k);
-        free(what);
-    }
-    k = kn_key_sheet(d->prefix, l->sheet);
-    kn__httpd_batch_cmd(b, "HMGET", k, "t", "r", NULL);
-    free(k);
-    kn__httpd_batch_end(b);
 }
