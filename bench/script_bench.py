@@ -4,7 +4,9 @@ finish when its result comes back), measured alone by INFO commandstats
 on a private redis-server; and, for the design decision in README "LINE
 expansion", the same two steps with a multicast's members as ONE record
 of bc:<id>:r (a prototype written here, not kairan's code: no dead
-member, no duplicate, no ack).  Figures only; nothing is asserted.
+member, no duplicate, no ack).  Then the submit's RPUSH of a large
+audience, unpacked and packed (audience_push).  Figures only; nothing is
+asserted.
 
   python3 bench/script_bench.py          (K=200 groups of 500 by default)
 """
@@ -134,6 +136,42 @@ def one_record(r):
     return tc / (K * M), tf / (K * M)
 
 
+def audience_push():
+    """The submit's RPUSH of 200,000 audience entries of 170 bytes in one
+    MULTI, an entry to a list element or packed 1,000 to one ("k:" +
+    entries a line each, a design tried and dropped: README "LINE
+    expansion"), into a fresh redis-server and again after the same
+    memory was used and freed (jemalloc keeps it a while): us per entry
+    and Redis' minor page faults."""
+    def rpush_us(r):
+        info = r.call("INFO", "commandstats")
+        info = info.decode() if isinstance(info, bytes) else info
+        m = re.search(r"cmdstat_rpush:calls=(\d+),usec=(\d+)", info)
+        return int(m.group(2)) if m else 0
+
+    def minflt(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    ents = [b"i:%08d" % i + b"x" * 160 for i in range(200000)]
+    for k in (1, 1000):
+        els = ents if k == 1 else [b"k:" + b"\n".join(ents[i:i + k])
+                                   for i in range(0, len(ents), k)]
+        per = max(1, 1000 // k)
+        cmds = [["MULTI"]] + [["RPUSH", "aud"] + els[i:i + per]
+                              for i in range(0, len(els), per)] + [["EXEC"]]
+        with Redis(tmpdir("aud-bench")) as r:
+            pid = r.proc.pid
+            for what in ("fresh", "warm"):
+                u0, f0 = rpush_us(r), minflt(pid)
+                r.client().pipeline(cmds)
+                print("  audience RPUSH, %s, %s: %.3f us per entry, %d page "
+                      "faults" % ("an entry to an element" if k == 1 else
+                                  "1,000 to an element", what,
+                                  (rpush_us(r) - u0) / len(ents),
+                                  minflt(pid) - f0))
+                r.call("DEL", "aud")
+
+
 with Redis(tmpdir("script-bench")) as r:
     c, f = today(r)
     print("script_bench: %d multicast jobs of %d LINE members" % (K, M))
@@ -142,3 +180,4 @@ with Redis(tmpdir("script-bench")) as r:
     c2, f2 = one_record(r)
     print("  one record per multicast (prototype): commit %.2f us, "
           "finish %.2f us per member" % (c2, f2))
+audience_push()
