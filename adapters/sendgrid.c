@@ -229,6 +229,17 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         json_object_set_new(v, "X-Priority", json_string("1"));
     }
     json_object_set_new(o, "headers", v);
+    /* SendGrid's tracking off in every request, whatever the account
+     * says: subscription tracking adds its own List-Unsubscribe (a second
+     * one, or one on urgent and emergency mail, which must have none) and
+     * a footer whose click suppresses the address at SendGrid, emergency
+     * mail included; click tracking rewrites the personal confirmation,
+     * my-page and unsubscribe links through SendGrid's redirector. */
+    json_object_set_new(o, "tracking_settings",
+                        json_pack("{s:{s:b, s:b}, s:{s:b}, s:{s:b}}",
+                                  "click_tracking", "enable", 0, "enable_text",
+                                  0, "open_tracking", "enable", 0,
+                                  "subscription_tracking", "enable", 0));
     if (ok)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);

@@ -124,6 +124,20 @@ static void test_body(void **state)
     h = json_object_get(b, "headers");
     assert_string_equal(json_string_value(json_object_get(h, "Importance")),
                         "high");
+    /* SendGrid's own tracking pinned off whatever the account says: its
+     * subscription tracking would add a second List-Unsubscribe (and one
+     * to urgent and emergency mail, which must have none) and a footer
+     * whose click suppresses the address at SendGrid; click tracking
+     * would rewrite the personal confirmation and my-page links. */
+    h = json_object_get(b, "tracking_settings");
+    assert_true(json_is_false(json_object_get(
+        json_object_get(h, "subscription_tracking"), "enable")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "click_tracking"), "enable")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "click_tracking"), "enable_text")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "open_tracking"), "enable")));
 
     p = json_object_get(b, "personalizations");
     assert_int_equal(json_array_size(p), 2);
