@@ -91,7 +91,7 @@ static void put_json_string(FILE *f, const char *raw)
 static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,
                  va_list ap)
 {
-    char tbuf[48], *line = NULL;
+    char tbuf[48], *line = NULL, *safe;
     size_t len = 0;
     FILE *f = open_memstream(&line, &len);
     const char *k, *v;
@@ -115,9 +115,14 @@ static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,
     }
     fputs("}\n", f);
     fclose(f);
-    if (write(log_fd, line, len) < 0) {
+    /* C1 controls, bidi controls and U+2028/U+2029 as \u escapes: the
+     * same JSON value, and a terminal that shows the log (tail -f,
+     * journalctl) obeys no CSI and turns no line around. */
+    safe = kn_text_json(line);
+    if (write(log_fd, safe, strlen(safe)) < 0) {
         /* Nowhere left to report a failing log; drop the line. */
     }
+    free(safe);
     free(line);
 }
 

@@ -4,7 +4,9 @@
  * at most its first character before the '@', whatever its form (a
  * dot-atom, a carrier's quoted local part, an RFC 6531 UTF-8 local part,
  * a quoted one holding '@' or an escaped quote), and the text stays
- * terminated in any buffer size.
+ * terminated in any buffer size; and a log line never carries a C1
+ * control or a bidi override raw (a terminal showing the log would obey
+ * them), only as a JSON escape of the same value.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -71,6 +77,39 @@ static void test_mask_small_buffers(void **state)
     }
 }
 
+static void test_log_line_terminal_safe(void **state)
+{
+    char path[] = "/tmp/kn-test-log-XXXXXX", buf[4096];
+    const char *hostile = "/v1/b\xc2\x9b"
+                          "31m\u202eabc\x1b[2J\u2028";
+    int fd = mkstemp(path);
+    ssize_t n;
+    json_t *j;
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(kn_log_open(path), 0);
+    kn_log(KN_LOG_ERROR, "test", "hostile \xc2\x9b", "path", hostile, NULL);
+    assert_int_equal(kn_log_open(NULL), 0);
+    fd = open(path, O_RDONLY);
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_null(strstr(buf, "\xc2\x9b"));
+    assert_null(strstr(buf, "\xe2\x80\xae"));
+    assert_null(strstr(buf, "\xe2\x80\xa8"));
+    assert_null(strchr(buf, 0x1b));
+    j = json_loads(buf, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "path")),
+                        hostile);
+    assert_string_equal(json_string_value(json_object_get(j, "msg")),
+                        "hostile \xc2\x9b");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -78,6 +117,7 @@ int main(void)
         cmocka_unit_test(test_mask_utf8_local_part),
         cmocka_unit_test(test_mask_quoted_specials),
         cmocka_unit_test(test_mask_small_buffers),
+        cmocka_unit_test(test_log_line_terminal_safe),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
