@@ -23,7 +23,8 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
            -Wno-unused-parameter -MMD -MP $(SANFLAGS) \
            -I. $(shell pkg-config --cflags $(PKGS))
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm
-# libunistring has no .pc file: NFKC of group and category names (model/label.c)
+# libunistring has no .pc file: NFKC of group and category names (model/label.c),
+# grapheme cluster boundaries for the cuts of LINE and push texts (common/utf8.c)
 LDLIBS  += -lunistring
 LDFLAGS := $(SANFLAGS)
 

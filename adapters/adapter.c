@@ -152,7 +152,13 @@ int kn__mail_build(const struct kn_mail_conf *mc, const struct kn_job *job,
     m.message_id = mid;
     m.date_ms = kn_now_ms();
     m.urgent = job->msg->urgent;
-    m.unsub = job->unsub;
+    /* A URL that cannot go into List-Unsubscribe's brackets (an
+     * http.public_url written "HTTPS://" or with ',' or '"' in its path
+     * passes the config check): the mail goes without the header, as the
+     * SendGrid path sends it, rather than failing for every guardian. */
+    m.unsub = job->unsub != NULL && kn_mime_unsub_url_ok(job->unsub)
+                  ? job->unsub
+                  : NULL;
     m.lang = job->msg->lang != NULL ? job->msg->lang : KN_LANG_DEFAULT;
     rc = kn_mime_build(&m, out, len);
     free(subject);

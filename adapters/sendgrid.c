@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "adapters/http.h"
 #include "adapters/mime.h"
 #include "adapters/net.h"
+#include "common/codec.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -48,7 +50,7 @@ const char kn_detail_sendgrid_address[] =
 
 /* The personal confirmation link: one body for the whole request, the
  * link put in per personalization by a substitution (the same text as the
- * e-mail: kn_message_link_text(KN_TEXT_MAIL)). */
+ * e-mail: kn_message_link_text(KN_TEXT_MAIL)); pick_tag() makes the tag. */
 static const char link_tag[] = "-kairan-confirm-link-";
 
 struct sg_req;
@@ -134,12 +136,42 @@ static json_t *mailbox(const char *email, const char *name)
     return o;
 }
 
+/*
+ * The substitution tag for this message, into tag: SendGrid replaces it
+ * in the subject and the content alike, so it must be in neither the
+ * subject nor the body's own text, nor begin inside the body's end (a
+ * body ending "...-link-1a2b" could take the tag's first characters):
+ * link_tag and 64 random bits, which a sender cannot guess, checked all
+ * the same.  The body is then text + tag, with the tag there once, at
+ * the end.
+ */
+static void pick_tag(char *tag, size_t cap, const char *subject,
+                     const char *text)
+{
+    size_t tlen = strlen(text);
+    for (;;) {
+        unsigned char r[8];
+        char hex[17], *joined;
+        int ok;
+        if (RAND_bytes(r, sizeof(r)) != 1)
+            KN_PANIC("RAND_bytes failed");
+        kn_hex_encode(r, sizeof(r), hex);
+        snprintf(tag, cap, "%s%s-", link_tag, hex);
+        joined = kn_xasprintf("%s%s", text, tag);
+        ok = strstr(subject, tag) == NULL &&
+             strstr(joined, tag) == joined + tlen;
+        free(joined);
+        if (ok)
+            return;
+    }
+}
+
 char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                         struct kn_job *const *jobs, size_t n)
 {
     const struct kn_message *m = jobs[0]->msg;
     json_t *o = json_object(), *ps = json_array(), *v;
-    char *subject, *body, *text, *out = NULL;
+    char *subject, *body, *text, *out = NULL, tag[48];
     int ok = 1, links = 0;
 
     for (size_t i = 0; i < n; i++)
@@ -148,7 +180,8 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
     /* SendGrid refuses an empty content value. */
     text = kn_message_body(KN_TEXT_MAIL, m->drill,
                            m->body && m->body[0] ? m->body : " ");
-    body = kn_message_body_with_link(text, SIZE_MAX, links ? link_tag : "");
+    pick_tag(tag, sizeof(tag), subject, text);
+    body = kn_message_body_with_link(text, SIZE_MAX, links ? tag : "");
     free(text);
     for (size_t i = 0; i < n && ok; i++) {
         const struct kn_job *j = jobs[i];
@@ -193,7 +226,7 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
                 p = NULL;
             } else {
                 json_object_set_new(p, "substitutions",
-                                    json_pack("{s:o}", link_tag, t));
+                                    json_pack("{s:o}", tag, t));
             }
         }
         if (p == NULL)
@@ -229,6 +262,17 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
         json_object_set_new(v, "X-Priority", json_string("1"));
     }
     json_object_set_new(o, "headers", v);
+    /* SendGrid's tracking off in every request, whatever the account
+     * says: subscription tracking adds its own List-Unsubscribe (a second
+     * one, or one on urgent and emergency mail, which must have none) and
+     * a footer whose click suppresses the address at SendGrid, emergency
+     * mail included; click tracking rewrites the personal confirmation,
+     * my-page and unsubscribe links through SendGrid's redirector. */
+    json_object_set_new(o, "tracking_settings",
+                        json_pack("{s:{s:b, s:b}, s:{s:b}, s:{s:b}}",
+                                  "click_tracking", "enable", 0, "enable_text",
+                                  0, "open_tracking", "enable", 0,
+                                  "subscription_tracking", "enable", 0));
     if (ok)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);

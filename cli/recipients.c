@@ -348,15 +348,14 @@ static int run_recipients(int argc, char **argv)
         return KN_EXIT_USAGE;
     }
     if (strcmp(verb, "sheets") == 0) {
-        if (a.npos != 0 || a.bom || a.dry_run ||
-            (a.format && strcmp(a.format, "csv") != 0 &&
-             strcmp(a.format, "html") != 0)) {
+        int csv = a.format && strcmp(a.format, "csv") == 0;
+        if (a.npos != 0 || (a.bom && !csv) || a.dry_run ||
+            (a.format && !csv && strcmp(a.format, "html") != 0)) {
             usage_err("recipients sheets --tenant T [--group G] [--reissue] "
-                      "[--format html|csv]");
+                      "[--format html|csv [--bom]]");
             return KN_EXIT_USAGE;
         }
-        return kn__rcp_sheets(a.tenant, a.group, a.reissue,
-                              a.format && strcmp(a.format, "csv") == 0);
+        return kn__rcp_sheets(a.tenant, a.group, a.reissue, csv, a.bom);
     }
     if (strcmp(verb, "unregistered") == 0) {
         if (a.npos != 0 || a.bom || a.format || a.reissue || a.dry_run) {
@@ -434,7 +433,7 @@ const struct kn_cli_command kn_cli_cmd_recipients = {
     "command that\n"
     "                         prints them; --bom for Excel)\n"
     "  recipients sheets --tenant T [--group G] [--reissue] "
-    "[--format html|csv]\n"
+    "[--format html|csv [--bom]]\n"
     "                         registration sheets (A4 HTML, or CSV: id, "
     "name, url,\n"
     "                         passcode) with a new ID and passcode per "

@@ -47,9 +47,10 @@ struct import_opts {
 int kn__rcp_import(const struct import_opts *o);
 /* recipients export; an exit code */
 int kn__rcp_export(const char *tenant, int bom);
-/* recipients sheets (cli/sheets.c): group may be NULL; csv 0 = HTML; an
- * exit code */
-int kn__rcp_sheets(const char *tenant, const char *group, int reissue, int csv);
+/* recipients sheets (cli/sheets.c): group may be NULL; csv 0 = HTML; bom:
+ * a UTF-8 BOM before the CSV (for Excel and Word); an exit code */
+int kn__rcp_sheets(const char *tenant, const char *group, int reissue, int csv,
+                   int bom);
 /* recipients unregistered (cli/sheets.c): group may be NULL; an exit code */
 int kn__rcp_unregistered(const char *tenant, const char *group);
 /* recipients remind (cli/sheets.c): group may be NULL; an exit code */

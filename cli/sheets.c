@@ -83,7 +83,7 @@ static int load_unreg(const char *tenant, const char *group_raw, char **group,
 }
 
 int kn__rcp_sheets(const char *tenant, const char *group_raw, int reissue,
-                   int csv)
+                   int csv, int bom)
 {
     struct kn_keyring *kr;
     struct kn_sheets s;
@@ -107,6 +107,8 @@ int kn__rcp_sheets(const char *tenant, const char *group_raw, int reissue,
     if (rc < 0)
         failed(rc, err, tenant); /* print those issued: they are live */
     rc = rc < 0 ? KN_EXIT_FAIL : KN_EXIT_OK;
+    if (csv && bom)
+        fputs("\xef\xbb\xbf", stdout); /* for Excel and Word, as export */
     if (csv)
         kn_sheets_csv(stdout, &s, kn_cli_cfg.http_public_url);
     else

@@ -11,11 +11,43 @@
 #include "common/kn.h"
 #include "common/utf8.h"
 
+/* Length of the space at s that a spreadsheet skips before it looks for
+ * a formula: ' ' or U+3000 (the full-width space), else 0. */
+static size_t lead_space(const char *s)
+{
+    if (*s == ' ')
+        return 1;
+    return strncmp(s, "\xe3\x80\x80", 3) == 0 ? 3 : 0;
+}
+
+/* The characters that start a formula, in UTF-8: = + - @ TAB CR, their
+ * full-width forms (Japanese Excel reads them as the ASCII ones), and
+ * U+2212 MINUS SIGN (CP932 writes it as the full-width minus). */
+static int formula_start(const char *s)
+{
+    static const char *const wide[] = {
+        "\xef\xbc\x9d", /* U+FF1D ＝ */
+        "\xef\xbc\x8b", /* U+FF0B ＋ */
+        "\xef\xbc\x8d", /* U+FF0D － */
+        "\xef\xbc\xa0", /* U+FF20 ＠ */
+        "\xe2\x88\x92", /* U+2212 − */
+    };
+    if (*s != '\0' && strchr("=+-@\t\r", *s) != NULL)
+        return 1;
+    for (size_t i = 0; i < KN_ARRAY_SIZE(wide); i++)
+        if (strncmp(s, wide[i], 3) == 0)
+            return 1;
+    return 0;
+}
+
 int kn_csv_needs_guard(const char *s)
 {
+    size_t n;
     while (*s == '\'')
         s++;
-    return *s != '\0' && strchr("=+-@\t\r", *s) != NULL;
+    while ((n = lead_space(s)) > 0)
+        s += n;
+    return formula_start(s);
 }
 
 void kn_csv_put_cell(FILE *f, const char *s, int last)

@@ -12,10 +12,13 @@
 
 /*
  * Writing, for Excel.  A cell that starts with '=', '+', '-', '@', TAB or
- * CR is a formula to a spreadsheet (OWASP "CSV injection"): such a cell
- * is written with a single quote in front, inside the quotes ("'=1+1"),
- * so that Excel shows it as text.  So that this can be undone exactly, a
- * cell that is quotes followed by one of those ("'=x") gets one more.
+ * CR is a formula to a spreadsheet (OWASP "CSV injection"), and so, to
+ * Japanese Excel, is one that starts with the full-width '＝', '＋', '－'
+ * or '＠' (or U+2212 '−', which CP932 writes as '－'), also after leading
+ * spaces (' ' or the full-width U+3000): such a cell is written with a
+ * single quote in front, inside the quotes ("'=1+1", "' ＝1"), so that
+ * Excel shows it as text.  So that this can be undone exactly, a cell
+ * that is quotes followed by one of those ("'=x") gets one more.
  */
 
 /* 1 if s gets the quote in front when written (see above). */

@@ -91,7 +91,7 @@ static void put_json_string(FILE *f, const char *raw)
 static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,
                  va_list ap)
 {
-    char tbuf[48], *line = NULL;
+    char tbuf[48], *line = NULL, *safe;
     size_t len = 0;
     FILE *f = open_memstream(&line, &len);
     const char *k, *v;
@@ -115,9 +115,14 @@ static void emit(enum kn_log_level lvl, const char *subsys, const char *msg,
     }
     fputs("}\n", f);
     fclose(f);
-    if (write(log_fd, line, len) < 0) {
+    /* C1 controls, bidi controls and U+2028/U+2029 as \u escapes: the
+     * same JSON value, and a terminal that shows the log (tail -f,
+     * journalctl) obeys no CSI and turns no line around. */
+    safe = kn_text_json(line);
+    if (write(log_fd, safe, strlen(safe)) < 0) {
         /* Nowhere left to report a failing log; drop the line. */
     }
+    free(safe);
     free(line);
 }
 
@@ -176,48 +181,70 @@ char *kn_mask_address(const char *addr, char *buf, size_t len)
     return buf;
 }
 
+/* 1 if c may be part of an unquoted local part: atext, '.', or a byte
+ * of a UTF-8 character (RFC 6531 local parts, which kn_addr_check takes). */
 static int is_local_char(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || strchr("!#$%&'*+/=?^_`{|}~.-", c) != NULL;
+           (c >= '0' && c <= '9') || c >= 0x80 ||
+           (c != '\0' && strchr("!#$%&'*+/=?^_`{|}~.-", c) != NULL);
 }
 
+/* The end (one past the closing quote) of the quoted-string that opens at
+ * t[i] == '"', or 0 when it is not closed; a backslash escapes the next
+ * character. */
+static size_t quoted_end(const char *t, size_t i, size_t n)
+{
+    for (size_t j = i + 1; j < n; j++) {
+        if (t[j] == '\\' && j + 1 < n)
+            j++;
+        else if (t[j] == '"')
+            return j + 1;
+    }
+    return 0;
+}
+
+/*
+ * One pass from the left.  At each position, the local part that may
+ * start there (a quoted-string, or a run of local-part characters) is
+ * measured first; when an '@' follows it, it is written as its first
+ * character (if printable ASCII) and "***@", else as it is.  So the
+ * decision never depends on what was already written, and a local part
+ * that the buffer cuts short is never written unmasked.
+ */
 char *kn_mask_text(const char *text, char *buf, size_t len)
 {
-    size_t o = 0, n = strlen(text);
+    size_t o = 0, n = strlen(text), i = 0;
     if (len == 0)
         return buf;
-    for (size_t i = 0; i < n && o + 1 < len;) {
-        if (text[i] == '@' && i > 0 &&
-            (is_local_char((unsigned char)text[i - 1]) || text[i - 1] == '"')) {
-            /* Rewind over the local part already copied (a dot-atom, or a
-             * quoted string such as "taro..yamada."), keep its first
-             * character, and write "***@". */
-            size_t start = i;
-            if (text[i - 1] == '"') {
-                start = i - 1;
-                while (start > 0 && text[start - 1] != '"')
-                    start--;
-                if (start > 0)
-                    start--; /* the opening quote */
-            } else {
-                while (start > 0 &&
-                       is_local_char((unsigned char)text[start - 1]))
-                    start--;
-            }
-            size_t back = i - start;
-            if (back > o)
-                back = o;
-            o -= back;
-            if (o + 5 < len) {
-                char first = text[start] == '"' && start + 1 < i
-                                 ? text[start + 1]
-                                 : text[start];
-                buf[o++] = first;
-                memcpy(buf + o, "***@", 4);
-                o += 4;
-            }
-            i++;
+    while (i < n && o + 1 < len) {
+        unsigned char c = (unsigned char)text[i];
+        size_t end = 0;
+        if (c == '"')
+            end = quoted_end(text, i, n);
+        else if (is_local_char(c))
+            for (end = i; end < n && is_local_char((unsigned char)text[end]);)
+                end++;
+        if (end > i && end < n && text[end] == '@') {
+            unsigned char first =
+                (unsigned char)(c == '"' ? text[i + 1] : text[i]);
+            size_t need =
+                (first > 0x20 && first < 0x7f && first != '"' && first != '\\')
+                    ? 5
+                    : 4;
+            if (o + need >= len)
+                break;
+            if (need == 5)
+                buf[o++] = (char)first;
+            memcpy(buf + o, "***@", 4);
+            o += 4;
+            i = end + 1;
+            continue;
+        }
+        if (c != '"' && end > i) {
+            /* a run that is no local part: as it is, as far as it fits */
+            while (i < end && o + 1 < len)
+                buf[o++] = text[i++];
             continue;
         }
         buf[o++] = text[i++];

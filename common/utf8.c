@@ -6,6 +6,12 @@
  */
 #include "common/utf8.h"
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <unigbrk.h>
+
+#include "common/kn.h"
+
 size_t kn_utf8_decode(const char *s, size_t n, unsigned long *cp)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -75,6 +81,28 @@ size_t kn_utf8_floor(const char *s, size_t n)
     while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
         n--;
     return n;
+}
+
+/*
+ * Where grapheme clusters break, from libunistring (Debian's, as
+ * model/label.c's categories): the breaks of s[0..m), m the end of the
+ * character at n, decide whether n itself is one; a break before n is
+ * looked for from n down.
+ */
+size_t kn_utf8_grapheme_floor(const char *s, size_t len, size_t n)
+{
+    size_t m, k;
+    char *br;
+
+    if (n >= len)
+        return len;
+    m = n + 4 < len ? n + 4 : len;
+    br = kn_xmalloc(m);
+    u8_grapheme_breaks((const uint8_t *)s, m, br);
+    for (k = n; k > 0 && !br[k]; k--)
+        ;
+    free(br);
+    return k > 0 ? k : kn_utf8_floor(s, n);
 }
 
 /* Length of the UTF-8 sequence at s as LINE counts it (1 for a stray

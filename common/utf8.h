@@ -34,6 +34,16 @@ int kn_utf8_valid(const char *s, size_t n);
  */
 size_t kn_utf8_floor(const char *s, size_t n);
 
+/*
+ * The largest k <= n at which UTF-8 text s[0..len) may be cut without
+ * splitting a user-perceived character (an extended grapheme cluster,
+ * Unicode UAX #29: an emoji ZWJ sequence, a flag, a skin tone, a base and
+ * its combining marks).  When the cluster holding n starts at 0 (one
+ * cluster longer than n), the answer is kn_utf8_floor(s, n): a cut must
+ * keep something.  n >= len returns len.
+ */
+size_t kn_utf8_grapheme_floor(const char *s, size_t len, size_t n);
+
 /* UTF-16 code units of UTF-8 text s[0..n) (astral characters count 2; a
  * stray byte counts 1). */
 size_t kn_utf16_len(const char *s, size_t n);

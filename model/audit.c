@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "common/kn.h"
+#include "common/text.h"
 
 /* mkdir -p with mode for every missing component. */
 static int mkdir_p(const char *dir, mode_t mode)
@@ -93,14 +94,17 @@ char *kn_audit_cli_actor(void)
 int kn_audit_append(const char *dir, const char *file, const char *line)
 {
     char *buf;
-    size_t n = strlen(line);
+    size_t n;
     ssize_t w;
     int fd = open_log(dir, file);
 
     if (fd < 0)
         return KN_EIO;
-    buf = kn_xmalloc(n + 1);
-    memcpy(buf, line, n);
+    /* C1 and bidi controls as \u escapes (common/text.h): the same JSON
+     * value, and nothing a terminal showing the log would obey. */
+    buf = kn_text_json(line);
+    n = strlen(buf);
+    buf = kn_xrealloc(buf, n + 1);
     buf[n] = '\n';
     w = write(fd, buf, n + 1);
     free(buf);

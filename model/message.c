@@ -94,7 +94,7 @@ char *kn_message_body_with_link(const char *body, size_t keep,
         link_text = "";
     if (keep >= n)
         return kn_xasprintf("%s%s", body ? body : "", link_text);
-    keep = kn_utf8_floor(body, keep);
+    keep = kn_utf8_grapheme_floor(body, n, keep);
     return kn_xasprintf("%.*s%s%s", (int)keep, body, kn_message_ellipsis,
                         link_text);
 }
@@ -122,6 +122,16 @@ static char *lf_only(const char *prefix, const char *text)
     return out;
 }
 
+/* text cut to LINE's limit at a grapheme boundary (utf8.h). */
+static void line_cut(char *text)
+{
+    size_t n = strlen(text);
+    if (kn_utf16_len(text, n) > KN_MESSAGE_LINE_TEXT_MAX)
+        text[kn_utf8_grapheme_floor(
+            text, n, kn_utf16_prefix(text, n, KN_MESSAGE_LINE_TEXT_MAX))] =
+            '\0';
+}
+
 /*
  * The next piece of body text (from s[0..n)) for one message: all of it if
  * it fits; else, for a message that is not the last one allowed, up to the
@@ -138,11 +148,13 @@ static char *body_piece(const char *s, size_t n, int last, size_t *used)
         return kn_xstrndup(s, n);
     }
     if (last) {
-        fit = kn_utf16_prefix(s, n, KN_MESSAGE_LINE_TEXT_MAX - note);
+        fit = kn_utf8_grapheme_floor(
+            s, n, kn_utf16_prefix(s, n, KN_MESSAGE_LINE_TEXT_MAX - note));
         *used = n;
         return kn_xasprintf("%.*s%s", (int)fit, s, cut_note);
     }
-    fit = kn_utf16_prefix(s, n, KN_MESSAGE_LINE_TEXT_MAX);
+    fit = kn_utf8_grapheme_floor(
+        s, n, kn_utf16_prefix(s, n, KN_MESSAGE_LINE_TEXT_MAX));
     for (size_t i = fit; i > fit * 4 / 5; i--) {
         if (s[i - 1] == '\n') {
             fit = i;
@@ -163,10 +175,7 @@ size_t kn_message_line_texts(int drill, const char *subject, const char *body,
     s = kn_message_subject(drill, subject);
     texts[nt] = lf_only("", s);
     free(s);
-    n = strlen(texts[nt]);
-    if (kn_utf16_len(texts[nt], n) > KN_MESSAGE_LINE_TEXT_MAX)
-        texts[nt][kn_utf16_prefix(texts[nt], n, KN_MESSAGE_LINE_TEXT_MAX)] =
-            '\0';
+    line_cut(texts[nt]);
     nt++;
 
     s = kn_message_body(KN_TEXT_LINE, drill, body);
@@ -183,10 +192,7 @@ size_t kn_message_line_texts(int drill, const char *subject, const char *body,
         /* A message of its own, so that cutting never drops it; the same
          * words as the e-mail. */
         texts[nt] = kn_message_link_text(KN_TEXT_LINE, link);
-        n = strlen(texts[nt]);
-        if (kn_utf16_len(texts[nt], n) > KN_MESSAGE_LINE_TEXT_MAX)
-            texts[nt][kn_utf16_prefix(texts[nt], n, KN_MESSAGE_LINE_TEXT_MAX)] =
-                '\0';
+        line_cut(texts[nt]);
         nt++;
     }
     return nt;

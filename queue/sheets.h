@@ -53,8 +53,10 @@ void kn_sheets_free(struct kn_sheets *s);
 
 /*
  * Write the sheets to f: the printable A4 HTML page (no script; its only
- * style is KN_SHEETS_CSS, inline) or the CSV for mail merge (columns id,
- * name, url, passcode, student, group).  public_url: http.public_url;
+ * style is KN_SHEETS_CSS, inline) or the CSV for mail merge (UTF-8, no
+ * BOM: the HTTP download and kairanctl's --bom write one first so that
+ * Japanese Excel and Word read it as UTF-8, not CP932; columns id, name,
+ * url, passcode, student, group).  public_url: http.public_url;
  * smtp_from: the sender whose domain guardians allow in their carrier's
  * filter.  Everything from outside is HTML-escaped.
  */

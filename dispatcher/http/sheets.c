@@ -98,9 +98,13 @@ static void sheets_work(uv_work_t *w)
     f = open_memstream(&j->doc, &j->doclen);
     if (f == NULL)
         kn_fatal("open_memstream: %s", strerror(errno));
-    if (j->csv)
+    if (j->csv) {
+        /* the console saves it as a file for Excel or Word's mail merge:
+         * with the BOM they read the names as UTF-8, not as CP932 (as
+         * recipients.csv) */
+        fputs("\xEF\xBB\xBF", f);
         kn_sheets_csv(f, &j->sheets, cfg->http_public_url);
-    else
+    } else
         kn_sheets_html(f, j->tenant, &j->sheets, cfg->http_public_url,
                        cfg->smtp_from, cfg->registration_max_guardians);
     fclose(f);

@@ -279,7 +279,8 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                     {"group": "1年B組", "reissue": True, "format": "csv"})
         assert r.status == 200 and r.h("content-type").startswith("text/csv")
         assert r.h("x-kairan-issued") == "2", r.headers
-        rows = list(csv.DictReader(io.StringIO(r.body)))
+        assert r.body.startswith("\ufeffid,"), r.body[:20]
+        rows = list(csv.DictReader(io.StringIO(r.body[1:])))
         assert [x["student"] for x in rows] == ["s-3", "s-4"], rows
         assert list(rows[0])[:4] == ["id", "name", "url", "passcode"], rows[0]
         assert start(first["佐藤 三郎"]).status == 401

@@ -21,6 +21,11 @@ and hostile files (issue 11, item 8, the "low" items):
       and the login-log line keep the path, as \\xff; an import of a file
       whose name is not UTF-8 names it in its messages and the operation
       log.
+  [9] a request path with C1 controls and bidi overrides
+      (/v1/broadcasts/b-%C2%9B31m%E2%80%AEx): kairand's log (debug) and the
+      login log carry them as \\u escapes, never raw (a terminal that
+      shows the log obeys a raw CSI U+009B; U+202E turns the line around),
+      with the same JSON value; so does the operation log for a file name.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_hostile_text.py
 """
@@ -320,5 +325,48 @@ with Redis(out) as redis:
                open(os.path.join(audit, "operations.jsonl"))]
         imp = [o for o in ops if o.get("tenant") == "n"][-1]
         assert imp["file"] == out + "/\\x8eR\\x93c\x1b[2J.csv", imp
+
+    # ------------------------------------------------------------ [9]
+    with tap.check("[9] C1 controls and bidi overrides from a request path "
+                   "or a file name: escaped in kairand's log, the login log "
+                   "and the operation log"):
+        k.sections["dispatcher"]["log_level"] = "debug"
+        k.write_conf()
+        d = k.start()
+        d.wait_output('"listening"', 15)
+        cp = k.ctl("token", "create", "--role", "admin", "--name", "ops9")
+        tok = cp.stdout.strip()
+        st, body = http(port, "GET", "/v1/broadcasts/b9-%C2%9B31m%E2%80%AEx",
+                        tok)
+        assert st == 404, (st, body)
+        log = os.path.join(audit, "login.jsonl")
+        wait_for(lambda: "b9-" in open(log, encoding="utf-8").read() or None,
+                 10, what="the login log line")
+        raw = open(log, "rb").read()
+        assert raw_controls(raw) == [], raw_controls(raw)
+        line = [json.loads(x) for x in raw.decode().splitlines()
+                if "b9-" in x][-1]
+        assert line["path"] == "/v1/broadcasts/b9-\u009b31m\u202ex", line
+        d.wait_output('b9-', 10)
+        d.stop()
+        err = open(d.stderr_path, "rb").read()
+        assert raw_controls(err) == [], raw_controls(err)
+        reqs = [json.loads(x) for x in err.decode().splitlines()
+                if x.startswith("{") and "b9-" in x]
+        assert reqs and reqs[-1]["path"] == \
+            "/v1/broadcasts/b9-\u009b31m\u202ex", reqs
+        name = os.path.join(out.encode(), "b9\u009b31m\u202e.csv".encode())
+        with open(name, "wb") as f:
+            f.write(b"id,email\nb9-1,b91@example.jp\n")
+        rc, so, se = ctl_bytes(k, "recipients", "import", "--tenant", "b9",
+                               name)
+        assert rc == 0, se
+        raw = open(os.path.join(audit, "operations.jsonl"), "rb").read()
+        assert raw_controls(raw) == [], raw_controls(raw)
+        imp = [json.loads(x) for x in raw.decode().splitlines()
+               if '"b9"' in x][-1]
+        assert imp["file"] == out + "/b9\u009b31m\u202e.csv", imp
+        k.sections["dispatcher"]["log_level"] = "info"
+        k.write_conf()
 
 tap.done()

@@ -12,8 +12,9 @@ sheets, with an ID and a passcode per student.
       blind index of "<ID>:<passcode>", which needs the key file), nowhere
       in clear; reg:<T>:<id> names the live sheet; sheets:<T> lists them.
   [3] run again: every student skipped (live), no page, nothing changed.
-  [4] --reissue --format csv: the columns id, name, url, passcode (then
-      student, group), new IDs and passcodes; the old sheets are gone.
+  [4] --reissue --format csv --bom: UTF-8 with a BOM, the columns id,
+      name, url, passcode (then student, group), new IDs and passcodes; the
+      old sheets are gone.
   [5] --group limits the sheets to the group; an unknown group or tenant
       exits 3; a bad option exits 2.
   [6] registration.max_guardians: stored on the sheet; a used-up sheet is
@@ -155,9 +156,11 @@ with Redis(out) as r:
     with tap.check("[4] --reissue --format csv: columns id,name,url,passcode; "
                    "old sheets void"):
         rc, text, err = ctl("recipients", "sheets", "--tenant", T,
-                            "--reissue", "--format", "csv")
+                            "--reissue", "--format", "csv", "--bom")
         assert rc == 0 and "issued 4" in err, err
-        rows = list(csv.reader(io.StringIO(text)))
+        # --bom: Japanese Excel reads the names as UTF-8
+        assert text.startswith("\ufeffid,name,"), text[:20]
+        rows = list(csv.reader(io.StringIO(text[1:])))
         assert rows[0][:4] == ["id", "name", "url", "passcode"], rows[0]
         assert len(rows) == 5
         for row in rows[1:]:
@@ -178,6 +181,7 @@ with Redis(out) as r:
         assert ctl("recipients", "sheets", "--tenant", "nobody")[0] == 3
         assert ctl("recipients", "sheets", "--tenant", T, "--format",
                    "pdf")[0] == 2
+        assert ctl("recipients", "sheets", "--tenant", T, "--bom")[0] == 2
         assert ctl("recipients", "export", "--tenant", T, "--reissue")[0] == 2
 
     with tap.check("[6] registration.max_guardians on the sheet; a used-up "

@@ -499,12 +499,32 @@ static void test_put_cell_guards_formulas(void **state)
     free(s);
 }
 
+/* What Japanese Excel also takes as a formula: the full-width ＝ ＋ － ＠
+ * (its input method turns them into = + - @), U+2212 (CP932 writes it as
+ * the full-width －), and any of them after leading spaces (ASCII or
+ * U+3000). */
+static void test_put_cell_guards_fullwidth_and_spaces(void **state)
+{
+    const char *const cells[] = {"＝1+1", "＋81", "－2", "＠SUM", "−3",
+                                 " =1+1", "　=1", "  ＝x", "ok ＝"};
+    char *s = put_cells(cells, KN_ARRAY_SIZE(cells));
+    assert_string_equal(s, "\"'＝1+1\",\"'＋81\",\"'－2\",\"'＠SUM\","
+                           "\"'−3\",\"' =1+1\",\"'　=1\",\"'  ＝x\","
+                           "ok ＝\r\n");
+    free(s);
+    /* and import takes the quote off again */
+    assert_string_equal(kn_csv_unguard("'＝1"), "＝1");
+    assert_string_equal(kn_csv_unguard("' =1"), " =1");
+    assert_string_equal(kn_csv_unguard("'？"), "'？");
+}
+
 /* What export writes, import reads back as it was. */
 static void test_guard_round_trip(void **state)
 {
     const char *const values[] = {"=HYPERLINK(\"http://x\")", "+81-3",
                                   "-", "@", "'=x", "''+y", "'abc", "'",
-                                  "a'=b", "山田", ""};
+                                  "a'=b", "山田", "＝1", "'－2", " =x",
+                                  ""};
     for (size_t i = 0; i < KN_ARRAY_SIZE(values); i++) {
         const char *cells[1] = {values[i]};
         char *text = put_cells(cells, 1);
@@ -581,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_decode_cp932_kana_not_mixed),
         cmocka_unit_test(test_put_cell_guards_formulas),
         cmocka_unit_test(test_guard_round_trip),
+        cmocka_unit_test(test_put_cell_guards_fullwidth_and_spaces),
     };
     return cmocka_run_group_tests_name("csv", tests, NULL, NULL);
 }

@@ -135,6 +135,56 @@ static void free_texts(char **t, size_t n)
         free(t[i]);
 }
 
+/* A cut never splits a user-perceived character: an emoji ZWJ sequence,
+ * a flag (two regional indicators), a skin tone, a combining dakuten.
+ * The push cut (kn_message_body_with_link) and LINE's pieces alike. */
+#define FAMILY "\U0001F468\u200D\U0001F469\u200D\U0001F467" /* 18 bytes */
+#define FLAG_JP "\U0001F1EF\U0001F1F5"                        /* 8 bytes */
+static void test_cut_keeps_graphemes(void **state)
+{
+    char *s;
+    char *t[KN_MESSAGE_LINE_TEXTS], *body;
+    size_t n, i;
+
+    /* inside the family (after man + ZWJ): back to before it */
+    s = kn_message_body_with_link("ab" FAMILY "cd", 2 + 7, NULL);
+    assert_string_equal(s, "ab…");
+    free(s);
+    /* between the two regional indicators of the second flag */
+    s = kn_message_body_with_link(FLAG_JP FLAG_JP "x", 12, NULL);
+    assert_string_equal(s, FLAG_JP "…");
+    free(s);
+    /* before a skin tone modifier, before a combining dakuten */
+    s = kn_message_body_with_link("a\U0001F44D\U0001F3FDz", 5, NULL);
+    assert_string_equal(s, "a…");
+    free(s);
+    s = kn_message_body_with_link("かか\u3099き", 6, NULL);
+    assert_string_equal(s, "か…");
+    free(s);
+    /* one character longer than the cut: cut inside it rather than
+     * keep nothing */
+    s = kn_message_body_with_link(FAMILY, 9, NULL);
+    assert_string_equal(s, "\U0001F468\u200D…");
+    free(s);
+
+    /* LINE: 4998 units, then the family (8 units) across the 5000 line:
+     * the first body message ends before it, the second starts with it */
+    body = kn_xmalloc(4998 + sizeof(FAMILY) + 6000);
+    memset(body, 'a', 4998);
+    strcpy(body + 4998, FAMILY);
+    memset(body + 4998 + strlen(FAMILY), 'b', 5000);
+    body[4998 + strlen(FAMILY) + 5000] = '\0';
+    n = kn_message_line_texts(0, "件名", body, NULL, t);
+    assert_true(n >= 3);
+    assert_int_equal(strlen(t[1]), 4998);
+    assert_memory_equal(t[2], FAMILY, strlen(FAMILY));
+    for (i = 0; i < n; i++)
+        assert_true(kn_utf16_len(t[i], strlen(t[i])) <=
+                    KN_MESSAGE_LINE_TEXT_MAX);
+    free_texts(t, n);
+    free(body);
+}
+
 /* LINE: the link is a text of its own, whole, even when the body fills
  * every message LINE allows. */
 static void test_line_texts_link(void **state)
@@ -179,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_mypage_text),
         cmocka_unit_test(test_body_with_link),
         cmocka_unit_test(test_line_texts_link),
+        cmocka_unit_test(test_cut_keeps_graphemes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,40 @@ static void test_mail_bad_from(void **state)
     kn_config_free(&cfg);
 }
 
+/* A one-click unsubscribe URL that cannot go into List-Unsubscribe's
+ * brackets (http.public_url passes the config check with an upper-case
+ * "HTTPS://", a ',' or a '"' in its path, or is long enough to pass 900
+ * bytes with the token): the mail goes without the header, as the
+ * SendGrid path sends it, instead of failing for every guardian. */
+static void test_mail_unsub_url_unusable(void **state)
+{
+    static const char *const urls[] = {
+        "HTTPS://k.example.jp/u/TOKEN",
+        "https://k.example.jp/a,b/u/TOKEN",
+        "https://k.example.jp/\"x\"/u/TOKEN",
+    };
+    struct kn_config cfg;
+    struct kn_message m = {0};
+    struct kn_job job;
+    struct kn_preview_mail pm;
+
+    load(&cfg, "noreply@sakura.example.jp");
+    m.bcast = "b-1";
+    m.subject = "お知らせ";
+    m.body = "本文";
+    job_of(&job, &m);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(urls); i++) {
+        job.unsub = urls[i];
+        assert_int_equal(kn_preview_mail(&cfg, &job, &pm), 0);
+        assert_string_equal(pm.body, "本文");
+        kn_preview_mail_free(&pm);
+    }
+    job.unsub = "https://k.example.jp/u/TOKEN";
+    assert_int_equal(kn_preview_mail(&cfg, &job, &pm), 0);
+    kn_preview_mail_free(&pm);
+    kn_config_free(&cfg);
+}
+
 static void test_push_cut(void **state)
 {
     static const char *const plats[] = {"fcm", "apns"};
@@ -142,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_mail),
         cmocka_unit_test(test_mail_bad_from),
         cmocka_unit_test(test_push_cut),
+        cmocka_unit_test(test_mail_unsub_url_unusable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

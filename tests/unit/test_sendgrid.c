@@ -124,6 +124,20 @@ static void test_body(void **state)
     h = json_object_get(b, "headers");
     assert_string_equal(json_string_value(json_object_get(h, "Importance")),
                         "high");
+    /* SendGrid's own tracking pinned off whatever the account says: its
+     * subscription tracking would add a second List-Unsubscribe (and one
+     * to urgent and emergency mail, which must have none) and a footer
+     * whose click suppresses the address at SendGrid; click tracking
+     * would rewrite the personal confirmation and my-page links. */
+    h = json_object_get(b, "tracking_settings");
+    assert_true(json_is_false(json_object_get(
+        json_object_get(h, "subscription_tracking"), "enable")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "click_tracking"), "enable")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "click_tracking"), "enable_text")));
+    assert_true(json_is_false(
+        json_object_get(json_object_get(h, "open_tracking"), "enable")));
 
     p = json_object_get(b, "personalizations");
     assert_int_equal(json_array_size(p), 2);
@@ -221,6 +235,37 @@ static void test_body(void **state)
     }
     json_decref(b);
     free(s);
+
+    /* SendGrid substitutes in the subject and the content alike: a
+     * subject or body that holds the tag (or ends in a part of it) must
+     * not get the personal links, line breaks and all, put into it. */
+    m.subject = "件名 -kairan-confirm-link- です";
+    m.body = "本文 -kairan-confirm-link- と -kairan-confirm-link";
+    s = kn__sendgrid_body(&f, jobs, 2);
+    b = json_loads(s, 0, NULL);
+    {
+        const char *value = json_string_value(json_object_get(
+            json_array_get(json_object_get(b, "content"), 0), "value"));
+        json_t *s0 = json_object_get(
+            json_array_get(json_object_get(b, "personalizations"), 0),
+            "substitutions");
+        const char *tag;
+        json_t *val;
+        assert_int_equal(json_object_size(s0), 1);
+        json_object_foreach(s0, tag, val) {
+            const char *at = strstr(value, tag);
+            assert_null(strstr(json_string_value(json_object_get(b, "subject")),
+                               tag));
+            /* once, at the very end, after the whole body */
+            assert_non_null(at);
+            assert_int_equal(strlen(at), strlen(tag));
+            assert_int_equal((size_t)(at - value), strlen(m.body));
+        }
+    }
+    json_decref(b);
+    free(s);
+    m.subject = "【緊急】台風接近に伴う臨時休校";
+    m.body = "保護者各位\n明日は休校です。";
     j1.link = NULL;
 
     /* RFC 8058 (issue 16): the one-click headers in the personalization
