@@ -6,9 +6,12 @@
  * session_auth.c.
  *
  * Password hashes (Argon2id, 19 MiB, ~50-100 ms) run on the libuv thread
- * pool, at most HASH_MAX at once: a login beyond that is answered 503 with
- * Retry-After at once, so a flood of logins never holds the loop nor fills
- * the pool that other work shares.  Throttling (model/session.h): 5
+ * pool, at most HASH_MAX at once, so a flood of logins never holds the
+ * loop nor fills the pool that other work shares.  A login beyond them
+ * waits for a slot, one from each address (an IPv6 /64 is one) and at most
+ * HASH_WAIT_MAX, first come first served: an outsider flooding from a few
+ * addresses takes turns with the teachers instead of taking every slot;
+ * beyond that 503 with Retry-After.  Throttling (model/session.h): 5
  * failures of one login from one address lock that pair for 15 minutes
  * (429); failures from many addresses only delay the answers to that
  * login (a timer, not a pool thread).  An unknown login is verified
@@ -17,6 +20,7 @@
  */
 #include "dispatcher/http/http_int.h"
 
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +250,7 @@ struct login {
     char encoded[KN_PW_ENCODED]; /* password change: the new hash */
     int closed, known, ok, change;
     long long delay_ms;
+    struct login *next; /* in srv->hash_queue */
 };
 
 static void login_free(struct login *l)
@@ -371,6 +376,7 @@ static void login_after(uv_work_t *w, int status)
 {
     struct login *l = kn_container_of(w, struct login, work);
     l->srv->hashing--;
+    kn__httpd_hash_next(l->srv);
     if (l->change) {
         password_done(l);
         return;
@@ -388,31 +394,104 @@ static void login_after(uv_work_t *w, int status)
     login_free(l);
 }
 
-/* Start l's hash on the pool (the conn is held), or answer 503. */
+static void busy(struct conn *c)
+{
+    json_t *j = json_object();
+    c->req.auth_result = "busy";
+    json_object_set_new(j, "error",
+                        json_string("too many logins at this "
+                                    "moment; try again in a "
+                                    "second"));
+    json_object_set_new(j, "field", json_null());
+    kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
+}
+
+/* The same address, an IPv6 /64 as one (an attacker's network holds a
+ * /64; an IPv4-mapped address is compared whole). */
+static int same_net(const char *a, const char *b)
+{
+    struct in6_addr x, y;
+    if (uv_inet_pton(AF_INET6, a, &x) == 0 &&
+        uv_inet_pton(AF_INET6, b, &y) == 0 && !IN6_IS_ADDR_V4MAPPED(&x))
+        return memcmp(&x, &y, 8) == 0;
+    return strcmp(a, b) == 0;
+}
+
+/* May l wait for a hash slot: room in the queue, and nothing else of its
+ * address waiting (so that a flood from a few addresses takes turns with
+ * everyone else instead of taking every slot)? */
+static int may_wait(const struct http_srv *s, const struct login *l)
+{
+    int n = 0;
+    for (const struct login *w = s->hash_queue; w != NULL; w = w->next) {
+        if (w->c->closed)
+            continue;
+        if (++n >= HASH_WAIT_MAX ||
+            same_net(w->c->req.source, l->c->req.source))
+            return 0;
+    }
+    return 1;
+}
+
+/* Run l's hash on the pool (the conn and the server are held for it); on
+ * failure both are let go, the client answered 503, and -1 (l to free). */
+static int hash_run(struct login *l)
+{
+    struct http_srv *s = l->srv;
+    s->hashing++;
+    if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
+        return 0;
+    s->hashing--;
+    if (kn__httpd_conn_release(l->c))
+        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
+    kn__httpd_srv_unref(s);
+    return -1;
+}
+
+/* Start l's hash on the pool, or queue it for a free slot (the conn is
+ * held), or answer 503: -1 (l to free). */
 static int hash_start(struct login *l)
 {
     struct http_srv *s = l->srv;
-    if (s->hashing >= HASH_MAX) {
-        json_t *j = json_object();
-        l->c->req.auth_result = "busy";
-        json_object_set_new(j, "error",
-                            json_string("too many logins at this moment; "
-                                        "try again in a second"));
-        json_object_set_new(j, "field", json_null());
-        kn__httpd_respond_json(l->c, 503, j, "Retry-After: 1\r\n");
+    struct login **pp;
+    if (s->hashing >= HASH_MAX && !may_wait(s, l)) {
+        busy(l->c);
         return -1;
     }
-    s->hashing++;
     s->live++;
     kn__httpd_conn_hold(l->c);
-    if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) != 0) {
-        s->hashing--;
-        l->c->refs--;
-        kn__httpd_srv_unref(s);
-        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
-        return -1;
-    }
+    if (s->hashing < HASH_MAX)
+        return hash_run(l);
+    for (pp = &s->hash_queue; *pp != NULL; pp = &(*pp)->next)
+        ;
+    l->next = NULL;
+    *pp = l;
     return 0;
+}
+
+void kn__httpd_hash_next(struct http_srv *s)
+{
+    struct login *l;
+    int last;
+    for (;;) {
+        l = s->hash_queue;
+        if (l == NULL || (!s->closing && s->hashing >= HASH_MAX))
+            return;
+        s->hash_queue = l->next;
+        if (!s->closing && !l->c->closed) {
+            if (hash_run(l) < 0)
+                login_free(l);
+            continue;
+        }
+        /* closed while it waited, or the server closes */
+        if (kn__httpd_conn_release(l->c))
+            busy(l->c);
+        login_free(l);
+        last = s->hash_queue == NULL;
+        kn__httpd_srv_unref(s); /* may free s when it was the last */
+        if (last)
+            return;
+    }
 }
 
 static void on_login_lookup(struct batch *b)

@@ -27,8 +27,10 @@ public_url http://127.0.0.1:<port>), accounts made with kairanctl staff.
   [6] TOTP: setup and confirm, login needs the code, a code is accepted
       once; with http.require_2fa_admin an admin without TOTP may only set
       it up.
-  [7] concurrent logins beyond the hash bound get 503 with Retry-After;
-      login log lines for every attempt; no password in any log.
+  [7] concurrent logins beyond the hash bound wait their turn, one from
+      each address (else 503 with Retry-After), so a login flood from a
+      few addresses never keeps a teacher out; login log lines for every
+      attempt; no password in any log.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_staff.py
 """
@@ -518,7 +520,7 @@ with Redis(out) as redis:
         r = Session(port, ip="10.6.0.3").login("sakura", "kocho", PW[("sakura", "kocho")], totp=code)
         assert r.status == 401 and r.json["field"] == "totp", r
 
-    with tap.check("[7] concurrent logins beyond the hash bound: 503 with Retry-After, never a hang"):
+    with tap.check("[7] concurrent logins beyond the hash bound: 401 after their turn or 503 with Retry-After, never a hang"):
         res = []
 
         def one(i):
@@ -536,6 +538,41 @@ with Redis(out) as redis:
                 assert r.headers.get("retry-after") == ["1"], r.headers
         tap.diag("12 concurrent logins: %d answered 401, %d answered 503"
                  % (st.count(401), st.count(503)))
+
+    with tap.check("[7] a login flood from a few addresses never keeps a teacher out (fair wait, not 503)"):
+        # An outsider floods logins of made-up accounts (each costs a
+        # dummy hash) from 4 addresses, 3 at once from each: the 2 hash
+        # slots are always taken.  Another address's login waits its turn.
+        add("sakura", "flood.t", "sender", groups="2-A")
+        stop = []
+        seen = {}
+
+        def flood(ip):
+            while not stop:
+                r = Session(port, ip=ip).login("sakura", "nobody%d" % time.monotonic_ns(),
+                                               "flooding guess guess")
+                seen[r.status] = seen.get(r.status, 0) + 1
+                if r.status == 503:
+                    time.sleep(0.02)
+        th = [threading.Thread(target=flood, args=("203.0.113.%d" % (i % 4 + 1),))
+              for i in range(12)]
+        for x in th:
+            x.start()
+        try:
+            time.sleep(1.5)
+            got = []
+            for i in range(10):
+                t0 = time.monotonic()
+                r = Session(port, ip="198.51.100.%d" % (i + 1)).login(
+                    "sakura", "flood.t", PW[("sakura", "flood.t")])
+                got.append((r.status, round(time.monotonic() - t0, 2)))
+        finally:
+            stop.append(1)
+            for x in th:
+                x.join(60)
+        tap.diag("flood answers %s; the teacher's logins %s" % (seen, got))
+        assert [s for s, _ in got] == [200] * 10, got
+        assert max(t for _, t in got) < 10, got
 
     with tap.check("[4] tenant close ends the tenant's sessions and logins"):
         s3 = Session(port)
