@@ -276,7 +276,8 @@ static void login_work(uv_work_t *w)
         kn_password_hash(l->newpw, l->encoded);
 }
 
-/* The TOTP step a login's code matches, -1 if none, -2 if none given. */
+/* The TOTP step a login's code matches, -1 if none, -2 if none given, -3
+ * if the account has no TOTP. */
 static long long login_totp(struct login *l)
 {
     struct kn_daemon *d = l->srv->d;
@@ -297,44 +298,13 @@ static long long login_totp(struct login *l)
     return step;
 }
 
-static void login_answer(struct login *l)
+/* The password (and the code, step >= 0 or -3 for none) held: the session.
+ * l is freed. */
+static void login_finish(struct login *l, long long step)
 {
     struct conn *c = l->c;
     json_t *reply;
-    long long step;
-    int role;
-
-    if (!l->ok) {
-        count_failure(c, l->tenant, l->login);
-        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
-               BAD_LOGIN);
-        return;
-    }
-    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
-        refuse(c, 401, "deactivated", NULL,
-               "this staff account is deactivated: ask the school's "
-               "administrator");
-        return;
-    }
-    if (l->closed) {
-        refuse(c, 403, "tenant_closed", NULL,
-               "this tenant is closed: its staff can no longer log in");
-        return;
-    }
-    step = login_totp(l);
-    if (step == -2) {
-        refuse(c, 401, "totp_missing", "totp",
-               "enter the 6-digit code of your authenticator app as "
-               "\"totp\"");
-        return;
-    }
-    if (step == -1) {
-        count_failure(c, l->tenant, l->login);
-        refuse(c, 401, "totp_wrong", "totp",
-               "wrong or already used authenticator code");
-        return;
-    }
-    role = kn_role_parse(l->a[A_ROLE] ? l->a[A_ROLE] : "");
+    int role = kn_role_parse(l->a[A_ROLE] ? l->a[A_ROLE] : "");
     c->req.tok.session = 1;
     c->req.tok.staff_role = role;
     snprintf(c->req.tok.id, sizeof(c->req.tok.id), "st_%.16s",
@@ -354,15 +324,109 @@ static void login_answer(struct login *l)
     session_make(c, l->tenant, l->login,
                  l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0, reply,
                  step >= 0 ? step : -1);
+    login_free(l);
+}
+
+/* The try of a code counted for the account (from every address): past
+ * KN_TOTP_LOCK_FAILS, 429 without looking at it; a right code is taken
+ * off the count again.  Counted before it is judged, so that codes sent
+ * at once cannot all be tried. */
+static void on_totp_counted(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d = b->srv->d;
+    long long step;
+    char *k;
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) > KN_TOTP_LOCK_FAILS) {
+        char extra[48];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                 KN_LOGIN_LOCK_MS / 1000);
+        c->req.auth_result = "totp_locked";
+        json_object_set_new(j, "error",
+                            json_string("too many wrong authenticator codes "
+                                        "for this account: try again in 15 "
+                                        "minutes, and if it was not you, "
+                                        "change your password"));
+        json_object_set_new(j, "field", json_string("totp"));
+        kn__httpd_respond_json(c, 429, j, extra);
+        login_free(l);
+        return;
+    }
+    step = login_totp(l);
+    if (step < 0) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, "totp_wrong", "totp",
+               "wrong or already used authenticator code");
+        login_free(l);
+        return;
+    }
+    k = kn_key_totp_fail(d->prefix, l->tenant, l->login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k);
+    free(k);
+    login_finish(l, step);
+}
+
+/* The password hash is done: the answer, or the code's count first.  l is
+ * freed (now or when the count is in). */
+static void login_answer(struct login *l)
+{
+    struct conn *c = l->c;
+    struct batch *b;
+    char *k;
+
+    if (!l->ok) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
+               BAD_LOGIN);
+        login_free(l);
+        return;
+    }
+    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
+        refuse(c, 401, "deactivated", NULL,
+               "this staff account is deactivated: ask the school's "
+               "administrator");
+        login_free(l);
+        return;
+    }
+    if (l->closed) {
+        refuse(c, 403, "tenant_closed", NULL,
+               "this tenant is closed: its staff can no longer log in");
+        login_free(l);
+        return;
+    }
+    if (l->a[A_TOTP] == NULL || l->a[A_TOTP][0] == '\0') {
+        login_finish(l, -3);
+        return;
+    }
+    if (l->code == NULL) {
+        refuse(c, 401, "totp_missing", "totp",
+               "enter the 6-digit code of your authenticator app as "
+               "\"totp\"");
+        login_free(l);
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_totp_counted, l);
+    k = kn_key_totp_fail(c->srv->d->prefix, l->tenant, l->login);
+    kn__httpd_batch_count(b, k, NULL, KN_LOGIN_LOCK_MS);
+    free(k);
+    kn__httpd_batch_end(b);
 }
 
 static void on_delay_closed(uv_handle_t *h)
 {
     struct login *l = h->data;
+    struct http_srv *s = l->srv;
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
-    kn__httpd_srv_unref(l->srv);
-    login_free(l);
+    else
+        login_free(l);
+    kn__httpd_srv_unref(s);
 }
 
 static void on_delay(uv_timer_t *t)
@@ -375,8 +439,9 @@ static void password_done(struct login *l); /* below */
 static void login_after(uv_work_t *w, int status)
 {
     struct login *l = kn_container_of(w, struct login, work);
-    l->srv->hashing--;
-    kn__httpd_hash_next(l->srv);
+    struct http_srv *s = l->srv;
+    s->hashing--;
+    kn__httpd_hash_next(s);
     if (l->change) {
         password_done(l);
         return;
@@ -390,8 +455,9 @@ static void login_after(uv_work_t *w, int status)
     }
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
-    kn__httpd_srv_unref(l->srv);
-    login_free(l);
+    else
+        login_free(l);
+    kn__httpd_srv_unref(s);
 }
 
 static void busy(struct conn *c)

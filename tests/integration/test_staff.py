@@ -520,6 +520,38 @@ with Redis(out) as redis:
         r = Session(port, ip="10.6.0.3").login("sakura", "kocho", PW[("sakura", "kocho")], totp=code)
         assert r.status == 401 and r.json["field"] == "totp", r
 
+    with tap.check("[6] wrong TOTP codes from many addresses lock the account's codes (429), the password alone is not enough"):
+        # Someone who has the password guesses codes, a new address for
+        # every 4 tries (the per-address lock never comes): after 10 wrong
+        # codes of the account, from anywhere, no code is tried for 15
+        # minutes, not even the right one.
+        add("sakura", "totp.t", "sender", groups="2-A")
+        NEWPW["totp.t"] = "totp tester no pasuwado"
+        u = first_login("sakura", "totp.t")
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200, r
+        sec = r.json["secret"]
+        good = lambda: totp_code(sec, int(time.time()) // 30)  # noqa: E731
+        r = u.call("POST", "/v1/session/totp", {"action": "confirm", "code": good()})
+        assert r.status == 200, r
+        wrong = lambda: "%06d" % ((int(good()) + 500000) % 1000000)  # noqa: E731
+        got = []
+        for i in range(10):
+            r = Session(port, ip="10.61.%d.1" % (i // 4)).login(
+                "sakura", "totp.t", PW[("sakura", "totp.t")], totp=wrong())
+            got.append(r.status)
+        assert got == [401] * 10, got
+        r = Session(port, ip="10.62.0.1").login("sakura", "totp.t", PW[("sakura", "totp.t")],
+                                               totp=wrong())
+        assert r.status == 429 and r.headers.get("retry-after") == ["900"], r
+        r = Session(port, ip="10.62.0.2").login("sakura", "totp.t", PW[("sakura", "totp.t")],
+                                               totp=totp_code(sec, int(time.time()) // 30 + 1))
+        assert r.status == 429, r
+        # a wrong password is still only a wrong password (no oracle)
+        r = Session(port, ip="10.62.0.3").login("sakura", "totp.t", "not the password at all",
+                                               totp=wrong())
+        assert r.status == 401 and r.json["error"] == "wrong tenant, login or password", r
+
     with tap.check("[7] concurrent logins beyond the hash bound: 401 after their turn or 503 with Retry-After, never a hang"):
         res = []
 
