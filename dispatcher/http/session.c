@@ -939,11 +939,163 @@ static void on_totp_stored(struct batch *b)
     json_decref(r);
 }
 
+/* A new pending secret for the session's account, answered once it is
+ * stored (confirm makes it the account's). */
+static void totp_setup(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    unsigned char secret[KN_TOTP_SECRET];
+    char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp, *k;
+    struct batch *b;
+    json_t *r;
+    kn_random(secret, sizeof(secret));
+    kn_base32_encode(secret, sizeof(secret), b32);
+    sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
+    OPENSSL_cleanse(secret, sizeof(secret));
+    lp = kn_key_part(t->login); /* safe in a URI */
+    uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
+                       "&algorithm=SHA1&digits=6&period=30",
+                       lp, b32);
+    r = json_object();
+    json_object_set_new(r, "secret", json_string(b32));
+    json_object_set_new(r, "uri", json_string(uri));
+    json_object_set_new(r, "next",
+                        json_string("enter the code your app shows: "
+                                    "{\"action\": \"confirm\", "
+                                    "\"code\": \"123456\"}"));
+    b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+    k = kn_key_staff(d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+    free(sealed);
+    OPENSSL_cleanse(b32, sizeof(b32));
+    OPENSSL_cleanse(uri, strlen(uri));
+    free(uri);
+    free(lp);
+}
+
+struct setup_ctx {
+    char *code; /* current_code, or NULL */
+};
+
+static void setup_ctx_free(struct setup_ctx *x)
+{
+    free(x->code);
+    free(x);
+}
+
+static void refuse_current(struct conn *c, const char *msg)
+{
+    c->req.auth_result = "totp_wrong";
+    kn__httpd_respond_error(c, 403, "current_code", "%s", msg);
+}
+
+/* The current code's step claimed (a code is accepted once): set up. */
+static void on_current_claimed(struct batch *b)
+{
+    struct setup_ctx *x = b->arg;
+    if (kn__httpd_batch_usable(b)) {
+        if (kn__httpd_brep(b, 0) == NULL ||
+            kn__httpd_brep(b, 0)->type == REDIS_REPLY_NIL)
+            refuse_current(b->c, "this code was already used: wait for the "
+                                 "next one");
+        else
+            totp_setup(b->c);
+    }
+    setup_ctx_free(x);
+}
+
+/*
+ * A new TOTP setup: an account that has TOTP already needs a code of it in
+ * "current_code", so that whoever finds a console left open (the session,
+ * not the phone) cannot swap the authenticator for their own.  The code is
+ * counted with the account's codes like a login's, before it is judged
+ * (past KN_TOTP_LOCK_FAILS: 429; a right one taken off again), and is
+ * accepted once.
+ */
+static void on_totp_current(struct batch *b)
+{
+    struct setup_ctx *x = b->arg;
+    struct conn *c = b->c;
+    struct token *t;
+    struct kn_daemon *d;
+    const redisReply *h = kn__httpd_brep(b, 0);
+    const char *sealed, *last;
+    char *secret = NULL, *k, st[24], ms[24];
+    size_t len = 0;
+    long long step;
+    struct batch *nb;
+
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    t = &c->req.tok;
+    d = c->srv->d;
+    sealed = kn__httpd_relem(h, 0);
+    last = kn__httpd_relem(h, 1);
+    k = kn_key_totp_fail(d->prefix, t->tenant, t->login);
+    if (sealed == NULL || sealed[0] == '\0') {
+        if (x->code != NULL) /* no TOTP yet: not a try */
+            kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k);
+        free(k);
+        totp_setup(c);
+        goto out;
+    }
+    if (x->code == NULL) {
+        free(k);
+        refuse_current(c, "this account has TOTP already: give a code of "
+                          "the current authenticator as \"current_code\"");
+        goto out;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) > KN_TOTP_LOCK_FAILS) {
+        free(k);
+        c->req.auth_result = "totp_locked";
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:s}", "error",
+                      "too many wrong authenticator codes for this "
+                      "account: try again in 15 minutes",
+                      "field", "current_code"),
+            "Retry-After: 900\r\n");
+        goto out;
+    }
+    step = -1;
+    if (kn_unseal(d->kr, "totp", sealed, &secret, &len) == 0) {
+        step = kn_totp_check((unsigned char *)secret, len, x->code,
+                             kn_now_ms() / 1000,
+                             last ? strtoll(last, NULL, 10) : -1);
+        OPENSSL_cleanse(secret, len);
+        free(secret);
+    }
+    if (step < 0) {
+        free(k);
+        refuse_current(c, "wrong or already used code of the current "
+                          "authenticator");
+        goto out;
+    }
+    kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k); /* a right code */
+    free(k);
+    nb = kn__httpd_batch_new(c->srv, c, on_current_claimed, x);
+    snprintf(ms, sizeof(ms), "%d", 4 * KN_TOTP_STEP_S * 1000);
+    k = kn_key_totp_used(d->prefix, t->tenant, t->login, step);
+    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", ms, NULL);
+    free(k);
+    snprintf(st, sizeof(st), "%lld", step);
+    k = kn_key_staff(d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(nb, "HSET", k, "totp_last", st, NULL);
+    free(k);
+    kn__httpd_batch_end(nb);
+    return;
+out:
+    setup_ctx_free(x);
+}
+
 void kn__httpd_run_totp(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct token *t = &c->req.tok;
-    json_t *j, *r;
+    json_t *j;
     const char *action;
     char *k;
 
@@ -954,35 +1106,22 @@ void kn__httpd_run_totp(struct conn *c)
         return;
     action = jstr(j, "action");
     if (action != NULL && strcmp(action, "setup") == 0) {
-        unsigned char secret[KN_TOTP_SECRET];
-        char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp;
         struct batch *b;
-        kn_random(secret, sizeof(secret));
-        kn_base32_encode(secret, sizeof(secret), b32);
-        sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
-        OPENSSL_cleanse(secret, sizeof(secret));
-        lp = kn_key_part(t->login); /* safe in a URI */
-        uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
-                           "&algorithm=SHA1&digits=6&period=30",
-                           lp, b32);
-        r = json_object();
-        json_object_set_new(r, "secret", json_string(b32));
-        json_object_set_new(r, "uri", json_string(uri));
-        json_object_set_new(r, "next",
-                            json_string("enter the code your app shows: "
-                                        "{\"action\": \"confirm\", "
-                                        "\"code\": \"123456\"}"));
-        /* Answered once the pending secret is stored. */
-        b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+        const char *cur = jstr(j, "current_code");
+        struct setup_ctx *x = kn_xcalloc(1, sizeof(*x));
+        x->code = cur ? kn_xstrdup(cur) : NULL;
+        /* An account with TOTP already: a code of the current one first
+         * (totp_check_current). */
+        b = kn__httpd_batch_new(c->srv, c, on_totp_current, x);
         k = kn_key_staff(d->prefix, t->tenant, t->login);
-        kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+        kn__httpd_batch_cmd(b, "HMGET", k, "totp", "totp_last", NULL);
         free(k);
+        if (cur != NULL) { /* counted before it is judged */
+            k = kn_key_totp_fail(d->prefix, t->tenant, t->login);
+            kn__httpd_batch_count(b, k, NULL, KN_LOGIN_LOCK_MS);
+            free(k);
+        }
         kn__httpd_batch_end(b);
-        free(sealed);
-        OPENSSL_cleanse(b32, sizeof(b32));
-        OPENSSL_cleanse(uri, strlen(uri));
-        free(uri);
-        free(lp);
     } else if (action != NULL && strcmp(action, "confirm") == 0) {
         struct totp_ctx *x;
         struct batch *b;

@@ -552,6 +552,30 @@ with Redis(out) as redis:
                                                totp=wrong())
         assert r.status == 401 and r.json["error"] == "wrong tenant, login or password", r
 
+    with tap.check("[6] a second TOTP setup needs a code of the current one (a session left open cannot swap it)"):
+        # Someone at a teacher's unlocked console (the session, not the
+        # password, not the phone) must not replace the teacher's
+        # authenticator with their own.
+        add("sakura", "totp.u", "sender", groups="2-A")
+        NEWPW["totp.u"] = "totp user no pasuwado"
+        u = first_login("sakura", "totp.u")
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200, r
+        sec = r.json["secret"]
+        st = int(time.time()) // 30
+        r = u.call("POST", "/v1/session/totp", {"action": "confirm", "code": totp_code(sec, st)})
+        assert r.status == 200, r
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 403 and r.json["field"] == "current_code", r
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code":
+                                               "%06d" % ((int(totp_code(sec, st + 1)) + 1) % 1000000)})
+        assert r.status == 403 and r.json["field"] == "current_code", r
+        assert redis.call("HGET", P + "staff:sakura:totp.u", "totp_pending") is None
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code": totp_code(sec, st)})
+        assert r.status == 403, r  # the code the confirm used: once only
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code": totp_code(sec, st + 1)})
+        assert r.status == 200 and r.json["secret"] != sec, r
+
     with tap.check("[7] concurrent logins beyond the hash bound: 401 after their turn or 503 with Retry-After, never a hang"):
         res = []
 
