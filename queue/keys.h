@@ -68,6 +68,7 @@ char *kn_key_templates(const char *prefix, const char *tenant);
  *                                   never stored)
  *   stsess:<tenant>:<login>         set of the account's session hashes
  *   lfail:<tenant>:<login>:<addr>   failures of one login from one address
+ *                                   (an IPv6 one's /64, "2001:db8::/64")
  *   lspread:<tenant>:<login>        failures of one login from anywhere
  *   totpuse:<tenant>:<login>:<step> a TOTP step already accepted
  *   totpfail:<tenant>:<login>       wrong TOTP codes of one login

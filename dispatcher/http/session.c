@@ -92,11 +92,34 @@ static int op_ready(struct conn *c)
     return -1;
 }
 
+/* The network of a source address, as the throttling counts it: an IPv6
+ * address's /64 (one home or office holds a /64, and an attacker with one
+ * has 2^64 addresses), an IPv4 (or IPv4-mapped) address itself. */
+static void source_net(const char *src, char out[INET6_ADDRSTRLEN + 4])
+{
+    struct in6_addr a;
+    char p[INET6_ADDRSTRLEN];
+    snprintf(out, INET6_ADDRSTRLEN + 4, "%s", src);
+    if (uv_inet_pton(AF_INET6, src, &a) != 0 || IN6_IS_ADDR_V4MAPPED(&a))
+        return;
+    memset(a.s6_addr + 8, 0, 8);
+    if (uv_inet_ntop(AF_INET6, &a, p, sizeof(p)) == 0)
+        snprintf(out, INET6_ADDRSTRLEN + 4, "%s/64", p);
+}
+
+/* lfail:<tenant>:<login>:<the source's network> (heap). */
+static char *fail_key(struct conn *c, const char *tenant, const char *login)
+{
+    char net[INET6_ADDRSTRLEN + 4];
+    source_net(c->req.source, net);
+    return kn_key_login_fail(c->srv->d->prefix, tenant, login, net);
+}
+
 /* Count a failure of (tenant, login) from source. */
 static void count_failure(struct conn *c, const char *tenant, const char *login)
 {
     struct kn_daemon *d = c->srv->d;
-    char *f = kn_key_login_fail(d->prefix, tenant, login, c->req.source),
+    char *f = fail_key(c, tenant, login),
          *s = kn_key_login_spread(d->prefix, tenant, login);
     kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, KN_LOGIN_LOCK_MS);
@@ -213,7 +236,7 @@ static void session_make(struct conn *c, const char *tenant, const char *login,
         kn__httpd_batch_cmd(b, "SREM", ks, oldh, NULL);
     }
     free(ks);
-    k = kn_key_login_fail(d->prefix, tenant, login, c->req.source);
+    k = fail_key(c, tenant, login);
     kn__httpd_batch_cmd(b, "DEL", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
@@ -476,11 +499,10 @@ static void busy(struct conn *c)
  * /64; an IPv4-mapped address is compared whole). */
 static int same_net(const char *a, const char *b)
 {
-    struct in6_addr x, y;
-    if (uv_inet_pton(AF_INET6, a, &x) == 0 &&
-        uv_inet_pton(AF_INET6, b, &y) == 0 && !IN6_IS_ADDR_V4MAPPED(&x))
-        return memcmp(&x, &y, 8) == 0;
-    return strcmp(a, b) == 0;
+    char x[INET6_ADDRSTRLEN + 4], y[INET6_ADDRSTRLEN + 4];
+    source_net(a, x);
+    source_net(b, y);
+    return strcmp(x, y) == 0;
 }
 
 /* May l wait for a hash slot: room in the queue, and nothing else of its
@@ -657,7 +679,7 @@ void kn__httpd_run_login(struct conn *c)
     l->code = code ? kn_xstrdup(code) : NULL;
     json_decref(j); /* (jansson's copy of the password goes with it) */
     b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
-    k = kn_key_login_fail(d->prefix, l->tenant, l->login, c->req.source);
+    k = fail_key(c, l->tenant, l->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     k = kn_key_login_spread(d->prefix, l->tenant, l->login);
@@ -844,8 +866,7 @@ void kn__httpd_run_password(struct conn *c)
     k = kn_key_staff(c->srv->d->prefix, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "HGET", k, "hash", NULL);
     free(k);
-    k = kn_key_login_fail(c->srv->d->prefix, t->tenant, t->login,
-                          c->req.source);
+    k = fail_key(c, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     kn__httpd_batch_end(b);

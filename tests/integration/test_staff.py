@@ -462,6 +462,18 @@ with Redis(out) as redis:
         r = Session(port, ip="10.1.1.1").login("sakura", "ghost", "x guess 9")
         assert r.status == 429, r
 
+    with tap.check("[5] an IPv6 /64 is one address for the lock: 5 failures from 5 addresses of it lock it"):
+        # One home or office holds a /64: an attacker with one has 2^64
+        # addresses, and a lock per address would never come.
+        add("sakura", "six", "sender", groups="2-A")
+        for i in range(5):
+            r = Session(port, ip="2001:db8:5:6::%x" % (i + 1)).login("sakura", "six", "v6 guess %d" % i)
+            assert r.status == 401, (i, r)
+        r = Session(port, ip="2001:db8:5:6:ffff::9").login("sakura", "six", PW[("sakura", "six")])
+        assert r.status == 429, r
+        r = Session(port, ip="2001:db8:5:7::1").login("sakura", "six", PW[("sakura", "six")])
+        assert r.status == 200, r
+
     with tap.check("[5] wrong current passwords lock a password change too (429 after 5)"):
         add("sakura", "tester", "sender", groups="2-A")
         NEWPW["tester"] = "tester no pasuwado desu"
