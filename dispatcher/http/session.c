@@ -593,6 +593,13 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
+    if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
+        for (int i = 0; i < A__N; i++)
+            l->a[i] = kn__httpd_dupstr(kn__httpd_rstr(h->element[i]));
+    }
+    l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
+    if (l->known)
+        c->req.tok.login = kn_xstrdup(l->login);
     if (kn__httpd_rnum(fail) >= KN_LOGIN_LOCK_FAILS) {
         char extra[48];
         json_t *j = json_object();
@@ -608,11 +615,6 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
-    if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
-        for (int i = 0; i < A__N; i++)
-            l->a[i] = kn__httpd_dupstr(kn__httpd_rstr(h->element[i]));
-    }
-    l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
     l->closed = kn__httpd_rnum(closed) > 0;
     l->delay_ms = kn_login_delay_ms(kn__httpd_rnum(spread));
     l->c = c;
@@ -668,8 +670,10 @@ void kn__httpd_run_login(struct conn *c)
                                 "give \"password\" (at most 256 bytes)");
         return;
     }
+    /* The login goes to the login log only once it is known to be an
+     * account (on_login_lookup): what was typed as a login that is none
+     * is often the password, and the school's admins read that log. */
     c->req.tok.tenant = kn_xstrdup(tenant);
-    c->req.tok.login = kn_xstrdup(login);
     c->req.auth_result = "pending";
     l = kn_xcalloc(1, sizeof(*l));
     l->srv = c->srv;
