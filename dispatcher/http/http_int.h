@@ -156,6 +156,8 @@ struct req {
     char *line_sig;               /* X-Line-Signature */
     char *sg_sig, *sg_ts;         /* X-Twilio-Email-Event-Webhook-... */
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
+    int background; /* X-Kairan-Background: 1, the console's own polling:
+                     * not a person's activity (session_auth.c) */
     size_t header_bytes;
     int in_value;
     int dup_authz;

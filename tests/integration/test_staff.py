@@ -394,6 +394,31 @@ with Redis(out) as redis:
             wait_for(lambda: redis.call("EXISTS", key) == 0, 10, 0.05,
                      what="the expired session's record deleted")
 
+    with tap.check("[4] the console's own polling (X-Kairan-Background: 1) does not keep a session alive"):
+        # A page left open on a scheduled notice polls every 2.5 s until it
+        # is sent: the console at a staff-room PC must still lock after 30
+        # minutes without a person using it.
+        e = Session(port)
+        assert e.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        key = P + "sess:" + hashlib.sha256(e.cookie.split("=", 1)[1].encode()).hexdigest()
+        old = str(int(time.time() * 1000) - 29 * 60 * 1000)
+        redis.call("HSET", key, "seen_ms", old)
+        poll = request(port, "GET", "/v1/broadcasts?active=1",
+                       headers={"Cookie": e.cookie, "X-Kairan-Background": "1"})
+        assert poll.status == 200, poll
+        assert redis.call("HGET", key, "seen_ms").decode() == old
+        redis.call("HSET", key, "seen_ms", str(int(time.time() * 1000) - 31 * 60 * 1000))
+        poll = request(port, "GET", "/v1/broadcasts?active=1",
+                       headers={"Cookie": e.cookie, "X-Kairan-Background": "1"})
+        assert poll.status == 401 and "expired" in poll.json["error"], poll
+        # a person's request does move it on
+        e2 = Session(port)
+        assert e2.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        key2 = P + "sess:" + hashlib.sha256(e2.cookie.split("=", 1)[1].encode()).hexdigest()
+        redis.call("HSET", key2, "seen_ms", old)
+        assert e2.call("GET", "/v1/broadcasts?active=1").status == 200
+        assert int(redis.call("HGET", key2, "seen_ms")) > int(old) + 60000
+
     with tap.check("[4] deactivation ends sessions and stops logins; the sender's name stays"):
         ito = Session(port)
         assert ito.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
