@@ -75,8 +75,14 @@ int kn_staff_groups_valid(const char *s);
  *  - from anywhere, past KN_LOGIN_SPREAD_FREE failures within
  *    KN_LOGIN_LOCK_MS every further attempt at that account is answered
  *    only after kn_login_delay_ms: slower, never refused, so that the
- *    owner can still log in from an address of their own. */
+ *    owner can still log in from an address of their own;
+ *  - wrong TOTP codes (tried only after the right password), from
+ *    anywhere: KN_TOTP_LOCK_FAILS within KN_LOGIN_LOCK_MS lock the
+ *    account's codes for the rest of that time (429), so that someone who
+ *    has the password cannot guess the code from many addresses (one
+ *    right code in 1,000,000 / 3 a try). */
 #define KN_LOGIN_LOCK_FAILS   5
+#define KN_TOTP_LOCK_FAILS    10
 #define KN_LOGIN_LOCK_MS      (15LL * 60 * 1000)
 #define KN_LOGIN_SPREAD_FREE  10
 #define KN_LOGIN_DELAY_MAX_MS 4000

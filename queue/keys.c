@@ -130,6 +130,12 @@ char *kn_key_login_spread(const char *prefix, const char *tenant,
     return tenant_key(prefix, "lspread", tenant, login);
 }
 
+char *kn_key_totp_fail(const char *prefix, const char *tenant,
+                       const char *login)
+{
+    return tenant_key(prefix, "totpfail", tenant, login);
+}
+
 char *kn_key_totp_used(const char *prefix, const char *tenant,
                        const char *login, long long step)
 {

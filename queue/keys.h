@@ -68,8 +68,10 @@ char *kn_key_templates(const char *prefix, const char *tenant);
  *                                   never stored)
  *   stsess:<tenant>:<login>         set of the account's session hashes
  *   lfail:<tenant>:<login>:<addr>   failures of one login from one address
+ *                                   (an IPv6 one's /64, "2001:db8::/64")
  *   lspread:<tenant>:<login>        failures of one login from anywhere
  *   totpuse:<tenant>:<login>:<step> a TOTP step already accepted
+ *   totpfail:<tenant>:<login>       wrong TOTP codes of one login
  * The login and the address are encoded parts: a login presented at the
  * login form that does not exist still gets throttled, under its own key.
  */
@@ -84,6 +86,8 @@ char *kn_key_login_spread(const char *prefix, const char *tenant,
                           const char *login);
 char *kn_key_totp_used(const char *prefix, const char *tenant,
                        const char *login, long long step);
+char *kn_key_totp_fail(const char *prefix, const char *tenant,
+                       const char *login);
 
 /*
  * Registration sheets and what guardians register themselves (issue 15),

@@ -64,6 +64,7 @@ struct token {
 
 struct conn;
 struct http_srv;
+struct login; /* a login or password change (session.c) */
 
 enum route_id {
     R_PAGE,
@@ -155,6 +156,8 @@ struct req {
     char *line_sig;               /* X-Line-Signature */
     char *sg_sig, *sg_ts;         /* X-Twilio-Email-Event-Webhook-... */
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
+    int background; /* X-Kairan-Background: 1, the console's own polling:
+                     * not a person's activity (session_auth.c) */
     size_t header_bytes;
     int in_value;
     int dup_authz;
@@ -298,7 +301,9 @@ struct http_srv {
     /* redis.wait_replicas > 0: submits go on this connection of their
      * own, each followed by WAIT (which blocks its connection). */
     struct kn_redis *wait;
-    int hashing;   /* password hashes running on the thread pool */
+    int hashing; /* password hashes running on the thread pool */
+    /* logins waiting for a hash slot, first first (session.c) */
+    struct login *hash_queue;
     int log_reads; /* /v1/logs reads (up to 8 MiB each) on the pool */
     /* directory jobs (imports, sheets) running on the pool: at most
      * KN__DIR_JOBS at once and one per tenant (kn__httpd_dir_job_take),
@@ -493,9 +498,16 @@ void kn__httpd_session_start(struct conn *c);
 
 /* ---- session.c ---- */
 
-/* At most this many password hashes at once (on the libuv thread pool);
- * a login beyond them is answered 503 with Retry-After. */
-#define HASH_MAX 2
+/* At most this many password hashes at once (on the libuv thread pool).
+ * A login beyond them waits its turn, at most HASH_WAIT_MAX of them and
+ * one from each address (an IPv6 /64 is one); beyond that 503 with
+ * Retry-After. */
+#define HASH_MAX      2
+#define HASH_WAIT_MAX 64
+
+/* A hash slot was given back: start the logins waiting for one (or,
+ * while the server closes, answer them 503). */
+void kn__httpd_hash_next(struct http_srv *s);
 
 void kn__httpd_run_login(struct conn *c);
 void kn__httpd_run_logout(struct conn *c);

@@ -77,6 +77,9 @@ static void header_done(struct req *r)
         slot = &r->origin;
     } else if (header_is(&r->hfield, "x-csrf-token")) {
         slot = &r->csrf;
+    } else if (header_is(&r->hfield, "x-kairan-background")) {
+        r->background =
+            kn_buf_len(&r->hval) == 1 && kn_buf_str(&r->hval)[0] == '1';
     }
     if (slot != NULL) {
         kn__httpd_free_secret(slot);

@@ -6,9 +6,12 @@
  * session_auth.c.
  *
  * Password hashes (Argon2id, 19 MiB, ~50-100 ms) run on the libuv thread
- * pool, at most HASH_MAX at once: a login beyond that is answered 503 with
- * Retry-After at once, so a flood of logins never holds the loop nor fills
- * the pool that other work shares.  Throttling (model/session.h): 5
+ * pool, at most HASH_MAX at once, so a flood of logins never holds the
+ * loop nor fills the pool that other work shares.  A login beyond them
+ * waits for a slot, one from each address (an IPv6 /64 is one) and at most
+ * HASH_WAIT_MAX, first come first served: an outsider flooding from a few
+ * addresses takes turns with the teachers instead of taking every slot;
+ * beyond that 503 with Retry-After.  Throttling (model/session.h): 5
  * failures of one login from one address lock that pair for 15 minutes
  * (429); failures from many addresses only delay the answers to that
  * login (a timer, not a pool thread).  An unknown login is verified
@@ -17,6 +20,7 @@
  */
 #include "dispatcher/http/http_int.h"
 
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,11 +92,34 @@ static int op_ready(struct conn *c)
     return -1;
 }
 
+/* The network of a source address, as the throttling counts it: an IPv6
+ * address's /64 (one home or office holds a /64, and an attacker with one
+ * has 2^64 addresses), an IPv4 (or IPv4-mapped) address itself. */
+static void source_net(const char *src, char out[INET6_ADDRSTRLEN + 4])
+{
+    struct in6_addr a;
+    char p[INET6_ADDRSTRLEN];
+    snprintf(out, INET6_ADDRSTRLEN + 4, "%s", src);
+    if (uv_inet_pton(AF_INET6, src, &a) != 0 || IN6_IS_ADDR_V4MAPPED(&a))
+        return;
+    memset(a.s6_addr + 8, 0, 8);
+    if (uv_inet_ntop(AF_INET6, &a, p, sizeof(p)) == 0)
+        snprintf(out, INET6_ADDRSTRLEN + 4, "%s/64", p);
+}
+
+/* lfail:<tenant>:<login>:<the source's network> (heap). */
+static char *fail_key(struct conn *c, const char *tenant, const char *login)
+{
+    char net[INET6_ADDRSTRLEN + 4];
+    source_net(c->req.source, net);
+    return kn_key_login_fail(c->srv->d->prefix, tenant, login, net);
+}
+
 /* Count a failure of (tenant, login) from source. */
 static void count_failure(struct conn *c, const char *tenant, const char *login)
 {
     struct kn_daemon *d = c->srv->d;
-    char *f = kn_key_login_fail(d->prefix, tenant, login, c->req.source),
+    char *f = fail_key(c, tenant, login),
          *s = kn_key_login_spread(d->prefix, tenant, login);
     kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, KN_LOGIN_LOCK_MS);
@@ -209,7 +236,7 @@ static void session_make(struct conn *c, const char *tenant, const char *login,
         kn__httpd_batch_cmd(b, "SREM", ks, oldh, NULL);
     }
     free(ks);
-    k = kn_key_login_fail(d->prefix, tenant, login, c->req.source);
+    k = fail_key(c, tenant, login);
     kn__httpd_batch_cmd(b, "DEL", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
@@ -246,6 +273,7 @@ struct login {
     char encoded[KN_PW_ENCODED]; /* password change: the new hash */
     int closed, known, ok, change;
     long long delay_ms;
+    struct login *next; /* in srv->hash_queue */
 };
 
 static void login_free(struct login *l)
@@ -271,7 +299,8 @@ static void login_work(uv_work_t *w)
         kn_password_hash(l->newpw, l->encoded);
 }
 
-/* The TOTP step a login's code matches, -1 if none, -2 if none given. */
+/* The TOTP step a login's code matches, -1 if none, -2 if none given, -3
+ * if the account has no TOTP. */
 static long long login_totp(struct login *l)
 {
     struct kn_daemon *d = l->srv->d;
@@ -292,44 +321,13 @@ static long long login_totp(struct login *l)
     return step;
 }
 
-static void login_answer(struct login *l)
+/* The password (and the code, step >= 0 or -3 for none) held: the session.
+ * l is freed. */
+static void login_finish(struct login *l, long long step)
 {
     struct conn *c = l->c;
     json_t *reply;
-    long long step;
-    int role;
-
-    if (!l->ok) {
-        count_failure(c, l->tenant, l->login);
-        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
-               BAD_LOGIN);
-        return;
-    }
-    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
-        refuse(c, 401, "deactivated", NULL,
-               "this staff account is deactivated: ask the school's "
-               "administrator");
-        return;
-    }
-    if (l->closed) {
-        refuse(c, 403, "tenant_closed", NULL,
-               "this tenant is closed: its staff can no longer log in");
-        return;
-    }
-    step = login_totp(l);
-    if (step == -2) {
-        refuse(c, 401, "totp_missing", "totp",
-               "enter the 6-digit code of your authenticator app as "
-               "\"totp\"");
-        return;
-    }
-    if (step == -1) {
-        count_failure(c, l->tenant, l->login);
-        refuse(c, 401, "totp_wrong", "totp",
-               "wrong or already used authenticator code");
-        return;
-    }
-    role = kn_role_parse(l->a[A_ROLE] ? l->a[A_ROLE] : "");
+    int role = kn_role_parse(l->a[A_ROLE] ? l->a[A_ROLE] : "");
     c->req.tok.session = 1;
     c->req.tok.staff_role = role;
     snprintf(c->req.tok.id, sizeof(c->req.tok.id), "st_%.16s",
@@ -349,15 +347,109 @@ static void login_answer(struct login *l)
     session_make(c, l->tenant, l->login,
                  l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0, reply,
                  step >= 0 ? step : -1);
+    login_free(l);
+}
+
+/* The try of a code counted for the account (from every address): past
+ * KN_TOTP_LOCK_FAILS, 429 without looking at it; a right code is taken
+ * off the count again.  Counted before it is judged, so that codes sent
+ * at once cannot all be tried. */
+static void on_totp_counted(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d = b->srv->d;
+    long long step;
+    char *k;
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) > KN_TOTP_LOCK_FAILS) {
+        char extra[48];
+        json_t *j = json_object();
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                 KN_LOGIN_LOCK_MS / 1000);
+        c->req.auth_result = "totp_locked";
+        json_object_set_new(j, "error",
+                            json_string("too many wrong authenticator codes "
+                                        "for this account: try again in 15 "
+                                        "minutes, and if it was not you, "
+                                        "change your password"));
+        json_object_set_new(j, "field", json_string("totp"));
+        kn__httpd_respond_json(c, 429, j, extra);
+        login_free(l);
+        return;
+    }
+    step = login_totp(l);
+    if (step < 0) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, "totp_wrong", "totp",
+               "wrong or already used authenticator code");
+        login_free(l);
+        return;
+    }
+    k = kn_key_totp_fail(d->prefix, l->tenant, l->login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k);
+    free(k);
+    login_finish(l, step);
+}
+
+/* The password hash is done: the answer, or the code's count first.  l is
+ * freed (now or when the count is in). */
+static void login_answer(struct login *l)
+{
+    struct conn *c = l->c;
+    struct batch *b;
+    char *k;
+
+    if (!l->ok) {
+        count_failure(c, l->tenant, l->login);
+        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
+               BAD_LOGIN);
+        login_free(l);
+        return;
+    }
+    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
+        refuse(c, 401, "deactivated", NULL,
+               "this staff account is deactivated: ask the school's "
+               "administrator");
+        login_free(l);
+        return;
+    }
+    if (l->closed) {
+        refuse(c, 403, "tenant_closed", NULL,
+               "this tenant is closed: its staff can no longer log in");
+        login_free(l);
+        return;
+    }
+    if (l->a[A_TOTP] == NULL || l->a[A_TOTP][0] == '\0') {
+        login_finish(l, -3);
+        return;
+    }
+    if (l->code == NULL) {
+        refuse(c, 401, "totp_missing", "totp",
+               "enter the 6-digit code of your authenticator app as "
+               "\"totp\"");
+        login_free(l);
+        return;
+    }
+    b = kn__httpd_batch_new(c->srv, c, on_totp_counted, l);
+    k = kn_key_totp_fail(c->srv->d->prefix, l->tenant, l->login);
+    kn__httpd_batch_count(b, k, NULL, KN_LOGIN_LOCK_MS);
+    free(k);
+    kn__httpd_batch_end(b);
 }
 
 static void on_delay_closed(uv_handle_t *h)
 {
     struct login *l = h->data;
+    struct http_srv *s = l->srv;
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
-    kn__httpd_srv_unref(l->srv);
-    login_free(l);
+    else
+        login_free(l);
+    kn__httpd_srv_unref(s);
 }
 
 static void on_delay(uv_timer_t *t)
@@ -370,7 +462,9 @@ static void password_done(struct login *l); /* below */
 static void login_after(uv_work_t *w, int status)
 {
     struct login *l = kn_container_of(w, struct login, work);
-    l->srv->hashing--;
+    struct http_srv *s = l->srv;
+    s->hashing--;
+    kn__httpd_hash_next(s);
     if (l->change) {
         password_done(l);
         return;
@@ -384,35 +478,108 @@ static void login_after(uv_work_t *w, int status)
     }
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
-    kn__httpd_srv_unref(l->srv);
-    login_free(l);
+    else
+        login_free(l);
+    kn__httpd_srv_unref(s);
 }
 
-/* Start l's hash on the pool (the conn is held), or answer 503. */
+static void busy(struct conn *c)
+{
+    json_t *j = json_object();
+    c->req.auth_result = "busy";
+    json_object_set_new(j, "error",
+                        json_string("too many logins at this "
+                                    "moment; try again in a "
+                                    "second"));
+    json_object_set_new(j, "field", json_null());
+    kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
+}
+
+/* The same address, an IPv6 /64 as one (an attacker's network holds a
+ * /64; an IPv4-mapped address is compared whole). */
+static int same_net(const char *a, const char *b)
+{
+    char x[INET6_ADDRSTRLEN + 4], y[INET6_ADDRSTRLEN + 4];
+    source_net(a, x);
+    source_net(b, y);
+    return strcmp(x, y) == 0;
+}
+
+/* May l wait for a hash slot: room in the queue, and nothing else of its
+ * address waiting (so that a flood from a few addresses takes turns with
+ * everyone else instead of taking every slot)? */
+static int may_wait(const struct http_srv *s, const struct login *l)
+{
+    int n = 0;
+    for (const struct login *w = s->hash_queue; w != NULL; w = w->next) {
+        if (w->c->closed)
+            continue;
+        if (++n >= HASH_WAIT_MAX ||
+            same_net(w->c->req.source, l->c->req.source))
+            return 0;
+    }
+    return 1;
+}
+
+/* Run l's hash on the pool (the conn and the server are held for it); on
+ * failure both are let go, the client answered 503, and -1 (l to free). */
+static int hash_run(struct login *l)
+{
+    struct http_srv *s = l->srv;
+    s->hashing++;
+    if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
+        return 0;
+    s->hashing--;
+    if (kn__httpd_conn_release(l->c))
+        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
+    kn__httpd_srv_unref(s);
+    return -1;
+}
+
+/* Start l's hash on the pool, or queue it for a free slot (the conn is
+ * held), or answer 503: -1 (l to free). */
 static int hash_start(struct login *l)
 {
     struct http_srv *s = l->srv;
-    if (s->hashing >= HASH_MAX) {
-        json_t *j = json_object();
-        l->c->req.auth_result = "busy";
-        json_object_set_new(j, "error",
-                            json_string("too many logins at this moment; "
-                                        "try again in a second"));
-        json_object_set_new(j, "field", json_null());
-        kn__httpd_respond_json(l->c, 503, j, "Retry-After: 1\r\n");
+    struct login **pp;
+    if (s->hashing >= HASH_MAX && !may_wait(s, l)) {
+        busy(l->c);
         return -1;
     }
-    s->hashing++;
     s->live++;
     kn__httpd_conn_hold(l->c);
-    if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) != 0) {
-        s->hashing--;
-        l->c->refs--;
-        kn__httpd_srv_unref(s);
-        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
-        return -1;
-    }
+    if (s->hashing < HASH_MAX)
+        return hash_run(l);
+    for (pp = &s->hash_queue; *pp != NULL; pp = &(*pp)->next)
+        ;
+    l->next = NULL;
+    *pp = l;
     return 0;
+}
+
+void kn__httpd_hash_next(struct http_srv *s)
+{
+    struct login *l;
+    int last;
+    for (;;) {
+        l = s->hash_queue;
+        if (l == NULL || (!s->closing && s->hashing >= HASH_MAX))
+            return;
+        s->hash_queue = l->next;
+        if (!s->closing && !l->c->closed) {
+            if (hash_run(l) < 0)
+                login_free(l);
+            continue;
+        }
+        /* closed while it waited, or the server closes */
+        if (kn__httpd_conn_release(l->c))
+            busy(l->c);
+        login_free(l);
+        last = s->hash_queue == NULL;
+        kn__httpd_srv_unref(s); /* may free s when it was the last */
+        if (last)
+            return;
+    }
 }
 
 static void on_login_lookup(struct batch *b)
@@ -426,6 +593,13 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
+    if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
+        for (int i = 0; i < A__N; i++)
+            l->a[i] = kn__httpd_dupstr(kn__httpd_rstr(h->element[i]));
+    }
+    l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
+    if (l->known)
+        c->req.tok.login = kn_xstrdup(l->login);
     if (kn__httpd_rnum(fail) >= KN_LOGIN_LOCK_FAILS) {
         char extra[48];
         json_t *j = json_object();
@@ -441,11 +615,6 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
-    if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
-        for (int i = 0; i < A__N; i++)
-            l->a[i] = kn__httpd_dupstr(kn__httpd_rstr(h->element[i]));
-    }
-    l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
     l->closed = kn__httpd_rnum(closed) > 0;
     l->delay_ms = kn_login_delay_ms(kn__httpd_rnum(spread));
     l->c = c;
@@ -501,8 +670,10 @@ void kn__httpd_run_login(struct conn *c)
                                 "give \"password\" (at most 256 bytes)");
         return;
     }
+    /* The login goes to the login log only once it is known to be an
+     * account (on_login_lookup): what was typed as a login that is none
+     * is often the password, and the school's admins read that log. */
     c->req.tok.tenant = kn_xstrdup(tenant);
-    c->req.tok.login = kn_xstrdup(login);
     c->req.auth_result = "pending";
     l = kn_xcalloc(1, sizeof(*l));
     l->srv = c->srv;
@@ -512,7 +683,7 @@ void kn__httpd_run_login(struct conn *c)
     l->code = code ? kn_xstrdup(code) : NULL;
     json_decref(j); /* (jansson's copy of the password goes with it) */
     b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
-    k = kn_key_login_fail(d->prefix, l->tenant, l->login, c->req.source);
+    k = fail_key(c, l->tenant, l->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     k = kn_key_login_spread(d->prefix, l->tenant, l->login);
@@ -699,8 +870,7 @@ void kn__httpd_run_password(struct conn *c)
     k = kn_key_staff(c->srv->d->prefix, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "HGET", k, "hash", NULL);
     free(k);
-    k = kn_key_login_fail(c->srv->d->prefix, t->tenant, t->login,
-                          c->req.source);
+    k = fail_key(c, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
@@ -794,11 +964,163 @@ static void on_totp_stored(struct batch *b)
     json_decref(r);
 }
 
+/* A new pending secret for the session's account, answered once it is
+ * stored (confirm makes it the account's). */
+static void totp_setup(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    unsigned char secret[KN_TOTP_SECRET];
+    char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp, *k;
+    struct batch *b;
+    json_t *r;
+    kn_random(secret, sizeof(secret));
+    kn_base32_encode(secret, sizeof(secret), b32);
+    sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
+    OPENSSL_cleanse(secret, sizeof(secret));
+    lp = kn_key_part(t->login); /* safe in a URI */
+    uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
+                       "&algorithm=SHA1&digits=6&period=30",
+                       lp, b32);
+    r = json_object();
+    json_object_set_new(r, "secret", json_string(b32));
+    json_object_set_new(r, "uri", json_string(uri));
+    json_object_set_new(r, "next",
+                        json_string("enter the code your app shows: "
+                                    "{\"action\": \"confirm\", "
+                                    "\"code\": \"123456\"}"));
+    b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+    k = kn_key_staff(d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+    free(k);
+    kn__httpd_batch_end(b);
+    free(sealed);
+    OPENSSL_cleanse(b32, sizeof(b32));
+    OPENSSL_cleanse(uri, strlen(uri));
+    free(uri);
+    free(lp);
+}
+
+struct setup_ctx {
+    char *code; /* current_code, or NULL */
+};
+
+static void setup_ctx_free(struct setup_ctx *x)
+{
+    free(x->code);
+    free(x);
+}
+
+static void refuse_current(struct conn *c, const char *msg)
+{
+    c->req.auth_result = "totp_wrong";
+    kn__httpd_respond_error(c, 403, "current_code", "%s", msg);
+}
+
+/* The current code's step claimed (a code is accepted once): set up. */
+static void on_current_claimed(struct batch *b)
+{
+    struct setup_ctx *x = b->arg;
+    if (kn__httpd_batch_usable(b)) {
+        if (kn__httpd_brep(b, 0) == NULL ||
+            kn__httpd_brep(b, 0)->type == REDIS_REPLY_NIL)
+            refuse_current(b->c, "this code was already used: wait for the "
+                                 "next one");
+        else
+            totp_setup(b->c);
+    }
+    setup_ctx_free(x);
+}
+
+/*
+ * A new TOTP setup: an account that has TOTP already needs a code of it in
+ * "current_code", so that whoever finds a console left open (the session,
+ * not the phone) cannot swap the authenticator for their own.  The code is
+ * counted with the account's codes like a login's, before it is judged
+ * (past KN_TOTP_LOCK_FAILS: 429; a right one taken off again), and is
+ * accepted once.
+ */
+static void on_totp_current(struct batch *b)
+{
+    struct setup_ctx *x = b->arg;
+    struct conn *c = b->c;
+    struct token *t;
+    struct kn_daemon *d;
+    const redisReply *h = kn__httpd_brep(b, 0);
+    const char *sealed, *last;
+    char *secret = NULL, *k, st[24], ms[24];
+    size_t len = 0;
+    long long step;
+    struct batch *nb;
+
+    if (!kn__httpd_batch_usable(b))
+        goto out;
+    t = &c->req.tok;
+    d = c->srv->d;
+    sealed = kn__httpd_relem(h, 0);
+    last = kn__httpd_relem(h, 1);
+    k = kn_key_totp_fail(d->prefix, t->tenant, t->login);
+    if (sealed == NULL || sealed[0] == '\0') {
+        if (x->code != NULL) /* no TOTP yet: not a try */
+            kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k);
+        free(k);
+        totp_setup(c);
+        goto out;
+    }
+    if (x->code == NULL) {
+        free(k);
+        refuse_current(c, "this account has TOTP already: give a code of "
+                          "the current authenticator as \"current_code\"");
+        goto out;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) > KN_TOTP_LOCK_FAILS) {
+        free(k);
+        c->req.auth_result = "totp_locked";
+        kn__httpd_respond_json(
+            c, 429,
+            json_pack("{s:s, s:s}", "error",
+                      "too many wrong authenticator codes for this "
+                      "account: try again in 15 minutes",
+                      "field", "current_code"),
+            "Retry-After: 900\r\n");
+        goto out;
+    }
+    step = -1;
+    if (kn_unseal(d->kr, "totp", sealed, &secret, &len) == 0) {
+        step = kn_totp_check((unsigned char *)secret, len, x->code,
+                             kn_now_ms() / 1000,
+                             last ? strtoll(last, NULL, 10) : -1);
+        OPENSSL_cleanse(secret, len);
+        free(secret);
+    }
+    if (step < 0) {
+        free(k);
+        refuse_current(c, "wrong or already used code of the current "
+                          "authenticator");
+        goto out;
+    }
+    kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k); /* a right code */
+    free(k);
+    nb = kn__httpd_batch_new(c->srv, c, on_current_claimed, x);
+    snprintf(ms, sizeof(ms), "%d", 4 * KN_TOTP_STEP_S * 1000);
+    k = kn_key_totp_used(d->prefix, t->tenant, t->login, step);
+    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", ms, NULL);
+    free(k);
+    snprintf(st, sizeof(st), "%lld", step);
+    k = kn_key_staff(d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(nb, "HSET", k, "totp_last", st, NULL);
+    free(k);
+    kn__httpd_batch_end(nb);
+    return;
+out:
+    setup_ctx_free(x);
+}
+
 void kn__httpd_run_totp(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct token *t = &c->req.tok;
-    json_t *j, *r;
+    json_t *j;
     const char *action;
     char *k;
 
@@ -809,35 +1131,22 @@ void kn__httpd_run_totp(struct conn *c)
         return;
     action = jstr(j, "action");
     if (action != NULL && strcmp(action, "setup") == 0) {
-        unsigned char secret[KN_TOTP_SECRET];
-        char b32[KN_TOTP_SECRET_B32 + 2], *sealed, *uri, *lp;
         struct batch *b;
-        kn_random(secret, sizeof(secret));
-        kn_base32_encode(secret, sizeof(secret), b32);
-        sealed = kn_seal(d->kr, "totp", secret, sizeof(secret));
-        OPENSSL_cleanse(secret, sizeof(secret));
-        lp = kn_key_part(t->login); /* safe in a URI */
-        uri = kn_xasprintf("otpauth://totp/kairan:%s?secret=%s&issuer=kairan"
-                           "&algorithm=SHA1&digits=6&period=30",
-                           lp, b32);
-        r = json_object();
-        json_object_set_new(r, "secret", json_string(b32));
-        json_object_set_new(r, "uri", json_string(uri));
-        json_object_set_new(r, "next",
-                            json_string("enter the code your app shows: "
-                                        "{\"action\": \"confirm\", "
-                                        "\"code\": \"123456\"}"));
-        /* Answered once the pending secret is stored. */
-        b = kn__httpd_batch_new(c->srv, c, on_totp_stored, r);
+        const char *cur = jstr(j, "current_code");
+        struct setup_ctx *x = kn_xcalloc(1, sizeof(*x));
+        x->code = cur ? kn_xstrdup(cur) : NULL;
+        /* An account with TOTP already: a code of the current one first
+         * (totp_check_current). */
+        b = kn__httpd_batch_new(c->srv, c, on_totp_current, x);
         k = kn_key_staff(d->prefix, t->tenant, t->login);
-        kn__httpd_batch_cmd(b, "HSET", k, "totp_pending", sealed, NULL);
+        kn__httpd_batch_cmd(b, "HMGET", k, "totp", "totp_last", NULL);
         free(k);
+        if (cur != NULL) { /* counted before it is judged */
+            k = kn_key_totp_fail(d->prefix, t->tenant, t->login);
+            kn__httpd_batch_count(b, k, NULL, KN_LOGIN_LOCK_MS);
+            free(k);
+        }
         kn__httpd_batch_end(b);
-        free(sealed);
-        OPENSSL_cleanse(b32, sizeof(b32));
-        OPENSSL_cleanse(uri, strlen(uri));
-        free(uri);
-        free(lp);
     } else if (action != NULL && strcmp(action, "confirm") == 0) {
         struct totp_ctx *x;
         struct batch *b;

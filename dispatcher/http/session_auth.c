@@ -5,7 +5,8 @@
  * The cookie's id is hashed and its record read; then, in one batch, the
  * account (role, groups, active, gen read fresh, so that a role change or
  * a deactivation acts on the next request), the tenant's closed mark, and
- * the session's seen_ms is moved on.  A state-changing request (any method
+ * the session's seen_ms is moved on (not by the console's own polling,
+ * X-Kairan-Background: 1).  A state-changing request (any method
  * but GET) must also carry the Origin of http.public_url and the session's
  * CSRF token in X-CSRF-Token.  Then the request goes on exactly as one
  * with a token of that role, tenant and groups would (auth.c), a tenant's
@@ -198,7 +199,9 @@ static void on_session(struct batch *b)
     k = kn__key(c->srv->d, "tenant:%s", tenant);
     kn__httpd_batch_cmd(nb, "HGET", k, "closed_ms", NULL);
     free(k);
-    {
+    if (!c->req.background) {
+        /* A person's request; the console's own polling (a page left
+         * open) must not keep the session from its idle end. */
         char ts[24];
         snprintf(ts, sizeof(ts), "%lld", now);
         k = kn_key_session(c->srv->d->prefix, t->sess);

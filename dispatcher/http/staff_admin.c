@@ -437,8 +437,10 @@ static void staff_done(uv_work_t *w, int status)
 {
     struct job *j = kn_container_of(w, struct job, work);
     struct http_srv *s = j->srv;
-    if (j->hashes)
+    if (j->hashes) {
         s->hashing--;
+        kn__httpd_hash_next(s);
+    }
     if (j->op == OP_LOG)
         s->log_reads--;
     if (kn__httpd_conn_release(j->c)) {

@@ -27,8 +27,10 @@ public_url http://127.0.0.1:<port>), accounts made with kairanctl staff.
   [6] TOTP: setup and confirm, login needs the code, a code is accepted
       once; with http.require_2fa_admin an admin without TOTP may only set
       it up.
-  [7] concurrent logins beyond the hash bound get 503 with Retry-After;
-      login log lines for every attempt; no password in any log.
+  [7] concurrent logins beyond the hash bound wait their turn, one from
+      each address (else 503 with Retry-After), so a login flood from a
+      few addresses never keeps a teacher out; login log lines for every
+      attempt; no password in any log.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_staff.py
 """
@@ -392,6 +394,31 @@ with Redis(out) as redis:
             wait_for(lambda: redis.call("EXISTS", key) == 0, 10, 0.05,
                      what="the expired session's record deleted")
 
+    with tap.check("[4] the console's own polling (X-Kairan-Background: 1) does not keep a session alive"):
+        # A page left open on a scheduled notice polls every 2.5 s until it
+        # is sent: the console at a staff-room PC must still lock after 30
+        # minutes without a person using it.
+        e = Session(port)
+        assert e.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        key = P + "sess:" + hashlib.sha256(e.cookie.split("=", 1)[1].encode()).hexdigest()
+        old = str(int(time.time() * 1000) - 29 * 60 * 1000)
+        redis.call("HSET", key, "seen_ms", old)
+        poll = request(port, "GET", "/v1/broadcasts?active=1",
+                       headers={"Cookie": e.cookie, "X-Kairan-Background": "1"})
+        assert poll.status == 200, poll
+        assert redis.call("HGET", key, "seen_ms").decode() == old
+        redis.call("HSET", key, "seen_ms", str(int(time.time() * 1000) - 31 * 60 * 1000))
+        poll = request(port, "GET", "/v1/broadcasts?active=1",
+                       headers={"Cookie": e.cookie, "X-Kairan-Background": "1"})
+        assert poll.status == 401 and "expired" in poll.json["error"], poll
+        # a person's request does move it on
+        e2 = Session(port)
+        assert e2.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
+        key2 = P + "sess:" + hashlib.sha256(e2.cookie.split("=", 1)[1].encode()).hexdigest()
+        redis.call("HSET", key2, "seen_ms", old)
+        assert e2.call("GET", "/v1/broadcasts?active=1").status == 200
+        assert int(redis.call("HGET", key2, "seen_ms")) > int(old) + 60000
+
     with tap.check("[4] deactivation ends sessions and stops logins; the sender's name stays"):
         ito = Session(port)
         assert ito.login("sakura", "ito", PW[("sakura", "ito")]).status == 200
@@ -460,6 +487,18 @@ with Redis(out) as redis:
         r = Session(port, ip="10.1.1.1").login("sakura", "ghost", "x guess 9")
         assert r.status == 429, r
 
+    with tap.check("[5] an IPv6 /64 is one address for the lock: 5 failures from 5 addresses of it lock it"):
+        # One home or office holds a /64: an attacker with one has 2^64
+        # addresses, and a lock per address would never come.
+        add("sakura", "six", "sender", groups="2-A")
+        for i in range(5):
+            r = Session(port, ip="2001:db8:5:6::%x" % (i + 1)).login("sakura", "six", "v6 guess %d" % i)
+            assert r.status == 401, (i, r)
+        r = Session(port, ip="2001:db8:5:6:ffff::9").login("sakura", "six", PW[("sakura", "six")])
+        assert r.status == 429, r
+        r = Session(port, ip="2001:db8:5:7::1").login("sakura", "six", PW[("sakura", "six")])
+        assert r.status == 200, r
+
     with tap.check("[5] wrong current passwords lock a password change too (429 after 5)"):
         add("sakura", "tester", "sender", groups="2-A")
         NEWPW["tester"] = "tester no pasuwado desu"
@@ -518,7 +557,63 @@ with Redis(out) as redis:
         r = Session(port, ip="10.6.0.3").login("sakura", "kocho", PW[("sakura", "kocho")], totp=code)
         assert r.status == 401 and r.json["field"] == "totp", r
 
-    with tap.check("[7] concurrent logins beyond the hash bound: 503 with Retry-After, never a hang"):
+    with tap.check("[6] wrong TOTP codes from many addresses lock the account's codes (429), the password alone is not enough"):
+        # Someone who has the password guesses codes, a new address for
+        # every 4 tries (the per-address lock never comes): after 10 wrong
+        # codes of the account, from anywhere, no code is tried for 15
+        # minutes, not even the right one.
+        add("sakura", "totp.t", "sender", groups="2-A")
+        NEWPW["totp.t"] = "totp tester no pasuwado"
+        u = first_login("sakura", "totp.t")
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200, r
+        sec = r.json["secret"]
+        good = lambda: totp_code(sec, int(time.time()) // 30)  # noqa: E731
+        r = u.call("POST", "/v1/session/totp", {"action": "confirm", "code": good()})
+        assert r.status == 200, r
+        wrong = lambda: "%06d" % ((int(good()) + 500000) % 1000000)  # noqa: E731
+        got = []
+        for i in range(10):
+            r = Session(port, ip="10.61.%d.1" % (i // 4)).login(
+                "sakura", "totp.t", PW[("sakura", "totp.t")], totp=wrong())
+            got.append(r.status)
+        assert got == [401] * 10, got
+        r = Session(port, ip="10.62.0.1").login("sakura", "totp.t", PW[("sakura", "totp.t")],
+                                               totp=wrong())
+        assert r.status == 429 and r.headers.get("retry-after") == ["900"], r
+        r = Session(port, ip="10.62.0.2").login("sakura", "totp.t", PW[("sakura", "totp.t")],
+                                               totp=totp_code(sec, int(time.time()) // 30 + 1))
+        assert r.status == 429, r
+        # a wrong password is still only a wrong password (no oracle)
+        r = Session(port, ip="10.62.0.3").login("sakura", "totp.t", "not the password at all",
+                                               totp=wrong())
+        assert r.status == 401 and r.json["error"] == "wrong tenant, login or password", r
+
+    with tap.check("[6] a second TOTP setup needs a code of the current one (a session left open cannot swap it)"):
+        # Someone at a teacher's unlocked console (the session, not the
+        # password, not the phone) must not replace the teacher's
+        # authenticator with their own.
+        add("sakura", "totp.u", "sender", groups="2-A")
+        NEWPW["totp.u"] = "totp user no pasuwado"
+        u = first_login("sakura", "totp.u")
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 200, r
+        sec = r.json["secret"]
+        st = int(time.time()) // 30
+        r = u.call("POST", "/v1/session/totp", {"action": "confirm", "code": totp_code(sec, st)})
+        assert r.status == 200, r
+        r = u.call("POST", "/v1/session/totp", {"action": "setup"})
+        assert r.status == 403 and r.json["field"] == "current_code", r
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code":
+                                               "%06d" % ((int(totp_code(sec, st + 1)) + 1) % 1000000)})
+        assert r.status == 403 and r.json["field"] == "current_code", r
+        assert redis.call("HGET", P + "staff:sakura:totp.u", "totp_pending") is None
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code": totp_code(sec, st)})
+        assert r.status == 403, r  # the code the confirm used: once only
+        r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code": totp_code(sec, st + 1)})
+        assert r.status == 200 and r.json["secret"] != sec, r
+
+    with tap.check("[7] concurrent logins beyond the hash bound: 401 after their turn or 503 with Retry-After, never a hang"):
         res = []
 
         def one(i):
@@ -537,6 +632,41 @@ with Redis(out) as redis:
         tap.diag("12 concurrent logins: %d answered 401, %d answered 503"
                  % (st.count(401), st.count(503)))
 
+    with tap.check("[7] a login flood from a few addresses never keeps a teacher out (fair wait, not 503)"):
+        # An outsider floods logins of made-up accounts (each costs a
+        # dummy hash) from 4 addresses, 3 at once from each: the 2 hash
+        # slots are always taken.  Another address's login waits its turn.
+        add("sakura", "flood.t", "sender", groups="2-A")
+        stop = []
+        seen = {}
+
+        def flood(ip):
+            while not stop:
+                r = Session(port, ip=ip).login("sakura", "nobody%d" % time.monotonic_ns(),
+                                               "flooding guess guess")
+                seen[r.status] = seen.get(r.status, 0) + 1
+                if r.status == 503:
+                    time.sleep(0.02)
+        th = [threading.Thread(target=flood, args=("203.0.113.%d" % (i % 4 + 1),))
+              for i in range(12)]
+        for x in th:
+            x.start()
+        try:
+            time.sleep(1.5)
+            got = []
+            for i in range(10):
+                t0 = time.monotonic()
+                r = Session(port, ip="198.51.100.%d" % (i + 1)).login(
+                    "sakura", "flood.t", PW[("sakura", "flood.t")])
+                got.append((r.status, round(time.monotonic() - t0, 2)))
+        finally:
+            stop.append(1)
+            for x in th:
+                x.join(60)
+        tap.diag("flood answers %s; the teacher's logins %s" % (seen, got))
+        assert [s for s, _ in got] == [200] * 10, got
+        assert max(t for _, t in got) < 10, got
+
     with tap.check("[4] tenant close ends the tenant's sessions and logins"):
         s3 = Session(port)
         r = s3.login("momo", "sato", PW[("momo", "sato")])
@@ -547,10 +677,24 @@ with Redis(out) as redis:
         r = Session(port).login("momo", "sato", PW[("momo", "sato")])
         assert r.status == 403, r
 
+    with tap.check("[7] a password typed into the login field is never logged (unknown logins are logged without it)"):
+        # The login log is the school's admins' to read (GET
+        # /v1/logs/logins) and kept 5 years: what someone typed as a
+        # login that is no account is often their password.
+        typed = "Kocho-No-Pasuwado-2026"
+        for i in range(6):  # the 6th is locked (429)
+            r = Session(port, ip="10.77.0.1").login("sakura", typed, "kocho")
+            assert r.status in (401, 429), r
+        with open(os.path.join(AUDIT, "login.jsonl")) as f:
+            assert typed not in f.read()
+        lines = [l for l in read_audit("login.jsonl") if l.get("source") == "10.77.0.1"]
+        assert [l["result"] for l in lines] == ["unknown_login"] * 5 + ["locked"], lines
+        assert all(l.get("login") is None and l["tenant"] == "sakura" for l in lines), lines
+
     with tap.check("[7] login log: every attempt with its login and result; no password in any log"):
         lines = read_audit("login.jsonl")
         res = {(l.get("login"), l["result"]) for l in lines if l.get("path") == "/v1/session"}
-        for want in (("kocho", "wrong_password"), ("nobody", "unknown_login"),
+        for want in (("kocho", "wrong_password"), (None, "unknown_login"),
                      ("kocho", "locked"), ("kocho", "ok"), ("ito", "deactivated"),
                      ("kocho", "totp_missing"), ("kocho", "totp_wrong")):
             assert want in res, (want, sorted(res, key=str))

@@ -132,6 +132,9 @@ static void test_staff_keys(void **state)
     a = kn_key_totp_used("kairan:", "sakura", "sato", 12345);
     assert_string_equal(a, "kairan:totpuse:sakura:sato:12345");
     free(a);
+    a = kn_key_totp_fail("kairan:", "sakura", "sato");
+    assert_string_equal(a, "kairan:totpfail:sakura:sato");
+    free(a);
 }
 
 /* The console's reads and templates: one-part keys of the tenant. */

@@ -27,12 +27,12 @@
   }
 
   // Every page of the recipients, one row per delivery: by child.
-  async function children(name) {
+  async function children(name, background) {
     const kids = new Map();
     let cursor = null;
     for (let i = 0; i < 1000; i++) {
       const q = '?limit=500' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
-      const r = await KN.api('GET', '/v1/broadcasts/' + encodeURIComponent(name) + '/recipients' + q);
+      const r = await KN.api('GET', '/v1/broadcasts/' + encodeURIComponent(name) + '/recipients' + q, undefined, background);
       if (r.status !== 200 || !r.json) return { error: r };
       for (const row of r.json.recipients || []) {
         let k = kids.get(row.recipient);
@@ -268,21 +268,22 @@
         el('button', { type: 'button', class: 'secondary', id: 'bc-print', onclick: () => window.print() }, t('bc.print')));
     }
 
-    async function refresh(withKids) {
+    // poll: the timer's, not a person's (KN.api's background).
+    async function refresh(withKids, poll) {
       if (busy) return;
       busy = true;
-      try { await refresh1(withKids); } finally { busy = false; }
+      try { await refresh1(withKids, poll); } finally { busy = false; }
     }
 
-    async function refresh1(withKids) {
-      const r = await KN.api('GET', '/v1/broadcasts/' + encodeURIComponent(name)).catch(() => ({ status: 0 }));
+    async function refresh1(withKids, poll) {
+      const r = await KN.api('GET', '/v1/broadcasts/' + encodeURIComponent(name), undefined, poll).catch(() => ({ status: 0 }));
       if (!alive) return;
       if (r.status === 404) { head.textContent = ''; KN.error(root, t('bc.not_found')); stop(); return; }
       if (r.status !== 200 || !r.json) { KN.error(root, KN.failText(r)); return; }
       const wasOver = bc && over(bc);
       bc = r.json;
       if (withKids || (over(bc) && !wasOver)) {
-        const k = await children(name);
+        const k = await children(name, poll);
         if (!alive) return;
         if (k.kids) kids = k.kids; else KN.error(root, KN.failText(k.error));
       }
@@ -304,7 +305,7 @@
 
     refresh(true).then(() => {
       if (!alive || !bc || over(bc)) return;
-      timer = setInterval(() => { polls++; refresh(polls % RCPTS_EVERY === 0); }, POLL_MS);
+      timer = setInterval(() => { polls++; refresh(polls % RCPTS_EVERY === 0, true); }, POLL_MS);
     });
     return () => { alive = false; stop(); };
   });

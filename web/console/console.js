@@ -6,8 +6,10 @@
 //                           empty <main> for #name or #name/arg and may
 //                           return a cleanup function (or a Promise of one).
 //                           It must add the page's <h1> before returning.
-//   KN.api(method, path, body) -> Promise {status, json}; never rejects
-//                           for an HTTP error, only for a network failure.
+//   KN.api(method, path, body, background) -> Promise {status, json};
+//                           never rejects for an HTTP error, only for a
+//                           network failure; background: a poll, not a
+//                           person (the session's idle time runs on).
 //   KN.t(key, vars)         the string of the current language.
 //   KN.el(tag, attrs, ...children)  an element; strings become text.
 //   KN.fmtDate(iso or ms)   JST "2026年12月5日(土) 6:05".
@@ -130,9 +132,12 @@
     clear: () => sessionStorage.removeItem('kairan.csrf'),
   };
 
-  KN.api = async function (method, path, body) {
+  KN.api = async function (method, path, body, background) {
     const h = {};
     const opt = { method: method, credentials: 'same-origin', headers: h, cache: 'no-store' };
+    // The page's own polling is no one's activity: it must not keep the
+    // session from its 30-minute idle end (a console left open).
+    if (background) h['X-Kairan-Background'] = '1';
     if (body !== undefined) {
       h['Content-Type'] = 'application/json';
       opt.body = JSON.stringify(body);
