@@ -188,7 +188,8 @@ static const char *jstr(json_t *o, const char *k)
 }
 
 /* An optional short text (a name, a relation): NULL or "" is fine; else
- * at most REG_TEXT_MAX bytes of valid UTF-8 without control characters.
+ * at most REG_TEXT_MAX bytes of valid UTF-8 without control characters
+ * (C0, C1, bidi controls, line and paragraph separators).
  * Returns 0 or -1. */
 static int short_text_ok(const char *s)
 {
@@ -201,7 +202,11 @@ static int short_text_ok(const char *s)
             return -1;
     }
     if (n > 0) {
-        char *safe = kn_text_utf8(s, n);
+        /* kn_text_safe escapes what is no name: bytes that are not UTF-8,
+         * C1 controls, the bidi controls (an override turns the names
+         * after it around where the console joins a child's guardians)
+         * and the line and paragraph separators. */
+        char *safe = kn_text_safe(s);
         int same = strcmp(safe, s) == 0;
         free(safe);
         if (!same)
@@ -712,14 +717,16 @@ void kn__httpd_run_register_email(struct conn *c)
                                 why ? why : "it is empty");
     } else if (short_text_ok(name) < 0) {
         kn__httpd_respond_coded(c, 400, "name", "bad_name",
-                                "お名前は100バイトまで、改行なしで入力して"
-                                "ください (a name of at most 100 bytes, one "
-                                "line)");
+                                "お名前は100バイトまで、1行で、制御文字なしで"
+                                "入力してください (a name of at most 100 "
+                                "bytes, one line, without control or bidi "
+                                "characters)");
     } else if (short_text_ok(rel) < 0) {
         kn__httpd_respond_coded(c, 400, "relation", "bad_relation",
-                                "続柄は100バイトまで、改行なしで入力して"
-                                "ください (a relation of at most 100 bytes, "
-                                "one line)");
+                                "続柄は100バイトまで、1行で、制御文字なしで"
+                                "入力してください (a relation of at most 100 "
+                                "bytes, one line, without control or bidi "
+                                "characters)");
     } else if (!kn__reg_lang_ok(lang)) {
         kn__reg_bad_lang(c);
     } else if (!json_is_true(consent)) {

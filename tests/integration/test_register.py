@@ -302,6 +302,16 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                                           "consent": True}, ip="198.51.100.7")
         assert st == 400 and e["field"] == "email" \
             and e["code"] == "bad_email", (st, e)
+        # A bidi override in a name would turn the names after it around
+        # where the console joins a child's guardians; C1 controls and the
+        # line separator are no names either.
+        for bad in ("\u202e花子", "田中\u2066 花子", "a\u009bb", "a\u2028b"):
+            for f in ("name", "relation"):
+                st, e = call("POST", "/r/email",
+                             {"ticket": tk, "email": MOM2, f: bad,
+                              "consent": True}, ip="198.51.100.7")
+                assert st == 400 and e["field"] == f \
+                    and e["code"] == "bad_" + f, (bad, f, st, e)
         st, e = call("POST", "/r/email", {"ticket": "x" * 43, "email": MOM2,
                                           "consent": True}, ip="198.51.100.7")
         assert st == 401 and e["field"] == "ticket" \
