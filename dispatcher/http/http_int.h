@@ -177,6 +177,9 @@ struct req {
     char *path;  /* percent-decoded */
     char *query; /* raw, may be NULL */
     char source[64];
+    /* what the per-address limits count: source, but an IPv6 address's
+     * /64 (kn__httpd_source_net) */
+    char net[72];
     const struct route *route;
     char *param; /* the {} segment */
     struct token tok;
@@ -747,5 +750,13 @@ void kn__httpd_run_console_file(struct conn *c);
 /* POST /v1/broadcasts/{name}/resend: a new broadcast to the children not
  * reached or not confirmed. */
 void kn__httpd_run_bc_resend(struct conn *c);
+
+/*
+ * The network of a source address, as every per-address limit counts it
+ * (rates, tries, connection slots, login locks): an IPv6 address's /64
+ * ("2001:db8:1:2::/64": one home or office holds a /64, and whoever has
+ * one has 2^64 addresses), an IPv4 (or IPv4-mapped) address itself.
+ */
+void kn__httpd_source_net(const char *src, char *out, size_t n);
 
 #endif

@@ -154,15 +154,14 @@ void kn__httpd_hook_bad(struct conn *c)
 {
     int retry = 0;
     (void)kn__httpd_rate_take(&c->srv->rl_hookbad, KN__HOOK_BAD_RATE,
-                              c->req.source, &retry);
+                              c->req.net, &retry);
 }
 
 /* Refused before the body: a source whose bad signatures ran out its
  * record (a flood of forged requests), never LINE's or SendGrid's. */
 int kn__httpd_hook_source_ok(struct conn *c)
 {
-    if (kn__httpd_rate_peek(&c->srv->rl_hookbad, KN__HOOK_BAD_RATE,
-                            c->req.source))
+    if (kn__httpd_rate_peek(&c->srv->rl_hookbad, KN__HOOK_BAD_RATE, c->req.net))
         return 1;
     kn__httpd_respond_error(c, 429, NULL,
                             "too many requests with a bad signature from "

@@ -215,7 +215,7 @@ void kn__httpd_run_mypage_link(struct conn *c)
                                      : "c",
                             i == 0   ? l->bi
                             : i == 1 ? l->sheet
-                                     : c->req.source);
+                                     : c->req.net);
         k = kn__mp_key(d, "mpl", what);
         kn__httpd_batch_cmd(b, "SET", k, "0", "PX", "3600000", "NX", NULL);
         kn__httpd_batch_cmd(b, "INCR", k, NULL);

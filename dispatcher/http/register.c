@@ -365,7 +365,7 @@ static void on_sheet(struct batch *b)
     ok = strlen(stored) == 32 && CRYPTO_memcmp(hash, stored, 32) == 0 &&
          known && st->id_ok && st->pass[0] != '\0';
     if (!ok) {
-        char *f = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+        char *f = kn_key_reg_fail(d->prefix, st->id, c->req.net);
         /* counted already; the lock lasts 15 minutes from the last one */
         kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, REG_LOCK_MS);
         free(f);
@@ -397,7 +397,7 @@ static void on_sheet(struct batch *b)
                         st->id, NULL);
     kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, NULL);
     free(k);
-    k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+    k = kn_key_reg_fail(d->prefix, st->id, c->req.net);
     kn__httpd_batch_cmd(nb, "DEL", k, NULL);
     free(k);
     k = kn_key_rcpt(d->prefix, st->tenant, st->rcpt);
@@ -448,7 +448,7 @@ void kn__httpd_run_register_start(struct conn *c)
     b = kn__httpd_batch_new(c->srv, c, on_sheet, st);
     /* This try counted before it is judged (atomic: tries sent at once
      * cannot all pass the check); a right passcode clears the count. */
-    k = kn_key_reg_fail(d->prefix, st->id, c->req.source);
+    k = kn_key_reg_fail(d->prefix, st->id, c->req.net);
     kn__httpd_batch_count(b, k, NULL, REG_LOCK_MS);
     free(k);
     k = kn_key_sheet(d->prefix, st->id);

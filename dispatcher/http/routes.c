@@ -303,13 +303,14 @@ void kn__httpd_dispatch(struct conn *c)
     if (r->real_ip != NULL && kn__httpd_peer_is_proxy(s, c->peer) &&
         valid_ip(r->real_ip))
         snprintf(r->source, sizeof(r->source), "%s", r->real_ip);
+    kn__httpd_source_net(r->source, r->net, sizeof(r->net));
     if (c->parser.upgrade)
         c->close_after = 1;
     if (r->path == NULL) {
         kn__httpd_respond_error(c, 400, NULL, "malformed request target");
         return;
     }
-    if (!rate_ok(s, found, r->source, &retry)) {
+    if (!rate_ok(s, found, r->net, &retry)) {
         char extra[48];
         json_t *j = json_object();
         snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry);

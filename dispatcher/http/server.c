@@ -331,6 +331,7 @@ static void on_connection(uv_stream_t *l, int status)
 {
     struct http_srv *s = l->data;
     struct sockaddr_storage ss;
+    char net[72];
     int sl = sizeof(ss);
     struct conn *c;
 
@@ -379,8 +380,9 @@ static void on_connection(uv_stream_t *l, int status)
         memmove(c->peer, c->peer + 7, strlen(c->peer + 7) + 1);
     /* One address may not take every slot: closed at once, before a
      * byte is read, so that a flood costs an accept and a close. */
+    kn__httpd_source_net(c->peer, net, sizeof(net));
     if (!kn__httpd_peer_is_proxy(s, c->peer) &&
-        (c->slot = kn__httpd_peer_take(s, c->peer)) == NULL) {
+        (c->slot = kn__httpd_peer_take(s, net)) == NULL) {
         if (kn_mono_ms() - s->warned_peer > 10000) {
             kn_log(KN_LOG_WARN, "http",
                    "too many connections from one address "

@@ -20,7 +20,6 @@
  */
 #include "dispatcher/http/http_int.h"
 
-#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,27 +91,10 @@ static int op_ready(struct conn *c)
     return -1;
 }
 
-/* The network of a source address, as the throttling counts it: an IPv6
- * address's /64 (one home or office holds a /64, and an attacker with one
- * has 2^64 addresses), an IPv4 (or IPv4-mapped) address itself. */
-static void source_net(const char *src, char out[INET6_ADDRSTRLEN + 4])
-{
-    struct in6_addr a;
-    char p[INET6_ADDRSTRLEN];
-    snprintf(out, INET6_ADDRSTRLEN + 4, "%s", src);
-    if (uv_inet_pton(AF_INET6, src, &a) != 0 || IN6_IS_ADDR_V4MAPPED(&a))
-        return;
-    memset(a.s6_addr + 8, 0, 8);
-    if (uv_inet_ntop(AF_INET6, &a, p, sizeof(p)) == 0)
-        snprintf(out, INET6_ADDRSTRLEN + 4, "%s/64", p);
-}
-
 /* lfail:<tenant>:<login>:<the source's network> (heap). */
 static char *fail_key(struct conn *c, const char *tenant, const char *login)
 {
-    char net[INET6_ADDRSTRLEN + 4];
-    source_net(c->req.source, net);
-    return kn_key_login_fail(c->srv->d->prefix, tenant, login, net);
+    return kn_key_login_fail(c->srv->d->prefix, tenant, login, c->req.net);
 }
 
 /* Count a failure of (tenant, login) from source. */
@@ -495,16 +477,6 @@ static void busy(struct conn *c)
     kn__httpd_respond_json(c, 503, j, "Retry-After: 1\r\n");
 }
 
-/* The same address, an IPv6 /64 as one (an attacker's network holds a
- * /64; an IPv4-mapped address is compared whole). */
-static int same_net(const char *a, const char *b)
-{
-    char x[INET6_ADDRSTRLEN + 4], y[INET6_ADDRSTRLEN + 4];
-    source_net(a, x);
-    source_net(b, y);
-    return strcmp(x, y) == 0;
-}
-
 /* May l wait for a hash slot: room in the queue, and nothing else of its
  * address waiting (so that a flood from a few addresses takes turns with
  * everyone else instead of taking every slot)? */
@@ -514,8 +486,7 @@ static int may_wait(const struct http_srv *s, const struct login *l)
     for (const struct login *w = s->hash_queue; w != NULL; w = w->next) {
         if (w->c->closed)
             continue;
-        if (++n >= HASH_WAIT_MAX ||
-            same_net(w->c->req.source, l->c->req.source))
+        if (++n >= HASH_WAIT_MAX || strcmp(w->c->req.net, l->c->req.net) == 0)
             return 0;
     }
     return 1;

@@ -5,6 +5,7 @@
  */
 #include "dispatcher/http/http_int.h"
 
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,4 +153,16 @@ void kn__httpd_dir_job_give(struct http_srv *s, int slot)
     free(s->job_tenant[slot]);
     s->job_tenant[slot] = NULL;
     s->importing--;
+}
+
+void kn__httpd_source_net(const char *src, char *out, size_t n)
+{
+    struct in6_addr a;
+    char p[INET6_ADDRSTRLEN];
+    snprintf(out, n, "%s", src);
+    if (uv_inet_pton(AF_INET6, src, &a) != 0 || IN6_IS_ADDR_V4MAPPED(&a))
+        return;
+    memset(a.s6_addr + 8, 0, 8);
+    if (uv_inet_ntop(AF_INET6, &a, p, sizeof(p)) == 0)
+        snprintf(out, n, "%s/64", p);
 }

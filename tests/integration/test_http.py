@@ -28,7 +28,8 @@ max_body 64 KiB), tokens made with kairanctl token create.
   [5] kairanctl token list/revoke: no hash or salt shown; revoke twice
       -> 1; unknown -> 3; operation log lines.
   [6] rate limit (http.rate = 3): 429 with Retry-After, per source
-      address (X-Real-IP from loopback), /healthz not limited; with
+      address (X-Real-IP from loopback; an IPv6 /64 as one), /healthz not
+      limited; with
       http.metrics_open /metrics needs no token.
   [7] /healthz without a token: 200 ok; Redis stopped -> 503
       {"redis": false}; back -> 200.
@@ -768,6 +769,19 @@ with Redis(out) as redis:
         time.sleep(int(last.header("retry-after")))
         r = request(U, "GET", "/v1/queues", T["operator"])
         assert r.status == 200, r
+
+    with tap.check("rate limit: an IPv6 /64 is one source (whoever holds one "
+                   "has 2^64 addresses): its addresses share a bucket, "
+                   "another /64 has its own"):
+        c = http.client.HTTPConnection("127.0.0.1", U, timeout=10)
+        got = [request(U, "GET", "/v1/queues", T["operator"],
+                       headers={"X-Real-IP": "2001:db8:7:7::%x" % (i + 1)},
+                       conn=c).status for i in range(10)]
+        assert got[:3] == [200, 200, 200] and 429 in got, got
+        r = request(U, "GET", "/v1/queues", T["operator"],
+                    headers={"X-Real-IP": "2001:db8:7:8::1"}, conn=c)
+        assert r.status == 200, r
+        c.close()
 
     with tap.check("rate limit: the embedded files have their own bucket (http.file_rate): "
                    "a page's files do not use up the API's, nor the API's theirs"):
