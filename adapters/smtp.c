@@ -420,18 +420,30 @@ static void tls_start(struct conn *c)
 
 /* ---- session callbacks ---- */
 
+/*
+ * Bytes from the session to the relay.  With TLS, SSL_write takes at most
+ * one record (16 KiB) per call in SSL_MODE_ENABLE_PARTIAL_WRITE: it is
+ * called until all of buf is in the memory BIO (which never refuses), or
+ * a message's content past its first record would be lost.
+ */
 static void sess_write(void *ctx, const char *buf, size_t len)
 {
     struct conn *c = ctx;
     if (c->dead)
         return;
     if (c->ssl != NULL && !c->handshaking) {
-        ERR_clear_error();
-        if (SSL_write(c->ssl, buf, (int)len) <= 0) {
-            char why[300];
-            tls_reason(c, why, sizeof(why));
-            conn_fail(c, 0, why);
-            return;
+        size_t off = 0;
+        while (off < len) {
+            int n;
+            ERR_clear_error();
+            n = SSL_write(c->ssl, buf + off, (int)(len - off));
+            if (n <= 0) {
+                char why[300];
+                tls_reason(c, why, sizeof(why));
+                conn_fail(c, 0, why);
+                return;
+            }
+            off += (size_t)n;
         }
         flush_tls(c);
         return;
