@@ -470,6 +470,12 @@ static void txn_reply(struct kn_smtp_session *s, const struct kn_smtp_reply *r)
         else
             s->cbs->write(s->ctx, s->msg->data, s->msg->len);
         return;
+    } else if (c == C_DATA && r->code / 100 == 2) {
+        /* 354 is DATA's only positive reply (RFC 5321 4.3.2): after a
+         * 2xx the relay waits for nothing and says nothing more, and its
+         * state is unknown; the connection is given up. */
+        fail_reply(s, "protocol error: DATA answered without 354", r);
+        return;
     } else if (r->code / 100 != 2 && !s->failed) {
         s->failed = 1;
         s->fcode = r->code / 100 == 3 ? 451 : r->code;
