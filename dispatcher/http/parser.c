@@ -273,9 +273,21 @@ void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len)
 {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    const char *bad = NULL;
 
     if (c->closed)
         return;
+    /* What the lax parser took, held to RFC 9112 (framing.c). */
+    if (e == HPE_OK || e == HPE_PAUSED)
+        bad = kn__httpd_frame_check(c, data, n);
+    if (bad != NULL) {
+        kn__httpd_read_stop(c);
+        c->busy = 1;
+        c->close_after = 1;
+        kn__httpd_respond_error(c, 400, NULL, "malformed HTTP request: %s",
+                                bad);
+        return;
+    }
     if (e == HPE_PAUSED) {
         if (n < len) {
             char *rest = kn_xmalloc(len - n);
