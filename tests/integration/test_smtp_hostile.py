@@ -7,6 +7,12 @@ habits.  Short reply timeouts (3 s), one connection, one try per message.
   [1] a message larger than one TLS record (16 KiB) over STARTTLS: the
       whole of it reaches the relay and is delivered (OpenSSL's partial
       writes must not drop the rest of the content).
+  [2] a UTF-8 address (RFC 6531) and a relay that does not offer
+      SMTPUTF8 (tests/fakes/fake_smtp.py offers 8BITMIME, not SMTPUTF8):
+      the address is never sent (no MAIL, no RCPT for it), the message
+      fails at once with a reason naming SMTPUTF8 (no retry: the relay
+      will not change); an ASCII recipient of the same broadcast, on the
+      same connection, is delivered.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_smtp_hostile.py
 """
@@ -60,6 +66,33 @@ with Redis(d) as r, FakeSMTP(d, tls="starttls", require_tls=True) as smtp:
                body_of(msgs[0]).replace("\r\n", "\n") == BIG,
                "[1] the relay got all of it, over TLS",
                "%d messages" % len(msgs))
+    finally:
+        p.stop()
+
+# [2] a UTF-8 address, a relay without SMTPUTF8
+d = os.path.join(out, "utf8")
+with Redis(d) as r, FakeSMTP(d) as smtp:
+    k = Kairan(d, r, smtp=smtp, conf={"smtp": FAST, "queue": QUEUE})
+    UTF8 = "たろう@example.jp"
+    bid = k.submit({"tenant": "utf8-hs", "category": "notice",
+                    "subject": "件名", "body": "本文", "channels": ["email"],
+                    "recipients": [{"id": "r1", "email": UTF8},
+                                   {"id": "r2", "email": "ascii@example.jp"}]})
+    p = k.start()
+    try:
+        k.wait_done(bid, 30)
+        cnt = k.counts(bid).get("email", {})
+        st = r.call("HGETALL", "kairan:bc:%s:r" % bid)
+        reasons = " ".join(v.decode("utf-8", "replace") for v in st[1::2])
+        tap.eq((cnt.get("delivered", 0), cnt.get("failed", 0)), (1, 1),
+               "[2] the ASCII recipient delivered, the UTF-8 one failed")
+        tap.eq(smtp.delivered_rcpts(), ["ascii@example.jp"],
+               "[2] only the ASCII address reached the relay")
+        sent = [e.get("rcpt_raw") for e in smtp.events("rcpt")]
+        tap.ok(all(x and x.isascii() for x in sent),
+               "[2] no RCPT (nor MAIL) carried the UTF-8 address", str(sent))
+        tap.ok("SMTPUTF8" in reasons, "[2] the reason names SMTPUTF8",
+               reasons)
     finally:
         p.stop()
 

@@ -503,6 +503,53 @@ static void test_data_2xx(void **st)
     kn_smtp_session_free(r.s);
 }
 
+/* A UTF-8 address (RFC 6531): MAIL carries SMTPUTF8 when the relay
+ * offers it; when it does not, nothing of the transaction is sent (RFC
+ * 6531 3.2: the client MUST NOT send the address) and the message ends
+ * 553 at once; an ASCII message after it goes as usual. */
+static void test_smtputf8(void **st)
+{
+    struct rec r;
+    struct kn_smtp_msg utf = {"from@example.jp",
+                              "\xe3\x81\x9f\xe3\x82\x8d\xe3\x81\x86@example.jp",
+                              "body\r\n.\r\n", 9};
+    start(&r, &plain_conf, "250-relay\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n");
+    assert_int_equal(kn_smtp_caps(r.s) & KN_SMTP_CAP_SMTPUTF8,
+                     KN_SMTP_CAP_SMTPUTF8);
+    kn_smtp_send(r.s, &utf);
+    assert_string_equal(
+        written(&r),
+        "MAIL FROM:<from@example.jp> SMTPUTF8\r\n"
+        "RCPT TO:<\xe3\x81\x9f\xe3\x82\x8d\xe3\x81\x86@example.jp>\r\n"
+        "DATA\r\n");
+    feed(&r, "250 ok\r\n250 ok\r\n354 go\r\n");
+    r.next = &msg1; /* ASCII: no SMTPUTF8 parameter */
+    feed(&r, "250 queued\r\n");
+    assert_int_equal(r.code, 250);
+    assert_string_equal(written(&r), "body\r\n.\r\n"
+                                     "RSET\r\n"
+                                     "MAIL FROM:<from@example.jp>\r\n"
+                                     "RCPT TO:<to@example.jp>\r\n"
+                                     "DATA\r\n");
+    kn_smtp_session_free(r.s);
+    /* A relay without SMTPUTF8 */
+    start(&r, &plain_conf, "250-relay\r\n250 PIPELINING\r\n");
+    r.next = NULL;
+    kn_smtp_send(r.s, &utf);
+    assert_string_equal(written(&r), "");
+    assert_int_equal(r.results, 1);
+    assert_int_equal(r.code, 553);
+    assert_int_equal(r.stage, KN_SMTP_STAGE_MAIL);
+    assert_non_null(strstr(r.text, "SMTPUTF8"));
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.ready, 2);
+    kn_smtp_send(r.s, &msg1);
+    assert_string_equal(written(&r), "MAIL FROM:<from@example.jp>\r\n"
+                                     "RCPT TO:<to@example.jp>\r\n"
+                                     "DATA\r\n");
+    kn_smtp_session_free(r.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_starttls_injection),
         cmocka_unit_test(test_auth_login_and_refusal),
         cmocka_unit_test(test_data_2xx),
+        cmocka_unit_test(test_smtputf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
