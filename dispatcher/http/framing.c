@@ -9,7 +9,8 @@
  * two for it, or the reverse (request smuggling).  RFC 9112 says to refuse
  * them: a bare CR (2.2), whitespace before a header's colon (5.1), a line
  * starting with whitespace (obs-fold, 5.2; or before the first header,
- * 2.2), and a chunk not framed as 7.1 writes it.
+ * 2.2), a control character in the request line (tab and form feed
+ * count as part of the target), and a chunk not framed as 7.1 writes it.
  *
  * The check reads the bytes the parser has consumed, after it, in the same
  * order (parser.c): it never changes what the parser reads, it only says
@@ -76,7 +77,12 @@ static const char *line_byte(struct frame *f, unsigned char b,
         return NULL;
     }
     f->col++;
-    if (!first_is_line || f->lines > 0) { /* a field line */
+    if (first_is_line && f->lines == 0) {
+        /* The request line: a tab or form feed was taken inside the
+         * target (where a front end may read it as a separator). */
+        if (b < 0x20 || b == 0x7f)
+            return "a control character in the request line (RFC 9112 3)";
+    } else { /* a field line */
         if (f->col == 1 && (b == ' ' || b == '\t'))
             return "a header line starting with whitespace (obs-fold, "
                    "RFC 9112 5.2)";

@@ -11,6 +11,7 @@ connection from 127.0.0.5 (an ordinary peer).
   [1] a bare CR (not followed by LF) in the head: after an empty header
       value, after the last header (the byte after it was taken as the
       LF: "\\r\\rX" ended the head and the rest became a second request);
+      a tab in the request line (taken into the target);
   [2] whitespace between a header name and its colon ("Content-Length :
       4" was taken as a Content-Length; RFC 9112 5.1: MUST reject);
   [3] a header line starting with whitespace (obs-fold, or whitespace
@@ -105,6 +106,9 @@ with Redis(out) as redis:
                    "Transfer-Encoding): 400"):
         refused(port, POST + b"Foo:\rXTransfer-Encoding: chunked\r\n\r\n"
                 b"0\r\n\r\n" + NEXT)
+
+    with tap.check("[1] a tab inside the request target: 400"):
+        refused(port, b"GET /healthz\tHTTP/1.1\r\nHost: x\r\n\r\n")
 
     # ---- [2] whitespace before the colon
     with tap.check("[2] 'Content-Length : 4': 400"):
