@@ -189,6 +189,11 @@ static int on_headers_complete(http_parser *p)
     r->in_value = 0;
     r->method = p->method;
     r->keep_alive = http_should_keep_alive(p);
+    /* Transfer-Encoding in an HTTP/1.0 request: its framing is faulty
+     * (RFC 9112 6.1; a 1.0 hop in front may not have read it as
+     * chunked): answered, then the connection is closed. */
+    if ((p->flags & F_CHUNKED) && p->http_major == 1 && p->http_minor == 0)
+        c->close_after = 1;
     kn__httpd_route_find(c);
     why = body_cap(c);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_cap)

@@ -19,7 +19,8 @@ connection from 127.0.0.5 (an ordinary peer).
   [4] chunked bodies: chunk data not followed by CRLF (any two bytes were
       taken), a bare LF or a control character in a chunk extension
       (ignored up to the next CR), a bare CR ending a chunk-size line, a
-      bare CR in a trailer;
+      bare CR in a trailer; Transfer-Encoding in an HTTP/1.0 request
+      (answered, then the connection is closed: RFC 9112 6.1);
   [5] controls: a correct chunked body with an extension and a trailer,
       heads with bare LF line ends (RFC 9112 2.2 allows a recipient to
       accept them), a tab inside a header value, two pipelined requests,
@@ -135,6 +136,16 @@ with Redis(out) as redis:
         refused(port, CHUNKED + b"2\rX{}\r\n0\r\n\r\n")
     with tap.check("[4] a bare CR in a trailer: 400"):
         refused(port, CHUNKED + b"2\r\n{}\r\n0\r\nX-T: a\rb\r\n\r\n")
+
+    with tap.check("[4] Transfer-Encoding in an HTTP/1.0 request: answered, "
+                   "then closed (RFC 9112 6.1), whatever Connection says"):
+        a = exchange(port, b"POST /r/start HTTP/1.0\r\n"
+                     b"Connection: keep-alive\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+                     b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert len(a) == 1, [(x[0], x[2]) for x in a]
+        assert a[0][1].get("connection") == "close", a[0][1]
 
     # ---- [5] controls
     with tap.check("[5] a correct chunked body with an extension and a "
