@@ -629,8 +629,8 @@ static void on_timeout(uv_timer_t *t)
         }
     }
     snprintf(why, sizeof(why),
-             "timeout: no progress for %lld ms waiting for %s", (long long)ms,
-             what);
+             "timeout: nothing complete within %lld ms waiting for %s",
+             (long long)ms, what);
     conn_fail(c, 0, why);
 }
 
@@ -685,9 +685,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
 }
 
+/*
+ * Bytes from the relay.  A reply's timeout (conn_timer) restarts only when
+ * a whole reply has come (RFC 5321 4.5.3.2 times the reply, not each
+ * read): a relay trickling a long reply a byte at a time cannot hold a
+ * message and its connection for ever.
+ */
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     struct conn *c = st->data;
+    unsigned long seen;
     if (c->dead || n == 0)
         return;
     if (n < 0) {
@@ -703,9 +710,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         conn_fail(c, 0, why);
         return;
     }
+    seen = kn_smtp_replies(c->sess);
     if (c->ssl == NULL) {
         kn_smtp_input(c->sess, b->base, (size_t)n);
-        conn_timer(c);
+        if (kn_smtp_replies(c->sess) != seen)
+            conn_timer(c);
         return;
     }
     BIO_write(c->rbio, b->base, (int)n);
@@ -736,7 +745,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         }
         return;
     }
-    conn_timer(c);
+    if (kn_smtp_replies(c->sess) != seen)
+        conn_timer(c);
 }
 
 /* ---- connecting ---- */

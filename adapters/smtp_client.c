@@ -219,9 +219,10 @@ struct kn_smtp_session {
     int fcode;
     enum kn_smtp_stage fstage;
     char ftext[KN_SMTP_TEXT_MAX + 1];
-    int closing;  /* a 421 came: fail after the result */
-    int answered; /* a reply to the transaction came */
-    int utf8;     /* the transaction's addresses need SMTPUTF8 */
+    int closing;           /* a 421 came: fail after the result */
+    int answered;          /* a reply to the transaction came */
+    int utf8;              /* the transaction's addresses need SMTPUTF8 */
+    unsigned long replies; /* complete replies read */
 };
 
 struct kn_smtp_session *kn_smtp_session_new(const struct kn_smtp_conf *conf,
@@ -636,6 +637,7 @@ int kn_smtp_input(struct kn_smtp_session *s, const char *buf, size_t len)
         off += used;
         if (rc == 0)
             break;
+        s->replies++;
         on_reply(s, &r, len - off);
     }
     return s->phase == P_DEAD ? -1 : 0;
@@ -697,6 +699,11 @@ enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s)
 int kn_smtp_answered(const struct kn_smtp_session *s)
 {
     return s->msg == NULL || s->answered;
+}
+
+unsigned long kn_smtp_replies(const struct kn_smtp_session *s)
+{
+    return s->replies;
 }
 
 unsigned kn_smtp_caps(const struct kn_smtp_session *s)

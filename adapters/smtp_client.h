@@ -156,6 +156,11 @@ enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s);
  * still true after fail or abort. */
 int kn_smtp_answered(const struct kn_smtp_session *s);
 
+/* Complete replies read so far: the glue restarts a reply's timeout
+ * when this changes, never on a byte alone (a relay sending its reply a
+ * byte at a time must not hold a message for ever). */
+unsigned long kn_smtp_replies(const struct kn_smtp_session *s);
+
 /* EHLO keywords of the last EHLO reply; 1 if PIPELINING is used. */
 unsigned kn_smtp_caps(const struct kn_smtp_session *s);
 

@@ -13,6 +13,10 @@ habits.  Short reply timeouts (3 s), one connection, one try per message.
       fails at once with a reason naming SMTPUTF8 (no retry: the relay
       will not change); an ASCII recipient of the same broadcast, on the
       same connection, is delivered.
+  [3] a relay that answers the end of DATA one byte every 0.5 s (a
+      reply of about a minute): smtp.data_done_timeout_ms (3 s here)
+      bounds the wait for the whole reply, not for each byte; the
+      message ends tempfail with the timeout as its reason.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_smtp_hostile.py
 """
@@ -95,6 +99,43 @@ with Redis(d) as r, FakeSMTP(d) as smtp:
                reasons)
     finally:
         p.stop()
+
+# [3] a reply trickled byte by byte
+d = os.path.join(out, "trickle")
+os.makedirs(d, exist_ok=True)
+port = free_port()
+store = os.path.join(d, "trickle.jsonl")
+fake = Proc([sys.executable, os.path.join(FAKES, "bad_smtp.py"), "--port",
+             str(port), "--mode", "trickle", "--store", store], d,
+            name="trickle")
+fake.wait_output("ready", 15, stream="stdout")
+
+
+class Relay:
+    url = "smtp://127.0.0.1:%d" % port
+    tls = "none"
+
+
+with Redis(d) as r:
+    k = Kairan(d, r, smtp=Relay(), conf={"smtp": FAST, "queue": QUEUE})
+    bid = one(k, "trickle-hs", "slow@example.jp")
+    p = k.start()
+    try:
+        t = time.monotonic()
+        k.wait_done(bid, 25)
+        took = time.monotonic() - t
+        cnt = k.counts(bid).get("email", {})
+        st = r.call("HGETALL", "kairan:bc:%s:r" % bid)
+        reasons = " ".join(v.decode("utf-8", "replace") for v in st[1::2])
+        tap.eq(cnt.get("failed", 0), 1, "[3] the trickled message failed")
+        tap.ok("timeout" in reasons and "end of DATA" in reasons,
+               "[3] the reason is the end-of-DATA timeout", reasons)
+        tap.ok(took < 15, "[3] within a few seconds (%.1f s)" % took)
+    except AssertionError as e:
+        tap.ok(False, "[3] the trickled message ended within 25 s", str(e))
+    finally:
+        p.stop()
+        fake.stop()
 
 tap.diag("%.1f s" % (time.monotonic() - T0))
 tap.done()
