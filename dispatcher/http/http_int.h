@@ -167,6 +167,7 @@ struct req {
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
     size_t header_bytes;
     int in_value;
+    int trailer; /* the head is complete: fields now are a trailer's */
     int dup_authz;
     int started;
     int head_paused; /* a body follows: the head is checked first */

@@ -51,7 +51,10 @@ static int header_is(const struct kn_buf *f, const char *name)
 static void header_done(struct req *r)
 {
     char **slot = NULL;
-    if (kn_buf_len(&r->hfield) == 0)
+    /* A trailer field (after a chunked body) is never taken as a header:
+     * RFC 9110 6.5.1 forbids merging what no definition allows, and the
+     * head was checked (route, token, CSRF) before the body was read. */
+    if (kn_buf_len(&r->hfield) == 0 || r->trailer)
         goto out;
     if (header_is(&r->hfield, "authorization")) {
         if (r->authz != NULL)
@@ -187,6 +190,7 @@ static int on_headers_complete(http_parser *p)
     if (r->in_value)
         header_done(r);
     r->in_value = 0;
+    r->trailer = 1; /* any field from here on is a trailer's */
     r->method = p->method;
     r->keep_alive = http_should_keep_alive(p);
     /* Transfer-Encoding in an HTTP/1.0 request: its framing is faulty

@@ -20,7 +20,8 @@ connection from 127.0.0.5 (an ordinary peer).
       taken), a bare LF or a control character in a chunk extension
       (ignored up to the next CR), a bare CR ending a chunk-size line, a
       bare CR in a trailer; Transfer-Encoding in an HTTP/1.0 request
-      (answered, then the connection is closed: RFC 9112 6.1);
+      (answered, then the connection is closed: RFC 9112 6.1); a trailer
+      field is never taken as a header (RFC 9110 6.5.1);
   [5] controls: a correct chunked body with an extension and a trailer,
       heads with bare LF line ends (RFC 9112 2.2 allows a recipient to
       accept them), a tab inside a header value, two pipelined requests,
@@ -146,6 +147,16 @@ with Redis(out) as redis:
                      b"GET /healthz HTTP/1.0\r\n\r\n")
         assert len(a) == 1, [(x[0], x[2]) for x in a]
         assert a[0][1].get("connection") == "close", a[0][1]
+
+    with tap.check("[4] a trailer field is not merged into the head "
+                   "(RFC 9110 6.5.1): a Content-Type in the trailer is "
+                   "ignored"):
+        a = exchange(port, b"POST /r/start HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: text/plain\r\n"
+                     b"Transfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n2\r\n{}\r\n0\r\n"
+                     b"Content-Type: application/json\r\nX-After: 1\r\n\r\n")
+        assert [x[0] for x in a] == [415], [(x[0], x[2]) for x in a]
 
     # ---- [5] controls
     with tap.check("[5] a correct chunked body with an extension and a "
