@@ -167,7 +167,9 @@ struct req {
     char *cookie, *origin, *csrf; /* Cookie, Origin, X-CSRF-Token */
     size_t header_bytes;
     int in_value;
-    int trailer; /* the head is complete: fields now are a trailer's */
+    int trailer;  /* the head is complete: fields now are a trailer's */
+    int te_lines; /* Transfer-Encoding field lines */
+    int te_other; /* one of them is not exactly "chunked" */
     int dup_authz;
     int started;
     int head_paused; /* a body follows: the head is checked first */

@@ -20,7 +20,10 @@ connection from 127.0.0.5 (an ordinary peer).
       taken), a bare LF or a control character in a chunk extension
       (ignored up to the next CR), a bare CR ending a chunk-size line, a
       bare CR in a trailer; Transfer-Encoding in an HTTP/1.0 request
-      (answered, then the connection is closed: RFC 9112 6.1); a trailer
+      (answered, then the connection is closed: RFC 9112 6.1);
+      Transfer-Encoding on two lines (the parser reads only the last:
+      'identity' then 'chunked' was chunked; a front end reading the
+      first sees no body) 400, a coding other than chunked 501; a trailer
       field is never taken as a header (RFC 9110 6.5.1);
   [5] controls: a correct chunked body with an extension and a trailer,
       heads with bare LF line ends (RFC 9112 2.2 allows a recipient to
@@ -76,13 +79,14 @@ def exchange(port, data, timeout=5):
     return answers
 
 
-def refused(port, data):
-    """The one answer is a 400 naming malformed framing; then closed."""
+def refused(port, data, status=400, why="malformed HTTP request"):
+    """The one answer is status (400) with an error starting with why;
+    then the connection is closed."""
     a = exchange(port, data)
     assert len(a) == 1, "%d answers: %r" % (len(a), [(x[0], x[2]) for x in a])
     st, hdr, body = a[0]
-    assert st == 400, (st, body)
-    assert json.loads(body)["error"].startswith("malformed HTTP request"), body
+    assert st == status, (st, body)
+    assert json.loads(body)["error"].startswith(why), body
     assert hdr.get("connection") == "close", hdr
 
 
@@ -148,6 +152,21 @@ with Redis(out) as redis:
         assert len(a) == 1, [(x[0], x[2]) for x in a]
         assert a[0][1].get("connection") == "close", a[0][1]
 
+    with tap.check("[4] two Transfer-Encoding lines ('identity' then "
+                   "'chunked': a front end reading the first sees no "
+                   "body): 400"):
+        refused(port, POST + b"Transfer-Encoding: identity\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+                + NEXT)
+    with tap.check("[4] 'chunked' on two lines: 400"):
+        refused(port, POST + b"Transfer-Encoding: chunked\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+                + NEXT)
+    with tap.check("[4] a transfer coding other than chunked ('gzip, "
+                   "chunked'): 501 (RFC 9112 6.1), the body not taken"):
+        refused(port, POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+                b"2\r\n{}\r\n0\r\n\r\n" + NEXT, 501,
+                "transfer coding not implemented")
     with tap.check("[4] a trailer field is not merged into the head "
                    "(RFC 9110 6.5.1): a Content-Type in the trailer is "
                    "ignored"):
