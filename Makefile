@@ -44,7 +44,7 @@ LIB_SRCS := \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/expand_fair.c \
 	dispatcher/worker.c dispatcher/worker_read.c dispatcher/worker_finish.c \
 	dispatcher/route.c dispatcher/rate.c \
-	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/limits.c \
+	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/framing.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c dispatcher/http/bc_submit.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \

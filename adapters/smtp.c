@@ -420,18 +420,30 @@ static void tls_start(struct conn *c)
 
 /* ---- session callbacks ---- */
 
+/*
+ * Bytes from the session to the relay.  With TLS, SSL_write takes at most
+ * one record (16 KiB) per call in SSL_MODE_ENABLE_PARTIAL_WRITE: it is
+ * called until all of buf is in the memory BIO (which never refuses), or
+ * a message's content past its first record would be lost.
+ */
 static void sess_write(void *ctx, const char *buf, size_t len)
 {
     struct conn *c = ctx;
     if (c->dead)
         return;
     if (c->ssl != NULL && !c->handshaking) {
-        ERR_clear_error();
-        if (SSL_write(c->ssl, buf, (int)len) <= 0) {
-            char why[300];
-            tls_reason(c, why, sizeof(why));
-            conn_fail(c, 0, why);
-            return;
+        size_t off = 0;
+        while (off < len) {
+            int n;
+            ERR_clear_error();
+            n = SSL_write(c->ssl, buf + off, (int)(len - off));
+            if (n <= 0) {
+                char why[300];
+                tls_reason(c, why, sizeof(why));
+                conn_fail(c, 0, why);
+                return;
+            }
+            off += (size_t)n;
         }
         flush_tls(c);
         return;
@@ -617,8 +629,8 @@ static void on_timeout(uv_timer_t *t)
         }
     }
     snprintf(why, sizeof(why),
-             "timeout: no progress for %lld ms waiting for %s", (long long)ms,
-             what);
+             "timeout: nothing complete within %lld ms waiting for %s",
+             (long long)ms, what);
     conn_fail(c, 0, why);
 }
 
@@ -673,9 +685,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
 }
 
+/*
+ * Bytes from the relay.  A reply's timeout (conn_timer) restarts only when
+ * a whole reply has come (RFC 5321 4.5.3.2 times the reply, not each
+ * read): a relay trickling a long reply a byte at a time cannot hold a
+ * message and its connection for ever.
+ */
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     struct conn *c = st->data;
+    unsigned long seen;
     if (c->dead || n == 0)
         return;
     if (n < 0) {
@@ -691,9 +710,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         conn_fail(c, 0, why);
         return;
     }
+    seen = kn_smtp_replies(c->sess);
     if (c->ssl == NULL) {
         kn_smtp_input(c->sess, b->base, (size_t)n);
-        conn_timer(c);
+        if (kn_smtp_replies(c->sess) != seen)
+            conn_timer(c);
         return;
     }
     BIO_write(c->rbio, b->base, (int)n);
@@ -724,7 +745,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         }
         return;
     }
-    conn_timer(c);
+    if (kn_smtp_replies(c->sess) != seen)
+        conn_timer(c);
 }
 
 /* ---- connecting ---- */

@@ -43,6 +43,8 @@ static unsigned line_caps(const char *t, size_t n)
         return KN_SMTP_CAP_PIPELINING;
     if (word_eq(t, i, "STARTTLS"))
         return KN_SMTP_CAP_STARTTLS;
+    if (word_eq(t, i, "SMTPUTF8"))
+        return KN_SMTP_CAP_SMTPUTF8;
     if (!word_eq(t, i, "AUTH"))
         return 0;
     while (i < n) {
@@ -217,8 +219,10 @@ struct kn_smtp_session {
     int fcode;
     enum kn_smtp_stage fstage;
     char ftext[KN_SMTP_TEXT_MAX + 1];
-    int closing;  /* a 421 came: fail after the result */
-    int answered; /* a reply to the transaction came */
+    int closing;           /* a 421 came: fail after the result */
+    int answered;          /* a reply to the transaction came */
+    int utf8;              /* the transaction's addresses need SMTPUTF8 */
+    unsigned long replies; /* complete replies read */
 };
 
 struct kn_smtp_session *kn_smtp_session_new(const struct kn_smtp_conf *conf,
@@ -355,7 +359,8 @@ static size_t format_cmd(struct kn_smtp_session *s, enum cmd c, char *buf,
         n = snprintf(buf, cap, "RSET\r\n");
         break;
     case C_MAIL:
-        n = snprintf(buf, cap, "MAIL FROM:<%s>\r\n", s->msg->from);
+        n = snprintf(buf, cap, "MAIL FROM:<%s>%s\r\n", s->msg->from,
+                     s->utf8 ? " SMTPUTF8" : "");
         break;
     case C_RCPT:
         n = snprintf(buf, cap, "RCPT TO:<%s>\r\n", s->msg->rcpt);
@@ -387,6 +392,17 @@ static void send_cmds(struct kn_smtp_session *s)
         s->cbs->write(s->ctx, buf, n);
 }
 
+static int has_8bit(const char *p)
+{
+    for (; *p != '\0'; p++)
+        if ((unsigned char)*p >= 0x80)
+            return 1;
+    return 0;
+}
+
+static void end_txn(struct kn_smtp_session *s, int code, const char *text,
+                    enum kn_smtp_stage stage);
+
 void kn_smtp_send(struct kn_smtp_session *s, const struct kn_smtp_msg *msg)
 {
     if (s->phase != P_IDLE)
@@ -397,6 +413,17 @@ void kn_smtp_send(struct kn_smtp_session *s, const struct kn_smtp_msg *msg)
     s->failed = s->fcode = 0;
     s->answered = 0;
     s->ftext[0] = '\0';
+    /* A UTF-8 address (in the envelope, and so in To:) needs SMTPUTF8;
+     * without it the client must not send the address (RFC 6531 3.2):
+     * the message is refused here, before a byte of it goes out. */
+    s->utf8 = has_8bit(msg->from) || has_8bit(msg->rcpt);
+    if (s->utf8 && !(s->caps & KN_SMTP_CAP_SMTPUTF8)) {
+        end_txn(s, 553,
+                "5.6.7 the relay does not offer SMTPUTF8 (RFC 6531), "
+                "which a UTF-8 address needs: not sent",
+                KN_SMTP_STAGE_MAIL);
+        return;
+    }
     if (s->need_rset)
         s->cmds[s->ncmd++] = C_RSET;
     s->cmds[s->ncmd++] = C_MAIL;
@@ -469,6 +496,12 @@ static void txn_reply(struct kn_smtp_session *s, const struct kn_smtp_reply *r)
             put(s, ".\r\n");
         else
             s->cbs->write(s->ctx, s->msg->data, s->msg->len);
+        return;
+    } else if (c == C_DATA && r->code / 100 == 2) {
+        /* 354 is DATA's only positive reply (RFC 5321 4.3.2): after a
+         * 2xx the relay waits for nothing and says nothing more, and its
+         * state is unknown; the connection is given up. */
+        fail_reply(s, "protocol error: DATA answered without 354", r);
         return;
     } else if (r->code / 100 != 2 && !s->failed) {
         s->failed = 1;
@@ -604,6 +637,7 @@ int kn_smtp_input(struct kn_smtp_session *s, const char *buf, size_t len)
         off += used;
         if (rc == 0)
             break;
+        s->replies++;
         on_reply(s, &r, len - off);
     }
     return s->phase == P_DEAD ? -1 : 0;
@@ -665,6 +699,11 @@ enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s)
 int kn_smtp_answered(const struct kn_smtp_session *s)
 {
     return s->msg == NULL || s->answered;
+}
+
+unsigned long kn_smtp_replies(const struct kn_smtp_session *s)
+{
+    return s->replies;
 }
 
 unsigned kn_smtp_caps(const struct kn_smtp_session *s)

@@ -28,6 +28,7 @@ enum {
     KN_SMTP_CAP_STARTTLS = 1u << 1,
     KN_SMTP_CAP_AUTH_PLAIN = 1u << 2,
     KN_SMTP_CAP_AUTH_LOGIN = 1u << 3,
+    KN_SMTP_CAP_SMTPUTF8 = 1u << 4, /* RFC 6531 */
 };
 
 struct kn_smtp_reply {
@@ -138,7 +139,10 @@ void kn_smtp_tls_done(struct kn_smtp_session *s);
 /* The glue ended the connection: the session calls nothing more. */
 void kn_smtp_abort(struct kn_smtp_session *s);
 
-/* Start a transaction; only after ready.  msg must live until result. */
+/* Start a transaction; only after ready.  msg must live until result.
+ * A message with a UTF-8 address (RFC 6531) goes with SMTPUTF8; if the
+ * relay does not offer it, nothing is sent and result comes at once (553,
+ * stage MAIL), from inside this call. */
 void kn_smtp_send(struct kn_smtp_session *s, const struct kn_smtp_msg *msg);
 
 /* Polite end: QUIT (if idle); fail(…, 0, "quit") follows its reply. */
@@ -151,6 +155,11 @@ enum kn_smtp_wait kn_smtp_waiting(const struct kn_smtp_session *s);
  * reused connection that died then can take the message again safely);
  * still true after fail or abort. */
 int kn_smtp_answered(const struct kn_smtp_session *s);
+
+/* Complete replies read so far: the glue restarts a reply's timeout
+ * when this changes, never on a byte alone (a relay sending its reply a
+ * byte at a time must not hold a message for ever). */
+unsigned long kn_smtp_replies(const struct kn_smtp_session *s);
 
 /* EHLO keywords of the last EHLO reply; 1 if PIPELINING is used. */
 unsigned kn_smtp_caps(const struct kn_smtp_session *s);

@@ -148,6 +148,16 @@ struct route {
     void (*run)(struct conn *c);
 };
 
+/* Where framing.c is in a request's bytes (all zero: at its start). */
+struct frame {
+    int state;
+    int cr;         /* a CR was read: an LF must follow */
+    int colon;      /* the field line's colon was read */
+    unsigned lines; /* complete lines of the head or trailer */
+    size_t col;     /* bytes of the current line */
+    uint64_t left;  /* the chunk's size, then its bytes still to come */
+};
+
 /* One request; a connection answers one at a time (pipelined requests
  * wait in the socket or in c->pending). */
 struct req {
@@ -160,6 +170,9 @@ struct req {
                      * not a person's activity (session_auth.c) */
     size_t header_bytes;
     int in_value;
+    int trailer;  /* the head is complete: fields now are a trailer's */
+    int te_lines; /* Transfer-Encoding field lines */
+    int te_other; /* one of them is not exactly "chunked" */
     int dup_authz;
     int started;
     int head_paused; /* a body follows: the head is checked first */
@@ -195,6 +208,7 @@ struct req {
     long long resend_n;      /* a re-send: its children */
     json_t *remind; /* a reminder (sheets.c): its counts, for the answer */
     int64_t t0;
+    struct frame frame; /* framing.c's checks, over what the parser took */
 };
 
 struct conn {
@@ -370,6 +384,12 @@ void kn__httpd_on_written(uv_write_t *w, int status);
 
 void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len);
 void kn__httpd_send_continue(struct conn *c);
+
+/* ---- framing.c ---- */
+
+/* The bytes data[0..n) the parser has just consumed, in order: NULL, or
+ * why their framing must be refused (400, then close). */
+const char *kn__httpd_frame_check(struct conn *c, const char *data, size_t n);
 
 /* ---- limits.c ---- */
 

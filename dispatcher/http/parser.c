@@ -48,12 +48,35 @@ static int header_is(const struct kn_buf *f, const char *name)
            strcasecmp(kn_buf_str(f), name) == 0;
 }
 
+/* A Transfer-Encoding field line's value (OWS around it): 1 if it is
+ * exactly "chunked", the only coding kairand understands. */
+static int te_is_chunked(const char *v, size_t n)
+{
+    while (n > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n == 7 && strncasecmp(v, "chunked", 7) == 0;
+}
+
 static void header_done(struct req *r)
 {
     char **slot = NULL;
-    if (kn_buf_len(&r->hfield) == 0)
+    /* A trailer field (after a chunked body) is never taken as a header:
+     * RFC 9110 6.5.1 forbids merging what no definition allows, and the
+     * head was checked (route, token, CSRF) before the body was read. */
+    if (kn_buf_len(&r->hfield) == 0 || r->trailer)
         goto out;
-    if (header_is(&r->hfield, "authorization")) {
+    if (header_is(&r->hfield, "transfer-encoding")) {
+        /* http-parser reads only the last of several lines; another
+         * reader may take the first.  One line, "chunked", is framed
+         * the same by everyone (on_headers_complete refuses the rest). */
+        r->te_lines++;
+        if (!te_is_chunked(kn_buf_str(&r->hval), kn_buf_len(&r->hval)))
+            r->te_other = 1;
+    } else if (header_is(&r->hfield, "authorization")) {
         if (r->authz != NULL)
             r->dup_authz = 1;
         slot = &r->authz;
@@ -190,9 +213,25 @@ static int on_headers_complete(http_parser *p)
     if (r->in_value)
         header_done(r);
     r->in_value = 0;
+    r->trailer = 1; /* any field from here on is a trailer's */
     r->method = p->method;
     r->keep_alive = http_should_keep_alive(p);
+    /* Transfer-Encoding in an HTTP/1.0 request: its framing is faulty
+     * (RFC 9112 6.1; a 1.0 hop in front may not have read it as
+     * chunked): answered, then the connection is closed. */
+    if ((p->flags & F_CHUNKED) && p->http_major == 1 && p->http_minor == 0)
+        c->close_after = 1;
     kn__httpd_route_find(c);
+    /* Transfer-Encoding: one line, "chunked" (http-parser has refused
+     * a coding after chunked, and chunked with Content-Length). */
+    if (r->te_lines > 1)
+        return early(p, 400,
+                     "malformed HTTP request: Transfer-Encoding on more "
+                     "than one line");
+    if (r->te_other)
+        return early(p, 501,
+                     "transfer coding not implemented: only chunked is "
+                     "understood (RFC 9112 6.1)");
     why = body_cap(c);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_cap)
         return early(p, 413, why);
@@ -276,9 +315,21 @@ void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len)
 {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    const char *bad = NULL;
 
     if (c->closed)
         return;
+    /* What the lax parser took, held to RFC 9112 (framing.c). */
+    if (e == HPE_OK || e == HPE_PAUSED)
+        bad = kn__httpd_frame_check(c, data, n);
+    if (bad != NULL) {
+        kn__httpd_read_stop(c);
+        c->busy = 1;
+        c->close_after = 1;
+        kn__httpd_respond_error(c, 400, NULL, "malformed HTTP request: %s",
+                                bad);
+        return;
+    }
     if (e == HPE_PAUSED) {
         if (n < len) {
             char *rest = kn_xmalloc(len - n);

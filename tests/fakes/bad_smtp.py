@@ -19,6 +19,8 @@ Modes:
   inject      offer STARTTLS; answer it with "220 go" and, in the same
               write, "250 injected" (the STARTTLS injection), then TLS
   slow_final  answer the final "." only after --seconds (default 30)
+  trickle     answer the final "." one byte every 0.5 s, a long 250 reply
+              (about a minute in all): a reply that never completes
   drop_reuse  close the connection, without a reply, at the RSET that
               starts a second transaction on it
   tls454      offer STARTTLS, answer it "454 4.7.0 TLS not available"
@@ -127,6 +129,12 @@ async def session(reader, writer):
                 data += dl
             if mode == "slow_final":
                 await asyncio.sleep(A.seconds)
+            if mode == "trickle":
+                for ch in "250 2.0.0 queued " + "x" * 100 + "\r\n":
+                    send(ch)
+                    await writer.drain()
+                    await asyncio.sleep(0.5)
+                continue
             with open(A.store, "a") as f:
                 f.write(json.dumps({
                     "rcpt": rcpts, "conn": conn, "size": len(data),

@@ -58,14 +58,13 @@ static void test_parse_ehlo_caps(void **st)
                        "250 8BITMIME\r\n";
     assert_int_equal(parse_all(ehlo, &r, &used), 1);
     assert_int_equal(r.nlines, 6);
-    assert_int_equal(r.caps,
-                     KN_SMTP_CAP_PIPELINING | KN_SMTP_CAP_STARTTLS |
-                         KN_SMTP_CAP_AUTH_LOGIN | KN_SMTP_CAP_AUTH_PLAIN);
+    assert_int_equal(r.caps, KN_SMTP_CAP_PIPELINING | KN_SMTP_CAP_STARTTLS |
+                                 KN_SMTP_CAP_AUTH_LOGIN |
+                                 KN_SMTP_CAP_AUTH_PLAIN);
     assert_string_equal(r.text, "relay.example.jp Hello");
     /* The greeting line is a host name, never a keyword; AUTH=LOGIN. */
-    assert_int_equal(parse_all("250-PIPELINING\r\n250 AUTH=LOGIN\r\n", &r,
-                               &used),
-                     1);
+    assert_int_equal(
+        parse_all("250-PIPELINING\r\n250 AUTH=LOGIN\r\n", &r, &used), 1);
     assert_int_equal(r.caps, KN_SMTP_CAP_AUTH_LOGIN);
     assert_int_equal(parse_all("250-x\r\n250 PIPELININGX\r\n", &r, &used), 1);
     assert_int_equal(r.caps, 0);
@@ -96,9 +95,8 @@ static void test_parse_split(void **st)
 static void test_parse_errors(void **st)
 {
     static const char *bad[] = {
-        "hello\r\n",      "25\r\n",          "250x\r\n",
-        "650 no\r\n",     "150 no\r\n",      "2a0 x\r\n",
-        "250-a\r\n251 b\r\n", /* codes differ */
+        "hello\r\n",  "25\r\n",    "250x\r\n",           "650 no\r\n",
+        "150 no\r\n", "2a0 x\r\n", "250-a\r\n251 b\r\n", /* codes differ */
     };
     struct kn_smtp_reply r;
     size_t used;
@@ -109,8 +107,7 @@ static void test_parse_errors(void **st)
         assert_int_equal(parse_all(bad[i], &r, &used), -1);
     /* A NUL inside a line */
     kn_smtp_parser_init(&p);
-    assert_int_equal(kn_smtp_parse(&p, "250 a\0b\r\n", 9, &used, &r, &why),
-                     -1);
+    assert_int_equal(kn_smtp_parse(&p, "250 a\0b\r\n", 9, &used, &r, &why), -1);
     assert_non_null(why);
     /* A line longer than the limit, even without its end yet */
     big = kn_xmalloc(KN_SMTP_LINE_MAX + 10);
@@ -473,6 +470,86 @@ static void test_auth_login_and_refusal(void **st)
     kn_smtp_session_free(r.s);
 }
 
+/* DATA answered 2xx instead of 354 (RFC 5321 4.3.2: 354 is DATA's
+ * only positive reply): the relay's state is unknown and nothing more
+ * will come, so the session ends with a protocol error at once rather
+ * than waiting, with no timer, for a reply that never comes.  The
+ * content is never sent. */
+static void test_data_2xx(void **st)
+{
+    struct rec r;
+    start(&r, &plain_conf, "250-relay\r\n250 PIPELINING\r\n");
+    kn_smtp_send(r.s, &msg1);
+    written(&r);
+    feed(&r, "250 ok\r\n250 ok\r\n250 ok\r\n");
+    assert_string_equal(written(&r), "");
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.fail_code, 250);
+    assert_non_null(strstr(r.why, "DATA"));
+    assert_int_equal(kn_smtp_waiting(r.s), KN_SMTP_WAIT_NONE);
+    kn_smtp_session_free(r.s);
+    /* the same in lock-step */
+    start(&r, &plain_conf, "250 relay\r\n");
+    kn_smtp_send(r.s, &msg1);
+    feed(&r, "250 ok\r\n");
+    feed(&r, "250 ok\r\n");
+    assert_string_equal(written(&r), "MAIL FROM:<from@example.jp>\r\n"
+                                     "RCPT TO:<to@example.jp>\r\n"
+                                     "DATA\r\n");
+    feed(&r, "221 bye\r\n");
+    assert_string_equal(written(&r), "");
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.results, 0);
+    kn_smtp_session_free(r.s);
+}
+
+/* A UTF-8 address (RFC 6531): MAIL carries SMTPUTF8 when the relay
+ * offers it; when it does not, nothing of the transaction is sent (RFC
+ * 6531 3.2: the client MUST NOT send the address) and the message ends
+ * 553 at once; an ASCII message after it goes as usual. */
+static void test_smtputf8(void **st)
+{
+    struct rec r;
+    struct kn_smtp_msg utf = {"from@example.jp",
+                              "\xe3\x81\x9f\xe3\x82\x8d\xe3\x81\x86@example.jp",
+                              "body\r\n.\r\n", 9};
+    start(&r, &plain_conf, "250-relay\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n");
+    assert_int_equal(kn_smtp_caps(r.s) & KN_SMTP_CAP_SMTPUTF8,
+                     KN_SMTP_CAP_SMTPUTF8);
+    kn_smtp_send(r.s, &utf);
+    assert_string_equal(
+        written(&r),
+        "MAIL FROM:<from@example.jp> SMTPUTF8\r\n"
+        "RCPT TO:<\xe3\x81\x9f\xe3\x82\x8d\xe3\x81\x86@example.jp>\r\n"
+        "DATA\r\n");
+    feed(&r, "250 ok\r\n250 ok\r\n354 go\r\n");
+    r.next = &msg1; /* ASCII: no SMTPUTF8 parameter */
+    feed(&r, "250 queued\r\n");
+    assert_int_equal(r.code, 250);
+    assert_string_equal(written(&r), "body\r\n.\r\n"
+                                     "RSET\r\n"
+                                     "MAIL FROM:<from@example.jp>\r\n"
+                                     "RCPT TO:<to@example.jp>\r\n"
+                                     "DATA\r\n");
+    kn_smtp_session_free(r.s);
+    /* A relay without SMTPUTF8 */
+    start(&r, &plain_conf, "250-relay\r\n250 PIPELINING\r\n");
+    r.next = NULL;
+    kn_smtp_send(r.s, &utf);
+    assert_string_equal(written(&r), "");
+    assert_int_equal(r.results, 1);
+    assert_int_equal(r.code, 553);
+    assert_int_equal(r.stage, KN_SMTP_STAGE_MAIL);
+    assert_non_null(strstr(r.text, "SMTPUTF8"));
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.ready, 2);
+    kn_smtp_send(r.s, &msg1);
+    assert_string_equal(written(&r), "MAIL FROM:<from@example.jp>\r\n"
+                                     "RCPT TO:<to@example.jp>\r\n"
+                                     "DATA\r\n");
+    kn_smtp_session_free(r.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +565,8 @@ int main(void)
         cmocka_unit_test(test_starttls_auth_plain),
         cmocka_unit_test(test_starttls_injection),
         cmocka_unit_test(test_auth_login_and_refusal),
+        cmocka_unit_test(test_data_2xx),
+        cmocka_unit_test(test_smtputf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
