@@ -255,6 +255,7 @@ static void on_written(uv_write_t *req, int status);
 static void start_write(struct conn *c)
 {
     uv_buf_t b;
+    int r;
     if (c->writing || c->pend_len == 0 || c->dead)
         return;
     c->wbuf = c->pend;
@@ -263,7 +264,19 @@ static void start_write(struct conn *c)
     c->pend_len = c->pend_cap = 0;
     c->writing = 1;
     c->refs++;
-    uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (r < 0) {
+        /* Refused at once (the socket is gone): as on_written would have
+         * been told, but now; the connection fails and is let go. */
+        char why[120];
+        free(c->wbuf);
+        c->wbuf = NULL;
+        c->writing = 0;
+        snprintf(why, sizeof(why), "write to the relay failed: %s",
+                 uv_strerror(r));
+        conn_fail(c, 0, why);
+        conn_unref(c);
+    }
 }
 
 static void on_written(uv_write_t *req, int status)
