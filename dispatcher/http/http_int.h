@@ -172,6 +172,7 @@ struct req {
     int in_value;
     int trailer;  /* the head is complete: fields now are a trailer's */
     int te_lines; /* Transfer-Encoding field lines */
+    int host_lines; /* Host header lines (RFC 9112 3.2: exactly one) */
     int te_other; /* one of them is not exactly "chunked" */
     int dup_authz;
     int started;

@@ -76,6 +76,8 @@ static void header_done(struct req *r)
         r->te_lines++;
         if (!te_is_chunked(kn_buf_str(&r->hval), kn_buf_len(&r->hval)))
             r->te_other = 1;
+    } else if (header_is(&r->hfield, "host")) {
+        r->host_lines++;
     } else if (header_is(&r->hfield, "authorization")) {
         if (r->authz != NULL)
             r->dup_authz = 1;
@@ -228,6 +230,14 @@ static int on_headers_complete(http_parser *p)
         return early(p, 400,
                      "malformed HTTP request: Transfer-Encoding on more "
                      "than one line");
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any with more
+     * than one, is answered 400 (kairand builds no link from Host, but a
+     * proxy in front may route by the first or the last). */
+    if (r->host_lines > 1 ||
+        (r->host_lines == 0 && p->http_major == 1 && p->http_minor >= 1))
+        return early(p, 400,
+                     "malformed HTTP request: an HTTP/1.1 request carries "
+                     "exactly one Host header (RFC 9112 3.2)");
     if (r->te_other)
         return early(p, 501,
                      "transfer coding not implemented: only chunked is "

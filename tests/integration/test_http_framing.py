@@ -25,6 +25,8 @@ connection from 127.0.0.5 (an ordinary peer).
       'identity' then 'chunked' was chunked; a front end reading the
       first sees no body) 400, a coding other than chunked 501; a trailer
       field is never taken as a header (RFC 9110 6.5.1);
+  [4b] Host (RFC 9112 3.2): an HTTP/1.1 request without one, or any with
+      two, 400; an HTTP/1.0 request without one is answered;
   [5] controls: a correct chunked body with an extension and a trailer,
       heads with bare LF line ends (RFC 9112 2.2 allows a recipient to
       accept them), a tab inside a header value, two pipelined requests,
@@ -178,6 +180,15 @@ with Redis(out) as redis:
         assert [x[0] for x in a] == [415], [(x[0], x[2]) for x in a]
 
     # ---- [5] controls
+    # ---- [4b] Host
+    with tap.check("[4b] an HTTP/1.1 request without Host: 400"):
+        refused(port, b"GET /healthz HTTP/1.1\r\n\r\n" + NEXT)
+    with tap.check("[4b] two Host lines: 400"):
+        refused(port, GET + b"Host: y\r\n\r\n" + NEXT)
+    with tap.check("[4b] an HTTP/1.0 request without Host is answered"):
+        a = exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert [x[0] for x in a] == [200], a
+
     with tap.check("[5] a correct chunked body with an extension and a "
                    "trailer reaches the route"):
         a = exchange(port, CHUNKED.replace(b"\r\n\r\n",
