@@ -845,6 +845,13 @@ static void test_build_list_unsubscribe(void **state)
     assert_true(strstr(out, "List-Unsubscribe:") < strstr(out, "\r\n\r\n"));
     free(out);
 
+    /* the scheme is case-insensitive (RFC 3986 3.1) */
+    m.unsub = "HTTPS://Kairan.Example.JP/u/T";
+    assert_int_equal(kn_mime_build(&m, &out, &len), 0);
+    assert_non_null(
+        strstr(out, "\r\nList-Unsubscribe: <HTTPS://Kairan.Example.JP/u/T>"));
+    free(out);
+
     m.unsub = NULL;
     assert_int_equal(kn_mime_build(&m, &out, &len), 0);
     assert_null(strstr(out, "List-Unsubscribe"));
