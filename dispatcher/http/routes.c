@@ -235,15 +235,33 @@ void kn__httpd_route_find(struct conn *c)
 {
     struct req *r = &c->req;
     const char *url = kn_buf_str(&r->url);
-    const char *q = strchr(url, '?');
-    size_t plen = q ? (size_t)(q - url) : strlen(url);
+    const char *q;
+    char *abs = NULL;
+    size_t plen;
 
     r->allow[0] = '\0';
     r->route = NULL;
-    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL)
+    /* The absolute-form "http://host/path?q", which a server MUST accept
+     * (RFC 9112 3.2.2): the authority is ignored, as Host is (kairand
+     * routes by path; its links come from http.public_url). */
+    if (strncasecmp(url, "http://", 7) == 0 ||
+        strncasecmp(url, "https://", 8) == 0) {
+        const char *p = strstr(url, "://") + 3;
+        p += strcspn(p, "/?");
+        if (*p != '/')
+            url = abs = kn_xasprintf("/%s", p);
+        else
+            url = p;
+    }
+    q = strchr(url, '?');
+    plen = q ? (size_t)(q - url) : strlen(url);
+    if (url[0] != '/' || (r->path = path_decode(url, plen)) == NULL) {
+        free(abs);
         return;
+    }
     if (q != NULL)
         r->query = kn_xstrdup(q + 1);
+    free(abs);
     for (size_t i = 0; i < KN_ARRAY_SIZE(routes); i++) {
         if (!path_match(routes[i].pattern, r->path, NULL))
             continue;

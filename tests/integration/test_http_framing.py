@@ -26,7 +26,9 @@ connection from 127.0.0.5 (an ordinary peer).
       first sees no body) 400, a coding other than chunked 501; a trailer
       field is never taken as a header (RFC 9110 6.5.1);
   [4b] Host (RFC 9112 3.2): an HTTP/1.1 request without one, or any with
-      two, 400; an HTTP/1.0 request without one is answered;
+      two, 400; an HTTP/1.0 request without one is answered; the
+      absolute-form target (3.2.2: a server MUST accept it) is routed by
+      its path, its authority ignored;
   [5] controls: a correct chunked body with an extension and a trailer,
       heads with bare LF line ends (RFC 9112 2.2 allows a recipient to
       accept them), a tab inside a header value, two pipelined requests,
@@ -188,6 +190,13 @@ with Redis(out) as redis:
     with tap.check("[4b] an HTTP/1.0 request without Host is answered"):
         a = exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")
         assert [x[0] for x in a] == [200], a
+
+    with tap.check("[4b] the absolute-form target is routed by its path"):
+        a = exchange(port, b"GET http://other.example/healthz HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n"
+                     b"GET HTTPS://other.example:8443/nope?x=1 HTTP/1.1\r\n"
+                     b"Host: x\r\nConnection: close\r\n\r\n")
+        assert [x[0] for x in a] == [200, 404], [x[0] for x in a]
 
     with tap.check("[5] a correct chunked body with an extension and a "
                    "trailer reaches the route"):
