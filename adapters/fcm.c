@@ -11,8 +11,12 @@
  * the background shortly before it expires (jobs keep using the old one
  * meanwhile), and at once when FCM answers 401 to a request sent with the
  * current token; such a request is sent once more with the new token, and
- * only once.  A token endpoint that fails is not asked again before a
- * back-off (1 s doubling to 60 s); jobs meanwhile tempfail with its answer.
+ * only once.  A new token that is refused too before FCM accepted it once
+ * is kept (dropped again only after a minute): the credentials (or a proxy
+ * that strips them) are the problem, and a token request per refusal
+ * would follow every job in flight.  A token endpoint that fails is not asked
+ * again before a back-off (1 s doubling to 60 s); jobs meanwhile tempfail with
+ * its answer.
  *
  * The token endpoint has its own curl multi handle (one connection), so
  * that hourly renewals never take a slot from the send connections.
@@ -42,6 +46,7 @@
 #define FCM_BACKOFF_MIN_MS    1000
 #define FCM_BACKOFF_MAX_MS    60000
 #define FCM_QUOTA_WAIT_MS     60000 /* 429 without Retry-After */
+#define FCM_DROP_INTERVAL_MS  60000 /* a refused new token: dropped after */
 
 struct fcm_req {
     struct kn__fcm *f;
@@ -73,6 +78,13 @@ struct kn__fcm {
     int64_t failed_ms, backoff_ms; /* last failed token request */
     int failed_auth;
     char failed_detail[300];
+    /* A token was dropped after a 401 and no answer since accepted the
+     * one that replaced it: a refused new token is kept (dropped again
+     * only after FCM_DROP_INTERVAL_MS), the credentials being the
+     * problem, so that a refusing FCM never turns into a stream of token
+     * requests. */
+    int dropped_unproven;
+    int64_t dropped_ms;
     struct fcm_req *waiting, *waiting_tail;
     size_t in_flight;
     uint64_t refreshes;
@@ -342,6 +354,8 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     refresh = kn__fcm_classify(
         resp->status, resp->body, kn_http_header(resp, "retry-after"),
         q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
+    if (!refresh && q->gen == f->gen)
+        f->dropped_unproven = 0; /* the current token was accepted */
     if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
         /* Refused with a token already replaced, or already known dead
          * (it left the pool's queue before the new one came): explained,
@@ -349,16 +363,20 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         dispatch(f, q);
         return;
     }
-    if (refresh && !q->retried) {
-        /* Our access token was refused.  If it is still the current one,
-         * drop it (whoever asks next waits for a new one); if a newer one
-         * came meanwhile, this request simply goes again with it. */
+    if (refresh && !q->retried &&
+        (!f->dropped_unproven ||
+         kn_now_ms() - f->dropped_ms >= FCM_DROP_INTERVAL_MS)) {
+        /* The current access token was refused: drop it (whoever asks
+         * next waits for a new one) and send this request once more with
+         * the new one.  A token fetched to replace a refused one and
+         * refused before any answer accepted it is kept instead: the job
+         * ends tempfail with the auth hint below. */
         q->retried = 1;
-        if (q->gen == f->gen) {
-            f->expires_ms = 0;
-            kn_log(KN_LOG_INFO, "fcm",
-                   "access token refused (401): fetching a new one", NULL);
-        }
+        f->expires_ms = 0;
+        f->dropped_unproven = 1;
+        f->dropped_ms = kn_now_ms();
+        kn_log(KN_LOG_INFO, "fcm",
+               "access token refused (401): fetching a new one", NULL);
         dispatch(f, q);
         return;
     }
