@@ -133,7 +133,9 @@ static int is(const char *a, const char *b)
 /*
  * Classification (PROVIDERS.md 3, the action table):
  *  1. 200: delivered; the detail keeps the apns-id.
- *  2. 410 (Unregistered, ExpiredToken): permanent, the token is dead.
+ *  2. 410 Unregistered or ExpiredToken: permanent, the token is dead.  A
+ *     410 without either reason is not APNs' answer (a proxy's page, a
+ *     wrong apns.api_base): tempfail + auth, never dead.
  *  3. 400 BadDeviceToken: permanent, dead.
  *  4. 400 DeviceTokenNotForTopic, BadTopic, TopicDisallowed: permanent and
  *     our configuration (auth): the wrong app or environment.
@@ -168,9 +170,17 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
         return 0;
     }
     r->status = KN_TEMPFAIL;
-    if (status == 410) {
+    if (status == 410 && reason != NULL &&
+        (is(text, "Unregistered") || is(text, "ExpiredToken"))) {
         r->status = KN_PERMFAIL;
         r->dead = 1;
+    } else if (status == 410) {
+        /* Not APNs' answer (its 410 is JSON with one of those reasons):
+         * a wrong apns.api_base must never mark every token dead. */
+        r->auth = 1;
+        snprintf(text, sizeof(text),
+                 "not an APNs answer (no reason Unregistered): check "
+                 "apns.api_base");
     } else if (status == 400) {
         r->status = KN_PERMFAIL;
         if (is(text, "BadDeviceToken"))

@@ -644,6 +644,26 @@ static void test_apns_classify(void **state)
                           &r, detail, sizeof(detail));
         assert_int_equal(r.status, KN_TEMPFAIL);
     }
+    {
+        /* 410 that is not APNs' answer (no reason Unregistered or
+         * ExpiredToken: a page of a proxy or of a wrong apns.api_base)
+         * must never mark the token dead: every token would be. */
+        static const char *const not_apns[] = {
+            "<html><body>410 Gone</body></html>",
+            "",
+            "{\"error\":\"gone\"}",
+        };
+        for (size_t i = 0; i < sizeof(not_apns) / sizeof(not_apns[0]); i++) {
+            struct kn_result r;
+            char detail[200];
+            kn__apns_classify(410, not_apns[i], NULL, NULL, NOW_MS, &r, detail,
+                              sizeof(detail));
+            print_message("apns 410 not from APNs %zu: %s\n", i, detail);
+            assert_int_equal(r.dead, 0);
+            assert_int_equal(r.status, KN_TEMPFAIL);
+            assert_int_equal(r.auth, 1);
+        }
+    }
 }
 
 /* ---- identifiers ---- */
