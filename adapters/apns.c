@@ -148,8 +148,8 @@ static int is(const char *a, const char *b)
  *     500, 503 and anything else: tempfail, Retry-After honoured.
  */
 int kn__apns_classify(long status, const char *body, const char *retry_after,
-                      const char *apns_id, int64_t now_ms, struct kn_result *r,
-                      char *detail, size_t dlen)
+                      const char *apns_id, const char *token, int64_t now_ms,
+                      struct kn_result *r, char *detail, size_t dlen)
 {
     json_t *j = body && *body ? json_loads(body, 0, NULL) : NULL;
     const char *reason = json_string_value(json_object_get(j, "reason"));
@@ -161,11 +161,12 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
     /* The reason is one of Apple's identifiers; scrub it anyway (it is
      * provider text).  Without JSON, a little of the raw body says what
      * answered (a proxy's HTML page, say). */
-    kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), NULL,
+    kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), token,
                    text, reason ? sizeof(text) : 60);
     if (status == 200) {
         r->status = KN_DELIVERED;
-        snprintf(detail, dlen, "apns 200 apns-id=%s", apns_id ? apns_id : "");
+        kn__push_scrub(apns_id, token, text, 64);
+        snprintf(detail, dlen, "apns 200 apns-id=%s", text);
         json_decref(j);
         return 0;
     }
@@ -286,8 +287,8 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     }
     if (kn__apns_classify(resp->status, resp->body,
                           kn_http_header(resp, "retry-after"),
-                          kn_http_header(resp, "apns-id"), now, &r, q->detail,
-                          sizeof(q->detail))) {
+                          kn_http_header(resp, "apns-id"), q->job->addr, now,
+                          &r, q->detail, sizeof(q->detail))) {
         /* ExpiredProviderToken: renew if this was the current token and
          * it is old enough; otherwise keep it (Apple refuses tokens
          * renewed more often than every 20 minutes). */
