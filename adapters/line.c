@@ -278,35 +278,42 @@ static void printable(char *s)
 
 /*
  * LINE's error text: "message [property: detail; ...]" from an
- * ErrorResponse, or the start of the body if it is not one.
+ * ErrorResponse, or the start of the body if it is not one; LINE ids and
+ * e-mail addresses masked in the whole text before it is cut to len (an
+ * id across the cut would otherwise stay half in clear).
  */
 static void error_text(const char *body, size_t n, char *out, size_t len)
 {
     json_t *j = json_loadb(body, n, 0, NULL), *details;
     const char *msg = json_string_value(json_object_get(j, "message"));
-    size_t o = 0;
+    struct kn_buf b;
+    char *all;
+    size_t cut = len;
 
-    out[0] = '\0';
+    kn_buf_init(&b, 0);
     if (msg == NULL) {
-        snprintf(out, len, "%.*s", (int)(n < 160 ? n : 160), body);
-        printable(out);
-        json_decref(j);
-        return;
+        kn_buf_addn(&b, body, n);
+        cut = len < 161 ? len : 161; /* the start of a page */
+    } else {
+        kn_buf_add(&b, msg);
+        details = json_object_get(j, "details");
+        for (size_t i = 0; i < json_array_size(details); i++) {
+            json_t *d = json_array_get(details, i);
+            const char *dm = json_string_value(json_object_get(d, "message"));
+            const char *prop =
+                json_string_value(json_object_get(d, "property"));
+            kn_buf_addf(&b, "%s%s%s%s", i ? "; " : " [", prop ? prop : "",
+                        prop && dm ? ": " : "", dm ? dm : "");
+        }
+        if (json_array_size(details) > 0)
+            kn_buf_addc(&b, ']');
     }
-    o = (size_t)snprintf(out, len, "%s", msg);
-    details = json_object_get(j, "details");
-    for (size_t i = 0; i < json_array_size(details) && o < len; i++) {
-        json_t *d = json_array_get(details, i);
-        const char *dm = json_string_value(json_object_get(d, "message"));
-        const char *prop = json_string_value(json_object_get(d, "property"));
-        o += (size_t)snprintf(out + o, len - o, "%s%s%s%s", i ? "; " : " [",
-                              prop ? prop : "", prop && dm ? ": " : "",
-                              dm ? dm : "");
-        if (i + 1 == json_array_size(details) && o < len)
-            o += (size_t)snprintf(out + o, len - o, "]");
-    }
-    printable(out);
     json_decref(j);
+    all = kn_buf_take(&b, NULL);
+    kn__line_mask_ids(all);
+    kn_mask_text(all, out, cut);
+    free(all);
+    printable(out);
 }
 
 /* A Retry-After in seconds, capped at an hour before it is multiplied (a

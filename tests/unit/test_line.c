@@ -388,6 +388,44 @@ static void test_classify(void **state)
     assert_int_equal(r.status, KN_TEMPFAIL);
 }
 
+/* LINE's text (or a proxy's page echoing the request) with user ids
+ * across the detail's cut: every id masked, none left half in clear. */
+static void test_classify_cut_ids(void **state)
+{
+    char d[640], body[8192], *p;
+    struct kn_result r;
+    size_t o;
+
+    /* ErrorResponse with a detail per recipient */
+    o = (size_t)snprintf(body, sizeof(body),
+                         "{\"message\":\"The request body has 40 "
+                         "error(s)\",\"details\":[");
+    for (int i = 0; i < 40; i++)
+        o += (size_t)snprintf(body + o, sizeof(body) - o,
+                              "%s{\"message\":\"not a friend: "
+                              "U%02d23456789abcdef0123456789abcdef\","
+                              "\"property\":\"to[%d]\"}",
+                              i ? "," : "", i, i);
+    snprintf(body + o, sizeof(body) - o, "]}");
+    r = classify(400, body, NULL, NULL, d, sizeof(d));
+    print_message("details: %s\n", r.detail);
+    assert_int_equal(r.status, KN_PERMFAIL);
+    assert_null(strstr(r.detail, "456789abc"));
+    assert_null(strstr(r.detail, "23456789"));
+
+    /* not JSON: the start of the body, a proxy echoing the request */
+    p = body;
+    p += sprintf(p, "Bad Request: {\"to\":[");
+    for (int i = 0; i < 40; i++)
+        p += sprintf(p, "%s\"U%02d23456789abcdef0123456789abcdef\"",
+                     i ? "," : "", i);
+    sprintf(p, "]}");
+    r = classify(400, body, NULL, NULL, d, sizeof(d));
+    print_message("page: %s\n", r.detail);
+    assert_null(strstr(r.detail, "456789abc"));
+    assert_null(strstr(r.detail, "23456789"));
+}
+
 static void test_classify_transport(void **state)
 {
     struct kn_http_resp resp;
@@ -604,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_body_multicast_bytes),
         cmocka_unit_test(test_retry_key),
         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_classify_cut_ids),
         cmocka_unit_test(test_classify_transport),
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_webhook_verify),
