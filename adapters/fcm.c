@@ -47,6 +47,9 @@
 #define FCM_BACKOFF_MAX_MS    60000
 #define FCM_QUOTA_WAIT_MS     60000 /* 429 without Retry-After */
 #define FCM_DROP_INTERVAL_MS  60000 /* a refused new token: dropped after */
+/* Google's access tokens live an hour; a longer expires_in is taken as a
+ * day (and never multiplied past 64 bits). */
+#define FCM_TOKEN_MAX_LIFE_S 86400
 
 struct fcm_req {
     struct kn__fcm *f;
@@ -486,6 +489,8 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
         expires_in = json_integer_value(exp);
     else if (json_is_string(exp))
         expires_in = strtoll(json_string_value(exp), NULL, 10);
+    if (expires_in > FCM_TOKEN_MAX_LIFE_S)
+        expires_in = FCM_TOKEN_MAX_LIFE_S;
     if (!json_is_string(tok) || json_string_length(tok) == 0 ||
         strpbrk(json_string_value(tok), "\r\n") != NULL || expires_in <= 0) {
         json_decref(j);

@@ -529,6 +529,10 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
                      "expires_in");
         return;
     }
+    /* No LINE token lives longer than the 30 days asked for: a longer
+     * expires_in is taken as that (never multiplied past 64 bits). */
+    if (life > TOKEN_LIFE_S)
+        life = TOKEN_LIFE_S;
     if (l->token != NULL) {
         OPENSSL_cleanse(l->token, strlen(l->token));
         free(l->token);

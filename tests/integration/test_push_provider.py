@@ -8,6 +8,8 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
       is asked a bounded number of times, not once per job in flight, and
       no job is sent more than a few times; the jobs stay unfailed
       (tempfail with the auth hint: credentials, not recipients).
+  [2] the token endpoint announces an absurd expires_in (beyond 64 bits
+      in milliseconds) -> the token is used, not fetched again per job.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -86,6 +88,29 @@ with tap.check("[1] FCM refuses every access token: bounded token requests and s
     assert not c.get("failed"), c
 d1.stop()
 fcm1.stop()
+
+# ---------------------------------------------------------------- [2]
+# A token endpoint announcing an absurd lifetime (expires_in in the
+# quadrillions: times 1000 it no longer fits 64 bits).  The token is
+# good; it must be used, not taken for expired and fetched again for
+# every job.
+fcm2 = FakeFCM(out, name="fcm2", token_ttl=9300000000000000)
+k2 = Kairan(out, r, name="kairan2", conf={
+    "routes": {"push": "push"}, "fcm": fcm2.conf(connections=1),
+    "queue": QUEUE, "http": NO_HTTP})
+d2 = k2.start()
+with tap.check("[2] FCM token with an absurd expires_in: used, not fetched per job"):
+    for b in range(3):
+        bid = k2.submit(bcast([rcpt("r2-%d-%d" % (b, i), fcm=fcm_token("abs%d" % b, i))
+                               for i in range(10)]))
+        k2.wait_done(bid, 30)
+        c = k2.counts(bid).get("push", {})
+        assert c.get("delivered") == 10, c
+    issued = fcm2.token_events()
+    tap.diag("[2] tokens issued %d for 30 sends" % len(issued))
+    assert len(issued) == 1, "token endpoint asked %d times" % len(issued)
+d2.stop()
+fcm2.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()
