@@ -322,6 +322,15 @@ static void test_classify(void **state)
     r = classify(409, "{\"message\":\"conflict\"}", NULL, NULL, d, sizeof(d));
     assert_int_equal(r.status, KN_PERMFAIL);
 
+    /* LINE's documented 409 on push/multicast, its message, without the
+     * X-Line-Accepted-Request-Id header (not in the OpenAPI spec; a
+     * proxy may drop it): accepted earlier all the same, never a failure
+     * that sends the notice again on the next channel. */
+    r = classify(409, "{\"message\":\"The retry key is already accepted\"}",
+                 NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_DELIVERED);
+    assert_non_null(strstr(r.detail, "accepted earlier"));
+
     r = classify(400,
                  "{\"message\":\"The request body has 1 error(s)\",\"details\":"
                  "[{\"message\":\"Length must be between 0 and 5000\","
