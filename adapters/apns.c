@@ -137,8 +137,12 @@ static int is(const char *a, const char *b)
  *     410 without either reason is not APNs' answer (a proxy's page, a
  *     wrong apns.api_base): tempfail + auth, never dead.
  *  3. 400 BadDeviceToken: permanent, dead.
- *  4. 400 DeviceTokenNotForTopic, BadTopic, TopicDisallowed: permanent and
- *     our configuration (auth): the wrong app or environment.
+ *  4. 400 BadTopic, TopicDisallowed: permanent and our configuration
+ *     (auth): the wrong app or environment.  DeviceTokenNotForTopic is
+ *     about one token (of another app: a former or sibling app, or one
+ *     registered on purpose): permanent for that job only, never a pause
+ *     of the push route for every recipient; not dead either (a wrong
+ *     apns.topic would say it of every token).
  *  5. Other 400, 404 BadPath, 405, 413 PayloadTooLarge, other 4xx:
  *     permanent, with Apple's reason.
  *  6. 403 ExpiredProviderToken: tempfail; returns 1 (renew if allowed).
@@ -186,8 +190,7 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
         r->status = KN_PERMFAIL;
         if (is(text, "BadDeviceToken"))
             r->dead = 1;
-        else if (is(text, "DeviceTokenNotForTopic") || is(text, "BadTopic") ||
-                 is(text, "TopicDisallowed"))
+        else if (is(text, "BadTopic") || is(text, "TopicDisallowed"))
             r->auth = 1;
     } else if (status == 403) {
         if (is(text, "ExpiredProviderToken"))

@@ -370,7 +370,7 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         jb->msg->m.created_ms > 0 ? kn_now_ms() - jb->msg->m.created_ms : -1);
     if (r->auth && r->status == KN_PERMFAIL) {
         /* A configuration error the provider will refuse every time (an
-         * APNs token of another app's topic, say): pause the route so the
+         * APNs topic that is not the app's, say): pause the route so the
          * operator sees it, but end this job instead of looping. */
         kn__route_pause_auth(&w->rt, jb->via->ops->name, r->detail, 1);
         fail_for_good(jb, r->detail);

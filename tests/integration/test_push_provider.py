@@ -10,6 +10,9 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
       (tempfail with the auth hint: credentials, not recipients).
   [2] the token endpoint announces an absurd expires_in (beyond 64 bits
       in milliseconds) -> the token is used, not fetched again per job.
+  [3] APNs answers 400 DeviceTokenNotForTopic for one recipient's token
+      (a token of another app) -> that job fails, the push route does not
+      pause: the next broadcast goes out at once, FCM and APNs.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -111,6 +114,41 @@ with tap.check("[2] FCM token with an absurd expires_in: used, not fetched per j
     assert len(issued) == 1, "token endpoint asked %d times" % len(issued)
 d2.stop()
 fcm2.stop()
+
+# ---------------------------------------------------------------- [3]
+# One recipient's APNs token belongs to another app (400
+# DeviceTokenNotForTopic: a token of a former or sibling app, or one a
+# guardian registered on purpose).  That job fails; the push route (FCM
+# and APNs alike) must not stop for the others.
+def apns_token(tag, i):
+    return ("%s%04d" % (tag, i)).ljust(64, "0")
+
+
+fcm3 = FakeFCM(out, name="fcm3")
+apns3 = FakeAPNs(out, name="apns3", control={"rules": [
+    {"match": "bad3", "action": "400", "reason": "DeviceTokenNotForTopic"}]})
+k3 = Kairan(out, r, name="kairan3", conf={
+    "routes": {"push": "push"}, "fcm": fcm3.conf(connections=1),
+    "apns": apns3.conf(connections=1), "queue": QUEUE, "http": NO_HTTP})
+d3 = k3.start()
+with tap.check("[3] an APNs token of another app fails alone: no pause of the push route"):
+    bid = k3.submit(bcast([rcpt("r3-bad", apns=apns_token("bad3", 0))]))
+    k3.wait_done(bid, 30)
+    c = k3.counts(bid).get("push", {})
+    assert c.get("failed") == 1, c
+    t = time.monotonic()
+    bid = k3.submit(bcast([rcpt("r3-%d" % i, fcm=fcm_token("ok3", i),
+                                apns=apns_token("c3", i)) for i in range(10)]))
+    k3.wait_done(bid, 60)
+    took = time.monotonic() - t
+    tap.diag("[3] next broadcast done in %.2fs" % took)
+    c = k3.counts(bid).get("push", {})
+    assert c.get("delivered") == 20, c
+    assert took < 10, "the next broadcast waited %.1fs (route paused)" % took
+    assert "route paused" not in d3.stderr_text()
+d3.stop()
+fcm3.stop()
+apns3.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()
