@@ -208,8 +208,11 @@ static int is(const char *code, const char *want)
  *     dead.  A 404 without it (an HTML page: a wrong api_base) is our
  *     configuration: tempfail + auth, never dead.
  *  3. SENDER_ID_MISMATCH: permanent, dead (another project's token).
- *  4. THIRD_PARTY_AUTH_ERROR: our APNs/Web Push credentials in Firebase
- *     are wrong: tempfail + auth.
+ *  4. THIRD_PARTY_AUTH_ERROR: Firebase's APNs/Web Push credentials were
+ *     refused for this token (an iPhone's or a browser's): permanent
+ *     (PROVIDERS.md 8), for that job only.  Not the auth hint: it would
+ *     pause the route, Android tokens included, and keep the job for
+ *     ever.
  *  5. Any other 401: our access token was refused: tempfail + auth, and
  *     the caller may renew and retry once (returns 1).
  *  6. QUOTA_EXCEEDED or 429: tempfail after Retry-After, else 60 s.
@@ -265,8 +268,10 @@ int kn__fcm_classify(long status, const char *body, const char *retry_after,
         r->status = KN_PERMFAIL;
         r->dead = 1;
     } else if (is(code, "THIRD_PARTY_AUTH_ERROR")) {
-        r->status = KN_TEMPFAIL;
-        r->auth = 1;
+        r->status = KN_PERMFAIL;
+        snprintf(text, sizeof(text),
+                 "the APNs or Web Push credentials of the Firebase project "
+                 "were refused");
     } else if (status == 401) {
         r->status = KN_TEMPFAIL;
         r->auth = 1;

@@ -13,6 +13,9 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
   [3] APNs answers 400 DeviceTokenNotForTopic for one recipient's token
       (a token of another app) -> that job fails, the push route does not
       pause: the next broadcast goes out at once, FCM and APNs.
+  [4] FCM answers 401 THIRD_PARTY_AUTH_ERROR for an iPhone's token ->
+      that job fails once (PROVIDERS.md 8: not retried), Android pushes
+      are not held up.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -149,6 +152,35 @@ with tap.check("[3] an APNs token of another app fails alone: no pause of the pu
 d3.stop()
 fcm3.stop()
 apns3.stop()
+
+# ---------------------------------------------------------------- [4]
+# FCM answers 401 THIRD_PARTY_AUTH_ERROR for a token of an iPhone (the
+# project's APNs key in Firebase is missing or wrong): permanent for that
+# token (PROVIDERS.md 8: "don't retry"), and no reason to stop the
+# Android tokens of the same route.
+fcm4 = FakeFCM(out, name="fcm4", control={"rules": [
+    {"match": "ios4", "action": "401"}]})
+k4 = Kairan(out, r, name="kairan4", conf={
+    "routes": {"push": "push"}, "fcm": fcm4.conf(connections=1),
+    "queue": QUEUE, "http": NO_HTTP})
+d4 = k4.start()
+with tap.check("[4] FCM THIRD_PARTY_AUTH_ERROR: that job fails, Android pushes go on"):
+    bid = k4.submit(bcast([rcpt("r4-ios", fcm=fcm_token("ios4", 0))]))
+    k4.wait_done(bid, 20)
+    c = k4.counts(bid).get("push", {})
+    assert c.get("failed") == 1, c
+    t = time.monotonic()
+    bid = k4.submit(bcast([rcpt("r4-%d" % i, fcm=fcm_token("and4", i))
+                           for i in range(10)]))
+    k4.wait_done(bid, 60)
+    took = time.monotonic() - t
+    tap.diag("[4] next broadcast done in %.2fs" % took)
+    assert k4.counts(bid).get("push", {}).get("delivered") == 10
+    assert took < 10, "the next broadcast waited %.1fs (route paused)" % took
+    n = len([e for e in fcm4.sends() if e.get("code") == "THIRD_PARTY_AUTH_ERROR"])
+    assert n == 1, "THIRD_PARTY_AUTH_ERROR sent %d times" % n
+d4.stop()
+fcm4.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()

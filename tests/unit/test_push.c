@@ -528,9 +528,10 @@ static void test_fcm_classify(void **state)
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
+        /* permanent for that token (PROVIDERS.md 8), no route pause */
         {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
                       "Auth error from APNS or Web Push Service"),
-         NULL, KN_TEMPFAIL, 0, 1, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
+         NULL, KN_PERMFAIL, 0, 0, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
          "authentication credentials.\",\"status\":\"UNAUTHENTICATED\"}}",
