@@ -132,7 +132,7 @@ static int is(const char *a, const char *b)
 
 /*
  * Classification (PROVIDERS.md 3, the action table):
- *  1. 200: delivered; the detail keeps the apns-id.
+ *  1. 200 (any 2xx): delivered; the detail keeps the apns-id.
  *  2. 410 Unregistered or ExpiredToken: permanent, the token is dead.  A
  *     410 without either reason is not APNs' answer (a proxy's page, a
  *     wrong apns.api_base): tempfail + auth, never dead.
@@ -167,10 +167,11 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
      * answered (a proxy's HTML page, say). */
     kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), token,
                    text, reason ? sizeof(text) : 60);
-    if (status == 200) {
+    if (status >= 200 && status <= 299) {
+        /* 200 is APNs'; any 2xx is an acceptance (never sent again). */
         r->status = KN_DELIVERED;
         kn__push_scrub(apns_id, token, text, 64);
-        snprintf(detail, dlen, "apns 200 apns-id=%s", text);
+        snprintf(detail, dlen, "apns %ld apns-id=%s", status, text);
         json_decref(j);
         return 0;
     }

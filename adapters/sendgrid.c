@@ -17,8 +17,8 @@
  * taro..yamada.@docomo.ne.jp are: such jobs never enter a request but
  * tempfail at once (they wait for the relay or their next channel).
  *
- * Classification (one result for every job of the request): 202
- * delivered (accepted; X-Message-Id kept); 429 tempfail until
+ * Classification (one result for every job of the request): 202 (any
+ * 2xx) delivered (accepted; X-Message-Id kept); 429 tempfail until
  * X-RateLimit-Reset (or Retry-After); 401/403 tempfail with the auth hint
  * (our key, not the recipients); other 4xx permfail with SendGrid's
  * errors[].message; 5xx and transport errors tempfail.
@@ -362,7 +362,9 @@ void kn__sendgrid_classify(const struct kn_http_resp *resp, int64_t now_ms,
         r->status = KN_TEMPFAIL;
         snprintf(raw, sizeof(raw), "sendgrid transport: %s",
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
-    } else if (st == 202 || st == 200) {
+    } else if (st >= 200 && st <= 299) {
+        /* 202 is SendGrid's; any 2xx is an acceptance (sending it again
+         * would mail every recipient of the request twice). */
         r->status = KN_DELIVERED;
         snprintf(raw, sizeof(raw),
                  "sendgrid %ld accepted (X-Message-Id "

@@ -642,6 +642,11 @@ static void test_apns_classify(void **state)
         kn__apns_classify(200, "", NULL, "8e0ee1b4", APNS_TOKEN, NOW_MS, &r,
                           detail, sizeof(detail));
         assert_non_null(strstr(detail, "apns-id=8e0ee1b4"));
+        /* Any 2xx is an acceptance: never sent again (a second
+         * notification on the phone). */
+        kn__apns_classify(204, "", NULL, "8e0ee1b4", APNS_TOKEN, NOW_MS, &r,
+                          detail, sizeof(detail));
+        assert_int_equal(r.status, KN_DELIVERED);
         /* A proxy's page instead of JSON: tempfail, no crash. */
         kn__apns_classify(502, "<html>Bad Gateway</html>", NULL, NULL,
                           APNS_TOKEN, NOW_MS, &r, detail, sizeof(detail));

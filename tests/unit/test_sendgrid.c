@@ -330,6 +330,13 @@ static void test_classify(void **state)
     assert_int_equal(r.status, KN_DELIVERED);
     assert_non_null(strstr(r.detail, "abcDEF123"));
 
+    /* Any 2xx is an acceptance (a proxy's 204, say): never sent again,
+     * which would mail every recipient of the request twice. */
+    r = classify(204, "", NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_DELIVERED);
+    r = classify(201, "{}", NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_DELIVERED);
+
     r = classify(429, "{\"errors\":[{\"message\":\"too many requests\"}]}",
                  "X-RateLimit-Reset: 1795308263", "Retry-After: 60", d,
                  sizeof(d));
