@@ -585,7 +585,8 @@ static void start_refresh(struct kn__fcm *f)
 /*
  * Send a request now, or park it until a token comes:
  *  1. a usable token: send it (and renew in the background when the token
- *     is near its end);
+ *     is near its end, unless the token endpoint failed within its
+ *     back-off);
  *  2. none (or expired): wait for the one refresh in flight, starting it
  *     if needed; but if the token endpoint failed a moment ago, fail at
  *     once with its answer rather than asking it again.
@@ -594,8 +595,10 @@ static void dispatch(struct kn__fcm *f, struct fcm_req *q)
 {
     int64_t now = kn_now_ms();
     int st = kn__fcm_token_state(f->expires_ms, f->lifetime_ms, now);
-    if (st == 2 && !f->refreshing && f->failed_ms > 0 &&
-        now < f->failed_ms + f->backoff_ms) {
+    /* The token endpoint failed a moment ago: not asked again before its
+     * back-off, also for a renewal in the background. */
+    int backoff = f->failed_ms > 0 && now < f->failed_ms + f->backoff_ms;
+    if (st == 2 && !f->refreshing && backoff) {
         req_fail(q, KN_TEMPFAIL, f->failed_detail,
                  f->failed_ms + f->backoff_ms - now, f->failed_auth);
         return;
@@ -610,7 +613,7 @@ static void dispatch(struct kn__fcm *f, struct fcm_req *q)
         start_refresh(f);
         return;
     }
-    if (st == 1)
+    if (st == 1 && !backoff)
         start_refresh(f);
     send_req(f, q);
 }

@@ -16,6 +16,8 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
   [4] FCM answers 401 THIRD_PARTY_AUTH_ERROR for an iPhone's token ->
       that job fails once (PROVIDERS.md 8: not retried), Android pushes
       are not held up.
+  [5] the token endpoint fails while the access token is in its renewal
+      margin -> the renewal backs off, it is not asked again per job.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -181,6 +183,40 @@ with tap.check("[4] FCM THIRD_PARTY_AUTH_ERROR: that job fails, Android pushes g
     assert n == 1, "THIRD_PARTY_AUTH_ERROR sent %d times" % n
 d4.stop()
 fcm4.stop()
+
+# ---------------------------------------------------------------- [5]
+# The token endpoint fails (500 at once) while the current access token
+# is in its renewal margin (the last quarter of its life, at most 5
+# minutes): the token still works and the sends go on with it, but the
+# renewal must back off like any other token failure, not be asked
+# again for every job sent meanwhile.
+DELAY5 = {"rules": [{"match": "", "action": "delay", "seconds": 0.1}]}
+fcm5 = FakeFCM(out, name="fcm5", token_ttl=8, control=DELAY5)
+k5 = Kairan(out, r, name="kairan5", conf={
+    "routes": {"push": "push"}, "fcm": fcm5.conf(connections=1),
+    "queue": QUEUE, "http": NO_HTTP})
+d5 = k5.start()
+with tap.check("[5] token endpoint failing during the renewal margin: backed off, not asked per job"):
+    bid = k5.submit(bcast([rcpt("r5-%d" % i, fcm=fcm_token("five", i)) for i in range(3)]))
+    k5.wait_done(bid, 20)
+    t_issue = fcm5.token_events()[0]["ts"]
+    fcm5.set_control(dict(DELAY5, token={"action": "500", "times": 100000}))
+    # the margin of an 8 s token is its last 2 s: from 6 s after issue
+    time.sleep(max(0.0, t_issue + 6.1 - time.time()))
+    bid = k5.submit(bcast([rcpt("r5b-%d" % i, fcm=fcm_token("fiveb", i))
+                           for i in range(200)]))
+    time.sleep(max(0.0, t_issue + 7.9 - time.time()))
+    refused = [e for e in fcm5.events("token_refused")
+               if e["ts"] < t_issue + 7.9]
+    sent = [e for e in fcm5.sends() if e.get("status") == 200
+            and t_issue + 6 <= e["ts"] < t_issue + 7.9]
+    tap.diag("[5] in the margin: %d sends, %d token requests refused"
+             % (len(sent), len(refused)))
+    assert sent, "nothing sent in the margin (too slow?)"
+    # a first try and its back-off retries (1 s, 2 s): never one per job
+    assert len(refused) <= 3, "%d token requests in 1.8 s" % len(refused)
+d5.stop()
+fcm5.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()
