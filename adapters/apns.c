@@ -59,6 +59,11 @@ struct kn__apns {
     uint64_t refreshes;
     size_t in_flight;
     int closing;
+    /* APNs has accepted a notification from this process: its
+     * BadDeviceToken is about the token, not an environment mismatch
+     * (sandbox tokens on the production host, or the reverse), which
+     * would say it of every token. */
+    int accepted;
 };
 
 /* ---- pure parts (unit-tested) ---- */
@@ -276,6 +281,7 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     struct kn_result r;
     char err[200];
     int64_t now = kn_now_ms();
+    int expired;
     if (resp->rc == CURLE_ABORTED_BY_CALLBACK || p->closing) {
         req_fail(q, KN_TEMPFAIL, 0, 0, kn_detail_aborted);
         return;
@@ -289,10 +295,29 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         req_fail(q, KN_TEMPFAIL, 0, 0, err);
         return;
     }
-    if (kn__apns_classify(resp->status, resp->body,
-                          kn_http_header(resp, "retry-after"),
-                          kn_http_header(resp, "apns-id"), q->job->addr, now,
-                          &r, q->detail, sizeof(q->detail))) {
+    expired = kn__apns_classify(resp->status, resp->body,
+                                kn_http_header(resp, "retry-after"),
+                                kn_http_header(resp, "apns-id"), q->job->addr,
+                                now, &r, q->detail, sizeof(q->detail));
+    if (r.status == KN_DELIVERED)
+        p->accepted = 1;
+    if (r.dead && resp->status == 400 && !p->accepted) {
+        /* BadDeviceToken before APNs accepted anything from us: maybe
+         * every token is "bad" for this host (PROVIDERS.md 3: rule out
+         * an environment mismatch first).  A dead token is never sent
+         * to again: not marked until the configuration has proven
+         * itself. */
+        static const char tag[] = " (token dead)";
+        size_t l = strlen(q->detail);
+        if (l >= sizeof(tag) - 1 &&
+            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
+            l -= sizeof(tag) - 1;
+        r.dead = 0;
+        snprintf(q->detail + l, sizeof(q->detail) - l,
+                 " (not marked dead: APNs has accepted nothing from this "
+                 "configuration yet; apns.api_base sandbox or production?)");
+    }
+    if (expired) {
         /* ExpiredProviderToken: renew if this was the current token and
          * it is old enough; otherwise keep it (Apple refuses tokens
          * renewed more often than every 20 minutes). */

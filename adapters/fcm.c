@@ -93,6 +93,10 @@ struct kn__fcm {
     uint64_t refreshes;
     uint64_t maybe_sent; /* lost answers to written requests */
     int closing;
+    /* FCM has accepted a message from this process: its
+     * SENDER_ID_MISMATCH is about the token, not a service account of
+     * another Firebase project, which would say it of every token. */
+    int accepted;
 };
 
 static void dispatch(struct kn__fcm *f, struct fcm_req *q);
@@ -364,6 +368,23 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
     if (!refresh && q->gen == f->gen)
         f->dropped_unproven = 0; /* the current token was accepted */
+    if (r.status == KN_DELIVERED)
+        f->accepted = 1;
+    if (r.dead && resp->status == 403 && !f->accepted) {
+        /* SENDER_ID_MISMATCH before FCM accepted anything from us: maybe
+         * every token is of "another sender" (fcm.service_account_file of
+         * the wrong project).  A dead token is never sent to again: not
+         * marked until the configuration has proven itself. */
+        static const char tag[] = " (token dead)";
+        size_t l = strlen(q->detail);
+        if (l >= sizeof(tag) - 1 &&
+            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
+            l -= sizeof(tag) - 1;
+        r.dead = 0;
+        snprintf(q->detail + l, sizeof(q->detail) - l,
+                 " (not marked dead: FCM has accepted nothing from this "
+                 "configuration yet; the service account's project?)");
+    }
     if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
         /* Refused with a token already replaced, or already known dead
          * (it left the pool's queue before the new one came): explained,

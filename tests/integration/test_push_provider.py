@@ -18,6 +18,11 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
       are not held up.
   [5] the token endpoint fails while the access token is in its renewal
       margin -> the renewal backs off, it is not asked again per job.
+  [6] APNs answers 400 BadDeviceToken for every token (sandbox tokens on
+      the production host) -> no token marked dead until APNs has
+      accepted a notification from this configuration; after that a
+      BadDeviceToken marks its token dead.  The same for FCM's
+      SENDER_ID_MISMATCH (a service account of another project).
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -217,6 +222,58 @@ with tap.check("[5] token endpoint failing during the renewal margin: backed off
     assert len(refused) <= 3, "%d token requests in 1.8 s" % len(refused)
 d5.stop()
 fcm5.stop()
+
+# ---------------------------------------------------------------- [6]
+# APNs answers 400 BadDeviceToken for every token: a sandbox app's tokens
+# sent to the production host (apns.api_base) or the reverse - an
+# environment mismatch, which PROVIDERS.md 3 says to rule out before a
+# token is deleted.  A dead token is never sent to again (nothing marks
+# it alive), so while APNs has accepted nothing from this configuration
+# its BadDeviceToken must not mark tokens dead; once it has, it may.
+apns6 = FakeAPNs(out, name="apns6", control={"rules": [
+    {"match": "", "action": "400"}]})
+k6 = Kairan(out, r, name="kairan6", conf={
+    "routes": {"push": "push"}, "apns": apns6.conf(connections=1),
+    "queue": QUEUE, "http": NO_HTTP})
+d6 = k6.start()
+with tap.check("[6] BadDeviceToken for every token (environment mismatch): none marked dead"):
+    r.call("DEL", "kairan:dead:push")
+    bid = k6.submit(bcast([rcpt("r6-%d" % i, apns=apns_token("e6", i)) for i in range(5)]))
+    k6.wait_done(bid, 30)
+    c = k6.counts(bid).get("push", {})
+    assert c.get("failed") == 5, c
+    n = r.call("SCARD", "kairan:dead:push")
+    assert n == 0, "%d tokens marked dead by an environment mismatch" % n
+with tap.check("[6] after an accepted notification, BadDeviceToken marks the token dead"):
+    apns6.set_control({"rules": [{"match": "bad6", "action": "400"}]})
+    bid = k6.submit(bcast([rcpt("r6-ok", apns=apns_token("c6", 0))]))
+    k6.wait_done(bid, 30)
+    r.call("DEL", "kairan:dead:push")
+    bid = k6.submit(bcast([rcpt("r6-bad", apns=apns_token("bad6", 0))]))
+    k6.wait_done(bid, 30)
+    assert k6.counts(bid).get("push", {}).get("failed") == 1
+    wait_for(lambda: r.call("SCARD", "kairan:dead:push") == 1, 10,
+             what="the bad token marked dead")
+d6.stop()
+apns6.stop()
+
+# The same for FCM's SENDER_ID_MISMATCH: every token answers it when the
+# service account is of another Firebase project than the app's.
+fcm6 = FakeFCM(out, name="fcm6", control={"rules": [
+    {"match": "", "action": "403"}]})
+k6f = Kairan(out, r, name="kairan6f", conf={
+    "routes": {"push": "push"}, "fcm": fcm6.conf(connections=1),
+    "queue": QUEUE, "http": NO_HTTP})
+d6f = k6f.start()
+with tap.check("[6] SENDER_ID_MISMATCH for every token (another project): none marked dead"):
+    r.call("DEL", "kairan:dead:push")
+    bid = k6f.submit(bcast([rcpt("r6f-%d" % i, fcm=fcm_token("six", i)) for i in range(5)]))
+    k6f.wait_done(bid, 30)
+    assert k6f.counts(bid).get("push", {}).get("failed") == 5
+    n = r.call("SCARD", "kairan:dead:push")
+    assert n == 0, "%d tokens marked dead by a project mismatch" % n
+d6f.stop()
+fcm6.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()
