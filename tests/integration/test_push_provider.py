@@ -23,6 +23,8 @@ through kairand with tests/fakes/fake_fcm.js and fake_apns.js.
       accepted a notification from this configuration; after that a
       BadDeviceToken marks its token dead.  The same for FCM's
       SENDER_ID_MISMATCH (a service account of another project).
+  [7] APNs refuses our provider token (403 InvalidProviderToken) -> APNs
+      sends pause, FCM sends on the same push route do not.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_push_provider.py
 """
@@ -274,6 +276,36 @@ with tap.check("[6] SENDER_ID_MISMATCH for every token (another project): none m
     assert n == 0, "%d tokens marked dead by a project mismatch" % n
 d6f.stop()
 fcm6.stop()
+
+# ---------------------------------------------------------------- [7]
+# APNs refuses our provider token (403 InvalidProviderToken: the .p8 key
+# revoked, say).  That pauses APNs sends until it is fixed; FCM's, on
+# the same push route, have nothing to do with it and must go on.
+fcm7 = FakeFCM(out, name="fcm7")
+apns7 = FakeAPNs(out, name="apns7", control={"rules": [
+    {"match": "", "action": "403"}]})
+k7 = Kairan(out, r, name="kairan7", conf={
+    "routes": {"push": "push"}, "fcm": fcm7.conf(connections=1),
+    "apns": apns7.conf(connections=1), "queue": QUEUE, "http": NO_HTTP})
+d7 = k7.start()
+with tap.check("[7] APNs credentials refused: FCM pushes are not paused with them"):
+    bid_a = k7.submit(bcast([rcpt("r7-a", apns=apns_token("a7", 0))]))
+    wait_for(lambda: apns7.sends(), 10, what="the APNs refusal")
+    time.sleep(0.3)
+    t = time.monotonic()
+    bid = k7.submit(bcast([rcpt("r7-%d" % i, fcm=fcm_token("sev7", i))
+                           for i in range(10)]))
+    k7.wait_done(bid, 60)
+    took = time.monotonic() - t
+    tap.diag("[7] FCM broadcast done in %.2fs" % took)
+    assert k7.counts(bid).get("push", {}).get("delivered") == 10
+    assert took < 10, "FCM waited %.1fs for APNs' credentials" % took
+    # and the APNs job is kept (not failed) while its credentials are out
+    assert not k7.counts(bid_a).get("push", {}).get("failed")
+    k7.ctl("cancel", bid_a)
+d7.stop()
+fcm7.stop()
+apns7.stop()
 
 tap.diag("test_push_provider: %.1fs" % (time.monotonic() - T0))
 tap.done()
