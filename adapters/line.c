@@ -326,6 +326,17 @@ static int64_t retry_after_capped(const char *ra)
     return (int64_t)v * 1000;
 }
 
+/* A response header's value for a detail, at most len - 1 bytes: LINE
+ * ids and addresses masked in the whole value before it is cut. */
+static void header_text(const char *v, char *out, size_t len)
+{
+    char *t = kn_xstrdup(v);
+    kn__line_mask_ids(t);
+    kn_mask_text(t, out, len);
+    free(t);
+    printable(out);
+}
+
 /* Write the final detail: masked e-mail addresses and LINE ids. */
 static void finish_detail(const char *raw, char *detail, size_t len)
 {
@@ -339,7 +350,7 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
     const char *rid = kn_http_header(resp, "X-Line-Request-Id");
     const char *accepted = kn_http_header(resp, "X-Line-Accepted-Request-Id");
     const char *ra = kn_http_header(resp, "Retry-After");
-    char text[400], raw[640], ridtxt[96];
+    char text[400], raw[640], ridtxt[96], hv[65], acc[65];
     long st = resp->status;
 
     memset(r, 0, sizeof(*r));
@@ -360,7 +371,9 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
         finish_detail(raw, detail, len);
         return;
     }
-    snprintf(ridtxt, sizeof(ridtxt), " (request id %.64s)", rid ? rid : "none");
+    header_text(rid ? rid : "none", hv, sizeof(hv));
+    snprintf(ridtxt, sizeof(ridtxt), " (request id %s)", hv);
+    header_text(accepted ? accepted : "not given", acc, sizeof(acc));
     error_text(resp->body, resp->bodylen, text, sizeof(text));
     if (st >= 200 && st <= 299) {
         r->status = KN_DELIVERED;
@@ -374,8 +387,8 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
         r->status = KN_DELIVERED;
         snprintf(raw, sizeof(raw),
                  "line 409: accepted earlier with this retry key (accepted "
-                 "request id %.64s)%s",
-                 accepted ? accepted : "not given", ridtxt);
+                 "request id %s)%s",
+                 acc, ridtxt);
     } else if (st == 401) {
         r->status = KN_TEMPFAIL;
         r->auth = 1;

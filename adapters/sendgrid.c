@@ -366,10 +366,11 @@ void kn__sendgrid_classify(const struct kn_http_resp *resp, int64_t now_ms,
         /* 202 is SendGrid's; any 2xx is an acceptance (sending it again
          * would mail every recipient of the request twice). */
         r->status = KN_DELIVERED;
-        snprintf(raw, sizeof(raw),
-                 "sendgrid %ld accepted (X-Message-Id "
-                 "%.64s)",
-                 st, mid ? mid : "none");
+        char mv[65];
+        /* masked whole, then cut (as error_text) */
+        kn_mask_text(mid ? mid : "none", mv, sizeof(mv));
+        snprintf(raw, sizeof(raw), "sendgrid %ld accepted (X-Message-Id %s)",
+                 st, mv);
     } else {
         error_text(resp->body, resp->bodylen, text, sizeof(text));
         if (st == 429) {
