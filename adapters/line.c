@@ -21,8 +21,8 @@
  * and shared by all requests; at most one issue is in flight, and jobs
  * that arrive while there is no usable token wait for it.  A 401 drops an
  * issued token so the next job issues a new one, once: a new token that
- * is refused too is kept (for a minute), the credentials being the
- * problem.
+ * is refused too is kept (a stateless one for a minute, a v2.1 one until
+ * LINE accepts it), the credentials being the problem.
  *
  * The webhook helpers at the end (signature check, follow/unfollow
  * events) serve POST /line/webhook on kairand's HTTP port.
@@ -696,11 +696,15 @@ static void on_response(const struct kn_http_resp *resp, void *arg)
     if (resp->rc == CURLE_OK && resp->status == 401 && s->issued &&
         s->token_gen == l->token_gen && l->token != NULL &&
         (!l->dropped_unproven ||
-         kn_mono_ms() - l->dropped_mono >= DROP_INTERVAL_MS)) {
+         (l->stateless &&
+          kn_mono_ms() - l->dropped_mono >= DROP_INTERVAL_MS))) {
         /* Revoked or expired early: the next job issues a new one.  If
          * the new one is refused too, the credentials are the problem:
-         * it is kept (dropped again only after a minute), so a refusing
-         * channel never turns into a stream of token requests. */
+         * it is kept, so a refusing channel never turns into a stream
+         * of token requests.  A stateless token is dropped again after
+         * a minute; a v2.1 one only once LINE accepted it: a channel may
+         * hold 30 valid v2.1 tokens, each for 30 days, and a new one a
+         * minute would use them up within half an hour of refusals. */
         l->dropped_unproven = 1;
         OPENSSL_cleanse(l->token, strlen(l->token));
         free(l->token);
