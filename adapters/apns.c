@@ -59,6 +59,11 @@ struct kn__apns {
     uint64_t refreshes;
     size_t in_flight;
     int closing;
+    /* APNs has accepted a notification from this process: its
+     * BadDeviceToken is about the token, not an environment mismatch
+     * (sandbox tokens on the production host, or the reverse), which
+     * would say it of every token. */
+    int accepted;
 };
 
 /* ---- pure parts (unit-tested) ---- */
@@ -132,11 +137,17 @@ static int is(const char *a, const char *b)
 
 /*
  * Classification (PROVIDERS.md 3, the action table):
- *  1. 200: delivered; the detail keeps the apns-id.
- *  2. 410 (Unregistered, ExpiredToken): permanent, the token is dead.
+ *  1. 200 (any 2xx): delivered; the detail keeps the apns-id.
+ *  2. 410 Unregistered or ExpiredToken: permanent, the token is dead.  A
+ *     410 without either reason is not APNs' answer (a proxy's page, a
+ *     wrong apns.api_base): tempfail + auth, never dead.
  *  3. 400 BadDeviceToken: permanent, dead.
- *  4. 400 DeviceTokenNotForTopic, BadTopic, TopicDisallowed: permanent and
- *     our configuration (auth): the wrong app or environment.
+ *  4. 400 BadTopic, TopicDisallowed: permanent and our configuration
+ *     (auth): the wrong app or environment.  DeviceTokenNotForTopic is
+ *     about one token (of another app: a former or sibling app, or one
+ *     registered on purpose): permanent for that job only, never a pause
+ *     of the push route for every recipient; not dead either (a wrong
+ *     apns.topic would say it of every token).
  *  5. Other 400, 404 BadPath, 405, 413 PayloadTooLarge, other 4xx:
  *     permanent, with Apple's reason.
  *  6. 403 ExpiredProviderToken: tempfail; returns 1 (renew if allowed).
@@ -146,8 +157,8 @@ static int is(const char *a, const char *b)
  *     500, 503 and anything else: tempfail, Retry-After honoured.
  */
 int kn__apns_classify(long status, const char *body, const char *retry_after,
-                      const char *apns_id, int64_t now_ms, struct kn_result *r,
-                      char *detail, size_t dlen)
+                      const char *apns_id, const char *token, int64_t now_ms,
+                      struct kn_result *r, char *detail, size_t dlen)
 {
     json_t *j = body && *body ? json_loads(body, 0, NULL) : NULL;
     const char *reason = json_string_value(json_object_get(j, "reason"));
@@ -159,24 +170,33 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
     /* The reason is one of Apple's identifiers; scrub it anyway (it is
      * provider text).  Without JSON, a little of the raw body says what
      * answered (a proxy's HTML page, say). */
-    kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), NULL,
+    kn__push_scrub(reason ? reason : (j == NULL && body ? body : ""), token,
                    text, reason ? sizeof(text) : 60);
-    if (status == 200) {
+    if (status >= 200 && status <= 299) {
+        /* 200 is APNs'; any 2xx is an acceptance (never sent again). */
         r->status = KN_DELIVERED;
-        snprintf(detail, dlen, "apns 200 apns-id=%s", apns_id ? apns_id : "");
+        kn__push_scrub(apns_id, token, text, 64);
+        snprintf(detail, dlen, "apns %ld apns-id=%s", status, text);
         json_decref(j);
         return 0;
     }
     r->status = KN_TEMPFAIL;
-    if (status == 410) {
+    if (status == 410 && reason != NULL &&
+        (is(text, "Unregistered") || is(text, "ExpiredToken"))) {
         r->status = KN_PERMFAIL;
         r->dead = 1;
+    } else if (status == 410) {
+        /* Not APNs' answer (its 410 is JSON with one of those reasons):
+         * a wrong apns.api_base must never mark every token dead. */
+        r->auth = 1;
+        snprintf(text, sizeof(text),
+                 "not an APNs answer (no reason Unregistered): check "
+                 "apns.api_base");
     } else if (status == 400) {
         r->status = KN_PERMFAIL;
         if (is(text, "BadDeviceToken"))
             r->dead = 1;
-        else if (is(text, "DeviceTokenNotForTopic") || is(text, "BadTopic") ||
-                 is(text, "TopicDisallowed"))
+        else if (is(text, "BadTopic") || is(text, "TopicDisallowed"))
             r->auth = 1;
     } else if (status == 403) {
         if (is(text, "ExpiredProviderToken"))
@@ -261,6 +281,7 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     struct kn_result r;
     char err[200];
     int64_t now = kn_now_ms();
+    int expired;
     if (resp->rc == CURLE_ABORTED_BY_CALLBACK || p->closing) {
         req_fail(q, KN_TEMPFAIL, 0, 0, kn_detail_aborted);
         return;
@@ -274,10 +295,29 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         req_fail(q, KN_TEMPFAIL, 0, 0, err);
         return;
     }
-    if (kn__apns_classify(resp->status, resp->body,
-                          kn_http_header(resp, "retry-after"),
-                          kn_http_header(resp, "apns-id"), now, &r, q->detail,
-                          sizeof(q->detail))) {
+    expired = kn__apns_classify(resp->status, resp->body,
+                                kn_http_header(resp, "retry-after"),
+                                kn_http_header(resp, "apns-id"), q->job->addr,
+                                now, &r, q->detail, sizeof(q->detail));
+    if (r.status == KN_DELIVERED)
+        p->accepted = 1;
+    if (r.dead && resp->status == 400 && !p->accepted) {
+        /* BadDeviceToken before APNs accepted anything from us: maybe
+         * every token is "bad" for this host (PROVIDERS.md 3: rule out
+         * an environment mismatch first).  A dead token is never sent
+         * to again: not marked until the configuration has proven
+         * itself. */
+        static const char tag[] = " (token dead)";
+        size_t l = strlen(q->detail);
+        if (l >= sizeof(tag) - 1 &&
+            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
+            l -= sizeof(tag) - 1;
+        r.dead = 0;
+        snprintf(q->detail + l, sizeof(q->detail) - l,
+                 " (not marked dead: APNs has accepted nothing from this "
+                 "configuration yet; apns.api_base sandbox or production?)");
+    }
+    if (expired) {
         /* ExpiredProviderToken: renew if this was the current token and
          * it is old enough; otherwise keep it (Apple refuses tokens
          * renewed more often than every 20 minutes). */

@@ -11,8 +11,12 @@
  * the background shortly before it expires (jobs keep using the old one
  * meanwhile), and at once when FCM answers 401 to a request sent with the
  * current token; such a request is sent once more with the new token, and
- * only once.  A token endpoint that fails is not asked again before a
- * back-off (1 s doubling to 60 s); jobs meanwhile tempfail with its answer.
+ * only once.  A new token that is refused too before FCM accepted it once
+ * is kept (dropped again only after a minute): the credentials (or a proxy
+ * that strips them) are the problem, and a token request per refusal
+ * would follow every job in flight.  A token endpoint that fails is not asked
+ * again before a back-off (1 s doubling to 60 s); jobs meanwhile tempfail with
+ * its answer.
  *
  * The token endpoint has its own curl multi handle (one connection), so
  * that hourly renewals never take a slot from the send connections.
@@ -42,6 +46,10 @@
 #define FCM_BACKOFF_MIN_MS    1000
 #define FCM_BACKOFF_MAX_MS    60000
 #define FCM_QUOTA_WAIT_MS     60000 /* 429 without Retry-After */
+#define FCM_DROP_INTERVAL_MS  60000 /* a refused new token: dropped after */
+/* Google's access tokens live an hour; a longer expires_in is taken as a
+ * day (and never multiplied past 64 bits). */
+#define FCM_TOKEN_MAX_LIFE_S 86400
 
 struct fcm_req {
     struct kn__fcm *f;
@@ -73,11 +81,22 @@ struct kn__fcm {
     int64_t failed_ms, backoff_ms; /* last failed token request */
     int failed_auth;
     char failed_detail[300];
+    /* A token was dropped after a 401 and no answer since accepted the
+     * one that replaced it: a refused new token is kept (dropped again
+     * only after FCM_DROP_INTERVAL_MS), the credentials being the
+     * problem, so that a refusing FCM never turns into a stream of token
+     * requests. */
+    int dropped_unproven;
+    int64_t dropped_ms;
     struct fcm_req *waiting, *waiting_tail;
     size_t in_flight;
     uint64_t refreshes;
     uint64_t maybe_sent; /* lost answers to written requests */
     int closing;
+    /* FCM has accepted a message from this process: its
+     * SENDER_ID_MISMATCH is about the token, not a service account of
+     * another Firebase project, which would say it of every token. */
+    int accepted;
 };
 
 static void dispatch(struct kn__fcm *f, struct fcm_req *q);
@@ -193,8 +212,11 @@ static int is(const char *code, const char *want)
  *     dead.  A 404 without it (an HTML page: a wrong api_base) is our
  *     configuration: tempfail + auth, never dead.
  *  3. SENDER_ID_MISMATCH: permanent, dead (another project's token).
- *  4. THIRD_PARTY_AUTH_ERROR: our APNs/Web Push credentials in Firebase
- *     are wrong: tempfail + auth.
+ *  4. THIRD_PARTY_AUTH_ERROR: Firebase's APNs/Web Push credentials were
+ *     refused for this token (an iPhone's or a browser's): permanent
+ *     (PROVIDERS.md 8), for that job only.  Not the auth hint: it would
+ *     pause the route, Android tokens included, and keep the job for
+ *     ever.
  *  5. Any other 401: our access token was refused: tempfail + auth, and
  *     the caller may renew and retry once (returns 1).
  *  6. QUOTA_EXCEEDED or 429: tempfail after Retry-After, else 60 s.
@@ -250,8 +272,10 @@ int kn__fcm_classify(long status, const char *body, const char *retry_after,
         r->status = KN_PERMFAIL;
         r->dead = 1;
     } else if (is(code, "THIRD_PARTY_AUTH_ERROR")) {
-        r->status = KN_TEMPFAIL;
-        r->auth = 1;
+        r->status = KN_PERMFAIL;
+        snprintf(text, sizeof(text),
+                 "the APNs or Web Push credentials of the Firebase project "
+                 "were refused");
     } else if (status == 401) {
         r->status = KN_TEMPFAIL;
         r->auth = 1;
@@ -342,6 +366,25 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
     refresh = kn__fcm_classify(
         resp->status, resp->body, kn_http_header(resp, "retry-after"),
         q->job->addr, kn_now_ms(), &r, q->detail, sizeof(q->detail));
+    if (!refresh && q->gen == f->gen)
+        f->dropped_unproven = 0; /* the current token was accepted */
+    if (r.status == KN_DELIVERED)
+        f->accepted = 1;
+    if (r.dead && resp->status == 403 && !f->accepted) {
+        /* SENDER_ID_MISMATCH before FCM accepted anything from us: maybe
+         * every token is of "another sender" (fcm.service_account_file of
+         * the wrong project).  A dead token is never sent to again: not
+         * marked until the configuration has proven itself. */
+        static const char tag[] = " (token dead)";
+        size_t l = strlen(q->detail);
+        if (l >= sizeof(tag) - 1 &&
+            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
+            l -= sizeof(tag) - 1;
+        r.dead = 0;
+        snprintf(q->detail + l, sizeof(q->detail) - l,
+                 " (not marked dead: FCM has accepted nothing from this "
+                 "configuration yet; the service account's project?)");
+    }
     if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
         /* Refused with a token already replaced, or already known dead
          * (it left the pool's queue before the new one came): explained,
@@ -349,16 +392,20 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
         dispatch(f, q);
         return;
     }
-    if (refresh && !q->retried) {
-        /* Our access token was refused.  If it is still the current one,
-         * drop it (whoever asks next waits for a new one); if a newer one
-         * came meanwhile, this request simply goes again with it. */
+    if (refresh && !q->retried &&
+        (!f->dropped_unproven ||
+         kn_now_ms() - f->dropped_ms >= FCM_DROP_INTERVAL_MS)) {
+        /* The current access token was refused: drop it (whoever asks
+         * next waits for a new one) and send this request once more with
+         * the new one.  A token fetched to replace a refused one and
+         * refused before any answer accepted it is kept instead: the job
+         * ends tempfail with the auth hint below. */
         q->retried = 1;
-        if (q->gen == f->gen) {
-            f->expires_ms = 0;
-            kn_log(KN_LOG_INFO, "fcm",
-                   "access token refused (401): fetching a new one", NULL);
-        }
+        f->expires_ms = 0;
+        f->dropped_unproven = 1;
+        f->dropped_ms = kn_now_ms();
+        kn_log(KN_LOG_INFO, "fcm",
+               "access token refused (401): fetching a new one", NULL);
         dispatch(f, q);
         return;
     }
@@ -468,6 +515,8 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
         expires_in = json_integer_value(exp);
     else if (json_is_string(exp))
         expires_in = strtoll(json_string_value(exp), NULL, 10);
+    if (expires_in > FCM_TOKEN_MAX_LIFE_S)
+        expires_in = FCM_TOKEN_MAX_LIFE_S;
     if (!json_is_string(tok) || json_string_length(tok) == 0 ||
         strpbrk(json_string_value(tok), "\r\n") != NULL || expires_in <= 0) {
         json_decref(j);
@@ -557,7 +606,8 @@ static void start_refresh(struct kn__fcm *f)
 /*
  * Send a request now, or park it until a token comes:
  *  1. a usable token: send it (and renew in the background when the token
- *     is near its end);
+ *     is near its end, unless the token endpoint failed within its
+ *     back-off);
  *  2. none (or expired): wait for the one refresh in flight, starting it
  *     if needed; but if the token endpoint failed a moment ago, fail at
  *     once with its answer rather than asking it again.
@@ -566,8 +616,10 @@ static void dispatch(struct kn__fcm *f, struct fcm_req *q)
 {
     int64_t now = kn_now_ms();
     int st = kn__fcm_token_state(f->expires_ms, f->lifetime_ms, now);
-    if (st == 2 && !f->refreshing && f->failed_ms > 0 &&
-        now < f->failed_ms + f->backoff_ms) {
+    /* The token endpoint failed a moment ago: not asked again before its
+     * back-off, also for a renewal in the background. */
+    int backoff = f->failed_ms > 0 && now < f->failed_ms + f->backoff_ms;
+    if (st == 2 && !f->refreshing && backoff) {
         req_fail(q, KN_TEMPFAIL, f->failed_detail,
                  f->failed_ms + f->backoff_ms - now, f->failed_auth);
         return;
@@ -582,7 +634,7 @@ static void dispatch(struct kn__fcm *f, struct fcm_req *q)
         start_refresh(f);
         return;
     }
-    if (st == 1)
+    if (st == 1 && !backoff)
         start_refresh(f);
     send_req(f, q);
 }

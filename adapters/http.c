@@ -140,12 +140,20 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         snprintf(x->errbuf, sizeof(x->errbuf),
                  "connection lost after the request was sent");
     }
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+    if (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && !x->denied &&
+        r.status >= 200 && r.status <= 299) {
+        /* A 2xx came, then the rest of the answer was lost (a reset, a
+         * body dripping past the time limit or over MAX_BODY): the
+         * provider took the request.  Reported as the answer it is, so
+         * that it is never sent again (a second mail, a second push). */
+        rc = CURLE_OK;
+    }
     r.rc = rc;
     /* Sent (handed to the connection) and no answer: the server may have
      * acted on it. */
     if (x->once && rc != CURLE_OK)
         r.maybe_sent = x->attempts > 0;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
     r.body = x->body ? x->body : "";
     r.bodylen = x->len;
     r.error = rc == CURLE_OK
@@ -422,8 +430,8 @@ static void pool_done(CURL *easy, CURLcode rc, void *arg)
     p->inflight--;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     measure(p, x, rc == CURLE_OK && status >= 200 && status < 300);
-    if (x->denied ||
-        (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK && x->attempts > 0))
+    if (x->denied || (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK &&
+                      x->attempts > 0 && (status < 200 || status > 299)))
         p->st.unknown++;
     if (l->retired && l->active == 0 && !p->closing)
         uv_timer_start(&p->reaper, on_reap, 0, 0);

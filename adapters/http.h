@@ -39,7 +39,9 @@ struct kn_http_req {
 };
 
 struct kn_http_resp {
-    CURLcode rc;      /* CURLE_OK if an HTTP answer came */
+    CURLcode rc;      /* CURLE_OK if an HTTP answer came (a 2xx whose
+                         body was then cut counts: the provider took the
+                         request; body holds what came of it) */
     long status;      /* HTTP status, 0 if none */
     const char *body; /* NUL-terminated (bodylen bytes) */
     size_t bodylen;

@@ -21,8 +21,8 @@
  * and shared by all requests; at most one issue is in flight, and jobs
  * that arrive while there is no usable token wait for it.  A 401 drops an
  * issued token so the next job issues a new one, once: a new token that
- * is refused too is kept (for a minute), the credentials being the
- * problem.
+ * is refused too is kept (a stateless one for a minute, a v2.1 one until
+ * LINE accepts it), the credentials being the problem.
  *
  * The webhook helpers at the end (signature check, follow/unfollow
  * events) serve POST /line/webhook on kairand's HTTP port.
@@ -278,35 +278,42 @@ static void printable(char *s)
 
 /*
  * LINE's error text: "message [property: detail; ...]" from an
- * ErrorResponse, or the start of the body if it is not one.
+ * ErrorResponse, or the start of the body if it is not one; LINE ids and
+ * e-mail addresses masked in the whole text before it is cut to len (an
+ * id across the cut would otherwise stay half in clear).
  */
 static void error_text(const char *body, size_t n, char *out, size_t len)
 {
     json_t *j = json_loadb(body, n, 0, NULL), *details;
     const char *msg = json_string_value(json_object_get(j, "message"));
-    size_t o = 0;
+    struct kn_buf b;
+    char *all;
+    size_t cut = len;
 
-    out[0] = '\0';
+    kn_buf_init(&b, 0);
     if (msg == NULL) {
-        snprintf(out, len, "%.*s", (int)(n < 160 ? n : 160), body);
-        printable(out);
-        json_decref(j);
-        return;
+        kn_buf_addn(&b, body, n);
+        cut = len < 161 ? len : 161; /* the start of a page */
+    } else {
+        kn_buf_add(&b, msg);
+        details = json_object_get(j, "details");
+        for (size_t i = 0; i < json_array_size(details); i++) {
+            json_t *d = json_array_get(details, i);
+            const char *dm = json_string_value(json_object_get(d, "message"));
+            const char *prop =
+                json_string_value(json_object_get(d, "property"));
+            kn_buf_addf(&b, "%s%s%s%s", i ? "; " : " [", prop ? prop : "",
+                        prop && dm ? ": " : "", dm ? dm : "");
+        }
+        if (json_array_size(details) > 0)
+            kn_buf_addc(&b, ']');
     }
-    o = (size_t)snprintf(out, len, "%s", msg);
-    details = json_object_get(j, "details");
-    for (size_t i = 0; i < json_array_size(details) && o < len; i++) {
-        json_t *d = json_array_get(details, i);
-        const char *dm = json_string_value(json_object_get(d, "message"));
-        const char *prop = json_string_value(json_object_get(d, "property"));
-        o += (size_t)snprintf(out + o, len - o, "%s%s%s%s", i ? "; " : " [",
-                              prop ? prop : "", prop && dm ? ": " : "",
-                              dm ? dm : "");
-        if (i + 1 == json_array_size(details) && o < len)
-            o += (size_t)snprintf(out + o, len - o, "]");
-    }
-    printable(out);
     json_decref(j);
+    all = kn_buf_take(&b, NULL);
+    kn__line_mask_ids(all);
+    kn_mask_text(all, out, cut);
+    free(all);
+    printable(out);
 }
 
 /* A Retry-After in seconds, capped at an hour before it is multiplied (a
@@ -317,6 +324,17 @@ static int64_t retry_after_capped(const char *ra)
     if (v > 3600)
         v = 3600;
     return (int64_t)v * 1000;
+}
+
+/* A response header's value for a detail, at most len - 1 bytes: LINE
+ * ids and addresses masked in the whole value before it is cut. */
+static void header_text(const char *v, char *out, size_t len)
+{
+    char *t = kn_xstrdup(v);
+    kn__line_mask_ids(t);
+    kn_mask_text(t, out, len);
+    free(t);
+    printable(out);
 }
 
 /* Write the final detail: masked e-mail addresses and LINE ids. */
@@ -332,7 +350,7 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
     const char *rid = kn_http_header(resp, "X-Line-Request-Id");
     const char *accepted = kn_http_header(resp, "X-Line-Accepted-Request-Id");
     const char *ra = kn_http_header(resp, "Retry-After");
-    char text[400], raw[640], ridtxt[96];
+    char text[400], raw[640], ridtxt[96], hv[65], acc[65];
     long st = resp->status;
 
     memset(r, 0, sizeof(*r));
@@ -353,17 +371,24 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
         finish_detail(raw, detail, len);
         return;
     }
-    snprintf(ridtxt, sizeof(ridtxt), " (request id %.64s)", rid ? rid : "none");
+    header_text(rid ? rid : "none", hv, sizeof(hv));
+    snprintf(ridtxt, sizeof(ridtxt), " (request id %s)", hv);
+    header_text(accepted ? accepted : "not given", acc, sizeof(acc));
     error_text(resp->body, resp->bodylen, text, sizeof(text));
     if (st >= 200 && st <= 299) {
         r->status = KN_DELIVERED;
         snprintf(raw, sizeof(raw), "line %ld accepted%s", st, ridtxt);
-    } else if (st == 409 && accepted != NULL) {
+    } else if (st == 409 &&
+               (accepted != NULL ||
+                strstr(text, "retry key is already accepted") != NULL)) {
+        /* LINE's 409 on push/multicast: this retry key was executed
+         * before.  The accepted id header is not in LINE's OpenAPI
+         * spec (a proxy may drop it); its message is enough. */
         r->status = KN_DELIVERED;
         snprintf(raw, sizeof(raw),
                  "line 409: accepted earlier with this retry key (accepted "
-                 "request id %.64s)%s",
-                 accepted, ridtxt);
+                 "request id %s)%s",
+                 acc, ridtxt);
     } else if (st == 401) {
         r->status = KN_TEMPFAIL;
         r->auth = 1;
@@ -522,6 +547,10 @@ static void on_token(const struct kn_http_resp *resp, void *arg)
                      "expires_in");
         return;
     }
+    /* No LINE token lives longer than the 30 days asked for: a longer
+     * expires_in is taken as that (never multiplied past 64 bits). */
+    if (life > TOKEN_LIFE_S)
+        life = TOKEN_LIFE_S;
     if (l->token != NULL) {
         OPENSSL_cleanse(l->token, strlen(l->token));
         free(l->token);
@@ -667,11 +696,15 @@ static void on_response(const struct kn_http_resp *resp, void *arg)
     if (resp->rc == CURLE_OK && resp->status == 401 && s->issued &&
         s->token_gen == l->token_gen && l->token != NULL &&
         (!l->dropped_unproven ||
-         kn_mono_ms() - l->dropped_mono >= DROP_INTERVAL_MS)) {
+         (l->stateless &&
+          kn_mono_ms() - l->dropped_mono >= DROP_INTERVAL_MS))) {
         /* Revoked or expired early: the next job issues a new one.  If
          * the new one is refused too, the credentials are the problem:
-         * it is kept (dropped again only after a minute), so a refusing
-         * channel never turns into a stream of token requests. */
+         * it is kept, so a refusing channel never turns into a stream
+         * of token requests.  A stateless token is dropped again after
+         * a minute; a v2.1 one only once LINE accepted it: a channel may
+         * hold 30 valid v2.1 tokens, each for 30 days, and a new one a
+         * minute would use them up within half an hour of refusals. */
         l->dropped_unproven = 1;
         OPENSSL_cleanse(l->token, strlen(l->token));
         free(l->token);

@@ -226,13 +226,17 @@ void kn__push_uuid(const char *key, char out[37])
 
 char *kn__push_scrub(const char *text, const char *token, char *buf, size_t len)
 {
-    char *tmp = kn_xmalloc(len), *hit;
+    /* The whole text is masked first and cut after: an address or the
+     * token across the cut would otherwise be left half in clear.  A
+     * masked address is at most 3 bytes longer than its "x@": 4n + 1
+     * bytes hold any text of n bytes masked. */
+    size_t tl0 = text ? strlen(text) : 0;
+    char *tmp, *hit;
     size_t o = 0;
-    if (len == 0) {
-        free(tmp);
+    if (len == 0)
         return buf;
-    }
-    kn_mask_text(text ? text : "", tmp, len);
+    tmp = kn_xmalloc(4 * tl0 + 1);
+    kn_mask_text(text ? text : "", tmp, 4 * tl0 + 1);
     if (token != NULL && strlen(token) >= 8) {
         /* Replace each occurrence of the token by its masked form. */
         char masked[32];

@@ -92,7 +92,8 @@ void kn__push_uuid(const char *key, char out[37]);
 /*
  * Copy a provider's text into buf for a result detail or a log line:
  * e-mail addresses masked, the device token (if it appears) replaced by
- * its masked form, control characters dropped.  Returns buf.
+ * its masked form, control characters dropped; masked before it is cut to
+ * len, so that nothing across the cut is left half in clear.  Returns buf.
  */
 char *kn__push_scrub(const char *text, const char *token, char *buf,
                      size_t len);
@@ -188,12 +189,13 @@ void kn__apns_collapse_id(const char *bcast, char out[65]);
 
 /*
  * Classify an APNs answer as kn__fcm_classify does (apns_id: the apns-id
- * response header, may be NULL).  Returns 1 for 403 ExpiredProviderToken
- * (the caller may renew the token), else 0.
+ * response header, may be NULL; token: the device token, scrubbed from
+ * the detail).  Returns 1 for 403 ExpiredProviderToken (the caller may
+ * renew the token), else 0.
  */
 int kn__apns_classify(long status, const char *body, const char *retry_after,
-                      const char *apns_id, int64_t now_ms, struct kn_result *r,
-                      char *detail, size_t dlen);
+                      const char *apns_id, const char *token, int64_t now_ms,
+                      struct kn_result *r, char *detail, size_t dlen);
 
 /* Apple's rules for provider tokens (milliseconds). */
 #define KN_APNS_JWT_MIN_AGE_MS (20 * 60 * 1000LL) /* never renew sooner */

@@ -17,8 +17,8 @@
  * taro..yamada.@docomo.ne.jp are: such jobs never enter a request but
  * tempfail at once (they wait for the relay or their next channel).
  *
- * Classification (one result for every job of the request): 202
- * delivered (accepted; X-Message-Id kept); 429 tempfail until
+ * Classification (one result for every job of the request): 202 (any
+ * 2xx) delivered (accepted; X-Message-Id kept); 429 tempfail until
  * X-RateLimit-Reset (or Retry-After); 401/403 tempfail with the auth hint
  * (our key, not the recipients); other 4xx permfail with SendGrid's
  * errors[].message; 5xx and transport errors tempfail.
@@ -36,6 +36,7 @@
 #include "adapters/http.h"
 #include "adapters/mime.h"
 #include "adapters/net.h"
+#include "common/buf.h"
 #include "common/codec.h"
 #include "common/kn.h"
 #include "common/log.h"
@@ -285,31 +286,41 @@ char *kn__sendgrid_body(const struct kn__sendgrid_from *f,
  * Classification
  * ------------------------------------------------------------------------ */
 
-/* SendGrid's errors[]: "field: message; ..." (or the start of the body). */
+/* SendGrid's errors[]: "field: message; ..." (or the start of the body),
+ * e-mail addresses masked in the whole text before it is cut to len
+ * (SendGrid names every refused address: one across the cut would
+ * otherwise keep its local part in clear). */
 static void error_text(const char *body, size_t n, char *out, size_t len)
 {
     json_t *j = json_loadb(body, n, 0, NULL);
     json_t *errs = json_object_get(j, "errors");
-    size_t o = 0;
+    struct kn_buf b;
+    char *all;
+    size_t cut = len;
 
-    out[0] = '\0';
-    for (size_t i = 0; i < json_array_size(errs) && o < len; i++) {
+    kn_buf_init(&b, 0);
+    for (size_t i = 0; i < json_array_size(errs); i++) {
         json_t *e = json_array_get(errs, i);
         const char *msg = json_string_value(json_object_get(e, "message"));
         const char *field = json_string_value(json_object_get(e, "field"));
         if (field != NULL && strcmp(field, "null") == 0)
             field = NULL;
-        o += (size_t)snprintf(out + o, len - o, "%s%s%s%s", o ? "; " : "",
-                              field ? field : "", field ? ": " : "",
-                              msg ? msg : "(no message)");
+        kn_buf_addf(&b, "%s%s%s%s", kn_buf_len(&b) ? "; " : "",
+                    field ? field : "", field ? ": " : "",
+                    msg ? msg : "(no message)");
     }
-    if (o == 0)
-        snprintf(out, len, "%.*s", (int)(n < 160 ? n : 160), body);
+    if (kn_buf_len(&b) == 0) {
+        kn_buf_addn(&b, body, n);
+        cut = len < 161 ? len : 161; /* the start of a page */
+    }
+    json_decref(j);
+    all = kn_buf_take(&b, NULL);
+    kn_mask_text(all, out, cut);
+    free(all);
     for (char *p = out; *p; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = ' ';
     }
-    json_decref(j);
 }
 
 /* Milliseconds to wait after a 429 or 503. */
@@ -351,12 +362,15 @@ void kn__sendgrid_classify(const struct kn_http_resp *resp, int64_t now_ms,
         r->status = KN_TEMPFAIL;
         snprintf(raw, sizeof(raw), "sendgrid transport: %s",
                  resp->error ? resp->error : curl_easy_strerror(resp->rc));
-    } else if (st == 202 || st == 200) {
+    } else if (st >= 200 && st <= 299) {
+        /* 202 is SendGrid's; any 2xx is an acceptance (sending it again
+         * would mail every recipient of the request twice). */
         r->status = KN_DELIVERED;
-        snprintf(raw, sizeof(raw),
-                 "sendgrid %ld accepted (X-Message-Id "
-                 "%.64s)",
-                 st, mid ? mid : "none");
+        char mv[65];
+        /* masked whole, then cut (as error_text) */
+        kn_mask_text(mid ? mid : "none", mv, sizeof(mv));
+        snprintf(raw, sizeof(raw), "sendgrid %ld accepted (X-Message-Id %s)",
+                 st, mv);
     } else {
         error_text(resp->body, resp->bodylen, text, sizeof(text));
         if (st == 429) {

@@ -12,7 +12,8 @@
  * (every change "from -> to" with its reason) and the daemon's gauge.
  *
  * Route pauses: credentials refused (401/403) pause a route for 30 s in
- * this process; a provider quota used up (LINE's monthly limit) pauses
+ * this process (the push route per provider: FCM's and APNs' credentials
+ * are not each other's); a provider quota used up (LINE's monthly limit) pauses
  * it in every process through the Redis flag paused:<channel> for an
  * hour.  This file never sends and never records a result: worker.c
  * does, as route.c tells it.
@@ -172,7 +173,12 @@ static int may_fail_over(const struct kn__route *rt, int prio)
     }
 }
 
-enum kn__route_way kn__route_choose(struct kn__route *rt, int prio,
+int kn__route_scope(const char *platform)
+{
+    return platform != NULL && strcmp(platform, "apns") == 0 ? 1 : 0;
+}
+
+enum kn__route_way kn__route_choose(struct kn__route *rt, int prio, int scope,
                                     int64_t *wait_ms, const char **why)
 {
     struct kn__breaker_conf c;
@@ -186,8 +192,10 @@ enum kn__route_way kn__route_choose(struct kn__route *rt, int prio,
         *why = "route paused: the provider's quota is used up";
         return KN__ROUTE_FAIL;
     }
-    if (now < rt->auth_paused_until) {
-        *wait_ms = rt->auth_paused_until - now;
+    if (scope < 0 || scope >= KN__ROUTE_SCOPES)
+        scope = 0;
+    if (now < rt->auth_paused_until[scope]) {
+        *wait_ms = rt->auth_paused_until[scope] - now;
         *why = "route paused: credentials were refused";
         return KN__ROUTE_WAIT;
     }
@@ -230,10 +238,12 @@ void kn__route_result(struct kn__route *rt, int probe,
     breaker_changed(rt, old, why);
 }
 
-void kn__route_pause_auth(struct kn__route *rt, const char *provider,
+void kn__route_pause_auth(struct kn__route *rt, int scope, const char *provider,
                           const char *detail, int final)
 {
-    rt->auth_paused_until = kn_mono_ms() + AUTH_PAUSE_MS;
+    if (scope < 0 || scope >= KN__ROUTE_SCOPES)
+        scope = 0;
+    rt->auth_paused_until[scope] = kn_mono_ms() + AUTH_PAUSE_MS;
     rt->d->route_paused[rt->ch] = KN__PAUSE_AUTH;
     if (final)
         kn_log(KN_LOG_ERROR, "route",
@@ -283,11 +293,15 @@ static void on_paused(struct kn_redis *r, redisReply *rep, void *arg)
 void kn__route_tick(struct kn__route *rt)
 {
     char *k;
-    if (rt->auth_paused_until != 0 && kn_mono_ms() >= rt->auth_paused_until) {
-        rt->auth_paused_until = 0;
-        if (rt->d->route_paused[rt->ch] == KN__PAUSE_AUTH)
-            rt->d->route_paused[rt->ch] = KN__PAUSE_NONE;
+    int paused = 0;
+    for (int i = 0; i < KN__ROUTE_SCOPES; i++) {
+        if (rt->auth_paused_until[i] != 0 &&
+            kn_mono_ms() >= rt->auth_paused_until[i])
+            rt->auth_paused_until[i] = 0;
+        paused |= rt->auth_paused_until[i] != 0;
     }
+    if (!paused && rt->d->route_paused[rt->ch] == KN__PAUSE_AUTH)
+        rt->d->route_paused[rt->ch] = KN__PAUSE_NONE;
     k = kn__key(rt->d, "paused:%s", rt->chname);
     kn_redis_cmd(rt->d->cmd, on_paused, rt, "GET %s", k);
     free(k);

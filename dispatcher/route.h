@@ -89,13 +89,23 @@ const char *kn__breaker_result(struct kn__breaker *b,
 /* Route pauses, as /metrics' kairan_route_paused shows them. */
 enum { KN__PAUSE_NONE, KN__PAUSE_AUTH, KN__PAUSE_QUOTA };
 
+/*
+ * Credentials pauses are kept per provider of a route: the push route
+ * serves FCM (scope 0) and APNs (scope 1), whose credentials have nothing
+ * to do with each other; every other route has scope 0 only.
+ */
+#define KN__ROUTE_SCOPES 2
+
+/* The pause scope of a job of this push platform (NULL: not push). */
+int kn__route_scope(const char *platform);
+
 struct kn__route {
     struct kn_daemon *d;
     enum kn_channel ch;
     const char *chname;
     struct kn_adapter alt; /* failover adapter; alt.ops NULL if none */
     struct kn__breaker br;
-    int64_t auth_paused_until; /* monotonic ms */
+    int64_t auth_paused_until[KN__ROUTE_SCOPES]; /* monotonic ms */
     int quota_paused;
 };
 
@@ -117,12 +127,13 @@ void kn__route_init(struct kn__route *rt, struct kn_daemon *d,
                     enum kn_channel ch, const struct kn_adapter *main);
 
 /*
- * Where a job of priority prio (0 urgent) goes now: a quota pause fails
- * it, a credentials pause parks it until the pause ends, an open breaker
- * sends it to the failover adapter or parks it.  *why (a literal) is the
- * reason of a FAIL or WAIT.
+ * Where a job of priority prio (0 urgent) and pause scope scope
+ * (kn__route_scope) goes now: a quota pause fails it, a credentials pause
+ * of its scope parks it until the pause ends, an open breaker sends it to
+ * the failover adapter or parks it.  *why (a literal) is the reason of a
+ * FAIL or WAIT.
  */
-enum kn__route_way kn__route_choose(struct kn__route *rt, int prio,
+enum kn__route_way kn__route_choose(struct kn__route *rt, int prio, int scope,
                                     int64_t *wait_ms, const char **why);
 
 /* 1 if rt->alt takes the job's address (else it waits for the relay). */
@@ -132,9 +143,9 @@ int kn__route_alt_accepts(const struct kn__route *rt, const char *addr);
 void kn__route_result(struct kn__route *rt, int probe,
                       const struct kn_result *r);
 
-/* Credentials refused by provider: pause the route for 30 s.  final: the
- * job ends anyway (a misconfiguration refused every time). */
-void kn__route_pause_auth(struct kn__route *rt, const char *provider,
+/* Credentials refused by provider: pause the route's scope for 30 s.
+ * final: the job ends anyway (a misconfiguration refused every time). */
+void kn__route_pause_auth(struct kn__route *rt, int scope, const char *provider,
                           const char *detail, int final);
 
 /* The provider's quota is used up: pause the route in every process. */

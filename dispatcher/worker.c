@@ -370,16 +370,18 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         jb->msg->m.created_ms > 0 ? kn_now_ms() - jb->msg->m.created_ms : -1);
     if (r->auth && r->status == KN_PERMFAIL) {
         /* A configuration error the provider will refuse every time (an
-         * APNs token of another app's topic, say): pause the route so the
+         * APNs topic that is not the app's, say): pause the route so the
          * operator sees it, but end this job instead of looping. */
-        kn__route_pause_auth(&w->rt, jb->via->ops->name, r->detail, 1);
+        kn__route_pause_auth(&w->rt, kn__route_scope(jb->job.platform),
+                             jb->via->ops->name, r->detail, 1);
         fail_for_good(jb, r->detail);
         return;
     }
     if (r->auth) {
         /* Our credentials were refused: not the recipients' fault.  Pause
          * the route, keep the job (no attempt counted). */
-        kn__route_pause_auth(&w->rt, jb->via->ops->name, r->detail, 0);
+        kn__route_pause_auth(&w->rt, kn__route_scope(jb->job.platform),
+                             jb->via->ops->name, r->detail, 0);
         retry(jb, 30000, r->detail, 0);
         return;
     }
@@ -603,7 +605,8 @@ static int send_now(struct wjob *jb)
         kn__worker_job_done(jb);
         return 0;
     }
-    switch (kn__route_choose(&w->rt, jb->prio, &wait, &why)) {
+    switch (kn__route_choose(&w->rt, jb->prio,
+                             kn__route_scope(jb->job.platform), &wait, &why)) {
     case KN__ROUTE_FAIL:
         fail_for_good(jb, why);
         return 0;

@@ -59,6 +59,8 @@ POST /oauth2/v3/token (stateless channel access token)
   The same form and assertion (token_exp not needed); answer
   {"token_type": "Bearer", "access_token", "expires_in":
   min(900, --token-ttl)}; no cap on tokens.
+  --token-expires-in N announces expires_in N instead (v2.1 and
+  stateless), the token's real life unchanged: a broken endpoint.
 
 Store (--store DIR):
   DIR/requests.jsonl  one line per accepted push/multicast request (a retry
@@ -566,14 +568,15 @@ class Handler(BaseHTTPRequestHandler):
             if stateless:
                 st.stateless.add(tok)
             st.stats["tokens"] += 1
-        st.event(ev="token", status=200, reason=None, expires_in=ttl,
+        said = ttl if st.args.token_expires_in is None else st.args.token_expires_in
+        st.event(ev="token", status=200, reason=None, expires_in=said,
                  kind="stateless" if stateless else "v2.1")
         if stateless:
             self.answer(200, {"token_type": "Bearer", "access_token": tok,
-                              "expires_in": ttl})
+                              "expires_in": said})
         else:
             self.answer(200, {"access_token": tok, "token_type": "Bearer",
-                              "expires_in": ttl,
+                              "expires_in": said,
                               "key_id": secrets.token_hex(8)})
 
     # -- push / multicast
@@ -858,6 +861,9 @@ def parse_args(argv):
                     help="public key that verifies client assertions")
     ap.add_argument("--token-ttl", type=int, default=2592000,
                     help="expires_in of issued tokens (seconds)")
+    ap.add_argument("--token-expires-in", type=int, default=None,
+                    help="expires_in announced, whatever the token's real "
+                         "life (a broken token endpoint)")
     ap.add_argument("--max-tokens", type=int, default=30,
                     help="valid v2.1 tokens a channel may have (LINE: 30)")
     ap.add_argument("--quota", type=int, default=None,

@@ -44,7 +44,9 @@ counters restart then):
    "retry_after": S}]}
   A: "400" "401" "403" "413" "429" ("429-rate", "429-quota" alike) "500"
      "502" "503" (not accepted, not stored), "500-accepted" (stored, then
-     500), "stall", "reset" (TCP RST), "garbage" (not HTTP), "delay".
+     500), "202-cut" (stored, then 202 and its headers, and a TCP RST
+     half-way through the body they announce), "stall", "reset" (TCP RST),
+     "garbage" (not HTTP), "delay".
   Rules are checked after authentication and validation.
 
 SIGTERM/SIGINT: stop, flush, (--stats) print counters to stderr, exit 0.
@@ -475,7 +477,7 @@ class Handler(BaseHTTPRequestHandler):
         if action == "delay":
             time.sleep(float(rule.get("seconds", 1)))
             action = None
-        if action is not None and action != "500-accepted":
+        if action is not None and action not in ("500-accepted", "202-cut"):
             st.event(ev="request", status=action, personalizations=len(
                 body["personalizations"]), to=rcpts, action=action,
                 reason="control rule")
@@ -521,6 +523,22 @@ class Handler(BaseHTTPRequestHandler):
         if status == 500:
             return self.errors(500, [("internal server error", None)], h)
         h["X-Message-Id"] = mid
+        if action == "202-cut":
+            # accepted, and the answer lost half-way: a proxy or a link
+            # that dies after the status line
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "64")
+            for k, v in h.items():
+                self.send_header(k, v)
+            self.end_headers()
+            try:
+                self.wfile.write(b'{"accepted":')
+                self.wfile.flush()
+            except OSError:
+                pass
+            time.sleep(0.2)
+            return self.reset()
         self.answer(202, None, h)
 
 

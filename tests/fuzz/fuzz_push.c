@@ -55,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(detail, 'x', sizeof(detail));
     if (apns)
-        ret = kn__apns_classify(fr.status, fr.body, ra, token, NOW_MS, &r,
-                                detail, sizeof(detail));
+        ret = kn__apns_classify(fr.status, fr.body, ra, token, token, NOW_MS,
+                                &r, detail, sizeof(detail));
     else
         ret = kn__fcm_classify(fr.status, fr.body, ra, token, NOW_MS, &r,
                                detail, sizeof(detail));

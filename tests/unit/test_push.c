@@ -528,9 +528,10 @@ static void test_fcm_classify(void **state)
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
+        /* permanent for that token (PROVIDERS.md 8), no route pause */
         {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
                       "Auth error from APNS or Web Push Service"),
-         NULL, KN_TEMPFAIL, 0, 1, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
+         NULL, KN_PERMFAIL, 0, 0, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
          "authentication credentials.\",\"status\":\"UNAUTHENTICATED\"}}",
@@ -588,7 +589,8 @@ static void test_apns_classify(void **state)
         {410, "Unregistered", NULL, KN_PERMFAIL, 1, 0, 0, 0},
         {410, "ExpiredToken", NULL, KN_PERMFAIL, 1, 0, 0, 0},
         {400, "BadDeviceToken", NULL, KN_PERMFAIL, 1, 0, 0, 0},
-        {400, "DeviceTokenNotForTopic", NULL, KN_PERMFAIL, 0, 1, 0, 0},
+        /* one token of another app: not our configuration */
+        {400, "DeviceTokenNotForTopic", NULL, KN_PERMFAIL, 0, 0, 0, 0},
         {400, "BadTopic", NULL, KN_PERMFAIL, 0, 1, 0, 0},
         {400, "TopicDisallowed", NULL, KN_PERMFAIL, 0, 1, 0, 0},
         {400, "BadCollapseId", NULL, KN_PERMFAIL, 0, 0, 0, 0},
@@ -621,7 +623,8 @@ static void test_apns_classify(void **state)
             body[0] = '\0';
         expired = kn__apns_classify(c->status, body, c->retry_after,
                                     "8e0ee1b4-7d5c-5c52-9a7e-0c8a3f1e2d11",
-                                    NOW_MS, &r, detail, sizeof(detail));
+                                    APNS_TOKEN, NOW_MS, &r, detail,
+                                    sizeof(detail));
         print_message("apns case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -636,13 +639,38 @@ static void test_apns_classify(void **state)
     {
         struct kn_result r;
         char detail[200];
-        kn__apns_classify(200, "", NULL, "8e0ee1b4", NOW_MS, &r, detail,
-                          sizeof(detail));
+        kn__apns_classify(200, "", NULL, "8e0ee1b4", APNS_TOKEN, NOW_MS, &r,
+                          detail, sizeof(detail));
         assert_non_null(strstr(detail, "apns-id=8e0ee1b4"));
+        /* Any 2xx is an acceptance: never sent again (a second
+         * notification on the phone). */
+        kn__apns_classify(204, "", NULL, "8e0ee1b4", APNS_TOKEN, NOW_MS, &r,
+                          detail, sizeof(detail));
+        assert_int_equal(r.status, KN_DELIVERED);
         /* A proxy's page instead of JSON: tempfail, no crash. */
-        kn__apns_classify(502, "<html>Bad Gateway</html>", NULL, NULL, NOW_MS,
-                          &r, detail, sizeof(detail));
+        kn__apns_classify(502, "<html>Bad Gateway</html>", NULL, NULL,
+                          APNS_TOKEN, NOW_MS, &r, detail, sizeof(detail));
         assert_int_equal(r.status, KN_TEMPFAIL);
+    }
+    {
+        /* 410 that is not APNs' answer (no reason Unregistered or
+         * ExpiredToken: a page of a proxy or of a wrong apns.api_base)
+         * must never mark the token dead: every token would be. */
+        static const char *const not_apns[] = {
+            "<html><body>410 Gone</body></html>",
+            "",
+            "{\"error\":\"gone\"}",
+        };
+        for (size_t i = 0; i < sizeof(not_apns) / sizeof(not_apns[0]); i++) {
+            struct kn_result r;
+            char detail[200];
+            kn__apns_classify(410, not_apns[i], NULL, NULL, APNS_TOKEN, NOW_MS,
+                              &r, detail, sizeof(detail));
+            print_message("apns 410 not from APNs %zu: %s\n", i, detail);
+            assert_int_equal(r.dead, 0);
+            assert_int_equal(r.status, KN_TEMPFAIL);
+            assert_int_equal(r.auth, 1);
+        }
     }
 }
 
@@ -724,6 +752,39 @@ static void test_scrub(void **state)
     assert_non_null(strstr(buf, "a1b2***"));
     kn__push_scrub("short", APNS_TOKEN, buf, 4);
     assert_string_equal(buf, "sho");
+    /* Masked before it is cut: a token or an address across the cut is
+     * never left half in clear. */
+    kn__push_scrub("Invalid registration token: " FCM_TOKEN, FCM_TOKEN, buf,
+                   40);
+    print_message("cut token: %s\n", buf);
+    assert_null(strstr(buf, "dXNlcjE"));
+    kn__push_scrub("Unknown recipient taro.yamada@docomo.ne.jp", NULL, buf,
+                   30);
+    print_message("cut address: %s\n", buf);
+    assert_null(strstr(buf, "taro.ya"));
+}
+
+/* An APNs answer that echoes the device token (a proxy's page with the
+ * request path, a reason or apns-id carrying it) never puts it, or a
+ * part of it, in the detail. */
+static void test_apns_detail_no_token(void **state)
+{
+    static const char *const bodies[] = {
+        "Cannot POST /3/device/" APNS_TOKEN,
+        "{\"reason\":\"BadDeviceToken " APNS_TOKEN "\"}",
+        "{\"reason\":\"" APNS_TOKEN "\"}",
+    };
+    static const long statuses[] = {200, 404, 400, 403, 410, 500, 502};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        for (size_t k = 0; k < sizeof(statuses) / sizeof(statuses[0]); k++) {
+            struct kn_result r;
+            char detail[400];
+            kn__apns_classify(statuses[k], bodies[i], NULL, APNS_TOKEN,
+                              APNS_TOKEN, NOW_MS, &r, detail, sizeof(detail));
+            print_message("apns %ld: %s\n", statuses[k], detail);
+            assert_null(strstr(detail, "c3d4e5f6071829"));
+        }
+    }
 }
 
 /* ---- token renewal rules ---- */
@@ -1026,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_token_checks),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_apns_detail_no_token),
         cmocka_unit_test(test_fcm_token_state),
         cmocka_unit_test(test_apns_jwt_rules),
         cmocka_unit_test(test_apns_client_renewal),

@@ -330,6 +330,13 @@ static void test_classify(void **state)
     assert_int_equal(r.status, KN_DELIVERED);
     assert_non_null(strstr(r.detail, "abcDEF123"));
 
+    /* Any 2xx is an acceptance (a proxy's 204, say): never sent again,
+     * which would mail every recipient of the request twice. */
+    r = classify(204, "", NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_DELIVERED);
+    r = classify(201, "{}", NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_DELIVERED);
+
     r = classify(429, "{\"errors\":[{\"message\":\"too many requests\"}]}",
                  "X-RateLimit-Reset: 1795308263", "Retry-After: 60", d,
                  sizeof(d));
@@ -388,6 +395,36 @@ static void test_classify(void **state)
     assert_ptr_equal(r.detail, kn_detail_aborted);
 }
 
+/* SendGrid names every refused address of a batch: the cut of the detail
+ * falls inside one, which must be masked all the same. */
+static void test_classify_cut_address(void **state)
+{
+    char d[512], body[8192];
+    struct kn_result r;
+    /* a first error of every length up to one address error, so that the
+     * cut falls on every place of an address */
+    for (int k = 0; k < 80; k++) {
+        size_t o = (size_t)snprintf(body, sizeof(body),
+                                    "{\"errors\":[{\"message\":\"%.*s\"}",
+                                    k, "................................"
+                                       "................................"
+                                       "................................");
+        for (int i = 0; i < 30; i++)
+            o += (size_t)snprintf(body + o, sizeof(body) - o,
+                                  ",{\"message\":\"Does not contain a valid "
+                                  "address: guardian%02d.yamada@docomo.ne.jp"
+                                  "\",\"field\":null}",
+                                  i);
+        snprintf(body + o, sizeof(body) - o, "]}");
+        r = classify(400, body, NULL, NULL, d, sizeof(d));
+        if (strstr(r.detail, "uardian") != NULL)
+            print_message("detail: %s\n", r.detail);
+        assert_int_equal(r.status, KN_PERMFAIL);
+        assert_null(strstr(r.detail, "uardian"));
+        assert_null(strstr(r.detail, "yamada"));
+    }
+}
+
 static void test_table(void **state)
 {
     assert_ptr_equal(kn_adapter_find("sendgrid"), &kn_adapter_sendgrid);
@@ -400,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_from),
         cmocka_unit_test(test_body),
         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_classify_cut_address),
         cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

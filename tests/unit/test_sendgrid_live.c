@@ -337,6 +337,23 @@ static void test_faults(void **state)
     run_jobs(&cfg, 2, &run, 0);
     assert_int_equal(run.status[0], KN_TEMPFAIL);
     assert_non_null(strstr(run.detail[0], "transport"));
+
+    /* 202 Accepted, then the connection reset half-way through the
+     * body: SendGrid took the mail; sending it again would mail every
+     * recipient of the request twice. */
+    {
+        json_t *acc = accepted();
+        size_t before = json_array_size(acc);
+        json_decref(acc);
+        set_control("{\"rules\":[{\"action\":\"202-cut\"}]}");
+        run_jobs(&cfg, 2, &run, 0);
+        acc = accepted();
+        assert_int_equal(json_array_size(acc), before + 1);
+        json_decref(acc);
+        print_message("202 then cut: %s\n", run.detail[0]);
+        assert_int_equal(run.status[0], KN_DELIVERED);
+        assert_int_equal(run.status[1], KN_DELIVERED);
+    }
     kn_config_free(&cfg);
 
     /* A stalled request: the time limit makes it a tempfail. */
