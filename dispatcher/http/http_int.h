@@ -170,10 +170,10 @@ struct req {
                      * not a person's activity (session_auth.c) */
     size_t header_bytes;
     int in_value;
-    int trailer;  /* the head is complete: fields now are a trailer's */
-    int te_lines; /* Transfer-Encoding field lines */
+    int trailer;    /* the head is complete: fields now are a trailer's */
+    int te_lines;   /* Transfer-Encoding field lines */
     int host_lines; /* Host header lines (RFC 9112 3.2: exactly one) */
-    int te_other; /* one of them is not exactly "chunked" */
+    int te_other;   /* one of them is not exactly "chunked" */
     int dup_authz;
     int started;
     int head_paused; /* a body follows: the head is checked first */
