@@ -29,6 +29,7 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,19 +230,52 @@ void kn__http_send(struct kn_net *net, const struct kn_http_req *req,
     kn_net_add(net, x->easy, on_done, x);
 }
 
+/*
+ * Whether the authority of an http:// URL (a, n bytes) names this host:
+ * "localhost", "[::1]" or an IPv4 literal of 127.0.0.0/8, with an
+ * optional ":port" of digits, and no "user@" (a prefix test took
+ * "localhost.example.com" and "127.0.0.1@evil.example" for loopback, and
+ * the bearer token would have crossed the network in clear).
+ */
+static int loopback_authority(const char *a, size_t n)
+{
+    const char *colon;
+    size_t hl = n;
+    char h[16];
+    struct in_addr x;
+    if (memchr(a, '@', n) != NULL)
+        return 0;
+    if (n >= 5 && memcmp(a, "[::1]", 5) == 0)
+        hl = 5;
+    else if ((colon = memchr(a, ':', n)) != NULL)
+        hl = (size_t)(colon - a);
+    if (hl < n) {
+        if (a[hl] != ':' || hl + 1 == n)
+            return 0;
+        for (size_t i = hl + 1; i < n; i++)
+            if (!isdigit((unsigned char)a[i]))
+                return 0;
+    }
+    if ((hl == 9 && strncasecmp(a, "localhost", 9) == 0) ||
+        (hl == 5 && memcmp(a, "[::1]", 5) == 0))
+        return 1;
+    if (hl < 5 || hl >= sizeof(h) || memcmp(a, "127.", 4) != 0)
+        return 0;
+    memcpy(h, a, hl);
+    h[hl] = '\0';
+    return inet_pton(AF_INET, h, &x) == 1;
+}
+
 int kn__http_url_ok(const char *url, const char **why)
 {
-    static const char *const loopback[] = {"127.", "localhost", "[::1]"};
     if (strncmp(url, "https://", 8) == 0)
         return 0;
     if (strncmp(url, "http://", 7) == 0) {
         const char *host = url + 7;
-        for (size_t i = 0; i < KN_ARRAY_SIZE(loopback); i++) {
-            if (strncmp(host, loopback[i], strlen(loopback[i])) == 0)
-                return 0;
-        }
-        *why = "plain http:// is allowed only to a loopback address; use "
-               "https://";
+        if (loopback_authority(host, strcspn(host, "/?#")))
+            return 0;
+        *why = "plain http:// is allowed only to a loopback address "
+               "(localhost, 127.x.y.z, [::1]); use https://";
         return KN_EINVAL;
     }
     *why = "the url must start with https://";

@@ -2,7 +2,8 @@
  * test_http.c - the HTTP/2 pool's bound on requests in flight
  * (kn__h2pool_limit): Little's law with its floor and cap.  Pure
  * arithmetic, no clock: the measuring itself is proven end to end by
- * test_push_dups.py and the kill matrix.
+ * test_push_dups.py and the kill matrix.  And which provider URLs may be
+ * plain http:// (kn__http_url_ok: this host only).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,11 +38,45 @@ static void test_floor_and_cap(void **state)
     assert_int_equal(kn__h2pool_limit(1e300, 1e300, 8, 360), 360);
 }
 
+static void test_url_ok(void **state)
+{
+    static const char *const ok[] = {
+        "https://api.line.me",   "http://127.0.0.1:8080/v2",
+        "http://127.10.0.1/",    "http://localhost",
+        "http://LOCALHOST:99?x", "http://[::1]:8443/x",
+        "http://127.0.0.1#f",
+    };
+    static const char *const bad[] = {
+        "http://localhost.example.com/",
+        "http://127.0.0.1@evil.example/",
+        "http://localhost:80@evil.example",
+        "http://127.evil.example/",
+        "http://127.0.0.1.nip.io/",
+        "http://127.0.0.1:/",
+        "http://127.0.0.1:80x/",
+        "http://[::1].evil/",
+        "http://10.0.0.1/",
+        "ftp://127.0.0.1/",
+        "HTTP://127.0.0.1/",
+    };
+    const char *why;
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (kn__http_url_ok(ok[i], &why) != 0)
+            fail_msg("%s refused: %s", ok[i], why);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (kn__http_url_ok(bad[i], &why) == 0 || why == NULL)
+            fail_msg("%s taken for this host", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_littles_law),
         cmocka_unit_test(test_floor_and_cap),
+        cmocka_unit_test(test_url_ok),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
