@@ -210,6 +210,15 @@ enum kn__route_way kn__route_choose(struct kn__route *rt, int prio, int scope,
         breaker_changed(rt, old, change);
         return KN__ROUTE_PROBE;
     case KN__WAY_FAILOVER:
+        if (now < rt->auth_paused_until[KN__ROUTE_SCOPE_ALT]) {
+            /* back by the next probe of the relay at the latest */
+            *wait_ms = rt->auth_paused_until[KN__ROUTE_SCOPE_ALT] - now;
+            if (*wait_ms > c.probe_ms)
+                *wait_ms = c.probe_ms;
+            *why = "failover paused: the failover provider refused the "
+                   "credentials";
+            return KN__ROUTE_WAIT;
+        }
         return KN__ROUTE_FAILOVER;
     case KN__WAY_WAIT:
         break;

@@ -92,9 +92,12 @@ enum { KN__PAUSE_NONE, KN__PAUSE_AUTH, KN__PAUSE_QUOTA };
 /*
  * Credentials pauses are kept per provider of a route: the push route
  * serves FCM (scope 0) and APNs (scope 1), whose credentials have nothing
- * to do with each other; every other route has scope 0 only.
+ * to do with each other; every other route has scope 0 only.  The
+ * failover adapter (SendGrid behind the SMTP relay) has a scope of its
+ * own: its refused API key stops the failover, never the relay.
  */
-#define KN__ROUTE_SCOPES 2
+#define KN__ROUTE_SCOPES    3
+#define KN__ROUTE_SCOPE_ALT 2
 
 /* The pause scope of a job of this push platform (NULL: not push). */
 int kn__route_scope(const char *platform);

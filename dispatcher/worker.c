@@ -343,6 +343,15 @@ static void retry_or_give_up(struct wjob *jb, int64_t retry_after,
 
 /* ---- sending ---- */
 
+/* Whose credentials a refusal of jb's send names: the failover adapter's
+ * own, or those of the route's provider for the job (route.h). */
+static int pause_scope(const struct kn_worker *w, const struct wjob *jb)
+{
+    if (jb->via == &w->rt.alt)
+        return KN__ROUTE_SCOPE_ALT;
+    return kn__route_scope(jb->job.platform);
+}
+
 static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
 {
     struct wjob *jb = job->_owner;
@@ -372,16 +381,16 @@ static void on_sent(struct kn_job *job, const struct kn_result *r, void *arg)
         /* A configuration error the provider will refuse every time (an
          * APNs topic that is not the app's, say): pause the route so the
          * operator sees it, but end this job instead of looping. */
-        kn__route_pause_auth(&w->rt, kn__route_scope(jb->job.platform),
-                             jb->via->ops->name, r->detail, 1);
+        kn__route_pause_auth(&w->rt, pause_scope(w, jb), jb->via->ops->name,
+                             r->detail, 1);
         fail_for_good(jb, r->detail);
         return;
     }
     if (r->auth) {
         /* Our credentials were refused: not the recipients' fault.  Pause
          * the route, keep the job (no attempt counted). */
-        kn__route_pause_auth(&w->rt, kn__route_scope(jb->job.platform),
-                             jb->via->ops->name, r->detail, 0);
+        kn__route_pause_auth(&w->rt, pause_scope(w, jb), jb->via->ops->name,
+                             r->detail, 0);
         retry(jb, 30000, r->detail, 0);
         return;
     }

@@ -3,7 +3,8 @@
 broadcast: e-mail fails over to (fake) SendGrid within the breaker's
 thresholds; carrier addresses SendGrid refuses wait for the relay; when the
 relay is back, a probe closes the breaker and traffic returns to SMTP;
-failover.mode = emergency-only keeps normal mail off SendGrid.
+failover.mode = emergency-only keeps normal mail off SendGrid; SendGrid
+refusing kairan's API key pauses the failover only, never the relay.
 """
 import json
 import os
@@ -86,6 +87,26 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                "after recovery urgent mail uses the relay again")
         dup = len(sg.recipients()) - len(set(sg.recipients()))
         tap.eq(dup, 0, "no duplicate at SendGrid")
+
+    with tap.check("SendGrid refusing the API key pauses the failover only: "
+                   "once the relay is back, urgent mail goes through it "
+                   "without waiting out the 30 s pause"):
+        sg.set_control({"rules": [{"action": "401"}]})
+        smtp.set_control({"down": "refuse"})
+        b5 = k.submit(bc(4, "urgent", "k"))
+        wait_for(lambda: "credentials refused" in d.stderr_text(), 30,
+                 what="SendGrid's 401 seen")
+        smtp.set_control({})
+        b6 = k.submit(bc(3, "urgent", "r"))
+        # The pause is 30 s: well within it, through the relay.
+        k.wait_done(b6, 20)
+        got = set(m_r for m in smtp.messages() for m_r in m["rcpt"])
+        tap.ok(all(("r%03d@example.jp" % i) in got for i in range(3)),
+               "the new broadcast went through the relay")
+        k.wait_done(b5, 90)
+        tap.eq(k.counts(b5)["email"].get("delivered"), 4,
+               "the refused broadcast delivered through the relay later")
+        sg.set_control({})
 
     d.stop()
     sg.stop()
