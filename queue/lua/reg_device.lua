@@ -14,10 +14,15 @@
 -- Returns {1, tenant, rcpt} done, {0} unknown or expired (a code works
 -- once), {2} the sheet was reissued or is used up, {3} this token is
 -- already registered for the child.
+-- A token the app registers (done, or already registered) leaves
+-- dead:push: a provider once called it dead (APNs 410, FCM UNREGISTERED),
+-- and the app has just proved it current (APNs: a token registered again
+-- after the 410's time is valid again).
 --#include keys
 --#include page_lang
 local P, mode, now = ARGV[1], ARGV[2], ARGV[3]
 local k, t, ti, cred = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local function alive() redis.call('SREM', key(P, 'dead', 'push'), ti) end
 local function load(rk)
   local cur = redis.call('HGET', rk, 'g')
   if cur then
@@ -38,6 +43,7 @@ if mode == 'rotate' then
           d.k, d.t, d.ti = k, t, ti
           redis.call('HSET', rk, 'g', cjson.encode(gs))
           redis.call('HSET', KEYS[1], 'ti', ti)
+          alive()
           return {1, v[1], v[2]}
         end
       end
@@ -62,7 +68,7 @@ for _, g in ipairs(gs) do
   if type(g) == 'table' then
     if type(g.p) == 'table' then
       for _, d in ipairs(g.p) do
-        if type(d) == 'table' and d.ti == ti then return {3} end
+        if type(d) == 'table' and d.ti == ti then alive(); return {3} end
       end
     end
     if g.tk == v[4] then mine = g end
@@ -81,4 +87,5 @@ page_lang_set(mine, page_lang(v[5]), now)
 redis.call('HSET', rk, 'g', cjson.encode(gs))
 redis.call('HSET', key(P, 'rdev', cred), 't', T, 'r', R, 'tk', v[4], 'ti', ti)
 redis.call('SADD', key(P, 'rdevs', T), cred)
+alive()
 return {1, T, R}

@@ -556,6 +556,16 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         g = json.loads(r.call("HGET", P + "reg:%s:s-1" % T, "g"))
         assert len(g) == 2 and len(g[1]["p"]) == 1, g
         assert g[1]["pf"]["lg"] == "pt", g[1]
+        # A token a provider once called dead that the app registers again
+        # is alive again: the app has just proved it current.
+        ti2 = g[1]["p"][0]["ti"]
+        r.call("SADD", P + "dead:push", ti2)
+        st, u = call("POST", "/v1/devices", {"credential":
+                                             dv["device_credential"],
+                                             "platform": "fcm",
+                                             "token": fcm2})
+        assert st == 200 and u == {"updated": True}, (st, u)
+        assert r.call("SISMEMBER", P + "dead:push", ti2) == 0
         blob = b"".join(r.call("DUMP", x) or b"" for x in scan())
         assert fcm1.encode() not in blob and fcm2.encode() not in blob
         bid = k.submit({"tenant": T, "subject": "プッシュ", "body": "本文",
