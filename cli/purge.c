@@ -6,9 +6,9 @@
  *
  * purge runs the same code as kairand's daily timer (queue/retention.c,
  * rules in queue/retention.h and docs/drills.md).  tenant close stops
- * T's API tokens and staff sessions at once (kairand's HTTP reads tenant:<T> closed_ms on
- * every request) and schedules T's data for erasure by the purge after
- * retention.closed_tenant_days.  --now fixes the clock (tests, and to see
+ * T's API tokens and staff sessions at once (kairand's HTTP reads tenant:<T>
+ * closed_ms on every request) and schedules T's data for erasure by the purge
+ * after retention.closed_tenant_days.  --now fixes the clock (tests, and to see
  * in advance what a purge on that day would delete... by doing it: there
  * is no dry run).
  */
@@ -32,8 +32,9 @@ static int take_now(int argc, char **argv)
         if (strcmp(argv[i], "--now") == 0 && i + 1 < argc) {
             int64_t ms;
             if (kn_time_parse(argv[i + 1], &ms) < 0) {
-                fprintf(stderr, "kairanctl: --now %s: write an RFC 3339 "
-                                "time, e.g. 2027-06-01T03:00:00+09:00\n",
+                fprintf(stderr,
+                        "kairanctl: --now %s: write an RFC 3339 "
+                        "time, e.g. 2027-06-01T03:00:00+09:00\n",
                         argv[i + 1]);
                 return -1;
             }
@@ -69,6 +70,8 @@ static int do_purge(int argc, char **argv)
     printf("delivery records deleted: %lld (broadcasts before %s)\n",
            st.delivery_records,
            kn_time_jst(st.delivery_cutoff_ms, t2, sizeof(t2)));
+    printf("dead letters deleted: %lld (added before %s)\n", st.dlq_entries,
+           t2);
     printf("audit lines deleted: %lld (before %s)\n", st.audit_lines,
            kn_time_jst(st.audit_cutoff_ms, t3, sizeof(t3)));
     printf("closed tenants erased: %lld (%lld keys)\n", st.tenants,
@@ -106,8 +109,9 @@ static int do_tenant(int argc, char **argv)
     }
     tenant = argv[2];
     if (!kn_tenant_valid(tenant)) {
-        fprintf(stderr, "kairanctl: '%s' is not a tenant name (1-64 letters, "
-                        "digits, '-', '_', '.')\n",
+        fprintf(stderr,
+                "kairanctl: '%s' is not a tenant name (1-64 letters, "
+                "digits, '-', '_', '.')\n",
                 tenant);
         return KN_EXIT_USAGE;
     }
@@ -117,8 +121,8 @@ static int do_tenant(int argc, char **argv)
     r = kn_cli_cmd("HSETNX %s closed_ms %lld", k, (long long)kn_now_ms());
     freeReplyObject(r);
     r = kn_cli_cmd("HGET %s closed_ms", k);
-    closed = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
-                                           : kn_now_ms();
+    closed =
+        r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : kn_now_ms();
     freeReplyObject(r);
     free(k);
     k = kn_cli_key("tenants:closed");

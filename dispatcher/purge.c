@@ -71,13 +71,14 @@ static void purge_done(uv_work_t *w, int status)
         snprintf(a, sizeof(a), "%lld", p->st.broadcasts);
         snprintf(b, sizeof(b), "%lld", p->st.delivery_records);
         snprintf(c, sizeof(c), "%lld", p->st.audit_lines);
-        char sa[24], rg[24];
+        char sa[24], rg[24], dl[24];
+        snprintf(dl, sizeof(dl), "%lld", p->st.dlq_entries);
         snprintf(t, sizeof(t), "%lld", p->st.tenants);
         snprintf(sa, sizeof(sa), "%lld", p->st.staff_accounts);
         snprintf(rg, sizeof(rg), "%lld", p->st.registrations);
         kn_log(KN_LOG_INFO, "purge", "purge done", "broadcasts", a,
-               "delivery_records", b, "audit_lines", c, "tenants", t,
-               "staff_accounts", sa, "registrations", rg, NULL);
+               "delivery_records", b, "dlq_entries", dl, "audit_lines", c,
+               "tenants", t, "staff_accounts", sa, "registrations", rg, NULL);
     }
 }
 

@@ -209,6 +209,59 @@ static long long purge_broadcasts(struct ctx *x, int64_t cutoff, int whole)
     return n;
 }
 
+/* The DLQ's entries of tenant t (named by their "tenant" field, or by the
+ * tenant of the broadcast their "bc" field names: call this before the
+ * broadcasts go); returns entries deleted. */
+static long long erase_tenant_dlq(struct ctx *x, const char *t)
+{
+    long long n = 0;
+    char from[48] = "-";
+    for (;;) {
+        redisReply *r = cmd(x, "XRANGE %sdlq %s + COUNT 500", x->prefix, from);
+        size_t got = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        for (size_t i = 0; i < got; i++) {
+            const redisReply *e = r->element[i], *kv;
+            const char *bc = NULL, *tn = NULL;
+            int mine = 0;
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            kv = e->element[1];
+            for (size_t j = 0;
+                 kv->type == REDIS_REPLY_ARRAY && j + 1 < kv->elements;
+                 j += 2) {
+                if (kv->element[j]->type != REDIS_REPLY_STRING ||
+                    kv->element[j + 1]->type != REDIS_REPLY_STRING)
+                    continue;
+                if (strcmp(kv->element[j]->str, "tenant") == 0)
+                    tn = kv->element[j + 1]->str;
+                else if (strcmp(kv->element[j]->str, "bc") == 0)
+                    bc = kv->element[j + 1]->str;
+            }
+            if (tn != NULL && strcmp(tn, t) == 0) {
+                mine = 1;
+            } else if (bc != NULL && bc[0] != '\0') {
+                char *bk = kn_key_bc(x->prefix, bc, "");
+                redisReply *h = cmd(x, "HGET %s tenant", bk);
+                mine = h && h->type == REDIS_REPLY_STRING &&
+                       strcmp(h->str, t) == 0;
+                if (h)
+                    freeReplyObject(h);
+                free(bk);
+            }
+            if (mine)
+                n += run(x, "XDEL %sdlq %s", x->prefix, e->element[0]->str);
+            /* the next page starts after this entry */
+            snprintf(from, sizeof(from), "(%s", e->element[0]->str);
+        }
+        if (r)
+            freeReplyObject(r);
+        if (got < 500 || x->failed)
+            break;
+    }
+    return n;
+}
+
 /* Erase every key of tenant t; returns keys deleted. */
 static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
 {
@@ -304,6 +357,10 @@ static long long erase_tenant(struct ctx *x, const char *t, int64_t now)
     }
     if (r)
         freeReplyObject(r);
+
+    /* its dead letters (which hold sealed addresses), while its
+     * broadcasts still name their tenant */
+    n += erase_tenant_dlq(x, t);
 
     for (int k = 0; k < 2; k++) {
         r = cmd(x, "ZRANGE %s%s 0 -1", p, k == 0 ? "bcs" : "rejected");
@@ -452,6 +509,11 @@ int kn_purge_run(redisContext *c, const struct kn_config *cfg, int64_t now,
 
     st->broadcasts = purge_broadcasts(&x, st->fy_cutoff_ms, 1);
     st->delivery_records = purge_broadcasts(&x, st->delivery_cutoff_ms, 0);
+    /* Dead letters are delivery records too (a job with its sealed
+     * addresses, a reason): those added before the cutoff go (a stream
+     * entry's id is the time it was added). */
+    st->dlq_entries = run(&x, "XTRIM %sdlq MINID %lld", x.prefix,
+                          (long long)st->delivery_cutoff_ms);
 
     /* Staff accounts deactivated before the oldest kept fiscal year go as
      * their broadcasts do; the broadcasts keep the sender's name. */

@@ -12,15 +12,16 @@
  *    is deleted from June 1 on ("deleted every June");
  *  - per-recipient delivery records (bc:<id>:r, which hold sealed data and
  *    blind indexes, and the member set bc:<id>:m of the personal links) of
- *    broadcasts older than retention.delivery_days;
+ *    broadcasts older than retention.delivery_days, and the DLQ's entries
+ *    (dead letters: jobs with sealed addresses) added before that;
  *  - audit-log lines (the .jsonl files in audit_dir) older than
  *    retention.audit_years calendar years;
  *  - every key of a tenant closed (kairanctl tenant close) at least
- *    retention.closed_tenant_days ago: directory, groups, indexes, tokens
- *    and broadcasts.  tenant:<T> itself stays (closed_ms, erased_ms) so
- *    that its name cannot silently come back to life.  Its registration
- *    sheets and guardians' registrations go with it
- *    (queue/registration.h);
+ *    retention.closed_tenant_days ago: directory, groups, indexes, tokens,
+ *    broadcasts and their DLQ entries.  tenant:<T> itself stays
+ *    (closed_ms, erased_ms) so that its name cannot silently come back to
+ *    life.  Its registration sheets and guardians' registrations go with
+ *    it (queue/registration.h);
  *  - the registrations and sheet of a child no longer in the directory.
  * One purge at a time across processes: <prefix>lock:purge (SET NX PX).
  */
@@ -36,6 +37,7 @@ struct kn_config;
 struct kn_purge_stats {
     long long broadcasts;       /* deleted whole */
     long long delivery_records; /* bc:<id>:r deleted */
+    long long dlq_entries;      /* dead letters before delivery_cutoff_ms */
     long long audit_lines;      /* lines dropped */
     long long tenants;          /* closed tenants erased */
     long long tenant_keys;      /* keys deleted for them */
