@@ -28,10 +28,10 @@
 #include "model/broadcast.h"
 #include "model/directory.h"
 #include "model/address.h"
+#include "model/audit.h"
 #include "queue/keys.h"
 #include "queue/redis_uv.h"
 #include "queue/lua.h"
-
 
 /* ---- export ---- */
 
@@ -57,8 +57,8 @@ static int unseal_str(const struct kn_keyring *kr, const char *purpose,
 /* Append plain to a ';' list held in *acc. */
 static void acc_add(char **acc, const char *plain)
 {
-    char *t = (*acc)[0] ? kn_xasprintf("%s;%s", *acc, plain)
-                        : kn_xstrdup(plain);
+    char *t =
+        (*acc)[0] ? kn_xasprintf("%s;%s", *acc, plain) : kn_xstrdup(plain);
     wipe_free(*acc);
     *acc = t;
 }
@@ -137,14 +137,13 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
         rc = KN_ECRYPTO;
     for (size_t i = 0; i < n; i++) {
         json_t *o = i == 0 ? c : json_array_get(more, i - 1);
-        if (gcells_of(kr, o,
-                      i == 0 ? h->element[8]->str
-                             : json_string_value(
-                                   json_object_get(o, KN_DIR_NAME)),
-                      i == 0 ? h->element[9]->str
-                             : json_string_value(
-                                   json_object_get(o, KN_DIR_PHONE)),
-                      &g[i]) < 0)
+        if (gcells_of(
+                kr, o,
+                i == 0 ? h->element[8]->str
+                       : json_string_value(json_object_get(o, KN_DIR_NAME)),
+                i == 0 ? h->element[9]->str
+                       : json_string_value(json_object_get(o, KN_DIR_PHONE)),
+                &g[i]) < 0)
             rc = KN_ECRYPTO;
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -173,6 +172,27 @@ static int export_one(FILE *f, const struct kn_keyring *kr, const char *id,
     return rc;
 }
 
+/*
+ * The operation log's line of an export (who printed which school's
+ * directory in clear, how many recipients), written before the first row:
+ * an export that cannot be logged is not made (0 or -1 after saying so).
+ */
+static int export_audit(const char *tenant, size_t n)
+{
+    char *actor = kn_audit_cli_actor();
+    json_t *f = json_pack("{s:s, s:I, s:s}", "tenant", tenant, "recipients",
+                          (json_int_t)n, "via", "kairanctl");
+    int rc = kn_audit_op(kn_cli_cfg.audit_dir, actor, "recipients.export", f);
+    free(actor);
+    if (rc < 0)
+        fprintf(stderr,
+                "kairanctl: cannot write the operation log %s/"
+                "operations.jsonl (retention.audit_dir): %s; nothing was "
+                "exported (an export that cannot be logged is not made)\n",
+                kn_cli_cfg.audit_dir, strerror(errno));
+    return rc;
+}
+
 int kn__rcp_export(const char *tenant, int bom)
 {
     struct kn_keyring *kr = NULL;
@@ -191,12 +211,18 @@ int kn__rcp_export(const char *tenant, int bom)
     free(k);
     n = ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
     if (n == 0 && !kn__rcp_tenant_known(tenant)) {
-        fprintf(stderr, "kairanctl: no tenant %s (nothing was imported "
-                        "for it)\n",
+        fprintf(stderr,
+                "kairanctl: no tenant %s (nothing was imported "
+                "for it)\n",
                 tenant);
         freeReplyObject(ids);
         kn_keyring_free(kr);
         return KN_EXIT_UNKNOWN;
+    }
+    if (export_audit(tenant, n) < 0) {
+        freeReplyObject(ids);
+        kn_keyring_free(kr);
+        return KN_EXIT_FAIL;
     }
     v = kn_xcalloc(n + 1, sizeof(*v));
     for (size_t i = 0; i < n; i++)
@@ -213,8 +239,8 @@ int kn__rcp_export(const char *tenant, int bom)
         for (size_t i = 0; i < m; i++) {
             kn_argv_init(&cmds[i]);
             kn_argv_add(&cmds[i], "HMGET");
-            kn_argv_take(&cmds[i],
-                         kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, v[off + i]));
+            kn_argv_take(&cmds[i], kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant,
+                                               v[off + i]));
             kn_argv_add(&cmds[i], KN_DIR_HASH_FIELD);
             kn_argv_add(&cmds[i], "name");
             kn_argv_add(&cmds[i], "grade");
@@ -234,9 +260,10 @@ int kn__rcp_export(const char *tenant, int bom)
                 rep[i]->element[0]->type != REDIS_REPLY_STRING)
                 continue; /* deleted meanwhile */
             if (export_one(stdout, kr, v[off + i], rep[i]) < 0) {
-                fprintf(stderr, "kairanctl: recipient %s does not decrypt "
-                                "with %s: is it the key file it was "
-                                "imported with?\n",
+                fprintf(stderr,
+                        "kairanctl: recipient %s does not decrypt "
+                        "with %s: is it the key file it was "
+                        "imported with?\n",
                         v[off + i], kn_cli_cfg.key_file);
                 rc = KN_EXIT_FAIL;
             }
@@ -254,4 +281,3 @@ int kn__rcp_export(const char *tenant, int bom)
     kn_keyring_free(kr);
     return rc;
 }
-

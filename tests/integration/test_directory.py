@@ -29,7 +29,9 @@ delete, groups list, and broadcasts to directory groups through kairand.
       place, not its name).
   [10] a UTF-8 file with BOM imports; its export is the same data.
   [11] delete, groups list, exit codes (unknown id 3, usage 2).
-  [12] the operation log: JSON lines, JST times, no address.
+  [12] the operation log: JSON lines, JST times, no address; an export
+       (the one command that prints the directory in clear) writes its
+       line too.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_directory.py
 """
@@ -558,6 +560,17 @@ with Redis(out) as r:
         assert first["tenant"] == TENANT and first["added"] == 24, first
         assert "@" not in text, "no address in the operation log"
         assert oct(os.stat(AUDIT).st_mode & 0o777) == "0o750"
+
+    with tap.check("[12] an export (every address, phone and name in clear) "
+                   "is in the operation log: who, which school, how many"):
+        rc, so, se = ctl("recipients", "export", "--tenant", TENANT)
+        assert rc == 0, (rc, se)
+        with open(os.path.join(AUDIT, "operations.jsonl"), encoding="utf-8") as f:
+            last = json.loads(f.read().splitlines()[-1])
+        assert last["op"] == "recipients.export", last
+        assert last["tenant"] == TENANT, last
+        assert last["actor"].startswith("kairanctl"), last
+        assert last["recipients"] == len(exported(so)), (last, len(exported(so)))
 
 tap.diag("runtime %.1fs" % (time.monotonic() - T0))
 tap.done()
