@@ -298,10 +298,85 @@ static int ack_token(struct conn *c)
     return 0;
 }
 
+static void ack_post(struct conn *c);
+
+/*
+ * A closed school's links (kairanctl tenant close) stop at once, as its
+ * tokens, my page and unsubscribe links do: the broadcast's tenant, then
+ * its record, are read before the page is shown or anything recorded; a
+ * closed one answers as an unknown link (404).  A broadcast that is not
+ * there goes on to the script, which answers 404 itself.
+ */
+static void ack_go(struct conn *c)
+{
+    if (c->req.method == HTTP_POST)
+        ack_post(c);
+    else
+        ack_view(c);
+}
+
+static void on_ack_closed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    if (!kn__httpd_conn_release(c))
+        return;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_NIL) {
+        ack_invalid(c);
+        return;
+    }
+    ack_go(c);
+}
+
+static void on_ack_tenant(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    struct kn_daemon *d;
+    char *key;
+    if (!kn__httpd_conn_release(c))
+        return;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+        return;
+    }
+    d = c->srv->d;
+    if (rep->type != REDIS_REPLY_STRING || !kn_tenant_valid(rep->str)) {
+        /* no such broadcast (or no tenant to check): the script says */
+        ack_go(c);
+        return;
+    }
+    key = kn__key(d, "tenant:%s", rep->str);
+    kn__httpd_conn_hold(c);
+    if (kn_redis_cmd(d->cmd, on_ack_closed, c, "HGET %s closed_ms", key) < 0) {
+        c->refs--;
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    free(key);
+}
+
+static void ack_school_open(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    char *key = kn_key_bc(d->prefix, c->req.bc_id, "");
+    kn__httpd_conn_hold(c);
+    if (kn_redis_cmd(d->cmd, on_ack_tenant, c, "HGET %s tenant", key) < 0) {
+        c->refs--;
+        kn__httpd_respond_error(c, 503, NULL,
+                                "Redis is unreachable; try again");
+    }
+    free(key);
+}
+
 void kn__httpd_run_ack_get(struct conn *c)
 {
     if (ack_token(c) == 0)
-        ack_view(c);
+        ack_school_open(c);
 }
 
 /*
@@ -394,14 +469,14 @@ static int ack_form(struct conn *c, char **answer, char **comment)
     return 0;
 }
 
-void kn__httpd_run_ack_post(struct conn *c)
+/* Record the confirmation of a POST whose link is checked (the school
+ * open), then show the page. */
+static void ack_post(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct kn_argv a;
     char now[24], *answer = NULL, *comment = NULL, *sealed = NULL, *value;
     int64_t ms = kn_now_ms();
-    if (ack_token(c) < 0)
-        return;
     if (ack_form(c, &answer, &comment) < 0) {
         free(answer);
         kn_free_secret(comment);
@@ -438,4 +513,10 @@ void kn__httpd_run_ack_post(struct conn *c)
                                 "Redis is unreachable; try again");
     }
     kn_argv_free(&a);
+}
+
+void kn__httpd_run_ack_post(struct conn *c)
+{
+    if (ack_token(c) == 0)
+        ack_school_open(c);
 }

@@ -20,6 +20,9 @@
       percent-encoded path and a mistyped prefix, no token (nor either of
       its halves) is in the log or the audit logs; "/a/<redacted>" is
       (issue 11, item 8).
+  [7] (before [6]) tenant close: the closed school's links answer 404 to
+      GET and POST at once (SECURITY-PROMISES.md row 9), nothing recorded;
+      another school's links still work.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_ack_links.py
 """
@@ -173,6 +176,21 @@ with Redis(out) as redis:
         assert http(port, "GET", "/a/" + lb["b-2@example.jp"])[0] == 200
         assert http(port, "GET", "/a/" + ack_token(kf, bid_b, "a-1"))[0] == 404
         assert "hvals" not in commandstats(redis)
+
+    with tap.check("[7] a closed school's links stop at once: 404 to GET "
+                   "and POST (as an unknown link), nothing recorded; another "
+                   "school's still work"):
+        tok = lb["b-2@example.jp"]
+        assert http(port, "GET", "/a/" + tok)[0] == 200
+        before = acked(bid_b)
+        cp = k.ctl("tenant", "close", "ume")
+        assert cp.returncode == 0, cp.stderr
+        for m in ("GET", "POST"):
+            st, body = http(port, m, "/a/" + tok)
+            assert st == 404, (m, st)
+            assert "確認 ume" not in body, (m, body[:300])
+        assert acked(bid_b) == before, (acked(bid_b), before)
+        assert http(port, "GET", "/a/" + la["a-2@example.jp"])[0] == 200
 
     with tap.check("[6] at log_level = debug no link token reaches a log"):
         tok = la["a-2@example.jp"]
