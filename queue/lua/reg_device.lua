@@ -12,7 +12,7 @@
 -- One sign-up is one guardian: a token from a sign-up that already
 -- registered a channel joins that guardian (no sheet use).
 -- Returns {1, tenant, rcpt} done, {0} unknown or expired (a code works
--- once), {2} the sheet was reissued or is used up, {3} this token is
+-- once) or the school closed, {2} the sheet was reissued or is used up, {3} this token is
 -- already registered for the child.
 -- A token the app registers (done, or already registered) leaves
 -- dead:push: a provider once called it dead (APNs 410, FCM UNREGISTERED),
@@ -31,9 +31,14 @@ local function load(rk)
   end
   return {}
 end
+-- A closed school (kairanctl tenant close) takes no new data: its
+-- devices' credentials and codes stop at once, answered as unknown.
+local function closed(T)
+  return redis.call('HEXISTS', key(P, 'tenant', T), 'closed_ms') == 1
+end
 if mode == 'rotate' then
   local v = redis.call('HMGET', KEYS[1], 't', 'r', 'tk', 'ti')
-  if not v[1] then return {0} end
+  if not v[1] or closed(v[1]) then return {0} end
   local rk = key(P, 'reg', v[1], v[2])
   local gs = load(rk)
   for _, g in ipairs(gs) do
@@ -54,7 +59,9 @@ if mode == 'rotate' then
   return {0}
 end
 local v = redis.call('HMGET', KEYS[1], 't', 'r', 's', 'tk', 'lg')
-if not v[1] or not v[2] or not v[3] or not v[4] then return {0} end
+if not v[1] or not v[2] or not v[3] or not v[4] or closed(v[1]) then
+  return {0}
+end
 local T, R, S = v[1], v[2], v[3]
 redis.call('DEL', KEYS[1])
 local sk, rk = key(P, 'sheet', S), key(P, 'reg', T, R)

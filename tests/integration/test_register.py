@@ -26,8 +26,9 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       reaches the registered addresses.
   [7] the operation log has registration.add lines without an address.
   [9] retention: a deleted child's registrations and sheet go at the next
-      purge; tenant close voids every sheet at once; its erasure leaves no
-      sheet or registration key.
+      purge; tenant close voids every sheet at once, and a device
+      credential given before can no longer change the record (401); its
+      erasure leaves no sheet or registration key.
   [10] the school app: /r/app gives a single-use code; POST /v1/devices
       registers the push token and answers a device credential, which
       rotates the token; a push broadcast reaches the new token only; an
@@ -609,14 +610,33 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
         cp = k.ctl("recipients", "sheets", "--tenant", T, "--reissue",
                    "--format", "csv")
         new = list(csv.DictReader(io.StringIO(cp.stdout)))[0]
-        assert call("POST", "/r/start", {"id": new["id"],
-                                         "passcode": new["passcode"]},
-                    ip="198.51.100.20")[0] == 200
+        st, j = call("POST", "/r/start", {"id": new["id"],
+                                          "passcode": new["passcode"]},
+                     ip="198.51.100.20")
+        assert st == 200, (st, j)
+        # A device registered before the close (the school app's
+        # credential): its token rotation must stop with the school.
+        st, a = call("POST", "/r/app", {"ticket": j["ticket"]},
+                     ip="198.51.100.20")
+        assert st == 200, (st, a)
+        st, dv = call("POST", "/v1/devices", {"code": a["code"],
+                                              "platform": "fcm",
+                                              "token": "fcmClose:" + "c" * 40})
+        assert st == 201, (st, dv)
+        rk = P + "reg:%s:%s" % (T, new["student"])
         cp = k.ctl("tenant", "close", T, "--now", "2026-01-01T00:00:00+09:00")
         assert cp.returncode == 0, cp.stderr
         assert call("POST", "/r/start", {"id": new["id"],
                                          "passcode": new["passcode"]},
                     ip="198.51.100.20")[0] == 401
+        before = r.call("HGET", rk, "g")
+        assert before is not None
+        st, e = call("POST", "/v1/devices", {"credential":
+                                             dv["device_credential"],
+                                             "platform": "fcm",
+                                             "token": "fcmClose:" + "d" * 40})
+        assert st == 401, (st, e)
+        assert r.call("HGET", rk, "g") == before, "a closed school's record changed"
         cp = k.ctl("purge")
         assert cp.returncode == 0, cp.stderr
         left = [x for x in scan() if re.match(
