@@ -17,10 +17,13 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/argv.h"
 #include "common/kn.h"
 #include "model/broadcast.h"
+#include "queue/keys.h"
 #include "queue/registration.h"
 #include "queue/retention.h"
+#include "queue/scripts.h"
 #include "queue/staff.h"
 
 /* Take "--now ISO8601" out of argv (sets the fixed clock); returns the
@@ -95,11 +98,54 @@ const struct kn_cli_command kn_cli_cmd_purge = {
     .run = do_purge,
 };
 
+/*
+ * Cancel every broadcast of tenant that has not ended (the index active:
+ * scheduled, expanding, sending, waiting for a retry): nothing goes out for
+ * a closed school after its close.  Each one is in the operation log
+ * (broadcast.cancel, via tenant.close).  Returns how many.
+ */
+static long long cancel_unfinished(const char *tenant)
+{
+    char *ak = kn_cli_key("active");
+    redisReply *r = kn_cli_cmd("ZRANGE %s 0 -1", ak);
+    long long n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        char *bk = kn_key_bc(kn_cli_cfg.redis_prefix, id, "");
+        redisReply *t = kn_cli_cmd("HGET %s tenant", bk);
+        if (t->type == REDIS_REPLY_STRING && strcmp(t->str, tenant) == 0) {
+            struct kn_argv a;
+            redisReply *c;
+            kn_argv_init(&a);
+            kn_argv_add(&a, bk);
+            kn_argv_add(&a, ak);
+            kn_argv_add(&a, id);
+            kn_argv_addi(&a, kn_now_ms());
+            c = kn_cli_eval(&kn_script_cancel, 2, &a);
+            kn_argv_free(&a);
+            if (c->type == REDIS_REPLY_STRING &&
+                strcmp(c->str, "cancelled") == 0) {
+                json_t *f = json_pack("{s:s, s:s, s:s}", "broadcast", id,
+                                      "tenant", tenant, "via", "tenant.close");
+                kn_cli_audit_fields("broadcast.cancel", f);
+                n++;
+            }
+            freeReplyObject(c);
+        }
+        freeReplyObject(t);
+        free(bk);
+    }
+    freeReplyObject(r);
+    free(ak);
+    return n;
+}
+
 static int do_tenant(int argc, char **argv)
 {
     redisReply *r;
     char *k, t[48];
     int64_t closed, erase;
+    long long cancelled;
     const char *tenant;
 
     argc = take_now(argc, argv);
@@ -135,12 +181,15 @@ static int do_tenant(int argc, char **argv)
                                  tenant);
     /* Its registration sheets' passcodes stop working now too. */
     kn_reg_void_sheets(kn_cli_redis(), kn_cli_cfg.redis_prefix, tenant);
+    /* Nothing more goes out for it (a broadcast scheduled for next
+     * week, one still sending). */
+    cancelled = cancel_unfinished(tenant);
     kn_cli_audit_op("tenant.close", NULL, tenant);
     erase = closed + kn_cli_cfg.retention_closed_tenant_days * 86400000LL;
     printf("tenant %s closed at %s: its tokens and staff sessions no longer "
-           "work; its data is "
+           "work; %lld unfinished broadcast(s) cancelled; its data is "
            "erased by the first purge on or after %s\n",
-           tenant, kn_time_jst(closed, t, sizeof(t)),
+           tenant, kn_time_jst(closed, t, sizeof(t)), cancelled,
            kn_time_jst(erase, (char[48]){0}, 48));
     return KN_EXIT_OK;
 }

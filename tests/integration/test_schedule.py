@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """test_schedule.py - send_at holds a broadcast until then (status
 "scheduled", nothing sent); one cancelled before its time never sends;
-broadcasts are counted per category in kairanctl status.
+broadcasts are counted per category in kairanctl status; a closed
+school's scheduled broadcast never sends (tenant close cancels it).
 """
 import datetime
 import glob
@@ -60,5 +61,23 @@ with Redis(out) as r:
         st = json.loads(k.ctl("status", "--json").stdout)
         tap.eq(st.get("categories"), {"event": 2, "notice": 1},
                "kairanctl status --json counts broadcasts per category")
+    with tap.check("a closed school's scheduled broadcast never sends "
+                   "(SECURITY-PROMISES.md row 9: nothing goes out for it "
+                   "after tenant close)"):
+        b4 = k.submit({"tenant": "t2", "category": "event", "subject": "閉校後",
+                       "body": "本文", "channels": ["email"], "recipients": rc,
+                       "send_at": at(3)})
+        wait_for(lambda: k.bc(b4).get("status") == "scheduled", 10,
+                 what="status scheduled")
+        cp = k.ctl("tenant", "close", "t2")
+        assert cp.returncode == 0, cp.stderr
+        # Checkpoint: another school's broadcast due after b4's time.
+        b5 = k.submit({"tenant": "t1", "category": "notice", "subject": "後2",
+                       "body": "本文", "channels": ["email"], "recipients": rc,
+                       "send_at": at(5)})
+        k.wait_done(b5, 30)
+        assert len(emls(k, b5)) == 5, len(emls(k, b5))
+        assert len(emls(k, b4)) == 0, "sent %d after the close" % len(emls(k, b4))
+        assert k.bc(b4).get("status") == "cancelled", k.bc(b4)
     d.stop()
 tap.done()
