@@ -40,6 +40,8 @@ its id: the second gives only the father's columns).
       400.  The CSV (UTF-8 with a BOM, and CP932) has the same rows.  A
       child deleted from the directory since is still listed ("unknown"),
       one made inactive since with its deliveries.
+  [8] no phone number, name or comment in clear in Redis (every key and
+      value), kairand's log or the audit logs.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_children.py
 """
@@ -409,6 +411,48 @@ with Redis(out) as redis:
         assert len(c7) == 2 and all(r["state"] == "delivered" for r in c7), c7
 
     d.stop()
+
+    def every_value():
+        """Every key name and value of every type, as bytes."""
+        c = redis.client()
+        blobs, cursor = [], b"0"
+        while True:
+            cursor, keys = c.call("SCAN", cursor, "COUNT", 1000)
+            for key in keys:
+                blobs.append(key)
+                t = c.call("TYPE", key)
+                t = t.decode() if isinstance(t, bytes) else t
+                vals = {"string": lambda: [c.call("GET", key)],
+                        "hash": lambda: c.call("HGETALL", key),
+                        "list": lambda: c.call("LRANGE", key, 0, -1),
+                        "set": lambda: c.call("SMEMBERS", key),
+                        "zset": lambda: c.call("ZRANGE", key, 0, -1)}.get(
+                            t, lambda: [x for e in c.call("XRANGE", key, "-", "+")
+                                        for x in [e[0]] + list(e[1])]
+                            if t == "stream" else [])()
+                blobs.extend(v for v in vals if isinstance(v, bytes))
+            if cursor in (b"0", 0, "0"):
+                c.close()
+                return b"\n".join(blobs)
+
+    with tap.check("[8] no phone number, guardian's or child's name, or "
+                   "comment in clear in Redis, kairand's log or the audit "
+                   "logs (SECURITY-PROMISES.md row 1, README Security)"):
+        needles = ["090-1111-2222", "09011112222", "080-3333-4444",
+                   "08033334444", "070-7777-8888", "07077778888",
+                   "山田 花子", "鈴木 父", "高橋 母", "高橋 父",
+                   "山田 一郎", "鈴木 四郎", "佐藤 五郎", "足をけが"]
+        places = {"Redis": every_value(),
+                  "kairand's log": open(d.stderr_path, "rb").read()}
+        for p in glob.glob(os.path.join(k.dir, "audit", "*")):
+            places[p] = open(p, "rb").read()
+        found = [(w, n) for w, blob in places.items() for n in needles
+                 if n.encode() in blob or
+                 json.dumps(n).strip('"').encode() in blob]
+        assert not found, found
+        # The scan sees values: what is kept in clear on purpose is there.
+        assert b"c-4" in places["Redis"] and b"recipients.import" in b"".join(
+            places[p] for p in places if p.endswith(".jsonl")), "empty scan"
 
 tap.diag("runtime %.1fs" % (time.monotonic() - T0))
 tap.done()
