@@ -311,8 +311,9 @@ static const struct key keys[] = {
     INT("retention", "audit_years", "5", 1, 100, retention_audit_years),
     INT("retention", "delivery_days", "365", 1, 100000,
         retention_delivery_days),
-    INT("retention", "closed_tenant_days", "60", 0, 70,
+    INT("retention", "closed_tenant_days", "40", 0, 70,
         retention_closed_tenant_days),
+    INT("retention", "backup_days", "30", 0, 70, retention_backup_days),
     STR("retention", "audit_dir", "/var/log/kairan", audit_dir, 0, NULL, NULL),
 };
 
@@ -1043,6 +1044,18 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
                       "smtp.bounce_local and smtp.bounce_domain go together: "
                       "set both (bounces come back to "
                       "<bounce_local>+<ref>@<bounce_domain>) or neither");
+    /* Row 9 of SECURITY-PROMISES.md: a closed tenant's data is gone
+     * within 70 days, from the backups too (kept backup_days). */
+    if (cfg->retention_closed_tenant_days + cfg->retention_backup_days > 70)
+        check_problem(cfg, err, &count,
+                      "retention.closed_tenant_days (%lld) + "
+                      "retention.backup_days (%lld) = %lld days: a closed "
+                      "tenant's data would outlive the 70 days promised in "
+                      "the backups; lower one of them",
+                      (long long)cfg->retention_closed_tenant_days,
+                      (long long)cfg->retention_backup_days,
+                      (long long)(cfg->retention_closed_tenant_days +
+                                  cfg->retention_backup_days));
     if (cfg->smtp_username != NULL && cfg->smtp_password == NULL)
         check_problem(cfg, err, &count,
                       "smtp.username is set but there is no password: set "

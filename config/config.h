@@ -183,7 +183,8 @@ struct kn_config {
     int64_t retention_audit_years;
     int64_t retention_delivery_days;
     int64_t retention_closed_tenant_days;
-    char *audit_dir; /* operation and login logs */
+    int64_t retention_backup_days; /* days kairan-backup keeps a backup */
+    char *audit_dir;               /* operation and login logs */
 };
 
 /*

@@ -89,7 +89,10 @@ with Redis(out) as redis:
                conf={"http": {"listen": "127.0.0.1:%d" % port, "rate": "100000",
                               "public_url": "http://127.0.0.1:%d" % port},
                      "line": {"channel_secret": SECRET},
-                     "retention": {"audit_dir": AUDIT}})
+                     # 60 + 10 days of backups: the 70 days of row 9
+                     "retention": {"audit_dir": AUDIT,
+                                   "closed_tenant_days": "60",
+                                   "backup_days": "10"}})
     P = k.prefix
     d = k.start()
     d.wait_output('"listening"', 15)

@@ -783,6 +783,15 @@ static void test_check_cross_keys(void **state)
          NULL},
         {"[smtp]\nurl = smtp://mail.example.jp:587\ntls = none\n", NULL},
         {"[smtp]\nurl = smtp://[::1]:25\nfrom = a@b\n", NULL},
+        /* Row 9: all of a closed tenant's data is gone within 70 days,
+         * its copies in the kept backups too. */
+        {"[retention]\nclosed_tenant_days = 60\n",
+         "retention.closed_tenant_days (60) + retention.backup_days (30) = "
+         "90 days: a closed tenant's data would outlive the 70 days "
+         "promised in the backups"},
+        {"[retention]\nclosed_tenant_days = 60\nbackup_days = 10\n", NULL},
+        {"[retention]\nclosed_tenant_days = 40\n", NULL},
+        {"[retention]\n", NULL},
     };
     for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
         struct kn_config cfg;
