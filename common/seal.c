@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -445,6 +447,20 @@ fail:
     return rc;
 }
 
+/*
+ * A process that holds the key never dumps core: a core file (or
+ * systemd-coredump's copy of it) would hold the keys and every address
+ * opened with them in clear.  PR_SET_DUMPABLE 0 stops the dump (and
+ * ptrace by the same user) whatever the core limit; the limit is set to
+ * 0 too where the system lets it (kairand.service also says LimitCORE=0).
+ */
+static void no_core_dump(void)
+{
+    struct rlimit rl = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &rl);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 int kn_keyring_load(const char *path, struct kn_keyring **out, char *err,
                     size_t errlen)
 {
@@ -454,6 +470,7 @@ int kn_keyring_load(const char *path, struct kn_keyring **out, char *err,
     int raw, rc;
 
     *out = NULL;
+    no_core_dump(); /* before the first byte of the key is read */
     rc = read_keyfile(path, &buf, &len, &st, err, errlen);
     if (rc < 0)
         goto out;

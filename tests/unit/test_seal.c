@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -932,6 +934,25 @@ static void test_blind_index_known_answer(void **state)
 }
 
 /* Without an index line, the index key comes from the lowest kid. */
+/*
+ * A process that holds the key never dumps core: a core file (or
+ * systemd-coredump's copy) would hold the keys and the addresses opened
+ * with them in clear (SECURITY-PROMISES.md row 1).
+ */
+static void test_no_core_dump_with_the_key(void **state)
+{
+    struct kn_keyring *kr;
+    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+    (void)state;
+    setrlimit(RLIMIT_CORE, &rl); /* as far as the hard limit lets it */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    kr = keyring_from("core.key", "1:" HEX_A "\n");
+    assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
+    assert_true(rl.rlim_cur == 0);
+    assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+    kn_keyring_free(kr);
+}
+
 static void test_blind_index_lowest_kid(void **state)
 {
     struct kn_keyring *k1 = keyring_from("lo1.key", "1:" HEX_A "\n");
@@ -982,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_blind_index),
         cmocka_unit_test(test_blind_index_known_answer),
         cmocka_unit_test(test_blind_index_lowest_kid),
+        cmocka_unit_test(test_no_core_dump_with_the_key),
     };
     return cmocka_run_group_tests_name("seal", tests, setup_dir,
                                        teardown_dir);
