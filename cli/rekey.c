@@ -15,6 +15,8 @@
  * sealed with it may remain.  What rekey rewrites:
  *   rcpt:<T>:<id>  the "c" JSON (e, l, p[].t), "name", "kana",
  *                  "guardian" and "phone";
+ *   reg:<T>:<id>   the guardians' own registrations, "g" (e, l, nm, rl,
+ *                  ph, p[].t);
  *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t).
  * Jobs already in the streams (and job records of broadcasts being
  * delivered) keep the kid they were written with until they are delivered
@@ -44,7 +46,7 @@
 #include "queue/lua.h"
 
 #define REKEY_TRIES 5
-#define AUD_PAGE 500
+#define AUD_PAGE    500
 
 struct rekey_stats {
     long records;     /* directory records read */
@@ -53,17 +55,17 @@ struct rekey_stats {
     long entries_new; /* inline audience entries rewritten */
     long values;      /* sealed values re-encrypted */
     long already;     /* sealed values already under the current kid */
+    long regs;        /* guardians' registrations read (reg:<T>:<id>) */
+    long regs_new;    /* ... rewritten */
     long raced;       /* compare-and-set lost (read again) */
     long failed;      /* could not be unsealed or kept changing */
 };
 
 /* queue/lua/rekey_rcpt.lua */
-static struct kn_redis_script rcpt_cas = {
-    "rekey_rcpt", kn_lua_rekey_rcpt, ""};
+static struct kn_redis_script rcpt_cas = {"rekey_rcpt", kn_lua_rekey_rcpt, ""};
 
 /* queue/lua/rekey_aud.lua */
-static struct kn_redis_script aud_cas = {
-    "rekey_aud", kn_lua_rekey_aud, ""};
+static struct kn_redis_script aud_cas = {"rekey_aud", kn_lua_rekey_aud, ""};
 
 /*
  * Re-seal one sealed string under the current kid.  Returns 1 and a heap
@@ -134,14 +136,16 @@ static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
     if ((rc = reseal_member(kr, c, KN_DIR_NAME, "name", st)) < 0)
         goto done;
     changed |= rc;
-    json_array_foreach(json_object_get(c, KN_DIR_PUSH), i, p) {
+    json_array_foreach(json_object_get(c, KN_DIR_PUSH), i, p)
+    {
         if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
             goto done;
         changed |= rc;
     }
     /* further guardians (model/directory.h "g"): the same members, and
      * their name and phone */
-    json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g) {
+    json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g)
+    {
         size_t j;
         if ((rc = reseal_member(kr, g, KN_DIR_EMAIL, "email", st)) < 0 ||
             (rc2 = reseal_member(kr, g, KN_DIR_LINE, "line", st)) < 0 ||
@@ -151,7 +155,8 @@ static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
             goto done;
         }
         changed |= rc | rc2 | rc3 | rc4;
-        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p) {
+        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p)
+        {
             if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
                 goto done;
             changed |= rc;
@@ -247,16 +252,18 @@ static void rekey_record(const struct kn_keyring *kr, const char *tenant,
         if (done)
             break;
         if (t == REKEY_TRIES - 1) {
-            fprintf(stderr, "kairanctl: rekey: rcpt %s/%s kept changing; "
-                    "run rekey again\n", tenant, id);
+            fprintf(stderr,
+                    "kairanctl: rekey: rcpt %s/%s kept changing; "
+                    "run rekey again\n",
+                    tenant, id);
             st->failed++;
         }
     }
     free(key);
 }
 
-static void rekey_directory(const struct kn_keyring *kr,
-                            struct rekey_stats *st, int dry)
+static void rekey_directory(const struct kn_keyring *kr, struct rekey_stats *st,
+                            int dry)
 {
     char *tk = kn_cli_key("tenants");
     redisReply *ts = kn_cli_cmd("SMEMBERS %s", tk);
@@ -282,8 +289,8 @@ static void rekey_list(const struct kn_keyring *kr, const char *key,
 
     st->lists++;
     for (;;) {
-        redisReply *page = kn_cli_cmd("LRANGE %s %ld %ld", key, start,
-                                      start + AUD_PAGE - 1);
+        redisReply *page =
+            kn_cli_cmd("LRANGE %s %ld %ld", key, start, start + AUD_PAGE - 1);
         size_t n = page->elements;
         for (size_t i = 0; i < n; i++) {
             const char *e = page->element[i]->str;
@@ -337,15 +344,141 @@ static void rekey_list(const struct kn_keyring *kr, const char *key,
     }
 }
 
-static void rekey_audiences(const struct kn_keyring *kr,
-                            struct rekey_stats *st, int dry)
+/*
+ * Re-seal a registration's guardians (reg:<T>:<child> "g", issue 15: a
+ * JSON array of what each guardian registered: e, l, nm, rl, ph, p[].t).
+ * Same returns as reseal_contacts.
+ */
+static int reseal_registration(const struct kn_keyring *kr, const char *gj,
+                               char **out, struct rekey_stats *st)
+{
+    static const struct {
+        const char *key, *purpose;
+    } f[] = {{KN_DIR_EMAIL, "email"},
+             {KN_DIR_LINE, "line"},
+             {KN_DIR_NAME, "name"},
+             {"rl", "name"},
+             {KN_DIR_PHONE, "phone"}};
+    json_t *a = json_loads(gj, 0, NULL), *g, *p;
+    size_t i, j;
+    int rc = 0, changed = 0;
+
+    *out = NULL;
+    if (!json_is_array(a)) {
+        json_decref(a);
+        return KN_EINVAL;
+    }
+    json_array_foreach(a, i, g)
+    {
+        for (size_t k = 0; k < KN_ARRAY_SIZE(f); k++) {
+            if ((rc = reseal_member(kr, g, f[k].key, f[k].purpose, st)) < 0)
+                goto done;
+            changed |= rc;
+        }
+        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p)
+        {
+            if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
+                goto done;
+            changed |= rc;
+        }
+    }
+    rc = changed;
+    if (changed)
+        *out = json_dumps(a, JSON_COMPACT);
+done:
+    json_decref(a);
+    return rc;
+}
+
+/* Re-encrypt one registration record (compare-and-set on its "g", with
+ * rekey_rcpt.lua: no "c", one sealed field); retried while it changes. */
+static void rekey_registration(const struct kn_keyring *kr, const char *key,
+                               struct rekey_stats *st, int dry)
+{
+    st->regs++;
+    for (int t = 0; t < REKEY_TRIES; t++) {
+        redisReply *h = kn_cli_cmd("HGET %s g", key), *w;
+        char *ng = NULL;
+        int rc, done = 1;
+        if (h->type != REDIS_REPLY_STRING) {
+            freeReplyObject(h); /* deleted meanwhile */
+            break;
+        }
+        rc = reseal_registration(kr, h->str, &ng, st);
+        if (rc < 0) {
+            fprintf(stderr, "kairanctl: rekey: %s: %s\n", key,
+                    rc == KN_EINVAL ? "guardians are not a JSON array"
+                                    : "a value does not unseal with this "
+                                      "key file (was a key removed?)");
+            st->failed++;
+        } else if (rc == 1 && !dry) {
+            struct kn_argv a;
+            kn_argv_init(&a);
+            kn_argv_add(&a, key);
+            kn_argv_add(&a, "");
+            kn_argv_add(&a, "");
+            kn_argv_add(&a, "g");
+            kn_argv_add(&a, h->str);
+            kn_argv_add(&a, ng);
+            w = kn_cli_eval(&rcpt_cas, 1, &a);
+            kn_argv_free(&a);
+            if (w->integer == 1)
+                st->regs_new++;
+            else if (w->integer == 0) {
+                st->raced++;
+                done = 0;
+            }
+            freeReplyObject(w);
+        } else if (rc == 1) {
+            st->regs_new++;
+        }
+        free(ng);
+        freeReplyObject(h);
+        if (done)
+            break;
+        if (t == REKEY_TRIES - 1) {
+            fprintf(stderr,
+                    "kairanctl: rekey: %s kept changing; run rekey "
+                    "again\n",
+                    key);
+            st->failed++;
+        }
+    }
+}
+
+static void rekey_registrations(const struct kn_keyring *kr,
+                                struct rekey_stats *st, int dry)
+{
+    char *pattern = kn_cli_key("reg:*");
+    char *cursor = kn_xstrdup("0");
+
+    do {
+        redisReply *r =
+            kn_cli_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        free(cursor);
+        cursor = kn_xstrdup(r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const char *k = r->element[1]->element[i]->str;
+            redisReply *t = kn_cli_cmd("TYPE %s", k);
+            if (t->str != NULL && strcmp(t->str, "hash") == 0)
+                rekey_registration(kr, k, st, dry);
+            freeReplyObject(t);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    free(cursor);
+    free(pattern);
+}
+
+static void rekey_audiences(const struct kn_keyring *kr, struct rekey_stats *st,
+                            int dry)
 {
     char *pattern = kn_cli_key("bc:*:aud");
     char *cursor = kn_xstrdup("0");
 
     do {
-        redisReply *r = kn_cli_cmd("SCAN %s MATCH %s COUNT 1000", cursor,
-                                   pattern);
+        redisReply *r =
+            kn_cli_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
         free(cursor);
         cursor = kn_xstrdup(r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
@@ -372,9 +505,9 @@ static void rekey_usage(FILE *f)
 static int run_rekey(int argc, char **argv)
 {
     static const struct option opts[] = {{"dry-run", no_argument, NULL, 'n'},
-                                          {"json", no_argument, NULL, 'j'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct rekey_stats st = {0};
     struct kn_keyring *kr = NULL;
     char err[512];
@@ -405,24 +538,27 @@ static int run_rekey(int argc, char **argv)
         return KN_EXIT_FAIL;
     }
     rekey_directory(kr, &st, dry);
+    rekey_registrations(kr, &st, dry);
     rekey_audiences(kr, &st, dry);
     if (json) {
         printf("{\"kid\":%d,\"dry_run\":%s,\"records\":%ld,"
-               "\"records_rekeyed\":%ld,\"audience_lists\":%ld,"
+               "\"records_rekeyed\":%ld,\"registrations\":%ld,"
+               "\"registrations_rekeyed\":%ld,\"audience_lists\":%ld,"
                "\"audience_entries_rekeyed\":%ld,\"values_rekeyed\":%ld,"
                "\"values_current\":%ld,\"retried\":%ld,\"failed\":%ld}\n",
                kn_keyring_current(kr), dry ? "true" : "false", st.records,
-               st.records_new, st.lists, st.entries_new, st.values,
-               st.already, st.raced, st.failed);
+               st.records_new, st.regs, st.regs_new, st.lists, st.entries_new,
+               st.values, st.already, st.raced, st.failed);
     } else {
         printf("rekey%s to key id %d: %ld directory records, %ld %s; "
+               "%ld registrations, %ld %s; "
                "%ld audience lists, %ld inline entries %s; %ld values "
                "re-encrypted, %ld already current; %ld retried, %ld failed\n",
                dry ? " (dry run)" : "", kn_keyring_current(kr), st.records,
-               st.records_new, dry ? "to re-encrypt" : "re-encrypted",
-               st.lists, st.entries_new,
-               dry ? "to re-encrypt" : "re-encrypted", st.values, st.already,
-               st.raced, st.failed);
+               st.records_new, dry ? "to re-encrypt" : "re-encrypted", st.regs,
+               st.regs_new, dry ? "to re-encrypt" : "re-encrypted", st.lists,
+               st.entries_new, dry ? "to re-encrypt" : "re-encrypted",
+               st.values, st.already, st.raced, st.failed);
     }
     if (!dry && st.values > 0)
         kn_cli_audit_op("rekey", NULL, NULL);
@@ -436,8 +572,7 @@ const struct kn_cli_command kn_cli_cmd_rekey = {
     "                         re-encrypt the directory and audience lists "
     "with the\n"
     "                         current key (after key add)\n",
-    1,
-    run_rekey};
+    1, run_rekey};
 
 static void key_usage(FILE *f)
 {
@@ -464,8 +599,8 @@ static int run_key(int argc, char **argv)
 {
     int kid;
 
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-                      strcmp(argv[1], "-h") == 0)) {
+    if (argc == 2 &&
+        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         key_usage(stdout);
         return KN_EXIT_OK;
     }
@@ -496,5 +631,4 @@ const struct kn_cli_command kn_cli_cmd_keys = {
     "key",
     "  key add FILE           add a new key to a key file (rotation)\n"
     "  key list FILE          the current key id of a key file\n",
-    0,
-    run_key};
+    0, run_key};

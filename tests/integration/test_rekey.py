@@ -4,6 +4,8 @@ kairanctl key add / key list and kairanctl rekey (cli/rekey.c).
 
   [1] a small directory imported with key id 1: every sealed value starts
       with "k1.".
+  [1b] a guardian's own registration (reg:<T>:<child>, issue 15) with
+      sealed e-mail, name and relation under k1: rekey must take it too.
   [2] a broadcast with an inline recipient submitted before the rotation
       (its audience list bc:<id>:aud holds sealed values under k1).
   [3] `key add` -> key id 2 is current; the old values still decrypt
@@ -120,6 +122,14 @@ def sealed_values():
             vals.append((key.decode() + ".name", h[b"name"]))
         if b"c" in h:
             from_contacts(key.decode() + ".c", json.loads(h[b"c"]))
+    # the guardians' own registrations (issue 15: reg:<T>:<child> "g")
+    for key in scan_keys("kairan:reg:*"):
+        for i, g in enumerate(json.loads(r.call("HGET", key, "g") or b"[]")):
+            where = "%s.g[%d]" % (key.decode(), i)
+            from_contacts(where, g)
+            for f in ("rl", "ph"):
+                if f in g:
+                    vals.append((where + "." + f, g[f].encode()))
     for key in scan_keys("kairan:bc:*:aud"):
         for i, e in enumerate(r.call("LRANGE", key, 0, -1)):
             if e.startswith(b"i:"):
@@ -178,6 +188,17 @@ with Redis(out) as r:
     # 4 addresses + 2 LINE ids + 4 names
     tap.ok(sum(c1.values()) == 10 and set(c1) == {"1"},
            "every sealed value is k1 before the rotation", str(c1))
+
+    # [1b] a guardian's own registration (what POST /r/verify writes:
+    # reg:<T>:<child> "g", sealed e-mail, name and relation), under k1:
+    # values sealed by the import for the same purposes.
+    h1 = r.call("HGETALL", "kairan:rcpt:%s:s-1" % TENANT)
+    h1 = {h1[i]: h1[i + 1] for i in range(0, len(h1), 2)}
+    r.call("HSET", "kairan:reg:%s:s-1" % TENANT, "sheet", "SHEET001",
+           "g", json.dumps([{"tk": "t-1", "at": 1, "e": json.loads(h1[b"c"])["e"],
+                             "ei": json.loads(h1[b"c"])["ei"],
+                             "nm": h1[b"name"].decode(),
+                             "rl": h1[b"name"].decode()}]))
 
     # [2] a broadcast with an inline recipient, submitted but not yet sent
     pre = k.submit({"tenant": TENANT, "subject": "回転前", "body": "before",
