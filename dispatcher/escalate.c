@@ -67,6 +67,25 @@ static char *pkey(const struct kn_config *cfg, const char *fmt, const char *a,
     return k;
 }
 
+/* Whether tenant t is closed (kairanctl tenant close): nothing more goes
+ * out for it, an escalation neither (SECURITY-PROMISES.md row 9). */
+static int tenant_closed(redisContext *c, const struct kn_config *cfg,
+                         const char *t)
+{
+    char *k;
+    redisReply *r;
+    int closed;
+    if (t == NULL || !kn_tenant_valid(t))
+        return 0;
+    k = pkey(cfg, "tenant:%s%s", t, "");
+    r = redisCommand(c, "HEXISTS %s closed_ms", k);
+    closed = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r != NULL)
+        freeReplyObject(r);
+    free(k);
+    return closed;
+}
+
 static const char *jstr(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
@@ -505,7 +524,8 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
             (by_guardian && (wave <= 0 || hv(m, 4) != NULL)) || st == NULL ||
             strcmp(st, "cancelled") == 0 || strcmp(st, "rejected") == 0 ||
             now < start + (by_guardian ? wave : 1) * esc ||
-            (expires > 0 && now >= expires)) {
+            (expires > 0 && now >= expires) ||
+            tenant_closed(c, cfg, hv(m, 9))) {
             freeReplyObject(m);
             free(bk);
             continue;

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """test_escalate.py - "escalate_after": recipients who have not confirmed
 by then are sent the message again on their next channel; those who
-confirmed are not; each broadcast escalates once.
+confirmed are not; each broadcast escalates once; a closed school's
+broadcast does not escalate.
 """
 import email
 import email.policy
@@ -73,5 +74,25 @@ with Redis(out) as r:
         tap.eq(k.counts(bid)["line"].get("delivered"), N - CONFIRM,
                "escalation jobs delivered")
         tap.ok('"escalate"' in d.stderr_text(), "escalation logged")
+    with tap.check("a closed school's broadcast does not escalate "
+                   "(SECURITY-PROMISES.md row 9)"):
+        b2 = k.submit({"tenant": "t2", "subject": "安否確認2", "body": "確認を",
+                       "channels": ["email", "line"], "policy": "preferred",
+                       "ack": True, "escalate_after": "3s",
+                       "recipients": rc[:4]})
+        wait_for(lambda: len(links(k.outbox, b2)) == 4, 30,
+                 what="the e-mails written")
+        k.wait_done(b2, 30)
+        cp = k.ctl("tenant", "close", "t2")
+        assert cp.returncode == 0, cp.stderr
+        # a later broadcast of another school escalates: the checkpoint
+        b3 = k.submit({"tenant": "t1", "subject": "後", "body": "確認を",
+                       "channels": ["email", "line"], "policy": "preferred",
+                       "ack": True, "escalate_after": "4s",
+                       "recipients": rc[:1]})
+        wait_for(lambda: len(line_files(k.outbox, b3)) == 1, 30,
+                 what="the checkpoint's escalation")
+        assert len(line_files(k.outbox, b2)) == 0, line_files(k.outbox, b2)
+        assert k.bc(b2).get("escalated") is None, k.bc(b2)
     d.stop()
 tap.done()
