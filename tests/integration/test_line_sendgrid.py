@@ -29,7 +29,8 @@ until routes or failover can reach it from kairand).
       their own 15-minute token and deliver; the same with the v2.1
       endpoint, the third start's token is refused (why v3 is the default).
   [8] https to the fake with line.ca_file (the test CA): delivered; without
-      it the peer is not trusted: nothing sent, the job fails.
+      it the peer is not trusted: nothing sent, the job fails; a certificate
+      of the test CA for another host name, or expired: the same.
   [9] fake_sendgrid checks (auth, spec shape, carrier address -> 400).
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_line_sendgrid.py
@@ -453,6 +454,36 @@ with tap.check("[8] https with line.ca_file: delivered; without it: refused, not
     assert ent and "line transport" in ent[0]["reason"], ent
     assert u not in line3.delivered()
     d3.stop()
+
+# Row 2 of SECURITY-PROMISES.md: a bad certificate is refused by the HTTP
+# providers too (libcurl, adapters/http.c), even from the trusted CA.
+for bad in ("wronghost", "expired"):
+    fake = FakeLine(out, "line-" + bad, ["--token", TOKEN, "--cert",
+                                         os.path.join(ca, bad + ".pem"), "--key",
+                                         os.path.join(ca, bad + ".key")])
+    with tap.check("[8] https with line.ca_file, a %s certificate: refused, "
+                   "nothing sent" % bad):
+        k4 = Kairan(out, r2, email="outbox", name="kairan-" + bad, conf={
+            "routes": {"line": "line"},
+            "line": {"api_base": "https://localhost:%d" % fake.port,
+                     "token": TOKEN, "timeout_ms": "5s",
+                     "ca_file": os.path.join(ca, "ca.pem")},
+            "queue": {"retry_base_ms": "100", "retry_cap_ms": "300",
+                      "max_attempts": "2"},
+            "http": {"listen": "127.0.0.1:%d" % free_port()},
+        })
+        d4 = k4.start()
+        u = uid()
+        ALL_IDS.add(u)
+        bid = k4.submit(line_bcast([u], prefix="t-" + bad))
+        k4.wait_done(bid, 30)
+        assert k4.counts(bid)["line"].get("failed") == 1, k4.counts(bid)
+        ent = [e for e in dlq(k4) if e["broadcast"] == bid]
+        assert ent and "line transport" in ent[0]["reason"], ent
+        assert u not in fake.delivered() and not fake.requests(), \
+            fake.requests()[:2]
+        d4.stop()
+    fake.stop()
 
 # ---------------------------------------------------------------- [9]
 SGKEY = "SG.test-" + secrets.token_hex(8)
