@@ -973,6 +973,27 @@ check_problem(const struct kn_config *cfg, FILE *err, int *count,
     fputc('\n', err);
 }
 
+int kn_config_promises(const struct kn_config *cfg, char *why, size_t n)
+{
+    int count = 0;
+    if (n > 0)
+        why[0] = '\0';
+    /* Row 9 of SECURITY-PROMISES.md: a closed tenant's data is gone
+     * within 70 days, from the backups too (kept backup_days). */
+    if (cfg->retention_closed_tenant_days + cfg->retention_backup_days > 70) {
+        count++;
+        snprintf(why, n,
+                 "retention.closed_tenant_days (%lld) + retention.backup_days "
+                 "(%lld) = %lld days: a closed tenant's data would outlive "
+                 "the 70 days promised in the backups; lower one of them",
+                 (long long)cfg->retention_closed_tenant_days,
+                 (long long)cfg->retention_backup_days,
+                 (long long)(cfg->retention_closed_tenant_days +
+                             cfg->retention_backup_days));
+    }
+    return count;
+}
+
 int kn_config_check(const struct kn_config *cfg, FILE *err)
 {
     int count = 0;
@@ -1044,18 +1065,6 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
                       "smtp.bounce_local and smtp.bounce_domain go together: "
                       "set both (bounces come back to "
                       "<bounce_local>+<ref>@<bounce_domain>) or neither");
-    /* Row 9 of SECURITY-PROMISES.md: a closed tenant's data is gone
-     * within 70 days, from the backups too (kept backup_days). */
-    if (cfg->retention_closed_tenant_days + cfg->retention_backup_days > 70)
-        check_problem(cfg, err, &count,
-                      "retention.closed_tenant_days (%lld) + "
-                      "retention.backup_days (%lld) = %lld days: a closed "
-                      "tenant's data would outlive the 70 days promised in "
-                      "the backups; lower one of them",
-                      (long long)cfg->retention_closed_tenant_days,
-                      (long long)cfg->retention_backup_days,
-                      (long long)(cfg->retention_closed_tenant_days +
-                                  cfg->retention_backup_days));
     if (cfg->smtp_username != NULL && cfg->smtp_password == NULL)
         check_problem(cfg, err, &count,
                       "smtp.username is set but there is no password: set "

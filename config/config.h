@@ -204,6 +204,16 @@ int kn_config_load(struct kn_config *cfg, const char *path, FILE *err);
 int kn_config_check(const struct kn_config *cfg, FILE *err);
 
 /*
+ * What the configuration does against SECURITY-PROMISES.md (retention
+ * against the backups kept, so far): the number of problems, the first
+ * one in why.  kairand --check fails on one; kairand itself starts and
+ * logs it as an error at every start (a configuration written before the
+ * check, e.g. the example's old closed_tenant_days = 60, must not stop
+ * the notices on the morning after an upgrade).
+ */
+int kn_config_promises(const struct kn_config *cfg, char *why, size_t n);
+
+/*
  * Parse http.listen as kairand binds it: "host:port" with a numeric IPv4
  * address or "localhost" (127.0.0.1), or "[IPv6]:port"; port 1-65535.
  * --check and the start both use this.  Returns 0 with *addr, or

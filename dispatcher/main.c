@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct kn_config cfg;
+    char promise[400];
     const char *path = NULL;
     int check = 0, c, rc;
 
@@ -80,6 +81,11 @@ int main(int argc, char **argv)
     rc = kn_config_load(&cfg, path, stderr);
     if (rc == 0)
         rc = kn_config_check(&cfg, stderr);
+    if (rc == 0 && check &&
+        kn_config_promises(&cfg, promise, sizeof(promise))) {
+        fprintf(stderr, "%s: %s\n", path, promise);
+        rc = KN_ECONFIG;
+    }
     if (rc == 0 && check) {
         /* --check also proves the key file is usable. */
         struct kn_keyring *kr = NULL;
@@ -119,6 +125,11 @@ int main(int argc, char **argv)
                "http.public_url is not https: e-mail carries no "
                "List-Unsubscribe (RFC 8058 requires an HTTPS URI)",
                NULL);
+    if (kn_config_promises(&cfg, promise, sizeof(promise)))
+        kn_log(KN_LOG_ERROR, "config",
+               "the configuration breaks a security promise; kairand runs, "
+               "kairand --check fails until it is fixed",
+               "problem", promise, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = kn_daemon_run(&cfg);
     curl_global_cleanup();

@@ -34,6 +34,7 @@ import hmac
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import urllib.error
@@ -376,6 +377,25 @@ with Redis(out) as redis:
         assert redis.call("HGET", P + "tenant:kaede", "erased_ms") is not None
         assert redis.call("EXISTS", P + "bc:" + bid) == 1
         assert redis.call("EXISTS", P + "lock:purge") == 0
+
+    with tap.check("a configuration that keeps a closed school's data past "
+                   "70 days (closed_tenant_days 60 + 30 days of backups): "
+                   "kairand --check fails naming it; kairand still runs "
+                   "(the notices must not stop after an upgrade) and logs "
+                   "the error"):
+        k2 = Kairan(out, redis, email="outbox", name="promise",
+                    conf={"retention": {"audit_dir": AUDIT,
+                                        "closed_tenant_days": "60"}})
+        cp = subprocess.run([os.path.join(BUILD, "kairand"), "-c", k2.conf,
+                             "--check"], capture_output=True, text=True,
+                            timeout=30)
+        assert cp.returncode == 1 and "retention.closed_tenant_days (60) + " \
+            "retention.backup_days (30) = 90 days" in cp.stderr, cp
+        d2 = k2.start()
+        d2.wait_output('"msg":"ready"', 15)
+        assert "breaks a security promise" in d2.stderr_text() and \
+            "retention.backup_days (30)" in d2.stderr_text()
+        d2.stop()
 
 tap.diag("runtime %.1f s" % (time.monotonic() - T0))
 tap.done()
