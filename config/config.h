@@ -206,10 +206,11 @@ int kn_config_check(const struct kn_config *cfg, FILE *err);
 /*
  * What the configuration does against SECURITY-PROMISES.md (retention
  * against the backups kept, so far): the number of problems, the first
- * one in why.  kairand --check fails on one; kairand itself starts and
- * logs it as an error at every start (a configuration written before the
- * check, e.g. the example's old closed_tenant_days = 60, must not stop
- * the notices on the morning after an upgrade).
+ * one in why.  kairand --check prints it as a warning and kairand logs it
+ * as an error at every start, but neither stops: the units run --check
+ * before every start, and a configuration written before the check (the
+ * example's old closed_tenant_days = 60) must not stop the notices on the
+ * morning after an upgrade.
  */
 int kn_config_promises(const struct kn_config *cfg, char *why, size_t n);
 

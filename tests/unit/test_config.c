@@ -970,7 +970,7 @@ static void test_redis_url_parse(void **state)
 
 /* Row 9 of SECURITY-PROMISES.md: all of a closed tenant's data is gone
  * within 70 days, its copies in the kept backups too.  kairand --check
- * fails on it; kairand runs and logs it (dispatcher/main.c). */
+ * warns, kairand runs and logs it (dispatcher/main.c). */
 static void test_promises(void **state)
 {
     static const struct {
