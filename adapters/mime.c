@@ -753,18 +753,7 @@ static char *crlf_normalise(const char *s, size_t *n)
 
 int kn_mime_unsub_url_ok(const char *url)
 {
-    size_t n = url != NULL ? strlen(url) : 0;
-    /* The scheme is case-insensitive (RFC 3986 3.1): "HTTPS://" is as
-     * good as "https://" (http.public_url may be written so). */
-    if (n < 9 || n > 900 || strncasecmp(url, "https://", 8) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)url[i];
-        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' ||
-            c == '"')
-            return 0;
-    }
-    return 1;
+    return kn_unsub_url_ok(url);
 }
 
 /*

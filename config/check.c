@@ -477,12 +477,6 @@ const char *kn__config_check_public_url(const char *value)
             return "non-ASCII characters are not allowed (write the host "
                    "as punycode and the path percent-encoded)";
     }
-    /* Characters a URL carries only percent-encoded (RFC 3986), and the
-     * comma, which List-Unsubscribe's list of <links> reads as the end of
-     * one (RFC 2369): a link that holds one would reach no guardian. */
-    if (strpbrk(rest, "\"<>\\^`{|},") != NULL)
-        return "percent-encode \" < > \\ ^ ` { | } and , in the URL (e.g. "
-               ", as %2C)";
     end = rest + strcspn(rest, "/?#");
     if (end == rest || *rest == ':')
         return "the URL has no host";

@@ -20,6 +20,7 @@
 #include "common/seal.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "model/message.h"
 
 #ifndef KN_VERSION
 #define KN_VERSION "0.5.0"
@@ -33,6 +34,16 @@ static void usage(FILE *f)
                "  -h, --help         this help\n"
                "  -V, --version      print the version\n"
                "exit: 0 ok, 1 config or start-up error, 2 usage\n");
+}
+
+/* Whether e-mail can carry http.public_url's one-click link
+ * (List-Unsubscribe: <url/u/token>, adapters/mime.c). */
+static int unsub_ok(const char *public_url)
+{
+    char *u = kn_xasprintf("%s/u/token", public_url);
+    int ok = kn_unsub_url_ok(u);
+    free(u);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -102,6 +113,14 @@ int main(int argc, char **argv)
     }
     /* RFC 8058 section 3: the one-click unsubscribe URI must be HTTPS;
      * over http:// e-mail goes out without List-Unsubscribe (issue 16). */
+    if (check && cfg.http_public_url != NULL &&
+        strncasecmp(cfg.http_public_url, "https://", 8) == 0 &&
+        !unsub_ok(cfg.http_public_url))
+        printf("%s: note: http.public_url holds a character that "
+               "List-Unsubscribe cannot carry (\" < > , or a space: "
+               "percent-encode it): e-mail goes out without the one-click "
+               "link\n",
+               path);
     if (cfg.http_public_url != NULL &&
         strncasecmp(cfg.http_public_url, "http://", 7) == 0) {
         if (check)

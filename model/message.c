@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/kn.h"
 #include "common/utf8.h"
@@ -196,4 +197,20 @@ size_t kn_message_line_texts(int drill, const char *subject, const char *body,
         nt++;
     }
     return nt;
+}
+
+int kn_unsub_url_ok(const char *url)
+{
+    size_t n = url != NULL ? strlen(url) : 0;
+    /* The scheme is case-insensitive (RFC 3986 3.1): "HTTPS://" is as
+     * good as "https://" (http.public_url may be written so). */
+    if (n < 9 || n > 900 || strncasecmp(url, "https://", 8) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' ||
+            c == '"')
+            return 0;
+    }
+    return 1;
 }

@@ -100,4 +100,10 @@ size_t kn_message_line_texts(int drill, const char *subject, const char *body,
                              const char *link,
                              char *texts[KN_MESSAGE_LINE_TEXTS]);
 
+/* 1 if url may go into List-Unsubscribe's brackets (RFC 2369, RFC 8058):
+ * https:// (any case), printable ASCII without spaces, '<', '>', ',' or
+ * '"', at most 900 bytes.  E-mail without such a URL goes without the
+ * header; kairand --check notes an http.public_url that gives none. */
+int kn_unsub_url_ok(const char *url);
+
 #endif

@@ -392,6 +392,16 @@ with Redis(out) as redis:
         assert cp.returncode == 0 and "warning: this breaks a security " \
             "promise: retention.closed_tenant_days (60) + " \
             "retention.backup_days (30) = 90 days" in cp.stderr, cp
+        # An https public_url whose one-click link e-mail cannot carry
+        # (a comma ends it in List-Unsubscribe): a note, not a failure.
+        k3 = Kairan(out, redis, email="outbox", name="comma",
+                    conf={"http": {"public_url": "https://k.example.jp/a,b"},
+                          "retention": {"audit_dir": AUDIT}})
+        cp = subprocess.run([os.path.join(BUILD, "kairand"), "-c", k3.conf,
+                             "--check"], capture_output=True, text=True,
+                            timeout=30)
+        assert cp.returncode == 0 and "note: http.public_url holds a " \
+            "character that List-Unsubscribe cannot carry" in cp.stdout, cp
         d2 = k2.start()
         d2.wait_output('"msg":"ready"', 15)
         assert "breaks a security promise" in d2.stderr_text() and \
