@@ -642,12 +642,15 @@ static void merge_guardians(struct rrow *rows, size_t n)
     qsort(v, m, sizeof(*v), cmp_idref);
     /* first: where the run of equal ids that i is in starts (the run is
      * walked once, not once per member: a file of one id a million times
-     * stays linear after the sort); tail: the first row's last guardian */
+     * stays linear after the sort); tail: the first row's last guardian,
+     * kept as the run goes (walking the list for it was quadratic) */
+    struct rrow *tail = m > 0 ? &rows[v[0].idx] : NULL;
     for (size_t i = 1, first = 0; i < m; i++) {
-        struct rrow *p, *x = &rows[v[i].idx], *tail;
+        struct rrow *p, *x = &rows[v[i].idx];
         const char *diff = NULL;
         if (strcmp(v[i - 1].id, v[i].id) != 0) {
             first = i;
+            tail = x;
             continue;
         }
         p = &rows[v[first].idx];
@@ -678,9 +681,8 @@ static void merge_guardians(struct rrow *rows, size_t n)
             continue;
         }
         x->merged = 1;
-        for (tail = p; tail->next_guardian; tail = tail->next_guardian)
-            ;
         tail->next_guardian = x;
+        tail = x;
     }
     free(v);
 }
@@ -691,16 +693,16 @@ static void merge_guardians(struct rrow *rows, size_t n)
 static void row_hash(const struct kn_keyring *kr, struct rrow *r)
 {
     size_t len = 16;
-    char *s;
+    char *s, *e; /* e: the end of s so far (strcat would be quadratic) */
     for (const struct rrow *g = r; g; g = g->next_guardian) {
         for (int c = 0; c < COL__COUNT; c++)
             len += strlen(g->v[c]) + 4;
     }
     s = kn_xmalloc(len);
-    strcpy(s, "kairan-row-v1");
+    e = stpcpy(s, "kairan-row-v1");
     for (int c = 0; c < COL_ACTIVE; c++) {
-        strcat(s, "\x1f");
-        strcat(s, r->v[c]);
+        e = stpcpy(e, "\x1f");
+        e = stpcpy(e, r->v[c]);
     }
     /* The class-list columns only when given: a row without them hashes
      * as it did before they existed (a re-import after the upgrade stays
@@ -708,8 +710,8 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
     for (int c = COL_ACTIVE + 1; c < COL__COUNT; c++) {
         if (r->v[c][0] != '\0') {
             char tag[4] = {'\x1e', (char)('a' + c), '=', '\0'};
-            strcat(s, tag);
-            strcat(s, r->v[c]);
+            e = stpcpy(e, tag);
+            e = stpcpy(e, r->v[c]);
         }
     }
     /* Each further guardian's own columns (a row without any hashes as
@@ -718,10 +720,10 @@ static void row_hash(const struct kn_keyring *kr, struct rrow *r)
         static const int gcols[] = {COL_EMAIL, COL_LINE,     COL_FCM,
                                     COL_APNS,  COL_CHANNELS, COL_GUARDIAN,
                                     COL_PHONE};
-        strcat(s, "\x1d");
+        e = stpcpy(e, "\x1d");
         for (size_t k = 0; k < KN_ARRAY_SIZE(gcols); k++) {
-            strcat(s, "\x1f");
-            strcat(s, g->v[gcols[k]]);
+            e = stpcpy(e, "\x1f");
+            e = stpcpy(e, g->v[gcols[k]]);
         }
     }
     /*

@@ -9,6 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "common/buf.h"
 #include "common/kn.h"
 #include "model/session.h"
 #include "queue/roster.h"
@@ -77,8 +78,8 @@ static void test_unknown_columns_named_then_ignored(void **state)
 
 static void test_header_problems(void **state)
 {
-    struct kn_roster *ro = check("id,email,email\ns-1,a@x.jp,b@x.jp\n", NULL,
-                                 -1);
+    struct kn_roster *ro =
+        check("id,email,email\ns-1,a@x.jp,b@x.jp\n", NULL, -1);
     (void)state;
     assert_int_equal(ro->stop, KN_ROSTER_HEADER);
     assert_null(ro->header[0].unknown);
@@ -141,6 +142,33 @@ static void test_guardian_rows_merged(void **state)
     kn_roster_free(ro);
 }
 
+/* A text of head, then n copies of fmt (%d the copy's number). */
+static char *many(const char *head, const char *fmt, int n)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    size_t len;
+    kn_buf_addf(&b, "%s", head);
+    for (int i = 0; i < n; i++)
+        kn_buf_addf(&b, fmt, i);
+    return kn_buf_take(&b, &len);
+}
+
+/* One id on 200000 rows (a hostile or broken file: the id column filled
+ * down) is checked in linear time: each guardian row was appended by
+ * walking the whole list of the ones before it. */
+static void test_one_id_on_many_rows_is_linear(void **state)
+{
+    char *csv = many("id,email\n", "x,a%d@example.jp\n", 200000);
+    int64_t t0 = kn_mono_ms();
+    struct kn_roster *ro = check(csv, NULL, 0);
+    (void)state;
+    assert_int_equal(ro->nrows, 200000);
+    assert_int_equal(ro->ngood, 1);
+    assert_true(kn_mono_ms() - t0 < 3000);
+    kn_roster_free(ro);
+    free(csv);
+}
+
 static void test_cp932(void **state)
 {
     /* "id,氏名,email\ns-1,山田,a@example.jp\n" in CP932 */
@@ -175,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_header_problems),
         cmocka_unit_test(test_bad_rows_lines_reasons_cap),
         cmocka_unit_test(test_guardian_rows_merged),
+        cmocka_unit_test(test_one_id_on_many_rows_is_linear),
         cmocka_unit_test(test_cp932),
         cmocka_unit_test(test_staff_name_and_groups_rules),
     };
