@@ -191,21 +191,31 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-/* v[0..n) joined by ';' (heap). */
+/* v[0..n) joined by ';' (heap); appended at the end, not strcat'ed (a
+ * cell of a million values). */
 static char *join(char **v, size_t n)
 {
     size_t len = 1;
-    char *s;
+    char *s, *e;
     for (size_t i = 0; i < n; i++)
         len += strlen(v[i]) + 1;
-    s = kn_xmalloc(len);
-    s[0] = '\0';
+    s = e = kn_xmalloc(len);
+    *e = '\0';
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            strcat(s, ";");
-        strcat(s, v[i]);
+            e = stpcpy(e, ";");
+        e = stpcpy(e, v[i]);
     }
     return s;
+}
+
+/* Sort order of the values' indexes: by value, then by place. */
+static int cmp_at(const void *a, const void *b, void *arg)
+{
+    char **v = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(v[x], v[y]);
+    return c != 0 ? c : (x > y) - (x < y);
 }
 
 /* ---- the header ---- */
@@ -439,17 +449,28 @@ static void check_tokens(struct rrow *r, int col)
 {
     char **t;
     size_t n = split(r->v[col], ';', &t), m = 0;
+    size_t *at = kn_xcalloc(n + 1, sizeof(*at));
     for (size_t i = 0; i < n; i++) {
-        int dup = 0;
         const char *why = NULL;
         if ((col == COL_FCM ? kn_addr_fcm_check(t[i], &why)
                             : kn_addr_apns_check(t[i], &why)) < 0)
             why_add(r, "%s: %s", col == COL_FCM ? "fcm" : "apns", why);
-        for (size_t k = 0; k < m; k++)
-            dup |= strcmp(t[k], t[i]) == 0;
-        if (dup)
-            free(t[i]);
-        else
+        at[i] = i;
+    }
+    /* repeats found by sorting, not against every token before (a cell of
+     * a million tokens); the first of each is kept, in the cell's order */
+    qsort_r(at, n, sizeof(*at), cmp_at, t);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (strcmp(t[at[first]], t[at[i]]) != 0) {
+            first = i;
+        } else {
+            free(t[at[i]]);
+            t[at[i]] = NULL;
+        }
+    }
+    free(at);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] != NULL)
             t[m++] = t[i];
     }
     free(r->v[col]);
@@ -462,21 +483,23 @@ static void check_channels(struct rrow *r)
 {
     char **ch;
     size_t n = split(r->v[COL_CHANNELS], ';', &ch);
+    unsigned seen = 0; /* the channels named so far, one bit each */
     for (size_t i = 0; i < n; i++) {
+        int k;
         for (char *p = ch[i]; *p; p++) {
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
         }
         char *q = quoted(ch[i], 32);
-        if (kn_channel_parse(ch[i]) < 0)
+        if ((k = kn_channel_parse(ch[i])) < 0)
             why_add(r,
                     "channels: \"%s\" is not a channel: use line, email "
                     "and push, in the order to try, joined by ';'",
                     q);
-        for (size_t k = 0; k < i; k++) {
-            if (strcmp(ch[k], ch[i]) == 0)
-                why_add(r, "channels: %s is named twice", q);
-        }
+        else if (seen & (1u << k))
+            why_add(r, "channels: %s is named twice", q);
+        else
+            seen |= 1u << k;
         free(q);
     }
     free(r->v[COL_CHANNELS]);
@@ -788,7 +811,7 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
 {
     json_t *c = kn_dir_new(r->v[COL_ID]);
     struct kn_argv bidx;
-    char *s, *bx;
+    char *s, *bx, *e;
     size_t blen = 1;
 
     kn_argv_init(&bidx);
@@ -827,12 +850,12 @@ static void row_args(const struct kn_keyring *kr, const struct rrow *r,
     kn_argv_add(a, r->v[COL_GROUPS]);
     for (int i = 0; i < bidx.n; i++)
         blen += bidx.len[i] + 1;
-    bx = kn_xmalloc(blen);
-    bx[0] = '\0';
+    bx = e = kn_xmalloc(blen);
+    *e = '\0';
     for (int i = 0; i < bidx.n; i++) {
         if (i > 0)
-            strcat(bx, " ");
-        strcat(bx, bidx.v[i]);
+            e = stpcpy(e, " ");
+        e = stpcpy(e, bidx.v[i]);
     }
     kn_argv_take(a, bx);
     kn_argv_add(a, r->active < 0 ? "" : r->active ? "1" : "0");
