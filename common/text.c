@@ -20,9 +20,12 @@ static int is_tricky(unsigned long cp)
 {
     return (cp >= 0x80 && cp <= 0x9f) ||     /* C1: CSI, OSC, NEL ... */
            cp == 0x061c ||                   /* Arabic letter mark */
+           cp == 0x200b ||                   /* zero width space */
            cp == 0x200e || cp == 0x200f ||   /* LRM, RLM */
            (cp >= 0x2028 && cp <= 0x202e) || /* LS, PS, bidi embeddings */
-           (cp >= 0x2066 && cp <= 0x2069);   /* bidi isolates */
+           (cp >= 0x2060 && cp <= 0x2064) || /* word joiner, invisibles */
+           (cp >= 0x2066 && cp <= 0x2069) || /* bidi isolates */
+           cp == 0xfeff; /* a BOM inside a text (two files pasted in one) */
 }
 
 struct tbuf {

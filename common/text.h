@@ -26,7 +26,8 @@
 
 /*
  * s (NULL: "") for a terminal or a text report: invalid UTF-8, C0, DEL, C1,
- * bidi controls and U+2028/U+2029 escaped.  Returns a heap string.
+ * bidi controls, U+2028/U+2029 and the invisible U+200B, U+2060-2064 and
+ * U+FEFF (a BOM in the middle of a file) escaped.  Returns a heap string.
  */
 char *kn_text_safe(const char *s);
 

@@ -194,6 +194,20 @@ static void test_long_lists_in_a_cell_are_linear(void **state)
     }
 }
 
+/* A BOM in the middle (two "CSV UTF-8" files pasted into one) makes the
+ * id after it invalid; the message must show it, not quote an id that
+ * looks right ("s-2" is not a valid id). */
+static void test_bom_in_the_middle_is_shown(void **state)
+{
+    struct kn_roster *ro =
+        check("id,name\ns-1,a\n\xef\xbb\xbfs-2,b\n", NULL, -1);
+    (void)state;
+    assert_int_equal(ro->nbad, 1);
+    assert_int_equal(ro->bad[0].line, 3);
+    assert_non_null(strstr(ro->bad[0].text, "\"\\ufeffs-2\""));
+    kn_roster_free(ro);
+}
+
 static void test_cp932(void **state)
 {
     /* "id,氏名,email\ns-1,山田,a@example.jp\n" in CP932 */
@@ -230,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_guardian_rows_merged),
         cmocka_unit_test(test_one_id_on_many_rows_is_linear),
         cmocka_unit_test(test_long_lists_in_a_cell_are_linear),
+        cmocka_unit_test(test_bom_in_the_middle_is_shown),
         cmocka_unit_test(test_cp932),
         cmocka_unit_test(test_staff_name_and_groups_rules),
     };

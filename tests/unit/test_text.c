@@ -46,6 +46,12 @@ static void test_safe_escapes_controls(void **state)
     /* bidi override, isolate, line separator */
     expect_safe("abc\xe2\x80\xaegpj.exe", "abc\\u202egpj.exe");
     expect_safe("\xe2\x81\xa6x\xe2\x80\xa8", "\\u2066x\\u2028");
+    /* invisible: a BOM (two files pasted into one), zero width space, word
+     * joiner */
+    expect_safe("\xef\xbb\xbfs-2", "\\ufeffs-2");
+    expect_safe("a\xe2\x80\x8b"
+                "b\xe2\x81\xa0",
+                "a\\u200bb\\u2060");
 }
 
 static void test_safe_escapes_invalid_utf8(void **state)
