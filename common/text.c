@@ -9,6 +9,7 @@
 #include "common/text.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
@@ -134,4 +135,12 @@ void kn_text_html(struct kn_buf *b, const char *s, size_t n)
             kn_buf_addc(b, s[i]);
         }
     }
+}
+
+int kn_text_plain(const char *s)
+{
+    char *t = kn_text_safe(s);
+    int same = strcmp(t, s != NULL ? s : "") == 0;
+    free(t);
+    return same;
 }

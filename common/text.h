@@ -31,6 +31,10 @@
  */
 char *kn_text_safe(const char *s);
 
+/* 1 if kn_text_safe() would leave s as it is: a name or a cell with
+ * nothing to escape. */
+int kn_text_plain(const char *s);
+
 /*
  * s[0..n) as valid UTF-8: only bytes that are not UTF-8 (and NUL bytes)
  * escaped as \xNN; controls are left to the JSON writer, which escapes

@@ -373,6 +373,10 @@ static const char *bad_chars(const char *s, size_t n)
         if (c < 0x20 || c == 0x7f)
             return "a control character";
     }
+    if (!kn_text_plain(s))
+        return "a character that is not text (a C1 control, a direction "
+               "control such as U+202E, a line separator, or an invisible "
+               "U+200B or U+FEFF: a BOM, from two files pasted into one?)";
     return NULL;
 }
 

@@ -21,6 +21,7 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
+#include "common/text.h"
 #include "common/utf8.h"
 #include "dispatcher/http/http_int.h"
 #include "model/audit.h"
@@ -444,7 +445,8 @@ void kn__httpd_run_dir_get(struct conn *c)
         start(c, j);
 }
 
-/* Text of at most max bytes, UTF-8, no control character. */
+/* Text of at most max bytes, UTF-8, no control character (C0, C1, bidi:
+ * what the import refuses, common/text.h kn_text_plain). */
 static int text_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
@@ -455,7 +457,7 @@ static int text_ok(const char *s, size_t max)
         if (ch < 0x20 || ch == 0x7f)
             return 0;
     }
-    return kn_utf8_valid(s, n);
+    return kn_utf8_valid(s, n) && kn_text_plain(s);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -698,6 +698,8 @@ with Redis(out) as redis:
                          ({"email": "a" * 65 + "@example.jp"}, "guardians.email"),
                          ({"name": "伊藤\r\n花子"}, "guardians.name"),
                          ({"name": ""}, "guardians.name"),
+                         ({"name": "\u202e子花 藤伊"}, "guardians.name"),
+                         ({"name": "伊藤\u0085花子"}, "guardians.name"),
                          ({"phone": "090-9876-5432\n"}, "guardians.phone"),
                          ({"phone": "call me"}, "guardians.phone"),
                          ({"line": "U" + "0" * 32}, "guardians")):
