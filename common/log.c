@@ -176,6 +176,8 @@ char *kn_mask_address(const char *addr, char *buf, size_t len)
             snprintf(buf, len, "***%s", at);
     } else {
         size_t keep = strlen(addr) > 12 ? 4 : 0;
+        while (keep > 0 && ((unsigned char)addr[keep] & 0xc0) == 0x80)
+            keep--; /* never half a character */
         snprintf(buf, len, "%.*s***", (int)keep, addr);
     }
     return buf;

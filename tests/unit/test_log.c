@@ -51,6 +51,20 @@ static void test_mask_utf8_local_part(void **state)
                 "550 user y***@example.jp unknown");
 }
 
+/* Not an address (no '@', a clerk typing with the IME on): what is kept
+ * of it is cut at a character, never inside one (the import quotes it in
+ * a reason that the console sends as JSON, where a broken UTF-8 sequence
+ * makes jansson drop the whole reason). */
+static void test_mask_no_at_cut_at_a_character(void **state)
+{
+    char buf[128];
+    (void)state;
+    assert_string_equal(
+        kn_mask_address("ｔａｒｏ＠docomo.ne.jp", buf, sizeof(buf)), "ｔ***");
+    assert_string_equal(kn_mask_address("090-1234-5678", buf, sizeof(buf)),
+                        "090-***");
+}
+
 /* A quoted local part holding '@' or an escaped quote: nothing of it
  * but its first character. */
 static void test_mask_quoted_specials(void **state)
@@ -115,6 +129,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mask_ascii),
         cmocka_unit_test(test_mask_utf8_local_part),
+        cmocka_unit_test(test_mask_no_at_cut_at_a_character),
         cmocka_unit_test(test_mask_quoted_specials),
         cmocka_unit_test(test_mask_small_buffers),
         cmocka_unit_test(test_log_line_terminal_safe),
