@@ -111,6 +111,17 @@ static const char *addr_parse(const char *addr, size_t *at)
         unsigned char c = (unsigned char)addr[i];
         if (c < 0x20 || c == 0x7f)
             return "control character";
+        /* U+FF01-FF5E (full-width ASCII) and U+3000: typed with the IME
+         * on, they look like an address but never reach anyone */
+        if ((c == 0xef && i + 2 < n &&
+             (((unsigned char)addr[i + 1] == 0xbc &&
+               (unsigned char)addr[i + 2] >= 0x81) ||
+              ((unsigned char)addr[i + 1] == 0xbd &&
+               (unsigned char)addr[i + 2] <= 0x9e))) ||
+            (c == 0xe3 && i + 2 < n && (unsigned char)addr[i + 1] == 0x80 &&
+             (unsigned char)addr[i + 2] == 0x80))
+            return "full-width character (type the address in half-width "
+                   "letters: turn the IME off)";
     }
     if (addr[0] == '"') {
         for (i = 1; i < n && addr[i] != '"'; i++) {

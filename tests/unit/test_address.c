@@ -146,6 +146,26 @@ static void test_email_bounds(void **state)
     free(dom);
 }
 
+/* Typed with the IME on: full-width letters, digits, '.', '@' or the
+ * ideographic space look like an address but never reach the guardian
+ * (no carrier issues them; a full-width dot makes one label of
+ * "docomo．ne．jp"). */
+static void test_email_full_width(void **state)
+{
+    static const char *const bad[] = {
+        "ｔａｒｏ@docomo.ne.jp",         "taro@docomo．ne．jp",
+        "a@ｅｘａｍｐｌｅ.jp",           "taro@docomo.ne.ｊｐ",
+        "ta\xe3\x80\x80ro@docomo.ne.jp", "taro１@docomo.ne.jp"};
+    const char *why = NULL;
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(kn_addr_check(bad[i], &why), KN_EINVAL);
+        assert_non_null(strstr(why, "full-width"));
+    }
+    /* Japanese in a local part (RFC 6531) is still an address */
+    assert_int_equal(kn_addr_check("山田@example.jp", NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_fcm_token),
         cmocka_unit_test(test_apns_token),
         cmocka_unit_test(test_email_bounds),
+        cmocka_unit_test(test_email_full_width),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
