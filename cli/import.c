@@ -44,8 +44,9 @@ static void print_problems(const struct import_opts *o,
                                                          : ro->decode_err);
         return;
     case KN_ROSTER_EMPTY:
-        fprintf(stderr, "%s: empty file: the first line must name the "
-                        "columns (id, name, email, ...)\n",
+        fprintf(stderr,
+                "%s: empty file: the first line must name the "
+                "columns (id, name, email, ...)\n",
                 shown);
         return;
     default:
@@ -63,8 +64,9 @@ static void print_problems(const struct import_opts *o,
         fprintf(stderr, "%s:%ld: %s\n", shown, ro->bad[i].line,
                 ro->bad[i].text);
     if (ro->nbad > KN_ROSTER_MAX_SHOWN)
-        fprintf(stderr, "%s: ... and %zu more bad rows (the first %d are "
-                        "listed above)\n",
+        fprintf(stderr,
+                "%s: ... and %zu more bad rows (the first %d are "
+                "listed above)\n",
                 shown, ro->nbad - KN_ROSTER_MAX_SHOWN, KN_ROSTER_MAX_SHOWN);
     if (ro->stop == KN_ROSTER_BAD_ROWS)
         fprintf(stderr,
@@ -88,8 +90,9 @@ static void print_problems(const struct import_opts *o,
  */
 int kn__rcp_import(const struct import_opts *o)
 {
-    struct kn_roster_opts ro_o = {o->tenant, o->skip_bad,      o->replace,
-                                  o->ignore, o->nignore, o->ignore_unknown};
+    struct kn_roster_opts ro_o = {o->tenant, o->skip_bad, o->replace,
+                                  o->ignore, o->nignore,  o->ignore_unknown,
+                                  0 /* no row limit here */};
     struct kn_roster *ro = NULL;
     struct kn_keyring *kr = NULL;
     char *raw, *fname = NULL, err[400];
@@ -146,21 +149,19 @@ int kn__rcp_import(const struct import_opts *o)
            "skipped %zu\n",
            ro->added, ro->updated, ro->unchanged, ro->deleted, ro->nbad);
     if (ro->nbad > 0)
-        fprintf(stderr, "%s: %zu bad row(s) skipped (listed above)\n",
-                o->shown, ro->nbad);
+        fprintf(stderr, "%s: %zu bad row(s) skipped (listed above)\n", o->shown,
+                ro->nbad);
     if (ro->nocontact > 0)
         fprintf(stderr,
                 "連絡先なし %zu 名: 登録用紙を配ってください (%zu student(s) "
                 "without e-mail, LINE or app: print their registration "
                 "sheets with kairanctl recipients sheets --tenant %s)\n",
                 ro->nocontact, ro->nocontact, o->tenant);
-    counts = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:b}", "added",
-                       (json_int_t)ro->added, "updated",
-                       (json_int_t)ro->updated, "unchanged",
-                       (json_int_t)ro->unchanged, "deleted",
-                       (json_int_t)ro->deleted, "skipped",
-                       (json_int_t)ro->nbad, "file", fname, "replace",
-                       o->replace);
+    counts = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:s, s:b}", "added", (json_int_t)ro->added,
+        "updated", (json_int_t)ro->updated, "unchanged",
+        (json_int_t)ro->unchanged, "deleted", (json_int_t)ro->deleted,
+        "skipped", (json_int_t)ro->nbad, "file", fname, "replace", o->replace);
     kn__rcp_oplog_write("recipients.import", o->tenant, counts);
     rc = ro->held_back ? KN_EXIT_FAIL : KN_EXIT_OK;
 

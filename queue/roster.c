@@ -1151,6 +1151,13 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
         }
         if (empty)
             continue; /* Excel writes ",,,," for a cleared row */
+        if (o->max_rows > 0 && ro->nrows == o->max_rows) {
+            ro->stop = KN_ROSTER_TOO_MANY;
+            kn_csv_row_free(&row);
+            free(map);
+            ro->_rows = rows;
+            return -1;
+        }
         if (ro->nrows == cap) {
             cap = cap ? cap * 2 : 256;
             rows = kn_xrealloc(rows, cap * sizeof(*rows));

@@ -59,6 +59,11 @@ extern const struct kn_roster_column kn_roster_columns[COL__COUNT];
 
 #define KN_ROSTER_MAX_SHOWN  20 /* problems kept of a kind */
 #define KN_ROSTER_MAX_IGNORE 64 /* ignore[] names */
+/* Rows of one import through kairand (POST /v1/directory/import): the
+ * check holds about 700 bytes per row, and two schools may import at once
+ * on kairand's shared thread pool, so a 10 MB body of tiny rows reached
+ * 846 MB.  kairanctl has no limit (the operator's own process). */
+#define KN_ROSTER_HTTP_MAX_ROWS 250000
 
 struct kn_roster_opts {
     const char *tenant;
@@ -67,6 +72,7 @@ struct kn_roster_opts {
     const char *const *ignore; /* header names to leave out */
     size_t nignore;
     int ignore_unknown; /* leave out every unknown column */
+    size_t max_rows;    /* data rows at most (0: no limit) */
 };
 
 /* Why a check stopped short of "every row is good". */
@@ -76,7 +82,8 @@ enum kn_roster_stop {
     KN_ROSTER_EMPTY,    /* no header */
     KN_ROSTER_HEADER,   /* header problems (unknown, repeated, no id) */
     KN_ROSTER_BAD_ROWS, /* bad rows and no skip_bad */
-    KN_ROSTER_NO_GOOD   /* no good row (or no row) */
+    KN_ROSTER_NO_GOOD,  /* no good row (or no row) */
+    KN_ROSTER_TOO_MANY  /* more than max_rows data rows: nothing checked */
 };
 
 struct kn_roster_problem {

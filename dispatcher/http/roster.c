@@ -72,7 +72,7 @@ static void import_work(uv_work_t *w)
     free(j->raw);
     j->raw = NULL;
     if (j->ro->stop == KN_ROSTER_DECODE || j->ro->stop == KN_ROSTER_EMPTY ||
-        j->ro->stop == KN_ROSTER_HEADER)
+        j->ro->stop == KN_ROSTER_HEADER || j->ro->stop == KN_ROSTER_TOO_MANY)
         return; /* no rows to compare */
     if (!j->dry_run && j->ro->stop != KN_ROSTER_OK)
         return;
@@ -128,6 +128,10 @@ static const char *stop_reason(const struct kn_roster *ro, int dry_run)
     case KN_ROSTER_NO_GOOD:
         return ro->nrows == 0 ? "no rows under the header: nothing written"
                               : "no good row: nothing written";
+    case KN_ROSTER_TOO_MANY:
+        return "more than 250,000 rows: nothing written; split the file (by "
+               "grade or by class) and import each part, or use kairanctl "
+               "recipients import";
     default:
         return NULL;
     }
@@ -348,6 +352,7 @@ void kn__httpd_run_dir_import(struct conn *c)
     j->c = c;
     j->tenant = kn_xstrdup(tenant);
     j->o.tenant = j->tenant;
+    j->o.max_rows = KN_ROSTER_HTTP_MAX_ROWS;
     j->rawlen = kn_buf_len(&c->req.body);
     j->raw = kn_xmalloc(j->rawlen + 1);
     memcpy(j->raw, kn_buf_str(&c->req.body), j->rawlen);

@@ -28,7 +28,7 @@ static struct kn_roster *check(const char *csv, const struct kn_roster_opts *o,
                                int want)
 {
     struct kn_roster *ro = NULL;
-    struct kn_roster_opts d = {"sakura", 0, 0, NULL, 0, 0};
+    struct kn_roster_opts d = {"sakura", 0, 0, NULL, 0, 0, 0};
     assert_int_equal(kn_roster_check(csv, strlen(csv), o ? o : &d, &ro), want);
     assert_non_null(ro);
     return ro;
@@ -36,12 +36,11 @@ static struct kn_roster *check(const char *csv, const struct kn_roster_opts *o,
 
 static void test_good_file_and_aliases(void **state)
 {
-    struct kn_roster *ro =
-        check("生徒ID,名前,クラス,メール\r\n"
-              "s-1,山田 太郎,2年A組,a@example.jp\r\n"
-              ",,,\r\n" /* a cleared row */
-              "s-2,鈴木,2年A組,b@example.jp\r\n",
-              NULL, 0);
+    struct kn_roster *ro = check("生徒ID,名前,クラス,メール\r\n"
+                                 "s-1,山田 太郎,2年A組,a@example.jp\r\n"
+                                 ",,,\r\n" /* a cleared row */
+                                 "s-2,鈴木,2年A組,b@example.jp\r\n",
+                                 NULL, 0);
     (void)state;
     assert_int_equal(ro->stop, KN_ROSTER_OK);
     assert_int_equal(ro->nrows, 2);
@@ -56,8 +55,8 @@ static void test_unknown_columns_named_then_ignored(void **state)
     const char *csv = "ID,氏名,備考,メール,メモ\n"
                       "s-1,山田,x,a@example.jp,y\n";
     const char *ign[] = {"備考", "メモ"};
-    struct kn_roster_opts o = {"sakura", 0, 0, ign, 2, 0};
-    struct kn_roster_opts all = {"sakura", 0, 0, NULL, 0, 1};
+    struct kn_roster_opts o = {"sakura", 0, 0, ign, 2, 0, 0};
+    struct kn_roster_opts all = {"sakura", 0, 0, NULL, 0, 1, 0};
     struct kn_roster *ro = check(csv, NULL, -1);
     (void)state;
     assert_int_equal(ro->stop, KN_ROSTER_HEADER);
@@ -100,7 +99,7 @@ static void test_header_problems(void **state)
 static void test_bad_rows_lines_reasons_cap(void **state)
 {
     char *csv = kn_xstrdup("id,name,email\n");
-    struct kn_roster_opts skip = {"sakura", 1, 0, NULL, 0, 0};
+    struct kn_roster_opts skip = {"sakura", 1, 0, NULL, 0, 0, 0};
     struct kn_roster *ro;
     (void)state;
     for (int i = 0; i < 30; i++) {
@@ -159,12 +158,12 @@ static char *many(const char *head, const char *fmt, int n)
 static void test_one_id_on_many_rows_is_linear(void **state)
 {
     char *csv = many("id,email\n", "x,a%d@example.jp\n", 200000);
-    int64_t t0 = kn_mono_ms();
     struct kn_roster *ro = check(csv, NULL, 0);
     (void)state;
+    /* No clock here (a busy machine, valgrind): quadratic, this took
+     * minutes and the test's own timeout caught it; linear, seconds. */
     assert_int_equal(ro->nrows, 200000);
     assert_int_equal(ro->ngood, 1);
-    assert_true(kn_mono_ms() - t0 < 3000);
     kn_roster_free(ro);
     free(csv);
 }
@@ -180,10 +179,8 @@ static void test_long_lists_in_a_cell_are_linear(void **state)
     (void)state;
     for (int k = 0; k < 3; k++) {
         char *csv = many(heads[k], fmts[k], 200000);
-        int64_t t0 = kn_mono_ms();
         struct kn_roster *ro = check(csv, NULL, k == 1 ? -1 : 0);
         assert_int_equal(ro->nrows, 1);
-        assert_true(kn_mono_ms() - t0 < 3000);
         kn_roster_free(ro);
         free(csv);
     }
@@ -215,13 +212,15 @@ static void test_bom_in_the_middle_is_shown(void **state)
  * cell of the import too: name, guardian, class, an address. */
 static void test_bidi_and_c1_refused(void **state)
 {
-    struct kn_roster *ro = check("id,name,guardian,class,email\n"
-                                 "s-1,\xe2\x80\xae" "abc,,,\n"
-                                 "s-2,,\xe2\x81\xa6x,,\n"
-                                 "s-3,,,A\xc2\x85,\n"
-                                 "s-4,,,,x\xe2\x80\xae@example.jp\n"
-                                 "s-5,山田 太郎,山田 花子,２年Ａ組,a@example.jp\n",
-                                 NULL, -1);
+    struct kn_roster *ro =
+        check("id,name,guardian,class,email\n"
+              "s-1,\xe2\x80\xae"
+              "abc,,,\n"
+              "s-2,,\xe2\x81\xa6x,,\n"
+              "s-3,,,A\xc2\x85,\n"
+              "s-4,,,,x\xe2\x80\xae@example.jp\n"
+              "s-5,山田 太郎,山田 花子,２年Ａ組,a@example.jp\n",
+              NULL, -1);
     (void)state;
     assert_int_equal(ro->nbad, 4);
     assert_int_equal(ro->ngood, 1);
@@ -258,6 +257,28 @@ static void test_staff_name_and_groups_rules(void **state)
     assert_false(kn_staff_groups_valid("a;b"));
 }
 
+/* kairand's import stops at max_rows data rows (cleared rows not
+ * counted) before holding more; kairanctl's has no limit. */
+static void test_max_rows(void **state)
+{
+    struct kn_roster_opts lim = {"sakura", 0, 0, NULL, 0, 0, 3};
+    const char *csv = "id,name\r\ns-1,a\r\n,\r\ns-2,b\r\ns-3,c\r\n";
+    struct kn_roster *ro = check(csv, &lim, 0);
+    char *more;
+    (void)state;
+    assert_int_equal(ro->stop, KN_ROSTER_OK); /* 3 rows: within */
+    kn_roster_free(ro);
+    more = kn_xasprintf("%ss-4,d\r\n", csv);
+    ro = check(more, &lim, -1);
+    assert_int_equal(ro->stop, KN_ROSTER_TOO_MANY);
+    assert_int_equal(ro->ngood, 0);
+    kn_roster_free(ro);
+    ro = check(more, NULL, 0); /* no limit */
+    assert_int_equal(ro->nrows, 4);
+    kn_roster_free(ro);
+    free(more);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_bidi_and_c1_refused),
         cmocka_unit_test(test_cp932),
         cmocka_unit_test(test_staff_name_and_groups_rules),
+        cmocka_unit_test(test_max_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
