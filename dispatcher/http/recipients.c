@@ -25,6 +25,7 @@
  */
 #include "dispatcher/http/http_int.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "model/audit.h"
 #include "model/broadcast.h"
 #include "model/child.h"
 #include "model/directory.h"
@@ -872,12 +874,45 @@ static void csv_done(uv_work_t *w, int status)
     kn__httpd_srv_unref(s);
 }
 
+/*
+ * The operation log line of a download (the children's and guardians'
+ * names, answers and comments leave kairan in a file, as with kairanctl
+ * recipients export): written before the answer, and no file without it.
+ */
+static int audit_csv(struct conn *c, const struct page *p)
+{
+    json_t *f = json_object();
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
+    int rc;
+    json_object_set_new(f, "tenant", json_string(p->tenant));
+    json_object_set_new(f, "broadcast", json_string(p->bid));
+    json_object_set_new(f, "children", json_integer((json_int_t)p->total));
+    json_object_set_new(f, "token", json_string(c->req.tok.id));
+    if (c->req.tok.login != NULL)
+        json_object_set_new(f, "login", kn__httpd_jstr_text(c->req.tok.login));
+    json_object_set_new(f, "source", json_string(c->req.source));
+    json_object_set_new(f, "via", json_string("http"));
+    rc = kn_audit_op(c->srv->cfg->audit_dir, actor, "recipients.csv", f);
+    if (rc < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, "error", strerror(errno), NULL);
+    free(actor);
+    return rc;
+}
+
 /* Every page read: answer (UTF-8 at once, CP932 through the pool). */
 static void send_csv(struct page *p, struct conn *c)
 {
     struct csv_job *j;
     fclose(p->out);
     p->out = NULL;
+    if (audit_csv(c, p) < 0) {
+        kn__httpd_respond_error(c, 503, NULL,
+                                "the operation log cannot be written: "
+                                "nothing exported; try again");
+        page_free(p);
+        return;
+    }
     if (!p->cp932) {
         csv_answer(c, p->text, p->len, 0);
         page_free(p);

@@ -394,6 +394,15 @@ with Redis(out) as redis:
         assert len([r for r in got if r["recipient"] == "c-7"]) == 2
         st, h, data2 = api("/v1/broadcasts/%s/recipients.csv?charset=cp932" % bid2, tok)
         assert st == 200 and data2.decode("cp932") == text, st
+        # Each download is in the operation log (who, which broadcast, how
+        # many children), as kairanctl recipients export is.
+        with open(os.path.join(k.dir, "audit", "operations.jsonl"),
+                  encoding="utf-8") as f:
+            ops = [json.loads(x) for x in f if '"recipients.csv"' in x]
+        assert len(ops) == 2, ops
+        assert all(o["op"] == "recipients.csv" and o["broadcast"] == bid2
+                   and o["tenant"] == T and o["children"] == 7
+                   and o["actor"].startswith("token:") for o in ops), ops
 
     with tap.check("[7] deleted from the directory since: listed as unknown; "
                    "made inactive since: listed with its deliveries"):
