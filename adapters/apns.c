@@ -307,15 +307,10 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
          * an environment mismatch first).  A dead token is never sent
          * to again: not marked until the configuration has proven
          * itself. */
-        static const char tag[] = " (token dead)";
-        size_t l = strlen(q->detail);
-        if (l >= sizeof(tag) - 1 &&
-            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
-            l -= sizeof(tag) - 1;
-        r.dead = 0;
-        snprintf(q->detail + l, sizeof(q->detail) - l,
-                 " (not marked dead: APNs has accepted nothing from this "
-                 "configuration yet; apns.api_base sandbox or production?)");
+        kn__push_not_dead(
+            &r, q->detail, sizeof(q->detail),
+            "APNs has accepted nothing from this "
+            "configuration yet; apns.api_base sandbox or production?");
     }
     if (expired) {
         /* ExpiredProviderToken: renew if this was the current token and

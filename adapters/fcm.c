@@ -375,15 +375,9 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
          * every token is of "another sender" (fcm.service_account_file of
          * the wrong project).  A dead token is never sent to again: not
          * marked until the configuration has proven itself. */
-        static const char tag[] = " (token dead)";
-        size_t l = strlen(q->detail);
-        if (l >= sizeof(tag) - 1 &&
-            strcmp(q->detail + l - (sizeof(tag) - 1), tag) == 0)
-            l -= sizeof(tag) - 1;
-        r.dead = 0;
-        snprintf(q->detail + l, sizeof(q->detail) - l,
-                 " (not marked dead: FCM has accepted nothing from this "
-                 "configuration yet; the service account's project?)");
+        kn__push_not_dead(&r, q->detail, sizeof(q->detail),
+                          "FCM has accepted nothing from this "
+                          "configuration yet; the service account's project?");
     }
     if (refresh && (q->gen != f->gen || f->expires_ms == 0)) {
         /* Refused with a token already replaced, or already known dead

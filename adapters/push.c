@@ -438,3 +438,15 @@ uint64_t kn_push_token_refreshes(const struct kn_adapter *a,
         return p->apns ? kn__apns_refreshes(p->apns) : 0;
     return 0;
 }
+
+void kn__push_not_dead(struct kn_result *r, char *detail, size_t n,
+                       const char *why)
+{
+    static const char tag[] = " (token dead)";
+    size_t l = strlen(detail);
+    if (l >= sizeof(tag) - 1 &&
+        strcmp(detail + l - (sizeof(tag) - 1), tag) == 0)
+        l -= sizeof(tag) - 1;
+    r->dead = 0;
+    snprintf(detail + l, n - l, " (not marked dead: %s)", why);
+}

@@ -98,6 +98,16 @@ void kn__push_uuid(const char *key, char out[37]);
 char *kn__push_scrub(const char *text, const char *token, char *buf,
                      size_t len);
 
+/*
+ * A "dead token" answer (r->dead) taken back before the provider has
+ * accepted anything from this configuration (it may be the
+ * configuration's fault, PROVIDERS.md 3): r->dead cleared, the detail's
+ * " (token dead)" replaced by " (not marked dead: " why ")".
+ */
+struct kn_result;
+void kn__push_not_dead(struct kn_result *r, char *detail, size_t n,
+                       const char *why);
+
 /* ---- FCM HTTP v1 (fcm.c) ---- */
 
 struct kn__fcm;

@@ -446,10 +446,14 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
     }
 }
 
-static void rekey_registrations(const struct kn_keyring *kr,
-                                struct rekey_stats *st, int dry)
+/* Each key matching pattern (under the prefix) that holds type: fn. */
+static void rekey_scan(const char *pattern_tail, const char *type,
+                       void (*fn)(const struct kn_keyring *kr, const char *key,
+                                  struct rekey_stats *st, int dry),
+                       const struct kn_keyring *kr, struct rekey_stats *st,
+                       int dry)
 {
-    char *pattern = kn_cli_key("reg:*");
+    char *pattern = kn_cli_key(pattern_tail);
     char *cursor = kn_xstrdup("0");
 
     do {
@@ -460,32 +464,8 @@ static void rekey_registrations(const struct kn_keyring *kr,
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *k = r->element[1]->element[i]->str;
             redisReply *t = kn_cli_cmd("TYPE %s", k);
-            if (t->str != NULL && strcmp(t->str, "hash") == 0)
-                rekey_registration(kr, k, st, dry);
-            freeReplyObject(t);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    free(cursor);
-    free(pattern);
-}
-
-static void rekey_audiences(const struct kn_keyring *kr, struct rekey_stats *st,
-                            int dry)
-{
-    char *pattern = kn_cli_key("bc:*:aud");
-    char *cursor = kn_xstrdup("0");
-
-    do {
-        redisReply *r =
-            kn_cli_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        free(cursor);
-        cursor = kn_xstrdup(r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const char *k = r->element[1]->element[i]->str;
-            redisReply *t = kn_cli_cmd("TYPE %s", k);
-            if (t->str != NULL && strcmp(t->str, "list") == 0)
-                rekey_list(kr, k, st, dry);
+            if (t->str != NULL && strcmp(t->str, type) == 0)
+                fn(kr, k, st, dry);
             freeReplyObject(t);
         }
         freeReplyObject(r);
@@ -538,8 +518,8 @@ static int run_rekey(int argc, char **argv)
         return KN_EXIT_FAIL;
     }
     rekey_directory(kr, &st, dry);
-    rekey_registrations(kr, &st, dry);
-    rekey_audiences(kr, &st, dry);
+    rekey_scan("reg:*", "hash", rekey_registration, kr, &st, dry);
+    rekey_scan("bc:*:aud", "list", rekey_list, kr, &st, dry);
     if (json) {
         printf("{\"kid\":%d,\"dry_run\":%s,\"records\":%ld,"
                "\"records_rekeyed\":%ld,\"registrations\":%ld,"

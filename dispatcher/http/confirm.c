@@ -206,16 +206,25 @@ static void ack_page(struct conn *c, const redisReply *rep, int thanks,
     kn__httpd_batch_end(b);
 }
 
-static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
+/* A reply to a step of a link's request: 1 to go on, 0 when the client
+ * left or Redis failed (503 answered). */
+static int ack_reply(struct conn *c, const redisReply *rep)
 {
-    struct conn *c = arg;
     if (!kn__httpd_conn_release(c))
-        return;
+        return 0;
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         kn__httpd_respond_error(c, 503, NULL,
                                 "Redis is unreachable; try again");
-        return;
+        return 0;
     }
+    return 1;
+}
+
+static void on_ack_viewed(struct kn_redis *r, redisReply *rep, void *arg)
+{
+    struct conn *c = arg;
+    if (!ack_reply(c, rep))
+        return;
     ack_page(c, rep, c->req.method == HTTP_POST && c->req.ack_error == NULL,
              c->req.ack_error != NULL ? 400 : 200);
 }
@@ -318,13 +327,8 @@ static void ack_go(struct conn *c)
 static void on_ack_closed(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct conn *c = arg;
-    if (!kn__httpd_conn_release(c))
+    if (!ack_reply(c, rep))
         return;
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
     if (rep->type != REDIS_REPLY_NIL) {
         ack_invalid(c);
         return;
@@ -337,13 +341,8 @@ static void on_ack_tenant(struct kn_redis *r, redisReply *rep, void *arg)
     struct conn *c = arg;
     struct kn_daemon *d;
     char *key;
-    if (!kn__httpd_conn_release(c))
+    if (!ack_reply(c, rep))
         return;
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-        kn__httpd_respond_error(c, 503, NULL,
-                                "Redis is unreachable; try again");
-        return;
-    }
     d = c->srv->d;
     if (rep->type != REDIS_REPLY_STRING || !kn_tenant_valid(rep->str)) {
         /* no such broadcast (or no tenant to check): the script says */

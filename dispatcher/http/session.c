@@ -879,13 +879,29 @@ out:
     free(x);
 }
 
+/* Into nb: the TOTP step taken for t's account (once: SET NX, first in
+ * the batch, its reply says whether it was free) and kept as its last. */
+static void claim_step(struct batch *nb, struct kn_daemon *d,
+                       const struct token *t, long long step)
+{
+    char st[24], ms[24], *k;
+    snprintf(ms, sizeof(ms), "%d", 4 * KN_TOTP_STEP_S * 1000);
+    k = kn_key_totp_used(d->prefix, t->tenant, t->login, step);
+    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", ms, NULL);
+    free(k);
+    snprintf(st, sizeof(st), "%lld", step);
+    k = kn_key_staff(d->prefix, t->tenant, t->login);
+    kn__httpd_batch_cmd(nb, "HSET", k, "totp_last", st, NULL);
+    free(k);
+}
+
 static void on_totp_pending(struct batch *b)
 {
     struct totp_ctx *x = b->arg;
     struct conn *c = b->c;
     struct kn_daemon *d;
     const char *sealed;
-    char *secret = NULL, *k, st[24];
+    char *secret = NULL, *k;
     size_t len = 0;
     struct batch *nb;
     if (!kn__httpd_batch_usable(b))
@@ -909,13 +925,9 @@ static void on_totp_pending(struct batch *b)
         goto fail;
     }
     nb = kn__httpd_batch_new(c->srv, c, on_totp_confirmed, x);
-    k = kn_key_totp_used(d->prefix, c->req.tok.tenant, c->req.tok.login,
-                         x->step);
-    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", "120000", NULL);
-    free(k);
-    snprintf(st, sizeof(st), "%lld", x->step);
+    claim_step(nb, d, &c->req.tok, x->step);
     k = kn_key_staff(d->prefix, c->req.tok.tenant, c->req.tok.login);
-    kn__httpd_batch_cmd(nb, "HSET", k, "totp", sealed, "totp_last", st, NULL);
+    kn__httpd_batch_cmd(nb, "HSET", k, "totp", sealed, NULL);
     kn__httpd_batch_cmd(nb, "HDEL", k, "totp_pending", NULL);
     free(k);
     kn__httpd_batch_end(nb);
@@ -1019,7 +1031,7 @@ static void on_totp_current(struct batch *b)
     struct kn_daemon *d;
     const redisReply *h = kn__httpd_brep(b, 0);
     const char *sealed, *last;
-    char *secret = NULL, *k, st[24], ms[24];
+    char *secret = NULL, *k;
     size_t len = 0;
     long long step;
     struct batch *nb;
@@ -1073,14 +1085,7 @@ static void on_totp_current(struct batch *b)
     kn_redis_cmd(d->cmd, NULL, NULL, "DECR %s", k); /* a right code */
     free(k);
     nb = kn__httpd_batch_new(c->srv, c, on_current_claimed, x);
-    snprintf(ms, sizeof(ms), "%d", 4 * KN_TOTP_STEP_S * 1000);
-    k = kn_key_totp_used(d->prefix, t->tenant, t->login, step);
-    kn__httpd_batch_cmd(nb, "SET", k, "1", "NX", "PX", ms, NULL);
-    free(k);
-    snprintf(st, sizeof(st), "%lld", step);
-    k = kn_key_staff(d->prefix, t->tenant, t->login);
-    kn__httpd_batch_cmd(nb, "HSET", k, "totp_last", st, NULL);
-    free(k);
+    claim_step(nb, d, t, step);
     kn__httpd_batch_end(nb);
     return;
 out:
