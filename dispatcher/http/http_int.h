@@ -780,4 +780,11 @@ void kn__httpd_run_bc_resend(struct conn *c);
  */
 void kn__httpd_source_net(const char *src, char *out, size_t n);
 
+/* session.c, shared with session_totp.c: a route that needs a staff
+ * session (0, or 400 answered); a change's operation-log line; whether
+ * the log can be written (0, or 503 answered: nothing is changed). */
+int kn__sess_need(struct conn *c);
+void kn__sess_op_log(struct conn *c, const char *op);
+int kn__sess_op_ready(struct conn *c);
+
 #endif
