@@ -453,7 +453,7 @@ static void rekey_scan(const char *pattern_tail, const char *type,
                        const struct kn_keyring *kr, struct rekey_stats *st,
                        int dry)
 {
-    char *pattern = kn_cli_key(pattern_tail);
+    char *pattern = kn_cli_key("%s", pattern_tail);
     char *cursor = kn_xstrdup("0");
 
     do {
