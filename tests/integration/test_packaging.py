@@ -643,7 +643,7 @@ with tap.check("runbook: every section the issue asks for; alert runbook anchors
         assert want in slugs, "runbook lacks a section %r (has %r)" % (want, sorted(slugs))
     for a in re.findall(r'runbook: "runbook\.md#([^"]+)"', read(RULES)):
         assert a in slugs, "alert runbook anchor #%s has no section" % a
-    for needle in ("kairanctl dlq list", "kairanctl dlq retry", "kairanctl keygen",
+    for needle in ("kairanctl dlq list", "kairanctl dlq retry", "kairanctl key add",
                    "failover.mode", "api_key_file", "kairan-backup --restore", "--apply"):
         assert needle in rb, needle
 
