@@ -827,6 +827,14 @@ int main(int argc, char **argv)
     sub = argv[optind];
     argc -= optind;
     argv += optind;
+    /* "kairanctl CMD ... --help" is the help, never an argument: without
+     * this, "keygen --help" made a key file named --help. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+    }
     if (strcmp(sub, "keygen") == 0) {
         if (argc != 2) {
             usage(stderr);

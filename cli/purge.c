@@ -196,7 +196,8 @@ static int do_tenant(int argc, char **argv)
 
 const struct kn_cli_command kn_cli_cmd_tenant = {
     .name = "tenant",
-    .usage = "  tenant close T         stop T's tokens now, erase its data "
+    .usage = "  tenant close T [--now ISO8601]\n"
+             "                         stop T's tokens now, erase its data "
              "after retention.closed_tenant_days\n",
     .needs_config = 1,
     .run = do_tenant,

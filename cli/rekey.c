@@ -558,7 +558,7 @@ static void key_usage(FILE *f)
 {
     fprintf(f, "usage: kairanctl key add FILE    add a new key (the new "
                "current key id)\n"
-               "       kairanctl key list FILE   the key ids in FILE\n");
+               "       kairanctl key list FILE   the current key id of FILE\n");
 }
 
 /* key list: load the file (which checks its mode) and print the kids. */

@@ -483,6 +483,7 @@ static int run_staff(int argc, char **argv)
 const struct kn_cli_command kn_cli_cmd_staff = {
     "staff",
     "  staff add --tenant T --login L --name NAME --role R [--groups a,b]\n"
+    "            [--email ADDR]\n"
     "                         a staff account (initial password printed "
     "once)\n"
     "  staff list --tenant T [--json]\n"
@@ -490,5 +491,4 @@ const struct kn_cli_command kn_cli_cmd_staff = {
     "  staff role --tenant T LOGIN ROLE [--groups a,b]\n"
     "  staff email --tenant T LOGIN ADDR   its own address (\"send to "
     "me\"); \"\" removes it\n",
-    1,
-    run_staff};
+    1, run_staff};

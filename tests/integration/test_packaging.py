@@ -19,6 +19,7 @@
   [man]      mandoc -Tlint and man --warnings on each page: no warnings;
              every option, command, exit code and config key documented.
   [help]     --help and --version of kairand, kairanctl, kairan-backup;
+             kairanctl CMD --help prints the help (keygen made no file);
              a bad option exits 2.
   [bash]     the completion completes commands, dlq subcommands, --json.
   [prom]     promtool check rules + promtool test rules (the alerts fire
@@ -56,6 +57,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -537,6 +539,22 @@ with tap.check("--help and --version of every command; a bad option exits 2"):
         cp = run([prog, "--no-such-option"])
         assert cp.returncode == 2, "%s --no-such-option exited %d" % (prog, cp.returncode)
 
+with tap.check("kairanctl CMD --help: the help, exit 0, no config read, no file made"):
+    # "keygen --help" made a key file named --help (README review).
+    d = tempfile.mkdtemp(prefix="kn-help-")
+    try:
+        for argv in (["keygen", "--help"], ["keygen", "-h"], ["recipients", "--help"],
+                     ["recipients", "import", "--help"], ["staff", "add", "--help"],
+                     ["-c", os.path.join(d, "none.conf"), "token", "create", "--help"],
+                     ["key", "add", "--help"], ["submit", "-h"]):
+            cp = subprocess.run([os.path.abspath(KAIRANCTL)] + argv, cwd=d,
+                                capture_output=True, text=True, timeout=30)
+            assert cp.returncode == 0 and "usage:" in cp.stdout, (argv, cp)
+        assert os.listdir(d) == [], os.listdir(d)
+        assert "[--email ADDR]" in cp.stdout, "staff add --email not in --help"
+    finally:
+        shutil.rmtree(d)
+
 # ====================================================================== bash
 
 with tap.check("bash completion: commands, dlq subcommands, --json, options"):
@@ -625,7 +643,7 @@ with tap.check("runbook: every section the issue asks for; alert runbook anchors
         assert want in slugs, "runbook lacks a section %r (has %r)" % (want, sorted(slugs))
     for a in re.findall(r'runbook: "runbook\.md#([^"]+)"', read(RULES)):
         assert a in slugs, "alert runbook anchor #%s has no section" % a
-    for needle in ("kairanctl dlq list", "kairanctl dlq retry", "kairanctl keygen",
+    for needle in ("kairanctl dlq list", "kairanctl dlq retry", "kairanctl key add",
                    "failover.mode", "api_key_file", "kairan-backup --restore", "--apply"):
         assert needle in rb, needle
 
