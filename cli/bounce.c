@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sysexits.h>
 
 #include "cli/cli.h"
 #include "common/kn.h"
@@ -88,8 +89,8 @@ static int header(const char *msg, size_t len, const char *name, char *out,
 /* The reference from RECIPIENT or the message's headers; 0 or -1. */
 static int find_ref(const char *rcpt, const char *msg, size_t len, char *ref)
 {
-    static const char *const names[] = {"delivered-to:", "x-original-to:",
-                                        "to:", NULL};
+    static const char *const names[] = {
+        "delivered-to:", "x-original-to:", "to:", NULL};
     const char *local = kn_cli_cfg.smtp_bounce_local;
     char v[400];
     if (rcpt != NULL)
@@ -110,20 +111,35 @@ static int find_ref(const char *rcpt, const char *msg, size_t len, char *ref)
 }
 
 /* Keep the message's outcome aside (never its content) and count it. */
+/* A Redis error reply: nothing recorded, so exit 75 (EX_TEMPFAIL) for
+ * Postfix to deliver the message to us again later. */
+static void must_be_ok(const redisReply *r, const char *what)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr,
+                "kairanctl bounce: Redis error in %s: %s (Postfix "
+                "will try again)\n",
+                what, r->str);
+        exit(EX_TEMPFAIL);
+    }
+}
+
 static void aside(const char *kind, const char *reason, const char *ref,
                   const char *bc, size_t bytes)
 {
     char *stream = kn_cli_key("bounce:aside");
     char *stats = kn_cli_key("bounce:stats");
     char n[32], ms[32];
-    const char *argv[] = {"XADD", stream, "MAXLEN", "~", "10000", "*",
-                          "kind", kind, "reason", reason, "ref", ref,
-                          "bc", bc, "bytes", n, "ms", ms};
+    const char *argv[] = {"XADD", stream, "MAXLEN", "~",    "10000", "*",
+                          "kind", kind,   "reason", reason, "ref",   ref,
+                          "bc",   bc,     "bytes",  n,      "ms",    ms};
+    struct kn_argv a = {(char **)argv, NULL, (int)KN_ARRAY_SIZE(argv), 0};
     redisReply *r;
     snprintf(n, sizeof(n), "%zu", bytes);
     snprintf(ms, sizeof(ms), "%lld", (long long)kn_now_ms());
-    r = redisCommandArgv(kn_cli_redis(), (int)KN_ARRAY_SIZE(argv), argv,
-                         NULL);
+    r = kn_cli_cmdargv(&a);
+    /* Not kept aside, not recorded: Postfix is to try again (75). */
+    must_be_ok(r, "XADD bounce:aside");
     freeReplyObject(r);
     r = kn_cli_cmd("HINCRBY %s %s 1", stats, kind);
     freeReplyObject(r);
@@ -181,6 +197,10 @@ static int do_bounce(int argc, char **argv)
     }
     if (argc == 2)
         rcpt = argv[1];
+    /* From here, Redis unreachable or failing is "try again later" for
+     * Postfix's pipe(8), never 3 or 1: those make it bounce the DSN (to
+     * no one: a DSN's sender is empty), and the address stays live. */
+    kn_cli_tempfail_exit = EX_TEMPFAIL;
     if (kn_cli_cfg.smtp_bounce_local == NULL) {
         fprintf(stderr, "kairanctl bounce: smtp.bounce_local and "
                         "smtp.bounce_domain are not set in the config: "
@@ -189,8 +209,7 @@ static int do_bounce(int argc, char **argv)
     }
     msg = read_capped(KN_DSN_MAX_INPUT, &len, &too_big);
     if (too_big) {
-        aside("too-big", "larger than the 1 MiB a bounce may be", "", "",
-              len);
+        aside("too-big", "larger than the 1 MiB a bounce may be", "", "", len);
         fprintf(stderr, "kairanctl bounce: kept aside: larger than 1 MiB\n");
         goto out;
     }
@@ -204,6 +223,7 @@ static int do_bounce(int argc, char **argv)
     key = kn_key_bref(kn_cli_cfg.redis_prefix, ref);
     h = kn_cli_cmd("HGETALL %s", key);
     free(key);
+    must_be_ok(h, "HGETALL bounce reference");
     bc = hfield(h, "bc");
     field = hfield(h, "f");
     tenant = hfield(h, "t");
@@ -219,6 +239,7 @@ static int do_bounce(int argc, char **argv)
         r = kn_cli_cmd("HINCRBY %s %s 1", bk,
                        d.kind == KN_DSN_AUTOREPLY ? "n:email:autoreply"
                                                   : "n:email:other");
+        must_be_ok(r, "HINCRBY");
         freeReplyObject(r);
         free(bk);
         aside(kn_dsn_kind_name(d.kind), d.why, ref, bc, len);
@@ -245,7 +266,7 @@ static int do_bounce(int argc, char **argv)
     kn_argv_take(&a, kn_key_supp(kn_cli_cfg.redis_prefix, tenant));
     kn_argv_take(&a, kn_key_soft(kn_cli_cfg.redis_prefix, tenant));
     kn_argv_add(&a, field);
-    kn_argv_add(&a, d.kind == KN_DSN_DELAYED        ? "delayed"
+    kn_argv_add(&a, d.kind == KN_DSN_DELAYED       ? "delayed"
                     : kn_dsn_status_hard(d.status) ? "hard"
                                                    : "soft");
     kn_argv_add(&a, detail);
@@ -277,7 +298,9 @@ const struct kn_cli_command kn_cli_cmd_bounce = {
     .usage = "  bounce [RECIPIENT]     one returned message on stdin (run "
              "by Postfix pipe(8)):\n"
              "                         0 recorded, 1 not attributed (kept "
-             "aside)\n",
+             "aside),\n"
+             "                         75 Redis unreachable or failing "
+             "(Postfix tries again)\n",
     .needs_config = 1,
     .run = do_bounce,
 };
@@ -314,16 +337,15 @@ static int supp_list(const char *tenant, int as_json)
             free(plain);
         }
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s}",
-                           "id", r->element[i]->str, "kind",
-                           v[0] == 'h' ? "hard" : "soft", "address", m,
-                           "since_ms",
-                           (json_int_t)(np > 1 ? strtoll(parts[1], NULL, 10)
-                                               : 0),
-                           "status", st, "recipient", np > 3 ? parts[3] : "",
-                           "broadcast", np > 4 ? parts[4] : "", "reason",
-                           kn_dsn_reason(st, carrier, 0), "reason_ja",
-                           kn_dsn_reason(st, carrier, 1)));
+            arr,
+            json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "id",
+                      r->element[i]->str, "kind", v[0] == 'h' ? "hard" : "soft",
+                      "address", m, "since_ms",
+                      (json_int_t)(np > 1 ? strtoll(parts[1], NULL, 10) : 0),
+                      "status", st, "recipient", np > 3 ? parts[3] : "",
+                      "broadcast", np > 4 ? parts[4] : "", "reason",
+                      kn_dsn_reason(st, carrier, 0), "reason_ja",
+                      kn_dsn_reason(st, carrier, 1)));
         free(v);
     }
     freeReplyObject(r);
@@ -338,8 +360,8 @@ static int supp_list(const char *tenant, int as_json)
         json_t *e;
         json_array_foreach(arr, i, e)
         {
-            char *line = kn_text_safe(json_string_value(json_object_get(
-                e, "recipient")));
+            char *line = kn_text_safe(
+                json_string_value(json_object_get(e, "recipient")));
             printf("%s  %s  %s  %s  %s\n",
                    json_string_value(json_object_get(e, "kind")),
                    json_string_value(json_object_get(e, "status")),
@@ -392,8 +414,9 @@ static int supp_clear(const char *tenant, const char *addr)
                                   strcmp(addr, "--all") == 0));
     printf("%lld cleared\n", n);
     if (n == 0 && strcmp(addr, "--all") != 0) {
-        fprintf(stderr, "kairanctl: that address is not suppressed for "
-                        "%s\n",
+        fprintf(stderr,
+                "kairanctl: that address is not suppressed for "
+                "%s\n",
                 tenant);
         rc = KN_EXIT_UNKNOWN;
     }
@@ -406,8 +429,9 @@ out:
 static int do_suppression(int argc, char **argv)
 {
     if (argc >= 3 && !kn_tenant_valid(argv[2])) {
-        fprintf(stderr, "kairanctl: '%s' is not a tenant name (letters, "
-                        "digits, '.', '_', '-', starting with a letter or digit)\n",
+        fprintf(stderr,
+                "kairanctl: '%s' is not a tenant name (letters, "
+                "digits, '.', '_', '-', starting with a letter or digit)\n",
                 argv[2]);
         return KN_EXIT_USAGE;
     }

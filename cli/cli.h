@@ -26,6 +26,15 @@ enum {
 
 extern struct kn_config kn_cli_cfg;
 
+/*
+ * When not 0, the exit code for "Redis did not do it" (unreachable, the
+ * connection lost, an error reply to kn_cli_eval) instead of 3 and 1:
+ * kairanctl bounce sets 75 (EX_TEMPFAIL), which Postfix's pipe(8) takes
+ * as "try again later"; any other non-zero code not in sysexits.h makes it
+ * bounce the message, and a DSN bounced is a DSN lost.
+ */
+extern int kn_cli_tempfail_exit;
+
 /* The connection (made on first use; exits 3 if Redis is unreachable). */
 redisContext *kn_cli_redis(void);
 /* A command; exits 3 if the connection is lost.  Caller frees. */

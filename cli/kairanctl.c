@@ -46,6 +46,8 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNKNOWN = 3 };
 
+int kn_cli_tempfail_exit;
+
 struct kn_config kn_cli_cfg;
 #define cfg kn_cli_cfg
 static const char *cfg_path = "/etc/kairan/kairan.conf";
@@ -91,6 +93,13 @@ char *kn_cli_key(const char *fmt, ...)
     return k;
 }
 
+/* Redis unreachable or the connection lost: 3, or the command's own
+ * temporary-failure code (kairanctl bounce: 75). */
+static int down_exit(void)
+{
+    return kn_cli_tempfail_exit ? kn_cli_tempfail_exit : EXIT_UNKNOWN;
+}
+
 /*
  * Connect (synchronously) or exit 3 with the reason.  With redis.sentinels
  * the primary is asked of the sentinels and checked (queue/sentinel.h);
@@ -108,7 +117,7 @@ redisContext *kn_cli_redis(void)
     kn_sentinel_free(s);
     if (rc_ == NULL) {
         fprintf(stderr, "kairanctl: %s\n", why);
-        exit(EXIT_UNKNOWN);
+        exit(down_exit());
     }
     return rc_;
 }
@@ -123,7 +132,7 @@ redisReply *kn_cli_cmd(const char *fmt, ...)
     va_end(ap);
     if (r == NULL) {
         fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
-        exit(EXIT_UNKNOWN);
+        exit(down_exit());
     }
     return r;
 }
@@ -134,7 +143,7 @@ redisReply *kn_cli_cmdargv(const struct kn_argv *a)
         redisCommandArgv(kn_cli_redis(), a->n, (const char **)a->v, a->len);
     if (r == NULL) {
         fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
-        exit(EXIT_UNKNOWN);
+        exit(down_exit());
     }
     return r;
 }
@@ -155,11 +164,11 @@ redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
     kn_argv_free(&full);
     if (r == NULL) {
         fprintf(stderr, "kairanctl: Redis connection lost: %s\n", rc_->errstr);
-        exit(EXIT_UNKNOWN);
+        exit(down_exit());
     }
     if (r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "kairanctl: Redis error in %s: %s\n", s->name, r->str);
-        exit(EXIT_FAIL);
+        exit(kn_cli_tempfail_exit ? kn_cli_tempfail_exit : EXIT_FAIL);
     }
     return r;
 }

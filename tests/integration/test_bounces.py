@@ -20,6 +20,9 @@ with a config whose security.key_file does not exist (it needs no key).
       kept aside, nothing recorded, not suppressed.
   [6] unattributable input: an unknown reference, no reference, too big
       -> exit 1, kept aside; bad arguments -> exit 2.
+  [6b] Redis unreachable, or an error reply where the message would be
+      kept aside: exit 75 (EX_TEMPFAIL, Postfix's pipe(8) tries again),
+      nothing recorded or kept aside.
   [7] the next broadcast skips both suppressed addresses and counts them
       (suppressed 2, never silent); report and API count and list them.
   [7] GET /v1/broadcasts/{id} and the list count bounced and suppressed;
@@ -323,6 +326,36 @@ with Redis(out) as r, FakeSMTP(out, tls="none") as smtp:
             assert cp.returncode == 2, (args, cp.returncode, cp.stderr)
         kinds = r.call("HGETALL", "kairan:bounce:stats")
         tap.diag("[6] kept aside: %r" % kinds)
+
+    with tap.check("[6b] Redis unreachable or answering an error: exit 75 "
+                   "(EX_TEMPFAIL: Postfix tries again), nothing recorded"):
+        down = os.path.join(out, "bounce-down.conf")
+        with open(nokey) as f, open(down, "w") as g:
+            g.write(f.read().replace(r.url, "redis://127.0.0.1:%d"
+                                     % free_port()))
+        assert r.url not in open(down).read()
+        cp = subprocess.run([os.path.join(BUILD, "kairanctl"), "-c", down,
+                             "bounce", "bounce+%s@%s" % (refs[OK], BDOM)],
+                            input=dsn(OK).encode(), capture_output=True,
+                            timeout=60)
+        assert cp.returncode == 75, (cp.returncode, cp.stderr)
+        assert b"Postfix" in cp.stderr or b"Redis" in cp.stderr, cp.stderr
+        # an error reply where the message would be kept aside (the
+        # stream holds another type): 75, not "1 kept aside"
+        n_aside = len(aside())
+        saved = r.call("DUMP", "kairan:bounce:aside")
+        r.call("RENAME", "kairan:bounce:aside", "kairan:bounce:aside-saved")
+        r.call("SET", "kairan:bounce:aside", "x")
+        try:
+            cp = bounce(dsn(GONE), "bounce+aaaaaaaaaaaaaaaa@%s" % BDOM)
+            assert cp.returncode == 75, (cp.returncode, cp.stderr)
+            assert b"WRONGTYPE" in cp.stderr, cp.stderr
+        finally:
+            r.call("DEL", "kairan:bounce:aside")
+            r.call("RENAME", "kairan:bounce:aside-saved",
+                   "kairan:bounce:aside")
+        assert saved and len(aside()) == n_aside
+        assert state(bid1, rid[OK]).startswith("d|")
 
     with tap.check("[7] the next broadcast skips the suppressed addresses "
                    "and counts them"):
