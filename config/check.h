@@ -15,7 +15,7 @@ const char *kn__config_check_redis_url(const char *value);
  * skipped), or why it is refused (outputs untouched).
  */
 const char *kn__config_redis_url_split(const char *url, char **host, int *port,
-                                       int *db, char **password);
+                                       int *db, char **user, char **password);
 /* redis.sentinels: "host:port,host:port" (at most KN_MAX_SENTINELS) */
 const char *kn__config_check_sentinels(const char *value);
 /* redis.master_name: 1-64 letters, digits, '.', '_', '-' */

@@ -884,11 +884,16 @@ static void apply_env(struct load *ld)
 static void read_secret_files(struct load *ld)
 {
     struct kn_config *cfg = ld->cfg;
-    char *pw = NULL;
+    char *pw = NULL, *user = NULL;
 
-    /* The url's own password, unless a file overrides it below. */
-    if (kn_redis_url_parse(cfg->redis_url, NULL, NULL, NULL, &pw) == 0)
+    /* The url's own user and password (a file overrides the password
+     * below). */
+    if (kn__config_redis_url_split(cfg->redis_url, NULL, NULL, NULL, &user,
+                                   &pw) == NULL) {
         replace_string(&cfg->redis_password, pw);
+        free(cfg->redis_user);
+        cfg->redis_user = user;
+    }
 
     for (size_t i = 0; i < KN_ARRAY_SIZE(secret_files); i++) {
         const struct secret_file *sf = &secret_files[i];
@@ -1080,13 +1085,14 @@ void kn_config_free(struct kn_config *cfg)
     }
     replace_string(&cfg->redis_password, NULL);
     replace_string(&cfg->redis_sentinel_password, NULL);
+    free(cfg->redis_user);
     free(cfg->path);
     memset(cfg, 0, sizeof(*cfg));
 }
 
 /*
- * Parse "redis://[[user]:password@]host[:port][/db]".  The user name is
- * accepted and ignored (AUTH is sent with the password alone).  The
+ * Parse "redis://[[user]:password@]host[:port][/db]".  The user name (a
+ * Redis 6 ACL user) is not an output here: it is cfg->redis_user.  The
  * password is percent-decoded; a host may be "[::1]".  Left out parts take
  * their defaults.  Any output pointer may be NULL.  Returns 0, or KN_EINVAL
  * with nothing allocated.
@@ -1094,8 +1100,9 @@ void kn_config_free(struct kn_config *cfg)
 int kn_redis_url_parse(const char *url, char **host, int *port, int *db,
                        char **password)
 {
-    return kn__config_redis_url_split(url, host, port, db, password) ? KN_EINVAL
-                                                                     : 0;
+    return kn__config_redis_url_split(url, host, port, db, NULL, password)
+               ? KN_EINVAL
+               : 0;
 }
 
 const char *kn_config_key(size_t i, const char **section)

@@ -25,7 +25,9 @@ struct kn_config {
     char *path; /* file it was read from (NULL for defaults only) */
 
     /* [redis] */
-    char *redis_url;           /* redis://[:password@]host:port[/db] */
+    char *redis_url;           /* redis://[[user]:password@]host:port[/db] */
+    char *redis_user;          /* not a key: the url's ACL user, NULL =
+                                  AUTH with the password alone ("default") */
     char *redis_password_file; /* overrides a password in the url */
     char *redis_password;      /* not a key: the password to AUTH with,
                                   from redis_password_file, else from the

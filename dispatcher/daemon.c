@@ -351,12 +351,13 @@ struct kn_redis *kn__redis_open(struct kn_daemon *d, const char *name,
     int port = 6379, db = 0;
     struct kn_redis *r;
     if (kn_redis_url_parse(d->cfg->redis_url, &host, &port, &db, &password) < 0)
-        kn_fatal("redis.url: cannot parse (want redis://[:password@]host:"
-                 "port/db)");
+        kn_fatal("redis.url: cannot parse (want redis://[[user]:password@]"
+                 "host:port/db)");
     memset(&o, 0, sizeof(o));
     o.host = host;
     o.port = port;
     o.db = db;
+    o.user = d->cfg->redis_user;
     o.password = d->cfg->redis_password ? d->cfg->redis_password : password;
     o.timeout_ms = d->cfg->redis_timeout_ms;
     o.name = name;

@@ -65,7 +65,7 @@ struct uvev {
 
 struct kn_redis {
     uv_loop_t *loop;
-    char *host, *password, *name;
+    char *host, *user, *password, *name;
     int port, db;
     int64_t timeout_ms;
     kn_redis_state_cb *state_cb;
@@ -586,14 +586,17 @@ static void connect_now(struct kn_redis *r)
     /* hiredis buffers these until the socket is connected; they run
      * first, in order. */
     set_state(r, R_HANDSHAKE, "connecting");
-    if (r->password != NULL) {
+    if (r->password != NULL || r->user != NULL) {
+        /* With a user: AUTH user password (Redis 6 ACL; a "nopass" user
+         * takes any password, so none is sent as ""). */
         struct rcmd *c = kn_xcalloc(1, sizeof(*c));
-        const char *argv[] = {"AUTH", r->password};
-        size_t lens[] = {4, strlen(r->password)};
+        const char *pw = r->password ? r->password : "";
+        const char *argv[] = {"AUTH", r->user ? r->user : pw, pw};
+        size_t lens[] = {4, strlen(argv[1]), strlen(pw)};
         c->r = r;
         c->cb = on_handshake;
         c->arg = "AUTH";
-        send_argv(r, c, 2, argv, lens);
+        send_argv(r, c, r->user ? 3 : 2, argv, lens);
     }
     if (r->db != 0) {
         kn_redis_cmd(r, on_handshake, "SELECT", "SELECT %d", r->db);
@@ -636,6 +639,7 @@ struct kn_redis *kn_redis_new(uv_loop_t *loop, const struct kn_redis_opts *o,
     r->port = o->port;
     r->db = o->db;
     r->password = o->password ? kn_xstrdup(o->password) : NULL;
+    r->user = o->user ? kn_xstrdup(o->user) : NULL;
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
     r->name = kn_xstrdup(o->name ? o->name : "redis");
     r->state_cb = state;
@@ -780,6 +784,7 @@ static void maybe_free(struct kn_redis *r)
 {
     if (r->state == R_CLOSED && r->handles_open == 0) {
         free(r->host);
+        free(r->user);
         if (r->password) {
             memset(r->password, 0, strlen(r->password));
             free(r->password);

@@ -38,6 +38,7 @@ struct kn_redis_opts {
     const char *host;
     int port;
     int db;
+    const char *user;     /* an ACL user (AUTH user password); NULL: none */
     const char *password; /* NULL for none */
     int64_t timeout_ms;   /* connect and per-command */
     const char *name;     /* for logs: "cmd", "block" */

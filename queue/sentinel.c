@@ -306,7 +306,20 @@ static redisContext *connect_once(const struct kn_config *cfg, const char *host,
         goto fail;
     }
     redisSetTimeout(c, tv_of(cfg->redis_timeout_ms));
-    if (cfg->redis_password != NULL) {
+    if (cfg->redis_user != NULL) {
+        /* a Redis 6 ACL user ("nopass": any password, so "" for none) */
+        r = redisCommand(c, "AUTH %s %s", cfg->redis_user,
+                         cfg->redis_password ? cfg->redis_password : "");
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whysz, "Redis at %s:%d %s", host, port,
+                     r ? "refused the user or its password"
+                       : "did not answer AUTH");
+            if (r != NULL)
+                freeReplyObject(r);
+            goto fail;
+        }
+        freeReplyObject(r);
+    } else if (cfg->redis_password != NULL) {
         r = redisCommand(c, "AUTH %s", cfg->redis_password);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             snprintf(why, whysz, "Redis at %s:%d %s", host, port,

@@ -691,6 +691,15 @@ static void test_password_files(void **state)
     /* Without a file, the url's percent-decoded password is used. */
     free(load_ok(&cfg, "[redis]\nurl = redis://u:p%40ss@db\n"));
     assert_string_equal(cfg.redis_password, "p@ss");
+    /* and its user is the ACL user kairan logs in as (AUTH u p@ss) */
+    assert_string_equal(cfg.redis_user, "u");
+    kn_config_free(&cfg);
+    free(load_ok(&cfg, "[redis]\nurl = redis://:pw@db\n"));
+    assert_null(cfg.redis_user); /* AUTH pw: the "default" user */
+    kn_config_free(&cfg);
+    free(load_ok(&cfg, "[redis]\nurl = redis://kairan%2Dx:@db\n"));
+    assert_string_equal(cfg.redis_user, "kairan-x");
+    assert_null(cfg.redis_password); /* a "nopass" user, or from a file */
     kn_config_free(&cfg);
     free(rpw);
     free(spw);
@@ -927,6 +936,12 @@ static void test_redis_url_parse(void **state)
         {"redis://:%zz@h", NULL, 0, 0, NULL},
         {"redis://:%4@h", NULL, 0, 0, NULL},
         {"redis://:%00@h", NULL, 0, 0, NULL},
+        /* a user name goes to logs: no space, no control character */
+        {"redis://a%20b:p@h", NULL, 0, 0, NULL},
+        {"redis://a%0Ab:p@h", NULL, 0, 0, NULL},
+        {"redis://a%1Bb:p@h", NULL, 0, 0, NULL},
+        {"redis://a%7Fb:p@h", NULL, 0, 0, NULL},
+        {"redis://a%zz:p@h", NULL, 0, 0, NULL},
         {"redis://h?db=1", NULL, 0, 0, NULL},
         {"redis://bad host", NULL, 0, 0, NULL},
         {"redis://[::1", NULL, 0, 0, NULL},

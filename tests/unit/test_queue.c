@@ -158,7 +158,10 @@ static struct ctx *ctx_new(void)
     struct kn_redis_opts o;
     c->port = free_port();
     c->pid = start_redis(c->port);
-    o = (struct kn_redis_opts){"127.0.0.1", c->port, 0, NULL, 2000, "test", NULL};
+    o = (struct kn_redis_opts){.host = "127.0.0.1",
+                               .port = c->port,
+                               .timeout_ms = 2000,
+                               .name = "test"};
     uv_loop_init(&c->loop);
     uv_timer_init(&c->loop, &c->guard);
     uv_timer_start(&c->guard, on_guard, 20, 20);

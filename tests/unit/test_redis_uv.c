@@ -83,8 +83,10 @@ static void on_guard(uv_timer_t *t)
 static struct ctx *ctx_new(int port, int64_t timeout_ms)
 {
     struct ctx *c = kn_xcalloc(1, sizeof(*c));
-    struct kn_redis_opts o = {"127.0.0.1", port,   0,   NULL,
-                              timeout_ms,  "test", NULL};
+    struct kn_redis_opts o = {.host = "127.0.0.1",
+                              .port = port,
+                              .timeout_ms = timeout_ms,
+                              .name = "test"};
     uv_loop_init(&c->loop);
     /* A ticking timer so UV_RUN_ONCE never blocks forever. */
     uv_timer_init(&c->loop, &c->guard);
@@ -194,8 +196,10 @@ static void test_noscript_fallback(void **state)
 }
 
 static struct kn_redis_script digest = {
-    "d", "return KEYS[1] .. string.len(ARGV[2]) .. ':' .. "
-         "redis.sha1hex(ARGV[2]) .. ARGV[1]", ""};
+    "d",
+    "return KEYS[1] .. string.len(ARGV[2]) .. ':' .. "
+    "redis.sha1hex(ARGV[2]) .. ARGV[1]",
+    ""};
 
 /* The resend as EVAL is made from the EVALSHA as formatted: every byte of
  * the arguments after the SHA must arrive as given, NULs and CRLFs and
