@@ -16,7 +16,10 @@
  * TLS is required by default (STARTTLS, or implicit TLS for smtps://), at
  * least TLS 1.2, with the peer verified (smtp.ca_file, else the system's
  * store; host name or IP address checked); smtp.tls = none is an explicit
- * opt-out for a local relay and is logged at start.
+ * opt-out for a local relay and is logged at start: with it, smtp.username's
+ * password goes only to a loopback address (plain_auth_allowed), else the
+ * connection ends before a byte is sent, a configuration fault that fails
+ * the message tempfail like a refused AUTH.
  *
  * Classification (PROVIDERS.md 6.1): the reply to the final "." 2xx
  * delivered; a refused MAIL, RCPT, DATA or "." 4xx tempfail, 5xx permfail;
@@ -82,7 +85,8 @@ struct smtp {
     struct conn *idle, *idle_tail; /* ready, without a message, FIFO */
     size_t nconns;
     int closing;
-    size_t refs; /* 1 + connections not yet freed */
+    int plain_auth_logged; /* the refusal of plain_auth_allowed logged */
+    size_t refs;           /* 1 + connections not yet freed */
 };
 
 struct conn {
@@ -764,6 +768,39 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 
 /* ---- connecting ---- */
 
+/*
+ * Without TLS (smtp.tls = none) and with smtp.username, the password may
+ * go only to a relay on this host: the address connected to, whatever
+ * name smtp.url gives, must be loopback (127.0.0.0/8, ::1).  Returns 1 if
+ * the connection may go on (the session is told it is local), else 0
+ * after logging the configuration fault (once per start): nothing has
+ * been sent, and the message ends tempfail, so that the breaker opens and
+ * mail fails over to SendGrid as when the relay refuses the login.
+ */
+static int plain_auth_allowed(struct conn *c)
+{
+    struct smtp *s = c->s;
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
+    if (s->tls != KN_TLS_NONE || s->username == NULL)
+        return 1;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0 &&
+        kn_sockaddr_loopback((struct sockaddr *)&peer)) {
+        kn_smtp_set_local(c->sess);
+        return 1;
+    }
+    if (!s->plain_auth_logged) {
+        s->plain_auth_logged = 1;
+        kn_log(KN_LOG_ERROR, "smtp",
+               "smtp.tls = none with smtp.username, and the relay is not on "
+               "this host: the password is never sent to it in clear; "
+               "e-mail through the relay fails until smtp.tls is starttls "
+               "or implicit (the breaker fails over to SendGrid if set up)",
+               "host", s->host, NULL);
+    }
+    return 0;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
@@ -773,6 +810,8 @@ static void on_connect(uv_connect_t *req, int status)
             snprintf(why, sizeof(why), "cannot connect to the relay: %s",
                      uv_strerror(status));
             conn_fail(c, 0, why);
+        } else if (!plain_auth_allowed(c)) {
+            conn_fail(c, 0, KN_SMTP_PLAIN_AUTH_REFUSED);
         } else {
             c->connected = 1;
             uv_tcp_nodelay(&c->tcp, 1);
@@ -996,7 +1035,8 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
     if (s->tls == KN_TLS_NONE)
         kn_log(KN_LOG_WARN, "smtp",
                "plaintext SMTP: smtp.tls = none was set explicitly; mail "
-               "and credentials cross the network unencrypted",
+               "crosses the network unencrypted (credentials go only to a "
+               "relay on this host)",
                "url", cfg->smtp_url, NULL);
     kn_log(KN_LOG_INFO, "smtp", "relay configured", "url", cfg->smtp_url, "tls",
            s->tls == KN_TLS_STARTTLS   ? "starttls"

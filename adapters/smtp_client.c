@@ -209,6 +209,7 @@ struct kn_smtp_session {
     enum phase phase;
     unsigned caps;
     int tls;       /* encrypted */
+    int local;     /* the relay is on this host (loopback address) */
     int need_rset; /* a transaction ran: RSET before the next */
     int helo;      /* EHLO was refused, HELO taken: no extensions */
     /* The transaction: cmds[0..ncmd) to send, nsent sent, nrep answered. */
@@ -246,6 +247,11 @@ void kn_smtp_session_free(struct kn_smtp_session *s)
 void kn_smtp_set_tls(struct kn_smtp_session *s)
 {
     s->tls = 1;
+}
+
+void kn_smtp_set_local(struct kn_smtp_session *s)
+{
+    s->local = 1;
 }
 
 static void fail(struct kn_smtp_session *s, int code, const char *why)
@@ -343,6 +349,12 @@ static void after_ehlo(struct kn_smtp_session *s)
         return;
     }
     if (s->conf->username != NULL) {
+        /* As Postfix and curl keep a password off a plaintext network:
+         * without TLS, credentials go only to a relay on this host. */
+        if (!s->tls && !s->local) {
+            fail(s, 0, KN_SMTP_PLAIN_AUTH_REFUSED);
+            return;
+        }
         send_auth(s);
         return;
     }

@@ -130,6 +130,20 @@ void kn_smtp_session_free(struct kn_smtp_session *s);
 /* The connection is encrypted from the start (smtps): never STARTTLS. */
 void kn_smtp_set_tls(struct kn_smtp_session *s);
 
+/*
+ * The relay is on this host (the glue saw a loopback peer address): AUTH
+ * may be sent without TLS.  Without it (and without TLS) a session that
+ * has a username fails after EHLO with KN_SMTP_PLAIN_AUTH_REFUSED, before
+ * any credential is sent.
+ */
+void kn_smtp_set_local(struct kn_smtp_session *s);
+
+/* Why a session refused to send credentials in clear (a fixed string). */
+#define KN_SMTP_PLAIN_AUTH_REFUSED                                             \
+    "configuration: AUTH credentials are never sent without TLS to a relay "   \
+    "that is not on this host (smtp.tls = none is for a relay on 127.0.0.1, "  \
+    "::1 or localhost): set smtp.tls = starttls or implicit"
+
 /* Bytes from the server (plaintext).  Returns 0, or -1 after fail. */
 int kn_smtp_input(struct kn_smtp_session *s, const char *buf, size_t len);
 

@@ -235,6 +235,20 @@ const char *kn__config_smtp_url_problem(const char *url, bool *implicit)
     return NULL;
 }
 
+char *kn__config_smtp_url_host(const char *url)
+{
+    bool implicit;
+    const char *auth, *h;
+    size_t hlen;
+    long port;
+    if (kn__config_smtp_url_problem(url, &implicit) != NULL)
+        return NULL;
+    auth = url + (implicit ? 8 : 7);
+    if (split_host_port(auth, strlen(auth), &h, &hlen, &port) != NULL)
+        return NULL;
+    return kn_xstrndup(h, hlen);
+}
+
 const char *kn__config_check_smtp_url(const char *value)
 {
     bool implicit;

@@ -23,6 +23,9 @@ const char *kn__config_check_master_name(const char *value);
 /* smtp.url; *implicit says smtps:// */
 const char *kn__config_smtp_url_problem(const char *url, bool *implicit);
 const char *kn__config_check_smtp_url(const char *value);
+/* smtp.url's host (without the [] of an IPv6 address), heap; NULL if the
+ * url is refused. */
+char *kn__config_smtp_url_host(const char *url);
 /* smtp.from, smtp.reply_to: "Name <local@domain>" or "local@domain" */
 const char *kn__config_mailbox_problem(const char *value);
 /* smtp.helo */

@@ -34,9 +34,11 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -978,23 +980,81 @@ check_problem(const struct kn_config *cfg, FILE *err, int *count,
     fputc('\n', err);
 }
 
+/*
+ * 1 if every address host resolves to is loopback (127.0.0.0/8, ::1): a
+ * relay "on this host".  A name that does not resolve is not.  Blocking
+ * (getaddrinfo): --check and the start only, before the loop runs.
+ */
+static int host_is_local(const char *host)
+{
+    struct addrinfo hints, *res = NULL;
+    int local;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (host == NULL || getaddrinfo(host, NULL, &hints, &res) != 0)
+        return 0;
+    local = res != NULL;
+    for (const struct addrinfo *a = res; a != NULL; a = a->ai_next)
+        local = local && kn_sockaddr_loopback(a->ai_addr);
+    freeaddrinfo(res);
+    return local;
+}
+
+/* One more broken promise: counted, and its sentence added to why. */
+__attribute__((format(printf, 4, 5))) static void
+promise_broken(int *count, char *why, size_t n, const char *fmt, ...)
+{
+    size_t used = strnlen(why, n);
+    va_list ap;
+    (*count)++;
+    if (used > 0 && used + 2 < n) {
+        memcpy(why + used, "; ", 3);
+        used += 2;
+    }
+    if (used + 1 >= n)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why + used, n - used, fmt, ap);
+    va_end(ap);
+}
+
 int kn_config_promises(const struct kn_config *cfg, char *why, size_t n)
 {
     int count = 0;
-    if (n > 0)
-        why[0] = '\0';
+    if (n == 0)
+        return 0;
+    why[0] = '\0';
     /* Row 9 of SECURITY-PROMISES.md: a closed tenant's data is gone
      * within 70 days, from the backups too (kept backup_days). */
-    if (cfg->retention_closed_tenant_days + cfg->retention_backup_days > 70) {
-        count++;
-        snprintf(why, n,
-                 "retention.closed_tenant_days (%lld) + retention.backup_days "
-                 "(%lld) = %lld days: a closed tenant's data would outlive "
-                 "the 70 days promised in the backups; lower one of them",
-                 (long long)cfg->retention_closed_tenant_days,
-                 (long long)cfg->retention_backup_days,
-                 (long long)(cfg->retention_closed_tenant_days +
-                             cfg->retention_backup_days));
+    if (cfg->retention_closed_tenant_days + cfg->retention_backup_days > 70)
+        promise_broken(
+            &count, why, n,
+            "retention.closed_tenant_days (%lld) + retention.backup_days "
+            "(%lld) = %lld days: a closed tenant's data would outlive "
+            "the 70 days promised in the backups; lower one of them",
+            (long long)cfg->retention_closed_tenant_days,
+            (long long)cfg->retention_backup_days,
+            (long long)(cfg->retention_closed_tenant_days +
+                        cfg->retention_backup_days));
+    /* Row 2: plaintext SMTP only for a relay on this host.  The adapter
+     * never sends the AUTH password in clear to another host (it checks
+     * the address it connected to): said here so that it is fixed before
+     * e-mail stops at the relay. */
+    if ((cfg->route_email == NULL || strcmp(cfg->route_email, "smtp") == 0) &&
+        cfg->smtp_tls == KN_TLS_NONE && cfg->smtp_username != NULL) {
+        char *host = kn__config_smtp_url_host(cfg->smtp_url);
+        if (host != NULL && !host_is_local(host))
+            promise_broken(
+                &count, why, n,
+                "smtp.tls = none with smtp.username, but the relay %s is not "
+                "on this host (127.0.0.0/8, ::1, or a name resolving only to "
+                "them): its password would cross the network in clear, so "
+                "kairand never sends it and e-mail through the relay fails "
+                "(failing over to SendGrid if set up); set smtp.tls = "
+                "starttls (or implicit with smtps://)",
+                host);
+        free(host);
     }
     return count;
 }

@@ -206,9 +206,11 @@ int kn_config_load(struct kn_config *cfg, const char *path, FILE *err);
 int kn_config_check(const struct kn_config *cfg, FILE *err);
 
 /*
- * What the configuration does against SECURITY-PROMISES.md (retention
- * against the backups kept, so far): the number of problems, the first
- * one in why.  kairand --check prints it as a warning and kairand logs it
+ * What the configuration does against SECURITY-PROMISES.md (row 9:
+ * retention against the backups kept; row 2: smtp.tls = none with a
+ * password for a relay that is not on this host, resolving its name):
+ * the number of problems, their sentences in why joined by "; " (cut at
+ * n).  kairand --check prints it as a warning and kairand logs it
  * as an error at every start, but neither stops: the units run --check
  * before every start, and a configuration written before the check (the
  * example's old closed_tenant_days = 60) must not stop the notices on the

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     struct kn_config cfg;
-    char promise[400];
+    char promise[1024];
     const char *path = NULL;
     int check = 0, c, rc;
 

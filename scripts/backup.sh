@@ -12,7 +12,11 @@
 #   backup.sh --restore GEN [--dir DIR] [--redis-dir D] [--key-dest F]
 #                           [--apply [--force]]
 #       Check generation GEN (a name, "latest" or a path) and print the
-#       restore steps; with --apply, do the file steps too.
+#       restore steps; with --apply, do the file steps too.  The files a
+#       restore replaces go into DIR/replaced-<date>-<time>, which the
+#       backup runs delete once it is N days old (N = --keep: one
+#       generation a day), as the generations themselves: they hold the
+#       same data and must not outlive retention (retention.backup_days).
 #
 # It must run on the Redis host (it copies Redis' files) as a user who may
 # read them (root, or redis with read access to the key file).  The Redis
@@ -71,7 +75,9 @@ the kairan key file into DIR/<date>-<time>, keeping the N newest.
                          dir while Redis runs, else /var/lib/redis)
   --dbfilename NAME      restore: Redis' dbfilename (default dump.rdb)
   --key-dest FILE        restore: where the key file goes (default $key)
-  --apply                restore: do the file steps (Redis must be stopped)
+  --apply                restore: do the file steps (Redis must be stopped);
+                         the files replaced go into DIR/replaced-<time>,
+                         deleted by the backup run once N days old
   --force                restore: even though Redis answers PING
   -h, --help             this help
   -V, --version          print the version
@@ -156,6 +162,26 @@ is_generation() {
     [[ "$1" =~ ^[0-9]{8}-[0-9]{6}(-[0-9]+)?$ ]]
 }
 
+# What a restore replaced (Redis' files, the key) holds the same data as a
+# generation, so it is kept as long as one: N days, N = --keep (one
+# generation a day; retention.backup_days says so).  Deleted by the
+# backup run, which holds the lock; the name says when it was moved.
+prune_replaced() {
+    local d name when now
+    now=$(date +%s)
+    for d in "$dir"/replaced-*/; do
+        [ -d "$d" ] || continue
+        d=${d%/}
+        name=${d##*/replaced-}
+        [[ "$name" =~ ^([0-9]{4})([0-9]{2})([0-9]{2})-([0-9]{2})([0-9]{2})([0-9]{2})(-[0-9]+)?$ ]] || continue
+        when=$(date -d "${BASH_REMATCH[1]}-${BASH_REMATCH[2]}-${BASH_REMATCH[3]} ${BASH_REMATCH[4]}:${BASH_REMATCH[5]}:${BASH_REMATCH[6]}" +%s 2>/dev/null) || continue
+        if [ $((now - when)) -ge $((keep * 86400)) ]; then
+            rm -rf "${d:?}"
+            echo "pruned: $d (replaced by a restore $(((now - when) / 86400)) days ago; kept $keep)"
+        fi
+    done
+}
+
 # Generation names, oldest first.
 generations() {
     local d
@@ -212,6 +238,12 @@ if [ "$mode" = restore ]; then
     fi
     [ -n "$redis_dir" ] || redis_dir=/var/lib/redis
     stamp=$(date +%Y%m%d-%H%M%S)
+    replaced=$dir/replaced-$stamp
+    n=1
+    while [ -e "$replaced" ]; do
+        n=$((n + 1))
+        replaced=$dir/replaced-$stamp-$n
+    done
     has_key=0
     [ -f "$src/key" ] && has_key=1
 
@@ -220,14 +252,18 @@ if [ "$mode" = restore ]; then
 Restore of $src into Redis' data directory $redis_dir:
   1. Stop every kairand, then Redis:
        systemctl stop 'kairand*' redis-server
-  2. Put the snapshot in place, the current files aside:
-       mv $redis_dir/$dbfilename $redis_dir/$dbfilename.before-restore-$stamp
-       mv $redis_dir/$appenddirname $redis_dir/$appenddirname.before-restore-$stamp
+  2. Put the snapshot in place, the current files aside into the backup
+     directory (they hold the same data as a backup: kairan-backup deletes
+     them after $keep days, as it does the generations):
+       mkdir -m 0700 $replaced
+       mv $redis_dir/$dbfilename $replaced/$dbfilename
+       mv $redis_dir/$appenddirname $replaced/$appenddirname
        install -m 0640 -o redis -g redis $src/dump.rdb $redis_dir/$dbfilename
 EOF
         if [ "$has_key" = 1 ]; then
             cat <<EOF
   3. The key file, if $key_dest is lost or differs:
+       mv $key_dest $replaced/key
        install -m 0600 -o kairan -g kairan $src/key $key_dest
 EOF
         fi
@@ -250,13 +286,27 @@ EOF
     fi
     [ -d "$redis_dir" ] || die "--redis-dir $redis_dir is not a directory"
     owner=$(stat -c %u:%g "$redis_dir")
+    # What the restore replaces goes where the backups' retention deletes
+    # it (prune_replaced), never to stay beside Redis' files for good.
+    aside() { # path name-in-$replaced
+        if [ ! -d "$replaced" ]; then
+            (umask 077 && mkdir -p "$dir" && mkdir "$replaced")
+            chmod 0700 "$dir" "$replaced"
+            {
+                echo "replaced_at=$(date -Iseconds)"
+                echo "restored=$src"
+                echo "deleted_after_days=$keep"
+            } >"$replaced/INFO"
+        fi
+        mv "$1" "$replaced/$2"
+        echo "$2=$1" >>"$replaced/INFO"
+        echo "moved aside: $1 -> $replaced/$2"
+    }
     if [ -e "$redis_dir/$dbfilename" ]; then
-        mv "$redis_dir/$dbfilename" "$redis_dir/$dbfilename.before-restore-$stamp"
-        echo "moved aside: $redis_dir/$dbfilename.before-restore-$stamp"
+        aside "$redis_dir/$dbfilename" "$dbfilename"
     fi
     if [ -e "$redis_dir/$appenddirname" ]; then
-        mv "$redis_dir/$appenddirname" "$redis_dir/$appenddirname.before-restore-$stamp"
-        echo "moved aside: $redis_dir/$appenddirname.before-restore-$stamp"
+        aside "$redis_dir/$appenddirname" "$appenddirname"
     fi
     cp "$src/dump.rdb" "$redis_dir/$dbfilename.restoring"
     chmod 0640 "$redis_dir/$dbfilename.restoring"
@@ -270,8 +320,7 @@ EOF
             kowner=
             if [ -e "$key_dest" ]; then
                 kowner=$(stat -c %u:%g "$key_dest")
-                mv "$key_dest" "$key_dest.before-restore-$stamp"
-                echo "moved aside: $key_dest.before-restore-$stamp"
+                aside "$key_dest" key
             elif getent passwd kairan >/dev/null; then
                 kowner=kairan:kairan
             fi
@@ -283,6 +332,9 @@ EOF
             mv "$key_dest.restoring" "$key_dest"
             echo "restored: $key_dest (mode 0600)"
         fi
+    fi
+    if [ -d "$replaced" ]; then
+        echo "the replaced files are in $replaced: the daily backup deletes them after $keep days (--keep; delete them sooner once the restore is checked)"
     fi
     cat <<EOF
 next: start Redis once with "appendonly no" so that it loads the snapshot,
@@ -449,7 +501,8 @@ mv "$tmp" "$dir/$final"
 trap - EXIT
 echo "saved: $dir/$final (aof: $aof, key: $([ "$with_key" = 1 ] && echo yes || echo no))"
 
-# Keep the newest $keep.
+# Keep the newest $keep, and what restores replaced for $keep days.
+prune_replaced
 mapfile -t all < <(generations)
 excess=$((${#all[@]} - keep))
 for ((i = 0; i < excess; i++)); do

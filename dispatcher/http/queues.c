@@ -228,12 +228,30 @@ void kn__httpd_run_queues(struct conn *c)
     kn__httpd_batch_end(b);
 }
 
-/* GET /v1/queues/history: jobs per channel, one sample per 5 s. */
+/*
+ * GET /v1/queues/history: jobs per channel, one sample per 5 s.  The
+ * samples are of every school together and cannot be cut to one: a
+ * school's account (a limited_admin, the routing table says; an admin
+ * token made with --tenant, a staff session) would watch other schools'
+ * sending over time, so it gets 403.  Its own broadcasts and their
+ * progress are in /v1/queues and /v1/broadcasts.
+ */
 void kn__httpd_run_history(struct conn *c)
 {
     struct http_srv *s = c->srv;
-    json_t *j = json_object(), *arr = json_array(), *ch = json_array();
+    json_t *j, *arr, *ch;
     size_t start = (s->hist_head + HISTORY_N - s->hist_n) % HISTORY_N;
+    if (kn__httpd_tok_scoped(&c->req.tok)) {
+        kn__httpd_respond_error(c, 403, NULL,
+                                "the queue history is of every school "
+                                "together: for a token that sees every "
+                                "school (an operator, an admin without a "
+                                "tenant)");
+        return;
+    }
+    j = json_object();
+    arr = json_array();
+    ch = json_array();
     for (int k = 0; k < KN_CH__COUNT; k++)
         json_array_append_new(ch,
                               json_string(kn_channel_name((enum kn_channel)k)));

@@ -16,7 +16,9 @@
  * (429); failures from many addresses only delay the answers to that
  * login (a timer, not a pool thread).  An unknown login is verified
  * against a dummy hash, so that it takes the same time and gets the same
- * answer as a wrong password.  Every attempt is one login-log line.
+ * answer as a wrong password; so does the right password of a deactivated
+ * account (no oracle confirming it).  Every attempt is one login-log line,
+ * with the true reason.
  */
 #include "dispatcher/http/http_int.h"
 
@@ -383,17 +385,17 @@ static void login_answer(struct login *l)
     struct batch *b;
     char *k;
 
-    if (!l->ok) {
+    /* A deactivated account's right password gets exactly the answer of
+     * a wrong one (after the same hash, counted alike): anything else
+     * would confirm the password to whoever tries it.  The login log
+     * keeps the true reason for the school's admins. */
+    if (!l->ok || l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
         count_failure(c, l->tenant, l->login);
-        refuse(c, 401, l->known ? "wrong_password" : "unknown_login", NULL,
-               BAD_LOGIN);
-        login_free(l);
-        return;
-    }
-    if (l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
-        refuse(c, 401, "deactivated", NULL,
-               "this staff account is deactivated: ask the school's "
-               "administrator");
+        refuse(c, 401,
+               !l->known ? "unknown_login"
+               : !l->ok  ? "wrong_password"
+                         : "deactivated",
+               NULL, BAD_LOGIN);
         login_free(l);
         return;
     }

@@ -2,7 +2,8 @@
 """fake_smtp.py - a real (RFC 5321) SMTP server for kairan's integration tests.
 
 Python 3.11 stdlib only, asyncio: hundreds of concurrent sessions, thousands of
-messages per second.  Listens on 127.0.0.1.
+messages per second.  Listens on 127.0.0.1 (--host: another address of this
+machine, a relay that is "not on this host" for kairan).
 
 Protocol: 220 greeting, EHLO/HELO, STARTTLS (RFC 3207), AUTH PLAIN (initial
 response or 334 continuation) and AUTH LOGIN, MAIL FROM (SIZE=, BODY=, any
@@ -314,7 +315,7 @@ class Server:
         # Handshake failures there are silent and not in events.jsonl.
         implicit = self.args.tls == "implicit"
         self.server = await asyncio.start_server(
-            self.handle, "127.0.0.1", self.port, limit=1 << 20,
+            self.handle, self.args.host, self.port, limit=1 << 20,
             reuse_address=True, backlog=1024,
             ssl=self.tls_ctx if implicit else None,
             ssl_handshake_timeout=30 if implicit else None)
@@ -875,6 +876,7 @@ class Session:
 def parse_args(argv):
     ap = argparse.ArgumentParser(description="fake SMTP server for kairan tests")
     ap.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--port-file", help="write the port here once listening")
     ap.add_argument("--tls", choices=("none", "starttls", "implicit"), default="none")
     ap.add_argument("--cert")
@@ -914,8 +916,8 @@ async def amain(args):
         os.replace(tmp, args.port_file)
     if args.port == 0:
         print(srv.port, flush=True)
-    log("listening on 127.0.0.1:%d tls=%s auth=%s" %
-        (srv.port, args.tls, "yes" if srv.users else "no"))
+    log("listening on %s:%d tls=%s auth=%s" %
+        (args.host, srv.port, args.tls, "yes" if srv.users else "no"))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, srv.stopping.set)

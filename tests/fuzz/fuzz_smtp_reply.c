@@ -110,11 +110,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                            23};
     struct kn_smtp_conf conf = {"client.example.jp", NULL, NULL, 0};
     struct fz_sess f = {0};
-    int codes1[64], codes2[64], e1, e2;
+    int codes1[64], codes2[64], e1, e2, local;
     size_t step, n1, n2;
     if (size < 2)
         return 0;
     step = 1 + data[0] % 64;
+    local = (data[1] & 4) != 0; /* a relay on loopback: AUTH in clear */
     if (data[1] & 1)
         conf.starttls = 1;
     if (data[1] & 2) {
@@ -133,6 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     f.msg = &msg;
     f.s = kn_smtp_session_new(&conf, &cbs, &f);
+    if (local)
+        kn_smtp_set_local(f.s);
     for (size_t off = 0; off < size && !f.dead; off += step) {
         size_t len = size - off < step ? size - off : step;
         /* The content may go only after a 354 reply ends this chunk's

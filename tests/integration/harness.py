@@ -419,16 +419,17 @@ class FakeSMTP:
 
     FakeSMTP(out_dir, tls="none"|"starttls"|"implicit", cert=None, key=None,
              require_tls=False, auth="user:pass" or list, max_rcpt=0,
-             extra_args=(), control=None, name="smtp")
+             extra_args=(), control=None, name="smtp", host="127.0.0.1")
     With tls != "none" and no cert/key, the server cert of mkca() is used
     (self.ca = path of ca.pem).
     """
 
     def __init__(self, out_dir, tls="none", cert=None, key=None, require_tls=False,
                  auth=None, max_rcpt=0, extra_args=(), control=None, name="smtp",
-                 port=0, start=True):
+                 port=0, start=True, host="127.0.0.1"):
         self.out_dir = out_dir
         self.name = name
+        self.host = host
         self.tls = tls
         self.ca = None
         if tls != "none" and (cert is None or key is None):
@@ -467,7 +468,8 @@ class FakeSMTP:
     @property
     def url(self):
         scheme = "smtps" if self.tls == "implicit" else "smtp"
-        return "%s://127.0.0.1:%d" % (scheme, self.port)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "%s://%s:%d" % (scheme, host, self.port)
 
     def start(self, timeout=10.0):
         """Start (or restart after stop(): same port when it had one)."""
@@ -476,6 +478,7 @@ class FakeSMTP:
         except FileNotFoundError:
             pass
         args = [PYTHON, os.path.join(FAKES, "fake_smtp.py"),
+                "--host", self.host,
                 "--port", str(self.port), "--port-file", self.port_file,
                 "--tls", self.tls, "--store", self.store_dir,
                 "--control", self.control_file, "--stats"]
@@ -821,6 +824,7 @@ class _FakeNode:
         except FileNotFoundError:
             pass
         args = [NODE, os.path.join(FAKES, self.script),
+                "--host", self.host,
                 "--port", str(self.port), "--port-file", self.port_file,
                 "--cert", self.cert, "--key", self.key,
                 "--store", self.store_dir, "--control", self.control_file,

@@ -235,8 +235,9 @@ with Redis(out) as redis:
                     {"admin": 200, "limited": 403, "sender": 403, "operator": 200}),
         "queues": ("GET", "/v1/queues", None,
                    {"admin": 200, "limited": 200, "sender": 403, "operator": 200}),
+        # every school's depths together: service-wide accounts only
         "history": ("GET", "/v1/queues/history", None,
-                    {"admin": 200, "limited": 200, "sender": 403, "operator": 200}),
+                    {"admin": 200, "limited": 403, "sender": 403, "operator": 200}),
         "list": ("GET", "/v1/broadcasts?active=1", None,
                  {"admin": 200, "limited": 200, "sender": 200, "operator": 200}),
         "submit": ("POST", "/v1/broadcasts", "SUBMIT",

@@ -35,7 +35,9 @@
   [backup]   3 backups with --keep 2 -> 2 generations (key 0600,
              SHA256SUMS, AOF dir); a restore into a new redis-server gives
              the same keys, also after AOF is turned on again; a damaged
-             generation and a running Redis are refused.
+             generation and a running Redis are refused; the files a
+             restore replaces go into <dir>/replaced-<time>, deleted by the
+             backup run after --keep days (retention.backup_days).
   [install]  make install / uninstall into a DESTDIR with PREFIX=/usr/local
              (and PREFIX=/usr).
 
@@ -1026,6 +1028,56 @@ with tap.check("restore refuses a damaged generation and a running Redis; bad ar
     cp = run([BACKUP, "--dir", bdir, "--redis-cli-args", "-p %d" % free_port(),
               "--key", keyfile])
     assert cp.returncode == 1 and "cannot reach Redis" in cp.stderr, cp.stderr
+
+with tap.check("--apply over existing files moves them into <dir>/replaced-<time> "
+               "(0700), none left beside Redis' files or the key; a backup run "
+               "deletes those older than --keep days, as the generations"):
+    # newdir holds the restored RDB file and the AOF of the restart above;
+    # the key there now differs from the backup's.
+    assert os.path.isfile(os.path.join(newdir, "dump.rdb")), os.listdir(newdir)
+    assert os.path.isdir(os.path.join(newdir, "appendonlydir")), os.listdir(newdir)
+    other = os.path.join(out, "other-key")
+    run([KAIRANCTL, "keygen", other], check=True)
+    shutil.copyfile(other, newkey)
+    with open(os.path.join(newdir, "dump.rdb"), "rb") as f:
+        old_rdb = f.read()
+    cp = run([BACKUP, "--dir", bdir, "--restore", "latest", "--redis-dir", newdir,
+              "--key-dest", newkey, "--redis-cli-args", "-p %d" % free_port(),
+              "--apply"])
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    left = [p for p in os.listdir(newdir) + os.listdir(os.path.dirname(newkey))
+            if "before-restore" in p]
+    assert not left, left
+    reps = glob.glob(os.path.join(bdir, "replaced-*"))
+    assert len(reps) == 1, reps
+    rep = reps[0]
+    assert re.fullmatch(r"replaced-\d{8}-\d{6}", os.path.basename(rep)), rep
+    assert mode(rep) == 0o700, oct(mode(rep))
+    with open(os.path.join(rep, "dump.rdb"), "rb") as f:
+        assert f.read() == old_rdb
+    assert os.path.isdir(os.path.join(rep, "appendonlydir"))
+    assert read(os.path.join(rep, "key")) == read(other)
+    assert mode(os.path.join(rep, "key")) == 0o600
+    assert read(newkey) == read(keyfile) and mode(newkey) == 0o600
+    assert rep in cp.stdout and "after 30 days" in cp.stdout, cp.stdout
+    # The --list of generations is unchanged: a replaced directory is none.
+    lst = run([BACKUP, "--list", "--dir", bdir], check=True).stdout
+    assert "replaced-" not in lst, lst
+    # A directory of an old restore (its name says when) goes with the next
+    # backup; today's stays until it is --keep days old.
+    old = os.path.join(bdir, "replaced-20200101-000000")
+    os.makedirs(os.path.join(old, "appendonlydir"))
+    with open(os.path.join(old, "dump.rdb"), "w") as f:
+        f.write("old")
+    cp = run([BACKUP, "--redis-cli-args", "-p %d" % src.port, "--dir", bdir,
+              "--keep", "2", "--key", keyfile], timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert not os.path.exists(old), os.listdir(bdir)
+    assert "pruned: %s" % old in cp.stdout, cp.stdout
+    assert os.path.isdir(rep), os.listdir(bdir)
+    gens_now = sorted(g for g in os.listdir(bdir)
+                      if not g.startswith(".") and not g.startswith("replaced-"))
+    assert len(gens_now) == 2, gens_now
 if src:
     src.stop()
 

@@ -16,6 +16,9 @@ is tried too without anyone writing its row here.
       school's token of that role), never a 2xx.
   [4] only administrators change staff accounts (add, deactivate, reset,
       role, groups): a limited_admin's token gets 403 on each.
+  [5] GET /v1/queues/history (the depths of every school together) is for
+      service-wide accounts only: admin and operator in the table, and a
+      school's admin token (made with --tenant) 403 like a limited_admin.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_routes_auth.py
 """
@@ -148,6 +151,24 @@ with Redis(out) as redis:
             if st != 403 or "admins" not in (j or {}).get("error", ""):
                 bad.append((rid, st, data[:120]))
         assert not bad, bad
+
+    with tap.check("[5] the queue history of every school together is for "
+                   "service-wide accounts: the table lists admin and operator "
+                   "only; a school's admin token (--tenant) gets 403, an "
+                   "admin without a tenant and an operator 200"):
+        hist = [r for r in routes if r[0] == "R_HISTORY"]
+        assert hist and hist[0][3] == {"admin", "operator"}, hist
+        st, hdr, j, data = request(port, "GET", "/v1/queues/history",
+                                   T["limited_admin"])
+        assert st == 403, (st, data)
+        st, hdr, j, data = request(port, "GET", "/v1/queues/history", T["admin"])
+        assert st == 403 and "every school" in (j or {}).get("error", ""), \
+            (st, data)
+        cp = k.ctl("token", "create", "--role", "admin", "--name", "all")
+        assert cp.returncode == 0, cp.stderr
+        for tok in (cp.stdout.strip(), T["operator"]):
+            st, hdr, j, data = request(port, "GET", "/v1/queues/history", tok)
+            assert st == 200 and "samples" in (j or {}), (st, data)
 
     d.stop()
     tap.ok(d.returncode == 0, "kairand stops cleanly", d.stderr_text()[-2000:])

@@ -19,7 +19,10 @@ public_url http://127.0.0.1:<port>), accounts made with kairanctl staff.
       cancels its own scheduled broadcast; a tenant's admin cannot read
       another tenant's broadcast.
   [4] a session is refused after logout, deactivation, password reset,
-      role change and tenant close; a deactivated account cannot log in.
+      role change and tenant close; a deactivated account cannot log in,
+      and its right password gets the same answer as a wrong one (status,
+      headers, body, counted as a failure) while the login log says
+      "deactivated".
   [5] throttling: 5 failures from one address lock that address (429,
       even with the right password), the owner logs in from another
       address; failures from many addresses never lock, the owner still
@@ -433,8 +436,21 @@ with Redis(out) as redis:
         assert cp.returncode == 0, cp.stderr
         r = ito.call("GET", "/v1/broadcasts?active=1")
         assert r.status == 401, r
-        r = Session(port).login("sakura", "ito", PW[("sakura", "ito")])
-        assert r.status == 401 and "deactivated" in r.json["error"], r
+        # The right password of a deactivated account gets the answer of
+        # a wrong one (no oracle confirming the password); the login log
+        # says why, for the school's admins.
+        r = Session(port, ip="10.4.0.1").login("sakura", "ito", PW[("sakura", "ito")])
+        w = Session(port, ip="10.4.0.2").login("sakura", "ito", "wrong password 4")
+        assert r.status == w.status == 401, (r, w)
+        assert r.body == w.body and "deactivated" not in r.body, (r, w)
+        assert {k: v for k, v in r.headers.items() if k != "date"} == \
+            {k: v for k, v in w.headers.items() if k != "date"}, (r.headers, w.headers)
+        got = {l.get("source"): l.get("result") for l in read_audit("login.jsonl")
+               if l.get("login") == "ito" and l.get("source") in ("10.4.0.1", "10.4.0.2")}
+        assert got == {"10.4.0.1": "deactivated", "10.4.0.2": "wrong_password"}, got
+        # counted as a failure alike: the lock cannot tell them apart either
+        fails = redis.call("KEYS", P + "lfail:sakura:ito:*")
+        assert len(fails) == 2 and all(redis.call("GET", f) == b"1" for f in fails), fails
         cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "nobody")
         assert cp.returncode == 3, cp
         assert k.bc(ito_bc).get("sender") == "佐藤 一郎", k.bc(ito_bc)

@@ -981,8 +981,9 @@ static void test_redis_url_parse(void **state)
 }
 
 /* Row 9 of SECURITY-PROMISES.md: all of a closed tenant's data is gone
- * within 70 days, its copies in the kept backups too.  kairand --check
- * warns, kairand runs and logs it (dispatcher/main.c). */
+ * within 70 days, its copies in the kept backups too; row 2: plaintext
+ * SMTP only to a relay on this host, never a password across a network.
+ * kairand --check warns, kairand runs and logs it (dispatcher/main.c). */
 static void test_promises(void **state)
 {
     static const struct {
@@ -996,6 +997,33 @@ static void test_promises(void **state)
         {"[retention]\nclosed_tenant_days = 60\nbackup_days = 10\n", NULL},
         {"[retention]\nclosed_tenant_days = 40\n", NULL},
         {"[retention]\n", NULL},
+        /* Row 2: smtp.tls = none sends no password to another host. */
+        {"[smtp]\nurl = smtp://192.0.2.10:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         "smtp.tls = none with smtp.username, but the relay 192.0.2.10 is "
+         "not on this host"},
+        {"[smtp]\nurl = smtp://[2001:db8::25]:25\ntls = none\n"
+         "username = k\npassword = p\n",
+         "the relay 2001:db8::25 is not on this host"},
+        {"[smtp]\nurl = smtp://127.0.0.1:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         NULL},
+        {"[smtp]\nurl = smtp://127.1.2.3:2525\ntls = none\nusername = k\n"
+         "password = p\n",
+         NULL},
+        {"[smtp]\nurl = smtp://[::1]:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         NULL},
+        {"[smtp]\nurl = smtp://localhost:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         NULL},
+        {"[smtp]\nurl = smtp://192.0.2.10:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://192.0.2.10:587\nusername = k\n"
+         "password = p\n",
+         NULL},
+        {"[routes]\nemail = outbox\n[smtp]\nurl = smtp://192.0.2.10:25\n"
+         "tls = none\nusername = k\npassword = p\n",
+         NULL},
     };
     (void)state;
     for (size_t i = 0; i < KN_ARRAY_SIZE(cases); i++) {
@@ -1009,6 +1037,27 @@ static void test_promises(void **state)
         if (cases[i].why != NULL && (n != 1 || !strstr(why, cases[i].why)))
             fail_msg("%s: want \"%s\", got: %s", cases[i].text, cases[i].why,
                      why);
+        kn_config_free(&cfg);
+        free(errs);
+        free(path);
+    }
+    /* Both at once: both sentences, joined. */
+    {
+        struct kn_config cfg;
+        char *errs, *path, why[1024];
+        assert_int_equal(
+            load_text(&cfg,
+                      "[retention]\nclosed_tenant_days = 60\n[smtp]\n"
+                      "url = smtp://192.0.2.10:25\ntls = none\n"
+                      "username = k\npassword = p\n",
+                      &errs, &path),
+            0);
+        assert_int_equal(kn_config_promises(&cfg, why, sizeof(why)), 2);
+        assert_non_null(strstr(why, "retention.closed_tenant_days (60)"));
+        assert_non_null(strstr(why, "; smtp.tls = none with smtp.username"));
+        /* a short buffer is cut, never overrun */
+        assert_int_equal(kn_config_promises(&cfg, why, 40), 2);
+        assert_int_equal(strlen(why), 39);
         kn_config_free(&cfg);
         free(errs);
         free(path);

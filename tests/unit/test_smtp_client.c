@@ -255,6 +255,18 @@ static void start(struct rec *r, const struct kn_smtp_conf *conf,
     feed(r, ehlo);
 }
 
+/* start() for a relay on this host (the glue saw a loopback address). */
+static void start_local(struct rec *r, const struct kn_smtp_conf *conf,
+                        const char *ehlo)
+{
+    memset(r, 0, sizeof(*r));
+    r->s = kn_smtp_session_new(conf, &cbs, r);
+    kn_smtp_set_local(r->s);
+    feed(r, "220 relay ESMTP\r\n");
+    assert_string_equal(written(r), "EHLO client.example.jp\r\n");
+    feed(r, ehlo);
+}
+
 static const struct kn_smtp_conf plain_conf = {"client.example.jp", NULL, NULL,
                                                0};
 
@@ -448,7 +460,7 @@ static void test_auth_login_and_refusal(void **st)
 {
     struct rec r;
     struct kn_smtp_conf c = {"client.example.jp", "user", "secret", 0};
-    start(&r, &c, "250-relay\r\n250 AUTH LOGIN\r\n");
+    start_local(&r, &c, "250-relay\r\n250 AUTH LOGIN\r\n");
     assert_string_equal(written(&r), "AUTH LOGIN\r\n");
     feed(&r, "334 VXNlcm5hbWU6\r\n");
     assert_string_equal(written(&r), "dXNlcg==\r\n");
@@ -457,7 +469,7 @@ static void test_auth_login_and_refusal(void **st)
     feed(&r, "235 ok\r\n");
     assert_int_equal(r.ready, 1);
     kn_smtp_session_free(r.s);
-    start(&r, &c, "250-relay\r\n250 AUTH PLAIN\r\n");
+    start_local(&r, &c, "250-relay\r\n250 AUTH PLAIN\r\n");
     written(&r);
     feed(&r, "535 5.7.8 bad credentials\r\n");
     assert_int_equal(r.failed, 1);
@@ -465,8 +477,42 @@ static void test_auth_login_and_refusal(void **st)
     assert_non_null(strstr(r.why, "AUTH refused"));
     kn_smtp_session_free(r.s);
     /* No mechanism we know */
-    start(&r, &c, "250-relay\r\n250 AUTH CRAM-MD5\r\n");
+    start_local(&r, &c, "250-relay\r\n250 AUTH CRAM-MD5\r\n");
     assert_int_equal(r.failed, 1);
+    kn_smtp_session_free(r.s);
+}
+
+/* Without TLS, credentials go only to a relay on this host: to any other
+ * the session ends after EHLO, naming the configuration, and nothing of
+ * AUTH is written (smtp.tls = none with a remote relay).  Over implicit
+ * TLS the same relay gets them. */
+static void test_plain_auth_needs_local(void **st)
+{
+    struct rec r;
+    struct kn_smtp_conf c = {"client.example.jp", "user", "secret", 0};
+    start(&r, &c, "250-relay\r\n250 AUTH PLAIN LOGIN\r\n");
+    assert_string_equal(written(&r), "");
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.fail_code, 0);
+    assert_int_equal(r.ready, 0);
+    assert_string_equal(r.why, KN_SMTP_PLAIN_AUTH_REFUSED);
+    assert_non_null(strstr(r.why, "smtp.tls"));
+    kn_smtp_session_free(r.s);
+    /* Without a username nothing secret goes: a remote relay in clear is
+     * the operator's explicit choice (smtp.tls = none). */
+    start(&r, &plain_conf, "250-relay\r\n250 AUTH PLAIN\r\n");
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.ready, 1);
+    kn_smtp_session_free(r.s);
+    /* smtps: encrypted from the start, the password may go. */
+    memset(&r, 0, sizeof(r));
+    r.s = kn_smtp_session_new(&c, &cbs, &r);
+    kn_smtp_set_tls(r.s);
+    feed(&r, "220 relay ESMTP\r\n");
+    assert_string_equal(written(&r), "EHLO client.example.jp\r\n");
+    feed(&r, "250-relay\r\n250 AUTH PLAIN\r\n");
+    assert_string_equal(written(&r), "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n");
+    assert_int_equal(r.failed, 0);
     kn_smtp_session_free(r.s);
 }
 
@@ -565,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_starttls_auth_plain),
         cmocka_unit_test(test_starttls_injection),
         cmocka_unit_test(test_auth_login_and_refusal),
+        cmocka_unit_test(test_plain_auth_needs_local),
         cmocka_unit_test(test_data_2xx),
         cmocka_unit_test(test_smtputf8),
     };

@@ -325,8 +325,7 @@
         totp.hidden = false;
         form.querySelector('#login-totp').focus();
         KN.error(main, first ? KN.t('login.totp_hint') : KN.t('login.totp_wrong'));
-      } else if (r.status === 401 && /deactivated/.test(err)) KN.error(main, KN.t('login.deactivated'));
-      else if (r.status === 401) KN.error(main, KN.t('login.bad'));
+      } else if (r.status === 401) KN.error(main, KN.t('login.bad'));
       else if (r.status === 429 && /failed/.test(err)) KN.error(main, KN.t('login.locked'));
       else if (r.status === 429 || r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 503) KN.error(main, KN.t('login.busy_server'));

@@ -261,6 +261,8 @@
 
   function renderChart(h) {
     var canvas = $('chart');
+    canvas.hidden = $('legend').hidden = h === null;
+    if (h === null) { return; }
     var ratio = window.devicePixelRatio || 1;
     var w = canvas.clientWidth || 900;
     var ht = canvas.clientHeight || 220;
@@ -321,7 +323,9 @@
     if (busy || !token()) { return; }
     busy = true;
     Promise.all([get('/v1/queues', true), get('/v1/broadcasts?active=1', true),
-                 get('/v1/queues/history', true), get('/healthz', false),
+                 // every school's depths over time: not for a school's token
+                 get('/v1/queues/history', true).catch(function () { return null; }),
+                 get('/healthz', false),
                  // a school's own token has no summary: the page works without
                  get('/v1/broadcasts?active=1&summary=tenant', true)
                    .catch(function () { return null; })])
