@@ -17,7 +17,8 @@
  * login (a timer, not a pool thread).  An unknown login is verified
  * against a dummy hash, so that it takes the same time and gets the same
  * answer as a wrong password; so does the right password of a deactivated
- * account (no oracle confirming it).  Every attempt is one login-log line,
+ * account (no oracle confirming it).  A closed school's logins get 403
+ * whatever the password, before any hash.  Every attempt is one login-log line,
  * with the true reason.
  */
 #include "dispatcher/http/http_int.h"
@@ -253,7 +254,7 @@ struct login {
     char *newpw; /* password change: the new password */
     char *a[A__N];
     char encoded[KN_PW_ENCODED]; /* password change: the new hash */
-    int closed, known, ok, change;
+    int known, ok, change;
     long long delay_ms;
     struct login *next; /* in srv->hash_queue */
 };
@@ -396,12 +397,6 @@ static void login_answer(struct login *l)
                : !l->ok  ? "wrong_password"
                          : "deactivated",
                NULL, BAD_LOGIN);
-        login_free(l);
-        return;
-    }
-    if (l->closed) {
-        refuse(c, 403, "tenant_closed", NULL,
-               "this tenant is closed: its staff can no longer log in");
         login_free(l);
         return;
     }
@@ -586,7 +581,16 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
-    l->closed = kn__httpd_rnum(closed) > 0;
+    if (kn__httpd_rnum(closed) > 0) {
+        /* A closed school: the same 403 whatever the password, before
+         * any hash (after it, a right password answered 403 and a wrong
+         * one 401: an oracle for the passwords of a school whose data
+         * is still held until the purge). */
+        refuse(c, 403, "tenant_closed", NULL,
+               "this tenant is closed: its staff can no longer log in");
+        login_free(l);
+        return;
+    }
     l->delay_ms = kn_login_delay_ms(kn__httpd_rnum(spread));
     l->c = c;
     if (hash_start(l) < 0)

@@ -692,6 +692,12 @@ with Redis(out) as redis:
         assert s3.call("GET", "/v1/broadcasts?active=1").status in (401, 403)
         r = Session(port).login("momo", "sato", PW[("momo", "sato")])
         assert r.status == 403, r
+        # the same answer to a wrong password (no oracle for the passwords
+        # of a school whose data waits for the purge), and no lock counted
+        before = redis.call("GET", P + "lspread:momo:sato")
+        w = Session(port).login("momo", "sato", "not the password")
+        assert (w.status, w.json) == (r.status, r.json), (w, r)
+        assert redis.call("GET", P + "lspread:momo:sato") == before
 
     with tap.check("[7] a password typed into the login field is never logged (unknown logins are logged without it)"):
         # The login log is the school's admins' to read (GET
