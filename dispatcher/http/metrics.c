@@ -284,6 +284,16 @@ static void metrics_render(struct conn *c)
 void kn__httpd_run_metrics(struct conn *c)
 {
     struct http_srv *s = c->srv;
+    /* Every school's deliveries, depths and routes together, as the
+     * queue history: not for an admin token bound to one school (a
+     * monitoring system has an operator token, or http.metrics_open). */
+    if (!s->cfg->http_metrics_open && kn__httpd_tok_scoped(&c->req.tok)) {
+        kn__httpd_respond_error(c, 403, NULL,
+                                "the metrics are of every school together: "
+                                "for a token that sees every school (an "
+                                "operator, an admin without a tenant)");
+        return;
+    }
     if (s->qs_mono != 0 && kn_mono_ms() - s->qs_mono < GATHER_FRESH_MS) {
         metrics_render(c);
         return;

@@ -824,7 +824,6 @@ class _FakeNode:
         except FileNotFoundError:
             pass
         args = [NODE, os.path.join(FAKES, self.script),
-                "--host", self.host,
                 "--port", str(self.port), "--port-file", self.port_file,
                 "--cert", self.cert, "--key", self.key,
                 "--store", self.store_dir, "--control", self.control_file,

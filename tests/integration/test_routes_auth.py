@@ -18,7 +18,8 @@ is tried too without anyone writing its row here.
       role, groups): a limited_admin's token gets 403 on each.
   [5] GET /v1/queues/history (the depths of every school together) is for
       service-wide accounts only: admin and operator in the table, and a
-      school's admin token (made with --tenant) 403 like a limited_admin.
+      school's admin token (made with --tenant) 403 like a limited_admin;
+      /metrics alike.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_routes_auth.py
 """
@@ -169,6 +170,14 @@ with Redis(out) as redis:
         for tok in (cp.stdout.strip(), T["operator"]):
             st, hdr, j, data = request(port, "GET", "/v1/queues/history", tok)
             assert st == 200 and "samples" in (j or {}), (st, data)
+
+    with tap.check("[5] /metrics (every school's deliveries together) alike: "
+                   "a school's admin token 403, an operator 200"):
+        st, hdr, j, data = request(port, "GET", "/metrics", T["admin"])
+        assert st == 403 and "every school" in (j or {}).get("error", ""), \
+            (st, data)
+        st, hdr, j, data = request(port, "GET", "/metrics", T["operator"])
+        assert st == 200 and "kairan_up" in data, (st, data[:200])
 
     d.stop()
     tap.ok(d.returncode == 0, "kairand stops cleanly", d.stderr_text()[-2000:])
