@@ -30,7 +30,7 @@
 #include "config/config.h"
 
 #define NOW_MS 1795308258000LL /* 2026-11-22 */
-#define APNS_TOKEN                                                            \
+#define APNS_TOKEN                                                             \
     "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define FCM_TOKEN "dXNlcjE6APA91bH-example_token:with-colons_0123456789"
 
@@ -106,8 +106,7 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "notification");
     assert_string_equal(json_string_value(json_object_get(v, "title")),
                         m.subject);
-    assert_string_equal(json_string_value(json_object_get(v, "body")),
-                        m.body);
+    assert_string_equal(json_string_value(json_object_get(v, "body")), m.body);
     v = json_object_get(mm, "data");
     assert_string_equal(json_string_value(json_object_get(v, "bc")), m.bcast);
     assert_string_equal(json_string_value(json_object_get(v, "kind")),
@@ -121,22 +120,20 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "android");
     assert_string_equal(json_string_value(json_object_get(v, "priority")),
                         "HIGH");
-    assert_string_equal(json_string_value(json_object_get(v, "ttl")),
-                        "3600s");
+    assert_string_equal(json_string_value(json_object_get(v, "ttl")), "3600s");
     assert_string_equal(json_string_value(json_object_get(v, "collapse_key")),
                         m.bcast);
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "10");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-push-type")), "alert");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "10");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-push-type")),
+                        "alert");
     json_decref(j);
     free(out);
 
     /* Normal priority, and a TTL that never goes negative. */
     m.urgent = 0;
-    assert_int_equal(
-        kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
+    assert_int_equal(kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     mm = json_object_get(j, "message");
     v = json_object_get(mm, "android");
@@ -144,8 +141,8 @@ static void test_fcm_payload(void **state)
                         "NORMAL");
     assert_string_equal(json_string_value(json_object_get(v, "ttl")), "0s");
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "5");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "5");
     json_decref(j);
     free(out);
 }
@@ -161,10 +158,10 @@ static void test_drill_marked(void **state)
     assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     alert = json_object_get(json_object_get(j, "aps"), "alert");
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "title")),
-                           "【訓練】"));
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "body")),
-                           "訓練"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "title")), "【訓練】"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "body")), "訓練"));
     json_decref(j);
     free(out);
 }
@@ -429,8 +426,8 @@ static void test_fit_is_maximal(void **state)
             /* Not even "…" fits: the body goes, then the title is cut. */
             if (rc == 0) {
                 json_t *j = json_loads(out, 0, NULL);
-                assert_string_equal(
-                    json_string_value(json_object_get(j, "b")), "");
+                assert_string_equal(json_string_value(json_object_get(j, "b")),
+                                    "");
                 json_decref(j);
                 assert_true(len <= max);
                 free(out);
@@ -459,9 +456,9 @@ static void test_fit_is_maximal(void **state)
     {
         char *out = NULL;
         size_t len;
-        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out,
-                                      &len),
-                         KN_ETOOBIG);
+        assert_int_equal(
+            kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out, &len),
+            KN_ETOOBIG);
     }
 }
 
@@ -500,37 +497,42 @@ struct fcm_case {
     const char *in_detail;
 };
 
-#define FCM_ERR(code, st, ec, msg)                                            \
-    "{\"error\":{\"code\":" #code ",\"message\":\"" msg                       \
-    "\",\"status\":\"" st "\",\"details\":[{\"@type\":\"type.googleapis.com" \
+#define FCM_ERR(code, st, ec, msg)                                             \
+    "{\"error\":{\"code\":" #code ",\"message\":\"" msg "\",\"status\":\"" st  \
+    "\",\"details\":[{\"@type\":\"type.googleapis.com"                         \
     "/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"" ec "\"}]}}"
 
 static void test_fcm_classify(void **state)
 {
     static const struct fcm_case cases[] = {
-        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED,
-         0, 0, 0, 0, "projects/p/messages/0:123"},
-        {404, FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
-                      "Requested entity was not found."),
+        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED, 0,
+         0, 0, 0, "projects/p/messages/0:123"},
+        {404,
+         FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
+                 "Requested entity was not found."),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "UNREGISTERED"},
         /* 404 without details is still a dead token */
         {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", NULL,
          KN_PERMFAIL, 1, 0, 0, 0, "dead"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "The registration token is not a valid FCM "
-                      "registration token"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "The registration token is not a valid FCM "
+                 "registration token"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "not a valid"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "Invalid value at 'message.android.ttl'"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "Invalid value at 'message.android.ttl'"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "INVALID_ARGUMENT"},
-        {403, FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
-                      "SenderId mismatch"),
+        {403,
+         FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
+                 "SenderId mismatch"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
         /* permanent for that token (PROVIDERS.md 8), no route pause */
-        {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
-                      "Auth error from APNS or Web Push Service"),
+        {401,
+         FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
+                 "Auth error from APNS or Web Push Service"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
@@ -546,8 +548,7 @@ static void test_fcm_classify(void **state)
          KN_TEMPFAIL, 0, 0, 0, 0, "UNAVAILABLE"},
         {500, FCM_ERR(500, "INTERNAL", "INTERNAL", "internal"), NULL,
          KN_TEMPFAIL, 0, 0, 0, 0, "INTERNAL"},
-        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0,
-         "502"},
+        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0, "502"},
         /* A wrong api_base answers 404 with a page, not FCM's JSON: that
          * must not mark the token dead. */
         {404, "<html><body>Error 404 (Not Found)</body></html>", NULL,
@@ -558,9 +559,9 @@ static void test_fcm_classify(void **state)
         const struct fcm_case *c = &cases[i];
         struct kn_result r;
         char detail[400];
-        int refresh = kn__fcm_classify(c->status, c->body, c->retry_after,
-                                       FCM_TOKEN, NOW_MS, &r, detail,
-                                       sizeof(detail));
+        int refresh =
+            kn__fcm_classify(c->status, c->body, c->retry_after, FCM_TOKEN,
+                             NOW_MS, &r, detail, sizeof(detail));
         print_message("fcm case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -596,7 +597,7 @@ static void test_apns_classify(void **state)
         {400, "BadCollapseId", NULL, KN_PERMFAIL, 0, 0, 0, 0},
         {400, "BadPriority", NULL, KN_PERMFAIL, 0, 0, 0, 0},
         {403, "ExpiredProviderToken", NULL, KN_TEMPFAIL, 0, 0, 1, 0},
-        {403, "InvalidProviderToken", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
+        {403, "InvalidProviderToken", NULL, KN_TEMPFAIL, 0, 1, 2, 0},
         {403, "MissingProviderToken", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
         {403, "BadCertificateEnvironment", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
         {404, "BadPath", NULL, KN_PERMFAIL, 0, 0, 0, 0},
@@ -621,10 +622,10 @@ static void test_apns_classify(void **state)
             snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", c->reason);
         else
             body[0] = '\0';
-        expired = kn__apns_classify(c->status, body, c->retry_after,
-                                    "8e0ee1b4-7d5c-5c52-9a7e-0c8a3f1e2d11",
-                                    APNS_TOKEN, NOW_MS, &r, detail,
-                                    sizeof(detail));
+        expired =
+            kn__apns_classify(c->status, body, c->retry_after,
+                              "8e0ee1b4-7d5c-5c52-9a7e-0c8a3f1e2d11",
+                              APNS_TOKEN, NOW_MS, &r, detail, sizeof(detail));
         print_message("apns case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -713,8 +714,8 @@ static void test_uuid_stable(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", a[i]));
     }
-    assert_int_equal(a[14], '5');                /* version 5 */
-    assert_non_null(strchr("89ab", a[19]));      /* RFC 4122 variant */
+    assert_int_equal(a[14], '5');           /* version 5 */
+    assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
 }
 
 /* The token rules themselves are tested in test_address.c; here: the
@@ -758,8 +759,7 @@ static void test_scrub(void **state)
                    40);
     print_message("cut token: %s\n", buf);
     assert_null(strstr(buf, "dXNlcjE"));
-    kn__push_scrub("Unknown recipient taro.yamada@docomo.ne.jp", NULL, buf,
-                   30);
+    kn__push_scrub("Unknown recipient taro.yamada@docomo.ne.jp", NULL, buf, 30);
     print_message("cut address: %s\n", buf);
     assert_null(strstr(buf, "taro.ya"));
 }
@@ -809,22 +809,36 @@ static void test_fcm_token_state(void **state)
 
 static void test_apns_jwt_rules(void **state)
 {
-    const int64_t min = 60 * 1000;
+    const int64_t min = 60 * 1000, renew = 45 * min;
     int64_t iat = NOW_MS;
-    assert_true(kn__apns_jwt_due(0, NOW_MS, 0)); /* none yet */
-    assert_false(kn__apns_jwt_due(iat, iat, 0));
-    assert_false(kn__apns_jwt_due(iat, iat + 44 * min, 0));
-    assert_true(kn__apns_jwt_due(iat, iat + 45 * min, 0));
-    assert_true(kn__apns_jwt_due(iat, iat + 61 * min, 0));
-    /* ExpiredProviderToken: only once the token is 20 minutes old. */
-    assert_false(kn__apns_jwt_due(iat, iat + 1 * min, 1));
-    assert_false(kn__apns_jwt_due(iat, iat + 20 * min - 1, 1));
-    assert_true(kn__apns_jwt_due(iat, iat + 20 * min, 1));
+    assert_int_equal(kn__apns_renew_due(0, NOW_MS, renew, 0, 0),
+                     KN__APNS_RENEW); /* none yet */
+    assert_int_equal(kn__apns_renew_due(iat, iat, renew, 0, 0), KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 44 * min, renew, 0, 0),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 45 * min, renew, 0, 0),
+                     KN__APNS_RENEW);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 61 * min, renew, 0, 1),
+                     KN__APNS_RENEW);
+    /* Refused (ExpiredProviderToken, InvalidProviderToken): younger than
+     * 20 minutes, replaced early once; a token that replaced one early is
+     * not replaced early again; from 20 minutes always. */
+    assert_int_equal(kn__apns_renew_due(iat, iat + 1 * min, renew, 1, 0),
+                     KN__APNS_RENEW_EARLY);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 1 * min, renew, 1, 1),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 20 * min - 1, renew, 1, 1),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 20 * min, renew, 1, 1),
+                     KN__APNS_RENEW);
     /* The clock went back by more than a minute. */
-    assert_true(kn__apns_jwt_due(iat, iat - 2 * min, 0));
-    assert_false(kn__apns_jwt_due(iat, iat - 10 * 1000, 0));
+    assert_int_equal(kn__apns_renew_due(iat, iat - 2 * min, renew, 0, 0),
+                     KN__APNS_RENEW);
+    assert_int_equal(kn__apns_renew_due(iat, iat - 10 * 1000, renew, 0, 0),
+                     KN__APNS_KEEP);
 }
 
+/* ---- the clients ---- */
 /* ---- the clients ---- */
 
 struct sink {
@@ -882,8 +896,9 @@ static void run_until(uv_loop_t *loop, struct sink *s, int calls)
 }
 
 /*
- * The APNs client on a fake clock: the first send signs a token, sends
- * within 45 minutes reuse it, a send at 45 minutes renews it.  Sends fail
+ * The APNs client on a fake clock, without a host (its own token): the
+ * first send signs a token, sends within 40 minutes reuse it, a send at
+ * 50 minutes renews it (the renewal age is drawn between the two).  Sends fail
  * (nothing listens) as tempfail; bad tokens fail as dead without a send.
  */
 static void test_apns_client_renewal(void **state)
@@ -899,7 +914,7 @@ static void test_apns_client_renewal(void **state)
 
     uv_loop_init(&loop);
     kn__fake_now_ms = NOW_MS;
-    assert_int_equal(kn__apns_open(&loop, &c, &p), 0);
+    assert_int_equal(kn__apns_open(&loop, &c, NULL, &p), 0);
     assert_non_null(p);
     assert_int_equal(kn__apns_connections(p), 2);
     assert_int_equal(kn__apns_refreshes(p), 0);
@@ -913,17 +928,17 @@ static void test_apns_client_renewal(void **state)
     assert_non_null(strstr(s.detail, "apns transport"));
     assert_int_equal(kn__apns_in_flight(p), 0);
 
-    kn__fake_now_ms = NOW_MS + 44 * min;
+    kn__fake_now_ms = NOW_MS + 40 * min - 1000;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 2);
     assert_int_equal(kn__apns_refreshes(p), 1);
 
-    kn__fake_now_ms = NOW_MS + 45 * min;
+    kn__fake_now_ms = NOW_MS + 50 * min;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 3);
     assert_int_equal(kn__apns_refreshes(p), 2);
 
-    kn__fake_now_ms = NOW_MS + 46 * min;
+    kn__fake_now_ms = NOW_MS + 51 * min;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 4);
     assert_int_equal(kn__apns_refreshes(p), 2);
@@ -998,7 +1013,7 @@ static void test_adapter(void **state)
     assert_int_equal(kn_adapter_find("push")->max_batch, 1);
     /* Neither provider: opens (routes.push = push is the default), and
      * every job fails at once saying what to configure. */
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL), 0);
     assert_true(a.ops->capacity(&a) > 0);
     a.ops->send(&a, jobs, 1, on_done, &s);
     assert_int_equal(s.calls, 1);
@@ -1009,19 +1024,22 @@ static void test_adapter(void **state)
     s.calls = 0;
     /* Half of [apns]: refused. */
     none.apns_key_id = "ABC123DEFG";
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
     none.apns_key_id = NULL;
     /* [fcm] with a bad project id or a service account without its
      * client_email: refused. */
     none.fcm_project_id = "Sakura App!";
     none.fcm_service_account_file = sa;
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
     none.fcm_project_id = "sakura-app";
     none.fcm_service_account_file = sa_bad;
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
 
     /* APNs only: FCM jobs fail permanently, saying what to configure. */
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c, NULL), 0);
     assert_int_equal(a.ops->capacity(&a), 2 * KN_PUSH_STREAMS_PER_CONN);
     a.ops->send(&a, jobs, 1, on_done, &s);
     assert_int_equal(s.calls, 1);
@@ -1042,7 +1060,7 @@ static void test_adapter(void **state)
     c.fcm_project_id = "sakura-app";
     c.fcm_service_account_file = sa;
     c.fcm_token_url = "https://127.0.0.1:1/token";
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c, NULL), 0);
     assert_int_equal(a.ops->capacity(&a), 5 * KN_PUSH_STREAMS_PER_CONN);
     job.platform = "fcm";
     a.ops->send(&a, jobs, 1, on_done, &s);
