@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 /* adapter.h comes through push.h (its mail part has no include guard). */
+#include "adapters/jwt.h"
 #include "adapters/push.h"
 #include "model/address.h"
 #include "common/kn.h"
@@ -963,6 +964,282 @@ static void test_apns_client_renewal(void **state)
     free(key);
 }
 
+/* ---- the shared provider token, with a host that keeps it in memory ---- */
+
+/* One call of the host waiting for its answer (answers never come before
+ * the call returns, as Redis' never do). */
+struct store_call {
+    int offer;
+    struct kn_shared_cred c;
+    char value[1024];
+    kn_shared_cred_cb *cb;
+    void *arg;
+};
+
+/* The store: what cred_offer.lua keeps, and the calls not answered yet.
+ * fail 1: refuse calls at once (Redis not connected); 2: answer them with
+ * an error (a timeout). */
+struct store {
+    char value[1024];
+    int64_t iat_ms;
+    uint64_t gen;
+    int early;
+    int fail;
+    int gets, offers;
+    struct store_call q[16];
+    int nq;
+};
+
+static int store_get(void *ctx, const char *provider, const char *account,
+                     kn_shared_cred_cb *cb, void *arg)
+{
+    struct store *st = ctx;
+    struct store_call *c;
+    assert_string_equal(provider, "apns");
+    assert_non_null(strstr(account, "DEF123GHIJ.ABC123DEFG."));
+    if (st->fail == 1)
+        return KN_ECLOSED;
+    assert_true(st->nq < 16);
+    c = &st->q[st->nq++];
+    memset(c, 0, sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    st->gets++;
+    return 0;
+}
+
+static int store_offer(void *ctx, const char *provider, const char *account,
+                       const struct kn_shared_cred *sc, kn_shared_cred_cb *cb,
+                       void *arg)
+{
+    struct store *st = ctx;
+    struct store_call *c;
+    if (st->fail == 1)
+        return KN_ECLOSED;
+    assert_true(st->nq < 16);
+    c = &st->q[st->nq++];
+    memset(c, 0, sizeof(*c));
+    c->offer = 1;
+    c->c = *sc;
+    snprintf(c->value, sizeof(c->value), "%s", sc->value);
+    c->cb = cb;
+    c->arg = arg;
+    st->offers++;
+    assert_true(sc->ttl_ms >= 3600 * 1000);
+    return 0;
+}
+
+/* Answer every call waiting, in order, as cred_offer.lua would. */
+static void store_answer(struct store *st)
+{
+    struct store_call q[16];
+    int n = st->nq;
+    memcpy(q, st->q, sizeof(q));
+    st->nq = 0;
+    for (int i = 0; i < n; i++) {
+        struct kn_shared_cred now = {0};
+        if (st->fail) {
+            q[i].cb(KN_ETIMEDOUT, NULL, q[i].arg);
+            continue;
+        }
+        if (q[i].offer && (st->gen == 0 || st->gen == q[i].c.gen)) {
+            snprintf(st->value, sizeof(st->value), "%s", q[i].value);
+            st->iat_ms = q[i].c.iat_ms;
+            st->early = q[i].c.early;
+            st->gen++;
+        }
+        if (st->gen > 0) {
+            now.value = st->value;
+            now.iat_ms = st->iat_ms;
+            now.gen = st->gen;
+            now.early = st->early;
+        }
+        q[i].cb(0, &now, q[i].arg);
+    }
+}
+
+static void on_ready(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static EVP_PKEY *load_key(const char *path)
+{
+    char err[200];
+    EVP_PKEY *k = kn_jwt_key_file(path, err, sizeof(err));
+    assert_non_null(k);
+    return k;
+}
+
+/*
+ * Two processes' token keepers on one store: both wait for the first
+ * token, both offer one, one is stored and both send with it; a restarted
+ * process adopts it; APNs refusing it young replaces it once for both (a
+ * second early refusal does not); from 20 minutes a refusal replaces it;
+ * at its renewal age one offer renews it; a store that fails at once or
+ * later leaves a process with its own token; a keeper closed with a call
+ * in flight ignores its answer.
+ */
+static void test_apns_shared_token(void **state)
+{
+    uv_loop_t loop;
+    char *path = write_ec_key();
+    EVP_PKEY *key = load_key(path);
+    struct store st;
+    struct kn_adapter_host host = {&st, store_get, store_offer};
+    struct kn__apns_token *a, *b, *c;
+    const char *ha, *hb;
+    uint64_t ga, gb;
+    int ra = 0, rb = 0, rc_ = 0;
+    char detail[400];
+    const int64_t min = 60 * 1000;
+    char first[1200];
+
+    memset(&st, 0, sizeof(st));
+    uv_loop_init(&loop);
+    kn__fake_now_ms = NOW_MS;
+    a = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &ra);
+    b = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &rb);
+    /* Before the first push: both wait for the store. */
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), KN_EAGAIN);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), KN_EAGAIN);
+    assert_int_equal(st.gets, 2);
+    store_answer(&st); /* nothing stored: both offer their own */
+    assert_int_equal(st.offers, 2);
+    assert_int_equal(ra + rb, 0);
+    store_answer(&st); /* a's is stored, b adopts it */
+    assert_int_equal(ra, 1);
+    assert_int_equal(rb, 1);
+    assert_int_equal(st.gen, 1);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_string_equal(ha, hb);
+    assert_non_null(strstr(ha, st.value));
+    snprintf(first, sizeof(first), "%s", ha);
+    assert_int_equal(kn__apns_token_signed(a), 1);
+    assert_int_equal(kn__apns_token_signed(b), 0);
+    assert_true(kn__apns_jwt_check(key, "ABC123DEFG", "DEF123GHIJ", st.value,
+                                   st.iat_ms));
+    assert_false(kn__apns_jwt_check(key, "ABC123DEFG", "OTHERTEAM1", st.value,
+                                    st.iat_ms));
+    assert_false(kn__apns_jwt_check(key, "ABC123DEFG", "DEF123GHIJ", st.value,
+                                    st.iat_ms + 1000));
+
+    /* A restart: adopts the stored token, signs nothing. */
+    kn__fake_now_ms = NOW_MS + 30 * 1000;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(rc_, 1);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, first);
+    assert_int_equal(kn__apns_token_signed(c), 0);
+    assert_int_equal(st.offers, 2);
+
+    /* APNs refuses it at one minute (ExpiredProviderToken): both were
+     * refused; one replacement, early, shared. */
+    kn__fake_now_ms = NOW_MS + 1 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "replaced"));
+    detail[0] = '\0';
+    kn__apns_token_refused(b, gb, detail, sizeof(detail));
+    assert_int_equal(st.offers, 4);
+    store_answer(&st);
+    assert_int_equal(st.gen, 2);
+    assert_int_equal(st.early, 1);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_string_equal(ha, hb);
+    assert_string_not_equal(ha, first);
+    assert_int_equal(kn__apns_token_signed(a) + kn__apns_token_signed(b), 2);
+    /* c still sends with the first: its refusal reads the store and
+     * adopts the replacement (it was not refused). */
+    detail[0] = '\0';
+    kn__apns_token_refused(c, 1, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    assert_int_equal(st.gen, 2);
+
+    /* Refused again young: an early replacement is not replaced early. */
+    kn__fake_now_ms = NOW_MS + 2 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "not replaced"));
+    assert_int_equal(st.nq, 0);
+    /* A refusal of an older token: nothing to do. */
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga - 1, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "older"));
+    assert_int_equal(st.nq, 0);
+
+    /* From 20 minutes of age a refusal replaces it (not early). */
+    kn__fake_now_ms = NOW_MS + 21 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(st.gen, 3);
+    assert_int_equal(st.early, 0);
+
+    /* At its renewal age (50 minutes at most) a send renews it, sending
+     * with the current token meanwhile. */
+    kn__fake_now_ms = NOW_MS + 21 * min + 50 * min;
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(st.nq, 1);
+    store_answer(&st);
+    assert_int_equal(st.gen, 4);
+    /* b's token was replaced twice meanwhile: it offers to replace
+     * generation 2, loses and adopts generation 4. */
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_string_equal(ha, hb);
+    assert_int_equal(st.gen, 4);
+
+    /* The store refuses at once (Redis not connected): a new process
+     * signs its own and sends at once. */
+    st.fail = 1;
+    kn__apns_token_close(c);
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_not_equal(hb, ha);
+    assert_int_equal(kn__apns_token_signed(c), 1);
+    kn__apns_token_close(c);
+    /* The store fails later (a timeout): the same, after the answer. */
+    st.fail = 2;
+    rc_ = 0;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(rc_, 1);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_int_equal(kn__apns_token_signed(c), 1);
+    kn__apns_token_close(c);
+    /* Closed with a call in flight: its answer is dropped. */
+    st.fail = 0;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    kn__apns_token_close(c);
+    store_answer(&st);
+
+    kn__apns_token_close(a);
+    kn__apns_token_close(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    kn__fake_now_ms = 0;
+    EVP_PKEY_free(key);
+    unlink(path);
+    free(path);
+}
+
 static char *write_account(const char *email, int with_key)
 {
     char *path = strdup("/tmp/kn-test-push-sa-XXXXXX");
@@ -1109,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_fcm_token_state),
         cmocka_unit_test(test_apns_jwt_rules),
         cmocka_unit_test(test_apns_client_renewal),
+        cmocka_unit_test(test_apns_shared_token),
         cmocka_unit_test(test_adapter),
     };
     int rc;
