@@ -17,7 +17,11 @@
  *                  "guardian" and "phone";
  *   reg:<T>:<id>   the guardians' own registrations, "g" (e, l, nm, rl,
  *                  ph, p[].t);
- *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t).
+ *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t);
+ *   cred:<provider>:<account>
+ *                  a provider token shared by every kairand (APNs'), "v"
+ *                  (model/cred.h): re-sealed as it is, its generation and
+ *                  iat untouched, so running kairands notice nothing.
  * Jobs already in the streams (and job records of broadcasts being
  * delivered) keep the kid they were written with until they are delivered
  * or expire; that is fine because the old key stays in the file.  Blind
@@ -41,6 +45,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "model/cred.h"
 #include "model/directory.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
@@ -57,6 +62,8 @@ struct rekey_stats {
     long already;     /* sealed values already under the current kid */
     long regs;        /* guardians' registrations read (reg:<T>:<id>) */
     long regs_new;    /* ... rewritten */
+    long creds;       /* shared provider credentials read (cred:*) */
+    long creds_new;   /* ... rewritten */
     long raced;       /* compare-and-set lost (read again) */
     long failed;      /* could not be unsealed or kept changing */
 };
@@ -446,6 +453,61 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
     }
 }
 
+/*
+ * Re-seal a shared provider credential (cred:<provider>:<account> "v",
+ * model/cred.h) as it is: the sealed JSON keeps its name and iat.  The
+ * compare-and-set of rekey_rcpt.lua on "v" alone; a credential replaced
+ * meanwhile by a kairand is sealed with the current key already, or is
+ * read again.
+ */
+static void rekey_cred(const struct kn_keyring *kr, const char *key,
+                       struct rekey_stats *st, int dry)
+{
+    st->creds++;
+    for (int t = 0; t < REKEY_TRIES; t++) {
+        redisReply *h = kn_cli_cmd("HGET %s v", key), *w;
+        char *nv = NULL;
+        int rc, done = 1;
+        if (h->type != REDIS_REPLY_STRING) {
+            freeReplyObject(h); /* expired meanwhile */
+            break;
+        }
+        rc = reseal(kr, KN_CRED_PURPOSE, h->str, &nv, st);
+        if (rc < 0) {
+            fprintf(stderr,
+                    "kairanctl: rekey: %s: does not unseal with this key "
+                    "file (each kairand uses a token of its own until it "
+                    "expires, in 2 hours at most)\n",
+                    key);
+            st->failed++;
+        } else if (rc == 1 && !dry) {
+            struct kn_argv a;
+            kn_argv_init(&a);
+            kn_argv_add(&a, key);
+            kn_argv_add(&a, "");
+            kn_argv_add(&a, "");
+            kn_argv_add(&a, "v");
+            kn_argv_add(&a, h->str);
+            kn_argv_add(&a, nv);
+            w = kn_cli_eval(&rcpt_cas, 1, &a);
+            kn_argv_free(&a);
+            if (w->integer == 1)
+                st->creds_new++;
+            else if (w->integer == 0) {
+                st->raced++;
+                done = 0;
+            }
+            freeReplyObject(w);
+        } else if (rc == 1) {
+            st->creds_new++;
+        }
+        kn_free_secret(nv);
+        freeReplyObject(h);
+        if (done)
+            break;
+    }
+}
+
 /* Each key matching pattern (under the prefix) that holds type: fn. */
 static void rekey_scan(const char *pattern_tail, const char *type,
                        void (*fn)(const struct kn_keyring *kr, const char *key,
@@ -477,8 +539,8 @@ static void rekey_scan(const char *pattern_tail, const char *type,
 static void rekey_usage(FILE *f)
 {
     fprintf(f, "usage: kairanctl rekey [--dry-run] [--json]\n"
-               "  re-encrypt the directory and the audience lists with the "
-               "current key\n"
+               "  re-encrypt the directory, the audience lists and the "
+               "shared provider\n  credentials with the current key\n"
                "  (add one first: kairanctl key add FILE)\n");
 }
 
@@ -520,25 +582,30 @@ static int run_rekey(int argc, char **argv)
     rekey_directory(kr, &st, dry);
     rekey_scan("reg:*", "hash", rekey_registration, kr, &st, dry);
     rekey_scan("bc:*:aud", "list", rekey_list, kr, &st, dry);
+    rekey_scan("cred:*", "hash", rekey_cred, kr, &st, dry);
     if (json) {
         printf("{\"kid\":%d,\"dry_run\":%s,\"records\":%ld,"
                "\"records_rekeyed\":%ld,\"registrations\":%ld,"
                "\"registrations_rekeyed\":%ld,\"audience_lists\":%ld,"
-               "\"audience_entries_rekeyed\":%ld,\"values_rekeyed\":%ld,"
+               "\"audience_entries_rekeyed\":%ld,\"credentials\":%ld,"
+               "\"credentials_rekeyed\":%ld,\"values_rekeyed\":%ld,"
                "\"values_current\":%ld,\"retried\":%ld,\"failed\":%ld}\n",
                kn_keyring_current(kr), dry ? "true" : "false", st.records,
                st.records_new, st.regs, st.regs_new, st.lists, st.entries_new,
-               st.values, st.already, st.raced, st.failed);
+               st.creds, st.creds_new, st.values, st.already, st.raced,
+               st.failed);
     } else {
         printf("rekey%s to key id %d: %ld directory records, %ld %s; "
                "%ld registrations, %ld %s; "
-               "%ld audience lists, %ld inline entries %s; %ld values "
+               "%ld audience lists, %ld inline entries %s; "
+               "%ld provider credentials, %ld %s; %ld values "
                "re-encrypted, %ld already current; %ld retried, %ld failed\n",
                dry ? " (dry run)" : "", kn_keyring_current(kr), st.records,
                st.records_new, dry ? "to re-encrypt" : "re-encrypted", st.regs,
                st.regs_new, dry ? "to re-encrypt" : "re-encrypted", st.lists,
-               st.entries_new, dry ? "to re-encrypt" : "re-encrypted",
-               st.values, st.already, st.raced, st.failed);
+               st.entries_new, dry ? "to re-encrypt" : "re-encrypted", st.creds,
+               st.creds_new, dry ? "to re-encrypt" : "re-encrypted", st.values,
+               st.already, st.raced, st.failed);
     }
     if (!dry && st.values > 0)
         kn_cli_audit_op("rekey", NULL, NULL);
@@ -549,9 +616,10 @@ static int run_rekey(int argc, char **argv)
 const struct kn_cli_command kn_cli_cmd_rekey = {
     "rekey",
     "  rekey [--dry-run] [--json]\n"
-    "                         re-encrypt the directory and audience lists "
-    "with the\n"
-    "                         current key (after key add)\n",
+    "                         re-encrypt the directory, audience lists and "
+    "shared\n"
+    "                         provider credentials with the current key "
+    "(after key add)\n",
     1, run_rekey};
 
 static void key_usage(FILE *f)
