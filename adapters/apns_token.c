@@ -577,7 +577,7 @@ void kn__apns_token_refused(struct kn__apns_token *t, uint64_t gen,
         t->warned_gen = t->gen;
         return;
     }
-    snprintf(detail + l, n - l, " (provider token replaced)");
+    snprintf(detail + l, n - l, " (provider token being replaced)");
     step(t, STEP_REFUSED);
 }
 
