@@ -388,12 +388,12 @@ static void on_got(int rc, const struct kn_shared_cred *sc, void *arg)
         /* Nothing stored: ours becomes everyone's (the token this process
          * kept alone, if it may stay, else a new one). */
         store_ok(t);
-        if (t->jwt != NULL &&
-            kn__apns_renew_due(t->iat_ms, kn_now_ms(), t->renew_ms, refused,
-                               t->early) == KN__APNS_KEEP)
+        d = kn__apns_renew_due(t->iat_ms, kn_now_ms(), t->renew_ms, refused,
+                               t->early);
+        if (t->jwt != NULL && d == KN__APNS_KEEP)
             offer(t, 0, t->early, t->jwt, t->iat_ms);
         else
-            offer(t, 0, 0, NULL, 0);
+            offer(t, 0, d == KN__APNS_RENEW_EARLY, NULL, 0);
     } else if (!usable(t, sc)) {
         /* Not a token of this key (written by hand?): replace it. */
         store_ok(t);
