@@ -496,7 +496,7 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     p->pool = kn__h2pool_new(loop, p->connections, KN_PUSH_STREAMS_PER_CONN,
                              (size_t)cfg->apns_requests_per_connection);
     p->tok = kn__apns_token_new(loop, p->key, p->key_id, p->team_id, host,
-                                apns_ready, p);
+                                cfg->apns_token_check_ms, apns_ready, p);
     kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic", p->topic,
            "key_id", p->key_id, "team_id", p->team_id, NULL);
     *out = p;

@@ -14,7 +14,7 @@
  *      is none it signs one and offers it (compare-and-set: of several
  *      processes starting together one stores its token, the others get
  *      that one in the reply and adopt it).
- *   2. A timer (every minute or so, jittered) reads the stored token again
+ *   2. A timer (apns.token_check_ms, a minute, jittered) reads it again
  *      and adopts a newer one; when the token in use reaches its renewal
  *      age, 40 to 50 minutes drawn at random per token so that the
  *      processes do not all try at once, it offers a new one the same way:
@@ -43,9 +43,9 @@
 #include "common/kn.h"
 #include "common/log.h"
 
-/* How often a process reads the shared token again, and the jitter. */
-#define CHECK_MS        (60 * 1000)
-#define CHECK_JITTER_MS (15 * 1000)
+/* How often a process reads the shared token again by default
+ * (apns.token_check_ms), plus up to a quarter of it at random. */
+#define CHECK_MS (60 * 1000)
 /* How long the store keeps a token: twice APNs' hour. */
 #define STORE_TTL_MS (2 * 3600 * 1000LL)
 
@@ -95,6 +95,7 @@ struct kn__apns_token {
     uint64_t signed_n;     /* tokens this process signed and used */
     uv_timer_t timer;
     int timer_on;
+    int64_t check_ms;
 };
 
 struct tok_call {
@@ -484,6 +485,17 @@ static void step(struct kn__apns_token *t, enum step_why why)
         get(t, 0);
 }
 
+static void on_timer(uv_timer_t *h);
+
+/* The next read of the store: check_ms plus up to a quarter of it, so that
+ * processes started together do not read (and renew) together. */
+static void timer_again(struct kn__apns_token *t)
+{
+    uint64_t ms =
+        (uint64_t)t->check_ms + kn_random_below((uint64_t)t->check_ms / 4 + 1);
+    uv_timer_start(&t->timer, on_timer, ms, 0);
+}
+
 static void on_timer(uv_timer_t *h)
 {
     struct kn__apns_token *t = kn_container_of(h, struct kn__apns_token, timer);
@@ -491,8 +503,7 @@ static void on_timer(uv_timer_t *h)
      * connected at start: no fallback for that). */
     if (t->state != TOK_NONE)
         step(t, STEP_TIMER);
-    uv_timer_start(&t->timer, on_timer,
-                   CHECK_MS + kn_random_below(CHECK_JITTER_MS), 0);
+    timer_again(t);
 }
 
 /* ---- the API (push.h) ---- */
@@ -513,11 +524,10 @@ static char *account_of(EVP_PKEY *key, const char *team, const char *kid)
     return kn_xasprintf("%s.%s.%s", team, kid, hex);
 }
 
-struct kn__apns_token *kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key,
-                                          const char *key_id,
-                                          const char *team_id,
-                                          const struct kn_adapter_host *host,
-                                          kn__apns_token_cb *ready, void *arg)
+struct kn__apns_token *
+kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key, const char *key_id,
+                   const char *team_id, const struct kn_adapter_host *host,
+                   int64_t check_ms, kn__apns_token_cb *ready, void *arg)
 {
     struct kn__apns_token *t = kn_xcalloc(1, sizeof(*t));
     EVP_PKEY_up_ref(key);
@@ -530,9 +540,9 @@ struct kn__apns_token *kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key,
     t->renew_ms = KN_APNS_JWT_RENEW_MIN_MS;
     if (host != NULL && host->cred_get != NULL && host->cred_offer != NULL) {
         t->host = host;
+        t->check_ms = check_ms > 0 ? check_ms : CHECK_MS;
         uv_timer_init(loop, &t->timer);
-        uv_timer_start(&t->timer, on_timer,
-                       CHECK_MS + kn_random_below(CHECK_JITTER_MS), 0);
+        timer_again(t);
         t->timer_on = 1;
     }
     return t;

@@ -249,15 +249,15 @@ typedef void kn__apns_token_cb(void *arg);
 /*
  * A token keeper for (key, key_id, team_id); key is referenced, not
  * copied.  With a host (its cred_get and cred_offer set) the token is
- * shared through it and a timer on loop keeps it fresh; ready(arg) is
+ * shared through it and a timer on loop reads it again every check_ms
+ * (0: a minute) plus up to a quarter of that at random; ready(arg) is
  * called when a token becomes available after kn__apns_token_get answered
  * KN_EAGAIN.
  */
-struct kn__apns_token *kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key,
-                                          const char *key_id,
-                                          const char *team_id,
-                                          const struct kn_adapter_host *host,
-                                          kn__apns_token_cb *ready, void *arg);
+struct kn__apns_token *
+kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key, const char *key_id,
+                   const char *team_id, const struct kn_adapter_host *host,
+                   int64_t check_ms, kn__apns_token_cb *ready, void *arg);
 
 /*
  * The header line to send with ("authorization: bearer <JWT>", valid until

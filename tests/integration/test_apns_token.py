@@ -61,7 +61,9 @@ def log_count(proc, needle):
 r = Redis(out)
 apns = FakeAPNs(out, name="apns", token_window_s=1200)
 k = Kairan(out, r, conf={"routes": {"push": "push"},
-                         "apns": apns.conf(connections=1),
+                         # the timer reads the store every 0.5-0.6 s
+                         "apns": apns.conf(connections=1,
+                                           token_check_ms="500ms"),
                          "queue": QUEUE, "http": {"listen": ""}})
 
 

@@ -1098,9 +1098,9 @@ static void test_apns_shared_token(void **state)
     memset(&st, 0, sizeof(st));
     uv_loop_init(&loop);
     kn__fake_now_ms = NOW_MS;
-    a = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    a = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &ra);
-    b = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    b = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &rb);
     /* Before the first push: both wait for the store. */
     assert_int_equal(kn__apns_token_get(a, &ha, &ga), KN_EAGAIN);
@@ -1129,7 +1129,7 @@ static void test_apns_shared_token(void **state)
 
     /* A restart: adopts the stored token, signs nothing. */
     kn__fake_now_ms = NOW_MS + 30 * 1000;
-    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &rc_);
     assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
     store_answer(&st);
@@ -1205,7 +1205,7 @@ static void test_apns_shared_token(void **state)
      * signs its own and sends at once. */
     st.fail = 1;
     kn__apns_token_close(c);
-    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &rc_);
     assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
     assert_string_not_equal(hb, ha);
@@ -1214,7 +1214,7 @@ static void test_apns_shared_token(void **state)
     /* The store fails later (a timeout): the same, after the answer. */
     st.fail = 2;
     rc_ = 0;
-    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &rc_);
     assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
     store_answer(&st);
@@ -1222,9 +1222,33 @@ static void test_apns_shared_token(void **state)
     assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
     assert_int_equal(kn__apns_token_signed(c), 1);
     kn__apns_token_close(c);
-    /* Closed with a call in flight: its answer is dropped. */
+    /* The timer (every 100 ms here): an idle keeper reads the store and
+     * adopts the token another one renewed meanwhile. */
     st.fail = 0;
-    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host,
+    rc_ = 0;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 100,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    kn__fake_now_ms += 25 * min; /* a's token may be refused and replaced */
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(st.gen, 5);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    for (int i = 0; i < 1000 && st.nq == 0; i++)
+        uv_run(&loop, UV_RUN_ONCE); /* c's timer */
+    assert_int_equal(st.nq, 1);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    assert_int_equal(kn__apns_token_signed(c), 0);
+    kn__apns_token_close(c);
+
+    /* Closed with a call in flight: its answer is dropped. */
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
                            on_ready, &rc_);
     assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
     kn__apns_token_close(c);
