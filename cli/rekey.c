@@ -397,26 +397,33 @@ done:
     return rc;
 }
 
-/* Re-encrypt one registration record (compare-and-set on its "g", with
- * rekey_rcpt.lua: no "c", one sealed field); retried while it changes. */
-static void rekey_registration(const struct kn_keyring *kr, const char *key,
-                               struct rekey_stats *st, int dry)
+/*
+ * Re-seal one field of a hash with fn (returns as reseal: 1 and a heap
+ * string when it changed), written back by compare-and-set (rekey_rcpt.lua:
+ * no "c", this one field) and retried while it changes under us.  A gone
+ * key is left alone; *rewritten counts what was (or, dry, would be)
+ * written; bad_json and bad say what a value fn refuses (KN_EINVAL) and
+ * one that does not unseal mean.
+ */
+static void rekey_field(const struct kn_keyring *kr, const char *key,
+                        const char *field,
+                        int (*fn)(const struct kn_keyring *kr, const char *v,
+                                  char **out, struct rekey_stats *st),
+                        const char *bad_json, const char *bad, long *rewritten,
+                        struct rekey_stats *st, int dry)
 {
-    st->regs++;
     for (int t = 0; t < REKEY_TRIES; t++) {
-        redisReply *h = kn_cli_cmd("HGET %s g", key), *w;
-        char *ng = NULL;
+        redisReply *h = kn_cli_cmd("HGET %s %s", key, field), *w;
+        char *nv = NULL;
         int rc, done = 1;
         if (h->type != REDIS_REPLY_STRING) {
             freeReplyObject(h); /* deleted meanwhile */
             break;
         }
-        rc = reseal_registration(kr, h->str, &ng, st);
+        rc = fn(kr, h->str, &nv, st);
         if (rc < 0) {
             fprintf(stderr, "kairanctl: rekey: %s: %s\n", key,
-                    rc == KN_EINVAL ? "guardians are not a JSON array"
-                                    : "a value does not unseal with this "
-                                      "key file (was a key removed?)");
+                    rc == KN_EINVAL ? bad_json : bad);
             st->failed++;
         } else if (rc == 1 && !dry) {
             struct kn_argv a;
@@ -424,22 +431,22 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
             kn_argv_add(&a, key);
             kn_argv_add(&a, "");
             kn_argv_add(&a, "");
-            kn_argv_add(&a, "g");
+            kn_argv_add(&a, field);
             kn_argv_add(&a, h->str);
-            kn_argv_add(&a, ng);
+            kn_argv_add(&a, nv);
             w = kn_cli_eval(&rcpt_cas, 1, &a);
             kn_argv_free(&a);
             if (w->integer == 1)
-                st->regs_new++;
+                (*rewritten)++;
             else if (w->integer == 0) {
                 st->raced++;
                 done = 0;
             }
             freeReplyObject(w);
         } else if (rc == 1) {
-            st->regs_new++;
+            (*rewritten)++;
         }
-        free(ng);
+        kn_free_secret(nv);
         freeReplyObject(h);
         if (done)
             break;
@@ -453,59 +460,38 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
     }
 }
 
+/* Re-encrypt one registration record: its guardians, "g". */
+static void rekey_registration(const struct kn_keyring *kr, const char *key,
+                               struct rekey_stats *st, int dry)
+{
+    st->regs++;
+    rekey_field(kr, key, "g", reseal_registration,
+                "guardians are not a JSON array",
+                "a value does not unseal with this key file (was a key "
+                "removed?)",
+                &st->regs_new, st, dry);
+}
+
+static int reseal_cred(const struct kn_keyring *kr, const char *v, char **out,
+                       struct rekey_stats *st)
+{
+    return reseal(kr, KN_CRED_PURPOSE, v, out, st);
+}
+
 /*
  * Re-seal a shared provider credential (cred:<provider>:<account> "v",
- * model/cred.h) as it is: the sealed JSON keeps its name and iat.  The
- * compare-and-set of rekey_rcpt.lua on "v" alone; a credential replaced
- * meanwhile by a kairand is sealed with the current key already, or is
- * read again.
+ * model/cred.h) as it is: the sealed JSON keeps its name and iat, and its
+ * generation is untouched, so running kairands notice nothing.  One
+ * replaced meanwhile by a kairand is read again.
  */
 static void rekey_cred(const struct kn_keyring *kr, const char *key,
                        struct rekey_stats *st, int dry)
 {
     st->creds++;
-    for (int t = 0; t < REKEY_TRIES; t++) {
-        redisReply *h = kn_cli_cmd("HGET %s v", key), *w;
-        char *nv = NULL;
-        int rc, done = 1;
-        if (h->type != REDIS_REPLY_STRING) {
-            freeReplyObject(h); /* expired meanwhile */
-            break;
-        }
-        rc = reseal(kr, KN_CRED_PURPOSE, h->str, &nv, st);
-        if (rc < 0) {
-            fprintf(stderr,
-                    "kairanctl: rekey: %s: does not unseal with this key "
-                    "file (each kairand uses a token of its own until it "
-                    "expires, in 2 hours at most)\n",
-                    key);
-            st->failed++;
-        } else if (rc == 1 && !dry) {
-            struct kn_argv a;
-            kn_argv_init(&a);
-            kn_argv_add(&a, key);
-            kn_argv_add(&a, "");
-            kn_argv_add(&a, "");
-            kn_argv_add(&a, "v");
-            kn_argv_add(&a, h->str);
-            kn_argv_add(&a, nv);
-            w = kn_cli_eval(&rcpt_cas, 1, &a);
-            kn_argv_free(&a);
-            if (w->integer == 1)
-                st->creds_new++;
-            else if (w->integer == 0) {
-                st->raced++;
-                done = 0;
-            }
-            freeReplyObject(w);
-        } else if (rc == 1) {
-            st->creds_new++;
-        }
-        kn_free_secret(nv);
-        freeReplyObject(h);
-        if (done)
-            break;
-    }
+    rekey_field(kr, key, "v", reseal_cred, "not a credential",
+                "does not unseal with this key file (each kairand uses a "
+                "token of its own until it expires, in 2 hours at most)",
+                &st->creds_new, st, dry);
 }
 
 /* Each key matching pattern (under the prefix) that holds type: fn. */
