@@ -38,7 +38,7 @@ LIB_SRCS := \
 	model/child.c model/regsheet.c common/qrsvg.c \
 	model/dsn.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
-	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c \
+	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c adapters/apns_token.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c queue/registration.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/expand_fair.c \
@@ -64,6 +64,9 @@ LIB_SRCS += model/gtoken.c
 LIB_SRCS += queue/sheets.c dispatcher/http/sheets.c
 # The next guardian (issue 16): a child's guardians in order.
 LIB_SRCS += model/guardian.c
+# One APNs provider token per team and key, shared by every kairand through
+# Redis (adapters/adapter.h, struct kn_adapter_host).
+LIB_SRCS += model/cred.c dispatcher/cred.c
 # One-click unsubscribe (issue 16): /u/{token} and its page (web/unsub/).
 LIB_SRCS += dispatcher/http/unsub.c
 # The guardian's my page (issue 16).

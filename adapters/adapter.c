@@ -60,7 +60,8 @@ int kn_adapter_accepts(const struct kn_adapter *a, const char *addr)
 }
 
 int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
-                    const struct kn_config *cfg)
+                    const struct kn_config *cfg,
+                    const struct kn_adapter_host *host)
 {
     const struct kn_adapter_ops *ops = kn_adapter_find(name);
     if (ops == NULL)
@@ -68,6 +69,7 @@ int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
     memset(a, 0, sizeof(*a));
     a->ops = ops;
     a->loop = loop;
+    a->host = host;
     return ops->open(a, cfg);
 }
 

@@ -152,9 +152,61 @@ struct kn_adapter_ops {
                  const char *text);
 };
 
+/* ---- what the dispatcher offers adapters (the host) ---- */
+
+/*
+ * A credential shared by every kairand process (a provider token that the
+ * provider wants one of, not one per process: APNs' JWT).  The dispatcher
+ * keeps it, sealed, in Redis (dispatcher/cred.c, model/cred.h), so that an
+ * adapter needs no Redis of its own.
+ */
+struct kn_shared_cred {
+    const char *value; /* the credential; NULL: none stored */
+    int64_t iat_ms;    /* when it was issued */
+    uint64_t gen;      /* its generation in the store; 0: none stored */
+    int early;         /* it replaced one younger than the provider's
+                          floor, after the provider refused that one */
+    int64_t ttl_ms;    /* offer only: how long the store keeps it */
+};
+
+/*
+ * The answer of a cred_get or cred_offer.  rc 0: c is what is stored now
+ * (c->value NULL: nothing), valid only during the call.  rc < 0: the store
+ * could not be used (Redis unreachable or refusing, a record that does not
+ * open with this key file); c is NULL.
+ */
+typedef void kn_shared_cred_cb(int rc, const struct kn_shared_cred *c,
+                               void *arg);
+
+struct kn_adapter_host {
+    void *ctx; /* the dispatcher's, passed back to every call */
+    /*
+     * Read the credential (provider, account): "apns", "<team>.<kid>...".
+     * Returns 0 (cb runs exactly once, never before this returns) or a
+     * negative KN_E* code (not started: Redis not connected; cb never
+     * runs).
+     */
+    int (*cred_get)(void *ctx, const char *provider, const char *account,
+                    kn_shared_cred_cb *cb, void *arg);
+    /*
+     * Store c->value, c->iat_ms and c->early for c->ttl_ms as the
+     * credential, only if the stored generation is still c->gen (or
+     * nothing is stored): a compare-and-set, so that of several processes
+     * replacing it at once exactly one does.  cb gets what is stored
+     * afterwards: this value (generation c->gen + 1 or 1) or the one that
+     * won, to adopt.  Same returns as cred_get.
+     */
+    int (*cred_offer)(void *ctx, const char *provider, const char *account,
+                      const struct kn_shared_cred *c, kn_shared_cred_cb *cb,
+                      void *arg);
+};
+
 struct kn_adapter {
     const struct kn_adapter_ops *ops;
     uv_loop_t *loop;
+    /* What the dispatcher offers (borrowed; outlives the adapter), or
+     * NULL (tests, tools): an adapter then keeps everything to itself. */
+    const struct kn_adapter_host *host;
     void *priv;
 };
 
@@ -174,9 +226,12 @@ void kn_adapter_tokens(const struct kn_adapter *a, uint64_t *issued,
 /* 1 if a (an opened adapter) takes addr. */
 int kn_adapter_accepts(const struct kn_adapter *a, const char *addr);
 
-/* Open an adapter by name into a.  Returns 0 or a negative KN_E* code. */
+/* Open an adapter by name into a, with the dispatcher's host (may be
+ * NULL; borrowed, it must outlive the adapter).  Returns 0 or a negative
+ * KN_E* code. */
 int kn_adapter_open(struct kn_adapter *a, const char *name, uv_loop_t *loop,
-                    const struct kn_config *cfg);
+                    const struct kn_config *cfg,
+                    const struct kn_adapter_host *host);
 
 extern const struct kn_adapter_ops kn_adapter_outbox;
 extern const struct kn_adapter_ops kn_adapter_smtp;

@@ -5,15 +5,13 @@
  * over a few long-lived connections (Apple treats rapid reconnects as an
  * attack).
  *
- * The provider token is an ES256 JWT ({"alg":"ES256","kid"} and
- * {"iss":team,"iat"}) signed with the team's .p8 key.  One token is shared
- * by every request of this process and replaced only within Apple's
- * window: from 45 minutes of age (Apple refuses it at 60), and never
- * sooner than 20 minutes after the last one (Apple answers 429
- * TooManyProviderTokenUpdates and may refuse the connection).  A 403
- * ExpiredProviderToken renews it at once when it is old enough for that;
- * a younger token is kept and the job retried later (the clock is likely
- * wrong; the detail says so).
+ * The provider token (an ES256 JWT signed with the team's .p8 key) is
+ * apns_token.c's: one per team and key for every kairand process, shared
+ * through the dispatcher, replaced only within Apple's window.  A send
+ * before the first token waits for it (not long: the store answers or
+ * fails, and then the process signs its own).  A 403 ExpiredProviderToken
+ * or InvalidProviderToken hands the token back to apns_token.c, which
+ * replaces it once, shared, when the rules allow.
  *
  * Each request carries an apns-id derived from the job's key (the same on
  * every retry), apns-collapse-id = the broadcast, apns-expiration = the
@@ -46,17 +44,22 @@ struct apns_req {
     char detail[400];
 };
 
+/* A job waiting for the first provider token. */
+struct apns_wait {
+    struct kn_job *job;
+    kn_done_cb *done;
+    void *arg;
+    struct apns_wait *next;
+};
+
 struct kn__apns {
     struct kn_h2pool *pool; /* connections counted (http.h) */
     char *base, *topic, *key_id, *team_id, *ca_file;
     EVP_PKEY *key;
     long timeout_ms;
     size_t connections;
-    char *auth_header; /* "authorization: bearer <JWT>" */
-    int64_t iat_ms;    /* of the current token; 0: none */
-    uint64_t gen;
-    uint64_t warned_gen; /* the token the clock warning was logged for */
-    uint64_t refreshes;
+    struct kn__apns_token *tok; /* the provider token (apns_token.c) */
+    struct apns_wait *waiting, **waiting_tail;
     size_t in_flight;
     int closing;
     /* APNs has accepted a notification from this process: its
@@ -67,18 +70,6 @@ struct kn__apns {
 };
 
 /* ---- pure parts (unit-tested) ---- */
-
-int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported)
-{
-    int64_t age = now_ms - iat_ms;
-    if (iat_ms <= 0)
-        return 1;
-    if (age < -60 * 1000)
-        return 1; /* dated in the future: the clock went back */
-    if (age >= KN_APNS_JWT_RENEW_MS)
-        return 1;
-    return expired_reported && age >= KN_APNS_JWT_MIN_AGE_MS;
-}
 
 void kn__apns_collapse_id(const char *bcast, char out[65])
 {
@@ -150,9 +141,11 @@ static int is(const char *a, const char *b)
  *     apns.topic would say it of every token).
  *  5. Other 400, 404 BadPath, 405, 413 PayloadTooLarge, other 4xx:
  *     permanent, with Apple's reason.
- *  6. 403 ExpiredProviderToken: tempfail; returns 1 (renew if allowed).
+ *  6. 403 ExpiredProviderToken: tempfail; returns KN__APNS_EXPIRED (the
+ *     provider token is replaced if the rules allow).
  *  7. Other 403 (InvalidProviderToken, MissingProviderToken, certificate
- *     or environment errors): tempfail + auth.
+ *     or environment errors): tempfail + auth; InvalidProviderToken
+ *     returns KN__APNS_INVALID (replaced once, as 6).
  *  8. 429 (TooManyRequests for the device, TooManyProviderTokenUpdates),
  *     500, 503 and anything else: tempfail, Retry-After honoured.
  */
@@ -199,10 +192,13 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
         else if (is(text, "BadTopic") || is(text, "TopicDisallowed"))
             r->auth = 1;
     } else if (status == 403) {
-        if (is(text, "ExpiredProviderToken"))
-            expired = 1;
-        else
+        if (is(text, "ExpiredProviderToken")) {
+            expired = KN__APNS_EXPIRED;
+        } else {
             r->auth = 1;
+            if (is(text, "InvalidProviderToken"))
+                expired = KN__APNS_INVALID;
+        }
     } else if (status == 429 || status >= 500) {
         r->retry_after_ms = kn__push_retry_after(retry_after, now_ms);
     } else if (status >= 400 && status < 500) {
@@ -214,40 +210,6 @@ int kn__apns_classify(long status, const char *body, const char *retry_after,
              r->dead ? " (token dead)" : "");
     json_decref(j);
     return expired;
-}
-
-/* ---- the provider token ---- */
-
-/* Sign a new provider token.  Returns 0 or KN_ECRYPTO. */
-static int renew(struct kn__apns *p)
-{
-    int64_t iat = kn_now_ms() / 1000;
-    json_t *h = json_pack("{s:s, s:s}", "alg", "ES256", "kid", p->key_id);
-    json_t *c =
-        json_pack("{s:s, s:I}", "iss", p->team_id, "iat", (json_int_t)iat);
-    char *hs = json_dumps(h, JSON_COMPACT), *cs = json_dumps(c, JSON_COMPACT);
-    char *jwt = hs && cs ? kn_jwt_sign(p->key, "ES256", hs, cs) : NULL;
-    char n[24];
-    json_decref(h);
-    json_decref(c);
-    free(hs);
-    free(cs);
-    if (jwt == NULL) {
-        kn_log(KN_LOG_ERROR, "apns", "cannot sign the provider token", NULL);
-        return KN_ECRYPTO;
-    }
-    if (p->auth_header != NULL) {
-        memset(p->auth_header, 0, strlen(p->auth_header));
-        free(p->auth_header);
-    }
-    p->auth_header = kn_xasprintf("authorization: bearer %s", jwt);
-    free(jwt);
-    p->iat_ms = iat * 1000;
-    p->gen++;
-    p->refreshes++;
-    snprintf(n, sizeof(n), "%llu", (unsigned long long)p->refreshes);
-    kn_log(KN_LOG_INFO, "apns", "provider token renewed", "count", n, NULL);
-    return 0;
 }
 
 /* ---- requests ---- */
@@ -312,29 +274,8 @@ static void on_sent(const struct kn_http_resp *resp, void *arg)
             "APNs has accepted nothing from this "
             "configuration yet; apns.api_base sandbox or production?");
     }
-    if (expired) {
-        /* ExpiredProviderToken: renew if this was the current token and
-         * it is old enough; otherwise keep it (Apple refuses tokens
-         * renewed more often than every 20 minutes). */
-        size_t l = strlen(q->detail);
-        if (q->gen != p->gen) {
-            snprintf(q->detail + l, sizeof(q->detail) - l,
-                     " (sent with an older token; renewed since)");
-        } else if (kn__apns_jwt_due(p->iat_ms, now, 1)) {
-            if (renew(p) < 0)
-                r.auth = 1;
-        } else {
-            snprintf(q->detail + l, sizeof(q->detail) - l,
-                     " (provider token younger than 20 minutes, not renewed: "
-                     "is the clock right?)");
-            if (p->warned_gen != p->gen) /* once per token, not per job */
-                kn_log(KN_LOG_WARN, "apns",
-                       "ExpiredProviderToken for a token younger than 20 "
-                       "minutes: not renewed",
-                       "hint", "check this host's clock (NTP)", NULL);
-            p->warned_gen = p->gen;
-        }
-    }
+    if (expired)
+        kn__apns_token_refused(p->tok, q->gen, q->detail, sizeof(q->detail));
     req_finish(q, &r);
 }
 
@@ -347,7 +288,7 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
     size_t len = 0;
     char prio[32], exp[48], collapse[65], cid[100], uuid[37], id[64];
     char topic[300];
-    const char *headers[10];
+    const char *headers[10], *auth = NULL;
     size_t h = 0;
     struct kn_http_req hr = {
         .method = "POST",
@@ -382,8 +323,20 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
                        "body)");
         return;
     }
-    if (kn__apns_jwt_due(p->iat_ms, kn_now_ms(), 0) && renew(p) < 0 &&
-        p->auth_header == NULL) {
+    rc = kn__apns_token_get(p->tok, &auth, &q->gen);
+    if (rc == KN_EAGAIN) {
+        /* The first token is on its way: wait for it (apns_ready). */
+        struct apns_wait *w = kn_xcalloc(1, sizeof(*w));
+        free(body);
+        free(q);
+        w->job = job;
+        w->done = done;
+        w->arg = arg;
+        *p->waiting_tail = w;
+        p->waiting_tail = &w->next;
+        return;
+    }
+    if (rc < 0) {
         free(body);
         req_fail(q, KN_TEMPFAIL, 0, 1,
                  "apns: cannot sign the provider token (apns.key_file)");
@@ -402,7 +355,7 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
     snprintf(cid, sizeof(cid), "apns-collapse-id: %s", collapse);
     snprintf(id, sizeof(id), "apns-id: %s", uuid);
     snprintf(topic, sizeof(topic), "apns-topic: %s", p->topic);
-    headers[h++] = p->auth_header;
+    headers[h++] = auth;
     headers[h++] = topic;
     headers[h++] = "apns-push-type: alert";
     headers[h++] = prio;
@@ -417,7 +370,6 @@ void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
     hr.headers = headers;
     hr.body = body;
     hr.bodylen = len;
-    q->gen = p->gen;
     kn__h2pool_send(p->pool, &hr, on_sent, q);
     free(url);
     free(body);
@@ -430,7 +382,24 @@ size_t kn__apns_in_flight(const struct kn__apns *p)
 
 uint64_t kn__apns_refreshes(const struct kn__apns *p)
 {
-    return p->refreshes;
+    return kn__apns_token_signed(p->tok);
+}
+
+/* The provider token is there (or could not be had): send what waited.
+ * Each was counted in flight; kn__apns_send counts it again. */
+static void apns_ready(void *arg)
+{
+    struct kn__apns *p = arg;
+    struct apns_wait *w = p->waiting;
+    p->waiting = NULL;
+    p->waiting_tail = &p->waiting;
+    while (w != NULL) {
+        struct apns_wait *next = w->next;
+        p->in_flight--;
+        kn__apns_send(p, w->job, w->done, w->arg);
+        free(w);
+        w = next;
+    }
 }
 
 size_t kn__apns_connections(const struct kn__apns *p)
@@ -442,10 +411,8 @@ size_t kn__apns_connections(const struct kn__apns *p)
 
 static void apns_free(struct kn__apns *p)
 {
-    if (p->auth_header != NULL) {
-        memset(p->auth_header, 0, strlen(p->auth_header));
-        free(p->auth_header);
-    }
+    if (p->tok != NULL)
+        kn__apns_token_close(p->tok);
     EVP_PKEY_free(p->key);
     free(p->base);
     free(p->topic);
@@ -477,7 +444,7 @@ static int word_ok(const char *s, const char *extra, size_t max)
 }
 
 int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
-                  struct kn__apns **out)
+                  const struct kn_adapter_host *host, struct kn__apns **out)
 {
     struct kn__apns *p;
     const char *why = NULL;
@@ -507,6 +474,7 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     if (kn__http_url_ok(cfg->apns_api_base, &why) < 0)
         return bad("apns.api_base is refused", cfg->apns_api_base, why);
     p = kn_xcalloc(1, sizeof(*p));
+    p->waiting_tail = &p->waiting;
     p->key = kn_jwt_key_file(cfg->apns_key_file, err, sizeof(err));
     if (p->key == NULL || EVP_PKEY_get_base_id(p->key) != EVP_PKEY_EC) {
         bad("apns.key_file is not an EC (P-256) private key",
@@ -527,6 +495,8 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
     p->connections = (size_t)cfg->apns_connections;
     p->pool = kn__h2pool_new(loop, p->connections, KN_PUSH_STREAMS_PER_CONN,
                              (size_t)cfg->apns_requests_per_connection);
+    p->tok = kn__apns_token_new(loop, p->key, p->key_id, p->team_id, host,
+                                cfg->apns_token_check_ms, apns_ready, p);
     kn_log(KN_LOG_INFO, "apns", "configured", "api", p->base, "topic", p->topic,
            "key_id", p->key_id, "team_id", p->team_id, NULL);
     *out = p;
@@ -536,6 +506,7 @@ int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
 void kn__apns_close(struct kn__apns *p)
 {
     p->closing = 1;
+    apns_ready(p);             /* what waited for a token: aborted (closing) */
     kn__h2pool_close(p->pool); /* sends in flight: aborted */
     apns_free(p);
 }

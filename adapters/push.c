@@ -291,7 +291,7 @@ static int push_open(struct kn_adapter *a, const struct kn_config *cfg)
     struct push *p = kn_xcalloc(1, sizeof(*p));
     int rc = kn__fcm_open(a->loop, cfg, &p->fcm);
     if (rc == 0)
-        rc = kn__apns_open(a->loop, cfg, &p->apns);
+        rc = kn__apns_open(a->loop, cfg, a->host, &p->apns);
     if (rc == 0 && p->fcm == NULL && p->apns == NULL) {
         /* routes.push = push is the default: a school that sends only
          * e-mail must still be able to start.  Push jobs then fail at

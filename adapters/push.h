@@ -14,6 +14,7 @@
 #define KN_ADAPTERS_PUSH_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -171,13 +172,14 @@ int kn__fcm_token_state(int64_t expires_ms, int64_t lifetime_ms,
 
 struct kn__apns;
 
-/* As kn__fcm_open, for [apns] (key_file, key_id, team_id, topic). */
+/* As kn__fcm_open, for [apns] (key_file, key_id, team_id, topic); host
+ * (may be NULL) shares the provider token with the other processes. */
 int kn__apns_open(uv_loop_t *loop, const struct kn_config *cfg,
-                  struct kn__apns **out);
+                  const struct kn_adapter_host *host, struct kn__apns **out);
 void kn__apns_send(struct kn__apns *p, struct kn_job *job, kn_done_cb *done,
                    void *arg);
 size_t kn__apns_in_flight(const struct kn__apns *p);
-/* Provider tokens (JWTs) signed so far. */
+/* Provider tokens (JWTs) this process signed and used so far. */
 uint64_t kn__apns_refreshes(const struct kn__apns *p);
 size_t kn__apns_connections(const struct kn__apns *p);
 void kn__apns_close(struct kn__apns *p);
@@ -200,23 +202,85 @@ void kn__apns_collapse_id(const char *bcast, char out[65]);
 /*
  * Classify an APNs answer as kn__fcm_classify does (apns_id: the apns-id
  * response header, may be NULL; token: the device token, scrubbed from
- * the detail).  Returns 1 for 403 ExpiredProviderToken (the caller may
- * renew the token), else 0.
+ * the detail).  Returns KN__APNS_EXPIRED for 403 ExpiredProviderToken,
+ * KN__APNS_INVALID for 403 InvalidProviderToken (r->auth set too): the
+ * caller may replace the provider token (kn__apns_token_refused); else 0.
  */
+#define KN__APNS_EXPIRED 1
+#define KN__APNS_INVALID 2
 int kn__apns_classify(long status, const char *body, const char *retry_after,
                       const char *apns_id, const char *token, int64_t now_ms,
                       struct kn_result *r, char *detail, size_t dlen);
 
+/* ---- APNs' provider token (apns_token.c) ---- */
+
 /* Apple's rules for provider tokens (milliseconds). */
-#define KN_APNS_JWT_MIN_AGE_MS (20 * 60 * 1000LL) /* never renew sooner */
-#define KN_APNS_JWT_RENEW_MS   (45 * 60 * 1000LL) /* renew from this age */
+#define KN_APNS_JWT_MIN_AGE_MS   (20 * 60 * 1000LL) /* never renew sooner */
+#define KN_APNS_JWT_RENEW_MIN_MS (40 * 60 * 1000LL) /* renew from 40 to */
+#define KN_APNS_JWT_RENEW_MAX_MS (50 * 60 * 1000LL) /* 50 min, at random */
+
+enum { KN__APNS_KEEP, KN__APNS_RENEW, KN__APNS_RENEW_EARLY };
 
 /*
- * 1 if a provider token issued at iat_ms (0: none yet) should be replaced
- * at now_ms: none yet; older than KN_APNS_JWT_RENEW_MS; dated in the
- * future (the clock went back); or APNs called it expired
- * (expired_reported) and it is at least KN_APNS_JWT_MIN_AGE_MS old.
+ * Should a provider token issued at iat_ms (0: none yet) be replaced at
+ * now_ms?  KN__APNS_RENEW when there is none, it is renew_ms old or older,
+ * or dated more than a minute in the future (the clock went back), or APNs
+ * refused it (refused: 403 ExpiredProviderToken or InvalidProviderToken)
+ * and it is at least KN_APNS_JWT_MIN_AGE_MS old; KN__APNS_RENEW_EARLY when
+ * APNs refused it younger than that and it did not itself replace one
+ * early (early); else KN__APNS_KEEP.
  */
-int kn__apns_jwt_due(int64_t iat_ms, int64_t now_ms, int expired_reported);
+int kn__apns_renew_due(int64_t iat_ms, int64_t now_ms, int64_t renew_ms,
+                       int refused, int early);
+
+/*
+ * 1 if jwt is a provider token of this key (its ES256 signature verifies
+ * with key), key id and team, issued at iat_ms; else 0.  A token adopted
+ * from the store is checked so.
+ */
+int kn__apns_jwt_check(EVP_PKEY *key, const char *key_id, const char *team_id,
+                       const char *jwt, int64_t iat_ms);
+
+/* The token of one APNs client (apns_token.c says how it is shared). */
+struct kn__apns_token;
+/* Called when sends that waited for a token may go (or fail). */
+typedef void kn__apns_token_cb(void *arg);
+
+/*
+ * A token keeper for (key, key_id, team_id); key is referenced, not
+ * copied.  With a host (its cred_get and cred_offer set) the token is
+ * shared through it and a timer on loop reads it again every check_ms
+ * (0: a minute) plus up to a quarter of that at random; ready(arg) is
+ * called when a token becomes available after kn__apns_token_get answered
+ * KN_EAGAIN.
+ */
+struct kn__apns_token *
+kn__apns_token_new(uv_loop_t *loop, EVP_PKEY *key, const char *key_id,
+                   const char *team_id, const struct kn_adapter_host *host,
+                   int64_t check_ms, kn__apns_token_cb *ready, void *arg);
+
+/*
+ * The header line to send with ("authorization: bearer <JWT>", valid until
+ * the next call into the keeper) and its number in *gen.  Returns 0;
+ * KN_EAGAIN when the first token is being fetched (wait for ready); or
+ * KN_ECRYPTO when none could be signed.
+ */
+int kn__apns_token_get(struct kn__apns_token *t, const char **header,
+                       uint64_t *gen);
+
+/*
+ * APNs refused the token number gen (403 ExpiredProviderToken or
+ * InvalidProviderToken): replace it if the rules allow (once, shared);
+ * what was done is appended to detail (n bytes in all).
+ */
+void kn__apns_token_refused(struct kn__apns_token *t, uint64_t gen,
+                            char *detail, size_t n);
+
+/* Tokens this process signed and used. */
+uint64_t kn__apns_token_signed(const struct kn__apns_token *t);
+
+/* Stop (a store call in flight is dropped when it answers) and free (after
+ * the timer's close callback, when there is one). */
+void kn__apns_token_close(struct kn__apns_token *t);
 
 #endif

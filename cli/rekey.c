@@ -17,7 +17,11 @@
  *                  "guardian" and "phone";
  *   reg:<T>:<id>   the guardians' own registrations, "g" (e, l, nm, rl,
  *                  ph, p[].t);
- *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t).
+ *   bc:<id>:aud    the inline recipients ("i:" + JSON: nm, e, l, p[].t);
+ *   cred:<provider>:<account>
+ *                  a provider token shared by every kairand (APNs'), "v"
+ *                  (model/cred.h): re-sealed as it is, its generation and
+ *                  iat untouched, so running kairands notice nothing.
  * Jobs already in the streams (and job records of broadcasts being
  * delivered) keep the kid they were written with until they are delivered
  * or expire; that is fine because the old key stays in the file.  Blind
@@ -41,6 +45,7 @@
 #include "common/argv.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "model/cred.h"
 #include "model/directory.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
@@ -57,6 +62,8 @@ struct rekey_stats {
     long already;     /* sealed values already under the current kid */
     long regs;        /* guardians' registrations read (reg:<T>:<id>) */
     long regs_new;    /* ... rewritten */
+    long creds;       /* shared provider credentials read (cred:*) */
+    long creds_new;   /* ... rewritten */
     long raced;       /* compare-and-set lost (read again) */
     long failed;      /* could not be unsealed or kept changing */
 };
@@ -390,26 +397,33 @@ done:
     return rc;
 }
 
-/* Re-encrypt one registration record (compare-and-set on its "g", with
- * rekey_rcpt.lua: no "c", one sealed field); retried while it changes. */
-static void rekey_registration(const struct kn_keyring *kr, const char *key,
-                               struct rekey_stats *st, int dry)
+/*
+ * Re-seal one field of a hash with fn (returns as reseal: 1 and a heap
+ * string when it changed), written back by compare-and-set (rekey_rcpt.lua:
+ * no "c", this one field) and retried while it changes under us.  A gone
+ * key is left alone; *rewritten counts what was (or, dry, would be)
+ * written; bad_json and bad say what a value fn refuses (KN_EINVAL) and
+ * one that does not unseal mean.
+ */
+static void rekey_field(const struct kn_keyring *kr, const char *key,
+                        const char *field,
+                        int (*fn)(const struct kn_keyring *kr, const char *v,
+                                  char **out, struct rekey_stats *st),
+                        const char *bad_json, const char *bad, long *rewritten,
+                        struct rekey_stats *st, int dry)
 {
-    st->regs++;
     for (int t = 0; t < REKEY_TRIES; t++) {
-        redisReply *h = kn_cli_cmd("HGET %s g", key), *w;
-        char *ng = NULL;
+        redisReply *h = kn_cli_cmd("HGET %s %s", key, field), *w;
+        char *nv = NULL;
         int rc, done = 1;
         if (h->type != REDIS_REPLY_STRING) {
             freeReplyObject(h); /* deleted meanwhile */
             break;
         }
-        rc = reseal_registration(kr, h->str, &ng, st);
+        rc = fn(kr, h->str, &nv, st);
         if (rc < 0) {
             fprintf(stderr, "kairanctl: rekey: %s: %s\n", key,
-                    rc == KN_EINVAL ? "guardians are not a JSON array"
-                                    : "a value does not unseal with this "
-                                      "key file (was a key removed?)");
+                    rc == KN_EINVAL ? bad_json : bad);
             st->failed++;
         } else if (rc == 1 && !dry) {
             struct kn_argv a;
@@ -417,22 +431,22 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
             kn_argv_add(&a, key);
             kn_argv_add(&a, "");
             kn_argv_add(&a, "");
-            kn_argv_add(&a, "g");
+            kn_argv_add(&a, field);
             kn_argv_add(&a, h->str);
-            kn_argv_add(&a, ng);
+            kn_argv_add(&a, nv);
             w = kn_cli_eval(&rcpt_cas, 1, &a);
             kn_argv_free(&a);
             if (w->integer == 1)
-                st->regs_new++;
+                (*rewritten)++;
             else if (w->integer == 0) {
                 st->raced++;
                 done = 0;
             }
             freeReplyObject(w);
         } else if (rc == 1) {
-            st->regs_new++;
+            (*rewritten)++;
         }
-        free(ng);
+        kn_free_secret(nv);
         freeReplyObject(h);
         if (done)
             break;
@@ -444,6 +458,40 @@ static void rekey_registration(const struct kn_keyring *kr, const char *key,
             st->failed++;
         }
     }
+}
+
+/* Re-encrypt one registration record: its guardians, "g". */
+static void rekey_registration(const struct kn_keyring *kr, const char *key,
+                               struct rekey_stats *st, int dry)
+{
+    st->regs++;
+    rekey_field(kr, key, "g", reseal_registration,
+                "guardians are not a JSON array",
+                "a value does not unseal with this key file (was a key "
+                "removed?)",
+                &st->regs_new, st, dry);
+}
+
+static int reseal_cred(const struct kn_keyring *kr, const char *v, char **out,
+                       struct rekey_stats *st)
+{
+    return reseal(kr, KN_CRED_PURPOSE, v, out, st);
+}
+
+/*
+ * Re-seal a shared provider credential (cred:<provider>:<account> "v",
+ * model/cred.h) as it is: the sealed JSON keeps its name and iat, and its
+ * generation is untouched, so running kairands notice nothing.  One
+ * replaced meanwhile by a kairand is read again.
+ */
+static void rekey_cred(const struct kn_keyring *kr, const char *key,
+                       struct rekey_stats *st, int dry)
+{
+    st->creds++;
+    rekey_field(kr, key, "v", reseal_cred, "not a credential",
+                "does not unseal with this key file (each kairand uses a "
+                "token of its own until it expires, in 2 hours at most)",
+                &st->creds_new, st, dry);
 }
 
 /* Each key matching pattern (under the prefix) that holds type: fn. */
@@ -477,8 +525,8 @@ static void rekey_scan(const char *pattern_tail, const char *type,
 static void rekey_usage(FILE *f)
 {
     fprintf(f, "usage: kairanctl rekey [--dry-run] [--json]\n"
-               "  re-encrypt the directory and the audience lists with the "
-               "current key\n"
+               "  re-encrypt the directory, the audience lists and the "
+               "shared provider\n  credentials with the current key\n"
                "  (add one first: kairanctl key add FILE)\n");
 }
 
@@ -520,25 +568,30 @@ static int run_rekey(int argc, char **argv)
     rekey_directory(kr, &st, dry);
     rekey_scan("reg:*", "hash", rekey_registration, kr, &st, dry);
     rekey_scan("bc:*:aud", "list", rekey_list, kr, &st, dry);
+    rekey_scan("cred:*", "hash", rekey_cred, kr, &st, dry);
     if (json) {
         printf("{\"kid\":%d,\"dry_run\":%s,\"records\":%ld,"
                "\"records_rekeyed\":%ld,\"registrations\":%ld,"
                "\"registrations_rekeyed\":%ld,\"audience_lists\":%ld,"
-               "\"audience_entries_rekeyed\":%ld,\"values_rekeyed\":%ld,"
+               "\"audience_entries_rekeyed\":%ld,\"credentials\":%ld,"
+               "\"credentials_rekeyed\":%ld,\"values_rekeyed\":%ld,"
                "\"values_current\":%ld,\"retried\":%ld,\"failed\":%ld}\n",
                kn_keyring_current(kr), dry ? "true" : "false", st.records,
                st.records_new, st.regs, st.regs_new, st.lists, st.entries_new,
-               st.values, st.already, st.raced, st.failed);
+               st.creds, st.creds_new, st.values, st.already, st.raced,
+               st.failed);
     } else {
         printf("rekey%s to key id %d: %ld directory records, %ld %s; "
                "%ld registrations, %ld %s; "
-               "%ld audience lists, %ld inline entries %s; %ld values "
+               "%ld audience lists, %ld inline entries %s; "
+               "%ld provider credentials, %ld %s; %ld values "
                "re-encrypted, %ld already current; %ld retried, %ld failed\n",
                dry ? " (dry run)" : "", kn_keyring_current(kr), st.records,
                st.records_new, dry ? "to re-encrypt" : "re-encrypted", st.regs,
                st.regs_new, dry ? "to re-encrypt" : "re-encrypted", st.lists,
-               st.entries_new, dry ? "to re-encrypt" : "re-encrypted",
-               st.values, st.already, st.raced, st.failed);
+               st.entries_new, dry ? "to re-encrypt" : "re-encrypted", st.creds,
+               st.creds_new, dry ? "to re-encrypt" : "re-encrypted", st.values,
+               st.already, st.raced, st.failed);
     }
     if (!dry && st.values > 0)
         kn_cli_audit_op("rekey", NULL, NULL);
@@ -549,9 +602,10 @@ static int run_rekey(int argc, char **argv)
 const struct kn_cli_command kn_cli_cmd_rekey = {
     "rekey",
     "  rekey [--dry-run] [--json]\n"
-    "                         re-encrypt the directory and audience lists "
-    "with the\n"
-    "                         current key (after key add)\n",
+    "                         re-encrypt the directory, audience lists and "
+    "shared\n"
+    "                         provider credentials with the current key "
+    "(after key add)\n",
     1, run_rekey};
 
 static void key_usage(FILE *f)

@@ -265,6 +265,8 @@ static const struct key keys[] = {
     INT("apns", "requests_per_connection", "900", 0, 1000000000,
         apns_requests_per_connection),
     INT("apns", "rate", "5000", 1, 1000000, apns_rate),
+    DUR("apns", "token_check_ms", "1m", 100 * MS, 10 * MIN,
+        apns_token_check_ms),
 
     STR("sendgrid", "api_base", "https://api.sendgrid.com", sendgrid_api_base,
         F_URL, NULL, NULL),

@@ -143,6 +143,8 @@ struct kn_config {
     int64_t apns_connections;
     int64_t apns_requests_per_connection; /* 0: no limit */
     int64_t apns_rate;
+    /* how often the shared provider token is read again (+ up to 1/4) */
+    int64_t apns_token_check_ms;
 
     /* [sendgrid] */
     char *sendgrid_api_base; /* https://api.sendgrid.com */

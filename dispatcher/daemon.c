@@ -770,6 +770,7 @@ int kn_daemon_run(const struct kn_config *cfg)
         kn_sentinel_watch(d.sentinel, d.loop);
     d.cmd = kn__redis_open(&d, "cmd", on_cmd_state, &d);
     d.reliable.r = d.cmd;
+    kn__cred_host_init(&d);
     d.exp = kn__expander_new(&d);
     /* A peer that closed a socket we write to (the SMTP relay, an HTTP
      * client) is an EPIPE error for that connection, never the end of the

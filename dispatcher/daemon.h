@@ -117,6 +117,8 @@ struct kn_daemon {
     int breaker_state;
     /* routes paused: by channel, 0 no, 1 credentials, 2 quota */
     int route_paused[KN_CH__COUNT];
+    /* what the adapters may ask of the dispatcher (cred.c) */
+    struct kn_adapter_host host;
 };
 
 /* In-flight sends of all workers (for /metrics and /healthz). */
@@ -197,6 +199,9 @@ void kn__worker_close(struct kn_worker *w);
 /* Handle entries claimed from a stopped consumer (count an attempt). */
 void kn__worker_claimed(struct kn_worker *w, const char *stream,
                         const redisReply *entries);
+
+/* cred.c: fill d->host (credentials shared through Redis, sealed). */
+void kn__cred_host_init(struct kn_daemon *d);
 
 /* daemon.c */
 int kn_daemon_run(const struct kn_config *cfg);

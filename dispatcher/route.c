@@ -151,7 +151,7 @@ void kn__route_init(struct kn__route *rt, struct kn_daemon *d,
     ops = kn_adapter_find(alt);
     if (ops == NULL || (ops->configured != NULL && !ops->configured(cfg)))
         return;
-    rc = kn_adapter_open(&rt->alt, alt, d->loop, cfg);
+    rc = kn_adapter_open(&rt->alt, alt, d->loop, cfg, &d->host);
     if (rc < 0)
         kn_fatal("cannot open the %s adapter: %s", alt, kn_strerror(rc));
     kn_log(KN_LOG_INFO, "route", "failover ready", "to", alt, "mode",

@@ -914,7 +914,7 @@ struct kn_worker *kn__worker_new(struct kn_daemon *d, enum kn_channel ch,
     w->ch = ch;
     w->chname = kn_channel_name(ch);
     w->route = kn_xstrdup(adapter);
-    rc = kn_adapter_open(&w->ad, adapter, d->loop, cfg);
+    rc = kn_adapter_open(&w->ad, adapter, d->loop, cfg, &d->host);
     if (rc < 0)
         kn_fatal("cannot open the %s adapter for %s: %s", adapter, w->chname,
                  kn_strerror(rc));

@@ -227,3 +227,8 @@ char *kn_key_mypage(const char *prefix, const char *kind, const char *hash)
 {
     return one_part_key(prefix, kind, hash);
 }
+
+char *kn_key_cred(const char *prefix, const char *provider, const char *account)
+{
+    return tenant_key(prefix, "cred", provider, account);
+}

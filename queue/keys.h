@@ -151,4 +151,13 @@ char *kn_key_reg_starts(const char *prefix, const char *sheet_id);
  */
 char *kn_key_mypage(const char *prefix, const char *kind, const char *hash);
 
+/*
+ * cred:<provider>:<account>: hash, a provider credential shared by every
+ * kairand (model/cred.h; dispatcher/cred.c): APNs' provider token is
+ * cred:apns:<team id>.<key id>.<16 hex of the key's SHA-256>.  Both parts
+ * encoded; expires by itself (cred_offer.lua sets its lifetime).
+ */
+char *kn_key_cred(const char *prefix, const char *provider,
+                  const char *account);
+
 #endif

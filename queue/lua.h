@@ -19,6 +19,7 @@ extern const char kn_lua_bounce_ref[];
 extern const char kn_lua_sendgrid_events[];
 extern const char kn_lua_cancel[];
 extern const char kn_lua_commit_page[];
+extern const char kn_lua_cred_offer[];
 extern const char kn_lua_dlq_retry[];
 extern const char kn_lua_expand_done[];
 extern const char kn_lua_failed[];

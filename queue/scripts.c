@@ -54,6 +54,8 @@ struct kn_redis_script kn_script_take = {"take", kn_lua_take, ""};
 struct kn_redis_script kn_script_failed = {"failed", kn_lua_failed, ""};
 struct kn_redis_script kn_script_park = {"park", kn_lua_park, ""};
 struct kn_redis_script kn_script_pref_set = {"pref_set", kn_lua_pref_set, ""};
+struct kn_redis_script kn_script_cred_offer = {"cred_offer", kn_lua_cred_offer,
+                                               ""};
 
 static struct kn_redis_script *const all[] = {
     &kn_script_submit,      &kn_script_reject,      &kn_script_resolve,
@@ -63,7 +65,7 @@ static struct kn_redis_script *const all[] = {
     &kn_script_mark_dead,   &kn_script_take,        &kn_script_keep,
     &kn_script_failed,      &kn_script_park,        &kn_script_line_events,
     &kn_script_bounce,      &kn_script_bounce_ref,  &kn_script_sendgrid_events,
-    &kn_script_pref_set,
+    &kn_script_pref_set,    &kn_script_cred_offer,
 };
 
 void kn_scripts_init(void)

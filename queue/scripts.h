@@ -32,6 +32,8 @@ extern struct kn_redis_script kn_script_keep;
 extern struct kn_redis_script kn_script_pref_set;
 extern struct kn_redis_script kn_script_failed;
 extern struct kn_redis_script kn_script_park;
+/* a provider credential shared by every process (model/cred.h) */
+extern struct kn_redis_script kn_script_cred_offer;
 
 void kn_scripts_init(void);
 

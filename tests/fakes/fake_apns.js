@@ -18,10 +18,19 @@
  *                            --key-id, iss not --team-id, a bad signature
  *                            (--public-key, the .p8's public part), iat
  *                            more than a minute in the future
- *   403 ExpiredProviderToken iat older than --token-max-age-s (3600)
+ *   403 ExpiredProviderToken iat older than --token-max-age-s (3600), or
+ *                            a JWT the control file expires (below)
  *   429 TooManyProviderTokenUpdates  a JWT not seen before, less than
- *                            --token-window-s (1200) after the team's
- *                            previous new JWT (the new one stays refused)
+ *                            --token-window-s (1200; fractions allowed)
+ *                            after the team's current JWT was first seen,
+ *                            unless that one is expired (by its age or
+ *                            the control file: APNs itself then asks for
+ *                            a new one).
+ *                            The new one stays refused while the window
+ *                            lasts; tokens seen before keep working until
+ *                            their age.
+ * The fake remembers each team's current JWT (the latest new one), its
+ * number, iat and when it was first seen.
  *   400 MissingTopic / DeviceTokenNotForTopic  apns-topic absent / not
  *                            --topic
  *   400 InvalidPushType      apns-push-type absent or unknown, or alert
@@ -49,7 +58,9 @@
  *                        (a stream ended by RST_STREAM, either side),
  *                       {"ev":"incomplete","session","bytes","content_length"}
  *                        (a request whose body was cut short: not acted on),
- *                       {"ev":"jwt","n","iat","ts"} for every new JWT,
+ *                       {"ev":"jwt","n","iat","team","ts"} for every new
+ *                        JWT, {"ev":"jwt_refused","team","iat","current",
+ *                        "ts"} for every 429 TooManyProviderTokenUpdates,
  *                       {"ev":"send","status","reason","token","session",
  *                        "jwt","rule"?,"ts"} for every request.
  *
@@ -66,6 +77,9 @@
  *   the connection), "garbage" (502 with an HTML page), "delay" (answer
  *   normally after S seconds).  The first rule that matches and has times
  *   left applies; times counts per exact token.
+ *   {"expire_jwts": [N, ...]}: the JWTs of those numbers (1 = the first
+ *   seen) are answered 403 ExpiredProviderToken from now on, whatever
+ *   their iat (APNs' clock and ours disagreeing).
  *
  * Error answers carry content-length; --no-content-length leaves it out
  * (see fake_fcm.js on what libcurl 7.88 and Node's nghttp2 make of that).
@@ -170,12 +184,17 @@ function pickRule(token) {
 
 /* ------------------------------------------------------------ provider tokens */
 
-const jwts = new Map(); /* JWT -> its number */
-let lastNewJwt = 0;      /* when the team's latest new JWT was first seen */
+const jwts = new Map();  /* JWT -> its number */
+const teams = new Map(); /* iss -> {jwt, n, iat, since}: the current one */
 
 function b64urlJson(s) {
     try { return JSON.parse(Buffer.from(s, 'base64url').toString('utf8')); }
     catch (e) { return null; }
+}
+
+function expiredByControl(n) {
+    loadControl();
+    return Array.isArray(control.expire_jwts) && control.expire_jwts.includes(n);
 }
 
 /* Returns [status, reason] for a refused token, or [0, number]. */
@@ -185,10 +204,12 @@ function checkJwt(auth) {
     if (!mt) return [403, 'InvalidProviderToken'];
     const jwt = mt[1];
     if (jwts.has(jwt)) {
-        /* Known: only its age can have changed. */
+        /* Known: only its age (or the control file) can have changed. */
         const c = b64urlJson(jwt.split('.')[1]);
-        if (now() - c.iat > opt.tokenMaxAgeS) return [403, 'ExpiredProviderToken'];
-        return [0, jwts.get(jwt)];
+        const n = jwts.get(jwt);
+        if (now() - c.iat > opt.tokenMaxAgeS || expiredByControl(n))
+            return [403, 'ExpiredProviderToken'];
+        return [0, n];
     }
     const parts = jwt.split('.');
     if (parts.length !== 3) return [403, 'InvalidProviderToken'];
@@ -201,15 +222,22 @@ function checkJwt(auth) {
         { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig))
         return [403, 'InvalidProviderToken'];
     if (!Number.isInteger(c.iat) || c.iat > now() + 60) return [403, 'InvalidProviderToken'];
-    if (lastNewJwt && now() - lastNewJwt < opt.tokenWindowS)
+    const cur = teams.get(c.iss);
+    /* The window runs from when the team's current token was first seen;
+     * a current token APNs calls expired (by its age or the control file)
+     * may be replaced at once: APNs itself asks for a new one. */
+    if (cur && now() - cur.since < opt.tokenWindowS &&
+        now() - cur.iat <= opt.tokenMaxAgeS && !expiredByControl(cur.n)) {
+        writeEvent({ ev: 'jwt_refused', team: c.iss, iat: c.iat, current: cur.n, ts: now() });
         return [429, 'TooManyProviderTokenUpdates'];
+    }
     /* A well-signed token is recorded the first time it is seen, even
      * when it arrives already past its age (a loaded client can take
      * longer than --token-max-age-s 1 between signing and sending): the
      * tests count the tokens a client made, not the ones that were young. */
-    lastNewJwt = now();
     jwts.set(jwt, jwts.size + 1);
-    writeEvent({ ev: 'jwt', n: jwts.size, iat: c.iat, ts: now() });
+    teams.set(c.iss, { jwt, n: jwts.size, iat: c.iat, since: now() });
+    writeEvent({ ev: 'jwt', n: jwts.size, iat: c.iat, team: c.iss, ts: now() });
     if (now() - c.iat > opt.tokenMaxAgeS) return [403, 'ExpiredProviderToken'];
     return [0, jwts.size];
 }

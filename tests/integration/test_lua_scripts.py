@@ -556,6 +556,32 @@ with Redis(out) as r:
         assert ev("take", [k], [1, 2, NOW, 1]) == [1, 0]
         assert c.call("TYPE", k) == "hash"
 
+    with tap.check("cred_offer: compare-and-set on the generation; nothing "
+                   "stored takes any offer; the loser gets the winner; a key "
+                   "of another type is an error"):
+        k = P + "cred:apns:T.K.f"
+        assert ev("cred_offer", [k], [0, NOW, 0, "v1", 7200000]) == \
+            [1, 1, str(NOW).encode(), b"0", b"v1"]
+        assert 0 < c.call("PTTL", k) <= 7200000
+        # a second process that also saw nothing: loses, gets v1
+        assert ev("cred_offer", [k], [0, NOW + 1, 0, "v2", 7200000]) == \
+            [0, 1, str(NOW).encode(), b"0", b"v1"]
+        # replacing generation 1: stored as 2 (early kept as given)
+        assert ev("cred_offer", [k], [1, NOW + 2, 1, "v3", 7200000]) == \
+            [1, 2, str(NOW + 2).encode(), b"1", b"v3"]
+        # a stale replacement of 1: loses
+        assert ev("cred_offer", [k], [1, NOW + 3, 0, "v4", 7200000])[:2] == [0, 2]
+        assert hgetall(c, k) == {"n": "2", "iat": str(NOW + 2), "early": "1",
+                                 "v": "v3"}
+        # expired (or deleted): any offer is stored, from 1 again
+        c.call("DEL", k)
+        assert ev("cred_offer", [k], [7, NOW + 4, 0, "v5", 7200000])[:2] == [1, 1]
+        c.call("DEL", k)
+        c.call("SET", k, "x")
+        assert "WRONGTYPE" in err("cred_offer", [k], [0, NOW, 0, "v", 1000])
+        assert c.call("GET", k) == b"x"
+        c.call("DEL", k)
+
     with tap.check("failed: counts failures with a TTL; tells the key types"):
         k = P + "fail:s:1"
         c.call("SET", P + "ty:s", "x")

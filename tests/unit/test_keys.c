@@ -38,8 +38,8 @@ static void test_key_part(void **state)
 static void test_no_collision(void **state)
 {
     static const char *const hostile[] = {
-        "X:aud", "X:r", "X:ack", ":aud", "x:r1", "a:b:c", "%3A", "X%3Aaud",
-        "grp:t:g", "rcpt:t:i", "*", "", "x\r\ny"};
+        "X:aud",   "X:r",     "X:ack",    ":aud", "x:r1", "a:b:c", "%3A",
+        "X%3Aaud", "grp:t:g", "rcpt:t:i", "*",    "",     "x\r\ny"};
     for (size_t i = 0; i < KN_ARRAY_SIZE(hostile); i++) {
         char *p = kn_key_part(hostile[i]);
         assert_null(strchr(p, ':'));
@@ -52,7 +52,8 @@ static void test_no_collision(void **state)
         free(p);
     }
     {
-        char *a = kn_key_bc("k:", "X", ":aud"), *b = kn_key_bc("k:", "X:aud", "");
+        char *a = kn_key_bc("k:", "X", ":aud"),
+             *b = kn_key_bc("k:", "X:aud", "");
         assert_string_equal(a, "k:bc:X:aud");
         assert_string_equal(b, "k:bc:X%3Aaud");
         free(a);
@@ -156,6 +157,22 @@ static void test_console_keys(void **state)
     free(a);
 }
 
+/* cred:<provider>:<account>: the APNs account as it is; a ':' in either
+ * part is encoded, so no provider reaches another's credential. */
+static void test_cred_keys(void **state)
+{
+    char *a, *b;
+    a = kn_key_cred("kairan:", "apns", "DEF123GHIJ.ABC123DEFG.0123abcd");
+    assert_string_equal(a, "kairan:cred:apns:DEF123GHIJ.ABC123DEFG.0123abcd");
+    free(a);
+    a = kn_key_cred("kairan:", "apns:x", "y");
+    b = kn_key_cred("kairan:", "apns", "x:y");
+    assert_string_equal(a, "kairan:cred:apns%3Ax:y");
+    assert_string_equal(b, "kairan:cred:apns:x%3Ay");
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_tenant_and_name),
         cmocka_unit_test(test_staff_keys),
         cmocka_unit_test(test_console_keys),
+        cmocka_unit_test(test_cred_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

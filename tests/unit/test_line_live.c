@@ -35,12 +35,12 @@
 #include "common/kn.h"
 #include "config/config.h"
 
-#define FAKE "tests/fakes/fake_line.py"
-#define PY "/usr/bin/python3"
-#define TOKEN "static-token-abc"
+#define FAKE    "tests/fakes/fake_line.py"
+#define PY      "/usr/bin/python3"
+#define TOKEN   "static-token-abc"
 #define CHANNEL "1657000001"
-#define KID "kid-live-1"
-#define TTL "2"
+#define KID     "kid-live-1"
+#define TTL     "2"
 
 static char dir[64];
 static char store[128], control[128], keyfile[128];
@@ -87,9 +87,9 @@ static int start_fake(void **state)
         if (freopen("/dev/null", "w", stdout) == NULL)
             _exit(127);
         execl(PY, PY, FAKE, "--port-file", portfile, "--store", store,
-              "--control", control, "--token", TOKEN, "--channel-id",
-              CHANNEL, "--kid", KID, "--line-public-key", pub,
-              "--token-ttl", TTL, (char *)NULL);
+              "--control", control, "--token", TOKEN, "--channel-id", CHANNEL,
+              "--kid", KID, "--line-public-key", pub, "--token-ttl", TTL,
+              (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
@@ -159,7 +159,8 @@ static size_t token_events(const char *status)
 {
     json_t *evs = jsonl("events.jsonl"), *e;
     size_t i, n = 0;
-    json_array_foreach(evs, i, e) {
+    json_array_foreach(evs, i, e)
+    {
         json_t *st = json_object_get(e, "status");
         char buf[16];
         if (strcmp(json_string_value(json_object_get(e, "ev")), "token") != 0)
@@ -188,12 +189,13 @@ struct run {
 };
 
 static struct kn_job jobs[MAXJ];
-static struct kn_message msg = {.bcast = "b-line-live",
-                                .subject = "お知らせ",
-                                .body = "本文です。😀"};
+static struct kn_message msg = {
+    .bcast = "b-line-live", .subject = "お知らせ", .body = "本文です。😀"};
 static const char *const ids[] = {
-    "U0123456789abcdef0123456789abcdef", "U1123456789abcdef0123456789abcdef",
-    "U2123456789abcdef0123456789abcdef", "U3123456789abcdef0123456789abcdef",
+    "U0123456789abcdef0123456789abcdef",
+    "U1123456789abcdef0123456789abcdef",
+    "U2123456789abcdef0123456789abcdef",
+    "U3123456789abcdef0123456789abcdef",
 };
 
 static void on_done(struct kn_job *job, const struct kn_result *r, void *arg)
@@ -290,7 +292,7 @@ static void test_push_multicast(void **state)
     set_control("{}");
     config(&cfg, 0);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), 0);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL), 0);
     make_job(0, 0, 1, "line:one");
     make_job(1, 1, 3, "line:p0.0");
     make_job(2, 0, 1, "line:old");
@@ -315,9 +317,8 @@ static void test_push_multicast(void **state)
         const char *ep = json_string_value(json_object_get(q, "endpoint"));
         size_t nto = json_array_size(json_object_get(q, "to"));
         assert_int_equal(nto, strcmp(ep, "push") == 0 ? 1 : 3);
-        assert_int_equal(strlen(json_string_value(
-                             json_object_get(q, "retry_key"))),
-                         36);
+        assert_int_equal(
+            strlen(json_string_value(json_object_get(q, "retry_key"))), 36);
         assert_int_equal(json_array_size(json_object_get(q, "messages")), 2);
     }
     json_decref(reqs);
@@ -349,7 +350,7 @@ static void test_token_flow(void **state)
     issued0 = token_events("200");
     config(&cfg, 1);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), 0);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL), 0);
 
     /* A burst: every job waits for the one token issue. */
     for (size_t i = 0; i < 6; i++) {
@@ -435,7 +436,7 @@ static void test_no_credentials(void **state)
     free(cfg.line_token);
     cfg.line_token = NULL;
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), 0);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL), 0);
     make_job(0, 0, 1, "nocred");
     send_jobs(&loop, &a, 1, &run, 0);
     assert_int_equal(run.status[0], KN_TEMPFAIL);
@@ -454,19 +455,22 @@ static void test_open_refused(void **state)
     config(&cfg, 0);
     free(cfg.line_api_base);
     cfg.line_api_base = strdup("http://api.line.example");
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL),
+                     KN_ECONFIG);
     kn_config_free(&cfg);
 
     config(&cfg, 1);
     free(cfg.line_key_id);
     cfg.line_key_id = NULL;
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL),
+                     KN_ECONFIG);
     kn_config_free(&cfg);
 
     config(&cfg, 1);
     free(cfg.line_key_file);
     cfg.line_key_file = strdup("/nonexistent/line.pem");
-    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "line", &loop, &cfg, NULL),
+                     KN_ECONFIG);
     kn_config_free(&cfg);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 /* adapter.h comes through push.h (its mail part has no include guard). */
+#include "adapters/jwt.h"
 #include "adapters/push.h"
 #include "model/address.h"
 #include "common/kn.h"
@@ -30,7 +31,7 @@
 #include "config/config.h"
 
 #define NOW_MS 1795308258000LL /* 2026-11-22 */
-#define APNS_TOKEN                                                            \
+#define APNS_TOKEN                                                             \
     "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define FCM_TOKEN "dXNlcjE6APA91bH-example_token:with-colons_0123456789"
 
@@ -106,8 +107,7 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "notification");
     assert_string_equal(json_string_value(json_object_get(v, "title")),
                         m.subject);
-    assert_string_equal(json_string_value(json_object_get(v, "body")),
-                        m.body);
+    assert_string_equal(json_string_value(json_object_get(v, "body")), m.body);
     v = json_object_get(mm, "data");
     assert_string_equal(json_string_value(json_object_get(v, "bc")), m.bcast);
     assert_string_equal(json_string_value(json_object_get(v, "kind")),
@@ -121,22 +121,20 @@ static void test_fcm_payload(void **state)
     v = json_object_get(mm, "android");
     assert_string_equal(json_string_value(json_object_get(v, "priority")),
                         "HIGH");
-    assert_string_equal(json_string_value(json_object_get(v, "ttl")),
-                        "3600s");
+    assert_string_equal(json_string_value(json_object_get(v, "ttl")), "3600s");
     assert_string_equal(json_string_value(json_object_get(v, "collapse_key")),
                         m.bcast);
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "10");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-push-type")), "alert");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "10");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-push-type")),
+                        "alert");
     json_decref(j);
     free(out);
 
     /* Normal priority, and a TTL that never goes negative. */
     m.urgent = 0;
-    assert_int_equal(
-        kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
+    assert_int_equal(kn__fcm_payload(&job, m.expires_ms + 5000, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     mm = json_object_get(j, "message");
     v = json_object_get(mm, "android");
@@ -144,8 +142,8 @@ static void test_fcm_payload(void **state)
                         "NORMAL");
     assert_string_equal(json_string_value(json_object_get(v, "ttl")), "0s");
     v = json_object_get(json_object_get(mm, "apns"), "headers");
-    assert_string_equal(
-        json_string_value(json_object_get(v, "apns-priority")), "5");
+    assert_string_equal(json_string_value(json_object_get(v, "apns-priority")),
+                        "5");
     json_decref(j);
     free(out);
 }
@@ -161,10 +159,10 @@ static void test_drill_marked(void **state)
     assert_int_equal(kn__apns_payload(&job, &out, &len), 0);
     j = json_loads(out, 0, NULL);
     alert = json_object_get(json_object_get(j, "aps"), "alert");
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "title")),
-                           "【訓練】"));
-    assert_non_null(strstr(json_string_value(json_object_get(alert, "body")),
-                           "訓練"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "title")), "【訓練】"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(alert, "body")), "訓練"));
     json_decref(j);
     free(out);
 }
@@ -429,8 +427,8 @@ static void test_fit_is_maximal(void **state)
             /* Not even "…" fits: the body goes, then the title is cut. */
             if (rc == 0) {
                 json_t *j = json_loads(out, 0, NULL);
-                assert_string_equal(
-                    json_string_value(json_object_get(j, "b")), "");
+                assert_string_equal(json_string_value(json_object_get(j, "b")),
+                                    "");
                 json_decref(j);
                 assert_true(len <= max);
                 free(out);
@@ -459,9 +457,9 @@ static void test_fit_is_maximal(void **state)
     {
         char *out = NULL;
         size_t len;
-        assert_int_equal(kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out,
-                                      &len),
-                         KN_ETOOBIG);
+        assert_int_equal(
+            kn__push_fit(tb_build, NULL, "T", body, NULL, 5, &out, &len),
+            KN_ETOOBIG);
     }
 }
 
@@ -500,37 +498,42 @@ struct fcm_case {
     const char *in_detail;
 };
 
-#define FCM_ERR(code, st, ec, msg)                                            \
-    "{\"error\":{\"code\":" #code ",\"message\":\"" msg                       \
-    "\",\"status\":\"" st "\",\"details\":[{\"@type\":\"type.googleapis.com" \
+#define FCM_ERR(code, st, ec, msg)                                             \
+    "{\"error\":{\"code\":" #code ",\"message\":\"" msg "\",\"status\":\"" st  \
+    "\",\"details\":[{\"@type\":\"type.googleapis.com"                         \
     "/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"" ec "\"}]}}"
 
 static void test_fcm_classify(void **state)
 {
     static const struct fcm_case cases[] = {
-        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED,
-         0, 0, 0, 0, "projects/p/messages/0:123"},
-        {404, FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
-                      "Requested entity was not found."),
+        {200, "{\"name\":\"projects/p/messages/0:123\"}", NULL, KN_DELIVERED, 0,
+         0, 0, 0, "projects/p/messages/0:123"},
+        {404,
+         FCM_ERR(404, "NOT_FOUND", "UNREGISTERED",
+                 "Requested entity was not found."),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "UNREGISTERED"},
         /* 404 without details is still a dead token */
         {404, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\"}}", NULL,
          KN_PERMFAIL, 1, 0, 0, 0, "dead"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "The registration token is not a valid FCM "
-                      "registration token"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "The registration token is not a valid FCM "
+                 "registration token"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "not a valid"},
-        {400, FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
-                      "Invalid value at 'message.android.ttl'"),
+        {400,
+         FCM_ERR(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                 "Invalid value at 'message.android.ttl'"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "INVALID_ARGUMENT"},
-        {403, FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
-                      "SenderId mismatch"),
+        {403,
+         FCM_ERR(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
+                 "SenderId mismatch"),
          NULL, KN_PERMFAIL, 1, 0, 0, 0, "SENDER_ID_MISMATCH"},
         {403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\"}}",
          NULL, KN_TEMPFAIL, 0, 1, 0, 0, "PERMISSION_DENIED"},
         /* permanent for that token (PROVIDERS.md 8), no route pause */
-        {401, FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
-                      "Auth error from APNS or Web Push Service"),
+        {401,
+         FCM_ERR(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
+                 "Auth error from APNS or Web Push Service"),
          NULL, KN_PERMFAIL, 0, 0, 0, 0, "THIRD_PARTY_AUTH_ERROR"},
         {401,
          "{\"error\":{\"code\":401,\"message\":\"Request had invalid "
@@ -546,8 +549,7 @@ static void test_fcm_classify(void **state)
          KN_TEMPFAIL, 0, 0, 0, 0, "UNAVAILABLE"},
         {500, FCM_ERR(500, "INTERNAL", "INTERNAL", "internal"), NULL,
          KN_TEMPFAIL, 0, 0, 0, 0, "INTERNAL"},
-        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0,
-         "502"},
+        {502, "<html>Bad Gateway</html>", NULL, KN_TEMPFAIL, 0, 0, 0, 0, "502"},
         /* A wrong api_base answers 404 with a page, not FCM's JSON: that
          * must not mark the token dead. */
         {404, "<html><body>Error 404 (Not Found)</body></html>", NULL,
@@ -558,9 +560,9 @@ static void test_fcm_classify(void **state)
         const struct fcm_case *c = &cases[i];
         struct kn_result r;
         char detail[400];
-        int refresh = kn__fcm_classify(c->status, c->body, c->retry_after,
-                                       FCM_TOKEN, NOW_MS, &r, detail,
-                                       sizeof(detail));
+        int refresh =
+            kn__fcm_classify(c->status, c->body, c->retry_after, FCM_TOKEN,
+                             NOW_MS, &r, detail, sizeof(detail));
         print_message("fcm case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -596,7 +598,7 @@ static void test_apns_classify(void **state)
         {400, "BadCollapseId", NULL, KN_PERMFAIL, 0, 0, 0, 0},
         {400, "BadPriority", NULL, KN_PERMFAIL, 0, 0, 0, 0},
         {403, "ExpiredProviderToken", NULL, KN_TEMPFAIL, 0, 0, 1, 0},
-        {403, "InvalidProviderToken", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
+        {403, "InvalidProviderToken", NULL, KN_TEMPFAIL, 0, 1, 2, 0},
         {403, "MissingProviderToken", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
         {403, "BadCertificateEnvironment", NULL, KN_TEMPFAIL, 0, 1, 0, 0},
         {404, "BadPath", NULL, KN_PERMFAIL, 0, 0, 0, 0},
@@ -621,10 +623,10 @@ static void test_apns_classify(void **state)
             snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", c->reason);
         else
             body[0] = '\0';
-        expired = kn__apns_classify(c->status, body, c->retry_after,
-                                    "8e0ee1b4-7d5c-5c52-9a7e-0c8a3f1e2d11",
-                                    APNS_TOKEN, NOW_MS, &r, detail,
-                                    sizeof(detail));
+        expired =
+            kn__apns_classify(c->status, body, c->retry_after,
+                              "8e0ee1b4-7d5c-5c52-9a7e-0c8a3f1e2d11",
+                              APNS_TOKEN, NOW_MS, &r, detail, sizeof(detail));
         print_message("apns case %zu: %s\n", i, detail);
         assert_int_equal(r.status, c->want);
         assert_int_equal(r.dead, c->dead);
@@ -713,8 +715,8 @@ static void test_uuid_stable(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", a[i]));
     }
-    assert_int_equal(a[14], '5');                /* version 5 */
-    assert_non_null(strchr("89ab", a[19]));      /* RFC 4122 variant */
+    assert_int_equal(a[14], '5');           /* version 5 */
+    assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
 }
 
 /* The token rules themselves are tested in test_address.c; here: the
@@ -758,8 +760,7 @@ static void test_scrub(void **state)
                    40);
     print_message("cut token: %s\n", buf);
     assert_null(strstr(buf, "dXNlcjE"));
-    kn__push_scrub("Unknown recipient taro.yamada@docomo.ne.jp", NULL, buf,
-                   30);
+    kn__push_scrub("Unknown recipient taro.yamada@docomo.ne.jp", NULL, buf, 30);
     print_message("cut address: %s\n", buf);
     assert_null(strstr(buf, "taro.ya"));
 }
@@ -809,22 +810,36 @@ static void test_fcm_token_state(void **state)
 
 static void test_apns_jwt_rules(void **state)
 {
-    const int64_t min = 60 * 1000;
+    const int64_t min = 60 * 1000, renew = 45 * min;
     int64_t iat = NOW_MS;
-    assert_true(kn__apns_jwt_due(0, NOW_MS, 0)); /* none yet */
-    assert_false(kn__apns_jwt_due(iat, iat, 0));
-    assert_false(kn__apns_jwt_due(iat, iat + 44 * min, 0));
-    assert_true(kn__apns_jwt_due(iat, iat + 45 * min, 0));
-    assert_true(kn__apns_jwt_due(iat, iat + 61 * min, 0));
-    /* ExpiredProviderToken: only once the token is 20 minutes old. */
-    assert_false(kn__apns_jwt_due(iat, iat + 1 * min, 1));
-    assert_false(kn__apns_jwt_due(iat, iat + 20 * min - 1, 1));
-    assert_true(kn__apns_jwt_due(iat, iat + 20 * min, 1));
+    assert_int_equal(kn__apns_renew_due(0, NOW_MS, renew, 0, 0),
+                     KN__APNS_RENEW); /* none yet */
+    assert_int_equal(kn__apns_renew_due(iat, iat, renew, 0, 0), KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 44 * min, renew, 0, 0),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 45 * min, renew, 0, 0),
+                     KN__APNS_RENEW);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 61 * min, renew, 0, 1),
+                     KN__APNS_RENEW);
+    /* Refused (ExpiredProviderToken, InvalidProviderToken): younger than
+     * 20 minutes, replaced early once; a token that replaced one early is
+     * not replaced early again; from 20 minutes always. */
+    assert_int_equal(kn__apns_renew_due(iat, iat + 1 * min, renew, 1, 0),
+                     KN__APNS_RENEW_EARLY);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 1 * min, renew, 1, 1),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 20 * min - 1, renew, 1, 1),
+                     KN__APNS_KEEP);
+    assert_int_equal(kn__apns_renew_due(iat, iat + 20 * min, renew, 1, 1),
+                     KN__APNS_RENEW);
     /* The clock went back by more than a minute. */
-    assert_true(kn__apns_jwt_due(iat, iat - 2 * min, 0));
-    assert_false(kn__apns_jwt_due(iat, iat - 10 * 1000, 0));
+    assert_int_equal(kn__apns_renew_due(iat, iat - 2 * min, renew, 0, 0),
+                     KN__APNS_RENEW);
+    assert_int_equal(kn__apns_renew_due(iat, iat - 10 * 1000, renew, 0, 0),
+                     KN__APNS_KEEP);
 }
 
+/* ---- the clients ---- */
 /* ---- the clients ---- */
 
 struct sink {
@@ -882,8 +897,9 @@ static void run_until(uv_loop_t *loop, struct sink *s, int calls)
 }
 
 /*
- * The APNs client on a fake clock: the first send signs a token, sends
- * within 45 minutes reuse it, a send at 45 minutes renews it.  Sends fail
+ * The APNs client on a fake clock, without a host (its own token): the
+ * first send signs a token, sends within 40 minutes reuse it, a send at
+ * 50 minutes renews it (the renewal age is drawn between the two).  Sends fail
  * (nothing listens) as tempfail; bad tokens fail as dead without a send.
  */
 static void test_apns_client_renewal(void **state)
@@ -899,7 +915,7 @@ static void test_apns_client_renewal(void **state)
 
     uv_loop_init(&loop);
     kn__fake_now_ms = NOW_MS;
-    assert_int_equal(kn__apns_open(&loop, &c, &p), 0);
+    assert_int_equal(kn__apns_open(&loop, &c, NULL, &p), 0);
     assert_non_null(p);
     assert_int_equal(kn__apns_connections(p), 2);
     assert_int_equal(kn__apns_refreshes(p), 0);
@@ -913,17 +929,17 @@ static void test_apns_client_renewal(void **state)
     assert_non_null(strstr(s.detail, "apns transport"));
     assert_int_equal(kn__apns_in_flight(p), 0);
 
-    kn__fake_now_ms = NOW_MS + 44 * min;
+    kn__fake_now_ms = NOW_MS + 40 * min - 1000;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 2);
     assert_int_equal(kn__apns_refreshes(p), 1);
 
-    kn__fake_now_ms = NOW_MS + 45 * min;
+    kn__fake_now_ms = NOW_MS + 50 * min;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 3);
     assert_int_equal(kn__apns_refreshes(p), 2);
 
-    kn__fake_now_ms = NOW_MS + 46 * min;
+    kn__fake_now_ms = NOW_MS + 51 * min;
     kn__apns_send(p, &job, on_done, &s);
     run_until(&loop, &s, 4);
     assert_int_equal(kn__apns_refreshes(p), 2);
@@ -946,6 +962,306 @@ static void test_apns_client_renewal(void **state)
     kn__fake_now_ms = 0;
     unlink(key);
     free(key);
+}
+
+/* ---- the shared provider token, with a host that keeps it in memory ---- */
+
+/* One call of the host waiting for its answer (answers never come before
+ * the call returns, as Redis' never do). */
+struct store_call {
+    int offer;
+    struct kn_shared_cred c;
+    char value[1024];
+    kn_shared_cred_cb *cb;
+    void *arg;
+};
+
+/* The store: what cred_offer.lua keeps, and the calls not answered yet.
+ * fail 1: refuse calls at once (Redis not connected); 2: answer them with
+ * an error (a timeout). */
+struct store {
+    char value[1024];
+    int64_t iat_ms;
+    uint64_t gen;
+    int early;
+    int fail;
+    int gets, offers;
+    struct store_call q[16];
+    int nq;
+};
+
+static int store_get(void *ctx, const char *provider, const char *account,
+                     kn_shared_cred_cb *cb, void *arg)
+{
+    struct store *st = ctx;
+    struct store_call *c;
+    assert_string_equal(provider, "apns");
+    assert_non_null(strstr(account, "DEF123GHIJ.ABC123DEFG."));
+    if (st->fail == 1)
+        return KN_ECLOSED;
+    assert_true(st->nq < 16);
+    c = &st->q[st->nq++];
+    memset(c, 0, sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    st->gets++;
+    return 0;
+}
+
+static int store_offer(void *ctx, const char *provider, const char *account,
+                       const struct kn_shared_cred *sc, kn_shared_cred_cb *cb,
+                       void *arg)
+{
+    struct store *st = ctx;
+    struct store_call *c;
+    if (st->fail == 1)
+        return KN_ECLOSED;
+    assert_true(st->nq < 16);
+    c = &st->q[st->nq++];
+    memset(c, 0, sizeof(*c));
+    c->offer = 1;
+    c->c = *sc;
+    snprintf(c->value, sizeof(c->value), "%s", sc->value);
+    c->cb = cb;
+    c->arg = arg;
+    st->offers++;
+    assert_true(sc->ttl_ms >= 3600 * 1000);
+    return 0;
+}
+
+/* Answer every call waiting, in order, as cred_offer.lua would. */
+static void store_answer(struct store *st)
+{
+    struct store_call q[16];
+    int n = st->nq;
+    memcpy(q, st->q, sizeof(q));
+    st->nq = 0;
+    for (int i = 0; i < n; i++) {
+        struct kn_shared_cred now = {0};
+        if (st->fail) {
+            q[i].cb(KN_ETIMEDOUT, NULL, q[i].arg);
+            continue;
+        }
+        if (q[i].offer && (st->gen == 0 || st->gen == q[i].c.gen)) {
+            snprintf(st->value, sizeof(st->value), "%s", q[i].value);
+            st->iat_ms = q[i].c.iat_ms;
+            st->early = q[i].c.early;
+            st->gen++;
+        }
+        if (st->gen > 0) {
+            now.value = st->value;
+            now.iat_ms = st->iat_ms;
+            now.gen = st->gen;
+            now.early = st->early;
+        }
+        q[i].cb(0, &now, q[i].arg);
+    }
+}
+
+static void on_ready(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static EVP_PKEY *load_key(const char *path)
+{
+    char err[200];
+    EVP_PKEY *k = kn_jwt_key_file(path, err, sizeof(err));
+    assert_non_null(k);
+    return k;
+}
+
+/*
+ * Two processes' token keepers on one store: both wait for the first
+ * token, both offer one, one is stored and both send with it; a restarted
+ * process adopts it; APNs refusing it young replaces it once for both (a
+ * second early refusal does not); from 20 minutes a refusal replaces it;
+ * at its renewal age one offer renews it; a store that fails at once or
+ * later leaves a process with its own token; a keeper closed with a call
+ * in flight ignores its answer.
+ */
+static void test_apns_shared_token(void **state)
+{
+    uv_loop_t loop;
+    char *path = write_ec_key();
+    EVP_PKEY *key = load_key(path);
+    struct store st;
+    struct kn_adapter_host host = {&st, store_get, store_offer};
+    struct kn__apns_token *a, *b, *c;
+    const char *ha, *hb;
+    uint64_t ga, gb;
+    int ra = 0, rb = 0, rc_ = 0;
+    char detail[400];
+    const int64_t min = 60 * 1000;
+    char first[1200];
+
+    memset(&st, 0, sizeof(st));
+    uv_loop_init(&loop);
+    kn__fake_now_ms = NOW_MS;
+    a = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &ra);
+    b = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &rb);
+    /* Before the first push: both wait for the store. */
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), KN_EAGAIN);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), KN_EAGAIN);
+    assert_int_equal(st.gets, 2);
+    store_answer(&st); /* nothing stored: both offer their own */
+    assert_int_equal(st.offers, 2);
+    assert_int_equal(ra + rb, 0);
+    store_answer(&st); /* a's is stored, b adopts it */
+    assert_int_equal(ra, 1);
+    assert_int_equal(rb, 1);
+    assert_int_equal(st.gen, 1);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_string_equal(ha, hb);
+    assert_non_null(strstr(ha, st.value));
+    snprintf(first, sizeof(first), "%s", ha);
+    assert_int_equal(kn__apns_token_signed(a), 1);
+    assert_int_equal(kn__apns_token_signed(b), 0);
+    assert_true(kn__apns_jwt_check(key, "ABC123DEFG", "DEF123GHIJ", st.value,
+                                   st.iat_ms));
+    assert_false(kn__apns_jwt_check(key, "ABC123DEFG", "OTHERTEAM1", st.value,
+                                    st.iat_ms));
+    assert_false(kn__apns_jwt_check(key, "ABC123DEFG", "DEF123GHIJ", st.value,
+                                    st.iat_ms + 1000));
+
+    /* A restart: adopts the stored token, signs nothing. */
+    kn__fake_now_ms = NOW_MS + 30 * 1000;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(rc_, 1);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, first);
+    assert_int_equal(kn__apns_token_signed(c), 0);
+    assert_int_equal(st.offers, 2);
+
+    /* APNs refuses it at one minute (ExpiredProviderToken): both were
+     * refused; one replacement, early, shared. */
+    kn__fake_now_ms = NOW_MS + 1 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "replaced"));
+    detail[0] = '\0';
+    kn__apns_token_refused(b, gb, detail, sizeof(detail));
+    assert_int_equal(st.offers, 4);
+    store_answer(&st);
+    assert_int_equal(st.gen, 2);
+    assert_int_equal(st.early, 1);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_string_equal(ha, hb);
+    assert_string_not_equal(ha, first);
+    assert_int_equal(kn__apns_token_signed(a) + kn__apns_token_signed(b), 2);
+    /* c still sends with the first: its refusal reads the store and
+     * adopts the replacement (it was not refused). */
+    detail[0] = '\0';
+    kn__apns_token_refused(c, 1, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    assert_int_equal(st.gen, 2);
+
+    /* Refused again young: an early replacement is not replaced early. */
+    kn__fake_now_ms = NOW_MS + 2 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "not replaced"));
+    assert_int_equal(st.nq, 0);
+    /* A refusal of an older token: nothing to do. */
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga - 1, detail, sizeof(detail));
+    assert_non_null(strstr(detail, "older"));
+    assert_int_equal(st.nq, 0);
+
+    /* From 20 minutes of age a refusal replaces it (not early). */
+    kn__fake_now_ms = NOW_MS + 21 * min;
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(st.gen, 3);
+    assert_int_equal(st.early, 0);
+
+    /* At its renewal age (50 minutes at most) a send renews it, sending
+     * with the current token meanwhile. */
+    kn__fake_now_ms = NOW_MS + 21 * min + 50 * min;
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_int_equal(st.nq, 1);
+    store_answer(&st);
+    assert_int_equal(st.gen, 4);
+    /* b's token was replaced twice meanwhile: it offers to replace
+     * generation 2, loses and adopts generation 4. */
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(b, &hb, &gb), 0);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    assert_string_equal(ha, hb);
+    assert_int_equal(st.gen, 4);
+
+    /* The store refuses at once (Redis not connected): a new process
+     * signs its own and sends at once. */
+    st.fail = 1;
+    kn__apns_token_close(c);
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_not_equal(hb, ha);
+    assert_int_equal(kn__apns_token_signed(c), 1);
+    kn__apns_token_close(c);
+    /* The store fails later (a timeout): the same, after the answer. */
+    st.fail = 2;
+    rc_ = 0;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(rc_, 1);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_int_equal(kn__apns_token_signed(c), 1);
+    kn__apns_token_close(c);
+    /* The timer (every 100 ms here): an idle keeper reads the store and
+     * adopts the token another one renewed meanwhile. */
+    st.fail = 0;
+    rc_ = 0;
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 100,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    kn__fake_now_ms += 25 * min; /* a's token may be refused and replaced */
+    detail[0] = '\0';
+    kn__apns_token_refused(a, ga, detail, sizeof(detail));
+    store_answer(&st);
+    assert_int_equal(st.gen, 5);
+    assert_int_equal(kn__apns_token_get(a, &ha, &ga), 0);
+    for (int i = 0; i < 1000 && st.nq == 0; i++)
+        uv_run(&loop, UV_RUN_ONCE); /* c's timer */
+    assert_int_equal(st.nq, 1);
+    store_answer(&st);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), 0);
+    assert_string_equal(hb, ha);
+    assert_int_equal(kn__apns_token_signed(c), 0);
+    kn__apns_token_close(c);
+
+    /* Closed with a call in flight: its answer is dropped. */
+    c = kn__apns_token_new(&loop, key, "ABC123DEFG", "DEF123GHIJ", &host, 0,
+                           on_ready, &rc_);
+    assert_int_equal(kn__apns_token_get(c, &hb, &gb), KN_EAGAIN);
+    kn__apns_token_close(c);
+    store_answer(&st);
+
+    kn__apns_token_close(a);
+    kn__apns_token_close(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    kn__fake_now_ms = 0;
+    EVP_PKEY_free(key);
+    unlink(path);
+    free(path);
 }
 
 static char *write_account(const char *email, int with_key)
@@ -998,7 +1314,7 @@ static void test_adapter(void **state)
     assert_int_equal(kn_adapter_find("push")->max_batch, 1);
     /* Neither provider: opens (routes.push = push is the default), and
      * every job fails at once saying what to configure. */
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL), 0);
     assert_true(a.ops->capacity(&a) > 0);
     a.ops->send(&a, jobs, 1, on_done, &s);
     assert_int_equal(s.calls, 1);
@@ -1009,19 +1325,22 @@ static void test_adapter(void **state)
     s.calls = 0;
     /* Half of [apns]: refused. */
     none.apns_key_id = "ABC123DEFG";
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
     none.apns_key_id = NULL;
     /* [fcm] with a bad project id or a service account without its
      * client_email: refused. */
     none.fcm_project_id = "Sakura App!";
     none.fcm_service_account_file = sa;
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
     none.fcm_project_id = "sakura-app";
     none.fcm_service_account_file = sa_bad;
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &none, NULL),
+                     KN_ECONFIG);
 
     /* APNs only: FCM jobs fail permanently, saying what to configure. */
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c, NULL), 0);
     assert_int_equal(a.ops->capacity(&a), 2 * KN_PUSH_STREAMS_PER_CONN);
     a.ops->send(&a, jobs, 1, on_done, &s);
     assert_int_equal(s.calls, 1);
@@ -1042,7 +1361,7 @@ static void test_adapter(void **state)
     c.fcm_project_id = "sakura-app";
     c.fcm_service_account_file = sa;
     c.fcm_token_url = "https://127.0.0.1:1/token";
-    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c), 0);
+    assert_int_equal(kn_adapter_open(&a, "push", &loop, &c, NULL), 0);
     assert_int_equal(a.ops->capacity(&a), 5 * KN_PUSH_STREAMS_PER_CONN);
     job.platform = "fcm";
     a.ops->send(&a, jobs, 1, on_done, &s);
@@ -1091,6 +1410,7 @@ int main(void)
         cmocka_unit_test(test_fcm_token_state),
         cmocka_unit_test(test_apns_jwt_rules),
         cmocka_unit_test(test_apns_client_renewal),
+        cmocka_unit_test(test_apns_shared_token),
         cmocka_unit_test(test_adapter),
     };
     int rc;

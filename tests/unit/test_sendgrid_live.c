@@ -30,8 +30,8 @@
 #include "config/config.h"
 
 #define FAKE "tests/fakes/fake_sendgrid.py"
-#define PY "/usr/bin/python3"
-#define KEY "SG.test-key-123"
+#define PY   "/usr/bin/python3"
+#define KEY  "SG.test-key-123"
 
 static char dir[64];
 static char store[128], control[128];
@@ -170,8 +170,9 @@ static void config(struct kn_config *cfg, const char *key, int batch,
     cfg->sendgrid_timeout_ms = timeout_ms;
 }
 
-static struct kn_message msg_a = {
-    .bcast = "b-live-a", .subject = "【緊急】臨時休校", .body = "明日は休校です。"};
+static struct kn_message msg_a = {.bcast = "b-live-a",
+                                  .subject = "【緊急】臨時休校",
+                                  .body = "明日は休校です。"};
 static struct kn_message msg_b = {
     .bcast = "b-live-b", .subject = "お知らせ", .body = "本文"};
 
@@ -200,7 +201,7 @@ static void run_jobs(struct kn_config *cfg, size_t n, struct run *run,
     int64_t start;
     memset(run, 0, sizeof(*run));
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, cfg), 0);
+    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, cfg, NULL), 0);
     for (size_t i = 0; i < n; i++)
         ptrs[i] = &jobs[i];
     assert_int_equal(a.ops->send(&a, ptrs, n, on_done, run), 0);
@@ -275,8 +276,10 @@ static void test_batches(void **state)
     {
         size_t found = 0, i, k;
         json_t *q, *pp;
-        json_array_foreach(acc, i, q) {
-            json_array_foreach(json_object_get(q, "personalizations"), k, pp) {
+        json_array_foreach(acc, i, q)
+        {
+            json_array_foreach(json_object_get(q, "personalizations"), k, pp)
+            {
                 const char *to = json_string_value(json_object_get(
                     json_array_get(json_object_get(pp, "to"), 0), "email"));
                 const char *tag;
@@ -284,7 +287,8 @@ static void test_batches(void **state)
                 if (strcmp(to, "user0@example.jp") != 0)
                     continue;
                 json_object_foreach(json_object_get(pp, "substitutions"), tag,
-                                    v) {
+                                    v)
+                {
                     if (strstr(json_string_value(v), jobs[0].link) != NULL)
                         found++;
                 }
@@ -380,11 +384,13 @@ static void test_open_refused(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     config(&cfg, NULL, 1000, 1000); /* no key */
-    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, &cfg), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, &cfg, NULL),
+                     KN_ECONFIG);
     free(cfg.sendgrid_api_base);
     cfg.sendgrid_api_base = strdup("http://sendgrid.example.com");
     cfg.sendgrid_api_key = strdup("SG.x");
-    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, &cfg), KN_ECONFIG);
+    assert_int_equal(kn_adapter_open(&a, "sendgrid", &loop, &cfg, NULL),
+                     KN_ECONFIG);
     kn_config_free(&cfg);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
