@@ -110,22 +110,25 @@ static int find_ref(const char *rcpt, const char *msg, size_t len, char *ref)
     return -1;
 }
 
-/* Keep the message's outcome aside (never its content) and count it. */
-/* A Redis error reply: nothing recorded, so exit 75 (EX_TEMPFAIL) for
- * Postfix to deliver the message to us again later. */
-static void must_be_ok(const redisReply *r, const char *what)
+/* A Redis error reply: said, and freed (then 1).  Nothing was recorded:
+ * kairanctl bounce exits 75 (EX_TEMPFAIL) for Postfix to deliver the
+ * message to it again later. */
+static int redis_failed(redisReply *r, const char *what)
 {
-    if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr,
-                "kairanctl bounce: Redis error in %s: %s (Postfix "
-                "will try again)\n",
-                what, r->str);
-        exit(EX_TEMPFAIL);
-    }
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
+    fprintf(stderr,
+            "kairanctl bounce: Redis error in %s: %s (Postfix "
+            "will try again)\n",
+            what, r->str);
+    freeReplyObject(r);
+    return 1;
 }
 
-static void aside(const char *kind, const char *reason, const char *ref,
-                  const char *bc, size_t bytes)
+/* Keep the message's outcome aside (never its content) and count it.
+ * Returns 0, or -1 when Redis refused it (nothing kept). */
+static int aside(const char *kind, const char *reason, const char *ref,
+                 const char *bc, size_t bytes)
 {
     char *stream = kn_cli_key("bounce:aside");
     char *stats = kn_cli_key("bounce:stats");
@@ -135,16 +138,19 @@ static void aside(const char *kind, const char *reason, const char *ref,
                           "bc",   bc,     "bytes",  n,      "ms",    ms};
     struct kn_argv a = {(char **)argv, NULL, (int)KN_ARRAY_SIZE(argv), 0};
     redisReply *r;
+    int rc = -1;
     snprintf(n, sizeof(n), "%zu", bytes);
     snprintf(ms, sizeof(ms), "%lld", (long long)kn_now_ms());
     r = kn_cli_cmdargv(&a);
-    /* Not kept aside, not recorded: Postfix is to try again (75). */
-    must_be_ok(r, "XADD bounce:aside");
-    freeReplyObject(r);
-    r = kn_cli_cmd("HINCRBY %s %s 1", stats, kind);
-    freeReplyObject(r);
+    if (!redis_failed(r, "XADD bounce:aside")) {
+        freeReplyObject(r);
+        r = kn_cli_cmd("HINCRBY %s %s 1", stats, kind);
+        freeReplyObject(r);
+        rc = 0;
+    }
     free(stream);
     free(stats);
+    return rc;
 }
 
 static const char *hfield(const redisReply *h, const char *k)
@@ -209,13 +215,20 @@ static int do_bounce(int argc, char **argv)
     }
     msg = read_capped(KN_DSN_MAX_INPUT, &len, &too_big);
     if (too_big) {
-        aside("too-big", "larger than the 1 MiB a bounce may be", "", "", len);
+        if (aside("too-big", "larger than the 1 MiB a bounce may be", "", "",
+                  len) < 0) {
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         fprintf(stderr, "kairanctl bounce: kept aside: larger than 1 MiB\n");
         goto out;
     }
     if (find_ref(rcpt, msg, len, ref) < 0) {
-        aside("unattributed", "no bounce reference in the recipient", "", "",
-              len);
+        if (aside("unattributed", "no bounce reference in the recipient", "",
+                  "", len) < 0) {
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         fprintf(stderr, "kairanctl bounce: kept aside: the recipient is "
                         "not <bounce_local>+<ref>@...\n");
         goto out;
@@ -223,12 +236,20 @@ static int do_bounce(int argc, char **argv)
     key = kn_key_bref(kn_cli_cfg.redis_prefix, ref);
     h = kn_cli_cmd("HGETALL %s", key);
     free(key);
-    must_be_ok(h, "HGETALL bounce reference");
+    if (redis_failed(h, "HGETALL bounce reference")) {
+        h = NULL;
+        rc = EX_TEMPFAIL;
+        goto out;
+    }
     bc = hfield(h, "bc");
     field = hfield(h, "f");
     tenant = hfield(h, "t");
     if (bc == NULL || field == NULL || tenant == NULL) {
-        aside("unattributed", "unknown or expired reference", ref, "", len);
+        if (aside("unattributed", "unknown or expired reference", ref, "",
+                  len) < 0) {
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         fprintf(stderr, "kairanctl bounce: kept aside: unknown or expired "
                         "reference\n");
         goto out;
@@ -239,19 +260,29 @@ static int do_bounce(int argc, char **argv)
         r = kn_cli_cmd("HINCRBY %s %s 1", bk,
                        d.kind == KN_DSN_AUTOREPLY ? "n:email:autoreply"
                                                   : "n:email:other");
-        must_be_ok(r, "HINCRBY");
+        if (redis_failed(r, "HINCRBY")) {
+            free(bk);
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         freeReplyObject(r);
         free(bk);
-        aside(kn_dsn_kind_name(d.kind), d.why, ref, bc, len);
+        if (aside(kn_dsn_kind_name(d.kind), d.why, ref, bc, len) < 0) {
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         printf("not a bounce (%s): counted, kept aside\n", d.why);
         rc = KN_EXIT_OK;
         goto out;
     }
     if (!same_address(h, d.final_rcpt)) {
-        aside("unattributed",
-              "the Final-Recipient is not the address kairan sent to (a "
-              "forwarding target?)",
-              ref, bc, len);
+        if (aside("unattributed",
+                  "the Final-Recipient is not the address kairan sent to (a "
+                  "forwarding target?)",
+                  ref, bc, len) < 0) {
+            rc = EX_TEMPFAIL;
+            goto out;
+        }
         fprintf(stderr, "kairanctl bounce: kept aside: the DSN's "
                         "Final-Recipient is not the address kairan sent "
                         "to\n");
