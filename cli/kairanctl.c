@@ -168,6 +168,7 @@ redisReply *kn_cli_eval(const struct kn_redis_script *s, int nkeys,
     }
     if (r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "kairanctl: Redis error in %s: %s\n", s->name, r->str);
+        freeReplyObject(r);
         exit(kn_cli_tempfail_exit ? kn_cli_tempfail_exit : EXIT_FAIL);
     }
     return r;
