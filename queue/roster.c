@@ -558,21 +558,27 @@ static void why_gaiji(struct rrow *r, int c, const char *ref, const char *v)
     size_t at;
     unsigned long cp = private_use(v, &at);
     char *q = gaiji_excerpt(v, c), *en_q, *ja_q;
+    /* In a name, what to write instead; in an address, token or number
+     * (never a place for kanji) only that it must be typed again. */
+    int text = !unquoted_col(c);
     en_q = q != NULL ? kn_xasprintf(" (\"%s\")", q) : kn_xstrdup("");
     ja_q = q != NULL ? kn_xasprintf("「%s」の〓の所、", q) : kn_xstrdup("");
     why_add(r,
             kn_xasprintf("%s: contains a user-defined character (gaiji: "
                          "U+%04lX, private use) at character %zu%s: it "
                          "shows as a box or another character on "
-                         "guardians' phones; replace it with a standard "
-                         "kanji or kana",
-                         kn_roster_columns[c].en, cp, at, en_q),
+                         "guardians' phones; %s",
+                         kn_roster_columns[c].en, cp, at, en_q,
+                         text ? "replace it with a standard kanji or kana"
+                              : "type the cell again"),
             kn_xasprintf("%sに外字（機種依存文字）が含まれています（%s%zu 文字"
                          "目）。外字は保護者のスマートフォンでは正しく表示"
-                         "されません。通常の漢字やかなに置き換えてください"
-                         "（「髙」「﨑」などは外字ではないので、そのまま使え"
-                         "ます）。",
-                         ref, ja_q, at));
+                         "されません。%s",
+                         ref, ja_q, at,
+                         text ? "通常の漢字やかなに置き換えてください（「髙」"
+                                "「﨑」などは外字ではないので、そのまま使え"
+                                "ます）。"
+                              : "そのセルを半角で入力し直してください。"));
     free(en_q);
     free(ja_q);
     free(q);
