@@ -245,7 +245,7 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
                      "\"CSV UTF-8\"",
                      line_of(buf, len, ok + 3), b);
             snprintf(err_ja, errlen_ja,
-                     "%ld 行目：UTF-8 のファイルのはずですが、読み取れない"
+                     "%ld行目：UTF-8 のファイルのはずですが、読み取れない"
                      "文字があります（%s）。Excel で「CSV UTF-8」を選んで"
                      "保存し直してください。",
                      line_of(buf, len, ok + 3), b);
@@ -277,8 +277,8 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
                      bl, bad_is_utf8 ? "UTF-8" : "not UTF-8 (CP932?)", ol,
                      bad_is_utf8 ? "not UTF-8 (CP932?)" : "UTF-8");
             snprintf(err_ja, errlen_ja,
-                     "%ld 行目：ファイルの中で文字コードが混ざっています"
-                     "（この行は %s、%ld 行目は %s）。別のファイルから行を"
+                     "%ld行目：ファイルの中で文字コードが混ざっています"
+                     "（この行は %s、%ld行目は %s）。別のファイルから行を"
                      "貼り付けませんでしたか。Excel でファイル全体を「CSV "
                      "UTF-8」か「CSV」で保存し直してください。",
                      bl, bad_is_utf8 ? "UTF-8" : "Shift_JIS", ol,
@@ -299,7 +299,7 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
              "UTF-8\" or \"CSV\"",
              line_of(buf, len, bad), b);
     snprintf(err_ja, errlen_ja,
-             "%ld 行目：文字コードが UTF-8 でも Shift_JIS でもないため読み"
+             "%ld行目：文字コードが UTF-8 でも Shift_JIS でもないため読み"
              "取れません（%s）。Excel で「CSV UTF-8」か「CSV」を選んで保存"
              "し直してください。",
              line_of(buf, len, bad), b);

@@ -810,7 +810,7 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
                 why_add(
                     r,
                     kn_xasprintf("column %zu has a value but no header", i + 1),
-                    kn_xasprintf("%s列に値がありますが、見出し（1 行目）"
+                    kn_xasprintf("%s列に値がありますが、見出し（1行目）"
                                  "にこの列の名前がありません。見出しを"
                                  "付けるか、値を消してください。",
                                  letters));
@@ -1002,14 +1002,15 @@ static void merge_guardians(struct rrow *rows, size_t n, char *const *ref)
                                  "students need two ids)",
                                  x->v[COL_ID], p->line,
                                  kn_roster_columns[diff].en),
-                    kn_xasprintf("%sの %s は %ld行目でも使われていますが、%s"
-                                 "が違います。同じ ID の 2 行目からは、その"
-                                 "児童・生徒の別の保護者の行として読みます。"
-                                 "同じ児童・生徒なら%sを %ld行目と同じにする"
-                                 "か空にし、別の児童・生徒なら別の ID にして"
-                                 "ください。",
-                                 ref[COL_ID], x->v[COL_ID], p->row, ref[diff],
-                                 ref[diff], p->row));
+                    kn_xasprintf(
+                        "%sの %s は %ld行目でも使われていますが、%s"
+                        "が違います。同じ ID が 2 回目以降に出てくる行は、その"
+                        "児童・生徒の別の保護者の行として読みます。"
+                        "同じ児童・生徒なら%sを %ld行目と同じにする"
+                        "か空にし、別の児童・生徒なら別の ID にして"
+                        "ください。",
+                        ref[COL_ID], x->v[COL_ID], p->row, ref[diff], ref[diff],
+                        p->row));
             continue;
         }
         x->merged = 1;

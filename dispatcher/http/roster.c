@@ -123,7 +123,7 @@ static const char *stop_reason(const struct kn_roster *ro, int dry_run, int ja)
                   : "the file is neither UTF-8 nor CP932 (Excel's "
                     "Japanese): save it again as CSV";
     case KN_ROSTER_EMPTY:
-        return ja ? "ファイルが空です。1 行目に見出し（ID、氏名、メール"
+        return ja ? "ファイルが空です。1行目に見出し（ID、氏名、メール"
                     "アドレスなど）を入れてください。"
                   : "empty file: the first line must name the columns (id, "
                     "name, email, ...)";
@@ -133,7 +133,7 @@ static const char *stop_reason(const struct kn_roster *ro, int dry_run, int ja)
                         "るか、その列を無視して取り込んでください。"
                       : "unknown columns: check their spelling, or leave "
                         "them out (ignore_column=NAME, or ignore_unknown=1)";
-        return ja ? "1 行目（見出し）に誤りがあります。何も反映していません。"
+        return ja ? "1行目（見出し）に誤りがあります。何も反映していません。"
                   : "the first line (the column names) has problems";
     case KN_ROSTER_BAD_ROWS:
         if (dry_run)

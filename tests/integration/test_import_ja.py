@@ -175,14 +175,14 @@ with Redis(out) as redis:
         assert j["header_problems"][0]["reason_ja"] == (
             "1行目（見出し）：見出し「保護者メール」（C列）は「メール」（B列）と"
             "同じ項目（メールアドレス）です。どちらか 1 つの列にまとめてください。"), j
-        assert j["error_ja"] == "1 行目（見出し）に誤りがあります。何も反映していません。", j
+        assert j["error_ja"] == "1行目（見出し）に誤りがあります。何も反映していません。", j
         st, j, raw, _ = imp(port, ADMIN, "\n\n", "?dry_run=1")
         assert st == 422 and j["error_ja"].startswith("ファイルが空です。"), j
         st, j, raw, _ = imp(port, ADMIN, "ID,氏名\ns-1,a\n".encode("utf-16"), "?dry_run=1")
         assert st == 422 and "UTF-16" in j["decode_error_ja"], j
         assert j["error_ja"].startswith("ファイルの文字コードが読み取れません。"), j
         st, j, raw, _ = imp(port, ADMIN, b"id,name\n\xff\xfe\xfd,x\n", "?dry_run=1")
-        assert st == 422 and "2 行目：" in j["decode_error_ja"], j
+        assert st == 422 and "2行目：" in j["decode_error_ja"], j
         st, j, raw, _ = imp(port, ADMIN, "ID,氏名\n,a\n", "?skip_bad=1")
         assert st == 422 and j["error_ja"].startswith("正しい行が 1 行もありません。"), j
         assert j["bad_rows"][0]["reason_ja"] == (

@@ -503,14 +503,13 @@ static void test_decode_reasons_ja(void **state)
         kn_roster_free(ro);
     }
     ro = check("\xef\xbb\xbfid,name\ns-1,\xff\n", NULL, -1);
-    assert_non_null(
-        strstr(ro->decode_err_ja, "2 行目：UTF-8 のファイルのはず"));
+    assert_non_null(strstr(ro->decode_err_ja, "2行目：UTF-8 のファイルのはず"));
     kn_roster_free(ro);
     /* 山田 in UTF-8 on line 2, in CP932 on lines 3 and 4 */
     ro = check("id,name\ns-1,\xe5\xb1\xb1\xe7\x94\xb0\ns-2,\x8e\x52\x93\x63\n"
                "s-3,\x8e\x52\x93\x63\n",
                NULL, -1);
-    assert_non_null(strstr(ro->decode_err_ja, "2 行目：ファイルの中で文字コード"
+    assert_non_null(strstr(ro->decode_err_ja, "2行目：ファイルの中で文字コード"
                                               "が混ざっています"));
     kn_roster_free(ro);
     ro = check("id,name\n\xff\xfe\xfd,x\n", NULL, -1);
