@@ -211,19 +211,28 @@ static int mixed_lines(const char *buf, size_t len, long *bad, int *bad_utf8,
  * plain ASCII is seen, unless CP932 got further.
  */
 int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
-                  enum kn_csv_enc *enc, char *err, size_t errlen)
+                  enum kn_csv_enc *enc, char *err, size_t errlen, char *err_ja,
+                  size_t errlen_ja)
 {
     const unsigned char *u = (const unsigned char *)buf;
     size_t ok, bad = 0;
-    char b[32];
+    char b[32], ja_dummy[4];
 
     *out = NULL;
     *outlen = 0;
+    if (err_ja == NULL) { /* one path below, whether asked for or not */
+        err_ja = ja_dummy;
+        errlen_ja = sizeof(ja_dummy);
+    }
     if (len >= 2 &&
         ((u[0] == 0xff && u[1] == 0xfe) || (u[0] == 0xfe && u[1] == 0xff))) {
         snprintf(err, errlen,
                  "line 1: the file is UTF-16 (Excel's \"Unicode text\"); "
                  "save it as \"CSV UTF-8\" or \"CSV\" instead");
+        snprintf(err_ja, errlen_ja,
+                 "ファイルが UTF-16（Excel の「Unicode テキスト」）で保存"
+                 "されています。Excel で「CSV UTF-8」か「CSV」を選んで保存し"
+                 "直してください。");
         return KN_EUTF8;
     }
     if (len >= 3 && u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf) {
@@ -234,6 +243,11 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
                      "line %ld: the file starts with a UTF-8 BOM but has "
                      "bytes that are not UTF-8 (%s): save it again as "
                      "\"CSV UTF-8\"",
+                     line_of(buf, len, ok + 3), b);
+            snprintf(err_ja, errlen_ja,
+                     "%ld行目：UTF-8 のファイルのはずですが、読み取れない"
+                     "文字があります（%s）。Excel で「CSV UTF-8」を選んで"
+                     "保存し直してください。",
                      line_of(buf, len, ok + 3), b);
             return KN_EUTF8;
         }
@@ -262,6 +276,13 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
                      "Excel as \"CSV UTF-8\" or \"CSV\"",
                      bl, bad_is_utf8 ? "UTF-8" : "not UTF-8 (CP932?)", ol,
                      bad_is_utf8 ? "not UTF-8 (CP932?)" : "UTF-8");
+            snprintf(err_ja, errlen_ja,
+                     "%ld行目：ファイルの中で文字コードが混ざっています"
+                     "（この行は %s、%ld行目は %s）。別のファイルから行を"
+                     "貼り付けませんでしたか。Excel でファイル全体を「CSV "
+                     "UTF-8」か「CSV」で保存し直してください。",
+                     bl, bad_is_utf8 ? "UTF-8" : "Shift_JIS", ol,
+                     bad_is_utf8 ? "Shift_JIS" : "UTF-8");
             return KN_EUTF8;
         }
     }
@@ -276,6 +297,11 @@ int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
              "line %ld: the file is neither UTF-8 nor CP932 (Shift_JIS): "
              "bytes %s are valid in neither; save it from Excel as \"CSV "
              "UTF-8\" or \"CSV\"",
+             line_of(buf, len, bad), b);
+    snprintf(err_ja, errlen_ja,
+             "%ld行目：文字コードが UTF-8 でも Shift_JIS でもないため読み"
+             "取れません（%s）。Excel で「CSV UTF-8」か「CSV」を選んで保存"
+             "し直してください。",
              line_of(buf, len, bad), b);
     return KN_EUTF8;
 }
@@ -321,10 +347,12 @@ static size_t eol_len(const char *p, const char *end)
     return 0;
 }
 
-static void set_err(struct kn_csv_row *row, const char *why, long line)
+static void set_err(struct kn_csv_row *row, const char *why, const char *why_ja,
+                    long line)
 {
     if (row->err == NULL) {
         row->err = why;
+        row->err_ja = why_ja;
         row->err_line = line;
     }
 }
@@ -373,6 +401,10 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
                     set_err(row,
                             "a quoted field is never closed (a '\"' "
                             "is missing)",
+                            "「\"」で始まるセルが閉じられていません（「\"」"
+                            "が 1 つ足りません）。ここから後ろが 1 つのセル"
+                            "として読まれています。「\"」を足すか、Excel で"
+                            "開いて保存し直してください。",
                             open_line);
                     row->unclosed = 1;
                     break;
@@ -397,6 +429,9 @@ int kn_csv_next(struct kn_csv *c, struct kn_csv_row *row)
                 set_err(row,
                         "text after a closing quote (write \"\" for "
                         "a quote inside a quoted field)",
+                        "「\"」で囲んだセルの後ろに文字があります。セルの"
+                        "中で「\"」を使うときは「\"\"」と 2 つ重ねて"
+                        "ください。",
                         c->_line);
                 while (q < end && *q != ',' && *q != '\r' && *q != '\n')
                     q++;

@@ -38,10 +38,13 @@ const char *kn_csv_enc_name(enum kn_csv_enc e);
  * Line breaks are kept as they are, so line numbers do not change.
  * Returns 0 with *out (heap, NUL-terminated, *outlen bytes without the
  * NUL; it may hold NUL bytes from the file) and *enc; or KN_EUTF8 with a
- * reason naming the line in err ("line 3: neither UTF-8 nor CP932 ...").
+ * reason naming the line in err ("line 3: neither UTF-8 nor CP932 ...")
+ * and, when err_ja is not NULL, the same in Japanese for an office clerk
+ * in err_ja ("3 行目：…").
  */
 int kn_csv_decode(const char *buf, size_t len, char **out, size_t *outlen,
-                  enum kn_csv_enc *enc, char *err, size_t errlen);
+                  enum kn_csv_enc *enc, char *err, size_t errlen, char *err_ja,
+                  size_t errlen_ja);
 
 /* Reader state over a UTF-8 text (borrowed: it must outlive the reader). */
 struct kn_csv {
@@ -54,11 +57,12 @@ struct kn_csv_row {
     char **f;
     size_t *len;
     size_t n;
-    long line;       /* physical line the record starts on */
-    long end_line;   /* and ends on (> line if a quoted field has a break) */
-    const char *err; /* NULL, or a syntax problem (static text) */
-    long err_line;   /* where err was found */
-    int unclosed;    /* 1: a quote never closed swallowed the rest */
+    long line;          /* physical line the record starts on */
+    long end_line;      /* and ends on (> line if a quoted field has a break) */
+    const char *err;    /* NULL, or a syntax problem (static text) */
+    const char *err_ja; /* the same in Japanese (static text) */
+    long err_line;      /* where err was found */
+    int unclosed;       /* 1: a quote never closed swallowed the rest */
     size_t _cap;
 };
 

@@ -284,3 +284,59 @@ int kn_addr_apns_check(const char *token, const char **why)
         *why = reason;
     return reason == NULL ? 0 : KN_EINVAL;
 }
+
+/* ------------------------------------------------------------------------
+ * The reasons in Japanese, for the school's office (the import's reason_ja)
+ * ------------------------------------------------------------------------ */
+
+/* Every reason the checks above return, with what an office clerk should
+ * read instead: what is wrong, in words, not in RFC terms.  Keep one row
+ * per reason (test_address checks that each check's reason has one). */
+static const struct {
+    const char *en, *ja;
+} why_ja[] = {
+    {"empty address", "アドレスが空です"},
+    {"invalid UTF-8", "読み取れない文字があります"},
+    {"control character", "目に見えない制御文字があります"},
+    {"full-width character (type the address in half-width "
+     "letters: turn the IME off)",
+     "全角の文字が入っています。日本語入力をオフにして半角で入力してください"},
+    {"unterminated quoted local part", "「\"」が閉じられていません"},
+    {"text after quoted local part", "「\"」の後ろに余分な文字があります"},
+    {"missing @", "「@」がありません"},
+    {"empty local part", "「@」の前が空です"},
+    {"space outside quotes", "空白が入っています"},
+    {"quote inside local part", "「\"」が入っています"},
+    {"local part longer than 64 octets",
+     "「@」の前が長すぎます（半角 64 文字まで）"},
+    {"empty domain", "「@」の後ろが空です"},
+    {"domain longer than 255 octets",
+     "「@」の後ろが長すぎます（半角 255 文字まで）"},
+    {"more than one @", "「@」が 2 つ以上あります"},
+    {"space in domain", "「@」の後ろに空白があります"},
+    {"bad character in domain",
+     "「@」の後ろに使えない記号（かっこ、コンマ、「;」など）があります"},
+    {"empty label in domain",
+     "「@」の後ろで「.」が 2 つ続いているか、「.」で始まるか終わっています"},
+    {"a LINE user id is 'U' and 32 hex digits",
+     "LINE のユーザー ID は「U」と半角の小文字英数字 32 文字です"},
+    {"an FCM registration token is 1 to 4096 characters",
+     "アプリのトークンは半角 4096 文字までです"},
+    {"an FCM registration token is printable ASCII "
+     "without spaces, quotes or backslashes",
+     "アプリのトークンに空白・引用符・全角の文字は使えません"},
+    {"an APNs device token is an even number of hex digits, "
+     "64 to 200",
+     "iPhone のトークンは半角の英数字（0-9、a-f）64〜200 文字です"},
+    {"an APNs device token is hex digits only",
+     "iPhone のトークンに使えるのは半角の 0-9 と a-f だけです"},
+};
+
+const char *kn_addr_why_ja(const char *why)
+{
+    for (size_t i = 0; why != NULL && i < KN_ARRAY_SIZE(why_ja); i++) {
+        if (strcmp(why, why_ja[i].en) == 0)
+            return why_ja[i].ja;
+    }
+    return "形が正しくありません";
+}

@@ -91,4 +91,13 @@ int kn_addr_fcm_check(const char *token, const char **why);
 #define KN_ADDR_APNS_MAX 200
 int kn_addr_apns_check(const char *token, const char **why);
 
+/* ---- reasons ---- */
+
+/*
+ * The reason why (as one of the checks above returned it) in Japanese, in
+ * words an office clerk acts on ("「@」が 2 つ以上あります"): a static
+ * string, a general one for a reason not in the table (never NULL).
+ */
+const char *kn_addr_why_ja(const char *why);
+
 #endif

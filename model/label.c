@@ -46,27 +46,38 @@ static int refused_cp(unsigned long cp, int strict)
  *  4. empty, too long, or a refused character: KN_EINVAL.
  */
 static int label_norm(const char *s, char **out, char *err, size_t errlen,
-                      int strict);
+                      char *ja, size_t jalen, int strict);
 
 int kn_label_norm(const char *s, char **out, char *err, size_t errlen)
 {
-    return label_norm(s, out, err, errlen, 1);
+    return label_norm(s, out, err, errlen, NULL, 0, 1);
+}
+
+int kn_label_norm_ja(const char *s, char **out, char *err, size_t errlen,
+                     char *err_ja, size_t errlen_ja)
+{
+    return label_norm(s, out, err, errlen, err_ja, errlen_ja, 1);
 }
 
 int kn_label_norm_existing(const char *s, char **out, char *err, size_t errlen)
 {
-    return label_norm(s, out, err, errlen, 0);
+    return label_norm(s, out, err, errlen, NULL, 0, 0);
 }
 
 static int label_norm(const char *s, char **out, char *err, size_t errlen,
-                      int strict)
+                      char *ja, size_t jalen, int strict)
 {
     size_t n = strlen(s), len = 0, chars = 0;
     uint8_t *nf;
-    char *p;
+    char *p, ja_none[4];
     *out = NULL;
+    if (ja == NULL) { /* one path below, whether asked for or not */
+        ja = ja_none;
+        jalen = sizeof(ja_none);
+    }
     if (!kn_utf8_valid(s, n)) {
         snprintf(err, errlen, "is not UTF-8 text");
+        snprintf(ja, jalen, "読み取れない文字があります");
         return KN_EINVAL;
     }
     nf = u8_normalize(UNINORM_NFKC, (const uint8_t *)s, n, NULL, &len);
@@ -86,6 +97,8 @@ static int label_norm(const char *s, char **out, char *err, size_t errlen,
     if (len == 0) {
         snprintf(err, errlen, "is empty: give a name of 1-%d characters",
                  KN_LABEL_MAX_CHARS);
+        snprintf(ja, jalen, "名前が空です。1〜%d 文字の名前にしてください",
+                 KN_LABEL_MAX_CHARS);
         free(p);
         return KN_EINVAL;
     }
@@ -99,6 +112,10 @@ static int label_norm(const char *s, char **out, char *err, size_t errlen,
                      "holds a control character or an invisible one "
                      "(U+%04lX): remove it (line breaks and tabs included)",
                      cp);
+            snprintf(ja, jalen,
+                     "目に見えない文字（U+%04lX）が含まれています。改行や"
+                     "タブも含めて取り除いてください",
+                     cp);
             free(p);
             return KN_EINVAL;
         }
@@ -107,6 +124,10 @@ static int label_norm(const char *s, char **out, char *err, size_t errlen,
                      "holds '%c', which separates names in lists: use "
                      "another character in the name itself",
                      (int)cp);
+            snprintf(ja, jalen,
+                     "「%c」（全角の「%s」も同じ）は名前の区切りに使う文字な"
+                     "ので、名前の中には使えません。別の文字にしてください",
+                     (int)cp, cp == ';' ? "；" : "，");
             free(p);
             return KN_EINVAL;
         }
@@ -115,6 +136,8 @@ static int label_norm(const char *s, char **out, char *err, size_t errlen,
     }
     if (chars > KN_LABEL_MAX_CHARS) {
         snprintf(err, errlen, "is %zu characters long: at most %d are allowed",
+                 chars, KN_LABEL_MAX_CHARS);
+        snprintf(ja, jalen, "%zu 文字あります。%d 文字までにしてください",
                  chars, KN_LABEL_MAX_CHARS);
         free(p);
         return KN_EINVAL;

@@ -27,6 +27,11 @@
  * name escape it themselves).
  */
 int kn_label_norm(const char *s, char **out, char *err, size_t errlen);
+/* The same, with the reason also in Japanese for an office clerk in err_ja
+ * ("「;」（全角の「；」も同じ）は名前の区切りに使う文字なので…"), when it
+ * fails. */
+int kn_label_norm_ja(const char *s, char **out, char *err, size_t errlen,
+                     char *err_ja, size_t errlen_ja);
 /* The same for a name that may have been stored before invisible format
  * characters (U+200B, U+2060, U+00AD...) were refused: to find or delete
  * it, never to make a new one. */

@@ -10,18 +10,19 @@
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/argv.h"
+#include "common/buf.h"
 #include "common/csv.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/text.h"
+#include "common/utf8.h"
 #include "model/address.h"
 #include "model/broadcast.h"
 #include "model/directory.h"
@@ -68,10 +69,12 @@ static int cmp_str(const void *a, const void *b)
 /* One data row, normalised: v[c] is "" for an empty cell. */
 struct rrow {
     long line;
+    long row; /* as a spreadsheet shows it (kn_roster_problem) */
     char *v[COL__COUNT];
     int active; /* -1: not given (new records become active) */
     char hash[33];
     char *why;             /* NULL: good; else the reasons, joined by "; " */
+    char *why_ja;          /* the same in Japanese, joined by " " */
     size_t nwhy, more_why; /* reasons kept, and those past MAX_WHY */
     /* A row repeating an earlier row's id adds a guardian of that child
      * (merge_guardians): it hangs on the first row's list and is written
@@ -85,32 +88,56 @@ static void rrow_free(struct rrow *r)
     for (int c = 0; c < COL__COUNT; c++)
         free(r->v[c]);
     free(r->why);
+    free(r->why_ja);
 }
 
-static void why_add(struct rrow *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void why_add(struct rrow *r, const char *fmt, ...)
+/* *to, then sep and s (s taken; *to NULL: s alone). */
+static void append(char **to, const char *sep, char *s)
 {
-    va_list ap;
-    char *s, *t;
+    char *t;
+    if (*to == NULL) {
+        *to = s;
+        return;
+    }
+    t = kn_xasprintf("%s%s%s", *to, sep, s);
+    free(*to);
+    free(s);
+    *to = t;
+}
+
+/*
+ * Add a reason to a row, in English (en: kairanctl's line and the API's
+ * "reason", "column: what") and in Japanese (ja: the console's, for an
+ * office clerk: whole sentences that name the column as the file's header
+ * does, through ref[], and say what to change).  Both heap, taken.  At
+ * most MAX_WHY are kept, the rest counted.
+ */
+static void why_add(struct rrow *r, char *en, char *ja)
+{
     if (r->nwhy >= MAX_WHY) {
         r->more_why++;
+        free(en);
+        free(ja);
         return;
     }
     r->nwhy++;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        KN_PANIC("out of memory");
-    va_end(ap);
-    if (r->why == NULL) {
-        r->why = s;
-        return;
+    append(&r->why, "; ", en);
+    append(&r->why_ja, " ", ja);
+}
+
+/* The spreadsheet's name of column n (1-based): A, B, ... Z, AA, AB ... */
+static void col_letters(size_t n, char out[16])
+{
+    char t[16];
+    size_t k = 0;
+    while (n > 0 && k < sizeof(t) - 1) {
+        n--;
+        t[k++] = (char)('A' + n % 26);
+        n /= 26;
     }
-    t = kn_xasprintf("%s; %s", r->why, s);
-    free(r->why);
-    free(s);
-    r->why = t;
+    for (size_t i = 0; i < k; i++)
+        out[i] = t[k - 1 - i];
+    out[k] = '\0';
 }
 
 /*
@@ -229,16 +256,28 @@ static const struct {
     const char *name;
     int col;
 } aliases[] = {
-    {"生徒ID", COL_ID},       {"名前", COL_NAME},
-    {"生徒氏名", COL_NAME},   {"児童氏名", COL_NAME},
-    {"クラス", COL_CLASS},    {"メール", COL_EMAIL},
-    {"Eメール", COL_EMAIL},   {"e-mail", COL_EMAIL},
-    {"mail", COL_EMAIL},      {"番号", COL_NUMBER},
-    {"フリガナ", COL_KANA},   {"よみがな", COL_KANA},
-    {"ヨミガナ", COL_KANA},   {"保護者名", COL_GUARDIAN},
-    {"保護者", COL_GUARDIAN}, {"電話", COL_PHONE},
-    {"TEL", COL_PHONE},       {"連絡先電話番号", COL_PHONE},
-    {"携帯電話", COL_PHONE},  {"携帯電話番号", COL_PHONE},
+    {"生徒ID", COL_ID},
+    {"名前", COL_NAME},
+    {"生徒氏名", COL_NAME},
+    {"児童氏名", COL_NAME},
+    {"クラス", COL_CLASS},
+    {"メール", COL_EMAIL},
+    {"Eメール", COL_EMAIL},
+    {"e-mail", COL_EMAIL},
+    {"mail", COL_EMAIL},
+    {"保護者メール", COL_EMAIL},
+    {"保護者メールアドレス", COL_EMAIL},
+    {"番号", COL_NUMBER},
+    {"フリガナ", COL_KANA},
+    {"よみがな", COL_KANA},
+    {"ヨミガナ", COL_KANA},
+    {"保護者名", COL_GUARDIAN},
+    {"保護者", COL_GUARDIAN},
+    {"電話", COL_PHONE},
+    {"TEL", COL_PHONE},
+    {"連絡先電話番号", COL_PHONE},
+    {"携帯電話", COL_PHONE},
+    {"携帯電話番号", COL_PHONE},
 };
 
 /* The column a header cell names, or -1. */
@@ -276,19 +315,24 @@ static int ignored(const struct kn_roster_opts *o, const char *name)
 
 #define COL_IGNORED (-2) /* map: a column left out by ignore */
 
-/* One problem of the header (kept up to MAX_SHOWN, then counted). */
+/* One problem of the header (kept up to MAX_SHOWN, then counted); text
+ * and ja (the Japanese, without the row: added here) are taken. */
 static void header_problem(struct kn_roster *ro, long line, char *text,
-                           const char *unknown, size_t column)
+                           char *ja, const char *unknown, size_t column)
 {
     struct kn_roster_problem *p;
     if (ro->nheader >= MAX_SHOWN) {
         ro->header_more++;
         free(text);
+        free(ja);
         return;
     }
     p = &ro->header[ro->nheader++];
     p->line = line;
+    p->row = ro->header_line; /* the first record: nothing above it */
     p->text = text;
+    p->text_ja = kn_xasprintf("%ld行目（見出し）：%s", p->row, ja);
+    free(ja);
     p->unknown = unknown != NULL ? quoted(unknown, 256) : NULL;
     p->column = column;
 }
@@ -308,12 +352,15 @@ static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
     *map = kn_xcalloc(h->n + 1, sizeof(**map));
     ro->header_line = h->line;
     if (h->err != NULL) {
-        header_problem(ro, h->err_line, kn_xstrdup(h->err), NULL, 0);
+        header_problem(ro, h->err_line, kn_xstrdup(h->err),
+                       kn_xstrdup(h->err_ja), NULL, 0);
         return -1;
     }
     for (size_t i = 0; i < h->n; i++) {
         char *name = trim(h->f[i], strlen(h->f[i]));
         int c = name[0] == '\0' ? -1 : column_of(name);
+        char letters[16];
+        col_letters(i + 1, letters);
         if (name[0] == '\0') {
             (*map)[i] = -1;
         } else if (c < 0 && ignored(o, name)) {
@@ -334,18 +381,36 @@ static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
                     "kana (ふりがな), guardian (保護者氏名), phone "
                     "(電話番号)",
                     q, i + 1, q),
+                kn_xasprintf(
+                    "見出し「%s」（%s列）は名簿の項目ではありません。"
+                    "つづりを確かめて直すか、この列を無視して取り込んで"
+                    "ください。名簿の項目：ID、氏名、学年、組（クラス）、"
+                    "グループ、メールアドレス（メール）、LINE、FCMトークン、"
+                    "APNsトークン、配信順、有効、出席番号、ふりがな、"
+                    "保護者氏名、電話番号。",
+                    q, letters),
                 name, i + 1);
             free(q);
             bad = 1;
         } else if (seen[c]) {
-            header_problem(ro, h->line,
-                           kn_xasprintf("column %s appears twice",
-                                        kn_roster_columns[c].en),
-                           NULL, 0);
+            char *q = quoted(name, 80);
+            header_problem(
+                ro, h->line,
+                kn_xasprintf("column %s appears twice",
+                             kn_roster_columns[c].en),
+                kn_xasprintf("見出し「%s」（%s列）は%sと同じ項目（%s）です。"
+                             "どちらか 1 つの列にまとめてください。",
+                             q, letters, ro->_colref[c],
+                             kn_roster_columns[c].ja),
+                NULL, 0);
+            free(q);
             bad = 1;
         } else {
+            char *q = quoted(name, 80);
             seen[c] = 1;
             (*map)[i] = c;
+            ro->_colref[c] = kn_xasprintf("「%s」（%s列）", q, letters);
+            free(q);
         }
         free(name);
     }
@@ -353,31 +418,170 @@ static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
         header_problem(ro, h->line,
                        kn_xstrdup("no id (ID) column: every recipient needs "
                                   "an id unique within the tenant"),
+                       kn_xstrdup("「ID」の列がありません。児童・生徒ごとに"
+                                  "学校で決めた番号を入れる列を作り、見出し"
+                                  "を「ID」にしてください。"),
                        NULL, 0);
         bad = 1;
+    }
+    /* A column the file does not have is named as the guide names it
+     * (a reason about it comes only from a merged guardian row). */
+    for (int c = 0; c < COL__COUNT; c++) {
+        if (ro->_colref[c] == NULL)
+            ro->_colref[c] = kn_xasprintf("「%s」", kn_roster_columns[c].ja);
     }
     return bad ? -1 : 0;
 }
 
 /* ---- one row ---- */
 
-/* The characters a cell must not hold; NULL if it is clean. */
-static const char *bad_chars(const char *s, size_t n)
+/* What a cell must not hold (bad_chars). */
+enum cell_bad { CELL_OK, CELL_NUL, CELL_BREAK, CELL_CONTROL, CELL_NOT_TEXT };
+
+/* The characters a cell must not hold: the first kind found, or CELL_OK. */
+static enum cell_bad bad_chars(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '\0')
-            return "a NUL byte";
+            return CELL_NUL;
         if (c == '\r' || c == '\n')
-            return "a line break (Alt+Enter in the cell?)";
+            return CELL_BREAK;
         if (c < 0x20 || c == 0x7f)
-            return "a control character";
+            return CELL_CONTROL;
     }
-    if (!kn_text_plain(s))
-        return "a character that is not text (a C1 control, a direction "
-               "control such as U+202E, a line separator, or an invisible "
-               "U+200B or U+FEFF: a BOM, from two files pasted into one?)";
-    return NULL;
+    return kn_text_plain(s) ? CELL_OK : CELL_NOT_TEXT;
+}
+
+/* The reason for a cell of column c (ref: as the header names it) that
+ * holds what kind says. */
+static void why_cell(struct rrow *r, int c, const char *ref, enum cell_bad kind)
+{
+    const char *col = kn_roster_columns[c].en;
+    switch (kind) {
+    case CELL_NUL:
+        why_add(r, kn_xasprintf("%s: contains a NUL byte", col),
+                kn_xasprintf("%sに読み取れない文字（NUL）が含まれています。"
+                             "そのセルを入力し直してください。",
+                             ref));
+        break;
+    case CELL_BREAK:
+        why_add(r,
+                kn_xasprintf("%s: contains a line break (Alt+Enter in the "
+                             "cell?)",
+                             col),
+                kn_xasprintf("%sのセルの中で改行されています（Alt+Enter）。"
+                             "改行を消して 1 行にしてください。",
+                             ref));
+        break;
+    case CELL_CONTROL:
+        why_add(r, kn_xasprintf("%s: contains a control character", col),
+                kn_xasprintf("%sに目に見えない制御文字が含まれています。"
+                             "そのセルを入力し直してください。",
+                             ref));
+        break;
+    default:
+        why_add(r,
+                kn_xasprintf("%s: contains a character that is not text (a "
+                             "C1 control, a direction control such as "
+                             "U+202E, a line separator, or an invisible "
+                             "U+200B or U+FEFF: a BOM, from two files "
+                             "pasted into one?)",
+                             col),
+                kn_xasprintf("%sに目に見えない特殊な文字（文字の向きを変える"
+                             "記号、幅のない空白、別のファイルの先頭の印など）"
+                             "が含まれています。ほかのファイルや Web ページ"
+                             "から貼り付けると入ることがあります。そのセルを"
+                             "入力し直してください。",
+                             ref));
+        break;
+    }
+}
+
+/*
+ * The first character of s in a Private Use Area: U+E000-U+F8FF, where
+ * iconv puts CP932's user-defined characters (gaiji, 0xF040-0xF9FC as
+ * U+E000-U+E757), and the planes 15 and 16.  Such a character is a
+ * picture only the school's own PC has: on a guardian's phone the name
+ * shows as a box or another character.  Returns its code point, with its
+ * place in characters (1-based) in *at, or 0 if there is none.
+ */
+static unsigned long private_use(const char *s, size_t *at)
+{
+    size_t n = strlen(s), i = 0, k;
+    unsigned long cp = 0;
+    *at = 0;
+    while (i < n && (k = kn_utf8_decode(s + i, n - i, &cp)) > 0) {
+        ++*at;
+        if ((cp >= 0xe000 && cp <= 0xf8ff) || cp >= 0xf0000)
+            return cp;
+        i += k;
+    }
+    return 0;
+}
+
+/* Columns whose values are never quoted back: addresses, tokens and the
+ * phone number (personal data; an address is shown masked at most). */
+static int unquoted_col(int c)
+{
+    return c == COL_EMAIL || c == COL_LINE || c == COL_FCM || c == COL_APNS ||
+           c == COL_PHONE;
+}
+
+/* The cell v (of column c) with each private-use character as the geta
+ * mark 〓 (what Japanese software shows for a character it cannot), for a
+ * message to quote; NULL for a column never quoted or a long cell. */
+static char *gaiji_excerpt(const char *v, int c)
+{
+    struct kn_buf b = KN_BUF_INIT;
+    size_t n = strlen(v), i = 0, k, len;
+    unsigned long cp = 0;
+    char *t, *out;
+    if (unquoted_col(c) || n > 120)
+        return NULL;
+    while (i < n && (k = kn_utf8_decode(v + i, n - i, &cp)) > 0) {
+        if ((cp >= 0xe000 && cp <= 0xf8ff) || cp >= 0xf0000)
+            kn_buf_addn(&b, "\xe3\x80\x93", 3); /* U+3013 〓 */
+        else
+            kn_buf_addn(&b, v + i, k);
+        i += k;
+    }
+    t = kn_buf_take(&b, &len);
+    out = quoted(t, 120);
+    free(t);
+    return out;
+}
+
+/* The reason for a cell holding a private-use character (gaiji). */
+static void why_gaiji(struct rrow *r, int c, const char *ref, const char *v)
+{
+    size_t at;
+    unsigned long cp = private_use(v, &at);
+    char *q = gaiji_excerpt(v, c), *en_q, *ja_q;
+    /* In a name, what to write instead; in an address, token or number
+     * (never a place for kanji) only that it must be typed again. */
+    int text = !unquoted_col(c);
+    en_q = q != NULL ? kn_xasprintf(" (\"%s\")", q) : kn_xstrdup("");
+    ja_q = q != NULL ? kn_xasprintf("「%s」の〓の所、", q) : kn_xstrdup("");
+    why_add(r,
+            kn_xasprintf("%s: contains a user-defined character (gaiji: "
+                         "U+%04lX, private use) at character %zu%s: it "
+                         "shows as a box or another character on "
+                         "guardians' phones; %s",
+                         kn_roster_columns[c].en, cp, at, en_q,
+                         text ? "replace it with a standard kanji or kana"
+                              : "type the cell again"),
+            kn_xasprintf("%sに外字（機種依存文字）が含まれています（%s%zu 文字"
+                         "目）。外字は保護者のスマートフォンでは正しく表示"
+                         "されません。%s",
+                         ref, ja_q, at,
+                         text ? "通常の漢字やかなに置き換えてください（「髙」"
+                                "「﨑」などは外字ではないので、そのまま使え"
+                                "ます）。"
+                              : "そのセルを半角で入力し直してください。"));
+    free(en_q);
+    free(ja_q);
+    free(q);
 }
 
 /*
@@ -386,18 +590,23 @@ static const char *bad_chars(const char *s, size_t n)
  * group; stored sorted and without repeats, so that the order in the cell
  * does not make a row look changed.
  */
-static void check_groups(struct rrow *r)
+static void check_groups(struct rrow *r, char *const *ref)
 {
     char **g;
     size_t n = split(r->v[COL_GROUPS], ';', &g), m = 0;
     for (size_t i = 0; i < n; i++) {
-        char why[160], *norm;
-        if (kn_label_norm(g[i], &norm, why, sizeof(why)) < 0) {
+        char why[160], why_ja[400], *norm;
+        if (kn_label_norm_ja(g[i], &norm, why, sizeof(why), why_ja,
+                             sizeof(why_ja)) < 0) {
             char *q = quoted(g[i], 64);
             why_add(r,
-                    "groups: \"%s\" %s (a group name is 1-%d characters; "
-                    "separate groups with ';')",
-                    q, why, KN_LABEL_MAX_CHARS);
+                    kn_xasprintf("groups: \"%s\" %s (a group name is 1-%d "
+                                 "characters; separate groups with ';')",
+                                 q, why, KN_LABEL_MAX_CHARS),
+                    kn_xasprintf("%sの「%s」はグループ名に使えません。%s。"
+                                 "グループがいくつかあるときは「;」で区切り"
+                                 "ます（例：2年A組;サッカー部）。",
+                                 ref[COL_GROUPS], q, why_ja));
             free(q);
         } else {
             free(g[i]);
@@ -422,7 +631,7 @@ static void check_groups(struct rrow *r)
  * them with at least 2 digits.  Never quoted in a message (it is personal
  * data, like an address).
  */
-static void check_phone(struct rrow *r)
+static void check_phone(struct rrow *r, char *const *ref)
 {
     char err[8], *norm = NULL;
     size_t digits = 0, n;
@@ -439,8 +648,14 @@ static void check_phone(struct rrow *r)
             ok = 0;
     }
     if (!ok || digits < 2 || n > 32) {
-        why_add(r, "phone: not a phone number: use digits, '-', '+', '(', "
-                   "')' and spaces (at most 32), such as 090-1234-5678");
+        why_add(r,
+                kn_xstrdup("phone: not a phone number: use digits, '-', "
+                           "'+', '(', ')' and spaces (at most 32), such as "
+                           "090-1234-5678"),
+                kn_xasprintf("%sが電話番号になっていません。数字と「-」「+」"
+                             "「(」「)」と空白だけで、32 文字までにして"
+                             "ください（例：090-1234-5678）。",
+                             ref[COL_PHONE]));
         free(norm);
         return;
     }
@@ -449,7 +664,7 @@ static void check_phone(struct rrow *r)
 }
 
 /* Push tokens (fcm or apns column): checked, repeats dropped, order kept. */
-static void check_tokens(struct rrow *r, int col)
+static void check_tokens(struct rrow *r, int col, char *const *ref)
 {
     char **t;
     size_t n = split(r->v[col], ';', &t), m = 0;
@@ -458,7 +673,13 @@ static void check_tokens(struct rrow *r, int col)
         const char *why = NULL;
         if ((col == COL_FCM ? kn_addr_fcm_check(t[i], &why)
                             : kn_addr_apns_check(t[i], &why)) < 0)
-            why_add(r, "%s: %s", col == COL_FCM ? "fcm" : "apns", why);
+            why_add(
+                r, kn_xasprintf("%s: %s", col == COL_FCM ? "fcm" : "apns", why),
+                kn_xasprintf("%sの %zu 個目のトークンが正しくありません"
+                             "（%s）。アプリの管理画面から書き出した値を"
+                             "そのまま入れてください。いくつかあるときは"
+                             "「;」で区切ります。",
+                             ref[col], i + 1, kn_addr_why_ja(why)));
         at[i] = i;
     }
     /* repeats found by sorting, not against every token before (a cell of
@@ -483,7 +704,7 @@ static void check_tokens(struct rrow *r, int col)
 }
 
 /* The preferred channel order: known names, each once, lower case. */
-static void check_channels(struct rrow *r)
+static void check_channels(struct rrow *r, char *const *ref)
 {
     char **ch;
     size_t n = split(r->v[COL_CHANNELS], ';', &ch);
@@ -497,11 +718,20 @@ static void check_channels(struct rrow *r)
         char *q = quoted(ch[i], 32);
         if ((k = kn_channel_parse(ch[i])) < 0)
             why_add(r,
-                    "channels: \"%s\" is not a channel: use line, email "
-                    "and push, in the order to try, joined by ';'",
-                    q);
+                    kn_xasprintf("channels: \"%s\" is not a channel: use "
+                                 "line, email and push, in the order to "
+                                 "try, joined by ';'",
+                                 q),
+                    kn_xasprintf("%sの「%s」は使えません。line（LINE）、"
+                                 "email（メール）、push（アプリ）を試す順に"
+                                 "「;」で区切って書いてください（例："
+                                 "line;email）。",
+                                 ref[COL_CHANNELS], q));
         else if (seen & (1u << k))
-            why_add(r, "channels: %s is named twice", q);
+            why_add(r, kn_xasprintf("channels: %s is named twice", q),
+                    kn_xasprintf("%sに %s が 2 回書かれています。1 回だけに"
+                                 "してください。",
+                                 ref[COL_CHANNELS], q));
         else
             seen |= 1u << k;
         free(q);
@@ -511,55 +741,91 @@ static void check_channels(struct rrow *r)
     strv_free(ch, n);
 }
 
+/* A column's value longer than max bytes: "name: longer than 200 bytes". */
+static void too_long(struct rrow *r, int c, size_t max, char *const *ref)
+{
+    if (strlen(r->v[c]) <= max)
+        return;
+    why_add(
+        r,
+        kn_xasprintf("%s: longer than %zu bytes", kn_roster_columns[c].en, max),
+        kn_xasprintf("%sが長すぎます。半角 %zu 文字（全角ならおよそ %zu "
+                     "文字）までにしてください。",
+                     ref[c], max, max / 3));
+}
+
 /*
  * Check and normalise one data record into r (r->why set if it is bad):
  *  1. field count: fewer fields than the header, or a value under an
  *     empty header cell, is an error (a line break in an unquoted cell
  *     splits a row in two);
  *  2. every cell is trimmed and must hold no NUL, line break or control
- *     character;
+ *     character, nor a private-use character (CP932's gaiji);
  *  3. each column's own rules (id, lengths, addresses, tokens, channels);
  *  4. at least one contact.
- * Addresses in messages are masked.
+ * Addresses in messages are masked.  ref names each column as the header
+ * does (for the Japanese reasons); xrow is the record's row as a
+ * spreadsheet shows it.
  */
 static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
-                      struct rrow *r)
+                      char *const *ref, long xrow, struct rrow *r)
 {
     const char *why = NULL;
     unsigned broken = 0;
     char m[128];
     r->line = row->line;
+    r->row = xrow;
     r->active = -1;
     for (int c = 0; c < COL__COUNT; c++)
         r->v[c] = kn_xstrdup("");
     if (row->err != NULL) {
         r->line = row->err_line;
-        why_add(r, "%s", row->err);
+        why_add(r, kn_xstrdup(row->err), kn_xstrdup(row->err_ja));
         if (row->unclosed)
             return; /* the rest of the file is in one cell: no more noise */
     }
     if (row->n < nhdr)
         why_add(r,
-                "%zu fields, the header has %zu (a line break inside a "
-                "cell that is not quoted?)",
-                row->n, nhdr);
+                kn_xasprintf("%zu fields, the header has %zu (a line break "
+                             "inside a cell that is not quoted?)",
+                             row->n, nhdr),
+                kn_xasprintf("この行は %zu 列しかなく、見出しの %zu 列より"
+                             "少なくなっています。セルの途中で行が分かれて"
+                             "いないか確かめてください。",
+                             row->n, nhdr));
     for (size_t i = 0; i < row->n; i++) {
         int c = i < nhdr ? map[i] : -1;
         if (c == COL_IGNORED)
             continue; /* never stored, so never checked */
         int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
         char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
+        size_t at;
         if (!nul && kn_csv_unguard(v) != v)
             memmove(v, v + 1, strlen(v)); /* export's guard quote (csv.h) */
-        const char *bad = nul ? "a NUL byte" : bad_chars(v, strlen(v));
+        enum cell_bad bad = nul ? CELL_NUL : bad_chars(v, strlen(v));
         if (c < 0) {
-            if (v[0] != '\0')
-                why_add(r, "column %zu has a value but no header", i + 1);
+            if (v[0] != '\0') {
+                char letters[16];
+                col_letters(i + 1, letters);
+                why_add(
+                    r,
+                    kn_xasprintf("column %zu has a value but no header", i + 1),
+                    kn_xasprintf("%s列に値がありますが、見出し（1行目）"
+                                 "にこの列の名前がありません。見出しを"
+                                 "付けるか、値を消してください。",
+                                 letters));
+            }
             free(v);
             continue;
         }
-        if (bad != NULL) {
-            why_add(r, "%s: contains %s", kn_roster_columns[c].en, bad);
+        if (bad != CELL_OK) {
+            why_cell(r, c, ref[c], bad);
+            broken |= 1u << c;
+            free(v);
+            continue;
+        }
+        if (private_use(v, &at) != 0) {
+            why_gaiji(r, c, ref[c], v);
             broken |= 1u << c;
             free(v);
             continue;
@@ -569,45 +835,63 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
     }
 
     if (r->v[COL_ID][0] == '\0' && !(broken & (1u << COL_ID)))
-        why_add(r, "id: missing");
+        why_add(r, kn_xstrdup("id: missing"),
+                kn_xasprintf("%sが空です。児童・生徒ごとに学校で決めた番号"
+                             "を入れてください。",
+                             ref[COL_ID]));
     else if (r->v[COL_ID][0] != '\0' && !kn_id_valid(r->v[COL_ID])) {
         char *q = quoted(r->v[COL_ID], 64);
         why_add(r,
-                "id: \"%s\" is not a valid id: use 1-128 letters, "
-                "digits, '-', '_', '.', ':' (not first)",
-                q);
+                kn_xasprintf("id: \"%s\" is not a valid id: use 1-128 "
+                             "letters, digits, '-', '_', '.', ':' (not "
+                             "first)",
+                             q),
+                kn_xasprintf("%sの「%s」は ID に使えません。半角の英字・数字と"
+                             "「-」「_」「.」「:」で 128 文字までにしてくだ"
+                             "さい（記号から始めることはできません。全角や"
+                             "空白も使えません）。",
+                             ref[COL_ID], q));
         free(q);
     }
-    if (strlen(r->v[COL_NAME]) > 200)
-        why_add(r, "name: longer than 200 bytes");
-    if (strlen(r->v[COL_GRADE]) > 64)
-        why_add(r, "grade: longer than 64 bytes");
-    if (strlen(r->v[COL_CLASS]) > 64)
-        why_add(r, "class: longer than 64 bytes");
-    check_groups(r);
-    if (strlen(r->v[COL_NUMBER]) > 16)
-        why_add(r, "number: longer than 16 bytes");
-    if (strlen(r->v[COL_KANA]) > 200)
-        why_add(r, "kana: longer than 200 bytes");
-    if (strlen(r->v[COL_GUARDIAN]) > 200)
-        why_add(r, "guardian: longer than 200 bytes");
-    check_phone(r);
+    too_long(r, COL_NAME, 200, ref);
+    too_long(r, COL_GRADE, 64, ref);
+    too_long(r, COL_CLASS, 64, ref);
+    check_groups(r, ref);
+    too_long(r, COL_NUMBER, 16, ref);
+    too_long(r, COL_KANA, 200, ref);
+    too_long(r, COL_GUARDIAN, 200, ref);
+    check_phone(r, ref);
     if (r->v[COL_EMAIL][0] != '\0') {
         if (strlen(r->v[COL_EMAIL]) > 320)
-            why_add(r, "email: longer than 320 bytes");
-        else if (kn_addr_check(r->v[COL_EMAIL], &why) < 0)
-            why_add(r, "email: \"%s\" is not an address: %s",
-                    kn_mask_address(r->v[COL_EMAIL], m, sizeof(m)), why);
+            why_add(r, kn_xstrdup("email: longer than 320 bytes"),
+                    kn_xasprintf("%sのアドレスが長すぎます（半角 320 文字"
+                                 "まで）。正しいアドレスか確かめてください。",
+                                 ref[COL_EMAIL]));
+        else if (kn_addr_check(r->v[COL_EMAIL], &why) < 0) {
+            kn_mask_address(r->v[COL_EMAIL], m, sizeof(m));
+            why_add(r,
+                    kn_xasprintf("email: \"%s\" is not an address: %s", m, why),
+                    kn_xasprintf("%sの「%s」はメールアドレスになっていません"
+                                 "（%s）。正しいアドレスに直してください。",
+                                 ref[COL_EMAIL], m, kn_addr_why_ja(why)));
+        }
     }
     if (r->v[COL_LINE][0] != '\0' &&
-        kn_addr_line_check(r->v[COL_LINE], NULL) < 0)
+        kn_addr_line_check(r->v[COL_LINE], NULL) < 0) {
+        kn_mask_address(r->v[COL_LINE], m, sizeof(m));
         why_add(r,
-                "line: \"%s\" is not a LINE user id: 'U' and 32 "
-                "lowercase hex digits",
-                kn_mask_address(r->v[COL_LINE], m, sizeof(m)));
-    check_tokens(r, COL_FCM);
-    check_tokens(r, COL_APNS);
-    check_channels(r);
+                kn_xasprintf("line: \"%s\" is not a LINE user id: 'U' and "
+                             "32 lowercase hex digits",
+                             m),
+                kn_xasprintf("%sの「%s」は LINE のユーザー ID ではありません。"
+                             "LINE のユーザー ID は「U」と半角の小文字英数字 "
+                             "32 文字です。LINE の管理画面から書き出した値を"
+                             "そのまま入れてください。",
+                             ref[COL_LINE], m));
+    }
+    check_tokens(r, COL_FCM, ref);
+    check_tokens(r, COL_APNS, ref);
+    check_channels(r, ref);
     if (r->v[COL_ACTIVE][0] != '\0') {
         const char *a = r->v[COL_ACTIVE];
         if (strcmp(a, "1") == 0 || strcasecmp(a, "yes") == 0 ||
@@ -617,8 +901,14 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
                  strcasecmp(a, "false") == 0)
             r->active = 0;
         else
-            why_add(r, "active: write 1 (deliver) or 0 (graduated, "
-                       "transferred: no deliveries), or leave it empty");
+            why_add(r,
+                    kn_xstrdup("active: write 1 (deliver) or 0 (graduated, "
+                               "transferred: no deliveries), or leave it "
+                               "empty"),
+                    kn_xasprintf("%sには 1（配信する）か 0（卒業・転出など"
+                                 "で配信しない）を入れるか、空にしてくだ"
+                                 "さい。",
+                                 ref[COL_ACTIVE]));
     }
     /* A child without any contact is kept (issue 15): with registration
      * sheets a school imports a class list with no addresses at all, and
@@ -656,7 +946,7 @@ static const int student_cols[] = {COL_NAME,   COL_GRADE,  COL_CLASS,
  * a different value is an error naming the first row (two children given
  * one id by mistake).  A later row of a bad first row is bad too.
  */
-static void merge_guardians(struct rrow *rows, size_t n)
+static void merge_guardians(struct rrow *rows, size_t n, char *const *ref)
 {
     struct idref *v = kn_xcalloc(n + 1, sizeof(*v));
     size_t m = 0;
@@ -674,7 +964,7 @@ static void merge_guardians(struct rrow *rows, size_t n)
     struct rrow *tail = m > 0 ? &rows[v[0].idx] : NULL;
     for (size_t i = 1, first = 0; i < m; i++) {
         struct rrow *p, *x = &rows[v[i].idx];
-        const char *diff = NULL;
+        int diff = -1; /* the student's column that differs */
         if (strcmp(v[i - 1].id, v[i].id) != 0) {
             first = i;
             tail = x;
@@ -685,26 +975,42 @@ static void merge_guardians(struct rrow *rows, size_t n)
             continue; /* listed with its own reasons */
         if (p->why != NULL) {
             why_add(x,
-                    "id: %s is already used at line %ld, which is bad: a "
-                    "row repeating an id adds a guardian to that row's "
-                    "student",
-                    x->v[COL_ID], p->line);
+                    kn_xasprintf("id: %s is already used at line %ld, which "
+                                 "is bad: a row repeating an id adds a "
+                                 "guardian to that row's student",
+                                 x->v[COL_ID], p->line),
+                    kn_xasprintf("%sの %s は %ld行目でも使われていて、その行"
+                                 "に誤りがあります。同じ ID の行はその児童・"
+                                 "生徒に保護者を加える行なので、先に %ld行目"
+                                 "を直してください。",
+                                 ref[COL_ID], x->v[COL_ID], p->row, p->row));
             continue;
         }
-        for (size_t k = 0; k < KN_ARRAY_SIZE(student_cols) && !diff; k++) {
+        for (size_t k = 0; k < KN_ARRAY_SIZE(student_cols) && diff < 0; k++) {
             int c = student_cols[k];
             if (x->v[c][0] != '\0' && strcmp(x->v[c], p->v[c]) != 0)
-                diff = kn_roster_columns[c].en;
+                diff = c;
         }
-        if (!diff && x->active >= 0 && x->active != p->active)
-            diff = "active";
-        if (diff) {
+        if (diff < 0 && x->active >= 0 && x->active != p->active)
+            diff = COL_ACTIVE;
+        if (diff >= 0) {
             why_add(x,
-                    "id: %s is already used at line %ld with another %s: a "
-                    "row repeating an id adds a guardian of that student, "
-                    "so repeat the student's columns or leave them empty "
-                    "(two students need two ids)",
-                    x->v[COL_ID], p->line, diff);
+                    kn_xasprintf("id: %s is already used at line %ld with "
+                                 "another %s: a row repeating an id adds a "
+                                 "guardian of that student, so repeat the "
+                                 "student's columns or leave them empty (two "
+                                 "students need two ids)",
+                                 x->v[COL_ID], p->line,
+                                 kn_roster_columns[diff].en),
+                    kn_xasprintf(
+                        "%sの %s は %ld行目でも使われていますが、%s"
+                        "が違います。同じ ID が 2 回目以降に出てくる行は、その"
+                        "児童・生徒の別の保護者の行として読みます。"
+                        "同じ児童・生徒なら%sを %ld行目と同じにする"
+                        "か空にし、別の児童・生徒なら別の ID にして"
+                        "ください。",
+                        ref[COL_ID], x->v[COL_ID], p->row, ref[diff], ref[diff],
+                        p->row));
             continue;
         }
         x->merged = 1;
@@ -1084,9 +1390,15 @@ static void bad_row(struct kn_roster *ro, const struct rrow *r)
         return;
     p = &ro->bad[ro->nbad_shown++];
     p->line = r->line;
+    p->row = r->row;
     p->text = r->more_why > 0
                   ? kn_xasprintf("%s; ... and %zu more", r->why, r->more_why)
                   : kn_xstrdup(r->why);
+    if (r->more_why > 0)
+        p->text_ja = kn_xasprintf("%ld行目：%s ほかに %zu 件の誤りがあります。",
+                                  r->row, r->why_ja, r->more_why);
+    else
+        p->text_ja = kn_xasprintf("%ld行目：%s", r->row, r->why_ja);
 }
 
 /* 1 if a student (its first row and the guardian rows merged into it)
@@ -1109,6 +1421,7 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
     struct kn_csv_row row = {0};
     struct rrow *rows = NULL;
     size_t cap = 0, textlen = 0, nhdr;
+    long extra; /* line breaks inside quoted cells so far */
     int *map = NULL;
 
     *out = ro;
@@ -1118,7 +1431,8 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
     ro->_o.ignore = NULL; /* borrowed: used only during this call */
     ro->_o.nignore = 0;
     if (kn_csv_decode(raw, len, &ro->_text, &textlen, &ro->enc, ro->decode_err,
-                      sizeof(ro->decode_err)) < 0) {
+                      sizeof(ro->decode_err), ro->decode_err_ja,
+                      sizeof(ro->decode_err_ja)) < 0) {
         ro->stop = KN_ROSTER_DECODE;
         return -1;
     }
@@ -1141,9 +1455,14 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
     ro->_o.ignore = NULL;
     ro->_o.nignore = 0;
     nhdr = row.n;
+    extra = row.end_line - row.line;
 
     while (kn_csv_next(&csv, &row) == 1) {
         int empty = row.err == NULL;
+        /* A spreadsheet shows a record as one row however many line breaks
+         * its quoted cells hold (and an empty line as an empty row). */
+        long xrow = row.line - extra;
+        extra += row.end_line - row.line;
         for (size_t i = 0; i < row.n && empty; i++) {
             char *t = trim(row.f[i], row.len[i]);
             empty = t[0] == '\0' && memchr(row.f[i], 0, row.len[i]) == NULL;
@@ -1163,13 +1482,13 @@ int kn_roster_check(const char *raw, size_t len, const struct kn_roster_opts *o,
             rows = kn_xrealloc(rows, cap * sizeof(*rows));
         }
         memset(&rows[ro->nrows], 0, sizeof(*rows));
-        check_row(&row, map, nhdr, &rows[ro->nrows]);
+        check_row(&row, map, nhdr, ro->_colref, xrow, &rows[ro->nrows]);
         ro->nrows++;
     }
     kn_csv_row_free(&row);
     free(map);
     ro->_rows = rows;
-    merge_guardians(rows, ro->nrows);
+    merge_guardians(rows, ro->nrows, ro->_colref);
     for (size_t i = 0; i < ro->nrows; i++) {
         if (rows[i].why == NULL) {
             if (!rows[i].merged) { /* written with its student's first row */
@@ -1251,10 +1570,15 @@ void kn_roster_free(struct kn_roster *ro)
     free(rows);
     for (size_t i = 0; i < ro->nheader; i++) {
         free(ro->header[i].text);
+        free(ro->header[i].text_ja);
         free(ro->header[i].unknown);
     }
-    for (size_t i = 0; i < ro->nbad_shown; i++)
+    for (size_t i = 0; i < ro->nbad_shown; i++) {
         free(ro->bad[i].text);
+        free(ro->bad[i].text_ja);
+    }
+    for (int c = 0; c < COL__COUNT; c++)
+        free(ro->_colref[c]);
     if (ro->_text != NULL)
         free(ro->_text);
     free(ro->_tenant);

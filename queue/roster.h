@@ -17,7 +17,10 @@
  *     replace, delete every stored id the file does not name); a dry run
  *     only reads, and counts what the write would do.
  * Messages quote cells only through kn_text_safe() and never an address
- * unmasked.
+ * unmasked.  Each reason is kept in English (kairanctl, the API's
+ * "reason") and in Japanese (the API's "reason_ja", the console): the
+ * Japanese one names the row as a spreadsheet shows it and the column as
+ * the file's own header writes it ("保護者メール", not "email").
  */
 #ifndef KN_QUEUE_ROSTER_H
 #define KN_QUEUE_ROSTER_H
@@ -87,8 +90,13 @@ enum kn_roster_stop {
 };
 
 struct kn_roster_problem {
-    long line;
+    long line;     /* the line in the file, as an editor counts (kairanctl) */
+    long row;      /* the row as a spreadsheet shows it: a record whose
+                    * quoted cells hold line breaks is one row */
     char *text;    /* the reason, safe to show (heap) */
+    char *text_ja; /* the same in Japanese for an office clerk (heap):
+                    * "5行目：「保護者メール」（E列）の…": the row, the
+                    * column as the file's header names it, what to fix */
     char *unknown; /* an unknown column: its name as written (heap), else
                     * NULL */
     size_t column; /* 1-based, for unknown */
@@ -98,7 +106,8 @@ struct kn_roster_problem {
 struct kn_roster {
     enum kn_roster_stop stop;
     enum kn_csv_enc enc;
-    char decode_err[400]; /* KN_ROSTER_DECODE: "line N: why" */
+    char decode_err[400];    /* KN_ROSTER_DECODE: "line N: why" */
+    char decode_err_ja[600]; /* the same in Japanese: "N 行目：…" */
     long header_line;
     struct kn_roster_problem header[KN_ROSTER_MAX_SHOWN + 1];
     size_t nheader, header_more; /* kept, and those past them */
@@ -113,6 +122,8 @@ struct kn_roster {
     int held_back;       /* replace deleted nothing: a row without id */
     long held_back_line; /* that row */
     struct kn_roster_opts _o;
+    char *_colref[COL__COUNT]; /* "「保護者メール」（E列）": each column as
+                                * the header names it, for text_ja */
     char *_tenant;
     void *_rows;
     char *_text;

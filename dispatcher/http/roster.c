@@ -13,10 +13,15 @@
  *   {"dry_run", "written", "encoding", "rows", "added", "updated",
  *    "unchanged", "deleted", "skipped", "no_contact" (students without
  *    e-mail, LINE or app: they need a registration sheet), "bad_rows":
- * [{"line", "reason"}], "bad_rows_more", "header_problems": [{"line",
- * "reason"}], "unknown_columns": [{"name", "column"}], "error"} 200 for a dry
- * run that could read the rows and for a write; 422 when the file cannot be
- * written as asked (nothing was written).
+ * [{"line", "row", "reason", "reason_ja"}], "bad_rows_more",
+ * "header_problems": [{"line", "row", "reason", "reason_ja"}],
+ * "unknown_columns": [{"name", "column"}], "error", "error_ja"} 200 for a
+ * dry run that could read the rows and for a write; 422 when the file
+ * cannot be written as asked (nothing was written).  Every reason is in
+ * English ("reason", "error", "decode_error": what kairanctl prints) and
+ * in Japanese for the school's office ("reason_ja", "error_ja",
+ * "decode_error_ja": the row as a spreadsheet shows it, "row", and the
+ * column as the file's header names it), as the suppressions' reasons are.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -99,39 +104,57 @@ static json_t *problems(const struct kn_roster_problem *p, size_t n,
                                   json_pack("{s:s, s:I}", "name", p[i].unknown,
                                             "column", (json_int_t)p[i].column));
         else
-            json_array_append_new(a, json_pack("{s:I, s:s}", "line",
-                                               (json_int_t)p[i].line, "reason",
-                                               p[i].text));
+            json_array_append_new(
+                a, json_pack("{s:I, s:I, s:s, s:s}", "line",
+                             (json_int_t)p[i].line, "row", (json_int_t)p[i].row,
+                             "reason", p[i].text, "reason_ja", p[i].text_ja));
     }
     return a;
 }
 
-/* The answer's error: what stopped the file, and what to do about it. */
-static const char *stop_reason(const struct kn_roster *ro, int dry_run)
+/* The answer's error: what stopped the file, and what to do about it, in
+ * English (ja 0) or in Japanese for the school's office (ja 1). */
+static const char *stop_reason(const struct kn_roster *ro, int dry_run, int ja)
 {
     switch (ro->stop) {
     case KN_ROSTER_DECODE:
-        return "the file is neither UTF-8 nor CP932 (Excel's Japanese): "
-               "save it again as CSV";
+        return ja ? "ファイルの文字コードが読み取れません。Excel で「CSV "
+                    "UTF-8」か「CSV」を選んで保存し直してください。"
+                  : "the file is neither UTF-8 nor CP932 (Excel's "
+                    "Japanese): save it again as CSV";
     case KN_ROSTER_EMPTY:
-        return "empty file: the first line must name the columns (id, "
-               "name, email, ...)";
+        return ja ? "ファイルが空です。1行目に見出し（ID、氏名、メール"
+                    "アドレスなど）を入れてください。"
+                  : "empty file: the first line must name the columns (id, "
+                    "name, email, ...)";
     case KN_ROSTER_HEADER:
-        return ro->nheader > 0 && ro->header[0].unknown != NULL
-                   ? "unknown columns: check their spelling, or leave them "
-                     "out (ignore_column=NAME, or ignore_unknown=1)"
-                   : "the first line (the column names) has problems";
+        if (ro->nheader > 0 && ro->header[0].unknown != NULL)
+            return ja ? "名簿の項目ではない列があります。列名のつづりを確かめ"
+                        "るか、その列を無視して取り込んでください。"
+                      : "unknown columns: check their spelling, or leave "
+                        "them out (ignore_column=NAME, or ignore_unknown=1)";
+        return ja ? "1行目（見出し）に誤りがあります。何も反映していません。"
+                  : "the first line (the column names) has problems";
     case KN_ROSTER_BAD_ROWS:
-        return dry_run ? NULL
-                       : "bad rows: nothing written; fix them, or write only "
-                         "the good ones (skip_bad=1)";
+        if (dry_run)
+            return NULL;
+        return ja ? "誤りのある行があるため、何も反映していません。誤りを直"
+                    "すか、正しい行だけを反映してください。"
+                  : "bad rows: nothing written; fix them, or write only "
+                    "the good ones (skip_bad=1)";
     case KN_ROSTER_NO_GOOD:
-        return ro->nrows == 0 ? "no rows under the header: nothing written"
-                              : "no good row: nothing written";
+        if (ro->nrows == 0)
+            return ja ? "見出しの下に行がありません。何も反映していません。"
+                      : "no rows under the header: nothing written";
+        return ja ? "正しい行が 1 行もありません。何も反映していません。"
+                  : "no good row: nothing written";
     case KN_ROSTER_TOO_MANY:
-        return "more than 250,000 rows: nothing written; split the file (by "
-               "grade or by class) and import each part, or use kairanctl "
-               "recipients import";
+        return ja ? "行が多すぎます（250,000 行まで）。何も反映していません。"
+                    "学年やクラスごとにファイルを分けて、1 つずつ取り込んで"
+                    "ください。"
+                  : "more than 250,000 rows: nothing written; split the "
+                    "file (by grade or by class) and import each part, or "
+                    "use kairanctl recipients import";
     default:
         return NULL;
     }
@@ -166,7 +189,7 @@ static void import_answer(struct import_job *j)
 {
     struct conn *c = j->c;
     const struct kn_roster *ro = j->ro;
-    const char *why = stop_reason(ro, j->dry_run);
+    const char *why = stop_reason(ro, j->dry_run, 0);
     int written = !j->dry_run && j->rc == 0 && ro->stop == KN_ROSTER_OK;
     json_t *a;
 
@@ -206,11 +229,15 @@ static void import_answer(struct import_job *j)
     if (ro->stop == KN_ROSTER_DECODE) {
         const char *e = ro->decode_err;
         json_object_set_new(a, "decode_error", kn__httpd_jstr_text(e));
+        json_object_set_new(a, "decode_error_ja",
+                            kn__httpd_jstr_text(ro->decode_err_ja));
     }
     if (ro->held_back)
         json_object_set_new(a, "replace_held_back_line",
                             json_integer(ro->held_back_line));
     json_object_set_new(a, "error", kn__httpd_jstr_or_null(why));
+    json_object_set_new(a, "error_ja",
+                        kn__httpd_jstr_or_null(stop_reason(ro, j->dry_run, 1)));
     if (written)
         audit_import(c, ro, j->tenant, j->o.replace);
     kn__httpd_respond_json(c, why != NULL ? 422 : 200, a, NULL);

@@ -101,6 +101,7 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     await page.waitForSelector('#roster-counts');
     out.dryCounts = await page.$$eval('#roster-counts li', (ls) => ls.map((l) => [l.dataset.count, l.querySelector('.big').textContent]));
     out.badRows = await page.$$eval('#roster-bad tbody tr', (trs) => trs.map((tr) => Array.from(tr.cells).map((c) => c.textContent)));
+    out.badHead = await page.$$eval('#roster-bad thead th', (ths) => ths.map((th) => th.textContent));
     await check('roster_dry');
     await page.focus('#roster-apply');
     await page.keyboard.press('Enter');

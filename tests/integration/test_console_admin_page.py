@@ -8,11 +8,15 @@ from npm, as test_console_page.py).  One redis-server, one kairand
   [1] the admin logs in with the keyboard and changes its initial
       password; the navigation has 名簿 and 職員;
   [2] 名簿: a class list dropped on the drop zone (Japanese group names,
-      an extra column 備考, a bad row, script-like names and group names):
-      the dry run asks about 備考 (the ignore button has the focus), then
-      shows added and the bad row with its line and reason; 反映する writes
-      it (the API and Redis agree: groups with Japanese names, names
-      sealed); the groups with their sizes;
+      the clerk's own header 保護者メール, an extra column 備考, a bad
+      address, a name with a gaiji (a private-use character, what CP932's
+      user-defined characters become), script-like names and group
+      names): the dry run asks about 備考 (the ignore button has the
+      focus), then shows added and the bad rows with their rows and
+      Japanese reasons (naming 「保護者メール」（E列）, the gaiji's place);
+      反映する writes the good rows (the API and Redis agree: groups with
+      Japanese names, names sealed, the refused rows left out); the groups
+      with their sizes;
   [3] the student found by its id, its second guardian deactivated with
       the keyboard (the API agrees); the first guardian's e-mail address
       changed in the card (shown masked after; sealed in Redis); a
@@ -62,12 +66,13 @@ out = tmpdir("console-admin-page")
 os.makedirs(SHOT_DIR, exist_ok=True)
 EVIL = "<img src=x onerror=window.__kairan_xss=true>"
 CSV = "\r\n".join([
-    "ID,氏名,組,グループ,メールアドレス,保護者氏名,備考",
+    "ID,氏名,組,グループ,保護者メール,保護者氏名,備考",
     "k-1,山田 一郎,2年A組,2年A組;サッカー部,k1.mother@example.jp,山田 花子,",
     "k-1,,,,k1.father@example.jp,山田 太郎,",
     "k-2,%s,2年A組,2年A組;%s,k2@example.jp,,メモ" % (EVIL, EVIL),
     "k-3,鈴木 三郎,2年B組,2年B組,not-an-address,,",
     "k-4,佐藤 四郎,2年B組,2年B組;サッカー部,k4@example.jp,,",
+    "k-5,渡\ue000 五郎,2年B組,2年B組,k5@example.jp,,",
 ]) + "\r\n"
 
 
@@ -149,17 +154,27 @@ with Redis(out) as redis:
         assert "「備考」（7列目）" in res["unknownQ"], res["unknownQ"]
         assert res["unknownFocus"] == "roster-ignore", res["unknownFocus"]
 
-    with tap.check("[2] the dry run: counts, the bad row with its line and reason"):
+    with tap.check("[2] the dry run: counts, the bad rows with their rows and Japanese reasons"):
         assert dict(res["dryCounts"]) == {"added": "3", "updated": "0", "unchanged": "0",
                                           "deleted": "0"}, res["dryCounts"]
-        assert len(res["badRows"]) == 1 and res["badRows"][0][0] == "5", res["badRows"]
-        assert "email" in res["badRows"][0][1], res["badRows"]
+        assert [b[0] for b in res["badRows"]] == ["5", "7"], res["badRows"]
+        # the row in its own column (not again in the reason: the API's
+        # reason_ja starts with "5行目：")
+        assert res["badRows"][0][1] == (
+            "「保護者メール」（E列）の「not-***」はメールアドレスになっていません"
+            "（「@」がありません）。正しいアドレスに直してください。"), res["badRows"]
+        assert res["badRows"][1][1].startswith(
+            "「氏名」（B列）に外字（機種依存文字）が含まれています"
+            "（「渡〓 五郎」の〓の所、2 文字目）。"), res["badRows"]
+        assert "通常の漢字やかなに置き換えてください" in res["badRows"][1][1], res["badRows"]
+        assert res["badHead"] == ["行", "理由"], res["badHead"]
 
     with tap.check("[2] 反映する: written (the API and Redis agree), groups with sizes"):
         assert dict(res["applied"])["added"] == "3", res["applied"]
         assert "反映しました" in res["notice"], res["notice"]
         assert redis.call("EXISTS", "kairan:rcpt:sakura:k-1") == 1
-        assert redis.call("EXISTS", "kairan:rcpt:sakura:k-3") == 0  # the bad row
+        assert redis.call("EXISTS", "kairan:rcpt:sakura:k-3") == 0  # the bad rows
+        assert redis.call("EXISTS", "kairan:rcpt:sakura:k-5") == 0
         g = redis.call("HGET", "kairan:rcpt:sakura:k-2", "groups").decode()
         assert g == "2年A組;" + EVIL or g == EVIL + ";2年A組" or set(g.split(";")) == {"2年A組", EVIL}, g
         assert b"\xe5\xb1\xb1\xe7\x94\xb0" not in b"".join(redis.call("HGETALL", "kairan:rcpt:sakura:k-1"))

@@ -28,7 +28,7 @@
 static int decode(const char *in, size_t len, char **out, size_t *outlen,
                   enum kn_csv_enc *enc, char *err)
 {
-    return kn_csv_decode(in, len, out, outlen, enc, err, 300);
+    return kn_csv_decode(in, len, out, outlen, enc, err, 300, NULL, 0);
 }
 
 /* Read every record of text into rows (at most max); returns the count. */
@@ -112,9 +112,9 @@ static void test_decode_bom_only(void **state)
  */
 static void test_decode_cp932(void **state)
 {
-    const char in[] = "id,\x8e\x81\x96\xbc\r\n"             /* id,氏名 */
-                      "1,\xee\xe0\x8b\xb4\x87\x40\r\n"      /* 髙橋① */
-                      "2,\xfb\xfc\x81\x60\x95\x5c\r\n";     /* 髙～表 */
+    const char in[] = "id,\x8e\x81\x96\xbc\r\n"         /* id,氏名 */
+                      "1,\xee\xe0\x8b\xb4\x87\x40\r\n"  /* 髙橋① */
+                      "2,\xfb\xfc\x81\x60\x95\x5c\r\n"; /* 髙～表 */
     char *out, err[300];
     size_t len;
     enum kn_csv_enc enc;
@@ -194,9 +194,9 @@ static void test_decode_utf8_edge_cases(void **state)
     assert_string_equal(out, "ﾀｯ\n");
     free(out);
     /* ED A0 is valid CP932 (a kanji), 80 is not */
-    assert_int_equal(decode(surrogate, sizeof(surrogate) - 1, &out, &len,
-                            &enc, err),
-                     KN_EUTF8);
+    assert_int_equal(
+        decode(surrogate, sizeof(surrogate) - 1, &out, &len, &enc, err),
+        KN_EUTF8);
     assert_non_null(strstr(err, "line 2:"));
     /* a 4-byte character is fine */
     assert_int_equal(decode("\xf0\x9f\x98\x80", 4, &out, &len, &enc, err), 0);
@@ -218,7 +218,8 @@ static void test_decode_bom_then_invalid(void **state)
 
 static void test_decode_utf16(void **state)
 {
-    const char in[] = "\xff\xfei\x00" "d\x00";
+    const char in[] = "\xff\xfei\x00"
+                      "d\x00";
     char *out, err[300];
     size_t len;
     enum kn_csv_enc enc;
@@ -447,16 +448,16 @@ static void test_decode_mixed_encodings(void **state)
     char *out = (char *)1, err[300];
     size_t len;
     enum kn_csv_enc enc;
-    assert_int_equal(decode(utf8_first, sizeof(utf8_first) - 1, &out, &len,
-                            &enc, err),
-                     KN_EUTF8);
+    assert_int_equal(
+        decode(utf8_first, sizeof(utf8_first) - 1, &out, &len, &enc, err),
+        KN_EUTF8);
     assert_null(out);
     assert_non_null(strstr(err, "line 4:"));
     assert_non_null(strstr(err, "mixes two encodings"));
     assert_non_null(strstr(err, "one encoding"));
-    assert_int_equal(decode(cp932_first, sizeof(cp932_first) - 1, &out,
-                            &len, &enc, err),
-                     KN_EUTF8);
+    assert_int_equal(
+        decode(cp932_first, sizeof(cp932_first) - 1, &out, &len, &enc, err),
+        KN_EUTF8);
     assert_non_null(strstr(err, "line 4: the file mixes"));
     assert_non_null(strstr(err, "this line is UTF-8"));
 }
@@ -491,8 +492,8 @@ static char *put_cells(const char *const *cells, size_t n)
 /* Formula cells are written as text for Excel (OWASP): 'x in quotes. */
 static void test_put_cell_guards_formulas(void **state)
 {
-    const char *const cells[] = {"=1+1", "+81", "-2", "@SUM(A1)", "\tx",
-                                 "'=x", "ok", "a,b", "'abc", ""};
+    const char *const cells[] = {"=1+1", "+81", "-2",  "@SUM(A1)", "\tx",
+                                 "'=x",  "ok",  "a,b", "'abc",     ""};
     char *s = put_cells(cells, KN_ARRAY_SIZE(cells));
     assert_string_equal(s, "\"'=1+1\",\"'+81\",\"'-2\",\"'@SUM(A1)\","
                            "\"'\tx\",\"''=x\",ok,\"a,b\",'abc,\r\n");
@@ -505,7 +506,7 @@ static void test_put_cell_guards_formulas(void **state)
  * U+3000). */
 static void test_put_cell_guards_fullwidth_and_spaces(void **state)
 {
-    const char *const cells[] = {"＝1+1", "＋81", "－2", "＠SUM", "−3",
+    const char *const cells[] = {"＝1+1", "＋81", "－2",   "＠SUM", "−3",
                                  " =1+1", "　=1", "  ＝x", "ok ＝"};
     char *s = put_cells(cells, KN_ARRAY_SIZE(cells));
     assert_string_equal(s, "\"'＝1+1\",\"'＋81\",\"'－2\",\"'＠SUM\","
@@ -521,9 +522,19 @@ static void test_put_cell_guards_fullwidth_and_spaces(void **state)
 /* What export writes, import reads back as it was. */
 static void test_guard_round_trip(void **state)
 {
-    const char *const values[] = {"=HYPERLINK(\"http://x\")", "+81-3",
-                                  "-", "@", "'=x", "''+y", "'abc", "'",
-                                  "a'=b", "山田", "＝1", "'－2", " =x",
+    const char *const values[] = {"=HYPERLINK(\"http://x\")",
+                                  "+81-3",
+                                  "-",
+                                  "@",
+                                  "'=x",
+                                  "''+y",
+                                  "'abc",
+                                  "'",
+                                  "a'=b",
+                                  "山田",
+                                  "＝1",
+                                  "'－2",
+                                  " =x",
                                   ""};
     for (size_t i = 0; i < KN_ARRAY_SIZE(values); i++) {
         const char *cells[1] = {values[i]};

@@ -4,7 +4,10 @@
 //     POST /v1/directory/import?dry_run=1 (the same checks as kairanctl
 //     recipients import); the dry run's counts and every bad row (line and
 //     reason) are shown; unknown columns are asked about, and on "ignore"
-//     the same file is checked again with ignore_column=...; then 反映する
+//     the same file is checked again with ignore_column=...; each reason
+//     in the console's language (reason_ja, error_ja: the row as Excel
+//     shows it, the column as the file's header names it; English
+//     otherwise), as the suppressions' reasons are; then 反映する
 //     posts it without dry_run (skip_bad=1 only if the user accepts that
 //     bad rows are left out).
 //  2. 検索: GET /v1/directory?q= (students by id, name or class) and, per
@@ -39,6 +42,11 @@
       return { status: 0, json: null };
     }
   }
+
+  // A reason from the server in the console's language: o[k + '_ja'] in
+  // Japanese (the import's reason_ja, error_ja, decode_error_ja), else
+  // o[k], the English one.
+  const said = (o, k) => (KN.lang === 'ja' ? o[k + '_ja'] : o[k]) || o[k] || '';
 
   const field = (id, label, input, hint) => el('p', { class: 'field' },
     el('label', { for: id }, label), hint ? el('span', { class: 'hint', id: id + '-hint' }, hint) : null, input);
@@ -86,9 +94,17 @@
       if (!j.bad_rows || !j.bad_rows.length) return null;
       const tb = el('tbody');
       for (const b of j.bad_rows) {
+        // The row as Excel shows it (a cell with a line break in it does
+        // not make two rows there); older servers gave only the line.
+        // reason_ja names its row itself ("5行目：…", for a reader of the
+        // API alone): here the row has its own column, so not twice.
+        const row = b.row || b.line;
+        const why = said(b, 'reason');
+        const own = row + '行目：';
         tb.append(el('tr', null,
-          el('td', { 'data-label': KN.t('roster.col.line'), class: 'num' }, String(b.line)),
-          el('td', { 'data-label': KN.t('roster.col.reason') }, b.reason)));
+          el('td', { 'data-label': KN.t('roster.col.line'), class: 'num' }, String(row)),
+          el('td', { 'data-label': KN.t('roster.col.reason'), class: 'reason' },
+            why.startsWith(own) ? why.slice(own.length) : why)));
       }
       return el('div', null,
         el('h3', null, KN.t('roster.bad', { n: j.skipped })),
@@ -123,12 +139,14 @@
         yes.focus();
         return;
       }
-      if (j.error && !j.dry_run) { KN.error(root, j.error); }
+      if (j.error && !j.dry_run) { KN.error(root, said(j, 'error')); }
       if (r.status === 422) {
-        const probs = (j.header_problems || []).map((p) => el('li', null, KN.t('roster.line', { line: p.line }) + ' ' + p.reason));
-        out.append(el('div', null, el('p', { class: 'kn-error', role: 'alert' }, j.error || KN.failText(r)),
+        // reason_ja names its row itself ("1行目（見出し）：…").
+        const probs = (j.header_problems || []).map((p) => el('li', null,
+          KN.lang === 'ja' && p.reason_ja ? p.reason_ja : KN.t('roster.line', { line: p.row || p.line }) + ' ' + p.reason));
+        out.append(el('div', { id: 'roster-refused' }, el('p', { class: 'kn-error', role: 'alert' }, said(j, 'error') || KN.failText(r)),
           probs.length ? el('ul', null, probs) : null,
-          j.decode_error ? el('p', null, j.decode_error) : null));
+          j.decode_error ? el('p', null, said(j, 'decode_error')) : null));
         return;
       }
       if (j.written) {
