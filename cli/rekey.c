@@ -116,6 +116,51 @@ static int reseal_member(const struct kn_keyring *kr, json_t *o,
     return rc;
 }
 
+/* A sealed string member of a contact object and its purpose. */
+struct sealed_field {
+    const char *key, *purpose;
+};
+
+/*
+ * Re-seal the members f[0..n) of object o and its push tokens (p[].t), in
+ * place.  Returns 1 if anything changed, 0 if not, or KN_ECRYPTO.
+ */
+static int reseal_object(const struct kn_keyring *kr, json_t *o,
+                         const struct sealed_field *f, size_t n,
+                         struct rekey_stats *st)
+{
+    json_t *p;
+    size_t i;
+    int rc, changed = 0;
+    for (size_t k = 0; k < n; k++) {
+        if ((rc = reseal_member(kr, o, f[k].key, f[k].purpose, st)) < 0)
+            return rc;
+        changed |= rc;
+    }
+    json_array_foreach(json_object_get(o, KN_DIR_PUSH), i, p)
+    {
+        if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
+            return rc;
+        changed |= rc;
+    }
+    return changed;
+}
+
+/* What a contact holds sealed (e, l, nm), a further guardian of the
+ * directory too (ph), and a guardian's own registration too (rl). */
+static const struct sealed_field contact_fields[] = {
+    {KN_DIR_EMAIL, "email"}, {KN_DIR_LINE, "line"}, {KN_DIR_NAME, "name"}};
+static const struct sealed_field guardian_fields[] = {{KN_DIR_EMAIL, "email"},
+                                                      {KN_DIR_LINE, "line"},
+                                                      {KN_DIR_NAME, "name"},
+                                                      {KN_DIR_PHONE, "phone"}};
+static const struct sealed_field registered_fields[] = {
+    {KN_DIR_EMAIL, "email"},
+    {KN_DIR_LINE, "line"},
+    {KN_DIR_NAME, "name"},
+    {"rl", "name"},
+    {KN_DIR_PHONE, "phone"}};
+
 /*
  * Re-seal a contact JSON (directory "c" or an inline audience entry):
  * e (email), l (line), p[].t (push) and, for inline entries, nm (name).
@@ -125,54 +170,29 @@ static int reseal_member(const struct kn_keyring *kr, json_t *o,
 static int reseal_contacts(const struct kn_keyring *kr, const char *cj,
                            char **out, struct rekey_stats *st)
 {
-    json_t *c = json_loads(cj, 0, NULL), *p, *g;
+    json_t *c = json_loads(cj, 0, NULL), *g;
     size_t i;
-    int rc, rc2 = 0, rc3 = 0, rc4 = 0, changed = 0;
+    int rc, changed;
 
     *out = NULL;
     if (!json_is_object(c)) {
         json_decref(c);
         return KN_EINVAL;
     }
-    if ((rc = reseal_member(kr, c, KN_DIR_EMAIL, "email", st)) < 0)
-        goto done;
-    changed |= rc;
-    if ((rc = reseal_member(kr, c, KN_DIR_LINE, "line", st)) < 0)
-        goto done;
-    changed |= rc;
-    if ((rc = reseal_member(kr, c, KN_DIR_NAME, "name", st)) < 0)
-        goto done;
-    changed |= rc;
-    json_array_foreach(json_object_get(c, KN_DIR_PUSH), i, p)
-    {
-        if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
-            goto done;
-        changed |= rc;
-    }
+    rc = changed =
+        reseal_object(kr, c, contact_fields, KN_ARRAY_SIZE(contact_fields), st);
     /* further guardians (model/directory.h "g"): the same members, and
      * their name and phone */
     json_array_foreach(json_object_get(c, KN_DIR_GUARDIANS), i, g)
     {
-        size_t j;
-        if ((rc = reseal_member(kr, g, KN_DIR_EMAIL, "email", st)) < 0 ||
-            (rc2 = reseal_member(kr, g, KN_DIR_LINE, "line", st)) < 0 ||
-            (rc3 = reseal_member(kr, g, KN_DIR_NAME, "name", st)) < 0 ||
-            (rc4 = reseal_member(kr, g, KN_DIR_PHONE, "phone", st)) < 0) {
-            rc = KN_ECRYPTO;
-            goto done;
-        }
-        changed |= rc | rc2 | rc3 | rc4;
-        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p)
-        {
-            if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
-                goto done;
-            changed |= rc;
-        }
+        if (rc < 0)
+            break;
+        rc = reseal_object(kr, g, guardian_fields,
+                           KN_ARRAY_SIZE(guardian_fields), st);
+        changed |= rc;
     }
-    rc = changed;
-    if (changed)
+    if (rc >= 0 && (rc = changed) != 0)
         *out = json_dumps(c, JSON_COMPACT);
-done:
     json_decref(c);
     return rc;
 }
@@ -359,15 +379,8 @@ static void rekey_list(const struct kn_keyring *kr, const char *key,
 static int reseal_registration(const struct kn_keyring *kr, const char *gj,
                                char **out, struct rekey_stats *st)
 {
-    static const struct {
-        const char *key, *purpose;
-    } f[] = {{KN_DIR_EMAIL, "email"},
-             {KN_DIR_LINE, "line"},
-             {KN_DIR_NAME, "name"},
-             {"rl", "name"},
-             {KN_DIR_PHONE, "phone"}};
-    json_t *a = json_loads(gj, 0, NULL), *g, *p;
-    size_t i, j;
+    json_t *a = json_loads(gj, 0, NULL), *g;
+    size_t i;
     int rc = 0, changed = 0;
 
     *out = NULL;
@@ -377,22 +390,14 @@ static int reseal_registration(const struct kn_keyring *kr, const char *gj,
     }
     json_array_foreach(a, i, g)
     {
-        for (size_t k = 0; k < KN_ARRAY_SIZE(f); k++) {
-            if ((rc = reseal_member(kr, g, f[k].key, f[k].purpose, st)) < 0)
-                goto done;
-            changed |= rc;
-        }
-        json_array_foreach(json_object_get(g, KN_DIR_PUSH), j, p)
-        {
-            if ((rc = reseal_member(kr, p, KN_DIR_PUSH_TOKEN, "push", st)) < 0)
-                goto done;
-            changed |= rc;
-        }
+        rc = reseal_object(kr, g, registered_fields,
+                           KN_ARRAY_SIZE(registered_fields), st);
+        if (rc < 0)
+            break;
+        changed |= rc;
     }
-    rc = changed;
-    if (changed)
+    if (rc >= 0 && (rc = changed) != 0)
         *out = json_dumps(a, JSON_COMPACT);
-done:
     json_decref(a);
     return rc;
 }
