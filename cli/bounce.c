@@ -153,6 +153,18 @@ static int aside(const char *kind, const char *reason, const char *ref,
     return rc;
 }
 
+/* Keep a message that cannot be attributed aside (kind, reason) and say
+ * why on stderr: exit 1, or 75 when Redis would not keep it (Postfix tries
+ * again). */
+static int not_attributed(const char *kind, const char *reason, const char *ref,
+                          const char *bc, size_t bytes, const char *say)
+{
+    if (aside(kind, reason, ref, bc, bytes) < 0)
+        return EX_TEMPFAIL;
+    fprintf(stderr, "kairanctl bounce: kept aside: %s\n", say);
+    return KN_EXIT_FAIL;
+}
+
 static const char *hfield(const redisReply *h, const char *k)
 {
     for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements;
@@ -215,22 +227,14 @@ static int do_bounce(int argc, char **argv)
     }
     msg = read_capped(KN_DSN_MAX_INPUT, &len, &too_big);
     if (too_big) {
-        if (aside("too-big", "larger than the 1 MiB a bounce may be", "", "",
-                  len) < 0) {
-            rc = EX_TEMPFAIL;
-            goto out;
-        }
-        fprintf(stderr, "kairanctl bounce: kept aside: larger than 1 MiB\n");
+        rc = not_attributed("too-big", "larger than the 1 MiB a bounce may be",
+                            "", "", len, "larger than 1 MiB");
         goto out;
     }
     if (find_ref(rcpt, msg, len, ref) < 0) {
-        if (aside("unattributed", "no bounce reference in the recipient", "",
-                  "", len) < 0) {
-            rc = EX_TEMPFAIL;
-            goto out;
-        }
-        fprintf(stderr, "kairanctl bounce: kept aside: the recipient is "
-                        "not <bounce_local>+<ref>@...\n");
+        rc = not_attributed("unattributed",
+                            "no bounce reference in the recipient", "", "", len,
+                            "the recipient is not <bounce_local>+<ref>@...");
         goto out;
     }
     key = kn_key_bref(kn_cli_cfg.redis_prefix, ref);
@@ -245,13 +249,8 @@ static int do_bounce(int argc, char **argv)
     field = hfield(h, "f");
     tenant = hfield(h, "t");
     if (bc == NULL || field == NULL || tenant == NULL) {
-        if (aside("unattributed", "unknown or expired reference", ref, "",
-                  len) < 0) {
-            rc = EX_TEMPFAIL;
-            goto out;
-        }
-        fprintf(stderr, "kairanctl bounce: kept aside: unknown or expired "
-                        "reference\n");
+        rc = not_attributed("unattributed", "unknown or expired reference", ref,
+                            "", len, "unknown or expired reference");
         goto out;
     }
     kn_dsn_parse(msg, len, &d);
@@ -276,16 +275,12 @@ static int do_bounce(int argc, char **argv)
         goto out;
     }
     if (!same_address(h, d.final_rcpt)) {
-        if (aside("unattributed",
-                  "the Final-Recipient is not the address kairan sent to (a "
-                  "forwarding target?)",
-                  ref, bc, len) < 0) {
-            rc = EX_TEMPFAIL;
-            goto out;
-        }
-        fprintf(stderr, "kairanctl bounce: kept aside: the DSN's "
-                        "Final-Recipient is not the address kairan sent "
-                        "to\n");
+        rc = not_attributed("unattributed",
+                            "the Final-Recipient is not the address kairan "
+                            "sent to (a forwarding target?)",
+                            ref, bc, len,
+                            "the DSN's Final-Recipient is not the address "
+                            "kairan sent to");
         goto out;
     }
     kn_bounce_detail(detail, sizeof(detail), d.status,
