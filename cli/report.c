@@ -31,32 +31,33 @@
 #include "model/dsn.h"
 #include "model/guardian.h"
 #include "queue/keys.h"
+#include "queue/rstates.h"
 
 static const int within_s[] = {60, 300, 900};
 #define NWITHIN 3
-#define NCH 3
+#define NCH     3
 static const char *const ch_names[NCH] = {"email", "line", "push"};
 
 struct rcpt {
     char *id;
-    int64_t reached_ms;      /* first delivery on any channel; 0 none */
-    int64_t ch_ms[NCH];      /* first delivery per channel; 0 none */
-    int on_ch[NCH];          /* has a state on that channel */
-    int64_t confirmed_ms;    /* 0: not confirmed */
+    int64_t reached_ms;   /* first delivery on any channel; 0 none */
+    int64_t ch_ms[NCH];   /* first delivery per channel; 0 none */
+    int on_ch[NCH];       /* has a state on that channel */
+    int64_t confirmed_ms; /* 0: not confirmed */
     char *name;
-    json_t *addrs;           /* masked */
+    json_t *addrs; /* masked */
     /* Every child of the audience is a row, with or without a delivery
      * of its own (the guardian of siblings gets one message: the others
      * have no state; a child with no contact on the channels neither). */
-    int in_aud;              /* 1: an entry of bc:<id>:aud */
-    int no_contact;          /* no contact on the broadcast's channels */
-    char *via;               /* reached through this sibling's contact */
-    char *phone;             /* masked, for the list of whom to phone */
-    char bcode;              /* 'b' an e-mail bounced, 's' suppressed */
-    char bdetail[48];        /* the bounce's detail (model/dsn.h) */
-    int cby;                 /* the guardian who confirmed; -1 unknown */
-    char *gs;                /* bc:<id>:gs: whom it went to (guardian.h) */
-    json_t *gnames;          /* guardian k's name (opened) or null */
+    int in_aud;       /* 1: an entry of bc:<id>:aud */
+    int no_contact;   /* no contact on the broadcast's channels */
+    char *via;        /* reached through this sibling's contact */
+    char *phone;      /* masked, for the list of whom to phone */
+    char bcode;       /* 'b' an e-mail bounced, 's' suppressed */
+    char bdetail[48]; /* the bounce's detail (model/dsn.h) */
+    int cby;          /* the guardian who confirmed; -1 unknown */
+    char *gs;         /* bc:<id>:gs: whom it went to (guardian.h) */
+    json_t *gnames;   /* guardian k's name (opened) or null */
 };
 
 struct report {
@@ -66,9 +67,9 @@ struct report {
     int64_t t0;
     struct rcpt *r;
     size_t n, cap;
-    size_t *slot;  /* while loading: hash index, 1 + position in r, 0 free */
-    size_t nslot;  /* a power of two, at least 2 * n */
-    json_t *fail;  /* reason -> count */
+    size_t *slot; /* while loading: hash index, 1 + position in r, 0 free */
+    size_t nslot; /* a power of two, at least 2 * n */
+    json_t *fail; /* reason -> count */
     size_t nbounced, nsuppressed; /* deliveries bounced, suppressed */
     size_t nopted; /* addresses left out: the guardian opted out (issue 16) */
 };
@@ -88,8 +89,7 @@ static json_t *jstr(const char *s)
 
 static const char *hget(const redisReply *h, const char *k)
 {
-    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY &&
-                       i + 1 < h->elements;
+    for (size_t i = 0; h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements;
          i += 2) {
         if (strcmp(h->element[i]->str, k) == 0)
             return h->element[i + 1]->str;
@@ -223,8 +223,7 @@ static void load_state(struct report *rp, const char *field, const char *v)
                                       : (detail[0] ? detail : "failed");
         char reason[160], *ok;
         json_t *v0;
-        snprintf(reason, sizeof(reason), "%s%s", code == 'x' ? "expired: "
-                                                              : "",
+        snprintf(reason, sizeof(reason), "%s%s", code == 'x' ? "expired: " : "",
                  key);
         /* valid UTF-8 (the cut above may split a character), or the
          * count would be lost */
@@ -248,8 +247,8 @@ static void add_masked(json_t *addrs, const struct kn_keyring *kr,
 }
 
 /* Names and masked addresses of one audience entry's recipient. */
-static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
-                         json_t *c, const char *sealed_name)
+static void load_contact(struct rcpt *r, const struct kn_keyring *kr, json_t *c,
+                         const char *sealed_name)
 {
     struct kn_dir_rec d;
     char *plain = NULL;
@@ -260,9 +259,10 @@ static void load_contact(struct rcpt *r, const struct kn_keyring *kr,
         return;
     /* the record, then its further guardians (model/directory.h "g") */
     for (size_t g = 0;; g++) {
-        json_t *o = g == 0 ? c
-                           : json_array_get(
-                                 json_object_get(c, KN_DIR_GUARDIANS), g - 1);
+        json_t *o =
+            g == 0
+                ? c
+                : json_array_get(json_object_get(c, KN_DIR_GUARDIANS), g - 1);
         if (o == NULL || kn_dir_parse(o, &d) < 0)
             break;
         add_masked(r->addrs, kr, "email", d.email);
@@ -282,8 +282,8 @@ static int resolve_contacts(struct report *rp, struct rcpt *r, json_t *c)
     const char *vals[KN_CHILD_MAX_CONTACTS];
     struct kn_child_seen seen;
     struct kn_child_st st;
-    size_t nk = kn_child_contacts(c, hget(rp->h, "channels"), k,
-                                  KN_CHILD_MAX_CONTACTS);
+    size_t nk =
+        kn_child_contacts(c, hget(rp->h, "channels"), k, KN_CHILD_MAX_CONTACTS);
     for (size_t i = 0; i < nk; i++)
         vals[i] = json_string_value(json_object_get(rp->states, k[i].field));
     kn_child_resolve(r->id, vals, nk, &seen);
@@ -381,8 +381,7 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
     char *k = kn_key_bc(kn_cli_cfg.redis_prefix, rp->bid, ":aud");
     redisReply *a = kn_cli_cmd("LRANGE %s 0 -1", k);
     free(k);
-    for (size_t i = 0; a->type == REDIS_REPLY_ARRAY && i < a->elements;
-         i++) {
+    for (size_t i = 0; a->type == REDIS_REPLY_ARRAY && i < a->elements; i++) {
         const char *e = a->element[i]->str;
         if (e == NULL)
             continue;
@@ -398,9 +397,8 @@ static void load_audience(struct report *rp, const struct kn_keyring *kr)
             redisReply *h;
             json_t *c;
             k = kn_key_rcpt(kn_cli_cfg.redis_prefix, tenant, e + 2);
-            h = kn_cli_cmd("HMGET %s name " KN_DIR_HASH_FIELD
-                           " active phone guardian",
-                           k);
+            h = kn_cli_cmd(
+                "HMGET %s name " KN_DIR_HASH_FIELD " active phone guardian", k);
             free(k);
             if (h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
                 h->element[1]->str != NULL &&
@@ -456,10 +454,8 @@ static json_t *within(const struct report *rp, int ch)
  * reached. */
 static int child_state(const struct rcpt *r)
 {
-    return (int)kn_child_classify(r->reached_ms, r->via != NULL,
-                                  r->no_contact);
+    return (int)kn_child_classify(r->reached_ms, r->via != NULL, r->no_contact);
 }
-
 
 /* The state of a listed recipient: the child's (model/child.h), but a
  * child not reached whose e-mail bounced or was suppressed says so. */
@@ -508,10 +504,9 @@ static json_t *timeline(const struct report *rp)
             conf++;
         else
             reached++;
-        json_array_append_new(arr, json_pack("[f,I,I]",
-                                             (double)(v / 2) / 1000.0,
-                                             (json_int_t)reached,
-                                             (json_int_t)conf));
+        json_array_append_new(arr,
+                              json_pack("[f,I,I]", (double)(v / 2) / 1000.0,
+                                        (json_int_t)reached, (json_int_t)conf));
     }
     free(ev);
     return arr;
@@ -531,9 +526,8 @@ static json_t *answers(const struct report *rp)
         json_t *one = json_object();
         snprintf(f, sizeof(f), "ans:%zu", i);
         n = hget(rp->h, f);
-        json_object_set_new(one, "choice",
-                            jstr(json_is_string(x) ? json_string_value(x)
-                                                   : ""));
+        json_object_set_new(
+            one, "choice", jstr(json_is_string(x) ? json_string_value(x) : ""));
         json_object_set_new(one, "count",
                             json_integer(n ? strtoll(n, NULL, 10) : 0));
         json_array_append_new(arr, one);
@@ -560,10 +554,9 @@ static json_t *sent_to(const struct rcpt *r)
     int64_t ms;
     for (size_t i = 0; kn_guardian_sent_at(r->gs, i, &k, &ms) == 0; i++) {
         char t[48];
-        json_array_append_new(arr,
-                              json_pack("{s:o,s:s}", "guardian",
-                                        guardian_name(r, k), "at",
-                                        kn_time_jst(ms, t, sizeof(t))));
+        json_array_append_new(arr, json_pack("{s:o,s:s}", "guardian",
+                                             guardian_name(r, k), "at",
+                                             kn_time_jst(ms, t, sizeof(t))));
     }
     return arr;
 }
@@ -582,9 +575,9 @@ static json_t *confirmations(const struct report *rp)
         c = json_object();
         json_object_set_new(c, "id", jstr(r->id));
         json_object_set_new(c, "name", r->name ? jstr(r->name) : json_null());
-        json_object_set_new(c, "confirmed_at",
-                            json_string(kn_time_jst(r->confirmed_ms, t,
-                                                    sizeof(t))));
+        json_object_set_new(
+            c, "confirmed_at",
+            json_string(kn_time_jst(r->confirmed_ms, t, sizeof(t))));
         json_object_set_new(c, "confirmed_by",
                             r->cby >= 0 ? guardian_name(r, r->cby)
                                         : json_null());
@@ -666,8 +659,8 @@ static json_t *build(struct report *rp)
     for (size_t i = 0; i < nl; i++) {
         json_t *u = json_object();
         json_object_set_new(u, "id", jstr(list[i]->id));
-        json_object_set_new(u, "name", list[i]->name ? jstr(list[i]->name)
-                                                     : json_null());
+        json_object_set_new(u, "name",
+                            list[i]->name ? jstr(list[i]->name) : json_null());
         json_object_set_new(u, "reached",
                             json_boolean(list[i]->reached_ms > 0));
         json_object_set_new(u, "addresses", json_incref(list[i]->addrs));
@@ -683,8 +676,7 @@ static json_t *build(struct report *rp)
                    child_state(list[i]) == KN_CHILD_NOT_REACHED) {
             char st[16] = "";
             int carrier = 0;
-            kn_bounce_detail_parse(list[i]->bdetail, st, sizeof(st),
-                                   &carrier);
+            kn_bounce_detail_parse(list[i]->bdetail, st, sizeof(st), &carrier);
             json_object_set_new(u, "status", json_string(st));
             json_object_set_new(
                 u, "reason",
@@ -701,10 +693,10 @@ static json_t *build(struct report *rp)
                                   "ください"
                                 : kn_dsn_reason(st, carrier, 1)));
         }
-        json_object_set_new(u, "via", list[i]->via ? jstr(list[i]->via)
-                                                   : json_null());
-        json_object_set_new(u, "phone", list[i]->phone ? jstr(list[i]->phone)
-                                                       : json_null());
+        json_object_set_new(u, "via",
+                            list[i]->via ? jstr(list[i]->via) : json_null());
+        json_object_set_new(
+            u, "phone", list[i]->phone ? jstr(list[i]->phone) : json_null());
         if (list[i]->gs != NULL)
             json_object_set_new(u, "sent_to", sent_to(list[i]));
         json_array_append_new(un, u);
@@ -754,7 +746,8 @@ static void print_text(json_t *o)
            json_integer_value(json_object_get(v, "60")),
            json_integer_value(json_object_get(v, "300")),
            json_integer_value(json_object_get(v, "900")));
-    json_object_foreach(json_object_get(o, "channels"), k, v) {
+    json_object_foreach(json_object_get(o, "channels"), k, v)
+    {
         json_t *w = json_object_get(v, "reached_within_s");
         printf("  %-6s %lld of %lld reached; within 1/5/15 min: %lld/%lld/"
                "%lld\n",
@@ -764,14 +757,15 @@ static void print_text(json_t *o)
                json_integer_value(json_object_get(w, "300")),
                json_integer_value(json_object_get(w, "900")));
     }
-    printf("confirmed:   %lld", json_integer_value(json_object_get(o,
-                                                                   "confirmed")));
+    printf("confirmed:   %lld",
+           json_integer_value(json_object_get(o, "confirmed")));
     if (json_is_number(json_object_get(o, "confirm_p50_s")))
         printf("  (time to confirm: p50 %.0f s, p90 %.0f s)",
                json_number_value(json_object_get(o, "confirm_p50_s")),
                json_number_value(json_object_get(o, "confirm_p90_s")));
     printf("\n");
-    json_array_foreach(json_object_get(o, "answers"), i, u) {
+    json_array_foreach(json_object_get(o, "answers"), i, u)
+    {
         char *t = kn_text_safe(json_string_value(json_object_get(u, "choice")));
         printf("  answer %-24s %lld\n", t,
                json_integer_value(json_object_get(u, "count")));
@@ -803,7 +797,8 @@ static void print_text(json_t *o)
            json_integer_value(json_object_get(v, "no_contact")));
     printf("not confirmed (%zu; no contact, then not reached first):\n",
            json_array_size(json_object_get(o, "unconfirmed")));
-    json_array_foreach(json_object_get(o, "unconfirmed"), i, u) {
+    json_array_foreach(json_object_get(o, "unconfirmed"), i, u)
+    {
         json_t *a;
         size_t j;
         const char *st = json_string_value(json_object_get(u, "state"));
@@ -828,7 +823,8 @@ static void print_text(json_t *o)
     }
     printf("confirmed (%zu):\n",
            json_array_size(json_object_get(o, "confirmations")));
-    json_array_foreach(json_object_get(o, "confirmations"), i, u) {
+    json_array_foreach(json_object_get(o, "confirmations"), i, u)
+    {
         const char *by = json_string_value(json_object_get(u, "confirmed_by"));
         printf("  %-16s %-20s by %s at %s",
                json_string_value(json_object_get(u, "id")), or_dash(u, "name"),
@@ -843,12 +839,23 @@ static void html_esc(const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", stdout); break;
-        case '<': fputs("&lt;", stdout); break;
-        case '>': fputs("&gt;", stdout); break;
-        case '"': fputs("&quot;", stdout); break;
-        case '\'': fputs("&#39;", stdout); break;
-        default: putchar(*s);
+        case '&':
+            fputs("&amp;", stdout);
+            break;
+        case '<':
+            fputs("&lt;", stdout);
+            break;
+        case '>':
+            fputs("&gt;", stdout);
+            break;
+        case '"':
+            fputs("&quot;", stdout);
+            break;
+        case '\'':
+            fputs("&#39;", stdout);
+            break;
+        default:
+            putchar(*s);
         }
     }
 }
@@ -858,7 +865,8 @@ static void html_sent_to(json_t *u)
 {
     json_t *s;
     size_t j;
-    json_array_foreach(json_object_get(u, "sent_to"), j, s) {
+    json_array_foreach(json_object_get(u, "sent_to"), j, s)
+    {
         printf("%s", j == 0 ? "sent to " : ", ");
         html_esc(json_string_value(json_object_get(s, "guardian")));
         printf(" (");
@@ -877,7 +885,8 @@ static void print_html(json_t *o)
     size_t i;
     const char *k;
 
-    json_array_foreach(tl, i, p) {
+    json_array_foreach(tl, i, p)
+    {
         double t = json_number_value(json_array_get(p, 0));
         if (t > tmax)
             tmax = t;
@@ -906,15 +915,15 @@ static void print_html(json_t *o)
            json_integer_value(json_object_get(v, "60")),
            json_integer_value(json_object_get(v, "300")),
            json_integer_value(json_object_get(v, "900")));
-    printf("<tr><th>confirmed</th><td>%lld", json_integer_value(
-                                                  json_object_get(o,
-                                                                  "confirmed")));
+    printf("<tr><th>confirmed</th><td>%lld",
+           json_integer_value(json_object_get(o, "confirmed")));
     if (json_is_number(json_object_get(o, "confirm_p50_s")))
         printf(" (p50 %.0f s, p90 %.0f s)",
                json_number_value(json_object_get(o, "confirm_p50_s")),
                json_number_value(json_object_get(o, "confirm_p90_s")));
     printf("</td></tr>\n");
-    json_object_foreach(json_object_get(o, "failures"), k, v) {
+    json_object_foreach(json_object_get(o, "failures"), k, v)
+    {
         printf("<tr><th>failed: ");
         html_esc(k);
         printf("</th><td>%lld</td></tr>\n", json_integer_value(v));
@@ -933,9 +942,11 @@ static void print_html(json_t *o)
            W, H, W, H);
     printf("<title>reached and confirmed over time</title>\n");
     printf("<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-           "stroke=\"#000\"/>\n", L, H - B, W - 10, H - B);
+           "stroke=\"#000\"/>\n",
+           L, H - B, W - 10, H - B);
     printf("<line x1=\"%.0f\" y1=\"10\" x2=\"%.0f\" y2=\"%.0f\" "
-           "stroke=\"#000\"/>\n", L, L, H - B);
+           "stroke=\"#000\"/>\n",
+           L, L, H - B);
     printf("<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">%.0f s</text>\n",
            W - 60, H - 8, tmax);
     printf("<text x=\"4\" y=\"16\" font-size=\"11\">%lld</text>\n", n);
@@ -943,7 +954,8 @@ static void print_html(json_t *o)
         printf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
                "points=\"",
                s == 0 ? "#1565c0" : "#2e7d32");
-        json_array_foreach(tl, i, p) {
+        json_array_foreach(tl, i, p)
+        {
             double t = json_number_value(json_array_get(p, 0));
             double c = (double)json_integer_value(json_array_get(p, 1 + s));
             printf("%.1f,%.1f ", L + t / tmax * (W - 10 - L),
@@ -952,14 +964,17 @@ static void print_html(json_t *o)
         printf("\"/>\n");
     }
     printf("<text x=\"%.0f\" y=\"24\" font-size=\"12\" fill=\"#1565c0\">"
-           "reached</text>\n", L + 10);
+           "reached</text>\n",
+           L + 10);
     printf("<text x=\"%.0f\" y=\"40\" font-size=\"12\" fill=\"#2e7d32\">"
-           "confirmed</text>\n", L + 10);
+           "confirmed</text>\n",
+           L + 10);
     printf("</svg>\n<h2>not confirmed (%zu)</h2>\n<table>\n"
            "<tr><th>id</th><th>name</th><th>reached</th><th>addresses</th>"
            "</tr>\n",
            json_array_size(json_object_get(o, "unconfirmed")));
-    json_array_foreach(json_object_get(o, "unconfirmed"), i, u) {
+    json_array_foreach(json_object_get(o, "unconfirmed"), i, u)
+    {
         json_t *a;
         size_t j;
         int r = json_is_true(json_object_get(u, "reached"));
@@ -969,13 +984,12 @@ static void print_html(json_t *o)
         html_esc(json_string_value(json_object_get(u, "name")));
         {
             const char *st = json_string_value(json_object_get(u, "state"));
-            printf("</td><td>%s",
-                   strcmp(st, "no_contact") == 0   ? "NO CONTACT"
-                   : strcmp(st, "bounced") == 0    ? "BOUNCED"
-                   : strcmp(st, "suppressed") == 0 ? "SUPPRESSED"
-                   : strcmp(st, "opted_out") == 0  ? "OPTED OUT"
-                   : r                             ? "yes"
-                                                   : "NO");
+            printf("</td><td>%s", strcmp(st, "no_contact") == 0   ? "NO CONTACT"
+                                  : strcmp(st, "bounced") == 0    ? "BOUNCED"
+                                  : strcmp(st, "suppressed") == 0 ? "SUPPRESSED"
+                                  : strcmp(st, "opted_out") == 0  ? "OPTED OUT"
+                                  : r                             ? "yes"
+                                                                  : "NO");
             if (json_string_value(json_object_get(u, "reason_ja"))) {
                 printf(": ");
                 html_esc(json_string_value(json_object_get(u, "reason_ja")));
@@ -994,7 +1008,8 @@ static void print_html(json_t *o)
                 printf(" ");
             }
         }
-        json_array_foreach(json_object_get(u, "addresses"), j, a) {
+        json_array_foreach(json_object_get(u, "addresses"), j, a)
+        {
             html_esc(json_string_value(a));
             printf(" ");
         }
@@ -1005,7 +1020,8 @@ static void print_html(json_t *o)
            "<tr><th>id</th><th>name</th><th>confirmed by</th>"
            "<th>at</th><th>sent to</th></tr>\n",
            json_array_size(json_object_get(o, "confirmations")));
-    json_array_foreach(json_object_get(o, "confirmations"), i, u) {
+    json_array_foreach(json_object_get(o, "confirmations"), i, u)
+    {
         printf("<tr><td>");
         html_esc(json_string_value(json_object_get(u, "id")));
         printf("</td><td>");
@@ -1041,9 +1057,9 @@ static int do_report(int argc, char **argv)
         else
             id = NULL, format = "";
     }
-    if (id == NULL || (strcmp(format, "text") != 0 &&
-                       strcmp(format, "json") != 0 &&
-                       strcmp(format, "html") != 0)) {
+    if (id == NULL ||
+        (strcmp(format, "text") != 0 && strcmp(format, "json") != 0 &&
+         strcmp(format, "html") != 0)) {
         fprintf(stderr, "usage: kairanctl report ID [--format "
                         "text|json|html]\n");
         return KN_EXIT_USAGE;
@@ -1075,6 +1091,7 @@ static int do_report(int argc, char **argv)
     k = kn_key_bc(kn_cli_cfg.redis_prefix, id, ":r");
     r = kn_cli_cmd("HGETALL %s", k);
     free(k);
+    kn_rstates_resolve(r); /* a multicast recorded once: per member */
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
          i += 2)
         load_state(&rp, r->element[i]->str, r->element[i + 1]->str);
@@ -1181,8 +1198,8 @@ static int do_drill(int argc, char **argv)
     j = json_loadb(json, len, 0, &e);
     free(json);
     if (!json_is_object(j)) {
-        fprintf(stderr, "kairanctl: invalid broadcast: line %d: %s\n",
-                e.line, j ? "not a JSON object" : e.text);
+        fprintf(stderr, "kairanctl: invalid broadcast: line %d: %s\n", e.line,
+                j ? "not a JSON object" : e.text);
         json_decref(j);
         return KN_EXIT_FAIL;
     }

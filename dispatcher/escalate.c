@@ -45,6 +45,7 @@
 #include "model/job.h"
 #include "queue/scripts.h"
 #include "queue/keys.h"
+#include "queue/rstates.h"
 
 #define ESCALATE_EVERY_MS 2000
 #define LOOKBACK_MS       (2 * 86400 * 1000LL)
@@ -579,6 +580,7 @@ static long long escalate_run(redisContext *c, const struct kn_config *cfg,
         uk = kn_key_bc(cfg->redis_prefix, bc, ":aud");
         acked = redisCommand(c, "HKEYS %s", ak);
         states = redisCommand(c, "HGETALL %s", rk);
+        kn_rstates_resolve(states); /* a multicast recorded once */
         aud = redisCommand(c, "LRANGE %s 0 -1", uk);
         for (size_t i = 0;
              aud && aud->type == REDIS_REPLY_ARRAY && i < aud->elements; i++) {

@@ -415,8 +415,10 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
             inl = inl && line[off + k].inl;
         }
         /* every member inline: no my-page foot (else the generic one) */
+        /* "gr": commit_page records its members as "q|<rcpt>|<key>", so
+         * that a delivery is recorded once (docs/multicast-record.md). */
         js = kn_job_group_json(e->cur->bc, q, key, kn_now_ms(), e->expires_ms,
-                               line[off].lang, inl, m, cnt);
+                               line[off].lang, inl, 1, m, cnt);
         if (js == NULL) {
             /* A value that is not UTF-8 (JSON cannot carry it): the
              * script builds the job itself, as it always could. */
@@ -432,7 +434,7 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         e->qs[(int)KN_CH_LINE * 2 + (e->urgent ? 0 : 1)].pending++;
         kn_argv_addi(a, (int64_t)cnt);
         kn_argv_take(a, js);
-        kn_argv_add(a, "");
+        kn_argv_add(a, key); /* the group the members' records name */
         for (size_t k = off; k < off + cnt; k++) {
             kn_argv_addf(a, "line:%s", line[k].bi);
             kn_argv_add(a, line[k].rcpt);

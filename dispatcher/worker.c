@@ -178,6 +178,9 @@ static void retry(struct wjob *jb, int64_t delay_ms, const char *detail,
         KN_PANIC("a job read once no longer parses");
     json_object_set_new(nj, KN_JOB_ATTEMPTS,
                         json_integer(jb->n + (count ? 1 : 0)));
+    /* The members are "r|..." now: its copy is recorded member by member
+     * (the script marks the group, so recording it once would lose). */
+    json_object_del(nj, KN_JOB_GROUPREC);
     kn_argv_init(&a);
     kn_argv_add(&a, jb->stream);
     kn_argv_take(&a, kn__key(d, "retry"));
@@ -857,6 +860,7 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
     /* (What the expander wrote; checked, it reaches a link.) */
     jb->lang = kn_lang_valid(rec.lang) ? rec.lang : NULL;
     jb->inl = rec.inl;
+    jb->grec = rec.grec && rec.key != NULL;
     jb->job.first_ms = rec.first_ms;
     kn__msg_get(w->d, jb->bcast, on_msg, jb);
 }

@@ -62,7 +62,10 @@ struct wjob {
     char bref[24]; /* e-mail: its bounce reference, "" none (bounce.c) */
     /* The job's "lg" (a string of j), or NULL: the Japanese text. */
     const char *lang;
-    int inl;     /* KN_JOB_INLINE: no my-page foot, no unsubscribe link */
+    int inl; /* KN_JOB_INLINE: no my-page foot, no unsubscribe link */
+    /* KN_JOB_GROUPREC: a delivery may be recorded once (worker_finish.c);
+     * fin_slow: recorded member by member after all */
+    int grec, fin_slow;
     int carrier; /* e-mail: the address is at a carrier domain */
 };
 

@@ -58,8 +58,22 @@ static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
     struct fin_batch *b = arg;
     struct kn_worker *w = b->w;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == b->n) {
+        size_t again = 0;
         for (size_t i = 0; i < b->n; i++) {
             const redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_INTEGER && e->integer == -2 &&
+                !b->jobs[i]->fin_slow && !w->closed) {
+                /* Recorded once, it lost to a record of its group (a
+                 * duplicate run, a retry): member by member, which
+                 * counts nothing final twice.  Its entry is still
+                 * pending. */
+                b->jobs[i]->fin_slow = 1;
+                fin_append(w, b->jobs[i]);
+                if (w->nfin == KN__FINISH_BATCH)
+                    kn__worker_flush_finished(w);
+                again++;
+                continue;
+            }
             if (e->type == REDIS_REPLY_INTEGER && e->integer < 0)
                 kn_log(KN_LOG_ERROR, "worker",
                        "result not recorded: a key of its broadcast holds "
@@ -67,6 +81,8 @@ static void on_finished(struct kn_redis *r, redisReply *rep, void *arg)
                        "bc", b->jobs[i]->bcast, "job", b->jobs[i]->entry, NULL);
             kn__worker_job_done(b->jobs[i]);
         }
+        if (again > 0)
+            kn__worker_flush_finished(w);
     } else if (b->n > 1 && !w->closed) {
         /* One bad job (a key of the wrong type, say) must not keep the
          * others' results from being recorded: again, one by one. */
@@ -172,6 +188,18 @@ static void fin_records(struct kn_argv *a, const struct wjob *jb)
     struct kn_buf v = KN_BUF_INIT;
     char tail[48];
     int tn;
+    if (jb->grec && !jb->fin_slow && jb->naddr > 0 &&
+        strcmp(jb->fin_state, "delivered") == 0) {
+        /* A multicast LINE accepted, whose members' records name its key
+         * (docs/multicast-record.md): one record for all of them, "@<key>"
+         * = "d|<ms>|<members>|<detail>", not 500 (-2 back: it lost to a
+         * record of the group, on_finished sends it member by member). */
+        kn_argv_addi(a, -(int64_t)jb->naddr);
+        kn_argv_addf(a, "@%s", jb->key + strlen(jb->bcast) + 1);
+        kn_argv_addf(a, "d|%lld|%zu|%s", (long long)kn_now_ms(), jb->naddr,
+                     jb->fin_detail);
+        return;
+    }
     kn_argv_addi(a, (int64_t)jb->naddr);
     if (jb->naddr == 0)
         return;

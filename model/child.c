@@ -53,6 +53,37 @@ int kn_child_st_is(const struct kn_child_st *st, const char *id)
            memcmp(st->rcpt, id, st->rcpt_len) == 0;
 }
 
+const char *kn_child_st_group(const char *v)
+{
+    const char *bar;
+    if (v == NULL || v[0] != 'q' || v[1] != '|')
+        return NULL;
+    bar = strchr(v + 2, '|');
+    return bar != NULL ? bar + 1 : NULL;
+}
+
+char *kn_child_st_resolve(const char *v, const char *g)
+{
+    const char *gid = kn_child_st_group(v), *p, *end;
+    int rlen;
+    long long ms;
+    if (gid == NULL)
+        return NULL;
+    rlen = (int)(gid - 1 - (v + 2));
+    /* "d|<ms>|<members>|<detail>": digits, then digits, then anything */
+    if (g != NULL && g[0] == 'd' && g[1] == '|' && g[2] >= '0' && g[2] <= '9') {
+        ms = strtoll(g + 2, (char **)&end, 10);
+        if (end > g + 2 && *end == '|') {
+            p = end + 1;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (p > end + 1 && *p == '|')
+                return kn_xasprintf("d|%.*s|%lld|%s", rlen, v + 2, ms, p + 1);
+        }
+    }
+    return kn_xasprintf("q|%.*s", rlen, v + 2);
+}
+
 const char *kn_child_code_name(char code)
 {
     switch (code) {

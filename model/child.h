@@ -62,6 +62,19 @@ int kn_child_st_parse(const char *v, struct kn_child_st *st);
 /* 1 if st's recipient is id. */
 int kn_child_st_is(const struct kn_child_st *st, const char *id);
 
+/*
+ * A LINE multicast that LINE accepted is recorded once
+ * (docs/multicast-record.md): its members stay "q|<rcpt>|<gid>" and the
+ * field "@<gid>" of the same hash holds "d|<ms>|<members>|<detail>" ("-"
+ * while any other writer has touched the group).  kn_child_st_group: the
+ * group id a member value names (into v), or NULL for any other value.
+ * kn_child_st_resolve: what member value v stands for given its group's
+ * record g (NULL: none): a new string "d|<rcpt>|<ms>|<detail>" when g says
+ * delivered, else "q|<rcpt>"; NULL when v names no group.
+ */
+const char *kn_child_st_group(const char *v);
+char *kn_child_st_resolve(const char *v, const char *g);
+
 /* What one child's contacts found (kn_child_resolve). */
 struct kn_child_seen {
     int own;            /* a state of its own among them */

@@ -88,7 +88,8 @@ static int add_jstr(struct kn_buf *b, const char *s)
 
 char *kn_job_group_json(const char *bcast, const char *queue, const char *key,
                         int64_t first_ms, int64_t expires_ms, const char *lang,
-                        int inl, const struct kn_job_member *m, size_t n)
+                        int inl, int grec, const struct kn_job_member *m,
+                        size_t n)
 {
     struct kn_buf b = KN_BUF_INIT;
     int rc = 0;
@@ -109,6 +110,8 @@ char *kn_job_group_json(const char *bcast, const char *queue, const char *key,
     }
     if (inl)
         kn_buf_add(&b, ",\"" KN_JOB_INLINE "\":true");
+    if (grec)
+        kn_buf_add(&b, ",\"" KN_JOB_GROUPREC "\":true");
     for (int f = 0; f < 3; f++) {
         kn_buf_add(&b, f == 0   ? ",\"" KN_JOB_RCPT "\":["
                        : f == 1 ? "],\"" KN_JOB_ADDR "\":["
@@ -211,6 +214,7 @@ int kn_job_parse(json_t *job, struct kn_job_rec *rec)
     rec->platform = jstr(job, KN_JOB_PLATFORM);
     rec->lang = jstr(job, KN_JOB_LANG);
     rec->inl = json_is_true(json_object_get(job, KN_JOB_INLINE));
+    rec->grec = json_is_true(json_object_get(job, KN_JOB_GROUPREC));
     rec->first_ms = jint(job, KN_JOB_FIRST);
     rec->expires_ms = jint(job, KN_JOB_EXPIRES);
     rec->fallback = json_is_array(fb) ? fb : NULL;
@@ -441,13 +445,15 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     size_t cnt[3] = {0, 0, 0};
     int64_t attempts = 0, first = 0, expires = 0;
     unsigned seen = 0;
-    int rc = KN_EAGAIN, inl = 0;
+    int rc = KN_EAGAIN, flags[2] = {0, 0};
     /* The keys it takes, in this order: 5 strings, 3 integers, r, a, i
-     * (a string each, or an array of strings each) and "il" (a boolean). */
-    static const char *const names[12] = {
-        KN_JOB_BCAST, KN_JOB_QUEUE,    KN_JOB_KEY,   KN_JOB_PLATFORM,
-        KN_JOB_LANG,  KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
-        KN_JOB_RCPT,  KN_JOB_ADDR,     KN_JOB_INDEX, KN_JOB_INLINE};
+     * (a string each, or an array of strings each), "il" and "gr"
+     * (booleans). */
+    static const char *const names[13] = {
+        KN_JOB_BCAST,   KN_JOB_QUEUE,    KN_JOB_KEY,   KN_JOB_PLATFORM,
+        KN_JOB_LANG,    KN_JOB_ATTEMPTS, KN_JOB_FIRST, KN_JOB_EXPIRES,
+        KN_JOB_RCPT,    KN_JOB_ADDR,     KN_JOB_INDEX, KN_JOB_INLINE,
+        KN_JOB_GROUPREC};
     const char **strs[5] = {&rec->bcast, &rec->queue, &rec->key, &rec->platform,
                             &rec->lang};
     int64_t *ints[3] = {&attempts, &first, &expires};
@@ -469,9 +475,9 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         if (r.p >= r.end || *r.p++ != ':')
             goto fail;
         skip_ws(&r);
-        while (f < 12 && strcmp(k, names[f]) != 0)
+        while (f < 13 && strcmp(k, names[f]) != 0)
             f++;
-        if (f == 12 || (seen & 1u << f))
+        if (f == 13 || (seen & 1u << f))
             goto fail; /* "fb", another key, or one twice */
         seen |= 1u << f;
         if (f < 5)
@@ -481,7 +487,7 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
         else if (f < 11)
             bad = plain_strs(&r, &one[f - 8], &arr[f - 8], &cnt[f - 8]);
         else
-            bad = plain_bool(&r, &inl);
+            bad = plain_bool(&r, &flags[f - 11]);
         if (bad < 0)
             goto fail;
         skip_ws(&r);
@@ -527,7 +533,8 @@ int kn_job_read_plain(char *s, size_t n, struct kn_job_rec *rec)
     rec->attempts = (int)attempts;
     rec->first_ms = first;
     rec->expires_ms = expires;
-    rec->inl = inl;
+    rec->inl = flags[0];
+    rec->grec = flags[1];
     rc = 0;
 fail:
     for (int f = 0; f < 3; f++)

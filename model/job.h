@@ -30,6 +30,11 @@
  *                 reaches (model/guardian.h), named in its personal link
  *   lg    string  the broadcast's translation the recipients read (a key
  *                 of its "translations"); absent: the Japanese text
+ *   il    bool    true: inline recipients (no my-page link, issue 16)
+ *   gr    bool    true: a LINE multicast whose members' records name the
+ *                 job's key ("q|<rcpt>|<key>", docs/multicast-record.md),
+ *                 so that its delivery may be recorded once, in the field
+ *                 "@<key>" (the expander's jobs; not a retried copy)
  *   fb    array   policy preferred: the next channels' contacts, each
  *                 {"c": channel, "k": platform (push), "a": sealed,
  *                  "i": blind index}
@@ -66,6 +71,9 @@
  * a child of the directory: its e-mail gets no my-page link (issue 16) */
 #define KN_JOB_INLINE "il"
 
+/* true: the members' records name this job's key (see the table above) */
+#define KN_JOB_GROUPREC "gr"
+
 /*
  * A new job without recipients: b, q, key, n = 0, t = first_ms,
  * x = expires_ms, k (if platform is not NULL) and fb (if fallback holds
@@ -92,7 +100,8 @@ struct kn_job_member {
 /*
  * A multicast job's JSON (the fields of kn_job_new without k and fb, "lg"
  * when lang is neither NULL nor "" (a translation, issue 16), "il": true
- * when inl (every member inline: no my-page foot), and r, a, i as arrays
+ * when inl (every member inline: no my-page foot), "gr": true when grec
+ * (its members' records will name its key), and r, a, i as arrays
  * of the n members' values), written straight into one
  * buffer: what kn_job_new, three arrays and json_dumps give, without a
  * JSON tree of 1,500 strings per 500-member job.  Returns a heap string
@@ -101,7 +110,8 @@ struct kn_job_member {
  */
 char *kn_job_group_json(const char *bcast, const char *queue, const char *key,
                         int64_t first_ms, int64_t expires_ms, const char *lang,
-                        int inl, const struct kn_job_member *m, size_t n);
+                        int inl, int grec, const struct kn_job_member *m,
+                        size_t n);
 
 /* A job read back.  Strings point into the JSON (valid while it lives);
  * the three arrays are the reader's: kn_job_rec_free, or take them. */
@@ -115,6 +125,7 @@ struct kn_job_rec {
     int64_t first_ms;   /* 0 if absent */
     int64_t expires_ms; /* 0 if absent */
     int inl;            /* KN_JOB_INLINE: an inline recipient's job */
+    int grec;           /* KN_JOB_GROUPREC: recorded once when delivered */
     size_t n;           /* recipients: 1, or a multicast's count */
     const char **rcpts;
     const char **sealed;
@@ -141,7 +152,7 @@ int kn_job_parse(json_t *job, struct kn_job_rec *rec);
  * must live as long as rec is used.  Only the plain shape kairand and the
  * Lua scripts write is taken: an object of the keys above but "fb" and
  * "g" (the worker reads those from the tree), each once, with strings,
- * integers, a boolean ("il") and arrays of strings, valid UTF-8.
+ * integers, booleans ("il", "gr") and arrays of strings, valid UTF-8.
  * Returns 0 and fills rec exactly as json_loadb + kn_job_parse would, or
  * KN_EAGAIN for anything else (then s is spoiled: read a copy of the text
  * with jansson and kn_job_parse, which decide whether it is a job).

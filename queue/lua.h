@@ -43,6 +43,7 @@ extern const char kn_lua_reg_verify[];
 extern const char kn_lua_reject[];
 extern const char kn_lua_rekey_aud[];
 extern const char kn_lua_rekey_rcpt[];
+extern const char kn_lua_rstates[];
 extern const char kn_lua_resolve[];
 extern const char kn_lua_retry[];
 extern const char kn_lua_sched_due[];

@@ -43,6 +43,7 @@
 #include "model/dsn.h"
 #include "model/guardian.h"
 #include "queue/keys.h"
+#include "queue/lua.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX     500
@@ -600,7 +601,11 @@ static void fetch_states(struct page *p, struct conn *c)
     struct kn_argv a;
     size_t nf = 0;
     kn_argv_init(&a);
-    kn_argv_add(&a, "HMGET");
+    /* HMGET, with the members of a multicast recorded once read as their
+     * group's record says (queue/lua/rstates.lua) */
+    kn_argv_add(&a, "EVAL");
+    kn_argv_add(&a, kn_lua_rstates);
+    kn_argv_add(&a, "1");
     kn_argv_take(&a, kn_key_bc(s->d->prefix, p->bid, ":r"));
     for (size_t i = 0; i < p->n; i++) {
         struct child *x = &p->ch[i];

@@ -8,8 +8,11 @@
 --       the members that are new (HSETNX) and not dead become the job's
 --       "r", "a" and "i" arrays.  A whole group job (what the expander
 --       sends): 200 + stream index, n, the job json with every member in
---       "r", "a", "i", "", then n x (field, rcpt); the job is enqueued as
---       given when every member is new and not dead, else with those only.
+--       "r", "a", "i", its group id (the job's "key", or ""), then n x
+--       (field, rcpt); the job is enqueued as given when every member is
+--       new and not dead, else with those only.  A member queued is
+--       recorded 'q|<rcpt>|<group id>' (lib/group.lua: its delivery is then
+--       recorded once, in '@<group id>'), or 'q|<rcpt>' without an id.
 --       A guardian's address left out for its own choice (issue 16:
 --       opt-out, stopped channel): 300, field, rcpt; recorded
 --       'o|<rcpt>|0|opted_out' and counted in n:<channel>:opted_out unless
@@ -90,8 +93,10 @@ end
 -- as take() would, in three calls for the whole group (SMISMEMBER, HMGET,
 -- HSET) instead of two per member: the per-call cost of redis.call was
 -- most of Redis' time per LINE recipient.  The same field twice counts
--- once, as HSETNX would.  Returns the k taken, in order.
-local function take_group(cnt, first, stride)
+-- once, as HSETNX would.  A member queued is recorded 'q|<rcpt>', or
+-- 'q|<rcpt>|<gid>' when gid is not ''.  Returns the k taken, in order.
+local function take_group(cnt, first, stride, gid)
+  local tail = gid ~= '' and '|' .. gid or ''
   local fields, bis, ch = {}, {}, nil
   local took = {}
   local pre, plen
@@ -132,7 +137,7 @@ local function take_group(cnt, first, stride)
       ndead = ndead + 1
     else
       seen[f] = true
-      set[#set + 1] = f; set[#set + 1] = 'q|' .. rcpt
+      set[#set + 1] = f; set[#set + 1] = 'q|' .. rcpt .. tail
       ntotal = ntotal + 1
       n = n + 1
       took[#took + 1] = k
@@ -162,7 +167,7 @@ while i <= #ARGV do
     local cnt = tonumber(ARGV[i + 1])
     local job = cjson.decode(ARGV[i + 2])
     local r, a, b = {}, {}, {}
-    for _, k in ipairs(take_group(cnt, i + 4, 4)) do
+    for _, k in ipairs(take_group(cnt, i + 4, 4, '')) do
       local j = i + 4 + 4 * k
       r[#r + 1] = ARGV[j + 1]; a[#a + 1] = ARGV[j + 2]
       b[#b + 1] = ARGV[j + 3]
@@ -176,7 +181,7 @@ while i <= #ARGV do
     -- The job comes whole, with every member in r, a, i: as is when
     -- every member is taken (no JSON work here), else only those taken.
     local cnt = tonumber(ARGV[i + 1])
-    local took = take_group(cnt, i + 4, 2)
+    local took = take_group(cnt, i + 4, 2, ARGV[i + 3])
     if #took == cnt and cnt > 0 then
       redis.call('XADD', KEYS[3 + si - 200], '*', 'j', ARGV[i + 2])
     elseif #took > 0 then

@@ -7,7 +7,13 @@
 --       delivered job's text is then read from its stream entry, should
 --       it be needed), attempts, n, then n x (field, record): one per
 --       recipient of the job, "email:<bindex>", and the final record to
---       write, "<code>|<rcpt>|<ms>|<detail>".
+--       write, "<code>|<rcpt>|<ms>|<detail>".  A LINE multicast that LINE
+--       accepted, whose members' records name its group ("q|<rcpt>|<gid>",
+--       lib/group.lua), may come recorded once: n = -(its members), then
+--       one field "@<gid>" and its record "d|<ms>|<members>|<detail>",
+--       written only if that field is new (HSETNX): else nothing is done
+--       for the job (-2; its entry stays pending) and kairand sends it
+--       again member by member, which counts nothing already final.
 -- The records come written by kairand: every string made in Redis' Lua is
 -- hashed whole, and the 500 records of a LINE multicast made here cost
 -- Redis more than the HSET that writes them.  The fields of a job are
@@ -18,9 +24,11 @@
 -- Every key's type is checked before the first write (Redis does not undo
 -- the writes of a script that fails half way): a job whose keys hold the
 -- wrong type, or more than 2,000 recipients, goes to the DLQ instead.
--- Returns, per job, the number of fields recorded (-1: such a job).
+-- Returns, per job, the number of fields recorded (-1: such a job; -2: a
+-- job recorded once that must come member by member).
 --#include maybe_done
 --#include is_final
+--#include group
 local codes = {delivered = 'd', failed = 'f', expired = 'x',
                cancelled = 'c', bounced = 'b'}
 local group, now = ARGV[1], ARGV[2]
@@ -53,9 +61,16 @@ for j = 0, nj - 1 do
   if not codes[state] then
     return redis.error_reply('ERR unknown state ' .. string.sub(tostring(state), 1, 32))
   end
-  if not n or n < 0 or n % 1 ~= 0 or a + 6 + 2 * n > #ARGV then
+  -- recorded once: one pair, for -n members
+  local np = n and n < 0 and 1 or n
+  if not n or n % 1 ~= 0 or a + 6 + 2 * np > #ARGV then
     return redis.error_reply('ERR job ' .. (j + 1) ..
       ': fewer fields and records than its count')
+  end
+  if n < 0 and (state ~= 'delivered' or -n > MAX or
+      string.byte(ARGV[a + 7], 1) ~= 64) then -- '@'
+    return redis.error_reply('ERR job ' .. (j + 1) ..
+      ': only a delivered multicast is recorded once, in an "@" field')
   end
   at[j] = a
   if not is(KEYS[3 + 3 * j], 'stream') or
@@ -65,7 +80,7 @@ for j = 0, nj - 1 do
   elseif n > MAX then
     bad[j] = 'more than ' .. MAX .. ' recipients in one job'
   end
-  a = a + 7 + 2 * n
+  a = a + 7 + 2 * np
 end
 if a ~= #ARGV + 1 then
   return redis.error_reply('ERR arguments left after the last job')
@@ -92,7 +107,31 @@ for j = 0, nj - 1 do
   local stream, bc, bcr = KEYS[3 + 3 * j], KEYS[4 + 3 * j], KEYS[5 + 3 * j]
   local a = at[j]
   local state, detail, nf = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 6])
-  if bad[j] then
+  if nf < 0 and bad[j] then
+    out[#out + 1] = -2 -- member by member, the DLQ then says why
+  elseif nf < 0 then
+    -- A multicast recorded once: its group's record, if nobody wrote it
+    -- or marked it before (a duplicate run, a retry, a failure).
+    if redis.call('HSETNX', bcr, ARGV[a + 7], ARGV[a + 8]) == 1 then
+      local ids = acks[stream]
+      if not ids then ids = {}; acks[stream] = ids end
+      ids[#ids + 1] = ARGV[a]
+      local b = per[bc]
+      if not b then
+        b = {id = ARGV[a + 3], incr = {}, final = 0}
+        per[bc] = b
+        order[#order + 1] = bc
+      end
+      local f = 'n:' .. (string.match(ARGV[a + 7], '^@(%a+):') or '?') ..
+        ':delivered'
+      b.incr[f] = (b.incr[f] or 0) - nf
+      b.final = b.final - nf
+      b.delivered = true
+      out[#out + 1] = -nf
+    else
+      out[#out + 1] = -2
+    end
+  elseif bad[j] then
     -- A key of this job holds the wrong type (tampered with): the
     -- result cannot be recorded; the job goes to the DLQ, not lost.
     local job = job_text(stream, ARGV[a], ARGV[a + 4])
@@ -120,7 +159,7 @@ for j = 0, nj - 1 do
   local fields = {}
   for k = 1, nf do fields[k] = ARGV[a + 5 + 2 * k] end
   local cur = nf > 0 and redis.call('HMGET', bcr, unpack(fields)) or {}
-  local set, seen = nil, {}
+  local set, seen, gc = nil, {}, {}
   local n = 0
   -- The counter of a field's channel: a job's fields are of one channel
   -- as a rule, so the last one's prefix is tried first (a plain find,
@@ -128,7 +167,7 @@ for j = 0, nj - 1 do
   local pre, f = nil, nil
   for k = 1, nf do
     local field = fields[k]
-    if is_final(cur[k]) or seen[field] then
+    if member_final(bcr, cur[k], gc) or seen[field] then
       if not set then
         -- the first field not written: those before it go into a table
         set = {}

@@ -5,7 +5,10 @@
 -- Returns 1, or 0 if every field is already final (nothing parked), or
 -- an error "WRONGTYPE <key> holds a ..." before any write when a key
 -- holds the wrong type (the job is then dead-lettered by the worker).
+-- A member of a multicast recorded once (lib/group.lua) that was delivered
+-- is final; any other member of a group marks its group first.
 --#include is_final
+--#include group
 --#include split
 local want = {'stream', 'zset', 'hash'}
 for i, k in ipairs(KEYS) do
@@ -18,9 +21,9 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 local fields, rcpts = split(ARGV[5]), split(ARGV[6])
-local open = 0
+local open, gc = 0, {}
 for k, field in ipairs(fields) do
-  if not is_final(redis.call('HGET', KEYS[3], field)) then
+  if not member_final(KEYS[3], redis.call('HGET', KEYS[3], field), gc) then
     redis.call('HSET', KEYS[3], field, 'r|' .. (rcpts[k] or '') .. '|' ..
       ARGV[7])
     open = open + 1

@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
                  same(p.lang, j.lang),
              "strings differ");
     FZ_CHECK(p.attempts == j.attempts && p.first_ms == j.first_ms &&
-                 p.expires_ms == j.expires_ms && p.n == j.n &&
-                 p.inl == j.inl,
+                 p.expires_ms == j.expires_ms && p.n == j.n && p.inl == j.inl &&
+                 p.grec == j.grec,
              "numbers differ");
     FZ_CHECK(j.fallback == NULL, "plain took a job with fallbacks");
     for (size_t k = 0; k < p.n; k++)

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import traceback
 __all__ = [
     "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
     "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP", "Kairan",
+    "resolve_states", "bc_states",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -410,6 +412,39 @@ class Redis:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def resolve_states(per):
+    """A bc:<id>:r hash (HGETALL's flat reply or a dict) as each recipient's
+    record, the way kairan's readers see it (docs/multicast-record.md): a
+    member of a LINE multicast recorded once, "q|<rcpt>|<gid>", reads
+    "d|<rcpt>|<ms>|<detail>" when the field "@<gid>" says delivered
+    ("d|<ms>|<members>|<detail>"), else "q|<rcpt>"; the "@" fields are
+    left out.  Returns {field: value} as str."""
+    if isinstance(per, dict):
+        items = list(per.items())
+    else:
+        items = [(per[i], per[i + 1]) for i in range(0, len(per), 2)]
+    items = [(f.decode() if isinstance(f, bytes) else f,
+              v.decode() if isinstance(v, bytes) else v) for f, v in items]
+    groups = {f[1:]: v for f, v in items if f.startswith("@")}
+    out = {}
+    for f, v in items:
+        if f.startswith("@"):
+            continue
+        m = re.match(r"^q\|([^|]*)\|(.+)$", v, re.S)
+        if m:
+            g = re.match(r"^d\|(\d+)\|\d+\|(.*)$", groups.get(m.group(2), ""),
+                         re.S)
+            v = ("d|%s|%s|%s" % (m.group(1), g.group(1), g.group(2)) if g
+                 else "q|" + m.group(1))
+        out[f] = v
+    return out
+
+
+def bc_states(r, bid, prefix="kairan"):
+    """resolve_states of broadcast bid's bc:<id>:r, read from Redis r."""
+    return resolve_states(r.call("HGETALL", "%s:bc:%s:r" % (prefix, bid)))
 
 
 # ------------------------------------------------------------------ fake SMTP

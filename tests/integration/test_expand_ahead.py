@@ -117,9 +117,15 @@ with Redis(out) as r:
         # One multicast job per page with LINE recipients (13 pages).
         assert int(h2["jobs"]) == len(want), h2
         per = r.call("HGETALL", "kairan:bc:%s:r" % bid2)
-        fields = [per[i].decode() for i in range(0, len(per), 2)]
-        assert len(fields) == len(want), len(fields)
-        assert all(f.startswith("line:") for f in fields), fields[:3]
+        raw = [per[i].decode() for i in range(0, len(per), 2)]
+        # each multicast delivered is recorded once, in "@line:p<page>.<g>"
+        # (docs/multicast-record.md), its members left "q|<rcpt>|<gid>"
+        groups = [f for f in raw if f.startswith("@")]
+        assert groups and all(f.startswith("@line:p") for f in groups), raw[:3]
+        states = resolve_states(per)
+        assert len(states) == len(want), len(states)
+        assert all(f.startswith("line:") for f in states), list(states)[:3]
+        assert all(v.startswith("d|") for v in states.values()), states
     d.stop()
 
 tap.diag("runtime %.1fs" % (time.monotonic() - T0))

@@ -462,6 +462,135 @@ with Redis(out) as r:
         assert e.startswith("WRONGTYPE"), e
         assert c.call("XLEN", st) == 1
 
+    with tap.check("a LINE multicast recorded once (docs/multicast-record.md): "
+                   "commit_page names the group in its members, finish writes "
+                   "one '@' field and counts them all, a second time -2 and "
+                   "nothing; a member writer marks the group first"):
+        st = streams[3]
+        job = json.dumps({"b": "g1", "key": "line:p0.0", "gr": True,
+                          "r": ["r1", "r2"], "a": ["s1", "s2"],
+                          "i": ["g1a", "g1b"]}, separators=(",", ":"))
+        gkeys = [P + "dlq", P + "active", st]
+
+        def group_bc(n):
+            c.call("HSET", bc(n), "status", "sending")
+            assert ev("commit_page", page_keys(n),
+                      [0, 0, P, 203, 2, job, "line:p0.0", "line:%sa" % n, "r1",
+                       "line:%sb" % n, "r2"]) == [1, 2]
+            c.call("HSET", bc(n), "expanded", 1)
+            rr = hgetall(c, bc(n, ":r"))
+            assert rr == {"line:%sa" % n: "q|r1|line:p0.0",
+                          "line:%sb" % n: "q|r2|line:p0.0"}, rr
+            return gkeys + [bc(n), bc(n, ":r")]
+
+        def fast(eid, n, members=2):
+            return [eid, "delivered", "200", n, "", 1, -members, "@line:p0.0",
+                    "d|%d|%d|200" % (NOW, members)]
+
+        def slow(eid, n, state="delivered"):
+            code = {"delivered": "d", "failed": "f"}[state]
+            return [eid, state, "200", n, job, 1, 2,
+                    "line:%sa" % n, "%s|r1|%d|200" % (code, NOW),
+                    "line:%sb" % n, "%s|r2|%d|200" % (code, NOW)]
+
+        def pending(eid):
+            return any(x[0] == eid for x in
+                       c.call("XPENDING", st, "g", "-", "+", 100))
+
+        # delivered: one record for the group, every member counted
+        keys = group_bc("g1")
+        c.call("ZADD", P + "active", NOW, "g1")
+        e1 = pend(st)
+        assert ev("finish", keys, ["g", NOW] + fast(e1, "g1")) == [2]
+        rr = hgetall(c, bc("g1", ":r"))
+        assert rr["@line:p0.0"] == "d|%d|2|200" % NOW, rr
+        assert rr["line:g1a"] == "q|r1|line:p0.0", rr   # not rewritten
+        h = hgetall(c, bc("g1"))
+        assert (h["final"], h["n:line:delivered"], h["status"]) == (
+            "2", "2", "done"), h
+        assert not pending(e1)
+        # a duplicate run recorded once: -2, nothing done, still pending;
+        # then member by member: nothing final counted again, acked
+        e2 = pend(st)
+        assert ev("finish", keys, ["g", NOW + 1] + fast(e2, "g1")) == [-2]
+        assert pending(e2)
+        assert ev("finish", keys, ["g", NOW + 1] + slow(e2, "g1")) == [0]
+        assert not pending(e2)
+        h = hgetall(c, bc("g1"))
+        assert (h["final"], h["n:line:delivered"]) == ("2", "2"), h
+        assert hgetall(c, bc("g1", ":r"))["line:g1b"] == "q|r2|line:p0.0"
+        # the readers: precheck and rstates read the members as delivered
+        assert ev("precheck", [bc("g1"), bc("g1", ":r")], ["line:g1a"])[2] == \
+            ("d|r1|%d|200" % NOW).encode()
+        got = ev("rstates", [bc("g1", ":r")], ["line:g1b", "line:none",
+                                                "line:g1a"])
+        assert got == [("d|r2|%d|200" % NOW).encode(), None,
+                       ("d|r1|%d|200" % NOW).encode()], got
+        # retry of a delivered group: every member final, nothing parked
+        e3 = pend(st)
+        assert ev("retry", [st, P + "retry:g", bc("g1", ":r")],
+                  ["g", e3, NOW, "{}", "line:g1a,line:g1b", "r1,r2", "x"]) == 0
+
+        # a retry first: it marks the group; the original's duplicate
+        # recorded once loses and comes member by member, counted once
+        keys = group_bc("g2")
+        e4 = pend(st)
+        assert ev("retry", [st, P + "retry:g", bc("g2", ":r")],
+                  ["g", e4, NOW, "{}", "line:g2a,line:g2b", "r1,r2",
+                   "429"]) == 1
+        rr = hgetall(c, bc("g2", ":r"))
+        assert rr == {"@line:p0.0": "-", "line:g2a": "r|r1|429",
+                      "line:g2b": "r|r2|429"}, rr
+        assert ev("precheck", [bc("g2"), bc("g2", ":r")], ["line:g2a"])[2] == \
+            b"r|r1|429"
+        e5 = pend(st)
+        assert ev("finish", keys, ["g", NOW] + fast(e5, "g2")) == [-2]
+        assert ev("finish", keys, ["g", NOW] + slow(e5, "g2")) == [2]
+        assert ev("finish", keys, ["g", NOW] + slow(e5, "g2")) == [0]
+        h = hgetall(c, bc("g2"))
+        assert (h["final"], h["n:line:delivered"]) == ("2", "2"), h
+
+        # a failure first (member by member): it marks the group; a
+        # delivery recorded once afterwards counts nothing
+        keys = group_bc("g3")
+        e6 = pend(st)
+        assert ev("finish", keys, ["g", NOW] + slow(e6, "g3", "failed")) == [2]
+        assert hgetall(c, bc("g3", ":r"))["@line:p0.0"] == "-"
+        e7 = pend(st)
+        assert ev("finish", keys, ["g", NOW] + fast(e7, "g3")) == [-2]
+        assert ev("finish", keys, ["g", NOW] + slow(e7, "g3")) == [0]
+        h = hgetall(c, bc("g3"))
+        assert (h["final"], h["n:line:failed"]) == ("2", "2"), h
+        assert "n:line:delivered" not in h, h
+        # queued, not yet delivered: read as queued, without the group
+        keys = group_bc("g4")
+        assert ev("precheck", [bc("g4"), bc("g4", ":r")], ["line:g4a"])[2] == \
+            b"q|r1"
+        assert ev("rstates", [bc("g4", ":r")], ["line:g4a"]) == [b"q|r1"]
+        # only a delivery is recorded once, only into an "@" field
+        e8 = pend(st)
+        bad = fast(e8, "g4")
+        bad[1] = "failed"
+        assert err("finish", keys, ["g", NOW] + bad).startswith("ERR job 1")
+        bad = fast(e8, "g4")
+        bad[7] = "line:g4a"
+        assert err("finish", keys, ["g", NOW] + bad).startswith("ERR job 1")
+        assert pending(e8)
+        # a key of the wrong type: -2, so that it comes member by member
+        # and the DLQ entry names its fields
+        c.call("DEL", bc("g5"))
+        c.call("SET", bc("g5"), "x")
+        assert ev("finish", gkeys + [bc("g5"), bc("g5", ":r")],
+                  ["g", NOW] + fast(e8, "g5")) == [-2]
+        assert pending(e8)
+        c.call("DEL", bc("g5"))
+        # rstates reads in parts (HMGET of more than Lua's unpack takes)
+        c.call("HSET", bc("g6", ":r"), *sum((["line:m%d" % k, "q|r%d" % k]
+                                             for k in range(2500)), []))
+        got = ev("rstates", [bc("g6", ":r")],
+                 ["line:m%d" % k for k in range(2500)] + ["line:none"])
+        assert len(got) == 2501 and got[2499] == b"q|r2499" and got[-1] is None
+
     with tap.check("promote: due jobs back to their stream (key() from the job's "
                    "queue); an unreadable one to the DLQ"):
         z = P + "retry:p"

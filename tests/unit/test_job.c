@@ -119,7 +119,7 @@ static void test_group_json(void **state)
     json_object_set_new(want, KN_JOB_ADDR, a);
     json_object_set_new(want, KN_JOB_INDEX, i);
     s = kn_job_group_json("b-20261206-000000000001", "line:urgent", "line:p3.0",
-                          1795308258165LL, 1795394658165LL, NULL, 0, m, 3);
+                          1795308258165LL, 1795394658165LL, NULL, 0, 0, m, 3);
     assert_non_null(s);
     got = json_loads(s, 0, NULL);
     assert_non_null(got);
@@ -138,13 +138,13 @@ static void test_group_json(void **state)
     /* Not UTF-8, in any field: NULL (the caller lets Lua build it). */
     m[2].sealed = "k1.\xff";
     assert_null(kn_job_group_json("b-1", "line:normal", "line:p0.0", 1, 2, NULL,
-                                  0, m, 3));
+                                  0, 0, m, 3));
     m[2].sealed = "k2.C_-";
     assert_null(kn_job_group_json("b-\xc3", "line:normal", "line:p0.0", 1, 2,
-                                  NULL, 0, m, 3));
+                                  NULL, 0, 0, m, 3));
     /* a translation's language ("lg") and "il" for an all-inline group */
-    s = kn_job_group_json("b-1", "line:normal", "line:p0.0", 1, 2, "en", 1, m,
-                          2);
+    s = kn_job_group_json("b-1", "line:normal", "line:p0.0", 1, 2, "en", 1, 0,
+                          m, 2);
     got = json_loads(s, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(got, KN_JOB_LANG)),
                         "en");
@@ -171,6 +171,7 @@ static void plain_vs_tree(const char *text, int want)
         assert_int_equal(p.first_ms, j.first_ms);
         assert_int_equal(p.expires_ms, j.expires_ms);
         assert_int_equal(p.inl, j.inl);
+        assert_int_equal(p.grec, j.grec);
         if (j.key)
             assert_string_equal(p.key, j.key);
         else
@@ -206,16 +207,19 @@ static void test_read_plain(void **state)
     struct kn_job_member m[2] = {{"r-1", "k1.AAAA", "0a"},
                                  {"r-2", "k1.BBBB", "0b"}};
     char *g = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6, NULL,
-                                0, m, 2);
+                                0, 0, m, 2);
     char *gl = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6,
-                                 "zh-Hans", 0, m, 2);
+                                 "zh-Hans", 0, 0, m, 2);
     json_t *one =
         kn_job_new("b-2", "push:normal", "push:ab", 7, 8, "apns", NULL);
     /* An inline broadcast's multicast: "il" was left to jansson, which
      * cost the worker 20 % of kairand's CPU on a 100,000-recipient
      * inline LINE broadcast. */
     char *gi = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6, NULL,
-                                 1, m, 2);
+                                 1, 0, m, 2);
+    /* the expander's multicast: "gr" (its members' records name its key) */
+    char *gg = kn_job_group_json("b-1", "line:urgent", "line:p0.0", 5, 6, NULL,
+                                 1, 1, m, 2);
     char *os;
     struct kn_job_rec rec;
     kn_job_set_rcpt(one, "r-9", "k2.x_-", "ab");
@@ -224,6 +228,12 @@ static void test_read_plain(void **state)
     plain_vs_tree(gl, 0); /* "lg" is read plain too */
     plain_vs_tree(gi, 0); /* and "il" */
     assert_int_equal(kn_job_read_plain(gi, strlen(gi), &rec), 0);
+    assert_int_equal(rec.inl, 1);
+    assert_int_equal(rec.grec, 0);
+    kn_job_rec_free(&rec);
+    plain_vs_tree(gg, 0); /* and "gr" */
+    assert_int_equal(kn_job_read_plain(gg, strlen(gg), &rec), 0);
+    assert_int_equal(rec.grec, 1);
     assert_int_equal(rec.inl, 1);
     kn_job_rec_free(&rec);
     plain_vs_tree(os, 0);
@@ -241,6 +251,7 @@ static void test_read_plain(void **state)
                   KN_EAGAIN);
     free(g);
     free(gi);
+    free(gg);
     free(gl);
     free(os);
     json_decref(one);
