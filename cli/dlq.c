@@ -16,6 +16,7 @@
 #include "common/kn.h"
 #include "common/text.h"
 #include "model/broadcast.h"
+#include "model/job.h"
 #include "queue/keys.h"
 #include "queue/scripts.h"
 
@@ -178,6 +179,11 @@ static int dlq_retry_one(const redisReply *e)
         return 0;
     }
     json_object_set_new(j, "n", json_integer(0));
+    /* Recorded member by member: the group of a multicast may never have
+     * been marked (a DLQ entry of a key of the wrong type), and its
+     * members are "q|<rcpt>" now, naming no group (docs/
+     * multicast-record.md). */
+    json_object_del(j, KN_JOB_GROUPREC);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_cli_key("dlq"));
     kn_argv_take(&a, kn_key_bc(kn_cli_cfg.redis_prefix, bc, ""));

@@ -188,7 +188,10 @@ static void fin_records(struct kn_argv *a, const struct wjob *jb)
     struct kn_buf v = KN_BUF_INIT;
     char tail[48];
     int tn;
-    if (jb->grec && !jb->fin_slow && jb->naddr > 0 &&
+    /* (A first attempt only: a retried copy kairand writes has no "gr";
+     * one an older kairand wrote may, with members "r|..." it did not
+     * mark, which recording once would leave retrying for good.) */
+    if (jb->grec && !jb->fin_slow && jb->naddr > 0 && jb->n == 0 &&
         strcmp(jb->fin_state, "delivered") == 0) {
         /* A multicast LINE accepted, whose members' records name its key
          * (docs/multicast-record.md): one record for all of them, "@<key>"

@@ -584,6 +584,18 @@ with Redis(out) as r:
                   ["g", NOW] + fast(e8, "g5")) == [-2]
         assert pending(e8)
         c.call("DEL", bc("g5"))
+        # a group record tampered with ("d" without its shape) is no
+        # delivery: read as queued, its members written and counted one by
+        # one (before: retry dropped the job, a finish counted nothing)
+        keys = group_bc("g7")
+        c.call("HSET", bc("g7", ":r"), "@line:p0.0", "dX")
+        assert ev("rstates", [bc("g7", ":r")], ["line:g7a"]) == [b"q|r1"]
+        e9 = pend(st)
+        assert ev("retry", [st, P + "retry:g", bc("g7", ":r")],
+                  ["g", e9, NOW, "{}", "line:g7a", "r1", "429"]) == 1
+        e10 = pend(st)
+        assert ev("finish", keys, ["g", NOW] + slow(e10, "g7")) == [2]
+        assert hgetall(c, bc("g7"))["n:line:delivered"] == "2"
         # rstates reads in parts (HMGET of more than Lua's unpack takes)
         c.call("HSET", bc("g6", ":r"), *sum((["line:m%d" % k, "q|r%d" % k]
                                              for k in range(2500)), []))

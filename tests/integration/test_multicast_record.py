@@ -237,8 +237,21 @@ with tap.check("[5] dlq retry: the failed multicast sent again, counted "
                "once, nobody twice"):
     line.set_control({})
     a0 = collections.Counter(u for q in line.requests() for u in q["to"])
+    d.stop()   # so that the job dlq retry queues can be read
     cp = k.ctl("dlq", "retry", "--all")
     assert cp.returncode == 0, cp.stderr
+    # queued again as a first attempt recorded member by member: its
+    # members are "q|<rcpt>" now, naming no group (no "gr")
+    ents = r.call("XRANGE", P + "q:line:normal", "-", "+")
+    jobs = [json.loads(dict(zip(e[1][::2], e[1][1::2]))[b"j"]) for e in ents]
+    jobs = [j for j in jobs if j["b"] == bid2]
+    assert len(jobs) == 1 and "gr" not in jobs[0] and jobs[0]["n"] == 0, [
+        sorted(j) for j in jobs]
+    # every failed child's address once (of the siblings, either one)
+    rs = set(jobs[0]["r"])
+    assert len(rs) == len(failed) and all(uid_of[c] in failed for c in rs), (
+        len(rs), len(failed))
+    d = k.start()
     h = wait_for(lambda: (lambda x: x if x.get("status") == "done" and
                           int(x.get("n:line:failed", "0")) == 0 else None)(
         k.bc(bid2)), 60, what="the retried multicast delivered")

@@ -56,5 +56,7 @@ local function member_final(bcr, v, cache)
     end
     cache[gid] = g
   end
-  return string.byte(g, 1) == 100 -- 'd'
+  -- delivered only as finish writes it (what resolved() reads too); any
+  -- other value, tampered with, counts as a mark: members one by one
+  return string.find(g, '^d|%d+|%d+|') ~= nil
 end
