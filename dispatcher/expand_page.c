@@ -436,7 +436,12 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         kn_argv_take(a, js);
         kn_argv_add(a, key); /* the group the members' records name */
         for (size_t k = off; k < off + cnt; k++) {
-            kn_argv_addf(a, "line:%s", line[k].bi);
+            /* "line:<bi>" without printf (500 a job) */
+            size_t bl = strlen(line[k].bi);
+            char *fld = kn_xmalloc(bl + 6);
+            memcpy(fld, "line:", 5);
+            memcpy(fld + 5, line[k].bi, bl + 1);
+            kn_argv_take(a, fld);
             kn_argv_add(a, line[k].rcpt);
         }
     }

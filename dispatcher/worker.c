@@ -803,8 +803,14 @@ static void take_recipients(struct wjob *jb, struct kn_job_rec *rec)
     rec->rcpts = rec->sealed = rec->bindex = NULL;
     /* A buffer, not a string rebuilt per recipient: a LINE job holds 500. */
     for (size_t k = 0; k < jb->naddr; k++) {
-        kn_buf_addf(&f, "%s%s:%s", k ? "," : "", jb->w->chname, jb->bindex[k]);
-        kn_buf_addf(&rl, "%s%s", k ? "," : "", jb->rcpts[k]);
+        if (k > 0) {
+            kn_buf_addc(&f, ',');
+            kn_buf_addc(&rl, ',');
+        }
+        kn_buf_add(&f, jb->w->chname); /* (no printf: 2 % of kairand) */
+        kn_buf_addc(&f, ':');
+        kn_buf_add(&f, jb->bindex[k]);
+        kn_buf_add(&rl, jb->rcpts[k]);
     }
     jb->fields = jb->naddr ? kn_buf_take(&f, NULL) : NULL;
     jb->rcpt_list = jb->naddr ? kn_buf_take(&rl, NULL) : NULL;
