@@ -41,6 +41,7 @@
 #include "adapters/adapter.h"
 #include "adapters/mime.h"
 #include "adapters/smtp_client.h"
+#include "common/ipscope.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"

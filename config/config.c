@@ -44,6 +44,7 @@
 #include <strings.h>
 
 #include "common/file.h"
+#include "common/ipscope.h"
 #include "common/kn.h"
 #include "config/check.h"
 
