@@ -16,10 +16,12 @@
  * TLS is required by default (STARTTLS, or implicit TLS for smtps://), at
  * least TLS 1.2, with the peer verified (smtp.ca_file, else the system's
  * store; host name or IP address checked); smtp.tls = none is an explicit
- * opt-out for a local relay and is logged at start: with it, smtp.username's
- * password goes only to a loopback address (plain_auth_allowed), else the
+ * opt-out for a local relay and is logged at start: with it, mail goes
+ * only to a relay whose address (the one connected to, not its name) is
+ * loopback or on a local network (common/ipscope.c), and smtp.username's
+ * password only to a loopback address (plain_refusal); else the
  * connection ends before a byte is sent, a configuration fault that fails
- * the message tempfail like a refused AUTH.
+ * the message tempfail like a relay that is down.
  *
  * Classification (PROVIDERS.md 6.1): the reply to the final "." 2xx
  * delivered; a refused MAIL, RCPT, DATA or "." 4xx tempfail, 5xx permfail;
@@ -41,6 +43,7 @@
 #include "adapters/adapter.h"
 #include "adapters/mime.h"
 #include "adapters/smtp_client.h"
+#include "common/ipscope.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -85,8 +88,9 @@ struct smtp {
     struct conn *idle, *idle_tail; /* ready, without a message, FIFO */
     size_t nconns;
     int closing;
-    int plain_auth_logged; /* the refusal of plain_auth_allowed logged */
-    size_t refs;           /* 1 + connections not yet freed */
+    int plain_auth_logged;   /* plain_refusal: a password refused, logged */
+    int plain_remote_logged; /* plain_refusal: a remote relay, logged */
+    size_t refs;             /* 1 + connections not yet freed */
 };
 
 struct conn {
@@ -768,50 +772,90 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 
 /* ---- connecting ---- */
 
+/* Why a connection to a relay that is not local ended (the detail). */
+#define PLAIN_REMOTE_REFUSED                                                   \
+    "configuration: smtp.tls = none sends mail in clear, so only to a relay "  \
+    "on this host or a local network (10/8, 172.16/12, 192.168/16, fc00::/7, " \
+    "link-local); this one is elsewhere: set smtp.tls = starttls or implicit"
+
 /*
- * Without TLS (smtp.tls = none) and with smtp.username, the password may
- * go only to a relay on this host: the address connected to, whatever
- * name smtp.url gives, must be loopback (127.0.0.0/8, ::1).  Returns 1 if
- * the connection may go on (the session is told it is local), else 0
- * after logging the configuration fault (once per start): nothing has
- * been sent, and the message ends tempfail, so that the breaker opens and
- * mail fails over to SendGrid as when the relay refuses the login.
+ * With smtp.tls = none (SECURITY-PROMISES.md row 2: plaintext SMTP only
+ * for a local relay), whether this connection may go on, judged by the
+ * address connected to, whatever name smtp.url gives (common/ipscope.c).
+ * Returns NULL if it may, else why not (a fixed string):
+ *  1. with TLS: it may;
+ *  2. a loopback address: it may, and the session is told the relay is
+ *     on this host (AUTH may go in clear);
+ *  3. a local network address: it may without smtp.username; with one,
+ *     KN_SMTP_PLAIN_AUTH_REFUSED, since the password goes in clear to
+ *     this host only;
+ *  4. any other address, or the peer's unknown: PLAIN_REMOTE_REFUSED,
+ *     with or without a password (children's names and notices would
+ *     cross the internet in clear).
+ * On a refusal nothing has been sent: the caller ends the connection and
+ * the message tempfails, so that the breaker opens and mail fails over
+ * to SendGrid, as when the relay is down.  The fault is logged as an
+ * error once per start and kind, with the relay's name and the address
+ * connected to (never a recipient's, never the password).
  */
-static int plain_auth_allowed(struct conn *c)
+static const char *plain_refusal(struct conn *c)
 {
     struct smtp *s = c->s;
     struct sockaddr_storage peer;
     int len = sizeof(peer);
-    if (s->tls != KN_TLS_NONE || s->username == NULL)
-        return 1;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0 &&
-        kn_sockaddr_loopback((struct sockaddr *)&peer)) {
+    enum kn_ip_scope scope = KN_IP_ELSEWHERE;
+    char addr[INET6_ADDRSTRLEN];
+    if (s->tls != KN_TLS_NONE)
+        return NULL;
+    memset(&peer, 0, sizeof(peer));
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0)
+        scope = kn_ip_scope((struct sockaddr *)&peer);
+    if (scope == KN_IP_LOOPBACK) {
         kn_smtp_set_local(c->sess);
-        return 1;
+        return NULL;
     }
-    if (!s->plain_auth_logged) {
-        s->plain_auth_logged = 1;
+    if (scope == KN_IP_LOCAL_NET && s->username == NULL)
+        return NULL;
+    kn_ip_text((struct sockaddr *)&peer, addr, sizeof(addr));
+    if (scope == KN_IP_LOCAL_NET) {
+        if (!s->plain_auth_logged) {
+            s->plain_auth_logged = 1;
+            kn_log(KN_LOG_ERROR, "smtp",
+                   "smtp.tls = none with smtp.username, and the relay is not "
+                   "on this host: the password is never sent to it in clear; "
+                   "e-mail through the relay fails until smtp.tls is "
+                   "starttls or implicit (the breaker fails over to SendGrid "
+                   "if set up)",
+                   "host", s->host, "address", addr, NULL);
+        }
+        return KN_SMTP_PLAIN_AUTH_REFUSED;
+    }
+    if (!s->plain_remote_logged) {
+        s->plain_remote_logged = 1;
         kn_log(KN_LOG_ERROR, "smtp",
-               "smtp.tls = none with smtp.username, and the relay is not on "
-               "this host: the password is never sent to it in clear; "
-               "e-mail through the relay fails until smtp.tls is starttls "
-               "or implicit (the breaker fails over to SendGrid if set up)",
-               "host", s->host, NULL);
+               "smtp.tls = none, and the relay is not on this host or a "
+               "local network (loopback, 10/8, 172.16/12, 192.168/16, "
+               "169.254/16, fc00::/7, fe80::/10): mail is never sent to it "
+               "in clear; e-mail through the relay fails until smtp.tls is "
+               "starttls or implicit, or smtp.url names a relay on the local "
+               "network (the breaker fails over to SendGrid if set up)",
+               "host", s->host, "address", addr, NULL);
     }
-    return 0;
+    return PLAIN_REMOTE_REFUSED;
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
     if (!c->dead) {
+        const char *refused = status < 0 ? NULL : plain_refusal(c);
         if (status < 0) {
             char why[160];
             snprintf(why, sizeof(why), "cannot connect to the relay: %s",
                      uv_strerror(status));
             conn_fail(c, 0, why);
-        } else if (!plain_auth_allowed(c)) {
-            conn_fail(c, 0, KN_SMTP_PLAIN_AUTH_REFUSED);
+        } else if (refused != NULL) {
+            conn_fail(c, 0, refused);
         } else {
             c->connected = 1;
             uv_tcp_nodelay(&c->tcp, 1);
@@ -1035,8 +1079,8 @@ static int smtp_open(struct kn_adapter *a, const struct kn_config *cfg)
     if (s->tls == KN_TLS_NONE)
         kn_log(KN_LOG_WARN, "smtp",
                "plaintext SMTP: smtp.tls = none was set explicitly; mail "
-               "crosses the network unencrypted (credentials go only to a "
-               "relay on this host)",
+               "goes unencrypted, so only to a relay on this host or a local "
+               "network (credentials only to this host)",
                "url", cfg->smtp_url, NULL);
     kn_log(KN_LOG_INFO, "smtp", "relay configured", "url", cfg->smtp_url, "tls",
            s->tls == KN_TLS_STARTTLS   ? "starttls"

@@ -9,7 +9,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,21 +315,4 @@ void kn_free_secret(char *s)
         explicit_bzero(s, strlen(s));
         free(s);
     }
-}
-
-int kn_sockaddr_loopback(const struct sockaddr *sa)
-{
-    if (sa == NULL)
-        return 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-        return (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a6 =
-            &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a6) ||
-               (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
-    }
-    return 0;
 }

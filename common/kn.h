@@ -97,14 +97,6 @@ int kn_duration_parse(const char *s, int64_t *ms);
  */
 int kn_duration_parse_unit(const char *s, int64_t *ms);
 
-/*
- * 1 if sa (AF_INET or AF_INET6) is a loopback address: 127.0.0.0/8, ::1,
- * or ::ffff:127.x.y.z; 0 otherwise (any other family included).  What
- * "on this host" means for plaintext credentials (smtp.tls = none).
- */
-struct sockaddr;
-int kn_sockaddr_loopback(const struct sockaddr *sa);
-
 /* Random bytes from the OS (getrandom); aborts if the OS cannot give them. */
 void kn_random(void *buf, size_t n);
 /* Uniform random integer in [0, n) (n > 0). */

@@ -44,6 +44,7 @@
 #include <strings.h>
 
 #include "common/file.h"
+#include "common/ipscope.h"
 #include "common/kn.h"
 #include "config/check.h"
 
@@ -983,24 +984,30 @@ check_problem(const struct kn_config *cfg, FILE *err, int *count,
 }
 
 /*
- * 1 if every address host resolves to is loopback (127.0.0.0/8, ::1): a
- * relay "on this host".  A name that does not resolve is not.  Blocking
- * (getaddrinfo): --check and the start only, before the loop runs.
+ * The farthest scope (common/ipscope.h) of the addresses host resolves
+ * to: KN_IP_LOOPBACK for a relay "on this host", KN_IP_LOCAL_NET for one
+ * on a local network.  A name that does not resolve is KN_IP_ELSEWHERE,
+ * with *resolved 0.  Blocking (getaddrinfo): --check and the start only,
+ * before the loop runs.
  */
-static int host_is_local(const char *host)
+static enum kn_ip_scope host_scope(const char *host, int *resolved)
 {
     struct addrinfo hints, *res = NULL;
-    int local;
+    enum kn_ip_scope scope = KN_IP_LOOPBACK;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
+    *resolved = 0;
     if (host == NULL || getaddrinfo(host, NULL, &hints, &res) != 0)
-        return 0;
-    local = res != NULL;
-    for (const struct addrinfo *a = res; a != NULL; a = a->ai_next)
-        local = local && kn_sockaddr_loopback(a->ai_addr);
+        return KN_IP_ELSEWHERE;
+    *resolved = 1;
+    for (const struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        enum kn_ip_scope one = kn_ip_scope(a->ai_addr);
+        if (one < scope)
+            scope = one;
+    }
     freeaddrinfo(res);
-    return local;
+    return scope;
 }
 
 /* One more broken promise: counted, and its sentence added to why. */
@@ -1039,14 +1046,33 @@ int kn_config_promises(const struct kn_config *cfg, char *why, size_t n)
             (long long)cfg->retention_backup_days,
             (long long)(cfg->retention_closed_tenant_days +
                         cfg->retention_backup_days));
-    /* Row 2: plaintext SMTP only for a relay on this host.  The adapter
-     * never sends the AUTH password in clear to another host (it checks
-     * the address it connected to): said here so that it is fixed before
-     * e-mail stops at the relay. */
+    /* Row 2: plaintext SMTP only for a local relay, a password in clear
+     * only to this host.  The adapter checks the address it connected to
+     * and sends nothing to any other (adapters/smtp.c, plain_refusal):
+     * said here so that it is fixed before e-mail stops at the relay. */
     if ((cfg->route_email == NULL || strcmp(cfg->route_email, "smtp") == 0) &&
-        cfg->smtp_tls == KN_TLS_NONE && cfg->smtp_username != NULL) {
+        cfg->smtp_tls == KN_TLS_NONE) {
         char *host = kn__config_smtp_url_host(cfg->smtp_url);
-        if (host != NULL && !host_is_local(host))
+        int resolved = 0;
+        /* (a url without a host is kn_config_check's problem) */
+        enum kn_ip_scope scope =
+            host != NULL ? host_scope(host, &resolved) : KN_IP_LOOPBACK;
+        if (scope == KN_IP_ELSEWHERE)
+            promise_broken(
+                &count, why, n,
+                "smtp.tls = none, but the relay %s %s: mail (children's "
+                "names, notices) would cross the network in clear, so "
+                "kairand sends nothing to a relay elsewhere and e-mail "
+                "through it fails (failing over to SendGrid if set up); set "
+                "smtp.tls = starttls (or implicit with smtps://), or use a "
+                "relay on this host or the local network",
+                host,
+                resolved ? "is not on this host or a local network "
+                           "(127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, "
+                           "169.254/16, fc00::/7, fe80::/10)"
+                         : "does not resolve, so it cannot be told to be on "
+                           "this host or a local network");
+        else if (scope == KN_IP_LOCAL_NET && cfg->smtp_username != NULL)
             promise_broken(
                 &count, why, n,
                 "smtp.tls = none with smtp.username, but the relay %s is not "

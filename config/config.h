@@ -209,8 +209,9 @@ int kn_config_check(const struct kn_config *cfg, FILE *err);
 
 /*
  * What the configuration does against SECURITY-PROMISES.md (row 9:
- * retention against the backups kept; row 2: smtp.tls = none with a
- * password for a relay that is not on this host, resolving its name):
+ * retention against the backups kept; row 2: smtp.tls = none for a
+ * relay that is neither on this host nor on a local network, or with a
+ * password for one that is not on this host, resolving its name):
  * the number of problems, their sentences in why joined by "; " (cut at
  * n).  kairand --check prints it as a warning and kairand logs it
  * as an error at every start, but neither stops: the units run --check

@@ -982,7 +982,8 @@ static void test_redis_url_parse(void **state)
 
 /* Row 9 of SECURITY-PROMISES.md: all of a closed tenant's data is gone
  * within 70 days, its copies in the kept backups too; row 2: plaintext
- * SMTP only to a relay on this host, never a password across a network.
+ * SMTP only to a relay on this host or a local network, never a password
+ * across a network.
  * kairand --check warns, kairand runs and logs it (dispatcher/main.c). */
 static void test_promises(void **state)
 {
@@ -997,14 +998,49 @@ static void test_promises(void **state)
         {"[retention]\nclosed_tenant_days = 60\nbackup_days = 10\n", NULL},
         {"[retention]\nclosed_tenant_days = 40\n", NULL},
         {"[retention]\n", NULL},
-        /* Row 2: smtp.tls = none sends no password to another host. */
+        /* Row 2: smtp.tls = none sends nothing to a relay that is not
+         * on this host or a local network, password or not. */
         {"[smtp]\nurl = smtp://192.0.2.10:25\ntls = none\nusername = k\n"
          "password = p\n",
-         "smtp.tls = none with smtp.username, but the relay 192.0.2.10 is "
-         "not on this host"},
+         "smtp.tls = none, but the relay 192.0.2.10 is not on this host or "
+         "a local network"},
+        {"[smtp]\nurl = smtp://192.0.2.10:25\ntls = none\n",
+         "smtp.tls = none, but the relay 192.0.2.10 is not on this host or "
+         "a local network"},
         {"[smtp]\nurl = smtp://[2001:db8::25]:25\ntls = none\n"
          "username = k\npassword = p\n",
-         "the relay 2001:db8::25 is not on this host"},
+         "the relay 2001:db8::25 is not on this host or a local network"},
+        {"[smtp]\nurl = smtp://172.32.0.1:25\ntls = none\n",
+         "the relay 172.32.0.1 is not on this host or a local network"},
+        {"[smtp]\nurl = smtp://100.64.0.25:25\ntls = none\n",
+         "the relay 100.64.0.25 is not on this host or a local network"},
+        {"[smtp]\nurl = smtp://[fec0::25]:25\ntls = none\n",
+         "the relay fec0::25 is not on this host or a local network"},
+        {"[smtp]\nurl = smtp://[::ffff:8.8.8.8]:25\ntls = none\n",
+         "the relay ::ffff:8.8.8.8 is not on this host or a local network"},
+        {"[smtp]\nurl = smtp://[64:ff9b::a00:19]:25\ntls = none\n",
+         "the relay 64:ff9b::a00:19 is not on this host or a local network"},
+        /* a name that does not resolve cannot be told to be local (what
+         * it says after "relay.invalid" depends on the resolver) */
+        {"[smtp]\nurl = smtp://relay.invalid:25\ntls = none\n",
+         "smtp.tls = none, but the relay relay.invalid "},
+        /* on a local network: mail, but no password, in clear */
+        {"[smtp]\nurl = smtp://10.0.0.25:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://172.16.0.25:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://192.168.1.25:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://169.254.0.25:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://[fd00::25]:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://[fe80::25]:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://[::ffff:192.168.1.25]:25\ntls = none\n", NULL},
+        {"[smtp]\nurl = smtp://10.0.0.25:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         "smtp.tls = none with smtp.username, but the relay 10.0.0.25 is not "
+         "on this host"},
+        {"[smtp]\nurl = smtp://[fd00::25]:25\ntls = none\nusername = k\n"
+         "password = p\n",
+         "smtp.tls = none with smtp.username, but the relay fd00::25 is not "
+         "on this host"},
+        /* on this host: both */
         {"[smtp]\nurl = smtp://127.0.0.1:25\ntls = none\nusername = k\n"
          "password = p\n",
          NULL},
@@ -1014,13 +1050,17 @@ static void test_promises(void **state)
         {"[smtp]\nurl = smtp://[::1]:25\ntls = none\nusername = k\n"
          "password = p\n",
          NULL},
+        {"[smtp]\nurl = smtp://[::ffff:127.0.0.1]:25\ntls = none\n"
+         "username = k\npassword = p\n",
+         NULL},
         {"[smtp]\nurl = smtp://localhost:25\ntls = none\nusername = k\n"
          "password = p\n",
          NULL},
-        {"[smtp]\nurl = smtp://192.0.2.10:25\ntls = none\n", NULL},
+        /* with TLS, or e-mail not through the relay: nothing to say */
         {"[smtp]\nurl = smtp://192.0.2.10:587\nusername = k\n"
          "password = p\n",
          NULL},
+        {"[smtp]\nurl = smtps://192.0.2.10\ntls = implicit\n", NULL},
         {"[routes]\nemail = outbox\n[smtp]\nurl = smtp://192.0.2.10:25\n"
          "tls = none\nusername = k\npassword = p\n",
          NULL},
@@ -1054,7 +1094,7 @@ static void test_promises(void **state)
             0);
         assert_int_equal(kn_config_promises(&cfg, why, sizeof(why)), 2);
         assert_non_null(strstr(why, "retention.closed_tenant_days (60)"));
-        assert_non_null(strstr(why, "; smtp.tls = none with smtp.username"));
+        assert_non_null(strstr(why, "; smtp.tls = none, but the relay"));
         /* a short buffer is cut, never overrun */
         assert_int_equal(kn_config_promises(&cfg, why, 40), 2);
         assert_int_equal(strlen(why), 39);
