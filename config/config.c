@@ -166,7 +166,7 @@ static const struct key keys[] = {
 
     DUR("dispatcher", "drain_ms", "10s", 0, 1 * HOUR, drain_ms),
     DUR("dispatcher", "default_ttl", "24h", 1 * MIN, 30 * DAY, default_ttl_ms),
-    INT("dispatcher", "expand_page", "500", 1, 10000, expand_page),
+    INT("dispatcher", "expand_page", "1000", 1, 10000, expand_page),
     INT("dispatcher", "max_subject", "1000", 1, 100000, max_subject),
     INT("dispatcher", "max_body", "100000", 1, 10000000, max_body),
     INT("dispatcher", "max_recipients", "100000", 1, 10000000, max_recipients),

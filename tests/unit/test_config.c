@@ -157,7 +157,7 @@ static void assert_defaults(const struct kn_config *c)
 
     assert_int_equal(c->drain_ms, 10000);
     assert_int_equal(c->default_ttl_ms, 24 * 3600 * 1000LL);
-    assert_int_equal(c->expand_page, 500);
+    assert_int_equal(c->expand_page, 1000);
     assert_int_equal(c->max_subject, 1000);
     assert_int_equal(c->max_body, 100000);
     assert_int_equal(c->max_recipients, 100000);
