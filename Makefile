@@ -36,7 +36,7 @@ LIB_SRCS := \
 	model/address.c model/message.c model/broadcast.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c model/password.c model/totp.c model/session.c \
 	model/child.c model/regsheet.c common/qrsvg.c \
-	model/dsn.c \
+	model/dsn.c model/gaiji.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
 	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c adapters/apns_token.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \

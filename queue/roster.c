@@ -23,6 +23,7 @@
 #include "model/address.h"
 #include "model/broadcast.h"
 #include "model/directory.h"
+#include "model/gaiji.h"
 #include "model/label.h"
 #include "queue/roster.h"
 #include "queue/roster_int.h"
@@ -465,28 +466,6 @@ static void why_cell(struct rrow *r, int c, const char *ref, enum cell_bad kind)
     }
 }
 
-/*
- * The first character of s in a Private Use Area: U+E000-U+F8FF, where
- * iconv puts CP932's user-defined characters (gaiji, 0xF040-0xF9FC as
- * U+E000-U+E757), and the planes 15 and 16.  Such a character is a
- * picture only the school's own PC has: on a guardian's phone the name
- * shows as a box or another character.  Returns its code point, with its
- * place in characters (1-based) in *at, or 0 if there is none.
- */
-static unsigned long private_use(const char *s, size_t *at)
-{
-    size_t n = strlen(s), i = 0, k;
-    unsigned long cp = 0;
-    *at = 0;
-    while (i < n && (k = kn_utf8_decode(s + i, n - i, &cp)) > 0) {
-        ++*at;
-        if ((cp >= 0xe000 && cp <= 0xf8ff) || cp >= 0xf0000)
-            return cp;
-        i += k;
-    }
-    return 0;
-}
-
 /* Columns whose values are never quoted back: addresses, tokens and the
  * phone number (personal data; an address is shown masked at most). */
 static int unquoted_col(int c)
@@ -495,60 +474,18 @@ static int unquoted_col(int c)
            c == COL_PHONE;
 }
 
-/* The cell v (of column c) with each private-use character as the geta
- * mark 〓 (what Japanese software shows for a character it cannot), for a
- * message to quote; NULL for a column never quoted or a long cell. */
-static char *gaiji_excerpt(const char *v, int c)
+/* The reason for a cell holding a private-use character (gaiji,
+ * model/gaiji.h); 1 if it does, else 0.  In a name, what to write
+ * instead; in an address, token or number (never a place for kanji) only
+ * that it must be typed again, never quoted. */
+static int why_gaiji(struct rrow *r, int c, const char *ref, const char *v)
 {
-    struct kn_buf b = KN_BUF_INIT;
-    size_t n = strlen(v), i = 0, k, len;
-    unsigned long cp = 0;
-    char *t, *out;
-    if (unquoted_col(c) || n > 120)
-        return NULL;
-    while (i < n && (k = kn_utf8_decode(v + i, n - i, &cp)) > 0) {
-        if ((cp >= 0xe000 && cp <= 0xf8ff) || cp >= 0xf0000)
-            kn_buf_addn(&b, "\xe3\x80\x93", 3); /* U+3013 〓 */
-        else
-            kn_buf_addn(&b, v + i, k);
-        i += k;
-    }
-    t = kn_buf_take(&b, &len);
-    out = quoted(t, 120);
-    free(t);
-    return out;
-}
-
-/* The reason for a cell holding a private-use character (gaiji). */
-static void why_gaiji(struct rrow *r, int c, const char *ref, const char *v)
-{
-    size_t at;
-    unsigned long cp = private_use(v, &at);
-    char *q = gaiji_excerpt(v, c), *en_q, *ja_q;
-    /* In a name, what to write instead; in an address, token or number
-     * (never a place for kanji) only that it must be typed again. */
-    int text = !unquoted_col(c);
-    en_q = q != NULL ? kn_xasprintf(" (\"%s\")", q) : kn_xstrdup("");
-    ja_q = q != NULL ? kn_xasprintf("「%s」の〓の所、", q) : kn_xstrdup("");
-    why_add(r,
-            kn_xasprintf("%s: contains a user-defined character (gaiji: "
-                         "U+%04lX, private use) at character %zu%s: it "
-                         "shows as a box or another character on "
-                         "guardians' phones; %s",
-                         kn_roster_columns[c].en, cp, at, en_q,
-                         text ? "replace it with a standard kanji or kana"
-                              : "type the cell again"),
-            kn_xasprintf("%sに外字（機種依存文字）が含まれています（%s%zu 文字"
-                         "目）。外字は保護者のスマートフォンでは正しく表示"
-                         "されません。%s",
-                         ref, ja_q, at,
-                         text ? "通常の漢字やかなに置き換えてください（「髙」"
-                                "「﨑」などは外字ではないので、そのまま使え"
-                                "ます）。"
-                              : "そのセルを半角で入力し直してください。"));
-    free(en_q);
-    free(ja_q);
-    free(q);
+    char *en, *ja;
+    if (kn_gaiji_check(v, unquoted_col(c) ? KN_GAIJI_SECRET : KN_GAIJI_NAME,
+                       kn_roster_columns[c].en, ref, &en, &ja, NULL, NULL) == 0)
+        return 0;
+    why_add(r, en, ja);
+    return 1;
 }
 
 /*
@@ -766,7 +703,6 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
             continue; /* never stored, so never checked */
         int nul = memchr(row->f[i], 0, row->len[i]) != NULL;
         char *v = nul ? kn_xstrdup("x") : trim(row->f[i], row->len[i]);
-        size_t at;
         if (!nul && kn_csv_unguard(v) != v)
             memmove(v, v + 1, strlen(v)); /* export's guard quote (csv.h) */
         enum cell_bad bad = nul ? CELL_NUL : bad_chars(v, strlen(v));
@@ -791,8 +727,7 @@ static void check_row(const struct kn_csv_row *row, const int *map, size_t nhdr,
             free(v);
             continue;
         }
-        if (private_use(v, &at) != 0) {
-            why_gaiji(r, c, ref[c], v);
+        if (why_gaiji(r, c, ref[c], v)) {
             broken |= 1u << c;
             free(v);
             continue;
