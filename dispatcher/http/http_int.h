@@ -19,6 +19,7 @@
 #include "common/codec.h"
 #include "config/config.h"
 #include "dispatcher/daemon.h"
+#include "model/gaiji.h"
 #include "model/token.h"
 #include "queue/scripts.h"
 
@@ -454,6 +455,17 @@ void kn__httpd_respond_error(struct conn *c, int status, const char *field,
 void kn__httpd_respond_coded(struct conn *c, int status, const char *field,
                              const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/*
+ * A text refused for a private-use character (model/gaiji.h): 400
+ * {"error": "<ja> (<en>)", "field", "code", "at" (the character's place,
+ * 1-based), "excerpt" (the text with 〓 for it, or null for an address)},
+ * Japanese first as the other errors of the pages say.  Returns 1 after
+ * answering, or 0 (nothing said) if s holds no such character.  field_ja
+ * names the field for the reader (お名前, 保護者の氏名).
+ */
+int kn__httpd_refuse_gaiji(struct conn *c, const char *s,
+                           enum kn_gaiji_kind kind, const char *field,
+                           const char *code, const char *field_ja);
 /* What a guardian reads when kairan cannot answer for a moment (Redis
  * unreachable, the operation log not writable): no word of the inside. */
 #define KN__HTTPD_BUSY                                                                               \

@@ -13,6 +13,9 @@
  *                   /r#v=<token>, and a 6-digit code; in Japanese, then
  *                   in the page's language or English) to the address;
  *                   nothing is registered yet (rver:<hash of the token>).
+ *                   A name or relation with a private-use character
+ *                   (外字, model/gaiji.h) is refused: 400 with code
+ *                   gaiji_name or gaiji_relation, "at" and "excerpt".
  *   POST /r/verify  {v: token} (the link's page, after its button: mail
  *                   scanners that open links confirm nothing) or
  *                   {ticket, code}: the address joins the child's
@@ -48,6 +51,7 @@
 #include "model/address.h"
 #include "model/audit.h"
 #include "model/directory.h"
+#include "model/gaiji.h"
 #include "model/regsheet.h"
 #include "model/session.h"
 #include "queue/keys.h"
@@ -721,12 +725,17 @@ void kn__httpd_run_register_email(struct conn *c)
                                 "入力してください (a name of at most 100 "
                                 "bytes, one line, without control or bidi "
                                 "characters)");
+    } else if (kn__httpd_refuse_gaiji(c, name, KN_GAIJI_NAME, "name",
+                                      "gaiji_name", "お名前")) {
+        /* refused: a box on the school's screens and in the mails */
     } else if (short_text_ok(rel) < 0) {
         kn__httpd_respond_coded(c, 400, "relation", "bad_relation",
                                 "続柄は100バイトまで、1行で、制御文字なしで"
                                 "入力してください (a relation of at most 100 "
                                 "bytes, one line, without control or bidi "
                                 "characters)");
+    } else if (kn__httpd_refuse_gaiji(c, rel, KN_GAIJI_NAME, "relation",
+                                      "gaiji_relation", "続柄")) {
     } else if (!kn__reg_lang_ok(lang)) {
         kn__reg_bad_lang(c);
     } else if (!json_is_true(consent)) {

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "model/audit.h"
+#include "model/gaiji.h"
 #include "model/token.h"
 
 /*
@@ -221,4 +222,29 @@ void kn__httpd_respond_coded(struct conn *c, int status, const char *field,
     va_start(ap, fmt);
     respond_problem(c, status, field, code, fmt, ap);
     va_end(ap);
+}
+
+int kn__httpd_refuse_gaiji(struct conn *c, const char *s,
+                           enum kn_gaiji_kind kind, const char *field,
+                           const char *code, const char *field_ja)
+{
+    char *en, *ja, *ex, *msg;
+    size_t at;
+    json_t *j;
+    if (s == NULL ||
+        kn_gaiji_check(s, kind, field, field_ja, &en, &ja, &at, &ex) == 0)
+        return 0;
+    j = json_object();
+    msg = kn_xasprintf("%s (%s)", ja, en);
+    json_object_set_new(j, "error", kn__httpd_jstr_text(msg));
+    free(msg);
+    json_object_set_new(j, "field", json_string(field));
+    json_object_set_new(j, "code", json_string(code));
+    json_object_set_new(j, "at", json_integer((json_int_t)at));
+    json_object_set_new(j, "excerpt", kn__httpd_jstr_or_null(ex));
+    kn__httpd_respond_json(c, 400, j, NULL);
+    free(en);
+    free(ja);
+    free(ex);
+    return 1;
 }

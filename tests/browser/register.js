@@ -158,6 +158,15 @@ async function start(page, id, pass) {
     res.noConsent = { msg: await msg(page), focus: await page.evaluate(() => document.activeElement.id),
       stillHere: await visible(page, 's-contact') };
     await page.getByLabel(/同意/).check();
+    // A name with a private-use character (gaiji, U+E000): refused, the
+    // page names the character's place with 〓, focus on the name.
+    await page.getByLabel('お名前').fill('田中 \uE000子');
+    await page.getByRole('button', { name: '確認メールを送る' }).click();
+    await page.waitForFunction(() => document.getElementById('msg').textContent.includes('〓'));
+    res.gaiji = await look(page, 'gaiji');
+    Object.assign(res.gaiji, { msg: await msg(page), focus: await page.evaluate(() => document.activeElement.id),
+      role: await page.getAttribute('#msg', 'role'), stillHere: await visible(page, 's-contact') });
+    await page.getByLabel('お名前').fill('<b>田中 花子</b>');
     // LINE: the friend-add link, its QR code and a link code to send.
     await page.getByRole('button', { name: 'LINEで受け取る' }).click();
     await page.waitForFunction(() => document.getElementById('line-code').textContent !== '');

@@ -13,7 +13,9 @@ s-2 with a phone number only (no address).  Sheets issued with kairanctl recipie
       the right passcode), while the family at its own address gets in;
       an unknown ID is locked the same way.
   [3] s-2's first guardian: consent and the address are checked (400 with
-      the field); the verification mail arrives with a link and a 6-digit
+      the field); a name or relation with a gaiji (U+E000, U+F8FF,
+      U+F0000) is refused (400 gaiji_name, gaiji_relation: Japanese first,
+      the place and the text with 〓); the verification mail arrives with a link and a 6-digit
       code; the link's POST registers once (a second POST: 404); the
       address is in reg:<T>:s-2 sealed, never in clear anywhere in Redis.
   [4] a broadcast to the class reaches the registered address (and the
@@ -313,6 +315,23 @@ with Redis(out) as r, FakeSMTP(out) as smtp:
                               "consent": True}, ip="198.51.100.7")
                 assert st == 400 and e["field"] == f \
                     and e["code"] == "bad_" + f, (bad, f, st, e)
+        # A private-use character (gaiji) shows as a box on the school's
+        # screens: refused, its place named (the character as 〓).
+        for bad, at, ex in (("渡\ue000 花子", 2, "渡〓 花子"),
+                            ("母\U000f0000", 2, "母〓"),
+                            ("\uf8ff", 1, "〓")):
+            for f, ja in (("name", "お名前"), ("relation", "続柄")):
+                st, e = call("POST", "/r/email",
+                             {"ticket": tk, "email": MOM2, f: bad,
+                              "consent": True}, ip="198.51.100.7")
+                assert st == 400 and e["field"] == f \
+                    and e["code"] == "gaiji_" + f and e["at"] == at \
+                    and e["excerpt"] == ex \
+                    and e["error"].startswith(
+                        ja + "に外字（機種依存文字）が含まれています（「%s」の"
+                        "〓の所、%d 文字目）" % (ex, at)) \
+                    and "(%s: contains a user-defined character" % f \
+                    in e["error"], (bad, f, st, e)
         st, e = call("POST", "/r/email", {"ticket": "x" * 43, "email": MOM2,
                                           "consent": True}, ip="198.51.100.7")
         assert st == 401 and e["field"] == "ticket" \

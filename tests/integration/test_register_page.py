@@ -16,7 +16,9 @@ address and its registration sheet (kairanctl recipients sheets).
       (POST /v1/devices: 201 and a device credential);
       メールアドレス, name (holding markup: shown as text), relation, the
       consent checkbox labelled with 同意 (without it: a message, nothing
-      sent), 確認メールを送る -> the masked address shown;
+      sent); a name holding a gaiji (U+E000) is refused with the page's
+      own words naming its place (4 文字目, 「田中 〓子」), focus on the
+      name; 確認メールを送る -> the masked address shown;
   [4] the mail's link in a fresh tab: a button 登録する (a GET confirms
       nothing), pressed -> 登録しました, the token leaves the address bar;
       the same link again is refused with a message;
@@ -175,6 +177,15 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                "consent" and r["noConsent"]["msg"],
                "[3] without consent: a message, focus on the checkbox",
                json.dumps(r["noConsent"], ensure_ascii=False))
+        g = r["gaiji"]
+        tap.ok(g["msg"] == strings("ja")["e_gaiji_name"].replace(
+                   "{at}", "4").replace("{excerpt}", "田中 〓子")
+               and g["focus"] == "name" and g["stillHere"]
+               and g["role"] == r["wrongRole"],
+               "[3] a name with a gaiji (U+E000): refused, the page names "
+               "its place (4 文字目, 「田中 〓子」), focus on the name",
+               json.dumps({x: g[x] for x in ("msg", "focus", "role")},
+                          ensure_ascii=False))
         tap.ok(r["code"]["sentTo"].endswith("@docomo.ne.jp")
                and MOM not in r["code"]["sentTo"],
                "[3] 確認メールを送る: the masked address shown",
@@ -259,7 +270,8 @@ with Redis(out) as redis, FakeSMTP(out) as smtp:
                {c: [c, strings(c)["startHead"], strings(c)["title"]]
                 for c in ("vi", "fil")},
                "[9] ?lang=vi, ?lang=fil: their texts, html lang vi, fil")
-        pages = {n: r[n] for n in ("start", "contact", "app", "line", "code",
+        pages = {n: r[n] for n in ("start", "contact", "gaiji", "app", "line",
+                                   "code",
                                    "verify", "done", "en", "pt", "zh", "vi",
                                    "fil")}
         pages["en-done"] = r["enDoneLook"]

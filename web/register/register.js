@@ -112,10 +112,14 @@
   }
 
   // The server's words for a failure in the page's language: by its
-  // "code" (strings "e_<code>"), else its own text (Japanese and English).
+  // "code" (strings "e_<code>", which may name the place of a refused
+  // character: {at}, {excerpt}), else its own text (Japanese and English).
   function errText(res) {
     const c = res.json.code;
-    return (typeof c === 'string' && state.s['e_' + c]) || res.json.error || t('network');
+    if (typeof c === 'string' && state.s['e_' + c]) {
+      return t('e_' + c, { at: res.json.at || '', excerpt: res.json.excerpt || '' });
+    }
+    return res.json.error || t('network');
   }
 
   function fail(res, focusId) {
