@@ -18,6 +18,7 @@
 
 #include "common/kn.h"
 #include "common/utf8.h"
+#include "model/gaiji.h"
 
 /*
  * 1 if the code point may not be part of a name: controls, the line and
@@ -43,7 +44,8 @@ static int refused_cp(unsigned long cp, int strict)
  *  1. the bytes must be UTF-8 (a CP932 file is converted before this);
  *  2. NFKC (u8_normalize allocates the result);
  *  3. ASCII spaces at both ends removed (U+3000 became U+0020 in 2);
- *  4. empty, too long, or a refused character: KN_EINVAL.
+ *  4. empty, too long, or a refused character (with strict, a private-use
+ *     one too: model/gaiji.h): KN_EINVAL.
  */
 static int label_norm(const char *s, char **out, char *err, size_t errlen,
                       char *ja, size_t jalen, int strict);
@@ -116,6 +118,20 @@ static int label_norm(const char *s, char **out, char *err, size_t errlen,
                      "目に見えない文字（U+%04lX）が含まれています。改行や"
                      "タブも含めて取り除いてください",
                      cp);
+            free(p);
+            return KN_EINVAL;
+        }
+        if (strict && kn_gaiji_is(cp)) {
+            snprintf(err, errlen,
+                     "holds a user-defined character (gaiji: U+%04lX, "
+                     "private use) at character %zu: use a standard kanji "
+                     "or kana",
+                     cp, chars + 1);
+            snprintf(ja, jalen,
+                     "%zu 文字目が外字（機種依存文字、U+%04lX）で、保護者の"
+                     "スマートフォンでは正しく表示されません。通常の漢字や"
+                     "かなにしてください",
+                     chars + 1, cp);
             free(p);
             return KN_EINVAL;
         }

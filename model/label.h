@@ -8,9 +8,10 @@
  * one group: the name is NFKC-normalised (full-width letters and digits
  * become ASCII, half-width katakana full-width), spaces at both ends are
  * removed, and then it must be 1-64 characters with no control character,
- * no bidi control, no line or paragraph separator, no ';' (the CSV's list
- * separator) and no ',' (the list separator of kairanctl's --groups and
- * of tokens).  Key names stay safe because every key part made of a label
+ * no bidi control, no line or paragraph separator, no private-use
+ * character (外字, model/gaiji.h: a box on guardians' phones), no ';' (the
+ * CSV's list separator) and no ',' (the list separator of kairanctl's --groups
+ * and of tokens).  Key names stay safe because every key part made of a label
  * is percent-encoded (kn_key_part).
  */
 #ifndef KN_MODEL_LABEL_H

@@ -3,11 +3,14 @@
  * page: GET /v1/directory/{id} (the record, names unsealed for the
  * answer, contacts only as the channels they give, never an address) and
  * PATCH /v1/directory/{id} (name, class, groups, active; one guardian
- * deactivated or reactivated).  A tenant's admin and limited_admin only;
- * the tenant is the token's or session's, so another tenant's id is
- * simply not found.  Both run on the thread pool with a synchronous Redis
- * connection (unsealing, sealing); the change is one script
- * (queue/lua/rcpt_edit.lua) and one operation-log line recipients.edit.
+ * deactivated or reactivated).  A name, class or group holding a
+ * private-use character (外字, model/gaiji.h) is refused as the import
+ * refuses it: 400 {"code": "gaiji", "at", "excerpt"}, Japanese first.  A
+ * tenant's admin and limited_admin only; the tenant is the token's or
+ * session's, so another tenant's id is simply not found.  Both run on the
+ * thread pool with a synchronous Redis connection (unsealing, sealing); the
+ * change is one script (queue/lua/rcpt_edit.lua) and one operation-log line
+ * recipients.edit.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -29,6 +32,7 @@
 #include "model/directory.h"
 #include "model/address.h"
 #include "model/dsn.h"
+#include "model/gaiji.h"
 #include "model/label.h"
 #include "queue/keys.h"
 #include "queue/lua.h"
@@ -482,6 +486,13 @@ static int patch_groups(struct conn *c, json_t *g, struct edit_job *j)
     for (size_t i = 0; i < n; i++) {
         const char *s = json_string_value(json_array_get(g, i));
         char why[160], *norm = NULL;
+        if (kn__httpd_refuse_gaiji(c, s, KN_GAIJI_NAME, "groups", "gaiji",
+                                   "グループ名")) {
+            for (size_t k = 0; k < m; k++)
+                free(v[k]);
+            free(v);
+            return -1;
+        }
         if (s == NULL || strchr(s, ';') != NULL ||
             kn_label_norm(s, &norm, why, sizeof(why)) < 0) {
             for (size_t k = 0; k < m; k++)
@@ -577,6 +588,9 @@ static int patch_guardian(struct conn *c, json_t *v, struct edit_job *j,
                                         "characters");
                 return -1;
             }
+            if (kn__httpd_refuse_gaiji(c, s, KN_GAIJI_NAME, "guardians.name",
+                                       "gaiji", "保護者の氏名"))
+                return -1;
             j->gname = kn_xstrdup(s);
             j->what[(*w)++] = 'N';
         } else if (strcmp(key, "email") == 0) {
@@ -633,6 +647,9 @@ static int patch_fields(struct conn *c, json_t *body, struct edit_job *j)
                                         key, name ? 200 : 64);
                 return -1;
             }
+            if (kn__httpd_refuse_gaiji(c, s, KN_GAIJI_NAME, key, "gaiji",
+                                       name ? "氏名" : "組"))
+                return -1;
             if (name)
                 j->name = kn_xstrdup(s);
             else

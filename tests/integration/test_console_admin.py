@@ -41,7 +41,9 @@ token create and one staff session (kairanctl staff add).
   [8] one student: GET (names unsealed, guardians by channel, never an
       address; another tenant 404, a sender 403), PATCH name, class,
       groups, active, one guardian's active (op-log line recipients.edit,
-      bad input 400 naming the field); a broadcast then reaches the active
+      bad input 400 naming the field; a gaiji in a name, class, group or
+      guardian's name: 400 code gaiji, Japanese first, its place and the
+      text with 〓; 髙﨑 kept); a broadcast then reaches the active
       guardian only, and never the deactivated student.
   [10] one guardian's contacts (PATCH guardians[{index, name, email,
       phone}]): checked as the import checks them (a bad address 400
@@ -596,6 +598,29 @@ with Redis(out) as redis:
         assert r.status == 400, r
         r = jcall(ADMIN, "PATCH", "/v1/directory/f-1", {"guardians": [{"index": 5, "active": False}]})
         assert r.status == 404 and r.json["field"] == "guardians", r
+
+    with tap.check("[8] PATCH: a gaiji (private use) in a name, class, group or guardian's name is refused, "
+                   "Japanese first, its place and the text with 〓; 髙﨑 (not gaiji) is kept"):
+        for body, field, ja, at, ex in (
+                ({"name": "渡\ue000 一郎"}, "name", "氏名", 2, "渡〓 一郎"),
+                ({"class": "2年\uf8ff組"}, "class", "組", 3, "2年〓組"),
+                ({"groups": ["美術部", "\U000f0000部"]}, "groups", "グループ名", 1, "〓部"),
+                ({"guardians": [{"index": 0, "name": "佐々木 \ue757子"}]}, "guardians.name",
+                 "保護者の氏名", 5, "佐々木 〓子")):
+            r = jcall(ADMIN, "PATCH", "/v1/directory/f-2", body)
+            assert r.status == 400 and r.json["field"] == field and r.json["code"] == "gaiji", (body, r)
+            assert r.json["at"] == at and r.json["excerpt"] == ex, (body, r.json)
+            assert r.json["error"].startswith(
+                "%sに外字（機種依存文字）が含まれています（「%s」の〓の所、%d 文字目）" % (ja, ex, at)), r.json
+            assert "(%s: contains a user-defined character (gaiji: U+" % field in r.json["error"], r.json
+        r = jcall(ADMIN, "GET", "/v1/directory/f-2")
+        assert r.json["name"] == "佐々木 三郎" and r.json["class"] == "2年D組", r
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-2", {"name": "髙\ufa11 三郎"})
+        assert r.status == 200, r
+        r = jcall(ADMIN, "GET", "/v1/directory/f-2")
+        assert r.json["name"] == "髙\ufa11 三郎", r
+        r = jcall(ADMIN, "PATCH", "/v1/directory/f-2", {"name": "佐々木 三郎"})
+        assert r.status == 200, r
 
     with tap.check("[8] a deactivated guardian gets nothing; the other guardian does; a deactivated student nothing"):
         r = jcall(ADMIN, "PATCH", "/v1/directory/f-1", {"guardians": [{"index": 1, "active": False}]})

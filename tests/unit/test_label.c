@@ -82,6 +82,11 @@ static void test_existing(void **state)
                                             &out, err, sizeof(err)),
                      KN_EINVAL); /* bidi controls never */
     assert_null(out);
+    /* a group named with a gaiji before they were refused: found */
+    assert_int_equal(
+        kn_label_norm_existing("部\xee\x80\x80", &out, err, sizeof(err)), 0);
+    assert_string_equal(out, "部\xee\x80\x80");
+    free(out);
     norm_is("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa7 保護者会",
             "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa7 保護者会"); /* ZWJ */
 }
@@ -113,6 +118,11 @@ static void test_refused(void **state)
             "b",
             "U+FEFF"); /* BOM */
     refused("\xff\xfe", "not UTF-8");
+    /* a private-use character (gaiji): a box on guardians' phones */
+    refused("サッカー\xee\x80\x80部", "gaiji: U+E000, private use) at "
+                                      "character 5");
+    refused("\xf3\xb0\x80\x80", "U+F0000");
+    norm_is("\xef\xa8\xa9\xe5\xb1\xb1", "\xef\xa8\xa9\xe5\xb1\xb1"); /* 﨑山 */
 }
 
 int main(void)
