@@ -33,6 +33,7 @@
 #include "common/text.h"
 #include "model/address.h"
 #include "model/audit.h"
+#include "model/gaiji.h"
 #include "model/password.h"
 #include "model/session.h"
 #include "model/token.h"
@@ -209,7 +210,7 @@ static char *seal_email(const char *addr, int *rc)
 static int st_add(int argc, char **argv)
 {
     struct opts o;
-    char pw[21], *k, *sealed = NULL;
+    char pw[21], *k, *sealed = NULL, *en, *ja;
     redisReply *r;
     int rc = KN_EXIT_OK;
 
@@ -219,6 +220,13 @@ static int st_add(int argc, char **argv)
     }
     if (!login_arg_ok(o.login))
         return KN_EXIT_USAGE;
+    if (o.name != NULL && kn_gaiji_check(o.name, KN_GAIJI_NAME, "--name",
+                                         "--name", &en, &ja, NULL, NULL) < 0) {
+        fprintf(stderr, "kairanctl: %s\n", en);
+        free(en);
+        free(ja);
+        return KN_EXIT_USAGE;
+    }
     if (o.name == NULL || !kn_staff_name_valid(o.name)) {
         fprintf(stderr, "kairanctl: --name is required: the person's name, "
                         "1-100 bytes of text (e.g. \"佐藤 一郎\")\n");

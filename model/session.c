@@ -13,6 +13,7 @@
 #include "common/codec.h"
 #include "common/kn.h"
 #include "common/utf8.h"
+#include "model/gaiji.h"
 
 void kn_session_new_id(char out[KN_SESSION_ID_CHARS + 1])
 {
@@ -143,7 +144,7 @@ int kn_staff_login_valid(const char *s)
 
 int kn_staff_name_valid(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = strlen(s), at;
     if (n == 0 || n > 100)
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -151,7 +152,7 @@ int kn_staff_name_valid(const char *s)
         if (c < 0x20 || c == 0x7f)
             return 0;
     }
-    return kn_utf8_valid(s, n);
+    return kn_utf8_valid(s, n) && kn_gaiji_find(s, &at) == 0;
 }
 
 int kn_staff_groups_valid(const char *s)

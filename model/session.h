@@ -62,7 +62,7 @@ int kn_session_alive(int64_t created_ms, int64_t seen_ms, int64_t now);
 int kn_staff_login_valid(const char *s);
 
 /* A staff member's display name: 1-100 bytes of UTF-8 text without
- * control characters. */
+ * control characters or private-use ones (gaiji, model/gaiji.h). */
 int kn_staff_name_valid(const char *s);
 
 /* A sender's groups "a,b": no empty item, none over 64 bytes, no control

@@ -28,6 +28,7 @@
 #include "dispatcher/http/http_int.h"
 #include "model/audit.h"
 #include "model/broadcast.h"
+#include "model/gaiji.h"
 #include "model/session.h"
 #include "model/token.h"
 #include "queue/keys.h"
@@ -607,6 +608,9 @@ void kn__httpd_run_staff_add(struct conn *c)
                                 "login: 1-64 of a-z, 0-9, '.', '_', '-', "
                                 "starting with a letter or digit (e.g. "
                                 "sato.ichiro)");
+    } else if (kn__httpd_refuse_gaiji(c, name, KN_GAIJI_NAME, "name", "gaiji",
+                                      "氏名")) {
+        /* a box on the console of every colleague, and in the log */
     } else if (name == NULL || !kn_staff_name_valid(name)) {
         kn__httpd_respond_error(c, 400, "name",
                                 "name: the person's name, 1-100 bytes of "

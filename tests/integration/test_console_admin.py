@@ -427,7 +427,8 @@ with Redis(out) as redis:
         assert pw not in open(os.path.join(AUDIT, "operations.jsonl")).read()
         assert pw not in d.stderr_text()
 
-    with tap.check("[6] bad input 400 with the field; a taken login 409; limited_admin 403"):
+    with tap.check("[6] bad input 400 with the field (a gaiji in the name: code gaiji, its place); "
+                   "a taken login 409; limited_admin 403"):
         for body, field in (({"login": "Bad Login", "name": "x", "role": "admin"}, "login"),
                             ({"login": "ok", "name": "", "role": "admin"}, "name"),
                             ({"login": "ok", "name": "a\u0007b", "role": "admin"}, "name"),
@@ -437,6 +438,10 @@ with Redis(out) as redis:
                             ({"login": "ok", "name": "x", "role": "sender", "groups": ["a;b"]}, "groups")):
             r = jcall(ADMIN, "POST", "/v1/staff", body)
             assert r.status == 400 and r.json["field"] == field, (body, r)
+        r = jcall(ADMIN, "POST", "/v1/staff", {"login": "ok", "name": "佐藤 \ue000郎", "role": "admin"})
+        assert r.status == 400 and r.json["field"] == "name" and r.json["code"] == "gaiji" \
+            and r.json["at"] == 4 and r.json["excerpt"] == "佐藤 〓郎" \
+            and r.json["error"].startswith("氏名に外字（機種依存文字）"), r
         r = jcall(ADMIN, "POST", "/v1/staff", {"login": "jimu", "name": "x", "role": "admin"})
         assert r.status == 409, r
         r = jcall(LIMITED, "POST", "/v1/staff", {"login": "x2", "name": "x", "role": "admin"})

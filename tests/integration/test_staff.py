@@ -162,7 +162,8 @@ with Redis(out) as redis:
         PW[(tenant, login)] = last
         return last
 
-    with tap.check("[1] staff add: bad input is exit 2 with a reason"):
+    with tap.check("[1] staff add: bad input is exit 2 with a reason (a gaiji in "
+                   "--name: its place)"):
         for args in (["--tenant", "sakura", "--login", "Sato", "--name", "x", "--role", "admin"],
                      ["--tenant", "sakura", "--login", "sato", "--name", "x", "--role", "root"],
                      ["--tenant", "sakura", "--login", "sato", "--name", "x", "--role", "sender"],
@@ -172,6 +173,11 @@ with Redis(out) as redis:
             cp = k.ctl("staff", "add", *args)
             assert cp.returncode == 2 and cp.stdout == "", (args, cp)
             assert "kairanctl:" in cp.stderr, cp.stderr
+        cp = k.ctl("staff", "add", "--tenant", "sakura", "--login", "sato",
+                   "--name", "佐藤 \ue000郎", "--role", "admin")
+        assert cp.returncode == 2 and "--name: contains a user-defined " \
+            "character (gaiji: U+E000, private use) at character 4 " \
+            "(\"佐藤 〓郎\")" in cp.stderr, cp
 
     with tap.check("[1] staff add prints the initial password alone on its last line"):
         add("sakura", "sato", "sender", groups="2-A,2-B")

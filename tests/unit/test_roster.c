@@ -254,6 +254,8 @@ static void test_staff_name_and_groups_rules(void **state)
     assert_false(kn_staff_name_valid(""));
     assert_false(kn_staff_name_valid("a\x07"));
     assert_false(kn_staff_name_valid("\xff"));
+    assert_false(kn_staff_name_valid("佐藤 \xee\x80\x80郎")); /* gaiji */
+    assert_true(kn_staff_name_valid("髙\xef\xa8\x91 一郎"));  /* 髙﨑 */
     assert_true(kn_staff_groups_valid("2年A組,サッカー部"));
     assert_false(kn_staff_groups_valid(""));
     assert_false(kn_staff_groups_valid("a,,b"));
