@@ -352,12 +352,12 @@ static redisReply *submit_tx(const struct kn_submit_tx *tx)
 int kn_cli_submit_json(const char *json, size_t len)
 {
     struct kn_limits lim = {cfg.max_subject, cfg.max_body, cfg.max_recipients,
-                            cfg.default_ttl_ms};
+                            cfg.default_ttl_ms, 0};
     struct kn_broadcast b;
     struct kn_keyring *kr = NULL;
     struct kn_argv a;
     struct kn_submit_tx tx;
-    char err[600], field[128];
+    char err[1100], field[128];
     redisReply *whole;
     const redisReply *r;
     int rc, was_tx;

@@ -96,8 +96,10 @@ void kn__expand_raw(struct kn_expander *e)
 {
     struct kn_daemon *d = e->d;
     const struct kn_config *cfg = d->cfg;
+    /* gaiji kept: this producer is answered by no one, and a notice with
+     * a box reaches people, a rejected one nobody (model/broadcast.h) */
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
+                            cfg->max_recipients, cfg->default_ttl_ms, 1};
     struct kn_broadcast b;
     char err[512], field[128];
     struct kn_argv a;

@@ -21,6 +21,11 @@ struct kn_limits {
     int64_t max_body;       /* bytes */
     int64_t max_recipients; /* inline recipients */
     int64_t default_ttl_ms;
+    /* 1: keep private-use characters (gaiji) in the texts: kairan's own
+     * messages, and a raw XADD already in the stream (rejecting it would
+     * reach nobody).  0 (what the front ends give): refused, with the
+     * character's place (model/gaiji.h). */
+    int gaiji_ok;
 };
 
 struct kn_push_token {

@@ -377,8 +377,8 @@ int kn__httpd_bc_parse(struct conn *c, struct kn_broadcast *b)
 {
     const struct kn_config *cfg = c->srv->cfg;
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
-    char err[600], field[128];
+                            cfg->max_recipients, cfg->default_ttl_ms, 0};
+    char err[1100], field[128];
     const char *json = kn_buf_str(&c->req.body);
     size_t len = kn_buf_len(&c->req.body);
     char *patched = NULL;

@@ -42,8 +42,9 @@ int kn__httpd_guardian_send(struct http_srv *s, const char *tenant,
 {
     struct kn_daemon *d = s->d;
     const struct kn_config *cfg = s->cfg;
+    /* kairan's own text, with names stored before gaiji were refused */
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
+                            cfg->max_recipients, cfg->default_ttl_ms, 1};
     json_t *rc = json_array(), *bc;
     struct kn_broadcast b;
     struct kn_argv a;

@@ -189,7 +189,7 @@ static void respond_problem(struct conn *c, int status, const char *field,
                             const char *code, const char *fmt, va_list ap)
 {
     json_t *j = json_object();
-    char msg[700];
+    char msg[1200]; /* a gaiji's reason: Japanese, English, excerpts */
     const char *extra = NULL;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     json_object_set_new(j, "error", kn__httpd_jstr_text(msg));

@@ -230,11 +230,11 @@ static char *tpl_check(struct conn *c, const char *tenant)
 {
     const struct kn_config *cfg = c->srv->cfg;
     struct kn_limits lim = {cfg->max_subject, cfg->max_body,
-                            cfg->max_recipients, cfg->default_ttl_ms};
+                            cfg->max_recipients, cfg->default_ttl_ms, 0};
     struct kn_broadcast bc;
     json_t *root, *full, *v;
     const char *key;
-    char err[600], field[128], *text, *out;
+    char err[1100], field[128], *text, *out;
     int rc;
 
     root = json_loadb(kn_buf_str(&c->req.body), kn_buf_len(&c->req.body),

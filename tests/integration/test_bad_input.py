@@ -14,18 +14,20 @@ sakura-hs, group 2-A):
       oversized subject / body / recipient list, invalid UTF-8 (raw bytes,
       an overlong sequence, a lone surrogate escape), CR / LF / NUL in the
       subject, a name, an address, a LINE id, a push token and the tenant,
-      an unknown channel (and one listed twice), an unknown field: each
+      an unknown channel (and one listed twice), an unknown field, a
+      private-use character (gaiji) in the subject or body: each
       400 with JSON {"error", "field"} naming the field, an error text that
       says what to do, no address echoed; nothing written to Redis.  At
       the limits exactly (64-byte subject, 256-byte body, 5 recipients):
       accepted and delivered.
-  [2] the same limits, wrong types, invalid UTF-8 and NUL through
+  [2] the same limits, wrong types, invalid UTF-8, NUL and a gaiji through
       kairanctl submit: exit 1, one line naming the field.
   [3] raw XADD of invalid UTF-8, a NUL byte, an oversized subject, too many
       recipients, a wrong type, a job that is not an object, and an entry
       with neither "job" nor "id": each ends rejected (kairanctl status
       --json shows its reason; GET /v1/broadcasts/{id} too) or in the DLQ,
-      the stream is emptied, kairanctl status --json stays valid JSON.
+      the stream is emptied, kairanctl status --json stays valid JSON;
+      a raw XADD with a gaiji in the body is delivered (never dropped).
   [4] unknown group through the API: 202, then rejected with the group's
       place in the reason, never its name (issue 11: reasons echo no
       value; GET shows reason and field).  Unknown tenant: with a
@@ -286,6 +288,12 @@ CASES = [
     ("unknown field", enc(dict(good(), subjct="typo")), "subjct", ["spelling"]),
     ("unknown push platform", enc(rc0(push=[{"platform": "huawei", "token": "t"}])),
      "recipients[0].push[0].platform", ["fcm"]),
+    # a private-use character (gaiji): a box on guardians' phones
+    ("a gaiji in the body", enc(good(body="明日は\ue000休校")), "body",
+     ["本文に外字（機種依存文字）が含まれています（「明日は〓休校」の〓の所、4 文字目）",
+      "gaiji: U+E000"]),
+    ("a gaiji in the subject", enc(good(subject="休校\U000f0000")), "subject",
+     ["件名に外字", "U+F0000", "3 文字目"]),
 ]
 
 with tap.check("[1] baseline: no broadcast stored before the refusals"):
@@ -339,6 +347,7 @@ CTL_CASES = [
     ("invalid UTF-8", GOOD_JSON.replace("お知らせ".encode(), b"\xff"), "json"),
     ("NUL in a name", enc(rc0(name="佐藤\u0000")), None),
     ("CR in a name", enc(rc0(name="佐藤\r")), "recipients[0].name"),
+    ("a gaiji in the body", enc(good(body="\uf8ff")), "body"),
 ]
 for name, body, field in CTL_CASES:
     with tap.check("[2] kairanctl submit refuses %s: exit 1, one line" % name):
@@ -396,6 +405,15 @@ for name, bid, eid, field in RAW_IDS:
         j = json.loads(raw.decode("utf-8"))
         assert st == 200 and j.get("status") == "rejected" and j.get("reason"), (st, j)
         assert SECRET_ADDR not in reason and SECRET_ADDR not in raw.decode(), "echoed"
+
+with tap.check("[3] raw XADD with a gaiji in the body: kept and delivered (the "
+               "API refuses it; a raw producer is answered by no one, and a "
+               "notice with a box reaches people, a rejected one nobody)"):
+    r.call("XADD", STREAM, "*", "job", enc(good(body="明日は\ue000休校", id="raw-gaiji")))
+    bid = k.name_of(TENANT, "raw-gaiji")
+    h = k.wait_done(bid, 30)
+    assert h.get("status") == "done", h
+    assert k.counts(bid)["email"].get("delivered") == 1, k.counts(bid)
 
 with tap.check("[3] an entry with neither job nor id -> DLQ with its reason"):
     def found():

@@ -35,7 +35,7 @@
 #include "model/broadcast.h"
 
 #define TTL_MS (24LL * 3600 * 1000)
-static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS};
+static const struct kn_limits LIM = {1000, 100000, 100, TTL_MS, 0};
 
 /* 2099-11-22T07:00:00+09:00 and 2099-11-22T18:00:00+09:00 in ms. */
 #define SEND_AT_MS 4098981600000LL
@@ -1556,6 +1556,87 @@ static void test_choices(void **state)
     }
 }
 
+/*
+ * A private-use character (gaiji) in a text that reaches phones: refused
+ * with the field, Japanese first, its place and an excerpt with 〓; kept
+ * with gaiji_ok (a raw XADD, kairan's own messages).  U+F900-U+FAFF (CJK
+ * compatibility ideographs: 﨑) are characters and pass.
+ */
+static void test_gaiji(void **state)
+{
+    static const struct {
+        const char *subject, *body, *extra, *field, *words;
+    } bad[] = {
+        {"臨時\xee\x80\x80休校", "b", "", "subject",
+         "subject: 件名に外字（機種依存文字）が含まれています（「臨時〓休校」"
+         "の〓の所、3 文字目）"},
+        {"s", "明日は\xef\xa3\xbf休校です。", "", "body",
+         "(contains a user-defined character (gaiji: U+F8FF, private use) "
+         "at character 4 (\"明日は〓休校です。\")"},
+        {"s", "b", ",\"ack\":true,\"choices\":[\"はい\",\"\xf4\x8f\xbf\xbf\"]",
+         "choices[1]", "回答の選択肢に外字"},
+        {"s", "b",
+         ",\"translations\":{\"en\":{\"subject\":\"s\",\"body\":"
+         "\"\xf3\xb0\x80\x80\"}}",
+         "translations.en.body", "翻訳の本文に外字"},
+    };
+    struct kn_limits ok = LIM;
+    ok.gaiji_ok = 1;
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char json[1024], err[1100], field[128];
+        struct kn_broadcast b;
+        snprintf(json, sizeof(json),
+                 "{\"tenant\":\"t\",\"subject\":\"%s\",\"body\":\"%s\","
+                 "\"channels\":[\"email\"],\"audience\":{\"groups\":"
+                 "[\"g\"]}%s}",
+                 bad[i].subject, bad[i].body, bad[i].extra);
+        assert_int_equal(kn_broadcast_parse(json, strlen(json), &LIM, &b, err,
+                                            sizeof(err), field, sizeof(field)),
+                         KN_EINVAL);
+        assert_string_equal(field, bad[i].field);
+        if (strstr(err, bad[i].words) == NULL)
+            fail_msg("%zu: \"%s\" does not say \"%s\"", i, err, bad[i].words);
+        assert_int_equal(kn_broadcast_parse(json, strlen(json), &ok, &b, err,
+                                            sizeof(err), field, sizeof(field)),
+                         0);
+        kn_broadcast_free(&b);
+    }
+    /* a long body: an excerpt around the character, not the whole body */
+    {
+        char json[4096], err[1100], field[128], body[2400] = "";
+        struct kn_broadcast b;
+        for (int i = 0; i < 300; i++)
+            strcat(body, "あ");
+        strcat(body, "\xee\x80\x80");
+        for (int i = 0; i < 300; i++)
+            strcat(body, "い");
+        snprintf(json, sizeof(json),
+                 "{\"tenant\":\"t\",\"subject\":\"s\",\"body\":\"%s\","
+                 "\"channels\":[\"email\"],\"audience\":{\"groups\":"
+                 "[\"g\"]}}",
+                 body);
+        assert_int_equal(kn_broadcast_parse(json, strlen(json), &LIM, &b, err,
+                                            sizeof(err), field, sizeof(field)),
+                         KN_EINVAL);
+        assert_non_null(strstr(err, "301 文字目"));
+        assert_non_null(strstr(err, "web page or another program can be "
+                                    "one))")); /* the English, whole */
+        assert_non_null(strstr(err, "「…あああああああああああああああ〓"
+                                    "いいいいいいいいいいいいいいい…」"));
+        assert_null(strstr(err, "ああああああああああああああああああ"));
+    }
+    /* 﨑 and 髙 are not gaiji */
+    {
+        struct kn_broadcast b;
+        parse_ok("{\"tenant\":\"t\",\"subject\":\"\xef\xa8\x91山先生より\","
+                 "\"body\":\"髙橋\",\"channels\":[\"email\"],\"audience\":"
+                 "{\"groups\":[\"g\"]}}",
+                 &b);
+        kn_broadcast_free(&b);
+    }
+}
+
 /* "translations" (issue 16): parsed, refused with the field, stored. */
 static int parse_tr(const char *tr, struct kn_broadcast *b, char *err,
                     size_t errlen, char *field, size_t fieldlen)
@@ -1722,6 +1803,7 @@ int main(void)
         cmocka_unit_test(test_bc_count),
         cmocka_unit_test(test_new_id),
         cmocka_unit_test(test_channel_names),
+        cmocka_unit_test(test_gaiji),
         cmocka_unit_test_setup_teardown(test_submit_args, setup_keyring,
                                         teardown_keyring),
         cmocka_unit_test_setup_teardown(test_submit_args_fresh_nonces,

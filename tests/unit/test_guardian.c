@@ -105,7 +105,7 @@ static void test_label(void **state)
                         "高橋 父");
 }
 
-static const struct kn_limits LIM = {1000, 100000, 100, 86400000LL};
+static const struct kn_limits LIM = {1000, 100000, 100, 86400000LL, 0};
 
 /* Parse a broadcast with extra top-level members; returns the result and
  * fills field. */
