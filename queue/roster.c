@@ -303,6 +303,8 @@ static void header_problem(struct kn_roster *ro, long line, char *text,
     free(ja);
     p->unknown = unknown != NULL ? quoted(unknown, 256) : NULL;
     p->column = column;
+    if (column > 0)
+        col_letters(column, p->letter);
 }
 
 /*
@@ -338,7 +340,7 @@ static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
             header_problem(
                 ro, h->line,
                 kn_xasprintf(
-                    "unknown column \"%s\" (column %zu): check "
+                    "unknown column \"%s\" (column %zu, letter %s): check "
                     "its spelling, or leave it out with --ignore-column "
                     "\"%s\" (or all unknown columns with "
                     "--ignore-unknown); the columns are id (ID), name "
@@ -348,7 +350,7 @@ static int read_header(struct kn_roster *ro, const struct kn_csv_row *h,
                     "channels (配信順), active (有効), number (出席番号), "
                     "kana (ふりがな), guardian (保護者氏名), phone "
                     "(電話番号)",
-                    q, i + 1, q),
+                    q, i + 1, letters, q),
                 kn_xasprintf(
                     "見出し「%s」（%s列）は名簿の項目ではありません。"
                     "つづりを確かめて直すか、この列を無視して取り込んで"

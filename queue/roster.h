@@ -90,16 +90,17 @@ enum kn_roster_stop {
 };
 
 struct kn_roster_problem {
-    long line;     /* the line in the file, as an editor counts (kairanctl) */
-    long row;      /* the row as a spreadsheet shows it: a record whose
-                    * quoted cells hold line breaks is one row */
-    char *text;    /* the reason, safe to show (heap) */
-    char *text_ja; /* the same in Japanese for an office clerk (heap):
-                    * "5行目：「保護者メール」（E列）の…": the row, the
-                    * column as the file's header names it, what to fix */
-    char *unknown; /* an unknown column: its name as written (heap), else
-                    * NULL */
-    size_t column; /* 1-based, for unknown */
+    long line;       /* the line in the file, as an editor counts (kairanctl) */
+    long row;        /* the row as a spreadsheet shows it: a record whose
+                      * quoted cells hold line breaks is one row */
+    char *text;      /* the reason, safe to show (heap) */
+    char *text_ja;   /* the same in Japanese for an office clerk (heap):
+                      * "5行目：「保護者メール」（E列）の…": the row, the
+                      * column as the file's header names it, what to fix */
+    char *unknown;   /* an unknown column: its name as written (heap), else
+                      * NULL */
+    size_t column;   /* 1-based, for unknown */
+    char letter[16]; /* the same as a spreadsheet names it ("AA"), or "" */
 };
 
 /* A checked file.  The fields without '_' are the caller's to read. */

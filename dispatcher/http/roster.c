@@ -15,9 +15,10 @@
  *    e-mail, LINE or app: they need a registration sheet), "bad_rows":
  * [{"line", "row", "reason", "reason_ja"}], "bad_rows_more",
  * "header_problems": [{"line", "row", "reason", "reason_ja"}],
- * "unknown_columns": [{"name", "column"}], "error", "error_ja"} 200 for a
- * dry run that could read the rows and for a write; 422 when the file
- * cannot be written as asked (nothing was written).  Every reason is in
+ * "unknown_columns": [{"name", "column" (1-based), "letter" (as a
+ * spreadsheet names it: "AA")}], "error", "error_ja"}: 200 for a dry run
+ * that could read the rows and for a write; 422 when the file cannot be
+ * written as asked (nothing was written).  Every reason is in
  * English ("reason", "error", "decode_error": what kairanctl prints) and
  * in Japanese for the school's office ("reason_ja", "error_ja",
  * "decode_error_ja": the row as a spreadsheet shows it, "row", and the
@@ -100,9 +101,9 @@ static json_t *problems(const struct kn_roster_problem *p, size_t n,
         if ((p[i].unknown != NULL) != unknown)
             continue;
         if (unknown)
-            json_array_append_new(a,
-                                  json_pack("{s:s, s:I}", "name", p[i].unknown,
-                                            "column", (json_int_t)p[i].column));
+            json_array_append_new(
+                a, json_pack("{s:s, s:I, s:s}", "name", p[i].unknown, "column",
+                             (json_int_t)p[i].column, "letter", p[i].letter));
         else
             json_array_append_new(
                 a, json_pack("{s:I, s:I, s:s, s:s}", "line",

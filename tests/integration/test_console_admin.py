@@ -195,7 +195,7 @@ with Redis(out) as redis:
     with tap.check("[1] dry run with an extra column: 422 naming it, nothing written"):
         r = imp(port, ADMIN, ROSTER, "?dry_run=1")
         assert r.status == 422, r
-        assert r.json["unknown_columns"] == [{"name": "備考", "column": 6}], r
+        assert r.json["unknown_columns"] == [{"name": "備考", "column": 6, "letter": "F"}], r
         assert "ignore_column" in r.json["error"], r
         assert r.json["written"] is False and r.json["header_problems"] == [], r
         assert rcpt_keys("sakura") == [], rcpt_keys("sakura")

@@ -151,7 +151,7 @@ with Redis(out) as redis:
         assert res["rosterH1"] == "名簿", res["rosterH1"]
 
     with tap.check("[2] the dropped file: 備考 asked about, the ignore button focused"):
-        assert "「備考」（7列目）" in res["unknownQ"], res["unknownQ"]
+        assert "「備考」（G列）" in res["unknownQ"], res["unknownQ"]
         assert res["unknownFocus"] == "roster-ignore", res["unknownFocus"]
 
     with tap.check("[2] the dry run: counts, the bad rows with their rows and Japanese reasons"):

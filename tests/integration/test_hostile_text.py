@@ -270,7 +270,7 @@ with Redis(out) as redis:
         lines = se.decode().splitlines()
         assert rc == 1, rc
         assert len(lines) == 21, (len(lines), lines[:3], lines[-2:])
-        assert "unknown column \"x\" (column 2)" in lines[0], lines[0]
+        assert "unknown column \"x\" (column 2, letter B)" in lines[0], lines[0]
         assert lines[-1].endswith("... and 1999980 more problems in the "
                                   "header"), lines[-1]
     with tap.check("[7] 100 bad rows: 20 listed, then '... and 80 more'"):

@@ -19,7 +19,8 @@ one kairand (outbox adapter).
       row too); the same file fixed adds that row;
   [3] quoted cells stay escaped or masked: a script-like value is JSON
       text, an escape sequence in a quoted cell shows as \\x1b;
-  [4] the file-level reasons in Japanese: a column given twice, an empty
+  [4] the file-level reasons in Japanese: a column given twice, an
+      unknown column 27 named with its letter AA ("letter"), an empty
       file, a UTF-16 file, a file neither UTF-8 nor CP932, rows over no
       good row;
   [5] kairanctl recipients import stays English (FILE:LINE: reason), the
@@ -176,6 +177,10 @@ with Redis(out) as redis:
             "1行目（見出し）：見出し「保護者メール」（C列）は「メール」（B列）と"
             "同じ項目（メールアドレス）です。どちらか 1 つの列にまとめてください。"), j
         assert j["error_ja"] == "1行目（見出し）に誤りがあります。何も反映していません。", j
+        # an unknown column past Z: its letter as Excel shows it (AA)
+        st, j, raw, _ = imp(port, ADMIN, "ID" + "," * 25 + ",備考\ns-1\n", "?dry_run=1")
+        assert st == 422 and j["unknown_columns"] == [
+            {"name": "備考", "column": 27, "letter": "AA"}], (st, raw)
         st, j, raw, _ = imp(port, ADMIN, "\n\n", "?dry_run=1")
         assert st == 422 and j["error_ja"].startswith("ファイルが空です。"), j
         st, j, raw, _ = imp(port, ADMIN, "ID,氏名\ns-1,a\n".encode("utf-16"), "?dry_run=1")

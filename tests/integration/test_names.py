@@ -114,7 +114,7 @@ with Redis(out) as r:
         n0 = r.call("DBSIZE")
         rc, so, se = ctl("recipients", "import", "--tenant", T, roster)
         assert rc == 1, (rc, so, se)
-        assert 'unknown column "備考" (column 10)' in se, se
+        assert 'unknown column "備考" (column 10, letter J)' in se, se
         assert '--ignore-column "備考"' in se and "--ignore-unknown" in se, se
         assert r.call("DBSIZE") == n0
 

@@ -70,7 +70,31 @@ static void test_unknown_columns_named_then_ignored(void **state)
     assert_string_equal(ro->header[1].unknown, "メモ");
     assert_int_equal(ro->header[1].column, 5);
     assert_non_null(strstr(ro->header[0].text, "--ignore-column"));
+    assert_string_equal(ro->header[0].letter, "C");
+    assert_string_equal(ro->header[1].letter, "E");
+    assert_non_null(strstr(ro->header[0].text, "unknown column \"備考\" "
+                                               "(column 3, letter C)"));
     kn_roster_free(ro);
+    /* column 27 is AA, as Excel names it, in both languages */
+    {
+        char *wide = kn_xstrdup("ID");
+        for (int i = 2; i <= 26; i++) {
+            char *t = kn_xasprintf("%s,", wide);
+            free(wide);
+            wide = t;
+        }
+        char *t = kn_xasprintf("%s,備考\ns-1\n", wide);
+        free(wide);
+        ro = check(t, NULL, -1);
+        free(t);
+        assert_int_equal(ro->nheader, 1);
+        assert_int_equal(ro->header[0].column, 27);
+        assert_string_equal(ro->header[0].letter, "AA");
+        assert_non_null(strstr(ro->header[0].text, "(column 27, letter AA)"));
+        assert_non_null(
+            strstr(ro->header[0].text_ja, "見出し「備考」（AA列）"));
+        kn_roster_free(ro);
+    }
     ro = check(csv, &o, 0);
     assert_int_equal(ro->ngood, 1);
     kn_roster_free(ro);

@@ -124,7 +124,7 @@
       KN.error(root, '');
       st.result = j;
       if (j.unknown_columns && j.unknown_columns.length) {
-        const names = j.unknown_columns.map((u) => KN.t('roster.column_n', { name: u.name, n: u.column })).join('、');
+        const names = j.unknown_columns.map((u) => KN.t('roster.column_n', { name: u.name, n: u.column, letter: u.letter })).join('、');
         const yes = el('button', { type: 'button', id: 'roster-ignore' }, KN.t('roster.ignore'));
         const no = el('button', { type: 'button', class: 'secondary' }, KN.t('common.cancel'));
         yes.addEventListener('click', () => {
