@@ -40,7 +40,7 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
       // before login (401), the dry run of a file with an unknown column
       // (422), and until console-compose is merged its GET /v1/groups and
       // /v1/directory?q= (404: the page says so, and opens an exact id).
-      if (m.type() === 'error' && !/status of (401|404|422)/.test(m.text())) out.errors.push(m.text());
+      if (m.type() === 'error' && !/status of (400|401|404|422)/.test(m.text())) out.errors.push(m.text());
     });
     page.on('pageerror', (e) => out.errors.push(String(e)));
     // The console's own confirm() (reset, deactivate) is accepted; any
@@ -133,6 +133,19 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     });
     out.guardiansAfter = await page.$$eval('#re-guardians li legend', (ss) => ss.map((s) => s.textContent));
     await check('roster_edit');
+
+    // A name with a gaiji (U+E000) saved with the keyboard: refused, the
+    // alert names the field and the character's place with 〓.
+    await page.fill('#re-name', '渡\uE000 五郎');
+    await page.focus('#re-name');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => {
+      const e = document.querySelector('main > .kn-error');
+      return e && e.textContent.indexOf('〓') >= 0;
+    });
+    out.gaijiError = await page.textContent('main > .kn-error');
+    out.gaijiRole = await page.getAttribute('main > .kn-error', 'role');
+    await check('roster_gaiji');
 
     // The first guardian's e-mail address changed in the card (keyboard):
     // the card comes back with the new address masked.

@@ -18,7 +18,8 @@ from npm, as test_console_page.py).  One redis-server, one kairand
       Japanese names, names sealed, the refused rows left out); the groups
       with their sizes;
   [3] the student found by its id, its second guardian deactivated with
-      the keyboard (the API agrees); the first guardian's e-mail address
+      the keyboard (the API agrees); a name with a gaiji saved: refused,
+      the alert names 氏名 and the place with 〓; the first guardian's e-mail address
       changed in the card (shown masked after; sealed in Redis); a
       student whose address is suppressed (supp:<tenant>) shows
       配信停止中 with the reason, cleared from the card (Redis agrees);
@@ -193,6 +194,16 @@ with Redis(out) as redis:
         assert "配信停止中" not in res["guardiansAfter"][0], res["guardiansAfter"]
         st, j = call(port, "GET", "/v1/directory/k-1", token=admin)
         assert st == 200 and [g["active"] for g in j["guardians"]] == [True, False], j
+
+    with tap.check("[3] a name with a gaiji saved in the card: refused, the alert names "
+                   "氏名 and the place with 〓 (Japanese first)"):
+        assert res["gaijiRole"] == "alert", res["gaijiRole"]
+        assert ("氏名に外字（機種依存文字）が含まれています（「渡〓 五郎」の〓の所、"
+                "2 文字目）") in res["gaijiError"], res["gaijiError"]
+        assert res["gaijiError"].index("氏名に外字") < res["gaijiError"].index(
+            "name: contains a user-defined character"), res["gaijiError"]
+        st, j = call(port, "GET", "/v1/directory/k-1", token=admin)
+        assert st == 200 and j["name"] == "山田 一郎", j
 
     with tap.check("[3] the first guardian's e-mail changed in the card (API and Redis agree)"):
         assert res["emailLabel"] == "メールアドレス", res["emailLabel"]
