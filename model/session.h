@@ -82,13 +82,15 @@ int kn_staff_groups_valid(const char *s);
  *    alone never bounded a guesser who runs attempts at once: the hash
  *    pool did (~25 a second, 2 million a day); now one account yields
  *    at most KN_LOGIN_UNTRUSTED_FAILS guesses per KN_LOGIN_LOCK_MS to
- *    untrusted clients (960 a day; attempts already past the check when
- *    the count is reached, at most the logins a process admits at once,
- *    are judged too);
- *  - a browser with the account's device cookie skips those two locks
- *    and has its own budget instead: KN_DEVICE_LOCK_FAILS failures of
- *    one cookie, since it was issued (the next success issues a new
- *    one), lock that cookie until its expiry; it is then untrusted;
+ *    untrusted clients (960 a day).  An untrusted try is counted when
+ *    its hash is about to start, before it is judged, and taken off again
+ *    when the password is right: logins sent at once that all passed the
+ *    first check are not all judged;
+ *  - a browser with the account's device cookie skips the per-address
+ *    lock, this one and the delay, and has its own budget instead:
+ * KN_DEVICE_LOCK_FAILS failures of one cookie, since it was issued (the next
+ * success issues a new one), lock that cookie until its expiry; it is then
+ * untrusted;
  *  - wrong TOTP codes (tried only after the right password), from
  *    anywhere: KN_TOTP_LOCK_FAILS within KN_LOGIN_LOCK_MS lock the
  *    account's codes for the rest of that time (429), so that someone who

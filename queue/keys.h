@@ -80,9 +80,10 @@ char *kn_key_templates(const char *prefix, const char *tenant);
  *   totpfail:<tenant>:<login>       wrong TOTP codes of one login
  * The login and the address are encoded parts: a login presented at the
  * login form that does not exist still gets throttled, under its own key.
- * Each of these counters is written only after a failed password hash
- * (which the hash pool bounds) and expires (KN_LOGIN_LOCK_MS; ldev at its
- * cookie's expiry): made-up logins cannot grow them without bound.
+ * Each of these counters is first written only with a password hash (after
+ * it; luntr as it starts), which the hash pool bounds, and expires
+ * (KN_LOGIN_LOCK_MS; ldev at its cookie's expiry): made-up logins cannot
+ * grow them without bound.
  */
 char *kn_key_staff(const char *prefix, const char *tenant, const char *login);
 char *kn_key_staffs(const char *prefix, const char *tenant);

@@ -130,13 +130,15 @@ static const char *const dev_names[] = {"none", "invalid", "expired", "locked",
 struct devstate {
     enum dev_state state;
     struct kn_device dev; /* DEV_TRUSTED, DEV_LOCKED: the cookie's */
+    int counted; /* untrusted: this try is in luntr already (hash_run) */
 };
 
 /*
  * Count a failed login of (tenant, login) from source: as count_failure,
  * and against the device cookie when the client was trusted, else against
- * the account's untrusted clients.  Each key's TTL is bounded: the window,
- * or the cookie's expiry (at most KN_DEVICE_MAX_MS).
+ * the account's untrusted clients (unless hash_run counted this try
+ * already).  Each key's TTL is bounded: the window, or the cookie's
+ * expiry (at most KN_DEVICE_MAX_MS).
  */
 static void count_login_failure(struct conn *c, const char *tenant,
                                 const char *login, const struct devstate *ds)
@@ -150,6 +152,8 @@ static void count_login_failure(struct conn *c, const char *tenant,
         ttl = (long long)(ds->dev.expires_ms - kn_now_ms());
         if (ttl < 1000)
             ttl = 1000;
+    } else if (ds->counted) {
+        return;
     } else {
         k = kn_key_login_untrusted(d->prefix, tenant, login);
     }
@@ -478,6 +482,18 @@ static void login_answer(struct login *l)
         login_free(l);
         return;
     }
+    if (l->ds.counted) {
+        /* The right password is no failed try (hash_run counted it);
+         * a wrong code after it is (count_login_failure).  PEXPIRE
+         * again: a DECR never leaves a count without its end. */
+        char ms[24];
+        k = kn_key_login_untrusted(c->srv->d->prefix, l->tenant, l->login);
+        snprintf(ms, sizeof(ms), "%lld", KN_LOGIN_LOCK_MS);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DECR %s", k);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "PEXPIRE %s %s", k, ms);
+        free(k);
+        l->ds.counted = 0;
+    }
     if (l->a[A_TOTP] == NULL || l->a[A_TOTP][0] == '\0') {
         login_finish(l, -3);
         return;
@@ -565,12 +581,84 @@ static int may_wait(const struct http_srv *s, const struct login *l)
     return 1;
 }
 
-/* Run l's hash on the pool (the conn and the server are held for it); on
+/*
+ * 429 for an untrusted client while the account's untrusted failures are
+ * past KN_LOGIN_UNTRUSTED_FAILS: Retry-After and "retry_after" the
+ * seconds until the count expires (pttl, its PTTL), so that the console
+ * can tell its owner how long to wait, and what else to do.
+ */
+static void refuse_untrusted(struct conn *c, long long pttl)
+{
+    char extra[48];
+    long long s = pttl > 0 ? (pttl + 999) / 1000 : KN_LOGIN_LOCK_MS / 1000;
+    long long min = (s + 59) / 60;
+    json_t *j = json_object();
+    char msg[300];
+    snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", s);
+    snprintf(msg, sizeof(msg),
+             "too many failed logins for this account from browsers it was "
+             "never used in: such logins are refused for %lld more "
+             "minute%s; log in from a browser you have logged in from "
+             "before, or wait, or ask the school's administrator",
+             min, min == 1 ? "" : "s");
+    c->req.auth_result = "untrusted_locked";
+    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "field", json_null());
+    json_object_set_new(j, "code", json_string("untrusted_locked"));
+    json_object_set_new(j, "retry_after", json_integer(s));
+    kn__httpd_respond_json(c, 429, j, extra);
+}
+
+/*
+ * The try of an untrusted login is counted (luntr, hash_run), its slot
+ * held: the hash when the count is within KN_LOGIN_UNTRUSTED_FAILS, else
+ * 429 as on_login_lookup answers, and the slot given on.  So that logins
+ * which all passed on_login_lookup's check at once (up to HASH_MAX +
+ * HASH_WAIT_MAX of a process) cannot all be judged: the count, not the
+ * check, bounds the guesses.  A right password takes its try off again
+ * (login_answer).
+ */
+static void on_untrusted_counted(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct http_srv *s = l->srv;
+    long long n = kn__httpd_rnum(kn__httpd_brep(b, 0));
+    int usable = kn__httpd_batch_usable(b); /* else answered or closed */
+    l->ds.counted = 1;
+    if (usable && !s->closing && n <= KN_LOGIN_UNTRUSTED_FAILS &&
+        uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
+        return;
+    s->hashing--;
+    if (usable && n > KN_LOGIN_UNTRUSTED_FAILS)
+        refuse_untrusted(l->c, kn__httpd_rnum(kn__httpd_brep(b, 2)));
+    else if (usable)
+        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
+    kn__httpd_hash_next(s);
+    kn__httpd_conn_release(l->c); /* hash_start's hold */
+    login_free(l);
+    kn__httpd_srv_unref(s);
+}
+
+/* Run l's hash on the pool (the conn and the server are held for it),
+ * an untrusted login's try counted first (on_untrusted_counted); on
  * failure both are let go, the client answered 503, and -1 (l to free). */
 static int hash_run(struct login *l)
 {
     struct http_srv *s = l->srv;
     s->hashing++;
+    if (!l->change && l->ds.state != DEV_TRUSTED) {
+        struct kn_daemon *d = s->d;
+        char ms[24];
+        char *k = kn_key_login_untrusted(d->prefix, l->tenant, l->login);
+        struct batch *b = kn__httpd_batch_new(s, l->c, on_untrusted_counted, l);
+        snprintf(ms, sizeof(ms), "%lld", KN_LOGIN_LOCK_MS);
+        kn__httpd_batch_cmd(b, "INCR", k, NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, NULL);
+        kn__httpd_batch_cmd(b, "PTTL", k, NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+        return 0;
+    }
     if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
         return 0;
     s->hashing--;
@@ -624,34 +712,6 @@ void kn__httpd_hash_next(struct http_srv *s)
         if (last)
             return;
     }
-}
-
-/*
- * 429 for an untrusted client while the account's untrusted failures are
- * past KN_LOGIN_UNTRUSTED_FAILS: Retry-After and "retry_after" the
- * seconds until the count expires (pttl, its PTTL), so that the console
- * can tell its owner how long to wait, and what else to do.
- */
-static void refuse_untrusted(struct conn *c, long long pttl)
-{
-    char extra[48];
-    long long s = pttl > 0 ? (pttl + 999) / 1000 : KN_LOGIN_LOCK_MS / 1000;
-    long long min = (s + 59) / 60;
-    json_t *j = json_object();
-    char msg[300];
-    snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", s);
-    snprintf(msg, sizeof(msg),
-             "too many failed logins for this account from browsers it was "
-             "never used in: such logins are refused for %lld more "
-             "minute%s; log in from a browser you have logged in from "
-             "before, or wait, or ask the school's administrator",
-             min, min == 1 ? "" : "s");
-    c->req.auth_result = "untrusted_locked";
-    json_object_set_new(j, "error", json_string(msg));
-    json_object_set_new(j, "field", json_null());
-    json_object_set_new(j, "code", json_string("untrusted_locked"));
-    json_object_set_new(j, "retry_after", json_integer(s));
-    kn__httpd_respond_json(c, 429, j, extra);
 }
 
 static void on_login_lookup(struct batch *b)

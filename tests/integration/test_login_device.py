@@ -16,6 +16,8 @@ new address, so the per-address lock never helps: only the new lock can.
       count's TTL), even with the right password, before any hash (the
       counts that only a hash moves stay put; login log reason
       "untrusted_locked", device "none").
+      30 guesses sent at once: exactly 10 hashed, the count taken before
+      the hash.
   [3] the owner's browser with its device cookie still logs in with the
       right password, from any address, and gets a new cookie; the lock
       stays for the others.
@@ -243,6 +245,25 @@ with Redis(out) as redis:
             [("untrusted_locked", "none", 429)] * 6, lines
         assert all(l["login"] == "kocho" for l in lines), lines
 
+    with tap.check("[2] 30 untrusted guesses at once: exactly 10 are hashed (counted before judged), the rest 429"):
+        import threading
+        res = []
+
+        def one(i):
+            res.append(Browser(port, "10.30.%d.1" % i).login("ito", "at once %d" % i))
+        th = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join(120)
+        st = sorted(r.status for r in res)
+        tap.diag("30 at once: %d answered 401, %d 429, %d 503"
+                 % (st.count(401), st.count(429), st.count(503)))
+        assert len(res) == 30 and set(st) <= {401, 429, 503}, st
+        assert st.count(401) == 10, st
+        # lspread moves only after a hash: exactly 10 ran
+        assert counts("ito")[0] == 10, counts("ito")
+
     with tap.check("[3] the owner's browser (device cookie) logs in during the lock, from any address"):
         r = owner.login("kocho", PW["kocho"], ip=new_ip())
         assert r.status == 200, r
@@ -368,7 +389,11 @@ with Redis(out) as redis:
             assert 0 < ttl <= bounds[kind] * 1000, (key, ttl)
             seen[kind] = seen.get(kind, 0) + 1
         assert {"lfail", "lspread", "luntr", "ldev"} <= set(seen), seen
-        assert seen["luntr"] == 3, seen  # kocho, mori, ghost: one key a login
+        # one key a login tried from an untrusted browser (sato's at 0:
+        # its tries were right, taken off again)
+        untr = sorted(x.decode()[len(P + "luntr:sakura:"):] for x in redis.call("KEYS", P + "luntr:*"))
+        assert untr == ["ghost", "ito", "kocho", "mori", "sato"], untr
+        assert int(redis.call("GET", P + "luntr:sakura:sato")) == 0
         tap.diag("throttling keys: %s" % seen)
         # mori's window ends (made to, in Redis)
         redis.call("PEXPIRE", P + "luntr:sakura:mori", 1)
