@@ -34,6 +34,8 @@ new address, so the per-address lock never helps: only the new lock can.
   [7] TTLs bounded: every throttling key expires (window, or the cookie's
       expiry); when the untrusted count expires (made to, in Redis) an
       untrusted browser logs in again.
+  [8] kairanctl staff unlock lifts an account's locks (its own only),
+      leaves locked device cookies locked, and is in the operation log.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_login_device.py
 """
@@ -134,7 +136,8 @@ def read_log():
 
 
 def last_log():
-    return read_log()[-1]
+    """The last line of tenant sakura's (settled() logs in to "zz")."""
+    return [l for l in read_log() if l["tenant"] == "sakura"][-1]
 
 
 _ip = [0]
@@ -181,6 +184,18 @@ with Redis(out) as redis:
         PW[login] = newpw
         return b
 
+    _barrier = [0]
+
+    def settled():
+        """Wait until the counts kairand sent after earlier answers are in
+        Redis: it writes them on one connection, in order, so once a new
+        failure's count is there, every earlier one is too."""
+        _barrier[0] += 1
+        name = "b%d" % _barrier[0]
+        assert Browser(port, new_ip()).login(name, "x", tenant="zz").status == 401
+        wait_for(lambda: redis.call("EXISTS", P + "lspread:zz:" + name) == 1, 10,
+                 what="kairand's counts")
+
     def counts(login, tenant="sakura"):
         """The counts only a finished hash moves (lspread: every failure,
         counted after its hash), and the untrusted count."""
@@ -226,6 +241,7 @@ with Redis(out) as redis:
         for i in range(10):
             got.append(Browser(port, new_ip()).login("kocho", "guess %d" % i).status)
         assert got == [401] * 10, got
+        settled()
         before = counts("kocho")
         assert before[1] == 10, before
         r = Browser(port, new_ip()).login("kocho", PW["kocho"])
@@ -239,8 +255,9 @@ with Redis(out) as redis:
             assert Browser(port, new_ip()).login("kocho", "guess x%d" % i).status == 429
         # no hash ran for those 6: lspread (moved only after a hash) and
         # the untrusted count stand still, and the log gives the reason
+        settled()
         assert counts("kocho") == before, (counts("kocho"), before)
-        lines = read_log()[-6:]
+        lines = [l for l in read_log() if l["tenant"] == "sakura"][-6:]
         assert [(l["result"], l["device"], l["status"]) for l in lines] == \
             [("untrusted_locked", "none", 429)] * 6, lines
         assert all(l["login"] == "kocho" for l in lines), lines
@@ -262,6 +279,7 @@ with Redis(out) as redis:
         assert len(res) == 30 and set(st) <= {401, 429, 503}, st
         assert st.count(401) == 10, st
         # lspread moves only after a hash: exactly 10 ran
+        settled()
         assert counts("ito")[0] == 10, counts("ito")
 
     with tap.check("[3] the owner's browser (device cookie) logs in during the lock, from any address"):
@@ -335,8 +353,10 @@ with Redis(out) as redis:
         tnonce, texp = tvalue.split(".")[0], int(tvalue.split(".")[1])
         got = [thief.login("kocho", "thief guess %d" % i, ip=new_ip()).status for i in range(5)]
         assert got == [401] * 5, got
+        settled()
         assert counts("kocho")[1] == 10  # not the untrusted count
         key = P + "ldev:sakura:kocho:" + tnonce
+        settled()
         assert int(redis.call("GET", key)) == 5
         ttl = redis.call("PTTL", key)
         assert 179 * DAY * 1000 < ttl <= 180 * DAY * 1000, ttl
@@ -368,7 +388,7 @@ with Redis(out) as redis:
             assert ja == jb and abs(ra - rb) <= 2, (a.body, b.body)
             assert (a.headers.get("retry-after") is None) == (b.headers.get("retry-after") is None)
             assert a.headers.get("set-cookie") is None and b.headers.get("set-cookie") is None
-        lines = read_log()[-2:]
+        lines = [l for l in read_log() if l["tenant"] == "sakura"][-2:]
         assert [l["result"] for l in lines] == ["untrusted_locked"] * 2, lines
         assert lines[0].get("login") == "mori" and lines[1].get("login") is None, lines
         # a real account's device cookie sent with it changes nothing
@@ -391,7 +411,8 @@ with Redis(out) as redis:
         assert {"lfail", "lspread", "luntr", "ldev"} <= set(seen), seen
         # one key a login tried from an untrusted browser (sato's at 0:
         # its tries were right, taken off again)
-        untr = sorted(x.decode()[len(P + "luntr:sakura:"):] for x in redis.call("KEYS", P + "luntr:*"))
+        settled()
+        untr = sorted(x.decode()[len(P + "luntr:sakura:"):] for x in redis.call("KEYS", P + "luntr:sakura:*"))
         assert untr == ["ghost", "ito", "kocho", "mori", "sato"], untr
         assert int(redis.call("GET", P + "luntr:sakura:sato")) == 0
         tap.diag("throttling keys: %s" % seen)
@@ -401,6 +422,24 @@ with Redis(out) as redis:
                  what="the untrusted count to expire")
         r = Browser(port, new_ip()).login("mori", PW["mori"])
         assert r.status == 200 and r.json["must_change_password"], r
+
+    with tap.check("[8] kairanctl staff unlock lifts the locks at once (operation log), locked device cookies stay locked"):
+        assert Browser(port, new_ip()).login("kocho", PW["kocho"]).status == 429
+        assert Browser(port, "10.55.0.1").login("kocho", PW["kocho"]).status == 429  # the office's lock
+        assert redis.call("KEYS", P + "lfail:sakura:kocho:*") != []
+        cp = k.ctl("staff", "unlock", "--tenant", "sakura", "kocho")
+        assert cp.returncode == 0 and "lifted" in cp.stdout, cp
+        assert redis.call("EXISTS", P + "luntr:sakura:kocho") == 0
+        assert redis.call("KEYS", P + "lfail:sakura:kocho:*") == []
+        assert redis.call("EXISTS", P + "luntr:sakura:mori") == 1  # only that account's
+        assert redis.call("EXISTS", P + "ldev:sakura:kocho:" + tnonce) == 1
+        r = Browser(port, "10.55.0.1").login("kocho", PW["kocho"])
+        assert r.status == 200 and last_log()["device"] == "none", r
+        with open(os.path.join(AUDIT, "operations.jsonl")) as f:
+            ops = [json.loads(l) for l in f if l.strip()]
+        assert ops[-1]["op"] == "staff.unlock", ops[-1]
+        cp = k.ctl("staff", "unlock", "--tenant", "sakura", "nobody")
+        assert cp.returncode != 0 and "no staff account" in cp.stderr, cp
 
     d.stop()
 

@@ -545,6 +545,13 @@ with Redis(out) as redis:
 
     with tap.check("[5] failures from many addresses: past 10, browsers without the account's device cookie get 429 before any hash; the owner's browser still logs in"):
         # (the per-address lock never comes: every guess from a new address)
+        def settled(name):
+            """kairand writes counts on one connection, in order: once a
+            new failure's is in Redis, every earlier one is too."""
+            assert Session(port, ip="10.99.0.1").login("zz", name, "x").status == 401
+            wait_for(lambda: redis.call("EXISTS", P + "lspread:zz:" + name) == 1, 10,
+                     what="kairand's counts")
+        settled("b1")
         spread0 = int(redis.call("GET", P + "lspread:sakura:kocho") or 0)
         codes = []
         for i in range(16):
@@ -557,6 +564,7 @@ with Redis(out) as redis:
         assert r.json["code"] == "untrusted_locked", r
         assert 0 < int(r.headers["retry-after"][0]) <= 900, r.headers
         # the refused ones were never hashed: lspread counts after a hash
+        settled("b2")
         spread = int(redis.call("GET", P + "lspread:sakura:kocho") or 0)
         assert spread == spread0 + n, (spread, spread0, n)
         r = Session(port, ip="10.4.4.4").login("sakura", "kocho", PW[("sakura", "kocho")])
