@@ -457,8 +457,11 @@ with Redis(out) as redis:
                if l.get("login") == "ito" and l.get("source") in ("10.4.0.1", "10.4.0.2")}
         assert got == {"10.4.0.1": "deactivated", "10.4.0.2": "wrong_password"}, got
         # counted as a failure alike: the lock cannot tell them apart either
-        fails = redis.call("KEYS", P + "lfail:sakura:ito:*")
-        assert len(fails) == 2 and all(redis.call("GET", f) == b"1" for f in fails), fails
+        # (kairand writes the counts after its answer: wait for them)
+        def both_counted():
+            fails = redis.call("KEYS", P + "lfail:sakura:ito:*")
+            return len(fails) == 2 and all(redis.call("GET", f) == b"1" for f in fails)
+        wait_for(both_counted, 10, what="both failures counted")
         cp = k.ctl("staff", "deactivate", "--tenant", "sakura", "nobody")
         assert cp.returncode == 3, cp
         assert k.bc(ito_bc).get("sender") == "佐藤 一郎", k.bc(ito_bc)
