@@ -14,6 +14,10 @@
  *   kairanctl staff email --tenant T L ADDR   the account's own address
  *                                             (the console's "send to
  *                                             me"); "" removes it
+ *   kairanctl staff unlock --tenant T L       lifts the account's login
+ *                                             locks (per address, and for
+ *                                             browsers without its device
+ *                                             cookie, model/session.h)
  *
  * Records: queue/staff.h.  Passwords: model/password.h (Argon2id); an
  * initial password must be changed at the first login.  A deactivated
@@ -51,7 +55,8 @@ static void staff_usage(void)
             "       kairanctl staff reset --tenant T LOGIN\n"
             "       kairanctl staff role --tenant T LOGIN ROLE "
             "[--groups a,b]\n"
-            "       kairanctl staff email --tenant T LOGIN ADDR|\"\"\n");
+            "       kairanctl staff email --tenant T LOGIN ADDR|\"\"\n"
+            "       kairanctl staff unlock --tenant T LOGIN\n");
 }
 
 static void op_log(const char *op, const char *tenant, const char *login,
@@ -76,15 +81,14 @@ struct opts {
 /* Parse --tenant/--login/--name/--role/--groups/--json and positionals. */
 static int parse(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {
-        {"tenant", required_argument, NULL, 't'},
-        {"login", required_argument, NULL, 'l'},
-        {"name", required_argument, NULL, 'n'},
-        {"role", required_argument, NULL, 'r'},
-        {"groups", required_argument, NULL, 'g'},
-        {"email", required_argument, NULL, 'e'},
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"tenant", required_argument, NULL, 't'},
+                                       {"login", required_argument, NULL, 'l'},
+                                       {"name", required_argument, NULL, 'n'},
+                                       {"role", required_argument, NULL, 'r'},
+                                       {"groups", required_argument, NULL, 'g'},
+                                       {"email", required_argument, NULL, 'e'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
     int c;
     memset(o, 0, sizeof(*o));
     optind = 0;
@@ -191,8 +195,9 @@ static char *seal_email(const char *addr, int *rc)
     const char *why = NULL;
     char err[400], *sealed;
     if (kn_addr_check(addr, &why) < 0) {
-        fprintf(stderr, "kairanctl: --email: not an e-mail address (%s); "
-                        "write it as sato@school.example.jp\n",
+        fprintf(stderr,
+                "kairanctl: --email: not an e-mail address (%s); "
+                "write it as sato@school.example.jp\n",
                 why ? why : "invalid");
         *rc = KN_EXIT_USAGE;
         return NULL;
@@ -253,8 +258,9 @@ static int st_add(int argc, char **argv)
     }
     if (rc < 0) {
         free(sealed);
-        fprintf(stderr, "kairanctl: Redis failed while adding %s; run the "
-                        "command again\n",
+        fprintf(stderr,
+                "kairanctl: Redis failed while adding %s; run the "
+                "command again\n",
                 o.login);
         return KN_EXIT_UNKNOWN;
     }
@@ -336,9 +342,9 @@ static int st_list(int argc, char **argv)
             json_array_append_new(arr, x);
         } else {
             char *nm = kn_text_safe(hs(h, 1)), *gs = kn_text_safe(hs(h, 2));
-            printf("%-20s  %-13s  %-11s  %-4s  %s%s%s%s\n", logins[i],
-                   hs(h, 0), state, totp ? "yes" : "no", nm,
-                   gs[0] ? " [" : "", gs, gs[0] ? "]" : "");
+            printf("%-20s  %-13s  %-11s  %-4s  %s%s%s%s\n", logins[i], hs(h, 0),
+                   state, totp ? "yes" : "no", nm, gs[0] ? " [" : "", gs,
+                   gs[0] ? "]" : "");
             free(nm);
             free(gs);
         }
@@ -366,8 +372,9 @@ static int one_account(int argc, char **argv, struct opts *o, int npos)
     if (!login_arg_ok(o->pos[0]))
         return KN_EXIT_USAGE;
     if (!exists(o->tenant, o->pos[0])) {
-        fprintf(stderr, "kairanctl: tenant %s has no staff account '%s' "
-                        "(kairanctl staff list --tenant %s)\n",
+        fprintf(stderr,
+                "kairanctl: tenant %s has no staff account '%s' "
+                "(kairanctl staff list --tenant %s)\n",
                 o->tenant, o->pos[0], o->tenant);
         return KN_EXIT_UNKNOWN;
     }
@@ -380,8 +387,9 @@ static int one_account(int argc, char **argv, struct opts *o, int npos)
 static void changed(int rc, const char *login)
 {
     if (rc < 0) {
-        fprintf(stderr, "kairanctl: Redis failed while changing %s (or "
-                        "ending its sessions); run the command again\n",
+        fprintf(stderr,
+                "kairanctl: Redis failed while changing %s (or "
+                "ending its sessions); run the command again\n",
                 login);
         exit(KN_EXIT_UNKNOWN);
     }
@@ -429,8 +437,8 @@ static int st_role(int argc, char **argv)
         return rc;
     if (role_groups_ok(o.pos[1], o.groups) < 0)
         return KN_EXIT_USAGE;
-    changed(kn_staff_set_role(kn_cli_redis(), kn_cli_cfg.redis_prefix,
-                              o.tenant, o.pos[0], o.pos[1], o.groups),
+    changed(kn_staff_set_role(kn_cli_redis(), kn_cli_cfg.redis_prefix, o.tenant,
+                              o.pos[0], o.pos[1], o.groups),
             o.pos[0]);
     op_log("staff.role", o.tenant, o.pos[0], o.pos[1]);
     printf("staff account %s of tenant %s is now %s; its sessions ended\n",
@@ -469,17 +477,66 @@ static int st_email(int argc, char **argv)
     return KN_EXIT_OK;
 }
 
+/*
+ * staff unlock: forget the account's failed logins (luntr, lspread and
+ * every lfail of it), so that its owner can log in at once from a browser
+ * without its device cookie.  Each one forgotten is a guess more for
+ * whoever made them: for an owner who cannot wait, after a look at the
+ * login log.  Locked device cookies stay locked (a new login gives that
+ * browser a new one); the TOTP lock stays.
+ */
+static int st_unlock(int argc, char **argv)
+{
+    struct opts o;
+    char *k, *pattern, *cursor;
+    long long n = 0;
+    redisReply *r;
+    int rc = one_account(argc, argv, &o, 1);
+    if (rc != KN_EXIT_OK)
+        return rc;
+    k = kn_key_login_untrusted(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    r = kn_cli_cmd("DEL %s", k);
+    n += r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    free(k);
+    k = kn_key_login_spread(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0]);
+    freeReplyObject(kn_cli_cmd("DEL %s", k));
+    free(k);
+    /* lfail:<tenant>:<login>:<address>, every address (a checked login
+     * holds no glob character) */
+    k = kn_key_login_fail(kn_cli_cfg.redis_prefix, o.tenant, o.pos[0], "");
+    pattern = kn_xasprintf("%s*", k);
+    free(k);
+    cursor = kn_xstrdup("0");
+    do {
+        r = kn_cli_cmd("SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        free(cursor);
+        cursor = kn_xstrdup(r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            redisReply *d =
+                kn_cli_cmd("DEL %s", r->element[1]->element[i]->str);
+            n += d->type == REDIS_REPLY_INTEGER ? d->integer : 0;
+            freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    free(cursor);
+    free(pattern);
+    op_log("staff.unlock", o.tenant, o.pos[0], NULL);
+    printf("staff account %s of tenant %s: login locks lifted (%lld)\n",
+           o.pos[0], o.tenant, n);
+    return KN_EXIT_OK;
+}
+
 static int run_staff(int argc, char **argv)
 {
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } subs[] = {{"add", st_add},
-                {"list", st_list},
-                {"deactivate", st_deactivate},
-                {"reset", st_reset},
-                {"role", st_role},
-                {"email", st_email}};
+    } subs[] = {
+        {"add", st_add},      {"list", st_list}, {"deactivate", st_deactivate},
+        {"reset", st_reset},  {"role", st_role}, {"email", st_email},
+        {"unlock", st_unlock}};
     for (size_t i = 0; argc >= 2 && i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) == 0)
             return subs[i].run(argc - 1, argv + 1);

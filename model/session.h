@@ -74,8 +74,23 @@ int kn_staff_groups_valid(const char *s);
  *    that address for KN_LOGIN_LOCK_MS;
  *  - from anywhere, past KN_LOGIN_SPREAD_FREE failures within
  *    KN_LOGIN_LOCK_MS every further attempt at that account is answered
- *    only after kn_login_delay_ms: slower, never refused, so that the
- *    owner can still log in from an address of their own;
+ *    only after kn_login_delay_ms;
+ *  - from clients without the account's device cookie (model/device.h),
+ *    from anywhere: KN_LOGIN_UNTRUSTED_FAILS failures within
+ *    KN_LOGIN_LOCK_MS refuse every further such attempt (429) before any
+ *    hash until that many ms after the last counted one.  The delays
+ *    alone never bounded a guesser who runs attempts at once: the hash
+ *    pool did (~25 a second, 2 million a day); now one account yields
+ *    at most KN_LOGIN_UNTRUSTED_FAILS guesses per KN_LOGIN_LOCK_MS to
+ *    untrusted clients (960 a day).  An untrusted try is counted when
+ *    its hash is about to start, before it is judged, and taken off again
+ *    when the password is right: logins sent at once that all passed the
+ *    first check are not all judged;
+ *  - a browser with the account's device cookie skips the per-address
+ *    lock, this one and the delay, and has its own budget instead:
+ * KN_DEVICE_LOCK_FAILS failures of one cookie, since it was issued (the next
+ * success issues a new one), lock that cookie until its expiry; it is then
+ * untrusted;
  *  - wrong TOTP codes (tried only after the right password), from
  *    anywhere: KN_TOTP_LOCK_FAILS within KN_LOGIN_LOCK_MS lock the
  *    account's codes for the rest of that time (429), so that someone who
@@ -86,6 +101,12 @@ int kn_staff_groups_valid(const char *s);
 #define KN_LOGIN_LOCK_MS      (15LL * 60 * 1000)
 #define KN_LOGIN_SPREAD_FREE  10
 #define KN_LOGIN_DELAY_MAX_MS 4000
+/* 10 in 15 minutes: a teacher who forgot the password tries a few times,
+ * not 10 (and, once the 10 are spent by someone else, still logs in from
+ * the browser used before); an attacker gets 960 guesses a day instead
+ * of 2 million. */
+#define KN_LOGIN_UNTRUSTED_FAILS 10
+#define KN_DEVICE_LOCK_FAILS     5
 
 /* The delay before answering an attempt when the account has had
  * spread_failures failures (all addresses) in the window: 0 up to

@@ -130,6 +130,23 @@ char *kn_key_login_spread(const char *prefix, const char *tenant,
     return tenant_key(prefix, "lspread", tenant, login);
 }
 
+char *kn_key_login_untrusted(const char *prefix, const char *tenant,
+                             const char *login)
+{
+    return tenant_key(prefix, "luntr", tenant, login);
+}
+
+char *kn_key_device_fail(const char *prefix, const char *tenant,
+                         const char *login, const char *nonce)
+{
+    char *base = tenant_key(prefix, "ldev", tenant, login);
+    char *n = kn_key_part(nonce);
+    char *k = kn_xasprintf("%s:%s", base, n);
+    free(base);
+    free(n);
+    return k;
+}
+
 char *kn_key_totp_fail(const char *prefix, const char *tenant,
                        const char *login)
 {

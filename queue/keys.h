@@ -70,10 +70,20 @@ char *kn_key_templates(const char *prefix, const char *tenant);
  *   lfail:<tenant>:<login>:<addr>   failures of one login from one address
  *                                   (an IPv6 one's /64, "2001:db8::/64")
  *   lspread:<tenant>:<login>        failures of one login from anywhere
+ *   luntr:<tenant>:<login>          failures of one login from clients
+ *                                   without its device cookie
+ *                                   (model/device.h), from anywhere
+ *   ldev:<tenant>:<login>:<nonce>   failures of one device cookie of the
+ *                                   login (its nonce); at
+ *                                   KN_DEVICE_LOCK_FAILS it is locked
  *   totpuse:<tenant>:<login>:<step> a TOTP step already accepted
  *   totpfail:<tenant>:<login>       wrong TOTP codes of one login
  * The login and the address are encoded parts: a login presented at the
  * login form that does not exist still gets throttled, under its own key.
+ * Each of these counters is first written only with a password hash (after
+ * it; luntr as it starts), which the hash pool bounds, and expires
+ * (KN_LOGIN_LOCK_MS; ldev at its cookie's expiry): made-up logins cannot
+ * grow them without bound.
  */
 char *kn_key_staff(const char *prefix, const char *tenant, const char *login);
 char *kn_key_staffs(const char *prefix, const char *tenant);
@@ -84,6 +94,10 @@ char *kn_key_login_fail(const char *prefix, const char *tenant,
                         const char *login, const char *addr);
 char *kn_key_login_spread(const char *prefix, const char *tenant,
                           const char *login);
+char *kn_key_login_untrusted(const char *prefix, const char *tenant,
+                             const char *login);
+char *kn_key_device_fail(const char *prefix, const char *tenant,
+                         const char *login, const char *nonce);
 char *kn_key_totp_used(const char *prefix, const char *tenant,
                        const char *login, long long step);
 char *kn_key_totp_fail(const char *prefix, const char *tenant,

@@ -199,6 +199,9 @@ struct req {
     char *param; /* the {} segment */
     struct token tok;
     const char *auth_result; /* NULL: no token looked at */
+    const char *device;      /* a login: what its device cookie was (session.c:
+                              * "none", "invalid", "expired", "locked",
+                              * "trusted"), for the login log; NULL otherwise */
     char *bc_id;             /* submit: the id being stored */
     char *bc_tenant;         /* its tenant (operation log) */
     char *bc_key;            /* submit: the producer's key, or NULL */

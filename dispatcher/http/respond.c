@@ -79,6 +79,8 @@ static void login_log(struct conn *c, int status)
     json_object_set_new(j, "path",
                         kn__httpd_jstr_text(log_path(r->path, lp, sizeof(lp))));
     json_object_set_new(j, "result", json_string(result));
+    if (r->device != NULL)
+        json_object_set_new(j, "device", json_string(r->device));
     json_object_set_new(j, "status", json_integer(status));
     line = json_dumps(j, JSON_COMPACT);
     json_decref(j);

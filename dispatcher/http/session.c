@@ -13,8 +13,14 @@
  * addresses takes turns with the teachers instead of taking every slot;
  * beyond that 503 with Retry-After.  Throttling (model/session.h): 5
  * failures of one login from one address lock that pair for 15 minutes
- * (429); failures from many addresses only delay the answers to that
- * login (a timer, not a pool thread).  An unknown login is verified
+ * (429); failures from many addresses delay the answers to that login (a
+ * timer, not a pool thread); and 10 failures of a login within 15 minutes
+ * from browsers without its device cookie (model/device.h) refuse every
+ * further attempt from such a browser, before any hash (429 with the
+ * minutes left, so that it costs a guesser no pool time), while a browser
+ * with the cookie skips those locks and has 5 failures of its own before
+ * the cookie is locked.  A successful login (password, and code when the
+ * account has TOTP) sets a new device cookie.  An unknown login is verified
  * against a dummy hash, so that it takes the same time and gets the same
  * answer as a wrong password; so does the right password of a deactivated
  * account (no oracle confirming it).  A closed school's logins get 403
@@ -34,6 +40,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "model/audit.h"
+#include "model/device.h"
 #include "model/password.h"
 #include "model/session.h"
 #include "model/totp.h"
@@ -112,6 +119,49 @@ static void count_failure(struct conn *c, const char *tenant, const char *login)
     free(s);
 }
 
+/*
+ * What a login's device cookie was (model/device.h).  Only DEV_TRUSTED is
+ * trusted: a genuine cookie of this account, unexpired, not locked.
+ */
+enum dev_state { DEV_NONE, DEV_INVALID, DEV_EXPIRED, DEV_LOCKED, DEV_TRUSTED };
+static const char *const dev_names[] = {"none", "invalid", "expired", "locked",
+                                        "trusted"};
+
+struct devstate {
+    enum dev_state state;
+    struct kn_device dev; /* DEV_TRUSTED, DEV_LOCKED: the cookie's */
+    int counted; /* untrusted: this try is in luntr already (hash_run) */
+};
+
+/*
+ * Count a failed login of (tenant, login) from source: as count_failure,
+ * and against the device cookie when the client was trusted, else against
+ * the account's untrusted clients (unless hash_run counted this try
+ * already).  Each key's TTL is bounded: the window, or the cookie's
+ * expiry (at most KN_DEVICE_MAX_MS).
+ */
+static void count_login_failure(struct conn *c, const char *tenant,
+                                const char *login, const struct devstate *ds)
+{
+    struct kn_daemon *d = c->srv->d;
+    char *k;
+    long long ttl = KN_LOGIN_LOCK_MS;
+    count_failure(c, tenant, login);
+    if (ds->state == DEV_TRUSTED) {
+        k = kn_key_device_fail(d->prefix, tenant, login, ds->dev.nonce);
+        ttl = (long long)(ds->dev.expires_ms - kn_now_ms());
+        if (ttl < 1000)
+            ttl = 1000;
+    } else if (ds->counted) {
+        return;
+    } else {
+        k = kn_key_login_untrusted(d->prefix, tenant, login);
+    }
+    kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", k);
+    kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", k, ttl);
+    free(k);
+}
+
 /* ---------------------------------------------------- a new session */
 
 struct newsess {
@@ -119,7 +169,9 @@ struct newsess {
     char hash[65];
     json_t *reply;  /* what the login answers besides csrf */
     int totp_claim; /* reply 0 is SET totpuse NX */
-    char *tenant, *login;
+    int login;      /* a login (not a password change): set a device */
+    struct devstate ds;
+    char *tenant, *login_name;
 };
 
 static void newsess_free(struct newsess *n)
@@ -128,7 +180,7 @@ static void newsess_free(struct newsess *n)
     OPENSSL_cleanse(n->csrf, sizeof(n->csrf));
     json_decref(n->reply);
     free(n->tenant);
-    free(n->login);
+    free(n->login_name);
     free(n);
 }
 
@@ -144,13 +196,34 @@ static void on_session_made(struct batch *b)
         char *k = kn_key_session(c->srv->d->prefix, n->hash);
         kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DEL %s", k);
         free(k);
-        count_failure(c, n->tenant, n->login);
+        count_login_failure(c, n->tenant, n->login_name, &n->ds);
         refuse(c, 401, "totp_replay", "totp",
                "this code was already used: wait for the next one");
         goto out;
     }
     cookie = kn_session_cookie(c->srv->cfg->http_public_url, n->id);
-    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    if (n->login) {
+        /* This browser is now trusted for the account: a new device
+         * cookie (a new nonce, 180 days from now), the one it sent
+         * forgotten. */
+        struct kn_device dev;
+        char *dc =
+            kn_device_cookie(c->srv->d->kr, c->srv->cfg->http_public_url,
+                             n->tenant, n->login_name, kn_now_ms(), &dev);
+        /* the device's first: a client that keeps one cookie (a script)
+         * keeps the session's */
+        extra =
+            kn_xasprintf("Set-Cookie: %s\r\nSet-Cookie: %s\r\n", dc, cookie);
+        free(dc);
+        if (n->ds.state == DEV_TRUSTED) {
+            char *k = kn_key_device_fail(c->srv->d->prefix, n->tenant,
+                                         n->login_name, n->ds.dev.nonce);
+            kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DEL %s", k);
+            free(k);
+        }
+    } else {
+        extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    }
     json_object_set_new(n->reply, "csrf", json_string(n->csrf));
     c->req.auth_result = "ok";
     kn__httpd_respond_json(c, 200, json_incref(n->reply), extra);
@@ -167,9 +240,12 @@ out:
  * with its cookie and CSRF token; reply (taken) holds the other fields.
  * totp_step >= 0 claims that TOTP step first (a code is accepted once).
  * A session cookie the client still sent is ended: a new id at login.
+ * ds is the login's device (a new device cookie is set), NULL for a
+ * password change.
  */
 static void session_make(struct conn *c, const char *tenant, const char *login,
-                         long long gen, json_t *reply, long long totp_step)
+                         long long gen, json_t *reply, long long totp_step,
+                         const struct devstate *ds)
 {
     struct kn_daemon *d = c->srv->d;
     struct newsess *n = kn_xcalloc(1, sizeof(*n));
@@ -183,7 +259,11 @@ static void session_make(struct conn *c, const char *tenant, const char *login,
     kn_session_hash(n->csrf, csrf_hash);
     n->reply = reply;
     n->tenant = kn_xstrdup(tenant);
-    n->login = kn_xstrdup(login);
+    n->login_name = kn_xstrdup(login);
+    if (ds != NULL) {
+        n->login = 1;
+        n->ds = *ds;
+    }
     snprintf(now, sizeof(now), "%lld", (long long)kn_now_ms());
     snprintf(gs, sizeof(gs), "%lld", gen);
     snprintf(ttl, sizeof(ttl), "%lld", KN_SESSION_MAX_MS);
@@ -255,6 +335,7 @@ struct login {
     char *a[A__N];
     char encoded[KN_PW_ENCODED]; /* password change: the new hash */
     int known, ok, change;
+    struct devstate ds;
     long long delay_ms;
     struct login *next; /* in srv->hash_queue */
 };
@@ -329,7 +410,7 @@ static void login_finish(struct login *l, long long step)
                                      role == KN_ROLE_ADMIN && step < 0));
     session_make(c, l->tenant, l->login,
                  l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0, reply,
-                 step >= 0 ? step : -1);
+                 step >= 0 ? step : -1, &l->ds);
     login_free(l);
 }
 
@@ -360,13 +441,14 @@ static void on_totp_counted(struct batch *b)
                                         "minutes, and if it was not you, "
                                         "change your password"));
         json_object_set_new(j, "field", json_string("totp"));
+        json_object_set_new(j, "code", json_string("totp_locked"));
         kn__httpd_respond_json(c, 429, j, extra);
         login_free(l);
         return;
     }
     step = login_totp(l);
     if (step < 0) {
-        count_failure(c, l->tenant, l->login);
+        count_login_failure(c, l->tenant, l->login, &l->ds);
         refuse(c, 401, "totp_wrong", "totp",
                "wrong or already used authenticator code");
         login_free(l);
@@ -391,7 +473,7 @@ static void login_answer(struct login *l)
      * would confirm the password to whoever tries it.  The login log
      * keeps the true reason for the school's admins. */
     if (!l->ok || l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
-        count_failure(c, l->tenant, l->login);
+        count_login_failure(c, l->tenant, l->login, &l->ds);
         refuse(c, 401,
                !l->known ? "unknown_login"
                : !l->ok  ? "wrong_password"
@@ -399,6 +481,18 @@ static void login_answer(struct login *l)
                NULL, BAD_LOGIN);
         login_free(l);
         return;
+    }
+    if (l->ds.counted) {
+        /* The right password is no failed try (hash_run counted it);
+         * a wrong code after it is (count_login_failure).  PEXPIRE
+         * again: a DECR never leaves a count without its end. */
+        char ms[24];
+        k = kn_key_login_untrusted(c->srv->d->prefix, l->tenant, l->login);
+        snprintf(ms, sizeof(ms), "%lld", KN_LOGIN_LOCK_MS);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DECR %s", k);
+        kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "PEXPIRE %s %s", k, ms);
+        free(k);
+        l->ds.counted = 0;
     }
     if (l->a[A_TOTP] == NULL || l->a[A_TOTP][0] == '\0') {
         login_finish(l, -3);
@@ -487,12 +581,84 @@ static int may_wait(const struct http_srv *s, const struct login *l)
     return 1;
 }
 
-/* Run l's hash on the pool (the conn and the server are held for it); on
+/*
+ * 429 for an untrusted client while the account's untrusted failures are
+ * past KN_LOGIN_UNTRUSTED_FAILS: Retry-After and "retry_after" the
+ * seconds until the count expires (pttl, its PTTL), so that the console
+ * can tell its owner how long to wait, and what else to do.
+ */
+static void refuse_untrusted(struct conn *c, long long pttl)
+{
+    char extra[48];
+    long long s = pttl > 0 ? (pttl + 999) / 1000 : KN_LOGIN_LOCK_MS / 1000;
+    long long min = (s + 59) / 60;
+    json_t *j = json_object();
+    char msg[300];
+    snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", s);
+    snprintf(msg, sizeof(msg),
+             "too many failed logins for this account from browsers it was "
+             "never used in: such logins are refused for %lld more "
+             "minute%s; log in from a browser you have logged in from "
+             "before, or wait, or ask the school's administrator",
+             min, min == 1 ? "" : "s");
+    c->req.auth_result = "untrusted_locked";
+    json_object_set_new(j, "error", json_string(msg));
+    json_object_set_new(j, "field", json_null());
+    json_object_set_new(j, "code", json_string("untrusted_locked"));
+    json_object_set_new(j, "retry_after", json_integer(s));
+    kn__httpd_respond_json(c, 429, j, extra);
+}
+
+/*
+ * The try of an untrusted login is counted (luntr, hash_run), its slot
+ * held: the hash when the count is within KN_LOGIN_UNTRUSTED_FAILS, else
+ * 429 as on_login_lookup answers, and the slot given on.  So that logins
+ * which all passed on_login_lookup's check at once (up to HASH_MAX +
+ * HASH_WAIT_MAX of a process) cannot all be judged: the count, not the
+ * check, bounds the guesses.  A right password takes its try off again
+ * (login_answer).
+ */
+static void on_untrusted_counted(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct http_srv *s = l->srv;
+    long long n = kn__httpd_rnum(kn__httpd_brep(b, 0));
+    int usable = kn__httpd_batch_usable(b); /* else answered or closed */
+    l->ds.counted = 1;
+    if (usable && !s->closing && n <= KN_LOGIN_UNTRUSTED_FAILS &&
+        uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
+        return;
+    s->hashing--;
+    if (usable && n > KN_LOGIN_UNTRUSTED_FAILS)
+        refuse_untrusted(l->c, kn__httpd_rnum(kn__httpd_brep(b, 2)));
+    else if (usable)
+        kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
+    kn__httpd_hash_next(s);
+    kn__httpd_conn_release(l->c); /* hash_start's hold */
+    login_free(l);
+    kn__httpd_srv_unref(s);
+}
+
+/* Run l's hash on the pool (the conn and the server are held for it),
+ * an untrusted login's try counted first (on_untrusted_counted); on
  * failure both are let go, the client answered 503, and -1 (l to free). */
 static int hash_run(struct login *l)
 {
     struct http_srv *s = l->srv;
     s->hashing++;
+    if (!l->change && l->ds.state != DEV_TRUSTED) {
+        struct kn_daemon *d = s->d;
+        char ms[24];
+        char *k = kn_key_login_untrusted(d->prefix, l->tenant, l->login);
+        struct batch *b = kn__httpd_batch_new(s, l->c, on_untrusted_counted, l);
+        snprintf(ms, sizeof(ms), "%lld", KN_LOGIN_LOCK_MS);
+        kn__httpd_batch_cmd(b, "INCR", k, NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, NULL);
+        kn__httpd_batch_cmd(b, "PTTL", k, NULL);
+        free(k);
+        kn__httpd_batch_end(b);
+        return 0;
+    }
     if (uv_queue_work(s->d->loop, &l->work, login_work, login_after) == 0)
         return 0;
     s->hashing--;
@@ -554,7 +720,11 @@ static void on_login_lookup(struct batch *b)
     struct conn *c = b->c;
     const redisReply *fail = kn__httpd_brep(b, 0),
                      *spread = kn__httpd_brep(b, 1), *h = kn__httpd_brep(b, 2),
-                     *closed = kn__httpd_brep(b, 3);
+                     *closed = kn__httpd_brep(b, 3),
+                     *untrusted = kn__httpd_brep(b, 4),
+                     *untrusted_ttl = kn__httpd_brep(b, 5),
+                     *devfail = kn__httpd_brep(b, 6);
+    int trusted;
     if (!kn__httpd_batch_usable(b)) {
         login_free(l);
         return;
@@ -566,7 +736,12 @@ static void on_login_lookup(struct batch *b)
     l->known = l->a[A_ID] != NULL && l->a[A_HASH] != NULL;
     if (l->known)
         c->req.tok.login = kn_xstrdup(l->login);
-    if (kn__httpd_rnum(fail) >= KN_LOGIN_LOCK_FAILS) {
+    if (l->ds.state == DEV_TRUSTED &&
+        kn__httpd_rnum(devfail) >= KN_DEVICE_LOCK_FAILS)
+        l->ds.state = DEV_LOCKED;
+    c->req.device = dev_names[l->ds.state];
+    trusted = l->ds.state == DEV_TRUSTED;
+    if (!trusted && kn__httpd_rnum(fail) >= KN_LOGIN_LOCK_FAILS) {
         char extra[48];
         json_t *j = json_object();
         snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
@@ -577,7 +752,16 @@ static void on_login_lookup(struct batch *b)
                                         "account from this address: try "
                                         "again in 15 minutes"));
         json_object_set_new(j, "field", json_null());
+        json_object_set_new(j, "code", json_string("address_locked"));
+        json_object_set_new(j, "retry_after",
+                            json_integer(KN_LOGIN_LOCK_MS / 1000));
         kn__httpd_respond_json(c, 429, j, extra);
+        login_free(l);
+        return;
+    }
+    if (!trusted && kn__httpd_rnum(untrusted) >= KN_LOGIN_UNTRUSTED_FAILS) {
+        /* Before any hash: a guesser spends a request, no pool time. */
+        refuse_untrusted(c, kn__httpd_rnum(untrusted_ttl));
         login_free(l);
         return;
     }
@@ -591,7 +775,8 @@ static void on_login_lookup(struct batch *b)
         login_free(l);
         return;
     }
-    l->delay_ms = kn_login_delay_ms(kn__httpd_rnum(spread));
+    /* The owner's own browser is not slowed by someone else's guesses. */
+    l->delay_ms = trusted ? 0 : kn_login_delay_ms(kn__httpd_rnum(spread));
     l->c = c;
     if (hash_start(l) < 0)
         login_free(l);
@@ -657,6 +842,27 @@ void kn__httpd_run_login(struct conn *c)
     l->password = kn_xstrdup(pw);
     l->code = code ? kn_xstrdup(code) : NULL;
     json_decref(j); /* (jansson's copy of the password goes with it) */
+    /* The device cookie of this account, checked here (a MAC, no I/O);
+     * whether it is locked comes with the lookup.  A login that is no
+     * account has none (none is ever issued for it): it is judged as a
+     * known login's untrusted client is. */
+    switch (kn_device_from_cookie(d->kr, c->req.cookie,
+                                  c->srv->cfg->http_public_url, l->tenant,
+                                  l->login, kn_now_ms(), &l->ds.dev)) {
+    case 0:
+        l->ds.state = DEV_TRUSTED;
+        break;
+    case KN_ETIMEDOUT:
+        l->ds.state = DEV_EXPIRED;
+        break;
+    case KN_ENOENT:
+        l->ds.state = DEV_NONE;
+        break;
+    default:
+        l->ds.state = DEV_INVALID;
+        break;
+    }
+    c->req.device = dev_names[l->ds.state];
     b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
     k = fail_key(c, l->tenant, l->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
@@ -677,6 +883,16 @@ void kn__httpd_run_login(struct conn *c)
     k = kn__key(d, "tenant:%s", l->tenant);
     kn__httpd_batch_cmd(b, "HGET", k, "closed_ms", NULL);
     free(k);
+    k = kn_key_login_untrusted(d->prefix, l->tenant, l->login);
+    kn__httpd_batch_cmd(b, "GET", k, NULL);
+    kn__httpd_batch_cmd(b, "PTTL", k, NULL);
+    free(k);
+    if (l->ds.state == DEV_TRUSTED) {
+        /* genuine: is it locked? (on_login_lookup) */
+        k = kn_key_device_fail(d->prefix, l->tenant, l->login, l->ds.dev.nonce);
+        kn__httpd_batch_cmd(b, "GET", k, NULL);
+        free(k);
+    }
     kn__httpd_batch_end(b);
 }
 
@@ -727,7 +943,7 @@ static void on_password_stored(struct batch *b)
     kn__sess_op_log(c, "staff.password");
     /* Every session of the account ended (gen); this client gets a new
      * one. */
-    session_make(c, l->tenant, l->login, kn__httpd_rnum(gen), reply, -1);
+    session_make(c, l->tenant, l->login, kn__httpd_rnum(gen), reply, -1, NULL);
     login_free(l);
 }
 

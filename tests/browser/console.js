@@ -3,6 +3,7 @@
 //
 //   node console.js '{"url": ..., "login": ..., "password": ..., "newPassword": ...,
 //                     "ack": NAME, "scheduled": NAME, "lockLogin": ..., "lockPassword": ...,
+//                     "attackedLogin": ..., "attackedPassword": ...,
 //                     "shots": DIR, "profile": DIR}'
 //
 // It logs in with the keyboard alone, changes the initial password, reads
@@ -253,6 +254,19 @@ function totp(secret) {
       out.lock.push({ status: r.status(), text: await p2.textContent('main .kn-error') });
     }
     await p2.screenshot({ path: path.join(cfg.shots, 'console_locked_1280.png') });
+    // A login that browsers never used for it have failed 10 times (the
+    // test made that in Redis): even the right password is refused here,
+    // and the page says what to do.
+    {
+      await p2.fill('#login-id', cfg.attackedLogin);
+      await p2.fill('#login-pw', cfg.attackedPassword);
+      const done = p2.waitForResponse((r) => r.url().endsWith('/v1/session') && r.request().method() === 'POST');
+      await p2.click('#login-submit');
+      const r = await done;
+      await p2.waitForFunction(() => !document.getElementById('login-submit').disabled);
+      out.attacked = { status: r.status(), text: await p2.textContent('main .kn-error') };
+      await p2.screenshot({ path: path.join(cfg.shots, 'console_untrusted_locked_1280.png') });
+    }
     out.xss = await page.evaluate(() => window.__kairan_xss === true);
     say(Object.assign({ event: 'done' }, out));
   } catch (e) {

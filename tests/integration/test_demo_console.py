@@ -48,7 +48,9 @@ def call(port, method, path, body=None, cookie=None, csrf=None):
     c.request(method, path, body=data, headers=h)
     r = c.getresponse()
     raw = r.read()
-    sc = r.getheader("Set-Cookie")
+    # the session's cookie (a login sets the device cookie too)
+    sc = next((v for k, v in r.getheaders()
+               if k.lower() == "set-cookie" and "_session=" in v), None)
     c.close()
     try:
         j = json.loads(raw)

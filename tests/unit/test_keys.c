@@ -130,6 +130,18 @@ static void test_staff_keys(void **state)
     a = kn_key_login_spread("kairan:", "sakura", "sato");
     assert_string_equal(a, "kairan:lspread:sakura:sato");
     free(a);
+    a = kn_key_login_untrusted("kairan:", "sakura", "sato");
+    assert_string_equal(a, "kairan:luntr:sakura:sato");
+    free(a);
+    a = kn_key_device_fail("kairan:", "sakura", "sato", "AbC-_0");
+    assert_string_equal(a, "kairan:ldev:sakura:sato:AbC-_0");
+    free(a);
+    /* a nonce cannot extend the login: (sato, "1:x") != ("sato:1", x) */
+    a = kn_key_device_fail("kairan:", "sakura", "sato", "1:x");
+    b = kn_key_device_fail("kairan:", "sakura", "sato:1", "x");
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
     a = kn_key_totp_used("kairan:", "sakura", "sato", 12345);
     assert_string_equal(a, "kairan:totpuse:sakura:sato:12345");
     free(a);

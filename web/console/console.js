@@ -320,13 +320,20 @@
       }
       const f = r.json && r.json.field;
       const err = (r.json && r.json.error) || '';
+      const errCode = r.json && r.json.code;
       if (r.status === 401 && f === 'totp') {
         const first = totp.hidden;
         totp.hidden = false;
         form.querySelector('#login-totp').focus();
         KN.error(main, first ? KN.t('login.totp_hint') : KN.t('login.totp_wrong'));
       } else if (r.status === 401) KN.error(main, KN.t('login.bad'));
-      else if (r.status === 429 && /failed/.test(err)) KN.error(main, KN.t('login.locked'));
+      // 429: which lock, by its code (the error text is English for the
+      // API); the untrusted-browser lock says how long is left.
+      else if (r.status === 429 && errCode === 'untrusted_locked') {
+        const s = parseInt(r.json.retry_after, 10) || 900;
+        KN.error(main, KN.t('login.untrusted_locked', { minutes: Math.max(1, Math.ceil(s / 60)) }));
+      } else if (r.status === 429 && f === 'totp') KN.error(main, KN.t('login.totp_locked'));
+      else if (r.status === 429 && (errCode === 'address_locked' || /failed/.test(err))) KN.error(main, KN.t('login.locked'));
       else if (r.status === 429 || r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 503) KN.error(main, KN.t('login.busy_server'));
       else if (r.status === 403 && /closed/.test(err)) KN.error(main, KN.t('login.closed'));
