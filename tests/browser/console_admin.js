@@ -145,6 +145,7 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
     });
     out.gaijiError = await page.textContent('main > .kn-error');
     out.gaijiRole = await page.getAttribute('main > .kn-error', 'role');
+    out.gaijiNotice = await page.textContent('#notice');
     await check('roster_gaiji');
 
     // The first guardian's e-mail address changed in the card (keyboard):

@@ -200,6 +200,8 @@ with Redis(out) as redis:
         assert res["gaijiRole"] == "alert", res["gaijiRole"]
         assert ("氏名に外字（機種依存文字）が含まれています（「渡〓 五郎」の〓の所、"
                 "2 文字目）") in res["gaijiError"], res["gaijiError"]
+        # the save before it said "saved": that notice is gone with the error
+        assert res["gaijiNotice"].strip() == "", res["gaijiNotice"]
         assert res["gaijiError"].index("氏名に外字") < res["gaijiError"].index(
             "name: contains a user-defined character"), res["gaijiError"]
         st, j = call(port, "GET", "/v1/directory/k-1", token=admin)

@@ -104,6 +104,8 @@
     }
     let p = root.querySelector(':scope > .kn-error');
     if (!msg) { if (p) p.remove(); return; }
+    // An earlier action's "saved" must not stand above this error.
+    $('notice').textContent = '';
     if (!p) {
       p = KN.el('p', { class: 'kn-error', role: 'alert' });
       const h1 = root.querySelector('h1');
