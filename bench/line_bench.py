@@ -80,11 +80,11 @@ def run(rate, ahead=None):
     conf = {"routes": {"line": "line"},
             "line": {"api_base": url, "token": TOKEN, "rate": str(rate),
                      "connections": "8"},
-            "dispatcher": {"max_recipients": str(max(N, 100000)),
-                           "expand_page": os.environ.get(
-                               "KAIRAN_BENCH_PAGE", "500")},
+            "dispatcher": {"max_recipients": str(max(N, 100000))},
             "redis": {"timeout_ms": "60s"},
             "http": {"listen": ""}}
+    if os.environ.get("KAIRAN_BENCH_PAGE"):  # else kairand's default
+        conf["dispatcher"]["expand_page"] = os.environ["KAIRAN_BENCH_PAGE"]
     if ahead:
         conf["queue"] = {"expand_ahead_ms": ahead}
     os.makedirs(os.path.join(out, "r%d" % rate), exist_ok=True)
