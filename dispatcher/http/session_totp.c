@@ -240,10 +240,10 @@ static void on_totp_current(struct batch *b)
         c->req.auth_result = "totp_locked";
         kn__httpd_respond_json(
             c, 429,
-            json_pack("{s:s, s:s}", "error",
+            json_pack("{s:s, s:s, s:s}", "error",
                       "too many wrong authenticator codes for this "
                       "account: try again in 15 minutes",
-                      "field", "current_code"),
+                      "field", "current_code", "code", "totp_locked"),
             "Retry-After: 900\r\n");
         goto out;
     }

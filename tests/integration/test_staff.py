@@ -674,6 +674,29 @@ with Redis(out) as redis:
         r = u.call("POST", "/v1/session/totp", {"action": "setup", "current_code": totp_code(sec, st + 1)})
         assert r.status == 200 and r.json["secret"] != sec, r
 
+    with tap.check("[6] wrong current codes for a second setup: locked after 10, "
+                   "429 with Retry-After and code totp_locked, even for a right one"):
+        add("sakura", "totp.v", "sender", groups="2-A")
+        NEWPW["totp.v"] = "totp user v no pasuwado"
+        v = first_login("sakura", "totp.v")
+        r = v.call("POST", "/v1/session/totp", {"action": "setup"})
+        sec = r.json["secret"]
+        st = int(time.time()) // 30
+        r = v.call("POST", "/v1/session/totp", {"action": "confirm", "code": totp_code(sec, st)})
+        assert r.status == 200, r
+        near = {totp_code(sec, st + k) for k in range(-2, 4)}
+        bad = next("%06d" % n for n in range(1000000) if "%06d" % n not in near)
+        got = []
+        for _ in range(10):
+            r = v.call("POST", "/v1/session/totp", {"action": "setup", "current_code": bad})
+            got.append(r.status)
+        assert got == [403] * 10, got
+        r = v.call("POST", "/v1/session/totp", {"action": "setup",
+                                                "current_code": totp_code(sec, st + 1)})
+        assert r.status == 429 and r.json.get("code") == "totp_locked", r
+        assert r.json["field"] == "current_code", r
+        assert r.headers.get("retry-after") == ["900"], r.headers
+
     with tap.check("[7] concurrent logins beyond the hash bound: 401 after their turn, 503 with Retry-After, or 429 past the account's untrusted tries, never a hang"):
         res = []
         untr0 = int(redis.call("GET", P + "luntr:sakura:mori") or 0)
