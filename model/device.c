@@ -12,6 +12,7 @@
 #include "common/codec.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "model/session.h"
 
 /* A value: nonce, '.', at most 15 digits, '.', 32 hex. */
 #define VALUE_MAX (KN_DEVICE_NONCE_CHARS + 1 + 15 + 1 + 32)
@@ -67,12 +68,6 @@ char *kn_device_cookie(const struct kn_keyring *kr, const char *public_url,
     return cookie;
 }
 
-static int b64url_char(int c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 /*
  * Split a value "<nonce>.<expires>.<mac>" into dev and mac: 0 or
  * KN_EINVAL.  The expiry is digits only, without a leading zero, so that
@@ -86,7 +81,7 @@ static int parse_value(const char *v, size_t vl, struct kn_device *dev,
     if (vl > VALUE_MAX || vl < KN_DEVICE_NONCE_CHARS + 1 + 1 + 1 + 32)
         return KN_EINVAL;
     for (i = 0; i < KN_DEVICE_NONCE_CHARS; i++) {
-        if (!b64url_char((unsigned char)v[i]))
+        if (!kn_b64url_char((unsigned char)v[i]))
             return KN_EINVAL;
     }
     if (v[i++] != '.')
@@ -117,31 +112,14 @@ int kn_device_from_cookie(const struct kn_keyring *kr, const char *header,
                           struct kn_device *dev)
 {
     char name[KN_DEVICE_NAME_MAX], got[33], want[33];
-    const char *p = header, *v = NULL;
-    size_t nl, vl = 0;
+    const char *v = NULL;
+    size_t vl = 0;
+    int rc;
 
     memset(dev, 0, sizeof(*dev));
-    if (header == NULL)
-        return KN_ENOENT;
     kn_device_cookie_name(kr, public_url, tenant, login, name);
-    nl = strlen(name);
-    while (*p) {
-        size_t len;
-        while (*p == ' ' || *p == '\t' || *p == ';')
-            p++;
-        len = strcspn(p, ";");
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            if (v != NULL)
-                return KN_EINVAL; /* twice: which one is the browser's? */
-            v = p + nl + 1;
-            vl = len - nl - 1;
-            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-                vl--;
-        }
-        p += len;
-    }
-    if (v == NULL)
-        return KN_ENOENT;
+    if ((rc = kn_cookie_value(header, name, &v, &vl)) < 0)
+        return rc;
     if (parse_value(v, vl, dev, got) < 0)
         goto bad;
     device_mac(kr, tenant, login, dev->nonce, (long long)dev->expires_ms, want);

@@ -55,43 +55,57 @@ char *kn_session_cookie(const char *public_url, const char *id)
                         id ? KN_SESSION_MAX_MS / 1000 : 0LL);
 }
 
-static int b64url_char(int c)
+int kn_b64url_char(int c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
            (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
-int kn_session_from_cookie(const char *header, const char *public_url,
-                           char out[KN_SESSION_ID_CHARS + 1])
+int kn_cookie_value(const char *header, const char *name, const char **v,
+                    size_t *vl)
 {
-    const char *name = kn_session_cookie_name(public_url), *p = header;
+    const char *p = header;
     size_t nl = strlen(name);
     int found = 0;
     if (header == NULL)
         return KN_ENOENT;
     while (*p) {
         size_t len;
-        while (*p == ' ' || *p == '\t' || *p == ';')
+        while (*p == ' ' || *p == '	' || *p == ';')
             p++;
         len = strcspn(p, ";");
         if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            const char *v = p + nl + 1;
-            size_t vl = len - nl - 1;
-            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-                vl--;
-            if (found || vl != KN_SESSION_ID_CHARS)
-                return KN_EINVAL;
-            for (size_t i = 0; i < vl; i++) {
-                if (!b64url_char((unsigned char)v[i]))
-                    return KN_EINVAL;
-            }
-            memcpy(out, v, vl);
-            out[vl] = '\0';
+            if (found)
+                return KN_EINVAL; /* twice: which one is the browser's? */
+            *v = p + nl + 1;
+            *vl = len - nl - 1;
+            while (*vl > 0 && ((*v)[*vl - 1] == ' ' || (*v)[*vl - 1] == '\t'))
+                (*vl)--;
             found = 1;
         }
         p += len;
     }
     return found ? 0 : KN_ENOENT;
+}
+
+int kn_session_from_cookie(const char *header, const char *public_url,
+                           char out[KN_SESSION_ID_CHARS + 1])
+{
+    const char *v = NULL;
+    size_t vl = 0;
+    int rc =
+        kn_cookie_value(header, kn_session_cookie_name(public_url), &v, &vl);
+    if (rc < 0)
+        return rc;
+    if (vl != KN_SESSION_ID_CHARS)
+        return KN_EINVAL;
+    for (size_t i = 0; i < vl; i++) {
+        if (!kn_b64url_char((unsigned char)v[i]))
+            return KN_EINVAL;
+    }
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return 0;
 }
 
 void kn_session_origin(const char *public_url, char *out, size_t len)

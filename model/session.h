@@ -39,6 +39,15 @@ const char *kn_session_cookie_name(const char *public_url);
  */
 char *kn_session_cookie(const char *public_url, const char *id);
 
+/* The value of the cookie name in a Cookie header: 0 and v, vl (into
+ * header, trailing blanks cut), KN_ENOENT if absent, KN_EINVAL if it comes
+ * twice (which one would be the browser's?). */
+int kn_cookie_value(const char *header, const char *name, const char **v,
+                    size_t *vl);
+
+/* 1 if c is a base64url digit. */
+int kn_b64url_char(int c);
+
 /*
  * The session id in a Cookie header value: 0 and out, or KN_ENOENT when
  * the cookie is absent, KN_EINVAL when it is present but not 43 base64url

@@ -25,6 +25,20 @@ static char *tenant_key(const char *prefix, const char *kind,
     return k;
 }
 
+/* <prefix><kind>:<tenant>:<login>:<more>, each part encoded (a login's
+ * failures from one address, of one device). */
+static char *login_sub_key(const char *prefix, const char *kind,
+                           const char *tenant, const char *login,
+                           const char *more)
+{
+    char *base = tenant_key(prefix, kind, tenant, login);
+    char *m = kn_key_part(more);
+    char *k = kn_xasprintf("%s:%s", base, m);
+    free(base);
+    free(m);
+    return k;
+}
+
 /* <prefix><kind>:<part>, the part encoded. */
 static char *one_part_key(const char *prefix, const char *kind,
                           const char *part)
@@ -116,12 +130,7 @@ char *kn_key_staff_sessions(const char *prefix, const char *tenant,
 char *kn_key_login_fail(const char *prefix, const char *tenant,
                         const char *login, const char *addr)
 {
-    char *base = tenant_key(prefix, "lfail", tenant, login);
-    char *a = kn_key_part(addr);
-    char *k = kn_xasprintf("%s:%s", base, a);
-    free(base);
-    free(a);
-    return k;
+    return login_sub_key(prefix, "lfail", tenant, login, addr);
 }
 
 char *kn_key_login_spread(const char *prefix, const char *tenant,
@@ -139,12 +148,7 @@ char *kn_key_login_untrusted(const char *prefix, const char *tenant,
 char *kn_key_device_fail(const char *prefix, const char *tenant,
                          const char *login, const char *nonce)
 {
-    char *base = tenant_key(prefix, "ldev", tenant, login);
-    char *n = kn_key_part(nonce);
-    char *k = kn_xasprintf("%s:%s", base, n);
-    free(base);
-    free(n);
-    return k;
+    return login_sub_key(prefix, "ldev", tenant, login, nonce);
 }
 
 char *kn_key_totp_fail(const char *prefix, const char *tenant,

@@ -103,6 +103,20 @@ local function field_list(a, n)
   return table.concat(t, ',')
 end
 local acks, per, order, out = {}, {}, {}, {}
+-- The job at ARGV[a] is recorded: its entry leaves its stream at the end;
+-- returns its broadcast's counts (added once per batch).
+local function taken(stream, a, bc)
+  local ids = acks[stream]
+  if not ids then ids = {}; acks[stream] = ids end
+  ids[#ids + 1] = ARGV[a]
+  local b = per[bc]
+  if not b then
+    b = {id = ARGV[a + 3], incr = {}, final = 0}
+    per[bc] = b
+    order[#order + 1] = bc
+  end
+  return b
+end
 for j = 0, nj - 1 do
   local stream, bc, bcr = KEYS[3 + 3 * j], KEYS[4 + 3 * j], KEYS[5 + 3 * j]
   local a = at[j]
@@ -113,15 +127,7 @@ for j = 0, nj - 1 do
     -- A multicast recorded once: its group's record, if nobody wrote it
     -- or marked it before (a duplicate run, a retry, a failure).
     if redis.call('HSETNX', bcr, ARGV[a + 7], ARGV[a + 8]) == 1 then
-      local ids = acks[stream]
-      if not ids then ids = {}; acks[stream] = ids end
-      ids[#ids + 1] = ARGV[a]
-      local b = per[bc]
-      if not b then
-        b = {id = ARGV[a + 3], incr = {}, final = 0}
-        per[bc] = b
-        order[#order + 1] = bc
-      end
+      local b = taken(stream, a, bc)
       local f = 'n:' .. (string.match(ARGV[a + 7], '^@(%a+):') or '?') ..
         ':delivered'
       b.incr[f] = (b.incr[f] or 0) - nf
@@ -145,15 +151,7 @@ for j = 0, nj - 1 do
       ARGV[a + 5], 'failed_ms', now)
     out[#out + 1] = -1
   else
-  local ids = acks[stream]
-  if not ids then ids = {}; acks[stream] = ids end
-  ids[#ids + 1] = ARGV[a]
-  local b = per[bc]
-  if not b then
-    b = {id = ARGV[a + 3], incr = {}, final = 0}
-    per[bc] = b
-    order[#order + 1] = bc
-  end
+  local b = taken(stream, a, bc)
   -- One HMGET and one HSET for the job's fields (a LINE multicast job has
   -- up to 500), not two calls per field.
   local fields = {}
