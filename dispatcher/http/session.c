@@ -1,8 +1,9 @@
 /*
- * session.c - the staff session routes: POST /v1/session (login),
- * DELETE /v1/session (logout) and POST /v1/session/password (POST
- * /v1/session/totp is session_totp.c).  Rules in model/ (password.h, session.h,
- * totp.h), records in queue/staff.h, cookie checks of later requests in
+ * session.c - the staff session routes that check a password: POST
+ * /v1/session (login) and POST /v1/session/password (POST
+ * /v1/session/totp is session_totp.c).  Rules in model/ (password.h,
+ * session.h, totp.h), records in queue/staff.h; cookie checks of later
+ * requests, DELETE /v1/session (logout) and GET /v1/session in
  * session_auth.c.
  *
  * Password hashes (Argon2id, 19 MiB, ~50-100 ms) run on the libuv thread
@@ -39,7 +40,6 @@
 #include "common/kn.h"
 #include "common/log.h"
 #include "common/seal.h"
-#include "model/audit.h"
 #include "model/device.h"
 #include "model/password.h"
 #include "model/session.h"
@@ -61,42 +61,6 @@ static void refuse(struct conn *c, int status, const char *result,
 static const char *jstr(json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
-}
-
-int kn__sess_need(struct conn *c)
-{
-    if (!c->req.tok.session) {
-        kn__httpd_respond_error(c, 400, NULL,
-                                "this needs a staff session (POST "
-                                "/v1/session), not an API token");
-        return -1;
-    }
-    return 0;
-}
-
-void kn__sess_op_log(struct conn *c, const char *op)
-{
-    json_t *j = json_object();
-    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
-    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(c->req.tok.tenant));
-    json_object_set_new(j, "login", kn__httpd_jstr_text(c->req.tok.login));
-    json_object_set_new(j, "token", json_string(c->req.tok.id));
-    json_object_set_new(j, "source", json_string(c->req.source));
-    json_object_set_new(j, "via", json_string("http"));
-    if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, j) < 0)
-        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
-               c->srv->cfg->audit_dir, NULL);
-    free(actor);
-}
-
-int kn__sess_op_ready(struct conn *c)
-{
-    if (kn_audit_ready(c->srv->cfg->audit_dir) == 0)
-        return 0;
-    kn__httpd_respond_error(c, 503, NULL,
-                            "the operation log cannot be written now, so "
-                            "nothing was changed; try again later");
-    return -1;
 }
 
 /* lfail:<tenant>:<login>:<the source's network> (heap). */
@@ -896,31 +860,6 @@ void kn__httpd_run_login(struct conn *c)
     kn__httpd_batch_end(b);
 }
 
-/* ------------------------------------------------------------ logout */
-
-void kn__httpd_run_logout(struct conn *c)
-{
-    struct kn_daemon *d = c->srv->d;
-    struct token *t = &c->req.tok;
-    char *k, *cookie, *extra;
-    json_t *j;
-    if (kn__sess_need(c) < 0)
-        return;
-    k = kn_key_session(d->prefix, t->sess);
-    kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
-    free(k);
-    k = kn_key_staff_sessions(d->prefix, t->tenant, t->login);
-    kn_redis_cmd(d->cmd, NULL, NULL, "SREM %s %s", k, t->sess);
-    free(k);
-    cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
-    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
-    j = json_object();
-    json_object_set_new(j, "ended", json_true());
-    kn__httpd_respond_json(c, 200, j, extra);
-    free(cookie);
-    free(extra);
-}
-
 /* --------------------------------------------------- password change */
 
 static void on_password_stored(struct batch *b)
@@ -1065,32 +1004,4 @@ void kn__httpd_run_password(struct conn *c)
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
-}
-
-/* ------------------------------------------------------ who am I */
-
-/*
- * GET /v1/session: the session's tenant, login, name, role and what it
- * still owes (the console asks on start).  Never the CSRF token: only
- * the login's answer carries it.  An API token gets its own tenant, name
- * and role, login null.
- */
-void kn__httpd_run_session_get(struct conn *c)
-{
-    struct token *t = &c->req.tok;
-    json_t *j = json_object();
-    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(t->tenant));
-    json_object_set_new(
-        j, "login", t->session ? kn__httpd_jstr_text(t->login) : json_null());
-    json_object_set_new(j, "name",
-                        t->name ? kn__httpd_jstr_text(t->name) : json_null());
-    json_object_set_new(
-        j, "role",
-        json_string(kn_role_name(t->session ? t->staff_role : t->role)));
-    json_object_set_new(j, "session", json_boolean(t->session));
-    json_object_set_new(j, "must_change_password",
-                        json_boolean(t->session && t->must_change));
-    json_object_set_new(j, "totp_required",
-                        json_boolean(t->session && t->totp_owed));
-    kn__httpd_respond_json(c, 200, j, NULL);
 }

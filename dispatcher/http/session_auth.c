@@ -12,6 +12,10 @@
  * with a token of that role, tenant and groups would (auth.c), a tenant's
  * admin as its limited_admin: a staff account never acts outside its
  * tenant.  Every refusal is one login-log line.
+ *
+ * Also the routes of a session once it is made: DELETE /v1/session
+ * (logout), GET /v1/session (who am I), and the helpers the routes that
+ * need a session share (kn__sess_need, kn__sess_op_log, kn__sess_op_ready).
  */
 #include "dispatcher/http/http_int.h"
 
@@ -21,7 +25,10 @@
 #include <string.h>
 
 #include "common/kn.h"
+#include "common/log.h"
+#include "model/audit.h"
 #include "model/session.h"
+#include "model/token.h"
 #include "queue/keys.h"
 
 static void refuse(struct conn *c, int status, const char *result,
@@ -243,4 +250,95 @@ void kn__httpd_session_start(struct conn *c)
                         "seen_ms", "csrf", NULL);
     free(k);
     kn__httpd_batch_end(b);
+}
+
+/* ------------------------------------------- routes of a session */
+
+int kn__sess_need(struct conn *c)
+{
+    if (!c->req.tok.session) {
+        kn__httpd_respond_error(c, 400, NULL,
+                                "this needs a staff session (POST "
+                                "/v1/session), not an API token");
+        return -1;
+    }
+    return 0;
+}
+
+void kn__sess_op_log(struct conn *c, const char *op)
+{
+    json_t *j = json_object();
+    char *actor = kn_xasprintf("token:%s", c->req.tok.id);
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(c->req.tok.tenant));
+    json_object_set_new(j, "login", kn__httpd_jstr_text(c->req.tok.login));
+    json_object_set_new(j, "token", json_string(c->req.tok.id));
+    json_object_set_new(j, "source", json_string(c->req.source));
+    json_object_set_new(j, "via", json_string("http"));
+    if (kn_audit_op(c->srv->cfg->audit_dir, actor, op, j) < 0)
+        kn_log(KN_LOG_WARN, "http", "cannot append to the operation log", "dir",
+               c->srv->cfg->audit_dir, NULL);
+    free(actor);
+}
+
+int kn__sess_op_ready(struct conn *c)
+{
+    if (kn_audit_ready(c->srv->cfg->audit_dir) == 0)
+        return 0;
+    kn__httpd_respond_error(c, 503, NULL,
+                            "the operation log cannot be written now, so "
+                            "nothing was changed; try again later");
+    return -1;
+}
+
+/* ------------------------------------------------------------ logout */
+
+void kn__httpd_run_logout(struct conn *c)
+{
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    char *k, *cookie, *extra;
+    json_t *j;
+    if (kn__sess_need(c) < 0)
+        return;
+    k = kn_key_session(d->prefix, t->sess);
+    kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
+    free(k);
+    k = kn_key_staff_sessions(d->prefix, t->tenant, t->login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "SREM %s %s", k, t->sess);
+    free(k);
+    cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
+    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    j = json_object();
+    json_object_set_new(j, "ended", json_true());
+    kn__httpd_respond_json(c, 200, j, extra);
+    free(cookie);
+    free(extra);
+}
+
+/* ------------------------------------------------------ who am I */
+
+/*
+ * GET /v1/session: the session's tenant, login, name, role and what it
+ * still owes (the console asks on start).  Never the CSRF token: only
+ * the login's answer carries it.  An API token gets its own tenant, name
+ * and role, login null.
+ */
+void kn__httpd_run_session_get(struct conn *c)
+{
+    struct token *t = &c->req.tok;
+    json_t *j = json_object();
+    json_object_set_new(j, "tenant", kn__httpd_jstr_or_null(t->tenant));
+    json_object_set_new(
+        j, "login", t->session ? kn__httpd_jstr_text(t->login) : json_null());
+    json_object_set_new(j, "name",
+                        t->name ? kn__httpd_jstr_text(t->name) : json_null());
+    json_object_set_new(
+        j, "role",
+        json_string(kn_role_name(t->session ? t->staff_role : t->role)));
+    json_object_set_new(j, "session", json_boolean(t->session));
+    json_object_set_new(j, "must_change_password",
+                        json_boolean(t->session && t->must_change));
+    json_object_set_new(j, "totp_required",
+                        json_boolean(t->session && t->totp_owed));
+    kn__httpd_respond_json(c, 200, j, NULL);
 }
