@@ -337,6 +337,20 @@ static void header_text(const char *v, char *out, size_t len)
     printable(out);
 }
 
+/*
+ * 1 if a 409's body is LINE's answer to a retry key it executed before:
+ * its JSON "message" says so (not a proxy's page that happens to quote
+ * the words, nor one of the details).
+ */
+static int retry_key_accepted(const char *body, size_t n)
+{
+    json_t *j = json_loadb(body, n, 0, NULL);
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    int yes = msg != NULL && strstr(msg, "retry key is already accepted");
+    json_decref(j);
+    return yes;
+}
+
 /* Write the final detail: masked e-mail addresses and LINE ids. */
 static void finish_detail(const char *raw, char *detail, size_t len)
 {
@@ -378,9 +392,8 @@ void kn__line_classify(const struct kn_http_resp *resp, struct kn_result *r,
     if (st >= 200 && st <= 299) {
         r->status = KN_DELIVERED;
         snprintf(raw, sizeof(raw), "line %ld accepted%s", st, ridtxt);
-    } else if (st == 409 &&
-               (accepted != NULL ||
-                strstr(text, "retry key is already accepted") != NULL)) {
+    } else if (st == 409 && (accepted != NULL ||
+                             retry_key_accepted(resp->body, resp->bodylen))) {
         /* LINE's 409 on push/multicast: this retry key was executed
          * before.  The accepted id header is not in LINE's OpenAPI
          * spec (a proxy may drop it); its message is enough. */

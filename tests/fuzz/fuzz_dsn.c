@@ -3,8 +3,11 @@
  * the input is whatever anyone mails to a bounce address.
  *   - kn_dsn_parse never reads past the input (ASan) and always says
  *     something: a FAILED/DELAYED result has a Final-Recipient that is a
- *     normalised address (one '@', lower-case, no control character) and a status that is empty or d.d.d; AUTOREPLY/OTHER have a
- *     reason and no address;
+ *     normalised address (lower-case, no control character, a non-empty
+ *     domain after its last '@' and something before it: a quoted local
+ *     part, unquoted, may hold '@' too, as RFC 5321 allows and
+ *     model/address.c accepts) and a status that is empty or d.d.d;
+ *     AUTOREPLY/OTHER have a reason and no address;
  *   - the result does not depend on whether lines end in CRLF or LF;
  *   - the reason words exist for whatever status came out.
  */
@@ -22,8 +25,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check(const struct kn_dsn *d)
 {
     if (d->kind == KN_DSN_FAILED || d->kind == KN_DSN_DELAYED) {
-        const char *at = strchr(d->final_rcpt, '@');
-        FZ_CHECK(at != NULL && strchr(at + 1, '@') == NULL, "not an address");
+        const char *at = strrchr(d->final_rcpt, '@');
+        FZ_CHECK(at != NULL && at != d->final_rcpt && at[1] != '\0',
+                 "not an address");
         for (const char *p = d->final_rcpt; *p; p++) {
             FZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f,
                      "control character in the address");
@@ -33,8 +37,7 @@ static void check(const struct kn_dsn *d)
             FZ_CHECK(strchr("245", d->status[0]) != NULL, "status class");
             FZ_CHECK(d->status[1] == '.', "status form");
         }
-        FZ_CHECK(kn_dsn_reason(d->status, kn_dsn_carrier_domain(
-                                              d->final_rcpt),
+        FZ_CHECK(kn_dsn_reason(d->status, kn_dsn_carrier_domain(d->final_rcpt),
                                1) != NULL,
                  "no reason");
     } else {

@@ -132,6 +132,13 @@ static void test_addr_norm(void **state)
     assert_int_equal(kn_dsn_addr_norm("a\x01b@c.jp", b, sizeof(b)), -1);
     assert_int_equal(kn_dsn_addr_norm("\"a b\"@c.jp", b, sizeof(b)), 0);
     assert_string_equal(b, "a b@c.jp");
+    /* '@' in a quoted local part (RFC 5321 allows it, model/address.c
+     * accepts it): unquoted, the address is compared by its last '@'. */
+    assert_int_equal(kn_dsn_addr_norm("\"Ab@Cd\"@Docomo.ne.jp", b, sizeof(b)),
+                     0);
+    assert_string_equal(b, "ab@cd@docomo.ne.jp");
+    assert_int_equal(kn_dsn_addr_norm("\"ab\"@cd@docomo.ne.jp", b, sizeof(b)),
+                     -1);
     assert_int_equal(kn_dsn_addr_norm("\"unterminated@x", b, sizeof(b)), -1);
     assert_int_equal(kn_dsn_addr_norm("aaaaaaaa@bbbbbbbb", b, 8), -1);
 }
@@ -143,10 +150,8 @@ static void test_reason(void **state)
     assert_true(kn_dsn_carrier_domain("x@t.vodafone.softbank.ne.jp"));
     assert_false(kn_dsn_carrier_domain("x@notdocomo.ne.jp"));
     assert_false(kn_dsn_carrier_domain("x@gmail.com"));
-    assert_non_null(strstr(kn_dsn_reason("5.1.1", 1, 0),
-                           "ドメイン指定受信"));
-    assert_non_null(strstr(kn_dsn_reason("5.1.1", 1, 1),
-                           "ドメイン指定受信"));
+    assert_non_null(strstr(kn_dsn_reason("5.1.1", 1, 0), "ドメイン指定受信"));
+    assert_non_null(strstr(kn_dsn_reason("5.1.1", 1, 1), "ドメイン指定受信"));
     assert_non_null(strstr(kn_dsn_reason("5.1.1", 0, 0), "does not exist"));
     assert_non_null(strstr(kn_dsn_reason("4.2.2", 0, 0), "for now"));
     assert_non_null(strstr(kn_dsn_reason("5.2.2", 0, 1), "一杯"));
@@ -154,8 +159,8 @@ static void test_reason(void **state)
 
 static void test_ref(void **state)
 {
-    unsigned char b[10] = {0xff, 0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde,
-                           0xf0};
+    unsigned char b[10] = {0xff, 0,    0x12, 0x34, 0x56,
+                           0x78, 0x9a, 0xbc, 0xde, 0xf0};
     char ref[KN_BOUNCE_REF_LEN + 1], got[KN_BOUNCE_REF_LEN + 1], addr[64];
     char st[16];
     int carrier = -1;
@@ -167,32 +172,29 @@ static void test_ref(void **state)
     assert_int_equal(kn_bounce_ref_from_addr(addr, "bounce", got), 0);
     assert_string_equal(got, ref);
     assert_int_equal(kn_bounce_ref_from_addr(addr, "other", got), -1);
-    assert_int_equal(kn_bounce_ref_from_addr("bounce+short@x.jp", "bounce",
-                                             got),
-                     -1);
+    assert_int_equal(
+        kn_bounce_ref_from_addr("bounce+short@x.jp", "bounce", got), -1);
     assert_int_equal(
         kn_bounce_ref_from_addr("bounce+0000000000000000@x.jp", "bounce", got),
         -1);
     assert_false(kn_bounce_ref_valid("74abencwpcnlzxx"));
     kn_bounce_detail(st, sizeof(st), "5.1.1", 1, "dsn");
     assert_string_equal(st, "5.1.1;1;dsn");
-    assert_int_equal(kn_bounce_detail_parse("5.1.1;1;dsn", st, sizeof(st),
-                                            &carrier),
-                     0);
+    assert_int_equal(
+        kn_bounce_detail_parse("5.1.1;1;dsn", st, sizeof(st), &carrier), 0);
     assert_string_equal(st, "5.1.1");
     assert_int_equal(carrier, 1);
-    assert_int_equal(kn_bounce_detail_parse("250 ok", st, sizeof(st),
-                                            &carrier),
+    assert_int_equal(kn_bounce_detail_parse("250 ok", st, sizeof(st), &carrier),
                      -1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_failed),     cmocka_unit_test(test_delayed),
+        cmocka_unit_test(test_failed),      cmocka_unit_test(test_delayed),
         cmocka_unit_test(test_base64_part), cmocka_unit_test(test_not_bounces),
-        cmocka_unit_test(test_hostile),    cmocka_unit_test(test_addr_norm),
-        cmocka_unit_test(test_reason),     cmocka_unit_test(test_ref),
+        cmocka_unit_test(test_hostile),     cmocka_unit_test(test_addr_norm),
+        cmocka_unit_test(test_reason),      cmocka_unit_test(test_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

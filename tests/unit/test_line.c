@@ -331,6 +331,17 @@ static void test_classify(void **state)
     assert_int_equal(r.status, KN_DELIVERED);
     assert_non_null(strstr(r.detail, "accepted earlier"));
 
+    /* The words elsewhere (a proxy's page, one of the details) are not
+     * LINE's answer: a 409 like that is a failure, as any other 409. */
+    r = classify(409, "<html>409: The retry key is already accepted</html>",
+                 NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_PERMFAIL);
+    r = classify(409,
+                 "{\"message\":\"conflict\",\"details\":[{\"message\":"
+                 "\"The retry key is already accepted\"}]}",
+                 NULL, NULL, d, sizeof(d));
+    assert_int_equal(r.status, KN_PERMFAIL);
+
     r = classify(400,
                  "{\"message\":\"The request body has 1 error(s)\",\"details\":"
                  "[{\"message\":\"Length must be between 0 and 5000\","
