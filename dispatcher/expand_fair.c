@@ -28,8 +28,12 @@
 #include "queue/queue.h"
 
 /* A stream may always hold this many jobs, whatever its drain rate (a
- * stream idle until now has none measured yet). */
-#define KN_EXPAND_MIN_AHEAD 64
+ * stream idle until now has none measured yet).  Small: a LINE job is a
+ * multicast of 500, and at a channel's 20 requests a second 64 of them
+ * were 3 s of one tenant's sending ahead of every other tenant's (B's 30
+ * recipients waited 1.5 s behind A's whole broadcast in test_fair).  The
+ * first drain sample, 100 ms later, sets the rate. */
+#define KN_EXPAND_MIN_AHEAD 16
 
 /* How long the expander waits once every tenant found its stream full. */
 #define FULL_WAIT_MS 20
@@ -317,8 +321,8 @@ int64_t kn__expand_depth_limit(struct kn_expander *e, int i, int64_t len)
         double drained = (double)(s->len + (s->mine - s->mine_then) - len);
         double r = drained > 0 ? drained / (double)(now - s->at_ms) : 0;
         double w = (double)(now - s->at_ms) / 1000.0;
-        if (w > 1)
-            w = 1;
+        if (w > 1 || s->rate <= 0)
+            w = 1; /* the first sample is the rate: no slow climb from 0 */
         s->rate = s->rate * (1 - w) + r * w;
         s->at_ms = now;
         s->len = len;

@@ -16,7 +16,13 @@ job stream stays about queue.expand_ahead_ms deep, so:
   * both accounts are exact, nothing is left pending.
 
 LINE at [line] rate 200 (LINE's own limit: 200 multicast requests of 500
-a second), into tests/fakes/fake_line.py.
+a second), into tests/fakes/fake_line.py.  Scaled down, A keeps 50,000
+recipients and the rate shrinks with A (50 requests a second) so that A
+still sends for about 2 s: at 20,000 recipients and rate 200 A was done in
+0.28 s, and B (a kairanctl process) came back when A had 1,450 left, or
+none on a busy machine (CI, 2026-12-07): the test no longer bit.  B waits
+about queue.expand_ahead_ms (1 s) of A's sending, so B is submitted once a
+tenth of A is delivered.
 """
 
 import os
@@ -26,7 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from faultlib import *  # noqa: E402,F401,F403
 
-N = scale(200000, minimum=5000)
+N = scale(200000, minimum=50000)
 NB = 30
 # A's throughput may lose this much (issue 20: 5 %).  Below full scale A
 # sends for a second or two, and two runs of the same broadcast on a
@@ -34,6 +40,7 @@ NB = 30
 # at KAIRAN_TEST_SCALE=0.25 and 0.1, load 10-20): there the bound is 35 %,
 # which still catches A stalling behind B.  KAIRAN_FAIR_LOSS sets it; the
 # figure is printed either way.
+RATE = 200 if N >= 200000 else max(1, round(200 * N / 200000))
 FAIR_LOSS = float(os.environ.get("KAIRAN_FAIR_LOSS")
                   or (0.05 if N >= 200000 else 0.35))
 
@@ -62,7 +69,7 @@ def throughput(h):
 with Redis(out) as r, FakeLine(out) as line:
     k = Kairan(out, r, email="outbox", conf={
         "routes": {"line": "line"},
-        "line": line.conf(rate="200", connections="8"),
+        "line": line.conf(rate=str(RATE), connections="8"),
         "dispatcher": {"max_recipients": str(max(N, 100000))},
         # Storing 200,000 sealed recipients is one long script.
         "redis": {"timeout_ms": "60s"},
@@ -73,14 +80,15 @@ with Redis(out) as r, FakeLine(out) as line:
     alone = k.submit(a_broadcast("alone", 0xa))
     h = k.wait_done(alone, 300)
     t_alone = throughput(h)
-    tap.diag("A alone: %d recipients, %.0f recipients/s" % (N, t_alone))
+    tap.diag("A alone: %d recipients, %.0f recipients/s (rate %d)"
+             % (N, t_alone, RATE))
 
     with tap.check("B's 30 recipients are delivered within 2 s of its "
                    "submit while A's %d are sending" % N):
         shared = k.submit(a_broadcast("shared", 0xc))
-        # Until A is well under way: a fifth delivered.
+        # Until A is well under way: a tenth delivered.
         wait_for(lambda: int(k.bc(shared).get("n:line:delivered", "0"))
-                 >= N // 5, 120, what="A sending")
+                 >= N // 10, 120, what="A sending")
         t0 = time.time()
         b = k.submit(b_broadcast())
         hb = k.wait_done(b, 60)

@@ -207,6 +207,19 @@ static void test_depth_limit_bounds(void **st)
     assert_int_equal(kn__expand_depth_limit(&ex, 3, 0), 300);
 }
 
+/* The first drain sample of a stream is its rate, not a tenth of it (an
+ * average climbing from 0 kept the floor in charge for a second).  10,000
+ * jobs drained since a look about 100 ms ago: averaged from 0 the limit
+ * would be exactly 10,000 whatever the time taken (below 1 s); taken
+ * whole it is 10,000 / elapsed s, more. */
+static void test_depth_limit_first_sample(void **st)
+{
+    ex.qs[4].at_ms = kn_mono_ms() - 100;
+    ex.qs[4].len = 10000;
+    assert_true(kn__expand_depth_limit(&ex, 4, 0) > 10000);
+    assert_true(ex.qs[4].rate > 10.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +232,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deficit_carries_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_stream_ends_the_turn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_depth_limit_first_sample, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_depth_limit_bounds, setup,
                                         teardown),
