@@ -69,6 +69,11 @@ struct smtp_send {
 
 struct conn;
 
+/* Addresses of the relay's name tried in turn for one connection (RFC
+ * 5321 5.1: the client tries each address; Postfix's smtp_mx_address_limit
+ * is 5). */
+#define MAX_ADDRS 5
+
 struct smtp {
     uv_loop_t *loop;
     struct kn_mail_conf mail;
@@ -90,7 +95,13 @@ struct smtp {
     int closing;
     int plain_auth_logged;   /* plain_refusal: a password refused, logged */
     int plain_remote_logged; /* plain_refusal: a remote relay, logged */
-    size_t refs;             /* 1 + connections not yet freed */
+    /* The address a connection last reached: tried first while the name
+     * still gives it, so that an address that does not answer (an IPv6
+     * route that is not there) costs one timeout, not one per
+     * connection. */
+    struct sockaddr_storage good;
+    int have_good;
+    size_t refs; /* 1 + connections not yet freed */
 };
 
 struct conn {
@@ -110,6 +121,9 @@ struct conn {
     BIO *rbio, *wbio; /* network -> SSL, SSL -> network */
     int handshaking;  /* a TLS handshake runs */
     struct smtp_send *m;
+    /* The relay's addresses (one for an IP literal) and the one tried. */
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    int naddrs, ai;
     /* Output: wbuf is being written by uv_write; pend waits behind it. */
     char *wbuf;
     char *pend;
@@ -120,6 +134,8 @@ struct conn {
 };
 
 static void pump(struct smtp *s);
+static void conn_new(struct smtp *s, struct smtp_send *m,
+                     const struct conn *from);
 static void conn_fail(struct conn *c, int code, const char *why);
 static void conn_timer(struct conn *c);
 
@@ -580,10 +596,28 @@ static void conn_fail(struct conn *c, int code, const char *why)
 {
     struct smtp *s = c->s;
     struct smtp_send *m = c->m;
+    char all[320];
     if (c->dead)
         return;
     c->m = NULL;
     conn_close(c);
+    if (m != NULL && !c->connected && c->ai + 1 < c->naddrs && !s->closing) {
+        /* Nothing was sent: the message goes to the name's next address,
+         * on a new connection. */
+        char addr[INET6_ADDRSTRLEN];
+        kn_ip_text((const struct sockaddr *)&c->addrs[c->ai], addr,
+                   sizeof(addr));
+        kn_log(KN_LOG_INFO, "smtp",
+               "a relay address failed; trying the next one of its name",
+               "host", s->host, "address", addr, "reason", why, NULL);
+        conn_new(s, m, c);
+        return;
+    }
+    if (m != NULL && !c->connected && c->naddrs > 1) {
+        snprintf(all, sizeof(all), "%s (each of the %d addresses of %s)", why,
+                 c->naddrs, s->host);
+        why = all;
+    }
     if (m != NULL) {
         char masked[256];
         if (c->txns > 0 && !kn_smtp_answered(c->sess) && !m->requeued &&
@@ -858,6 +892,8 @@ static void on_connect(uv_connect_t *req, int status)
             conn_fail(c, 0, refused);
         } else {
             c->connected = 1;
+            c->s->good = c->addrs[c->ai];
+            c->s->have_good = 1;
             uv_tcp_nodelay(&c->tcp, 1);
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
             if (c->s->tls == KN_TLS_IMPLICIT)
@@ -869,11 +905,32 @@ static void on_connect(uv_connect_t *req, int status)
     conn_unref(c);
 }
 
-static void connect_to(struct conn *c, const struct sockaddr *sa)
+static int same_addr(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+               x->sin_port == y->sin_port;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
+                   0 &&
+               x->sin6_port == y->sin6_port;
+    }
+    return 0;
+}
+
+/* Connect to c->addrs[c->ai]. */
+static void connect_to(struct conn *c)
 {
     int r;
     c->creq.data = c;
-    r = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    r = uv_tcp_connect(&c->creq, &c->tcp,
+                       (const struct sockaddr *)&c->addrs[c->ai], on_connect);
     if (r < 0) {
         char why[160];
         snprintf(why, sizeof(why), "cannot connect to the relay: %s",
@@ -894,15 +951,50 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                      uv_strerror(status));
             conn_fail(c, 0, why);
         } else {
-            connect_to(c, res->ai_addr);
+            /* The name's TCP addresses in the resolver's order (RFC 6724),
+             * each once, the one that last worked first. */
+            for (struct addrinfo *ai = res; ai != NULL && c->naddrs < MAX_ADDRS;
+                 ai = ai->ai_next) {
+                struct sockaddr_storage a;
+                int dup = 0;
+                if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+                    ai->ai_addrlen > sizeof(a))
+                    continue;
+                memset(&a, 0, sizeof(a));
+                memcpy(&a, ai->ai_addr, ai->ai_addrlen);
+                for (int i = 0; i < c->naddrs; i++)
+                    dup |= same_addr(&c->addrs[i], &a);
+                if (!dup)
+                    c->addrs[c->naddrs++] = a;
+            }
+            for (int i = 1; c->s->have_good && i < c->naddrs; i++) {
+                if (same_addr(&c->addrs[i], &c->s->good)) {
+                    struct sockaddr_storage t = c->addrs[i];
+                    memmove(&c->addrs[1], &c->addrs[0],
+                            (size_t)i * sizeof(c->addrs[0]));
+                    c->addrs[0] = t;
+                    break;
+                }
+            }
+            if (c->naddrs == 0)
+                conn_fail(c, 0,
+                          "cannot resolve the relay's name: no IPv4 or "
+                          "IPv6 address");
+            else
+                connect_to(c);
         }
     }
     uv_freeaddrinfo(res);
     conn_unref(c);
 }
 
-/* A new connection, opened for message m. */
-static void conn_new(struct smtp *s, struct smtp_send *m)
+/*
+ * A new connection, opened for message m: to the relay's name (resolved
+ * now), or, if from is not NULL (a connection that failed before it was
+ * connected), to the next of from's addresses.
+ */
+static void conn_new(struct smtp *s, struct smtp_send *m,
+                     const struct conn *from)
 {
     struct conn *c = kn_xcalloc(1, sizeof(*c));
     struct sockaddr_in6 a6;
@@ -922,10 +1014,19 @@ static void conn_new(struct smtp *s, struct smtp_send *m)
     s->conns = c;
     s->nconns++;
     conn_timer(c);
-    if (uv_ip4_addr(s->host, s->port, &a4) == 0) {
-        connect_to(c, (const struct sockaddr *)&a4);
+    if (from != NULL) {
+        memcpy(c->addrs, from->addrs, sizeof(c->addrs));
+        c->naddrs = from->naddrs;
+        c->ai = from->ai + 1;
+        connect_to(c);
+    } else if (uv_ip4_addr(s->host, s->port, &a4) == 0) {
+        memcpy(&c->addrs[0], &a4, sizeof(a4));
+        c->naddrs = 1;
+        connect_to(c);
     } else if (uv_ip6_addr(s->host, s->port, &a6) == 0) {
-        connect_to(c, (const struct sockaddr *)&a6);
+        memcpy(&c->addrs[0], &a6, sizeof(a6));
+        c->naddrs = 1;
+        connect_to(c);
     } else {
         struct addrinfo hints;
         char port[16];
@@ -958,7 +1059,7 @@ static void pump(struct smtp *s)
             c->m = dequeue(s);
             start_msg(c);
         } else if (s->nconns < s->connections) {
-            conn_new(s, dequeue(s));
+            conn_new(s, dequeue(s), NULL);
         } else {
             break;
         }

@@ -14,6 +14,9 @@ pkgs=(build-essential pkg-config
       bash-completion clang libclang-rt-14-dev clang-format nginx)
 # The SMTP client's tests: a private Postfix smtpd, smtp-sink, aiosmtpd.
 pkgs+=(postfix python3-aiosmtpd)
+# A relay's name with several addresses (test_smtp_addresses): a hosts
+# file of the test's own, given to kairand alone by LD_PRELOAD.
+pkgs+=(libnss-wrapper)
 if [ "${1:-}" = bench ]; then
     pkgs+=(postfix wrk)
 fi
