@@ -137,24 +137,32 @@ static void tpl_audit(struct conn *c, const char *op, const char *tenant,
  * answered. */
 static char *tpl_name(struct conn *c)
 {
-    char why[160], *name = NULL;
+    char why[160], ja[384], *name = NULL;
     /* A new name by the strict rules; deleting takes a name as it may
      * have been stored before them. */
-    int rc = c->req.method == HTTP_DELETE
-                 ? kn_label_norm_existing(c->req.param, &name, why, sizeof(why))
-                 : kn_label_norm(c->req.param, &name, why, sizeof(why));
+    int rc;
+    if (c->req.method == HTTP_DELETE) {
+        rc = kn_label_norm_existing(c->req.param, &name, why, sizeof(why));
+        snprintf(ja, sizeof(ja), "名前が正しくありません");
+    } else {
+        rc = kn_label_norm_ja(c->req.param, &name, why, sizeof(why), ja,
+                              sizeof(ja));
+    }
     if (rc < 0) {
+        /* Japanese first, as the pages' other refusals. */
         kn__httpd_respond_error(c, 400, "name",
-                                "the template's name: %s (names are written "
-                                "like group names)",
-                                why);
+                                "テンプレート名: %s (the template's name: %s; "
+                                "names are written like group names)",
+                                ja, why);
         return NULL;
     }
     if (is_shipped(name)) {
         kn__httpd_respond_error(c, 409, "name",
-                                "\"%s\" is a shipped example and cannot be "
-                                "changed; save it under another name",
-                                name);
+                                "「%s」は見本のため変えられません。別の名前で"
+                                "保存してください (\"%s\" is a shipped "
+                                "example and cannot be changed; save it under "
+                                "another name)",
+                                name, name);
         free(name);
         return NULL;
     }
@@ -322,8 +330,10 @@ static void on_tpl_del(struct batch *b)
     if (!kn__httpd_batch_usable(b))
         goto out;
     if (kn__httpd_rnum(kn__httpd_brep(b, 0)) != 1) {
-        kn__httpd_respond_error(b->c, 404, "name", "no template \"%s\"",
-                                p->name);
+        kn__httpd_respond_error(b->c, 404, "name",
+                                "テンプレート「%s」はありません (no template "
+                                "\"%s\")",
+                                p->name, p->name);
         goto out;
     }
     tpl_audit(b->c, "template.delete", p->tenant, p->name);

@@ -293,6 +293,9 @@ with Redis(out) as redis:
         assert shipped["地震 安否確認"]["ack"] is True and len(shipped["地震 安否確認"]["choices"]) == 3
         r = kocho.call("PUT", "/v1/templates/" + q("臨時休校"), TPL)
         assert r.status == 409, r
+        # Japanese first for the office, English after.
+        assert r.json["error"].startswith("「臨時休校」は見本のため変えられません"), r
+        assert "shipped example" in r.json["error"], r
         r = kocho.call("DELETE", "/v1/templates/" + q("臨時休校"))
         assert r.status == 409, r
 
@@ -318,10 +321,14 @@ with Redis(out) as redis:
         assert r.status == 200, r
         r = kocho.call("DELETE", "/v1/templates/ABC")
         assert r.status == 404, r
+        assert r.json["error"].startswith("テンプレート「ABC」はありません"), r
 
     with tap.check("[5] templates: bad name, unknown member, bad choices 400; not JSON 415"):
         r = kocho.call("PUT", "/v1/templates/" + q("a;b"), TPL)
         assert r.status == 400 and r.json["field"] == "name", r
+        # The reason in Japanese first (model/label.c's), then English.
+        assert r.json["error"].startswith("テンプレート名: 「;」"), r
+        assert "the template's name:" in r.json["error"], r
         r = kocho.call("PUT", "/v1/templates/" + q("a\tb"), TPL)
         assert r.status == 400 and r.json["field"] == "name", r
         r = kocho.call("PUT", "/v1/templates/x", dict(TPL, audience={"groups": ["2年A組"]}))
