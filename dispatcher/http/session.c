@@ -48,6 +48,12 @@
 
 #define BAD_LOGIN "wrong tenant, login or password"
 
+/* Wrong current passwords a session may give to POST /v1/session/password
+ * before it is ended: whoever holds a stolen session cookie (a console
+ * left open) cannot guess the password from address after address to
+ * take the account for good. */
+#define KN_PW_CHANGE_FAILS 5
+
 /* ------------------------------------------------------------ helpers */
 
 static void refuse(struct conn *c, int status, const char *result,
@@ -886,6 +892,55 @@ static void on_password_stored(struct batch *b)
     login_free(l);
 }
 
+/* The session's count of wrong current passwords came back: 403, or
+ * past KN_PW_CHANGE_FAILS the session ended (as a logout) and 401. */
+static void on_password_wrong(struct batch *b)
+{
+    struct login *l = b->arg;
+    struct conn *c = b->c;
+    struct kn_daemon *d = c->srv->d;
+    struct token *t = &c->req.tok;
+    char *k, *cookie, *extra;
+    json_t *j;
+    if (!kn__httpd_batch_usable(b)) {
+        login_free(l);
+        return;
+    }
+    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) < KN_PW_CHANGE_FAILS) {
+        refuse(c, 403, "wrong_password", "current",
+               "the current password is wrong");
+        login_free(l);
+        return;
+    }
+    k = kn_key_session(d->prefix, t->sess);
+    kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
+    free(k);
+    k = kn_key_staff_sessions(d->prefix, t->tenant, t->login);
+    kn_redis_cmd(d->cmd, NULL, NULL, "SREM %s %s", k, t->sess);
+    free(k);
+    kn_log(KN_LOG_WARN, "http",
+           "staff session ended: too many wrong current passwords at a "
+           "password change",
+           "tenant", l->tenant, "token", t->id, NULL);
+    c->req.auth_result = "session_ended";
+    cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
+    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    j = json_object();
+    json_object_set_new(
+        j, "error",
+        json_sprintf("現在のパスワードが %d 回違ったため、このログインを"
+                     "終了しました。もう一度ログインしてください (the "
+                     "current password was wrong %d times: this session "
+                     "has ended; log in again)",
+                     KN_PW_CHANGE_FAILS, KN_PW_CHANGE_FAILS));
+    json_object_set_new(j, "field", json_string("current"));
+    json_object_set_new(j, "code", json_string("session_ended"));
+    kn__httpd_respond_json(c, 401, j, extra);
+    free(cookie);
+    free(extra);
+    login_free(l);
+}
+
 static void password_done(struct login *l)
 {
     struct conn *c = l->c;
@@ -899,10 +954,17 @@ static void password_done(struct login *l)
     }
     kn__httpd_srv_unref(l->srv);
     if (!l->ok) {
+        char ms[24];
         count_failure(c, l->tenant, l->login);
-        refuse(c, 403, "wrong_password", "current",
-               "the current password is wrong");
-        login_free(l);
+        /* Counted in the session's own hash; NX: a session that ended
+         * meanwhile leaves a field that expires, not a key for good. */
+        snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
+        b = kn__httpd_batch_new(c->srv, c, on_password_wrong, l);
+        k = kn_key_session(d->prefix, c->req.tok.sess);
+        kn__httpd_batch_cmd(b, "HINCRBY", k, "pwfail", "1", NULL);
+        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
+        free(k);
+        kn__httpd_batch_end(b);
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_password_stored, l);

@@ -539,18 +539,52 @@ with Redis(out) as redis:
         r = Session(port, ip="2001:db8:5:7::1").login("sakura", "six", PW[("sakura", "six")])
         assert r.status == 200, r
 
-    with tap.check("[5] wrong current passwords lock a password change too (429 after 5)"):
+    with tap.check("[5] wrong current passwords at a password change: the 5th ends the session (401 session_ended), and the address is locked (429)"):
         add("sakura", "tester", "sender", groups="2-A")
         NEWPW["tester"] = "tester no pasuwado desu"
         ts = Session(port, ip="10.8.0.1")
         assert ts.login("sakura", "tester", PW[("sakura", "tester")]).status == 200
-        for i in range(5):
+        for i in range(4):
             r = ts.call("POST", "/v1/session/password",
                         {"current": "wrong current %d" % i, "new": NEWPW["tester"]})
             assert r.status == 403, (i, r)
         r = ts.call("POST", "/v1/session/password",
-                    {"current": PW[("sakura", "tester")], "new": NEWPW["tester"]})
+                    {"current": "wrong current 4", "new": NEWPW["tester"]})
+        assert r.status == 401 and r.json["code"] == "session_ended", r
+        assert r.json["field"] == "current", r
+        assert r.json["error"].startswith("現在のパスワードが 5 回違った"), r
+        assert ts.cookie is None, ts.set_cookie  # cleared by the answer
+        assert "Max-Age=0" in ts.set_cookie or "Expires=" in ts.set_cookie, ts.set_cookie
+        r = ts.call("GET", "/v1/session")
+        assert r.status == 401, r
+        # The address's lock (5 failures) holds for a new login too.
+        r = Session(port, ip="10.8.0.1").login("sakura", "tester",
+                                               PW[("sakura", "tester")])
         assert r.status == 429 and r.headers.get("retry-after") == ["900"], r
+
+    with tap.check("[5] a stolen session guessing the current password from address after address: ended at the 5th, the password unchanged"):
+        # (each guess from a new network: the per-address lock never
+        # comes; the session's own count does)
+        add("sakura", "tester2", "sender", groups="2-A")
+        victim = Session(port, ip="10.8.1.1")
+        assert victim.login("sakura", "tester2", PW[("sakura", "tester2")]).status == 200
+        thief = Session(port)
+        thief.cookie, thief.csrf = victim.cookie, victim.csrf
+        for i in range(5):
+            thief.ip = "10.%d.2.1" % (40 + i)
+            r = thief.call("POST", "/v1/session/password",
+                           {"current": "guess %d" % i, "new": "thief takes the account"})
+            assert r.status == (401 if i == 4 else 403), (i, r)
+        assert r.json["code"] == "session_ended", r
+        r = victim.call("GET", "/v1/session")
+        assert r.status == 401, r  # the same session: ended for both
+        r = Session(port, ip="10.8.1.2").login("sakura", "tester2", PW[("sakura", "tester2")])
+        assert r.status == 200, r  # the password is still the victim's
+        ended = wait_for(lambda: [x for x in read_audit("login.jsonl")
+                                  if x.get("result") == "session_ended"
+                                  and x.get("login") == "tester2"], 10,
+                         what="the session's end in the login log")
+        assert all("guess" not in json.dumps(x) for x in ended), ended
 
     with tap.check("[5] failures from many addresses: past 10, browsers without the account's device cookie get 429 before any hash; the owner's browser still logs in"):
         # (the per-address lock never comes: every guess from a new address)

@@ -155,7 +155,9 @@
     }
     let json = null;
     try { json = await res.json(); } catch (e) { json = null; }
-    if (res.status === 401 && !(method === 'POST' && path === '/v1/session')) showLogin(KN.t('common.session_needed'));
+    if (res.status === 401 && !(method === 'POST' && path === '/v1/session')) {
+      showLogin(KN.t(json && json.code === 'session_ended' ? 'common.session_ended_pw' : 'common.session_needed'));
+    }
     return { status: res.status, json: json };
   };
 
