@@ -53,12 +53,14 @@ def hosts_env(tag, addrs):
         for a in addrs:
             f.write("%s relay.test\n" % a)
     env = {"LD_PRELOAD": WRAPPER, "NSS_WRAPPER_HOSTS": path}
-    # The sanitizers' runtime wants to be first among the libraries;
-    # nss_wrapper intercepts only the resolver, so the order is harmless.
-    if os.environ.get("SANITIZE") == "1":
-        env["ASAN_OPTIONS"] = ":".join(
-            x for x in (os.environ.get("ASAN_OPTIONS"),
-                        "verify_asan_link_order=0") if x)
+    # The sanitizers' runtime wants to be first among the libraries, and
+    # refuses dlopen's RTLD_DEEPBIND (nss_wrapper's way to reach libc);
+    # nss_wrapper intercepts only the resolver, so neither matters here.
+    # (Set always: a plain build ignores them.)
+    env["NSS_WRAPPER_DISABLE_DEEPBIND"] = "1"
+    env["ASAN_OPTIONS"] = ":".join(
+        x for x in (os.environ.get("ASAN_OPTIONS"),
+                    "verify_asan_link_order=0") if x)
     return env
 
 
