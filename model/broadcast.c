@@ -534,6 +534,14 @@ static int refuse_gaiji(const struct kn_broadcast *b, struct perr *pe)
         if ((rc = no_gaiji(pe, f, "翻訳の本文", b->tr[i].body)) < 0)
             return rc;
     }
+    /* An inline recipient's name, as the directory's names are checked
+     * (it is shown in the recipients view, its CSV and on the phone
+     * list). */
+    for (size_t i = 0; i < b->nrcpts; i++) {
+        snprintf(f, sizeof(f), "recipients[%zu].name", i);
+        if ((rc = no_gaiji(pe, f, "受信者の名前", b->rcpts[i].name)) < 0)
+            return rc;
+    }
     return 0;
 }
 

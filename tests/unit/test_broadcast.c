@@ -1579,6 +1579,11 @@ static void test_gaiji(void **state)
          ",\"translations\":{\"en\":{\"subject\":\"s\",\"body\":"
          "\"\xf3\xb0\x80\x80\"}}",
          "translations.en.body", "翻訳の本文に外字"},
+        {"s", "b",
+         ",\"recipients\":[{\"id\":\"r0\",\"email\":\"a@example.jp\"},"
+         "{\"id\":\"r1\",\"name\":\"山\xee\x80\x81太郎\","
+         "\"email\":\"b@example.jp\"}]",
+         "recipients[1].name", "受信者の名前に外字"},
     };
     struct kn_limits ok = LIM;
     ok.gaiji_ok = 1;
