@@ -116,6 +116,7 @@ struct conn {
     uv_write_t wreq;
     int refs; /* handles and requests not yet closed / called back */
     int connected, dead, txns;
+    int ready; /* the session got through its greeting and EHLO once */
     struct kn_smtp_session *sess;
     SSL *ssl;
     BIO *rbio, *wbio; /* network -> SSL, SSL -> network */
@@ -132,6 +133,25 @@ struct conn {
     char rbuf[RBUF_SIZE];
     char plain[16384];
 };
+
+static int same_addr(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+               x->sin_port == y->sin_port;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
+                   0 &&
+               x->sin6_port == y->sin6_port;
+    }
+    return 0;
+}
 
 static void pump(struct smtp *s);
 static void conn_new(struct smtp *s, struct smtp_send *m,
@@ -508,6 +528,13 @@ static void sess_ready(void *ctx)
     struct smtp *s = c->s;
     if (c->dead)
         return;
+    if (!c->ready) {
+        /* An address that greets and takes EHLO (and TLS) works; one that
+         * only takes the TCP connection does not. */
+        c->ready = 1;
+        s->good = c->addrs[c->ai];
+        s->have_good = 1;
+    }
     if (c->m != NULL) { /* the message this connection was opened for */
         start_msg(c);
         return;
@@ -597,13 +624,23 @@ static void conn_fail(struct conn *c, int code, const char *why)
     struct smtp *s = c->s;
     struct smtp_send *m = c->m;
     char all[320];
+    /* Before its session was ready, on a connection opened for m: the
+     * TCP connect, the greeting, EHLO or TLS failed (no reply, or 421),
+     * and nothing of m was sent: RFC 5321 5.1, the next address.  Not on
+     * another reply (a 5xx greeting, an AUTH refusal: the same relay
+     * behind each address would say the same, and a password is not
+     * tried against every one). */
+    int early =
+        m != NULL && !c->ready && c->txns == 0 && (code == 0 || code == 421);
     if (c->dead)
         return;
     c->m = NULL;
     conn_close(c);
-    if (m != NULL && !c->connected && c->ai + 1 < c->naddrs && !s->closing) {
-        /* Nothing was sent: the message goes to the name's next address,
-         * on a new connection. */
+    if (early && s->have_good && same_addr(&c->addrs[c->ai], &s->good))
+        s->have_good = 0; /* the address that worked no longer does */
+    if (early && c->ai + 1 < c->naddrs && !s->closing) {
+        /* The message goes to the name's next address, on a new
+         * connection. */
         char addr[INET6_ADDRSTRLEN];
         kn_ip_text((const struct sockaddr *)&c->addrs[c->ai], addr,
                    sizeof(addr));
@@ -613,7 +650,7 @@ static void conn_fail(struct conn *c, int code, const char *why)
         conn_new(s, m, c);
         return;
     }
-    if (m != NULL && !c->connected && c->naddrs > 1) {
+    if (early && c->naddrs > 1) {
         snprintf(all, sizeof(all), "%s (each of the %d addresses of %s)", why,
                  c->naddrs, s->host);
         why = all;
@@ -633,7 +670,6 @@ static void conn_fail(struct conn *c, int code, const char *why)
             finish_status(s, m, KN_TEMPFAIL, m->detail);
         }
     }
-    (void)code;
     if (!s->closing)
         pump(s);
 }
@@ -892,8 +928,6 @@ static void on_connect(uv_connect_t *req, int status)
             conn_fail(c, 0, refused);
         } else {
             c->connected = 1;
-            c->s->good = c->addrs[c->ai];
-            c->s->have_good = 1;
             uv_tcp_nodelay(&c->tcp, 1);
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
             if (c->s->tls == KN_TLS_IMPLICIT)
@@ -903,25 +937,6 @@ static void on_connect(uv_connect_t *req, int status)
         }
     }
     conn_unref(c);
-}
-
-static int same_addr(const struct sockaddr_storage *a,
-                     const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
-               x->sin_port == y->sin_port;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
-                   0 &&
-               x->sin6_port == y->sin6_port;
-    }
-    return 0;
 }
 
 /* Connect to c->addrs[c->ai]. */

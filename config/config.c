@@ -1098,6 +1098,9 @@ int kn_config_check(const struct kn_config *cfg, FILE *err)
      * A job is claimed from a worker that has been silent for claim_idle_ms.
      * A send that is merely slow (up to smtp.timeout_ms, plus the drain
      * before a restart) must not look dead, or it is delivered twice.
+     * (Connecting to a relay name's addresses in turn may take up to five
+     * smtp.timeout_ms, but sends nothing before one answers, and the
+     * worker keeps the jobs it holds: kn__worker_keep.)
      */
     if (cfg->claim_idle_ms <= busy)
         check_problem(cfg, err, &count,
