@@ -801,5 +801,9 @@ void kn__httpd_source_net(const char *src, char *out, size_t n);
 int kn__sess_need(struct conn *c);
 void kn__sess_op_log(struct conn *c, const char *op);
 int kn__sess_op_ready(struct conn *c);
+/* End the request's session (its hash and its place in the account's
+ * set, on the command connection, before anything later); returns the
+ * header line that clears the cookie (heap, "Set-Cookie: ...\r\n"). */
+char *kn__sess_end(struct conn *c);
 
 #endif

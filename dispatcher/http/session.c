@@ -48,10 +48,11 @@
 
 #define BAD_LOGIN "wrong tenant, login or password"
 
-/* Wrong current passwords a session may give to POST /v1/session/password
- * before it is ended: whoever holds a stolen session cookie (a console
- * left open) cannot guess the password from address after address to
- * take the account for good. */
+/* Tries of the current password a session may make at POST
+ * /v1/session/password: a wrong one at this count ends the session, and
+ * a try past it is refused unjudged.  Whoever holds a stolen session
+ * cookie (a console left open) cannot guess the password from address
+ * after address, nor many at once, to take the account for good. */
 #define KN_PW_CHANGE_FAILS 5
 
 /* ------------------------------------------------------------ helpers */
@@ -307,6 +308,7 @@ struct login {
     int known, ok, change;
     struct devstate ds;
     long long delay_ms;
+    long long pwtry;    /* password change: this try's number in the session */
     struct login *next; /* in srv->hash_queue */
 };
 
@@ -892,40 +894,17 @@ static void on_password_stored(struct batch *b)
     login_free(l);
 }
 
-/* The session's count of wrong current passwords came back: 403, or
- * past KN_PW_CHANGE_FAILS the session ended (as a logout) and 401. */
-static void on_password_wrong(struct batch *b)
+/* Past KN_PW_CHANGE_FAILS tries of the current password: the session
+ * ended (as a logout) and 401. */
+static void pw_session_end(struct conn *c, struct login *l)
 {
-    struct login *l = b->arg;
-    struct conn *c = b->c;
-    struct kn_daemon *d = c->srv->d;
-    struct token *t = &c->req.tok;
-    char *k, *cookie, *extra;
-    json_t *j;
-    if (!kn__httpd_batch_usable(b)) {
-        login_free(l);
-        return;
-    }
-    if (kn__httpd_rnum(kn__httpd_brep(b, 0)) < KN_PW_CHANGE_FAILS) {
-        refuse(c, 403, "wrong_password", "current",
-               "the current password is wrong");
-        login_free(l);
-        return;
-    }
-    k = kn_key_session(d->prefix, t->sess);
-    kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
-    free(k);
-    k = kn_key_staff_sessions(d->prefix, t->tenant, t->login);
-    kn_redis_cmd(d->cmd, NULL, NULL, "SREM %s %s", k, t->sess);
-    free(k);
+    char *extra = kn__sess_end(c);
+    json_t *j = json_object();
     kn_log(KN_LOG_WARN, "http",
            "staff session ended: too many wrong current passwords at a "
            "password change",
-           "tenant", l->tenant, "token", t->id, NULL);
+           "tenant", l->tenant, "token", c->req.tok.id, NULL);
     c->req.auth_result = "session_ended";
-    cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
-    extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
-    j = json_object();
     json_object_set_new(
         j, "error",
         json_sprintf("現在のパスワードが %d 回違ったため、このログインを"
@@ -936,9 +915,7 @@ static void on_password_wrong(struct batch *b)
     json_object_set_new(j, "field", json_string("current"));
     json_object_set_new(j, "code", json_string("session_ended"));
     kn__httpd_respond_json(c, 401, j, extra);
-    free(cookie);
     free(extra);
-    login_free(l);
 }
 
 static void password_done(struct login *l)
@@ -954,17 +931,13 @@ static void password_done(struct login *l)
     }
     kn__httpd_srv_unref(l->srv);
     if (!l->ok) {
-        char ms[24];
         count_failure(c, l->tenant, l->login);
-        /* Counted in the session's own hash; NX: a session that ended
-         * meanwhile leaves a field that expires, not a key for good. */
-        snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
-        b = kn__httpd_batch_new(c->srv, c, on_password_wrong, l);
-        k = kn_key_session(d->prefix, c->req.tok.sess);
-        kn__httpd_batch_cmd(b, "HINCRBY", k, "pwfail", "1", NULL);
-        kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
-        free(k);
-        kn__httpd_batch_end(b);
+        if (l->pwtry >= KN_PW_CHANGE_FAILS)
+            pw_session_end(c, l);
+        else
+            refuse(c, 403, "wrong_password", "current",
+                   "the current password is wrong");
+        login_free(l);
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_password_stored, l);
@@ -1003,6 +976,15 @@ static void on_password_lookup(struct batch *b)
         login_free(l);
         return;
     }
+    /* The try was counted before its hash (kn__httpd_run_password), as
+     * an untrusted login's is: guesses sent at once cannot all be
+     * judged. */
+    l->pwtry = kn__httpd_rnum(kn__httpd_brep(b, 2));
+    if (l->pwtry > KN_PW_CHANGE_FAILS) {
+        pw_session_end(c, l);
+        login_free(l);
+        return;
+    }
     l->a[A_HASH] = kn__httpd_dupstr(kn__httpd_rstr(h));
     l->known = l->a[A_HASH] != NULL;
     l->c = c;
@@ -1015,7 +997,7 @@ void kn__httpd_run_password(struct conn *c)
     struct token *t = &c->req.tok;
     json_t *j;
     const char *cur, *nw;
-    char err[200], *k;
+    char err[200], ms[24], *k;
     struct login *l;
     struct batch *b;
 
@@ -1064,6 +1046,14 @@ void kn__httpd_run_password(struct conn *c)
     free(k);
     k = fail_key(c, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
+    free(k);
+    /* This try, counted in the session's own hash before any hash is
+     * checked; NX: a session that ended meanwhile leaves a hash that
+     * expires, not a key for good. */
+    snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
+    k = kn_key_session(c->srv->d->prefix, t->sess);
+    kn__httpd_batch_cmd(b, "HINCRBY", k, "pwtry", "1", NULL);
+    kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
     free(k);
     kn__httpd_batch_end(b);
 }

@@ -211,8 +211,14 @@ static void on_session(struct batch *b)
          * open) must not keep the session from its idle end. */
         char ts[24];
         snprintf(ts, sizeof(ts), "%lld", now);
+        char ms[24];
+        snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
         k = kn_key_session(c->srv->d->prefix, t->sess);
         kn__httpd_batch_cmd(nb, "HSET", k, "seen_ms", ts, NULL);
+        /* A session ended since the HMGET above (a logout, a 5th wrong
+         * password) was re-created by the HSET, holding seen_ms alone and
+         * useless: it expires rather than stay for good. */
+        kn__httpd_batch_cmd(nb, "PEXPIRE", k, ms, "NX", NULL);
         free(k);
     }
     kn__httpd_batch_end(nb);
@@ -292,14 +298,11 @@ int kn__sess_op_ready(struct conn *c)
 
 /* ------------------------------------------------------------ logout */
 
-void kn__httpd_run_logout(struct conn *c)
+char *kn__sess_end(struct conn *c)
 {
     struct kn_daemon *d = c->srv->d;
     struct token *t = &c->req.tok;
     char *k, *cookie, *extra;
-    json_t *j;
-    if (kn__sess_need(c) < 0)
-        return;
     k = kn_key_session(d->prefix, t->sess);
     kn_redis_cmd(d->cmd, NULL, NULL, "DEL %s", k);
     free(k);
@@ -308,10 +311,20 @@ void kn__httpd_run_logout(struct conn *c)
     free(k);
     cookie = kn_session_cookie(c->srv->cfg->http_public_url, NULL);
     extra = kn_xasprintf("Set-Cookie: %s\r\n", cookie);
+    free(cookie);
+    return extra;
+}
+
+void kn__httpd_run_logout(struct conn *c)
+{
+    char *extra;
+    json_t *j;
+    if (kn__sess_need(c) < 0)
+        return;
+    extra = kn__sess_end(c);
     j = json_object();
     json_object_set_new(j, "ended", json_true());
     kn__httpd_respond_json(c, 200, j, extra);
-    free(cookie);
     free(extra);
 }
 

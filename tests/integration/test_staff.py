@@ -586,6 +586,73 @@ with Redis(out) as redis:
                          what="the session's end in the login log")
         assert all("guess" not in json.dumps(x) for x in ended), ended
 
+    def burst(cookie, csrf, bodies, net):
+        """Each body sent at once on one stolen session, each from its own
+        address; the answers in order."""
+        res = [None] * len(bodies)
+
+        def one(i):
+            t = Session(port, ip="10.%d.%d.1" % (net, i))
+            t.cookie, t.csrf = cookie, csrf
+            res[i] = t.call("POST", "/v1/session/password", bodies[i])
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return res
+
+    with tap.check("[5] guesses sent at once on a stolen session: at most 5 judged, the rest refused unjudged, the session ended"):
+        # (a review found every guess judged: the count came after the
+        # hash; now each try is counted before it, as an untrusted login's)
+        add("sakura", "race1", "sender", groups="2-A")
+        v = Session(port, ip="10.8.3.1")
+        assert v.login("sakura", "race1", PW[("sakura", "race1")]).status == 200
+        rs = burst(v.cookie, v.csrf,
+                   [{"current": "guess %d" % i, "new": "thief takes the account"}
+                    for i in range(16)], 60)
+        # Each guess judged wrong left its own address's failure count,
+        # written on kairand's one command connection, in order: once a
+        # later failure's count is in Redis, these are too.
+        assert Session(port, ip="10.99.0.2").login("zz", "race1", "x").status == 401
+        wait_for(lambda: redis.call("EXISTS", P + "lspread:zz:race1") == 1, 10,
+                 what="kairand's counts")
+        judged = [x for x in redis.call("KEYS", P + "lfail:sakura:race1:*")]
+        assert len(judged) <= 5, (len(judged), [(r.status, r.json) for r in rs])
+        assert all(r.status in (401, 403) for r in rs), rs
+        assert sum(1 for r in rs if r.status == 401) >= 11, rs
+        assert v.call("GET", "/v1/session").status == 401
+
+    with tap.check("[5] requests on a session while its 5th wrong password ends it: no session hash left without a TTL"):
+        # (a GET's seen_ms write after the end re-created the hash, with
+        # no TTL, for good)
+        for n in range(3):
+            login = "race3%d" % n
+            add("sakura", login, "sender", groups="2-A")
+            v = Session(port, ip="10.8.4.%d" % (n + 1))
+            assert v.login("sakura", login, PW[("sakura", login)]).status == 200
+            done = []
+
+            def hammer():
+                h = Session(port, ip="10.8.5.1")
+                h.cookie, h.csrf = v.cookie, v.csrf
+                while not done:
+                    h.call("GET", "/v1/session")
+            hs = [threading.Thread(target=hammer) for _ in range(4)]
+            for h in hs:
+                h.start()
+            burst(v.cookie, v.csrf,
+                  [{"current": "guess %d" % i, "new": "thief takes it"}
+                   for i in range(5)], 70 + n)
+            done.append(1)
+            for h in hs:
+                h.join()
+        # Every answer came after its commands ran (one connection, in
+        # order): nothing is still to be written.
+        bare = [k for k in redis.call("KEYS", P + "sess:*")
+                if redis.call("PTTL", k) == -1]
+        assert not bare, bare
+
     with tap.check("[5] failures from many addresses: past 10, browsers without the account's device cookie get 429 before any hash; the owner's browser still logs in"):
         # (the per-address lock never comes: every guess from a new address)
         def settled(name):
