@@ -32,7 +32,7 @@ import traceback
 __all__ = [
     "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
     "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP", "Kairan",
-    "resolve_states", "bc_states",
+    "resolve_states", "bc_states", "hosts_env",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,6 +55,34 @@ def scale(n, minimum=1):
     """n scaled by KAIRAN_TEST_SCALE (default 1): shrinks big counts."""
     f = float(os.environ.get("KAIRAN_TEST_SCALE", "1") or 1)
     return max(minimum, int(n * f))
+
+
+def hosts_env(out_dir, tag, name, addrs):
+    """The environment that makes a process resolve name to addrs, in that
+    order, from a hosts file of the test's own (nss_wrapper, preloaded
+    into that process only: /etc/hosts is never touched).  Debian's
+    libnss-wrapper (scripts/deps.sh)."""
+    lib = None
+    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+              "/usr/lib"):
+        if os.path.exists(os.path.join(d, "libnss_wrapper.so")):
+            lib = os.path.join(d, "libnss_wrapper.so")
+            break
+    if lib is None:
+        raise SystemExit("libnss-wrapper is not installed (scripts/deps.sh)")
+    path = os.path.join(out_dir, "hosts-" + tag)
+    with open(path, "w") as f:
+        for a in addrs:
+            f.write("%s %s\n" % (a, name))
+    # The sanitizers' runtime wants to be first among the libraries and
+    # refuses dlopen's RTLD_DEEPBIND, nss_wrapper's way to reach libc
+    # (google/sanitizers#611); nss_wrapper intercepts only the resolver,
+    # so neither matters here, and a plain build ignores both.
+    return {"LD_PRELOAD": lib, "NSS_WRAPPER_HOSTS": path,
+            "NSS_WRAPPER_DISABLE_DEEPBIND": "1",
+            "ASAN_OPTIONS": ":".join(
+                x for x in (os.environ.get("ASAN_OPTIONS"),
+                            "verify_asan_link_order=0") if x)}
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):

@@ -37,31 +37,8 @@ out = tmpdir("smtp-addresses")
 N = 8
 FAILED = "a relay address failed; trying the next one of its name"
 
-WRAPPER = None
-for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-          "/usr/lib"):
-    if os.path.exists(os.path.join(d, "libnss_wrapper.so")):
-        WRAPPER = os.path.join(d, "libnss_wrapper.so")
-        break
-if WRAPPER is None:
-    raise SystemExit("libnss-wrapper is not installed (scripts/deps.sh)")
-
-
-def hosts_env(tag, addrs):
-    path = os.path.join(out, "hosts-" + tag)
-    with open(path, "w") as f:
-        for a in addrs:
-            f.write("%s relay.test\n" % a)
-    env = {"LD_PRELOAD": WRAPPER, "NSS_WRAPPER_HOSTS": path}
-    # The sanitizers' runtime wants to be first among the libraries, and
-    # refuses dlopen's RTLD_DEEPBIND (nss_wrapper's way to reach libc);
-    # nss_wrapper intercepts only the resolver, so neither matters here.
-    # (Set always: a plain build ignores them.)
-    env["NSS_WRAPPER_DISABLE_DEEPBIND"] = "1"
-    env["ASAN_OPTIONS"] = ":".join(
-        x for x in (os.environ.get("ASAN_OPTIONS"),
-                    "verify_asan_link_order=0") if x)
-    return env
+def hosts(tag, addrs):
+    return hosts_env(out, tag, "relay.test", addrs)
 
 
 def bc(tag):
@@ -87,7 +64,7 @@ def refused(d):
 
 
 with FakeSMTP(out) as relay:
-    env = hosts_env("three", ["127.0.0.2", "127.0.0.3", "127.0.0.1"])
+    env = hosts("three", ["127.0.0.2", "127.0.0.3", "127.0.0.1"])
 
     with tap.check("[0] the hosts file's order reaches the resolver"):
         cp = subprocess.run(["getent", "ahosts", "relay.test"],
@@ -149,7 +126,7 @@ with FakeSMTP(out) as relay:
         k = Kairan(out, r, smtp=relay, name="k2", conf={
             "smtp": {"url": "smtp://relay.test:%d" % relay.port},
             "queue": {"max_attempts": "1"}})
-        d = k.start(extra_env=hosts_env("two", ["127.0.0.2", "127.0.0.3"]))
+        d = k.start(extra_env=hosts("two", ["127.0.0.2", "127.0.0.3"]))
         d.wait_output('"ready"', 20)
 
         with tap.check("[3] every address refusing: dead-lettered, the "

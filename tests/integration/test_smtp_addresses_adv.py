@@ -37,28 +37,8 @@ tap = TAP()
 out = tmpdir("smtp-addresses-adv")
 N = 6
 
-WRAPPER = None
-for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-          "/usr/lib"):
-    if os.path.exists(os.path.join(d, "libnss_wrapper.so")):
-        WRAPPER = os.path.join(d, "libnss_wrapper.so")
-        break
-if WRAPPER is None:
-    raise SystemExit("libnss-wrapper is not installed (scripts/deps.sh)")
-
-
-def hosts_env(tag, addrs):
-    path = os.path.join(out, "hosts-" + tag)
-    with open(path, "w") as f:
-        for a in addrs:
-            f.write("%s relay.test\n" % a)
-    # ASan refuses nss_wrapper's dlopen of libc with RTLD_DEEPBIND
-    # (google/sanitizers#611); a plain build ignores both.
-    return {"LD_PRELOAD": WRAPPER, "NSS_WRAPPER_HOSTS": path,
-            "NSS_WRAPPER_DISABLE_DEEPBIND": "1",
-            "ASAN_OPTIONS": ":".join(
-                x for x in (os.environ.get("ASAN_OPTIONS"),
-                            "verify_asan_link_order=0") if x)}
+def hosts(tag, addrs):
+    return hosts_env(out, tag, "relay.test", addrs)
 
 
 def bc(tag, n=N):
@@ -158,7 +138,7 @@ with FakeSMTP(out) as relay:
             k = Kairan(out, r, smtp=relay, name="k1", conf={
                 "smtp": {"url": "smtp://relay.test:%d" % P,
                          "connections": "2", "timeout_ms": "1000"}})
-            d = k.start(extra_env=hosts_env("bh", ["127.0.0.3", "127.0.0.1"]))
+            d = k.start(extra_env=hosts("bh", ["127.0.0.3", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
             t0 = time.time()
             bid = k.submit(bc("a"))
@@ -183,7 +163,7 @@ with FakeSMTP(out) as relay:
                 "smtp": {"url": "smtp://relay.test:%d" % P,
                          "connections": "2", "timeout_ms": "4000"},
                 "dispatcher": {"drain_ms": "1000"}})
-            d = k.start(extra_env=hosts_env(
+            d = k.start(extra_env=hosts(
                 "bh2", ["127.0.0.3", "127.0.0.4", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
             bid = k.submit(bc("b"))
@@ -194,7 +174,7 @@ with FakeSMTP(out) as relay:
             err = d.stderr_text()
             tap.ok("AddressSanitizer" not in err and "LeakSanitizer" not in err
                    and "runtime error" not in err, "no sanitizer report")
-            d2 = k.start(extra_env=hosts_env("good", ["127.0.0.1"]))
+            d2 = k.start(extra_env=hosts("good", ["127.0.0.1"]))
             d2.wait_output('"ready"', 20)
             k.wait_done(bid, 60)
             cnt = k.counts(bid).get("email", {})
@@ -215,7 +195,7 @@ with FakeSMTP(out) as relay:
                 "smtp": {"url": "smtp://relay.test:%d" % P,
                          "connections": "2"},
                 "queue": {"max_attempts": "1"}})
-            d = k.start(extra_env=hosts_env("ac", ["127.0.0.2", "127.0.0.1"]))
+            d = k.start(extra_env=hosts("ac", ["127.0.0.2", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
             bid = k.submit(bc("c"))
             k.wait_done(bid, 60)
@@ -237,7 +217,7 @@ with FakeSMTP(out, name="smtp5") as relay5:
                 "smtp": {"url": "smtp://relay.test:%d" % relay5.port,
                          "connections": "2"},
                 "queue": {"max_attempts": "1"}})
-            d = k.start(extra_env=hosts_env(
+            d = k.start(extra_env=hosts(
                 "sync", ["fe80::1", "fe80::2", "fe80::3", "fe80::4",
                          "127.0.0.1"]))
             d.wait_output('"ready"', 20)
@@ -247,7 +227,7 @@ with FakeSMTP(out, name="smtp5") as relay5:
             tap.eq(cnt.get("delivered"), N, "through the fifth: %s" % cnt)
             d.stop()
             tap.eq(d.returncode, 0, "stopped cleanly")
-            d = k.start(extra_env=hosts_env(
+            d = k.start(extra_env=hosts(
                 "sync5", ["fe80::1", "fe80::2", "fe80::3", "fe80::4",
                           "fe80::5", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
@@ -269,7 +249,7 @@ with tap.check("[4] the address that last worked is not pinned once it "
             "smtp": {"url": "smtp://relay.test:%d" % P,
                      "connections": "2"},
             "queue": {"max_attempts": "1"}})
-        d = k.start(extra_env=hosts_env("pin", ["127.0.0.2", "127.0.0.1"]))
+        d = k.start(extra_env=hosts("pin", ["127.0.0.2", "127.0.0.1"]))
         d.wait_output('"ready"', 20)
         bid = k.submit(bc("d"))
         k.wait_done(bid, 60)
@@ -288,7 +268,7 @@ with tap.check("[4] the address that last worked is not pinned once it "
         d.stop()
         # Control: a fresh kairand (nothing pinned) with the same hosts
         # file goes to .2 first, as the resolver orders them.
-        d3 = k.start(extra_env=hosts_env("pin", ["127.0.0.2", "127.0.0.1"]))
+        d3 = k.start(extra_env=hosts("pin", ["127.0.0.2", "127.0.0.1"]))
         d3.wait_output('"ready"', 20)
         bid = k.submit(bc("f"))
         k.wait_done(bid, 60)
