@@ -893,9 +893,10 @@ static const char *plain_refusal(struct conn *c)
             kn_log(KN_LOG_ERROR, "smtp",
                    "smtp.tls = none with smtp.username, and the relay is not "
                    "on this host: the password is never sent to it in clear; "
-                   "e-mail through the relay fails until smtp.tls is "
-                   "starttls or implicit (the breaker fails over to SendGrid "
-                   "if set up)",
+                   "e-mail through this address fails (the next address of "
+                   "the relay's name is tried, if it has one) until "
+                   "smtp.tls is starttls or implicit (the breaker fails "
+                   "over to SendGrid if set up)",
                    "host", s->host, "address", addr, NULL);
         }
         return KN_SMTP_PLAIN_AUTH_REFUSED;
@@ -906,9 +907,11 @@ static const char *plain_refusal(struct conn *c)
                "smtp.tls = none, and the relay is not on this host or a "
                "local network (loopback, 10/8, 172.16/12, 192.168/16, "
                "169.254/16, fc00::/7, fe80::/10): mail is never sent to it "
-               "in clear; e-mail through the relay fails until smtp.tls is "
-               "starttls or implicit, or smtp.url names a relay on the local "
-               "network (the breaker fails over to SendGrid if set up)",
+               "in clear; e-mail through this address fails (the next "
+               "address of the relay's name is tried, if it has one) until "
+               "smtp.tls is starttls or implicit, or smtp.url names a relay "
+               "on the local network (the breaker fails over to SendGrid if "
+               "set up)",
                "host", s->host, "address", addr, NULL);
     }
     return PLAIN_REMOTE_REFUSED;
