@@ -121,6 +121,11 @@ char *kn_key_session(const char *prefix, const char *hash)
     return one_part_key(prefix, "sess", hash);
 }
 
+char *kn_key_session_pwtry(const char *prefix, const char *hash)
+{
+    return one_part_key(prefix, "sesspw", hash);
+}
+
 char *kn_key_staff_sessions(const char *prefix, const char *tenant,
                             const char *login)
 {

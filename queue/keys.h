@@ -88,6 +88,10 @@ char *kn_key_templates(const char *prefix, const char *tenant);
 char *kn_key_staff(const char *prefix, const char *tenant, const char *login);
 char *kn_key_staffs(const char *prefix, const char *tenant);
 char *kn_key_session(const char *prefix, const char *hash);
+/* sesspw:<session hash>: the session's tries of its current password at a
+ * password change (a string, INCR), apart from the session's hash so that
+ * ending the session (DEL) does not set it back (KN_SESSION_MAX_MS). */
+char *kn_key_session_pwtry(const char *prefix, const char *hash);
 char *kn_key_staff_sessions(const char *prefix, const char *tenant,
                             const char *login);
 char *kn_key_login_fail(const char *prefix, const char *tenant,

@@ -1047,12 +1047,13 @@ void kn__httpd_run_password(struct conn *c)
     k = fail_key(c, t->tenant, t->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
-    /* This try, counted in the session's own hash before any hash is
-     * checked; NX: a session that ended meanwhile leaves a hash that
-     * expires, not a key for good. */
+    /* This try, counted before any hash is checked, in a key of its own:
+     * a 5th wrong try deletes the session's hash, and tries that passed
+     * the session check before that must find the count past 5, not a
+     * new one from 0 (a count in the hash was: 6 judged of 16 at once). */
     snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
-    k = kn_key_session(c->srv->d->prefix, t->sess);
-    kn__httpd_batch_cmd(b, "HINCRBY", k, "pwtry", "1", NULL);
+    k = kn_key_session_pwtry(c->srv->d->prefix, t->sess);
+    kn__httpd_batch_cmd(b, "INCR", k, NULL);
     kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
     free(k);
     kn__httpd_batch_end(b);

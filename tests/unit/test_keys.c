@@ -121,6 +121,9 @@ static void test_staff_keys(void **state)
     a = kn_key_session("kairan:", "ab12");
     assert_string_equal(a, "kairan:sess:ab12");
     free(a);
+    a = kn_key_session_pwtry("kairan:", "ab12");
+    assert_string_equal(a, "kairan:sesspw:ab12");
+    free(a);
     a = kn_key_staffs("kairan:", "sakura");
     assert_string_equal(a, "kairan:staffs:sakura");
     free(a);
