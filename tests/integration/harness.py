@@ -17,6 +17,7 @@ Every process started here is killed at interpreter exit if still running.
 
 import atexit
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -1238,3 +1239,186 @@ def browser_driver(tap, script, args, timeout=180):
 
 
 __all__ += ["browser_driver"]
+
+
+# ------------------------------------------------------------------ HTTP clients
+
+class HttpResp:
+    """One answer of kairand's HTTP listener.
+
+    status   the status code (int);
+    headers  lower-case header name -> list of its values, in the order
+             sent (a repeated header, e.g. Set-Cookie, keeps them all);
+    raw      the body as bytes;
+    body     the body as text (UTF-8, undecodable bytes replaced);
+    json     the body parsed as JSON, or None (empty or not JSON).
+    """
+
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.body = raw.decode("utf-8", "replace")
+        try:
+            self.json = json.loads(self.body) if self.body else None
+        except ValueError:
+            self.json = None
+
+    def h(self, name):
+        """The first value of header `name` (any case), or None."""
+        return (self.headers.get(name.lower()) or [None])[0]
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:600])
+
+
+def http_request(port, method, path, body=None, headers=None, token=None,
+                 ctype=None, timeout=30):
+    """One request to 127.0.0.1:`port` on a connection of its own; returns
+    an HttpResp.
+
+    body     None: no body.  bytes or str: sent as they are (str as UTF-8),
+             with Content-Type `ctype` when given (else only what
+             `headers` says).  Anything else: sent as JSON (UTF-8, not
+             ASCII-escaped) with Content-Type `ctype`, or the one in
+             `headers`, or application/json.
+    headers  extra request headers (a dict; not changed).
+    token    an API token: "Authorization: Bearer <token>".
+    """
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    data = body
+    if body is not None and not isinstance(body, (bytes, str)):
+        data = json.dumps(body, ensure_ascii=False)
+        if not ctype and not any(k.lower() == "content-type" for k in h):
+            ctype = "application/json"
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if data is not None and ctype:
+        h["Content-Type"] = ctype
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        raw = r.read()
+        hdrs = {}
+        for name, value in r.getheaders():
+            hdrs.setdefault(name.lower(), []).append(value)
+    finally:
+        c.close()
+    return HttpResp(r.status, hdrs, raw)
+
+
+DEVICE_COOKIE = "kairan_device_"
+
+
+class StaffSession:
+    """A browser-like client of the staff API (what the console does): it
+    keeps cookies and the CSRF token across calls and sends our Origin.
+
+    StaffSession(port, ip=None, keep_devices=False, timeout=30)
+
+    Cookies are kept in `jar` (name -> value, in the order first set; a
+    test may edit it) and sent back in that order as one Cookie header.
+    A Set-Cookie with an empty value or Max-Age=0 (logout) removes its
+    cookie.  Two kinds of client:
+      keep_devices=False  keeps ONE cookie, as a script would: each
+                     Set-Cookie replaces the jar.  kairand sends a login's
+                     device cookie (kairan_device_*, model/device.h) first
+                     and the session's last, so this client keeps the
+                     session and is never a known browser;
+      keep_devices=True   keeps every cookie, as a browser does: the device
+                     cookies too, so a later login is from a known browser
+                     (device() lists them; a test may copy them into
+                     another session's jar).
+    After each call: `set_cookies` is that answer's Set-Cookie values (a
+    list, maybe empty); `set_cookie` the last one that was not a device
+    cookie, kept until another comes (None before).
+
+    The CSRF token is taken from any JSON answer with a "csrf" member (a
+    login) and sent as X-CSRF-Token; `csrf` may be set or cleared by the
+    test.  `origin` is sent as Origin; `ip`, when set, as X-Real-IP (the
+    address kairand sees behind its proxy; change it between calls to
+    move the browser).
+    """
+
+    def __init__(self, port, ip=None, keep_devices=False, timeout=30):
+        self.port = port
+        self.ip = ip
+        self.keep_devices = keep_devices
+        self.timeout = timeout
+        self.origin = "http://127.0.0.1:%d" % port
+        self.jar = {}
+        self.csrf = None
+        self.set_cookies = []
+        self.set_cookie = None
+
+    @property
+    def cookie(self):
+        """The session cookie as "name=value" (the jar's first cookie that
+        is not a device cookie), or None."""
+        for name, value in self.jar.items():
+            if not name.startswith(DEVICE_COOKIE):
+                return "%s=%s" % (name, value)
+        return None
+
+    @cookie.setter
+    def cookie(self, nv):
+        """Replace the session cookie with "name=value" (None: drop it);
+        the device cookies stay."""
+        for name in [n for n in self.jar if not n.startswith(DEVICE_COOKIE)]:
+            del self.jar[name]
+        if nv:
+            name, value = nv.split("=", 1)
+            self.jar[name] = value
+
+    def device(self):
+        """The jar's device cookies: name -> value."""
+        return {k: v for k, v in self.jar.items() if k.startswith(DEVICE_COOKIE)}
+
+    def call(self, method, path, body=None, token=None, headers=None,
+             ctype=None, origin=True, csrf=True):
+        """One request (body, ctype as http_request).  With `token`: sent
+        as a bearer token instead of the cookies and the CSRF token.
+        origin: True sends ours, a string sends that one, False none.
+        csrf=False leaves out the CSRF token.  `headers` are sent too
+        (ours win)."""
+        h = dict(headers or {})
+        if origin:
+            h["Origin"] = self.origin if origin is True else origin
+        if token:
+            h["Authorization"] = "Bearer " + token
+        else:
+            if self.jar:
+                h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.jar.items())
+            if csrf and self.csrf:
+                h["X-CSRF-Token"] = self.csrf
+        if self.ip:
+            h["X-Real-IP"] = self.ip
+        r = http_request(self.port, method, path, body, h, ctype=ctype,
+                         timeout=self.timeout)
+        self.set_cookies = r.headers.get("set-cookie", [])
+        for sc in self.set_cookies:
+            name, value = sc.split(";", 1)[0].split("=", 1)
+            if not self.keep_devices:
+                self.jar.clear()
+            if value and "Max-Age=0" not in sc:
+                self.jar[name] = value
+            else:
+                self.jar.pop(name, None)
+            if not name.startswith(DEVICE_COOKIE):
+                self.set_cookie = sc
+        if isinstance(r.json, dict) and r.json.get("csrf"):
+            self.csrf = r.json["csrf"]
+        return r
+
+    def login(self, tenant, login, password, totp=None):
+        """POST /v1/session (with "totp" when given); returns the answer."""
+        b = {"tenant": tenant, "login": login, "password": password}
+        if totp is not None:
+            b["totp"] = totp
+        return self.call("POST", "/v1/session", b)
+
+
+__all__ += ["HttpResp", "http_request", "StaffSession"]
