@@ -40,7 +40,6 @@ new address, so the per-address lock never helps: only the new lock can.
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_login_device.py
 """
 
-import http.client
 import json
 import os
 import re
@@ -56,75 +55,22 @@ AUDIT = os.path.join(out, "audit")
 DAY = 24 * 3600
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:300])
+request = http_request
 
 
-def request(port, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    raw = r.read().decode("utf-8", "replace")
-    hdrs = {}
-    for k, v in r.getheaders():
-        hdrs.setdefault(k.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, raw)
-
-
-class Browser:
+class Browser(StaffSession):
     """A browser: a cookie jar (name -> value), the CSRF token, our
-    Origin; its address (X-Real-IP) may change between requests."""
+    Origin; its address (X-Real-IP) may change between requests
+    (harness.StaffSession)."""
 
     def __init__(self, port, ip="10.0.0.1"):
-        self.port = port
-        self.jar = {}
-        self.csrf = None
-        self.ip = ip
-        self.set_cookies = []
-
-    def call(self, method, path, body=None):
-        h = {"Origin": "http://127.0.0.1:%d" % self.port, "X-Real-IP": self.ip}
-        if self.jar:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.jar.items())
-        if self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        r = request(self.port, method, path, body, h)
-        self.set_cookies = r.headers.get("set-cookie", [])
-        for sc in self.set_cookies:
-            name, value = sc.split(";", 1)[0].split("=", 1)
-            if value and "Max-Age=0" not in sc:
-                self.jar[name] = value
-            else:
-                self.jar.pop(name, None)
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
+        super().__init__(port, ip=ip, keep_devices=True)
 
     def login(self, login, password, tenant="sakura", ip=None):
         if ip:
             self.ip = ip
         return self.call("POST", "/v1/session",
                          {"tenant": tenant, "login": login, "password": password})
-
-    def device(self):
-        """(name, value) of the jar's device cookies."""
-        return {k: v for k, v in self.jar.items() if k.startswith("kairan_device_")}
 
 
 def read_log():

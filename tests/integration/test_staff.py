@@ -43,7 +43,6 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_staff.py
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import re
@@ -60,77 +59,15 @@ out = tmpdir("staff")
 AUDIT = os.path.join(out, "audit")
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:300])
+request = http_request
 
 
-def request(port, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    raw = r.read().decode("utf-8", "replace")
-    hdrs = {}
-    for k, v in r.getheaders():
-        hdrs.setdefault(k.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, raw)
-
-
-class Session:
-    """A browser-like client: the session cookie, the device cookies (one
-    an account, model/device.h), the CSRF token, our Origin."""
+class Session(StaffSession):
+    """A browser: the session cookie, the device cookies (one an account,
+    model/device.h), the CSRF token, our Origin (harness.StaffSession)."""
 
     def __init__(self, port, ip=None):
-        self.port = port
-        self.cookie = None
-        self.devices = {}
-        self.csrf = None
-        self.ip = ip
-        self.origin = "http://127.0.0.1:%d" % port
-
-    def call(self, method, path, body=None, origin=True, csrf=True):
-        h = {}
-        jar = list(self.devices.values()) + ([self.cookie] if self.cookie else [])
-        if jar:
-            h["Cookie"] = "; ".join(jar)
-        if origin:
-            h["Origin"] = self.origin if origin is True else origin
-        if csrf and self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        if self.ip:
-            h["X-Real-IP"] = self.ip
-        r = request(self.port, method, path, body, h)
-        for sc in r.headers.get("set-cookie", []):
-            nv = sc.split(";", 1)[0]
-            if nv.startswith("kairan_device_"):
-                self.devices[nv.split("=", 1)[0]] = nv
-                continue
-            self.cookie = nv if nv.split("=", 1)[1] else None
-            self.set_cookie = sc
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
-
-    def login(self, tenant, login, password, totp=None):
-        b = {"tenant": tenant, "login": login, "password": password}
-        if totp is not None:
-            b["totp"] = totp
-        return self.call("POST", "/v1/session", b)
+        super().__init__(port, ip=ip, keep_devices=True)
 
 
 def totp_code(secret_b32, step):
@@ -514,12 +451,12 @@ with Redis(out) as redis:
         owner = Session(port, ip="10.2.2.2")
         r = owner.login("sakura", "kocho", PW[("sakura", "kocho")])
         assert r.status == 200, r
-        assert len(owner.devices) == 1, owner.devices
+        assert len(owner.device()) == 1, owner.device()
 
         def owner_browser(ip=None):
             """The owner's browser (its device cookie), a new session."""
             b = Session(port, ip=ip)
-            b.devices = dict(owner.devices)
+            b.jar.update(owner.device())
             return b
         # unknown logins are locked the same way
         for i in range(5):
