@@ -34,7 +34,6 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_compose.py
 """
 
 import glob
-import http.client
 import json
 import os
 import re
@@ -48,60 +47,18 @@ tap = TAP()
 out = tmpdir("compose")
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:400])
-
-
 def request(port, method, path, body=None, headers=None, raw=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        h.setdefault("Content-Type", "application/json")
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read().decode("utf-8", "replace")
-    hdrs = {}
-    for k_, v in r.getheaders():
-        hdrs.setdefault(k_.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, text)
+    """harness.http_request; `raw`: bytes sent as they are (no JSON)."""
+    return http_request(port, method, path, raw if body is None else body, headers)
 
 
-class Session:
-    """A browser-like client: one cookie, the CSRF token, our Origin."""
-
-    def __init__(self, port):
-        self.port = port
-        self.cookie = None
-        self.csrf = None
-        self.origin = "http://127.0.0.1:%d" % port
+class Session(StaffSession):
+    """A browser-like client: one cookie, the CSRF token, our Origin
+    (harness.StaffSession); headers and a raw body as request()."""
 
     def call(self, method, path, body=None, headers=None, raw=None):
-        h = dict(headers or {})
-        if self.cookie:
-            h["Cookie"] = self.cookie
-        h["Origin"] = self.origin
-        if self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        r = request(self.port, method, path, body, h, raw)
-        for sc in r.headers.get("set-cookie", []):
-            nv = sc.split(";", 1)[0]
-            self.cookie = nv if nv.split("=", 1)[1] else None
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
+        return super().call(method, path, raw if body is None else body,
+                            headers=headers)
 
 
 def q(s):

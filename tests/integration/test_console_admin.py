@@ -62,7 +62,6 @@ token create and one staff session (kairanctl staff add).
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin.py
 """
 
-import http.client
 import json
 import os
 import re
@@ -80,66 +79,19 @@ MAX_BODY = 200000
 P = "kairan:"
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:600])
-
-
 def request(port, method, path, token=None, body=None, ctype="text/csv",
             headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    if body is not None:
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        if ctype:
-            h["Content-Type"] = ctype
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    raw = r.read().decode("utf-8", "replace")
-    hdrs = {}
-    for k_, v in r.getheaders():
-        hdrs.setdefault(k_.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, raw)
+    """harness.http_request; a str body as UTF-8 with Content-Type ctype."""
+    return http_request(port, method, path, body, headers, token=token, ctype=ctype)
 
 
-class Session:
-    """A browser-like client: one cookie, the CSRF token, our Origin."""
-
-    def __init__(self, port):
-        self.port = port
-        self.cookie = None
-        self.csrf = None
-        self.origin = "http://127.0.0.1:%d" % port
+class Session(StaffSession):
+    """A browser-like client: one cookie, the CSRF token, our Origin
+    (harness.StaffSession); a str body is sent with Content-Type ctype
+    (none when None), anything else as JSON."""
 
     def call(self, method, path, body=None, ctype=None, csrf=True):
-        h = {"Origin": self.origin}
-        if self.cookie:
-            h["Cookie"] = self.cookie
-        if csrf and self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        if body is not None and not isinstance(body, (str, bytes)):
-            body = json.dumps(body, ensure_ascii=False)
-            ctype = "application/json"
-        r = request(self.port, method, path, None, body, ctype, h)
-        for sc in r.headers.get("set-cookie", []):
-            nv = sc.split(";", 1)[0]
-            self.cookie = nv if nv.split("=", 1)[1] else None
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
+        return super().call(method, path, body, ctype=ctype, csrf=csrf)
 
 
 def read_audit(name):

@@ -22,7 +22,6 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_phones.py
 """
 
 import glob
-import http.client
 import json
 import os
 import sys
@@ -34,64 +33,9 @@ tap = TAP()
 out = tmpdir("console_phones")
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body.decode("utf-8", "replace")
-        try:
-            self.json = json.loads(self.body) if self.body else None
-        except ValueError:
-            self.json = None
-
-    def h(self, name):
-        return (self.headers.get(name.lower()) or [None])[0]
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:300])
-
-
-def request(port, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    raw = r.read()
-    hdrs = {}
-    for k, v in r.getheaders():
-        hdrs.setdefault(k.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, raw)
-
-
-class Session:
-    """A browser-like client: one cookie, the CSRF token, our Origin."""
-
-    def __init__(self, port):
-        self.port = port
-        self.cookie = None
-        self.csrf = None
-        self.origin = "http://127.0.0.1:%d" % port
-
-    def call(self, method, path, body=None, token=None):
-        h = {"Origin": self.origin}
-        if token:
-            h["Authorization"] = "Bearer " + token
-        elif self.cookie:
-            h["Cookie"] = self.cookie
-        if self.csrf and not token:
-            h["X-CSRF-Token"] = self.csrf
-        r = request(self.port, method, path, body, h)
-        for sc in r.headers.get("set-cookie", []):
-            nv = sc.split(";", 1)[0]
-            self.cookie = nv if nv.split("=", 1)[1] else None
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
+# A request of its own and a browser-like session: harness.py.
+request = http_request
+Session = StaffSession
 
 
 NUMBERS = ("090-1111-2222", "080-3333-4444", "070-5555-6666")

@@ -44,7 +44,6 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_signup.py
 import csv
 import email
 import email.policy
-import http.client
 import io
 import json
 import os
@@ -71,67 +70,18 @@ CLASS = "\r\n".join([
 MOMO = "ID,氏名,クラス,メール\r\nm-1,桃 太郎,1-A,momo1@example.jp\r\n"
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.raw = body
-        self.body = body.decode("utf-8", "replace")
-        try:
-            self.json = json.loads(self.body) if self.body else None
-        except ValueError:
-            self.json = None
-
-    def h(self, name):
-        return (self.headers.get(name.lower()) or [None])[0]
-
-    def __repr__(self):
-        return "<%d %s>" % (self.status, self.body[:600])
-
-
 def request(method, path, token=None, body=None, ctype=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    if body is not None and not isinstance(body, (str, bytes)):
-        body = json.dumps(body, ensure_ascii=False)
-        ctype = ctype or "application/json"
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    if body is not None and ctype:
-        h["Content-Type"] = ctype
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    raw = r.read()
-    hdrs = {}
-    for k_, v in r.getheaders():
-        hdrs.setdefault(k_.lower(), []).append(v)
-    c.close()
-    return Resp(r.status, hdrs, raw)
+    """harness.http_request to this test's kairand (port)."""
+    return http_request(port, method, path, body, headers, token=token,
+                        ctype=ctype, timeout=60)
 
 
-class Session:
-    """A browser-like client: one cookie, the CSRF token, our Origin."""
+class Session(StaffSession):
+    """A browser-like client of this test's kairand: one cookie, the CSRF
+    token, our Origin (harness.StaffSession)."""
 
     def __init__(self):
-        self.cookie = None
-        self.csrf = None
-        self.origin = "http://127.0.0.1:%d" % port
-
-    def call(self, method, path, body=None, csrf=True):
-        h = {"Origin": self.origin}
-        if self.cookie:
-            h["Cookie"] = self.cookie
-        if csrf and self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        r = request(method, path, None, body, None, h)
-        for sc in r.headers.get("set-cookie", []):
-            nv = sc.split(";", 1)[0]
-            self.cookie = nv if nv.split("=", 1)[1] else None
-        if r.json and isinstance(r.json, dict) and r.json.get("csrf"):
-            self.csrf = r.json["csrf"]
-        return r
+        super().__init__(port, timeout=60)
 
 
 def read_audit(op):
