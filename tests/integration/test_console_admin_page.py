@@ -36,7 +36,6 @@ Skipped (TAP "ok # SKIP") only when /usr/bin/chromium is not installed.
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_admin_page.py
 """
 
-import http.client
 import json
 import os
 import subprocess
@@ -78,22 +77,10 @@ CSV = "\r\n".join([
 
 
 def call(port, method, path, body=None, token=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    h = {"Origin": "http://127.0.0.1:%d" % port}
-    if token:
-        h["Authorization"] = "Bearer " + token
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(raw)
-    except ValueError:
-        return r.status, None
+    """(status, JSON or None) of one request with our Origin."""
+    r = http_request(port, method, path, body, {"Origin": "http://127.0.0.1:%d" % port},
+                     token=token)
+    return r.status, r.json
 
 
 with Redis(out) as redis:

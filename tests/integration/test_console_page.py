@@ -46,7 +46,6 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_page.py
 import email
 import email.policy
 import glob
-import http.client
 import json
 import os
 import re
@@ -84,40 +83,15 @@ CHOICES = ["無事 <b>です</b>", "けが {{7*7}}"]
 COMMENT = "<script>window.__kairan_xss=true</script> 元気です"
 
 
-class Client:
-    """A browser-like API client: cookie, CSRF token, our Origin."""
-
-    def __init__(self, port):
-        self.port, self.cookie, self.csrf = port, None, None
+class Client(StaffSession):
+    """A browser-like API client: cookie, CSRF token, our Origin
+    (harness.StaffSession); a bytes body is sent as a form.  Answers
+    (status, JSON or None, raw body)."""
 
     def call(self, method, path, body=None, token=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        h = {"Origin": "http://127.0.0.1:%d" % self.port}
-        if token:
-            h["Authorization"] = "Bearer " + token
-        elif self.cookie:
-            h["Cookie"] = self.cookie
-            if self.csrf:
-                h["X-CSRF-Token"] = self.csrf
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-            h["Content-Type"] = ("application/x-www-form-urlencoded" if isinstance(body, bytes)
-                                 else "application/json")
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        raw = r.read()
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                self.cookie = v.split(";", 1)[0]
-        c.close()
-        try:
-            j = json.loads(raw)
-        except ValueError:
-            j = None
-        if isinstance(j, dict) and j.get("csrf"):
-            self.csrf = j["csrf"]
-        return r.status, j, raw
+        form = "application/x-www-form-urlencoded" if isinstance(body, bytes) else None
+        r = super().call(method, path, body, token=token, ctype=form)
+        return r.status, r.json, r.raw
 
 
 with Redis(out) as redis:

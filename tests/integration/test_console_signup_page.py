@@ -27,7 +27,6 @@ Skipped (TAP "ok # SKIP") only when /usr/bin/chromium is not installed.
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_console_signup_page.py
 """
 
-import http.client
 import json
 import os
 import subprocess
@@ -67,12 +66,9 @@ CSV = "\r\n".join([
 
 
 def call(port, method, path, token):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request(method, path, headers={"Authorization": "Bearer " + token})
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, json.loads(raw)
+    """(status, JSON) of one request with an API token."""
+    r = http_request(port, method, path, token=token)
+    return r.status, json.loads(r.raw)
 
 
 with Redis(out) as redis:
