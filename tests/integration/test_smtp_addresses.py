@@ -49,6 +49,13 @@ def bc(tag):
                            for i in range(N)]}
 
 
+def send(k, tag):
+    """Submit bc(tag) and wait for its end: (its id, its e-mail counts)."""
+    bid = k.submit(bc(tag))
+    k.wait_done(bid, 60)
+    return bid, k.counts(bid).get("email", {})
+
+
 def log_lines(d):
     lines = []
     for ln in d.stderr_text().splitlines():
@@ -87,9 +94,7 @@ with FakeSMTP(out) as relay:
 
         with tap.check("[1] three addresses, two refusing: every message "
                        "through the third"):
-            bid = k.submit(bc("a"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "a")
             tap.eq(cnt.get("delivered"), N, "all delivered: %s" % cnt)
             got = sorted(rc for m in relay.messages() for rc in m["rcpt"])
             tap.eq(got, sorted("a%d@example.jp" % i for i in range(N)),
@@ -110,9 +115,7 @@ with FakeSMTP(out) as relay:
                        "to the address that worked first"):
             n_connect = len(relay.events("connect"))
             relay.restart()
-            bid = k.submit(bc("b"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "b")
             tap.eq(cnt.get("delivered"), N, "all delivered: %s" % cnt)
             # The restarted relay's events file goes on: count anew.
             connects = relay.events("connect")
@@ -131,9 +134,7 @@ with FakeSMTP(out) as relay:
 
         with tap.check("[3] every address refusing: dead-lettered, the "
                        "reason says how many were tried"):
-            bid = k.submit(bc("c"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "c")
             tap.eq(cnt.get("failed"), N, "all failed: %s" % cnt)
             cp = k.ctl("dlq", "list", "--json")
             tap.eq(cp.returncode, 0, "dlq list")

@@ -49,6 +49,13 @@ def bc(tag, n=N):
                            for i in range(n)]}
 
 
+def send(k, tag):
+    """Submit bc(tag) and wait for its end: (its id, its e-mail counts)."""
+    bid = k.submit(bc(tag))
+    k.wait_done(bid, 60)
+    return bid, k.counts(bid).get("email", {})
+
+
 class BlackHole:
     """A listener whose accept queue is full: further SYNs are dropped."""
 
@@ -197,9 +204,7 @@ with FakeSMTP(out) as relay:
                 "queue": {"max_attempts": "1"}})
             d = k.start(extra_env=hosts("ac", ["127.0.0.2", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
-            bid = k.submit(bc("c"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "c")
             tap.diag("accept-close first: %s, %d connections to it"
                      % (cnt, ac.n))
             tap.ok(ac.n >= 1, "the accept-close address was tried")
@@ -221,9 +226,7 @@ with FakeSMTP(out, name="smtp5") as relay5:
                 "sync", ["fe80::1", "fe80::2", "fe80::3", "fe80::4",
                          "127.0.0.1"]))
             d.wait_output('"ready"', 20)
-            bid = k.submit(bc("g"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "g")
             tap.eq(cnt.get("delivered"), N, "through the fifth: %s" % cnt)
             d.stop()
             tap.eq(d.returncode, 0, "stopped cleanly")
@@ -231,9 +234,7 @@ with FakeSMTP(out, name="smtp5") as relay5:
                 "sync5", ["fe80::1", "fe80::2", "fe80::3", "fe80::4",
                           "fe80::5", "127.0.0.1"]))
             d.wait_output('"ready"', 20)
-            bid = k.submit(bc("h"))
-            k.wait_done(bid, 60)
-            cnt = k.counts(bid).get("email", {})
+            bid, cnt = send(k, "h")
             tap.eq(cnt.get("failed"), N, "a sixth address is never tried "
                    "(MAX_ADDRS 5): %s" % cnt)
             d.stop()
@@ -251,16 +252,12 @@ with tap.check("[4] the address that last worked is not pinned once it "
             "queue": {"max_attempts": "1"}})
         d = k.start(extra_env=hosts("pin", ["127.0.0.2", "127.0.0.1"]))
         d.wait_output('"ready"', 20)
-        bid = k.submit(bc("d"))
-        k.wait_done(bid, 60)
-        cnt = k.counts(bid).get("email", {})
+        bid, cnt = send(k, "d")
         tap.eq(cnt.get("delivered"), N, "phase 1 via .1: %s" % cnt)
         relay1.stop()
         ac = AcceptClose("127.0.0.1", P)
         relay2 = FakeSMTP(out, name="smtp-p2", host="127.0.0.2", port=P)
-        bid = k.submit(bc("e"))
-        k.wait_done(bid, 60)
-        cnt = k.counts(bid).get("email", {})
+        bid, cnt = send(k, "e")
         tap.diag("phase 2: %s; accept-close took %d connections, relay .2 "
                  "has %d" % (cnt, ac.n, len(rcpts(relay2, "e"))))
         tap.eq(cnt.get("delivered"), N,
@@ -270,9 +267,7 @@ with tap.check("[4] the address that last worked is not pinned once it "
         # file goes to .2 first, as the resolver orders them.
         d3 = k.start(extra_env=hosts("pin", ["127.0.0.2", "127.0.0.1"]))
         d3.wait_output('"ready"', 20)
-        bid = k.submit(bc("f"))
-        k.wait_done(bid, 60)
-        cnt = k.counts(bid).get("email", {})
+        bid, cnt = send(k, "f")
         tap.eq(cnt.get("delivered"), N, "control: a fresh kairand delivers "
                "through .2: %s" % cnt)
         d3.stop()
