@@ -38,7 +38,7 @@ LIB_SRCS := \
 	model/child.c model/regsheet.c common/qrsvg.c \
 	model/dsn.c model/gaiji.c \
 	adapters/mime.c adapters/net.c adapters/http.c adapters/jwt.c adapters/adapter.c \
-	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c adapters/apns_token.c \
+	adapters/outbox.c adapters/smtp_client.c adapters/smtp.c adapters/smtp_connect.c adapters/line.c adapters/sendgrid.c adapters/push.c adapters/fcm.c adapters/apns.c adapters/apns_token.c \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c queue/roster_store.c queue/rstates.c queue/registration.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/expand_fair.c \

@@ -19,7 +19,8 @@
  * opt-out for a local relay and is logged at start: with it, mail goes
  * only to a relay whose address (the one connected to, not its name) is
  * loopback or on a local network (common/ipscope.c), and smtp.username's
- * password only to a loopback address (plain_refusal); else the
+ * password only to a loopback address (plain_refusal, smtp_connect.c,
+ * with the relay name's addresses tried in turn); else the
  * connection ends before a byte is sent, a configuration fault that fails
  * the message tempfail like a relay that is down.
  *
@@ -43,121 +44,14 @@
 #include "adapters/adapter.h"
 #include "adapters/mime.h"
 #include "adapters/smtp_client.h"
+#include "adapters/smtp_int.h"
 #include "common/ipscope.h"
 #include "common/kn.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "model/address.h"
 
-#define RBUF_SIZE (64 * 1024)
-/* A connection idle this long is closed with QUIT (Postfix's smtp(8)
- * keeps a cached connection 2 s; a relay closes idle ones after 5 min). */
-#define IDLE_MS 10000
-
-struct smtp_send {
-    struct smtp_send *next;
-    struct kn_job *job;
-    kn_done_cb *done;
-    void *arg;
-    char *rcpt; /* envelope recipient, quoted as needed */
-    char *from; /* VERP envelope sender, or NULL: smtp.from's address */
-    char *data; /* dot-stuffed content */
-    struct kn_smtp_msg msg;
-    int requeued; /* taken again after a reused connection died */
-    char detail[320];
-};
-
-struct conn;
-
-/* Addresses of the relay's name tried in turn for one connection (RFC
- * 5321 5.1: the client tries each address; Postfix's smtp_mx_address_limit
- * is 5). */
-#define MAX_ADDRS 5
-
-struct smtp {
-    uv_loop_t *loop;
-    struct kn_mail_conf mail;
-    char *host;
-    int port;
-    enum kn_smtp_tls tls;
-    SSL_CTX *ssl_ctx;
-    struct kn_smtp_conf sconf;
-    char *helo, *username, *password;
-    char *bounce_local, *bounce_domain; /* VERP, or NULL */
-    int64_t connect_ms, greeting_ms, mail_ms, rcpt_ms, data_init_ms,
-        data_xfer_ms, data_done_ms;
-    size_t connections;
-    size_t in_flight;
-    struct smtp_send *queued, *queued_tail;
-    struct conn *conns;            /* every live connection */
-    struct conn *idle, *idle_tail; /* ready, without a message, FIFO */
-    size_t nconns;
-    int closing;
-    int plain_auth_logged;   /* plain_refusal: a password refused, logged */
-    int plain_remote_logged; /* plain_refusal: a remote relay, logged */
-    /* The address a connection last reached: tried first while the name
-     * still gives it, so that an address that does not answer (an IPv6
-     * route that is not there) costs one timeout, not one per
-     * connection. */
-    struct sockaddr_storage good;
-    int have_good;
-    size_t refs; /* 1 + connections not yet freed */
-};
-
-struct conn {
-    struct smtp *s;
-    struct conn *next, *prev; /* s->conns */
-    struct conn *inext;       /* s->idle */
-    int in_idle;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    uv_getaddrinfo_t gai;
-    uv_write_t wreq;
-    int refs; /* handles and requests not yet closed / called back */
-    int connected, dead, txns;
-    int ready; /* the session got through its greeting and EHLO once */
-    struct kn_smtp_session *sess;
-    SSL *ssl;
-    BIO *rbio, *wbio; /* network -> SSL, SSL -> network */
-    int handshaking;  /* a TLS handshake runs */
-    struct smtp_send *m;
-    /* The relay's addresses (one for an IP literal) and the one tried. */
-    struct sockaddr_storage addrs[MAX_ADDRS];
-    int naddrs, ai;
-    /* Output: wbuf is being written by uv_write; pend waits behind it. */
-    char *wbuf;
-    char *pend;
-    size_t pend_len, pend_cap;
-    int writing;
-    char rbuf[RBUF_SIZE];
-    char plain[16384];
-};
-
-static int same_addr(const struct sockaddr_storage *a,
-                     const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
-               x->sin_port == y->sin_port;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
-                   0 &&
-               x->sin6_port == y->sin6_port;
-    }
-    return 0;
-}
-
 static void pump(struct smtp *s);
-static void conn_new(struct smtp *s, struct smtp_send *m,
-                     const struct conn *from);
-static void conn_fail(struct conn *c, int code, const char *why);
-static void conn_timer(struct conn *c);
 
 /* ---- messages ---- */
 
@@ -233,7 +127,7 @@ static void smtp_unref(struct smtp *s)
     free(s);
 }
 
-static void conn_unref(struct conn *c)
+void kn__smtp_conn_unref(struct conn *c)
 {
     struct smtp *s = c->s;
     if (--c->refs > 0)
@@ -249,7 +143,7 @@ static void conn_unref(struct conn *c)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    conn_unref(h->data);
+    kn__smtp_conn_unref(h->data);
 }
 
 static void idle_remove(struct conn *c)
@@ -318,8 +212,8 @@ static void start_write(struct conn *c)
         c->writing = 0;
         snprintf(why, sizeof(why), "write to the relay failed: %s",
                  uv_strerror(r));
-        conn_fail(c, 0, why);
-        conn_unref(c);
+        kn__smtp_conn_fail(c, 0, why);
+        kn__smtp_conn_unref(c);
     }
 }
 
@@ -334,13 +228,13 @@ static void on_written(uv_write_t *req, int status)
             char why[120];
             snprintf(why, sizeof(why), "write to the relay failed: %s",
                      uv_strerror(status));
-            conn_fail(c, 0, why);
+            kn__smtp_conn_fail(c, 0, why);
         } else {
             start_write(c);
-            conn_timer(c);
+            kn__smtp_conn_timer(c);
         }
     }
-    conn_unref(c);
+    kn__smtp_conn_unref(c);
 }
 
 /* Bytes for the socket: written at once if it takes them, else queued. */
@@ -357,7 +251,7 @@ static void net_write(struct conn *c, const char *p, size_t n)
             char why[120];
             snprintf(why, sizeof(why), "write to the relay failed: %s",
                      uv_strerror(r));
-            conn_fail(c, 0, why);
+            kn__smtp_conn_fail(c, 0, why);
             return;
         }
         if (r > 0) {
@@ -426,7 +320,8 @@ static void tls_handshake(struct conn *c)
     if (r == 1) {
         c->handshaking = 0;
         if (SSL_version(c->ssl) < TLS1_2_VERSION) {
-            conn_fail(c, 0, "TLS: unsupported protocol version below 1.2");
+            kn__smtp_conn_fail(c, 0,
+                               "TLS: unsupported protocol version below 1.2");
             return;
         }
         if (c->dead)
@@ -435,7 +330,7 @@ static void tls_handshake(struct conn *c)
             kn_smtp_set_tls(c->sess); /* the greeting comes next */
         else
             kn_smtp_tls_done(c->sess);
-        conn_timer(c);
+        kn__smtp_conn_timer(c);
         return;
     }
     e = SSL_get_error(c->ssl, r);
@@ -444,18 +339,19 @@ static void tls_handshake(struct conn *c)
     {
         char why[300];
         tls_reason(c, why, sizeof(why));
-        conn_fail(c, 0, why);
+        kn__smtp_conn_fail(c, 0, why);
     }
 }
 
-static void tls_start(struct conn *c)
+void kn__smtp_tls_start(struct conn *c)
 {
     struct smtp *s = c->s;
     struct in6_addr a6;
     struct in_addr a4;
     c->ssl = SSL_new(s->ssl_ctx);
     if (c->ssl == NULL) {
-        conn_fail(c, 0, "TLS: cannot create a connection (out of memory)");
+        kn__smtp_conn_fail(c, 0,
+                           "TLS: cannot create a connection (out of memory)");
         return;
     }
     c->rbio = BIO_new(BIO_s_mem());
@@ -471,7 +367,7 @@ static void tls_start(struct conn *c)
         SSL_set_tlsext_host_name(c->ssl, s->host);
     }
     c->handshaking = 1;
-    conn_timer(c);
+    kn__smtp_conn_timer(c);
     tls_handshake(c);
 }
 
@@ -497,7 +393,7 @@ static void sess_write(void *ctx, const char *buf, size_t len)
             if (n <= 0) {
                 char why[300];
                 tls_reason(c, why, sizeof(why));
-                conn_fail(c, 0, why);
+                kn__smtp_conn_fail(c, 0, why);
                 return;
             }
             off += (size_t)n;
@@ -510,7 +406,7 @@ static void sess_write(void *ctx, const char *buf, size_t len)
 
 static void sess_starttls(void *ctx)
 {
-    tls_start(ctx);
+    kn__smtp_tls_start(ctx);
 }
 
 static void start_msg(struct conn *c)
@@ -519,7 +415,7 @@ static void start_msg(struct conn *c)
     c->m->msg.rcpt = c->m->rcpt;
     c->m->msg.data = c->m->data;
     kn_smtp_send(c->sess, &c->m->msg);
-    conn_timer(c);
+    kn__smtp_conn_timer(c);
 }
 
 static void sess_ready(void *ctx)
@@ -546,7 +442,7 @@ static void sess_ready(void *ctx)
     else
         s->idle = c;
     s->idle_tail = c;
-    conn_timer(c);
+    kn__smtp_conn_timer(c);
     pump(s);
 }
 
@@ -603,10 +499,10 @@ static void sess_result(void *ctx, int code, const char *text,
 
 static void sess_fail(void *ctx, int code, const char *why)
 {
-    conn_fail(ctx, code, why);
+    kn__smtp_conn_fail(ctx, code, why);
 }
 
-static const struct kn_smtp_cbs session_cbs = {
+const struct kn_smtp_cbs kn__smtp_session_cbs = {
     .write = sess_write,
     .starttls = sess_starttls,
     .ready = sess_ready,
@@ -619,7 +515,7 @@ static const struct kn_smtp_cbs session_cbs = {
  * reason; except on a reused connection that died before any reply to the
  * message (the relay closed it while idle): then it is taken again, once.
  */
-static void conn_fail(struct conn *c, int code, const char *why)
+void kn__smtp_conn_fail(struct conn *c, int code, const char *why)
 {
     struct smtp *s = c->s;
     struct smtp_send *m = c->m;
@@ -636,7 +532,7 @@ static void conn_fail(struct conn *c, int code, const char *why)
         return;
     c->m = NULL;
     conn_close(c);
-    if (early && s->have_good && same_addr(&c->addrs[c->ai], &s->good))
+    if (early && s->have_good && kn_sockaddr_same(&c->addrs[c->ai], &s->good))
         s->have_good = 0; /* the address that worked no longer does */
     if (early && c->ai + 1 < c->naddrs && !s->closing) {
         /* The message goes to the name's next address, on a new
@@ -647,7 +543,7 @@ static void conn_fail(struct conn *c, int code, const char *why)
         kn_log(KN_LOG_INFO, "smtp",
                "a relay address failed; trying the next one of its name",
                "host", s->host, "address", addr, "reason", why, NULL);
-        conn_new(s, m, c);
+        kn__smtp_conn_new(s, m, c);
         return;
     }
     if (early && c->naddrs > 1) {
@@ -685,7 +581,7 @@ static void on_timeout(uv_timer_t *t)
     if (c->in_idle) { /* idle too long: QUIT, closed after its reply */
         idle_remove(c);
         kn_smtp_quit(c->sess);
-        conn_timer(c);
+        kn__smtp_conn_timer(c);
         return;
     }
     if (!c->connected) {
@@ -722,11 +618,11 @@ static void on_timeout(uv_timer_t *t)
     snprintf(why, sizeof(why),
              "timeout: nothing complete within %lld ms waiting for %s",
              (long long)ms, what);
-    conn_fail(c, 0, why);
+    kn__smtp_conn_fail(c, 0, why);
 }
 
 /* (Re)start the timer for what the connection waits for now. */
-static void conn_timer(struct conn *c)
+void kn__smtp_conn_timer(struct conn *c)
 {
     struct smtp *s = c->s;
     int64_t ms;
@@ -769,7 +665,7 @@ static void conn_timer(struct conn *c)
 
 /* ---- input ---- */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+void kn__smtp_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct conn *c = h->data;
     (void)hint;
@@ -777,12 +673,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 }
 
 /*
- * Bytes from the relay.  A reply's timeout (conn_timer) restarts only when
- * a whole reply has come (RFC 5321 4.5.3.2 times the reply, not each
+ * Bytes from the relay.  A reply's timeout (kn__smtp_conn_timer) restarts only
+ * when a whole reply has come (RFC 5321 4.5.3.2 times the reply, not each
  * read): a relay trickling a long reply a byte at a time cannot hold a
  * message and its connection for ever.
  */
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+void kn__smtp_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     struct conn *c = st->data;
     unsigned long seen;
@@ -798,14 +694,14 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             snprintf(why, sizeof(why), "reading from the relay failed: %s",
                      uv_strerror((int)n));
         }
-        conn_fail(c, 0, why);
+        kn__smtp_conn_fail(c, 0, why);
         return;
     }
     seen = kn_smtp_replies(c->sess);
     if (c->ssl == NULL) {
         kn_smtp_input(c->sess, b->base, (size_t)n);
         if (kn_smtp_replies(c->sess) != seen)
-            conn_timer(c);
+            kn__smtp_conn_timer(c);
         return;
     }
     BIO_write(c->rbio, b->base, (int)n);
@@ -828,243 +724,16 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             break;
         if (e == SSL_ERROR_ZERO_RETURN) {
-            conn_fail(c, 0, "the relay closed the TLS connection");
+            kn__smtp_conn_fail(c, 0, "the relay closed the TLS connection");
         } else {
             char why[300];
             tls_reason(c, why, sizeof(why));
-            conn_fail(c, 0, why);
+            kn__smtp_conn_fail(c, 0, why);
         }
         return;
     }
     if (kn_smtp_replies(c->sess) != seen)
-        conn_timer(c);
-}
-
-/* ---- connecting ---- */
-
-/* Why a connection to a relay that is not local ended (the detail). */
-#define PLAIN_REMOTE_REFUSED                                                   \
-    "configuration: smtp.tls = none sends mail in clear, so only to a relay "  \
-    "on this host or a local network (10/8, 172.16/12, 192.168/16, fc00::/7, " \
-    "link-local); this one is elsewhere: set smtp.tls = starttls or implicit"
-
-/*
- * With smtp.tls = none (SECURITY-PROMISES.md row 2: plaintext SMTP only
- * for a local relay), whether this connection may go on, judged by the
- * address connected to, whatever name smtp.url gives (common/ipscope.c).
- * Returns NULL if it may, else why not (a fixed string):
- *  1. with TLS: it may;
- *  2. a loopback address: it may, and the session is told the relay is
- *     on this host (AUTH may go in clear);
- *  3. a local network address: it may without smtp.username; with one,
- *     KN_SMTP_PLAIN_AUTH_REFUSED, since the password goes in clear to
- *     this host only;
- *  4. any other address, or the peer's unknown: PLAIN_REMOTE_REFUSED,
- *     with or without a password (children's names and notices would
- *     cross the internet in clear).
- * On a refusal nothing has been sent: the caller ends the connection and
- * the message tempfails, so that the breaker opens and mail fails over
- * to SendGrid, as when the relay is down.  The fault is logged as an
- * error once per start and kind, with the relay's name and the address
- * connected to (never a recipient's, never the password).
- */
-static const char *plain_refusal(struct conn *c)
-{
-    struct smtp *s = c->s;
-    struct sockaddr_storage peer;
-    int len = sizeof(peer);
-    enum kn_ip_scope scope = KN_IP_ELSEWHERE;
-    char addr[INET6_ADDRSTRLEN];
-    if (s->tls != KN_TLS_NONE)
-        return NULL;
-    memset(&peer, 0, sizeof(peer));
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0)
-        scope = kn_ip_scope((struct sockaddr *)&peer);
-    if (scope == KN_IP_LOOPBACK) {
-        kn_smtp_set_local(c->sess);
-        return NULL;
-    }
-    if (scope == KN_IP_LOCAL_NET && s->username == NULL)
-        return NULL;
-    kn_ip_text((struct sockaddr *)&peer, addr, sizeof(addr));
-    if (scope == KN_IP_LOCAL_NET) {
-        if (!s->plain_auth_logged) {
-            s->plain_auth_logged = 1;
-            kn_log(KN_LOG_ERROR, "smtp",
-                   "smtp.tls = none with smtp.username, and the relay is not "
-                   "on this host: the password is never sent to it in clear; "
-                   "e-mail through this address fails (the next address of "
-                   "the relay's name is tried, if it has one) until "
-                   "smtp.tls is starttls or implicit (the breaker fails "
-                   "over to SendGrid if set up)",
-                   "host", s->host, "address", addr, NULL);
-        }
-        return KN_SMTP_PLAIN_AUTH_REFUSED;
-    }
-    if (!s->plain_remote_logged) {
-        s->plain_remote_logged = 1;
-        kn_log(KN_LOG_ERROR, "smtp",
-               "smtp.tls = none, and the relay is not on this host or a "
-               "local network (loopback, 10/8, 172.16/12, 192.168/16, "
-               "169.254/16, fc00::/7, fe80::/10): mail is never sent to it "
-               "in clear; e-mail through this address fails (the next "
-               "address of the relay's name is tried, if it has one) until "
-               "smtp.tls is starttls or implicit, or smtp.url names a relay "
-               "on the local network (the breaker fails over to SendGrid if "
-               "set up)",
-               "host", s->host, "address", addr, NULL);
-    }
-    return PLAIN_REMOTE_REFUSED;
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct conn *c = req->data;
-    if (!c->dead) {
-        const char *refused = status < 0 ? NULL : plain_refusal(c);
-        if (status < 0) {
-            char why[160];
-            snprintf(why, sizeof(why), "cannot connect to the relay: %s",
-                     uv_strerror(status));
-            conn_fail(c, 0, why);
-        } else if (refused != NULL) {
-            conn_fail(c, 0, refused);
-        } else {
-            c->connected = 1;
-            uv_tcp_nodelay(&c->tcp, 1);
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-            if (c->s->tls == KN_TLS_IMPLICIT)
-                tls_start(c);
-            else
-                conn_timer(c);
-        }
-    }
-    conn_unref(c);
-}
-
-/* Connect to c->addrs[c->ai]. */
-static void connect_to(struct conn *c)
-{
-    int r;
-    c->creq.data = c;
-    r = uv_tcp_connect(&c->creq, &c->tcp,
-                       (const struct sockaddr *)&c->addrs[c->ai], on_connect);
-    if (r < 0) {
-        char why[160];
-        snprintf(why, sizeof(why), "cannot connect to the relay: %s",
-                 uv_strerror(r));
-        conn_fail(c, 0, why);
-        return;
-    }
-    c->refs++;
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct conn *c = req->data;
-    if (!c->dead) {
-        if (status < 0 || res == NULL) {
-            char why[200];
-            snprintf(why, sizeof(why), "cannot resolve the relay's name: %s",
-                     uv_strerror(status));
-            conn_fail(c, 0, why);
-        } else {
-            /* The name's TCP addresses in the resolver's order (RFC 6724),
-             * each once, the one that last worked first. */
-            for (struct addrinfo *ai = res; ai != NULL && c->naddrs < MAX_ADDRS;
-                 ai = ai->ai_next) {
-                struct sockaddr_storage a;
-                int dup = 0;
-                if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-                    ai->ai_addrlen > sizeof(a))
-                    continue;
-                memset(&a, 0, sizeof(a));
-                memcpy(&a, ai->ai_addr, ai->ai_addrlen);
-                for (int i = 0; i < c->naddrs; i++)
-                    dup |= same_addr(&c->addrs[i], &a);
-                if (!dup)
-                    c->addrs[c->naddrs++] = a;
-            }
-            for (int i = 1; c->s->have_good && i < c->naddrs; i++) {
-                if (same_addr(&c->addrs[i], &c->s->good)) {
-                    struct sockaddr_storage t = c->addrs[i];
-                    memmove(&c->addrs[1], &c->addrs[0],
-                            (size_t)i * sizeof(c->addrs[0]));
-                    c->addrs[0] = t;
-                    break;
-                }
-            }
-            if (c->naddrs == 0)
-                conn_fail(c, 0,
-                          "cannot resolve the relay's name: no IPv4 or "
-                          "IPv6 address");
-            else
-                connect_to(c);
-        }
-    }
-    uv_freeaddrinfo(res);
-    conn_unref(c);
-}
-
-/*
- * A new connection, opened for message m: to the relay's name (resolved
- * now), or, if from is not NULL (a connection that failed before it was
- * connected), to the next of from's addresses.
- */
-static void conn_new(struct smtp *s, struct smtp_send *m,
-                     const struct conn *from)
-{
-    struct conn *c = kn_xcalloc(1, sizeof(*c));
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    c->s = s;
-    c->m = m;
-    s->refs++;
-    c->refs = 2; /* tcp and timer */
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->sess = kn_smtp_session_new(&s->sconf, &session_cbs, c);
-    c->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-    conn_timer(c);
-    if (from != NULL) {
-        memcpy(c->addrs, from->addrs, sizeof(c->addrs));
-        c->naddrs = from->naddrs;
-        c->ai = from->ai + 1;
-        connect_to(c);
-    } else if (uv_ip4_addr(s->host, s->port, &a4) == 0) {
-        memcpy(&c->addrs[0], &a4, sizeof(a4));
-        c->naddrs = 1;
-        connect_to(c);
-    } else if (uv_ip6_addr(s->host, s->port, &a6) == 0) {
-        memcpy(&c->addrs[0], &a6, sizeof(a6));
-        c->naddrs = 1;
-        connect_to(c);
-    } else {
-        struct addrinfo hints;
-        char port[16];
-        int r;
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        snprintf(port, sizeof(port), "%d", s->port);
-        c->gai.data = c;
-        r = uv_getaddrinfo(s->loop, &c->gai, on_resolved, s->host, port,
-                           &hints);
-        if (r < 0) {
-            char why[160];
-            snprintf(why, sizeof(why), "cannot resolve the relay's name: %s",
-                     uv_strerror(r));
-            conn_fail(c, 0, why);
-            return;
-        }
-        c->refs++;
-    }
+        kn__smtp_conn_timer(c);
 }
 
 /* Hand queued messages to idle connections, or open new ones. */
@@ -1077,7 +746,7 @@ static void pump(struct smtp *s)
             c->m = dequeue(s);
             start_msg(c);
         } else if (s->nconns < s->connections) {
-            conn_new(s, dequeue(s), NULL);
+            kn__smtp_conn_new(s, dequeue(s), NULL);
         } else {
             break;
         }

@@ -121,3 +121,22 @@ char *kn_ip_text(const struct sockaddr *sa, char *buf, size_t n)
         snprintf(buf, n, "?");
     return buf;
 }
+
+int kn_sockaddr_same(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+               x->sin_port == y->sin_port;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
+                   0 &&
+               x->sin6_port == y->sin6_port;
+    }
+    return 0;
+}

@@ -41,4 +41,10 @@ int kn_sockaddr_loopback(const struct sockaddr *sa);
  */
 char *kn_ip_text(const struct sockaddr *sa, char *buf, size_t n);
 
+/* 1 if a and b are the same AF_INET or AF_INET6 address and port (flow
+ * and scope ids aside), else 0 (another family included). */
+struct sockaddr_storage;
+int kn_sockaddr_same(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b);
+
 #endif

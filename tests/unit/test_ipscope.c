@@ -326,10 +326,52 @@ static void test_text(void **state)
     assert_string_equal(kn_ip_text((struct sockaddr *)&a4, small, 1), "");
 }
 
+/* kn_sockaddr_same: address and port, v4 and v6; another family never. */
+static void test_same(void **state)
+{
+    struct sockaddr_storage a, b;
+    struct sockaddr_in *a4 = (void *)&a, *b4 = (void *)&b;
+    struct sockaddr_in6 *a6 = (void *)&a, *b6 = (void *)&b;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a4->sin_family = b4->sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.2", &a4->sin_addr);
+    inet_pton(AF_INET, "127.0.0.2", &b4->sin_addr);
+    a4->sin_port = b4->sin_port = htons(25);
+    assert_true(kn_sockaddr_same(&a, &b));
+    b4->sin_port = htons(587);
+    assert_false(kn_sockaddr_same(&a, &b));
+    b4->sin_port = htons(25);
+    inet_pton(AF_INET, "127.0.0.1", &b4->sin_addr);
+    assert_false(kn_sockaddr_same(&a, &b));
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a6->sin6_family = b6->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "fd00::2", &a6->sin6_addr);
+    inet_pton(AF_INET6, "fd00::2", &b6->sin6_addr);
+    a6->sin6_port = b6->sin6_port = htons(25);
+    assert_true(kn_sockaddr_same(&a, &b));
+    inet_pton(AF_INET6, "fd00::3", &b6->sin6_addr);
+    assert_false(kn_sockaddr_same(&a, &b));
+    /* ::ffff:127.0.0.2 is not 127.0.0.2 here: two families */
+    memset(&b, 0, sizeof(b));
+    b4->sin_family = AF_INET;
+    b4->sin_port = htons(25);
+    inet_pton(AF_INET, "127.0.0.2", &b4->sin_addr);
+    inet_pton(AF_INET6, "::ffff:127.0.0.2", &a6->sin6_addr);
+    assert_false(kn_sockaddr_same(&a, &b));
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.ss_family = b.ss_family = AF_UNIX;
+    assert_false(kn_sockaddr_same(&a, &b));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ipv4_blocks_and_edges),
+        cmocka_unit_test(test_same),
         cmocka_unit_test(test_ipv6_blocks_and_edges),
         cmocka_unit_test(test_ipv4_in_ipv6),
         cmocka_unit_test(test_other_families),
