@@ -140,7 +140,10 @@ with Redis(out) as r:
         for f in ("phone", "kana", "guardian", "name"):
             assert h[f].startswith("k") and "1234" not in h[f] and "山田" not in h[f], (f, h[f])
         dump = b"".join(r.call("DUMP", P + "rcpt:%s:%s" % (T, i)) for i in ("s-1", "s-2"))
-        assert b"5678" not in dump and "やまだ".encode() not in dump
+        # The numbers as written or normalised (a bare "5678" also turns up
+        # by chance in a blind index's hex: a flake of one run in ~200).
+        for plain in (b"1234-5678", b"12345678", "やまだ".encode()):
+            assert plain not in dump, plain
 
     with tap.check("[1] export gives the columns back (phone normalised); re-import is a no-op"):
         rc, so, se = ctl("recipients", "export", "--tenant", T)
