@@ -90,6 +90,10 @@ struct kn_expander {
     int deep_streak;  /* turns in a row that found their stream full */
     int64_t swept_ms; /* claims of the waiting entries last renewed */
     struct xstream qs[KN_QUEUE_STREAMS];
+    /* the streams' lengths as the last page's commit returned them, and
+     * when (fresh: not used yet; expand_page.c) */
+    int64_t clen[KN_QUEUE_STREAMS], clen_ms;
+    int clen_fresh;
 
     /* the broadcast being expanded (ack: 1, or 2 when it escalates to the
      * next guardian: the first wave reaches each child's first guardian) */

@@ -344,8 +344,36 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     return added;
 }
 
+/* "<a><b>|<c>" (c NULL: "<a><b>"), without printf: 500 a job. */
+static char *join3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = c != NULL ? strlen(c) : 0;
+    char *s = kn_xmalloc(la + lb + lc + 2);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    if (c != NULL) {
+        s[la + lb] = '|';
+        memcpy(s + la + lb + 1, c, lc);
+        lc++;
+    }
+    s[la + lb + lc] = '\0';
+    return s;
+}
+
+/* A group's members as commit_page reads them: the cnt fields, then the
+ * cnt records to write ("q|<rcpt>", or "q|<rcpt>|<gid>"). */
+static void add_group_members(struct kn_argv *a, const struct line_member *m,
+                              size_t cnt, const char *gid)
+{
+    for (size_t k = 0; k < cnt; k++)
+        kn_argv_take(a, join3("line:", m[k].bi, NULL));
+    for (size_t k = 0; k < cnt; k++)
+        kn_argv_take(a, join3("q|", m[k].rcpt, gid));
+}
+
 /* A group entry of commit_page whose job the script builds: base job
- * json j, then every member's field, rcpt, sealed address, index. */
+ * json j, the members' fields and records, then their sealed addresses
+ * and their indexes. */
 static void add_line_group_parts(struct kn_expander *e, struct kn_argv *a,
                                  json_t *j, const struct line_member *m,
                                  size_t cnt)
@@ -355,12 +383,11 @@ static void add_line_group_parts(struct kn_expander *e, struct kn_argv *a,
     kn_argv_addi(a, (int64_t)cnt);
     kn_argv_take(a, json_dumps(j, JSON_COMPACT));
     kn_argv_add(a, "");
-    for (size_t k = 0; k < cnt; k++) {
-        kn_argv_addf(a, "line:%s", m[k].bi);
-        kn_argv_add(a, m[k].rcpt);
+    add_group_members(a, m, cnt, NULL);
+    for (size_t k = 0; k < cnt; k++)
         kn_argv_add(a, m[k].sealed);
+    for (size_t k = 0; k < cnt; k++)
         kn_argv_add(a, m[k].bi);
-    }
 }
 
 /* Members by language, then by index (a stable order: issue 16). */
@@ -435,15 +462,7 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
         kn_argv_addi(a, (int64_t)cnt);
         kn_argv_take(a, js);
         kn_argv_add(a, key); /* the group the members' records name */
-        for (size_t k = off; k < off + cnt; k++) {
-            /* "line:<bi>" without printf (500 a job) */
-            size_t bl = strlen(line[k].bi);
-            char *fld = kn_xmalloc(bl + 6);
-            memcpy(fld, "line:", 5);
-            memcpy(fld + 5, line[k].bi, bl + 1);
-            kn_argv_take(a, fld);
-            kn_argv_add(a, line[k].rcpt);
-        }
+        add_group_members(a, line + off, cnt, key);
     }
 }
 
@@ -453,7 +472,7 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
     long long code;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
         for (int i = 0; i < KN_QUEUE_STREAMS; i++)
             e->qs[i].pending = 0;
         kn__expand_page_clear(e);
@@ -474,6 +493,12 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     e->page++;
+    if (rep->elements == 2 + KN_QUEUE_STREAMS) {
+        for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+            e->clen[i] = rep->element[2 + i]->integer;
+        e->clen_ms = kn_mono_ms();
+        e->clen_fresh = 1;
+    }
     /* Keep our claim on the entry fresh, so nobody takes over a long but
      * healthy expansion (XCLAIM with min-idle 0 resets its idle time). */
     if (kn_mono_ms() - e->cur->kept_ms > 1000) {
@@ -978,10 +1003,34 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
     free(dp);
 }
 
+/*
+ * The depth check on the lengths the last commit returned, when it
+ * returned them just now (the next page of the same turn, usually): the
+ * XLEN a page saved, a round trip behind every worker's command.  1 too
+ * deep, 0 room, -1 not known (then XLEN).  Used once: stale lengths
+ * would only ever be longer than the streams (workers drain them).
+ */
+static int depth_known(struct kn_expander *e)
+{
+    int deep = 0;
+    if (!e->clen_fresh || kn_mono_ms() - e->clen_ms > 5) {
+        e->clen_fresh = 0;
+        return -1;
+    }
+    e->clen_fresh = 0;
+    for (size_t i = 0; i < e->nchans; i++) {
+        int si = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
+        if (e->clen[si] > kn__expand_depth_limit(e, si, e->clen[si]))
+            deep = 1;
+    }
+    return deep;
+}
+
 /* Next page, or done.  Waits while a target stream is too deep. */
 void kn__expand_page(struct kn_expander *e)
 {
     struct depth *dp;
+    int deep;
     if (e->closed)
         return;
     if (e->d->stopping) {
@@ -993,6 +1042,13 @@ void kn__expand_page(struct kn_expander *e)
     }
     if (page_start(e, e->page) >= e->aud_n) {
         kn__expand_done(e);
+        return;
+    }
+    if ((deep = depth_known(e)) >= 0) {
+        if (deep)
+            kn__expand_blocked(e); /* its turn ends; the workers catch up */
+        else
+            range_page(e);
         return;
     }
     dp = kn_xcalloc(1, sizeof(*dp));

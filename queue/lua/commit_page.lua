@@ -4,15 +4,19 @@
 -- ARGV: page, recipients without any usable contact on this page, prefix,
 --       then entries.  A single job: stream index (0-5), field, job json,
 --       rcpt.  A group job (LINE multicast): 100 + stream index, member
---       count n, base job json, "", then n x (field, rcpt, sealed, bindex);
---       the members that are new (HSETNX) and not dead become the job's
---       "r", "a" and "i" arrays.  A whole group job (what the expander
+--       count n, base job json, "", then the n fields, the n records
+--       ('q|<rcpt>'), the n sealed addresses and the n indexes; the members
+--       that are new (HSETNX) and not dead become the job's "r", "a" and
+--       "i" arrays.  A whole group job (what the expander
 --       sends): 200 + stream index, n, the job json with every member in
---       "r", "a", "i", its group id (the job's "key", or ""), then n x
---       (field, rcpt); the job is enqueued as given when every member is
---       new and not dead, else with those only.  A member queued is
---       recorded 'q|<rcpt>|<group id>' (lib/group.lua: its delivery is then
---       recorded once, in '@<group id>'), or 'q|<rcpt>' without an id.
+--       "r", "a", "i", its group id (the job's "key", or ""), then the n
+--       fields, then the n records to write ('q|<rcpt>|<group id>', or
+--       'q|<rcpt>' without an id: made by the expander, so that Redis
+--       neither parses nor joins a string per member); the job is enqueued
+--       as given when every member is new and not dead, else with those
+--       only.  A member queued is recorded 'q|<rcpt>|<group id>'
+--       (lib/group.lua: its delivery is then recorded once, in
+--       '@<group id>'), or 'q|<rcpt>' without an id.
 --       A guardian's address left out for its own choice (issue 16:
 --       opt-out, stopped channel): 300, field, rcpt; recorded
 --       'o|<rcpt>|0|opted_out' and counted in n:<channel>:opted_out unless
@@ -31,8 +35,10 @@
 -- in the hash bc:fam: field = the recipient whose job (and personal link)
 -- reaches that address, value = the other recipients it reaches, joined by
 -- ';', so that the confirmation page behind that link lists every child.
--- Returns {1, jobs added}, {0, 0} if this page was already committed,
--- {-1, 0} if the broadcast was cancelled.
+-- Returns {1, jobs added, then the length of each of the six streams
+-- after it}, so that the expander measures them without an XLEN of its
+-- own; {0, 0} if this page was already committed, {-1, 0} if the
+-- broadcast was cancelled.
 --#include keys
 if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
   return {-1, 0}
@@ -49,10 +55,13 @@ local function count(f, by)
 end
 local fam = members and KEYS[10]
 local supp = key(P, 'supp', redis.call('HGET', KEYS[1], 'tenant') or '')
--- rcpt reached through the job of the recipient already at field
-local function sibling(field, rcpt)
-  local cur = redis.call('HGET', KEYS[2], field)
-  local first = cur and string.match(cur, '^%a|([^|]*)')
+-- rcpt reached through the job of the recipient already at field (first:
+-- that recipient when known here, a group's member not written yet)
+local function sibling(field, rcpt, first)
+  if not first then
+    local cur = redis.call('HGET', KEYS[2], field)
+    first = cur and string.match(cur, '^%a|([^|]*)')
+  end
   if not first or first == rcpt then return end
   local list = redis.call('HGET', fam, first) or ''
   for x in string.gmatch(list, '[^;]+') do
@@ -88,64 +97,66 @@ local function take(field, rcpt)
   if fam then sibling(field, rcpt) end
   return false
 end
--- The members of a group (field and recipient at ARGV[first + stride * k]
--- and the argument after it, k = 0 .. cnt - 1), marked queued (or dead)
--- as take() would, in three calls for the whole group (SMISMEMBER, HMGET,
--- HSET) instead of two per member: the per-call cost of redis.call was
--- most of Redis' time per LINE recipient.  The same field twice counts
--- once, as HSETNX would.  A member queued is recorded 'q|<rcpt>', or
--- 'q|<rcpt>|<gid>' when gid is not ''.  Returns the k taken, in order.
-local function take_group(cnt, first, stride, gid)
-  local tail = gid ~= '' and '|' .. gid or ''
-  local fields, bis, ch = {}, {}, nil
-  local took = {}
-  local pre, plen
-  for k = 0, cnt - 1 do
-    local f = ARGV[first + stride * k]
-    local bi
-    -- A group is of one channel: after the first member, its prefix is
-    -- checked with a plain find and cut off (one new string per member,
-    -- not a pattern match with two captures).
-    if pre and string.find(f, pre, 1, true) == 1 then
-      bi = string.sub(f, plen + 1)
-    else
-      local c
-      c, bi = string.match(f, '^(%a+):(.*)$')
-      ch = ch or c
-      if c and c == ch then pre = c .. ':'; plen = #pre end
-    end
-    fields[k + 1] = f; bis[k + 1] = bi
-  end
+-- The members of a group (its cnt fields from ARGV[first], then the cnt
+-- records to write: 'q|<rcpt>', or 'q|<rcpt>|<gid>' when gid is not ''),
+-- marked queued (or dead) as take() would, in at most four calls for the
+-- whole group (SCARD, SMISMEMBER, HMGET, HSET) instead of two per member:
+-- the per-call cost of redis.call was most of Redis' time per LINE
+-- recipient.  A dead set that is empty (the usual case) is not asked, and
+-- nothing is parsed or joined per member; a record's recipient is cut out
+-- of it only where it is needed (a dead address, an "ack" broadcast's
+-- sets).  The same field twice counts once, as HSETNX would.  Returns the
+-- k taken, in order.
+local function take_block(cnt, first, gid)
+  local took, nt = {}, 0
   if cnt == 0 then return took end
-  local dead = redis.call('SMISMEMBER', key(P, 'dead', ch), unpack(bis))
-  local cur = redis.call('HMGET', KEYS[2], unpack(fields))
-  local set, seen = {}, {}
+  local tlen = gid ~= '' and #gid + 1 or 0
+  local vfirst = first + cnt
+  local function rcpt_of(k)
+    local v = ARGV[vfirst + k]
+    return string.sub(v, 3, #v - tlen)
+  end
+  local ch = string.match(ARGV[first], '^(%a+):')
+  local dkey = key(P, 'dead', ch or '')
+  local dead = {}
+  if redis.call('SCARD', dkey) > 0 then
+    local bis, cut = {}, #(ch or '') + 2
+    for k = 0, cnt - 1 do bis[k + 1] = string.sub(ARGV[first + k], cut) end
+    dead = redis.call('SMISMEMBER', dkey, unpack(bis))
+  end
+  local cur = redis.call('HMGET', KEYS[2], unpack(ARGV, first, vfirst - 1))
+  local set, seen, ns = {}, {}, 0
   local ndead, ntotal = 0, 0
   for k = 0, cnt - 1 do
-    local f, rcpt = fields[k + 1], ARGV[first + stride * k + 1]
-    if members then redis.call('SADD', members, rcpt) end
-    if cur[k + 1] and not seen[f] and string.sub(cur[k + 1], 1, 2) == 'o|'
-    then
-      cur[k + 1] = false -- a guardian's opt-out record: the job wins
+    local f, c = ARGV[first + k], cur[k + 1]
+    if members then redis.call('SADD', members, rcpt_of(k)) end
+    if c and not seen[f] and string.sub(c, 1, 2) == 'o|' then
+      c = false -- a guardian's opt-out record: the job wins
       count('n:' .. ch .. ':opted_out', -1)
     end
-    if cur[k + 1] or seen[f] then
-      if fam and dead[k + 1] ~= 1 then sibling(f, rcpt) end
+    if c or seen[f] then
+      -- seen[f]: the member of this group whose record is not written yet
+      if fam and dead[k + 1] ~= 1 then
+        sibling(f, rcpt_of(k), seen[f] and rcpt_of(seen[f]) or nil)
+      end
     elseif dead[k + 1] == 1 then
-      seen[f] = true
-      set[#set + 1] = f; set[#set + 1] = 'x|' .. rcpt .. '|0|dead'
+      seen[f] = k
+      set[ns + 1] = f; set[ns + 2] = 'x|' .. rcpt_of(k) .. '|0|dead'
+      ns = ns + 2
       ndead = ndead + 1
     else
-      seen[f] = true
-      set[#set + 1] = f; set[#set + 1] = 'q|' .. rcpt .. tail
+      seen[f] = k
+      set[ns + 1] = f; set[ns + 2] = ARGV[vfirst + k]
+      ns = ns + 2
       ntotal = ntotal + 1
-      n = n + 1
-      took[#took + 1] = k
+      nt = nt + 1
+      took[nt] = k
     end
   end
+  n = n + ntotal
   if ndead > 0 then count('n:' .. ch .. ':dead', ndead) end
   if ntotal > 0 then count('n:' .. ch .. ':total', ntotal) end
-  if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
+  if ns > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
   return took
 end
 local i = 4
@@ -167,10 +178,11 @@ while i <= #ARGV do
     local cnt = tonumber(ARGV[i + 1])
     local job = cjson.decode(ARGV[i + 2])
     local r, a, b = {}, {}, {}
-    for _, k in ipairs(take_group(cnt, i + 4, 4, '')) do
-      local j = i + 4 + 4 * k
-      r[#r + 1] = ARGV[j + 1]; a[#a + 1] = ARGV[j + 2]
-      b[#b + 1] = ARGV[j + 3]
+    for _, k in ipairs(take_block(cnt, i + 4, '')) do
+      local v = ARGV[i + 4 + cnt + k]
+      r[#r + 1] = string.sub(v, 3)
+      a[#a + 1] = ARGV[i + 4 + 2 * cnt + k]
+      b[#b + 1] = ARGV[i + 4 + 3 * cnt + k]
     end
     if #r > 0 then
       job.r = r; job.a = a; job.i = b
@@ -181,7 +193,7 @@ while i <= #ARGV do
     -- The job comes whole, with every member in r, a, i: as is when
     -- every member is taken (no JSON work here), else only those taken.
     local cnt = tonumber(ARGV[i + 1])
-    local took = take_group(cnt, i + 4, 2, ARGV[i + 3])
+    local took = take_block(cnt, i + 4, ARGV[i + 3])
     if #took == cnt and cnt > 0 then
       redis.call('XADD', KEYS[3 + si - 200], '*', 'j', ARGV[i + 2])
     elseif #took > 0 then
@@ -201,4 +213,6 @@ for f, v in pairs(counts) do redis.call('HINCRBY', KEYS[1], f, v) end
 redis.call('HINCRBY', KEYS[1], 'jobs', n)
 redis.call('HINCRBY', KEYS[1], 'unreachable', tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'xc', xc + 1)
-return {1, n}
+local res = {1, n}
+for s = 3, 8 do res[#res + 1] = redis.call('XLEN', KEYS[s]) end
+return res

@@ -227,12 +227,22 @@ with Redis(out) as r:
     def page_keys(n):
         return [bc(n), bc(n, ":r")] + streams + [bc(n, ":m")]
 
+    def commit_page(keys, args):
+        """commit_page's {code, jobs}; a page committed also returns the
+        six streams' lengths after it (the expander's depth check)."""
+        r = ev("commit_page", keys, args)
+        if r[0] == 1:
+            assert r[2:] == [c.call("XLEN", s) for s in streams], r
+        else:
+            assert len(r) == 2, r
+        return r[:2]
+
     with tap.check("commit_page: the next page only, once; a dead address gets "
                    "no job; a LINE group job; cancelled"):
         c.call("HSET", bc("cp"), "status", "sending", "ack", "1")
         c.call("SADD", P + "dead:email", "bi2")
         args = [0, 1, P, 0, "email:bi1", '{"b":"cp"}', "r1", 1, "email:bi2", '{"b":"cp"}', "r2"]
-        assert ev("commit_page", page_keys("cp"), args) == [1, 1]
+        assert commit_page(page_keys("cp"), args) == [1, 1]
         assert c.call("XLEN", streams[0]) == 1 and c.call("XLEN", streams[1]) == 0
         rr = hgetall(c, bc("cp", ":r"))
         assert rr == {"email:bi1": "q|r1", "email:bi2": "x|r2|0|dead"}, rr
@@ -240,18 +250,20 @@ with Redis(out) as r:
         assert (h["jobs"], h["xc"], h["n:email:total"], h["n:email:dead"], h["unreachable"],
                 h["ack_m"]) == ("1", "1", "1", "1", "1", "1"), h
         assert sorted(c.call("SMEMBERS", bc("cp", ":m"))) == [b"r1", b"r2"]
-        assert ev("commit_page", page_keys("cp"), args) == [0, 0]          # again: nothing
+        assert commit_page(page_keys("cp"), args) == [0, 0]          # again: nothing
         assert c.call("XLEN", streams[0]) == 1 and c.call("HGET", bc("cp"), "jobs") == b"1"
+        # fields, records, sealed addresses, indexes: each a block
         grp = [1, 0, P, 103, 3, '{"b":"cp"}', "",
-               "line:u1", "r1", "s1", "u1", "line:u2", "r2", "s2", "u2", "line:u1", "r1", "s1", "u1"]
-        assert ev("commit_page", page_keys("cp"), grp) == [1, 2]
+               "line:u1", "line:u2", "line:u1", "q|r1", "q|r2", "q|r1",
+               "s1", "s2", "s1", "u1", "u2", "u1"]
+        assert commit_page(page_keys("cp"), grp) == [1, 2]
         e = c.call("XRANGE", streams[3], "-", "+")
         assert len(e) == 1, e
         import json
         job = json.loads(e[0][1][1])
         assert job["r"] == ["r1", "r2"] and job["a"] == ["s1", "s2"] and job["i"] == ["u1", "u2"], job
         c.call("HSET", bc("cp"), "status", "cancelled")
-        assert ev("commit_page", page_keys("cp"), [2, 0, P]) == [-1, 0]
+        assert commit_page(page_keys("cp"), [2, 0, P]) == [-1, 0]
 
     with tap.check("commit_page: a whole LINE group job is enqueued as given "
                    "when every member is new, else with the new ones only"):
@@ -261,9 +273,9 @@ with Redis(out) as r:
         whole = json.dumps({"b": "cw", "key": "line:p0.0", "r": ["r1", "r2"],
                             "a": ["s1", "s2"], "i": ["w1", "w2"]},
                            separators=(",", ":"))
-        assert ev("commit_page", page_keys("cw"),
-                  [0, 0, P, 203, 2, whole, "", "line:w1", "r1", "line:w2",
-                   "r2"]) == [1, 2]
+        assert commit_page(page_keys("cw"),
+                  [0, 0, P, 203, 2, whole, "", "line:w1", "line:w2",
+                   "q|r1", "q|r2"]) == [1, 2]
         e = c.call("XRANGE", streams[3], "-", "+")
         assert e[-1][1][1].decode() == whole, e[-1]
         n0 = c.call("XLEN", streams[3])
@@ -272,9 +284,10 @@ with Redis(out) as r:
                            "r": ["r1", "r3", "r3b", "r4"],
                            "a": ["s1", "s3", "s3", "s4"],
                            "i": ["w1", "w3", "w3", "w4"]})
-        assert ev("commit_page", page_keys("cw"),
-                  [1, 0, P, 203, 4, part, "", "line:w1", "r1", "line:w3",
-                   "r3", "line:w3", "r3b", "line:w4", "r4"]) == [1, 1]
+        assert commit_page(page_keys("cw"),
+                  [1, 0, P, 203, 4, part, "", "line:w1", "line:w3",
+                   "line:w3", "line:w4", "q|r1", "q|r3", "q|r3b",
+                   "q|r4"]) == [1, 1]
         e = c.call("XRANGE", streams[3], "-", "+")
         assert c.call("XLEN", streams[3]) == n0 + 1, e
         job = json.loads(e[-1][1][1])
@@ -287,8 +300,8 @@ with Redis(out) as r:
         assert (h["jobs"], h["n:line:total"], h["n:line:dead"]) == (
             "3", "3", "1"), h
         # All members taken before: no job at all.
-        assert ev("commit_page", page_keys("cw"),
-                  [2, 0, P, 203, 1, whole, "", "line:w2", "r2"]) == [1, 0]
+        assert commit_page(page_keys("cw"),
+                  [2, 0, P, 203, 1, whole, "", "line:w2", "q|r2"]) == [1, 0]
         assert c.call("XLEN", streams[3]) == n0 + 1
 
     with tap.check("expand_done: done when every job is final; leaves active, enters "
@@ -474,9 +487,10 @@ with Redis(out) as r:
 
         def group_bc(n):
             c.call("HSET", bc(n), "status", "sending")
-            assert ev("commit_page", page_keys(n),
-                      [0, 0, P, 203, 2, job, "line:p0.0", "line:%sa" % n, "r1",
-                       "line:%sb" % n, "r2"]) == [1, 2]
+            assert commit_page(page_keys(n),
+                      [0, 0, P, 203, 2, job, "line:p0.0", "line:%sa" % n,
+                       "line:%sb" % n, "q|r1|line:p0.0",
+                       "q|r2|line:p0.0"]) == [1, 2]
             c.call("HSET", bc(n), "expanded", 1)
             rr = hgetall(c, bc(n, ":r"))
             assert rr == {"line:%sa" % n: "q|r1|line:p0.0",
@@ -800,7 +814,7 @@ with Redis(out) as r:
         keys = page_keys("fa") + [bc("fa", ":fam")]
         args = [0, 0, P, 0, "email:m", '{"b":"fa"}', "k1", 0, "email:m", '{"b":"fa"}', "k2",
                 0, "email:m", '{"b":"fa"}', "k3", 0, "email:o", '{"b":"fa"}', "k4"]
-        assert ev("commit_page", keys, args) == [1, 2]
+        assert commit_page(keys, args) == [1, 2]
         assert hgetall(c, bc("fa", ":fam")) == {"k1": "k2;k3"}
         ak = [bc("fa"), bc("fa", ":r"), bc("fa", ":ack"), bc("fa", ":m"), bc("fa", ":fam")]
         assert ev("ack_view", ak, ["k1"]) == [b"s", b"b", b"0", b"", b"", b"t1", b"k1", b"",
@@ -812,6 +826,21 @@ with Redis(out) as r:
         assert hgetall(c, bc("fa", ":ack")) == {"k1": str(NOW + 5), "k2": str(NOW),
                                                 "k3": str(NOW + 5)}
         assert c.call("HGET", bc("fa"), "acked") == b"3"
+        # a LINE group (the expander's block: fields, then records): k6
+        # shares k5's address, so k5's job reaches k6 too; k7 is another
+        # dead address (dead set not empty: asked); all in the set bc:m
+        c.call("SADD", P + "dead:line", "fd")
+        job = json.dumps({"b": "fa", "key": "line:p1.0", "r": ["k5", "k6", "k7"],
+                          "a": ["A", "A", "D"], "i": ["f5", "f5", "fd"]})
+        args = [1, 0, P, 203, 3, job, "line:p1.0", "line:f5", "line:f5",
+                "line:fd", "q|k5|line:p1.0", "q|k6|line:p1.0", "q|k7|line:p1.0"]
+        assert commit_page(keys, args) == [1, 1]
+        assert hgetall(c, bc("fa", ":fam"))["k5"] == "k6"
+        rr = hgetall(c, bc("fa", ":r"))
+        assert (rr["line:f5"], rr["line:fd"]) == ("q|k5|line:p1.0", "x|k7|0|dead"), rr
+        assert {b"k5", b"k6", b"k7"} <= set(c.call("SMEMBERS", bc("fa", ":m")))
+        e = c.call("XRANGE", streams[3], "-", "+")
+        assert json.loads(e[-1][1][1])["r"] == ["k5"], e[-1]
     with tap.check("ack_confirm: an answer within the choices, counted once; "
                    "none where the broadcast offers none"):
         keys = [bc("aq"), bc("aq", ":r"), bc("aq", ":ack"), bc("aq", ":m")]
@@ -1024,7 +1053,7 @@ with Redis(out) as r:
         c.call("HSET", P + "supp:t1", "sx", "h|1|5.1.1;0;dsn|r|b|s")
         args = [0, 0, P, 0, "email:sx", '{"b":"cs"}', "r1", 0, "email:ok",
                 '{"b":"cs"}', "r2"]
-        assert ev("commit_page", page_keys("cs"), args) == [1, 1]
+        assert commit_page(page_keys("cs"), args) == [1, 1]
         rr = hgetall(c, bc("cs", ":r"))
         assert rr == {"email:sx": "s|r1|0|suppressed", "email:ok": "q|r2"}, rr
         assert hgetall(c, bc("cs"))["n:email:suppressed"] == "1"
@@ -1035,7 +1064,7 @@ with Redis(out) as r:
         c.call("HSET", bc("co"), "status", "sending", "tenant", "t1")
         args = [0, 0, P, 300, "email:oa", "c1", 300, "email:ob", "c2",
                 300, "email:ob", "c3", 0, "email:ob", '{"b":"co"}', "c4"]
-        assert ev("commit_page", page_keys("co"), args) == [1, 1]
+        assert commit_page(page_keys("co"), args) == [1, 1]
         rr = hgetall(c, bc("co", ":r"))
         assert rr == {"email:oa": "o|c1|0|opted_out", "email:ob": "q|c4"}, rr
         h = hgetall(c, bc("co"))
@@ -1045,8 +1074,8 @@ with Redis(out) as r:
         # with that address: the job wins, the count moves back
         args = [1, 0, P, 300, "line:la", "c5", 200 + 3, 2,
                 '{"b":"co","r":["c5","c6"],"a":["A","B"],"i":["la","lb"]}', "",
-                "line:la", "c5", "line:lb", "c6"]
-        assert ev("commit_page", page_keys("co"), args) == [1, 2]
+                "line:la", "line:lb", "q|c5", "q|c6"]
+        assert commit_page(page_keys("co"), args) == [1, 2]
         rr = hgetall(c, bc("co", ":r"))
         assert rr["line:la"] == "q|c5" and rr["line:lb"] == "q|c6", rr
         h = hgetall(c, bc("co"))
