@@ -75,6 +75,7 @@ void kn__expand_page_clear(struct kn_expander *e)
 
 void kn__expand_bc_clear(struct kn_expander *e)
 {
+    kn__expand_commits_abandon(e);
     kn__expand_page_clear(e);
     kn__expand_ahead_drop(e);
     free(e->tenant);
@@ -181,6 +182,7 @@ void kn__expand_failed(struct kn_expander *e, const redisReply *rep)
             ? NULL
             : (rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
     struct kn_argv a;
+    kn__expand_commits_abandon(e);
     if (kn_poison_transient(err)) {
         kn_log(
             KN_LOG_WARN, "expand",

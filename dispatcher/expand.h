@@ -94,6 +94,13 @@ struct kn_expander {
      * when (fresh: not used yet; expand_page.c) */
     int64_t clen[KN_QUEUE_STREAMS], clen_ms;
     int clen_fresh;
+    /* pages whose commit was sent and not answered yet (at most 2: the
+     * next page's commit is sent before the last one's answer while one
+     * broadcast expands alone), their jobs per stream, and the commits'
+     * generation (an answer of an older one is ignored: expand_page.c) */
+    int inflight;
+    int64_t inflight_jobs[KN_QUEUE_STREAMS];
+    uint64_t cgen;
 
     /* the broadcast being expanded (ack: 1, or 2 when it escalates to the
      * next guardian: the first wave reaches each child's first guardian) */
@@ -177,6 +184,9 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
 
 /* Forget the page read ahead, if any (expand_page.c). */
 void kn__expand_ahead_drop(struct kn_expander *e);
+/* Abandon the page commits on their way: their answers are ignored (the
+ * entry failed, is done, or leaves the expander; expand_page.c). */
+void kn__expand_commits_abandon(struct kn_expander *e);
 
 /* ---- expand_fair.c ---- */
 
@@ -210,6 +220,11 @@ void kn__expand_fair_clear(struct kn_expander *e);
  * expander adding to it too makes the rate look lower: the stream only
  * gets shallower). */
 int64_t kn__expand_depth_limit(struct kn_expander *e, int i, int64_t len);
+/* The same limit from the drain rate measured so far (no sample). */
+int64_t kn__expand_depth_peek(const struct kn_expander *e, int i);
+/* The current entry's tenant spends cost of its quantum without its turn
+ * ending (a page committed while the next one's commit is on its way). */
+void kn__expand_fair_charge(struct kn_expander *e, int64_t cost);
 
 /* ---- expand_page.c ---- */
 

@@ -170,6 +170,17 @@ void kn__expand_admitted(struct kn_expander *e)
     kn__expand_resume(e);
 }
 
+void kn__expand_fair_charge(struct kn_expander *e, int64_t cost)
+{
+    const char *name = e->tenant ? e->tenant : "";
+    for (struct xtenant *t = *ring_of(e, e->urgent); t != NULL; t = t->next) {
+        if (strcmp(t->name, name) == 0) {
+            t->deficit -= cost;
+            return;
+        }
+    }
+}
+
 void kn__expand_turn_over(struct kn_expander *e, int64_t cost)
 {
     struct xtenant *t = put_back(e, 1);
@@ -306,10 +317,21 @@ void kn__expand_fair_clear(struct kn_expander *e)
     }
 }
 
+int64_t kn__expand_depth_peek(const struct kn_expander *e, int i)
+{
+    int64_t limit =
+        (int64_t)(e->qs[i].rate * (double)e->d->cfg->expand_ahead_ms);
+    if (limit < KN_EXPAND_MIN_AHEAD)
+        limit = KN_EXPAND_MIN_AHEAD;
+    if (limit > e->d->cfg->max_depth)
+        limit = e->d->cfg->max_depth;
+    return limit;
+}
+
 int64_t kn__expand_depth_limit(struct kn_expander *e, int i, int64_t len)
 {
     struct xstream *s = &e->qs[i];
-    int64_t now = kn_mono_ms(), limit;
+    int64_t now = kn_mono_ms();
     if (s->at_ms == 0) {
         s->at_ms = now; /* first look */
         s->len = len;
@@ -328,10 +350,5 @@ int64_t kn__expand_depth_limit(struct kn_expander *e, int i, int64_t len)
         s->len = len;
         s->mine_then = s->mine;
     }
-    limit = (int64_t)(s->rate * (double)e->d->cfg->expand_ahead_ms);
-    if (limit < KN_EXPAND_MIN_AHEAD)
-        limit = KN_EXPAND_MIN_AHEAD;
-    if (limit > e->d->cfg->max_depth)
-        limit = e->d->cfg->max_depth;
-    return limit;
+    return kn__expand_depth_peek(e, i);
 }

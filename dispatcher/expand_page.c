@@ -44,6 +44,7 @@ void kn__expand_done(struct kn_expander *e)
 {
     struct kn_daemon *d = e->d;
     struct kn_argv a;
+    kn__expand_commits_abandon(e);
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn__key(d, "active"));
@@ -468,31 +469,76 @@ static void add_line_groups(struct kn_expander *e, struct kn_argv *a,
 
 static long long page_start(const struct kn_expander *e, int64_t p);
 
+/*
+ * A page's commit on its way: what its answer settles.  While one
+ * broadcast expands alone, the next page's commit is sent before this
+ * one's answer (pipeline_next), so that Redis runs one while kairand
+ * builds the other instead of each waiting for the other; the script's
+ * checkpoint (xc) keeps them in order: a commit that arrives before the
+ * page before it commits nothing ({-2}).  Anything that ends the entry's
+ * turn otherwise (a failure, a cancel, done) abandons the commits on
+ * their way: their answers are ignored (gen), and the entry, read again
+ * from its checkpoint, goes on where Redis says.
+ */
+struct xcommit {
+    struct kn_expander *e;
+    uint64_t gen;
+    int64_t cost;
+    int64_t jobs[KN_QUEUE_STREAMS];
+};
+
+void kn__expand_commits_abandon(struct kn_expander *e)
+{
+    if (e->inflight == 0)
+        return;
+    e->cgen++;
+    e->inflight = 0;
+    memset(e->inflight_jobs, 0, sizeof(e->inflight_jobs));
+}
+
+static void pipeline_next(struct kn_expander *e);
+
 static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
 {
-    struct kn_expander *e = arg;
+    struct xcommit *x = arg;
+    struct kn_expander *e = x->e;
     long long code;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
-        for (int i = 0; i < KN_QUEUE_STREAMS; i++)
-            e->qs[i].pending = 0;
-        kn__expand_page_clear(e);
+    int64_t cost = x->cost;
+    if (x->gen != e->cgen) {
+        free(x); /* abandoned: the entry went on without it */
+        return;
+    }
+    e->inflight--;
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+        e->inflight_jobs[i] -= x->jobs[i];
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        free(x);
+        kn__expand_commits_abandon(e);
         kn__expand_failed(e, rep);
         return;
     }
     code = rep->element[0]->integer;
-    kn__expand_page_clear(e);
-    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
-        if (code > 0)
-            e->qs[i].mine += e->qs[i].pending;
-        e->qs[i].pending = 0;
+    if (code > 0) {
+        for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+            e->qs[i].mine += x->jobs[i];
+    }
+    free(x);
+    if (code == -2) {
+        /* Out of order (a commit sent again after Redis came back): the
+         * entry is read again from its checkpoint, not counted a
+         * failure. */
+        kn__expand_commits_abandon(e);
+        kn__expand_failed(e, NULL);
+        return;
     }
     if (code < 0) {
         kn_log(KN_LOG_INFO, "expand", "broadcast cancelled during expansion",
                "bc", e->cur->bc, NULL);
+        kn__expand_commits_abandon(e);
         kn__expand_done(e);
         return;
     }
-    e->page++;
     if (rep->elements == 2 + KN_QUEUE_STREAMS) {
         for (int i = 0; i < KN_QUEUE_STREAMS; i++)
             e->clen[i] = rep->element[2 + i]->integer;
@@ -505,10 +551,16 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
         e->cur->kept_ms = kn_mono_ms();
         kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, e->cur->id);
     }
+    if (e->inflight > 0) {
+        /* The next page's commit is on its way: the turn goes on. */
+        kn__expand_fair_charge(e, cost);
+        pipeline_next(e);
+        return;
+    }
     if (page_start(e, e->page) >= e->aud_n)
         kn__expand_done(e);
     else
-        kn__expand_turn_over(e, e->page_cost); /* the next turn */
+        kn__expand_turn_over(e, cost); /* the next turn */
 }
 
 /*
@@ -548,6 +600,7 @@ static void commit_page(struct kn_expander *e)
     struct kn_daemon *d = e->d;
     struct kn_argv a;
     struct line_member *line;
+    struct xcommit *x;
     size_t nline = 0;
     int unreachable = 0, unreachable_at;
     kn_argv_init(&a);
@@ -616,7 +669,19 @@ static void commit_page(struct kn_expander *e)
     free(a.v[unreachable_at]);
     a.v[unreachable_at] = kn_xasprintf("%d", unreachable);
     a.len[unreachable_at] = strlen(a.v[unreachable_at]);
-    kn__eval_reliable(d, &kn_script_commit_page, on_committed, e,
+    x = kn_xcalloc(1, sizeof(*x));
+    x->e = e;
+    x->gen = e->cgen;
+    x->cost = e->page_cost;
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+        x->jobs[i] = e->qs[i].pending;
+        e->inflight_jobs[i] += e->qs[i].pending;
+        e->qs[i].pending = 0;
+    }
+    e->inflight++;
+    e->page++; /* the next page is read and built while this one commits */
+    kn__expand_page_clear(e);
+    kn__eval_reliable(d, &kn_script_commit_page, on_committed, x,
                       4 + KN_QUEUE_STREAMS, &a);
 }
 
@@ -716,6 +781,8 @@ static void page_answered(struct xpage *pg)
         xpage_free(pg);
     else if (pg->wanted)
         page_use(pg);
+    else
+        pipeline_next(pg->e);
 }
 
 static void on_rcpt(struct kn_redis *r, redisReply *rep, void *arg)
@@ -894,6 +961,34 @@ static void read_ahead(struct kn_expander *e)
 }
 
 /*
+ * The page read ahead, committed before the last page's commit answered
+ * (struct xcommit): when one broadcast expands alone (no other waits for
+ * a turn, none newly read from the stream nor set aside and due: its turn
+ * ends at the next answer, and theirs come), the page is the entry's
+ * next, it is read whole, and the streams it goes to have room for it by
+ * the lengths last measured (a commit's answer or XLEN, within the
+ * second) and the jobs of the commit on its way.
+ */
+static void pipeline_next(struct kn_expander *e)
+{
+    struct xpage *pg = e->ahead;
+    if (e->inflight != 1 || pg == NULL || !pg->done || pg->lost ||
+        e->cur == NULL || e->closed || e->d->stopping || pg->page != e->page ||
+        strcmp(pg->id, e->cur->id) != 0 || kn__expand_fair_count(e) > 0 ||
+        e->queue != NULL ||
+        (e->deferred != NULL && e->deferred->due_ms <= kn_mono_ms()) ||
+        kn_mono_ms() - e->clen_ms > 1000)
+        return;
+    for (size_t i = 0; i < e->nchans; i++) {
+        int si = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
+        if (e->clen[si] + e->inflight_jobs[si] > kn__expand_depth_peek(e, si))
+            return;
+    }
+    pg->wanted = 1;
+    page_use(pg);
+}
+
+/*
  * A page is read (and wanted): report the records of the wrong type, make
  * it the page being built, read the next one ahead, and commit this one.
  * A page read ahead that lost a reply is read again; the page itself
@@ -982,9 +1077,12 @@ static void on_depth(struct kn_redis *r, redisReply *rep, void *arg)
         dp->lost = 1;
     else if (rep->type == REDIS_REPLY_ERROR && dp->err == NULL)
         dp->err = kn_xstrdup(rep->str);
-    else if (rep->type == REDIS_REPLY_INTEGER &&
-             rep->integer > kn__expand_depth_limit(e, si, rep->integer))
-        dp->deep = 1;
+    else if (rep->type == REDIS_REPLY_INTEGER) {
+        e->clen[si] = rep->integer;
+        e->clen_ms = kn_mono_ms();
+        if (rep->integer > kn__expand_depth_limit(e, si, rep->integer))
+            dp->deep = 1;
+    }
     if (--dp->left > 0)
         return;
     if (dp->err != NULL || dp->lost) {

@@ -307,9 +307,16 @@ void kn_queue_eval_reliable(struct kn_queue_reliable *q,
 
 size_t kn_queue_reliable_flush(struct kn_queue_reliable *q)
 {
-    struct kn_queue_pending *list = q->kept;
+    struct kn_queue_pending *list = NULL;
     size_t n = q->nkept;
-    q->kept = NULL;
+    /* kept is newest first: sent again oldest first, in the order they
+     * were made (the expander's commits of two pages in a row) */
+    while (q->kept != NULL) {
+        struct kn_queue_pending *p = q->kept;
+        q->kept = p->next;
+        p->next = list;
+        list = p;
+    }
     q->nkept = 0;
     while (list != NULL) {
         struct kn_queue_pending *p = list;

@@ -38,13 +38,16 @@
 -- Returns {1, jobs added, then the length of each of the six streams
 -- after it}, so that the expander measures them without an XLEN of its
 -- own; {0, 0} if this page was already committed, {-1, 0} if the
--- broadcast was cancelled.
+-- broadcast was cancelled, {-2, checkpoint} if a page before it is not
+-- committed yet (the expander sends a page's commit before the last one's
+-- answer: one that came first, resent out of order, commits nothing).
 --#include keys
 if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
   return {-1, 0}
 end
 local xc = tonumber(redis.call('HGET', KEYS[1], 'xc') or '0')
-if xc ~= tonumber(ARGV[1]) then return {0, 0} end
+if xc > tonumber(ARGV[1]) then return {0, 0} end
+if xc < tonumber(ARGV[1]) then return {-2, xc} end
 local P = ARGV[3]
 local members = redis.call('HGET', KEYS[1], 'ack') == '1' and KEYS[9]
 if members and xc == 0 then redis.call('HSET', KEYS[1], 'ack_m', '1') end

@@ -237,7 +237,7 @@ with Redis(out) as r:
             assert len(r) == 2, r
         return r[:2]
 
-    with tap.check("commit_page: the next page only, once; a dead address gets "
+    with tap.check("commit_page: the next page only, once, never ahead; a dead address gets "
                    "no job; a LINE group job; cancelled"):
         c.call("HSET", bc("cp"), "status", "sending", "ack", "1")
         c.call("SADD", P + "dead:email", "bi2")
@@ -251,6 +251,10 @@ with Redis(out) as r:
                 h["ack_m"]) == ("1", "1", "1", "1", "1", "1"), h
         assert sorted(c.call("SMEMBERS", bc("cp", ":m"))) == [b"r1", b"r2"]
         assert commit_page(page_keys("cp"), args) == [0, 0]          # again: nothing
+        # a page after the next (its commit came before the next one's):
+        # nothing, and the checkpoint says where the broadcast is
+        assert commit_page(page_keys("cp"), [2] + args[1:]) == [-2, 1]
+        assert c.call("HGET", bc("cp"), "xc") == b"1"
         assert c.call("XLEN", streams[0]) == 1 and c.call("HGET", bc("cp"), "jobs") == b"1"
         # fields, records, sealed addresses, indexes: each a block
         grp = [1, 0, P, 103, 3, '{"b":"cp"}', "",

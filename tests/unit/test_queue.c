@@ -347,6 +347,51 @@ static void test_reliable(void **state)
     ctx_free(c);
 }
 
+static int got_three(struct ctx *c)
+{
+    return c->replies + c->nulls >= 3;
+}
+
+/* Calls kept while Redis is down go again in the order they were made:
+ * the expander sends a page's commit before the last one's answer, and
+ * the later one first would commit nothing. */
+static void test_reliable_order(void **state)
+{
+    struct ctx *c = ctx_new();
+    struct kn_queue_reliable q = {c->r, NULL, 0};
+    struct kn_redis_script s = {
+        "o", "return redis.call('RPUSH', KEYS[1], ARGV[1])", ""};
+    struct kn_argv a;
+    redisReply *rep;
+    kn_redis_script_init(&s);
+    kn_argv_init(&a);
+    stop_redis(c->pid);
+    while (kn_redis_up(c->r))
+        uv_run(&c->loop, UV_RUN_ONCE);
+    for (int i = 1; i <= 3; i++) {
+        kn_argv_add(&a, P "order");
+        kn_argv_addi(&a, i);
+        kn_queue_eval_reliable(&q, &s, on_reply, c, 1, &a);
+    }
+    assert_int_equal(q.nkept, 3);
+    c->pid = start_redis(c->port);
+    run_until(c, is_up, 10000);
+    reset(c);
+    assert_int_equal(kn_queue_reliable_flush(&q), 3);
+    run_until(c, got_three, 2000);
+    assert_int_equal(c->nulls, 0);
+    redisFree(c->sync);
+    c->sync = redisConnect("127.0.0.1", c->port);
+    rep = redisCommand(c->sync, "LRANGE " P "order 0 -1");
+    assert_non_null(rep);
+    assert_int_equal(rep->elements, 3);
+    assert_string_equal(rep->element[0]->str, "1");
+    assert_string_equal(rep->element[1]->str, "2");
+    assert_string_equal(rep->element[2]->str, "3");
+    freeReplyObject(rep);
+    ctx_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_dead_letter),
         cmocka_unit_test(test_consumers_cleanup),
         cmocka_unit_test(test_reliable),
+        cmocka_unit_test(test_reliable_order),
     };
     kn_log_min = getenv("KN_DEBUG") ? KN_LOG_DEBUG : KN_LOG_ERROR;
     signal(SIGPIPE, SIG_IGN);
