@@ -210,6 +210,7 @@ void kn__smtp_conn_new(struct smtp *s, struct smtp_send *m,
     kn__smtp_conn_timer(c);
     if (from != NULL) {
         memcpy(c->addrs, from->addrs, sizeof(c->addrs));
+        memcpy(c->tried, from->tried, sizeof(c->tried));
         c->naddrs = from->naddrs;
         c->ai = from->ai + 1;
         connect_to(c);

@@ -96,6 +96,9 @@ struct conn {
     /* The relay's addresses (one for an IP literal) and the one tried. */
     struct sockaddr_storage addrs[MAX_ADDRS];
     int naddrs, ai;
+    /* How the addresses before this one failed ("192.0.2.1 timed out,
+     * ..."), for the reason when every one does. */
+    char tried[200];
     /* Output: wbuf is being written by uv_write; pend waits behind it. */
     char *wbuf;
     char *pend;

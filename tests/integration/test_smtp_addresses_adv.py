@@ -237,6 +237,15 @@ with FakeSMTP(out, name="smtp5") as relay5:
             bid, cnt = send(k, "h")
             tap.eq(cnt.get("failed"), N, "a sixth address is never tried "
                    "(MAX_ADDRS 5): %s" % cnt)
+            cp = k.ctl("dlq", "list", "--json")
+            reasons = set(e.get("reason", "") for e in json.loads(cp.stdout)
+                          if e.get("broadcast") == bid)
+            tap.ok(reasons and all(
+                "(each of the 5 addresses of relay.test: fe80::1 failed, "
+                "fe80::2 failed, fe80::3 failed, fe80::4 failed, fe80::5 "
+                "failed)" in x for x in reasons),
+                "the reason lists how each address failed: %s"
+                % sorted(reasons))
             d.stop()
             tap.eq(d.returncode, 0, "stopped cleanly")
 
