@@ -267,6 +267,54 @@ function totp(secret) {
       out.attacked = { status: r.status(), text: await p2.textContent('main .kn-error') };
       await p2.screenshot({ path: path.join(cfg.shots, 'console_untrusted_locked_1280.png') });
     }
+    // A session left open, its current password guessed at the password
+    // form (after a reload the form asks for it): the 5th wrong one ends
+    // the session, and the login page says why.
+    if (cfg.stolenLogin) {
+      const p3 = await ctx.newPage();
+      p3.on('dialog', (d) => { out.dialogs++; d.dismiss(); });
+      await p3.goto(cfg.url);
+      await p3.waitForSelector('#login-id');
+      await p3.fill('#login-id', cfg.stolenLogin);
+      await p3.fill('#login-pw', cfg.stolenPassword);
+      await p3.click('#login-submit');
+      await p3.waitForSelector('#pw-new');
+      await p3.reload({ waitUntil: 'load' });
+      await p3.waitForSelector('#pw-current');
+      out.stolen = [];
+      for (let i = 0; i < 5; i++) {
+        const nw = 'the new password of a thief ' + i;
+        await p3.fill('#pw-current', 'a guess of the current one ' + i);
+        await p3.fill('#pw-new', nw);
+        await p3.fill('#pw-confirm', nw);
+        const done = p3.waitForResponse((r) => r.url().endsWith('/v1/session/password'));
+        await p3.click('#pw-submit');
+        const r = await done;
+        if (i < 4) {
+          await p3.waitForFunction(() => !document.getElementById('pw-submit').disabled);
+        } else {
+          await p3.waitForSelector('#login-form');
+        }
+        out.stolen.push({ status: r.status(), text: await p3.textContent('main .kn-error') });
+      }
+      out.stolenAfter = await p3.evaluate(async () => {
+        const r = await fetch('/v1/session', { credentials: 'same-origin' });
+        let j = null;
+        try { j = await r.json(); } catch (e) { j = null; }
+        return { status: r.status, session: !!(j && j.session) };
+      });
+      await p3.screenshot({ path: path.join(cfg.shots, 'console_session_ended_1280.png'), fullPage: true });
+      const overflow = await overflowAt(p3, 390);
+      await p3.screenshot({ path: path.join(cfg.shots, 'console_session_ended_390.png'), fullPage: true });
+      await p3.setViewportSize({ width: 1280, height: 900 });
+      out.pages.session_ended = {
+        overflow,
+        violations: await axe(p3),
+        injected: await p3.evaluate(() => document.querySelectorAll('main img, main script, main b, main iframe').length),
+        h1: await p3.textContent('main h1'),
+      };
+      await p3.close();
+    }
     out.xss = await page.evaluate(() => window.__kairan_xss === true);
     say(Object.assign({ event: 'done' }, out));
   } catch (e) {

@@ -104,7 +104,8 @@ with Redis(out) as redis:
     for login, role, name, groups in (("sato", "sender", "佐藤 " + EVIL, "2-A"),
                                       ("kocho", "admin", "校長", None),
                                       ("fuku", "admin", "副校長", None),
-                                      ("ueda", "sender", "上田", "2-A")):
+                                      ("ueda", "sender", "上田", "2-A"),
+                                      ("yoshida", "sender", "吉田", "2-A")):
         args = ["staff", "add", "--tenant", "sakura", "--login", login, "--name", name,
                 "--role", role] + (["--groups", groups] if groups else [])
         cp = k.ctl(*args)
@@ -229,6 +230,7 @@ with Redis(out) as redis:
            "ack": ACK, "scheduled": SCHED, "lockLogin": "kocho", "lockPassword": PW["kocho"],
            "attackedLogin": "ueda", "attackedPassword": PW["ueda"],
            "totpLogin": "fuku", "totpPassword": PW["fuku"], "totpSecret": SECRET,
+           "stolenLogin": "yoshida", "stolenPassword": PW["yoshida"],
            "shots": SHOT_DIR, "profile": profile}
     t_drv = time.monotonic()
     cp = subprocess.run(["node", os.path.join(BROWSER_DIR, "console.js"), json.dumps(cfg)],
@@ -368,6 +370,16 @@ with Redis(out) as redis:
         assert m and 1 <= int(m.group(1)) <= 15, a
         assert "以前に" in a["text"] and "管理者" in a["text"], a
 
+    with tap.check("[6] a session whose current password is guessed at the password form: "
+                   "four 403s, the 5th ends the session (401), the login page says why in "
+                   "Japanese, and the session is gone"):
+        st = res["stolen"]
+        assert [x["status"] for x in st] == [403] * 4 + [401], st
+        assert all("違います" in (x["text"] or "") for x in st[:4]), st
+        assert "何度も違ったため" in (st[4]["text"] or ""), st[4]
+        assert "もう一度ログイン" in st[4]["text"], st[4]
+        assert res["stolenAfter"] == {"status": 401, "session": False}, res["stolenAfter"]
+
     with tap.check("[7] script-like text is inert everywhere: no dialog, no element made, no script ran"):
         assert res["dialogs"] == 0 and res["xss"] is False, res
         for name, p in res["pages"].items():
@@ -380,7 +392,8 @@ with Redis(out) as redis:
             for v in p["violations"]:
                 tap.diag("axe %s: %s %s %s" % (n, v["impact"], v["id"], v["targets"]))
         assert not any(bad.values()), bad
-        assert set(res["pages"]) == {"login", "password", "home", "broadcast"}, res["pages"].keys()
+        assert set(res["pages"]) == {"login", "password", "home", "broadcast",
+                                     "session_ended"}, res["pages"].keys()
 
     with tap.check("[7] nothing scrolls sideways at 390 px; no console error"):
         assert {n: p["overflow"] for n, p in res["pages"].items()} == \
