@@ -49,7 +49,7 @@ LIB_SRCS := \
 	dispatcher/http/auth.c dispatcher/http/metrics.c dispatcher/http/queues.c dispatcher/http/broadcasts.c dispatcher/http/bc_submit.c \
 	dispatcher/http/confirm.c dispatcher/http/recipients.c dispatcher/http/line_webhook.c dispatcher/http/page.c dispatcher/ack.c dispatcher/purge.c dispatcher/escalate.c \
 	dispatcher/bounce.c dispatcher/http/sendgrid_events.c \
-	dispatcher/http/session.c dispatcher/http/session_totp.c dispatcher/http/session_auth.c \
+	dispatcher/http/session.c dispatcher/http/session_password.c dispatcher/http/session_totp.c dispatcher/http/session_auth.c \
 	dispatcher/http/console.c dispatcher/http/resend.c \
 	dispatcher/http/roster.c dispatcher/http/staff_admin.c dispatcher/http/directory_edit.c \
 	dispatcher/http/register.c dispatcher/http/register_link.c

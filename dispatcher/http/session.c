@@ -1,7 +1,8 @@
 /*
- * session.c - the staff session routes that check a password: POST
- * /v1/session (login) and POST /v1/session/password (POST
- * /v1/session/totp is session_totp.c).  Rules in model/ (password.h,
+ * session.c - the staff login, POST /v1/session, and the password checks
+ * on the hash pool that the password change (POST /v1/session/password,
+ * session_password.c, through session_int.h) shares; POST
+ * /v1/session/totp is session_totp.c.  Rules in model/ (password.h,
  * session.h, totp.h), records in queue/staff.h; cookie checks of later
  * requests, DELETE /v1/session (logout) and GET /v1/session in
  * session_auth.c.
@@ -28,7 +29,7 @@
  * whatever the password, before any hash.  Every attempt is one login-log line,
  * with the true reason.
  */
-#include "dispatcher/http/http_int.h"
+#include "dispatcher/http/session_int.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -48,17 +49,10 @@
 
 #define BAD_LOGIN "wrong tenant, login or password"
 
-/* Tries of the current password a session may make at POST
- * /v1/session/password: a wrong one at this count ends the session, and
- * a try past it is refused unjudged.  Whoever holds a stolen session
- * cookie (a console left open) cannot guess the password from address
- * after address, nor many at once, to take the account for good. */
-#define KN_PW_CHANGE_FAILS 5
-
 /* ------------------------------------------------------------ helpers */
 
-static void refuse(struct conn *c, int status, const char *result,
-                   const char *field, const char *msg)
+void kn__login_refuse(struct conn *c, int status, const char *result,
+                      const char *field, const char *msg)
 {
     c->req.auth_result = result;
     kn__httpd_respond_error(c, status, field, "%s", msg);
@@ -71,16 +65,17 @@ static const char *jstr(json_t *o, const char *k)
 }
 
 /* lfail:<tenant>:<login>:<the source's network> (heap). */
-static char *fail_key(struct conn *c, const char *tenant, const char *login)
+char *kn__login_fail_key(struct conn *c, const char *tenant, const char *login)
 {
     return kn_key_login_fail(c->srv->d->prefix, tenant, login, c->req.net);
 }
 
 /* Count a failure of (tenant, login) from source. */
-static void count_failure(struct conn *c, const char *tenant, const char *login)
+void kn__login_count_failure(struct conn *c, const char *tenant,
+                             const char *login)
 {
     struct kn_daemon *d = c->srv->d;
-    char *f = fail_key(c, tenant, login),
+    char *f = kn__login_fail_key(c, tenant, login),
          *s = kn_key_login_spread(d->prefix, tenant, login);
     kn_redis_cmd(d->cmd, NULL, NULL, "INCR %s", f);
     kn_redis_cmd(d->cmd, NULL, NULL, "PEXPIRE %s %lld", f, KN_LOGIN_LOCK_MS);
@@ -90,19 +85,9 @@ static void count_failure(struct conn *c, const char *tenant, const char *login)
     free(s);
 }
 
-/*
- * What a login's device cookie was (model/device.h).  Only DEV_TRUSTED is
- * trusted: a genuine cookie of this account, unexpired, not locked.
- */
-enum dev_state { DEV_NONE, DEV_INVALID, DEV_EXPIRED, DEV_LOCKED, DEV_TRUSTED };
+/* The names of enum dev_state (session_int.h), for the login log. */
 static const char *const dev_names[] = {"none", "invalid", "expired", "locked",
                                         "trusted"};
-
-struct devstate {
-    enum dev_state state;
-    struct kn_device dev; /* DEV_TRUSTED, DEV_LOCKED: the cookie's */
-    int counted; /* untrusted: this try is in luntr already (hash_run) */
-};
 
 /*
  * Count a failed login of (tenant, login) from source: as count_failure,
@@ -117,7 +102,7 @@ static void count_login_failure(struct conn *c, const char *tenant,
     struct kn_daemon *d = c->srv->d;
     char *k;
     long long ttl = KN_LOGIN_LOCK_MS;
-    count_failure(c, tenant, login);
+    kn__login_count_failure(c, tenant, login);
     if (ds->state == DEV_TRUSTED) {
         k = kn_key_device_fail(d->prefix, tenant, login, ds->dev.nonce);
         ttl = (long long)(ds->dev.expires_ms - kn_now_ms());
@@ -168,8 +153,8 @@ static void on_session_made(struct batch *b)
         kn_redis_cmd(c->srv->d->cmd, NULL, NULL, "DEL %s", k);
         free(k);
         count_login_failure(c, n->tenant, n->login_name, &n->ds);
-        refuse(c, 401, "totp_replay", "totp",
-               "this code was already used: wait for the next one");
+        kn__login_refuse(c, 401, "totp_replay", "totp",
+                         "this code was already used: wait for the next one");
         goto out;
     }
     cookie = kn_session_cookie(c->srv->cfg->http_public_url, n->id);
@@ -214,9 +199,9 @@ out:
  * ds is the login's device (a new device cookie is set), NULL for a
  * password change.
  */
-static void session_make(struct conn *c, const char *tenant, const char *login,
-                         long long gen, json_t *reply, long long totp_step,
-                         const struct devstate *ds)
+void kn__login_session_make(struct conn *c, const char *tenant,
+                            const char *login, long long gen, json_t *reply,
+                            long long totp_step, const struct devstate *ds)
 {
     struct kn_daemon *d = c->srv->d;
     struct newsess *n = kn_xcalloc(1, sizeof(*n));
@@ -270,7 +255,7 @@ static void session_make(struct conn *c, const char *tenant, const char *login,
         kn__httpd_batch_cmd(b, "SREM", ks, oldh, NULL);
     }
     free(ks);
-    k = fail_key(c, tenant, login);
+    k = kn__login_fail_key(c, tenant, login);
     kn__httpd_batch_cmd(b, "DEL", k, NULL);
     free(k);
     kn__httpd_batch_end(b);
@@ -282,37 +267,8 @@ static void session_make(struct conn *c, const char *tenant, const char *login,
 static const char *const acct_fields[] = {
     "id",   "role",        "name", "groups", "active",
     "hash", "must_change", "totp", "gen",    "totp_last"};
-enum {
-    A_ID,
-    A_ROLE,
-    A_NAME,
-    A_GROUPS,
-    A_ACTIVE,
-    A_HASH,
-    A_MUST,
-    A_TOTP,
-    A_GEN,
-    A_TOTP_LAST,
-    A__N
-};
 
-struct login {
-    uv_work_t work;
-    uv_timer_t delay;
-    struct conn *c;
-    struct http_srv *srv;
-    char *tenant, *login, *password, *code;
-    char *newpw; /* password change: the new password */
-    char *a[A__N];
-    char encoded[KN_PW_ENCODED]; /* password change: the new hash */
-    int known, ok, change;
-    struct devstate ds;
-    long long delay_ms;
-    long long pwtry;    /* password change: this try's number in the session */
-    struct login *next; /* in srv->hash_queue */
-};
-
-static void login_free(struct login *l)
+void kn__login_free(struct login *l)
 {
     kn_free_secret(l->password);
     kn_free_secret(l->newpw);
@@ -380,10 +336,10 @@ static void login_finish(struct login *l, long long step)
     json_object_set_new(reply, "totp_required",
                         json_boolean(c->srv->cfg->http_require_2fa_admin &&
                                      role == KN_ROLE_ADMIN && step < 0));
-    session_make(c, l->tenant, l->login,
-                 l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0, reply,
-                 step >= 0 ? step : -1, &l->ds);
-    login_free(l);
+    kn__login_session_make(c, l->tenant, l->login,
+                           l->a[A_GEN] ? strtoll(l->a[A_GEN], NULL, 10) : 0,
+                           reply, step >= 0 ? step : -1, &l->ds);
+    kn__login_free(l);
 }
 
 /* The try of a code counted for the account (from every address): past
@@ -398,7 +354,7 @@ static void on_totp_counted(struct batch *b)
     long long step;
     char *k;
     if (!kn__httpd_batch_usable(b)) {
-        login_free(l);
+        kn__login_free(l);
         return;
     }
     if (kn__httpd_rnum(kn__httpd_brep(b, 0)) > KN_TOTP_LOCK_FAILS) {
@@ -415,15 +371,15 @@ static void on_totp_counted(struct batch *b)
         json_object_set_new(j, "field", json_string("totp"));
         json_object_set_new(j, "code", json_string("totp_locked"));
         kn__httpd_respond_json(c, 429, j, extra);
-        login_free(l);
+        kn__login_free(l);
         return;
     }
     step = login_totp(l);
     if (step < 0) {
         count_login_failure(c, l->tenant, l->login, &l->ds);
-        refuse(c, 401, "totp_wrong", "totp",
-               "wrong or already used authenticator code");
-        login_free(l);
+        kn__login_refuse(c, 401, "totp_wrong", "totp",
+                         "wrong or already used authenticator code");
+        kn__login_free(l);
         return;
     }
     k = kn_key_totp_fail(d->prefix, l->tenant, l->login);
@@ -446,12 +402,12 @@ static void login_answer(struct login *l)
      * keeps the true reason for the school's admins. */
     if (!l->ok || l->a[A_ACTIVE] == NULL || strcmp(l->a[A_ACTIVE], "1") != 0) {
         count_login_failure(c, l->tenant, l->login, &l->ds);
-        refuse(c, 401,
-               !l->known ? "unknown_login"
-               : !l->ok  ? "wrong_password"
-                         : "deactivated",
-               NULL, BAD_LOGIN);
-        login_free(l);
+        kn__login_refuse(c, 401,
+                         !l->known ? "unknown_login"
+                         : !l->ok  ? "wrong_password"
+                                   : "deactivated",
+                         NULL, BAD_LOGIN);
+        kn__login_free(l);
         return;
     }
     if (l->ds.counted) {
@@ -471,10 +427,10 @@ static void login_answer(struct login *l)
         return;
     }
     if (l->code == NULL) {
-        refuse(c, 401, "totp_missing", "totp",
-               "enter the 6-digit code of your authenticator app as "
-               "\"totp\"");
-        login_free(l);
+        kn__login_refuse(c, 401, "totp_missing", "totp",
+                         "enter the 6-digit code of your authenticator app as "
+                         "\"totp\"");
+        kn__login_free(l);
         return;
     }
     b = kn__httpd_batch_new(c->srv, c, on_totp_counted, l);
@@ -491,7 +447,7 @@ static void on_delay_closed(uv_handle_t *h)
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
     else
-        login_free(l);
+        kn__login_free(l);
     kn__httpd_srv_unref(s);
 }
 
@@ -500,8 +456,6 @@ static void on_delay(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_delay_closed);
 }
 
-static void password_done(struct login *l); /* below */
-
 static void login_after(uv_work_t *w, int status)
 {
     struct login *l = kn_container_of(w, struct login, work);
@@ -509,7 +463,7 @@ static void login_after(uv_work_t *w, int status)
     s->hashing--;
     kn__httpd_hash_next(s);
     if (l->change) {
-        password_done(l);
+        kn__login_password_done(l);
         return;
     }
     if (l->delay_ms > 0 && !l->srv->closing) {
@@ -522,7 +476,7 @@ static void login_after(uv_work_t *w, int status)
     if (kn__httpd_conn_release(l->c))
         login_answer(l);
     else
-        login_free(l);
+        kn__login_free(l);
     kn__httpd_srv_unref(s);
 }
 
@@ -607,7 +561,7 @@ static void on_untrusted_counted(struct batch *b)
         kn__httpd_respond_error(l->c, 503, NULL, "cannot hash now; retry");
     kn__httpd_hash_next(s);
     kn__httpd_conn_release(l->c); /* hash_start's hold */
-    login_free(l);
+    kn__login_free(l);
     kn__httpd_srv_unref(s);
 }
 
@@ -642,7 +596,7 @@ static int hash_run(struct login *l)
 
 /* Start l's hash on the pool, or queue it for a free slot (the conn is
  * held), or answer 503: -1 (l to free). */
-static int hash_start(struct login *l)
+int kn__login_hash_start(struct login *l)
 {
     struct http_srv *s = l->srv;
     struct login **pp;
@@ -672,13 +626,13 @@ void kn__httpd_hash_next(struct http_srv *s)
         s->hash_queue = l->next;
         if (!s->closing && !l->c->closed) {
             if (hash_run(l) < 0)
-                login_free(l);
+                kn__login_free(l);
             continue;
         }
         /* closed while it waited, or the server closes */
         if (kn__httpd_conn_release(l->c))
             busy(l->c);
-        login_free(l);
+        kn__login_free(l);
         last = s->hash_queue == NULL;
         kn__httpd_srv_unref(s); /* may free s when it was the last */
         if (last)
@@ -698,7 +652,7 @@ static void on_login_lookup(struct batch *b)
                      *devfail = kn__httpd_brep(b, 6);
     int trusted;
     if (!kn__httpd_batch_usable(b)) {
-        login_free(l);
+        kn__login_free(l);
         return;
     }
     if (h != NULL && h->type == REDIS_REPLY_ARRAY && h->elements == A__N) {
@@ -728,13 +682,13 @@ static void on_login_lookup(struct batch *b)
         json_object_set_new(j, "retry_after",
                             json_integer(KN_LOGIN_LOCK_MS / 1000));
         kn__httpd_respond_json(c, 429, j, extra);
-        login_free(l);
+        kn__login_free(l);
         return;
     }
     if (!trusted && kn__httpd_rnum(untrusted) >= KN_LOGIN_UNTRUSTED_FAILS) {
         /* Before any hash: a guesser spends a request, no pool time. */
         refuse_untrusted(c, kn__httpd_rnum(untrusted_ttl));
-        login_free(l);
+        kn__login_free(l);
         return;
     }
     if (kn__httpd_rnum(closed) > 0) {
@@ -742,16 +696,17 @@ static void on_login_lookup(struct batch *b)
          * any hash (after it, a right password answered 403 and a wrong
          * one 401: an oracle for the passwords of a school whose data
          * is still held until the purge). */
-        refuse(c, 403, "tenant_closed", NULL,
-               "this tenant is closed: its staff can no longer log in");
-        login_free(l);
+        kn__login_refuse(
+            c, 403, "tenant_closed", NULL,
+            "this tenant is closed: its staff can no longer log in");
+        kn__login_free(l);
         return;
     }
     /* The owner's own browser is not slowed by someone else's guesses. */
     l->delay_ms = trusted ? 0 : kn_login_delay_ms(kn__httpd_rnum(spread));
     l->c = c;
-    if (hash_start(l) < 0)
-        login_free(l);
+    if (kn__login_hash_start(l) < 0)
+        kn__login_free(l);
 }
 
 void kn__httpd_run_login(struct conn *c)
@@ -774,9 +729,10 @@ void kn__httpd_run_login(struct conn *c)
         kn_session_origin(c->srv->cfg->http_public_url, origin, sizeof(origin));
         if (strcmp(c->req.origin, origin) != 0) {
             json_decref(j);
-            refuse(c, 403, "csrf_origin", NULL,
-                   "cross-site login refused: log in from the console's "
-                   "own origin");
+            kn__login_refuse(
+                c, 403, "csrf_origin", NULL,
+                "cross-site login refused: log in from the console's "
+                "own origin");
             return;
         }
     }
@@ -836,7 +792,7 @@ void kn__httpd_run_login(struct conn *c)
     }
     c->req.device = dev_names[l->ds.state];
     b = kn__httpd_batch_new(c->srv, c, on_login_lookup, l);
-    k = fail_key(c, l->tenant, l->login);
+    k = kn__login_fail_key(c, l->tenant, l->login);
     kn__httpd_batch_cmd(b, "GET", k, NULL);
     free(k);
     k = kn_key_login_spread(d->prefix, l->tenant, l->login);
@@ -865,196 +821,5 @@ void kn__httpd_run_login(struct conn *c)
         kn__httpd_batch_cmd(b, "GET", k, NULL);
         free(k);
     }
-    kn__httpd_batch_end(b);
-}
-
-/* --------------------------------------------------- password change */
-
-static void on_password_stored(struct batch *b)
-{
-    struct login *l = b->arg;
-    struct conn *c = b->c;
-    const redisReply *gen = kn__httpd_brep(b, 1);
-    json_t *reply;
-    if (!kn__httpd_batch_usable(b)) {
-        login_free(l);
-        return;
-    }
-    reply = json_object();
-    json_object_set_new(reply, "tenant", json_string(l->tenant));
-    json_object_set_new(reply, "login", json_string(l->login));
-    json_object_set_new(reply, "password_changed", json_true());
-    json_object_set_new(reply, "must_change_password", json_false());
-    kn_log(KN_LOG_INFO, "http", "staff password changed", "tenant", l->tenant,
-           "token", c->req.tok.id, NULL);
-    kn__sess_op_log(c, "staff.password");
-    /* Every session of the account ended (gen); this client gets a new
-     * one. */
-    session_make(c, l->tenant, l->login, kn__httpd_rnum(gen), reply, -1, NULL);
-    login_free(l);
-}
-
-/* Past KN_PW_CHANGE_FAILS tries of the current password: the session
- * ended (as a logout) and 401. */
-static void pw_session_end(struct conn *c, struct login *l)
-{
-    char *extra = kn__sess_end(c);
-    json_t *j = json_object();
-    kn_log(KN_LOG_WARN, "http",
-           "staff session ended: too many wrong current passwords at a "
-           "password change",
-           "tenant", l->tenant, "token", c->req.tok.id, NULL);
-    c->req.auth_result = "session_ended";
-    json_object_set_new(
-        j, "error",
-        json_sprintf("現在のパスワードが %d 回違ったため、このログインを"
-                     "終了しました。もう一度ログインしてください (the "
-                     "current password was wrong %d times: this session "
-                     "has ended; log in again)",
-                     KN_PW_CHANGE_FAILS, KN_PW_CHANGE_FAILS));
-    json_object_set_new(j, "field", json_string("current"));
-    json_object_set_new(j, "code", json_string("session_ended"));
-    kn__httpd_respond_json(c, 401, j, extra);
-    free(extra);
-}
-
-static void password_done(struct login *l)
-{
-    struct conn *c = l->c;
-    struct kn_daemon *d = l->srv->d;
-    struct batch *b;
-    char *k;
-    if (!kn__httpd_conn_release(c)) {
-        kn__httpd_srv_unref(l->srv);
-        login_free(l);
-        return;
-    }
-    kn__httpd_srv_unref(l->srv);
-    if (!l->ok) {
-        count_failure(c, l->tenant, l->login);
-        if (l->pwtry >= KN_PW_CHANGE_FAILS)
-            pw_session_end(c, l);
-        else
-            refuse(c, 403, "wrong_password", "current",
-                   "the current password is wrong");
-        login_free(l);
-        return;
-    }
-    b = kn__httpd_batch_new(c->srv, c, on_password_stored, l);
-    k = kn_key_staff(d->prefix, l->tenant, l->login);
-    kn__httpd_batch_cmd(b, "HSET", k, "hash", l->encoded, "must_change", "0",
-                        NULL);
-    kn__httpd_batch_cmd(b, "HINCRBY", k, "gen", "1", NULL);
-    free(k);
-    k = kn_key_session(d->prefix, c->req.tok.sess);
-    kn__httpd_batch_cmd(b, "DEL", k, NULL);
-    free(k);
-    kn__httpd_batch_end(b);
-}
-
-static void on_password_lookup(struct batch *b)
-{
-    struct login *l = b->arg;
-    struct conn *c = b->c;
-    const redisReply *h = kn__httpd_brep(b, 0);
-    if (!kn__httpd_batch_usable(b)) {
-        login_free(l);
-        return;
-    }
-    if (kn__httpd_rnum(kn__httpd_brep(b, 1)) >= KN_LOGIN_LOCK_FAILS) {
-        char extra[48];
-        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
-                 KN_LOGIN_LOCK_MS / 1000);
-        c->req.auth_result = "locked";
-        kn__httpd_respond_json(
-            c, 429,
-            json_pack("{s:s, s:n}", "error",
-                      "too many failed password checks for this account "
-                      "from this address: try again in 15 minutes",
-                      "field"),
-            extra);
-        login_free(l);
-        return;
-    }
-    /* The try was counted before its hash (kn__httpd_run_password), as
-     * an untrusted login's is: guesses sent at once cannot all be
-     * judged. */
-    l->pwtry = kn__httpd_rnum(kn__httpd_brep(b, 2));
-    if (l->pwtry > KN_PW_CHANGE_FAILS) {
-        pw_session_end(c, l);
-        login_free(l);
-        return;
-    }
-    l->a[A_HASH] = kn__httpd_dupstr(kn__httpd_rstr(h));
-    l->known = l->a[A_HASH] != NULL;
-    l->c = c;
-    if (hash_start(l) < 0)
-        login_free(l);
-}
-
-void kn__httpd_run_password(struct conn *c)
-{
-    struct token *t = &c->req.tok;
-    json_t *j;
-    const char *cur, *nw;
-    char err[200], ms[24], *k;
-    struct login *l;
-    struct batch *b;
-
-    if (kn__sess_need(c) < 0 || kn__sess_op_ready(c) < 0)
-        return;
-    j = kn__httpd_json_object(c);
-    if (j == NULL)
-        return;
-    cur = jstr(j, "current");
-    nw = jstr(j, "new");
-    if (cur == NULL || strlen(cur) > KN_PW_MAX_BYTES) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "current",
-                                "give \"current\": the password in use");
-        return;
-    }
-    if (nw == NULL) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "new",
-                                "give \"new\": the new password");
-        return;
-    }
-    if (kn_password_check(nw, t->login, err, sizeof(err)) < 0) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "new", "%s", err);
-        return;
-    }
-    if (strcmp(cur, nw) == 0) {
-        json_decref(j);
-        kn__httpd_respond_error(c, 400, "new",
-                                "the new password must differ from the "
-                                "current one");
-        return;
-    }
-    l = kn_xcalloc(1, sizeof(*l));
-    l->srv = c->srv;
-    l->change = 1;
-    l->tenant = kn_xstrdup(t->tenant);
-    l->login = kn_xstrdup(t->login);
-    l->password = kn_xstrdup(cur);
-    l->newpw = kn_xstrdup(nw);
-    json_decref(j);
-    b = kn__httpd_batch_new(c->srv, c, on_password_lookup, l);
-    k = kn_key_staff(c->srv->d->prefix, t->tenant, t->login);
-    kn__httpd_batch_cmd(b, "HGET", k, "hash", NULL);
-    free(k);
-    k = fail_key(c, t->tenant, t->login);
-    kn__httpd_batch_cmd(b, "GET", k, NULL);
-    free(k);
-    /* This try, counted before any hash is checked, in a key of its own:
-     * a 5th wrong try deletes the session's hash, and tries that passed
-     * the session check before that must find the count past 5, not a
-     * new one from 0 (a count in the hash was: 6 judged of 16 at once). */
-    snprintf(ms, sizeof(ms), "%lld", KN_SESSION_MAX_MS);
-    k = kn_key_session_pwtry(c->srv->d->prefix, t->sess);
-    kn__httpd_batch_cmd(b, "INCR", k, NULL);
-    kn__httpd_batch_cmd(b, "PEXPIRE", k, ms, "NX", NULL);
-    free(k);
     kn__httpd_batch_end(b);
 }
