@@ -497,6 +497,7 @@ void kn__expand_commits_abandon(struct kn_expander *e)
 }
 
 static void pipeline_next(struct kn_expander *e);
+static void commit_step(struct kn_expander *e);
 
 static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
 {
@@ -515,6 +516,7 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         free(x);
         kn__expand_commits_abandon(e);
+        commit_step(e);
         kn__expand_failed(e, rep);
         return;
     }
@@ -594,6 +596,26 @@ static void first_guardian(struct kn_expander *e, struct kn_argv *a, size_t i,
     }
 }
 
+/* The step a page's commit is, with the keys it touches and their types
+ * (a failure's reason names the one of the wrong type): set when the
+ * commit is built, and again when it fails (another step may have begun
+ * since it was sent). */
+static void commit_step(struct kn_expander *e)
+{
+    struct kn_daemon *d = e->d;
+    kn__expand_step(e, "enqueueing the broadcast's jobs");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":r"), "hash");
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++)
+        kn__expand_step_key(e, kn__key(d, "q:%s", kn_queue_stream_name(i)),
+                            "stream");
+    for (size_t i = 0; i < e->nchans; i++)
+        kn__expand_step_key(
+            e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":fam"), "hash");
+}
+
 /* Every recipient of the page is known: build and commit its jobs. */
 static void commit_page(struct kn_expander *e)
 {
@@ -606,21 +628,11 @@ static void commit_page(struct kn_expander *e)
     kn_argv_init(&a);
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":r"));
-    kn__expand_step(e, "enqueueing the broadcast's jobs");
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":r"), "hash");
-    for (int i = 0; i < KN_QUEUE_STREAMS; i++) {
+    for (int i = 0; i < KN_QUEUE_STREAMS; i++)
         kn_argv_take(&a, kn__key(d, "q:%s", kn_queue_stream_name(i)));
-        kn__expand_step_key(e, kn__key(d, "q:%s", kn_queue_stream_name(i)),
-                            "stream");
-    }
-    for (size_t i = 0; i < e->nchans; i++)
-        kn__expand_step_key(
-            e, kn__key(d, "dead:%s", kn_channel_name(e->chans[i])), "set");
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":m"));
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":m"), "set");
     kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":fam"));
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":fam"), "hash");
+    commit_step(e);
     kn_argv_addi(&a, e->page);
     unreachable_at = a.n;
     kn_argv_add(&a, "0"); /* unreachable count, set below */

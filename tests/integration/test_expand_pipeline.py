@@ -12,6 +12,10 @@ as soon as another broadcast comes.
   [2] every recipient of A exactly once, in jobs of at most 100 ids (a
       page's), the checkpoint at the last page: no page committed twice
       nor skipped.
+  [3] a key of the wrong type met by a commit while the next page's is on
+      its way (the dead set made a hash): the commit on its way is
+      abandoned with the failing one, and the broadcast is parked after 5
+      attempts with a reason that names that key.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_expand_pipeline.py
 """
@@ -80,6 +84,25 @@ with Redis(out) as r:
         assert all(int(v.split("|")[2]) <= PAGE for v in
                    (r.call("HGET", "kairan:bc:%s:r" % a, g).decode()
                     for g in groups)), groups[:3]
+    with tap.check("[3] the dead set of the wrong type mid-expansion: "
+                   "parked after 5 attempts, the reason names it"):
+        c = k.submit({"tenant": "board", "priority": "normal", "subject": "C",
+                      "body": "本文", "channels": ["line"],
+                      "recipients": [{"id": "c%06d" % i,
+                                      "line": "U%032x" % (0x700000 + i)}
+                                     for i in range(N)]})
+        wait_for(lambda: int(k.bc(c).get("xc", "0")) >= 3, 60,
+                 what="C's expansion begun")
+        r.call("DEL", "kairan:dead:line")
+        r.call("HSET", "kairan:dead:line", "stray", "1")
+        hc = wait_for(lambda: (lambda h: h if h.get("status") == "rejected"
+                               else None)(k.bc(c)), 60, what="C parked")
+        try:
+            assert "kairan:dead:line" in hc.get("reason", ""), hc
+            assert "5 times" in hc["reason"], hc["reason"]
+            assert int(hc.get("xc", "0")) < PAGES, hc
+        finally:
+            r.call("DEL", "kairan:dead:line")
     d.stop()
 
 tap.diag("runtime %.1fs" % (time.monotonic() - T0))
