@@ -175,7 +175,13 @@ void kn__expand_fair_charge(struct kn_expander *e, int64_t cost)
     const char *name = e->tenant ? e->tenant : "";
     for (struct xtenant *t = *ring_of(e, e->urgent); t != NULL; t = t->next) {
         if (strcmp(t->name, name) == 0) {
+            /* It expands alone (pipeline_next): the turns it would be
+             * given meanwhile, one after the other, each add a quantum;
+             * a debt kept here would freeze it once another tenant
+             * comes, for as many pages as it pipelined. */
             t->deficit -= cost;
+            while (t->deficit < 0)
+                t->deficit += e->d->cfg->expand_page;
             return;
         }
     }
