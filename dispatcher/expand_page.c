@@ -993,7 +993,8 @@ static void pipeline_next(struct kn_expander *e)
         return;
     for (size_t i = 0; i < e->nchans; i++) {
         int si = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
-        if (e->clen[si] + e->inflight_jobs[si] > kn__expand_depth_peek(e, si))
+        if (e->clen[si] < 0 ||
+            e->clen[si] + e->inflight_jobs[si] > kn__expand_depth_peek(e, si))
             return;
     }
     pg->wanted = 1;
@@ -1128,6 +1129,11 @@ static int depth_known(struct kn_expander *e)
         return -1;
     }
     e->clen_fresh = 0;
+    for (size_t i = 0; i < e->nchans; i++) {
+        int si = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
+        if (e->clen[si] < 0)
+            return -1; /* not a stream: XLEN says why */
+    }
     for (size_t i = 0; i < e->nchans; i++) {
         int si = (int)e->chans[i] * 2 + (e->urgent ? 0 : 1);
         if (e->clen[si] > kn__expand_depth_limit(e, si, e->clen[si]))

@@ -36,7 +36,7 @@
 -- reaches that address, value = the other recipients it reaches, joined by
 -- ';', so that the confirmation page behind that link lists every child.
 -- Returns {1, jobs added, then the length of each of the six streams
--- after it}, so that the expander measures them without an XLEN of its
+-- after it (-1: not a stream)}, so that the expander measures them without an XLEN of its
 -- own; {0, 0} if this page was already committed, {-1, 0} if the
 -- broadcast was cancelled, {-2, checkpoint} if a page before it is not
 -- committed yet (the expander sends a page's commit before the last one's
@@ -217,5 +217,10 @@ redis.call('HINCRBY', KEYS[1], 'jobs', n)
 redis.call('HINCRBY', KEYS[1], 'unreachable', tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'xc', xc + 1)
 local res = {1, n}
-for s = 3, 8 do res[#res + 1] = redis.call('XLEN', KEYS[s]) end
+-- (A stream of the wrong type, one this broadcast may never use: -1, not
+-- an error, which would fail a page that is committed already.)
+for s = 3, 8 do
+  local len = redis.pcall('XLEN', KEYS[s])
+  res[#res + 1] = type(len) == 'number' and len or -1
+end
 return res
