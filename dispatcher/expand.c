@@ -396,6 +396,11 @@ void kn__expand_resume(struct kn_expander *e)
     next_entry(e);
 }
 
+void kn__expand_read_more(struct kn_expander *e)
+{
+    read_more(e);
+}
+
 /* 1 if the entry id is in hand already (current, queued or set aside). */
 static int known_entry(const struct kn_expander *e, const char *id)
 {
@@ -527,6 +532,8 @@ static void on_blk_state(struct kn_redis *r, int up, void *arg)
         e->reading = 0;
     else if (e->started && e->cur == NULL)
         next_entry(e);
+    else if (e->started)
+        read_more(e); /* busy: a pipeline's turn may not end for long */
 }
 
 /* ---- internal API ---- */

@@ -182,6 +182,10 @@ void kn__expand_raw(struct kn_expander *e);
  * it, or resolve its audience and start paging. */
 void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
 
+/* Read the broadcasts stream if no read is on its way (expand.c): while
+ * a pipeline's turn goes on, nothing else would (a lost read, a failed
+ * one waited out). */
+void kn__expand_read_more(struct kn_expander *e);
 /* Forget the page read ahead, if any (expand_page.c). */
 void kn__expand_ahead_drop(struct kn_expander *e);
 /* Abandon the page commits on their way: their answers are ignored (the

@@ -554,8 +554,11 @@ static void on_committed(struct kn_redis *r, redisReply *rep, void *arg)
         kn_queue_keep(e->d->cmd, e->stream, e->d->consumer, e->cur->id);
     }
     if (e->inflight > 0) {
-        /* The next page's commit is on its way: the turn goes on. */
+        /* The next page's commit is on its way: the turn goes on (and
+         * the broadcasts stream is read meanwhile, or nothing would end
+         * it). */
         kn__expand_fair_charge(e, cost);
+        kn__expand_read_more(e);
         pipeline_next(e);
         return;
     }
