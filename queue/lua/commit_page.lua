@@ -36,11 +36,12 @@
 -- reaches that address, value = the other recipients it reaches, joined by
 -- ';', so that the confirmation page behind that link lists every child.
 -- Returns {1, jobs added, then the length of each of the six streams
--- after it (-1: not a stream)}, so that the expander measures them without an XLEN of its
--- own; {0, 0} if this page was already committed, {-1, 0} if the
--- broadcast was cancelled, {-2, checkpoint} if a page before it is not
--- committed yet (the expander sends a page's commit before the last one's
--- answer: one that came first, resent out of order, commits nothing).
+-- after it (-1: not a stream)}, so that the expander measures them
+-- without an XLEN of its own; {0, 0} if this page was already committed,
+-- {-1, 0} if the broadcast was cancelled, {-2, checkpoint} if a page
+-- before it is not committed yet (the expander sends a page's commit
+-- before the last one's answer: one that came first, resent out of
+-- order, commits nothing).
 --#include keys
 if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
   return {-1, 0}

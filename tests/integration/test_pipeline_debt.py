@@ -9,10 +9,11 @@ alone its deficit falls by a page per page.  When B comes, A is at the
 head of the ring with a debt of every page it pipelined: DRR skips it
 until B has expanded that many pages.
 
-  [1] A (board, 60,000 LINE) expands alone for a while; B (city, 10,000
-      LINE, 100 pages) comes: while B expands, A goes on too (DRR with
-      equal quanta: about one page of A per page of B), not frozen until
-      B is done.
+  [1] A (board, 100,000 LINE) expands alone for a while; B (city, 10,000
+      LINE in the directory, 100 pages: its submit is small, so that it
+      comes while A has most of its pages to go) comes: while B expands,
+      A goes on too (DRR with equal quanta: about one page of A per page
+      of B), not frozen until B is done.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_pipeline_debt.py
 """
@@ -27,10 +28,11 @@ from harness import *  # noqa: E402,F401,F403
 T0 = time.monotonic()
 tap = TAP()
 out = tmpdir("pipeline-debt")
-NA = 60000
+NA = 100000
 NB = 10000
 PAGE = 100
 PAGES_B = 1 + (NB - 50 + PAGE - 1) // PAGE
+PAGES_A = 1 + (NA - 50 + PAGE - 1) // PAGE
 
 
 with Redis(out) as r:
@@ -41,6 +43,13 @@ with Redis(out) as r:
                                "max_depth": "1000000"},
                      "routes": {"line": "outbox"},
                      "http": {"listen": ""}})
+    csv = os.path.join(out, "city.csv")
+    with open(csv, "w") as f:
+        f.write("id,name,groups,line\r\n")
+        for i in range(NB):
+            f.write("b%06d,x,all,U%032x\r\n" % (i, 0x900000 + i))
+    cp = k.ctl("recipients", "import", "--tenant", "city", csv, timeout=300)
+    assert cp.returncode == 0, cp.stderr[-2000:]
     d = k.start()
     a = k.submit({"tenant": "board", "priority": "normal", "subject": "A",
                   "body": "本文", "channels": ["line"],
@@ -50,9 +59,7 @@ with Redis(out) as r:
              what="A's expansion well under way", interval=0.01)
     b = k.submit({"tenant": "city", "priority": "normal", "subject": "B",
                   "body": "本文", "channels": ["line"],
-                  "recipients": [{"id": "b%06d" % i,
-                                  "line": "U%032x" % (0x900000 + i)}
-                                 for i in range(NB)]})
+                  "audience": {"groups": ["all"]}})
     wait_for(lambda: int(k.bc(b).get("xc", "0")) >= 1, 60,
              what="B's expansion begun", interval=0.002)
     xa0 = int(k.bc(a).get("xc", "0"))
@@ -62,8 +69,10 @@ with Redis(out) as r:
     tap.diag("A at page %d when B began, %d when B (%d pages) was expanded"
              % (xa0, xa1, PAGES_B))
     with tap.check("[1] A takes turns with B: it goes on while B's %d pages "
-                   "expand (A went from page %d to %d)"
-                   % (PAGES_B, xa0, xa1)):
+                   "expand (A went from page %d to %d of %d)"
+                   % (PAGES_B, xa0, xa1, PAGES_A)):
+        # A had more pages to go than B has (else the test says nothing)
+        assert PAGES_A - xa0 > PAGES_B, (xa0, PAGES_A)
         assert xa1 - xa0 >= PAGES_B // 2, (xa0, xa1, PAGES_B)
     d.stop()
 

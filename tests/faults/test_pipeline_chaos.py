@@ -4,12 +4,13 @@ way, dispatcher/expand_page.c struct xcommit) while Redis drops kairand's
 connections (CLIENT KILL: kept script calls are sent again oldest first)
 and flushes its script cache (NOSCRIPT: sent again as EVAL).
 
-  [1] kill: a 30,000 LINE broadcast in pages of 100 while every kairand
+  [1] kill: a 30,000 LINE broadcast (KAIRAN_TEST_SCALE shrinks it; a
+      fault test: make test-faults) in pages of 100 while every kairand
       connection is killed every 30 ms: every recipient once (n:line:total,
       jobs, bc:r), the checkpoint at the last page, delivered whole.
   [2] flush: the same while SCRIPT FLUSH runs every 5 ms.
 
-Run:  BUILD=build /usr/bin/python3 tests/integration/test_pipeline_chaos.py
+Run:  BUILD=build /usr/bin/python3 tests/faults/test_pipeline_chaos.py
 """
 
 import os
@@ -18,12 +19,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import *  # noqa: E402,F401,F403
+from faultlib import *  # noqa: E402,F401,F403
 
 T0 = time.monotonic()
 tap = TAP()
 out = tmpdir("pipeline-chaos")
-N = 30000
+N = scale(30000, 3000)
 PAGE = 100
 PAGES = 1 + (N - 50 + PAGE - 1) // PAGE
 
