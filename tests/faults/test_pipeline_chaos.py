@@ -55,11 +55,7 @@ def field(k, bid, name):
 
 
 def run(r, k, tag, cmd, every, base):
-    bid = k.submit({"tenant": "board-" + tag, "priority": "normal",
-                    "subject": "A", "body": "本文", "channels": ["line"],
-                    "recipients": [{"id": "a%06d" % i,
-                                    "line": "U%032x" % (base + i)}
-                                   for i in range(N)]})
+    bid = k.submit(line_broadcast("board-" + tag, "A", N, "a", base))
     wait_for(lambda: int(k.bc(bid).get("xc", "0")) >= 3, 60,
              what="expansion begun", interval=0.002)
     stop = threading.Event()
@@ -78,13 +74,7 @@ def run(r, k, tag, cmd, every, base):
 
 
 with Redis(out) as r:
-    k = Kairan(out, r, email="outbox",
-               conf={"dispatcher": {"expand_page": str(PAGE),
-                                    "max_recipients": "100000"},
-                     "queue": {"expand_ahead_ms": "1m",
-                               "max_depth": "1000000"},
-                     "routes": {"line": "outbox"},
-                     "http": {"listen": ""}})
+    k = Kairan(out, r, email="outbox", conf=pipeline_conf(PAGE))
     d = k.start()
     for n, (tag, cmd, every) in enumerate(
             (("kill", ("CLIENT", "KILL", "TYPE", "normal"), 0.03),

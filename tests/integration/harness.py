@@ -33,7 +33,8 @@ import traceback
 __all__ = [
     "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
     "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP", "Kairan",
-    "resolve_states", "bc_states", "hosts_env",
+    "resolve_states", "bc_states", "hosts_env", "pipeline_conf",
+    "line_broadcast",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -441,6 +442,31 @@ class Redis:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def pipeline_conf(page, max_recipients=100000, **queue):
+    """A kairand configuration whose expander may pipeline its page commits
+    freely (dispatcher/expand_page.c): pages of `page`, no depth limit in
+    the way (queue.* in `queue` added or replaced), LINE into the outbox,
+    no HTTP listener."""
+    q = {"expand_ahead_ms": "1m", "max_depth": "1000000"}
+    q.update(queue)
+    return {"dispatcher": {"expand_page": str(page),
+                           "max_recipients": str(max_recipients)},
+            "queue": q, "routes": {"line": "outbox"},
+            "http": {"listen": ""}}
+
+
+def line_broadcast(tenant, subject, n, prefix, base=0, **extra):
+    """A normal LINE broadcast of tenant's to n inline recipients: ids
+    prefix000000, prefix000001, ..., LINE ids U<32 hex> counted from
+    base; fields in extra added or replaced."""
+    b = {"tenant": tenant, "priority": "normal", "subject": subject,
+         "body": "本文", "channels": ["line"],
+         "recipients": [{"id": "%s%06d" % (prefix, i),
+                         "line": "U%032x" % (base + i)} for i in range(n)]}
+    b.update(extra)
+    return b
 
 
 def resolve_states(per):

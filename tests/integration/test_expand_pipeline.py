@@ -37,24 +37,12 @@ PAGES = 1 + (N - 50 + PAGE - 1) // PAGE   # a first page of 50
 
 with Redis(out) as r:
     k = Kairan(out, r, email="outbox",
-               conf={"dispatcher": {"expand_page": str(PAGE),
-                                    "max_recipients": str(max(N, 100000))},
-                     "queue": {"expand_ahead_ms": "1m",
-                               "max_depth": "1000000"},
-                     "routes": {"line": "outbox"},
-                     "http": {"listen": ""}})
+               conf=pipeline_conf(PAGE, max(N, 100000)))
     d = k.start()
-    a = k.submit({"tenant": "board", "priority": "normal", "subject": "A",
-                  "body": "本文", "channels": ["line"],
-                  "recipients": [{"id": "a%06d" % i, "line": "U%032x" % i}
-                                 for i in range(N)]})
+    a = k.submit(line_broadcast("board", "A", N, "a"))
     wait_for(lambda: int(k.bc(a).get("xc", "0")) >= 2, 60,
              what="A's expansion begun")
-    b = k.submit({"tenant": "school", "priority": "normal", "subject": "B",
-                  "body": "本文", "channels": ["line"],
-                  "recipients": [{"id": "b%02d" % i,
-                                  "line": "U%032x" % (0x900000 + i)}
-                                 for i in range(30)]})
+    b = k.submit(line_broadcast("school", "B", 30, "b", 0x900000))
     wait_for(lambda: k.bc(b).get("expanded") == "1", 60,
              what="B expanded", interval=0.005)
     ha = k.bc(a)
@@ -86,11 +74,7 @@ with Redis(out) as r:
                     for g in groups)), groups[:3]
     with tap.check("[3] the dead set of the wrong type mid-expansion: "
                    "parked after 5 attempts, the reason names it"):
-        c = k.submit({"tenant": "board", "priority": "normal", "subject": "C",
-                      "body": "本文", "channels": ["line"],
-                      "recipients": [{"id": "c%06d" % i,
-                                      "line": "U%032x" % (0x700000 + i)}
-                                     for i in range(N)]})
+        c = k.submit(line_broadcast("board", "C", N, "c", 0x700000))
         wait_for(lambda: int(k.bc(c).get("xc", "0")) >= 3, 60,
                  what="C's expansion begun")
         r.call("DEL", "kairan:dead:line")

@@ -36,13 +36,7 @@ PAGES_A = 1 + (NA - 50 + PAGE - 1) // PAGE
 
 
 with Redis(out) as r:
-    k = Kairan(out, r, email="outbox",
-               conf={"dispatcher": {"expand_page": str(PAGE),
-                                    "max_recipients": "100000"},
-                     "queue": {"expand_ahead_ms": "1m",
-                               "max_depth": "1000000"},
-                     "routes": {"line": "outbox"},
-                     "http": {"listen": ""}})
+    k = Kairan(out, r, email="outbox", conf=pipeline_conf(PAGE))
     csv = os.path.join(out, "city.csv")
     with open(csv, "w") as f:
         f.write("id,name,groups,line\r\n")
@@ -51,10 +45,7 @@ with Redis(out) as r:
     cp = k.ctl("recipients", "import", "--tenant", "city", csv, timeout=300)
     assert cp.returncode == 0, cp.stderr[-2000:]
     d = k.start()
-    a = k.submit({"tenant": "board", "priority": "normal", "subject": "A",
-                  "body": "本文", "channels": ["line"],
-                  "recipients": [{"id": "a%06d" % i, "line": "U%032x" % i}
-                                 for i in range(NA)]})
+    a = k.submit(line_broadcast("board", "A", NA, "a"))
     wait_for(lambda: int(k.bc(a).get("xc", "0")) >= 200, 120,
              what="A's expansion well under way", interval=0.01)
     b = k.submit({"tenant": "city", "priority": "normal", "subject": "B",

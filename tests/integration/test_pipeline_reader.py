@@ -48,18 +48,10 @@ def readers(r):
 
 with Redis(out) as r:
     k = Kairan(out, r, email="outbox",
-               conf={"dispatcher": {"expand_page": str(PAGE),
-                                    "max_recipients": str(NA)},
-                     "queue": {"expand_ahead_ms": "1m",
-                               "max_depth": "10000000",
-                               "block_ms": "2000"},
-                     "routes": {"line": "outbox"},
-                     "http": {"listen": ""}})
+               conf=pipeline_conf(PAGE, NA, max_depth="10000000",
+                                  block_ms="2000"))
     d = k.start()
-    a = k.submit({"tenant": "board", "priority": "normal", "subject": "A",
-                  "body": "本文", "channels": ["line"],
-                  "recipients": [{"id": "a%06d" % i, "line": "U%032x" % i}
-                                 for i in range(NA)]})
+    a = k.submit(line_broadcast("board", "A", NA, "a"))
     wait_for(lambda: int(k.bc(a).get("xc", "0")) >= 5, 60,
              what="A's expansion begun", interval=0.002)
     ids = wait_for(lambda: readers(r), 10, what="kairand's readers")

@@ -58,11 +58,7 @@ def account(r, k, bid, what):
 
 
 def submit(k, tag):
-    return k.submit({"tenant": tag, "priority": "normal", "subject": tag,
-                     "body": "本文", "channels": ["line"],
-                     "recipients": [{"id": "a%06d" % i,
-                                     "line": "U%032x" % i}
-                                    for i in range(N)]})
+    return k.submit(line_broadcast(tag, tag, N, "a"))
 
 
 for n, how in enumerate(("sigterm", "kill9", "sigstop")):
