@@ -510,35 +510,6 @@ const struct kn_smtp_cbs kn__smtp_session_cbs = {
     .fail = sess_fail,
 };
 
-/* How an address failed, in a word or two, for the reason that lists
- * each address of the relay's name. */
-static const char *failed_how(int code, const char *why)
-{
-    if (code == 421)
-        return "421";
-    if (strstr(why, "timeout") != NULL || strstr(why, "timed out") != NULL)
-        return "timed out";
-    if (strstr(why, "refused") != NULL)
-        return "refused";
-    if (strstr(why, "reset") != NULL)
-        return "reset";
-    if (strstr(why, "closed") != NULL)
-        return "closed";
-    if (strstr(why, "TLS") != NULL || strstr(why, "certificate") != NULL)
-        return "TLS failed";
-    return "failed";
-}
-
-/* Note how the address c tried failed, after the ones before it. */
-static void note_tried(struct conn *c, int code, const char *why)
-{
-    char addr[INET6_ADDRSTRLEN];
-    size_t n = strlen(c->tried);
-    kn_ip_text((const struct sockaddr *)&c->addrs[c->ai], addr, sizeof(addr));
-    snprintf(c->tried + n, sizeof(c->tried) - n, "%s%s %s", n > 0 ? ", " : "",
-             addr, failed_how(code, why));
-}
-
 /*
  * The connection is over.  Its message, if any, ends tempfail with the
  * reason; except on a reused connection that died before any reply to the
@@ -564,7 +535,7 @@ void kn__smtp_conn_fail(struct conn *c, int code, const char *why)
     if (early && s->have_good && kn_sockaddr_same(&c->addrs[c->ai], &s->good))
         s->have_good = 0; /* the address that worked no longer does */
     if (early && c->naddrs > 1)
-        note_tried(c, code, why);
+        kn__smtp_note_tried(c, code, why);
     if (early && c->ai + 1 < c->naddrs && !s->closing) {
         /* The message goes to the name's next address, on a new
          * connection. */

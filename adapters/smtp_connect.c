@@ -182,6 +182,34 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     kn__smtp_conn_unref(c);
 }
 
+/* How an address failed, in a word or two, for the reason that lists
+ * each address of the relay's name. */
+static const char *failed_how(int code, const char *why)
+{
+    if (code == 421)
+        return "421";
+    if (strstr(why, "timeout") != NULL || strstr(why, "timed out") != NULL)
+        return "timed out";
+    if (strstr(why, "refused") != NULL)
+        return "refused";
+    if (strstr(why, "reset") != NULL)
+        return "reset";
+    if (strstr(why, "closed") != NULL)
+        return "closed";
+    if (strstr(why, "TLS") != NULL || strstr(why, "certificate") != NULL)
+        return "TLS failed";
+    return "failed";
+}
+
+void kn__smtp_note_tried(struct conn *c, int code, const char *why)
+{
+    char addr[INET6_ADDRSTRLEN];
+    size_t n = strlen(c->tried);
+    kn_ip_text((const struct sockaddr *)&c->addrs[c->ai], addr, sizeof(addr));
+    snprintf(c->tried + n, sizeof(c->tried) - n, "%s%s %s", n > 0 ? ", " : "",
+             addr, failed_how(code, why));
+}
+
 /*
  * A new connection, opened for message m: to the relay's name (resolved
  * now), or, if from is not NULL (a connection that failed before it was

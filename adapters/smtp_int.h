@@ -114,6 +114,10 @@ struct conn {
 void kn__smtp_conn_new(struct smtp *s, struct smtp_send *m,
                        const struct conn *from);
 
+/* smtp_connect.c: note how the address c tried failed (code: the reply,
+ * 0 none), after the ones before it, in c->tried. */
+void kn__smtp_note_tried(struct conn *c, int code, const char *why);
+
 /* smtp.c: the connection is over (its message tempfails with why, or
  * moves to the next address); a handle or request of it is done; the
  * timer for what it waits for now; TLS from the first byte (smtps://);

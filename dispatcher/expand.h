@@ -186,7 +186,7 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
  * a pipeline's turn goes on, nothing else would (a lost read, a failed
  * one waited out). */
 void kn__expand_read_more(struct kn_expander *e);
-/* Forget the page read ahead, if any (expand_page.c). */
+/* Forget the page read ahead, if any (expand_read.c). */
 void kn__expand_ahead_drop(struct kn_expander *e);
 /* Abandon the page commits on their way: their answers are ignored (the
  * entry failed, is done, or leaves the expander; expand_page.c). */
@@ -230,11 +230,33 @@ int64_t kn__expand_depth_peek(const struct kn_expander *e, int i);
  * ending (a page committed while the next one's commit is on its way). */
 void kn__expand_fair_charge(struct kn_expander *e, int64_t cost);
 
+/* The index of the job stream of channel ch at the current broadcast's
+ * priority (scripts.h order: email, line, push; urgent, normal). */
+static inline int kn__expand_stream(const struct kn_expander *e,
+                                    enum kn_channel ch)
+{
+    return (int)ch * 2 + (e->urgent ? 0 : 1);
+}
+
 /* ---- expand_page.c ---- */
 
 /* Next page of the audience, or the end of the expansion. */
 void kn__expand_page(struct kn_expander *e);
 /* The expansion is over (or the broadcast cancelled): record it, ack. */
 void kn__expand_done(struct kn_expander *e);
+/* The page in e->rj..: build its jobs and send its commit (e->page moves
+ * on to the next page at once). */
+void kn__expand_commit_page(struct kn_expander *e);
+
+/* ---- expand_read.c ---- */
+
+/* Where page p starts in the audience list (the first page is short). */
+long long kn__expand_page_start(const struct kn_expander *e, int64_t p);
+/* Read the page the expander is on (or use the one read ahead), then
+ * commit it. */
+void kn__expand_range_page(struct kn_expander *e);
+/* Commit the page read ahead before the last commit's answer, when one
+ * broadcast expands alone and its streams have room. */
+void kn__expand_pipeline_next(struct kn_expander *e);
 
 #endif
