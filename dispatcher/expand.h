@@ -122,7 +122,7 @@ struct kn_expander {
      * its jobs are marked KN_JOB_INLINE */
     char *inl;
     int inline_now;
-    struct xpage *ahead; /* the next page, read ahead (expand_page.c) */
+    struct xpage *ahead; /* the next pages, read ahead (expand_read.c) */
 
     /* the step running on the current entry, for a failure's reason */
     const char *step;

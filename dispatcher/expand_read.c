@@ -29,15 +29,16 @@ static const char *jstr(json_t *o, const char *k)
 /*
  * A page of the audience being read: its entries and the directory
  * records they name.  The page the expander is on is read into one; so is,
- * while a single broadcast expands, the page after it ("ahead"), read
- * while this one is built and committed, so that kairand parses a page
- * while Redis runs the last one's commit instead of each waiting for the
- * other.  Reading is all it does: nothing is written for an ahead page
- * (a record of the wrong type is reported when its page is used), so a
- * page read ahead and then not used (another tenant's turn came, the
+ * while a single broadcast expands, each of the pages after it ("ahead",
+ * up to AHEAD_PAGES), read while this one is built and committed, so that
+ * kairand parses a page while Redis runs the last one's commit instead of each
+ * waiting for the other.  Reading is all it does: nothing is written for an
+ * ahead page (a record of the wrong type is reported when its page is used), so
+ * a page read ahead and then not used (another tenant's turn came, the
  * broadcast failed or stopped) is simply dropped, and a crash loses
- * nothing: the checkpoint moves only with a commit.  At most one page
- * ahead exists (e->ahead): memory stays one page more.
+ * nothing: the checkpoint moves only with a commit.  The pages read ahead
+ * are a list (e->ahead, in page order): memory stays AHEAD_PAGES pages
+ * more.
  */
 struct xpage {
     struct kn_expander *e; /* not touched once dropped */
@@ -50,7 +51,16 @@ struct xpage {
     size_t n, lookups; /* replies still to come (the LRANGE counts one) */
     int ahead;         /* read ahead (a failure reads it again for real) */
     int lost, done, dropped, wanted;
+    struct xpage *next; /* the page after it, also read ahead */
 };
+
+/*
+ * How many pages are read ahead at most.  Two, so that a directory
+ * page's lookups (sent only when its LRANGE answers) are queued in Redis
+ * before the commit kairand waits on, not after it: with one, Redis ran
+ * the lookups and the commit one after the other while kairand waited.
+ */
+#define AHEAD_PAGES 2
 
 struct lookup {
     struct xpage *pg;
@@ -72,16 +82,28 @@ static void xpage_free(struct xpage *pg)
     free(pg);
 }
 
-/* Forget the page read ahead (freed by its last reply if still read). */
+/* Forget the pages read ahead (each freed by its last reply if still
+ * read). */
 void kn__expand_ahead_drop(struct kn_expander *e)
 {
-    struct xpage *pg = e->ahead;
-    if (pg == NULL)
-        return;
+    struct xpage *pg = e->ahead, *next;
     e->ahead = NULL;
-    pg->dropped = 1;
-    if (pg->done)
-        xpage_free(pg);
+    for (; pg != NULL; pg = next) {
+        next = pg->next;
+        pg->next = NULL;
+        pg->dropped = 1;
+        if (pg->done)
+            xpage_free(pg);
+    }
+}
+
+/* Take the first page read ahead off the list. */
+static void ahead_pop(struct kn_expander *e, struct xpage *pg)
+{
+    if (e->ahead == pg) {
+        e->ahead = pg->next;
+        pg->next = NULL;
+    }
 }
 
 /*
@@ -220,8 +242,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
             page_answered(pg);
             return;
         }
-        if (e->ahead == pg)
-            e->ahead = NULL;
+        ahead_pop(e, pg);
         xpage_free(pg);
         kn__expand_failed(e, rep);
         return;
@@ -258,7 +279,7 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
 
 /*
  * Start reading page p of the current entry's audience: for the page the
- * expander is on (ahead 0), or the one after it (ahead 1, e->ahead).
+ * expander is on (ahead 0), or one after it (ahead 1, in e->ahead).
  * NULL if the read could not be sent.
  */
 static struct xpage *page_read(struct kn_expander *e, int64_t p, int ahead)
@@ -288,18 +309,25 @@ static struct xpage *page_read(struct kn_expander *e, int64_t p, int ahead)
 }
 
 /*
- * Read the page after the current one ahead, when it is worth it: the
- * broadcast has one, and no other broadcast waits for a turn (with
- * several, the next turn is likely another's, and its page would be read
- * twice).
+ * Read the pages after the current one ahead (up to AHEAD_PAGES), when
+ * it is worth it: the broadcast has them, and no other broadcast waits
+ * for a turn (with several, the next turn is likely another's, and its
+ * page would be read twice).
  */
 static void read_ahead(struct kn_expander *e)
 {
-    if (e->ahead != NULL || e->cur == NULL || e->d->stopping ||
-        kn__expand_page_start(e, e->page + 1) >= e->aud_n ||
-        kn__expand_fair_count(e) > 0)
+    struct xpage **tail = &e->ahead;
+    int64_t p = e->page + 1;
+    int n = 0;
+    if (e->cur == NULL || e->d->stopping || kn__expand_fair_count(e) > 0)
         return;
-    e->ahead = page_read(e, e->page + 1, 1);
+    for (; *tail != NULL; tail = &(*tail)->next, n++)
+        p = (*tail)->page + 1;
+    for (; n < AHEAD_PAGES && kn__expand_page_start(e, p) < e->aud_n; n++) {
+        if ((*tail = page_read(e, p++, 1)) == NULL)
+            return;
+        tail = &(*tail)->next;
+    }
 }
 
 /*
@@ -340,8 +368,7 @@ void kn__expand_pipeline_next(struct kn_expander *e)
 static void page_use(struct xpage *pg)
 {
     struct kn_expander *e = pg->e;
-    if (e->ahead == pg)
-        e->ahead = NULL;
+    ahead_pop(e, pg);
     if (pg->lost) {
         int again = pg->ahead;
         xpage_free(pg);
