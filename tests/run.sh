@@ -26,8 +26,8 @@ passed=0
 failed=0
 failed_names=()
 
-count_tap() { # file name
-    local p f
+count_tap() { # file name [started, in $SECONDS]
+    local p f took=""
     p=$(grep -cE '^ok ' "$1" || true)
     f=$(grep -cE '^not ok ' "$1" || true)
     passed=$((passed + p))
@@ -35,7 +35,8 @@ count_tap() { # file name
     if [ "$f" -gt 0 ]; then
         failed_names+=("$2: $(grep -E '^not ok ' "$1" | head -3 | tr '\n' ';')")
     fi
-    echo "$2: $p passed, $f failed"
+    [ -n "${3:-}" ] && took=" ($((SECONDS - $3)) s)"
+    echo "$2: $p passed, $f failed$took"
 }
 
 use_valgrind=0
@@ -49,6 +50,7 @@ if [ "${KAIRAN_ONLY:-unit}" = unit ] || [ -z "${KAIRAN_ONLY:-}" ]; then
         name=$(basename "$t")
         case "$name" in *"${KAIRAN_TEST_FILTER:-}"*) ;; *) continue ;; esac
         log="$OUT/$name.log"
+        t0=$SECONDS
         if [ $use_valgrind = 1 ]; then
             CMOCKA_MESSAGE_OUTPUT=TAP timeout 300 valgrind -q --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
@@ -57,7 +59,7 @@ if [ "${KAIRAN_ONLY:-unit}" = unit ] || [ -z "${KAIRAN_ONLY:-}" ]; then
             CMOCKA_MESSAGE_OUTPUT=TAP timeout 120 "$t" >"$log" 2>&1
         fi
         rc=$?
-        count_tap "$log" "$name"
+        count_tap "$log" "$name" "$t0"
         if [ $rc -ne 0 ] && ! grep -qE '^not ok ' "$log"; then
             # Crashed, timed out, or valgrind found errors/leaks.
             failed=$((failed + 1))
@@ -74,9 +76,10 @@ if [ "${KAIRAN_ONLY:-integration}" = integration ] || [ -z "${KAIRAN_ONLY:-}" ];
         name=$(basename "$t" .py)
         case "$name" in *"${KAIRAN_TEST_FILTER:-}"*) ;; *) continue ;; esac
         log="$OUT/$name.log"
+        t0=$SECONDS
         timeout 900 /usr/bin/python3 "$t" >"$log" 2>&1
         rc=$?
-        count_tap "$log" "$name"
+        count_tap "$log" "$name" "$t0"
         if [ $rc -ne 0 ] && ! grep -qE '^not ok ' "$log"; then
             failed=$((failed + 1))
             failed_names+=("$name: exit $rc (see $log)")
