@@ -1,6 +1,6 @@
 /*
  * fuzz_seal.c - libFuzzer target for encryption at rest and the tokens
- * built on it (common/seal.c, the ack token in model/broadcast.c).
+ * built on it (common/seal.c, the ack token in model/ack.c).
  * The first input byte picks the mode; the rest is garbage thrown at:
  *   0: kn_unseal (must refuse anything it did not make), kn_sealed_kid;
  *   1: kn_b64url_decode (and re-encoding gives the canonical form back);
@@ -127,8 +127,7 @@ static void keyfile(const uint8_t *data, size_t n)
         abort();
     close(fd);
     if (kn_keyring_load(keypath, &k, err, sizeof(err)) == 0) {
-        FZ_CHECK(kn_keyring_current(k) >= 1 &&
-                     kn_keyring_current(k) <= 9999,
+        FZ_CHECK(kn_keyring_current(k) >= 1 && kn_keyring_current(k) <= 9999,
                  "current kid %d", kn_keyring_current(k));
         kn_keyring_free(k);
     } else {

@@ -1,7 +1,8 @@
 /*
  * test_guardian.c - unit tests for model/guardian.c (a child's guardians
  * in order, who is reachable, the list of bc:<id>:gs, how a report names
- * a guardian) and for what the next guardian adds to model/broadcast.c:
+ * a guardian) and for what the next guardian adds to model/broadcast.c and
+ * model/ack.c:
  * "escalate_to", the personal link naming its guardian (old links still
  * parse), and the guardian of a stored confirmation.
  */
@@ -25,7 +26,7 @@
 #include "model/broadcast.h"
 #include "model/guardian.h"
 
-#define ALL (1u << KN_CH_EMAIL | 1u << KN_CH_LINE | 1u << KN_CH_PUSH)
+#define ALL   (1u << KN_CH_EMAIL | 1u << KN_CH_LINE | 1u << KN_CH_PUSH)
 #define EMAIL (1u << KN_CH_EMAIL)
 
 /* A child whose first guardian has LINE only, the second e-mail but is
@@ -99,8 +100,7 @@ static void test_label(void **state)
     (void)state;
     assert_string_equal(kn_guardian_label(0, NULL, out, sizeof(out)),
                         "保護者1");
-    assert_string_equal(kn_guardian_label(1, "", out, sizeof(out)),
-                        "保護者2");
+    assert_string_equal(kn_guardian_label(1, "", out, sizeof(out)), "保護者2");
     assert_string_equal(kn_guardian_label(1, "高橋 父", out, sizeof(out)),
                         "高橋 父");
 }
@@ -116,8 +116,8 @@ static int parse_with(const char *extra, struct kn_broadcast *b, char *err,
         "{\"tenant\":\"t1\",\"subject\":\"s\",\"body\":\"b\","
         "\"channels\":[\"email\"],\"audience\":{\"groups\":[\"2-A\"]}%s}",
         extra);
-    int rc = kn_broadcast_parse(json, strlen(json), &LIM, b, err, errlen,
-                                field, 64);
+    int rc =
+        kn_broadcast_parse(json, strlen(json), &LIM, b, err, errlen, field, 64);
     free(json);
     return rc;
 }
@@ -229,9 +229,9 @@ static void test_link_bad_guardian(void **state)
 {
     /* Signed with the right key, but the guardian part is not 0..99
      * written plainly: refused. */
-    static const char *const bad[] = {"b-1|c-1|", "b-1|c-1|x", "b-1|c-1|07",
-                                      "b-1|c-1|100", "b-1|c-1|-1",
-                                      "b-1|c-1|1|2"};
+    static const char *const bad[] = {"b-1|c-1|",   "b-1|c-1|x",
+                                      "b-1|c-1|07", "b-1|c-1|100",
+                                      "b-1|c-1|-1", "b-1|c-1|1|2"};
     const struct kn_keyring *kr = *state;
     (void)kr;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -279,8 +279,8 @@ int main(void)
         cmocka_unit_test(test_sent_list),
         cmocka_unit_test(test_label),
         cmocka_unit_test(test_escalate_to),
-        cmocka_unit_test_setup_teardown(test_link_names_guardian,
-                                        setup_keyring, teardown_keyring),
+        cmocka_unit_test_setup_teardown(test_link_names_guardian, setup_keyring,
+                                        teardown_keyring),
         cmocka_unit_test_setup_teardown(test_link_bad_guardian, setup_keyring,
                                         teardown_keyring),
         cmocka_unit_test(test_value_guardian),
