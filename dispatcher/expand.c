@@ -572,17 +572,20 @@ void kn__expander_claimed(struct kn_expander *e, const redisReply *entries)
         next_entry(e);
 }
 
+/*
+ * The expander's memory goes only once the loop has closed its timer: the
+ * daemon closes its command connection after the expander (shutdown_now),
+ * and hiredis then calls the callbacks of the commands still on their way
+ * (no reply: the drain time ended while Redis did not answer, a page's
+ * read, an XLEN, an XACK): they find the expander closed but whole, its
+ * entry still there (set aside, it stays pending in Redis), instead of
+ * memory freed under them.
+ */
 static void on_timer_closed(uv_handle_t *h)
 {
     struct kn_expander *e = kn_container_of(h, struct kn_expander, timer);
-    free(e);
-}
-
-void kn__expander_close(struct kn_expander *e)
-{
-    e->closed = 1;
-    kn_redis_close(e->blk);
     kn__expand_xentry_free(e->cur);
+    e->cur = NULL;
     while (e->queue != NULL) {
         struct xentry *x = e->queue;
         e->queue = x->next;
@@ -598,6 +601,13 @@ void kn__expander_close(struct kn_expander *e)
     kn_argv_free(&e->step_keys);
     free(e->fail_err);
     free(e->stream);
+    free(e);
+}
+
+void kn__expander_close(struct kn_expander *e)
+{
+    e->closed = 1;
+    kn_redis_close(e->blk);
     uv_timer_stop(&e->timer);
     uv_close((uv_handle_t *)&e->timer, on_timer_closed);
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""test_expand_stop_frozen.py - kairand stopped (SIGTERM) while Redis
+does not answer the expander's read of a page: the drain time ends with
+the read on its way, and closing the connection calls its callback (no
+reply) after the expander let go of its entry: kn__expander_close freed
+the entry, and the read's failure then used it (kairand died of SIGSEGV
+on SIGTERM; ASan: heap-use-after-free in kn__expand_failed).  The
+expander is now freed when the loop closes it (dispatcher/expand.c).
+
+Redis is reached through a proxy here that stops passing Redis' answers
+on the connection that sent the first LRANGE (the expander reading the
+broadcast's first page): nothing is left to timing.
+
+  [1] SIGTERM with the page's LRANGE unanswered: kairand exits 0 after
+      dispatcher.drain_ms, no memory error (ASan's report, under
+      SANITIZE=1).
+  [2] a new kairand (straight to Redis) resumes the entry: every
+      recipient once.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_expand_stop_frozen.py
+"""
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+N = 120
+PAGE = 20
+
+
+class FreezeProxy:
+    """TCP proxy to Redis: the connection on which a client sends `word`
+    gets no more answers (its requests still reach Redis)."""
+
+    def __init__(self, port, word=b"LRANGE"):
+        self.port = port
+        self.word = word
+        self.frozen = threading.Event()
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.listen_port = self.ls.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.port))
+            self.socks += [c, s]
+            mine = {"frozen": False}
+            threading.Thread(target=self._up, args=(c, s, mine),
+                             daemon=True).start()
+            threading.Thread(target=self._down, args=(s, c, mine),
+                             daemon=True).start()
+
+    def _up(self, c, s, mine):
+        while True:
+            try:
+                b = c.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if self.word in b and not self.frozen.is_set():
+                mine["frozen"] = True
+                self.frozen.set()
+            try:
+                s.sendall(b)
+            except OSError:
+                return
+
+    def _down(self, s, c, mine):
+        while True:
+            try:
+                b = s.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if mine["frozen"]:
+                continue  # Redis answered; the client never hears it
+            try:
+                c.sendall(b)
+            except OSError:
+                return
+
+    def close(self):
+        self.ls.close()
+        for x in self.socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+
+out = tmpdir("expand-stop-frozen")
+with Redis(out) as r:
+    proxy = FreezeProxy(r.port)
+    conf = pipeline_conf(PAGE)
+    conf["dispatcher"].update({"drain_ms": "300", "consumer": "c1"})
+    # The read must still be on its way when the drain time ends.
+    conf["redis"] = {"url": "redis://127.0.0.1:%d" % proxy.listen_port,
+                     "timeout_ms": "60s"}
+    k = Kairan(out, r, email="outbox", conf=conf)
+    bid = k.submit(line_broadcast("frozen", "frozen", N, "f"))
+    d = k.start(extra_env={"ASAN_OPTIONS": "detect_leaks=0"})
+    with tap.check("[1] SIGTERM with the page's read unanswered: exit 0, "
+                   "no memory error"):
+        wait_for(proxy.frozen.is_set, 30, what="the first LRANGE sent")
+        d.kill(signal.SIGTERM)
+        rc = d.wait(30)
+        err = open(d.stderr_path, "rb").read().decode("utf-8", "replace")
+        i = err.find("ERROR: AddressSanitizer")
+        assert i < 0, err[i:i + 3000]
+        assert rc == 0, (rc, err[-3000:])
+    proxy.close()
+    k.sections["redis"]["url"] = r.url
+    k.write_conf()
+    d2 = k.start()
+    with tap.check("[2] resumed by a new kairand: every recipient once"):
+        h = k.wait_done(bid, 120)
+        assert h.get("status") == "done", h
+        assert int(h["n:line:total"]) == N, h
+        assert int(h["jobs"]) == N, h
+        per = r.call("HGETALL", "kairan:bc:%s:r" % bid)
+        assert len(resolve_states(per)) == N
+    d2.stop(30)
+    assert d2.returncode == 0, d2.returncode
+
+tap.diag("runtime %.1fs" % (time.monotonic() - T0))
+tap.done()
