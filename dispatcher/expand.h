@@ -186,7 +186,7 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg);
  * a pipeline's turn goes on, nothing else would (a lost read, a failed
  * one waited out). */
 void kn__expand_read_more(struct kn_expander *e);
-/* Forget the page read ahead, if any (expand_read.c). */
+/* Forget the pages read ahead, if any (expand_read.c). */
 void kn__expand_ahead_drop(struct kn_expander *e);
 /* Abandon the page commits on their way: their answers are ignored (the
  * entry failed, is done, or leaves the expander; expand_page.c). */
