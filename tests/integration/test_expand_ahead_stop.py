@@ -33,7 +33,10 @@ def pages(n):
 
 
 def setup(out, **dispatcher):
-    conf = pipeline_conf(PAGE)
+    # The next kairand takes the entry over after claim_idle_ms (which
+    # must exceed smtp.timeout_ms + drain_ms): 8 s, not the default 2 min.
+    conf = pipeline_conf(PAGE, claim_idle_ms="8s")
+    conf["smtp"] = {"timeout_ms": "1s"}
     conf["dispatcher"].update(dispatcher)
     k = Kairan(out, r, email="outbox", conf=conf)
     rows = ["id,name,groups,line"]

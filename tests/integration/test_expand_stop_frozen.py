@@ -109,7 +109,10 @@ class FreezeProxy:
 out = tmpdir("expand-stop-frozen")
 with Redis(out) as r:
     proxy = FreezeProxy(r.port)
-    conf = pipeline_conf(PAGE)
+    # The next kairand takes the entry over after claim_idle_ms (which
+    # must exceed smtp.timeout_ms + drain_ms): 5 s, not the default 2 min.
+    conf = pipeline_conf(PAGE, claim_idle_ms="5s")
+    conf["smtp"] = {"timeout_ms": "1s"}
     conf["dispatcher"].update({"drain_ms": "300", "consumer": "c1"})
     # The read must still be on its way when the drain time ends.
     conf["redis"] = {"url": "redis://127.0.0.1:%d" % proxy.listen_port,
