@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""test_worker_stop_frozen.py - kairand stopped (SIGTERM) while Redis does
+not answer a channel worker's commands: the drain time ends with them on
+their way, kn__worker_close lets go of the worker's streams, route, ready
+jobs and adapter, and closing the command connection afterwards calls
+their callbacks with no reply (shutdown_now, dispatcher/daemon.c): the
+class of bug 9dec1e7 fixed in the expander.  None of the worker's uses
+freed memory: the worker itself is freed only once the loop closed its
+timers, and its results' calls (finish, retry, precheck, rate) are
+reliable calls (queue/queue.c) whose callbacks are not called without a
+reply.  This test keeps it so.
+
+Redis is reached through a proxy here that stops passing Redis' answers
+on the connection that sent the e-mail worker's first "keep" round
+(kn__worker_keep, the idle-time reset of the jobs it holds); the test
+then waits until a batch of results (the finish script) and the route's
+pause read (GET paused:email) are on their way on it too: nothing is left
+to timing.  One SMTP connection whose RCPTs are answered after 0.6 s
+keeps jobs waiting in hand (ready) long enough to be kept.
+
+  [1] SIGTERM with the keep round, a finish batch and the pause read
+      unanswered and SMTP sends in flight: kairand exits 0 after
+      dispatcher.drain_ms, no memory error (ASan's report, under
+      SANITIZE=1).
+  [2] a new kairand (straight to Redis) takes the jobs over: every
+      recipient recorded once.
+
+Run:  BUILD=build /usr/bin/python3 tests/integration/test_worker_stop_frozen.py
+"""
+
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T0 = time.monotonic()
+tap = TAP()
+N = 40
+
+# The keep round: EVALSHA <sha> 2 <urgent> <normal> <group> <consumer> ...
+KEEP = (rb"kairan:q:email:urgent\r\n\$\d+\r\nkairan:q:email:normal\r\n"
+        rb"\$7\r\nkairand\r\n\$2\r\nc1\r\n")
+FINISH = rb"\$9\r\ndelivered\r\n"  # a result's state, finish.lua's ARGV
+PAUSE = rb"GET\r\n\$\d+\r\nkairan:paused:email\r\n"
+
+
+class FreezeProxy:
+    """TCP proxy to Redis: the connection on which a client sends bytes
+    matching the regular expression `pattern` gets no more answers (its
+    requests still reach Redis); what it sends afterwards is kept
+    (sent_after)."""
+
+    def __init__(self, port, pattern):
+        self.port = port
+        self.pattern = re.compile(pattern)
+        self.frozen = threading.Event()
+        self.after = b""
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.listen_port = self.ls.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.port))
+            self.socks += [c, s]
+            mine = {"frozen": False}
+            threading.Thread(target=self._up, args=(c, s, mine),
+                             daemon=True).start()
+            threading.Thread(target=self._down, args=(s, c, mine),
+                             daemon=True).start()
+
+    def _up(self, c, s, mine):
+        tail = b""  # (a command may arrive in two reads)
+        while True:
+            try:
+                b = c.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if mine["frozen"]:
+                self.after += b
+            elif not self.frozen.is_set():
+                m = self.pattern.search(tail + b)
+                if m:
+                    mine["frozen"] = True
+                    self.after = (tail + b)[m.end():]
+                    self.frozen.set()
+                tail = (tail + b)[-4096:]
+            try:
+                s.sendall(b)
+            except OSError:
+                return
+
+    def _down(self, s, c, mine):
+        while True:
+            try:
+                b = s.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if mine["frozen"]:
+                continue  # Redis answered; the client never hears it
+            try:
+                c.sendall(b)
+            except OSError:
+                return
+
+    def sent_after(self, pattern):
+        """Whether the frozen connection sent `pattern` after freezing."""
+        return re.search(pattern, self.after) is not None
+
+    def close(self):
+        self.ls.close()
+        for x in self.socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+
+out = tmpdir("worker-stop-frozen")
+with Redis(out) as r, FakeSMTP(out, control={"rules": [
+        {"match": "@", "action": "delay", "seconds": 0.6}]}) as smtp:
+    proxy = FreezeProxy(r.port, KEEP)
+    # The next kairand takes the jobs over after claim_idle_ms (which must
+    # exceed smtp.timeout_ms + drain_ms): 8 s, not the default 2 min.  A
+    # job held claim_idle_ms / 4 (2 s) is kept, every claim_idle_ms / 8.
+    conf = pipeline_conf(20, claim_idle_ms="8s")
+    conf["smtp"] = {"timeout_ms": "1s", "connections": "1"}
+    conf["dispatcher"].update({"drain_ms": "300", "consumer": "c1"})
+    # The commands must still be on their way when the drain time ends.
+    conf["redis"] = {"url": "redis://127.0.0.1:%d" % proxy.listen_port,
+                     "timeout_ms": "60s"}
+    k = Kairan(out, r, smtp=smtp, conf=conf)
+    b = line_broadcast("frozen", "frozen", 0, "f", channels=["email"])
+    b["recipients"] = [{"id": "f%06d" % i, "email": "p%d@example.jp" % i}
+                       for i in range(N)]
+    bid = k.submit(b)
+    d = k.start(extra_env={"ASAN_OPTIONS": "detect_leaks=0"})
+    with tap.check("[1] SIGTERM with the keep round, a finish batch and the "
+                   "pause read unanswered: exit 0, no memory error"):
+        wait_for(proxy.frozen.is_set, 60, what="the first keep round sent")
+        wait_for(lambda: proxy.sent_after(FINISH), 30,
+                 what="a finish batch sent after it")
+        wait_for(lambda: proxy.sent_after(PAUSE), 30,
+                 what="the route's pause read sent after it")
+        d.kill(signal.SIGTERM)
+        rc = d.wait(30)
+        err = open(d.stderr_path, "rb").read().decode("utf-8", "replace")
+        i = err.find("ERROR: AddressSanitizer")
+        assert i < 0, err[i:i + 3000]
+        assert rc == 0, (rc, err[-3000:])
+        assert "drain time is over" in err, err[-3000:]
+    proxy.close()
+    smtp.clear_control()
+    k.sections["redis"]["url"] = r.url
+    k.write_conf()
+    d2 = k.start()
+    with tap.check("[2] taken over by a new kairand: every recipient once"):
+        h = k.wait_done(bid, 120)
+        assert h.get("status") == "done", h
+        assert int(h["n:email:total"]) == N, h
+        assert int(h["jobs"]) == N, h
+        st = bc_states(r, bid)
+        assert len(st) == N, st
+        assert all(v.startswith("d|") for v in st.values()), st
+    d2.stop(30)
+    assert d2.returncode == 0, d2.returncode
+
+tap.diag("runtime %.1fs" % (time.monotonic() - T0))
+tap.done()
