@@ -139,9 +139,9 @@ with Redis(out) as r, FakeSMTP(out, control={"rules": [
         {"match": "@", "action": "delay", "seconds": 0.6}]}) as smtp:
     proxy = FreezeProxy(r.port, KEEP)
     # The next kairand takes the jobs over after claim_idle_ms (which must
-    # exceed smtp.timeout_ms + drain_ms): 8 s, not the default 2 min.  A
-    # job held claim_idle_ms / 4 (2 s) is kept, every claim_idle_ms / 8.
-    conf = pipeline_conf(20, claim_idle_ms="8s")
+    # exceed smtp.timeout_ms + drain_ms): 5 s, not the default 2 min.  A
+    # job held claim_idle_ms / 4 (1.25 s) is kept, every claim_idle_ms / 8.
+    conf = pipeline_conf(20, claim_idle_ms="5s")
     conf["smtp"] = {"timeout_ms": "1s", "connections": "1"}
     conf["dispatcher"].update({"drain_ms": "300", "consumer": "c1"})
     # The commands must still be on their way when the drain time ends.
