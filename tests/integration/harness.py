@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -34,7 +35,7 @@ __all__ = [
     "ROOT", "BUILD", "FAKES", "free_port", "scale", "wait_for", "tmpdir", "mkca",
     "Proc", "Redis", "RedisError", "RespClient", "FakeSMTP", "TAP", "Kairan",
     "resolve_states", "bc_states", "hosts_env", "pipeline_conf",
-    "line_broadcast",
+    "line_broadcast", "FreezeProxy",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -442,6 +443,92 @@ class Redis:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class FreezeProxy:
+    """TCP proxy to Redis: the connection on which a client sends bytes
+    matching the regular expression `pattern` (bytes) gets no more answers
+    (its requests still reach Redis); what it sends afterwards is kept in
+    `after`.  `frozen` is set then.  Point kairand's redis.url at
+    127.0.0.1:listen_port: a command left unanswered on purpose, nothing
+    left to timing (test_expand_stop_frozen, test_worker_stop_frozen)."""
+
+    def __init__(self, port, pattern):
+        self.port = port
+        self.pattern = re.compile(pattern)
+        self.frozen = threading.Event()
+        self.after = b""
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.listen_port = self.ls.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.port))
+            self.socks += [c, s]
+            mine = {"frozen": False}
+            threading.Thread(target=self._up, args=(c, s, mine),
+                             daemon=True).start()
+            threading.Thread(target=self._down, args=(s, c, mine),
+                             daemon=True).start()
+
+    def _up(self, c, s, mine):
+        tail = b""  # (a command may arrive in two reads)
+        while True:
+            try:
+                b = c.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if mine["frozen"]:
+                self.after += b
+            elif not self.frozen.is_set():
+                m = self.pattern.search(tail + b)
+                if m:
+                    mine["frozen"] = True
+                    self.after = (tail + b)[m.end():]
+                    self.frozen.set()
+                tail = (tail + b)[-4096:]
+            try:
+                s.sendall(b)
+            except OSError:
+                return
+
+    def _down(self, s, c, mine):
+        while True:
+            try:
+                b = s.recv(65536)
+            except OSError:
+                return
+            if not b:
+                return
+            if mine["frozen"]:
+                continue  # Redis answered; the client never hears it
+            try:
+                c.sendall(b)
+            except OSError:
+                return
+
+    def sent_after(self, pattern):
+        """Whether the frozen connection sent `pattern` after freezing."""
+        return re.search(pattern, self.after) is not None
+
+    def close(self):
+        self.ls.close()
+        for x in self.socks:
+            try:
+                x.close()
+            except OSError:
+                pass
 
 
 def pipeline_conf(page, max_recipients=100000, **queue):

@@ -29,11 +29,8 @@ Run:  BUILD=build /usr/bin/python3 tests/integration/test_worker_stop_frozen.py
 """
 
 import os
-import re
 import signal
-import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,90 +45,6 @@ KEEP = (rb"kairan:q:email:urgent\r\n\$\d+\r\nkairan:q:email:normal\r\n"
         rb"\$7\r\nkairand\r\n\$2\r\nc1\r\n")
 FINISH = rb"\$9\r\ndelivered\r\n"  # a result's state, finish.lua's ARGV
 PAUSE = rb"GET\r\n\$\d+\r\nkairan:paused:email\r\n"
-
-
-class FreezeProxy:
-    """TCP proxy to Redis: the connection on which a client sends bytes
-    matching the regular expression `pattern` gets no more answers (its
-    requests still reach Redis); what it sends afterwards is kept
-    (sent_after)."""
-
-    def __init__(self, port, pattern):
-        self.port = port
-        self.pattern = re.compile(pattern)
-        self.frozen = threading.Event()
-        self.after = b""
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.listen_port = self.ls.getsockname()[1]
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            s = socket.create_connection(("127.0.0.1", self.port))
-            self.socks += [c, s]
-            mine = {"frozen": False}
-            threading.Thread(target=self._up, args=(c, s, mine),
-                             daemon=True).start()
-            threading.Thread(target=self._down, args=(s, c, mine),
-                             daemon=True).start()
-
-    def _up(self, c, s, mine):
-        tail = b""  # (a command may arrive in two reads)
-        while True:
-            try:
-                b = c.recv(65536)
-            except OSError:
-                return
-            if not b:
-                return
-            if mine["frozen"]:
-                self.after += b
-            elif not self.frozen.is_set():
-                m = self.pattern.search(tail + b)
-                if m:
-                    mine["frozen"] = True
-                    self.after = (tail + b)[m.end():]
-                    self.frozen.set()
-                tail = (tail + b)[-4096:]
-            try:
-                s.sendall(b)
-            except OSError:
-                return
-
-    def _down(self, s, c, mine):
-        while True:
-            try:
-                b = s.recv(65536)
-            except OSError:
-                return
-            if not b:
-                return
-            if mine["frozen"]:
-                continue  # Redis answered; the client never hears it
-            try:
-                c.sendall(b)
-            except OSError:
-                return
-
-    def sent_after(self, pattern):
-        """Whether the frozen connection sent `pattern` after freezing."""
-        return re.search(pattern, self.after) is not None
-
-    def close(self):
-        self.ls.close()
-        for x in self.socks:
-            try:
-                x.close()
-            except OSError:
-                pass
 
 
 out = tmpdir("worker-stop-frozen")
