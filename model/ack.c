@@ -11,6 +11,7 @@
 
 #include "common/kn.h"
 #include "common/seal.h"
+#include "common/signed.h"
 #include "common/utf8.h"
 #include "model/broadcast.h"
 
@@ -28,12 +29,8 @@ char *kn_ack_token_guardian(const struct kn_keyring *kr, const char *bcast,
     char *plain = guardian >= 0
                       ? kn_xasprintf("%s|%s|%d", bcast, rcpt, guardian)
                       : kn_xasprintf("%s|%s", bcast, rcpt),
-         mac[33], *b64, *t;
-    kn_blind_index(kr, "ack", plain, mac);
-    b64 = kn_b64url_encode(plain, strlen(plain));
-    t = kn_xasprintf("%s.%s", b64, mac);
+         *t = kn_signed_make(kr, "ack", plain);
     free(plain);
-    free(b64);
     return t;
 }
 
@@ -48,28 +45,16 @@ int kn_ack_parse_guardian(const struct kn_keyring *kr, const char *token,
                           char **bcast, char **rcpt, int *guardian)
 {
     const char *dot = strchr(token, '.');
-    char *b64, *bar, *gbar, mac[33];
-    unsigned char *plain = NULL;
-    long n;
-    int diff = 0;
+    char *plain, *bar, *gbar;
     *bcast = *rcpt = NULL;
     *guardian = -1;
-    if (dot == NULL || strlen(dot + 1) != 32 || dot - token > 400)
+    if (dot != NULL && dot - token > 400)
         return KN_EINVAL;
-    b64 = kn_xstrndup(token, (size_t)(dot - token));
-    n = kn_b64url_decode(b64, &plain);
-    free(b64);
-    if (n <= 0 || memchr(plain, '\0', (size_t)n) != NULL) {
-        free(plain);
+    plain = kn_signed_open(kr, "ack", token);
+    if (plain == NULL)
         return KN_EINVAL;
-    }
-    plain = kn_xrealloc(plain, (size_t)n + 1);
-    plain[n] = '\0';
-    kn_blind_index(kr, "ack", (char *)plain, mac);
-    for (int i = 0; i < 32; i++) /* constant time */
-        diff |= mac[i] ^ dot[1 + i];
-    bar = strchr((char *)plain, '|');
-    if (diff != 0 || bar == NULL) {
+    bar = strchr(plain, '|');
+    if (bar == NULL) {
         free(plain);
         return KN_EINVAL;
     }

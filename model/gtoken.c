@@ -11,6 +11,7 @@
 #include "common/codec.h"
 #include "common/kn.h"
 #include "common/seal.h"
+#include "common/signed.h"
 #include "model/broadcast.h"
 
 static int hex32(const char *s)
@@ -27,7 +28,7 @@ char *kn_gtoken_make(const struct kn_keyring *kr, int use, const char *tenant,
                      const char *child, const char *index, int64_t expires_ms,
                      const char *extra)
 {
-    char mac[33], *plain, *b64, *t;
+    char *plain, *t;
 
     if ((use != KN_GTOKEN_MYPAGE && use != KN_GTOKEN_UNSUB) ||
         !kn_tenant_valid(tenant) || !kn_id_valid(child) || index == NULL ||
@@ -37,11 +38,8 @@ char *kn_gtoken_make(const struct kn_keyring *kr, int use, const char *tenant,
         extra = "";
     plain = kn_xasprintf("g1|%c|%s|%s|%s|%lld|%s", use, tenant, child, index,
                          (long long)expires_ms, extra);
-    kn_blind_index(kr, "gtoken", plain, mac);
-    b64 = kn_b64url_encode(plain, strlen(plain));
-    t = kn_xasprintf("%s.%s", b64, mac);
+    t = kn_signed_make(kr, "gtoken", plain);
     free(plain);
-    free(b64);
     if (strlen(t) > KN_GTOKEN_MAX) {
         free(t);
         return NULL;
@@ -67,32 +65,16 @@ static int split_payload(char *p, char *f[7])
 int kn_gtoken_parse(const struct kn_keyring *kr, const char *token, int use,
                     int64_t now_ms, struct kn_gtoken *out)
 {
-    const char *dot;
-    char mac[33], *b64, *f[7], *end;
-    unsigned char *plain = NULL;
-    long n;
+    char *f[7], *end, *plain;
     long long exp;
-    int diff = 0;
 
     memset(out, 0, sizeof(*out));
     if (token == NULL || strlen(token) > KN_GTOKEN_MAX ||
-        (dot = strchr(token, '.')) == NULL || strlen(dot + 1) != 32)
+        (plain = kn_signed_open(kr, "gtoken", token)) == NULL)
         return KN_EINVAL;
-    b64 = kn_xstrndup(token, (size_t)(dot - token));
-    n = kn_b64url_decode(b64, &plain);
-    free(b64);
-    if (n <= 0 || memchr(plain, '\0', (size_t)n) != NULL) {
-        free(plain);
-        return KN_EINVAL;
-    }
-    plain = kn_xrealloc(plain, (size_t)n + 1);
-    plain[n] = '\0';
-    kn_blind_index(kr, "gtoken", (char *)plain, mac);
-    for (int i = 0; i < 32; i++) /* constant time */
-        diff |= mac[i] ^ dot[1 + i];
-    if (diff != 0 || split_payload((char *)plain, f) < 0 ||
-        strcmp(f[0], "g1") != 0 || f[1][0] != use || f[1][1] != '\0' ||
-        !kn_tenant_valid(f[2]) || !kn_id_valid(f[3]) || !hex32(f[4])) {
+    if (split_payload(plain, f) < 0 || strcmp(f[0], "g1") != 0 ||
+        f[1][0] != use || f[1][1] != '\0' || !kn_tenant_valid(f[2]) ||
+        !kn_id_valid(f[3]) || !hex32(f[4])) {
         free(plain);
         return KN_EINVAL;
     }
