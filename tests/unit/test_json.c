@@ -56,7 +56,7 @@ static void expect_jansson(const char *s, size_t n, int valid)
 static void test_stored_shapes(void **state)
 {
     (void)state;
-    /* An inline recipient's audience entry (model/broadcast.c). */
+    /* An inline recipient's audience entry (model/broadcast_store.c). */
     expect_fast("{\"id\":\"r000001\",\"l\":\"k1.AAECAwQFBgcICQoLDA0ODxAREhMU"
                 "FRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7\","
                 "\"li\":\"0123456789abcdef0123456789abcdef\"}");
