@@ -98,7 +98,7 @@ void kn__bounce_ref(struct kn_daemon *d, struct wjob *jb)
     kn_argv_add(&a, jb->carrier ? "1" : "0");
     kn_argv_add(&a, "a");
     kn_argv_add(&a, jb->sealed[0]);
-    kn__eval_reliable(d, &kn_script_bounce_ref, on_stored, NULL, 1, &a);
+    kn__eval_reliable(d, &kn_script_bounce_ref, on_stored, NULL, NULL, 1, &a);
 }
 
 void kn__bounce_refused(struct kn_daemon *d, struct wjob *jb,
@@ -134,5 +134,5 @@ void kn__bounce_refused(struct kn_daemon *d, struct wjob *jb,
     kn_argv_addi(&a, KN_BOUNCE_SOFT_LIMIT);
     kn_log(KN_LOG_INFO, "bounce", "refused at RCPT: suppressed", "bc",
            jb->bcast, "rcpt", jb->rcpts[0], "detail", out, NULL);
-    kn__eval_reliable(d, &kn_script_bounce, on_stored, NULL, 4, &a);
+    kn__eval_reliable(d, &kn_script_bounce, on_stored, NULL, NULL, 4, &a);
 }

@@ -118,10 +118,10 @@ int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt)
 /* ---- reliable script calls ---- */
 
 void kn__eval_reliable(struct kn_daemon *d, const struct kn_redis_script *s,
-                       kn_redis_cb *cb, void *arg, int nkeys,
-                       struct kn_argv *args)
+                       kn_redis_cb *cb, void *arg, kn_queue_drop_fn *drop,
+                       int nkeys, struct kn_argv *args)
 {
-    kn_queue_eval_reliable(&d->reliable, s, cb, arg, nkeys, args);
+    kn_queue_eval_reliable(&d->reliable, s, cb, arg, drop, nkeys, args);
 }
 
 static void flush_unrecorded(struct kn_daemon *d)
@@ -797,6 +797,9 @@ int kn_daemon_run(const struct kn_config *cfg)
     kn_redis_start(d.cmd);
 
     uv_run(d.loop, UV_RUN_DEFAULT);
+    /* A call made while the handles closed (after shutdown_now dropped
+     * the others) has no Redis left to answer it. */
+    kn_queue_reliable_drop(&d.reliable);
 
     msg_evict(&d, 1);
     rc = uv_loop_close(d.loop);

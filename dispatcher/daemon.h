@@ -154,11 +154,13 @@ const struct kn_message *kn__msg_lang(const struct kn__msg *m,
 /*
  * Run a script on the cmd connection.  If Redis is unreachable the call
  * is kept and re-sent when it is back (results must not be lost), and cb
- * runs then.  cb may get an error reply; it never gets NULL.
+ * runs then.  cb may get an error reply; it never gets NULL.  A call still
+ * unanswered at the exit is dropped: drop (NULL if arg is held elsewhere)
+ * frees arg then.
  */
 void kn__eval_reliable(struct kn_daemon *d, const struct kn_redis_script *s,
-                       kn_redis_cb *cb, void *arg, int nkeys,
-                       struct kn_argv *args);
+                       kn_redis_cb *cb, void *arg, kn_queue_drop_fn *drop,
+                       int nkeys, struct kn_argv *args);
 
 /* Full-jitter exponential backoff for attempt n (1-based). */
 int64_t kn__backoff_ms(const struct kn_daemon *d, int attempt);

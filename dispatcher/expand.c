@@ -199,7 +199,7 @@ void kn__expand_failed(struct kn_expander *e, const redisReply *rep)
     kn_argv_extend(&a, &e->step_keys);
     kn_argv_addi(&a, KN_POISON_TTL_MS);
     kn_argv_add(&a, "1");
-    kn__eval_reliable(d, &kn_script_failed, on_fail_counted, e,
+    kn__eval_reliable(d, &kn_script_failed, on_fail_counted, e, NULL,
                       1 + (int)e->step_keys.n, &a);
 }
 
@@ -278,7 +278,7 @@ void kn__expand_park(struct kn_expander *e, const char *reason,
     kn_argv_add(&a, KN_GROUP);
     kn_argv_add(&a, x->id);
     kn_argv_add(&a, e->tenant ? e->tenant : "");
-    kn__eval_reliable(d, &kn_script_park, on_parked, e, 6, &a);
+    kn__eval_reliable(d, &kn_script_park, on_parked, e, NULL, 6, &a);
 }
 
 /* ---- finishing an entry ---- */

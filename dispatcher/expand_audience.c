@@ -183,5 +183,5 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
     json_decref(g);
     json_decref(ri);
-    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, 3, &a);
+    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, NULL, 3, &a);
 }

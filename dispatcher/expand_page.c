@@ -53,7 +53,8 @@ void kn__expand_done(struct kn_expander *e)
     kn__expand_step(e, "ending the expansion");
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
     kn__expand_step_key(e, kn__key(d, "active"), "zset");
-    kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, 2, &a);
+    kn__eval_reliable(d, &kn_script_expand_done, on_expand_done, e, NULL, 2,
+                      &a);
 }
 
 static void on_ignore(struct kn_redis *r, redisReply *rep, void *arg)
@@ -690,7 +691,7 @@ void kn__expand_commit_page(struct kn_expander *e)
     e->inflight++;
     e->page++; /* the next page is read and built while this one commits */
     kn__expand_page_clear(e);
-    kn__eval_reliable(d, &kn_script_commit_page, on_committed, x,
+    kn__eval_reliable(d, &kn_script_commit_page, on_committed, x, free,
                       4 + KN_QUEUE_STREAMS, &a);
 }
 

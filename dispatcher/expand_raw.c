@@ -85,7 +85,7 @@ static void reject_raw(struct kn_expander *e, const char *err,
                         : "");
     kn__expand_submit_keys(e, id, NULL);
     json_decref(root);
-    kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, 3, &a);
+    kn__eval_reliable(d, &kn_script_reject, on_raw_stored, e, NULL, 3, &a);
 }
 
 /*
@@ -123,6 +123,6 @@ void kn__expand_raw(struct kn_expander *e)
     kn_log(KN_LOG_INFO, "expand", "raw broadcast stored sealed", "bc", b.id,
            NULL);
     kn_broadcast_free(&b);
-    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, KN_SUBMIT_NKEYS,
-                      &a);
+    kn__eval_reliable(d, &kn_script_submit, on_raw_stored, e, NULL,
+                      KN_SUBMIT_NKEYS, &a);
 }

@@ -119,7 +119,7 @@ int kn__rates_spend(struct kn__rates *rs, struct kn__bucket *b)
     kn_argv_addi(&a, b->rate); /* burst: one second's worth */
     kn_argv_addi(&a, kn_now_ms());
     kn_argv_addi(&a, (int64_t)rs->ask);
-    kn__eval_reliable(d, &kn_script_take, on_take, t, 1, &a);
+    kn__eval_reliable(d, &kn_script_take, on_take, t, free, 1, &a);
     return 0;
 }
 

@@ -195,7 +195,7 @@ static void retry(struct wjob *jb, int64_t delay_ms, const char *detail,
     json_decref(nj);
     kn_log(KN_LOG_INFO, "worker", "retry later", "bc", jb->bcast, "rcpt",
            jb->rcpts[0], "channel", jb->w->chname, "reason", detail, NULL);
-    kn__eval_reliable(d, &kn_script_retry, on_recorded, jb, 3, &a);
+    kn__eval_reliable(d, &kn_script_retry, on_recorded, jb, NULL, 3, &a);
 }
 
 static void on_fallback(struct kn_redis *r, redisReply *rep, void *arg)
@@ -258,7 +258,7 @@ static void fall_back(struct wjob *jb)
     kn_log(KN_LOG_INFO, "worker", "falling back to the next channel", "bc",
            jb->bcast, "rcpt", jb->rcpts[0], "from", jb->w->chname, "to", c,
            NULL);
-    kn__eval_reliable(d, &kn_script_fallback, on_fallback, d, 3, &av);
+    kn__eval_reliable(d, &kn_script_fallback, on_fallback, d, NULL, 3, &av);
 }
 
 static void on_marked(struct kn_redis *r, redisReply *rep, void *arg)
@@ -275,7 +275,7 @@ static void mark_dead(struct wjob *jb)
     kn_argv_add(&a, "dead");
     for (size_t i = 0; i < jb->naddr; i++)
         kn_argv_add(&a, jb->bindex[i]);
-    kn__eval_reliable(d, &kn_script_mark_dead, on_marked, NULL, 1, &a);
+    kn__eval_reliable(d, &kn_script_mark_dead, on_marked, NULL, NULL, 1, &a);
 }
 
 /* A permanent failure: the DLQ, and the next channel if there is one. */
@@ -786,7 +786,7 @@ static void on_msg(struct kn__msg *m, void *arg)
     kn_argv_take(&a, kn_key_bc(d->prefix, jb->bcast, ""));
     kn_argv_take(&a, kn_key_bc(d->prefix, jb->bcast, ":r"));
     kn_argv_take(&a, first);
-    kn__eval_reliable(d, &kn_script_precheck, on_precheck, jb, 2, &a);
+    kn__eval_reliable(d, &kn_script_precheck, on_precheck, jb, NULL, 2, &a);
 }
 
 /*
@@ -993,6 +993,11 @@ static void on_handle_closed(uv_handle_t *h)
 {
     struct kn_worker *w = h->data;
     if (--w->handles == 0) {
+        /* Jobs still in hand (a result or retry whose call was dropped
+         * unanswered at the exit) stay pending in Redis; their memory
+         * goes with the worker. */
+        while (w->held != NULL)
+            job_free(w->held);
         kn_argv_free(&w->fin_keys);
         kn_argv_free(&w->fin_args);
         free(w->fin_jobs);

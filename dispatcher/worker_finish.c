@@ -131,7 +131,7 @@ void kn__worker_flush_finished(struct kn_worker *w)
     kn_argv_add(&a, KN_GROUP);
     kn_argv_addi(&a, kn_now_ms());
     kn_argv_move(&a, &w->fin_args);
-    kn__eval_reliable(d, &kn_script_finish, on_finished, b, nkeys, &a);
+    kn__eval_reliable(d, &kn_script_finish, on_finished, b, free, nkeys, &a);
 }
 
 void kn__worker_on_fin_timer(uv_timer_t *t)

@@ -254,6 +254,7 @@ struct kn_queue_pending {
     const struct kn_redis_script *s;
     kn_redis_cb *cb;
     void *arg;
+    kn_queue_drop_fn *drop;
     int nkeys;
     struct kn_argv args;
     struct kn_queue_reliable *q;
@@ -292,12 +293,14 @@ static void pending_send(struct kn_queue_pending *p)
 
 void kn_queue_eval_reliable(struct kn_queue_reliable *q,
                             const struct kn_redis_script *s, kn_redis_cb *cb,
-                            void *arg, int nkeys, struct kn_argv *args)
+                            void *arg, kn_queue_drop_fn *drop, int nkeys,
+                            struct kn_argv *args)
 {
     struct kn_queue_pending *p = kn_xcalloc(1, sizeof(*p));
     p->s = s;
     p->cb = cb;
     p->arg = arg;
+    p->drop = drop;
     p->nkeys = nkeys;
     p->q = q;
     p->args = *args; /* take the strings */
@@ -331,6 +334,8 @@ void kn_queue_reliable_drop(struct kn_queue_reliable *q)
     while (q->kept != NULL) {
         struct kn_queue_pending *p = q->kept;
         q->kept = p->next;
+        if (p->drop != NULL)
+            p->drop(p->arg);
         kn_argv_free(&p->args);
         free(p);
     }

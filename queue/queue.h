@@ -93,15 +93,20 @@ struct kn_queue_reliable {
 };
 
 /* Run s on q->r; cb may get an error reply, never NULL.  Takes args' strings
- * (args is left empty). */
+ * (args is left empty).  drop (may be NULL) frees arg if the call is
+ * dropped unanswered (kn_queue_reliable_drop): for an arg that only the
+ * call holds. */
+typedef void kn_queue_drop_fn(void *arg);
 void kn_queue_eval_reliable(struct kn_queue_reliable *q,
                             const struct kn_redis_script *s, kn_redis_cb *cb,
-                            void *arg, int nkeys, struct kn_argv *args);
+                            void *arg, kn_queue_drop_fn *drop, int nkeys,
+                            struct kn_argv *args);
 
 /* Send the kept calls again; returns how many there were. */
 size_t kn_queue_reliable_flush(struct kn_queue_reliable *q);
 
-/* Drop the kept calls (shutting down: their entries stay pending). */
+/* Drop the kept calls (shutting down: their entries stay pending); each
+ * one's drop function frees its arg. */
 void kn_queue_reliable_drop(struct kn_queue_reliable *q);
 
 #endif

@@ -37,6 +37,13 @@ count_tap() { # file name [started, in $SECONDS]
     fi
     [ -n "${3:-}" ] && took=" ($((SECONDS - $3)) s)"
     echo "$2: $p passed, $f failed$took"
+    if [ "$f" -gt 0 ]; then
+        # The reason, in the log CI keeps: each failure's line and the
+        # diagnostics after it (TAP's "#" lines), at most 40 lines each.
+        awk '/^not ok /{n=40; print; next}
+             n>0 && /^(ok |not ok |1\.\.)/{n=0}
+             n>0{print "    " $0; n--}' "$1" | head -120
+    fi
 }
 
 use_valgrind=0

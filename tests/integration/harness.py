@@ -173,10 +173,33 @@ class Proc:
     def wait(self, timeout=10.0):
         """Wait for exit; returns the exit status; raises AssertionError on timeout."""
         try:
-            return self.p.wait(timeout)
+            rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError("%s (pid %d) still running after %gs"
                                  % (self.name, self.p.pid, timeout)) from None
+        self._show_sanitizer()
+        return rc
+
+    def _show_sanitizer(self):
+        """A sanitizer's report, if the process ended with one, as TAP
+        comment lines (once): the test's log then says why the exit status
+        was not 0, where a CI log keeps it."""
+        if getattr(self, "_shown", False) or self.p.returncode in (0, None):
+            return
+        self._shown = True
+        try:
+            text = self.stderr_text()
+        except OSError:
+            return
+        at = text.find("==ERROR: ")
+        if at < 0:
+            at = text.find("runtime error: ")
+        if at < 0:
+            return
+        start = text.rfind("\n", 0, at) + 1
+        lines = text[start:].splitlines()[:60]
+        sys.stdout.write("".join("# %s: %s\n" % (self.name, ln) for ln in lines))
+        sys.stdout.flush()
 
     def stop(self, timeout=10.0, sig=signal.SIGTERM):
         """sig, wait up to timeout, then SIGKILL.  Returns the exit status."""
@@ -188,6 +211,7 @@ class Proc:
                 self.p.kill()
                 self.p.wait()
         self._close_files()
+        self._show_sanitizer()
         return self.p.returncode
 
     def _close_files(self):
