@@ -63,7 +63,11 @@ void kn__expand_page_clear(struct kn_expander *e)
     for (size_t i = 0; i < e->nrj; i++) {
         json_decref(e->rj[i]);
         free(e->rid[i]);
+        if (e->flat != NULL)
+            free(e->flat[i].buf);
     }
+    free(e->flat);
+    e->flat = NULL;
     free(e->rj);
     free(e->rid);
     free(e->inl);

@@ -19,6 +19,26 @@
 #include "dispatcher/daemon.h"
 #include "queue/scripts.h"
 
+/*
+ * An inline audience entry of the simplest shape, read without building
+ * a JSON tree (the expander's largest cost at 200,000 recipients): a
+ * compact object of printable-ASCII strings without escapes, of these
+ * keys only (model/directory.h: no push tokens, no choices, no
+ * guardians).  The values point into buf.  buf NULL: not read so (the
+ * entry's rj, or nothing).  Anything else goes through jansson as before.
+ */
+struct kn__flat {
+    char *buf;
+    const char *id, *nm, *e, *ei, *l, *li;
+};
+
+/* Read s[0..n) as a struct kn__flat: 0, or -1 (f untouched) if it is not
+ * of that shape. */
+int kn__flat_read(struct kn__flat *f, const char *s, size_t n);
+
+/* The same record as the JSON tree jansson reads from it. */
+json_t *kn__flat_json(const struct kn__flat *f);
+
 /* What an entry keeps of its broadcast between two of its turns
  * (expand_fair.c): the routing fields read by kn__expand_on_meta and the
  * checkpoint of its expansion. */
@@ -118,6 +138,9 @@ struct kn_expander {
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
     char **rid;
     size_t nrj;
+    /* per entry, NULL if the page has none: an inline entry read without
+     * jansson (struct kn__flat; rj[i] is NULL then) */
+    struct kn__flat *flat;
     /* per entry: 1 if inline ("i:"), and the entry being expanded's:
      * its jobs are marked KN_JOB_INLINE */
     char *inl;

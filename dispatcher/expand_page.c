@@ -346,6 +346,76 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
     return added;
 }
 
+/*
+ * The jobs of an inline recipient read flat (struct kn__flat): what
+ * recipient_jobs does with a record that has no channel order, no
+ * choices, no push tokens and no dead LINE id, without its JSON tree.
+ * Its language is always Japanese (no "pf"), so a translated broadcast
+ * sends it the original; policy preferred keeps the other channels'
+ * contacts as fallbacks; guardian 0 (the recipient itself).
+ * test_expand_flat compares the two on every shape.
+ */
+static int flat_jobs(struct kn_expander *e, struct kn_argv *a,
+                     const struct kn__flat *r, const char *rcpt,
+                     struct line_member *line, size_t *nline)
+{
+    enum kn_channel order[KN_CH__COUNT];
+    const char *addr[KN_CH__COUNT], *idx[KN_CH__COUNT];
+    size_t n = 0;
+    int added = 0, first = -1;
+    json_t *fb = NULL;
+
+    for (size_t k = 0; k < e->nchans; k++) {
+        int dup = 0;
+        for (size_t m = 0; m < n; m++)
+            dup |= order[m] == e->chans[k];
+        if (dup)
+            continue;
+        order[n] = e->chans[k];
+        addr[n] = order[n] == KN_CH_EMAIL  ? r->e
+                  : order[n] == KN_CH_LINE ? r->l
+                                           : NULL;
+        idx[n] = order[n] == KN_CH_EMAIL  ? r->ei
+                 : order[n] == KN_CH_LINE ? r->li
+                                          : NULL;
+        if (addr[n] == NULL || idx[n] == NULL)
+            addr[n] = idx[n] = NULL; /* no contact on it */
+        n++;
+    }
+    if (e->preferred) {
+        for (size_t k = 0; k < n; k++) {
+            if (addr[k] == NULL)
+                continue;
+            if (first < 0) {
+                first = (int)order[k];
+                continue;
+            }
+            if (fb == NULL)
+                fb = json_array();
+            json_array_append_new(fb, kn_job_fallback(kn_channel_name(order[k]),
+                                                      NULL, addr[k], idx[k]));
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        enum kn_channel ch = order[k];
+        if (addr[k] == NULL || (e->preferred && (int)ch != first))
+            continue;
+        if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
+            line[*nline].rcpt = rcpt;
+            line[*nline].sealed = addr[k];
+            line[*nline].bi = idx[k];
+            line[*nline].inl = e->inline_now;
+            line[*nline].lang[0] = '\0';
+            (*nline)++;
+        } else {
+            add_job(e, a, ch, rcpt, addr[k], idx[k], NULL, fb, 0, "");
+        }
+        added++;
+    }
+    json_decref(fb);
+    return added;
+}
+
 /* "<a><b>|<c>" (c NULL: "<a><b>"), without printf: 500 a job. */
 static char *join3(const char *a, const char *b, const char *c)
 {
@@ -646,11 +716,20 @@ void kn__expand_commit_page(struct kn_expander *e)
         json_t *g;
         size_t k, gi;
         int added = 0, opted = 0;
-        if (e->rj[i] == NULL) {
+        const struct kn__flat *fl =
+            e->flat != NULL && e->flat[i].buf != NULL ? &e->flat[i] : NULL;
+        if (e->rj[i] == NULL && fl == NULL) {
             unreachable++;
             continue;
         }
         e->inline_now = e->inl[i];
+        if (fl != NULL && e->ack != 2) {
+            if (flat_jobs(e, &a, fl, e->rid[i], line, &nline) == 0)
+                unreachable++;
+            continue;
+        }
+        if (fl != NULL)
+            e->rj[i] = kn__flat_json(fl); /* the first guardian's own way */
         if (e->ack == 2) {
             first_guardian(e, &a, i, line, &nline, &added, &opted);
             if (added == 0 && !opted)

@@ -44,7 +44,8 @@ struct xpage {
     struct kn_expander *e; /* not touched once dropped */
     char *id;              /* the stream entry (broadcast) it is of */
     int64_t page;
-    json_t **rj; /* as e->rj */
+    json_t **rj;           /* as e->rj */
+    struct kn__flat *flat; /* as e->flat */
     char **rid;
     char **err;        /* a record of the wrong type: Redis' error text */
     char *inl;         /* as e->inl: 1 for an inline entry */
@@ -73,7 +74,10 @@ static void xpage_free(struct xpage *pg)
         json_decref(pg->rj[i]);
         free(pg->rid[i]);
         free(pg->err[i]);
+        if (pg->flat != NULL)
+            free(pg->flat[i].buf);
     }
+    free(pg->flat);
     free(pg->rj);
     free(pg->rid);
     free(pg->err);
@@ -257,10 +261,18 @@ static void on_range(struct kn_redis *r, redisReply *rep, void *arg)
         if (rep->element[i]->type != REDIS_REPLY_STRING) {
             pg->rid[i] = kn_xstrdup("?");
         } else if (strncmp(s, "i:", 2) == 0) {
-            pg->rj[i] = kn_json_load(s + 2, rep->element[i]->len - 2);
+            const char *id;
+            if (pg->flat == NULL)
+                pg->flat = kn_xcalloc(pg->n + 1, sizeof(*pg->flat));
+            if (kn__flat_read(&pg->flat[i], s + 2, rep->element[i]->len - 2) ==
+                0) {
+                id = pg->flat[i].id;
+            } else {
+                pg->rj[i] = kn_json_load(s + 2, rep->element[i]->len - 2);
+                id = jstr(pg->rj[i], KN_DIR_ID);
+            }
             pg->inl[i] = 1;
-            pg->rid[i] = kn_xstrdup(
-                jstr(pg->rj[i], KN_DIR_ID) ? jstr(pg->rj[i], KN_DIR_ID) : "?");
+            pg->rid[i] = kn_xstrdup(id ? id : "?");
         } else if (strncmp(s, "d:", 2) == 0) {
             char *key = kn_key_rcpt(e->d->prefix, e->tenant, s + 2);
             pg->rid[i] = kn_xstrdup(s + 2);
@@ -381,6 +393,7 @@ static void page_use(struct xpage *pg)
     }
     kn__expand_page_clear(e);
     e->rj = pg->rj;
+    e->flat = pg->flat;
     e->rid = pg->rid;
     e->inl = pg->inl;
     e->nrj = pg->n;
