@@ -58,25 +58,6 @@ void kn__expand_xentry_free(struct xentry *x)
     free(x);
 }
 
-void kn__expand_page_clear(struct kn_expander *e)
-{
-    for (size_t i = 0; i < e->nrj; i++) {
-        json_decref(e->rj[i]);
-        free(e->rid[i]);
-        if (e->flat != NULL)
-            free(e->flat[i].buf);
-    }
-    free(e->flat);
-    e->flat = NULL;
-    free(e->rj);
-    free(e->rid);
-    free(e->inl);
-    e->inl = NULL;
-    e->rj = NULL;
-    e->rid = NULL;
-    e->nrj = 0;
-}
-
 void kn__expand_bc_clear(struct kn_expander *e)
 {
     kn__expand_commits_abandon(e);

@@ -125,6 +125,19 @@ struct line_member {
     char lang[16]; /* the translation it reads; "": Japanese */
 };
 
+/* A LINE recipient for the page's multicast groups (lang "" Japanese). */
+static void add_line_member(struct kn_expander *e, struct line_member *line,
+                            size_t *nline, const char *rcpt, const char *sealed,
+                            const char *bi, const char *lang)
+{
+    struct line_member *m = &line[(*nline)++];
+    m->rcpt = rcpt;
+    m->sealed = sealed;
+    m->bi = bi;
+    m->inl = e->inline_now;
+    snprintf(m->lang, sizeof(m->lang), "%s", lang);
+}
+
 /* 1 if the recipient has a usable contact on channel ch. */
 static int has_contact(json_t *r, enum kn_channel ch)
 {
@@ -329,12 +342,8 @@ static int recipient_jobs(struct kn_expander *e, struct kn_argv *a, json_t *r,
         } else if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
             /* (An ack broadcast gives each recipient a personal link, so
              * its LINE messages cannot be one multicast.) */
-            line[*nline].rcpt = rcpt;
-            line[*nline].sealed = jstr(r, KN_DIR_LINE);
-            line[*nline].bi = jstr(r, KN_DIR_LINE_INDEX);
-            line[*nline].inl = e->inline_now;
-            memcpy(line[*nline].lang, lang, sizeof(lang));
-            (*nline)++;
+            add_line_member(e, line, nline, rcpt, jstr(r, KN_DIR_LINE),
+                            jstr(r, KN_DIR_LINE_INDEX), lang);
             added++;
         } else {
             add_job(e, a, ch, rcpt, jstr(r, dir_addr(ch)),
@@ -401,12 +410,7 @@ static int flat_jobs(struct kn_expander *e, struct kn_argv *a,
         if (addr[k] == NULL || (e->preferred && (int)ch != first))
             continue;
         if (ch == KN_CH_LINE && !e->preferred && !e->ack) {
-            line[*nline].rcpt = rcpt;
-            line[*nline].sealed = addr[k];
-            line[*nline].bi = idx[k];
-            line[*nline].inl = e->inline_now;
-            line[*nline].lang[0] = '\0';
-            (*nline)++;
+            add_line_member(e, line, nline, rcpt, addr[k], idx[k], "");
         } else {
             add_job(e, a, ch, rcpt, addr[k], idx[k], NULL, fb, 0, "");
         }

@@ -86,6 +86,26 @@ static void xpage_free(struct xpage *pg)
     free(pg);
 }
 
+/* The page being built, which page_use took from its xpage. */
+void kn__expand_page_clear(struct kn_expander *e)
+{
+    for (size_t i = 0; i < e->nrj; i++) {
+        json_decref(e->rj[i]);
+        free(e->rid[i]);
+        if (e->flat != NULL)
+            free(e->flat[i].buf);
+    }
+    free(e->flat);
+    e->flat = NULL;
+    free(e->rj);
+    free(e->rid);
+    free(e->inl);
+    e->inl = NULL;
+    e->rj = NULL;
+    e->rid = NULL;
+    e->nrj = 0;
+}
+
 /* Forget the pages read ahead (each freed by its last reply if still
  * read). */
 void kn__expand_ahead_drop(struct kn_expander *e)

@@ -171,25 +171,6 @@ void kn__expand_failed(struct kn_expander *e, const redisReply *rep)
     failed++;
 }
 
-void kn__expand_page_clear(struct kn_expander *e)
-{
-    for (size_t i = 0; i < e->nrj; i++) {
-        json_decref(e->rj[i]);
-        free(e->rid[i]);
-        if (e->flat != NULL)
-            free(e->flat[i].buf);
-    }
-    free(e->flat);
-    e->flat = NULL;
-    free(e->rj);
-    free(e->rid);
-    free(e->inl);
-    e->inl = NULL;
-    e->rj = NULL;
-    e->rid = NULL;
-    e->nrj = 0;
-}
-
 void kn__expand_commit_page(struct kn_expander *e)
 {
     assert_true(ncommitted < 64);
