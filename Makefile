@@ -42,7 +42,7 @@ LIB_SRCS := \
 	queue/redis_uv.c queue/queue.c queue/scripts.c queue/keys.c queue/poison.c queue/retention.c \
 	queue/submit.c queue/sentinel.c queue/staff.c queue/roster.c queue/roster_store.c queue/rstates.c queue/registration.c \
 	dispatcher/expand.c dispatcher/expand_raw.c dispatcher/expand_audience.c dispatcher/expand_page.c dispatcher/expand_read.c dispatcher/expand_flat.c dispatcher/expand_fair.c \
-	dispatcher/worker.c dispatcher/worker_read.c dispatcher/worker_finish.c \
+	dispatcher/worker.c dispatcher/worker_retry.c dispatcher/worker_read.c dispatcher/worker_finish.c \
 	dispatcher/route.c dispatcher/rate.c \
 	dispatcher/daemon.c dispatcher/module.c dispatcher/notify.c dispatcher/http/server.c dispatcher/http/parser.c dispatcher/http/framing.c dispatcher/http/limits.c \
 	dispatcher/http/respond.c dispatcher/http/util.c dispatcher/http/batch.c dispatcher/http/routes.c \

@@ -130,6 +130,27 @@ void kn__worker_take(struct kn_worker *w, const char *stream,
  * slot free. */
 void kn__worker_job_done(struct wjob *jb);
 
+/* ---- worker_retry.c ---- */
+
+/* A Redis step of the job failed (err: Redis' text, NULL no reply):
+ * Redis' own trouble leaves it pending; a key of the wrong type
+ * dead-letters it with a reason naming what to fix. */
+void kn__worker_step_failed(struct wjob *jb, const char *what, const char *err);
+/* Park the job for another attempt after delay_ms (count: whether this
+ * was an attempt). */
+void kn__worker_retry(struct wjob *jb, int64_t delay_ms, const char *detail,
+                      int count);
+/* policy preferred: enqueue the recipient's next channel ("fb"). */
+void kn__worker_fall_back(struct wjob *jb);
+/* Remember the job's addresses as dead: no job is made for them again. */
+void kn__worker_mark_dead(struct wjob *jb);
+/* A permanent failure: the DLQ, and the next channel if there is one. */
+void kn__worker_fail(struct wjob *jb, const char *detail);
+/* After a temporary failure (or a takeover): retry with backoff, or give
+ * up (DLQ) when the attempts are used up, or expire. */
+void kn__worker_retry_or_give_up(struct wjob *jb, int64_t retry_after,
+                                 const char *detail);
+
 /* ---- worker_finish.c ---- */
 
 /* Results recorded in one script call at most. */
