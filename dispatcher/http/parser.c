@@ -316,6 +316,17 @@ static const http_parser_settings parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
+/* A request refused before it is whole is never read on: what it holds
+ * of the server's and its address's body budget is given back now, not
+ * when the answer is written and the connection has lingered (another
+ * body from the same address arriving meanwhile would be refused for
+ * bytes already thrown away). */
+static void refuse_body(struct conn *c)
+{
+    kn__httpd_req_release(c);
+    kn_buf_free(&c->req.body);
+}
+
 /*
  * Parse input.  Returns with either a request dispatched (c->busy), an
  * error answered, or everything consumed and more input wanted.  Input
@@ -351,6 +362,7 @@ void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len)
         kn__httpd_read_stop(c);
         c->busy = 1;
         if (c->req.early_status != 0) {
+            refuse_body(c);
             c->close_after = 1;
             kn__httpd_respond_error(c, c->req.early_status, NULL, "%s",
                                     c->req.early_msg);
@@ -365,6 +377,7 @@ void kn__httpd_conn_feed(struct conn *c, const char *data, size_t len)
     if (e != HPE_OK) {
         kn__httpd_read_stop(c);
         c->busy = 1;
+        refuse_body(c);
         c->close_after = 1;
         kn__httpd_respond_error(c, e == HPE_HEADER_OVERFLOW ? 431 : 400, NULL,
                                 "malformed HTTP request: %s",
