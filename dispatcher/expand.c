@@ -69,6 +69,7 @@ void kn__expand_bc_clear(struct kn_expander *e)
     e->category = NULL;
     e->nchans = 0;
     e->langs[0] = '\0';
+    e->resolving = 0;
 }
 
 /* ---- failures: count, set aside, park (queue/poison.h) ---- */

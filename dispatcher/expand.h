@@ -56,6 +56,7 @@ struct xbc {
     size_t nchans;
     int64_t expires_ms;
     int64_t aud_n, page;
+    int resolving; /* its audience is being resolved in steps */
 };
 
 struct xentry {
@@ -92,6 +93,12 @@ struct xstream {
 /* The keys a step touches with the type kairan keeps in each, so that a
  * failure can name the one that holds the wrong type. */
 #define STEP_KEYS 24
+
+/* Audience ids the resolve script writes in one call (resolve.lua), in
+ * dispatcher.expand_page: a larger directory audience takes several calls,
+ * one a turn, so that Redis answers others between them (one call of
+ * 1,000,000 ids held it 1.2-3 s) and other tenants' pages go on. */
+#define KN_RESOLVE_PAGES 10
 
 struct kn_expander {
     struct kn_daemon *d;
@@ -133,6 +140,9 @@ struct kn_expander {
     size_t nchans;
     int64_t expires_ms;
     int64_t aud_n, page;
+    /* its directory audience is being resolved in steps (resolve.lua): a
+     * turn makes the next step instead of a page */
+    int resolving;
     int64_t page_cost; /* recipients of the page being expanded */
     /* the page being built */
     json_t **rj; /* recipient JSON per audience entry (NULL: skipped) */
@@ -153,6 +163,11 @@ struct kn_expander {
     const char *step_want[STEP_KEYS];
     char *fail_err; /* the failure being counted: Redis' error text */
 };
+
+/* ---- expand_audience.c ---- */
+
+/* The next step of a resolution in steps (e->resolving), in its turn. */
+void kn__expand_resolve_step(struct kn_expander *e);
 
 /* ---- expand.c ---- */
 

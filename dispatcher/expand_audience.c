@@ -20,6 +20,40 @@
 #include "queue/scripts.h"
 #include "queue/keys.h"
 
+static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg);
+
+/* The resolve script's keys (bc, bc:aud, cats, bc:seen) and the ARGV all
+ * its calls share (prefix, tenant, step), with the step's keys named. */
+static void resolve_args(struct kn_expander *e, struct kn_argv *a)
+{
+    struct kn_daemon *d = e->d;
+    kn_argv_init(a);
+    kn_argv_take(a, kn_key_bc(d->prefix, e->cur->bc, ""));
+    kn_argv_take(a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
+    kn_argv_take(a, kn_key_cats(d->prefix, e->tenant));
+    kn_argv_take(a, kn_key_bc(d->prefix, e->cur->bc, ":seen"));
+    kn_argv_add(a, d->prefix);
+    kn_argv_add(a, e->tenant);
+    kn_argv_addi(a, KN_RESOLVE_PAGES * d->cfg->expand_page);
+    kn__expand_step(e, "resolving the audience");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
+    kn__expand_step_key(e, kn_key_cats(d->prefix, e->tenant), "hash");
+    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":seen"), "set");
+}
+
+/* A large audience is written in calls of KN_RESOLVE_PAGES pages of ids
+ * (resolve.lua), one in each of its turns (kn__expand_page calls this
+ * while e->resolving): other tenants' pages go on between them.  A stop
+ * leaves the entry pending; whoever takes it goes on from where the last
+ * call left it (the script keeps its place in bc). */
+void kn__expand_resolve_step(struct kn_expander *e)
+{
+    struct kn_argv a;
+    resolve_args(e, &a);
+    kn__eval_reliable(e->d, &kn_script_resolve, on_resolved, e, NULL, 4, &a);
+}
+
 static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
 {
     struct kn_expander *e = arg;
@@ -45,6 +79,16 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
         kn__expand_done(e);
         return;
     }
+    if (rep->element[0]->integer == 3) {
+        /* More steps to come, one a turn: it waits for the next. */
+        if (e->resolving) {
+            kn__expand_turn_over(e, KN_RESOLVE_PAGES * e->d->cfg->expand_page);
+        } else {
+            e->resolving = 1;
+            kn__expand_admitted(e);
+        }
+        return;
+    }
     e->aud_n = rep->element[1]->integer;
     /* Of an emergency category (resolve.lua decides it once): guardians'
      * opt-outs do not apply (expand_page.c). */
@@ -52,6 +96,12 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
                    rep->element[2]->type == REDIS_REPLY_INTEGER &&
                    rep->element[2]->integer == 1;
     kn_log(KN_LOG_INFO, "expand", "expanding", "bc", e->cur->bc, NULL);
+    if (e->resolving) {
+        /* The last step: its pages from its next turn on. */
+        e->resolving = 0;
+        kn__expand_turn_over(e, KN_RESOLVE_PAGES * e->d->cfg->expand_page);
+        return;
+    }
     kn__expand_admitted(e); /* it waits for its turn */
 }
 
@@ -108,6 +158,15 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
         return;
     }
     if (strcmp(st, "cancelled") == 0) {
+        if (hget(rep, "res_g") != NULL) {
+            /* Cancelled between two steps of a resolution: the script
+             * drops the seen set and answers "cancelled". */
+            e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
+            resolve_args(e, &a);
+            kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, NULL, 4,
+                              &a);
+            return;
+        }
         kn__expand_done(e);
         return;
     }
@@ -160,17 +219,8 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     ids = hget(rep, "rcpt_ids");
     g = groups ? json_loads(groups, 0, NULL) : NULL;
     ri = ids ? json_loads(ids, 0, NULL) : NULL;
-    kn_argv_init(&a);
-    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ""));
-    kn_argv_take(&a, kn_key_bc(d->prefix, e->cur->bc, ":aud"));
-    kn_argv_take(&a, kn_key_cats(d->prefix, e->tenant));
-    kn_argv_add(&a, d->prefix);
-    kn_argv_add(&a, e->tenant);
+    resolve_args(e, &a);
     kn_argv_addi(&a, (int64_t)json_array_size(g));
-    kn__expand_step(e, "resolving the audience");
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
-    kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
-    kn__expand_step_key(e, kn_key_cats(d->prefix, e->tenant), "hash");
     json_array_foreach(g, i, x)
     {
         kn_argv_add(&a, json_string_value(x));
@@ -183,5 +233,5 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
     json_array_foreach(ri, i, x) kn_argv_add(&a, json_string_value(x));
     json_decref(g);
     json_decref(ri);
-    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, NULL, 3, &a);
+    kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, NULL, 4, &a);
 }

@@ -103,6 +103,8 @@ static void save(struct kn_expander *e, struct xentry *x)
     x->saved.expires_ms = e->expires_ms;
     x->saved.aud_n = e->aud_n;
     x->saved.page = e->page;
+    x->saved.resolving = e->resolving;
+    e->resolving = 0;
     memcpy(x->saved.langs, e->langs, sizeof(e->langs));
     e->nchans = 0;
 }
@@ -124,6 +126,7 @@ static void restore(struct kn_expander *e, struct xentry *x)
     e->expires_ms = x->saved.expires_ms;
     e->aud_n = x->saved.aud_n;
     e->page = x->saved.page;
+    e->resolving = x->saved.resolving;
     memcpy(e->langs, x->saved.langs, sizeof(e->langs));
 }
 

@@ -867,6 +867,10 @@ void kn__expand_page(struct kn_expander *e)
         kn__expand_bc_clear(e);
         return;
     }
+    if (e->resolving) {
+        kn__expand_resolve_step(e); /* its turn: a step, not a page */
+        return;
+    }
     if (kn__expand_page_start(e, e->page) >= e->aud_n) {
         kn__expand_done(e);
         return;

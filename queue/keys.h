@@ -18,7 +18,8 @@
 #ifndef KN_QUEUE_KEYS_H
 #define KN_QUEUE_KEYS_H
 
-/* bc:<name><suffix>; suffix is "", ":r", ":aud", ":ack", ":m" or ":fam". */
+/* bc:<name><suffix>; suffix is "", ":r", ":aud", ":ack", ":m", ":fam",
+ * ":gs" or ":seen". */
 char *kn_key_bc(const char *prefix, const char *name, const char *suffix);
 
 /* rcpt:<tenant>:<id>: a directory record. */

@@ -132,10 +132,10 @@ static long long run(struct ctx *x, const char *fmt, ...)
 static void delete_broadcast(struct ctx *x, const char *id)
 {
     const char *p = x->prefix;
-    char *k[7] = {kn_key_bc(p, id, ""),     kn_key_bc(p, id, ":r"),
+    char *k[8] = {kn_key_bc(p, id, ""),     kn_key_bc(p, id, ":r"),
                   kn_key_bc(p, id, ":aud"), kn_key_bc(p, id, ":ack"),
                   kn_key_bc(p, id, ":m"),   kn_key_bc(p, id, ":fam"),
-                  kn_key_bc(p, id, ":gs")};
+                  kn_key_bc(p, id, ":gs"),  kn_key_bc(p, id, ":seen")};
     redisReply *h = cmd(x, "HMGET %s tenant key", k[0]);
     if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
         h->element[0]->type == REDIS_REPLY_STRING) {
@@ -157,9 +157,9 @@ static void delete_broadcast(struct ctx *x, const char *id)
     }
     if (h)
         freeReplyObject(h);
-    run(x, "DEL %s %s %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4], k[5],
-        k[6]);
-    for (int i = 0; i < 7; i++)
+    run(x, "DEL %s %s %s %s %s %s %s %s", k[0], k[1], k[2], k[3], k[4], k[5],
+        k[6], k[7]);
+    for (size_t i = 0; i < KN_ARRAY_SIZE(k); i++)
         free(k[i]);
     run(x, "ZREM %sbcs %s", p, id);
     run(x, "ZREM %srejected %s", p, id);

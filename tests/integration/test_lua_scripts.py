@@ -193,20 +193,20 @@ with Redis(out) as r:
         c.call("HSET", P + "rcpt:t1:r1", "c", "x")
         c.call("HSET", bc("rs"), "status", "queued")
         keys = [bc("rs"), bc("rs", ":aud")]
-        got = ev("resolve", keys, [P, "t1", 2, "2-A", "a:b", "r/9", "r1"])
+        got = ev("resolve", keys, [P, "t1", 10000, 2, "2-A", "a:b", "r/9", "r1"])
         assert got == [1, 4, 0], got
         assert c.call("LRANGE", bc("rs", ":aud"), 0, -1) == [b"d:r/9", b"d:r1", b"d:r2", b"d:r3"]
         assert c.call("HGET", bc("rs"), "status") == b"sending"
-        assert ev("resolve", keys, [P, "t1", 1, "2-A"]) == [1, 4, 0]
+        assert ev("resolve", keys, [P, "t1", 10000, 1, "2-A"]) == [1, 4, 0]
         assert c.call("LLEN", bc("rs", ":aud")) == 4
         c.call("HSET", bc("ru"), "status", "queued")
-        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-A", "nobody"])
+        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 10000, 1, "2-A", "nobody"])
         assert got[0] == 0 and got[1].startswith(b"audience.recipients[0]"), got
-        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 1, "2-B"])
+        got = ev("resolve", [bc("ru"), bc("ru", ":aud")], [P, "t1", 10000, 1, "2-B"])
         assert got[0] == 0 and got[1].startswith(b"audience.groups[0]"), got
         assert c.call("EXISTS", bc("ru", ":aud")) == 0 and c.call("HGET", bc("ru"), "resolved") is None
         c.call("HSET", bc("rc"), "status", "cancelled")
-        assert ev("resolve", [bc("rc"), bc("rc", ":aud")], [P, "t1", 0]) == [2, 0]
+        assert ev("resolve", [bc("rc"), bc("rc", ":aud")], [P, "t1", 10000, 0]) == [2, 0]
 
     with tap.check("resolve: emg, the emergency decision, made once from the "
                    "category and the tenant's list (issue 16)"):
@@ -215,11 +215,78 @@ with Redis(out) as r:
         for n, cat, want in (("re1", "emergency", 1), ("re2", "地震", 1),
                              ("re3", "行事", 0), ("re4", "notice", 0)):
             c.call("HSET", bc(n), "status", "queued", "category", cat)
-            got = ev("resolve", [bc(n), bc(n, ":aud"), cats], [P, "t1", 1, "2-A"])
+            got = ev("resolve", [bc(n), bc(n, ":aud"), cats], [P, "t1", 10000, 1, "2-A"])
             assert got == [1, 2, want], (cat, got)
             assert c.call("HGET", bc(n), "emg") == str(want).encode()
         c.call("HSET", cats, "行事", "emergency")   # later changes: decided once
-        assert ev("resolve", [bc("re3"), bc("re3", ":aud"), cats], [P, "t1", 1, "2-A"]) == [1, 2, 0]
+        assert ev("resolve", [bc("re3"), bc("re3", ":aud"), cats], [P, "t1", 10000, 1, "2-A"]) == [1, 2, 0]
+
+    with tap.check("resolve: an audience larger than the step is written "
+                   "in calls of about the step: ids, then each group by "
+                   "SSCAN, each id once, its cursor and seen set gone at "
+                   "the end; a cancel between calls ends it"):
+        g1 = ["m%02d" % i for i in range(25)]
+        g2 = ["m%02d" % i for i in range(20, 35)]
+        c.call("SADD", P + "grp:t1:G-1", *g1)
+        c.call("SADD", P + "grp:t1:g%3A2", *g2)           # group "g:2"
+        c.call("HSET", P + "rcpt:t1:m03", "c", "x")
+        c.call("HSET", bc("rq"), "status", "queued", "groups",
+               json.dumps(["G-1", "g:2"]))
+        keys = [bc("rq"), bc("rq", ":aud"), P + "cats:t1", bc("rq", ":seen")]
+        got = ev("resolve", keys, [P, "t1", 4, 2, "G-1", "g:2", "r/9", "m03"])
+        assert got == [3, 2], got
+        assert c.call("LRANGE", bc("rq", ":aud"), 0, -1) == [b"d:r/9", b"d:m03"]
+        calls, last = 1, 2
+        while got[0] == 3:
+            got = ev("resolve", keys, [P, "t1", 4])
+            calls += 1
+            assert got[0] in (1, 3) and got[1] >= last, got
+            assert got[0] == 1 or got[1] - last <= 4 + 25, (got, last)
+            last = got[1]
+            assert calls < 40, calls
+        aud = c.call("LRANGE", bc("rq", ":aud"), 0, -1)
+        want = {b"d:" + m.encode() for m in g1 + g2} | {b"d:r/9"}
+        assert got == [1, 36, 0] and len(aud) == 36 and set(aud) == want, \
+            (got, sorted(aud))
+        assert calls >= 3, calls
+        h = hgetall(c, bc("rq"))
+        assert h["resolved"] == "1" and h["aud_n"] == "36" and \
+            h["status"] == "sending" and "res_g" not in h and \
+            "res_c" not in h, h
+        assert c.call("EXISTS", bc("rq", ":seen")) == 0
+        assert ev("resolve", keys, [P, "t1", 4]) == [1, 36, 0]
+        # a cancel between two calls: the next one ends it, seen set gone
+        c.call("HSET", bc("rx"), "status", "queued", "groups", '["G-1"]')
+        kx = [bc("rx"), bc("rx", ":aud"), P + "cats:t1", bc("rx", ":seen")]
+        assert ev("resolve", kx, [P, "t1", 4, 1, "G-1"]) == [3, 0]
+        assert ev("resolve", kx, [P, "t1", 4])[0] == 3
+        assert c.call("EXISTS", bc("rx", ":seen")) == 1
+        c.call("HSET", bc("rx"), "status", "cancelled")
+        assert ev("resolve", kx, [P, "t1", 4]) == [2, 0]
+        assert c.call("EXISTS", bc("rx", ":seen")) == 0
+
+    with tap.check("resolve: a group that grows (and rehashes) while it is "
+                   "read in steps: every id there all along is written, "
+                   "none twice"):
+        first = ["a%05d" % i for i in range(3000)]
+        for i in range(0, len(first), 500):
+            c.call("SADD", P + "grp:t1:big", *first[i:i + 500])
+        c.call("HSET", bc("rg"), "status", "queued", "groups", '["big"]')
+        keys = [bc("rg"), bc("rg", ":aud"), P + "cats:t1", bc("rg", ":seen")]
+        got = ev("resolve", keys, [P, "t1", 250, 1, "big"])
+        n = 0
+        while got[0] == 3:
+            n += 1
+            if n % 2 == 0 and n < 12:   # grow it: the table doubles
+                c.call("SADD", P + "grp:t1:big",
+                       *["b%02d%04d" % (n, i) for i in range(1500)])
+            got = ev("resolve", keys, [P, "t1", 250])
+        aud = c.call("LRANGE", bc("rg", ":aud"), 0, -1)
+        assert got[0] == 1 and got[1] == len(aud), got
+        assert len(set(aud)) == len(aud), "an id written twice"
+        assert {b"d:" + m.encode() for m in first} <= set(aud)
+        tap.diag("grew from 3,000 to %d; %d written in %d calls" %
+                 (c.call("SCARD", P + "grp:t1:big"), len(aud), n + 1))
 
     streams = [P + "q:" + s for s in ("email:urgent", "email:normal", "line:urgent",
                                       "line:normal", "push:urgent", "push:normal")]
