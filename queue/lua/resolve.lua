@@ -14,8 +14,18 @@
 -- given, read with SSCAN (its cursor kept in bc as res_g, res_c) and
 -- de-duplicated against the set bc:seen (SSCAN may return an id twice;
 -- an id added or removed meanwhile may or may not be included, as with
--- any edit made while a broadcast is sent).  Each call is whole or not at
--- all, so a call cut off by a crash is simply made again.
+-- any edit made while a broadcast is sent).  A call cut off (a crash, an
+-- error) is made again: what it wrote is in bc:seen as well, so nothing
+-- is written twice.
+--
+-- A SCAN cursor means something only to the Redis process that gave it
+-- (each process hashes with its own random seed): after a restart or a
+-- failover, going on from it would skip members.  So the process's
+-- run_id (INFO server) is kept with the cursor (res_r), and a call made
+-- on another process scans every group again from the start (bc:seen
+-- keeps the ids already written out).  Where the ACL refuses INFO
+-- (kairan's user needs +info since 0.5.0), the audience is written at
+-- once, as before.
 --
 -- KEYS: bc, bc:aud, cats (the tenant's categories; optional), bc:seen
 --   (needed when the audience is larger than step)
@@ -61,12 +71,20 @@ local function push(ids)
   end
 end
 
--- Append those of ids not in bc:seen yet, and remember them there.
+-- Append those of ids not in bc:seen yet, and remember them there (an id
+-- given twice in ids once).
 local function push_new(ids)
+  local once = {}
   for i = 1, #ids, 1000 do
     local part = {}
-    for j = i, math.min(i + 999, #ids) do part[#part + 1] = ids[j] end
-    local had = redis.call('SMISMEMBER', KEYS[4], unpack(part))
+    for j = i, math.min(i + 999, #ids) do
+      if not once[ids[j]] then
+        once[ids[j]] = true
+        part[#part + 1] = ids[j]
+      end
+    end
+    local had = #part > 0 and redis.call('SMISMEMBER', KEYS[4],
+      unpack(part)) or {}
     local new = {}
     for j = 1, #part do
       if had[j] == 0 then new[#new + 1] = part[j] end
@@ -89,20 +107,38 @@ local function finish()
     if fl and string.find(fl, 'emergency', 1, true) then emg = 1 end
   end
   drop_seen()
-  redis.call('HDEL', KEYS[1], 'res_g', 'res_c')
+  redis.call('HDEL', KEYS[1], 'res_g', 'res_c', 'res_r')
   redis.call('HSET', KEYS[1], 'resolved', '1', 'aud_n', n,
     'status', 'sending', 'emg', emg)
   return {1, n, emg}
 end
 
+-- This Redis process's run_id, or nil where the ACL refuses INFO.
+local function run_id()
+  local i = redis.pcall('INFO', 'server')
+  if type(i) ~= 'string' then return nil end
+  return string.match(i, 'run_id:(%x+)')
+end
+
 local rg = redis.call('HGET', KEYS[1], 'res_g')
 if rg then
   -- Going on: the next `step` ids of the groups, from where the last
-  -- call stopped.
+  -- call stopped, if that was this process; else from the start.
   local groups = cjson.decode(redis.call('HGET', KEYS[1], 'groups') or '[]')
   local cur = redis.call('HGET', KEYS[1], 'res_c') or '0'
+  local rid = run_id()
   local left = step
   rg = tonumber(rg)
+  if rid == nil then
+    -- INFO refused since the last call: the rest at once.
+    for i = 1, #groups do
+      push_new(redis.call('SMEMBERS', key(P, 'grp', T, groups[i])))
+    end
+    return finish()
+  end
+  if rid ~= redis.call('HGET', KEYS[1], 'res_r') then
+    rg, cur = 0, '0'
+  end
   while rg < #groups and left > 0 do
     local r = redis.call('SSCAN', key(P, 'grp', T, groups[rg + 1]), cur,
       'COUNT', math.min(left, 1000))
@@ -113,7 +149,7 @@ if rg then
     if cur == '0' then rg = rg + 1 end
   end
   if rg >= #groups then return finish() end
-  redis.call('HSET', KEYS[1], 'res_g', rg, 'res_c', cur)
+  redis.call('HSET', KEYS[1], 'res_g', rg, 'res_c', cur, 'res_r', rid)
   return {3, redis.call('LLEN', KEYS[2])}
 end
 
@@ -137,13 +173,14 @@ for i = r0, #ARGV do
   end
 end
 
-if total > step and KEYS[4] then
+local rid = total > step and KEYS[4] and run_id()
+if rid then
   -- In steps: the recipient ids now (checked above), the groups in the
   -- calls that follow.
   local ids = {}
   for i = r0, #ARGV do ids[#ids + 1] = ARGV[i] end
   push_new(ids)
-  redis.call('HSET', KEYS[1], 'res_g', 0, 'res_c', '0')
+  redis.call('HSET', KEYS[1], 'res_g', 0, 'res_c', '0', 'res_r', rid)
   return {3, redis.call('LLEN', KEYS[2])}
 end
 

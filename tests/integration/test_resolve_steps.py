@@ -16,6 +16,12 @@ of 1,000,000 ids held Redis 1.2 s, two overlapping groups 3 s.
   [4] one step a turn: another school's 20 recipients submitted with it
       are expanded (every page committed) before the large audience's
       last step (the order of the calls in Redis' slow log).
+  [5] Redis restarted between two steps (its AOF reloaded): a SCAN
+      cursor of the old process would skip members in the new one (its
+      hash seed differs), so the steps start the groups again; 50,000
+      members, every one written once.  And a recipient id given twice
+      is written once; a Redis user refused INFO gets the audience at
+      once.
 
 Run:  BUILD=build /usr/bin/python3 tests/integration/test_resolve_steps.py
 """
@@ -185,5 +191,52 @@ with Redis(out) as r:
                 pages, steps)
         d.stop()
         assert d.returncode == 0, d.stderr_text()[-2000:]
+
+with tap.check("[5] Redis restarted between two steps: every member of "
+               "50,000 written once; an id given twice, once"):
+    r2 = Redis(out, appendonly=True)
+    try:
+        P = "kairan:"
+        r2.call("EVAL", "for i = 1, 50000, 1000 do local t = {} "
+                "for j = i, i + 999 do t[#t + 1] = 'm' .. j end "
+                "redis.call('SADD', KEYS[1], unpack(t)) end", 1,
+                P + "grp:t1:all")
+        r2.call("HSET", P + "rcpt:t1:m7", "c", "x")
+        r2.call("HSET", P + "bc:rs", "status", "queued", "groups", '["all"]')
+        keys = [P + "bc:rs", P + "bc:rs:aud", P + "cats:t1", P + "bc:rs:seen"]
+        got = r2.call("EVAL", LUA, 4, *keys, P, "t1", 5000, 1, "all",
+                      "m7", "m7")
+        assert got == [3, 1], got
+        for _ in range(5):
+            got = r2.call("EVAL", LUA, 4, *keys, P, "t1", 5000)
+            assert got[0] == 3, got
+        rid = r2.call("HGET", keys[0], "res_r")
+        r2.stop()
+        r2.start()
+        assert r2.call("HGET", keys[0], "res_r") == rid  # the AOF kept it
+        calls = 0
+        while got[0] == 3:
+            got = r2.call("EVAL", LUA, 4, *keys, P, "t1", 5000)
+            calls += 1
+            assert calls < 40, calls
+        aud = r2.call("LRANGE", keys[1], 0, -1)
+        tap.diag("after the restart: %d calls; %d written" % (calls, len(aud)))
+        assert got == [1, 50000, 0] and len(aud) == 50000 and \
+            len(set(aud)) == 50000, (got, len(aud), len(set(aud)))
+        assert r2.call("EXISTS", keys[3]) == 0
+        assert r2.call("HGET", keys[0], "res_r") is None
+        # a user the ACL refuses INFO and UNLINK (an older ACL file): the
+        # audience at once, as before 0.5.0
+        r2.call("ACL", "SETUSER", "old", "on", ">pw", "~*", "+@all",
+                "-info", "-unlink")
+        r2.call("HSET", P + "bc:ro", "status", "queued", "groups", '["all"]')
+        ko = [P + "bc:ro", P + "bc:ro:aud", P + "cats:t1", P + "bc:ro:seen"]
+        with r2.client() as c:
+            c.call("AUTH", "old", "pw")
+            got = c.call("EVAL", LUA, 4, *ko, P, "t1", 5000, 1, "all")
+        assert got == [1, 50000, 0], got
+        assert r2.call("EXISTS", ko[3]) == 0
+    finally:
+        r2.stop()
 
 tap.done()
