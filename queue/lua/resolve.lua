@@ -30,8 +30,8 @@
 -- KEYS: bc, bc:aud, cats (the tenant's categories; optional), bc:seen
 --   (needed when the audience is larger than step)
 -- ARGV: prefix, tenant, step, ngroups, groups..., recipient ids...  (a
---   call that goes on reads the groups from bc's "groups" and needs only
---   the first three)
+--   call that goes on needs only the first three: it reads the groups
+--   from bc's "groups", and the ids from "rcpt_ids" should it start again)
 -- Returns {1, audience size, emg (0/1)}; {3, ids written so far} when a
 -- call must follow (the same KEYS); {0, reason} for an unknown group or
 -- recipient (nothing written; the reason names its place, e.g.
@@ -153,21 +153,31 @@ if rg then
   return {3, redis.call('LLEN', KEYS[2])}
 end
 
--- The first call: every name is checked before anything is written.
-local ng = tonumber(ARGV[4])
-local g0, r0 = 5, 5 + ng
-local total = #ARGV - r0 + 1
-for i = g0, r0 - 1 do
-  local gk = key(P, 'grp', T, ARGV[i])
+-- The first call: every name is checked before anything is written.  A
+-- call that would go on while bc holds no place (Redis lost the first
+-- call's writes: a failover, an AOF cut short) starts again, with the
+-- names bc keeps.
+local G, I = {}, {}
+if ARGV[4] then
+  local ng = tonumber(ARGV[4])
+  for i = 5, 4 + ng do G[#G + 1] = ARGV[i] end
+  for i = 5 + ng, #ARGV do I[#I + 1] = ARGV[i] end
+else
+  G = cjson.decode(redis.call('HGET', KEYS[1], 'groups') or '[]')
+  I = cjson.decode(redis.call('HGET', KEYS[1], 'rcpt_ids') or '[]')
+end
+local total = #I
+for i = 1, #G do
+  local gk = key(P, 'grp', T, G[i])
   if redis.call('EXISTS', gk) == 0 then
-    return {0, 'audience.groups[' .. (i - g0) .. ']: unknown group ' ..
+    return {0, 'audience.groups[' .. (i - 1) .. ']: unknown group ' ..
       'in tenant "' .. T .. '" (see kairanctl groups list)'}
   end
   total = total + redis.call('SCARD', gk)
 end
-for i = r0, #ARGV do
-  if redis.call('EXISTS', key(P, 'rcpt', T, ARGV[i])) == 0 then
-    return {0, 'audience.recipients[' .. (i - r0) .. ']: ' ..
+for i = 1, #I do
+  if redis.call('EXISTS', key(P, 'rcpt', T, I[i])) == 0 then
+    return {0, 'audience.recipients[' .. (i - 1) .. ']: ' ..
       'unknown recipient in tenant "' .. T .. '" (see kairanctl ' ..
       'recipients export)'}
   end
@@ -177,9 +187,7 @@ local rid = total > step and KEYS[4] and run_id()
 if rid then
   -- In steps: the recipient ids now (checked above), the groups in the
   -- calls that follow.
-  local ids = {}
-  for i = r0, #ARGV do ids[#ids + 1] = ARGV[i] end
-  push_new(ids)
+  push_new(I)
   redis.call('HSET', KEYS[1], 'res_g', 0, 'res_c', '0', 'res_r', rid)
   return {3, redis.call('LLEN', KEYS[2])}
 end
@@ -189,16 +197,16 @@ end
 -- the seen table nor the sort is needed (for 50,000 members that saved
 -- ~50 ms before the first message could leave).
 local seen, ids = {}, {}
-if ng == 1 and #ARGV == g0 then
-  ids = redis.call('SMEMBERS', key(P, 'grp', T, ARGV[g0]))
+if #G == 1 and #I == 0 then
+  ids = redis.call('SMEMBERS', key(P, 'grp', T, G[1]))
 else
-  for i = g0, r0 - 1 do
-    for _, m in ipairs(redis.call('SMEMBERS', key(P, 'grp', T, ARGV[i]))) do
+  for i = 1, #G do
+    for _, m in ipairs(redis.call('SMEMBERS', key(P, 'grp', T, G[i]))) do
       if not seen[m] then seen[m] = true; ids[#ids + 1] = m end
     end
   end
-  for i = r0, #ARGV do
-    local m = ARGV[i]
+  for i = 1, #I do
+    local m = I[i]
     if not seen[m] then seen[m] = true; ids[#ids + 1] = m end
   end
   table.sort(ids)
