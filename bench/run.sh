@@ -8,6 +8,7 @@ scripts/deps.sh bench
 /usr/bin/python3 bench/push_bench.py
 /usr/bin/python3 bench/line_bench.py
 /usr/bin/python3 bench/script_bench.py
+/usr/bin/python3 bench/resolve_bench.py
 /usr/bin/python3 bench/fair_design.py
 /usr/bin/python3 bench/scale_bench.py
 /usr/bin/python3 bench/ack_bench.py

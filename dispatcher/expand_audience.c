@@ -162,9 +162,7 @@ void kn__expand_on_meta(struct kn_redis *r, redisReply *rep, void *arg)
             /* Cancelled between two steps of a resolution: the script
              * drops the seen set and answers "cancelled". */
             e->tenant = kn_xstrdup((v = hget(rep, "tenant")) ? v : "");
-            resolve_args(e, &a);
-            kn__eval_reliable(d, &kn_script_resolve, on_resolved, e, NULL, 4,
-                              &a);
+            kn__expand_resolve_step(e);
             return;
         }
         kn__expand_done(e);
