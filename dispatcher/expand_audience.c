@@ -22,6 +22,12 @@
 
 static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg);
 
+/* Ids a step writes: KN_RESOLVE_PAGES pages; also what its turn costs. */
+static int64_t step_ids(const struct kn_expander *e)
+{
+    return KN_RESOLVE_PAGES * e->d->cfg->expand_page;
+}
+
 /* The resolve script's keys (bc, bc:aud, cats, bc:seen) and the ARGV all
  * its calls share (prefix, tenant, step), with the step's keys named. */
 static void resolve_args(struct kn_expander *e, struct kn_argv *a)
@@ -34,7 +40,7 @@ static void resolve_args(struct kn_expander *e, struct kn_argv *a)
     kn_argv_take(a, kn_key_bc(d->prefix, e->cur->bc, ":seen"));
     kn_argv_add(a, d->prefix);
     kn_argv_add(a, e->tenant);
-    kn_argv_addi(a, KN_RESOLVE_PAGES * d->cfg->expand_page);
+    kn_argv_addi(a, step_ids(e));
     kn__expand_step(e, "resolving the audience");
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ""), "hash");
     kn__expand_step_key(e, kn_key_bc(d->prefix, e->cur->bc, ":aud"), "list");
@@ -82,7 +88,7 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
     if (rep->element[0]->integer == 3) {
         /* More steps to come, one a turn: it waits for the next. */
         if (e->resolving) {
-            kn__expand_turn_over(e, KN_RESOLVE_PAGES * e->d->cfg->expand_page);
+            kn__expand_turn_over(e, step_ids(e));
         } else {
             e->resolving = 1;
             kn__expand_admitted(e);
@@ -99,7 +105,7 @@ static void on_resolved(struct kn_redis *r, redisReply *rep, void *arg)
     if (e->resolving) {
         /* The last step: its pages from its next turn on. */
         e->resolving = 0;
-        kn__expand_turn_over(e, KN_RESOLVE_PAGES * e->d->cfg->expand_page);
+        kn__expand_turn_over(e, step_ids(e));
         return;
     }
     kn__expand_admitted(e); /* it waits for its turn */
