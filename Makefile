@@ -32,7 +32,7 @@ LDFLAGS := $(SANFLAGS)
 LIB_SRCS := \
 	common/kn.c common/ipscope.c common/log.c common/seal.c common/signed.c common/argv.c common/text.c \
 	common/utf8.c common/json.c common/buf.c common/codec.c common/file.c common/csvcell.c common/csv.c \
-	config/config.c config/check.c \
+	config/config.c config/check.c config/cross.c \
 	model/address.c model/message.c model/broadcast.c model/broadcast_store.c model/ack.c model/job.c model/directory.c model/token.c model/audit.c model/line_event.c \
 	model/label.c model/password.c model/totp.c model/session.c model/device.c \
 	model/child.c model/regsheet.c common/qrsvg.c \

@@ -2,7 +2,8 @@
  * check.c - the validators of config values that need more than a type:
  * Redis and SMTP URLs, mailboxes, host names, http.listen (the same
  * parser kairand binds with), http.public_url and trusted proxies.  Each
- * check returns NULL or a sentence saying what is expected.
+ * check returns NULL or a sentence saying what is expected.  And
+ * kn_redis_url_parse, the public face of the Redis URL's split.
  */
 #include "config/check.h"
 
@@ -549,4 +550,19 @@ const char *kn__config_check_proxies(const char *value)
         p += n;
     }
     return NULL;
+}
+
+/*
+ * Parse "redis://[[user]:password@]host[:port][/db]".  The user name (a
+ * Redis 6 ACL user) is not an output here: it is cfg->redis_user.  The
+ * password is percent-decoded; a host may be "[::1]".  Left out parts take
+ * their defaults.  Any output pointer may be NULL.  Returns 0, or KN_EINVAL
+ * with nothing allocated.
+ */
+int kn_redis_url_parse(const char *url, char **host, int *port, int *db,
+                       char **password)
+{
+    return kn__config_redis_url_split(url, host, port, db, NULL, password)
+               ? KN_EINVAL
+               : 0;
 }

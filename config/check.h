@@ -28,6 +28,8 @@ const char *kn__config_check_smtp_url(const char *value);
 char *kn__config_smtp_url_host(const char *url);
 /* smtp.from, smtp.reply_to: "Name <local@domain>" or "local@domain" */
 const char *kn__config_mailbox_problem(const char *value);
+/* smtp.tls's name for a mode (config.c), "?" for none */
+const char *kn__config_tls_name(int mode);
 /* smtp.helo */
 const char *kn__config_check_hostname(const char *value);
 /* smtp.bounce_local: 1-32 of a-z 0-9 . - (no '+': it separates the ref). */
